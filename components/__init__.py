@@ -1,0 +1,1 @@
+"""Kubeflow Pipelines v2 components: thin typed wrappers over flywheel.tasks."""

@@ -1,0 +1,39 @@
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
+
+from flywheel.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def evaluate(
+    config: str,
+    model: Input[Model],
+    holdout: Input[Dataset],
+    window: Input[Dataset],
+    baseline: str,
+    evaluation: Output[Artifact],
+    report: Output[HTML],
+    metrics: Output[Metrics],
+    classification: Output[ClassificationMetrics],
+) -> None:
+    """Score the candidate and the production model on the same rows, with plots."""
+    from pathlib import Path
+
+    from flywheel import tasks
+
+    result = tasks.evaluate(
+        config,
+        Path(model.path),
+        Path(holdout.path),
+        Path(window.path),
+        baseline,
+        Path(evaluation.path),
+        Path(report.path),
+    )
+    for name, value in tasks.flat_metrics(result.model_dump(mode="json")).items():
+        metrics.log_metric(name, value)
+    roc = result.candidate.roc
+    classification.log_roc_curve(list(roc.fpr), list(roc.tpr), list(roc.thresholds))
+    classification.log_confusion_matrix(
+        ["repaid", "defaulted"], [list(row) for row in result.candidate.newest.confusion]
+    )

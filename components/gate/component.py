@@ -1,0 +1,23 @@
+from kfp import dsl
+from kfp.dsl import Artifact, Input, Markdown, Output
+
+from flywheel.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def gate(
+    config: str,
+    evaluation: Input[Artifact],
+    decision: Output[Artifact],
+    report: Output[Markdown],
+) -> bool:
+    """Apply the promotion policy; return whether the candidate is blessed (reasons in `report`)."""
+    from pathlib import Path
+
+    from flywheel import tasks
+
+    result = tasks.decide(config, Path(evaluation.path), Path(decision.path))
+    Path(report.path).write_text(result.markdown())
+    decision.metadata["blessed"] = result.blessed
+    decision.metadata["reasons"] = result.reasons
+    return result.blessed

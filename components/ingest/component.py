@@ -1,0 +1,18 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Output
+
+from flywheel.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def ingest(config: str, as_of: str, window: Output[Dataset]) -> str:
+    """Collect the dated batches of the window into a Dataset; return their content hash."""
+    from pathlib import Path
+
+    from flywheel import tasks
+
+    manifest = tasks.ingest(config, as_of, Path(window.path))
+    window.metadata["content_hash"] = manifest["content_hash"]
+    window.metadata["batches"] = [batch["day"] for batch in manifest["batches"]]
+    window.metadata["source"] = manifest["source"]
+    return str(manifest["content_hash"])

@@ -1,0 +1,25 @@
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from flywheel.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def train(
+    config: str, window: Input[Dataset], model: Output[Model], holdout: Output[Dataset]
+) -> None:
+    """Fit the configured scikit-learn Pipeline on the window's older batches."""
+    from pathlib import Path
+
+    from flywheel import tasks
+
+    info = tasks.train(config, Path(window.path), Path(model.path), Path(holdout.path))
+    model.metadata.update(
+        {
+            "framework": "scikit-learn",
+            "estimator": info["estimator"],
+            "rows": info["rows"],
+            "best_params": info["best_params"],
+        }
+    )
+    holdout.metadata["rows"] = info["holdout_rows"]

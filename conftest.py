@@ -1,0 +1,148 @@
+"""Fixtures shared by every test tier: small real projects, real batches, a real S3 server."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flywheel import batches, synthetic
+from flywheel.config import Settings, load_settings
+from flywheel.storage import open_store
+
+# A small, fast configuration: 5 days of 600 rows, no hyper-parameter search.
+SMALL = [
+    "data.window_days=5",
+    "data.generator.rows_per_day=600",
+    "data.generator.change_day=3",
+    "model.search.enabled=false",
+    "model.params.max_iter=60",
+    "promotion.min_metric=0.7",
+    "contract.min_rows=50",
+]
+
+
+@pytest.fixture
+def small_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a throwaway project under tmp_path; extra `key=value` overrides win."""
+
+    def make(*overrides: str) -> Settings:
+        return load_settings(
+            None,
+            env={},
+            overrides=[
+                f"data.source={tmp_path / 'batches'}",
+                f"storage.uri={tmp_path / 'store'}",
+                f"pipeline.root={tmp_path / 'pipeline-root'}",
+                *SMALL,
+                *overrides,
+            ],
+        )
+
+    return make
+
+
+def write_batches(
+    settings: Settings,
+    days: int,
+    start: date | None = None,
+    fmt: str = "parquet",
+    **generator: object,
+) -> list[str]:
+    """Generate `days` daily batches into the settings' data source."""
+    gen = settings.data.generator.model_copy(update=generator)
+    source = batches.BatchSource(open_store(settings.data.source, settings.storage))
+    first = start or gen.start_date
+    return [
+        source.write(day, synthetic.generate_day(day, gen), fmt)
+        for day in synthetic.days(first, days)
+    ]
+
+
+@pytest.fixture
+def make_batches() -> Callable[..., list[str]]:
+    """`make_batches(settings, days, start=None, fmt="parquet", **generator_overrides)`."""
+    return write_batches
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[object]:
+    """A SeaweedFS S3 server on loopback for the whole session."""
+    from tools.loopback import seaweedfs
+
+    with seaweedfs() as server:
+        yield server
+
+
+@pytest.fixture
+def s3_env(s3_server: object, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], list[str]]:
+    """Point credentials at the test server; returns overrides for a fresh bucket."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)  # type: ignore[attr-defined]
+
+    def overrides(purpose: str) -> list[str]:
+        bucket = f"{purpose}-{uuid.uuid4().hex[:8]}"
+        from flywheel.config import StorageSettings
+        from flywheel.storage import S3Store
+
+        storage = StorageSettings(endpoint=s3_server.endpoint, secure=False)  # type: ignore[attr-defined]
+        S3Store(
+            f"s3://{bucket}",
+            endpoint=storage.endpoint,
+            access_key=os.environ["AWS_ACCESS_KEY_ID"],
+            secret_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+            secure=False,
+        ).ensure_bucket()
+        return [
+            f"storage.endpoint={s3_server.endpoint}",  # type: ignore[attr-defined]
+            "storage.secure=false",
+            f"storage.uri=s3://{bucket}/flywheel",
+        ]
+
+    return overrides
+
+
+@pytest.fixture
+def run_component(tmp_path: Path) -> Callable[..., Path]:
+    """Run one component under kfp.local's SubprocessRunner; return its task folder.
+
+    kfp.local refuses input artifacts for a lone task, so the component runs
+    inside a one-step pipeline whose inputs come from dsl.importer.
+    """
+    import kfp.local
+    from kfp import dsl
+
+    root = tmp_path / "kfp-root"
+
+    def run(
+        component: Any, artifacts: dict[str, tuple[type, Path]] | None = None, **params: Any
+    ) -> Path:
+        kfp.local.init(
+            runner=kfp.local.SubprocessRunner(use_venv=False),
+            pipeline_root=str(root),
+            raise_on_error=True,
+        )
+
+        @dsl.pipeline(name="component-test")
+        def one_step():  # type: ignore[no-untyped-def]  # KFP reads annotations: none here
+            inputs = {
+                name: dsl.importer(artifact_uri=str(path), artifact_class=cls).output
+                for name, (cls, path) in (artifacts or {}).items()
+            }
+            component(**inputs, **params)
+
+        before = set(root.glob("*")) if root.exists() else set()
+        one_step()
+        (run_dir,) = set(root.glob("*")) - before
+        task_dirs = [
+            d for d in run_dir.iterdir() if d.is_dir() and not d.name.startswith("importer")
+        ]
+        assert len(task_dirs) == 1, task_dirs
+        return task_dirs[0]
+
+    return run

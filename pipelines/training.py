@@ -1,0 +1,90 @@
+"""The training pipeline: dated batches in, a validated and registered model out."""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset
+
+from flywheel.cluster import use_store_credentials
+from flywheel.components.baseline.component import baseline
+from flywheel.components.evaluate.component import evaluate
+from flywheel.components.gate.component import gate
+from flywheel.components.infra_validate.component import infra_validate
+from flywheel.components.ingest.component import ingest
+from flywheel.components.register.component import register
+from flywheel.components.train.component import train
+from flywheel.components.validate.component import validate
+
+PIPELINE_NAME = "flywheel-training"
+
+
+class TrainingOutputs(NamedTuple):
+    """What a run leaves for the caller: the data, the evaluation and the gate's decision."""
+
+    window: Dataset
+    evaluation: Artifact
+    report: HTML
+    decision: Artifact
+
+
+@dsl.pipeline(
+    name=PIPELINE_NAME,
+    description=(
+        "Ingest a window of dated batches, validate them against the data contract, train, "
+        "evaluate against production, gate, infra-validate and register."
+    ),
+)
+def training_pipeline(
+    config: str,
+    run_id: str,
+    as_of: str = "",
+    git_commit: str = "",
+    image: str = "",
+    image_digest: str = "",
+    s3_secret: str = "flywheel-s3",
+) -> TrainingOutputs:
+    """`config` is the resolved flywheel.yaml as JSON; `as_of` defaults to the newest batch."""
+    # Reads the registry, which changes between runs: never cached. Its output is a
+    # plain version string, so the steps below stay cacheable per production version.
+    production = baseline(config=config).set_caching_options(False)
+    production.set_display_name("resolve production model")
+    data = ingest(config=config, as_of=as_of)
+    checked = validate(config=config, window=data.outputs["window"], baseline=production.output)
+    trained = train(config=config, window=data.outputs["window"]).after(checked)
+    evaluated = evaluate(
+        config=config,
+        model=trained.outputs["model"],
+        holdout=trained.outputs["holdout"],
+        window=data.outputs["window"],
+        baseline=production.output,
+    )
+    decided = gate(config=config, evaluation=evaluated.outputs["evaluation"])
+    store_tasks = [production, data, checked, evaluated]
+    with dsl.If(decided.outputs["Output"] == True, name="blessed"):  # noqa: E712
+        loadable = infra_validate(
+            config=config, model=trained.outputs["model"], window=data.outputs["window"]
+        )
+        registered = register(
+            config=config,
+            model=trained.outputs["model"],
+            contract=checked.outputs["contract"],
+            evaluation=evaluated.outputs["evaluation"],
+            evaluation_report=evaluated.outputs["report"],
+            decision=decided.outputs["decision"],
+            validation_report=checked.outputs["report"],
+            window=data.outputs["window"],
+            run_id=run_id,
+            git_commit=git_commit,
+            image=image,
+            image_digest=image_digest,
+        ).after(loadable)
+        registered.set_caching_options(False)
+        store_tasks.append(registered)
+    for task in store_tasks:
+        use_store_credentials(task, s3_secret)
+    return TrainingOutputs(
+        window=data.outputs["window"],
+        evaluation=evaluated.outputs["evaluation"],
+        report=evaluated.outputs["report"],
+        decision=decided.outputs["decision"],
+    )

@@ -1,0 +1,182 @@
+"""Dated batches: one CSV or Parquet file per day, in a directory or under an s3:// prefix.
+
+A batch is named after its day (`2026-01-14.parquet`) and is never rewritten:
+runs are cached on the window's dates, so a day's file is treated as immutable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from flywheel.storage import ObjectStore
+
+_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
+MANIFEST = "manifest.json"
+
+
+class BatchError(ValueError):
+    """A batch is missing, ambiguous or unreadable; the message names the file."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One day's file in the source."""
+
+    day: date
+    key: str
+
+    @property
+    def format(self) -> str:
+        """csv or parquet, from the file name."""
+        return self.key.rsplit(".", 1)[1]
+
+    @property
+    def name(self) -> str:
+        """The file name, e.g. 2026-01-14.parquet."""
+        return self.key.rsplit("/", 1)[-1]
+
+
+def parse(name: str, raw: bytes) -> pd.DataFrame:
+    """Read a batch file's bytes; `name` picks the format and appears in errors."""
+    try:
+        if name.endswith(".parquet"):
+            return pd.read_parquet(io.BytesIO(raw))
+        return pd.read_csv(io.BytesIO(raw))
+    except Exception as error:  # each reader raises its own family of errors
+        kind = "Parquet" if name.endswith(".parquet") else "CSV"
+        raise BatchError(f"batch {name} is not readable {kind}: {error}") from None
+
+
+def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
+    """A batch file's bytes in csv or parquet."""
+    if fmt == "csv":
+        return frame.to_csv(index=False).encode()
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
+
+
+class BatchSource:
+    """The dated batches below one store."""
+
+    def __init__(self, store: ObjectStore, fmt: str = "auto") -> None:
+        self.store = store
+        self.fmt = fmt
+
+    def available(self) -> list[Batch]:
+        """Every batch, oldest first; two files for one day is an error."""
+        found: dict[date, Batch] = {}
+        for key in self.store.list(""):
+            match = _NAME.match(key.rsplit("/", 1)[-1])
+            if not match or "/" in key or (self.fmt != "auto" and match.group(2) != self.fmt):
+                continue
+            try:
+                day = date.fromisoformat(match.group(1))
+            except ValueError:
+                continue
+            if day in found:
+                raise BatchError(
+                    f"two batches for {day} in {self.store.uri}: {found[day].key}, {key}"
+                )
+            found[day] = Batch(day, key)
+        return [found[d] for d in sorted(found)]
+
+    def window(self, days: int, as_of: date | None = None) -> list[Batch]:
+        """The batches of the `days` days ending at `as_of` (default: the newest batch)."""
+        batches = self.available()
+        if not batches:
+            raise BatchError(
+                f"no batches in {self.store.uri} (expected files like 2026-01-14.parquet)"
+            )
+        end = as_of or batches[-1].day
+        start = end - timedelta(days=days - 1)
+        chosen = [b for b in batches if start <= b.day <= end]
+        if len(chosen) < 2:
+            raise BatchError(
+                f"the window {start}..{end} of {self.store.uri} holds {len(chosen)} batch(es); "
+                "a run needs at least 2: older ones to train on and the newest to test on"
+            )
+        return chosen
+
+    def write(self, day: date, frame: pd.DataFrame, fmt: str = "parquet") -> str:
+        """Write one day's batch; refuses to replace a day that already exists."""
+        if any(b.day == day for b in self.available()):
+            raise BatchError(f"a batch for {day} already exists in {self.store.uri}")
+        key = f"{day.isoformat()}.{fmt}"
+        self.store.write(key, serialise(frame, fmt), create_only=True)
+        return self.store.location(key)
+
+
+def window_hash(files: Sequence[tuple[str, bytes]]) -> str:
+    """Content hash of a window: sha256 over each file's name and sha256."""
+    outer = hashlib.sha256()
+    for name, raw in sorted(files):
+        outer.update(f"{name}\0{hashlib.sha256(raw).hexdigest()}\n".encode())
+    return outer.hexdigest()
+
+
+@dataclass(frozen=True)
+class Window:
+    """The batches one run reads: all but the newest train, the newest tests."""
+
+    batches: list[tuple[str, pd.DataFrame]]
+    content_hash: str
+
+    @property
+    def history(self) -> list[tuple[str, pd.DataFrame]]:
+        """The older batches, for training."""
+        return self.batches[:-1]
+
+    @property
+    def newest(self) -> tuple[str, pd.DataFrame]:
+        """The newest batch, unseen in training."""
+        return self.batches[-1]
+
+
+def collect(source: BatchSource, days: int, as_of: date | None, out: Path) -> dict[str, Any]:
+    """Copy a window's files, unchanged, into `out` with a manifest; return the manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    entries = []
+    for batch in source.window(days, as_of):
+        raw = source.store.read(batch.key)
+        (out / batch.name).write_bytes(raw)
+        files.append((batch.name, raw))
+        entries.append(
+            {
+                "day": batch.day.isoformat(),
+                "file": batch.name,
+                "sha256": hashlib.sha256(raw).hexdigest(),
+            }
+        )
+    manifest: dict[str, Any] = {
+        "source": source.store.uri,
+        "batches": entries,
+        "content_hash": window_hash(files),
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load(path: Path) -> Window:
+    """Read a window written by `collect`, checking each file against its recorded hash."""
+    manifest = json.loads((path / MANIFEST).read_text())
+    batches = []
+    files = []
+    for entry in manifest["batches"]:
+        raw = (path / entry["file"]).read_bytes()
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise BatchError(f"batch {entry['file']} changed after ingestion (sha256 mismatch)")
+        files.append((entry["file"], raw))
+        batches.append((entry["day"], parse(entry["file"], raw)))
+    return Window(batches=batches, content_hash=window_hash(files))

@@ -1,0 +1,388 @@
+"""The one configuration model, fed by flywheel.yaml, environment variables and --set flags."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "FLYWHEEL_"
+DEFAULT_CONFIG = "flywheel.yaml"
+
+Scalar = str | int | float | bool | None
+Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
+Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+Scenario = Literal[
+    "stable",
+    "covariate_drift",
+    "concept_drift",
+    "label_shift",
+    "new_category",
+    "broken_nulls",
+    "broken_types",
+    "broken_missing_column",
+    "broken_renamed_column",
+]
+Metric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1"]
+
+
+class Strict(BaseModel):
+    """Base for every settings model: typed exactly, immutable, no unknown keys."""
+
+    model_config = ConfigDict(strict=True, frozen=True, extra="forbid")
+
+
+class GeneratorSettings(Strict):
+    """How `flywheel data generate` writes synthetic daily batches."""
+
+    scenario: Scenario = "stable"
+    seed: int = 42
+    rows_per_day: int = Field(default=2000, gt=0, le=5_000_000)
+    start_date: date = date(2026, 1, 1)
+    change_day: int = Field(default=7, ge=0, description="Day index at which a scenario starts")
+
+
+class DataSettings(Strict):
+    """Where dated batches come from and how many days one run reads."""
+
+    source: str = Field(default="data/batches", description="A directory or an s3:// prefix")
+    format: Literal["auto", "csv", "parquet"] = "auto"
+    window_days: int = Field(default=14, ge=2, le=366)
+    generator: GeneratorSettings = GeneratorSettings()
+
+
+class FeatureSettings(Strict):
+    """The columns of a batch and what each one is."""
+
+    time_column: Column = "event_time"
+    label: Column = "defaulted"
+    numeric: tuple[Column, ...] = (
+        "income",
+        "age",
+        "loan_amount",
+        "credit_score",
+        "tenure_months",
+        "late_payments",
+    )
+    categorical: tuple[Column, ...] = ("region", "channel", "employment")
+
+    @model_validator(mode="after")
+    def _distinct(self) -> FeatureSettings:
+        names = [*self.numeric, *self.categorical]
+        if not names:
+            raise ValueError("at least one numeric or categorical feature is needed")
+        seen: set[str] = set()
+        for name in [*names, self.label, self.time_column]:
+            if name in seen:
+                raise ValueError(f"column {name!r} is listed twice")
+            seen.add(name)
+        return self
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Every feature, numeric first."""
+        return (*self.numeric, *self.categorical)
+
+
+class DriftSettings(Strict):
+    """Population stability index thresholds per feature."""
+
+    bins: int = Field(default=10, ge=2, le=100)
+    psi_warn: float = Field(default=0.1, gt=0)
+    psi_fail: float | None = Field(default=None, gt=0, description="Stop the run above this")
+
+
+class ContractSettings(Strict):
+    """How far a new batch may stray from the reference data before the run stops."""
+
+    null_rate_tolerance: Fraction = 0.05
+    range_tolerance: float = Field(default=0.25, ge=0)
+    max_out_of_range_fraction: Fraction = 0.01
+    unseen_categories: Literal["error", "warn"] = "error"
+    label_balance_tolerance: Fraction = 0.15
+    label_balance: Literal["error", "warn"] = "warn"
+    min_rows: int = Field(default=50, ge=1)
+    drift: DriftSettings = DriftSettings()
+
+
+class SearchSettings(Strict):
+    """An optional small randomized hyper-parameter search."""
+
+    enabled: bool = False
+    n_iter: int = Field(default=4, ge=1, le=200)
+    cv: int = Field(default=3, ge=2, le=10)
+    space: dict[str, tuple[Scalar, ...]] = {}
+
+    @field_validator("space")
+    @classmethod
+    def _non_empty_choices(
+        cls, space: dict[str, tuple[Scalar, ...]]
+    ) -> dict[str, tuple[Scalar, ...]]:
+        for name, choices in space.items():
+            if not choices:
+                raise ValueError(f"search space for {name!r} has no values")
+        return space
+
+
+class ModelSettings(Strict):
+    """The scikit-learn estimator at the end of the training Pipeline."""
+
+    estimator: str = "sklearn.ensemble.HistGradientBoostingClassifier"
+    params: dict[str, Scalar] = {}
+    search: SearchSettings = SearchSettings()
+    test_size: float = Field(default=0.2, gt=0, lt=0.9)
+    seed: int = 42
+
+    @field_validator("estimator")
+    @classmethod
+    def _sklearn_only(cls, value: str) -> str:
+        if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
+            raise ValueError(
+                "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
+            )
+        return value
+
+
+class SliceCheck(Strict):
+    """A minimum metric on every value of one categorical column."""
+
+    column: Column
+    min_metric: Fraction
+    min_rows: int = Field(default=100, ge=1)
+
+
+class PromotionSettings(Strict):
+    """The gate between a trained candidate and the registry."""
+
+    metric: Metric = "roc_auc"
+    min_metric: Fraction = 0.7
+    max_regression: Fraction = 0.02
+    slices: tuple[SliceCheck, ...] = ()
+
+
+class StorageSettings(Strict):
+    """The object store behind datasets, models and logs."""
+
+    uri: str = Field(default=".flywheel/store", description="A directory or s3://bucket[/prefix]")
+    endpoint: str | None = Field(default=None, description="host:port of an S3-compatible server")
+    secure: bool = True
+    region: str | None = None
+    access_key_env: str = "AWS_ACCESS_KEY_ID"
+    secret_key_env: str = "AWS_SECRET_ACCESS_KEY"
+
+    @property
+    def is_s3(self) -> bool:
+        """Whether the store is S3 rather than a local directory."""
+        return self.uri.startswith("s3://")
+
+
+class PipelineSettings(Strict):
+    """Where and how the training pipeline runs."""
+
+    root: str = ".flywheel/pipeline-root"
+    caching: bool = True
+    host: str | None = Field(default=None, description="KFP API endpoint for `flywheel submit`")
+    experiment: str = "flywheel"
+    s3_secret: Name = Field(default="flywheel-s3", description="Secret with the S3 keys on cluster")
+
+
+class Settings(Strict):
+    """Everything one Flywheel deployment needs to know."""
+
+    model_name: Name = "loan-default"
+    data: DataSettings = DataSettings()
+    features: FeatureSettings = FeatureSettings()
+    contract: ContractSettings = ContractSettings()
+    model: ModelSettings = ModelSettings()
+    promotion: PromotionSettings = PromotionSettings()
+    storage: StorageSettings = StorageSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+
+    @model_validator(mode="after")
+    def _slices_are_features(self) -> Settings:
+        for i, check in enumerate(self.promotion.slices):
+            if check.column not in self.features.categorical:
+                raise ValueError(
+                    f"promotion.slices.{i}.column: {check.column!r} is not a categorical feature"
+                )
+        return self
+
+    def to_json(self) -> str:
+        """The canonical serialised form, as passed to pipeline components."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """Parse the form written by `to_json`."""
+        return cls.model_validate_json(text)
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names each key path and reason."""
+
+
+@dataclass(frozen=True)
+class _Origin:
+    where: str
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Iterable[str] = (),
+) -> Settings:
+    """Read flywheel.yaml, then apply FLYWHEEL_* variables, then `key.path=value` overrides."""
+    env = os.environ if env is None else env
+    data: dict[str, Any] = {}
+    origins: dict[tuple[str, ...], _Origin] = {}
+    source = Path(path) if path is not None else None
+    if source is not None:
+        data, origins = _read_yaml(source)
+    for name, raw in sorted(env.items()):
+        key = _env_key(name)
+        if key is not None:
+            _assign(data, key, _parse_scalar(raw), origins, _Origin(f"from env {name}"))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        dotted, raw = item.split("=", 1)
+        key = tuple(part for part in dotted.strip().split(".") if part)
+        if not key:
+            raise ConfigError(f"--set {item!r}: the key path is empty")
+        _assign(data, key, _parse_scalar(raw), origins, _Origin(f"from --set {dotted}"))
+    try:
+        return Settings.model_validate_json(json.dumps(data, default=_json_default))
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source, origins)) from None
+
+
+def _env_key(name: str) -> tuple[str, ...] | None:
+    if not name.startswith(ENV_PREFIX):
+        return None
+    key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
+    return key if key[0] in Settings.model_fields else None
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return yaml.safe_load(raw) if raw.strip() else raw
+    except yaml.YAMLError:
+        return raw
+
+
+def _json_default(value: object) -> str:
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a configuration value")
+
+
+def _assign(
+    data: dict[str, Any],
+    key: tuple[str, ...],
+    value: Any,
+    origins: dict[tuple[str, ...], _Origin],
+    origin: _Origin,
+) -> None:
+    node = data
+    for i, part in enumerate(key[:-1]):
+        child = node.get(part)
+        if not isinstance(child, dict):
+            if child is not None:
+                dotted = ".".join(key[: i + 1])
+                raise ConfigError(f"{dotted} ({origin.where}): is a value, not a section")
+            child = node[part] = {}
+        node = child
+    node[key[-1]] = value
+    origins[key] = origin
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], _Origin]]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is None:
+        return {}, {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys, not {type(data).__name__}"
+        )
+    origins: dict[tuple[str, ...], _Origin] = {}
+    _record_lines(root, (), origins, path)
+    return data, origins
+
+
+def _record_lines(
+    node: yaml.Node | None,
+    key: tuple[str | int, ...],
+    origins: dict[tuple[str, ...], _Origin],
+    path: Path,
+) -> None:
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = (*key, str(key_node.value))
+            origins[tuple(map(str, child))] = _Origin(f"{path}:{key_node.start_mark.line + 1}")
+            _record_lines(value_node, child, origins, path)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*key, i)
+            origins[tuple(map(str, child))] = _Origin(f"{path}:{item.start_mark.line + 1}")
+            _record_lines(item, child, origins, path)
+
+
+def _describe(
+    error: ValidationError, source: Path | None, origins: dict[tuple[str, ...], _Origin]
+) -> str:
+    lines = [f"{source or 'the configuration'} is not valid:"]
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        dotted = ".".join(loc) or "(top level)"
+        origin = _closest_origin(loc, origins)
+        reason = item["msg"]
+        if item["type"] == "extra_forbidden":
+            reason = "unknown key"
+        elif "input" in item and item["type"] not in {"missing"}:
+            reason = f"{reason} (got {item['input']!r})"
+        where = f" ({origin.where})" if origin else ""
+        lines.append(f"  {dotted}{where}: {reason}")
+    return "\n".join(lines)
+
+
+def _closest_origin(
+    loc: tuple[str, ...], origins: dict[tuple[str, ...], _Origin]
+) -> _Origin | None:
+    for end in range(len(loc), 0, -1):
+        origin = origins.get(loc[:end])
+        if origin is not None:
+            return origin
+    # An unknown section set as a.b=... is recorded under its full path.
+    return next((o for key, o in origins.items() if key[: len(loc)] == loc), None)
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON schema of flywheel.yaml."""
+    return Settings.model_json_schema()

@@ -1,0 +1,425 @@
+"""Data contracts: inferred from reference data, stored with each model, checked on every batch.
+
+pandera checks the structure (columns present and no others, types that
+coerce, labels in {0, 1}, allowed categories) and names each failing value.
+The statistical checks (null rates, out-of-range shares, label balance, PSI)
+compare a whole batch with the reference profile, so they are computed here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from flywheel import drift
+from flywheel.config import ContractSettings, FeatureSettings
+
+Severity = Literal["error", "warning"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class NumericProfile(_Frozen):
+    """What a numeric feature looked like in the reference data."""
+
+    null_rate: float
+    min: float
+    max: float
+    mean: float
+    std: float
+    edges: tuple[float, ...]
+    fractions: tuple[float, ...]
+
+
+class CategoricalProfile(_Frozen):
+    """The categories seen in the reference data and their shares."""
+
+    null_rate: float
+    fractions: dict[str, float]
+
+
+class Contract(_Frozen):
+    """Schema and statistics of the data a model was trained on."""
+
+    format: Literal[1] = 1
+    time_column: str
+    label: str
+    numeric: dict[str, NumericProfile]
+    categorical: dict[str, CategoricalProfile]
+    positive_rate: float
+    rows: int
+    batches: tuple[str, ...]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature columns in model input order."""
+        return (*self.numeric, *self.categorical)
+
+    def to_json(self) -> str:
+        """Serialise for storage next to the model."""
+        return self.model_dump_json(indent=2)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Contract:
+        """Load a contract written by `to_json`."""
+        return cls.model_validate_json(text)
+
+
+class Finding(_Frozen):
+    """One failed or suspicious check on one column of one batch."""
+
+    batch: str
+    column: str | None
+    check: str
+    expected: str
+    found: str
+    severity: Severity
+
+
+class BatchCheck(_Frozen):
+    """All findings for one batch, and its drift against the reference."""
+
+    batch: str
+    rows: int
+    findings: tuple[Finding, ...]
+    psi: dict[str, float]
+
+
+class ValidationResult(_Frozen):
+    """The outcome of checking every batch of a window against a contract."""
+
+    reference: str
+    batches: tuple[BatchCheck, ...]
+    skew: dict[str, dict[str, float]] = {}
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings that stop the run."""
+        return [f for b in self.batches for f in b.findings if f.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Findings worth a look that do not stop the run."""
+        return [f for b in self.batches for f in b.findings if f.severity == "warning"]
+
+    @property
+    def passed(self) -> bool:
+        """True when no check failed."""
+        return not self.errors
+
+    def summary(self) -> str:
+        """One line per error, for logs and exception messages."""
+        return "\n".join(
+            f"batch {f.batch}: column {f.column or '(table)'}: {f.check}: "
+            f"expected {f.expected}, found {f.found}"
+            for f in self.errors
+        )
+
+    def markdown(self) -> str:
+        """A report a person can read in the Kubeflow UI."""
+        status = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"# Data validation: {status}",
+            "",
+            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s) "
+            f"across {len(self.batches)} batch(es). Reference: {self.reference}.",
+            "",
+        ]
+        for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
+            if not items:
+                continue
+            lines += [f"## {title}", "", "| batch | column | check | expected | found |"]
+            lines.append("|---|---|---|---|---|")
+            lines += [
+                f"| {f.batch} | {f.column or '(table)'} | {f.check} | {_cell(f.expected)} "
+                f"| {_cell(f.found)} |"
+                for f in items
+            ]
+            lines.append("")
+        if self.batches and self.batches[-1].psi:
+            newest = self.batches[-1]
+            lines += [
+                f"## Drift of the newest batch ({newest.batch}) against the reference",
+                "",
+                "| feature | PSI | KS (train vs newest) | KS p-value |",
+                "|---|---|---|---|",
+            ]
+            for name, value in newest.psi.items():
+                skew = self.skew.get(name, {})
+                ks = f"{skew['ks']:.3f}" if "ks" in skew else "–"
+                p = f"{skew['p']:.3g}" if "p" in skew else "–"
+                lines.append(f"| {name} | {value:.3f} | {ks} | {p} |")
+            lines.append("")
+        lines += ["## Batches", "", "| batch | rows | errors | warnings |", "|---|---|---|---|"]
+        for b in self.batches:
+            errors = sum(f.severity == "error" for f in b.findings)
+            lines.append(f"| {b.batch} | {b.rows} | {errors} | {len(b.findings) - errors} |")
+        return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+class ContractViolation(ValueError):
+    """A batch broke the data contract; the message lists every failing check."""
+
+    def __init__(self, result: ValidationResult) -> None:
+        self.result = result
+        super().__init__(
+            f"data contract violated ({len(result.errors)} error(s)):\n{result.summary()}"
+        )
+
+
+def infer_contract(
+    frames: Sequence[tuple[str, pd.DataFrame]], features: FeatureSettings, bins: int
+) -> Contract:
+    """Profile clean reference batches into a contract."""
+    data = pd.concat([frame for _, frame in frames], ignore_index=True)
+    numeric: dict[str, NumericProfile] = {}
+    for name in features.numeric:
+        values = pd.to_numeric(data[name], errors="coerce")
+        clean = values.dropna()
+        edges = drift.quantile_edges(clean, bins)
+        numeric[name] = NumericProfile(
+            null_rate=float(values.isna().mean()),
+            min=float(clean.min()),
+            max=float(clean.max()),
+            mean=float(clean.mean()),
+            std=float(clean.std(ddof=0)),
+            edges=tuple(edges),
+            fractions=tuple(drift.bin_fractions(clean, edges)),
+        )
+    categorical = {
+        name: CategoricalProfile(
+            null_rate=float(data[name].isna().mean()),
+            fractions=drift.category_fractions(data[name]),
+        )
+        for name in features.categorical
+    }
+    return Contract(
+        time_column=features.time_column,
+        label=features.label,
+        numeric=numeric,
+        categorical=categorical,
+        positive_rate=float(pd.to_numeric(data[features.label]).mean()),
+        rows=len(data),
+        batches=tuple(name for name, _ in frames),
+    )
+
+
+def _schema(
+    time_column: str,
+    label: str,
+    numeric: Sequence[str],
+    categories: dict[str, list[str] | None],
+) -> Any:
+    """pandera's view of a batch: exactly these columns, types that coerce, allowed values."""
+    import pandera.pandas as pa
+
+    columns: dict[str, Any] = {
+        time_column: pa.Column("datetime64[ns]", coerce=True, nullable=False),
+        label: pa.Column("int64", coerce=True, nullable=False, checks=pa.Check.isin([0, 1])),
+    }
+    for name in numeric:
+        columns[name] = pa.Column("float64", coerce=True, nullable=True)
+    for name, allowed in categories.items():
+        checks = [pa.Check.isin(allowed)] if allowed is not None else []
+        columns[name] = pa.Column(nullable=True, checks=checks)
+    return pa.DataFrameSchema(columns, strict=True)
+
+
+def _structure_findings(
+    frame: pd.DataFrame, schema: Any, numeric: Sequence[str], batch: str
+) -> list[Finding]:
+    import pandera.errors
+
+    try:
+        schema.validate(frame, lazy=True)
+    except pandera.errors.SchemaErrors as errors:
+        cases = errors.failure_cases
+    else:
+        return []
+    findings: list[Finding] = []
+    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
+        samples = [str(v) for v in pd.unique(group["failure_case"].astype(str))]
+        if check == "column_in_dataframe":
+            findings += [_error(batch, c, "column present", "present", "missing") for c in samples]
+        elif check == "column_in_schema":
+            findings += [
+                _error(batch, c, "no unexpected columns", "absent", "present, not in the contract")
+                for c in samples
+            ]
+        elif any(f.column == column and f.check == "type" for f in findings):
+            continue
+        elif str(check).startswith(("coerce_dtype", "dtype")):
+            kind = "numeric" if column in numeric else str(check).split("'")[1]
+            findings.append(
+                _error(
+                    batch, str(column), "type", kind, f"{len(group)} value(s) like {_few(samples)}"
+                )
+            )
+        elif str(check).startswith("isin") and column not in numeric:
+            findings.append(
+                _error(
+                    batch,
+                    str(column),
+                    "allowed values",
+                    "a value seen in training",
+                    f"unseen value(s): {_few(samples)}",
+                )
+            )
+        else:
+            findings.append(
+                _error(batch, str(column), str(check), "passes", f"failed for {_few(samples)}")
+            )
+    return findings
+
+
+def structure_findings(frame: pd.DataFrame, features: FeatureSettings, batch: str) -> list[Finding]:
+    """Structural problems against the configured columns alone (no reference data needed)."""
+    schema = _schema(
+        features.time_column,
+        features.label,
+        features.numeric,
+        dict.fromkeys(features.categorical),
+    )
+    return _structure_findings(frame, schema, features.numeric, batch)
+
+
+def _few(samples: Sequence[str], limit: int = 5) -> str:
+    extra = f" (+{len(samples) - limit} more)" if len(samples) > limit else ""
+    return ", ".join(samples[:limit]) + extra
+
+
+def _error(batch: str, column: str | None, check: str, expected: str, found: str) -> Finding:
+    return Finding(
+        batch=batch, column=column, check=check, expected=expected, found=found, severity="error"
+    )
+
+
+def check_batch(
+    frame: pd.DataFrame, contract: Contract, policy: ContractSettings, batch: str
+) -> BatchCheck:
+    """Every structural and statistical check of one batch against a contract."""
+    allowed = policy.unseen_categories == "error"
+    schema = _schema(
+        contract.time_column,
+        contract.label,
+        list(contract.numeric),
+        {n: sorted(p.fractions) if allowed else None for n, p in contract.categorical.items()},
+    )
+    findings = _structure_findings(frame, schema, list(contract.numeric), batch)
+    broken = {f.column for f in findings if f.severity == "error"}
+
+    def add(column: str | None, check: str, expected: str, found: str, severity: Severity) -> None:
+        findings.append(
+            Finding(
+                batch=batch,
+                column=column,
+                check=check,
+                expected=expected,
+                found=found,
+                severity=severity,
+            )
+        )
+
+    if len(frame) < policy.min_rows:
+        add(None, "rows", f">= {policy.min_rows}", str(len(frame)), "error")
+    psi: dict[str, float] = {}
+    for name, numeric in contract.numeric.items():
+        if name not in frame.columns or name in broken:
+            continue
+        values = pd.to_numeric(frame[name], errors="coerce")
+        _check_nulls(add, name, float(values.isna().mean()), numeric.null_rate, policy)
+        clean = values.dropna()
+        slack = policy.range_tolerance * (numeric.max - numeric.min)
+        low, high = numeric.min - slack, numeric.max + slack
+        outside = float(((clean < low) | (clean > high)).mean()) if len(clean) else 0.0
+        if outside > policy.max_out_of_range_fraction:
+            add(
+                name,
+                "range",
+                f"<= {policy.max_out_of_range_fraction:.1%} outside [{low:.4g}, {high:.4g}]",
+                f"{outside:.1%} outside",
+                "error",
+            )
+        psi[name] = drift.psi(numeric.fractions, drift.bin_fractions(clean, numeric.edges))
+    for name, categorical in contract.categorical.items():
+        if name not in frame.columns or name in broken:
+            continue
+        _check_nulls(add, name, float(frame[name].isna().mean()), categorical.null_rate, policy)
+        shares = drift.category_fractions(frame[name])
+        unseen = sorted(set(shares) - set(categorical.fractions))
+        if unseen and policy.unseen_categories == "warn":
+            add(
+                name,
+                "allowed categories",
+                "a category seen in training",
+                f"unseen value(s): {', '.join(unseen)}",
+                "warning",
+            )
+        psi[name] = drift.categorical_psi(categorical.fractions, shares)
+    if contract.label in frame.columns and contract.label not in broken:
+        rate = float(pd.to_numeric(frame[contract.label], errors="coerce").mean())
+        if abs(rate - contract.positive_rate) > policy.label_balance_tolerance:
+            add(
+                contract.label,
+                "label balance",
+                f"positive rate {contract.positive_rate:.1%} ± {policy.label_balance_tolerance:.0%}",
+                f"{rate:.1%}",
+                "error" if policy.label_balance == "error" else "warning",
+            )
+    for name, value in psi.items():
+        limit = policy.drift.psi_fail
+        if limit is not None and value > limit:
+            add(name, "drift (PSI)", f"<= {limit}", f"{value:.3f}", "error")
+        elif value > policy.drift.psi_warn:
+            add(name, "drift (PSI)", f"<= {policy.drift.psi_warn}", f"{value:.3f}", "warning")
+    return BatchCheck(batch=batch, rows=len(frame), findings=tuple(findings), psi=psi)
+
+
+def _check_nulls(
+    add: Any, name: str, rate: float, reference: float, policy: ContractSettings
+) -> None:
+    limit = reference + policy.null_rate_tolerance
+    if rate > limit:
+        add(name, "null rate", f"<= {limit:.3f}", f"{rate:.3f}", "error")
+
+
+def skew(
+    reference: pd.DataFrame, current: pd.DataFrame, contract: Contract
+) -> dict[str, dict[str, float]]:
+    """Train/serve skew per numeric feature: KS statistic and p-value."""
+    result: dict[str, dict[str, float]] = {}
+    for name in contract.numeric:
+        if name in reference.columns and name in current.columns:
+            ks, p = drift.ks_statistic(reference[name], current[name])
+            if not np.isnan(ks):
+                result[name] = {"ks": ks, "p": p}
+    return result
+
+
+def validate_window(
+    batches: Sequence[tuple[str, pd.DataFrame]],
+    contract: Contract,
+    policy: ContractSettings,
+    reference: str,
+    train: pd.DataFrame | None = None,
+) -> ValidationResult:
+    """Check every batch of a window; skew compares `train` with the newest batch."""
+    checks = tuple(check_batch(frame, contract, policy, name) for name, frame in batches)
+    skews = skew(train, batches[-1][1], contract) if train is not None and batches else {}
+    return ValidationResult(reference=reference, batches=checks, skew=skews)
+
+
+def dumps(result: ValidationResult) -> str:
+    """JSON form of a validation result."""
+    return json.dumps(result.model_dump(mode="json"), indent=2)

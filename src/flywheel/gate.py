@@ -1,0 +1,130 @@
+"""The promotion policy as code: champion against challenger, with a recorded decision."""
+
+from __future__ import annotations
+
+import math
+
+from pydantic import BaseModel, ConfigDict
+
+from flywheel.config import PromotionSettings
+from flywheel.evaluation import Evaluation
+
+
+class Check(BaseModel):
+    """One rule of the policy, what it measured and whether it passed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    measured: float | None
+    threshold: float
+    passed: bool
+    detail: str
+
+
+class Decision(BaseModel):
+    """Blessed or not, and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    blessed: bool
+    metric: str
+    production_version: str | None
+    checks: tuple[Check, ...]
+
+    @property
+    def reasons(self) -> list[str]:
+        """The failed checks, as sentences."""
+        return [c.detail for c in self.checks if not c.passed]
+
+    def markdown(self) -> str:
+        """The decision as a table for the Kubeflow UI."""
+        verdict = "BLESSED" if self.blessed else "NOT BLESSED"
+        lines = [
+            f"# Gate: {verdict}",
+            "",
+            f"Metric: {self.metric}. Production: {self.production_version or 'none yet'}.",
+            "",
+            "| check | measured | threshold | result |",
+            "|---|---|---|---|",
+        ]
+        for c in self.checks:
+            measured = "–" if c.measured is None else f"{c.measured:.4f}"
+            lines.append(
+                f"| {c.name} | {measured} | {c.threshold:.4f} | {'pass' if c.passed else 'FAIL'} |"
+            )
+        if self.reasons:
+            lines += ["", "Reasons:", *[f"- {r}" for r in self.reasons]]
+        return "\n".join(lines) + "\n"
+
+
+def _at_least(name: str, measured: float | None, threshold: float, what: str) -> Check:
+    ok = measured is not None and not math.isnan(measured) and measured >= threshold
+    shown = "undefined" if measured is None or math.isnan(measured) else f"{measured:.4f}"
+    verb = "meets" if ok else "is below"
+    return Check(
+        name=name,
+        measured=None if measured is None or math.isnan(measured) else measured,
+        threshold=threshold,
+        passed=ok,
+        detail=f"{what} {shown} {verb} the minimum {threshold:.4f}",
+    )
+
+
+def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
+    """Apply the promotion policy to an evaluation."""
+    metric = policy.metric
+    candidate, production = evaluation.candidate, evaluation.production
+    checks: list[Check] = []
+    if candidate.holdout is not None:
+        checks.append(
+            _at_least(
+                f"min {metric} (holdout)",
+                candidate.holdout.get(metric),
+                policy.min_metric,
+                f"candidate {metric} on the holdout",
+            )
+        )
+    checks.append(
+        _at_least(
+            f"min {metric} (newest batch)",
+            candidate.newest.get(metric),
+            policy.min_metric,
+            f"candidate {metric} on the newest batch {evaluation.newest_batch}",
+        )
+    )
+    if production is not None:
+        floor = production.newest.get(metric) - policy.max_regression
+        check = _at_least(
+            f"max regression vs {production.version}",
+            candidate.newest.get(metric),
+            floor,
+            f"candidate {metric} on the newest batch",
+        )
+        checks.append(
+            check.model_copy(
+                update={
+                    "detail": check.detail + f" (production {production.version} scored "
+                    f"{production.newest.get(metric):.4f}, allowed regression "
+                    f"{policy.max_regression:.4f})"
+                }
+            )
+        )
+    for rule in policy.slices:
+        for value, result in sorted(candidate.slices.get(rule.column, {}).items()):
+            if result.rows < rule.min_rows:
+                continue
+            checks.append(
+                _at_least(
+                    f"slice {rule.column}={value}",
+                    result.value,
+                    rule.min_metric,
+                    f"candidate {metric} on {rule.column}={value} ({result.rows} rows)",
+                )
+            )
+    return Decision(
+        blessed=all(c.passed for c in checks),
+        metric=metric,
+        production_version=production.version if production else None,
+        checks=tuple(checks),
+    )

@@ -1,0 +1,135 @@
+"""Self-contained HTML reports with embedded PNG plots, for the Kubeflow UI and the registry."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flywheel.evaluation import Curve, ModelEvaluation
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
+figure{display:inline-block;margin:.5em}figcaption{font-size:.9em;color:#555}
+"""
+
+
+def number(value: float | None) -> str:
+    """A metric for a table cell."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.4f}"
+
+
+def _figure() -> tuple[Any, Any]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(5, 4), dpi=90)
+
+
+def _png(fig: Any) -> str:
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def roc_figure(curves: Sequence[tuple[str, Curve]]) -> str:
+    """ROC curves of several models on one plot."""
+    fig, ax = _figure()
+    for name, curve in curves:
+        ax.plot(curve.fpr, curve.tpr, label=name)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="lower right")
+    return _png(fig)
+
+
+def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> str:
+    """Reliability diagram: predicted probability against the observed rate."""
+    fig, ax = _figure()
+    for name, pairs in points:
+        ax.plot([p for p, _ in pairs], [o for _, o in pairs], marker="o", label=name)
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    ax.set(
+        xlabel="mean predicted probability",
+        ylabel="observed default rate",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
+    ax.legend(loc="upper left")
+    return _png(fig)
+
+
+def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> str:
+    """The metric per categorical value, one bar per model."""
+    fig, ax = _figure()
+    labels = [f"{col}={val}" for col, values in models[0][1].slices.items() for val in values]
+    width = 0.8 / len(models)
+    for i, (name, model) in enumerate(models):
+        heights = [_slice_value(model, *label.split("=", 1)) for label in labels]
+        ax.barh([y + i * width for y in range(len(labels))], heights, height=width, label=name)
+    ax.set_yticks(
+        [y + width * (len(models) - 1) / 2 for y in range(len(labels))], labels, fontsize=7
+    )
+    ax.set(xlabel=metric, xlim=(0.5, 1.0))
+    ax.invert_yaxis()
+    ax.legend(loc="lower right", fontsize=7)
+    return _png(fig)
+
+
+def _slice_value(model: ModelEvaluation, column: str, value: str) -> float:
+    found = model.slices.get(column, {}).get(value)
+    return found.value if found is not None and found.value is not None else 0.0
+
+
+def confusion_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
+    """Confusion matrices side by side."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), dpi=90, squeeze=False)
+    for ax, (name, model) in zip(axes[0], models, strict=True):
+        matrix = model.newest.confusion
+        ax.imshow(matrix, cmap="Blues")
+        for i in range(2):
+            for j in range(2):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
+        ax.set(title=name, xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual")
+    return _png(fig)
+
+
+def html_page(
+    title: str,
+    *,
+    intro: str,
+    table: tuple[Sequence[str], Sequence[Sequence[str]]],
+    figures: Sequence[tuple[str, str]],
+) -> str:
+    """Assemble the page."""
+    head, rows = table
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    images = "".join(
+        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        for caption, png in figures
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<p>{html.escape(intro)}</p><table><tr>{cells}</tr>{body}</table>{images}</body></html>"
+    )

@@ -1,0 +1,295 @@
+"""Object storage: a local directory (the embedded default) or any S3-compatible server.
+
+Both backends offer the same small interface, including a create-only write
+that fails when the key exists. The registry builds immutable versions and
+compare-and-swap aliases on that one primitive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from flywheel.config import StorageSettings
+
+T = TypeVar("T")
+
+
+class StoreError(RuntimeError):
+    """The object store failed; the message says which store and why."""
+
+
+class StoreUnavailable(StoreError):
+    """The object store cannot be reached."""
+
+
+class ObjectNotFound(StoreError, KeyError):
+    """No object at that key."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "object not found"
+
+
+class ObjectExists(StoreError):
+    """A create-only write found the key taken."""
+
+
+class ObjectStore(ABC):
+    """Keys are '/'-separated paths below the store's root."""
+
+    uri: str
+
+    @abstractmethod
+    def read(self, key: str) -> bytes:
+        """The object's bytes; raises ObjectNotFound."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        """Store `data` at `key` atomically; with create_only, raise ObjectExists if taken."""
+
+    @abstractmethod
+    def list(self, prefix: str) -> list[str]:
+        """Every key below `prefix`, sorted."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove the object if it exists."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored at `key`."""
+        try:
+            self.read(key)
+        except ObjectNotFound:
+            return False
+        return True
+
+    def location(self, key: str) -> str:
+        """A URI a person can paste to find the object."""
+        return f"{self.uri.rstrip('/')}/{key}"
+
+    def check(self) -> None:
+        """Fail fast with StoreUnavailable when the store cannot be used."""
+        self.list("__flywheel_probe__/")
+
+
+def _clean(key: str) -> str:
+    parts = [p for p in key.split("/") if p]
+    if not parts or any(p in {".", ".."} for p in parts):
+        raise ValueError(f"invalid object key {key!r}")
+    return "/".join(parts)
+
+
+class LocalStore(ObjectStore):
+    """A directory on this machine; writes are atomic renames."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root).resolve()
+        self.uri = str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _clean(key)
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"{self.location(key)}: no such object") from None
+
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        except OSError as error:
+            raise StoreError(f"cannot write {self.location(key)}: {error}") from error
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if create_only:
+                # link() refuses an existing target atomically, unlike rename().
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    raise ObjectExists(f"{self.location(key)} already exists") from None
+            else:
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        if not base.exists():
+            return []
+        if base.is_file():
+            return [prefix.strip("/")]
+        return sorted(
+            str(p.relative_to(self.root))
+            for p in base.rglob("*")
+            if p.is_file() and not p.name.startswith(".tmp-")
+        )
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(key).unlink()
+
+    def check(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreUnavailable(f"cannot use {self.root} as the store: {error}") from error
+
+
+class S3Store(ObjectStore):
+    """A bucket (and optional prefix) on an S3-compatible server, through the minio SDK."""
+
+    def __init__(
+        self,
+        uri: str,
+        *,
+        endpoint: str | None,
+        access_key: str | None,
+        secret_key: str | None,
+        secure: bool = True,
+        region: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        import urllib3
+        from minio import Minio
+
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"{uri!r} is not an s3://bucket[/prefix] URI")
+        self.uri = uri.rstrip("/")
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        self.endpoint = endpoint or "s3.amazonaws.com"
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+            maxsize=16,
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self.client = Minio(
+            self.endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=secure,
+            region=region,
+            http_client=http,
+        )
+
+    def _key(self, key: str) -> str:
+        key = _clean(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _call(self, action: str, request: Callable[[], T]) -> T:
+        """Run one SDK request, turning its failures into StoreErrors that say what failed."""
+        from minio.error import S3Error
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return request()
+        except S3Error as error:
+            if error.code in {"NoSuchKey", "NoSuchObject"}:
+                raise ObjectNotFound(f"{action}: no such object") from None
+            if error.code in {"PreconditionFailed", "ConditionalRequestConflict"}:
+                raise ObjectExists(f"{action}: the object already exists") from None
+            if error.code == "NoSuchBucket":
+                raise StoreError(f"{action}: bucket {self.bucket!r} does not exist") from None
+            if error.code in {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"}:
+                raise StoreError(
+                    f"{action}: access denied ({error.code}); check the S3 keys"
+                ) from None
+            raise StoreError(f"{action}: {error.code}: {error.message}") from None
+        except HTTPError as error:
+            reason = getattr(error, "reason", None) or error
+            raise StoreUnavailable(
+                f"{action}: cannot reach the S3 endpoint {self.endpoint}: {reason}"
+            ) from None
+
+    def read(self, key: str) -> bytes:
+        def get() -> bytes:
+            response = self.client.get_object(self.bucket, self._key(key))
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
+
+        return self._call(f"read {self.location(key)}", get)
+
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        action = f"write {self.location(key)}"
+        if not create_only:
+            self._call(
+                action,
+                lambda: self.client.put_object(
+                    self.bucket, self._key(key), io.BytesIO(data), len(data)
+                ),
+            )
+            return
+        # put_object() cannot send If-None-Match, so this goes through the SDK's
+        # single-request PUT. AWS S3, SeaweedFS and MinIO all honour the header.
+        headers: dict[str, str | list[str] | tuple[str]] = {
+            "If-None-Match": "*",
+            "Content-Type": "application/octet-stream",
+        }
+        self._call(
+            action,
+            lambda: self.client._put_object(self.bucket, self._key(key), data, headers=headers),
+        )
+
+    def list(self, prefix: str) -> list[str]:
+        stem = prefix.strip("/")
+        full = f"{self._key(stem)}/" if stem else (f"{self.prefix}/" if self.prefix else "")
+        strip = len(self.prefix) + 1 if self.prefix else 0
+
+        def names() -> list[str]:
+            objects = self.client.list_objects(self.bucket, prefix=full, recursive=True)
+            return sorted(o.object_name[strip:] for o in objects if o.object_name is not None)
+
+        return self._call(f"list {self.location(prefix)}", names)
+
+    def delete(self, key: str) -> None:
+        self._call(
+            f"delete {self.location(key)}",
+            lambda: self.client.remove_object(self.bucket, self._key(key)),
+        )
+
+    def check(self) -> None:
+        if not self._call(f"open {self.uri}", lambda: self.client.bucket_exists(self.bucket)):
+            raise StoreError(f"open {self.uri}: bucket {self.bucket!r} does not exist")
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist yet."""
+        action = f"create bucket {self.bucket}"
+        if not self._call(action, lambda: self.client.bucket_exists(self.bucket)):
+            self._call(action, lambda: self.client.make_bucket(self.bucket))
+
+
+def open_store(uri: str, settings: StorageSettings | None = None) -> ObjectStore:
+    """The store behind `uri`: s3://bucket[/prefix] or a directory path."""
+    settings = settings or StorageSettings()
+    if uri.startswith("s3://"):
+        return S3Store(
+            uri,
+            endpoint=settings.endpoint,
+            access_key=os.environ.get(settings.access_key_env),
+            secret_key=os.environ.get(settings.secret_key_env),
+            secure=settings.secure,
+            region=settings.region,
+        )
+    if "://" in uri:
+        raise ValueError(f"unsupported store URI {uri!r}: use a directory or s3://bucket/prefix")
+    return LocalStore(uri)

@@ -1,0 +1,407 @@
+"""The training pipeline's steps as plain functions over files.
+
+Each pipeline component is a thin wrapper around one function here. The same
+functions run in one process for tests and benchmarks, with identical results.
+Every function takes the configuration as the JSON string the pipeline passes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flywheel import lineage
+from flywheel.config import Settings
+from flywheel.registry import CANDIDATE, PRODUCTION, AliasConflict, Registry
+from flywheel.storage import open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from flywheel import batches, contract, evaluation, gate, predictor
+
+# Each step runs in its own process on a cluster, so heavy libraries are imported
+# inside the steps that need them: resolving the baseline or registering a model
+# should not pay for scikit-learn, pandera or matplotlib.
+MODEL_FILE = "model.joblib"
+
+log = logging.getLogger(__name__)
+
+# The versions the serving image pins. A model must be trained with exactly these,
+# or it may not load (or may behave differently) in serving. A unit test keeps
+# this in step with requirements/serving.txt.
+SERVING_PINS = {"scikit-learn": "1.9.1", "numpy": "1.26.4"}
+
+
+class InfraValidationError(RuntimeError):
+    """The model does not load or score through the serving code path."""
+
+
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's headline numbers as flat names, for Kubeflow Metrics and the registry."""
+    out: dict[str, float] = {}
+    for role in ("candidate", "production"):
+        for split in ("newest", "holdout"):
+            scores = (result.get(role) or {}).get(split) or {}
+            for name in ("roc_auc", "average_precision", "accuracy", "f1", "log_loss"):
+                value = scores.get(name)
+                if isinstance(value, float) and value == value:  # skip NaN
+                    out[f"{role}_{split}_{name}"] = round(value, 6)
+    return out
+
+
+def registry(settings: Settings) -> Registry:
+    """The registry of the configured model."""
+    return Registry(open_store(settings.storage.uri, settings.storage), settings.model_name)
+
+
+def run_record_key(run_id: str) -> str:
+    """Where a run's registration record lives in the store."""
+    return f"runs/{run_id}/registration.json"
+
+
+def resolve_baseline(config: str) -> str:
+    """The production version to compare against, or '' when there is none."""
+    settings = Settings.from_json(config)
+    version = registry(settings).resolve(PRODUCTION) or ""
+    log.info("production model: %s", version or "none yet")
+    return version
+
+
+def ingest(config: str, as_of: str, out: Path) -> dict[str, Any]:
+    """Copy the window's batches into `out` and return its manifest."""
+    from flywheel import batches
+
+    settings = Settings.from_json(config)
+    source = batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+    day = date.fromisoformat(as_of) if as_of else None
+    manifest = batches.collect(source, settings.data.window_days, day, out)
+    days = [b["day"] for b in manifest["batches"]]
+    log.info(
+        "ingested %d batches %s..%s from %s, content hash %s",
+        len(days),
+        days[0],
+        days[-1],
+        manifest["source"],
+        manifest["content_hash"][:12],
+    )
+    return manifest
+
+
+def _clean_history(window: batches.Window, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
+    """The training batches whose structure matches the configuration."""
+    from flywheel import contract
+
+    usable = []
+    for name, frame in window.history:
+        problems = contract.structure_findings(frame, settings.features, name)
+        if problems:
+            log.warning(
+                "batch %s is left out of the reference profile (%d structural problems)",
+                name,
+                len(problems),
+            )
+        else:
+            usable.append((name, frame))
+    return usable
+
+
+def validate(
+    config: str, window_dir: Path, baseline: str, contract_out: Path, report_out: Path
+) -> contract.ValidationResult:
+    """Check every batch against the production contract (or, on the first run, the window's).
+
+    Writes the new contract (profiled from the training batches) and a Markdown
+    report, then raises ContractViolation if any check failed.
+    """
+    import pandas as pd
+
+    from flywheel import batches, contract
+
+    settings = Settings.from_json(config)
+    window = batches.load(window_dir)
+    usable = _clean_history(window, settings)
+    if not usable:
+        checks = tuple(
+            contract.BatchCheck(
+                batch=name,
+                rows=len(frame),
+                findings=tuple(contract.structure_findings(frame, settings.features, name)),
+                psi={},
+            )
+            for name, frame in window.batches
+        )
+        result = contract.ValidationResult(
+            reference="the columns in the configuration", batches=checks
+        )
+        report_out.write_text(result.markdown())
+        raise contract.ContractViolation(result)
+    inferred = contract.infer_contract(usable, settings.features, settings.contract.drift.bins)
+    if baseline:
+        reference = contract.Contract.from_json(registry(settings).read(baseline, "contract.json"))
+        described = (
+            f"the contract of {settings.model_name} {baseline} in production "
+            f"({reference.rows} rows, batches {reference.batches[0]}..{reference.batches[-1]})"
+        )
+    else:
+        reference = inferred
+        described = (
+            f"profiled from this window's {len(usable)} training batches "
+            "(no model is in production yet)"
+        )
+    train = pd.concat([frame for _, frame in usable], ignore_index=True)
+    result = contract.validate_window(
+        window.batches, reference, settings.contract, described, train=train
+    )
+    contract_out.write_text(inferred.to_json())
+    report_out.write_text(result.markdown())
+    for finding in result.warnings:
+        log.warning(
+            "batch %s: %s: %s: found %s",
+            finding.batch,
+            finding.column,
+            finding.check,
+            finding.found,
+        )
+    if not result.passed:
+        raise contract.ContractViolation(result)
+    log.info("all %d batches meet the contract", len(window.batches))
+    return result
+
+
+def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> dict[str, Any]:
+    """Fit the configured Pipeline on the training batches; keep a holdout split."""
+    import pandas as pd
+
+    from flywheel import batches, predictor, training
+
+    settings = Settings.from_json(config)
+    window = batches.load(window_dir)
+    frame = pd.concat([frame for _, frame in window.history], ignore_index=True)
+    result = training.train(frame, settings.features, settings.model, settings.promotion.metric)
+    model_out.write_bytes(predictor.dump_model(result.model))
+    result.holdout.to_parquet(holdout_out, index=False)
+    return {
+        "rows": len(frame) - len(result.holdout),
+        "holdout_rows": len(result.holdout),
+        "estimator": settings.model.estimator,
+        "best_params": result.best_params,
+        "search": result.search_scores,
+    }
+
+
+def _predictor(settings: Settings, raw: bytes) -> predictor.Predictor:
+    from flywheel import predictor
+
+    return predictor.Predictor(
+        predictor.load_model(raw), settings.features.numeric, settings.features.categorical
+    )
+
+
+def evaluate(
+    config: str,
+    model_path: Path,
+    holdout_path: Path,
+    window_dir: Path,
+    baseline: str,
+    evaluation_out: Path,
+    report_out: Path,
+) -> evaluation.Evaluation:
+    """Score the candidate and the production model; write JSON and an HTML report."""
+    import pandas as pd
+
+    from flywheel import batches, evaluation
+
+    settings = Settings.from_json(config)
+    window = batches.load(window_dir)
+    newest_name, newest = window.newest
+    metric = settings.promotion.metric
+    holdout = pd.read_parquet(holdout_path)
+    candidate = evaluation.evaluate_model(
+        _predictor(settings, model_path.read_bytes()),
+        "candidate",
+        None,
+        newest,
+        holdout,
+        settings.features,
+        metric,
+    )
+    production = None
+    if baseline:
+        raw = registry(settings).read(baseline, MODEL_FILE)
+        production = evaluation.evaluate_model(
+            _predictor(settings, raw),
+            "production",
+            baseline,
+            newest,
+            None,
+            settings.features,
+            metric,
+        )
+    result = evaluation.Evaluation(
+        metric=metric, newest_batch=newest_name, candidate=candidate, production=production
+    )
+    evaluation_out.write_text(result.model_dump_json(indent=2))
+    report_out.write_text(
+        evaluation.render_html(result, f"{settings.model_name}: candidate against production")
+    )
+    against = f", production {baseline}: {production.newest.get(metric):.4f}" if production else ""
+    log.info(
+        "candidate %s on %s: %.4f%s", metric, newest_name, candidate.newest.get(metric), against
+    )
+    return result
+
+
+def decide(config: str, evaluation_path: Path, decision_out: Path) -> gate.Decision:
+    """Apply the promotion policy and write the decision."""
+    from flywheel import evaluation, gate
+
+    settings = Settings.from_json(config)
+    result = evaluation.Evaluation.model_validate_json(evaluation_path.read_text())
+    decision = gate.decide(result, settings.promotion)
+    decision_out.write_text(decision.model_dump_json(indent=2))
+    if decision.blessed:
+        log.info("candidate blessed")
+    else:
+        log.info("candidate not blessed: %s", "; ".join(decision.reasons))
+    return decision
+
+
+def infra_validate(
+    config: str, model_path: Path, window_dir: Path, rows: int = 32
+) -> dict[str, Any]:
+    """Load the model through the serving code path and score rows shaped like requests."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    from flywheel import batches, predictor
+
+    settings = Settings.from_json(config)
+    installed = lineage.package_versions()
+    for package, pinned in SERVING_PINS.items():
+        if installed.get(package) != pinned:
+            raise InfraValidationError(
+                f"trained with {package} {installed.get(package)}, but serving pins {pinned}: "
+                "the model would be unpickled by another version"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            model = _predictor(settings, model_path.read_bytes())
+        except (predictor.ModelLoadError, InconsistentVersionWarning) as error:
+            raise InfraValidationError(
+                f"the serving code path cannot load the model: {error}"
+            ) from None
+    _, newest = batches.load(window_dir).newest
+    sample = newest.head(rows)
+    # Round-trip through JSON, as a REST request would carry the rows.
+    records = json.loads(sample[list(model.columns)].to_json(orient="records"))
+    probabilities = model.predict_proba(pd.DataFrame.from_records(records))
+    if probabilities.shape != (len(records), 2):
+        raise InfraValidationError(
+            f"expected {len(records)}x2 probabilities, got {probabilities.shape}"
+        )
+    if (
+        not np.isfinite(probabilities).all()
+        or (probabilities < 0).any()
+        or (probabilities > 1).any()
+    ):
+        raise InfraValidationError("the model returned probabilities outside [0, 1] or not finite")
+    if not np.allclose(probabilities.sum(axis=1), 1.0):
+        raise InfraValidationError("class probabilities do not sum to 1")
+    single = model.predict_proba(pd.DataFrame.from_records(records[:1]))
+    if not np.allclose(single[0], probabilities[0]):
+        raise InfraValidationError("scoring one row alone gives a different answer than in a batch")
+    log.info(
+        "model loads and scores %d request-shaped rows through the serving code path", len(records)
+    )
+    return {"rows_scored": len(records), "packages": {k: installed.get(k) for k in SERVING_PINS}}
+
+
+def register(
+    config: str,
+    *,
+    model_path: Path,
+    contract_path: Path,
+    evaluation_path: Path,
+    report_path: Path,
+    decision_path: Path,
+    validation_path: Path,
+    window_dir: Path,
+    run_id: str,
+    git_commit: str,
+    image: str,
+    image_digest: str,
+) -> str:
+    """Write the blessed candidate as a new version and move the aliases."""
+    settings = Settings.from_json(config)
+    reg = registry(settings)
+    manifest = json.loads((window_dir / "manifest.json").read_text())
+    result = json.loads(evaluation_path.read_text())
+    metric = settings.promotion.metric
+    candidate = result["candidate"]
+    record = lineage.record(
+        model_name=settings.model_name,
+        data=manifest,
+        config=json.loads(config),
+        run_id=run_id,
+        git=git_commit or None,
+        image=image or None,
+        image_digest=image_digest or None,
+        trained_with=lineage.package_versions(),
+    )
+    files = {
+        MODEL_FILE: model_path.read_bytes(),
+        "contract.json": contract_path.read_bytes(),
+        "evaluation.json": evaluation_path.read_bytes(),
+        "metrics.json": json.dumps(flat_metrics(result), indent=2).encode(),
+        "evaluation.html": report_path.read_bytes(),
+        "decision.json": decision_path.read_bytes(),
+        "validation.md": validation_path.read_bytes(),
+        "lineage.json": json.dumps(record, indent=2, default=str).encode(),
+    }
+    summary = {
+        "metric": metric,
+        "newest": candidate["newest"][metric],
+        "holdout": candidate["holdout"][metric] if candidate["holdout"] else None,
+        "data_hash": manifest["content_hash"],
+        "git_commit": git_commit or None,
+    }
+    version = reg.register(files, run_id=run_id, summary=summary).version
+    moved = [_move(reg, CANDIDATE, version, "blessed by the gate")]
+    if reg.resolve(PRODUCTION) is None:
+        try:
+            reg.move_alias(
+                PRODUCTION, version, expected=None, reason="first model: nothing was in production"
+            )
+            moved.append(PRODUCTION)
+        except AliasConflict as error:
+            log.info("not bootstrapping production: %s", error)
+    record = {
+        "version": version,
+        "location": reg.location(version),
+        "aliases": [m for m in moved if m],
+    }
+    reg.store.write(run_record_key(run_id), json.dumps(record, indent=2).encode())
+    return version
+
+
+def _move(reg: Registry, alias: str, version: str, reason: str) -> str | None:
+    """Move an alias whatever it pointed at, retrying if another writer raced us."""
+    for _ in range(5):
+        current = reg.resolve(alias)
+        if current == version:
+            return None
+        try:
+            reg.move_alias(alias, version, expected=current, reason=reason)
+            return alias
+        except AliasConflict:
+            continue
+    raise AliasConflict(f"could not move {alias} to {version}: it kept changing")

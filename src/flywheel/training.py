@@ -1,0 +1,154 @@
+"""Training: a scikit-learn Pipeline (preprocessing plus the configured estimator), seeded."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from flywheel.config import FeatureSettings, Metric, ModelSettings
+from flywheel.predictor import feature_frame
+
+log = logging.getLogger(__name__)
+
+# scikit-learn scorer names for the promotion metrics.
+SCORERS: dict[Metric, str] = {
+    "roc_auc": "roc_auc",
+    "average_precision": "average_precision",
+    "accuracy": "accuracy",
+    "balanced_accuracy": "balanced_accuracy",
+    "f1": "f1",
+}
+
+
+class TrainingError(ValueError):
+    """The estimator or its parameters from the configuration cannot be used."""
+
+
+def estimator_class(path: str) -> type[Any]:
+    """Import `sklearn.module.Class` and check that it is a probabilistic classifier."""
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError):
+        raise TrainingError(f"model.estimator: {path!r} does not exist in scikit-learn") from None
+    if not inspect.isclass(cls) or not hasattr(cls, "predict_proba"):
+        raise TrainingError(f"model.estimator: {path!r} is not a classifier with predict_proba")
+    return cls
+
+
+def build_pipeline(features: FeatureSettings, settings: ModelSettings) -> Any:
+    """Impute, scale and one-hot encode, then the estimator from the configuration."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    cls = estimator_class(settings.estimator)
+    params: dict[str, Any] = dict(settings.params)
+    if "random_state" in inspect.signature(cls).parameters:
+        params.setdefault("random_state", settings.seed)
+    try:
+        estimator = cls(**params)
+    except TypeError as error:
+        raise TrainingError(f"model.params: {error}") from None
+    numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+    categorical = Pipeline(
+        [
+            ("impute", SimpleImputer(strategy="constant", fill_value="__missing__")),
+            ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+        ]
+    )
+    preprocess = ColumnTransformer(
+        [
+            ("numeric", numeric, list(features.numeric)),
+            ("categorical", categorical, list(features.categorical)),
+        ]
+    )
+    return Pipeline([("preprocess", preprocess), ("model", estimator)])
+
+
+@dataclass
+class TrainResult:
+    """A fitted model, the rows held out from it, and the search it came from."""
+
+    model: Any
+    holdout: pd.DataFrame
+    best_params: dict[str, Any] = field(default_factory=dict)
+    search_scores: list[dict[str, Any]] = field(default_factory=list)
+
+
+def split(
+    frame: pd.DataFrame, features: FeatureSettings, settings: ModelSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A stratified, seeded train/holdout split."""
+    from sklearn.model_selection import train_test_split
+
+    train, holdout = train_test_split(
+        frame,
+        test_size=settings.test_size,
+        random_state=settings.seed,
+        stratify=frame[features.label],
+    )
+    return train, holdout
+
+
+def train(
+    frame: pd.DataFrame, features: FeatureSettings, settings: ModelSettings, metric: Metric
+) -> TrainResult:
+    """Fit on all but a held-out share of `frame`, with the optional search."""
+    train_rows, holdout = split(frame, features, settings)
+    x = feature_frame(train_rows, features.numeric, features.categorical)
+    y = pd.to_numeric(train_rows[features.label]).astype("int64")
+    pipeline = build_pipeline(features, settings)
+    if not settings.search.enabled or not settings.search.space:
+        log.info("fitting %s on %d rows", settings.estimator, len(x))
+        try:
+            pipeline.fit(x, y)
+        except (ValueError, TypeError) as error:
+            raise TrainingError(f"fitting {settings.estimator} failed: {error}") from None
+        return TrainResult(model=pipeline, holdout=holdout)
+    from sklearn.model_selection import RandomizedSearchCV, StratifiedKFold
+
+    space = {f"model__{name}": list(values) for name, values in settings.search.space.items()}
+    search = RandomizedSearchCV(
+        pipeline,
+        space,
+        n_iter=settings.search.n_iter,
+        scoring=SCORERS[metric],
+        cv=StratifiedKFold(settings.search.cv, shuffle=True, random_state=settings.seed),
+        random_state=settings.seed,
+        n_jobs=1,
+        refit=True,
+    )
+    log.info(
+        "searching %d of %s settings with %d-fold CV on %d rows",
+        settings.search.n_iter,
+        settings.estimator,
+        settings.search.cv,
+        len(x),
+    )
+    try:
+        search.fit(x, y)
+    except (ValueError, TypeError) as error:
+        raise TrainingError(f"searching {settings.estimator} failed: {error}") from None
+    results = search.cv_results_
+    scores = [
+        {
+            "params": {k.removeprefix("model__"): v for k, v in params.items()},
+            "mean_score": float(mean),
+            "std_score": float(std),
+        }
+        for params, mean, std in zip(
+            results["params"], results["mean_test_score"], results["std_test_score"], strict=True
+        )
+    ]
+    best = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+    log.info("best %s %.4f with %s", metric, search.best_score_, best)
+    return TrainResult(
+        model=search.best_estimator_, holdout=holdout, best_params=best, search_scores=scores
+    )

@@ -1,0 +1,80 @@
+"""Dated batch sources: listing, windows, formats, corrupt files and content hashes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from flywheel.batches import BatchError, BatchSource, collect, load
+from flywheel.config import Settings
+from flywheel.storage import LocalStore
+
+
+def test_window_ends_at_the_newest_batch_or_as_of(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 6)
+    source = BatchSource(LocalStore(settings.data.source))
+    assert [b.day.day for b in source.window(3)] == [4, 5, 6]
+    assert [b.day.day for b in source.window(3, date(2026, 1, 2))] == [1, 2]
+
+
+def test_csv_and_parquet_read_back_the_same_rows(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 1, fmt="csv")
+    make_batches(settings, 1, start=date(2026, 1, 2))
+    window = tmp_path / "w"
+    manifest = collect(BatchSource(LocalStore(settings.data.source)), 5, None, window)
+    loaded = load(window)
+    assert [b["file"] for b in manifest["batches"]] == ["2026-01-01.csv", "2026-01-02.parquet"]
+    assert [len(f) for _, f in loaded.batches] == [600, 600]
+    assert loaded.content_hash == manifest["content_hash"]
+
+
+def test_the_content_hash_changes_with_any_byte(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 2)
+    source = BatchSource(LocalStore(settings.data.source))
+    first = collect(source, 5, None, tmp_path / "a")["content_hash"]
+    assert collect(source, 5, None, tmp_path / "b")["content_hash"] == first
+    (tmp_path / "a" / "2026-01-02.parquet").write_bytes(b"changed")
+    with pytest.raises(BatchError, match="changed after ingestion"):
+        load(tmp_path / "a")
+
+
+def test_problems_with_the_source_are_named(tmp_path: Path) -> None:
+    source = BatchSource(LocalStore(tmp_path))
+    with pytest.raises(BatchError, match="no batches in"):
+        source.window(5)
+    (tmp_path / "2026-01-01.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(BatchError, match="holds 1 batch"):
+        source.window(5)
+    (tmp_path / "2026-01-01.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(BatchError, match="two batches for 2026-01-01"):
+        source.available()
+
+
+def test_a_corrupt_batch_is_named(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "src")
+    store.write("2026-01-01.parquet", b"this is not parquet")
+    store.write("2026-01-02.parquet", b"nor this")
+    collect(BatchSource(store), 5, None, tmp_path / "w")
+    with pytest.raises(BatchError, match=r"batch 2026-01-01\.parquet is not readable Parquet"):
+        load(tmp_path / "w")
+
+
+def test_batches_are_never_overwritten(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]]
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 1)
+    with pytest.raises(BatchError, match="already exists"):
+        make_batches(settings, 1)

@@ -1,0 +1,94 @@
+"""The promotion policy: minimum metric, maximum regression and per-slice checks."""
+
+from __future__ import annotations
+
+from flywheel.config import PromotionSettings, SliceCheck
+from flywheel.evaluation import Curve, Evaluation, ModelEvaluation, Scores, SliceScore
+from flywheel.gate import decide
+
+
+def _scores(auc: float) -> Scores:
+    return Scores(
+        rows=1000,
+        positive_rate=0.25,
+        roc_auc=auc,
+        average_precision=0.6,
+        accuracy=0.8,
+        balanced_accuracy=0.7,
+        f1=0.5,
+        log_loss=0.4,
+        brier=0.15,
+        confusion=((600, 50), (100, 250)),
+    )
+
+
+def _model(
+    role: str, auc: float, slices: dict[str, float] | None = None, holdout: float | None = None
+) -> ModelEvaluation:
+    return ModelEvaluation(
+        role=role,  # type: ignore[arg-type]
+        version=None if role == "candidate" else "v3",
+        newest=_scores(auc),
+        holdout=_scores(holdout if holdout is not None else auc) if role == "candidate" else None,
+        roc=Curve(fpr=(0.0, 1.0), tpr=(0.0, 1.0), thresholds=(1.0, 0.0)),
+        calibration=(),
+        slices={"region": {k: SliceScore(rows=300, value=v) for k, v in (slices or {}).items()}},
+    )
+
+
+def _evaluation(candidate: ModelEvaluation, production: ModelEvaluation | None) -> Evaluation:
+    return Evaluation(
+        metric="roc_auc", newest_batch="2026-01-14", candidate=candidate, production=production
+    )
+
+
+POLICY = PromotionSettings(
+    min_metric=0.75,
+    max_regression=0.01,
+    slices=(SliceCheck(column="region", min_metric=0.7, min_rows=100),),
+)
+
+
+def test_first_model_is_blessed_on_minimums_alone() -> None:
+    decision = decide(_evaluation(_model("candidate", 0.8, {"north": 0.78}), None), POLICY)
+    assert decision.blessed and decision.production_version is None
+    assert [c.name for c in decision.checks] == [
+        "min roc_auc (holdout)",
+        "min roc_auc (newest batch)",
+        "slice region=north",
+    ]
+
+
+def test_below_the_minimum_is_not_blessed_and_says_why() -> None:
+    decision = decide(_evaluation(_model("candidate", 0.7, holdout=0.8), None), POLICY)
+    assert not decision.blessed
+    assert decision.reasons == [
+        "candidate roc_auc on the newest batch 2026-01-14 0.7000 is below the minimum 0.7500"
+    ]
+
+
+def test_a_regression_beyond_the_allowance_blocks_promotion() -> None:
+    ok = decide(_evaluation(_model("candidate", 0.805), _model("production", 0.81)), POLICY)
+    worse = decide(_evaluation(_model("candidate", 0.79), _model("production", 0.81)), POLICY)
+    assert ok.blessed
+    assert not worse.blessed
+    assert "production v3 scored 0.8100, allowed regression 0.0100" in worse.reasons[0]
+
+
+def test_a_weak_slice_blocks_promotion_and_small_slices_are_skipped() -> None:
+    candidate = _model("candidate", 0.85, {"north": 0.65, "south": 0.9})
+    decision = decide(_evaluation(candidate, None), POLICY)
+    assert not decision.blessed
+    assert decision.reasons == [
+        "candidate roc_auc on region=north (300 rows) 0.6500 is below the minimum 0.7000"
+    ]
+    small = POLICY.model_copy(
+        update={"slices": (SliceCheck(column="region", min_metric=0.7, min_rows=500),)}
+    )
+    assert decide(_evaluation(candidate, None), small).blessed
+
+
+def test_an_undefined_metric_fails_the_check() -> None:
+    decision = decide(_evaluation(_model("candidate", float("nan"), holdout=0.8), None), POLICY)
+    assert not decision.blessed and "undefined" in decision.reasons[0]
+    assert "| min roc_auc (newest batch) | – | 0.7500 | FAIL |" in decision.markdown()

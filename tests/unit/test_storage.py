@@ -1,0 +1,73 @@
+"""The local object store: atomic writes, create-only writes, listing and bad keys."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from flywheel.storage import LocalStore, ObjectExists, ObjectNotFound, StoreUnavailable, open_store
+
+
+def test_write_read_list_delete(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    store.write("a/b/c.json", b"1")
+    store.write("a/d.json", b"2")
+    assert store.read("a/b/c.json") == b"1"
+    assert store.list("a") == ["a/b/c.json", "a/d.json"]
+    assert store.list("") == ["a/b/c.json", "a/d.json"]
+    assert store.list("nothing") == []
+    store.delete("a/d.json")
+    store.delete("a/d.json")  # deleting twice is fine
+    assert not store.exists("a/d.json")
+    with pytest.raises(ObjectNotFound, match="no such object"):
+        store.read("a/d.json")
+
+
+def test_create_only_refuses_an_existing_key_and_keeps_the_first_value(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.write("k", b"first", create_only=True)
+    with pytest.raises(ObjectExists):
+        store.write("k", b"second", create_only=True)
+    assert store.read("k") == b"first"
+    assert store.list("") == ["k"]  # no temporary file left behind
+
+
+def test_only_one_of_many_concurrent_create_only_writers_wins(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    wins: list[int] = []
+
+    def attempt(i: int) -> None:
+        try:
+            store.write("claim", str(i).encode(), create_only=True)
+            wins.append(i)
+        except ObjectExists:
+            pass
+
+    threads = [threading.Thread(target=attempt, args=(i,)) for i in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(wins) == 1
+    assert store.read("claim") == str(wins[0]).encode()
+
+
+@pytest.mark.parametrize("key", ["", "../escape", "a/../../b", "/"])
+def test_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
+    with pytest.raises(ValueError, match="invalid object key"):
+        LocalStore(tmp_path).write(key, b"x")
+
+
+def test_open_store_picks_the_backend_and_rejects_unknown_schemes(tmp_path: Path) -> None:
+    assert isinstance(open_store(str(tmp_path)), LocalStore)
+    with pytest.raises(ValueError, match="unsupported store URI"):
+        open_store("gs://bucket/x")
+
+
+def test_an_unusable_local_root_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreUnavailable, match="cannot use"):
+        LocalStore(blocker / "store").check()

@@ -1,0 +1,98 @@
+"""The batch generator: deterministic, realistic, and each scenario does what it says."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pandas as pd
+import pytest
+
+from flywheel.config import GeneratorSettings
+from flywheel.synthetic import NEW_CHANNEL, default_probability, generate_day
+
+DAY = date(2026, 1, 10)
+
+
+def test_same_seed_same_batch_and_other_seed_differs() -> None:
+    settings = GeneratorSettings(rows_per_day=300)
+    pd.testing.assert_frame_equal(generate_day(DAY, settings), generate_day(DAY, settings))
+    other = generate_day(DAY, settings.model_copy(update={"seed": 7}))
+    assert not other.equals(generate_day(DAY, settings))
+
+
+def test_a_day_does_not_depend_on_the_days_generated_before() -> None:
+    settings = GeneratorSettings(rows_per_day=200)
+    generate_day(date(2026, 1, 3), settings)
+    assert generate_day(DAY, settings).equals(generate_day(DAY, settings))
+
+
+def test_stable_batches_have_the_promised_columns_and_a_learnable_label() -> None:
+    frame = generate_day(DAY, GeneratorSettings(rows_per_day=3000))
+    assert list(frame.columns) == [
+        "event_time",
+        "income",
+        "age",
+        "loan_amount",
+        "credit_score",
+        "tenure_months",
+        "late_payments",
+        "region",
+        "channel",
+        "employment",
+        "defaulted",
+    ]
+    assert frame["event_time"].dt.date.eq(DAY).all()
+    assert 0.15 < frame["defaulted"].mean() < 0.4
+    # The label follows the true (non-linear) probability: high-risk rows default more.
+    p = default_probability(frame)
+    high, low = frame[p > 0.5], frame[p < 0.1]
+    assert high["defaulted"].mean() > 0.5 > 0.15 > low["defaulted"].mean()
+
+
+def _pair(scenario: str, **extra: object) -> tuple[pd.DataFrame, pd.DataFrame]:
+    base = GeneratorSettings(rows_per_day=3000, change_day=2, scenario="stable")
+    changed = base.model_copy(update={"scenario": scenario, **extra})
+    return generate_day(DAY, base), generate_day(DAY, changed)
+
+
+def test_gradual_covariate_drift_moves_features_more_each_day() -> None:
+    settings = GeneratorSettings(rows_per_day=3000, change_day=2, scenario="covariate_drift")
+    early = generate_day(date(2026, 1, 4), settings)["credit_score"].mean()
+    late = generate_day(date(2026, 1, 20), settings)["credit_score"].mean()
+    before = generate_day(date(2026, 1, 2), settings)["credit_score"].mean()
+    assert before - 20 < early < before and late < early - 40
+
+
+def test_sudden_concept_drift_changes_the_label_not_the_features() -> None:
+    stable, drifted = _pair("concept_drift")
+    pd.testing.assert_series_equal(stable["income"], drifted["income"])
+    assert drifted["defaulted"].mean() > stable["defaulted"].mean() + 0.1
+
+
+def test_label_shift_raises_the_positive_rate() -> None:
+    stable, shifted = _pair("label_shift")
+    assert len(shifted) == len(stable)
+    assert shifted["defaulted"].mean() == pytest.approx(0.45, abs=0.02)
+
+
+def test_new_category_appears_after_the_change_day_only() -> None:
+    settings = GeneratorSettings(rows_per_day=2000, change_day=5, scenario="new_category")
+    assert NEW_CHANNEL not in set(generate_day(date(2026, 1, 3), settings)["channel"])
+    assert NEW_CHANNEL in set(generate_day(date(2026, 1, 6), settings)["channel"])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "check"),
+    [
+        ("broken_nulls", lambda f: f["credit_score"].isna().mean() > 0.2),
+        ("broken_types", lambda f: f["credit_score"].astype(str).str.endswith("pts").mean() > 0.9),
+        ("broken_missing_column", lambda f: "tenure_months" not in f.columns),
+        (
+            "broken_renamed_column",
+            lambda f: "creditScore" in f.columns and "credit_score" not in f.columns,
+        ),
+    ],
+)
+def test_broken_upstream_scenarios_break_the_batch(scenario: str, check: object) -> None:
+    _, broken = _pair(scenario)
+    assert check(broken)  # type: ignore[operator]

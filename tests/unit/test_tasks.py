@@ -1,0 +1,146 @@
+"""The pipeline's steps called in one process: the logic tier of the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from flywheel import tasks
+from flywheel.config import Settings
+from flywheel.contract import ContractViolation
+
+
+def _run(settings: Settings, work: Path, run_id: str = "r1") -> tuple[str, bool]:
+    """Every step in order, as the pipeline wires them; returns (version or '', blessed)."""
+    config = settings.to_json()
+    base = tasks.resolve_baseline(config)
+    window = work / "window"
+    tasks.ingest(config, "", window)
+    tasks.validate(config, window, base, work / "contract.json", work / "validation.md")
+    tasks.train(config, window, work / "model.joblib", work / "holdout.parquet")
+    tasks.evaluate(
+        config,
+        work / "model.joblib",
+        work / "holdout.parquet",
+        window,
+        base,
+        work / "evaluation.json",
+        work / "evaluation.html",
+    )
+    decision = tasks.decide(config, work / "evaluation.json", work / "decision.json")
+    if not decision.blessed:
+        return "", False
+    tasks.infra_validate(config, work / "model.joblib", window)
+    version = tasks.register(
+        config,
+        model_path=work / "model.joblib",
+        contract_path=work / "contract.json",
+        evaluation_path=work / "evaluation.json",
+        report_path=work / "evaluation.html",
+        decision_path=work / "decision.json",
+        validation_path=work / "validation.md",
+        window_dir=window,
+        run_id=run_id,
+        git_commit="abc123",
+        image="",
+        image_digest="",
+    )
+    return version, True
+
+
+def test_first_run_registers_production_and_second_compares(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    # given five days of stable data, an empty registry and a lenient regression
+    # allowance (two small models differ by a few points of AUC by chance)
+    settings = small_settings("promotion.max_regression=0.1")
+    make_batches(settings, 5)
+    # when the pipeline runs
+    version, blessed = _run(settings, tmp_path / "run1")
+    # then the model is registered as production with its lineage
+    registry = tasks.registry(settings)
+    assert blessed and version == "v1"
+    assert registry.resolve("production") == "v1" and registry.resolve("candidate") == "v1"
+    lineage = json.loads(registry.read("v1", "lineage.json"))
+    assert lineage["git_commit"] == "abc123" and lineage["pipeline_run_id"] == "r1"
+    assert lineage["data"]["content_hash"] and lineage["packages"]["scikit-learn"] == "1.9.1"
+    assert sorted(registry.manifest("v1").files) == sorted(
+        [
+            "model.joblib",
+            "contract.json",
+            "evaluation.json",
+            "evaluation.html",
+            "decision.json",
+            "validation.md",
+            "metrics.json",
+            "lineage.json",
+        ]
+    )
+    # and given two new days, when it runs again, then the candidate is compared with v1
+    make_batches(settings, 2, start=settings.data.generator.start_date.replace(day=6))
+    version2, _ = _run(settings, tmp_path / "run2", run_id="r2")
+    evaluation = json.loads((tmp_path / "run2" / "evaluation.json").read_text())
+    assert evaluation["production"]["version"] == "v1"
+    assert version2 == "v2" and registry.resolve("production") == "v1"
+    assert registry.resolve("candidate") == "v2"
+
+
+@pytest.mark.parametrize(
+    "scenario", ["broken_nulls", "broken_types", "broken_missing_column", "broken_renamed_column"]
+)
+def test_broken_upstream_stops_before_training_and_writes_nothing(
+    scenario: str,
+    small_settings: Callable[..., Settings],
+    make_batches: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 5, scenario=scenario)
+    with pytest.raises(ContractViolation) as error:
+        _run(settings, tmp_path)
+    assert "2026-01-05" in str(error.value)
+    assert (tmp_path / "validation.md").read_text().startswith("# Data validation: FAILED")
+    assert tasks.registry(settings).versions() == []
+
+
+def test_a_new_category_after_production_stops_the_run(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    settings = small_settings("data.generator.change_day=5")
+    make_batches(settings, 5)
+    _run(settings, tmp_path / "a")
+    make_batches(
+        settings,
+        1,
+        start=settings.data.generator.start_date.replace(day=6),
+        scenario="new_category",
+    )
+    with pytest.raises(ContractViolation, match=r"channel: allowed values"):
+        _run(settings, tmp_path / "b", run_id="r2")
+    registry = tasks.registry(settings)
+    assert [m.version for m in registry.versions()] == ["v1"] and registry.resolve(
+        "production"
+    ) == "v1"
+
+
+def test_infra_validation_refuses_a_mismatched_serving_pin(
+    small_settings: Callable[..., Settings],
+    make_batches: Callable[..., list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 3)
+    config = settings.to_json()
+    tasks.ingest(config, "", tmp_path / "w")
+    tasks.train(config, tmp_path / "w", tmp_path / "m", tmp_path / "h")
+    monkeypatch.setitem(tasks.SERVING_PINS, "scikit-learn", "0.0.1")
+    with pytest.raises(tasks.InfraValidationError, match=r"serving pins 0\.0\.1"):
+        tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")
+    monkeypatch.setitem(tasks.SERVING_PINS, "scikit-learn", "1.9.1")
+    (tmp_path / "m").write_bytes(b"corrupt")
+    with pytest.raises(tasks.InfraValidationError, match="cannot load the model"):
+        tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")

@@ -1,0 +1,98 @@
+"""Build the pinned Go tools into the cache, once per version."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tools.catalog import TOOLS, GoTool
+
+
+def cache_dir() -> Path:
+    """Where built binaries live: FLYWHEEL_TOOLS_DIR, else ~/.cache/flywheel/tools."""
+    default = Path.home() / ".cache" / "flywheel" / "tools"
+    return Path(os.environ.get("FLYWHEEL_TOOLS_DIR") or default)
+
+
+def binary(name: str) -> Path:
+    """The cached binary for a tool, built on first use."""
+    tool = TOOLS[name]
+    path = cache_dir() / tool.key / tool.name
+    if not path.exists():
+        build(tool)
+    return path
+
+
+def _go(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+    full_env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false", **(env or {})}
+    result = subprocess.run(
+        ["go", *args], cwd=cwd, env=full_env, capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"go {' '.join(args)} failed:\n{result.stderr[-4000:]}")
+    return result.stdout
+
+
+def build(tool: GoTool) -> Path:
+    """Build one tool into its versioned cache folder (atomically)."""
+    target = cache_dir() / tool.key
+    if (target / tool.name).exists():
+        return target / tool.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    print(f">> building {tool.name} {tool.version} from {tool.module}", flush=True)
+    with tempfile.TemporaryDirectory(prefix=f"build-{tool.name}-", dir=target.parent) as tmp:
+        staging = Path(tmp) / "out"
+        staging.mkdir()
+        flags = ["-trimpath", "-ldflags", " ".join(["-s", "-w", *tool.ldflags])]
+        if tool.how == "install":
+            _go(
+                ["install", *flags, f"{tool.package}@{tool.version}"],
+                env={"GOBIN": str(staging), **tool.env},
+            )
+            built = staging / Path(tool.package).name
+            if built != staging / tool.name:
+                built.rename(staging / tool.name)
+        else:
+            info = json.loads(_go(["mod", "download", "-json", f"{tool.module}@{tool.version}"]))
+            source = Path(tmp) / "src"
+            shutil.copytree(info["Dir"], source)
+            for path in source.rglob("*"):
+                if path.is_dir():
+                    path.chmod(0o755)
+            _go(
+                ["build", *flags, "-o", str(staging / tool.name), tool.package],
+                cwd=source,
+                env=tool.env,
+            )
+        staging.rename(target)
+    print(f">> built {tool.name} in {time.monotonic() - started:.0f}s -> {target}", flush=True)
+    return target / tool.name
+
+
+def main(argv: list[str]) -> int:
+    """`python -m tools [build|path] [NAME ...]`."""
+    command, *names = argv or ["build"]
+    chosen = names or list(TOOLS)
+    unknown = [n for n in chosen if n not in TOOLS]
+    if unknown:
+        print(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(TOOLS)}", file=sys.stderr)
+        return 2
+    if command == "build":
+        started = time.monotonic()
+        for name in chosen:
+            build(TOOLS[name])
+        print(f">> tools ready in {cache_dir()} ({time.monotonic() - started:.1f}s)")
+        return 0
+    if command == "path":
+        for name in chosen:
+            print(binary(name))
+        return 0
+    print(f"unknown command {command!r}: use build or path", file=sys.stderr)
+    return 2

@@ -1,0 +1,152 @@
+"""Real servers on loopback for tests and benchmarks: each starts, waits until ready, and stops."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tools.build import binary
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel says are free right now."""
+    sockets = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_until(
+    check: Callable[[], bool],
+    timeout: float,
+    what: str,
+    process: subprocess.Popen[bytes] | None = None,
+    log: Path | None = None,
+) -> None:
+    """Poll `check` until it is true; fail with the server's log if it dies or times out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"{what} exited with code {process.returncode}:\n{tail}")
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(0.2)
+    tail = log.read_text()[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{what} was not ready after {timeout:.0f}s:\n{tail}")
+
+
+def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3-compatible endpoint and the keys it accepts."""
+
+    endpoint: str
+    access_key: str
+    secret_key: str
+    data_dir: Path
+
+
+@contextlib.contextmanager
+def seaweedfs() -> Iterator[S3Server]:
+    """SeaweedFS (`weed mini`, Apache-2.0) with its S3 gateway on loopback, torn down on exit."""
+    weed = binary("weed")
+    access, secret = "flywheel-test", "flywheel-test-secret"
+    work = Path(tempfile.mkdtemp(prefix="flywheel-s3-"))
+    config = work / "s3.json"
+    identity = {
+        "name": "flywheel",
+        "credentials": [{"accessKey": access, "secretKey": secret}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+    }
+    config.write_text(json.dumps({"identities": [identity]}))
+    ports = free_ports(11)
+    names = [
+        "master.port",
+        "master.port.grpc",
+        "volume.port",
+        "volume.port.grpc",
+        "filer.port",
+        "filer.port.grpc",
+        "s3.port",
+        "s3.port.grpc",
+        "admin.port",
+        "admin.port.grpc",
+        "debug.port",
+    ]
+    args = [f"-{name}={port}" for name, port in zip(names, ports, strict=True)]
+    log = work / "weed.log"
+    command = [
+        str(weed),
+        "mini",
+        f"-dir={work / 'data'}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        *args,
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-admin.port.legacy=0",
+        "-master.telemetry=false",
+        f"-s3.config={config}",
+        "-master.volumeSizeLimitMB=64",
+    ]
+    (work / "data").mkdir()
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    endpoint = f"127.0.0.1:{ports[6]}"
+    server = S3Server(endpoint=endpoint, access_key=access, secret_key=secret, data_dir=work)
+    try:
+        wait_until(lambda: _s3_ready(server), 90, "SeaweedFS S3", process, log)
+        yield server
+    finally:
+        stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _s3_ready(server: S3Server) -> bool:
+    from minio import Minio
+
+    client = Minio(
+        server.endpoint, access_key=server.access_key, secret_key=server.secret_key, secure=False
+    )
+    bucket = "readiness-probe"
+    if not client.bucket_exists(bucket):
+        client.make_bucket(bucket)
+    import io
+
+    client.put_object(bucket, "probe", io.BytesIO(b"ok"), 2)
+    return True
