@@ -6,12 +6,12 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset
 
 from flywheel.cluster import use_store_credentials
-from flywheel.components.baseline.component import baseline
 from flywheel.components.evaluate.component import evaluate
 from flywheel.components.gate.component import gate
 from flywheel.components.infra_validate.component import infra_validate
 from flywheel.components.ingest.component import ingest
 from flywheel.components.register.component import register
+from flywheel.components.resolve.component import resolve
 from flywheel.components.train.component import train
 from flywheel.components.validate.component import validate
 
@@ -44,22 +44,27 @@ def training_pipeline(
     s3_secret: str = "flywheel-s3",
 ) -> TrainingOutputs:
     """`config` is the resolved flywheel.yaml as JSON; `as_of` defaults to the newest batch."""
-    # Reads the registry, which changes between runs: never cached. Its output is a
-    # plain version string, so the steps below stay cacheable per production version.
-    production = baseline(config=config).set_caching_options(False)
-    production.set_display_name("resolve production model")
-    data = ingest(config=config, as_of=as_of)
-    checked = validate(config=config, window=data.outputs["window"], baseline=production.output)
+    # What the run reads changes between runs without any parameter changing (a new
+    # production model, new or re-delivered batches), so it is resolved by a step that
+    # is never cached; the steps below are cached on the plain strings it returns.
+    resolved = resolve(config=config, as_of=as_of).set_caching_options(False)
+    production = resolved.outputs["production"]
+    data = ingest(
+        config=config,
+        as_of=resolved.outputs["as_of"],
+        fingerprint=resolved.outputs["fingerprint"],
+    )
+    checked = validate(config=config, window=data.outputs["window"], baseline=production)
     trained = train(config=config, window=data.outputs["window"]).after(checked)
     evaluated = evaluate(
         config=config,
         model=trained.outputs["model"],
         holdout=trained.outputs["holdout"],
         window=data.outputs["window"],
-        baseline=production.output,
+        baseline=production,
     )
     decided = gate(config=config, evaluation=evaluated.outputs["evaluation"])
-    store_tasks = [production, data, checked, evaluated]
+    store_tasks = [resolved, data, checked, evaluated]
     with dsl.If(decided.outputs["Output"] == True, name="blessed"):  # noqa: E712
         loadable = infra_validate(
             config=config, model=trained.outputs["model"], window=data.outputs["window"]

@@ -108,6 +108,14 @@ class BatchSource:
             )
         return chosen
 
+    def fingerprint(self, chosen: Sequence[Batch]) -> str:
+        """A cheap digest of the files' names and change tags (ETag, or size and mtime)."""
+        tags = self.store.listing("")
+        digest = hashlib.sha256()
+        for batch in chosen:
+            digest.update(f"{batch.key}\0{tags.get(batch.key, '')}\n".encode())
+        return digest.hexdigest()
+
     def write(self, day: date, frame: pd.DataFrame, fmt: str = "parquet") -> str:
         """Write one day's batch; refuses to replace a day that already exists."""
         if any(b.day == day for b in self.available()):

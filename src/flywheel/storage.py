@@ -62,6 +62,10 @@ class ObjectStore(ABC):
     def delete(self, key: str) -> None:
         """Remove the object if it exists."""
 
+    @abstractmethod
+    def listing(self, prefix: str) -> dict[str, str]:
+        """Every key below `prefix` with a tag that changes whenever the object does."""
+
     def exists(self, key: str) -> bool:
         """Whether an object is stored at `key`."""
         try:
@@ -141,6 +145,13 @@ class LocalStore(ObjectStore):
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    def listing(self, prefix: str) -> dict[str, str]:
+        out = {}
+        for key in self.list(prefix):
+            stat = (self.root / key).stat()
+            out[key] = f"{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ino}"
+        return out
 
     def check(self) -> None:
         try:
@@ -251,15 +262,22 @@ class S3Store(ObjectStore):
         )
 
     def list(self, prefix: str) -> list[str]:
+        return sorted(self.listing(prefix))
+
+    def listing(self, prefix: str) -> dict[str, str]:
         stem = prefix.strip("/")
         full = f"{self._key(stem)}/" if stem else (f"{self.prefix}/" if self.prefix else "")
         strip = len(self.prefix) + 1 if self.prefix else 0
 
-        def names() -> list[str]:
+        def tags() -> dict[str, str]:
             objects = self.client.list_objects(self.bucket, prefix=full, recursive=True)
-            return sorted(o.object_name[strip:] for o in objects if o.object_name is not None)
+            return {
+                o.object_name[strip:]: f"{o.size}-{o.etag}"
+                for o in objects
+                if o.object_name is not None
+            }
 
-        return self._call(f"list {self.location(prefix)}", names)
+        return self._call(f"list {self.location(prefix)}", tags)
 
     def delete(self, key: str) -> None:
         self._call(

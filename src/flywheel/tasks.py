@@ -64,16 +64,36 @@ def run_record_key(run_id: str) -> str:
     return f"runs/{run_id}/registration.json"
 
 
-def resolve_baseline(config: str) -> str:
-    """The production version to compare against, or '' when there is none."""
+def resolve(config: str, as_of: str) -> dict[str, str]:
+    """Pin down what a run reads: the production version, the window's end and its files.
+
+    These change between runs without any parameter changing, so this step is
+    never cached; the steps after it are cached on what it returns.
+    """
+    from flywheel import batches
+
     settings = Settings.from_json(config)
-    version = registry(settings).resolve(PRODUCTION) or ""
-    log.info("production model: %s", version or "none yet")
-    return version
+    production = registry(settings).resolve(PRODUCTION) or ""
+    source = batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+    window = source.window(settings.data.window_days, date.fromisoformat(as_of) if as_of else None)
+    end = window[-1].day.isoformat()
+    log.info(
+        "production model: %s; window %s..%s (%d batches)",
+        production or "none yet",
+        window[0].day,
+        end,
+        len(window),
+    )
+    return {"production": production, "as_of": end, "fingerprint": source.fingerprint(window)}
 
 
-def ingest(config: str, as_of: str, out: Path) -> dict[str, Any]:
-    """Copy the window's batches into `out` and return its manifest."""
+def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[str, Any]:
+    """Copy the window's batches into `out` and return its manifest.
+
+    With a `fingerprint` from `resolve`, refuse files that changed since then.
+    """
     from flywheel import batches
 
     settings = Settings.from_json(config)
@@ -81,6 +101,12 @@ def ingest(config: str, as_of: str, out: Path) -> dict[str, Any]:
         open_store(settings.data.source, settings.storage), settings.data.format
     )
     day = date.fromisoformat(as_of) if as_of else None
+    if fingerprint:
+        now = source.fingerprint(source.window(settings.data.window_days, day))
+        if now != fingerprint:
+            raise batches.BatchError(
+                f"the batches in {source.store.uri} changed while the run was starting; run it again"
+            )
     manifest = batches.collect(source, settings.data.window_days, day, out)
     days = [b["day"] for b in manifest["batches"]]
     log.info(

@@ -16,7 +16,7 @@ from flywheel.contract import ContractViolation
 def _run(settings: Settings, work: Path, run_id: str = "r1") -> tuple[str, bool]:
     """Every step in order, as the pipeline wires them; returns (version or '', blessed)."""
     config = settings.to_json()
-    base = tasks.resolve_baseline(config)
+    base = tasks.resolve(config, "")["production"]
     window = work / "window"
     tasks.ingest(config, "", window)
     tasks.validate(config, window, base, work / "contract.json", work / "validation.md")

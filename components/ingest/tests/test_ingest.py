@@ -16,7 +16,7 @@ def test_logic_collects_the_window_and_its_hash(
     settings = small_settings("data.window_days=3")
     make_batches(settings, 4)
     window = dsl.Dataset(name="window", uri=str(tmp_path / "window"), metadata={})
-    digest = ingest.python_func(config=settings.to_json(), as_of="", window=window)
+    digest = ingest.python_func(config=settings.to_json(), as_of="", fingerprint="", window=window)
     assert window.metadata["batches"] == ["2026-01-02", "2026-01-03", "2026-01-04"]
     assert window.metadata["content_hash"] == digest
     assert sorted(p.name for p in (tmp_path / "window").iterdir()) == [
@@ -34,6 +34,6 @@ def test_under_kfp_local(
 ) -> None:
     settings = small_settings()
     make_batches(settings, 3)
-    task_dir = run_component(ingest, config=settings.to_json(), as_of="2026-01-02")
+    task_dir = run_component(ingest, config=settings.to_json(), as_of="2026-01-02", fingerprint="")
     manifest = json.loads((task_dir / "window" / "manifest.json").read_text())
     assert [b["day"] for b in manifest["batches"]] == ["2026-01-01", "2026-01-02"]

@@ -1,0 +1,19 @@
+from typing import NamedTuple
+
+from kfp import dsl
+
+from flywheel.cluster import COMPONENT_IMAGE
+
+
+@dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
+def resolve(config: str, as_of: str) -> NamedTuple(
+    "Resolved", [("production", str), ("as_of", str), ("fingerprint", str)]
+):  # type: ignore[valid-type]
+    """Pin down what the run reads: the production version, the window's last day, its files."""
+    from collections import namedtuple
+
+    from flywheel import tasks
+
+    resolved = tasks.resolve(config, as_of)
+    outputs = namedtuple("Resolved", ["production", "as_of", "fingerprint"])
+    return outputs(resolved["production"], resolved["as_of"], resolved["fingerprint"])

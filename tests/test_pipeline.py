@@ -1,0 +1,89 @@
+"""The compiled pipeline: what `make compile` writes is current, loads back and is wired right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from kfp import components
+
+from flywheel import cluster, runs
+
+COMPILED = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / runs.PACKAGE_FILE
+
+
+def test_the_committed_package_is_current() -> None:
+    # CI fails on a stale file too; this says which command fixes it.
+    assert COMPILED.read_text() == runs.compile_text(), "run `make compile` and commit the result"
+
+
+def test_the_package_loads_back_as_a_pipeline() -> None:
+    pipeline = components.load_component_from_file(str(COMPILED))
+    assert pipeline.name == "flywheel-training"
+    assert set(pipeline.component_spec.inputs) == {
+        "config",
+        "run_id",
+        "as_of",
+        "git_commit",
+        "image",
+        "image_digest",
+        "s3_secret",
+    }
+    assert set(pipeline.component_spec.outputs) == {"window", "evaluation", "report", "decision"}
+
+
+def test_wiring_gate_condition_caching_and_credentials() -> None:
+    spec, platform = runs.compile_package()
+    root = spec["root"]["dag"]["tasks"]
+    assert set(root) == {
+        "resolve",
+        "ingest",
+        "validate",
+        "train",
+        "evaluate",
+        "gate",
+        "condition-1",
+    }
+    condition = root["condition-1"]
+    assert (
+        condition["triggerPolicy"]["condition"]
+        == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
+    )
+    inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(inner) == {"infra-validate", "register"}
+    assert inner["register"]["dependentTasks"] == ["infra-validate"]
+    # Steps that read mutable state or write it are never served from the cache.
+    assert root["resolve"]["cachingOptions"] == {}
+    assert inner["register"]["cachingOptions"] == {}
+    assert root["train"]["cachingOptions"] == {"enableCache": True}
+    executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    assert set(executors) == {
+        "exec-resolve",
+        "exec-ingest",
+        "exec-validate",
+        "exec-evaluate",
+        "exec-register",
+    }
+    secret = executors["exec-ingest"]["secretAsEnv"][0]
+    assert secret["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
+    assert {m["envVar"] for m in secret["keyToEnv"]} == set(cluster.S3_SECRET_KEYS.values())
+
+
+def test_every_step_uses_the_platform_image_without_installing_kfp() -> None:
+    spec, _ = runs.compile_package()
+    containers = cluster.executors(spec)
+    assert len(containers) == 8
+    for container in containers:
+        assert container["image"] == cluster.COMPONENT_IMAGE
+        assert "pip install" not in " ".join(container["command"])
+
+
+def test_customise_swaps_the_image_and_adds_environment() -> None:
+    spec, _ = runs.compile_package()
+    changed = cluster.customise(spec, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
+    assert {c["image"] for c in cluster.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
+    assert all({"name": "A", "value": "1"} in c["env"] for c in cluster.executors(changed))
+    assert {c["image"] for c in cluster.executors(spec)} == {cluster.COMPONENT_IMAGE}
+    assert (
+        yaml.safe_load(runs.dump_package([changed]))["deploymentSpec"] == changed["deploymentSpec"]
+    )
