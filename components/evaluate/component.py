@@ -17,6 +17,7 @@ def evaluate(
     classification: Output[ClassificationMetrics],
 ) -> None:
     """Score the candidate and the production model on the same rows, with plots."""
+    import json
     from pathlib import Path
 
     from flywheel import tasks
@@ -37,3 +38,7 @@ def evaluate(
     classification.log_confusion_matrix(
         ["repaid", "defaulted"], [list(row) for row in result.candidate.newest.confusion]
     )
+    # Files at the URIs too: kfp.local treats metrics artifacts without one as missing
+    # and would never serve this step from its cache.
+    for artifact in (metrics, classification):
+        Path(artifact.path).write_text(json.dumps(artifact.metadata))

@@ -14,6 +14,7 @@ def validate(
     drift: Output[Metrics],
 ) -> None:
     """Check every batch against the data contract; fail the run with a report on a violation."""
+    import json
     from pathlib import Path
 
     from flywheel import tasks
@@ -25,3 +26,6 @@ def validate(
     for name, value in result.batches[-1].psi.items():
         drift.log_metric(f"psi_{name}", round(value, 4))
     drift.log_metric("warnings", len(result.warnings))
+    # A file at the URI too: kfp.local treats a Metrics artifact without one as missing
+    # and would never serve this step from its cache.
+    Path(drift.path).write_text(json.dumps(drift.metadata))

@@ -272,6 +272,13 @@ def _summarise(settings: Settings, result: Any) -> None:
             row.append(_fmt(prod["newest"][name]))
         table.add_row(*row)
     out.print(table)
+    if prod:
+        out.print(
+            f"Compared with production {prod['version']} on the newest batch: {metric} "
+            f"{_fmt(cand['newest'][metric])} (candidate) vs {_fmt(prod['newest'][metric])} (production)"
+        )
+    else:
+        out.print("Nothing in production yet: the candidate is judged on the minimums alone.")
     verdict = "[green]BLESSED[/]" if decision["blessed"] else "[yellow]NOT BLESSED[/]"
     passed = sum(c["passed"] for c in decision["checks"])
     out.print(f"Gate: {verdict} ({passed}/{len(decision['checks'])} checks passed)")

@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import secrets
 import sys
 import tempfile
@@ -164,7 +165,7 @@ def run_local(
             run_id=run_id,
             succeeded=False,
             seconds=time.monotonic() - started,
-            error=str(error),
+            error=re.sub(r"\x1b\[[0-9;]*m", "", str(error)),
             failed_task=failed,
             failure_report=_failure_report(root, before, failed),
         )
@@ -187,10 +188,9 @@ def run_local(
 
 def _failed_task(message: str) -> str | None:
     # kfp.local says: "... finished with status FAILURE. Inner task failed: 'validate'."
-    marker = "Inner task failed: '"
-    if marker in message:
-        return message.split(marker, 1)[1].split("'", 1)[0]
-    return None
+    # with terminal colours around the names.
+    match = re.search(r"Inner task failed: '([^']+)'", re.sub(r"\x1b\[[0-9;]*m", "", message))
+    return match.group(1) if match else None
 
 
 def _failure_report(root: Path, before: set[Path], task: str | None) -> str | None:
