@@ -14,11 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from flywheel.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 MANIFEST = "manifest.json"
@@ -48,6 +49,8 @@ class Batch:
 
 def parse(name: str, raw: bytes) -> pd.DataFrame:
     """Read a batch file's bytes; `name` picks the format and appears in errors."""
+    import pandas as pd
+
     try:
         if name.endswith(".parquet"):
             return pd.read_parquet(io.BytesIO(raw))

@@ -8,17 +8,23 @@ overlap the data it was trained on, so only the newest batch is fair to both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.config import FeatureSettings, Metric
-from flywheel.predictor import Predictor
 
-Probabilities = npt.NDArray[np.float64]
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+    from flywheel.predictor import Predictor
+
+    Probabilities = npt.NDArray[np.float64]
+
+# The models below are all the gate needs; numpy, pandas and scikit-learn are
+# imported by the functions that compute scores, so the gate step starts quickly.
 _CURVE_POINTS = 101
 
 
@@ -83,6 +89,7 @@ class Evaluation(_Frozen):
 
 def score(y: npt.ArrayLike, p: Probabilities, threshold: float = 0.5) -> Scores:
     """Metrics for labels `y` and positive-class probabilities `p`."""
+    import numpy as np
     from sklearn import metrics
 
     y_true = np.asarray(y, dtype=int)
@@ -107,6 +114,7 @@ def score(y: npt.ArrayLike, p: Probabilities, threshold: float = 0.5) -> Scores:
 
 def roc(y: pd.Series, p: Probabilities) -> Curve:
     """The ROC curve, thinned to evenly spaced points."""
+    import numpy as np
     from sklearn.metrics import roc_curve
 
     fpr, tpr, thresholds = roc_curve(np.asarray(y, dtype=int), p)
@@ -122,6 +130,8 @@ def roc(y: pd.Series, p: Probabilities) -> Curve:
 
 def calibration(y: pd.Series, p: Probabilities, bins: int = 10) -> tuple[tuple[float, float], ...]:
     """(mean predicted, observed rate) per probability bin that has rows."""
+    import numpy as np
+
     y_true = np.asarray(y, dtype=float)
     which = np.minimum((p * bins).astype(int), bins - 1)
     return tuple(
@@ -135,6 +145,8 @@ def slice_scores(
     frame: pd.DataFrame, y: pd.Series, p: Probabilities, columns: Sequence[str], metric: Metric
 ) -> dict[str, dict[str, SliceScore]]:
     """The promotion metric for every value of each categorical column."""
+    import numpy as np
+
     out: dict[str, dict[str, SliceScore]] = {}
     y_arr = np.asarray(y, dtype=int)
     for column in columns:
@@ -160,6 +172,8 @@ def evaluate_model(
     metric: Metric,
 ) -> ModelEvaluation:
     """Score one model on the newest batch (and the holdout, for the candidate)."""
+    import pandas as pd
+
     y_new = pd.to_numeric(newest[features.label]).astype(int)
     p_new = predictor.predict_proba(newest)[:, 1]
     holdout_scores = None

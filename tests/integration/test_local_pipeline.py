@@ -6,7 +6,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def registry(project: Path) -> Registry:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project whose first run put v1 in production."""
     project = tmp_path_factory.mktemp("project")
     (project / "flywheel.yaml").write_text(yaml.safe_dump(CONFIG))
@@ -69,7 +68,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     result = flywheel(project, "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     project.joinpath("first-run.log").write_text(result.stdout)
-    yield project
+    return project
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Benchmarks that run peers side by side in one run and report ratios (`make bench-*`)."""

@@ -1,0 +1,166 @@
+"""The S3 backend against a real SeaweedFS server on loopback, and the pipeline with S3 as its store."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flywheel import batches
+from flywheel.config import Settings, StorageSettings, load_settings
+from flywheel.predictor import load_model
+from flywheel.registry import AliasConflict, Registry
+from flywheel.storage import (
+    ObjectExists,
+    ObjectNotFound,
+    S3Store,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
+from tools.loopback import free_ports
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(s3_env: Callable[[str], list[str]]) -> S3Store:
+    settings = load_settings(None, env={}, overrides=s3_env("store"))
+    s3 = open_store(settings.storage.uri, settings.storage)
+    assert isinstance(s3, S3Store)
+    return s3
+
+
+def test_objects_round_trip_under_a_prefix(store: S3Store) -> None:
+    store.write("a/b.json", b"1")
+    store.write("a/c/d.json", b"2")
+    assert store.read("a/b.json") == b"1"
+    assert store.list("a") == ["a/b.json", "a/c/d.json"]
+    assert set(store.listing("")) == {"a/b.json", "a/c/d.json"}
+    store.write("a/b.json", b"changed")
+    assert store.read("a/b.json") == b"changed"
+    store.delete("a/b.json")
+    with pytest.raises(ObjectNotFound):
+        store.read("a/b.json")
+    assert store.location("x") == f"{store.uri}/x"
+
+
+def test_create_only_writes_are_enforced_by_the_server(store: S3Store) -> None:
+    store.write("claim", b"first", create_only=True)
+    with pytest.raises(ObjectExists):
+        store.write("claim", b"second", create_only=True)
+    assert store.read("claim") == b"first"
+
+
+def test_of_concurrent_alias_moves_on_s3_exactly_one_wins(store: S3Store) -> None:
+    registry = Registry(store, "m")
+    for i in range(3):
+        registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
+    registry.move_alias("production", "v1", expected=None, reason="first")
+    barrier = threading.Barrier(6)
+    won: list[int] = []
+
+    def promote(i: int) -> None:
+        mine = Registry(
+            open_store(store.uri, StorageSettings(endpoint=store.endpoint, secure=False)), "m"
+        )
+        barrier.wait()
+        try:
+            mine.move_alias("production", f"v{2 + i % 2}", expected="v1", reason=f"writer {i}")
+            won.append(i)
+        except AliasConflict:
+            pass
+
+    threads = [threading.Thread(target=promote, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(won) == 1
+    assert [h.reason for h in registry.history("production")] == ["first", f"writer {won[0]}"]
+
+
+def test_an_unreachable_endpoint_is_named_quickly() -> None:
+    (port,) = free_ports(1)
+    dead = open_store("s3://bucket/x", StorageSettings(endpoint=f"127.0.0.1:{port}", secure=False))
+    with pytest.raises(StoreUnavailable, match=f"cannot reach the S3 endpoint 127.0.0.1:{port}"):
+        dead.check()
+
+
+def test_wrong_keys_and_missing_buckets_are_named(
+    s3_server: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = s3_server.endpoint  # type: ignore[attr-defined]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "nobody")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    with pytest.raises(StoreError, match="access denied"):
+        open_store("s3://bucket/x", StorageSettings(endpoint=endpoint, secure=False)).check()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)  # type: ignore[attr-defined]
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)  # type: ignore[attr-defined]
+    with pytest.raises(StoreError, match="bucket 'no-such-bucket' does not exist"):
+        open_store(
+            "s3://no-such-bucket/x", StorageSettings(endpoint=endpoint, secure=False)
+        ).check()
+
+
+def _flywheel(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel.cli", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+
+
+def test_the_pipeline_runs_with_s3_as_store_and_source(
+    s3_env: Callable[[str], list[str]], tmp_path: Path
+) -> None:
+    # given data and registry both in a bucket on the S3 server
+    overrides = s3_env("pipeline")
+    bucket_uri = overrides[-1].split("=", 1)[1].rsplit("/", 1)[0]
+    config = {
+        "data": {
+            "source": f"{bucket_uri}/batches",
+            "window_days": 4,
+            "generator": {"rows_per_day": 500},
+        },
+        "model": {"params": {"max_iter": 40}, "search": {"enabled": False}},
+        "promotion": {"min_metric": 0.65},
+        "storage": {
+            "uri": f"{bucket_uri}/flywheel",
+            "endpoint": overrides[0].split("=", 1)[1],
+            "secure": False,
+        },
+        "pipeline": {"root": str(tmp_path / "root")},
+    }
+    (tmp_path / "flywheel.yaml").write_text(yaml.safe_dump(config))
+    generated = _flywheel(tmp_path, "data", "generate", "--days", "4")
+    assert generated.returncode == 0, generated.stderr
+    # when the pipeline runs
+    result = _flywheel(tmp_path, "run")
+    # then the model lands in the bucket as production, with its files readable there
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (
+        f"Registered loan-default v1 at {bucket_uri}/flywheel/models/loan-default/versions/v1"
+        in result.stdout
+    )
+    settings: Settings = load_settings(tmp_path / "flywheel.yaml", env={})
+    registry = Registry(open_store(settings.storage.uri, settings.storage), "loan-default")
+    assert registry.resolve("production") == "v1"
+    assert hasattr(load_model(registry.read("v1", "model.joblib")), "predict_proba")
+    source = batches.BatchSource(open_store(settings.data.source, settings.storage))
+    assert len(source.available()) == 4
+    # and when the endpoint is unreachable, the run stops with its name and changes nothing
+    (port,) = free_ports(1)
+    down = _flywheel(tmp_path, "--set", f"storage.endpoint=127.0.0.1:{port}", "run")
+    assert down.returncode == 1
+    assert f"cannot reach the S3 endpoint 127.0.0.1:{port}" in down.stderr
+    assert [m.version for m in registry.versions()] == ["v1"]
+    assert registry.resolve("production") == "v1"
