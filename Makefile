@@ -37,7 +37,7 @@ $(SERVING_VENV)/.ready: requirements/serving.txt pyproject.toml $(VENV)/.ready
 	@touch $@
 
 .PHONY: setup
-setup: $(VENV)/.ready ## Build the virtualenvs (.venv for pipelines and tests)
+setup: $(VENV)/.ready $(SERVING_VENV)/.ready ## Build the virtualenvs (.venv for pipelines and tests, .venv-serving for seldon-core)
 
 .PHONY: lock
 lock: $(VENV)/.ready ## Re-resolve requirements/*.txt from pyproject.toml
@@ -88,7 +88,7 @@ test-e2e: $(VENV)/.ready tools ## `make run` end to end in a scratch copy
 	$(BIN)/pytest -m e2e
 
 .PHONY: test
-test: lint tools ## Every check and every test
+test: lint tools $(SERVING_VENV)/.ready ## Every check and every test
 	$(BIN)/pytest
 
 # --- benchmarks -------------------------------------------------------------

@@ -146,3 +146,56 @@ def run_component(tmp_path: Path) -> Callable[..., Path]:
         return task_dirs[0]
 
     return run
+
+
+def train_and_register(settings: Settings, work: Path, run_id: str = "r1") -> str:
+    """Run every pipeline step in this process; return the registered version ('' if not blessed)."""
+    from flywheel import tasks
+
+    config = settings.to_json()
+    resolved = tasks.resolve(config, "")
+    window = work / "window"
+    tasks.ingest(config, resolved["as_of"], window)
+    tasks.validate(
+        config, window, resolved["production"], work / "contract.json", work / "validation.md"
+    )
+    tasks.train(config, window, work / "model.joblib", work / "holdout.parquet")
+    tasks.evaluate(
+        config,
+        work / "model.joblib",
+        work / "holdout.parquet",
+        window,
+        resolved["production"],
+        work / "evaluation.json",
+        work / "evaluation.html",
+    )
+    if not tasks.decide(config, work / "evaluation.json", work / "decision.json").blessed:
+        return ""
+    return tasks.register(
+        config,
+        model_path=work / "model.joblib",
+        contract_path=work / "contract.json",
+        evaluation_path=work / "evaluation.json",
+        report_path=work / "evaluation.html",
+        decision_path=work / "decision.json",
+        validation_path=work / "validation.md",
+        window_dir=window,
+        run_id=run_id,
+        git_commit="abc123",
+        image="",
+        image_digest="",
+    )
+
+
+@pytest.fixture(scope="session")
+def registered(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A store holding one registered, production model (v1) of the small configuration."""
+    root = tmp_path_factory.mktemp("registered")
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[f"data.source={root / 'batches'}", f"storage.uri={root / 'store'}", *SMALL],
+    )
+    write_batches(settings, 5)
+    assert train_and_register(settings, root / "work") == "v1"
+    return settings

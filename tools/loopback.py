@@ -75,6 +75,7 @@ class S3Server:
     access_key: str
     secret_key: str
     data_dir: Path
+    process: subprocess.Popen[bytes]
 
 
 @contextlib.contextmanager
@@ -128,7 +129,9 @@ def seaweedfs() -> Iterator[S3Server]:
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     endpoint = f"127.0.0.1:{ports[6]}"
-    server = S3Server(endpoint=endpoint, access_key=access, secret_key=secret, data_dir=work)
+    server = S3Server(
+        endpoint=endpoint, access_key=access, secret_key=secret, data_dir=work, process=process
+    )
     try:
         wait_until(lambda: _s3_ready(server), 90, "SeaweedFS S3", process, log)
         yield server
@@ -150,3 +153,79 @@ def _s3_ready(server: S3Server) -> bool:
 
     client.put_object(bucket, "probe", io.BytesIO(b"ok"), 2)
     return True
+
+
+REPO = Path(__file__).resolve().parents[1]
+SERVING_VENV = REPO / ".venv-serving"
+
+
+@dataclass(frozen=True)
+class SeldonServer:
+    """A seldon-core microservice on loopback."""
+
+    http: str
+    grpc: str
+    metrics: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+def seldon_command(
+    model_class: str, parameters: list[dict[str, str]], ports: list[int], workers: int = 1
+) -> list[str]:
+    """The seldon-core-microservice command line, from the serving virtualenv."""
+    return [
+        str(SERVING_VENV / "bin" / "seldon-core-microservice"),
+        model_class,
+        f"--http-port={ports[0]}",
+        f"--grpc-port={ports[1]}",
+        f"--metrics-port={ports[2]}",
+        f"--workers={workers}",
+        "--log-level=INFO",
+        f"--parameters={json.dumps(parameters)}",
+    ]
+
+
+@contextlib.contextmanager
+def seldon_microservice(
+    parameters: dict[str, str],
+    *,
+    model_class: str = "flywheel.serving.model.FlywheelModel",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    workers: int = 1,
+    ready_timeout: float = 60,
+) -> Iterator[SeldonServer]:
+    """Start a real seldon-core microservice serving `model_class` and wait until it answers."""
+    import urllib.request
+
+    ports = free_ports(3)
+    params = [{"name": k, "value": v, "type": "STRING"} for k, v in parameters.items()]
+    log = Path(tempfile.mkstemp(prefix="seldon-", suffix=".log")[1])
+    full_env = {**os.environ, "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false", **(env or {})}
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            seldon_command(model_class, params, ports, workers),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env=full_env,
+            start_new_session=True,
+        )
+    server = SeldonServer(
+        http=f"127.0.0.1:{ports[0]}",
+        grpc=f"127.0.0.1:{ports[1]}",
+        metrics=f"127.0.0.1:{ports[2]}",
+        process=process,
+        log=log,
+    )
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"http://{server.http}/health/status", timeout=2) as response:
+            return bool(response.status == 200)
+
+    try:
+        wait_until(ready, ready_timeout, "seldon-core microservice", process, log)
+        yield server
+    finally:
+        stop(process)

@@ -1,0 +1,273 @@
+"""The model class that the seldon-core Python wrapper serves (REST and gRPC).
+
+    seldon-core-microservice flywheel.serving.model.FlywheelModel \\
+        --parameters '[{"name": "model_version", "value": "v3", "type": "STRING"}, ...]'
+
+It loads one immutable version from the registry, checks every request against
+that version's data contract (a bad request is a Seldon 400 naming the feature),
+returns class probabilities, exposes custom metrics, tags and metadata, and logs
+each request and response without blocking it.
+
+This is the only module that knows about seldon-core, so serving can move to
+another runtime by replacing it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from typing import Any
+
+from flywheel.config import StorageSettings
+from flywheel.contract import Contract
+from flywheel.predictor import MODEL_FILE, Predictor, load_model
+from flywheel.registry import Registry
+from flywheel.serving.predictionlog import PredictionLogger
+from flywheel.serving.requests import BadRequest, RequestSchema
+from flywheel.storage import open_store
+
+log = logging.getLogger(__name__)
+
+CLASS_NAMES = ["repaid", "defaulted"]
+SCORE_BUCKETS = 10
+
+
+class ModelUnavailable(RuntimeError):
+    """The configured version cannot be served; the server must not become ready."""
+
+
+def _bool(value: Any) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
+
+
+class FlywheelModel:
+    """A registered model version behind the Seldon protocol."""
+
+    def __init__(
+        self,
+        model_name: str = "loan-default",
+        model_version: str = "",
+        store_uri: str = ".flywheel/store",
+        store_endpoint: str = "",
+        store_secure: bool | str = True,
+        log_predictions: bool | str = True,
+        max_rows: int | str = 1000,
+        max_body_bytes: int | str = 1_048_576,
+    ) -> None:
+        if not model_version:
+            raise ModelUnavailable("the model_version parameter is required, e.g. v3")
+        self.model_name = model_name
+        self.model_version = model_version
+        self.storage = StorageSettings(
+            uri=store_uri, endpoint=store_endpoint or None, secure=_bool(store_secure)
+        )
+        self.log_predictions = _bool(log_predictions)
+        self.max_rows = int(max_rows)
+        self.max_body_bytes = int(max_body_bytes)
+        self.predictor: Predictor | None = None
+        self.schema: RequestSchema | None = None
+        self.logger: PredictionLogger | None = None
+        self.lineage: dict[str, Any] = {}
+        self.bad_requests = 0
+        self._last: list[dict[str, Any]] = []
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    def _registry(self) -> Registry:
+        return Registry(open_store(self.storage.uri, self.storage), self.model_name)
+
+    def load(self) -> None:
+        """Load the version; any failure stops the server from becoming ready."""
+        import json
+
+        registry = self._registry()
+        try:
+            raw = registry.read(self.model_version, MODEL_FILE)
+            contract = Contract.from_json(registry.read(self.model_version, "contract.json"))
+            self.lineage = json.loads(registry.read(self.model_version, "lineage.json"))
+            model = load_model(raw)
+        except Exception as error:
+            raise ModelUnavailable(
+                f"cannot serve {self.model_name} {self.model_version} from {self.storage.uri}: {error}"
+            ) from error
+        self.schema = RequestSchema.from_contract(contract, self.max_rows)
+        self.predictor = Predictor(model, list(contract.numeric), list(contract.categorical))
+        if self.log_predictions:
+            self.logger = PredictionLogger(registry.store, self.model_name, self.model_version)
+        log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
+
+    # --- the Seldon protocol ------------------------------------------------------
+
+    def predict_raw(self, request: Any) -> Any:
+        """Score a REST (dict) or gRPC (SeldonMessage) request."""
+        from seldon_core.proto import prediction_pb2
+        from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
+        is_proto = isinstance(request, prediction_pb2.SeldonMessage)
+        payload = seldon_message_to_json(request) if is_proto else request
+        try:
+            response = self._predict(payload)
+        except BadRequest as error:
+            self.bad_requests += 1
+            if is_proto:
+                # gRPC has no HTTP status: the Seldon status field carries the 400.
+                status = {
+                    "code": 400,
+                    "info": str(error),
+                    "reason": "MICROSERVICE_BAD_DATA",
+                    "status": "FAILURE",
+                }
+                return json_to_seldon_message({"status": status})
+            from seldon_core.flask_utils import SeldonMicroserviceException
+
+            raise SeldonMicroserviceException(str(error), status_code=400) from None
+        if is_proto:
+            # proto3 drops zero values, and seldon-core then fails on a metric without
+            # one (KeyError 'value'); a zero counter adds nothing anyway.
+            response["meta"]["metrics"] = [m for m in response["meta"]["metrics"] if m["value"]]
+            return json_to_seldon_message(response)
+        return response
+
+    def _predict(self, payload: Any) -> dict[str, Any]:
+        if self.predictor is None or self.schema is None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        started = time.perf_counter()
+        frame = self.schema.frame(payload)
+        probabilities = self.predictor.predict_proba(frame)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
+        request_id = str(meta.get("puid") or uuid.uuid4().hex)
+        outputs = probabilities.round(6).tolist()
+        self._last = self._request_metrics(probabilities[:, 1].tolist(), elapsed_ms)
+        if self.logger is not None:
+            self.logger.record(
+                {
+                    "request_id": request_id,
+                    "model": self.model_name,
+                    "version": self.model_version,
+                    "time": time.time(),
+                    "latency_ms": round(elapsed_ms, 3),
+                    "inputs": frame.to_dict(orient="list"),
+                    "outputs": outputs,
+                }
+            )
+        return {
+            "data": {"names": CLASS_NAMES, "ndarray": outputs},
+            "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": self.metrics()},
+        }
+
+    def _request_metrics(self, scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
+        buckets: dict[int, int] = {}
+        for score in scores:
+            bucket = min(int(score * SCORE_BUCKETS), SCORE_BUCKETS - 1)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+        metrics: list[dict[str, Any]] = [
+            {"type": "COUNTER", "key": "flywheel_rows_total", "value": len(scores)},
+            {"type": "TIMER", "key": "flywheel_predict_ms", "value": elapsed_ms},
+        ]
+        metrics += [
+            {
+                "type": "COUNTER",
+                "key": "flywheel_scores_total",
+                "value": count,
+                "tags": {"bucket": str(b)},
+            }
+            for b, count in sorted(buckets.items())
+        ]
+        return metrics
+
+    def metrics(self) -> list[dict[str, Any]]:
+        """Custom metrics: the last request's counts and timings, and running gauges."""
+        gauges = {"flywheel_bad_requests": self.bad_requests}
+        if self.logger is not None:
+            gauges.update(
+                {
+                    "flywheel_log_dropped": self.logger.dropped,
+                    "flywheel_log_written": self.logger.logged,
+                    "flywheel_log_backlog": self.logger.backlog,
+                }
+            )
+        return [*self._last, *({"type": "GAUGE", "key": k, "value": v} for k, v in gauges.items())]
+
+    def tags(self) -> dict[str, str]:
+        """Added to every response's meta: which model answered."""
+        return {
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "data_hash": str(self.lineage.get("data", {}).get("content_hash", ""))[:16],
+        }
+
+    def health_status(self) -> dict[str, Any]:
+        """Healthy once the version is loaded and the log is keeping up."""
+        if self.predictor is None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        status: dict[str, Any] = {"model": self.model_name, "version": self.model_version}
+        if self.logger is not None:
+            status["log_dropped"] = self.logger.dropped
+        return status
+
+    def init_metadata(self) -> dict[str, Any]:
+        """What /metadata reports: inputs and outputs from the contract, and lineage."""
+        import json
+
+        registry = self._registry()
+        try:
+            contract = Contract.from_json(registry.read(self.model_version, "contract.json"))
+            lineage = json.loads(registry.read(self.model_version, "lineage.json"))
+        except Exception as error:
+            raise ModelUnavailable(
+                f"cannot serve {self.model_name} {self.model_version} from {self.storage.uri}: {error}"
+            ) from error
+        names = list(contract.features)
+        properties: dict[str, Any] = {n: {"type": ["number", "null"]} for n in contract.numeric}
+        properties.update(
+            {n: {"enum": [*sorted(p.fractions), None]} for n, p in contract.categorical.items()}
+        )
+        return {
+            "name": self.model_name,
+            "versions": [self.model_version],
+            "platform": "seldon",
+            "inputs": [
+                {"messagetype": "ndarray", "schema": {"names": names, "shape": [len(names)]}},
+                {
+                    "messagetype": "jsonData",
+                    "schema": {"type": "object", "properties": properties, "required": names},
+                },
+            ],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": CLASS_NAMES, "shape": [2]}}],
+            "custom": {
+                "data_hash": str(lineage.get("data", {}).get("content_hash", "")),
+                "git_commit": str(lineage.get("git_commit") or ""),
+                "image_digest": str(lineage.get("image_digest") or ""),
+                "pipeline_run_id": str(lineage.get("pipeline_run_id") or ""),
+            },
+        }
+
+    @property
+    def model_error_handler(self) -> Any:
+        """A Flask blueprint that refuses oversized bodies before they are parsed."""
+        from flask import Blueprint, jsonify, request
+
+        blueprint = Blueprint("flywheel_limits", __name__)
+        limit = self.max_body_bytes
+
+        def _limit_body() -> Any:
+            length = request.content_length
+            if length is not None and length > limit:
+                self.bad_requests += 1
+                body = {
+                    "status": {
+                        "status": 1,
+                        "code": -1,
+                        "reason": "MICROSERVICE_BAD_DATA",
+                        "info": f"the request body is {length} bytes; at most {limit} are allowed",
+                    }
+                }
+                response = jsonify(body)
+                response.status_code = 413
+                return response
+            return None
+
+        blueprint.before_app_request(_limit_body)
+        return blueprint

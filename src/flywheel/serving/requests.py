@@ -1,0 +1,151 @@
+"""Prediction requests checked against a model's data contract, with errors that name the feature.
+
+Accepted payloads (the Seldon protocol's two JSON forms for tabular rows):
+
+    {"data": {"names": ["income", ...], "ndarray": [[52000.0, ...], ...]}}
+    {"jsonData": [{"income": 52000.0, ...}, ...]}   (or {"jsonData": {"instances": [...]}})
+
+Anything else, and any value the model could not score correctly, is a BadRequest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from flywheel.contract import Contract
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class BadRequest(ValueError):
+    """The request cannot be scored; the message says which feature and why."""
+
+
+@dataclass(frozen=True)
+class RequestSchema:
+    """What a request must look like for one model version."""
+
+    numeric: tuple[str, ...]
+    categorical: dict[str, frozenset[str]]
+    max_rows: int
+
+    @classmethod
+    def from_contract(cls, contract: Contract, max_rows: int) -> RequestSchema:
+        """Features and allowed categories from the contract stored with the model."""
+        return cls(
+            numeric=tuple(contract.numeric),
+            categorical={n: frozenset(p.fractions) for n, p in contract.categorical.items()},
+            max_rows=max_rows,
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Feature names in model input order."""
+        return (*self.numeric, *self.categorical)
+
+    def rows(self, payload: Any) -> list[list[Any]]:
+        """The request's rows as lists in `names` order, before value checks."""
+        if not isinstance(payload, Mapping):
+            raise BadRequest(f"the request must be a JSON object, not {type(payload).__name__}")
+        if "data" in payload:
+            data = payload["data"]
+            if not isinstance(data, Mapping) or "ndarray" not in data:
+                raise BadRequest('"data" must hold "names" and "ndarray" (a list of rows)')
+            return self._from_ndarray(data.get("names"), data["ndarray"])
+        if "jsonData" in payload:
+            records = payload["jsonData"]
+            if isinstance(records, Mapping):
+                records = records.get("instances")
+            if not isinstance(records, list):
+                raise BadRequest('"jsonData" must be a list of records or {"instances": [...]}')
+            self._count(records)
+            return [self._from_record(i, r) for i, r in enumerate(records)]
+        raise BadRequest('the request has neither "data" nor "jsonData"')
+
+    def _count(self, rows: Sequence[Any]) -> None:
+        if not rows:
+            raise BadRequest("the request holds no rows")
+        if len(rows) > self.max_rows:
+            raise BadRequest(
+                f"the request holds {len(rows)} rows; at most {self.max_rows} are allowed"
+            )
+
+    def _from_ndarray(self, names: Any, ndarray: Any) -> list[list[Any]]:
+        if not isinstance(ndarray, list):
+            raise BadRequest('"ndarray" must be a list of rows')
+        self._count(ndarray)
+        expected = self.names
+        if names is None:
+            order = list(range(len(expected)))
+        else:
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise BadRequest('"names" must be a list of feature names')
+            unknown = [n for n in names if n not in expected]
+            missing = [n for n in expected if n not in names]
+            if unknown:
+                raise BadRequest(
+                    f"unknown feature(s) {', '.join(unknown)}; expected {', '.join(expected)}"
+                )
+            if missing:
+                raise BadRequest(f"missing feature(s) {', '.join(missing)}")
+            if len(set(names)) != len(names):
+                raise BadRequest('a feature name appears twice in "names"')
+            order = [names.index(n) for n in expected]
+        out = []
+        for i, row in enumerate(ndarray):
+            if not isinstance(row, list):
+                raise BadRequest(f"row {i} must be a list of {len(expected)} values")
+            if len(row) != len(expected):
+                raise BadRequest(
+                    f"row {i} has {len(row)} values; the model takes {len(expected)}: {', '.join(expected)}"
+                )
+            out.append([row[j] for j in order])
+        return out
+
+    def _from_record(self, i: int, record: Any) -> list[Any]:
+        if not isinstance(record, Mapping):
+            raise BadRequest(f"record {i} must be an object of feature: value")
+        unknown = [k for k in record if k not in self.names]
+        if unknown:
+            raise BadRequest(f"record {i}: unknown feature(s) {', '.join(map(str, unknown))}")
+        missing = [n for n in self.names if n not in record]
+        if missing:
+            raise BadRequest(f"record {i}: missing feature(s) {', '.join(missing)}")
+        return [record[n] for n in self.names]
+
+    def frame(self, payload: Any) -> pd.DataFrame:
+        """Check every value and return the model's input frame."""
+        import pandas as pd
+
+        rows = self.rows(payload)
+        n_numeric = len(self.numeric)
+        for i, row in enumerate(rows):
+            for name, value in zip(self.numeric, row[:n_numeric], strict=True):
+                if value is None:
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    raise BadRequest(f"row {i}: feature {name} must be a number, got {value!r}")
+                if not math.isfinite(value):
+                    raise BadRequest(f"row {i}: feature {name} must be finite, got {value}")
+            for (name, allowed), value in zip(
+                self.categorical.items(), row[n_numeric:], strict=True
+            ):
+                if value is None:
+                    continue
+                if not isinstance(value, str):
+                    raise BadRequest(
+                        f"row {i}: feature {name} must be a string category, got {value!r}"
+                    )
+                if value not in allowed:
+                    raise BadRequest(
+                        f"row {i}: feature {name} has unknown category {value!r}; "
+                        f"known: {', '.join(sorted(allowed))}"
+                    )
+        frame = pd.DataFrame(rows, columns=list(self.names))
+        for name in self.numeric:
+            frame[name] = frame[name].astype("float64")
+        return frame

@@ -1,0 +1,299 @@
+"""Real seldon-core microservices on loopback: REST, gRPC, SeldonClient, bad input and faults."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flywheel.config import Settings
+from flywheel.storage import LocalStore
+from tools.loopback import SERVING_VENV, SeldonServer, seldon_microservice
+
+pytestmark = pytest.mark.integration
+
+NAMES = [
+    "income",
+    "age",
+    "loan_amount",
+    "credit_score",
+    "tenure_months",
+    "late_payments",
+    "region",
+    "channel",
+    "employment",
+]
+ROW = [52000.0, 40, 12000.0, 680, 24, 0, "north", "web", "salaried"]
+
+
+def params(settings: Settings, version: str = "v1", **extra: str) -> dict[str, str]:
+    return {
+        "model_name": settings.model_name,
+        "model_version": version,
+        "store_uri": settings.storage.uri,
+        **extra,
+    }
+
+
+def post(server: SeldonServer, body: bytes | dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"http://{server.http}/api/v1.0/predictions",
+        data=data,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.fixture(scope="module")
+def server(registered: Settings) -> Iterator[SeldonServer]:
+    with seldon_microservice(params(registered, max_rows="100", max_body_bytes="20000")) as s:
+        yield s
+
+
+def test_rest_returns_probabilities_with_model_tags(server: SeldonServer) -> None:
+    status, body = post(
+        server, {"data": {"names": NAMES, "ndarray": [ROW, ROW]}, "meta": {"puid": "req-1"}}
+    )
+    assert status == 200
+    assert body["data"]["names"] == ["repaid", "defaulted"]
+    for p0, p1 in body["data"]["ndarray"]:
+        assert p0 + p1 == pytest.approx(1.0, abs=1e-5)
+    tags = body["meta"]["tags"]
+    assert (tags["model_name"], tags["model_version"], tags["request_id"]) == (
+        "loan-default",
+        "v1",
+        "req-1",
+    )
+    assert "metrics" not in body["meta"]
+    status, records = post(server, {"jsonData": [dict(zip(NAMES, ROW, strict=True))]})
+    assert status == 200 and records["data"]["ndarray"][0] == body["data"]["ndarray"][0]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        (b'{"data": {"names": [', 400, "Can't find JSON in data"),
+        (
+            {"data": {"names": NAMES[:-1], "ndarray": [ROW[:-1]]}},
+            400,
+            "missing feature(s) employment",
+        ),
+        (
+            {"data": {"names": NAMES, "ndarray": [ROW[:-1]]}},
+            400,
+            "row 0 has 8 values; the model takes 9",
+        ),
+        (
+            {"data": {"names": NAMES, "ndarray": [["lots", *ROW[1:]]]}},
+            400,
+            "feature income must be a number",
+        ),
+        (
+            b'{"data": {"names": %s, "ndarray": [[NaN, 40, 1, 1, 1, 1, "north", "web", "salaried"]]}}'
+            % json.dumps(NAMES).encode(),
+            400,
+            "feature income must be finite, got nan",
+        ),
+        (
+            b'{"data": {"names": %s, "ndarray": [[1, Infinity, 1, 1, 1, 1, "north", "web", "salaried"]]}}'
+            % json.dumps(NAMES).encode(),
+            400,
+            "feature age must be finite, got inf",
+        ),
+        (
+            {"data": {"names": NAMES, "ndarray": [[*ROW[:7], "carrier-pigeon", ROW[8]]]}},
+            400,
+            "feature channel has unknown category 'carrier-pigeon'",
+        ),
+        ({"data": {"names": NAMES, "ndarray": []}}, 400, "the request holds no rows"),
+        ({"data": {"names": NAMES, "ndarray": [ROW] * 101}}, 400, "holds 101 rows; at most 100"),
+        (
+            {"data": {"names": NAMES, "ndarray": [ROW] * 100}, "pad": "x" * 30000},
+            413,
+            "at most 20000 are allowed",
+        ),
+    ],
+)
+def test_bad_requests_get_a_seldon_4xx_naming_the_problem_and_serving_goes_on(
+    server: SeldonServer, body: Any, status: int, message: str
+) -> None:
+    got, answer = post(server, body)
+    assert got == status
+    assert answer["status"]["reason"] == "MICROSERVICE_BAD_DATA"
+    assert message in answer["status"]["info"]
+    assert post(server, {"data": {"names": NAMES, "ndarray": [ROW]}})[0] == 200
+
+
+def test_metadata_describes_inputs_outputs_and_lineage(server: SeldonServer) -> None:
+    with urllib.request.urlopen(f"http://{server.http}/metadata", timeout=5) as response:
+        metadata = json.loads(response.read())
+    assert metadata["versions"] == ["v1"]
+    assert metadata["inputs"][0]["schema"]["names"] == NAMES
+    assert metadata["outputs"][0]["schema"]["names"] == ["repaid", "defaulted"]
+    assert (
+        metadata["custom"]["git_commit"] == "abc123" and len(metadata["custom"]["data_hash"]) == 64
+    )
+
+
+def test_custom_metrics_reach_prometheus(server: SeldonServer) -> None:
+    post(server, {"data": {"names": NAMES, "ndarray": [ROW] * 3}})
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "flywheel_rows_total" in text and 'flywheel_scores_total{bucket="' in text
+    assert "flywheel_bad_requests" in text and "flywheel_predict_ms_bucket" in text
+
+
+SELDON_CLIENT = r"""
+import json, sys
+from seldon_core.seldon_client import SeldonClient
+from seldon_core.utils import seldon_message_to_json
+import numpy as np
+def as_json(message):
+    return seldon_message_to_json(message) if message is not None and hasattr(message, "ListFields") else message
+transport, endpoint, names, row, bad = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), json.loads(sys.argv[5])
+client = SeldonClient(gateway="seldon", transport=transport, microservice_endpoint=endpoint)
+out = {}
+good = client.microservice(method="predict", data=np.array([row], dtype=object), names=names, payload_type="ndarray")
+out["good"] = {"success": good.success, "response": as_json(good.response), "msg": good.msg}
+wrong = client.microservice(method="predict", data=np.array([bad], dtype=object), names=names, payload_type="ndarray")
+out["bad"] = {"success": wrong.success, "response": as_json(wrong.response), "msg": wrong.msg}
+print(json.dumps(out, default=str))
+"""
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_seldons_own_client_over_rest_and_grpc(server: SeldonServer, transport: str) -> None:
+    endpoint = server.http if transport == "rest" else server.grpc
+    bad = [*ROW[:6], "mars", *ROW[7:]]
+    result = subprocess.run(
+        [
+            str(SERVING_VENV / "bin" / "python"),
+            "-c",
+            SELDON_CLIENT,
+            transport,
+            endpoint,
+            json.dumps(NAMES),
+            json.dumps(ROW),
+            json.dumps(bad),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["good"]["success"], out
+    good = out["good"]["response"]
+    assert good["data"]["names"] == ["repaid", "defaulted"]
+    assert good["meta"]["tags"]["model_version"] == "v1"
+    if transport == "grpc":
+        status = out["bad"]["response"]["status"]
+        assert status["code"] == 400 and "unknown category 'mars'" in status["info"]
+    else:
+        assert not out["bad"]["success"]
+        assert "unknown category 'mars'" in json.dumps(out["bad"])
+
+
+def test_requests_and_responses_are_logged_to_the_store(
+    registered: Settings, server: SeldonServer
+) -> None:
+    post(server, {"data": {"names": NAMES, "ndarray": [ROW]}, "meta": {"puid": "trace-me"}})
+    store = LocalStore(registered.storage.uri)
+    deadline, found = time.monotonic() + 15, []
+    while time.monotonic() < deadline and not found:
+        for key in store.list("predictions/loan-default/v1"):
+            found += [
+                json.loads(line)
+                for line in store.read(key).decode().splitlines()
+                if json.loads(line)["request_id"] == "trace-me"
+            ]
+        time.sleep(0.3)
+    (record,) = found
+    assert record["version"] == "v1" and record["inputs"]["region"] == ["north"]
+    assert len(record["outputs"][0]) == 2 and record["latency_ms"] > 0
+
+
+@pytest.mark.parametrize(
+    ("version", "damage", "message"),
+    [
+        ("v9", None, "loan-default has no version v9"),
+        ("v1", "model.joblib", "does not match the digest"),
+    ],
+)
+def test_a_missing_or_corrupt_version_never_becomes_ready(
+    registered: Settings, tmp_path: Path, version: str, damage: str | None, message: str
+) -> None:
+    store = tmp_path / "store"
+    import shutil
+
+    shutil.copytree(registered.storage.uri, store)
+    if damage:
+        (store / "models/loan-default/versions/v1" / damage).write_bytes(b"corrupt")
+    settings = registered.model_copy(
+        update={"storage": registered.storage.model_copy(update={"uri": str(store)})}
+    )
+    with (
+        pytest.raises(RuntimeError, match="exited with code") as error,
+        seldon_microservice(params(settings, version), ready_timeout=60),
+    ):
+        pass
+    assert message in str(error.value)
+
+
+def test_serving_goes_on_when_the_store_is_down_and_drops_are_counted(
+    registered: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.config import StorageSettings
+    from flywheel.storage import S3Store, open_store
+    from tools.loopback import seaweedfs, stop
+
+    with seaweedfs() as s3:
+        # given a model served from an S3 store of its own
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3.access_key)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3.secret_key)
+        target = open_store(
+            "s3://serving/flywheel", StorageSettings(endpoint=s3.endpoint, secure=False)
+        )
+        assert isinstance(target, S3Store)
+        target.ensure_bucket()
+        local = LocalStore(registered.storage.uri)
+        for key in local.list("models"):
+            target.write(key, local.read(key))
+        parameters = params(
+            registered,
+            store_uri="s3://serving/flywheel",
+            store_endpoint=s3.endpoint,
+            store_secure="false",
+        )
+        with seldon_microservice(parameters) as server:
+            assert post(server, {"data": {"names": NAMES, "ndarray": [ROW]}})[0] == 200
+            # when the S3 server goes away
+            stop(s3.process)
+            # then every request is still answered, and the log counts what it dropped
+            statuses = [
+                post(server, {"data": {"names": NAMES, "ndarray": [ROW]}})[0] for _ in range(20)
+            ]
+            assert statuses == [200] * 20
+            deadline, dropped = time.monotonic() + 30, 0.0
+            while time.monotonic() < deadline and dropped == 0:
+                time.sleep(1)
+                post(server, {"data": {"names": NAMES, "ndarray": [ROW]}})
+                with urllib.request.urlopen(
+                    f"http://{server.metrics}/metrics", timeout=5
+                ) as response:
+                    for line in response.read().decode().splitlines():
+                        if line.startswith("flywheel_log_dropped{"):
+                            dropped = max(dropped, float(line.rsplit(" ", 1)[1]))
+            assert dropped > 0
