@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,15 @@ def build(tool: GoTool) -> Path:
             built = staging / Path(tool.package).name
             if built != staging / tool.name:
                 built.rename(staging / tool.name)
+        elif tool.how == "throwaway":
+            module = Path(tmp) / "module"
+            _throwaway_module(tool, module)
+            target_package = tool.package if tool.package != "." else "."
+            _go(
+                ["build", "-mod=mod", *flags, "-o", str(staging / tool.name), target_package],
+                cwd=module,
+                env=tool.env,
+            )
         else:
             info = json.loads(_go(["mod", "download", "-json", f"{tool.module}@{tool.version}"]))
             source = Path(tmp) / "src"
@@ -74,6 +84,36 @@ def build(tool: GoTool) -> Path:
         staging.rename(target)
     print(f">> built {tool.name} in {time.monotonic() - started:.0f}s -> {target}", flush=True)
     return target / tool.name
+
+
+def _staging_replaces(tool: GoTool) -> list[str]:
+    """`replace k8s.io/x => k8s.io/x v0.N.P` for every staging module in the tag's go.mod."""
+    info = json.loads(_go(["mod", "download", "-json", f"{tool.module}@{tool.version}"]))
+    text = Path(info["GoMod"]).read_text()
+    minor_patch = tool.version.lstrip("v").split(".", 1)[1]
+    lines = []
+    for match in re.finditer(
+        r"^\s*(?:replace\s+)?(k8s\.io/[\w.-]+)\s+=>\s+\./staging/", text, re.M
+    ):
+        lines.append(f"replace {match.group(1)} => {match.group(1)} v0.{minor_patch}")
+    return lines
+
+
+def _throwaway_module(tool: GoTool, module: Path) -> None:
+    module.mkdir()
+    replaces = _staging_replaces(tool) if tool.module == "k8s.io/kubernetes" else []
+    (module / "go.mod").write_text(
+        "module flywheel.local/toolbuild\n\ngo 1.26\n\n"
+        f"require {tool.module} {tool.version}\n\n" + "\n".join(replaces) + "\n"
+    )
+    if tool.main_source:
+        (module / "main.go").write_text(tool.main_source)
+    else:
+        # A blank import keeps the target in the build list for `-mod=mod`.
+        (module / "tools.go").write_text(
+            f'//go:build tools\n\npackage tools\n\nimport _ "{tool.package}"\n'
+        )
+    _go(["mod", "tidy"], cwd=module)
 
 
 def main(argv: list[str]) -> int:

@@ -12,17 +12,22 @@ class GoTool:
 
     `install` is a plain `go install pkg@version`. `in-module` builds inside a
     copy of the module, for modules whose go.mod has replace directives that
-    `go install` refuses.
+    `go install` refuses. `throwaway` builds from a generated module that requires
+    the target and, for k8s.io/kubernetes, points each staging module at its
+    published v0.x release (the lines come from the tag's own go.mod). A
+    `main_source` is written as that module's main package when the target has
+    no main package of its own (etcd's server module).
     """
 
     name: str
     module: str
     version: str
     package: str
-    how: Literal["install", "in-module"] = "install"
+    how: Literal["install", "in-module", "throwaway"] = "install"
     ldflags: tuple[str, ...] = ()
     license: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    main_source: str = ""
 
     @property
     def key(self) -> str:
@@ -40,4 +45,93 @@ SEAWEEDFS = GoTool(
     license="Apache-2.0",
 )
 
-TOOLS: dict[str, GoTool] = {tool.name: tool for tool in (SEAWEEDFS,)}
+KUBERNETES_VERSION = "v1.37.2"
+
+
+def _kube_ldflags(version: str) -> tuple[str, ...]:
+    """Version stamps, so /version reports the release and Helm's kubeVersion checks work."""
+    major, minor = version.lstrip("v").split(".")[:2]
+    flags = []
+    for package in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        flags += [
+            f"-X {package}.gitVersion={version}",
+            f"-X {package}.gitMajor={major}",
+            f"-X {package}.gitMinor={minor}",
+            f"-X {package}.gitTreeState=clean",
+            f"-X {package}.buildDate=2026-11-01T00:00:00Z",
+        ]
+    return tuple(flags)
+
+
+def _kube(name: str) -> GoTool:
+    return GoTool(
+        name=name,
+        module="k8s.io/kubernetes",
+        version=KUBERNETES_VERSION,
+        package=f"k8s.io/kubernetes/cmd/{name}",
+        how="throwaway",
+        ldflags=_kube_ldflags(KUBERNETES_VERSION),
+        license="Apache-2.0",
+    )
+
+
+ETCD = GoTool(
+    name="etcd",
+    module="go.etcd.io/etcd/server/v3",
+    version="v3.7.3",
+    package=".",
+    how="throwaway",
+    license="Apache-2.0",
+    main_source=(
+        'package main\n\nimport (\n\t"os"\n\n\t"go.etcd.io/etcd/server/v3/etcdmain"\n)\n\n'
+        "func main() { etcdmain.Main(os.Args) }\n"
+    ),
+)
+KWOK = GoTool(
+    name="kwok",
+    module="sigs.k8s.io/kwok",
+    version="v0.8.0",
+    package="sigs.k8s.io/kwok/cmd/kwok",
+    license="Apache-2.0",
+)
+HELM = GoTool(
+    name="helm",
+    module="helm.sh/helm/v3",
+    version="v3.22.0",
+    package="helm.sh/helm/v3/cmd/helm",
+    ldflags=("-X helm.sh/helm/v3/internal/version.version=v3.22.0",),
+    license="Apache-2.0",
+)
+KUBECONFORM = GoTool(
+    name="kubeconform",
+    module="github.com/yannh/kubeconform",
+    version="v0.8.0",
+    package="github.com/yannh/kubeconform/cmd/kubeconform",
+    license="Apache-2.0",
+)
+# v4.0.5 is the only argo-workflows version the module proxy serves here; it is a
+# test-time linter and CRD source, never deployed by Flywheel.
+ARGO = GoTool(
+    name="argo",
+    module="github.com/argoproj/argo-workflows/v4",
+    version="v4.0.5",
+    package="./cmd/argo",
+    how="in-module",
+    license="Apache-2.0",
+)
+
+TOOLS: dict[str, GoTool] = {
+    tool.name: tool
+    for tool in (
+        SEAWEEDFS,
+        ETCD,
+        _kube("kube-apiserver"),
+        _kube("kube-controller-manager"),
+        _kube("kube-scheduler"),
+        _kube("kubectl"),
+        KWOK,
+        HELM,
+        KUBECONFORM,
+        ARGO,
+    )
+}

@@ -32,9 +32,18 @@ data_app = typer.Typer(
 models_app = typer.Typer(
     help="The model registry: versions, aliases and lineage.", no_args_is_help=True
 )
+rollout_app = typer.Typer(
+    help="Canary rollouts: status, the controller loop, waiting for a decision.",
+    no_args_is_help=True,
+)
+demo_app = typer.Typer(
+    help="Drills: faulty candidates that a canary must catch.", no_args_is_help=True
+)
 app.add_typer(config_app, name="config")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(demo_app, name="demo")
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -210,6 +219,15 @@ def run(
         bool, typer.Option(help="Reuse the outputs of unchanged steps (pipeline.caching).")
     ] = True,
     run_id: Annotated[str | None, typer.Option(help="Run id (default: generated).")] = None,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            help="Then roll a newly registered candidate out as a local canary under synthetic traffic."
+        ),
+    ] = False,
+    rps: Annotated[
+        float, typer.Option(help="Synthetic requests per second during the canary.")
+    ] = 40.0,
 ) -> None:
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
@@ -226,6 +244,22 @@ def run(
     _summarise(settings, result)
     if not result.succeeded:
         raise typer.Exit(1)
+    if deploy:
+        from flywheel.registry import PRODUCTION
+        from flywheel.tasks import registry
+
+        version = (result.registration or {}).get("version")
+        production = registry(settings).resolve(PRODUCTION)
+        if version is None:
+            out.print("Canary: nothing new was registered, so nothing to roll out.")
+        elif version == production:
+            out.print(
+                f"Canary: {version} is already in production (the first model goes straight in)."
+            )
+        else:
+            state = _local_canary(settings, version, rps)
+            if state.phase != "promoted":
+                out.print(f"Production stays {production}.")
 
 
 def _parse_day(text: str, flag: str) -> date:
@@ -342,6 +376,271 @@ def submit(
         )
     result = runs.submit(settings, host=endpoint, image=image, as_of=as_of, namespace=namespace)
     out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")
+
+
+# --- serving and rollouts -----------------------------------------------------------
+
+
+def _tick_printer(started: float, steps: int) -> Any:
+    import time
+
+    def show(state: Any, verdict: Any) -> None:
+        if verdict is None:
+            return
+        parts = []
+        for check in verdict.checks:
+            value = "–" if check.measured is None else f"{check.measured:.3g}"
+            parts.append(f"{check.name} {value} [{check.status}]")
+        out.print(
+            f"[{time.monotonic() - started:5.1f}s] step {state.step + 1}/{steps} "
+            f"canary {state.weight}%: {verdict.action} ({verdict.reason}); " + ", ".join(parts),
+            highlight=False,
+        )
+
+    return show
+
+
+def _local_canary(settings: Settings, version: str, rps: float, traffic: bool = True) -> Any:
+    import time
+
+    from flywheel.rollout.local import local_canary
+
+    out.rule(f"canary {settings.model_name} {version}")
+    out.print(
+        f"Steps {list(settings.rollout.steps)}%, {settings.rollout.min_requests} canary requests per step, "
+        f"synthetic traffic at {rps:g} req/s on loopback"
+    )
+    started = time.monotonic()
+    state, stats = local_canary(
+        settings,
+        version,
+        rps=rps,
+        traffic=traffic,
+        on_tick=_tick_printer(started, len(settings.rollout.steps)),
+    )
+    colour = "green" if state.phase == "promoted" else "red"
+    out.print(
+        f"[{colour} bold]{state.phase.replace('_', ' ').upper()}[/] {version} after {time.monotonic() - started:.0f}s: {state.reason}"
+    )
+    if stats:
+        out.print("Traffic: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.items())))
+    return state
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="A version (v3) or alias.")] = "production",
+    port: Annotated[int, typer.Option(help="Gateway port on 127.0.0.1.")] = 8080,
+) -> None:
+    """Serve a version locally: a seldon-core microservice behind the gateway, until Ctrl-C."""
+    import time
+
+    from flywheel.rollout.local import LocalDriver
+    from flywheel.tasks import registry
+
+    settings = _settings(ctx)
+    resolved = registry(settings).resolve(version) if not version.lstrip("v").isdigit() else version
+    if resolved is None:
+        raise Failure(
+            f"alias {version!r} of {settings.model_name} is not set: run the pipeline first"
+        )
+    driver = LocalDriver(settings, gateway_port=port)
+    try:
+        driver.serve(resolved)
+        out.print(
+            f"Serving {settings.model_name} {resolved} at {driver.gateway_url}/api/v1.0/predictions (Ctrl-C stops)"
+        )
+        out.print(
+            f"Try: curl -s {driver.gateway_url}/api/v1.0/predictions -H 'Content-Type: application/json' "
+            '-d \'{"jsonData": [{"income": 52000, "age": 40, "loan_amount": 12000, "credit_score": 680, '
+            '"tenure_months": 24, "late_payments": 0, "region": "north", "channel": "web", "employment": "salaried"}]}\''
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        driver.close()
+
+
+@app.command("deploy")
+def deploy(
+    ctx: typer.Context,
+    version: Annotated[
+        str, typer.Argument(help="The version to roll out (v3), or an alias such as candidate.")
+    ],
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary/--direct", help="Canary steps with analysis, or straight to production."
+        ),
+    ] = True,
+    driver: Annotated[
+        str | None, typer.Option(help="local or kubernetes (default: rollout.driver).")
+    ] = None,
+    rps: Annotated[float, typer.Option(help="Local driver: synthetic requests per second.")] = 40.0,
+    traffic: Annotated[bool, typer.Option(help="Local driver: send synthetic traffic.")] = True,
+) -> None:
+    """Roll a registered version out: canary steps, analysis, then promotion or rollback."""
+    from flywheel.registry import PRODUCTION
+    from flywheel.rollout.local import DeployRefused
+    from flywheel.tasks import registry
+
+    settings = _settings(ctx)
+    reg = registry(settings)
+    resolved = reg.resolve(version) if not version.lstrip("v").isdigit() else version
+    if resolved is None:
+        raise Failure(f"alias {version!r} of {settings.model_name} is not set")
+    reg.manifest(resolved)
+    which = driver or settings.rollout.driver
+    if not canary:
+        current = reg.resolve(PRODUCTION)
+        reg.move_alias(PRODUCTION, resolved, expected=current, reason="deployed directly by hand")
+        if which == "kubernetes":
+            from flywheel.rollout.kubernetes import KubernetesDriver
+
+            KubernetesDriver(settings).finish(resolved)
+        out.print(f"production: {current} -> {resolved}")
+        return
+    if which == "kubernetes":
+        from flywheel.rollout.controller import RolloutController
+        from flywheel.rollout.kubernetes import KubernetesDriver
+
+        state = RolloutController(reg, KubernetesDriver(settings), settings.rollout).start(resolved)
+        out.print(
+            f"started {state.rollout_id}: {state.canary} at {state.weight}% against {state.stable}; "
+            "the controller (`flywheel rollout watch`) takes it from here"
+        )
+        return
+    try:
+        state = _local_canary(settings, resolved, rps, traffic)
+    except DeployRefused as error:
+        raise Failure(f"deploy of {resolved} refused: {error}") from None
+    if state.phase != "promoted":
+        raise typer.Exit(1)
+
+
+def _controller(settings: Settings, driver_name: str | None = None) -> Any:
+    from flywheel.rollout.controller import RolloutController
+    from flywheel.tasks import registry
+
+    which = driver_name or settings.rollout.driver
+    if which == "kubernetes":
+        from flywheel.rollout.kubernetes import KubernetesDriver
+
+        driver: Any = KubernetesDriver(settings)
+    else:
+        from flywheel.rollout.controller import RecordingDriver
+
+        driver = RecordingDriver()
+    return RolloutController(registry(settings), driver, settings.rollout)
+
+
+@rollout_app.command("status")
+def rollout_status(ctx: typer.Context) -> None:
+    """The current (or last) rollout, and each step's decision."""
+    from flywheel.tasks import registry
+
+    settings = _settings(ctx)
+    controller = _controller(settings, "local")
+    state = controller.state()
+    if state is None:
+        out.print(f"no rollout of {settings.model_name} yet")
+        return
+    out.print(
+        f"{state.rollout_id}: {state.phase} — {state.canary} against {state.stable}, "
+        f"step {state.step + 1}/{len(settings.rollout.steps)} at {state.weight}%: {state.reason}"
+    )
+    for record in registry(settings).records(state.canary):
+        if "decision" in record:
+            out.print(
+                f"  step {record['step']} at {record['weight']}%: {record['decision']} — {record['reason']}"
+            )
+
+
+@rollout_app.command("watch")
+def rollout_watch(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(help="One look, then exit.")] = False,
+) -> None:
+    """The rollout controller: drive any rollout in progress (Kubernetes driver) until stopped."""
+    import time
+
+    settings = _settings(ctx)
+    controller = _controller(settings, "kubernetes")
+    while True:
+        state = controller.state()
+        if state is not None and not state.done:
+            state = controller.tick()
+            out.print(f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})")
+        if once:
+            return
+        time.sleep(settings.rollout.interval_seconds)
+
+
+@rollout_app.command("wait")
+def rollout_wait(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.")] = 3600,
+) -> None:
+    """Wait for the current rollout's decision: exit 0 if promoted, 1 if rolled back."""
+    import time
+
+    settings = _settings(ctx)
+    controller = _controller(settings, "local")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = controller.state()
+        if state is None:
+            raise Failure(f"no rollout of {settings.model_name} to wait for")
+        if state.done:
+            out.print(f"{state.canary} {state.phase.replace('_', ' ')}: {state.reason}")
+            raise typer.Exit(0 if state.phase == "promoted" else 1)
+        time.sleep(min(5.0, settings.rollout.interval_seconds))
+    raise Failure(f"no decision after {timeout:.0f}s")
+
+
+@app.command("promote")
+def promote(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "promoted by hand",
+) -> None:
+    """Promote the rollout in progress now, skipping its remaining steps."""
+    settings = _settings(ctx)
+    state = _controller(settings).promote(reason)
+    out.print(f"{state.canary} promoted: production is {state.canary}")
+
+
+@app.command("rollback")
+def rollback(
+    ctx: typer.Context,
+    reason: Annotated[
+        str, typer.Option(help="Recorded with the decision.")
+    ] = "rolled back by hand",
+) -> None:
+    """Roll back the rollout in progress now; production stays where it is."""
+    settings = _settings(ctx)
+    state = _controller(settings).rollback(reason)
+    out.print(f"{state.canary} rolled back: production stays {state.stable}")
+
+
+@demo_app.command("bad-candidate")
+def demo_bad_candidate(
+    ctx: typer.Context,
+    kind: Annotated[
+        str, typer.Option(help="errors (every request fails), slow, or shuffled (wrong answers).")
+    ] = "errors",
+) -> None:
+    """Register a deliberately faulty version, to watch a canary roll it back."""
+    from flywheel.rollout.faults import register_faulty
+
+    if kind not in {"errors", "slow", "shuffled"}:
+        raise Failure(f"--kind must be errors, slow or shuffled, not {kind!r}")
+    version = register_faulty(_settings(ctx), kind)  # type: ignore[arg-type]
+    out.print(
+        f"registered {version}, a deliberately faulty ({kind}) model. Try: flywheel deploy {version} --canary"
+    )
 
 
 # --- models -----------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -204,6 +205,69 @@ class PipelineSettings(Strict):
     s3_secret: Name = Field(default="flywheel-s3", description="Secret with the S3 keys on cluster")
 
 
+class ResourceSettings(Strict):
+    """Kubernetes resource requests and limits of one serving container."""
+
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+
+
+class ServingSettings(Strict):
+    """How a model version is served (seldon-core Python wrapper)."""
+
+    image: str = "ghcr.io/flywheel-mlops/flywheel-serving:latest"
+    image_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
+    namespace: Name = "flywheel"
+    deployment: Name | None = Field(
+        default=None, description="SeldonDeployment name (default: model_name)"
+    )
+    replicas: int = Field(default=1, ge=1, le=100)
+    workers: int = Field(default=2, ge=1, le=64, description="gunicorn workers per container")
+    max_rows: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    log_predictions: bool = True
+    resources: ResourceSettings = ResourceSettings()
+
+
+class RolloutChecks(Strict):
+    """What the canary is compared with the stable model on, at every step."""
+
+    max_error_rate_increase: Fraction = 0.01
+    max_p99_ratio: float = Field(default=1.5, ge=1.0)
+    p99_floor_ms: float = Field(default=25.0, ge=0, description="p99 below this always passes")
+    max_divergence: Fraction = Field(default=0.3, description="Jensen-Shannon distance of scores")
+    max_accuracy_drop: Fraction = 0.05
+    min_labelled: int = Field(default=100, ge=1)
+
+
+class RolloutSettings(Strict):
+    """The canary policy: traffic steps and the analysis that gates each one."""
+
+    steps: tuple[Annotated[int, Field(gt=0, le=100)], ...] = (10, 25, 50, 100)
+    min_requests: int = Field(
+        default=200, ge=1, description="canary requests before a step can pass"
+    )
+    min_requests_to_fail: int = Field(
+        default=20, ge=1, description="canary requests before a breach counts"
+    )
+    interval_seconds: float = Field(default=5.0, gt=0)
+    step_timeout_seconds: float = Field(default=600.0, gt=0)
+    checks: RolloutChecks = RolloutChecks()
+    prometheus_url: str = "http://prometheus-operated.monitoring:9090"
+    driver: Literal["local", "kubernetes"] = "local"
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        if not steps:
+            raise ValueError("at least one traffic step is needed")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError(f"traffic steps must increase, got {list(steps)}")
+        return steps
+
+
 class Settings(Strict):
     """Everything one Flywheel deployment needs to know."""
 
@@ -215,6 +279,8 @@ class Settings(Strict):
     promotion: PromotionSettings = PromotionSettings()
     storage: StorageSettings = StorageSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    serving: ServingSettings = ServingSettings()
+    rollout: RolloutSettings = RolloutSettings()
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> Settings:

@@ -24,14 +24,19 @@ class ModelLoadError(ValueError):
 def feature_frame(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
-    """The model's input: numeric columns as float64, categorical as object, in order."""
-    out = pd.DataFrame(index=frame.index)
+    """The model's input: numeric columns as float64, categorical as object with NaN for missing."""
+    data: dict[str, Any] = {}
     for name in numeric:
-        out[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        column = frame[name]
+        if not pd.api.types.is_numeric_dtype(column):
+            column = pd.to_numeric(column, errors="coerce")
+        data[name] = column.to_numpy(dtype="float64", na_value=np.nan)
     for name in categorical:
-        column = frame[name].astype(object)
-        out[name] = column.where(column.notna(), np.nan)
-    return out
+        values = frame[name].to_numpy(dtype=object, copy=True)
+        values[pd.isna(values)] = np.nan
+        data[name] = values
+    # Built from arrays in one go: per-column assignment costs milliseconds per request.
+    return pd.DataFrame(data, index=frame.index, copy=False)
 
 
 def dump_model(model: Any) -> bytes:

@@ -42,20 +42,39 @@ def estimator_class(path: str) -> type[Any]:
 
 
 def build_pipeline(features: FeatureSettings, settings: ModelSettings) -> Any:
-    """Impute, scale and one-hot encode, then the estimator from the configuration."""
+    """Preprocessing suited to the estimator from the configuration, then the estimator.
+
+    Histogram gradient boosting handles missing values and categories itself, so it
+    gets ordinal codes and raw numbers: fewer steps, and much cheaper per request.
+    Every other estimator gets imputation, scaling and one-hot encoding.
+    """
+    import numpy as np
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
     cls = estimator_class(settings.estimator)
     params: dict[str, Any] = dict(settings.params)
     if "random_state" in inspect.signature(cls).parameters:
         params.setdefault("random_state", settings.seed)
+    native = cls.__name__ == "HistGradientBoostingClassifier"
+    if native:
+        params.setdefault("categorical_features", list(range(len(features.categorical))))
     try:
         estimator = cls(**params)
     except TypeError as error:
         raise TrainingError(f"model.params: {error}") from None
+    if native:
+        codes = OrdinalEncoder(
+            handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+        )
+        preprocess = ColumnTransformer(
+            [("categorical", codes, list(features.categorical))],
+            remainder="passthrough",
+            verbose_feature_names_out=False,
+        )
+        return Pipeline([("preprocess", preprocess), ("model", estimator)])
     numeric = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
     categorical = Pipeline(
         [

@@ -70,7 +70,8 @@ class FlywheelModel:
         self.logger: PredictionLogger | None = None
         self.lineage: dict[str, Any] = {}
         self.bad_requests = 0
-        self._last: list[dict[str, Any]] = []
+        self._pending: list[dict[str, Any]] = []
+        self._gauges_at = 0.0
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -139,7 +140,7 @@ class FlywheelModel:
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
         outputs = probabilities.round(6).tolist()
-        self._last = self._request_metrics(probabilities[:, 1].tolist(), elapsed_ms)
+        self._pending += self._request_metrics(probabilities[:, 1].tolist(), elapsed_ms)
         if self.logger is not None:
             self.logger.record(
                 {
@@ -148,7 +149,8 @@ class FlywheelModel:
                     "version": self.model_version,
                     "time": time.time(),
                     "latency_ms": round(elapsed_ms, 3),
-                    "inputs": frame.to_dict(orient="list"),
+                    "features": list(self.schema.names),
+                    "inputs": self.schema.rows(payload),
                     "outputs": outputs,
                 }
             )
@@ -177,8 +179,47 @@ class FlywheelModel:
         ]
         return metrics
 
+    def send_feedback(
+        self, features: Any, feature_names: Any, reward: float, truth: Any, routing: Any = None
+    ) -> None:
+        """Seldon feedback with the true label: counts whether this model would have been right."""
+        if self.predictor is None or self.schema is None or truth is None:
+            return
+        import numpy as np
+
+        names = (
+            list(feature_names)
+            if feature_names is not None and len(feature_names)
+            else list(self.schema.names)
+        )
+        rows = np.asarray(features, dtype=object).tolist()
+        try:
+            frame = self.schema.frame({"data": {"names": names, "ndarray": rows}})
+        except BadRequest as error:
+            from seldon_core.flask_utils import SeldonMicroserviceException
+
+            raise SeldonMicroserviceException(f"feedback: {error}", status_code=400) from None
+        predicted = (self.predictor.predict_proba(frame)[:, 1] >= 0.5).astype(int)
+        labels = np.asarray(truth, dtype=float).reshape(-1)[: len(predicted)].astype(int)
+        right = int((predicted == labels).sum())
+        for correct, count in (("true", right), ("false", len(labels) - right)):
+            if count:
+                self._pending.append(
+                    {
+                        "type": "COUNTER",
+                        "key": "flywheel_feedback_total",
+                        "value": count,
+                        "tags": {"correct": correct},
+                    }
+                )
+
     def metrics(self) -> list[dict[str, Any]]:
-        """Custom metrics: the last request's counts and timings, and running gauges."""
+        """Custom metrics since the last call, and (at most once a second) the running gauges."""
+        pending, self._pending = self._pending, []
+        now = time.monotonic()
+        if now - self._gauges_at < 1.0:
+            return pending
+        self._gauges_at = now
         gauges = {"flywheel_bad_requests": self.bad_requests}
         if self.logger is not None:
             gauges.update(
@@ -188,7 +229,7 @@ class FlywheelModel:
                     "flywheel_log_backlog": self.logger.backlog,
                 }
             )
-        return [*self._last, *({"type": "GAUGE", "key": k, "value": v} for k, v in gauges.items())]
+        return [*pending, *({"type": "GAUGE", "key": k, "value": v} for k, v in gauges.items())]
 
     def tags(self) -> dict[str, str]:
         """Added to every response's meta: which model answered."""

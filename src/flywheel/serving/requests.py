@@ -119,6 +119,7 @@ class RequestSchema:
 
     def frame(self, payload: Any) -> pd.DataFrame:
         """Check every value and return the model's input frame."""
+        import numpy as np
         import pandas as pd
 
         rows = self.rows(payload)
@@ -145,7 +146,11 @@ class RequestSchema:
                         f"row {i}: feature {name} has unknown category {value!r}; "
                         f"known: {', '.join(sorted(allowed))}"
                     )
-        frame = pd.DataFrame(rows, columns=list(self.names))
-        for name in self.numeric:
-            frame[name] = frame[name].astype("float64")
-        return frame
+        columns = list(zip(*rows, strict=True))
+        data: dict[str, Any] = {
+            name: np.array([math.nan if v is None else v for v in values], dtype="float64")
+            for name, values in zip(self.numeric, columns[:n_numeric], strict=True)
+        }
+        for name, values in zip(self.categorical, columns[n_numeric:], strict=True):
+            data[name] = np.array(values, dtype=object)
+        return pd.DataFrame(data, copy=False)

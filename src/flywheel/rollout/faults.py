@@ -1,0 +1,87 @@
+"""Deliberately faulty model versions, for rollback drills and tests.
+
+Each is a real scikit-learn model trained on the configured data, registered
+without passing the gate (its lineage says so), and bad in a way a canary must
+catch:
+
+- `errors`: the model expects a column that requests never carry, so every
+  prediction fails (training/serving skew);
+- `slow`: a very large boosted ensemble, correct but slow to answer;
+- `shuffled`: trained on shuffled labels, so its scores and accuracy diverge.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from flywheel.config import Settings
+
+Kind = Literal["errors", "slow", "shuffled"]
+
+
+def register_faulty(settings: Settings, kind: Kind) -> str:
+    """Train and register a faulty version; return its name."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from flywheel import batches, lineage, predictor, training
+    from flywheel.registry import PRODUCTION
+    from flywheel.storage import open_store
+    from flywheel.tasks import registry
+
+    reg = registry(settings)
+    production = reg.resolve(PRODUCTION)
+    if production is None:
+        raise RuntimeError(
+            "register a real model first: a faulty candidate needs one in production to lose to"
+        )
+    source = batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+    chosen = source.window(settings.data.window_days)
+    frame = pd.concat(
+        [batches.parse(b.name, source.store.read(b.key)) for b in chosen[-3:]], ignore_index=True
+    )
+    features = settings.features
+    x = predictor.feature_frame(frame, features.numeric, features.categorical)
+    y = frame[features.label].astype(int).to_numpy()
+    model = training.build_pipeline(features, settings.model)
+    if kind == "errors":
+        x = x.assign(bogus_feature=0.0)
+        model = training.build_pipeline(
+            features.model_copy(update={"numeric": (*features.numeric, "bogus_feature")}),
+            settings.model,
+        )
+    elif kind == "slow":
+        model.steps[-1] = (
+            "model",
+            HistGradientBoostingClassifier(
+                max_iter=2000,
+                max_leaf_nodes=255,
+                learning_rate=0.01,
+                early_stopping=False,
+                categorical_features=list(range(len(features.categorical))),
+                random_state=0,
+            ),
+        )
+    elif kind == "shuffled":
+        y = np.random.default_rng(0).permutation(y)
+    model.fit(x, y)
+    note = f"deliberately faulty ({kind}) for a rollback drill; never passed the gate"
+    files = {
+        predictor.MODEL_FILE: predictor.dump_model(model),
+        "contract.json": reg.read(production, "contract.json"),
+        "lineage.json": json.dumps(
+            {
+                "note": note,
+                "data": {"batches": [str(b.day) for b in chosen[-3:]]},
+                "packages": lineage.package_versions(),
+                "git_commit": lineage.git_commit(),
+            },
+            indent=2,
+        ).encode(),
+        "metrics.json": b"{}",
+    }
+    return reg.register(files, run_id=f"faulty-{kind}", summary={"note": note}).version

@@ -1,0 +1,214 @@
+"""The Kubernetes driver: traffic through the SeldonDeployment, measurements from Prometheus.
+
+Traffic weights are changed with a JSON merge patch (custom resources have no
+strategic merge), carrying the object's resourceVersion so that a concurrent
+change is refused rather than overwritten. A merge patch replaces lists whole,
+so the patch always holds the full `predictors` list.
+
+Measurements come from Prometheus' HTTP API: request counts, server errors and
+latency histograms from the Seldon executor (`seldon_api_executor_server_requests_seconds`),
+and the score distribution and feedback accuracy from the model's own metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.rollout import seldon
+from flywheel.rollout.analysis import SCORE_BUCKETS, Window
+from flywheel.rollout.controller import RolloutError
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+MERGE_PATCH = "application/merge-patch+json"
+REQUESTS = "seldon_api_executor_server_requests_seconds"
+
+
+def load_client(kubeconfig: str | None = None) -> Any:
+    """An API client from KUBECONFIG (or `kubeconfig`), or the in-cluster service account."""
+    from kubernetes import client, config
+
+    try:
+        config.load_kube_config(config_file=kubeconfig)
+    except (config.ConfigException, FileNotFoundError, TypeError):
+        config.load_incluster_config()
+    return client.ApiClient()
+
+
+class KubernetesDriver:
+    """Drives one SeldonDeployment's predictors."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_client: Any = None,
+        prometheus_url: str | None = None,
+    ) -> None:
+        from kubernetes import client
+
+        self.settings = settings
+        self.namespace = settings.serving.namespace
+        self.name = seldon.deployment_name(settings)
+        self.api = client.CustomObjectsApi(api_client or load_client())
+        self.prometheus = (prometheus_url or settings.rollout.prometheus_url).rstrip("/")
+
+    # --- the SeldonDeployment -------------------------------------------------------
+
+    def get(self) -> dict[str, Any] | None:
+        """The SeldonDeployment as the API server has it, or None."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            obj: dict[str, Any] = self.api.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise RolloutError(
+                f"cannot read SeldonDeployment {self.namespace}/{self.name}: {error.reason}"
+            ) from None
+        return obj
+
+    def apply(self, stable: str, canary: str | None, canary_weight: int) -> dict[str, Any]:
+        """Create the SeldonDeployment, or patch its predictors to match."""
+        from kubernetes.client.exceptions import ApiException
+
+        current = self.get()
+        wanted = seldon.render(self.settings, stable, canary, canary_weight)
+        try:
+            if current is None:
+                created: dict[str, Any] = self.api.create_namespaced_custom_object(
+                    GROUP, VERSION, self.namespace, PLURAL, wanted
+                )
+                return created
+            if current.get("spec", {}).get("predictors") == wanted["spec"]["predictors"]:
+                return current
+            patch = {
+                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
+                "spec": {"predictors": wanted["spec"]["predictors"]},
+            }
+            patched: dict[str, Any] = self.api.patch_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, patch, _content_type=MERGE_PATCH
+            )
+            return patched
+        except ApiException as error:
+            if error.status == 409:
+                raise RolloutError(
+                    f"SeldonDeployment {self.namespace}/{self.name} changed while being patched; try again"
+                ) from None
+            detail = _reason(error)
+            raise RolloutError(
+                f"the API server refused SeldonDeployment {self.namespace}/{self.name}: {detail}"
+            ) from None
+
+    def weights(self) -> dict[str, tuple[str, int]]:
+        """predictor name -> (model version, traffic) as deployed."""
+        current = self.get() or {}
+        return {
+            p["name"]: (
+                p.get("labels", {}).get("flywheel.io/model-version", ""),
+                int(p.get("traffic", 0)),
+            )
+            for p in current.get("spec", {}).get("predictors", [])
+        }
+
+    # --- the Driver protocol ----------------------------------------------------------
+
+    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+        self.apply(stable, canary, canary_weight)
+
+    def finish(self, serving: str) -> None:
+        self.apply(serving, None, 0)
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        seconds = max(60, math.ceil(time.time() - since))
+        selector = f'namespace="{self.namespace}",deployment_name="{self.name}"'
+        requests = self._by_predictor(
+            f"sum by (predictor_name) (increase({REQUESTS}_count{{{selector}}}[{seconds}s]))"
+        )
+        errors = self._by_predictor(
+            f'sum by (predictor_name) (increase({REQUESTS}_count{{{selector},code=~"5.."}}[{seconds}s]))'
+        )
+        buckets = self._query(
+            f"sum by (predictor_name, le) (increase({REQUESTS}_bucket{{{selector}}}[{seconds}s]))"
+        )
+        scores = self._query(
+            f"sum by (predictor_name, bucket) (increase(flywheel_scores_total{{{selector}}}[{seconds}s]))"
+        )
+        feedback = self._query(
+            f"sum by (predictor_name, correct) (increase(flywheel_feedback_total{{{selector}}}[{seconds}s]))"
+        )
+
+        def window(predictor: str) -> Window:
+            bounds, counts = _histogram(
+                [r for r in buckets if r["metric"].get("predictor_name") == predictor]
+            )
+            score = [0] * SCORE_BUCKETS
+            for r in scores:
+                if r["metric"].get("predictor_name") == predictor:
+                    score[int(r["metric"].get("bucket", 0))] += round(float(r["value"][1]))
+            marks = {
+                r["metric"].get("correct"): round(float(r["value"][1]))
+                for r in feedback
+                if r["metric"].get("predictor_name") == predictor
+            }
+            return Window(
+                requests=round(requests.get(predictor, 0.0)),
+                errors=round(errors.get(predictor, 0.0)),
+                latency_bounds_ms=bounds,
+                latency_counts=counts,
+                scores=tuple(score),
+                labelled=marks.get("true", 0) + marks.get("false", 0),
+                correct=marks.get("true", 0),
+            )
+
+        return window("stable"), window("canary")
+
+    # --- Prometheus -----------------------------------------------------------------
+
+    def _query(self, promql: str) -> list[dict[str, Any]]:
+        url = f"{self.prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:
+                body = json.loads(response.read())
+        except OSError as error:
+            raise RolloutError(f"cannot query Prometheus at {self.prometheus}: {error}") from None
+        if body.get("status") != "success":
+            raise RolloutError(f"Prometheus refused {promql!r}: {body.get('error')}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def _by_predictor(self, promql: str) -> dict[str, float]:
+        return {
+            r["metric"].get("predictor_name", ""): float(r["value"][1]) for r in self._query(promql)
+        }
+
+
+def _histogram(rows: list[dict[str, Any]]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+    """Cumulative `le` buckets in seconds -> per-bucket counts with upper bounds in ms."""
+    points = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in rows)
+    if not points:
+        return (math.inf,), (0,)
+    bounds, counts, previous = [], [], 0.0
+    for le, cumulative in points:
+        bounds.append(le * 1000 if math.isfinite(le) else math.inf)
+        counts.append(max(0, round(cumulative - previous)))
+        previous = cumulative
+    return tuple(bounds), tuple(counts)
+
+
+def _reason(error: Any) -> str:
+    try:
+        return str(json.loads(error.body).get("message"))
+    except (TypeError, ValueError, AttributeError):
+        return str(error.reason)

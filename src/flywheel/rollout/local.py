@@ -1,0 +1,312 @@
+"""The local driver: seldon-core microservices for stable and canary behind the gateway.
+
+Each version is served by a real `seldon-core-microservice` from the serving
+virtualenv (seldon-core cannot share kfp's). The gateway runs from this
+environment. Everything listens on loopback and stops with the driver.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from flywheel.config import Settings
+from flywheel.rollout.analysis import Window
+
+log = logging.getLogger(__name__)
+
+MODEL_CLASS = "flywheel.serving.model.FlywheelModel"
+
+
+class DeployRefused(RuntimeError):
+    """The version cannot be served, so no traffic was sent to it."""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _http(method: str, url: str, body: Any = None, timeout: float = 5) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return json.loads(response.read())
+
+
+@dataclass
+class Backend:
+    """A running microservice for one version."""
+
+    version: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def serving_python() -> Path:
+    """The serving virtualenv's interpreter (FLYWHEEL_SERVING_PYTHON, else ./.venv-serving)."""
+    configured = os.environ.get("FLYWHEEL_SERVING_PYTHON")
+    if configured:
+        return Path(configured)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
+        candidate = base / ".venv-serving" / "bin" / "python"
+        if candidate.exists():
+            return candidate
+    raise DeployRefused(
+        "no serving virtualenv: run `make setup` (it builds .venv-serving) or set FLYWHEEL_SERVING_PYTHON"
+    )
+
+
+class LocalDriver:
+    """Stable and canary microservices, plus the gateway, on loopback."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        gateway_port: int = 0,
+        workdir: Path | None = None,
+        ready_timeout: float = 90,
+    ) -> None:
+        self.settings = settings
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="flywheel-serve-"))
+        self.ready_timeout = ready_timeout
+        self.backends: dict[str, Backend] = {}
+        self.gateway_port = gateway_port or _free_port()
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.applied: tuple[str, str, int] | None = None
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
+
+    # --- processes ---------------------------------------------------------------
+
+    def _spawn(
+        self, command: list[str], name: str, env: dict[str, str] | None = None
+    ) -> tuple[subprocess.Popen[bytes], Path]:
+        log_path = self.workdir / f"{name}.log"
+        with log_path.open("ab") as out:
+            process = subprocess.Popen(
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, **(env or {})},
+            )
+        return process, log_path
+
+    def _wait(self, url: str, process: subprocess.Popen[bytes], log_path: Path, what: str) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                reason = _last_error(log_path)
+                raise DeployRefused(f"{what} stopped before becoming ready: {reason}")
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError, ValueError),
+                urllib.request.urlopen(url, timeout=2) as response,
+            ):
+                if response.status == 200:
+                    return
+            time.sleep(0.25)
+        _stop(process)
+        raise DeployRefused(f"{what} was not ready after {self.ready_timeout:.0f}s; see {log_path}")
+
+    def ensure_gateway(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            return
+        process, log_path = self._spawn(
+            [sys.executable, "-m", "flywheel.rollout.gateway", "--port", str(self.gateway_port)],
+            "gateway",
+        )
+        self.gateway = process
+        self._wait(f"{self.gateway_url}/health", process, log_path, "the gateway")
+
+    def backend(self, version: str) -> Backend:
+        """A ready microservice for `version`, started if needed; DeployRefused if it cannot serve."""
+        existing = self.backends.get(version)
+        if existing is not None and existing.process.poll() is None:
+            return existing
+        s = self.settings
+        parameters = [
+            {"name": "model_name", "value": s.model_name, "type": "STRING"},
+            {"name": "model_version", "value": version, "type": "STRING"},
+            {
+                "name": "store_uri",
+                "value": str(Path(s.storage.uri).resolve())
+                if not s.storage.is_s3
+                else s.storage.uri,
+                "type": "STRING",
+            },
+            {"name": "store_endpoint", "value": s.storage.endpoint or "", "type": "STRING"},
+            {"name": "store_secure", "value": str(s.storage.secure).lower(), "type": "STRING"},
+            {
+                "name": "log_predictions",
+                "value": str(s.serving.log_predictions).lower(),
+                "type": "STRING",
+            },
+            {"name": "max_rows", "value": str(s.serving.max_rows), "type": "STRING"},
+            {"name": "max_body_bytes", "value": str(s.serving.max_body_bytes), "type": "STRING"},
+        ]
+        http, grpc, metrics = _free_port(), _free_port(), _free_port()
+        python = serving_python()
+        command = [
+            str(python.parent / "seldon-core-microservice"),
+            MODEL_CLASS,
+            f"--http-port={http}",
+            f"--grpc-port={grpc}",
+            f"--metrics-port={metrics}",
+            f"--workers={s.serving.workers}",
+            "--log-level=WARNING",
+            f"--parameters={json.dumps(parameters)}",
+        ]
+        process, log_path = self._spawn(
+            command, f"model-{version}", env={"INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
+        )
+        backend = Backend(version=version, port=http, process=process, log=log_path)
+        self._wait(f"{backend.url}/health/status", process, log_path, f"{s.model_name} {version}")
+        self.backends[version] = backend
+        log.info("serving %s %s on %s", s.model_name, version, backend.url)
+        return backend
+
+    # --- the Driver protocol ------------------------------------------------------
+
+    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+        if self.applied == (stable, canary, canary_weight):
+            return
+        self.ensure_gateway()
+        routes: dict[str, Any] = {
+            "stable": {"version": stable, "url": self.backend(stable).url},
+            "canary_weight": canary_weight,
+        }
+        if canary_weight > 0 or canary in self.backends:
+            routes["canary"] = {"version": canary, "url": self.backend(canary).url}
+        _http("PUT", f"{self.gateway_url}/admin/routes", routes)
+        self.applied = (stable, canary, canary_weight)
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        windows = _http("GET", f"{self.gateway_url}/admin/windows")
+        fields = set(Window.model_fields)
+
+        def window(role: str) -> Window:
+            raw = windows.get(role)
+            return Window(**{k: v for k, v in raw.items() if k in fields}) if raw else Window()
+
+        return window("stable"), window("canary")
+
+    def finish(self, serving: str) -> None:
+        self.ensure_gateway()
+        _http(
+            "PUT",
+            f"{self.gateway_url}/admin/routes",
+            {"stable": {"version": serving, "url": self.backend(serving).url}, "canary_weight": 0},
+        )
+        self.applied = (serving, serving, 0)
+        for version in [v for v in self.backends if v != serving]:
+            _stop(self.backends.pop(version).process)
+
+    def serve(self, version: str) -> None:
+        """Serve `version` alone (no rollout)."""
+        self.finish(version)
+
+    def close(self) -> None:
+        """Stop every process this driver started."""
+        for backend in self.backends.values():
+            _stop(backend.process)
+        self.backends.clear()
+        if self.gateway is not None:
+            _stop(self.gateway)
+            self.gateway = None
+
+
+def _last_error(log_path: Path) -> str:
+    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "ModelUnavailable" in line or "Error" in line:
+            return line.split("ModelUnavailable: ", 1)[-1].strip()[:500]
+    return lines[-1][:500] if lines else "no output"
+
+
+def newest_batch(settings: Settings) -> Any:
+    """The newest batch of the configured source, as synthetic traffic to replay."""
+    from flywheel import batches
+    from flywheel.storage import open_store
+
+    source = batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+    newest = source.available()[-1]
+    return batches.parse(newest.name, source.store.read(newest.key))
+
+
+def local_canary(
+    settings: Settings,
+    version: str,
+    *,
+    rps: float = 40.0,
+    traffic: bool = True,
+    on_tick: Any = None,
+) -> tuple[Any, dict[str, int]]:
+    """Roll `version` out as a canary on this machine, with synthetic traffic; return the final state."""
+    from flywheel.registry import PRODUCTION
+    from flywheel.rollout.controller import RolloutController
+    from flywheel.rollout.traffic import SyntheticTraffic
+    from flywheel.tasks import registry
+
+    reg = registry(settings)
+    reg.manifest(version)
+    stable = reg.resolve(PRODUCTION)
+    driver = LocalDriver(settings)
+    load = None
+    try:
+        # Both sides must be serving before any traffic moves: a canary that cannot
+        # load is refused here, and the stable model never sees a failed request.
+        if stable is not None and stable != version:
+            driver.serve(stable)
+            driver.backend(version)
+            if traffic:
+                load = SyntheticTraffic(
+                    driver.gateway_url, newest_batch(settings), settings.features, rps=rps
+                ).start()
+        controller = RolloutController(reg, driver, settings.rollout, on_tick=on_tick)
+        state = controller.start(version)
+        if not state.done:
+            state = controller.run()
+        return state, dict(load.stop() if load else {})
+    finally:
+        if load is not None:
+            load.stop()
+        driver.close()

@@ -1,0 +1,172 @@
+"""SeldonDeployment (machinelearning.seldon.io/v1) for a model: stable and canary predictors.
+
+One function renders the whole object from the configuration, so the Helm chart,
+the Kustomize base and the Kubernetes driver all describe the same thing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flywheel.cluster import S3_SECRET_KEYS
+from flywheel.config import Settings
+
+API_VERSION = "machinelearning.seldon.io/v1"
+KIND = "SeldonDeployment"
+CONTAINER = "model"
+MODEL_CLASS = "flywheel.serving.model.FlywheelModel"
+HTTP_PORT, GRPC_PORT, METRICS_PORT = 9000, 9500, 6000
+
+
+def deployment_name(settings: Settings) -> str:
+    """The SeldonDeployment's name."""
+    return settings.serving.deployment or settings.model_name
+
+
+def image_reference(settings: Settings) -> str:
+    """The serving image, by digest (repository@sha256:...) when one is configured."""
+    image, digest = settings.serving.image, settings.serving.image_digest
+    if not digest:
+        return image
+    repository = image.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return f"{repository}@{digest}"
+
+
+def _parameters(settings: Settings, version: str) -> list[dict[str, str]]:
+    s = settings
+    values = {
+        "model_name": s.model_name,
+        "model_version": version,
+        "store_uri": s.storage.uri,
+        "store_endpoint": s.storage.endpoint or "",
+        "store_secure": str(s.storage.secure).lower(),
+        "log_predictions": str(s.serving.log_predictions).lower(),
+        "max_rows": str(s.serving.max_rows),
+        "max_body_bytes": str(s.serving.max_body_bytes),
+    }
+    return [{"name": k, "type": "STRING", "value": v} for k, v in values.items()]
+
+
+def _probe(path: str, initial: int, period: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http", "scheme": "HTTP"},
+        "initialDelaySeconds": initial,
+        "periodSeconds": period,
+        "timeoutSeconds": 3,
+        "failureThreshold": 3,
+    }
+
+
+def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict[str, Any]:
+    """One predictor: the serving container for `version` with `traffic` percent of requests."""
+    s = settings.serving
+    env = [
+        {"name": "INCLUDE_METRICS_IN_CLIENT_RESPONSE", "value": "false"},
+        {"name": "GUNICORN_WORKERS", "value": str(s.workers)},
+        *(
+            {
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": settings.pipeline.s3_secret, "key": key}},
+            }
+            for key, var in S3_SECRET_KEYS.items()
+        ),
+    ]
+    container = {
+        "name": CONTAINER,
+        "image": image_reference(settings),
+        "imagePullPolicy": "IfNotPresent",
+        "env": env,
+        "ports": [
+            {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+            {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"},
+        ],
+        "resources": {
+            "requests": {"cpu": s.resources.cpu_request, "memory": s.resources.memory_request},
+            "limits": {"cpu": s.resources.cpu_limit, "memory": s.resources.memory_limit},
+        },
+        # /health/status calls the model: ready only once the version has loaded.
+        "readinessProbe": _probe("/health/status", 10, 5),
+        "livenessProbe": _probe("/health/ping", 30, 10),
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "name": name,
+        "replicas": s.replicas,
+        "traffic": traffic,
+        "labels": {"version": name, "flywheel.io/model-version": version},
+        "componentSpecs": [
+            {
+                "spec": {
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 10001,
+                        "runAsGroup": 10001,
+                        "fsGroup": 10001,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "automountServiceAccountToken": False,
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+                }
+            }
+        ],
+        "graph": {
+            "name": CONTAINER,
+            "type": "MODEL",
+            "endpoint": {"type": "REST"},
+            "parameters": _parameters(settings, version),
+        },
+    }
+
+
+def predictors(
+    settings: Settings, stable: str, canary: str | None, canary_weight: int
+) -> list[dict[str, Any]]:
+    """The predictors list: stable alone, or stable and canary sharing traffic."""
+    if canary is None or canary == stable:
+        return [predictor(settings, "stable", stable, 100)]
+    return [
+        predictor(settings, "stable", stable, 100 - canary_weight),
+        predictor(settings, "canary", canary, canary_weight),
+    ]
+
+
+def render(
+    settings: Settings, stable: str, canary: str | None = None, canary_weight: int = 0
+) -> dict[str, Any]:
+    """The whole SeldonDeployment."""
+    if not 0 <= canary_weight <= 100:
+        raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    name = deployment_name(settings)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": name,
+            "namespace": settings.serving.namespace,
+            "labels": {
+                "app.kubernetes.io/name": "flywheel",
+                "app.kubernetes.io/component": "model",
+                "app.kubernetes.io/instance": name,
+                "flywheel.io/model": settings.model_name,
+            },
+        },
+        "spec": {
+            "name": name,
+            "protocol": "seldon",
+            "predictors": predictors(settings, stable, canary, canary_weight),
+        },
+    }

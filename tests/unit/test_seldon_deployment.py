@@ -1,0 +1,74 @@
+"""SeldonDeployment rendering: predictors, traffic, parameters, probes and a restricted security context."""
+
+from __future__ import annotations
+
+import pytest
+
+from flywheel.config import Settings, load_settings
+from flywheel.rollout import seldon
+
+SETTINGS = load_settings(
+    None, env={}, overrides=["storage.uri=s3://models/flywheel", "storage.endpoint=minio:9000"]
+)
+
+
+def test_stable_and_canary_share_traffic() -> None:
+    sdep = seldon.render(SETTINGS, "v3", "v4", 25)
+    assert (sdep["apiVersion"], sdep["kind"]) == (
+        "machinelearning.seldon.io/v1",
+        "SeldonDeployment",
+    )
+    predictors = sdep["spec"]["predictors"]
+    assert [
+        (p["name"], p["traffic"], p["labels"]["flywheel.io/model-version"]) for p in predictors
+    ] == [
+        ("stable", 75, "v3"),
+        ("canary", 25, "v4"),
+    ]
+    assert sum(p["traffic"] for p in predictors) == 100
+    assert [p["name"] for p in seldon.render(SETTINGS, "v3")["spec"]["predictors"]] == ["stable"]
+    with pytest.raises(ValueError, match="within 0..100"):
+        seldon.render(SETTINGS, "v3", "v4", 120)
+
+
+def test_model_name_and_version_are_graph_parameters() -> None:
+    graph = seldon.render(SETTINGS, "v3", "v4", 10)["spec"]["predictors"][1]["graph"]
+    params = {p["name"]: p["value"] for p in graph["parameters"]}
+    assert (params["model_name"], params["model_version"], params["store_uri"]) == (
+        "loan-default",
+        "v4",
+        "s3://models/flywheel",
+    )
+    assert graph["name"] == seldon.CONTAINER and graph["type"] == "MODEL"
+
+
+def test_every_pod_meets_the_restricted_pod_security_standard() -> None:
+    for predictor in seldon.render(SETTINGS, "v3", "v4", 10)["spec"]["predictors"]:
+        pod = predictor["componentSpecs"][0]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        (container,) = pod["containers"]
+        sc = container["securityContext"]
+        assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+        assert sc["capabilities"] == {"drop": ["ALL"]} and sc["runAsNonRoot"] is True
+        assert container["readinessProbe"]["httpGet"]["path"] == "/health/status"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/health/ping"
+        assert container["resources"]["limits"] == {"cpu": "1", "memory": "1Gi"}
+        secret_refs = [e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e]
+        assert {r["name"] for r in secret_refs} == {"flywheel-s3"}
+
+
+def test_images_are_referenced_by_digest_when_one_is_given() -> None:
+    digest = "sha256:" + "a" * 64
+    pinned: Settings = SETTINGS.model_copy(
+        update={
+            "serving": SETTINGS.serving.model_copy(
+                update={"image": "ghcr.io/x/serving:1.2", "image_digest": digest}
+            )
+        }
+    )
+    image = seldon.render(pinned, "v3")["spec"]["predictors"][0]["componentSpecs"][0]["spec"][
+        "containers"
+    ][0]["image"]
+    assert image == f"ghcr.io/x/serving@{digest}"
+    assert seldon.image_reference(SETTINGS) == SETTINGS.serving.image
