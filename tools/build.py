@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tools.catalog import TOOLS, GoTool
+from tools.catalog import ASSETS, PYTHON_TOOLS, TOOLS, Asset, GoTool, PythonTool
 
 
 def cache_dir() -> Path:
@@ -22,12 +22,68 @@ def cache_dir() -> Path:
 
 
 def binary(name: str) -> Path:
-    """The cached binary for a tool, built on first use."""
+    """The cached binary for a tool, built (or installed) on first use."""
+    if name in PYTHON_TOOLS:
+        return install(PYTHON_TOOLS[name])
     tool = TOOLS[name]
     path = cache_dir() / tool.key / tool.name
     if not path.exists():
         build(tool)
     return path
+
+
+def install(tool: PythonTool) -> Path:
+    """A PyPI tool in its own virtualenv (its dependencies stay out of Flywheel's)."""
+    target = cache_dir() / tool.key
+    executable = target / "bin" / tool.name
+    done = target / ".complete"
+    if done.exists():
+        return executable
+    # Virtualenvs cannot move, so this one is built in place and marked complete last.
+    shutil.rmtree(target, ignore_errors=True)
+    print(f">> installing {tool.requirement} into {target}", flush=True)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "venv", str(target)], check=True)
+    uv = Path(sys.executable).parent / "uv"
+    python = str(target / "bin" / "python")
+    installer = (
+        [str(uv), "pip", "install", "--quiet", "--python", python]
+        if uv.exists()
+        else [python, "-m", "pip", "install", "--quiet"]
+    )
+    subprocess.run([*installer, tool.requirement], check=True)
+    done.touch()
+    print(f">> installed {tool.name} in {time.monotonic() - started:.0f}s", flush=True)
+    return executable
+
+
+def asset_dir(name: str) -> Path:
+    """The cached folder of an upstream asset, fetched on first use."""
+    asset = ASSETS[name]
+    path = cache_dir() / "assets" / asset.key
+    if not path.exists():
+        fetch(asset)
+    return path
+
+
+def fetch(asset: Asset) -> Path:
+    """Copy the asset's files out of its module zip (via the Go module proxy) into the cache."""
+    target = cache_dir() / "assets" / asset.key
+    if target.exists():
+        return target
+    info = json.loads(_go(["mod", "download", "-json", f"{asset.module}@{asset.version}"]))
+    root = Path(info["Dir"])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        staging = Path(tmp) / "out"
+        for name, source in asset.files.items():
+            if not (root / source).is_file():
+                raise RuntimeError(f"{asset.module}@{asset.version} has no {source}")
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(root / source, staging / name)
+        staging.rename(target)
+    print(f">> fetched {asset.name} files from {asset.module}@{asset.version}", flush=True)
+    return target
 
 
 def _go(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -76,6 +132,9 @@ def build(tool: GoTool) -> Path:
             for path in source.rglob("*"):
                 if path.is_dir():
                     path.chmod(0o755)
+            for relative, content in tool.prepare.items():
+                (source / relative).parent.mkdir(parents=True, exist_ok=True)
+                (source / relative).write_text(content)
             _go(
                 ["build", *flags, "-o", str(staging / tool.name), tool.package],
                 cwd=source,
@@ -119,15 +178,22 @@ def _throwaway_module(tool: GoTool, module: Path) -> None:
 def main(argv: list[str]) -> int:
     """`python -m tools [build|path] [NAME ...]`."""
     command, *names = argv or ["build"]
-    chosen = names or list(TOOLS)
-    unknown = [n for n in chosen if n not in TOOLS]
+    chosen = names or [*TOOLS, *PYTHON_TOOLS]
+    unknown = [n for n in chosen if n not in TOOLS and n not in PYTHON_TOOLS and n not in ASSETS]
     if unknown:
         print(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(TOOLS)}", file=sys.stderr)
         return 2
     if command == "build":
         started = time.monotonic()
         for name in chosen:
-            build(TOOLS[name])
+            if name in TOOLS:
+                build(TOOLS[name])
+        for asset in ASSETS.values():
+            if asset.name in chosen or not names:
+                fetch(asset)
+        for python_tool in PYTHON_TOOLS.values():
+            if python_tool.name in chosen or not names:
+                install(python_tool)
         print(f">> tools ready in {cache_dir()} ({time.monotonic() - started:.1f}s)")
         return 0
     if command == "path":

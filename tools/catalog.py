@@ -28,6 +28,8 @@ class GoTool:
     license: str = ""
     env: dict[str, str] = field(default_factory=dict)
     main_source: str = ""
+    # Files to create in the module copy first (for in-module builds).
+    prepare: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -99,7 +101,15 @@ HELM = GoTool(
     module="helm.sh/helm/v3",
     version="v3.22.0",
     package="helm.sh/helm/v3/cmd/helm",
-    ldflags=("-X helm.sh/helm/v3/internal/version.version=v3.22.0",),
+    # As helm's Makefile stamps them (client-go v0.37): the Kubernetes version that
+    # `helm template` and `helm lint` assume without a cluster.
+    ldflags=(
+        "-X helm.sh/helm/v3/internal/version.version=v3.22.0",
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1",
+        "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37",
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1",
+        "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37",
+    ),
     license="Apache-2.0",
 )
 KUBECONFORM = GoTool(
@@ -118,6 +128,9 @@ ARGO = GoTool(
     package="./cmd/argo",
     how="in-module",
     license="Apache-2.0",
+    # The CLI embeds the web UI's build output, which is not in the module zip;
+    # `argo lint` does not use it.
+    prepare={"ui/dist/app/index.html": "<!-- the Argo UI is not built for Flywheel's checks -->\n"},
 )
 
 TOOLS: dict[str, GoTool] = {
@@ -134,4 +147,68 @@ TOOLS: dict[str, GoTool] = {
         KUBECONFORM,
         ARGO,
     )
+}
+
+
+@dataclass(frozen=True)
+class Asset:
+    """Upstream files taken from a module zip at a pinned version (never copied into the repo)."""
+
+    name: str
+    module: str
+    version: str
+    files: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        """Cache folder name."""
+        return f"{self.name}-{self.version}"
+
+
+ASSETS: dict[str, Asset] = {
+    asset.name: asset
+    for asset in (
+        # kwok's own stage definitions: nodes become Ready and keep a lease; pods run, complete, go.
+        Asset(
+            name="kwok",
+            module=KWOK.module,
+            version=KWOK.version,
+            files={
+                "stages/node-initialize.yaml": "kustomize/stage/node/fast/node-initialize.yaml",
+                "stages/node-heartbeat-with-lease.yaml": "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+                "stages/pod-ready.yaml": "kustomize/stage/pod/fast/pod-ready.yaml",
+                "stages/pod-complete.yaml": "kustomize/stage/pod/fast/pod-complete.yaml",
+                "stages/pod-delete.yaml": "kustomize/stage/pod/fast/pod-delete.yaml",
+            },
+        ),
+        # Argo Workflows' published CRDs, with their full schemas.
+        Asset(
+            name="argo",
+            module=ARGO.module,
+            version=ARGO.version,
+            files={
+                f"crds/argoproj.io_{kind}.yaml": f"manifests/base/crds/full/argoproj.io_{kind}.yaml"
+                for kind in ("workflows", "cronworkflows", "workflowtemplates")
+            },
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class PythonTool:
+    """A checker published on PyPI, installed into its own virtualenv in the cache."""
+
+    name: str
+    requirement: str
+    license: str = ""
+
+    @property
+    def key(self) -> str:
+        """Cache folder name."""
+        return f"{self.name}-{self.requirement.split('==')[1]}"
+
+
+PYTHON_TOOLS: dict[str, PythonTool] = {
+    tool.name: tool for tool in (PythonTool("checkov", "checkov==3.3.30", license="Apache-2.0"),)
 }

@@ -27,7 +27,7 @@ def test_stable_and_canary_share_traffic() -> None:
     ]
     assert sum(p["traffic"] for p in predictors) == 100
     assert [p["name"] for p in seldon.render(SETTINGS, "v3")["spec"]["predictors"]] == ["stable"]
-    with pytest.raises(ValueError, match="within 0..100"):
+    with pytest.raises(ValueError, match=r"within 0\.\.100"):
         seldon.render(SETTINGS, "v3", "v4", 120)
 
 

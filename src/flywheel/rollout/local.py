@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -102,12 +101,35 @@ class LocalDriver:
         ready_timeout: float = 90,
     ) -> None:
         self.settings = settings
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="flywheel-serve-"))
+        self.workdir = workdir or Path(settings.pipeline.root).resolve().parent / "serve"
+        self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready_timeout = ready_timeout
         self.backends: dict[str, Backend] = {}
         self.gateway_port = gateway_port or _free_port()
         self.gateway: subprocess.Popen[bytes] | None = None
         self.applied: tuple[str, str, int] | None = None
+        self._reap()
+
+    # A killed controller cannot stop what it started: its successor does, from this list.
+    def _pids(self) -> Path:
+        return self.workdir / "processes.json"
+
+    def _reap(self) -> None:
+        try:
+            stale = json.loads(self._pids().read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        for pid in stale:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(int(pid), signal.SIGKILL)
+                log.info("stopped process group %s left by an earlier run", pid)
+        self._pids().unlink(missing_ok=True)
+
+    def _remember(self) -> None:
+        pids = [b.process.pid for b in self.backends.values()]
+        if self.gateway is not None:
+            pids.append(self.gateway.pid)
+        self._pids().write_text(json.dumps(pids))
 
     @property
     def gateway_url(self) -> str:
@@ -197,8 +219,16 @@ class LocalDriver:
             command, f"model-{version}", env={"INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
         )
         backend = Backend(version=version, port=http, process=process, log=log_path)
-        self._wait(f"{backend.url}/health/status", process, log_path, f"{s.model_name} {version}")
         self.backends[version] = backend
+        self._remember()
+        try:
+            self._wait(
+                f"{backend.url}/health/status", process, log_path, f"{s.model_name} {version}"
+            )
+        except DeployRefused:
+            _stop(self.backends.pop(version).process)
+            self._remember()
+            raise
         log.info("serving %s %s on %s", s.model_name, version, backend.url)
         return backend
 
@@ -237,6 +267,7 @@ class LocalDriver:
         self.applied = (serving, serving, 0)
         for version in [v for v in self.backends if v != serving]:
             _stop(self.backends.pop(version).process)
+        self._remember()
 
     def serve(self, version: str) -> None:
         """Serve `version` alone (no rollout)."""
@@ -250,6 +281,7 @@ class LocalDriver:
         if self.gateway is not None:
             _stop(self.gateway)
             self.gateway = None
+        self._pids().unlink(missing_ok=True)
 
 
 def _last_error(log_path: Path) -> str:
@@ -282,13 +314,19 @@ def local_canary(
 ) -> tuple[Any, dict[str, int]]:
     """Roll `version` out as a canary on this machine, with synthetic traffic; return the final state."""
     from flywheel.registry import PRODUCTION
-    from flywheel.rollout.controller import RolloutController
+    from flywheel.rollout.controller import RecordingDriver, RolloutController
     from flywheel.rollout.traffic import SyntheticTraffic
     from flywheel.tasks import registry
 
     reg = registry(settings)
     reg.manifest(version)
-    stable = reg.resolve(PRODUCTION)
+    controller_state = RolloutController(reg, RecordingDriver(), settings.rollout).state()
+    resuming = (
+        controller_state is not None
+        and not controller_state.done
+        and controller_state.canary == version
+    )
+    stable = controller_state.stable if resuming and controller_state else reg.resolve(PRODUCTION)
     driver = LocalDriver(settings)
     load = None
     try:
@@ -302,8 +340,9 @@ def local_canary(
                     driver.gateway_url, newest_batch(settings), settings.features, rps=rps
                 ).start()
         controller = RolloutController(reg, driver, settings.rollout, on_tick=on_tick)
-        state = controller.start(version)
-        if not state.done:
+        # A rollout of this version that a killed process left in progress is resumed.
+        state = controller.state() if resuming else controller.start(version)
+        if state is not None and not state.done:
             state = controller.run()
         return state, dict(load.stop() if load else {})
     finally:

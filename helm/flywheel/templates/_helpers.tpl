@@ -1,0 +1,190 @@
+{{/* Names and labels, in one place. */}}
+
+{{- define "flywheel.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "flywheel.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "flywheel.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "flywheel.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/* The SeldonDeployment's name: the model's name, as `flywheel deploy` and the controller expect. */}}
+{{- define "flywheel.deployment" -}}
+{{- .Values.model.name }}
+{{- end }}
+
+{{- define "flywheel.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "flywheel.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "flywheel.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "flywheel.labels" -}}
+helm.sh/chart: {{ include "flywheel.chart" . }}
+{{ include "flywheel.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+flywheel.io/model: {{ .Values.model.name }}
+{{- end }}
+
+{{/* repository@digest when a digest is given, else repository:tag. Argument: an images.* entry. */}}
+{{- define "flywheel.image" -}}
+{{- if .digest }}
+{{- printf "%s@%s" .repository .digest }}
+{{- else }}
+{{- printf "%s:%s" .repository .tag }}
+{{- end }}
+{{- end }}
+
+{{- define "flywheel.pipelineRunner" -}}
+{{- printf "%s-pipeline-runner" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "flywheel.rolloutController" -}}
+{{- printf "%s-rollout-controller" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Pod Security Standards "restricted", for every pod and container in the chart. */}}
+{{- define "flywheel.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+fsGroup: 10001
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{- define "flywheel.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 10001
+runAsGroup: 10001
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: [ALL]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* The S3 keys from the existing Secret, as environment variables. */}}
+{{- define "flywheel.storageEnv" -}}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.storage.existingSecret }}
+      key: AWS_ACCESS_KEY_ID
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.storage.existingSecret }}
+      key: AWS_SECRET_ACCESS_KEY
+{{- end }}
+
+{{/*
+One predictor of the SeldonDeployment. Keep in step with flywheel.rollout.seldon.predictor:
+tests/integration/test_chart.py renders both and compares them.
+Arguments: dict "root" . "name" "stable" "version" "v3" "traffic" 90
+*/}}
+{{- define "flywheel.predictor" -}}
+{{- $v := .root.Values -}}
+- name: {{ .name }}
+  replicas: {{ $v.serving.replicas }}
+  traffic: {{ .traffic }}
+  labels:
+    version: {{ .name }}
+    flywheel.io/model-version: {{ .version }}
+  componentSpecs:
+    - spec:
+        securityContext:
+          runAsNonRoot: true
+          runAsUser: 10001
+          runAsGroup: 10001
+          fsGroup: 10001
+          seccompProfile:
+            type: RuntimeDefault
+        automountServiceAccountToken: false
+        {{- with $v.imagePullSecrets }}
+        imagePullSecrets:
+          {{- range . }}
+          - name: {{ . }}
+          {{- end }}
+        {{- end }}
+        containers:
+          - name: model
+            image: {{ include "flywheel.image" $v.images.serving }}
+            imagePullPolicy: {{ $v.images.pullPolicy }}
+            env:
+              - name: INCLUDE_METRICS_IN_CLIENT_RESPONSE
+                value: "false"
+              - name: GUNICORN_WORKERS
+                value: {{ $v.serving.workers | quote }}
+              {{- include "flywheel.storageEnv" .root | nindent 14 }}
+            ports:
+              - name: http
+                containerPort: 9000
+                protocol: TCP
+              - name: grpc
+                containerPort: 9500
+                protocol: TCP
+              - name: metrics
+                containerPort: 6000
+                protocol: TCP
+            resources:
+              requests:
+                cpu: {{ $v.serving.resources.requests.cpu | quote }}
+                memory: {{ $v.serving.resources.requests.memory | quote }}
+              limits:
+                cpu: {{ $v.serving.resources.limits.cpu | quote }}
+                memory: {{ $v.serving.resources.limits.memory | quote }}
+            readinessProbe:
+              httpGet:
+                path: /health/status
+                port: http
+                scheme: HTTP
+              initialDelaySeconds: 10
+              periodSeconds: 5
+              timeoutSeconds: 3
+              failureThreshold: 3
+            livenessProbe:
+              httpGet:
+                path: /health/ping
+                port: http
+                scheme: HTTP
+              initialDelaySeconds: 30
+              periodSeconds: 10
+              timeoutSeconds: 3
+              failureThreshold: 3
+            securityContext:
+              {{- include "flywheel.containerSecurityContext" .root | nindent 14 }}
+            volumeMounts:
+              - name: tmp
+                mountPath: /tmp
+        volumes:
+          - name: tmp
+            emptyDir:
+              sizeLimit: 256Mi
+  graph:
+    name: model
+    type: MODEL
+    endpoint:
+      type: REST
+    parameters:
+      - {name: model_name, type: STRING, value: {{ $v.model.name | quote }}}
+      - {name: model_version, type: STRING, value: {{ .version | quote }}}
+      - {name: store_uri, type: STRING, value: {{ $v.storage.uri | quote }}}
+      - {name: store_endpoint, type: STRING, value: {{ $v.storage.endpoint | quote }}}
+      - {name: store_secure, type: STRING, value: {{ $v.storage.secure | toString | quote }}}
+      - {name: log_predictions, type: STRING, value: {{ $v.serving.logPredictions | toString | quote }}}
+      - {name: max_rows, type: STRING, value: {{ $v.serving.maxRows | toString | quote }}}
+      - {name: max_body_bytes, type: STRING, value: {{ $v.serving.maxBodyBytes | int64 | toString | quote }}}
+{{- end }}

@@ -1,0 +1,153 @@
+"""Canary rollouts with the local driver: real seldon-core microservices behind the real gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flywheel.config import Settings, load_settings
+from flywheel.rollout.controller import RecordingDriver, RolloutController
+from flywheel.rollout.faults import register_faulty
+from flywheel.rollout.local import DeployRefused, local_canary
+from flywheel.tasks import registry
+
+pytestmark = pytest.mark.integration
+
+FAST = [
+    "rollout.steps=[50, 100]",
+    "rollout.min_requests=60",
+    "rollout.min_requests_to_fail=10",
+    "rollout.interval_seconds=1",
+    "rollout.checks.min_labelled=40",
+    "serving.workers=1",
+]
+
+
+@pytest.fixture
+def project(
+    registered: Settings, tmp_path: Path, make_batches: Callable[..., list[str]]
+) -> Settings:
+    """A copy of the registered project with a second, healthy version (v2) as candidate."""
+    from conftest import train_and_register
+
+    shutil.copytree(Path(registered.storage.uri), tmp_path / "store")
+    shutil.copytree(Path(registered.data.source), tmp_path / "batches")
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[
+            f"data.source={tmp_path / 'batches'}",
+            f"pipeline.root={tmp_path / 'root'}",
+            f"storage.uri={tmp_path / 'store'}",
+            "data.window_days=5",
+            "data.generator.rows_per_day=600",
+            "model.search.enabled=false",
+            "model.params.max_iter=60",
+            "promotion.min_metric=0.6",
+            "promotion.max_regression=0.2",
+            *FAST,
+        ],
+    )
+    make_batches(settings, 2, start=settings.data.generator.start_date + timedelta(days=5))
+    assert train_and_register(settings, tmp_path / "work", "r2") == "v2"
+    (tmp_path / "flywheel.yaml").write_text(yaml.safe_dump(json.loads(settings.to_json())))
+    return settings
+
+
+def test_a_healthy_canary_is_promoted_and_stable_never_fails(project: Settings) -> None:
+    state, traffic = local_canary(project, "v2", rps=25)
+    assert state.phase == "promoted", state.reason
+    reg = registry(project)
+    assert reg.resolve("production") == "v2"
+    decisions = [r for r in reg.records("v2") if r.get("decision")]
+    assert [d["decision"] for d in decisions] == ["advance", "advance"]
+    assert {c["name"] for c in decisions[0]["checks"]} == {
+        "error rate",
+        "latency p99",
+        "prediction divergence",
+        "accuracy",
+    }
+    assert traffic.get("stable 2xx", 0) > 0 and traffic.get("canary 2xx", 0) > 0
+    assert not any(k.startswith("stable 5") for k in traffic) and traffic.get("failed", 0) == 0
+
+
+@pytest.mark.parametrize(("kind", "check"), [("errors", "error rate"), ("slow", "latency p99")])
+def test_a_bad_canary_is_rolled_back_without_failing_the_stable_model(
+    project: Settings, kind: str, check: str
+) -> None:
+    version = register_faulty(project, kind)  # type: ignore[arg-type]
+    started = time.monotonic()
+    state, traffic = local_canary(project, version, rps=25)
+    assert state.phase == "rolled_back"
+    assert state.reason.startswith(check), state.reason
+    assert registry(project).resolve("production") == "v1"
+    assert not any(k.startswith("stable 5") for k in traffic) and traffic.get("failed", 0) == 0
+    assert time.monotonic() - started < 120
+
+
+@pytest.mark.parametrize("damage", ["missing", "corrupt"])
+def test_a_version_that_cannot_load_is_refused_before_any_traffic(
+    project: Settings, damage: str
+) -> None:
+    version = "v7"
+    if damage == "corrupt":
+        model = Path(project.storage.uri) / "models/loan-default/versions/v2/model.joblib"
+        model.write_bytes(model.read_bytes()[:200])
+        version = "v2"
+    with pytest.raises(
+        Exception, match="no version v7" if damage == "missing" else "does not match the digest"
+    ) as error:
+        local_canary(project, version, rps=25)
+    if damage == "corrupt":
+        assert isinstance(error.value, DeployRefused)
+    assert registry(project).resolve("production") == "v1"
+    assert RolloutController(registry(project), RecordingDriver(), project.rollout).state() is None
+
+
+def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: Path) -> None:
+    config = tmp_path / "flywheel.yaml"
+    command = [
+        sys.executable,
+        "-m",
+        "flywheel.cli",
+        "-c",
+        str(config),
+        "deploy",
+        "v2",
+        "--canary",
+        "--rps",
+        "25",
+    ]
+    controller = RolloutController(registry(project), RecordingDriver(), project.rollout)
+    first = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        state = controller.state()
+        if state is not None and state.step >= 1:
+            break
+        time.sleep(0.5)
+    else:
+        pytest.fail("the rollout never reached its second step")
+    os.killpg(first.pid, signal.SIGKILL)  # the controller and everything it started die at once
+    first.wait()
+    assert controller.state().phase == "progressing"  # type: ignore[union-attr]
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
+    final = controller.state()
+    assert final is not None and final.phase == "promoted" and final.step == 1
+    reg = registry(project)
+    assert reg.resolve("production") == "v2"
+    assert [h.version for h in reg.history("production")] == ["v1", "v2"]
