@@ -236,7 +236,7 @@ class RolloutChecks(Strict):
 
     max_error_rate_increase: Fraction = 0.01
     max_p99_ratio: float = Field(default=1.5, ge=1.0)
-    p99_floor_ms: float = Field(default=25.0, ge=0, description="p99 below this always passes")
+    p99_floor_ms: float = Field(default=50.0, ge=0, description="p99 below this always passes")
     max_divergence: Fraction = Field(default=0.3, description="Jensen-Shannon distance of scores")
     max_accuracy_drop: Fraction = 0.05
     min_labelled: int = Field(default=100, ge=1)

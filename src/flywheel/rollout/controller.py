@@ -61,6 +61,9 @@ class RolloutState(BaseModel):
     updated_at: str
     reason: str
     revision: int = 0
+    # What the stable model did in the last step that sent it traffic: the yardstick
+    # for steps that send it little or none (the 100% step).
+    baseline: Window | None = None
 
     @property
     def done(self) -> bool:
@@ -201,7 +204,10 @@ class RolloutController:
         assert state.stable is not None  # only a first model has none, and it never progresses
         self.driver.set_traffic(state.stable, state.canary, state.weight)
         stable, canary = self.driver.measure(state.step_started)
-        verdict = analyse(stable, canary, self.policy, self.clock() - state.step_started)
+        yardstick = stable
+        if stable.requests < self.policy.min_requests and state.baseline is not None:
+            yardstick = state.baseline
+        verdict = analyse(yardstick, canary, self.policy, self.clock() - state.step_started)
         if self.on_tick:
             self.on_tick(state, verdict)
         if verdict.action == "wait":
@@ -215,7 +221,11 @@ class RolloutController:
                 "weight": state.weight,
                 "decision": verdict.action,
                 "reason": verdict.reason,
-                "stable": {"version": state.stable, **stable.model_dump(mode="json")},
+                "stable": {
+                    "version": state.stable,
+                    "from_earlier_step": yardstick is not stable,
+                    **yardstick.model_dump(mode="json"),
+                },
                 "canary": {"version": state.canary, **canary.model_dump(mode="json")},
                 "checks": [c.model_dump(mode="json") for c in verdict.checks],
                 "policy": self.policy.checks.model_dump(mode="json"),
@@ -232,6 +242,7 @@ class RolloutController:
                         "weight": weight,
                         "step_started": self.clock(),
                         "reason": f"step {state.step + 1} passed",
+                        "baseline": yardstick,
                     }
                 ),
                 state,

@@ -4,8 +4,9 @@ Each is a real scikit-learn model trained on the configured data, registered
 without passing the gate (its lineage says so), and bad in a way a canary must
 catch:
 
-- `errors`: the model expects a column that requests never carry, so every
-  prediction fails (training/serving skew);
+- `errors`: trained without the rarest value of a categorical feature and told to
+  refuse values it has not seen, so every request carrying that value fails (a
+  model trained on incomplete data); it loads and warms up like a good one;
 - `slow`: a very large boosted ensemble, correct but slow to answer;
 - `shuffled`: trained on shuffled labels, so its scores and accuracy diverge.
 """
@@ -13,7 +14,7 @@ catch:
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Any, Literal
 
 from flywheel.config import Settings
 
@@ -49,11 +50,8 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     y = frame[features.label].astype(int).to_numpy()
     model = training.build_pipeline(features, settings.model)
     if kind == "errors":
-        x = x.assign(bogus_feature=0.0)
-        model = training.build_pipeline(
-            features.model_copy(update={"numeric": (*features.numeric, "bogus_feature")}),
-            settings.model,
-        )
+        x, y = _without_rarest_category(x, y, reg.read(production, "contract.json"))
+        model.set_params(**_refuse_unseen(model))
     elif kind == "slow":
         model.steps[-1] = (
             "model",
@@ -85,3 +83,27 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
         "metrics.json": b"{}",
     }
     return reg.register(files, run_id=f"faulty-{kind}", summary={"note": note}).version
+
+
+def _without_rarest_category(x: Any, y: Any, contract_json: bytes) -> tuple[Any, Any]:
+    """Drop the rows holding the rarest value of the first categorical feature.
+
+    The rarest, so that serving's warm-up row (the most common values) still scores.
+    """
+    categorical = json.loads(contract_json)["categorical"]
+    name = next(iter(categorical))
+    fractions = categorical[name]["fractions"]
+    rarest = min(fractions, key=fractions.__getitem__)
+    keep = (x[name] != rarest).to_numpy()
+    return x[keep], y[keep]
+
+
+def _refuse_unseen(model: Any) -> dict[str, Any]:
+    """Parameters that make the model's categorical encoder fail on unseen values."""
+    params = model.get_params()
+    if "preprocess__categorical__handle_unknown" in params:  # ordinal codes
+        return {
+            "preprocess__categorical__handle_unknown": "error",
+            "preprocess__categorical__unknown_value": None,
+        }
+    return {"preprocess__categorical__onehot__handle_unknown": "error"}

@@ -213,8 +213,11 @@ class Gateway:
         return application
 
     async def _open(self, _: web.Application) -> None:
+        # gunicorn's sync workers (seldon-core's REST server) close every connection
+        # after one response; reusing pooled connections races those closes and
+        # hangs or fails requests, so each request gets a fresh loopback connection.
         self.session = ClientSession(
-            connector=TCPConnector(limit=256, keepalive_timeout=60), timeout=ClientTimeout(total=30)
+            connector=TCPConnector(limit=256, force_close=True), timeout=ClientTimeout(total=30)
         )
 
     async def _close(self, _: web.Application) -> None:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -285,10 +286,13 @@ class LocalDriver:
 
 
 def _last_error(log_path: Path) -> str:
+    """Why a microservice did not start: the first exception it logged (ours, usually)."""
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "ModelUnavailable" in line or "Error" in line:
-            return line.split("ModelUnavailable: ", 1)[-1].strip()[:500]
+    exceptions = [
+        line for line in lines if re.match(r"^[\w.]*(Error|Exception|Unavailable): ", line)
+    ]
+    if exceptions:
+        return exceptions[0].split("ModelUnavailable: ", 1)[-1].strip()[:500]
     return lines[-1][:500] if lines else "no output"
 
 

@@ -3,15 +3,16 @@
 Requests go out on a fixed schedule (an open loop, so a slow backend does not
 slow the load down), one row each, as the Seldon protocol's `jsonData`. For a
 share of them the true label is sent back as feedback after a delay, as labels
-arrive in production.
+arrive in production. The load runs in its own process, so nothing the caller
+does (the controller importing scipy, say) can delay it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import multiprocessing
 import random
-import threading
 import time
 from collections import Counter
 from typing import Any
@@ -22,7 +23,7 @@ from flywheel.config import FeatureSettings
 
 
 class SyntheticTraffic:
-    """An open-loop load generator running in a background thread."""
+    """An open-loop load generator running in a child process."""
 
     def __init__(
         self,
@@ -36,33 +37,48 @@ class SyntheticTraffic:
         seed: int = 0,
     ) -> None:
         self.url = url.rstrip("/")
-        records = frame[list(features.columns)].to_json(orient="records")
-        self.rows = json.loads(records)
+        self.rows = json.loads(frame[list(features.columns)].to_json(orient="records"))
         self.labels = [int(v) for v in frame[features.label]]
         self.rps = rps
         self.label_fraction = label_fraction
         self.label_delay = label_delay
-        self.random = random.Random(seed)
+        self.seed = seed
         self.stats: Counter[str] = Counter()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results: Any = context.Queue()
+        self._process: Any = None
 
     def start(self) -> SyntheticTraffic:
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._run()), name="traffic", daemon=True
-        )
-        self._thread.start()
+        """Start sending requests."""
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(target=_load, args=(self,), name="traffic", daemon=True)
+        self._process.start()
         return self
 
     def stop(self) -> Counter[str]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(15)
+        """Stop the load and return what happened to it (safe to call twice)."""
+        if self._process is not None:
+            self._stop.set()
+            try:
+                self.stats = Counter(self._results.get(timeout=30))
+            except Exception:  # the process died: say so rather than invent numbers
+                self.stats["lost"] += 1
+            self._process.join(10)
+            self._process = None
         return self.stats
 
-    async def _run(self) -> None:
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_process"] = None
+        return state
+
+    async def run(self) -> Counter[str]:
+        """The load loop, inside the child process."""
         from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
+        rng = random.Random(self.seed)
+        stats: Counter[str] = Counter()
         interval = 1.0 / self.rps
         pending: set[asyncio.Task[None]] = set()
         async with ClientSession(
@@ -70,33 +86,39 @@ class SyntheticTraffic:
         ) as session:
             next_at = time.monotonic()
             while not self._stop.is_set():
-                i = self.random.randrange(len(self.rows))
-                task = asyncio.create_task(self._one(session, i))
+                task = asyncio.create_task(
+                    self._one(session, rng, stats, rng.randrange(len(self.rows)))
+                )
                 pending.add(task)
                 task.add_done_callback(pending.discard)
-                next_at += interval
+                # Never catch up after a stall: a burst would overload the very thing that
+                # stalled, and the rate must stay what the caller asked for.
+                next_at = max(next_at + interval, time.monotonic())
                 await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             if pending:
                 await asyncio.wait(pending, timeout=10)
+        return stats
 
-    async def _one(self, session: Any, i: int) -> None:
-        body = {"jsonData": [self.rows[i]]}
-        self.stats["sent"] += 1
+    async def _one(self, session: Any, rng: random.Random, stats: Counter[str], i: int) -> None:
+        stats["sent"] += 1
         try:
-            async with session.post(f"{self.url}/api/v1.0/predictions", json=body) as response:
+            async with session.post(
+                f"{self.url}/api/v1.0/predictions", json={"jsonData": [self.rows[i]]}
+            ) as response:
                 answer = await response.json(content_type=None)
                 status = response.status
                 role = response.headers.get("X-Flywheel-Role", "?")
-        except Exception:
-            self.stats["failed"] += 1
+        except Exception as error:
+            stats["failed"] += 1
+            stats[f"failed: {type(error).__name__}"] += 1
             return
-        self.stats[f"{role} {status // 100}xx"] += 1
+        stats[f"{role} {status // 100}xx"] += 1
         request_id = (
             (answer or {}).get("meta", {}).get("tags", {}).get("request_id")
             if status == 200
             else None
         )
-        if request_id and self.random.random() < self.label_fraction:
+        if request_id and rng.random() < self.label_fraction:
             await asyncio.sleep(self.label_delay)
             try:
                 async with session.post(
@@ -104,6 +126,11 @@ class SyntheticTraffic:
                     json={"request_id": request_id, "truth": self.labels[i]},
                 ) as response:
                     await response.read()
-                    self.stats["labels"] += 1
+                    stats["labels"] += 1
             except Exception:
-                self.stats["labels failed"] += 1
+                stats["labels failed"] += 1
+
+
+def _load(traffic: SyntheticTraffic) -> None:
+    stats = asyncio.run(traffic.run())
+    traffic._results.put(dict(stats))

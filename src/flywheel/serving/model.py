@@ -94,6 +94,16 @@ class FlywheelModel:
             ) from error
         self.schema = RequestSchema.from_contract(contract, self.max_rows)
         self.predictor = Predictor(model, list(contract.numeric), list(contract.categorical))
+        # Warm up on a typical row, so the first real request does not pay for
+        # scikit-learn's lazy imports and first-call set-up.
+        typical: dict[str, Any] = {n: p.mean for n, p in contract.numeric.items()}
+        typical.update(
+            {
+                n: max(p.fractions, key=p.fractions.__getitem__)
+                for n, p in contract.categorical.items()
+            }
+        )
+        self.predictor.predict_proba(self.schema.frame({"jsonData": [typical]}))
         if self.log_predictions:
             self.logger = PredictionLogger(registry.store, self.model_name, self.model_version)
         log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
