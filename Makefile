@@ -50,9 +50,9 @@ lock: $(VENV)/.ready ## Re-resolve requirements/*.txt from pyproject.toml
 # --- the loop ---------------------------------------------------------------
 
 .PHONY: run
-run: $(VENV)/.ready ## Generate new daily batches and run the training pipeline locally
+run: $(VENV)/.ready $(SERVING_VENV)/.ready ## A new week of data, the training pipeline, then a canary rollout, all local
 	$(FLYWHEEL) data generate --next 7
-	$(FLYWHEEL) run
+	$(FLYWHEEL) run --deploy
 
 .PHONY: compile
 compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml

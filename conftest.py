@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,26 @@ def s3_server() -> Iterator[object]:
 
     with seaweedfs() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def kube() -> Iterator[Any]:
+    """A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok
+    with two fake nodes) on loopback for the whole session, CRDs installed."""
+    from tools.kube import control_plane
+
+    with control_plane() as plane:
+        yield plane
+
+
+@pytest.fixture
+def namespace(kube: Any) -> Iterator[str]:
+    """A fresh namespace enforcing the restricted Pod Security Standard, deleted after."""
+    name = f"fw-{uuid.uuid4().hex[:8]}"
+    kube.kubectl("create", "namespace", name)
+    kube.kubectl("label", "namespace", name, "pod-security.kubernetes.io/enforce=restricted")
+    yield name
+    kube.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -198,4 +219,41 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     )
     write_batches(settings, 5)
     assert train_and_register(settings, root / "work") == "v1"
+    return settings
+
+
+def on_cluster(settings: Settings, namespace: str, **rollout: Any) -> Settings:
+    """The settings with serving in `namespace` and the Kubernetes rollout driver."""
+    return settings.model_copy(
+        update={
+            "serving": settings.serving.model_copy(update={"namespace": namespace}),
+            "rollout": settings.rollout.model_copy(update={"driver": "kubernetes", **rollout}),
+        }
+    )
+
+
+def seldon_predictors(kube: Any, namespace: str, name: str = "loan-default") -> dict[str, Any]:
+    """What kubectl (not the driver's own client) sees: predictor -> (version, traffic)."""
+    obj = json.loads(
+        kube.kubectl("get", "seldondeployment", name, "-n", namespace, "-o", "json").stdout
+    )
+    return {
+        p["name"]: (p["labels"]["flywheel.io/model-version"], p.get("traffic", 0))
+        for p in obj["spec"]["predictors"]
+    }
+
+
+@pytest.fixture
+def two_versions(
+    small_settings: Callable[..., Settings],
+    make_batches: Callable[..., list[str]],
+    namespace: str,
+    tmp_path: Path,
+) -> Settings:
+    """v1 in production and v2 registered as candidate, with the rollout on the cluster."""
+    settings = on_cluster(small_settings(), namespace, steps=(10, 50, 100))
+    make_batches(settings, 5)
+    assert train_and_register(settings, tmp_path / "w1", "r1") == "v1"
+    make_batches(settings, 2, start=settings.data.generator.start_date + timedelta(days=5))
+    assert train_and_register(settings, tmp_path / "w2", "r2") == "v2"
     return settings

@@ -6,6 +6,7 @@ from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset
 
 from flywheel.cluster import use_store_credentials
+from flywheel.components.deploy.component import deploy
 from flywheel.components.evaluate.component import evaluate
 from flywheel.components.gate.component import gate
 from flywheel.components.infra_validate.component import infra_validate
@@ -31,7 +32,7 @@ class TrainingOutputs(NamedTuple):
     name=PIPELINE_NAME,
     description=(
         "Ingest a window of dated batches, validate them against the data contract, train, "
-        "evaluate against production, gate, infra-validate and register."
+        "evaluate against production, gate, infra-validate, register, and start a canary."
     ),
 )
 def training_pipeline(
@@ -84,7 +85,9 @@ def training_pipeline(
             image_digest=image_digest,
         ).after(loadable)
         registered.set_caching_options(False)
-        store_tasks.append(registered)
+        # Starts the canary on the cluster; the rollout controller finishes it.
+        deployed = deploy(config=config, version=registered.output).set_caching_options(False)
+        store_tasks += [registered, deployed]
     for task in store_tasks:
         use_store_credentials(task, s3_secret)
     return TrainingOutputs(

@@ -50,8 +50,10 @@ def test_wiring_gate_condition_caching_and_credentials() -> None:
         == "inputs.parameter_values['pipelinechannel--gate-Output'] == true"
     )
     inner = spec["components"]["comp-condition-1"]["dag"]["tasks"]
-    assert set(inner) == {"infra-validate", "register"}
+    assert set(inner) == {"infra-validate", "register", "deploy"}
     assert inner["register"]["dependentTasks"] == ["infra-validate"]
+    assert inner["deploy"]["dependentTasks"] == ["register"]
+    assert inner["deploy"]["cachingOptions"] == {}
     # Steps that read mutable state or write it are never served from the cache.
     assert root["resolve"]["cachingOptions"] == {}
     assert inner["register"]["cachingOptions"] == {}
@@ -63,6 +65,7 @@ def test_wiring_gate_condition_caching_and_credentials() -> None:
         "exec-validate",
         "exec-evaluate",
         "exec-register",
+        "exec-deploy",
     }
     secret = executors["exec-ingest"]["secretAsEnv"][0]
     assert secret["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
@@ -72,7 +75,7 @@ def test_wiring_gate_condition_caching_and_credentials() -> None:
 def test_every_step_uses_the_platform_image_without_installing_kfp() -> None:
     spec, _ = runs.compile_package()
     containers = cluster.executors(spec)
-    assert len(containers) == 8
+    assert len(containers) == 9
     for container in containers:
         assert container["image"] == cluster.COMPONENT_IMAGE
         assert "pip install" not in " ".join(container["command"])

@@ -191,6 +191,15 @@ ASSETS: dict[str, Asset] = {
                 for kind in ("workflows", "cronworkflows", "workflowtemplates")
             },
         ),
+        # The Prometheus Operator's ServiceMonitor CRD, for the chart's optional ServiceMonitor.
+        Asset(
+            name="prometheus-operator",
+            module="github.com/prometheus-operator/prometheus-operator",
+            version="v0.85.0",
+            files={
+                "crds/monitoring.coreos.com_servicemonitors.yaml": "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+            },
+        ),
     )
 }
 

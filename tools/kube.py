@@ -208,6 +208,15 @@ def _kubeconfig(path: Path, server: str, certs: dict[str, Path]) -> None:
     path.write_text(json.dumps(config))
 
 
+def crd_files() -> list[Path]:
+    """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor."""
+    return [
+        SELDON_CRD,
+        *(asset_dir("argo") / "crds" / name for name in ARGO_CRDS),
+        asset_dir("prometheus-operator") / "crds" / "monitoring.coreos.com_servicemonitors.yaml",
+    ]
+
+
 @contextlib.contextmanager
 def control_plane(nodes: int = 2) -> Iterator[ControlPlane]:
     """Start the whole control plane, install the CRDs Flywheel uses, and tear it all down on exit."""
@@ -333,7 +342,7 @@ def control_plane(nodes: int = 2) -> Iterator[ControlPlane]:
                 {"apiVersion": "v1", "kind": "List", "items": [_node(i) for i in range(nodes)]}
             ),
         )
-        for crd in (SELDON_CRD, *(asset_dir("argo") / "crds" / name for name in ARGO_CRDS)):
+        for crd in crd_files():
             plane.kubectl("apply", "--server-side", "-f", str(crd))
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         wait_until(

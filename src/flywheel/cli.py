@@ -222,7 +222,8 @@ def run(
     deploy: Annotated[
         bool,
         typer.Option(
-            help="Then roll a newly registered candidate out as a local canary under synthetic traffic."
+            help="Then roll a newly registered candidate out as a local canary under synthetic "
+            "traffic, and end with a one-screen summary."
         ),
     ] = False,
     rps: Annotated[
@@ -244,22 +245,59 @@ def run(
     _summarise(settings, result)
     if not result.succeeded:
         raise typer.Exit(1)
-    if deploy:
-        from flywheel.registry import PRODUCTION
-        from flywheel.tasks import registry
+    if not deploy:
+        return
+    from flywheel.registry import PRODUCTION
+    from flywheel.rollout.local import DeployRefused
+    from flywheel.tasks import registry
 
-        version = (result.registration or {}).get("version")
-        production = registry(settings).resolve(PRODUCTION)
-        if version is None:
-            out.print("Canary: nothing new was registered, so nothing to roll out.")
-        elif version == production:
-            out.print(
-                f"Canary: {version} is already in production (the first model goes straight in)."
-            )
-        else:
+    version = (result.registration or {}).get("version")
+    before = registry(settings).resolve(PRODUCTION)
+    if version is None:
+        rollout = "nothing new was registered, so nothing to roll out"
+    elif version == before:
+        rollout = f"{version} went straight to production (nothing was serving before it)"
+    else:
+        try:
             state = _local_canary(settings, version, rps)
-            if state.phase != "promoted":
-                out.print(f"Production stays {production}.")
+        except DeployRefused as error:
+            raise Failure(f"deploy of {version} refused: {error}") from None
+        rollout = f"{version} {state.phase.replace('_', ' ')}: {state.reason}"
+    _closing_summary(settings, result, rollout)
+
+
+def _closing_summary(settings: Settings, result: Any, rollout: str) -> None:
+    """What the whole loop did, on one screen."""
+    from flywheel.registry import PRODUCTION
+    from flywheel.tasks import registry
+
+    reg = registry(settings)
+    window, evaluation = result.read("window"), result.read("evaluation")
+    decision = result.read("decision")
+    metric, cand = evaluation["metric"], evaluation["candidate"]["newest"][evaluation["metric"]]
+    prod = evaluation.get("production")
+    versus = f" vs production {prod['version']} {_fmt(prod['newest'][metric])}" if prod else ""
+    production = reg.resolve(PRODUCTION)
+    days = [b["day"] for b in window["batches"]]
+    rows = [
+        (
+            "data",
+            f"{len(days)} batches {days[0]}..{days[-1]}, sha256 {window['content_hash'][:12]}",
+        ),
+        ("candidate", f"{metric} {_fmt(cand)} on {evaluation['newest_batch']}{versus}"),
+        ("gate", "blessed" if decision["blessed"] else "not blessed"),
+        ("registered", (result.registration or {}).get("version", "nothing")),
+        ("rollout", rollout),
+        ("production", f"{settings.model_name} {production}"),
+        ("report", str(result.outputs["report"])),
+        ("next", f"flywheel models show {production}; flywheel serve; make run (a new week)"),
+    ]
+    table = Table(title=f"flywheel run {result.run_id}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for name, value in rows:
+        table.add_row(name, value)
+    out.print(table)
 
 
 def _parse_day(text: str, flag: str) -> date:
@@ -362,6 +400,10 @@ def submit(
         str, typer.Option("--as-of", help="Last day of the window (default: newest).")
     ] = "",
     namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace.")] = None,
+    service_account: Annotated[
+        str | None,
+        typer.Option(help="Service account the steps run as (the deploy step patches Seldon)."),
+    ] = None,
 ) -> None:
     """Compile and start the training pipeline on a Kubeflow Pipelines cluster."""
     from flywheel import runs
@@ -374,7 +416,14 @@ def submit(
         raise Failure(
             f"storage.uri is {settings.storage.uri!r}, a local directory: a cluster run needs an s3:// store"
         )
-    result = runs.submit(settings, host=endpoint, image=image, as_of=as_of, namespace=namespace)
+    result = runs.submit(
+        settings,
+        host=endpoint,
+        image=image,
+        as_of=as_of,
+        namespace=namespace,
+        service_account=service_account,
+    )
     out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")
 
 

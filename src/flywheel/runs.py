@@ -212,8 +212,13 @@ def submit(
     as_of: str = "",
     image: str | None = None,
     namespace: str | None = None,
+    service_account: str | None = None,
 ) -> dict[str, str]:
-    """Upload the compiled pipeline to a Kubeflow Pipelines API and start a run."""
+    """Upload the compiled pipeline to a Kubeflow Pipelines API and start a run.
+
+    `service_account` is the identity the steps run as; the deploy step needs one
+    allowed to patch the model's SeldonDeployment (the chart's pipeline runner).
+    """
     import kfp
 
     run_id = run_id or new_run_id()
@@ -239,5 +244,6 @@ def submit(
             run_name=run_id,
             experiment_name=settings.pipeline.experiment,
             enable_caching=settings.pipeline.caching,
+            service_account=service_account,
         )
     return {"run_id": run_id, "kfp_run_id": str(result.run_id), "host": host}

@@ -26,11 +26,20 @@ def test_every_component_folder_is_complete_and_packaged() -> None:
         tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     folders = sorted(p.parent for p in (REPO / "components").glob("*/component.py"))
-    assert len(folders) == 8
+    assert len(folders) == 9
     for folder in folders:
         assert f"flywheel.components.{folder.name}" in packages, folder
         assert (folder / "README.md").is_file(), folder
         assert list((folder / "tests").glob("test_*.py")), folder
+
+
+def test_every_library_package_is_packaged() -> None:
+    packages = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    src = REPO / "src"
+    found = {".".join(p.parent.relative_to(src).parts) for p in src.glob("flywheel/**/__init__.py")}
+    assert found <= packages, found - packages
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 import urllib.parse
 import urllib.request
@@ -28,7 +29,6 @@ from flywheel.rollout.controller import RolloutError
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
-MERGE_PATCH = "application/merge-patch+json"
 REQUESTS = "seldon_api_executor_server_requests_seconds"
 
 
@@ -37,7 +37,8 @@ def load_client(kubeconfig: str | None = None) -> Any:
     from kubernetes import client, config
 
     try:
-        config.load_kube_config(config_file=kubeconfig)
+        # KUBECONFIG is read now, not when the kubernetes package was imported.
+        config.load_kube_config(config_file=kubeconfig or os.environ.get("KUBECONFIG"))
     except (config.ConfigException, FileNotFoundError, TypeError):
         config.load_incluster_config()
     return client.ApiClient()
@@ -66,11 +67,14 @@ class KubernetesDriver:
     def get(self) -> dict[str, Any] | None:
         """The SeldonDeployment as the API server has it, or None."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         try:
             obj: dict[str, Any] = self.api.get_namespaced_custom_object(
                 GROUP, VERSION, self.namespace, PLURAL, self.name
             )
+        except HTTPError as error:
+            raise self._unreachable(error) from None
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -82,6 +86,7 @@ class KubernetesDriver:
     def apply(self, stable: str, canary: str | None, canary_weight: int) -> dict[str, Any]:
         """Create the SeldonDeployment, or patch its predictors to match."""
         from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
 
         current = self.get()
         wanted = seldon.render(self.settings, stable, canary, canary_weight)
@@ -97,10 +102,13 @@ class KubernetesDriver:
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
                 "spec": {"predictors": wanted["spec"]["predictors"]},
             }
+            # The client sends custom-object patches as application/merge-patch+json.
             patched: dict[str, Any] = self.api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, patch, _content_type=MERGE_PATCH
+                GROUP, VERSION, self.namespace, PLURAL, self.name, patch
             )
             return patched
+        except HTTPError as error:
+            raise self._unreachable(error) from None
         except ApiException as error:
             if error.status == 409:
                 raise RolloutError(
@@ -110,6 +118,10 @@ class KubernetesDriver:
             raise RolloutError(
                 f"the API server refused SeldonDeployment {self.namespace}/{self.name}: {detail}"
             ) from None
+
+    def _unreachable(self, error: Exception) -> RolloutError:
+        host = self.api.api_client.configuration.host
+        return RolloutError(f"cannot reach the API server at {host}: {type(error).__name__}")
 
     def weights(self) -> dict[str, tuple[str, int]]:
         """predictor name -> (model version, traffic) as deployed."""

@@ -1,0 +1,51 @@
+"""The deploy step: under kfp.local against a real kube-apiserver, and with the local driver."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import seldon_predictors
+from flywheel import tasks
+from flywheel.components.deploy.component import deploy
+from flywheel.config import Settings
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.kubernetes import KubernetesDriver
+
+
+@pytest.mark.integration
+def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
+    kube: Any,
+    namespace: str,
+    two_versions: Settings,
+    run_component: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))  # read inside the step's subprocess
+    config = two_versions.to_json()
+    run_component(deploy, config=config, version="v1")
+    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
+    run_component(deploy, config=config, version="v2")
+    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 90), "canary": ("v2", 10)}
+    reg = tasks.registry(two_versions)
+    state = RolloutController(reg, KubernetesDriver(two_versions), two_versions.rollout).state()
+    assert state is not None and (state.phase, state.canary, state.stable) == (
+        "progressing",
+        "v2",
+        "v1",
+    )
+    # A retried step resumes the canary instead of failing or starting another.
+    again = tasks.deploy(config, "v2")
+    assert (again["action"], again["rollout_id"]) == ("canary", state.rollout_id)
+    assert reg.resolve("production") == "v1"
+
+
+def test_the_deploy_step_does_nothing_with_the_local_driver(
+    small_settings: Callable[..., Settings],
+) -> None:
+    result = json.loads(deploy.python_func(config=small_settings().to_json(), version="v1"))
+    assert result["action"] == "none" and "flywheel run --deploy" in result["reason"]
