@@ -58,6 +58,14 @@ run: $(VENV)/.ready $(SERVING_VENV)/.ready ## A new week of data, the training p
 compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml
 	$(FLYWHEEL) compile --out pipelines/compiled
 
+.PHONY: chart-docs
+chart-docs: $(VENV)/.ready ## Regenerate helm/flywheel/README.md from values.yaml
+	$(BIN)/python -m tools.chart_readme
+
+.PHONY: manifests
+manifests: $(VENV)/.ready ## Render the chart into manifests/base (the Kustomize base)
+	$(BIN)/python -m tools.manifests
+
 # --- checks -----------------------------------------------------------------
 
 .PHONY: tools
@@ -80,16 +88,50 @@ test-unit: $(VENV)/.ready ## Unit tests and components under kfp.local
 	$(BIN)/pytest -m "not integration and not e2e"
 
 .PHONY: test-integration
-test-integration: $(VENV)/.ready tools ## Tests against real servers on loopback
-	$(BIN)/pytest -m integration
+test-integration: $(VENV)/.ready $(SERVING_VENV)/.ready tools ## Tests against real servers on loopback (not the chart)
+	$(BIN)/pytest -m integration --ignore=tests/integration/test_chart.py
+
+.PHONY: test-chart
+test-chart: $(VENV)/.ready tools ## The chart and overlays: static checks and a real control plane
+	$(BIN)/pytest -m integration tests/integration/test_chart.py
 
 .PHONY: test-e2e
-test-e2e: $(VENV)/.ready tools ## `make run` end to end in a scratch copy
+test-e2e: $(VENV)/.ready $(SERVING_VENV)/.ready tools ## `make run` end to end in a scratch copy
 	$(BIN)/pytest -m e2e
 
 .PHONY: test
 test: lint tools $(SERVING_VENV)/.ready ## Every check and every test
 	$(BIN)/pytest
+
+.PHONY: check-generated
+check-generated: compile chart-docs manifests ## Fail if a generated file (pipeline, chart README, base) is stale
+	git diff --exit-code -- pipelines/compiled helm/flywheel/README.md manifests/base
+
+.PHONY: check-images
+check-images: $(VENV)/.ready ## Every Dockerfile is built by images.yml, and each is well formed
+	$(BIN)/pytest -q tests/unit/test_dockerfiles.py tests/unit/test_workflows.py -k "dockerfile or matrix"
+
+.PHONY: ci
+ci: lint tools test-unit test-integration test-chart test-e2e check-generated ## Rehearse ci.yml here, step by step
+
+# --- delivery (called by .github/workflows/cd.yml) ----------------------------
+
+.PHONY: promote
+promote: $(VENV)/.ready ## Write COMPONENTS_DIGEST and SERVING_DIGEST into manifests/overlays/$(ENV)
+	$(BIN)/python -m tools.promote set "$(ENV)"
+
+.PHONY: submit
+submit: $(VENV)/.ready ## Upload the pipeline to KFP_HOST and start a run with IMAGE
+	$(FLYWHEEL) --set rollout.driver=kubernetes submit --image "$(IMAGE)" --service-account flywheel-pipeline-runner
+
+.PHONY: canary
+canary: $(VENV)/.ready ## Start the candidate's canary on the cluster and wait for promotion or rollback
+	$(FLYWHEEL) --set rollout.driver=kubernetes deploy candidate --canary
+	$(FLYWHEEL) --set rollout.driver=kubernetes rollout wait
+
+.PHONY: verify-prod
+verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the prod overlay
+	$(BIN)/python -m tools.promote verify prod
 
 # --- benchmarks -------------------------------------------------------------
 

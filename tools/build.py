@@ -59,18 +59,15 @@ def install(tool: PythonTool) -> Path:
 
 def asset_dir(name: str) -> Path:
     """The cached folder of an upstream asset, fetched on first use."""
-    asset = ASSETS[name]
-    path = cache_dir() / "assets" / asset.key
-    if not path.exists():
-        fetch(asset)
-    return path
+    return fetch(ASSETS[name])
 
 
 def fetch(asset: Asset) -> Path:
     """Copy the asset's files out of its module zip (via the Go module proxy) into the cache."""
     target = cache_dir() / "assets" / asset.key
-    if target.exists():
+    if all((target / name).exists() for name in asset.files):
         return target
+    shutil.rmtree(target, ignore_errors=True)  # from an older list of files
     info = json.loads(_go(["mod", "download", "-json", f"{asset.module}@{asset.version}"]))
     root = Path(info["Dir"])
     target.parent.mkdir(parents=True, exist_ok=True)

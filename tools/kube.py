@@ -31,6 +31,7 @@ ARGO_CRDS = (
     "argoproj.io_workflows.yaml",
     "argoproj.io_cronworkflows.yaml",
     "argoproj.io_workflowtemplates.yaml",
+    "argoproj.io_workflowtaskresults.yaml",
 )
 
 

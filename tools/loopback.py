@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from flywheel.cluster import SERVING_ENV
 from tools.build import binary
 
 
@@ -202,7 +203,7 @@ def seldon_microservice(
     ports = free_ports(3)
     params = [{"name": k, "value": v, "type": "STRING"} for k, v in parameters.items()]
     log = Path(tempfile.mkstemp(prefix="seldon-", suffix=".log")[1])
-    full_env = {**os.environ, "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false", **(env or {})}
+    full_env = {**os.environ, **SERVING_ENV, **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(
             seldon_command(model_class, params, ports, workers),

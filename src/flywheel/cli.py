@@ -553,12 +553,17 @@ def deploy(
         out.print(f"production: {current} -> {resolved}")
         return
     if which == "kubernetes":
-        from flywheel.rollout.controller import RolloutController
-        from flywheel.rollout.kubernetes import KubernetesDriver
+        from flywheel import tasks
 
-        state = RolloutController(reg, KubernetesDriver(settings), settings.rollout).start(resolved)
+        # The pipeline's deploy step does the same: a canary already under way is resumed.
+        started = tasks.deploy(
+            settings.model_copy(
+                update={"rollout": settings.rollout.model_copy(update={"driver": "kubernetes"})}
+            ).to_json(),
+            resolved,
+        )
         out.print(
-            f"started {state.rollout_id}: {state.canary} at {state.weight}% against {state.stable}; "
+            f"{started['version']}: {started['action']} ({started['reason']}); "
             "the controller (`flywheel rollout watch`) takes it from here"
         )
         return

@@ -15,6 +15,12 @@ IMAGE_REPOSITORY = "ghcr.io/flywheel-mlops"
 COMPONENT_IMAGE = f"{IMAGE_REPOSITORY}/flywheel-components:latest"
 SERVING_IMAGE = f"{IMAGE_REPOSITORY}/flywheel-serving:latest"
 
+# Environment of every serving worker. Several gunicorn workers each running
+# OpenMP with a thread per core (scikit-learn's tree models do) oversubscribe the
+# CPUs and spin-wait: with 2 workers on 2 cores throughput fell from ~80 to ~2
+# requests per second. Workers are the parallelism; each scores single-threaded.
+SERVING_ENV = {"OMP_NUM_THREADS": "1", "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
+
 # Keys of the Secret named by `pipeline.s3_secret`, and the variables they become.
 S3_SECRET_KEYS = {
     "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",

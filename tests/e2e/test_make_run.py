@@ -53,11 +53,21 @@ def test_make_run_trains_registers_and_then_compares(tmp_path: Path) -> None:
     assert "Gate: BLESSED" in first.stdout
     assert "Registered loan-default v1 at" in first.stdout
     assert "production is v1" in first.stdout
+    assert "v1 went straight to production (nothing was serving before it)" in first.stdout
     # Second run: a new week of data, and the candidate is measured against v1.
     second = _make_run(project)
     assert second.returncode == 0, second.stdout[-4000:] + second.stderr[-4000:]
     assert "2026-01-08..2026-01-14" in second.stdout
     assert "Compared with production v1 on the newest batch" in second.stdout
+    # A blessed v2 goes out as a canary under synthetic traffic, and the run ends
+    # with a decision and a summary, whichever way the analysis went.
+    if "Registered loan-default v2" in second.stdout:
+        assert "canary loan-default v2" in second.stdout
+        promoted = "PROMOTED v2" in second.stdout
+        assert promoted or "ROLLED BACK v2" in second.stdout, second.stdout[-3000:]
+        assert f"production │ loan-default {'v2' if promoted else 'v1'}" in second.stdout
+        traffic = next(line for line in second.stdout.splitlines() if line.startswith("Traffic: "))
+        assert "failed" not in traffic and "stable 5" not in traffic, traffic
     assert (
         project
         / ".flywheel"

@@ -184,3 +184,26 @@ def test_a_failing_canary_on_the_cluster_is_rolled_back(
     assert reg.resolve("production") == "v1"
     (decision,) = [r for r in reg.records("v2") if r.get("decision") == "rollback"]
     assert {c["name"]: c["status"] for c in decision["checks"]}["error rate"] == "fail"
+
+
+def test_traffic_changes_keep_what_the_chart_or_an_overlay_set(
+    kube: Any, namespace: str, driver: KubernetesDriver
+) -> None:
+    driver.apply("v1", None, 0)
+    pinned = "ghcr.io/flywheel-mlops/flywheel-serving@sha256:" + "ab" * 32
+    resources = {"requests": {"cpu": "2", "memory": "3Gi"}}
+    kube.kubectl(
+        "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=json", "-p",
+        json.dumps([
+            {"op": "replace", "path": "/spec/predictors/0/replicas", "value": 3},
+            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/image", "value": pinned},
+            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/resources", "value": resources},
+        ]),
+    )  # fmt: skip
+    driver.set_traffic("v1", "v2", 25)
+    obj = driver.get()
+    assert obj is not None
+    for p in obj["spec"]["predictors"]:
+        container = p["componentSpecs"][0]["spec"]["containers"][0]
+        assert (p["replicas"], container["image"], container["resources"]) == (3, pinned, resources)
+    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 75), "canary": ("v2", 25)}

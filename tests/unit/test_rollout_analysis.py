@@ -88,6 +88,24 @@ def test_accuracy_counts_only_with_enough_labels() -> None:
     assert few.action == "advance"
 
 
+def test_an_accuracy_shortfall_must_be_significant_to_roll_back() -> None:
+    # 79.7% on 123 labels against 87.1% on 140, with a 5-point margin: chance (p~0.3).
+    noisy = analyse(
+        window(2000, labelled=140, correct=122), window(300, labelled=123, correct=98), POLICY, 10
+    )
+    (accuracy,) = [c for c in noisy.checks if c.name == "accuracy"]
+    assert accuracy.status == "pending" and "one-sided p=0.3" in accuracy.detail
+    assert noisy.action == "advance"
+    # 75% against 87% on ten times the labels is no longer chance.
+    clear = analyse(
+        window(20000, labelled=1400, correct=1220),
+        window(3000, labelled=1230, correct=922),
+        POLICY,
+        10,
+    )
+    assert clear.action == "rollback" and clear.reason.startswith("accuracy")
+
+
 def test_too_little_traffic_for_too_long_rolls_back() -> None:
     verdict = analyse(window(100), window(10), POLICY, 61)
     assert verdict.action == "rollback" and "only 10 canary requests in 61s" in verdict.reason

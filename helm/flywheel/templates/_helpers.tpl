@@ -45,6 +45,21 @@ flywheel.io/model: {{ .Values.model.name }}
 {{- end }}
 {{- end }}
 
+{{/*
+Pull policy: images.pullPolicy when set; otherwise a digest never changes, so
+IfNotPresent, while a tag may move, so Always.
+*/}}
+{{- define "flywheel.pullPolicy" -}}
+{{- if .policy }}{{ .policy }}{{ else if .image.digest }}IfNotPresent{{ else }}Always{{ end }}
+{{- end }}
+
+{{/* checkov skip of the digest check, only when an image has no digest. */}}
+{{- define "flywheel.digestSkip" -}}
+{{- if not .digest }}
+checkov.io/skip9: CKV_K8S_43=No digest given (images.*.digest); CI's promotion always sets one
+{{- end }}
+{{- end }}
+
 {{- define "flywheel.pipelineRunner" -}}
 {{- printf "%s-pipeline-runner" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -122,8 +137,11 @@ Arguments: dict "root" . "name" "stable" "version" "v3" "traffic" 90
         containers:
           - name: model
             image: {{ include "flywheel.image" $v.images.serving }}
-            imagePullPolicy: {{ $v.images.pullPolicy }}
+            imagePullPolicy: {{ include "flywheel.pullPolicy" (dict "image" $v.images.serving "policy" $v.images.pullPolicy) }}
             env:
+              # One OpenMP thread per gunicorn worker: see flywheel.cluster.SERVING_ENV.
+              - name: OMP_NUM_THREADS
+                value: "1"
               - name: INCLUDE_METRICS_IN_CLIENT_RESPONSE
                 value: "false"
               - name: GUNICORN_WORKERS

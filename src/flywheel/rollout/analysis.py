@@ -114,6 +114,23 @@ def homogeneity_p_value(a: Sequence[int], b: Sequence[int]) -> float:
     return float(chi2_contingency(table).pvalue)
 
 
+ACCURACY_SIGNIFICANCE = 0.01
+
+
+def shortfall_p_value(canary: Window, stable: Window, margin: float) -> float:
+    """One-sided two-proportion z-test that the canary's accuracy is below the stable
+    model's minus `margin` (small p: it really is)."""
+    from scipy.stats import norm
+
+    if not canary.labelled or not stable.labelled:
+        return 1.0
+    pc, ps = canary.correct / canary.labelled, stable.correct / stable.labelled
+    se = math.sqrt(pc * (1 - pc) / canary.labelled + ps * (1 - ps) / stable.labelled)
+    if se == 0:
+        return 0.0 if pc < ps - margin else 1.0
+    return float(norm.sf(((ps - margin) - pc) / se))
+
+
 class Check(_Frozen):
     """One comparison of the canary with the stable model."""
 
@@ -215,14 +232,20 @@ def analyse(
         )
     else:
         floor = (stable.accuracy or 0.0) - c.max_accuracy_drop
+        p_value = shortfall_p_value(canary, stable, c.max_accuracy_drop)
+        # Below the floor by chance is common with a few hundred labels: the shortfall
+        # must also be significant, or the step goes on collecting labels.
+        below = (canary.accuracy or 0.0) < floor
+        status = "pass" if not below else "fail" if p_value < ACCURACY_SIGNIFICANCE else "pending"
         checks.append(
             Check(
                 name="accuracy",
                 measured=canary.accuracy,
                 threshold=floor,
-                status="pass" if (canary.accuracy or 0.0) >= floor else "fail",
+                status=status,
                 detail=f"canary {canary.accuracy:.2%} on {canary.labelled} labels, stable "
-                f"{stable.accuracy:.2%} on {stable.labelled}; floor {floor:.2%}",
+                f"{stable.accuracy:.2%} on {stable.labelled}; floor {floor:.2%}"
+                + (f", one-sided p={p_value:.2g}" if below else ""),
             )
         )
 

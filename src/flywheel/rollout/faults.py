@@ -7,13 +7,15 @@ catch:
 - `errors`: trained without the rarest value of a categorical feature and told to
   refuse values it has not seen, so every request carrying that value fails (a
   model trained on incomplete data); it loads and warms up like a good one;
-- `slow`: a very large boosted ensemble, correct but slow to answer;
+- `slow`: production's own model behind a step that burns CPU for a while on
+  every call: the same answers, late;
 - `shuffled`: trained on shuffled labels, so its scores and accuracy diverge.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Literal
 
 from flywheel.config import Settings
@@ -25,7 +27,8 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     """Train and register a faulty version; return its name."""
     import numpy as np
     import pandas as pd
-    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
 
     from flywheel import batches, lineage, predictor, training
     from flywheel.registry import PRODUCTION
@@ -52,21 +55,19 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     if kind == "errors":
         x, y = _without_rarest_category(x, y, reg.read(production, "contract.json"))
         model.set_params(**_refuse_unseen(model))
-    elif kind == "slow":
-        model.steps[-1] = (
-            "model",
-            HistGradientBoostingClassifier(
-                max_iter=2000,
-                max_leaf_nodes=255,
-                learning_rate=0.01,
-                early_stopping=False,
-                categorical_features=list(range(len(features.categorical))),
-                random_state=0,
-            ),
-        )
     elif kind == "shuffled":
         y = np.random.default_rng(0).permutation(y)
-    model.fit(x, y)
+    if kind == "slow":
+        # Production's own model behind a step that burns CPU: the same answers, late.
+        slow = FunctionTransformer(burn_cpu).fit(x)
+        model = Pipeline(
+            [
+                ("slow", slow),
+                ("model", predictor.load_model(reg.read(production, predictor.MODEL_FILE))),
+            ]
+        )
+    else:
+        model.fit(x, y)
     note = f"deliberately faulty ({kind}) for a rollback drill; never passed the gate"
     files = {
         predictor.MODEL_FILE: predictor.dump_model(model),
@@ -107,3 +108,17 @@ def _refuse_unseen(model: Any) -> dict[str, Any]:
             "preprocess__categorical__unknown_value": None,
         }
     return {"preprocess__categorical__onehot__handle_unknown": "error"}
+
+
+SLOW_SECONDS = 0.15
+
+
+def burn_cpu(x: Any) -> Any:
+    """Return `x` unchanged after keeping a core busy for SLOW_SECONDS (the `slow` fault).
+
+    Module-level so that the pickled model can find it when serving loads it."""
+    deadline = time.perf_counter() + SLOW_SECONDS
+    spins = 0
+    while time.perf_counter() < deadline:
+        spins += 1
+    return x

@@ -96,11 +96,12 @@ class KubernetesDriver:
                     GROUP, VERSION, self.namespace, PLURAL, wanted
                 )
                 return created
-            if current.get("spec", {}).get("predictors") == wanted["spec"]["predictors"]:
+            predictors = seldon.like_live(wanted["spec"]["predictors"], current)
+            if current.get("spec", {}).get("predictors") == predictors:
                 return current
             patch = {
                 "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "spec": {"predictors": wanted["spec"]["predictors"]},
+                "spec": {"predictors": predictors},
             }
             # The client sends custom-object patches as application/merge-patch+json.
             patched: dict[str, Any] = self.api.patch_namespaced_custom_object(

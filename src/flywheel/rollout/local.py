@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel.cluster import SERVING_ENV
 from flywheel.config import Settings
 from flywheel.rollout.analysis import Window
 
@@ -216,9 +217,7 @@ class LocalDriver:
             "--log-level=WARNING",
             f"--parameters={json.dumps(parameters)}",
         ]
-        process, log_path = self._spawn(
-            command, f"model-{version}", env={"INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
-        )
+        process, log_path = self._spawn(command, f"model-{version}", env=dict(SERVING_ENV))
         backend = Backend(version=version, port=http, process=process, log=log_path)
         self.backends[version] = backend
         self._remember()

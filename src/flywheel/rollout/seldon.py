@@ -6,9 +6,10 @@ the Kustomize base and the Kubernetes driver all describe the same thing.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from flywheel.cluster import S3_SECRET_KEYS
+from flywheel.cluster import S3_SECRET_KEYS, SERVING_ENV
 from flywheel.config import Settings
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -63,7 +64,7 @@ def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict
     """One predictor: the serving container for `version` with `traffic` percent of requests."""
     s = settings.serving
     env = [
-        {"name": "INCLUDE_METRICS_IN_CLIENT_RESPONSE", "value": "false"},
+        *({"name": k, "value": v} for k, v in SERVING_ENV.items()),
         {"name": "GUNICORN_WORKERS", "value": str(s.workers)},
         *(
             {
@@ -170,3 +171,26 @@ def render(
             "predictors": predictors(settings, stable, canary, canary_weight),
         },
     }
+
+
+def like_live(wanted: list[dict[str, Any]], live: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """`wanted` predictors built on the live stable predictor, so a traffic change keeps
+    what the chart or a Kustomize overlay set there (image digest, replicas, resources);
+    only the name, traffic, labels and graph (the model version) come from `wanted`."""
+    stable = next(
+        (
+            p
+            for p in (live or {}).get("spec", {}).get("predictors", [])
+            if p.get("name") == "stable"
+        ),
+        None,
+    )
+    if stable is None:
+        return wanted
+    return [
+        {
+            **copy.deepcopy(stable),
+            **{k: p[k] for k in ("name", "traffic", "labels", "graph")},
+        }
+        for p in wanted
+    ]

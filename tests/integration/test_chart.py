@@ -1,0 +1,355 @@
+"""The Helm chart and the Kustomize manifests: static checks, then a real control plane.
+
+Every tool here is the real one, built by `make tools`: helm, kubeconform, the
+argo CLI, kubectl (with its built-in kustomize) and checkov. kubeconform's
+schemas come from the running kube-apiserver's own OpenAPI document and from the
+CRDs, since GitHub (where it would download them) is out of reach.
+
+What a real cluster would add and this cannot: kwok moves pods to Running (and
+Jobs' pods to Succeeded) without starting containers, so `helm test` proves the
+hook is created, scheduled and admitted under the restricted Pod Security
+Standard, not that a prediction came back; and no Seldon operator turns the
+SeldonDeployment into pods.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from conftest import seldon_predictors
+from flywheel.config import load_settings
+from flywheel.rollout import seldon
+from tools import manifests, schemas
+from tools.build import binary
+from tools.kube import crd_files
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "helm" / "flywheel"
+EXAMPLES = sorted((CHART / "examples").glob("*.yaml"))
+OVERLAYS = sorted(p.parent for p in (REPO / "manifests" / "overlays").glob("*/kustomization.yaml"))
+
+
+def _run(*command: str | Path, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in command], input=input, capture_output=True, text=True, check=False
+    )
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def _render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
+    args = [*(["-f", str(values)] if values else []), *(f"--set={s}" for s in sets)]
+    return _docs(manifests.helm_template(*args))
+
+
+# --- static checks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_helm_lint_strict(values: Path | None) -> None:
+    result = _run(binary("helm"), "lint", "--strict", CHART, *(["-f", values] if values else []))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (["serving.replicas=two"], "at '/serving/replicas': got string, want integer"),
+        (["model.canary.weight=-5"], "at '/model/canary/weight': minimum: got -5, want 0"),
+        (
+            ["model.canary.version=v2", "model.stable.weight=70", "model.canary.weight=20"],
+            "model.stable.weight (70) + model.canary.weight (20) must be 100",
+        ),
+        (["storage.existingSecret=wJalrXUtnFEMI/K7MDENG+bPxRfiCY"], "at '/storage/existingSecret'"),
+        (["storage.secretAccessKey=wJalrXUtnFEMI"], "additional properties 'secretAccessKey'"),
+        (["images.serving.digest=latest"], "at '/images/serving/digest'"),
+    ],
+)
+def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
+    with pytest.raises(RuntimeError, match="") as error:
+        _render(None, *sets)
+    assert message in str(error.value), str(error.value)
+
+
+def test_the_chart_readme_is_generated_from_the_values() -> None:
+    result = _run(REPO / ".venv" / "bin" / "python", "-m", "tools.chart_readme", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_kustomize_base_is_the_chart_rendered() -> None:
+    assert manifests.main(["--check"]) == 0, "run `make manifests`"
+
+
+@pytest.fixture(scope="module")
+def schema_dir(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Strict schemas from the control plane's /openapi/v2 and from every CRD."""
+    out = tmp_path_factory.mktemp("schemas")
+    swagger = json.loads(kube.kubectl("get", "--raw=/openapi/v2").stdout)
+    kinds = {d["kind"] for v in [None, *EXAMPLES] for d in _render(v)}
+    schemas.from_openapi(swagger, kinds, out)
+    schemas.from_crds(crd_files(), out)
+    return out
+
+
+def _kubeconform(schema_dir: Path, text: str) -> dict[str, Any]:
+    result = _run(
+        binary("kubeconform"),
+        "-strict",
+        "-summary",
+        "-output=json",
+        f"-schema-location={schema_dir}/{schemas.LOCATION}",
+        "-",
+        input=text,
+    )
+    report: dict[str, Any] = json.loads(result.stdout)
+    report["returncode"] = result.returncode
+    return report
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_kubeconform_strict_on_every_rendered_object(schema_dir: Path, values: Path | None) -> None:
+    docs = _render(values)
+    report = _kubeconform(schema_dir, yaml.safe_dump_all(docs))
+    assert report["returncode"] == 0, report["resources"]
+    assert report["summary"]["valid"] == len(docs) and report["summary"]["skipped"] == 0, report
+
+
+def test_kubeconform_catches_a_field_the_schema_does_not_know(schema_dir: Path) -> None:
+    docs = _render(EXAMPLES[0])
+    sdep = next(d for d in docs if d["kind"] == "SeldonDeployment")
+    sdep["spec"]["predictors"][0]["trafic"] = 10
+    report = _kubeconform(schema_dir, yaml.safe_dump(sdep))
+    assert report["returncode"] != 0 and report["summary"]["invalid"] == 1, report
+
+
+@pytest.mark.parametrize(
+    "source", ["chart", *(p.name for p in OVERLAYS)], ids=lambda s: f"kubeconform-{s}"
+)
+def test_kubeconform_strict_on_the_overlays(schema_dir: Path, source: str, kube: Any) -> None:
+    if source == "chart":
+        text = (REPO / "manifests" / "base" / "flywheel.yaml").read_text()
+    else:
+        text = kube.kubectl("kustomize", str(REPO / "manifests" / "overlays" / source)).stdout
+    report = _kubeconform(schema_dir, text)
+    assert report["returncode"] == 0 and report["summary"]["skipped"] == 0, report
+
+
+def _workflows(docs: list[dict[str, Any]], tmp_path: Path) -> Path:
+    path = tmp_path / "workflows.yaml"
+    path.write_text(yaml.safe_dump_all([d for d in docs if d["apiVersion"].startswith("argoproj")]))
+    return path
+
+
+def test_argo_lint_offline_passes_the_cronworkflow(tmp_path: Path) -> None:
+    path = _workflows(_render(EXAMPLES[0]), tmp_path)
+    assert "CronWorkflow" in path.read_text()
+    result = _run(binary("argo"), "lint", "--offline", "--output=simple", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_argo_lint_offline_catches_a_broken_workflow(tmp_path: Path) -> None:
+    docs = _render(EXAMPLES[0])
+    cron = next(d for d in docs if d["kind"] == "CronWorkflow")
+    cron["spec"]["workflowSpec"]["entrypoint"] = "no-such-template"
+    result = _run(
+        binary("argo"), "lint", "--offline", "--output=simple", _workflows(docs, tmp_path)
+    )
+    assert result.returncode != 0 and "no-such-template" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_checkov_finds_nothing_unjustified(values: Path | None, tmp_path: Path) -> None:
+    """Zero failures; each skip is an annotation in the chart with its reason."""
+    (tmp_path / "rendered.yaml").write_text(yaml.safe_dump_all(_render(values)))
+    result = _run(binary("checkov"), "-d", tmp_path, "--framework=kubernetes", "--output=json")
+    report = json.loads(result.stdout)
+    assert report["summary"]["passed"] > 100, report["summary"]
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert failed == [], failed
+    for skipped in report["results"]["skipped_checks"]:
+        assert len(skipped["check_result"].get("suppress_comment", "")) > 20, skipped
+
+
+def test_the_chart_and_the_driver_render_the_same_predictor(tmp_path: Path) -> None:
+    """The chart's SeldonDeployment is what the rollout driver would render itself."""
+    docs = _render(EXAMPLES[0])
+    chart = next(d for d in docs if d["kind"] == "SeldonDeployment")
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    (tmp_path / "flywheel.yaml").write_text(config["data"]["flywheel.yaml"])
+    settings = load_settings(tmp_path / "flywheel.yaml", env={})
+    driver = seldon.render(settings, "v3", "v4", 10)
+    assert chart["metadata"]["name"] == driver["metadata"]["name"]
+    assert chart["spec"]["predictors"] == driver["spec"]["predictors"]
+
+
+# --- overlays -----------------------------------------------------------------------
+
+PATCHABLE = ("image", "imagePullPolicy", "replicas", "resources", "env")
+
+
+def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in a.keys() | b.keys():
+            yield from _differences(a.get(key), b.get(key), (*path, str(key)))
+    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            yield from _differences(x, y, (*path, str(i)))
+    elif a != b:
+        yield path
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_overlays_patch_only_digests_replicas_traffic_policy_and_resources(
+    kube: Any, overlay: Path
+) -> None:
+    def objects(path: Path) -> dict[tuple[str, str], dict[str, Any]]:
+        docs = _docs(kube.kubectl("kustomize", str(path)).stdout)
+        return {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    base, patched = objects(REPO / "manifests" / "base"), objects(overlay)
+    assert base.keys() == patched.keys()
+    changed = set()
+    for key in base:
+        for path in _differences(base[key], patched[key]):
+            field = next((p for p in reversed(path) if p in PATCHABLE), None)
+            assert field, f"{overlay.name} changes {key} at {'/'.join(path)}"
+            if field == "env":
+                added = patched[key]["spec"]["template"]["spec"]["containers"][0]["env"]
+                assert all(
+                    e in base[key]["spec"]["template"]["spec"]["containers"][0]["env"]
+                    or e["name"].startswith("FLYWHEEL_ROLLOUT__")
+                    for e in added
+                ), added
+            changed.add(field)
+    assert "image" in changed
+    images = [container["image"] for doc in patched.values() for container in _containers(doc)]
+    assert len(images) == 3 and all("@sha256:" in image for image in images), images
+
+
+def _containers(node: Any) -> Iterator[dict[str, Any]]:
+    """Every container spec in an object, wherever its kind keeps them."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("containers", "initContainers"):
+                yield from value
+            elif key == "container" and isinstance(value, dict):
+                yield value
+            else:
+                yield from _containers(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _containers(item)
+
+
+# --- against the control plane ---------------------------------------------------------
+
+
+def _release_objects(kube: Any, namespace: str, release: str) -> list[str]:
+    kinds = "deployment,job,pod,configmap,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,cronworkflow,seldondeployment,servicemonitor"
+    result = kube.kubectl(
+        "get", kinds, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
+    )
+    return result.stdout.split()
+
+
+def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
+    release = "fw"
+    minimal = str(CHART / "examples" / "minimal.yaml")
+    kube.helm(
+        "install", release, str(CHART), "-n", namespace, "-f", minimal, "--wait", "--timeout=120s"
+    )
+    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
+    deployment = kube.kubectl(
+        "get", "deployment", f"{release}-flywheel-rollout-controller", "-n", namespace, "-o", "json"
+    )
+    assert json.loads(deployment.stdout)["status"]["readyReplicas"] == 1
+    tested = kube.helm("test", release, "-n", namespace, "--timeout=120s")
+    assert "Phase:          Succeeded" in tested.stdout, tested.stdout
+
+    kube.helm(
+        "upgrade", release, str(CHART), "-n", namespace, "-f", minimal, "--wait",
+        "--set=model.stable.weight=90,model.canary.version=v4,model.canary.weight=10",
+    )  # fmt: skip
+    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 90), "canary": ("v4", 10)}
+
+    # An upgrade whose controller can never be scheduled (more CPU than any node has)
+    # times out, and --atomic puts the previous release back.
+    failed = kube.helm(
+        "upgrade", release, str(CHART), "-n", namespace, "-f", minimal, "--atomic",
+        "--timeout=20s", "--set=model.stable.weight=90,model.canary.version=v5,model.canary.weight=10",
+        "--set=rolloutController.resources.requests.cpu=64,rolloutController.resources.limits.cpu=64",
+        check=False,
+    )  # fmt: skip
+    assert failed.returncode != 0 and "rolled back" in failed.stdout + failed.stderr
+    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 90), "canary": ("v4", 10)}
+    history = json.loads(kube.helm("history", release, "-n", namespace, "-o", "json").stdout)
+    assert history[-1]["status"] == "deployed" and history[-1]["revision"] == 4
+
+    kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
+    assert _release_objects(kube, namespace, release) == []
+
+
+@pytest.fixture
+def installed(kube: Any, namespace: str) -> Iterator[str]:
+    kube.helm("install", "fw", str(CHART), "-n", namespace, "-f", str(EXAMPLES[0]))
+    yield namespace
+    kube.helm("uninstall", "fw", "-n", namespace, check=False)
+
+
+@pytest.mark.parametrize(
+    ("identity", "verb", "resource", "allowed"),
+    [
+        ("pipeline-runner", "get", "seldondeployments/loan-default", True),
+        ("pipeline-runner", "patch", "seldondeployments/loan-default", True),
+        ("pipeline-runner", "create", "workflowtaskresults.argoproj.io", True),
+        ("pipeline-runner", "patch", "seldondeployments/another-model", False),
+        ("pipeline-runner", "delete", "seldondeployments/loan-default", False),
+        ("pipeline-runner", "get", "secrets/flywheel-s3", False),
+        ("pipeline-runner", "list", "secrets", False),
+        ("pipeline-runner", "create", "pods", False),
+        ("rollout-controller", "patch", "seldondeployments/loan-default", True),
+        ("rollout-controller", "get", "seldondeployments/loan-default", True),
+        ("rollout-controller", "list", "seldondeployments", False),
+        ("rollout-controller", "get", "secrets/flywheel-s3", False),
+        ("rollout-controller", "create", "workflowtaskresults.argoproj.io", False),
+    ],
+)
+def test_rbac_grants_what_is_used_and_nothing_more(
+    kube: Any, installed: str, identity: str, verb: str, resource: str, allowed: bool
+) -> None:
+    account = f"system:serviceaccount:{installed}:fw-flywheel-{identity}"
+    result = kube.kubectl(
+        "auth", "can-i", verb, resource, "-n", installed, as_user=account, check=False
+    )
+    assert result.stdout.strip() == ("yes" if allowed else "no"), (account, verb, resource)
+
+
+def test_rbac_is_confined_to_the_release_namespace(kube: Any, installed: str) -> None:
+    account = f"system:serviceaccount:{installed}:fw-flywheel-rollout-controller"
+    result = kube.kubectl(
+        "auth", "can-i", "get", "seldondeployments/loan-default", "-n", "default",
+        as_user=account, check=False,
+    )  # fmt: skip
+    assert result.stdout.strip() == "no"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
+def test_overlays_are_accepted_by_the_api_server(kube: Any, overlay: Path) -> None:
+    kube.kubectl("create", "namespace", "flywheel", check=False)
+    result = kube.kubectl("apply", "--dry-run=server", "-k", str(overlay), check=False)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "seldondeployment.machinelearning.seldon.io/loan-default created (server dry run)"
+        in result.stdout
+    )

@@ -1,0 +1,93 @@
+"""Promotion by digest, for cd.yml (`make promote`, `make verify-prod`).
+
+`set ENV` writes COMPONENTS_DIGEST and SERVING_DIGEST (sha256:...) into
+manifests/overlays/ENV/kustomization.yaml, changing nothing else in the file.
+`verify ENV` reads the model's SeldonDeployment from the cluster in KUBECONFIG
+and fails unless every serving container runs the digest the overlay records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+OVERLAYS = REPO / "manifests" / "overlays"
+IMAGES = {
+    "COMPONENTS_DIGEST": "ghcr.io/flywheel-mlops/flywheel-components",
+    "SERVING_DIGEST": "ghcr.io/flywheel-mlops/flywheel-serving",
+}
+DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+
+class PromotionError(ValueError):
+    """A digest or an overlay is not what promotion needs."""
+
+
+def set_digests(overlay: Path, digests: dict[str, str]) -> str:
+    """The overlay's text with each image's `digest:` line replaced."""
+    text = (overlay / "kustomization.yaml").read_text()
+    for variable, image in IMAGES.items():
+        digest = digests.get(variable, "")
+        if not DIGEST.match(digest):
+            raise PromotionError(f"{variable} must be sha256:<64 hex digits>, got {digest!r}")
+        pattern = re.compile(rf"(- name: {re.escape(image)}\n\s+digest: )sha256:[0-9a-f]{{64}}")
+        text, count = pattern.subn(rf"\g<1>{digest}", text)
+        if count != 1:
+            raise PromotionError(f"{overlay.name}: no single images entry for {image}")
+    return text
+
+
+def recorded(overlay: Path) -> dict[str, str]:
+    """image -> digest, as the overlay records them."""
+    spec = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    return {i["name"]: i["digest"] for i in spec.get("images", [])}
+
+
+def served_images(namespace: str, name: str) -> list[str]:
+    """The serving containers' images of the SeldonDeployment on the cluster."""
+    from kubernetes import client
+
+    from flywheel.rollout.kubernetes import GROUP, PLURAL, VERSION, load_client
+
+    api = client.CustomObjectsApi(load_client(os.environ.get("KUBECONFIG")))
+    obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return [
+        c["image"]
+        for p in obj["spec"]["predictors"]
+        for spec in p.get("componentSpecs", [])
+        for c in spec["spec"]["containers"]
+    ]
+
+
+def main(argv: list[str]) -> int:
+    command, env = [*argv, "", ""][:2]
+    overlay = OVERLAYS / env
+    if command not in ("set", "verify") or not (overlay / "kustomization.yaml").is_file():
+        print("usage: python -m tools.promote set|verify dev|staging|prod", file=sys.stderr)
+        return 2
+    try:
+        if command == "set":
+            text = set_digests(overlay, dict(os.environ))
+            (overlay / "kustomization.yaml").write_text(text)
+            print(f"{overlay.relative_to(REPO)}: digests set")
+            return 0
+        want = recorded(overlay)[IMAGES["SERVING_DIGEST"]]
+        images = served_images("flywheel", "loan-default")
+        wrong = [i for i in images if not i.endswith(f"@{want}")]
+        if wrong:
+            print(f"{env} serves {wrong}, the overlay records {want}", file=sys.stderr)
+            return 1
+        print(f"{env} serves {want}")
+        return 0
+    except PromotionError as error:
+        print(f"promotion refused: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
