@@ -136,11 +136,15 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline ## All benchmarks
+bench: bench-pipeline bench-serving ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
 	$(BIN)/python -m benchmarks.pipeline
+
+.PHONY: bench-serving
+bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready ## Serving peers side by side: bare seldon, plain sklearn, Flywheel, gateway
+	$(BIN)/python -m benchmarks.serving
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
