@@ -73,26 +73,29 @@ def _registered(work: Path) -> tuple[Path, Path]:
     return work / "flywheel.yaml", work / ".flywheel" / "store"
 
 
+def _status(pid: int | str) -> dict[str, str]:
+    """/proc/<pid>/status as a dict ({} if the process is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return {}
+    return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+
+
 def _rss_mb(root_pid: int) -> float:
     """Resident memory of a process and all its descendants."""
     children: dict[int, list[int]] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        with contextlib.suppress(OSError):
-            fields = dict(
-                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
-            )
-            children.setdefault(int(fields["PPid"]), []).append(int(fields["Pid"]))
+    for entry in Path("/proc").glob("[0-9]*"):
+        fields = _status(entry.name)
+        if "PPid" in fields:
+            children.setdefault(int(fields["PPid"]), []).append(int(entry.name))
     total, stack = 0.0, [root_pid]
     while stack:
         pid = stack.pop()
         stack += children.get(pid, [])
-        with contextlib.suppress(OSError, KeyError, ValueError):
-            fields = dict(
-                line.split(":", 1)
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                if ":" in line
-            )
-            total += int(fields["VmRSS"].split()[0]) / 1024
+        rss = _status(pid).get("VmRSS")
+        if rss:
+            total += int(rss.split()[0]) / 1024
     return total
 
 

@@ -48,14 +48,16 @@ def recorded(overlay: Path) -> dict[str, str]:
     return {i["name"]: i["digest"] for i in spec.get("images", [])}
 
 
-def served_images(namespace: str, name: str) -> list[str]:
-    """The serving containers' images of the SeldonDeployment on the cluster."""
-    from kubernetes import client
+def served_images() -> list[str]:
+    """The serving containers' images of the model's SeldonDeployment on the cluster in
+    KUBECONFIG (namespace and name from flywheel.yaml, as the rollout driver uses them)."""
+    from flywheel.config import load_settings
+    from flywheel.rollout.kubernetes import KubernetesDriver
 
-    from flywheel.rollout.kubernetes import GROUP, PLURAL, VERSION, load_client
-
-    api = client.CustomObjectsApi(load_client(os.environ.get("KUBECONFIG")))
-    obj = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    settings = load_settings(REPO / "flywheel.yaml")
+    obj = KubernetesDriver(settings).get()
+    if obj is None:
+        raise PromotionError(f"no SeldonDeployment for {settings.model_name} on the cluster")
     return [
         c["image"]
         for p in obj["spec"]["predictors"]
@@ -77,7 +79,7 @@ def main(argv: list[str]) -> int:
             print(f"{overlay.relative_to(REPO)}: digests set")
             return 0
         want = recorded(overlay)[IMAGES["SERVING_DIGEST"]]
-        images = served_images("flywheel", "loan-default")
+        images = served_images()
         wrong = [i for i in images if not i.endswith(f"@{want}")]
         if wrong:
             print(f"{env} serves {wrong}, the overlay records {want}", file=sys.stderr)

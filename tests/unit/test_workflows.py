@@ -35,34 +35,20 @@ def _steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
     return [s for job in workflow["jobs"].values() for s in job.get("steps", [])]
 
 
-def test_actionlint_with_shellcheck_finds_nothing() -> None:
-    env = {**os.environ, "PATH": f"{binary('shellcheck').parent}:{os.environ['PATH']}"}
+def _lint(tool: str, *args: str, env: dict[str, str] | None = None) -> None:
     result = subprocess.run(
-        [str(binary("actionlint")), "-color=false", *map(str, WORKFLOWS)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-        cwd=REPO,
+        [str(binary(tool)), *args], capture_output=True, text=True, check=False, env=env, cwd=REPO
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_with_shellcheck_finds_nothing() -> None:
+    env = {**os.environ, "PATH": f"{binary('shellcheck').parent}:{os.environ['PATH']}"}
+    _lint("actionlint", "-color=false", *map(str, WORKFLOWS), env=env)
 
 
 def test_zizmor_finds_nothing() -> None:
-    result = subprocess.run(
-        [
-            str(binary("zizmor")),
-            "--offline",
-            "--no-progress",
-            "--format=plain",
-            ".github/workflows",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        cwd=REPO,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    _lint("zizmor", "--offline", "--no-progress", "--format=plain", ".github/workflows")
 
 
 def test_every_make_target_a_workflow_calls_exists() -> None:
