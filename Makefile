@@ -46,6 +46,11 @@ lock: $(VENV)/.ready ## Re-resolve requirements/*.txt from pyproject.toml
 	  $(BIN)/uv pip compile pyproject.toml $$extras --python-version 3.11 --generate-hashes \
 	    --no-header --quiet -o requirements/$$name.txt; \
 	done
+	$(BIN)/python -c 'from tools.catalog import PYTHON_TOOLS; [print(t.name, t.requirement) for t in PYTHON_TOOLS.values()]' | \
+	while read -r name requirement; do \
+	  echo "$$requirement" | $(BIN)/uv pip compile - --python-version 3.11 --generate-hashes \
+	    --no-header --quiet -o requirements/tools/$$name.txt; \
+	done
 
 # --- the loop ---------------------------------------------------------------
 
@@ -73,10 +78,11 @@ tools: $(VENV)/.ready ## Build the pinned Go tools (cached in $(TOOLS_DIR))
 	$(BIN)/python -m tools build
 
 .PHONY: lint
-lint: $(VENV)/.ready ## ruff, ruff format --check and mypy --strict on src/
+lint: $(VENV)/.ready ## ruff, ruff format --check, mypy --strict on src/, and the import layers
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 .PHONY: format
 format: $(VENV)/.ready ## Format and autofix with ruff

@@ -74,7 +74,7 @@ def make_batches() -> Callable[..., list[str]]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[object]:
     """A SeaweedFS S3 server on loopback for the whole session."""
-    from tools.loopback import seaweedfs
+    from tests.harness.servers import seaweedfs
 
     with seaweedfs() as server:
         yield server
@@ -84,7 +84,7 @@ def s3_server() -> Iterator[object]:
 def kube() -> Iterator[Any]:
     """A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok
     with two fake nodes) on loopback for the whole session, CRDs installed."""
-    from tools.kube import control_plane
+    from tests.harness.kube import control_plane
 
     with control_plane() as plane:
         yield plane
@@ -171,41 +171,9 @@ def run_component(tmp_path: Path) -> Callable[..., Path]:
 
 def train_and_register(settings: Settings, work: Path, run_id: str = "r1") -> str:
     """Run every pipeline step in this process; return the registered version ('' if not blessed)."""
-    from flywheel import tasks
+    from flywheel import runs
 
-    config = settings.to_json()
-    resolved = tasks.resolve(config, "")
-    window = work / "window"
-    tasks.ingest(config, resolved["as_of"], window)
-    tasks.validate(
-        config, window, resolved["production"], work / "contract.json", work / "validation.md"
-    )
-    tasks.train(config, window, work / "model.joblib", work / "holdout.parquet")
-    tasks.evaluate(
-        config,
-        work / "model.joblib",
-        work / "holdout.parquet",
-        window,
-        resolved["production"],
-        work / "evaluation.json",
-        work / "evaluation.html",
-    )
-    if not tasks.decide(config, work / "evaluation.json", work / "decision.json").blessed:
-        return ""
-    return tasks.register(
-        config,
-        model_path=work / "model.joblib",
-        contract_path=work / "contract.json",
-        evaluation_path=work / "evaluation.json",
-        report_path=work / "evaluation.html",
-        decision_path=work / "decision.json",
-        validation_path=work / "validation.md",
-        window_dir=window,
-        run_id=run_id,
-        git_commit="abc123",
-        image="",
-        image_digest="",
-    )
+    return runs.run_in_process(settings, work, run_id=run_id, git_commit="abc123").version
 
 
 @pytest.fixture(scope="session")

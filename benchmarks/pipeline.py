@@ -27,30 +27,13 @@ IN_PROCESS = r"""
 import json, resource, sys, time
 from pathlib import Path
 started = time.monotonic()
-from flywheel import tasks
+from flywheel import runs
 from flywheel.config import load_settings
 settings = load_settings(sys.argv[1], env={}, overrides=sys.argv[3:])
-config, work = settings.to_json(), Path(sys.argv[2])
 steps = json.loads(Path(sys.argv[1]).with_suffix(".steps").read_text())
-timings = {}
-def timed(name, fn, *a, **k):
-    t = time.monotonic(); out = fn(*a, **k); timings[name] = time.monotonic() - t; return out
-resolved = timed("resolve", tasks.resolve, config, "")
-base = resolved["production"]
-window = work / "window"
-timed("ingest", tasks.ingest, config, resolved["as_of"], window, fingerprint=resolved["fingerprint"])
-timed("validate", tasks.validate, config, window, base, work / "contract", work / "validation")
-timed("train", tasks.train, config, window, work / "model", work / "holdout")
-if steps == "all":
-    timed("evaluate", tasks.evaluate, config, work / "model", work / "holdout", window, base, work / "e", work / "r")
-    decision = timed("gate", tasks.decide, config, work / "e", work / "d")
-    if decision.blessed:
-        timed("infra_validate", tasks.infra_validate, config, work / "model", window)
-        timed("register", tasks.register, config, model_path=work / "model", contract_path=work / "contract",
-              evaluation_path=work / "e", report_path=work / "r", decision_path=work / "d",
-              validation_path=work / "validation", window_dir=window, run_id="bench", git_commit="",
-              image="", image_digest="")
-print(json.dumps({"seconds": time.monotonic() - started, "steps": timings,
+run = runs.run_in_process(settings, Path(sys.argv[2]), run_id="bench",
+                          last_step="register" if steps == "all" else "train")
+print(json.dumps({"seconds": time.monotonic() - started, "steps": run.seconds,
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

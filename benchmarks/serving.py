@@ -34,7 +34,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 ROW = {
     "income": 52000.0,
@@ -161,7 +160,7 @@ def _load(address: str, requests: int, clients: int) -> dict[str, float]:
 def _peer(
     model_class: str, parameters: dict[str, str], cwd: Path, env: dict[str, str]
 ) -> Iterator[tuple[str, int]]:
-    from tools.loopback import seldon_microservice
+    from tests.harness.servers import seldon_microservice
 
     with seldon_microservice(
         parameters, model_class=model_class, cwd=cwd, env=env, workers=2, ready_timeout=120

@@ -2,10 +2,9 @@
 
 from typing import NamedTuple
 
-from kfp import dsl
+from kfp import dsl, kubernetes
 from kfp.dsl import HTML, Artifact, Dataset
 
-from flywheel.cluster import use_store_credentials
 from flywheel.components.deploy.component import deploy
 from flywheel.components.evaluate.component import evaluate
 from flywheel.components.gate.component import gate
@@ -15,8 +14,16 @@ from flywheel.components.register.component import register
 from flywheel.components.resolve.component import resolve
 from flywheel.components.train.component import train
 from flywheel.components.validate.component import validate
+from flywheel.storage import S3_SECRET_KEYS
 
 PIPELINE_NAME = "flywheel-training"
+
+
+def use_store_credentials(task: dsl.PipelineTask, secret_name: str) -> dsl.PipelineTask:
+    """Give a step the object store's keys from a Kubernetes Secret, never from parameters."""
+    return kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env=S3_SECRET_KEYS
+    )
 
 
 class TrainingOutputs(NamedTuple):

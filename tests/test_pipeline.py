@@ -7,7 +7,8 @@ from pathlib import Path
 import yaml
 from kfp import components
 
-from flywheel import cluster, runs
+from flywheel import images, runs
+from flywheel.storage import S3_SECRET_KEYS
 
 COMPILED = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / runs.PACKAGE_FILE
 
@@ -69,24 +70,24 @@ def test_wiring_gate_condition_caching_and_credentials() -> None:
     }
     secret = executors["exec-ingest"]["secretAsEnv"][0]
     assert secret["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
-    assert {m["envVar"] for m in secret["keyToEnv"]} == set(cluster.S3_SECRET_KEYS.values())
+    assert {m["envVar"] for m in secret["keyToEnv"]} == set(S3_SECRET_KEYS.values())
 
 
 def test_every_step_uses_the_platform_image_without_installing_kfp() -> None:
     spec, _ = runs.compile_package()
-    containers = cluster.executors(spec)
+    containers = runs.executors(spec)
     assert len(containers) == 9
     for container in containers:
-        assert container["image"] == cluster.COMPONENT_IMAGE
+        assert container["image"] == images.COMPONENT_IMAGE
         assert "pip install" not in " ".join(container["command"])
 
 
 def test_customise_swaps_the_image_and_adds_environment() -> None:
     spec, _ = runs.compile_package()
-    changed = cluster.customise(spec, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
-    assert {c["image"] for c in cluster.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
-    assert all({"name": "A", "value": "1"} in c["env"] for c in cluster.executors(changed))
-    assert {c["image"] for c in cluster.executors(spec)} == {cluster.COMPONENT_IMAGE}
+    changed = runs.customise(spec, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
+    assert {c["image"] for c in runs.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
+    assert all({"name": "A", "value": "1"} in c["env"] for c in runs.executors(changed))
+    assert {c["image"] for c in runs.executors(spec)} == {images.COMPONENT_IMAGE}
     assert (
         yaml.safe_load(runs.dump_package([changed]))["deploymentSpec"] == changed["deploymentSpec"]
     )

@@ -51,7 +51,7 @@ def install(tool: PythonTool) -> Path:
         if uv.exists()
         else [python, "-m", "pip", "install", "--quiet"]
     )
-    subprocess.run([*installer, tool.requirement], check=True)
+    subprocess.run([*installer, "--require-hashes", "-r", str(tool.lock)], check=True)
     done.touch()
     print(f">> installed {tool.name} in {time.monotonic() - started:.0f}s", flush=True)
     return executable

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 
@@ -221,16 +223,22 @@ ASSETS: dict[str, Asset] = {
 
 @dataclass(frozen=True)
 class PythonTool:
-    """A checker published on PyPI, installed into its own virtualenv in the cache."""
+    """A checker published on PyPI, installed from its hashed lock into its own virtualenv."""
 
     name: str
     requirement: str
     license: str = ""
 
     @property
+    def lock(self) -> Path:
+        """requirements/tools/<name>.txt, written by `make lock` with every hash."""
+        return Path(__file__).resolve().parents[1] / "requirements" / "tools" / f"{self.name}.txt"
+
+    @property
     def key(self) -> str:
-        """Cache folder name."""
-        return f"{self.name}-{self.requirement.split('==')[1]}"
+        """Cache folder name: the version and the lock's digest, so a new lock reinstalls."""
+        digest = hashlib.sha256(self.lock.read_bytes()).hexdigest()[:12]
+        return f"{self.name}-{self.requirement.split('==')[1]}-{digest}"
 
 
 PYTHON_TOOLS: dict[str, PythonTool] = {

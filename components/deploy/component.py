@@ -1,6 +1,6 @@
 from kfp import dsl
 
-from flywheel.cluster import COMPONENT_IMAGE
+from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

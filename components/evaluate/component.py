@@ -1,7 +1,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, ClassificationMetrics, Dataset, Input, Metrics, Model, Output
 
-from flywheel.cluster import COMPONENT_IMAGE
+from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
@@ -21,6 +21,7 @@ def evaluate(
     from pathlib import Path
 
     from flywheel import tasks
+    from flywheel.evaluation import flat_metrics
 
     result = tasks.evaluate(
         config,
@@ -31,7 +32,7 @@ def evaluate(
         Path(evaluation.path),
         Path(report.path),
     )
-    for name, value in tasks.flat_metrics(result.model_dump(mode="json")).items():
+    for name, value in flat_metrics(result.model_dump(mode="json")).items():
         metrics.log_metric(name, value)
     roc = result.candidate.roc
     classification.log_roc_curve(list(roc.fpr), list(roc.tpr), list(roc.thresholds))

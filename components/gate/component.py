@@ -1,7 +1,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Input, Markdown, Output
 
-from flywheel.cluster import COMPONENT_IMAGE
+from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

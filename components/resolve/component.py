@@ -2,7 +2,7 @@ from typing import NamedTuple
 
 from kfp import dsl
 
-from flywheel.cluster import COMPONENT_IMAGE
+from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flywheel.errors import FlywheelError
 from flywheel.storage import ObjectStore
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ _NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})\.(csv|parquet)$")
 MANIFEST = "manifest.json"
 
 
-class BatchError(ValueError):
+class BatchError(FlywheelError, ValueError):
     """A batch is missing, ambiguous or unreadable; the message names the file."""
 
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,8 +24,19 @@ from pydantic import (
     model_validator,
 )
 
+from flywheel.errors import FlywheelError
+from flywheel.images import SERVING_IMAGE
+
 ENV_PREFIX = "FLYWHEEL_"
 DEFAULT_CONFIG = "flywheel.yaml"
+# FLYWHEEL_* variables that are not configuration keys; any other is refused.
+OTHER_VARIABLES = {
+    "FLYWHEEL_CONFIG": "the configuration file (flywheel --config)",
+    "FLYWHEEL_SERVING_PYTHON": "the serving virtualenv's interpreter",
+    "FLYWHEEL_TOOLS_DIR": "where the pinned Go tools are cached",
+    "FLYWHEEL_CODE_VERSION": "set by local runs so that code changes invalidate cached steps",
+    "FLYWHEEL_GIT_COMMIT": "the commit recorded in lineage when git is not available",
+}
 
 Scalar = str | int | float | bool | None
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
@@ -61,10 +73,19 @@ class GeneratorSettings(Strict):
     change_day: int = Field(default=7, ge=0, description="Day index at which a scenario starts")
 
 
+def _store_uri(value: str) -> str:
+    if "://" in value and not value.startswith("s3://"):
+        raise ValueError(f"must be a directory or an s3://bucket/prefix URI, not {value!r}")
+    return value
+
+
+StoreUri = Annotated[str, AfterValidator(_store_uri)]
+
+
 class DataSettings(Strict):
     """Where dated batches come from and how many days one run reads."""
 
-    source: str = Field(default="data/batches", description="A directory or an s3:// prefix")
+    source: StoreUri = Field(default="data/batches", description="A directory or an s3:// prefix")
     format: Literal["auto", "csv", "parquet"] = "auto"
     window_days: int = Field(default=14, ge=2, le=366)
     generator: GeneratorSettings = GeneratorSettings()
@@ -182,7 +203,9 @@ class PromotionSettings(Strict):
 class StorageSettings(Strict):
     """The object store behind datasets, models and logs."""
 
-    uri: str = Field(default=".flywheel/store", description="A directory or s3://bucket[/prefix]")
+    uri: StoreUri = Field(
+        default=".flywheel/store", description="A directory or s3://bucket[/prefix]"
+    )
     endpoint: str | None = Field(default=None, description="host:port of an S3-compatible server")
     secure: bool = True
     region: str | None = None
@@ -217,7 +240,7 @@ class ResourceSettings(Strict):
 class ServingSettings(Strict):
     """How a model version is served (seldon-core Python wrapper)."""
 
-    image: str = "ghcr.io/flywheel-mlops/flywheel-serving:latest"
+    image: str = SERVING_IMAGE
     image_digest: str | None = Field(default=None, pattern=r"^sha256:[0-9a-f]{64}$")
     namespace: Name = "flywheel"
     deployment: Name | None = Field(
@@ -240,6 +263,26 @@ class RolloutChecks(Strict):
     max_divergence: Fraction = Field(default=0.3, description="Jensen-Shannon distance of scores")
     max_accuracy_drop: Fraction = 0.05
     min_labelled: int = Field(default=100, ge=1)
+    min_errors: int = Field(
+        default=3, ge=1, description="failed canary requests before an error-rate breach counts"
+    )
+    min_requests_for_p99: int = Field(
+        default=100,
+        ge=1,
+        description="canary requests before a p99 breach counts alone; below, the median must breach too",
+    )
+    divergence_significance: float = Field(
+        default=0.001,
+        gt=0,
+        lt=1,
+        description="chi-square p-value below which a score divergence is not sampling noise",
+    )
+    accuracy_significance: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="one-sided p-value below which an accuracy shortfall counts",
+    )
 
 
 class RolloutSettings(Strict):
@@ -301,7 +344,7 @@ class Settings(Strict):
         return cls.model_validate_json(text)
 
 
-class ConfigError(ValueError):
+class ConfigError(FlywheelError, ValueError):
     """The configuration is invalid; the message names each key path and reason."""
 
 
@@ -342,10 +385,16 @@ def load_settings(
 
 
 def _env_key(name: str) -> tuple[str, ...] | None:
-    if not name.startswith(ENV_PREFIX):
+    if not name.startswith(ENV_PREFIX) or name in OTHER_VARIABLES:
         return None
     key = tuple(part.lower() for part in name[len(ENV_PREFIX) :].split("__"))
-    return key if key[0] in Settings.model_fields else None
+    if key[0] not in Settings.model_fields:
+        known = ", ".join(sorted(Settings.model_fields))
+        raise ConfigError(
+            f"environment variable {name}: {key[0]!r} is not a configuration section "
+            f"(one of {known}; nested keys are joined by __, as in FLYWHEEL_MODEL__SEED)"
+        )
+    return key
 
 
 def _parse_scalar(raw: str) -> Any:

@@ -8,7 +8,7 @@ compare a whole batch with the reference profile, so they are computed here.
 
 from __future__ import annotations
 
-import json
+import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict
 
 from flywheel import drift
 from flywheel.config import ContractSettings, FeatureSettings
+from flywheel.errors import FlywheelError
+
+log = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
 
@@ -61,6 +64,14 @@ class Contract(_Frozen):
     def features(self) -> tuple[str, ...]:
         """Feature columns in model input order."""
         return (*self.numeric, *self.categorical)
+
+    def typical_row(self) -> dict[str, Any]:
+        """One made-up row of typical values: each numeric mean, each most common category."""
+        row: dict[str, Any] = {n: round(p.mean, 2) for n, p in self.numeric.items()}
+        row.update(
+            {n: max(p.fractions, key=p.fractions.__getitem__) for n, p in self.categorical.items()}
+        )
+        return row
 
     def to_json(self) -> str:
         """Serialise for storage next to the model."""
@@ -168,7 +179,7 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-class ContractViolation(ValueError):
+class ContractViolation(FlywheelError, ValueError):
     """A batch broke the data contract; the message lists every failing check."""
 
     def __init__(self, result: ValidationResult) -> None:
@@ -292,6 +303,24 @@ def structure_findings(frame: pd.DataFrame, features: FeatureSettings, batch: st
         dict.fromkeys(features.categorical),
     )
     return _structure_findings(frame, schema, features.numeric, batch)
+
+
+def clean_history(
+    history: Sequence[tuple[str, pd.DataFrame]], features: FeatureSettings
+) -> list[tuple[str, pd.DataFrame]]:
+    """The training batches whose structure matches the configuration (the rest are logged)."""
+    usable = []
+    for name, frame in history:
+        problems = structure_findings(frame, features, name)
+        if problems:
+            log.warning(
+                "batch %s is left out of the reference profile (%d structural problems)",
+                name,
+                len(problems),
+            )
+        else:
+            usable.append((name, frame))
+    return usable
 
 
 def _few(samples: Sequence[str], limit: int = 5) -> str:
@@ -418,8 +447,3 @@ def validate_window(
     checks = tuple(check_batch(frame, contract, policy, name) for name, frame in batches)
     skews = skew(train, batches[-1][1], contract) if train is not None and batches else {}
     return ValidationResult(reference=reference, batches=checks, skew=skews)
-
-
-def dumps(result: ValidationResult) -> str:
-    """JSON form of a validation result."""
-    return json.dumps(result.model_dump(mode="json"), indent=2)

@@ -8,7 +8,7 @@ overlap the data it was trained on, so only the newest batch is fair to both.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -191,56 +191,14 @@ def evaluate_model(
     )
 
 
-def render_html(evaluation: Evaluation, title: str) -> str:
-    """A self-contained HTML report with the plots embedded as PNG."""
-    from flywheel import report
-
-    c, prod = evaluation.candidate, evaluation.production
-    metric = evaluation.metric
-    rows: list[tuple[str, str, str, str]] = []
-    for name in (
-        "roc_auc",
-        "average_precision",
-        "accuracy",
-        "balanced_accuracy",
-        "f1",
-        "log_loss",
-        "brier",
-    ):
-        cand_new = getattr(c.newest, name)
-        prod_new = getattr(prod.newest, name) if prod else None
-        rows.append(
-            (
-                name + (" (gate)" if name == metric else ""),
-                report.number(getattr(c.holdout, name) if c.holdout else None),
-                report.number(cand_new),
-                report.number(prod_new)
-                + (f" (Δ {cand_new - prod_new:+.4f})" if prod_new is not None else ""),
-            )
-        )
-    models: list[tuple[str, ModelEvaluation]] = [("candidate", c)]
-    if prod:
-        models.append((f"production {prod.version}", prod))
-    figures = [
-        ("ROC on the newest batch", report.roc_figure([(n, m.roc) for n, m in models])),
-        (
-            "Calibration on the newest batch",
-            report.calibration_figure([(n, m.calibration) for n, m in models]),
-        ),
-        (f"{metric} by slice on the newest batch", report.slice_figure(models, metric)),
-        ("Confusion matrices at 0.5 on the newest batch", report.confusion_figure(models)),
-    ]
-    return report.html_page(
-        title,
-        intro=(
-            f"Newest batch {evaluation.newest_batch}: {c.newest.rows} rows, "
-            f"positive rate {c.newest.positive_rate:.1%}. "
-            + (
-                "No model is in production yet."
-                if prod is None
-                else f"Production is {prod.version}."
-            )
-        ),
-        table=(("metric", "candidate, holdout", "candidate, newest", "production, newest"), rows),
-        figures=figures,
-    )
+def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """An evaluation's headline numbers as flat names, for Kubeflow Metrics and the registry."""
+    out: dict[str, float] = {}
+    for role in ("candidate", "production"):
+        for split in ("newest", "holdout"):
+            scores = (result.get(role) or {}).get(split) or {}
+            for name in ("roc_auc", "average_precision", "accuracy", "f1", "log_loss"):
+                value = scores.get(name)
+                if isinstance(value, float) and value == value:  # skip NaN
+                    out[f"{role}_{split}_{name}"] = round(value, 6)
+    return out

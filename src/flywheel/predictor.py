@@ -7,17 +7,27 @@ their input here, so a model that passes infra-validation loads in serving.
 from __future__ import annotations
 
 import io
+import json
+import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-MODEL_FILE = "model.joblib"
+from flywheel.errors import FlywheelError
+
+if TYPE_CHECKING:
+    from flywheel.config import FeatureSettings
+
+# The versions the serving image pins. A model must be trained with exactly these,
+# or it may not load (or may behave differently) in serving. A unit test keeps
+# this in step with requirements/serving.txt.
+SERVING_PINS = {"scikit-learn": "1.9.1", "numpy": "1.26.4"}
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(FlywheelError, ValueError):
     """The stored model cannot be loaded or is not a probabilistic classifier."""
 
 
@@ -63,6 +73,10 @@ def load_model(raw: bytes) -> Any:
     return model
 
 
+class InfraValidationError(FlywheelError, RuntimeError):
+    """The model does not load or score through the serving code path."""
+
+
 class Predictor:
     """A loaded model and the columns it expects."""
 
@@ -70,6 +84,11 @@ class Predictor:
         self.model = model
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, features: FeatureSettings) -> Predictor:
+        """Load a stored model for the configured feature columns."""
+        return cls(load_model(raw), features.numeric, features.categorical)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -80,3 +99,48 @@ class Predictor:
         """Class probabilities, one row per input row, columns [P(0), P(1)]."""
         features = feature_frame(frame, self.numeric, self.categorical)
         return np.asarray(self.model.predict_proba(features), dtype=np.float64)
+
+
+def check_serving(
+    raw: bytes, features: FeatureSettings, sample: pd.DataFrame, installed: dict[str, str]
+) -> dict[str, Any]:
+    """Load a model the way serving will and score `sample` as requests carry it.
+
+    `installed` are the package versions it was trained with; they must equal
+    SERVING_PINS. Raises InfraValidationError naming the first problem.
+    """
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    for package, pinned in SERVING_PINS.items():
+        if installed.get(package) != pinned:
+            raise InfraValidationError(
+                f"trained with {package} {installed.get(package)}, but serving pins {pinned}: "
+                "the model would be unpickled by another version"
+            )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            model = Predictor.from_bytes(raw, features)
+        except (ModelLoadError, InconsistentVersionWarning) as error:
+            raise InfraValidationError(
+                f"the serving code path cannot load the model: {error}"
+            ) from None
+    # Round-trip through JSON, as a REST request would carry the rows.
+    records = json.loads(sample[list(model.columns)].to_json(orient="records"))
+    probabilities = model.predict_proba(pd.DataFrame.from_records(records))
+    if probabilities.shape != (len(records), 2):
+        raise InfraValidationError(
+            f"expected {len(records)}x2 probabilities, got {probabilities.shape}"
+        )
+    if (
+        not np.isfinite(probabilities).all()
+        or (probabilities < 0).any()
+        or (probabilities > 1).any()
+    ):
+        raise InfraValidationError("the model returned probabilities outside [0, 1] or not finite")
+    if not np.allclose(probabilities.sum(axis=1), 1.0):
+        raise InfraValidationError("class probabilities do not sum to 1")
+    single = model.predict_proba(pd.DataFrame.from_records(records[:1]))
+    if not np.allclose(single[0], probabilities[0]):
+        raise InfraValidationError("scoring one row alone gives a different answer than in a batch")
+    return {"rows_scored": len(records), "packages": {k: installed.get(k) for k in SERVING_PINS}}

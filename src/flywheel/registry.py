@@ -22,14 +22,20 @@ import logging
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.storage import ObjectExists, ObjectNotFound, ObjectStore, StoreError
+from flywheel.errors import FlywheelError
+from flywheel.storage import ObjectExists, ObjectNotFound, ObjectStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
 
 log = logging.getLogger(__name__)
 
+# The serialised model inside every version; serving loads exactly this file.
+MODEL_FILE = "model.joblib"
 CANDIDATE = "candidate"
 PRODUCTION = "production"
 _VERSION = re.compile(r"^v([1-9][0-9]*)$")
@@ -38,7 +44,7 @@ _FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _RESERVED = {"claim.json", "manifest.json"}
 
 
-class RegistryError(RuntimeError):
+class RegistryError(FlywheelError, RuntimeError):
     """A registry operation was refused; the message says why."""
 
 
@@ -100,6 +106,20 @@ class Registry:
         self.store = store
         self.model_name = model_name
         self.prefix = f"models/{model_name}"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Registry:
+        """The registry of the configured model in the configured store."""
+        return cls(open_store(settings.storage.uri, settings.storage), settings.model_name)
+
+    def lookup(self, name: str) -> str:
+        """The complete version that `name` (v3, 3 or an alias) stands for."""
+        if name.lstrip("v").isdigit():
+            return self.manifest(name).version
+        version = self.resolve(name)
+        if version is None:
+            raise VersionNotFound(f"alias {name!r} of {self.model_name} is not set")
+        return version
 
     # --- versions ---------------------------------------------------------------
 
@@ -176,7 +196,7 @@ class Registry:
             if not _FILE.match(name) or name in _RESERVED:
                 raise RegistryError(f"{name!r} cannot be a version file name")
         digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
-        fingerprint = fingerprint or digests.get("model.joblib") or _digest_of(digests)
+        fingerprint = fingerprint or digests.get(MODEL_FILE) or _digest_of(digests)
         existing = self.find(fingerprint)
         if existing is not None:
             log.info(
@@ -306,6 +326,20 @@ class Registry:
             ) from None
         log.info("%s %s -> %s (%s)", self.model_name, alias, state.version, reason)
         return state
+
+    def set_alias(self, alias: str, version: str, reason: str, attempts: int = 5) -> bool:
+        """Point `alias` at `version` whatever it pointed at, retrying when another writer
+        races; False if it already pointed there."""
+        for _ in range(attempts):
+            current = self.resolve(alias)
+            if current == version:
+                return False
+            try:
+                self.move_alias(alias, version, expected=current, reason=reason)
+                return True
+            except AliasConflict:
+                continue
+        raise AliasConflict(f"could not move {alias} to {version}: it kept changing")
 
 
 def _digest_of(digests: Mapping[str, str]) -> str:

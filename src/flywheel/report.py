@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flywheel.evaluation import Curve, ModelEvaluation
+    from flywheel.evaluation import Curve, Evaluation, ModelEvaluation
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -132,4 +132,57 @@ def html_page(
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<p>{html.escape(intro)}</p><table><tr>{cells}</tr>{body}</table>{images}</body></html>"
+    )
+
+
+def evaluation_page(evaluation: Evaluation, title: str) -> str:
+    """The evaluation as a self-contained HTML page with the plots embedded as PNG."""
+    c, prod = evaluation.candidate, evaluation.production
+    metric = evaluation.metric
+    rows: list[tuple[str, str, str, str]] = []
+    for name in (
+        "roc_auc",
+        "average_precision",
+        "accuracy",
+        "balanced_accuracy",
+        "f1",
+        "log_loss",
+        "brier",
+    ):
+        cand_new = getattr(c.newest, name)
+        prod_new = getattr(prod.newest, name) if prod else None
+        rows.append(
+            (
+                name + (" (gate)" if name == metric else ""),
+                number(getattr(c.holdout, name) if c.holdout else None),
+                number(cand_new),
+                number(prod_new)
+                + (f" (Δ {cand_new - prod_new:+.4f})" if prod_new is not None else ""),
+            )
+        )
+    models: list[tuple[str, ModelEvaluation]] = [("candidate", c)]
+    if prod:
+        models.append((f"production {prod.version}", prod))
+    figures = [
+        ("ROC on the newest batch", roc_figure([(n, m.roc) for n, m in models])),
+        (
+            "Calibration on the newest batch",
+            calibration_figure([(n, m.calibration) for n, m in models]),
+        ),
+        (f"{metric} by slice on the newest batch", slice_figure(models, metric)),
+        ("Confusion matrices at 0.5 on the newest batch", confusion_figure(models)),
+    ]
+    return html_page(
+        title,
+        intro=(
+            f"Newest batch {evaluation.newest_batch}: {c.newest.rows} rows, "
+            f"positive rate {c.newest.positive_rate:.1%}. "
+            + (
+                "No model is in production yet."
+                if prod is None
+                else f"Production is {prod.version}."
+            )
+        ),
+        table=(("metric", "candidate, holdout", "candidate, newest", "production, newest"), rows),
+        figures=figures,
     )

@@ -7,6 +7,7 @@ kfp.local's SubprocessRunner, so what works on a laptop is what is submitted.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -16,6 +17,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from flywheel import cluster, lineage
+from flywheel import lineage
 from flywheel.config import Settings
 from flywheel.storage import ObjectNotFound, open_store
 
@@ -60,6 +62,29 @@ def write_package(out_dir: Path) -> Path:
     path = out_dir / PACKAGE_FILE
     path.write_text(compile_text())
     return path
+
+
+def executors(package: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The container specs of a compiled pipeline's executors."""
+    deployment = package.get("deploymentSpec", {}).get("executors", {})
+    return [spec["container"] for spec in deployment.values() if "container" in spec]
+
+
+def customise(
+    package: Mapping[str, Any],
+    *,
+    image: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A copy of a compiled pipeline with another image and extra environment variables."""
+    out = copy.deepcopy(dict(package))
+    for container in executors(out):
+        if image:
+            container["image"] = image
+        if env:
+            kept = [e for e in container.get("env", []) if e["name"] not in env]
+            container["env"] = kept + [{"name": k, "value": v} for k, v in sorted(env.items())]
+    return out
 
 
 def new_run_id() -> str:
@@ -136,7 +161,7 @@ def run_local(
     run_id = run_id or new_run_id()
     docs = compile_package()
     # Local source changes must invalidate cached steps, as a new image would on a cluster.
-    docs[0] = cluster.customise(docs[0], env={"FLYWHEEL_CODE_VERSION": lineage.code_version()})
+    docs[0] = customise(docs[0], env={"FLYWHEEL_CODE_VERSION": lineage.code_version()})
     pipeline = components.load_component_from_text(dump_package(docs))
     root = Path(settings.pipeline.root).resolve()
     kfp.local.init(
@@ -186,6 +211,101 @@ def run_local(
     )
 
 
+@dataclass
+class InProcessRun:
+    """What `run_in_process` did: the version it registered ('' if none) and each step's time."""
+
+    version: str
+    seconds: dict[str, float]
+    blessed: bool | None = None
+
+
+def run_in_process(
+    settings: Settings,
+    work: Path,
+    *,
+    run_id: str = "in-process",
+    git_commit: str = "",
+    last_step: str = "register",
+) -> InProcessRun:
+    """Every pipeline step up to `last_step`, in STEPS order, as plain calls in this process.
+
+    The same functions the components call, on files under `work`: for tests and
+    for measuring what the pipeline machinery costs (`make bench-pipeline`).
+    """
+    from flywheel import tasks
+
+    config = settings.to_json()
+    seconds: dict[str, float] = {}
+    last = tasks.STEPS.index(last_step)
+
+    def step(name: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.monotonic()
+        result = function(*args, **kwargs)
+        seconds[name] = time.monotonic() - started
+        return result
+
+    def done(name: str) -> bool:
+        return tasks.STEPS.index(name) >= last
+
+    resolved = step("resolve", tasks.resolve, config, "")
+    production, window = resolved["production"], work / "window"
+    run = InProcessRun(version="", seconds=seconds)
+    step("ingest", tasks.ingest, config, resolved["as_of"], window, resolved["fingerprint"])
+    if done("ingest"):
+        return run
+    step(
+        "validate",
+        tasks.validate,
+        config,
+        window,
+        production,
+        work / "contract.json",
+        work / "validation.md",
+    )
+    if done("validate"):
+        return run
+    step("train", tasks.train, config, window, work / "model.joblib", work / "holdout.parquet")
+    if done("train"):
+        return run
+    step(
+        "evaluate",
+        tasks.evaluate,
+        config,
+        work / "model.joblib",
+        work / "holdout.parquet",
+        window,
+        production,
+        work / "evaluation.json",
+        work / "evaluation.html",
+    )
+    run.blessed = step(
+        "gate", tasks.decide, config, work / "evaluation.json", work / "decision.json"
+    ).blessed
+    if done("gate") or not run.blessed:
+        return run
+    step("infra-validate", tasks.infra_validate, config, work / "model.joblib", window)
+    run.version = step(
+        "register",
+        tasks.register,
+        config,
+        model_path=work / "model.joblib",
+        contract_path=work / "contract.json",
+        evaluation_path=work / "evaluation.json",
+        report_path=work / "evaluation.html",
+        decision_path=work / "decision.json",
+        validation_path=work / "validation.md",
+        window_dir=window,
+        run_id=run_id,
+        git_commit=git_commit,
+        image="",
+        image_digest="",
+    )
+    if not done("register"):
+        step("deploy", tasks.deploy, config, run.version)
+    return run
+
+
 def _failed_task(message: str) -> str | None:
     # kfp.local says: "... finished with status FAILURE. Inner task failed: 'validate'."
     # with terminal colours around the names.
@@ -224,7 +344,7 @@ def submit(
     run_id = run_id or new_run_id()
     docs = compile_package()
     if image:
-        docs[0] = cluster.customise(docs[0], image=image)
+        docs[0] = customise(docs[0], image=image)
     digest = image.split("@", 1)[1] if image and "@" in image else ""
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / PACKAGE_FILE

@@ -18,11 +18,19 @@ from typing import TypeVar
 from urllib.parse import urlparse
 
 from flywheel.config import StorageSettings
+from flywheel.errors import FlywheelError
 
 T = TypeVar("T")
 
 
-class StoreError(RuntimeError):
+# Keys of the Kubernetes Secret that holds S3 credentials, and the variables they become.
+S3_SECRET_KEYS = {
+    "AWS_ACCESS_KEY_ID": "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY": "AWS_SECRET_ACCESS_KEY",
+}
+
+
+class StoreError(FlywheelError, RuntimeError):
     """The object store failed; the message says which store and why."""
 
 
@@ -78,8 +86,12 @@ class ObjectStore(ABC):
         """A URI a person can paste to find the object."""
         return f"{self.uri.rstrip('/')}/{key}"
 
-    def check(self) -> None:
-        """Fail fast with StoreUnavailable when the store cannot be used."""
+    def check(self, *, create: bool = False) -> None:
+        """Fail fast with StoreUnavailable when the store cannot be used.
+
+        A local directory that does not exist is an error unless `create`: a
+        mistyped data directory must not be silently created empty.
+        """
         self.list("__flywheel_probe__/")
 
 
@@ -153,7 +165,13 @@ class LocalStore(ObjectStore):
             out[key] = f"{stat.st_size}-{stat.st_mtime_ns}-{stat.st_ino}"
         return out
 
-    def check(self) -> None:
+    def check(self, *, create: bool = False) -> None:
+        if self.root.is_dir():
+            return
+        if self.root.exists():
+            raise StoreUnavailable(f"{self.root} is a file, not a directory")
+        if not create:
+            raise StoreUnavailable(f"{self.root}: no such directory")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -285,7 +303,7 @@ class S3Store(ObjectStore):
             lambda: self.client.remove_object(self.bucket, self._key(key)),
         )
 
-    def check(self) -> None:
+    def check(self, *, create: bool = False) -> None:
         if not self._call(f"open {self.uri}", lambda: self.client.bucket_exists(self.bucket)):
             raise StoreError(f"open {self.uri}: bucket {self.bucket!r} does not exist")
 
@@ -309,5 +327,5 @@ def open_store(uri: str, settings: StorageSettings | None = None) -> ObjectStore
             region=settings.region,
         )
     if "://" in uri:
-        raise ValueError(f"unsupported store URI {uri!r}: use a directory or s3://bucket/prefix")
+        raise StoreError(f"unsupported store URI {uri!r}: use a directory or s3://bucket/prefix")
     return LocalStore(uri)

@@ -9,54 +9,36 @@ from __future__ import annotations
 
 import json
 import logging
-import warnings
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel import lineage
 from flywheel.config import Settings
-from flywheel.registry import CANDIDATE, PRODUCTION, AliasConflict, Registry
+from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, Registry
 from flywheel.storage import open_store
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from flywheel import batches, contract, evaluation, gate, predictor
+    from flywheel import contract, evaluation, gate
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
 # should not pay for scikit-learn, pandera or matplotlib.
-MODEL_FILE = "model.joblib"
 
 log = logging.getLogger(__name__)
 
-# The versions the serving image pins. A model must be trained with exactly these,
-# or it may not load (or may behave differently) in serving. A unit test keeps
-# this in step with requirements/serving.txt.
-SERVING_PINS = {"scikit-learn": "1.9.1", "numpy": "1.26.4"}
-
-
-class InfraValidationError(RuntimeError):
-    """The model does not load or score through the serving code path."""
-
-
-def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """An evaluation's headline numbers as flat names, for Kubeflow Metrics and the registry."""
-    out: dict[str, float] = {}
-    for role in ("candidate", "production"):
-        for split in ("newest", "holdout"):
-            scores = (result.get(role) or {}).get(split) or {}
-            for name in ("roc_auc", "average_precision", "accuracy", "f1", "log_loss"):
-                value = scores.get(name)
-                if isinstance(value, float) and value == value:  # skip NaN
-                    out[f"{role}_{split}_{name}"] = round(value, 6)
-    return out
-
-
-def registry(settings: Settings) -> Registry:
-    """The registry of the configured model."""
-    return Registry(open_store(settings.storage.uri, settings.storage), settings.model_name)
+# The pipeline's steps in the order they run; pipelines/training.py wires them so.
+STEPS = (
+    "resolve",
+    "ingest",
+    "validate",
+    "train",
+    "evaluate",
+    "gate",
+    "infra-validate",
+    "register",
+    "deploy",
+)
 
 
 def run_record_key(run_id: str) -> str:
@@ -73,7 +55,7 @@ def resolve(config: str, as_of: str) -> dict[str, str]:
     from flywheel import batches
 
     settings = Settings.from_json(config)
-    production = registry(settings).resolve(PRODUCTION) or ""
+    production = Registry.from_settings(settings).resolve(PRODUCTION) or ""
     source = batches.BatchSource(
         open_store(settings.data.source, settings.storage), settings.data.format
     )
@@ -120,24 +102,6 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
     return manifest
 
 
-def _clean_history(window: batches.Window, settings: Settings) -> list[tuple[str, pd.DataFrame]]:
-    """The training batches whose structure matches the configuration."""
-    from flywheel import contract
-
-    usable = []
-    for name, frame in window.history:
-        problems = contract.structure_findings(frame, settings.features, name)
-        if problems:
-            log.warning(
-                "batch %s is left out of the reference profile (%d structural problems)",
-                name,
-                len(problems),
-            )
-        else:
-            usable.append((name, frame))
-    return usable
-
-
 def validate(
     config: str, window_dir: Path, baseline: str, contract_out: Path, report_out: Path
 ) -> contract.ValidationResult:
@@ -152,7 +116,7 @@ def validate(
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
-    usable = _clean_history(window, settings)
+    usable = contract.clean_history(window.history, settings.features)
     if not usable:
         checks = tuple(
             contract.BatchCheck(
@@ -170,7 +134,9 @@ def validate(
         raise contract.ContractViolation(result)
     inferred = contract.infer_contract(usable, settings.features, settings.contract.drift.bins)
     if baseline:
-        reference = contract.Contract.from_json(registry(settings).read(baseline, "contract.json"))
+        reference = contract.Contract.from_json(
+            Registry.from_settings(settings).read(baseline, "contract.json")
+        )
         described = (
             f"the contract of {settings.model_name} {baseline} in production "
             f"({reference.rows} rows, batches {reference.batches[0]}..{reference.batches[-1]})"
@@ -222,14 +188,6 @@ def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> 
     }
 
 
-def _predictor(settings: Settings, raw: bytes) -> predictor.Predictor:
-    from flywheel import predictor
-
-    return predictor.Predictor(
-        predictor.load_model(raw), settings.features.numeric, settings.features.categorical
-    )
-
-
 def evaluate(
     config: str,
     model_path: Path,
@@ -242,7 +200,7 @@ def evaluate(
     """Score the candidate and the production model; write JSON and an HTML report."""
     import pandas as pd
 
-    from flywheel import batches, evaluation
+    from flywheel import batches, evaluation, predictor, report
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
@@ -250,7 +208,7 @@ def evaluate(
     metric = settings.promotion.metric
     holdout = pd.read_parquet(holdout_path)
     candidate = evaluation.evaluate_model(
-        _predictor(settings, model_path.read_bytes()),
+        predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features),
         "candidate",
         None,
         newest,
@@ -260,9 +218,9 @@ def evaluate(
     )
     production = None
     if baseline:
-        raw = registry(settings).read(baseline, MODEL_FILE)
+        raw = Registry.from_settings(settings).read(baseline, MODEL_FILE)
         production = evaluation.evaluate_model(
-            _predictor(settings, raw),
+            predictor.Predictor.from_bytes(raw, settings.features),
             "production",
             baseline,
             newest,
@@ -275,7 +233,7 @@ def evaluate(
     )
     evaluation_out.write_text(result.model_dump_json(indent=2))
     report_out.write_text(
-        evaluation.render_html(result, f"{settings.model_name}: candidate against production")
+        report.evaluation_page(result, f"{settings.model_name}: candidate against production")
     )
     against = f", production {baseline}: {production.newest.get(metric):.4f}" if production else ""
     log.info(
@@ -303,52 +261,18 @@ def infra_validate(
     config: str, model_path: Path, window_dir: Path, rows: int = 32
 ) -> dict[str, Any]:
     """Load the model through the serving code path and score rows shaped like requests."""
-    import numpy as np
-    import pandas as pd
-    from sklearn.exceptions import InconsistentVersionWarning
-
     from flywheel import batches, predictor
 
     settings = Settings.from_json(config)
-    installed = lineage.package_versions()
-    for package, pinned in SERVING_PINS.items():
-        if installed.get(package) != pinned:
-            raise InfraValidationError(
-                f"trained with {package} {installed.get(package)}, but serving pins {pinned}: "
-                "the model would be unpickled by another version"
-            )
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", InconsistentVersionWarning)
-        try:
-            model = _predictor(settings, model_path.read_bytes())
-        except (predictor.ModelLoadError, InconsistentVersionWarning) as error:
-            raise InfraValidationError(
-                f"the serving code path cannot load the model: {error}"
-            ) from None
     _, newest = batches.load(window_dir).newest
-    sample = newest.head(rows)
-    # Round-trip through JSON, as a REST request would carry the rows.
-    records = json.loads(sample[list(model.columns)].to_json(orient="records"))
-    probabilities = model.predict_proba(pd.DataFrame.from_records(records))
-    if probabilities.shape != (len(records), 2):
-        raise InfraValidationError(
-            f"expected {len(records)}x2 probabilities, got {probabilities.shape}"
-        )
-    if (
-        not np.isfinite(probabilities).all()
-        or (probabilities < 0).any()
-        or (probabilities > 1).any()
-    ):
-        raise InfraValidationError("the model returned probabilities outside [0, 1] or not finite")
-    if not np.allclose(probabilities.sum(axis=1), 1.0):
-        raise InfraValidationError("class probabilities do not sum to 1")
-    single = model.predict_proba(pd.DataFrame.from_records(records[:1]))
-    if not np.allclose(single[0], probabilities[0]):
-        raise InfraValidationError("scoring one row alone gives a different answer than in a batch")
-    log.info(
-        "model loads and scores %d request-shaped rows through the serving code path", len(records)
+    result = predictor.check_serving(
+        model_path.read_bytes(), settings.features, newest.head(rows), lineage.package_versions()
     )
-    return {"rows_scored": len(records), "packages": {k: installed.get(k) for k in SERVING_PINS}}
+    log.info(
+        "model loads and scores %d request-shaped rows through the serving code path",
+        result["rows_scored"],
+    )
+    return result
 
 
 def register(
@@ -367,8 +291,10 @@ def register(
     image_digest: str,
 ) -> str:
     """Write the blessed candidate as a new version and move the aliases."""
+    from flywheel import evaluation
+
     settings = Settings.from_json(config)
-    reg = registry(settings)
+    reg = Registry.from_settings(settings)
     manifest = json.loads((window_dir / "manifest.json").read_text())
     result = json.loads(evaluation_path.read_text())
     metric = settings.promotion.metric
@@ -387,7 +313,7 @@ def register(
         MODEL_FILE: model_path.read_bytes(),
         "contract.json": contract_path.read_bytes(),
         "evaluation.json": evaluation_path.read_bytes(),
-        "metrics.json": json.dumps(flat_metrics(result), indent=2).encode(),
+        "metrics.json": json.dumps(evaluation.flat_metrics(result), indent=2).encode(),
         "evaluation.html": report_path.read_bytes(),
         "decision.json": decision_path.read_bytes(),
         "validation.md": validation_path.read_bytes(),
@@ -401,7 +327,7 @@ def register(
         "git_commit": git_commit or None,
     }
     version = reg.register(files, run_id=run_id, summary=summary).version
-    moved = [_move(reg, CANDIDATE, version, "blessed by the gate")]
+    moved = [CANDIDATE] if reg.set_alias(CANDIDATE, version, "blessed by the gate") else []
     if reg.resolve(PRODUCTION) is None:
         try:
             reg.move_alias(
@@ -413,24 +339,10 @@ def register(
     record = {
         "version": version,
         "location": reg.location(version),
-        "aliases": [m for m in moved if m],
+        "aliases": moved,
     }
     reg.store.write(run_record_key(run_id), json.dumps(record, indent=2).encode())
     return version
-
-
-def _move(reg: Registry, alias: str, version: str, reason: str) -> str | None:
-    """Move an alias whatever it pointed at, retrying if another writer raced us."""
-    for _ in range(5):
-        current = reg.resolve(alias)
-        if current == version:
-            return None
-        try:
-            reg.move_alias(alias, version, expected=current, reason=reason)
-            return alias
-        except AliasConflict:
-            continue
-    raise AliasConflict(f"could not move {alias} to {version}: it kept changing")
 
 
 def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
@@ -452,7 +364,7 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
             "action": "none",
             "reason": "rollout.driver is local: `flywheel run --deploy` rolls it out",
         }
-    reg = registry(settings)
+    reg = Registry.from_settings(settings)
     driver = KubernetesDriver(settings, api_client=api_client)
     if reg.resolve(PRODUCTION) == version:
         driver.finish(version)

@@ -11,6 +11,7 @@ from typing import Any
 import pandas as pd
 
 from flywheel.config import FeatureSettings, Metric, ModelSettings
+from flywheel.errors import FlywheelError
 from flywheel.predictor import feature_frame
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,7 @@ SCORERS: dict[Metric, str] = {
 }
 
 
-class TrainingError(ValueError):
+class TrainingError(FlywheelError, ValueError):
     """The estimator or its parameters from the configuration cannot be used."""
 
 

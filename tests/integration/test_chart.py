@@ -26,9 +26,10 @@ import yaml
 from conftest import seldon_predictors
 from flywheel.config import load_settings
 from flywheel.rollout import seldon
-from tools import manifests, schemas
+from tests.harness import schemas
+from tests.harness.kube import crd_files
+from tools import manifests
 from tools.build import binary
-from tools.kube import crd_files
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 import pytest
 
 from conftest import on_cluster, seldon_predictors
-from flywheel import tasks
 from flywheel.config import Settings
+from flywheel.registry import Registry
 from flywheel.rollout.controller import RolloutController, RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 
@@ -172,7 +172,7 @@ def test_a_failing_canary_on_the_cluster_is_rolled_back(
         ],
     }
     api = load_client(str(kube.kubeconfig))
-    reg = tasks.registry(two_versions)
+    reg = Registry.from_settings(two_versions)
     kube_driver = KubernetesDriver(two_versions, api_client=api, prometheus_url=prometheus)
     kube_driver.apply("v1", None, 0)
     controller = RolloutController(reg, kube_driver, two_versions.rollout, sleep=lambda _: None)

@@ -17,10 +17,10 @@ import pytest
 import yaml
 
 from flywheel.config import Settings, load_settings
-from flywheel.rollout.controller import RecordingDriver, RolloutController
+from flywheel.registry import Registry
+from flywheel.rollout.controller import RolloutController, StateOnlyDriver
 from flywheel.rollout.faults import register_faulty
 from flywheel.rollout.local import DeployRefused, local_canary
-from flywheel.tasks import registry
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +67,7 @@ def project(
 def test_a_healthy_canary_is_promoted_and_stable_never_fails(project: Settings) -> None:
     state, traffic = local_canary(project, "v2", rps=25)
     assert state.phase == "promoted", state.reason
-    reg = registry(project)
+    reg = Registry.from_settings(project)
     assert reg.resolve("production") == "v2"
     decisions = [r for r in reg.records("v2") if r.get("decision")]
     assert [d["decision"] for d in decisions] == ["advance", "advance"]
@@ -94,7 +94,7 @@ def test_a_bad_canary_is_rolled_back_without_failing_the_stable_model(
     state, traffic = local_canary(project, version, rps=25)
     assert state.phase == "rolled_back"
     assert state.reason.startswith(checks), state.reason
-    assert registry(project).resolve("production") == "v1"
+    assert Registry.from_settings(project).resolve("production") == "v1"
     assert not any(k.startswith("stable 5") for k in traffic), traffic
     assert time.monotonic() - started < 120
 
@@ -114,8 +114,13 @@ def test_a_version_that_cannot_load_is_refused_before_any_traffic(
         local_canary(project, version, rps=25)
     if damage == "corrupt":
         assert isinstance(error.value, DeployRefused)
-    assert registry(project).resolve("production") == "v1"
-    assert RolloutController(registry(project), RecordingDriver(), project.rollout).state() is None
+    assert Registry.from_settings(project).resolve("production") == "v1"
+    assert (
+        RolloutController(
+            Registry.from_settings(project), StateOnlyDriver(), project.rollout
+        ).state()
+        is None
+    )
 
 
 def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: Path) -> None:
@@ -132,7 +137,9 @@ def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: P
         "--rps",
         "25",
     ]
-    controller = RolloutController(registry(project), RecordingDriver(), project.rollout)
+    controller = RolloutController(
+        Registry.from_settings(project), StateOnlyDriver(), project.rollout
+    )
     first = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -151,6 +158,6 @@ def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: P
     assert second.returncode == 0, second.stdout[-2000:] + second.stderr[-2000:]
     final = controller.state()
     assert final is not None and final.phase == "promoted" and final.step == 1
-    reg = registry(project)
+    reg = Registry.from_settings(project)
     assert reg.resolve("production") == "v2"
     assert [h.version for h in reg.history("production")] == ["v1", "v2"]

@@ -23,7 +23,7 @@ from flywheel.storage import (
     StoreUnavailable,
     open_store,
 )
-from tools.loopback import free_ports
+from tests.harness.servers import free_ports
 
 pytestmark = pytest.mark.integration
 

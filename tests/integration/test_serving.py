@@ -15,7 +15,7 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.storage import LocalStore
-from tools.loopback import SERVING_VENV, SeldonServer, seldon_microservice
+from tests.harness.servers import SERVING_VENV, SeldonServer, seldon_microservice
 
 pytestmark = pytest.mark.integration
 
@@ -258,7 +258,7 @@ def test_serving_goes_on_when_the_store_is_down_and_drops_are_counted(
 ) -> None:
     from flywheel.config import StorageSettings
     from flywheel.storage import S3Store, open_store
-    from tools.loopback import seaweedfs, stop
+    from tests.harness.servers import seaweedfs, stop
 
     with seaweedfs() as s3:
         # given a model served from an S3 store of its own

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import cluster
+from flywheel import images
 from tools.build import binary
 
 REPO = Path(__file__).resolve().parents[2]
@@ -21,8 +21,8 @@ DOCKERFILES = sorted(
 )
 # Which lock each image installs, and the image name the code refers to it by.
 IMAGES = {
-    "components/Dockerfile": ("requirements/pipelines.txt", cluster.COMPONENT_IMAGE),
-    "src/flywheel/serving/Dockerfile": ("requirements/serving.txt", cluster.SERVING_IMAGE),
+    "components/Dockerfile": ("requirements/pipelines.txt", images.COMPONENT_IMAGE),
+    "src/flywheel/serving/Dockerfile": ("requirements/serving.txt", images.SERVING_IMAGE),
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import tasks
+from flywheel import predictor
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def test_training_and_serving_locks_agree_on_what_pickles_depend_on(package: str
 
 def test_infra_validation_pins_match_the_serving_lock() -> None:
     serving = _pins("serving.txt")
-    assert {k: serving[k] for k in tasks.SERVING_PINS} == tasks.SERVING_PINS
+    assert {k: serving[k] for k in predictor.SERVING_PINS} == predictor.SERVING_PINS
 
 
 def test_serving_uses_the_last_apache_licensed_seldon_core() -> None:

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.storage import LocalStore, ObjectExists, ObjectNotFound, StoreUnavailable, open_store
+from flywheel.storage import (
+    LocalStore,
+    ObjectExists,
+    ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
+    open_store,
+)
 
 
 def test_write_read_list_delete(tmp_path: Path) -> None:
@@ -62,7 +69,7 @@ def test_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
 
 def test_open_store_picks_the_backend_and_rejects_unknown_schemes(tmp_path: Path) -> None:
     assert isinstance(open_store(str(tmp_path)), LocalStore)
-    with pytest.raises(ValueError, match="unsupported store URI"):
+    with pytest.raises(StoreError, match="unsupported store URI 'gs://bucket/x'"):
         open_store("gs://bucket/x")
 
 
@@ -70,4 +77,18 @@ def test_an_unusable_local_root_is_reported(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(StoreUnavailable, match="cannot use"):
-        LocalStore(blocker / "store").check()
+        LocalStore(blocker / "store").check(create=True)
+    with pytest.raises(StoreUnavailable, match="is a file, not a directory"):
+        LocalStore(blocker).check()
+
+
+def test_a_missing_directory_is_an_error_unless_asked_to_create_it(tmp_path: Path) -> None:
+    # given a mistyped directory
+    store = LocalStore(tmp_path / "dta")
+    # when checked, then it is named and not created
+    with pytest.raises(StoreUnavailable, match=r"dta: no such directory"):
+        store.check()
+    assert not (tmp_path / "dta").exists()
+    # when a command that creates stores (data generate, a run's registry) checks it
+    store.check(create=True)
+    assert (tmp_path / "dta").is_dir()

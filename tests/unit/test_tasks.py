@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import tasks
+from flywheel import predictor, tasks
 from flywheel.config import Settings
 from flywheel.contract import ContractViolation
+from flywheel.registry import Registry
 
 
 def _run(settings: Settings, work: Path, run_id: str = "r1") -> tuple[str, bool]:
@@ -61,7 +62,7 @@ def test_first_run_registers_production_and_second_compares(
     # when the pipeline runs
     version, blessed = _run(settings, tmp_path / "run1")
     # then the model is registered as production with its lineage
-    registry = tasks.registry(settings)
+    registry = Registry.from_settings(settings)
     assert blessed and version == "v1"
     assert registry.resolve("production") == "v1" and registry.resolve("candidate") == "v1"
     lineage = json.loads(registry.read("v1", "lineage.json"))
@@ -103,7 +104,7 @@ def test_broken_upstream_stops_before_training_and_writes_nothing(
         _run(settings, tmp_path)
     assert "2026-01-05" in str(error.value)
     assert (tmp_path / "validation.md").read_text().startswith("# Data validation: FAILED")
-    assert tasks.registry(settings).versions() == []
+    assert Registry.from_settings(settings).versions() == []
 
 
 def test_a_new_category_after_production_stops_the_run(
@@ -120,7 +121,7 @@ def test_a_new_category_after_production_stops_the_run(
     )
     with pytest.raises(ContractViolation, match=r"channel: allowed values"):
         _run(settings, tmp_path / "b", run_id="r2")
-    registry = tasks.registry(settings)
+    registry = Registry.from_settings(settings)
     assert [m.version for m in registry.versions()] == ["v1"] and registry.resolve(
         "production"
     ) == "v1"
@@ -137,10 +138,10 @@ def test_infra_validation_refuses_a_mismatched_serving_pin(
     config = settings.to_json()
     tasks.ingest(config, "", tmp_path / "w")
     tasks.train(config, tmp_path / "w", tmp_path / "m", tmp_path / "h")
-    monkeypatch.setitem(tasks.SERVING_PINS, "scikit-learn", "0.0.1")
-    with pytest.raises(tasks.InfraValidationError, match=r"serving pins 0\.0\.1"):
+    monkeypatch.setitem(predictor.SERVING_PINS, "scikit-learn", "0.0.1")
+    with pytest.raises(predictor.InfraValidationError, match=r"serving pins 0\.0\.1"):
         tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")
-    monkeypatch.setitem(tasks.SERVING_PINS, "scikit-learn", "1.9.1")
+    monkeypatch.setitem(predictor.SERVING_PINS, "scikit-learn", "1.9.1")
     (tmp_path / "m").write_bytes(b"corrupt")
-    with pytest.raises(tasks.InfraValidationError, match="cannot load the model"):
+    with pytest.raises(predictor.InfraValidationError, match="cannot load the model"):
         tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")

@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 
 from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings, SearchSettings
-from flywheel.evaluation import evaluate_model, render_html, score
+from flywheel.evaluation import evaluate_model, score
 from flywheel.predictor import ModelLoadError, Predictor, dump_model, load_model
+from flywheel.report import evaluation_page
 from flywheel.synthetic import generate_day
 from flywheel.training import TrainingError, build_pipeline, train
 
@@ -104,7 +105,7 @@ def test_evaluation_and_report(frame: pd.DataFrame) -> None:
     )
     from flywheel.evaluation import Evaluation
 
-    html = render_html(
+    html = evaluation_page(
         Evaluation(metric="roc_auc", newest_batch="d", candidate=evaluated, production=None), "t"
     )
     assert html.count("data:image/png;base64,") == 4

@@ -13,6 +13,7 @@ from conftest import seldon_predictors
 from flywheel import tasks
 from flywheel.components.deploy.component import deploy
 from flywheel.config import Settings
+from flywheel.registry import Registry
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.kubernetes import KubernetesDriver
 
@@ -31,7 +32,7 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
     run_component(deploy, config=config, version="v2")
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 90), "canary": ("v2", 10)}
-    reg = tasks.registry(two_versions)
+    reg = Registry.from_settings(two_versions)
     state = RolloutController(reg, KubernetesDriver(two_versions), two_versions.rollout).state()
     assert state is not None and (state.phase, state.canary, state.stable) == (
         "progressing",

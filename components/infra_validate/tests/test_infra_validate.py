@@ -9,6 +9,7 @@ from kfp import dsl
 from flywheel import tasks
 from flywheel.components.infra_validate.component import infra_validate
 from flywheel.config import Settings
+from flywheel.predictor import InfraValidationError
 
 
 def test_logic_accepts_a_good_model_and_refuses_a_corrupt_one(
@@ -24,7 +25,7 @@ def test_logic_accepts_a_good_model_and_refuses_a_corrupt_one(
         config=c, model=dsl.Model(name="m", uri=str(tmp_path / "m"), metadata={}), window=window
     )
     (tmp_path / "bad").write_bytes((tmp_path / "m").read_bytes()[:100])
-    with pytest.raises(tasks.InfraValidationError, match="cannot load the model"):
+    with pytest.raises(InfraValidationError, match="cannot load the model"):
         infra_validate.python_func(
             config=c,
             model=dsl.Model(name="m", uri=str(tmp_path / "bad"), metadata={}),

@@ -9,6 +9,7 @@ from kfp import dsl
 from flywheel import tasks
 from flywheel.components.register.component import register
 from flywheel.config import Settings
+from flywheel.registry import Registry
 
 
 def _inputs(
@@ -52,7 +53,7 @@ def test_logic_registers_once_and_bootstraps_production(
     }
     assert register.python_func(config=settings.to_json(), **artifacts, **PARAMS) == "v1"
     assert register.python_func(config=settings.to_json(), **artifacts, **PARAMS) == "v1"
-    reg = tasks.registry(settings)
+    reg = Registry.from_settings(settings)
     assert reg.resolve("production") == "v1" and len(reg.history("candidate")) == 1
     lineage = json.loads(reg.read("v1", "lineage.json"))
     assert (lineage["image"], lineage["image_digest"], lineage["git_commit"]) == (
@@ -75,5 +76,5 @@ def test_under_kfp_local(
         config=settings.to_json(),
         **PARAMS,
     )
-    record = json.loads(tasks.registry(settings).store.read("runs/run-x/registration.json"))
+    record = json.loads(Registry.from_settings(settings).store.read("runs/run-x/registration.json"))
     assert record["version"] == "v1" and record["aliases"] == ["candidate", "production"]

@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from flywheel.config import RolloutSettings
+from flywheel.serving.metrics import SCORE_BUCKETS
 
 # Upper bounds of the latency histogram, in milliseconds (the last is +inf).
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -41,7 +42,6 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
     5000,
     math.inf,
 )
-SCORE_BUCKETS = 10
 
 
 class _Frozen(BaseModel):
@@ -114,9 +114,6 @@ def homogeneity_p_value(a: Sequence[int], b: Sequence[int]) -> float:
     return float(chi2_contingency(table).pvalue)
 
 
-ACCURACY_SIGNIFICANCE = 0.01
-
-
 def shortfall_p_value(canary: Window, stable: Window, margin: float) -> float:
     """One-sided two-proportion z-test that the canary's accuracy is below the stable
     model's minus `margin` (small p: it really is)."""
@@ -159,7 +156,7 @@ def analyse(
     checks: list[Check] = []
 
     allowed = stable.error_rate + c.max_error_rate_increase
-    breach = canary.error_rate > allowed and canary.errors >= 3
+    breach = canary.error_rate > allowed and canary.errors >= c.min_errors
     checks.append(
         Check(
             name="error rate",
@@ -179,12 +176,12 @@ def analyse(
         status, limit = "pending", c.p99_floor_ms
     else:
         limit = max(c.p99_floor_ms, (stable_p99 or 0.0) * c.max_p99_ratio)
-        # A p99 of fewer than a hundred requests is mostly its slowest one: on so
+        # A p99 of a few dozen requests is mostly its slowest one: on so
         # little traffic a breach must show in the median too before it counts.
         median_too = (canary_p50 or 0.0) > max(
             c.p99_floor_ms, (stable_p50 or 0.0) * c.max_p99_ratio
         )
-        if canary_p99 > limit and (canary.requests >= 100 or median_too):
+        if canary_p99 > limit and (canary.requests >= c.min_requests_for_p99 or median_too):
             status = "fail" if enough_to_fail else "pending"
         else:
             status = "pass" if enough_to_pass else "pending"
@@ -206,7 +203,11 @@ def analyse(
         status = "pending"
     else:
         # Both an effect (the distance) and evidence that it is not sampling noise.
-        status = "fail" if divergence > c.max_divergence and p_value < 0.001 else "pass"
+        status = (
+            "fail"
+            if divergence > c.max_divergence and p_value < c.divergence_significance
+            else "pass"
+        )
     checks.append(
         Check(
             name="prediction divergence",
@@ -236,7 +237,7 @@ def analyse(
         # Below the floor by chance is common with a few hundred labels: the shortfall
         # must also be significant, or the step goes on collecting labels.
         below = (canary.accuracy or 0.0) < floor
-        status = "pass" if not below else "fail" if p_value < ACCURACY_SIGNIFICANCE else "pending"
+        status = "pass" if not below else "fail" if p_value < c.accuracy_significance else "pending"
         checks.append(
             Check(
                 name="accuracy",

@@ -18,6 +18,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.config import RolloutSettings
+from flywheel.errors import FlywheelError
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
 from flywheel.storage import ObjectExists
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 Phase = Literal["progressing", "promoted", "rolled_back"]
 
 
-class RolloutError(RuntimeError):
+class RolloutError(FlywheelError, RuntimeError):
     """A rollout cannot start or continue; nothing was changed."""
 
 
@@ -104,13 +105,6 @@ class RolloutController:
         keys = self.store.list(self.prefix)
         return RolloutState.model_validate_json(self.store.read(keys[-1])) if keys else None
 
-    def history(self) -> list[RolloutState]:
-        """Every revision, oldest first."""
-        return [
-            RolloutState.model_validate_json(self.store.read(k))
-            for k in self.store.list(self.prefix)
-        ]
-
     def _save(self, state: RolloutState, previous: RolloutState | None) -> RolloutState:
         revision = (previous.revision if previous else 0) + 1
         new = state.model_copy(update={"revision": revision, "updated_at": _now()})
@@ -133,8 +127,28 @@ class RolloutController:
 
     def start(self, canary: str) -> RolloutState:
         """Start a canary of `canary` against production (or promote it if there is none)."""
-        canary = f"v{version_number(canary)}"
-        self.registry.manifest(canary)
+        canary, stable, current = self._startable(canary)
+        if stable is None:
+            return self._direct(
+                canary, None, current, "nothing was in production: the first model goes straight in"
+            )
+        state = self._save(self._new(canary, stable, self.policy.steps[0]), current)
+        self._record(canary, "rollout-start", {"stable": stable, "steps": list(self.policy.steps)})
+        self.driver.set_traffic(stable, canary, state.weight)
+        log.info("canary %s at %d%% against %s", canary, state.weight, stable)
+        return state
+
+    def deploy_direct(
+        self, version: str, reason: str = "deployed directly by hand"
+    ) -> RolloutState:
+        """Send all traffic to `version` now, with no canary steps; recorded like any rollout."""
+        version, stable, current = self._startable(version)
+        return self._direct(version, stable, current, reason)
+
+    def _startable(self, version: str) -> tuple[str, str | None, RolloutState | None]:
+        """The version's name, production and the last state, if a rollout of it may start."""
+        version = f"v{version_number(version)}"
+        self.registry.manifest(version)
         current = self.state()
         if current is not None and not current.done:
             raise RolloutError(
@@ -142,34 +156,35 @@ class RolloutController:
                 "promote or roll it back first"
             )
         stable = self.registry.resolve(PRODUCTION)
-        if stable == canary:
-            raise RolloutError(f"{canary} is already in production")
+        if stable == version:
+            raise RolloutError(f"{version} is already in production")
+        return version, stable, current
+
+    def _new(self, canary: str, stable: str | None, weight: int) -> RolloutState:
         now = self.clock()
-        base = RolloutState(
+        return RolloutState(
             rollout_id=f"{canary}-{int(now)}",
             model_name=self.registry.model_name,
             stable=stable,
             canary=canary,
             phase="progressing",
             step=0,
-            weight=self.policy.steps[0],
+            weight=weight,
             step_started=now,
             started_at=_now(),
             updated_at=_now(),
             reason=f"canary of {canary} against {stable}",
         )
-        if stable is None:
-            state = self._save(
-                base.model_copy(update={"weight": 100, "reason": "nothing in production"}), current
-            )
-            return self._promote(
-                state, "nothing was in production: the first model goes straight in"
-            )
-        state = self._save(base, current)
-        self._record(canary, "rollout-start", {"stable": stable, "steps": list(self.policy.steps)})
-        self.driver.set_traffic(stable, canary, state.weight)
-        log.info("canary %s at %d%% against %s", canary, state.weight, stable)
-        return state
+
+    def _direct(
+        self, version: str, stable: str | None, current: RolloutState | None, reason: str
+    ) -> RolloutState:
+        # Saved as a rollout at 100% before acting, so a crash in between is resumed.
+        state = self._save(
+            self._new(version, stable, 100).model_copy(update={"reason": reason}),
+            current,
+        )
+        return self._promote(state, reason)
 
     # --- running ------------------------------------------------------------------
 
@@ -309,11 +324,12 @@ class RolloutController:
         return state
 
 
-class RecordingDriver:
-    """For acting on the recorded state alone: the process that runs the traffic applies it.
+class StateOnlyDriver:
+    """Moves no traffic: for a process that only reads or records rollout decisions.
 
-    `flywheel promote` and `flywheel rollback` with the local driver change the
-    state here; the `flywheel deploy` process sees it at its next tick.
+    `flywheel promote`, `rollback`, `rollout status` and `rollout wait` with the
+    local driver change or read the state in the store; the `flywheel deploy`
+    process that runs the servers applies it at its next tick.
     """
 
     def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:

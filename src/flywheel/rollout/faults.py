@@ -19,6 +19,7 @@ import time
 from typing import Any, Literal
 
 from flywheel.config import Settings
+from flywheel.rollout.controller import RolloutError
 
 Kind = Literal["errors", "slow", "shuffled"]
 
@@ -31,15 +32,15 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     from sklearn.preprocessing import FunctionTransformer
 
     from flywheel import batches, lineage, predictor, training
-    from flywheel.registry import PRODUCTION
+    from flywheel.registry import MODEL_FILE, PRODUCTION, Registry
     from flywheel.storage import open_store
-    from flywheel.tasks import registry
 
-    reg = registry(settings)
+    reg = Registry.from_settings(settings)
     production = reg.resolve(PRODUCTION)
     if production is None:
-        raise RuntimeError(
-            "register a real model first: a faulty candidate needs one in production to lose to"
+        raise RolloutError(
+            f"{settings.model_name} has nothing in production: run the pipeline first "
+            "(a faulty candidate needs a real model to lose to)"
         )
     source = batches.BatchSource(
         open_store(settings.data.source, settings.storage), settings.data.format
@@ -63,14 +64,14 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
         model = Pipeline(
             [
                 ("slow", slow),
-                ("model", predictor.load_model(reg.read(production, predictor.MODEL_FILE))),
+                ("model", predictor.load_model(reg.read(production, MODEL_FILE))),
             ]
         )
     else:
         model.fit(x, y)
     note = f"deliberately faulty ({kind}) for a rollback drill; never passed the gate"
     files = {
-        predictor.MODEL_FILE: predictor.dump_model(model),
+        MODEL_FILE: predictor.dump_model(model),
         "contract.json": reg.read(production, "contract.json"),
         "lineage.json": json.dumps(
             {

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
-from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, SCORE_BUCKETS, Window
+from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
+from flywheel.serving.metrics import SCORE_BUCKETS, score_bucket
 
 log = logging.getLogger(__name__)
 PREDICT = "/api/v1.0/predictions"
@@ -129,7 +130,7 @@ class Gateway:
         except (ValueError, KeyError, TypeError):
             return
         for row in rows:
-            side.scores[min(int(row[1] * SCORE_BUCKETS), SCORE_BUCKETS - 1)] += 1
+            side.scores[score_bucket(row[1])] += 1
         if request_id and len(rows) == 1:
             self.predictions[request_id] = (role, int(rows[0][1] >= 0.5))
             if len(self.predictions) > _REMEMBERED:

@@ -23,8 +23,9 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.rollout import seldon
-from flywheel.rollout.analysis import SCORE_BUCKETS, Window
+from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutError
+from flywheel.serving.metrics import FEEDBACK, SCORE_BUCKETS, SCORES
 
 log = logging.getLogger(__name__)
 
@@ -156,10 +157,10 @@ class KubernetesDriver:
             f"sum by (predictor_name, le) (increase({REQUESTS}_bucket{{{selector}}}[{seconds}s]))"
         )
         scores = self._query(
-            f"sum by (predictor_name, bucket) (increase(flywheel_scores_total{{{selector}}}[{seconds}s]))"
+            f"sum by (predictor_name, bucket) (increase({SCORES}{{{selector}}}[{seconds}s]))"
         )
         feedback = self._query(
-            f"sum by (predictor_name, correct) (increase(flywheel_feedback_total{{{selector}}}[{seconds}s]))"
+            f"sum by (predictor_name, correct) (increase({FEEDBACK}{{{selector}}}[{seconds}s]))"
         )
 
         def window(predictor: str) -> Window:

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -23,16 +22,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.cluster import SERVING_ENV
 from flywheel.config import Settings
+from flywheel.errors import FlywheelError
+from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
+from flywheel.rollout.processes import ProcessBook, stop_group
+from flywheel.rollout.seldon import MODEL_CLASS, SERVING_ENV
 
 log = logging.getLogger(__name__)
 
-MODEL_CLASS = "flywheel.serving.model.FlywheelModel"
 
-
-class DeployRefused(RuntimeError):
+class DeployRefused(FlywheelError, RuntimeError):
     """The version cannot be served, so no traffic was sent to it."""
 
 
@@ -43,15 +43,9 @@ def _free_port() -> int:
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    # The whole group: a microservice's gunicorn workers share their master's group.
+    stop_group(process.pid)
+    process.wait()
 
 
 def _http(method: str, url: str, body: Any = None, timeout: float = 5) -> Any:
@@ -104,34 +98,28 @@ class LocalDriver:
     ) -> None:
         self.settings = settings
         self.workdir = workdir or Path(settings.pipeline.root).resolve().parent / "serve"
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.ready_timeout = ready_timeout
         self.backends: dict[str, Backend] = {}
         self.gateway_port = gateway_port or _free_port()
         self.gateway: subprocess.Popen[bytes] | None = None
         self.applied: tuple[str, str, int] | None = None
-        self._reap()
+        # One owner per directory; a killed owner cannot stop what it started, so
+        # its successor does, from the book.
+        self.book = ProcessBook(self.workdir)
+        self.book.acquire()
+        self.book.reap()
 
-    # A killed controller cannot stop what it started: its successor does, from this list.
-    def _pids(self) -> Path:
-        return self.workdir / "processes.json"
+    def __enter__(self) -> LocalDriver:
+        return self
 
-    def _reap(self) -> None:
-        try:
-            stale = json.loads(self._pids().read_text())
-        except (FileNotFoundError, ValueError):
-            return
-        for pid in stale:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(pid), signal.SIGKILL)
-                log.info("stopped process group %s left by an earlier run", pid)
-        self._pids().unlink(missing_ok=True)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _remember(self) -> None:
-        pids = [b.process.pid for b in self.backends.values()]
+        leaders = [b.process.pid for b in self.backends.values()]
         if self.gateway is not None:
-            pids.append(self.gateway.pid)
-        self._pids().write_text(json.dumps(pids))
+            leaders.append(self.gateway.pid)
+        self.book.record(leaders)
 
     @property
     def gateway_url(self) -> str:
@@ -185,26 +173,15 @@ class LocalDriver:
         if existing is not None and existing.process.poll() is None:
             return existing
         s = self.settings
-        parameters = [
-            {"name": "model_name", "value": s.model_name, "type": "STRING"},
-            {"name": "model_version", "value": version, "type": "STRING"},
-            {
-                "name": "store_uri",
-                "value": str(Path(s.storage.uri).resolve())
-                if not s.storage.is_s3
-                else s.storage.uri,
-                "type": "STRING",
-            },
-            {"name": "store_endpoint", "value": s.storage.endpoint or "", "type": "STRING"},
-            {"name": "store_secure", "value": str(s.storage.secure).lower(), "type": "STRING"},
-            {
-                "name": "log_predictions",
-                "value": str(s.serving.log_predictions).lower(),
-                "type": "STRING",
-            },
-            {"name": "max_rows", "value": str(s.serving.max_rows), "type": "STRING"},
-            {"name": "max_body_bytes", "value": str(s.serving.max_body_bytes), "type": "STRING"},
-        ]
+        if not s.storage.is_s3:  # the microservice runs elsewhere: give it an absolute path
+            s = s.model_copy(
+                update={
+                    "storage": s.storage.model_copy(
+                        update={"uri": str(Path(s.storage.uri).resolve())}
+                    )
+                }
+            )
+        parameters = seldon.parameters(s, version)
         http, grpc, metrics = _free_port(), _free_port(), _free_port()
         python = serving_python()
         command = [
@@ -281,7 +258,8 @@ class LocalDriver:
         if self.gateway is not None:
             _stop(self.gateway)
             self.gateway = None
-        self._pids().unlink(missing_ok=True)
+        self.book.path.unlink(missing_ok=True)
+        self.book.release()
 
 
 def _last_error(log_path: Path) -> str:
@@ -316,14 +294,13 @@ def local_canary(
     on_tick: Any = None,
 ) -> tuple[Any, dict[str, int]]:
     """Roll `version` out as a canary on this machine, with synthetic traffic; return the final state."""
-    from flywheel.registry import PRODUCTION
-    from flywheel.rollout.controller import RecordingDriver, RolloutController
+    from flywheel.registry import PRODUCTION, Registry
+    from flywheel.rollout.controller import RolloutController, StateOnlyDriver
     from flywheel.rollout.traffic import SyntheticTraffic
-    from flywheel.tasks import registry
 
-    reg = registry(settings)
+    reg = Registry.from_settings(settings)
     reg.manifest(version)
-    controller_state = RolloutController(reg, RecordingDriver(), settings.rollout).state()
+    controller_state = RolloutController(reg, StateOnlyDriver(), settings.rollout).state()
     resuming = (
         controller_state is not None
         and not controller_state.done

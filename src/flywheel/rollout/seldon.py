@@ -9,13 +9,19 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from flywheel.cluster import S3_SECRET_KEYS, SERVING_ENV
 from flywheel.config import Settings
+from flywheel.storage import S3_SECRET_KEYS
 
 API_VERSION = "machinelearning.seldon.io/v1"
 KIND = "SeldonDeployment"
 CONTAINER = "model"
+# The class the seldon-core wrapper serves, in every serving path.
 MODEL_CLASS = "flywheel.serving.model.FlywheelModel"
+# Environment of every serving worker. Several gunicorn workers each running
+# OpenMP with a thread per core (scikit-learn's tree models do) oversubscribe the
+# CPUs and spin-wait: with 2 workers on 2 cores throughput fell from ~80 to ~2
+# requests per second. Workers are the parallelism; each scores single-threaded.
+SERVING_ENV = {"OMP_NUM_THREADS": "1", "INCLUDE_METRICS_IN_CLIENT_RESPONSE": "false"}
 HTTP_PORT, GRPC_PORT, METRICS_PORT = 9000, 9500, 6000
 
 
@@ -35,7 +41,8 @@ def image_reference(settings: Settings) -> str:
     return f"{repository}@{digest}"
 
 
-def _parameters(settings: Settings, version: str) -> list[dict[str, str]]:
+def parameters(settings: Settings, version: str) -> list[dict[str, str]]:
+    """The model class's arguments, as the wrapper's --parameters (and SeldonDeployment) take them."""
     s = settings
     values = {
         "model_name": s.model_name,
@@ -128,7 +135,7 @@ def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict
             "name": CONTAINER,
             "type": "MODEL",
             "endpoint": {"type": "REST"},
-            "parameters": _parameters(settings, version),
+            "parameters": parameters(settings, version),
         },
     }
 

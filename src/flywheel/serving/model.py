@@ -21,8 +21,9 @@ from typing import Any
 
 from flywheel.config import StorageSettings
 from flywheel.contract import Contract
-from flywheel.predictor import MODEL_FILE, Predictor, load_model
-from flywheel.registry import Registry
+from flywheel.predictor import Predictor, load_model
+from flywheel.registry import MODEL_FILE, Registry
+from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
 from flywheel.serving.predictionlog import PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.storage import open_store
@@ -30,7 +31,6 @@ from flywheel.storage import open_store
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ["repaid", "defaulted"]
-SCORE_BUCKETS = 10
 
 
 class ModelUnavailable(RuntimeError):
@@ -96,14 +96,7 @@ class FlywheelModel:
         self.predictor = Predictor(model, list(contract.numeric), list(contract.categorical))
         # Warm up on a typical row, so the first real request does not pay for
         # scikit-learn's lazy imports and first-call set-up.
-        typical: dict[str, Any] = {n: p.mean for n, p in contract.numeric.items()}
-        typical.update(
-            {
-                n: max(p.fractions, key=p.fractions.__getitem__)
-                for n, p in contract.categorical.items()
-            }
-        )
-        self.predictor.predict_proba(self.schema.frame({"jsonData": [typical]}))
+        self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
             self.logger = PredictionLogger(registry.store, self.model_name, self.model_version)
         log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
@@ -172,16 +165,16 @@ class FlywheelModel:
     def _request_metrics(self, scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
         buckets: dict[int, int] = {}
         for score in scores:
-            bucket = min(int(score * SCORE_BUCKETS), SCORE_BUCKETS - 1)
+            bucket = score_bucket(score)
             buckets[bucket] = buckets.get(bucket, 0) + 1
         metrics: list[dict[str, Any]] = [
-            {"type": "COUNTER", "key": "flywheel_rows_total", "value": len(scores)},
-            {"type": "TIMER", "key": "flywheel_predict_ms", "value": elapsed_ms},
+            {"type": "COUNTER", "key": ROWS, "value": len(scores)},
+            {"type": "TIMER", "key": PREDICT_MS, "value": elapsed_ms},
         ]
         metrics += [
             {
                 "type": "COUNTER",
-                "key": "flywheel_scores_total",
+                "key": SCORES,
                 "value": count,
                 "tags": {"bucket": str(b)},
             }
@@ -217,7 +210,7 @@ class FlywheelModel:
                 self._pending.append(
                     {
                         "type": "COUNTER",
-                        "key": "flywheel_feedback_total",
+                        "key": FEEDBACK,
                         "value": count,
                         "tags": {"correct": correct},
                     }

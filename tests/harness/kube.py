@@ -22,11 +22,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.servers import free_ports, stop, wait_until
 from tools.build import asset_dir, binary
-from tools.loopback import free_ports, stop, wait_until
 
-REPO = Path(__file__).resolve().parents[1]
-SELDON_CRD = REPO / "tools" / "crds" / "machinelearning.seldon.io_seldondeployments.yaml"
+HERE = Path(__file__).resolve().parent
+SELDON_CRD = HERE / "crds" / "machinelearning.seldon.io_seldondeployments.yaml"
 ARGO_CRDS = (
     "argoproj.io_workflows.yaml",
     "argoproj.io_cronworkflows.yaml",
@@ -416,7 +416,7 @@ def _nodes_ready(plane: ControlPlane, count: int) -> bool:
     return len(ready) >= count
 
 
-if __name__ == "__main__":  # `python -m tools.kube`: a control plane to poke at by hand
+if __name__ == "__main__":  # `python -m tests.harness.kube`: a control plane to poke at by hand
     with control_plane() as plane:
         print(f"export KUBECONFIG={plane.kubeconfig}   # Ctrl-C stops everything")
         with contextlib.suppress(KeyboardInterrupt):

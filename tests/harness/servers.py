@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.cluster import SERVING_ENV
+from flywheel.rollout.seldon import SERVING_ENV
 from tools.build import binary
 
 

@@ -1,0 +1,44 @@
+"""`flywheel models`: the registry's versions, aliases and lineage."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from flywheel.cli import options, render
+from flywheel.cli.render import out
+from flywheel.registry import Registry
+
+app = typer.Typer(help="The model registry: versions, aliases and lineage.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_versions(
+    ctx: typer.Context,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list incomplete versions of crashed runs.")
+    ] = False,
+) -> None:
+    """List the versions of the configured model and the aliases on them."""
+    registry = Registry.from_settings(options.settings(ctx))
+    out.print(render.models_table(registry))
+    if show_all:
+        for version in registry.incomplete():
+            out.print(f"{version}: incomplete (its run stopped before finishing; ignored)")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    version: Annotated[
+        str, typer.Argument(help="A version (v3) or an alias (production, candidate).")
+    ],
+) -> None:
+    """Show one version: files, metrics, lineage and alias history."""
+    registry = Registry.from_settings(options.settings(ctx))
+    resolved = registry.lookup(version)
+    lineage = json.loads(registry.read(resolved, "lineage.json"))
+    metrics = json.loads(registry.read(resolved, "metrics.json"))
+    render.version_details(registry, resolved, lineage, metrics)

@@ -1,0 +1,60 @@
+"""The global options, and the configuration each command reads through them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flywheel.config import DEFAULT_CONFIG, Settings, load_settings
+from flywheel.errors import FlywheelError
+
+
+class UsageFailure(FlywheelError):
+    """A value the command line accepted but Flywheel cannot use; exit code 1."""
+
+
+def global_options(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="FLYWHEEL_CONFIG",
+            help=f"Configuration file (default: ./{DEFAULT_CONFIG} if present).",
+        ),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override one key, e.g. --set model.params.max_iter=50 (repeatable). "
+            "FLYWHEEL_<SECTION>__<KEY> variables override the file too.",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Global options; the configuration is read lazily by the commands that need it."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    if config is None and Path(DEFAULT_CONFIG).exists():
+        config = Path(DEFAULT_CONFIG)
+    ctx.obj = {"path": config, "overrides": list(overrides or [])}
+
+
+def settings(ctx: typer.Context, *extra: str) -> Settings:
+    """The configuration: the file, then FLYWHEEL_* variables, then --set, then `extra`."""
+    obj = ctx.find_root().obj
+    return load_settings(obj["path"], overrides=[*obj["overrides"], *extra])
+
+
+def config_path(ctx: typer.Context) -> Path | None:
+    """The configuration file in use, if any."""
+    path: Path | None = ctx.find_root().obj["path"]
+    return path

@@ -1,0 +1,121 @@
+"""`flywheel run`, `compile` and `submit`: the training pipeline, locally or on a cluster."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from flywheel.cli import options, render
+from flywheel.cli.render import out
+from flywheel.config import Settings
+
+AsOf = Annotated[
+    datetime | None,
+    typer.Option(
+        "--as-of", formats=["%Y-%m-%d"], help="Last day of the window (default: newest batch)."
+    ),
+]
+
+
+def run(
+    ctx: typer.Context,
+    as_of: AsOf = None,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse the outputs of unchanged steps (pipeline.caching).")
+    ] = True,
+    run_id: Annotated[str | None, typer.Option(help="Run id (default: generated).")] = None,
+    deploy: Annotated[
+        bool,
+        typer.Option(
+            help="Then roll a newly registered candidate out as a local canary under synthetic "
+            "traffic, and end with a one-screen summary."
+        ),
+    ] = False,
+    rps: Annotated[
+        float, typer.Option(help="Synthetic requests per second during the canary.", min=0.1)
+    ] = 40.0,
+) -> None:
+    """Run the training pipeline locally under kfp.local and summarise what it did."""
+    from flywheel import runs
+    from flywheel.registry import PRODUCTION, Registry
+    from flywheel.storage import open_store
+
+    settings = options.settings(ctx)
+    open_store(settings.storage.uri, settings.storage).check(create=True)
+    open_store(settings.data.source, settings.storage).check()
+    result = runs.run_local(
+        settings,
+        as_of=as_of.date().isoformat() if as_of else "",
+        run_id=run_id,
+        caching=settings.pipeline.caching and cache,
+    )
+    render.run_result(settings, result)
+    if not result.succeeded:
+        raise typer.Exit(1)
+    if not deploy:
+        return
+    version = (result.registration or {}).get("version")
+    before = Registry.from_settings(settings).resolve(PRODUCTION)
+    if version is None:
+        rollout = "nothing new was registered, so nothing to roll out"
+    elif version == before:
+        rollout = f"{version} went straight to production (nothing was serving before it)"
+    else:
+        from flywheel.cli.serving import local_canary
+
+        state = local_canary(settings, version, rps)
+        rollout = f"{version} {state.phase.replace('_', ' ')}: {state.reason}"
+    render.closing_summary(settings, result, rollout)
+
+
+def compile_pipeline(
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for training.yaml.")] = Path(
+        "pipelines/compiled"
+    ),
+) -> None:
+    """Compile the training pipeline to the YAML package a KFP cluster runs."""
+    from flywheel import runs
+
+    path = runs.write_package(out_dir)
+    out.print(f"wrote {path}")
+
+
+def submit(
+    ctx: typer.Context,
+    host: Annotated[
+        str | None,
+        typer.Option(envvar="KFP_HOST", help="KFP API endpoint (default: pipeline.host)."),
+    ] = None,
+    image: Annotated[
+        str | None, typer.Option(help="Component image, ideally by digest (repo@sha256:...).")
+    ] = None,
+    as_of: AsOf = None,
+    namespace: Annotated[str | None, typer.Option(help="Kubeflow profile namespace.")] = None,
+    service_account: Annotated[
+        str | None,
+        typer.Option(help="Service account the steps run as (the deploy step patches Seldon)."),
+    ] = None,
+) -> None:
+    """Compile and start the training pipeline on a Kubeflow Pipelines cluster."""
+    from flywheel import runs
+
+    settings: Settings = options.settings(ctx)
+    endpoint = host or settings.pipeline.host
+    if not endpoint:
+        raise options.UsageFailure("no KFP endpoint: pass --host, set KFP_HOST or pipeline.host")
+    if not settings.storage.is_s3:
+        raise options.UsageFailure(
+            f"storage.uri is {settings.storage.uri!r}, a local directory: a cluster run needs an s3:// store"
+        )
+    result = runs.submit(
+        settings,
+        host=endpoint,
+        image=image,
+        as_of=as_of.date().isoformat() if as_of else "",
+        namespace=namespace,
+        service_account=service_account,
+    )
+    out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")

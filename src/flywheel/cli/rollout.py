@@ -1,0 +1,117 @@
+"""`flywheel rollout`, `promote` and `rollback`: the rollout in progress, watched or decided."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from flywheel.cli import options
+from flywheel.cli.render import out
+from flywheel.config import Settings
+from flywheel.registry import Registry
+from flywheel.rollout.controller import Driver, RolloutController, RolloutError
+
+app = typer.Typer(
+    help="Canary rollouts: status, the controller loop, waiting for a decision.",
+    no_args_is_help=True,
+)
+
+
+def controller(settings: Settings, driver_name: str) -> RolloutController:
+    """The model's rollout controller with the named driver.
+
+    With the local driver, a command that is not the one running the servers
+    only records decisions; the `flywheel deploy` process applies them.
+    """
+    driver: Driver
+    if driver_name == "kubernetes":
+        from flywheel.rollout.kubernetes import KubernetesDriver
+
+        driver = KubernetesDriver(settings)
+    else:
+        from flywheel.rollout.controller import StateOnlyDriver
+
+        driver = StateOnlyDriver()
+    return RolloutController(Registry.from_settings(settings), driver, settings.rollout)
+
+
+@app.command("status")
+def status(ctx: typer.Context) -> None:
+    """The current (or last) rollout, and each step's decision."""
+    settings = options.settings(ctx)
+    rollouts = controller(settings, "local")
+    state = rollouts.state()
+    if state is None:
+        out.print(f"no rollout of {settings.model_name} yet")
+        return
+    out.print(
+        f"{state.rollout_id}: {state.phase} — {state.canary} against {state.stable}, "
+        f"step {state.step + 1}/{len(settings.rollout.steps)} at {state.weight}%: {state.reason}"
+    )
+    for record in rollouts.registry.records(state.canary):
+        if "decision" in record:
+            out.print(
+                f"  step {record['step']} at {record['weight']}%: {record['decision']} — {record['reason']}"
+            )
+
+
+@app.command("watch")
+def watch(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(help="One look, then exit.")] = False,
+) -> None:
+    """The rollout controller: drive any rollout in progress (Kubernetes driver) until stopped."""
+    settings = options.settings(ctx)
+    rollouts = controller(settings, "kubernetes")
+    while True:
+        state = rollouts.state()
+        if state is not None and not state.done:
+            state = rollouts.tick()
+            out.print(f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})")
+        if once:
+            return
+        time.sleep(settings.rollout.interval_seconds)
+
+
+@app.command("wait")
+def wait(
+    ctx: typer.Context,
+    timeout: Annotated[float, typer.Option(help="Give up after this many seconds.", min=0)] = 3600,
+) -> None:
+    """Wait for the current rollout's decision: exit 0 if promoted, 1 if rolled back."""
+    settings = options.settings(ctx)
+    rollouts = controller(settings, "local")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = rollouts.state()
+        if state is None:
+            raise RolloutError(f"no rollout of {settings.model_name} to wait for")
+        if state.done:
+            out.print(f"{state.canary} {state.phase.replace('_', ' ')}: {state.reason}")
+            raise typer.Exit(0 if state.phase == "promoted" else 1)
+        time.sleep(min(5.0, settings.rollout.interval_seconds))
+    raise RolloutError(f"no decision after {timeout:.0f}s")
+
+
+def promote(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "promoted by hand",
+) -> None:
+    """Promote the rollout in progress now, skipping its remaining steps."""
+    settings = options.settings(ctx)
+    state = controller(settings, settings.rollout.driver).promote(reason)
+    out.print(f"{state.canary} promoted: production is {state.canary}")
+
+
+def rollback(
+    ctx: typer.Context,
+    reason: Annotated[
+        str, typer.Option(help="Recorded with the decision.")
+    ] = "rolled back by hand",
+) -> None:
+    """Roll back the rollout in progress now; production stays where it is."""
+    settings = options.settings(ctx)
+    state = controller(settings, settings.rollout.driver).rollback(reason)
+    out.print(f"{state.canary} rolled back: production stays {state.stable}")
