@@ -115,7 +115,7 @@ check-generated: compile chart-docs manifests ## Fail if a generated file (pipel
 
 .PHONY: check-images
 check-images: $(VENV)/.ready ## Every Dockerfile is built by images.yml, and each is well formed
-	$(BIN)/pytest -q tests/unit/test_dockerfiles.py tests/unit/test_workflows.py -k "dockerfile or matrix"
+	$(BIN)/pytest -q tests/repo/test_dockerfiles.py tests/repo/test_workflows.py -k "dockerfile or matrix"
 
 .PHONY: ci
 ci: lint tools test-unit test-integration test-chart test-e2e check-generated ## Rehearse ci.yml here, step by step

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -132,28 +133,34 @@ def s3_env(s3_server: object, monkeypatch: pytest.MonkeyPatch) -> Callable[[str]
 def run_component(tmp_path: Path) -> Callable[..., Path]:
     """Run one component under kfp.local's SubprocessRunner; return its task folder.
 
-    kfp.local refuses input artifacts for a lone task, so the component runs
-    inside a one-step pipeline whose inputs come from dsl.importer.
+    `artifacts` maps each input artifact to `(artifact class, path)` or to an
+    artifact made by `artifact()`. kfp.local refuses input artifacts for a lone
+    task, so the component runs inside a one-step pipeline whose inputs come
+    from dsl.importer. With raise_on_error the failure raises a RuntimeError
+    naming only the task: the step's own log, with its traceback, goes to this
+    process's stdout and stderr (read it with pytest's `capfd`).
     """
     import kfp.local
     from kfp import dsl
 
     root = tmp_path / "kfp-root"
 
-    def run(
-        component: Any, artifacts: dict[str, tuple[type, Path]] | None = None, **params: Any
-    ) -> Path:
+    def run(component: Any, artifacts: Mapping[str, Any] | None = None, **params: Any) -> Path:
         kfp.local.init(
             runner=kfp.local.SubprocessRunner(use_venv=False),
             pipeline_root=str(root),
             raise_on_error=True,
         )
+        imports = {
+            name: value if isinstance(value, tuple) else (type(value), value.uri)
+            for name, value in (artifacts or {}).items()
+        }
 
         @dsl.pipeline(name="component-test")
         def one_step():  # type: ignore[no-untyped-def]  # KFP reads annotations: none here
             inputs = {
                 name: dsl.importer(artifact_uri=str(path), artifact_class=cls).output
-                for name, (cls, path) in (artifacts or {}).items()
+                for name, (cls, path) in imports.items()
             }
             component(**inputs, **params)
 
@@ -167,6 +174,131 @@ def run_component(tmp_path: Path) -> Callable[..., Path]:
         return task_dirs[0]
 
     return run
+
+
+A = TypeVar("A")
+
+
+def artifact(cls: type[A], path: Path) -> A:
+    """A KFP artifact of class `cls` (dsl.Dataset, dsl.Model, ...) at a local path.
+
+    For a component's `python_func` (inputs and outputs) and for `run_component`'s inputs.
+    """
+    return cls(name=path.name, uri=str(path), metadata={})  # type: ignore[call-arg]
+
+
+@dataclass(frozen=True)
+class StepOutputs:
+    """What a step run by `run_component` returned: its parameters and its artifacts' metadata."""
+
+    parameters: dict[str, Any]
+    metadata: dict[str, dict[str, Any]]
+
+
+def step_outputs(task_dir: Path) -> StepOutputs:
+    """Read the executor_output.json that kfp.local's executor wrote into a task folder."""
+    raw = json.loads((task_dir / "executor_output.json").read_text())
+    return StepOutputs(
+        parameters=raw.get("parameterValues", {}),
+        metadata={
+            name: output["artifacts"][0].get("metadata", {})
+            for name, output in raw.get("artifacts", {}).items()
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """A small project's settings and a window folder as the ingest step writes it."""
+
+    settings: Settings
+    path: Path
+
+    @property
+    def config(self) -> str:
+        """The settings as components take them."""
+        return self.settings.to_json()
+
+
+@dataclass(frozen=True)
+class Trained:
+    """An ingested window, the model trained on its older batches, and the held-out rows."""
+
+    window: Ingested
+    model: Path
+    holdout: Path
+
+    @property
+    def settings(self) -> Settings:
+        return self.window.settings
+
+    @property
+    def config(self) -> str:
+        return self.window.config
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """A trained model and its evaluation (JSON and HTML report), with nothing in production."""
+
+    trained: Trained
+    evaluation: Path
+    report: Path
+
+    @property
+    def settings(self) -> Settings:
+        return self.trained.settings
+
+    @property
+    def config(self) -> str:
+        return self.trained.config
+
+
+@pytest.fixture
+def make_window(small_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., Ingested]:
+    """`make_window(*overrides, days=3, **generator_overrides)`: write `days` batches for
+    small settings and ingest them into a window folder. Once per test: the batches
+    folder is the test's."""
+
+    def make(*overrides: str, days: int = 3, **generator: object) -> Ingested:
+        from flywheel import tasks
+
+        settings = small_settings(*overrides)
+        write_batches(settings, days, **generator)
+        path = tmp_path / "inputs" / "window"
+        tasks.ingest(settings.to_json(), "", path)
+        return Ingested(settings, path)
+
+    return make
+
+
+@pytest.fixture
+def window(make_window: Callable[..., Ingested]) -> Ingested:
+    """Small settings and a window of 3 daily batches of 600 rows, ingested."""
+    return make_window()
+
+
+@pytest.fixture
+def trained(window: Ingested) -> Trained:
+    """The window, a model trained on its 2 older batches, and the holdout split from them."""
+    from flywheel import tasks
+
+    model, holdout = window.path.parent / "model", window.path.parent / "holdout"
+    tasks.train(window.config, window.path, model, holdout)
+    return Trained(window, model, holdout)
+
+
+@pytest.fixture
+def evaluated(trained: Trained) -> Evaluated:
+    """The trained model evaluated with no production model to compare with."""
+    from flywheel import tasks
+
+    folder = trained.model.parent
+    evaluation, report = folder / "evaluation", folder / "evaluation.html"
+    tasks.evaluate(
+        trained.config, trained.model, trained.holdout, trained.window.path, "", evaluation, report
+    )
+    return Evaluated(trained, evaluation, report)
 
 
 def train_and_register(settings: Settings, work: Path, run_id: str = "r1") -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import re
@@ -10,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from tools.catalog import ASSETS, PYTHON_TOOLS, TOOLS, Asset, GoTool, PythonTool
@@ -32,6 +35,15 @@ def binary(name: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _exclusive(key: str) -> Iterator[None]:
+    """One builder of `key` at a time: parallel test runs may ask for the same tool at once."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with (cache_dir() / f".{key}.lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def install(tool: PythonTool) -> Path:
     """A PyPI tool in its own virtualenv (its dependencies stay out of Flywheel's)."""
     target = cache_dir() / tool.key
@@ -39,6 +51,14 @@ def install(tool: PythonTool) -> Path:
     done = target / ".complete"
     if done.exists():
         return executable
+    with _exclusive(tool.key):
+        if not done.exists():  # another process may have finished it while this one waited
+            _install(tool, target)
+    return executable
+
+
+def _install(tool: PythonTool, target: Path) -> None:
+    done = target / ".complete"
     # Virtualenvs cannot move, so this one is built in place and marked complete last.
     shutil.rmtree(target, ignore_errors=True)
     print(f">> installing {tool.requirement} into {target}", flush=True)
@@ -54,7 +74,6 @@ def install(tool: PythonTool) -> Path:
     subprocess.run([*installer, "--require-hashes", "-r", str(tool.lock)], check=True)
     done.touch()
     print(f">> installed {tool.name} in {time.monotonic() - started:.0f}s", flush=True)
-    return executable
 
 
 def asset_dir(name: str) -> Path:
@@ -67,6 +86,13 @@ def fetch(asset: Asset) -> Path:
     target = cache_dir() / "assets" / asset.key
     if all((target / name).exists() for name in asset.files):
         return target
+    with _exclusive(f"asset-{asset.key}"):
+        if not all((target / name).exists() for name in asset.files):
+            _fetch(asset, target)
+    return target
+
+
+def _fetch(asset: Asset, target: Path) -> None:
     shutil.rmtree(target, ignore_errors=True)  # from an older list of files
     info = json.loads(_go(["mod", "download", "-json", f"{asset.module}@{asset.version}"]))
     root = Path(info["Dir"])
@@ -80,7 +106,6 @@ def fetch(asset: Asset) -> Path:
             shutil.copyfile(root / source, staging / name)
         staging.rename(target)
     print(f">> fetched {asset.name} files from {asset.module}@{asset.version}", flush=True)
-    return target
 
 
 def _go(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -98,6 +123,13 @@ def build(tool: GoTool) -> Path:
     target = cache_dir() / tool.key
     if (target / tool.name).exists():
         return target / tool.name
+    with _exclusive(tool.key):
+        if not (target / tool.name).exists():
+            _build(tool, target)
+    return target / tool.name
+
+
+def _build(tool: GoTool, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     print(f">> building {tool.name} {tool.version} from {tool.module}", flush=True)
@@ -139,7 +171,6 @@ def build(tool: GoTool) -> Path:
             )
         staging.rename(target)
     print(f">> built {tool.name} in {time.monotonic() - started:.0f}s -> {target}", flush=True)
-    return target / tool.name
 
 
 def _staging_replaces(tool: GoTool) -> list[str]:

@@ -190,5 +190,5 @@ def load(path: Path) -> Window:
         if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
             raise BatchError(f"batch {entry['file']} changed after ingestion (sha256 mismatch)")
         files.append((entry["file"], raw))
-        batches.append((entry["day"], parse(entry["file"], raw)))
+        batches.append((entry["day"], parse(f"{manifest['source']}/{entry['file']}", raw)))
     return Window(batches=batches, content_hash=window_hash(files))

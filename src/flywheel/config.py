@@ -75,7 +75,7 @@ class GeneratorSettings(Strict):
 
 def _store_uri(value: str) -> str:
     if "://" in value and not value.startswith("s3://"):
-        raise ValueError(f"must be a directory or an s3://bucket/prefix URI, not {value!r}")
+        raise ValueError("must be a directory or an s3://bucket/prefix URI")
     return value
 
 
@@ -105,6 +105,11 @@ class FeatureSettings(Strict):
         "late_payments",
     )
     categorical: tuple[Column, ...] = ("region", "channel", "employment")
+    monotonic: dict[Column, Literal["increasing", "decreasing"]] = Field(
+        default={},
+        description="Numeric features whose effect on the predicted risk may only go one way "
+        "(HistGradientBoostingClassifier)",
+    )
 
     @model_validator(mode="after")
     def _distinct(self) -> FeatureSettings:
@@ -116,6 +121,9 @@ class FeatureSettings(Strict):
             if name in seen:
                 raise ValueError(f"column {name!r} is listed twice")
             seen.add(name)
+        for name in self.monotonic:
+            if name not in self.numeric:
+                raise ValueError(f"monotonic: {name!r} is not a numeric feature")
         return self
 
     @property

@@ -270,8 +270,12 @@ def _structure_findings(
             ]
         elif any(f.column == column and f.check == "type" for f in findings):
             continue
+        elif str(check).startswith(("coerce_dtype", "dtype")) and column in numeric:
+            findings.append(
+                _error(batch, str(column), "type", "numeric", _not_numbers(frame[column]))
+            )
         elif str(check).startswith(("coerce_dtype", "dtype")):
-            kind = "numeric" if column in numeric else str(check).split("'")[1]
+            kind = str(check).split("'")[1]
             findings.append(
                 _error(
                     batch, str(column), "type", kind, f"{len(group)} value(s) like {_few(samples)}"
@@ -321,6 +325,14 @@ def clean_history(
         else:
             usable.append((name, frame))
     return usable
+
+
+def _not_numbers(values: pd.Series) -> str:
+    """How much of a column that should be numeric is not, with an example."""
+    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
+    count = int(bad.sum())
+    example = str(values[bad].iloc[0]) if count else ""
+    return f"{count} of {len(values)} values ({count / len(values):.1%}) are not numbers, e.g. {example!r}"
 
 
 def _few(samples: Sequence[str], limit: int = 5) -> str:

@@ -34,7 +34,7 @@ class ModelLoadError(FlywheelError, ValueError):
 def feature_frame(
     frame: pd.DataFrame, numeric: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
-    """The model's input: numeric columns as float64, categorical as object with NaN for missing."""
+    """The model's input: numeric columns as float64, categorical as strings with NaN for missing."""
     data: dict[str, Any] = {}
     for name in numeric:
         column = frame[name]

@@ -92,13 +92,25 @@ def new_run_id() -> str:
     return f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
-class _QuietExecutorInput(io.TextIOBase):
-    """Drops the executor-input JSON that every KFP step logs; keeps everything else."""
+# The last line of a step's traceback when it failed on a Flywheel error:
+# "    flywheel.batches.BatchError: batch 2026-01-04.csv is not readable CSV: ...".
+_EXPECTED_ERROR = re.compile(r"^ {4}flywheel\.[\w.]+\.(\w+): (.*)$")
+
+
+class _StepLog(io.TextIOBase):
+    """The steps' streamed logs for a person.
+
+    Drops the executor-input JSON every KFP step prints, and reduces the traceback
+    of an expected (Flywheel) error to its one-line reason, which it keeps for the
+    run's summary. A traceback of anything else is a bug and is shown whole.
+    """
 
     def __init__(self, target: TextIO) -> None:
         self.target = target
         self.skipping = False
         self.pending = ""
+        self.traceback: list[str] | None = None
+        self.reason: str | None = None
 
     def write(self, text: str) -> int:
         self.pending += text
@@ -113,10 +125,25 @@ class _QuietExecutorInput(io.TextIOBase):
             self.target.write(line.replace("Got executor_input:", "(executor input omitted)"))
         elif self.skipping:
             self.skipping = line.rstrip() != "    }"
+        elif line.strip() == "Traceback (most recent call last):":
+            self.traceback = [line]
+        elif self.traceback is not None:
+            self.traceback.append(line)
+            if line.startswith("    ") and not line.startswith("     "):  # the exception line
+                expected = _EXPECTED_ERROR.match(line.rstrip("\n"))
+                if expected:
+                    self.reason = expected.group(2)
+                    self.target.write(f"    {expected.group(1)}: {expected.group(2)}\n")
+                else:
+                    self.target.write("".join(self.traceback))
+                self.traceback = None
         else:
             self.target.write(line)
 
     def flush(self) -> None:
+        if self.traceback:
+            self.target.write("".join(self.traceback))
+            self.traceback = None
         if self.pending and not self.skipping:
             self.target.write(self.pending)
         self.pending = ""
@@ -130,7 +157,7 @@ class LocalRun:
     run_id: str
     succeeded: bool
     seconds: float
-    error: str | None = None
+    error: str | None = None  # why it failed, in one line when the step said why
     failed_task: str | None = None
     failure_report: str | None = None
     outputs: dict[str, Path] | None = None
@@ -172,9 +199,9 @@ def run_local(
     )
     started = time.monotonic()
     before = set(root.glob("*")) if root.exists() else set()
+    log = _StepLog(sys.stdout)
     try:
-        stdout = _QuietExecutorInput(sys.stdout) if quiet else sys.stdout
-        with warnings.catch_warnings(), contextlib.redirect_stdout(stdout):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(log if quiet else sys.stdout):
             # kfp.local warns for every image without "python" in its name.
             warnings.filterwarnings("ignore", message="You may be attemping")
             task = pipeline(
@@ -183,17 +210,18 @@ def run_local(
                 as_of=as_of,
                 git_commit=lineage.git_commit() or "",
             )
-        stdout.flush()
     except RuntimeError as error:
+        log.flush()
         failed = _failed_task(str(error))
         return LocalRun(
             run_id=run_id,
             succeeded=False,
             seconds=time.monotonic() - started,
-            error=re.sub(r"\x1b\[[0-9;]*m", "", str(error)),
+            error=log.reason or re.sub(r"\x1b\[[0-9;]*m", "", str(error)),
             failed_task=failed,
             failure_report=_failure_report(root, before, failed),
         )
+    log.flush()
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     store = open_store(settings.storage.uri, settings.storage)
     try:
@@ -237,6 +265,8 @@ def run_in_process(
 
     config = settings.to_json()
     seconds: dict[str, float] = {}
+    if last_step not in tasks.STEPS:
+        raise ValueError(f"last_step must be one of {', '.join(tasks.STEPS)}, not {last_step!r}")
     last = tasks.STEPS.index(last_step)
 
     def step(name: str, function: Any, *args: Any, **kwargs: Any) -> Any:

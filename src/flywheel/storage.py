@@ -103,7 +103,7 @@ def _clean(key: str) -> str:
 
 
 class LocalStore(ObjectStore):
-    """A directory on this machine; writes are atomic renames."""
+    """A local directory; writes are atomic renames."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()

@@ -350,12 +350,11 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
 
     The first model is served straight away; later ones start a canary, which the
     rollout controller (`flywheel rollout watch`) analyses, then promotes or rolls
-    back. With `rollout.driver: local` there is nothing to do here: the local
+    back. With `rollout.driver: local` there is nothing to do in the step: the local
     driver's servers must outlive a pipeline step, so `flywheel run --deploy` runs
     the canary after the pipeline instead.
     """
-    from flywheel.rollout.controller import RolloutController
-    from flywheel.rollout.kubernetes import KubernetesDriver
+    from flywheel.rollout.kubernetes import start_on_cluster
 
     settings = Settings.from_json(config)
     if settings.rollout.driver != "kubernetes":
@@ -364,26 +363,4 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
             "action": "none",
             "reason": "rollout.driver is local: `flywheel run --deploy` rolls it out",
         }
-    reg = Registry.from_settings(settings)
-    driver = KubernetesDriver(settings, api_client=api_client)
-    if reg.resolve(PRODUCTION) == version:
-        driver.finish(version)
-        return {
-            "version": version,
-            "action": "serving",
-            "reason": "already in production (the first model goes straight in)",
-        }
-    controller = RolloutController(reg, driver, settings.rollout)
-    current = controller.state()
-    if current is not None and not current.done and current.canary == version:
-        state = current  # a retry of this step: the canary is already under way
-    else:
-        state = controller.start(version)
-    return {
-        "version": version,
-        "action": "canary" if not state.done else state.phase,
-        "rollout_id": state.rollout_id,
-        "stable": state.stable,
-        "weight": state.weight,
-        "reason": state.reason,
-    }
+    return start_on_cluster(settings, version, api_client=api_client)

@@ -62,6 +62,18 @@ def build_pipeline(features: FeatureSettings, settings: ModelSettings) -> Any:
     native = cls.__name__ == "HistGradientBoostingClassifier"
     if native:
         params.setdefault("categorical_features", list(range(len(features.categorical))))
+        if features.monotonic:
+            # The columns reach the estimator categorical first, then numeric (below).
+            signs = {"increasing": 1, "decreasing": -1}
+            params.setdefault(
+                "monotonic_cst",
+                [0] * len(features.categorical)
+                + [signs.get(features.monotonic.get(n, ""), 0) for n in features.numeric],
+            )
+    elif features.monotonic:
+        raise TrainingError(
+            f"features.monotonic is supported for HistGradientBoostingClassifier, not {cls.__name__}"
+        )
     try:
         estimator = cls(**params)
     except TypeError as error:

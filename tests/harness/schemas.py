@@ -1,7 +1,7 @@
 """Standalone, strict JSON schemas for kubeconform, made from the sources of truth at hand.
 
-kubeconform's default schemas are downloaded from GitHub, which this machine
-cannot reach. The same schemas come from the real API server's own OpenAPI
+kubeconform's default schemas are downloaded from GitHub, which the test
+environment does not reach. The same schemas come from the real API server's own OpenAPI
 document (for built-in kinds) and from the CRDs' openAPIV3Schema (for
 SeldonDeployment and Argo's kinds). "Strict" means every object schema refuses
 properties it does not list, as kubeconform's -strict schemas do.

@@ -6,9 +6,11 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -17,10 +19,11 @@ import pytest
 import yaml
 
 from flywheel.config import Settings, load_settings
-from flywheel.registry import Registry
+from flywheel.registry import Registry, VersionNotFound
 from flywheel.rollout.controller import RolloutController, StateOnlyDriver
 from flywheel.rollout.faults import register_faulty
 from flywheel.rollout.local import DeployRefused, local_canary
+from tests.harness.servers import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -108,12 +111,13 @@ def test_a_version_that_cannot_load_is_refused_before_any_traffic(
         model = Path(project.storage.uri) / "models/loan-default/versions/v2/model.joblib"
         model.write_bytes(model.read_bytes()[:200])
         version = "v2"
-    with pytest.raises(
-        Exception, match="no version v7" if damage == "missing" else "does not match the digest"
-    ) as error:
+    expected = (
+        (VersionNotFound, "no version v7")
+        if damage == "missing"
+        else (DeployRefused, "does not match the digest")
+    )
+    with pytest.raises(expected[0], match=expected[1]):
         local_canary(project, version, rps=25)
-    if damage == "corrupt":
-        assert isinstance(error.value, DeployRefused)
     assert Registry.from_settings(project).resolve("production") == "v1"
     assert (
         RolloutController(
@@ -161,3 +165,109 @@ def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: P
     reg = Registry.from_settings(project)
     assert reg.resolve("production") == "v2"
     assert [h.version for h in reg.history("production")] == ["v1", "v2"]
+
+
+def _tree(root: int) -> set[int]:
+    """`root` and every process descended from it, from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = {root}, [root]
+    while frontier:
+        pid = frontier.pop()
+        children = [p for p, parent in parents.items() if parent == pid]
+        found.update(children)
+        frontier.extend(children)
+    return found
+
+
+def _living(pids: set[int]) -> set[int]:
+    alive = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if state != "Z":
+            alive.add(pid)
+    return alive
+
+
+def _serve(config: Path, port: int) -> subprocess.Popen[str]:
+    """`flywheel serve` as a person starts it, once it says it is serving."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.cli", "-c", str(config), "serve", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        if line.startswith("Serving "):
+            return process
+    process.wait()
+    pytest.fail(f"flywheel serve exited with {process.returncode} before serving")
+
+
+def test_sigterm_to_serve_stops_every_process_it_started(project: Settings, tmp_path: Path) -> None:
+    # given `flywheel serve` with its gateway and a microservice and its gunicorn workers
+    (port,) = free_ports(1)
+    serve = _serve(tmp_path / "flywheel.yaml", port)
+    tree = _tree(serve.pid)
+    assert len(tree) >= 4, tree  # the CLI, the gateway, the microservice and its workers
+    try:
+        # when a process manager sends SIGTERM to the CLI alone
+        serve.send_signal(signal.SIGTERM)
+        assert serve.wait(30) == 128 + signal.SIGTERM
+        # then nothing it started is left, and the port is free again
+        deadline = time.monotonic() + 10
+        while _living(tree) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _living(tree) == set()
+    finally:
+        for pid in _living(tree):  # only when the test failed: leave no orphans behind
+            os.kill(pid, signal.SIGKILL)
+    with socket.socket() as probe:
+        # SO_REUSEADDR as servers set it: only a socket still listening can refuse the bind.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+        probe.listen()
+
+
+def test_serve_and_deploy_in_one_directory_do_not_stop_each_other(
+    project: Settings, tmp_path: Path
+) -> None:
+    # given `flywheel serve` running in the project
+    (port,) = free_ports(1)
+    serve = _serve(tmp_path / "flywheel.yaml", port)
+    try:
+        # when a `flywheel deploy` starts in the same directory
+        deploy = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flywheel.cli",
+                "-c",
+                str(tmp_path / "flywheel.yaml"),
+                "deploy",
+                "v2",
+                "--no-traffic",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # then it is refused, naming the owner, and serve still answers
+        assert deploy.returncode == 1, deploy.stdout + deploy.stderr
+        assert f"is in use by flywheel (pid {serve.pid}" in deploy.stderr
+        assert "Traceback" not in deploy.stderr
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert answer.status == 200
+        assert Registry.from_settings(project).resolve("production") == "v1"
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(30)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -67,7 +68,9 @@ def test_a_corrupt_batch_is_named(tmp_path: Path) -> None:
     store.write("2026-01-01.parquet", b"this is not parquet")
     store.write("2026-01-02.parquet", b"nor this")
     collect(BatchSource(store), 5, None, tmp_path / "w")
-    with pytest.raises(BatchError, match=r"batch 2026-01-01\.parquet is not readable Parquet"):
+    # the error names where the batch came from, so it can be found and fixed
+    where = re.escape(str(tmp_path / "src" / "2026-01-01.parquet"))
+    with pytest.raises(BatchError, match=f"batch {where} is not readable Parquet"):
         load(tmp_path / "w")
 
 

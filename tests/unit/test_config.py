@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from pydantic import ValidationError
 
-from flywheel.cli import app
-from flywheel.config import ConfigError, Settings, load_settings
+from flywheel.config import ConfigError, RolloutChecks, RolloutSettings, Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,8 +27,9 @@ def test_defaults_round_trip_through_json() -> None:
 
 
 def test_settings_are_frozen() -> None:
+    # given the settings, when a field is assigned, then pydantic refuses it
     settings = Settings()
-    with pytest.raises(Exception, match="frozen"):
+    with pytest.raises(ValidationError, match="Instance is frozen"):
         settings.model_name = "other"  # type: ignore[misc]
 
 
@@ -95,12 +94,23 @@ def test_missing_file_is_an_error(tmp_path: Path) -> None:
         load_settings(tmp_path / "absent.yaml", env={})
 
 
-def test_cli_prints_the_schema() -> None:
-    result = CliRunner().invoke(app, ["config", "schema"])
-    assert result.exit_code == 0
-    schema = json.loads(result.stdout)
-    assert schema["additionalProperties"] is False
-    assert "promotion" in schema["properties"]
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ((10, 50, 25, 100), r"traffic steps must increase, got \[10, 50, 25, 100\]"),
+        ((10, 10, 100), "traffic steps must increase"),
+        ((), "at least one traffic step is needed"),
+    ],
+)
+def test_rollout_steps_must_increase(steps: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RolloutSettings(steps=steps)
+
+
+def test_the_default_rollout_policy_is_coherent() -> None:
+    settings = RolloutSettings()
+    assert list(settings.steps) == sorted(set(settings.steps)) and settings.steps[-1] == 100
+    assert RolloutChecks().max_p99_ratio >= 1
 
 
 def test_cli_rejects_a_malformed_config_with_exit_code_2(tmp_path: Path) -> None:
@@ -120,3 +130,11 @@ def test_cli_rejects_a_malformed_config_with_exit_code_2(tmp_path: Path) -> None
     assert result.returncode == 2
     assert "pipeline.cachng" in result.stderr
     assert "unknown key" in result.stderr
+
+
+def test_a_monotonic_constraint_must_name_a_numeric_feature() -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"features \(from --set features.monotonic.region\): Value error, monotonic: .region. is not a numeric feature",
+    ):
+        load_settings(None, env={}, overrides=["features.monotonic.region=increasing"])

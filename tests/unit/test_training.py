@@ -1,4 +1,4 @@
-"""Training and evaluation on small real data, and the model loading path serving shares."""
+"""Training on small real data: seeded fits, the search, estimators from config, and errors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,9 @@ import pandas as pd
 import pytest
 
 from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings, SearchSettings
-from flywheel.evaluation import evaluate_model, score
-from flywheel.predictor import ModelLoadError, Predictor, dump_model, load_model
-from flywheel.report import evaluation_page
+from flywheel.evaluation import score
 from flywheel.synthetic import generate_day
-from flywheel.training import TrainingError, build_pipeline, train
+from flywheel.training import TrainingError, build_pipeline, estimator_class, split, train
 
 FEATURES = FeatureSettings()
 
@@ -27,13 +25,32 @@ def frame() -> pd.DataFrame:
 
 
 def test_training_is_seeded_and_learns(frame: pd.DataFrame) -> None:
+    # given the same rows and settings twice
     settings = ModelSettings(params={"max_iter": 50})
+    # when trained twice
     first = train(frame, FEATURES, settings, "roc_auc")
     second = train(frame, FEATURES, settings, "roc_auc")
+    # then both models give identical scores, which separate the classes
     p1 = first.model.predict_proba(first.holdout)[:, 1]
     np.testing.assert_array_equal(p1, second.model.predict_proba(second.holdout)[:, 1])
     assert score(first.holdout["defaulted"], p1).roc_auc > 0.75
     assert len(first.holdout) == pytest.approx(0.2 * len(frame), abs=2)
+
+
+def test_the_split_is_stratified_and_seeded(frame: pd.DataFrame) -> None:
+    # given the default settings (20% held out)
+    settings = ModelSettings()
+    # when the rows are split twice
+    train_rows, holdout = split(frame, FEATURES, settings)
+    again, _ = split(frame, FEATURES, settings)
+    # then every row is in exactly one part, the same each time, with the same default rate
+    assert len(train_rows) + len(holdout) == len(frame)
+    assert set(train_rows.index).isdisjoint(holdout.index)
+    assert list(train_rows.index) == list(again.index)
+    assert holdout["defaulted"].mean() == pytest.approx(frame["defaulted"].mean(), abs=0.005)
+    # and another seed holds out other rows
+    other, _ = split(frame, FEATURES, settings.model_copy(update={"seed": 7}))
+    assert list(other.index) != list(train_rows.index)
 
 
 def test_the_search_picks_from_the_space_and_records_scores(frame: pd.DataFrame) -> None:
@@ -44,6 +61,7 @@ def test_the_search_picks_from_the_space_and_records_scores(frame: pd.DataFrame)
     result = train(frame, FEATURES, settings, "roc_auc")
     assert result.best_params["learning_rate"] in (0.05, 0.2)
     assert len(result.search_scores) == 2
+    assert {s["params"]["max_leaf_nodes"] for s in result.search_scores} <= {7, 15}
 
 
 def test_another_estimator_from_config(frame: pd.DataFrame) -> None:
@@ -52,6 +70,22 @@ def test_another_estimator_from_config(frame: pd.DataFrame) -> None:
     )
     result = train(frame, FEATURES, settings, "roc_auc")
     assert type(result.model.steps[-1][1]).__name__ == "LogisticRegression"
+    # and other estimators get one-hot encoding, not the ordinal codes of gradient boosting
+    assert [t[0] for t in result.model.steps[0][1].transformers] == [
+        "numeric",
+        "categorical",
+    ]
+
+
+def test_estimator_class_imports_classifiers_only() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    assert (
+        estimator_class("sklearn.ensemble.HistGradientBoostingClassifier")
+        is HistGradientBoostingClassifier
+    )
+    with pytest.raises(TrainingError, match=r"'sklearn\.nowhere\.Thing' does not exist"):
+        estimator_class("sklearn.nowhere.Thing")
 
 
 @pytest.mark.parametrize(
@@ -77,35 +111,26 @@ def test_invalid_parameter_values_fail_at_fit_with_the_name(frame: pd.DataFrame)
         train(frame, FEATURES, settings, "roc_auc")
 
 
-def test_models_round_trip_and_corrupt_files_are_refused(frame: pd.DataFrame) -> None:
-    result = train(frame, FEATURES, ModelSettings(params={"max_iter": 20}), "roc_auc")
-    predictor = Predictor(
-        load_model(dump_model(result.model)), FEATURES.numeric, FEATURES.categorical
+def test_monotonic_features_become_the_estimators_constraints_in_column_order() -> None:
+    # given late_payments must only raise the risk, and income only lower it
+    features = FEATURES.model_copy(
+        update={"monotonic": {"late_payments": "increasing", "income": "decreasing"}}
     )
-    assert predictor.predict_proba(frame.head(3)).shape == (3, 2)
-    with pytest.raises(ModelLoadError, match="cannot load the model file"):
-        load_model(b"not a pickle at all")
-    with pytest.raises(ModelLoadError, match="not a classifier"):
-        load_model(dump_model({"a": 1}))
+    model = build_pipeline(features, ModelSettings())
+    # then the estimator gets one sign per column as the ColumnTransformer orders them:
+    # the categorical columns (never constrained) first, then the numeric ones
+    constraints = model.named_steps["model"].monotonic_cst
+    order = [*FEATURES.categorical, *FEATURES.numeric]
+    assert dict(zip(order, constraints, strict=True)) == {
+        **{name: 0 for name in order},
+        "late_payments": 1,
+        "income": -1,
+    }
 
 
-def test_evaluation_and_report(frame: pd.DataFrame) -> None:
-    result = train(frame, FEATURES, ModelSettings(params={"max_iter": 30}), "roc_auc")
-    predictor = Predictor(result.model, FEATURES.numeric, FEATURES.categorical)
-    newest = generate_day(date(2026, 1, 9), GeneratorSettings(rows_per_day=700))
-    evaluated = evaluate_model(
-        predictor, "candidate", None, newest, result.holdout, FEATURES, "roc_auc"
-    )
-    assert evaluated.holdout is not None and evaluated.newest.rows == 700
-    assert set(evaluated.slices["region"]) == {"north", "south", "east", "west"}
-    assert (
-        evaluated.roc.fpr[0] == 0.0
-        and evaluated.roc.tpr[-1] == 1.0
-        and len(evaluated.roc.fpr) <= 101
-    )
-    from flywheel.evaluation import Evaluation
-
-    html = evaluation_page(
-        Evaluation(metric="roc_auc", newest_batch="d", candidate=evaluated, production=None), "t"
-    )
-    assert html.count("data:image/png;base64,") == 4
+def test_monotonic_features_with_an_estimator_that_cannot_honour_them() -> None:
+    features = FEATURES.model_copy(update={"monotonic": {"late_payments": "increasing"}})
+    with pytest.raises(
+        TrainingError, match="supported for HistGradientBoostingClassifier, not LogisticRegression"
+    ):
+        build_pipeline(features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"))

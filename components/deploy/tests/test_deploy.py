@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import seldon_predictors
+from conftest import seldon_predictors, step_outputs
 from flywheel import tasks
 from flywheel.components.deploy.component import deploy
 from flywheel.config import Settings
@@ -28,9 +28,12 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
 ) -> None:
     monkeypatch.setenv("KUBECONFIG", str(kube.kubeconfig))  # read inside the step's subprocess
     config = two_versions.to_json()
-    run_component(deploy, config=config, version="v1")
+    first = run_component(deploy, config=config, version="v1")
+    assert json.loads(step_outputs(first).parameters["Output"])["action"] == "serving"
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
-    run_component(deploy, config=config, version="v2")
+    second = json.loads(
+        step_outputs(run_component(deploy, config=config, version="v2")).parameters["Output"]
+    )
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 90), "canary": ("v2", 10)}
     reg = Registry.from_settings(two_versions)
     state = RolloutController(reg, KubernetesDriver(two_versions), two_versions.rollout).state()
@@ -38,6 +41,11 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
         "progressing",
         "v2",
         "v1",
+    )
+    assert (second["action"], second["rollout_id"], second["weight"]) == (
+        "canary",
+        state.rollout_id,
+        10,
     )
     # A retried step resumes the canary instead of failing or starting another.
     again = tasks.deploy(config, "v2")

@@ -3,68 +3,59 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import pytest
 from kfp import dsl
 
-from flywheel import tasks
+from conftest import Trained, artifact, step_outputs
 from flywheel.components.evaluate.component import evaluate
-from flywheel.config import Settings
 
 
-def _prepare(settings: Settings, make_batches: Callable[..., list[str]], tmp_path: Path) -> None:
-    make_batches(settings, 4)
-    config = settings.to_json()
-    tasks.ingest(config, "", tmp_path / "w")
-    tasks.train(config, tmp_path / "w", tmp_path / "model", tmp_path / "holdout")
-
-
-def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(
-    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
-) -> None:
-    settings = small_settings()
-    _prepare(settings, make_batches, tmp_path)
-    out = {
-        "evaluation": dsl.Artifact(
-            name="evaluation", uri=str(tmp_path / "evaluation"), metadata={}
-        ),
-        "report": dsl.HTML(name="report", uri=str(tmp_path / "report.html"), metadata={}),
-        "metrics": dsl.Metrics(name="metrics", uri=str(tmp_path / "metrics"), metadata={}),
-        "classification": dsl.ClassificationMetrics(name="c", uri=str(tmp_path / "c"), metadata={}),
+def inputs(trained: Trained) -> dict[str, Any]:
+    return {
+        "model": artifact(dsl.Model, trained.model),
+        "holdout": artifact(dsl.Dataset, trained.holdout),
+        "window": artifact(dsl.Dataset, trained.window.path),
     }
-    evaluate.python_func(
-        config=settings.to_json(),
-        model=dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={}),
-        holdout=dsl.Dataset(name="holdout", uri=str(tmp_path / "holdout"), metadata={}),
-        window=dsl.Dataset(name="window", uri=str(tmp_path / "w"), metadata={}),
-        baseline="",
-        **out,
-    )
-    assert out["metrics"].metadata["candidate_newest_roc_auc"] > 0.7
+
+
+def assert_evaluated(evaluation: Path, report: Path, metrics: dict[str, Any]) -> None:
+    """The candidate scored on its holdout and the newest batch, nothing in production."""
+    result = json.loads(evaluation.read_text())
+    assert (result["metric"], result["production"]) == ("roc_auc", None)
+    assert result["newest_batch"] == "2026-01-03"
+    assert result["candidate"]["newest"]["roc_auc"] > 0.7
+    assert result["candidate"]["holdout"]["roc_auc"] > 0.7
+    newest = result["candidate"]["newest"]["roc_auc"]
+    assert metrics["candidate_newest_roc_auc"] == pytest.approx(newest, abs=1e-6)
+    assert "<img" in report.read_text()
+
+
+def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_path: Path) -> None:
+    out = {
+        "evaluation": artifact(dsl.Artifact, tmp_path / "evaluation"),
+        "report": artifact(dsl.HTML, tmp_path / "report.html"),
+        "metrics": artifact(dsl.Metrics, tmp_path / "metrics"),
+        "classification": artifact(dsl.ClassificationMetrics, tmp_path / "classification"),
+    }
+    evaluate.python_func(config=trained.config, **inputs(trained), baseline="", **out)
+    assert_evaluated(tmp_path / "evaluation", tmp_path / "report.html", out["metrics"].metadata)
     assert out["classification"].metadata["confusionMatrix"]["annotationSpecs"] == [
         {"displayName": "repaid"},
         {"displayName": "defaulted"},
     ]
     assert len(out["classification"].metadata["confidenceMetrics"]) > 10
-    assert json.loads((tmp_path / "evaluation").read_text())["production"] is None
-    assert "<img" in (tmp_path / "report.html").read_text()
 
 
-def test_under_kfp_local(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
-    run_component: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    settings = small_settings()
-    _prepare(settings, make_batches, tmp_path)
+def test_under_kfp_local(trained: Trained, run_component: Callable[..., Path]) -> None:
     task_dir = run_component(
-        evaluate,
-        artifacts={
-            "model": (dsl.Model, tmp_path / "model"),
-            "holdout": (dsl.Dataset, tmp_path / "holdout"),
-            "window": (dsl.Dataset, tmp_path / "w"),
-        },
-        config=settings.to_json(),
-        baseline="",
+        evaluate, artifacts=inputs(trained), config=trained.config, baseline=""
     )
-    assert json.loads((task_dir / "evaluation").read_text())["metric"] == "roc_auc"
+    metadata = step_outputs(task_dir).metadata
+    assert_evaluated(task_dir / "evaluation", task_dir / "report", metadata["metrics"])
+    # Written to files too, or kfp.local would never serve the step from its cache.
+    assert json.loads((task_dir / "metrics").read_text()) == metadata["metrics"]
+    confusion = metadata["classification"]["confusionMatrix"]
+    assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == ["repaid", "defaulted"]
+    assert sum(sum(row["row"]) for row in confusion["rows"]) == 600  # the newest batch

@@ -6,53 +6,41 @@ from pathlib import Path
 
 from kfp import dsl
 
-from flywheel import tasks
+from conftest import Evaluated, artifact, step_outputs
 from flywheel.components.gate.component import gate
 from flywheel.config import Settings
 
 
-def _evaluation(settings: Settings, make_batches: Callable[..., list[str]], tmp_path: Path) -> Path:
-    make_batches(settings, 4)
-    c = settings.to_json()
-    tasks.ingest(c, "", tmp_path / "w")
-    tasks.train(c, tmp_path / "w", tmp_path / "m", tmp_path / "h")
-    tasks.evaluate(
-        c, tmp_path / "m", tmp_path / "h", tmp_path / "w", "", tmp_path / "e", tmp_path / "r"
-    )
-    return tmp_path / "e"
-
-
 def test_logic_blesses_or_not_with_reasons(
-    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+    evaluated: Evaluated, small_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    evaluation = dsl.Artifact(
-        name="e", uri=str(_evaluation(small_settings(), make_batches, tmp_path)), metadata={}
-    )
-
     def run(settings: Settings) -> tuple[bool, dsl.Artifact]:
-        decision = dsl.Artifact(name="d", uri=str(tmp_path / "d"), metadata={})
-        report = dsl.Markdown(name="r", uri=str(tmp_path / "gate.md"), metadata={})
+        decision = artifact(dsl.Artifact, tmp_path / "decision")
         return gate.python_func(
-            config=settings.to_json(), evaluation=evaluation, decision=decision, report=report
+            config=settings.to_json(),
+            evaluation=artifact(dsl.Artifact, evaluated.evaluation),
+            decision=decision,
+            report=artifact(dsl.Markdown, tmp_path / "gate.md"),
         ), decision
 
-    blessed, decision = run(small_settings())
-    assert blessed and decision.metadata["reasons"] == []
+    blessed, decision = run(evaluated.settings)
+    assert blessed is True and decision.metadata == {"blessed": True, "reasons": []}
+    assert (tmp_path / "gate.md").read_text().startswith("# Gate: BLESSED")
     strict, decision = run(small_settings("promotion.min_metric=0.99"))
-    assert not strict and "below the minimum 0.9900" in decision.metadata["reasons"][0]
+    assert strict is False and decision.metadata["blessed"] is False
+    assert "below the minimum 0.9900" in decision.metadata["reasons"][0]
     assert "# Gate: NOT BLESSED" in (tmp_path / "gate.md").read_text()
+    assert json.loads((tmp_path / "decision").read_text())["blessed"] is False
 
 
-def test_under_kfp_local(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
-    run_component: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    settings = small_settings()
-    path = _evaluation(settings, make_batches, tmp_path)
+def test_under_kfp_local(evaluated: Evaluated, run_component: Callable[..., Path]) -> None:
     task_dir = run_component(
-        gate, artifacts={"evaluation": (dsl.Artifact, path)}, config=settings.to_json()
+        gate,
+        artifacts={"evaluation": artifact(dsl.Artifact, evaluated.evaluation)},
+        config=evaluated.config,
     )
-    output = json.loads((task_dir / "executor_output.json").read_text())
-    assert output["parameterValues"]["Output"] is True
+    outputs = step_outputs(task_dir)
+    assert outputs.parameters["Output"] is True
+    assert outputs.metadata["decision"] == {"blessed": True, "reasons": []}
+    assert json.loads((task_dir / "decision").read_text())["blessed"] is True
+    assert (task_dir / "report").read_text().startswith("# Gate: BLESSED")

@@ -6,49 +6,46 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from flywheel import tasks
+from conftest import Ingested, Trained, artifact
 from flywheel.components.infra_validate.component import infra_validate
-from flywheel.config import Settings
 from flywheel.predictor import InfraValidationError
 
 
 def test_logic_accepts_a_good_model_and_refuses_a_corrupt_one(
-    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+    trained: Trained, tmp_path: Path
 ) -> None:
-    settings = small_settings()
-    make_batches(settings, 3)
-    c = settings.to_json()
-    tasks.ingest(c, "", tmp_path / "w")
-    tasks.train(c, tmp_path / "w", tmp_path / "m", tmp_path / "h")
-    window = dsl.Dataset(name="w", uri=str(tmp_path / "w"), metadata={})
+    window = artifact(dsl.Dataset, trained.window.path)
     infra_validate.python_func(
-        config=c, model=dsl.Model(name="m", uri=str(tmp_path / "m"), metadata={}), window=window
+        config=trained.config, model=artifact(dsl.Model, trained.model), window=window
     )
-    (tmp_path / "bad").write_bytes((tmp_path / "m").read_bytes()[:100])
+    (tmp_path / "bad").write_bytes(trained.model.read_bytes()[:100])
     with pytest.raises(InfraValidationError, match="cannot load the model"):
         infra_validate.python_func(
-            config=c,
-            model=dsl.Model(name="m", uri=str(tmp_path / "bad"), metadata={}),
-            window=window,
+            config=trained.config, model=artifact(dsl.Model, tmp_path / "bad"), window=window
         )
 
 
 def test_under_kfp_local_a_corrupt_model_fails_the_step(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
+    window: Ingested,
     run_component: Callable[..., Path],
     tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    settings = small_settings()
-    make_batches(settings, 3)
-    tasks.ingest(settings.to_json(), "", tmp_path / "w")
     (tmp_path / "bad").write_bytes(b"\x80\x04corrupt")
-    with pytest.raises(RuntimeError, match="FAILURE"):
+    with pytest.raises(RuntimeError, match=r"Inner task failed: .*'infra-validate'"):
         run_component(
             infra_validate,
             artifacts={
-                "model": (dsl.Model, tmp_path / "bad"),
-                "window": (dsl.Dataset, tmp_path / "w"),
+                "model": artifact(dsl.Model, tmp_path / "bad"),
+                "window": artifact(dsl.Dataset, window.path),
             },
-            config=settings.to_json(),
+            config=window.config,
         )
+    # kfp.local's error names only the task; the step's log says why it failed, so
+    # that an ImportError or a bad argument in the step cannot pass for this.
+    captured = capfd.readouterr()
+    log = captured.out + captured.err
+    assert (
+        "flywheel.predictor.InfraValidationError: the serving code path cannot load the model"
+        in log
+    )

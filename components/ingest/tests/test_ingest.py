@@ -6,6 +6,7 @@ from pathlib import Path
 
 from kfp import dsl
 
+from conftest import artifact, step_outputs
 from flywheel.components.ingest.component import ingest
 from flywheel.config import Settings
 
@@ -15,7 +16,7 @@ def test_logic_collects_the_window_and_its_hash(
 ) -> None:
     settings = small_settings("data.window_days=3")
     make_batches(settings, 4)
-    window = dsl.Dataset(name="window", uri=str(tmp_path / "window"), metadata={})
+    window = artifact(dsl.Dataset, tmp_path / "window")
     digest = ingest.python_func(config=settings.to_json(), as_of="", fingerprint="", window=window)
     assert window.metadata["batches"] == ["2026-01-02", "2026-01-03", "2026-01-04"]
     assert window.metadata["content_hash"] == digest
@@ -37,3 +38,7 @@ def test_under_kfp_local(
     task_dir = run_component(ingest, config=settings.to_json(), as_of="2026-01-02", fingerprint="")
     manifest = json.loads((task_dir / "window" / "manifest.json").read_text())
     assert [b["day"] for b in manifest["batches"]] == ["2026-01-01", "2026-01-02"]
+    outputs = step_outputs(task_dir)
+    assert outputs.parameters["Output"] == manifest["content_hash"]
+    assert outputs.metadata["window"]["content_hash"] == manifest["content_hash"]
+    assert outputs.metadata["window"]["batches"] == ["2026-01-01", "2026-01-02"]

@@ -3,42 +3,52 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from kfp import dsl
+from sklearn.metrics import roc_auc_score
 
-from flywheel import tasks
+from conftest import Ingested, artifact, step_outputs
 from flywheel.components.train.component import train
-from flywheel.config import Settings
-from flywheel.predictor import load_model
+from flywheel.predictor import Predictor, load_model
 
 
-def test_logic_writes_a_loadable_model_and_the_holdout(
-    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
-) -> None:
-    settings = small_settings()
-    make_batches(settings, 3)
-    tasks.ingest(settings.to_json(), "", tmp_path / "w")
-    model = dsl.Model(name="model", uri=str(tmp_path / "model"), metadata={})
-    holdout = dsl.Dataset(name="holdout", uri=str(tmp_path / "holdout"), metadata={})
-    window = dsl.Dataset(name="window", uri=str(tmp_path / "w"), metadata={})
-    train.python_func(config=settings.to_json(), window=window, model=model, holdout=holdout)
+def assert_scores_the_holdout(model: Path, holdout: Path, window: Ingested) -> None:
+    """The model file loads and scores its holdout with probabilities, better than chance."""
+    features = window.settings.features
+    predictor = Predictor(load_model(model.read_bytes()), features.numeric, features.categorical)
+    rows = pd.read_parquet(holdout)
+    probabilities = predictor.predict_proba(rows)
+    assert probabilities.shape == (len(rows), 2)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    assert roc_auc_score(rows[features.label], probabilities[:, 1]) > 0.7
+
+
+def test_logic_writes_a_loadable_model_and_the_holdout(window: Ingested, tmp_path: Path) -> None:
+    model = artifact(dsl.Model, tmp_path / "model")
+    holdout = artifact(dsl.Dataset, tmp_path / "holdout")
+    train.python_func(
+        config=window.config,
+        window=artifact(dsl.Dataset, window.path),
+        model=model,
+        holdout=holdout,
+    )
     assert model.metadata["framework"] == "scikit-learn"
-    assert hasattr(load_model((tmp_path / "model").read_bytes()), "predict_proba")
+    assert model.metadata["estimator"] == window.settings.model.estimator
+    assert_scores_the_holdout(tmp_path / "model", tmp_path / "holdout", window)
     # The newest batch is never trained on: 2 of 3 days, minus the 20% holdout.
-    assert model.metadata["rows"] + holdout.metadata["rows"] == 2 * 600
+    assert (model.metadata["rows"], holdout.metadata["rows"]) == (960, 240)
     assert len(pd.read_parquet(tmp_path / "holdout")) == holdout.metadata["rows"]
 
 
-def test_under_kfp_local(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
-    run_component: Callable[..., Path],
-    tmp_path: Path,
-) -> None:
-    settings = small_settings()
-    make_batches(settings, 3)
-    tasks.ingest(settings.to_json(), "", tmp_path / "w")
+def test_under_kfp_local(window: Ingested, run_component: Callable[..., Path]) -> None:
     task_dir = run_component(
-        train, artifacts={"window": (dsl.Dataset, tmp_path / "w")}, config=settings.to_json()
+        train, artifacts={"window": artifact(dsl.Dataset, window.path)}, config=window.config
     )
-    assert load_model((task_dir / "model").read_bytes()) is not None
+    assert_scores_the_holdout(task_dir / "model", task_dir / "holdout", window)
+    metadata = step_outputs(task_dir).metadata
+    assert metadata["model"]["framework"] == "scikit-learn"
+    assert metadata["model"]["estimator"] == window.settings.model.estimator
+    assert (metadata["model"]["rows"], metadata["holdout"]["rows"]) == (960, 240)
+    assert len(pd.read_parquet(task_dir / "holdout")) == 240

@@ -9,6 +9,8 @@ import typer
 
 from flywheel.cli import options
 from flywheel.cli.render import err, out
+from flywheel.config import Settings
+from flywheel.storage import ObjectStore
 
 app = typer.Typer(
     help="Dated batches: generate synthetic ones, list what is there.", no_args_is_help=True
@@ -78,15 +80,27 @@ def generate(
     )
 
 
+def source_store(settings: Settings) -> ObjectStore:
+    """The configured batch source, which must exist: a typo is named, never created."""
+    from flywheel.storage import StoreUnavailable, open_store
+
+    store = open_store(settings.data.source, settings.storage)
+    try:
+        store.check()
+    except StoreUnavailable as error:
+        raise options.UsageFailure(
+            f"data.source: {error} (write batches with `flywheel data generate`, or fix data.source)"
+        ) from None
+    return store
+
+
 @app.command("list")
 def list_batches(ctx: typer.Context) -> None:
     """List the batches in the configured source."""
     from flywheel import batches
-    from flywheel.storage import open_store
 
     settings = options.settings(ctx)
-    store = open_store(settings.data.source, settings.storage)
-    store.check()
+    store = source_store(settings)
     found = batches.BatchSource(store, settings.data.format).available()
     for batch in found:
         out.print(f"{batch.day}  {store.location(batch.key)}")

@@ -40,12 +40,13 @@ def run(
 ) -> None:
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
+    from flywheel.cli.data import source_store
     from flywheel.registry import PRODUCTION, Registry
     from flywheel.storage import open_store
 
     settings = options.settings(ctx)
+    source_store(settings)
     open_store(settings.storage.uri, settings.storage).check(create=True)
-    open_store(settings.data.source, settings.storage).check()
     result = runs.run_local(
         settings,
         as_of=as_of.date().isoformat() if as_of else "",

@@ -28,9 +28,12 @@ def run_result(settings: Settings, result: Any) -> None:
     out.rule(f"run {result.run_id}")
     if not result.succeeded:
         out.print(
-            f"[red bold]FAILED[/] at step [bold]{result.failed_task or '?'}[/] after {result.seconds:.1f}s"
+            f"[red bold]FAILED[/] at step [bold]{result.failed_task or '?'}[/] after "
+            f"{result.seconds:.1f}s: {result.error}",
+            highlight=False,
         )
-        out.print(result.failure_report or result.error or "", highlight=False)
+        if result.failure_report:
+            out.print(result.failure_report, highlight=False)
         out.print("No model version was written; the production alias is unchanged.")
         return
     window, evaluation = result.read("window"), result.read("evaluation")
@@ -138,7 +141,7 @@ def models_table(registry: Registry) -> Table:
             aliases.setdefault(version, []).append(alias)
     table = Table(title=f"{registry.model_name} in {registry.store.uri}")
     for column in ("version", "aliases", "created", "metric", "newest", "holdout", "data", "run"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for m in registry.versions():
         s = m.summary
         table.add_row(

@@ -86,7 +86,6 @@ def deploy(
     traffic: Annotated[bool, typer.Option(help="Local driver: send synthetic traffic.")] = True,
 ) -> None:
     """Roll a registered version out: canary steps, analysis, then promotion or rollback."""
-    from flywheel import tasks
     from flywheel.cli.rollout import controller
 
     settings = options.settings(ctx)
@@ -100,8 +99,10 @@ def deploy(
         out.print(f"production: {state.stable or 'nothing'} -> {state.canary}")
         return
     if settings.rollout.driver == "kubernetes":
+        from flywheel.rollout.kubernetes import start_on_cluster
+
         # The pipeline's deploy step does the same: a canary already under way is resumed.
-        started = tasks.deploy(settings.to_json(), resolved)
+        started = start_on_cluster(settings, resolved)
         out.print(
             f"{started['version']}: {started['action']} ({started['reason']}); "
             "the controller (`flywheel rollout watch`) takes it from here"

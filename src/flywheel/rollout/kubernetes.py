@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
@@ -195,6 +196,12 @@ class KubernetesDriver:
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            # Prometheus answers a bad query with 400/422/503 and says why in the body.
+            try:
+                body = json.loads(error.read())
+            except ValueError:
+                raise RolloutError(f"Prometheus at {self.prometheus} answered {error}") from None
         except OSError as error:
             raise RolloutError(f"cannot query Prometheus at {self.prometheus}: {error}") from None
         if body.get("status") != "success":
@@ -206,6 +213,38 @@ class KubernetesDriver:
         return {
             r["metric"].get("predictor_name", ""): float(r["value"][1]) for r in self._query(promql)
         }
+
+
+def start_on_cluster(settings: Settings, version: str, *, api_client: Any = None) -> dict[str, Any]:
+    """Serve `version` on the cluster if it is production already, else start its canary,
+    or find the one already under way (a retried pipeline step); the controller
+    (`flywheel rollout watch`) takes it from there."""
+    from flywheel.registry import PRODUCTION, Registry
+    from flywheel.rollout.controller import RolloutController
+
+    registry = Registry.from_settings(settings)
+    driver = KubernetesDriver(settings, api_client=api_client)
+    if registry.resolve(PRODUCTION) == version:
+        driver.finish(version)
+        return {
+            "version": version,
+            "action": "serving",
+            "reason": "already in production (the first model goes straight in)",
+        }
+    controller = RolloutController(registry, driver, settings.rollout)
+    current = controller.state()
+    if current is not None and not current.done and current.canary == version:
+        state = current
+    else:
+        state = controller.start(version)
+    return {
+        "version": version,
+        "action": "canary" if not state.done else state.phase,
+        "rollout_id": state.rollout_id,
+        "stable": state.stable,
+        "weight": state.weight,
+        "reason": state.reason,
+    }
 
 
 def _histogram(rows: list[dict[str, Any]]) -> tuple[tuple[float, ...], tuple[int, ...]]:

@@ -75,6 +75,8 @@ def serving_python() -> Path:
     """The serving virtualenv's interpreter (FLYWHEEL_SERVING_PYTHON, else ./.venv-serving)."""
     configured = os.environ.get("FLYWHEEL_SERVING_PYTHON")
     if configured:
+        if not Path(configured).is_file():
+            raise DeployRefused(f"FLYWHEEL_SERVING_PYTHON is {configured}, which does not exist")
         return Path(configured)
     for base in (Path.cwd(), Path(__file__).resolve().parents[3]):
         candidate = base / ".venv-serving" / "bin" / "python"
@@ -262,14 +264,25 @@ class LocalDriver:
         self.book.release()
 
 
+_EXCEPTION_LINE = re.compile(
+    r"^(?:\w+\.)*[A-Z]\w*(?:Error|Exception|Unavailable|NotFound|Conflict|Violation|Busy|Refused|Exists): "
+)
+
+
 def _last_error(log_path: Path) -> str:
-    """Why a microservice did not start: the first exception it logged (ours, usually)."""
+    """Why a microservice did not start, from its log.
+
+    Our model class's ModelUnavailable names the cause in its message, so it wins;
+    otherwise the first exception logged (what follows is often the server's own
+    noise while shutting down), with its class name but not its module path.
+    """
     lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
-    exceptions = [
-        line for line in lines if re.match(r"^[\w.]*(Error|Exception|Unavailable): ", line)
-    ]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line)]
+    ours = [line for line in exceptions if re.match(r"^(?:\w+\.)*ModelUnavailable: ", line)]
+    if ours:
+        return ours[-1].split("ModelUnavailable: ", 1)[1].strip()[:500]
     if exceptions:
-        return exceptions[0].split("ModelUnavailable: ", 1)[-1].strip()[:500]
+        return re.sub(r"^(?:\w+\.)+", "", exceptions[0]).strip()[:500]
     return lines[-1][:500] if lines else "no output"
 
 
@@ -293,7 +306,7 @@ def local_canary(
     traffic: bool = True,
     on_tick: Any = None,
 ) -> tuple[Any, dict[str, int]]:
-    """Roll `version` out as a canary on this machine, with synthetic traffic; return the final state."""
+    """Roll `version` out as a canary on loopback, with synthetic traffic; return the final state."""
     from flywheel.registry import PRODUCTION, Registry
     from flywheel.rollout.controller import RolloutController, StateOnlyDriver
     from flywheel.rollout.traffic import SyntheticTraffic

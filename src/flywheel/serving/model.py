@@ -21,6 +21,7 @@ from typing import Any
 
 from flywheel.config import StorageSettings
 from flywheel.contract import Contract
+from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 CLASS_NAMES = ["repaid", "defaulted"]
 
 
-class ModelUnavailable(RuntimeError):
+class ModelUnavailable(FlywheelError, RuntimeError):
     """The configured version cannot be served; the server must not become ready."""
 
 
@@ -143,7 +144,8 @@ class FlywheelModel:
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
         outputs = probabilities.round(6).tolist()
-        self._pending += self._request_metrics(probabilities[:, 1].tolist(), elapsed_ms)
+        # Bucketed as returned, so the gateway, which sees only the response, agrees.
+        self._pending += self._request_metrics([row[1] for row in outputs], elapsed_ms)
         if self.logger is not None:
             self.logger.record(
                 {

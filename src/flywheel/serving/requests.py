@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from flywheel.contract import Contract
+from flywheel.errors import FlywheelError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 
-class BadRequest(ValueError):
+class BadRequest(FlywheelError, ValueError):
     """The request cannot be scored; the message says which feature and why."""
 
 

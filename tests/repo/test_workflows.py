@@ -1,7 +1,7 @@
-"""The GitHub Actions workflows, checked as far as this machine allows.
+"""The GitHub Actions workflows, checked as far as a test without GitHub can.
 
-GitHub's runners, GHCR, Sigstore and the clusters cannot be reached from here, so
-nothing here runs a workflow. The checks are the real linters (actionlint with
+GitHub's runners, GHCR, Sigstore and the clusters are out of the tests' reach, so
+no workflow runs. The checks are the real linters (actionlint with
 shellcheck, zizmor, both built or installed by `make tools`) and the rules that
 make promotion by digest safe.
 """

@@ -110,14 +110,22 @@ def test_a_restarted_controller_resumes_at_the_recorded_step(registry: Registry)
 
 
 def test_a_promotion_interrupted_before_its_state_was_saved_is_finished(registry: Registry) -> None:
+    # given v2 registered as the candidate, as the pipeline's register step leaves it
+    registry.move_alias("candidate", "v2", expected=None, reason="blessed by the gate")
     ctl = controller(registry, ReplayDriver([]))
     ctl.start("v2")
-    # The controller moved production, then died before writing "promoted".
+    # and a controller that moved production, then died before writing "promoted"
     registry.move_alias("production", "v2", expected="v1", reason="rollout: every step passed")
+    # when a new controller resumes
     driver = ReplayDriver([])
     final = controller(registry, driver).tick()
+    # then it finishes the promotion without judging again or moving production twice
     assert final.phase == "promoted" and driver.calls == [("finish", "v2")]
-    assert (registry.resolve("production"), registry.resolve("candidate")) == ("v2", None)
+    assert final.reason == "production already pointed at the canary when resumed"
+    assert [h.version for h in registry.history("production")] == ["v1", "v2"]
+    # and the candidate alias is the pipeline's, which a rollout leaves where it was
+    assert (registry.resolve("production"), registry.resolve("candidate")) == ("v2", "v2")
+    assert len(registry.history("candidate")) == 1
 
 
 def test_production_moved_by_someone_else_ends_the_rollout(registry: Registry) -> None:

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
-import yaml
 from kfp import components
 
-from flywheel import images, runs
+from flywheel import images, runs, tasks
 from flywheel.storage import S3_SECRET_KEYS
 
-COMPILED = Path(__file__).resolve().parents[1] / "pipelines" / "compiled" / runs.PACKAGE_FILE
+COMPILED = Path(__file__).resolve().parents[2] / "pipelines" / "compiled" / runs.PACKAGE_FILE
 
 
 def test_the_committed_package_is_current() -> None:
@@ -36,15 +36,8 @@ def test_the_package_loads_back_as_a_pipeline() -> None:
 def test_wiring_gate_condition_caching_and_credentials() -> None:
     spec, platform = runs.compile_package()
     root = spec["root"]["dag"]["tasks"]
-    assert set(root) == {
-        "resolve",
-        "ingest",
-        "validate",
-        "train",
-        "evaluate",
-        "gate",
-        "condition-1",
-    }
+    # The steps up to the gate at the top; the rest only when it blesses.
+    assert set(root) == {*tasks.STEPS[: tasks.STEPS.index("gate") + 1], "condition-1"}
     condition = root["condition-1"]
     assert (
         condition["triggerPolicy"]["condition"]
@@ -82,12 +75,29 @@ def test_every_step_uses_the_platform_image_without_installing_kfp() -> None:
         assert "pip install" not in " ".join(container["command"])
 
 
-def test_customise_swaps_the_image_and_adds_environment() -> None:
+def test_the_pipeline_runs_its_steps_in_the_order_tasks_writes_down() -> None:
+    # tasks.STEPS is the one written order (run_in_process follows it too): every step
+    # must come after the one before it in the compiled DAG, directly or through others.
     spec, _ = runs.compile_package()
-    changed = runs.customise(spec, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
-    assert {c["image"] for c in runs.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
-    assert all({"name": "A", "value": "1"} in c["env"] for c in runs.executors(changed))
-    assert {c["image"] for c in runs.executors(spec)} == {images.COMPONENT_IMAGE}
-    assert (
-        yaml.safe_load(runs.dump_package([changed]))["deploymentSpec"] == changed["deploymentSpec"]
-    )
+    condition = spec["root"]["dag"]["tasks"]["condition-1"]
+    upstream: dict[str, set[str]] = {}
+    for name, task in spec["root"]["dag"]["tasks"].items():
+        upstream[name] = set(task.get("dependentTasks", []))
+    for name, task in spec["components"]["comp-condition-1"]["dag"]["tasks"].items():
+        # Steps inside the gate's condition wait for whatever the condition waits for.
+        upstream[name] = set(task.get("dependentTasks", [])) | {"condition-1"}
+    assert set(condition.get("dependentTasks", [])) <= set(upstream)
+
+    def before(step: str) -> set[str]:
+        found: set[str] = set()
+        frontier = [step]
+        while frontier:
+            for parent in upstream[frontier.pop()]:
+                if parent not in found:
+                    found.add(parent)
+                    frontier.append(parent)
+        return found
+
+    assert {n for n in upstream if not n.startswith("condition")} == set(tasks.STEPS)
+    for earlier, later in itertools.pairwise(tasks.STEPS):
+        assert earlier in before(later), f"{later} does not wait for {earlier}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 from flywheel import predictor
 
 REPO = Path(__file__).resolve().parents[2]
+SRC = REPO / "src" / "flywheel"
+UNIT = REPO / "tests" / "unit"
 
 
 def _pins(lock: str) -> dict[str, str]:
@@ -82,3 +85,60 @@ def test_the_makefile_offers_the_promised_targets() -> None:
 
 def test_ci_runs_make_test() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text()
+
+
+def _holds_code(path: Path) -> bool:
+    """Whether a module defines anything: a function, a class or an assignment."""
+    code = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)
+    return any(isinstance(node, code) for node in ast.walk(ast.parse(path.read_text())))
+
+
+def _mirror(module: Path) -> Path | None:
+    """The unit test module of a library module, or None if it needs none.
+
+    src/flywheel/<pkg>/<mod>.py -> tests/unit/<pkg>/test_<mod>.py; a package's
+    __init__.py that holds code -> tests/unit/<pkg>/test_<pkg>.py.
+    """
+    relative = module.relative_to(SRC)
+    if module.name == "__main__.py":
+        return None
+    if module.name == "__init__.py":
+        if not _holds_code(module):
+            return None
+        package = relative.parent
+        name = package.name or "flywheel"
+        return UNIT / package / f"test_{name}.py"
+    return UNIT / relative.parent / f"test_{module.name}"
+
+
+def test_unit_tests_mirror_the_library_one_module_each() -> None:
+    # given every module of the library
+    modules = sorted(SRC.rglob("*.py"))
+    assert len(modules) > 30
+    # then each has its test module where the mirror rule puts it
+    wanted = {m: _mirror(m) for m in modules}
+    missing = sorted(
+        str(test.relative_to(REPO)) for test in wanted.values() if test and not test.is_file()
+    )
+    assert not missing, "missing unit test modules:\n" + "\n".join(missing)
+    # and no unit test module stands where no module is
+    mirrored = {test for test in wanted.values() if test}
+    stray = sorted(
+        str(path.relative_to(REPO)) for path in UNIT.rglob("test_*.py") if path not in mirrored
+    )
+    assert not stray, "unit test modules that mirror no library module:\n" + "\n".join(stray)
+
+
+def test_every_unit_test_folder_is_a_package() -> None:
+    folders = {path.parent for path in UNIT.rglob("test_*.py")}
+    assert (
+        sorted(str(f.relative_to(REPO)) for f in folders if not (f / "__init__.py").is_file()) == []
+    )
+
+
+def test_the_mirror_rule() -> None:
+    assert _mirror(SRC / "rollout" / "analysis.py") == UNIT / "rollout" / "test_analysis.py"
+    assert _mirror(SRC / "config.py") == UNIT / "test_config.py"
+    assert _mirror(SRC / "cli" / "__init__.py") == UNIT / "cli" / "test_cli.py"
+    assert _mirror(SRC / "cli" / "__main__.py") is None
+    assert _mirror(SRC / "serving" / "__init__.py") is None  # empty

@@ -1,0 +1,60 @@
+"""One model of the small configuration, trained once per session, and rows it never saw."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import pytest
+
+from conftest import SMALL, write_batches
+from flywheel import runs, synthetic
+from flywheel.config import Settings, load_settings
+from flywheel.predictor import Predictor
+
+HELD_OUT_ROWS = 2000
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """The model as serving loads it, and a batch of rows from after its window."""
+
+    settings: Settings
+    predictor: Predictor
+    held_out: pd.DataFrame
+
+    def risk(self, rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """P(default) for each row, in order, through the serving code path."""
+        return self.predictor.predict_proba(rows)[:, 1]
+
+
+@pytest.fixture(scope="session")
+def model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The shipped flywheel.yaml's model (its features and their monotonic constraints),
+    trained by the pipeline's own steps on 5 days of 600 rows, without the search.
+
+    The held-out batch is a day after the window (2,000 rows), drawn by the same
+    generator: the model never saw it, in training or in its holdout.
+    """
+    root: Path = tmp_path_factory.mktemp("model")
+    settings = load_settings(
+        Path(__file__).resolve().parents[2] / "flywheel.yaml",
+        env={},
+        overrides=[
+            f"data.source={root / 'batches'}",
+            f"storage.uri={root / 'store'}",
+            f"pipeline.root={root / 'pipeline-root'}",
+            *SMALL,
+        ],
+    )
+    write_batches(settings, settings.data.window_days)
+    work = root / "work"
+    runs.run_in_process(settings, work, last_step="train")
+    predictor = Predictor.from_bytes((work / "model.joblib").read_bytes(), settings.features)
+    generator = settings.data.generator.model_copy(update={"rows_per_day": HELD_OUT_ROWS})
+    day = generator.start_date + timedelta(days=settings.data.window_days)
+    return TrainedModel(settings, predictor, synthetic.generate_day(day, generator))

@@ -1,0 +1,91 @@
+"""Run the real `flywheel` entry point in this process, as a person would type it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SMALL
+from flywheel.cli import main
+from flywheel.config import Settings, load_settings
+
+
+@dataclass
+class Result:
+    """What one command printed and its exit code."""
+
+    code: int
+    out: str
+    err: str
+
+    @property
+    def text(self) -> str:
+        return self.out + self.err
+
+
+Flywheel = Callable[..., Result]
+
+
+@pytest.fixture
+def flywheel(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Flywheel]:
+    """`flywheel(*args, env={...})` -> Result; the SIGTERM handler main installs is undone."""
+    handler = signal.getsignal(signal.SIGTERM)
+
+    def run(*args: str, env: dict[str, str] | None = None) -> Result:
+        for name, value in (env or {}).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setattr(sys, "argv", ["flywheel", *args])
+        capsys.readouterr()
+        try:
+            main()
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+        else:
+            code = 0
+        captured = capsys.readouterr()
+        for name in env or {}:
+            monkeypatch.delenv(name)
+        return Result(code, captured.out, captured.err)
+
+    yield run
+    signal.signal(signal.SIGTERM, handler)
+
+
+def write_config(settings: Settings, path: Path) -> Path:
+    """The settings as a flywheel.yaml a person would pass with -c."""
+    path.write_text(yaml.safe_dump(json.loads(settings.to_json())))
+    return path
+
+
+@pytest.fixture
+def config_file(small_settings: Callable[..., Settings], tmp_path: Path) -> Path:
+    """flywheel.yaml of an empty project under tmp_path (no batches, nothing registered)."""
+    return write_config(small_settings(), tmp_path / "flywheel.yaml")
+
+
+@pytest.fixture
+def registered_config(registered: Settings, tmp_path: Path) -> Path:
+    """flywheel.yaml of a copy of the session's project, with v1 in production."""
+    shutil.copytree(registered.storage.uri, tmp_path / "store")
+    shutil.copytree(registered.data.source, tmp_path / "batches")
+    copy = load_settings(
+        None,
+        env={},
+        overrides=[
+            *SMALL,
+            f"storage.uri={tmp_path / 'store'}",
+            f"data.source={tmp_path / 'batches'}",
+            f"pipeline.root={tmp_path / 'pipeline-root'}",
+        ],
+    )
+    return write_config(copy, tmp_path / "flywheel.yaml")

@@ -1,0 +1,35 @@
+"""The global options: which configuration file, overrides, and logging."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.unit.cli.conftest import Flywheel
+
+
+def test_the_flywheel_yaml_in_the_working_directory_is_the_default(
+    flywheel: Flywheel, config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(config_file.parent)
+    assert flywheel("config", "validate").out.strip() == "valid: flywheel.yaml"
+
+
+def test_without_a_file_the_built_in_defaults_are_used(
+    flywheel: Flywheel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert flywheel("config", "validate").out.strip() == "valid: built-in defaults"
+
+
+def test_a_missing_file_is_named(flywheel: Flywheel, tmp_path: Path) -> None:
+    result = flywheel("-c", str(tmp_path / "nope.yaml"), "config", "validate")
+    assert result.code == 2
+    assert f"{tmp_path / 'nope.yaml'}: no such configuration file" in result.err
+
+
+def test_a_set_without_a_value_is_named(flywheel: Flywheel, config_file: Path) -> None:
+    result = flywheel("-c", str(config_file), "--set", "model.seed", "config", "validate")
+    assert result.code == 2
+    assert "--set 'model.seed': expected key.path=value" in result.err

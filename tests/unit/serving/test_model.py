@@ -1,0 +1,249 @@
+"""The served model class, loaded from a real registry without seldon-core.
+
+seldon-core is imported lazily, only by `predict_raw`, the bad-request paths that
+raise its SeldonMicroserviceException, and `model_error_handler` (Flask); it is
+not installed in this virtualenv. Those paths are covered by
+tests/integration/test_serving.py, against a real seldon-core microservice.
+Everything else the wrapper calls (load, scoring, metrics, tags, feedback,
+health and metadata) is exercised here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flywheel import batches
+from flywheel.config import Settings
+from flywheel.contract import Contract
+from flywheel.registry import Registry
+from flywheel.serving.metrics import FEEDBACK, ROWS, SCORES, score_bucket
+from flywheel.serving.model import CLASS_NAMES, FlywheelModel, ModelUnavailable
+from flywheel.serving.requests import BadRequest
+from flywheel.storage import LocalStore
+
+
+def _model(settings: Settings, version: str = "v1", **parameters: Any) -> FlywheelModel:
+    # The wrapper passes every parameter as a string, as the SeldonDeployment does.
+    return FlywheelModel(
+        model_name=settings.model_name,
+        model_version=version,
+        store_uri=settings.storage.uri,
+        **{"log_predictions": "false", **parameters},
+    )
+
+
+@pytest.fixture(scope="module")
+def served(registered: Settings) -> FlywheelModel:
+    model = _model(registered)
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="module")
+def rows(registered: Settings) -> list[dict[str, Any]]:
+    """Three real rows of the newest batch, as a client sends them."""
+    source = Path(registered.data.source)
+    newest = sorted(source.iterdir())[-1]
+    frame = batches.parse(newest.name, newest.read_bytes()).head(3)
+    return json.loads(frame[list(registered.features.columns)].to_json(orient="records"))
+
+
+def test_a_missing_version_is_unavailable(registered: Settings) -> None:
+    with pytest.raises(ModelUnavailable, match=r"cannot serve loan-default v9 from .*v9"):
+        _model(registered, "v9").load()
+
+
+def test_a_version_is_required() -> None:
+    with pytest.raises(ModelUnavailable, match="the model_version parameter is required"):
+        FlywheelModel(model_version="")
+
+
+def test_a_version_with_a_corrupt_model_file_is_unavailable(
+    registered: Settings, tmp_path: Path
+) -> None:
+    # given a copy of the registry whose model file was replaced behind its back
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    (store / "models" / "loan-default" / "versions" / "v1" / "model.joblib").write_bytes(b"x")
+    # when loaded, then the server must not become ready, and says why
+    with pytest.raises(ModelUnavailable, match="does not match the digest"):
+        FlywheelModel(model_version="v1", store_uri=str(store)).load()
+
+
+def test_nothing_is_served_before_loading(registered: Settings) -> None:
+    model = _model(registered)
+    with pytest.raises(ModelUnavailable, match="loan-default v1 is not loaded"):
+        model.health_status()
+    with pytest.raises(ModelUnavailable, match="loan-default v1 is not loaded"):
+        model._predict({"jsonData": []})
+    assert model.tags() == {"model_name": "loan-default", "model_version": "v1", "data_hash": ""}
+
+
+def test_a_loaded_version_is_healthy_and_tagged_with_its_data(
+    registered: Settings, served: FlywheelModel
+) -> None:
+    lineage = json.loads(Registry.from_settings(registered).read("v1", "lineage.json"))
+    assert served.health_status() == {"model": "loan-default", "version": "v1"}
+    assert served.tags() == {
+        "model_name": "loan-default",
+        "model_version": "v1",
+        "data_hash": lineage["data"]["content_hash"][:16],
+    }
+    assert len(served.tags()["data_hash"]) == 16
+
+
+def test_a_json_data_request_gets_probabilities_tags_and_metrics(
+    served: FlywheelModel, rows: list[dict[str, Any]]
+) -> None:
+    served.metrics()  # start from an empty set of pending metrics
+    # when three rows are scored, with the caller's request id
+    response = served._predict({"jsonData": rows, "meta": {"puid": "req-1"}})
+    # then each row gets the two class probabilities
+    ndarray = response["data"]["ndarray"]
+    assert response["data"]["names"] == CLASS_NAMES == ["repaid", "defaulted"]
+    assert len(ndarray) == 3
+    assert all(len(r) == 2 and abs(sum(r) - 1) < 1e-5 and 0 <= r[1] <= 1 for r in ndarray)
+    # and the same rows in the other JSON form get the same answer
+    names = list(rows[0])
+    again = served._predict({"data": {"names": names, "ndarray": [list(r.values()) for r in rows]}})
+    assert again["data"]["ndarray"] == ndarray
+    # and the response says who answered which request
+    tags = response["meta"]["tags"]
+    assert (tags["model_version"], tags["request_id"]) == ("v1", "req-1")
+    assert again["meta"]["tags"]["request_id"] != "req-1"  # one is made up when none is given
+    # and the metrics count the rows, in the buckets the gateway reads from the response
+    metrics = response["meta"]["metrics"]
+    assert {"type": "COUNTER", "key": ROWS, "value": 3} in metrics
+    counted = {m["tags"]["bucket"]: m["value"] for m in metrics if m["key"] == SCORES}
+    seen: dict[str, int] = {}
+    for row in ndarray:
+        seen[str(score_bucket(row[1]))] = seen.get(str(score_bucket(row[1])), 0) + 1
+    assert counted == seen
+
+
+def test_a_score_just_below_a_bucket_edge_is_counted_where_the_gateway_counts_it(
+    registered: Settings, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a model whose score for a row is 0.19999996: bucket 1 as computed, but
+    # returned rounded to 0.2, which the gateway (it sees only the response) puts in bucket 2
+    model = _model(registered)
+    model.load()
+    assert model.predictor is not None
+    monkeypatch.setattr(
+        model.predictor, "predict_proba", lambda frame: np.array([[0.80000004, 0.19999996]])
+    )
+    model.metrics()
+    # when it answers
+    response = model._predict({"jsonData": rows[:1]})
+    # then its score counter names the bucket of what it returned
+    returned = response["data"]["ndarray"][0][1]
+    counted = [m["tags"]["bucket"] for m in response["meta"]["metrics"] if m["key"] == SCORES]
+    assert counted == [str(score_bucket(returned))] == ["2"]
+
+
+def test_metrics_are_sent_once_and_gauges_at_most_each_second(
+    registered: Settings, rows: list[dict[str, Any]]
+) -> None:
+    # given a freshly loaded model
+    model = _model(registered)
+    model.load()
+    # when it answers twice in quick succession
+    first = model._predict({"jsonData": rows[:1]})["meta"]["metrics"]
+    second = model._predict({"jsonData": rows[:2]})["meta"]["metrics"]
+    # then each response carries its own counters, and only the first the running gauges
+    assert {"type": "COUNTER", "key": ROWS, "value": 1} in first
+    assert {"type": "GAUGE", "key": "flywheel_bad_requests", "value": 0} in first
+    assert {"type": "COUNTER", "key": ROWS, "value": 2} in second
+    assert [m for m in second if m["type"] == "GAUGE"] == []
+    assert model.metrics() == []  # nothing left pending
+
+
+def test_a_request_the_contract_refuses_is_a_bad_request(
+    served: FlywheelModel, rows: list[dict[str, Any]]
+) -> None:
+    with pytest.raises(BadRequest, match="feature region has unknown category 'mars'"):
+        served._predict({"jsonData": [{**rows[0], "region": "mars"}]})
+
+
+def test_max_rows_comes_from_the_parameters(
+    registered: Settings, rows: list[dict[str, Any]]
+) -> None:
+    model = _model(registered, max_rows="2")
+    model.load()
+    with pytest.raises(BadRequest, match="holds 3 rows; at most 2"):
+        model._predict({"jsonData": rows})
+
+
+def test_feedback_counts_whether_this_model_was_right(
+    registered: Settings, rows: list[dict[str, Any]]
+) -> None:
+    # given the model's own answers for two rows
+    model = _model(registered)
+    model.load()
+    answers = model._predict({"jsonData": rows[:2]})["data"]["ndarray"]
+    predicted = [int(r[1] >= 0.5) for r in answers]
+    model.metrics()
+    # when the truth agrees on the first row and not on the second
+    names = list(rows[0])
+    features = [list(r.values()) for r in rows[:2]]
+    model.send_feedback(features, names, reward=0, truth=[predicted[0], 1 - predicted[1]])
+    # then one right and one wrong are counted
+    feedback = [m for m in model.metrics() if m["key"] == FEEDBACK]
+    assert feedback == [
+        {"type": "COUNTER", "key": FEEDBACK, "value": 1, "tags": {"correct": "true"}},
+        {"type": "COUNTER", "key": FEEDBACK, "value": 1, "tags": {"correct": "false"}},
+    ]
+    # and feedback without a truth counts nothing
+    model.send_feedback(features, names, reward=0, truth=None)
+    assert [m for m in model.metrics() if m["key"] == FEEDBACK] == []
+
+
+def test_metadata_comes_from_the_contract_and_lineage(
+    registered: Settings, served: FlywheelModel
+) -> None:
+    contract = Contract.from_json(Registry.from_settings(registered).read("v1", "contract.json"))
+    metadata = served.init_metadata()
+    assert (metadata["name"], metadata["versions"]) == ("loan-default", ["v1"])
+    ndarray, json_data = metadata["inputs"]
+    assert ndarray["schema"]["names"] == list(contract.features)
+    assert json_data["schema"]["properties"]["region"]["enum"] == [
+        *sorted(contract.categorical["region"].fractions),
+        None,
+    ]
+    # conftest's `registered` ran the pipeline with git commit abc123 as run r1
+    assert metadata["custom"]["git_commit"] == "abc123"
+    assert metadata["custom"]["pipeline_run_id"] == "r1"
+    with pytest.raises(ModelUnavailable, match="cannot serve loan-default v9"):
+        _model(registered, "v9").init_metadata()
+
+
+def test_requests_and_responses_are_logged_to_the_store(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a copy of the registry (the shared one stays unchanged) and logging on
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
+    model.load()
+    assert model.logger is not None
+    # when a request is scored
+    response = model._predict({"jsonData": rows[:1], "meta": {"puid": "logged-1"}})
+    deadline = time.monotonic() + 10
+    while model.logger.logged < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    model.logger.close()
+    # then the store holds it, with the inputs in feature order and the outputs returned
+    (key,) = LocalStore(store).list("predictions/loan-default/v1")
+    (record,) = [json.loads(line) for line in LocalStore(store).read(key).splitlines()]
+    assert record["request_id"] == "logged-1" and record["version"] == "v1"
+    assert record["outputs"] == response["data"]["ndarray"]
+    assert record["features"] == list(model.schema.names)  # type: ignore[union-attr]
+    assert pd.Series(record["inputs"][0], index=record["features"])["region"] == rows[0]["region"]

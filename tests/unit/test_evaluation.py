@@ -1,0 +1,136 @@
+"""Evaluation: metrics on known answers, thinned ROC curves, calibration, slices, flat names."""
+
+from __future__ import annotations
+
+import math
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
+from flywheel.evaluation import (
+    calibration,
+    evaluate_model,
+    flat_metrics,
+    roc,
+    score,
+    slice_scores,
+)
+from flywheel.predictor import Predictor
+from flywheel.synthetic import generate_day
+from flywheel.training import train
+
+FEATURES = FeatureSettings()
+# Four rows worked by hand: at 0.5 one of each class is right, and 3 of the 4
+# (positive, negative) pairs are ordered correctly.
+Y = np.array([0, 0, 1, 1])
+P = np.array([0.1, 0.6, 0.4, 0.9])
+
+
+def test_scores_match_the_hand_worked_example() -> None:
+    # when four rows are scored
+    scores = score(Y, P)
+    # then every metric is the value worked out by hand
+    assert (scores.rows, scores.positive_rate) == (4, 0.5)
+    assert scores.roc_auc == pytest.approx(0.75)
+    assert scores.accuracy == 0.5 and scores.balanced_accuracy == 0.5 and scores.f1 == 0.5
+    assert scores.confusion == ((1, 1), (1, 1))
+    assert scores.brier == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+    assert scores.log_loss == pytest.approx(-(2 * math.log(0.9) + 2 * math.log(0.4)) / 4)
+    assert scores.get("roc_auc") == scores.roc_auc
+
+
+def test_the_threshold_moves_the_confusion_matrix_not_the_ranking() -> None:
+    low = score(Y, P, threshold=0.35)
+    assert low.confusion == ((1, 1), (0, 2))
+    assert low.roc_auc == score(Y, P).roc_auc
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")  # scikit-learn
+def test_one_class_leaves_ranking_metrics_undefined() -> None:
+    # given rows of one class only, when scored
+    scores = score(np.array([1, 1]), np.array([0.7, 0.9]))
+    # then the ranking metrics are NaN (the gate fails on them) and the rest are defined
+    assert math.isnan(scores.roc_auc) and math.isnan(scores.average_precision)
+    assert scores.accuracy == 1.0 and scores.positive_rate == 1.0
+
+
+def test_the_roc_curve_is_exact_when_small_and_thinned_when_large() -> None:
+    curve = roc(pd.Series(Y), P)
+    assert curve.fpr == (0.0, 0.0, 0.5, 0.5, 1.0)
+    assert curve.tpr == (0.0, 0.5, 0.5, 1.0, 1.0)
+    # The first threshold is +inf in scikit-learn; the Kubeflow UI needs a finite number.
+    assert curve.thresholds == (1.0, 0.9, 0.6, 0.4, 0.1)
+    rng = np.random.default_rng(0)
+    large = roc(pd.Series(rng.integers(0, 2, 5000)), rng.random(5000))
+    assert len(large.fpr) == len(large.tpr) == len(large.thresholds) == 101
+    assert (large.fpr[0], large.fpr[-1], large.tpr[-1]) == (0.0, 1.0, 1.0)
+    assert list(large.fpr) == sorted(large.fpr)
+
+
+def test_calibration_pairs_only_bins_that_have_rows() -> None:
+    y = pd.Series([0, 1, 1, 0, 1])
+    p = np.array([0.05, 0.15, 0.95, 0.98, 1.0])
+    assert calibration(y, p) == (
+        (0.05, 0.0),
+        (0.15, 1.0),
+        (pytest.approx((0.95 + 0.98 + 1.0) / 3), pytest.approx(2 / 3)),
+    )
+
+
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")  # scikit-learn
+def test_slices_count_rows_name_missing_values_and_leave_one_class_undefined() -> None:
+    # given two regions with both classes, and missing regions holding one class only
+    frame = pd.DataFrame({"region": ["north", "north", "south", "south", None, None]})
+    y = pd.Series([0, 1, 0, 1, 1, 1])
+    p = np.array([0.2, 0.8, 0.9, 0.1, 0.5, 0.6])
+    # when the metric is computed per region
+    slices = slice_scores(frame, y, p, ["region"], "roc_auc")["region"]
+    # then each value has its rows and its own metric
+    assert set(slices) == {"north", "south", "(missing)"}
+    assert (slices["north"].rows, slices["north"].value) == (2, 1.0)
+    assert (slices["south"].rows, slices["south"].value) == (2, 0.0)
+    assert (slices["(missing)"].rows, slices["(missing)"].value) == (2, None)
+
+
+def test_a_trained_model_is_evaluated_on_the_newest_batch_and_its_holdout() -> None:
+    # given a model trained on four days
+    gen = GeneratorSettings(rows_per_day=700)
+    frame = pd.concat(
+        [generate_day(date(2026, 1, 1) + timedelta(i), gen) for i in range(4)], ignore_index=True
+    )
+    result = train(frame, FEATURES, ModelSettings(params={"max_iter": 30}), "roc_auc")
+    predictor = Predictor(result.model, FEATURES.numeric, FEATURES.categorical)
+    newest = generate_day(date(2026, 1, 9), gen)
+    # when it is evaluated as the candidate
+    evaluated = evaluate_model(
+        predictor, "candidate", None, newest, result.holdout, FEATURES, "roc_auc"
+    )
+    # then it is scored on both sets of rows, with a curve and every slice
+    assert evaluated.holdout is not None and evaluated.holdout.rows == len(result.holdout)
+    assert evaluated.newest.rows == 700 and evaluated.newest.roc_auc > 0.75
+    assert set(evaluated.slices["region"]) == {"north", "south", "east", "west"}
+    assert set(evaluated.slices) == set(FEATURES.categorical)
+    assert sum(s.rows for s in evaluated.slices["region"].values()) == 700
+    assert evaluated.roc.fpr[0] == 0.0 and evaluated.roc.tpr[-1] == 1.0
+    assert len(evaluated.roc.fpr) <= 101
+    # and the production model is scored on the newest batch only
+    production = evaluate_model(predictor, "production", "v3", newest, None, FEATURES, "roc_auc")
+    assert production.holdout is None and production.newest == evaluated.newest
+
+
+def test_flat_metrics_name_role_split_and_metric_and_skip_what_is_missing() -> None:
+    result = {
+        "candidate": {
+            "newest": {"roc_auc": 0.81234567, "f1": float("nan"), "rows": 700},
+            "holdout": {"roc_auc": 0.8, "log_loss": 0.4},
+        },
+        "production": None,
+    }
+    assert flat_metrics(result) == {
+        "candidate_newest_roc_auc": 0.812346,
+        "candidate_holdout_roc_auc": 0.8,
+        "candidate_holdout_log_loss": 0.4,
+    }

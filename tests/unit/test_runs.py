@@ -1,0 +1,228 @@
+"""Running the pipeline: package edits, the in-process run, and reading what kfp.local prints.
+
+The compiled package itself (current, loads back, wired right) is checked in
+tests/repo/test_pipeline.py; local and cluster runs in the integration tests.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flywheel import images, runs
+from flywheel.config import Settings
+from flywheel.registry import Registry
+
+# What kfp.local prints for a step: the SubprocessRunner indents the step's output
+# by four spaces, so the executor input's JSON closes with a line of "    }".
+STEP_OUTPUT = """\
+    I0101 12:00:00.000 executor_main.py:96] Got executor_input:
+    {
+        "inputs": {
+            "parameterValues": {
+                "config": "{}"
+            }
+        }
+    }
+    I0101 12:00:01.000 training step: fitting on 2400 rows
+"""
+TRACEBACK = """\
+    before
+    Traceback (most recent call last):
+      File "/tmp/ephemeral_component.py", line 42, in ingest
+        frame = batches.parse(name, raw)
+                ^^^^^^^^^^^^^^^^^^^^^^^^
+{error}
+    after
+"""
+FLYWHEEL_ERROR = (
+    "    flywheel.batches.BatchError: batch 2026-01-04.csv is not readable CSV: bad row"
+)
+
+
+@pytest.fixture(scope="module")
+def package() -> dict[str, object]:
+    spec, _ = runs.compile_package()
+    return spec
+
+
+def test_customise_swaps_the_image_and_adds_environment(package: dict[str, object]) -> None:
+    changed = runs.customise(package, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
+    assert {c["image"] for c in runs.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
+    assert all({"name": "A", "value": "1"} in c["env"] for c in runs.executors(changed))
+    assert {c["image"] for c in runs.executors(package)} == {images.COMPONENT_IMAGE}
+    assert (
+        yaml.safe_load(runs.dump_package([changed]))["deploymentSpec"] == changed["deploymentSpec"]
+    )
+
+
+def test_customise_replaces_a_variable_rather_than_repeating_it(
+    package: dict[str, object],
+) -> None:
+    once = runs.customise(package, env={"FLYWHEEL_CODE_VERSION": "a", "B": "2"})
+    twice = runs.customise(once, env={"FLYWHEEL_CODE_VERSION": "b"})
+    for container in runs.executors(twice):
+        names = [e["name"] for e in container["env"]]
+        assert names.count("FLYWHEEL_CODE_VERSION") == 1
+        assert {"name": "FLYWHEEL_CODE_VERSION", "value": "b"} in container["env"]
+        assert {"name": "B", "value": "2"} in container["env"]
+
+
+def test_executors_of_a_package_without_a_deployment_are_none() -> None:
+    assert runs.executors({}) == []
+    assert runs.executors({"deploymentSpec": {"executors": {"exec-x": {"importer": {}}}}}) == []
+
+
+def test_run_ids_sort_by_time_and_differ() -> None:
+    first, second = runs.new_run_id(), runs.new_run_id()
+    assert re.fullmatch(r"run-\d{8}-\d{6}-[0-9a-f]{6}", first)
+    assert first != second
+
+
+@pytest.mark.parametrize(
+    ("message", "task"),
+    [
+        (
+            "Pipeline 'flywheel-training' finished with status \x1b[91mFAILURE\x1b[0m. "
+            "Inner task failed: '\x1b[96mvalidate\x1b[0m'.",
+            "validate",
+        ),
+        ("Inner task failed: 'infra-validate'.", "infra-validate"),
+        ("Task 'train' finished with status FAILURE", None),
+    ],
+)
+def test_the_failed_task_is_read_through_terminal_colours(message: str, task: str | None) -> None:
+    assert runs._failed_task(message) == task
+
+
+def test_the_failure_report_comes_from_the_new_run_only(tmp_path: Path) -> None:
+    # given an earlier run and the failed one, both with a validate report
+    old = tmp_path / "old-run" / "validate"
+    old.mkdir(parents=True)
+    (old / "report").write_text("# old")
+    before = set(tmp_path.glob("*"))
+    new = tmp_path / "new-run" / "validate"
+    new.mkdir(parents=True)
+    (new / "report").write_text("# Data validation: FAILED")
+    # then the new run's report is found, and nothing is invented without a task
+    assert runs._failure_report(tmp_path, before, "validate") == "# Data validation: FAILED"
+    assert runs._failure_report(tmp_path, before, "train") is None
+    assert runs._failure_report(tmp_path, before, None) is None
+    assert runs._failure_report(tmp_path / "absent", set(), "validate") is None
+
+
+def test_the_executor_input_is_dropped_from_step_output_and_the_rest_kept() -> None:
+    # given a target stream, and step output arriving in arbitrary pieces
+    target = io.StringIO()
+    log = runs._StepLog(target)
+    pieces = [STEP_OUTPUT[i : i + 7] for i in range(0, len(STEP_OUTPUT), 7)]
+    # when written through the filter
+    assert [log.write(p) for p in pieces] == [len(p) for p in pieces]
+    log.write("    unterminated")
+    log.flush()
+    # then the JSON is gone, the line that introduced it says so, and the rest is kept
+    assert target.getvalue() == (
+        "    I0101 12:00:00.000 executor_main.py:96] (executor input omitted)\n"
+        "    I0101 12:00:01.000 training step: fitting on 2400 rows\n"
+        "    unterminated"
+    )
+    assert log.reason is None
+
+
+def test_a_partial_line_waits_for_its_end() -> None:
+    target = io.StringIO()
+    log = runs._StepLog(target)
+    log.write("half a ")
+    assert target.getvalue() == ""
+    log.write("line\nnext")
+    assert target.getvalue() == "half a line\n"
+
+
+def test_a_flywheel_error_is_reduced_to_its_reason() -> None:
+    # given the traceback of a step that failed on an expected error, as kfp.local prints it
+    target = io.StringIO()
+    log = runs._StepLog(target)
+    log.write(TRACEBACK.format(error=FLYWHEEL_ERROR))
+    log.flush()
+    # then one line says why, and the run keeps the reason for its summary
+    assert target.getvalue() == (
+        "    before\n    BatchError: batch 2026-01-04.csv is not readable CSV: bad row\n    after\n"
+    )
+    assert log.reason == "batch 2026-01-04.csv is not readable CSV: bad row"
+
+
+def test_any_other_error_keeps_its_whole_traceback() -> None:
+    # given a step that failed on a bug
+    target = io.StringIO()
+    log = runs._StepLog(target)
+    text = TRACEBACK.format(error="    KeyError: 'income'")
+    log.write(text)
+    log.flush()
+    # then the traceback is shown whole and there is no one-line reason
+    assert target.getvalue() == text
+    assert log.reason is None
+
+
+def test_a_traceback_cut_short_is_shown_on_flush() -> None:
+    target = io.StringIO()
+    log = runs._StepLog(target)
+    log.write('    Traceback (most recent call last):\n      File "x.py", line 1\n')
+    assert target.getvalue() == ""
+    log.flush()
+    assert (
+        target.getvalue() == '    Traceback (most recent call last):\n      File "x.py", line 1\n'
+    )
+
+
+def test_local_run_outputs_are_read_as_json(tmp_path: Path) -> None:
+    (tmp_path / "window").mkdir()
+    (tmp_path / "window" / "manifest.json").write_text('{"batches": []}')
+    (tmp_path / "decision.json").write_text('{"blessed": true}')
+    run = runs.LocalRun(
+        run_id="r",
+        succeeded=True,
+        seconds=1.0,
+        outputs={"window": tmp_path / "window", "decision": tmp_path / "decision.json"},
+    )
+    assert run.read("window") == {"batches": []}
+    assert run.read("decision") == {"blessed": True}
+    assert run.read("evaluation") is None
+    assert runs.LocalRun(run_id="r", succeeded=False, seconds=0.0).read("window") is None
+
+
+def test_an_unknown_last_step_is_refused_before_any_step_runs(
+    small_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"last_step must be one of resolve, .*, not 'evaluation'"):
+        runs.run_in_process(small_settings(), tmp_path / "work", last_step="evaluation")
+    assert not (tmp_path / "work").exists()
+
+
+def test_an_in_process_run_stops_after_the_last_step_asked_for(
+    small_settings: Callable[..., Settings],
+    make_batches: Callable[..., list[str]],
+    tmp_path: Path,
+) -> None:
+    # given five days of batches and an empty registry
+    settings = small_settings()
+    make_batches(settings, 5)
+    # when the run stops after ingesting
+    ingested = runs.run_in_process(settings, tmp_path / "a", last_step="ingest")
+    # then only resolve and ingest ran, and the window is on disk
+    assert list(ingested.seconds) == ["resolve", "ingest"]
+    assert (ingested.version, ingested.blessed) == ("", None)
+    manifest = json.loads((tmp_path / "a" / "window" / "manifest.json").read_text())
+    assert len(manifest["batches"]) == 5
+    assert not (tmp_path / "a" / "contract.json").exists()
+    # when it stops at the gate, then the model was judged but nothing was registered
+    gated = runs.run_in_process(settings, tmp_path / "b", last_step="gate")
+    assert list(gated.seconds) == ["resolve", "ingest", "validate", "train", "evaluate", "gate"]
+    assert gated.blessed is True and gated.version == ""
+    assert json.loads((tmp_path / "b" / "decision.json").read_text())["blessed"] is True
+    assert Registry.from_settings(settings).versions() == []
