@@ -121,12 +121,12 @@ KUBECONFORM = GoTool(
     package="github.com/yannh/kubeconform/cmd/kubeconform",
     license="Apache-2.0",
 )
-# v4.0.5 is the only argo-workflows version the module proxy serves here; it is a
-# test-time linter and CRD source, never deployed by Flywheel.
+# The newest v3.6 release the Go module proxy serves: v4.0.5 has reported security
+# flaws. A test-time linter and CRD source, never deployed by Flywheel.
 ARGO = GoTool(
     name="argo",
-    module="github.com/argoproj/argo-workflows/v4",
-    version="v4.0.5",
+    module="github.com/argoproj/argo-workflows/v3",
+    version="v3.6.18",
     package="./cmd/argo",
     how="in-module",
     license="Apache-2.0",
@@ -193,13 +193,15 @@ ASSETS: dict[str, Asset] = {
                 "stages/pod-delete.yaml": "kustomize/stage/pod/fast/pod-delete.yaml",
             },
         ),
-        # Argo Workflows' published CRDs, with their full schemas.
+        # Argo Workflows' published CRDs: in v3 the minimal ones are what a cluster
+        # installs (the full schemas are not structural), the full ones validate.
         Asset(
             name="argo",
             module=ARGO.module,
             version=ARGO.version,
             files={
-                f"crds/argoproj.io_{kind}.yaml": f"manifests/base/crds/full/argoproj.io_{kind}.yaml"
+                f"crds/{size}/argoproj.io_{kind}.yaml": f"manifests/base/crds/{size}/argoproj.io_{kind}.yaml"
+                for size in ("minimal", "full")
                 for kind in (
                     "workflows",
                     "cronworkflows",

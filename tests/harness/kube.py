@@ -76,8 +76,35 @@ class ControlPlane:
             timeout=600,
         )
         if check and result.returncode != 0:
-            raise RuntimeError(f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(
+                f"helm {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}\n{self.diagnosis()}"
+            )
         return result
+
+    def diagnosis(self) -> str:
+        """What a failed wait needs to be understood: the processes, nodes, pods and events."""
+        parts = [
+            "control plane: "
+            + ", ".join(
+                f"{name} {'running' if p.poll() is None else f'exited {p.returncode}'}"
+                for name, p in self.processes.items()
+            )
+        ]
+        for args in (
+            ("get", "nodes", "-o", "wide"),
+            ("get", "pods", "-A", "-o", "wide"),
+            ("get", "events", "-A", "--sort-by=.lastTimestamp"),
+        ):
+            shown = self.kubectl(*args, check=False)
+            parts.append(f"$ kubectl {' '.join(args)}\n{shown.stdout[-3000:]}{shown.stderr[-500:]}")
+        for name in ("kube-scheduler", "kube-controller-manager", "kwok"):
+            log = self.work / f"{name}.log"
+            if log.exists():
+                parts.append(
+                    f"{name}.log (tail):\n"
+                    + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
+                )
+        return "\n".join(parts)
 
 
 def _certificates(work: Path) -> dict[str, Path]:
@@ -209,11 +236,17 @@ def _kubeconfig(path: Path, server: str, certs: dict[str, Path]) -> None:
     path.write_text(json.dumps(config))
 
 
-def crd_files() -> list[Path]:
-    """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor."""
+def crd_files(schemas: bool = False) -> list[Path]:
+    """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor.
+
+    Argo v3 publishes minimal CRDs to install and full ones whose schemas are not
+    structural (the API server refuses them) but describe every field: `schemas`
+    picks the full ones, for kubeconform.
+    """
+    argo = asset_dir("argo") / "crds" / ("full" if schemas else "minimal")
     return [
         SELDON_CRD,
-        *(asset_dir("argo") / "crds" / name for name in ARGO_CRDS),
+        *(argo / name for name in ARGO_CRDS),
         asset_dir("prometheus-operator") / "crds" / "monitoring.coreos.com_servicemonitors.yaml",
     ]
 

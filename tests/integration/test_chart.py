@@ -99,7 +99,7 @@ def schema_dir(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     swagger = json.loads(kube.kubectl("get", "--raw=/openapi/v2").stdout)
     kinds = {d["kind"] for v in [None, *EXAMPLES] for d in _render(v)}
     schemas.from_openapi(swagger, kinds, out)
-    schemas.from_crds(crd_files(), out)
+    schemas.from_crds(crd_files(schemas=True), out)
     return out
 
 
