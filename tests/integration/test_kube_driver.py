@@ -207,3 +207,30 @@ def test_traffic_changes_keep_what_the_chart_or_an_overlay_set(
         container = p["componentSpecs"][0]["spec"]["containers"][0]
         assert (p["replicas"], container["image"], container["resources"]) == (3, pinned, resources)
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 75), "canary": ("v2", 25)}
+
+
+def test_a_patch_seldon_would_refuse_is_never_sent(
+    kube: Any, namespace: str, driver: KubernetesDriver
+) -> None:
+    # given a live object whose container an overlay renamed: the traffic patch, built
+    # on it, would name a graph node with no container, which Seldon's webhook refuses
+    # (this control plane runs no Seldon webhook, so only the driver's check can tell)
+    driver.apply("v1", None, 0)
+    kube.kubectl(
+        "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=json", "-p",
+        json.dumps([
+            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/name", "value": "classifier"},
+        ]),
+    )  # fmt: skip
+    before = driver.get()
+    # when a canary step is applied, then it is refused with Seldon's reason
+    with pytest.raises(
+        RolloutError,
+        match=r"would be refused by Seldon: .*graph: node 'model' has no container of that name "
+        r"\(containers: classifier\)",
+    ):
+        driver.set_traffic("v1", "v2", 25)
+    # and nothing was written
+    after = driver.get()
+    assert after is not None and before is not None
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]

@@ -201,3 +201,51 @@ def like_live(wanted: list[dict[str, Any]], live: dict[str, Any] | None) -> list
         }
         for p in wanted
     ]
+
+
+def admission_errors(obj: dict[str, Any]) -> list[str]:
+    """What Seldon Core's validating webhook (1.17) would refuse in this SeldonDeployment.
+
+    The same rules as its `ValidateSeldonDeployment` for what Flywheel writes: at
+    least one predictor, unique predictor names, traffic that sums to 100 across
+    several predictors (or is 100 or unset for one), at most one shadow, and a
+    container for every graph node that has no prepackaged implementation.
+    """
+    predictors = obj.get("spec", {}).get("predictors") or []
+    if not predictors:
+        return ["spec.predictors: there must be at least one predictor"]
+    errors = []
+    names = [p.get("name") for p in predictors]
+    errors += [
+        f"spec.predictors: predictor name {n!r} is used twice"
+        for n in sorted({n for n in names if names.count(n) > 1})
+    ]
+    shadows = [p for p in predictors if p.get("shadow")]
+    if len(shadows) > 1:
+        errors.append("spec.predictors: more than one shadow predictor")
+    if len(shadows) == len(predictors):
+        errors.append("spec.predictors: a shadow cannot be the only predictor")
+    traffic = sum(int(p.get("traffic", 0)) for p in predictors if not p.get("shadow"))
+    live = len(predictors) - len(shadows)
+    if live > 1 and traffic != 100:
+        errors.append(f"spec.predictors: traffic must sum to 100, not {traffic}")
+    if live == 1 and 0 < traffic < 100:
+        errors.append(f"spec.predictors: a single predictor's traffic must be 100, not {traffic}")
+    for p in predictors:
+        containers = {
+            c.get("name")
+            for spec in p.get("componentSpecs") or []
+            for c in (spec.get("spec") or {}).get("containers") or []
+        }
+        nodes = [p.get("graph") or {}]
+        while nodes:
+            node = nodes.pop()
+            if node.get("implementation") in (None, "", "UNKNOWN_IMPLEMENTATION") and (
+                node.get("name") not in containers
+            ):
+                errors.append(
+                    f"spec.predictors[{p.get('name')}].graph: node {node.get('name')!r} has no "
+                    f"container of that name (containers: {', '.join(sorted(map(str, containers))) or 'none'})"
+                )
+            nodes.extend(node.get("children") or [])
+    return errors

@@ -23,6 +23,7 @@ from flywheel.config import Settings
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, _histogram, _reason
+from flywheel.rollout.seldon import render
 
 Handler = Callable[[str, str, bytes], tuple[int, Any]]
 
@@ -153,14 +154,8 @@ def test_a_missing_deployment_is_created_and_a_refusal_names_the_reason(
 def test_a_concurrent_change_is_refused_not_overwritten(server: Callable[[Handler], str]) -> None:
     # given a deployed object, and a patch the server rejects because it changed meanwhile
     patches: list[dict[str, Any]] = []
-    current = {
-        "metadata": {"name": "loan-default", "resourceVersion": "41"},
-        "spec": {
-            "predictors": [
-                {"name": "stable", "traffic": 100, "labels": {"flywheel.io/model-version": "v1"}}
-            ]
-        },
-    }
+    current = render(Settings(), "v1")
+    current["metadata"]["resourceVersion"] = "41"
 
     def api(method: str, path: str, body: bytes) -> tuple[int, Any]:
         if method == "GET":

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from flywheel.config import Settings, load_settings
 from flywheel.rollout import seldon
+from flywheel.rollout.seldon import admission_errors, render
 
 SETTINGS = load_settings(
     None, env={}, overrides=["storage.uri=s3://models/flywheel", "storage.endpoint=minio:9000"]
@@ -72,3 +76,39 @@ def test_images_are_referenced_by_digest_when_one_is_given() -> None:
     ][0]["image"]
     assert image == f"ghcr.io/x/serving@{digest}"
     assert seldon.image_reference(SETTINGS) == SETTINGS.serving.image
+
+
+def test_what_flywheel_renders_passes_seldons_admission_rules() -> None:
+    settings = Settings()
+    for weight in (0, 10, 100):
+        assert admission_errors(render(settings, "v1", "v2", weight)) == []
+    assert admission_errors(render(settings, "v1")) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "refusal"),
+    [
+        (lambda p: p.__setitem__(1, {**p[1], "traffic": 5}), "traffic must sum to 100, not 95"),
+        (
+            lambda p: p.__setitem__(1, {**p[1], "name": "stable"}),
+            "predictor name 'stable' is used twice",
+        ),
+        (lambda p: p.pop(), "a single predictor's traffic must be 100, not 90"),
+        (lambda p: p.clear(), "there must be at least one predictor"),
+        (
+            lambda p: p[0]["graph"].__setitem__("name", "classifier"),
+            "graph: node 'classifier' has no container of that name (containers: model)",
+        ),
+        (
+            lambda p: p[0]["graph"].__setitem__("children", [{"name": "extra", "type": "MODEL"}]),
+            "node 'extra' has no container",
+        ),
+    ],
+)
+def test_seldons_admission_rules_are_checked_before_sending(
+    change: Callable[[list[dict[str, Any]]], object], refusal: str
+) -> None:
+    obj = render(Settings(), "v1", "v2", 10)
+    change(obj["spec"]["predictors"])
+    errors = admission_errors(obj)
+    assert any(refusal in error for error in errors), errors
