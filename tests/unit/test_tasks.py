@@ -8,48 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from flywheel import predictor, tasks
+from flywheel import predictor, runs, tasks
 from flywheel.config import Settings
 from flywheel.contract import ContractViolation
 from flywheel.registry import Registry
 
 
 def _run(settings: Settings, work: Path, run_id: str = "r1") -> tuple[str, bool]:
-    """Every step in order, as the pipeline wires them; returns (version or '', blessed)."""
-    config = settings.to_json()
-    base = tasks.resolve(config, "")["production"]
-    window = work / "window"
-    tasks.ingest(config, "", window)
-    tasks.validate(config, window, base, work / "contract.json", work / "validation.md")
-    tasks.train(config, window, work / "model.joblib", work / "holdout.parquet")
-    tasks.evaluate(
-        config,
-        work / "model.joblib",
-        work / "holdout.parquet",
-        window,
-        base,
-        work / "evaluation.json",
-        work / "evaluation.html",
-    )
-    decision = tasks.decide(config, work / "evaluation.json", work / "decision.json")
-    if not decision.blessed:
-        return "", False
-    tasks.infra_validate(config, work / "model.joblib", window)
-    version = tasks.register(
-        config,
-        model_path=work / "model.joblib",
-        contract_path=work / "contract.json",
-        evaluation_path=work / "evaluation.json",
-        report_path=work / "evaluation.html",
-        decision_path=work / "decision.json",
-        validation_path=work / "validation.md",
-        window_dir=window,
-        run_id=run_id,
-        git_commit="abc123",
-        image="",
-        image_digest="",
-    )
-    return version, True
+    """Every step in order, in this process; returns (version or '', blessed)."""
+    run = runs.run_in_process(settings, work, run_id=run_id, git_commit="abc123")
+    return run.version, bool(run.blessed)
 
 
 def test_first_run_registers_production_and_second_compares(
