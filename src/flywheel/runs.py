@@ -315,6 +315,8 @@ def run_in_process(
     if done("gate") or not run.blessed:
         return run
     step("infra-validate", tasks.infra_validate, config, work / "model.joblib", window)
+    if done("infra-validate"):
+        return run
     run.version = step(
         "register",
         tasks.register,

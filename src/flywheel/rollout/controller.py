@@ -138,6 +138,18 @@ class RolloutController:
         log.info("canary %s at %d%% against %s", canary, state.weight, stable)
         return state
 
+    def in_progress(self, version: str) -> RolloutState | None:
+        """The rollout of `version` still in progress (left by a killed process, or by a
+        pipeline step that is being retried), if there is one."""
+        current = self.state()
+        if current is None or current.done or current.canary != f"v{version_number(version)}":
+            return None
+        return current
+
+    def resume_or_start(self, version: str) -> RolloutState:
+        """The rollout of `version` already in progress, else a new one."""
+        return self.in_progress(version) or self.start(version)
+
     def deploy_direct(
         self, version: str, reason: str = "deployed directly by hand"
     ) -> RolloutState:

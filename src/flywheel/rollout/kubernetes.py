@@ -241,12 +241,7 @@ def start_on_cluster(settings: Settings, version: str, *, api_client: Any = None
             "action": "serving",
             "reason": "already in production (the first model goes straight in)",
         }
-    controller = RolloutController(registry, driver, settings.rollout)
-    current = controller.state()
-    if current is not None and not current.done and current.canary == version:
-        state = current
-    else:
-        state = controller.start(version)
+    state = RolloutController(registry, driver, settings.rollout).resume_or_start(version)
     return {
         "version": version,
         "action": "canary" if not state.done else state.phase,

@@ -27,7 +27,6 @@ from flywheel.errors import FlywheelError
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.processes import ProcessBook, stop_group
-from flywheel.rollout.seldon import MODEL_CLASS, SERVING_ENV
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +187,7 @@ class LocalDriver:
         python = serving_python()
         command = [
             str(python.parent / "seldon-core-microservice"),
-            MODEL_CLASS,
+            seldon.MODEL_CLASS,
             f"--http-port={http}",
             f"--grpc-port={grpc}",
             f"--metrics-port={metrics}",
@@ -196,7 +195,7 @@ class LocalDriver:
             "--log-level=WARNING",
             f"--parameters={json.dumps(parameters)}",
         ]
-        process, log_path = self._spawn(command, f"model-{version}", env=dict(SERVING_ENV))
+        process, log_path = self._spawn(command, f"model-{version}", env=dict(seldon.SERVING_ENV))
         backend = Backend(version=version, port=http, process=process, log=log_path)
         self.backends[version] = backend
         self._remember()
@@ -260,7 +259,6 @@ class LocalDriver:
         if self.gateway is not None:
             _stop(self.gateway)
             self.gateway = None
-        self.book.path.unlink(missing_ok=True)
         self.book.release()
 
 
@@ -313,13 +311,9 @@ def local_canary(
 
     reg = Registry.from_settings(settings)
     reg.manifest(version)
-    controller_state = RolloutController(reg, StateOnlyDriver(), settings.rollout).state()
-    resuming = (
-        controller_state is not None
-        and not controller_state.done
-        and controller_state.canary == version
-    )
-    stable = controller_state.stable if resuming and controller_state else reg.resolve(PRODUCTION)
+    # A rollout of this version that a killed process left in progress is resumed.
+    pending = RolloutController(reg, StateOnlyDriver(), settings.rollout).in_progress(version)
+    stable = pending.stable if pending else reg.resolve(PRODUCTION)
     driver = LocalDriver(settings)
     load = None
     try:
@@ -333,9 +327,8 @@ def local_canary(
                     driver.gateway_url, newest_batch(settings), settings.features, rps=rps
                 ).start()
         controller = RolloutController(reg, driver, settings.rollout, on_tick=on_tick)
-        # A rollout of this version that a killed process left in progress is resumed.
-        state = controller.state() if resuming else controller.start(version)
-        if state is not None and not state.done:
+        state = controller.resume_or_start(version)
+        if not state.done:
             state = controller.run()
         return state, dict(load.stop() if load else {})
     finally:

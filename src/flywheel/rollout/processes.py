@@ -119,7 +119,9 @@ class ProcessBook:
         self._lock = handle
 
     def release(self) -> None:
-        """Give the directory up (the kernel does too if this process dies)."""
+        """A clean exit: nothing recorded is left running, so forget the record and give
+        the directory up (the kernel releases it too if this process dies)."""
+        self.path.unlink(missing_ok=True)
         if self._lock is not None:
             self._lock.close()
             self._lock = None

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -74,33 +74,31 @@ def test_a_successor_stops_the_groups_an_earlier_owner_left(
     assert not (tmp_path / "processes.json").exists()
 
 
-def test_a_pid_that_now_belongs_to_another_process_is_never_signalled(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+@pytest.mark.parametrize(
+    "disguise",
+    [
+        # the kernel gave the PID to an unrelated process: same PID, another start time
+        lambda real: Identity(real.pid, str(int(real.started) - 1), real.command),
+        # same PID and start time, but not the command Flywheel started
+        lambda real: Identity(real.pid, real.started, "python -m flywheel.rollout.gateway"),
+    ],
+    ids=["reused-pid", "other-command"],
+)
+def test_a_process_that_is_not_the_recorded_one_is_never_signalled(
+    tmp_path: Path,
+    spawned: list[subprocess.Popen[bytes]],
+    disguise: Callable[[Identity], Identity],
 ) -> None:
-    # given a record whose PID the kernel has since given to an unrelated process
-    # (simulated by recording a live process under a start time it does not have)
+    # given a record naming a live bystander's PID, but not as the process it is
     bystander = _group(spawned, "sleep 60")
     real = identity(bystander.pid)
     assert real is not None
-    recorded = Identity(real.pid, str(int(real.started) - 1), real.command)
-    (tmp_path / "processes.json").write_text(json.dumps([asdict(recorded)]))
+    (tmp_path / "processes.json").write_text(json.dumps([asdict(disguise(real))]))
     # when a successor reaps
     stopped = ProcessBook(tmp_path).reap()
     # then the bystander lives
     assert stopped == []
     time.sleep(0.3)
-    assert bystander.poll() is None
-
-
-def test_a_different_command_line_is_not_the_same_process(
-    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
-) -> None:
-    bystander = _group(spawned, "sleep 60")
-    real = identity(bystander.pid)
-    assert real is not None
-    recorded = Identity(real.pid, real.started, "python -m flywheel.rollout.gateway")
-    (tmp_path / "processes.json").write_text(json.dumps([asdict(recorded)]))
-    assert ProcessBook(tmp_path).reap() == []
     assert bystander.poll() is None
 
 
