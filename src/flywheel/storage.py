@@ -8,19 +8,26 @@ compare-and-swap aliases on that one primitive.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import logging
 import os
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
 
 from flywheel.config import StorageSettings
 from flywheel.errors import FlywheelError
 
+if TYPE_CHECKING:
+    import urllib3
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 # Keys of the Kubernetes Secret that holds S3 credentials, and the variables they become.
@@ -60,7 +67,8 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
-        """Store `data` at `key` atomically; with create_only, raise ObjectExists if taken."""
+        """Store `data` at `key` atomically; with create_only, raise ObjectExists if another
+        write took the key (a retried request of this same write is no conflict)."""
 
     @abstractmethod
     def list(self, prefix: str) -> list[str]:
@@ -178,6 +186,32 @@ class LocalStore(ObjectStore):
             raise StoreUnavailable(f"cannot use {self.root} as the store: {error}") from error
 
 
+# User metadata naming the create-only write that made an object (see S3Store.write).
+WRITE_TOKEN = "flywheel-write"
+
+
+def _create_only_pool(**options: Any) -> urllib3.PoolManager:
+    """A urllib3 pool whose PUTs carry If-None-Match: *, so the server never overwrites.
+
+    put_object() cannot send that header, and the SDK's own PUT is private, so
+    the header is added here, below the SDK: it still signs the request, finds
+    the bucket's region and parses the answer. Standard headers need no signature.
+    """
+    import urllib3
+
+    class CreateOnlyPool(urllib3.PoolManager):
+        def urlopen(  # type: ignore[override]  # PoolManager's own signature, as urllib3 has it
+            self, method: str, url: str, redirect: bool = True, **kw: Any
+        ) -> urllib3.BaseHTTPResponse:
+            if method == "PUT":
+                headers = urllib3.HTTPHeaderDict(kw.get("headers") or {})
+                headers["If-None-Match"] = "*"
+                kw["headers"] = headers
+            return super().urlopen(method, url, redirect, **kw)
+
+    return CreateOnlyPool(**options)
+
+
 class S3Store(ObjectStore):
     """A bucket (and optional prefix) on an S3-compatible server, through the minio SDK."""
 
@@ -202,21 +236,24 @@ class S3Store(ObjectStore):
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
         self.endpoint = endpoint or "s3.amazonaws.com"
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
-            maxsize=16,
-            retries=urllib3.Retry(
+        # urllib3 resends a PUT whose response was lost; write() allows for it.
+        pool_options: dict[str, Any] = {
+            "timeout": urllib3.Timeout(connect=min(timeout, 5.0), read=timeout),
+            "maxsize": 16,
+            "retries": urllib3.Retry(
                 total=2, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
             ),
-        )
-        self.client = Minio(
+        }
+        connect = functools.partial(
+            Minio,
             self.endpoint,
             access_key=access_key,
             secret_key=secret_key,
             secure=secure,
             region=region,
-            http_client=http,
         )
+        self.client = connect(http_client=urllib3.PoolManager(**pool_options))
+        self._create_client = connect(http_client=_create_only_pool(**pool_options))
 
     def _key(self, key: str) -> str:
         key = _clean(key)
@@ -268,16 +305,40 @@ class S3Store(ObjectStore):
                 ),
             )
             return
-        # put_object() cannot send If-None-Match, so this goes through the SDK's
-        # single-request PUT. AWS S3, SeaweedFS and MinIO all honour the header.
-        headers: dict[str, str | list[str] | tuple[str]] = {
-            "If-None-Match": "*",
-            "Content-Type": "application/octet-stream",
-        }
-        self._call(
-            action,
-            lambda: self.client._put_object(self.bucket, self._key(key), data, headers=headers),
-        )
+        from minio.helpers import MIN_PART_SIZE
+
+        token = uuid.uuid4().hex
+        try:
+            self._call(
+                action,
+                lambda: self._create_client.put_object(
+                    self.bucket,
+                    self._key(key),
+                    io.BytesIO(data),
+                    len(data),
+                    metadata={WRITE_TOKEN: token},
+                    # One PUT, never a multipart upload: the condition covers the whole object.
+                    part_size=max(len(data), MIN_PART_SIZE),
+                ),
+            )
+        except ObjectExists:
+            if not self._written_by(key, token):
+                raise
+            log.info("%s: the server had already taken this write (a retried request)", action)
+
+    def _written_by(self, key: str, token: str) -> bool:
+        """Whether the object at `key` was made by the create-only write carrying `token`.
+
+        urllib3 resends a PUT whose response was lost. If the first attempt went
+        through, the resent one is refused because the object exists: the token
+        tells that apart from another writer's object, even one with the same bytes.
+        """
+        action = f"check {self.location(key)}"
+        try:
+            stat = self._call(action, lambda: self.client.stat_object(self.bucket, self._key(key)))
+        except ObjectNotFound:
+            return False
+        return bool((stat.metadata or {}).get(f"x-amz-meta-{WRITE_TOKEN}") == token)
 
     def list(self, prefix: str) -> list[str]:
         return sorted(self.listing(prefix))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,7 +23,8 @@ from flywheel.storage import (
     StoreUnavailable,
     open_store,
 )
-from tests.harness.servers import free_ports
+from tests.harness.proxy import LossyProxy
+from tests.harness.servers import S3Server, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -83,6 +84,109 @@ def test_of_concurrent_alias_moves_on_s3_exactly_one_wins(store: S3Store) -> Non
         t.join()
     assert len(won) == 1
     assert [h.reason for h in registry.history("production")] == ["first", f"writer {won[0]}"]
+
+
+@pytest.fixture
+def lossy(s3_server: S3Server) -> Iterator[LossyProxy]:
+    """A proxy between the client and the S3 server that can lose a response."""
+    with LossyProxy(s3_server.endpoint) as proxy:
+        yield proxy
+
+
+def _through(proxy: LossyProxy, store: S3Store) -> S3Store:
+    flaky = open_store(store.uri, StorageSettings(endpoint=proxy.endpoint, secure=False))
+    assert isinstance(flaky, S3Store)
+    return flaky
+
+
+def _create_only_put(head: bytes) -> bool:
+    return head.startswith(b"PUT ") and b"\r\nif-none-match: *\r\n" in head.lower()
+
+
+def test_a_create_only_write_whose_response_is_lost_is_reported_as_written(
+    store: S3Store, lossy: LossyProxy
+) -> None:
+    # given a network that loses the server's answer to the next create-only PUT
+    flaky = _through(lossy, store)
+    lossy.lose_response(_create_only_put)
+    # when a create-only write goes through it
+    flaky.write("claim", b"mine", create_only=True)
+    # then the server took the PUT, the client sent it again and was refused (the
+    # object existed), and the write still counts as done
+    assert len(lossy.lost) == 1
+    assert len([head for head in lossy.heads if _create_only_put(head)]) == 2
+    assert store.read("claim") == b"mine"
+
+
+def test_a_large_create_only_write_is_one_conditional_put(
+    store: S3Store, lossy: LossyProxy
+) -> None:
+    # given more bytes than the SDK would otherwise send as a multipart upload
+    data = bytes(6 * 1024 * 1024)
+    # when written create-only
+    _through(lossy, store).write("model.joblib", data, create_only=True)
+    # then it went as one PUT carrying the condition
+    (head,) = [head for head in lossy.heads if b"model.joblib" in head]
+    assert _create_only_put(head)
+    assert store.read("model.joblib") == data
+
+
+def test_an_alias_move_whose_response_is_lost_happens_exactly_once(
+    store: S3Store, lossy: LossyProxy
+) -> None:
+    # given production on v1, and a promoter whose network will lose one answer
+    registry = Registry(store, "m")
+    for i in range(2):
+        registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
+    registry.move_alias("production", "v1", expected=None, reason="first")
+    promoter = Registry(_through(lossy, store), "m")
+    lossy.lose_response(_create_only_put)
+    # when it promotes v2 and the answer to the alias write is lost
+    state = promoter.move_alias("production", "v2", expected="v1", reason="promote")
+    # then the move is reported done, and it happened once
+    assert len(lossy.lost) == 1
+    assert (state.version, state.revision) == ("v2", 2)
+    assert [(h.version, h.reason) for h in registry.history("production")] == [
+        ("v1", "first"),
+        ("v2", "promote"),
+    ]
+
+
+def test_another_writers_object_is_a_conflict_even_when_the_answer_is_lost(
+    store: S3Store, lossy: LossyProxy
+) -> None:
+    # given an object another writer created, with the very bytes this writer sends
+    store.write("claim", b"same", create_only=True)
+    flaky = _through(lossy, store)
+    lossy.lose_response(_create_only_put)
+    # when this writer's create-only write is refused and the refusal is lost too
+    with pytest.raises(ObjectExists):
+        flaky.write("claim", b"same", create_only=True)
+    # then it was refused twice (the retry) and still reported as the conflict it is
+    assert len(lossy.lost) == 1
+    assert len([head for head in lossy.heads if _create_only_put(head)]) == 2
+
+
+def test_a_rival_alias_move_is_a_conflict_even_when_the_answer_is_lost(
+    store: S3Store, lossy: LossyProxy
+) -> None:
+    # given production on v1, and a rival that moves it to v3 while our PUT is in flight
+    registry = Registry(store, "m")
+    for i in range(3):
+        registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
+    registry.move_alias("production", "v1", expected=None, reason="first")
+    promoter = Registry(_through(lossy, store), "m")
+
+    def rival() -> None:
+        registry.move_alias("production", "v3", expected="v1", reason="rival")
+
+    lossy.lose_response(_create_only_put, before=rival)
+    # when our move of the same revision is refused and the refusal is lost
+    with pytest.raises(AliasConflict, match="at the same moment"):
+        promoter.move_alias("production", "v2", expected="v1", reason="promote")
+    # then only the rival's move stands
+    assert len(lossy.lost) == 1
+    assert [h.reason for h in registry.history("production")] == ["first", "rival"]
 
 
 def test_an_unreachable_endpoint_is_named_quickly() -> None:

@@ -41,6 +41,14 @@ def test_create_only_refuses_an_existing_key_and_keeps_the_first_value(tmp_path:
     assert store.list("") == ["k"]  # no temporary file left behind
 
 
+def test_create_only_refuses_another_write_of_the_same_bytes(tmp_path: Path) -> None:
+    # S3Store must agree: only a retried request of the same write is no conflict.
+    store = LocalStore(tmp_path)
+    store.write("k", b"same", create_only=True)
+    with pytest.raises(ObjectExists):
+        store.write("k", b"same", create_only=True)
+
+
 def test_only_one_of_many_concurrent_create_only_writers_wins(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     wins: list[int] = []
