@@ -60,8 +60,8 @@ run: $(VENV)/.ready $(SERVING_VENV)/.ready ## A new week of data, the training p
 	$(FLYWHEEL) run --deploy
 
 .PHONY: compile
-compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml
-	$(FLYWHEEL) compile --out pipelines/compiled
+compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml (resources from flywheel.yaml)
+	$(FLYWHEEL) --config flywheel.yaml compile --out pipelines/compiled
 
 .PHONY: chart-docs
 chart-docs: $(VENV)/.ready ## Regenerate helm/flywheel/README.md from values.yaml

@@ -16,6 +16,7 @@ import pytest
 from flywheel import batches, synthetic
 from flywheel.config import Settings, load_settings
 from flywheel.storage import open_store
+from flywheel.usage import Usage
 
 # A small, fast configuration: 5 days of 600 rows, no hyper-parameter search.
 SMALL = [
@@ -205,6 +206,19 @@ def step_outputs(task_dir: Path) -> StepOutputs:
             for name, output in raw.get("artifacts", {}).items()
         },
     )
+
+
+def assert_used(task_dir: Path) -> Usage:
+    """The step run by `run_component` recorded its time, CPU seconds and peak memory in its
+    `usage` Metrics (as the KFP UI shows them), and in the artifact's file."""
+    recorded = step_outputs(task_dir).metadata["usage"]
+    assert set(recorded) == {"seconds", "cpu_seconds", "peak_rss_mib"}
+    used = Usage.from_metrics(recorded)
+    assert used is not None and used == Usage.read(task_dir / "usage")
+    assert used.seconds >= 0 and used.cpu_seconds >= 0
+    # A Python process holds tens of MiB at least; KiB or bytes would be far off.
+    assert 15 < used.peak_rss_mib < 4096
+    return used
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ def evaluate(
     report: Output[HTML],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
+    usage: Output[Metrics],
 ) -> None:
     """Score the candidate and the production model on the same rows, with plots."""
     import json
@@ -22,16 +23,18 @@ def evaluate(
 
     from flywheel import tasks
     from flywheel.evaluation import flat_metrics
+    from flywheel.usage import measure
 
-    result = tasks.evaluate(
-        config,
-        Path(model.path),
-        Path(holdout.path),
-        Path(window.path),
-        baseline,
-        Path(evaluation.path),
-        Path(report.path),
-    )
+    with measure(usage):
+        result = tasks.evaluate(
+            config,
+            Path(model.path),
+            Path(holdout.path),
+            Path(window.path),
+            baseline,
+            Path(evaluation.path),
+            Path(report.path),
+        )
     for name, value in flat_metrics(result.model_dump(mode="json")).items():
         metrics.log_metric(name, value)
     roc = result.candidate.roc

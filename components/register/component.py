@@ -1,5 +1,5 @@
 from kfp import dsl
-from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Model
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 from flywheel.images import COMPONENT_IMAGE
 
@@ -18,23 +18,27 @@ def register(
     git_commit: str,
     image: str,
     image_digest: str,
+    usage: Output[Metrics],
 ) -> str:
     """Write the blessed model as a new immutable version and move its aliases."""
     from pathlib import Path
 
     from flywheel import tasks
+    from flywheel.usage import measure
 
-    return tasks.register(
-        config,
-        model_path=Path(model.path),
-        contract_path=Path(contract.path),
-        evaluation_path=Path(evaluation.path),
-        report_path=Path(evaluation_report.path),
-        decision_path=Path(decision.path),
-        validation_path=Path(validation_report.path),
-        window_dir=Path(window.path),
-        run_id=run_id,
-        git_commit=git_commit,
-        image=image,
-        image_digest=image_digest,
-    )
+    with measure(usage):
+        version = tasks.register(
+            config,
+            model_path=Path(model.path),
+            contract_path=Path(contract.path),
+            evaluation_path=Path(evaluation.path),
+            report_path=Path(evaluation_report.path),
+            decision_path=Path(decision.path),
+            validation_path=Path(validation_report.path),
+            window_dir=Path(window.path),
+            run_id=run_id,
+            git_commit=git_commit,
+            image=image,
+            image_digest=image_digest,
+        )
+    return version

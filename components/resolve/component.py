@@ -1,19 +1,22 @@
 from typing import NamedTuple
 
 from kfp import dsl
+from kfp.dsl import Metrics, Output
 
 from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
-def resolve(config: str, as_of: str) -> NamedTuple(
+def resolve(config: str, as_of: str, usage: Output[Metrics]) -> NamedTuple(
     "Resolved", [("production", str), ("as_of", str), ("fingerprint", str)]
 ):  # type: ignore[valid-type]
     """Pin down what the run reads: the production version, the window's last day, its files."""
     from collections import namedtuple
 
     from flywheel import tasks
+    from flywheel.usage import measure
 
-    resolved = tasks.resolve(config, as_of)
+    with measure(usage):
+        resolved = tasks.resolve(config, as_of)
     outputs = namedtuple("Resolved", ["production", "as_of", "fingerprint"])
     return outputs(resolved["production"], resolved["as_of"], resolved["fingerprint"])

@@ -1,19 +1,25 @@
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from flywheel.images import COMPONENT_IMAGE
 
 
 @dsl.component(base_image=COMPONENT_IMAGE, install_kfp_package=False)
 def train(
-    config: str, window: Input[Dataset], model: Output[Model], holdout: Output[Dataset]
+    config: str,
+    window: Input[Dataset],
+    model: Output[Model],
+    holdout: Output[Dataset],
+    usage: Output[Metrics],
 ) -> None:
     """Fit the configured scikit-learn Pipeline on the window's older batches."""
     from pathlib import Path
 
     from flywheel import tasks
+    from flywheel.usage import measure
 
-    info = tasks.train(config, Path(window.path), Path(model.path), Path(holdout.path))
+    with measure(usage):
+        info = tasks.train(config, Path(window.path), Path(model.path), Path(holdout.path))
     model.metadata.update(
         {
             "framework": "scikit-learn",

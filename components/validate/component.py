@@ -12,16 +12,19 @@ def validate(
     contract: Output[Artifact],
     report: Output[Markdown],
     drift: Output[Metrics],
+    usage: Output[Metrics],
 ) -> None:
     """Check every batch against the data contract; fail the run with a report on a violation."""
     import json
     from pathlib import Path
 
     from flywheel import tasks
+    from flywheel.usage import measure
 
-    result = tasks.validate(
-        config, Path(window.path), baseline, Path(contract.path), Path(report.path)
-    )
+    with measure(usage):
+        result = tasks.validate(
+            config, Path(window.path), baseline, Path(contract.path), Path(report.path)
+        )
     contract.metadata["reference"] = result.reference
     for name, value in result.batches[-1].psi.items():
         drift.log_metric(f"psi_{name}", round(value, 4))

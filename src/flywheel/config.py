@@ -10,12 +10,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -55,6 +56,20 @@ Scenario = Literal[
     "broken_renamed_column",
 ]
 Metric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1"]
+# The training pipeline's steps, in the order they run (tasks.STEPS). They are named
+# here, in the bottom layer, because the configuration refers to them.
+Step = Literal[
+    "resolve",
+    "ingest",
+    "validate",
+    "train",
+    "evaluate",
+    "gate",
+    "infra-validate",
+    "register",
+    "deploy",
+]
+STEPS: tuple[Step, ...] = get_args(Step)
 
 
 class Strict(BaseModel):
@@ -226,6 +241,130 @@ class StorageSettings(Strict):
         return self.uri.startswith("s3://")
 
 
+class ResourceSettings(Strict):
+    """Kubernetes resource requests and limits of one serving container."""
+
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+
+
+_CPU = re.compile(r"([0-9]*\.)?[0-9]+m?")
+_MEMORY = re.compile(r"([0-9]+)(E|Ei|P|Pi|T|Ti|G|Gi|M|Mi|K|Ki)?")
+_MEMORY_UNITS: dict[str, int] = {
+    **{s: 1000**i for i, s in enumerate(("", "K", "M", "G", "T", "P", "E"))},
+    **{s: 1024**i for i, s in enumerate(("Ki", "Mi", "Gi", "Ti", "Pi", "Ei"), start=1)},
+}
+
+
+def _quantity_text(value: object) -> object:
+    # YAML reads `cpu_limit: 2` as a number; a quantity is written as a string.
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+def _cpu(value: str) -> str:
+    if not _CPU.fullmatch(value):
+        raise ValueError("must be a number of cores, e.g. 2 or 0.5, or of millicores, e.g. 500m")
+    return value
+
+
+def _memory(value: str) -> str:
+    if not _MEMORY.fullmatch(value):
+        raise ValueError(
+            "must be a whole number of bytes, optionally with one of the suffixes "
+            "K, M, G, T, P, E or Ki, Mi, Gi, Ti, Pi, Ei, e.g. 512Mi or 2Gi"
+        )
+    return value
+
+
+# The forms KFP's compiler accepts (PipelineTask.set_cpu_limit and friends): a
+# subset of Kubernetes quantities, so that a bad value fails here, with its key.
+CpuQuantity = Annotated[str, BeforeValidator(_quantity_text), AfterValidator(_cpu)]
+MemoryQuantity = Annotated[str, BeforeValidator(_quantity_text), AfterValidator(_memory)]
+
+
+def cpu_cores(quantity: str) -> float:
+    """A CPU quantity (2, 0.5, 500m) in cores."""
+    return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+
+
+def memory_bytes(quantity: str) -> int:
+    """A memory quantity (512Mi, 2G, 1048576) in bytes."""
+    match = _MEMORY.fullmatch(quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a memory quantity")
+    return int(match.group(1)) * _MEMORY_UNITS[match.group(2) or ""]
+
+
+class StepResources(ResourceSettings):
+    """The requests and limits of one pipeline step's container."""
+
+    cpu_request: CpuQuantity = "250m"
+    cpu_limit: CpuQuantity = "1"
+    memory_request: MemoryQuantity = "512Mi"
+    memory_limit: MemoryQuantity = "1Gi"
+
+    @model_validator(mode="after")
+    def _request_within_limit(self) -> StepResources:
+        problem = self.above_limit()
+        if problem:
+            raise ValueError(problem)
+        return self
+
+    def above_limit(self) -> str | None:
+        """Why Kubernetes would refuse these (a request above its limit), or None."""
+        for kind, over in (
+            ("cpu", cpu_cores(self.cpu_request) > cpu_cores(self.cpu_limit)),
+            ("memory", memory_bytes(self.memory_request) > memory_bytes(self.memory_limit)),
+        ):
+            if over:
+                request, limit = getattr(self, f"{kind}_request"), getattr(self, f"{kind}_limit")
+                return (
+                    f"{kind}_request {request} is above {kind}_limit {limit}; "
+                    "Kubernetes refuses a request above its limit"
+                )
+        return None
+
+
+class StepResourceOverrides(Strict):
+    """What one step changes of the default; a key left out keeps the default's value."""
+
+    cpu_request: CpuQuantity | None = None
+    cpu_limit: CpuQuantity | None = None
+    memory_request: MemoryQuantity | None = None
+    memory_limit: MemoryQuantity | None = None
+
+
+class PipelineResources(Strict):
+    """Every step's requests and limits: a default, and overrides by step name."""
+
+    default: StepResources = StepResources()
+    steps: dict[Step, StepResourceOverrides] = Field(
+        default={}, description=f"Overrides by step: {', '.join(STEPS)}"
+    )
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> PipelineResources:
+        for step in self.steps:
+            merged = self.default.model_copy(update=self.steps[step].model_dump(exclude_none=True))
+            problem = merged.above_limit()
+            if problem:
+                raise ValueError(f"steps.{step} (on top of default): {problem}")
+        return self
+
+    def for_step(self, step: str) -> StepResources:
+        """The requests and limits of one step: its overrides on top of the default."""
+        if step not in STEPS:
+            raise ValueError(f"{step!r} is not a pipeline step (one of {', '.join(STEPS)})")
+        overrides = self.steps.get(step)
+        if overrides is None:
+            return self.default
+        return self.default.model_copy(update=overrides.model_dump(exclude_none=True))
+
+
 class PipelineSettings(Strict):
     """Where and how the training pipeline runs."""
 
@@ -234,15 +373,10 @@ class PipelineSettings(Strict):
     host: str | None = Field(default=None, description="KFP API endpoint for `flywheel submit`")
     experiment: str = "flywheel"
     s3_secret: Name = Field(default="flywheel-s3", description="Secret with the S3 keys on cluster")
-
-
-class ResourceSettings(Strict):
-    """Kubernetes resource requests and limits of one serving container."""
-
-    cpu_request: str = "250m"
-    cpu_limit: str = "1"
-    memory_request: str = "512Mi"
-    memory_limit: str = "1Gi"
+    resources: PipelineResources = Field(
+        default=PipelineResources(),
+        description="CPU and memory requests and limits of each step's container",
+    )
 
 
 class ServingSettings(Strict):
@@ -486,13 +620,23 @@ def _describe(
         dotted = ".".join(loc) or "(top level)"
         origin = _closest_origin(loc, origins)
         reason = item["msg"]
-        if item["type"] == "extra_forbidden":
+        if loc and loc[-1] == "[key]":
+            # The key itself is wrong (a dict whose keys are constrained): name it, not "[key]".
+            dotted = ".".join(loc[:-1])
+            origin = _closest_origin(loc[:-1], origins)
+            reason = f"not a valid key: {reason}"
+        elif item["type"] == "extra_forbidden":
             reason = "unknown key"
-        elif "input" in item and item["type"] not in {"missing"}:
+        elif "input" in item and item["type"] != "missing" and not _is_section(item):
             reason = f"{reason} (got {item['input']!r})"
         where = f" ({origin.where})" if origin else ""
         lines.append(f"  {dotted}{where}: {reason}")
     return "\n".join(lines)
+
+
+def _is_section(item: Any) -> bool:
+    # A check across a whole section names what it found; echoing the section adds noise.
+    return item["type"] == "value_error" and isinstance(item["input"], dict)
 
 
 def _closest_origin(

@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,29 +26,35 @@ from typing import Any, TextIO
 import yaml
 
 from flywheel import lineage
-from flywheel.config import Settings
+from flywheel.config import STEPS, Settings
 from flywheel.storage import ObjectNotFound, open_store
+from flywheel.usage import Usage
 
 log = logging.getLogger(__name__)
 
 PACKAGE_FILE = "training.yaml"
 
 
-def compile_text() -> str:
-    """The compiled training pipeline as the KFP compiler writes it."""
+def compile_text(settings: Settings) -> str:
+    """The compiled training pipeline as the KFP compiler writes it.
+
+    The settings give each step's resources; everything else reaches the steps as
+    run parameters.
+    """
     from kfp import compiler
 
-    from flywheel.pipelines.training import training_pipeline
+    from flywheel.pipelines.training import build_training_pipeline
 
+    pipeline = build_training_pipeline(settings.pipeline.resources)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PACKAGE_FILE
-        compiler.Compiler().compile(training_pipeline, str(path))
+        compiler.Compiler().compile(pipeline, str(path))
         return path.read_text()
 
 
-def compile_package() -> list[dict[str, Any]]:
+def compile_package(settings: Settings) -> list[dict[str, Any]]:
     """The compiled training pipeline: its PipelineSpec and, second, its Kubernetes PlatformSpec."""
-    return [doc for doc in yaml.safe_load_all(compile_text()) if doc]
+    return [doc for doc in yaml.safe_load_all(compile_text(settings)) if doc]
 
 
 def dump_package(docs: list[dict[str, Any]]) -> str:
@@ -56,11 +62,11 @@ def dump_package(docs: list[dict[str, Any]]) -> str:
     return yaml.safe_dump_all(docs, sort_keys=True)
 
 
-def write_package(out_dir: Path) -> Path:
+def write_package(settings: Settings, out_dir: Path) -> Path:
     """Write the compiled pipeline (for `make compile` and CI)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / PACKAGE_FILE
-    path.write_text(compile_text())
+    path.write_text(compile_text(settings))
     return path
 
 
@@ -150,6 +156,15 @@ class _StepLog(io.TextIOBase):
         self.target.flush()
 
 
+@dataclass(frozen=True)
+class StepUsage:
+    """One step of a run: what it used, or why this run has nothing to show for it."""
+
+    step: str
+    status: str  # "ran", "cached", "failed", "not run" or "no record"
+    usage: Usage | None = None
+
+
 @dataclass
 class LocalRun:
     """What a local run did."""
@@ -162,6 +177,7 @@ class LocalRun:
     failure_report: str | None = None
     outputs: dict[str, Path] | None = None
     registration: dict[str, Any] | None = None
+    steps: list[StepUsage] = field(default_factory=list)
 
     def read(self, name: str) -> Any:
         """A JSON output of the run (window manifest, evaluation or decision)."""
@@ -186,7 +202,7 @@ def run_local(
     from kfp import components
 
     run_id = run_id or new_run_id()
-    docs = compile_package()
+    docs = compile_package(settings)
     # Local source changes must invalidate cached steps, as a new image would on a cluster.
     docs[0] = customise(docs[0], env={"FLYWHEEL_CODE_VERSION": lineage.code_version()})
     pipeline = components.load_component_from_text(dump_package(docs))
@@ -202,8 +218,10 @@ def run_local(
     log = _StepLog(sys.stdout)
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(log if quiet else sys.stdout):
-            # kfp.local warns for every image without "python" in its name.
+            # kfp.local warns for every image without "python" in its name, and for
+            # every step's resources, which only a cluster enforces.
             warnings.filterwarnings("ignore", message="You may be attemping")
+            warnings.filterwarnings("ignore", message=r"Task .* have no effect in the current")
             task = pipeline(
                 config=settings.to_json(),
                 run_id=run_id,
@@ -220,9 +238,11 @@ def run_local(
             error=log.reason or re.sub(r"\x1b\[[0-9;]*m", "", str(error)),
             failed_task=failed,
             failure_report=_failure_report(root, before, failed),
+            steps=step_usages(_new_run_dir(root, before), succeeded=False, failed=failed),
         )
     log.flush()
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
+    blessed = json.loads(outputs["decision"].read_text())["blessed"]
     store = open_store(settings.storage.uri, settings.storage)
     try:
         from flywheel.tasks import run_record_key
@@ -236,6 +256,7 @@ def run_local(
         seconds=time.monotonic() - started,
         outputs=outputs,
         registration=registration,
+        steps=step_usages(_new_run_dir(root, before), blessed=blessed),
     )
 
 
@@ -345,6 +366,43 @@ def _failed_task(message: str) -> str | None:
     return match.group(1) if match else None
 
 
+def _new_run_dir(root: Path, before: set[Path]) -> Path | None:
+    """The folder kfp.local made for this run under the pipeline root (not its cache)."""
+    made = [p for p in set(root.glob("*")) - before if p.is_dir() and not p.name.startswith(".")]
+    return max(made, default=None)
+
+
+def step_usages(
+    run_dir: Path | None,
+    *,
+    succeeded: bool = True,
+    failed: str | None = None,
+    blessed: bool = True,
+) -> list[StepUsage]:
+    """Each step's usage as its Metrics recorded it in `run_dir`, in the order the steps run.
+
+    A step with no record in this run was served from the cache if the run went past
+    it; otherwise it failed, or did not run (after a failure, or an unblessed gate).
+    """
+    reached: int | None = len(STEPS)  # the steps before this index ran or came from the cache
+    if succeeded and not blessed:
+        reached = STEPS.index("gate") + 1
+    elif not succeeded:
+        reached = STEPS.index(failed) if failed in STEPS else None  # None: unknown
+    rows = []
+    for index, step in enumerate(STEPS):
+        recorded = Usage.read(run_dir / step / "usage") if run_dir else None
+        if recorded is not None:
+            rows.append(StepUsage(step, "ran", recorded))
+        elif step == failed:
+            rows.append(StepUsage(step, "failed"))
+        elif reached is None:
+            rows.append(StepUsage(step, "no record"))
+        else:
+            rows.append(StepUsage(step, "cached" if index < reached else "not run"))
+    return rows
+
+
 def _failure_report(root: Path, before: set[Path], task: str | None) -> str | None:
     """The Markdown report the failed step wrote before failing, if it wrote one."""
     if task is None or not root.exists():
@@ -374,7 +432,7 @@ def submit(
     import kfp
 
     run_id = run_id or new_run_id()
-    docs = compile_package()
+    docs = compile_package(settings)
     if image:
         docs[0] = customise(docs[0], image=image)
     digest = image.split("@", 1)[1] if image and "@" in image else ""

@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel import lineage
+
+# The steps in the order they run, named in config for the configuration's sake;
+# pipelines/training.py wires them so.
+from flywheel.config import STEPS as STEPS
 from flywheel.config import Settings
 from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, Registry
 from flywheel.storage import open_store
@@ -26,19 +30,6 @@ if TYPE_CHECKING:
 # should not pay for scikit-learn, pandera or matplotlib.
 
 log = logging.getLogger(__name__)
-
-# The pipeline's steps in the order they run; pipelines/training.py wires them so.
-STEPS = (
-    "resolve",
-    "ingest",
-    "validate",
-    "train",
-    "evaluate",
-    "gate",
-    "infra-validate",
-    "register",
-    "deploy",
-)
 
 
 def run_record_key(run_id: str) -> str:

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from flywheel.config import ConfigError, RolloutChecks, RolloutSettings, Settings, load_settings
+from flywheel.config import (
+    STEPS,
+    ConfigError,
+    PipelineResources,
+    RolloutChecks,
+    RolloutSettings,
+    Settings,
+    StepResources,
+    cpu_cores,
+    load_settings,
+    memory_bytes,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,3 +150,134 @@ def test_a_monotonic_constraint_must_name_a_numeric_feature() -> None:
         match=r"features \(from --set features.monotonic.region\): Value error, monotonic: .region. is not a numeric feature",
     ):
         load_settings(None, env={}, overrides=["features.monotonic.region=increasing"])
+
+
+def pipeline_resources(text: str, tmp_path: Path) -> PipelineResources:
+    """pipeline.resources as read from a file holding `text` under that key."""
+    path = tmp_path / "f.yaml"
+    path.write_text("pipeline:\n  resources:\n" + textwrap.indent(text, "    "))
+    return load_settings(path, env={}).pipeline.resources
+
+
+def test_every_step_gets_the_default_resources_unless_it_overrides_a_key(tmp_path: Path) -> None:
+    # given a default and an override of two keys for train
+    resources = pipeline_resources(
+        "default: {cpu_request: 500m, cpu_limit: 2, memory_request: 1Gi, memory_limit: 2Gi}\n"
+        "steps:\n  train: {cpu_limit: '4', memory_limit: 8Gi}\n",
+        tmp_path,
+    )
+    # then train has its two keys and the default's others; every other step the default
+    assert resources.for_step("train") == StepResources(
+        cpu_request="500m", cpu_limit="4", memory_request="1Gi", memory_limit="8Gi"
+    )
+    for step in STEPS:
+        if step != "train":
+            assert resources.for_step(step) == resources.default
+    # a YAML number is read as the quantity it spells
+    assert resources.default.cpu_limit == "2"
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cpu_limit", "2"),
+        ("cpu_limit", 2),
+        ("cpu_limit", 0.5),
+        ("cpu_limit", "1500m"),
+        ("cpu_limit", ".5"),
+        ("memory_limit", "2Gi"),
+        ("memory_limit", "2G"),
+        ("memory_limit", "2000Mi"),
+        ("memory_limit", "3000000Ki"),
+        ("memory_limit", 4294967296),
+    ],
+)
+def test_quantities_kubernetes_and_kfp_both_accept(key: str, value: object) -> None:
+    resources = PipelineResources.model_validate({"default": {key: value}})
+    assert getattr(resources.default, key) == str(value)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "pipeline.resources.default.cpu_limit=2 cores",
+            "pipeline.resources.default.cpu_limit (from --set pipeline.resources.default.cpu_limit): "
+            "Value error, must be a number of cores, e.g. 2 or 0.5, or of millicores, e.g. 500m "
+            "(got '2 cores')",
+        ),
+        ("pipeline.resources.default.cpu_limit=-1", "must be a number of cores"),
+        ("pipeline.resources.default.cpu_request=1.5Gi", "must be a number of cores"),
+        ("pipeline.resources.default.memory_limit=1.5Gi", "must be a whole number of bytes"),
+        ("pipeline.resources.default.memory_limit=2gb", "must be a whole number of bytes"),
+        ("pipeline.resources.default.memory_limit=1.5", "must be a whole number of bytes"),
+        ("pipeline.resources.steps.train.memory_limit=2GB", "must be a whole number of bytes"),
+        (
+            "pipeline.resources.default.memory_limit=true",
+            "pipeline.resources.default.memory_limit (from --set pipeline.resources.default."
+            "memory_limit): Input should be a valid string (got True)",
+        ),
+        (
+            "pipeline.resources.default.gpu_limit=1",
+            "pipeline.resources.default.gpu_limit (from --set pipeline.resources.default."
+            "gpu_limit): unknown key",
+        ),
+        (
+            "pipeline.resources.default.memory_request=2Gi",
+            "pipeline.resources.default (from --set pipeline.resources.default.memory_request): "
+            "Value error, memory_request 2Gi is above memory_limit 1Gi; "
+            "Kubernetes refuses a request above its limit",
+        ),
+        (
+            "pipeline.resources.steps.gate.cpu_request=2",
+            "pipeline.resources (from --set pipeline.resources.steps.gate.cpu_request): "
+            "Value error, steps.gate (on top of default): cpu_request 2 is above cpu_limit 1; "
+            "Kubernetes refuses a request above its limit",
+        ),
+    ],
+)
+def test_bad_resources_name_the_key_path_and_reason(override: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, env={}, overrides=[override])
+    assert expected in str(error.value)
+    # a check across a whole section does not echo the section back
+    assert "(got {" not in str(error.value)
+
+
+def test_an_unknown_step_is_named_with_its_key_path_and_line(tmp_path: Path) -> None:
+    # given an override for a step that does not exist (a typo of train)
+    with pytest.raises(ConfigError) as error:
+        pipeline_resources("steps:\n  trian: {memory_limit: 4Gi}\n", tmp_path)
+    # then the error names the key path, where it is, and the steps there are
+    assert str(error.value).replace(str(tmp_path) + "/", "") == (
+        "f.yaml is not valid:\n"
+        "  pipeline.resources.steps.trian (f.yaml:4): not a valid key: Input should be "
+        "'resolve', 'ingest', 'validate', 'train', 'evaluate', 'gate', 'infra-validate', "
+        "'register' or 'deploy'"
+    )
+
+
+def test_the_steps_named_in_config_are_the_steps_that_run() -> None:
+    from flywheel import tasks
+
+    assert tasks.STEPS is STEPS
+    with pytest.raises(ValueError, match=r"'trian' is not a pipeline step \(one of resolve, "):
+        PipelineResources().for_step("trian")
+
+
+def test_a_step_may_override_a_limit_below_the_default_request_only_with_its_own_request() -> None:
+    # given a default request of 512Mi: a step limited to 256Mi must also ask for less
+    with pytest.raises(
+        ValidationError, match=r"steps\.gate \(on top of default\): memory_request 512Mi is above"
+    ):
+        PipelineResources.model_validate({"steps": {"gate": {"memory_limit": "256Mi"}}})
+    small = {"memory_request": "128Mi", "memory_limit": "256Mi"}
+    resources = PipelineResources.model_validate({"steps": {"gate": small}})
+    assert resources.for_step("gate").memory_limit == "256Mi"
+
+
+def test_quantities_convert_to_cores_and_bytes() -> None:
+    assert [cpu_cores(q) for q in ("2", "0.5", "250m", ".5")] == [2.0, 0.5, 0.25, 0.5]
+    assert [memory_bytes(q) for q in ("1Ki", "1K", "3", "2Gi")] == [1024, 1000, 3, 2 * 1024**3]
+    with pytest.raises(ValueError, match="not a memory quantity"):
+        memory_bytes("1.5Gi")

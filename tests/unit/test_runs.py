@@ -16,8 +16,9 @@ import pytest
 import yaml
 
 from flywheel import images, runs
-from flywheel.config import Settings
+from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
+from flywheel.usage import Usage
 
 # What kfp.local prints for a step: the SubprocessRunner indents the step's output
 # by four spaces, so the executor input's JSON closes with a line of "    }".
@@ -48,7 +49,7 @@ FLYWHEEL_ERROR = (
 
 @pytest.fixture(scope="module")
 def package() -> dict[str, object]:
-    spec, _ = runs.compile_package()
+    spec, _ = runs.compile_package(Settings())
     return spec
 
 
@@ -226,3 +227,66 @@ def test_an_in_process_run_stops_after_the_last_step_asked_for(
     assert gated.blessed is True and gated.version == ""
     assert json.loads((tmp_path / "b" / "decision.json").read_text())["blessed"] is True
     assert Registry.from_settings(settings).versions() == []
+
+
+def record_usage(run_dir: Path, *steps: str) -> None:
+    """Usage files as the steps' `usage` Metrics leave them in a kfp.local run folder."""
+    for i, step in enumerate(steps):
+        (run_dir / step).mkdir(parents=True)
+        used = Usage(seconds=i + 0.5, cpu_seconds=i + 0.25, peak_rss_mib=40.0 + i)
+        (run_dir / step / "usage").write_text(json.dumps(used.as_metrics()))
+
+
+def statuses(rows: list[runs.StepUsage]) -> dict[str, str]:
+    return {row.step: row.status for row in rows}
+
+
+def test_each_step_shows_its_usage_or_why_this_run_has_none(tmp_path: Path) -> None:
+    # given a run in which resolve, register and deploy ran and the rest came from the cache
+    record_usage(tmp_path, "resolve", "register", "deploy")
+    rows = runs.step_usages(tmp_path)
+    # then every step has a row, in the order the steps run, with what it recorded
+    assert [row.step for row in rows] == list(STEPS)
+    assert statuses(rows) == {
+        **dict.fromkeys(STEPS, "cached"),
+        "resolve": "ran",
+        "register": "ran",
+        "deploy": "ran",
+    }
+    assert rows[0].usage == Usage(seconds=0.5, cpu_seconds=0.25, peak_rss_mib=40.0)
+    assert rows[-1].usage == Usage(seconds=2.5, cpu_seconds=2.25, peak_rss_mib=42.0)
+
+
+def test_the_steps_after_an_unblessed_gate_did_not_run(tmp_path: Path) -> None:
+    record_usage(tmp_path, "resolve", "ingest", "validate", "train", "evaluate", "gate")
+    assert statuses(runs.step_usages(tmp_path, blessed=False)) == {
+        **dict.fromkeys(STEPS[:6], "ran"),
+        **dict.fromkeys(("infra-validate", "register", "deploy"), "not run"),
+    }
+
+
+def test_a_failed_run_shows_the_failed_step_and_that_none_after_it_ran(tmp_path: Path) -> None:
+    # given a run that failed at validate after a cached ingest
+    record_usage(tmp_path, "resolve")
+    rows = runs.step_usages(tmp_path, succeeded=False, failed="validate")
+    assert statuses(rows) == {
+        **dict.fromkeys(STEPS, "not run"),
+        "resolve": "ran",
+        "ingest": "cached",
+        "validate": "failed",
+    }
+    # and without knowing where it failed, nothing is claimed for the steps without a record
+    unknown = runs.step_usages(tmp_path, succeeded=False, failed=None)
+    assert statuses(unknown) == {**dict.fromkeys(STEPS, "no record"), "resolve": "ran"}
+    assert statuses(runs.step_usages(None, succeeded=False, failed="resolve"))["resolve"] == (
+        "failed"
+    )
+
+
+def test_the_run_folder_is_the_new_one_and_never_the_cache(tmp_path: Path) -> None:
+    (tmp_path / "flywheel-training-old").mkdir()
+    before = set(tmp_path.glob("*"))
+    (tmp_path / ".kfp_cache").mkdir()
+    (tmp_path / "flywheel-training-new").mkdir()
+    assert runs._new_run_dir(tmp_path, before) == tmp_path / "flywheel-training-new"
+    assert runs._new_run_dir(tmp_path, set(tmp_path.glob("*"))) is None

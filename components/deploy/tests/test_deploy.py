@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kfp import dsl
 
-from conftest import seldon_predictors, step_outputs
+from conftest import artifact, assert_used, seldon_predictors, step_outputs
 from flywheel import tasks
 from flywheel.components.deploy.component import deploy
 from flywheel.config import Settings
@@ -30,6 +31,7 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
     config = two_versions.to_json()
     first = run_component(deploy, config=config, version="v1")
     assert json.loads(step_outputs(first).parameters["Output"])["action"] == "serving"
+    assert_used(first)
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
     second = json.loads(
         step_outputs(run_component(deploy, config=config, version="v2")).parameters["Output"]
@@ -54,7 +56,10 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
 
 
 def test_the_deploy_step_does_nothing_with_the_local_driver(
-    small_settings: Callable[..., Settings],
+    small_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    result = json.loads(deploy.python_func(config=small_settings().to_json(), version="v1"))
+    usage = artifact(dsl.Metrics, tmp_path / "usage")
+    result = json.loads(
+        deploy.python_func(config=small_settings().to_json(), version="v1", usage=usage)
+    )
     assert result["action"] == "none" and "flywheel run --deploy" in result["reason"]

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import Trained, artifact, step_outputs
+from conftest import Trained, artifact, assert_used, step_outputs
 from flywheel.components.evaluate.component import evaluate
 
 
@@ -38,6 +38,7 @@ def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_
         "report": artifact(dsl.HTML, tmp_path / "report.html"),
         "metrics": artifact(dsl.Metrics, tmp_path / "metrics"),
         "classification": artifact(dsl.ClassificationMetrics, tmp_path / "classification"),
+        "usage": artifact(dsl.Metrics, tmp_path / "usage"),
     }
     evaluate.python_func(config=trained.config, **inputs(trained), baseline="", **out)
     assert_evaluated(tmp_path / "evaluation", tmp_path / "report.html", out["metrics"].metadata)
@@ -59,3 +60,4 @@ def test_under_kfp_local(trained: Trained, run_component: Callable[..., Path]) -
     confusion = metadata["classification"]["confusionMatrix"]
     assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == ["repaid", "defaulted"]
     assert sum(sum(row["row"]) for row in confusion["rows"]) == 600  # the newest batch
+    assert_used(task_dir)

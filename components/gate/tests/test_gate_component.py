@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kfp import dsl
 
-from conftest import Evaluated, artifact, step_outputs
+from conftest import Evaluated, artifact, assert_used, step_outputs
 from flywheel.components.gate.component import gate
 from flywheel.config import Settings
 
@@ -21,6 +21,7 @@ def test_logic_blesses_or_not_with_reasons(
             evaluation=artifact(dsl.Artifact, evaluated.evaluation),
             decision=decision,
             report=artifact(dsl.Markdown, tmp_path / "gate.md"),
+            usage=artifact(dsl.Metrics, tmp_path / "usage"),
         ), decision
 
     blessed, decision = run(evaluated.settings)
@@ -44,3 +45,4 @@ def test_under_kfp_local(evaluated: Evaluated, run_component: Callable[..., Path
     assert outputs.metadata["decision"] == {"blessed": True, "reasons": []}
     assert json.loads((task_dir / "decision").read_text())["blessed"] is True
     assert (task_dir / "report").read_text().startswith("# Gate: BLESSED")
+    assert_used(task_dir)

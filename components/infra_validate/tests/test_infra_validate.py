@@ -15,13 +15,17 @@ def test_logic_accepts_a_good_model_and_refuses_a_corrupt_one(
     trained: Trained, tmp_path: Path
 ) -> None:
     window = artifact(dsl.Dataset, trained.window.path)
+    usage = artifact(dsl.Metrics, tmp_path / "usage")
     infra_validate.python_func(
-        config=trained.config, model=artifact(dsl.Model, trained.model), window=window
+        config=trained.config, model=artifact(dsl.Model, trained.model), window=window, usage=usage
     )
     (tmp_path / "bad").write_bytes(trained.model.read_bytes()[:100])
     with pytest.raises(InfraValidationError, match="cannot load the model"):
         infra_validate.python_func(
-            config=trained.config, model=artifact(dsl.Model, tmp_path / "bad"), window=window
+            config=trained.config,
+            model=artifact(dsl.Model, tmp_path / "bad"),
+            window=window,
+            usage=usage,
         )
 
 

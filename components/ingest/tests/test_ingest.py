@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kfp import dsl
 
-from conftest import artifact, step_outputs
+from conftest import artifact, assert_used, step_outputs
 from flywheel.components.ingest.component import ingest
 from flywheel.config import Settings
 
@@ -17,7 +17,13 @@ def test_logic_collects_the_window_and_its_hash(
     settings = small_settings("data.window_days=3")
     make_batches(settings, 4)
     window = artifact(dsl.Dataset, tmp_path / "window")
-    digest = ingest.python_func(config=settings.to_json(), as_of="", fingerprint="", window=window)
+    digest = ingest.python_func(
+        config=settings.to_json(),
+        as_of="",
+        fingerprint="",
+        window=window,
+        usage=artifact(dsl.Metrics, tmp_path / "usage"),
+    )
     assert window.metadata["batches"] == ["2026-01-02", "2026-01-03", "2026-01-04"]
     assert window.metadata["content_hash"] == digest
     assert sorted(p.name for p in (tmp_path / "window").iterdir()) == [
@@ -42,3 +48,4 @@ def test_under_kfp_local(
     assert outputs.parameters["Output"] == manifest["content_hash"]
     assert outputs.metadata["window"]["content_hash"] == manifest["content_hash"]
     assert outputs.metadata["window"]["batches"] == ["2026-01-01", "2026-01-02"]
+    assert_used(task_dir)

@@ -7,7 +7,7 @@ from typing import Any
 
 from kfp import dsl
 
-from conftest import Evaluated, artifact, step_outputs
+from conftest import Evaluated, artifact, assert_used, step_outputs
 from flywheel import tasks
 from flywheel.components.register.component import register
 from flywheel.registry import MODEL_FILE, Registry
@@ -38,8 +38,10 @@ PARAMS = {
 }
 
 
-def test_logic_registers_once_and_bootstraps_production(evaluated: Evaluated) -> None:
-    artifacts = inputs(evaluated)
+def test_logic_registers_once_and_bootstraps_production(
+    evaluated: Evaluated, tmp_path: Path
+) -> None:
+    artifacts = {**inputs(evaluated), "usage": artifact(dsl.Metrics, tmp_path / "usage")}
     assert register.python_func(config=evaluated.config, **artifacts, **PARAMS) == "v1"
     assert register.python_func(config=evaluated.config, **artifacts, **PARAMS) == "v1"
     reg = Registry.from_settings(evaluated.settings)
@@ -64,3 +66,4 @@ def test_under_kfp_local(evaluated: Evaluated, run_component: Callable[..., Path
     record = json.loads(reg.store.read("runs/run-x/registration.json"))
     assert record["version"] == "v1" and record["aliases"] == ["candidate", "production"]
     assert reg.read("v1", MODEL_FILE) == evaluated.trained.model.read_bytes()
+    assert_used(task_dir)

@@ -8,7 +8,7 @@ import pandas as pd
 from kfp import dsl
 from sklearn.metrics import roc_auc_score
 
-from conftest import Ingested, artifact, step_outputs
+from conftest import Ingested, artifact, assert_used, step_outputs
 from flywheel.components.train.component import train
 from flywheel.predictor import Predictor, load_model
 
@@ -28,12 +28,15 @@ def assert_scores_the_holdout(model: Path, holdout: Path, window: Ingested) -> N
 def test_logic_writes_a_loadable_model_and_the_holdout(window: Ingested, tmp_path: Path) -> None:
     model = artifact(dsl.Model, tmp_path / "model")
     holdout = artifact(dsl.Dataset, tmp_path / "holdout")
+    usage = artifact(dsl.Metrics, tmp_path / "usage")
     train.python_func(
         config=window.config,
         window=artifact(dsl.Dataset, window.path),
         model=model,
         holdout=holdout,
+        usage=usage,
     )
+    assert set(usage.metadata) == {"seconds", "cpu_seconds", "peak_rss_mib"}
     assert model.metadata["framework"] == "scikit-learn"
     assert model.metadata["estimator"] == window.settings.model.estimator
     assert_scores_the_holdout(tmp_path / "model", tmp_path / "holdout", window)
@@ -52,3 +55,7 @@ def test_under_kfp_local(window: Ingested, run_component: Callable[..., Path]) -
     assert metadata["model"]["estimator"] == window.settings.model.estimator
     assert (metadata["model"]["rows"], metadata["holdout"]["rows"]) == (960, 240)
     assert len(pd.read_parquet(task_dir / "holdout")) == 240
+    # The step's own process: fitting a model takes CPU time, and scikit-learn and
+    # pandas loaded take well over 100 MiB.
+    used = assert_used(task_dir)
+    assert used.cpu_seconds > 0.1 and used.peak_rss_mib > 100

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import Ingested, artifact, step_outputs
+from conftest import Ingested, artifact, assert_used, step_outputs
 from flywheel.components.validate.component import validate
 from flywheel.contract import Contract, ContractViolation
 
@@ -17,6 +17,7 @@ def outputs(tmp_path: Path) -> dict[str, Any]:
         "contract": artifact(dsl.Artifact, tmp_path / "contract"),
         "report": artifact(dsl.Markdown, tmp_path / "report"),
         "drift": artifact(dsl.Metrics, tmp_path / "drift"),
+        "usage": artifact(dsl.Metrics, tmp_path / "usage"),
     }
 
 
@@ -63,3 +64,4 @@ def test_under_kfp_local(window: Ingested, run_component: Callable[..., Path]) -
     metadata = step_outputs(task_dir).metadata
     assert_passed(task_dir / "contract", task_dir / "report", metadata["drift"], window)
     assert metadata["contract"]["reference"].startswith("profiled from this window's")
+    assert_used(task_dir)

@@ -73,14 +73,18 @@ def run(
 
 
 def compile_pipeline(
+    ctx: typer.Context,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for training.yaml.")] = Path(
         "pipelines/compiled"
     ),
 ) -> None:
-    """Compile the training pipeline to the YAML package a KFP cluster runs."""
+    """Compile the training pipeline to the YAML package a KFP cluster runs.
+
+    Each step's CPU and memory requests and limits come from pipeline.resources.
+    """
     from flywheel import runs
 
-    path = runs.write_package(out_dir)
+    path = runs.write_package(options.settings(ctx), out_dir)
     out.print(f"wrote {path}")
 
 

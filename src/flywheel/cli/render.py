@@ -35,6 +35,7 @@ def run_result(settings: Settings, result: Any) -> None:
         if result.failure_report:
             out.print(result.failure_report, highlight=False)
         out.print("No model version was written; the production alias is unchanged.")
+        out.print(steps_table(result.steps))
         return
     window, evaluation = result.read("window"), result.read("evaluation")
     decision = result.read("decision")
@@ -81,6 +82,34 @@ def run_result(settings: Settings, result: Any) -> None:
         out.print(
             f"Aliases moved: {', '.join(reg['aliases']) or 'none (same model as before)'}; production is {production}"
         )
+    out.print(steps_table(result.steps))
+
+
+def steps_table(steps: list[Any]) -> Table:
+    """Each step's time, peak memory and CPU time, as its Metrics recorded them."""
+    table = Table(title="steps", title_justify="left")
+    table.add_column("step")
+    table.add_column("seconds", justify="right")
+    table.add_column("peak memory (MiB)", justify="right")
+    table.add_column("CPU seconds", justify="right")
+    ran = [row.usage for row in steps if row.usage is not None]
+    for row in steps:
+        if row.usage is None:
+            table.add_row(row.step, row.status, "–", "–")
+        else:
+            u = row.usage
+            table.add_row(
+                row.step, f"{u.seconds:.2f}", f"{u.peak_rss_mib:.0f}", f"{u.cpu_seconds:.2f}"
+            )
+    if ran:
+        table.add_section()
+        table.add_row(
+            "all that ran",
+            f"{sum(u.seconds for u in ran):.2f}",
+            f"{max(u.peak_rss_mib for u in ran):.0f}",
+            f"{sum(u.cpu_seconds for u in ran):.2f}",
+        )
+    return table
 
 
 def closing_summary(settings: Settings, result: Any, rollout: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import sys
@@ -59,6 +60,19 @@ def flywheel(
 
     yield run
     signal.signal(signal.SIGTERM, handler)
+
+
+def table_rows(printed: str) -> list[list[str]]:
+    """The cells of the table titled "steps", row by row; it must be the last thing printed."""
+    lines = printed.rstrip("\n").splitlines()
+    assert lines[-1].startswith("└"), lines[-1]
+    title = max(i for i, line in enumerate(lines) if line.strip() == "steps")
+    rows = []
+    for line in lines[title + 1 :]:
+        cells = [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
+        if cells:
+            rows.append(cells)
+    return rows
 
 
 def write_config(settings: Settings, path: Path) -> Path:

@@ -1,4 +1,5 @@
-"""`flywheel run`, `compile` and `submit`: a failing run says which file and why, in one line."""
+"""`flywheel run`, `compile` and `submit`: a failing run says which file and why, in one line;
+every run ends with what each step used."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.config import Settings
+from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
-from tests.unit.cli.conftest import Flywheel, write_config
+from tests.unit.cli.conftest import Flywheel, table_rows, write_config
 
 
 @pytest.fixture
@@ -39,6 +40,16 @@ def test_an_empty_batch_is_named_with_the_reason_and_nothing_is_registered(
     )
     assert "Traceback" not in result.text
     assert Registry.from_settings(settings).versions() == []
+    # and it ends with what the steps up to the failed one used
+    rows = table_rows(result.out)
+    assert [row[:2] for row in rows[3:]] == [
+        ["validate", "failed"],
+        *([step, "not run"] for step in STEPS[3:]),
+        ["all that ran", rows[-1][1]],
+    ]
+    assert [row[0] for row in rows[1:3]] == ["resolve", "ingest"]
+    for _, seconds, peak, cpu in rows[1:3]:
+        assert float(seconds) >= 0 and float(cpu) >= 0 and float(peak) > 15
 
 
 def test_strings_in_a_numeric_column_are_named_with_their_share_and_an_example(
@@ -62,6 +73,35 @@ def test_strings_in_a_numeric_column_are_named_with_their_share_and_an_example(
     assert "600 of 600 values (100.0%) are not numbers, e.g. '" in row
     assert "pts'" in row
     assert "null" not in row
+
+
+def test_the_summary_ends_with_what_each_step_used_and_what_came_from_the_cache(
+    flywheel: Flywheel, project: tuple[Settings, Path]
+) -> None:
+    # given a project's first run, in which every step ran (the first model is blessed)
+    _, config = project
+    first = flywheel("-c", str(config), "run")
+    assert first.code == 0, first.text
+    rows = table_rows(first.out)
+    # then the summary ends with each step's seconds, peak memory (MiB) and CPU seconds
+    assert rows[0] == ["step", "seconds", "peak memory (MiB)", "CPU seconds"]
+    assert [row[0] for row in rows[1:]] == [*STEPS, "all that ran"]
+    measured = {row[0]: [float(cell) for cell in row[1:]] for row in rows[1:]}
+    assert all(peak > 15 for _, peak, _ in measured.values())
+    # training loads scikit-learn and pandas and fits a model: far more than resolving
+    assert measured["train"][1] > 100 > measured["resolve"][1]
+    assert measured["train"][2] > 0.1
+    assert measured["all that ran"][1] == max(peak for _, peak, _ in measured.values())
+    # when the run is repeated, with that model now in production
+    again = table_rows(flywheel("-c", str(config), "run").out)
+    status = {row[0]: row[1] for row in again[1:-1]}
+    # then the steps that do not compare with production come from the cache
+    assert {step for step, shown in status.items() if shown == "cached"} == {
+        "ingest",
+        "train",
+        "infra-validate",
+    }
+    assert all(float(status[step]) >= 0 for step in ("resolve", "register", "deploy"))
 
 
 def test_compile_writes_the_package(flywheel: Flywheel, tmp_path: Path) -> None:
