@@ -135,6 +135,19 @@ ARGO = GoTool(
     prepare={"ui/dist/app/index.html": "<!-- the Argo UI is not built for Flywheel's checks -->\n"},
 )
 
+# The server the Kubernetes driver queries, run on loopback by the tests to scrape
+# real exporters. Built without the web UI's assets (the HTTP API does not need them)
+# and, with upstream's `remove_all_sd` tag, without the cloud service discoveries:
+# the tests scrape static targets, and the build takes a fraction of the time.
+PROMETHEUS = GoTool(
+    name="prometheus",
+    module="github.com/prometheus/prometheus",
+    version="v0.316.0",
+    package="github.com/prometheus/prometheus/cmd/prometheus",
+    license="Apache-2.0",
+    env={"GOFLAGS": "-buildvcs=false -tags=remove_all_sd"},
+)
+
 ACTIONLINT = GoTool(
     name="actionlint",
     module="github.com/rhysd/actionlint",
@@ -157,6 +170,7 @@ TOOLS: dict[str, GoTool] = {
         HELM,
         KUBECONFORM,
         ARGO,
+        PROMETHEUS,
         ACTIONLINT,
     )
 }

@@ -230,3 +230,99 @@ def seldon_microservice(
         yield server
     finally:
         stop(process)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One endpoint Prometheus scrapes, and the labels a ServiceMonitor would attach."""
+
+    job: str
+    address: str
+    path: str = "/metrics"
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class PrometheusServer:
+    """A real Prometheus on loopback, scraping static targets."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+    scrape_seconds: float
+
+    def query(self, promql: str, at: float | None = None) -> list[dict[str, object]]:
+        """An instant query's result list."""
+        import urllib.parse
+        import urllib.request
+
+        params = {"query": promql, **({"time": f"{at:.3f}"} if at is not None else {})}
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode(params)}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.loads(response.read())
+        result: list[dict[str, object]] = body["data"]["result"]
+        return result
+
+    def scraped_after(self, moment: float, timeout: float = 30) -> None:
+        """Wait until every target's latest scrape came after `moment`, and succeeded."""
+
+        def fresh() -> bool:
+            targets = self.query("up")
+            scraped = self.query("timestamp(up == 1)")
+            return len(scraped) == len(targets) > 0 and all(
+                float(r["value"][1]) > moment  # type: ignore[index]
+                for r in scraped
+            )
+
+        wait_until(fresh, timeout, "a Prometheus scrape", self.process, self.log)
+
+
+@contextlib.contextmanager
+def prometheus(targets: list[Target], scrape_seconds: float = 1.0) -> Iterator[PrometheusServer]:
+    """Start Prometheus (built by `make tools`) scraping `targets` every `scrape_seconds`."""
+    import urllib.request
+
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="prometheus-"))
+    jobs: dict[tuple[str, str], list[dict[str, object]]] = {}
+    for t in targets:
+        jobs.setdefault((t.job, t.path), []).append(
+            {"targets": [t.address], "labels": dict(t.labels)}
+        )
+    every = f"{round(scrape_seconds * 1000)}ms"
+    config = {
+        "global": {"scrape_interval": every, "scrape_timeout": every},
+        "scrape_configs": [
+            {"job_name": job, "metrics_path": path, "static_configs": groups}
+            for (job, path), groups in jobs.items()
+        ],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    (port,) = free_ports(1)
+    log = work / "prometheus.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [
+                str(binary("prometheus")),
+                f"--config.file={work / 'prometheus.yml'}",
+                f"--storage.tsdb.path={work / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--log.level=warn",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = PrometheusServer(f"http://127.0.0.1:{port}", process, log, scrape_seconds)
+
+    def ready() -> bool:
+        with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2) as response:
+            return bool(response.status == 200)
+
+    try:
+        wait_until(ready, 60, "Prometheus", process, log)
+        yield server
+    finally:
+        stop(process)
+        shutil.rmtree(work, ignore_errors=True)

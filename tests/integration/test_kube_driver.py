@@ -2,28 +2,47 @@
 
 The control plane is real (etcd, kube-apiserver with the SeldonDeployment CRD,
 controller-manager, scheduler, kwok nodes); nothing pretends to be Kubernetes.
-Prometheus is the one stand-in: it cannot be built here, so `measure()` is
-tested against a small HTTP server that answers `/api/v1/query` in Prometheus'
-documented response format, with the series the Seldon executor exports.
+Measurements come from a real Prometheus scraping real seldon-core microservices
+(labelled as Seldon's operator labels them) and the gateway, which exports the
+request histogram of Seldon's executor (the executor, like Seldon's operator, is
+not on the Go module proxy here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
-import urllib.parse
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
 from conftest import on_cluster, seldon_predictors
 from flywheel.config import Settings
 from flywheel.registry import Registry
+from flywheel.rollout import seldon
+from flywheel.rollout.analysis import analyse
 from flywheel.rollout.controller import RolloutController, RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
+from flywheel.rollout.local import newest_batch
+from flywheel.rollout.traffic import SyntheticTraffic
+from tests.harness.servers import (
+    PrometheusServer,
+    SeldonServer,
+    Target,
+    free_ports,
+    prometheus,
+    seldon_microservice,
+    stop,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -98,87 +117,212 @@ def test_an_unreachable_api_server_is_a_clear_error(
 # --- the controller on the cluster -------------------------------------------------------
 
 
-class _Prometheus(BaseHTTPRequestHandler):
-    """Answers instant queries like Prometheus' HTTP API, from `series` per metric name."""
+# --- measurements from a real Prometheus -------------------------------------------------
 
-    series: ClassVar[dict[str, list[dict[str, Any]]]] = {}
 
-    def do_GET(self) -> None:
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)["query"][0]
-        metric = next((m for m in sorted(self.series, key=len, reverse=True) if m in query), None)
-        rows = list(self.series.get(metric or "", []))
-        if 'code=~"5.."' in query:
-            rows = [r for r in rows if r["metric"].get("code", "").startswith("5")]
-        grouped: dict[tuple[Any, ...], float] = {}
-        by = query.split("sum by (")[1].split(")")[0].replace(" ", "").split(",")
-        for r in rows:
-            key = tuple(r["metric"].get(label, "") for label in by)
-            grouped[key] = grouped.get(key, 0.0) + r["value"]
-        body = {
-            "status": "success",
-            "data": {
-                "resultType": "vector",
-                "result": [
-                    {"metric": dict(zip(by, key, strict=True)), "value": [0, str(value)]}
-                    for key, value in grouped.items()
-                ],
-            },
+@dataclass
+class Served:
+    """One namespace's serving side as Prometheus sees it on a cluster: a seldon-core
+    microservice per predictor, labelled as Seldon's operator labels it, behind the
+    gateway, which exports Seldon's executor request histogram."""
+
+    gateway: str
+    models: dict[str, SeldonServer]
+    targets: list[Target]
+
+    def route(self, weights: dict[str, int]) -> None:
+        routes: dict[str, Any] = {
+            role: {"version": role, "url": f"http://{self.models[role].http}"}
+            for role in self.models
         }
-        payload = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(payload)
+        routes["canary_weight"] = weights.get("canary", 0)
+        request = urllib.request.Request(
+            f"{self.gateway}/admin/routes",
+            data=json.dumps(routes).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    def send(self, rows: list[dict[str, Any]], count: int) -> Counter[str]:
+        """`count` single-row predictions; which predictor answered each."""
+        answered: Counter[str] = Counter()
+        for i in range(count):
+            request = urllib.request.Request(
+                f"{self.gateway}/api/v1.0/predictions",
+                data=json.dumps({"jsonData": [rows[i % len(rows)]]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+                answered[response.headers["X-Flywheel-Role"]] += 1
+        return answered
 
 
-def _executor_series(predictor: str, ok: int, failed: int) -> list[dict[str, Any]]:
-    """seldon_api_executor_server_requests_seconds, as the executor exports it."""
-    rows = []
-    for code, count in (("200", ok), ("500", failed)):
-        labels = {"predictor_name": predictor, "code": code}
-        rows.append({"metric": labels, "value": float(count)})
+def _seldon_env(deployment: str, predictor: str) -> dict[str, str]:
+    # What Seldon's operator sets in a predictor's model container; the labels of
+    # the model's own metrics come from these.
+    return {
+        "SELDON_DEPLOYMENT_ID": deployment,
+        "PREDICTOR_ID": predictor,
+        "PREDICTIVE_UNIT_ID": "model",
+        "PREDICTOR_LABELS": json.dumps({"version": predictor}),
+    }
+
+
+@contextlib.contextmanager
+def _served(settings: Settings, namespace: str, versions: dict[str, str]) -> Iterator[Served]:
+    """`versions` (predictor -> model version) served in `namespace`."""
+    name = seldon.deployment_name(settings)
+    with contextlib.ExitStack() as stack:
+        models = {
+            role: stack.enter_context(
+                seldon_microservice(
+                    {p["name"]: p["value"] for p in seldon.parameters(settings, version)},
+                    env=_seldon_env(name, role),
+                )
+            )
+            for role, version in versions.items()
+        }
+        (port,) = free_ports(1)
+        gateway = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "flywheel.rollout.gateway",
+                f"--port={port}",
+                f"--deployment={name}",
+            ],
+            start_new_session=True,
+        )
+        stack.callback(stop, gateway)
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: urllib.request.urlopen(f"{url}/health", timeout=2).status == 200,
+            30,
+            "gateway",
+            gateway,
+        )
+        labels = (("namespace", namespace),)
+        served = Served(
+            gateway=url,
+            models=models,
+            targets=[
+                Target("executor", f"127.0.0.1:{port}", labels=labels),
+                *(Target("model", m.metrics, labels=labels) for m in models.values()),
+            ],
+        )
+        served.route({})
+        yield served
+
+
+def _rows(settings: Settings) -> list[dict[str, Any]]:
+    frame = newest_batch(settings)
+    rows: list[dict[str, Any]] = json.loads(
+        frame[list(settings.features.columns)].head(50).to_json(orient="records")
+    )
     return rows
 
 
-@pytest.fixture
-def prometheus() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Prometheus)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+def _total(prom: PrometheusServer, namespace: str) -> float:
+    rows = prom.query(
+        f'sum(seldon_api_executor_server_requests_seconds_count{{namespace="{namespace}"}})'
+    )
+    return float(rows[0]["value"][1]) if rows else 0.0  # type: ignore[index]
+
+
+def test_a_step_counts_its_own_requests_from_the_canarys_series_alone(
+    kube: Any, namespace: str, two_versions: Settings
+) -> None:
+    settings = two_versions
+    rows = _rows(settings)
+    with (
+        _served(settings, namespace, {"stable": "v1", "canary": "v2"}) as here,
+        # the same SeldonDeployment name in another namespace, with its own canary
+        _served(settings, "elsewhere", {"stable": "v1", "canary": "v2"}) as there,
+        prometheus(here.targets + there.targets) as prom,
+    ):
+        driver = KubernetesDriver(
+            settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+        )
+        driver.set_traffic("v1", "v2", 50)
+        # given traffic before the step: every row to each predictor (so every series
+        # the step will add to exists already), scraped by Prometheus
+        for side in (here, there):
+            for weight in (0, 100):
+                side.route({"canary": weight})
+                side.send(rows, len(rows))
+            side.route({"canary": 50})
+        wait_until(
+            lambda: _total(prom, namespace) == 2 * len(rows), 30, "the first requests scraped"
+        )
+        # when the step starts and Prometheus has scraped again with no new requests
+        since = time.time()
+        prom.scraped_after(since + prom.scrape_seconds)
+        stable, canary = driver.measure(since)
+        # then the step has seen nothing, so it cannot pass on what came before it
+        assert (stable.requests, canary.requests) == (0, 0)
+        verdict = analyse(
+            stable, canary, settings.rollout.model_copy(update={"min_requests": 50}), 5.0
+        )
+        assert verdict.action == "wait", verdict.reason
+        # when requests arrive during the step, here and in the other namespace
+        answered = here.send(rows, 60)
+        there.send(rows, 35)
+        wait_until(
+            lambda: _total(prom, namespace) == 2 * len(rows) + 60, 30, "the step's requests scraped"
+        )
+        # the models' series may be scraped a moment after the gateway's
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stable, canary = driver.measure(since)
+            if (sum(stable.scores), sum(canary.scores)) == (stable.requests, canary.requests):
+                break
+            time.sleep(0.5)
+    # then each predictor counts exactly its own requests of this step: not the ones
+    # before it, not the other namespace's
+    assert (stable.requests, canary.requests) == (answered["stable"], answered["canary"])
+    assert answered["stable"] > 0 and answered["canary"] > 0
+    for side in (stable, canary):
+        assert side.errors == 0
+        assert sum(side.latency_counts) == side.requests
+        assert sum(side.scores) == side.requests  # one row each, scored by that predictor's model
 
 
 def test_a_failing_canary_on_the_cluster_is_rolled_back(
-    kube: Any, namespace: str, two_versions: Settings, prometheus: str
+    kube: Any, namespace: str, two_versions: Settings
 ) -> None:
-    requests = "seldon_api_executor_server_requests_seconds"
-    _Prometheus.series = {
-        f"{requests}_count": [
-            *_executor_series("stable", ok=900, failed=0),
-            *_executor_series("canary", ok=60, failed=40),
-        ],
-        f"{requests}_bucket": [
-            {"metric": {"predictor_name": p, "le": le}, "value": float(n)}
-            for p, total in (("stable", 900), ("canary", 100))
-            for le, n in (("0.01", total * 0.9), ("0.05", total), ("+Inf", total))
-        ],
-        "flywheel_scores_total": [
-            {"metric": {"predictor_name": p, "bucket": str(b)}, "value": float(n)}
-            for p, total in (("stable", 900), ("canary", 60))
-            for b, n in enumerate([total // 2, total - total // 2])
-        ],
-    }
-    api = load_client(str(kube.kubeconfig))
-    reg = Registry.from_settings(two_versions)
-    kube_driver = KubernetesDriver(two_versions, api_client=api, prometheus_url=prometheus)
-    kube_driver.apply("v1", None, 0)
-    controller = RolloutController(reg, kube_driver, two_versions.rollout, sleep=lambda _: None)
-    controller.start("v2")
-    assert seldon_predictors(kube, namespace)["canary"] == ("v2", 10)
-    state = controller.run()
+    settings = two_versions.model_copy(
+        update={
+            "rollout": two_versions.rollout.model_copy(
+                update={"interval_seconds": 1.0, "min_requests_to_fail": 5}
+            )
+        }
+    )
+    reg = Registry.from_settings(settings)
+    with (
+        _served(settings, namespace, {"stable": "v1", "canary": "v2"}) as here,
+        prometheus(here.targets) as prom,
+    ):
+        kube_driver = KubernetesDriver(
+            settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+        )
+        kube_driver.apply("v1", None, 0)
+        # given a canary whose pods are gone: every request routed to it fails
+        stop(here.models["canary"].process)
+        here.route({"canary": 10})
+        load = SyntheticTraffic(
+            here.gateway, newest_batch(settings), settings.features, rps=40
+        ).start()
+        try:
+            controller = RolloutController(reg, kube_driver, settings.rollout)
+            controller.start("v2")
+            assert seldon_predictors(kube, namespace)["canary"] == ("v2", 10)
+            # when the controller reads the executor's series from Prometheus
+            state = controller.run()
+        finally:
+            load.stop()
+    # then it rolls back on the error rate, and the cluster serves v1 alone
     assert state.phase == "rolled_back" and state.reason.startswith("error rate"), state.reason
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
     assert reg.resolve("production") == "v1"

@@ -6,7 +6,12 @@ SeldonDeployment's executor and Prometheus would: requests, server errors,
 latency histogram, the distribution of predicted scores and, from feedback
 with the true label, accuracy.
 
-    python -m flywheel.rollout.gateway --port 8080
+It also exports those requests to Prometheus at `/metrics` as Seldon's executor
+does (`seldon_api_executor_server_requests_seconds`, with its labels), so the
+Kubernetes driver's queries read the local loop as they read a cluster.
+
+    python -m flywheel.rollout.gateway --port 8080 --deployment loan-default
+    GET  /metrics        the executor's request histogram, per predictor and code
     PUT  /admin/routes   {"stable": {"version": "v1", "url": "http://..."}, "canary": {...}, "canary_weight": 10}
     GET  /admin/windows  what each side did since the routes last changed
     POST /api/v1.0/predictions, /api/v1.0/feedback  {"request_id": "...", "truth": 1}
@@ -27,7 +32,7 @@ from dataclasses import dataclass, field
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
-from flywheel.serving.metrics import SCORE_BUCKETS, score_bucket
+from flywheel.serving.metrics import REQUESTS, SCORE_BUCKETS, score_bucket
 
 log = logging.getLogger(__name__)
 PREDICT = "/api/v1.0/predictions"
@@ -59,10 +64,30 @@ class Side:
         )
 
 
+@dataclass
+class Served:
+    """Every request one predictor answered with one status code, since the gateway started."""
+
+    latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
+    seconds: float = 0.0
+
+    def lines(self, labels: str) -> list[str]:
+        out, cumulative = [], 0
+        for bound, n in zip(LATENCY_BOUNDS_MS, self.latency, strict=True):
+            cumulative += n
+            le = "+Inf" if bound == float("inf") else repr(bound / 1000)
+            out.append(f'{REQUESTS}_bucket{{{labels},le="{le}"}} {cumulative}')
+        out.append(f"{REQUESTS}_sum{{{labels}}} {self.seconds!r}")
+        out.append(f"{REQUESTS}_count{{{labels}}} {cumulative}")
+        return out
+
+
 class Gateway:
     """Routing table, measurements and the two aiohttp faces (proxy and admin)."""
 
-    def __init__(self) -> None:
+    def __init__(self, deployment: str = "loan-default") -> None:
+        self.deployment = deployment
+        self.served: dict[tuple[str, int], Served] = {}
         self.sides: dict[str, Side] = {}
         self.canary_weight = 0
         self.since = time.time()
@@ -107,8 +132,12 @@ class Gateway:
             ).encode()
             status = 502
         elapsed_ms = (time.perf_counter() - started) * 1000
+        bucket = bisect.bisect_left(LATENCY_BOUNDS_MS, elapsed_ms)
         side.requests += 1
-        side.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, elapsed_ms)] += 1
+        side.latency[bucket] += 1
+        served = self.served.setdefault((role, status), Served())
+        served.latency[bucket] += 1
+        served.seconds += elapsed_ms / 1000
         if status >= 500:
             side.errors += 1
         elif status >= 400:
@@ -194,6 +223,19 @@ class Gateway:
             }
         )
 
+    async def metrics(self, request: web.Request) -> web.Response:
+        """Prometheus' text format; the labels are those Seldon's executor sets (its
+        predictor_version is the predictor's `version` label, which Flywheel sets
+        to the predictor's name)."""
+        lines = [f"# TYPE {REQUESTS} histogram"]
+        for (role, code), served in sorted(self.served.items()):
+            labels = (
+                f'deployment_name="{self.deployment}",predictor_name="{role}",'
+                f'predictor_version="{role}",service="predictions",method="post",code="{code}"'
+            )
+            lines += served.lines(labels)
+        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response(
             {
@@ -209,6 +251,7 @@ class Gateway:
         application.router.add_put("/admin/routes", self.set_routes)
         application.router.add_get("/admin/windows", self.windows)
         application.router.add_get("/health", self.health)
+        application.router.add_get("/metrics", self.metrics)
         application.on_startup.append(self._open)
         application.on_cleanup.append(self._close)
         return application
@@ -233,6 +276,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--deployment", default="loan-default", help="the deployment_name label of /metrics"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s gateway %(levelname)s %(message)s")
     try:
@@ -243,7 +289,9 @@ def main(argv: list[str] | None = None) -> None:
         ImportError
     ):  # pragma: no cover - uvloop is in the lock file; this keeps the gateway portable
         pass
-    web.run_app(Gateway().app(), host=args.host, port=args.port, access_log=None, print=None)
+    web.run_app(
+        Gateway(args.deployment).app(), host=args.host, port=args.port, access_log=None, print=None
+    )
 
 
 if __name__ == "__main__":

@@ -7,11 +7,13 @@ so the patch always holds the full `predictors` list.
 
 Measurements come from Prometheus' HTTP API: request counts, server errors and
 latency histograms from the Seldon executor (`seldon_api_executor_server_requests_seconds`),
-and the score distribution and feedback accuracy from the model's own metrics.
+and the score distribution and feedback accuracy from the model's own metrics, all
+selected by namespace, SeldonDeployment and predictor, and counted over the step alone.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -26,12 +28,11 @@ from flywheel.config import Settings
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutError
-from flywheel.serving.metrics import FEEDBACK, SCORE_BUCKETS, SCORES
+from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
-REQUESTS = "seldon_api_executor_server_requests_seconds"
 
 
 def load_client(kubeconfig: str | None = None) -> Any:
@@ -156,53 +157,71 @@ class KubernetesDriver:
         self.apply(serving, None, 0)
 
     def measure(self, since: float) -> tuple[Window, Window]:
-        seconds = max(60, math.ceil(time.time() - since))
-        selector = f'namespace="{self.namespace}",deployment_name="{self.name}"'
-        requests = self._by_predictor(
-            f"sum by (predictor_name) (increase({REQUESTS}_count{{{selector}}}[{seconds}s]))"
-        )
-        errors = self._by_predictor(
-            f'sum by (predictor_name) (increase({REQUESTS}_count{{{selector},code=~"5.."}}[{seconds}s]))'
-        )
-        buckets = self._query(
-            f"sum by (predictor_name, le) (increase({REQUESTS}_bucket{{{selector}}}[{seconds}s]))"
-        )
-        scores = self._query(
-            f"sum by (predictor_name, bucket) (increase({SCORES}{{{selector}}}[{seconds}s]))"
-        )
-        feedback = self._query(
-            f"sum by (predictor_name, correct) (increase({FEEDBACK}{{{selector}}}[{seconds}s]))"
+        """What each predictor did from `since` (the step's start) to now.
+
+        Counted from the raw samples, never with `increase()`: that extrapolates
+        to the window's edges, and a floor on the window would count requests from
+        the step (or rollout) before. Only increments between two samples taken
+        after `since` count, so a step cannot pass on anything that happened before
+        it began. The price: a series first seen during the step (a new canary
+        pod's, a score bucket hit for the first time) counts from its second
+        sample, so what came before its first scrape waits for the next look.
+        """
+        now = time.time()
+        millis = int((now - since) * 1000)
+        if millis <= 0:
+            return Window(), Window()
+        selector = (
+            f'namespace="{self.namespace}",deployment_name="{self.name}",'
+            'predictor_name=~"stable|canary"'
         )
 
+        def increases(metric: str) -> list[tuple[dict[str, str], float]]:
+            # A range selector is left-open: (now - millis, now] starts after `since`.
+            return self._increases(f"{metric}{{{selector}}}[{millis}ms]", now)
+
+        requests = increases(f"{REQUESTS}_count")
+        buckets = increases(f"{REQUESTS}_bucket")
+        scores = increases(SCORES)
+        feedback = increases(FEEDBACK)
+
         def window(predictor: str) -> Window:
-            bounds, counts = _histogram(
-                [r for r in buckets if r["metric"].get("predictor_name") == predictor]
-            )
+            def mine(
+                rows: list[tuple[dict[str, str], float]],
+            ) -> list[tuple[dict[str, str], float]]:
+                return [
+                    (labels, n) for labels, n in rows if labels.get("predictor_name") == predictor
+                ]
+
+            cumulative: dict[str, float] = {}
+            for labels, n in mine(buckets):
+                cumulative[labels["le"]] = cumulative.get(labels["le"], 0.0) + n
+            bounds, counts = _histogram(cumulative)
             score = [0] * SCORE_BUCKETS
-            for r in scores:
-                if r["metric"].get("predictor_name") == predictor:
-                    score[int(r["metric"].get("bucket", 0))] += round(float(r["value"][1]))
-            marks = {
-                r["metric"].get("correct"): round(float(r["value"][1]))
-                for r in feedback
-                if r["metric"].get("predictor_name") == predictor
-            }
+            for labels, n in mine(scores):
+                score[int(labels.get("bucket", 0))] += round(n)
+            marks: dict[str, float] = {}
+            for labels, n in mine(feedback):
+                marks[labels.get("correct", "")] = marks.get(labels.get("correct", ""), 0.0) + n
             return Window(
-                requests=round(requests.get(predictor, 0.0)),
-                errors=round(errors.get(predictor, 0.0)),
+                requests=round(sum(n for _, n in mine(requests))),
+                errors=round(
+                    sum(n for labels, n in mine(requests) if labels.get("code", "").startswith("5"))
+                ),
                 latency_bounds_ms=bounds,
                 latency_counts=counts,
                 scores=tuple(score),
-                labelled=marks.get("true", 0) + marks.get("false", 0),
-                correct=marks.get("true", 0),
+                labelled=round(marks.get("true", 0.0) + marks.get("false", 0.0)),
+                correct=round(marks.get("true", 0.0)),
             )
 
         return window("stable"), window("canary")
 
     # --- Prometheus -----------------------------------------------------------------
 
-    def _query(self, promql: str) -> list[dict[str, Any]]:
-        url = f"{self.prometheus}/api/v1/query?{urllib.parse.urlencode({'query': promql})}"
+    def _query(self, promql: str, at: float) -> dict[str, Any]:
+        query = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
+        url = f"{self.prometheus}/api/v1/query?{query}"
         try:
             with urllib.request.urlopen(url, timeout=10) as response:
                 body = json.loads(response.read())
@@ -216,13 +235,15 @@ class KubernetesDriver:
             raise RolloutError(f"cannot query Prometheus at {self.prometheus}: {error}") from None
         if body.get("status") != "success":
             raise RolloutError(f"Prometheus refused {promql!r}: {body.get('error')}")
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
+        data: dict[str, Any] = body["data"]
+        return data
 
-    def _by_predictor(self, promql: str) -> dict[str, float]:
-        return {
-            r["metric"].get("predictor_name", ""): float(r["value"][1]) for r in self._query(promql)
-        }
+    def _increases(self, selector: str, at: float) -> list[tuple[dict[str, str], float]]:
+        """Each series' increase between its samples in the range `selector` names."""
+        data = self._query(selector, at)
+        if data.get("resultType") != "matrix":
+            raise RolloutError(f"Prometheus answered {selector!r} with a {data.get('resultType')}")
+        return [(r["metric"], _counted(r["values"])) for r in data["result"]]
 
 
 def start_on_cluster(settings: Settings, version: str, *, api_client: Any = None) -> dict[str, Any]:
@@ -252,16 +273,25 @@ def start_on_cluster(settings: Settings, version: str, *, api_client: Any = None
     }
 
 
-def _histogram(rows: list[dict[str, Any]]) -> tuple[tuple[float, ...], tuple[int, ...]]:
+def _counted(samples: list[list[Any]]) -> float:
+    """A counter's increase between its samples, through resets (a restarted pod starts at 0)."""
+    total = 0.0
+    for (_, previous), (_, value) in itertools.pairwise(samples):
+        before, now = float(previous), float(value)
+        total += now - before if now >= before else now
+    return total
+
+
+def _histogram(cumulative: dict[str, float]) -> tuple[tuple[float, ...], tuple[int, ...]]:
     """Cumulative `le` buckets in seconds -> per-bucket counts with upper bounds in ms."""
-    points = sorted((float(r["metric"]["le"]), float(r["value"][1])) for r in rows)
+    points = sorted((float(le), n) for le, n in cumulative.items())
     if not points:
         return (math.inf,), (0,)
     bounds, counts, previous = [], [], 0.0
-    for le, cumulative in points:
+    for le, n in points:
         bounds.append(le * 1000 if math.isfinite(le) else math.inf)
-        counts.append(max(0, round(cumulative - previous)))
-        previous = cumulative
+        counts.append(max(0, round(n - previous)))
+        previous = n
     return tuple(bounds), tuple(counts)
 
 

@@ -162,7 +162,13 @@ class LocalDriver:
         if self.gateway is not None and self.gateway.poll() is None:
             return
         process, log_path = self._spawn(
-            [sys.executable, "-m", "flywheel.rollout.gateway", "--port", str(self.gateway_port)],
+            [
+                sys.executable,
+                "-m",
+                "flywheel.rollout.gateway",
+                f"--port={self.gateway_port}",
+                f"--deployment={seldon.deployment_name(self.settings)}",
+            ],
             "gateway",
         )
         self.gateway = process

@@ -6,6 +6,10 @@ as given here); the gateway computes the same score buckets from responses.
 
 from __future__ import annotations
 
+# Seldon's executor times every request it serves in this histogram (the local
+# gateway exports the same series).
+REQUESTS = "seldon_api_executor_server_requests_seconds"
+
 # The score distribution is a histogram of P(positive) in this many equal buckets.
 SCORE_BUCKETS = 10
 SCORES = "flywheel_scores_total"

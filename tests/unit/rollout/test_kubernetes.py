@@ -1,8 +1,8 @@
 """The Kubernetes driver without a cluster: its helpers, and the servers it talks to refusing.
 
-Prometheus and the API server are HTTP servers outside Flywheel; here they are
-small stand-ins on loopback that answer as the real ones do. The driver against
-a real kube-apiserver is tests/integration/test_kube_driver.py.
+Here the API server and Prometheus are small stand-ins on loopback that refuse
+as the real ones do. The driver against a real kube-apiserver and a real
+Prometheus is tests/integration/test_kube_driver.py.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import threading
-import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,29 +19,24 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flywheel.config import Settings
-from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutError
-from flywheel.rollout.kubernetes import KubernetesDriver, _histogram, _reason
+from flywheel.rollout.kubernetes import KubernetesDriver, _counted, _histogram, _reason
 from flywheel.rollout.seldon import render
 
 Handler = Callable[[str, str, bytes], tuple[int, Any]]
 
 
-def _rows(le_and_values: list[tuple[str, float]]) -> list[dict[str, Any]]:
-    return [{"metric": {"le": le}, "value": [1700000000.0, str(v)]} for le, v in le_and_values]
-
-
 def test_cumulative_buckets_in_seconds_become_counts_in_milliseconds() -> None:
     # given Prometheus' cumulative `le` buckets, in any order
-    rows = _rows([("+Inf", 100), ("0.005", 50), ("0.01", 90)])
+    rows = {"+Inf": 100.0, "0.005": 50.0, "0.01": 90.0}
     # then each bucket holds its own count, bounded in milliseconds
     assert _histogram(rows) == ((5.0, 10.0, math.inf), (50, 40, 10))
 
 
 def test_an_empty_histogram_is_one_empty_bucket_and_resets_never_count_negative() -> None:
-    assert _histogram([]) == ((math.inf,), (0,))
-    # increase() over a counter reset can make a higher bucket read lower
-    assert _histogram(_rows([("0.005", 10.4), ("0.01", 9.6), ("+Inf", 12)])) == (
+    assert _histogram({}) == ((math.inf,), (0,))
+    # a counter reset between scrapes of two buckets can make a higher bucket read lower
+    assert _histogram({"0.005": 10.4, "0.01": 9.6, "+Inf": 12}) == (
         (5.0, 10.0, math.inf),
         (10, 0, 2),
     )
@@ -184,84 +178,23 @@ def test_a_read_the_api_server_forbids_is_named(server: Callable[[Handler], str]
         driver.get()
 
 
-# What Prometheus holds for each query, by the metric the query asks about.
-PROMETHEUS = {
-    "errors": [{"metric": {"predictor_name": "canary"}, "value": [0, "3"]}],
-    "requests": [
-        {"metric": {"predictor_name": "stable"}, "value": [0, "1000"]},
-        {"metric": {"predictor_name": "canary"}, "value": [0, "100.4"]},
-    ],
-    "buckets": [
-        {"metric": {"predictor_name": "canary", "le": "0.005"}, "value": [0, "50"]},
-        {"metric": {"predictor_name": "canary", "le": "0.01"}, "value": [0, "90"]},
-        {"metric": {"predictor_name": "canary", "le": "+Inf"}, "value": [0, "100"]},
-        {"metric": {"predictor_name": "stable", "le": "0.005"}, "value": [0, "1000"]},
-        {"metric": {"predictor_name": "stable", "le": "+Inf"}, "value": [0, "1000"]},
-    ],
-    "scores": [
-        {"metric": {"predictor_name": "canary", "bucket": "8"}, "value": [0, "60"]},
-        {"metric": {"predictor_name": "canary", "bucket": "2"}, "value": [0, "40"]},
-    ],
-    "feedback": [
-        {"metric": {"predictor_name": "canary", "correct": "true"}, "value": [0, "30"]},
-        {"metric": {"predictor_name": "canary", "correct": "false"}, "value": [0, "10"]},
-    ],
-}
-
-
-def _which(query: str) -> str:
-    if 'code=~"5.."' in query:
-        return "errors"
-    if "_bucket{" in query:
-        return "buckets"
-    if "flywheel_scores_total" in query:
-        return "scores"
-    if "flywheel_feedback_total" in query:
-        return "feedback"
-    return "requests"
-
-
-def test_measurements_are_read_from_prometheus_per_predictor(
-    server: Callable[[Handler], str],
-) -> None:
-    # given Prometheus holding the executor's and the model's series for both predictors
-    queries: list[str] = []
-
-    def prometheus(method: str, path: str, body: bytes) -> tuple[int, Any]:
-        query = urllib.parse.parse_qs(urllib.parse.urlparse(path).query)["query"][0]
-        queries.append(query)
-        result = PROMETHEUS[_which(query)]
-        return 200, {"status": "success", "data": {"resultType": "vector", "result": result}}
-
-    driver = _driver("http://127.0.0.1:1", server(prometheus))
-    # when the driver measures the step
-    stable, canary = driver.measure(0)
-    # then each predictor's window holds its own numbers
-    assert canary == Window(
-        requests=100,
-        errors=3,
-        latency_bounds_ms=(5.0, 10.0, math.inf),
-        latency_counts=(50, 40, 10),
-        scores=(0, 0, 40, 0, 0, 0, 0, 0, 60, 0),
-        labelled=40,
-        correct=30,
-    )
-    assert stable == Window(
-        requests=1000, latency_bounds_ms=(5.0, math.inf), latency_counts=(1000, 0)
-    )
-    # and every query was scoped to this deployment
-    assert len(queries) == 5
-    assert all('namespace="flywheel",deployment_name="loan-default"' in q for q in queries)
+def test_a_counter_counts_increments_between_its_samples_through_resets() -> None:
+    # given a series' samples inside a step: 530 at its first look, then a restart
+    samples = [[101, "530"], [103, "560"], [105, "4"], [107, "10"]]
+    # then 30 + 4 (a reset counts from 0) + 6; never the 530 from before its first look
+    assert _counted(samples) == 40
+    # and a series seen once in the step has counted nothing yet
+    assert _counted([[101, "7"]]) == 0
 
 
 def test_a_query_prometheus_refuses_is_named(server: Callable[[Handler], str]) -> None:
     # Prometheus answers a query it cannot run with HTTP 400 or 422 and says why in the
     # body: the driver names that reason, not just the HTTP status
     url = server(lambda *_: (400, {"status": "error", "error": "parse error at char 7"}))
-    message = r"Prometheus refused 'sum by .*': parse error at char 7"
+    message = r"Prometheus refused 'seldon_api_executor_server_requests_seconds_count\{.*': parse error at char 7"
     with pytest.raises(RolloutError, match=message):
         _driver("http://127.0.0.1:1", url).measure(0)
     # and a 200 whose status is not success is named with the query and the error
     refusing = server(lambda *_: (200, {"status": "error", "error": "too many samples"}))
-    with pytest.raises(RolloutError, match=r"Prometheus refused 'sum by .*': too many samples"):
+    with pytest.raises(RolloutError, match=r"Prometheus refused '.*\[\d+ms\]': too many samples"):
         _driver("http://127.0.0.1:1", refusing).measure(0)
