@@ -22,11 +22,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from tests.harness.schemas import with_refs_inlined
 from tests.harness.servers import free_ports, stop, wait_until
 from tools.build import asset_dir, binary
 
 HERE = Path(__file__).resolve().parent
-SELDON_CRD = HERE / "crds" / "machinelearning.seldon.io_seldondeployments.yaml"
+SELDON_CRD_TEMPLATE = HERE / "crds" / "machinelearning.seldon.io_seldondeployments.yaml"
 ARGO_CRDS = (
     "argoproj.io_workflows.yaml",
     "argoproj.io_cronworkflows.yaml",
@@ -105,6 +108,32 @@ class ControlPlane:
                     + "\n".join(log.read_text(errors="replace").splitlines()[-15:])
                 )
         return "\n".join(parts)
+
+    def crd_files(self, schemas: bool = False) -> list[Path]:
+        """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor.
+
+        Argo v3 publishes minimal CRDs to install and full ones whose schemas are not
+        structural (the API server refuses them) but describe every field: `schemas`
+        picks the full ones, for kubeconform.
+        """
+        argo = asset_dir("argo") / "crds" / ("full" if schemas else "minimal")
+        monitoring = asset_dir("prometheus-operator") / "crds"
+        return [
+            self.seldon_crd(),
+            *(argo / name for name in ARGO_CRDS),
+            monitoring / "monitoring.coreos.com_servicemonitors.yaml",
+        ]
+
+    def seldon_crd(self) -> Path:
+        """The SeldonDeployment CRD: the template with its pod spec's `$ref` inlined from
+        this API server's own /openapi/v3/api/v1, so a model's pod is checked as a Pod is."""
+        path = self.work / SELDON_CRD_TEMPLATE.name
+        if not path.exists():
+            served = json.loads(self.kubectl("get", "--raw=/openapi/v3/api/v1").stdout)
+            template = yaml.safe_load(SELDON_CRD_TEMPLATE.read_text())
+            crd = with_refs_inlined(template, served["components"]["schemas"])
+            path.write_text(yaml.safe_dump(crd, sort_keys=False))
+        return path
 
 
 def _certificates(work: Path) -> dict[str, Path]:
@@ -236,21 +265,6 @@ def _kubeconfig(path: Path, server: str, certs: dict[str, Path]) -> None:
     path.write_text(json.dumps(config))
 
 
-def crd_files(schemas: bool = False) -> list[Path]:
-    """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor.
-
-    Argo v3 publishes minimal CRDs to install and full ones whose schemas are not
-    structural (the API server refuses them) but describe every field: `schemas`
-    picks the full ones, for kubeconform.
-    """
-    argo = asset_dir("argo") / "crds" / ("full" if schemas else "minimal")
-    return [
-        SELDON_CRD,
-        *(argo / name for name in ARGO_CRDS),
-        asset_dir("prometheus-operator") / "crds" / "monitoring.coreos.com_servicemonitors.yaml",
-    ]
-
-
 @contextlib.contextmanager
 def control_plane(nodes: int = 2) -> Iterator[ControlPlane]:
     """Start the whole control plane, install the CRDs Flywheel uses, and tear it all down on exit."""
@@ -376,7 +390,7 @@ def control_plane(nodes: int = 2) -> Iterator[ControlPlane]:
                 {"apiVersion": "v1", "kind": "List", "items": [_node(i) for i in range(nodes)]}
             ),
         )
-        for crd in crd_files():
+        for crd in plane.crd_files():
             plane.kubectl("apply", "--server-side", "-f", str(crd))
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd", "--all")
         wait_until(

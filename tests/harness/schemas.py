@@ -1,4 +1,5 @@
-"""Standalone, strict JSON schemas for kubeconform, made from the sources of truth at hand.
+"""Schemas made from the sources of truth at hand: strict JSON schemas for kubeconform,
+and CRD schemas typed from Kubernetes' own OpenAPI document.
 
 kubeconform's default schemas are downloaded from GitHub, which the test
 environment does not reach. The same schemas come from the real API server's own OpenAPI
@@ -100,3 +101,100 @@ def from_crds(crd_files: list[Path], out: Path) -> list[Path]:
 
 
 LOCATION = "{{ .ResourceKind }}{{ .KindSuffix }}.json"
+
+
+# --- OpenAPI v3 components as CRD schemas -------------------------------------------
+
+_INT_OR_STRING = {
+    "anyOf": [{"type": "integer"}, {"type": "string"}],
+    "x-kubernetes-int-or-string": True,
+}
+# Types a structural schema cannot spell as OpenAPI does (oneOf of types): written as
+# controller-gen writes them in every CRD, Argo's published ones included. The pattern
+# is what resource.Quantity's parser accepts.
+_KNOWN_TYPES: dict[str, dict[str, Any]] = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": _INT_OR_STRING,
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": {
+        **_INT_OR_STRING,
+        "pattern": r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]"
+        r"|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$",
+    },
+}
+# The vendor extensions apiextensions.k8s.io/v1 accepts. The others in Kubernetes'
+# OpenAPI (patch strategies, unions, group-version-kind) describe built-in kinds only.
+_CRD_EXTENSIONS = {
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+    "x-kubernetes-list-map-keys",
+    "x-kubernetes-list-type",
+    "x-kubernetes-map-type",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-validations",
+}
+_REF_PREFIX = "#/components/schemas/"
+
+
+def with_refs_inlined(document: Any, components: dict[str, Any]) -> Any:
+    """`document` with each `{$ref: "#/components/schemas/NAME"}` replaced by NAME as a
+    structural CRD schema; keys beside the `$ref` (a description) are kept and win."""
+    if isinstance(document, list):
+        return [with_refs_inlined(v, components) for v in document]
+    if not isinstance(document, dict):
+        return document
+    if "$ref" in document:
+        siblings = {k: v for k, v in document.items() if k != "$ref"}
+        return {**_component(document["$ref"], components, ()), **siblings}
+    return {k: with_refs_inlined(v, components) for k, v in document.items()}
+
+
+def _component(ref: str, components: dict[str, Any], seen: tuple[str, ...]) -> dict[str, Any]:
+    if not ref.startswith(_REF_PREFIX):
+        raise ValueError(f"only {_REF_PREFIX}* references can be inlined, not {ref}")
+    name = ref.removeprefix(_REF_PREFIX)
+    if name in _KNOWN_TYPES:
+        return copy.deepcopy(_KNOWN_TYPES[name])
+    if name in seen:  # a CRD schema has no references, so it cannot recurse
+        raise ValueError(f"{name} refers to itself ({' -> '.join(seen)})")
+    return _structural(components[name], components, (*seen, name))
+
+
+def _structural(
+    schema: dict[str, Any], components: dict[str, Any], seen: tuple[str, ...]
+) -> dict[str, Any]:
+    """One OpenAPI schema as a CRD's: references inlined; left out are the descriptions
+    (a PodSpec's would make the CRD five times the size), the extensions a CRD refuses
+    and the defaults a CRD would read differently.
+
+    A CRD fills defaults in before it checks `required`, so the Go zero value that
+    openapi-gen writes as the default of a required field (a container's `name: ""`)
+    would let the field be missing, and the API server refuses it where an enum leaves
+    it out (a seccomp profile's type). `default: {}` marks a struct field that is not a
+    pointer; the API server refuses it where the struct has required fields
+    (podAffinityTerm). The defaults of optional scalars stay: a list-map key that is
+    not required needs one (a container port's protocol, TCP).
+    """
+    # OpenAPI v3 wraps a property's reference as allOf: [{$ref}] beside its default.
+    wrapped = schema.get("allOf", [])
+    if len(wrapped) == 1 and set(wrapped[0]) == {"$ref"}:
+        schema = {**{k: v for k, v in schema.items() if k != "allOf"}, **wrapped[0]}
+    out: dict[str, Any] = {}
+    if "$ref" in schema:
+        out.update(_component(schema["$ref"], components, seen))
+    for key, value in schema.items():
+        if (
+            key in ("$ref", "description")
+            or (key.startswith("x-") and key not in _CRD_EXTENSIONS)
+            or (key == "default" and isinstance(value, dict | list))
+        ):
+            continue
+        if key == "properties":
+            out[key] = {n: _structural(s, components, seen) for n, s in value.items()}
+            for name in schema.get("required", []):
+                out[key].get(name, {}).pop("default", None)
+        elif key in ("items", "additionalProperties") and isinstance(value, dict):
+            out[key] = _structural(value, components, seen)
+        elif key in ("allOf", "anyOf", "oneOf"):
+            out[key] = [_structural(s, components, seen) for s in value]
+        else:
+            out[key] = value
+    return out

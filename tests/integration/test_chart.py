@@ -27,7 +27,6 @@ from conftest import seldon_predictors
 from flywheel.config import load_settings
 from flywheel.rollout import seldon
 from tests.harness import schemas
-from tests.harness.kube import crd_files
 from tools import manifests
 from tools.build import binary
 
@@ -99,7 +98,7 @@ def schema_dir(kube: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     swagger = json.loads(kube.kubectl("get", "--raw=/openapi/v2").stdout)
     kinds = {d["kind"] for v in [None, *EXAMPLES] for d in _render(v)}
     schemas.from_openapi(swagger, kinds, out)
-    schemas.from_crds(crd_files(schemas=True), out)
+    schemas.from_crds(kube.crd_files(schemas=True), out)
     return out
 
 
@@ -144,6 +143,71 @@ def test_kubeconform_strict_on_the_overlays(schema_dir: Path, source: str, kube:
         text = kube.kubectl("kustomize", str(REPO / "manifests" / "overlays" / source)).stdout
     report = _kubeconform(schema_dir, text)
     assert report["returncode"] == 0 and report["summary"]["skipped"] == 0, report
+
+
+# --- the model's pod, a PodSpec in the SeldonDeployment CRD ---------------------------
+
+# Pod specs a Pod would be refused for, each set in the chart's model pod:
+# the path under predictors[0].componentSpecs[0].spec and the value set there.
+WRONG_POD_SPECS = [
+    pytest.param(("containers",), "x", id="containers-a-string"),
+    pytest.param(("containers", 0, "image"), 1, id="image-a-number"),
+    pytest.param(("containers", 0, "resources", "limits", "cpu"), [1], id="cpu-limit-a-list"),
+    pytest.param(("containers", 0, "resources", "limits", "cpu"), "lots", id="cpu-not-a-quantity"),
+    pytest.param(("containers", 0, "imagePullPolicy"), "Sometimes", id="pull-policy-unknown"),
+    pytest.param(("containers", 0, "imagePulPolicy"), "Always", id="field-misspelt"),
+    pytest.param(("containers", 0), {"image": "model:1"}, id="container-without-a-name"),
+]
+POD = ("spec", "predictors", 0, "componentSpecs", 0, "spec")
+
+
+def _model_with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    """The chart's SeldonDeployment with `value` set at `path` in its stable predictor's pod."""
+    node = sdep = next(d for d in _render(EXAMPLES[0]) if d["kind"] == "SeldonDeployment")
+    for key in (*POD, *path[:-1]):
+        node = node[key]
+    node[path[-1]] = value
+    return sdep
+
+
+def _server_dry_run(kube: Any, namespace: str, obj: dict[str, Any]) -> Any:
+    obj = {**obj, "metadata": {**obj["metadata"], "namespace": namespace}}
+    return kube.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-f", "-", input=json.dumps(obj), check=False
+    )
+
+
+@pytest.mark.parametrize(("path", "value"), WRONG_POD_SPECS)
+def test_kubeconform_refuses_a_model_pod_a_pod_would_not_pass(
+    schema_dir: Path, path: tuple[str | int, ...], value: Any
+) -> None:
+    report = _kubeconform(schema_dir, yaml.safe_dump(_model_with(path, value)))
+    assert report["returncode"] != 0 and report["summary"]["invalid"] == 1, report
+    # An unknown field is reported at its parent.
+    parent = "".join(f"/{key}" for key in (*POD, *path[:-1]))
+    assert f"at '{parent}" in report["resources"][0]["msg"], report
+
+
+@pytest.mark.parametrize(("path", "value"), WRONG_POD_SPECS)
+def test_the_api_server_refuses_a_model_pod_a_pod_would_not_pass(
+    kube: Any, namespace: str, path: tuple[str | int, ...], value: Any
+) -> None:
+    result = _server_dry_run(kube, namespace, _model_with(path, value))
+    field = ".".join(POD[:2]) + "".join(
+        f"[{key}]" if isinstance(key, int) else f".{key}" for key in (*POD[2:], *path)
+    )
+    assert result.returncode != 0 and field in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_the_api_server_keeps_the_charts_model_pod_as_rendered(
+    kube: Any, namespace: str, values: Path | None
+) -> None:
+    """Accepted, and neither pruned nor defaulted: the CRD knows every field the chart sets."""
+    sdep = next(d for d in _render(values) if d["kind"] == "SeldonDeployment")
+    result = _server_dry_run(kube, namespace, sdep)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["spec"] == sdep["spec"]
 
 
 def _workflows(docs: list[dict[str, Any]], tmp_path: Path) -> Path:
