@@ -394,6 +394,11 @@ class ServingSettings(Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_predictions: bool = True
     resources: ResourceSettings = ResourceSettings()
+    pod_template: Name | None = Field(
+        default=None,
+        description="PodTemplate (the chart's) whose pod spec and replicas the model's "
+        "predictors take on a cluster; unset: rendered from these settings",
+    )
 
 
 class RolloutChecks(Strict):

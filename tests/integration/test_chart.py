@@ -24,9 +24,11 @@ import pytest
 import yaml
 
 from conftest import seldon_predictors
-from flywheel.config import load_settings
+from flywheel.config import Settings, load_settings
 from flywheel.rollout import seldon
+from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from tests.harness import schemas
+from tests.harness.servers import wait_until
 from tools import manifests
 from tools.build import binary
 
@@ -53,6 +55,21 @@ def _render(values: Path | None = None, *sets: str) -> list[dict[str, Any]]:
     return _docs(manifests.helm_template(*args))
 
 
+def _settings(docs: list[dict[str, Any]], tmp_path: Path) -> Settings:
+    """The flywheel.yaml the chart gives the rollout controller."""
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    (tmp_path / "flywheel.yaml").write_text(config["data"]["flywheel.yaml"])
+    return load_settings(tmp_path / "flywheel.yaml", env={})
+
+
+def _sdep(values: Path | None, tmp_path: Path) -> dict[str, Any]:
+    """The SeldonDeployment the controller renders for a canary on the chart's PodTemplate."""
+    docs = _render(values)
+    template = next(d for d in docs if d["kind"] == "PodTemplate")
+    settings = _settings(docs, tmp_path)
+    return seldon.render(settings, "v3", "v4", 10, seldon.pod_from_template(template, settings))
+
+
 # --- static checks ----------------------------------------------------------------
 
 
@@ -66,11 +83,8 @@ def test_helm_lint_strict(values: Path | None) -> None:
     ("sets", "message"),
     [
         (["serving.replicas=two"], "at '/serving/replicas': got string, want integer"),
-        (["model.canary.weight=-5"], "at '/model/canary/weight': minimum: got -5, want 0"),
-        (
-            ["model.canary.version=v2", "model.stable.weight=70", "model.canary.weight=20"],
-            "model.stable.weight (70) + model.canary.weight (20) must be 100",
-        ),
+        # versions and traffic are the rollout controller's, never the chart's
+        (["model.stable.version=v3"], "at '/model': additional properties 'stable' not allowed"),
         (["storage.existingSecret=wJalrXUtnFEMI/K7MDENG+bPxRfiCY"], "at '/storage/existingSecret'"),
         (["storage.secretAccessKey=wJalrXUtnFEMI"], "additional properties 'secretAccessKey'"),
         (["images.serving.digest=latest"], "at '/images/serving/digest'"),
@@ -125,9 +139,10 @@ def test_kubeconform_strict_on_every_rendered_object(schema_dir: Path, values: P
     assert report["summary"]["valid"] == len(docs) and report["summary"]["skipped"] == 0, report
 
 
-def test_kubeconform_catches_a_field_the_schema_does_not_know(schema_dir: Path) -> None:
-    docs = _render(EXAMPLES[0])
-    sdep = next(d for d in docs if d["kind"] == "SeldonDeployment")
+def test_kubeconform_catches_a_field_the_schema_does_not_know(
+    schema_dir: Path, tmp_path: Path
+) -> None:
+    sdep = _sdep(EXAMPLES[0], tmp_path)
     sdep["spec"]["predictors"][0]["trafic"] = 10
     report = _kubeconform(schema_dir, yaml.safe_dump(sdep))
     assert report["returncode"] != 0 and report["summary"]["invalid"] == 1, report
@@ -147,7 +162,7 @@ def test_kubeconform_strict_on_the_overlays(schema_dir: Path, source: str, kube:
 
 # --- the model's pod, a PodSpec in the SeldonDeployment CRD ---------------------------
 
-# Pod specs a Pod would be refused for, each set in the chart's model pod:
+# Pod specs a Pod would be refused for, each set in the model pod the controller renders:
 # the path under predictors[0].componentSpecs[0].spec and the value set there.
 WRONG_POD_SPECS = [
     pytest.param(("containers",), "x", id="containers-a-string"),
@@ -161,9 +176,9 @@ WRONG_POD_SPECS = [
 POD = ("spec", "predictors", 0, "componentSpecs", 0, "spec")
 
 
-def _model_with(path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    """The chart's SeldonDeployment with `value` set at `path` in its stable predictor's pod."""
-    node = sdep = next(d for d in _render(EXAMPLES[0]) if d["kind"] == "SeldonDeployment")
+def _model_with(path: tuple[str | int, ...], value: Any, tmp_path: Path) -> dict[str, Any]:
+    """The SeldonDeployment with `value` set at `path` in its stable predictor's pod."""
+    node = sdep = _sdep(EXAMPLES[0], tmp_path)
     for key in (*POD, *path[:-1]):
         node = node[key]
     node[path[-1]] = value
@@ -179,9 +194,9 @@ def _server_dry_run(kube: Any, namespace: str, obj: dict[str, Any]) -> Any:
 
 @pytest.mark.parametrize(("path", "value"), WRONG_POD_SPECS)
 def test_kubeconform_refuses_a_model_pod_a_pod_would_not_pass(
-    schema_dir: Path, path: tuple[str | int, ...], value: Any
+    schema_dir: Path, path: tuple[str | int, ...], value: Any, tmp_path: Path
 ) -> None:
-    report = _kubeconform(schema_dir, yaml.safe_dump(_model_with(path, value)))
+    report = _kubeconform(schema_dir, yaml.safe_dump(_model_with(path, value, tmp_path)))
     assert report["returncode"] != 0 and report["summary"]["invalid"] == 1, report
     # An unknown field is reported at its parent.
     parent = "".join(f"/{key}" for key in (*POD, *path[:-1]))
@@ -190,9 +205,9 @@ def test_kubeconform_refuses_a_model_pod_a_pod_would_not_pass(
 
 @pytest.mark.parametrize(("path", "value"), WRONG_POD_SPECS)
 def test_the_api_server_refuses_a_model_pod_a_pod_would_not_pass(
-    kube: Any, namespace: str, path: tuple[str | int, ...], value: Any
+    kube: Any, namespace: str, path: tuple[str | int, ...], value: Any, tmp_path: Path
 ) -> None:
-    result = _server_dry_run(kube, namespace, _model_with(path, value))
+    result = _server_dry_run(kube, namespace, _model_with(path, value, tmp_path))
     field = ".".join(POD[:2]) + "".join(
         f"[{key}]" if isinstance(key, int) else f".{key}" for key in (*POD[2:], *path)
     )
@@ -201,10 +216,10 @@ def test_the_api_server_refuses_a_model_pod_a_pod_would_not_pass(
 
 @pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
 def test_the_api_server_keeps_the_charts_model_pod_as_rendered(
-    kube: Any, namespace: str, values: Path | None
+    kube: Any, namespace: str, values: Path | None, tmp_path: Path
 ) -> None:
     """Accepted, and neither pruned nor defaulted: the CRD knows every field the chart sets."""
-    sdep = next(d for d in _render(values) if d["kind"] == "SeldonDeployment")
+    sdep = _sdep(values, tmp_path)
     result = _server_dry_run(kube, namespace, sdep)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["spec"] == sdep["spec"]
@@ -246,21 +261,23 @@ def test_checkov_finds_nothing_unjustified(values: Path | None, tmp_path: Path) 
         assert len(skipped["check_result"].get("suppress_comment", "")) > 20, skipped
 
 
-def test_the_chart_and_the_driver_render_the_same_predictor(tmp_path: Path) -> None:
-    """The chart's SeldonDeployment is what the rollout driver would render itself."""
-    docs = _render(EXAMPLES[0])
-    chart = next(d for d in docs if d["kind"] == "SeldonDeployment")
-    config = next(d for d in docs if d["kind"] == "ConfigMap")
-    (tmp_path / "flywheel.yaml").write_text(config["data"]["flywheel.yaml"])
-    settings = load_settings(tmp_path / "flywheel.yaml", env={})
-    driver = seldon.render(settings, "v3", "v4", 10)
-    assert chart["metadata"]["name"] == driver["metadata"]["name"]
-    assert chart["spec"]["predictors"] == driver["spec"]["predictors"]
+@pytest.mark.parametrize("values", [None, *EXAMPLES], ids=lambda p: p.name if p else "defaults")
+def test_the_charts_model_pod_is_the_one_the_driver_renders(
+    values: Path | None, tmp_path: Path
+) -> None:
+    """Without a PodTemplate (`flywheel deploy` from a laptop) the driver renders the pod
+    itself: it is the chart's."""
+    docs = _render(values)
+    template = next(d for d in docs if d["kind"] == "PodTemplate")
+    settings = _settings(docs, tmp_path)
+    assert settings.serving.pod_template == template["metadata"]["name"]
+    assert seldon.pod_from_template(template, settings).spec == seldon.pod(settings).spec
+    assert seldon.pod_from_template(template, settings).replicas == settings.serving.replicas
 
 
 # --- overlays -----------------------------------------------------------------------
 
-PATCHABLE = ("image", "imagePullPolicy", "replicas", "resources", "env")
+PATCHABLE = ("image", "imagePullPolicy", "replicas", seldon.REPLICAS, "resources", "env")
 
 
 def _differences(a: Any, b: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
@@ -321,11 +338,36 @@ def _containers(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def _release_objects(kube: Any, namespace: str, release: str) -> list[str]:
-    kinds = "deployment,job,pod,configmap,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,cronworkflow,seldondeployment,servicemonitor"
+    kinds = "deployment,job,pod,configmap,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,cronworkflow,podtemplate,seldondeployment,servicemonitor"
     result = kube.kubectl(
         "get", kinds, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     )
     return result.stdout.split()
+
+
+def _controller(kube: Any, namespace: str, configmap: str) -> KubernetesDriver:
+    """The Kubernetes driver as the chart's rollout controller runs it: its flywheel.yaml
+    from the release's ConfigMap (the `rollout watch` loop itself needs the registry)."""
+    config = json.loads(
+        kube.kubectl("get", "configmap", configmap, "-n", namespace, "-o", "json").stdout
+    )
+    path = kube.work / f"{namespace}-{configmap}.yaml"
+    path.write_text(config["data"]["flywheel.yaml"])
+    settings = load_settings(path, env={})
+    return KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+
+
+def _images(kube: Any, namespace: str) -> set[str]:
+    obj = json.loads(
+        kube.kubectl(
+            "get", "seldondeployment", "loan-default", "-n", namespace, "-o", "json"
+        ).stdout
+    )
+    return {
+        c["image"]
+        for p in obj["spec"]["predictors"]
+        for c in p["componentSpecs"][0]["spec"]["containers"]
+    }
 
 
 def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
@@ -334,35 +376,90 @@ def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
     kube.helm(
         "install", release, str(CHART), "-n", namespace, "-f", minimal, "--wait", "--timeout=120s"
     )
-    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
     deployment = kube.kubectl(
         "get", "deployment", f"{release}-flywheel-rollout-controller", "-n", namespace, "-o", "json"
     )
     assert json.loads(deployment.stdout)["status"]["readyReplicas"] == 1
     tested = kube.helm("test", release, "-n", namespace, "--timeout=120s")
     assert "Phase:          Succeeded" in tested.stdout, tested.stdout
-
-    kube.helm(
-        "upgrade", release, str(CHART), "-n", namespace, "-f", minimal, "--wait",
-        "--set=model.stable.weight=90,model.canary.version=v4,model.canary.weight=10",
-    )  # fmt: skip
-    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 90), "canary": ("v4", 10)}
+    # the controller serves production on the chart's pod
+    _controller(kube, namespace, f"{release}-flywheel-config").finish("v3")
+    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
 
     # An upgrade whose controller can never be scheduled (more CPU than any node has)
     # times out, and --atomic puts the previous release back.
     failed = kube.helm(
         "upgrade", release, str(CHART), "-n", namespace, "-f", minimal, "--atomic",
-        "--timeout=20s", "--set=model.stable.weight=90,model.canary.version=v5,model.canary.weight=10",
+        "--timeout=20s",
         "--set=rolloutController.resources.requests.cpu=64,rolloutController.resources.limits.cpu=64",
         check=False,
     )  # fmt: skip
     assert failed.returncode != 0 and "rolled back" in failed.stdout + failed.stderr
-    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 90), "canary": ("v4", 10)}
+    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
     history = json.loads(kube.helm("history", release, "-n", namespace, "-o", "json").stdout)
-    assert history[-1]["status"] == "deployed" and history[-1]["revision"] == 4
+    assert history[-1]["status"] == "deployed" and history[-1]["revision"] == 3
 
+    # uninstalling takes the model down too: its PodTemplate owns the SeldonDeployment
     kube.helm("uninstall", release, "-n", namespace, "--wait", "--timeout=120s")
+    wait_until(
+        lambda: not kube.kubectl("get", "seldondeployment", "-n", namespace, "-o", "name").stdout,
+        60,
+        "the SeldonDeployment collected",
+    )
     assert _release_objects(kube, namespace, release) == []
+
+
+def test_upgrades_and_overlays_never_reset_the_traffic_the_controller_set(
+    kube: Any, namespace: str
+) -> None:
+    """The chart and the overlays own the model's pod; the controller owns which
+    versions serve it and their traffic (server-side apply, field manager flywheel-rollout)."""
+    minimal = str(CHART / "examples" / "minimal.yaml")
+    digest = "sha256:" + "1" * 64
+    kube.helm("install", "fw", str(CHART), "-n", namespace, "-f", minimal)
+    controller = _controller(kube, namespace, "fw-flywheel-config")
+    # given v2 promoted by the Kubernetes driver
+    controller.finish("v2")
+    for weights, look in (
+        ({"stable": ("v2", 100)}, lambda: controller.finish("v2")),
+        # and again with a canary live at 25%
+        (
+            {"stable": ("v2", 75), "canary": ("v3", 25)},
+            lambda: controller.set_traffic("v2", "v3", 25),
+        ),
+    ):
+        look()
+        digest = "sha256:" + str(int(digest[-1]) + 1) * 64
+        # when a release changes the serving image's digest
+        kube.helm(
+            "upgrade", "fw", str(CHART), "-n", namespace, "-f", minimal,
+            f"--set=images.serving.digest={digest}",
+        )  # fmt: skip
+        # then the traffic is untouched, and the controller's next look rolls the digest out
+        assert seldon_predictors(kube, namespace) == weights
+        look()
+        assert seldon_predictors(kube, namespace) == weights
+        assert _images(kube, namespace) == {f"ghcr.io/flywheel-mlops/flywheel-serving@{digest}"}
+
+    # the same through the prod overlay, applied server-side as a GitOps tool would
+    kube.kubectl("create", "namespace", "flywheel", check=False)
+    overlay = kube.kubectl("kustomize", str(REPO / "manifests" / "overlays" / "prod")).stdout
+    kube.kubectl("apply", "--server-side", "-f", "-", input=overlay)
+    gitops = _controller(kube, "flywheel", "flywheel-config")
+    try:
+        gitops.finish("v2")
+        gitops.set_traffic("v2", "v3", 25)
+        moved = overlay.replace("sha256:" + "0" * 64, "sha256:" + "9" * 64)
+        kube.kubectl("apply", "--server-side", "-f", "-", input=moved)
+        assert seldon_predictors(kube, "flywheel") == {"stable": ("v2", 75), "canary": ("v3", 25)}
+        gitops.set_traffic("v2", "v3", 25)
+        assert seldon_predictors(kube, "flywheel") == {"stable": ("v2", 75), "canary": ("v3", 25)}
+        assert "ghcr.io/flywheel-mlops/flywheel-serving@sha256:" + "9" * 64 in _images(
+            kube, "flywheel"
+        )
+    finally:
+        kube.kubectl("delete", "-f", "-", "--wait=false", input=overlay, check=False)
+        kube.kubectl("delete", "seldondeployment", "loan-default", "-n", "flywheel", check=False)
 
 
 @pytest.fixture
@@ -377,6 +474,9 @@ def installed(kube: Any, namespace: str) -> Iterator[str]:
     [
         ("pipeline-runner", "get", "seldondeployments/loan-default", True),
         ("pipeline-runner", "patch", "seldondeployments/loan-default", True),
+        ("pipeline-runner", "create", "seldondeployments", True),
+        ("pipeline-runner", "get", "podtemplates/fw-flywheel-model", True),
+        ("pipeline-runner", "patch", "podtemplates/fw-flywheel-model", False),
         ("pipeline-runner", "create", "workflowtaskresults.argoproj.io", True),
         ("pipeline-runner", "patch", "seldondeployments/another-model", False),
         ("pipeline-runner", "delete", "seldondeployments/loan-default", False),
@@ -385,6 +485,10 @@ def installed(kube: Any, namespace: str) -> Iterator[str]:
         ("pipeline-runner", "create", "pods", False),
         ("rollout-controller", "patch", "seldondeployments/loan-default", True),
         ("rollout-controller", "get", "seldondeployments/loan-default", True),
+        ("rollout-controller", "create", "seldondeployments", True),
+        ("rollout-controller", "get", "podtemplates/fw-flywheel-model", True),
+        ("rollout-controller", "get", "podtemplates/another-template", False),
+        ("rollout-controller", "list", "podtemplates", False),
         ("rollout-controller", "list", "seldondeployments", False),
         ("rollout-controller", "get", "secrets/flywheel-s3", False),
         ("rollout-controller", "create", "workflowtaskresults.argoproj.io", False),
@@ -414,7 +518,6 @@ def test_overlays_are_accepted_by_the_api_server(kube: Any, overlay: Path) -> No
     kube.kubectl("create", "namespace", "flywheel", check=False)
     result = kube.kubectl("apply", "--dry-run=server", "-k", str(overlay), check=False)
     assert result.returncode == 0, result.stderr
-    assert (
-        "seldondeployment.machinelearning.seldon.io/loan-default created (server dry run)"
-        in result.stdout
-    )
+    assert "podtemplate/flywheel-model created (server dry run)" in result.stdout
+    # the SeldonDeployment is the rollout controller's, never the overlay's
+    assert "seldondeployment" not in result.stdout

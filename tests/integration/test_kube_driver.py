@@ -53,7 +53,7 @@ def driver(kube: Any, namespace: str, small_settings: Callable[..., Settings]) -
     return KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
 
 
-def test_the_driver_creates_then_shifts_traffic_with_merge_patches(
+def test_the_driver_creates_then_shifts_traffic_with_server_side_applies(
     kube: Any, namespace: str, driver: KubernetesDriver
 ) -> None:
     driver.apply("v1", None, 0)
@@ -75,19 +75,25 @@ def test_the_driver_creates_then_shifts_traffic_with_merge_patches(
     assert obj["spec"]["name"] == "loan-default"
 
 
-def test_a_concurrent_change_is_refused_not_overwritten(
+def test_what_another_manager_sets_outside_the_rendered_fields_is_kept(
     kube: Any, namespace: str, driver: KubernetesDriver
 ) -> None:
     driver.apply("v1", "v2", 10)
-    stale = driver.get()
     kube.kubectl(
         "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=merge",
         "-p", json.dumps({"metadata": {"annotations": {"someone": "else"}}}),
     )  # fmt: skip
-    driver.get = lambda: stale  # type: ignore[method-assign]  # the driver read before the change
-    with pytest.raises(RolloutError, match="changed while being patched"):
-        driver.set_traffic("v1", "v2", 50)
-    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 90), "canary": ("v2", 10)}
+    driver.set_traffic("v1", "v2", 50)
+    obj = driver.get()
+    assert obj is not None and obj["metadata"]["annotations"] == {"someone": "else"}
+    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 50), "canary": ("v2", 50)}
+    # and the predictors are the controller's alone
+    managers = {
+        m["manager"]: m["fieldsV1"]
+        for m in obj["metadata"]["managedFields"]
+        if m["operation"] == "Apply"
+    }
+    assert "f:predictors" in managers["flywheel-rollout"]["f:spec"]
 
 
 def test_a_missing_namespace_is_a_clear_error(
@@ -330,43 +336,67 @@ def test_a_failing_canary_on_the_cluster_is_rolled_back(
     assert {c["name"]: c["status"] for c in decision["checks"]}["error rate"] == "fail"
 
 
-def test_traffic_changes_keep_what_the_chart_or_an_overlay_set(
-    kube: Any, namespace: str, driver: KubernetesDriver
+def _pod_template(kube: Any, namespace: str, settings: Settings, **changes: Any) -> str:
+    """The chart's kind of PodTemplate for the model, with `changes` to its container."""
+    pod = seldon.pod(settings)
+    container = {**pod.spec["containers"][0], **changes}
+    template = {
+        "apiVersion": "v1",
+        "kind": "PodTemplate",
+        "metadata": {
+            "name": "fw-model",
+            "namespace": namespace,
+            "annotations": {seldon.REPLICAS: "3"},
+        },
+        "template": {"spec": {**pod.spec, "containers": [container]}},
+    }
+    kube.kubectl("apply", "-f", "-", input=json.dumps(template))
+    return "fw-model"
+
+
+def test_every_predictor_runs_the_pod_of_the_charts_pod_template(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
 ) -> None:
-    driver.apply("v1", None, 0)
+    # given the chart's PodTemplate with a pinned image, resources and three replicas
     pinned = "ghcr.io/flywheel-mlops/flywheel-serving@sha256:" + "ab" * 32
     resources = {"requests": {"cpu": "2", "memory": "3Gi"}}
-    kube.kubectl(
-        "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=json", "-p",
-        json.dumps([
-            {"op": "replace", "path": "/spec/predictors/0/replicas", "value": 3},
-            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/image", "value": pinned},
-            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/resources", "value": resources},
-        ]),
-    )  # fmt: skip
+    settings = on_cluster(small_settings(), namespace)
+    name = _pod_template(kube, namespace, settings, image=pinned, resources=resources)
+    settings = settings.model_copy(
+        update={"serving": settings.serving.model_copy(update={"pod_template": name})}
+    )
+    driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+    # when the controller starts a canary
     driver.set_traffic("v1", "v2", 25)
+    # then both predictors run that pod, and the PodTemplate owns the SeldonDeployment
     obj = driver.get()
     assert obj is not None
     for p in obj["spec"]["predictors"]:
         container = p["componentSpecs"][0]["spec"]["containers"][0]
         assert (p["replicas"], container["image"], container["resources"]) == (3, pinned, resources)
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 75), "canary": ("v2", 25)}
+    assert [o["kind"] for o in obj["metadata"]["ownerReferences"]] == ["PodTemplate"]
 
 
-def test_a_patch_seldon_would_refuse_is_never_sent(
-    kube: Any, namespace: str, driver: KubernetesDriver
+def test_a_missing_pod_template_is_named(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
 ) -> None:
-    # given a live object whose container an overlay renamed: the traffic patch, built
-    # on it, would name a graph node with no container, which Seldon's webhook refuses
+    settings = on_cluster(small_settings("serving.pod_template=fw-model"), namespace)
+    driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+    with pytest.raises(RolloutError, match=rf"PodTemplate {namespace}/fw-model .* does not exist"):
+        driver.apply("v1", None, 0)
+    assert driver.get() is None
+
+
+def test_a_pod_seldon_would_refuse_is_never_sent(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
+) -> None:
+    # given a PodTemplate whose container an overlay renamed: every predictor built on
+    # it would name a graph node with no container, which Seldon's webhook refuses
     # (this control plane runs no Seldon webhook, so only the driver's check can tell)
-    driver.apply("v1", None, 0)
-    kube.kubectl(
-        "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=json", "-p",
-        json.dumps([
-            {"op": "replace", "path": "/spec/predictors/0/componentSpecs/0/spec/containers/0/name", "value": "classifier"},
-        ]),
-    )  # fmt: skip
-    before = driver.get()
+    settings = on_cluster(small_settings("serving.pod_template=fw-model"), namespace)
+    _pod_template(kube, namespace, settings, name="classifier")
+    driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
     # when a canary step is applied, then it is refused with Seldon's reason
     with pytest.raises(
         RolloutError,
@@ -375,6 +405,4 @@ def test_a_patch_seldon_would_refuse_is_never_sent(
     ):
         driver.set_traffic("v1", "v2", 25)
     # and nothing was written
-    after = driver.get()
-    assert after is not None and before is not None
-    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert driver.get() is None

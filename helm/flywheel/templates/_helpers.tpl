@@ -19,6 +19,10 @@
 {{- .Values.model.name }}
 {{- end }}
 
+{{- define "flywheel.modelPodTemplate" -}}
+{{- include "flywheel.fullname" . }}-model
+{{- end }}
+
 {{- define "flywheel.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -106,103 +110,81 @@ seccompProfile:
 {{- end }}
 
 {{/*
-One predictor of the SeldonDeployment. Keep in step with flywheel.rollout.seldon.predictor:
+The model's pod: the spec of every predictor's pod in the SeldonDeployment that the
+rollout controller renders. Keep in step with flywheel.rollout.seldon.pod:
 tests/integration/test_chart.py renders both and compares them.
-Arguments: dict "root" . "name" "stable" "version" "v3" "traffic" 90
 */}}
-{{- define "flywheel.predictor" -}}
-{{- $v := .root.Values -}}
-- name: {{ .name }}
-  replicas: {{ $v.serving.replicas }}
-  traffic: {{ .traffic }}
-  labels:
-    version: {{ .name }}
-    flywheel.io/model-version: {{ .version }}
-  componentSpecs:
-    - spec:
-        securityContext:
-          runAsNonRoot: true
-          runAsUser: 10001
-          runAsGroup: 10001
-          fsGroup: 10001
-          seccompProfile:
-            type: RuntimeDefault
-        automountServiceAccountToken: false
-        {{- with $v.imagePullSecrets }}
-        imagePullSecrets:
-          {{- range . }}
-          - name: {{ . }}
-          {{- end }}
-        {{- end }}
-        containers:
-          - name: model
-            image: {{ include "flywheel.image" $v.images.serving }}
-            imagePullPolicy: {{ include "flywheel.pullPolicy" (dict "image" $v.images.serving "policy" $v.images.pullPolicy) }}
-            env:
-              # One OpenMP thread per gunicorn worker: see flywheel.cluster.SERVING_ENV.
-              - name: OMP_NUM_THREADS
-                value: "1"
-              - name: INCLUDE_METRICS_IN_CLIENT_RESPONSE
-                value: "false"
-              - name: GUNICORN_WORKERS
-                value: {{ $v.serving.workers | quote }}
-              {{- include "flywheel.storageEnv" .root | nindent 14 }}
-            ports:
-              - name: http
-                containerPort: 9000
-                protocol: TCP
-              - name: grpc
-                containerPort: 9500
-                protocol: TCP
-              - name: metrics
-                containerPort: 6000
-                protocol: TCP
-            resources:
-              requests:
-                cpu: {{ $v.serving.resources.requests.cpu | quote }}
-                memory: {{ $v.serving.resources.requests.memory | quote }}
-              limits:
-                cpu: {{ $v.serving.resources.limits.cpu | quote }}
-                memory: {{ $v.serving.resources.limits.memory | quote }}
-            readinessProbe:
-              httpGet:
-                path: /health/status
-                port: http
-                scheme: HTTP
-              initialDelaySeconds: 10
-              periodSeconds: 5
-              timeoutSeconds: 3
-              failureThreshold: 3
-            livenessProbe:
-              httpGet:
-                path: /health/ping
-                port: http
-                scheme: HTTP
-              initialDelaySeconds: 30
-              periodSeconds: 10
-              timeoutSeconds: 3
-              failureThreshold: 3
-            securityContext:
-              {{- include "flywheel.containerSecurityContext" .root | nindent 14 }}
-            volumeMounts:
-              - name: tmp
-                mountPath: /tmp
-        volumes:
-          - name: tmp
-            emptyDir:
-              sizeLimit: 256Mi
-  graph:
-    name: model
-    type: MODEL
-    endpoint:
-      type: REST
-    parameters:
-      - {name: model_name, type: STRING, value: {{ $v.model.name | quote }}}
-      - {name: model_version, type: STRING, value: {{ .version | quote }}}
-      - {name: store_uri, type: STRING, value: {{ $v.storage.uri | quote }}}
-      - {name: store_endpoint, type: STRING, value: {{ $v.storage.endpoint | quote }}}
-      - {name: store_secure, type: STRING, value: {{ $v.storage.secure | toString | quote }}}
-      - {name: log_predictions, type: STRING, value: {{ $v.serving.logPredictions | toString | quote }}}
-      - {name: max_rows, type: STRING, value: {{ $v.serving.maxRows | toString | quote }}}
-      - {name: max_body_bytes, type: STRING, value: {{ $v.serving.maxBodyBytes | int64 | toString | quote }}}
+{{- define "flywheel.modelPod" -}}
+{{- $v := .Values -}}
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 10001
+  runAsGroup: 10001
+  fsGroup: 10001
+  seccompProfile:
+    type: RuntimeDefault
+automountServiceAccountToken: false
+{{- with $v.imagePullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+containers:
+  - name: model
+    image: {{ include "flywheel.image" $v.images.serving }}
+    imagePullPolicy: {{ include "flywheel.pullPolicy" (dict "image" $v.images.serving "policy" $v.images.pullPolicy) }}
+    env:
+      # One OpenMP thread per gunicorn worker: see flywheel.rollout.seldon.SERVING_ENV.
+      - name: OMP_NUM_THREADS
+        value: "1"
+      - name: INCLUDE_METRICS_IN_CLIENT_RESPONSE
+        value: "false"
+      - name: GUNICORN_WORKERS
+        value: {{ $v.serving.workers | quote }}
+      {{- include "flywheel.storageEnv" $ | nindent 6 }}
+    ports:
+      - name: http
+        containerPort: 9000
+        protocol: TCP
+      - name: grpc
+        containerPort: 9500
+        protocol: TCP
+      - name: metrics
+        containerPort: 6000
+        protocol: TCP
+    resources:
+      requests:
+        cpu: {{ $v.serving.resources.requests.cpu | quote }}
+        memory: {{ $v.serving.resources.requests.memory | quote }}
+      limits:
+        cpu: {{ $v.serving.resources.limits.cpu | quote }}
+        memory: {{ $v.serving.resources.limits.memory | quote }}
+    readinessProbe:
+      httpGet:
+        path: /health/status
+        port: http
+        scheme: HTTP
+      initialDelaySeconds: 10
+      periodSeconds: 5
+      timeoutSeconds: 3
+      failureThreshold: 3
+    livenessProbe:
+      httpGet:
+        path: /health/ping
+        port: http
+        scheme: HTTP
+      initialDelaySeconds: 30
+      periodSeconds: 10
+      timeoutSeconds: 3
+      failureThreshold: 3
+    securityContext:
+      {{- include "flywheel.containerSecurityContext" $ | nindent 6 }}
+    volumeMounts:
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: tmp
+    emptyDir:
+      sizeLimit: 256Mi
 {{- end }}

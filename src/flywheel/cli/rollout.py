@@ -10,8 +10,9 @@ import typer
 from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
-from flywheel.registry import Registry
-from flywheel.rollout.controller import Driver, RolloutController, RolloutError
+from flywheel.registry import PRODUCTION, Registry
+from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
+from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
 
 app = typer.Typer(
     help="Canary rollouts: status, the controller loop, waiting for a decision.",
@@ -23,18 +24,26 @@ def controller(settings: Settings, driver_name: str) -> RolloutController:
     """The model's rollout controller with the named driver.
 
     With the local driver, a command that is not the one running the servers
-    only records decisions; the `flywheel deploy` process applies them.
+    only records decisions; the `flywheel deploy` process applies them. Only the
+    holder of the rollout's lock acts (a Lease on a cluster, else a lock in the
+    store); a promotion or rollback by hand while another controller holds it is
+    saved for that controller to carry out.
     """
+    registry = Registry.from_settings(settings)
     driver: Driver
+    lock: Lock
     if driver_name == "kubernetes":
         from flywheel.rollout.kubernetes import KubernetesDriver
+        from flywheel.rollout.lease import KubernetesLease
 
         driver = KubernetesDriver(settings)
+        lock = KubernetesLease.for_settings(settings)
     else:
         from flywheel.rollout.controller import StateOnlyDriver
 
         driver = StateOnlyDriver()
-    return RolloutController(Registry.from_settings(settings), driver, settings.rollout)
+        lock = StoreLock.for_rollout(registry.store, settings.model_name)
+    return RolloutController(registry, driver, settings.rollout, lock=lock)
 
 
 @app.command("status")
@@ -46,8 +55,9 @@ def status(ctx: typer.Context) -> None:
     if state is None:
         out.print(f"no rollout of {settings.model_name} yet")
         return
+    phase = state.phase if state.ending is None or state.done else f"ending ({state.ending})"
     out.print(
-        f"{state.rollout_id}: {state.phase} — {state.canary} against {state.stable}, "
+        f"{state.rollout_id}: {phase} — {state.canary} against {state.stable}, "
         f"step {state.step + 1}/{len(settings.rollout.steps)} at {state.weight}%: {state.reason}"
     )
     for record in rollouts.registry.records(state.canary):
@@ -62,17 +72,39 @@ def watch(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option(help="One look, then exit.")] = False,
 ) -> None:
-    """The rollout controller: drive any rollout in progress (Kubernetes driver) until stopped."""
+    """The rollout controller: drive any rollout in progress (Kubernetes driver) until
+    stopped; between rollouts, keep the SeldonDeployment serving production on the
+    chart's current pod (a new image digest or resources roll out at the next look)."""
     settings = options.settings(ctx)
     rollouts = controller(settings, "kubernetes")
-    while True:
-        state = rollouts.state()
-        if state is not None and not state.done:
-            state = rollouts.tick()
-            out.print(f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})")
-        if once:
-            return
-        time.sleep(settings.rollout.interval_seconds)
+    try:
+        while True:
+            state = rollouts.state()
+            try:
+                if state is not None and not state.done:
+                    # Held from look to look until the rollout ends: a second replica
+                    # waits, and the step is not started again at every look.
+                    rollouts.hold()
+                    state = rollouts.tick()
+                    out.print(
+                        f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})"
+                    )
+                    if state.done:
+                        rollouts.let_go()
+                else:
+                    production = rollouts.registry.resolve(PRODUCTION)
+                    if production is not None:
+                        with rollouts.holding():
+                            rollouts.driver.finish(production)
+            except ControllerBusy as busy:
+                out.print(f"standing by: {busy}")
+            except RolloutConflict as conflict:
+                out.print(f"{conflict}; reading it again")
+            if once:
+                return
+            time.sleep(settings.rollout.interval_seconds)
+    finally:
+        rollouts.let_go()
 
 
 @app.command("wait")
@@ -101,7 +133,13 @@ def promote(
 ) -> None:
     """Promote the rollout in progress now, skipping its remaining steps."""
     settings = options.settings(ctx)
-    state = controller(settings, settings.rollout.driver).promote(reason)
+    rollouts = controller(settings, settings.rollout.driver)
+    state = rollouts.promote(reason)
+    if not state.done:
+        out.print(
+            f"{state.canary} will be promoted by {_holder(rollouts)}, which holds the rollout"
+        )
+        return
     out.print(f"{state.canary} promoted: production is {state.canary}")
 
 
@@ -113,5 +151,15 @@ def rollback(
 ) -> None:
     """Roll back the rollout in progress now; production stays where it is."""
     settings = options.settings(ctx)
-    state = controller(settings, settings.rollout.driver).rollback(reason)
+    rollouts = controller(settings, settings.rollout.driver)
+    state = rollouts.rollback(reason)
+    if not state.done:
+        out.print(
+            f"{state.canary} will be rolled back by {_holder(rollouts)}, which holds the rollout"
+        )
+        return
     out.print(f"{state.canary} rolled back: production stays {state.stable}")
+
+
+def _holder(rollouts: RolloutController) -> str:
+    return rollouts.lock.owner() if rollouts.lock is not None else "the running controller"

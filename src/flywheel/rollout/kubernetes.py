@@ -1,9 +1,11 @@
 """The Kubernetes driver: traffic through the SeldonDeployment, measurements from Prometheus.
 
-Traffic weights are changed with a JSON merge patch (custom resources have no
-strategic merge), carrying the object's resourceVersion so that a concurrent
-change is refused rather than overwritten. A merge patch replaces lists whole,
-so the patch always holds the full `predictors` list.
+The driver owns the SeldonDeployment. It renders the whole object (the model
+version and traffic of each predictor, on the pod of the chart's PodTemplate)
+and applies it server-side as field manager `flywheel-rollout`, taking the
+fields it renders from any other manager. Nothing else renders the object, so a
+`helm upgrade` or `kubectl apply -k` never resets the traffic or drops a canary;
+they change the PodTemplate, which the next apply rolls out.
 
 Measurements come from Prometheus' HTTP API: request counts, server errors and
 latency histograms from the Seldon executor (`seldon_api_executor_server_requests_seconds`),
@@ -33,6 +35,8 @@ from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
+# The field manager of everything the driver renders in the SeldonDeployment.
+FIELD_MANAGER = "flywheel-rollout"
 
 
 def load_client(kubeconfig: str | None = None) -> Any:
@@ -86,18 +90,43 @@ class KubernetesDriver:
             ) from None
         return obj
 
-    def apply(self, stable: str, canary: str | None, canary_weight: int) -> dict[str, Any]:
-        """Create the SeldonDeployment, or patch its predictors to match."""
+    def model_pod(self) -> seldon.Pod | None:
+        """The pod of the configured PodTemplate (the chart's), or None when none is set."""
+        from kubernetes import client
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        current = self.get()
-        wanted = seldon.render(self.settings, stable, canary, canary_weight)
-        if current is not None:
-            predictors = seldon.like_live(wanted["spec"]["predictors"], current)
-            if current.get("spec", {}).get("predictors") == predictors:
-                return current
-            wanted = {**current, "spec": {**current.get("spec", {}), "predictors": predictors}}
+        name = self.settings.serving.pod_template
+        if name is None:
+            return None
+        try:
+            template = client.CoreV1Api(self.api.api_client).read_namespaced_pod_template(
+                name, self.namespace
+            )
+        except HTTPError as error:
+            raise self._unreachable(error) from None
+        except ApiException as error:
+            if error.status == 404:
+                raise RolloutError(
+                    f"PodTemplate {self.namespace}/{name} (serving.pod_template) does not "
+                    "exist: install the chart, or unset serving.pod_template"
+                ) from None
+            raise RolloutError(
+                f"cannot read PodTemplate {self.namespace}/{name}: {error.reason}"
+            ) from None
+        try:
+            return seldon.pod_from_template(
+                self.api.api_client.sanitize_for_serialization(template), self.settings
+            )
+        except ValueError as error:
+            raise RolloutError(str(error)) from None
+
+    def apply(self, stable: str, canary: str | None, canary_weight: int) -> dict[str, Any]:
+        """Create the SeldonDeployment, or bring its predictors to these versions and weights."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        wanted = seldon.render(self.settings, stable, canary, canary_weight, self.model_pod())
         # The test control plane runs no Seldon webhook, and on a cluster its refusal
         # would come back less clearly: check its rules before sending anything.
         refused = seldon.admission_errors(wanted)
@@ -107,27 +136,25 @@ class KubernetesDriver:
                 + "; ".join(refused)
             )
         try:
-            if current is None:
-                created: dict[str, Any] = self.api.create_namespaced_custom_object(
-                    GROUP, VERSION, self.namespace, PLURAL, wanted
-                )
-                return created
-            patch = {
-                "metadata": {"resourceVersion": current["metadata"]["resourceVersion"]},
-                "spec": {"predictors": predictors},
-            }
-            # The client sends custom-object patches as application/merge-patch+json.
-            patched: dict[str, Any] = self.api.patch_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, self.name, patch
+            # Server-side apply (the client's patch methods send merge patches only).
+            applied: dict[str, Any] = self.api.api_client.call_api(
+                f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/{PLURAL}/{{name}}",
+                "PATCH",
+                path_params={"namespace": self.namespace, "name": self.name},
+                query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                header_params={
+                    "Content-Type": "application/apply-patch+yaml",
+                    "Accept": "application/json",
+                },
+                body=wanted,
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
             )
-            return patched
+            return applied
         except HTTPError as error:
             raise self._unreachable(error) from None
         except ApiException as error:
-            if error.status == 409:
-                raise RolloutError(
-                    f"SeldonDeployment {self.namespace}/{self.name} changed while being patched; try again"
-                ) from None
             detail = _reason(error)
             raise RolloutError(
                 f"the API server refused SeldonDeployment {self.namespace}/{self.name}: {detail}"

@@ -1,12 +1,16 @@
 """SeldonDeployment (machinelearning.seldon.io/v1) for a model: stable and canary predictors.
 
-One function renders the whole object from the configuration, so the Helm chart,
-the Kustomize base and the Kubernetes driver all describe the same thing.
+The rollout controller owns the SeldonDeployment: it renders the whole object and
+applies it server-side as its own field manager. What the model's pod looks like
+(image digest, resources, replicas) belongs to the chart or a Kustomize overlay,
+in a PodTemplate (`serving.pod_template`) the controller reads at every apply;
+without one, the pod is rendered from the configuration, as the chart's would be.
 """
 
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 from flywheel.config import Settings
@@ -67,8 +71,41 @@ def _probe(path: str, initial: int, period: int) -> dict[str, Any]:
     }
 
 
-def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict[str, Any]:
-    """One predictor: the serving container for `version` with `traffic` percent of requests."""
+# The PodTemplate annotation with the predictors' replica count (a PodTemplate has none).
+REPLICAS = "flywheel.io/replicas"
+
+
+@dataclass(frozen=True)
+class Pod:
+    """What every predictor's pod is: its spec and how many replicas of it."""
+
+    spec: dict[str, Any]
+    replicas: int
+    # The PodTemplate it came from: the SeldonDeployment's owner, so uninstalling
+    # the chart takes the model down with it.
+    owner: dict[str, Any] | None = None
+
+
+def pod_from_template(template: dict[str, Any], settings: Settings) -> Pod:
+    """The pod a PodTemplate (as the API returns it) describes."""
+    annotations = template.get("metadata", {}).get("annotations") or {}
+    name = template.get("metadata", {}).get("name")
+    try:
+        replicas = int(annotations.get(REPLICAS, settings.serving.replicas))
+    except ValueError:
+        raise ValueError(
+            f"PodTemplate {name}: annotation {REPLICAS} is {annotations[REPLICAS]!r}, not a number"
+        ) from None
+    spec = template.get("template", {}).get("spec")
+    if not spec:
+        raise ValueError(f"PodTemplate {name} has no template.spec")
+    uid = template.get("metadata", {}).get("uid")
+    owner = {"apiVersion": "v1", "kind": "PodTemplate", "name": name, "uid": uid} if uid else None
+    return Pod(spec=spec, replicas=replicas, owner=owner)
+
+
+def pod(settings: Settings) -> Pod:
+    """The model's pod rendered from the configuration (the chart's PodTemplate holds the same)."""
     s = settings.serving
     env = [
         *({"name": k, "value": v} for k, v in SERVING_ENV.items()),
@@ -84,7 +121,8 @@ def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict
     container = {
         "name": CONTAINER,
         "image": image_reference(settings),
-        "imagePullPolicy": "IfNotPresent",
+        # By digest the image never changes; by tag it may (the chart's rule too).
+        "imagePullPolicy": "IfNotPresent" if s.image_digest else "Always",
         "env": env,
         "ports": [
             {"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"},
@@ -110,27 +148,35 @@ def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+    return Pod(
+        spec={
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "runAsGroup": 10001,
+                "fsGroup": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "automountServiceAccountToken": False,
+            "containers": [container],
+            "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
+        },
+        replicas=s.replicas,
+    )
+
+
+def predictor(
+    settings: Settings, name: str, version: str, traffic: int, model_pod: Pod | None = None
+) -> dict[str, Any]:
+    """One predictor: `model_pod` (or the configured one) serving `version` with `traffic`
+    percent of requests."""
+    model_pod = model_pod or pod(settings)
     return {
         "name": name,
-        "replicas": s.replicas,
+        "replicas": model_pod.replicas,
         "traffic": traffic,
         "labels": {"version": name, "flywheel.io/model-version": version},
-        "componentSpecs": [
-            {
-                "spec": {
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": 10001,
-                        "runAsGroup": 10001,
-                        "fsGroup": 10001,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
-                    "automountServiceAccountToken": False,
-                    "containers": [container],
-                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
-                }
-            }
-        ],
+        "componentSpecs": [{"spec": copy.deepcopy(model_pod.spec)}],
         "graph": {
             "name": CONTAINER,
             "type": "MODEL",
@@ -141,66 +187,54 @@ def predictor(settings: Settings, name: str, version: str, traffic: int) -> dict
 
 
 def predictors(
-    settings: Settings, stable: str, canary: str | None, canary_weight: int
+    settings: Settings,
+    stable: str,
+    canary: str | None,
+    canary_weight: int,
+    model_pod: Pod | None = None,
 ) -> list[dict[str, Any]]:
     """The predictors list: stable alone, or stable and canary sharing traffic."""
     if canary is None or canary == stable:
-        return [predictor(settings, "stable", stable, 100)]
+        return [predictor(settings, "stable", stable, 100, model_pod)]
     return [
-        predictor(settings, "stable", stable, 100 - canary_weight),
-        predictor(settings, "canary", canary, canary_weight),
+        predictor(settings, "stable", stable, 100 - canary_weight, model_pod),
+        predictor(settings, "canary", canary, canary_weight, model_pod),
     ]
 
 
 def render(
-    settings: Settings, stable: str, canary: str | None = None, canary_weight: int = 0
+    settings: Settings,
+    stable: str,
+    canary: str | None = None,
+    canary_weight: int = 0,
+    model_pod: Pod | None = None,
 ) -> dict[str, Any]:
     """The whole SeldonDeployment."""
     if not 0 <= canary_weight <= 100:
         raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
     name = deployment_name(settings)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": settings.serving.namespace,
+        "labels": {
+            "app.kubernetes.io/name": "flywheel",
+            "app.kubernetes.io/component": "model",
+            "app.kubernetes.io/instance": name,
+            "flywheel.io/model": settings.model_name,
+        },
+    }
+    if model_pod is not None and model_pod.owner is not None:
+        metadata["ownerReferences"] = [model_pod.owner]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
-        "metadata": {
-            "name": name,
-            "namespace": settings.serving.namespace,
-            "labels": {
-                "app.kubernetes.io/name": "flywheel",
-                "app.kubernetes.io/component": "model",
-                "app.kubernetes.io/instance": name,
-                "flywheel.io/model": settings.model_name,
-            },
-        },
+        "metadata": metadata,
         "spec": {
             "name": name,
             "protocol": "seldon",
-            "predictors": predictors(settings, stable, canary, canary_weight),
+            "predictors": predictors(settings, stable, canary, canary_weight, model_pod),
         },
     }
-
-
-def like_live(wanted: list[dict[str, Any]], live: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """`wanted` predictors built on the live stable predictor, so a traffic change keeps
-    what the chart or a Kustomize overlay set there (image digest, replicas, resources);
-    only the name, traffic, labels and graph (the model version) come from `wanted`."""
-    stable = next(
-        (
-            p
-            for p in (live or {}).get("spec", {}).get("predictors", [])
-            if p.get("name") == "stable"
-        ),
-        None,
-    )
-    if stable is None:
-        return wanted
-    return [
-        {
-            **copy.deepcopy(stable),
-            **{k: p[k] for k in ("name", "traffic", "labels", "graph")},
-        }
-        for p in wanted
-    ]
 
 
 def admission_errors(obj: dict[str, Any]) -> list[str]:

@@ -21,7 +21,6 @@ from kubernetes.client.exceptions import ApiException
 from flywheel.config import Settings
 from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, _counted, _histogram, _reason
-from flywheel.rollout.seldon import render
 
 Handler = Callable[[str, str, bytes], tuple[int, Any]]
 
@@ -119,52 +118,33 @@ def _status(code: int, reason: str, message: str) -> tuple[int, Any]:
     return code, {"kind": "Status", "status": "Failure", "reason": reason, "message": message}
 
 
-def test_a_missing_deployment_is_created_and_a_refusal_names_the_reason(
+def test_the_whole_object_is_applied_server_side_and_a_refusal_names_the_reason(
     server: Callable[[Handler], str],
 ) -> None:
-    # given an API server without the SeldonDeployment that refuses to create it
-    calls: list[tuple[str, str]] = []
+    # given an API server that refuses the object
+    calls: list[tuple[str, str, bytes]] = []
 
     def api(method: str, path: str, body: bytes) -> tuple[int, Any]:
-        calls.append((method, path))
-        if method == "GET":
-            return _status(404, "NotFound", "not found")
+        calls.append((method, path, body))
         return _status(422, "Invalid", "spec.predictors[0].graph: Required value")
 
     driver = _driver(server(api))
-    # then a missing object reads as None, and the refusal carries the server's message
-    assert driver.get() is None and driver.weights() == {}
+    # when the driver sets a canary's traffic, then the refusal carries the server's message
     with pytest.raises(
         RolloutError,
         match=r"refused SeldonDeployment flywheel/loan-default: spec\.predictors\[0\]\.graph",
     ):
-        driver.apply("v1", None, 0)
-    assert calls[-1] == (
-        "POST",
-        "/apis/machinelearning.seldon.io/v1/namespaces/flywheel/seldondeployments",
-    )
-
-
-def test_a_concurrent_change_is_refused_not_overwritten(server: Callable[[Handler], str]) -> None:
-    # given a deployed object, and a patch the server rejects because it changed meanwhile
-    patches: list[dict[str, Any]] = []
-    current = render(Settings(), "v1")
-    current["metadata"]["resourceVersion"] = "41"
-
-    def api(method: str, path: str, body: bytes) -> tuple[int, Any]:
-        if method == "GET":
-            return 200, current
-        patches.append(json.loads(body))
-        return _status(409, "Conflict", "the object has been modified")
-
-    driver = _driver(server(api))
-    assert driver.weights() == {"stable": ("v1", 100)}
-    with pytest.raises(RolloutError, match="changed while being patched; try again"):
         driver.set_traffic("v1", "v2", 10)
-    # the patch carried the version it was based on, and the whole predictor list
-    (patch,) = patches
-    assert patch["metadata"] == {"resourceVersion": "41"}
-    assert [(p["name"], p["traffic"]) for p in patch["spec"]["predictors"]] == [
+    # and it was one server-side apply of the whole object, as the controller's field manager
+    ((method, path, body),) = calls
+    assert (method, path) == (
+        "PATCH",
+        "/apis/machinelearning.seldon.io/v1/namespaces/flywheel/seldondeployments/loan-default"
+        "?fieldManager=flywheel-rollout&force=true",
+    )
+    applied = json.loads(body)
+    assert applied["kind"] == "SeldonDeployment" and "resourceVersion" not in applied["metadata"]
+    assert [(p["name"], p["traffic"]) for p in applied["spec"]["predictors"]] == [
         ("stable", 90),
         ("canary", 10),
     ]

@@ -112,3 +112,39 @@ def test_seldons_admission_rules_are_checked_before_sending(
     change(obj["spec"]["predictors"])
     errors = admission_errors(obj)
     assert any(refusal in error for error in errors), errors
+
+
+def _template(**annotations: str) -> dict[str, Any]:
+    spec = seldon.pod(Settings()).spec
+    return {
+        "metadata": {"name": "fw-model", "uid": "u-1", "annotations": annotations},
+        "template": {
+            "spec": {
+                **spec,
+                "containers": [{**spec["containers"][0], "image": "m@sha256:" + "b" * 64}],
+            }
+        },
+    }
+
+
+def test_predictors_are_built_on_the_charts_pod_template() -> None:
+    # given the chart's PodTemplate with its own image and three replicas
+    pod = seldon.pod_from_template(_template(**{seldon.REPLICAS: "3"}), Settings())
+    # when the controller renders a canary on it
+    obj = seldon.render(Settings(), "v1", "v2", 25, pod)
+    # then both predictors run that pod, and the template owns the object
+    for p in obj["spec"]["predictors"]:
+        assert p["replicas"] == 3
+        assert p["componentSpecs"][0]["spec"]["containers"][0]["image"] == "m@sha256:" + "b" * 64
+    assert obj["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "PodTemplate", "name": "fw-model", "uid": "u-1"}
+    ]
+    assert seldon.admission_errors(obj) == []
+
+
+def test_a_pod_template_without_replicas_uses_the_configured_count_and_a_bad_one_is_named() -> None:
+    assert seldon.pod_from_template(_template(), Settings()).replicas == Settings().serving.replicas
+    with pytest.raises(
+        ValueError, match=r"PodTemplate fw-model: annotation flywheel\.io/replicas is 'three'"
+    ):
+        seldon.pod_from_template(_template(**{seldon.REPLICAS: "three"}), Settings())
