@@ -1,19 +1,34 @@
 """The rollout controller: canary steps, analysis, and promotion or rollback, with no human.
 
 The controller's state lives in the object store as create-only revisions
-(`rollouts/<model>/<rev>.json`), like the registry's aliases. Every action first
-writes the state it is moving to, then acts, so a controller that is killed and
-restarted reads where it was and carries on: it re-applies the traffic split,
-and it recognises a promotion that happened just before it died.
+(`rollouts/<model>/<rev>.json`), like the registry's aliases. Every change is
+written before it is acted on, so a controller that is killed at any point and
+restarted reads where it was and carries on:
+
+- a step's decision is recorded before the state moves on; a resumed controller
+  that finds the decision of its step follows it instead of judging again;
+- an ending (promoted or rolled back) is saved as the state's `ending` before the
+  alias or the traffic is touched, then acted on, then confirmed as the phase; a
+  resumed controller completes the ending instead of resuming the old weight;
+- a resumed step starts its measurements again, so the time the controller was
+  away never counts as a step without traffic;
+- each record carries the rollout's id, so one that was written before a crash is
+  not written again.
+
+Only one controller acts on a model's rollout at a time: the one holding its lock
+(`flywheel.rollout.lock`, or a Lease on a cluster). A controller without the lock
+may still end a rollout by hand: it saves the ending, and the holder acts on it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,15 +36,21 @@ from flywheel.config import RolloutSettings
 from flywheel.errors import FlywheelError
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
+from flywheel.rollout.lock import ControllerBusy, Lock
 from flywheel.storage import ObjectExists
 
 log = logging.getLogger(__name__)
 
 Phase = Literal["progressing", "promoted", "rolled_back"]
+Ending = Literal["promoted", "rolled_back"]
 
 
 class RolloutError(FlywheelError, RuntimeError):
     """A rollout cannot start or continue; nothing was changed."""
+
+
+class RolloutConflict(RolloutError):
+    """Another process wrote the rollout's next revision first; read it again."""
 
 
 class Driver(Protocol):
@@ -65,6 +86,10 @@ class RolloutState(BaseModel):
     # What the stable model did in the last step that sent it traffic: the yardstick
     # for steps that send it little or none (the 100% step).
     baseline: Window | None = None
+    # The end decided and saved before acting on it; `phase` confirms it once done.
+    ending: Ending | None = None
+    # Deployed straight to production, with no canary steps (and no start record).
+    direct: bool = False
 
     @property
     def done(self) -> bool:
@@ -74,6 +99,12 @@ class RolloutState(BaseModel):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _weights(policy: RolloutSettings) -> tuple[int, ...]:
+    # Each step's canary percentage: a step is a number, or an object with a `weight`.
+    steps: tuple[Any, ...] = policy.steps
+    return tuple(int(getattr(step, "weight", step)) for step in steps)
 
 
 class RolloutController:
@@ -88,6 +119,7 @@ class RolloutController:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         on_tick: Callable[[RolloutState, Verdict | None], None] | None = None,
+        lock: Lock | None = None,
     ) -> None:
         self.registry = registry
         self.store = registry.store
@@ -96,7 +128,10 @@ class RolloutController:
         self.clock = clock
         self.sleep = sleep
         self.on_tick = on_tick
+        self.lock = lock
         self.prefix = f"rollouts/{registry.model_name}"
+        # The revisions this controller wrote or picked up; any other one is resumed.
+        self._known: set[tuple[str, int]] = set()
 
     # --- state ------------------------------------------------------------------
 
@@ -106,6 +141,7 @@ class RolloutController:
         return RolloutState.model_validate_json(self.store.read(keys[-1])) if keys else None
 
     def _save(self, state: RolloutState, previous: RolloutState | None) -> RolloutState:
+        self._check()
         revision = (previous.revision if previous else 0) + 1
         new = state.model_copy(update={"revision": revision, "updated_at": _now()})
         try:
@@ -115,28 +151,84 @@ class RolloutController:
                 create_only=True,
             )
         except ObjectExists:
-            raise RolloutError(
+            raise RolloutConflict(
                 "another controller changed this rollout at the same moment"
             ) from None
+        self._known.add((new.rollout_id, new.revision))
         return new
 
-    def _record(self, version: str, kind: str, body: dict[str, object]) -> None:
-        self.registry.add_record(version, kind, body)
+    def _record(self, state: RolloutState, kind: str, body: dict[str, object]) -> None:
+        self._check()
+        self.registry.add_record(
+            state.canary, kind, {"kind": kind, "rollout_id": state.rollout_id, **body}
+        )
+
+    def _records(self, state: RolloutState, kind: str) -> list[dict[str, Any]]:
+        """This rollout's records of one kind (a resumed controller writes none twice)."""
+        return [
+            r
+            for r in self.registry.records(state.canary)
+            if r.get("kind") == kind and r.get("rollout_id") == state.rollout_id
+        ]
+
+    # --- the lock -----------------------------------------------------------------
+
+    def holding(self, wait: float = 0.0) -> AbstractContextManager[None]:
+        """Hold the rollout's lock for a block (ControllerBusy if another controller does)."""
+        return self.lock.holding(wait) if self.lock is not None else contextlib.nullcontext()
+
+    def hold(self, wait: float = 0.0) -> None:
+        """Take the rollout's lock, or keep it, renewed until `let_go` (a long-running loop)."""
+        if self.lock is not None:
+            self.lock.acquire(wait)
+
+    def let_go(self) -> None:
+        """Release the rollout's lock, if this controller holds it."""
+        if self.lock is not None:
+            self.lock.release()
+
+    @contextlib.contextmanager
+    def _acting(self) -> Iterator[None]:
+        # Held for this call alone, unless the caller holds it already (a running loop).
+        with self.holding():
+            yield
+
+    def _check(self) -> None:
+        """Stop before acting if the lock lapsed (its renewals failed): another may act now."""
+        if self.lock is not None and not self.lock.held():
+            raise ControllerBusy(
+                f"{self.lock.name}: this controller no longer holds the lock; it stopped before acting"
+            )
+
+    def _set_traffic(self, stable: str, canary: str, weight: int) -> None:
+        self._check()
+        self.driver.set_traffic(stable, canary, weight)
+
+    def _serve(self, serving: str) -> None:
+        self._check()
+        self.driver.finish(serving)
 
     # --- starting -----------------------------------------------------------------
 
     def start(self, canary: str) -> RolloutState:
         """Start a canary of `canary` against production (or promote it if there is none)."""
-        canary, stable, current = self._startable(canary)
-        if stable is None:
-            return self._direct(
-                canary, None, current, "nothing was in production: the first model goes straight in"
+        self._startable(canary)  # refused with the reason before any lock is taken
+        with self._acting():
+            canary, stable, current = self._startable(canary)
+            if stable is None:
+                return self._direct(
+                    canary,
+                    None,
+                    current,
+                    "nothing was in production: the first model goes straight in",
+                )
+            state = self._save(self._new(canary, stable, _weights(self.policy)[0]), current)
+            self._record(
+                state, "rollout-start", {"stable": stable, "steps": list(_weights(self.policy))}
             )
-        state = self._save(self._new(canary, stable, self.policy.steps[0]), current)
-        self._record(canary, "rollout-start", {"stable": stable, "steps": list(self.policy.steps)})
-        self.driver.set_traffic(stable, canary, state.weight)
-        log.info("canary %s at %d%% against %s", canary, state.weight, stable)
-        return state
+            self._set_traffic(stable, canary, state.weight)
+            log.info("canary %s at %d%% against %s", canary, state.weight, stable)
+            return state
 
     def in_progress(self, version: str) -> RolloutState | None:
         """The rollout of `version` still in progress (left by a killed process, or by a
@@ -154,8 +246,10 @@ class RolloutController:
         self, version: str, reason: str = "deployed directly by hand"
     ) -> RolloutState:
         """Send all traffic to `version` now, with no canary steps; recorded like any rollout."""
-        version, stable, current = self._startable(version)
-        return self._direct(version, stable, current, reason)
+        self._startable(version)
+        with self._acting():
+            version, stable, current = self._startable(version)
+            return self._direct(version, stable, current, reason)
 
     def _startable(self, version: str) -> tuple[str, str | None, RolloutState | None]:
         """The version's name, production and the last state, if a rollout of it may start."""
@@ -191,45 +285,109 @@ class RolloutController:
     def _direct(
         self, version: str, stable: str | None, current: RolloutState | None, reason: str
     ) -> RolloutState:
-        # Saved as a rollout at 100% before acting, so a crash in between is resumed.
+        # Saved as a rollout at 100% that is being promoted, so a crash in between is finished.
         state = self._save(
-            self._new(version, stable, 100).model_copy(update={"reason": reason}),
+            self._new(version, stable, 100).model_copy(
+                update={"reason": reason, "ending": "promoted", "direct": True}
+            ),
             current,
         )
-        return self._promote(state, reason)
+        return self._complete(state)
 
     # --- running ------------------------------------------------------------------
 
     def run(self) -> RolloutState:
-        """Tick until the rollout is promoted or rolled back."""
-        while True:
-            state = self.tick()
-            if state.done:
-                return state
+        """Tick, holding the lock, until the rollout is promoted or rolled back."""
+        with self.holding():
+            while True:
+                try:
+                    state = self.tick()
+                except RolloutConflict as conflict:
+                    # A decision taken by hand meanwhile: read it at the next tick.
+                    log.info("%s; reading the rollout again", conflict)
+                    self.sleep(self.policy.interval_seconds)
+                    continue
+                if state.done:
+                    return state
 
     def tick(self) -> RolloutState:
         """One look at the canary: wait, advance a step, promote, or roll back."""
-        state = self.state()
-        if state is None:
+        if self.state() is None:
             raise RolloutError(f"no rollout of {self.registry.model_name} to continue")
-        if state.done:
-            # Ended elsewhere (`flywheel rollback` from another shell): apply it here too.
-            serving = state.canary if state.phase == "promoted" else state.stable
-            if serving is not None:
-                self.driver.finish(serving)
-            return state
-        production = self.registry.resolve(PRODUCTION)
-        if production == state.canary:
-            # Promoted just before a restart: finish the job instead of judging again.
-            return self._finish(
-                state, "promoted", "production already pointed at the canary when resumed"
+        with self._acting():
+            state = self.state()
+            assert state is not None  # revisions are never removed
+            if state.done:
+                # Ended elsewhere (`flywheel rollback` from another shell): apply it here too.
+                serving = state.canary if state.phase == "promoted" else state.stable
+                if serving is not None:
+                    self._serve(serving)
+                return state
+            if state.ending is not None:
+                # Decided, by this controller before it died or by hand: see it through.
+                return self._complete(state)
+            production = self.registry.resolve(PRODUCTION)
+            if production == state.canary:
+                # Promoted outside the controller: finish the job instead of judging again.
+                return self._end(
+                    state, "promoted", "production already pointed at the canary when resumed"
+                )
+            if production != state.stable:
+                return self._end(
+                    state,
+                    "rolled_back",
+                    f"production was moved to {production} outside this rollout",
+                )
+            if (state.rollout_id, state.revision) not in self._known:
+                return self._resume(state)
+            return self._look(state)
+
+    def _resume(self, state: RolloutState) -> RolloutState:
+        """Pick up a rollout this controller did not leave: started elsewhere, or by a
+        controller that died in the middle of a step."""
+        self._started(state)
+        decided = [
+            r for r in self._records(state, "rollout-step") if r.get("step") == state.step + 1
+        ]
+        if decided:
+            # Killed between recording the step's decision and acting on it: follow it.
+            record = decided[0]
+            log.info(
+                "%s step %d was decided before a restart: %s",
+                state.canary,
+                state.step + 1,
+                record["decision"],
             )
-        if production != state.stable:
-            return self._rollback(
-                state, f"production was moved to {production} outside this rollout"
+            measured = {k: v for k, v in record["stable"].items() if k in Window.model_fields}
+            return self._decide(state, record["decision"], record["reason"], Window(**measured))
+        # The step starts again: while no controller watched, the canary's traffic
+        # went unjudged, and that time is no evidence of too little traffic.
+        resumed = self._save(
+            state.model_copy(
+                update={
+                    "step_started": self.clock(),
+                    "reason": f"resumed at step {state.step + 1}: the step's measurements start again",
+                }
+            ),
+            state,
+        )
+        assert resumed.stable is not None  # only a first model has none, and it never progresses
+        self._set_traffic(resumed.stable, resumed.canary, resumed.weight)
+        log.info("resumed %s at %d%%; the step starts again", resumed.canary, resumed.weight)
+        return resumed
+
+    def _started(self, state: RolloutState) -> None:
+        """Write the start record that a controller killed just after the start left out."""
+        if not state.direct and not self._records(state, "rollout-start"):
+            self._record(
+                state,
+                "rollout-start",
+                {"stable": state.stable, "steps": list(_weights(self.policy))},
             )
+
+    def _look(self, state: RolloutState) -> RolloutState:
         assert state.stable is not None  # only a first model has none, and it never progresses
-        self.driver.set_traffic(state.stable, state.canary, state.weight)
+        self._set_traffic(state.stable, state.canary, state.weight)
         stable, canary = self.driver.measure(state.step_started)
         yardstick = stable
         if stable.requests < self.policy.min_requests and state.baseline is not None:
@@ -240,8 +398,9 @@ class RolloutController:
         if verdict.action == "wait":
             self.sleep(self.policy.interval_seconds)
             return state
+        # Recorded before the state moves: the record is the decision a resumed controller follows.
         self._record(
-            state.canary,
+            state,
             "rollout-step",
             {
                 "step": state.step + 1,
@@ -258,10 +417,16 @@ class RolloutController:
                 "policy": self.policy.checks.model_dump(mode="json"),
             },
         )
-        if verdict.action == "rollback":
-            return self._rollback(state, verdict.reason)
-        if state.step + 1 < len(self.policy.steps):
-            weight = self.policy.steps[state.step + 1]
+        return self._decide(state, verdict.action, verdict.reason, yardstick)
+
+    def _decide(
+        self, state: RolloutState, action: str, reason: str, yardstick: Window
+    ) -> RolloutState:
+        """Act on a step's recorded decision."""
+        if action == "rollback":
+            return self._end(state, "rolled_back", reason)
+        if state.step + 1 < len(_weights(self.policy)):
+            weight = _weights(self.policy)[state.step + 1]
             state = self._save(
                 state.model_copy(
                     update={
@@ -274,60 +439,106 @@ class RolloutController:
                 ),
                 state,
             )
-            self.driver.set_traffic(state.stable or "", state.canary, weight)
+            self._set_traffic(state.stable or "", state.canary, weight)
             log.info("canary %s advanced to %d%%", state.canary, weight)
             return state
-        return self._promote(state, "every step passed")
+        return self._end(state, "promoted", "every step passed")
 
     # --- endings ------------------------------------------------------------------
 
-    def _promote(self, state: RolloutState, reason: str) -> RolloutState:
-        try:
-            self.registry.move_alias(
-                PRODUCTION, state.canary, expected=state.stable, reason=f"rollout: {reason}"
-            )
-        except AliasConflict as error:
-            return self._rollback(state, f"could not promote: {error}")
-        return self._finish(state, "promoted", reason)
+    def _end(self, state: RolloutState, ending: Ending, reason: str) -> RolloutState:
+        """Decide the end: saved before anything moves, so a controller killed while
+        acting on it completes it when restarted."""
+        return self._complete(
+            self._save(state.model_copy(update={"ending": ending, "reason": reason}), state)
+        )
 
-    def _rollback(self, state: RolloutState, reason: str) -> RolloutState:
-        if state.stable is not None:
-            self.driver.set_traffic(state.stable, state.canary, 0)
-        return self._finish(state, "rolled_back", reason)
-
-    def _finish(self, state: RolloutState, phase: Phase, reason: str) -> RolloutState:
-        serving = state.canary if phase == "promoted" else state.stable
+    def _complete(self, state: RolloutState) -> RolloutState:
+        """Act on the saved ending, then confirm it; every part is safe to do again."""
+        assert state.ending is not None
+        serving: str | None
+        if state.ending == "promoted":
+            if self.registry.resolve(PRODUCTION) != state.canary:
+                self._check()
+                try:
+                    self.registry.move_alias(
+                        PRODUCTION,
+                        state.canary,
+                        expected=state.stable,
+                        reason=f"rollout: {state.reason}",
+                    )
+                except AliasConflict as error:
+                    return self._end(state, "rolled_back", f"could not promote: {error}")
+            serving = state.canary
+        else:
+            if state.stable is not None:
+                self._set_traffic(state.stable, state.canary, 0)
+            serving = state.stable
         if serving is not None:
-            self.driver.finish(serving)
+            self._serve(serving)
+        self._started(state)
+        kind = f"rollout-{state.ending.replace('_', '-')}"
+        if not self._records(state, kind):
+            self._record(state, kind, {"reason": state.reason, "stable": state.stable})
         final = self._save(
             state.model_copy(
-                update={
-                    "phase": phase,
-                    "weight": 100 if phase == "promoted" else 0,
-                    "reason": reason,
-                }
+                update={"phase": state.ending, "weight": 100 if state.ending == "promoted" else 0}
             ),
             state,
         )
-        self._record(
-            state.canary,
-            f"rollout-{phase.replace('_', '-')}",
-            {"reason": reason, "stable": state.stable},
-        )
-        log.info("%s %s: %s", state.canary, phase.replace("_", " "), reason)
+        log.info("%s %s: %s", state.canary, state.ending.replace("_", " "), state.reason)
         return final
 
     # --- by hand --------------------------------------------------------------------
 
     def promote(self, reason: str = "promoted by hand") -> RolloutState:
-        """Promote the rollout in progress now, skipping the remaining steps."""
-        state = self._in_progress()
-        return self._promote(state, reason)
+        """Promote the rollout in progress now, skipping the remaining steps.
+
+        If another controller holds the lock, the decision is saved and that
+        controller acts on it at its next tick; the state returned is not done yet.
+        """
+        return self._by_hand("promoted", reason)
 
     def rollback(self, reason: str = "rolled back by hand") -> RolloutState:
-        """Roll back the rollout in progress now."""
-        state = self._in_progress()
-        return self._rollback(state, reason)
+        """Roll back the rollout in progress now (see `promote` for a held lock)."""
+        return self._by_hand("rolled_back", reason)
+
+    def _by_hand(self, ending: Ending, reason: str) -> RolloutState:
+        try:
+            with self._acting():
+                return self._complete(self._decided(ending, reason))
+        except ControllerBusy:
+            state = self._decided(ending, reason)
+            log.info(
+                "%s: the controller holding the lock ends the rollout", self.registry.model_name
+            )
+            return state
+
+    def _decided(self, ending: Ending, reason: str) -> RolloutState:
+        """The rollout in progress with `ending` saved (a few tries if a controller writes too)."""
+        for _ in range(3):
+            state = self._in_progress()
+            if state.ending == ending:
+                return state
+            if state.ending is not None:
+                raise RolloutError(
+                    f"{state.canary} is already being {state.ending.replace('_', ' ')}: {state.reason}"
+                )
+            try:
+                return self._save_unlocked(
+                    state.model_copy(update={"ending": ending, "reason": reason}), state
+                )
+            except RolloutConflict:
+                continue
+        raise RolloutConflict(f"the rollout of {self.registry.model_name} kept changing; try again")
+
+    def _save_unlocked(self, state: RolloutState, previous: RolloutState) -> RolloutState:
+        # Only an ending is saved without the lock: a create-only revision, which the holder reads.
+        lock, self.lock = self.lock, None
+        try:
+            return self._save(state, previous)
+        finally:
+            self.lock = lock
 
     def _in_progress(self) -> RolloutState:
         state = self.state()

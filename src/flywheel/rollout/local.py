@@ -313,31 +313,38 @@ def local_canary(
     """Roll `version` out as a canary on loopback, with synthetic traffic; return the final state."""
     from flywheel.registry import PRODUCTION, Registry
     from flywheel.rollout.controller import RolloutController, StateOnlyDriver
+    from flywheel.rollout.lock import StoreLock
     from flywheel.rollout.traffic import SyntheticTraffic
 
     reg = Registry.from_settings(settings)
     reg.manifest(version)
-    # A rollout of this version that a killed process left in progress is resumed.
-    pending = RolloutController(reg, StateOnlyDriver(), settings.rollout).in_progress(version)
-    stable = pending.stable if pending else reg.resolve(PRODUCTION)
-    driver = LocalDriver(settings)
-    load = None
-    try:
-        # Both sides must be serving before any traffic moves: a canary that cannot
-        # load is refused here, and the stable model never sees a failed request.
-        if stable is not None and stable != version:
-            driver.serve(stable)
-            driver.backend(version)
-            if traffic:
-                load = SyntheticTraffic(
-                    driver.gateway_url, newest_batch(settings), settings.features, rps=rps
-                ).start()
-        controller = RolloutController(reg, driver, settings.rollout, on_tick=on_tick)
-        state = controller.resume_or_start(version)
-        if not state.done:
-            state = controller.run()
-        return state, dict(load.stop() if load else {})
-    finally:
-        if load is not None:
-            load.stop()
-        driver.close()
+    # One controller per rollout: a killed one's lock is taken over at once on this
+    # host (another host's once it expires), and a live one's is refused.
+    lock = StoreLock.for_rollout(reg.store, settings.model_name)
+    with lock.holding(wait=2 * lock.seconds):
+        # A rollout of this version that a killed process left in progress is resumed.
+        pending = RolloutController(reg, StateOnlyDriver(), settings.rollout).in_progress(version)
+        stable = pending.stable if pending else reg.resolve(PRODUCTION)
+        driver = LocalDriver(settings)
+        load = None
+        try:
+            # Both sides must be serving before any traffic moves: a canary that cannot
+            # load is refused here, and the stable model never sees a failed request.
+            if stable is not None and stable != version:
+                driver.serve(stable)
+                driver.backend(version)
+                if traffic:
+                    load = SyntheticTraffic(
+                        driver.gateway_url, newest_batch(settings), settings.features, rps=rps
+                    ).start()
+            controller = RolloutController(
+                reg, driver, settings.rollout, on_tick=on_tick, lock=lock
+            )
+            state = controller.resume_or_start(version)
+            if not state.done:
+                state = controller.run()
+            return state, dict(load.stop() if load else {})
+        finally:
+            if load is not None:
+                load.stop()
+            driver.close()

@@ -42,3 +42,29 @@ def test_the_local_driver_only_records_and_the_kubernetes_one_talks_to_the_clust
     )
     monkeypatch.setenv("KUBECONFIG", str(kubeconfig))  # type: ignore[attr-defined]
     assert isinstance(controller(settings, "kubernetes").driver, KubernetesDriver)
+
+
+def test_a_rollback_by_hand_while_a_controller_runs_is_left_to_that_controller(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    # given a canary of v2, driven by a controller that holds the rollout's lock
+    assert flywheel("-c", str(registered_config), "demo", "bad-candidate").code == 0
+    settings = load_settings(registered_config, env={})
+    running = controller(settings, "local")
+    running.hold()
+    try:
+        running.start("v2")
+        # when an operator rolls it back from another shell
+        rolled = flywheel("-c", str(registered_config), "rollback", "--reason", "paged")
+        # then the decision is saved for the running controller, which is named
+        assert rolled.code == 0, rolled.text
+        assert "v2 will be rolled back by" in rolled.out
+        assert running.lock is not None and running.lock.holder in rolled.out.replace("\n", "")
+        status = flywheel("-c", str(registered_config), "rollout", "status")
+        assert "ending (rolled_back) — v2 against v1" in status.out
+        # and that controller carries it out at its next look
+        assert running.tick().phase == "rolled_back"
+    finally:
+        running.let_go()
+    status = flywheel("-c", str(registered_config), "rollout", "status")
+    assert "rolled_back — v2 against v1" in status.out and "paged" in status.out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -158,3 +158,215 @@ def test_refusals_change_nothing(registry: Registry) -> None:
     assert by_hand.phase == "rolled_back" and registry.resolve("production") == "v1"
     with pytest.raises(RolloutError, match="no rollout of m is in progress"):
         ctl.promote()
+
+
+# --- crash safety: the controller killed at each point, then resumed --------------
+
+
+class Killed(BaseException):
+    """The controller dies here, as under SIGKILL: no `except Exception` catches it."""
+
+
+class Faults:
+    """Numbers the controller's side effects and kills it at the chosen one, before or after."""
+
+    def __init__(self, at: int | None = None, after: bool = False) -> None:
+        self.at, self.after, self.count = at, after, 0
+        self.points: list[str] = []
+
+    def point(self, name: str, act: Callable[[], object]) -> None:
+        self.count += 1
+        self.points.append(name)
+        if self.count == self.at and not self.after:
+            raise Killed(f"before {name}")
+        act()
+        if self.count == self.at and self.after:
+            raise Killed(f"after {name}")
+
+
+class KillableStore(LocalStore):
+    """A real local store whose writes (states, records, aliases) are kill points."""
+
+    def __init__(self, root: Path, faults: Faults) -> None:
+        super().__init__(root)
+        self.faults = faults
+
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        self.faults.point(
+            f"write {key}", lambda: LocalStore.write(self, key, data, create_only=create_only)
+        )
+
+
+class Cluster:
+    """What serves the traffic: it outlives every controller, as a SeldonDeployment does."""
+
+    def __init__(self, serving: str) -> None:
+        self.weights = {serving: 100}
+        self.history = [self.weights]
+
+    def route(self, weights: dict[str, int]) -> None:
+        self.weights = weights
+        self.history.append(weights)
+
+    def canary_never_came_back(self, canary: str) -> bool:
+        """The canary's share only grew, until it went to 0 and stayed there."""
+        shares = [w.get(canary, 0) for w in self.history]
+        gone = next((i for i in range(1, len(shares)) if shares[i] < shares[i - 1]), len(shares))
+        return shares[:gone] == sorted(shares[:gone]) and not any(shares[gone:])
+
+
+class ClusterDriver:
+    """Moves the cluster's traffic (each change a kill point) and measures the canary by its
+    weight, so a step judged again after a restart is judged alike."""
+
+    def __init__(self, cluster: Cluster, faults: Faults, canary: dict[int, Window]) -> None:
+        self.cluster, self.faults, self.canary = cluster, faults, canary
+        self.weight = 0
+
+    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+        def apply() -> None:
+            self.cluster.route({stable: 100 - canary_weight, canary: canary_weight})
+            self.weight = canary_weight
+
+        self.faults.point(f"traffic {canary_weight}%", apply)
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        return GOOD.model_copy(update={"requests": 1000}), self.canary[self.weight]
+
+    def finish(self, serving: str) -> None:
+        self.faults.point(f"finish {serving}", lambda: self.cluster.route({serving: 100}))
+
+
+HEALTHY = {10: GOOD, 50: GOOD, 100: GOOD}
+FAILS_AT_50 = {10: GOOD, 50: FAILING}
+
+
+def _rollout(
+    root: Path, cluster: Cluster, faults: Faults, canary: dict[int, Window], by_hand: bool
+) -> None:
+    """What a controller process does: start or resume the canary of v2, then drive it."""
+    ctl = RolloutController(
+        Registry(KillableStore(root, faults), "m"),
+        ClusterDriver(cluster, faults, canary),
+        POLICY,
+        sleep=lambda _: None,
+    )
+    state = ctl.state()
+    if state is not None and state.done:
+        return
+    ctl.resume_or_start("v2")
+    if not by_hand:
+        ctl.run()
+        return
+    # One look (the first advances to 50%), then the operator's `flywheel rollback`,
+    # given again if it was cut short and the rollout is still going.
+    if not ctl.tick().done and ctl.state().ending is None:  # type: ignore[union-attr]
+        ctl.rollback("operator said so")
+    if not ctl.state().done:  # type: ignore[union-attr]
+        ctl.run()
+
+
+def _records(registry: Registry, kind: str) -> list[dict[str, object]]:
+    return [r for r in registry.records("v2") if r.get("kind") == kind]
+
+
+SCENARIOS = {
+    # name: (canary by weight, by hand, phase, serving, production history, step decisions)
+    "healthy": (HEALTHY, False, "promoted", "v2", ["v1", "v2"], ["advance"] * 3),
+    "failing": (FAILS_AT_50, False, "rolled_back", "v1", ["v1"], ["advance", "rollback"]),
+    "by hand": (HEALTHY, True, "rolled_back", "v1", ["v1"], None),
+}
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_a_controller_killed_at_any_point_resumes_to_the_same_outcome(
+    tmp_path: Path, scenario: str
+) -> None:
+    canary, by_hand, phase, serving, history, decisions = SCENARIOS[scenario]
+
+    def given(root: Path) -> Cluster:
+        # v1 in production and serving, v2 registered
+        reg = Registry(LocalStore(root), "m")
+        for tag in "ab":
+            reg.register({"model.joblib": tag.encode()}, run_id=tag)
+        reg.move_alias("production", "v1", expected=None, reason="first")
+        return Cluster("v1")
+
+    # a run that nothing interrupts tells how many kill points there are
+    counted = Faults()
+    _rollout(tmp_path / "whole", given(tmp_path / "whole"), counted, canary, by_hand)
+    points = counted.points
+    assert any(p.startswith("traffic") for p in points) and any("rollouts/m/" in p for p in points)
+    for at in range(1, len(points) + 1):
+        for after in (False, True):
+            root = tmp_path / f"{at}-{after}"
+            cluster = given(root)
+            # when the controller is killed before or after its at-th side effect
+            with pytest.raises(Killed):
+                _rollout(root, cluster, Faults(at, after), canary, by_hand)
+            # and a new one resumes
+            _rollout(root, cluster, Faults(), canary, by_hand)
+            # then the outcome is the one a run without the crash reaches
+            where = f"killed {'after' if after else 'before'} {points[at - 1]}"
+            reg = Registry(LocalStore(root), "m")
+            final = RolloutController(reg, ClusterDriver(cluster, Faults(), canary), POLICY).state()
+            assert final is not None and final.phase == phase, where
+            assert cluster.weights == {serving: 100}, where
+            # and a canary that was being rolled back never got its traffic back
+            assert cluster.canary_never_came_back("v2") or phase == "promoted", where
+            assert [h.version for h in reg.history("production")] == history, where
+            # with exactly one record of each decision
+            assert len(_records(reg, "rollout-start")) == 1, where
+            steps = _records(reg, "rollout-step")
+            if decisions is not None:
+                assert [s["decision"] for s in steps] == decisions, where
+            # (by hand, the rollback may come before step 1 was decided: at most one each)
+            assert [s["step"] for s in steps] == list(range(1, len(steps) + 1)), where
+            ending = f"rollout-{phase.replace('_', '-')}"
+            assert len(_records(reg, ending)) == 1, where
+            other = "rollout-rolled-back" if phase == "promoted" else "rollout-promoted"
+            assert _records(reg, other) == [], where
+
+
+def test_a_resumed_healthy_canary_is_not_rolled_back_for_too_little_traffic(
+    registry: Registry,
+) -> None:
+    # given a canary started at t=0 by a controller that then died
+    now = [0.0]
+    first = RolloutController(
+        registry, ReplayDriver([]), POLICY, clock=lambda: now[0], sleep=lambda _: None
+    )
+    first.start("v2")
+    # when a new controller resumes long after the step's timeout, and the canary has
+    # had only a little traffic since
+    now[0] = POLICY.step_timeout_seconds * 10
+    driver = ReplayDriver([QUIET, GOOD, GOOD, GOOD])
+    again = RolloutController(registry, driver, POLICY, clock=lambda: now[0], sleep=lambda _: None)
+    resumed = again.tick()
+    waiting = again.tick()
+    # then the step starts again and waits for traffic instead of rolling back
+    assert waiting.phase == "progressing" and waiting.ending is None, waiting.reason
+    assert resumed.step_started == now[0] and resumed.reason.startswith("resumed at step 1")
+    assert driver.calls[0] == ("traffic", "v1", "v2", "10")
+    # and the healthy canary goes on to production
+    assert again.run().phase == "promoted" and registry.resolve("production") == "v2"
+
+
+def test_a_decision_recorded_before_a_crash_is_followed_not_taken_again(
+    registry: Registry,
+) -> None:
+    # given a controller that recorded step 1's "advance", then died before saving step 2
+    first = controller(registry, ReplayDriver([GOOD]))
+    first.start("v2")
+    first._save = lambda *_: (_ for _ in ()).throw(Killed("before the save"))  # type: ignore[method-assign]
+    with pytest.raises(Killed):
+        first.tick()
+    assert [r["decision"] for r in _records(registry, "rollout-step")] == ["advance"]
+    # when a new controller resumes with a canary that now looks bad
+    driver = ReplayDriver([GOOD, GOOD])
+    again = controller(registry, driver)
+    state = again.tick()
+    # then it advances as recorded, without judging step 1 again
+    assert (state.step, state.weight) == (1, 50)
+    assert driver.calls == [("traffic", "v1", "v2", "50")]
+    assert [r["step"] for r in _records(registry, "rollout-step")] == [1]
