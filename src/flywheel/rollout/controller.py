@@ -140,8 +140,11 @@ class RolloutController:
         keys = self.store.list(self.prefix)
         return RolloutState.model_validate_json(self.store.read(keys[-1])) if keys else None
 
-    def _save(self, state: RolloutState, previous: RolloutState | None) -> RolloutState:
-        self._check()
+    def _save(
+        self, state: RolloutState, previous: RolloutState | None, *, locked: bool = True
+    ) -> RolloutState:
+        if locked:
+            self._check()
         revision = (previous.revision if previous else 0) + 1
         new = state.model_copy(update={"revision": revision, "updated_at": _now()})
         try:
@@ -525,20 +528,15 @@ class RolloutController:
                     f"{state.canary} is already being {state.ending.replace('_', ' ')}: {state.reason}"
                 )
             try:
-                return self._save_unlocked(
-                    state.model_copy(update={"ending": ending, "reason": reason}), state
+                # Saved even without the lock: a create-only revision, which the holder reads.
+                return self._save(
+                    state.model_copy(update={"ending": ending, "reason": reason}),
+                    state,
+                    locked=False,
                 )
             except RolloutConflict:
                 continue
         raise RolloutConflict(f"the rollout of {self.registry.model_name} kept changing; try again")
-
-    def _save_unlocked(self, state: RolloutState, previous: RolloutState) -> RolloutState:
-        # Only an ending is saved without the lock: a create-only revision, which the holder reads.
-        lock, self.lock = self.lock, None
-        try:
-            return self._save(state, previous)
-        finally:
-            self.lock = lock
 
     def _in_progress(self) -> RolloutState:
         state = self.state()
