@@ -346,6 +346,7 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
     the canary after the pipeline instead.
     """
     from flywheel.rollout.kubernetes import start_on_cluster
+    from flywheel.rollout.lease import KubernetesLease
 
     settings = Settings.from_json(config)
     if settings.rollout.driver != "kubernetes":
@@ -354,4 +355,5 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
             "action": "none",
             "reason": "rollout.driver is local: `flywheel run --deploy` rolls it out",
         }
-    return start_on_cluster(settings, version, api_client=api_client)
+    lease = KubernetesLease.for_settings(settings, api_client=api_client)
+    return start_on_cluster(settings, version, api_client=api_client, lock=lease)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import on_cluster, seldon_predictors
 from flywheel.config import Settings
@@ -406,3 +408,29 @@ def test_a_pod_seldon_would_refuse_is_never_sent(
         driver.set_traffic("v1", "v2", 25)
     # and nothing was written
     assert driver.get() is None
+
+
+def test_the_controller_between_rollouts_serves_production(
+    kube: Any, namespace: str, two_versions: Settings, tmp_path: Path
+) -> None:
+    # given a registry whose production is v1, and no SeldonDeployment yet
+    config = tmp_path / "flywheel.yaml"
+    config.write_text(yaml.safe_dump(two_versions.model_dump(mode="json")))
+    # when the controller takes one look, as the chart's Deployment runs it
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "flywheel"),
+            "--config",
+            str(config),
+            "rollout",
+            "watch",
+            "--once",
+        ],
+        env={**os.environ, "KUBECONFIG": str(kube.kubeconfig)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    # then it serves production
+    assert result.returncode == 0, result.stderr
+    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}

@@ -100,9 +100,10 @@ def deploy(
         return
     if settings.rollout.driver == "kubernetes":
         from flywheel.rollout.kubernetes import start_on_cluster
+        from flywheel.rollout.lease import KubernetesLease
 
         # The pipeline's deploy step does the same: a canary already under way is resumed.
-        started = start_on_cluster(settings, resolved)
+        started = start_on_cluster(settings, resolved, lock=KubernetesLease.for_settings(settings))
         out.print(
             f"{started['version']}: {started['action']} ({started['reason']}); "
             "the controller (`flywheel rollout watch`) takes it from here"

@@ -273,23 +273,28 @@ class KubernetesDriver:
         return [(r["metric"], _counted(r["values"])) for r in data["result"]]
 
 
-def start_on_cluster(settings: Settings, version: str, *, api_client: Any = None) -> dict[str, Any]:
+def start_on_cluster(
+    settings: Settings, version: str, *, api_client: Any = None, lock: Any = None
+) -> dict[str, Any]:
     """Serve `version` on the cluster if it is production already, else start its canary,
     or find the one already under way (a retried pipeline step); the controller
-    (`flywheel rollout watch`) takes it from there."""
+    (`flywheel rollout watch`) takes it from there. With `lock` (the rollout's Lease),
+    only while no other controller is acting on the rollout."""
     from flywheel.registry import PRODUCTION, Registry
     from flywheel.rollout.controller import RolloutController
 
     registry = Registry.from_settings(settings)
     driver = KubernetesDriver(settings, api_client=api_client)
-    if registry.resolve(PRODUCTION) == version:
-        driver.finish(version)
-        return {
-            "version": version,
-            "action": "serving",
-            "reason": "already in production (the first model goes straight in)",
-        }
-    state = RolloutController(registry, driver, settings.rollout).resume_or_start(version)
+    controller = RolloutController(registry, driver, settings.rollout, lock=lock)
+    with controller.holding(wait=30):
+        if registry.resolve(PRODUCTION) == version:
+            driver.finish(version)
+            return {
+                "version": version,
+                "action": "serving",
+                "reason": "already in production (the first model goes straight in)",
+            }
+        state = controller.resume_or_start(version)
     return {
         "version": version,
         "action": "canary" if not state.done else state.phase,
