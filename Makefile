@@ -127,12 +127,13 @@ promote: $(VENV)/.ready ## Write COMPONENTS_DIGEST and SERVING_DIGEST into manif
 	$(BIN)/python -m tools.promote set "$(ENV)"
 
 .PHONY: submit
-submit: $(VENV)/.ready ## Upload the pipeline to KFP_HOST and start a run with IMAGE
+submit: $(VENV)/.ready ## Start a run of the pipeline with IMAGE on KFP_HOST (bearer token from KFP_TOKEN)
 	$(FLYWHEEL) --set rollout.driver=kubernetes submit --image "$(IMAGE)" --service-account flywheel-pipeline-runner
 
 .PHONY: canary
-canary: $(VENV)/.ready ## Start the candidate's canary on the cluster and wait for promotion or rollback
-	$(FLYWHEEL) --set rollout.driver=kubernetes deploy candidate --canary
+canary: $(VENV)/.ready ## Start the candidate's canary on ENV's cluster, on the serving digest ENV's overlay records; wait for the decision
+	digest="$$($(BIN)/python -m tools.promote digest "$(ENV)")"; \
+	$(FLYWHEEL) --set rollout.driver=kubernetes --set serving.image_digest="$$digest" deploy candidate --canary; \
 	$(FLYWHEEL) --set rollout.driver=kubernetes rollout wait
 
 .PHONY: verify-prod

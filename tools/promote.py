@@ -1,7 +1,9 @@
-"""Promotion by digest, for cd.yml (`make promote`, `make verify-prod`).
+"""Promotion by digest, for the workflows (`make promote`, `make canary`, `make verify-prod`).
 
 `set ENV` writes COMPONENTS_DIGEST and SERVING_DIGEST (sha256:...) into
 manifests/overlays/ENV/kustomization.yaml, changing nothing else in the file.
+`digest ENV` prints the serving digest the overlay records, and fails while it
+is still the all-zero placeholder (nothing was promoted to ENV yet).
 `verify ENV` reads the model's SeldonDeployment from the cluster in KUBECONFIG
 and fails unless every serving container runs the digest the overlay records.
 """
@@ -22,6 +24,8 @@ IMAGES = {
     "SERVING_DIGEST": "ghcr.io/flywheel-mlops/flywheel-serving",
 }
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+# What a fresh overlay records until the first promotion writes a real digest.
+PLACEHOLDER = "sha256:" + "0" * 64
 
 
 class PromotionError(ValueError):
@@ -48,6 +52,16 @@ def recorded(overlay: Path) -> dict[str, str]:
     return {i["name"]: i["digest"] for i in spec.get("images", [])}
 
 
+def serving_digest(overlay: Path) -> str:
+    """The serving image's digest the overlay records, once something was promoted to it."""
+    digest = recorded(overlay).get(IMAGES["SERVING_DIGEST"], "")
+    if digest == PLACEHOLDER or not DIGEST.match(digest):
+        raise PromotionError(
+            f"nothing was promoted to {overlay.name} yet (its overlay records {digest!r})"
+        )
+    return digest
+
+
 def served_images() -> list[str]:
     """The serving containers' images of the model's SeldonDeployment on the cluster in
     KUBECONFIG (namespace and name from flywheel.yaml, as the rollout driver uses them)."""
@@ -69,14 +83,17 @@ def served_images() -> list[str]:
 def main(argv: list[str]) -> int:
     command, env = [*argv, "", ""][:2]
     overlay = OVERLAYS / env
-    if command not in ("set", "verify") or not (overlay / "kustomization.yaml").is_file():
-        print("usage: python -m tools.promote set|verify dev|staging|prod", file=sys.stderr)
+    if command not in ("set", "digest", "verify") or not (overlay / "kustomization.yaml").is_file():
+        print("usage: python -m tools.promote set|digest|verify dev|staging|prod", file=sys.stderr)
         return 2
     try:
         if command == "set":
             text = set_digests(overlay, dict(os.environ))
             (overlay / "kustomization.yaml").write_text(text)
             print(f"{overlay.relative_to(REPO)}: digests set")
+            return 0
+        if command == "digest":
+            print(serving_digest(overlay))
             return 0
         want = recorded(overlay)[IMAGES["SERVING_DIGEST"]]
         images = served_images()

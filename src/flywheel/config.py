@@ -371,6 +371,10 @@ class PipelineSettings(Strict):
     root: str = ".flywheel/pipeline-root"
     caching: bool = True
     host: str | None = Field(default=None, description="KFP API endpoint for `flywheel submit`")
+    token_env: str = Field(
+        default="KFP_TOKEN",
+        description="Variable holding the KFP API's bearer token (its name, never the token)",
+    )
     experiment: str = "flywheel"
     s3_secret: Name = Field(default="flywheel-s3", description="Secret with the S3 keys on cluster")
     resources: PipelineResources = Field(

@@ -11,6 +11,7 @@ import copy
 import io
 import json
 import logging
+import os
 import re
 import secrets
 import sys
@@ -27,6 +28,7 @@ import yaml
 
 from flywheel import lineage
 from flywheel.config import STEPS, Settings
+from flywheel.errors import FlywheelError
 from flywheel.storage import ObjectNotFound, open_store
 from flywheel.usage import Usage
 
@@ -414,6 +416,10 @@ def _failure_report(root: Path, before: set[Path], task: str | None) -> str | No
     return None
 
 
+class SubmitError(FlywheelError):
+    """The Kubeflow Pipelines API could not be reached or refused the run."""
+
+
 def submit(
     settings: Settings,
     *,
@@ -424,36 +430,65 @@ def submit(
     namespace: str | None = None,
     service_account: str | None = None,
 ) -> dict[str, str]:
-    """Upload the compiled pipeline to a Kubeflow Pipelines API and start a run.
+    """Compile the training pipeline and start a run of it on a Kubeflow Pipelines API.
 
+    The compiled package travels inline in the run (KFP v2beta1 `POST /runs`), in
+    the experiment `pipeline.experiment`, which is created if missing. The bearer
+    token, if any, comes from the variable `pipeline.token_env` names (KFP_TOKEN).
     `service_account` is the identity the steps run as; the deploy step needs one
     allowed to patch the model's SeldonDeployment (the chart's pipeline runner).
     """
     import kfp
+    import kfp_server_api  # type: ignore[import-untyped]
+    from urllib3.exceptions import HTTPError
 
     run_id = run_id or new_run_id()
     docs = compile_package(settings)
     if image:
         docs[0] = customise(docs[0], image=image)
     digest = image.split("@", 1)[1] if image and "@" in image else ""
+    token = os.environ.get(settings.pipeline.token_env) or None
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / PACKAGE_FILE
         package.write_text(dump_package(docs))
-        client = kfp.Client(host=host, namespace=namespace)
-        result = client.create_run_from_pipeline_package(
-            str(package),
-            arguments={
-                "config": settings.to_json(),
-                "run_id": run_id,
-                "as_of": as_of,
-                "git_commit": lineage.git_commit() or "",
-                "image": image or "",
-                "image_digest": digest,
-                "s3_secret": settings.pipeline.s3_secret,
-            },
-            run_name=run_id,
-            experiment_name=settings.pipeline.experiment,
-            enable_caching=settings.pipeline.caching,
-            service_account=service_account,
-        )
+        try:
+            with warnings.catch_warnings():
+                # Every kfp.Client warns that it needs KFP 2.0.0-beta.2 or later.
+                warnings.filterwarnings("ignore", message="This client only works with")
+                client = kfp.Client(host=host, namespace=namespace, existing_token=token)
+            result = client.create_run_from_pipeline_package(
+                str(package),
+                arguments={
+                    "config": settings.to_json(),
+                    "run_id": run_id,
+                    "as_of": as_of,
+                    "git_commit": lineage.git_commit() or "",
+                    "image": image or "",
+                    "image_digest": digest,
+                    "s3_secret": settings.pipeline.s3_secret,
+                },
+                run_name=run_id,
+                experiment_name=settings.pipeline.experiment,
+                enable_caching=settings.pipeline.caching,
+                service_account=service_account,
+            )
+        except kfp_server_api.ApiException as error:
+            raise SubmitError(f"KFP at {host} refused the run: {_api_reason(error)}") from None
+        except HTTPError as error:
+            raise SubmitError(f"cannot reach KFP at {host}: {type(error).__name__}") from None
+        except TimeoutError:
+            # kfp.Client retries its health check, then gives up with this.
+            raise SubmitError(
+                f"KFP at {host} did not pass its health check (a missing or wrong "
+                f"{settings.pipeline.token_env} is refused there too)"
+            ) from None
     return {"run_id": run_id, "kfp_run_id": str(result.run_id), "host": host}
+
+
+def _api_reason(error: Any) -> str:
+    """'401 Unauthorized: <the server's message>' from a kfp_server_api.ApiException."""
+    try:
+        message = json.loads(error.body).get("message") or ""
+    except (TypeError, ValueError, AttributeError):
+        message = ""
+    return f"{error.status} {error.reason}" + (f": {message}" if message else "")

@@ -1,9 +1,10 @@
 """The GitHub Actions workflows, checked as far as a test without GitHub can.
 
 GitHub's runners, GHCR, Sigstore and the clusters are out of the tests' reach, so
-no workflow runs. The checks are the real linters (actionlint with
-shellcheck, zizmor, both built or installed by `make tools`) and the rules that
-make promotion by digest safe.
+no workflow runs here (tests/integration/test_cd.py runs the delivery workflows'
+`run:` steps against loopback servers). The checks are the real linters
+(actionlint with shellcheck, zizmor, both built or installed by `make tools`) and
+the rules that make promotion by digest safe.
 """
 
 from __future__ import annotations
@@ -103,8 +104,38 @@ def test_promotion_uses_the_digests_the_build_produced_and_never_builds() -> Non
         "prod",
     ]
     assert cd["jobs"]["staging"]["needs"] == "dev" and cd["jobs"]["prod"]["needs"] == "staging"
-    prod_runs = " ".join(s.get("run", "") for s in cd["jobs"]["prod"]["steps"])
-    assert "make canary" in prod_runs
+
+
+def test_the_prod_canary_starts_only_from_a_merged_prod_overlay() -> None:
+    # cd.yml only proposes prod's digests; the canary runs once that change is on main.
+    cd = _load(REPO / ".github" / "workflows" / "cd.yml")
+    assert "make canary" not in " ".join(s.get("run", "") for s in _steps(cd))
+    canary = _load(REPO / ".github" / "workflows" / "prod-canary.yml")
+    assert canary["on"]["push"] == {
+        "branches": ["main"],
+        "paths": ["manifests/overlays/prod/kustomization.yaml"],
+    }
+    (job,) = canary["jobs"].values()
+    assert job["environment"].startswith("prod") and job["permissions"] == {"contents": "read"}
+    runs = " ".join(s.get("run", "") for s in job["steps"])
+    assert "make canary ENV=prod" in runs
+    # A merged promotion changes only an overlay: images.yml must not rebuild (and re-promote).
+    images = _load(REPO / ".github" / "workflows" / "images.yml")
+    assert images["on"]["push"]["paths-ignore"] == ["manifests/overlays/**"]
+
+
+def test_every_secret_and_variable_a_workflow_reads_is_documented() -> None:
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## CI/CD") :]
+    section = section[: section.index("\n## ", 1)]
+    used = {
+        name
+        for path in WORKFLOWS
+        for name in re.findall(r"\$\{\{[^}]*\b(?:secrets|vars)\.(\w+)", path.read_text())
+    }
+    assert used, "no secrets or variables found"
+    missing = {name for name in used - {"GITHUB_TOKEN"} if f"`{name}`" not in section}
+    assert not missing, f"README's CI/CD section does not name {sorted(missing)}"
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -104,17 +104,22 @@ def submit(
         typer.Option(help="Service account the steps run as (the deploy step patches Seldon)."),
     ] = None,
 ) -> None:
-    """Compile and start the training pipeline on a Kubeflow Pipelines cluster."""
+    """Compile and start the training pipeline on a Kubeflow Pipelines cluster.
+
+    The API's bearer token, if it needs one, is read from the variable
+    pipeline.token_env names (KFP_TOKEN), never from the command line.
+    """
     from flywheel import runs
 
     settings: Settings = options.settings(ctx)
     endpoint = host or settings.pipeline.host
     if not endpoint:
         raise options.UsageFailure("no KFP endpoint: pass --host, set KFP_HOST or pipeline.host")
-    if not settings.storage.is_s3:
-        raise options.UsageFailure(
-            f"storage.uri is {settings.storage.uri!r}, a local directory: a cluster run needs an s3:// store"
-        )
+    for key, uri in (("storage.uri", settings.storage.uri), ("data.source", settings.data.source)):
+        if not uri.startswith("s3://"):
+            raise options.UsageFailure(
+                f"{key} is {uri!r}, a local directory: a cluster run needs an s3:// store"
+            )
     result = runs.submit(
         settings,
         host=endpoint,

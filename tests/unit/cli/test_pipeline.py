@@ -10,6 +10,7 @@ import pytest
 
 from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
+from tests.harness.kfp import kfp_api
 from tests.unit.cli.conftest import Flywheel, table_rows, write_config
 
 
@@ -118,3 +119,31 @@ def test_submit_needs_an_endpoint_and_an_s3_store(flywheel: Flywheel, config_fil
     local = flywheel("-c", str(config_file), "submit", "--host", "http://127.0.0.1:1")
     assert local.code == 1
     assert "a local directory: a cluster run needs an s3:// store" in local.err
+    # The steps on the cluster read the batches too: a local data.source is refused as well.
+    s3 = ["-c", str(config_file), "--set", "storage.uri=s3://bucket/flywheel"]
+    batches = flywheel(*s3, "submit", "--host", "http://127.0.0.1:1")
+    assert batches.code == 1
+    assert (
+        batches.err.startswith("error: data.source is ") and "needs an s3:// store" in batches.err
+    )
+
+
+def test_submit_sends_the_bearer_token_from_the_variable_pipeline_token_env_names(
+    flywheel: Flywheel, config_file: Path
+) -> None:
+    # given a KFP API (a loopback fake of its v2beta1 endpoints: KFP's server cannot
+    # run here) that wants a bearer token
+    s3 = ["--set", "storage.uri=s3://bucket/flywheel", "--set", "data.source=s3://bucket/batches"]
+    with kfp_api(token="t0ken-from-the-environment") as kfp:
+        # when submit runs with the token in the variable pipeline.token_env names
+        result = flywheel(
+            "-c", str(config_file), *s3, "--set", "pipeline.token_env=DEV_KFP_TOKEN",
+            "submit", "--host", kfp.url,
+            env={"DEV_KFP_TOKEN": "t0ken-from-the-environment"},
+        )  # fmt: skip
+    # then every request carried it, and the run was created
+    assert result.code == 0, result.text
+    assert {r.authorization for r in kfp.requests} == {"Bearer t0ken-from-the-environment"}
+    (run,) = kfp.runs.values()
+    assert f"(KFP run {run['run_id']}) on {kfp.url}" in result.out
+    assert "t0ken" not in result.text
