@@ -13,7 +13,7 @@ from types import FrameType
 
 import typer
 
-from flywheel.cli import config, data, demo, models, options, pipeline, rollout, serving
+from flywheel.cli import config, data, demo, models, monitor, options, pipeline, rollout, serving
 from flywheel.cli.render import err
 from flywheel.config import ConfigError
 from flywheel.errors import FlywheelError
@@ -40,6 +40,7 @@ app.command("serve")(serving.serve)
 app.command("deploy")(serving.deploy)
 app.command("promote")(rollout.promote)
 app.command("rollback")(rollout.rollback)
+app.command("monitor")(monitor.monitor)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -1,0 +1,131 @@
+"""`flywheel monitor`: drift, skew, performance and health of the served versions, per window."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import typer
+
+from flywheel.cli import options
+from flywheel.cli.render import fmt, out
+
+if TYPE_CHECKING:
+    from flywheel.monitoring.statistics import Interval
+
+
+def _interval(value: Interval | None) -> str:
+    return "–" if value is None else f"{value.value:.3f} [{value.low:.3f}, {value.high:.3f}]"
+
+
+def _until(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise options.UsageFailure(
+            f"--until {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def monitor(
+    ctx: typer.Context,
+    window: Annotated[
+        Literal["hour", "day"] | None,
+        typer.Option(help="Window length (default: monitoring.window)."),
+    ] = None,
+    windows: Annotated[
+        int | None,
+        typer.Option(help="Complete windows to look back (default: monitoring.windows).", min=1),
+    ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(help="End of the newest window, UTC (default: now, rounded down)."),
+    ] = None,
+    version: Annotated[
+        list[str] | None,
+        typer.Option(help="Only this version or alias (repeatable; default: every served one)."),
+    ] = None,
+    report: Annotated[
+        Path | None, typer.Option(help="Write the HTML report with plots over time here.")
+    ] = Path("monitoring-report.html"),
+    record: Annotated[
+        bool, typer.Option(help="Store one create-only record per window and version.")
+    ] = True,
+    pushgateway: Annotated[
+        str | None,
+        typer.Option(
+            help="Push the newest window's metrics to this Prometheus Pushgateway URL "
+            "(default: monitoring.pushgateway)."
+        ),
+    ] = None,
+) -> None:
+    """Read the prediction and feedback logs window by window and report on each served version."""
+    from flywheel.monitoring import page, prometheus
+    from flywheel.monitoring.monitor import monitor as run
+
+    extra = [f"monitoring.window={window}"] if window else []
+    extra += [f"monitoring.windows={windows}"] if windows else []
+    settings = options.settings(ctx, *extra)
+    result = run(settings, until=_until(until), versions=version or (), record=record)
+    policy = settings.monitoring
+    out.rule(f"monitoring {settings.model_name}: {policy.windows} {policy.window}(s)")
+    for r in result.reports:
+        drifted = [f.feature for f in r.features if f.result.drifted]
+        skew = (
+            "–" if r.skew is None else ("ok" if r.skew.agrees else f"{r.skew.disagreeing} differ")
+        )
+        out.print(
+            f"[bold]{r.start:%Y-%m-%d %H:%M}[/] {r.version} ({r.role}): {r.health.requests} "
+            f"requests, {r.health.rows} rows, p95 {fmt(r.health.latency_p95_ms)} ms, "
+            f"error rate {fmt(r.health.error_rate)}",
+            highlight=False,
+        )
+        out.print(
+            f"  drift: {len(drifted)}/{len(r.features)} features"
+            + (f" ({', '.join(drifted)})" if drifted else "")
+            + (" [red]DATASET DRIFT[/]" if r.dataset_drift else "")
+            + f"; scores PSI {fmt(r.prediction_drift.psi) if r.prediction_drift else '–'}"
+            + (" [red]DRIFTED[/]" if r.prediction_drift and r.prediction_drift.drifted else "")
+            + f"; skew {skew}",
+            highlight=False,
+        )
+        offline = r.offline.newest.get("accuracy") if r.offline else None
+        out.print(
+            f"  accuracy: {_interval(r.performance.accuracy)} on {r.performance.labelled} labels, "
+            f"estimated {_interval(r.estimate.accuracy if r.estimate else None)}, "
+            f"offline {fmt(offline)}",
+            highlight=False,
+        )
+    if not result.reports:
+        out.print("No served requests and no log lines in these windows.")
+    if result.skipped:
+        out.print(
+            "Skipped log lines: "
+            + ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()),
+            highlight=False,
+        )
+    out.print(
+        "Accuracy on delayed labels, and estimated (CBPE, from calibrated scores, before "
+        "labels arrive; it assumes no concept drift), with confidence intervals.",
+        highlight=False,
+    )
+    if report is not None and result.reports:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(
+            page.monitoring_page(
+                result.reports, f"{settings.model_name}: monitoring", result.skipped
+            )
+        )
+        out.print(f"Report: {report}", highlight=False)
+    if result.records:
+        out.print(
+            f"Recorded {len(result.records)} window(s) in {settings.storage.uri}", highlight=False
+        )
+    gateway = pushgateway or policy.pushgateway
+    if gateway:
+        prometheus.push(gateway, settings.model_name, prometheus.exposition(result.reports))
+        out.print(f"Pushed metrics to {gateway}", highlight=False)

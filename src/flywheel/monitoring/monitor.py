@@ -1,0 +1,187 @@
+"""A monitoring run: the complete windows up to now, for production and any other served version.
+
+Everything is read and computed before anything is written, so a store that
+fails while being read leaves no record behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from pydantic import ValidationError
+
+from flywheel import batches
+from flywheel.batches import BatchError
+from flywheel.config import Settings
+from flywheel.contract import Contract
+from flywheel.errors import FlywheelError
+from flywheel.evaluation import Evaluation
+from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
+from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
+from flywheel.monitoring.records import write_record
+from flywheel.predictor import Predictor, load_model
+from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
+from flywheel.storage import StoreError, StoreUnavailable, open_store
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+
+class MonitoringError(FlywheelError, RuntimeError):
+    """Monitoring could not run; the message says why and whether anything was recorded."""
+
+
+@dataclass(frozen=True)
+class MonitorResult:
+    """The reports of one run, the log lines it skipped, and where the reports were stored."""
+
+    reports: tuple[WindowReport, ...]
+    skipped: dict[str, int]
+    records: tuple[str, ...]
+
+
+def windows(until: datetime, kind: Window, count: int) -> list[tuple[datetime, datetime]]:
+    """The `count` complete windows that end at or before `until` (UTC), oldest first."""
+    until = until.astimezone(UTC)
+    if kind == "hour":
+        size, end = timedelta(hours=1), until.replace(minute=0, second=0, microsecond=0)
+    else:
+        size, end = timedelta(days=1), until.replace(hour=0, minute=0, second=0, microsecond=0)
+    return [(end - (count - i) * size, end - (count - i - 1) * size) for i in range(count)]
+
+
+def load_reference(settings: Settings, registry: Registry, version: str) -> VersionReference:
+    """A version's contract, its own evaluation (as the candidate it was) and its model."""
+    manifest = registry.manifest(version)
+    contract = Contract.from_json(registry.read(version, "contract.json"))
+    evaluation = None
+    try:
+        evaluation = Evaluation.model_validate_json(
+            registry.read(version, "evaluation.json")
+        ).candidate
+    except (RegistryError, ValidationError) as error:
+        log.warning("%s has no usable evaluation.json (%s): no offline comparison", version, error)
+    predictor = Predictor(
+        load_model(registry.read(version, MODEL_FILE)),
+        list(contract.numeric),
+        list(contract.categorical),
+    )
+    return VersionReference(
+        version=version,
+        created_at=datetime.fromisoformat(manifest.created_at),
+        contract=contract,
+        evaluation=evaluation,
+        predictor=predictor,
+        rows=reference_rows(settings, contract),
+    )
+
+
+def reference_rows(settings: Settings, contract: Contract) -> pd.DataFrame | None:
+    """The batches the contract was inferred from, or None (and the tests fall back to the
+    contract's bins) when any of them cannot be read."""
+    import pandas as pd
+
+    source = batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+    try:
+        files = {b.day.isoformat(): b for b in source.available()}
+        chosen = [files[name[:10]] for name in contract.batches if name[:10] in files]
+        if len(chosen) < len(contract.batches):
+            raise BatchError(f"{len(contract.batches) - len(chosen)} of them are gone")
+        frames = [batches.parse(b.name, source.store.read(b.key)) for b in chosen]
+    except (StoreError, BatchError) as error:
+        if isinstance(error, StoreUnavailable):
+            raise
+        log.warning("reference batches unreadable (%s): testing against the contract's bins", error)
+        return None
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def monitor(
+    settings: Settings,
+    *,
+    until: datetime | None = None,
+    versions: Collection[str] = (),
+    record: bool = True,
+    now: datetime | None = None,
+) -> MonitorResult:
+    """Analyse every complete window up to `until` and (with `record`) store the reports."""
+    now = now or datetime.now(UTC)
+    policy = settings.monitoring
+    registry = Registry.from_settings(settings)
+    spans = windows(until or now, policy.window, policy.windows)
+    start, end = spans[0][0], spans[-1][1]
+    skipped = Skipped()
+    try:
+        known = [m.version for m in registry.versions()]
+        production = registry.resolve(PRODUCTION)
+        predictions = read_predictions(
+            registry.store, settings.model_name, known, start, end, skipped
+        )
+        labelled_until = min(end + timedelta(days=policy.label_delay_days), now)
+        labels = read_labels(
+            registry.store, settings.model_name, known, start, labelled_until, skipped
+        )
+        served = sorted({p.version for p in predictions} | ({production} if production else set()))
+        wanted = {registry.lookup(v) for v in versions}
+        references = {
+            v: load_reference(settings, registry, v) for v in served if not wanted or v in wanted
+        }
+    except StoreError as error:
+        raise MonitoringError(
+            f"cannot read {settings.model_name}'s logs and registry from "
+            f"{settings.storage.uri}: {error}; nothing was recorded"
+        ) from None
+    reports: list[WindowReport] = []
+    for version, reference in references.items():
+        rows = [p for p in predictions if p.version == version]
+        for window_start, window_end in spans:
+            inside = [
+                p for p in rows if window_start.timestamp() <= p.time < window_end.timestamp()
+            ]
+            lost = skipped.between(version, window_start, window_end)
+            if not inside and not lost:
+                continue
+            reports.append(
+                analyse_window(
+                    inside,
+                    labels,
+                    reference,
+                    policy,
+                    model=settings.model_name,
+                    role="production" if version == production else "canary",
+                    start=window_start,
+                    end=window_end,
+                    skipped=lost,
+                    now=now,
+                )
+            )
+    totals: Counter[str] = Counter()
+    for (_, _, reason), count in skipped.counts.items():
+        totals[reason] += count
+    return MonitorResult(
+        reports=tuple(reports),
+        skipped=dict(sorted(totals.items())),
+        records=tuple(_record(registry, reports)) if record else (),
+    )
+
+
+def _record(registry: Registry, reports: list[WindowReport]) -> list[str]:
+    written: list[str] = []
+    for report in reports:
+        try:
+            written.append(write_record(registry.store, report))
+        except StoreError as error:
+            raise MonitoringError(
+                f"cannot store the monitoring record of {report.version} {report.start:%Y-%m-%d %H:%M}: "
+                f"{error}; {len(written)} of {len(reports)} records were stored before it"
+            ) from None
+    return written

@@ -1,0 +1,152 @@
+"""Window reports as Prometheus metrics, pushed to a Pushgateway.
+
+The monitor is a batch job (a CronJob): it lives for seconds, so Prometheus
+cannot scrape it. Prometheus' documentation names the Pushgateway as the place
+for the result of a service-level batch job; node-exporter's textfile collector
+is for per-machine jobs and would tie the pod to a node's directory. Each push
+replaces the group `job="flywheel-monitor", model=<model>`, so a version that is
+no longer served stops being reported. The text format is written here (it is a
+few lines) rather than pulling in prometheus_client.
+"""
+
+from __future__ import annotations
+
+import math
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Sequence
+from urllib.parse import quote
+
+from flywheel.errors import FlywheelError
+from flywheel.monitoring.analysis import WindowReport
+
+JOB = "flywheel-monitor"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_HELP = {
+    "flywheel_monitor_window_end_timestamp_seconds": "End of the newest monitored window",
+    "flywheel_monitor_requests": "Requests logged in the window",
+    "flywheel_monitor_rows": "Rows scored in the window",
+    "flywheel_monitor_error_rate": "Share of logged requests with a NaN, infinite or out-of-range score",
+    "flywheel_monitor_latency_ms": "Model latency percentile in the window",
+    "flywheel_monitor_invalid_values": "NaN, infinite or missing values in inputs and outputs",
+    "flywheel_monitor_skipped_lines": "Prediction and feedback log lines skipped, by reason",
+    "flywheel_monitor_model_age_hours": "Hours from registration to the window's end",
+    "flywheel_monitor_data_age_hours": "Hours from the newest training day to the window's end",
+    "flywheel_monitor_feature_psi": "PSI of a feature against the contract reference",
+    "flywheel_monitor_feature_drift_statistic": "The feature's drift test statistic",
+    "flywheel_monitor_feature_drifted": "1 when the feature's drift test fired",
+    "flywheel_monitor_drifted_share": "Share of features whose drift test fired",
+    "flywheel_monitor_prediction_psi": "PSI of served scores against the evaluation's",
+    "flywheel_monitor_prediction_drifted": "1 when the score drift test fired",
+    "flywheel_monitor_skew_disagreeing": "Sampled rows whose offline score differs from the served",
+    "flywheel_monitor_skew_max_difference": "Largest served-offline score difference in the sample",
+    "flywheel_monitor_labelled_rows": "Rows of the window whose labels arrived",
+    "flywheel_monitor_metric": "Metric on delayed labels (bound: value, low, high)",
+    "flywheel_monitor_estimated_metric": "CBPE estimate before labels (bound: value, low, high)",
+    "flywheel_monitor_offline_metric": "The version's evaluation on its newest batch",
+}
+
+
+class PushError(FlywheelError, RuntimeError):
+    """The Pushgateway refused the metrics or cannot be reached."""
+
+
+def _labels(**labels: str) -> str:
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+    return ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+
+
+def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float | None]]:
+    h = report.health
+    yield "flywheel_monitor_window_end_timestamp_seconds", {}, report.end.timestamp()
+    yield "flywheel_monitor_requests", {}, h.requests
+    yield "flywheel_monitor_rows", {}, h.rows
+    yield "flywheel_monitor_error_rate", {}, h.error_rate
+    for q, v in (("0.5", h.latency_p50_ms), ("0.95", h.latency_p95_ms), ("0.99", h.latency_p99_ms)):
+        yield "flywheel_monitor_latency_ms", {"quantile": q}, v
+    for where, kind, count in (
+        ("inputs", "missing", h.missing_inputs),
+        ("inputs", "nan", h.nan_inputs),
+        ("inputs", "infinite", h.infinite_inputs),
+        ("outputs", "nan", h.nan_outputs),
+        ("outputs", "infinite", h.infinite_outputs),
+    ):
+        yield "flywheel_monitor_invalid_values", {"where": where, "kind": kind}, count
+    for reason, count in h.skipped_lines.items():
+        yield "flywheel_monitor_skipped_lines", {"reason": reason}, count
+    yield "flywheel_monitor_model_age_hours", {}, h.model_age_hours
+    yield "flywheel_monitor_data_age_hours", {}, h.data_age_hours
+    for f in report.features:
+        labels = {"feature": f.feature, "test": f.result.test}
+        yield "flywheel_monitor_feature_psi", {"feature": f.feature}, f.result.psi
+        yield "flywheel_monitor_feature_drift_statistic", labels, f.result.statistic
+        yield "flywheel_monitor_feature_drifted", {"feature": f.feature}, float(f.result.drifted)
+    yield "flywheel_monitor_drifted_share", {}, report.drifted_share
+    if report.prediction_drift is not None:
+        yield "flywheel_monitor_prediction_psi", {}, report.prediction_drift.psi
+        yield "flywheel_monitor_prediction_drifted", {}, float(report.prediction_drift.drifted)
+    if report.skew is not None:
+        yield "flywheel_monitor_skew_disagreeing", {}, report.skew.disagreeing
+        yield "flywheel_monitor_skew_max_difference", {}, report.skew.max_difference
+    yield "flywheel_monitor_labelled_rows", {}, report.performance.labelled
+    for name, source in (
+        ("flywheel_monitor_metric", report.performance),
+        ("flywheel_monitor_estimated_metric", report.estimate),
+    ):
+        for metric in ("accuracy", "roc_auc", "log_loss"):
+            interval = getattr(source, metric, None) if source is not None else None
+            if interval is not None:
+                for bound in ("value", "low", "high"):
+                    yield name, {"metric": metric, "bound": bound}, getattr(interval, bound)
+    if report.offline is not None:
+        for metric, value in report.offline.newest.items():
+            yield "flywheel_monitor_offline_metric", {"metric": metric}, value
+
+
+def _number(value: float) -> str:
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(value)
+
+
+def exposition(reports: Sequence[WindowReport]) -> str:
+    """The Prometheus text format of the newest window of each version in `reports`."""
+    newest: dict[str, WindowReport] = {}
+    for report in reports:
+        if report.version not in newest or report.start > newest[report.version].start:
+            newest[report.version] = report
+    series: dict[str, list[str]] = {}
+    for report in newest.values():
+        base = {"model": report.model, "version": report.version, "role": report.role}
+        for name, labels, value in _samples(report):
+            if value is None or math.isnan(float(value)):
+                continue  # an unknown value is left out, never exported as a number
+            series.setdefault(name, []).append(
+                f"{name}{{{_labels(**base, **labels)}}} {_number(float(value))}"
+            )
+    lines: list[str] = []
+    for name, samples in series.items():
+        lines += [f"# HELP {name} {_HELP[name]}", f"# TYPE {name} gauge", *samples]
+    return "\n".join(lines) + "\n"
+
+
+def push(url: str, model: str, text: str, timeout: float = 10.0) -> None:
+    """PUT the metrics to the Pushgateway, replacing this job's group for `model`."""
+    target = f"{url.rstrip('/')}/metrics/job/{quote(JOB, safe='')}/model/{quote(model, safe='')}"
+    request = urllib.request.Request(
+        target, data=text.encode(), method="PUT", headers={"Content-Type": CONTENT_TYPE}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode(errors="replace").strip()
+        raise PushError(
+            f"the Pushgateway at {url} refused the metrics: {error.code} {detail}"
+        ) from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise PushError(f"cannot reach the Pushgateway at {url}: {reason}") from None

@@ -1,0 +1,42 @@
+"""Window reports in the store: create-only, one new record per look at a window.
+
+    monitoring/<model>/<version>/<window>/<start>/<computed_at>.json
+
+Labels keep arriving after a window closes, so a window is looked at again by
+later runs; each look adds a record and never rewrites one. The newest record of
+a window is its current state, the older ones its history.
+"""
+
+from __future__ import annotations
+
+from flywheel.monitoring.analysis import Window, WindowReport
+from flywheel.storage import ObjectStore
+
+PREFIX = "monitoring"
+_STAMP = "%Y%m%dT%H%M%S%fZ"
+
+
+def record_key(report: WindowReport) -> str:
+    """Where one report is stored."""
+    return (
+        f"{PREFIX}/{report.model}/{report.version}/{report.window}/"
+        f"{report.start:%Y%m%dT%H%M%SZ}/{report.computed_at.strftime(_STAMP)}.json"
+    )
+
+
+def write_record(store: ObjectStore, report: WindowReport) -> str:
+    """Store a report create-only; returns its location."""
+    key = record_key(report)
+    store.write(key, report.model_dump_json(indent=2).encode(), create_only=True)
+    return store.location(key)
+
+
+def latest_records(
+    store: ObjectStore, model: str, version: str, window: Window
+) -> list[WindowReport]:
+    """The newest record of each window of a version, oldest window first."""
+    newest: dict[str, str] = {}
+    for key in store.list(f"{PREFIX}/{model}/{version}/{window}"):
+        start = key.rsplit("/", 2)[-2]
+        newest[start] = max(newest.get(start, key), key)
+    return [WindowReport.model_validate_json(store.read(newest[s])) for s in sorted(newest)]

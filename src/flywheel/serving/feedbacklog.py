@@ -1,0 +1,57 @@
+"""The feedback log: the true labels Seldon feedback brings, joined to predictions by request id.
+
+Written like the prediction log (bounded, non-blocking, batched JSON Lines, one
+new object per batch) below `feedback/<model>/<version>/<day>/`, one record per
+feedback:
+
+    {"request_id": "...", "model": "loan-default", "version": "v3", "time": 1767225600.0,
+     "labels": [0, 1, ...]}
+
+`version` is the predictor that received the feedback; monitoring joins on the
+request id alone, so a label routed to another predictor still finds its request.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from flywheel.serving.predictionlog import PredictionLogger
+from flywheel.storage import ObjectStore
+
+
+class FeedbackLogger(PredictionLogger):
+    """A bounded, non-blocking log of feedback labels."""
+
+    def __init__(self, store: ObjectStore, model_name: str, version: str, **options: Any) -> None:
+        super().__init__(store, model_name, version, **options)
+        self.prefix = f"feedback/{model_name}/{version}"
+
+
+def request_id(request: Any, response: Any) -> str | None:
+    """The id the prediction was logged under: the response's request_id tag, else the
+    request's puid."""
+    for message, path in ((response, ("meta", "tags", "request_id")), (request, ("meta", "puid"))):
+        value = message
+        for key in path:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def feedback_entry(
+    model: str, version: str, request: Any, response: Any, labels: Sequence[int]
+) -> dict[str, Any] | None:
+    """The log record of one feedback, or None when it names no request to join to."""
+    found = request_id(request, response)
+    if found is None:
+        return None
+    return {
+        "request_id": found,
+        "model": model,
+        "version": version,
+        "time": time.time(),
+        "labels": [int(label) for label in labels],
+    }

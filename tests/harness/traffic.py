@@ -1,0 +1,75 @@
+"""Served traffic for monitoring tests: rows scored by a registered version and written through
+the real prediction and feedback loggers, in the records serving writes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pandas as pd
+
+from flywheel.contract import Contract
+from flywheel.predictor import Predictor, load_model
+from flywheel.registry import MODEL_FILE, Registry
+from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
+from flywheel.serving.predictionlog import PredictionLogger
+from flywheel.storage import ObjectStore
+
+
+def _value(value: Any) -> Any:
+    if pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def log_traffic(
+    store: ObjectStore,
+    model: str,
+    version: str,
+    frame: pd.DataFrame,
+    *,
+    rows_per_request: int = 20,
+    labelled: float = 1.0,
+    shift_scores: float = 0.0,
+) -> list[str]:
+    """Score `frame` as `version` would and log it; send the labels of the first `labelled`
+    share of requests as feedback. `shift_scores` moves the logged scores (a skewed server).
+    Returns the request ids."""
+    registry = Registry(store, model)
+    contract = Contract.from_json(registry.read(version, "contract.json"))
+    predictor = Predictor(
+        load_model(registry.read(version, MODEL_FILE)),
+        list(contract.numeric),
+        list(contract.categorical),
+    )
+    names = list(contract.features)
+    predictions = PredictionLogger(store, model, version, flush_seconds=3600)
+    feedback = FeedbackLogger(store, model, version, flush_seconds=3600)
+    ids = []
+    starts = range(0, len(frame), rows_per_request)
+    for n, start in enumerate(starts):
+        part = frame.iloc[start : start + rows_per_request]
+        scores = predictor.predict_proba(part)[:, 1] + shift_scores
+        request_id = uuid.uuid4().hex
+        ids.append(request_id)
+        predictions.record(
+            {
+                "request_id": request_id,
+                "model": model,
+                "version": version,
+                "time": time.time(),
+                "latency_ms": 2.0 + n % 5,
+                "features": names,
+                "inputs": [[_value(v) for v in row] for row in part[names].itertuples(index=False)],
+                "outputs": [[round(1 - s, 6), round(s, 6)] for s in scores],
+            }
+        )
+        if n < labelled * len(starts):
+            response = {"meta": {"tags": {"request_id": request_id}}}
+            labels = part[contract.label].astype(int).tolist()
+            feedback.record(feedback_entry(model, version, {}, response, labels) or {})
+    for logger in (predictions, feedback):
+        logger.flush()
+        logger.close()
+    return ids

@@ -1,0 +1,108 @@
+"""Monitoring against SeaweedFS, on a prediction log written by a real seldon-core microservice."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from flywheel import synthetic
+from flywheel.config import Settings, load_settings
+from flywheel.monitoring import logs
+from flywheel.monitoring.monitor import monitor
+from flywheel.monitoring.records import latest_records
+from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
+from flywheel.storage import LocalStore, ObjectStore, open_store
+from tests.harness.servers import seldon_microservice
+
+pytestmark = pytest.mark.integration
+
+
+def _copy(source: LocalStore, target: ObjectStore) -> None:
+    for key in source.list(""):
+        target.write(key, source.read(key))
+
+
+def _predict(http: str, rows: list[dict[str, Any]], puid: str) -> dict[str, Any]:
+    request = urllib.request.Request(
+        f"http://{http}/api/v1.0/predictions",
+        data=json.dumps({"jsonData": rows, "meta": {"puid": puid}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
+    registered: Settings, s3_env: Callable[[str], list[str]]
+) -> None:
+    # given the registry and the training batches in a bucket
+    overrides = s3_env("monitoring")
+    bucket = overrides[-1].split("=", 1)[1].rsplit("/", 1)[0]
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[
+            *overrides,
+            f"data.source={bucket}/batches",
+            "monitoring.window=hour",
+            "monitoring.windows=2",
+        ],
+    )
+    store = open_store(settings.storage.uri, settings.storage)
+    _copy(LocalStore(registered.storage.uri), store)
+    _copy(LocalStore(registered.data.source), open_store(settings.data.source, settings.storage))
+    # and a real seldon-core microservice serving v1 from it, logging to it
+    generator = registered.data.generator
+    day = synthetic.generate_day(generator.start_date + timedelta(days=6), generator)
+    features = [c for c in day.columns if c not in ("event_time", "defaulted")]
+    feedback = FeedbackLogger(store, "loan-default", "v1")
+    parameters = {
+        "model_name": "loan-default",
+        "model_version": "v1",
+        "store_uri": settings.storage.uri,
+        "store_endpoint": str(settings.storage.endpoint),
+        "store_secure": "false",
+    }
+    with seldon_microservice(parameters) as server:
+        # when a day of rows is served in requests of 25, and their labels come back
+        for start in range(0, 300, 25):
+            part = day.iloc[start : start + 25]
+            rows = json.loads(part[features].to_json(orient="records"))
+            puid = f"req-{start}"
+            response = _predict(server.http, rows, puid)
+            labels = part["defaulted"].astype(int).tolist()
+            entry = feedback_entry("loan-default", "v1", {"meta": {"puid": puid}}, response, labels)
+            feedback.record(entry or {})
+        feedback.flush()
+        # and the server has written its log (it flushes every two seconds)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            keys = store.list("predictions/loan-default/v1")
+            if sum(store.read(k).count(b"\n") for k in keys) >= 12:
+                break
+            time.sleep(0.5)
+    now = datetime.now(UTC)
+    store.write(
+        f"predictions/loan-default/v1/{now:%Y-%m-%d}/{now:%H%M%S%f}-1-000001.jsonl",
+        b'{"request_id": "req-cut", "model": "loan-def\n',
+    )
+    result = monitor(settings, until=now + timedelta(hours=1))
+    # then every served row is monitored, labelled, re-scored alike, and the corrupt line counted
+    assert {r.version for r in result.reports} == {"v1"}
+    assert sum(r.health.rows for r in result.reports) == 300
+    assert sum(r.performance.labelled for r in result.reports) == 300
+    assert all(r.skew is not None and r.skew.agrees for r in result.reports if r.health.rows)
+    assert all(
+        r.features and r.features[0].result.test == "ks" for r in result.reports if r.health.rows
+    )
+    assert result.skipped == {logs.INVALID_JSON: 1}
+    # and each window's record is in the bucket
+    stored = latest_records(store, "loan-default", "v1", "hour")
+    assert sorted(r.start for r in stored) == sorted(r.start for r in result.reports)
+    assert len(result.records) == len(result.reports)

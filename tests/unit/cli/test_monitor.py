@@ -1,0 +1,105 @@
+"""`flywheel monitor`: the summary, the HTML report, the records, and a store that is down."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from flywheel import synthetic
+from flywheel.config import load_settings
+from flywheel.monitoring.records import PREFIX
+from flywheel.storage import LocalStore
+from tests.harness.pushgateway import pushgateway
+from tests.harness.servers import free_ports
+from tests.harness.traffic import log_traffic
+from tests.unit.cli.conftest import Flywheel
+
+
+def _next_hour() -> str:
+    return (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:00")
+
+
+def test_monitor_prints_each_window_writes_the_report_and_records_it(
+    flywheel: Flywheel, registered_config: Path, tmp_path: Path
+) -> None:
+    # given a day of traffic to production, labelled, and a drifted day without labels
+    settings = load_settings(registered_config, env={})
+    store = LocalStore(settings.storage.uri)
+    generator = settings.data.generator
+    stable = synthetic.generate_day(generator.start_date + timedelta(days=6), generator)
+    drifted_generator = generator.model_copy(update={"scenario": "covariate_drift"})
+    drifted = synthetic.generate_day(generator.start_date + timedelta(days=40), drifted_generator)
+    log_traffic(store, "loan-default", "v1", stable)
+    log_traffic(store, "loan-default", "v1", drifted, labelled=0)
+    report = tmp_path / "out" / "monitoring.html"
+    # when monitored by the hour up to the end of this hour, pushing to a Pushgateway
+    with pushgateway() as gateway:
+        result = flywheel(
+            "-c",
+            str(registered_config),
+            "--set",
+            f"monitoring.pushgateway={gateway.url}",
+            "monitor",
+            "--window",
+            "hour",
+            "--windows",
+            "2",
+            "--until",
+            _next_hour(),
+            "--report",
+            str(report),
+        )
+    # then the window's summary names the drifted features and compares accuracy three ways
+    assert result.code == 0, result.text
+    assert re.search(r"v1 \(production\): \d+ requests, \d+ rows, p95 [0-9.]+ ms", result.out)
+    assert re.search(r"drift: \d/9 features \([a-z_, ]*income[a-z_, ]*\)", result.out)
+    assert "scores PSI" in result.out and "DRIFTED" in result.out and "skew ok" in result.out
+    assert re.search(
+        r"accuracy: 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\] on \d+ labels, "
+        r"estimated 0\.\d{3} \[0\.\d{3}, 0\.\d{3}\], offline 0\.\d{4}",
+        result.out,
+    )
+    assert "it assumes no concept drift" in result.out
+    # and the report and the records are written
+    assert report.read_text().count("data:image/png") == 5
+    assert store.list(PREFIX)
+    assert "Recorded" in result.out
+    # and the metrics are pushed to the model's group
+    ((path, _, body),) = gateway.received
+    assert path == "/metrics/job/flywheel-monitor/model/loan-default"
+    assert b'flywheel_monitor_feature_drifted{model="loan-default",version="v1"' in body
+
+
+def test_monitor_with_the_store_down_is_one_error_line_and_writes_nothing(
+    flywheel: Flywheel, registered_config: Path, tmp_path: Path
+) -> None:
+    # given a configuration whose store does not answer
+    (port,) = free_ports(1)
+    config = yaml.safe_load(registered_config.read_text())
+    config["storage"] = {
+        "uri": "s3://flywheel/store",
+        "endpoint": f"127.0.0.1:{port}",
+        "secure": False,
+    }
+    path = tmp_path / "down.yaml"
+    path.write_text(yaml.safe_dump(config))
+    report = tmp_path / "monitoring.html"
+    # when monitored
+    result = flywheel("-c", str(path), "monitor", "--report", str(report))
+    # then it fails with one line naming the store, and writes no report
+    assert result.code == 1
+    assert result.err.strip().count("\n") == 0
+    assert result.err.startswith("error: cannot read loan-default's logs and registry")
+    assert "nothing was recorded" in result.err
+    assert not report.exists()
+
+
+def test_monitor_refuses_an_until_that_is_not_a_time(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    result = flywheel("-c", str(registered_config), "monitor", "--until", "yesterday")
+    assert result.code == 1
+    assert "--until 'yesterday' is not a date or time" in result.err

@@ -1,0 +1,70 @@
+"""A copy of the session's registry with v1 in production, and traffic logged into it."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from flywheel import synthetic
+from flywheel.config import MonitoringSettings, Settings
+from flywheel.monitoring import analysis
+from flywheel.monitoring.analysis import VersionReference, WindowReport
+from flywheel.monitoring.logs import Prediction, Skipped, read_labels, read_predictions
+from flywheel.monitoring.monitor import load_reference
+from flywheel.registry import Registry
+from flywheel.storage import LocalStore
+from tests.harness.traffic import log_traffic
+
+START = datetime.now(UTC) - timedelta(hours=1)
+END = datetime.now(UTC) + timedelta(hours=1)
+Served = Callable[..., tuple[list[Prediction], dict[str, tuple[int, ...]]]]
+
+
+@pytest.fixture
+def store(registered: Settings, tmp_path: Path) -> LocalStore:
+    """A copy of the registry with v1 in production, to log traffic into."""
+    shutil.copytree(registered.storage.uri, tmp_path / "store")
+    return LocalStore(tmp_path / "store")
+
+
+@pytest.fixture
+def reference(registered: Settings) -> VersionReference:
+    return load_reference(registered, Registry.from_settings(registered), "v1")
+
+
+@pytest.fixture
+def served(registered: Settings, store: LocalStore) -> Served:
+    """serve(day, scenario, **log_traffic options) -> what monitoring reads back."""
+
+    def serve(day_index: int, scenario: str = "stable", **options: object) -> tuple:
+        generator = registered.data.generator.model_copy(update={"scenario": scenario})
+        day = generator.start_date + timedelta(days=day_index)
+        log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, generator), **options)
+        skipped = Skipped()
+        predictions = read_predictions(store, "loan-default", {"v1"}, START, END, skipped)
+        labels = read_labels(store, "loan-default", {"v1"}, START, END, skipped)
+        assert not skipped.counts
+        return predictions, labels
+
+    return serve
+
+
+@pytest.fixture
+def report(served: Served, reference: VersionReference) -> WindowReport:
+    """The window report of a stable, labelled day."""
+    predictions, labels = served(6)
+    return analysis.analyse_window(
+        predictions,
+        labels,
+        reference,
+        MonitoringSettings(),
+        model="loan-default",
+        role="production",
+        start=START,
+        end=END,
+        skipped={"invalid JSON (a truncated line?)": 1},
+    )

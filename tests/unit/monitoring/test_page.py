@@ -1,0 +1,24 @@
+"""The HTML report: a row per window and the plots over time."""
+
+from __future__ import annotations
+
+import re
+
+from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.page import monitoring_page
+
+
+def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> None:
+    # given two windows of production and one of a canary
+    earlier = report.model_copy(update={"start": report.start - (report.end - report.start)})
+    canary = report.model_copy(update={"version": "v2", "role": "canary"})
+    # when rendered
+    page = monitoring_page(
+        [report, earlier, canary], "loan-default: monitoring", {"unknown version": 3}
+    )
+    # then
+    assert page.count("<tr>") == 1 + 3
+    assert "v2 (canary)" in page and "v1 (production)" in page
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)) == 5
+    assert "3 unknown version" in page
+    assert "estimates from calibrated scores" in page
