@@ -462,6 +462,32 @@ class RolloutSettings(Strict):
         return steps
 
 
+class MonitoringSettings(Strict):
+    """`flywheel monitor`: windows of the prediction log, drift tests and their thresholds."""
+
+    window: Literal["hour", "day"] = "day"
+    windows: int = Field(default=7, ge=1, le=1000, description="Complete windows to look back")
+    label_delay_days: int = Field(
+        default=7, ge=0, le=366, description="How long after a window its labels may arrive"
+    )
+    large_window_rows: int = Field(
+        default=1000, ge=1, description="Above this, distances replace KS and chi-square"
+    )
+    p_value: Fraction = Field(default=0.05, description="KS and chi-square: drift below this")
+    distance: float = Field(default=0.1, gt=0, description="Wasserstein (normed) and JS limit")
+    drifted_share: Fraction = Field(default=0.5, description="Dataset drift above this share")
+    skew_sample: int = Field(default=200, ge=1, le=100_000, description="Rows re-scored offline")
+    skew_tolerance: float = Field(default=1e-5, gt=0, description="Largest score difference")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    calibration: Literal["evaluation", "none"] = Field(
+        default="evaluation",
+        description="CBPE: recalibrate scores on the evaluation's reliability curve, or trust them",
+    )
+    pushgateway: str | None = Field(
+        default=None, description="Push each run's metrics to this Prometheus Pushgateway URL"
+    )
+
+
 class Settings(Strict):
     """Everything one Flywheel deployment needs to know."""
 
@@ -475,6 +501,7 @@ class Settings(Strict):
     pipeline: PipelineSettings = PipelineSettings()
     serving: ServingSettings = ServingSettings()
     rollout: RolloutSettings = RolloutSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
     @model_validator(mode="after")
     def _slices_are_features(self) -> Settings:
