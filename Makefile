@@ -143,7 +143,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -152,6 +152,10 @@ bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side b
 .PHONY: bench-serving
 bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready ## Serving peers side by side: bare seldon, plain sklearn, Flywheel, gateway
 	$(BIN)/python -m benchmarks.serving
+
+.PHONY: bench-rollout
+bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, detection per fault, time to rollback
+	$(BIN)/python -m benchmarks.rollout
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from flywheel import batches, synthetic
-from flywheel.config import Settings, load_settings
+from flywheel.config import RolloutSettings, Settings, load_settings
 from flywheel.storage import open_store
 from flywheel.usage import Usage
 
@@ -341,7 +341,12 @@ def on_cluster(settings: Settings, namespace: str, **rollout: Any) -> Settings:
     return settings.model_copy(
         update={
             "serving": settings.serving.model_copy(update={"namespace": namespace}),
-            "rollout": settings.rollout.model_copy(update={"driver": "kubernetes", **rollout}),
+            # Validated, not copied: a step given as a number becomes a TrafficStep.
+            "rollout": RolloutSettings.model_validate_json(
+                json.dumps(
+                    {**settings.rollout.model_dump(mode="json"), "driver": "kubernetes", **rollout}
+                )
+            ),
         }
     )
 

@@ -426,20 +426,71 @@ class RolloutChecks(Strict):
         default=0.001,
         gt=0,
         lt=1,
-        description="chi-square p-value below which a score divergence is not sampling noise",
+        description="false-rollback rate of the sequential divergence test, however often it looks",
     )
     accuracy_significance: float = Field(
         default=0.01,
         gt=0,
         lt=1,
-        description="one-sided p-value below which an accuracy shortfall counts",
+        description="false-rollback rate of the sequential accuracy test, however often it looks",
     )
+    error_significance: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="false-rollback rate of the sequential error-rate test, however often it looks",
+    )
+    detect_error_rate_increase: Fraction = Field(
+        default=0.05,
+        gt=0,
+        description="an error rate this far above the allowed one is caught fastest "
+        "(the sequential test's alternative)",
+    )
+    detect_accuracy_drop: Fraction = Field(
+        default=0.1,
+        gt=0,
+        description="an accuracy this far below the floor is caught fastest "
+        "(the sequential test's alternative)",
+    )
+
+
+AccuracyPolicy = Literal["required", "optional"]
+
+
+class TrafficStep(Strict):
+    """One canary step: its share of the traffic, and whether it must check accuracy.
+
+    `required`: the step waits for `checks.min_labelled` labels (until its timeout);
+    `optional`: it may pass without them, and its decision record says so.
+    """
+
+    weight: int = Field(gt=0, le=100, description="canary traffic, in percent")
+    accuracy: AccuracyPolicy = "optional"
+
+
+def _step_form(value: object) -> object:
+    # A plain number is the short form of a step: `steps: [10, {weight: 50, accuracy: required}]`.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"weight": value}
+    if not isinstance(value, dict | TrafficStep):
+        raise ValueError(
+            "a step is a traffic percentage, or {weight: PERCENT, accuracy: required|optional}"
+        )
+    return value
 
 
 class RolloutSettings(Strict):
     """The canary policy: traffic steps and the analysis that gates each one."""
 
-    steps: tuple[Annotated[int, Field(gt=0, le=100)], ...] = (10, 25, 50, 100)
+    steps: tuple[Annotated[TrafficStep, BeforeValidator(_step_form)], ...] = Field(
+        default=(
+            TrafficStep(weight=10),
+            TrafficStep(weight=25),
+            TrafficStep(weight=50, accuracy="required"),
+            TrafficStep(weight=100),
+        ),
+        description="canary traffic steps, each a percentage or {weight, accuracy}",
+    )
     min_requests: int = Field(
         default=200, ge=1, description="canary requests before a step can pass"
     )
@@ -454,12 +505,18 @@ class RolloutSettings(Strict):
 
     @field_validator("steps")
     @classmethod
-    def _increasing(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+    def _increasing(cls, steps: tuple[TrafficStep, ...]) -> tuple[TrafficStep, ...]:
         if not steps:
             raise ValueError("at least one traffic step is needed")
-        if any(b <= a for a, b in itertools.pairwise(steps)):
-            raise ValueError(f"traffic steps must increase, got {list(steps)}")
+        weights = [s.weight for s in steps]
+        if any(b <= a for a, b in itertools.pairwise(weights)):
+            raise ValueError(f"traffic steps must increase, got {weights}")
         return steps
+
+    @property
+    def weights(self) -> tuple[int, ...]:
+        """Each step's canary traffic, in percent."""
+        return tuple(s.weight for s in self.steps)
 
 
 class MonitoringSettings(Strict):

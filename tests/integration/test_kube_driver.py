@@ -434,3 +434,103 @@ def test_the_controller_between_rollouts_serves_production(
     # then it serves production
     assert result.returncode == 0, result.stderr
     assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
+
+
+def test_labels_sent_as_seldon_feedback_reach_the_step_through_prometheus(
+    kube: Any, namespace: str, two_versions: Settings
+) -> None:
+    """Seldon feedback to the deployment reaches the model that answered, which counts
+    its right and wrong answers; the driver reads that counter from Prometheus."""
+    settings = two_versions
+    frame = newest_batch(settings).head(50)
+    rows: list[dict[str, Any]] = json.loads(
+        frame[list(settings.features.columns)].to_json(orient="records")
+    )
+    truths = [int(y) for y in frame[settings.features.label]]
+
+    def route(here: Served, weight: int) -> None:
+        # The predictors named by the versions they serve, as the responses' tags name them.
+        body = {
+            role: {"version": version, "url": f"http://{here.models[role].http}"}
+            for role, version in (("stable", "v1"), ("canary", "v2"))
+        }
+        request = urllib.request.Request(
+            f"{here.gateway}/admin/routes",
+            data=json.dumps({**body, "canary_weight": weight}).encode(),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).close()
+
+    def predict_and_label(here: Served, count: int) -> dict[str, list[int]]:
+        """Predictions, then each one's true label as Seldon feedback; per predictor,
+        1 for each right answer and 0 for each wrong one."""
+        marks: dict[str, list[int]] = {"stable": [], "canary": []}
+        for i in range(count):
+            row, truth = rows[i % len(rows)], truths[i % len(rows)]
+            request = {"jsonData": [row]}
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{here.gateway}/api/v1.0/predictions",
+                    data=json.dumps(request).encode(),
+                    headers={"Content-Type": "application/json"},
+                ),
+                timeout=10,
+            ) as answer:
+                role, response = answer.headers["X-Flywheel-Role"], json.loads(answer.read())
+            feedback = {
+                "request": request,
+                "response": response,
+                "truth": {"data": {"ndarray": [truth]}},
+            }
+            with urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{here.gateway}/api/v1.0/feedback",
+                    data=json.dumps(feedback).encode(),
+                    headers={"Content-Type": "application/json"},
+                ),
+                timeout=10,
+            ) as answer:
+                assert answer.headers["X-Flywheel-Role"] == role  # the model that answered
+            marks[role].append(int((response["data"]["ndarray"][0][1] >= 0.5) == truth))
+        return marks
+
+    with (
+        _served(settings, namespace, {"stable": "v1", "canary": "v2"}) as here,
+        prometheus(here.targets) as prom,
+    ):
+        driver = KubernetesDriver(
+            settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+        )
+        driver.set_traffic("v1", "v2", 50)
+        # given labels before the step, to each model (so that its right and wrong
+        # series exist, and are scraped, before the step starts)
+        for weight in (0, 100):
+            route(here, weight)
+            before = predict_and_label(here, len(rows))
+            assert 0 < sum(before["stable"] + before["canary"]) < len(rows)
+        route(here, 50)
+        since = time.time()
+
+        def sampled_in_step() -> int:
+            millis = int((time.time() - since) * 1000)
+            return len(
+                prom.query(f'flywheel_feedback_total{{namespace="{namespace}"}}[{millis}ms]')
+            )
+
+        # (counts start at each series' first sample in the step: wait for all four)
+        wait_until(lambda: sampled_in_step() == 4, 30, "the counters sampled in the step")
+        # when labels come back for the step's predictions
+        marks = predict_and_label(here, 60)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            stable, canary = driver.measure(since)
+            if stable.labelled + canary.labelled == 60:
+                break
+            time.sleep(0.5)
+    # then each predictor's window has exactly its own labels and right answers
+    measured = {"stable": stable, "canary": canary}
+    assert {r: (w.labelled, w.correct) for r, w in measured.items()} == {
+        r: (len(m), sum(m)) for r, m in marks.items()
+    }
+    assert stable.labelled > 0 and canary.labelled > 0

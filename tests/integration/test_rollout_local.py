@@ -14,6 +14,7 @@ import urllib.request
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -85,6 +86,49 @@ def test_a_healthy_canary_is_promoted_and_stable_never_fails(project: Settings) 
     assert traffic.get("failed", 0) == 0, sorted(traffic.items())
 
 
+def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
+    project: Settings,
+) -> None:
+    # given a first step that requires accuracy, on 80 labels a side: more than its
+    # 60 requests bring (half of them come back labelled)
+    settings = project.model_copy(
+        update={
+            "rollout": load_settings(
+                None,
+                env={},
+                overrides=[
+                    *FAST,
+                    "rollout.steps=[{weight: 50, accuracy: required}, 100]",
+                    "rollout.checks.min_labelled=80",
+                ],
+            ).rollout
+        }
+    )
+    looks: list[tuple[int, Any]] = []
+    # when the canary gets traffic whose labels come back a second later, through the
+    # gateway's Seldon feedback endpoint, to the model that answered
+    state, traffic = local_canary(
+        settings, "v2", rps=25, on_tick=lambda st, verdict: looks.append((st.step, verdict))
+    )
+    # then the labels were taken, and the first step waited for them before it judged
+    assert state.phase == "promoted", state.reason
+    assert traffic.get("labels", 0) > 0 and traffic.get("labels failed", 0) == 0, traffic
+    first = [v for step, v in looks if step == 0 and v is not None]
+    assert any(
+        v.action == "wait" and v.reason.startswith("accuracy is required at this step")
+        for v in first
+    ), "\n".join(f"{v.action}: {v.reason}" for v in first)
+    # and its decision judged accuracy on the models' own counts of right answers
+    reg = Registry.from_settings(settings)
+    decision = next(r for r in reg.records("v2") if r.get("step") == 1)
+    assert decision["decision"] == "advance" and decision["policy"]["accuracy"] == "required"
+    (accuracy,) = [c for c in decision["checks"] if c["name"] == "accuracy"]
+    assert accuracy["status"] == "pass", accuracy
+    for side in ("stable", "canary"):
+        labelled, correct = decision[side]["labelled"], decision[side]["correct"]
+        assert labelled >= 80 and 0.5 < correct / labelled <= 1, decision[side]
+
+
 # A slow canary may trip the latency check first, or time out and trip the error rate.
 @pytest.mark.parametrize(
     ("kind", "checks"), [("errors", ("error rate",)), ("slow", ("latency p99", "error rate"))]
@@ -100,6 +144,31 @@ def test_a_bad_canary_is_rolled_back_without_failing_the_stable_model(
     assert Registry.from_settings(project).resolve("production") == "v1"
     assert not any(k.startswith("stable 5") for k in traffic), traffic
     assert time.monotonic() - started < 120
+
+
+def test_a_canary_whose_scores_are_clearly_off_is_rolled_back_before_min_requests(
+    project: Settings,
+) -> None:
+    # given a policy that lets a step pass only on 400 canary requests (30 s at 12.5 req/s)
+    settings = project.model_copy(
+        update={
+            "rollout": load_settings(
+                None, env={}, overrides=[*FAST, "rollout.min_requests=400"]
+            ).rollout
+        }
+    )
+    # when a canary trained on shuffled labels takes half the traffic
+    version = register_faulty(settings, "shuffled")
+    state, traffic = local_canary(settings, version, rps=25)
+    # then the sequential tests roll it back as soon as the evidence is clear, long
+    # before the step could have passed, and the stable model never failed
+    assert state.phase == "rolled_back"
+    assert state.reason.startswith(("prediction divergence", "accuracy")), state.reason
+    (decision,) = [
+        r for r in Registry.from_settings(settings).records(version) if r.get("decision")
+    ]
+    assert decision["canary"]["requests"] < 400, decision["canary"]["requests"]
+    assert not any(k.startswith("stable 5") for k in traffic), traffic
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt"])

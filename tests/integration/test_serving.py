@@ -206,6 +206,95 @@ def test_seldons_own_client_over_rest_and_grpc(server: SeldonServer, transport: 
         assert "unknown category 'mars'" in json.dumps(out["bad"])
 
 
+FEEDBACK_CLIENT = r"""
+import json, sys, grpc
+from seldon_core.proto import prediction_pb2_grpc
+from seldon_core.utils import json_to_feedback, seldon_message_to_json
+endpoint, body = sys.argv[1], json.loads(sys.argv[2])
+with grpc.insecure_channel(endpoint) as channel:
+    try:
+        answer = prediction_pb2_grpc.ModelStub(channel).SendFeedback(json_to_feedback(body))
+        print(json.dumps({"code": 200, "answer": seldon_message_to_json(answer)}))
+    except grpc.RpcError as error:
+        print(json.dumps({"code": str(error.code()), "answer": error.details()}))
+"""
+
+
+def send_feedback(server: SeldonServer, transport: str, body: dict[str, Any]) -> tuple[Any, Any]:
+    """Seldon feedback to the microservice itself, as Seldon's executor sends it."""
+    if transport == "rest":
+        request = urllib.request.Request(
+            f"http://{server.http}/api/v1.0/feedback",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+    result = subprocess.run(
+        [
+            str(SERVING_VENV / "bin" / "python"),
+            "-c",
+            FEEDBACK_CLIENT,
+            server.grpc,
+            json.dumps(body),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    return out["code"], out["answer"]
+
+
+def feedback_counts(server: SeldonServer) -> dict[str, float]:
+    """The model's FEEDBACK counter by its `correct` label, as Prometheus scrapes it."""
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    counts = {"true": 0.0, "false": 0.0}
+    for line in text.splitlines():
+        if line.startswith("flywheel_feedback_total{"):
+            labels, value = line.rsplit(" ", 1)
+            for correct in counts:
+                if f'correct="{correct}"' in labels:
+                    counts[correct] += float(value)
+    return counts
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_send_feedback_counts_right_and_wrong_answers(server: SeldonServer, transport: str) -> None:
+    # given a prediction for a row of numbers and strings, and another as jsonData
+    ndarray = {"data": {"names": NAMES, "ndarray": [ROW]}}
+    status, answer = post(server, ndarray)
+    assert status == 200
+    label = int(answer["data"]["ndarray"][0][1] >= 0.5)
+    records = {"jsonData": [dict(zip(NAMES, ROW, strict=True))]}
+    before = feedback_counts(server)
+    # when the true label comes back for the first with its response (right), and a
+    # label the model got wrong for the second with no response (it scores it again)
+    right = {
+        "request": ndarray,
+        "response": answer,
+        "truth": {"data": {"ndarray": [label]}},
+        "reward": 1.0,
+    }
+    wrong = {"request": records, "truth": {"data": {"ndarray": [[label, 1 - label]]}}}
+    for body in (right, wrong):
+        code, reply = send_feedback(server, transport, body)
+        assert code == 200, reply
+        assert reply["meta"]["tags"]["model_version"] == "v1"
+    # then the model's own counter, as Prometheus reads it, has one of each
+    after = feedback_counts(server)
+    assert (after["true"] - before["true"], after["false"] - before["false"]) == (1, 1)
+    # and feedback without a usable label is refused, naming the problem, counting nothing
+    code, reply = send_feedback(server, transport, {**right, "truth": {"data": {"ndarray": [2]}}})
+    assert code != 200 and "a true label must be 0 or 1, got 2" in json.dumps(reply)
+    assert feedback_counts(server) == after
+
+
 def test_requests_and_responses_are_logged_to_the_store(
     registered: Settings, server: SeldonServer
 ) -> None:

@@ -20,7 +20,12 @@ def local_canary(settings: Settings, version: str, rps: float, traffic: bool = T
 
     out.rule(f"canary {settings.model_name} {version}")
     out.print(
-        f"Steps {list(settings.rollout.steps)}%, {settings.rollout.min_requests} canary requests per step, "
+        "Steps "
+        + ", ".join(
+            f"{s.weight}%" + (" (accuracy required)" if s.accuracy == "required" else "")
+            for s in settings.rollout.steps
+        )
+        + f"; {settings.rollout.min_requests} canary requests per step, "
         + (f"synthetic traffic at {rps:g} req/s on loopback" if traffic else "no synthetic traffic")
     )
     started = time.monotonic()

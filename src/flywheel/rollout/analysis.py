@@ -2,7 +2,13 @@
 
 Pure functions over measurements, so that recorded metric sequences can be
 replayed in tests. A check can fail early, on little traffic, when the evidence
-is already clear (errors, latency); a step can only pass on `min_requests`.
+is already clear; a step can only pass on `min_requests`.
+
+The controller looks every interval, so the error-rate, accuracy and divergence
+checks are sequential tests: a likelihood ratio that is a martingale when the
+canary is fine, against the bound 1/alpha. By Ville's inequality the chance that
+it ever crosses is at most alpha, however many looks there are (README: "Serving
+and canary rollouts").
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from flywheel.config import RolloutSettings
+from flywheel.config import AccuracyPolicy, RolloutSettings
 from flywheel.serving.metrics import SCORE_BUCKETS
 
 # Upper bounds of the latency histogram, in milliseconds (the last is +inf).
@@ -103,29 +109,48 @@ def js_distance(a: Sequence[int], b: Sequence[int]) -> float:
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
 
 
-def homogeneity_p_value(a: Sequence[int], b: Sequence[int]) -> float:
-    """Chi-square test that two histograms come from one distribution (1.0 when untestable)."""
-    from scipy.stats import chi2_contingency
-
-    columns = [(x, y) for x, y in zip(a, b, strict=True) if x + y > 0]
-    if len(columns) < 2 or not sum(a) or not sum(b):
-        return 1.0
-    table = [[x for x, _ in columns], [y for _, y in columns]]
-    return float(chi2_contingency(table).pvalue)
+# Wald's type II error at the alternative: a check passes on evidence, with 80% power.
+BETA = 0.2
+_TINY = 1e-9
 
 
-def shortfall_p_value(canary: Window, stable: Window, margin: float) -> float:
-    """One-sided two-proportion z-test that the canary's accuracy is below the stable
-    model's minus `margin` (small p: it really is)."""
-    from scipy.stats import norm
+def sprt_log_ratio(bad: int, n: int, p0: float, p1: float) -> float:
+    """Wald's log likelihood ratio of a bad-event rate p1 against p0 after `bad` of `n` trials."""
+    p0 = min(max(p0, _TINY), 1 - _TINY)
+    p1 = min(max(p1, _TINY), 1 - _TINY)
+    if p1 <= p0:
+        return -math.inf  # nothing worse than allowed is possible: never evidence of harm
+    return bad * math.log(p1 / p0) + (n - bad) * math.log((1 - p1) / (1 - p0))
 
-    if not canary.labelled or not stable.labelled:
-        return 1.0
-    pc, ps = canary.correct / canary.labelled, stable.correct / stable.labelled
-    se = math.sqrt(pc * (1 - pc) / canary.labelled + ps * (1 - ps) / stable.labelled)
-    if se == 0:
-        return 0.0 if pc < ps - margin else 1.0
-    return float(norm.sf(((ps - margin) - pc) / se))
+
+def sprt_bounds(alpha: float, beta: float = BETA) -> tuple[float, float]:
+    """(pass, fail) thresholds of a log likelihood ratio.
+
+    Fail at log(1/alpha): Ville's inequality bounds the false alarms of any number
+    of looks by alpha (Wald's (1-beta)/alpha is an approximation, and smaller).
+    Pass at Wald's log(beta/(1-alpha)).
+    """
+    return math.log(beta / (1 - alpha)), math.log(1 / alpha)
+
+
+def _log_kt(counts: Sequence[int]) -> float:
+    """Log probability of counts in a given order under a Dirichlet(1/2) mixture of
+    categorical distributions (the Krichevsky-Trofimov estimator)."""
+    k = len(counts)
+    return (
+        math.lgamma(k / 2)
+        - k * math.lgamma(0.5)
+        + sum(math.lgamma(x + 0.5) for x in counts)
+        - math.lgamma(sum(counts) + k / 2)
+    )
+
+
+def homogeneity_log_ratio(a: Sequence[int], b: Sequence[int]) -> float:
+    """Log Bayes factor of two histograms drawn from two distributions against one shared
+    distribution, each a Dirichlet(1/2) mixture: both samples' noise is accounted for."""
+    if not sum(a) or not sum(b):
+        return 0.0
+    return _log_kt(a) + _log_kt(b) - _log_kt([x + y for x, y in zip(a, b, strict=True)])
 
 
 class Check(_Frozen):
@@ -134,7 +159,8 @@ class Check(_Frozen):
     name: str
     measured: float | None
     threshold: float
-    status: Literal["pass", "fail", "pending"]
+    # skipped: not judged, and the step went on without it (an optional accuracy check)
+    status: Literal["pass", "fail", "pending", "skipped"]
     detail: str
 
 
@@ -147,31 +173,124 @@ class Verdict(_Frozen):
 
 
 def analyse(
-    stable: Window, canary: Window, policy: RolloutSettings, step_seconds: float
+    stable: Window,
+    canary: Window,
+    policy: RolloutSettings,
+    step_seconds: float,
+    accuracy: AccuracyPolicy = "optional",
 ) -> Verdict:
-    """Compare the canary with the stable model over the current step."""
+    """Compare the canary with the stable model over the current step.
+
+    `accuracy` is the step's policy: `required` waits for labels (until the step's
+    timeout), `optional` lets the step pass without them, and says so.
+    """
+    checks = [
+        _error_rate(stable, canary, policy),
+        _latency(stable, canary, policy),
+        _divergence(stable, canary, policy),
+        _accuracy(stable, canary, policy),
+    ]
+    failed = [ch for ch in checks if ch.status == "fail"]
+    if failed:
+        return Verdict(
+            action="rollback",
+            reason="; ".join(f"{ch.name}: {ch.detail}" for ch in failed),
+            checks=tuple(checks),
+        )
+    timed_out = step_seconds > policy.step_timeout_seconds
+    if canary.requests < policy.min_requests:
+        if timed_out:
+            return Verdict(
+                action="rollback",
+                reason=f"only {canary.requests} canary requests in {step_seconds:.0f}s; "
+                f"{policy.min_requests} are needed to judge the step",
+                checks=tuple(checks),
+            )
+        return Verdict(
+            action="wait",
+            reason=f"{canary.requests}/{policy.min_requests} canary requests so far",
+            checks=tuple(checks),
+        )
+    pending = [ch for ch in checks if ch.status == "pending" and ch.name != "accuracy"]
+    if pending:
+        names = ", ".join(ch.name for ch in pending)
+        if timed_out:
+            return Verdict(
+                action="rollback",
+                reason=f"{names} still undecided after {step_seconds:.0f}s: "
+                + "; ".join(ch.detail for ch in pending),
+                checks=tuple(checks),
+            )
+        return Verdict(action="wait", reason=f"{names}: not decided yet", checks=tuple(checks))
+    (acc,) = [ch for ch in checks if ch.name == "accuracy"]
+    if acc.status == "pending":
+        if accuracy == "required":
+            if timed_out:
+                return Verdict(
+                    action="rollback",
+                    reason=f"accuracy is required at this step and was not checked in "
+                    f"{step_seconds:.0f}s: {acc.detail}",
+                    checks=tuple(checks),
+                )
+            return Verdict(
+                action="wait",
+                reason=f"accuracy is required at this step: {acc.detail}",
+                checks=tuple(checks),
+            )
+        unchecked = min(canary.labelled, stable.labelled) < policy.checks.min_labelled
+        why = f"{'not checked' if unchecked else 'not decided'} (optional at this step)"
+        skipped = acc.model_copy(update={"status": "skipped", "detail": f"{why}: {acc.detail}"})
+        return Verdict(
+            action="advance",
+            reason=f"every check passed but accuracy, {why}: {acc.detail}",
+            checks=tuple(skipped if ch is acc else ch for ch in checks),
+        )
+    return Verdict(action="advance", reason="every check passed", checks=tuple(checks))
+
+
+def _sprt_detail(llr: float, alpha: float) -> str:
+    accept, reject = sprt_bounds(alpha)
+    value = "-inf" if math.isinf(llr) else f"{llr:.2f}"
+    return f"log-likelihood ratio {value} (rollback at {reject:.2f}, pass at {accept:.2f})"
+
+
+def _error_rate(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
+    """Wald's SPRT of the canary's error rate: allowed (stable's plus the margin) or worse."""
+    c = policy.checks
+    allowed = stable.error_rate + c.max_error_rate_increase
+    llr = sprt_log_ratio(
+        canary.errors, canary.requests, allowed, allowed + c.detect_error_rate_increase
+    )
+    accept, reject = sprt_bounds(c.error_significance)
+    if (
+        llr >= reject
+        and canary.requests >= policy.min_requests_to_fail
+        and canary.errors >= c.min_errors
+    ):
+        status = "fail"
+    elif canary.requests >= policy.min_requests and llr <= accept:
+        status = "pass"
+    else:
+        status = "pending"
+    return Check(
+        name="error rate",
+        measured=canary.error_rate,
+        threshold=allowed,
+        status=status,
+        detail=f"canary {canary.errors}/{canary.requests} failed ({canary.error_rate:.2%}); "
+        f"stable {stable.error_rate:.2%}; allowed {allowed:.2%}; "
+        + _sprt_detail(llr, c.error_significance),
+    )
+
+
+def _latency(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
+    """The canary's p99 against stable's, corroborated by the median on little traffic."""
     c = policy.checks
     enough_to_fail = canary.requests >= policy.min_requests_to_fail
     enough_to_pass = canary.requests >= policy.min_requests
-    checks: list[Check] = []
-
-    allowed = stable.error_rate + c.max_error_rate_increase
-    breach = canary.error_rate > allowed and canary.errors >= c.min_errors
-    checks.append(
-        Check(
-            name="error rate",
-            measured=canary.error_rate,
-            threshold=allowed,
-            status="fail"
-            if breach and enough_to_fail
-            else ("pass" if enough_to_pass else "pending"),
-            detail=f"canary {canary.errors}/{canary.requests} failed ({canary.error_rate:.2%}); "
-            f"stable {stable.error_rate:.2%}; allowed {allowed:.2%}",
-        )
-    )
-
     canary_p99, stable_p99 = canary.quantile_ms(0.99), stable.quantile_ms(0.99)
     canary_p50, stable_p50 = canary.quantile_ms(0.5), stable.quantile_ms(0.5)
+    status: Literal["pass", "fail", "pending"]
     if canary_p99 is None:
         status, limit = "pending", c.p99_floor_ms
     else:
@@ -185,92 +304,87 @@ def analyse(
             status = "fail" if enough_to_fail else "pending"
         else:
             status = "pass" if enough_to_pass else "pending"
-    checks.append(
-        Check(
-            name="latency p99",
-            measured=canary_p99,
-            threshold=limit,
-            status=status,
-            detail=f"canary p99 {_ms(canary_p99)} (p50 {_ms(canary_p50)}), stable p99 {_ms(stable_p99)} "
-            f"(p50 {_ms(stable_p50)}), limit {limit:.1f} ms ({c.max_p99_ratio}x stable, at least {c.p99_floor_ms:g} ms)",
-        )
+    return Check(
+        name="latency p99",
+        measured=canary_p99,
+        threshold=limit,
+        status=status,
+        detail=f"canary p99 {_ms(canary_p99)} (p50 {_ms(canary_p50)}), stable p99 {_ms(stable_p99)} "
+        f"(p50 {_ms(stable_p50)}), limit {limit:.1f} ms ({c.max_p99_ratio}x stable, at least {c.p99_floor_ms:g} ms)",
     )
 
+
+def _divergence(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
+    """Both an effect (the Jensen-Shannon distance) and sequential evidence that it is
+    not sampling noise (a Bayes factor of two score distributions against one)."""
+    c = policy.checks
     divergence = js_distance(stable.scores, canary.scores)
-    scored = min(sum(stable.scores), sum(canary.scores))
-    p_value = homogeneity_p_value(stable.scores, canary.scores)
-    if scored < policy.min_requests:
-        status = "pending"
+    scored_canary, scored_stable = sum(canary.scores), sum(stable.scores)
+    llr = homogeneity_log_ratio(stable.scores, canary.scores)
+    reject = math.log(1 / c.divergence_significance)
+    if (
+        divergence > c.max_divergence
+        and llr >= reject
+        and min(scored_canary, scored_stable) >= policy.min_requests_to_fail
+    ):
+        status = "fail"
+    elif min(scored_canary, scored_stable) >= policy.min_requests:
+        status = "pass"
     else:
-        # Both an effect (the distance) and evidence that it is not sampling noise.
-        status = (
-            "fail"
-            if divergence > c.max_divergence and p_value < c.divergence_significance
-            else "pass"
-        )
-    checks.append(
-        Check(
-            name="prediction divergence",
-            measured=divergence,
-            threshold=c.max_divergence,
-            status=status,
-            detail=f"Jensen-Shannon distance {divergence:.3f} between score distributions "
-            f"({sum(canary.scores)} canary, {sum(stable.scores)} stable predictions, "
-            f"chi-square p={p_value:.2g})",
-        )
+        status = "pending"
+    return Check(
+        name="prediction divergence",
+        measured=divergence,
+        threshold=c.max_divergence,
+        status=status,
+        detail=f"Jensen-Shannon distance {divergence:.3f} between score distributions "
+        f"({scored_canary} canary, {scored_stable} stable predictions, "
+        f"log Bayes factor {llr:.1f}, rollback at {reject:.1f})",
     )
 
-    if min(canary.labelled, stable.labelled) < c.min_labelled:
-        checks.append(
-            Check(
-                name="accuracy",
-                measured=canary.accuracy,
-                threshold=c.max_accuracy_drop,
-                status="pending",
-                detail=f"{canary.labelled} canary and {stable.labelled} stable labels so far; "
-                f"{c.min_labelled} each are needed",
-            )
-        )
-    else:
-        floor = (stable.accuracy or 0.0) - c.max_accuracy_drop
-        p_value = shortfall_p_value(canary, stable, c.max_accuracy_drop)
-        # Below the floor by chance is common with a few hundred labels: the shortfall
-        # must also be significant, or the step goes on collecting labels.
-        below = (canary.accuracy or 0.0) < floor
-        status = "pass" if not below else "fail" if p_value < c.accuracy_significance else "pending"
-        checks.append(
-            Check(
-                name="accuracy",
-                measured=canary.accuracy,
-                threshold=floor,
-                status=status,
-                detail=f"canary {canary.accuracy:.2%} on {canary.labelled} labels, stable "
-                f"{stable.accuracy:.2%} on {stable.labelled}; floor {floor:.2%}"
-                + (f", one-sided p={p_value:.2g}" if below else ""),
-            )
-        )
 
-    failed = [ch for ch in checks if ch.status == "fail"]
-    if failed:
-        return Verdict(
-            action="rollback",
-            reason="; ".join(f"{ch.name}: {ch.detail}" for ch in failed),
-            checks=tuple(checks),
+def _accuracy(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
+    """Wald's SPRT of the canary's misses on labelled requests: at the floor (stable's
+    accuracy minus the margin) or worse. Passing takes `min_labelled` labels each."""
+    c = policy.checks
+    counts = (
+        f"{canary.labelled} canary and {stable.labelled} stable labels so far; "
+        f"{c.min_labelled} each are needed"
+    )
+    if stable.labelled < c.min_labelled or not canary.labelled:
+        # Without a well-measured yardstick there is no floor to hold the canary to.
+        return Check(
+            name="accuracy",
+            measured=canary.accuracy,
+            threshold=c.max_accuracy_drop,
+            status="pending",
+            detail=counts,
         )
-    if not enough_to_pass or any(ch.status == "pending" for ch in checks if ch.name != "accuracy"):
-        if step_seconds > policy.step_timeout_seconds:
-            return Verdict(
-                action="rollback",
-                reason=f"only {canary.requests} canary requests in {step_seconds:.0f}s; "
-                f"{policy.min_requests} are needed to judge the step",
-                checks=tuple(checks),
-            )
-        return Verdict(
-            action="wait",
-            reason=f"{canary.requests}/{policy.min_requests} canary requests so far",
-            checks=tuple(checks),
-        )
-    return Verdict(action="advance", reason="every check passed", checks=tuple(checks))
+    floor = (stable.accuracy or 0.0) - c.max_accuracy_drop
+    allowed_misses = 1 - floor
+    llr = sprt_log_ratio(
+        canary.labelled - canary.correct,
+        canary.labelled,
+        allowed_misses,
+        allowed_misses + c.detect_accuracy_drop,
+    )
+    accept, reject = sprt_bounds(c.accuracy_significance)
+    if llr >= reject:
+        status: Literal["pass", "fail", "pending"] = "fail"
+    elif canary.labelled >= c.min_labelled and llr <= accept:
+        status = "pass"
+    else:
+        status = "pending"
+    detail = (
+        f"canary {canary.accuracy:.2%} on {canary.labelled} labels, stable "
+        f"{stable.accuracy:.2%} on {stable.labelled}; floor {floor:.2%}; "
+        + _sprt_detail(llr, c.accuracy_significance)
+    )
+    if status == "pending" and canary.labelled < c.min_labelled:
+        detail += f"; {c.min_labelled} canary labels are needed to pass"
+    return Check(
+        name="accuracy", measured=canary.accuracy, threshold=floor, status=status, detail=detail
+    )
 
 
 def _ms(value: float | None) -> str:

@@ -395,7 +395,10 @@ class RolloutController:
         yardstick = stable
         if stable.requests < self.policy.min_requests and state.baseline is not None:
             yardstick = state.baseline
-        verdict = analyse(yardstick, canary, self.policy, self.clock() - state.step_started)
+        accuracy = self.policy.steps[state.step].accuracy  # required or optional at this step
+        verdict = analyse(
+            yardstick, canary, self.policy, self.clock() - state.step_started, accuracy
+        )
         if self.on_tick:
             self.on_tick(state, verdict)
         if verdict.action == "wait":
@@ -417,7 +420,7 @@ class RolloutController:
                 },
                 "canary": {"version": state.canary, **canary.model_dump(mode="json")},
                 "checks": [c.model_dump(mode="json") for c in verdict.checks],
-                "policy": self.policy.checks.model_dump(mode="json"),
+                "policy": {"accuracy": accuracy, **self.policy.checks.model_dump(mode="json")},
             },
         )
         return self._decide(state, verdict.action, verdict.reason, yardstick)

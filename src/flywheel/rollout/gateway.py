@@ -3,8 +3,14 @@
 It proxies the Seldon REST protocol to two seldon-core microservices in the
 proportion set through its admin API, and measures each side as the
 SeldonDeployment's executor and Prometheus would: requests, server errors,
-latency histogram, the distribution of predicted scores and, from feedback
-with the true label, accuracy.
+latency histogram and the distribution of predicted scores.
+
+Feedback (Seldon's `/api/v1.0/feedback`: the request, the response, the truth and
+a reward) goes to the model that answered, named by the response's
+`model_version` tag, else to a side drawn by the traffic weights as Seldon's
+ingress would; the model counts its right and wrong answers in its own FEEDBACK
+counter, and the accuracy in the windows is that counter's increase over the
+window, read from each model's metrics endpoint as Prometheus reads it.
 
 It also exports those requests to Prometheus at `/metrics` as Seldon's executor
 does (`seldon_api_executor_server_requests_seconds`, with its labels), so the
@@ -12,9 +18,11 @@ Kubernetes driver's queries read the local loop as they read a cluster.
 
     python -m flywheel.rollout.gateway --port 8080 --deployment loan-default
     GET  /metrics        the executor's request histogram, per predictor and code
-    PUT  /admin/routes   {"stable": {"version": "v1", "url": "http://..."}, "canary": {...}, "canary_weight": 10}
+    PUT  /admin/routes   {"stable": {"version": "v1", "url": "http://...", "metrics_url": "http://.../metrics"},
+                          "canary": {...}, "canary_weight": 10}
     GET  /admin/windows  what each side did since the routes last changed
-    POST /api/v1.0/predictions, /api/v1.0/feedback  {"request_id": "...", "truth": 1}
+    POST /api/v1.0/predictions  a SeldonMessage
+    POST /api/v1.0/feedback     {"request": ..., "response": ..., "truth": ..., "reward": ...}
 """
 
 from __future__ import annotations
@@ -26,17 +34,17 @@ import json
 import logging
 import random
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
-from flywheel.serving.metrics import REQUESTS, SCORE_BUCKETS, score_bucket
+from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, score_bucket
 
 log = logging.getLogger(__name__)
 PREDICT = "/api/v1.0/predictions"
-_REMEMBERED = 100_000  # request ids kept for feedback
+FEEDBACK_PATH = "/api/v1.0/feedback"
 
 
 @dataclass
@@ -45,23 +53,45 @@ class Side:
 
     version: str
     url: str
+    metrics_url: str | None = None
     requests: int = 0
     errors: int = 0
     client_errors: int = 0
+    feedback: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
     scores: list[int] = field(default_factory=lambda: [0] * SCORE_BUCKETS)
-    labelled: int = 0
-    correct: int = 0
+    # The model's FEEDBACK counter (right, wrong) when the window began; None until read.
+    labels_at_start: tuple[float, float] | None = None
 
-    def window(self) -> Window:
+    def window(self, labels_now: tuple[float, float] | None) -> Window:
+        right, wrong = 0.0, 0.0
+        if labels_now is not None and self.labels_at_start is not None:
+            # A counter below its start value was reset (the model restarted): count from 0.
+            right, wrong = (
+                now - start if now >= start else now
+                for now, start in zip(labels_now, self.labels_at_start, strict=True)
+            )
         return Window(
             requests=self.requests,
             errors=self.errors,
             latency_counts=tuple(self.latency),
             scores=tuple(self.scores),
-            labelled=self.labelled,
-            correct=self.correct,
+            labelled=round(right + wrong),
+            correct=round(right),
         )
+
+
+def feedback_counts(exposition: str) -> tuple[float, float]:
+    """(right, wrong) from a model's FEEDBACK counter in Prometheus' text format."""
+    counts = {"true": 0.0, "false": 0.0}
+    for line in exposition.splitlines():
+        if not line.startswith(FEEDBACK + "{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        for correct in counts:
+            if f'correct="{correct}"' in labels:
+                counts[correct] += float(value)
+    return counts["true"], counts["false"]
 
 
 @dataclass
@@ -92,7 +122,6 @@ class Gateway:
         self.canary_weight = 0
         self.since = time.time()
         self.session: ClientSession | None = None
-        self.predictions: OrderedDict[str, tuple[str, int]] = OrderedDict()
 
     def route(self) -> str | None:
         if (
@@ -106,10 +135,7 @@ class Gateway:
     async def predict(self, request: web.Request) -> web.StreamResponse:
         role = self.route()
         if role is None:
-            return web.json_response(
-                {"status": {"code": 503, "info": "no model is being served", "status": "FAILURE"}},
-                status=503,
-            )
+            return _status(503, "no model is being served")
         side = self.sides[role]
         body = await request.read()
         assert self.session is not None
@@ -153,43 +179,65 @@ class Gateway:
 
     def _observe(self, role: str, side: Side, payload: bytes) -> None:
         try:
-            answer = json.loads(payload)
-            rows = answer["data"]["ndarray"]
-            request_id = answer.get("meta", {}).get("tags", {}).get("request_id")
-        except (ValueError, KeyError, TypeError):
+            rows = json.loads(payload)["data"]["ndarray"]
+            for row in rows:
+                side.scores[score_bucket(row[1])] += 1
+        except (ValueError, KeyError, TypeError, IndexError):
             return
-        for row in rows:
-            side.scores[score_bucket(row[1])] += 1
-        if request_id and len(rows) == 1:
-            self.predictions[request_id] = (role, int(rows[0][1] >= 0.5))
-            if len(self.predictions) > _REMEMBERED:
-                self.predictions.popitem(last=False)
 
     async def feedback(self, request: web.Request) -> web.Response:
+        """Forward Seldon feedback to the model that answered, as Seldon's executor does."""
+        body = await request.read()
         try:
-            body = await request.json()
-            request_id, truth = str(body["request_id"]), int(body["truth"])
-        except (ValueError, KeyError, TypeError):
-            return web.json_response(
-                {
-                    "status": {
-                        "code": 400,
-                        "info": 'feedback needs {"request_id": ..., "truth": 0 or 1}',
-                    }
-                },
-                status=400,
+            message = json.loads(body)
+            if not isinstance(message, dict) or not isinstance(message.get("truth"), dict):
+                raise ValueError
+        except ValueError:
+            return _status(
+                400,
+                'feedback is a Seldon Feedback message: {"request": ..., "response": ..., '
+                '"truth": {"data": {"ndarray": [...]}}, "reward": ...}',
             )
-        known = self.predictions.pop(request_id, None)
-        if known is None:
-            return web.json_response(
-                {"status": {"code": 404, "info": f"unknown or expired request id {request_id}"}},
-                status=404,
-            )
-        role, predicted = known
-        if role in self.sides:
-            self.sides[role].labelled += 1
-            self.sides[role].correct += int(predicted == truth)
-        return web.json_response({"status": {"code": 200}})
+        role = self._answered(message.get("response")) or self.route()
+        if role is None:
+            return _status(503, "no model is being served")
+        side = self.sides[role]
+        assert self.session is not None
+        try:
+            async with self.session.post(
+                side.url + FEEDBACK_PATH, data=body, headers={"Content-Type": "application/json"}
+            ) as response:
+                payload, status = await response.read(), response.status
+        except Exception as error:
+            return _status(502, f"{role} {side.version} unreachable: {error}")
+        if status < 400:
+            side.feedback += 1
+        return web.Response(
+            body=payload,
+            status=status,
+            content_type="application/json",
+            headers={"X-Flywheel-Version": side.version, "X-Flywheel-Role": role},
+        )
+
+    def _answered(self, response: Any) -> str | None:
+        """The side serving the version that the response's tags name, if any."""
+        try:
+            version = response["meta"]["tags"]["model_version"]
+        except (KeyError, TypeError):
+            return None
+        return next((role for role, s in self.sides.items() if s.version == version), None)
+
+    async def _labels(self, side: Side) -> tuple[float, float] | None:
+        """The model's FEEDBACK counter now (right, wrong), or None if it cannot be read."""
+        if side.metrics_url is None or self.session is None:
+            return None
+        try:
+            async with self.session.get(side.metrics_url) as response:
+                if response.status != 200:
+                    return None
+                return feedback_counts(await response.text())
+        except Exception:  # a model that is down has no labels to give
+            return None
 
     async def set_routes(self, request: web.Request) -> web.Response:
         """New routes start a new measurement window (a new step)."""
@@ -198,29 +246,34 @@ class Gateway:
         if not 0 <= weight <= 100:
             return web.json_response({"error": "canary_weight must be within 0..100"}, status=400)
         self.sides = {
-            role: Side(version=body[role]["version"], url=body[role]["url"].rstrip("/"))
+            role: Side(
+                version=body[role]["version"],
+                url=body[role]["url"].rstrip("/"),
+                metrics_url=body[role].get("metrics_url"),
+            )
             for role in ("stable", "canary")
             if body.get(role)
         }
         self.canary_weight = weight
         self.since = time.time()
-        self.predictions.clear()
+        for side in self.sides.values():
+            side.labels_at_start = await self._labels(side)
         return await self.windows(request)
 
     async def windows(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "since": self.since,
-                "canary_weight": self.canary_weight,
-                **{
-                    role: {
-                        "version": s.version,
-                        **s.window().model_dump(mode="json"),
-                        "client_errors": s.client_errors,
-                    }
-                    for role, s in self.sides.items()
-                },
+        sides = {}
+        for role, side in list(self.sides.items()):
+            labels = await self._labels(side)
+            if side.labels_at_start is None:  # unreadable when the window began: from now
+                side.labels_at_start = labels
+            sides[role] = {
+                "version": side.version,
+                **side.window(labels).model_dump(mode="json"),
+                "client_errors": side.client_errors,
+                "feedback": side.feedback,
             }
+        return web.json_response(
+            {"since": self.since, "canary_weight": self.canary_weight, **sides}
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
@@ -247,7 +300,7 @@ class Gateway:
     def app(self) -> web.Application:
         application = web.Application(client_max_size=8 * 1024 * 1024)
         application.router.add_post(PREDICT, self.predict)
-        application.router.add_post("/api/v1.0/feedback", self.feedback)
+        application.router.add_post(FEEDBACK_PATH, self.feedback)
         application.router.add_put("/admin/routes", self.set_routes)
         application.router.add_get("/admin/windows", self.windows)
         application.router.add_get("/health", self.health)
@@ -267,6 +320,13 @@ class Gateway:
     async def _close(self, _: web.Application) -> None:
         if self.session is not None:
             await self.session.close()
+
+
+def _status(code: int, info: str) -> web.Response:
+    """A Seldon status answer."""
+    return web.json_response(
+        {"status": {"code": code, "info": info, "status": "FAILURE"}}, status=code
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -64,10 +64,19 @@ class Backend:
     port: int
     process: subprocess.Popen[bytes]
     log: Path
+    metrics_port: int | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def route(self) -> dict[str, Any]:
+        """This backend as the gateway's routes name it: where to send requests and
+        feedback, and where its FEEDBACK counter is read."""
+        route: dict[str, Any] = {"version": self.version, "url": self.url}
+        if self.metrics_port is not None:
+            route["metrics_url"] = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        return route
 
 
 def serving_python() -> Path:
@@ -202,7 +211,9 @@ class LocalDriver:
             f"--parameters={json.dumps(parameters)}",
         ]
         process, log_path = self._spawn(command, f"model-{version}", env=dict(seldon.SERVING_ENV))
-        backend = Backend(version=version, port=http, process=process, log=log_path)
+        backend = Backend(
+            version=version, port=http, process=process, log=log_path, metrics_port=metrics
+        )
         self.backends[version] = backend
         self._remember()
         try:
@@ -223,11 +234,11 @@ class LocalDriver:
             return
         self.ensure_gateway()
         routes: dict[str, Any] = {
-            "stable": {"version": stable, "url": self.backend(stable).url},
+            "stable": self.backend(stable).route(),
             "canary_weight": canary_weight,
         }
         if canary_weight > 0 or canary in self.backends:
-            routes["canary"] = {"version": canary, "url": self.backend(canary).url}
+            routes["canary"] = self.backend(canary).route()
         _http("PUT", f"{self.gateway_url}/admin/routes", routes)
         self.applied = (stable, canary, canary_weight)
 
@@ -246,7 +257,7 @@ class LocalDriver:
         _http(
             "PUT",
             f"{self.gateway_url}/admin/routes",
-            {"stable": {"version": serving, "url": self.backend(serving).url}, "canary_weight": 0},
+            {"stable": self.backend(serving).route(), "canary_weight": 0},
         )
         self.applied = (serving, serving, 0)
         for version in [v for v in self.backends if v != serving]:

@@ -2,9 +2,10 @@
 
 Requests go out on a fixed schedule (an open loop, so a slow backend does not
 slow the load down), one row each, as the Seldon protocol's `jsonData`. For a
-share of them the true label is sent back as feedback after a delay, as labels
-arrive in production. The load runs in its own process, so nothing the caller
-does (the controller importing scipy, say) can delay it.
+share of them the true label is sent back after a delay, as labels arrive in
+production, through Seldon's feedback API: the request, the response, the truth
+and a reward (1 if the answer was right). The load runs in its own process, so
+nothing the caller does (the controller importing scipy, say) can delay it.
 """
 
 from __future__ import annotations
@@ -113,22 +114,26 @@ class SyntheticTraffic:
             stats[f"failed: {type(error).__name__}"] += 1
             return
         stats[f"{role} {status // 100}xx"] += 1
-        request_id = (
-            (answer or {}).get("meta", {}).get("tags", {}).get("request_id")
-            if status == 200
-            else None
-        )
-        if request_id and rng.random() < self.label_fraction:
-            await asyncio.sleep(self.label_delay)
-            try:
-                async with session.post(
-                    f"{self.url}/api/v1.0/feedback",
-                    json={"request_id": request_id, "truth": self.labels[i]},
-                ) as response:
-                    await response.read()
-                    stats["labels"] += 1
-            except Exception:
-                stats["labels failed"] += 1
+        if status != 200 or rng.random() >= self.label_fraction:
+            return
+        await asyncio.sleep(self.label_delay)
+        truth = self.labels[i]
+        try:
+            predicted = int(answer["data"]["ndarray"][0][1] >= 0.5)
+        except (KeyError, IndexError, TypeError):
+            predicted = None
+        feedback = {
+            "request": {"jsonData": [self.rows[i]]},
+            "response": answer,
+            "truth": {"data": {"ndarray": [truth]}},
+            "reward": float(predicted == truth),
+        }
+        try:
+            async with session.post(f"{self.url}/api/v1.0/feedback", json=feedback) as response:
+                await response.read()
+                stats["labels" if response.status == 200 else "labels refused"] += 1
+        except Exception:
+            stats["labels failed"] += 1
 
 
 def _load(traffic: SyntheticTraffic) -> None:

@@ -184,39 +184,61 @@ class FlywheelModel:
         ]
         return metrics
 
-    def send_feedback(
-        self, features: Any, feature_names: Any, reward: float, truth: Any, routing: Any = None
-    ) -> None:
-        """Seldon feedback with the true label: counts whether this model would have been right."""
-        if self.predictor is None or self.schema is None or truth is None:
-            return
-        import numpy as np
+    def send_feedback_raw(self, feedback: Any) -> Any:
+        """Seldon feedback with the true labels, over REST or gRPC (both arrive as a Feedback
+        message): counts, per labelled row, whether this version's answer was right.
 
-        names = (
-            list(feature_names)
-            if feature_names is not None and len(feature_names)
-            else list(self.schema.names)
-        )
-        rows = np.asarray(features, dtype=object).tolist()
+        The counts are the FEEDBACK counter (correct="true" or "false"), which seldon-core
+        exports at /metrics and the rollout's accuracy check reads. The raw message is
+        taken rather than seldon-core's `send_feedback(features, ...)`: that hands the rows
+        over as one numpy array, which turns a row of numbers and strings into strings
+        and has nothing for a jsonData request.
+        """
+        from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
+
         try:
-            frame = self.schema.frame({"data": {"names": names, "ndarray": rows}})
+            right, wrong = self.judge_feedback(
+                seldon_message_to_json(feedback.request),
+                seldon_message_to_json(feedback.response),
+                seldon_message_to_json(feedback.truth),
+            )
         except BadRequest as error:
+            self.bad_requests += 1
             from seldon_core.flask_utils import SeldonMicroserviceException
 
-            raise SeldonMicroserviceException(f"feedback: {error}", status_code=400) from None
-        predicted = (self.predictor.predict_proba(frame)[:, 1] >= 0.5).astype(int)
-        labels = np.asarray(truth, dtype=float).reshape(-1)[: len(predicted)].astype(int)
-        right = int((predicted == labels).sum())
-        for correct, count in (("true", right), ("false", len(labels) - right)):
-            if count:
-                self._pending.append(
-                    {
-                        "type": "COUNTER",
-                        "key": FEEDBACK,
-                        "value": count,
-                        "tags": {"correct": correct},
-                    }
-                )
+            refused = SeldonMicroserviceException(
+                f"feedback: {error}", status_code=400, reason="MICROSERVICE_BAD_DATA"
+            )
+            # REST answers a 400 with the message; gRPC has only str(), which is empty
+            # unless the message is the exception's argument too.
+            refused.args = (f"feedback: {error}",)
+            raise refused from None
+        metrics = [
+            {"type": "COUNTER", "key": FEEDBACK, "value": count, "tags": {"correct": correct}}
+            for correct, count in (("true", right), ("false", wrong))
+            # proto3 drops zero values, and seldon-core then fails on a metric without one
+            if count
+        ]
+        return json_to_seldon_message({"meta": {"tags": self.tags(), "metrics": metrics}})
+
+    def judge_feedback(self, request: Any, response: Any, truth: Any) -> tuple[int, int]:
+        """(right, wrong) answers of this version to the labelled rows of one feedback.
+
+        The response's own scores are used when it names this version; otherwise (a
+        label routed to another predictor than the one that answered) the request is
+        scored again, so that each version is judged on its own answers.
+        """
+        if self.predictor is None or self.schema is None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        labels = _labels(truth)
+        scores = _own_scores(response, self.model_version)
+        if scores is None:
+            frame = self.schema.frame(request)
+            scores = [float(p) for p in self.predictor.predict_proba(frame)[:, 1]]
+        if len(scores) != len(labels):
+            raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
+        right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
+        return right, len(labels) - right
 
     def metrics(self) -> list[dict[str, Any]]:
         """Custom metrics since the last call, and (at most once a second) the running gauges."""
@@ -317,3 +339,42 @@ class FlywheelModel:
 
         blueprint.before_app_request(_limit_body)
         return blueprint
+
+
+def _labels(truth: Any) -> list[int]:
+    """The true classes of a feedback's `truth`: 0 or 1 per row, or one row of [P(0), P(1)]
+    per row (one-hot)."""
+    data = truth.get("data") if isinstance(truth, dict) else None
+    values = data.get("ndarray") if isinstance(data, dict) else None
+    if values is None and isinstance(data, dict) and isinstance(data.get("tensor"), dict):
+        tensor = data["tensor"]
+        values = tensor.get("values")
+        shape = tensor.get("shape")
+        if isinstance(values, list) and shape and len(shape) == 2 and shape[1] == 2:
+            values = [values[i : i + 2] for i in range(0, len(values), 2)]
+    if not isinstance(values, list) or not values:
+        raise BadRequest('feedback needs the true labels as "truth": {"data": {"ndarray": [...]}}')
+    labels = []
+    for row in values:
+        if isinstance(row, list) and len(row) == 2:
+            row = 1 if row[1] > row[0] else 0
+        elif isinstance(row, list) and len(row) == 1:
+            row = row[0]
+        if isinstance(row, bool) or row not in (0, 1):
+            raise BadRequest(f"a true label must be 0 or 1, got {row!r}")
+        labels.append(int(row))
+    return labels
+
+
+def _own_scores(response: Any, version: str) -> list[float] | None:
+    """P(defaulted) per row from a response this version gave, else None."""
+    if not isinstance(response, dict):
+        return None
+    tags = (response.get("meta") or {}).get("tags") or {}
+    rows = (response.get("data") or {}).get("ndarray")
+    if tags.get("model_version") != version or not isinstance(rows, list) or not rows:
+        return None
+    try:
+        return [float(row[1]) for row in rows]
+    except (TypeError, IndexError, ValueError):
+        return None

@@ -370,3 +370,64 @@ def test_a_decision_recorded_before_a_crash_is_followed_not_taken_again(
     assert (state.step, state.weight) == (1, 50)
     assert driver.calls == [("traffic", "v1", "v2", "50")]
     assert [r["step"] for r in _records(registry, "rollout-step")] == [1]
+
+
+LABELLED_STABLE = GOOD.model_copy(update={"requests": 1000, "labelled": 400, "correct": 320})
+
+
+class LabelledDriver(ReplayDriver):
+    """Replays canary windows against a stable side that has labels (80% right)."""
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        return LABELLED_STABLE, next(self.windows)
+
+
+def test_each_steps_record_says_whether_accuracy_was_required_and_checked(
+    registry: Registry,
+) -> None:
+    # given an optional first step and a required second one
+    policy = POLICY.model_copy(
+        update={
+            "steps": RolloutSettings(
+                steps=(10, {"weight": 50, "accuracy": "required"})  # type: ignore[arg-type]
+            ).steps
+        }
+    )
+    # when the canary has no labels at the first step, too few then enough at the second
+    few = GOOD.model_copy(update={"labelled": 30, "correct": 24})
+    enough = GOOD.model_copy(update={"labelled": 120, "correct": 97})
+    driver = LabelledDriver([GOOD, few, few, enough])
+    ctl = RolloutController(registry, driver, policy, sleep=lambda _: None)
+    ctl.start("v2")
+    assert ctl.run().phase == "promoted"
+    # then the first passed without accuracy, and its record says it was not checked
+    first, second = [r for r in registry.records("v2") if r.get("decision")]
+    assert first["policy"]["accuracy"] == "optional"
+    assert first["reason"].startswith("every check passed but accuracy, not checked")
+    assert {c["name"]: c["status"] for c in first["checks"]}["accuracy"] == "skipped"
+    # and the second waited for the labels (two looks), then judged them
+    assert second["policy"]["accuracy"] == "required" and second["reason"] == "every check passed"
+    assert {c["name"]: c["status"] for c in second["checks"]}["accuracy"] == "pass"
+    assert second["canary"]["labelled"] == 120
+
+
+def test_a_required_step_whose_labels_never_come_is_rolled_back_at_its_timeout(
+    registry: Registry,
+) -> None:
+    policy = POLICY.model_copy(
+        update={
+            "steps": RolloutSettings(steps=({"weight": 10, "accuracy": "required"},)).steps,  # type: ignore[arg-type]
+            "step_timeout_seconds": 30.0,
+        }
+    )
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    driver = LabelledDriver([GOOD] * 40)
+    ctl = RolloutController(registry, driver, policy, clock=lambda: now[0], sleep=sleep)
+    ctl.start("v2")
+    final = ctl.run()
+    assert final.phase == "rolled_back" and registry.resolve("production") == "v1"
+    assert final.reason.startswith("accuracy is required at this step and was not checked in 31s")

@@ -1,8 +1,9 @@
 """The traffic-splitting gateway, run as a real process on loopback.
 
 The backends are small HTTP servers in this process that answer the Seldon
-protocol as a seldon-core microservice does; the gateway in front of real
-microservices is covered by tests/integration/test_rollout_local.py.
+protocol as a seldon-core microservice does, feedback included, and export their
+FEEDBACK counter at /metrics; the gateway in front of real microservices is
+covered by tests/integration/test_rollout_local.py.
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
 from flywheel.rollout.gateway import PREDICT
-from flywheel.serving.metrics import score_bucket
+from flywheel.serving.metrics import FEEDBACK, score_bucket
 
 SCORE = 0.8  # what every backend answers for P(defaulted)
 
@@ -34,38 +36,82 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _Seldon(BaseHTTPRequestHandler):
-    """Answers like a seldon-core microservice: probabilities and a request id; 400 on "bad"."""
+@dataclass
+class Backend:
+    """A fake seldon-core microservice for one version, and the feedback it received."""
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if body.get("bad"):
-            status, answer = 400, {"status": {"code": 400, "info": "bad request"}}
-        else:
-            status = 200
-            answer = {
-                "data": {"names": ["repaid", "defaulted"], "ndarray": [[1 - SCORE, SCORE]]},
-                "meta": {"tags": {"request_id": uuid.uuid4().hex}},
-            }
-        payload = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    url: str
+    version: str
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    right: int = 0
+    wrong: int = 0
 
-    def log_message(self, *args: Any) -> None:
-        pass
+    def route(self) -> dict[str, str]:
+        return {"version": self.version, "url": self.url, "metrics_url": f"{self.url}/metrics"}
+
+
+def _serve(version: str) -> tuple[ThreadingHTTPServer, Backend]:
+    """Answers like a seldon-core microservice: probabilities and tags; 400 on "bad";
+    feedback judged against its answer (default) and counted in FEEDBACK."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    backend = Backend(f"http://127.0.0.1:{server.server_address[1]}", version)
+    lock = threading.Lock()
+
+    class Seldon(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            text = "".join(
+                f'{FEEDBACK}{{correct="{c}",method="feedback",worker_id="1"}} {float(n)}\n'
+                for c, n in (("true", backend.right), ("false", backend.wrong))
+            )
+            self._answer(200, text.encode(), "text/plain")
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            tags = {"model_version": version, "request_id": uuid.uuid4().hex}
+            if self.path == "/api/v1.0/feedback":
+                truth = body["truth"]["data"]["ndarray"][0]
+                with lock:
+                    backend.feedback.append(body)
+                    backend.right += int(truth == 1)
+                    backend.wrong += int(truth != 1)
+                status, answer = 200, {"meta": {"tags": tags}}
+            elif body.get("bad"):
+                status, answer = 400, {"status": {"code": 400, "info": "bad request"}}
+            else:
+                status = 200
+                answer = {
+                    "data": {"names": ["repaid", "defaulted"], "ndarray": [[1 - SCORE, SCORE]]},
+                    "meta": {"tags": tags},
+                }
+            self._answer(status, json.dumps(answer).encode(), "application/json")
+
+        def _answer(self, status: int, payload: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server.RequestHandlerClass = Seldon
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, backend
 
 
 @pytest.fixture(scope="module")
-def backend() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Seldon)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def backends() -> Iterator[tuple[Backend, Backend]]:
+    servers = [_serve("v1"), _serve("v2")]
+    yield servers[0][1], servers[1][1]
+    for server, _ in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def backend(backends: tuple[Backend, Backend]) -> str:
+    return backends[0].url
 
 
 @pytest.fixture(scope="module")
@@ -179,24 +225,74 @@ def test_an_unreachable_canary_is_a_server_error_of_the_canary(gateway: str, bac
     assert windows["stable"]["requests"] == 0 and windows["canary_weight"] == 100
 
 
-def test_feedback_counts_accuracy_for_the_side_that_answered(gateway: str, backend: str) -> None:
-    _routes(gateway, {"stable": {"version": "v1", "url": backend}, "canary_weight": 0})
-    ids = [_predict(gateway)[1]["meta"]["tags"]["request_id"] for _ in range(3)]
-    feedback = f"{gateway}/api/v1.0/feedback"
-    # the backend predicts default (0.8 >= 0.5): right for truth 1, wrong for truth 0
-    assert _call("POST", feedback, {"request_id": ids[0], "truth": 1})[0] == 200
-    assert _call("POST", feedback, {"request_id": ids[1], "truth": 0})[0] == 200
-    # a label counts once, and unknown or malformed feedback is refused
-    status, answer, _ = _call("POST", feedback, {"request_id": ids[0], "truth": 1})
-    assert status == 404 and f"unknown or expired request id {ids[0]}" in answer["status"]["info"]
-    assert _call("POST", feedback, {"truth": 1})[0] == 400
-    stable = _call("GET", f"{gateway}/admin/windows")[1]["stable"]
-    assert (stable["labelled"], stable["correct"]) == (2, 1)
+def _feedback(gateway: str, answer: dict[str, Any] | None, truth: int) -> tuple[int, Any, Any]:
+    body = {"request": {"jsonData": [{"income": 1.0}]}, "truth": {"data": {"ndarray": [truth]}}}
+    if answer is not None:
+        body["response"] = answer
+    return _call("POST", f"{gateway}/api/v1.0/feedback", body)
+
+
+def test_feedback_goes_to_the_model_that_answered_and_accuracy_is_its_own_count(
+    gateway: str, backends: tuple[Backend, Backend]
+) -> None:
+    v1, v2 = backends
+    # given labels v1 received before this window, which must not count in it
+    _routes(gateway, {"stable": v1.route(), "canary_weight": 0})
+    _feedback(gateway, _predict(gateway)[1], 1)
+    # and a window with half the traffic on each
+    _routes(gateway, {"stable": v1.route(), "canary": v2.route(), "canary_weight": 50})
+    answers = [_predict(gateway) for _ in range(40)]
+    by_role = {
+        r: [a for s, a, h in answers if h["X-Flywheel-Role"] == r] for r in ("stable", "canary")
+    }
+    assert by_role["stable"] and by_role["canary"]
+    sent = {r: len(v.feedback) for r, v in (("stable", v1), ("canary", v2))}
+    # when a label comes back for each answer: right for stable's first, wrong for canary's first
+    status, reply, headers = _feedback(gateway, by_role["stable"][0], 1)
+    assert status == 200 and reply["meta"]["tags"]["model_version"] == "v1"
+    assert (headers["X-Flywheel-Role"], headers["X-Flywheel-Version"]) == ("stable", "v1")
+    status, _, headers = _feedback(gateway, by_role["canary"][0], 0)
+    assert status == 200 and headers["X-Flywheel-Version"] == "v2"
+    # then each reached the model that answered, as it was sent
+    assert len(v1.feedback) == sent["stable"] + 1 and len(v2.feedback) == sent["canary"] + 1
+    assert v1.feedback[-1]["response"] == by_role["stable"][0]
+    # and each side's labels in the window are its model's own counter, from the window's start
+    windows = _call("GET", f"{gateway}/admin/windows")[1]
+    assert (windows["stable"]["labelled"], windows["stable"]["correct"]) == (1, 1)
+    assert (windows["canary"]["labelled"], windows["canary"]["correct"]) == (1, 0)
+    assert (windows["stable"]["feedback"], windows["canary"]["feedback"]) == (1, 1)
+
+
+def test_feedback_naming_no_served_version_goes_where_the_weights_send_it(
+    gateway: str, backends: tuple[Backend, Backend]
+) -> None:
+    v1, v2 = backends
+    _routes(gateway, {"stable": v1.route(), "canary": v2.route(), "canary_weight": 100})
+    before = len(v2.feedback)
+    status, _, headers = _feedback(gateway, None, 1)
+    assert status == 200 and headers["X-Flywheel-Role"] == "canary"
+    stale = {"meta": {"tags": {"model_version": "v0"}}}
+    assert _feedback(gateway, stale, 1)[2]["X-Flywheel-Role"] == "canary"
+    assert len(v2.feedback) == before + 2
+
+
+@pytest.mark.parametrize(
+    "body", [{"request_id": "abc", "truth": 1}, {"request": {"jsonData": []}}, [1, 2]]
+)
+def test_feedback_that_is_not_a_seldon_feedback_message_is_refused(
+    gateway: str, backends: tuple[Backend, Backend], body: Any
+) -> None:
+    v1, _ = backends
+    _routes(gateway, {"stable": v1.route(), "canary_weight": 0})
+    before = len(v1.feedback)
+    status, answer, _ = _call("POST", f"{gateway}/api/v1.0/feedback", body)
+    assert status == 400 and "a Seldon Feedback message" in answer["status"]["info"]
+    assert len(v1.feedback) == before
 
 
 def test_new_routes_start_a_new_window(gateway: str, backend: str) -> None:
     first = _routes(gateway, {"stable": {"version": "v1", "url": backend}, "canary_weight": 0})
-    request_id = _predict(gateway)[1]["meta"]["tags"]["request_id"]
+    _predict(gateway)
     time.sleep(0.01)
     second = _routes(
         gateway,
@@ -208,11 +304,6 @@ def test_new_routes_start_a_new_window(gateway: str, backend: str) -> None:
     )
     assert second["since"] > first["since"]
     assert second["stable"]["requests"] == 0 and second["canary"]["requests"] == 0
-    # predictions of the old window cannot be labelled in the new one
-    status, _, _ = _call(
-        "POST", f"{gateway}/api/v1.0/feedback", {"request_id": request_id, "truth": 1}
-    )
-    assert status == 404
 
 
 def test_traffic_is_split_by_the_canary_weight(gateway: str, backend: str) -> None:

@@ -101,12 +101,17 @@ def test_rows_go_out_at_the_rate_and_labels_come_back(
     assert 20 <= stats["sent"] <= 60, stats
     assert stats["stable 2xx"] == stats["sent"] == len(seen.requests)
     assert stats["labels"] == len(seen.feedback) == stats["sent"]
-    # and each request is one real row, as jsonData, and its feedback is that row's label
+    # and each request is one real row, as jsonData, and its feedback is a Seldon Feedback
+    # message: that request, the answer it got, the row's label, and a reward for being right
     labels = {json.dumps(r, sort_keys=True): int(y) for r, y in _rows_and_labels(frame)}
     for item in seen.feedback:
-        (row,) = seen.requests[item["request_id"]]["jsonData"]
+        request_id = item["response"]["meta"]["tags"]["request_id"]
+        assert item["request"] == seen.requests[request_id]
+        (row,) = item["request"]["jsonData"]
         assert set(row) == set(FEATURES.columns)
-        assert item["truth"] == labels[json.dumps(row, sort_keys=True)]
+        label = labels[json.dumps(row, sort_keys=True)]
+        assert item["truth"] == {"data": {"ndarray": [label]}}
+        assert item["reward"] == float(label == 1)  # the endpoint answers 0.7 for "defaulted"
 
 
 def _rows_and_labels(frame: pd.DataFrame) -> list[tuple[dict[str, Any], int]]:

@@ -24,7 +24,7 @@ from flywheel import batches
 from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.registry import Registry
-from flywheel.serving.metrics import FEEDBACK, ROWS, SCORES, score_bucket
+from flywheel.serving.metrics import ROWS, SCORES, score_bucket
 from flywheel.serving.model import CLASS_NAMES, FlywheelModel, ModelUnavailable
 from flywheel.serving.requests import BadRequest
 from flywheel.storage import LocalStore
@@ -182,28 +182,56 @@ def test_max_rows_comes_from_the_parameters(
         model._predict({"jsonData": rows})
 
 
-def test_feedback_counts_whether_this_model_was_right(
+def test_feedback_judges_this_versions_answers(
     registered: Settings, rows: list[dict[str, Any]]
 ) -> None:
     # given the model's own answers for two rows
     model = _model(registered)
     model.load()
-    answers = model._predict({"jsonData": rows[:2]})["data"]["ndarray"]
-    predicted = [int(r[1] >= 0.5) for r in answers]
-    model.metrics()
+    request = {"jsonData": rows[:2]}
+    response = model._predict(request)
+    predicted = [int(r[1] >= 0.5) for r in response["data"]["ndarray"]]
     # when the truth agrees on the first row and not on the second
-    names = list(rows[0])
-    features = [list(r.values()) for r in rows[:2]]
-    model.send_feedback(features, names, reward=0, truth=[predicted[0], 1 - predicted[1]])
-    # then one right and one wrong are counted
-    feedback = [m for m in model.metrics() if m["key"] == FEEDBACK]
-    assert feedback == [
-        {"type": "COUNTER", "key": FEEDBACK, "value": 1, "tags": {"correct": "true"}},
-        {"type": "COUNTER", "key": FEEDBACK, "value": 1, "tags": {"correct": "false"}},
-    ]
-    # and feedback without a truth counts nothing
-    model.send_feedback(features, names, reward=0, truth=None)
-    assert [m for m in model.metrics() if m["key"] == FEEDBACK] == []
+    truth = {"data": {"ndarray": [predicted[0], 1 - predicted[1]]}}
+    # then one is right and one wrong, whether the response is sent back or not
+    assert model.judge_feedback(request, response, truth) == (1, 1)
+    assert model.judge_feedback(request, {}, truth) == (1, 1)
+    # and one-hot labels ([P(0), P(1)] per row) say the same
+    one_hot = {"data": {"ndarray": [[1 - p, p] for p in (predicted[0], 1 - predicted[1])]}}
+    assert model.judge_feedback(request, response, one_hot) == (1, 1)
+
+
+def test_feedback_on_another_versions_answer_scores_the_request_again(
+    registered: Settings, rows: list[dict[str, Any]]
+) -> None:
+    model = _model(registered)
+    model.load()
+    request = {"jsonData": rows[:1]}
+    (own,) = model._predict(request)["data"]["ndarray"]
+    label = int(own[1] >= 0.5)
+    # given a response that claims the opposite answer
+    opposite = [[1.0, 0.0]] if label else [[0.0, 1.0]]
+    truth = {"data": {"ndarray": [label]}}
+    # then it counts as this version's own answer only when it names this version
+    mine = {"data": {"ndarray": opposite}, "meta": {"tags": {"model_version": "v1"}}}
+    theirs = {"data": {"ndarray": opposite}, "meta": {"tags": {"model_version": "v7"}}}
+    assert model.judge_feedback(request, mine, truth) == (0, 1)
+    assert model.judge_feedback(request, theirs, truth) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("truth", "message"),
+    [
+        ({}, 'feedback needs the true labels as "truth"'),
+        ({"data": {"ndarray": [2]}}, "a true label must be 0 or 1, got 2"),
+        ({"data": {"ndarray": [1, 0, 1]}}, "3 true labels for 1 predicted rows"),
+    ],
+)
+def test_feedback_without_usable_labels_is_a_bad_request(
+    served: FlywheelModel, rows: list[dict[str, Any]], truth: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(BadRequest, match=message):
+        served.judge_feedback({"jsonData": rows[:1]}, {}, truth)
 
 
 def test_metadata_comes_from_the_contract_and_lineage(
