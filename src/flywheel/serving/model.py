@@ -24,6 +24,7 @@ from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
+from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
 from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
 from flywheel.serving.predictionlog import PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
@@ -69,6 +70,8 @@ class FlywheelModel:
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
         self.logger: PredictionLogger | None = None
+        # The true labels, joined to the prediction log by request id for monitoring.
+        self.feedback_log: FeedbackLogger | None = None
         self.lineage: dict[str, Any] = {}
         self.bad_requests = 0
         self._pending: list[dict[str, Any]] = []
@@ -100,6 +103,7 @@ class FlywheelModel:
         self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
             self.logger = PredictionLogger(registry.store, self.model_name, self.model_version)
+            self.feedback_log = FeedbackLogger(registry.store, self.model_name, self.model_version)
         log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
 
     # --- the Seldon protocol ------------------------------------------------------
@@ -222,7 +226,8 @@ class FlywheelModel:
         return json_to_seldon_message({"meta": {"tags": self.tags(), "metrics": metrics}})
 
     def judge_feedback(self, request: Any, response: Any, truth: Any) -> tuple[int, int]:
-        """(right, wrong) answers of this version to the labelled rows of one feedback.
+        """(right, wrong) answers of this version to the labelled rows of one feedback;
+        the labels go to the feedback log, for monitoring.
 
         The response's own scores are used when it names this version; otherwise (a
         label routed to another predictor than the one that answered) the request is
@@ -238,6 +243,10 @@ class FlywheelModel:
         if len(scores) != len(labels):
             raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
         right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
+        if self.feedback_log is not None:
+            entry = feedback_entry(self.model_name, self.model_version, request, response, labels)
+            if entry is not None:
+                self.feedback_log.record(entry)
         return right, len(labels) - right
 
     def metrics(self) -> list[dict[str, Any]]:

@@ -281,3 +281,27 @@ def test_requests_and_responses_are_logged_to_the_store(
     assert record["outputs"] == response["data"]["ndarray"]
     assert record["features"] == list(model.schema.names)  # type: ignore[union-attr]
     assert pd.Series(record["inputs"][0], index=record["features"])["region"] == rows[0]["region"]
+
+
+def test_feedback_labels_are_logged_under_the_request_they_answer(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model logging to a copy of the registry
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
+    model.load()
+    assert model.feedback_log is not None
+    request = {"jsonData": rows[:1], "meta": {"puid": "labelled-1"}}
+    response = model._predict(request)
+    # when its true label comes back as Seldon feedback
+    model.judge_feedback(request, response, {"data": {"ndarray": [1]}})
+    model.feedback_log.close()
+    # then the feedback log holds it, joinable to the prediction by its request id
+    logged = LocalStore(store)
+    (record,) = [
+        json.loads(line)
+        for key in logged.list("feedback/loan-default/v1")
+        for line in logged.read(key).splitlines()
+    ]
+    assert (record["request_id"], record["labels"]) == ("labelled-1", [1])
