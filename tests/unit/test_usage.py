@@ -30,7 +30,9 @@ def test_a_measured_block_logs_its_usage_into_the_metrics_and_their_file(tmp_pat
     # then its time, CPU time and the process's peak memory are logged, and written too
     assert set(metrics.metadata) == {"seconds", "cpu_seconds", "peak_rss_mib"}
     assert metrics.metadata["cpu_seconds"] >= 0.15
-    assert metrics.metadata["seconds"] >= metrics.metadata["cpu_seconds"] - 0.05
+    # (no bound between the two: CPU time counts this process's threads and any
+    # child it reaps meanwhile, so it can exceed the wall time)
+    assert metrics.metadata["seconds"] > 0
     assert metrics.metadata["peak_rss_mib"] == round(peak_rss_bytes() / MIB, 1)
     assert json.loads((tmp_path / "usage").read_text()) == metrics.metadata
     assert meter.usage is not None and Usage.read(tmp_path / "usage") == Usage.from_metrics(
