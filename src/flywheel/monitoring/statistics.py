@@ -16,7 +16,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -120,22 +120,32 @@ def distribution_drift(
     psi = drift.psi(fractions, _fractions(clean, edges))
     if len(clean) <= large:
         ks = stats.kstest(clean, reference.cdf_at)
-        return DriftTest(
-            rows=len(clean),
-            psi=psi,
-            test="ks",
-            statistic=float(ks.statistic),
-            p_value=float(ks.pvalue),
-            threshold=p_value,
-            drifted=bool(ks.pvalue < p_value),
-        )
+        return _tested(len(clean), psi, "ks", ks, p_value)
     grid = reference.quantiles((np.arange(_GRID) + 0.5) / _GRID)
     scale = std if std is not None and std > 0 else reference.std
     value = float(stats.wasserstein_distance(clean, grid)) / (scale if scale > 0 else 1.0)
+    return _measured(len(clean), psi, "wasserstein", value, distance)
+
+
+def _tested(rows: int, psi: float, test: Test, result: Any, p_value: float) -> DriftTest:
+    """A drift test judged by its p-value (KS, chi-square)."""
     return DriftTest(
-        rows=len(clean),
+        rows=rows,
         psi=psi,
-        test="wasserstein",
+        test=test,
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        threshold=p_value,
+        drifted=bool(result.pvalue < p_value),
+    )
+
+
+def _measured(rows: int, psi: float, test: Test, value: float, distance: float) -> DriftTest:
+    """A drift test judged by a distance (Wasserstein, Jensen-Shannon)."""
+    return DriftTest(
+        rows=rows,
+        psi=psi,
+        test=test,
         statistic=value,
         p_value=None,
         threshold=distance,
@@ -172,26 +182,10 @@ def sample_drift(
     psi = drift.psi(fractions, _fractions(clean, edges))
     if len(clean) <= large:
         ks = stats.ks_2samp(clean, ref)
-        return DriftTest(
-            rows=len(clean),
-            psi=psi,
-            test="ks",
-            statistic=float(ks.statistic),
-            p_value=float(ks.pvalue),
-            threshold=p_value,
-            drifted=bool(ks.pvalue < p_value),
-        )
+        return _tested(len(clean), psi, "ks", ks, p_value)
     scale = float(ref.std()) or 1.0
     value = float(stats.wasserstein_distance(clean, ref)) / scale
-    return DriftTest(
-        rows=len(clean),
-        psi=psi,
-        test="wasserstein",
-        statistic=value,
-        p_value=None,
-        threshold=distance,
-        drifted=value > distance,
-    )
+    return _measured(len(clean), psi, "wasserstein", value, distance)
 
 
 def binned_drift(
@@ -238,25 +232,9 @@ def categorical_drift(
     psi = drift.psi(list(expected), list(observed))
     if len(seen) <= large:
         chi = stats.chisquare(counts, expected * counts.sum())
-        return DriftTest(
-            rows=len(seen),
-            psi=psi,
-            test="chi2",
-            statistic=float(chi.statistic),
-            p_value=float(chi.pvalue),
-            threshold=p_value,
-            drifted=bool(chi.pvalue < p_value),
-        )
+        return _tested(len(seen), psi, "chi2", chi, p_value)
     value = float(jensenshannon(expected, observed, base=2))
-    return DriftTest(
-        rows=len(seen),
-        psi=psi,
-        test="jensen_shannon",
-        statistic=value,
-        p_value=None,
-        threshold=distance,
-        drifted=value > distance,
-    )
+    return _measured(len(seen), psi, "jensen_shannon", value, distance)
 
 
 def score_reference(
