@@ -69,8 +69,15 @@ def build_training_pipeline(resources: PipelineResources) -> Any:
         image: str = "",
         image_digest: str = "",
         s3_secret: str = "flywheel-s3",
+        trigger_reason: str = "",
+        trigger_decision: str = "",
     ) -> TrainingOutputs:
-        """`config` is the resolved flywheel.yaml as JSON; `as_of` defaults to the newest batch."""
+        """`config` is the resolved flywheel.yaml as JSON; `as_of` defaults to the newest batch.
+
+        `trigger_reason` says why the run started ("manual run" when empty) and
+        `trigger_decision` names the trigger engine's decision record; both go into
+        the registered version's lineage.
+        """
         # What the run reads changes between runs without any parameter changing (a new
         # production model, new or re-delivered batches), so it is resolved by a step that
         # is never cached; the steps below are cached on the plain strings it returns.
@@ -109,6 +116,8 @@ def build_training_pipeline(resources: PipelineResources) -> Any:
                 git_commit=git_commit,
                 image=image,
                 image_digest=image_digest,
+                trigger_reason=trigger_reason,
+                trigger_decision=trigger_decision,
             ).after(loadable)
             registered.set_caching_options(False)
             # Starts the canary on the cluster; the rollout controller finishes it.

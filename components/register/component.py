@@ -19,6 +19,8 @@ def register(
     image: str,
     image_digest: str,
     usage: Output[Metrics],
+    trigger_reason: str = "",
+    trigger_decision: str = "",
 ) -> str:
     """Write the blessed model as a new immutable version and move its aliases."""
     from pathlib import Path
@@ -40,5 +42,7 @@ def register(
             git_commit=git_commit,
             image=image,
             image_digest=image_digest,
+            trigger_reason=trigger_reason,
+            trigger_decision=trigger_decision,
         )
     return version

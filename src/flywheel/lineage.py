@@ -14,6 +14,9 @@ from typing import Any
 # Packages whose versions decide whether a model loads and behaves the same elsewhere.
 _PACKAGES = ("flywheel", "scikit-learn", "numpy", "pandas", "scipy", "joblib", "kfp", "seldon-core")
 
+# Why a run that was started by hand (or by anything that gave no reason) trained.
+MANUAL_RUN = "manual run"
+
 
 def git_commit(cwd: Path | None = None) -> str | None:
     """The commit of the working tree (with -dirty if it has changes), or FLYWHEEL_GIT_COMMIT."""
@@ -67,8 +70,14 @@ def record(
     image: str | None,
     image_digest: str | None,
     trained_with: dict[str, str],
+    reason: str = "",
+    decision: str = "",
 ) -> dict[str, Any]:
-    """The lineage record stored with a model version."""
+    """The lineage record stored with a model version.
+
+    `reason` is why the run was started (a trigger's one line, or "manual run"),
+    `decision` the store key of the trigger engine's decision record, if any.
+    """
     return {
         "model_name": model_name,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -79,4 +88,13 @@ def record(
         "pipeline_run_id": run_id,
         "image": image,
         "image_digest": image_digest,
+        "trigger": {"reason": " ".join(reason.split()) or MANUAL_RUN, "decision": decision or None},
     }
+
+
+def trained_because(record: dict[str, Any]) -> str:
+    """Why the version a lineage record describes was trained, in one line."""
+    trigger = record.get("trigger")
+    if not isinstance(trigger, dict) or not trigger.get("reason"):
+        return "not recorded (registered before runs carried a reason)"
+    return str(trigger["reason"])

@@ -198,8 +198,14 @@ def run_local(
     run_id: str | None = None,
     caching: bool | None = None,
     quiet: bool = True,
+    reason: str = "",
+    decision: str = "",
 ) -> LocalRun:
-    """Run the training pipeline with kfp.local's SubprocessRunner in this environment."""
+    """Run the training pipeline with kfp.local's SubprocessRunner in this environment.
+
+    `reason` (why the run starts; "manual run" when empty) and `decision` (the
+    trigger engine's decision record) go into the lineage of a version it registers.
+    """
     import kfp.local
     from kfp import components
 
@@ -229,6 +235,8 @@ def run_local(
                 run_id=run_id,
                 as_of=as_of,
                 git_commit=lineage.git_commit() or "",
+                trigger_reason=reason,
+                trigger_decision=decision,
             )
     except RuntimeError as error:
         log.flush()
@@ -278,6 +286,8 @@ def run_in_process(
     run_id: str = "in-process",
     git_commit: str = "",
     last_step: str = "register",
+    reason: str = "",
+    decision: str = "",
 ) -> InProcessRun:
     """Every pipeline step up to `last_step`, in STEPS order, as plain calls in this process.
 
@@ -355,6 +365,8 @@ def run_in_process(
         git_commit=git_commit,
         image="",
         image_digest="",
+        trigger_reason=reason,
+        trigger_decision=decision,
     )
     if not done("register"):
         step("deploy", tasks.deploy, config, run.version)
@@ -429,6 +441,8 @@ def submit(
     image: str | None = None,
     namespace: str | None = None,
     service_account: str | None = None,
+    reason: str = "",
+    decision: str = "",
 ) -> dict[str, str]:
     """Compile the training pipeline and start a run of it on a Kubeflow Pipelines API.
 
@@ -437,6 +451,7 @@ def submit(
     token, if any, comes from the variable `pipeline.token_env` names (KFP_TOKEN).
     `service_account` is the identity the steps run as; the deploy step needs one
     allowed to patch the model's SeldonDeployment (the chart's pipeline runner).
+    `reason` and `decision` reach the registered version's lineage as in `run_local`.
     """
     import kfp
     import kfp_server_api  # type: ignore[import-untyped]
@@ -466,6 +481,8 @@ def submit(
                     "image": image or "",
                     "image_digest": digest,
                     "s3_secret": settings.pipeline.s3_secret,
+                    "trigger_reason": reason,
+                    "trigger_decision": decision,
                 },
                 run_name=run_id,
                 experiment_name=settings.pipeline.experiment,

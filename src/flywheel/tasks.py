@@ -280,8 +280,14 @@ def register(
     git_commit: str,
     image: str,
     image_digest: str,
+    trigger_reason: str = "",
+    trigger_decision: str = "",
 ) -> str:
-    """Write the blessed candidate as a new version and move the aliases."""
+    """Write the blessed candidate as a new version and move the aliases.
+
+    `trigger_reason` (why the run started) and `trigger_decision` (the trigger
+    engine's decision record) go into the version's lineage.
+    """
     from flywheel import evaluation
 
     settings = Settings.from_json(config)
@@ -299,6 +305,8 @@ def register(
         image=image or None,
         image_digest=image_digest or None,
         trained_with=lineage.package_versions(),
+        reason=trigger_reason,
+        decision=trigger_decision,
     )
     files = {
         MODEL_FILE: model_path.read_bytes(),

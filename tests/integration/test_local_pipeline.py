@@ -108,13 +108,19 @@ def test_an_identical_second_run_is_served_from_the_cache(trained: Path) -> None
 def test_new_batches_are_compared_against_production(project: Path) -> None:
     for day in synthetic.days(START + timedelta(days=5), 2):
         add_day(project, day)
-    result = flywheel(project, "run")
+    # when a run starts with a reason, as the trigger engine starts one
+    why = "2 new batches since the last run"
+    result = flywheel(project, "run", "--reason", why, "--decision", "triggers/d.json")
     assert result.returncode == 0, result.stdout[-2000:]
     assert "Compared with production v1 on the newest batch" in result.stdout
     evaluation = json.loads(registry(project).read("v2", "evaluation.json"))
     assert evaluation["production"]["version"] == "v1"
     assert registry(project).resolve("production") == "v1"
     assert registry(project).resolve("candidate") == "v2"
+    # then the version it registered says why it was trained
+    shown = flywheel(project, "models", "show", "v2")
+    assert f"trained because: {why}" in shown.stdout.splitlines(), shown.stdout
+    assert "trigger decision record triggers/d.json" in shown.stdout
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ def test_the_package_loads_back_as_a_pipeline() -> None:
         "image",
         "image_digest",
         "s3_secret",
+        "trigger_reason",
+        "trigger_decision",
     }
     assert set(pipeline.component_spec.outputs) == {"window", "evaluation", "report", "decision"}
 

@@ -115,4 +115,32 @@ def test_the_record_holds_what_traces_a_model_back() -> None:
         "pipeline_run_id": "r1",
         "image": "ghcr.io/x/y:1",
         "image_digest": "sha256:0",
+        "trigger": {"reason": "manual run", "decision": None},
     }
+
+
+def test_the_record_keeps_why_the_run_started_on_one_line() -> None:
+    # given a run started by the trigger engine, its reason folded over two lines
+    record = lineage.record(
+        model_name="m",
+        data={},
+        config={},
+        run_id="r2",
+        git=None,
+        image=None,
+        image_digest=None,
+        trained_with={},
+        reason="drift on income (PSI 0.31)\n  on 2026-01-15",
+        decision="triggers/decisions/2026-01-15T00:00:00Z.json",
+    )
+    # then the record says why on one line, and which decision started it
+    assert record["trigger"] == {
+        "reason": "drift on income (PSI 0.31) on 2026-01-15",
+        "decision": "triggers/decisions/2026-01-15T00:00:00Z.json",
+    }
+    assert lineage.trained_because(record) == "drift on income (PSI 0.31) on 2026-01-15"
+
+
+def test_a_version_registered_before_reasons_were_kept_says_so() -> None:
+    assert lineage.trained_because({"pipeline_run_id": "r0"}).startswith("not recorded")
+    assert lineage.trained_because({"trigger": None}).startswith("not recorded")

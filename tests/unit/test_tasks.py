@@ -14,9 +14,9 @@ from flywheel.contract import ContractViolation
 from flywheel.registry import Registry
 
 
-def _run(settings: Settings, work: Path, run_id: str = "r1") -> tuple[str, bool]:
+def _run(settings: Settings, work: Path, run_id: str = "r1", **why: str) -> tuple[str, bool]:
     """Every step in order, in this process; returns (version or '', blessed)."""
-    run = runs.run_in_process(settings, work, run_id=run_id, git_commit="abc123")
+    run = runs.run_in_process(settings, work, run_id=run_id, git_commit="abc123", **why)
     return run.version, bool(run.blessed)
 
 
@@ -35,6 +35,7 @@ def test_first_run_registers_production_and_second_compares(
     assert registry.resolve("production") == "v1" and registry.resolve("candidate") == "v1"
     lineage = json.loads(registry.read("v1", "lineage.json"))
     assert lineage["git_commit"] == "abc123" and lineage["pipeline_run_id"] == "r1"
+    assert lineage["trigger"] == {"reason": "manual run", "decision": None}
     assert lineage["data"]["content_hash"] and lineage["packages"]["scikit-learn"] == "1.9.1"
     assert sorted(registry.manifest("v1").files) == sorted(
         [
@@ -50,11 +51,14 @@ def test_first_run_registers_production_and_second_compares(
     )
     # and given two new days, when it runs again, then the candidate is compared with v1
     make_batches(settings, 2, start=settings.data.generator.start_date.replace(day=6))
-    version2, _ = _run(settings, tmp_path / "run2", run_id="r2")
+    why = {"reason": "2 new batches since the last run", "decision": "triggers/decisions/d1.json"}
+    version2, _ = _run(settings, tmp_path / "run2", run_id="r2", **why)
     evaluation = json.loads((tmp_path / "run2" / "evaluation.json").read_text())
     assert evaluation["production"]["version"] == "v1"
     assert version2 == "v2" and registry.resolve("production") == "v1"
     assert registry.resolve("candidate") == "v2"
+    # and its lineage says why that run started
+    assert json.loads(registry.read("v2", "lineage.json"))["trigger"] == why
 
 
 @pytest.mark.parametrize(

@@ -55,15 +55,20 @@ def test_logic_registers_once_and_bootstraps_production(
     )
     manifest = json.loads((evaluated.trained.window.path / "manifest.json").read_text())
     assert lineage["data"]["content_hash"] == manifest["content_hash"]
+    # without a reason, the run was started by hand
+    assert lineage["trigger"] == {"reason": "manual run", "decision": None}
 
 
 def test_under_kfp_local(evaluated: Evaluated, run_component: Callable[..., Path]) -> None:
+    why = {"trigger_reason": "drift on income (PSI 0.31)", "trigger_decision": "triggers/d.json"}
     task_dir = run_component(
-        register, artifacts=inputs(evaluated), config=evaluated.config, **PARAMS
+        register, artifacts=inputs(evaluated), config=evaluated.config, **PARAMS, **why
     )
     assert step_outputs(task_dir).parameters["Output"] == "v1"
     reg = Registry.from_settings(evaluated.settings)
     record = json.loads(reg.store.read("runs/run-x/registration.json"))
     assert record["version"] == "v1" and record["aliases"] == ["candidate", "production"]
     assert reg.read("v1", MODEL_FILE) == evaluated.trained.model.read_bytes()
+    trigger = json.loads(reg.read("v1", "lineage.json"))["trigger"]
+    assert trigger == {"reason": "drift on income (PSI 0.31)", "decision": "triggers/d.json"}
     assert_used(task_dir)

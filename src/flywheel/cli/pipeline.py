@@ -12,6 +12,20 @@ from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.config import Settings
 
+Reason = Annotated[
+    str,
+    typer.Option(
+        help="Why this run starts, kept in the lineage of the version it registers "
+        "(default: manual run)."
+    ),
+]
+DecisionKey = Annotated[
+    str,
+    typer.Option(
+        "--decision",
+        help="Store key of the trigger decision record that started this run, for the lineage.",
+    ),
+]
 AsOf = Annotated[
     datetime | None,
     typer.Option(
@@ -37,6 +51,8 @@ def run(
     rps: Annotated[
         float, typer.Option(help="Synthetic requests per second during the canary.", min=0.1)
     ] = 40.0,
+    reason: Reason = "",
+    decision: DecisionKey = "",
 ) -> None:
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
@@ -52,6 +68,8 @@ def run(
         as_of=as_of.date().isoformat() if as_of else "",
         run_id=run_id,
         caching=settings.pipeline.caching and cache,
+        reason=reason,
+        decision=decision,
     )
     render.run_result(settings, result)
     if not result.succeeded:
@@ -103,6 +121,8 @@ def submit(
         str | None,
         typer.Option(help="Service account the steps run as (the deploy step patches Seldon)."),
     ] = None,
+    reason: Reason = "",
+    decision: DecisionKey = "",
 ) -> None:
     """Compile and start the training pipeline on a Kubeflow Pipelines cluster.
 
@@ -127,5 +147,7 @@ def submit(
         as_of=as_of.date().isoformat() if as_of else "",
         namespace=namespace,
         service_account=service_account,
+        reason=reason,
+        decision=decision,
     )
     out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")

@@ -9,6 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from flywheel import lineage as lineage_module
 from flywheel.config import Settings
 from flywheel.registry import PRODUCTION, Registry
 
@@ -193,6 +194,10 @@ def version_details(
     manifest = registry.manifest(version)
     out.print(f"[bold]{registry.model_name} {manifest.version}[/] at {registry.location(version)}")
     out.print(f"created {manifest.created_at} by run {manifest.run_id}")
+    out.print(f"trained because: {lineage_module.trained_because(lineage)}", highlight=False)
+    decision = (lineage.get("trigger") or {}).get("decision")
+    if decision:
+        out.print(f"trigger decision record {decision}", highlight=False)
     out.print(
         f"git commit {lineage.get('git_commit')}; image {lineage.get('image') or '(local)'} {lineage.get('image_digest') or ''}"
     )

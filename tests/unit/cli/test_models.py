@@ -42,6 +42,7 @@ def test_show_resolves_an_alias_and_prints_the_lineage(
     assert result.code == 0, result.text
     assert "loan-default v1 at" in result.out
     assert "git commit abc123" in result.out
+    assert "trained because: manual run" in result.out.splitlines()
     assert "files contract.json, decision.json" in result.out
     assert "production - -> v1: first model: nothing was in production" in result.out
 

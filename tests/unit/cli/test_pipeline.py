@@ -139,6 +139,7 @@ def test_submit_sends_the_bearer_token_from_the_variable_pipeline_token_env_name
         result = flywheel(
             "-c", str(config_file), *s3, "--set", "pipeline.token_env=DEV_KFP_TOKEN",
             "submit", "--host", kfp.url,
+            "--reason", "drift on income (PSI 0.31)", "--decision", "triggers/d.json",
             env={"DEV_KFP_TOKEN": "t0ken-from-the-environment"},
         )  # fmt: skip
     # then every request carried it, and the run was created
@@ -146,4 +147,8 @@ def test_submit_sends_the_bearer_token_from_the_variable_pipeline_token_env_name
     assert {r.authorization for r in kfp.requests} == {"Bearer t0ken-from-the-environment"}
     (run,) = kfp.runs.values()
     assert f"(KFP run {run['run_id']}) on {kfp.url}" in result.out
+    # and why it started travels as run parameters the compiled pipeline declares
+    parameters = run["runtime_config"]["parameters"]
+    assert parameters["trigger_reason"] == "drift on income (PSI 0.31)"
+    assert parameters["trigger_decision"] == "triggers/d.json"
     assert "t0ken" not in result.text
