@@ -42,9 +42,16 @@ def request_id(request: Any, response: Any) -> str | None:
 
 
 def feedback_entry(
-    model: str, version: str, request: Any, response: Any, labels: Sequence[int]
+    model: str,
+    version: str,
+    request: Any,
+    response: Any,
+    labels: Sequence[int],
+    *,
+    at: float | None = None,
 ) -> dict[str, Any] | None:
-    """The log record of one feedback, or None when it names no request to join to."""
+    """The log record of one feedback (received `at`, default now), or None when it names no
+    request to join to."""
     found = request_id(request, response)
     if found is None:
         return None
@@ -52,6 +59,6 @@ def feedback_entry(
         "request_id": found,
         "model": model,
         "version": version,
-        "time": time.time(),
+        "time": time.time() if at is None else at,
         "labels": [int(label) for label in labels],
     }

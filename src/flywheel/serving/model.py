@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flywheel.config import StorageSettings
@@ -56,6 +57,8 @@ class FlywheelModel:
         log_predictions: bool | str = True,
         max_rows: int | str = 1000,
         max_body_bytes: int | str = 1_048_576,
+        *,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not model_version:
             raise ModelUnavailable("the model_version parameter is required, e.g. v3")
@@ -67,6 +70,8 @@ class FlywheelModel:
         self.log_predictions = _bool(log_predictions)
         self.max_rows = int(max_rows)
         self.max_body_bytes = int(max_body_bytes)
+        # When requests and feedback are stamped; a simulation passes its simulated clock.
+        self.clock = clock
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
         self.logger: PredictionLogger | None = None
@@ -102,8 +107,12 @@ class FlywheelModel:
         # scikit-learn's lazy imports and first-call set-up.
         self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
-            self.logger = PredictionLogger(registry.store, self.model_name, self.model_version)
-            self.feedback_log = FeedbackLogger(registry.store, self.model_name, self.model_version)
+            self.logger = PredictionLogger(
+                registry.store, self.model_name, self.model_version, clock=self.clock
+            )
+            self.feedback_log = FeedbackLogger(
+                registry.store, self.model_name, self.model_version, clock=self.clock
+            )
         log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
 
     # --- the Seldon protocol ------------------------------------------------------
@@ -116,7 +125,7 @@ class FlywheelModel:
         is_proto = isinstance(request, prediction_pb2.SeldonMessage)
         payload = seldon_message_to_json(request) if is_proto else request
         try:
-            response = self._predict(payload)
+            response = self.score(payload)
         except BadRequest as error:
             self.bad_requests += 1
             if is_proto:
@@ -138,7 +147,10 @@ class FlywheelModel:
             return json_to_seldon_message(response)
         return response
 
-    def _predict(self, payload: Any) -> dict[str, Any]:
+    def score(self, payload: Any) -> dict[str, Any]:
+        """A REST request (dict) in, its response out, with no seldon-core in between; what
+        predict_raw serves, and what a simulation calls in-process. A bad request is a
+        BadRequest."""
         if self.predictor is None or self.schema is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         started = time.perf_counter()
@@ -156,7 +168,7 @@ class FlywheelModel:
                     "request_id": request_id,
                     "model": self.model_name,
                     "version": self.model_version,
-                    "time": time.time(),
+                    "time": self.clock(),
                     "latency_ms": round(elapsed_ms, 3),
                     "features": list(self.schema.names),
                     "inputs": self.schema.rows(payload),
@@ -244,7 +256,9 @@ class FlywheelModel:
             raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
         right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
         if self.feedback_log is not None:
-            entry = feedback_entry(self.model_name, self.model_version, request, response, labels)
+            entry = feedback_entry(
+                self.model_name, self.model_version, request, response, labels, at=self.clock()
+            )
             if entry is not None:
                 self.feedback_log.record(entry)
         return right, len(labels) - right

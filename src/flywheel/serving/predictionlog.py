@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,8 +35,11 @@ class PredictionLogger:
         capacity: int = 10_000,
         batch_size: int = 1000,
         flush_seconds: float = 2.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.store = store
+        # What the batch file names are dated by; a simulation passes its simulated clock.
+        self.clock = clock
         self.prefix = f"predictions/{model_name}/{version}"
         self.capacity = capacity
         self.batch_size = batch_size
@@ -86,7 +90,7 @@ class PredictionLogger:
             self._write(batch[start : start + self.batch_size])
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         with self._lock:
             self._sequence += 1
             key = f"{self.prefix}/{now:%Y-%m-%d}/{now:%H%M%S%f}-{os.getpid()}-{self._sequence:06d}.jsonl"

@@ -83,7 +83,7 @@ def test_nothing_is_served_before_loading(registered: Settings) -> None:
     with pytest.raises(ModelUnavailable, match="loan-default v1 is not loaded"):
         model.health_status()
     with pytest.raises(ModelUnavailable, match="loan-default v1 is not loaded"):
-        model._predict({"jsonData": []})
+        model.score({"jsonData": []})
     assert model.tags() == {"model_name": "loan-default", "model_version": "v1", "data_hash": ""}
 
 
@@ -105,7 +105,7 @@ def test_a_json_data_request_gets_probabilities_tags_and_metrics(
 ) -> None:
     served.metrics()  # start from an empty set of pending metrics
     # when three rows are scored, with the caller's request id
-    response = served._predict({"jsonData": rows, "meta": {"puid": "req-1"}})
+    response = served.score({"jsonData": rows, "meta": {"puid": "req-1"}})
     # then each row gets the two class probabilities
     ndarray = response["data"]["ndarray"]
     assert response["data"]["names"] == CLASS_NAMES == ["repaid", "defaulted"]
@@ -113,7 +113,7 @@ def test_a_json_data_request_gets_probabilities_tags_and_metrics(
     assert all(len(r) == 2 and abs(sum(r) - 1) < 1e-5 and 0 <= r[1] <= 1 for r in ndarray)
     # and the same rows in the other JSON form get the same answer
     names = list(rows[0])
-    again = served._predict({"data": {"names": names, "ndarray": [list(r.values()) for r in rows]}})
+    again = served.score({"data": {"names": names, "ndarray": [list(r.values()) for r in rows]}})
     assert again["data"]["ndarray"] == ndarray
     # and the response says who answered which request
     tags = response["meta"]["tags"]
@@ -142,7 +142,7 @@ def test_a_score_just_below_a_bucket_edge_is_counted_where_the_gateway_counts_it
     )
     model.metrics()
     # when it answers
-    response = model._predict({"jsonData": rows[:1]})
+    response = model.score({"jsonData": rows[:1]})
     # then its score counter names the bucket of what it returned
     returned = response["data"]["ndarray"][0][1]
     counted = [m["tags"]["bucket"] for m in response["meta"]["metrics"] if m["key"] == SCORES]
@@ -156,8 +156,8 @@ def test_metrics_are_sent_once_and_gauges_at_most_each_second(
     model = _model(registered)
     model.load()
     # when it answers twice in quick succession
-    first = model._predict({"jsonData": rows[:1]})["meta"]["metrics"]
-    second = model._predict({"jsonData": rows[:2]})["meta"]["metrics"]
+    first = model.score({"jsonData": rows[:1]})["meta"]["metrics"]
+    second = model.score({"jsonData": rows[:2]})["meta"]["metrics"]
     # then each response carries its own counters, and only the first the running gauges
     assert {"type": "COUNTER", "key": ROWS, "value": 1} in first
     assert {"type": "GAUGE", "key": "flywheel_bad_requests", "value": 0} in first
@@ -170,7 +170,7 @@ def test_a_request_the_contract_refuses_is_a_bad_request(
     served: FlywheelModel, rows: list[dict[str, Any]]
 ) -> None:
     with pytest.raises(BadRequest, match="feature region has unknown category 'mars'"):
-        served._predict({"jsonData": [{**rows[0], "region": "mars"}]})
+        served.score({"jsonData": [{**rows[0], "region": "mars"}]})
 
 
 def test_max_rows_comes_from_the_parameters(
@@ -179,7 +179,7 @@ def test_max_rows_comes_from_the_parameters(
     model = _model(registered, max_rows="2")
     model.load()
     with pytest.raises(BadRequest, match="holds 3 rows; at most 2"):
-        model._predict({"jsonData": rows})
+        model.score({"jsonData": rows})
 
 
 def test_feedback_judges_this_versions_answers(
@@ -189,7 +189,7 @@ def test_feedback_judges_this_versions_answers(
     model = _model(registered)
     model.load()
     request = {"jsonData": rows[:2]}
-    response = model._predict(request)
+    response = model.score(request)
     predicted = [int(r[1] >= 0.5) for r in response["data"]["ndarray"]]
     # when the truth agrees on the first row and not on the second
     truth = {"data": {"ndarray": [predicted[0], 1 - predicted[1]]}}
@@ -207,7 +207,7 @@ def test_feedback_on_another_versions_answer_scores_the_request_again(
     model = _model(registered)
     model.load()
     request = {"jsonData": rows[:1]}
-    (own,) = model._predict(request)["data"]["ndarray"]
+    (own,) = model.score(request)["data"]["ndarray"]
     label = int(own[1] >= 0.5)
     # given a response that claims the opposite answer
     opposite = [[1.0, 0.0]] if label else [[0.0, 1.0]]
@@ -263,7 +263,7 @@ def test_requests_and_responses_are_logged_to_the_store(
     model.load()
     assert model.logger is not None
     # when a request is scored
-    response = model._predict({"jsonData": rows[:1], "meta": {"puid": "logged-1"}})
+    response = model.score({"jsonData": rows[:1], "meta": {"puid": "logged-1"}})
     deadline = time.monotonic() + 10
     while model.logger.logged < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -293,7 +293,7 @@ def test_feedback_labels_are_logged_under_the_request_they_answer(
     model.load()
     assert model.feedback_log is not None
     request = {"jsonData": rows[:1], "meta": {"puid": "labelled-1"}}
-    response = model._predict(request)
+    response = model.score(request)
     # when its true label comes back as Seldon feedback
     model.judge_feedback(request, response, {"data": {"ndarray": [1]}})
     model.feedback_log.close()

@@ -1,0 +1,1 @@
+"""Simulated days of production: a batch arrives, its traffic is served, labels come back late."""

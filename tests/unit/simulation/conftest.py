@@ -1,0 +1,28 @@
+"""A copy of the session's project (v1 in production, 5 days of batches) to play days into."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flywheel.config import Settings
+
+
+@pytest.fixture
+def project(registered: Settings, tmp_path: Path) -> Settings:
+    """The registered project copied under tmp_path, without what other tests served into it."""
+    shutil.copytree(registered.storage.uri, tmp_path / "store")
+    for written in ("predictions", "feedback", "monitoring"):
+        shutil.rmtree(tmp_path / "store" / written, ignore_errors=True)
+    shutil.copytree(registered.data.source, tmp_path / "batches")
+    return registered.model_copy(
+        update={
+            "storage": registered.storage.model_copy(update={"uri": str(tmp_path / "store")}),
+            "data": registered.data.model_copy(update={"source": str(tmp_path / "batches")}),
+            "monitoring": registered.monitoring.model_copy(
+                update={"window": "day", "label_delay_days": 2}
+            ),
+        }
+    )
