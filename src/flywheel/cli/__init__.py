@@ -14,6 +14,7 @@ from types import FrameType
 import typer
 
 from flywheel.cli import config, data, demo, models, monitor, options, pipeline, rollout, serving
+from flywheel.cli import triggers as triggers_command
 from flywheel.cli.render import err
 from flywheel.config import ConfigError
 from flywheel.errors import FlywheelError
@@ -33,6 +34,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(demo.app, name="demo")
+app.add_typer(triggers_command.app, name="triggers")
 app.command("run")(pipeline.run)
 app.command("compile")(pipeline.compile_pipeline)
 app.command("submit")(pipeline.submit)

@@ -1,0 +1,184 @@
+"""`flywheel triggers`: one evaluation of the trigger policy, its history, and the manual hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flywheel.cli import options
+from flywheel.cli.render import out
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
+    from flywheel.triggers.engine import Decision
+
+app = typer.Typer(
+    help="The trigger engine: decide whether to retrain (triggers: in flywheel.yaml).",
+    no_args_is_help=True,
+)
+
+NOTHING_FIRED = 3
+
+
+def _now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise options.UsageFailure(
+            f"--now {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _summary(decision: Decision) -> None:
+    for c in decision.checks:
+        mark = "[green]fired[/]" if c.fired else "[dim]-[/]"
+        out.print(f"  {mark} {c.kind} ({c.severity}): {c.reason}", highlight=False)
+    if decision.blocked_by:
+        out.print(f"[yellow]blocked by[/] {decision.blocked_by}", highlight=False)
+    verdict = "[bold green]FIRED[/]" if decision.fired else "[bold]not fired[/]"
+    out.print(f"{verdict}: {decision.reason}", highlight=False)
+    out.print(f"Decision record: {decision.record}", highlight=False)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context,
+    now: Annotated[
+        str | None, typer.Option(help="Evaluate as of this UTC time (default: now).")
+    ] = None,
+    force: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REASON",
+            help="Fire a manual trigger: bypasses the cooldown and the daily budget, "
+            "never a hold or a run in flight.",
+        ),
+    ] = None,
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLYWHEEL_GIT_COMMIT",
+            help="The commit CI built, for the code-change trigger.",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLYWHEEL_IMAGE",
+            help="The image CI built (repo@sha256:...), for the code-change trigger.",
+        ),
+    ] = None,
+    run: Annotated[
+        bool, typer.Option("--run", help="If it fires, run the pipeline locally (kfp.local).")
+    ] = False,
+    submit: Annotated[
+        bool, typer.Option("--submit", help="If it fires, start a run on a KFP cluster.")
+    ] = False,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KFP_HOST", help="KFP API endpoint for --submit (default: pipeline.host)."
+        ),
+    ] = None,
+) -> None:
+    """Evaluate every trigger once and record the decision.
+
+    Exit code 0: it fired (and, with --run or --submit, the run started); 3: nothing
+    fired or a safeguard blocked it.
+    """
+    from flywheel.triggers import engine
+
+    if run and submit:
+        raise options.UsageFailure("--run and --submit cannot be combined: choose where to run")
+    settings = options.settings(ctx)
+    endpoint = host or settings.pipeline.host
+    if submit and not endpoint:
+        raise options.UsageFailure("--submit needs --host, KFP_HOST or pipeline.host")
+    decision = engine.check(settings, now=_now(now), force=force, commit=commit, image=image)
+    out.rule(f"triggers {settings.model_name} at {decision.at:%Y-%m-%d %H:%M} UTC")
+    _summary(decision)
+    if not decision.fired:
+        raise typer.Exit(NOTHING_FIRED)
+    if run:
+        _run_local(settings, decision)
+    elif submit and endpoint:
+        _submit(settings, decision, endpoint)
+
+
+def _run_local(settings: Settings, decision: Decision) -> None:
+    from flywheel import runs
+    from flywheel.cli import render
+    from flywheel.triggers import engine
+
+    run_id = runs.new_run_id()
+    engine.run_started(settings, decision, run_id)
+    succeeded = False
+    try:
+        result = runs.run_local(
+            settings, run_id=run_id, reason=decision.reason, decision=decision.record
+        )
+        succeeded = result.succeeded
+    finally:
+        engine.run_finished(settings, run_id, succeeded=succeeded)
+    render.run_result(settings, result)
+    if not result.succeeded:
+        raise typer.Exit(1)
+
+
+def _submit(settings: Settings, decision: Decision, host: str) -> None:
+    from flywheel import runs
+    from flywheel.triggers import engine
+
+    run_id = runs.new_run_id()
+    started = runs.submit(
+        settings, host=host, run_id=run_id, reason=decision.reason, decision=decision.record
+    )
+    # Marked once KFP accepted it; the cluster run ends without telling this process, so it
+    # counts as in flight until triggers.run_timeout_hours.
+    engine.run_started(settings, decision, run_id)
+    out.print(f"started {started['run_id']} (KFP run {started['kfp_run_id']}) on {host}")
+
+
+@app.command("hold")
+def hold(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Argument(help="Why nothing may fire until released.")],
+) -> None:
+    """Hold the engine: no trigger fires (not even --force) until `flywheel triggers release`."""
+    from flywheel.triggers import engine
+
+    where = engine.hold(options.settings(ctx), reason)
+    out.print(f"held: {reason} ({where})", highlight=False)
+
+
+@app.command("release")
+def release(
+    ctx: typer.Context,
+    reason: Annotated[str, typer.Argument(help="Why the hold ends.")] = "",
+) -> None:
+    """Release the hold."""
+    from flywheel.triggers import engine
+
+    where = engine.release(options.settings(ctx), reason)
+    out.print(f"released ({where})", highlight=False)
+
+
+@app.command("history")
+def history(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="How many recent decisions.", min=1)] = 20,
+) -> None:
+    """List recent decisions, oldest first, one line each."""
+    from flywheel.triggers import engine
+
+    records = engine.history(options.settings(ctx), limit)
+    for r in records:
+        verdict = "FIRED  " if r.get("fired") else "blocked" if r.get("blocked_by") else "-      "
+        out.print(f"{r.get('at', '?')[:19]}  {verdict}  {r.get('reason', '')}", highlight=False)
+    if not records:
+        out.print("No decisions recorded yet.")

@@ -1,0 +1,338 @@
+"""One evaluation of the trigger policy: read, judge every trigger, apply the safeguards, record.
+
+Everything is read before anything is written, so a store that is down gives one
+error and no decision record. Monitoring records are used when the newest window
+has a fresh one; otherwise monitoring runs first (and records its windows).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from flywheel import batches
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError
+from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.monitor import MonitoringError, monitor, windows
+from flywheel.monitoring.records import latest_records
+from flywheel.registry import PRODUCTION, Registry, RegistryError
+from flywheel.storage import StoreError, open_store
+from flywheel.triggers import signals
+from flywheel.triggers.ledger import Hold, Ledger, Run, RunFinished, RunStarted
+from flywheel.triggers.signals import Check, Kind, Production, Severity
+
+
+class TriggerError(FlywheelError, RuntimeError):
+    """The engine could not decide; the message says why, and that nothing was recorded."""
+
+
+class Firing(BaseModel):
+    """One trigger that fired."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind
+    reason: str  # one line, e.g. "drift: income (PSI 0.31 > 0.2) in 2026-01-15"
+    severity: Severity
+    inputs: dict[str, Any]
+
+
+class Decision(BaseModel):
+    """The outcome of one evaluation, as recorded at `record`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    at: datetime
+    fired: bool  # a trigger fired and no safeguard blocked it
+    reason: str  # the firing(s) joined, or why nothing fired, or what blocked it
+    firings: list[Firing]
+    blocked_by: str | None
+    record: str  # where the create-only decision record is
+    checks: list[Check]  # every trigger's verdict, fired or not, with its numbers
+    version: str | None  # the production version it judged
+    newest_batch: str | None  # the newest batch in the source: new data counts from here
+
+
+def _ledger(settings: Settings) -> Ledger:
+    return Ledger(open_store(settings.storage.uri, settings.storage), settings.model_name)
+
+
+def _production(registry: Registry) -> Production | None:
+    version = registry.resolve(PRODUCTION)
+    if version is None:
+        return None
+    manifest = registry.manifest(version)
+    newest: date | None = None
+    commit = image = digest = None
+    try:
+        lineage = json.loads(registry.read(version, "lineage.json"))
+        commit = lineage.get("git_commit") or None
+        image = lineage.get("image") or None
+        digest = lineage.get("image_digest") or None
+        # Every batch the run read, its test batch too (the contract names the training ones).
+        days = [date.fromisoformat(b["day"]) for b in lineage.get("data", {}).get("batches", [])]
+        newest = max(days) if days else None
+    except (RegistryError, ValueError, KeyError, TypeError, AttributeError):
+        pass
+    return Production(
+        version=version,
+        created_at=datetime.fromisoformat(manifest.created_at),
+        newest_batch=newest,
+        commit=commit,
+        image_digest=digest,
+        image=image,
+    )
+
+
+def _reports(settings: Settings, registry: Registry, version: str, now: datetime) -> list[Any]:
+    """The production version's window reports: the stored ones when the newest complete window
+    has a record computed after it closed and within records_max_age_hours; else monitoring
+    runs now and records them."""
+    policy = settings.monitoring
+    spans = windows(now, policy.window, policy.windows)
+    stored = {
+        r.start: r
+        for r in latest_records(registry.store, settings.model_name, version, policy.window)
+        if spans[0][0] <= r.start and r.end <= spans[-1][1]
+    }
+    newest = stored.get(spans[-1][0])
+    max_age = timedelta(hours=settings.triggers.records_max_age_hours)
+    if newest is None or newest.computed_at < newest.end or now - newest.computed_at > max_age:
+        try:
+            result = monitor(settings, until=now, versions=[version], record=True, now=now)
+        except MonitoringError as error:
+            raise TriggerError(f"{error}; no decision was recorded") from None
+        # The newest look at a window wins; a window monitoring found empty keeps its record.
+        stored.update({r.start: r for r in result.reports if r.version == version})
+    return [stored[start] for start in sorted(stored)]
+
+
+def _last_start(runs: list[Run], production: Production | None) -> datetime | None:
+    if runs:
+        return runs[-1].started.started_at
+    return production.created_at if production else None
+
+
+def _since(runs: list[Run], production: Production | None) -> date | None:
+    for run in reversed(runs):
+        if run.started.newest_batch:
+            return date.fromisoformat(run.started.newest_batch)
+    return production.newest_batch if production else None
+
+
+def _judge(
+    settings: Settings,
+    now: datetime,
+    runs: list[Run],
+    production: Production | None,
+    days: list[date],
+    reports: list[WindowReport],
+    commit: str | None,
+    image: str | None,
+) -> list[Check]:
+    policy = settings.triggers
+    spans = [
+        start for start, _ in windows(now, settings.monitoring.window, settings.monitoring.windows)
+    ]
+    checks: list[Check] = []
+    if policy.schedule:
+        checks.append(signals.schedule(policy.schedule, now, _last_start(runs, production)))
+    if policy.new_data:
+        checks.append(signals.new_data(policy.new_data, days, _since(runs, production)))
+    if production is not None:
+        if policy.drift:
+            checks.append(signals.drift(policy.drift, reports, spans[-policy.drift.windows :]))
+        if policy.performance:
+            checks.append(signals.performance(policy.performance, reports))
+        if policy.estimated_performance:
+            k = policy.estimated_performance.windows
+            checks.append(
+                signals.estimated_performance(policy.estimated_performance, reports, spans[-k:])
+            )
+    if policy.code_change:
+        started = [(r.started.commit, r.started.image) for r in runs]
+        checks.append(signals.code_change(policy.code_change, production, commit, image, started))
+    return checks
+
+
+def _blocked(
+    settings: Settings,
+    now: datetime,
+    runs: list[Run],
+    held: Hold | None,
+    firings: list[Firing],
+    forced: bool,
+) -> str | None:
+    """The first safeguard that holds these firings back, or None."""
+    policy = settings.triggers
+    if held is not None:
+        return f"held since {held.at:%Y-%m-%d %H:%M} UTC: {held.reason}"
+    timeout = timedelta(hours=policy.run_timeout_hours)
+    for run in reversed(runs):
+        if run.finished is None and now - run.started.started_at < timeout:
+            return (
+                f"run {run.started.run_id} in flight since {run.started.started_at:%Y-%m-%d %H:%M}"
+            )
+    if forced:
+        return None
+    today = [r for r in runs if r.started.started_at.astimezone(UTC).date() == now.date()]
+    if len(today) >= policy.daily_budget:
+        return f"daily budget of {policy.daily_budget} run(s) spent on {now:%Y-%m-%d}"
+    if runs and not any(f.severity == "high" for f in firings):
+        until = runs[-1].started.started_at + timedelta(hours=policy.cooldown_hours)
+        if now < until:
+            return (
+                f"cooldown until {until:%Y-%m-%d %H:%M} UTC (after run {runs[-1].started.run_id})"
+            )
+    return None
+
+
+def check(
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    force: str | None = None,
+    commit: str | None = None,
+    image: str | None = None,
+) -> Decision:
+    """Evaluate every trigger of `settings.triggers` at `now`, apply the safeguards and store
+    the decision record. `force` (a reason) fires a manual trigger that bypasses the cooldown
+    and the budget, never a hold or a run in flight. `commit` and `image` are what CI built."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    registry = Registry.from_settings(settings)
+    ledger = Ledger(registry.store, settings.model_name)
+    try:
+        runs = ledger.runs()
+        held = ledger.held()
+        production = _production(registry)
+        source = batches.BatchSource(
+            open_store(settings.data.source, settings.storage), settings.data.format
+        )
+        days = [b.day for b in source.available()]
+        reports: list[WindowReport] = []
+        wants_reports = any(
+            (
+                settings.triggers.drift,
+                settings.triggers.performance,
+                settings.triggers.estimated_performance,
+            )
+        )
+        if production is not None and wants_reports:
+            reports = _reports(settings, registry, production.version, now)
+    except (StoreError, ValidationError) as error:
+        raise TriggerError(
+            f"cannot read the trigger state of {settings.model_name} from "
+            f"{settings.storage.uri}: {error}; no decision was recorded"
+        ) from None
+    checks = _judge(settings, now, runs, production, days, reports, commit, image)
+    if force:
+        checks.append(
+            Check(
+                kind="manual",
+                fired=True,
+                reason=f"forced: {force}",
+                severity="high",
+                inputs={"force": force},
+            )
+        )
+    firings = [
+        Firing(kind=c.kind, reason=c.reason, severity=c.severity, inputs=c.inputs)
+        for c in checks
+        if c.fired
+    ]
+    blocked_by = _blocked(settings, now, runs, held, firings, bool(force)) if firings else None
+    if not firings:
+        reason = "nothing fired"
+    elif blocked_by:
+        reason = f"{'; '.join(f.reason for f in firings)} (blocked: {blocked_by})"
+    else:
+        reason = "; ".join(f.reason for f in firings)
+    key = ledger.decision_key(now)
+    decision = Decision(
+        at=now,
+        fired=bool(firings) and blocked_by is None,
+        reason=reason,
+        firings=firings,
+        blocked_by=blocked_by,
+        record=registry.store.location(key),
+        checks=checks,
+        version=production.version if production else None,
+        newest_batch=days[-1].isoformat() if days else None,
+    )
+    record = {
+        **decision.model_dump(mode="json"),
+        "model": settings.model_name,
+        "commit": commit,
+        "image": image,
+        "runs": [r.model_dump(mode="json") for r in runs[-3:]],
+        "policy": settings.triggers.model_dump(mode="json"),
+    }
+    try:
+        ledger.write_decision(key, record)
+    except StoreError as error:
+        raise TriggerError(f"cannot store the decision record {decision.record}: {error}") from None
+    return decision
+
+
+def run_started(
+    settings: Settings, decision: Decision, run_id: str, *, now: datetime | None = None
+) -> None:
+    """Mark a run started on `decision` (for the cooldown, the budget and the in-flight check)."""
+    code = next((c.inputs for c in decision.checks if c.kind == "code_change"), {})
+    entry = RunStarted(
+        run_id=run_id,
+        started_at=(now or decision.at).astimezone(UTC),
+        decision=decision.record,
+        reason=decision.reason,
+        severity="high" if any(f.severity == "high" for f in decision.firings) else "low",
+        commit=code.get("commit"),
+        image=code.get("image"),
+        newest_batch=decision.newest_batch,
+    )
+    try:
+        _ledger(settings).start(entry)
+    except StoreError as error:
+        raise TriggerError(f"cannot mark run {run_id} started: {error}") from None
+
+
+def run_finished(
+    settings: Settings, run_id: str, *, succeeded: bool, now: datetime | None = None
+) -> None:
+    """Mark a started run finished."""
+    entry = RunFinished(
+        run_id=run_id, finished_at=(now or datetime.now(UTC)).astimezone(UTC), succeeded=succeeded
+    )
+    try:
+        _ledger(settings).finish(entry)
+    except StoreError as error:
+        raise TriggerError(f"cannot mark run {run_id} finished: {error}") from None
+
+
+def hold(settings: Settings, reason: str, *, now: datetime | None = None) -> str:
+    """Hold the engine: nothing fires until `release`."""
+    return _write_hold(settings, Hold(action="hold", reason=reason, at=now or datetime.now(UTC)))
+
+
+def release(settings: Settings, reason: str = "", *, now: datetime | None = None) -> str:
+    """Release a hold."""
+    entry = Hold(action="release", reason=reason or "released", at=now or datetime.now(UTC))
+    return _write_hold(settings, entry)
+
+
+def _write_hold(settings: Settings, entry: Hold) -> str:
+    try:
+        return _ledger(settings).hold(entry)
+    except StoreError as error:
+        raise TriggerError(f"cannot record the {entry.action}: {error}") from None
+
+
+def history(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest `limit` decision records, oldest first."""
+    try:
+        return _ledger(settings).decisions(limit)
+    except StoreError as error:
+        raise TriggerError(f"cannot read the decision records: {error}") from None

@@ -1,0 +1,316 @@
+"""Each trigger of the policy, judged on what the engine read: pure functions, one per kind.
+
+Every function returns a `Check` whether or not it fired, with the numbers it
+looked at, so that the decision record shows why nothing fired as well as why
+something did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from flywheel import cron
+from flywheel.config import (
+    CodeChangeTrigger,
+    DriftTrigger,
+    EstimatedPerformanceTrigger,
+    NewDataTrigger,
+    PerformanceTrigger,
+    ScheduleTrigger,
+)
+from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.statistics import Interval
+
+Kind = Literal[
+    "schedule", "new_data", "drift", "performance", "estimated_performance", "code_change", "manual"
+]
+Severity = Literal["low", "high"]
+
+
+class Check(BaseModel):
+    """One trigger's verdict: whether it fired, why in one line, and the numbers it used."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Kind
+    fired: bool
+    reason: str
+    severity: Severity
+    inputs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Production:
+    """What the engine knows of the version in production."""
+
+    version: str
+    created_at: datetime
+    newest_batch: date | None  # the newest batch its contract was inferred from
+    commit: str | None
+    image_digest: str | None
+    image: str | None
+
+
+def _day(at: datetime) -> str:
+    return f"{at:%Y-%m-%d}"
+
+
+def _window(report: WindowReport) -> str:
+    return (
+        f"{report.start:%Y-%m-%d}" if report.window == "day" else f"{report.start:%Y-%m-%d %H:00}"
+    )
+
+
+def schedule(policy: ScheduleTrigger, now: datetime, last_start: datetime | None) -> Check:
+    """Fired when a cron tick passed since the last run started (or no run is known)."""
+    tick = cron.parse(policy.cron).previous(now)
+    fired = tick is not None and (last_start is None or tick > last_start)
+    inputs = {
+        "cron": policy.cron,
+        "last_tick": tick.isoformat() if tick else None,
+        "last_run_start": last_start.isoformat() if last_start else None,
+    }
+    if fired and tick is not None:
+        reason = f"schedule {policy.cron!r}: tick at {tick:%Y-%m-%d %H:%M} UTC" + (
+            f" since the last run ({last_start:%Y-%m-%d %H:%M})" if last_start else ", no run yet"
+        )
+    else:
+        reason = f"schedule {policy.cron!r}: no tick since the last run"
+    return Check(
+        kind="schedule", fired=fired, reason=reason, severity=policy.severity, inputs=inputs
+    )
+
+
+def new_data(policy: NewDataTrigger, days: Sequence[date], since: date | None) -> Check:
+    """Fired when at least `batches` batches are newer than the newest the last run read."""
+    new = [d for d in days if since is None or d > since]
+    fired = len(new) >= policy.batches
+    inputs = {
+        "since": since.isoformat() if since else None,
+        "new_batches": len(new),
+        "newest": new[-1].isoformat() if new else None,
+        "required": policy.batches,
+    }
+    after = f"after {since}" if since else "in all"
+    reason = f"new data: {len(new)} new batch(es) {after} (trigger at {policy.batches})"
+    return Check(
+        kind="new_data", fired=fired, reason=reason, severity=policy.severity, inputs=inputs
+    )
+
+
+def _drifted(policy: DriftTrigger, report: WindowReport) -> tuple[bool, list[str], dict[str, Any]]:
+    """Whether one window drifted by the policy, which features made it, and its numbers."""
+    psi = {f.feature: round(f.result.psi, 4) for f in report.features}
+    why: list[str] = []
+    share = report.drifted_share
+    if policy.share is not None and share is not None and share > policy.share:
+        drifted = [f.feature for f in report.features if f.result.drifted]
+        top = sorted(drifted, key=lambda name: -psi[name])[:3]
+        why.append(
+            f"{len(drifted)}/{len(report.features)} features drifted ("
+            + ", ".join(f"{name} PSI {psi[name]:.2f}" for name in top)
+            + (", ..." if len(drifted) > 3 else "")
+            + ")"
+        )
+    for name, threshold in policy.features.items():
+        if name in psi and psi[name] > threshold:
+            why.append(f"{name} (PSI {psi[name]:.2f} > {threshold:g})")
+    numbers = {
+        "window": _window(report),
+        "rows": report.health.rows,
+        "drifted_share": report.drifted_share,
+        "psi": psi,
+    }
+    return bool(why), why, numbers
+
+
+def drift(
+    policy: DriftTrigger, reports: Sequence[WindowReport], spans: Sequence[datetime]
+) -> Check:
+    """Fired when each of the newest `windows` windows (starting at `spans`) drifted."""
+    by_start = {r.start: r for r in reports}
+    looked: list[dict[str, Any]] = []
+    reasons: list[list[str]] = []
+    for start in spans:
+        report = by_start.get(start)
+        if report is None:
+            looked.append({"window": f"{start:%Y-%m-%d %H:%M}", "rows": 0})
+            reasons.append([])
+            continue
+        _, why, numbers = _drifted(policy, report)
+        looked.append({**numbers, "drifted": bool(why)})
+        reasons.append(why)
+    fired = bool(spans) and all(reasons)
+    inputs = {"share": policy.share, "features": policy.features, "windows": looked}
+    if fired:
+        newest = by_start[spans[-1]]
+        span = f"{len(spans)} windows to " if len(spans) > 1 else ""
+        reason = f"drift: {'; '.join(reasons[-1])} in {span}{_window(newest)}"
+    else:
+        count = sum(bool(r) for r in reasons)
+        reason = f"drift: {count} of the newest {len(spans)} window(s) drifted"
+    return Check(kind="drift", fired=fired, reason=reason, severity=policy.severity, inputs=inputs)
+
+
+def _threshold(
+    policy: PerformanceTrigger, report: WindowReport
+) -> tuple[float | None, float | None]:
+    """The value the interval must surely be below to fire, and the offline figure."""
+    offline = report.offline.newest.get(policy.metric) if report.offline else None
+    candidates = [policy.floor] if policy.floor is not None else []
+    if policy.max_drop is not None and offline is not None:
+        candidates.append(offline - policy.max_drop)
+    return (max(candidates) if candidates else None), offline
+
+
+def _surely_below(interval: Interval | None, threshold: float | None) -> bool:
+    return interval is not None and threshold is not None and interval.high < threshold
+
+
+def _figures(interval: Interval | None) -> dict[str, float] | None:
+    if interval is None:
+        return None
+    return {k: round(v, 4) for k, v in interval.model_dump().items()}
+
+
+def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> Check:
+    """Fired when the newest window with enough delayed labels is significantly below the
+    threshold: the upper bound of its interval is under it."""
+    labelled = [
+        r
+        for r in reports
+        if r.performance.labelled >= policy.min_labelled
+        and getattr(r.performance, policy.metric) is not None
+    ]
+    if not labelled:
+        most = max((r.performance.labelled for r in reports), default=0)
+        return Check(
+            kind="performance",
+            fired=False,
+            reason=f"performance: no window has {policy.min_labelled} labels yet (most: {most})",
+            severity=policy.severity,
+            inputs={"metric": policy.metric, "labelled": most, "min_labelled": policy.min_labelled},
+        )
+    report = labelled[-1]
+    interval: Interval | None = getattr(report.performance, policy.metric)
+    threshold, offline = _threshold(policy, report)
+    fired = _surely_below(interval, threshold)
+    inputs = {
+        "metric": policy.metric,
+        "window": _window(report),
+        "labelled": report.performance.labelled,
+        "interval": _figures(interval),
+        "offline": offline,
+        "floor": policy.floor,
+        "max_drop": policy.max_drop,
+        "threshold": threshold,
+    }
+    assert interval is not None  # chosen for having one
+    figure = (
+        f"{policy.metric} {interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}] "
+        f"on {report.performance.labelled} labels of {_window(report)}"
+    )
+    below = f"below {threshold:.3f}" + (f" (offline {offline:.3f})" if offline is not None else "")
+    reason = f"performance drop: {figure}, surely {below}" if fired else f"performance: {figure}"
+    return Check(
+        kind="performance", fired=fired, reason=reason, severity=policy.severity, inputs=inputs
+    )
+
+
+def estimated_performance(
+    policy: EstimatedPerformanceTrigger, reports: Sequence[WindowReport], spans: Sequence[datetime]
+) -> Check:
+    """Fired when the CBPE estimate of each of the newest `windows` windows is significantly
+    below the threshold."""
+    by_start = {r.start: r for r in reports}
+    looked: list[dict[str, Any]] = []
+    verdicts: list[bool] = []
+    for start in spans:
+        report = by_start.get(start)
+        estimate = report.estimate if report else None
+        if report is None or estimate is None or estimate.rows < policy.min_labelled:
+            looked.append({"window": f"{start:%Y-%m-%d %H:%M}", "estimate": None})
+            verdicts.append(False)
+            continue
+        interval = getattr(estimate, policy.metric)
+        threshold, offline = _threshold(policy, report)
+        verdicts.append(_surely_below(interval, threshold))
+        looked.append(
+            {
+                "window": _window(report),
+                "rows": estimate.rows,
+                "interval": _figures(interval),
+                "offline": offline,
+                "threshold": threshold,
+            }
+        )
+    fired = bool(spans) and all(verdicts)
+    inputs = {"metric": policy.metric, "method": "CBPE", "windows": looked}
+    if fired:
+        newest = looked[-1]
+        reason = (
+            f"estimated performance drop (CBPE, an estimate): {policy.metric} "
+            f"{newest['interval']['value']:.3f}, surely below {newest['threshold']:.3f} "
+            f"in {len(spans)} window(s) to {newest['window']}"
+        )
+    else:
+        reason = f"estimated performance: {sum(verdicts)} of {len(spans)} window(s) surely low"
+    return Check(
+        kind="estimated_performance",
+        fired=fired,
+        reason=reason,
+        severity=policy.severity,
+        inputs=inputs,
+    )
+
+
+def _digest(image: str | None) -> str | None:
+    if not image:
+        return None
+    return image.split("@", 1)[1] if "@" in image else image
+
+
+def code_change(
+    policy: CodeChangeTrigger,
+    production: Production | None,
+    commit: str | None,
+    image: str | None,
+    started: Sequence[tuple[str | None, str | None]],
+) -> Check:
+    """Fired when CI reports a commit or image other than production's lineage, and no run
+    was started for it yet (`started`: the commit and image of every started run)."""
+    ours = _digest(image)
+    theirs = production.image_digest or _digest(production.image) if production else None
+    new_commit = all(c != commit for c, _ in started)
+    new_image = all(_digest(i) != ours for _, i in started)
+    changes: list[str] = []
+    if production and commit and production.commit and commit != production.commit and new_commit:
+        changes.append(
+            f"commit {commit[:12]} (production {production.version}: {production.commit[:12]})"
+        )
+    if production and ours and theirs and ours != theirs and new_image:
+        changes.append(f"image {ours[:19]} (production {production.version}: {theirs[:19]})")
+    inputs = {
+        "commit": commit,
+        "image": image,
+        "production_commit": production.commit if production else None,
+        "production_image": theirs,
+    }
+    if changes:
+        reason = "code change: " + ", ".join(changes)
+    elif not (commit or image):
+        reason = "code change: CI reported no commit or image"
+    else:
+        reason = "code change: production runs this code, or a run was already started for it"
+    return Check(
+        kind="code_change",
+        fired=bool(changes),
+        reason=reason,
+        severity=policy.severity,
+        inputs=inputs,
+    )

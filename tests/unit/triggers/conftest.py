@@ -1,0 +1,108 @@
+"""Window reports built by hand, as monitoring stores them, to judge triggers on known numbers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from flywheel.monitoring.analysis import (
+    Estimate,
+    FeatureDrift,
+    Health,
+    Offline,
+    Performance,
+    WindowReport,
+)
+from flywheel.monitoring.statistics import DriftTest, Interval
+
+FEATURES = (
+    "income",
+    "age",
+    "loan_amount",
+    "credit_score",
+    "tenure_months",
+    "late_payments",
+    "region",
+    "channel",
+    "employment",
+)
+DAY0 = datetime(2026, 1, 10, tzinfo=UTC)
+
+
+def interval(value: float, half: float = 0.03) -> Interval:
+    return Interval(value=value, low=value - half, high=value + half)
+
+
+def window_report(
+    day: int,
+    *,
+    drifted: tuple[str, ...] = (),
+    psi: dict[str, float] | None = None,
+    accuracy: Interval | None = None,
+    labelled: int = 0,
+    estimate: Interval | None = None,
+    offline: float = 0.8,
+    rows: int = 400,
+    version: str = "v1",
+    computed_at: datetime | None = None,
+) -> WindowReport:
+    """The report of day `day` after DAY0: `drifted` features drifted (PSI 0.3, else 0.01)."""
+    start = DAY0 + timedelta(days=day)
+    psi = psi or {}
+    features = tuple(
+        FeatureDrift(
+            feature=name,
+            kind="categorical" if name in ("region", "channel", "employment") else "numeric",
+            result=DriftTest(
+                rows=rows,
+                psi=psi.get(name, 0.3 if name in drifted else 0.01),
+                test="ks",
+                statistic=0.2 if name in drifted else 0.02,
+                p_value=0.001 if name in drifted else 0.6,
+                threshold=0.05,
+                drifted=name in drifted,
+            ),
+        )
+        for name in FEATURES
+    )
+    share = len(drifted) / len(FEATURES)
+    return WindowReport(
+        model="loan-default",
+        version=version,
+        role="production",
+        window="day",
+        start=start,
+        end=start + timedelta(days=1),
+        computed_at=computed_at or start + timedelta(days=1, minutes=5),
+        features=features,
+        drifted_share=share,
+        dataset_drift=share > 0.5,
+        prediction_drift=None,
+        skew=None,
+        performance=Performance(labelled=labelled, accuracy=accuracy, roc_auc=None, log_loss=None),
+        offline=Offline(
+            newest={"accuracy": offline, "roc_auc": 0.85, "log_loss": 0.4}, holdout=None
+        ),
+        estimate=Estimate(
+            calibration="evaluation",
+            rows=rows,
+            accuracy=estimate or interval(offline),
+            roc_auc=None,
+            log_loss=None,
+        ),
+        health=Health(
+            model_age_hours=None,
+            data_age_hours=None,
+            requests=rows // 25,
+            rows=rows,
+            missing_inputs=0,
+            nan_inputs=0,
+            infinite_inputs=0,
+            nan_outputs=0,
+            infinite_outputs=0,
+            error_rate=0.0,
+            latency_p50_ms=2.0,
+            latency_p95_ms=4.0,
+            latency_p99_ms=5.0,
+            skipped_lines={},
+        ),
+    )

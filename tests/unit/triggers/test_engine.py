@@ -1,0 +1,233 @@
+"""One evaluation over a real local store holding the session's registered v1: the records it
+reads, the monitoring it runs when they are missing, the safeguards and the decision record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import SMALL
+from flywheel import synthetic
+from flywheel.config import Settings, load_settings
+from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.records import PREFIX as MONITORING
+from flywheel.monitoring.records import write_record
+from flywheel.storage import LocalStore
+from flywheel.triggers import engine
+from flywheel.triggers.engine import TriggerError
+from flywheel.triggers.ledger import LedgerError
+from tests.harness.servers import free_ports
+from tests.harness.traffic import log_traffic
+from tests.unit.triggers.conftest import DAY0, interval, window_report
+
+THREE = ("income", "loan_amount", "credit_score")
+# The end of day 2 after DAY0, a few minutes after monitoring recorded it.
+NOW = DAY0 + timedelta(days=3, minutes=10)
+
+
+@pytest.fixture
+def project(registered: Settings, tmp_path: Path) -> Settings:
+    """A copy of the session's project (v1 in production, five batches), without other tests'
+    logs and records; schedule and code change off unless a test turns them on."""
+    shutil.copytree(registered.storage.uri, tmp_path / "store")
+    for written in ("predictions", "feedback", "monitoring", "triggers"):
+        shutil.rmtree(tmp_path / "store" / written, ignore_errors=True)
+    shutil.copytree(registered.data.source, tmp_path / "batches")
+    return settings_for(tmp_path)
+
+
+def settings_for(root: Path, *extra: str) -> Settings:
+    return load_settings(
+        None,
+        env={},
+        overrides=[
+            *SMALL,
+            f"storage.uri={root / 'store'}",
+            f"data.source={root / 'batches'}",
+            "triggers.schedule=null",
+            # the hand-built records stay fresh all day: monitoring need not run again
+            "triggers.records_max_age_hours=24",
+            *extra,
+        ],
+    )
+
+
+def store_of(settings: Settings) -> LocalStore:
+    return LocalStore(settings.storage.uri)
+
+
+def record(settings: Settings, *reports: WindowReport) -> None:
+    for report in reports:
+        write_record(store_of(settings), report)
+
+
+def decisions(settings: Settings) -> list[dict[str, Any]]:
+    store = store_of(settings)
+    return [json.loads(store.read(k)) for k in store.list("triggers/loan-default/decisions")]
+
+
+def test_fresh_records_are_judged_and_the_decision_is_recorded_with_its_numbers(
+    project: Settings,
+) -> None:
+    # given monitoring records of two drifted days, computed after each day closed
+    record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
+    # when the engine looks, ten minutes after the second day
+    decision = engine.check(project, now=NOW)
+    # then drift fired, the decision says why, and its record holds every trigger's numbers
+    assert decision.fired and [f.kind for f in decision.firings] == ["drift"]
+    assert decision.reason.startswith("drift: 3/9 features drifted (")
+    assert decision.version == "v1" and decision.newest_batch == "2026-01-05"
+    (stored,) = decisions(project)
+    assert stored["reason"] == decision.reason and stored["record"] == decision.record
+    assert (
+        decision.record.endswith(".json")
+        and "/triggers/loan-default/decisions/2026" in decision.record
+    )
+    kinds = {c["kind"]: c for c in stored["checks"]}
+    assert set(kinds) == {"drift", "performance", "estimated_performance", "code_change"}
+    assert kinds["drift"]["inputs"]["windows"][1]["drifted_share"] == pytest.approx(1 / 3)
+    # and monitoring did not run again: only the two records are there
+    assert len(store_of(project).list(MONITORING)) == 2
+
+
+def test_stale_or_missing_records_make_monitoring_run_first(project: Settings) -> None:
+    # given an hour of served traffic, and no monitoring record of it
+    settings = settings_for(
+        Path(project.storage.uri).parent,
+        "monitoring.window=hour",
+        "monitoring.windows=2",
+        "triggers.records_max_age_hours=1",
+    )
+    frame = synthetic.generate_day(DAY0.date(), settings.data.generator)
+    log_traffic(store_of(settings), "loan-default", "v1", frame.head(300))
+    now = datetime.fromtimestamp(time.time(), UTC) + timedelta(hours=1)
+    # when the engine looks an hour later
+    decision = engine.check(settings, now=now)
+    # then monitoring ran, recorded the window, and the drift check looked at its 300 rows
+    assert store_of(settings).list(MONITORING)
+    drift = next(c for c in decision.checks if c.kind == "drift")
+    assert drift.inputs["windows"][-1]["rows"] == 300
+    assert not decision.fired and decision.reason == "nothing fired"
+
+
+def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> None:
+    # given a run started on a drift decision
+    record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
+    first = engine.check(project, now=NOW)
+    engine.run_started(project, first, "r1")
+    engine.run_finished(project, "r1", succeeded=True, now=NOW + timedelta(hours=1))
+    # when drift fires again within the 24-hour cooldown, then it is blocked
+    again = engine.check(project, now=NOW + timedelta(hours=2))
+    assert not again.fired and again.blocked_by is not None
+    assert again.blocked_by.startswith("cooldown until 2026-01-14 00:10 UTC (after run r1)")
+    # when a significant performance drop (high severity) fires too, then it passes
+    record(
+        project,
+        window_report(
+            2,
+            drifted=THREE,
+            accuracy=interval(0.6),
+            labelled=400,
+            computed_at=NOW + timedelta(hours=2),
+        ),
+    )
+    urgent = engine.check(project, now=NOW + timedelta(hours=2, minutes=5))
+    assert urgent.fired and {f.kind for f in urgent.firings} == {"drift", "performance"}
+
+
+def test_a_run_in_flight_blocks_even_force_until_it_finishes_or_times_out(
+    project: Settings,
+) -> None:
+    # given a forced decision whose run started and has not finished
+    forced = engine.check(project, now=NOW, force="new features landed")
+    assert (
+        forced.fired and forced.firings[0].kind == "manual" and forced.firings[0].severity == "high"
+    )
+    engine.run_started(project, forced, "r1")
+    # when forced again an hour later, then the run in flight blocks it
+    blocked = engine.check(project, now=NOW + timedelta(hours=1), force="again")
+    assert blocked.blocked_by is not None and blocked.blocked_by.startswith(
+        "run r1 in flight since"
+    )
+    # when the run is older than run_timeout_hours (6), then it no longer counts
+    late = engine.check(project, now=NOW + timedelta(hours=7), force="again")
+    assert late.fired
+
+
+def test_the_daily_budget_stops_runs_but_force_bypasses_it(project: Settings) -> None:
+    settings = settings_for(
+        Path(project.storage.uri).parent, "triggers.daily_budget=1", "triggers.cooldown_hours=0"
+    )
+    record(settings, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
+    first = engine.check(settings, now=NOW)
+    engine.run_started(settings, first, "r1")
+    engine.run_finished(settings, "r1", succeeded=True, now=NOW)
+    second = engine.check(settings, now=NOW + timedelta(hours=1))
+    assert second.blocked_by == "daily budget of 1 run(s) spent on 2026-01-13"
+    assert engine.check(settings, now=NOW + timedelta(hours=1), force="hotfix").fired
+    # the next UTC day has a new budget
+    record(settings, window_report(3, drifted=THREE))
+    assert engine.check(settings, now=NOW + timedelta(days=1)).fired
+
+
+def test_a_hold_blocks_everything_until_released(project: Settings) -> None:
+    record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
+    engine.hold(project, "investigating a bad upstream feed")
+    held = engine.check(project, now=NOW, force="please")
+    assert not held.fired
+    assert held.blocked_by is not None and held.blocked_by.endswith(
+        "investigating a bad upstream feed"
+    )
+    engine.release(project)
+    assert engine.check(project, now=NOW).fired
+    with pytest.raises(LedgerError, match="not held"):
+        engine.release(project)
+
+
+def test_new_data_counts_from_the_newest_batch_the_last_run_read(project: Settings) -> None:
+    settings = settings_for(
+        Path(project.storage.uri).parent,
+        "triggers.new_data.batches=2",
+        "triggers.cooldown_hours=0",
+        "triggers.drift=null",
+    )
+    # given production trained up to the newest of five batches: nothing new
+    assert not engine.check(settings, now=NOW).fired
+    # given two more batches, then it fires
+    synthetic_days = [DAY0.date() - timedelta(days=4), DAY0.date() - timedelta(days=3)]
+    for day in synthetic_days:
+        frame = synthetic.generate_day(day, settings.data.generator)
+        frame.to_parquet(Path(settings.data.source) / f"{day}.parquet")
+    fired = engine.check(settings, now=NOW)
+    assert fired.fired and fired.firings[0].inputs["new_batches"] == 2
+    # and once a run started on them, it counts from there
+    engine.run_started(settings, fired, "r1")
+    engine.run_finished(settings, "r1", succeeded=True, now=NOW)
+    assert not engine.check(settings, now=NOW + timedelta(minutes=1)).fired
+
+
+def test_a_store_that_is_down_is_one_error_and_no_decision_record(project: Settings) -> None:
+    # given batches on an S3 endpoint that does not answer (the registry is up, so a record
+    # that was written would be seen)
+    (port,) = free_ports(1)
+    settings = settings_for(
+        Path(project.storage.uri).parent,
+        "data.source=s3://flywheel/batches",
+        f"storage.endpoint=127.0.0.1:{port}",
+        "storage.secure=false",
+    )
+    local = project  # same store directory, read back without the endpoint
+    # when the engine looks
+    with pytest.raises(TriggerError) as raised:
+        engine.check(settings, now=NOW)
+    # then one line names the store and says nothing was recorded
+    message = str(raised.value)
+    assert "\n" not in message and f"127.0.0.1:{port}" in message
+    assert message.endswith("no decision was recorded")
+    assert decisions(local) == []

@@ -1,0 +1,151 @@
+"""Each trigger judged on hand-built monitoring reports and known dates."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from flywheel.config import (
+    CodeChangeTrigger,
+    DriftTrigger,
+    EstimatedPerformanceTrigger,
+    NewDataTrigger,
+    PerformanceTrigger,
+    ScheduleTrigger,
+)
+from flywheel.monitoring.statistics import Interval
+from flywheel.triggers import signals
+from flywheel.triggers.signals import Production
+from tests.unit.triggers.conftest import DAY0, interval, window_report
+
+THREE = ("income", "loan_amount", "credit_score")
+
+
+def spans(*days: int) -> list[datetime]:
+    return [DAY0 + timedelta(days=d) for d in days]
+
+
+def test_schedule_fires_once_a_tick_passed_since_the_last_run() -> None:
+    policy = ScheduleTrigger(cron="0 3 * * 1")  # Mondays 03:00; 2026-01-12 is a Monday
+    now = datetime(2026, 1, 14, tzinfo=UTC)
+    # given a run that started before Monday's tick, then it fires and says which tick
+    fired = signals.schedule(policy, now, datetime(2026, 1, 11, tzinfo=UTC))
+    assert fired.fired and "tick at 2026-01-12 03:00 UTC" in fired.reason
+    assert fired.inputs["last_tick"] == "2026-01-12T03:00:00+00:00"
+    # given a run that started after it, then it does not
+    assert not signals.schedule(policy, now, datetime(2026, 1, 12, 4, tzinfo=UTC)).fired
+    # given no run at all, then it fires
+    assert signals.schedule(policy, now, None).fired
+
+
+def test_new_data_counts_batches_after_the_last_runs_newest() -> None:
+    policy = NewDataTrigger(batches=3)
+    days = [date(2026, 1, d) for d in range(1, 11)]
+    assert not signals.new_data(policy, days, date(2026, 1, 8)).fired  # 9th, 10th: two
+    check = signals.new_data(policy, days, date(2026, 1, 7))
+    assert (
+        check.fired and check.inputs["new_batches"] == 3 and check.inputs["newest"] == "2026-01-10"
+    )
+
+
+def test_drift_fires_only_when_every_one_of_the_newest_windows_drifted() -> None:
+    policy = DriftTrigger(share=0.3, windows=2)
+    # given a drifted window after a quiet one, then one window is not enough
+    reports = [window_report(0), window_report(1, drifted=THREE)]
+    assert not signals.drift(policy, reports, spans(0, 1)).fired
+    # given two drifted windows in a row, then it fires, naming the features by PSI
+    reports.append(window_report(2, drifted=THREE, psi={"income": 0.31}))
+    check = signals.drift(policy, reports, spans(1, 2))
+    assert check.fired
+    assert check.reason.startswith("drift: 3/9 features drifted (income PSI 0.31,")
+    assert "2 windows to 2026-01-12" in check.reason
+    assert [w["drifted_share"] for w in check.inputs["windows"]] == [1 / 3, 1 / 3]
+
+
+def test_drift_share_must_be_exceeded_and_a_missing_window_does_not_count() -> None:
+    policy = DriftTrigger(share=0.3, windows=2)
+    two = ("income", "loan_amount")  # 2/9 = 0.22, not above 0.3
+    assert not signals.drift(
+        policy, [window_report(0, drifted=two), window_report(1, drifted=two)], spans(0, 1)
+    ).fired
+    # given no report for the newest window (no traffic), then it does not fire
+    check = signals.drift(policy, [window_report(0, drifted=THREE)], spans(0, 1))
+    assert not check.fired and check.inputs["windows"][1]["rows"] == 0
+
+
+def test_drift_on_a_named_features_psi() -> None:
+    policy = DriftTrigger(share=None, features={"income": 0.2}, windows=1)
+    assert not signals.drift(policy, [window_report(0, psi={"income": 0.19})], spans(0)).fired
+    check = signals.drift(policy, [window_report(0, psi={"income": 0.31})], spans(0))
+    assert check.fired and check.reason == "drift: income (PSI 0.31 > 0.2) in 2026-01-10"
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "fired"),
+    [
+        (interval(0.70, 0.03), True),  # upper bound 0.73 < 0.8 - 0.05
+        (interval(0.72, 0.04), False),  # upper bound 0.76 is not below 0.75: not significant
+        (interval(0.78, 0.01), False),
+    ],
+)
+def test_performance_fires_only_when_the_whole_interval_is_below(
+    accuracy: Interval, fired: bool
+) -> None:
+    policy = PerformanceTrigger(max_drop=0.05, min_labelled=100)
+    reports = [window_report(0, accuracy=accuracy, labelled=400, offline=0.8)]
+    check = signals.performance(policy, reports)
+    assert check.fired is fired
+    assert check.inputs["threshold"] == pytest.approx(0.75) and check.inputs["offline"] == 0.8
+    if fired:
+        assert check.reason.startswith("performance drop: accuracy 0.700 [0.670, 0.730] on 400")
+        assert check.severity == "high"
+
+
+def test_performance_uses_the_newest_window_with_enough_labels_and_a_floor() -> None:
+    policy = PerformanceTrigger(floor=0.7, max_drop=None, min_labelled=100)
+    reports = [
+        window_report(0, accuracy=interval(0.6), labelled=400),
+        window_report(1, accuracy=interval(0.9), labelled=400),
+        window_report(2, accuracy=interval(0.1), labelled=50),  # too few labels yet
+    ]
+    check = signals.performance(policy, reports)
+    assert not check.fired and check.inputs["window"] == "2026-01-11"
+    none = signals.performance(policy, [window_report(0, labelled=20)])
+    assert not none.fired and "no window has 100 labels yet (most: 20)" in none.reason
+
+
+def test_estimated_performance_needs_every_window_and_is_low_severity() -> None:
+    policy = EstimatedPerformanceTrigger(max_drop=0.05, windows=2)
+    low = interval(0.70, 0.02)
+    assert not signals.estimated_performance(
+        policy, [window_report(0), window_report(1, estimate=low)], spans(0, 1)
+    ).fired
+    check = signals.estimated_performance(
+        policy, [window_report(0, estimate=low), window_report(1, estimate=low)], spans(0, 1)
+    )
+    assert check.fired and check.severity == "low"
+    assert "CBPE, an estimate" in check.reason
+
+
+def test_code_change_compares_ci_with_productions_lineage_once() -> None:
+    policy = CodeChangeTrigger()
+    production = Production(
+        version="v3",
+        created_at=DAY0,
+        newest_batch=None,
+        commit="aaaa1111",
+        image_digest="sha256:" + "1" * 64,
+        image=None,
+    )
+    same = signals.code_change(policy, production, "aaaa1111", "repo@sha256:" + "1" * 64, [])
+    assert not same.fired
+    commit = signals.code_change(policy, production, "bbbb2222", None, [])
+    assert (
+        commit.fired and commit.reason == "code change: commit bbbb2222 (production v3: aaaa1111)"
+    )
+    image = signals.code_change(policy, production, None, "repo@sha256:" + "2" * 64, [])
+    assert image.fired and "image sha256:22222222222" in image.reason
+    # given a run already started for that commit, then it does not fire again
+    assert not signals.code_change(policy, production, "bbbb2222", None, [("bbbb2222", None)]).fired
+    assert not signals.code_change(policy, production, None, None, []).fired
