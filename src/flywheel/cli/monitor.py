@@ -12,6 +12,7 @@ from flywheel.cli import options
 from flywheel.cli.render import fmt, out
 
 if TYPE_CHECKING:
+    from flywheel.monitoring.analysis import WindowReport
     from flywheel.monitoring.statistics import Interval
 
 
@@ -90,7 +91,8 @@ def monitor(
             + (" [red]DATASET DRIFT[/]" if r.dataset_drift else "")
             + f"; scores PSI {fmt(r.prediction_drift.psi) if r.prediction_drift else '–'}"
             + (" [red]DRIFTED[/]" if r.prediction_drift and r.prediction_drift.drifted else "")
-            + f"; skew {skew}",
+            + f"; skew {skew}"
+            + f"; contract {_invariants(r)}",
             highlight=False,
         )
         offline = r.offline.newest.get("accuracy") if r.offline else None
@@ -129,3 +131,12 @@ def monitor(
     if gateway:
         prometheus.push(gateway, settings.model_name, prometheus.exposition(result.reports))
         out.print(f"Pushed metrics to {gateway}", highlight=False)
+
+
+def _invariants(report: WindowReport) -> str:
+    """Whether the served inputs met the contract, and which checks failed."""
+    found = report.invariants
+    if found is None:
+        return "–"
+    failed = [f"{v.column} {v.check}" for v in found.violations if v.severity == "error"]
+    return "ok" if not failed else f"[red]{len(failed)} check(s) fail[/] ({', '.join(failed)})"

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.config import MonitoringSettings
-from flywheel.contract import Contract
+from flywheel.config import ContractSettings, MonitoringSettings
+from flywheel.contract import Contract, Finding, check_batch
 from flywheel.evaluation import ModelEvaluation
 from flywheel.monitoring import statistics
 from flywheel.monitoring.logs import Prediction
@@ -116,6 +116,34 @@ class Health(_Frozen):
     skipped_lines: dict[str, int]
 
 
+# The contract's checks that apply to served inputs; the row count, the label, the event
+# time and drift (reported per feature) are a training batch's concern.
+INVARIANT_CHECKS = frozenset(
+    {
+        "type",
+        "allowed values",
+        "allowed categories",
+        "null rate",
+        "range",
+        "column present",
+        "no unexpected columns",
+    }
+)
+
+
+class Invariants(_Frozen):
+    """Served inputs against the version's data contract (ML Test Score, Monitor 2): the
+    checks a training batch must pass, on the window's rows."""
+
+    rows: int
+    violations: tuple[Finding, ...]
+
+    @property
+    def hold(self) -> bool:
+        """True when no check the contract makes an error failed."""
+        return not any(f.severity == "error" for f in self.violations)
+
+
 class WindowReport(_Frozen):
     """Everything measured about one version over one window."""
 
@@ -136,6 +164,7 @@ class WindowReport(_Frozen):
     offline: Offline | None
     estimate: Estimate | None
     health: Health
+    invariants: Invariants | None = None
 
 
 @dataclass(frozen=True)
@@ -162,8 +191,10 @@ def analyse_window(
     end: datetime,
     skipped: Mapping[str, int],
     now: datetime | None = None,
+    contract_policy: ContractSettings | None = None,
 ) -> WindowReport:
-    """The report of one version's requests in [start, end)."""
+    """The report of one version's requests in [start, end); `contract_policy` (default:
+    the defaults) sets the tolerances of the invariants."""
     columns = _columns(predictions)
     scores = np.array([s for p in predictions for s in p.scores], dtype=float)
     usable = np.isfinite(scores) & (scores >= 0) & (scores <= 1)
@@ -187,6 +218,37 @@ def analyse_window(
         offline=_offline(reference.evaluation),
         estimate=_estimate(scores[usable], reference.evaluation, settings),
         health=_health(predictions, columns, reference, scores, end, skipped),
+        invariants=_invariants(predictions, reference.contract, contract_policy, start),
+    )
+
+
+def _invariants(
+    predictions: Sequence[Prediction],
+    contract: Contract,
+    policy: ContractSettings | None,
+    start: datetime,
+) -> Invariants | None:
+    """The contract's checks of a batch, run on the served rows."""
+    import pandas as pd
+
+    if not predictions:
+        return None
+    frame = pd.DataFrame.from_records(
+        [dict(zip(p.features, row, strict=True)) for p in predictions for row in p.inputs]
+    )
+    # A batch has an event time and a label; served rows have neither, so both are filled
+    # in and their findings left out.
+    frame[contract.time_column] = start.astimezone(UTC).replace(tzinfo=None)
+    frame[contract.label] = 0
+    checked = check_batch(frame, contract, policy or ContractSettings(), f"{start:%Y-%m-%d %H:%M}")
+    return Invariants(
+        rows=len(frame),
+        violations=tuple(
+            f
+            for f in checked.findings
+            if f.check in INVARIANT_CHECKS
+            and f.column not in (contract.time_column, contract.label)
+        ),
     )
 
 

@@ -162,6 +162,7 @@ def monitor(
                     end=window_end,
                     skipped=lost,
                     now=now,
+                    contract_policy=settings.contract,
                 )
             )
     totals: Counter[str] = Counter()

@@ -45,6 +45,8 @@ _HELP = {
     "flywheel_monitor_metric": "Metric on delayed labels (bound: value, low, high)",
     "flywheel_monitor_estimated_metric": "CBPE estimate before labels (bound: value, low, high)",
     "flywheel_monitor_offline_metric": "The version's evaluation on its newest batch",
+    "flywheel_monitor_invariants_hold": "1 when the served inputs pass the contract's checks",
+    "flywheel_monitor_invariant_violation": "1 per contract check the served inputs fail",
 }
 
 
@@ -104,6 +106,15 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
     if report.offline is not None:
         for metric, value in report.offline.newest.items():
             yield "flywheel_monitor_offline_metric", {"metric": metric}, value
+    if report.invariants is not None:
+        yield "flywheel_monitor_invariants_hold", {}, float(report.invariants.hold)
+        for broken in report.invariants.violations:
+            labels = {
+                "feature": broken.column or "",
+                "check": broken.check,
+                "severity": broken.severity,
+            }
+            yield "flywheel_monitor_invariant_violation", labels, 1.0
 
 
 def _number(value: float) -> str:

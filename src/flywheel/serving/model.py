@@ -15,6 +15,7 @@ another runtime by replacing it.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -183,6 +184,8 @@ class FlywheelModel:
     def _request_metrics(self, scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
         buckets: dict[int, int] = {}
         for score in scores:
+            if not math.isfinite(score):
+                continue  # an unstable model's answer is still served and logged, not bucketed
             bucket = score_bucket(score)
             buckets[bucket] = buckets.get(bucket, 0) + 1
         metrics: list[dict[str, Any]] = [

@@ -44,6 +44,8 @@ def test_the_exposition_is_valid_text_format_with_one_help_and_type_per_metric(
         for line in lines
     )
     assert any('reason="invalid JSON (a truncated line?)"' in line for line in lines)
+    # and whether the served inputs met the contract
+    assert any(line.startswith("flywheel_monitor_invariants_hold{") for line in lines)
 
 
 def test_only_the_newest_window_of_each_version_is_exposed_and_unknowns_are_left_out(

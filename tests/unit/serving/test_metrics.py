@@ -38,3 +38,10 @@ def test_the_model_and_the_gateway_bucket_with_the_same_function() -> None:
     assert model.score_bucket is metrics.score_bucket
     assert gateway.score_bucket is metrics.score_bucket
     assert gateway.SCORE_BUCKETS == metrics.SCORE_BUCKETS
+
+
+@pytest.mark.parametrize("score", [float("nan"), float("inf"), float("-inf")])
+def test_a_score_that_is_not_finite_belongs_to_no_bucket(score: float) -> None:
+    # The gateway skips a response it cannot bucket (ValueError); the model skips the row.
+    with pytest.raises(ValueError, match="must be finite"):
+        metrics.score_bucket(score)
