@@ -6,7 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,7 @@ from flywheel import batches, synthetic
 from flywheel.config import load_settings
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
+from flywheel.triggers import ledger as triggers
 
 pytestmark = pytest.mark.integration
 
@@ -108,19 +109,27 @@ def test_an_identical_second_run_is_served_from_the_cache(trained: Path) -> None
 def test_new_batches_are_compared_against_production(project: Path) -> None:
     for day in synthetic.days(START + timedelta(days=5), 2):
         add_day(project, day)
-    # when a run starts with a reason, as the trigger engine starts one
-    why = "2 new batches since the last run"
-    result = flywheel(project, "run", "--reason", why, "--decision", "triggers/d.json")
-    assert result.returncode == 0, result.stdout[-2000:]
+    # when `flywheel watch` looks a week after v1, so that the weekly schedule fires
+    # (without a canary: that is `flywheel run --deploy`'s, tested end to end in tests/e2e)
+    created = datetime.fromisoformat(registry(project).manifest("v1").created_at)
+    later = (created + timedelta(days=8)).isoformat()
+    result = flywheel(project, "watch", "--once", "--now", later, "--no-rollout")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "decide: fired: schedule '0 3 * * 1': tick at" in result.stdout
     assert "Compared with production v1 on the newest batch" in result.stdout
     evaluation = json.loads(registry(project).read("v2", "evaluation.json"))
     assert evaluation["production"]["version"] == "v1"
     assert registry(project).resolve("production") == "v1"
     assert registry(project).resolve("candidate") == "v2"
-    # then the version it registered says why it was trained
-    shown = flywheel(project, "models", "show", "v2")
-    assert f"trained because: {why}" in shown.stdout.splitlines(), shown.stdout
-    assert "trigger decision record triggers/d.json" in shown.stdout
+    assert "rollout: off (--no-rollout)" in result.stdout
+    # then the version it registered says why it was trained, and which decision said so
+    shown = flywheel(project, "models", "show", "v2").stdout
+    assert "trained because: schedule '0 3 * * 1': tick at" in shown
+    record = next(line for line in result.stdout.splitlines() if line.startswith("  record "))
+    assert f"trigger decision record {record.split()[-1]}" in shown
+    # and the engine knows the run it started finished, so it is not in flight
+    (run,) = triggers.Ledger(LocalStore(project / "store"), "loan-default").runs()
+    assert run.finished is not None and run.finished.succeeded
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ import typer
 
 from flywheel.cli import config, data, demo, models, monitor, options, pipeline, rollout, serving
 from flywheel.cli import triggers as triggers_command
+from flywheel.cli import watch as watch_command
 from flywheel.cli.render import err
 from flywheel.config import ConfigError
 from flywheel.errors import FlywheelError
@@ -43,6 +44,7 @@ app.command("deploy")(serving.deploy)
 app.command("promote")(rollout.promote)
 app.command("rollback")(rollout.rollback)
 app.command("monitor")(monitor.monitor)
+app.command("watch")(watch_command.watch)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.config import Settings
+
+if TYPE_CHECKING:
+    from flywheel import runs
 
 Reason = Annotated[
     str,
@@ -57,7 +60,6 @@ def run(
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
     from flywheel.cli.data import source_store
-    from flywheel.registry import PRODUCTION, Registry
     from flywheel.storage import open_store
 
     settings = options.settings(ctx)
@@ -76,18 +78,25 @@ def run(
         raise typer.Exit(1)
     if not deploy:
         return
-    version = (result.registration or {}).get("version")
-    before = Registry.from_settings(settings).resolve(PRODUCTION)
-    if version is None:
-        rollout = "nothing new was registered, so nothing to roll out"
-    elif version == before:
-        rollout = f"{version} went straight to production (nothing was serving before it)"
-    else:
-        from flywheel.cli.serving import local_canary
+    render.closing_summary(settings, result, roll_out(settings, result, rps))
 
-        state = local_canary(settings, version, rps)
-        rollout = f"{version} {state.phase.replace('_', ' ')}: {state.reason}"
-    render.closing_summary(settings, result, rollout)
+
+def roll_out(settings: Settings, result: runs.LocalRun, rps: float) -> str:
+    """Roll the version a local run registered out as a local canary; say what happened."""
+    from flywheel.registry import PRODUCTION, Registry
+
+    registration = result.registration or {}
+    version = registration.get("version")
+    if version is None:
+        return "nothing new was registered, so nothing to roll out"
+    if PRODUCTION in registration.get("aliases", []):
+        return f"{version} went straight to production (nothing was serving before it)"
+    if version == Registry.from_settings(settings).resolve(PRODUCTION):
+        return f"{version} is already in production (the run trained the same model again)"
+    from flywheel.cli.serving import local_canary
+
+    state = local_canary(settings, version, rps)
+    return f"{version} {state.phase.replace('_', ' ')}: {state.reason}"
 
 
 def compile_pipeline(

@@ -1,8 +1,9 @@
 """`flywheel run`, `compile` and `submit`: a failing run says which file and why, in one line;
-every run ends with what each step used."""
+every run ends with what each step used; why a run started reaches its lineage."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -79,10 +80,17 @@ def test_strings_in_a_numeric_column_are_named_with_their_share_and_an_example(
 def test_the_summary_ends_with_what_each_step_used_and_what_came_from_the_cache(
     flywheel: Flywheel, project: tuple[Settings, Path]
 ) -> None:
-    # given a project's first run, in which every step ran (the first model is blessed)
-    _, config = project
-    first = flywheel("-c", str(config), "run")
+    # given a project's first run, in which every step ran (the first model is blessed),
+    # started with a reason as the trigger engine starts one
+    settings, config = project
+    why = ["--reason", "new data: 3 new batch(es)", "--decision", "triggers/d.json"]
+    first = flywheel("-c", str(config), "run", *why)
     assert first.code == 0, first.text
+    lineage = json.loads(Registry.from_settings(settings).read("v1", "lineage.json"))
+    assert lineage["trigger"] == {
+        "reason": "new data: 3 new batch(es)",
+        "decision": "triggers/d.json",
+    }
     rows = table_rows(first.out)
     # then the summary ends with each step's seconds, peak memory (MiB) and CPU seconds
     assert rows[0] == ["step", "seconds", "peak memory (MiB)", "CPU seconds"]

@@ -1,0 +1,154 @@
+"""`flywheel watch`: the loop on a laptop. Monitor, decide, run, roll out; then wait and again."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flywheel.cli import options
+from flywheel.cli.render import err, out
+from flywheel.errors import FlywheelError
+
+if TYPE_CHECKING:
+    from flywheel.config import Settings
+
+
+def _now(value: str | None, once: bool) -> datetime | None:
+    if value is None:
+        return None
+    if not once:
+        raise options.UsageFailure("--now needs --once: a loop looks at the real time")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise options.UsageFailure(
+            f"--now {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def watch(
+    ctx: typer.Context,
+    interval: Annotated[
+        float,
+        typer.Option(help="Seconds from the start of one look to the start of the next.", min=1),
+    ] = 3600.0,
+    once: Annotated[bool, typer.Option("--once", help="Look once, then exit.")] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(help="With --once: look as at this time, UTC (default: now)."),
+    ] = None,
+    rollout: Annotated[
+        bool,
+        typer.Option(help="Roll a newly registered version out as a local canary."),
+    ] = True,
+    rps: Annotated[
+        float, typer.Option(help="Synthetic requests per second during a canary.", min=0.1)
+    ] = 40.0,
+    commit: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLYWHEEL_GIT_COMMIT", help="The commit CI built, for the code-change trigger."
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLYWHEEL_IMAGE", help="The image CI built, for the code-change trigger."
+        ),
+    ] = None,
+) -> None:
+    """Monitor what is served, let the trigger engine decide, run the pipeline with its reason,
+    and roll a new version out as a local canary; every --interval seconds until Ctrl-C.
+
+    With --once: one look; exit 1 if it failed (a run, or the store). In the loop a failed
+    look is reported and the next one comes at its time. Ctrl-C or SIGTERM stops the loop at
+    once while it waits, and otherwise unwinds the step under way: a run it started is marked
+    finished (failed), and a canary keeps its state for `flywheel deploy --canary` to resume.
+    """
+    settings = options.settings(ctx)
+    at = _now(now, once)
+    while True:
+        started = time.monotonic()
+        try:
+            ok = look(settings, at, rollout=rollout, rps=rps, commit=commit, image=image)
+        except FlywheelError as error:
+            if once:
+                raise
+            err.print(f"[red]error:[/] {error}", highlight=False)
+            ok = False
+        if once:
+            if not ok:
+                raise typer.Exit(1)
+            return
+        pause = max(0.0, interval - (time.monotonic() - started))
+        following = datetime.now(UTC) + timedelta(seconds=pause)
+        out.print(f"next look at {following:%Y-%m-%d %H:%M:%S} UTC (Ctrl-C stops)", highlight=False)
+        time.sleep(pause)
+
+
+def look(
+    settings: Settings,
+    at: datetime | None,
+    *,
+    rollout: bool,
+    rps: float,
+    commit: str | None,
+    image: str | None,
+) -> bool:
+    """One pass: monitor, decide, and if a trigger fired, run and roll out. False if a run failed."""
+    from flywheel import runs
+    from flywheel.cli import render
+    from flywheel.cli.pipeline import roll_out
+    from flywheel.monitoring import prometheus
+    from flywheel.monitoring.monitor import monitor
+    from flywheel.triggers import engine
+
+    now = at or datetime.now(UTC)
+    out.rule(f"watch {settings.model_name} at {now:%Y-%m-%d %H:%M} UTC")
+    result = monitor(settings, until=now, record=True, now=now)
+    drifted = sorted(
+        {f"{r.version} {r.start:%Y-%m-%d %H:%M}" for r in result.reports if r.dataset_drift}
+    )
+    out.print(
+        f"monitor: {len(result.reports)} window report(s), {len(result.records)} recorded"
+        + (f"; dataset drift in {', '.join(drifted)}" if drifted else "; no dataset drift"),
+        highlight=False,
+    )
+    if settings.monitoring.pushgateway and result.reports:
+        text = prometheus.exposition(result.reports)
+        prometheus.push(settings.monitoring.pushgateway, settings.model_name, text)
+    decision = engine.check(settings, now=now, commit=commit or None, image=image or None)
+    verdict = "fired" if decision.fired else "did not fire"
+    out.print(f"decide: {verdict}: {decision.reason}", highlight=False)
+    out.print(f"  record {decision.record}", highlight=False)
+    if not decision.fired:
+        return True
+    run_id = runs.new_run_id()
+    engine.run_started(settings, decision, run_id)
+    succeeded = False
+    try:
+        run = runs.run_local(
+            settings, run_id=run_id, reason=decision.reason, decision=decision.record
+        )
+        succeeded = run.succeeded
+    finally:
+        # Also when interrupted: a run marked finished no longer blocks the next one.
+        engine.run_finished(settings, run_id, succeeded=succeeded)
+    render.run_result(settings, run)
+    if not run.succeeded:
+        return False
+    if not rollout:
+        out.print("rollout: off (--no-rollout)", highlight=False)
+    elif settings.rollout.driver == "kubernetes":
+        out.print(
+            "rollout: the pipeline's deploy step started it on the cluster; "
+            "the rollout controller (flywheel rollout watch) finishes it",
+            highlight=False,
+        )
+    else:
+        out.print(f"rollout: {roll_out(settings, run, rps)}", highlight=False)
+    return True
