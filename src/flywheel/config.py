@@ -379,6 +379,19 @@ class PipelineSettings(Strict):
     )
     experiment: str = "flywheel"
     s3_secret: Name = Field(default="flywheel-s3", description="Secret with the S3 keys on cluster")
+    image: str | None = Field(
+        default=None,
+        description="Components image the cluster runs the steps in, ideally repo@sha256:... "
+        "(`flywheel submit --image` wins; unset: the compiled package's)",
+    )
+    namespace: Name | None = Field(
+        default=None, description="Kubeflow profile namespace runs go to (multi-user KFP)"
+    )
+    service_account: Name | None = Field(
+        default=None,
+        description="Service account the steps run as on the cluster (the deploy step patches "
+        "the model's SeldonDeployment)",
+    )
     resources: PipelineResources = Field(
         default=PipelineResources(),
         description="CPU and memory requests and limits of each step's container",

@@ -451,6 +451,8 @@ def submit(
     token, if any, comes from the variable `pipeline.token_env` names (KFP_TOKEN).
     `service_account` is the identity the steps run as; the deploy step needs one
     allowed to patch the model's SeldonDeployment (the chart's pipeline runner).
+    `image`, `namespace` and `service_account` default to pipeline.image, .namespace
+    and .service_account (the chart sets them), so every caller submits alike.
     `reason` and `decision` reach the registered version's lineage as in `run_local`.
     """
     import kfp
@@ -458,6 +460,9 @@ def submit(
     from urllib3.exceptions import HTTPError
 
     run_id = run_id or new_run_id()
+    image = image or settings.pipeline.image
+    namespace = namespace or settings.pipeline.namespace
+    service_account = service_account or settings.pipeline.service_account
     docs = compile_package(settings)
     if image:
         docs[0] = customise(docs[0], image=image)

@@ -160,3 +160,30 @@ def test_submit_sends_the_bearer_token_from_the_variable_pipeline_token_env_name
     assert parameters["trigger_reason"] == "drift on income (PSI 0.31)"
     assert parameters["trigger_decision"] == "triggers/d.json"
     assert "t0ken" not in result.text
+
+
+def test_submit_takes_the_image_namespace_and_service_account_from_the_configuration(
+    flywheel: Flywheel, config_file: Path
+) -> None:
+    # given the pipeline.* settings the chart renders for the trigger engine's submit
+    # (a loopback fake of KFP's v2beta1 API: KFP's server cannot run here)
+    image = "ghcr.io/flywheel-mlops/flywheel-components@sha256:" + "a" * 64
+    sets = [
+        "storage.uri=s3://bucket/flywheel", "data.source=s3://bucket/batches",
+        f"pipeline.image={image}", "pipeline.namespace=team-a",
+        "pipeline.service_account=fw-flywheel-pipeline-runner",
+    ]  # fmt: skip
+    with kfp_api(token=None) as kfp:
+        # when a run is submitted without --image, --namespace or --service-account
+        result = flywheel(
+            "-c", str(config_file), *(f"--set={s}" for s in sets), "submit", "--host", kfp.url
+        )
+    # then the experiment is the profile namespace's, and the run uses the image and account
+    assert result.code == 0, result.text
+    (experiment,) = kfp.experiments.values()
+    assert experiment["namespace"] == "team-a"
+    (run,) = kfp.runs.values()
+    assert run["service_account"] == "fw-flywheel-pipeline-runner"
+    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
+    assert {e["container"]["image"] for e in executors.values()} == {image}
+    assert run["runtime_config"]["parameters"]["image_digest"] == "sha256:" + "a" * 64
