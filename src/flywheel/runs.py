@@ -448,7 +448,10 @@ def submit(
 
     The compiled package travels inline in the run (KFP v2beta1 `POST /runs`), in
     the experiment `pipeline.experiment`, which is created if missing. The bearer
-    token, if any, comes from the variable `pipeline.token_env` names (KFP_TOKEN).
+    token, if any, comes from the variable `pipeline.token_env` names (KFP_TOKEN);
+    without it, from the ServiceAccount token the kubelet projects for KFP's audience
+    (at KF_PIPELINES_SA_TOKEN_PATH, by default /var/run/secrets/kubeflow/pipelines/token),
+    re-read as the kubelet rotates it, which is how a pod of the chart authenticates.
     `service_account` is the identity the steps run as; the deploy step needs one
     allowed to patch the model's SeldonDeployment (the chart's pipeline runner).
     `image`, `namespace` and `service_account` default to pipeline.image, .namespace
@@ -468,6 +471,7 @@ def submit(
         docs[0] = customise(docs[0], image=image)
     digest = image.split("@", 1)[1] if image and "@" in image else ""
     token = os.environ.get(settings.pipeline.token_env) or None
+    credentials = None if token else _projected_token()
     with tempfile.TemporaryDirectory() as tmp:
         package = Path(tmp) / PACKAGE_FILE
         package.write_text(dump_package(docs))
@@ -475,7 +479,9 @@ def submit(
             with warnings.catch_warnings():
                 # Every kfp.Client warns that it needs KFP 2.0.0-beta.2 or later.
                 warnings.filterwarnings("ignore", message="This client only works with")
-                client = kfp.Client(host=host, namespace=namespace, existing_token=token)
+                client = kfp.Client(
+                    host=host, namespace=namespace, existing_token=token, credentials=credentials
+                )
             result = client.create_run_from_pipeline_package(
                 str(package),
                 arguments={
@@ -505,6 +511,16 @@ def submit(
                 f"{settings.pipeline.token_env} is refused there too)"
             ) from None
     return {"run_id": run_id, "kfp_run_id": str(result.run_id), "host": host}
+
+
+def _projected_token() -> Any:
+    """kfp's reader of the projected KFP ServiceAccount token, if a token file is there."""
+    from kfp import client
+
+    path = os.environ.get(client.KF_PIPELINES_SA_TOKEN_ENV) or client.KF_PIPELINES_SA_TOKEN_PATH
+    if not Path(path).is_file():
+        return None
+    return client.ServiceAccountTokenVolumeCredentials(path)
 
 
 def _api_reason(error: Any) -> str:

@@ -187,3 +187,23 @@ def test_submit_takes_the_image_namespace_and_service_account_from_the_configura
     executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
     assert {e["container"]["image"] for e in executors.values()} == {image}
     assert run["runtime_config"]["parameters"]["image_digest"] == "sha256:" + "a" * 64
+
+
+def test_submit_in_a_pod_sends_the_projected_service_account_token(
+    flywheel: Flywheel, config_file: Path, tmp_path: Path
+) -> None:
+    # given no KFP_TOKEN, but the ServiceAccount token the kubelet projects for KFP's
+    # audience (the chart mounts it; here a file at KF_PIPELINES_SA_TOKEN_PATH)
+    token = tmp_path / "token"
+    token.write_text("projected-sa-t0ken\n")
+    s3 = ["--set", "storage.uri=s3://bucket/flywheel", "--set", "data.source=s3://bucket/batches"]
+    s3 += ["--set", "pipeline.token_env=FLYWHEEL_TEST_UNSET_TOKEN"]
+    with kfp_api(token="projected-sa-t0ken") as kfp:
+        result = flywheel(
+            "-c", str(config_file), *s3, "submit", "--host", kfp.url,
+            env={"KF_PIPELINES_SA_TOKEN_PATH": str(token)},
+        )  # fmt: skip
+    # then every request carried it, and the run was created
+    assert result.code == 0, result.text
+    assert {r.authorization for r in kfp.requests} == {"Bearer projected-sa-t0ken"}
+    assert len(kfp.runs) == 1
