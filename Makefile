@@ -71,6 +71,10 @@ chart-docs: $(VENV)/.ready ## Regenerate helm/flywheel/README.md from values.yam
 manifests: $(VENV)/.ready ## Render the chart into manifests/base (the Kustomize base)
 	$(BIN)/python -m tools.manifests
 
+.PHONY: monitoring-picture
+monitoring-picture: $(VENV)/.ready ## Redraw docs/monitoring-report.png: the monitoring report's plots on a simulated covariate drift
+	$(BIN)/python -m tools.monitoring_picture
+
 # --- checks -----------------------------------------------------------------
 
 .PHONY: tools
