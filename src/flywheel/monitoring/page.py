@@ -109,6 +109,16 @@ def _interval(value: Interval | None) -> str:
     return "–" if value is None else f"{number(value.value)} [{value.low:.3f}, {value.high:.3f}]"
 
 
+def _contract(report: WindowReport) -> str:
+    """ "ok", or the contract's checks the served rows failed."""
+    if report.invariants is None:
+        return "–"
+    failed = [
+        f"{v.column} {v.check}" for v in report.invariants.violations if v.severity == "error"
+    ]
+    return "ok" if not failed else "fails: " + ", ".join(failed)
+
+
 def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[str, int]) -> str:
     """Every window as a table row, and the plots over time."""
     rows = []
@@ -122,6 +132,7 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 f"{drifted}/{len(r.features)}",
                 number(r.prediction_drift.psi) if r.prediction_drift else "–",
                 f"{r.skew.disagreeing}/{r.skew.sampled}" if r.skew else "–",
+                _contract(r),
                 str(r.performance.labelled),
                 _interval(r.performance.accuracy),
                 _interval(r.estimate.accuracy if r.estimate else None),
@@ -152,6 +163,7 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 "drifted features",
                 "score PSI",
                 "skew (disagree/sampled)",
+                "contract",
                 "labelled rows",
                 "accuracy [CI]",
                 "estimated accuracy [CI]",

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from flywheel.config import MonitoringSettings
+from flywheel.config import ContractSettings, MonitoringSettings
 from flywheel.monitoring import analysis
 from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.logs import Prediction
@@ -170,3 +170,53 @@ def test_training_data_age_is_counted_from_the_newest_training_day(
     assert report.health.data_age_hours == 48
     assert report.health.skipped_lines == {"unknown version": 2}
     assert report.features == () and report.estimate is None
+
+
+def test_served_rows_are_held_to_the_contracts_checks_with_its_tolerances(
+    reference: VersionReference,
+) -> None:
+    # given 100 typical rows, a fifth of them without a credit score and a tenth with a
+    # credit score of 2,000 (the contract's range is about 300 to 850)
+    features = reference.contract.features
+    typical = reference.contract.typical_row()
+    rows = []
+    for i in range(100):
+        score = None if i % 5 == 0 else 2000.0 if i % 10 == 1 else typical["credit_score"]
+        rows.append(tuple({**typical, "credit_score": score}[f] for f in features))
+    scores = tuple(0.2 for _ in rows)
+    predictions = [Prediction("a", "v1", START.timestamp(), 1.0, features, tuple(rows), scores)]
+    # when analysed with the default contract policy, and with a lenient one
+    strict = analysis.analyse_window(
+        predictions,
+        {},
+        reference,
+        MonitoringSettings(),
+        model="m",
+        role="production",
+        start=START,
+        end=END,
+        skipped={},
+    )
+    lenient = analysis.analyse_window(
+        predictions,
+        {},
+        reference,
+        MonitoringSettings(),
+        model="m",
+        role="production",
+        start=START,
+        end=END,
+        skipped={},
+        contract_policy=ContractSettings(null_rate_tolerance=0.5, max_out_of_range_fraction=0.2),
+    )
+    # then both failures are named by the strict one, and none by the lenient one
+    assert strict.invariants is not None and not strict.invariants.hold
+    found = {(v.column, v.check) for v in strict.invariants.violations}
+    assert found == {("credit_score", "null rate"), ("credit_score", "range")}
+    assert lenient.invariants is not None and lenient.invariants.hold
+    assert lenient.invariants.rows == 100
+
+
+def test_an_empty_window_has_no_invariants(reference: VersionReference) -> None:
+    report = _analyse([], {}, reference)
+    assert report.invariants is None

@@ -22,3 +22,5 @@ def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> N
     assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)) == 5
     assert "3 unknown version" in page
     assert "estimates from calibrated scores" in page
+    # and whether the served rows met the contract
+    assert page.count("<td>ok</td>") == 3
