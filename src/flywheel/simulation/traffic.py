@@ -105,7 +105,6 @@ def serve_day(
     source = batches.BatchSource(
         open_store(settings.data.source, settings.storage), settings.data.format
     )
-    frame, location, written = _batch(settings, source, day)
     clock = _Clock()
     model = model_class(
         model_name=settings.model_name,
@@ -117,18 +116,18 @@ def serve_day(
     )
     # One OpenMP thread, as the serving image runs (OMP_NUM_THREADS=1): scikit-learn's
     # per-tree thread pools cost more than they give on 25-row requests.
-    limits = threadpool_limits(limits=1, user_api="openmp")
-    model.load()
-    try:
-        ids, answered, rejected = _serve(settings, model, clock, frame, day, rows, seed, alter)
-        labels_for = day - timedelta(days=label_delay_days)
-        labels = _feedback(settings, model, clock, source, labels_for, day, rows, seed)
-    finally:
-        for logger in (model.logger, model.feedback_log):
-            if logger is not None:
-                logger.flush()
-                logger.close()
-        limits.restore_original_limits()
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.load()  # first: a version that cannot be served writes nothing
+        frame, location, written = _batch(settings, source, day)
+        try:
+            ids, answered, rejected = _serve(settings, model, clock, frame, day, rows, seed, alter)
+            labels_for = day - timedelta(days=label_delay_days)
+            labels = _feedback(settings, model, clock, source, labels_for, day, rows, seed)
+        finally:
+            for logger in (model.logger, model.feedback_log):
+                if logger is not None:
+                    logger.flush()
+                    logger.close()
     return ServedDay(
         day=day,
         version=resolved,

@@ -12,7 +12,8 @@ import pytest
 from flywheel.config import Settings
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import monitor
-from flywheel.registry import VersionNotFound
+from flywheel.registry import MODEL_FILE, Registry, VersionNotFound
+from flywheel.serving.model import ModelUnavailable
 from flywheel.simulation.traffic import ROWS_PER_REQUEST, SimulationError, serve_day
 from flywheel.storage import LocalStore
 
@@ -124,3 +125,16 @@ def test_bad_arguments_are_one_clear_error(project: Settings) -> None:
         serve_day(project, _day(project, 5), version="v1", label_delay_days=-1)
     with pytest.raises(VersionNotFound):
         serve_day(project, _day(project, 5), version="v9")
+
+
+def test_a_version_that_cannot_be_served_writes_nothing(project: Settings) -> None:
+    # given v2, registered with a model file that does not load
+    registry = Registry.from_settings(project)
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    registry.register({**files, MODEL_FILE: b"not a model"}, run_id="r2", fingerprint="broken")
+    # when a day is served by it
+    with pytest.raises(ModelUnavailable, match="cannot serve loan-default v2"):
+        serve_day(project, _day(project, 5), version="v2")
+    # then neither the day's batch nor any log was written
+    assert not (Path(project.data.source) / f"{_day(project, 5)}.parquet").exists()
+    assert not LocalStore(project.storage.uri).list("predictions/")
