@@ -642,7 +642,7 @@ class PerformanceTrigger(Strict):
     metric: Literal["accuracy", "roc_auc"] = "accuracy"
     floor: Fraction | None = Field(default=None, description="Fire when surely below this")
     max_drop: Fraction | None = Field(
-        default=0.05,
+        default=0.03,
         description="Fire when surely below the version's offline evaluation minus this",
     )
     min_labelled: int = Field(default=100, ge=1, description="Labelled rows a window needs")
@@ -661,6 +661,10 @@ class EstimatedPerformanceTrigger(PerformanceTrigger):
     """Retrain when monitoring's CBPE estimate (before labels arrive) is significantly low in
     each of the newest windows; an estimate, so low severity by default."""
 
+    max_drop: Fraction | None = Field(
+        default=0.05,
+        description="Fire when surely below the version's offline evaluation minus this",
+    )
     windows: int = Field(default=2, ge=1, le=1000, description="Consecutive windows that must fire")
     min_labelled: int = Field(default=100, ge=1, description="Served rows a window needs")
     severity: Severity = "low"

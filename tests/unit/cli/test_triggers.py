@@ -4,12 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.harness.kfp import kfp_api
 from tests.unit.cli.conftest import Flywheel
 
 # Monitoring finds no traffic in these windows, so only forced or CI-reported triggers fire.
 NOW = "2026-02-01T00:10"
 QUIET = ("--set", "triggers.schedule=null")
+
+
+@pytest.fixture(autouse=True)
+def no_ci_report(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image may bake the commit in: the code-change trigger sees only what a test sets."""
+    monkeypatch.delenv("FLYWHEEL_GIT_COMMIT", raising=False)
+    monkeypatch.delenv("FLYWHEEL_IMAGE", raising=False)
 
 
 def test_check_exits_3_when_nothing_fired_and_0_when_forced(
@@ -31,7 +40,7 @@ def test_check_exits_3_when_nothing_fired_and_0_when_forced(
         "triggers",
         "check",
         "--now",
-        NOW,
+        "2026-02-01T00:20",
         env={"FLYWHEEL_GIT_COMMIT": "f00dfeed"},
     )
     assert changed.code == 0, changed.text
