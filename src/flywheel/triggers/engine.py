@@ -90,18 +90,24 @@ def _production(registry: Registry) -> Production | None:
 
 def _reports(settings: Settings, registry: Registry, version: str, now: datetime) -> list[Any]:
     """The production version's window reports: the stored ones when the newest complete window
-    has a record computed after it closed and within records_max_age_hours; else monitoring
-    runs now and records them."""
+    has a record computed after it closed, not after `now`, and within records_max_age_hours;
+    else monitoring runs now and records them."""
     policy = settings.monitoring
     spans = windows(now, policy.window, policy.windows)
     stored = {
         r.start: r
         for r in latest_records(registry.store, settings.model_name, version, policy.window)
-        if spans[0][0] <= r.start and r.end <= spans[-1][1]
+        # a record computed after `now` (a check replayed in the past) saw later labels
+        if spans[0][0] <= r.start and r.end <= spans[-1][1] and r.computed_at <= now
     }
     newest = stored.get(spans[-1][0])
     max_age = timedelta(hours=settings.triggers.records_max_age_hours)
-    if newest is None or newest.computed_at < newest.end or now - newest.computed_at > max_age:
+    fresh = (
+        newest is not None
+        and newest.computed_at >= newest.end
+        and now - newest.computed_at <= max_age
+    )
+    if not fresh:
         try:
             result = monitor(settings, until=now, versions=[version], record=True, now=now)
         except MonitoringError as error:

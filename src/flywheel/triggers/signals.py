@@ -153,7 +153,11 @@ def drift(
         reason = f"drift: {'; '.join(reasons[-1])} in {span}{_window(newest)}"
     else:
         count = sum(bool(r) for r in reasons)
-        reason = f"drift: {count} of the newest {len(spans)} window(s) drifted"
+        shares = ", ".join(
+            "–" if w.get("drifted_share") is None else f"{w['drifted_share']:.2f}" for w in looked
+        )
+        reason = f"drift: {count} of the newest {len(spans)} window(s) drifted (shares {shares}"
+        reason += f" vs {policy.share})" if policy.share is not None else ")"
     return Check(kind="drift", fired=fired, reason=reason, severity=policy.severity, inputs=inputs)
 
 
@@ -260,6 +264,12 @@ def estimated_performance(
         )
     else:
         reason = f"estimated performance: {sum(verdicts)} of {len(spans)} window(s) surely low"
+        if looked and looked[-1].get("interval") and looked[-1].get("threshold") is not None:
+            newest = looked[-1]
+            reason += (
+                f" (newest {policy.metric} {newest['interval']['value']:.3f}, "
+                f"upper {newest['interval']['high']:.3f} vs {newest['threshold']:.3f})"
+            )
     return Check(
         kind="estimated_performance",
         fired=fired,

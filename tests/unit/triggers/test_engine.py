@@ -116,6 +116,22 @@ def test_stale_or_missing_records_make_monitoring_run_first(project: Settings) -
     assert not decision.fired and decision.reason == "nothing fired"
 
 
+def test_a_record_computed_after_now_is_not_used(project: Settings) -> None:
+    # given drifted records computed a day after the time the check is replayed at
+    later = NOW + timedelta(days=1)
+    record(
+        project,
+        window_report(1, drifted=THREE, computed_at=later),
+        window_report(2, drifted=THREE, computed_at=later),
+    )
+    # when checked at NOW, then they are not judged (monitoring ran, and found no traffic)
+    decision = engine.check(project, now=NOW)
+    assert not decision.fired
+    drift = next(c for c in decision.checks if c.kind == "drift")
+    assert [w["rows"] for w in drift.inputs["windows"]] == [0, 0]
+    assert drift.reason == "drift: 0 of the newest 2 window(s) drifted (shares –, – vs 0.3)"
+
+
 def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> None:
     # given a run started on a drift decision
     record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
