@@ -526,6 +526,67 @@ def test_rbac_is_confined_to_the_release_namespace(kube: Any, installed: str) ->
     assert result.stdout.strip() == "no"
 
 
+def _kfp_review(kube: Any, namespace: str, user: str, verb: str, resource: str) -> bool:
+    """The SubjectAccessReview multi-user KFP's API server sends before it acts (its
+    resource.IsAuthorized): the caller as TokenReview named it, group
+    pipelines.kubeflow.org, version v1beta1, the object's name. Answered by RBAC."""
+    review = {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+            "resourceAttributes": {
+                "namespace": namespace,
+                "verb": verb,
+                "group": "pipelines.kubeflow.org",
+                "version": "v1beta1",
+                "resource": resource,
+                "name": "run-20260115-030000-abcdef" if resource == "runs" else "flywheel",
+            },
+        },
+    }
+    answer = kube.kubectl("create", "-f", "-", "-o", "json", input=json.dumps(review))
+    return bool(json.loads(answer.stdout)["status"].get("allowed"))
+
+
+def test_the_trigger_engine_may_submit_runs_and_nothing_else(kube: Any, installed: str) -> None:
+    """The engine's CronWorkflow submits through the KFP API: in multi-user mode KFP asks the
+    API server whether its ServiceAccount may, in the profile namespace."""
+    account = f"system:serviceaccount:{installed}:fw-flywheel-triggers"
+    # what `flywheel submit` calls: ListExperiments, CreateExperiment, CreateRun
+    for verb, resource in (("list", "experiments"), ("create", "experiments"), ("create", "runs")):
+        assert _kfp_review(kube, installed, account, verb, resource), (verb, resource)
+    # and no more at KFP: no reading, deleting or retrying runs, no pipelines uploaded
+    for verb, resource in (("get", "runs"), ("delete", "runs"), ("create", "pipelines")):
+        assert not _kfp_review(kube, installed, account, verb, resource), (verb, resource)
+    # nor anywhere but the release namespace
+    assert not _kfp_review(kube, "default", account, "create", "runs")
+    # and at the Kubernetes API, only Argo's executor's step results. (`kubectl auth can-i`
+    # cannot ask about KFP's runs: no API serves them, so kubectl's discovery does not know
+    # the group and it sends the resource "runs.pipelines.kubeflow.org" in the core group,
+    # which RBAC always refuses; the reviews above ask as KFP does.)
+    expected = {
+        ("create", "workflowtaskresults.argoproj.io", installed): "yes",
+        ("get", "secrets/flywheel-s3", installed): "no",
+        ("list", "secrets", installed): "no",
+        ("patch", "seldondeployments/loan-default", installed): "no",
+        ("create", "seldondeployments", installed): "no",
+        ("create", "workflows.argoproj.io", installed): "no",
+        ("create", "pods", installed): "no",
+    }
+    answers = {
+        (verb, resource, namespace): kube.kubectl(
+            "auth", "can-i", verb, resource, "-n", namespace, as_user=account, check=False
+        ).stdout.strip()
+        for verb, resource, namespace in expected
+    }
+    assert answers == expected
+    # the steps KFP runs as the pipeline runner cannot start runs themselves
+    runner = f"system:serviceaccount:{installed}:fw-flywheel-pipeline-runner"
+    assert not _kfp_review(kube, installed, runner, "create", "runs")
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_overlays_are_accepted_by_the_api_server(kube: Any, overlay: Path) -> None:
     kube.kubectl("create", "namespace", "flywheel", check=False)

@@ -72,6 +72,11 @@ checkov.io/skip9: CKV_K8S_43=No digest given (images.*.digest); CI's promotion a
 {{- printf "%s-rollout-controller" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The trigger engine's ServiceAccount and CronWorkflow. */}}
+{{- define "flywheel.triggers" -}}
+{{- printf "%s-triggers" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{/* Pod Security Standards "restricted", for every pod and container in the chart. */}}
 {{- define "flywheel.podSecurityContext" -}}
 runAsNonRoot: true
