@@ -61,13 +61,13 @@ def watch(
         ),
     ] = None,
 ) -> None:
-    """Monitor what is served, let the trigger engine decide, run the pipeline with its reason,
-    and roll a new version out as a local canary; every --interval seconds until Ctrl-C.
+    """Monitor, let the trigger engine decide, run with its reason, roll out.
 
-    With --once: one look; exit 1 if it failed (a run, or the store). In the loop a failed
-    look is reported and the next one comes at its time. Ctrl-C or SIGTERM stops the loop at
-    once while it waits, and otherwise unwinds the step under way: a run it started is marked
-    finished (failed), and a canary keeps its state for `flywheel deploy --canary` to resume.
+    Every --interval seconds until Ctrl-C; with --once, one look (exit 1 if a
+    run or the store failed). In the loop a failed look is reported and the
+    next comes at its time. Ctrl-C or SIGTERM stops a wait at once; during a
+    step it unwinds: a run it started is marked finished (failed), and a
+    canary keeps its state for `flywheel deploy --canary` to resume.
     """
     settings = options.settings(ctx)
     at = _now(now, once)
@@ -120,7 +120,11 @@ def look(
     )
     if settings.monitoring.pushgateway and result.reports:
         text = prometheus.exposition(result.reports)
-        prometheus.push(settings.monitoring.pushgateway, settings.model_name, text)
+        try:
+            prometheus.push(settings.monitoring.pushgateway, settings.model_name, text)
+        except prometheus.PushError as error:
+            # Metrics are for people; the decision reads the records, which are stored.
+            err.print(f"[yellow]warning:[/] {error}", highlight=False)
     decision = engine.check(settings, now=now, commit=commit or None, image=image or None)
     verdict = "fired" if decision.fired else "did not fire"
     out.print(f"decide: {verdict}: {decision.reason}", highlight=False)

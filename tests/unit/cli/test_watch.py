@@ -6,20 +6,24 @@ A look that fires, runs and registers is in tests/integration/test_local_pipelin
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from flywheel import synthetic
 from flywheel.config import load_settings
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.triggers import engine
 from tests.harness.servers import free_ports
+from tests.harness.traffic import log_traffic
 from tests.unit.cli.conftest import Flywheel
 
 
@@ -48,6 +52,33 @@ def test_once_with_nothing_to_do_records_the_decision_and_runs_nothing(
     assert f"record {decision['record']}" in result.out
     assert [m.version for m in registry.versions()] == ["v1"]
     assert "run run-" not in result.out
+
+
+def test_a_pushgateway_that_is_down_is_a_warning_and_the_engine_still_decides(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    # given a day of traffic to production, a Pushgateway nobody listens on, and only
+    # the code-change trigger on (so that nothing here can start a run)
+    settings = load_settings(registered_config, env={})
+    generator = settings.data.generator
+    day = synthetic.generate_day(generator.start_date + timedelta(days=6), generator)
+    log_traffic(LocalStore(settings.storage.uri), "loan-default", "v1", day)
+    (port,) = free_ports(1)
+    off = ["schedule", "drift", "performance", "estimated_performance"]
+    sets = [f"--set=triggers.{name}=null" for name in off]
+    sets.append(f"--set=monitoring.pushgateway=http://127.0.0.1:{port}")
+    sets.append("--set=monitoring.window=hour")
+    # when watch looks once, by the end of this hour
+    until = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:00")
+    result = flywheel("-c", str(registered_config), *sets, "watch", "--once", "--now", until)
+    # then monitoring's records are stored, the push failure is one warning, and the
+    # engine decided all the same
+    assert result.code == 0, result.text
+    assert re.search(r"monitor: [1-9]\d* window report\(s\), [1-9]\d* recorded", result.out)
+    assert result.err.strip().startswith(
+        f"warning: cannot reach the Pushgateway at http://127.0.0.1:{port}"
+    )
+    assert "decide: did not fire: nothing fired" in result.out
 
 
 @pytest.mark.parametrize(
