@@ -99,6 +99,11 @@ def check(
     endpoint = host or settings.pipeline.host
     if submit and not endpoint:
         raise options.UsageFailure("--submit needs --host, KFP_HOST or pipeline.host")
+    for key, uri in (("storage.uri", settings.storage.uri), ("data.source", settings.data.source)):
+        if submit and not uri.startswith("s3://"):
+            raise options.UsageFailure(
+                f"{key} is {uri!r}, a local directory: a cluster run needs an s3:// store"
+            )
     decision = engine.check(settings, now=_now(now), force=force, commit=commit, image=image)
     out.rule(f"triggers {settings.model_name} at {decision.at:%Y-%m-%d %H:%M} UTC")
     _summary(decision)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.kfp import kfp_api
 from tests.unit.cli.conftest import Flywheel
 
 # Monitoring finds no traffic in these windows, so only forced or CI-reported triggers fire.
@@ -71,41 +70,26 @@ def test_a_hold_blocks_force_until_released(flywheel: Flywheel, registered_confi
     )
 
 
-def test_submit_starts_a_run_with_the_reason_and_marks_it_in_flight(
+def test_submit_refuses_a_local_store_before_deciding(
     flywheel: Flywheel, registered_config: Path
 ) -> None:
-    # given a KFP API (a loopback fake of its v2beta1 runs API: no cluster in unit tests)
-    config = ("-c", str(registered_config), *QUIET)
-    with kfp_api(None) as kfp:
-        # when a forced check submits
-        result = flywheel(
-            *config,
-            "triggers",
-            "check",
-            "--now",
-            NOW,
-            "--force",
-            "new features",
-            "--submit",
-            "--host",
-            kfp.url,
-        )
-        # then the run started, and a second check is held back by it
-        assert result.code == 0, result.text
-        assert "started " in result.out and f"on {kfp.url}" in result.out
-        second = flywheel(
-            *config,
-            "triggers",
-            "check",
-            "--now",
-            NOW,
-            "--force",
-            "again",
-            "--submit",
-            "--host",
-            kfp.url,
-        )
-    assert second.code == 3 and "in flight since 2026-02-01 00:10" in second.out
+    # given a project on local directories, when a check would submit to a cluster
+    result = flywheel(
+        "-c",
+        str(registered_config),
+        "triggers",
+        "check",
+        "--force",
+        "x",
+        "--submit",
+        "--host",
+        "http://127.0.0.1:9",
+    )
+    # then it is refused in one line, and no decision was recorded
+    assert result.code == 1
+    assert "a local directory: a cluster run needs an s3:// store" in result.err
+    history = flywheel("-c", str(registered_config), "triggers", "history")
+    assert history.out.strip() == "No decisions recorded yet."
 
 
 def test_bad_input_is_one_line(flywheel: Flywheel, registered_config: Path) -> None:
