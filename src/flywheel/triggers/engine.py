@@ -150,6 +150,11 @@ def _judge(
     if policy.new_data:
         checks.append(signals.new_data(policy.new_data, days, _since(runs, production)))
     if production is not None:
+        # Evidence counts once: windows that ended before the last run started were there for
+        # that run to learn from, so they cannot start another (a high severity would otherwise
+        # retrain again on the same bad window right after a run that was not promoted).
+        since = runs[-1].started.started_at if runs else None
+        reports = [r for r in reports if since is None or r.end > since]
         if policy.drift:
             checks.append(signals.drift(policy.drift, reports, spans[-policy.drift.windows :]))
         if policy.performance:

@@ -138,23 +138,21 @@ def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> Non
     first = engine.check(project, now=NOW)
     engine.run_started(project, first, "r1")
     engine.run_finished(project, "r1", succeeded=True, now=NOW + timedelta(hours=1))
-    # when drift fires again within the 24-hour cooldown, then it is blocked
-    again = engine.check(project, now=NOW + timedelta(hours=2))
-    assert not again.fired and again.blocked_by is not None
+    # when CI reports a new commit (low severity) within the 24-hour cooldown
+    again = engine.check(project, now=NOW + timedelta(hours=2), commit="f00dfeed")
+    # then it is blocked, and the windows the run could learn from do not fire drift again
+    assert not again.fired and [f.kind for f in again.firings] == ["code_change"]
+    assert again.blocked_by is not None
     assert again.blocked_by.startswith("cooldown until 2026-01-14 00:10 UTC (after run r1)")
-    # when a significant performance drop (high severity) fires too, then it passes
+    # when a significant performance drop (high severity) shows in a window after the run
+    later = NOW + timedelta(hours=23, minutes=55)  # day 3 has closed; the cooldown has not
     record(
         project,
-        window_report(
-            2,
-            drifted=THREE,
-            accuracy=interval(0.6),
-            labelled=400,
-            computed_at=NOW + timedelta(hours=2),
-        ),
+        window_report(3, drifted=THREE, accuracy=interval(0.6), labelled=400, computed_at=later),
     )
-    urgent = engine.check(project, now=NOW + timedelta(hours=2, minutes=5))
-    assert urgent.fired and {f.kind for f in urgent.firings} == {"drift", "performance"}
+    urgent = engine.check(project, now=later)
+    # then it passes the cooldown
+    assert urgent.fired and [f.kind for f in urgent.firings] == ["performance"]
 
 
 def test_a_run_in_flight_blocks_even_force_until_it_finishes_or_times_out(
@@ -180,16 +178,18 @@ def test_the_daily_budget_stops_runs_but_force_bypasses_it(project: Settings) ->
     settings = settings_for(
         Path(project.storage.uri).parent, "triggers.daily_budget=1", "triggers.cooldown_hours=0"
     )
+    # given one run started today, on drift
     record(settings, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
     first = engine.check(settings, now=NOW)
     engine.run_started(settings, first, "r1")
     engine.run_finished(settings, "r1", succeeded=True, now=NOW)
-    second = engine.check(settings, now=NOW + timedelta(hours=1))
+    # when CI reports a new commit the same day, then the budget of one run blocks it
+    later = NOW + timedelta(hours=1)
+    second = engine.check(settings, now=later, commit="f00dfeed")
     assert second.blocked_by == "daily budget of 1 run(s) spent on 2026-01-13"
-    assert engine.check(settings, now=NOW + timedelta(hours=1), force="hotfix").fired
-    # the next UTC day has a new budget
-    record(settings, window_report(3, drifted=THREE))
-    assert engine.check(settings, now=NOW + timedelta(days=1)).fired
+    # but a forced check passes, and the next UTC day has a new budget
+    assert engine.check(settings, now=later, force="hotfix").fired
+    assert engine.check(settings, now=NOW + timedelta(days=1), commit="f00dfeed").fired
 
 
 def test_a_hold_blocks_everything_until_released(project: Settings) -> None:
