@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from flywheel.errors import FlywheelError
+
 _ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -35,7 +37,7 @@ _FIELDS = (
 _LOOKBACK_DAYS = 366 * 28
 
 
-class CronError(ValueError):
+class CronError(FlywheelError, ValueError):
     """The expression is not valid cron; the message names the field and the problem."""
 
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -429,7 +429,7 @@ def _failure_report(root: Path, before: set[Path], task: str | None) -> str | No
 
 
 class SubmitError(FlywheelError):
-    """The Kubeflow Pipelines API could not be reached or refused the run."""
+    """The Kubeflow Pipelines API could not be reached or refused a request."""
 
 
 def submit(
@@ -458,10 +458,6 @@ def submit(
     and .service_account (the chart sets them), so every caller submits alike.
     `reason` and `decision` reach the registered version's lineage as in `run_local`.
     """
-    import kfp
-    import kfp_server_api  # type: ignore[import-untyped]
-    from urllib3.exceptions import HTTPError
-
     run_id = run_id or new_run_id()
     image = image or settings.pipeline.image
     namespace = namespace or settings.pipeline.namespace
@@ -470,47 +466,75 @@ def submit(
     if image:
         docs[0] = customise(docs[0], image=image)
     digest = image.split("@", 1)[1] if image and "@" in image else ""
-    token = os.environ.get(settings.pipeline.token_env) or None
-    credentials = None if token else _projected_token()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _kfp(settings, host, namespace) as client:
         package = Path(tmp) / PACKAGE_FILE
         package.write_text(dump_package(docs))
-        try:
-            with warnings.catch_warnings():
-                # Every kfp.Client warns that it needs KFP 2.0.0-beta.2 or later.
-                warnings.filterwarnings("ignore", message="This client only works with")
-                client = kfp.Client(
-                    host=host, namespace=namespace, existing_token=token, credentials=credentials
-                )
-            result = client.create_run_from_pipeline_package(
-                str(package),
-                arguments={
-                    "config": settings.to_json(),
-                    "run_id": run_id,
-                    "as_of": as_of,
-                    "git_commit": lineage.git_commit() or "",
-                    "image": image or "",
-                    "image_digest": digest,
-                    "s3_secret": settings.pipeline.s3_secret,
-                    "trigger_reason": reason,
-                    "trigger_decision": decision,
-                },
-                run_name=run_id,
-                experiment_name=settings.pipeline.experiment,
-                enable_caching=settings.pipeline.caching,
-                service_account=service_account,
-            )
-        except kfp_server_api.ApiException as error:
-            raise SubmitError(f"KFP at {host} refused the run: {_api_reason(error)}") from None
-        except HTTPError as error:
-            raise SubmitError(f"cannot reach KFP at {host}: {type(error).__name__}") from None
-        except TimeoutError:
-            # kfp.Client retries its health check, then gives up with this.
-            raise SubmitError(
-                f"KFP at {host} did not pass its health check (a missing or wrong "
-                f"{settings.pipeline.token_env} is refused there too)"
-            ) from None
+        result = client.create_run_from_pipeline_package(
+            str(package),
+            arguments={
+                "config": settings.to_json(),
+                "run_id": run_id,
+                "as_of": as_of,
+                "git_commit": lineage.git_commit() or "",
+                "image": image or "",
+                "image_digest": digest,
+                "s3_secret": settings.pipeline.s3_secret,
+                "trigger_reason": reason,
+                "trigger_decision": decision,
+            },
+            run_name=run_id,
+            experiment_name=settings.pipeline.experiment,
+            enable_caching=settings.pipeline.caching,
+            service_account=service_account,
+        )
     return {"run_id": run_id, "kfp_run_id": str(result.run_id), "host": host}
+
+
+# A KFP run in one of these states has ended (v2beta1 RuntimeState).
+ENDED = frozenset({"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"})
+
+
+def ended_runs(settings: Settings, *, host: str, kfp_run_ids: list[str]) -> dict[str, bool]:
+    """Which of these KFP runs have ended, each with whether it succeeded; running ones are left
+    out."""
+    if not kfp_run_ids:
+        return {}
+    with _kfp(settings, host, settings.pipeline.namespace) as client:
+        states = {run: str(client.get_run(run).state) for run in kfp_run_ids}
+    return {run: state == "SUCCEEDED" for run, state in states.items() if state in ENDED}
+
+
+@contextlib.contextmanager
+def _kfp(settings: Settings, host: str, namespace: str | None) -> Iterator[Any]:
+    """A kfp.Client for `host`, whose failures inside the block become one SubmitError.
+
+    The bearer token, if any, comes from the variable `pipeline.token_env` names;
+    without it, from the ServiceAccount token the kubelet projects for KFP's audience.
+    """
+    import kfp
+    import kfp_server_api  # type: ignore[import-untyped]
+    from urllib3.exceptions import HTTPError
+
+    token = os.environ.get(settings.pipeline.token_env) or None
+    credentials = None if token else _projected_token()
+    try:
+        with warnings.catch_warnings():
+            # Every kfp.Client warns that it needs KFP 2.0.0-beta.2 or later.
+            warnings.filterwarnings("ignore", message="This client only works with")
+            client = kfp.Client(
+                host=host, namespace=namespace, existing_token=token, credentials=credentials
+            )
+        yield client
+    except kfp_server_api.ApiException as error:
+        raise SubmitError(f"KFP at {host} refused the request: {_api_reason(error)}") from None
+    except HTTPError as error:
+        raise SubmitError(f"cannot reach KFP at {host}: {type(error).__name__}") from None
+    except TimeoutError:
+        # kfp.Client retries its health check, then gives up with this.
+        raise SubmitError(
+            f"KFP at {host} did not pass its health check (a missing or wrong "
+            f"{settings.pipeline.token_env} is refused there too)"
+        ) from None
 
 
 def _projected_token() -> Any:

@@ -166,6 +166,14 @@ class FakeKfp:
         self.runs[run["run_id"]] = run
         return run
 
+    def end(self, run_id: str, state: str) -> None:
+        """Move a run to a final state, as KFP's persistence agent would once Argo ends it."""
+        with self.lock:
+            run = self.runs[run_id]
+            run["state"] = state
+            run["finished_at"] = _now()
+            run["state_history"].append({"update_time": run["finished_at"], "state": state})
+
 
 @contextlib.contextmanager
 def kfp_api(token: str | None) -> Iterator[FakeKfp]:

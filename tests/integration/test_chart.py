@@ -316,7 +316,8 @@ def test_overlays_patch_only_digests_replicas_traffic_policy_and_resources(
             changed.add(field)
     assert "image" in changed
     images = [container["image"] for doc in patched.values() for container in _containers(doc)]
-    assert len(images) == 3 and all("@sha256:" in image for image in images), images
+    # the controller, the model's PodTemplate, and the trigger engine's two steps
+    assert len(images) == 4 and all("@sha256:" in image for image in images), images
 
 
 def _containers(node: Any) -> Iterator[dict[str, Any]]:
@@ -554,11 +555,17 @@ def test_the_trigger_engine_may_submit_runs_and_nothing_else(kube: Any, installe
     """The engine's CronWorkflow submits through the KFP API: in multi-user mode KFP asks the
     API server whether its ServiceAccount may, in the profile namespace."""
     account = f"system:serviceaccount:{installed}:fw-flywheel-triggers"
-    # what `flywheel submit` calls: ListExperiments, CreateExperiment, CreateRun
-    for verb, resource in (("list", "experiments"), ("create", "experiments"), ("create", "runs")):
+    # what `flywheel triggers check --submit` calls: GetRun (has the last run ended?),
+    # ListExperiments, CreateExperiment, CreateRun
+    for verb, resource in (
+        ("get", "runs"),
+        ("list", "experiments"),
+        ("create", "experiments"),
+        ("create", "runs"),
+    ):
         assert _kfp_review(kube, installed, account, verb, resource), (verb, resource)
-    # and no more at KFP: no reading, deleting or retrying runs, no pipelines uploaded
-    for verb, resource in (("get", "runs"), ("delete", "runs"), ("create", "pipelines")):
+    # and no more at KFP: no listing, deleting or retrying runs, no pipelines uploaded
+    for verb, resource in (("list", "runs"), ("delete", "runs"), ("create", "pipelines")):
         assert not _kfp_review(kube, installed, account, verb, resource), (verb, resource)
     # nor anywhere but the release namespace
     assert not _kfp_review(kube, "default", account, "create", "runs")

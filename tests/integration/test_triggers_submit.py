@@ -86,5 +86,29 @@ def test_a_forced_check_submits_a_run_with_its_reason_and_then_waits_for_it(
             "--host",
             kfp.url,
         )
-    assert second.code == 3 and "blocked by run " in second.out
-    assert len(kfp.runs) == 1
+        assert second.code == 3 and "blocked by run " in second.out
+        assert len(kfp.runs) == 1
+        # when KFP reports the run ended, then the next check submits again
+        kfp.end(run["run_id"], "SUCCEEDED")
+        third = cli(
+            "-c",
+            str(config),
+            "triggers",
+            "check",
+            "--now",
+            NOW,
+            "--force",
+            "again",
+            "--submit",
+            "--host",
+            kfp.url,
+        )
+        assert third.code == 0, third.text
+        assert "has ended on" in third.out and len(kfp.runs) == 2
+    # and a KFP that is down is one line, with no decision recorded for that look
+    before = open_store(settings.storage.uri, settings.storage).list("triggers")
+    down = cli("-c", str(config), "triggers", "check", "--submit", "--host", kfp.url)
+    assert down.code == 1 and "cannot reach KFP" in down.err, down.text
+    assert "Traceback" not in down.text
+    after = open_store(settings.storage.uri, settings.storage).list("triggers")
+    assert after == before

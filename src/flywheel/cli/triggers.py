@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
@@ -104,6 +105,10 @@ def check(
             raise options.UsageFailure(
                 f"{key} is {uri!r}, a local directory: a cluster run needs an s3:// store"
             )
+    if submit and endpoint:
+        # A run submitted earlier blocks only while KFP still runs it.
+        for run_id in engine.reconcile(settings, functools.partial(_ended, settings, endpoint)):
+            out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
     decision = engine.check(settings, now=_now(now), force=force, commit=commit, image=image)
     out.rule(f"triggers {settings.model_name} at {decision.at:%Y-%m-%d %H:%M} UTC")
     _summary(decision)
@@ -143,10 +148,16 @@ def _submit(settings: Settings, decision: Decision, host: str) -> None:
     started = runs.submit(
         settings, host=host, run_id=run_id, reason=decision.reason, decision=decision.record
     )
-    # Marked once KFP accepted it; the cluster run ends without telling this process, so it
-    # counts as in flight until triggers.run_timeout_hours.
-    engine.run_started(settings, decision, run_id)
+    # Marked once KFP accepted it; the next check asks KFP whether it has ended (and counts
+    # it in flight at most triggers.run_timeout_hours, should KFP lose it).
+    engine.run_started(settings, decision, run_id, kfp_run_id=started["kfp_run_id"])
     out.print(f"started {started['run_id']} (KFP run {started['kfp_run_id']}) on {host}")
+
+
+def _ended(settings: Settings, host: str, kfp_run_ids: list[str]) -> dict[str, bool]:
+    from flywheel import runs
+
+    return runs.ended_runs(settings, host=host, kfp_run_ids=kfp_run_ids)
 
 
 @app.command("hold")

@@ -8,6 +8,7 @@ has a fresh one; otherwise monitoring runs first (and records its windows).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -290,9 +291,15 @@ def check(
 
 
 def run_started(
-    settings: Settings, decision: Decision, run_id: str, *, now: datetime | None = None
+    settings: Settings,
+    decision: Decision,
+    run_id: str,
+    *,
+    now: datetime | None = None,
+    kfp_run_id: str | None = None,
 ) -> None:
-    """Mark a run started on `decision` (for the cooldown, the budget and the in-flight check)."""
+    """Mark a run started on `decision` (for the cooldown, the budget and the in-flight check);
+    `kfp_run_id` when it was submitted to KFP, which `reconcile` then asks how it ended."""
     code = next((c.inputs for c in decision.checks if c.kind == "code_change"), {})
     entry = RunStarted(
         run_id=run_id,
@@ -303,6 +310,7 @@ def run_started(
         commit=code.get("commit"),
         image=code.get("image"),
         newest_batch=decision.newest_batch,
+        kfp_run_id=kfp_run_id,
     )
     try:
         _ledger(settings).start(entry)
@@ -321,6 +329,30 @@ def run_finished(
         _ledger(settings).finish(entry)
     except StoreError as error:
         raise TriggerError(f"cannot mark run {run_id} finished: {error}") from None
+
+
+def reconcile(
+    settings: Settings,
+    ended: Callable[[list[str]], Mapping[str, bool]],
+    *,
+    now: datetime | None = None,
+) -> list[str]:
+    """Mark finished the submitted runs that ended on the cluster, so that a run in flight
+    blocks only while it runs. `ended` maps KFP run ids to whether each ended run succeeded
+    (runs still going are left out). Returns the ids of the runs marked."""
+    try:
+        waiting = {
+            r.started.kfp_run_id: r.started.run_id
+            for r in _ledger(settings).runs()
+            if r.finished is None and r.started.kfp_run_id
+        }
+    except StoreError as error:
+        raise TriggerError(f"cannot read the runs the engine started: {error}") from None
+    marked = []
+    for kfp_run_id, succeeded in ended(sorted(waiting)).items():
+        run_finished(settings, waiting[kfp_run_id], succeeded=succeeded, now=now)
+        marked.append(waiting[kfp_run_id])
+    return marked
 
 
 def hold(settings: Settings, reason: str, *, now: datetime | None = None) -> str:

@@ -44,6 +44,7 @@ class RunStarted(_Entry):
     commit: str | None = None
     image: str | None = None
     newest_batch: str | None = None  # the newest batch when it started: new data counts from here
+    kfp_run_id: str | None = None  # a run submitted to Kubeflow Pipelines: its state is asked there
 
 
 class RunFinished(_Entry):

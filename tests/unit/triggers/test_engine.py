@@ -174,6 +174,33 @@ def test_a_run_in_flight_blocks_even_force_until_it_finishes_or_times_out(
     assert late.fired
 
 
+def test_a_submitted_run_stops_blocking_once_the_cluster_says_it_ended(
+    project: Settings,
+) -> None:
+    # given two runs submitted to KFP, neither marked finished
+    first = engine.check(project, now=NOW, force="new features landed")
+    engine.run_started(project, first, "r1", kfp_run_id="kfp-1")
+    engine.run_started(project, first, "r2", kfp_run_id="kfp-2", now=NOW + timedelta(minutes=1))
+    asked: list[list[str]] = []
+
+    def ended(ids: list[str]) -> dict[str, bool]:
+        asked.append(ids)
+        return {"kfp-1": False}  # kfp-1 failed; kfp-2 still runs
+
+    # when the engine reconciles with what the cluster reports
+    marked = engine.reconcile(project, ended)
+    # then only the ended run is marked, with its outcome, and r2 still blocks
+    assert asked == [["kfp-1", "kfp-2"]] and marked == ["r1"]
+    finished = json.loads(store_of(project).read("triggers/loan-default/runs/r1/finished.json"))
+    assert finished["succeeded"] is False
+    assert not store_of(project).exists("triggers/loan-default/runs/r2/finished.json")
+    blocked = engine.check(project, now=NOW + timedelta(hours=1), force="again")
+    assert blocked.blocked_by is not None and blocked.blocked_by.startswith("run r2 in flight")
+    # and a second look asks only about the run still going
+    assert engine.reconcile(project, lambda ids: asked.append(ids) or {}) == []
+    assert asked[-1] == ["kfp-2"]
+
+
 def test_the_daily_budget_stops_runs_but_force_bypasses_it(project: Settings) -> None:
     settings = settings_for(
         Path(project.storage.uri).parent, "triggers.daily_budget=1", "triggers.cooldown_hours=0"
