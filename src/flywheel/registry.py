@@ -20,7 +20,9 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -95,8 +97,25 @@ def version_number(version: str) -> int:
     return int(match.group(1))
 
 
+# What stamps versions (created_at, claims) and alias moves: the wall clock, unless a
+# simulation runs the registry on its simulated time (`stamped_by`).
+_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("registry_clock", default=None)
+
+
+@contextmanager
+def stamped_by(clock: Callable[[], datetime]) -> Iterator[None]:
+    """Stamp versions and alias moves made in this block (this thread) with `clock`'s time."""
+    token = _clock.set(clock)
+    try:
+        yield
+    finally:
+        _clock.reset(token)
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    clock = _clock.get()
+    now = clock() if clock is not None else datetime.now(UTC)
+    return now.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
 class Registry:

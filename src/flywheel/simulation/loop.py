@@ -1,0 +1,694 @@
+"""`flywheel simulate`: the whole level-2 loop, day by day, on a simulated clock.
+
+Each simulated day, into one store under `root`, as production does it:
+
+1. the day's batch arrives (the generator's scenario; `broken_upstream` writes one corrupt
+   batch on the change day) and is checked against production's contract;
+2. its traffic is served through the real serving class in-process (`serve_day`), and the
+   labels of the day `label_delay` before come back as Seldon feedback;
+3. monitoring runs at the end of the day, and the policy decides: the trigger engine
+   (`triggers`), every seventh day (`schedule`), every day (`daily`) or `never`; the last
+   three go through the engine as forced checks so that every decision is recorded alike;
+4. a firing runs the pipeline's step functions in this process (`runs.run_in_process`: the
+   same functions kfp.local runs, without a subprocess per step, so 60 days fit in minutes)
+   with the decision's reason; the gate decides, and a registered candidate goes through the
+   real RolloutController on a driver replaying that day's requests through the real serving
+   class for both sides (`DayDriver`), then is promoted or rolled back;
+5. `bad_candidate` registers a deliberately faulty version on the change day
+   (`rollout.faults.register_faulty`), which the same canary analysis must roll back.
+
+Versions and alias moves are stamped with the simulated time (`registry.stamped_by`), so the
+model's age is the simulated one. After each complete day the timeline is rewritten
+atomically to `root/timeline.json`; `resume=True` carries on from the last complete day, and a
+day that was half done is redone (its prediction log, feedback and monitoring records are
+removed first; decisions and versions stay, as the create-only records they are).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time as clock
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+from flywheel import batches, contract, runs, synthetic
+from flywheel.config import Scenario as GeneratorScenario
+from flywheel.config import Settings
+from flywheel.errors import FlywheelError
+from flywheel.monitoring.logs import Skipped, read_predictions
+from flywheel.monitoring.monitor import monitor
+from flywheel.registry import PRODUCTION, Registry, stamped_by
+from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.faults import Kind
+from flywheel.serving.metrics import SCORE_BUCKETS, score_bucket
+from flywheel.serving.model import FlywheelModel
+from flywheel.serving.requests import BadRequest
+from flywheel.simulation.traffic import SimulationError, _records, _requests, serve_day
+from flywheel.storage import open_store
+from flywheel.triggers import engine
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+Policy = Literal["triggers", "schedule", "never", "daily"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+SimScenario = Literal[
+    "stable",
+    "covariate_drift",
+    "concept_drift",
+    "label_shift",
+    "new_category",
+    "broken_upstream",
+    "bad_candidate",
+]
+SCENARIOS: tuple[str, ...] = get_args(SimScenario)
+SCHEDULE_DAYS = 7
+STATE_FILE = "timeline.json"
+DAY_MARK = "day-in-progress.json"
+# What a corrupt upstream day looks like (broken_upstream), and the faulty version of
+# bad_candidate: nulls a producer lets through, a model trained on shuffled labels.
+BROKEN_BATCH: GeneratorScenario = "broken_nulls"
+FAULTY_KIND: Kind = "shuffled"
+CANARY_RPS = 40.0  # the simulated request rate the canary analysis sees (bench-rollout's)
+
+
+class DayRecord(BaseModel):
+    """What one simulated day did."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    day: date
+    production: str | None  # version serving at the end of the day
+    accuracy: float | None  # production's accuracy on the day's served rows (oracle labels)
+    rows: int
+    refused: int
+    batch_blocked: bool  # the day's batch failed production's contract
+    drift: dict[str, float]  # per-feature PSI of the day's monitoring window
+    drifted_share: float | None
+    decision: dict[str, Any] | None  # {"fired", "reason", "blocked_by", "record"}
+    run: dict[str, Any] | None  # {"run_id", "reason", "registered", "blessed"}
+    rollout: dict[str, Any] | None  # {"version", "phase", "reason"}
+    model_age_days: float | None
+
+
+class Timeline(BaseModel):
+    """Every simulated day of one simulation, in order."""
+
+    scenario: str
+    seed: int
+    days: int
+    policy: Policy
+    change_day: int
+    label_delay: int
+    traffic: int
+    records: list[DayRecord]
+    wall_seconds: float
+
+
+@dataclass(frozen=True)
+class _World:
+    """One simulation's fixed facts."""
+
+    settings: Settings
+    root: Path
+    scenario: str
+    seed: int
+    policy: Policy
+    change_day: int  # simulated day index
+    label_delay: int
+    traffic: int
+    first_day: date  # the day of index 0
+
+    def day(self, index: int) -> date:
+        return self.first_day + timedelta(days=index)
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def world_settings(settings: Settings, root: Path, scenario: str, seed: int) -> Settings:
+    """The settings of a simulation under `root`: its own store, batches and pipeline root,
+    the generator playing `scenario` from the change day (counted after the warm-up window)."""
+    generator = settings.data.generator
+    warmup = settings.data.window_days
+    underlying = scenario if scenario in get_args(GeneratorScenario) else "stable"
+    return settings.model_copy(
+        update={
+            "storage": settings.storage.model_copy(
+                update={"uri": str(root / "store"), "endpoint": None}
+            ),
+            "data": settings.data.model_copy(
+                update={
+                    "source": str(root / "batches"),
+                    "generator": generator.model_copy(
+                        update={
+                            "scenario": underlying,
+                            "seed": seed,
+                            "change_day": warmup + generator.change_day,
+                        }
+                    ),
+                }
+            ),
+            "pipeline": settings.pipeline.model_copy(update={"root": str(root / "pipeline-root")}),
+        }
+    )
+
+
+def _check_arguments(days: int, scenario: str, policy: str, label_delay: int, traffic: int) -> None:
+    if scenario not in SCENARIOS:
+        raise SimulationError(f"unknown scenario {scenario!r}: one of {', '.join(SCENARIOS)}")
+    if days <= 0:
+        raise SimulationError(f"days must be 1 or more, not {days}")
+    if policy not in POLICIES:
+        raise SimulationError(f"unknown policy {policy!r}: one of {', '.join(POLICIES)}")
+    if label_delay < 0:
+        raise SimulationError(f"label delay must be 0 days or more, not {label_delay}")
+    if traffic < 1:
+        raise SimulationError(f"traffic must be 1 row a day or more, not {traffic}")
+
+
+def simulate(
+    settings: Settings,
+    *,
+    root: Path,
+    days: int,
+    scenario: str,
+    seed: int = 0,
+    label_delay: int = 2,
+    traffic: int = 2000,
+    policy: Policy = "triggers",
+    servers: bool = False,
+    resume: bool = False,
+    on_day: Callable[[DayRecord], None] | None = None,
+) -> Timeline:
+    """Play `days` days of `scenario` under `policy` into `root`; the timeline of every day.
+
+    The change day is `settings.data.generator.change_day`, counted from the first simulated
+    day (the warm-up window of `data.window_days` days comes before it).
+    """
+    _check_arguments(days, scenario, policy, label_delay, traffic)
+    if servers:
+        raise SimulationError(
+            "not yet: --servers (the seldon-core microservices and the gateway); "
+            "the simulation serves through the serving class in-process"
+        )
+    started = clock.monotonic()
+    root = root.resolve()
+    state = root / STATE_FILE
+    if resume:
+        if not state.is_file():
+            raise SimulationError(f"nothing to resume: {state} does not exist")
+        timeline = Timeline.model_validate_json(state.read_text())
+        asked = (scenario, seed, policy, label_delay, traffic)
+        found = (timeline.scenario, timeline.seed, timeline.policy, timeline.label_delay)
+        if asked != (*found, timeline.traffic):
+            raise SimulationError(
+                f"{root} holds a simulation of {timeline.scenario} (seed {timeline.seed}, policy "
+                f"{timeline.policy}, label delay {timeline.label_delay}, traffic "
+                f"{timeline.traffic}): resume it with the same options"
+            )
+        world_config = Settings.from_json((root / "settings.json").read_text())
+        timeline = timeline.model_copy(update={"days": days})
+    else:
+        if root.exists() and any(root.iterdir()):
+            raise SimulationError(
+                f"{root} is not empty: resume the simulation there (--resume) or choose another"
+            )
+        world_config = world_settings(settings, root, scenario, seed)
+        timeline = Timeline(
+            scenario=scenario,
+            seed=seed,
+            days=days,
+            policy=policy,
+            change_day=settings.data.generator.change_day,
+            label_delay=label_delay,
+            traffic=traffic,
+            records=[],
+            wall_seconds=0.0,
+        )
+    warmup = world_config.data.window_days
+    world = _World(
+        settings=world_config,
+        root=root,
+        scenario=scenario,
+        seed=seed,
+        policy=policy,
+        change_day=timeline.change_day,
+        label_delay=label_delay,
+        traffic=traffic,
+        first_day=world_config.data.generator.start_date + timedelta(days=warmup),
+    )
+    spent = timeline.wall_seconds
+    if not resume:
+        root.mkdir(parents=True, exist_ok=True)
+        _write_atomically(root / "settings.json", world_config.to_json())
+        _warm_up(world)
+        _save(state, timeline)
+    else:
+        _redo_half_done(world, len(timeline.records))
+    for index in range(len(timeline.records), days):
+        _write_atomically(root / DAY_MARK, json.dumps({"index": index}))
+        record = _play_day(world, index)
+        timeline.records.append(record)
+        timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
+        _save(state, timeline)
+        (root / DAY_MARK).unlink(missing_ok=True)
+        if on_day is not None:
+            on_day(record)
+    timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
+    _save(state, timeline)
+    return timeline
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+def _save(path: Path, timeline: Timeline) -> None:
+    _write_atomically(path, timeline.model_dump_json(indent=1))
+
+
+# --- the warm-up: a production model trained on the window before day 0 ---------------
+
+
+def _warm_up(world: _World) -> None:
+    """Write the batches of the window before the first day and register v1 in production,
+    as a first run at the end of the last warm-up day."""
+    settings = world.settings
+    source = _source(settings)
+    generator = settings.data.generator
+    for index in range(settings.data.window_days):
+        day = generator.start_date + timedelta(days=index)
+        source.write(day, synthetic.generate_day(day, generator), _format(settings))
+    end = _end_of(world.first_day - timedelta(days=1))
+    decision = engine.check(settings, now=end, force="simulation warm-up: the first model")
+    run = _run(world, decision, "sim-warm-up", end)
+    if not run.get("registered"):
+        raise SimulationError(
+            f"the warm-up run registered no model: {run.get('error') or 'the gate refused it'}"
+        )
+
+
+def _source(settings: Settings) -> batches.BatchSource:
+    return batches.BatchSource(
+        open_store(settings.data.source, settings.storage), settings.data.format
+    )
+
+
+def _format(settings: Settings) -> str:
+    return "csv" if settings.data.format == "csv" else "parquet"
+
+
+# --- one day ---------------------------------------------------------------------------
+
+
+def _play_day(world: _World, index: int) -> DayRecord:
+    settings = world.settings
+    registry = Registry.from_settings(settings)
+    day = world.day(index)
+    end = _end_of(day)
+    source = _source(settings)
+    if world.scenario == "broken_upstream" and index == world.change_day:
+        broken = settings.data.generator.model_copy(update={"scenario": BROKEN_BATCH})
+        if not any(b.day == day for b in source.available()):
+            source.write(day, synthetic.generate_day(day, broken), _format(settings))
+    served = serve_day(
+        settings,
+        day,
+        version=PRODUCTION,
+        rows=world.traffic,
+        label_delay_days=world.label_delay,
+        seed=world.seed,
+    )
+    batch = next(b for b in source.available() if b.day == day)
+    frame = batches.parse(batch.name, source.store.read(batch.key))
+    parts = _requests(frame, day, world.traffic, world.seed)
+    refused = sum(len(part) for rid, part in parts if rid in served.rejected)
+    blocked = _blocked(settings, registry, served.version, frame, batch.name)
+    accuracy = _accuracy(settings, registry, served.version, day, parts)
+
+    rollout: dict[str, Any] | None = None
+    run: dict[str, Any] | None = None
+    if world.scenario == "bad_candidate" and index == world.change_day:
+        run, rollout = _bad_candidate(world, registry, parts, end)
+
+    result = monitor(settings, until=end, record=True, now=end)
+    midnight = end - timedelta(days=1)
+    window = next(
+        (r for r in result.reports if r.version == served.version and r.start == midnight), None
+    )
+    drift = {f.feature: round(f.result.psi, 4) for f in window.features} if window else {}
+
+    decision = _decide(world, index, end)
+    if decision is not None and decision.fired:
+        run_id = f"sim-{day.isoformat()}"
+        policy_run = _run(world, decision, run_id, end)
+        version = policy_run.get("registered")
+        production = registry.resolve(PRODUCTION)
+        if version and version != production:
+            earlier = rollout
+            rollout = _canary(world, registry, version, parts, end)
+            if earlier is not None:
+                rollout["earlier"] = earlier
+        if run is not None:
+            policy_run["earlier"] = run
+        run = policy_run
+
+    production = registry.resolve(PRODUCTION)
+    age = None
+    if production is not None:
+        created = datetime.fromisoformat(registry.manifest(production).created_at)
+        age = round((end - created).total_seconds() / 86_400, 3)
+    return DayRecord(
+        index=index,
+        day=day,
+        production=production,
+        accuracy=accuracy,
+        rows=served.rows,
+        refused=refused,
+        batch_blocked=blocked,
+        drift=drift,
+        drifted_share=window.drifted_share if window else None,
+        decision=None
+        if decision is None
+        else {
+            "fired": decision.fired,
+            "reason": decision.reason,
+            "blocked_by": decision.blocked_by,
+            "record": decision.record,
+        },
+        run=run,
+        rollout=rollout,
+        model_age_days=age,
+    )
+
+
+def _blocked(
+    settings: Settings, registry: Registry, version: str, frame: pd.DataFrame, name: str
+) -> bool:
+    """Whether the day's batch fails production's contract (the pipeline's validate step)."""
+    reference = contract.Contract.from_json(registry.read(version, "contract.json"))
+    check = contract.check_batch(frame, reference, settings.contract, name)
+    return any(f.severity == "error" for f in check.findings)
+
+
+def _accuracy(
+    settings: Settings,
+    registry: Registry,
+    version: str,
+    day: date,
+    parts: list[tuple[str, pd.DataFrame]],
+) -> float | None:
+    """The served version's accuracy on the day's answered rows, against their true labels."""
+    midnight = datetime.combine(day, time(), tzinfo=UTC)
+    logged = read_predictions(
+        registry.store,
+        settings.model_name,
+        [version],
+        midnight,
+        midnight + timedelta(days=1),
+        Skipped(),
+    )
+    scores = {p.request_id: p.scores for p in logged}
+    right = total = 0
+    for rid, part in parts:
+        answered = scores.get(rid)
+        if answered is None:
+            continue
+        try:
+            labels = [int(v) for v in part[settings.features.label]]
+        except (KeyError, TypeError, ValueError):
+            continue
+        for score, label in zip(answered, labels, strict=False):
+            if math.isfinite(score):
+                right += int((score >= 0.5) == bool(label))
+                total += 1
+    return round(right / total, 4) if total else None
+
+
+def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
+    """The policy's decision at the end of day `index`, recorded by the trigger engine."""
+    settings = world.settings
+    if world.policy == "triggers":
+        return engine.check(settings, now=end)
+    if world.policy == "daily":
+        return engine.check(settings, now=end, force="policy daily: retrain every day")
+    if world.policy == "schedule" and (index + 1) % SCHEDULE_DAYS == 0:
+        return engine.check(
+            settings, now=end, force=f"policy schedule: retrain every {SCHEDULE_DAYS} days"
+        )
+    return None
+
+
+def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -> dict[str, Any]:
+    """The pipeline's steps in this process on the decision's reason, marked in the engine's
+    books; what it registered."""
+    settings = world.settings
+    work = world.root / "runs" / run_id
+    shutil.rmtree(work, ignore_errors=True)
+    engine.run_started(settings, decision, run_id, now=end)
+    out: dict[str, Any] = {
+        "run_id": run_id,
+        "reason": decision.reason,
+        "registered": None,
+        "blessed": False,
+    }
+    succeeded = False
+    try:
+        with stamped_by(lambda: end):
+            result = runs.run_in_process(
+                settings, work, run_id=run_id, reason=decision.reason, decision=decision.record
+            )
+        out["blessed"] = bool(result.blessed)
+        out["registered"] = result.version or None
+        out["seconds"] = round(sum(result.seconds.values()), 3)
+        succeeded = True
+    except FlywheelError as error:
+        out["error"] = str(error).splitlines()[0][:300]
+    finally:
+        # Also when interrupted: a run marked finished no longer blocks the next one.
+        engine.run_finished(settings, run_id, succeeded=succeeded, now=end)
+    return out
+
+
+def _bad_candidate(
+    world: _World, registry: Registry, parts: list[tuple[str, pd.DataFrame]], end: datetime
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Register a deliberately faulty version, and put it through the canary."""
+    from flywheel.rollout.faults import register_faulty
+
+    with stamped_by(lambda: end):
+        version = register_faulty(world.settings, FAULTY_KIND)
+    run = {
+        "run_id": f"faulty-{FAULTY_KIND}",
+        "reason": f"bad_candidate: a faulty version ({FAULTY_KIND} labels) registered by hand",
+        "registered": version,
+        "blessed": False,
+    }
+    return run, _canary(world, registry, version, parts, end)
+
+
+# --- the canary on the day's traffic ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Answers:
+    """How one version answered each of the day's requests."""
+
+    errors: np.ndarray[Any, Any]  # server error (bool)
+    latency: np.ndarray[Any, Any]  # latency bucket index
+    scores: np.ndarray[Any, Any]  # (requests, buckets) counts
+    labelled: np.ndarray[Any, Any]
+    correct: np.ndarray[Any, Any]
+
+
+def _answers(settings: Settings, version: str, parts: list[tuple[str, pd.DataFrame]]) -> _Answers:
+    """Send every request of the day to `version` through the real serving class (not logged)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    model = FlywheelModel(
+        model_name=settings.model_name,
+        model_version=version,
+        store_uri=settings.storage.uri,
+        store_endpoint=settings.storage.endpoint or "",
+        store_secure=settings.storage.secure,
+        log_predictions=False,
+    )
+    n = len(parts)
+    errors = np.zeros(n, dtype=bool)
+    latency = np.zeros(n, dtype=int)
+    scores = np.zeros((n, SCORE_BUCKETS), dtype=int)
+    labelled = np.zeros(n, dtype=int)
+    correct = np.zeros(n, dtype=int)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        model.load()
+        for i, (rid, part) in enumerate(parts):
+            payload = {"jsonData": _records(settings, part), "meta": {"puid": rid}}
+            started = clock.perf_counter()
+            try:
+                response = model.score(payload)
+            except BadRequest:
+                continue  # the client's fault: the same on both sides, and not answered
+            except Exception:  # a server error, as Seldon answers 500
+                errors[i] = True
+                continue
+            finally:
+                elapsed = (clock.perf_counter() - started) * 1000
+                latency[i] = next(
+                    (b for b, bound in enumerate(LATENCY_BOUNDS_MS) if elapsed <= bound),
+                    len(LATENCY_BOUNDS_MS) - 1,
+                )
+            answered = [row[1] for row in response["data"]["ndarray"]]
+            for score in answered:
+                if math.isfinite(score):
+                    scores[i, score_bucket(score)] += 1
+            labels = part[settings.features.label].to_numpy()
+            labelled[i] = len(labels)
+            correct[i] = int(((np.asarray(answered) >= 0.5).astype(int) == labels).sum())
+    return _Answers(errors, latency, scores, labelled, correct)
+
+
+class DayDriver:
+    """The rollout Driver over one day's requests: at each look, requests drawn at
+    `CANARY_RPS` from the day's, routed by the step's weight, each side answering as the real
+    serving class answered that request (every answered request labelled: the day's labels
+    are known)."""
+
+    def __init__(self, stable: _Answers, canary: _Answers, seed: int, start: float) -> None:
+        import numpy as np
+
+        self.answers = {"stable": stable, "canary": canary}
+        self.rng = np.random.default_rng(seed)
+        self.now = self.last = start
+        self.weight = 0
+        self.routes: tuple[str, str, int] | None = None
+        self.sides: dict[str, dict[str, Any]] = {}
+
+    def _new_window(self) -> None:
+        import numpy as np
+
+        self.sides = {
+            role: {
+                "requests": 0,
+                "errors": 0,
+                "latency": np.zeros(len(LATENCY_BOUNDS_MS), dtype=int),
+                "scores": np.zeros(SCORE_BUCKETS, dtype=int),
+                "labelled": 0,
+                "correct": 0,
+            }
+            for role in ("stable", "canary")
+        }
+
+    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+        if self.routes != (stable, canary, canary_weight):
+            self._advance()
+            self.routes, self.weight = (stable, canary, canary_weight), canary_weight
+            self._new_window()
+
+    def finish(self, serving: str) -> None:
+        self.weight = 0
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        self._advance()
+        stable, canary = (
+            Window(
+                requests=s["requests"],
+                errors=s["errors"],
+                latency_bounds_ms=LATENCY_BOUNDS_MS,
+                latency_counts=tuple(int(v) for v in s["latency"]),
+                scores=tuple(int(v) for v in s["scores"]),
+                labelled=s["labelled"],
+                correct=s["correct"],
+            )
+            for s in (self.sides["stable"], self.sides["canary"])
+        )
+        return stable, canary
+
+    def _advance(self) -> None:
+        import numpy as np
+
+        dt, self.last = self.now - self.last, self.now
+        if dt <= 0 or not self.sides:
+            return
+        n = int(self.rng.poisson(CANARY_RPS * dt))
+        total = len(self.answers["stable"].errors)
+        if not n or not total:
+            return
+        drawn = self.rng.integers(0, total, size=n)
+        to_canary = self.rng.random(n) < self.weight / 100
+        for role, chosen in (("stable", drawn[~to_canary]), ("canary", drawn[to_canary])):
+            a, side = self.answers[role], self.sides[role]
+            ok = chosen[~a.errors[chosen]]
+            side["requests"] += len(chosen)
+            side["errors"] += int(a.errors[chosen].sum())
+            side["latency"] += np.bincount(a.latency[chosen], minlength=len(LATENCY_BOUNDS_MS))
+            side["scores"] += a.scores[ok].sum(axis=0)
+            side["labelled"] += int(a.labelled[ok].sum())
+            side["correct"] += int(a.correct[ok].sum())
+
+
+def _canary(
+    world: _World,
+    registry: Registry,
+    version: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    end: datetime,
+) -> dict[str, Any]:
+    """Roll `version` out against production on the day's requests; how it ended."""
+    settings = world.settings
+    stable = registry.resolve(PRODUCTION)
+    if stable is None:
+        return {"version": version, "phase": "direct", "reason": "nothing was in production"}
+    driver = DayDriver(
+        _answers(settings, stable, parts),
+        _answers(settings, version, parts),
+        seed=world.seed * 100_003 + (end.date().toordinal()),
+        start=end.timestamp(),
+    )
+
+    def sleep(seconds: float) -> None:
+        driver.now += seconds
+
+    controller = RolloutController(
+        registry, driver, settings.rollout, clock=lambda: driver.now, sleep=sleep
+    )
+    with stamped_by(lambda: end):
+        controller.resume_or_start(version)
+        state = controller.run()
+    return {"version": version, "phase": state.phase, "reason": state.reason}
+
+
+# --- resuming ----------------------------------------------------------------------------
+
+
+def _redo_half_done(world: _World, index: int) -> None:
+    """Remove what a day interrupted half way wrote to the logs, so that it can be redone."""
+    mark = world.root / DAY_MARK
+    if not mark.is_file() or json.loads(mark.read_text()).get("index") != index:
+        return
+    settings = world.settings
+    store = open_store(settings.storage.uri, settings.storage)
+    day = world.day(index)
+    stamp = _end_of(day).strftime("%Y%m%dT%H%M%S%fZ")
+    for prefix in ("predictions", "feedback"):
+        for key in store.list(f"{prefix}/{settings.model_name}"):
+            if f"/{day.isoformat()}/" in key:
+                store.delete(key)
+    for key in store.list(f"monitoring/{settings.model_name}"):
+        if key.endswith(f"/{stamp}.json"):
+            store.delete(key)
