@@ -1,0 +1,198 @@
+"""The figures of a simulated timeline: how well and how cheaply a retraining policy did.
+
+Every function reads a `Timeline` (flywheel.simulation.loop) and nothing else, so the
+report and `make bench-loop` compute the same numbers the same way:
+
+- detection delay: days from the scenario's change day to the first retrain on or after it
+  (None on `stable`, or when nothing retrained after the change);
+- days below the floor: days whose production accuracy was under `floor`;
+- mean production metric: the mean of the days' production accuracy;
+- retrains: days on which a pipeline run started;
+- model age while serving: the production model's age when the day began (the age recorded
+  at the end of the day before), since a model deployed at a day's end served none of it;
+- false triggers: for Flywheel's trigger policy, firings other than the schedule (and a forced
+  run) on days the world had not changed (every day of `stable`, the days before the change
+  otherwise); None for the other policies, which decide nothing from signals;
+- the cost of staleness: accuracy lost per day of model age (see `staleness_cost`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from flywheel.config import PromotionSettings
+
+if TYPE_CHECKING:
+    from flywheel.simulation.loop import Timeline
+
+# The configuration's default promotion floor, applied to the days' accuracy when no other
+# floor is given.
+DEFAULT_FLOOR: float = PromotionSettings().min_metric
+# Reasons of firings that are not evidence of a change: the calendar, and a person.
+NOT_SIGNALS = ("schedule", "forced:")
+
+
+def detection_delay(timeline: Timeline) -> int | None:
+    """Days from the change day to the first day a run started on or after it."""
+    if timeline.scenario == "stable":
+        return None
+    for record in timeline.records:
+        if record.index >= timeline.change_day and is_retrain(record.run):
+            return record.index - timeline.change_day
+    return None
+
+
+def days_below(timeline: Timeline, floor: float = DEFAULT_FLOOR) -> int:
+    """Days whose production accuracy was under `floor` (days without a figure do not count)."""
+    return sum(1 for r in timeline.records if r.accuracy is not None and r.accuracy < floor)
+
+
+def mean_metric(timeline: Timeline) -> float | None:
+    """The mean of the days' production accuracy, over the days that have one."""
+    values = [r.accuracy for r in timeline.records if r.accuracy is not None]
+    return sum(values) / len(values) if values else None
+
+
+def is_retrain(run: dict[str, Any] | None) -> bool:
+    """Whether a day's run is a pipeline run (not the faulty version `bad_candidate` plants)."""
+    return run is not None and not str(run.get("run_id", "")).startswith("faulty-")
+
+
+def retrains(timeline: Timeline) -> int:
+    """Days on which a pipeline run started: the policy's cost."""
+    return sum(1 for r in timeline.records if is_retrain(r.run))
+
+
+def is_signal(reason: str) -> bool:
+    """Whether a fired decision's reason holds a firing other than the schedule or a force."""
+    return any(not part.strip().startswith(NOT_SIGNALS) for part in reason.split("; "))
+
+
+def false_triggers(timeline: Timeline) -> int | None:
+    """Fired decisions of the trigger policy, other than the schedule, while nothing changed."""
+    if timeline.policy != "triggers":
+        return None
+    count = 0
+    for record in timeline.records:
+        unchanged = timeline.scenario == "stable" or record.index < timeline.change_day
+        decision = record.decision or {}
+        if unchanged and decision.get("fired") and is_signal(str(decision.get("reason", ""))):
+            count += 1
+    return count
+
+
+def oracle_gap(timeline: Timeline, oracle: Sequence[float | None]) -> float | None:
+    """The mean of (oracle - production accuracy) over the days with both."""
+    gaps = [o - r.accuracy for r, o in _paired(timeline, oracle) if r.accuracy is not None]
+    return sum(gaps) / len(gaps) if gaps else None
+
+
+def staleness_cost(
+    timeline: Timeline, oracle: Sequence[float | None] | None = None
+) -> dict[str, Any]:
+    """Accuracy lost per day of model age: the least-squares slope of the gap to the oracle
+    (oracle minus production, each day) against the production model's age in days; without
+    an oracle, minus the slope of production accuracy against age. The age is the one while
+    serving (`serving_ages`). Positive means an older
+    model is worse; `points` is how many days entered the fit."""
+    ages = serving_ages(timeline)
+    if oracle is not None:
+        pairs = [
+            (age, o - r.accuracy)
+            for (r, o), age in zip(_paired(timeline, oracle, keep=True), ages, strict=True)
+            if o is not None and r.accuracy is not None and age is not None
+        ]
+        against = "gap to the oracle"
+    else:
+        pairs = [
+            (age, -r.accuracy)
+            for r, age in zip(timeline.records, ages, strict=True)
+            if r.accuracy is not None and age is not None
+        ]
+        against = "production accuracy"
+    slope = _slope([float(x) for x, _ in pairs], [y for _, y in pairs])
+    return {"per_day": slope, "points": len(pairs), "from": against}
+
+
+def serving_ages(timeline: Timeline) -> list[float | None]:
+    """Each day's production model age when the day began: the age at the end of the day
+    before (the first day: its own age less the day, not under 0)."""
+    out: list[float | None] = []
+    previous: float | None = None
+    for n, record in enumerate(timeline.records):
+        if n == 0:
+            age = record.model_age_days
+            out.append(None if age is None else max(0.0, age - 1))
+        else:
+            out.append(previous)
+        previous = record.model_age_days
+    return out
+
+
+def summary(
+    timeline: Timeline,
+    oracle: Sequence[float | None] | None = None,
+    floor: float = DEFAULT_FLOOR,
+) -> dict[str, Any]:
+    """Every figure of one timeline, as summary.json and the benchmark hold them."""
+    ages = [r.model_age_days for r in timeline.records if r.model_age_days is not None]
+    return {
+        "scenario": timeline.scenario,
+        "policy": timeline.policy,
+        "seed": timeline.seed,
+        "days": timeline.days,
+        "change_day": timeline.change_day,
+        "label_delay": timeline.label_delay,
+        "traffic": timeline.traffic,
+        "floor": floor,
+        "detection_delay_days": detection_delay(timeline),
+        "days_below_floor": days_below(timeline, floor),
+        "mean_metric": _round(mean_metric(timeline)),
+        "retrains": retrains(timeline),
+        "false_triggers": false_triggers(timeline),
+        "promotions": _phases(timeline, ("promoted", "direct")),
+        "rollbacks": _phases(timeline, ("rolled_back",)),
+        "blocked_batches": sum(1 for r in timeline.records if r.batch_blocked),
+        "mean_model_age_days": _round(sum(ages) / len(ages) if ages else None),
+        "oracle_mean_metric": _round(_mean(oracle)) if oracle is not None else None,
+        "oracle_gap": _round(oracle_gap(timeline, oracle)) if oracle is not None else None,
+        "staleness_cost": {
+            **(cost := staleness_cost(timeline, oracle)),
+            "per_day": _round(cost["per_day"], 5),
+        },
+        "wall_seconds": round(timeline.wall_seconds, 1),
+    }
+
+
+def _paired(
+    timeline: Timeline, oracle: Sequence[float | None], keep: bool = False
+) -> list[tuple[Any, Any]]:
+    """(record, oracle) of each day; only the days with an oracle figure unless `keep`."""
+    pairs = [(r, o) for r, o in zip(timeline.records, oracle, strict=False)]
+    pairs += [(r, None) for r in timeline.records[len(pairs) :]]
+    return pairs if keep else [(r, o) for r, o in pairs if o is not None]
+
+
+def _phases(timeline: Timeline, phases: tuple[str, ...]) -> int:
+    return sum(1 for r in timeline.records if r.rollout and r.rollout.get("phase") in phases)
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _slope(x: list[float], y: list[float]) -> float | None:
+    """The least-squares slope of y on x; None with fewer than 3 points or a single x."""
+    if len(x) < 3:
+        return None
+    mx, my = sum(x) / len(x), sum(y) / len(y)
+    sxx = sum((a - mx) ** 2 for a in x)
+    if sxx == 0:
+        return None
+    return sum((a - mx) * (b - my) for a, b in zip(x, y, strict=True)) / sxx
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
