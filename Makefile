@@ -147,7 +147,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -160,6 +160,10 @@ bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready ## Serving peers side by si
 .PHONY: bench-rollout
 bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, detection per fault, time to rollback
 	$(BIN)/python -m benchmarks.rollout
+
+.PHONY: bench-loop
+bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario: triggers vs schedule, never, daily
+	$(BIN)/python -m benchmarks.loop
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
