@@ -14,6 +14,7 @@ from types import FrameType
 import typer
 
 from flywheel.cli import config, data, demo, models, monitor, options, pipeline, rollout, serving
+from flywheel.cli import simulate as simulate_command
 from flywheel.cli import triggers as triggers_command
 from flywheel.cli import watch as watch_command
 from flywheel.cli.render import err
@@ -45,6 +46,7 @@ app.command("promote")(rollout.promote)
 app.command("rollback")(rollout.rollback)
 app.command("monitor")(monitor.monitor)
 app.command("watch")(watch_command.watch)
+app.command("simulate")(simulate_command.simulate)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -138,10 +138,20 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
 
 
-def world_settings(settings: Settings, root: Path, scenario: str, seed: int) -> Settings:
+def world_settings(
+    settings: Settings, root: Path, scenario: str, seed: int, label_delay: int = 2
+) -> Settings:
     """The settings of a simulation under `root`: its own store, batches and pipeline root,
-    the generator playing `scenario` from the change day (counted after the warm-up window)."""
+    the generator playing `scenario` from the change day (counted after the warm-up window),
+    and monitoring looking back only as many windows as the triggers and the delayed labels
+    need (every day re-analyses them all: the simulation's largest cost after training)."""
     generator = settings.data.generator
+    triggers = settings.triggers
+    needed = max(
+        label_delay + 1,
+        triggers.drift.windows if triggers.drift else 1,
+        triggers.estimated_performance.windows if triggers.estimated_performance else 1,
+    )
     warmup = settings.data.window_days
     underlying = scenario if scenario in get_args(GeneratorScenario) else "stable"
     return settings.model_copy(
@@ -162,6 +172,9 @@ def world_settings(settings: Settings, root: Path, scenario: str, seed: int) -> 
                 }
             ),
             "pipeline": settings.pipeline.model_copy(update={"root": str(root / "pipeline-root")}),
+            "monitoring": settings.monitoring.model_copy(
+                update={"windows": min(settings.monitoring.windows, needed)}
+            ),
         }
     )
 
@@ -226,7 +239,7 @@ def simulate(
             raise SimulationError(
                 f"{root} is not empty: resume the simulation there (--resume) or choose another"
             )
-        world_config = world_settings(settings, root, scenario, seed)
+        world_config = world_settings(settings, root, scenario, seed, label_delay)
         timeline = Timeline(
             scenario=scenario,
             seed=seed,
