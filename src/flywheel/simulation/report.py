@@ -300,6 +300,9 @@ def deployments_figure(timeline: Timeline) -> str:
             y = _version_number(r.production)
             ax.plot([r.index], [y], "ks", mfc="none", label=None if "b" in shown else "blocked")
             shown.add("b")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _change(ax, timeline)
     return _png(fig, ax)
 
