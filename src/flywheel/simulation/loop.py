@@ -21,7 +21,8 @@ Versions and alias moves are stamped with the simulated time (`registry.stamped_
 model's age is the simulated one. After each complete day the timeline is rewritten
 atomically to `root/timeline.json`; `resume=True` carries on from the last complete day, and a
 day that was half done is redone (its prediction log, feedback and monitoring records are
-removed first; decisions and versions stay, as the create-only records they are).
+removed first, and so are the engine's decision and run of that day, which would hold the
+redone day back; versions stay, and a version trained again is found by its fingerprint).
 """
 
 from __future__ import annotations
@@ -368,8 +369,7 @@ def _play_day(world: _World, index: int) -> DayRecord:
 
     decision = _decide(world, index, end)
     if decision is not None and decision.fired:
-        run_id = f"sim-{day.isoformat()}"
-        policy_run = _run(world, decision, run_id, end)
+        policy_run = _run(world, decision, _run_id(day), end)
         version = policy_run.get("registered")
         production = registry.resolve(PRODUCTION)
         if version and version != production:
@@ -451,6 +451,10 @@ def _accuracy(
                 right += int((score >= 0.5) == bool(label))
                 total += 1
     return round(right / total, 4) if total else None
+
+
+def _run_id(day: date) -> str:
+    return f"sim-{day.isoformat()}"
 
 
 def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
@@ -705,3 +709,11 @@ def _redo_half_done(world: _World, index: int) -> None:
     for key in store.list(f"monitoring/{settings.model_name}"):
         if key.endswith(f"/{stamp}.json"):
             store.delete(key)
+    # The engine's books of that day: its decision and its run, marked failed when interrupted,
+    # would otherwise hold the redone day back (the run's cooldown, evidence counted once).
+    triggers = f"triggers/{settings.model_name}"
+    for key in store.list(f"{triggers}/decisions"):
+        if key.rsplit("/", 1)[-1].startswith(stamp):
+            store.delete(key)
+    for key in store.list(f"{triggers}/runs/{_run_id(day)}"):
+        store.delete(key)
