@@ -136,7 +136,10 @@ def _print_day(record: DayRecord) -> None:
     if record.decision and record.decision["fired"]:
         line += f" | fired: {record.decision['reason'][:80]}"
     if record.run:
-        line += f" | run: {record.run.get('registered') or 'nothing registered'}"
+        run = record.run
+        why = run.get("error") or "; ".join(run.get("refused_by") or [])
+        line += f" | run: {run.get('registered') or 'nothing registered'}"
+        line += f" ({why[:80]})" if why and not run.get("registered") else ""
     if record.rollout:
         line += f" | {record.rollout['version']} {record.rollout['phase']}"
     out.print(line, highlight=False)

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict
+from threadpoolctl import threadpool_limits
 
 from flywheel import batches, contract, runs, synthetic
 from flywheel.config import Scenario as GeneratorScenario
@@ -98,7 +99,9 @@ class DayRecord(BaseModel):
     drift: dict[str, float]  # per-feature PSI of the day's monitoring window
     drifted_share: float | None
     decision: dict[str, Any] | None  # {"fired", "reason", "blocked_by", "record"}
-    run: dict[str, Any] | None  # {"run_id", "reason", "registered", "blessed"}
+    # {"run_id", "reason", "registered", "blessed"}, and "refused_by" (the gate's failed checks)
+    # or "error" (why the run failed, in one line)
+    run: dict[str, Any] | None
     rollout: dict[str, Any] | None  # {"version", "phase", "reason"}
     model_age_days: float | None
 
@@ -352,22 +355,26 @@ def _play_day(world: _World, index: int) -> DayRecord:
     frame = batches.parse(batch.name, source.store.read(batch.key))
     parts = _requests(frame, day, world.traffic, world.seed)
     refused = sum(len(part) for rid, part in parts if rid in served.rejected)
-    blocked = _blocked(settings, registry, served.version, frame, batch.name)
-    accuracy = _accuracy(settings, registry, served.version, day, parts)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        blocked = _blocked(settings, registry, served.version, frame, batch.name)
+        accuracy = _accuracy(settings, registry, served.version, day, parts)
 
     rollout: dict[str, Any] | None = None
     run: dict[str, Any] | None = None
     if world.scenario == "bad_candidate" and index == world.change_day:
         run, rollout = _bad_candidate(world, registry, parts, end)
 
-    result = monitor(settings, until=end, record=True, now=end)
+    # One OpenMP thread when scoring, as serving runs (serve_day): re-scoring a few hundred rows
+    # with a thread per core took a second a window on a busy machine.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        result = monitor(settings, until=end, record=True, now=end)
+        decision = _decide(world, index, end)
     midnight = end - timedelta(days=1)
     window = next(
         (r for r in result.reports if r.version == served.version and r.start == midnight), None
     )
     drift = {f.feature: round(f.result.psi, 4) for f in window.features} if window else {}
 
-    decision = _decide(world, index, end)
     if decision is not None and decision.fired:
         policy_run = _run(world, decision, _run_id(day), end)
         version = policy_run.get("registered")
@@ -492,10 +499,13 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
             )
         out["blessed"] = bool(result.blessed)
         out["registered"] = result.version or None
+        if result.blessed is False:
+            gate = json.loads((work / "decision.json").read_text())
+            out["refused_by"] = [c["detail"] for c in gate["checks"] if not c["passed"]]
         out["seconds"] = round(sum(result.seconds.values()), 3)
         succeeded = True
     except FlywheelError as error:
-        out["error"] = str(error).splitlines()[0][:300]
+        out["error"] = " ".join(str(error).split())[:300]
     finally:
         # Also when interrupted: a run marked finished no longer blocks the next one.
         engine.run_finished(settings, run_id, succeeded=succeeded, now=end)
@@ -536,7 +546,6 @@ class _Answers:
 def _answers(settings: Settings, version: str, parts: list[tuple[str, pd.DataFrame]]) -> _Answers:
     """Send every request of the day to `version` through the real serving class (not logged)."""
     import numpy as np
-    from threadpoolctl import threadpool_limits
 
     model = FlywheelModel(
         model_name=settings.model_name,
