@@ -11,6 +11,10 @@ VENV := .venv
 SERVING_VENV := .venv-serving
 BIN := $(VENV)/bin
 FLYWHEEL := $(BIN)/flywheel
+# Test workers: most tests wait on servers or on one core, so two share a 2-vCPU VM well.
+# --dist loadfile keeps each module (and its servers) on one worker.
+PYTEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
 # Built tools live outside the repo so that clean clones reuse them.
 TOOLS_DIR ?= $(HOME)/.cache/flywheel/tools
 export FLYWHEEL_TOOLS_DIR := $(TOOLS_DIR)
@@ -95,11 +99,11 @@ format: $(VENV)/.ready ## Format and autofix with ruff
 
 .PHONY: test-unit
 test-unit: $(VENV)/.ready ## Unit tests and components under kfp.local
-	$(BIN)/pytest -m "not integration and not e2e"
+	$(PYTEST) -m "not integration and not e2e"
 
 .PHONY: test-integration
 test-integration: $(VENV)/.ready $(SERVING_VENV)/.ready tools ## Tests against real servers on loopback (not the chart)
-	$(BIN)/pytest -m integration --ignore=tests/integration/test_chart.py
+	$(PYTEST) -m integration --ignore=tests/integration/test_chart.py
 
 .PHONY: test-chart
 test-chart: $(VENV)/.ready tools ## The chart and overlays: static checks and a real control plane
@@ -111,7 +115,7 @@ test-e2e: $(VENV)/.ready $(SERVING_VENV)/.ready tools ## `make run` end to end i
 
 .PHONY: test
 test: lint tools $(SERVING_VENV)/.ready ## Every check and every test
-	$(BIN)/pytest
+	$(PYTEST)
 
 .PHONY: check-generated
 check-generated: compile chart-docs manifests ## Fail if a generated file (pipeline, chart README, base) is stale

@@ -130,7 +130,10 @@ class ProcessBook:
         """Remember these group leaders, with what identifies them."""
         found = [identity(pid) for pid in leaders]
         entries = [asdict(i) for i in found if i is not None]
-        self.path.write_text(json.dumps(entries))
+        # Replaced whole: an owner killed mid-write must not leave a book its successor cannot read.
+        partial = self.path.with_suffix(".tmp")
+        partial.write_text(json.dumps(entries))
+        partial.replace(self.path)
 
     def reap(self) -> list[int]:
         """Stop the groups an earlier owner recorded and left running; return their leaders."""
