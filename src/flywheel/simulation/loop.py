@@ -276,13 +276,17 @@ def simulate(
     if not resume:
         root.mkdir(parents=True, exist_ok=True)
         _write_atomically(root / "settings.json", world_config.to_json())
-        _warm_up(world)
+        with threadpool_limits(limits=1, user_api="openmp"):
+            _warm_up(world)
         _save(state, timeline)
     else:
         _redo_half_done(world, len(timeline.records))
     for index in range(len(timeline.records), days):
         _write_atomically(root / DAY_MARK, json.dumps({"index": index}))
-        record = _play_day(world, index)
+        # One OpenMP thread for the whole day, training included: beside other busy processes,
+        # scikit-learn's thread per core spun so that one fit took 240 s instead of 7.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            record = _play_day(world, index)
         timeline.records.append(record)
         timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
         _save(state, timeline)
