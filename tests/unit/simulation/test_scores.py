@@ -1,0 +1,75 @@
+"""The figures of a simulated timeline, on timelines built by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from flywheel.simulation import scores
+from tests.unit.simulation.conftest import DRIFT, SCHEDULE, day, fired, run, timeline
+
+
+def test_detection_delay_counts_from_the_change_day_to_the_first_retrain_on_or_after_it() -> None:
+    # given runs on day 3 (before the change on day 5) and day 7, and a planted faulty
+    # version on day 5 that is no retrain
+    records = [day(i) for i in range(10)]
+    records[3] = day(3, run=run("sim-3"))
+    records[5] = day(5, run=run("faulty-shuffled"))
+    records[7] = day(7, run=run("sim-7"))
+    # when / then the delay is 7 - 5 days; the faulty version counts neither as detection
+    # nor as a retrain
+    assert scores.detection_delay(timeline(records)) == 2
+    assert scores.retrains(timeline(records)) == 2
+    # and nothing after the change, or no change at all, has no delay
+    assert scores.detection_delay(timeline(records[:7])) is None
+    assert scores.detection_delay(timeline(records, scenario="stable")) is None
+
+
+def test_days_below_the_floor_and_the_mean_metric_skip_days_without_a_figure() -> None:
+    # given four days, one without any accuracy (nothing served)
+    records = [day(0, 0.8), day(1, 0.65), day(2, None), day(3, 0.7)]
+    # when / then only the day strictly under the floor counts, and the mean is over three
+    assert scores.days_below(timeline(records), floor=0.7) == 1
+    assert scores.days_below(timeline(records), floor=0.81) == 3
+    assert scores.mean_metric(timeline(records)) == pytest.approx((0.8 + 0.65 + 0.7) / 3)
+    assert scores.mean_metric(timeline([day(0, None)])) is None
+
+
+def test_false_triggers_are_firings_other_than_the_schedule_while_nothing_changed() -> None:
+    # given the trigger policy: the schedule, a drift firing, a schedule joined with drift,
+    # a blocked drift firing (not fired), and after the change a performance firing
+    records = [day(i) for i in range(8)]
+    records[0] = day(0, decision=fired(SCHEDULE))
+    records[1] = day(1, decision=fired(DRIFT))
+    records[2] = day(2, decision=fired(f"{SCHEDULE}; {DRIFT}"))
+    records[3] = day(3, decision={**fired(DRIFT), "fired": False, "blocked_by": "cooldown"})
+    records[4] = day(4, decision=fired("forced: a person asked"))
+    records[6] = day(6, decision=fired("performance drop: accuracy 0.67"))
+    # when / then on concept drift only the two before the change count
+    assert scores.false_triggers(timeline(records)) == 2
+    # on stable every day is unchanged
+    assert scores.false_triggers(timeline(records, scenario="stable")) == 3
+    # and the policies that decide nothing from signals have no such figure
+    assert scores.false_triggers(timeline(records, policy="daily")) is None
+
+
+def test_the_cost_of_staleness_is_the_slope_of_the_gap_to_the_oracle_against_the_age() -> None:
+    # given a model deployed on day 0 losing 0.01 a day against an oracle at 0.8, redeployed
+    # at the end of day 4 (age 0 there: day 5 began with a fresh model)
+    ages = [1.0, 2.0, 3.0, 4.0, 0.0, 1.0, 2.0]
+    serving = [0.0, 1.0, 2.0, 3.0, 4.0, 0.0, 1.0]
+    records = [
+        day(i, 0.8 - 0.01 * serving[i] - 0.02, model_age_days=ages[i]) for i in range(len(ages))
+    ]
+    oracle: list[float | None] = [0.8] * len(records)
+    oracle[2] = None  # a day the oracle could not score
+    # when
+    cost = scores.staleness_cost(timeline(records), oracle)
+    # then the ages are those when each day began, and the slope is 0.01 a day over 6 days
+    assert scores.serving_ages(timeline(records)) == serving
+    assert cost["points"] == 6 and cost["from"] == "gap to the oracle"
+    assert cost["per_day"] == pytest.approx(0.01)
+    assert scores.oracle_gap(timeline(records), oracle) == pytest.approx(
+        0.02 + 0.01 * sum(serving[i] for i in (0, 1, 3, 4, 5, 6)) / 6
+    )
+    # and without an oracle it is the fall of accuracy itself
+    assert scores.staleness_cost(timeline(records))["per_day"] == pytest.approx(0.01)
