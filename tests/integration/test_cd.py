@@ -67,7 +67,11 @@ NAMESPACE = SHIPPED.serving.namespace
 
 @pytest.fixture
 def prod_namespace(kube: Any) -> Iterator[str]:
-    """flywheel.yaml's serving namespace (restricted Pod Security), deleted after."""
+    """flywheel.yaml's serving namespace (restricted Pod Security), new and deleted after."""
+    # The chart's tests apply the overlays there too, and may have run first on this worker.
+    kube.kubectl(
+        "delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true", "--timeout=120s"
+    )
     kube.kubectl("create", "namespace", NAMESPACE)
     kube.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=restricted")
     yield NAMESPACE

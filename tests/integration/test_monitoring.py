@@ -84,7 +84,7 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             keys = store.list("predictions/loan-default/v1")
-            if sum(store.read(k).count(b"\n") for k in keys) >= 12:
+            if sum(store.read(k).count(b"\n") for k in keys) >= 300:
                 break
             time.sleep(0.5)
     now = datetime.now(UTC)

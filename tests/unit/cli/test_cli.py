@@ -64,7 +64,7 @@ def test_every_required_argument_is_named_when_missing(
     assert "Traceback" not in result.text
 
 
-@pytest.mark.parametrize("command", ["nosuch", "simulate"])
+@pytest.mark.parametrize("command", ["nosuch", "simulat"])
 def test_an_unknown_command_is_a_usage_error(flywheel: Flywheel, command: str) -> None:
     result = flywheel(command)
     assert result.code == 2
