@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -48,20 +49,13 @@ def test_a_forced_check_submits_a_run_with_its_reason_and_then_waits_for_it(
     config.write_text(yaml.safe_dump(json.loads(settings.to_json())))
     monkeypatch.delenv("FLYWHEEL_GIT_COMMIT", raising=False)
     with kfp_api(None) as kfp:
+
+        def forced(reason: str) -> Any:
+            return cli("-c", str(config), "triggers", "check", "--now", NOW, "--force", reason,
+                       "--submit", "--host", kfp.url)  # fmt: skip
+
         # when a forced check submits
-        first = cli(
-            "-c",
-            str(config),
-            "triggers",
-            "check",
-            "--now",
-            NOW,
-            "--force",
-            "new features",
-            "--submit",
-            "--host",
-            kfp.url,
-        )
+        first = forced("new features")
         # then a run started on KFP, with the decision's reason and record as parameters
         assert first.code == 0, first.text
         assert "fired manual (high): forced: new features" in first.out
@@ -73,36 +67,12 @@ def test_a_forced_check_submits_a_run_with_its_reason_and_then_waits_for_it(
             f"{bucket}/flywheel/triggers/loan-default/decisions/"
         )
         # when checked again, then the run in flight blocks it, and nothing is submitted
-        second = cli(
-            "-c",
-            str(config),
-            "triggers",
-            "check",
-            "--now",
-            NOW,
-            "--force",
-            "again",
-            "--submit",
-            "--host",
-            kfp.url,
-        )
+        second = forced("again")
         assert second.code == 3 and "blocked by run " in second.out
         assert len(kfp.runs) == 1
         # when KFP reports the run ended, then the next check submits again
         kfp.end(run["run_id"], "SUCCEEDED")
-        third = cli(
-            "-c",
-            str(config),
-            "triggers",
-            "check",
-            "--now",
-            NOW,
-            "--force",
-            "again",
-            "--submit",
-            "--host",
-            kfp.url,
-        )
+        third = forced("again")
         assert third.code == 0, third.text
         assert "has ended on" in third.out and len(kfp.runs) == 2
     # and a KFP that is down is one line, with no decision recorded for that look

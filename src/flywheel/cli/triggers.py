@@ -13,6 +13,7 @@ from flywheel.cli.render import out
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
+    from flywheel.runs import LocalRun
     from flywheel.triggers.engine import Decision
 
 app = typer.Typer(
@@ -121,6 +122,13 @@ def check(
 
 
 def _run_local(settings: Settings, decision: Decision) -> None:
+    if not run_decision(settings, decision).succeeded:
+        raise typer.Exit(1)
+
+
+def run_decision(settings: Settings, decision: Decision) -> LocalRun:
+    """Run the pipeline locally on a decision that fired, with its reason, marked started and
+    (also when interrupted, so it no longer blocks the next one) finished; print the result."""
     from flywheel import runs
     from flywheel.cli import render
     from flywheel.triggers import engine
@@ -136,8 +144,7 @@ def _run_local(settings: Settings, decision: Decision) -> None:
     finally:
         engine.run_finished(settings, run_id, succeeded=succeeded)
     render.run_result(settings, result)
-    if not result.succeeded:
-        raise typer.Exit(1)
+    return result
 
 
 def _submit(settings: Settings, decision: Decision, host: str) -> None:

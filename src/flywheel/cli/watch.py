@@ -100,9 +100,8 @@ def look(
     image: str | None,
 ) -> bool:
     """One pass: monitor, decide, and if a trigger fired, run and roll out. False if a run failed."""
-    from flywheel import runs
-    from flywheel.cli import render
     from flywheel.cli.pipeline import roll_out
+    from flywheel.cli.triggers import run_decision
     from flywheel.monitoring import prometheus
     from flywheel.monitoring.monitor import monitor
     from flywheel.triggers import engine
@@ -131,18 +130,7 @@ def look(
     out.print(f"  record {decision.record}", highlight=False)
     if not decision.fired:
         return True
-    run_id = runs.new_run_id()
-    engine.run_started(settings, decision, run_id)
-    succeeded = False
-    try:
-        run = runs.run_local(
-            settings, run_id=run_id, reason=decision.reason, decision=decision.record
-        )
-        succeeded = run.succeeded
-    finally:
-        # Also when interrupted: a run marked finished no longer blocks the next one.
-        engine.run_finished(settings, run_id, succeeded=succeeded)
-    render.run_result(settings, run)
+    run = run_decision(settings, decision)
     if not run.succeeded:
         return False
     if not rollout:
