@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 import urllib.error
@@ -57,8 +58,19 @@ def post(server: SeldonServer, body: bytes | dict[str, Any]) -> tuple[int, dict[
 
 
 @pytest.fixture(scope="module")
-def server(registered: Settings) -> Iterator[SeldonServer]:
-    with seldon_microservice(params(registered, max_rows="100", max_body_bytes="20000")) as s:
+def served(registered: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The session's project on a store of this module's own: the server logs its requests there,
+    and later tests on the same worker copy the session's store expecting no prediction log."""
+    store = tmp_path_factory.mktemp("served") / "store"
+    shutil.copytree(registered.storage.uri, store)
+    return registered.model_copy(
+        update={"storage": registered.storage.model_copy(update={"uri": str(store)})}
+    )
+
+
+@pytest.fixture(scope="module")
+def server(served: Settings) -> Iterator[SeldonServer]:
+    with seldon_microservice(params(served, max_rows="100", max_body_bytes="20000")) as s:
         yield s
 
 
@@ -296,10 +308,10 @@ def test_send_feedback_counts_right_and_wrong_answers(server: SeldonServer, tran
 
 
 def test_requests_and_responses_are_logged_to_the_store(
-    registered: Settings, server: SeldonServer
+    served: Settings, server: SeldonServer
 ) -> None:
     post(server, {"data": {"names": NAMES, "ndarray": [ROW]}, "meta": {"puid": "trace-me"}})
-    store = LocalStore(registered.storage.uri)
+    store = LocalStore(served.storage.uri)
     deadline, found = time.monotonic() + 15, []
     while time.monotonic() < deadline and not found:
         for key in store.list("predictions/loan-default/v1"):
@@ -326,8 +338,6 @@ def test_a_missing_or_corrupt_version_never_becomes_ready(
     registered: Settings, tmp_path: Path, version: str, damage: str | None, message: str
 ) -> None:
     store = tmp_path / "store"
-    import shutil
-
     shutil.copytree(registered.storage.uri, store)
     if damage:
         (store / "models/loan-default/versions/v1" / damage).write_bytes(b"corrupt")
