@@ -60,6 +60,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a flywheel.yaml override"
     )
+    parser.add_argument(
+        "--search",
+        action="store_true",
+        help="keep model.search, as flywheel simulate --search does (ten fits a run)",
+    )
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     parser.add_argument("--keep", action="store_true", help="keep each simulation's folder")
     args = parser.parse_args(argv)
@@ -71,13 +76,15 @@ def main(argv: list[str]) -> int:
     from flywheel.simulation import oracle, scores
     from flywheel.simulation.loop import simulate
 
-    settings = load_settings(REPO / "flywheel.yaml", env={}, overrides=args.set)
+    # As `flywheel simulate` plays it: one fit a run unless --search.
+    overrides = args.set if args.search else ["model.search.enabled=false", *args.set]
+    settings = load_settings(REPO / "flywheel.yaml", env={}, overrides=overrides)
     floor = args.floor if args.floor is not None else settings.promotion.min_metric
     print(
         f"SIMULATION of the whole loop ({args.days} days per run, {args.traffic} rows served a "
         f"day, labels {args.label_delay} days late, seed {args.seed}) on "
         f"{', '.join(scenarios)}, policies {', '.join(policies)}: flywheel.yaml"
-        + (f" with {', '.join(args.set)}" if args.set else "")
+        + (f" with {', '.join(overrides)}" if overrides else "")
         + f"; floor {floor:g} on accuracy; {_hardware()}",
         flush=True,
     )
@@ -138,7 +145,7 @@ def main(argv: list[str]) -> int:
         "label_delay": args.label_delay,
         "seed": args.seed,
         "floor": floor,
-        "overrides": args.set,
+        "overrides": overrides,
         "hardware": _hardware(),
         "seconds": round(elapsed, 1),
         "goals": {name: ok for name, (ok, _) in checked.items()},
@@ -163,6 +170,7 @@ def compact(summary: dict[str, Any]) -> dict[str, Any]:
         "mean_metric": summary["mean_metric"],
         "retrains": summary["retrains"],
         "false_triggers": summary["false_triggers"],
+        "refused_share": summary["refused_share"],
         "oracle_mean_metric": summary["oracle_mean_metric"],
         "staleness_cost_per_day": summary["staleness_cost"]["per_day"],
         "wall_seconds": summary["wall_seconds"],
@@ -171,6 +179,10 @@ def compact(summary: dict[str, Any]) -> dict[str, Any]:
 
 def _num(value: float | None, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
 
 
 def _int(value: int | None) -> str:
@@ -182,7 +194,7 @@ def table(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     head = (
         f"\n{'scenario':16} {'policy':9} {'delay d':>7} {'< floor':>7} {'mean acc':>8} "
         f"{'vs daily':>8} {'retrains':>8} {'/ daily':>7} {'false trig':>10} "
-        f"{'oracle':>7} {'stale/day':>9} {'wall s':>7}"
+        f"{'refused':>7} {'oracle':>7} {'stale/day':>9} {'wall s':>7}"
     )
     lines = [head, "-" * (len(head) - 1)]
     for scenario, by_policy in summaries.items():
@@ -199,7 +211,7 @@ def table(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
                 f"{s['days_below_floor']:>7} {_num(s['mean_metric']):>8} "
                 f"{'-' if gap is None else f'{gap:+.4f}':>8} {s['retrains']:>8} "
                 f"{'-' if share is None else f'{share:.2f}':>7} {_int(s['false_triggers']):>10} "
-                f"{_num(s['oracle_mean_metric']):>7} "
+                f"{_share(s['refused_share']):>7} {_num(s['oracle_mean_metric']):>7} "
                 f"{'-' if cost is None else f'{cost:+.5f}':>9} {s['wall_seconds']:>7.0f}"
             )
     return lines

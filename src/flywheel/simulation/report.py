@@ -93,6 +93,7 @@ def terminal_summary(summary: dict[str, Any]) -> Table:
         ("retrains", str(s["retrains"])),
         ("promotions / rollbacks", f"{s['promotions']} / {s['rollbacks']}"),
         ("blocked batches", str(s["blocked_batches"])),
+        ("rows refused", _refused(s)),
         (
             "false triggers",
             "– (not the trigger policy)"
@@ -113,7 +114,17 @@ def terminal_summary(summary: dict[str, Any]) -> Table:
 def _oracle(s: dict[str, Any]) -> str:
     if s["oracle_mean_metric"] is None:
         return "– (not computed)"
-    return f"{number(s['oracle_mean_metric'])} (production trails it by {number(s['oracle_gap'])})"
+    gap = s["oracle_gap"]
+    if gap is None:
+        return number(s["oracle_mean_metric"])
+    relation = "trails it by" if gap >= 0 else "is ahead of it by"
+    return f"{number(s['oracle_mean_metric'])} (production {relation} {number(abs(gap))})"
+
+
+def _refused(s: dict[str, Any]) -> str:
+    if not s["refused_rows"]:
+        return "0"
+    return f"{s['refused_rows']} ({s['refused_share']:.1%} of the rows sent; accuracy counts answered rows)"
 
 
 def _cost(cost: dict[str, Any]) -> str:

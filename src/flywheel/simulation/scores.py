@@ -154,6 +154,7 @@ def summary(
         "promotions": _phases(timeline, ("promoted", "direct")),
         "rollbacks": _phases(timeline, ("rolled_back",)),
         "blocked_batches": sum(1 for r in timeline.records if r.batch_blocked),
+        **refused(timeline),
         "mean_model_age_days": _round(sum(ages) / len(ages) if ages else None),
         "oracle_mean_metric": _round(_mean(oracle)) if oracle is not None else None,
         "oracle_gap": _round(oracle_gap(timeline, oracle)) if oracle is not None else None,
@@ -163,6 +164,15 @@ def summary(
         },
         "wall_seconds": round(timeline.wall_seconds, 1),
     }
+
+
+def refused(timeline: Timeline) -> dict[str, Any]:
+    """The rows production refused (a 400: a category or a value its contract does not know),
+    and their share of the rows sent. Accuracy counts answered rows only, so a day that refused
+    most of its traffic can look accurate: this is the figure that shows it."""
+    rows = sum(r.refused for r in timeline.records)
+    sent = rows + sum(r.rows for r in timeline.records)
+    return {"refused_rows": rows, "refused_share": _round(rows / sent if sent else None)}
 
 
 def _paired(

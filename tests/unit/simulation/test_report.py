@@ -60,3 +60,4 @@ def test_write_puts_the_figures_in_summary_json_and_six_plots_in_the_page(tmp_pa
     console.print(report.terminal_summary(summary))
     shown = console.export_text()
     assert "2 day(s)" in shown and "1 / 1" in shown and "0.8000" in shown
+    assert "production trails it by 0.0580" in shown

@@ -73,3 +73,15 @@ def test_the_cost_of_staleness_is_the_slope_of_the_gap_to_the_oracle_against_the
     )
     # and without an oracle it is the fall of accuracy itself
     assert scores.staleness_cost(timeline(records))["per_day"] == pytest.approx(0.01)
+
+
+def test_refused_rows_are_counted_against_the_rows_sent() -> None:
+    # given a day that refused 90 of its 100 rows (a category production does not know)
+    # after a day that answered all of them
+    records = [day(0), day(1, 0.9, rows=10, refused=90)]
+    # when / then the share is of every row sent, though accuracy saw only the answered ten
+    assert scores.refused(timeline(records)) == {"refused_rows": 90, "refused_share": 0.45}
+    assert scores.refused(timeline([day(0, None, rows=0)])) == {
+        "refused_rows": 0,
+        "refused_share": None,
+    }
