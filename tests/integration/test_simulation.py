@@ -1,10 +1,15 @@
 """A short simulation of the whole loop (issue 11): concept drift from day 3, labels one day
 late, the default trigger policy, on a small configuration (400 rows a day, runs reading 5
 days, no hyper-parameter search). Then the same simulation interrupted after day 2 and
-resumed, which must decide, run and roll out the same."""
+resumed, which must decide, run and roll out the same; and the same simulation served by
+seldon-core microservices behind the gateway (`servers=True`), which must serve the same."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +17,7 @@ import pytest
 
 from conftest import SMALL
 from flywheel.config import Settings, load_settings
+from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.registry import Registry
 from flywheel.simulation.loop import DayRecord, Timeline, simulate
 
@@ -133,3 +139,84 @@ def test_an_interrupted_simulation_resumes_where_it_stopped_and_decides_the_same
 
     assert [what(r) for r in resumed.records] == [what(r) for r in whole.records]
     assert resumed.wall_seconds >= saved.wall_seconds
+
+
+def _microservices() -> dict[int, str]:
+    """The seldon-core microservices this test process started (PID -> the version served),
+    found from /proc: their parent is this process."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        served = re.search(r'"model_version", "type": "STRING", "value": "(v\d+)"', command)
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and served:
+            found[int(stat.parent.name)] = served.group(1)
+    return found
+
+
+def test_served_by_microservices_the_days_are_stamped_labelled_and_decided_as_in_process(
+    played: tuple[Path, Timeline], tmp_path: Path
+) -> None:
+    _, in_process = played
+    running: list[dict[int, str]] = []
+
+    def seen(record: DayRecord) -> None:
+        running.append(_microservices())
+
+    # given the same simulation, when its traffic goes through the gateway to seldon-core
+    timeline = play(tmp_path, servers=True, on_day=seen)
+
+    # then every day served, decided, ran and rolled out as the in-process run did: the same
+    # rows and accuracy (the same scores), so the same triggers, and the promotion of v2
+    def what(r: DayRecord) -> tuple[Any, ...]:
+        decision, run = r.decision or {}, r.run or {}
+        fired = (decision.get("fired"), decision.get("reason"), decision.get("blocked_by"))
+        return (r.production, r.accuracy, r.rows, r.refused, fired, run.get("registered"))
+
+    assert [what(r) for r in timeline.records] == [what(r) for r in in_process.records]
+    promoted = next(r.index for r in timeline.records if r.rollout)
+    assert timeline.records[promoted].rollout == {
+        "version": "v2",
+        "phase": "promoted",
+        "reason": "every step passed",
+    }
+    # and one microservice served production each day: v1's until the promotion, then v2's
+    assert [sorted(r.values()) for r in running] == [["v1"]] * (promoted + 1) + [["v2"]] * (
+        DAYS - promoted - 1
+    )
+    # and nothing it started is left running, nor recorded as running
+    assert _microservices() == {}
+    assert not (tmp_path / "serve" / "processes.json").exists()
+    # and the prediction log holds each day's rows stamped inside that simulated day, in that
+    # day's folder, and the labels of the day before came back as feedback at its end
+    settings = Settings.from_json((tmp_path / "settings.json").read_text())
+    registry = Registry.from_settings(settings)
+    for record in timeline.records:
+        midnight = datetime.combine(record.day, datetime.min.time(), tzinfo=UTC)
+        end = midnight + timedelta(days=1)
+        logged = read_predictions(
+            registry.store, settings.model_name, {"v1", "v2"}, midnight, end, Skipped()
+        )
+        assert sum(len(p.scores) for p in logged) == record.rows == ROWS
+        serving = "v1" if record.index <= promoted else "v2"
+        folder = f"predictions/{settings.model_name}/{serving}/{record.day}/"
+        in_folder = [
+            json.loads(line)["time"]
+            for key in registry.store.list(folder)
+            for line in registry.store.read(key).splitlines()
+        ]
+        assert len(in_folder) == len(logged)
+        assert all(midnight.timestamp() <= t < end.timestamp() for t in in_folder)
+        feedback = [
+            json.loads(line)
+            for key in registry.store.list(folder.replace("predictions/", "feedback/", 1))
+            for line in registry.store.read(key).splitlines()
+        ]
+        labelled = record.day - timedelta(days=LABEL_DELAY)
+        assert {f["time"] for f in feedback} <= {end.timestamp() - 1}
+        assert {f["request_id"][: len("sim-2026-01-01")] for f in feedback} <= {f"sim-{labelled}"}
+        expected = 0 if record.index < LABEL_DELAY else ROWS
+        assert sum(len(f["labels"]) for f in feedback) == expected, record.day

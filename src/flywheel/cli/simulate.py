@@ -58,7 +58,9 @@ def simulate(
     servers: Annotated[
         bool,
         typer.Option(
-            "--servers", help="Serve through the seldon-core microservices and the gateway."
+            "--servers",
+            help="Serve each day's traffic through the gateway and a seldon-core microservice "
+            "(loopback, stopped at the end) instead of the serving class in-process.",
         ),
     ] = False,
     oracle: Annotated[
@@ -76,7 +78,8 @@ def simulate(
     """Play the whole loop day by day on a simulated clock, and report its timeline.
 
     Each day: the day's batch arrives, its traffic is served through the real serving
-    class in-process, labels come back --label-delay days late as Seldon feedback,
+    class in-process (--servers: through the gateway to a seldon-core microservice serving
+    production; the canary analysis still replays its day in-process), labels come back --label-delay days late as Seldon feedback,
     monitoring runs and the policy decides; a firing runs the pipeline's steps
     in this process (the functions kfp.local runs, without its subprocess per step:
     60 days then fit in minutes), the gate decides, and a registered candidate goes
@@ -86,7 +89,6 @@ def simulate(
     """
     from flywheel.simulation.loop import POLICIES, SCENARIOS
     from flywheel.simulation.loop import simulate as play
-    from flywheel.simulation.traffic import SimulationError
 
     if scenario not in SCENARIOS:
         raise typer.BadParameter(
@@ -98,11 +100,6 @@ def simulate(
         )
     if days <= 0:
         raise typer.BadParameter(f"must be 1 or more, not {days}", param_hint="--days")
-    if servers:
-        raise SimulationError(
-            "--servers is not there yet: the simulation serves through the serving class "
-            "in-process only (drop --servers)"
-        )
     extra = [] if search else ["model.search.enabled=false"]
     if change_day is not None:
         extra.append(f"data.generator.change_day={change_day}")
@@ -122,6 +119,7 @@ def simulate(
         label_delay=label_delay,
         traffic=traffic,
         policy=policy,  # type: ignore[arg-type]
+        servers=servers,
         resume=resume,
         on_day=_print_day,
     )

@@ -105,8 +105,11 @@ class LocalDriver:
         gateway_port: int = 0,
         workdir: Path | None = None,
         ready_timeout: float = 90,
+        parameters: dict[str, str] | None = None,
     ) -> None:
         self.settings = settings
+        # Model-class parameters beyond the deployment's, e.g. a replay's stamp_from_request.
+        self.parameters = dict(parameters or {})
         self.workdir = workdir or Path(settings.pipeline.root).resolve().parent / "serve"
         self.ready_timeout = ready_timeout
         self.backends: dict[str, Backend] = {}
@@ -197,7 +200,9 @@ class LocalDriver:
                     )
                 }
             )
-        parameters = seldon.parameters(s, version)
+        parameters = seldon.parameters(s, version) + [
+            {"name": k, "type": "STRING", "value": v} for k, v in self.parameters.items()
+        ]
         http, grpc, metrics = _free_port(), _free_port(), _free_port()
         python = serving_python()
         command = [

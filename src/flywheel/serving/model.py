@@ -8,6 +8,14 @@ that version's data contract (a bad request is a Seldon 400 naming the feature),
 returns class probabilities, exposes custom metrics, tags and metadata, and logs
 each request and response without blocking it.
 
+`stamp_from_request` (default false; the chart and CD never set it) is for replaying
+recorded or simulated traffic, as `flywheel simulate --servers` does: the prediction log
+and the feedback log are then stamped with the time the client says it sent each message,
+`meta.tags.sent_at` (epoch seconds) of the request and of the feedback's `truth`, rather
+than the server's clock, and each record is written before the answer, so that a replaying
+client can read the log as soon as it is answered and every file is dated by its own
+record. A message without the tag is a 400 naming it: nothing is stamped with wall time.
+
 This is the only module that knows about seldon-core, so serving can move to
 another runtime by replacing it.
 """
@@ -41,6 +49,9 @@ class ModelUnavailable(FlywheelError, RuntimeError):
     """The configured version cannot be served; the server must not become ready."""
 
 
+SENT_AT = "sent_at"  # the tag a replaying client stamps its messages with (stamp_from_request)
+
+
 def _bool(value: Any) -> bool:
     return value if isinstance(value, bool) else str(value).lower() in {"1", "true", "yes"}
 
@@ -58,6 +69,7 @@ class FlywheelModel:
         log_predictions: bool | str = True,
         max_rows: int | str = 1000,
         max_body_bytes: int | str = 1_048_576,
+        stamp_from_request: bool | str = False,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -71,8 +83,11 @@ class FlywheelModel:
         self.log_predictions = _bool(log_predictions)
         self.max_rows = int(max_rows)
         self.max_body_bytes = int(max_body_bytes)
-        # When requests and feedback are stamped; a simulation passes its simulated clock.
-        self.clock = clock
+        # When requests and feedback are stamped; a simulation passes its simulated clock,
+        # a replay (stamp_from_request) the time its last message was sent.
+        self.stamp_from_request = _bool(stamp_from_request)
+        self._sent_at = 0.0
+        self.clock = self._last_sent if self.stamp_from_request else clock
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
         self.logger: PredictionLogger | None = None
@@ -82,6 +97,33 @@ class FlywheelModel:
         self.bad_requests = 0
         self._pending: list[dict[str, Any]] = []
         self._gauges_at = 0.0
+
+    def _last_sent(self) -> float:
+        return self._sent_at
+
+    def _stamp(self, message: Any, where: str) -> float | None:
+        """With stamp_from_request, the message's `sent_at` tag (a 400 without), else None."""
+        if not self.stamp_from_request:
+            return None
+        meta = message.get("meta") if isinstance(message, dict) else None
+        tags = meta.get("tags") if isinstance(meta, dict) else None
+        value = tags.get(SENT_AT) if isinstance(tags, dict) else None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise BadRequest(
+                f"stamp_from_request is on: {where} needs meta.tags.{SENT_AT}, the epoch "
+                f"seconds it was sent at, not {value!r}"
+            )
+        self._sent_at = float(value)
+        return self._sent_at
+
+    def _written(self, logger: PredictionLogger | None) -> None:
+        # A replay's records are written before the answer (see the module's docstring).
+        if logger is not None and self.stamp_from_request:
+            logger.flush()
 
     # --- lifecycle ----------------------------------------------------------------
 
@@ -154,6 +196,7 @@ class FlywheelModel:
         BadRequest."""
         if self.predictor is None or self.schema is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
         frame = self.schema.frame(payload)
         probabilities = self.predictor.predict_proba(frame)
@@ -169,13 +212,14 @@ class FlywheelModel:
                     "request_id": request_id,
                     "model": self.model_name,
                     "version": self.model_version,
-                    "time": self.clock(),
+                    "time": self.clock() if sent_at is None else sent_at,
                     "latency_ms": round(elapsed_ms, 3),
                     "features": list(self.schema.names),
                     "inputs": self.schema.rows(payload),
                     "outputs": outputs,
                 }
             )
+            self._written(self.logger)
         return {
             "data": {"names": CLASS_NAMES, "ndarray": outputs},
             "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": self.metrics()},
@@ -250,6 +294,7 @@ class FlywheelModel:
         """
         if self.predictor is None or self.schema is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        sent_at = self._stamp(truth, "the feedback's truth")
         labels = _labels(truth)
         scores = _own_scores(response, self.model_version)
         if scores is None:
@@ -260,10 +305,16 @@ class FlywheelModel:
         right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
         if self.feedback_log is not None:
             entry = feedback_entry(
-                self.model_name, self.model_version, request, response, labels, at=self.clock()
+                self.model_name,
+                self.model_version,
+                request,
+                response,
+                labels,
+                at=self.clock() if sent_at is None else sent_at,
             )
             if entry is not None:
                 self.feedback_log.record(entry)
+                self._written(self.feedback_log)
         return right, len(labels) - right
 
     def metrics(self) -> list[dict[str, Any]]:

@@ -5,7 +5,10 @@ Each simulated day, into one store under `root`, as production does it:
 1. the day's batch arrives (the generator's scenario; `broken_upstream` writes one corrupt
    batch on the change day) and is checked against production's contract;
 2. its traffic is served through the real serving class in-process (`serve_day`), and the
-   labels of the day `label_delay` before come back as Seldon feedback;
+   labels of the day `label_delay` before come back as Seldon feedback; with `servers=True`,
+   over HTTP through the gateway to a seldon-core microservice serving production
+   (`_Production`: started once after the warm-up, replaced by the next day after a
+   promotion, stamping its logs with the simulated time of each request);
 3. monitoring runs at the end of the day, and the policy decides: the trigger engine
    (`triggers`), every seventh day (`schedule`), every day (`daily`) or `never`; the last
    three go through the engine as forced checks so that every decision is recorded alike;
@@ -13,7 +16,8 @@ Each simulated day, into one store under `root`, as production does it:
    same functions kfp.local runs, without a subprocess per step, so 60 days fit in minutes)
    with the decision's reason; the gate decides, and a registered candidate goes through the
    real RolloutController on a driver replaying that day's requests through the real serving
-   class for both sides (`DayDriver`), then is promoted or rolled back;
+   class for both sides (`DayDriver`), then is promoted or rolled back; the canary's day is
+   replayed in-process on the simulated clock, with `servers=True` too;
 5. `bad_candidate` registers a deliberately faulty version on the change day
    (`rollout.faults.register_faulty`), which the same canary analysis must roll back.
 
@@ -27,6 +31,7 @@ redone day back; versions stay, and a version trained again is found by its fing
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -218,14 +223,11 @@ def simulate(
     """Play `days` days of `scenario` under `policy` into `root`; the timeline of every day.
 
     The change day is `settings.data.generator.change_day`, counted from the first simulated
-    day (the warm-up window of `data.window_days` days comes before it).
+    day (the warm-up window of `data.window_days` days comes before it). `servers` serves each
+    day's traffic through the gateway and a seldon-core microservice (under `root/serve`,
+    all stopped when this returns or is interrupted) instead of the class in-process.
     """
     _check_arguments(days, scenario, policy, label_delay, traffic)
-    if servers:
-        raise SimulationError(
-            "not yet: --servers (the seldon-core microservices and the gateway); "
-            "the simulation serves through the serving class in-process"
-        )
     started = clock.monotonic()
     root = root.resolve()
     state = root / STATE_FILE
@@ -281,18 +283,20 @@ def simulate(
         _save(state, timeline)
     else:
         _redo_half_done(world, len(timeline.records))
-    for index in range(len(timeline.records), days):
-        _write_atomically(root / DAY_MARK, json.dumps({"index": index}))
-        # One OpenMP thread for the whole day, training included: beside other busy processes,
-        # scikit-learn's thread per core spun so that one fit took 240 s instead of 7.
-        with threadpool_limits(limits=1, user_api="openmp"):
-            record = _play_day(world, index)
-        timeline.records.append(record)
-        timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
-        _save(state, timeline)
-        (root / DAY_MARK).unlink(missing_ok=True)
-        if on_day is not None:
-            on_day(record)
+    with contextlib.ExitStack() as stack:
+        started_servers = stack.enter_context(_Production(world)) if servers else None
+        for index in range(len(timeline.records), days):
+            _write_atomically(root / DAY_MARK, json.dumps({"index": index}))
+            # One OpenMP thread for the whole day, training included: beside other busy
+            # processes, scikit-learn's thread per core spun so that one fit took 240 s, not 7.
+            with threadpool_limits(limits=1, user_api="openmp"):
+                record = _play_day(world, index, started_servers)
+            timeline.records.append(record)
+            timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
+            _save(state, timeline)
+            (root / DAY_MARK).unlink(missing_ok=True)
+            if on_day is not None:
+                on_day(record)
     timeline.wall_seconds = round(spent + clock.monotonic() - started, 3)
     _save(state, timeline)
     return timeline
@@ -339,10 +343,49 @@ def _format(settings: Settings) -> str:
     return "csv" if settings.data.format == "csv" else "parquet"
 
 
+# --- serving over HTTP (servers=True) ----------------------------------------------------
+
+SERVE_DIR = "serve"  # under the simulation's root: the servers' logs and process book
+
+
+class _Production:
+    """The gateway and one seldon-core microservice serving production, on loopback.
+
+    Started with `stamp_from_request` (a replay: each request carries its simulated time) and
+    one worker (the simulation sends one request at a time). The LocalDriver's process book
+    stops them all on close, Ctrl-C or SIGTERM included, and what a killed simulation left
+    running is stopped by the next one in the same folder (`resume`).
+    """
+
+    def __init__(self, world: _World) -> None:
+        from flywheel.rollout.local import LocalDriver
+
+        settings = world.settings
+        one_worker = settings.serving.model_copy(update={"workers": 1})
+        self.driver = LocalDriver(
+            settings.model_copy(update={"serving": one_worker}),
+            workdir=world.root / SERVE_DIR,
+            parameters={"stamp_from_request": "true"},
+        )
+
+    def __enter__(self) -> _Production:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.driver.close()
+
+    def gateway(self, version: str) -> str:
+        """The gateway's URL, routing to `version` alone: its microservice is started (and
+        waited for) first, then the routes move, then the one it replaces is stopped."""
+        if self.driver.applied != (version, version, 0):
+            self.driver.serve(version)
+        return self.driver.gateway_url
+
+
 # --- one day ---------------------------------------------------------------------------
 
 
-def _play_day(world: _World, index: int) -> DayRecord:
+def _play_day(world: _World, index: int, servers: _Production | None = None) -> DayRecord:
     settings = world.settings
     registry = Registry.from_settings(settings)
     day = world.day(index)
@@ -352,13 +395,15 @@ def _play_day(world: _World, index: int) -> DayRecord:
         broken = settings.data.generator.model_copy(update={"scenario": BROKEN_BATCH})
         if not any(b.day == day for b in source.available()):
             source.write(day, synthetic.generate_day(day, broken), _format(settings))
+    serving = registry.lookup(PRODUCTION)
     served = serve_day(
         settings,
         day,
-        version=PRODUCTION,
+        version=serving,
         rows=world.traffic,
         label_delay_days=world.label_delay,
         seed=world.seed,
+        gateway=servers.gateway(serving) if servers is not None else None,
     )
     batch = next(b for b in source.available() if b.day == day)
     frame = batches.parse(batch.name, source.store.read(batch.key))

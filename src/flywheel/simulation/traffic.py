@@ -11,6 +11,12 @@ the same records:
 3. the true labels of the day `label_delay_days` earlier come back as Seldon
    feedback to the same class, stamped at the end of this day.
 
+The requests are built once, whatever carries them: each is tagged with the simulated
+time it is sent at (`meta.tags.sent_at`, and the feedback's `truth` likewise). In-process
+(`InProcess`) that time is the serving class's clock; over HTTP (`OverHttp`, `gateway=`)
+they go through the Flywheel gateway to seldon-core microservices started with
+`stamp_from_request`, which stamp their logs with it. A 400 is a refused request either way.
+
 Request ids are derived from the day, the seed and the request's position, and
 the rows served from a seeded sample, so the labels of an earlier day can be
 sent without remembering anything: call every day with the same `rows` and
@@ -21,10 +27,12 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from threadpoolctl import threadpool_limits
 
@@ -33,7 +41,7 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.registry import Registry
-from flywheel.serving.model import FlywheelModel
+from flywheel.serving.model import SENT_AT, FlywheelModel
 from flywheel.serving.requests import BadRequest
 from flywheel.storage import open_store
 
@@ -74,6 +82,92 @@ class _Clock:
         return self.at
 
 
+class Transport(Protocol):
+    """What carries a simulated day's requests and feedback to a serving model."""
+
+    def score(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The response to a request; BadRequest when it is refused (a 400)."""
+        ...
+
+    def feedback(
+        self, request: dict[str, Any], response: dict[str, Any], truth: dict[str, Any]
+    ) -> None:
+        """Send Seldon feedback; BadRequest when it is refused (a 400)."""
+        ...
+
+
+def sent_at(message: dict[str, Any]) -> float:
+    """The simulated time a message built here is sent at (its `meta.tags.sent_at`)."""
+    return float(message["meta"]["tags"][SENT_AT])
+
+
+class InProcess:
+    """The serving class in this process, its clock set to each message's `sent_at`."""
+
+    def __init__(self, model: FlywheelModel, clock: _Clock) -> None:
+        self.model = model
+        self.clock = clock
+
+    def score(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.clock.at = sent_at(payload)
+        try:
+            return self.model.score(payload)
+        except BadRequest:
+            self.model.bad_requests += 1  # as predict_raw counts it
+            raise
+
+    def feedback(
+        self, request: dict[str, Any], response: dict[str, Any], truth: dict[str, Any]
+    ) -> None:
+        self.clock.at = sent_at(truth)
+        self.model.judge_feedback(request, response, truth)
+
+
+class OverHttp:
+    """Seldon's REST protocol to `url` (the gateway): a 400 is a BadRequest, and any other
+    failure a SimulationError, since the day cannot be played as production would."""
+
+    def __init__(self, url: str, timeout: float = 30) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def score(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._post("/api/v1.0/predictions", payload)
+
+    def feedback(
+        self, request: dict[str, Any], response: dict[str, Any], truth: dict[str, Any]
+    ) -> None:
+        self._post("/api/v1.0/feedback", {"request": request, "response": response, "truth": truth})
+
+    def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        sent = urllib.request.Request(
+            self.url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(sent, timeout=self.timeout) as answer:
+                answered: dict[str, Any] = json.loads(answer.read())
+                return answered
+        except urllib.error.HTTPError as error:
+            info = _status_info(error.read())
+            if error.code == 400:
+                raise BadRequest(info) from None
+            raise SimulationError(f"{self.url}{path} answered {error.code}: {info}") from None
+        except (urllib.error.URLError, OSError, ValueError) as error:
+            raise SimulationError(f"{self.url}{path} did not answer: {error}") from None
+
+
+def _status_info(body: bytes) -> str:
+    """The message of a Seldon status answer, else the body itself."""
+    try:
+        status = json.loads(body)["status"]
+        return str(status.get("info") or status.get("reason") or status)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return body.decode(errors="replace")[:300]
+
+
 def request_id(day: date, seed: int, index: int) -> str:
     """The id of the `index`-th request of a simulated day."""
     return f"sim-{day.isoformat()}-s{seed}-{index:05d}"
@@ -89,42 +183,56 @@ def serve_day(
     seed: int = 0,
     alter: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
     model_class: type[FlywheelModel] = FlywheelModel,
+    gateway: str | None = None,
 ) -> ServedDay:
     """Play one day: write its batch, serve `rows` of it (all when None) as `version`, and send
     the labels of the day `label_delay_days` before.
 
-    `alter` changes the rows a client sends (not the batch), and `model_class` replaces the
-    serving class: both are there to inject faults.
+    In-process by default; with `gateway` (a URL) over HTTP to the microservice it routes to,
+    which must serve `version` with `stamp_from_request` on (an answer from another version is
+    a SimulationError). `alter` changes the rows a client sends (not the batch), and
+    `model_class` replaces the in-process serving class: both are there to inject faults.
     """
     if rows is not None and rows < 1:
         raise SimulationError(f"rows must be at least 1, not {rows}")
     if label_delay_days < 0:
         raise SimulationError(f"label_delay_days must be 0 or more, not {label_delay_days}")
+    if gateway is not None and model_class is not FlywheelModel:
+        raise SimulationError("model_class replaces the in-process serving class: not with gateway")
     started = time.perf_counter()
     resolved = Registry.from_settings(settings).lookup(version)
     source = batches.BatchSource(
         open_store(settings.data.source, settings.storage), settings.data.format
     )
-    clock = _Clock()
-    model = model_class(
-        model_name=settings.model_name,
-        model_version=resolved,
-        store_uri=settings.storage.uri,
-        store_endpoint=settings.storage.endpoint or "",
-        store_secure=settings.storage.secure,
-        clock=clock,
-    )
+    model: FlywheelModel | None = None
+    transport: Transport
+    if gateway is None:
+        clock = _Clock()
+        model = model_class(
+            model_name=settings.model_name,
+            model_version=resolved,
+            store_uri=settings.storage.uri,
+            store_endpoint=settings.storage.endpoint or "",
+            store_secure=settings.storage.secure,
+            clock=clock,
+        )
+        transport = InProcess(model, clock)
+    else:
+        transport = OverHttp(gateway)
     # One OpenMP thread, as the serving image runs (OMP_NUM_THREADS=1): scikit-learn's
     # per-tree thread pools cost more than they give on 25-row requests.
     with threadpool_limits(limits=1, user_api="openmp"):
-        model.load()  # first: a version that cannot be served writes nothing
+        if model is not None:
+            model.load()  # first: a version that cannot be served writes nothing
         frame, location, written = _batch(settings, source, day)
         try:
-            ids, answered, rejected = _serve(settings, model, clock, frame, day, rows, seed, alter)
+            ids, answered, rejected = _serve(
+                settings, transport, resolved, frame, day, rows, seed, alter
+            )
             labels_for = day - timedelta(days=label_delay_days)
-            labels = _feedback(settings, model, clock, source, labels_for, day, rows, seed)
+            labels = _feedback(settings, transport, source, labels_for, day, rows, seed)
         finally:
-            for logger in (model.logger, model.feedback_log):
+            for logger in (model.logger, model.feedback_log) if model is not None else ():
                 if logger is not None:
                     logger.flush()
                     logger.close()
@@ -202,10 +310,20 @@ def _records(settings: Settings, part: pd.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+def request(settings: Settings, rid: str, part: pd.DataFrame, at: float) -> dict[str, Any]:
+    """The Seldon request a client sends for `part`, tagged with when it is sent."""
+    return {"jsonData": _records(settings, part), "meta": {"puid": rid, "tags": {SENT_AT: at}}}
+
+
+def truth(labels: list[int], at: float) -> dict[str, Any]:
+    """The `truth` of a Seldon feedback carrying `labels`, tagged with when it is sent."""
+    return {"data": {"ndarray": labels}, "meta": {"tags": {SENT_AT: at}}}
+
+
 def _serve(
     settings: Settings,
-    model: FlywheelModel,
-    clock: _Clock,
+    transport: Transport,
+    version: str,
     frame: pd.DataFrame,
     day: date,
     rows: int | None,
@@ -218,13 +336,14 @@ def _serve(
     rejected: dict[str, str] = {}
     for (rid, part), at in zip(parts, _times(settings, parts, day), strict=True):
         sent = alter(part.copy()) if alter is not None else part
-        clock.at = at
         try:
-            model.score({"jsonData": _records(settings, sent), "meta": {"puid": rid}})
+            response = transport.score(request(settings, rid, sent, at))
         except BadRequest as error:
-            model.bad_requests += 1  # as predict_raw counts it
             rejected[rid] = str(error)
             continue
+        by = (response.get("meta") or {}).get("tags", {}).get("model_version")
+        if by != version:
+            raise SimulationError(f"request {rid} was answered by {by!r}, not {version}")
         ids.append(rid)
         answered += len(part)
     return tuple(ids), answered, rejected
@@ -232,8 +351,7 @@ def _serve(
 
 def _feedback(
     settings: Settings,
-    model: FlywheelModel,
-    clock: _Clock,
+    transport: Transport,
     source: batches.BatchSource,
     labels_for: date,
     today: date,
@@ -261,7 +379,7 @@ def _feedback(
     frame = batches.parse(found[0].name, source.store.read(found[0].key))
     # Labels arrive at the end of today.
     end = datetime.combine(today + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    clock.at = end.timestamp() - 1
+    at = end.timestamp() - 1
     accepted = 0
     for rid, part in _requests(frame, labels_for, rows, seed):
         prediction = answered.get(rid)
@@ -271,13 +389,14 @@ def _feedback(
             labels = [int(v) for v in part[settings.features.label]]
         except (KeyError, TypeError, ValueError):
             continue  # no usable label: nothing to send
-        request = {"jsonData": _records(settings, part), "meta": {"puid": rid}}
         response = {
             "data": {"ndarray": [[1 - s, s] for s in prediction.scores]},
             "meta": {"tags": {"request_id": rid, "model_version": prediction.version}},
         }
         try:
-            model.judge_feedback(request, response, {"data": {"ndarray": labels}})
+            transport.feedback(
+                request(settings, rid, part, prediction.time), response, truth(labels, at)
+            )
         except BadRequest:
             continue  # Seldon answers 400
         accepted += len(labels)

@@ -16,7 +16,7 @@ from tests.unit.cli.conftest import Flywheel
         (["--scenario", "drifty"], 2, "unknown scenario 'drifty': one of stable,"),
         (["--days", "0"], 2, "must be 1 or more, not 0"),
         (["--policy", "weekly"], 2, "unknown policy 'weekly': one of triggers,"),
-        (["--servers"], 1, "error: --servers is not there yet"),
+        (["--servers", "--resume"], 1, "error: nothing to resume:"),
         (["--resume"], 1, "error: nothing to resume:"),
         (["--traffic", "0"], 1, "error: traffic must be 1 row a day or more, not 0"),
     ],

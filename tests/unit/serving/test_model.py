@@ -306,3 +306,73 @@ def test_feedback_labels_are_logged_under_the_request_they_answer(
         if json.loads(line)["request_id"] == "labelled-1"  # others logged into the shared store
     ]
     assert (record["request_id"], record["labels"]) == ("labelled-1", [1])
+
+
+def test_a_replay_stamps_the_logs_with_the_time_its_messages_were_sent(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model replaying traffic (stamp_from_request, as the wrapper passes it) on a copy
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(
+        model_version="v1", store_uri=str(store), log_predictions="true", stamp_from_request="true"
+    )
+    model.load()
+    sent, labelled = 1_700_000_000.5, 1_700_086_399.0  # 2023-11-14 and the end of the next day
+    # when a request and then its feedback come, each tagged with when it was sent
+    request = {"jsonData": rows[:1], "meta": {"puid": "replayed-1", "tags": {"sent_at": sent}}}
+    response = model.score(request)
+    truth = {"data": {"ndarray": [1]}, "meta": {"tags": {"sent_at": labelled}}}
+    model.judge_feedback(request, response, truth)
+    # then both are in the store as soon as they are answered (no flush, no close), stamped
+    # and filed at the time they were sent, not now
+    logged = LocalStore(store)
+    found = {
+        prefix: [
+            (key, json.loads(line))
+            for key in logged.list(f"{prefix}/loan-default/v1")
+            for line in logged.read(key).splitlines()
+            if json.loads(line)["request_id"] == "replayed-1"
+        ]
+        for prefix in ("predictions", "feedback")
+    }
+    ((prediction_key, prediction),) = found["predictions"]
+    ((feedback_key, feedback),) = found["feedback"]
+    assert prediction["time"] == sent and "/2023-11-14/" in prediction_key
+    assert feedback["time"] == labelled and "/2023-11-15/" in feedback_key
+
+
+def test_a_replay_refuses_a_message_without_its_sent_at_tag(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model replaying traffic, logging to a copy of the registry
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(
+        model_version="v1", store_uri=str(store), log_predictions="true", stamp_from_request="true"
+    )
+    model.load()
+    request = {"jsonData": rows[:1], "meta": {"puid": "unstamped-1"}}
+    # when a request, or a feedback's truth, comes without the tag
+    # then it is a bad request (a Seldon 400) naming the tag, and nothing is logged
+    with pytest.raises(BadRequest, match=r"a request needs meta\.tags\.sent_at"):
+        model.score(request)
+    stamped = {**request, "meta": {"puid": "unstamped-1", "tags": {"sent_at": 1.7e9}}}
+    response = model.score(stamped)
+    with pytest.raises(BadRequest, match=r"the feedback's truth needs meta\.tags\.sent_at"):
+        model.judge_feedback(stamped, response, {"data": {"ndarray": [1]}})
+    logged = LocalStore(store)
+    requests = [
+        json.loads(line)["time"]
+        for key in logged.list("predictions/loan-default/v1")
+        for line in logged.read(key).splitlines()
+        if json.loads(line)["request_id"] == "unstamped-1"
+    ]
+    assert requests == [1.7e9]
+    labelled = [
+        line
+        for key in logged.list("feedback/loan-default/v1")
+        for line in logged.read(key).splitlines()
+        if json.loads(line)["request_id"] == "unstamped-1"
+    ]
+    assert labelled == []

@@ -29,7 +29,7 @@ from flywheel.storage import LocalStore
         ({"days": -3}, "days must be 1 or more, not -3"),
         ({"policy": "weekly"}, "unknown policy 'weekly': one of triggers, schedule"),
         ({"traffic": 0}, "traffic must be 1 row a day or more, not 0"),
-        ({"servers": True}, "not yet: --servers"),
+        ({"servers": True, "traffic": 0}, "traffic must be 1 row a day or more, not 0"),
     ],
 )
 def test_bad_input_is_refused_in_one_line_before_anything_is_written(
