@@ -228,6 +228,10 @@ def simulate(
     all stopped when this returns or is interrupted) instead of the class in-process.
     """
     _check_arguments(days, scenario, policy, label_delay, traffic)
+    if servers:
+        from flywheel.rollout.local import serving_python
+
+        serving_python()  # no serving virtualenv: refused before anything is written
     started = clock.monotonic()
     root = root.resolve()
     state = root / STATE_FILE

@@ -15,6 +15,7 @@ from flywheel.config import load_settings
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS
 from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.local import DeployRefused
 from flywheel.serving.metrics import SCORE_BUCKETS
 from flywheel.simulation.loop import DayDriver, _Answers, simulate, world_settings
 from flywheel.simulation.traffic import SimulationError
@@ -43,6 +44,19 @@ def test_bad_input_is_refused_in_one_line_before_anything_is_written(
         simulate(settings, root=tmp_path / "sim", **arguments)  # type: ignore[arg-type]
     assert "\n" not in str(refused.value)
     # and nothing was written
+    assert not (tmp_path / "sim").exists()
+
+
+def test_servers_without_a_serving_virtualenv_are_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given no serving virtualenv where the configuration points
+    monkeypatch.setenv("FLYWHEEL_SERVING_PYTHON", str(tmp_path / "missing" / "python"))
+    settings = load_settings(None, env={}, overrides=SMALL)
+    # when a simulation is asked to serve through the microservices, then it is refused
+    with pytest.raises(DeployRefused, match=r"FLYWHEEL_SERVING_PYTHON is .*missing.*not exist"):
+        simulate(settings, root=tmp_path / "sim", days=3, scenario="stable", servers=True)
+    # and nothing was written (the warm-up never ran)
     assert not (tmp_path / "sim").exists()
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,8 +17,16 @@ from flywheel.config import Settings
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import monitor
 from flywheel.registry import MODEL_FILE, Registry, VersionNotFound
-from flywheel.serving.model import ModelUnavailable
-from flywheel.simulation.traffic import ROWS_PER_REQUEST, SimulationError, serve_day
+from flywheel.serving.model import FlywheelModel, ModelUnavailable
+from flywheel.serving.requests import BadRequest
+from flywheel.simulation.traffic import (
+    ROWS_PER_REQUEST,
+    OverHttp,
+    SimulationError,
+    request,
+    serve_day,
+    truth,
+)
 from flywheel.storage import LocalStore
 
 
@@ -138,3 +150,167 @@ def test_a_version_that_cannot_be_served_writes_nothing(project: Settings) -> No
     # then neither the day's batch nor any log was written
     assert not (Path(project.data.source) / f"{_day(project, 5)}.parquet").exists()
     assert not LocalStore(project.storage.uri).list("predictions/")
+
+
+# --- over HTTP: a loopback server answering as seldon-core's REST wrapper does ---------
+
+Answer = Callable[[str, dict[str, Any]], tuple[int, dict[str, Any]]]
+
+
+@pytest.fixture
+def http() -> Iterator[Callable[[Answer], str]]:
+    """Start a loopback server answering each POST with `answer(path, body)`; its URL."""
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(answer: Answer) -> str:
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                code, reply = answer(self.path, body)
+                raw = json.dumps(reply).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_address[1]}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _seldon(model: FlywheelModel) -> Answer:
+    """The model class behind Seldon's two REST routes, a refusal a 400 with its status."""
+
+    def answer(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        try:
+            if path == "/api/v1.0/predictions":
+                return 200, model.score(body)
+            model.judge_feedback(body["request"], body["response"], body["truth"])
+            return 200, {"meta": {}}
+        except BadRequest as error:
+            return 400, {"status": {"code": 400, "info": str(error), "status": "FAILURE"}}
+
+    return answer
+
+
+def test_over_http_a_replaying_server_logs_each_day_at_its_simulated_time(
+    project: Settings, http: Callable[[Answer], str]
+) -> None:
+    # given v1 served over HTTP with stamp_from_request, as `simulate --servers` starts it
+    model = FlywheelModel(
+        model_version="v1", store_uri=project.storage.uri, stamp_from_request="true"
+    )
+    model.load()
+    url = http(_seldon(model))
+
+    def mobile_seniors(part: pd.DataFrame) -> pd.DataFrame:
+        return part.assign(channel=part["channel"].where(part["age"] <= 65, "mobile"))
+
+    # when day 5 is served through it (some requests holding a row the contract refuses),
+    # and day 7, when day 5's labels come back
+    day5 = serve_day(
+        project, _day(project, 5), version="v1", rows=200, alter=mobile_seniors, gateway=url
+    )
+    day7 = serve_day(project, _day(project, 7), version="v1", rows=200, gateway=url)
+    # then the server's 400s are refused requests, with its message
+    assert day5.rejected and all("unknown category 'mobile'" in m for m in day5.rejected.values())
+    assert day5.rows + ROWS_PER_REQUEST * len(day5.rejected) == 200
+    # and the answered ones are logged at once, stamped inside day 5, in day 5's folder
+    store = LocalStore(project.storage.uri)
+    start = _midnight(day5.day)
+    logged = read_predictions(
+        store, "loan-default", {"v1"}, start, start + timedelta(days=1), Skipped()
+    )
+    assert [p.request_id for p in logged] == list(day5.request_ids)
+    dated = {key.split("/")[3] for key in store.list("predictions/loan-default/v1/")}
+    assert dated == {day5.day.isoformat(), day7.day.isoformat()}
+    # and day 5's labels came back on day 7, stamped at its end
+    assert day7.labels_for == day5.day and day7.labels == day5.rows
+    end = _midnight(_day(project, 8))
+    labels = read_labels(store, "loan-default", {"v1"}, end - timedelta(days=1), end, Skipped())
+    assert set(labels) == set(day5.request_ids)
+    times = {
+        json.loads(line)["time"]
+        for key in store.list("feedback/loan-default/v1/")
+        for line in store.read(key).splitlines()
+    }
+    assert times == {end.timestamp() - 1}
+
+
+def test_over_http_a_message_carries_what_the_in_process_model_gets(
+    project: Settings, http: Callable[[Answer], str]
+) -> None:
+    # given a server that records what it is sent
+    received: list[tuple[str, dict[str, Any]]] = []
+
+    def record(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        received.append((path, body))
+        return 200, {"data": {"ndarray": [[0.9, 0.1]]}}
+
+    transport = OverHttp(http(record))
+    part = pd.DataFrame({"age": [30], "channel": ["web"]})
+    sent = request(project, "r-1", part, 1_767_225_600.0)
+    # when a request and a feedback are sent
+    answered = transport.score(sent)
+    transport.feedback(sent, answered, truth([1], 1_767_311_999.0))
+    # then each is Seldon's REST message, the request exactly as built, tagged with its time
+    assert received[0] == ("/api/v1.0/predictions", sent)
+    assert sent["meta"] == {"puid": "r-1", "tags": {"sent_at": 1_767_225_600.0}}
+    assert received[1] == (
+        "/api/v1.0/feedback",
+        {
+            "request": sent,
+            "response": answered,
+            "truth": {"data": {"ndarray": [1]}, "meta": {"tags": {"sent_at": 1_767_311_999.0}}},
+        },
+    )
+
+
+def test_over_http_a_server_failure_or_no_server_stops_the_day_in_one_line(
+    project: Settings, http: Callable[[Answer], str]
+) -> None:
+    # given a server answering 500, and a port nobody listens on
+    def broken(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        return 500, {"status": {"code": 500, "info": "model crashed", "status": "FAILURE"}}
+
+    failing = OverHttp(http(broken))
+    sent = request(project, "r-1", pd.DataFrame({"age": [30]}), 1_767_225_600.0)
+    # when a request is sent, then it is a SimulationError naming what answered, not a refusal
+    with pytest.raises(SimulationError, match=r"predictions answered 500: model crashed"):
+        failing.score(sent)
+    with pytest.raises(SimulationError, match=r"did not answer"):
+        OverHttp("http://127.0.0.1:9", timeout=2).score(sent)
+
+
+def test_over_http_an_answer_from_another_version_stops_the_day(
+    project: Settings, http: Callable[[Answer], str]
+) -> None:
+    # given v2 registered, but the server still serving v1
+    registry = Registry.from_settings(project)
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    registry.register(files, run_id="r2", fingerprint="copy")
+    model = FlywheelModel(
+        model_version="v1", store_uri=project.storage.uri, stamp_from_request="true"
+    )
+    model.load()
+    url = http(_seldon(model))
+    # when day 5 is served as v2 through it, then the day stops, naming who answered
+    with pytest.raises(SimulationError, match=r"answered by 'v1', not v2"):
+        serve_day(project, _day(project, 5), version="v2", rows=30, gateway=url)
+
+    # and a serving class to inject in-process is refused with a server
+    class Faulty(FlywheelModel):
+        pass
+
+    with pytest.raises(SimulationError, match="model_class replaces the in-process"):
+        serve_day(project, _day(project, 5), version="v1", gateway=url, model_class=Faulty)
