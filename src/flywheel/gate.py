@@ -71,6 +71,30 @@ def _at_least(name: str, measured: float | None, threshold: float, what: str) ->
     )
 
 
+def _floor(check: Check, production: tuple[str | None, float | None] | None) -> Check:
+    """A floor that production already fails on the same rows does not hold back a candidate
+    that does at least as well there: refusing it would keep the worse model serving (after a
+    concept drift, the first retrain is often below a slice's floor, and production further
+    below it). The regression check against production still applies; the first model, with
+    nothing in production, must meet every floor."""
+    if check.passed or production is None or check.measured is None:
+        return check
+    version, served = production
+    if served is None or math.isnan(served) or served >= check.threshold:
+        return check
+    if check.measured < served:
+        return check.model_copy(
+            update={"detail": f"{check.detail}, and production {version} scored {served:.4f}"}
+        )
+    return check.model_copy(
+        update={
+            "passed": True,
+            "detail": f"{check.detail}, but production {version} scored {served:.4f} there, "
+            "further below it: the candidate is no worse",
+        }
+    )
+
+
 def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
     """Apply the promotion policy to an evaluation."""
     metric = policy.metric
@@ -86,11 +110,14 @@ def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
             )
         )
     checks.append(
-        _at_least(
-            f"min {metric} (newest batch)",
-            candidate.newest.get(metric),
-            policy.min_metric,
-            f"candidate {metric} on the newest batch {evaluation.newest_batch}",
+        _floor(
+            _at_least(
+                f"min {metric} (newest batch)",
+                candidate.newest.get(metric),
+                policy.min_metric,
+                f"candidate {metric} on the newest batch {evaluation.newest_batch}",
+            ),
+            None if production is None else (production.version, production.newest.get(metric)),
         )
     )
     if production is not None:
@@ -114,12 +141,19 @@ def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
         for value, result in sorted(candidate.slices.get(rule.column, {}).items()):
             if result.rows < rule.min_rows:
                 continue
+            served = None
+            if production is not None:
+                same = production.slices.get(rule.column, {}).get(value)
+                served = (production.version, None if same is None else same.value)
             checks.append(
-                _at_least(
-                    f"slice {rule.column}={value}",
-                    result.value,
-                    rule.min_metric,
-                    f"candidate {metric} on {rule.column}={value} ({result.rows} rows)",
+                _floor(
+                    _at_least(
+                        f"slice {rule.column}={value}",
+                        result.value,
+                        rule.min_metric,
+                        f"candidate {metric} on {rule.column}={value} ({result.rows} rows)",
+                    ),
+                    served,
                 )
             )
     return Decision(

@@ -92,3 +92,30 @@ def test_an_undefined_metric_fails_the_check() -> None:
     decision = decide(_evaluation(_model("candidate", float("nan"), holdout=0.8), None), POLICY)
     assert not decision.blessed and "undefined" in decision.reasons[0]
     assert "| min roc_auc (newest batch) | – | 0.7500 | FAIL |" in decision.markdown()
+
+
+def test_a_floor_production_already_fails_does_not_hold_back_a_candidate_no_worse_there() -> None:
+    # given a world that changed: production is below the newest batch's floor and the
+    # north slice's, and the retrained candidate is below both floors but above production
+    production = _model("production", 0.70, {"north": 0.60, "south": 0.72})
+    better = _model("candidate", 0.73, {"north": 0.66, "south": 0.75}, holdout=0.8)
+    # when
+    decision = decide(_evaluation(better, production), POLICY)
+    # then it is blessed, each relaxed floor saying why
+    assert decision.blessed
+    details = {c.name: c.detail for c in decision.checks}
+    assert details["slice region=north"].endswith(
+        "is below the minimum 0.7000, but production v3 scored 0.6000 there, further below it: "
+        "the candidate is no worse"
+    )
+    # and a candidate worse than production where production fails the floor is refused
+    worse = _model("candidate", 0.73, {"north": 0.58, "south": 0.75}, holdout=0.8)
+    refused = decide(_evaluation(worse, production), POLICY)
+    assert not refused.blessed
+    assert refused.reasons == [
+        "candidate roc_auc on region=north (300 rows) 0.5800 is below the minimum 0.7000, "
+        "and production v3 scored 0.6000"
+    ]
+    # and where production meets the floor, the floor holds as before
+    healthy = _model("production", 0.70, {"north": 0.71, "south": 0.72})
+    assert not decide(_evaluation(better, healthy), POLICY).blessed
