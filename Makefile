@@ -79,6 +79,10 @@ manifests: $(VENV)/.ready ## Render the chart into manifests/base (the Kustomize
 monitoring-picture: $(VENV)/.ready ## Redraw docs/monitoring-report.png: the monitoring report's plots on a simulated covariate drift
 	$(BIN)/python -m tools.monitoring_picture
 
+.PHONY: simulation-picture
+simulation-picture: $(VENV)/.ready ## Redraw docs/simulation-report.png: flywheel simulate's plots on 40 days of concept drift
+	$(BIN)/python -m tools.simulation_picture
+
 # --- checks -----------------------------------------------------------------
 
 .PHONY: tools

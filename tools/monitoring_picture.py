@@ -87,7 +87,7 @@ def main(argv: list[str]) -> int:
             page.traffic_figure(reports),
         ]
     serving = sum(s.seconds for s in served)
-    _tile(figures, args.out)
+    tile(figures, args.out)
     print(
         f"wrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out} "
         f"({args.out.stat().st_size // 1024} KB): {SERVED_DAYS} days of {ROWS} rows served in "
@@ -98,15 +98,17 @@ def main(argv: list[str]) -> int:
     return 0
 
 
-def _tile(figures: list[str], out: Path) -> None:
-    """Two by two, in a 64-colour palette: plots need no more, and the PNG stays small."""
+def tile(figures: list[str], out: Path, columns: int = 2) -> None:
+    """The plots (base64 PNGs) side by side, `columns` to a row, in a 64-colour palette:
+    plots need no more, and the PNG stays small."""
     from PIL import Image
 
     images = [Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB") for f in figures]
     width, height = max(i.width for i in images), max(i.height for i in images)
-    sheet = Image.new("RGB", (2 * width, 2 * height), "white")
+    rows = -(-len(images) // columns)
+    sheet = Image.new("RGB", (columns * width, rows * height), "white")
     for n, image in enumerate(images):
-        sheet.paste(image, ((n % 2) * width, (n // 2) * height))
+        sheet.paste(image, ((n % columns) * width, (n // columns) * height))
     out.parent.mkdir(parents=True, exist_ok=True)
     sheet.quantize(colors=64).save(out, optimize=True)
 

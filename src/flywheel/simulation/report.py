@@ -180,14 +180,6 @@ def page_html(
         "judged against their true labels (which the simulation knows at once; monitoring "
         f"only sees them {s['label_delay']} days later)."
     )
-    figures = [
-        ("production accuracy per day, against the oracle", metric_figure(timeline, daily, s)),
-        ("drift per feature (PSI of the day's window)", drift_figure(timeline)),
-        ("trigger firings, by what fired", firings_figure(timeline)),
-        ("deployments and rollbacks", deployments_figure(timeline)),
-        ("the production model's age", age_figure(timeline, ages)),
-        ("the cost of staleness", staleness_figure(timeline, daily, ages, cost)),
-    ]
     return html_page(
         f"flywheel simulate: {s['scenario']}, {s['policy']}",
         intro=intro,
@@ -206,8 +198,29 @@ def page_html(
             ),
             rows,
         ),
-        figures=figures,
+        figures=figures(timeline, summary, oracle),
     )
+
+
+def figures(
+    timeline: Timeline, summary: dict[str, Any], oracle: Sequence[float | None] | None
+) -> list[tuple[str, str]]:
+    """The page's plots: (caption, base64 PNG) each."""
+    ages = scores.serving_ages(timeline)
+    daily = list(oracle or [])
+    daily += [None] * (len(timeline.records) - len(daily))
+    cost = summary["staleness_cost"]
+    return [
+        (
+            "production accuracy per day, against the oracle",
+            metric_figure(timeline, daily, summary),
+        ),
+        ("drift per feature (PSI of the day's window)", drift_figure(timeline)),
+        ("trigger firings, by what fired", firings_figure(timeline)),
+        ("deployments and rollbacks", deployments_figure(timeline)),
+        ("the production model's age", age_figure(timeline, ages)),
+        ("the cost of staleness", staleness_figure(timeline, daily, ages, cost)),
+    ]
 
 
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
