@@ -56,7 +56,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--traffic", type=int, default=2000, help="rows served a day")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label-delay", type=int, default=2)
-    parser.add_argument("--floor", type=float, default=None, help="promotion.min_metric if unset")
+    parser.add_argument("--floor", type=float, default=None, help="the accuracy floor (flywheel.simulation.scores.floor if unset)")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a flywheel.yaml override"
     )
@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     # As `flywheel simulate` plays it: one fit a run unless --search.
     overrides = args.set if args.search else ["model.search.enabled=false", *args.set]
     settings = load_settings(REPO / "flywheel.yaml", env={}, overrides=overrides)
-    floor = args.floor if args.floor is not None else settings.promotion.min_metric
+    floor = args.floor if args.floor is not None else scores.floor(settings)
     print(
         f"SIMULATION of the whole loop ({args.days} days per run, {args.traffic} rows served a "
         f"day, labels {args.label_delay} days late, seed {args.seed}) on "

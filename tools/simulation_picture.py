@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
             settings, root=root / "simulation", days=args.days, scenario="concept_drift"
         )
         best = oracle.for_timeline(settings, timeline, cache=root / "oracle.json")
-    floor = settings.promotion.min_metric
+    floor = scores.floor(settings)
     summary = scores.summary(timeline, best, floor)
     tile([png for _, png in report.figures(timeline, summary, best)], args.out, columns=3)
     Console(width=100).print(report.terminal_summary(summary))

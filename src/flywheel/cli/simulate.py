@@ -144,11 +144,11 @@ def _print_day(record: DayRecord) -> None:
 
 
 def _report(settings: Settings, timeline: Timeline, out_dir: Path, oracle: bool) -> None:
-    from flywheel.simulation import report
+    from flywheel.simulation import report, scores
     from flywheel.simulation.oracle import for_timeline
 
     best = for_timeline(settings, timeline, cache=out_dir / "oracle.json") if oracle else None
-    page = report.write(timeline, out_dir, oracle=best)
+    page = report.write(timeline, out_dir, oracle=best, floor=scores.floor(settings))
     summary = out_dir / report.SUMMARY
 
     out.print(report.terminal_summary(json.loads(summary.read_text())))

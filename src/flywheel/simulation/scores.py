@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flywheel.config import PromotionSettings
+from flywheel.config import PromotionSettings, Settings
 
 if TYPE_CHECKING:
     from flywheel.simulation.loop import Timeline
@@ -29,6 +29,15 @@ if TYPE_CHECKING:
 # The configuration's default promotion floor, applied to the days' accuracy when no other
 # floor is given.
 DEFAULT_FLOOR: float = PromotionSettings().min_metric
+
+
+def floor(settings: Settings) -> float:
+    """The accuracy floor the days are held to: the performance trigger's, when it defends an
+    accuracy floor, else the promotion minimum (the one bar every served model met once)."""
+    performance = settings.triggers.performance
+    if performance is not None and performance.metric == "accuracy" and performance.floor:
+        return performance.floor
+    return settings.promotion.min_metric
 # Reasons of firings that are not evidence of a change: the calendar, and a person.
 NOT_SIGNALS = ("schedule", "forced:")
 

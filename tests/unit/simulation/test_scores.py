@@ -85,3 +85,18 @@ def test_refused_rows_are_counted_against_the_rows_sent() -> None:
         "refused_rows": 0,
         "refused_share": None,
     }
+
+
+def test_the_floor_is_the_performance_triggers_accuracy_floor_else_the_promotion_minimum() -> None:
+    from flywheel.config import load_settings
+
+    # given the shipped defaults, and a performance trigger defending accuracy 0.72
+    plain = load_settings(None, env={}, overrides=["promotion.min_metric=0.74"])
+    defended = load_settings(
+        None,
+        env={},
+        overrides=["promotion.min_metric=0.74", "triggers.performance.floor=0.72"],
+    )
+    # when / then
+    assert scores.floor(plain) == 0.74
+    assert scores.floor(defended) == 0.72
