@@ -56,7 +56,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--traffic", type=int, default=2000, help="rows served a day")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--label-delay", type=int, default=2)
-    parser.add_argument("--floor", type=float, default=None, help="the accuracy floor (flywheel.simulation.scores.floor if unset)")
+    parser.add_argument(
+        "--floor",
+        type=float,
+        default=None,
+        help="the accuracy floor (flywheel.simulation.scores.floor if unset)",
+    )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a flywheel.yaml override"
     )

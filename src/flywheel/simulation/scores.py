@@ -38,6 +38,8 @@ def floor(settings: Settings) -> float:
     if performance is not None and performance.metric == "accuracy" and performance.floor:
         return performance.floor
     return settings.promotion.min_metric
+
+
 # Reasons of firings that are not evidence of a change: the calendar, and a person.
 NOT_SIGNALS = ("schedule", "forced:")
 
