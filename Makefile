@@ -9,6 +9,7 @@ PYTHON ?= python3
 UV_VERSION := 0.13.9
 VENV := .venv
 SERVING_VENV := .venv-serving
+MLSERVER_VENV := .venv-mlserver
 BIN := $(VENV)/bin
 FLYWHEEL := $(BIN)/flywheel
 # Test workers: most tests wait on servers or on one core, so two share a 2-vCPU VM well.
@@ -40,6 +41,13 @@ $(SERVING_VENV)/.ready: requirements/serving.txt pyproject.toml $(VENV)/.ready
 	$(BIN)/uv pip install --quiet --python $(SERVING_VENV)/bin/python --no-deps -e .
 	@touch $@
 
+# MLServer, a peer of `make bench-serving` only: its own virtualenv, as it needs newer pins than seldon-core.
+$(MLSERVER_VENV)/.ready: requirements/tools/mlserver.txt $(VENV)/.ready
+	@echo ">> building $(MLSERVER_VENV) from requirements/tools/mlserver.txt (MLServer 1.7.1 and its sklearn runtime)"
+	$(PYTHON) -m venv $(MLSERVER_VENV)
+	$(BIN)/uv pip install --quiet --python $(MLSERVER_VENV)/bin/python --require-hashes -r requirements/tools/mlserver.txt
+	@touch $@
+
 .PHONY: setup
 setup: $(VENV)/.ready $(SERVING_VENV)/.ready ## Build the virtualenvs (.venv for pipelines and tests, .venv-serving for seldon-core)
 
@@ -50,9 +58,9 @@ lock: $(VENV)/.ready ## Re-resolve requirements/*.txt from pyproject.toml
 	  $(BIN)/uv pip compile pyproject.toml $$extras --python-version 3.11 --generate-hashes \
 	    --no-header --quiet -o requirements/$$name.txt; \
 	done
-	$(BIN)/python -c 'from tools.catalog import PYTHON_TOOLS; [print(t.name, t.requirement) for t in PYTHON_TOOLS.values()]' | \
+	$(BIN)/python -c 'from tools.catalog import PYTHON_TOOLS, SERVING_PEERS; [print(t.name, t.requirement, *t.pins) for t in (*PYTHON_TOOLS.values(), *SERVING_PEERS.values())]' | \
 	while read -r name requirement; do \
-	  echo "$$requirement" | $(BIN)/uv pip compile - --python-version 3.11 --generate-hashes \
+	  tr ' ' '\n' <<<"$$requirement" | $(BIN)/uv pip compile - --python-version 3.11 --generate-hashes \
 	    --no-header --quiet -o requirements/tools/$$name.txt; \
 	done
 
@@ -162,8 +170,12 @@ bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side b
 	$(BIN)/python -m benchmarks.pipeline
 
 .PHONY: bench-serving
-bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready ## Serving peers side by side: bare seldon, plain sklearn, Flywheel, gateway
-	$(BIN)/python -m benchmarks.serving
+bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
+	$(BIN)/python -m benchmarks.serving $(ARGS)
+
+.PHONY: soak
+soak: $(VENV)/.ready $(SERVING_VENV)/.ready ## 200 req/s for 10 minutes through the gateway: no errors, flat memory, a complete prediction log
+	$(BIN)/python -m benchmarks.soak $(ARGS)
 
 .PHONY: bench-rollout
 bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, detection per fault, time to rollback
@@ -175,5 +187,5 @@ bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario:
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
-	rm -rf $(VENV) $(SERVING_VENV) .flywheel data .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(SERVING_VENV) $(MLSERVER_VENV) .flywheel data .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

