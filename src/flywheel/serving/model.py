@@ -22,8 +22,12 @@ another runtime by replacing it.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import signal
+import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -36,7 +40,7 @@ from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
 from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
-from flywheel.serving.predictionlog import PredictionLogger
+from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.storage import open_store
 
@@ -70,6 +74,7 @@ class FlywheelModel:
         max_rows: int | str = 1000,
         max_body_bytes: int | str = 1_048_576,
         stamp_from_request: bool | str = False,
+        log_max_bytes: int | str = DEFAULT_MAX_BYTES,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -83,6 +88,8 @@ class FlywheelModel:
         self.log_predictions = _bool(log_predictions)
         self.max_rows = int(max_rows)
         self.max_body_bytes = int(max_body_bytes)
+        # The most memory each of the prediction and feedback logs may hold unwritten.
+        self.log_max_bytes = int(log_max_bytes)
         # When requests and feedback are stamped; a simulation passes its simulated clock,
         # a replay (stamp_from_request) the time its last message was sent.
         self.stamp_from_request = _bool(stamp_from_request)
@@ -95,6 +102,8 @@ class FlywheelModel:
         self.feedback_log: FeedbackLogger | None = None
         self.lineage: dict[str, Any] = {}
         self.bad_requests = 0
+        # Request threads (gunicorn's gthread, gRPC's pool) add to these at once.
+        self._metrics_lock = threading.Lock()
         self._pending: list[dict[str, Any]] = []
         self._gauges_at = 0.0
 
@@ -151,12 +160,30 @@ class FlywheelModel:
         self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
             self.logger = PredictionLogger(
-                registry.store, self.model_name, self.model_version, clock=self.clock
+                registry.store,
+                self.model_name,
+                self.model_version,
+                max_bytes=self.log_max_bytes,
+                clock=self.clock,
             )
             self.feedback_log = FeedbackLogger(
-                registry.store, self.model_name, self.model_version, clock=self.clock
+                registry.store,
+                self.model_name,
+                self.model_version,
+                max_bytes=self.log_max_bytes,
+                clock=self.clock,
             )
+        if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
+            _keep_zero_metrics()
+            if self.log_predictions:
+                _close_on_exit(self)
         log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
+
+    def close(self) -> None:
+        """Write what the logs hold; called when the serving process exits."""
+        for logger in (self.logger, self.feedback_log):
+            if logger is not None:
+                logger.close()
 
     # --- the Seldon protocol ------------------------------------------------------
 
@@ -166,11 +193,10 @@ class FlywheelModel:
         from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
         is_proto = isinstance(request, prediction_pb2.SeldonMessage)
-        payload = seldon_message_to_json(request) if is_proto else request
         try:
-            response = self.score(payload)
+            response = self.score(seldon_message_to_json(request) if is_proto else request)
         except BadRequest as error:
-            self.bad_requests += 1
+            self._count_bad_request()
             if is_proto:
                 # gRPC has no HTTP status: the Seldon status field carries the 400.
                 status = {
@@ -184,9 +210,10 @@ class FlywheelModel:
 
             raise SeldonMicroserviceException(str(error), status_code=400) from None
         if is_proto:
-            # proto3 drops zero values, and seldon-core then fails on a metric without
-            # one (KeyError 'value'); a zero counter adds nothing anyway.
-            response["meta"]["metrics"] = [m for m in response["meta"]["metrics"] if m["value"]]
+            # A zero counter adds nothing; a zero gauge is kept (see _keep_zero_metrics).
+            response["meta"]["metrics"] = [
+                m for m in response["meta"]["metrics"] if m["value"] or m["type"] == "GAUGE"
+            ]
             return json_to_seldon_message(response)
         return response
 
@@ -205,7 +232,12 @@ class FlywheelModel:
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
         outputs = probabilities.round(6).tolist()
         # Bucketed as returned, so the gateway, which sees only the response, agrees.
-        self._pending += self._request_metrics([row[1] for row in outputs], elapsed_ms)
+        metrics = self._request_metrics([row[1] for row in outputs], elapsed_ms)
+        with self._metrics_lock:
+            self._pending += metrics
+        # Taken before this request is logged: else the backlog gauge, counting the
+        # record just added, could never read 0.
+        metrics = self.metrics()
         if self.logger is not None:
             self.logger.record(
                 {
@@ -222,7 +254,7 @@ class FlywheelModel:
             self._written(self.logger)
         return {
             "data": {"names": CLASS_NAMES, "ndarray": outputs},
-            "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": self.metrics()},
+            "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": metrics},
         }
 
     def _request_metrics(self, scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
@@ -266,7 +298,7 @@ class FlywheelModel:
                 seldon_message_to_json(feedback.truth),
             )
         except BadRequest as error:
-            self.bad_requests += 1
+            self._count_bad_request()
             from seldon_core.flask_utils import SeldonMicroserviceException
 
             refused = SeldonMicroserviceException(
@@ -319,11 +351,12 @@ class FlywheelModel:
 
     def metrics(self) -> list[dict[str, Any]]:
         """Custom metrics since the last call, and (at most once a second) the running gauges."""
-        pending, self._pending = self._pending, []
         now = time.monotonic()
-        if now - self._gauges_at < 1.0:
-            return pending
-        self._gauges_at = now
+        with self._metrics_lock:
+            pending, self._pending = self._pending, []
+            if now - self._gauges_at < 1.0:
+                return pending
+            self._gauges_at = now
         gauges = {"flywheel_bad_requests": self.bad_requests}
         if self.logger is not None:
             gauges.update(
@@ -334,6 +367,10 @@ class FlywheelModel:
                 }
             )
         return [*pending, *({"type": "GAUGE", "key": k, "value": v} for k, v in gauges.items())]
+
+    def _count_bad_request(self) -> None:
+        with self._metrics_lock:
+            self.bad_requests += 1
 
     def tags(self) -> dict[str, str]:
         """Added to every response's meta: which model answered."""
@@ -400,7 +437,7 @@ class FlywheelModel:
         def _limit_body() -> Any:
             length = request.content_length
             if length is not None and length > limit:
-                self.bad_requests += 1
+                self._count_bad_request()
                 body = {
                     "status": {
                         "status": 1,
@@ -416,6 +453,59 @@ class FlywheelModel:
 
         blueprint.before_app_request(_limit_body)
         return blueprint
+
+
+def _close_on_exit(model: FlywheelModel) -> None:
+    """Write the model's buffered log records when its serving process ends.
+
+    seldon-core 1.17.1 serves REST from gunicorn workers and gRPC from
+    multiprocessing children, and calls `load()` in each. A gunicorn worker ends
+    through the interpreter's exit (after finishing its requests), so atexit runs
+    there. A gRPC child ends through multiprocessing, which skips atexit but runs
+    its finalizers; and nothing in it handles SIGTERM, so it would die at once:
+    there SIGTERM becomes a KeyboardInterrupt, which seldon-core's wait loop
+    answers by stopping the gRPC server, and the child then exits normally.
+    """
+    import multiprocessing.util
+
+    atexit.register(model.close)
+    multiprocessing.util.Finalize(model, model.close, exitpriority=10)
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    ):
+        signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _keep_zero_metrics() -> None:
+    """Make seldon-core keep custom metrics whose value is 0 in gRPC responses.
+
+    seldon-core 1.17.1 reads a gRPC response's metrics by converting its `meta` to
+    JSON, and proto3 JSON leaves out a field at its default: a metric of value 0
+    arrives without "value" and seldon-core fails on it (KeyError). So a gauge
+    such as the log's backlog could never go back to 0 over gRPC. The conversion
+    is replaced, in seldon_methods only, by one that keeps default values.
+    """
+    try:
+        from google.protobuf import json_format  # type: ignore[import-untyped]
+        from seldon_core import seldon_methods
+    except ImportError:
+        return
+    if getattr(seldon_methods.seldon_message_to_json, "keeps_zeros", False):
+        return
+
+    def with_zeros(message: Any) -> dict[str, Any]:
+        converted: dict[str, Any] = json_format.MessageToDict(
+            message, including_default_value_fields=True
+        )
+        return converted
+
+    with_zeros.keeps_zeros = True  # type: ignore[attr-defined]
+    seldon_methods.seldon_message_to_json = with_zeros
 
 
 def _labels(truth: Any) -> list[int]:

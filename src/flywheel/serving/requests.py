@@ -4,6 +4,7 @@ Accepted payloads (the Seldon protocol's two JSON forms for tabular rows):
 
     {"data": {"names": ["income", ...], "ndarray": [[52000.0, ...], ...]}}
     {"jsonData": [{"income": 52000.0, ...}, ...]}   (or {"jsonData": {"instances": [...]}})
+    {"jsonData": {"income": 52000.0, ...}}          (one record, as SeldonClient sends json_data)
 
 Anything else, and any value the model could not score correctly, is a BadRequest.
 """
@@ -20,6 +21,15 @@ from flywheel.errors import FlywheelError
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+_MAX_FLOAT = 1.7976931348623157e308
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """A value as an error message quotes it: a megabyte string is not echoed back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 class BadRequest(FlywheelError, ValueError):
@@ -60,9 +70,13 @@ class RequestSchema:
         if "jsonData" in payload:
             records = payload["jsonData"]
             if isinstance(records, Mapping):
-                records = records.get("instances")
+                # {"instances": [...]}, unless "instances" is a feature: then one record.
+                one = "instances" not in records or "instances" in self.names
+                records = [records] if one else records["instances"]
             if not isinstance(records, list):
-                raise BadRequest('"jsonData" must be a list of records or {"instances": [...]}')
+                raise BadRequest(
+                    '"jsonData" must be a record, a list of records or {"instances": [...]}'
+                )
             self._count(records)
             return [self._from_record(i, r) for i, r in enumerate(records)]
         raise BadRequest('the request has neither "data" nor "jsonData"')
@@ -130,7 +144,15 @@ class RequestSchema:
                 if value is None:
                     continue
                 if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise BadRequest(f"row {i}: feature {name} must be a number, got {value!r}")
+                    raise BadRequest(
+                        f"row {i}: feature {name} must be a number, got {_short(value)}"
+                    )
+                # An integer beyond a float's range (JSON allows 1e400 written out) is no
+                # number the model can take either.
+                if isinstance(value, int) and not -_MAX_FLOAT <= value <= _MAX_FLOAT:
+                    raise BadRequest(
+                        f"row {i}: feature {name} must be finite, got an integer of {len(str(abs(value)))} digits"
+                    )
                 if not math.isfinite(value):
                     raise BadRequest(f"row {i}: feature {name} must be finite, got {value}")
             for (name, allowed), value in zip(
@@ -140,11 +162,11 @@ class RequestSchema:
                     continue
                 if not isinstance(value, str):
                     raise BadRequest(
-                        f"row {i}: feature {name} must be a string category, got {value!r}"
+                        f"row {i}: feature {name} must be a string category, got {_short(value)}"
                     )
                 if value not in allowed:
                     raise BadRequest(
-                        f"row {i}: feature {name} has unknown category {value!r}; "
+                        f"row {i}: feature {name} has unknown category {_short(value)}; "
                         f"known: {', '.join(sorted(allowed))}"
                     )
         columns = list(zip(*rows, strict=True))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -376,3 +378,66 @@ def test_a_replay_refuses_a_message_without_its_sent_at_tag(
         if json.loads(line)["request_id"] == "unstamped-1"
     ]
     assert labelled == []
+
+
+def test_metrics_from_many_threads_are_each_sent_exactly_once(
+    registered: Settings, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a model that scores instantly, and threads switching as often as they can
+    model = _model(registered)
+    model.load()
+    assert model.predictor is not None
+    monkeypatch.setattr(model.predictor, "predict_proba", lambda frame: np.array([[0.7, 0.3]]))
+    monkeypatch.setattr(sys, "getswitchinterval", sys.getswitchinterval)
+    sys.setswitchinterval(1e-6)
+    model.metrics()
+    collected: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def scrape() -> None:  # what seldon-core's threads do with each response's metrics
+        while not done.is_set():
+            collected.extend(model.metrics())
+        collected.extend(model.metrics())
+
+    def serve() -> None:
+        for _ in range(500):
+            collected.extend(model.score({"jsonData": rows[:1]})["meta"]["metrics"])
+
+    try:
+        # when four threads answer 500 requests each while another takes the metrics
+        scraper = threading.Thread(target=scrape)
+        scraper.start()
+        servers = [threading.Thread(target=serve) for _ in range(4)]
+        for thread in servers:
+            thread.start()
+        for thread in servers:
+            thread.join()
+        done.set()
+        scraper.join()
+    finally:
+        sys.setswitchinterval(0.005)
+    # then every row was counted once: none lost, none sent twice
+    assert sum(m["value"] for m in collected if m["key"] == ROWS) == 2000
+
+
+def test_closing_the_model_writes_its_buffered_logs(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model logging to a copy of the registry, its writer not yet awake
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
+    model.load()
+    assert model.logger is not None
+    model.logger.flush_seconds = 3600
+    model.score({"jsonData": rows[:1], "meta": {"puid": "at-shutdown"}})
+    # when it is closed, as its serving process exits
+    model.close()
+    # then the request is in the store
+    logged = LocalStore(store)
+    ids = [
+        json.loads(line)["request_id"]
+        for key in logged.list("predictions/loan-default/v1")
+        for line in logged.read(key).splitlines()
+    ]
+    assert "at-shutdown" in ids

@@ -45,17 +45,44 @@ class StuckStore(LocalStore):
         super().write(key, data, create_only=create_only)
 
 
-def test_a_stuck_store_never_blocks_and_the_backlog_is_bounded(tmp_path: Path) -> None:
+def test_a_stuck_store_never_blocks_and_memory_stays_under_the_byte_bound(
+    tmp_path: Path,
+) -> None:
+    # given a log of at most 5,000 bytes whose store hangs on its first write
     store = StuckStore(tmp_path)
-    logger = PredictionLogger(store, "m", "v1", capacity=50, batch_size=10, flush_seconds=0.05)
+    logger = PredictionLogger(store, "m", "v1", max_bytes=5000, batch_size=10, flush_seconds=0.05)
+    record = {"i": 0, "pad": "x" * 80}  # about 100 bytes a line
+    # when 1,000 records arrive, some while a batch is stuck in flight
     started = time.monotonic()
     for i in range(1000):
-        logger.record({"i": i})
-    assert time.monotonic() - started < 1.0  # 1000 records, no waiting on the store
-    assert logger.backlog <= 50
-    assert logger.dropped >= 1000 - 50 - 10
+        logger.record({**record, "i": i})
+        if i == 20:
+            _wait(lambda: logger.backlog == 0)  # the writer took them and is stuck
+    # then no request waited on the store
+    assert time.monotonic() - started < 1.0
+    # and buffer plus batch in flight together stayed within the bound
+    assert 4900 < logger.held_bytes <= 5000
+    kept = logger.backlog + 21
+    assert kept + logger.dropped == 1000 and kept < 5000 // 100
+    # and once the store answers, every record kept is written
     store.release.set()
     logger.close()
+    assert logger.logged == kept and logger.held_bytes == 0
+
+
+def test_close_writes_what_is_buffered(tmp_path: Path) -> None:
+    # given records buffered by a writer that would not wake for an hour
+    store = LocalStore(tmp_path)
+    logger = PredictionLogger(store, "m", "v1", flush_seconds=3600)
+    for i in range(7):
+        logger.record({"request_id": str(i)})
+    assert store.list("predictions/m/v1") == []
+    # when the log is closed (twice: every exit hook may call it)
+    logger.close()
+    logger.close()
+    # then every record is in the store, once
+    lines = [line for k in store.list("predictions/m/v1") for line in store.read(k).splitlines()]
+    assert sorted(json.loads(line)["request_id"] for line in lines) == [str(i) for i in range(7)]
 
 
 class DownStore(LocalStore):

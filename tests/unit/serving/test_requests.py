@@ -30,6 +30,21 @@ def test_both_json_forms_give_the_same_frame() -> None:
     assert by_rows["age"].dtype == "float64"
 
 
+def test_a_single_record_as_json_data_is_one_row() -> None:
+    # given one record as an object, as SeldonClient.predict(json_data=...) sends it
+    record = {"income": 50000.5, "age": 30, "region": "north"}
+    # when it is read
+    one = SCHEMA.frame({"jsonData": record})
+    # then it is the same one-row frame as the list form
+    assert one.to_dict() == SCHEMA.frame({"jsonData": [record]}).to_dict()
+
+
+def test_an_error_quotes_at_most_a_short_prefix_of_a_huge_value() -> None:
+    with pytest.raises(BadRequest) as error:
+        SCHEMA.frame({"data": {"names": NAMES, "ndarray": [[1, 2, "x" * 100_000]]}})
+    assert len(str(error.value)) < 300 and "100002 characters" in str(error.value)
+
+
 def test_nulls_are_left_for_the_model_to_impute() -> None:
     frame = SCHEMA.frame({"data": {"names": NAMES, "ndarray": [[None, 30, None]]}})
     assert math.isnan(frame.loc[0, "income"]) and frame.loc[0, "region"] is None
@@ -80,7 +95,15 @@ def test_nulls_are_left_for_the_model_to_impute() -> None:
             {"jsonData": [{"income": 1, "age": 2, "region": "north", "x": 1}]},
             "record 0: unknown feature(s) x",
         ),
-        ({"jsonData": "rows"}, '"jsonData" must be a list of records'),
+        ({"jsonData": "rows"}, '"jsonData" must be a record, a list of records'),
+        (
+            {"data": {"names": NAMES, "ndarray": [[10**400, 2, "north"]]}},
+            "feature income must be finite, got an integer of 401 digits",
+        ),
+        (
+            {"data": {"names": NAMES, "ndarray": [[1, 2, "x" * 100_000]]}},
+            "feature region has unknown category 'xxxx",
+        ),
     ],
 )
 def test_bad_requests_name_the_problem(payload: Any, message: str) -> None:
