@@ -1,20 +1,25 @@
-"""`make bench-serving`: what Flywheel's serving layer costs, side by side in one run.
+"""`make bench-serving`: what Flywheel's serving costs against its peers, side by side in one run.
 
-Peers, each a real `seldon-core-microservice` (1.17.1) with two gunicorn workers
-on loopback, loaded with the same registered model and the same one-row request:
+Every peer serves the same registered `model.joblib` (or, for the ceiling, nothing)
+on loopback with two worker processes and one OpenMP thread each, and gets the same
+one-row request:
 
-1. `Bare`: a class that returns a constant (the wrapper's own floor);
-2. `SklearnOnly`: loads the model file and calls `predict_proba` on the rows, the
-   class most Seldon users write, with no validation, metrics or logging;
-3. `FlywheelModel`: contract validation, custom metrics, tags and the prediction log;
-4. the same with OpenMP left at its default of a thread per core (the pathology
-   that `SERVING_ENV` fixes);
-5. `FlywheelModel` behind the local traffic-splitting gateway.
+1. `ceiling`: a seldon-core 1.17.1 class returning a constant, the wrapper's own ceiling;
+2. `seldon_sklearn`: a seldon class calling `predict_proba`, what most Seldon users write;
+3. `mlserver`: MLServer 1.7.1's scikit-learn runtime (`.venv-mlserver`), as the V2
+   protocol's pandas codec asks for the row;
+4. `flywheel`: Flywheel's model class as `flywheel serve` deploys it (contract
+   validation, metrics, tags, the prediction log on), requests sent to it directly;
+5. `gateway`: the same server behind the local traffic-splitting gateway.
 
-A closed loop of `--clients` threads with keep-alive connections sends
-`--requests` requests to each; the report gives throughput, p50 and p99 latency,
-the servers' resident memory, and ratios against `SklearnOnly`. MLServer's
-sklearn runtime is not a peer: it needs its own virtualenv and pins, left for later.
+Each peer gets a closed loop (`--clients` threads with keep-alive connections, at most
+`--requests` requests or `--seconds` seconds) for throughput, then an open loop at
+`--rate` requests a second for `--seconds` seconds for latency: requests leave on a
+schedule whether or not earlier ones have returned, and latency counts from the
+scheduled time, so a stalled server cannot hide its queue (coordinated omission).
+Batch scoring (1,000 rows a request) compares Flywheel with the seldon class calling
+scikit-learn. The run ends with the table, each goal met or MISSED with its figure,
+and one JSON line of the figures.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import itertools
 import json
 import os
 import shutil
@@ -30,12 +36,16 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+MLSERVER_VENV = REPO / ".venv-mlserver"
 
-ROW = {
+ROW: dict[str, Any] = {
     "income": 52000.0,
     "age": 40,
     "loan_amount": 12000.0,
@@ -45,6 +55,23 @@ ROW = {
     "region": "north",
     "channel": "web",
     "employment": "salaried",
+}
+BATCH_ROWS = 1000
+
+# Issue 12's goals, as ratios from one run.
+GOAL_VS_CEILING = 0.8
+GOAL_VS_MLSERVER = 5.0
+GOAL_OPEN_P99_MS = 10.0
+GOAL_GATEWAY_P50_MS = 1.0
+# Below this share of the offered rate answered, open-loop latencies are queueing.
+KEPT_UP = 0.95
+
+PEERS = {
+    "ceiling": "seldon class returning a constant (ceiling)",
+    "seldon_sklearn": "seldon class calling scikit-learn",
+    "mlserver": "MLServer 1.7.1 sklearn runtime",
+    "flywheel": "Flywheel, direct",
+    "gateway": "Flywheel behind the gateway",
 }
 
 PEER_CLASSES = """
@@ -63,13 +90,165 @@ class SklearnOnly:
 """
 
 
-def _registered(work: Path) -> tuple[Path, Path]:
-    """A project with one registered model (v1); returns its config and store."""
-    shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
-    flywheel = [str(REPO / ".venv" / "bin" / "flywheel"), "-c", str(work / "flywheel.yaml")]
-    for args in (["data", "generate", "--next", "7"], ["run"]):
-        subprocess.run([*flywheel, *args], cwd=work, check=True, capture_output=True)
-    return work / "flywheel.yaml", work / ".flywheel" / "store"
+@dataclass(frozen=True)
+class Target:
+    """Where one peer answers and what it is sent."""
+
+    address: str
+    path: str
+    body: bytes
+
+
+def seldon_target(address: str, rows: int = 1) -> Target:
+    """Seldon's protocol: the rows as `jsonData` records."""
+    body = json.dumps({"jsonData": [ROW] * rows}).encode()
+    return Target(address, "/api/v1.0/predictions", body)
+
+
+def mlserver_target(address: str, model: str) -> Target:
+    """The V2 protocol with MLServer's pandas codec: one input per column, strings as `str`,
+    and `predict_proba` asked for by name (the runtime returns `predict` otherwise)."""
+    inputs = []
+    for name, value in ROW.items():
+        if isinstance(value, str):
+            spec: dict[str, Any] = {"datatype": "BYTES", "parameters": {"content_type": "str"}}
+        elif isinstance(value, int):
+            spec = {"datatype": "INT64"}
+        else:
+            spec = {"datatype": "FP64"}
+        inputs.append({"name": name, "shape": [1], "data": [value], **spec})
+    body = {
+        "parameters": {"content_type": "pd"},
+        "inputs": inputs,
+        "outputs": [{"name": "predict_proba"}],
+    }
+    return Target(address, f"/v2/models/{model}/infer", json.dumps(body).encode())
+
+
+# --- load ------------------------------------------------------------------------
+
+
+class _Client:
+    """One keep-alive connection that reconnects after a failure."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        host, port = target.address.split(":")
+        self.host, self.port = host, int(port)
+        self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+
+    def send(self) -> bool:
+        """One request; True when it was answered 200."""
+        try:
+            self.connection.request(
+                "POST", self.target.path, self.target.body, {"Content-Type": "application/json"}
+            )
+            response = self.connection.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            return False
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def warm(target: Target, requests: int = 20) -> None:
+    """The first requests pay for imports and caches in each worker; they are not measured."""
+    client = _Client(target)
+    for _ in range(requests):
+        client.send()
+    client.close()
+
+
+def closed_loop(target: Target, requests: int, seconds: float, clients: int) -> dict[str, float]:
+    """`clients` threads, each sending its next request when the last one returns."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+    per_client = max(1, requests // clients)
+
+    def client() -> None:
+        nonlocal errors
+        connection, failed = _Client(target), 0
+        mine: list[float] = []
+        while len(mine) < per_client and time.perf_counter() < deadline:
+            started = time.perf_counter()
+            failed += not connection.send()
+            mine.append(time.perf_counter() - started)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors += failed
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarise(latencies, time.perf_counter() - started, errors)
+
+
+def open_loop(
+    target: Target, rate: float, seconds: float, connections: int = 16
+) -> dict[str, float]:
+    """`rate` requests a second on a fixed schedule; latency counts from the scheduled time."""
+    total = max(1, int(rate * seconds))
+    schedule = itertools.count()
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    start = time.perf_counter() + 0.05
+
+    def sender() -> None:
+        nonlocal errors
+        connection, failed = _Client(target), 0
+        mine: list[float] = []
+        while (i := next(schedule)) < total:
+            due = start + i / rate
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
+            failed += not connection.send()
+            mine.append(time.perf_counter() - due)
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors += failed
+
+    threads = [threading.Thread(target=sender) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return summarise(latencies, time.perf_counter() - start, errors)
+
+
+def percentile(ordered: list[float], q: float) -> float:
+    """The nearest-rank percentile of sorted values (q in 0..100)."""
+    if not ordered:
+        return float("nan")
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil without floats drifting
+    return ordered[int(rank) - 1]
+
+
+def summarise(latencies: list[float], elapsed: float, errors: int) -> dict[str, float]:
+    """Throughput and latency (in ms) of one load phase."""
+    ordered = sorted(latencies)
+    return {
+        "requests": len(ordered),
+        "errors": errors,
+        "rps": len(ordered) / elapsed if elapsed > 0 else 0.0,
+        "p50_ms": percentile(ordered, 50) * 1000,
+        "p99_ms": percentile(ordered, 99) * 1000,
+    }
+
+
+# --- processes ---------------------------------------------------------------------
 
 
 def _status(pid: int | str) -> dict[str, str]:
@@ -81,7 +260,7 @@ def _status(pid: int | str) -> dict[str, str]:
     return dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
 
 
-def _rss_mb(root_pid: int) -> float:
+def rss_mb(root_pid: int) -> float:
     """Resident memory of a process and all its descendants."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
@@ -98,147 +277,338 @@ def _rss_mb(root_pid: int) -> float:
     return total
 
 
-def _load(address: str, requests: int, clients: int) -> dict[str, float]:
-    """Closed-loop load: `clients` threads, each with one keep-alive connection."""
-    host, port = address.split(":")
-    body = json.dumps({"jsonData": [ROW]})
-    latencies: list[float] = []
-    errors = 0
-    lock = threading.Lock()
-    per_client = requests // clients
-
-    def client() -> None:
-        nonlocal errors
-        connection = http.client.HTTPConnection(host, int(port), timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for _ in range(per_client):
-            started = time.perf_counter()
-            try:
-                connection.request(
-                    "POST",
-                    "/api/v1.0/predictions",
-                    body,
-                    {"Content-Type": "application/json"},
-                )
-                response = connection.getresponse()
-                response.read()
-                if response.status != 200:
-                    failed += 1
-            except (OSError, http.client.HTTPException):
-                failed += 1
-                connection.close()
-                connection = http.client.HTTPConnection(host, int(port), timeout=30)
-            mine.append(time.perf_counter() - started)
-        with lock:
-            latencies.extend(mine)
-            errors += failed
-
-    warm = http.client.HTTPConnection(host, int(port), timeout=30)
-    for _ in range(20):  # first requests pay for imports and caches in each worker
-        warm.request("POST", "/api/v1.0/predictions", body, {"Content-Type": "application/json"})
-        warm.getresponse().read()
-    warm.close()
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - started
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "errors": errors,
-        "rps": len(latencies) / elapsed,
-        "p50_ms": latencies[len(latencies) // 2] * 1000,
-        "p99_ms": latencies[int(len(latencies) * 0.99) - 1] * 1000,
-    }
+def register(work: Path) -> tuple[Path, Path]:
+    """A project with one registered model (v1); returns its config and store."""
+    shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
+    flywheel = [str(REPO / ".venv" / "bin" / "flywheel"), "-c", str(work / "flywheel.yaml")]
+    for args in (["data", "generate", "--next", "7"], ["run"]):
+        subprocess.run([*flywheel, *args], cwd=work, check=True, capture_output=True)
+    return work / "flywheel.yaml", work / ".flywheel" / "store"
 
 
 @contextlib.contextmanager
-def _peer(
-    model_class: str, parameters: dict[str, str], cwd: Path, env: dict[str, str]
+def seldon_peer(
+    model_class: str, parameters: dict[str, str], cwd: Path
 ) -> Iterator[tuple[str, int]]:
+    """A seldon-core microservice with two workers; yields its HTTP address and pid."""
     from tests.harness.servers import seldon_microservice
 
     with seldon_microservice(
-        parameters, model_class=model_class, cwd=cwd, env=env, workers=2, ready_timeout=120
+        parameters,
+        model_class=model_class,
+        cwd=cwd,
+        env={"PYTHONPATH": str(cwd)},
+        workers=2,
+        ready_timeout=120,
     ) as server:
         yield server.http, server.process.pid
 
 
+@contextlib.contextmanager
+def mlserver_peer(model_file: Path, work: Path, name: str) -> Iterator[tuple[str, int]]:
+    """MLServer's sklearn runtime on `model_file`, two inference workers, one OpenMP thread each."""
+    from tests.harness.servers import free_ports, stop, wait_until
+
+    folder = work / "mlserver"
+    (folder / name).mkdir(parents=True, exist_ok=True)
+    shutil.copy(model_file, folder / name / "model.joblib")
+    http_port, grpc_port, metrics_port = free_ports(3)
+    settings = {
+        "http_port": http_port,
+        "grpc_port": grpc_port,
+        "metrics_port": metrics_port,
+        "parallel_workers": 2,
+    }
+    (folder / "settings.json").write_text(json.dumps(settings))
+    (folder / name / "model-settings.json").write_text(
+        json.dumps(
+            {
+                "name": name,
+                "implementation": "mlserver_sklearn.SKLearnModel",
+                "parameters": {"uri": "./model.joblib", "version": "v1"},
+            }
+        )
+    )
+    log = folder / "mlserver.log"
+    from flywheel.rollout.seldon import SERVING_ENV
+
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(MLSERVER_VENV / "bin" / "mlserver"), "start", str(folder)],
+            cwd=folder,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **SERVING_ENV},
+            start_new_session=True,
+        )
+    address = f"127.0.0.1:{http_port}"
+
+    def ready() -> bool:
+        url = f"http://{address}/v2/models/{name}/ready"
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+
+    try:
+        wait_until(ready, 180, "MLServer", process, log)
+        yield address, process.pid
+    finally:
+        stop(process)
+
+
+def measure(
+    target: Target, args: argparse.Namespace, pid: int, batch: Target | None = None
+) -> dict[str, Any]:
+    """Closed loop, open loop, memory, and batch scoring when asked, for one running peer."""
+    warm(target)
+    result: dict[str, Any] = {
+        "closed": closed_loop(target, args.requests, args.seconds, args.clients),
+        "open": {**open_loop(target, args.rate, args.seconds), "offered_rps": args.rate},
+        "rss_mb": rss_mb(pid),
+    }
+    if batch is not None:
+        warm(batch, 3)
+        result["batch"] = closed_loop(batch, args.batch_requests, args.seconds, 2)
+    return result
+
+
+# --- the report ----------------------------------------------------------------------
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def figures(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
+    """The run's headline figures: the ratios the goals are judged on."""
+
+    def get(peer: str, phase: str, key: str) -> float | None:
+        value = results.get(peer, {}).get(phase, {}).get(key)
+        return None if value is None else float(value)
+
+    flywheel_rps = get("flywheel", "closed", "rps")
+    gateway_p50, direct_p50 = get("gateway", "open", "p50_ms"), get("flywheel", "open", "p50_ms")
+    # An open loop the server cannot keep up with measures its queue, not its latency.
+    kept_up = {
+        peer: _ratio(get(peer, "open", "rps"), get(peer, "open", "offered_rps"))
+        for peer in ("flywheel", "gateway")
+    }
+    batch_flywheel = get("flywheel", "batch", "rps")
+    batch_sklearn = get("seldon_sklearn", "batch", "rps")
+    return {
+        "flywheel_rps": flywheel_rps,
+        "vs_ceiling": _ratio(flywheel_rps, get("ceiling", "closed", "rps")),
+        "vs_mlserver": _ratio(flywheel_rps, get("mlserver", "closed", "rps")),
+        "vs_seldon_sklearn": _ratio(flywheel_rps, get("seldon_sklearn", "closed", "rps")),
+        "open_p99_ms": get("flywheel", "open", "p99_ms"),
+        "open_rps": get("flywheel", "open", "rps"),
+        "open_offered_rps": get("flywheel", "open", "offered_rps"),
+        "open_kept_up": min((v for v in kept_up.values() if v is not None), default=None),
+        "gateway_open_p99_ms": get("gateway", "open", "p99_ms"),
+        "gateway_added_p50_ms": (
+            gateway_p50 - direct_p50 if gateway_p50 is not None and direct_p50 is not None else None
+        ),
+        "batch_rows_per_s": None if batch_flywheel is None else batch_flywheel * BATCH_ROWS,
+        "batch_vs_sklearn": _ratio(batch_flywheel, batch_sklearn),
+        "errors": float(
+            sum(
+                r.get(phase, {}).get("errors", 0)
+                for r in results.values()
+                for phase in ("closed", "open", "batch")
+            )
+        ),
+    }
+
+
+def goals(measured: dict[str, float | None]) -> dict[str, tuple[bool | None, str]]:
+    """Issue 12's goals: (met, or None when the run did not measure it; the figure)."""
+
+    def check(value: float | None, ok: bool, text: str) -> tuple[bool | None, str]:
+        return (None, "not measured") if value is None else (ok, text)
+
+    f = measured
+    answered = (
+        f"; answered {f['open_rps']:.0f}/s of the {f['open_offered_rps']:.0f}/s sent"
+        if f.get("open_rps") is not None and f.get("open_offered_rps") is not None
+        else ""
+    )
+    gateway = check(
+        f["gateway_added_p50_ms"],
+        (f["gateway_added_p50_ms"] or 0.0) <= GOAL_GATEWAY_P50_MS,
+        f"{f['gateway_added_p50_ms'] or 0.0:+.2f} ms",
+    )
+    if gateway[0] is not None and (f.get("open_kept_up") or 0.0) < KEPT_UP:
+        gateway = (None, f"not comparable: the open loop outran the server{answered}")
+    out = {
+        f"Flywheel >= {GOAL_VS_CEILING}x the constant ceiling": check(
+            f["vs_ceiling"],
+            (f["vs_ceiling"] or 0.0) >= GOAL_VS_CEILING,
+            f"{f['vs_ceiling'] or 0.0:.2f}x",
+        ),
+        f"Flywheel >= {GOAL_VS_MLSERVER:g}x MLServer's sklearn runtime": check(
+            f["vs_mlserver"],
+            (f["vs_mlserver"] or 0.0) >= GOAL_VS_MLSERVER,
+            f"{f['vs_mlserver'] or 0.0:.2f}x",
+        ),
+        f"p99 <= {GOAL_OPEN_P99_MS:g} ms, open loop": check(
+            f["open_p99_ms"],
+            (f["open_p99_ms"] or 0.0) <= GOAL_OPEN_P99_MS,
+            f"{f['open_p99_ms'] or 0.0:.1f} ms{answered}",
+        ),
+        f"the gateway adds <= {GOAL_GATEWAY_P50_MS:g} ms at p50": gateway,
+        "no errors": check(
+            f["errors"], f["errors"] == 0, f"{f['errors'] or 0.0:.0f} failed requests"
+        ),
+    }
+    return out
+
+
+def table(results: dict[str, dict[str, Any]], rate: float) -> list[str]:
+    """One row per peer: closed-loop throughput and latency, open-loop latency, memory."""
+    head = (
+        f"{'peer':44} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{f'@{rate:g}/s p50':>11} {f'@{rate:g}/s p99':>11} {'errors':>6} {'RSS MB':>7}"
+    )
+    lines = [head, "-" * len(head)]
+    for peer, label in PEERS.items():
+        r = results.get(peer)
+        if r is None:
+            lines.append(f"{label:44} {'not run':>8}")
+            continue
+        closed, opened = r["closed"], r["open"]
+        errors = closed["errors"] + opened["errors"]
+        lines.append(
+            f"{label:44} {closed['rps']:8.1f} {closed['p50_ms']:7.2f} {closed['p99_ms']:7.2f} "
+            f"{opened['p50_ms']:11.2f} {opened['p99_ms']:11.2f} {errors:6.0f} {r['rss_mb']:7.0f}"
+        )
+    batch = [
+        (PEERS[p], results[p]["batch"])
+        for p in ("seldon_sklearn", "flywheel")
+        if "batch" in results.get(p, {})
+    ]
+    if batch:
+        lines += ["", f"batch scoring, {BATCH_ROWS} rows a request:"]
+        lines += [
+            f"{label:44} {b['rps'] * BATCH_ROWS:8.0f} rows/s  p50 {b['p50_ms']:.1f} ms  "
+            f"p99 {b['p99_ms']:.1f} ms  errors {b['errors']:.0f}"
+            for label, b in batch
+        ]
+    return lines
+
+
+def report(goals_checked: dict[str, tuple[bool | None, str]]) -> list[str]:
+    """Each goal, met or MISSED, with its figure."""
+    words = {True: "met", False: "MISSED", None: "unknown"}
+    return [f"{words[ok]:>12}  {name}: {detail}" for name, (ok, detail) in goals_checked.items()]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--out", type=Path, default=REPO / ".flywheel" / "bench")
+    parser.add_argument(
+        "--requests", type=int, default=4000, help="closed-loop requests per peer, at most"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=20.0, help="each load phase's limit, per peer"
+    )
+    parser.add_argument("--clients", type=int, default=4, help="closed-loop clients")
+    parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests a second")
+    parser.add_argument("--batch-requests", type=int, default=100)
+    parser.add_argument(
+        "--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS)
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
+    parser.add_argument("--keep", action="store_true", help="keep the registered project")
+    parser.add_argument("--project", type=Path, help="a project kept by --keep: skip registering")
     args = parser.parse_args(argv)
+    chosen = [p for p in args.peers.split(",") if p]
 
     from flywheel.config import load_settings
     from flywheel.rollout.local import LocalDriver
 
-    work = Path(tempfile.mkdtemp(prefix="flywheel-bench-serving-"))
-    print(f">> registering a model in {work}", flush=True)
-    config, store = _registered(work)
+    if args.project is not None:  # a project registered by an earlier run (--keep)
+        work = args.project.resolve()
+        config, store = work / "flywheel.yaml", work / ".flywheel" / "store"
+    else:
+        work = Path(tempfile.mkdtemp(prefix="flywheel-bench-serving-"))
+        print(f">> registering a model in {work}", flush=True)
+        config, store = register(work)
     settings = load_settings(config, env={}, overrides=[f"storage.uri={store}"])
-    model_file = store / "models" / "loan-default" / "versions" / "v1" / "model.joblib"
+    model_file = store / "models" / settings.model_name / "versions" / "v1" / "model.joblib"
     (work / "peers.py").write_text(PEER_CLASSES)
-    flywheel_params = {
-        "model_name": "loan-default",
-        "model_version": "v1",
-        "store_uri": str(store),
-        "log_predictions": "true",
-    }
-    env = {"PYTHONPATH": str(work)}
-    default_omp = {**env, "OMP_NUM_THREADS": str(os.cpu_count() or 2)}
-    peers: list[tuple[str, str, dict[str, str], dict[str, str]]] = [
-        ("seldon Bare (constant)", "peers.Bare", {}, env),
-        ("seldon SklearnOnly", "peers.SklearnOnly", {"model_path": str(model_file)}, env),
-        ("Flywheel model", "flywheel.serving.model.FlywheelModel", flywheel_params, env),
-        (
-            "Flywheel model, OpenMP default",
-            "flywheel.serving.model.FlywheelModel",
-            flywheel_params,
-            default_omp,
-        ),
-    ]
-    results: dict[str, dict[str, float]] = {}
-    for name, model_class, parameters, peer_env in peers:
-        print(f">> {name}", flush=True)
-        # The OpenMP pathology answers a few requests a second: a short run shows it.
-        count = min(args.requests, 200) if "OpenMP" in name else args.requests
-        with _peer(model_class, parameters, work, peer_env) as (address, pid):
-            results[name] = _load(address, count, args.clients)
-            results[name]["rss_mb"] = _rss_mb(pid)
-    print(">> Flywheel model behind the gateway", flush=True)
-    driver = LocalDriver(settings)
-    try:
-        driver.serve("v1")
-        gateway = driver.gateway_url.removeprefix("http://")
-        results["Flywheel behind gateway"] = _load(gateway, args.requests, args.clients)
-    finally:
-        driver.close()
+    results: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
 
-    reference = results["seldon SklearnOnly"]
+    @contextlib.contextmanager
+    def peer(name: str) -> Iterator[None]:
+        # One peer failing to start (a missing virtualenv, a crash) must not cost the others.
+        print(f">> {PEERS[name]}", flush=True)
+        try:
+            yield
+        except Exception as error:
+            failed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            print(f">> {PEERS[name]} failed: {failed[name]}", flush=True)
+
+    seldon_peers = {
+        "ceiling": ("peers.Bare", {}),
+        "seldon_sklearn": ("peers.SklearnOnly", {"model_path": str(model_file)}),
+    }
+    try:
+        for name, (model_class, parameters) in seldon_peers.items():
+            if name in chosen:
+                with peer(name), seldon_peer(model_class, parameters, work) as (address, pid):
+                    batch = seldon_target(address, BATCH_ROWS) if name == "seldon_sklearn" else None
+                    results[name] = measure(seldon_target(address), args, pid, batch)
+        if "mlserver" in chosen:
+            with peer("mlserver"):
+                if not (MLSERVER_VENV / "bin" / "mlserver").exists():
+                    raise FileNotFoundError(f"no {MLSERVER_VENV}: `make bench-serving` builds it")
+                with mlserver_peer(model_file, work, settings.model_name) as (address, pid):
+                    results["mlserver"] = measure(
+                        mlserver_target(address, settings.model_name), args, pid
+                    )
+        if "flywheel" in chosen or "gateway" in chosen:
+            with peer("flywheel"), LocalDriver(settings, workdir=work / "serve") as driver:
+                driver.serve("v1")
+                backend = driver.backends["v1"]
+                address = backend.url.removeprefix("http://")
+                if "flywheel" in chosen:
+                    results["flywheel"] = measure(
+                        seldon_target(address),
+                        args,
+                        backend.process.pid,
+                        seldon_target(address, BATCH_ROWS),
+                    )
+                if "gateway" in chosen and driver.gateway is not None:
+                    print(f">> {PEERS['gateway']}", flush=True)
+                    results["gateway"] = measure(
+                        seldon_target(driver.gateway_url.removeprefix("http://")),
+                        args,
+                        driver.gateway.pid,
+                    )
+    finally:
+        if args.project is None and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        elif args.project is None:
+            print(f">> kept {work} (--project {work} reuses it)", flush=True)
+
     print(
-        f"\n{args.requests} one-row requests, {args.clients} clients, 2 gunicorn workers, "
-        f"{os.cpu_count()} CPUs"
+        f"\none-row requests: closed loop of {args.clients} clients (<= {args.requests} requests "
+        f"or {args.seconds:g} s a peer), then an open loop at {args.rate:g} requests/s for "
+        f"{args.seconds:g} s; {os.cpu_count()} CPUs; RSS of the gateway row is the gateway alone\n"
     )
-    print(
-        f"{'peer':34} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'RSS MB':>8} "
-        f"{'rps vs sklearn':>15} {'p50 vs sklearn':>15}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:34} {r['rps']:8.1f} {r['p50_ms']:8.1f} {r['p99_ms']:8.1f} {r['errors']:7.0f} "
-            f"{r.get('rss_mb', float('nan')):8.0f} {r['rps'] / reference['rps']:15.2f} "
-            f"{r['p50_ms'] / reference['p50_ms']:15.2f}"
-        )
+    for line in table(results, args.rate):
+        print(line)
+    for name, why in failed.items():
+        print(f"{PEERS[name]} did not run: {why}")
+    measured = figures(results)
+    print()
+    for line in report(goals(measured)):
+        print(line)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "serving.json").write_text(json.dumps(results, indent=2))
+    (args.out / "serving.json").write_text(
+        json.dumps({"results": results, "failed": failed, "figures": measured}, indent=2)
+    )
     print(f"\nwrote {args.out / 'serving.json'}")
-    shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps({k: None if v is None else round(v, 4) for k, v in measured.items()}))
     return 0
 
 

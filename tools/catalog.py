@@ -280,6 +280,13 @@ SERVING_PEERS: dict[str, PythonTool] = {
         "mlserver",
         "mlserver-sklearn==1.7.1",
         license="Apache-2.0",
-        pins=("mlserver==1.7.1", "scikit-learn==1.9.1", "numpy==1.26.4", "pandas==3.0.6"),
+        # uvloop 0.22 stops MLServer's inference workers at start (SeldonIO/MLServer#2286).
+        pins=(
+            "mlserver==1.7.1",
+            "scikit-learn==1.9.1",
+            "numpy==1.26.4",
+            "pandas==3.0.6",
+            "uvloop==0.21.0",
+        ),
     ),
 }
