@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from flywheel.compiled import (
+    TOLERANCE,
+    CompiledScorer,
+    NotCompilable,
+    compile_model,
+    max_difference,
+)
 from flywheel.errors import FlywheelError
 
 if TYPE_CHECKING:
@@ -25,6 +33,8 @@ if TYPE_CHECKING:
 # or it may not load (or may behave differently) in serving. A unit test keeps
 # this in step with requirements/serving.txt.
 SERVING_PINS = {"scikit-learn": "1.9.1", "numpy": "1.26.4"}
+
+log = logging.getLogger(__name__)
 
 
 class ModelLoadError(FlywheelError, ValueError):
@@ -78,12 +88,31 @@ class InfraValidationError(FlywheelError, RuntimeError):
 
 
 class Predictor:
-    """A loaded model and the columns it expects."""
+    """A loaded model and the columns it expects.
 
-    def __init__(self, model: Any, numeric: Sequence[str], categorical: Sequence[str]) -> None:
+    With `compiled` (the artifact registered beside model.joblib) it scores through
+    the compiled scorer, which registration checked against scikit-learn; without it,
+    or if the artifact does not load, through scikit-learn.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        compiled: bytes | None = None,
+    ) -> None:
         self.model = model
         self.numeric = tuple(numeric)
         self.categorical = tuple(categorical)
+        self.scorer: CompiledScorer | None = None
+        if compiled is not None:
+            try:
+                self.scorer = CompiledScorer.from_bytes(compiled)
+            except (
+                Exception
+            ) as error:  # a stale format or treelite build: scikit-learn still answers
+                log.warning("serving through scikit-learn: %s", error)
 
     @classmethod
     def from_bytes(cls, raw: bytes, features: FeatureSettings) -> Predictor:
@@ -97,6 +126,8 @@ class Predictor:
 
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
         """Class probabilities, one row per input row, columns [P(0), P(1)]."""
+        if self.scorer is not None:
+            return self.scorer.predict_proba(frame)
         features = feature_frame(frame, self.numeric, self.categorical)
         return np.asarray(self.model.predict_proba(features), dtype=np.float64)
 
@@ -144,3 +175,35 @@ def check_serving(
     if not np.allclose(single[0], probabilities[0]):
         raise InfraValidationError("scoring one row alone gives a different answer than in a batch")
     return {"rows_scored": len(records), "packages": {k: installed.get(k) for k in SERVING_PINS}}
+
+
+def compile_checked(
+    raw: bytes, features: FeatureSettings, sample: pd.DataFrame
+) -> tuple[bytes | None, dict[str, Any]]:
+    """Compile a stored model for serving and check it against scikit-learn on `sample`.
+
+    Returns the artifact to register beside model.joblib, or None when serving must
+    keep scikit-learn, and the record for the version's lineage saying which and why.
+    The artifact is checked after a round trip through bytes, as serving will load it.
+    """
+    model = load_model(raw)
+    reference = Predictor(model, features.numeric, features.categorical)
+    try:
+        artifact = compile_model(model, features.numeric, features.categorical).to_bytes()
+        scorer = CompiledScorer.from_bytes(artifact)
+    except NotCompilable as error:
+        return None, {"scorer": "scikit-learn", "reason": str(error)}
+    frame = sample[list(reference.columns)]
+    difference = max_difference(scorer, reference.predict_proba(frame), frame)
+    checked = {"rows": len(frame), "max_abs_difference": difference, "tolerance": TOLERANCE}
+    if not difference <= TOLERANCE:
+        reason = (
+            f"the compiled {scorer.kind} scorer differs from scikit-learn by {difference:.3g} "
+            f"(above {TOLERANCE:g}) on {len(frame)} rows of the newest batch"
+        )
+        return None, {"scorer": "scikit-learn", "reason": reason, **checked}
+    return artifact, {
+        "scorer": f"compiled {scorer.kind}",
+        "source": scorer.header["source"],
+        **checked,
+    }

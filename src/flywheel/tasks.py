@@ -251,19 +251,33 @@ def decide(config: str, evaluation_path: Path, decision_out: Path) -> gate.Decis
 def infra_validate(
     config: str, model_path: Path, window_dir: Path, rows: int = 32
 ) -> dict[str, Any]:
-    """Load the model through the serving code path and score rows shaped like requests."""
+    """Load the model through the serving code path and score rows shaped like requests.
+
+    Also compiles it for serving and checks the compiled scores against scikit-learn's
+    on the whole newest batch; a disagreement does not fail the step (serving keeps
+    scikit-learn), it is reported here and recorded by `register`.
+    """
     from flywheel import batches, predictor
 
     settings = Settings.from_json(config)
     _, newest = batches.load(window_dir).newest
+    raw = model_path.read_bytes()
     result = predictor.check_serving(
-        model_path.read_bytes(), settings.features, newest.head(rows), lineage.package_versions()
+        raw, settings.features, newest.head(rows), lineage.package_versions()
     )
     log.info(
         "model loads and scores %d request-shaped rows through the serving code path",
         result["rows_scored"],
     )
+    _, result["scorer"] = predictor.compile_checked(raw, settings.features, newest)
+    log.info("serving scorer: %s", _scorer_line(result["scorer"]))
     return result
+
+
+def _scorer_line(record: dict[str, Any]) -> str:
+    if "reason" in record:
+        return f"{record['scorer']}: {record['reason']}"
+    return f"{record['scorer']} (max difference {record['max_abs_difference']:.3g} on {record['rows']} rows)"
 
 
 def register(
@@ -288,11 +302,16 @@ def register(
     `trigger_reason` (why the run started) and `trigger_decision` (the trigger
     engine's decision record) go into the version's lineage.
     """
-    from flywheel import evaluation
+    from flywheel import batches, evaluation, predictor
+    from flywheel.compiled import COMPILED_FILE
 
     settings = Settings.from_json(config)
     reg = Registry.from_settings(settings)
     manifest = json.loads((window_dir / "manifest.json").read_text())
+    # Checked again here, on the same newest batch, so what is stored is what was checked.
+    _, newest = batches.load(window_dir).newest
+    compiled, scorer = predictor.compile_checked(model_path.read_bytes(), settings.features, newest)
+    log.info("serving scorer: %s", _scorer_line(scorer))
     result = json.loads(evaluation_path.read_text())
     metric = settings.promotion.metric
     candidate = result["candidate"]
@@ -308,6 +327,7 @@ def register(
         reason=trigger_reason,
         decision=trigger_decision,
     )
+    record["scorer"] = scorer
     files = {
         MODEL_FILE: model_path.read_bytes(),
         "contract.json": contract_path.read_bytes(),
@@ -318,6 +338,8 @@ def register(
         "validation.md": validation_path.read_bytes(),
         "lineage.json": json.dumps(record, indent=2, default=str).encode(),
     }
+    if compiled is not None:
+        files[COMPILED_FILE] = compiled
     summary = {
         "metric": metric,
         "newest": candidate["newest"][metric],

@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flywheel import predictor, runs, tasks
+from flywheel.compiled import CompiledScorer
 from flywheel.config import Settings
 from flywheel.contract import ContractViolation
 from flywheel.registry import Registry
@@ -47,8 +49,12 @@ def test_first_run_registers_production_and_second_compares(
             "validation.md",
             "metrics.json",
             "lineage.json",
+            "scorer.compiled",
         ]
     )
+    # and serving will score through the compiled trees, checked against scikit-learn
+    assert lineage["scorer"]["scorer"] == "compiled treelite"
+    assert lineage["scorer"]["max_abs_difference"] <= 1e-9
     # and given two new days, when it runs again, then the candidate is compared with v1
     make_batches(settings, 2, start=settings.data.generator.start_date.replace(day=6))
     why = {"reason": "2 new batches since the last run", "decision": "triggers/decisions/d1.json"}
@@ -117,3 +123,36 @@ def test_infra_validation_refuses_a_mismatched_serving_pin(
     (tmp_path / "m").write_bytes(b"corrupt")
     with pytest.raises(predictor.InfraValidationError, match="cannot load the model"):
         tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")
+
+
+def test_a_compiled_scorer_that_disagrees_is_refused_and_the_version_still_registers(
+    small_settings: Callable[..., Settings],
+    make_batches: Callable[..., list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a compiled scorer that is off by 1e-6 from scikit-learn
+    settings = small_settings()
+    make_batches(settings, 3)
+    honest = CompiledScorer.predict_proba
+    monkeypatch.setattr(
+        CompiledScorer,
+        "predict_proba",
+        lambda self, frame: honest(self, frame) + np.array([1e-6, -1e-6]),
+    )
+    config = settings.to_json()
+    tasks.ingest(config, "", tmp_path / "w")
+    tasks.train(config, tmp_path / "w", tmp_path / "m", tmp_path / "h")
+    # when infra-validate checks it, then it reports the refusal without failing the step
+    checked = tasks.infra_validate(config, tmp_path / "m", tmp_path / "w")["scorer"]
+    assert (
+        checked["scorer"] == "scikit-learn"
+        and "differs from scikit-learn by 1e-06" in checked["reason"]
+    )
+    # and when the pipeline registers the model, there is no compiled artifact and the
+    # lineage says why serving keeps scikit-learn
+    version, _ = _run(settings, tmp_path / "run")
+    registry = Registry.from_settings(settings)
+    assert "scorer.compiled" not in registry.manifest(version).files
+    scorer = json.loads(registry.read(version, "lineage.json"))["scorer"]
+    assert scorer["scorer"] == "scikit-learn" and "above 1e-09" in scorer["reason"]

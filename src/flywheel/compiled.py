@@ -1,0 +1,351 @@
+"""The compiled scorer: a fitted scikit-learn pipeline turned into lookups and plain arithmetic.
+
+scikit-learn spends milliseconds on one row (the ColumnTransformer and its encoders,
+then the estimator's input checks); serving pays that on every request. Here the
+fitted encoders become dictionaries built from their categories, the numeric steps
+become the fitted medians, means and scales, and the estimator becomes a treelite
+model (tree ensembles) or its own coefficients (logistic regression). Anything else
+is not compiled: `compile_model` raises NotCompilable saying why, and serving keeps
+scikit-learn. The artifact holds no pickle: a JSON header, then treelite's bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from flywheel.errors import FlywheelError
+
+# Beside model.joblib in a registry version; its sha256 is in the manifest.
+COMPILED_FILE = "scorer.compiled"
+# Above this, the compiled scores are not scikit-learn's and serving keeps scikit-learn.
+TOLERANCE = 1e-9
+_FORMAT = 1
+_TREES = (
+    "HistGradientBoostingClassifier",
+    "RandomForestClassifier",
+    "ExtraTreesClassifier",
+    "GradientBoostingClassifier",
+)
+
+
+class NotCompilable(FlywheelError, ValueError):
+    """The model has a step the compiled scorer does not reproduce; the message says which."""
+
+
+class CompiledScorer:
+    """Probabilities from rows with no scikit-learn: column steps, then the estimator."""
+
+    def __init__(self, header: dict[str, Any], trees: bytes = b"") -> None:
+        self.header = header
+        self.trees = trees
+        self._columns: list[tuple[str, str, Any]] = []
+        for step in header["steps"]:
+            if step["kind"] == "lookup":
+                table = {str(k): float(v) for k, v in step["codes"].items()}
+                self._columns.append(
+                    (step["column"], "lookup", (table, _float(step["missing"]), step["at"]))
+                )
+            elif step["kind"] == "onehot":
+                self._columns.append(
+                    (
+                        step["column"],
+                        "onehot",
+                        ({str(k): i for i, k in enumerate(step["categories"])}, step),
+                    )
+                )
+            else:
+                self._columns.append((step["column"], "number", step))
+        self.width = int(header["width"])
+        self._model: Any = None
+        if header["estimator"] == "treelite":
+            import treelite
+
+            self._model = treelite.Model.deserialize_bytes(trees)
+        else:
+            self._coef = np.asarray(header["coef"], dtype=np.float64)
+            self._intercept = float(header["intercept"])
+
+    @property
+    def kind(self) -> str:
+        """What scores: 'treelite' or 'linear'."""
+        return str(self.header["estimator"])
+
+    def to_bytes(self) -> bytes:
+        """The artifact stored beside model.joblib."""
+        return json.dumps(self.header, separators=(",", ":")).encode() + b"\n" + self.trees
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CompiledScorer:
+        """Load an artifact written by `to_bytes`."""
+        head, _, trees = raw.partition(b"\n")
+        try:
+            header = json.loads(head)
+            if header.get("format") != _FORMAT:
+                raise NotCompilable(
+                    f"compiled scorer format {header.get('format')!r} is not {_FORMAT}"
+                )
+            return cls(header, trees)
+        except (ValueError, KeyError, TypeError) as error:
+            raise NotCompilable(f"cannot load the compiled scorer: {error}") from None
+
+    def features(self, frame: Any) -> npt.NDArray[np.float64]:
+        """The estimator's input matrix, as the fitted ColumnTransformer would make it."""
+        n = len(frame)
+        x = np.zeros((n, self.width), dtype=np.float64)
+        for column, kind, spec in self._columns:
+            values = frame[column]
+            if kind == "number":
+                x[:, spec["at"]] = _numbers(values, spec)
+            elif kind == "lookup":
+                table, missing, at = spec
+                x[:, at] = [
+                    table.get(v, math.nan)
+                    if isinstance(v, str)
+                    else _missing_or_unknown(v, missing)
+                    for v in values.tolist()
+                ]
+            else:
+                index, step = spec
+                at = step["at"]
+                fill = step["fill"]
+                for row, v in enumerate(values.tolist()):
+                    if not isinstance(v, str) and _is_missing(v):
+                        v = fill
+                    hit = index.get(v) if isinstance(v, str) else None
+                    if hit is not None:
+                        x[row, at + hit] = 1.0
+        return x
+
+    def predict_proba(self, frame: Any) -> npt.NDArray[np.float64]:
+        """Class probabilities [P(0), P(1)] per row."""
+        x = self.features(frame)
+        if self.header.get("float32"):
+            x = x.astype(np.float32).astype(np.float64)
+        if self._model is not None:
+            import treelite.gtil
+
+            p = np.asarray(treelite.gtil.predict(self._model, x), dtype=np.float64).reshape(
+                len(x), -1
+            )
+            if p.shape[1] == 2:
+                return p
+            positive = p[:, -1]
+        else:
+            positive = 1.0 / (1.0 + np.exp(-(x @ self._coef + self._intercept)))
+        return np.column_stack([1.0 - positive, positive])
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _missing_or_unknown(value: Any, missing: float) -> float:
+    return missing if _is_missing(value) else math.nan
+
+
+def _numbers(values: Any, step: dict[str, Any]) -> npt.NDArray[np.float64]:
+    import pandas as pd
+
+    if not pd.api.types.is_numeric_dtype(values):
+        values = pd.to_numeric(values, errors="coerce")
+    x: npt.NDArray[np.float64] = values.to_numpy(dtype="float64", na_value=np.nan)
+    if "median" in step:
+        x = np.where(np.isnan(x), step["median"], x)
+    if "mean" in step:
+        x = (x - step["mean"]) / step["scale"]
+    return x
+
+
+def compile_model(model: Any, numeric: Sequence[str], categorical: Sequence[str]) -> CompiledScorer:
+    """Compile a fitted Pipeline(preprocess=ColumnTransformer, model=estimator) built by training.
+
+    Raises NotCompilable naming the first step it cannot reproduce exactly.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if not isinstance(model, Pipeline) or len(model.steps) != 2:
+        raise NotCompilable(
+            f"{type(model).__name__} is not a two-step preprocess/estimator Pipeline"
+        )
+    preprocess, estimator = model.steps[0][1], model.steps[1][1]
+    steps, width = _preprocess(preprocess, list(numeric), list(categorical))
+    name = type(estimator).__name__
+    if list(getattr(estimator, "classes_", [])) != [0, 1]:
+        raise NotCompilable(
+            f"{name} has classes {getattr(estimator, 'classes_', None)}, not [0, 1]"
+        )
+    header: dict[str, Any] = {"format": _FORMAT, "steps": steps, "width": width}
+    if name in _TREES:
+        import treelite.sklearn
+
+        try:
+            trees = treelite.sklearn.import_model(estimator).serialize_bytes()
+        except Exception as error:  # treelite refuses what it does not support
+            raise NotCompilable(f"treelite cannot import {name}: {error}") from None
+        # scikit-learn's own trees compare float32 inputs; the histogram ones, float64.
+        single = name != "HistGradientBoostingClassifier"
+        return CompiledScorer(
+            {**header, "estimator": "treelite", "source": name, "float32": single}, trees
+        )
+    if name == "LogisticRegression":
+        coef = np.asarray(estimator.coef_, dtype=np.float64)
+        if coef.shape != (1, width):
+            raise NotCompilable(
+                f"LogisticRegression has coefficients {coef.shape}, not (1, {width})"
+            )
+        return CompiledScorer(
+            {
+                **header,
+                "estimator": "linear",
+                "source": name,
+                "coef": coef[0].tolist(),
+                "intercept": float(estimator.intercept_[0]),
+            }
+        )
+    raise NotCompilable(f"{name} has no compiled scorer (tree ensembles and LogisticRegression do)")
+
+
+def _preprocess(
+    preprocess: Any, numeric: list[str], categorical: list[str]
+) -> tuple[list[dict[str, Any]], int]:
+    from sklearn.compose import ColumnTransformer
+
+    if not isinstance(preprocess, ColumnTransformer):
+        raise NotCompilable(f"the preprocessing step is a {type(preprocess).__name__}")
+    steps: list[dict[str, Any]] = []
+    width = 0
+    for label, transformer, columns in preprocess.transformers_:
+        columns = list(columns)
+        if label == "remainder":
+            if transformer == "drop" or not columns:
+                continue
+            if transformer != "passthrough" and not _identity(transformer):
+                raise NotCompilable(f"the remainder is {transformer!r}")
+            columns = [(numeric + categorical)[i] if isinstance(i, int) else i for i in columns]
+            for column in columns:
+                if column not in numeric:
+                    raise NotCompilable(f"column {column!r} passes through unencoded")
+                steps.append({"column": column, "kind": "number", "at": width})
+                width += 1
+            continue
+        inner = list(transformer.steps) if hasattr(transformer, "steps") else [(label, transformer)]
+        kinds = [type(t).__name__ for _, t in inner]
+        if kinds == ["OrdinalEncoder"]:
+            width = _ordinal(inner[0][1], columns, steps, width)
+        elif kinds == ["SimpleImputer", "OneHotEncoder"]:
+            width = _onehot(inner[0][1], inner[1][1], columns, steps, width)
+        elif kinds == ["SimpleImputer", "StandardScaler"]:
+            width = _scaled(inner[0][1], inner[1][1], columns, steps, width)
+        else:
+            raise NotCompilable(f"the {label!r} steps {kinds} have no compiled form")
+    return steps, width
+
+
+def _ordinal(encoder: Any, columns: list[str], steps: list[dict[str, Any]], width: int) -> int:
+    if encoder.handle_unknown != "use_encoded_value" or not _is_nan(encoder.unknown_value):
+        raise NotCompilable("OrdinalEncoder must encode unknown categories as NaN")
+    if getattr(encoder, "_infrequent_enabled", False):
+        raise NotCompilable("OrdinalEncoder groups infrequent categories")
+    for column, categories in zip(columns, encoder.categories_, strict=True):
+        known = [c for c in categories.tolist() if isinstance(c, str)]
+        if len(known) != sum(1 for c in categories.tolist() if not _is_missing(c)):
+            raise NotCompilable(f"column {column!r} has categories that are not strings")
+        # A missing value is encoded as such only if training saw one; else it is unknown.
+        seen_missing = any(_is_missing(c) for c in categories.tolist())
+        missing = encoder.encoded_missing_value if seen_missing else math.nan
+        codes = {c: i for i, c in enumerate(categories.tolist()) if isinstance(c, str)}
+        steps.append(
+            {
+                "column": column,
+                "kind": "lookup",
+                "codes": codes,
+                "missing": None if _is_nan(missing) else float(missing),
+                "at": width,
+            }
+        )
+        width += 1
+    return width
+
+
+def _onehot(
+    imputer: Any, encoder: Any, columns: list[str], steps: list[dict[str, Any]], width: int
+) -> int:
+    if (
+        imputer.strategy != "constant"
+        or imputer.add_indicator
+        or not isinstance(imputer.fill_value, str)
+    ):
+        raise NotCompilable("categorical imputation must fill a constant string with no indicator")
+    if encoder.handle_unknown != "ignore" or encoder.drop is not None:
+        raise NotCompilable("OneHotEncoder must ignore unknown categories and drop none")
+    if getattr(encoder, "_infrequent_enabled", False):
+        raise NotCompilable("OneHotEncoder groups infrequent categories")
+    for column, categories in zip(columns, encoder.categories_, strict=True):
+        values = categories.tolist()
+        if not all(isinstance(c, str) for c in values):
+            raise NotCompilable(f"column {column!r} has categories that are not strings")
+        steps.append(
+            {
+                "column": column,
+                "kind": "onehot",
+                "categories": values,
+                "fill": imputer.fill_value,
+                "at": width,
+            }
+        )
+        width += len(values)
+    return width
+
+
+def _scaled(
+    imputer: Any, scaler: Any, columns: list[str], steps: list[dict[str, Any]], width: int
+) -> int:
+    if imputer.add_indicator or imputer.strategy not in ("median", "mean"):
+        raise NotCompilable("numeric imputation must be a median or mean with no indicator")
+    if not (scaler.with_mean and scaler.with_std):
+        raise NotCompilable("StandardScaler must centre and scale")
+    for i, column in enumerate(columns):
+        steps.append(
+            {
+                "column": column,
+                "kind": "number",
+                "at": width,
+                "median": float(imputer.statistics_[i]),
+                "mean": float(scaler.mean_[i]),
+                "scale": float(scaler.scale_[i]),
+            }
+        )
+        width += 1
+    return width
+
+
+def _identity(transformer: Any) -> bool:
+    """scikit-learn 1.9 fits a 'passthrough' remainder as a FunctionTransformer doing nothing."""
+    return (
+        type(transformer).__name__ == "FunctionTransformer"
+        and transformer.func is None
+        and transformer.inverse_func is None
+    )
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def max_difference(scorer: CompiledScorer, expected: npt.NDArray[np.float64], frame: Any) -> float:
+    """The largest absolute difference between the scorer's probabilities and `expected`."""
+    got = scorer.predict_proba(frame)
+    if got.shape != expected.shape:
+        return math.inf
+    difference = np.abs(got - expected)
+    return math.inf if np.isnan(difference).any() else float(difference.max(initial=0.0))

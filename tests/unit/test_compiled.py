@@ -1,0 +1,135 @@
+"""The compiled scorer: scikit-learn's probabilities without scikit-learn, or a recorded reason why not."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flywheel.compiled import (
+    TOLERANCE,
+    CompiledScorer,
+    NotCompilable,
+    compile_model,
+    max_difference,
+)
+from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
+from flywheel.predictor import Predictor, compile_checked, dump_model
+from flywheel.synthetic import generate_day
+from flywheel.training import train
+
+FEATURES = FeatureSettings()
+FAMILIES = {
+    "HistGradientBoostingClassifier": ("sklearn.ensemble", {"max_iter": 15}),
+    "RandomForestClassifier": ("sklearn.ensemble", {"n_estimators": 8, "max_depth": 6}),
+    "GradientBoostingClassifier": ("sklearn.ensemble", {"n_estimators": 8}),
+    "LogisticRegression": ("sklearn.linear_model", {}),
+}
+
+
+def _fit(name: str, frame: pd.DataFrame) -> Any:
+    module, params = FAMILIES.get(name, ("sklearn.naive_bayes", {}))
+    settings = ModelSettings(estimator=f"{module}.{name}", params=params)
+    return train(frame, FEATURES, settings, "roc_auc").model
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return generate_day(date(2026, 1, 1), GeneratorSettings(rows_per_day=600))
+
+
+@pytest.fixture(scope="module")
+def hgb(frame: pd.DataFrame) -> Any:
+    """One fitted HistGradientBoosting pipeline shared by the tests that need one."""
+    return _fit("HistGradientBoostingClassifier", frame)
+
+
+@pytest.fixture(scope="module")
+def awkward(frame: pd.DataFrame) -> pd.DataFrame:
+    """Request-shaped rows with missing and unknown categories and missing numbers."""
+    rows = frame[[*FEATURES.numeric, *FEATURES.categorical]].head(200).copy()
+    rows["region"] = rows["region"].astype(object)
+    rows.loc[rows.index[::5], "region"] = None
+    rows.loc[rows.index[1::5], "region"] = np.nan
+    rows.loc[rows.index[2::5], "channel"] = "carrier pigeon"
+    rows.loc[rows.index[::3], "income"] = np.nan
+    return pd.DataFrame.from_records(json.loads(rows.to_json(orient="records")))
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_each_family_compiles_to_scikit_learns_probabilities_with_unknown_and_missing_values(
+    name: str, frame: pd.DataFrame, awkward: pd.DataFrame, hgb: Any
+) -> None:
+    # given a fitted pipeline of this family and rows with unknown and missing values
+    model = hgb if name == "HistGradientBoostingClassifier" else _fit(name, frame)
+    expected = Predictor(model, FEATURES.numeric, FEATURES.categorical).predict_proba(awkward)
+    # when it is compiled and loaded back from its artifact
+    scorer = CompiledScorer.from_bytes(
+        compile_model(model, FEATURES.numeric, FEATURES.categorical).to_bytes()
+    )
+    # then its probabilities are scikit-learn's, row for row, one row alone included
+    assert max_difference(scorer, expected, awkward) <= TOLERANCE
+    assert np.abs(scorer.predict_proba(awkward.head(1)) - expected[:1]).max() <= TOLERANCE
+
+
+def test_an_estimator_without_a_compiled_form_falls_back_with_the_reason(
+    frame: pd.DataFrame,
+) -> None:
+    # given a naive Bayes model, which has no compiled scorer
+    raw = dump_model(_fit("GaussianNB", frame))
+    # when it is compiled for serving
+    artifact, record = compile_checked(raw, FEATURES, frame)
+    # then serving keeps scikit-learn and the record says why
+    assert artifact is None
+    assert record == {
+        "scorer": "scikit-learn",
+        "reason": "GaussianNB has no compiled scorer (tree ensembles and LogisticRegression do)",
+    }
+
+
+def test_a_tampered_artifact_disagrees_with_scikit_learn(frame: pd.DataFrame, hgb: Any) -> None:
+    # given a compiled HistGradientBoosting model whose region lookup was swapped around
+    model = hgb
+    header, _, trees = (
+        compile_model(model, FEATURES.numeric, FEATURES.categorical).to_bytes().partition(b"\n")
+    )
+    spec = json.loads(header)
+    lookup = next(s for s in spec["steps"] if s["column"] == "region")
+    lookup["codes"] = dict(
+        zip(lookup["codes"], reversed(list(lookup["codes"].values())), strict=True)
+    )
+    tampered = CompiledScorer.from_bytes(json.dumps(spec).encode() + b"\n" + trees)
+    expected = Predictor(model, FEATURES.numeric, FEATURES.categorical).predict_proba(frame)
+    # when it is checked against scikit-learn, then the difference is far above the tolerance
+    assert max_difference(tampered, expected, frame) > TOLERANCE
+
+
+def test_predictor_serves_through_the_artifact_and_through_scikit_learn_when_it_does_not_load(
+    frame: pd.DataFrame, hgb: Any
+) -> None:
+    # given a model and its checked artifact
+    raw = dump_model(hgb)
+    artifact, record = compile_checked(raw, FEATURES, frame)
+    assert artifact is not None and record["scorer"] == "compiled treelite"
+    plain = Predictor.from_bytes(raw, FEATURES)
+    # when a Predictor is given the artifact, or bytes that are no artifact
+    compiled = Predictor(plain.model, FEATURES.numeric, FEATURES.categorical, compiled=artifact)
+    broken = Predictor(plain.model, FEATURES.numeric, FEATURES.categorical, compiled=b"{oops\n")
+    # then the first scores through the compiled scorer, the second through scikit-learn,
+    # and both give scikit-learn's answer
+    assert compiled.scorer is not None and broken.scorer is None
+    expected = plain.predict_proba(frame)
+    assert np.abs(compiled.predict_proba(frame) - expected).max() <= TOLERANCE
+    assert np.array_equal(broken.predict_proba(frame), expected)
+
+
+def test_a_pipeline_of_unknown_shape_is_not_compilable(frame: pd.DataFrame) -> None:
+    # given a bare estimator rather than training's preprocess/estimator pipeline
+    model = _fit("LogisticRegression", frame)[-1]
+    # when it is compiled, then the refusal names what it got
+    with pytest.raises(NotCompilable, match="LogisticRegression is not a two-step"):
+        compile_model(model, FEATURES.numeric, FEATURES.categorical)
