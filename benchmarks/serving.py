@@ -251,6 +251,21 @@ def summarise(latencies: list[float], elapsed: float, errors: int) -> dict[str, 
 # --- processes ---------------------------------------------------------------------
 
 
+def hardware() -> str:
+    """The CPU model, its count and the memory, for the README's table to say where it ran."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = ""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        total_kb = int(Path("/proc/meminfo").read_text().split()[1])
+        memory = f", {total_kb / 1024 / 1024:.0f} GiB"
+    return f"{os.cpu_count()} x {model}{memory}"
+
+
 def _status(pid: int | str) -> dict[str, str]:
     """/proc/<pid>/status as a dict ({} if the process is gone)."""
     try:
@@ -593,7 +608,7 @@ def main(argv: list[str]) -> int:
     print(
         f"\none-row requests: closed loop of {args.clients} clients (<= {args.requests} requests "
         f"or {args.seconds:g} s a peer), then an open loop at {args.rate:g} requests/s for "
-        f"{args.seconds:g} s; {os.cpu_count()} CPUs; RSS of the gateway row is the gateway alone\n"
+        f"{args.seconds:g} s; {hardware()}; RSS of the gateway row is the gateway alone\n"
     )
     for line in table(results, args.rate):
         print(line)
@@ -605,7 +620,10 @@ def main(argv: list[str]) -> int:
         print(line)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving.json").write_text(
-        json.dumps({"results": results, "failed": failed, "figures": measured}, indent=2)
+        json.dumps(
+            {"hardware": hardware(), "results": results, "failed": failed, "figures": measured},
+            indent=2,
+        )
     )
     print(f"\nwrote {args.out / 'serving.json'}")
     print(json.dumps({k: None if v is None else round(v, 4) for k, v in measured.items()}))
