@@ -183,6 +183,27 @@ def test_max_rows_comes_from_the_parameters(
         model.score({"jsonData": rows})
 
 
+def test_the_logs_byte_bound_comes_from_the_parameters(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model whose logs may hold 600 bytes, as a SeldonDeployment parameter says
+    store = tmp_path / "store"
+    shutil.copytree(registered.storage.uri, store)
+    model = FlywheelModel(
+        model_version="v1", store_uri=str(store), log_predictions="true", log_max_bytes="600"
+    )
+    model.load()
+    assert model.logger is not None and model.feedback_log is not None
+    model.logger.flush_seconds = model.feedback_log.flush_seconds = 3600
+    # when three requests come before the writer wakes (each record is over 200 bytes)
+    for _ in range(3):
+        model.score({"jsonData": rows[:1]})
+    # then both logs have that bound, and the prediction log dropped what did not fit
+    assert model.logger.max_bytes == model.feedback_log.max_bytes == 600
+    assert model.logger.held_bytes <= 600 and model.logger.dropped >= 1
+    model.close()
+
+
 def test_feedback_judges_this_versions_answers(
     registered: Settings, rows: list[dict[str, Any]]
 ) -> None:
