@@ -15,6 +15,7 @@ import shutil
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -151,13 +152,18 @@ def test_a_score_just_below_a_bucket_edge_is_counted_where_the_gateway_counts_it
 
 
 def test_metrics_are_sent_once_and_gauges_at_most_each_second(
-    registered: Settings, rows: list[dict[str, Any]]
+    registered: Settings, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given a freshly loaded model
+    # given a freshly loaded model, on a monotonic clock the test moves (a busy machine
+    # can take a second between two requests)
     model = _model(registered)
     model.load()
-    # when it answers twice in quick succession
+    now = [1000.0]
+    clock = SimpleNamespace(monotonic=lambda: now[0], perf_counter=time.perf_counter)
+    monkeypatch.setattr("flywheel.serving.model.time", clock)
+    # when it answers twice within the same second
     first = model.score({"jsonData": rows[:1]})["meta"]["metrics"]
+    now[0] += 0.999
     second = model.score({"jsonData": rows[:2]})["meta"]["metrics"]
     # then each response carries its own counters, and only the first the running gauges
     assert {"type": "COUNTER", "key": ROWS, "value": 1} in first
@@ -165,6 +171,9 @@ def test_metrics_are_sent_once_and_gauges_at_most_each_second(
     assert {"type": "COUNTER", "key": ROWS, "value": 2} in second
     assert [m for m in second if m["type"] == "GAUGE"] == []
     assert model.metrics() == []  # nothing left pending
+    # and a second after the first, the gauges come again
+    now[0] += 0.001
+    assert [m["key"] for m in model.metrics() if m["type"] == "GAUGE"] == ["flywheel_bad_requests"]
 
 
 def test_a_request_the_contract_refuses_is_a_bad_request(
