@@ -412,6 +412,12 @@ class ServingSettings(Strict):
     max_rows: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_predictions: bool = True
+    log_max_bytes: int = Field(
+        default=4 * 1_048_576,
+        ge=65_536,
+        description="Bytes of prediction and feedback records a server holds before "
+        "it drops (and counts) new ones, the batch being written included",
+    )
     resources: ResourceSettings = ResourceSettings()
     pod_template: Name | None = Field(
         default=None,

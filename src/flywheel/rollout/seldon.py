@@ -57,6 +57,7 @@ def parameters(settings: Settings, version: str) -> list[dict[str, str]]:
         "log_predictions": str(s.serving.log_predictions).lower(),
         "max_rows": str(s.serving.max_rows),
         "max_body_bytes": str(s.serving.max_body_bytes),
+        "log_max_bytes": str(s.serving.log_max_bytes),
     }
     return [{"name": k, "type": "STRING", "value": v} for k, v in values.items()]
 
