@@ -26,6 +26,7 @@ COMPILED_FILE = "scorer.compiled"
 # Above this, the compiled scores are not scikit-learn's and serving keeps scikit-learn.
 TOLERANCE = 1e-9
 _FORMAT = 1
+_ROWS_PER_THREAD = 256
 _TREES = (
     "HistGradientBoostingClassifier",
     "RandomForestClassifier",
@@ -98,8 +99,12 @@ class CompiledScorer:
         """The estimator's input matrix, as the fitted ColumnTransformer would make it."""
         n = len(frame)
         x = np.zeros((n, self.width), dtype=np.float64)
+        # One conversion for all columns: a pandas column access per feature costs
+        # more than the whole compiled model on one row.
+        cells = frame.to_numpy(dtype=object)
+        position = {name: i for i, name in enumerate(frame.columns)}
         for column, kind, spec in self._columns:
-            values = frame[column]
+            values = cells[:, position[column]]
             if kind == "number":
                 x[:, spec["at"]] = _numbers(values, spec)
             elif kind == "lookup":
@@ -130,9 +135,11 @@ class CompiledScorer:
         if self._model is not None:
             import treelite.gtil
 
-            p = np.asarray(treelite.gtil.predict(self._model, x), dtype=np.float64).reshape(
-                len(x), -1
-            )
+            # Threads cost more than they save on the few rows of a request.
+            threads = 1 if len(x) <= _ROWS_PER_THREAD else -1
+            p = np.asarray(
+                treelite.gtil.predict(self._model, x, nthread=threads), dtype=np.float64
+            ).reshape(len(x), -1)
             if p.shape[1] == 2:
                 return p
             positive = p[:, -1]
@@ -153,12 +160,15 @@ def _missing_or_unknown(value: Any, missing: float) -> float:
     return missing if _is_missing(value) else math.nan
 
 
-def _numbers(values: Any, step: dict[str, Any]) -> npt.NDArray[np.float64]:
-    import pandas as pd
+def _numbers(values: npt.NDArray[Any], step: dict[str, Any]) -> npt.NDArray[np.float64]:
+    try:
+        x: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):  # text or pandas' NA: coerced as feature_frame does
+        import pandas as pd
 
-    if not pd.api.types.is_numeric_dtype(values):
-        values = pd.to_numeric(values, errors="coerce")
-    x: npt.NDArray[np.float64] = values.to_numpy(dtype="float64", na_value=np.nan)
+        x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(
+            dtype="float64", na_value=np.nan
+        )
     if "median" in step:
         x = np.where(np.isnan(x), step["median"], x)
     if "mean" in step:

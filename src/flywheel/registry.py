@@ -190,6 +190,12 @@ class Registry:
             )
         return raw
 
+    def read_optional(self, version: str, name: str) -> bytes | None:
+        """A file some versions have (the compiled scorer), digest-checked; None if absent."""
+        if name not in self.manifest(version).files:
+            return None
+        return self.read(version, name)
+
     def location(self, version: str) -> str:
         """Where a version's files live."""
         return self.store.location(self._version_key(version))

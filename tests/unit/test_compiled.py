@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from flywheel.compiled import (
+    COMPILED_FILE,
     TOLERANCE,
     CompiledScorer,
     NotCompilable,
@@ -19,6 +21,8 @@ from flywheel.compiled import (
 )
 from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
 from flywheel.predictor import Predictor, compile_checked, dump_model
+from flywheel.registry import MODEL_FILE, Registry, RegistryError
+from flywheel.storage import LocalStore
 from flywheel.synthetic import generate_day
 from flywheel.training import train
 
@@ -133,3 +137,23 @@ def test_a_pipeline_of_unknown_shape_is_not_compilable(frame: pd.DataFrame) -> N
     # when it is compiled, then the refusal names what it got
     with pytest.raises(NotCompilable, match="LogisticRegression is not a two-step"):
         compile_model(model, FEATURES.numeric, FEATURES.categorical)
+
+
+def test_the_registered_artifact_is_read_digest_checked_and_only_where_it_was_stored(
+    frame: pd.DataFrame, hgb: Any, tmp_path: Path
+) -> None:
+    # given one version registered with its compiled scorer and one without
+    raw = dump_model(hgb)
+    artifact, _ = compile_checked(raw, FEATURES, frame)
+    assert artifact is not None
+    registry = Registry(LocalStore(tmp_path), "m")
+    with_scorer = registry.register({MODEL_FILE: raw, COMPILED_FILE: artifact}, run_id="r1")
+    without = registry.register({MODEL_FILE: raw + b" "}, run_id="r2")
+    # when serving reads the optional artifact, then it gets exactly what was stored, or None
+    assert registry.read_optional(with_scorer.version, COMPILED_FILE) == artifact
+    assert registry.read_optional(without.version, COMPILED_FILE) is None
+    # and a changed artifact is refused by its digest, not served
+    key = f"models/m/versions/{with_scorer.version}/{COMPILED_FILE}"
+    (tmp_path / key).write_bytes(artifact.replace(b'"format":1', b'"format":1 '))
+    with pytest.raises(RegistryError, match="does not match the digest"):
+        registry.read_optional(with_scorer.version, COMPILED_FILE)
