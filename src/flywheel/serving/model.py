@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from flywheel.compiled import COMPILED_FILE
 from flywheel.config import StorageSettings
 from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
@@ -107,6 +108,14 @@ class FlywheelModel:
         self._pending: list[dict[str, Any]] = []
         self._gauges_at = 0.0
 
+    @property
+    def scorer(self) -> str:
+        """What scores requests: the version's compiled scorer, or scikit-learn (a version
+        registered without one, or one that did not load here)."""
+        if self.predictor is not None and self.predictor.scorer is not None:
+            return "compiled"
+        return "scikit-learn"
+
     def _last_sent(self) -> float:
         return self._sent_at
 
@@ -149,12 +158,17 @@ class FlywheelModel:
             contract = Contract.from_json(registry.read(self.model_version, "contract.json"))
             self.lineage = json.loads(registry.read(self.model_version, "lineage.json"))
             model = load_model(raw)
+            # The compiled scorer infra-validate checked against scikit-learn, when the version
+            # has one (digest-checked: a changed artifact refuses to serve, as model.joblib does).
+            compiled = registry.read_optional(self.model_version, COMPILED_FILE)
         except Exception as error:
             raise ModelUnavailable(
                 f"cannot serve {self.model_name} {self.model_version} from {self.storage.uri}: {error}"
             ) from error
         self.schema = RequestSchema.from_contract(contract, self.max_rows)
-        self.predictor = Predictor(model, list(contract.numeric), list(contract.categorical))
+        self.predictor = Predictor(
+            model, list(contract.numeric), list(contract.categorical), compiled=compiled
+        )
         # Warm up on a typical row, so the first real request does not pay for
         # scikit-learn's lazy imports and first-call set-up.
         self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
@@ -177,7 +191,13 @@ class FlywheelModel:
             _keep_zero_metrics()
             if self.log_predictions:
                 _close_on_exit(self)
-        log.info("serving %s %s from %s", self.model_name, self.model_version, self.storage.uri)
+        log.info(
+            "serving %s %s from %s, scoring with %s",
+            self.model_name,
+            self.model_version,
+            self.storage.uri,
+            self.scorer,
+        )
 
     def close(self) -> None:
         """Write what the logs hold; called when the serving process exits."""
@@ -423,6 +443,7 @@ class FlywheelModel:
                 "git_commit": str(lineage.get("git_commit") or ""),
                 "image_digest": str(lineage.get("image_digest") or ""),
                 "pipeline_run_id": str(lineage.get("pipeline_run_id") or ""),
+                "scorer": self.scorer,
             },
         }
 

@@ -284,6 +284,31 @@ def test_metadata_comes_from_the_contract_and_lineage(
         _model(registered, "v9").init_metadata()
 
 
+def test_a_version_with_a_compiled_scorer_is_served_through_it_with_scikit_learns_answers(
+    registered: Settings, served: FlywheelModel, rows: list[dict[str, Any]]
+) -> None:
+    from flywheel.predictor import Predictor, load_model
+    from flywheel.registry import MODEL_FILE
+
+    # given v1, registered by the pipeline with the scorer infra-validate checked
+    registry = Registry.from_settings(registered)
+    reference = Predictor(
+        load_model(registry.read("v1", MODEL_FILE)),
+        registered.features.numeric,
+        registered.features.categorical,
+    )
+    # when the served model scores real rows
+    answer = served.score({"jsonData": rows})
+    # then it scores through the compiled scorer, says so, and answers as scikit-learn does
+    assert served.scorer == "compiled" and served.init_metadata()["custom"]["scorer"] == "compiled"
+    assert served.schema is not None and served.predictor is not None
+    frame = served.schema.frame({"jsonData": rows})
+    expected = reference.predict_proba(frame)
+    assert np.abs(served.predictor.predict_proba(frame) - expected).max() <= 1e-9
+    # (answers carry six decimals)
+    assert np.abs(np.asarray(answer["data"]["ndarray"]) - expected).max() <= 5e-7
+
+
 def test_requests_and_responses_are_logged_to_the_store(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
