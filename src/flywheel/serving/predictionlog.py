@@ -21,13 +21,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from flywheel.config import LOG_MAX_BYTES
 from flywheel.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
 # A few megabytes: at about 500 bytes a one-row record, several thousand requests
 # of backlog, enough for the writer's flush interval at any rate one worker serves.
-DEFAULT_MAX_BYTES = 4 * 1024 * 1024
+DEFAULT_MAX_BYTES = LOG_MAX_BYTES
 
 
 class PredictionLogger:
@@ -59,6 +60,10 @@ class PredictionLogger:
         self._held = 0
         self._sequence = 0
         self._lock = threading.Lock()
+        # Held through a whole flush: a flush returns only once every record buffered before
+        # it is written, including a batch the timer's flush took just before (a replay
+        # answers only after its record is in the store).
+        self._flushing = threading.Lock()
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stop = threading.Event()
@@ -96,11 +101,12 @@ class PredictionLogger:
         self.flush()
 
     def flush(self) -> None:
-        """Write everything buffered so far."""
-        with self._lock:
-            batch, self._buffer = self._buffer, []
-        for start in range(0, len(batch), self.batch_size):
-            self._write(batch[start : start + self.batch_size])
+        """Write everything buffered so far; return once it is written (or dropped)."""
+        with self._flushing:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            for start in range(0, len(batch), self.batch_size):
+                self._write(batch[start : start + self.batch_size])
 
     def _write(self, batch: list[bytes]) -> None:
         now = datetime.fromtimestamp(self.clock(), UTC)

@@ -97,3 +97,21 @@ def test_a_store_that_is_down_drops_and_counts(tmp_path: Path) -> None:
     _wait(lambda: logger.dropped == 12)
     assert logger.failed_writes >= 3 and logger.logged == 0
     logger.close()
+
+
+def test_a_flush_returns_only_once_what_was_buffered_before_it_is_written(
+    tmp_path: Path,
+) -> None:
+    # given a record the timer's flush has taken and is still writing (the store hangs)
+    store = StuckStore(tmp_path)
+    logger = PredictionLogger(store, "m", "v1", flush_seconds=0.05)
+    logger.record({"request_id": "r1"})
+    _wait(lambda: logger.backlog == 0)
+    # when a request's own flush runs meanwhile
+    done = threading.Event()
+    threading.Thread(target=lambda: (logger.flush(), done.set()), daemon=True).start()
+    # then it waits for that write, rather than returning at once on an empty buffer
+    assert not done.wait(0.3)
+    store.release.set()
+    assert done.wait(5) and logger.logged == 1
+    logger.close()
