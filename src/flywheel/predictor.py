@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -194,8 +195,17 @@ def compile_checked(
     except NotCompilable as error:
         return None, {"scorer": "scikit-learn", "reason": str(error)}
     frame = sample[list(reference.columns)]
-    difference = max_difference(scorer, reference.predict_proba(frame), frame)
-    checked = {"rows": len(frame), "max_abs_difference": difference, "tolerance": TOLERANCE}
+    try:
+        difference = max_difference(scorer, reference.predict_proba(frame), frame)
+    except Exception as error:  # the compiled scorer failing is a refusal, never a failed run
+        reason = f"the compiled {scorer.kind} scorer failed on the newest batch: {error}"
+        return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}
+    checked = {
+        "rows": len(frame),
+        # JSON has no infinity or NaN: a difference that is not finite is recorded as null
+        "max_abs_difference": difference if math.isfinite(difference) else None,
+        "tolerance": TOLERANCE,
+    }
     if not difference <= TOLERANCE:
         reason = (
             f"the compiled {scorer.kind} scorer differs from scikit-learn by {difference:.3g} "

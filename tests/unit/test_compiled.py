@@ -30,6 +30,7 @@ FEATURES = FeatureSettings()
 FAMILIES = {
     "HistGradientBoostingClassifier": ("sklearn.ensemble", {"max_iter": 15}),
     "RandomForestClassifier": ("sklearn.ensemble", {"n_estimators": 8, "max_depth": 6}),
+    "ExtraTreesClassifier": ("sklearn.ensemble", {"n_estimators": 8, "max_depth": 6}),
     "GradientBoostingClassifier": ("sklearn.ensemble", {"n_estimators": 8}),
     "LogisticRegression": ("sklearn.linear_model", {}),
 }
@@ -157,3 +158,21 @@ def test_the_registered_artifact_is_read_digest_checked_and_only_where_it_was_st
     (tmp_path / key).write_bytes(artifact.replace(b'"format":1', b'"format":1 '))
     with pytest.raises(RegistryError, match="does not match the digest"):
         registry.read_optional(with_scorer.version, COMPILED_FILE)
+
+
+def test_a_compiled_scorer_that_fails_is_refused_with_its_error_not_a_failed_run(
+    frame: pd.DataFrame, hgb: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a compiled scorer that raises when it scores (a treelite build that breaks)
+    def explode(self: CompiledScorer, frame: Any) -> Any:
+        raise RuntimeError("gtil: bad model")
+
+    monkeypatch.setattr(CompiledScorer, "predict_proba", explode)
+    # when it is checked
+    artifact, record = compile_checked(dump_model(hgb), FEATURES, frame)
+    # then serving keeps scikit-learn and the lineage says why, in one line
+    assert artifact is None
+    assert record == {
+        "scorer": "scikit-learn",
+        "reason": "the compiled treelite scorer failed on the newest batch: gtil: bad model",
+    }
