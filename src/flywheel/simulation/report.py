@@ -143,9 +143,7 @@ def page_html(
     timeline: Timeline, summary: dict[str, Any], oracle: Sequence[float | None] | None
 ) -> str:
     """Every day as a table row, the figures in the introduction, and the plots."""
-    ages = scores.serving_ages(timeline)
-    daily = list(oracle or [])
-    daily += [None] * (len(timeline.records) - len(daily))
+    ages, daily = _series(timeline, oracle)
     rows = []
     for record, age, best in zip(timeline.records, ages, daily, strict=True):
         decision, run, rollout = record.decision or {}, record.run or {}, record.rollout or {}
@@ -202,13 +200,20 @@ def page_html(
     )
 
 
+def _series(
+    timeline: Timeline, oracle: Sequence[float | None] | None
+) -> tuple[list[float | None], list[float | None]]:
+    """Each day's model age when it began, and the oracle's figure (None where it has none)."""
+    daily = list(oracle or [])
+    daily += [None] * (len(timeline.records) - len(daily))
+    return scores.serving_ages(timeline), daily
+
+
 def figures(
     timeline: Timeline, summary: dict[str, Any], oracle: Sequence[float | None] | None
 ) -> list[tuple[str, str]]:
     """The page's plots: (caption, base64 PNG) each."""
-    ages = scores.serving_ages(timeline)
-    daily = list(oracle or [])
-    daily += [None] * (len(timeline.records) - len(daily))
+    ages, daily = _series(timeline, oracle)
     cost = summary["staleness_cost"]
     return [
         (

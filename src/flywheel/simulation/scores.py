@@ -21,23 +21,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from flywheel.config import PromotionSettings, Settings
+from flywheel.config import Settings
 
 if TYPE_CHECKING:
     from flywheel.simulation.loop import Timeline
 
-# The configuration's default promotion floor, applied to the days' accuracy when no other
-# floor is given.
-DEFAULT_FLOOR: float = PromotionSettings().min_metric
+# The days' accuracy floor when the configuration names none in accuracy.
+DEFAULT_FLOOR = 0.7
 
 
 def floor(settings: Settings) -> float:
     """The accuracy floor the days are held to: the performance trigger's, when it defends an
-    accuracy floor, else the promotion minimum (the one bar every served model met once)."""
+    accuracy floor; else the promotion minimum when the gate judges accuracy; else
+    DEFAULT_FLOOR (a roc_auc minimum is no bar for accuracy)."""
     performance = settings.triggers.performance
     if performance is not None and performance.metric == "accuracy" and performance.floor:
         return performance.floor
-    return settings.promotion.min_metric
+    if settings.promotion.metric == "accuracy":
+        return settings.promotion.min_metric
+    return DEFAULT_FLOOR
 
 
 # Reasons of firings that are not evidence of a change: the calendar, and a person.

@@ -87,16 +87,18 @@ def test_refused_rows_are_counted_against_the_rows_sent() -> None:
     }
 
 
-def test_the_floor_is_the_performance_triggers_accuracy_floor_else_the_promotion_minimum() -> None:
+def test_the_floor_is_an_accuracy_floor_from_the_configuration_else_the_default() -> None:
     from flywheel.config import load_settings
 
-    # given the shipped defaults, and a performance trigger defending accuracy 0.72
-    plain = load_settings(None, env={}, overrides=["promotion.min_metric=0.74"])
-    defended = load_settings(
-        None,
-        env={},
-        overrides=["promotion.min_metric=0.74", "triggers.performance.floor=0.72"],
+    # given a roc_auc gate, an accuracy gate, and a performance trigger defending 0.72
+    roc = load_settings(None, env={}, overrides=["promotion.min_metric=0.74"])
+    accuracy = load_settings(
+        None, env={}, overrides=["promotion.metric=accuracy", "promotion.min_metric=0.74"]
     )
-    # when / then
-    assert scores.floor(plain) == 0.74
+    defended = load_settings(
+        None, env={}, overrides=["promotion.min_metric=0.74", "triggers.performance.floor=0.72"]
+    )
+    # when / then a roc_auc minimum is never applied to accuracy
+    assert scores.floor(roc) == scores.DEFAULT_FLOOR == 0.7
+    assert scores.floor(accuracy) == 0.74
     assert scores.floor(defended) == 0.72
