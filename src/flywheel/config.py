@@ -398,6 +398,10 @@ class PipelineSettings(Strict):
     )
 
 
+# Bytes of log records a server holds before it drops new ones (serving.log_max_bytes).
+LOG_MAX_BYTES = 4 * 1024 * 1024
+
+
 class ServingSettings(Strict):
     """How a model version is served (seldon-core Python wrapper)."""
 
@@ -413,7 +417,7 @@ class ServingSettings(Strict):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     log_predictions: bool = True
     log_max_bytes: int = Field(
-        default=4 * 1_048_576,
+        default=LOG_MAX_BYTES,
         ge=65_536,
         description="Bytes of prediction and feedback records a server holds before "
         "it drops (and counts) new ones, the batch being written included",

@@ -216,7 +216,7 @@ class FlywheelModel:
         try:
             response = self.score(seldon_message_to_json(request) if is_proto else request)
         except BadRequest as error:
-            self._count_bad_request()
+            self.count_bad_request()
             if is_proto:
                 # gRPC has no HTTP status: the Seldon status field carries the 400.
                 status = {
@@ -318,7 +318,7 @@ class FlywheelModel:
                 seldon_message_to_json(feedback.truth),
             )
         except BadRequest as error:
-            self._count_bad_request()
+            self.count_bad_request()
             from seldon_core.flask_utils import SeldonMicroserviceException
 
             refused = SeldonMicroserviceException(
@@ -388,7 +388,7 @@ class FlywheelModel:
             )
         return [*pending, *({"type": "GAUGE", "key": k, "value": v} for k, v in gauges.items())]
 
-    def _count_bad_request(self) -> None:
+    def count_bad_request(self) -> None:
         with self._metrics_lock:
             self.bad_requests += 1
 
@@ -458,7 +458,7 @@ class FlywheelModel:
         def _limit_body() -> Any:
             length = request.content_length
             if length is not None and length > limit:
-                self._count_bad_request()
+                self.count_bad_request()
                 body = {
                     "status": {
                         "status": 1,

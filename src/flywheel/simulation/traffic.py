@@ -113,7 +113,7 @@ class InProcess:
         try:
             return self.model.score(payload)
         except BadRequest:
-            self.model.bad_requests += 1  # as predict_raw counts it
+            self.model.count_bad_request()  # as predict_raw counts it
             raise
 
     def feedback(
@@ -234,8 +234,7 @@ def serve_day(
         finally:
             for logger in (model.logger, model.feedback_log) if model is not None else ():
                 if logger is not None:
-                    logger.flush()
-                    logger.close()
+                    logger.close()  # writes what is buffered
     return ServedDay(
         day=day,
         version=resolved,
