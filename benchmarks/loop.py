@@ -17,7 +17,7 @@ nothing had changed); against daily retraining: the accuracy given up and the sh
 retrains. Beside them, the oracle retrained daily (flywheel.simulation.oracle) and the cost
 of staleness (accuracy lost per day of model age).
 
-The goals of issue 11 are checked: the trigger policy within 0.01 of daily's mean accuracy
+The loop's goals are checked: the trigger policy within 0.01 of daily's mean accuracy
 with at most a third of its retrains (on every scenario), concept_drift detected within 2
 days, no false trigger on stable, and 60 simulated days in at most 10 minutes (the trigger
 policy's wall time, scaled to 60 days when --days is shorter). The run ends with one JSON
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -76,6 +74,7 @@ def main(argv: list[str]) -> int:
     scenarios = [s for s in args.scenarios.split(",") if s]
     policies = [p for p in args.policies.split(",") if p]
 
+    from benchmarks.serving import hardware
     from flywheel.config import load_settings
     from flywheel.errors import FlywheelError
     from flywheel.simulation import oracle, scores
@@ -90,7 +89,7 @@ def main(argv: list[str]) -> int:
         f"day, labels {args.label_delay} days late, seed {args.seed}) on "
         f"{', '.join(scenarios)}, policies {', '.join(policies)}: flywheel.yaml"
         + (f" with {', '.join(overrides)}" if overrides else "")
-        + f"; floor {floor:g} on accuracy; {_hardware()}",
+        + f"; floor {floor:g} on accuracy; {hardware()}",
         flush=True,
     )
     work = Path(tempfile.mkdtemp(prefix="bench-loop-"))
@@ -151,7 +150,7 @@ def main(argv: list[str]) -> int:
         "seed": args.seed,
         "floor": floor,
         "overrides": overrides,
-        "hardware": _hardware(),
+        "hardware": hardware(),
         "seconds": round(elapsed, 1),
         "goals": {name: ok for name, (ok, _) in checked.items()},
         "scenarios": {
@@ -225,7 +224,7 @@ def table(summaries: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 def goals(
     summaries: dict[str, dict[str, dict[str, Any]]], days: int
 ) -> dict[str, tuple[bool | None, str]]:
-    """Issue 11's goals: (met, or None when the run cannot tell; what was measured)."""
+    """The loop's goals: (met, or None when the run cannot tell; what was measured)."""
     out: dict[str, tuple[bool | None, str]] = {}
     pairs = [
         (scenario, p["triggers"], p["daily"])
@@ -274,18 +273,6 @@ def goals(
     else:
         out["60 days in <= 10 minutes"] = (None, "the trigger policy not run")
     return out
-
-
-def _hardware() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{len(os.sched_getaffinity(0))} CPU(s), {cpu}, Python {platform.python_version()}"
 
 
 if __name__ == "__main__":

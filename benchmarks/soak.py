@@ -111,6 +111,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
 
     from flywheel.config import load_settings
+    from flywheel.errors import FlywheelError
     from flywheel.rollout.local import LocalDriver
 
     if args.project is not None:  # a project `python -m benchmarks.serving --keep` registered
@@ -128,6 +129,7 @@ def main(argv: list[str]) -> int:
     samples: list[tuple[float, float]] = []
     before = _count_records(store, settings.model_name)
     stop = threading.Event()
+    failed = False
     try:
         with LocalDriver(settings, workdir=work / "serve") as driver:
             driver.serve("v1")
@@ -158,9 +160,13 @@ def main(argv: list[str]) -> int:
             time.sleep(5)
             metrics = _scrape(f"http://127.0.0.1:{backend.metrics_port}/metrics")
             written = _count_records(store, settings.model_name) - before
+    except FlywheelError as error:  # no serving virtualenv, a server that would not start
+        failed = True
+        print(f"error: {error} (servers' logs kept in {work / 'serve'})", file=sys.stderr)
+        return 1
     finally:
         stop.set()
-        if args.project is None:
+        if args.project is None and not failed:
             shutil.rmtree(work, ignore_errors=True)
 
     served = load["requests"] - load["errors"] + probes["requests"] - probes["errors"]
