@@ -292,6 +292,17 @@ def rss_mb(root_pid: int) -> float:
     return total
 
 
+def project(kept: Path | None, prefix: str) -> tuple[Path, Path, Path]:
+    """(folder, flywheel.yaml, store) of a project kept by an earlier run (--keep), else of a
+    model registered now in a new folder named with `prefix`."""
+    if kept is not None:
+        work = kept.resolve()
+        return work, work / "flywheel.yaml", work / ".flywheel" / "store"
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    print(f">> registering a model in {work}", flush=True)
+    return (work, *register(work))
+
+
 def register(work: Path) -> tuple[Path, Path]:
     """A project with one registered model (v1); returns its config and store."""
     shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
@@ -542,13 +553,7 @@ def main(argv: list[str]) -> int:
     from flywheel.config import load_settings
     from flywheel.rollout.local import LocalDriver
 
-    if args.project is not None:  # a project registered by an earlier run (--keep)
-        work = args.project.resolve()
-        config, store = work / "flywheel.yaml", work / ".flywheel" / "store"
-    else:
-        work = Path(tempfile.mkdtemp(prefix="flywheel-bench-serving-"))
-        print(f">> registering a model in {work}", flush=True)
-        config, store = register(work)
+    work, config, store = project(args.project, "flywheel-bench-serving-")
     settings = load_settings(config, env={}, overrides=[f"storage.uri={store}"])
     model_file = store / "models" / settings.model_name / "versions" / "v1" / "model.joblib"
     (work / "peers.py").write_text(PEER_CLASSES)

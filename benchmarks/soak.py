@@ -20,14 +20,13 @@ import json
 import re
 import shutil
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving import REPO, open_loop, register, rss_mb, seldon_target
+from benchmarks.serving import REPO, open_loop, project, rss_mb, seldon_target
 
 GOAL_MEMORY_GROWTH = 0.10
 # A soak the server cannot keep up with tests its queue, not 200 requests a second.
@@ -114,13 +113,7 @@ def main(argv: list[str]) -> int:
     from flywheel.errors import FlywheelError
     from flywheel.rollout.local import LocalDriver
 
-    if args.project is not None:  # a project `python -m benchmarks.serving --keep` registered
-        work = args.project.resolve()
-        config, store = work / "flywheel.yaml", work / ".flywheel" / "store"
-    else:
-        work = Path(tempfile.mkdtemp(prefix="flywheel-soak-"))
-        print(f">> registering a model in {work}", flush=True)
-        config, store = register(work)
+    work, config, store = project(args.project, "flywheel-soak-")
     settings = load_settings(
         config, env={}, overrides=[f"storage.uri={store}", "serving.log_predictions=true"]
     )

@@ -29,21 +29,10 @@ from hypothesis import strategies as st
 
 from flywheel.config import Settings
 from tests.harness.servers import SERVING_VENV, SeldonServer, seldon_microservice
+from tests.integration.test_serving import NAMES, ROW
 
 pytestmark = pytest.mark.integration
 
-NAMES = [
-    "income",
-    "age",
-    "loan_amount",
-    "credit_score",
-    "tenure_months",
-    "late_payments",
-    "region",
-    "channel",
-    "employment",
-]
-ROW = [52000.0, 40, 12000.0, 680, 24, 0, "north", "web", "salaried"]
 GOOD = {"data": {"names": NAMES, "ndarray": [ROW]}}
 RECORD = dict(zip(NAMES, ROW, strict=True))
 

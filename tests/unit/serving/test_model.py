@@ -42,6 +42,19 @@ def _model(settings: Settings, version: str = "v1", **parameters: Any) -> Flywhe
     )
 
 
+def _logging_copy(
+    settings: Settings, tmp_path: Path, **parameters: str
+) -> tuple[FlywheelModel, Path]:
+    """v1 served from a copy of the store (the shared one stays unchanged), logging on."""
+    store = tmp_path / "store"
+    shutil.copytree(settings.storage.uri, store)
+    model = FlywheelModel(
+        model_version="v1", store_uri=str(store), log_predictions="true", **parameters
+    )
+    model.load()
+    return model, store
+
+
 @pytest.fixture(scope="module")
 def served(registered: Settings) -> FlywheelModel:
     model = _model(registered)
@@ -196,12 +209,7 @@ def test_the_logs_byte_bound_comes_from_the_parameters(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a model whose logs may hold 600 bytes, as a SeldonDeployment parameter says
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(
-        model_version="v1", store_uri=str(store), log_predictions="true", log_max_bytes="600"
-    )
-    model.load()
+    model, _ = _logging_copy(registered, tmp_path, log_max_bytes="600")
     assert model.logger is not None and model.feedback_log is not None
     model.logger.flush_seconds = model.feedback_log.flush_seconds = 3600
     # when three requests come before the writer wakes (each record is over 200 bytes)
@@ -313,10 +321,7 @@ def test_requests_and_responses_are_logged_to_the_store(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a copy of the registry (the shared one stays unchanged) and logging on
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
-    model.load()
+    model, store = _logging_copy(registered, tmp_path)
     assert model.logger is not None
     # when a request is scored
     response = model.score({"jsonData": rows[:1], "meta": {"puid": "logged-1"}})
@@ -343,10 +348,7 @@ def test_feedback_labels_are_logged_under_the_request_they_answer(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a model logging to a copy of the registry
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
-    model.load()
+    model, store = _logging_copy(registered, tmp_path)
     assert model.feedback_log is not None
     request = {"jsonData": rows[:1], "meta": {"puid": "labelled-1"}}
     response = model.score(request)
@@ -368,12 +370,7 @@ def test_a_replay_stamps_the_logs_with_the_time_its_messages_were_sent(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a model replaying traffic (stamp_from_request, as the wrapper passes it) on a copy
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(
-        model_version="v1", store_uri=str(store), log_predictions="true", stamp_from_request="true"
-    )
-    model.load()
+    model, store = _logging_copy(registered, tmp_path, stamp_from_request="true")
     sent, labelled = 1_700_000_000.5, 1_700_086_399.0  # 2023-11-14 and the end of the next day
     # when a request and then its feedback come, each tagged with when it was sent
     request = {"jsonData": rows[:1], "meta": {"puid": "replayed-1", "tags": {"sent_at": sent}}}
@@ -402,12 +399,7 @@ def test_a_replay_refuses_a_message_without_its_sent_at_tag(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a model replaying traffic, logging to a copy of the registry
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(
-        model_version="v1", store_uri=str(store), log_predictions="true", stamp_from_request="true"
-    )
-    model.load()
+    model, store = _logging_copy(registered, tmp_path, stamp_from_request="true")
     request = {"jsonData": rows[:1], "meta": {"puid": "unstamped-1"}}
     # when a request, or a feedback's truth, comes without the tag
     # then it is a bad request (a Seldon 400) naming the tag, and nothing is logged
@@ -502,10 +494,7 @@ def test_closing_the_model_writes_its_buffered_logs(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
     # given a model logging to a copy of the registry, its writer not yet awake
-    store = tmp_path / "store"
-    shutil.copytree(registered.storage.uri, store)
-    model = FlywheelModel(model_version="v1", store_uri=str(store), log_predictions="true")
-    model.load()
+    model, store = _logging_copy(registered, tmp_path)
     assert model.logger is not None
     model.logger.flush_seconds = 3600
     model.score({"jsonData": rows[:1], "meta": {"puid": "at-shutdown"}})

@@ -38,6 +38,15 @@ def _day(settings: Settings, index: int) -> date:
     return settings.data.generator.start_date + timedelta(days=index)
 
 
+def _logged_ids(store: LocalStore, day: date) -> list[str]:
+    """The request ids v1's prediction log holds for `day`, in order."""
+    start = _midnight(day)
+    logged = read_predictions(
+        store, "loan-default", {"v1"}, start, start + timedelta(days=1), Skipped()
+    )
+    return [p.request_id for p in logged]
+
+
 def test_each_served_day_is_one_monitoring_window_and_its_labels_arrive_two_days_later(
     project: Settings,
 ) -> None:
@@ -122,11 +131,7 @@ def test_rows_the_contract_refuses_are_400s_and_are_neither_logged_nor_labelled(
     assert day5.rows + ROWS_PER_REQUEST * len(day5.rejected) == 200
     # and only the answered requests were logged and labelled
     store = LocalStore(project.storage.uri)
-    start = _midnight(day5.day)
-    logged = read_predictions(
-        store, "loan-default", {"v1"}, start, start + timedelta(days=1), Skipped()
-    )
-    assert [p.request_id for p in logged] == list(day5.request_ids)
+    assert _logged_ids(store, day5.day) == list(day5.request_ids)
     assert day7.labels_for == day5.day and day7.labels == day5.rows
 
 
@@ -227,11 +232,7 @@ def test_over_http_a_replaying_server_logs_each_day_at_its_simulated_time(
     assert day5.rows + ROWS_PER_REQUEST * len(day5.rejected) == 200
     # and the answered ones are logged at once, stamped inside day 5, in day 5's folder
     store = LocalStore(project.storage.uri)
-    start = _midnight(day5.day)
-    logged = read_predictions(
-        store, "loan-default", {"v1"}, start, start + timedelta(days=1), Skipped()
-    )
-    assert [p.request_id for p in logged] == list(day5.request_ids)
+    assert _logged_ids(store, day5.day) == list(day5.request_ids)
     dated = {key.split("/")[3] for key in store.list("predictions/loan-default/v1/")}
     assert dated == {day5.day.isoformat(), day7.day.isoformat()}
     # and day 5's labels came back on day 7, stamped at its end
