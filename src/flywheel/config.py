@@ -216,6 +216,18 @@ class SliceCheck(Strict):
     min_rows: int = Field(default=100, ge=1)
 
 
+class ImportanceSettings(Strict):
+    """Permutation importance of each feature on the holdout, and what the gate does with it."""
+
+    repeats: int = Field(default=5, ge=2, le=100, description="Shuffles per feature")
+    confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Of the t interval")
+    unimportant_features: Literal["allow", "refuse"] = Field(
+        default="allow",
+        description="refuse: the gate refuses a model with a feature whose importance "
+        "interval does not lie above zero",
+    )
+
+
 class PromotionSettings(Strict):
     """The gate between a trained candidate and the registry."""
 
@@ -223,6 +235,7 @@ class PromotionSettings(Strict):
     min_metric: Fraction = 0.7
     max_regression: Fraction = 0.02
     slices: tuple[SliceCheck, ...] = ()
+    importance: ImportanceSettings = ImportanceSettings()
 
 
 class StorageSettings(Strict):

@@ -66,6 +66,30 @@ class SliceScore(_Frozen):
     value: float | None
 
 
+class FeatureImportance(_Frozen):
+    """What one feature adds to the model, and what it costs (see flywheel.importance).
+
+    `mean` and `std` are the drop in the promotion metric when the feature is shuffled,
+    over the repeats; `low` and `high` bound a t interval of the mean. The shares are
+    of the model's whole preprocessing time and scoring work, summing to 1 over features.
+    """
+
+    mean: float
+    std: float
+    low: float
+    high: float
+    preprocess_us_per_row: float
+    preprocess_share: float
+    scoring_share: float
+    bytes_per_row: float
+    encoded_columns: int
+
+    @property
+    def matters(self) -> bool:
+        """The interval lies above zero: shuffling the feature measurably hurts the model."""
+        return self.low > 0
+
+
 class ModelEvaluation(_Frozen):
     """Everything measured about one model."""
 
@@ -76,6 +100,9 @@ class ModelEvaluation(_Frozen):
     roc: Curve
     calibration: tuple[tuple[float, float], ...]
     slices: dict[str, dict[str, SliceScore]]
+    # The candidate's, on its holdout; how it was measured is in importance_method.
+    importance: dict[str, FeatureImportance] | None = None
+    importance_method: str | None = None
 
 
 class Evaluation(_Frozen):
@@ -201,4 +228,6 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
                 value = scores.get(name)
                 if isinstance(value, float) and value == value:  # skip NaN
                     out[f"{role}_{split}_{name}"] = round(value, 6)
+    for feature, measured in ((result.get("candidate") or {}).get("importance") or {}).items():
+        out[f"candidate_importance_{feature}"] = round(measured["mean"], 6)
     return out

@@ -7,7 +7,7 @@ import math
 from pydantic import BaseModel, ConfigDict
 
 from flywheel.config import PromotionSettings
-from flywheel.evaluation import Evaluation
+from flywheel.evaluation import Evaluation, FeatureImportance
 
 
 class Check(BaseModel):
@@ -95,6 +95,46 @@ def _floor(check: Check, production: tuple[str | None, float | None] | None) -> 
     )
 
 
+def _importance_checks(
+    importance: dict[str, FeatureImportance] | None, confidence: float
+) -> list[Check]:
+    """One check per feature: its permutation importance's interval must lie above zero.
+
+    An interval that reaches zero means shuffling the feature did not measurably hurt the
+    model: it adds cost, and risk, for nothing this holdout can show.
+    """
+    if importance is None:
+        return [
+            Check(
+                name="feature importance",
+                measured=None,
+                threshold=0.0,
+                passed=False,
+                detail="feature importance was not measured, and the policy refuses "
+                "features that add nothing",
+            )
+        ]
+    checks = []
+    for name, measured in importance.items():
+        interval = f"[{measured.low:+.4f}, {measured.high:+.4f}]"
+        verdict = (
+            "lies above zero"
+            if measured.matters
+            else "does not lie above zero: the feature adds nothing measurable"
+        )
+        checks.append(
+            Check(
+                name=f"importance {name}",
+                measured=measured.low,
+                threshold=0.0,
+                passed=measured.matters,
+                detail=f"feature {name}: permutation importance {measured.mean:+.4f}, "
+                f"{confidence:.0%} interval {interval} {verdict}",
+            )
+        )
+    return checks
+
+
 def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
     """Apply the promotion policy to an evaluation."""
     metric = policy.metric
@@ -156,6 +196,8 @@ def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
                     served,
                 )
             )
+    if policy.importance.unimportant_features == "refuse":
+        checks += _importance_checks(candidate.importance, policy.importance.confidence)
     return Decision(
         blessed=all(c.passed for c in checks),
         metric=metric,

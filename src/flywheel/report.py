@@ -6,11 +6,11 @@ import base64
 import html
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from flywheel.evaluation import Curve, Evaluation, ModelEvaluation
+    from flywheel.evaluation import Curve, Evaluation, FeatureImportance, ModelEvaluation
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
@@ -110,18 +110,103 @@ def confusion_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
     return _png(fig)
 
 
+def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
+    """Each feature's permutation importance with its interval, largest first.
+
+    Bars are grey where the interval reaches zero, red where such a feature is also costly.
+    """
+    fig, ax = _figure()
+    names = sorted(importance, key=lambda n: importance[n].mean, reverse=True)
+    means = [importance[n].mean for n in names]
+    errors = [
+        [importance[n].mean - importance[n].low for n in names],
+        [importance[n].high - importance[n].mean for n in names],
+    ]
+    colours = [_colour(importance, n) for n in names]
+    ax.barh(range(len(names)), means, xerr=errors, color=colours, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(names)), names, fontsize=7)
+    ax.set(xlabel="drop in the metric when the feature is shuffled (t interval)")
+    ax.invert_yaxis()
+    return _png(fig)
+
+
+def costly(importance: Mapping[str, FeatureImportance], name: str) -> bool:
+    """More than an equal share of preprocessing time, scoring work or memory."""
+    equal = 1 / len(importance)
+    memory = sum(m.bytes_per_row for m in importance.values()) or 1.0
+    measured = importance[name]
+    return (
+        max(measured.preprocess_share, measured.scoring_share, measured.bytes_per_row / memory)
+        > equal
+    )
+
+
+def _colour(importance: Mapping[str, FeatureImportance], name: str) -> str:
+    if importance[name].matters:
+        return "tab:blue"
+    return "tab:red" if costly(importance, name) else "tab:grey"
+
+
+def importance_rows(importance: Mapping[str, FeatureImportance]) -> list[tuple[str, ...]]:
+    """Importance beside cost, one row per feature, largest importance first."""
+    rows: list[tuple[str, ...]] = []
+    for name in sorted(importance, key=lambda n: importance[n].mean, reverse=True):
+        m = importance[name]
+        if m.matters:
+            note = ""
+        elif costly(importance, name):
+            note = "COSTLY, ADDS NOTHING"
+        else:
+            note = "adds nothing"
+        rows.append(
+            (
+                name,
+                f"{m.mean:+.4f}",
+                f"[{m.low:+.4f}, {m.high:+.4f}]",
+                f"{m.preprocess_us_per_row:.2f}",
+                f"{m.preprocess_share:.1%}",
+                f"{m.scoring_share:.1%}",
+                f"{m.bytes_per_row:.1f}",
+                note,
+            )
+        )
+    return rows
+
+
+IMPORTANCE_HEAD = (
+    "feature",
+    "importance",
+    "interval",
+    "preprocessing µs/row",
+    "preprocessing share",
+    "scoring share",
+    "bytes/row",
+    "",
+)
+
+
+def _table(table: tuple[Sequence[str], Sequence[Sequence[str]]]) -> str:
+    head, rows = table
+    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{cells}</tr>{body}</table>"
+
+
 def html_page(
     title: str,
     *,
     intro: str,
     table: tuple[Sequence[str], Sequence[Sequence[str]]],
     figures: Sequence[tuple[str, str]],
+    sections: Sequence[tuple[str, str, tuple[Sequence[str], Sequence[Sequence[str]]]]] = (),
 ) -> str:
-    """Assemble the page."""
-    head, rows = table
-    cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    """Assemble the page; each of `sections` is a heading, a paragraph and a table."""
+    extra = "".join(
+        f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{_table(rows)}"
+        for heading, text, rows in sections
     )
     images = "".join(
         f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
@@ -131,7 +216,7 @@ def html_page(
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"
-        f"<p>{html.escape(intro)}</p><table><tr>{cells}</tr>{body}</table>{images}</body></html>"
+        f"<p>{html.escape(intro)}</p>{_table(table)}{extra}{images}</body></html>"
     )
 
 
@@ -172,6 +257,23 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
         (f"{metric} by slice on the newest batch", slice_figure(models, metric)),
         ("Confusion matrices at 0.5 on the newest batch", confusion_figure(models)),
     ]
+    sections = []
+    if c.importance:
+        figures.append(
+            (
+                "Candidate's permutation importance on its holdout",
+                importance_figure(c.importance),
+            )
+        )
+        sections.append(
+            (
+                "What each feature adds, and what it costs",
+                f"Measured: {c.importance_method or 'unknown'}. A feature whose interval "
+                "reaches zero adds nothing measurable; marked costly when it takes more "
+                "than an equal share of preprocessing time, scoring work or memory.",
+                (IMPORTANCE_HEAD, importance_rows(c.importance)),
+            )
+        )
     return html_page(
         title,
         intro=(
@@ -185,4 +287,5 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
         ),
         table=(("metric", "candidate, holdout", "candidate, newest", "production, newest"), rows),
         figures=figures,
+        sections=sections,
     )

@@ -188,18 +188,22 @@ def evaluate(
     evaluation_out: Path,
     report_out: Path,
 ) -> evaluation.Evaluation:
-    """Score the candidate and the production model; write JSON and an HTML report."""
+    """Score the candidate and the production model; write JSON and an HTML report.
+
+    The candidate's features get their permutation importance and cost on its holdout.
+    """
     import pandas as pd
 
-    from flywheel import batches, evaluation, predictor, report
+    from flywheel import batches, evaluation, importance, predictor, report
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     newest_name, newest = window.newest
     metric = settings.promotion.metric
     holdout = pd.read_parquet(holdout_path)
+    model = predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features)
     candidate = evaluation.evaluate_model(
-        predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features),
+        model,
         "candidate",
         None,
         newest,
@@ -207,6 +211,15 @@ def evaluate(
         settings.features,
         metric,
     )
+    measured, method = importance.measure(
+        model.model,
+        holdout,
+        settings.features,
+        metric,
+        settings.promotion.importance,
+        settings.model.seed,
+    )
+    candidate = candidate.model_copy(update={"importance": measured, "importance_method": method})
     production = None
     if baseline:
         raw = Registry.from_settings(settings).read(baseline, MODEL_FILE)

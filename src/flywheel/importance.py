@@ -1,0 +1,305 @@
+"""What each feature adds to a model, and what it costs to prepare and score.
+
+Importance is permutation importance on the holdout, as scikit-learn computes it:
+the drop in the promotion metric when one feature's values are shuffled across rows,
+repeated with seeded shuffles. Its interval is a Student t interval of the mean over the repeats,
+so it covers the shuffles' noise only, not the holdout's sampling noise or the
+training's: a feature whose interval lies above zero measurably helps this model on
+these rows.
+
+Cost is measured on the same holdout rows, per feature:
+
+- preprocessing: the wall time of turning the feature's column into model input, as
+  serving does (flywheel.predictor.feature_frame), then through its own transformer
+  (a clone of the fitted one, fitted on that column alone so it can run alone: the
+  same steps on the same values); a passthrough column costs its conversion only.
+  The minimum of a few runs, as timeit advises, so that a busy machine adds less.
+- scoring: the share of the estimator's per-row work that falls on the feature.
+  For tree ensembles it is the share of decision-node visits that split on one of
+  the feature's encoded columns while every holdout row is scored (each tree's leaf
+  for each row, then the splits on the path to that leaf). For any other estimator
+  it is the share of encoded columns, which is exact for a linear model: one
+  multiply-add per encoded column and row.
+- memory: the feature's bytes per row in the model's input frame (deep: strings
+  count in full), plus its encoded columns at eight bytes each.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from flywheel.config import FeatureSettings, ImportanceSettings, Metric
+from flywheel.errors import FlywheelError
+from flywheel.evaluation import FeatureImportance
+from flywheel.predictor import feature_frame
+from flywheel.training import SCORERS
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+    import pandas as pd
+
+_TIMING_RUNS = 3
+_ENCODED_BYTES = 8  # the preprocessed matrix is float64
+
+
+class ImportanceError(FlywheelError, ValueError):
+    """The model is not the preprocessing-then-estimator Pipeline that training builds."""
+
+
+def measure(
+    model: Any,
+    holdout: pd.DataFrame,
+    features: FeatureSettings,
+    metric: Metric,
+    settings: ImportanceSettings,
+    seed: int,
+) -> tuple[dict[str, FeatureImportance], str]:
+    """Each feature's permutation importance and cost on the holdout, and how both were measured."""
+    import numpy as np
+    import pandas as pd
+    from threadpoolctl import threadpool_limits
+
+    x = feature_frame(holdout, features.numeric, features.categorical)
+    y = pd.to_numeric(holdout[features.label]).astype("int64")
+    preprocess, estimator = _steps(model)
+    owners = encoded_owners(preprocess, features.columns)
+    # Dozens of small predictions: OpenMP's thread start-up would cost more than the work,
+    # and far more on a busy machine.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        encoded = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
+        spread = permutation(estimator, encoded, y, owners, metric, settings, seed)
+        seconds = preprocess_seconds(preprocess, holdout, features)
+        visits, scoring = scoring_work(estimator, encoded, owners, features.columns)
+    memory = x.memory_usage(deep=True, index=False)
+    rows = max(len(x), 1)
+    total_seconds = sum(seconds.values()) or 1.0
+    total_visits = sum(visits.values()) or 1.0
+    out = {}
+    for name in features.columns:
+        width = owners.count(name)
+        out[name] = FeatureImportance(
+            **spread[name],
+            preprocess_us_per_row=seconds[name] / rows * 1e6,
+            preprocess_share=seconds[name] / total_seconds,
+            scoring_share=visits[name] / total_visits,
+            bytes_per_row=float(memory[name]) / rows + width * _ENCODED_BYTES,
+            encoded_columns=width,
+        )
+    method = (
+        f"permutation importance of {metric} on {len(x)} holdout rows, "
+        f"{settings.repeats} seeded shuffles per feature, {settings.confidence:.0%} t interval "
+        f"of the mean; preprocessing: each feature's own conversion and transformer, timed; "
+        f"scoring: {scoring}; memory: input bytes per row plus 8 per encoded column"
+    )
+    return out, method
+
+
+def permutation(
+    estimator: Any,
+    encoded: npt.NDArray[np.float64],
+    y: pd.Series,
+    owners: Sequence[str],
+    metric: Metric,
+    settings: ImportanceSettings,
+    seed: int,
+) -> dict[str, dict[str, float]]:
+    """Mean, standard deviation (n-1) and t interval of each feature's permutation importance.
+
+    scikit-learn's `permutation_importance` on the whole Pipeline would transform the
+    raw rows again for every shuffle, which costs most of the time. The encoders act on
+    each feature's columns alone and row by row, so shuffling a feature's rows and then
+    encoding equals encoding and then shuffling the feature's encoded columns together:
+    this shuffles those, with exactly the shuffles `permutation_importance` draws for
+    `seed` (a test checks that the two agree).
+    """
+    import numpy as np
+    from scipy import stats
+    from sklearn.metrics import get_scorer
+    from sklearn.utils import check_random_state
+
+    scorer = get_scorer(SCORERS[metric])
+    baseline = scorer(estimator, encoded, y)
+    feature_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
+    n = settings.repeats
+    quantile = float(stats.t.ppf(0.5 + settings.confidence / 2, df=n - 1))
+    out = {}
+    for name in dict.fromkeys(owners):
+        columns = [i for i, owner in enumerate(owners) if owner == name]
+        state = check_random_state(feature_seed)
+        shuffled = encoded.copy()
+        order = np.arange(len(shuffled))
+        drops = []
+        for _ in range(n):
+            state.shuffle(order)
+            shuffled[:, columns] = shuffled[order][:, columns]
+            drops.append(baseline - scorer(estimator, shuffled, y))
+        mean, std = float(np.mean(drops)), float(np.std(drops, ddof=1))
+        half = quantile * std / np.sqrt(n)
+        out[name] = {"mean": mean, "std": std, "low": mean - half, "high": mean + half}
+    return out
+
+
+def _steps(model: Any) -> tuple[Any, Any]:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import Pipeline
+
+    if (
+        not isinstance(model, Pipeline)
+        or len(model.steps) != 2
+        or not isinstance(model.steps[0][1], ColumnTransformer)
+    ):
+        raise ImportanceError(
+            f"cannot attribute cost to features: the model is a {type(model).__name__}, "
+            "not a Pipeline of a ColumnTransformer and an estimator"
+        )
+    return model.steps[0][1], model.steps[1][1]
+
+
+def _groups(preprocess: Any, columns: Sequence[str]) -> list[tuple[Any, list[str]]]:
+    """The fitted ColumnTransformer's (transformer, input columns), in output order."""
+    names = list(getattr(preprocess, "feature_names_in_", columns))
+    out = []
+    for _, transformer, selected in preprocess.transformers_:
+        picked = [names[c] if isinstance(c, int) else str(c) for c in list(selected)]
+        if transformer != "drop" and picked:
+            out.append((transformer, picked))
+    return out
+
+
+def encoded_owners(preprocess: Any, columns: Sequence[str]) -> list[str]:
+    """For each column of the preprocessed matrix, the input feature it comes from.
+
+    scikit-learn names an encoded column after its input (`region` or `region_north`);
+    the longest input name that the column's name is or starts with owns it.
+    """
+    owners = []
+    for transformer, picked in _groups(preprocess, columns):
+        if transformer == "passthrough":
+            owners += picked
+            continue
+        by_length = sorted(picked, key=len, reverse=True)
+        for out_name in transformer.get_feature_names_out(picked):
+            owner = next(
+                (p for p in by_length if out_name == p or str(out_name).startswith(p + "_")), None
+            )
+            if owner is None:
+                raise ImportanceError(f"cannot tell which feature encoded column {out_name!r} is")
+            owners.append(owner)
+    return owners
+
+
+def preprocess_seconds(
+    preprocess: Any, holdout: pd.DataFrame, features: FeatureSettings
+) -> dict[str, float]:
+    """Seconds to prepare each feature's column of the holdout (see the module docstring)."""
+    from sklearn.base import clone
+
+    numeric = set(features.numeric)
+    out = {}
+    for transformer, picked in _groups(preprocess, features.columns):
+        for name in picked:
+            kind = ((name,), ()) if name in numeric else ((), (name,))
+
+            def convert(kind: tuple[tuple[str, ...], tuple[str, ...]] = kind) -> pd.DataFrame:
+                return feature_frame(holdout, *kind)
+
+            if transformer == "passthrough":
+                out[name] = _fastest(convert)
+                continue
+            alone = clone(transformer).fit(convert())
+            out[name] = _fastest(lambda alone=alone, convert=convert: alone.transform(convert()))
+    return out
+
+
+def _fastest(run: Any) -> float:
+    best = float("inf")
+    for _ in range(_TIMING_RUNS):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def scoring_work(
+    estimator: Any, encoded: npt.ArrayLike, owners: Sequence[str], columns: Sequence[str]
+) -> tuple[dict[str, float], str]:
+    """Each feature's units of scoring work over the rows, and what a unit is."""
+    import numpy as np
+
+    matrix = np.ascontiguousarray(encoded, dtype=np.float64)
+    per_column = _tree_visits(estimator, matrix)
+    method = "decision-node visits on the feature's columns while scoring the holdout"
+    if per_column is None:
+        per_column = np.ones(matrix.shape[1])
+        method = "share of encoded columns (one multiply-add each, exact for a linear model)"
+    work = dict.fromkeys(columns, 0.0)
+    for owner, units in zip(owners, per_column, strict=True):
+        work[owner] += float(units)
+    return work, method
+
+
+def _tree_visits(estimator: Any, matrix: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """Splits visited per encoded column over all rows and trees; None if not a tree ensemble."""
+    import numpy as np
+
+    visits = np.zeros(matrix.shape[1])
+    if hasattr(estimator, "_predictors"):  # HistGradientBoosting*
+        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+        known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
+        for iteration in estimator._predictors:
+            for tree in iteration:
+                # The tree's own traversal, with each leaf's value replaced by its index.
+                nodes = tree.nodes.copy()
+                nodes["value"] = np.arange(len(nodes))
+                marked = TreePredictor(
+                    nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets
+                )
+                leaves = marked.predict(matrix, known, f_idx_map, 1).astype(np.intp)
+                paths = _path_splits(
+                    nodes["left"],
+                    nodes["right"],
+                    nodes["is_leaf"].astype(bool),
+                    nodes["feature_idx"],
+                    matrix.shape[1],
+                )
+                visits += paths[leaves].sum(axis=0)
+        return visits
+    trees = getattr(estimator, "estimators_", None)
+    if trees is None:
+        return None
+    flat = list(np.ravel(np.asarray(trees, dtype=object)))
+    if not flat or not all(hasattr(t, "tree_") for t in flat):
+        return None
+    for tree in flat:
+        reached = tree.decision_path(matrix.astype(np.float32))
+        split = tree.tree_.feature >= 0
+        counts = np.asarray(reached.sum(axis=0)).ravel()
+        np.add.at(visits, tree.tree_.feature[split], counts[split])
+    return visits
+
+
+def _path_splits(
+    left: npt.NDArray[Any],
+    right: npt.NDArray[Any],
+    is_leaf: npt.NDArray[np.bool_],
+    feature: npt.NDArray[Any],
+    width: int,
+) -> npt.NDArray[np.float64]:
+    """For each node, how many splits on each column lie on the path from the root to it."""
+    import numpy as np
+
+    paths = np.zeros((len(left), width))
+    stack = [0]
+    while stack:
+        node = stack.pop()
+        if is_leaf[node]:
+            continue
+        for child in (int(left[node]), int(right[node])):
+            paths[child] = paths[node]
+            paths[child, feature[node]] += 1
+            stack.append(child)
+    return paths
