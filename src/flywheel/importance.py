@@ -27,7 +27,7 @@ Cost is measured on the same holdout rows, per feature:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from flywheel.config import FeatureSettings, ImportanceSettings, Metric
@@ -247,26 +247,16 @@ def _tree_visits(estimator: Any, matrix: npt.NDArray[np.float64]) -> npt.NDArray
 
     visits = np.zeros(matrix.shape[1])
     if hasattr(estimator, "_predictors"):  # HistGradientBoosting*
-        from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
-
-        known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
-        for iteration in estimator._predictors:
-            for tree in iteration:
-                # The tree's own traversal, with each leaf's value replaced by its index.
-                nodes = tree.nodes.copy()
-                nodes["value"] = np.arange(len(nodes))
-                marked = TreePredictor(
-                    nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets
-                )
-                leaves = marked.predict(matrix, known, f_idx_map, 1).astype(np.intp)
-                paths = _path_splits(
-                    nodes["left"],
-                    nodes["right"],
-                    nodes["is_leaf"].astype(bool),
-                    nodes["feature_idx"],
-                    matrix.shape[1],
-                )
-                visits += paths[leaves].sum(axis=0)
+        for tree, leaves in reached_leaves(estimator, matrix):
+            nodes = tree.nodes
+            paths = _path_splits(
+                nodes["left"],
+                nodes["right"],
+                nodes["is_leaf"].astype(bool),
+                nodes["feature_idx"],
+                matrix.shape[1],
+            )
+            visits += paths[leaves].sum(axis=0)
         return visits
     trees = getattr(estimator, "estimators_", None)
     if trees is None:
@@ -280,6 +270,26 @@ def _tree_visits(estimator: Any, matrix: npt.NDArray[np.float64]) -> npt.NDArray
         counts = np.asarray(reached.sum(axis=0)).ravel()
         np.add.at(visits, tree.tree_.feature[split], counts[split])
     return visits
+
+
+def reached_leaves(
+    estimator: Any, matrix: npt.NDArray[np.float64]
+) -> Iterator[tuple[Any, npt.NDArray[np.intp]]]:
+    """Each tree of a fitted HistGradientBoosting model, and the node each row ends in.
+
+    The tree's own traversal (the one prediction uses, with its handling of missing
+    values and categories), run on a copy whose leaves hold their own index as value.
+    """
+    import numpy as np
+    from sklearn.ensemble._hist_gradient_boosting.predictor import TreePredictor
+
+    known, f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
+    for iteration in estimator._predictors:
+        for tree in iteration:
+            nodes = tree.nodes.copy()
+            nodes["value"] = np.arange(len(nodes))
+            marked = TreePredictor(nodes, tree.binned_left_cat_bitsets, tree.raw_left_cat_bitsets)
+            yield tree, marked.predict(matrix, known, f_idx_map, 1).astype(np.intp)
 
 
 def _path_splits(

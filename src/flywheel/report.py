@@ -261,7 +261,7 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
     if c.importance:
         figures.append(
             (
-                "Candidate's permutation importance on its holdout",
+                "Permutation importance on the holdout, with t intervals",
                 importance_figure(c.importance),
             )
         )

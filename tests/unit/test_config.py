@@ -80,6 +80,14 @@ def test_environment_and_set_override_the_file_in_order(tmp_path: Path) -> None:
             "is not a categorical feature",
         ),
         ("features:\n  numeric: [a, a]\n", "column 'a' is listed twice"),
+        (
+            "promotion:\n  importance:\n    unimportant_features: drop\n",
+            "promotion.importance.unimportant_features (f.yaml:3): Input should be 'allow' or 'refuse'",
+        ),
+        (
+            "promotion:\n  importance:\n    repeats: 1\n",
+            "promotion.importance.repeats (f.yaml:3): Input should be greater than or equal to 2",
+        ),
         ("storage: [1, 2]\n", "storage (f.yaml:1): Input should be an object"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("model: {params: [unclosed\n", "not valid YAML"),

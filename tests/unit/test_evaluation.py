@@ -134,3 +134,19 @@ def test_flat_metrics_name_role_split_and_metric_and_skip_what_is_missing() -> N
         "candidate_holdout_roc_auc": 0.8,
         "candidate_holdout_log_loss": 0.4,
     }
+
+
+def test_flat_metrics_carry_each_features_mean_importance() -> None:
+    result = {
+        "candidate": {
+            "newest": {"roc_auc": 0.8},
+            "holdout": None,
+            "importance": {"income": {"mean": 0.0412345678, "low": 0.03}, "age": {"mean": -0.001}},
+        },
+        "production": None,
+    }
+    assert flat_metrics(result) == {
+        "candidate_newest_roc_auc": 0.8,
+        "candidate_importance_income": 0.041235,
+        "candidate_importance_age": -0.001,
+    }

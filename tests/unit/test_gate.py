@@ -1,9 +1,18 @@
-"""The promotion policy: minimum metric, maximum regression and per-slice checks."""
+"""The promotion policy: minimum metric, maximum regression, per-slice and importance checks."""
 
 from __future__ import annotations
 
-from flywheel.config import PromotionSettings, SliceCheck
-from flywheel.evaluation import Curve, Evaluation, ModelEvaluation, Scores, SliceScore
+import pytest
+
+from flywheel.config import ImportanceSettings, PromotionSettings, SliceCheck
+from flywheel.evaluation import (
+    Curve,
+    Evaluation,
+    FeatureImportance,
+    ModelEvaluation,
+    Scores,
+    SliceScore,
+)
 from flywheel.gate import decide
 
 
@@ -119,3 +128,52 @@ def test_a_floor_production_already_fails_does_not_hold_back_a_candidate_no_wors
     # and where production meets the floor, the floor holds as before
     healthy = _model("production", 0.70, {"north": 0.71, "south": 0.72})
     assert not decide(_evaluation(better, healthy), POLICY).blessed
+
+
+def _importance(low: float, high: float) -> FeatureImportance:
+    return FeatureImportance(
+        mean=(low + high) / 2,
+        std=0.01,
+        low=low,
+        high=high,
+        preprocess_us_per_row=1.0,
+        preprocess_share=0.5,
+        scoring_share=0.5,
+        bytes_per_row=16.0,
+        encoded_columns=1,
+    )
+
+
+REFUSE = POLICY.model_copy(update={"importance": ImportanceSettings(unimportant_features="refuse")})
+
+
+@pytest.mark.parametrize(("low", "high"), [(-0.002, 0.004), (-0.02, -0.01), (0.0, 0.01)])
+def test_the_refuse_policy_refuses_a_feature_whose_importance_does_not_lie_above_zero(
+    low: float, high: float
+) -> None:
+    # given a candidate with one feature that matters and one whose interval reaches zero
+    candidate = _model("candidate", 0.85).model_copy(
+        update={"importance": {"income": _importance(0.05, 0.08), "age": _importance(low, high)}}
+    )
+    # when the policy refuses features that add nothing
+    decision = decide(_evaluation(candidate, None), REFUSE)
+    # then it is not blessed, naming the feature and its interval
+    assert not decision.blessed
+    assert decision.reasons == [
+        f"feature age: permutation importance {(low + high) / 2:+.4f}, 95% interval "
+        f"[{low:+.4f}, {high:+.4f}] does not lie above zero: the feature adds nothing measurable"
+    ]
+    checks = {c.name: c for c in decision.checks}
+    assert checks["importance income"].passed and checks["importance income"].measured == 0.05
+    assert (checks["importance age"].measured, checks["importance age"].threshold) == (low, 0.0)
+    # and by default (allow) the same candidate is blessed, with no importance checks
+    allowed = decide(_evaluation(candidate, None), POLICY)
+    assert allowed.blessed and not any(c.name.startswith("importance") for c in allowed.checks)
+
+
+def test_the_refuse_policy_refuses_a_candidate_whose_importance_was_not_measured() -> None:
+    decision = decide(_evaluation(_model("candidate", 0.85), None), REFUSE)
+    assert not decision.blessed
+    assert decision.reasons == [
+        "feature importance was not measured, and the policy refuses features that add nothing"
+    ]

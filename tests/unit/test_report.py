@@ -1,9 +1,11 @@
-"""The HTML evaluation report: numbers in the table, four embedded plots, and escaped text."""
+"""The HTML evaluation report: numbers in the table, embedded plots, importance beside cost,
+and escaped text."""
 
 from __future__ import annotations
 
 import base64
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,13 +13,21 @@ import pytest
 
 from flywheel.evaluation import (
     Evaluation,
+    FeatureImportance,
     ModelEvaluation,
     calibration,
     roc,
     score,
     slice_scores,
 )
-from flywheel.report import confusion_figure, evaluation_page, html_page, number
+from flywheel.report import (
+    confusion_figure,
+    costly,
+    evaluation_page,
+    html_page,
+    importance_rows,
+    number,
+)
 
 PNG = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
@@ -122,3 +132,53 @@ def test_confusion_matrices_are_drawn_side_by_side(
     # PNG width is the big-endian integer at bytes 16..20 of the IHDR chunk.
     width = int.from_bytes(one[16:20], "big"), int.from_bytes(two[16:20], "big")
     assert two.startswith(b"\x89PNG") and width[1] > 1.5 * width[0]
+
+
+def _feature(low: float, high: float, preprocess: float, scoring: float, memory: float) -> Any:
+    return FeatureImportance(
+        mean=(low + high) / 2,
+        std=0.01,
+        low=low,
+        high=high,
+        preprocess_us_per_row=preprocess * 10,
+        preprocess_share=preprocess,
+        scoring_share=scoring,
+        bytes_per_row=memory,
+        encoded_columns=1,
+    )
+
+
+def test_importance_is_plotted_and_tabled_beside_cost_marking_a_costly_feature_that_adds_nothing(
+    candidate: ModelEvaluation,
+) -> None:
+    # given a candidate whose postcode costs most and adds nothing, and whose age adds
+    # nothing at little cost
+    importance = {
+        "income": _feature(0.05, 0.09, 0.2, 0.1, 16.0),
+        "age": _feature(-0.01, 0.002, 0.2, 0.1, 16.0),
+        "postcode": _feature(-0.004, 0.001, 0.6, 0.8, 500.0),
+    }
+    with_importance = candidate.model_copy(
+        update={"importance": importance, "importance_method": "permutation importance of x"}
+    )
+    evaluation = Evaluation(
+        metric="roc_auc", newest_batch="2026-01-14", candidate=with_importance, production=None
+    )
+    # when rendered
+    page = evaluation_page(evaluation, "first")
+    # then a fifth plot shows the importances, and a table sets each beside its cost
+    pngs = _pngs(page)
+    assert len(pngs) == 5 and pngs[4].startswith(b"\x89PNG")
+    assert re.findall(r"<figcaption>([^<]*)</figcaption>", page)[4] == (
+        "Permutation importance on the holdout, with t intervals"
+    )
+    assert "Measured: permutation importance of x." in page
+    assert (
+        "<tr><td>income</td><td>+0.0700</td><td>[+0.0500, +0.0900]</td><td>2.00</td>"
+        "<td>20.0%</td><td>10.0%</td><td>16.0</td><td></td></tr>"
+    ) in page
+    # and the costly feature that adds nothing stands out from the cheap one
+    assert "<td>500.0</td><td>COSTLY, ADDS NOTHING</td></tr>" in page
+    assert "<tr><td>age</td>" in page and "<td>16.0</td><td>adds nothing</td></tr>" in page
+    assert [row[0] for row in importance_rows(importance)] == ["income", "postcode", "age"]
+    assert costly(importance, "postcode") and not costly(importance, "age")

@@ -10,6 +10,9 @@ from kfp import dsl
 
 from conftest import Trained, artifact, assert_used, step_outputs
 from flywheel.components.evaluate.component import evaluate
+from flywheel.config import FeatureSettings
+
+FEATURES = FeatureSettings()
 
 
 def inputs(trained: Trained) -> dict[str, Any]:
@@ -30,6 +33,15 @@ def assert_evaluated(evaluation: Path, report: Path, metrics: dict[str, Any]) ->
     newest = result["candidate"]["newest"]["roc_auc"]
     assert metrics["candidate_newest_roc_auc"] == pytest.approx(newest, abs=1e-6)
     assert "<img" in report.read_text()
+    # and each feature's importance and cost, recorded for the registry and the UI
+    importance = result["candidate"]["importance"]
+    assert set(importance) == {*FEATURES.numeric, *FEATURES.categorical}
+    for name, measured in importance.items():
+        assert measured["low"] <= measured["mean"] <= measured["high"]
+        assert metrics[f"candidate_importance_{name}"] == pytest.approx(measured["mean"], abs=1e-6)
+    assert sum(m["scoring_share"] for m in importance.values()) == pytest.approx(1.0)
+    assert importance["credit_score"]["low"] > 0  # the generator's label leans on it
+    assert "What each feature adds, and what it costs" in report.read_text()
 
 
 def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_path: Path) -> None:

@@ -1,0 +1,174 @@
+"""Feature importance and cost: a planted signal matters, planted noise does not, and the
+costs are measured, attributed to the right feature and sum to one."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.inspection import permutation_importance
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
+from threadpoolctl import threadpool_limits
+
+from flywheel.config import FeatureSettings, ImportanceSettings, ModelSettings
+from flywheel.importance import (
+    ImportanceError,
+    encoded_owners,
+    measure,
+    permutation,
+    preprocess_seconds,
+    reached_leaves,
+)
+from flywheel.predictor import feature_frame
+from flywheel.training import TrainResult, train
+
+# The label follows `signal`; `noise` and `colour` are drawn independently of it, and
+# `postcode` is noise with sixty long values: costly to encode, keep and score.
+FEATURES = FeatureSettings(
+    label="y", numeric=("signal", "noise"), categorical=("colour", "postcode")
+)
+SETTINGS = ImportanceSettings()
+
+
+def _frame(rows: int = 1200, seed: int = 7) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(
+        {
+            "signal": rng.normal(size=rows),
+            "noise": rng.normal(size=rows),
+            "colour": rng.choice(["red", "green", "blue"], rows),
+            "postcode": rng.choice([f"PC-{i:03d}-a-long-district-name" for i in range(60)], rows),
+        }
+    )
+    frame["y"] = (frame["signal"] + rng.normal(0, 0.7, rows) > 0).astype("int64")
+    return frame
+
+
+def _train(estimator: str, **params: Any) -> TrainResult:
+    # One OpenMP thread: on a busy machine, more make a small fit take seconds.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        return train(
+            _frame(), FEATURES, ModelSettings(estimator=estimator, params=params), "roc_auc"
+        )
+
+
+@pytest.fixture(scope="module")
+def boosted() -> TrainResult:
+    return _train("sklearn.ensemble.HistGradientBoostingClassifier", max_iter=20)
+
+
+@pytest.fixture(scope="module")
+def linear() -> TrainResult:
+    return _train("sklearn.linear_model.LogisticRegression")
+
+
+def test_a_feature_that_drives_the_label_matters_and_planted_noise_does_not(
+    boosted: TrainResult,
+) -> None:
+    # when the importance of each feature is measured on the holdout
+    measured, method = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    # then the signal's interval lies above zero, and no noise feature's does (an interval
+    # over the shuffles alone may even lie below zero: the model fits noise in training)
+    assert measured["signal"].low > 0.1 and measured["signal"].matters
+    for name in ("noise", "colour"):
+        assert measured[name].low <= 0 and not measured[name].matters, name
+    # and the interval is a t interval around the mean of the repeats
+    signal = measured["signal"]
+    assert signal.low < signal.mean < signal.high and signal.std > 0
+    half = 2.7764451051977934 * signal.std / np.sqrt(5)  # t(0.975, 4 degrees of freedom)
+    assert (signal.low, signal.high) == pytest.approx((signal.mean - half, signal.mean + half))
+    assert "permutation importance of roc_auc on 240 holdout rows, 5 seeded" in method
+
+
+@pytest.mark.parametrize("model", ["boosted", "linear"])
+def test_shuffling_encoded_columns_gives_scikit_learns_permutation_importance(
+    model: str, request: pytest.FixtureRequest
+) -> None:
+    # given a model, and its holdout as the raw frame and as the encoded matrix
+    trained: TrainResult = request.getfixturevalue(model)
+    x = feature_frame(trained.holdout, FEATURES.numeric, FEATURES.categorical)
+    y = trained.holdout["y"]
+    preprocess, estimator = trained.model.steps[0][1], trained.model.steps[1][1]
+    owners = encoded_owners(preprocess, FEATURES.columns)
+    # when importance is measured on the encoded matrix (one-hot columns shuffled together)
+    settings = ImportanceSettings(repeats=3)
+    ours = permutation(estimator, preprocess.transform(x), y, owners, "roc_auc", settings, seed=3)
+    # then it is what scikit-learn measures by shuffling the raw rows through the Pipeline
+    with threadpool_limits(limits=1, user_api="openmp"):
+        theirs = permutation_importance(
+            trained.model, x, y, scoring="roc_auc", n_repeats=3, random_state=3
+        )
+    for name, mean, std in zip(
+        x.columns, theirs.importances_mean, theirs.importances.std(axis=1, ddof=1), strict=True
+    ):
+        assert (ours[name]["mean"], ours[name]["std"]) == pytest.approx((mean, std), abs=1e-12)
+
+
+def test_scoring_work_of_a_linear_model_is_its_share_of_encoded_columns(
+    linear: TrainResult,
+) -> None:
+    measured, method = measure(linear.model, linear.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    # then sixty one-hot columns make the postcode most of the work and of the memory
+    widths = {name: m.encoded_columns for name, m in measured.items()}
+    assert widths == {"signal": 1, "noise": 1, "colour": 3, "postcode": 60}
+    assert measured["postcode"].scoring_share == pytest.approx(60 / 65)
+    assert measured["postcode"].bytes_per_row > 60 * 8 > 10 * measured["signal"].bytes_per_row
+    assert measured["signal"].bytes_per_row == 8 + 8  # a float64 in, a float64 encoded
+    assert "share of encoded columns" in method
+    # and each cost is a share of the whole
+    for share in ("preprocess_share", "scoring_share"):
+        assert sum(getattr(m, share) for m in measured.values()) == pytest.approx(1.0)
+    assert all(m.preprocess_us_per_row > 0 for m in measured.values())
+
+
+def test_scoring_work_of_boosted_trees_counts_the_splits_each_row_passes(
+    boosted: TrainResult,
+) -> None:
+    preprocess, estimator = boosted.model.steps[0][1], boosted.model.steps[1][1]
+    x = feature_frame(boosted.holdout, FEATURES.numeric, FEATURES.categorical)
+    encoded = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
+    # given the leaf each holdout row reaches in each tree
+    reached = list(reached_leaves(estimator, encoded))
+    # then they are the leaves prediction adds up
+    raw = sum(tree.nodes["value"][leaves] for tree, leaves in reached)
+    expected = estimator.decision_function(encoded) - estimator._baseline_prediction.ravel()
+    assert np.allclose(raw, expected, atol=1e-9)
+    assert all(tree.nodes["is_leaf"][leaves].all() for tree, leaves in reached)
+    # and the visits counted are every split on the way there: the depths of those leaves
+    measured, method = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    assert "decision-node visits" in method
+    depth = sum(int(tree.nodes["depth"][leaves].sum()) for tree, leaves in reached)
+    assert depth > 0
+    shares = {name: m.scoring_share for name, m in measured.items()}
+    assert sum(shares.values()) == pytest.approx(1.0)
+    # and the feature the trees lean on takes the largest share
+    assert max(shares, key=lambda n: shares[n]) == "signal"
+
+
+def _slow(values: Any) -> Any:
+    time.sleep(0.01)
+    return values
+
+
+def test_preprocessing_time_falls_on_the_feature_whose_transformer_is_slow() -> None:
+    # given a fitted preprocessing step in which one feature's transformer sleeps
+    frame = _frame(rows=200)
+    features = FeatureSettings(label="y", numeric=("signal", "noise"), categorical=())
+    preprocess = ColumnTransformer(
+        [("slow", FunctionTransformer(_slow), ["signal"]), ("fast", StandardScaler(), ["noise"])]
+    ).fit(frame)
+    # when each feature's preprocessing is timed
+    seconds = preprocess_seconds(preprocess, frame, features)
+    # then the slow one takes nearly all of it
+    assert seconds["signal"] >= 0.01 > 5 * seconds["noise"]
+
+
+def test_a_model_without_the_training_pipelines_shape_is_refused_by_name() -> None:
+    frame = _frame(rows=100)
+    model = StandardScaler().fit(frame[["signal"]])
+    with pytest.raises(ImportanceError, match="the model is a StandardScaler, not a Pipeline"):
+        measure(model, frame, FEATURES, "roc_auc", SETTINGS, 42)
