@@ -60,15 +60,19 @@ def measure(
     """Each feature's permutation importance and cost on the holdout, and how both were measured."""
     import numpy as np
     import pandas as pd
+    from sklearn import config_context
     from threadpoolctl import threadpool_limits
 
     x = feature_frame(holdout, features.numeric, features.categorical)
     y = pd.to_numeric(holdout[features.label]).astype("int64")
     preprocess, estimator = _steps(model)
     owners = encoded_owners(preprocess, features.columns)
-    # Dozens of small predictions: OpenMP's thread start-up would cost more than the work,
-    # and far more on a busy machine.
-    with threadpool_limits(limits=1, user_api="openmp"):
+    # Dozens of small predictions of rows already checked: OpenMP's thread start-up and
+    # scikit-learn's argument checks would cost more than the work, far more when busy.
+    with (
+        threadpool_limits(limits=1, user_api="openmp"),
+        config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
         encoded = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
         spread = permutation(estimator, encoded, y, owners, metric, settings, seed)
         seconds = preprocess_seconds(preprocess, holdout, features)
