@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import numpy.typing as npt
     import pandas as pd
 
-_TIMING_RUNS = 3
+_TIMING_RUNS = 5
 _ENCODED_BYTES = 8  # the preprocessed matrix is float64
 
 

@@ -126,19 +126,22 @@ def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
     ax.barh(range(len(names)), means, xerr=errors, color=colours, capsize=3)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_yticks(range(len(names)), names, fontsize=7)
-    ax.set(xlabel="drop in the metric when the feature is shuffled (t interval)")
+    ax.set(xlabel="drop in the metric when shuffled (t interval)")
     ax.invert_yaxis()
     return _png(fig)
 
 
 def costly(importance: Mapping[str, FeatureImportance], name: str) -> bool:
-    """More than an equal share of preprocessing time, scoring work or memory."""
-    equal = 1 / len(importance)
+    """At least twice an equal share of preprocessing time, scoring work or memory.
+
+    Twice, so that the timing noise around an equal share does not mark half the features.
+    """
+    twice = 2 / len(importance)
     memory = sum(m.bytes_per_row for m in importance.values()) or 1.0
     measured = importance[name]
     return (
         max(measured.preprocess_share, measured.scoring_share, measured.bytes_per_row / memory)
-        > equal
+        >= twice
     )
 
 
@@ -269,8 +272,8 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
             (
                 "What each feature adds, and what it costs",
                 f"Measured: {c.importance_method or 'unknown'}. A feature whose interval "
-                "reaches zero adds nothing measurable; marked costly when it takes more "
-                "than an equal share of preprocessing time, scoring work or memory.",
+                "reaches zero adds nothing measurable; marked costly when it takes at least "
+                "twice an equal share of preprocessing time, scoring work or memory.",
                 (IMPORTANCE_HEAD, importance_rows(c.importance)),
             )
         )

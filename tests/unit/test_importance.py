@@ -22,6 +22,7 @@ from flywheel.importance import (
     permutation,
     preprocess_seconds,
     reached_leaves,
+    scoring_work,
 )
 from flywheel.predictor import feature_frame
 from flywheel.training import TrainResult, train
@@ -139,10 +140,12 @@ def test_scoring_work_of_boosted_trees_counts_the_splits_each_row_passes(
     assert np.allclose(raw, expected, atol=1e-9)
     assert all(tree.nodes["is_leaf"][leaves].all() for tree, leaves in reached)
     # and the visits counted are every split on the way there: the depths of those leaves
-    measured, method = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
-    assert "decision-node visits" in method
+    owners = encoded_owners(preprocess, FEATURES.columns)
+    work, unit = scoring_work(estimator, encoded, owners, FEATURES.columns)
     depth = sum(int(tree.nodes["depth"][leaves].sum()) for tree, leaves in reached)
-    assert depth > 0
+    assert sum(work.values()) == depth > 0
+    assert "decision-node visits" in unit
+    measured, _ = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
     shares = {name: m.scoring_share for name, m in measured.items()}
     assert sum(shares.values()) == pytest.approx(1.0)
     # and the feature the trees lean on takes the largest share
