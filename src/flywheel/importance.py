@@ -56,8 +56,11 @@ def measure(
     metric: Metric,
     settings: ImportanceSettings,
     seed: int,
-) -> tuple[dict[str, FeatureImportance], str]:
-    """Each feature's permutation importance and cost on the holdout, and how both were measured."""
+) -> tuple[dict[str, FeatureImportance] | None, str]:
+    """Each feature's permutation importance and cost on the holdout, and how both were measured.
+
+    None, and why, when the holdout holds one class only: nothing can be ranked there.
+    """
     import numpy as np
     import pandas as pd
     from sklearn import config_context
@@ -66,6 +69,8 @@ def measure(
     x = feature_frame(holdout, features.numeric, features.categorical)
     y = pd.to_numeric(holdout[features.label]).astype("int64")
     preprocess, estimator = _steps(model)
+    if y.nunique() < 2:
+        return None, f"not measured: the {len(y)} holdout rows hold one class only"
     owners = encoded_owners(preprocess, features.columns)
     # Dozens of small predictions of rows already checked: OpenMP's thread start-up and
     # scikit-learn's argument checks would cost more than the work, far more when busy.

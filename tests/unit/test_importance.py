@@ -72,6 +72,7 @@ def test_a_feature_that_drives_the_label_matters_and_planted_noise_does_not(
 ) -> None:
     # when the importance of each feature is measured on the holdout
     measured, method = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    assert measured is not None
     # then the signal's interval lies above zero, and no noise feature's does (an interval
     # over the shuffles alone may even lie below zero: the model fits noise in training)
     assert measured["signal"].low > 0.1 and measured["signal"].matters
@@ -113,6 +114,7 @@ def test_scoring_work_of_a_linear_model_is_its_share_of_encoded_columns(
     linear: TrainResult,
 ) -> None:
     measured, method = measure(linear.model, linear.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    assert measured is not None
     # then sixty one-hot columns make the postcode most of the work and of the memory
     widths = {name: m.encoded_columns for name, m in measured.items()}
     assert widths == {"signal": 1, "noise": 1, "colour": 3, "postcode": 60}
@@ -146,6 +148,7 @@ def test_scoring_work_of_boosted_trees_counts_the_splits_each_row_passes(
     assert sum(work.values()) == depth > 0
     assert "decision-node visits" in unit
     measured, _ = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    assert measured is not None
     shares = {name: m.scoring_share for name, m in measured.items()}
     assert sum(shares.values()) == pytest.approx(1.0)
     # and the feature the trees lean on takes the largest share
@@ -175,3 +178,12 @@ def test_a_model_without_the_training_pipelines_shape_is_refused_by_name() -> No
     model = StandardScaler().fit(frame[["signal"]])
     with pytest.raises(ImportanceError, match="the model is a StandardScaler, not a Pipeline"):
         measure(model, frame, FEATURES, "roc_auc", SETTINGS, 42)
+
+
+def test_a_holdout_of_one_class_leaves_importance_unmeasured_and_says_why(
+    linear: TrainResult,
+) -> None:
+    one_class = linear.holdout[linear.holdout["y"] == 1]
+    measured, method = measure(linear.model, one_class, FEATURES, "roc_auc", SETTINGS, 42)
+    assert measured is None
+    assert method == f"not measured: the {len(one_class)} holdout rows hold one class only"
