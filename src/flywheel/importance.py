@@ -2,10 +2,10 @@
 
 Importance is permutation importance on the holdout, as scikit-learn computes it:
 the drop in the promotion metric when one feature's values are shuffled across rows,
-repeated with seeded shuffles. Its interval is a Student t interval of the mean over the repeats,
-so it covers the shuffles' noise only, not the holdout's sampling noise or the
-training's: a feature whose interval lies above zero measurably helps this model on
-these rows.
+repeated with seeded shuffles. Its interval is a Student t interval of the mean over
+the repeats, so it covers the shuffles' noise only, not the holdout's sampling noise
+or the training's: a feature whose interval lies above zero measurably helps this
+model on these rows.
 
 Cost is measured on the same holdout rows, per feature:
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
+from numbers import Integral
 from typing import TYPE_CHECKING, Any
 
 from flywheel.config import FeatureSettings, ImportanceSettings, Metric
@@ -72,6 +73,8 @@ def measure(
     if y.nunique() < 2:
         return None, f"not measured: the {len(y)} holdout rows hold one class only"
     owners = encoded_owners(preprocess, features.columns)
+    # Timed as serving runs it, with scikit-learn's checks.
+    seconds = preprocess_seconds(preprocess, holdout, features)
     # Dozens of small predictions of rows already checked: OpenMP's thread start-up and
     # scikit-learn's argument checks would cost more than the work, far more when busy.
     with (
@@ -80,7 +83,6 @@ def measure(
     ):
         encoded = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
         spread = permutation(estimator, encoded, y, owners, metric, settings, seed)
-        seconds = preprocess_seconds(preprocess, holdout, features)
         visits, scoring = scoring_work(estimator, encoded, owners, features.columns)
     memory = x.memory_usage(deep=True, index=False)
     rows = max(len(x), 1)
@@ -136,14 +138,14 @@ def permutation(
     quantile = float(stats.t.ppf(0.5 + settings.confidence / 2, df=n - 1))
     out = {}
     for name in dict.fromkeys(owners):
-        columns = [i for i, owner in enumerate(owners) if owner == name]
+        columns = np.flatnonzero(np.asarray(owners) == name)
         state = check_random_state(feature_seed)
         shuffled = encoded.copy()
         order = np.arange(len(shuffled))
         drops = []
         for _ in range(n):
             state.shuffle(order)
-            shuffled[:, columns] = shuffled[order][:, columns]
+            shuffled[:, columns] = shuffled[np.ix_(order, columns)]
             drops.append(baseline - scorer(estimator, shuffled, y))
         mean, std = float(np.mean(drops)), float(np.std(drops, ddof=1))
         half = quantile * std / np.sqrt(n)
@@ -172,7 +174,7 @@ def _groups(preprocess: Any, columns: Sequence[str]) -> list[tuple[Any, list[str
     names = list(getattr(preprocess, "feature_names_in_", columns))
     out = []
     for _, transformer, selected in preprocess.transformers_:
-        picked = [names[c] if isinstance(c, int) else str(c) for c in list(selected)]
+        picked = [names[c] if isinstance(c, Integral) else str(c) for c in list(selected)]
         if transformer != "drop" and picked:
             out.append((transformer, picked))
     return out
