@@ -221,6 +221,11 @@ class ImportanceSettings(Strict):
 
     repeats: int = Field(default=5, ge=2, le=100, description="Shuffles per feature")
     confidence: float = Field(default=0.95, gt=0.5, lt=1, description="Of the t interval")
+    resample: bool = Field(
+        default=True,
+        description="Score each repeat on a bootstrap resample of the holdout, so that the "
+        "interval covers the holdout's sampling noise too, not only the shuffles'",
+    )
     unimportant_features: Literal["allow", "refuse"] = Field(
         default="allow",
         description="refuse: the gate refuses a model with a feature whose importance "

@@ -2,10 +2,15 @@
 
 Importance is permutation importance on the holdout, as scikit-learn computes it:
 the drop in the promotion metric when one feature's values are shuffled across rows,
-repeated with seeded shuffles. Its interval is a Student t interval of the mean over
-the repeats, so it covers the shuffles' noise only, not the holdout's sampling noise
-or the training's: a feature whose interval lies above zero measurably helps this
-model on these rows.
+repeated with seeded shuffles, and a Student t interval with n-1 degrees of freedom
+over the repeats. With `resample` (the default) each repeat scores a seeded bootstrap
+resample of the holdout rows, and the interval is the mean plus or minus t times the
+repeats' standard deviation: the bootstrap's spread estimates how much the importance
+would vary from one holdout to another. Without it, the interval is of the mean drop
+over the shuffles (t times the standard error) on these very rows, and a pure-noise
+feature that happens to correlate with the label on a few hundred rows gets a narrow
+interval above zero. Neither covers the training's noise: a feature whose interval
+lies above zero measurably helps this model, on rows like these.
 
 Cost is measured on the same holdout rows, per feature:
 
@@ -101,8 +106,14 @@ def measure(
         )
     method = (
         f"permutation importance of {metric} on {len(x)} holdout rows, "
-        f"{settings.repeats} seeded shuffles per feature, {settings.confidence:.0%} t interval "
-        f"of the mean; preprocessing: each feature's own conversion and transformer, timed; "
+        f"{settings.repeats} seeded shuffles per feature"
+        + (
+            f" each on a bootstrap resample, {settings.confidence:.0%} t interval of the "
+            "importance (t times the repeats' standard deviation)"
+            if settings.resample
+            else f", {settings.confidence:.0%} t interval of the mean drop"
+        )
+        + "; preprocessing: each feature's own conversion and transformer, timed; "
         f"scoring: {scoring}; memory: input bytes per row plus 8 per encoded column"
     )
     return out, method
@@ -124,7 +135,8 @@ def permutation(
     each feature's columns alone and row by row, so shuffling a feature's rows and then
     encoding equals encoding and then shuffling the feature's encoded columns together:
     this shuffles those, with exactly the shuffles `permutation_importance` draws for
-    `seed` (a test checks that the two agree).
+    `seed`. Without `settings.resample` the two agree (a test checks it); with it, each
+    repeat's baseline and shuffled scores are taken on that repeat's bootstrap rows.
     """
     import numpy as np
     from scipy import stats
@@ -132,9 +144,14 @@ def permutation(
     from sklearn.utils import check_random_state
 
     scorer = get_scorer(SCORERS[metric])
-    baseline = scorer(estimator, encoded, y)
-    feature_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
     n = settings.repeats
+    labels = np.asarray(y)
+    draws = _draws(labels, n, seed) if settings.resample else [np.arange(len(labels))] * n
+    full = None if settings.resample else scorer(estimator, encoded, labels)
+    baselines = [
+        full if full is not None else scorer(estimator, encoded[d], labels[d]) for d in draws
+    ]
+    feature_seed = check_random_state(seed).randint(np.iinfo(np.int32).max + 1)
     quantile = float(stats.t.ppf(0.5 + settings.confidence / 2, df=n - 1))
     out = {}
     for name in dict.fromkeys(owners):
@@ -143,14 +160,29 @@ def permutation(
         shuffled = encoded.copy()
         order = np.arange(len(shuffled))
         drops = []
-        for _ in range(n):
+        for draw, baseline in zip(draws, baselines, strict=True):
             state.shuffle(order)
             shuffled[:, columns] = shuffled[np.ix_(order, columns)]
-            drops.append(baseline - scorer(estimator, shuffled, y))
+            drops.append(baseline - scorer(estimator, shuffled[draw], labels[draw]))
         mean, std = float(np.mean(drops)), float(np.std(drops, ddof=1))
-        half = quantile * std / np.sqrt(n)
+        # Resampled, the repeats' spread is the estimate's own standard error; shuffled
+        # only, the interval is of their mean, the expected drop on these very rows.
+        half = quantile * std * (1.0 if settings.resample else 1 / np.sqrt(n))
         out[name] = {"mean": mean, "std": std, "low": mean - half, "high": mean + half}
     return out
+
+
+def _draws(labels: npt.NDArray[Any], n: int, seed: int) -> list[npt.NDArray[np.intp]]:
+    """`n` seeded bootstrap resamples of the rows, each holding both classes."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    draws: list[npt.NDArray[np.intp]] = []
+    while len(draws) < n:
+        draw = rng.integers(0, len(labels), len(labels))
+        if len(np.unique(labels[draw])) > 1:
+            draws.append(draw)
+    return draws
 
 
 def _steps(model: Any) -> tuple[Any, Any]:

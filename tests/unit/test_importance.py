@@ -78,12 +78,27 @@ def test_a_feature_that_drives_the_label_matters_and_planted_noise_does_not(
     assert measured["signal"].low > 0.1 and measured["signal"].matters
     for name in ("noise", "colour"):
         assert measured[name].low <= 0 and not measured[name].matters, name
-    # and the interval is a t interval around the mean of the repeats
+    # and the interval is the mean plus or minus t times the bootstrap repeats' spread
     signal = measured["signal"]
     assert signal.low < signal.mean < signal.high and signal.std > 0
-    half = 2.7764451051977934 * signal.std / np.sqrt(5)  # t(0.975, 4 degrees of freedom)
+    half = 2.7764451051977934 * signal.std  # t(0.975, 4 degrees of freedom)
     assert (signal.low, signal.high) == pytest.approx((signal.mean - half, signal.mean + half))
     assert "permutation importance of roc_auc on 240 holdout rows, 5 seeded" in method
+    assert "each on a bootstrap resample" in method
+
+
+def test_without_resampling_the_interval_is_of_the_mean_drop_on_these_rows(
+    boosted: TrainResult,
+) -> None:
+    # given the shuffles alone, on the holdout as it is
+    settings = ImportanceSettings(resample=False)
+    measured, method = measure(boosted.model, boosted.holdout, FEATURES, "roc_auc", settings, 42)
+    assert measured is not None
+    # then the interval is t times the standard error of the repeats' mean
+    signal = measured["signal"]
+    half = 2.7764451051977934 * signal.std / np.sqrt(5)
+    assert (signal.low, signal.high) == pytest.approx((signal.mean - half, signal.mean + half))
+    assert "95% t interval of the mean drop" in method
 
 
 @pytest.mark.parametrize("model", ["boosted", "linear"])
@@ -97,7 +112,7 @@ def test_shuffling_encoded_columns_gives_scikit_learns_permutation_importance(
     preprocess, estimator = trained.model.steps[0][1], trained.model.steps[1][1]
     owners = encoded_owners(preprocess, FEATURES.columns)
     # when importance is measured on the encoded matrix (one-hot columns shuffled together)
-    settings = ImportanceSettings(repeats=3)
+    settings = ImportanceSettings(repeats=3, resample=False)
     ours = permutation(estimator, preprocess.transform(x), y, owners, "roc_auc", settings, seed=3)
     # then it is what scikit-learn measures by shuffling the raw rows through the Pipeline
     with threadpool_limits(limits=1, user_api="openmp"):

@@ -40,7 +40,6 @@ def assert_evaluated(evaluation: Path, report: Path, metrics: dict[str, Any]) ->
         assert measured["low"] <= measured["mean"] <= measured["high"]
         assert metrics[f"candidate_importance_{name}"] == pytest.approx(measured["mean"], abs=1e-6)
     assert sum(m["scoring_share"] for m in importance.values()) == pytest.approx(1.0)
-    assert importance["credit_score"]["low"] > 0  # the generator's label leans on it
     assert "What each feature adds, and what it costs" in report.read_text()
 
 
