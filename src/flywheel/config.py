@@ -203,6 +203,11 @@ class ContractSettings(Strict):
         pattern=r"^[A-Z_][A-Z0-9_]*$",
         description="Variable holding the salt of `pii: hash` (its name, never the salt)",
     )
+    pii_salt_secret: Name = Field(
+        default="flywheel-pii",
+        description="Secret on the cluster whose key named pii_salt_env holds the salt; the "
+        "pipeline's ingest step reads it when it exists",
+    )
     pii_features: tuple[Column, ...] = Field(
         default=(),
         description="pii columns allowed as model features, by name (hashed: needs pii: hash)",
