@@ -93,16 +93,16 @@ def test_a_planted_pii_column_reaches_no_file_of_a_run_nor_the_prediction_log(
     model.close()
     # then the request is refused naming the field, not its value
     assert "ssn" in str(refused.value) and not SSN.search(str(refused.value).encode())
-    # and the window holds the salted HMAC-SHA256 of each number, not the number
-    window = pd.read_parquet(tmp_path / "work" / "window" / f"{days[0]}.parquet")
-    raw = _ssn(days[0], len(window))
-    expected = [hmac.new(SALT.encode(), v.encode(), hashlib.sha256).hexdigest() for v in raw]
-    assert window["ssn"].tolist() == expected
     # and no file the run wrote, no file of the registered version and no log holds one
     written = [tmp_path / "work", Path(settings.storage.uri)]
     assert (Path(settings.storage.uri) / "predictions").is_dir()
     leaks = [str(path) for root in written for path, text in _texts(root) if SSN.search(text)]
     assert leaks == []
+    # and the window holds the salted HMAC-SHA256 of each number, not the number
+    window = pd.read_parquet(tmp_path / "work" / "window" / f"{days[0]}.parquet")
+    raw = _ssn(days[0], len(window))
+    expected = [hmac.new(SALT.encode(), v.encode(), hashlib.sha256).hexdigest() for v in raw]
+    assert window["ssn"].tolist() == expected
     # and the contract stored with the version records the tag
     contract = json.loads(Registry.from_settings(settings).read("v1", "contract.json"))
     assert contract["columns"]["ssn"] == {"pii": True, "sensitive": False, "source": "crm"}
