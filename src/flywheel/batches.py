@@ -53,10 +53,22 @@ class Scrub:
         """The salted HMAC-SHA256 of a value's text, in hex."""
         return hmac.new(self.salt, str(value).encode(), hashlib.sha256).hexdigest()
 
-    def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-        """The frame without raw pii, and the pii columns it carried."""
+    def _digests(self, values: pd.Series) -> list[str | None]:
         import pandas as pd
 
+        keyed = hmac.new(self.salt, digestmod=hashlib.sha256)  # keyed once, copied per value
+        done: dict[object, str | None] = {}
+        for value in pd.unique(values):
+            if pd.isna(value):
+                done[value] = None
+            else:
+                one = keyed.copy()
+                one.update(str(value).encode())
+                done[value] = one.hexdigest()
+        return [done[v] for v in values]
+
+    def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+        """The frame without raw pii, and the pii columns it carried."""
         found = [c for c in self.columns if c in frame.columns]
         if not found:
             return frame, found
@@ -64,7 +76,7 @@ class Scrub:
             return frame.drop(columns=found), found
         frame = frame.copy()
         for name in found:
-            frame[name] = [None if pd.isna(v) else self.digest(v) for v in frame[name]]
+            frame[name] = self._digests(frame[name])
         return frame, found
 
 
@@ -97,6 +109,23 @@ def parse(name: str, raw: bytes) -> pd.DataFrame:
     except Exception as error:  # each reader raises its own family of errors
         kind = "Parquet" if name.endswith(".parquet") else "CSV"
         raise BatchError(f"batch {name} is not readable {kind}: {error}") from None
+
+
+def columns(name: str, raw: bytes) -> list[str]:
+    """A batch file's column names, from its Parquet schema or CSV header alone."""
+    import csv
+
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return [
+                str(c) for c in pq.read_schema(io.BytesIO(raw)).names if c != "__index_level_0__"
+            ]
+        header = raw.split(b"\n", 1)[0].decode().rstrip("\r")
+        return next(csv.reader([header]), [])
+    except Exception:  # the full read names the problem
+        return list(map(str, parse(name, raw).columns))
 
 
 def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
@@ -212,11 +241,11 @@ def collect(
         raw = source.store.read(batch.key)
         entry: dict[str, Any] = {"day": batch.day.isoformat(), "file": batch.name}
         if scrub is not None and scrub.columns:
-            frame = parse(source.store.location(batch.key), raw)
-            cleaned, found = scrub.apply(frame)
+            where = source.store.location(batch.key)
             # Column names only: what the source check at validate needs, never a value.
-            entry["columns"] = [str(c) for c in frame.columns]
-            if found:
+            entry["columns"] = columns(where, raw)
+            if set(scrub.columns) & set(entry["columns"]):
+                cleaned, found = scrub.apply(parse(where, raw))
                 entry["pii"] = {"mode": scrub.mode, "columns": found}
                 entry["source_sha256"] = hashlib.sha256(raw).hexdigest()
                 raw = serialise(cleaned, batch.format)
