@@ -56,15 +56,8 @@ class Scrub:
     def _digests(self, values: pd.Series) -> list[str | None]:
         import pandas as pd
 
-        keyed = hmac.new(self.salt, digestmod=hashlib.sha256)  # keyed once, copied per value
-        done: dict[object, str | None] = {}
-        for value in pd.unique(values):
-            if pd.isna(value):
-                done[value] = None
-            else:
-                one = keyed.copy()
-                one.update(str(value).encode())
-                done[value] = one.hexdigest()
+        # Once per distinct value: a pii category repeats, an identifier does not.
+        done = {v: None if pd.isna(v) else self.digest(v) for v in pd.unique(values)}
         return [done[v] for v in values]
 
     def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
