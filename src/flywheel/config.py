@@ -39,6 +39,7 @@ OTHER_VARIABLES = {
     "FLYWHEEL_CODE_VERSION": "set by local runs so that code changes invalidate cached steps",
     "FLYWHEEL_GIT_COMMIT": "the commit recorded in lineage when git is not available",
     "FLYWHEEL_IMAGE": "the image CI built, for `flywheel triggers check`'s code-change trigger",
+    "FLYWHEEL_PII_SALT": "the salt of hashed PII columns (contract.pii_salt_env's default)",
 }
 
 Scalar = str | int | float | bool | None
@@ -157,8 +158,22 @@ class DriftSettings(Strict):
     psi_fail: float | None = Field(default=None, gt=0, description="Stop the run above this")
 
 
+class ColumnTags(Strict):
+    """What the contract knows about one column beyond its type: where it comes from and
+    whether it identifies a person (`pii`) or is a protected or otherwise sensitive trait."""
+
+    pii: bool = Field(
+        default=False, description="Identifies a person: dropped or hashed before ingest writes"
+    )
+    sensitive: bool = Field(default=False, description="A protected or otherwise sensitive trait")
+    source: Name | None = Field(
+        default=None, description="The system the column comes from (one of allowed_sources)"
+    )
+
+
 class ContractSettings(Strict):
-    """How far a new batch may stray from the reference data before the run stops."""
+    """How far a new batch may stray from the reference data before the run stops, and what
+    the contract requires of each column's origin and privacy."""
 
     null_rate_tolerance: Fraction = 0.05
     range_tolerance: float = Field(default=0.25, ge=0)
@@ -168,6 +183,57 @@ class ContractSettings(Strict):
     label_balance: Literal["error", "warn"] = "warn"
     min_rows: int = Field(default=50, ge=1)
     drift: DriftSettings = DriftSettings()
+    columns: dict[Column, ColumnTags] = Field(
+        default={},
+        description="Tags by column name: pii, sensitive, source. A tagged column that is not "
+        "a feature may still be carried by the batches (it is not profiled)",
+    )
+    allowed_sources: tuple[Name, ...] = Field(
+        default=(),
+        description="When set, every batch column needs a source tag from this list, "
+        "or the run stops at validate",
+    )
+    pii: Literal["drop", "hash"] = Field(
+        default="drop",
+        description="What ingest does to pii columns before it writes the window: drop them, "
+        "or replace each value by its salted HMAC-SHA256",
+    )
+    pii_salt_env: str = Field(
+        default="FLYWHEEL_PII_SALT",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Variable holding the salt of `pii: hash` (its name, never the salt)",
+    )
+    pii_salt_secret: Name = Field(
+        default="flywheel-pii",
+        description="Secret on the cluster whose key named pii_salt_env holds the salt; the "
+        "pipeline's ingest step reads it when it exists",
+    )
+    pii_features: tuple[Column, ...] = Field(
+        default=(),
+        description="pii columns allowed as model features, by name (hashed: needs pii: hash)",
+    )
+
+    @property
+    def pii_columns(self) -> tuple[str, ...]:
+        """The columns tagged pii."""
+        return tuple(name for name, tags in self.columns.items() if tags.pii)
+
+    @model_validator(mode="after")
+    def _pii_policy(self) -> ContractSettings:
+        if self.pii_salt_env.startswith(ENV_PREFIX) and self.pii_salt_env not in OTHER_VARIABLES:
+            raise ValueError(
+                f"pii_salt_env: {self.pii_salt_env} would be read as a configuration key; "
+                f"name a variable without the {ENV_PREFIX} prefix, or FLYWHEEL_PII_SALT"
+            )
+        for name in self.pii_features:
+            if name not in self.pii_columns:
+                raise ValueError(f"pii_features: {name!r} is not tagged pii under columns")
+            if self.pii == "drop":
+                raise ValueError(
+                    f"pii_features: {name!r} is dropped at ingest (pii: drop), so it can never "
+                    "be a feature; set pii: hash to train on its hashed values"
+                )
+        return self
 
 
 class SearchSettings(Strict):
@@ -742,6 +808,29 @@ class Settings(Strict):
             if check.column not in self.features.categorical:
                 raise ValueError(
                     f"promotion.slices.{i}.column: {check.column!r} is not a categorical feature"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _pii_is_no_feature(self) -> Settings:
+        # A person's identifier in the model would leak through its splits and categories.
+        contract = self.contract
+        for name in contract.pii_columns:
+            if name in (self.features.label, self.features.time_column):
+                raise ValueError(
+                    f"contract.columns.{name}: the label and the time column cannot be pii "
+                    "(they are dropped or hashed at ingest)"
+                )
+            if name in self.features.columns and name not in contract.pii_features:
+                raise ValueError(
+                    f"contract.columns.{name}: a pii column is a feature; list it under "
+                    "contract.pii_features to allow it, or remove it from features"
+                )
+        for name in contract.pii_features:
+            if name not in self.features.categorical:
+                raise ValueError(
+                    f"contract.pii_features: {name!r} is not a categorical feature (hashed "
+                    "values are strings)"
                 )
         return self
 

@@ -47,7 +47,7 @@ def compile_text(settings: Settings) -> str:
 
     from flywheel.pipelines.training import build_training_pipeline
 
-    pipeline = build_training_pipeline(settings.pipeline.resources)
+    pipeline = build_training_pipeline(settings.pipeline.resources, settings.contract.pii_salt_env)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PACKAGE_FILE
         compiler.Compiler().compile(pipeline, str(path))
@@ -479,6 +479,7 @@ def submit(
                 "image": image or "",
                 "image_digest": digest,
                 "s3_secret": settings.pipeline.s3_secret,
+                "pii_secret": settings.contract.pii_salt_secret,
                 "trigger_reason": reason,
                 "trigger_decision": decision,
             },

@@ -23,7 +23,7 @@ from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, 
 from flywheel.storage import open_store
 
 if TYPE_CHECKING:
-    from flywheel import contract, evaluation, gate
+    from flywheel import batches, contract, evaluation, gate
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
@@ -80,8 +80,12 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
             raise batches.BatchError(
                 f"the batches in {source.store.uri} changed while the run was starting; run it again"
             )
-    manifest = batches.collect(source, settings.data.window_days, day, out)
+    manifest = batches.collect(source, settings.data.window_days, day, out, _scrub(settings))
     days = [b["day"] for b in manifest["batches"]]
+    scrubbed = sorted({c for b in manifest["batches"] for c in b.get("pii", {}).get("columns", [])})
+    if scrubbed:
+        done = "dropped" if settings.contract.pii == "drop" else "hashed"
+        log.info("pii column(s) %s %s before the window was written", ", ".join(scrubbed), done)
     log.info(
         "ingested %d batches %s..%s from %s, content hash %s",
         len(days),
@@ -91,6 +95,27 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
         manifest["content_hash"][:12],
     )
     return manifest
+
+
+def _scrub(settings: Settings) -> batches.Scrub | None:
+    """How ingest removes the pii columns' raw values, from the contract's policy."""
+    import os
+
+    from flywheel import batches
+
+    policy = settings.contract
+    if not policy.pii_columns:
+        return None
+    if policy.pii == "drop":
+        return batches.Scrub(policy.pii_columns)
+    salt = os.environ.get(policy.pii_salt_env, "")
+    if not salt:
+        raise batches.PrivacyError(
+            f"contract.pii is hash, but {policy.pii_salt_env} (contract.pii_salt_env), "
+            "the salt's variable, is not set or empty; on a cluster it comes from the Secret "
+            "named by the chart's privacy.existingSecret"
+        )
+    return batches.Scrub(policy.pii_columns, "hash", salt.encode())
 
 
 def validate(
@@ -107,13 +132,22 @@ def validate(
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
-    usable = contract.clean_history(window.history, settings.features)
+    manifest = json.loads((window_dir / batches.MANIFEST).read_text())
+    # Each batch's columns as delivered, the pii ones ingest dropped included.
+    delivered = {e["day"]: e["columns"] for e in manifest["batches"] if "columns" in e}
+    passthrough = contract.passthrough(settings.contract, settings.features)
+    usable = contract.clean_history(window.history, settings.features, passthrough)
     if not usable:
         checks = tuple(
             contract.BatchCheck(
                 batch=name,
                 rows=len(frame),
-                findings=tuple(contract.structure_findings(frame, settings.features, name)),
+                findings=(
+                    *contract.structure_findings(frame, settings.features, name, passthrough),
+                    *contract.source_findings(
+                        delivered.get(name, list(frame.columns)), settings.contract, name
+                    ),
+                ),
                 psi={},
             )
             for name, frame in window.batches
@@ -123,14 +157,20 @@ def validate(
         )
         report_out.write_text(result.markdown())
         raise contract.ContractViolation(result)
-    inferred = contract.infer_contract(usable, settings.features, settings.contract.drift.bins)
+    inferred = contract.infer_contract(
+        usable, settings.features, settings.contract.drift.bins, settings.contract
+    )
+    changes = None
     if baseline:
-        reference = contract.Contract.from_json(
+        production = contract.Contract.from_json(
             Registry.from_settings(settings).read(baseline, "contract.json")
         )
+        # Features added to or removed from `features:` are announced changes, not violations.
+        reference = contract.announce(production, inferred)
+        changes = contract.diff(production, inferred)
         described = (
             f"the contract of {settings.model_name} {baseline} in production "
-            f"({reference.rows} rows, batches {reference.batches[0]}..{reference.batches[-1]})"
+            f"({production.rows} rows, batches {production.batches[0]}..{production.batches[-1]})"
         )
     else:
         reference = inferred
@@ -140,7 +180,13 @@ def validate(
         )
     train = pd.concat([frame for _, frame in usable], ignore_index=True)
     result = contract.validate_window(
-        window.batches, reference, settings.contract, described, train=train
+        window.batches,
+        reference,
+        settings.contract,
+        described,
+        train=train,
+        columns=delivered,
+        changes=changes,
     )
     contract_out.write_text(inferred.to_json())
     report_out.write_text(result.markdown())
