@@ -97,14 +97,26 @@ class CompiledScorer:
 
     def features(self, frame: Any) -> npt.NDArray[np.float64]:
         """The estimator's input matrix, as the fitted ColumnTransformer would make it."""
-        n = len(frame)
-        x = np.zeros((n, self.width), dtype=np.float64)
         # One conversion for all columns: a pandas column access per feature costs
         # more than the whole compiled model on one row.
         cells = frame.to_numpy(dtype=object)
         position = {name: i for i, name in enumerate(frame.columns)}
+        return self._matrix(
+            len(frame), {column: cells[:, position[column]].tolist() for column in position}
+        )
+
+    def features_of_rows(
+        self, rows: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """`features` for rows already checked against the contract, each a sequence of
+        values in `columns` order (None for missing): no DataFrame in between."""
+        cells = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+        return self._matrix(len(rows), dict(zip(columns, cells, strict=True)))
+
+    def _matrix(self, n: int, cells: dict[str, Sequence[Any]]) -> npt.NDArray[np.float64]:
+        x = np.zeros((n, self.width), dtype=np.float64)
         for column, kind, spec in self._columns:
-            values = cells[:, position[column]]
+            values = cells[column]
             if kind == "number":
                 x[:, spec["at"]] = _numbers(values, spec)
             elif kind == "lookup":
@@ -113,13 +125,13 @@ class CompiledScorer:
                     table.get(v, math.nan)
                     if isinstance(v, str)
                     else _missing_or_unknown(v, missing)
-                    for v in values.tolist()
+                    for v in values
                 ]
             else:
                 index, step = spec
                 at = step["at"]
                 fill = step["fill"]
-                for row, v in enumerate(values.tolist()):
+                for row, v in enumerate(values):
                     if not isinstance(v, str) and _is_missing(v):
                         v = fill
                     hit = index.get(v) if isinstance(v, str) else None
@@ -129,7 +141,15 @@ class CompiledScorer:
 
     def predict_proba(self, frame: Any) -> npt.NDArray[np.float64]:
         """Class probabilities [P(0), P(1)] per row."""
-        x = self.features(frame)
+        return self._probabilities(self.features(frame))
+
+    def predict_rows(
+        self, rows: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """`predict_proba` of checked rows (see `features_of_rows`): the same numbers."""
+        return self._probabilities(self.features_of_rows(rows, columns))
+
+    def _probabilities(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.header.get("float32"):
             x = x.astype(np.float32).astype(np.float64)
         if self._model is not None:
@@ -160,7 +180,7 @@ def _missing_or_unknown(value: Any, missing: float) -> float:
     return missing if _is_missing(value) else math.nan
 
 
-def _numbers(values: npt.NDArray[Any], step: dict[str, Any]) -> npt.NDArray[np.float64]:
+def _numbers(values: Sequence[Any], step: dict[str, Any]) -> npt.NDArray[np.float64]:
     try:
         x: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):  # text or pandas' NA: coerced as feature_frame does

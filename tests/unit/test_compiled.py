@@ -20,7 +20,7 @@ from flywheel.compiled import (
     max_difference,
 )
 from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
-from flywheel.predictor import Predictor, compile_checked, dump_model
+from flywheel.predictor import Predictor, compile_checked, dump_model, rows_frame
 from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import LocalStore
 from flywheel.synthetic import generate_day
@@ -79,6 +79,36 @@ def test_each_family_compiles_to_scikit_learns_probabilities_with_unknown_and_mi
     # then its probabilities are scikit-learn's, row for row, one row alone included
     assert max_difference(scorer, expected, awkward) <= TOLERANCE
     assert np.abs(scorer.predict_proba(awkward.head(1)) - expected[:1]).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_checked_rows_score_exactly_as_their_frame_does(
+    name: str, frame: pd.DataFrame, awkward: pd.DataFrame, hgb: Any
+) -> None:
+    # given a compiled model of this family and many rows as a request carries them:
+    # missing numbers and categories as null, unseen categories, integers beyond 2**53
+    model = hgb if name == "HistGradientBoostingClassifier" else _fit(name, frame)
+    scorer = CompiledScorer.from_bytes(
+        compile_model(model, FEATURES.numeric, FEATURES.categorical).to_bytes()
+    )
+    columns = (*FEATURES.numeric, *FEATURES.categorical)
+    records = awkward.to_dict(orient="records")
+    rows = [[None if _nan(r[c]) else r[c] for c in columns] for r in records]
+    rows[3][columns.index("income")] = 2**53 + 1
+    rows[4][columns.index("age")] = 41
+    # when they are scored as rows, and through the frame scikit-learn would take
+    by_rows = scorer.predict_rows(rows, columns)
+    by_frame = scorer.predict_proba(rows_frame(rows, FEATURES.numeric, FEATURES.categorical))
+    # then the probabilities are the same numbers, for the batch and for a row alone
+    # (alone against alone: a linear model's matrix product may round a batch differently)
+    assert np.array_equal(by_rows, by_frame)
+    for row in rows[:40]:
+        one = rows_frame([row], FEATURES.numeric, FEATURES.categorical)
+        assert np.array_equal(scorer.predict_rows([row], columns), scorer.predict_proba(one))
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
 
 
 def test_an_estimator_without_a_compiled_form_falls_back_with_the_reason(

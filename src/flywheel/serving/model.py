@@ -171,7 +171,7 @@ class FlywheelModel:
         )
         # Warm up on a typical row, so the first real request does not pay for
         # scikit-learn's lazy imports and first-call set-up.
-        self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
+        self.predictor.predict_rows(self.schema.checked({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
             self.logger = PredictionLogger(
                 registry.store,
@@ -245,8 +245,8 @@ class FlywheelModel:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
-        frame = self.schema.frame(payload)
-        probabilities = self.predictor.predict_proba(frame)
+        rows = self.schema.checked(payload)
+        probabilities = self.predictor.predict_rows(rows)
         elapsed_ms = (time.perf_counter() - started) * 1000
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
@@ -267,7 +267,7 @@ class FlywheelModel:
                     "time": self.clock() if sent_at is None else sent_at,
                     "latency_ms": round(elapsed_ms, 3),
                     "features": list(self.schema.names),
-                    "inputs": self.schema.rows(payload),
+                    "inputs": rows,
                     "outputs": outputs,
                 }
             )
@@ -350,8 +350,8 @@ class FlywheelModel:
         labels = _labels(truth)
         scores = _own_scores(response, self.model_version)
         if scores is None:
-            frame = self.schema.frame(request)
-            scores = [float(p) for p in self.predictor.predict_proba(frame)[:, 1]]
+            rows = self.schema.checked(request)
+            scores = [float(p) for p in self.predictor.predict_rows(rows)[:, 1]]
         if len(scores) != len(labels):
             raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
         right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))

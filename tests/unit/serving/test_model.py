@@ -153,7 +153,7 @@ def test_a_score_just_below_a_bucket_edge_is_counted_where_the_gateway_counts_it
     model.load()
     assert model.predictor is not None
     monkeypatch.setattr(
-        model.predictor, "predict_proba", lambda frame: np.array([[0.80000004, 0.19999996]])
+        model.predictor, "predict_rows", lambda rows: np.array([[0.80000004, 0.19999996]])
     )
     model.metrics()
     # when it answers
@@ -310,9 +310,9 @@ def test_a_version_with_a_compiled_scorer_is_served_through_it_with_scikit_learn
     # then it scores through the compiled scorer, says so, and answers as scikit-learn does
     assert served.scorer == "compiled" and served.init_metadata()["custom"]["scorer"] == "compiled"
     assert served.schema is not None and served.predictor is not None
-    frame = served.schema.frame({"jsonData": rows})
-    expected = reference.predict_proba(frame)
-    assert np.abs(served.predictor.predict_proba(frame) - expected).max() <= 1e-9
+    checked = served.schema.checked({"jsonData": rows})
+    expected = reference.predict_rows(checked)
+    assert np.abs(served.predictor.predict_rows(checked) - expected).max() <= 1e-9
     # (answers carry six decimals)
     assert np.abs(np.asarray(answer["data"]["ndarray"]) - expected).max() <= 5e-7
 
@@ -455,7 +455,7 @@ def test_metrics_from_many_threads_are_each_sent_exactly_once(
     model = _model(registered)
     model.load()
     assert model.predictor is not None
-    monkeypatch.setattr(model.predictor, "predict_proba", lambda frame: np.array([[0.7, 0.3]]))
+    monkeypatch.setattr(model.predictor, "predict_rows", lambda rows: np.array([[0.7, 0.3]]))
     model.metrics()
     collected: list[dict[str, Any]] = []
     done = threading.Event()
