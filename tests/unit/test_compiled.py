@@ -107,6 +107,31 @@ def test_checked_rows_score_exactly_as_their_frame_does(
         assert np.array_equal(scorer.predict_rows([row], columns), scorer.predict_proba(one))
 
 
+@pytest.mark.parametrize("name", [n for n in FAMILIES if n != "LogisticRegression"])
+def test_tree_scores_are_treelites_own_predictions(
+    name: str, frame: pd.DataFrame, awkward: pd.DataFrame, hgb: Any
+) -> None:
+    import treelite
+    import treelite.gtil
+
+    # given a compiled tree ensemble and its input matrix for awkward rows
+    model = hgb if name == "HistGradientBoostingClassifier" else _fit(name, frame)
+    scorer = compile_model(model, FEATURES.numeric, FEATURES.categorical)
+    x = scorer.features(awkward)
+    if scorer.header["float32"]:
+        x = x.astype(np.float32).astype(np.float64)
+    # when it scores them, in one batch, on several threads, and one row alone
+    trees = treelite.Model.deserialize_bytes(scorer.trees)
+    positive = np.asarray(treelite.gtil.predict(trees, x), dtype=np.float64).reshape(len(x), -1)
+    expected = positive if positive.shape[1] == 2 else positive[:, -1]
+    got = scorer.predict_proba(awkward)
+    # then its answers are those of treelite's own predict, to the last bit
+    assert np.array_equal(got if positive.shape[1] == 2 else got[:, 1], expected)
+    single = scorer.predict_proba(awkward.head(1))
+    assert np.array_equal(single, got[:1])
+    assert np.array_equal(scorer.predict_proba(pd.concat([awkward] * 2)), np.vstack([got] * 2))
+
+
 def _nan(value: Any) -> bool:
     return isinstance(value, float) and np.isnan(value)
 

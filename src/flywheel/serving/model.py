@@ -40,7 +40,14 @@ from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
-from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
+from flywheel.serving.metrics import (
+    FEEDBACK,
+    PREDICT_MS,
+    ROWS,
+    SCORES,
+    score_bucket,
+    write_metrics_once,
+)
 from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.storage import open_store
@@ -189,6 +196,7 @@ class FlywheelModel:
             )
         if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
             _keep_zero_metrics()
+            write_metrics_once()
             if self.log_predictions:
                 _close_on_exit(self)
         log.info(
@@ -250,7 +258,7 @@ class FlywheelModel:
         elapsed_ms = (time.perf_counter() - started) * 1000
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
-        outputs = probabilities.round(6).tolist()
+        outputs = rounded(probabilities)
         # Bucketed as returned, so the gateway, which sees only the response, agrees.
         metrics = self._request_metrics([row[1] for row in outputs], elapsed_ms)
         with self._metrics_lock:
@@ -527,6 +535,26 @@ def _keep_zero_metrics() -> None:
 
     with_zeros.keeps_zeros = True  # type: ignore[attr-defined]
     seldon_methods.seldon_message_to_json = with_zeros
+
+
+def rounded(probabilities: Any) -> list[list[float]]:
+    """`probabilities.round(6).tolist()`: the answer's six decimals. A few rows are rounded
+    in plain floats (numpy's call costs more than the arithmetic), as numpy rounds: times
+    10**6, to the nearest integer (ties to even), divided by 10**6, the sign kept."""
+    if len(probabilities) > _FEW_ROWS:
+        rows: list[list[float]] = probabilities.round(6).tolist()
+        return rows
+    return [[_round6(p) for p in row] for row in probabilities.tolist()]
+
+
+_FEW_ROWS = 16
+
+
+def _round6(value: float) -> float:
+    scaled = value * 1e6
+    if not math.isfinite(scaled):
+        return scaled / 1e6
+    return math.copysign(round(scaled) / 1e6, scaled)
 
 
 def _labels(truth: Any) -> list[int]:
