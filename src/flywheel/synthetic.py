@@ -108,10 +108,12 @@ def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
     if settings.scenario == "underserved_group" and active:
         # One region's defaults come from a signal no feature carries (say, a local employer
         # closing), at about the others' rate: a model can only guess the base rate there,
-        # so it misses most of that region's defaulters.
+        # so it misses most of that region's defaulters. Drawn from a generator of its own,
+        # so that every other column and region matches `stable`'s batch of the day.
         region = (frame["region"] == UNDERSERVED_REGION).to_numpy()
-        hidden = rng.normal(size=int(region.sum()))
-        label[region] = rng.random(len(hidden)) < _sigmoid(-1.3 + 1.6 * hidden)
+        other = np.random.default_rng([settings.seed, day_index + 20_000])
+        hidden = other.normal(size=int(region.sum()))
+        label[region] = other.random(len(hidden)) < _sigmoid(-1.3 + 1.6 * hidden)
     frame["defaulted"] = label.astype("int64")
     if label_shift:
         positives = frame[frame["defaulted"] == 1]

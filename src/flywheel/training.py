@@ -126,11 +126,15 @@ def baseline_name(path: str) -> str:
     """A baseline's name from its estimator path: LogisticRegression -> logistic_regression."""
     import re
 
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", path.rpartition(".")[2]).lower()
+    name = path.rpartition(".")[2]
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
 def fit_baselines(
-    x: pd.DataFrame, y: pd.Series, features: FeatureSettings, model: ModelSettings,
+    x: pd.DataFrame,
+    y: pd.Series,
+    features: FeatureSettings,
+    model: ModelSettings,
     baseline: BaselineSettings,
 ) -> dict[str, Any]:
     """The simpler models the candidate must beat, fitted on the candidate's training rows.
@@ -143,9 +147,7 @@ def fit_baselines(
     from sklearn.pipeline import Pipeline
 
     settings = model.model_copy(update={"estimator": baseline.estimator, "params": baseline.params})
-    pipeline = build_pipeline(
-        features.model_copy(update={"monotonic": {}}), settings, BASELINE_KEY
-    )
+    pipeline = build_pipeline(features.model_copy(update={"monotonic": {}}), settings, BASELINE_KEY)
     try:
         pipeline.fit(x, y)
     except (ValueError, TypeError) as error:
