@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flywheel import lineage as lineage_module
@@ -314,7 +315,9 @@ def version_diff(
         for side in (left, right)
     ]
     if importances[0] or importances[1]:
-        table = Table(title="permutation importance, mean [interval]", title_justify="left")
+        table = Table(
+            title=escape("permutation importance: mean [low, high]"), title_justify="left"
+        )
         for column in ("feature", a, b):
             table.add_column(column, justify="left" if column == "feature" else "right")
         for name in [*features[1], *(f for f in features[0] if f not in features[1])]:
