@@ -194,6 +194,8 @@ def train(
         baselines_out.mkdir(parents=True, exist_ok=True)
         for name, model in result.baselines.items():
             (baselines_out / f"{name}{BASELINE_SUFFIX}").write_bytes(predictor.dump_model(model))
+        # Never an empty folder: an artifact without files may not reach the next step.
+        (baselines_out / "baselines.json").write_text(json.dumps(sorted(result.baselines)))
     return {
         "rows": len(frame) - len(result.holdout),
         "holdout_rows": len(result.holdout),

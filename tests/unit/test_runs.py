@@ -245,6 +245,7 @@ def test_an_in_process_run_hands_the_baselines_to_evaluate_and_gates_on_them_and
     runs.run_in_process(settings, tmp_path, last_step="gate")
     # then train left the baselines where evaluate scored them, and the gate recorded each check
     assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == [
+        "baselines.json",
         "logistic_regression.joblib",
         "majority_class.joblib",
     ]
