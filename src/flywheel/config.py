@@ -253,7 +253,9 @@ class BaselineSettings(Strict):
         description="A dotted path inside sklearn to a classifier with predict_proba",
     )
     params: dict[str, Scalar] = Field(
-        default={"C": 1.0, "max_iter": 1000}, description="The estimator's parameters"
+        default={},
+        description="The estimator's parameters (LogisticRegression's own defaults are an L2 "
+        "penalty with C=1.0: regularised)",
     )
     majority_class: bool = Field(
         default=True, description="Also the majority class: the training rows' base rate"

@@ -210,8 +210,12 @@ def test_an_in_process_run_stops_after_the_last_step_asked_for(
     make_batches: Callable[..., list[str]],
     tmp_path: Path,
 ) -> None:
-    # given five days of batches and an empty registry
-    settings = small_settings()
+    # given five days of batches and an empty registry, and a policy with a baseline (a
+    # trivial one, so that it never decides the run) and fairness by region
+    settings = small_settings(
+        "promotion.baseline.estimator=sklearn.dummy.DummyClassifier",
+        "promotion.fairness.attribute=region",
+    )
     make_batches(settings, 5)
     # when the run stops after ingesting
     ingested = runs.run_in_process(settings, tmp_path / "a", last_step="ingest")
@@ -227,34 +231,15 @@ def test_an_in_process_run_stops_after_the_last_step_asked_for(
     assert gated.blessed is True and gated.version == ""
     assert json.loads((tmp_path / "b" / "decision.json").read_text())["blessed"] is True
     assert Registry.from_settings(settings).versions() == []
-
-
-def test_an_in_process_run_hands_the_baselines_to_evaluate_and_gates_on_them_and_the_groups(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
-    tmp_path: Path,
-) -> None:
-    # given a policy with baselines and fairness by region
-    settings = small_settings(
-        "promotion.baseline={}",
-        "promotion.fairness.attribute=region",
-        "promotion.fairness.min_rows=50",
-    )
-    make_batches(settings, 3)
-    # when the run reaches the gate
-    runs.run_in_process(settings, tmp_path, last_step="gate")
-    # then train left the baselines where evaluate scored them, and the gate recorded each check
-    assert sorted(p.name for p in (tmp_path / "baselines").iterdir()) == [
-        "baselines.json",
-        "logistic_regression.joblib",
-        "majority_class.joblib",
-    ]
-    evaluation = json.loads((tmp_path / "evaluation.json").read_text())
-    assert sorted(evaluation["baselines"]) == ["logistic_regression", "majority_class"]
+    # and train handed its baselines to evaluate, and the gate checked them and the groups
+    evaluation = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    assert sorted(evaluation["baselines"]) == ["dummy_classifier", "majority_class"]
     assert evaluation["candidate"]["fairness"]["attribute"] == "region"
-    checks = [c["name"] for c in json.loads((tmp_path / "decision.json").read_text())["checks"]]
+    checks = [
+        c["name"] for c in json.loads((tmp_path / "b" / "decision.json").read_text())["checks"]
+    ]
     assert checks[-5:] == [
-        "beats baseline logistic_regression",
+        "beats baseline dummy_classifier",
         "beats baseline majority_class",
         "equal opportunity difference (region)",
         "demographic parity difference (region)",

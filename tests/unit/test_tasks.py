@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import Evaluated
 from flywheel import predictor, runs, tasks
 from flywheel.compiled import CompiledScorer
 from flywheel.config import Settings
@@ -157,15 +156,3 @@ def test_a_compiled_scorer_that_disagrees_is_refused_and_the_version_still_regis
     assert "scorer.compiled" not in registry.manifest(version).files
     scorer = json.loads(registry.read(version, "lineage.json"))["scorer"]
     assert scorer["scorer"] == "scikit-learn" and "above 1e-09" in scorer["reason"]
-
-
-def test_without_a_baseline_policy_train_leaves_an_empty_index_and_evaluate_scores_none(
-    evaluated: Evaluated,
-) -> None:
-    # given the library default (no promotion.baseline), trained and evaluated as in a run
-    folder = evaluated.trained.baselines
-    # then the baselines artifact is an index naming no model (never an empty folder)
-    assert [p.name for p in folder.iterdir()] == ["baselines.json"]
-    assert json.loads((folder / "baselines.json").read_text()) == []
-    # and the evaluation has no baselines
-    assert json.loads(evaluated.evaluation.read_text())["baselines"] == {}

@@ -158,7 +158,7 @@ def test_the_baselines_share_the_candidates_rows_and_preprocessing(frame: pd.Dat
     # then the logistic regression went through the same builder (imputation, scaling, one-hot)
     linear = result.baselines["logistic_regression"]
     assert type(linear.named_steps["model"]).__name__ == "LogisticRegression"
-    assert linear.named_steps["model"].C == 1.0
+    assert linear.named_steps["model"].C == 1.0  # scikit-learn's default L2 penalty
     assert set(linear.named_steps["preprocess"].named_transformers_) == {"numeric", "categorical"}
     # and the majority class predicts the training rows' base rate for every row
     train_rows, _ = split(frame, FEATURES, ModelSettings())

@@ -43,6 +43,10 @@ def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_
     }
     evaluate.python_func(config=trained.config, **inputs(trained), baseline="", **out)
     assert_evaluated(tmp_path / "evaluation", tmp_path / "report.html", out["metrics"].metadata)
+    # Without promotion.baseline, train's baselines folder is an index naming no model
+    # (never an empty folder), and nothing is scored against it.
+    assert [p.name for p in trained.baselines.iterdir()] == ["baselines.json"]
+    assert json.loads((tmp_path / "evaluation").read_text())["baselines"] == {}
     assert out["classification"].metadata["confusionMatrix"]["annotationSpecs"] == [
         {"displayName": "repaid"},
         {"displayName": "defaulted"},
