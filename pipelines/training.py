@@ -109,6 +109,7 @@ def build_training_pipeline(
             holdout=trained.outputs["holdout"],
             window=data.outputs["window"],
             baseline=production,
+            baselines=trained.outputs["baselines"],
         )
         decided = gate(config=config, evaluation=evaluated.outputs["evaluation"])
         store_tasks = [resolved, data, checked, evaluated]

@@ -57,6 +57,7 @@ Scenario = Literal[
     "broken_types",
     "broken_missing_column",
     "broken_renamed_column",
+    "underserved_group",
 ]
 Metric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1"]
 # The training pipeline's steps, in the order they run (tasks.STEPS). They are named
@@ -282,6 +283,88 @@ class SliceCheck(Strict):
     min_rows: int = Field(default=100, ge=1)
 
 
+def _sklearn_name_exists(path: str) -> bool:
+    """Whether `sklearn.module.Name` names something in the installed scikit-learn, read from
+    the module's source rather than imported: importing scikit-learn takes seconds, too long
+    for every configuration load. Undecidable cases (no scikit-learn here, a module that builds
+    its names at run time) pass; `training.estimator_class` imports and checks them at train."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    module, _, name = path.rpartition(".")
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*module.split(".")[1:])
+    source = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    if not source.is_file():
+        return False
+    names: set[str] = set()
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return name in names or "__getattr__" in names
+
+
+class BaselineSettings(Strict):
+    """The simpler models a candidate must beat: one estimator on the same features, through
+    the same preprocessing as model.estimator, and, optionally, the majority class."""
+
+    estimator: str = Field(
+        default="sklearn.linear_model.LogisticRegression",
+        description="A dotted path inside sklearn to a classifier with predict_proba",
+    )
+    params: dict[str, Scalar] = Field(
+        default={},
+        description="The estimator's parameters (LogisticRegression's own defaults are an L2 "
+        "penalty with C=1.0: regularised)",
+    )
+    majority_class: bool = Field(
+        default=True, description="Also the majority class: the training rows' base rate"
+    )
+    margin: Fraction = Field(
+        default=0.01,
+        description="The candidate's promotion metric on the newest batch must be at least "
+        "each baseline's plus this",
+    )
+
+    @field_validator("estimator")
+    @classmethod
+    def _importable(cls, value: str) -> str:
+        if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
+            raise ValueError(
+                "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
+            )
+        if not _sklearn_name_exists(value):
+            raise ValueError(f"{value!r} does not exist in the installed scikit-learn")
+        return value
+
+
+class FairnessSettings(Strict):
+    """Gaps between the groups of a protected attribute that the candidate may not exceed
+    (on the newest batch, at the 0.5 threshold; null turns one check off). Differences are
+    Fairlearn's `between_groups`: the largest group's value minus the smallest's."""
+
+    attribute: Column = Field(description="A categorical feature whose values are the groups")
+    max_equal_opportunity_difference: Fraction | None = Field(
+        default=0.25, description="Largest gap in true positive rate between groups"
+    )
+    max_demographic_parity_difference: Fraction | None = Field(
+        default=0.25, description="Largest gap in positive prediction rate between groups"
+    )
+    max_calibration_gap: Fraction | None = Field(
+        default=0.1,
+        description="Largest gap in expected calibration error (10 bins) between groups",
+    )
+    min_rows: int = Field(
+        default=100, ge=1, description="A group with fewer rows is reported but not compared"
+    )
+
+
 class PromotionSettings(Strict):
     """The gate between a trained candidate and the registry."""
 
@@ -289,6 +372,14 @@ class PromotionSettings(Strict):
     min_metric: Fraction = 0.7
     max_regression: Fraction = 0.02
     slices: tuple[SliceCheck, ...] = ()
+    baseline: BaselineSettings | None = Field(
+        default=None,
+        description="Simpler models the candidate must beat ({} for a regularised logistic "
+        "regression and the majority class; null: none)",
+    )
+    fairness: FairnessSettings | None = Field(
+        default=None, description="Gaps between the groups of a protected attribute (null: off)"
+    )
 
 
 class StorageSettings(Strict):
@@ -832,6 +923,17 @@ class Settings(Strict):
                     f"contract.pii_features: {name!r} is not a categorical feature (hashed "
                     "values are strings)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _fairness_attribute_is_a_feature(self) -> Settings:
+        fairness = self.promotion.fairness
+        if fairness is not None and fairness.attribute not in self.features.categorical:
+            raise ValueError(
+                f"promotion.fairness.attribute: {fairness.attribute!r} is not a categorical "
+                f"feature, so it has no groups to compare "
+                f"(categorical: {', '.join(self.features.categorical) or 'none'})"
+            )
         return self
 
     @model_validator(mode="after")

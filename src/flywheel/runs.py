@@ -328,7 +328,15 @@ def run_in_process(
     )
     if done("validate"):
         return run
-    step("train", tasks.train, config, window, work / "model.joblib", work / "holdout.parquet")
+    step(
+        "train",
+        tasks.train,
+        config,
+        window,
+        work / "model.joblib",
+        work / "holdout.parquet",
+        work / "baselines",
+    )
     if done("train"):
         return run
     step(
@@ -341,6 +349,7 @@ def run_in_process(
         production,
         work / "evaluation.json",
         work / "evaluation.html",
+        work / "baselines",
     )
     run.blessed = step(
         "gate", tasks.decide, config, work / "evaluation.json", work / "decision.json"

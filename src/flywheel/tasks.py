@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# How `train` names each baseline model in its baselines folder: <name>.joblib.
+BASELINE_SUFFIX = ".joblib"
+
+
 def run_record_key(run_id: str) -> str:
     """Where a run's registration record lives in the store."""
     return f"runs/{run_id}/registration.json"
@@ -204,8 +208,18 @@ def validate(
     return result
 
 
-def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> dict[str, Any]:
-    """Fit the configured Pipeline on the training batches; keep a holdout split."""
+def train(
+    config: str,
+    window_dir: Path,
+    model_out: Path,
+    holdout_out: Path,
+    baselines_out: Path | None = None,
+) -> dict[str, Any]:
+    """Fit the configured Pipeline on the training batches; keep a holdout split.
+
+    With `baselines_out`, also fit promotion.baseline's models on the same rows and
+    write them there, one `<name>.joblib` each, for `evaluate` to score beside it.
+    """
     import pandas as pd
 
     from flywheel import batches, predictor, training
@@ -213,15 +227,28 @@ def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     frame = pd.concat([frame for _, frame in window.history], ignore_index=True)
-    result = training.train(frame, settings.features, settings.model, settings.promotion.metric)
+    result = training.train(
+        frame,
+        settings.features,
+        settings.model,
+        settings.promotion.metric,
+        settings.promotion.baseline if baselines_out is not None else None,
+    )
     model_out.write_bytes(predictor.dump_model(result.model))
     result.holdout.to_parquet(holdout_out, index=False)
+    if baselines_out is not None:
+        baselines_out.mkdir(parents=True, exist_ok=True)
+        for name, model in result.baselines.items():
+            (baselines_out / f"{name}{BASELINE_SUFFIX}").write_bytes(predictor.dump_model(model))
+        # Never an empty folder: an artifact without files may not reach the next step.
+        (baselines_out / "baselines.json").write_text(json.dumps(sorted(result.baselines)))
     return {
         "rows": len(frame) - len(result.holdout),
         "holdout_rows": len(result.holdout),
         "estimator": settings.model.estimator,
         "best_params": result.best_params,
         "search": result.search_scores,
+        "baselines": sorted(result.baselines),
     }
 
 
@@ -233,8 +260,13 @@ def evaluate(
     baseline: str,
     evaluation_out: Path,
     report_out: Path,
+    baselines_dir: Path | None = None,
 ) -> evaluation.Evaluation:
-    """Score the candidate and the production model; write JSON and an HTML report."""
+    """Score the candidate and the production model; write JSON and an HTML report.
+
+    `baseline` is the production version ('' for none); `baselines_dir` holds the simpler
+    models `train` fitted (promotion.baseline), scored on the same rows as the candidate.
+    """
     import pandas as pd
 
     from flywheel import batches, evaluation, predictor, report
@@ -252,6 +284,7 @@ def evaluate(
         holdout,
         settings.features,
         metric,
+        fairness=settings.promotion.fairness,
     )
     production = None
     if baseline:
@@ -264,9 +297,23 @@ def evaluate(
             None,
             settings.features,
             metric,
+            fairness=settings.promotion.fairness,
+        )
+    baselines = {}
+    for path in sorted(baselines_dir.glob(f"*{BASELINE_SUFFIX}")) if baselines_dir else ():
+        model = predictor.load_model(path.read_bytes())
+        baselines[path.name.removesuffix(BASELINE_SUFFIX)] = evaluation.evaluate_baseline(
+            predictor.Predictor(model, settings.features.numeric, settings.features.categorical),
+            newest,
+            holdout,
+            settings.features,
         )
     result = evaluation.Evaluation(
-        metric=metric, newest_batch=newest_name, candidate=candidate, production=production
+        metric=metric,
+        newest_batch=newest_name,
+        candidate=candidate,
+        production=production,
+        baselines=baselines,
     )
     evaluation_out.write_text(result.model_dump_json(indent=2))
     report_out.write_text(
