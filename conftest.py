@@ -236,11 +236,13 @@ class Ingested:
 
 @dataclass(frozen=True)
 class Trained:
-    """An ingested window, the model trained on its older batches, and the held-out rows."""
+    """An ingested window, the model trained on its older batches, the held-out rows, and the
+    folder of baseline models (empty unless the settings set promotion.baseline)."""
 
     window: Ingested
     model: Path
     holdout: Path
+    baselines: Path
 
     @property
     def settings(self) -> Settings:
@@ -298,8 +300,9 @@ def trained(window: Ingested) -> Trained:
     from flywheel import tasks
 
     model, holdout = window.path.parent / "model", window.path.parent / "holdout"
-    tasks.train(window.config, window.path, model, holdout)
-    return Trained(window, model, holdout)
+    baselines = window.path.parent / "baselines"
+    tasks.train(window.config, window.path, model, holdout, baselines)
+    return Trained(window, model, holdout, baselines)
 
 
 @pytest.fixture
@@ -310,7 +313,14 @@ def evaluated(trained: Trained) -> Evaluated:
     folder = trained.model.parent
     evaluation, report = folder / "evaluation", folder / "evaluation.html"
     tasks.evaluate(
-        trained.config, trained.model, trained.holdout, trained.window.path, "", evaluation, report
+        trained.config,
+        trained.model,
+        trained.holdout,
+        trained.window.path,
+        "",
+        evaluation,
+        report,
+        trained.baselines,
     )
     return Evaluated(trained, evaluation, report)
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -275,5 +276,13 @@ def goals(
     return out
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # Unwind like Ctrl-C, so the `finally` removes the simulations' folder (SIGTERM's
+    # default would skip it and leave /tmp/bench-loop-* behind); a second one is ignored.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _terminate)
     raise SystemExit(main(sys.argv[1:]))

@@ -308,7 +308,10 @@ def register(work: Path) -> tuple[Path, Path]:
     shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
     flywheel = [str(REPO / ".venv" / "bin" / "flywheel"), "-c", str(work / "flywheel.yaml")]
     for args in (["data", "generate", "--next", "7"], ["run"]):
-        subprocess.run([*flywheel, *args], cwd=work, check=True, capture_output=True)
+        done = subprocess.run([*flywheel, *args], cwd=work, capture_output=True, text=True)
+        if done.returncode != 0:
+            said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+            raise SystemExit(f"error: `flywheel {' '.join(args)}` failed in {work}: {said}")
     return work / "flywheel.yaml", work / ".flywheel" / "store"
 
 

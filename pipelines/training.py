@@ -27,6 +27,14 @@ def use_store_credentials(task: dsl.PipelineTask, secret_name: str) -> dsl.Pipel
     )
 
 
+def use_pii_salt(task: dsl.PipelineTask, secret_name: Any, variable: str) -> dsl.PipelineTask:
+    """Give ingest the salt of hashed pii columns from a Kubernetes Secret, if it exists: a
+    run that hashes without it fails at ingest naming the variable."""
+    return kubernetes.use_secret_as_env(
+        task, secret_name=secret_name, secret_key_to_env={variable: variable}, optional=True
+    )
+
+
 def request_resources(task: dsl.PipelineTask, resources: PipelineResources) -> dsl.PipelineTask:
     """Set a step's CPU and memory requests and limits from pipeline.resources."""
     own = resources.for_step(task.name)
@@ -47,11 +55,14 @@ class TrainingOutputs(NamedTuple):
     decision: Artifact
 
 
-def build_training_pipeline(resources: PipelineResources) -> Any:
+def build_training_pipeline(
+    resources: PipelineResources, pii_salt_env: str = "FLYWHEEL_PII_SALT"
+) -> Any:
     """The training pipeline, its steps' requests and limits from `resources`.
 
     Resources are fixed when the pipeline is compiled (`flywheel compile` reads them
-    from the configuration), as a cluster schedules a step's pod before it runs.
+    from the configuration), as a cluster schedules a step's pod before it runs; so is
+    `pii_salt_env`, the variable ingest reads the salt of hashed pii columns from.
     """
 
     @dsl.pipeline(
@@ -69,11 +80,13 @@ def build_training_pipeline(resources: PipelineResources) -> Any:
         image: str = "",
         image_digest: str = "",
         s3_secret: str = "flywheel-s3",
+        pii_secret: str = "flywheel-pii",
         trigger_reason: str = "",
         trigger_decision: str = "",
     ) -> TrainingOutputs:
         """`config` is the resolved flywheel.yaml as JSON; `as_of` defaults to the newest batch.
 
+        `pii_secret` names the Secret holding the salt of hashed pii columns (optional).
         `trigger_reason` says why the run started ("manual run" when empty) and
         `trigger_decision` names the trigger engine's decision record; both go into
         the registered version's lineage.
@@ -96,6 +109,7 @@ def build_training_pipeline(resources: PipelineResources) -> Any:
             holdout=trained.outputs["holdout"],
             window=data.outputs["window"],
             baseline=production,
+            baselines=trained.outputs["baselines"],
         )
         decided = gate(config=config, evaluation=evaluated.outputs["evaluation"])
         store_tasks = [resolved, data, checked, evaluated]
@@ -126,6 +140,8 @@ def build_training_pipeline(resources: PipelineResources) -> Any:
             store_tasks += [registered, deployed]
         for task in store_tasks:
             use_store_credentials(task, s3_secret)
+        # Only ingest sees the salt: the steps after it never see a raw pii value.
+        use_pii_salt(data, pii_secret, pii_salt_env)
         steps = [resolved, data, checked, trained, evaluated, decided, loadable, registered]
         for task in [*steps, deployed]:
             request_resources(task, resources)

@@ -11,13 +11,15 @@ def evaluate(
     holdout: Input[Dataset],
     window: Input[Dataset],
     baseline: str,
+    baselines: Input[Model],
     evaluation: Output[Artifact],
     report: Output[HTML],
     metrics: Output[Metrics],
     classification: Output[ClassificationMetrics],
     usage: Output[Metrics],
 ) -> None:
-    """Score the candidate and the production model on the same rows, with plots."""
+    """Score the candidate and the production model (`baseline`) on the same rows, with plots,
+    and the simpler models `train` fitted (`baselines`)."""
     import json
     from pathlib import Path
 
@@ -34,6 +36,7 @@ def evaluate(
             baseline,
             Path(evaluation.path),
             Path(report.path),
+            Path(baselines.path),
         )
     for name, value in flat_metrics(result.model_dump(mode="json")).items():
         metrics.log_metric(name, value)

@@ -10,16 +10,24 @@ def train(
     window: Input[Dataset],
     model: Output[Model],
     holdout: Output[Dataset],
+    baselines: Output[Model],
     usage: Output[Metrics],
 ) -> None:
-    """Fit the configured scikit-learn Pipeline on the window's older batches."""
+    """Fit the configured scikit-learn Pipeline on the window's older batches, and the
+    simpler models it must beat (promotion.baseline) on the same rows."""
     from pathlib import Path
 
     from flywheel import tasks
     from flywheel.usage import measure
 
     with measure(usage):
-        info = tasks.train(config, Path(window.path), Path(model.path), Path(holdout.path))
+        info = tasks.train(
+            config,
+            Path(window.path),
+            Path(model.path),
+            Path(holdout.path),
+            Path(baselines.path),
+        )
     model.metadata.update(
         {
             "framework": "scikit-learn",
@@ -29,3 +37,4 @@ def train(
         }
     )
     holdout.metadata["rows"] = info["holdout_rows"]
+    baselines.metadata["models"] = info["baselines"]

@@ -7,6 +7,7 @@ runs are cached on the window's dates, so a day's file is treated as immutable.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import json
 import re
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from flywheel.errors import FlywheelError
 from flywheel.storage import ObjectStore
@@ -28,6 +29,48 @@ MANIFEST = "manifest.json"
 
 class BatchError(FlywheelError, ValueError):
     """A batch is missing, ambiguous or unreadable; the message names the file."""
+
+
+class PrivacyError(FlywheelError, ValueError):
+    """PII cannot be handled as the contract requires (a hash without its salt)."""
+
+
+@dataclass(frozen=True)
+class Scrub:
+    """What happens to the columns tagged pii before a window is written: dropped, or each
+    value replaced by its HMAC-SHA256 under a secret salt (equal values stay equal, so a
+    hashed column still joins and counts, but cannot be read back without the salt)."""
+
+    columns: tuple[str, ...]
+    mode: Literal["drop", "hash"] = "drop"
+    salt: bytes = b""
+
+    def __post_init__(self) -> None:
+        if self.mode == "hash" and not self.salt:
+            raise PrivacyError("hashing pii columns needs a salt, and it is empty")
+
+    def digest(self, value: object) -> str:
+        """The salted HMAC-SHA256 of a value's text, in hex."""
+        return hmac.new(self.salt, str(value).encode(), hashlib.sha256).hexdigest()
+
+    def _digests(self, values: pd.Series) -> list[str | None]:
+        import pandas as pd
+
+        # Once per distinct value: a pii category repeats, an identifier does not.
+        done = {v: None if pd.isna(v) else self.digest(v) for v in pd.unique(values)}
+        return [done[v] for v in values]
+
+    def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+        """The frame without raw pii, and the pii columns it carried."""
+        found = [c for c in self.columns if c in frame.columns]
+        if not found:
+            return frame, found
+        if self.mode == "drop":
+            return frame.drop(columns=found), found
+        frame = frame.copy()
+        for name in found:
+            frame[name] = self._digests(frame[name])
+        return frame, found
 
 
 @dataclass(frozen=True)
@@ -59,6 +102,23 @@ def parse(name: str, raw: bytes) -> pd.DataFrame:
     except Exception as error:  # each reader raises its own family of errors
         kind = "Parquet" if name.endswith(".parquet") else "CSV"
         raise BatchError(f"batch {name} is not readable {kind}: {error}") from None
+
+
+def columns(name: str, raw: bytes) -> list[str]:
+    """A batch file's column names, from its Parquet schema or CSV header alone."""
+    import csv
+
+    try:
+        if name.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return [
+                str(c) for c in pq.read_schema(io.BytesIO(raw)).names if c != "__index_level_0__"
+            ]
+        header = raw.split(b"\n", 1)[0].decode().rstrip("\r")
+        return next(csv.reader([header]), [])
+    except Exception:  # the full read names the problem
+        return list(map(str, parse(name, raw).columns))
 
 
 def serialise(frame: pd.DataFrame, fmt: str) -> bytes:
@@ -155,22 +215,36 @@ class Window:
         return self.batches[-1]
 
 
-def collect(source: BatchSource, days: int, as_of: date | None, out: Path) -> dict[str, Any]:
-    """Copy a window's files, unchanged, into `out` with a manifest; return the manifest."""
+def collect(
+    source: BatchSource,
+    days: int,
+    as_of: date | None,
+    out: Path,
+    scrub: Scrub | None = None,
+) -> dict[str, Any]:
+    """Copy a window's files into `out` with a manifest; return the manifest.
+
+    Files are copied unchanged, except that a file carrying a column `scrub` names is
+    rewritten without its raw values first: nothing after ingest sees them.
+    """
     out.mkdir(parents=True, exist_ok=True)
     files = []
     entries = []
     for batch in source.window(days, as_of):
         raw = source.store.read(batch.key)
+        entry: dict[str, Any] = {"day": batch.day.isoformat(), "file": batch.name}
+        if scrub is not None and scrub.columns:
+            where = source.store.location(batch.key)
+            # Column names only: what the source check at validate needs, never a value.
+            entry["columns"] = columns(where, raw)
+            if set(scrub.columns) & set(entry["columns"]):
+                cleaned, found = scrub.apply(parse(where, raw))
+                entry["pii"] = {"mode": scrub.mode, "columns": found}
+                entry["source_sha256"] = hashlib.sha256(raw).hexdigest()
+                raw = serialise(cleaned, batch.format)
         (out / batch.name).write_bytes(raw)
         files.append((batch.name, raw))
-        entries.append(
-            {
-                "day": batch.day.isoformat(),
-                "file": batch.name,
-                "sha256": hashlib.sha256(raw).hexdigest(),
-            }
-        )
+        entries.append({**entry, "sha256": hashlib.sha256(raw).hexdigest()})
     manifest: dict[str, Any] = {
         "source": source.store.uri,
         "batches": entries,

@@ -63,11 +63,11 @@ class CompiledScorer:
             else:
                 self._columns.append((step["column"], "number", step))
         self.width = int(header["width"])
-        self._model: Any = None
+        self._model: _Trees | None = None
         if header["estimator"] == "treelite":
             import treelite
 
-            self._model = treelite.Model.deserialize_bytes(trees)
+            self._model = _Trees(treelite.Model.deserialize_bytes(trees))
         else:
             self._coef = np.asarray(header["coef"], dtype=np.float64)
             self._intercept = float(header["intercept"])
@@ -97,14 +97,65 @@ class CompiledScorer:
 
     def features(self, frame: Any) -> npt.NDArray[np.float64]:
         """The estimator's input matrix, as the fitted ColumnTransformer would make it."""
-        n = len(frame)
-        x = np.zeros((n, self.width), dtype=np.float64)
         # One conversion for all columns: a pandas column access per feature costs
         # more than the whole compiled model on one row.
         cells = frame.to_numpy(dtype=object)
         position = {name: i for i, name in enumerate(frame.columns)}
+        return self._matrix(
+            len(frame), {column: cells[:, position[column]].tolist() for column in position}
+        )
+
+    def features_of_rows(
+        self, rows: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """`features` for rows already checked against the contract, each a sequence of
+        values in `columns` order (None for missing): no DataFrame in between."""
+        if len(rows) == 1:
+            x = self._one_row(dict(zip(columns, rows[0], strict=True)))
+            if x is not None:
+                return x
+        cells = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
+        return self._matrix(len(rows), dict(zip(columns, cells, strict=True)))
+
+    def _one_row(self, row: dict[str, Any]) -> npt.NDArray[np.float64] | None:
+        """`_matrix` of one row in plain floats (numpy's per-column calls cost more than the
+        arithmetic), the same operations in the same order; None for a number that is
+        not an int, float or None, which `_matrix` coerces as pandas does."""
+        x = [0.0] * self.width
         for column, kind, spec in self._columns:
-            values = cells[:, position[column]]
+            v = row[column]
+            if kind == "number":
+                if v is None:
+                    number = math.nan
+                elif type(v) is float or type(v) is int:
+                    number = float(v)
+                else:
+                    return None
+                if "median" in spec and math.isnan(number):
+                    number = spec["median"]
+                if "mean" in spec:
+                    number = (number - spec["mean"]) / spec["scale"]
+                x[spec["at"]] = number
+            elif kind == "lookup":
+                table, missing, at = spec
+                x[at] = (
+                    table.get(v, math.nan)
+                    if isinstance(v, str)
+                    else _missing_or_unknown(v, missing)
+                )
+            else:
+                index, step = spec
+                if not isinstance(v, str) and _is_missing(v):
+                    v = step["fill"]
+                hit = index.get(v) if isinstance(v, str) else None
+                if hit is not None:
+                    x[step["at"] + hit] = 1.0
+        return np.array([x], dtype=np.float64)
+
+    def _matrix(self, n: int, cells: dict[str, Sequence[Any]]) -> npt.NDArray[np.float64]:
+        x = np.zeros((n, self.width), dtype=np.float64)
+        for column, kind, spec in self._columns:
+            values = cells[column]
             if kind == "number":
                 x[:, spec["at"]] = _numbers(values, spec)
             elif kind == "lookup":
@@ -113,13 +164,13 @@ class CompiledScorer:
                     table.get(v, math.nan)
                     if isinstance(v, str)
                     else _missing_or_unknown(v, missing)
-                    for v in values.tolist()
+                    for v in values
                 ]
             else:
                 index, step = spec
                 at = step["at"]
                 fill = step["fill"]
-                for row, v in enumerate(values.tolist()):
+                for row, v in enumerate(values):
                     if not isinstance(v, str) and _is_missing(v):
                         v = fill
                     hit = index.get(v) if isinstance(v, str) else None
@@ -129,23 +180,96 @@ class CompiledScorer:
 
     def predict_proba(self, frame: Any) -> npt.NDArray[np.float64]:
         """Class probabilities [P(0), P(1)] per row."""
-        x = self.features(frame)
+        return self._probabilities(self.features(frame))
+
+    def predict_rows(
+        self, rows: Sequence[Sequence[Any]], columns: Sequence[str]
+    ) -> npt.NDArray[np.float64]:
+        """`predict_proba` of checked rows (see `features_of_rows`): the same numbers."""
+        return self._probabilities(self.features_of_rows(rows, columns))
+
+    def _probabilities(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.header.get("float32"):
             x = x.astype(np.float32).astype(np.float64)
         if self._model is not None:
-            import treelite.gtil
-
             # Threads cost more than they save on the few rows of a request.
             threads = 1 if len(x) <= _ROWS_PER_THREAD else -1
-            p = np.asarray(
-                treelite.gtil.predict(self._model, x, nthread=threads), dtype=np.float64
-            ).reshape(len(x), -1)
+            p = np.asarray(self._model.predict(x, threads), dtype=np.float64).reshape(len(x), -1)
             if p.shape[1] == 2:
                 return p
             positive = p[:, -1]
         else:
             positive = 1.0 / (1.0 + np.exp(-(x @ self._coef + self._intercept)))
         return np.column_stack([1.0 - positive, positive])
+
+
+class _Trees:
+    """`treelite.gtil.predict` without what it redoes on every call.
+
+    Each call builds its configuration (a dataclass, serialised to JSON and parsed by
+    the library) and asks the model for its types three times: more than half of the
+    time it takes on one row. Here that is done once and the library's predict is
+    called directly, as `treelite.gtil.gtil._predict_impl` calls it (treelite 4.8.1,
+    pinned for serving); a test checks the answers are treelite's own.
+    """
+
+    def __init__(self, model: Any) -> None:
+        import ctypes
+
+        from treelite import util
+        from treelite.core import _LIB
+        from treelite.gtil.gtil import GTILConfig
+
+        types: Any = util  # untyped
+
+        self.model = model
+        self._lib = _LIB
+        self._configs = {n: GTILConfig(nthread=n, predict_type="default") for n in (1, -1)}
+        self._input_type = model.input_type.encode()
+        self._input = types.typestr_to_numpy_type(model.input_type)
+        self._output = types.typestr_to_numpy_type(model.output_type)
+        self._input_pointer = ctypes.POINTER(types.typestr_to_ctypes_type(model.input_type))
+        self._output_pointer = ctypes.POINTER(types.typestr_to_ctypes_type(model.output_type))
+        self._uint64 = ctypes.c_uint64
+        self.num_feature = model.num_feature
+        # The output's shape past its rows, asked of the library once.
+        shape = ctypes.POINTER(ctypes.c_uint64)()
+        ndim = ctypes.c_uint64()
+        self._check(
+            _LIB.TreeliteGTILGetOutputShape(
+                model.handle,
+                ctypes.c_uint64(1),
+                self._configs[1].handle,
+                ctypes.byref(shape),
+                ctypes.byref(ndim),
+            )
+        )
+        self._per_row = tuple(int(shape[i]) for i in range(1, ndim.value))
+
+    def _check(self, status: int) -> None:
+        from treelite.core import _check_call
+
+        _check_call(status)
+
+    def predict(self, x: npt.NDArray[np.float64], nthread: int) -> npt.NDArray[Any]:
+        """What `treelite.gtil.predict(model, x, nthread=nthread)` returns."""
+        if x.ndim != 2 or x.shape[1] != self.num_feature:
+            import treelite.gtil
+
+            return np.asarray(treelite.gtil.predict(self.model, x, nthread=nthread))
+        data = np.ascontiguousarray(x, dtype=self._input)
+        out = np.zeros((len(data), *self._per_row), dtype=self._output)
+        self._check(
+            self._lib.TreeliteGTILPredict(
+                self.model.handle,
+                data.ctypes.data_as(self._input_pointer),
+                self._input_type,
+                self._uint64(len(data)),
+                out.ctypes.data_as(self._output_pointer),
+                self._configs[1 if nthread == 1 else -1].handle,
+            )
+        )
+        return out
 
 
 def _float(value: Any) -> float:
@@ -160,7 +284,7 @@ def _missing_or_unknown(value: Any, missing: float) -> float:
     return missing if _is_missing(value) else math.nan
 
 
-def _numbers(values: npt.NDArray[Any], step: dict[str, Any]) -> npt.NDArray[np.float64]:
+def _numbers(values: Sequence[Any], step: dict[str, Any]) -> npt.NDArray[np.float64]:
     try:
         x: npt.NDArray[np.float64] = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError):  # text or pandas' NA: coerced as feature_frame does

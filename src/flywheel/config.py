@@ -39,6 +39,7 @@ OTHER_VARIABLES = {
     "FLYWHEEL_CODE_VERSION": "set by local runs so that code changes invalidate cached steps",
     "FLYWHEEL_GIT_COMMIT": "the commit recorded in lineage when git is not available",
     "FLYWHEEL_IMAGE": "the image CI built, for `flywheel triggers check`'s code-change trigger",
+    "FLYWHEEL_PII_SALT": "the salt of hashed PII columns (contract.pii_salt_env's default)",
 }
 
 Scalar = str | int | float | bool | None
@@ -56,6 +57,7 @@ Scenario = Literal[
     "broken_types",
     "broken_missing_column",
     "broken_renamed_column",
+    "underserved_group",
 ]
 Metric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1"]
 # The training pipeline's steps, in the order they run (tasks.STEPS). They are named
@@ -157,8 +159,22 @@ class DriftSettings(Strict):
     psi_fail: float | None = Field(default=None, gt=0, description="Stop the run above this")
 
 
+class ColumnTags(Strict):
+    """What the contract knows about one column beyond its type: where it comes from and
+    whether it identifies a person (`pii`) or is a protected or otherwise sensitive trait."""
+
+    pii: bool = Field(
+        default=False, description="Identifies a person: dropped or hashed before ingest writes"
+    )
+    sensitive: bool = Field(default=False, description="A protected or otherwise sensitive trait")
+    source: Name | None = Field(
+        default=None, description="The system the column comes from (one of allowed_sources)"
+    )
+
+
 class ContractSettings(Strict):
-    """How far a new batch may stray from the reference data before the run stops."""
+    """How far a new batch may stray from the reference data before the run stops, and what
+    the contract requires of each column's origin and privacy."""
 
     null_rate_tolerance: Fraction = 0.05
     range_tolerance: float = Field(default=0.25, ge=0)
@@ -168,6 +184,57 @@ class ContractSettings(Strict):
     label_balance: Literal["error", "warn"] = "warn"
     min_rows: int = Field(default=50, ge=1)
     drift: DriftSettings = DriftSettings()
+    columns: dict[Column, ColumnTags] = Field(
+        default={},
+        description="Tags by column name: pii, sensitive, source. A tagged column that is not "
+        "a feature may still be carried by the batches (it is not profiled)",
+    )
+    allowed_sources: tuple[Name, ...] = Field(
+        default=(),
+        description="When set, every batch column needs a source tag from this list, "
+        "or the run stops at validate",
+    )
+    pii: Literal["drop", "hash"] = Field(
+        default="drop",
+        description="What ingest does to pii columns before it writes the window: drop them, "
+        "or replace each value by its salted HMAC-SHA256",
+    )
+    pii_salt_env: str = Field(
+        default="FLYWHEEL_PII_SALT",
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        description="Variable holding the salt of `pii: hash` (its name, never the salt)",
+    )
+    pii_salt_secret: Name = Field(
+        default="flywheel-pii",
+        description="Secret on the cluster whose key named pii_salt_env holds the salt; the "
+        "pipeline's ingest step reads it when it exists",
+    )
+    pii_features: tuple[Column, ...] = Field(
+        default=(),
+        description="pii columns allowed as model features, by name (hashed: needs pii: hash)",
+    )
+
+    @property
+    def pii_columns(self) -> tuple[str, ...]:
+        """The columns tagged pii."""
+        return tuple(name for name, tags in self.columns.items() if tags.pii)
+
+    @model_validator(mode="after")
+    def _pii_policy(self) -> ContractSettings:
+        if self.pii_salt_env.startswith(ENV_PREFIX) and self.pii_salt_env not in OTHER_VARIABLES:
+            raise ValueError(
+                f"pii_salt_env: {self.pii_salt_env} would be read as a configuration key; "
+                f"name a variable without the {ENV_PREFIX} prefix, or FLYWHEEL_PII_SALT"
+            )
+        for name in self.pii_features:
+            if name not in self.pii_columns:
+                raise ValueError(f"pii_features: {name!r} is not tagged pii under columns")
+            if self.pii == "drop":
+                raise ValueError(
+                    f"pii_features: {name!r} is dropped at ingest (pii: drop), so it can never "
+                    "be a feature; set pii: hash to train on its hashed values"
+                )
+        return self
 
 
 class SearchSettings(Strict):
@@ -233,6 +300,88 @@ class ImportanceSettings(Strict):
     )
 
 
+def _sklearn_name_exists(path: str) -> bool:
+    """Whether `sklearn.module.Name` names something in the installed scikit-learn, read from
+    the module's source rather than imported: importing scikit-learn takes seconds, too long
+    for every configuration load. Undecidable cases (no scikit-learn here, a module that builds
+    its names at run time) pass; `training.estimator_class` imports and checks them at train."""
+    import ast
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        return True
+    module, _, name = path.rpartition(".")
+    base = Path(next(iter(spec.submodule_search_locations))).joinpath(*module.split(".")[1:])
+    source = base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    if not source.is_file():
+        return False
+    names: set[str] = set()
+    for node in ast.parse(source.read_text()).body:
+        if isinstance(node, ast.ClassDef | ast.FunctionDef):
+            names.add(node.name)
+        elif isinstance(node, ast.ImportFrom | ast.Import):
+            names.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return name in names or "__getattr__" in names
+
+
+class BaselineSettings(Strict):
+    """The simpler models a candidate must beat: one estimator on the same features, through
+    the same preprocessing as model.estimator, and, optionally, the majority class."""
+
+    estimator: str = Field(
+        default="sklearn.linear_model.LogisticRegression",
+        description="A dotted path inside sklearn to a classifier with predict_proba",
+    )
+    params: dict[str, Scalar] = Field(
+        default={},
+        description="The estimator's parameters (LogisticRegression's own defaults are an L2 "
+        "penalty with C=1.0: regularised)",
+    )
+    majority_class: bool = Field(
+        default=True, description="Also the majority class: the training rows' base rate"
+    )
+    margin: Fraction = Field(
+        default=0.01,
+        description="The candidate's promotion metric on the newest batch must be at least "
+        "each baseline's plus this",
+    )
+
+    @field_validator("estimator")
+    @classmethod
+    def _importable(cls, value: str) -> str:
+        if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
+            raise ValueError(
+                "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
+            )
+        if not _sklearn_name_exists(value):
+            raise ValueError(f"{value!r} does not exist in the installed scikit-learn")
+        return value
+
+
+class FairnessSettings(Strict):
+    """Gaps between the groups of a protected attribute that the candidate may not exceed
+    (on the newest batch, at the 0.5 threshold; null turns one check off). Differences are
+    Fairlearn's `between_groups`: the largest group's value minus the smallest's."""
+
+    attribute: Column = Field(description="A categorical feature whose values are the groups")
+    max_equal_opportunity_difference: Fraction | None = Field(
+        default=0.25, description="Largest gap in true positive rate between groups"
+    )
+    max_demographic_parity_difference: Fraction | None = Field(
+        default=0.25, description="Largest gap in positive prediction rate between groups"
+    )
+    max_calibration_gap: Fraction | None = Field(
+        default=0.1,
+        description="Largest gap in expected calibration error (10 bins) between groups",
+    )
+    min_rows: int = Field(
+        default=100, ge=1, description="A group with fewer rows is reported but not compared"
+    )
+
+
 class PromotionSettings(Strict):
     """The gate between a trained candidate and the registry."""
 
@@ -241,6 +390,14 @@ class PromotionSettings(Strict):
     max_regression: Fraction = 0.02
     slices: tuple[SliceCheck, ...] = ()
     importance: ImportanceSettings = ImportanceSettings()
+    baseline: BaselineSettings | None = Field(
+        default=None,
+        description="Simpler models the candidate must beat ({} for a regularised logistic "
+        "regression and the majority class; null: none)",
+    )
+    fairness: FairnessSettings | None = Field(
+        default=None, description="Gaps between the groups of a protected attribute (null: off)"
+    )
 
 
 class StorageSettings(Strict):
@@ -761,6 +918,40 @@ class Settings(Strict):
                 raise ValueError(
                     f"promotion.slices.{i}.column: {check.column!r} is not a categorical feature"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _pii_is_no_feature(self) -> Settings:
+        # A person's identifier in the model would leak through its splits and categories.
+        contract = self.contract
+        for name in contract.pii_columns:
+            if name in (self.features.label, self.features.time_column):
+                raise ValueError(
+                    f"contract.columns.{name}: the label and the time column cannot be pii "
+                    "(they are dropped or hashed at ingest)"
+                )
+            if name in self.features.columns and name not in contract.pii_features:
+                raise ValueError(
+                    f"contract.columns.{name}: a pii column is a feature; list it under "
+                    "contract.pii_features to allow it, or remove it from features"
+                )
+        for name in contract.pii_features:
+            if name not in self.features.categorical:
+                raise ValueError(
+                    f"contract.pii_features: {name!r} is not a categorical feature (hashed "
+                    "values are strings)"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _fairness_attribute_is_a_feature(self) -> Settings:
+        fairness = self.promotion.fairness
+        if fairness is not None and fairness.attribute not in self.features.categorical:
+            raise ValueError(
+                f"promotion.fairness.attribute: {fairness.attribute!r} is not a categorical "
+                f"feature, so it has no groups to compare "
+                f"(categorical: {', '.join(self.features.categorical) or 'none'})"
+            )
         return self
 
     @model_validator(mode="after")

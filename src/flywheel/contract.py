@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from flywheel import drift
-from flywheel.config import ContractSettings, FeatureSettings
+from flywheel.config import ColumnTags, ContractSettings, FeatureSettings
 from flywheel.errors import FlywheelError
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,32 @@ class Contract(_Frozen):
     positive_rate: float
     rows: int
     batches: tuple[str, ...]
+    # The configuration's tags and allowed sources when it was profiled, versioned with it.
+    columns: dict[str, ColumnTags] = {}
+    allowed_sources: tuple[str, ...] = ()
 
     @property
     def features(self) -> tuple[str, ...]:
         """Feature columns in model input order."""
         return (*self.numeric, *self.categorical)
+
+    @property
+    def passthrough(self) -> tuple[str, ...]:
+        """Tagged columns that are not features: batches may carry them, unprofiled."""
+        taken = {*self.features, self.label, self.time_column}
+        return tuple(name for name in self.columns if name not in taken)
+
+    def describe(self, name: str) -> str:
+        """A column's type and profile in a few words (a pii column's categories unshown)."""
+        if name in self.numeric:
+            p = self.numeric[name]
+            return f"numeric, {p.min:.4g}..{p.max:.4g}, nulls {p.null_rate:.1%}"
+        if name in self.categorical:
+            fractions = self.categorical[name].fractions
+            if self.columns.get(name, ColumnTags()).pii:
+                return f"categorical, {len(fractions)} categories (pii: not shown)"
+            return f"categorical, {len(fractions)} categories: {_few(sorted(fractions))}"
+        return "not a feature"
 
     def typical_row(self) -> dict[str, Any]:
         """One made-up row of typical values: each numeric mean, each most common category."""
@@ -94,6 +115,92 @@ class Finding(_Frozen):
     severity: Severity
 
 
+class ContractChange(_Frozen):
+    """One column whose place in the contract differs from production's."""
+
+    column: str
+    change: Literal["added", "removed", "type", "tags"]
+    production: str
+    candidate: str
+
+
+def _tag_text(tags: ColumnTags | None) -> str:
+    if tags is None:
+        return "untagged"
+    words = [w for w, on in (("pii", tags.pii), ("sensitive", tags.sensitive)) if on]
+    if tags.source:
+        words.append(f"source {tags.source}")
+    return ", ".join(words) or "untagged"
+
+
+def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...]:
+    """What this run's contract changes of production's: columns added or removed, a type
+    changed, tags changed."""
+
+    def kind(contract: Contract, name: str) -> str | None:
+        if name in contract.numeric:
+            return "numeric"
+        return "categorical" if name in contract.categorical else None
+
+    changes: list[ContractChange] = []
+    names = dict.fromkeys([*production.features, *candidate.features])
+    for name in names:
+        before, after = kind(production, name), kind(candidate, name)
+        if before is None:
+            changes.append(
+                ContractChange(
+                    column=name, change="added", production="–", candidate=candidate.describe(name)
+                )
+            )
+        elif after is None:
+            changes.append(
+                ContractChange(
+                    column=name,
+                    change="removed",
+                    production=production.describe(name),
+                    candidate="–",
+                )
+            )
+        elif before != after:
+            changes.append(
+                ContractChange(
+                    column=name,
+                    change="type",
+                    production=production.describe(name),
+                    candidate=candidate.describe(name),
+                )
+            )
+    for name in dict.fromkeys([*production.columns, *candidate.columns]):
+        before_tags, after_tags = production.columns.get(name), candidate.columns.get(name)
+        if _tag_text(before_tags) != _tag_text(after_tags):
+            changes.append(
+                ContractChange(
+                    column=name,
+                    change="tags",
+                    production=_tag_text(before_tags),
+                    candidate=_tag_text(after_tags),
+                )
+            )
+    return tuple(changes)
+
+
+def announce(production: Contract, candidate: Contract) -> Contract:
+    """Production's contract with the configuration's feature changes announced: a feature
+    production lacks (or now of another type) is checked against this window's own profile,
+    and one no longer configured is no longer required, so adding or removing a feature in
+    `features:` is a change the report shows, not a violation."""
+    numeric = {n: production.numeric.get(n, p) for n, p in candidate.numeric.items()}
+    categorical = {n: production.categorical.get(n, p) for n, p in candidate.categorical.items()}
+    removed = [n for n in production.features if n not in candidate.features]
+    columns = {
+        **candidate.columns,
+        **{n: ColumnTags() for n in removed if n not in candidate.columns},
+    }
+    return production.model_copy(
+        update={"numeric": numeric, "categorical": categorical, "columns": columns}
+    )
+
+
 class BatchCheck(_Frozen):
     """All findings for one batch, and its drift against the reference."""
 
@@ -109,6 +216,8 @@ class ValidationResult(_Frozen):
     reference: str
     batches: tuple[BatchCheck, ...]
     skew: dict[str, dict[str, float]] = {}
+    # Against production's contract; None when there is none to compare with.
+    changes: tuple[ContractChange, ...] | None = None
 
     @property
     def errors(self) -> list[Finding]:
@@ -168,6 +277,22 @@ class ValidationResult(_Frozen):
                 p = f"{skew['p']:.3g}" if "p" in skew else "–"
                 lines.append(f"| {name} | {value:.3f} | {ks} | {p} |")
             lines.append("")
+        if self.changes is not None:
+            lines += ["## Contract changes", ""]
+            if self.changes:
+                lines += [
+                    "This run's contract against production's:",
+                    "",
+                    "| column | change | production | this run |",
+                    "|---|---|---|---|",
+                ]
+                lines += [
+                    f"| {c.column} | {c.change} | {_cell(c.production)} | {_cell(c.candidate)} |"
+                    for c in self.changes
+                ]
+            else:
+                lines.append("None: the same columns, types and tags as production's contract.")
+            lines.append("")
         lines += ["## Batches", "", "| batch | rows | errors | warnings |", "|---|---|---|---|"]
         for b in self.batches:
             errors = sum(f.severity == "error" for f in b.findings)
@@ -190,9 +315,12 @@ class ContractViolation(FlywheelError, ValueError):
 
 
 def infer_contract(
-    frames: Sequence[tuple[str, pd.DataFrame]], features: FeatureSettings, bins: int
+    frames: Sequence[tuple[str, pd.DataFrame]],
+    features: FeatureSettings,
+    bins: int,
+    policy: ContractSettings | None = None,
 ) -> Contract:
-    """Profile clean reference batches into a contract."""
+    """Profile clean reference batches into a contract, with the policy's column tags."""
     data = pd.concat([frame for _, frame in frames], ignore_index=True)
     numeric: dict[str, NumericProfile] = {}
     for name in features.numeric:
@@ -223,6 +351,8 @@ def infer_contract(
         positive_rate=float(pd.to_numeric(data[features.label]).mean()),
         rows=len(data),
         batches=tuple(name for name, _ in frames),
+        columns=dict(policy.columns) if policy else {},
+        allowed_sources=policy.allowed_sources if policy else (),
     )
 
 
@@ -231,8 +361,10 @@ def _schema(
     label: str,
     numeric: Sequence[str],
     categories: dict[str, list[str] | None],
+    passthrough: Sequence[str] = (),
 ) -> Any:
-    """pandera's view of a batch: exactly these columns, types that coerce, allowed values."""
+    """pandera's view of a batch: exactly these columns (and, if present, the passthrough
+    ones), types that coerce, allowed values."""
     import pandera.pandas as pa
 
     columns: dict[str, Any] = {
@@ -244,6 +376,8 @@ def _schema(
     for name, allowed in categories.items():
         checks = [pa.Check.isin(allowed)] if allowed is not None else []
         columns[name] = pa.Column(nullable=True, checks=checks)
+    for name in passthrough:
+        columns.setdefault(name, pa.Column(nullable=True, required=False))
     return pa.DataFrameSchema(columns, strict=True)
 
 
@@ -298,24 +432,50 @@ def _structure_findings(
     return findings
 
 
-def structure_findings(frame: pd.DataFrame, features: FeatureSettings, batch: str) -> list[Finding]:
+def structure_findings(
+    frame: pd.DataFrame, features: FeatureSettings, batch: str, passthrough: Sequence[str] = ()
+) -> list[Finding]:
     """Structural problems against the configured columns alone (no reference data needed)."""
     schema = _schema(
         features.time_column,
         features.label,
         features.numeric,
         dict.fromkeys(features.categorical),
+        passthrough,
     )
     return _structure_findings(frame, schema, features.numeric, batch)
 
 
+def passthrough(policy: ContractSettings, features: FeatureSettings) -> tuple[str, ...]:
+    """The tagged columns that are not features, label or time: allowed, not profiled."""
+    taken = {*features.columns, features.label, features.time_column}
+    return tuple(name for name in policy.columns if name not in taken)
+
+
+def source_findings(columns: Sequence[str], policy: ContractSettings, batch: str) -> list[Finding]:
+    """With allowed sources set, every column of a batch needs a source tag among them."""
+    if not policy.allowed_sources:
+        return []
+    expected = f"a source among {', '.join(policy.allowed_sources)}"
+    findings = []
+    for name in columns:
+        tags = policy.columns.get(name)
+        source = tags.source if tags is not None else None
+        if source not in policy.allowed_sources:
+            found = f"source {source}" if source else "no source tag"
+            findings.append(_error(batch, name, "source", expected, found))
+    return findings
+
+
 def clean_history(
-    history: Sequence[tuple[str, pd.DataFrame]], features: FeatureSettings
+    history: Sequence[tuple[str, pd.DataFrame]],
+    features: FeatureSettings,
+    passthrough: Sequence[str] = (),
 ) -> list[tuple[str, pd.DataFrame]]:
     """The training batches whose structure matches the configuration (the rest are logged)."""
     usable = []
     for name, frame in history:
-        problems = structure_findings(frame, features, name)
+        problems = structure_findings(frame, features, name, passthrough)
         if problems:
             log.warning(
                 "batch %s is left out of the reference profile (%d structural problems)",
@@ -347,17 +507,27 @@ def _error(batch: str, column: str | None, check: str, expected: str, found: str
 
 
 def check_batch(
-    frame: pd.DataFrame, contract: Contract, policy: ContractSettings, batch: str
+    frame: pd.DataFrame,
+    contract: Contract,
+    policy: ContractSettings,
+    batch: str,
+    columns: Sequence[str] | None = None,
 ) -> BatchCheck:
-    """Every structural and statistical check of one batch against a contract."""
+    """Every structural and statistical check of one batch against a contract.
+
+    `columns` are the batch's columns as delivered, before ingest dropped its pii
+    (default: the frame's), for the source check.
+    """
     allowed = policy.unseen_categories == "error"
     schema = _schema(
         contract.time_column,
         contract.label,
         list(contract.numeric),
         {n: sorted(p.fractions) if allowed else None for n, p in contract.categorical.items()},
+        [*contract.passthrough, *(n for n in policy.columns if n not in contract.features)],
     )
     findings = _structure_findings(frame, schema, list(contract.numeric), batch)
+    findings += source_findings(list(frame.columns) if columns is None else columns, policy, batch)
     broken = {f.column for f in findings if f.severity == "error"}
 
     def add(column: str | None, check: str, expected: str, found: str, severity: Severity) -> None:
@@ -424,6 +594,13 @@ def check_batch(
             add(name, "drift (PSI)", f"<= {limit}", f"{value:.3f}", "error")
         elif value > policy.drift.psi_warn:
             add(name, "drift (PSI)", f"<= {policy.drift.psi_warn}", f"{value:.3f}", "warning")
+    pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
+    findings = [
+        f.model_copy(update={"found": "values not shown: a pii column"})
+        if f.column in pii and f.check in ("type", "allowed values", "allowed categories")
+        else f
+        for f in findings
+    ]
     return BatchCheck(batch=batch, rows=len(frame), findings=tuple(findings), psi=psi)
 
 
@@ -454,8 +631,17 @@ def validate_window(
     policy: ContractSettings,
     reference: str,
     train: pd.DataFrame | None = None,
+    columns: dict[str, Sequence[str]] | None = None,
+    changes: tuple[ContractChange, ...] | None = None,
 ) -> ValidationResult:
-    """Check every batch of a window; skew compares `train` with the newest batch."""
-    checks = tuple(check_batch(frame, contract, policy, name) for name, frame in batches)
+    """Check every batch of a window; skew compares `train` with the newest batch.
+
+    `columns` are each batch's columns as delivered (by batch name), for the source check;
+    `changes` are the contract's changes against production's, for the report.
+    """
+    delivered = columns or {}
+    checks = tuple(
+        check_batch(frame, contract, policy, name, delivered.get(name)) for name, frame in batches
+    )
     skews = skew(train, batches[-1][1], contract) if train is not None and batches else {}
-    return ValidationResult(reference=reference, batches=checks, skew=skews)
+    return ValidationResult(reference=reference, batches=checks, skew=skews, changes=changes)

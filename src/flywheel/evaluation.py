@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from flywheel.config import FeatureSettings, Metric
+from flywheel.config import FairnessSettings, FeatureSettings, Metric
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,6 +90,28 @@ class FeatureImportance(_Frozen):
         return self.low > 0
 
 
+class GroupScores(_Frozen):
+    """One group of a protected attribute, at the 0.5 threshold."""
+
+    rows: int
+    positives: int
+    true_positive_rate: float | None  # None: no positive rows
+    selection_rate: float  # the share predicted positive
+    calibration_error: float  # expected calibration error over 10 probability bins
+    compared: bool  # enough rows (fairness.min_rows) to count in the gaps
+
+
+class Fairness(_Frozen):
+    """Per-group scores and the gaps between the compared groups (largest minus smallest,
+    Fairlearn's `between_groups` differences); a gap is None with fewer than two groups."""
+
+    attribute: str
+    groups: dict[str, GroupScores]
+    equal_opportunity_difference: float | None
+    demographic_parity_difference: float | None
+    calibration_gap: float | None
+
+
 class ModelEvaluation(_Frozen):
     """Everything measured about one model."""
 
@@ -100,18 +122,28 @@ class ModelEvaluation(_Frozen):
     roc: Curve
     calibration: tuple[tuple[float, float], ...]
     slices: dict[str, dict[str, SliceScore]]
+    fairness: Fairness | None = None
     # The candidate's, on its holdout; how it was measured is in importance_method.
     importance: dict[str, FeatureImportance] | None = None
     importance_method: str | None = None
 
 
+class BaselineEvaluation(_Frozen):
+    """A simpler model (promotion.baseline) scored on the candidate's rows."""
+
+    newest: Scores
+    holdout: Scores
+
+
 class Evaluation(_Frozen):
-    """The candidate and, when there is one, the production model, side by side."""
+    """The candidate and, when there is one, the production model, side by side; and the
+    simpler models the candidate must beat, by name."""
 
     metric: Metric
     newest_batch: str
     candidate: ModelEvaluation
     production: ModelEvaluation | None
+    baselines: dict[str, BaselineEvaluation] = {}
 
 
 def score(y: npt.ArrayLike, p: Probabilities, threshold: float = 0.5) -> Scores:
@@ -189,6 +221,76 @@ def slice_scores(
     return out
 
 
+def expected_calibration_error(y: npt.ArrayLike, p: Probabilities, bins: int = 10) -> float:
+    """The rows' weighted mean gap between predicted and observed rates, per probability bin."""
+    import numpy as np
+
+    y_true = np.asarray(y, dtype=float)
+    if not len(y_true):
+        return 0.0
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    gaps = np.abs(
+        np.bincount(which, weights=p, minlength=bins)
+        - np.bincount(which, weights=y_true, minlength=bins)
+    )
+    return float(gaps.sum() / len(y_true))
+
+
+def group_fairness(
+    frame: pd.DataFrame, y: pd.Series, p: Probabilities, settings: FairnessSettings
+) -> Fairness:
+    """Per-group rates of one protected attribute, and the gaps between groups of enough rows."""
+    import numpy as np
+
+    column = frame[settings.attribute]
+    values = column.astype(object).where(column.notna(), "(missing)").astype(str).to_numpy()
+    y_arr = np.asarray(y, dtype=int)
+    predicted = p >= 0.5
+    groups: dict[str, GroupScores] = {}
+    for value in sorted(set(values)):
+        mask = values == value
+        positives = int(y_arr[mask].sum())
+        groups[value] = GroupScores(
+            rows=int(mask.sum()),
+            positives=positives,
+            true_positive_rate=float(predicted[mask & (y_arr == 1)].mean()) if positives else None,
+            selection_rate=float(predicted[mask].mean()),
+            calibration_error=expected_calibration_error(y_arr[mask], p[mask]),
+            compared=int(mask.sum()) >= settings.min_rows,
+        )
+
+    def gap(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) - min(known) if len(known) >= 2 else None
+
+    compared = [g for g in groups.values() if g.compared]
+    return Fairness(
+        attribute=settings.attribute,
+        groups=groups,
+        equal_opportunity_difference=gap([g.true_positive_rate for g in compared]),
+        demographic_parity_difference=gap([g.selection_rate for g in compared]),
+        calibration_gap=gap([g.calibration_error for g in compared]),
+    )
+
+
+def evaluate_baseline(
+    predictor: Predictor, newest: pd.DataFrame, holdout: pd.DataFrame, features: FeatureSettings
+) -> BaselineEvaluation:
+    """Score a baseline on the candidate's two sets of rows."""
+    import pandas as pd
+
+    return BaselineEvaluation(
+        newest=score(
+            pd.to_numeric(newest[features.label]).astype(int),
+            predictor.predict_proba(newest)[:, 1],
+        ),
+        holdout=score(
+            pd.to_numeric(holdout[features.label]).astype(int),
+            predictor.predict_proba(holdout)[:, 1],
+        ),
+    )
+
+
 def evaluate_model(
     predictor: Predictor,
     role: Literal["candidate", "production"],
@@ -197,8 +299,10 @@ def evaluate_model(
     holdout: pd.DataFrame | None,
     features: FeatureSettings,
     metric: Metric,
+    fairness: FairnessSettings | None = None,
 ) -> ModelEvaluation:
-    """Score one model on the newest batch (and the holdout, for the candidate)."""
+    """Score one model on the newest batch (and the holdout, for the candidate), with the
+    gaps between the groups of `fairness.attribute` there."""
     import pandas as pd
 
     y_new = pd.to_numeric(newest[features.label]).astype(int)
@@ -215,6 +319,7 @@ def evaluate_model(
         roc=roc(y_new, p_new),
         calibration=calibration(y_new, p_new),
         slices=slice_scores(newest, y_new, p_new, features.categorical, metric),
+        fairness=None if fairness is None else group_fairness(newest, y_new, p_new, fairness),
     )
 
 
@@ -230,4 +335,13 @@ def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
                     out[f"{role}_{split}_{name}"] = round(value, 6)
     for feature, measured in ((result.get("candidate") or {}).get("importance") or {}).items():
         out[f"candidate_importance_{feature}"] = round(measured["mean"], 6)
+    for name, baseline in sorted((result.get("baselines") or {}).items()):
+        for metric in ("roc_auc", "accuracy"):
+            value = baseline["newest"].get(metric)
+            if isinstance(value, float) and value == value:
+                out[f"baseline_{name}_newest_{metric}"] = round(value, 6)
+    groups = (result.get("candidate") or {}).get("fairness") or {}
+    for gap in ("equal_opportunity_difference", "demographic_parity_difference", "calibration_gap"):
+        if isinstance(groups.get(gap), float):
+            out[f"candidate_{gap}"] = round(groups[gap], 6)
     return out

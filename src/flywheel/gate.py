@@ -135,6 +135,94 @@ def _importance_checks(
     return checks
 
 
+def _at_most(name: str, measured: float | None, threshold: float, what: str) -> Check:
+    ok = measured is not None and not math.isnan(measured) and measured <= threshold
+    shown = "undefined" if measured is None or math.isnan(measured) else f"{measured:.4f}"
+    verb = "is within" if ok else "exceeds"
+    return Check(
+        name=name,
+        measured=None if measured is None or math.isnan(measured) else measured,
+        threshold=threshold,
+        passed=ok,
+        detail=f"{what} {shown} {verb} the maximum {threshold:.4f}",
+    )
+
+
+def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
+    """The candidate must beat each simpler model by the margin, on the newest batch."""
+    if policy.baseline is None:
+        return []
+    metric, margin = policy.metric, policy.baseline.margin
+    checks = []
+    for name, baseline in sorted(evaluation.baselines.items()):
+        simple = baseline.newest.get(metric)
+        simple = 0.0 if math.isnan(simple) else simple  # one class only: nothing to beat
+        check = _at_least(
+            f"beats baseline {name}",
+            evaluation.candidate.newest.get(metric),
+            simple + margin,
+            f"candidate {metric} on the newest batch",
+        )
+        checks.append(
+            check.model_copy(
+                update={
+                    "detail": f"{check.detail} (baseline {name} scored {simple:.4f}, "
+                    f"required margin {margin:.4f})"
+                }
+            )
+        )
+    return checks
+
+
+def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
+    """The gaps between the protected attribute's groups must stay within the policy's."""
+    rules = policy.fairness
+    measured = evaluation.candidate.fairness
+    if rules is None or measured is None:
+        return []
+    compared = sum(g.compared for g in measured.groups.values())
+    checks = []
+    for name, what, threshold, value in (
+        (
+            "equal opportunity difference",
+            "true positive rate gap",
+            rules.max_equal_opportunity_difference,
+            measured.equal_opportunity_difference,
+        ),
+        (
+            "demographic parity difference",
+            "positive prediction rate gap",
+            rules.max_demographic_parity_difference,
+            measured.demographic_parity_difference,
+        ),
+        (
+            "calibration gap",
+            "expected calibration error gap",
+            rules.max_calibration_gap,
+            measured.calibration_gap,
+        ),
+    ):
+        if threshold is None:
+            continue
+        check = _at_most(
+            f"{name} ({rules.attribute})",
+            value,
+            threshold,
+            f"{what} between {rules.attribute} groups on the newest batch",
+        )
+        if value is None:
+            # Fewer than two groups with enough rows: nothing to compare, nothing to refuse.
+            check = check.model_copy(
+                update={
+                    "passed": True,
+                    "detail": f"{what} between {rules.attribute} groups: only {compared} "
+                    f"group(s) of at least {rules.min_rows} rows, so no gap to measure",
+                }
+            )
+        checks.append(check)
+    return checks
+
+
 def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
     """Apply the promotion policy to an evaluation."""
     metric = policy.metric
@@ -196,6 +284,8 @@ def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
                     served,
                 )
             )
+    checks += baseline_checks(evaluation, policy)
+    checks += fairness_checks(evaluation, policy)
     if policy.importance.unimportant_features == "refuse":
         checks += _importance_checks(candidate.importance, policy.importance.confidence)
     return Decision(

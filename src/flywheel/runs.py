@@ -47,7 +47,7 @@ def compile_text(settings: Settings) -> str:
 
     from flywheel.pipelines.training import build_training_pipeline
 
-    pipeline = build_training_pipeline(settings.pipeline.resources)
+    pipeline = build_training_pipeline(settings.pipeline.resources, settings.contract.pii_salt_env)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PACKAGE_FILE
         compiler.Compiler().compile(pipeline, str(path))
@@ -328,7 +328,15 @@ def run_in_process(
     )
     if done("validate"):
         return run
-    step("train", tasks.train, config, window, work / "model.joblib", work / "holdout.parquet")
+    step(
+        "train",
+        tasks.train,
+        config,
+        window,
+        work / "model.joblib",
+        work / "holdout.parquet",
+        work / "baselines",
+    )
     if done("train"):
         return run
     step(
@@ -341,6 +349,7 @@ def run_in_process(
         production,
         work / "evaluation.json",
         work / "evaluation.html",
+        work / "baselines",
     )
     run.blessed = step(
         "gate", tasks.decide, config, work / "evaluation.json", work / "decision.json"
@@ -479,6 +488,7 @@ def submit(
                 "image": image or "",
                 "image_digest": digest,
                 "s3_secret": settings.pipeline.s3_secret,
+                "pii_secret": settings.contract.pii_salt_secret,
                 "trigger_reason": reason,
                 "trigger_decision": decision,
             },

@@ -20,6 +20,8 @@ REGIONS = ("north", "south", "east", "west")
 CHANNELS = ("web", "branch", "partner")
 EMPLOYMENT = ("salaried", "self_employed", "unemployed", "retired")
 NEW_CHANNEL = "mobile"
+# The region the `underserved_group` scenario serves worse.
+UNDERSERVED_REGION = "west"
 
 
 def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -103,6 +105,15 @@ def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
     frame = _features(rng, n * 4 if label_shift else n, day_index, settings)
     concept = settings.scenario == "concept_drift" and active
     label = rng.random(len(frame)) < default_probability(frame, concept_shift=concept)
+    if settings.scenario == "underserved_group" and active:
+        # One region's defaults come from a signal no feature carries (say, a local employer
+        # closing), at about the others' rate: a model can only guess the base rate there,
+        # so it misses most of that region's defaulters. Drawn from a generator of its own,
+        # so that every other column and region matches `stable`'s batch of the day.
+        region = (frame["region"] == UNDERSERVED_REGION).to_numpy()
+        other = np.random.default_rng([settings.seed, day_index + 20_000])
+        hidden = other.normal(size=int(region.sum()))
+        label[region] = other.random(len(hidden)) < _sigmoid(-1.3 + 1.6 * hidden)
     frame["defaulted"] = label.astype("int64")
     if label_shift:
         positives = frame[frame["defaulted"] == 1]

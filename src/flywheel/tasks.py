@@ -23,13 +23,17 @@ from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, 
 from flywheel.storage import open_store
 
 if TYPE_CHECKING:
-    from flywheel import contract, evaluation, gate
+    from flywheel import batches, contract, evaluation, gate
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
 # should not pay for scikit-learn, pandera or matplotlib.
 
 log = logging.getLogger(__name__)
+
+
+# How `train` names each baseline model in its baselines folder: <name>.joblib.
+BASELINE_SUFFIX = ".joblib"
 
 
 def run_record_key(run_id: str) -> str:
@@ -80,8 +84,12 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
             raise batches.BatchError(
                 f"the batches in {source.store.uri} changed while the run was starting; run it again"
             )
-    manifest = batches.collect(source, settings.data.window_days, day, out)
+    manifest = batches.collect(source, settings.data.window_days, day, out, _scrub(settings))
     days = [b["day"] for b in manifest["batches"]]
+    scrubbed = sorted({c for b in manifest["batches"] for c in b.get("pii", {}).get("columns", [])})
+    if scrubbed:
+        done = "dropped" if settings.contract.pii == "drop" else "hashed"
+        log.info("pii column(s) %s %s before the window was written", ", ".join(scrubbed), done)
     log.info(
         "ingested %d batches %s..%s from %s, content hash %s",
         len(days),
@@ -91,6 +99,27 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
         manifest["content_hash"][:12],
     )
     return manifest
+
+
+def _scrub(settings: Settings) -> batches.Scrub | None:
+    """How ingest removes the pii columns' raw values, from the contract's policy."""
+    import os
+
+    from flywheel import batches
+
+    policy = settings.contract
+    if not policy.pii_columns:
+        return None
+    if policy.pii == "drop":
+        return batches.Scrub(policy.pii_columns)
+    salt = os.environ.get(policy.pii_salt_env, "")
+    if not salt:
+        raise batches.PrivacyError(
+            f"contract.pii is hash, but {policy.pii_salt_env} (contract.pii_salt_env), "
+            "the salt's variable, is not set or empty; on a cluster it comes from the Secret "
+            "named by the chart's privacy.existingSecret"
+        )
+    return batches.Scrub(policy.pii_columns, "hash", salt.encode())
 
 
 def validate(
@@ -107,13 +136,22 @@ def validate(
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
-    usable = contract.clean_history(window.history, settings.features)
+    manifest = json.loads((window_dir / batches.MANIFEST).read_text())
+    # Each batch's columns as delivered, the pii ones ingest dropped included.
+    delivered = {e["day"]: e["columns"] for e in manifest["batches"] if "columns" in e}
+    passthrough = contract.passthrough(settings.contract, settings.features)
+    usable = contract.clean_history(window.history, settings.features, passthrough)
     if not usable:
         checks = tuple(
             contract.BatchCheck(
                 batch=name,
                 rows=len(frame),
-                findings=tuple(contract.structure_findings(frame, settings.features, name)),
+                findings=(
+                    *contract.structure_findings(frame, settings.features, name, passthrough),
+                    *contract.source_findings(
+                        delivered.get(name, list(frame.columns)), settings.contract, name
+                    ),
+                ),
                 psi={},
             )
             for name, frame in window.batches
@@ -123,14 +161,20 @@ def validate(
         )
         report_out.write_text(result.markdown())
         raise contract.ContractViolation(result)
-    inferred = contract.infer_contract(usable, settings.features, settings.contract.drift.bins)
+    inferred = contract.infer_contract(
+        usable, settings.features, settings.contract.drift.bins, settings.contract
+    )
+    changes = None
     if baseline:
-        reference = contract.Contract.from_json(
+        production = contract.Contract.from_json(
             Registry.from_settings(settings).read(baseline, "contract.json")
         )
+        # Features added to or removed from `features:` are announced changes, not violations.
+        reference = contract.announce(production, inferred)
+        changes = contract.diff(production, inferred)
         described = (
             f"the contract of {settings.model_name} {baseline} in production "
-            f"({reference.rows} rows, batches {reference.batches[0]}..{reference.batches[-1]})"
+            f"({production.rows} rows, batches {production.batches[0]}..{production.batches[-1]})"
         )
     else:
         reference = inferred
@@ -140,7 +184,13 @@ def validate(
         )
     train = pd.concat([frame for _, frame in usable], ignore_index=True)
     result = contract.validate_window(
-        window.batches, reference, settings.contract, described, train=train
+        window.batches,
+        reference,
+        settings.contract,
+        described,
+        train=train,
+        columns=delivered,
+        changes=changes,
     )
     contract_out.write_text(inferred.to_json())
     report_out.write_text(result.markdown())
@@ -158,8 +208,18 @@ def validate(
     return result
 
 
-def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> dict[str, Any]:
-    """Fit the configured Pipeline on the training batches; keep a holdout split."""
+def train(
+    config: str,
+    window_dir: Path,
+    model_out: Path,
+    holdout_out: Path,
+    baselines_out: Path | None = None,
+) -> dict[str, Any]:
+    """Fit the configured Pipeline on the training batches; keep a holdout split.
+
+    With `baselines_out`, also fit promotion.baseline's models on the same rows and
+    write them there, one `<name>.joblib` each, for `evaluate` to score beside it.
+    """
     import pandas as pd
 
     from flywheel import batches, predictor, training
@@ -167,15 +227,28 @@ def train(config: str, window_dir: Path, model_out: Path, holdout_out: Path) -> 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     frame = pd.concat([frame for _, frame in window.history], ignore_index=True)
-    result = training.train(frame, settings.features, settings.model, settings.promotion.metric)
+    result = training.train(
+        frame,
+        settings.features,
+        settings.model,
+        settings.promotion.metric,
+        settings.promotion.baseline if baselines_out is not None else None,
+    )
     model_out.write_bytes(predictor.dump_model(result.model))
     result.holdout.to_parquet(holdout_out, index=False)
+    if baselines_out is not None:
+        baselines_out.mkdir(parents=True, exist_ok=True)
+        for name, model in result.baselines.items():
+            (baselines_out / f"{name}{BASELINE_SUFFIX}").write_bytes(predictor.dump_model(model))
+        # Never an empty folder: an artifact without files may not reach the next step.
+        (baselines_out / "baselines.json").write_text(json.dumps(sorted(result.baselines)))
     return {
         "rows": len(frame) - len(result.holdout),
         "holdout_rows": len(result.holdout),
         "estimator": settings.model.estimator,
         "best_params": result.best_params,
         "search": result.search_scores,
+        "baselines": sorted(result.baselines),
     }
 
 
@@ -187,8 +260,12 @@ def evaluate(
     baseline: str,
     evaluation_out: Path,
     report_out: Path,
+    baselines_dir: Path | None = None,
 ) -> evaluation.Evaluation:
     """Score the candidate and the production model; write JSON and an HTML report.
+
+    `baseline` is the production version ('' for none); `baselines_dir` holds the simpler
+    models `train` fitted (promotion.baseline), scored on the same rows as the candidate.
 
     The candidate's features get their permutation importance and cost on its holdout.
     """
@@ -201,18 +278,19 @@ def evaluate(
     newest_name, newest = window.newest
     metric = settings.promotion.metric
     holdout = pd.read_parquet(holdout_path)
-    model = predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features)
+    served = predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features)
     candidate = evaluation.evaluate_model(
-        model,
+        served,
         "candidate",
         None,
         newest,
         holdout,
         settings.features,
         metric,
+        fairness=settings.promotion.fairness,
     )
     measured, method = importance.measure(
-        model.model,
+        served.model,
         holdout,
         settings.features,
         metric,
@@ -231,9 +309,23 @@ def evaluate(
             None,
             settings.features,
             metric,
+            fairness=settings.promotion.fairness,
+        )
+    baselines = {}
+    for path in sorted(baselines_dir.glob(f"*{BASELINE_SUFFIX}")) if baselines_dir else ():
+        model = predictor.load_model(path.read_bytes())
+        baselines[path.name.removesuffix(BASELINE_SUFFIX)] = evaluation.evaluate_baseline(
+            predictor.Predictor(model, settings.features.numeric, settings.features.categorical),
+            newest,
+            holdout,
+            settings.features,
         )
     result = evaluation.Evaluation(
-        metric=metric, newest_batch=newest_name, candidate=candidate, production=production
+        metric=metric,
+        newest_batch=newest_name,
+        candidate=candidate,
+        production=production,
+        baselines=baselines,
     )
     evaluation_out.write_text(result.model_dump_json(indent=2))
     report_out.write_text(

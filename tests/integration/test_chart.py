@@ -87,6 +87,7 @@ def test_helm_lint_strict(values: Path | None) -> None:
         (["model.stable.version=v3"], "at '/model': additional properties 'stable' not allowed"),
         (["storage.existingSecret=wJalrXUtnFEMI/K7MDENG+bPxRfiCY"], "at '/storage/existingSecret'"),
         (["storage.secretAccessKey=wJalrXUtnFEMI"], "additional properties 'secretAccessKey'"),
+        (["privacy.existingSecret=Salt/Value+1"], "at '/privacy/existingSecret'"),
         (["images.serving.digest=latest"], "at '/images/serving/digest'"),
     ],
 )
@@ -94,6 +95,12 @@ def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> No
     with pytest.raises(RuntimeError) as error:
         _render(None, *sets)
     assert message in str(error.value), str(error.value)
+
+
+def test_the_pii_salt_secret_reaches_the_runs_the_engine_submits(tmp_path: Path) -> None:
+    # the trigger engine submits runs with this flywheel.yaml: its ingest step reads the Secret
+    settings = _settings(_render(None, "privacy.existingSecret=team-salt"), tmp_path)
+    assert settings.contract.pii_salt_secret == "team-salt"
 
 
 def test_the_chart_readme_is_generated_from_the_values() -> None:

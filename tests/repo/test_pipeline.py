@@ -36,6 +36,7 @@ def test_the_package_loads_back_as_a_pipeline() -> None:
         "image",
         "image_digest",
         "s3_secret",
+        "pii_secret",
         "trigger_reason",
         "trigger_decision",
     }
@@ -73,6 +74,12 @@ def test_wiring_gate_condition_caching_and_credentials() -> None:
     secret = executors["exec-ingest"]["secretAsEnv"][0]
     assert secret["secretNameParameter"] == {"componentInputParameter": "s3_secret"}
     assert {m["envVar"] for m in secret["keyToEnv"]} == set(S3_SECRET_KEYS.values())
+    # and ingest alone gets the salt of hashed pii columns, if its Secret exists
+    salt = executors["exec-ingest"]["secretAsEnv"][1]
+    assert salt["secretNameParameter"] == {"componentInputParameter": "pii_secret"}
+    assert salt["keyToEnv"] == [{"envVar": "FLYWHEEL_PII_SALT", "secretKey": "FLYWHEEL_PII_SALT"}]
+    assert salt["optional"] is True
+    assert all(len(e["secretAsEnv"]) == 1 for n, e in executors.items() if n != "exec-ingest")
 
 
 def test_every_step_uses_the_platform_image_without_installing_kfp() -> None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
-from flywheel.batches import BatchError, BatchSource, collect, load
+from flywheel.batches import BatchError, BatchSource, PrivacyError, Scrub, collect, load, parse
 from flywheel.config import Settings
 from flywheel.storage import LocalStore
 
@@ -81,3 +84,62 @@ def test_batches_are_never_overwritten(
     make_batches(settings, 1)
     with pytest.raises(BatchError, match="already exists"):
         make_batches(settings, 1)
+
+
+def _with_ssn(source: BatchSource, fmt: str) -> list[str]:
+    """Two small batches carrying a person's number, one with a null."""
+    numbers = ["900-12-3456", None, "900-65-4321"]
+    for day in (date(2026, 1, 1), date(2026, 1, 2)):
+        frame = pd.DataFrame({"income": [1.0, 2.0, 3.0], "ssn": numbers})
+        source.write(day, frame, fmt)
+    return [n for n in numbers if n]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_ingest_drops_pii_columns_before_it_writes_the_window(fmt: str, tmp_path: Path) -> None:
+    # given batches carrying a person's number
+    source = BatchSource(LocalStore(tmp_path / "src"))
+    numbers = _with_ssn(source, fmt)
+    # when the window is collected with ssn to drop
+    manifest = collect(source, 5, None, tmp_path / "w", Scrub(("ssn",)))
+    # then no written file holds a number, the rows are kept and the hashes match the files
+    for path in (tmp_path / "w").iterdir():
+        assert not any(n.encode() in path.read_bytes() for n in numbers), path
+    loaded = load(tmp_path / "w")
+    assert [list(frame.columns) for _, frame in loaded.batches] == [["income"], ["income"]]
+    assert loaded.content_hash == manifest["content_hash"]
+    # and the manifest names the columns as delivered and what was dropped, never a value
+    entry = manifest["batches"][0]
+    assert entry["columns"] == ["income", "ssn"]
+    assert entry["pii"] == {"mode": "drop", "columns": ["ssn"]}
+    assert entry["source_sha256"] != entry["sha256"]
+
+
+def test_ingest_can_hash_pii_with_a_salt_instead(tmp_path: Path) -> None:
+    # given batches carrying a person's number, and a salt
+    source = BatchSource(LocalStore(tmp_path / "src"))
+    numbers = _with_ssn(source, "parquet")
+    scrub = Scrub(("ssn",), "hash", b"salt")
+    # when the window is collected with ssn to hash
+    collect(source, 5, None, tmp_path / "w", scrub)
+    # then each number is its salted HMAC-SHA256, equal numbers stay equal and nulls null
+    (_, first), (_, second) = load(tmp_path / "w").batches
+    digest = [hmac.new(b"salt", n.encode(), hashlib.sha256).hexdigest() for n in numbers]
+    assert first["ssn"].fillna("null").tolist() == [digest[0], "null", digest[1]]
+    assert second["ssn"].equals(first["ssn"])
+    assert Scrub(("ssn",), "hash", b"other").digest(numbers[0]) != digest[0]
+    # and a hash without a salt is refused at once
+    with pytest.raises(PrivacyError, match="needs a salt"):
+        Scrub(("ssn",), "hash", b"")
+
+
+def test_batches_without_the_pii_column_are_copied_unchanged(
+    small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
+) -> None:
+    settings = small_settings()
+    make_batches(settings, 2)
+    source = BatchSource(LocalStore(settings.data.source))
+    collect(source, 5, None, tmp_path / "w", Scrub(("ssn",)))
+    for name in ("2026-01-01.parquet", "2026-01-02.parquet"):
+        assert (tmp_path / "w" / name).read_bytes() == source.store.read(name)
+    assert len(parse(name, (tmp_path / "w" / name).read_bytes())) == 600

@@ -20,7 +20,7 @@ from flywheel.compiled import (
     max_difference,
 )
 from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
-from flywheel.predictor import Predictor, compile_checked, dump_model
+from flywheel.predictor import Predictor, compile_checked, dump_model, rows_frame
 from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import LocalStore
 from flywheel.synthetic import generate_day
@@ -79,6 +79,61 @@ def test_each_family_compiles_to_scikit_learns_probabilities_with_unknown_and_mi
     # then its probabilities are scikit-learn's, row for row, one row alone included
     assert max_difference(scorer, expected, awkward) <= TOLERANCE
     assert np.abs(scorer.predict_proba(awkward.head(1)) - expected[:1]).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_checked_rows_score_exactly_as_their_frame_does(
+    name: str, frame: pd.DataFrame, awkward: pd.DataFrame, hgb: Any
+) -> None:
+    # given a compiled model of this family and many rows as a request carries them:
+    # missing numbers and categories as null, unseen categories, integers beyond 2**53
+    model = hgb if name == "HistGradientBoostingClassifier" else _fit(name, frame)
+    scorer = CompiledScorer.from_bytes(
+        compile_model(model, FEATURES.numeric, FEATURES.categorical).to_bytes()
+    )
+    columns = (*FEATURES.numeric, *FEATURES.categorical)
+    records = awkward.to_dict(orient="records")
+    rows = [[None if _nan(r[c]) else r[c] for c in columns] for r in records]
+    rows[3][columns.index("income")] = 2**53 + 1
+    rows[4][columns.index("age")] = 41
+    # when they are scored as rows, and through the frame scikit-learn would take
+    by_rows = scorer.predict_rows(rows, columns)
+    by_frame = scorer.predict_proba(rows_frame(rows, FEATURES.numeric, FEATURES.categorical))
+    # then the probabilities are the same numbers, for the batch and for a row alone
+    # (alone against alone: a linear model's matrix product may round a batch differently)
+    assert np.array_equal(by_rows, by_frame)
+    for row in rows[:40]:
+        one = rows_frame([row], FEATURES.numeric, FEATURES.categorical)
+        assert np.array_equal(scorer.predict_rows([row], columns), scorer.predict_proba(one))
+
+
+@pytest.mark.parametrize("name", [n for n in FAMILIES if n != "LogisticRegression"])
+def test_tree_scores_are_treelites_own_predictions(
+    name: str, frame: pd.DataFrame, awkward: pd.DataFrame, hgb: Any
+) -> None:
+    import treelite
+    import treelite.gtil
+
+    # given a compiled tree ensemble and its input matrix for awkward rows
+    model = hgb if name == "HistGradientBoostingClassifier" else _fit(name, frame)
+    scorer = compile_model(model, FEATURES.numeric, FEATURES.categorical)
+    x = scorer.features(awkward)
+    if scorer.header["float32"]:
+        x = x.astype(np.float32).astype(np.float64)
+    # when it scores them, in one batch, on several threads, and one row alone
+    trees = treelite.Model.deserialize_bytes(scorer.trees)
+    positive = np.asarray(treelite.gtil.predict(trees, x), dtype=np.float64).reshape(len(x), -1)
+    expected = positive if positive.shape[1] == 2 else positive[:, -1]
+    got = scorer.predict_proba(awkward)
+    # then its answers are those of treelite's own predict, to the last bit
+    assert np.array_equal(got if positive.shape[1] == 2 else got[:, 1], expected)
+    single = scorer.predict_proba(awkward.head(1))
+    assert np.array_equal(single, got[:1])
+    assert np.array_equal(scorer.predict_proba(pd.concat([awkward] * 2)), np.vstack([got] * 2))
+
+
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and np.isnan(value)
 
 
 def test_an_estimator_without_a_compiled_form_falls_back_with_the_reason(

@@ -392,3 +392,148 @@ def test_a_trigger_set_to_null_is_off_and_a_named_feature_is_accepted() -> None:
     assert settings.triggers.drift is not None and settings.triggers.drift.features == {
         "income": 0.2
     }
+
+
+def test_the_contract_tags_columns_and_lists_their_sources() -> None:
+    # given a contract that tags a person's identifier and a bureau's figure
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[
+            "contract.columns.ssn.pii=true",
+            "contract.columns.ssn.source=crm",
+            "contract.columns.income.sensitive=true",
+            "contract.columns.income.source=bureau",
+            "contract.allowed_sources=[bureau, crm]",
+        ],
+    )
+    # then the tags load, and the pii columns are known by name
+    assert settings.contract.columns["income"].sensitive
+    assert settings.contract.pii_columns == ("ssn",)
+    assert settings.contract.allowed_sources == ("bureau", "crm")
+    # and by default nothing is tagged and pii is dropped, its salt read from FLYWHEEL_PII_SALT
+    assert Settings().contract.pii == "drop" and not Settings().contract.columns
+    assert load_settings(None, env={"FLYWHEEL_PII_SALT": "s"}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["contract.columns.ssn.private=true"], r"contract\.columns\.ssn\.private .*unknown key"),
+        (["contract.columns.ssn.source=Sales Team"], r"contract\.columns\.ssn\.source .*pattern"),
+        (
+            ["contract.columns.income.pii=true"],
+            r"contract\.columns\.income: a pii column is a feature; list it under "
+            r"contract\.pii_features",
+        ),
+        (
+            ["contract.columns.defaulted.pii=true"],
+            r"contract\.columns\.defaulted: the label and the time column cannot be pii",
+        ),
+        (
+            ["contract.pii_features=[ssn]"],
+            r"pii_features: 'ssn' is not tagged pii under columns",
+        ),
+        (
+            ["contract.columns.ssn.pii=true", "contract.pii_features=[ssn]"],
+            r"pii_features: 'ssn' is dropped at ingest \(pii: drop\)",
+        ),
+        (
+            [
+                "contract.columns.income.pii=true",
+                "contract.pii=hash",
+                "contract.pii_features=[income]",
+            ],
+            r"contract\.pii_features: 'income' is not a categorical feature",
+        ),
+        (
+            ["contract.pii_salt_env=FLYWHEEL_SALT"],
+            r"pii_salt_env: FLYWHEEL_SALT would be read as a configuration key",
+        ),
+    ],
+)
+def test_a_contract_tag_or_pii_policy_that_cannot_hold_is_refused_at_load(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, env={}, overrides=overrides)
+
+
+def test_a_pii_column_allowed_by_name_may_be_a_hashed_categorical_feature() -> None:
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[
+            "contract.columns.region.pii=true",
+            "contract.pii=hash",
+            "contract.pii_features=[region]",
+        ],
+    )
+    assert settings.contract.pii_features == ("region",)
+
+
+def test_the_shipped_policy_checks_baselines_and_fairness_by_region() -> None:
+    promotion = load_settings(REPO / "flywheel.yaml", env={}).promotion
+    assert promotion.baseline is not None and promotion.fairness is not None
+    assert promotion.baseline.estimator == "sklearn.linear_model.LogisticRegression"
+    assert promotion.baseline.majority_class and promotion.baseline.margin > 0
+    assert promotion.fairness.attribute == "region"
+
+
+def test_an_empty_baseline_is_a_regularised_logistic_regression_and_the_majority_class() -> None:
+    baseline = load_settings(None, env={}, overrides=["promotion.baseline={}"]).promotion.baseline
+    assert baseline is not None
+    assert baseline.estimator == "sklearn.linear_model.LogisticRegression"
+    assert baseline.params == {} and baseline.majority_class
+    assert load_settings(None, env={}).promotion.baseline is None
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        (
+            "promotion.baseline.estimator=sklearn.linear_model.LogisticRegresion",
+            "promotion.baseline.estimator (from --set promotion.baseline.estimator): Value error, "
+            "'sklearn.linear_model.LogisticRegresion' does not exist in the installed scikit-learn",
+        ),
+        (
+            "promotion.baseline.estimator=sklearn.nowhere.Thing",
+            "'sklearn.nowhere.Thing' does not exist in the installed scikit-learn",
+        ),
+        (
+            "promotion.baseline.estimator=xgboost.XGBClassifier",
+            "promotion.baseline.estimator (from --set promotion.baseline.estimator): "
+            "Value error, must be a dotted path inside sklearn",
+        ),
+        (
+            "promotion.fairness.attribute=income",
+            "promotion.fairness.attribute: 'income' is not a categorical feature, so it has no "
+            "groups to compare (categorical: region, channel, employment)",
+        ),
+        (
+            "promotion.fairness.attribute=gender",
+            "promotion.fairness.attribute: 'gender' is not a categorical feature",
+        ),
+    ],
+)
+def test_a_baseline_that_cannot_be_imported_or_a_fairness_attribute_that_is_no_column_is_refused(
+    override: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(None, env={}, overrides=[override])
+    assert expected in str(error.value)
+
+
+def test_the_baseline_check_reads_scikit_learn_without_importing_it() -> None:
+    import subprocess
+    import sys
+
+    # given a fresh interpreter, when a configuration with a baseline loads,
+    # then scikit-learn was never imported (it costs seconds in every step)
+    code = (
+        "import sys; from flywheel.config import load_settings; "
+        "load_settings(None, env={}, overrides=['promotion.baseline={}']); "
+        "print('sklearn' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

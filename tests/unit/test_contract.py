@@ -7,8 +7,15 @@ from datetime import date, timedelta
 import pandas as pd
 import pytest
 
-from flywheel.config import ContractSettings, FeatureSettings, GeneratorSettings
-from flywheel.contract import Contract, check_batch, infer_contract, validate_window
+from flywheel.config import ColumnTags, ContractSettings, FeatureSettings, GeneratorSettings
+from flywheel.contract import (
+    Contract,
+    announce,
+    check_batch,
+    diff,
+    infer_contract,
+    validate_window,
+)
 from flywheel.synthetic import generate_day
 
 FEATURES = FeatureSettings()
@@ -111,3 +118,108 @@ def test_the_report_names_batch_column_and_check(contract: Contract) -> None:
     assert f"| {days[1][0]} | tenure_months | column present | present | missing |" in report
     assert "KS (train vs newest)" in report
     assert "tenure_months: column present" in result.summary()
+
+
+def _tagged(**columns: ColumnTags) -> ContractSettings:
+    return POLICY.model_copy(update={"columns": columns})
+
+
+def test_a_column_from_an_unlisted_source_is_refused_naming_it_and_its_source(
+    contract: Contract,
+) -> None:
+    # given a policy that allows two sources, and a batch whose columns come from others
+    tags = {n: ColumnTags(source="bureau") for n in (*FEATURES.columns, "defaulted", "event_time")}
+    policy = _tagged(**{**tags, "region": ColumnTags(source="scraper")}).model_copy(
+        update={"allowed_sources": ("bureau", "crm")}
+    )
+    _, frame = _days(1)[0]
+    # when the batch is checked, ssn among the columns it was delivered with (ingest dropped it)
+    result = check_batch(frame, contract, policy, "d", columns=[*frame.columns, "ssn"])
+    # then the column of an unlisted source and the untagged one are errors naming each
+    found = {(f.column, f.found) for f in result.findings if f.check == "source"}
+    assert found == {("region", "source scraper"), ("ssn", "no source tag")}
+    assert all(f.severity == "error" for f in result.findings if f.check == "source")
+    assert (
+        "a source among bureau, crm"
+        in validate_window(
+            [("d", frame)], contract, policy, "ref", columns={"d": [*frame.columns, "ssn"]}
+        ).summary()
+    )
+    # and with no allowed sources listed, no source is checked
+    assert not [
+        f for f in check_batch(frame, contract, POLICY, "d").findings if f.check == "source"
+    ]
+
+
+def test_a_tagged_column_that_is_no_feature_may_ride_along_unprofiled(contract: Contract) -> None:
+    # given a batch carrying a hashed identifier and an untagged stray column
+    _, frame = _days(1)[0]
+    frame = frame.assign(ssn="ab12", stray=1)
+    policy = _tagged(ssn=ColumnTags(pii=True))
+    # when it is checked
+    result = check_batch(frame, contract, policy, "d")
+    # then only the untagged column is unexpected
+    unexpected = [f.column for f in result.findings if f.check == "no unexpected columns"]
+    assert unexpected == ["stray"] and "ssn" not in result.psi
+
+
+def test_the_contract_records_the_tags_and_old_contracts_still_load(contract: Contract) -> None:
+    policy = _tagged(ssn=ColumnTags(pii=True, source="crm")).model_copy(
+        update={"allowed_sources": ("crm",)}
+    )
+    tagged = infer_contract(_days(2), FEATURES, bins=10, policy=policy)
+    stored = Contract.from_json(tagged.to_json())
+    assert stored.columns == {"ssn": ColumnTags(pii=True, source="crm")}
+    assert stored.allowed_sources == ("crm",) and stored.passthrough == ("ssn",)
+    before = contract.model_dump(mode="json", exclude={"columns", "allowed_sources"})
+    assert Contract.model_validate(before).columns == {}
+
+
+def test_a_feature_added_in_the_configuration_is_an_announced_change(contract: Contract) -> None:
+    # given production's contract, and batches that gained a column listed in features
+    grown = FEATURES.model_copy(update={"numeric": (*FEATURES.numeric, "dti")})
+    days = [(n, f.assign(dti=f["loan_amount"] / f["income"])) for n, f in _days(3)]
+    candidate = infer_contract(days[:2], grown, bins=10)
+    # when the window is checked against production's contract, the change announced
+    changes = diff(contract, candidate)
+    result = validate_window(days, announce(contract, candidate), POLICY, "v1", changes=changes)
+    # then it passes, and the report shows the new column with its profile
+    assert result.passed, result.summary()
+    assert [(c.column, c.change) for c in changes] == [("dti", "added")]
+    report = result.markdown()
+    assert "## Contract changes" in report
+    assert "| dti | added | – | numeric, " in report
+    # and the same batches against production's contract alone are refused
+    assert "dti: no unexpected columns" in validate_window(days, contract, POLICY, "v1").summary()
+
+
+def test_the_contract_diff_names_removed_columns_type_and_tag_changes(contract: Contract) -> None:
+    moved = FeatureSettings(
+        numeric=tuple(n for n in FEATURES.numeric if n not in ("age", "late_payments")),
+        categorical=(*FEATURES.categorical, "late_payments"),
+    )
+    policy = _tagged(region=ColumnTags(sensitive=True, source="crm"))
+    candidate = infer_contract(_days(2), moved, bins=10, policy=policy)
+    changes = {(c.column, c.change): c for c in diff(contract, candidate)}
+    assert set(changes) == {
+        ("age", "removed"),
+        ("late_payments", "type"),
+        ("region", "tags"),
+    }
+    assert changes[("region", "tags")].candidate == "sensitive, source crm"
+    assert changes[("late_payments", "type")].candidate.startswith("categorical, ")
+    # and no change is a section saying so
+    same = validate_window(_days(1), contract, POLICY, "v1", changes=diff(contract, contract))
+    assert "None: the same columns, types and tags" in same.markdown()
+
+
+def test_the_report_never_prints_a_pii_columns_values(contract: Contract) -> None:
+    # given region tagged pii (hashed, allowed as a feature) and a batch with a new value
+    policy = _tagged(region=ColumnTags(pii=True))
+    _, frame = _days(1)[0]
+    frame.loc[frame.index[0], "region"] = "9c0ffee"
+    # when it is checked and reported
+    result = validate_window([("d", frame)], contract, policy, "v1")
+    # then the finding names the column and the check, not the value
+    assert "region: allowed values" in result.summary()
+    assert "9c0ffee" not in result.markdown() and "9c0ffee" not in result.summary()

@@ -1,7 +1,9 @@
-"""Evaluation: metrics on known answers, thinned ROC curves, calibration, slices, flat names."""
+"""Evaluation: metrics on known answers, thinned ROC curves, calibration, slices, gaps between
+groups, flat names."""
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import date, timedelta
 
@@ -9,11 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings
+from flywheel.config import FairnessSettings, FeatureSettings, GeneratorSettings, ModelSettings
 from flywheel.evaluation import (
+    Evaluation,
     calibration,
     evaluate_model,
+    expected_calibration_error,
     flat_metrics,
+    group_fairness,
     roc,
     score,
     slice_scores,
@@ -134,6 +139,86 @@ def test_flat_metrics_name_role_split_and_metric_and_skip_what_is_missing() -> N
         "candidate_holdout_roc_auc": 0.8,
         "candidate_holdout_log_loss": 0.4,
     }
+
+
+def test_expected_calibration_error_weighs_each_bins_gap_by_its_rows() -> None:
+    # given two bins: 0.15 predicted where 1 of 4 default (gap 0.1), 0.9 where 2 of 2 do (gap 0.1)
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.15, 0.15, 0.15, 0.15, 0.9, 0.9])
+    assert expected_calibration_error(y, p) == pytest.approx((4 * 0.1 + 2 * 0.1) / 6)
+    assert expected_calibration_error(np.array([0, 1]), np.array([0.5, 0.5])) == 0.0
+
+
+def test_group_fairness_reports_each_group_and_the_gaps_between_groups_of_enough_rows() -> None:
+    # given three groups: a (TPR 1, selects 2 of 4), b (TPR 0, selects 0 of 4), c (1 row)
+    frame = pd.DataFrame({"region": ["a"] * 4 + ["b"] * 4 + ["c"]})
+    y = pd.Series([1, 1, 0, 0, 1, 1, 0, 0, 1])
+    p = np.array([0.9, 0.8, 0.2, 0.1, 0.3, 0.2, 0.1, 0.1, 0.9])
+    # when measured with groups of at least 2 rows compared
+    result = group_fairness(frame, y, p, FairnessSettings(attribute="region", min_rows=2))
+    # then each group has its rates, and the one-row group is reported but not compared
+    a, b, c = result.groups["a"], result.groups["b"], result.groups["c"]
+    assert (a.rows, a.positives, a.true_positive_rate, a.selection_rate) == (4, 2, 1.0, 0.5)
+    assert (b.true_positive_rate, b.selection_rate) == (0.0, 0.0)
+    assert (a.compared, b.compared, c.compared) == (True, True, False)
+    assert result.equal_opportunity_difference == 1.0
+    assert result.demographic_parity_difference == 0.5
+    assert result.calibration_gap == pytest.approx(abs(a.calibration_error - b.calibration_error))
+
+
+def test_a_group_without_positives_has_no_true_positive_rate_and_one_group_has_no_gap() -> None:
+    frame = pd.DataFrame({"region": ["a", "a", "b", "b"]})
+    result = group_fairness(
+        frame,
+        pd.Series([0, 0, 1, 0]),
+        np.array([0.1, 0.7, 0.6, 0.2]),
+        FairnessSettings(attribute="region", min_rows=2),
+    )
+    assert result.groups["a"].true_positive_rate is None
+    assert result.equal_opportunity_difference is None  # only b has positives
+    assert result.demographic_parity_difference == 0.0
+    alone = group_fairness(
+        frame,
+        pd.Series([0, 0, 1, 0]),
+        np.array([0.1, 0.7, 0.6, 0.2]),
+        FairnessSettings(attribute="region", min_rows=3),
+    )
+    assert alone.demographic_parity_difference is None and alone.calibration_gap is None
+
+
+def test_flat_metrics_add_the_baselines_and_the_candidates_gaps() -> None:
+    result = {
+        "candidate": {
+            "newest": {"roc_auc": 0.8},
+            "holdout": None,
+            "fairness": {"equal_opportunity_difference": 0.1234567, "calibration_gap": None},
+        },
+        "production": None,
+        "baselines": {"majority_class": {"newest": {"roc_auc": 0.5, "accuracy": 0.7}}},
+    }
+    assert flat_metrics(result) == {
+        "candidate_newest_roc_auc": 0.8,
+        "baseline_majority_class_newest_roc_auc": 0.5,
+        "baseline_majority_class_newest_accuracy": 0.7,
+        "candidate_equal_opportunity_difference": 0.123457,
+    }
+
+
+def test_an_evaluation_recorded_before_baselines_and_fairness_still_reads() -> None:
+    # given an evaluation.json of an older version, without the new keys
+    scores = score(Y, P).model_dump(mode="json")
+    model = {
+        "role": "candidate",
+        "version": None,
+        "newest": scores,
+        "holdout": scores,
+        "roc": {"fpr": [0.0], "tpr": [0.0], "thresholds": [1.0]},
+        "calibration": [],
+        "slices": {},
+    }
+    old = {"metric": "roc_auc", "newest_batch": "d", "candidate": model, "production": None}
+    evaluation = Evaluation.model_validate_json(json.dumps(old))
+    assert evaluation.baselines == {} and evaluation.candidate.fairness is None
 
 
 def test_flat_metrics_carry_each_features_mean_importance() -> None:

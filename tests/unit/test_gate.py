@@ -1,14 +1,24 @@
-"""The promotion policy: minimum metric, maximum regression, per-slice and importance checks."""
+"""The promotion policy: minimum metric, maximum regression, per-slice checks, baselines to
+beat, gaps between groups and features that add nothing."""
 
 from __future__ import annotations
 
 import pytest
 
-from flywheel.config import ImportanceSettings, PromotionSettings, SliceCheck
+from flywheel.config import (
+    BaselineSettings,
+    FairnessSettings,
+    ImportanceSettings,
+    PromotionSettings,
+    SliceCheck,
+)
 from flywheel.evaluation import (
+    BaselineEvaluation,
     Curve,
     Evaluation,
+    Fairness,
     FeatureImportance,
+    GroupScores,
     ModelEvaluation,
     Scores,
     SliceScore,
@@ -128,6 +138,156 @@ def test_a_floor_production_already_fails_does_not_hold_back_a_candidate_no_wors
     # and where production meets the floor, the floor holds as before
     healthy = _model("production", 0.70, {"north": 0.71, "south": 0.72})
     assert not decide(_evaluation(better, healthy), POLICY).blessed
+
+
+def _with_baselines(candidate_auc: float, **baselines: float) -> Evaluation:
+    return _evaluation(_model("candidate", candidate_auc), None).model_copy(
+        update={
+            "baselines": {
+                name: BaselineEvaluation(newest=_scores(auc), holdout=_scores(auc))
+                for name, auc in baselines.items()
+            }
+        }
+    )
+
+
+BASELINE_POLICY = POLICY.model_copy(update={"baseline": BaselineSettings(margin=0.02)})
+
+
+def test_a_candidate_must_beat_each_baseline_by_the_margin() -> None:
+    # given a candidate 0.01 above a logistic regression, with a margin of 0.02
+    evaluation = _with_baselines(0.80, logistic_regression=0.79, majority_class=0.5)
+    # when gated
+    decision = decide(evaluation, BASELINE_POLICY)
+    # then it fails against the logistic regression only, and the record says by how much
+    assert not decision.blessed
+    checks = {c.name: c for c in decision.checks}
+    assert checks["beats baseline majority_class"].passed
+    lost = checks["beats baseline logistic_regression"]
+    assert (lost.passed, lost.measured, lost.threshold) == (False, 0.80, pytest.approx(0.81))
+    assert "baseline logistic_regression scored 0.7900, required margin 0.0200" in lost.detail
+    # and 0.03 above is enough
+    assert decide(_with_baselines(0.82, logistic_regression=0.79), BASELINE_POLICY).blessed
+
+
+def test_without_a_baseline_policy_the_baselines_are_recorded_not_gated() -> None:
+    decision = decide(_with_baselines(0.76, logistic_regression=0.9), POLICY)
+    assert decision.blessed
+    assert not [c for c in decision.checks if c.name.startswith("beats")]
+
+
+def _with_gaps(
+    equal_opportunity: float | None, parity: float | None, calibration: float | None
+) -> Evaluation:
+    group = GroupScores(
+        rows=300,
+        positives=80,
+        true_positive_rate=0.5,
+        selection_rate=0.3,
+        calibration_error=0.05,
+        compared=True,
+    )
+    fairness = Fairness(
+        attribute="region",
+        groups={"north": group, "west": group},
+        equal_opportunity_difference=equal_opportunity,
+        demographic_parity_difference=parity,
+        calibration_gap=calibration,
+    )
+    candidate = _model("candidate", 0.8).model_copy(update={"fairness": fairness})
+    return _evaluation(candidate, None)
+
+
+FAIR_POLICY = POLICY.model_copy(
+    update={
+        "fairness": FairnessSettings(
+            attribute="region",
+            max_equal_opportunity_difference=0.2,
+            max_demographic_parity_difference=0.1,
+            max_calibration_gap=None,
+        )
+    }
+)
+
+
+def test_each_gap_beyond_its_maximum_fails_and_a_null_maximum_is_no_check() -> None:
+    # given a true positive rate gap above its maximum, a parity gap within it
+    decision = decide(_with_gaps(0.35, 0.05, 0.9), FAIR_POLICY)
+    # then the first fails, the second passes, the calibration gap (no maximum) is not checked
+    checks = {c.name: c for c in decision.checks}
+    assert not decision.blessed
+    assert not checks["equal opportunity difference (region)"].passed
+    assert (
+        "0.3500 exceeds the maximum 0.2000"
+        in checks["equal opportunity difference (region)"].detail
+    )
+    assert checks["demographic parity difference (region)"].passed
+    assert "calibration gap (region)" not in checks
+
+
+def test_a_gap_with_fewer_than_two_groups_to_compare_passes_and_says_so() -> None:
+    decision = decide(_with_gaps(None, None, None), FAIR_POLICY)
+    assert decision.blessed
+    check = next(c for c in decision.checks if c.name.startswith("equal opportunity"))
+    assert check.measured is None and "so no gap to measure" in check.detail
+
+
+def _trained_and_evaluated(scenario: str, rows: int = 800, iters: int = 40) -> Evaluation:
+    """A small model trained on two days of the scenario and evaluated on the third."""
+    import pandas as pd
+
+    from flywheel import synthetic, training
+    from flywheel.config import load_settings
+    from flywheel.evaluation import evaluate_model
+    from flywheel.predictor import Predictor
+
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[f"model.params.max_iter={iters}", "promotion.fairness.attribute=region"],
+    )
+    generator = settings.data.generator.model_copy(
+        update={"scenario": scenario, "rows_per_day": rows, "change_day": 0}
+    )
+    frames = [
+        synthetic.generate_day(day, generator) for day in synthetic.days(generator.start_date, 3)
+    ]
+    features = settings.features
+    result = training.train(pd.concat(frames[:2]), features, settings.model, "roc_auc")
+    candidate = evaluate_model(
+        Predictor(result.model, features.numeric, features.categorical),
+        "candidate",
+        None,
+        frames[2],
+        None,
+        features,
+        "roc_auc",
+        fairness=settings.promotion.fairness,
+    )
+    return Evaluation(metric="roc_auc", newest_batch="day 3", candidate=candidate, production=None)
+
+
+def test_the_fairness_policy_catches_a_group_served_worse_and_passes_stable_data() -> None:
+    # given the same fairness policy (the shipped thresholds), on stable data and on data
+    # where one region's defaults follow a signal the features do not carry
+    policy = PromotionSettings(
+        min_metric=0.0,
+        fairness=FairnessSettings(
+            attribute="region",
+            max_equal_opportunity_difference=0.25,
+            max_demographic_parity_difference=0.2,
+            max_calibration_gap=0.1,
+            min_rows=150,
+        ),
+    )
+    # when each candidate is gated
+    stable = decide(_trained_and_evaluated("stable"), policy)
+    served_worse = decide(_trained_and_evaluated("underserved_group"), policy)
+    # then stable data passes, and the gate refuses the other on the true positive rate gap
+    assert stable.blessed, stable.reasons
+    failed = [c.name for c in served_worse.checks if not c.passed]
+    assert "equal opportunity difference (region)" in failed
+    assert not served_worse.blessed
 
 
 def _importance(low: float, high: float) -> FeatureImportance:

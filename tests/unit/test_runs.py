@@ -210,8 +210,12 @@ def test_an_in_process_run_stops_after_the_last_step_asked_for(
     make_batches: Callable[..., list[str]],
     tmp_path: Path,
 ) -> None:
-    # given five days of batches and an empty registry
-    settings = small_settings()
+    # given five days of batches and an empty registry, and a policy with a baseline (a
+    # trivial one, so that it never decides the run) and fairness by region
+    settings = small_settings(
+        "promotion.baseline.estimator=sklearn.dummy.DummyClassifier",
+        "promotion.fairness.attribute=region",
+    )
     make_batches(settings, 5)
     # when the run stops after ingesting
     ingested = runs.run_in_process(settings, tmp_path / "a", last_step="ingest")
@@ -227,6 +231,20 @@ def test_an_in_process_run_stops_after_the_last_step_asked_for(
     assert gated.blessed is True and gated.version == ""
     assert json.loads((tmp_path / "b" / "decision.json").read_text())["blessed"] is True
     assert Registry.from_settings(settings).versions() == []
+    # and train handed its baselines to evaluate, and the gate checked them and the groups
+    evaluation = json.loads((tmp_path / "b" / "evaluation.json").read_text())
+    assert sorted(evaluation["baselines"]) == ["dummy_classifier", "majority_class"]
+    assert evaluation["candidate"]["fairness"]["attribute"] == "region"
+    checks = [
+        c["name"] for c in json.loads((tmp_path / "b" / "decision.json").read_text())["checks"]
+    ]
+    assert checks[-5:] == [
+        "beats baseline dummy_classifier",
+        "beats baseline majority_class",
+        "equal opportunity difference (region)",
+        "demographic parity difference (region)",
+        "calibration gap (region)",
+    ]
 
 
 def record_usage(run_dir: Path, *steps: str) -> None:

@@ -6,9 +6,15 @@ from datetime import date
 
 import pandas as pd
 import pytest
+from sklearn.metrics import roc_auc_score
 
 from flywheel.config import GeneratorSettings
-from flywheel.synthetic import NEW_CHANNEL, default_probability, generate_day
+from flywheel.synthetic import (
+    NEW_CHANNEL,
+    UNDERSERVED_REGION,
+    default_probability,
+    generate_day,
+)
 
 DAY = date(2026, 1, 10)
 
@@ -96,3 +102,20 @@ def test_new_category_appears_after_the_change_day_only() -> None:
 def test_broken_upstream_scenarios_break_the_batch(scenario: str, check: object) -> None:
     _, broken = _pair(scenario)
     assert check(broken)  # type: ignore[operator]
+
+
+def test_an_underserved_group_gets_labels_the_features_cannot_explain() -> None:
+    # given the same day, stable and with one region served worse
+    stable, served_worse = _pair("underserved_group")
+    region = served_worse["region"] == UNDERSERVED_REGION
+    # then the features are untouched, and so are the other regions' labels
+    pd.testing.assert_frame_equal(
+        stable.drop(columns="defaulted"), served_worse.drop(columns="defaulted")
+    )
+    pd.testing.assert_series_equal(stable["defaulted"][~region], served_worse["defaulted"][~region])
+    # and in that region the true probability no longer ranks the defaulters, at about the
+    # others' default rate
+    p = default_probability(served_worse)
+    assert roc_auc_score(served_worse["defaulted"][~region], p[~region]) > 0.75
+    assert abs(roc_auc_score(served_worse["defaulted"][region], p[region]) - 0.5) < 0.1
+    assert abs(served_worse["defaulted"][region].mean() - stable["defaulted"].mean()) < 0.1

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flywheel import predictor, runs, tasks
+from flywheel import batches, predictor, runs, synthetic, tasks
+from flywheel.batches import PrivacyError
 from flywheel.compiled import CompiledScorer
 from flywheel.config import Settings
 from flywheel.contract import ContractViolation
 from flywheel.registry import Registry
+from flywheel.storage import LocalStore
 
 
 def _run(settings: Settings, work: Path, run_id: str = "r1", **why: str) -> tuple[str, bool]:
@@ -156,3 +158,60 @@ def test_a_compiled_scorer_that_disagrees_is_refused_and_the_version_still_regis
     assert "scorer.compiled" not in registry.manifest(version).files
     scorer = json.loads(registry.read(version, "lineage.json"))["scorer"]
     assert scorer["scorer"] == "scikit-learn" and "above 1e-09" in scorer["reason"]
+
+
+def _plant_ssn(settings: Settings, days: int) -> None:
+    """The generator's batches with a column of social security numbers."""
+    source = batches.BatchSource(LocalStore(settings.data.source))
+    for day in synthetic.days(settings.data.generator.start_date, days):
+        frame = synthetic.generate_day(day, settings.data.generator)
+        source.write(day, frame.assign(ssn=[f"900-{i % 100:02d}-{i:04d}" for i in frame.index]))
+
+
+def test_validate_refuses_a_column_from_an_unlisted_source_even_once_ingest_dropped_it(
+    small_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # given sources allowed for every column but ssn, a pii column that ingest drops
+    columns = ["event_time", "defaulted", *Settings().features.columns]
+    settings = small_settings(
+        "data.generator.rows_per_day=200",
+        "contract.allowed_sources=[bureau]",
+        "contract.columns.ssn.pii=true",
+        *(f"contract.columns.{name}.source=bureau" for name in columns),
+    )
+    _plant_ssn(settings, 3)
+    config = settings.to_json()
+    # when the window is ingested and validated
+    tasks.ingest(config, "", tmp_path / "w")
+    with pytest.raises(ContractViolation) as refused:
+        tasks.validate(config, tmp_path / "w", "", tmp_path / "c", tmp_path / "v.md")
+    # then each batch is refused naming ssn and its missing source, and nothing else failed
+    assert {(f.column, f.check, f.found) for f in refused.value.result.errors} == {
+        ("ssn", "source", "no source tag")
+    }
+    assert (
+        "| ssn | source | a source among bureau | no source tag |"
+        in (tmp_path / "v.md").read_text()
+    )
+    # and with its source tagged and allowed, the same window passes
+    allowed = small_settings(
+        "data.generator.rows_per_day=200",
+        "contract.allowed_sources=[bureau, crm]",
+        "contract.columns.ssn.pii=true",
+        "contract.columns.ssn.source=crm",
+        *(f"contract.columns.{name}.source=bureau" for name in columns),
+    )
+    tasks.validate(allowed.to_json(), tmp_path / "w", "", tmp_path / "c", tmp_path / "v.md")
+
+
+def test_hashing_pii_without_its_salt_is_one_clear_error(
+    small_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PII_SALT", raising=False)
+    settings = small_settings(
+        "contract.columns.ssn.pii=true", "contract.pii=hash", "contract.pii_salt_env=PII_SALT"
+    )
+    _plant_ssn(settings, 2)
+    with pytest.raises(PrivacyError, match=r"^contract\.pii is hash, but PII_SALT .* is not set"):
+        tasks.ingest(settings.to_json(), "", tmp_path / "w")
+    assert not (tmp_path / "w").exists()

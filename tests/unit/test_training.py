@@ -1,4 +1,5 @@
-"""Training on small real data: seeded fits, the search, estimators from config, and errors."""
+"""Training on small real data: seeded fits, the search, estimators from config, baselines,
+and errors."""
 
 from __future__ import annotations
 
@@ -8,10 +9,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.config import FeatureSettings, GeneratorSettings, ModelSettings, SearchSettings
+from flywheel.config import (
+    BaselineSettings,
+    FeatureSettings,
+    GeneratorSettings,
+    ModelSettings,
+    SearchSettings,
+)
 from flywheel.evaluation import score
 from flywheel.synthetic import generate_day
-from flywheel.training import TrainingError, build_pipeline, estimator_class, split, train
+from flywheel.training import (
+    TrainingError,
+    baseline_name,
+    build_pipeline,
+    estimator_class,
+    split,
+    train,
+)
 
 FEATURES = FeatureSettings()
 
@@ -134,3 +148,66 @@ def test_monotonic_features_with_an_estimator_that_cannot_honour_them() -> None:
         TrainingError, match="supported for HistGradientBoostingClassifier, not LogisticRegression"
     ):
         build_pipeline(features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"))
+
+
+def test_the_baselines_share_the_candidates_rows_and_preprocessing(frame: pd.DataFrame) -> None:
+    # given a policy with a logistic regression baseline and the majority class
+    baseline = BaselineSettings()
+    # when trained with the candidate
+    result = train(frame, FEATURES, ModelSettings(params={"max_iter": 30}), "roc_auc", baseline)
+    # then the logistic regression went through the same builder (imputation, scaling, one-hot)
+    linear = result.baselines["logistic_regression"]
+    assert type(linear.named_steps["model"]).__name__ == "LogisticRegression"
+    assert linear.named_steps["model"].C == 1.0  # scikit-learn's default L2 penalty
+    assert set(linear.named_steps["preprocess"].named_transformers_) == {"numeric", "categorical"}
+    # and the majority class predicts the training rows' base rate for every row
+    train_rows, _ = split(frame, FEATURES, ModelSettings())
+    p = result.baselines["majority_class"].predict_proba(result.holdout)[:, 1]
+    np.testing.assert_allclose(p, train_rows["defaulted"].mean())
+    assert (
+        score(result.holdout["defaulted"], linear.predict_proba(result.holdout)[:, 1]).roc_auc > 0.7
+    )
+
+
+def test_without_a_baseline_policy_nothing_more_is_fitted(frame: pd.DataFrame) -> None:
+    result = train(frame, FEATURES, ModelSettings(params={"max_iter": 10}), "roc_auc")
+    assert result.baselines == {}
+
+
+def test_the_majority_class_alone_and_monotonic_features_are_not_asked_of_the_baseline(
+    frame: pd.DataFrame,
+) -> None:
+    features = FEATURES.model_copy(update={"monotonic": {"late_payments": "increasing"}})
+    baseline = BaselineSettings(majority_class=False)
+    result = train(frame, features, ModelSettings(params={"max_iter": 10}), "roc_auc", baseline)
+    assert list(result.baselines) == ["logistic_regression"]
+
+
+@pytest.mark.parametrize(
+    ("estimator", "params", "message"),
+    [
+        ("sklearn.linear_model.Nope", {}, "promotion.baseline.estimator: .* does not exist"),
+        (
+            "sklearn.linear_model.LinearRegression",
+            {},
+            "promotion.baseline.estimator: .* predict_proba",
+        ),
+        ("sklearn.linear_model.LogisticRegression", {"bogus": 1}, "promotion.baseline.params"),
+        ("sklearn.linear_model.LogisticRegression", {"C": "big"}, "promotion.baseline: fitting"),
+    ],
+)
+def test_a_baseline_that_cannot_be_used_is_named_by_its_key(
+    frame: pd.DataFrame, estimator: str, params: dict[str, object], message: str
+) -> None:
+    # given settings that skipped the load-time check (built in code)
+    baseline = BaselineSettings.model_construct(
+        estimator=estimator, params=params, majority_class=True, margin=0.0
+    )
+    with pytest.raises(TrainingError, match=message):
+        train(frame, FEATURES, ModelSettings(params={"max_iter": 10}), "roc_auc", baseline)
+
+
+def test_baseline_names_come_from_the_class() -> None:
+    assert baseline_name("sklearn.linear_model.LogisticRegression") == "logistic_regression"
+    assert baseline_name("sklearn.naive_bayes.GaussianNB") == "gaussian_nb"
+    assert baseline_name("sklearn.svm.SVC") == "svc"

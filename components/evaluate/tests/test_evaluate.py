@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import Trained, artifact, assert_used, step_outputs
+from conftest import Ingested, Trained, artifact, assert_used, step_outputs
 from flywheel.components.evaluate.component import evaluate
 from flywheel.config import FeatureSettings
 
@@ -20,6 +20,7 @@ def inputs(trained: Trained) -> dict[str, Any]:
         "model": artifact(dsl.Model, trained.model),
         "holdout": artifact(dsl.Dataset, trained.holdout),
         "window": artifact(dsl.Dataset, trained.window.path),
+        "baselines": artifact(dsl.Model, trained.baselines),
     }
 
 
@@ -53,6 +54,10 @@ def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_
     }
     evaluate.python_func(config=trained.config, **inputs(trained), baseline="", **out)
     assert_evaluated(tmp_path / "evaluation", tmp_path / "report.html", out["metrics"].metadata)
+    # Without promotion.baseline, train's baselines folder is an index naming no model
+    # (never an empty folder), and nothing is scored against it.
+    assert [p.name for p in trained.baselines.iterdir()] == ["baselines.json"]
+    assert json.loads((tmp_path / "evaluation").read_text())["baselines"] == {}
     assert out["classification"].metadata["confusionMatrix"]["annotationSpecs"] == [
         {"displayName": "repaid"},
         {"displayName": "defaulted"},
@@ -72,3 +77,31 @@ def test_under_kfp_local(trained: Trained, run_component: Callable[..., Path]) -
     assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == ["repaid", "defaulted"]
     assert sum(sum(row["row"]) for row in confusion["rows"]) == 600  # the newest batch
     assert_used(task_dir)
+
+
+def test_under_kfp_local_scores_the_baselines_and_the_groups(
+    make_window: Callable[..., Ingested], run_component: Callable[..., Path]
+) -> None:
+    # given a model and its baselines trained under a policy with baselines and fairness
+    from flywheel import tasks
+
+    window = make_window("promotion.baseline={}", "promotion.fairness.attribute=region")
+    folder = window.path.parent
+    tasks.train(window.config, window.path, folder / "m", folder / "h", folder / "b")
+    trained = Trained(window, folder / "m", folder / "h", folder / "b")
+    # when the step runs
+    task_dir = run_component(
+        evaluate, artifacts=inputs(trained), config=trained.config, baseline=""
+    )
+    # then the evaluation holds each baseline's scores and the candidate's group gaps
+    result = json.loads((task_dir / "evaluation").read_text())
+    assert sorted(result["baselines"]) == ["logistic_regression", "majority_class"]
+    assert result["baselines"]["majority_class"]["newest"]["roc_auc"] == 0.5
+    assert result["baselines"]["logistic_regression"]["holdout"]["rows"] == 240
+    fairness = result["candidate"]["fairness"]
+    assert sorted(fairness["groups"]) == ["east", "north", "south", "west"]
+    assert 0 <= fairness["equal_opportunity_difference"] < 1
+    # and the KFP metrics carry them
+    metrics = step_outputs(task_dir).metadata["metrics"]
+    assert metrics["baseline_majority_class_newest_roc_auc"] == 0.5
+    assert "candidate_demographic_parity_difference" in metrics

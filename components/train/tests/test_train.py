@@ -34,6 +34,7 @@ def test_logic_writes_a_loadable_model_and_the_holdout(window: Ingested, tmp_pat
         window=artifact(dsl.Dataset, window.path),
         model=model,
         holdout=holdout,
+        baselines=artifact(dsl.Model, tmp_path / "baselines"),
         usage=usage,
     )
     assert set(usage.metadata) == {"seconds", "cpu_seconds", "peak_rss_mib"}
@@ -59,3 +60,25 @@ def test_under_kfp_local(window: Ingested, run_component: Callable[..., Path]) -
     # pandas loaded take well over 100 MiB.
     used = assert_used(task_dir)
     assert used.cpu_seconds > 0.1 and used.peak_rss_mib > 100
+
+
+def test_under_kfp_local_fits_the_baselines_on_the_same_rows(
+    make_window: Callable[..., Ingested], run_component: Callable[..., Path]
+) -> None:
+    # given a policy with baselines
+    window = make_window("promotion.baseline={}")
+    # when the step runs
+    task_dir = run_component(
+        train, artifacts={"window": artifact(dsl.Dataset, window.path)}, config=window.config
+    )
+    # then its baselines artifact holds one loadable model per baseline, named in its metadata
+    assert step_outputs(task_dir).metadata["baselines"]["models"] == [
+        "logistic_regression",
+        "majority_class",
+    ]
+    holdout = pd.read_parquet(task_dir / "holdout")
+    features = window.settings.features
+    for name, better_than_chance in (("logistic_regression", True), ("majority_class", False)):
+        model = load_model((task_dir / "baselines" / f"{name}.joblib").read_bytes())
+        p = Predictor(model, features.numeric, features.categorical).predict_proba(holdout)[:, 1]
+        assert (roc_auc_score(holdout[features.label], p) > 0.7) is better_than_chance

@@ -42,3 +42,24 @@ def show(
     lineage = json.loads(registry.read(resolved, "lineage.json"))
     metrics = json.loads(registry.read(resolved, "metrics.json"))
     render.version_details(registry, resolved, lineage, metrics)
+
+
+@app.command("diff")
+def diff(
+    ctx: typer.Context,
+    first: Annotated[str, typer.Argument(help="The older version (v3) or an alias.")],
+    second: Annotated[str, typer.Argument(help="The newer version (v4) or an alias.")],
+) -> None:
+    """What changed between two versions: configuration, data window, features, metrics and
+    permutation importances (when evaluated)."""
+    registry = Registry.from_settings(options.settings(ctx))
+    versions = (registry.lookup(first), registry.lookup(second))
+    sides = tuple(
+        {
+            "lineage": json.loads(registry.read(version, "lineage.json")),
+            "metrics": json.loads(registry.read(version, "metrics.json")),
+            "evaluation": json.loads(registry.read(version, "evaluation.json")),
+        }
+        for version in versions
+    )
+    render.version_diff(registry.model_name, versions, (sides[0], sides[1]))

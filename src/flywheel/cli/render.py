@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flywheel import lineage as lineage_module
@@ -219,3 +221,107 @@ def version_details(
                 out.print(
                     f"{state.at} {alias} {state.previous or '-'} -> {state.version}: {state.reason}"
                 )
+
+
+def flat(config: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested configuration as dotted keys: {"promotion.min_metric": 0.75, ...}; lists
+    are values, as `--set` writes them."""
+    if not isinstance(config, dict) or (prefix and not config):
+        return {prefix: config}
+    items: dict[str, Any] = {}
+    for key, value in config.items():
+        items.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return items
+
+
+def _days(lineage: dict[str, Any]) -> list[str]:
+    batches = (lineage.get("data") or {}).get("batches", [])
+    return [b["day"] if isinstance(b, dict) else str(b) for b in batches]
+
+
+def _features(lineage: dict[str, Any]) -> list[str]:
+    features = (lineage.get("config") or {}).get("features") or {}
+    return [*features.get("numeric", []), *features.get("categorical", [])]
+
+
+def _interval(entry: Any) -> str:
+    if not isinstance(entry, dict):
+        return "–"
+    return f"{fmt(entry.get('mean'))} [{fmt(entry.get('low'))}, {fmt(entry.get('high'))}]"
+
+
+def version_diff(
+    model_name: str, versions: tuple[str, str], sides: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    """What changed from one version to another: each side is the version's lineage, metrics
+    and evaluation (as stored); importances only when an evaluation has them."""
+    (a, b), (left, right) = versions, sides
+    out.print(f"[bold]{model_name} {a} -> {b}[/]")
+    before, after = (
+        flat(left["lineage"].get("config") or {}),
+        flat(right["lineage"].get("config") or {}),
+    )
+    changed = sorted(
+        k for k in before.keys() | after.keys() if before.get(k, ...) != after.get(k, ...)
+    )
+    out.print(f"configuration: {len(changed) or 'no'} key(s) changed", highlight=False)
+    for key in changed:
+        was, now = before.get(key, "(unset)"), after.get(key, "(unset)")
+        out.print(
+            f"  {key}: {json.dumps(was, default=str)} -> {json.dumps(now, default=str)}",
+            highlight=False,
+        )
+    data = [left["lineage"].get("data") or {}, right["lineage"].get("data") or {}]
+    days = [_days(left["lineage"]), _days(right["lineage"])]
+    span = [f"{d[0]}..{d[-1]} ({len(d)} batches)" if d else "none recorded" for d in days]
+    out.print(f"data window: {span[0]} -> {span[1]}", highlight=False)
+    added, dropped = sorted(set(days[1]) - set(days[0])), sorted(set(days[0]) - set(days[1]))
+    if added or dropped:
+        out.print(
+            f"  batches added: {', '.join(added) or 'none'}; dropped: {', '.join(dropped) or 'none'}",
+            highlight=False,
+        )
+    hashes = [str(d.get("content_hash") or "?")[:12] for d in data]
+    out.print(
+        f"  content hash {hashes[0]} -> {hashes[1]}"
+        + (" (the same data)" if hashes[0] == hashes[1] else ""),
+        highlight=False,
+    )
+    features = [_features(left["lineage"]), _features(right["lineage"])]
+    gained = [f for f in features[1] if f not in features[0]]
+    lost = [f for f in features[0] if f not in features[1]]
+    if gained or lost:
+        out.print(
+            f"features: added {', '.join(gained) or 'none'}; removed {', '.join(lost) or 'none'}",
+            highlight=False,
+        )
+    else:
+        out.print(f"features: the same {len(features[1])}", highlight=False)
+    table = Table(title="metrics", title_justify="left")
+    for column in ("name", a, b, "change"):
+        table.add_column(column, justify="left" if column == "name" else "right")
+    metrics = [left["metrics"], right["metrics"]]
+    for name in sorted(metrics[0].keys() | metrics[1].keys()):
+        was, now = metrics[0].get(name), metrics[1].get(name)
+        change = (
+            f"{now - was:+.4f}"
+            if isinstance(was, float | int) and isinstance(now, float | int)
+            else "–"
+        )
+        table.add_row(name, fmt(was), fmt(now), change)
+    out.print(table)
+    importances = [
+        ((side.get("evaluation") or {}).get("candidate") or {}).get("importance") or {}
+        for side in (left, right)
+    ]
+    if importances[0] or importances[1]:
+        table = Table(
+            title=escape("permutation importance: mean [low, high]"), title_justify="left"
+        )
+        for column in ("feature", a, b):
+            table.add_column(column, justify="left" if column == "feature" else "right")
+        for name in [*features[1], *(f for f in features[0] if f not in features[1])]:
+            table.add_row(
+                name, _interval(importances[0].get(name)), _interval(importances[1].get(name))
+            )
+        out.print(table)

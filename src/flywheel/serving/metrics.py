@@ -6,7 +6,14 @@ as given here); the gateway computes the same score buckets from responses.
 
 from __future__ import annotations
 
+import bisect
+import logging
 import math
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
 
 # Seldon's executor times every request it serves in this histogram (the local
 # gateway exports the same series).
@@ -26,3 +33,90 @@ def score_bucket(score: float) -> int:
     if not math.isfinite(score):
         raise ValueError(f"a score must be finite, not {score}")
     return min(max(int(score * SCORE_BUCKETS), 0), SCORE_BUCKETS - 1)
+
+
+def add_metrics(
+    worker: dict[Any, Any],
+    metrics: list[dict[str, Any]],
+    method: str,
+    bins: Sequence[float],
+    key: Callable[[dict[str, str]], str],
+) -> None:
+    """Add one response's custom metrics to a worker's totals, as seldon-core's
+    `SeldonMetrics.update` does: counters add, gauges replace, timers (milliseconds)
+    count in the histogram `bins` (seconds) and add to its sum."""
+    for metric in metrics:
+        kind = metric.get("type", "COUNTER")
+        tags = metric.get("tags", {})
+        tags["method"] = method
+        name = (kind, metric["key"], key(tags))
+        if kind == "COUNTER":
+            value = worker.get(name, {}).get("value", 0)
+            worker[name] = {"value": value + metric["value"], "tags": tags}
+        elif kind == "TIMER":
+            counts, total = worker.get(name, {}).get("value", ([0.0] * (len(bins) - 1), 0))
+            seconds = metric["value"] / 1000
+            counts = list(counts)
+            at = histogram_bin(seconds, bins)
+            if at is not None:
+                counts[at] += 1.0
+            worker[name] = {"value": (counts, total + seconds), "tags": tags}
+        elif kind == "GAUGE":
+            worker[name] = {"value": metric["value"], "tags": tags}
+        else:
+            log.error("Unknown metrics type: %s", kind)
+
+
+def histogram_bin(value: float, bins: Sequence[float]) -> int | None:
+    """The bin `numpy.histogram([value], bins)` counts `value` in (each bin holds its left
+    edge, the last also its right), or None when it counts it in none."""
+    if value == bins[-1]:
+        return len(bins) - 2
+    at = bisect.bisect_right(bins, value) - 1
+    return at if 0 <= at < len(bins) - 1 else None
+
+
+def write_metrics_once() -> None:
+    """Make seldon-core store a response's custom metrics in one round trip, not six.
+
+    seldon-core 1.17.1 keeps each worker's metrics in a multiprocessing Manager's dict
+    and, for every response, takes the manager's lock, reads the worker's whole entry,
+    releases the lock, takes it again, writes the entry back and releases it: six
+    round trips to another process, each pickling the entry (with a timer, 50 numpy
+    scalars), and `numpy.histogram` on one value. Only this worker writes its entry (it
+    is keyed by pid), so it keeps its own copy, adds to it as `update` would, and
+    writes it in one assignment, which the manager applies at once; a scrape reads it
+    as before. Patched in the serving process only, when seldon-core serves the model.
+    """
+    try:
+        from seldon_core import metrics as seldon
+    except ImportError:
+        return
+    store = seldon.SeldonMetrics
+    if getattr(store.update, "writes_once", False):
+        return
+    bins = [float(b) for b in seldon.BINS]
+    clear = store.clear
+    lock = threading.Lock()
+
+    def update(self: Any, custom_metrics: list[dict[str, Any]], method: str) -> None:
+        if not custom_metrics:
+            return  # nothing to add: the stored entry is already this worker's totals
+        worker_id = self.worker_id_func()
+        with lock:  # request threads: each write carries every addition before it
+            held = self.__dict__.get("_flywheel_worker")
+            if held is None or held[0] != worker_id:  # first use in this worker
+                with self._lock:
+                    held = (worker_id, dict(self.data.get(worker_id, {})))
+                self._flywheel_worker = held
+            add_metrics(held[1], custom_metrics, method, bins, store._generate_tags_key)
+            self.data[worker_id] = held[1]
+
+    def cleared(self: Any) -> None:
+        with lock:
+            self.__dict__.pop("_flywheel_worker", None)
+        clear(self)
+
+    update.writes_once = True  # type: ignore[attr-defined]
+    store.update = update
+    store.clear = cleared

@@ -40,7 +40,14 @@ from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
-from flywheel.serving.metrics import FEEDBACK, PREDICT_MS, ROWS, SCORES, score_bucket
+from flywheel.serving.metrics import (
+    FEEDBACK,
+    PREDICT_MS,
+    ROWS,
+    SCORES,
+    score_bucket,
+    write_metrics_once,
+)
 from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.storage import open_store
@@ -171,7 +178,7 @@ class FlywheelModel:
         )
         # Warm up on a typical row, so the first real request does not pay for
         # scikit-learn's lazy imports and first-call set-up.
-        self.predictor.predict_proba(self.schema.frame({"jsonData": [contract.typical_row()]}))
+        self.predictor.predict_rows(self.schema.checked({"jsonData": [contract.typical_row()]}))
         if self.log_predictions:
             self.logger = PredictionLogger(
                 registry.store,
@@ -189,6 +196,7 @@ class FlywheelModel:
             )
         if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
             _keep_zero_metrics()
+            write_metrics_once()
             if self.log_predictions:
                 _close_on_exit(self)
         log.info(
@@ -245,12 +253,12 @@ class FlywheelModel:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
-        frame = self.schema.frame(payload)
-        probabilities = self.predictor.predict_proba(frame)
+        rows = self.schema.checked(payload)
+        probabilities = self.predictor.predict_rows(rows)
         elapsed_ms = (time.perf_counter() - started) * 1000
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
-        outputs = probabilities.round(6).tolist()
+        outputs = rounded(probabilities)
         # Bucketed as returned, so the gateway, which sees only the response, agrees.
         metrics = self._request_metrics([row[1] for row in outputs], elapsed_ms)
         with self._metrics_lock:
@@ -267,7 +275,7 @@ class FlywheelModel:
                     "time": self.clock() if sent_at is None else sent_at,
                     "latency_ms": round(elapsed_ms, 3),
                     "features": list(self.schema.names),
-                    "inputs": self.schema.rows(payload),
+                    "inputs": rows,
                     "outputs": outputs,
                 }
             )
@@ -350,8 +358,8 @@ class FlywheelModel:
         labels = _labels(truth)
         scores = _own_scores(response, self.model_version)
         if scores is None:
-            frame = self.schema.frame(request)
-            scores = [float(p) for p in self.predictor.predict_proba(frame)[:, 1]]
+            rows = self.schema.checked(request)
+            scores = [float(p) for p in self.predictor.predict_rows(rows)[:, 1]]
         if len(scores) != len(labels):
             raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
         right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
@@ -527,6 +535,26 @@ def _keep_zero_metrics() -> None:
 
     with_zeros.keeps_zeros = True  # type: ignore[attr-defined]
     seldon_methods.seldon_message_to_json = with_zeros
+
+
+def rounded(probabilities: Any) -> list[list[float]]:
+    """`probabilities.round(6).tolist()`: the answer's six decimals. A few rows are rounded
+    in plain floats (numpy's call costs more than the arithmetic), as numpy rounds: times
+    10**6, to the nearest integer (ties to even), divided by 10**6, the sign kept."""
+    if len(probabilities) > _FEW_ROWS:
+        rows: list[list[float]] = probabilities.round(6).tolist()
+        return rows
+    return [[_round6(p) for p in row] for row in probabilities.tolist()]
+
+
+_FEW_ROWS = 16
+
+
+def _round6(value: float) -> float:
+    scaled = value * 1e6
+    if not math.isfinite(scaled):
+        return scaled / 1e6
+    return math.copysign(round(scaled) / 1e6, scaled)
 
 
 def _labels(truth: Any) -> list[int]:

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # A few megabytes: at about 500 bytes a one-row record, several thousand requests
 # of backlog, enough for the writer's flush interval at any rate one worker serves.
 DEFAULT_MAX_BYTES = LOG_MAX_BYTES
+# json.dumps(entry, default=str) builds an encoder on every call; one serves every record.
+_ENCODER = json.JSONEncoder(default=str)
 
 
 class PredictionLogger:
@@ -73,7 +75,7 @@ class PredictionLogger:
         if self._pid != os.getpid():
             self._start()
         # Serialised here, so that the bound is in real bytes, not in records of any size.
-        line = json.dumps(entry, default=str).encode() + b"\n"
+        line = _ENCODER.encode(entry).encode() + b"\n"
         with self._lock:
             if self._held + len(line) > self.max_bytes:
                 self.dropped += 1

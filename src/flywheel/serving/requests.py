@@ -14,16 +14,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import Any
 
 from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 
-if TYPE_CHECKING:
-    import pandas as pd
-
-
 _MAX_FLOAT = 1.7976931348623157e308
+# Up to this many rows, values are checked one by one (quicker than by column for a few).
+_FEW_ROWS = 16
+# exact types: bool is an int subclass, and no number
+_NUMBER_TYPES = frozenset({int, float, type(None)})
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -53,12 +54,20 @@ class RequestSchema:
             max_rows=max_rows,
         )
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """Feature names in model input order."""
         return (*self.numeric, *self.categorical)
 
-    def rows(self, payload: Any) -> list[list[Any]]:
+    @cached_property
+    def _keys(self) -> frozenset[str]:
+        return frozenset(self.names)
+
+    @cached_property
+    def _allowed(self) -> tuple[frozenset[str | None], ...]:
+        return tuple(allowed | {None} for allowed in self.categorical.values())
+
+    def rows(self, payload: Any) -> list[Sequence[Any]]:
         """The request's rows as lists in `names` order, before value checks."""
         if not isinstance(payload, Mapping):
             raise BadRequest(f"the request must be a JSON object, not {type(payload).__name__}")
@@ -89,7 +98,7 @@ class RequestSchema:
                 f"the request holds {len(rows)} rows; at most {self.max_rows} are allowed"
             )
 
-    def _from_ndarray(self, names: Any, ndarray: Any) -> list[list[Any]]:
+    def _from_ndarray(self, names: Any, ndarray: Any) -> list[Sequence[Any]]:
         if not isinstance(ndarray, list):
             raise BadRequest('"ndarray" must be a list of rows')
         self._count(ndarray)
@@ -110,7 +119,6 @@ class RequestSchema:
             if len(set(names)) != len(names):
                 raise BadRequest('a feature name appears twice in "names"')
             order = [names.index(n) for n in expected]
-        out = []
         for i, row in enumerate(ndarray):
             if not isinstance(row, list):
                 raise BadRequest(f"row {i} must be a list of {len(expected)} values")
@@ -118,10 +126,13 @@ class RequestSchema:
                 raise BadRequest(
                     f"row {i} has {len(row)} values; the model takes {len(expected)}: {', '.join(expected)}"
                 )
-            out.append([row[j] for j in order])
-        return out
+        if order == list(range(len(expected))):
+            return list(ndarray)  # already in order: the rows themselves, not copies
+        return [[row[j] for j in order] for row in ndarray]
 
-    def _from_record(self, i: int, record: Any) -> list[Any]:
+    def _from_record(self, i: int, record: Any) -> Sequence[Any]:
+        if isinstance(record, dict) and record.keys() == self._keys:
+            return [record[n] for n in self.names]
         if not isinstance(record, Mapping):
             raise BadRequest(f"record {i} must be an object of feature: value")
         unknown = [k for k in record if k not in self.names]
@@ -132,12 +143,40 @@ class RequestSchema:
             raise BadRequest(f"record {i}: missing feature(s) {', '.join(missing)}")
         return [record[n] for n in self.names]
 
-    def frame(self, payload: Any) -> pd.DataFrame:
-        """Check every value and return the model's input frame."""
-        import numpy as np
-        import pandas as pd
-
+    def checked(self, payload: Any) -> list[Sequence[Any]]:
+        """The request's rows in `names` order, every value checked: numbers are int or
+        float (finite) or None, categories a known string or None."""
         rows = self.rows(payload)
+        # Column by column in C for a batch; the first bad value, and its message, come
+        # from the row-by-row check, which is also the quicker one for a few rows.
+        if len(rows) <= _FEW_ROWS or not self._all_valid(rows):
+            self._check(rows)
+        return rows
+
+    def _all_valid(self, rows: list[Sequence[Any]]) -> bool:
+        """True when every value is valid; False when some may not be (never wrongly True)."""
+        import numpy as np
+
+        columns = list(zip(*rows, strict=True))
+        n_numeric = len(self.numeric)
+        for values in columns[:n_numeric]:
+            if not set(map(type, values)) <= _NUMBER_TYPES:
+                return False
+            try:
+                numbers = np.array(values, dtype=np.float64)
+            except (OverflowError, TypeError, ValueError):  # an integer beyond a float
+                return False
+            if np.count_nonzero(~np.isfinite(numbers)) != values.count(None):
+                return False
+        for allowed, values in zip(self._allowed, columns[n_numeric:], strict=True):
+            try:
+                if not allowed.issuperset(values):
+                    return False
+            except TypeError:  # a list or an object: unhashable, and no category
+                return False
+        return True
+
+    def _check(self, rows: list[Sequence[Any]]) -> None:
         n_numeric = len(self.numeric)
         for i, row in enumerate(rows):
             for name, value in zip(self.numeric, row[:n_numeric], strict=True):
@@ -169,11 +208,3 @@ class RequestSchema:
                         f"row {i}: feature {name} has unknown category {_short(value)}; "
                         f"known: {', '.join(sorted(allowed))}"
                     )
-        columns = list(zip(*rows, strict=True))
-        data: dict[str, Any] = {
-            name: np.array([math.nan if v is None else v for v in values], dtype="float64")
-            for name, values in zip(self.numeric, columns[:n_numeric], strict=True)
-        }
-        for name, values in zip(self.categorical, columns[n_numeric:], strict=True):
-            data[name] = np.array(values, dtype=object)
-        return pd.DataFrame(data, copy=False)

@@ -29,18 +29,23 @@ def _commands() -> list[tuple[list[str], typer.main.TyperCommand]]:
 
 
 COMMANDS = _commands()
+# Each required argument with the number of arguments before it (given, so that it is the
+# one missing: `models diff v1` misses `second`).
 REQUIRED = [
-    (words, param.name)
+    (words, param.name, before)
     for words, command in COMMANDS
-    for param in command.params  # type: ignore[attr-defined]
-    if param.required and param.param_type_name == "argument"
+    for before, param in enumerate(
+        p
+        for p in command.params  # type: ignore[attr-defined]
+        if p.required and p.param_type_name == "argument"
+    )
 ]
 
 
 def test_the_walk_finds_every_command() -> None:
     names = {" ".join(words) for words, _ in COMMANDS}
     assert {"run", "serve", "deploy", "models show", "data generate", "rollout wait"} <= names
-    assert ("deploy",) and (["models", "show"], "version") in REQUIRED
+    assert ("deploy",) and (["models", "show"], "version", 0) in REQUIRED
 
 
 @pytest.mark.parametrize("words", [w for w, _ in COMMANDS], ids=" ".join)
@@ -54,11 +59,11 @@ def test_every_command_refuses_an_unknown_option_with_its_usage(
     assert "Traceback" not in result.text
 
 
-@pytest.mark.parametrize(("words", "argument"), REQUIRED, ids=lambda v: str(v))
+@pytest.mark.parametrize(("words", "argument", "before"), REQUIRED, ids=lambda v: str(v))
 def test_every_required_argument_is_named_when_missing(
-    flywheel: Flywheel, words: list[str], argument: str
+    flywheel: Flywheel, words: list[str], argument: str, before: int
 ) -> None:
-    result = flywheel(*words)
+    result = flywheel(*words, *["v1"] * before)
     assert result.code == 2, result.text
     assert f"Missing argument '{argument}'" in result.text
     assert "Traceback" not in result.text

@@ -1,9 +1,12 @@
-"""`flywheel models`: versions, aliases and one version's lineage."""
+"""`flywheel models`: versions, aliases, one version's lineage and what changed between two."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from flywheel.config import load_settings
+from flywheel.registry import Registry
 from tests.unit.cli.conftest import Flywheel
 
 
@@ -65,3 +68,79 @@ def test_show_of_an_unknown_version_or_unset_alias(
     assert (unknown.code, unknown.err.strip()) == (1, "error: loan-default has no version v9")
     unset = flywheel("-c", str(registered_config), "models", "show", "staging")
     assert unset.err.strip() == "error: alias 'staging' of loan-default is not set"
+
+
+def _second_version(config: Path) -> None:
+    """Register v2 beside v1: another window, a stricter policy, one more feature, other
+    metrics, and an evaluation with permutation importances (v1's has none)."""
+    registry = Registry.from_settings(load_settings(config, env={}))
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    lineage = json.loads(files["lineage.json"])
+    lineage["config"]["promotion"]["min_metric"] = 0.8
+    lineage["config"]["features"]["numeric"].append("savings")
+    lineage["data"]["batches"] = [*lineage["data"]["batches"][1:], {"day": "2026-01-06"}]
+    lineage["data"]["content_hash"] = "f" * 64
+    metrics = json.loads(files["metrics.json"])
+    metrics["candidate_newest_roc_auc"] = round(metrics["candidate_newest_roc_auc"] + 0.01, 6)
+    evaluation = json.loads(files["evaluation.json"])
+    evaluation["candidate"]["importance"] = {
+        "credit_score": {"mean": 0.12, "std": 0.01, "low": 0.1, "high": 0.14}
+    }
+    files.update(
+        {
+            "lineage.json": json.dumps(lineage).encode(),
+            "metrics.json": json.dumps(metrics).encode(),
+            "evaluation.json": json.dumps(evaluation).encode(),
+            "model.joblib": files["model.joblib"] + b"\n",  # another fingerprint
+        }
+    )
+    assert registry.register(files, run_id="r2").version == "v2"
+
+
+def test_diff_shows_what_changed_between_two_versions(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    # given v1 and a v2 with another window, policy, feature and metrics
+    _second_version(registered_config)
+    # when diffed
+    result = flywheel("-c", str(registered_config), "models", "diff", "v1", "v2")
+    # then the changed key, the window, the features, the metrics and importances are shown
+    assert result.code == 0, result.text
+    lines = result.out.splitlines()
+    assert lines[0] == "loan-default v1 -> v2"
+    assert "configuration: 2 key(s) changed" in lines
+    assert "  promotion.min_metric: 0.7 -> 0.8" in lines
+    assert any(line.startswith("  features.numeric: [") for line in lines)
+    assert (
+        "data window: 2026-01-01..2026-01-05 (5 batches) -> 2026-01-02..2026-01-06 (5 batches)"
+        in lines
+    )
+    assert "  batches added: 2026-01-06; dropped: 2026-01-01" in lines
+    assert any(line.endswith(" -> ffffffffffff") for line in lines)
+    assert "features: added savings; removed none" in lines
+    roc = _row(result.out, "candidate_newest_roc_auc")
+    assert roc["change"] == "+0.0100"
+    importance = _row(result.out[result.out.index("permutation importance") :], "credit_score")
+    assert (importance["v1"], importance["v2"]) == ("–", "0.1200 [0.1000, 0.1400]")
+
+
+def test_diff_of_a_version_with_itself_and_without_importances(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    result = flywheel("-c", str(registered_config), "models", "diff", "v1", "production")
+    assert result.code == 0, result.text
+    assert "configuration: no key(s) changed" in result.out
+    assert "(the same data)" in result.out
+    assert "features: the same 9" in result.out
+    assert "permutation importance" not in result.out
+
+
+def test_diff_of_an_unknown_version_is_one_line(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    result = flywheel("-c", str(registered_config), "models", "diff", "v1", "v9")
+    assert (result.code, result.err.strip(), result.out) == (
+        1,
+        "error: loan-default has no version v9",
+        "",
+    )

@@ -27,7 +27,7 @@ from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.registry import Registry
 from flywheel.serving.metrics import ROWS, SCORES, score_bucket
-from flywheel.serving.model import CLASS_NAMES, FlywheelModel, ModelUnavailable
+from flywheel.serving.model import CLASS_NAMES, FlywheelModel, ModelUnavailable, rounded
 from flywheel.serving.requests import BadRequest
 from flywheel.storage import LocalStore
 
@@ -153,7 +153,7 @@ def test_a_score_just_below_a_bucket_edge_is_counted_where_the_gateway_counts_it
     model.load()
     assert model.predictor is not None
     monkeypatch.setattr(
-        model.predictor, "predict_proba", lambda frame: np.array([[0.80000004, 0.19999996]])
+        model.predictor, "predict_rows", lambda rows: np.array([[0.80000004, 0.19999996]])
     )
     model.metrics()
     # when it answers
@@ -310,9 +310,9 @@ def test_a_version_with_a_compiled_scorer_is_served_through_it_with_scikit_learn
     # then it scores through the compiled scorer, says so, and answers as scikit-learn does
     assert served.scorer == "compiled" and served.init_metadata()["custom"]["scorer"] == "compiled"
     assert served.schema is not None and served.predictor is not None
-    frame = served.schema.frame({"jsonData": rows})
-    expected = reference.predict_proba(frame)
-    assert np.abs(served.predictor.predict_proba(frame) - expected).max() <= 1e-9
+    checked = served.schema.checked({"jsonData": rows})
+    expected = reference.predict_rows(checked)
+    assert np.abs(served.predictor.predict_rows(checked) - expected).max() <= 1e-9
     # (answers carry six decimals)
     assert np.abs(np.asarray(answer["data"]["ndarray"]) - expected).max() <= 5e-7
 
@@ -455,7 +455,7 @@ def test_metrics_from_many_threads_are_each_sent_exactly_once(
     model = _model(registered)
     model.load()
     assert model.predictor is not None
-    monkeypatch.setattr(model.predictor, "predict_proba", lambda frame: np.array([[0.7, 0.3]]))
+    monkeypatch.setattr(model.predictor, "predict_rows", lambda rows: np.array([[0.7, 0.3]]))
     model.metrics()
     collected: list[dict[str, Any]] = []
     done = threading.Event()
@@ -508,3 +508,16 @@ def test_closing_the_model_writes_its_buffered_logs(
         for line in logged.read(key).splitlines()
     ]
     assert "at-shutdown" in ids
+
+
+def test_a_few_rows_are_rounded_as_numpy_rounds_them() -> None:
+    # given probabilities with ties at the sixth decimal, signed zeros, tiny and huge
+    # values, infinities and NaN, and many random ones
+    edges = [0.0, -0.0, 1.0, 0.5, 2.5e-6, 3.5e-6, 0.1234565, -1e-9, 1e-300, 1e300, 7e9]
+    edges += [np.inf, -np.inf, np.nan, np.nextafter(0.5e-6, 1), np.nextafter(0.5e-6, 0)]
+    values = np.concatenate([edges, np.random.default_rng(3).random(20_000)])
+    # when they are rounded a row of two at a time, then the answer is numpy's, bit for bit
+    for pair in values.reshape(-1, 2):
+        got = np.array(rounded(pair[None, :]))
+        assert np.array_equal(got, pair[None, :].round(6), equal_nan=True), pair
+        assert np.array_equal(np.signbit(got), np.signbit(pair[None, :].round(6))), pair
