@@ -72,7 +72,7 @@ def test_show_of_an_unknown_version_or_unset_alias(
 
 def _second_version(config: Path) -> None:
     """Register v2 beside v1: another window, a stricter policy, one more feature, other
-    metrics, and an evaluation with permutation importances (v1's has none)."""
+    metrics, and other permutation importances (v1's are the ones evaluate measured)."""
     registry = Registry.from_settings(load_settings(config, env={}))
     files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
     lineage = json.loads(files["lineage.json"])
@@ -121,13 +121,30 @@ def test_diff_shows_what_changed_between_two_versions(
     roc = _row(result.out, "candidate_newest_roc_auc")
     assert roc["change"] == "+0.0100"
     importance = _row(result.out[result.out.index("permutation importance") :], "credit_score")
-    assert (importance["v1"], importance["v2"]) == ("–", "0.1200 [0.1000, 0.1400]")
+    measured = json.loads(
+        Registry.from_settings(load_settings(registered_config, env={})).read(
+            "v1", "evaluation.json"
+        )
+    )["candidate"]["importance"]["credit_score"]
+    assert importance["v1"] == (
+        f"{measured['mean']:.4f} [{measured['low']:.4f}, {measured['high']:.4f}]"
+    )
+    assert importance["v2"] == "0.1200 [0.1000, 0.1400]"
 
 
 def test_diff_of_a_version_with_itself_and_without_importances(
     flywheel: Flywheel, registered_config: Path
 ) -> None:
-    result = flywheel("-c", str(registered_config), "models", "diff", "v1", "production")
+    # given a version whose evaluation predates importances: v1's files without them
+    registry = Registry.from_settings(load_settings(registered_config, env={}))
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    evaluation = json.loads(files["evaluation.json"])
+    del evaluation["candidate"]["importance"]
+    files["evaluation.json"] = json.dumps(evaluation).encode()
+    files["model.joblib"] += b"\n"  # another fingerprint
+    assert registry.register(files, run_id="r2").version == "v2"
+    # when diffed with itself
+    result = flywheel("-c", str(registered_config), "models", "diff", "v2", "v2")
     assert result.code == 0, result.text
     assert "configuration: no key(s) changed" in result.out
     assert "(the same data)" in result.out
