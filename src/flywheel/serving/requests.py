@@ -168,6 +168,10 @@ class RequestSchema:
                 return False
             if np.count_nonzero(~np.isfinite(numbers)) != values.count(None):
                 return False
+            # An integer just beyond a float's range converts to the largest float, not an
+            # error: at that magnitude the row-by-row check decides.
+            if np.any(np.abs(numbers) >= _MAX_FLOAT):
+                return False
         for allowed, values in zip(self._allowed, columns[n_numeric:], strict=True):
             try:
                 if not allowed.issuperset(values):

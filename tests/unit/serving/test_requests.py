@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import pytest
@@ -150,3 +151,22 @@ def test_a_valid_batch_passes_the_column_checks_unchanged() -> None:
     # when checked, then they are the rows as sent, in model order
     assert BATCH.checked({"data": {"names": NAMES, "ndarray": rows}}) == rows
     assert BATCH.checked({"jsonData": records}) == rows
+
+
+def test_an_integer_just_beyond_a_float_is_refused_alone_and_in_a_batch() -> None:
+    # given an integer a float cannot hold that numpy would round to the largest float
+    bad = [int(sys.float_info.max) + 1, 2, "north"]
+    # when it is sent alone and as row 0 of a 17-row batch (checked column by column)
+    messages = []
+    for rows in ([bad], [bad] + [GOOD] * 16):
+        with pytest.raises(BadRequest) as error:
+            BATCH.checked({"data": {"names": NAMES, "ndarray": rows}})
+        messages.append(str(error.value))
+    # then both are refused with the same message
+    assert messages[0] == messages[1]
+    assert messages[0] == "row 0: feature income must be finite, got an integer of 309 digits"
+
+
+def test_the_largest_float_itself_is_still_a_number_in_a_batch() -> None:
+    rows = [[sys.float_info.max, -sys.float_info.max, "north"]] * 17
+    assert BATCH.checked({"data": {"names": NAMES, "ndarray": rows}}) == rows
