@@ -33,6 +33,12 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
+def _unshown(value: Any) -> str:
+    """A pii column's value as a message names it: its type, never the value (seldon-core
+    logs a refusal's message, and the raw identifier must not reach the logs)."""
+    return f"{type(value).__name__} (pii: value not shown)"
+
+
 class BadRequest(FlywheelError, ValueError):
     """The request cannot be scored; the message says which feature and why."""
 
@@ -44,6 +50,8 @@ class RequestSchema:
     numeric: tuple[str, ...]
     categorical: dict[str, frozenset[str]]
     max_rows: int
+    # Features tagged pii: a refusal never quotes their values or their known categories.
+    pii: frozenset[str] = frozenset()
 
     @classmethod
     def from_contract(cls, contract: Contract, max_rows: int) -> RequestSchema:
@@ -52,6 +60,7 @@ class RequestSchema:
             numeric=tuple(contract.numeric),
             categorical={n: frozenset(p.fractions) for n, p in contract.categorical.items()},
             max_rows=max_rows,
+            pii=frozenset(n for n, tags in contract.columns.items() if tags.pii),
         )
 
     @cached_property
@@ -204,8 +213,13 @@ class RequestSchema:
                 if value is None:
                     continue
                 if not isinstance(value, str):
+                    shown = _unshown(value) if name in self.pii else _short(value)
                     raise BadRequest(
-                        f"row {i}: feature {name} must be a string category, got {_short(value)}"
+                        f"row {i}: feature {name} must be a string category, got {shown}"
+                    )
+                if value not in allowed and name in self.pii:
+                    raise BadRequest(
+                        f"row {i}: feature {name} has unknown category (pii: value not shown)"
                     )
                 if value not in allowed:
                     raise BadRequest(

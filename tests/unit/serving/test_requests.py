@@ -7,6 +7,8 @@ from typing import Any
 
 import pytest
 
+from flywheel.config import ColumnTags
+from flywheel.contract import CategoricalProfile, Contract, NumericProfile
 from flywheel.serving.requests import BadRequest, RequestSchema
 
 SCHEMA = RequestSchema(
@@ -170,3 +172,59 @@ def test_an_integer_just_beyond_a_float_is_refused_alone_and_in_a_batch() -> Non
 def test_the_largest_float_itself_is_still_a_number_in_a_batch() -> None:
     rows = [[sys.float_info.max, -sys.float_info.max, "north"]] * 17
     assert BATCH.checked({"data": {"names": NAMES, "ndarray": rows}}) == rows
+
+
+HASHED = ("3f9a" * 16, "c0de" * 16)  # a pii feature is served as its HMAC
+
+
+def _pii_schema() -> RequestSchema:
+    contract = Contract(
+        time_column="day",
+        label="defaulted",
+        numeric={
+            "income": NumericProfile(
+                null_rate=0, min=0, max=1, mean=0.5, std=0.1, edges=(0, 1), fractions=(1,)
+            )
+        },
+        categorical={
+            "customer": CategoricalProfile(null_rate=0, fractions=dict.fromkeys(HASHED, 0.5)),
+            "region": CategoricalProfile(null_rate=0, fractions={"north": 1.0}),
+        },
+        positive_rate=0.5,
+        rows=2,
+        batches=("b1",),
+        columns={"customer": ColumnTags(pii=True)},
+    )
+    return RequestSchema.from_contract(contract, max_rows=100)
+
+
+@pytest.mark.parametrize(
+    ("customer", "message"),
+    [
+        ("900-12-3456", "row 0: feature customer has unknown category (pii: value not shown)"),
+        (900123456, "row 0: feature customer must be a string category, got int (pii: value"),
+    ],
+)
+@pytest.mark.parametrize("rows", [1, 17])
+def test_a_refused_pii_value_is_not_quoted_nor_its_known_categories(
+    customer: Any, message: str, rows: int
+) -> None:
+    # given a contract whose categorical feature customer is tagged pii
+    schema = _pii_schema()
+    assert schema.pii == {"customer"}
+    # when a client sends the raw identifier, not its hash, alone or in a batch
+    batch = [[1.0, customer, "north"]] + [[1.0, HASHED[0], "north"]] * (rows - 1)
+    with pytest.raises(BadRequest) as error:
+        schema.checked({"data": {"names": ["income", "customer", "region"], "ndarray": batch}})
+    # then the refusal names the feature, but neither the value nor the known hashes
+    text = str(error.value)
+    assert text.startswith(message)
+    assert "900" not in text and "known" not in text.replace("unknown", "")
+    assert not any(h in text for h in HASHED)
+
+
+def test_an_untagged_feature_still_quotes_its_value_beside_a_pii_one() -> None:
+    with pytest.raises(BadRequest, match="unknown category 'mars'; known: north"):
+        _pii_schema().checked(
+            {"jsonData": {"income": 1.0, "customer": HASHED[1], "region": "mars"}}
+        )
