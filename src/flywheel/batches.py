@@ -10,9 +10,10 @@ import hashlib
 import hmac
 import io
 import json
+import numbers
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -43,22 +44,28 @@ class Scrub:
 
     columns: tuple[str, ...]
     mode: Literal["drop", "hash"] = "drop"
-    salt: bytes = b""
+    salt: bytes = field(default=b"", repr=False)
 
     def __post_init__(self) -> None:
         if self.mode == "hash" and not self.salt:
             raise PrivacyError("hashing pii columns needs a salt, and it is empty")
 
     def digest(self, value: object) -> str:
-        """The salted HMAC-SHA256 of a value's text, in hex."""
+        """The salted HMAC-SHA256 of a value's text, in hex; an integral float is hashed as
+        its integer, so an ID hashes alike on a day with blanks (123.0) and without (123)."""
+        if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+            number = float(value)
+            if number.is_integer():
+                value = int(number)
         return hmac.new(self.salt, str(value).encode(), hashlib.sha256).hexdigest()
 
     def _digests(self, values: pd.Series) -> list[str | None]:
         import pandas as pd
 
-        # Once per distinct value: a pii category repeats, an identifier does not.
-        done = {v: None if pd.isna(v) else self.digest(v) for v in pd.unique(values)}
-        return [done[v] for v in values]
+        # Once per distinct value: a pii category repeats, an identifier does not. Missing
+        # stays missing (and is no key: each NaN is a distinct one).
+        done = {v: self.digest(v) for v in pd.unique(values.dropna())}
+        return [None if pd.isna(v) else done[v] for v in values]
 
     def apply(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
         """The frame without raw pii, and the pii columns it carried."""

@@ -133,6 +133,29 @@ def test_ingest_can_hash_pii_with_a_salt_instead(tmp_path: Path) -> None:
         Scrub(("ssn",), "hash", b"")
 
 
+def test_a_hashed_numeric_id_keeps_its_blanks_and_hashes_alike_with_or_without_them() -> None:
+    # given an ID column read as float64 on a day with a blank, and as int64 on a day without
+    scrub = Scrub(("id",), "hash", b"salt")
+    with_blank = pd.DataFrame({"id": [123.0, float("nan"), 7.0, float("nan")]})
+    without = pd.DataFrame({"id": [123, 7]})
+    # when each is hashed
+    hashed, found = scrub.apply(with_blank)
+    plain, _ = scrub.apply(without)
+    # then the blanks stay missing and each ID hashes as its integer's text, on both days
+    assert found == ["id"]
+    assert hashed["id"].isna().tolist() == [False, True, False, True]
+    digest = [hmac.new(b"salt", n.encode(), hashlib.sha256).hexdigest() for n in ("123", "7")]
+    assert hashed["id"].dropna().tolist() == digest == plain["id"].tolist()
+    # and a fraction keeps its digits
+    assert scrub.digest(1.5) == scrub.digest("1.5") != scrub.digest(1)
+
+
+def test_the_salt_is_not_in_a_scrubs_repr() -> None:
+    scrub = Scrub(("ssn",), "hash", b"s3cret-salt")
+    assert "s3cret" not in repr(scrub) and "salt=" not in repr(scrub)
+    assert "ssn" in repr(scrub) and "hash" in repr(scrub)
+
+
 def test_batches_without_the_pii_column_are_copied_unchanged(
     small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
 ) -> None:
