@@ -74,14 +74,18 @@ class Contract(_Frozen):
         taken = {*self.features, self.label, self.time_column}
         return tuple(name for name in self.columns if name not in taken)
 
-    def describe(self, name: str) -> str:
-        """A column's type and profile in a few words (a pii column's categories unshown)."""
+    def describe(self, name: str, pii: bool = False) -> str:
+        """A column's type and profile in a few words; no values of a column this contract
+        tags pii, or of one another contract does (`pii`)."""
+        pii = pii or self.columns.get(name, ColumnTags()).pii
         if name in self.numeric:
             p = self.numeric[name]
+            if pii:
+                return f"numeric, nulls {p.null_rate:.1%} (pii: range not shown)"
             return f"numeric, {p.min:.4g}..{p.max:.4g}, nulls {p.null_rate:.1%}"
         if name in self.categorical:
             fractions = self.categorical[name].fractions
-            if self.columns.get(name, ColumnTags()).pii:
+            if pii:
                 return f"categorical, {len(fractions)} categories (pii: not shown)"
             return f"categorical, {len(fractions)} categories: {_few(sorted(fractions))}"
         return "not a feature"
@@ -142,6 +146,13 @@ def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...
             return "numeric"
         return "categorical" if name in contract.categorical else None
 
+    # A column either contract tags pii shows no values from either (production's may
+    # predate the tag).
+    pii = {n for c in (production, candidate) for n, tags in c.columns.items() if tags.pii}
+
+    def describe(contract: Contract, name: str) -> str:
+        return contract.describe(name, pii=name in pii)
+
     changes: list[ContractChange] = []
     names = dict.fromkeys([*production.features, *candidate.features])
     for name in names:
@@ -149,7 +160,7 @@ def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...
         if before is None:
             changes.append(
                 ContractChange(
-                    column=name, change="added", production="–", candidate=candidate.describe(name)
+                    column=name, change="added", production="–", candidate=describe(candidate, name)
                 )
             )
         elif after is None:
@@ -157,7 +168,7 @@ def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...
                 ContractChange(
                     column=name,
                     change="removed",
-                    production=production.describe(name),
+                    production=describe(production, name),
                     candidate="–",
                 )
             )
@@ -166,8 +177,8 @@ def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...
                 ContractChange(
                     column=name,
                     change="type",
-                    production=production.describe(name),
-                    candidate=candidate.describe(name),
+                    production=describe(production, name),
+                    candidate=describe(candidate, name),
                 )
             )
     for name in dict.fromkeys([*production.columns, *candidate.columns]):

@@ -9,6 +9,7 @@ import pytest
 
 from flywheel.config import ColumnTags, ContractSettings, FeatureSettings, GeneratorSettings
 from flywheel.contract import (
+    CategoricalProfile,
     Contract,
     announce,
     check_batch,
@@ -223,3 +224,29 @@ def test_the_report_never_prints_a_pii_columns_values(contract: Contract) -> Non
     # then the finding names the column and the check, not the value
     assert "region: allowed values" in result.summary()
     assert "9c0ffee" not in result.markdown() and "9c0ffee" not in result.summary()
+
+
+def test_the_contract_diff_shows_no_values_of_a_column_either_contract_tags_pii(
+    contract: Contract,
+) -> None:
+    # given production's older contract, which profiled people's names untagged
+    names = CategoricalProfile(null_rate=0.0, fractions={"Alice Smith": 0.5, "Bob Jones": 0.5})
+    production = contract.model_copy(
+        update={"categorical": {**contract.categorical, "name": names}}
+    )
+    # and this run's, which tags the column pii: once as no feature, once as a numeric one
+    tagged = {"name": ColumnTags(pii=True)}
+    dropped = contract.model_copy(update={"columns": tagged})
+    numbered = dropped.model_copy(
+        update={"numeric": {**contract.numeric, "name": contract.numeric["age"]}}
+    )
+    for candidate, change in ((dropped, "removed"), (numbered, "type")):
+        # when the contracts are compared and the changes reported
+        changes = diff(production, candidate)
+        report = validate_window(_days(1), contract, POLICY, "v1", changes=changes).markdown()
+        # then the change is named, with neither name nor the candidate's range in sight
+        assert ("name", change) in [(c.column, c.change) for c in changes]
+        assert "| name | tags | untagged | pii |" in report
+        assert "Alice" not in report and "Bob Jones" not in report, report
+        assert "pii: not shown" in report
+    assert "pii: range not shown" in report
