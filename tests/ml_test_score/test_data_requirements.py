@@ -10,12 +10,14 @@ test_contract.py, test_batches.py and test_tasks.py.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import hmac
 import io
 import json
 import re
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
@@ -23,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.preprocessing import OrdinalEncoder
 
 from flywheel import batches, runs, synthetic
 from flywheel.config import Settings
-from flywheel.predictor import load_model
+from flywheel.predictor import dump_model, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.model import FlywheelModel
 from flywheel.serving.requests import BadRequest
@@ -55,14 +58,33 @@ def _write(
 
 
 def _texts(root: Path) -> Iterator[tuple[Path, bytes]]:
-    """Every file under `root` as bytes a grep can read: Parquet as CSV, gzip unpacked."""
+    """Every file under `root` as bytes a grep can read: Parquet as CSV, gzip unpacked, and
+    zlib too (joblib's compress=3, so the models' pickles), each kept as is besides."""
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         raw = path.read_bytes()
         if raw[:4] == b"PAR1":
             raw = pd.read_parquet(io.BytesIO(raw)).to_csv(index=False).encode()
         elif raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
+        elif raw[:1] == b"x":
+            with contextlib.suppress(zlib.error):  # or text that happens to start with an x
+                raw += b"\n" + zlib.decompressobj().decompress(raw)
         yield path, raw
+
+
+def test_the_grep_sees_into_a_compressed_model_file(tmp_path: Path) -> None:
+    # given an encoder fitted on the numbers, saved as the pipeline saves its models
+    numbers = _ssn(date(2026, 1, 14), 3)
+    encoder = OrdinalEncoder().fit(pd.DataFrame({"ssn": numbers}))
+    raw = dump_model(encoder)
+    assert not SSN.search(raw)  # (compressed, a plain grep misses them)
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "model.joblib").write_bytes(raw)
+    (tmp_path / "baselines" / "linear.joblib").write_bytes(raw)
+    (tmp_path / "notes.txt").write_bytes(b"xylophone")
+    # then the grep the privacy test uses finds them in both
+    found = {path.name for path, text in _texts(tmp_path) if SSN.search(text)}
+    assert found == {"model.joblib", "linear.joblib"}
 
 
 def test_a_planted_pii_column_reaches_no_file_of_a_run_nor_the_prediction_log(
