@@ -17,7 +17,9 @@ Cost is measured on the same holdout rows, per feature:
 - preprocessing: the wall time of turning the feature's column into model input, as
   serving does (flywheel.predictor.feature_frame), then through its own transformer
   (a clone of the fitted one, fitted on that column alone so it can run alone: the
-  same steps on the same values); a passthrough column costs its conversion only.
+  same steps on the same values); a passthrough column costs its conversion only, and
+  so does a column its transformer cannot run on alone (all missing, say), as the
+  method says.
   The minimum of a few runs, as timeit advises, so that a busy machine adds less.
 - scoring: the share of the estimator's per-row work that falls on the feature.
   For tree ensembles it is the share of decision-node visits that split on one of
@@ -79,7 +81,7 @@ def measure(
         return None, f"not measured: the {len(y)} holdout rows hold one class only"
     owners = encoded_owners(preprocess, features.columns)
     # Timed as serving runs it, with scikit-learn's checks.
-    seconds = preprocess_seconds(preprocess, holdout, features)
+    seconds, conversion_only = preprocess_seconds(preprocess, holdout, features)
     # Dozens of small predictions of rows already checked: OpenMP's thread start-up and
     # scikit-learn's argument checks would cost more than the work, far more when busy.
     with (
@@ -97,7 +99,9 @@ def measure(
     for name in features.columns:
         width = owners.count(name)
         out[name] = FeatureImportance(
-            **spread[name],
+            # No encoded columns (an imputer drops a feature training never saw a value of):
+            # the model never sees it, so shuffling it changes nothing.
+            **spread.get(name, {"mean": 0.0, "std": 0.0, "low": 0.0, "high": 0.0}),
             preprocess_us_per_row=seconds[name] / rows * 1e6,
             preprocess_share=seconds[name] / total_seconds,
             scoring_share=visits[name] / total_visits,
@@ -113,8 +117,18 @@ def measure(
             if settings.resample
             else f", {settings.confidence:.0%} t interval of the mean drop"
         )
-        + "; preprocessing: each feature's own conversion and transformer, timed; "
-        f"scoring: {scoring}; memory: input bytes per row plus 8 per encoded column"
+        + "; preprocessing: each feature's own conversion and transformer, timed"
+        + "".join(
+            f" ({name}: its conversion only, as its transformer cannot run on the holdout's "
+            f"values alone: {why})"
+            for name, why in conversion_only.items()
+        )
+        + "".join(
+            f"; {name}: no encoded columns, so no importance"
+            for name in features.columns
+            if name not in spread
+        )
+        + f"; scoring: {scoring}; memory: input bytes per row plus 8 per encoded column"
     )
     return out, method
 
@@ -215,33 +229,76 @@ def _groups(preprocess: Any, columns: Sequence[str]) -> list[tuple[Any, list[str
 def encoded_owners(preprocess: Any, columns: Sequence[str]) -> list[str]:
     """For each column of the preprocessed matrix, the input feature it comes from.
 
-    scikit-learn names an encoded column after its input (`region` or `region_north`);
-    the longest input name that the column's name is or starts with owns it.
+    Read from the fitted steps, not guessed from the columns' names (`region`'s category
+    `type_a` and a feature `region_type` both name a column `region_type_a`): the
+    ColumnTransformer lays its transformers' outputs side by side, in `transformers_`
+    order; a one-hot encoder gives its i-th input one column per category in
+    `categories_[i]` (less a dropped one), in input order; any other step keeps its
+    inputs' columns, or some of them (an imputer drops a column with no values), by name.
     """
     owners = []
     for transformer, picked in _groups(preprocess, columns):
-        if transformer == "passthrough":
-            owners += picked
+        owners += picked if transformer == "passthrough" else _step_owners(transformer, picked)
+    return owners
+
+
+def _step_owners(transformer: Any, picked: list[str]) -> list[str]:
+    """The input feature of each output column of one fitted transformer or Pipeline."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    steps = (
+        [s for _, s in transformer.steps] if isinstance(transformer, Pipeline) else [transformer]
+    )
+    names, owners = list(picked), list(picked)
+    for step in steps:
+        if step is None or (isinstance(step, str) and step == "passthrough"):
             continue
-        by_length = sorted(picked, key=len, reverse=True)
-        for out_name in transformer.get_feature_names_out(picked):
-            owner = next(
-                (p for p in by_length if out_name == p or str(out_name).startswith(p + "_")), None
-            )
-            if owner is None:
-                raise ImportanceError(f"cannot tell which feature encoded column {out_name!r} is")
-            owners.append(owner)
+        out = [str(n) for n in step.get_feature_names_out(names)]
+        if isinstance(step, OneHotEncoder):
+            dropped = step.drop_idx_
+            widths = [
+                len(categories) - int(dropped is not None and dropped[i] is not None)
+                for i, categories in enumerate(step.categories_)
+            ]
+            if len(widths) != len(owners) or sum(widths) != len(out):
+                raise ImportanceError(
+                    f"cannot tell which of {picked} each of the one-hot encoder's "
+                    f"{len(out)} columns comes from"
+                )
+            owners = [
+                owner for owner, width in zip(owners, widths, strict=True) for _ in range(width)
+            ]
+        elif out != names:
+            index = {name: i for i, name in enumerate(names)}
+            unknown = [n for n in out if n not in index]
+            if unknown or len(index) != len(names):
+                raise ImportanceError(
+                    f"cannot tell which feature encoded column {(unknown or out)[0]!r} is"
+                )
+            owners = [owners[index[n]] for n in out]
+        names = out
     return owners
 
 
 def preprocess_seconds(
     preprocess: Any, holdout: pd.DataFrame, features: FeatureSettings
-) -> dict[str, float]:
-    """Seconds to prepare each feature's column of the holdout (see the module docstring)."""
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Seconds to prepare each feature's column of the holdout (see the module docstring),
+    and the features timed by their conversion alone, with why.
+
+    A transformer refitted on one holdout column may not run there (all its values are
+    missing: the imputer drops the column, the scaler refuses none); such a feature's
+    time is its conversion's, and the run goes on.
+    """
+    import warnings
+
+    import numpy as np
     from sklearn.base import clone
 
     numeric = set(features.numeric)
     out = {}
+    conversion_only = {}
     for transformer, picked in _groups(preprocess, features.columns):
         for name in picked:
             kind = ((name,), ()) if name in numeric else ((), (name,))
@@ -252,9 +309,18 @@ def preprocess_seconds(
             if transformer == "passthrough":
                 out[name] = _fastest(convert)
                 continue
-            alone = clone(transformer).fit(convert())
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the lone fit's, not the model's
+                    alone = clone(transformer).fit(convert())
+                    if np.shape(alone.transform(convert()))[1] == 0:
+                        raise ValueError("it leaves no column")
+            except Exception as error:  # a cost measurement must not stop the run
+                conversion_only[name] = (str(error).splitlines() or [repr(error)])[0].rstrip(".")
+                out[name] = _fastest(convert)
+                continue
             out[name] = _fastest(lambda alone=alone, convert=convert: alone.transform(convert()))
-    return out
+    return out, conversion_only
 
 
 def _fastest(run: Any) -> float:

@@ -25,7 +25,7 @@ from flywheel.importance import (
     scoring_work,
 )
 from flywheel.predictor import feature_frame
-from flywheel.training import TrainResult, train
+from flywheel.training import TrainResult, build_pipeline, train
 
 # The label follows `signal`; `noise` and `colour` are drawn independently of it, and
 # `postcode` is noise with sixty long values: costly to encode, keep and score.
@@ -183,9 +183,10 @@ def test_preprocessing_time_falls_on_the_feature_whose_transformer_is_slow() -> 
         [("slow", FunctionTransformer(_slow), ["signal"]), ("fast", StandardScaler(), ["noise"])]
     ).fit(frame)
     # when each feature's preprocessing is timed
-    seconds = preprocess_seconds(preprocess, frame, features)
+    seconds, conversion_only = preprocess_seconds(preprocess, frame, features)
     # then the slow one takes nearly all of it
     assert seconds["signal"] >= 0.01 > 5 * seconds["noise"]
+    assert conversion_only == {}
 
 
 def test_a_model_without_the_training_pipelines_shape_is_refused_by_name() -> None:
@@ -202,3 +203,73 @@ def test_a_holdout_of_one_class_leaves_importance_unmeasured_and_says_why(
     measured, method = measure(linear.model, one_class, FEATURES, "roc_auc", SETTINGS, 42)
     assert measured is None
     assert method == f"not measured: the {len(one_class)} holdout rows hold one class only"
+
+
+def test_a_feature_all_missing_in_the_holdout_is_timed_by_its_conversion_and_said_so(
+    linear: TrainResult,
+) -> None:
+    # given a linear model (imputer and scaler) whose holdout lost every value of one feature
+    holdout = linear.holdout.assign(noise=np.nan)
+    # when importance and cost are measured: a scaler refitted on that column alone
+    # would get no column from the imputer and refuse it
+    measured, method = measure(linear.model, holdout, FEATURES, "roc_auc", SETTINGS, 42)
+    # then the run goes on, that feature's preprocessing is its conversion, and the method
+    # says so and why
+    assert measured is not None and measured["noise"].preprocess_us_per_row > 0
+    assert "(noise: its conversion only, as its transformer cannot run on the holdout" in method
+    assert "Found array with 0 feature(s)" in method
+    assert measured["signal"].matters
+
+
+# The model's imputer warns of the dropped feature at every fit and transform.
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values:UserWarning")
+def test_a_feature_training_never_saw_a_value_of_has_no_columns_and_no_importance() -> None:
+    # given a linear model trained where one feature is all missing: its imputer drops it
+    frame = _frame(rows=300).assign(noise=np.nan)
+    model = build_pipeline(
+        FEATURES, ModelSettings(estimator="sklearn.linear_model.LogisticRegression")
+    )
+    model.fit(frame[list(FEATURES.columns)], frame["y"])
+    # when importance is measured
+    measured, method = measure(model, frame, FEATURES, "roc_auc", SETTINGS, 42)
+    # then the feature is there, with no encoded columns, no scoring work and no importance
+    assert measured is not None
+    noise = measured["noise"]
+    assert (noise.encoded_columns, noise.scoring_share, noise.mean, noise.low) == (0, 0, 0, 0)
+    assert not noise.matters
+    assert "noise: no encoded columns, so no importance" in method
+
+
+def test_one_hot_columns_belong_to_the_feature_the_encoder_made_them_from() -> None:
+    # given two categoricals, `region` with a category `type_a` and `region_type`: both
+    # name a one-hot column `region_type_a`
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame(
+        {
+            "signal": rng.normal(size=200),
+            "region": rng.choice(["north", "type_a"], 200),
+            "region_type": rng.choice(["x", "y"], 200),
+        }
+    )
+    frame["y"] = (frame["signal"] > 0).astype("int64")
+    features = FeatureSettings(
+        label="y", numeric=("signal",), categorical=("region", "region_type")
+    )
+    model = build_pipeline(
+        features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression")
+    )
+    model.fit(frame[list(features.columns)], frame["y"])
+    preprocess = model.steps[0][1]
+    names = list(preprocess.get_feature_names_out())
+    assert names[1:3] == ["categorical__region_north", "categorical__region_type_a"]
+    # when each encoded column's feature is read
+    owners = encoded_owners(preprocess, features.columns)
+    # then region owns its two categories' columns, and region_type its own two
+    assert owners == ["signal", "region", "region", "region_type", "region_type"]
+    measured, _ = measure(model, frame, features, "roc_auc", SETTINGS, 42)
+    assert measured is not None
+    assert {n: m.encoded_columns for n, m in measured.items()} == {
+        "signal": 1,
+        "region": 2,
+        "region_type": 2,
+    }
