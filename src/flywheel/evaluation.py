@@ -70,8 +70,12 @@ class FeatureImportance(_Frozen):
     """What one feature adds to the model, and what it costs (see flywheel.importance).
 
     `mean` and `std` are the drop in the promotion metric when the feature is shuffled,
-    over the repeats; `low` and `high` bound a t interval of the mean. The shares are
-    of the model's whole preprocessing time and scoring work, summing to 1 over features.
+    over the repeats; `low` and `high` bound a t interval: with `resample` (the default),
+    each repeat scores a bootstrap resample of the holdout and the interval is the
+    importance's own (mean plus or minus t times `std`); without it, the interval is of
+    the mean drop on these rows (t times `std` over the square root of the repeats). The
+    shares are of the model's whole preprocessing time and scoring work, summing to 1
+    over features.
     """
 
     mean: float
@@ -103,7 +107,8 @@ class GroupScores(_Frozen):
 
 class Fairness(_Frozen):
     """Per-group scores and the gaps between the compared groups (largest minus smallest,
-    Fairlearn's `between_groups` differences); a gap is None with fewer than two groups."""
+    Fairlearn's `between_groups` differences); a gap is None with fewer than two groups,
+    and the equal-opportunity gap also with fewer than two holding actual positives."""
 
     attribute: str
     groups: dict[str, GroupScores]

@@ -149,10 +149,23 @@ def _at_most(name: str, measured: float | None, threshold: float, what: str) -> 
 
 
 def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
-    """The candidate must beat each simpler model by the margin, on the newest batch."""
+    """The candidate must beat each simpler model by the margin, on the newest batch; with
+    none scored, it fails."""
     if policy.baseline is None:
         return []
     metric, margin = policy.metric, policy.baseline.margin
+    if not evaluation.baselines:
+        return [
+            Check(
+                name="beats baselines",
+                measured=None,
+                threshold=margin,
+                passed=False,
+                detail="baselines not evaluated: the policy requires the candidate to beat "
+                "promotion.baseline's models, and the evaluation scored none (evaluate ran "
+                "without the baselines train fits)",
+            )
+        ]
     checks = []
     for name, baseline in sorted(evaluation.baselines.items()):
         simple = baseline.newest.get(metric)
@@ -175,12 +188,31 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
 
 
 def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
-    """The gaps between the protected attribute's groups must stay within the policy's."""
+    """The gaps between the protected attribute's groups must stay within the policy's; with
+    no gaps measured for that attribute, the candidate fails."""
     rules = policy.fairness
     measured = evaluation.candidate.fairness
-    if rules is None or measured is None:
+    if rules is None:
         return []
-    compared = sum(g.compared for g in measured.groups.values())
+    if measured is None or measured.attribute != rules.attribute:
+        why = (
+            "the evaluation holds no group scores (evaluate ran without promotion.fairness)"
+            if measured is None
+            else f"the evaluation measured {measured.attribute}'s"
+        )
+        return [
+            Check(
+                name=f"fairness ({rules.attribute})",
+                measured=None,
+                threshold=0.0,
+                passed=False,
+                detail=f"fairness not measured: the policy limits the gaps between "
+                f"{rules.attribute} groups, and {why}",
+            )
+        ]
+    groups = [g for g in measured.groups.values() if g.compared]
+    compared = len(groups)
+    with_positives = sum(g.true_positive_rate is not None for g in groups)
     checks = []
     for name, what, threshold, value in (
         (
@@ -211,12 +243,20 @@ def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
             f"{what} between {rules.attribute} groups on the newest batch",
         )
         if value is None:
-            # Fewer than two groups with enough rows: nothing to compare, nothing to refuse.
+            # Fewer than two groups with enough rows, or, for the true positive rate, with
+            # actual positives: nothing to compare, nothing to refuse (the other gaps still
+            # compare the groups).
+            why = f"only {compared} group(s) of at least {rules.min_rows} rows"
+            if name == "equal opportunity difference" and compared >= 2 > with_positives:
+                why = (
+                    f"{compared} groups of at least {rules.min_rows} rows, but only "
+                    f"{with_positives} with actual positives (a true positive rate needs some)"
+                )
             check = check.model_copy(
                 update={
                     "passed": True,
-                    "detail": f"{what} between {rules.attribute} groups: only {compared} "
-                    f"group(s) of at least {rules.min_rows} rows, so no gap to measure",
+                    "detail": f"{what} between {rules.attribute} groups: {why}, "
+                    "so no gap to measure",
                 }
             )
         checks.append(check)

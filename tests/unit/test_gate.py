@@ -337,3 +337,58 @@ def test_the_refuse_policy_refuses_a_candidate_whose_importance_was_not_measured
     assert decision.reasons == [
         "feature importance was not measured, and the policy refuses features that add nothing"
     ]
+
+
+def test_a_baseline_policy_refuses_a_candidate_whose_baselines_were_not_evaluated() -> None:
+    # given a policy naming baselines to beat, and an evaluation that scored none
+    decision = decide(_with_baselines(0.9), BASELINE_POLICY)
+    # then the candidate is refused, saying why
+    assert not decision.blessed
+    assert decision.reasons == [
+        "baselines not evaluated: the policy requires the candidate to beat "
+        "promotion.baseline's models, and the evaluation scored none (evaluate ran "
+        "without the baselines train fits)"
+    ]
+
+
+def test_a_fairness_policy_refuses_a_candidate_whose_groups_were_not_measured() -> None:
+    # given a fairness policy, and an evaluation without group scores
+    decision = decide(_evaluation(_model("candidate", 0.9), None), FAIR_POLICY)
+    # then the candidate is refused, saying why
+    assert not decision.blessed
+    assert decision.reasons == [
+        "fairness not measured: the policy limits the gaps between region groups, and the "
+        "evaluation holds no group scores (evaluate ran without promotion.fairness)"
+    ]
+    # and so is one whose groups are another attribute's
+    other = FAIR_POLICY.model_copy(
+        update={"fairness": FAIR_POLICY.fairness.model_copy(update={"attribute": "segment"})}  # type: ignore[union-attr]
+    )
+    decision = decide(_with_gaps(0.0, 0.0, 0.0), other)
+    assert not decision.blessed
+    assert decision.reasons == [
+        "fairness not measured: the policy limits the gaps between segment groups, and the "
+        "evaluation measured region's"
+    ]
+
+
+def test_an_equal_opportunity_gap_without_positives_to_compare_says_so() -> None:
+    # given two compared groups, one without actual positives: no true positive rate there
+    evaluation = _with_gaps(None, 0.05, 0.02)
+    fairness = evaluation.candidate.fairness
+    assert fairness is not None
+    west = fairness.groups["west"].model_copy(update={"positives": 0, "true_positive_rate": None})
+    candidate = evaluation.candidate.model_copy(
+        update={
+            "fairness": fairness.model_copy(update={"groups": {**fairness.groups, "west": west}})
+        }
+    )
+    decision = decide(_evaluation(candidate, None), FAIR_POLICY)
+    # then the check passes (nothing to compare), naming the real reason
+    check = next(c for c in decision.checks if c.name.startswith("equal opportunity"))
+    assert check.passed and check.measured is None
+    assert check.detail == (
+        "true positive rate gap between region groups: 2 groups of at least 100 rows, but "
+        "only 1 with actual positives (a true positive rate needs some), so no gap to measure"
+    )
+    assert decision.blessed
