@@ -58,17 +58,26 @@ class Decision(BaseModel):
         return "\n".join(lines) + "\n"
 
 
-def _at_least(name: str, measured: float | None, threshold: float, what: str) -> Check:
-    ok = measured is not None and not math.isnan(measured) and measured >= threshold
-    shown = "undefined" if measured is None or math.isnan(measured) else f"{measured:.4f}"
-    verb = "meets" if ok else "is below"
+def _bound(
+    name: str, measured: float | None, threshold: float, what: str, *, maximum: bool
+) -> Check:
+    """A check that `measured` is at least (or, for a `maximum`, at most) `threshold`; an
+    undefined measurement fails."""
+    value = None if measured is None or math.isnan(measured) else measured
+    ok = value is not None and (value <= threshold if maximum else value >= threshold)
+    verbs = ("is within", "exceeds", "maximum") if maximum else ("meets", "is below", "minimum")
+    shown = "undefined" if value is None else f"{value:.4f}"
     return Check(
         name=name,
-        measured=None if measured is None or math.isnan(measured) else measured,
+        measured=value,
         threshold=threshold,
         passed=ok,
-        detail=f"{what} {shown} {verb} the minimum {threshold:.4f}",
+        detail=f"{what} {shown} {verbs[0] if ok else verbs[1]} the {verbs[2]} {threshold:.4f}",
     )
+
+
+def _at_least(name: str, measured: float | None, threshold: float, what: str) -> Check:
+    return _bound(name, measured, threshold, what, maximum=False)
 
 
 def _floor(check: Check, production: tuple[str | None, float | None] | None) -> Check:
@@ -136,16 +145,7 @@ def _importance_checks(
 
 
 def _at_most(name: str, measured: float | None, threshold: float, what: str) -> Check:
-    ok = measured is not None and not math.isnan(measured) and measured <= threshold
-    shown = "undefined" if measured is None or math.isnan(measured) else f"{measured:.4f}"
-    verb = "is within" if ok else "exceeds"
-    return Check(
-        name=name,
-        measured=None if measured is None or math.isnan(measured) else measured,
-        threshold=threshold,
-        passed=ok,
-        detail=f"{what} {shown} {verb} the maximum {threshold:.4f}",
-    )
+    return _bound(name, measured, threshold, what, maximum=True)
 
 
 def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
