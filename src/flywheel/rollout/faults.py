@@ -32,6 +32,7 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     from sklearn.preprocessing import FunctionTransformer
 
     from flywheel import batches, lineage, predictor, training
+    from flywheel.compiled import COMPILED_FILE
     from flywheel.registry import MODEL_FILE, PRODUCTION, Registry
     from flywheel.storage import open_store
 
@@ -70,8 +71,15 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
     else:
         model.fit(x, y)
     note = f"deliberately faulty ({kind}) for a rollback drill; never passed the gate"
+    raw = predictor.dump_model(model)
+    # A shuffled model is served as production is, through its compiled scorer, so that
+    # its scores are its only fault: through scikit-learn it is also a few times slower
+    # per request, and the canary's latency check can roll it back before its scores do.
+    compiled, scorer = (
+        predictor.compile_checked(raw, features, frame) if kind == "shuffled" else (None, None)
+    )
     files = {
-        MODEL_FILE: predictor.dump_model(model),
+        MODEL_FILE: raw,
         "contract.json": reg.read(production, "contract.json"),
         "lineage.json": json.dumps(
             {
@@ -79,11 +87,14 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
                 "data": {"batches": [str(b.day) for b in chosen[-3:]]},
                 "packages": lineage.package_versions(),
                 "git_commit": lineage.git_commit(),
+                "scorer": scorer or {"scorer": "scikit-learn", "reason": "a drill's fault"},
             },
             indent=2,
         ).encode(),
         "metrics.json": b"{}",
     }
+    if compiled is not None:
+        files[COMPILED_FILE] = compiled
     return reg.register(files, run_id=f"faulty-{kind}", summary={"note": note}).version
 
 

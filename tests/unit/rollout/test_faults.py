@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from flywheel import synthetic
+from flywheel.compiled import COMPILED_FILE
 from flywheel.config import Settings
 from flywheel.evaluation import score
 from flywheel.predictor import Predictor
@@ -111,6 +112,17 @@ def test_the_shuffled_fault_has_learnt_nothing(drill: Settings, unseen_day: pd.D
     production = score(label, _predictor(drill, "v1").predict_proba(unseen_day)[:, 1])
     assert production.roc_auc > 0.75
     assert abs(shuffled.roc_auc - 0.5) < 0.1
+
+
+def test_the_shuffled_fault_is_served_as_production_is_through_its_compiled_scorer(
+    drill: Settings,
+) -> None:
+    # a slower scorer would be a second fault, which the canary's latency check could
+    # catch before the scores' divergence that the drill is meant to show
+    reg = Registry.from_settings(drill)
+    for version in ("v1", "v4"):
+        assert reg.read_optional(version, COMPILED_FILE) is not None, version
+    assert json.loads(reg.read("v4", "lineage.json"))["scorer"]["scorer"].startswith("compiled")
 
 
 def test_burn_cpu_returns_its_input_after_the_delay() -> None:
