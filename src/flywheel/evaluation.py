@@ -192,12 +192,20 @@ def roc(y: pd.Series, p: Probabilities) -> Curve:
     )
 
 
+def _bin(p: Probabilities, bins: int) -> npt.NDArray[np.int_]:
+    """Each probability's bin of `bins` equal widths, 1.0 in the last."""
+    import numpy as np
+
+    which: npt.NDArray[np.int_] = np.minimum((p * bins).astype(int), bins - 1)
+    return which
+
+
 def calibration(y: pd.Series, p: Probabilities, bins: int = 10) -> tuple[tuple[float, float], ...]:
     """(mean predicted, observed rate) per probability bin that has rows."""
     import numpy as np
 
     y_true = np.asarray(y, dtype=float)
-    which = np.minimum((p * bins).astype(int), bins - 1)
+    which = _bin(p, bins)
     return tuple(
         (float(p[which == b].mean()), float(y_true[which == b].mean()))
         for b in range(bins)
@@ -233,7 +241,7 @@ def expected_calibration_error(y: npt.ArrayLike, p: Probabilities, bins: int = 1
     y_true = np.asarray(y, dtype=float)
     if not len(y_true):
         return 0.0
-    which = np.minimum((p * bins).astype(int), bins - 1)
+    which = _bin(p, bins)
     gaps = np.abs(
         np.bincount(which, weights=p, minlength=bins)
         - np.bincount(which, weights=y_true, minlength=bins)
@@ -282,18 +290,19 @@ def evaluate_baseline(
     predictor: Predictor, newest: pd.DataFrame, holdout: pd.DataFrame, features: FeatureSettings
 ) -> BaselineEvaluation:
     """Score a baseline on the candidate's two sets of rows."""
+    return BaselineEvaluation(
+        newest=score(*_labelled(predictor, newest, features)),
+        holdout=score(*_labelled(predictor, holdout, features)),
+    )
+
+
+def _labelled(
+    predictor: Predictor, rows: pd.DataFrame, features: FeatureSettings
+) -> tuple[pd.Series, Probabilities]:
+    """The rows' true labels and the model's positive-class probabilities for them."""
     import pandas as pd
 
-    return BaselineEvaluation(
-        newest=score(
-            pd.to_numeric(newest[features.label]).astype(int),
-            predictor.predict_proba(newest)[:, 1],
-        ),
-        holdout=score(
-            pd.to_numeric(holdout[features.label]).astype(int),
-            predictor.predict_proba(holdout)[:, 1],
-        ),
-    )
+    return pd.to_numeric(rows[features.label]).astype(int), predictor.predict_proba(rows)[:, 1]
 
 
 def evaluate_model(
@@ -308,14 +317,8 @@ def evaluate_model(
 ) -> ModelEvaluation:
     """Score one model on the newest batch (and the holdout, for the candidate), with the
     gaps between the groups of `fairness.attribute` there."""
-    import pandas as pd
-
-    y_new = pd.to_numeric(newest[features.label]).astype(int)
-    p_new = predictor.predict_proba(newest)[:, 1]
-    holdout_scores = None
-    if holdout is not None:
-        p_hold = predictor.predict_proba(holdout)[:, 1]
-        holdout_scores = score(pd.to_numeric(holdout[features.label]).astype(int), p_hold)
+    y_new, p_new = _labelled(predictor, newest, features)
+    holdout_scores = None if holdout is None else score(*_labelled(predictor, holdout, features))
     return ModelEvaluation(
         role=role,
         version=version,

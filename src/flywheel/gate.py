@@ -80,6 +80,15 @@ def _at_least(name: str, measured: float | None, threshold: float, what: str) ->
     return _bound(name, measured, threshold, what, maximum=False)
 
 
+def _at_most(name: str, measured: float | None, threshold: float, what: str) -> Check:
+    return _bound(name, measured, threshold, what, maximum=True)
+
+
+def _unmeasured(name: str, threshold: float, detail: str) -> Check:
+    """A check the policy asks for on something the evaluation did not measure: it fails."""
+    return Check(name=name, measured=None, threshold=threshold, passed=False, detail=detail)
+
+
 def _floor(check: Check, production: tuple[str | None, float | None] | None) -> Check:
     """A floor that production already fails on the same rows does not hold back a candidate
     that does at least as well there: refusing it would keep the worse model serving (after a
@@ -114,12 +123,10 @@ def _importance_checks(
     """
     if importance is None:
         return [
-            Check(
-                name="feature importance",
-                measured=None,
-                threshold=0.0,
-                passed=False,
-                detail="feature importance was not measured, and the policy refuses "
+            _unmeasured(
+                "feature importance",
+                0.0,
+                "feature importance was not measured, and the policy refuses "
                 "features that add nothing",
             )
         ]
@@ -144,10 +151,6 @@ def _importance_checks(
     return checks
 
 
-def _at_most(name: str, measured: float | None, threshold: float, what: str) -> Check:
-    return _bound(name, measured, threshold, what, maximum=True)
-
-
 def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
     """The candidate must beat each simpler model by the margin, on the newest batch; with
     none scored, it fails."""
@@ -156,12 +159,10 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
     metric, margin = policy.metric, policy.baseline.margin
     if not evaluation.baselines:
         return [
-            Check(
-                name="beats baselines",
-                measured=None,
-                threshold=margin,
-                passed=False,
-                detail="baselines not evaluated: the policy requires the candidate to beat "
+            _unmeasured(
+                "beats baselines",
+                margin,
+                "baselines not evaluated: the policy requires the candidate to beat "
                 "promotion.baseline's models, and the evaluation scored none (evaluate ran "
                 "without the baselines train fits)",
             )
@@ -201,12 +202,10 @@ def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
             else f"the evaluation measured {measured.attribute}'s"
         )
         return [
-            Check(
-                name=f"fairness ({rules.attribute})",
-                measured=None,
-                threshold=0.0,
-                passed=False,
-                detail=f"fairness not measured: the policy limits the gaps between "
+            _unmeasured(
+                f"fairness ({rules.attribute})",
+                0.0,
+                f"fairness not measured: the policy limits the gaps between "
                 f"{rules.attribute} groups, and {why}",
             )
         ]
