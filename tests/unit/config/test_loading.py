@@ -22,7 +22,7 @@ from flywheel.config import (
     memory_bytes,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_shipped_config_is_valid() -> None:
