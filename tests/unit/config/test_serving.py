@@ -1,0 +1,67 @@
+"""The rollout policy's traffic steps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from flywheel.config import ConfigError, RolloutChecks, RolloutSettings, Settings, load_settings
+
+
+@pytest.mark.parametrize(
+    ("steps", "message"),
+    [
+        ((10, 50, 25, 100), r"traffic steps must increase, got \[10, 50, 25, 100\]"),
+        ((10, 10, 100), "traffic steps must increase"),
+        ((), "at least one traffic step is needed"),
+    ],
+)
+def test_rollout_steps_must_increase(steps: tuple[int, ...], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        RolloutSettings(steps=steps)
+
+
+def test_the_default_rollout_policy_is_coherent() -> None:
+    settings = RolloutSettings()
+    assert list(settings.weights) == sorted(set(settings.weights)) and settings.weights[-1] == 100
+    # no canary reaches production by default without one step that checked its accuracy
+    assert "required" in {s.accuracy for s in settings.steps}
+    assert RolloutChecks().max_p99_ratio >= 1
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"env": {"FLYWHEEL_ROLLOUT__STEPS": "[10, {weight: 50, accuracy: required}, 100]"}},
+        {"overrides": ["rollout.steps=[10, {weight: 50, accuracy: required}, 100]"]},
+    ],
+)
+def test_steps_are_percentages_or_a_weight_with_an_accuracy_policy(
+    source: dict[str, Any],
+) -> None:
+    # given the short form and the long form mixed, from the environment or --set
+    settings = load_settings(None, **{"env": {}, **source})
+    # then a plain number is a step whose accuracy check is optional
+    assert settings.rollout.weights == (10, 50, 100)
+    assert [s.accuracy for s in settings.rollout.steps] == ["optional", "required", "optional"]
+    # and the serialised form, as components receive it, reads back the same
+    assert Settings.from_json(settings.to_json()).rollout == settings.rollout
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "[10, {weight: 50, accuracy: maybe}]",
+            "rollout.steps.1.accuracy .*'required' or 'optional'",
+        ),
+        ("[10, fifty]", "rollout.steps.1 .*a step is a traffic percentage, or {weight: PERCENT"),
+        ("[10, {accuracy: required}]", r"rollout.steps.1.weight .*Field required"),
+        ("[50, {weight: 20, accuracy: required}]", r"traffic steps must increase, got \[50, 20\]"),
+    ],
+)
+def test_a_malformed_step_is_named_by_its_path(value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, env={}, overrides=[f"rollout.steps={value}"])
