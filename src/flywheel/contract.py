@@ -14,22 +14,19 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from flywheel import drift
 from flywheel.config import ColumnTags, ContractSettings, FeatureSettings
 from flywheel.errors import FlywheelError
+from flywheel.records import Record
 
 log = logging.getLogger(__name__)
 
 Severity = Literal["error", "warning"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class NumericProfile(_Frozen):
+class NumericProfile(Record):
     """What a numeric feature looked like in the reference data."""
 
     null_rate: float
@@ -41,14 +38,14 @@ class NumericProfile(_Frozen):
     fractions: tuple[float, ...]
 
 
-class CategoricalProfile(_Frozen):
+class CategoricalProfile(Record):
     """The categories seen in the reference data and their shares."""
 
     null_rate: float
     fractions: dict[str, float]
 
 
-class Contract(_Frozen):
+class Contract(Record):
     """Schema and statistics of the data a model was trained on."""
 
     format: Literal[1] = 1
@@ -60,7 +57,7 @@ class Contract(_Frozen):
     rows: int
     batches: tuple[str, ...]
     # The configuration's tags and allowed sources when it was profiled, versioned with it.
-    columns: dict[str, ColumnTags] = {}
+    columns: dict[str, ColumnTags] = Field(default={})
     allowed_sources: tuple[str, ...] = ()
 
     @property
@@ -108,7 +105,7 @@ class Contract(_Frozen):
         return cls.model_validate_json(text)
 
 
-class Finding(_Frozen):
+class Finding(Record):
     """One failed or suspicious check on one column of one batch."""
 
     batch: str
@@ -119,7 +116,7 @@ class Finding(_Frozen):
     severity: Severity
 
 
-class ContractChange(_Frozen):
+class ContractChange(Record):
     """One column whose place in the contract differs from production's."""
 
     column: str
@@ -212,7 +209,7 @@ def announce(production: Contract, candidate: Contract) -> Contract:
     )
 
 
-class BatchCheck(_Frozen):
+class BatchCheck(Record):
     """All findings for one batch, and its drift against the reference."""
 
     batch: str
@@ -221,12 +218,12 @@ class BatchCheck(_Frozen):
     psi: dict[str, float]
 
 
-class ValidationResult(_Frozen):
+class ValidationResult(Record):
     """The outcome of checking every batch of a window against a contract."""
 
     reference: str
     batches: tuple[BatchCheck, ...]
-    skew: dict[str, dict[str, float]] = {}
+    skew: dict[str, dict[str, float]] = Field(default={})
     # Against production's contract; None when there is none to compare with.
     changes: tuple[ContractChange, ...] | None = None
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from flywheel.config import FairnessSettings, FeatureSettings, Metric
+from flywheel.records import Record
 
 if TYPE_CHECKING:
     import numpy as np
@@ -28,11 +29,7 @@ if TYPE_CHECKING:
 _CURVE_POINTS = 101
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Scores(_Frozen):
+class Scores(Record):
     """Threshold-free and thresholded metrics on one set of rows."""
 
     rows: int
@@ -51,7 +48,7 @@ class Scores(_Frozen):
         return float(getattr(self, metric))
 
 
-class Curve(_Frozen):
+class Curve(Record):
     """An ROC curve, thinned to at most about a hundred points for the Kubeflow UI."""
 
     fpr: tuple[float, ...]
@@ -59,14 +56,14 @@ class Curve(_Frozen):
     thresholds: tuple[float, ...]
 
 
-class SliceScore(_Frozen):
+class SliceScore(Record):
     """The promotion metric on the rows of one categorical value."""
 
     rows: int
     value: float | None
 
 
-class FeatureImportance(_Frozen):
+class FeatureImportance(Record):
     """What one feature adds to the model, and what it costs (see flywheel.importance).
 
     `mean` and `std` are the drop in the promotion metric when the feature is shuffled,
@@ -94,7 +91,7 @@ class FeatureImportance(_Frozen):
         return self.low > 0
 
 
-class GroupScores(_Frozen):
+class GroupScores(Record):
     """One group of a protected attribute, at the 0.5 threshold."""
 
     rows: int
@@ -105,7 +102,7 @@ class GroupScores(_Frozen):
     compared: bool  # enough rows (fairness.min_rows) to count in the gaps
 
 
-class Fairness(_Frozen):
+class Fairness(Record):
     """Per-group scores and the gaps between the compared groups (largest minus smallest,
     Fairlearn's `between_groups` differences); a gap is None with fewer than two groups,
     and the equal-opportunity gap also with fewer than two holding actual positives."""
@@ -117,7 +114,7 @@ class Fairness(_Frozen):
     calibration_gap: float | None
 
 
-class ModelEvaluation(_Frozen):
+class ModelEvaluation(Record):
     """Everything measured about one model."""
 
     role: Literal["candidate", "production"]
@@ -133,14 +130,14 @@ class ModelEvaluation(_Frozen):
     importance_method: str | None = None
 
 
-class BaselineEvaluation(_Frozen):
+class BaselineEvaluation(Record):
     """A simpler model (promotion.baseline) scored on the candidate's rows."""
 
     newest: Scores
     holdout: Scores
 
 
-class Evaluation(_Frozen):
+class Evaluation(Record):
     """The candidate and, when there is one, the production model, side by side; and the
     simpler models the candidate must beat, by name."""
 
@@ -148,7 +145,7 @@ class Evaluation(_Frozen):
     newest_batch: str
     candidate: ModelEvaluation
     production: ModelEvaluation | None
-    baselines: dict[str, BaselineEvaluation] = {}
+    baselines: dict[str, BaselineEvaluation] = Field(default={})
 
 
 def score(y: npt.ArrayLike, p: Probabilities, threshold: float = 0.5) -> Scores:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
 
 from flywheel.config import ContractSettings, MonitoringSettings
 from flywheel.contract import Contract, Finding, check_batch
@@ -23,6 +22,7 @@ from flywheel.monitoring import statistics
 from flywheel.monitoring.logs import Prediction
 from flywheel.monitoring.statistics import DriftTest, Interval
 from flywheel.predictor import Predictor
+from flywheel.records import Record
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -43,11 +43,7 @@ ASSUMPTIONS = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class FeatureDrift(_Frozen):
+class FeatureDrift(Record):
     """One feature's serving inputs against the contract's reference profile."""
 
     feature: str
@@ -55,7 +51,7 @@ class FeatureDrift(_Frozen):
     result: DriftTest
 
 
-class Skew(_Frozen):
+class Skew(Record):
     """Served scores against the registered model re-scoring the same rows offline."""
 
     sampled: int
@@ -69,7 +65,7 @@ class Skew(_Frozen):
         return self.disagreeing == 0
 
 
-class Performance(_Frozen):
+class Performance(Record):
     """Metrics on the rows whose labels arrived, with confidence intervals."""
 
     labelled: int
@@ -78,14 +74,14 @@ class Performance(_Frozen):
     log_loss: Interval | None
 
 
-class Offline(_Frozen):
+class Offline(Record):
     """The same metrics from the version's own evaluation, for comparison."""
 
     newest: dict[str, float | None]
     holdout: dict[str, float | None] | None
 
 
-class Estimate(_Frozen):
+class Estimate(Record):
     """CBPE: expected metrics from calibrated scores, before labels arrive. An estimate."""
 
     method: Literal["CBPE"] = "CBPE"
@@ -97,7 +93,7 @@ class Estimate(_Frozen):
     assumptions: tuple[str, ...] = ASSUMPTIONS
 
 
-class Health(_Frozen):
+class Health(Record):
     """Freshness, broken values and traffic of the window."""
 
     model_age_hours: float | None
@@ -131,7 +127,7 @@ INVARIANT_CHECKS = frozenset(
 )
 
 
-class Invariants(_Frozen):
+class Invariants(Record):
     """Served inputs against the version's data contract (ML Test Score, Monitor 2): the
     checks a training batch must pass, on the window's rows."""
 
@@ -144,7 +140,7 @@ class Invariants(_Frozen):
         return not any(f.severity == "error" for f in self.violations)
 
 
-class WindowReport(_Frozen):
+class WindowReport(Record):
     """Everything measured about one version over one window."""
 
     format: Literal[1] = 1

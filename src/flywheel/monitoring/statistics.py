@@ -20,9 +20,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict
 
 from flywheel import drift
+from flywheel.records import Record
 
 Floats = npt.NDArray[np.float64]
 Test = Literal["ks", "chi2", "wasserstein", "jensen_shannon"]
@@ -31,11 +31,7 @@ _EPSILON = 1e-4  # the same floor for empty categories as drift.psi uses
 _FEW_VALUES = 5  # Evidently's limit below which a numeric feature is tested as categories
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Interval(_Frozen):
+class Interval(Record):
     """A value with its confidence interval."""
 
     value: float
@@ -43,7 +39,7 @@ class Interval(_Frozen):
     high: float
 
 
-class DriftTest(_Frozen):
+class DriftTest(Record):
     """One distribution of a window against its reference."""
 
     rows: int

@@ -17,9 +17,10 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from flywheel.config import AccuracyPolicy, RolloutSettings
+from flywheel.records import Record
 from flywheel.serving.metrics import SCORE_BUCKETS
 
 # Upper bounds of the latency histogram, in milliseconds (the last is +inf).
@@ -50,11 +51,7 @@ LATENCY_BOUNDS_MS: tuple[float, ...] = (
 )
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Window(_Frozen):
+class Window(Record):
     """What one predictor did during the current step."""
 
     # The last latency bound is +inf: keep it as Infinity in JSON, not null.
@@ -153,7 +150,7 @@ def homogeneity_log_ratio(a: Sequence[int], b: Sequence[int]) -> float:
     return _log_kt(a) + _log_kt(b) - _log_kt([x + y for x, y in zip(a, b, strict=True)])
 
 
-class Check(_Frozen):
+class Check(Record):
     """One comparison of the canary with the stable model."""
 
     name: str
@@ -164,7 +161,7 @@ class Check(_Frozen):
     detail: str
 
 
-class Verdict(_Frozen):
+class Verdict(Record):
     """What to do after this look at the step."""
 
     action: Literal["advance", "rollback", "wait"]
