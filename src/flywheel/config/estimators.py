@@ -1,8 +1,19 @@
-"""Whether a dotted name exists in the installed scikit-learn, read without importing it."""
+"""Dotted paths to scikit-learn estimators: their form, and whether one exists in the installed
+scikit-learn, read without importing it."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+
+
+def sklearn_path(value: str) -> str:
+    """`value` if it is a dotted path inside sklearn; a ValueError naming the form if not."""
+    if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
+        raise ValueError(
+            "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
+        )
+    return value
 
 
 def sklearn_name_exists(path: str) -> bool:

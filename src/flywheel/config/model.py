@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from flywheel.config.base import Column, Fraction, Scalar, Strict
-from flywheel.config.estimators import sklearn_name_exists
+from flywheel.config.estimators import sklearn_name_exists, sklearn_path
 
 Metric = Literal["roc_auc", "average_precision", "accuracy", "balanced_accuracy", "f1"]
 
@@ -44,11 +43,7 @@ class ModelSettings(Strict):
     @field_validator("estimator")
     @classmethod
     def _sklearn_only(cls, value: str) -> str:
-        if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
-            raise ValueError(
-                "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
-            )
-        return value
+        return sklearn_path(value)
 
 
 class SliceCheck(Strict):
@@ -101,11 +96,7 @@ class BaselineSettings(Strict):
     @field_validator("estimator")
     @classmethod
     def _importable(cls, value: str) -> str:
-        if not re.fullmatch(r"sklearn(\.[A-Za-z_][A-Za-z0-9_]*)+", value):
-            raise ValueError(
-                "must be a dotted path inside sklearn, e.g. sklearn.linear_model.LogisticRegression"
-            )
-        if not sklearn_name_exists(value):
+        if not sklearn_name_exists(sklearn_path(value)):
             raise ValueError(f"{value!r} does not exist in the installed scikit-learn")
         return value
 
