@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import math
 
-from pydantic import BaseModel, ConfigDict
-
 from flywheel.config import PromotionSettings
 from flywheel.evaluation import Evaluation, FeatureImportance
+from flywheel.records import Record
 
 
-class Check(BaseModel):
+class Check(Record):
     """One rule of the policy, what it measured and whether it passed."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     measured: float | None
@@ -22,10 +19,8 @@ class Check(BaseModel):
     detail: str
 
 
-class Decision(BaseModel):
+class Decision(Record):
     """Blessed or not, and why."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     blessed: bool
     metric: str

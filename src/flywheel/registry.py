@@ -26,9 +26,10 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from flywheel.errors import FlywheelError
+from flywheel.records import Record
 from flywheel.storage import ObjectExists, ObjectNotFound, ObjectStore, StoreError, open_store
 
 if TYPE_CHECKING:
@@ -61,10 +62,8 @@ class AliasConflict(RegistryError):
     """The alias moved since it was read; nothing was changed."""
 
 
-class Manifest(BaseModel):
+class Manifest(Record):
     """A complete version: its files with their digests, and where it came from."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     model_name: str
     version: str
@@ -72,13 +71,11 @@ class Manifest(BaseModel):
     run_id: str
     fingerprint: str
     files: dict[str, str]
-    summary: dict[str, Any] = {}
+    summary: dict[str, Any] = Field(default={})
 
 
-class AliasState(BaseModel):
+class AliasState(Record):
     """One revision of an alias."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     alias: str
     version: str

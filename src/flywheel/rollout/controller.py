@@ -30,10 +30,9 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict
-
 from flywheel.config import RolloutSettings
 from flywheel.errors import FlywheelError
+from flywheel.records import Record
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
 from flywheel.rollout.lock import ControllerBusy, Lock
@@ -66,10 +65,8 @@ class Driver(Protocol):
         """Serve only `serving` from now on (the promoted canary, or stable after a rollback)."""
 
 
-class RolloutState(BaseModel):
+class RolloutState(Record):
     """One revision of a model's rollout."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     rollout_id: str
     model_name: str

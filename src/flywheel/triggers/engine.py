@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from flywheel import batches
 from flywheel.config import Settings
@@ -20,6 +20,7 @@ from flywheel.errors import FlywheelError
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import MonitoringError, monitor, windows
 from flywheel.monitoring.records import latest_records
+from flywheel.records import Record
 from flywheel.registry import PRODUCTION, Registry, RegistryError
 from flywheel.storage import StoreError, open_store
 from flywheel.triggers import signals
@@ -31,10 +32,8 @@ class TriggerError(FlywheelError, RuntimeError):
     """The engine could not decide; the message says why, and that nothing was recorded."""
 
 
-class Firing(BaseModel):
+class Firing(Record):
     """One trigger that fired."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Kind
     reason: str  # one line, e.g. "drift: income (PSI 0.31 > 0.2) in 2026-01-15"
@@ -42,10 +41,8 @@ class Firing(BaseModel):
     inputs: dict[str, Any]
 
 
-class Decision(BaseModel):
+class Decision(Record):
     """The outcome of one evaluation, as recorded at `record`."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     at: datetime
     fired: bool  # a trigger fired and no safeguard blocked it

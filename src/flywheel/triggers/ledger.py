@@ -16,9 +16,10 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from flywheel.errors import FlywheelError
+from flywheel.records import Record
 from flywheel.storage import ObjectExists, ObjectNotFound, ObjectStore
 
 PREFIX = "triggers"
@@ -29,11 +30,7 @@ class LedgerError(FlywheelError, RuntimeError):
     """A bookkeeping entry was refused (a run marked twice, a release without a hold)."""
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class RunStarted(_Entry):
+class RunStarted(Record):
     """A run the engine started, and what it started on."""
 
     run_id: str
@@ -47,7 +44,7 @@ class RunStarted(_Entry):
     kfp_run_id: str | None = None  # a run submitted to Kubeflow Pipelines: its state is asked there
 
 
-class RunFinished(_Entry):
+class RunFinished(Record):
     """How a started run ended."""
 
     run_id: str
@@ -55,7 +52,7 @@ class RunFinished(_Entry):
     succeeded: bool
 
 
-class Hold(_Entry):
+class Hold(Record):
     """A manual hold or its release."""
 
     action: Literal["hold", "release"]
@@ -63,7 +60,7 @@ class Hold(_Entry):
     at: datetime
 
 
-class Run(_Entry):
+class Run(Record):
     """A started run and, once it ended, how."""
 
     started: RunStarted

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from flywheel import cron
 from flywheel.config import (
     CodeChangeTrigger,
@@ -25,6 +23,7 @@ from flywheel.config import (
 )
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.statistics import Interval
+from flywheel.records import Record
 
 Kind = Literal[
     "schedule", "new_data", "drift", "performance", "estimated_performance", "code_change", "manual"
@@ -32,10 +31,8 @@ Kind = Literal[
 Severity = Literal["low", "high"]
 
 
-class Check(BaseModel):
+class Check(Record):
     """One trigger's verdict: whether it fired, why in one line, and the numbers it used."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     kind: Kind
     fired: bool
