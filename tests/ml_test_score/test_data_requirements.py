@@ -5,7 +5,7 @@ appropriate privacy controls" (Data 5) and "New features can be added quickly" (
 Each test runs every pipeline step in this process (runs.run_in_process) on a small
 project. The contract's column tags and allowed sources, the pii policy at config load and
 the source check at validate are covered on their own in tests/unit/test_config.py,
-test_contract.py, test_batches.py and test_tasks.py.
+test_contract.py, test_validation.py, test_batches.py and test_tasks.py.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 from threadpoolctl import threadpool_limits
 
-from flywheel import batches, contract, runs, synthetic
+from flywheel import batches, contract, runs, synthetic, validation
 from flywheel.config import Scenario as GeneratorScenario
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
@@ -374,7 +374,7 @@ def _blocked(
 ) -> bool:
     """Whether the day's batch fails production's contract (the pipeline's validate step)."""
     reference = contract.Contract.from_json(registry.read(version, "contract.json"))
-    check = contract.check_batch(frame, reference, settings.contract, name)
+    check = validation.check_batch(frame, reference, settings.contract, name)
     return any(f.severity == "error" for f in check.findings)
 
 
