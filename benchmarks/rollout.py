@@ -45,11 +45,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from flywheel.simulation.canary import SimulatedDriver
 
 REPO = Path(__file__).resolve().parents[1]
 CALIBRATION = Path(__file__).with_name("rollout_calibration.json")
@@ -122,72 +123,19 @@ def _distribution(window: Any) -> dict[str, Any]:
 # --- simulation: the real controller and analysis on drawn windows -----------------
 
 
-@dataclass
-class Side:
-    """One predictor's window, grown look by look."""
-
-    requests: int = 0
-    errors: int = 0
-    latency: list[int] = field(default_factory=list)
-    scores: list[int] = field(default_factory=list)
-    labelled: int = 0
-    correct: int = 0
-
-
-class SimulatedDriver:
-    """The Driver protocol over drawn traffic: stable from the healthy distribution,
+class CalibratedDriver(SimulatedDriver):
+    """The simulated Driver over drawn traffic: stable from the healthy distribution,
     the canary from its kind's, at `RPS` in the proportion of the current step."""
 
     def __init__(self, calibration: dict[str, Any], kind: str, rng: np.random.Generator) -> None:
+        super().__init__(rng, bounds=tuple(calibration["healthy"]["latency_bounds_ms"]))
         self.dist = {"stable": calibration["healthy"], "canary": _canary(calibration, kind)}
-        self.bounds = tuple(calibration["healthy"]["latency_bounds_ms"])
-        self.rng = rng
-        self.now = 0.0
-        self.weight = 0
-        self.routes: tuple[str, str, int] | None = None
-        self.last = 0.0
-        self.sides: dict[str, Side] = {}
         self.pending: list[tuple[float, str, int]] = []  # (when, side, answers) to label
         self.first_canary_request: float | None = None
 
-    def _new_window(self) -> None:
-        self.sides = {
-            role: Side(latency=[0] * len(self.bounds), scores=[0] * 10)
-            for role in ("stable", "canary")
-        }
-
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
-        if self.routes != (stable, canary, canary_weight):
-            self._advance()
-            self.routes, self.weight = (stable, canary, canary_weight), canary_weight
-            self._new_window()
-
-    def finish(self, serving: str) -> None:
-        self.weight = 0
-
-    def measure(self, since: float) -> tuple[Any, Any]:
-        from flywheel.rollout.analysis import Window
-
-        self._advance()
-        return tuple(  # type: ignore[return-value]
-            Window(
-                requests=s.requests,
-                errors=s.errors,
-                latency_bounds_ms=self.bounds,
-                latency_counts=tuple(s.latency),
-                scores=tuple(s.scores),
-                labelled=s.labelled,
-                correct=s.correct,
-            )
-            for s in (self.sides["stable"], self.sides["canary"])
-        )
-
-    def _advance(self) -> None:
+    def _draw(self, dt: float) -> None:
         """Draw what happened between the last look and now."""
-        dt, rng = self.now - self.last, self.rng
-        if dt <= 0 or not self.sides:
-            self.last = self.now
-            return
+        rng = self.rng
         for role, share in (("stable", 100 - self.weight), ("canary", self.weight)):
             d, side = self.dist[role], self.sides[role]
             n = int(rng.poisson(RPS * share / 100 * dt))
@@ -198,11 +146,9 @@ class SimulatedDriver:
             errors = int(rng.binomial(n, d["error_rate"]))
             side.requests += n
             side.errors += errors
-            for i, k in enumerate(rng.multinomial(n, d["latency"])):
-                side.latency[i] += int(k)
+            side.latency += rng.multinomial(n, d["latency"])
             answered = n - errors
-            for i, k in enumerate(rng.multinomial(answered, d["scores"])):
-                side.scores[i] += int(k)
+            side.scores += rng.multinomial(answered, d["scores"])
             # Answers spread over the interval; each labelled one second after it.
             ready_now = int(rng.binomial(answered, max(0.0, (dt - LABEL_DELAY) / dt)))
             self.pending.append((self.now, role, ready_now))
@@ -217,7 +163,6 @@ class SimulatedDriver:
             side.labelled += labelled
             side.correct += int(rng.binomial(labelled, self.dist[role]["accuracy"]))
         self.pending = still
-        self.last = self.now
 
 
 def previous_analyse(
@@ -303,7 +248,7 @@ def simulate(
     for tag in "ab":
         registry.register({"model.joblib": tag.encode()}, run_id=tag)
     registry.move_alias("production", "v1", expected=None, reason="first")
-    driver = SimulatedDriver(calibration, kind, np.random.default_rng(seed))
+    driver = CalibratedDriver(calibration, kind, np.random.default_rng(seed))
 
     def sleep(seconds: float) -> None:
         driver.now += seconds

@@ -1,29 +1,17 @@
-"""Data contracts: inferred from reference data, stored with each model, checked on every batch.
-
-pandera checks the structure (columns present and no others, types that
-coerce, labels in {0, 1}, allowed categories) and names each failing value.
-The statistical checks (null rates, out-of-range shares, label balance, PSI)
-compare a whole batch with the reference profile, so they are computed here.
-"""
+"""Data contracts: inferred from reference data, stored with each model, diffed against
+production's. Every batch is checked against one in `flywheel.validation`."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from flywheel import drift
 from flywheel.config import ColumnTags, ContractSettings, FeatureSettings
-from flywheel.errors import FlywheelError
 from flywheel.records import Record
-
-log = logging.getLogger(__name__)
-
-Severity = Literal["error", "warning"]
 
 
 class NumericProfile(Record):
@@ -105,15 +93,46 @@ class Contract(Record):
         return cls.model_validate_json(text)
 
 
-class Finding(Record):
-    """One failed or suspicious check on one column of one batch."""
-
-    batch: str
-    column: str | None
-    check: str
-    expected: str
-    found: str
-    severity: Severity
+def infer_contract(
+    frames: Sequence[tuple[str, pd.DataFrame]],
+    features: FeatureSettings,
+    bins: int,
+    policy: ContractSettings | None = None,
+) -> Contract:
+    """Profile clean reference batches into a contract, with the policy's column tags."""
+    data = pd.concat([frame for _, frame in frames], ignore_index=True)
+    numeric: dict[str, NumericProfile] = {}
+    for name in features.numeric:
+        values = pd.to_numeric(data[name], errors="coerce")
+        clean = values.dropna()
+        edges = drift.quantile_edges(clean, bins)
+        numeric[name] = NumericProfile(
+            null_rate=float(values.isna().mean()),
+            min=float(clean.min()),
+            max=float(clean.max()),
+            mean=float(clean.mean()),
+            std=float(clean.std(ddof=0)),
+            edges=tuple(edges),
+            fractions=tuple(drift.bin_fractions(clean, edges)),
+        )
+    categorical = {
+        name: CategoricalProfile(
+            null_rate=float(data[name].isna().mean()),
+            fractions=drift.category_fractions(data[name]),
+        )
+        for name in features.categorical
+    }
+    return Contract(
+        time_column=features.time_column,
+        label=features.label,
+        numeric=numeric,
+        categorical=categorical,
+        positive_rate=float(pd.to_numeric(data[features.label]).mean()),
+        rows=len(data),
+        batches=tuple(name for name, _ in frames),
+        columns=dict(policy.columns) if policy else {},
+        allowed_sources=policy.allowed_sources if policy else (),
+    )
 
 
 class ContractChange(Record):
@@ -209,447 +228,6 @@ def announce(production: Contract, candidate: Contract) -> Contract:
     )
 
 
-class BatchCheck(Record):
-    """All findings for one batch, and its drift against the reference."""
-
-    batch: str
-    rows: int
-    findings: tuple[Finding, ...]
-    psi: dict[str, float]
-
-
-class ValidationResult(Record):
-    """The outcome of checking every batch of a window against a contract."""
-
-    reference: str
-    batches: tuple[BatchCheck, ...]
-    skew: dict[str, dict[str, float]] = Field(default={})
-    # Against production's contract; None when there is none to compare with.
-    changes: tuple[ContractChange, ...] | None = None
-
-    @property
-    def errors(self) -> list[Finding]:
-        """Findings that stop the run."""
-        return [f for b in self.batches for f in b.findings if f.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        """Findings worth a look that do not stop the run."""
-        return [f for b in self.batches for f in b.findings if f.severity == "warning"]
-
-    @property
-    def passed(self) -> bool:
-        """True when no check failed."""
-        return not self.errors
-
-    def summary(self) -> str:
-        """One line per error, for logs and exception messages."""
-        return "\n".join(
-            f"batch {f.batch}: column {f.column or '(table)'}: {f.check}: "
-            f"expected {f.expected}, found {f.found}"
-            for f in self.errors
-        )
-
-    def markdown(self) -> str:
-        """A report a person can read in the Kubeflow UI."""
-        status = "PASSED" if self.passed else "FAILED"
-        lines = [
-            f"# Data validation: {status}",
-            "",
-            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s) "
-            f"across {len(self.batches)} batch(es). Reference: {self.reference}.",
-            "",
-        ]
-        for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
-            if not items:
-                continue
-            lines += [f"## {title}", "", "| batch | column | check | expected | found |"]
-            lines.append("|---|---|---|---|---|")
-            lines += [
-                f"| {f.batch} | {f.column or '(table)'} | {f.check} | {_cell(f.expected)} "
-                f"| {_cell(f.found)} |"
-                for f in items
-            ]
-            lines.append("")
-        if self.batches and self.batches[-1].psi:
-            newest = self.batches[-1]
-            lines += [
-                f"## Drift of the newest batch ({newest.batch}) against the reference",
-                "",
-                "| feature | PSI | KS (train vs newest) | KS p-value |",
-                "|---|---|---|---|",
-            ]
-            for name, value in newest.psi.items():
-                skew = self.skew.get(name, {})
-                ks = f"{skew['ks']:.3f}" if "ks" in skew else "–"
-                p = f"{skew['p']:.3g}" if "p" in skew else "–"
-                lines.append(f"| {name} | {value:.3f} | {ks} | {p} |")
-            lines.append("")
-        if self.changes is not None:
-            lines += ["## Contract changes", ""]
-            if self.changes:
-                lines += [
-                    "This run's contract against production's:",
-                    "",
-                    "| column | change | production | this run |",
-                    "|---|---|---|---|",
-                ]
-                lines += [
-                    f"| {c.column} | {c.change} | {_cell(c.production)} | {_cell(c.candidate)} |"
-                    for c in self.changes
-                ]
-            else:
-                lines.append("None: the same columns, types and tags as production's contract.")
-            lines.append("")
-        lines += ["## Batches", "", "| batch | rows | errors | warnings |", "|---|---|---|---|"]
-        for b in self.batches:
-            errors = sum(f.severity == "error" for f in b.findings)
-            lines.append(f"| {b.batch} | {b.rows} | {errors} | {len(b.findings) - errors} |")
-        return "\n".join(lines) + "\n"
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-class ContractViolation(FlywheelError, ValueError):
-    """A batch broke the data contract; the message lists every failing check."""
-
-    def __init__(self, result: ValidationResult) -> None:
-        self.result = result
-        super().__init__(
-            f"data contract violated ({len(result.errors)} error(s)):\n{result.summary()}"
-        )
-
-
-def infer_contract(
-    frames: Sequence[tuple[str, pd.DataFrame]],
-    features: FeatureSettings,
-    bins: int,
-    policy: ContractSettings | None = None,
-) -> Contract:
-    """Profile clean reference batches into a contract, with the policy's column tags."""
-    data = pd.concat([frame for _, frame in frames], ignore_index=True)
-    numeric: dict[str, NumericProfile] = {}
-    for name in features.numeric:
-        values = pd.to_numeric(data[name], errors="coerce")
-        clean = values.dropna()
-        edges = drift.quantile_edges(clean, bins)
-        numeric[name] = NumericProfile(
-            null_rate=float(values.isna().mean()),
-            min=float(clean.min()),
-            max=float(clean.max()),
-            mean=float(clean.mean()),
-            std=float(clean.std(ddof=0)),
-            edges=tuple(edges),
-            fractions=tuple(drift.bin_fractions(clean, edges)),
-        )
-    categorical = {
-        name: CategoricalProfile(
-            null_rate=float(data[name].isna().mean()),
-            fractions=drift.category_fractions(data[name]),
-        )
-        for name in features.categorical
-    }
-    return Contract(
-        time_column=features.time_column,
-        label=features.label,
-        numeric=numeric,
-        categorical=categorical,
-        positive_rate=float(pd.to_numeric(data[features.label]).mean()),
-        rows=len(data),
-        batches=tuple(name for name, _ in frames),
-        columns=dict(policy.columns) if policy else {},
-        allowed_sources=policy.allowed_sources if policy else (),
-    )
-
-
-def _schema(
-    time_column: str,
-    label: str,
-    numeric: Sequence[str],
-    categories: dict[str, list[str] | None],
-    passthrough: Sequence[str] = (),
-) -> Any:
-    """pandera's view of a batch: exactly these columns (and, if present, the passthrough
-    ones), types that coerce, allowed values."""
-    import pandera.pandas as pa
-
-    columns: dict[str, Any] = {
-        time_column: pa.Column("datetime64[ns]", coerce=True, nullable=False),
-        label: pa.Column("int64", coerce=True, nullable=False, checks=pa.Check.isin([0, 1])),
-    }
-    for name in numeric:
-        columns[name] = pa.Column("float64", coerce=True, nullable=True)
-    for name, allowed in categories.items():
-        checks = [pa.Check.isin(allowed)] if allowed is not None else []
-        columns[name] = pa.Column(nullable=True, checks=checks)
-    for name in passthrough:
-        columns.setdefault(name, pa.Column(nullable=True, required=False))
-    return pa.DataFrameSchema(columns, strict=True)
-
-
-def _structure_findings(
-    frame: pd.DataFrame, schema: Any, numeric: Sequence[str], batch: str
-) -> list[Finding]:
-    import pandera.errors
-
-    try:
-        schema.validate(frame, lazy=True)
-    except pandera.errors.SchemaErrors as errors:
-        cases = errors.failure_cases
-    else:
-        return []
-    findings: list[Finding] = []
-    for (column, check), group in cases.groupby(["column", "check"], dropna=False, sort=False):
-        samples = [str(v) for v in pd.unique(group["failure_case"].astype(str))]
-        if check == "column_in_dataframe":
-            findings += [_error(batch, c, "column present", "present", "missing") for c in samples]
-        elif check == "column_in_schema":
-            findings += [
-                _error(batch, c, "no unexpected columns", "absent", "present, not in the contract")
-                for c in samples
-            ]
-        elif any(f.column == column and f.check == "type" for f in findings):
-            continue
-        elif str(check).startswith(("coerce_dtype", "dtype")) and column in numeric:
-            findings.append(
-                _error(batch, str(column), "type", "numeric", _not_numbers(frame[column]))
-            )
-        elif str(check).startswith(("coerce_dtype", "dtype")):
-            kind = str(check).split("'")[1]
-            findings.append(
-                _error(
-                    batch, str(column), "type", kind, f"{len(group)} value(s) like {_few(samples)}"
-                )
-            )
-        elif str(check).startswith("isin") and column not in numeric:
-            findings.append(
-                _error(
-                    batch,
-                    str(column),
-                    "allowed values",
-                    "a value seen in training",
-                    f"unseen value(s): {_few(samples)}",
-                )
-            )
-        else:
-            findings.append(
-                _error(batch, str(column), str(check), "passes", f"failed for {_few(samples)}")
-            )
-    return findings
-
-
-def structure_findings(
-    frame: pd.DataFrame, features: FeatureSettings, batch: str, passthrough: Sequence[str] = ()
-) -> list[Finding]:
-    """Structural problems against the configured columns alone (no reference data needed)."""
-    schema = _schema(
-        features.time_column,
-        features.label,
-        features.numeric,
-        dict.fromkeys(features.categorical),
-        passthrough,
-    )
-    return _structure_findings(frame, schema, features.numeric, batch)
-
-
-def passthrough(policy: ContractSettings, features: FeatureSettings) -> tuple[str, ...]:
-    """The tagged columns that are not features, label or time: allowed, not profiled."""
-    taken = {*features.columns, features.label, features.time_column}
-    return tuple(name for name in policy.columns if name not in taken)
-
-
-def source_findings(columns: Sequence[str], policy: ContractSettings, batch: str) -> list[Finding]:
-    """With allowed sources set, every column of a batch needs a source tag among them."""
-    if not policy.allowed_sources:
-        return []
-    expected = f"a source among {', '.join(policy.allowed_sources)}"
-    findings = []
-    for name in columns:
-        tags = policy.columns.get(name)
-        source = tags.source if tags is not None else None
-        if source not in policy.allowed_sources:
-            found = f"source {source}" if source else "no source tag"
-            findings.append(_error(batch, name, "source", expected, found))
-    return findings
-
-
-def clean_history(
-    history: Sequence[tuple[str, pd.DataFrame]],
-    features: FeatureSettings,
-    passthrough: Sequence[str] = (),
-) -> list[tuple[str, pd.DataFrame]]:
-    """The training batches whose structure matches the configuration (the rest are logged)."""
-    usable = []
-    for name, frame in history:
-        problems = structure_findings(frame, features, name, passthrough)
-        if problems:
-            log.warning(
-                "batch %s is left out of the reference profile (%d structural problems)",
-                name,
-                len(problems),
-            )
-        else:
-            usable.append((name, frame))
-    return usable
-
-
-def _not_numbers(values: pd.Series) -> str:
-    """How much of a column that should be numeric is not, with an example."""
-    bad = values.notna() & pd.to_numeric(values, errors="coerce").isna()
-    count = int(bad.sum())
-    example = str(values[bad].iloc[0]) if count else ""
-    return f"{count} of {len(values)} values ({count / len(values):.1%}) are not numbers, e.g. {example!r}"
-
-
 def _few(samples: Sequence[str], limit: int = 5) -> str:
     extra = f" (+{len(samples) - limit} more)" if len(samples) > limit else ""
     return ", ".join(samples[:limit]) + extra
-
-
-def _error(batch: str, column: str | None, check: str, expected: str, found: str) -> Finding:
-    return Finding(
-        batch=batch, column=column, check=check, expected=expected, found=found, severity="error"
-    )
-
-
-def check_batch(
-    frame: pd.DataFrame,
-    contract: Contract,
-    policy: ContractSettings,
-    batch: str,
-    columns: Sequence[str] | None = None,
-) -> BatchCheck:
-    """Every structural and statistical check of one batch against a contract.
-
-    `columns` are the batch's columns as delivered, before ingest dropped its pii
-    (default: the frame's), for the source check.
-    """
-    allowed = policy.unseen_categories == "error"
-    schema = _schema(
-        contract.time_column,
-        contract.label,
-        list(contract.numeric),
-        {n: sorted(p.fractions) if allowed else None for n, p in contract.categorical.items()},
-        [*contract.passthrough, *(n for n in policy.columns if n not in contract.features)],
-    )
-    findings = _structure_findings(frame, schema, list(contract.numeric), batch)
-    findings += source_findings(list(frame.columns) if columns is None else columns, policy, batch)
-    broken = {f.column for f in findings if f.severity == "error"}
-
-    def add(column: str | None, check: str, expected: str, found: str, severity: Severity) -> None:
-        findings.append(
-            Finding(
-                batch=batch,
-                column=column,
-                check=check,
-                expected=expected,
-                found=found,
-                severity=severity,
-            )
-        )
-
-    if len(frame) < policy.min_rows:
-        add(None, "rows", f">= {policy.min_rows}", str(len(frame)), "error")
-    psi: dict[str, float] = {}
-    for name, numeric in contract.numeric.items():
-        if name not in frame.columns or name in broken:
-            continue
-        values = pd.to_numeric(frame[name], errors="coerce")
-        _check_nulls(add, name, float(values.isna().mean()), numeric.null_rate, policy)
-        clean = values.dropna()
-        slack = policy.range_tolerance * (numeric.max - numeric.min)
-        low, high = numeric.min - slack, numeric.max + slack
-        outside = float(((clean < low) | (clean > high)).mean()) if len(clean) else 0.0
-        if outside > policy.max_out_of_range_fraction:
-            add(
-                name,
-                "range",
-                f"<= {policy.max_out_of_range_fraction:.1%} outside [{low:.4g}, {high:.4g}]",
-                f"{outside:.1%} outside",
-                "error",
-            )
-        psi[name] = drift.psi(numeric.fractions, drift.bin_fractions(clean, numeric.edges))
-    for name, categorical in contract.categorical.items():
-        if name not in frame.columns or name in broken:
-            continue
-        _check_nulls(add, name, float(frame[name].isna().mean()), categorical.null_rate, policy)
-        shares = drift.category_fractions(frame[name])
-        unseen = sorted(set(shares) - set(categorical.fractions))
-        if unseen and policy.unseen_categories == "warn":
-            add(
-                name,
-                "allowed categories",
-                "a category seen in training",
-                f"unseen value(s): {', '.join(unseen)}",
-                "warning",
-            )
-        psi[name] = drift.categorical_psi(categorical.fractions, shares)
-    if contract.label in frame.columns and contract.label not in broken:
-        rate = float(pd.to_numeric(frame[contract.label], errors="coerce").mean())
-        if abs(rate - contract.positive_rate) > policy.label_balance_tolerance:
-            add(
-                contract.label,
-                "label balance",
-                f"positive rate {contract.positive_rate:.1%} ± {policy.label_balance_tolerance:.0%}",
-                f"{rate:.1%}",
-                "error" if policy.label_balance == "error" else "warning",
-            )
-    for name, value in psi.items():
-        limit = policy.drift.psi_fail
-        if limit is not None and value > limit:
-            add(name, "drift (PSI)", f"<= {limit}", f"{value:.3f}", "error")
-        elif value > policy.drift.psi_warn:
-            add(name, "drift (PSI)", f"<= {policy.drift.psi_warn}", f"{value:.3f}", "warning")
-    pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
-    findings = [
-        f.model_copy(update={"found": "values not shown: a pii column"})
-        if f.column in pii and f.check in ("type", "allowed values", "allowed categories")
-        else f
-        for f in findings
-    ]
-    return BatchCheck(batch=batch, rows=len(frame), findings=tuple(findings), psi=psi)
-
-
-def _check_nulls(
-    add: Any, name: str, rate: float, reference: float, policy: ContractSettings
-) -> None:
-    limit = reference + policy.null_rate_tolerance
-    if rate > limit:
-        add(name, "null rate", f"<= {limit:.3f}", f"{rate:.3f}", "error")
-
-
-def skew(
-    reference: pd.DataFrame, current: pd.DataFrame, contract: Contract
-) -> dict[str, dict[str, float]]:
-    """Train/serve skew per numeric feature: KS statistic and p-value."""
-    result: dict[str, dict[str, float]] = {}
-    for name in contract.numeric:
-        if name in reference.columns and name in current.columns:
-            ks, p = drift.ks_statistic(reference[name], current[name])
-            if not np.isnan(ks):
-                result[name] = {"ks": ks, "p": p}
-    return result
-
-
-def validate_window(
-    batches: Sequence[tuple[str, pd.DataFrame]],
-    contract: Contract,
-    policy: ContractSettings,
-    reference: str,
-    train: pd.DataFrame | None = None,
-    columns: dict[str, Sequence[str]] | None = None,
-    changes: tuple[ContractChange, ...] | None = None,
-) -> ValidationResult:
-    """Check every batch of a window; skew compares `train` with the newest batch.
-
-    `columns` are each batch's columns as delivered (by batch name), for the source check;
-    `changes` are the contract's changes against production's, for the report.
-    """
-    delivered = columns or {}
-    checks = tuple(
-        check_batch(frame, contract, policy, name, delivered.get(name)) for name, frame in batches
-    )
-    skews = skew(train, batches[-1][1], contract) if train is not None and batches else {}
-    return ValidationResult(reference=reference, batches=checks, skew=skews, changes=changes)

@@ -23,7 +23,7 @@ from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, 
 from flywheel.storage import open_store
 
 if TYPE_CHECKING:
-    from flywheel import batches, contract, evaluation, gate
+    from flywheel import batches, evaluation, gate, validation
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
@@ -124,7 +124,7 @@ def _scrub(settings: Settings) -> batches.Scrub | None:
 
 def validate(
     config: str, window_dir: Path, baseline: str, contract_out: Path, report_out: Path
-) -> contract.ValidationResult:
+) -> validation.ValidationResult:
     """Check every batch against the production contract (or, on the first run, the window's).
 
     Writes the new contract (profiled from the training batches) and a Markdown
@@ -132,23 +132,23 @@ def validate(
     """
     import pandas as pd
 
-    from flywheel import batches, contract
+    from flywheel import batches, contract, validation
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     manifest = json.loads((window_dir / batches.MANIFEST).read_text())
     # Each batch's columns as delivered, the pii ones ingest dropped included.
     delivered = {e["day"]: e["columns"] for e in manifest["batches"] if "columns" in e}
-    passthrough = contract.passthrough(settings.contract, settings.features)
-    usable = contract.clean_history(window.history, settings.features, passthrough)
+    passthrough = validation.passthrough(settings.contract, settings.features)
+    usable = validation.clean_history(window.history, settings.features, passthrough)
     if not usable:
         checks = tuple(
-            contract.BatchCheck(
+            validation.BatchCheck(
                 batch=name,
                 rows=len(frame),
                 findings=(
-                    *contract.structure_findings(frame, settings.features, name, passthrough),
-                    *contract.source_findings(
+                    *validation.structure_findings(frame, settings.features, name, passthrough),
+                    *validation.source_findings(
                         delivered.get(name, list(frame.columns)), settings.contract, name
                     ),
                 ),
@@ -156,11 +156,11 @@ def validate(
             )
             for name, frame in window.batches
         )
-        result = contract.ValidationResult(
+        result = validation.ValidationResult(
             reference="the columns in the configuration", batches=checks
         )
         report_out.write_text(result.markdown())
-        raise contract.ContractViolation(result)
+        raise validation.ContractViolation(result)
     inferred = contract.infer_contract(
         usable, settings.features, settings.contract.drift.bins, settings.contract
     )
@@ -183,7 +183,7 @@ def validate(
             "(no model is in production yet)"
         )
     train = pd.concat([frame for _, frame in usable], ignore_index=True)
-    result = contract.validate_window(
+    result = validation.validate_window(
         window.batches,
         reference,
         settings.contract,
@@ -203,7 +203,7 @@ def validate(
             finding.found,
         )
     if not result.passed:
-        raise contract.ContractViolation(result)
+        raise validation.ContractViolation(result)
     log.info("all %d batches meet the contract", len(window.batches))
     return result
 

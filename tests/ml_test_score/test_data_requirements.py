@@ -4,8 +4,8 @@ Breck et al. 2017, section II (Tests for features and data): "The data pipeline 
 appropriate privacy controls" (Data 5) and "New features can be added quickly" (Data 6).
 Each test runs every pipeline step in this process (runs.run_in_process) on a small
 project. The contract's column tags and allowed sources, the pii policy at config load and
-the source check at validate are covered on their own in tests/unit/config/test_contract.py
-and tests/unit/test_contract.py, test_batches.py and test_tasks.py.
+the source check at validate are covered on their own in tests/unit/config/test_contract.py,
+tests/unit/test_contract.py, test_validation.py, test_batches.py and test_tasks.py.
 """
 
 from __future__ import annotations

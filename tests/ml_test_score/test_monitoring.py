@@ -9,7 +9,7 @@ monitoring's window report shows it, and that the clean days beside it do not.
 Covered further elsewhere, not repeated here:
 - Monitor 2: serving refuses wrong types, non-finite numbers and unknown categories with a
   400 naming the feature (tests/unit/serving/test_requests.py); every training batch is
-  checked against the contract (tests/unit/test_contract.py).
+  checked against the contract (tests/unit/test_validation.py).
 - Monitor 3 and 5 on hand-made log records: tests/unit/monitoring/test_analysis.py.
 - Monitor 1 (dependency changes) is the code_change trigger and the serving pins
   (tests/repo/test_packaging.py); Monitor 6 (latency, throughput) is the report's health and

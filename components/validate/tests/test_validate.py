@@ -9,7 +9,8 @@ from kfp import dsl
 
 from conftest import Ingested, artifact, assert_used, step_outputs
 from flywheel.components.validate.component import validate
-from flywheel.contract import Contract, ContractViolation
+from flywheel.contract import Contract
+from flywheel.validation import ContractViolation
 
 
 def outputs(tmp_path: Path) -> dict[str, Any]:

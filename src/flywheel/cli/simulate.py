@@ -87,8 +87,8 @@ def simulate(
     back. Everything lands in the store under --out. Ctrl-C or SIGTERM stops after
     leaving the store consistent; --resume carries on from the last complete day.
     """
-    from flywheel.simulation.loop import POLICIES, SCENARIOS
     from flywheel.simulation.loop import simulate as play
+    from flywheel.simulation.world import POLICIES, SCENARIOS
 
     if scenario not in SCENARIOS:
         raise typer.BadParameter(

@@ -16,13 +16,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from flywheel.config import ContractSettings, MonitoringSettings
-from flywheel.contract import Contract, Finding, check_batch
+from flywheel.contract import Contract
 from flywheel.evaluation import ModelEvaluation
 from flywheel.monitoring import statistics
 from flywheel.monitoring.logs import Prediction
 from flywheel.monitoring.statistics import DriftTest, Interval
 from flywheel.predictor import Predictor
 from flywheel.records import Record
+from flywheel.validation import Finding, check_batch
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -7,8 +7,8 @@ Each simulated day, into one store under `root`, as production does it:
 2. its traffic is served through the real serving class in-process (`serve_day`), and the
    labels of the day `label_delay` before come back as Seldon feedback; with `servers=True`,
    over HTTP through the gateway to a seldon-core microservice serving production
-   (`_Production`: started once after the warm-up, replaced by the next day after a
-   promotion, stamping its logs with the simulated time of each request);
+   (`simulation.production`: started once after the warm-up, replaced by the next day after
+   a promotion, stamping its logs with the simulated time of each request);
 3. monitoring runs at the end of the day, and the policy decides: the trigger engine
    (`triggers`), every seventh day (`schedule`), every day (`daily`) or `never`; the last
    three go through the engine as forced checks so that every decision is recorded alike;
@@ -16,8 +16,8 @@ Each simulated day, into one store under `root`, as production does it:
    same functions kfp.local runs, without a subprocess per step, so 60 days fit in minutes)
    with the decision's reason; the gate decides, and a registered candidate goes through the
    real RolloutController on a driver replaying that day's requests through the real serving
-   class for both sides (`DayDriver`), then is promoted or rolled back; the canary's day is
-   replayed in-process on the simulated clock, with `servers=True` too;
+   class for both sides (`simulation.canary`), then is promoted or rolled back; the canary's
+   day is replayed in-process on the simulated clock, with `servers=True` too;
 5. `bad_candidate` registers a deliberately faulty version on the change day
    (`rollout.faults.register_faulty`), which the same canary analysis must roll back.
 
@@ -38,15 +38,14 @@ import os
 import shutil
 import time as clock
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 from threadpoolctl import threadpool_limits
 
-from flywheel import batches, contract, runs, synthetic
+from flywheel import batches, contract, runs, synthetic, validation
 from flywheel.config import Scenario as GeneratorScenario
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
@@ -54,32 +53,24 @@ from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.registry import PRODUCTION, Registry, stamped_by
-from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
-from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.faults import Kind
-from flywheel.serving.metrics import SCORE_BUCKETS, score_bucket
-from flywheel.serving.model import FlywheelModel
-from flywheel.serving.requests import BadRequest
-from flywheel.simulation.traffic import SimulationError, _records, _requests, serve_day
+from flywheel.simulation.canary import _canary
+from flywheel.simulation.production import _Production
+from flywheel.simulation.traffic import SimulationError, _requests, serve_day
+from flywheel.simulation.world import (
+    POLICIES,
+    SCENARIOS,
+    Policy,
+    _end_of,
+    _World,
+    world_settings,
+)
 from flywheel.storage import open_store
 from flywheel.triggers import engine
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
-Policy = Literal["triggers", "schedule", "never", "daily"]
-POLICIES: tuple[str, ...] = get_args(Policy)
-SimScenario = Literal[
-    "stable",
-    "covariate_drift",
-    "concept_drift",
-    "label_shift",
-    "new_category",
-    "broken_upstream",
-    "bad_candidate",
-]
-SCENARIOS: tuple[str, ...] = get_args(SimScenario)
 SCHEDULE_DAYS = 7
 STATE_FILE = "timeline.json"
 DAY_MARK = "day-in-progress.json"
@@ -87,11 +78,6 @@ DAY_MARK = "day-in-progress.json"
 # bad_candidate: nulls a producer lets through, a model trained on shuffled labels.
 BROKEN_BATCH: GeneratorScenario = "broken_nulls"
 FAULTY_KIND: Kind = "shuffled"
-CANARY_RPS = 40.0
-# Each request of the day is timed this many times and keeps its fastest: one request's
-# latency is replayed many times in a canary, so a single scheduler hiccup on a busy machine
-# would otherwise become the canary's p99 (a healthy candidate was rolled back on it).
-TIMINGS = 3  # the simulated request rate the canary analysis sees (bench-rollout's)
 
 
 class DayRecord(BaseModel):
@@ -128,69 +114,6 @@ class Timeline(BaseModel):
     traffic: int
     records: list[DayRecord]
     wall_seconds: float
-
-
-@dataclass(frozen=True)
-class _World:
-    """One simulation's fixed facts."""
-
-    settings: Settings
-    root: Path
-    scenario: str
-    seed: int
-    policy: Policy
-    change_day: int  # simulated day index
-    label_delay: int
-    traffic: int
-    first_day: date  # the day of index 0
-
-    def day(self, index: int) -> date:
-        return self.first_day + timedelta(days=index)
-
-
-def _end_of(day: date) -> datetime:
-    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
-
-
-def world_settings(
-    settings: Settings, root: Path, scenario: str, seed: int, label_delay: int = 2
-) -> Settings:
-    """The settings of a simulation under `root`: its own store, batches and pipeline root,
-    the generator playing `scenario` from the change day (counted after the warm-up window),
-    and monitoring looking back only as many windows as the triggers and the delayed labels
-    need (every day re-analyses them all: the simulation's largest cost after training)."""
-    generator = settings.data.generator
-    triggers = settings.triggers
-    needed = max(
-        label_delay + 1,
-        triggers.drift.windows if triggers.drift else 1,
-        triggers.estimated_performance.windows if triggers.estimated_performance else 1,
-    )
-    warmup = settings.data.window_days
-    underlying = scenario if scenario in get_args(GeneratorScenario) else "stable"
-    return settings.model_copy(
-        update={
-            "storage": settings.storage.model_copy(
-                update={"uri": str(root / "store"), "endpoint": None}
-            ),
-            "data": settings.data.model_copy(
-                update={
-                    "source": str(root / "batches"),
-                    "generator": generator.model_copy(
-                        update={
-                            "scenario": underlying,
-                            "seed": seed,
-                            "change_day": warmup + generator.change_day,
-                        }
-                    ),
-                }
-            ),
-            "pipeline": settings.pipeline.model_copy(update={"root": str(root / "pipeline-root")}),
-            "monitoring": settings.monitoring.model_copy(
-                update={"windows": min(settings.monitoring.windows, needed)}
-            ),
-        }
-    )
 
 
 def _check_arguments(days: int, scenario: str, policy: str, label_delay: int, traffic: int) -> None:
@@ -347,45 +270,6 @@ def _format(settings: Settings) -> str:
     return "csv" if settings.data.format == "csv" else "parquet"
 
 
-# --- serving over HTTP (servers=True) ----------------------------------------------------
-
-SERVE_DIR = "serve"  # under the simulation's root: the servers' logs and process book
-
-
-class _Production:
-    """The gateway and one seldon-core microservice serving production, on loopback.
-
-    Started with `stamp_from_request` (a replay: each request carries its simulated time) and
-    one worker (the simulation sends one request at a time). The LocalDriver's process book
-    stops them all on close, Ctrl-C or SIGTERM included, and what a killed simulation left
-    running is stopped by the next one in the same folder (`resume`).
-    """
-
-    def __init__(self, world: _World) -> None:
-        from flywheel.rollout.local import LocalDriver
-
-        settings = world.settings
-        one_worker = settings.serving.model_copy(update={"workers": 1})
-        self.driver = LocalDriver(
-            settings.model_copy(update={"serving": one_worker}),
-            workdir=world.root / SERVE_DIR,
-            parameters={"stamp_from_request": "true"},
-        )
-
-    def __enter__(self) -> _Production:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.driver.close()
-
-    def gateway(self, version: str) -> str:
-        """The gateway's URL, routing to `version` alone: its microservice is started (and
-        waited for) first, then the routes move, then the one it replaces is stopped."""
-        if self.driver.applied != (version, version, 0):
-            self.driver.serve(version)
-        return self.driver.gateway_url
-
-
 # --- one day ---------------------------------------------------------------------------
 
 
@@ -490,7 +374,7 @@ def _blocked(
 ) -> bool:
     """Whether the day's batch fails production's contract (the pipeline's validate step)."""
     reference = contract.Contract.from_json(registry.read(version, "contract.json"))
-    check = contract.check_batch(frame, reference, settings.contract, name)
+    check = validation.check_batch(frame, reference, settings.contract, name)
     return any(f.severity == "error" for f in check.findings)
 
 
@@ -595,181 +479,6 @@ def _bad_candidate(
         "blessed": False,
     }
     return run, _canary(world, registry, version, parts, end)
-
-
-# --- the canary on the day's traffic ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Answers:
-    """How one version answered each of the day's requests."""
-
-    errors: np.ndarray[Any, Any]  # server error (bool)
-    latency: np.ndarray[Any, Any]  # latency bucket index
-    scores: np.ndarray[Any, Any]  # (requests, buckets) counts
-    labelled: np.ndarray[Any, Any]
-    correct: np.ndarray[Any, Any]
-
-
-def _answers(settings: Settings, version: str, parts: list[tuple[str, pd.DataFrame]]) -> _Answers:
-    """Send every request of the day to `version` through the real serving class (not logged)."""
-    import numpy as np
-
-    model = FlywheelModel(
-        model_name=settings.model_name,
-        model_version=version,
-        store_uri=settings.storage.uri,
-        store_endpoint=settings.storage.endpoint or "",
-        store_secure=settings.storage.secure,
-        log_predictions=False,
-    )
-    n = len(parts)
-    errors = np.zeros(n, dtype=bool)
-    latency = np.zeros(n, dtype=int)
-    scores = np.zeros((n, SCORE_BUCKETS), dtype=int)
-    labelled = np.zeros(n, dtype=int)
-    correct = np.zeros(n, dtype=int)
-    with threadpool_limits(limits=1, user_api="openmp"):
-        model.load()
-        for i, (rid, part) in enumerate(parts):
-            payload = {"jsonData": _records(settings, part), "meta": {"puid": rid}}
-            response: dict[str, Any] | None = None
-            timings: list[float] = []
-            for _ in range(TIMINGS):
-                started = clock.perf_counter()
-                try:
-                    response = model.score(payload)
-                except BadRequest:
-                    break  # the client's fault: the same on both sides, and not answered
-                except Exception:  # a server error, as Seldon answers 500
-                    errors[i] = True
-                    break
-                finally:
-                    timings.append((clock.perf_counter() - started) * 1000)
-            latency[i] = next(
-                (b for b, bound in enumerate(LATENCY_BOUNDS_MS) if min(timings) <= bound),
-                len(LATENCY_BOUNDS_MS) - 1,
-            )
-            if response is None or errors[i]:
-                continue
-            answered = [row[1] for row in response["data"]["ndarray"]]
-            for score in answered:
-                if math.isfinite(score):
-                    scores[i, score_bucket(score)] += 1
-            labels = part[settings.features.label].to_numpy()
-            labelled[i] = len(labels)
-            correct[i] = int(((np.asarray(answered) >= 0.5).astype(int) == labels).sum())
-    return _Answers(errors, latency, scores, labelled, correct)
-
-
-class DayDriver:
-    """The rollout Driver over one day's requests: at each look, requests drawn at
-    `CANARY_RPS` from the day's, routed by the step's weight, each side answering as the real
-    serving class answered that request (every answered request labelled: the day's labels
-    are known)."""
-
-    def __init__(self, stable: _Answers, canary: _Answers, seed: int, start: float) -> None:
-        import numpy as np
-
-        self.answers = {"stable": stable, "canary": canary}
-        self.rng = np.random.default_rng(seed)
-        self.now = self.last = start
-        self.weight = 0
-        self.routes: tuple[str, str, int] | None = None
-        self.sides: dict[str, dict[str, Any]] = {}
-
-    def _new_window(self) -> None:
-        import numpy as np
-
-        self.sides = {
-            role: {
-                "requests": 0,
-                "errors": 0,
-                "latency": np.zeros(len(LATENCY_BOUNDS_MS), dtype=int),
-                "scores": np.zeros(SCORE_BUCKETS, dtype=int),
-                "labelled": 0,
-                "correct": 0,
-            }
-            for role in ("stable", "canary")
-        }
-
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
-        if self.routes != (stable, canary, canary_weight):
-            self._advance()
-            self.routes, self.weight = (stable, canary, canary_weight), canary_weight
-            self._new_window()
-
-    def finish(self, serving: str) -> None:
-        self.weight = 0
-
-    def measure(self, since: float) -> tuple[Window, Window]:
-        self._advance()
-        stable, canary = (
-            Window(
-                requests=s["requests"],
-                errors=s["errors"],
-                latency_bounds_ms=LATENCY_BOUNDS_MS,
-                latency_counts=tuple(int(v) for v in s["latency"]),
-                scores=tuple(int(v) for v in s["scores"]),
-                labelled=s["labelled"],
-                correct=s["correct"],
-            )
-            for s in (self.sides["stable"], self.sides["canary"])
-        )
-        return stable, canary
-
-    def _advance(self) -> None:
-        import numpy as np
-
-        dt, self.last = self.now - self.last, self.now
-        if dt <= 0 or not self.sides:
-            return
-        n = int(self.rng.poisson(CANARY_RPS * dt))
-        total = len(self.answers["stable"].errors)
-        if not n or not total:
-            return
-        drawn = self.rng.integers(0, total, size=n)
-        to_canary = self.rng.random(n) < self.weight / 100
-        for role, chosen in (("stable", drawn[~to_canary]), ("canary", drawn[to_canary])):
-            a, side = self.answers[role], self.sides[role]
-            ok = chosen[~a.errors[chosen]]
-            side["requests"] += len(chosen)
-            side["errors"] += int(a.errors[chosen].sum())
-            side["latency"] += np.bincount(a.latency[chosen], minlength=len(LATENCY_BOUNDS_MS))
-            side["scores"] += a.scores[ok].sum(axis=0)
-            side["labelled"] += int(a.labelled[ok].sum())
-            side["correct"] += int(a.correct[ok].sum())
-
-
-def _canary(
-    world: _World,
-    registry: Registry,
-    version: str,
-    parts: list[tuple[str, pd.DataFrame]],
-    end: datetime,
-) -> dict[str, Any]:
-    """Roll `version` out against production on the day's requests; how it ended."""
-    settings = world.settings
-    stable = registry.resolve(PRODUCTION)
-    if stable is None:
-        return {"version": version, "phase": "direct", "reason": "nothing was in production"}
-    driver = DayDriver(
-        _answers(settings, stable, parts),
-        _answers(settings, version, parts),
-        seed=world.seed * 100_003 + (end.date().toordinal()),
-        start=end.timestamp(),
-    )
-
-    def sleep(seconds: float) -> None:
-        driver.now += seconds
-
-    controller = RolloutController(
-        registry, driver, settings.rollout, clock=lambda: driver.now, sleep=sleep
-    )
-    with stamped_by(lambda: end):
-        controller.resume_or_start(version)
-        state = controller.run()
-    return {"version": version, "phase": state.phase, "reason": state.reason}
 
 
 # --- resuming ----------------------------------------------------------------------------

@@ -75,7 +75,7 @@ def for_timeline(
 ) -> list[float | None]:
     """The oracle on each day of a simulation of `settings`: the same world (scenario, seed,
     change day after the warm-up) as `simulate` played."""
-    from flywheel.simulation.loop import world_settings
+    from flywheel.simulation.world import world_settings
 
     world = world_settings(settings, Path("."), timeline.scenario, timeline.seed)
     days = [r.day for r in timeline.records]

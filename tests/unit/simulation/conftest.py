@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from flywheel.config import Settings
+from conftest import SMALL
+from flywheel.config import Settings, load_settings
 from flywheel.simulation.loop import DayRecord, Timeline
+from flywheel.simulation.world import _World, world_settings
 
 
 @pytest.fixture
@@ -28,6 +30,23 @@ def project(registered: Settings, tmp_path: Path) -> Settings:
                 update={"window": "day", "label_delay_days": 2}
             ),
         }
+    )
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> _World:
+    """A stable world under tmp_path whose day 0 is 2026-01-06 (nothing written yet)."""
+    settings = world_settings(load_settings(None, env={}, overrides=SMALL), tmp_path, "stable", 7)
+    return _World(
+        settings=settings,
+        root=tmp_path,
+        scenario="stable",
+        seed=7,
+        policy="never",
+        change_day=3,
+        label_delay=2,
+        traffic=100,
+        first_day=date(2026, 1, 6),
     )
 
 

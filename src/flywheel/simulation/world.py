@@ -1,0 +1,88 @@
+"""The simulated world: the scenarios and policies a simulation plays, the settings of its own
+store and generator under its root, and its clock (day 0 follows the warm-up window)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Literal, get_args
+
+from flywheel.config import Scenario as GeneratorScenario
+from flywheel.config import Settings
+
+Policy = Literal["triggers", "schedule", "never", "daily"]
+POLICIES: tuple[str, ...] = get_args(Policy)
+SimScenario = Literal[
+    "stable",
+    "covariate_drift",
+    "concept_drift",
+    "label_shift",
+    "new_category",
+    "broken_upstream",
+    "bad_candidate",
+]
+SCENARIOS: tuple[str, ...] = get_args(SimScenario)
+
+
+@dataclass(frozen=True)
+class _World:
+    """One simulation's fixed facts."""
+
+    settings: Settings
+    root: Path
+    scenario: str
+    seed: int
+    policy: Policy
+    change_day: int  # simulated day index
+    label_delay: int
+    traffic: int
+    first_day: date  # the day of index 0
+
+    def day(self, index: int) -> date:
+        return self.first_day + timedelta(days=index)
+
+
+def _end_of(day: date) -> datetime:
+    return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def world_settings(
+    settings: Settings, root: Path, scenario: str, seed: int, label_delay: int = 2
+) -> Settings:
+    """The settings of a simulation under `root`: its own store, batches and pipeline root,
+    the generator playing `scenario` from the change day (counted after the warm-up window),
+    and monitoring looking back only as many windows as the triggers and the delayed labels
+    need (every day re-analyses them all: the simulation's largest cost after training)."""
+    generator = settings.data.generator
+    triggers = settings.triggers
+    needed = max(
+        label_delay + 1,
+        triggers.drift.windows if triggers.drift else 1,
+        triggers.estimated_performance.windows if triggers.estimated_performance else 1,
+    )
+    warmup = settings.data.window_days
+    underlying = scenario if scenario in get_args(GeneratorScenario) else "stable"
+    return settings.model_copy(
+        update={
+            "storage": settings.storage.model_copy(
+                update={"uri": str(root / "store"), "endpoint": None}
+            ),
+            "data": settings.data.model_copy(
+                update={
+                    "source": str(root / "batches"),
+                    "generator": generator.model_copy(
+                        update={
+                            "scenario": underlying,
+                            "seed": seed,
+                            "change_day": warmup + generator.change_day,
+                        }
+                    ),
+                }
+            ),
+            "pipeline": settings.pipeline.model_copy(update={"root": str(root / "pipeline-root")}),
+            "monitoring": settings.monitoring.model_copy(
+                update={"windows": min(settings.monitoring.windows, needed)}
+            ),
+        }
+    )

@@ -1,0 +1,146 @@
+"""Validation: structural and statistical checks of each batch against a contract, drift
+findings, the sources allowed, and the report."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from flywheel.config import ColumnTags, GeneratorSettings
+from flywheel.contract import Contract, infer_contract
+from flywheel.synthetic import generate_day
+from flywheel.validation import check_batch, validate_window
+from tests.unit.conftest import FEATURES, POLICY, START, generated_days, policy_tagging
+
+
+@pytest.fixture(scope="module")
+def contract() -> Contract:
+    return infer_contract(generated_days(5), FEATURES, bins=10)
+
+
+def test_a_clean_batch_passes(contract: Contract) -> None:
+    _, frame = generated_days(6)[-1]
+    result = check_batch(frame, contract, POLICY, "d6")
+    assert [f for f in result.findings if f.severity == "error"] == []
+    assert max(result.psi.values()) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("scenario", "column", "check"),
+    [
+        ("broken_nulls", "credit_score", "null rate"),
+        ("broken_types", "credit_score", "type"),
+        ("broken_missing_column", "tenure_months", "column present"),
+        ("broken_renamed_column", "creditScore", "no unexpected columns"),
+        ("broken_renamed_column", "credit_score", "column present"),
+        ("new_category", "channel", "allowed values"),
+    ],
+)
+def test_each_broken_batch_names_the_failing_column_and_check(
+    contract: Contract, scenario: str, column: str, check: str
+) -> None:
+    _, frame = generated_days(1, scenario=scenario)[0]
+    result = check_batch(frame, contract, POLICY, "bad")
+    errors = {(f.column, f.check) for f in result.findings if f.severity == "error"}
+    assert (column, check) in errors
+
+
+def test_unseen_categories_can_be_a_warning(contract: Contract) -> None:
+    _, frame = generated_days(1, scenario="new_category")[0]
+    lenient = POLICY.model_copy(update={"unseen_categories": "warn"})
+    result = check_batch(frame, contract, lenient, "d")
+    assert not [f for f in result.findings if f.severity == "error"]
+    assert any("mobile" in f.found for f in result.findings if f.severity == "warning")
+
+
+def test_out_of_range_values_and_too_few_rows(contract: Contract) -> None:
+    _, frame = generated_days(1)[0]
+    frame = frame.head(40).copy()
+    frame.loc[frame.index[:10], "age"] = 400
+    errors = {f.check for f in check_batch(frame, contract, POLICY, "d").findings}
+    assert {"range", "rows"} <= errors
+
+
+def test_label_shift_is_reported_with_the_configured_severity(contract: Contract) -> None:
+    _, frame = generated_days(1, scenario="label_shift")[0]
+    warn = check_batch(frame, contract, POLICY, "d").findings
+    strict = check_batch(
+        frame, contract, POLICY.model_copy(update={"label_balance": "error"}), "d"
+    ).findings
+    assert [f.severity for f in warn if f.check == "label balance"] == ["warning"]
+    assert [f.severity for f in strict if f.check == "label balance"] == ["error"]
+
+
+def test_covariate_drift_raises_psi_and_can_stop_the_run(contract: Contract) -> None:
+    settings = GeneratorSettings(rows_per_day=800, change_day=0, scenario="covariate_drift")
+    frame = generate_day(START + timedelta(days=30), settings)
+    policy = POLICY.model_copy(update={"drift": POLICY.drift.model_copy(update={"psi_fail": 0.5})})
+    result = check_batch(frame, contract, policy, "late")
+    assert result.psi["credit_score"] > 0.5
+    assert ("credit_score", "drift (PSI)", "error") in {
+        (f.column, f.check, f.severity) for f in result.findings
+    }
+
+
+def test_the_report_names_batch_column_and_check(contract: Contract) -> None:
+    days = generated_days(3)
+    days[1] = (days[1][0], days[1][1].drop(columns=["tenure_months"]))
+    result = validate_window(days, contract, POLICY, "test reference", train=days[0][1])
+    assert not result.passed
+    report = result.markdown()
+    assert "# Data validation: FAILED" in report
+    assert f"| {days[1][0]} | tenure_months | column present | present | missing |" in report
+    assert "KS (train vs newest)" in report
+    assert "tenure_months: column present" in result.summary()
+
+
+def test_a_column_from_an_unlisted_source_is_refused_naming_it_and_its_source(
+    contract: Contract,
+) -> None:
+    # given a policy that allows two sources, and a batch whose columns come from others
+    tags = {n: ColumnTags(source="bureau") for n in (*FEATURES.columns, "defaulted", "event_time")}
+    policy = policy_tagging(**{**tags, "region": ColumnTags(source="scraper")}).model_copy(
+        update={"allowed_sources": ("bureau", "crm")}
+    )
+    _, frame = generated_days(1)[0]
+    # when the batch is checked, ssn among the columns it was delivered with (ingest dropped it)
+    result = check_batch(frame, contract, policy, "d", columns=[*frame.columns, "ssn"])
+    # then the column of an unlisted source and the untagged one are errors naming each
+    found = {(f.column, f.found) for f in result.findings if f.check == "source"}
+    assert found == {("region", "source scraper"), ("ssn", "no source tag")}
+    assert all(f.severity == "error" for f in result.findings if f.check == "source")
+    assert (
+        "a source among bureau, crm"
+        in validate_window(
+            [("d", frame)], contract, policy, "ref", columns={"d": [*frame.columns, "ssn"]}
+        ).summary()
+    )
+    # and with no allowed sources listed, no source is checked
+    assert not [
+        f for f in check_batch(frame, contract, POLICY, "d").findings if f.check == "source"
+    ]
+
+
+def test_a_tagged_column_that_is_no_feature_may_ride_along_unprofiled(contract: Contract) -> None:
+    # given a batch carrying a hashed identifier and an untagged stray column
+    _, frame = generated_days(1)[0]
+    frame = frame.assign(ssn="ab12", stray=1)
+    policy = policy_tagging(ssn=ColumnTags(pii=True))
+    # when it is checked
+    result = check_batch(frame, contract, policy, "d")
+    # then only the untagged column is unexpected
+    unexpected = [f.column for f in result.findings if f.check == "no unexpected columns"]
+    assert unexpected == ["stray"] and "ssn" not in result.psi
+
+
+def test_the_report_never_prints_a_pii_columns_values(contract: Contract) -> None:
+    # given region tagged pii (hashed, allowed as a feature) and a batch with a new value
+    policy = policy_tagging(region=ColumnTags(pii=True))
+    _, frame = generated_days(1)[0]
+    frame.loc[frame.index[0], "region"] = "9c0ffee"
+    # when it is checked and reported
+    result = validate_window([("d", frame)], contract, policy, "v1")
+    # then the finding names the column and the check, not the value
+    assert "region: allowed values" in result.summary()
+    assert "9c0ffee" not in result.markdown() and "9c0ffee" not in result.summary()
