@@ -51,6 +51,21 @@ def test_every_docs_page_is_in_the_nav_once() -> None:
     assert all(v == "warn" for group in config["validation"].values() for v in group.values())
 
 
+def test_the_readme_is_a_short_front_door() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "make run" in readme and "make test" in readme
+
+
+def test_the_readme_names_every_library_module() -> None:
+    readme = (REPO / "README.md").read_text()
+    library = REPO / "src" / "flywheel"
+    names = {p.stem for p in library.glob("*.py") if not p.name.startswith("_")}
+    names |= {p.name for p in library.iterdir() if (p / "__init__.py").is_file()}
+    missing = sorted(n for n in names if f"`{n}`" not in readme and f"`{n}/`" not in readme)
+    assert not missing, f"README's What is where does not name {missing}"
+
+
 def test_the_configuration_page_lists_every_other_flywheel_variable() -> None:
     page = (DOCS / "configuration.md").read_text()
     missing = sorted(name for name in OTHER_VARIABLES if f"`{name}`" not in page)
