@@ -82,6 +82,15 @@ compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml (r
 chart-docs: $(VENV)/.ready ## Regenerate helm/flywheel/README.md from values.yaml
 	$(BIN)/python -m tools.chart_readme
 
+.PHONY: docs-generate
+docs-generate: $(VENV)/.ready ## Regenerate the docs site's reference pages (configuration keys, layers)
+	$(BIN)/python -m tools.docs
+
+.PHONY: docs
+docs: $(VENV)/.ready ## Check the generated docs pages, then build the site into build/site (mkdocs --strict)
+	$(BIN)/python -m tools.docs --check
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 .PHONY: manifests
 manifests: $(VENV)/.ready ## Render the chart into manifests/base (the Kustomize base)
 	$(BIN)/python -m tools.manifests
@@ -129,11 +138,11 @@ test-e2e: $(VENV)/.ready $(SERVING_VENV)/.ready tools ## `make run` end to end i
 	$(BIN)/pytest -m e2e
 
 .PHONY: test
-test: lint tools $(SERVING_VENV)/.ready ## Every check and every test
+test: lint docs tools $(SERVING_VENV)/.ready ## Every check and every test
 	$(PYTEST)
 
 .PHONY: check-generated
-check-generated: compile chart-docs manifests ## Fail if a generated file (pipeline, chart README, base) is stale
+check-generated: compile chart-docs manifests docs ## Fail if a generated file (pipeline, chart README, base, docs pages) is stale
 	git diff --exit-code -- pipelines/compiled helm/flywheel/README.md manifests/base
 
 .PHONY: check-images

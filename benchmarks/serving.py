@@ -252,7 +252,7 @@ def summarise(latencies: list[float], elapsed: float, errors: int) -> dict[str, 
 
 
 def hardware() -> str:
-    """The CPU model, its count and the memory, for the README's table to say where it ran."""
+    """The CPU model, its count and the memory, for a benchmark record to say where it ran."""
     model = "unknown CPU"
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -7,7 +7,7 @@ production), then 14 days served through the real serving class with labels two
 days late (flywheel.simulation), incomes falling and loans growing from day 12;
 then `flywheel monitor`'s analysis and the same plotting code as its HTML report
 (flywheel.monitoring.page), four plots tiled into one small PNG; and the trigger
-engine's decision at the end, printed for the README's caption.
+engine's decision at the end, printed for the caption in docs/monitoring.md.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ In a scratch directory: `flywheel simulate`'s loop (flywheel.simulation.loop.sim
 `concept_drift` under the trigger policy, with flywheel.yaml as it ships but without the
 hyper-parameter search (as the command plays it), the oracle retrained daily beside it,
 and the same plotting code as its HTML report (flywheel.simulation.report), six plots
-tiled three to a row into one small PNG; the terminal summary is printed for the README.
+tiled three to a row into one small PNG; the terminal summary is printed for docs/simulation.md.
 """
 
 from __future__ import annotations

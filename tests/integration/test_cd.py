@@ -105,7 +105,7 @@ def runner(
     tmp_path: Path, s3_server: S3Server, kube: Any, kfp: FakeKfp, registry: Settings
 ) -> Runner:
     """A repository holding this working tree, and its secrets and variables as the
-    README's CI/CD section asks for them."""
+    CI/CD page (docs/cicd.md) asks for them."""
     bucket = registry.storage.uri.removeprefix("s3://").split("/", 1)[0]
     kubeconfig = kube.kubeconfig.read_text()
     return Runner(

@@ -7,8 +7,8 @@ is already clear; a step can only pass on `min_requests`.
 The controller looks every interval, so the error-rate, accuracy and divergence
 checks are sequential tests: a likelihood ratio that is a martingale when the
 canary is fine, against the bound 1/alpha. By Ville's inequality the chance that
-it ever crosses is at most alpha, however many looks there are (README: "Serving
-and canary rollouts").
+it ever crosses is at most alpha, however many looks there are (docs/serving.md,
+"Sequential tests").
 """
 
 from __future__ import annotations
