@@ -1,23 +1,19 @@
-"""Running the pipeline: package edits, the in-process run, and reading what kfp.local prints.
+"""Local runs: reading what kfp.local prints, and what each step of a run used.
 
-The compiled package itself (current, loads back, wired right) is checked in
-tests/repo/test_pipeline.py; local and cluster runs in the integration tests.
+Whole local runs are driven through `flywheel run` in tests/unit/cli/test_pipeline.py
+and the integration tests.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import re
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
-from flywheel import images, runs
-from flywheel.config import STEPS, Settings
-from flywheel.registry import Registry
+from flywheel.config import STEPS
+from flywheel.runs import local
 from flywheel.usage import Usage
 
 # What kfp.local prints for a step: the SubprocessRunner indents the step's output
@@ -47,45 +43,6 @@ FLYWHEEL_ERROR = (
 )
 
 
-@pytest.fixture(scope="module")
-def package() -> dict[str, object]:
-    spec, _ = runs.compile_package(Settings())
-    return spec
-
-
-def test_customise_swaps_the_image_and_adds_environment(package: dict[str, object]) -> None:
-    changed = runs.customise(package, image="ghcr.io/x/y@sha256:abc", env={"A": "1"})
-    assert {c["image"] for c in runs.executors(changed)} == {"ghcr.io/x/y@sha256:abc"}
-    assert all({"name": "A", "value": "1"} in c["env"] for c in runs.executors(changed))
-    assert {c["image"] for c in runs.executors(package)} == {images.COMPONENT_IMAGE}
-    assert (
-        yaml.safe_load(runs.dump_package([changed]))["deploymentSpec"] == changed["deploymentSpec"]
-    )
-
-
-def test_customise_replaces_a_variable_rather_than_repeating_it(
-    package: dict[str, object],
-) -> None:
-    once = runs.customise(package, env={"FLYWHEEL_CODE_VERSION": "a", "B": "2"})
-    twice = runs.customise(once, env={"FLYWHEEL_CODE_VERSION": "b"})
-    for container in runs.executors(twice):
-        names = [e["name"] for e in container["env"]]
-        assert names.count("FLYWHEEL_CODE_VERSION") == 1
-        assert {"name": "FLYWHEEL_CODE_VERSION", "value": "b"} in container["env"]
-        assert {"name": "B", "value": "2"} in container["env"]
-
-
-def test_executors_of_a_package_without_a_deployment_are_none() -> None:
-    assert runs.executors({}) == []
-    assert runs.executors({"deploymentSpec": {"executors": {"exec-x": {"importer": {}}}}}) == []
-
-
-def test_run_ids_sort_by_time_and_differ() -> None:
-    first, second = runs.new_run_id(), runs.new_run_id()
-    assert re.fullmatch(r"run-\d{8}-\d{6}-[0-9a-f]{6}", first)
-    assert first != second
-
-
 @pytest.mark.parametrize(
     ("message", "task"),
     [
@@ -99,7 +56,7 @@ def test_run_ids_sort_by_time_and_differ() -> None:
     ],
 )
 def test_the_failed_task_is_read_through_terminal_colours(message: str, task: str | None) -> None:
-    assert runs._failed_task(message) == task
+    assert local._failed_task(message) == task
 
 
 def test_the_failure_report_comes_from_the_new_run_only(tmp_path: Path) -> None:
@@ -112,16 +69,16 @@ def test_the_failure_report_comes_from_the_new_run_only(tmp_path: Path) -> None:
     new.mkdir(parents=True)
     (new / "report").write_text("# Data validation: FAILED")
     # then the new run's report is found, and nothing is invented without a task
-    assert runs._failure_report(tmp_path, before, "validate") == "# Data validation: FAILED"
-    assert runs._failure_report(tmp_path, before, "train") is None
-    assert runs._failure_report(tmp_path, before, None) is None
-    assert runs._failure_report(tmp_path / "absent", set(), "validate") is None
+    assert local._failure_report(tmp_path, before, "validate") == "# Data validation: FAILED"
+    assert local._failure_report(tmp_path, before, "train") is None
+    assert local._failure_report(tmp_path, before, None) is None
+    assert local._failure_report(tmp_path / "absent", set(), "validate") is None
 
 
 def test_the_executor_input_is_dropped_from_step_output_and_the_rest_kept() -> None:
     # given a target stream, and step output arriving in arbitrary pieces
     target = io.StringIO()
-    log = runs._StepLog(target)
+    log = local._StepLog(target)
     pieces = [STEP_OUTPUT[i : i + 7] for i in range(0, len(STEP_OUTPUT), 7)]
     # when written through the filter
     assert [log.write(p) for p in pieces] == [len(p) for p in pieces]
@@ -138,7 +95,7 @@ def test_the_executor_input_is_dropped_from_step_output_and_the_rest_kept() -> N
 
 def test_a_partial_line_waits_for_its_end() -> None:
     target = io.StringIO()
-    log = runs._StepLog(target)
+    log = local._StepLog(target)
     log.write("half a ")
     assert target.getvalue() == ""
     log.write("line\nnext")
@@ -148,7 +105,7 @@ def test_a_partial_line_waits_for_its_end() -> None:
 def test_a_flywheel_error_is_reduced_to_its_reason() -> None:
     # given the traceback of a step that failed on an expected error, as kfp.local prints it
     target = io.StringIO()
-    log = runs._StepLog(target)
+    log = local._StepLog(target)
     log.write(TRACEBACK.format(error=FLYWHEEL_ERROR))
     log.flush()
     # then one line says why, and the run keeps the reason for its summary
@@ -161,7 +118,7 @@ def test_a_flywheel_error_is_reduced_to_its_reason() -> None:
 def test_any_other_error_keeps_its_whole_traceback() -> None:
     # given a step that failed on a bug
     target = io.StringIO()
-    log = runs._StepLog(target)
+    log = local._StepLog(target)
     text = TRACEBACK.format(error="    KeyError: 'income'")
     log.write(text)
     log.flush()
@@ -172,7 +129,7 @@ def test_any_other_error_keeps_its_whole_traceback() -> None:
 
 def test_a_traceback_cut_short_is_shown_on_flush() -> None:
     target = io.StringIO()
-    log = runs._StepLog(target)
+    log = local._StepLog(target)
     log.write('    Traceback (most recent call last):\n      File "x.py", line 1\n')
     assert target.getvalue() == ""
     log.flush()
@@ -185,7 +142,7 @@ def test_local_run_outputs_are_read_as_json(tmp_path: Path) -> None:
     (tmp_path / "window").mkdir()
     (tmp_path / "window" / "manifest.json").write_text('{"batches": []}')
     (tmp_path / "decision.json").write_text('{"blessed": true}')
-    run = runs.LocalRun(
+    run = local.LocalRun(
         run_id="r",
         succeeded=True,
         seconds=1.0,
@@ -194,57 +151,7 @@ def test_local_run_outputs_are_read_as_json(tmp_path: Path) -> None:
     assert run.read("window") == {"batches": []}
     assert run.read("decision") == {"blessed": True}
     assert run.read("evaluation") is None
-    assert runs.LocalRun(run_id="r", succeeded=False, seconds=0.0).read("window") is None
-
-
-def test_an_unknown_last_step_is_refused_before_any_step_runs(
-    small_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
-    with pytest.raises(ValueError, match=r"last_step must be one of resolve, .*, not 'evaluation'"):
-        runs.run_in_process(small_settings(), tmp_path / "work", last_step="evaluation")
-    assert not (tmp_path / "work").exists()
-
-
-def test_an_in_process_run_stops_after_the_last_step_asked_for(
-    small_settings: Callable[..., Settings],
-    make_batches: Callable[..., list[str]],
-    tmp_path: Path,
-) -> None:
-    # given five days of batches and an empty registry, and a policy with a baseline (a
-    # trivial one, so that it never decides the run) and fairness by region
-    settings = small_settings(
-        "promotion.baseline.estimator=sklearn.dummy.DummyClassifier",
-        "promotion.fairness.attribute=region",
-    )
-    make_batches(settings, 5)
-    # when the run stops after ingesting
-    ingested = runs.run_in_process(settings, tmp_path / "a", last_step="ingest")
-    # then only resolve and ingest ran, and the window is on disk
-    assert list(ingested.seconds) == ["resolve", "ingest"]
-    assert (ingested.version, ingested.blessed) == ("", None)
-    manifest = json.loads((tmp_path / "a" / "window" / "manifest.json").read_text())
-    assert len(manifest["batches"]) == 5
-    assert not (tmp_path / "a" / "contract.json").exists()
-    # when it stops at the gate, then the model was judged but nothing was registered
-    gated = runs.run_in_process(settings, tmp_path / "b", last_step="gate")
-    assert list(gated.seconds) == ["resolve", "ingest", "validate", "train", "evaluate", "gate"]
-    assert gated.blessed is True and gated.version == ""
-    assert json.loads((tmp_path / "b" / "decision.json").read_text())["blessed"] is True
-    assert Registry.from_settings(settings).versions() == []
-    # and train handed its baselines to evaluate, and the gate checked them and the groups
-    evaluation = json.loads((tmp_path / "b" / "evaluation.json").read_text())
-    assert sorted(evaluation["baselines"]) == ["dummy_classifier", "majority_class"]
-    assert evaluation["candidate"]["fairness"]["attribute"] == "region"
-    checks = [
-        c["name"] for c in json.loads((tmp_path / "b" / "decision.json").read_text())["checks"]
-    ]
-    assert checks[-5:] == [
-        "beats baseline dummy_classifier",
-        "beats baseline majority_class",
-        "equal opportunity difference (region)",
-        "demographic parity difference (region)",
-        "calibration gap (region)",
-    ]
+    assert local.LocalRun(run_id="r", succeeded=False, seconds=0.0).read("window") is None
 
 
 def record_usage(run_dir: Path, *steps: str) -> None:
@@ -255,14 +162,14 @@ def record_usage(run_dir: Path, *steps: str) -> None:
         (run_dir / step / "usage").write_text(json.dumps(used.as_metrics()))
 
 
-def statuses(rows: list[runs.StepUsage]) -> dict[str, str]:
+def statuses(rows: list[local.StepUsage]) -> dict[str, str]:
     return {row.step: row.status for row in rows}
 
 
 def test_each_step_shows_its_usage_or_why_this_run_has_none(tmp_path: Path) -> None:
     # given a run in which resolve, register and deploy ran and the rest came from the cache
     record_usage(tmp_path, "resolve", "register", "deploy")
-    rows = runs.step_usages(tmp_path)
+    rows = local.step_usages(tmp_path)
     # then every step has a row, in the order the steps run, with what it recorded
     assert [row.step for row in rows] == list(STEPS)
     assert statuses(rows) == {
@@ -277,7 +184,7 @@ def test_each_step_shows_its_usage_or_why_this_run_has_none(tmp_path: Path) -> N
 
 def test_the_steps_after_an_unblessed_gate_did_not_run(tmp_path: Path) -> None:
     record_usage(tmp_path, "resolve", "ingest", "validate", "train", "evaluate", "gate")
-    assert statuses(runs.step_usages(tmp_path, blessed=False)) == {
+    assert statuses(local.step_usages(tmp_path, blessed=False)) == {
         **dict.fromkeys(STEPS[:6], "ran"),
         **dict.fromkeys(("infra-validate", "register", "deploy"), "not run"),
     }
@@ -286,7 +193,7 @@ def test_the_steps_after_an_unblessed_gate_did_not_run(tmp_path: Path) -> None:
 def test_a_failed_run_shows_the_failed_step_and_that_none_after_it_ran(tmp_path: Path) -> None:
     # given a run that failed at validate after a cached ingest
     record_usage(tmp_path, "resolve")
-    rows = runs.step_usages(tmp_path, succeeded=False, failed="validate")
+    rows = local.step_usages(tmp_path, succeeded=False, failed="validate")
     assert statuses(rows) == {
         **dict.fromkeys(STEPS, "not run"),
         "resolve": "ran",
@@ -294,9 +201,9 @@ def test_a_failed_run_shows_the_failed_step_and_that_none_after_it_ran(tmp_path:
         "validate": "failed",
     }
     # and without knowing where it failed, nothing is claimed for the steps without a record
-    unknown = runs.step_usages(tmp_path, succeeded=False, failed=None)
+    unknown = local.step_usages(tmp_path, succeeded=False, failed=None)
     assert statuses(unknown) == {**dict.fromkeys(STEPS, "no record"), "resolve": "ran"}
-    assert statuses(runs.step_usages(None, succeeded=False, failed="resolve"))["resolve"] == (
+    assert statuses(local.step_usages(None, succeeded=False, failed="resolve"))["resolve"] == (
         "failed"
     )
 
@@ -306,5 +213,5 @@ def test_the_run_folder_is_the_new_one_and_never_the_cache(tmp_path: Path) -> No
     before = set(tmp_path.glob("*"))
     (tmp_path / ".kfp_cache").mkdir()
     (tmp_path / "flywheel-training-new").mkdir()
-    assert runs._new_run_dir(tmp_path, before) == tmp_path / "flywheel-training-new"
-    assert runs._new_run_dir(tmp_path, set(tmp_path.glob("*"))) is None
+    assert local._new_run_dir(tmp_path, before) == tmp_path / "flywheel-training-new"
+    assert local._new_run_dir(tmp_path, set(tmp_path.glob("*"))) is None
