@@ -56,6 +56,14 @@ def run(
     ] = 40.0,
     reason: Reason = "",
     decision: DecisionKey = "",
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Also print what kfp.local and the steps print (always in the run's log file).",
+        ),
+    ] = False,
 ) -> None:
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
@@ -65,14 +73,17 @@ def run(
     settings = options.settings(ctx)
     source_store(settings)
     open_store(settings.storage.uri, settings.storage).check(create=True)
-    result = runs.run_local(
-        settings,
-        as_of=as_of.date().isoformat() if as_of else "",
-        run_id=run_id,
-        caching=settings.pipeline.caching and cache,
-        reason=reason,
-        decision=decision,
-    )
+    with render.step_progress(verbose) as show:
+        result = runs.run_local(
+            settings,
+            as_of=as_of.date().isoformat() if as_of else "",
+            run_id=run_id,
+            caching=settings.pipeline.caching and cache,
+            verbose=verbose,
+            on_step=show,
+            reason=reason,
+            decision=decision,
+        )
     render.run_result(settings, result)
     if not result.succeeded:
         raise typer.Exit(1)

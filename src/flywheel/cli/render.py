@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TaskID
 from rich.table import Table
+from rich.text import Text
 
 from flywheel import lineage as lineage_module
 from flywheel.config import Settings
 from flywheel.registry import PRODUCTION, Registry
+
+if TYPE_CHECKING:
+    from flywheel.runs import StepState
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -26,15 +33,80 @@ def fmt(value: Any) -> str:
     return "–" if value is None or value != value else f"{value:.4f}"
 
 
+def step_line(state: StepState) -> str:
+    """One step of a local run as a line of markup: "train           done in 5.3 s"."""
+    name = f"{state.step:<15}"
+    if state.state == "running":
+        return f"{name} running"
+    seconds = f"{state.seconds:.1f} s" if state.seconds is not None else "?"
+    if state.state == "done":
+        return f"{name} [green]done[/] in {seconds}"
+    if state.state == "failed":
+        return (
+            f"{name} [red bold]failed[/] after {seconds}: {escape(state.error or '')}\n"
+            f"{'':<15} log: {escape(str(state.log))}"
+        )
+    return f"{name} [dim]{state.state}[/]"
+
+
+class _StepColumn(ProgressColumn):
+    """A step's line, with the seconds it has been running so far."""
+
+    def render(self, task: Task) -> Text:
+        state: StepState = task.fields["state"]
+        if state.state == "running":
+            return Text(f"{state.step:<15} running {task.elapsed or 0:.0f} s")
+        return Text.from_markup(step_line(state))
+
+
+@contextlib.contextmanager
+def step_progress(verbose: bool = False) -> Iterator[Callable[[StepState], None]]:
+    """Show each step of a local run as it goes: a live line per step on a terminal; else,
+    or when the steps' own output is shown too (`verbose`), a line when a step ends."""
+    # Bound now: during the run sys.stdout is the run's log.
+    console = Console(file=sys.stdout, soft_wrap=True)
+    if verbose or not console.is_interactive:
+
+        def show(state: StepState) -> None:
+            if state.state != "running":
+                console.print(step_line(state), highlight=False)
+
+        yield show
+        return
+    progress = Progress(
+        SpinnerColumn(finished_text=" "),
+        _StepColumn(),
+        console=console,
+        refresh_per_second=4,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    lines: dict[str, TaskID] = {}
+
+    def update(state: StepState) -> None:
+        if not lines:
+            progress.start()  # not before: an empty display leaves a blank line per refresh
+        if state.step not in lines:
+            lines[state.step] = progress.add_task(state.step, total=1, state=state)
+        progress.update(lines[state.step], state=state, completed=state.state != "running")
+
+    try:
+        yield update
+    finally:
+        progress.stop()
+
+
 def run_result(settings: Settings, result: Any) -> None:
     """What one pipeline run did: its metrics against production, the gate, the registration."""
     out.rule(f"run {result.run_id}")
     if not result.succeeded:
         out.print(
             f"[red bold]FAILED[/] at step [bold]{result.failed_task or '?'}[/] after "
-            f"{result.seconds:.1f}s: {result.error}",
+            f"{result.seconds:.1f}s: {escape(result.error or '')}",
             highlight=False,
         )
+        if result.log:
+            out.print(f"Log: {result.log}", highlight=False)
         if result.failure_report:
             out.print(result.failure_report, highlight=False)
         out.print("No model version was written; the production alias is unchanged.")
@@ -76,6 +148,8 @@ def run_result(settings: Settings, result: Any) -> None:
         if not check["passed"]:
             out.print(f"  - {check['detail']}")
     out.print(f"Report: {result.outputs['report']}")
+    if result.log:
+        out.print(f"Log: {result.log}")
     if result.registration:
         reg = result.registration
         production = Registry.from_settings(settings).resolve(PRODUCTION)

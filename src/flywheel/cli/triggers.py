@@ -137,9 +137,14 @@ def run_decision(settings: Settings, decision: Decision) -> LocalRun:
     engine.run_started(settings, decision, run_id)
     succeeded = False
     try:
-        result = runs.run_local(
-            settings, run_id=run_id, reason=decision.reason, decision=decision.record
-        )
+        with render.step_progress() as show:
+            result = runs.run_local(
+                settings,
+                run_id=run_id,
+                on_step=show,
+                reason=decision.reason,
+                decision=decision.record,
+            )
         succeeded = result.succeeded
     finally:
         engine.run_finished(settings, run_id, succeeded=succeeded)

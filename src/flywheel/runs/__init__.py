@@ -1,9 +1,9 @@
 """Running the training pipeline: compiled once, then run locally, in this process, or on a cluster.
 
 `package` compiles the pipeline and edits the compiled package, `local` runs it
-under kfp.local, `inprocess` calls its steps' functions directly (tests and
-benchmarks), and `cluster` starts a run on Kubeflow Pipelines. The names callers
-use are here.
+under kfp.local (`steplog` reads what kfp.local prints meanwhile), `inprocess`
+calls its steps' functions directly (tests and benchmarks), and `cluster` starts
+a run on Kubeflow Pipelines. The names callers use are here.
 """
 
 from flywheel.runs.cluster import ENDED, SubmitError, ended_runs, submit
@@ -19,12 +19,14 @@ from flywheel.runs.package import (
     new_run_id,
     write_package,
 )
+from flywheel.runs.steplog import StepState
 
 __all__ = [
     "ENDED",
     "PACKAGE_FILE",
     "InProcessRun",
     "LocalRun",
+    "StepState",
     "StepUsage",
     "SubmitError",
     "compile_package",

@@ -6,79 +6,23 @@ on a laptop is what is submitted.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import re
 import sys
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from flywheel import lineage
 from flywheel.config import STEPS, Settings
-from flywheel.runs.package import compile_package, customise, dump_package, new_run_id
+from flywheel.runs.package import compile_package, customise, dump_package, groups, new_run_id
+from flywheel.runs.steplog import StepLog, StepState, StepTracker, capture, plain
 from flywheel.storage import ObjectNotFound, open_store
 from flywheel.usage import Usage
 
-# The last line of a step's traceback when it failed on a Flywheel error:
-# "    flywheel.batches.BatchError: batch 2026-01-04.csv is not readable CSV: ...".
-_EXPECTED_ERROR = re.compile(r"^ {4}flywheel\.[\w.]+\.(\w+): (.*)$")
-
-
-class _StepLog(io.TextIOBase):
-    """The steps' streamed logs for a person.
-
-    Drops the executor-input JSON every KFP step prints, and reduces the traceback
-    of an expected (Flywheel) error to its one-line reason, which it keeps for the
-    run's summary. A traceback of anything else is a bug and is shown whole.
-    """
-
-    def __init__(self, target: TextIO) -> None:
-        self.target = target
-        self.skipping = False
-        self.pending = ""
-        self.traceback: list[str] | None = None
-        self.reason: str | None = None
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        while "\n" in self.pending:
-            line, self.pending = self.pending.split("\n", 1)
-            self._line(line + "\n")
-        return len(text)
-
-    def _line(self, line: str) -> None:
-        if "Got executor_input:" in line:
-            self.skipping = True
-            self.target.write(line.replace("Got executor_input:", "(executor input omitted)"))
-        elif self.skipping:
-            self.skipping = line.rstrip() != "    }"
-        elif line.strip() == "Traceback (most recent call last):":
-            self.traceback = [line]
-        elif self.traceback is not None:
-            self.traceback.append(line)
-            if line.startswith("    ") and not line.startswith("     "):  # the exception line
-                expected = _EXPECTED_ERROR.match(line.rstrip("\n"))
-                if expected:
-                    self.reason = expected.group(2)
-                    self.target.write(f"    {expected.group(1)}: {expected.group(2)}\n")
-                else:
-                    self.target.write("".join(self.traceback))
-                self.traceback = None
-        else:
-            self.target.write(line)
-
-    def flush(self) -> None:
-        if self.traceback:
-            self.target.write("".join(self.traceback))
-            self.traceback = None
-        if self.pending and not self.skipping:
-            self.target.write(self.pending)
-        self.pending = ""
-        self.target.flush()
+# The run's log, in the folder kfp.local makes for the run under the pipeline root.
+LOG_FILE = "run.log"
 
 
 @dataclass(frozen=True)
@@ -103,6 +47,7 @@ class LocalRun:
     outputs: dict[str, Path] | None = None
     registration: dict[str, Any] | None = None
     steps: list[StepUsage] = field(default_factory=list)
+    log: Path | None = None  # everything kfp.local and the steps printed
 
     def read(self, name: str) -> Any:
         """A JSON output of the run (window manifest, evaluation or decision)."""
@@ -120,14 +65,17 @@ def run_local(
     as_of: str = "",
     run_id: str | None = None,
     caching: bool | None = None,
-    quiet: bool = True,
+    verbose: bool = False,
+    on_step: Callable[[StepState], None] | None = None,
     reason: str = "",
     decision: str = "",
 ) -> LocalRun:
     """Run the training pipeline with kfp.local's SubprocessRunner in this environment.
 
-    `reason` (why the run starts; "manual run" when empty) and `decision` (the
-    trigger engine's decision record) go into the lineage of a version it registers.
+    What kfp.local and the steps print goes to the run's log file (LocalRun.log),
+    and to stdout too when `verbose`; `on_step` hears of each step's state as it
+    changes. `reason` (why the run starts; "manual run" when empty) and `decision`
+    (the trigger engine's decision record) go into the lineage of a version it registers.
     """
     import kfp.local
     from kfp import components
@@ -145,14 +93,20 @@ def run_local(
         raise_on_error=True,
     )
     started = time.monotonic()
-    before = set(root.glob("*")) if root.exists() else set()
-    log = _StepLog(sys.stdout)
+    root.mkdir(parents=True, exist_ok=True)
+    before = set(root.glob("*"))
+    steplog = StepLog(sys.stdout if verbose else None)
+    tracker = StepTracker(
+        groups(docs[0]),
+        steplog,
+        on_step or (lambda state: None),
+        log=lambda: _log_path(root, before, run_id),
+    )
+    # Written beside the run folders until kfp.local has made this run's (hidden, so
+    # that it is never taken for one).
+    writing = root / f".{run_id}.log"
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(log if quiet else sys.stdout):
-            # kfp.local warns for every image without "python" in its name, and for
-            # every step's resources, which only a cluster enforces.
-            warnings.filterwarnings("ignore", message="You may be attemping")
-            warnings.filterwarnings("ignore", message=r"Task .* have no effect in the current")
+        with capture(writing, steplog, tracker):
             task = pipeline(
                 config=settings.to_json(),
                 run_id=run_id,
@@ -162,18 +116,20 @@ def run_local(
                 trigger_decision=decision,
             )
     except RuntimeError as error:
-        log.flush()
-        failed = _failed_task(str(error))
+        failed = tracker.failed
         return LocalRun(
             run_id=run_id,
             succeeded=False,
             seconds=time.monotonic() - started,
-            error=log.reason or re.sub(r"\x1b\[[0-9;]*m", "", str(error)),
+            error=tracker.error or plain(str(error)),
             failed_task=failed,
             failure_report=_failure_report(root, before, failed),
             steps=step_usages(_new_run_dir(root, before), succeeded=False, failed=failed),
+            log=_log_path(root, before, run_id),
         )
-    log.flush()
+    finally:
+        if writing.exists():
+            writing.replace(_log_path(root, before, run_id))
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     blessed = json.loads(outputs["decision"].read_text())["blessed"]
     store = open_store(settings.storage.uri, settings.storage)
@@ -190,14 +146,14 @@ def run_local(
         outputs=outputs,
         registration=registration,
         steps=step_usages(_new_run_dir(root, before), blessed=blessed),
+        log=_log_path(root, before, run_id),
     )
 
 
-def _failed_task(message: str) -> str | None:
-    # kfp.local says: "... finished with status FAILURE. Inner task failed: 'validate'."
-    # with terminal colours around the names.
-    match = re.search(r"Inner task failed: '([^']+)'", re.sub(r"\x1b\[[0-9;]*m", "", message))
-    return match.group(1) if match else None
+def _log_path(root: Path, before: set[Path], run_id: str) -> Path:
+    """Where a run's log is kept: in the folder kfp.local made for it (beside them if none)."""
+    run_dir = _new_run_dir(root, before)
+    return run_dir / LOG_FILE if run_dir else root / f"{run_id}.log"
 
 
 def _new_run_dir(root: Path, before: set[Path]) -> Path | None:

@@ -58,6 +58,17 @@ def executors(package: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [spec["container"] for spec in deployment.values() if "container" in spec]
 
 
+def groups(package: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The tasks inside each group task of a compiled pipeline (a dsl.If's condition-N)."""
+    components = package.get("components", {})
+    found = {}
+    for name, task in package.get("root", {}).get("dag", {}).get("tasks", {}).items():
+        inner = components.get(task["componentRef"]["name"], {}).get("dag", {}).get("tasks")
+        if inner:
+            found[name] = sorted(inner)
+    return found
+
+
 def customise(
     package: Mapping[str, Any],
     *,

@@ -15,6 +15,17 @@ from tests.harness.kfp import kfp_api
 from tests.unit.cli.conftest import Flywheel, table_rows, write_config
 
 
+def progress(printed: str) -> list[str]:
+    """The lines a run printed before its summary: one per step, as each ended."""
+    lines = printed.splitlines()
+    return lines[: next(i for i, line in enumerate(lines) if " run run-" in line)]
+
+
+def run_log(printed: str) -> Path:
+    """The run's log file, as its summary names it."""
+    return Path(next(line for line in printed.splitlines() if line.startswith("Log: "))[5:])
+
+
 @pytest.fixture
 def project(
     small_settings: Callable[..., Settings], make_batches: Callable[..., list[str]], tmp_path: Path
@@ -36,11 +47,23 @@ def test_an_empty_batch_is_named_with_the_reason_and_nothing_is_registered(
     result = flywheel("-c", str(config), "run")
     # then the summary names the file and why, with no traceback anywhere
     assert result.code == 1
-    assert (
-        "FAILED at step validate after" in result.out
-        and f"batch {empty} is not readable CSV: No columns to parse from file" in result.out
-    )
+    why = f"batch {empty} is not readable CSV: No columns to parse from file"
+    assert "FAILED at step validate after" in result.out and why in result.out
     assert "Traceback" not in result.text
+    # and, before it, one line per step: the failed one with its own error and its log,
+    # which holds what the steps printed, the traceback too
+    lines = progress(result.out)
+    assert [line.split()[:2] for line in lines[:3]] == [
+        ["resolve", "done"],
+        ["ingest", "done"],
+        ["validate", "failed"],
+    ]
+    assert lines[2].endswith(f": {why}")
+    assert lines[3].split() == ["log:", str(run_log(result.out))]
+    assert [line.split(maxsplit=1) for line in lines[4:]] == [[s, "not run"] for s in STEPS[3:]]
+    log = run_log(result.out).read_text()
+    assert "Traceback (most recent call last):" in log and f"BatchError: {why}" in log
+    assert "Looking for component" not in result.out
     assert Registry.from_settings(settings).versions() == []
     # and it ends with what the steps up to the failed one used
     rows = table_rows(result.out)
@@ -52,6 +75,29 @@ def test_an_empty_batch_is_named_with_the_reason_and_nothing_is_registered(
     assert [row[0] for row in rows[1:3]] == ["resolve", "ingest"]
     for _, seconds, peak, cpu in rows[1:3]:
         assert float(seconds) >= 0 and float(cpu) >= 0 and float(peak) > 15
+
+
+def test_verbose_also_shows_what_kfp_local_and_the_steps_print(
+    flywheel: Flywheel, project: tuple[Settings, Path]
+) -> None:
+    # given a run that fails at validate on an empty batch
+    settings, config = project
+    (Path(settings.data.source) / "2026-01-04.csv").write_bytes(b"")
+    # when it runs with -v
+    result = flywheel("-c", str(config), "run", "-v")
+    # then the steps' output is shown as it comes, a Flywheel error reduced to its line,
+    # beside the line of each step and the summary
+    assert result.code == 1
+    for shown in (
+        "Executing task",
+        "Looking for component `validate`",
+        "(executor input omitted)",
+        "    BatchError: batch ",
+    ):
+        assert shown in result.out, shown
+    assert "Traceback" not in result.text
+    assert any(line.startswith("validate        failed after") for line in result.out.splitlines())
+    assert "FAILED at step validate after" in result.out
 
 
 def test_strings_in_a_numeric_column_are_named_with_their_share_and_an_example(
@@ -91,8 +137,12 @@ def test_the_summary_ends_with_what_each_step_used_and_what_came_from_the_cache(
         "reason": "new data: 3 new batch(es)",
         "decision": "triggers/d.json",
     }
+    # then it shows one line per step as it ends, not what the steps print
+    assert [line.split()[:2] for line in progress(first.out)] == [[s, "done"] for s in STEPS]
+    assert "Looking for component" not in first.out and "executor" not in first.out
+    assert "Looking for component `train`" in run_log(first.out).read_text()
     rows = table_rows(first.out)
-    # then the summary ends with each step's seconds, peak memory (MiB) and CPU seconds
+    # and the summary ends with each step's seconds, peak memory (MiB) and CPU seconds
     assert rows[0] == ["step", "seconds", "peak memory (MiB)", "CPU seconds"]
     assert [row[0] for row in rows[1:]] == [*STEPS, "all that ran"]
     measured = {row[0]: [float(cell) for cell in row[1:]] for row in rows[1:]}
@@ -102,14 +152,13 @@ def test_the_summary_ends_with_what_each_step_used_and_what_came_from_the_cache(
     assert measured["train"][2] > 0.1
     assert measured["all that ran"][1] == max(peak for _, peak, _ in measured.values())
     # when the run is repeated, with that model now in production
-    again = table_rows(flywheel("-c", str(config), "run").out)
+    repeated = flywheel("-c", str(config), "run").out
+    again = table_rows(repeated)
     status = {row[0]: row[1] for row in again[1:-1]}
     # then the steps that do not compare with production come from the cache
-    assert {step for step, shown in status.items() if shown == "cached"} == {
-        "ingest",
-        "train",
-        "infra-validate",
-    }
+    cached = {"ingest", "train", "infra-validate"}
+    assert {step for step, shown in status.items() if shown == "cached"} == cached
+    assert {line.split()[0] for line in progress(repeated) if line.endswith("cached")} == cached
     assert all(float(status[step]) >= 0 for step in ("resolve", "register", "deploy"))
 
 

@@ -13,7 +13,14 @@ import yaml
 
 from flywheel import images
 from flywheel.config import Settings
-from flywheel.runs.package import compile_package, customise, dump_package, executors, new_run_id
+from flywheel.runs.package import (
+    compile_package,
+    customise,
+    dump_package,
+    executors,
+    groups,
+    new_run_id,
+)
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +58,8 @@ def test_run_ids_sort_by_time_and_differ() -> None:
     first, second = new_run_id(), new_run_id()
     assert re.fullmatch(r"run-\d{8}-\d{6}-[0-9a-f]{6}", first)
     assert first != second
+
+
+def test_the_steps_inside_the_gates_condition_are_its_group(package: dict[str, object]) -> None:
+    assert groups(package) == {"condition-1": ["deploy", "infra-validate", "register"]}
+    assert groups({}) == {}

@@ -7,7 +7,7 @@ import sys
 
 from flywheel import runs
 
-MODULES = ("package", "local", "inprocess", "cluster")
+MODULES = ("package", "steplog", "local", "inprocess", "cluster")
 
 
 def test_the_names_callers_use_are_there_from_the_module_that_owns_them() -> None:
