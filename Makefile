@@ -109,12 +109,17 @@ simulation-picture: $(VENV)/.ready ## Redraw docs/simulation-report.png: flywhee
 tools: $(VENV)/.ready ## Build the pinned Go tools (cached in $(TOOLS_DIR))
 	$(BIN)/python -m tools build
 
+# mypy and import-linter look for packages on disk, not through the editable install's
+# package-dir mapping: they read flywheel laid out as installed, components and pipelines in it.
+INSTALLED := build/installed
+
 .PHONY: lint
-lint: $(VENV)/.ready ## ruff, ruff format --check, mypy --strict on src/, and the import layers
+lint: $(VENV)/.ready ## ruff, ruff format --check, mypy --strict and the import layers on src/, components/ and pipelines/
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m tools.layout $(INSTALLED)
 	$(BIN)/mypy
-	$(BIN)/lint-imports --no-cache
+	PYTHONPATH=$(INSTALLED) $(BIN)/lint-imports --no-cache
 
 .PHONY: format
 format: $(VENV)/.ready ## Format and autofix with ruff

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from flywheel import predictor
+from tools import layout
 
 REPO = Path(__file__).resolve().parents[2]
 SRC = REPO / "src" / "flywheel"
@@ -34,6 +35,27 @@ def test_every_component_folder_is_complete_and_packaged() -> None:
         assert f"flywheel.components.{folder.name}" in packages, folder
         assert (folder / "README.md").is_file(), folder
         assert list((folder / "tests").glob("test_*.py")), folder
+
+
+def test_the_checks_read_every_package_where_it_is_installed(tmp_path: Path) -> None:
+    # given what pyproject installs, and the checks' settings
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    setuptools, mypy = pyproject["tool"]["setuptools"], pyproject["tool"]["mypy"]
+    # when the package is laid out for mypy and import-linter, as `make lint` does
+    assert "INSTALLED := build/installed" in (REPO / "Makefile").read_text()
+    installed = tmp_path / "build" / "installed"
+    layout.lay_out(installed)
+    # then every installed package stands there under its installed name
+    missing = [
+        name
+        for name in setuptools["packages"]
+        if not installed.joinpath(*name.split("."), "__init__.py").is_file()
+    ]
+    assert not missing, missing
+    # and mypy checks each package mapped from outside src/ there
+    for name in setuptools["package-dir"]:
+        if name:
+            assert "/".join(["build", "installed", *name.split(".")]) in mypy["files"], name
 
 
 def test_every_library_package_is_packaged() -> None:
