@@ -36,11 +36,17 @@ def _figure() -> tuple[Any, Any]:
     return plt.subplots(figsize=(5, 4), dpi=90)
 
 
-def _png(fig: Any) -> str:
+def encode_png(fig: Any, ax: Any = None, *, dates: bool = False) -> str:
+    """The figure as a base64 PNG, closed after. With `ax`, a small legend of its labelled
+    lines (if any); with `dates`, x labels slanted to fit dates."""
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
+    if ax is not None and ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    if dates:
+        fig.autofmt_xdate()
     fig.tight_layout()
+    buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
@@ -54,7 +60,7 @@ def roc_figure(curves: Sequence[tuple[str, Curve]]) -> str:
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right")
-    return _png(fig)
+    return encode_png(fig)
 
 
 def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> str:
@@ -70,7 +76,7 @@ def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]
         ylim=(0, 1),
     )
     ax.legend(loc="upper left")
-    return _png(fig)
+    return encode_png(fig)
 
 
 def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> str:
@@ -87,7 +93,7 @@ def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> 
     ax.set(xlabel=metric, xlim=(0.5, 1.0))
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=7)
-    return _png(fig)
+    return encode_png(fig)
 
 
 def _slice_value(model: ModelEvaluation, column: str, value: str) -> float:
@@ -107,7 +113,7 @@ def confusion_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
             for j in range(2):
                 ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
         ax.set(title=name, xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual")
-    return _png(fig)
+    return encode_png(fig)
 
 
 def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
@@ -128,7 +134,7 @@ def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set(xlabel="drop in the metric when shuffled (t interval)")
     ax.invert_yaxis()
-    return _png(fig)
+    return encode_png(fig)
 
 
 def costly(importance: Mapping[str, FeatureImportance], name: str) -> bool:

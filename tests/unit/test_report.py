@@ -23,6 +23,7 @@ from flywheel.evaluation import (
 from flywheel.report import (
     confusion_figure,
     costly,
+    encode_png,
     evaluation_page,
     html_page,
     importance_rows,
@@ -132,6 +133,23 @@ def test_confusion_matrices_are_drawn_side_by_side(
     # PNG width is the big-endian integer at bytes 16..20 of the IHDR chunk.
     width = int.from_bytes(one[16:20], "big"), int.from_bytes(two[16:20], "big")
     assert two.startswith(b"\x89PNG") and width[1] > 1.5 * width[0]
+
+
+def test_a_figure_is_encoded_with_a_legend_of_its_labelled_lines_and_closed() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    # given a figure with one labelled line
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], label="production")
+    # when it is encoded with its axes
+    png = base64.b64decode(encode_png(fig, ax, dates=True))
+    # then it is a PNG, the line has its legend, and the figure is closed
+    assert png.startswith(b"\x89PNG")
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["production"]
+    assert not plt.fignum_exists(fig.number)
 
 
 def _feature(low: float, high: float, preprocess: float, scoring: float, memory: float) -> Any:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 from typing import Any
 
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.statistics import Interval
-from flywheel.report import html_page, number
+from flywheel.report import encode_png, html_page, number
 
 
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
@@ -21,19 +19,6 @@ def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=90)
     ax.set(title=title, ylabel=ylabel)
     return fig, ax
-
-
-def _png(fig: Any, ax: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _by_version(reports: Sequence[WindowReport]) -> dict[str, list[WindowReport]]:
@@ -64,7 +49,7 @@ def metric_figure(reports: Sequence[WindowReport], metric: str) -> str:
         offline = series[-1].offline.newest.get(metric) if series[-1].offline else None
         if offline is not None:
             ax.axhline(offline, linestyle=":", color="grey", label=f"{name}: offline")
-    return _png(fig, ax)
+    return encode_png(fig, ax, dates=True)
 
 
 def drift_figure(reports: Sequence[WindowReport]) -> str:
@@ -80,7 +65,7 @@ def drift_figure(reports: Sequence[WindowReport]) -> str:
     scores = [(r.start, r.prediction_drift.psi) for r in production if r.prediction_drift]
     if scores:
         ax.plot([t for t, _ in scores], [v for _, v in scores], "k-", linewidth=2, label="scores")
-    return _png(fig, ax)
+    return encode_png(fig, ax, dates=True)
 
 
 def share_figure(reports: Sequence[WindowReport]) -> str:
@@ -90,7 +75,7 @@ def share_figure(reports: Sequence[WindowReport]) -> str:
         points = [(r.start, r.drifted_share) for r in series if r.drifted_share is not None]
         ax.plot([t for t, _ in points], [v for _, v in points], "o-", label=name)
     ax.set_ylim(0, 1)
-    return _png(fig, ax)
+    return encode_png(fig, ax, dates=True)
 
 
 def traffic_figure(reports: Sequence[WindowReport]) -> str:
@@ -102,7 +87,7 @@ def traffic_figure(reports: Sequence[WindowReport]) -> str:
         ax.plot([r.start for r in series], [r.health.requests for r in series], "o-", label=name)
         latency = [(r.start, r.health.latency_p95_ms) for r in series if r.health.latency_p95_ms]
         other.plot([t for t, _ in latency], [v for _, v in latency], "x:", label=f"{name} p95")
-    return _png(fig, ax)
+    return encode_png(fig, ax, dates=True)
 
 
 def _interval(value: Interval | None) -> str:

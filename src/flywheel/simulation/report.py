@@ -6,8 +6,6 @@ table the CLI prints. The figures are `flywheel.simulation.scores`'.
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from flywheel.report import html_page, number
+from flywheel.report import encode_png, html_page, number
 from flywheel.simulation import scores
 from flywheel.simulation.loop import Timeline
 
@@ -239,18 +237,6 @@ def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
     return fig, ax
 
 
-def _png(fig: Any, ax: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _change(ax: Any, timeline: Timeline) -> None:
     if timeline.scenario != "stable" and timeline.change_day < len(timeline.records):
         ax.axvline(timeline.change_day, color="grey", linestyle="--", label="change")
@@ -266,7 +252,7 @@ def metric_figure(timeline: Timeline, oracle: list[float | None], s: dict[str, A
         ax.plot([i for i, _ in best], [v for _, v in best], "k:", label="oracle (retrained daily)")
     ax.axhline(s["floor"], color="red", linewidth=0.8, label=f"floor {s['floor']:g}")
     _change(ax, timeline)
-    return _png(fig, ax)
+    return encode_png(fig, ax)
 
 
 def drift_figure(timeline: Timeline) -> str:
@@ -277,7 +263,7 @@ def drift_figure(timeline: Timeline) -> str:
         points = [(r.index, r.drift[name]) for r in timeline.records if name in r.drift]
         ax.plot([i for i, _ in points], [v for _, v in points], ".-", label=name)
     _change(ax, timeline)
-    return _png(fig, ax)
+    return encode_png(fig, ax)
 
 
 def firings_figure(timeline: Timeline) -> str:
@@ -300,7 +286,7 @@ def firings_figure(timeline: Timeline) -> str:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(-1, max(len(timeline.records), 1))
     _change(ax, timeline)
-    return _png(fig, ax)
+    return encode_png(fig, ax)
 
 
 def _version_number(version: str | None) -> float | None:
@@ -333,7 +319,7 @@ def deployments_figure(timeline: Timeline) -> str:
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _change(ax, timeline)
-    return _png(fig, ax)
+    return encode_png(fig, ax)
 
 
 def age_figure(timeline: Timeline, ages: list[float | None]) -> str:
@@ -342,7 +328,7 @@ def age_figure(timeline: Timeline, ages: list[float | None]) -> str:
     points = [(r.index, a) for r, a in zip(timeline.records, ages, strict=True) if a is not None]
     ax.plot([i for i, _ in points], [a for _, a in points], "-")
     _change(ax, timeline)
-    return _png(fig, ax)
+    return encode_png(fig, ax)
 
 
 def staleness_figure(
@@ -369,4 +355,4 @@ def staleness_figure(
         my = sum(v for _, v in points) / len(points)
         xs = [min(a for a, _ in points), max(a for a, _ in points)]
         ax.plot(xs, [my + slope * (x - mx) for x in xs], "r-", label=f"{slope:+.4f} per day")
-    return _png(fig, ax)
+    return encode_png(fig, ax)
