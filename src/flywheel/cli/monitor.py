@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -18,18 +17,6 @@ if TYPE_CHECKING:
 
 def _interval(value: Interval | None) -> str:
     return "–" if value is None else f"{value.value:.3f} [{value.low:.3f}, {value.high:.3f}]"
-
-
-def _until(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise options.UsageFailure(
-            f"--until {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def monitor(
@@ -71,7 +58,9 @@ def monitor(
     extra = [f"monitoring.window={window}"] if window else []
     extra += [f"monitoring.windows={windows}"] if windows else []
     settings = options.settings(ctx, *extra)
-    result = run(settings, until=_until(until), versions=version or (), record=record)
+    result = run(
+        settings, until=options.parse_time("--until", until), versions=version or (), record=record
+    )
     policy = settings.monitoring
     out.rule(f"monitoring {settings.model_name}: {policy.windows} {policy.window}(s)")
     for r in result.reports:

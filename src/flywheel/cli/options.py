@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -58,3 +59,16 @@ def config_path(ctx: typer.Context) -> Path | None:
     """The configuration file in use, if any."""
     path: Path | None = ctx.find_root().obj["path"]
     return path
+
+
+def parse_time(option: str, value: str | None) -> datetime | None:
+    """An option's ISO date or time (UTC unless it says otherwise), or None if not given."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise UsageFailure(
+            f"{option} {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

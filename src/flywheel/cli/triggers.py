@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -22,18 +21,6 @@ app = typer.Typer(
 )
 
 NOTHING_FIRED = 3
-
-
-def _now(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise options.UsageFailure(
-            f"--now {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _summary(decision: Decision) -> None:
@@ -110,7 +97,9 @@ def check(
         # A run submitted earlier blocks only while KFP still runs it.
         for run_id in engine.reconcile(settings, functools.partial(_ended, settings, endpoint)):
             out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
-    decision = engine.check(settings, now=_now(now), force=force, commit=commit, image=image)
+    decision = engine.check(
+        settings, now=options.parse_time("--now", now), force=force, commit=commit, image=image
+    )
     out.rule(f"triggers {settings.model_name} at {decision.at:%Y-%m-%d %H:%M} UTC")
     _summary(decision)
     if not decision.fired:

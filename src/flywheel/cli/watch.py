@@ -21,13 +21,7 @@ def _now(value: str | None, once: bool) -> datetime | None:
         return None
     if not once:
         raise options.UsageFailure("--now needs --once: a loop looks at the real time")
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        raise options.UsageFailure(
-            f"--now {value!r} is not a date or time like 2026-03-01 or 2026-03-01T12:00"
-        ) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return options.parse_time("--now", value)
 
 
 def watch(
