@@ -169,6 +169,13 @@ class Verdict(Record):
     checks: tuple[Check, ...]
 
 
+def _undecided(timed_out: bool, checks: list[Check], *, rollback: str, wait: str) -> Verdict:
+    """A step that cannot be judged yet: rolled back once it has timed out, else waited on."""
+    if timed_out:
+        return Verdict(action="rollback", reason=rollback, checks=tuple(checks))
+    return Verdict(action="wait", reason=wait, checks=tuple(checks))
+
+
 def analyse(
     stable: Window,
     canary: Window,
@@ -196,43 +203,32 @@ def analyse(
         )
     timed_out = step_seconds > policy.step_timeout_seconds
     if canary.requests < policy.min_requests:
-        if timed_out:
-            return Verdict(
-                action="rollback",
-                reason=f"only {canary.requests} canary requests in {step_seconds:.0f}s; "
-                f"{policy.min_requests} are needed to judge the step",
-                checks=tuple(checks),
-            )
-        return Verdict(
-            action="wait",
-            reason=f"{canary.requests}/{policy.min_requests} canary requests so far",
-            checks=tuple(checks),
+        return _undecided(
+            timed_out,
+            checks,
+            rollback=f"only {canary.requests} canary requests in {step_seconds:.0f}s; "
+            f"{policy.min_requests} are needed to judge the step",
+            wait=f"{canary.requests}/{policy.min_requests} canary requests so far",
         )
     pending = [ch for ch in checks if ch.status == "pending" and ch.name != "accuracy"]
     if pending:
         names = ", ".join(ch.name for ch in pending)
-        if timed_out:
-            return Verdict(
-                action="rollback",
-                reason=f"{names} still undecided after {step_seconds:.0f}s: "
-                + "; ".join(ch.detail for ch in pending),
-                checks=tuple(checks),
-            )
-        return Verdict(action="wait", reason=f"{names}: not decided yet", checks=tuple(checks))
+        return _undecided(
+            timed_out,
+            checks,
+            rollback=f"{names} still undecided after {step_seconds:.0f}s: "
+            + "; ".join(ch.detail for ch in pending),
+            wait=f"{names}: not decided yet",
+        )
     (acc,) = [ch for ch in checks if ch.name == "accuracy"]
     if acc.status == "pending":
         if accuracy == "required":
-            if timed_out:
-                return Verdict(
-                    action="rollback",
-                    reason=f"accuracy is required at this step and was not checked in "
-                    f"{step_seconds:.0f}s: {acc.detail}",
-                    checks=tuple(checks),
-                )
-            return Verdict(
-                action="wait",
-                reason=f"accuracy is required at this step: {acc.detail}",
-                checks=tuple(checks),
+            return _undecided(
+                timed_out,
+                checks,
+                rollback=f"accuracy is required at this step and was not checked in "
+                f"{step_seconds:.0f}s: {acc.detail}",
+                wait=f"accuracy is required at this step: {acc.detail}",
             )
         unchecked = min(canary.labelled, stable.labelled) < policy.checks.min_labelled
         why = f"{'not checked' if unchecked else 'not decided'} (optional at this step)"
