@@ -126,8 +126,10 @@ format: $(VENV)/.ready ## Format and autofix with ruff
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The unit tier builds .venv-serving too: tests/unit/serving/test_metrics.py runs seldon-core's
+# own metrics code there, beside the patch (no server, so not an integration test).
 .PHONY: test-unit
-test-unit: $(VENV)/.ready ## Unit tests and components under kfp.local
+test-unit: $(VENV)/.ready $(SERVING_VENV)/.ready ## Unit tests and components under kfp.local
 	$(PYTEST) -m "not integration and not e2e"
 
 .PHONY: test-integration

@@ -177,6 +177,9 @@ def test_the_patched_store_keeps_the_totals_seldon_cores_update_keeps() -> None:
     try:
         python = serving_python()
     except DeployRefused as error:
+        # Every make tier that runs this test builds .venv-serving: in CI its absence is a fault.
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
         pytest.skip(str(error))
     source = Path(metrics.__file__).resolve().parents[2]
     # when threads add responses' counters, gauges and timers to it, another worker
