@@ -2,32 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from flywheel import batches, synthetic
-from flywheel.config import RolloutSettings, Settings, load_settings
-from flywheel.storage import open_store
-from flywheel.usage import Usage
-
-# A small, fast configuration: 5 days of 600 rows, no hyper-parameter search.
-SMALL = [
-    "data.window_days=5",
-    "data.generator.rows_per_day=600",
-    "data.generator.change_day=3",
-    "model.search.enabled=false",
-    "model.params.max_iter=60",
-    "promotion.min_metric=0.7",
-    "contract.min_rows=50",
-]
+from flywheel.config import Settings, load_settings
+from harness.deployments import on_cluster
+from harness.projects import SMALL, train_and_register, write_batches
+from harness.steps import Evaluated, Ingested, Trained
 
 
 @pytest.fixture
@@ -50,23 +37,6 @@ def small_settings(tmp_path: Path) -> Callable[..., Settings]:
     return make
 
 
-def write_batches(
-    settings: Settings,
-    days: int,
-    start: date | None = None,
-    fmt: str = "parquet",
-    **generator: object,
-) -> list[str]:
-    """Generate `days` daily batches into the settings' data source."""
-    gen = settings.data.generator.model_copy(update=generator)
-    source = batches.BatchSource(open_store(settings.data.source, settings.storage))
-    first = start or gen.start_date
-    return [
-        source.write(day, synthetic.generate_day(day, gen), fmt)
-        for day in synthetic.days(first, days)
-    ]
-
-
 @pytest.fixture
 def make_batches() -> Callable[..., list[str]]:
     """`make_batches(settings, days, start=None, fmt="parquet", **generator_overrides)`."""
@@ -76,7 +46,7 @@ def make_batches() -> Callable[..., list[str]]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[object]:
     """A SeaweedFS S3 server on loopback for the whole session."""
-    from tests.harness.servers import seaweedfs
+    from harness.servers import seaweedfs
 
     with seaweedfs() as server:
         yield server
@@ -86,7 +56,7 @@ def s3_server() -> Iterator[object]:
 def kube() -> Iterator[Any]:
     """A real control plane (etcd, kube-apiserver, controller-manager, scheduler, kwok
     with two fake nodes) on loopback for the whole session, CRDs installed."""
-    from tests.harness.kube import control_plane
+    from harness.kube import control_plane
 
     with control_plane() as plane:
         yield plane
@@ -177,99 +147,6 @@ def run_component(tmp_path: Path) -> Callable[..., Path]:
     return run
 
 
-A = TypeVar("A")
-
-
-def artifact(cls: type[A], path: Path) -> A:
-    """A KFP artifact of class `cls` (dsl.Dataset, dsl.Model, ...) at a local path.
-
-    For a component's `python_func` (inputs and outputs) and for `run_component`'s inputs.
-    """
-    return cls(name=path.name, uri=str(path), metadata={})  # type: ignore[call-arg]
-
-
-@dataclass(frozen=True)
-class StepOutputs:
-    """What a step run by `run_component` returned: its parameters and its artifacts' metadata."""
-
-    parameters: dict[str, Any]
-    metadata: dict[str, dict[str, Any]]
-
-
-def step_outputs(task_dir: Path) -> StepOutputs:
-    """Read the executor_output.json that kfp.local's executor wrote into a task folder."""
-    raw = json.loads((task_dir / "executor_output.json").read_text())
-    return StepOutputs(
-        parameters=raw.get("parameterValues", {}),
-        metadata={
-            name: output["artifacts"][0].get("metadata", {})
-            for name, output in raw.get("artifacts", {}).items()
-        },
-    )
-
-
-def assert_used(task_dir: Path) -> Usage:
-    """The step run by `run_component` recorded its time, CPU seconds and peak memory in its
-    `usage` Metrics (as the KFP UI shows them), and in the artifact's file."""
-    recorded = step_outputs(task_dir).metadata["usage"]
-    assert set(recorded) == {"seconds", "cpu_seconds", "peak_rss_mib"}
-    used = Usage.from_metrics(recorded)
-    assert used is not None and used == Usage.read(task_dir / "usage")
-    assert used.seconds >= 0 and used.cpu_seconds >= 0
-    # A Python process holds tens of MiB at least; KiB or bytes would be far off.
-    assert 15 < used.peak_rss_mib < 4096
-    return used
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """A small project's settings and a window folder as the ingest step writes it."""
-
-    settings: Settings
-    path: Path
-
-    @property
-    def config(self) -> str:
-        """The settings as components take them."""
-        return self.settings.to_json()
-
-
-@dataclass(frozen=True)
-class Trained:
-    """An ingested window, the model trained on its older batches, the held-out rows, and the
-    folder of baseline models (empty unless the settings set promotion.baseline)."""
-
-    window: Ingested
-    model: Path
-    holdout: Path
-    baselines: Path
-
-    @property
-    def settings(self) -> Settings:
-        return self.window.settings
-
-    @property
-    def config(self) -> str:
-        return self.window.config
-
-
-@dataclass(frozen=True)
-class Evaluated:
-    """A trained model and its evaluation (JSON and HTML report), with nothing in production."""
-
-    trained: Trained
-    evaluation: Path
-    report: Path
-
-    @property
-    def settings(self) -> Settings:
-        return self.trained.settings
-
-    @property
-    def config(self) -> str:
-        return self.trained.config
-
-
 @pytest.fixture
 def make_window(small_settings: Callable[..., Settings], tmp_path: Path) -> Callable[..., Ingested]:
     """`make_window(*overrides, days=3, **generator_overrides)`: write `days` batches for
@@ -325,13 +202,6 @@ def evaluated(trained: Trained) -> Evaluated:
     return Evaluated(trained, evaluation, report)
 
 
-def train_and_register(settings: Settings, work: Path, run_id: str = "r1") -> str:
-    """Run every pipeline step in this process; return the registered version ('' if not blessed)."""
-    from flywheel import runs
-
-    return runs.run_in_process(settings, work, run_id=run_id, git_commit="abc123").version
-
-
 @pytest.fixture(scope="session")
 def registered(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """A store holding one registered, production model (v1) of the small configuration."""
@@ -344,32 +214,6 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     write_batches(settings, 5)
     assert train_and_register(settings, root / "work") == "v1"
     return settings
-
-
-def on_cluster(settings: Settings, namespace: str, **rollout: Any) -> Settings:
-    """The settings with serving in `namespace` and the Kubernetes rollout driver."""
-    return settings.model_copy(
-        update={
-            "serving": settings.serving.model_copy(update={"namespace": namespace}),
-            # Validated, not copied: a step given as a number becomes a TrafficStep.
-            "rollout": RolloutSettings.model_validate_json(
-                json.dumps(
-                    {**settings.rollout.model_dump(mode="json"), "driver": "kubernetes", **rollout}
-                )
-            ),
-        }
-    )
-
-
-def seldon_predictors(kube: Any, namespace: str, name: str = "loan-default") -> dict[str, Any]:
-    """What kubectl (not the driver's own client) sees: predictor -> (version, traffic)."""
-    obj = json.loads(
-        kube.kubectl("get", "seldondeployment", name, "-n", namespace, "-o", "json").stdout
-    )
-    return {
-        p["name"]: (p["labels"]["flywheel.io/model-version"], p.get("traffic", 0))
-        for p in obj["spec"]["predictors"]
-    }
 
 
 @pytest.fixture

@@ -320,7 +320,7 @@ def seldon_peer(
     model_class: str, parameters: dict[str, str], cwd: Path
 ) -> Iterator[tuple[str, int]]:
     """A seldon-core microservice with two workers; yields its HTTP address and pid."""
-    from tests.harness.servers import seldon_microservice
+    from harness.servers import seldon_microservice
 
     with seldon_microservice(
         parameters,
@@ -336,7 +336,7 @@ def seldon_peer(
 @contextlib.contextmanager
 def mlserver_peer(model_file: Path, work: Path, name: str) -> Iterator[tuple[str, int]]:
     """MLServer's sklearn runtime on `model_file`, two inference workers, one OpenMP thread each."""
-    from tests.harness.servers import free_ports, stop, wait_until
+    from harness.servers import free_ports, stop, wait_until
 
     folder = work / "mlserver"
     (folder / name).mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """The delivery workflows run here, step by step: cd.yml, then prod-canary.yml once the
 prod promotion is merged, then verify-prod.yml.
 
-tests/harness/workflow.py runs every `run:` step of each workflow in order under
+harness/workflow.py runs every `run:` step of each workflow in order under
 bash, with the GITHUB_* and RUNNER_* variables a runner sets and the steps' `env:`
 evaluated from the event's inputs and the environments' secrets and variables,
 in a fresh clone (per job) of a local git repository holding this working tree.
@@ -21,7 +21,7 @@ What stands in for GitHub, and why:
 - Environment approvals (prod's required reviewers), `permissions:` and secret
   masking are GitHub's; instead, no secret's value may appear in any step's output.
 - KFP: its API server cannot be built here, so `make submit` talks to a loopback
-  fake of the v2beta1 endpoints the kfp SDK calls (tests/harness/kfp.py), which
+  fake of the v2beta1 endpoints the kfp SDK calls (harness/kfp.py), which
   requires the bearer token and records each request: the test checks the token,
   the compiled package and the run parameters it received. Nothing runs the pipeline.
 - The canary's decision: no pod serves traffic under kwok, so no rollout controller
@@ -44,12 +44,13 @@ from typing import Any
 
 import pytest
 
-from conftest import seldon_predictors, train_and_register
 from flywheel.config import Settings, load_settings
 from flywheel.registry import PRODUCTION, Registry
-from tests.harness.kfp import FakeKfp, kfp_api
-from tests.harness.servers import S3Server, wait_until
-from tests.harness.workflow import Environment, Repository, Runner, StepContext
+from harness.deployments import seldon_predictors
+from harness.kfp import FakeKfp, kfp_api
+from harness.projects import train_and_register
+from harness.servers import S3Server, wait_until
+from harness.workflow import Environment, Repository, Runner, StepContext
 from tools import promote
 
 pytestmark = pytest.mark.integration

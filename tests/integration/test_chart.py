@@ -23,12 +23,12 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import seldon_predictors
 from flywheel.config import Settings, load_settings
 from flywheel.rollout import seldon
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
-from tests.harness import schemas
-from tests.harness.servers import wait_until
+from harness import schemas
+from harness.deployments import seldon_predictors
+from harness.servers import wait_until
 from tools import manifests
 from tools.build import binary
 

@@ -26,7 +26,6 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import on_cluster, seldon_predictors
 from flywheel.config import Settings
 from flywheel.registry import Registry
 from flywheel.rollout import seldon
@@ -35,7 +34,8 @@ from flywheel.rollout.controller import RolloutController, RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from flywheel.rollout.local import newest_batch
 from flywheel.rollout.traffic import SyntheticTraffic
-from tests.harness.servers import (
+from harness.deployments import on_cluster, seldon_predictors
+from harness.servers import (
     PrometheusServer,
     SeldonServer,
     Target,

@@ -18,7 +18,7 @@ from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
 from flywheel.storage import LocalStore, ObjectStore, open_store
-from tests.harness.servers import seldon_microservice
+from harness.servers import seldon_microservice
 
 pytestmark = pytest.mark.integration
 

@@ -24,7 +24,7 @@ from flywheel.registry import Registry, VersionNotFound
 from flywheel.rollout.controller import RolloutController, StateOnlyDriver
 from flywheel.rollout.faults import register_faulty
 from flywheel.rollout.local import DeployRefused, local_canary
-from tests.harness.servers import free_ports
+from harness.servers import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def project(
     registered: Settings, tmp_path: Path, make_batches: Callable[..., list[str]]
 ) -> Settings:
     """A copy of the registered project with a second, healthy version (v2) as candidate."""
-    from conftest import train_and_register
+    from harness.projects import train_and_register
 
     shutil.copytree(Path(registered.storage.uri), tmp_path / "store")
     shutil.copytree(Path(registered.data.source), tmp_path / "batches")

@@ -23,8 +23,8 @@ from flywheel.storage import (
     StoreUnavailable,
     open_store,
 )
-from tests.harness.proxy import LossyProxy
-from tests.harness.servers import S3Server, free_ports
+from harness.proxy import LossyProxy
+from harness.servers import S3Server, free_ports
 
 pytestmark = pytest.mark.integration
 

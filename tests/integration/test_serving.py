@@ -16,22 +16,10 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.storage import LocalStore
-from tests.harness.servers import SERVING_VENV, SeldonServer, seldon_microservice
+from harness.clients import NAMES, ROW
+from harness.servers import SERVING_VENV, SeldonServer, seldon_microservice
 
 pytestmark = pytest.mark.integration
-
-NAMES = [
-    "income",
-    "age",
-    "loan_amount",
-    "credit_score",
-    "tenure_months",
-    "late_payments",
-    "region",
-    "channel",
-    "employment",
-]
-ROW = [52000.0, 40, 12000.0, 680, 24, 0, "north", "web", "salaried"]
 
 
 def params(settings: Settings, version: str = "v1", **extra: str) -> dict[str, str]:
@@ -357,7 +345,7 @@ def test_serving_goes_on_when_the_store_is_down_and_drops_are_counted(
 ) -> None:
     from flywheel.config import StorageSettings
     from flywheel.storage import S3Store, open_store
-    from tests.harness.servers import seaweedfs, stop
+    from harness.servers import seaweedfs, stop
 
     with seaweedfs() as s3:
         # given a model served from an S3 store of its own

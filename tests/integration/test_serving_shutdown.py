@@ -11,8 +11,8 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.storage import LocalStore
-from tests.harness.servers import seldon_microservice
-from tests.integration.test_serving_fuzz import GOOD, Grpc, Rest
+from harness.clients import GOOD, Grpc, Rest
+from harness.servers import seldon_microservice
 
 pytestmark = pytest.mark.integration
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from conftest import SMALL
 from flywheel.config import Settings, load_settings
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.registry import Registry
 from flywheel.simulation.loop import DayRecord, Timeline, simulate
+from harness.projects import SMALL
 
 pytestmark = pytest.mark.integration
 

@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from conftest import SMALL
 from flywheel.config import Settings, load_settings
 from flywheel.registry import Registry
 from flywheel.simulation.traffic import serve_day
 from flywheel.storage import LocalStore
 from flywheel.triggers import engine
 from flywheel.triggers.engine import Decision
+from harness.projects import SMALL
 
 pytestmark = pytest.mark.integration
 

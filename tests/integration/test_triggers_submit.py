@@ -13,9 +13,9 @@ import yaml
 
 from flywheel.config import Settings, load_settings
 from flywheel.storage import LocalStore, open_store
-from tests.harness.kfp import kfp_api
-from tests.unit.cli.conftest import Flywheel
-from tests.unit.cli.conftest import flywheel as cli  # noqa: F401  (its `flywheel` fixture, as `cli`)
+from harness.cli import Flywheel
+from harness.cli import flywheel as cli  # noqa: F401  (the `flywheel` fixture, as `cli`)
+from harness.kfp import kfp_api
 
 pytestmark = pytest.mark.integration
 

@@ -4,7 +4,7 @@ days of served traffic into it and read monitoring's window reports back."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,8 +15,7 @@ from flywheel.config import Settings
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import monitor
 from flywheel.simulation.traffic import ServedDay, serve_day
-
-Play = Callable[..., tuple[list[ServedDay], dict[date, WindowReport]]]
+from harness.traffic import Play
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from flywheel.contract import Contract
 from flywheel.predictor import Predictor
 from flywheel.registry import Registry
 from flywheel.serving.model import FlywheelModel
-from tests.ml_test_score.conftest import Play
+from harness.traffic import Play
 
 
 class _Rescaled:

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
-import pandas as pd
 import pytest
 
-from conftest import SMALL, write_batches
 from flywheel import runs, synthetic
-from flywheel.config import Settings, load_settings
+from flywheel.config import load_settings
 from flywheel.predictor import Predictor
-
-HELD_OUT_ROWS = 2000
-
-
-@dataclass(frozen=True)
-class TrainedModel:
-    """The model as serving loads it, and a batch of rows from after its window."""
-
-    settings: Settings
-    predictor: Predictor
-    held_out: pd.DataFrame
-
-    def risk(self, rows: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """P(default) for each row, in order, through the serving code path."""
-        return self.predictor.predict_proba(rows)[:, 1]
+from harness.model import HELD_OUT_ROWS, TrainedModel
+from harness.projects import SMALL, write_batches
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 if TYPE_CHECKING:
-    from tests.model.conftest import TrainedModel
+    from harness.model import TrainedModel
 
 # Invariance: columns the model must ignore. Each change keeps the rows in order.
 IGNORED: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {

@@ -8,7 +8,7 @@ import pytest
 from flywheel.config import ColumnTags, FeatureSettings
 from flywheel.contract import CategoricalProfile, Contract, announce, diff, infer_contract
 from flywheel.validation import validate_window
-from tests.unit.conftest import FEATURES, POLICY, generated_days, policy_tagging
+from harness.batches import FEATURES, POLICY, generated_days, policy_tagging
 
 
 @pytest.fixture(scope="module")

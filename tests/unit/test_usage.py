@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from conftest import artifact
 from flywheel.usage import MIB, Usage, cpu_seconds, measure, peak_rss_bytes
+from harness.steps import artifact
 
 
 def busy(seconds: float) -> None:

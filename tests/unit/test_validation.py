@@ -11,7 +11,7 @@ from flywheel.config import ColumnTags, GeneratorSettings
 from flywheel.contract import Contract, infer_contract
 from flywheel.synthetic import generate_day
 from flywheel.validation import check_batch, validate_window
-from tests.unit.conftest import FEATURES, POLICY, START, generated_days, policy_tagging
+from harness.batches import FEATURES, POLICY, START, generated_days, policy_tagging
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import artifact, assert_used, seldon_predictors, step_outputs
 from flywheel import tasks
 from flywheel.components.deploy.component import deploy
 from flywheel.config import Settings
 from flywheel.registry import Registry
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.kubernetes import KubernetesDriver
+from harness.deployments import seldon_predictors
+from harness.steps import artifact, assert_used, step_outputs
 
 
 @pytest.mark.integration

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import Ingested, Trained, artifact, assert_used, step_outputs
 from flywheel.components.evaluate.component import evaluate
 from flywheel.config import FeatureSettings
+from harness.steps import Ingested, Trained, artifact, assert_used, step_outputs
 
 FEATURES = FeatureSettings()
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from kfp import dsl
 
-from conftest import Evaluated, artifact, assert_used, step_outputs
 from flywheel.components.gate.component import gate
 from flywheel.config import Settings
+from harness.steps import Evaluated, artifact, assert_used, step_outputs
 
 
 def test_logic_blesses_or_not_with_reasons(

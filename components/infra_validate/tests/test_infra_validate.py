@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from conftest import Ingested, Trained, artifact
 from flywheel.components.infra_validate.component import infra_validate
 from flywheel.predictor import InfraValidationError
+from harness.steps import Ingested, Trained, artifact
 
 
 def test_logic_accepts_a_good_model_and_refuses_a_corrupt_one(

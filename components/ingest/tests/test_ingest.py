@@ -6,9 +6,9 @@ from pathlib import Path
 
 from kfp import dsl
 
-from conftest import artifact, assert_used, step_outputs
 from flywheel.components.ingest.component import ingest
 from flywheel.config import Settings
+from harness.steps import artifact, assert_used, step_outputs
 
 
 def test_logic_collects_the_window_and_its_hash(

@@ -7,10 +7,10 @@ from typing import Any
 
 from kfp import dsl
 
-from conftest import Evaluated, artifact, assert_used, step_outputs
 from flywheel import tasks
 from flywheel.components.register.component import register
 from flywheel.registry import MODEL_FILE, Registry
+from harness.steps import Evaluated, artifact, assert_used, step_outputs
 
 
 def inputs(evaluated: Evaluated) -> dict[str, Any]:

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 from kfp import dsl
 
-from conftest import artifact, assert_used, step_outputs
 from flywheel import tasks
 from flywheel.batches import BatchError
 from flywheel.components.resolve.component import resolve
 from flywheel.config import Settings
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
+from harness.steps import artifact, assert_used, step_outputs
 
 
 def test_logic_resolves_production_the_window_end_and_a_fingerprint(

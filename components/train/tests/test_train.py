@@ -8,9 +8,9 @@ import pandas as pd
 from kfp import dsl
 from sklearn.metrics import roc_auc_score
 
-from conftest import Ingested, artifact, assert_used, step_outputs
 from flywheel.components.train.component import train
 from flywheel.predictor import Predictor, load_model
+from harness.steps import Ingested, artifact, assert_used, step_outputs
 
 
 def assert_scores_the_holdout(model: Path, holdout: Path, window: Ingested) -> None:

@@ -7,10 +7,10 @@ from typing import Any
 import pytest
 from kfp import dsl
 
-from conftest import Ingested, artifact, assert_used, step_outputs
 from flywheel.components.validate.component import validate
 from flywheel.contract import Contract
 from flywheel.validation import ContractViolation
+from harness.steps import Ingested, artifact, assert_used, step_outputs
 
 
 def outputs(tmp_path: Path) -> dict[str, Any]:

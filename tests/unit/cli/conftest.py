@@ -1,84 +1,19 @@
-"""Run the real `flywheel` entry point in this process, as a person would type it."""
+"""The `flywheel` fixture (harness.cli) for every CLI test, and projects' configuration files."""
 
 from __future__ import annotations
 
-import json
-import re
 import shutil
-import signal
-import sys
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
-from conftest import SMALL
-from flywheel.cli import main
 from flywheel.config import Settings, load_settings
-
-
-@dataclass
-class Result:
-    """What one command printed and its exit code."""
-
-    code: int
-    out: str
-    err: str
-
-    @property
-    def text(self) -> str:
-        return self.out + self.err
-
-
-Flywheel = Callable[..., Result]
-
-
-@pytest.fixture
-def flywheel(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Flywheel]:
-    """`flywheel(*args, env={...})` -> Result; the SIGTERM handler main installs is undone."""
-    handler = signal.getsignal(signal.SIGTERM)
-
-    def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        for name, value in (env or {}).items():
-            monkeypatch.setenv(name, value)
-        monkeypatch.setattr(sys, "argv", ["flywheel", *args])
-        capsys.readouterr()
-        try:
-            main()
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 1
-        else:
-            code = 0
-        captured = capsys.readouterr()
-        for name in env or {}:
-            monkeypatch.delenv(name)
-        return Result(code, captured.out, captured.err)
-
-    yield run
-    signal.signal(signal.SIGTERM, handler)
-
-
-def table_rows(printed: str) -> list[list[str]]:
-    """The cells of the table titled "steps", row by row; it must be the last thing printed."""
-    lines = printed.rstrip("\n").splitlines()
-    assert lines[-1].startswith("└"), lines[-1]
-    title = max(i for i, line in enumerate(lines) if line.strip() == "steps")
-    rows = []
-    for line in lines[title + 1 :]:
-        cells = [cell.strip() for cell in re.split("[│┃]", line)[1:-1]]
-        if cells:
-            rows.append(cells)
-    return rows
-
-
-def write_config(settings: Settings, path: Path) -> Path:
-    """The settings as a flywheel.yaml a person would pass with -c."""
-    path.write_text(yaml.safe_dump(json.loads(settings.to_json())))
-    return path
+from harness.cli import (
+    flywheel,  # noqa: F401  (the fixture, for every CLI test)
+    write_config,
+)
+from harness.projects import SMALL
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import typer.main
 
 from flywheel.cli import app
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def _commands() -> list[tuple[list[str], typer.main.TyperCommand]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_schema_is_the_settings_json_schema(flywheel: Flywheel) -> None:

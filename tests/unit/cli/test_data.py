@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_generate_then_next_continues_after_the_newest_day(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flywheel.config import load_settings
 from flywheel.registry import PRODUCTION, Registry
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_it_registers_a_faulty_version_and_leaves_production_alone(

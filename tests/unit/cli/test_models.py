@@ -7,7 +7,7 @@ from pathlib import Path
 
 from flywheel.config import load_settings
 from flywheel.registry import Registry
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def _row(table: str, first: str) -> dict[str, str]:

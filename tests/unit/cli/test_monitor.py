@@ -12,10 +12,10 @@ from flywheel import synthetic
 from flywheel.config import load_settings
 from flywheel.monitoring.records import PREFIX
 from flywheel.storage import LocalStore
-from tests.harness.pushgateway import pushgateway
-from tests.harness.servers import free_ports
-from tests.harness.traffic import log_traffic
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
+from harness.pushgateway import pushgateway
+from harness.servers import free_ports
+from harness.traffic import log_traffic
 
 
 def _next_hour() -> str:

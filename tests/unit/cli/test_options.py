@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from flywheel.cli import options
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_the_flywheel_yaml_in_the_working_directory_is_the_default(

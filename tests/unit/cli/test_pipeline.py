@@ -11,8 +11,8 @@ import pytest
 
 from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
-from tests.harness.kfp import kfp_api
-from tests.unit.cli.conftest import Flywheel, table_rows, write_config
+from harness.cli import Flywheel, table_rows, write_config
+from harness.kfp import kfp_api
 
 
 def progress(printed: str) -> list[str]:

@@ -11,7 +11,7 @@ from flywheel.cli import render
 from flywheel.config import Settings
 from flywheel.runs import LocalRun, StepState, StepUsage
 from flywheel.usage import Usage
-from tests.unit.cli.conftest import table_rows
+from harness.cli import table_rows
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from flywheel.cli.rollout import controller
 from flywheel.config import load_settings
 from flywheel.rollout.controller import StateOnlyDriver
 from flywheel.rollout.kubernetes import KubernetesDriver
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_status_and_wait_before_any_rollout(flywheel: Flywheel, registered_config: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 def test_serve_of_an_unset_alias_starts_nothing(

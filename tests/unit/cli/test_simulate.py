@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 
 @pytest.mark.parametrize(

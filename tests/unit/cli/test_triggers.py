@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
 
 # Monitoring finds no traffic in these windows, so only forced or CI-reported triggers fire.
 NOW = "2026-02-01T00:10"

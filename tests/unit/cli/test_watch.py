@@ -22,9 +22,9 @@ from flywheel.config import load_settings
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.triggers import engine
-from tests.harness.servers import free_ports
-from tests.harness.traffic import log_traffic
-from tests.unit.cli.conftest import Flywheel
+from harness.cli import Flywheel
+from harness.servers import free_ports
+from harness.traffic import log_traffic
 
 
 @pytest.fixture(autouse=True)

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,15 +12,11 @@ from flywheel import synthetic
 from flywheel.config import MonitoringSettings, Settings
 from flywheel.monitoring import analysis
 from flywheel.monitoring.analysis import VersionReference, WindowReport
-from flywheel.monitoring.logs import Prediction, Skipped, read_labels, read_predictions
+from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import load_reference
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
-from tests.harness.traffic import log_traffic
-
-START = datetime.now(UTC) - timedelta(hours=1)
-END = datetime.now(UTC) + timedelta(hours=1)
-Served = Callable[..., tuple[list[Prediction], dict[str, tuple[int, ...]]]]
+from harness.traffic import END, START, Served, log_traffic
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from flywheel.config import ContractSettings, MonitoringSettings
 from flywheel.monitoring import analysis
 from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.logs import Prediction
-from tests.unit.monitoring.conftest import END, START, Served
+from harness.traffic import END, START, Served
 
 
 def _analyse(

@@ -13,8 +13,8 @@ from flywheel.monitoring.monitor import MonitoringError, monitor, windows
 from flywheel.monitoring.records import PREFIX, latest_records
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
-from tests.harness.servers import free_ports
-from tests.harness.traffic import log_traffic
+from harness.servers import free_ports
+from harness.traffic import log_traffic
 
 
 def test_windows_are_the_complete_ones_before_until() -> None:

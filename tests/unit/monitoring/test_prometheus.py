@@ -10,8 +10,8 @@ import pytest
 from flywheel.monitoring import prometheus
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.prometheus import PushError
-from tests.harness.pushgateway import Gateway, pushgateway
-from tests.harness.servers import free_ports
+from harness.pushgateway import Gateway, pushgateway
+from harness.servers import free_ports
 
 # A sample line of the text exposition format: name{labels} value
 SAMPLE = re.compile(r'^[a-z_]+\{(?:[a-z_]+="(?:[^"\\]|\\.)*",?)*\} (?:[-+]?[0-9.e+-]+|[+-]Inf)$')

@@ -13,7 +13,7 @@ import pytest
 
 from flywheel.config import Settings
 from flywheel.runs.cluster import SubmitError, ended_runs, submit
-from tests.harness.kfp import kfp_api
+from harness.kfp import kfp_api
 
 
 def test_only_runs_that_ended_are_reported_each_with_whether_it_succeeded(

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import SMALL
 from flywheel.config import Settings, load_settings
-from flywheel.simulation.loop import DayRecord, Timeline
 from flywheel.simulation.world import _World, world_settings
+from harness.projects import SMALL
 
 
 @pytest.fixture
@@ -47,55 +45,4 @@ def world(tmp_path: Path) -> _World:
         label_delay=2,
         traffic=100,
         first_day=date(2026, 1, 6),
-    )
-
-
-# Hand-built timelines: DayRecord and Timeline are plain models, so each figure of a
-# timeline can be checked against numbers worked out in the test.
-
-START = date(2026, 1, 15)
-SCHEDULE = "schedule '0 3 * * 1': tick at 2026-01-19 03:00 UTC"
-DRIFT = "drift: 3 of the newest 2 window(s) drifted (shares 0.33, 0.44)"
-
-
-def day(index: int, accuracy: float | None = 0.8, **fields: Any) -> DayRecord:
-    values: dict[str, Any] = {
-        "index": index,
-        "day": START + timedelta(days=index),
-        "production": "v1",
-        "accuracy": accuracy,
-        "rows": 100,
-        "refused": 0,
-        "batch_blocked": False,
-        "drift": {},
-        "drifted_share": None,
-        "decision": None,
-        "run": None,
-        "rollout": None,
-        "model_age_days": float(index + 1),
-    }
-    return DayRecord(**{**values, **fields})
-
-
-def fired(reason: str) -> dict[str, Any]:
-    return {"fired": True, "reason": reason, "blocked_by": None, "record": "r"}
-
-
-def run(run_id: str, registered: str | None = "v2") -> dict[str, Any]:
-    return {"run_id": run_id, "reason": "r", "registered": registered, "blessed": True}
-
-
-def timeline(
-    records: list[DayRecord], scenario: str = "concept_drift", policy: str = "triggers"
-) -> Timeline:
-    return Timeline(
-        scenario=scenario,
-        seed=0,
-        days=len(records),
-        policy=policy,  # type: ignore[arg-type]
-        change_day=5,
-        label_delay=2,
-        traffic=100,
-        records=records,
-        wall_seconds=12.5,
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SMALL
 from flywheel.config import load_settings
 from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS
@@ -16,6 +15,7 @@ from flywheel.rollout.controller import RolloutController
 from flywheel.serving.metrics import SCORE_BUCKETS
 from flywheel.simulation.canary import DayDriver, SimulatedDriver, _Answers
 from flywheel.storage import LocalStore
+from harness.projects import SMALL
 
 
 def answers(requests: int, *, error: bool = False, right: float = 0.8) -> _Answers:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL
 from flywheel.config import load_settings
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.rollout.local import DeployRefused
 from flywheel.simulation.loop import simulate
 from flywheel.simulation.traffic import SimulationError
 from flywheel.storage import LocalStore
+from harness.projects import SMALL
 
 
 @pytest.mark.parametrize(

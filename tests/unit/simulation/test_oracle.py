@@ -6,9 +6,9 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from conftest import SMALL
 from flywheel.config import load_settings
 from flywheel.simulation.oracle import oracle_accuracy
+from harness.projects import SMALL
 
 
 def test_the_oracle_scores_each_day_once_and_has_nothing_to_say_about_a_broken_one(

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 
 from flywheel.simulation import report
-from tests.unit.simulation.conftest import day, fired, run, timeline
+from harness.timelines import day, fired, run, timeline
 
 
 def test_write_puts_the_figures_in_summary_json_and_six_plots_in_the_page(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flywheel.simulation import scores
-from tests.unit.simulation.conftest import DRIFT, SCHEDULE, day, fired, run, timeline
+from harness.timelines import DRIFT, SCHEDULE, day, fired, run, timeline
 
 
 def test_detection_delay_counts_from_the_change_day_to_the_first_retrain_on_or_after_it() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from conftest import SMALL
 from flywheel.config import load_settings
 from flywheel.simulation.world import _end_of, _World, world_settings
+from harness.projects import SMALL
 
 
 def test_the_world_plays_the_scenario_after_the_warm_up_in_its_own_store(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from conftest import SMALL
 from flywheel import synthetic
 from flywheel.config import Settings, load_settings
 from flywheel.monitoring.analysis import WindowReport
@@ -22,9 +21,10 @@ from flywheel.storage import LocalStore
 from flywheel.triggers import engine
 from flywheel.triggers.engine import TriggerError
 from flywheel.triggers.ledger import LedgerError
-from tests.harness.servers import free_ports
-from tests.harness.traffic import log_traffic
-from tests.unit.triggers.conftest import DAY0, interval, window_report
+from harness.projects import SMALL
+from harness.reports import DAY0, interval, window_report
+from harness.servers import free_ports
+from harness.traffic import log_traffic
 
 THREE = ("income", "loan_amount", "credit_score")
 # The end of day 2 after DAY0, a few minutes after monitoring recorded it.

@@ -17,7 +17,7 @@ from flywheel.config import (
 from flywheel.monitoring.statistics import Interval
 from flywheel.triggers import signals
 from flywheel.triggers.signals import Production
-from tests.unit.triggers.conftest import DAY0, interval, window_report
+from harness.reports import DAY0, interval, window_report
 
 THREE = ("income", "loan_amount", "credit_score")
 

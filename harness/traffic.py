@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -15,6 +17,19 @@ from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
 from flywheel.serving.predictionlog import PredictionLogger
 from flywheel.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from flywheel.monitoring.analysis import WindowReport
+    from flywheel.monitoring.logs import Prediction
+    from flywheel.simulation.traffic import ServedDay
+
+# The span monitoring tests read logged traffic back from: it holds whatever they log now.
+START = datetime.now(UTC) - timedelta(hours=1)
+END = datetime.now(UTC) + timedelta(hours=1)
+# served(day, scenario, **log_traffic options) -> the predictions and labels read back.
+Served = Callable[..., tuple[list["Prediction"], dict[str, tuple[int, ...]]]]
+# play(days, scenario=..., **serve_day options) -> the days served and each one's report.
+Play = Callable[..., tuple[list["ServedDay"], dict[date, "WindowReport"]]]
 
 
 def _value(value: Any) -> Any:

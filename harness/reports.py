@@ -13,22 +13,13 @@ from flywheel.monitoring.analysis import (
     WindowReport,
 )
 from flywheel.monitoring.statistics import DriftTest, Interval
+from harness.projects import FEATURES
 
-FEATURES = (
-    "income",
-    "age",
-    "loan_amount",
-    "credit_score",
-    "tenure_months",
-    "late_payments",
-    "region",
-    "channel",
-    "employment",
-)
 DAY0 = datetime(2026, 1, 10, tzinfo=UTC)
 
 
 def interval(value: float, half: float = 0.03) -> Interval:
+    """An estimate of `value`, give or take `half`."""
     return Interval(value=value, low=value - half, high=value + half)
 
 

@@ -156,7 +156,7 @@ def _s3_ready(server: S3Server) -> bool:
     return True
 
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 SERVING_VENV = REPO / ".venv-serving"
 
 

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.harness.schemas import with_refs_inlined
-from tests.harness.servers import free_ports, stop, wait_until
+from harness.schemas import with_refs_inlined
+from harness.servers import free_ports, stop, wait_until
 from tools.build import asset_dir, binary
 
 HERE = Path(__file__).resolve().parent
@@ -463,7 +463,7 @@ def _nodes_ready(plane: ControlPlane, count: int) -> bool:
     return len(ready) >= count
 
 
-if __name__ == "__main__":  # `python -m tests.harness.kube`: a control plane to poke at by hand
+if __name__ == "__main__":  # `python -m harness.kube`: a control plane to poke at by hand
     with control_plane() as plane:
         print(f"export KUBECONFIG={plane.kubeconfig}   # Ctrl-C stops everything")
         with contextlib.suppress(KeyboardInterrupt):

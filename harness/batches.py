@@ -1,5 +1,5 @@
-"""Shared by the unit tests of the library's top-level modules: generated batches and the
-contract policy they are checked with (test_contract.py, test_validation.py)."""
+"""Generated batches and the contract policy they are checked with (the contract's and
+validation's unit tests)."""
 
 from __future__ import annotations
 

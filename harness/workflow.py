@@ -51,7 +51,7 @@ from typing import Any, Literal
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 VENV = REPO / ".venv"
 GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "flywheel-harness",

@@ -1,1 +1,0 @@
-"""Real servers on loopback that the tests (and benchmarks) start: S3, seldon-core, a Kubernetes control plane."""
