@@ -151,6 +151,36 @@ def test_unit_tests_mirror_the_library_one_module_each() -> None:
     assert not stray, "unit test modules that mirror no library module:\n" + "\n".join(stray)
 
 
+def _imported(path: Path) -> set[str]:
+    """The modules a file imports, at any depth (relative imports left out)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_shared_test_code_comes_from_harness_never_from_a_test_module_or_a_conftest() -> None:
+    # given every Python file but the library's
+    files = [
+        path
+        for folder in ("tests", "components", "pipelines", "harness", "benchmarks", "tools")
+        for path in (REPO / folder).rglob("*.py")
+    ] + [REPO / "conftest.py"]
+    # then none imports a test module or a conftest: what they share lives in harness/
+    leaning = {
+        str(path.relative_to(REPO)): sorted(
+            name
+            for name in _imported(path)
+            if name.split(".")[0] in ("tests", "conftest") or name.endswith(".conftest")
+        )
+        for path in files
+    }
+    assert not {path: names for path, names in leaning.items() if names}
+
+
 def test_every_unit_test_folder_is_a_package() -> None:
     folders = {path.parent for path in UNIT.rglob("test_*.py")}
     assert (
