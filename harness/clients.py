@@ -8,11 +8,11 @@ import json
 import subprocess
 from typing import Any
 
-from harness.projects import FEATURES
+from harness.projects import FEATURE_NAMES
 from harness.servers import SERVING_VENV
 
 # The model's features, one good row of them, and the request that sends it.
-NAMES = list(FEATURES)
+NAMES = list(FEATURE_NAMES)
 ROW = [52000.0, 40, 12000.0, 680, 24, 0, "north", "web", "salaried"]
 GOOD = {"data": {"names": NAMES, "ndarray": [ROW]}}
 

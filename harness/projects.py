@@ -11,7 +11,7 @@ from flywheel.config import Settings
 from flywheel.storage import open_store
 
 # The features of the default configuration, in order: numeric, then categorical.
-FEATURES = (
+FEATURE_NAMES = (
     "income",
     "age",
     "loan_amount",

@@ -13,7 +13,7 @@ from flywheel.monitoring.analysis import (
     WindowReport,
 )
 from flywheel.monitoring.statistics import DriftTest, Interval
-from harness.projects import FEATURES
+from harness.projects import FEATURE_NAMES
 
 DAY0 = datetime(2026, 1, 10, tzinfo=UTC)
 
@@ -53,9 +53,9 @@ def window_report(
                 drifted=name in drifted,
             ),
         )
-        for name in FEATURES
+        for name in FEATURE_NAMES
     )
-    share = len(drifted) / len(FEATURES)
+    share = len(drifted) / len(FEATURE_NAMES)
     return WindowReport(
         model="loan-default",
         version=version,
