@@ -52,6 +52,11 @@ class RolloutConflict(RolloutError):
     """Another process wrote the rollout's next revision first; read it again."""
 
 
+class Inconclusive(RolloutError):
+    """A look could not measure (the metrics server is down or refused, the API server
+    failed, or no series exists where traffic should flow): the look judges nothing."""
+
+
 class Driver(Protocol):
     """Where the traffic actually goes: local microservices or a SeldonDeployment."""
 
