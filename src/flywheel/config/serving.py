@@ -139,6 +139,12 @@ class RolloutSettings(Strict):
     step_timeout_seconds: float = Field(default=600.0, gt=0)
     checks: RolloutChecks = RolloutChecks()
     prometheus_url: str = "http://prometheus-operated.monitoring:9090"
+    scrape_interval_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="how often Prometheus scrapes the model's pods (the chart's "
+        "serviceMonitor.interval): a look sees traffic up to this late",
+    )
     driver: Literal["local", "kubernetes"] = "local"
 
     @field_validator("steps")
