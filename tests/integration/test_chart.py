@@ -89,12 +89,54 @@ def test_helm_lint_strict(values: Path | None) -> None:
         (["storage.secretAccessKey=wJalrXUtnFEMI"], "additional properties 'secretAccessKey'"),
         (["privacy.existingSecret=Salt/Value+1"], "at '/privacy/existingSecret'"),
         (["images.serving.digest=latest"], "at '/images/serving/digest'"),
+        # fail closed: a policy that never requires accuracy before 100% is refused...
+        (["rolloutController.steps={10,25,100}"], "at '/rolloutController/steps': no items match"),
+        # ...and `accuracy: off` beside a step that requires it is a contradiction
+        (["rolloutController.accuracy=off"], "at '/rolloutController/steps': 'not' failed"),
     ],
 )
 def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
     with pytest.raises(RuntimeError) as error:
         _render(None, *sets)
     assert message in str(error.value), str(error.value)
+
+
+def _policy(docs: list[dict[str, Any]], tmp_path: Path) -> Settings:
+    """The settings the rollout controller runs with: its ConfigMap and its FLYWHEEL_* env."""
+    controller = next(
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and "rollout-controller" in d["metadata"]["name"]
+    )
+    env = {
+        e["name"]: e["value"]
+        for e in controller["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        if e["name"].startswith("FLYWHEEL_") and "value" in e
+    }
+    config = next(d for d in docs if d["kind"] == "ConfigMap")
+    (tmp_path / "flywheel.yaml").write_text(config["data"]["flywheel.yaml"])
+    return load_settings(tmp_path / "flywheel.yaml", env=env)
+
+
+@pytest.mark.parametrize("source", ["chart", *(o.name for o in OVERLAYS)])
+def test_every_shipped_rollout_policy_requires_accuracy_before_100(
+    kube: Any, source: str, tmp_path: Path
+) -> None:
+    # given the rollout controller's settings as the chart or an overlay (rendered by the
+    # real kubectl) deploys them
+    if source == "chart":
+        docs = _render()
+    else:
+        docs = _docs(
+            kube.kubectl("kustomize", str(REPO / "manifests" / "overlays" / source)).stdout
+        )
+    policy = _policy(docs, tmp_path).rollout
+    # then accuracy is on and some step before 100% waits for it: a canary whose accuracy
+    # dropped while its scores look alike is never promoted as "accuracy not checked"
+    assert policy.accuracy == "on"
+    assert [s.weight for s in policy.steps if s.accuracy == "required" and s.weight < 100], (
+        policy.steps
+    )
 
 
 def test_the_pii_salt_secret_reaches_the_runs_the_engine_submits(tmp_path: Path) -> None:

@@ -30,6 +30,8 @@ pytestmark = pytest.mark.integration
 
 FAST = [
     "rollout.steps=[50, 100]",
+    # Faults that show without labels: tests of accuracy turn it back on with a required step.
+    "rollout.accuracy=off",
     "rollout.min_requests=60",
     "rollout.min_requests_to_fail=10",
     "rollout.interval_seconds=1",
@@ -99,6 +101,7 @@ def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
                 overrides=[
                     *FAST,
                     "rollout.steps=[{weight: 50, accuracy: required}, 100]",
+                    "rollout.accuracy=on",
                     "rollout.checks.min_labelled=80",
                 ],
             ).rollout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from flywheel.config.base import Fraction, Name, Strict
 from flywheel.config.resources import ResourceSettings
@@ -92,7 +92,8 @@ class RolloutChecks(Strict):
     )
 
 
-AccuracyPolicy = Literal["required", "optional"]
+# A step's accuracy policy; "off" only comes from `rollout.accuracy: off`.
+AccuracyPolicy = Literal["required", "optional", "off"]
 
 
 class TrafficStep(Strict):
@@ -103,7 +104,7 @@ class TrafficStep(Strict):
     """
 
     weight: int = Field(gt=0, le=100, description="canary traffic, in percent")
-    accuracy: AccuracyPolicy = "optional"
+    accuracy: Literal["required", "optional"] = "optional"
 
 
 def _step_form(value: object) -> object:
@@ -115,6 +116,13 @@ def _step_form(value: object) -> object:
             "a step is a traffic percentage, or {weight: PERCENT, accuracy: required|optional}"
         )
     return value
+
+
+def _switch(value: object) -> object:
+    # YAML 1.1 reads a bare `off` as false (and `on` as true), as PyYAML and Helm both do.
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return {"true": "on", "false": "off"}.get(str(value).lower(), value)
 
 
 class RolloutSettings(Strict):
@@ -146,6 +154,11 @@ class RolloutSettings(Strict):
         "serviceMonitor.interval): a look sees traffic up to this late",
     )
     driver: Literal["local", "kubernetes"] = "local"
+    accuracy: Annotated[Literal["on", "off"], BeforeValidator(_switch)] = Field(
+        default="on",
+        description="on: some step before 100% must require accuracy on delayed labels; "
+        "off: no step checks it, and every decision record says so",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -157,7 +170,30 @@ class RolloutSettings(Strict):
             raise ValueError(f"traffic steps must increase, got {weights}")
         return steps
 
+    @model_validator(mode="after")
+    def _accuracy_gates(self) -> RolloutSettings:
+        # Fail closed: a canary whose scores look alike while its accuracy dropped must
+        # not reach production because a policy forgot to ask (plain numbers are optional).
+        required = [s.weight for s in self.steps if s.accuracy == "required"]
+        if self.accuracy == "off" and required:
+            raise ValueError(
+                f"rollout.accuracy is off, yet the steps at {required}% require accuracy: "
+                "drop one or the other"
+            )
+        if self.accuracy == "on" and not [w for w in required if w < 100]:
+            raise ValueError(
+                f"no step before 100% requires accuracy (steps {list(self.weights)}; a plain "
+                "number is a step whose accuracy is optional), so a canary whose accuracy "
+                "dropped would be promoted unchecked: make one step {weight: N, accuracy: "
+                "required}, or set rollout.accuracy: off to go without (its decisions say so)"
+            )
+        return self
+
     @property
     def weights(self) -> tuple[int, ...]:
         """Each step's canary traffic, in percent."""
         return tuple(s.weight for s in self.steps)
+
+    def step_accuracy(self, step: int) -> AccuracyPolicy:
+        """Step `step`'s accuracy policy (0-based), or "off" under `rollout.accuracy: off`."""
+        return "off" if self.accuracy == "off" else self.steps[step].accuracy

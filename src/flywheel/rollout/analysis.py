@@ -186,13 +186,14 @@ def analyse(
     """Compare the canary with the stable model over the current step.
 
     `accuracy` is the step's policy: `required` waits for labels (until the step's
-    timeout), `optional` lets the step pass without them, and says so.
+    timeout), `optional` lets the step pass without them, and says so; `off`
+    (`rollout.accuracy: off`) never judges it, and every verdict says so.
     """
     checks = [
         _error_rate(stable, canary, policy),
         _latency(stable, canary, policy),
         _divergence(stable, canary, policy),
-        _accuracy(stable, canary, policy),
+        _accuracy(stable, canary, policy) if accuracy != "off" else _ACCURACY_OFF,
     ]
     failed = [ch for ch in checks if ch.status == "fail"]
     if failed:
@@ -221,6 +222,12 @@ def analyse(
             wait=f"{names}: not decided yet",
         )
     (acc,) = [ch for ch in checks if ch.name == "accuracy"]
+    if acc is _ACCURACY_OFF:
+        return Verdict(
+            action="advance",
+            reason=f"every check passed; accuracy {_ACCURACY_OFF.detail}",
+            checks=tuple(checks),
+        )
     if acc.status == "pending":
         if accuracy == "required":
             return _undecided(
@@ -239,6 +246,15 @@ def analyse(
             checks=tuple(skipped if ch is acc else ch for ch in checks),
         )
     return Verdict(action="advance", reason="every check passed", checks=tuple(checks))
+
+
+_ACCURACY_OFF = Check(
+    name="accuracy",
+    measured=None,
+    threshold=0.0,
+    status="skipped",
+    detail="not checked: off by policy (rollout.accuracy: off)",
+)
 
 
 def _sprt_detail(llr: float, alpha: float) -> str:

@@ -397,7 +397,7 @@ class RolloutController:
         yardstick = stable
         if stable.requests < self.policy.min_requests and state.baseline is not None:
             yardstick = state.baseline
-        accuracy = self.policy.steps[state.step].accuracy  # required or optional at this step
+        accuracy = self.policy.step_accuracy(state.step)
         verdict = analyse(
             yardstick, canary, self.policy, self.clock() - state.step_started, accuracy
         )

@@ -65,3 +65,29 @@ def test_steps_are_percentages_or_a_weight_with_an_accuracy_policy(
 def test_a_malformed_step_is_named_by_its_path(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(None, env={}, overrides=[f"rollout.steps={value}"])
+
+
+@pytest.mark.parametrize(
+    "steps",
+    [
+        "[10, 25, 50, 100]",  # plain numbers: every step's accuracy optional
+        "[10, {weight: 100, accuracy: required}]",  # required only where stable gets nothing
+    ],
+)
+def test_a_policy_that_never_requires_accuracy_before_100_is_refused(steps: str) -> None:
+    # given steps of which none before 100% requires accuracy, as the overlays once shipped
+    # when it is loaded, then it is refused, naming the steps and both ways out
+    with pytest.raises(ConfigError, match=r"rollout .*no step before 100% requires accuracy"):
+        load_settings(None, env={}, overrides=[f"rollout.steps={steps}"])
+
+
+def test_accuracy_off_is_said_explicitly_and_never_beside_a_required_step() -> None:
+    # given the same plain steps with accuracy explicitly off
+    settings = load_settings(
+        None, env={}, overrides=["rollout.steps=[10, 50, 100]", "rollout.accuracy=off"]
+    )
+    # then they load, and every step's policy is off
+    assert [settings.rollout.step_accuracy(i) for i in range(3)] == ["off"] * 3
+    # and off beside a step that requires accuracy is a contradiction, refused
+    with pytest.raises(ConfigError, match=r"rollout.accuracy is off, yet the steps at \[50\]%"):
+        load_settings(None, env={}, overrides=["rollout.accuracy=off"])

@@ -13,8 +13,13 @@ from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutController, RolloutError
 from flywheel.storage import LocalStore
 
+# Most tests here drive the steps, not the accuracy check: no step waits for labels.
 POLICY = RolloutSettings(
-    steps=(10, 50, 100), min_requests=100, min_requests_to_fail=10, interval_seconds=1
+    steps=(10, 50, 100),
+    accuracy="off",
+    min_requests=100,
+    min_requests_to_fail=10,
+    interval_seconds=1,
 )
 GOOD = Window(
     requests=150,
@@ -390,7 +395,8 @@ def test_each_steps_record_says_whether_accuracy_was_required_and_checked(
         update={
             "steps": RolloutSettings(
                 steps=(10, {"weight": 50, "accuracy": "required"})  # type: ignore[arg-type]
-            ).steps
+            ).steps,
+            "accuracy": "on",
         }
     )
     # when the canary has no labels at the first step, too few then enough at the second
@@ -417,6 +423,7 @@ def test_a_required_step_whose_labels_never_come_is_rolled_back_at_its_timeout(
     policy = POLICY.model_copy(
         update={
             "steps": RolloutSettings(steps=({"weight": 10, "accuracy": "required"},)).steps,  # type: ignore[arg-type]
+            "accuracy": "on",
             "step_timeout_seconds": 30.0,
         }
     )
