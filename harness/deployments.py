@@ -10,14 +10,20 @@ from flywheel.config import RolloutSettings, Settings
 
 
 def on_cluster(settings: Settings, namespace: str, **rollout: Any) -> Settings:
-    """The settings with serving in `namespace` and the Kubernetes rollout driver."""
+    """The settings with serving in `namespace` and the Kubernetes rollout driver, whose
+    Prometheus (harness.servers.prometheus) scrapes every second unless `rollout` says."""
     return settings.model_copy(
         update={
             "serving": settings.serving.model_copy(update={"namespace": namespace}),
             # Validated, not copied: a step given as a number becomes a TrafficStep.
             "rollout": RolloutSettings.model_validate_json(
                 json.dumps(
-                    {**settings.rollout.model_dump(mode="json"), "driver": "kubernetes", **rollout}
+                    {
+                        **settings.rollout.model_dump(mode="json"),
+                        "driver": "kubernetes",
+                        "scrape_interval_seconds": 1.0,
+                        **rollout,
+                    }
                 )
             ),
         }

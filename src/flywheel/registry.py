@@ -281,10 +281,17 @@ class Registry:
         )
         return self.store.location(key)
 
-    def records(self, version: str) -> list[dict[str, Any]]:
-        """The decision records of a version, oldest first."""
+    def records(self, version: str, kind: str | None = None) -> list[dict[str, Any]]:
+        """The decision records of a version, oldest first; only those of `kind` when given
+        (read by their key, so a rollout's many look records cost nothing to skip)."""
         prefix = self._version_key(version, "records")
-        return [json.loads(self.store.read(key)) for key in self.store.list(prefix)]
+        keys = self.store.list(prefix)
+        if kind is not None:
+            # A record's key is <stamp>-<kind>.json, and a stamp has no dash.
+            keys = [
+                key for key in keys if key.rsplit("/", 1)[-1].split("-", 1)[-1] == f"{kind}.json"
+            ]
+        return [json.loads(self.store.read(key)) for key in keys]
 
     # --- aliases ----------------------------------------------------------------
 

@@ -140,3 +140,16 @@ def test_records_attach_to_a_version_without_changing_it(registry: Registry) -> 
     registry.add_record("v1", "rollout", {"decision": "rolled back", "reason": "p99"})
     assert registry.records("v1")[0]["decision"] == "rolled back"
     assert registry.read("v1", "model.joblib") == b"model a"
+
+
+def test_records_of_one_kind_are_read_alone(registry: Registry) -> None:
+    # given a version with records of several kinds, one kind's name ending another's
+    registry.register(_files("a"), run_id="r1")
+    registry.add_record("v1", "rollout-look", {"look": 1})
+    registry.add_record("v1", "rollout-step", {"step": 1})
+    registry.add_record("v1", "step", {"other": True})
+    registry.add_record("v1", "rollout-look", {"look": 2})
+    # then asking for one kind returns those alone, oldest first
+    assert registry.records("v1", "rollout-look") == [{"look": 1}, {"look": 2}]
+    assert registry.records("v1", "step") == [{"other": True}]
+    assert len(registry.records("v1")) == 4

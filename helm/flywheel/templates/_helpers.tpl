@@ -193,3 +193,16 @@ volumes:
     emptyDir:
       sizeLimit: 256Mi
 {{- end }}
+
+{{/*
+The ServiceMonitor's interval in seconds (30s, 1m, 500ms): how late the rollout controller
+sees a canary's traffic.
+*/}}
+{{- define "flywheel.scrapeSeconds" -}}
+{{- $i := .Values.serviceMonitor.interval -}}
+{{- if hasSuffix "ms" $i -}}{{ divf (trimSuffix "ms" $i | float64) 1000 }}
+{{- else if hasSuffix "s" $i -}}{{ trimSuffix "s" $i | float64 }}
+{{- else if hasSuffix "m" $i -}}{{ mulf (trimSuffix "m" $i | float64) 60 }}
+{{- else -}}{{ mulf (trimSuffix "h" $i | float64) 3600 }}
+{{- end -}}
+{{- end -}}

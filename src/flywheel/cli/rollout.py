@@ -10,6 +10,7 @@ import typer
 from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
+from flywheel.errors import FlywheelError
 from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
@@ -79,27 +80,31 @@ def watch(
     rollouts = controller(settings, "kubernetes")
     try:
         while True:
-            state = rollouts.state()
             try:
+                # The lease first, then the state: a state read before it may be stale.
+                rollouts.hold()
+                state = rollouts.state()
                 if state is not None and not state.done:
-                    # Held from look to look until the rollout ends: a second replica
-                    # waits, and the step is not started again at every look.
-                    rollouts.hold()
+                    # Held from look to look until the rollout ends: a second replica waits.
                     state = rollouts.tick()
                     out.print(
                         f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})"
                     )
-                    if state.done:
-                        rollouts.let_go()
                 else:
                     production = rollouts.registry.resolve(PRODUCTION)
                     if production is not None:
-                        with rollouts.holding():
-                            rollouts.driver.finish(production)
+                        rollouts.driver.finish(production)
+                if state is None or state.done:
+                    # Between rollouts the lease is free, for a pipeline's deploy step.
+                    rollouts.let_go()
             except ControllerBusy as busy:
                 out.print(f"standing by: {busy}")
             except RolloutConflict as conflict:
                 out.print(f"{conflict}; reading it again")
+            except FlywheelError as error:
+                # The store or the API server failed while acting: the state says where it
+                # was (an ending is saved before it is acted on), so the next look goes on.
+                out.print(f"could not act: {error}; trying again")
             if once:
                 return
             time.sleep(settings.rollout.interval_seconds)

@@ -84,6 +84,12 @@ class RolloutChecks(Strict):
         description="an error rate this far above the allowed one is caught fastest "
         "(the sequential test's alternative)",
     )
+    max_inconclusive: int = Field(
+        default=12,
+        ge=1,
+        description="looks in a row that cannot measure (metrics or API server down, no "
+        "series where traffic flows) before the canary is rolled back",
+    )
     detect_accuracy_drop: Fraction = Field(
         default=0.1,
         gt=0,
@@ -186,6 +192,22 @@ class RolloutSettings(Strict):
                 "number is a step whose accuracy is optional), so a canary whose accuracy "
                 "dropped would be promoted unchecked: make one step {weight: N, accuracy: "
                 "required}, or set rollout.accuracy: off to go without (its decisions say so)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _inconclusive_spans_two_scrapes(self) -> RolloutSettings:
+        # One missed scrape (a Prometheus restart) must not roll back a healthy canary;
+        # two in a row is a measurement that is broken. Argo Rollouts' consecutiveErrorLimit
+        # of 4 assumes a look a minute; at a look every 5 s, 4 looks are 20 s.
+        spans = self.checks.max_inconclusive * self.interval_seconds
+        if self.driver == "kubernetes" and spans < 2 * self.scrape_interval_seconds:
+            raise ValueError(
+                f"checks.max_inconclusive ({self.checks.max_inconclusive}) looks every "
+                f"{self.interval_seconds:g}s span {spans:g}s, less than two scrapes "
+                f"({2 * self.scrape_interval_seconds:g}s at scrape_interval_seconds "
+                f"{self.scrape_interval_seconds:g}): one missed scrape would roll back a "
+                "healthy canary; raise max_inconclusive"
             )
         return self
 

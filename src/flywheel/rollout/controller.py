@@ -10,8 +10,12 @@ restarted reads where it was and carries on:
 - an ending (promoted or rolled back) is saved as the state's `ending` before the
   alias or the traffic is touched, then acted on, then confirmed as the phase; a
   resumed controller completes the ending instead of resuming the old weight;
-- a resumed step starts its measurements again, so the time the controller was
-  away never counts as a step without traffic;
+- a resumed step goes on from its recorded start: its clock is the wall clock, so a
+  controller that keeps crashing cannot keep a canary live past the step's timeout;
+- a look that cannot measure (the metrics server or the API server failing, no
+  series where traffic flows) is recorded as inconclusive, and after
+  `checks.max_inconclusive` of them in a row the canary is rolled back;
+- every look is recorded with what it measured, not only each step's decision;
 - each record carries the rollout's id, so one that was written before a crash is
   not written again.
 
@@ -92,6 +96,8 @@ class RolloutState(Record):
     ending: Ending | None = None
     # Deployed straight to production, with no canary steps (and no start record).
     direct: bool = False
+    # Looks in a row that could not measure; the canary goes at checks.max_inconclusive.
+    inconclusive: int = 0
 
     @property
     def done(self) -> bool:
@@ -172,8 +178,8 @@ class RolloutController:
         """This rollout's records of one kind (a resumed controller writes none twice)."""
         return [
             r
-            for r in self.registry.records(state.canary)
-            if r.get("kind") == kind and r.get("rollout_id") == state.rollout_id
+            for r in self.registry.records(state.canary, kind)
+            if r.get("rollout_id") == state.rollout_id
         ]
 
     # --- the lock -----------------------------------------------------------------
@@ -317,11 +323,11 @@ class RolloutController:
 
     def tick(self) -> RolloutState:
         """One look at the canary: wait, advance a step, promote, or roll back."""
-        if self.state() is None:
-            raise RolloutError(f"no rollout of {self.registry.model_name} to continue")
         with self._acting():
+            # Read under the lock: a state read before it may be a revision behind.
             state = self.state()
-            assert state is not None  # revisions are never removed
+            if state is None:
+                raise RolloutError(f"no rollout of {self.registry.model_name} to continue")
             if state.done:
                 # Ended elsewhere (`flywheel rollback` from another shell): apply it here too.
                 serving = state.canary if state.phase == "promoted" else state.stable
@@ -363,23 +369,20 @@ class RolloutController:
                 state.step + 1,
                 record["decision"],
             )
-            measured = {k: v for k, v in record["stable"].items() if k in Window.model_fields}
+            stable = record.get("stable") or {}
+            measured = {k: v for k, v in stable.items() if k in Window.model_fields}
             return self._decide(state, record["decision"], record["reason"], Window(**measured))
-        # The step starts again: while no controller watched, the canary's traffic
-        # went unjudged, and that time is no evidence of too little traffic.
-        resumed = self._save(
-            state.model_copy(
-                update={
-                    "step_started": self.clock(),
-                    "reason": f"resumed at step {state.step + 1}: the step's measurements start again",
-                }
-            ),
-            state,
+        # The step goes on from its recorded start, on the wall clock: a controller that
+        # keeps dying cannot extend it. The next look applies the traffic again.
+        self._known.add((state.rollout_id, state.revision))
+        log.info(
+            "resumed %s at %d%%, %.0fs into step %d",
+            state.canary,
+            state.weight,
+            self.clock() - state.step_started,
+            state.step + 1,
         )
-        assert resumed.stable is not None  # only a first model has none, and it never progresses
-        self._set_traffic(resumed.stable, resumed.canary, resumed.weight)
-        log.info("resumed %s at %d%%; the step starts again", resumed.canary, resumed.weight)
-        return resumed
+        return state
 
     def _started(self, state: RolloutState) -> None:
         """Write the start record that a controller killed just after the start left out."""
@@ -392,40 +395,81 @@ class RolloutController:
 
     def _look(self, state: RolloutState) -> RolloutState:
         assert state.stable is not None  # only a first model has none, and it never progresses
-        self._set_traffic(state.stable, state.canary, state.weight)
-        stable, canary = self.driver.measure(state.step_started)
+        elapsed = self.clock() - state.step_started
+        try:
+            self._set_traffic(state.stable, state.canary, state.weight)
+            stable, canary = self.driver.measure(state.step_started)
+        except RolloutConflict:
+            raise
+        except RolloutError as error:
+            # The metrics server or the API server failed: this look judges nothing.
+            return self._inconclusive(state, str(error), elapsed)
         yardstick = stable
         if stable.requests < self.policy.min_requests and state.baseline is not None:
             yardstick = state.baseline
         accuracy = self.policy.step_accuracy(state.step)
-        verdict = analyse(
-            yardstick, canary, self.policy, self.clock() - state.step_started, accuracy
-        )
+        verdict = analyse(yardstick, canary, self.policy, elapsed, accuracy)
         if self.on_tick:
             self.on_tick(state, verdict)
+        measured = {
+            "step": state.step + 1,
+            "weight": state.weight,
+            "elapsed_seconds": round(elapsed, 3),
+            "reason": verdict.reason,
+            "stable": {
+                "version": state.stable,
+                "from_earlier_step": yardstick is not stable,
+                **yardstick.model_dump(mode="json"),
+            },
+            "canary": {"version": state.canary, **canary.model_dump(mode="json")},
+            "checks": [c.model_dump(mode="json") for c in verdict.checks],
+        }
+        self._record(state, "rollout-look", {"action": verdict.action, **measured})
+        if state.inconclusive:
+            state = self._save(state.model_copy(update={"inconclusive": 0}), state)
         if verdict.action == "wait":
             self.sleep(self.policy.interval_seconds)
             return state
         # Recorded before the state moves: the record is the decision a resumed controller follows.
+        policy = {"accuracy": accuracy, **self.policy.checks.model_dump(mode="json")}
+        self._record(
+            state, "rollout-step", {"decision": verdict.action, **measured, "policy": policy}
+        )
+        return self._decide(state, verdict.action, verdict.reason, yardstick)
+
+    def _inconclusive(self, state: RolloutState, why: str, elapsed: float) -> RolloutState:
+        """A look that could not measure: recorded, counted, and the canary rolled back once
+        `checks.max_inconclusive` of them come in a row or the step's time is up."""
+        count, limit = state.inconclusive + 1, self.policy.checks.max_inconclusive
+        step = state.step + 1
+        self._record(
+            state,
+            "rollout-look",
+            {
+                "step": step,
+                "weight": state.weight,
+                "elapsed_seconds": round(elapsed, 3),
+                "action": "inconclusive",
+                "reason": why,
+                "inconclusive": count,
+                "limit": limit,
+            },
+        )
+        log.warning("%s: look %d/%d could not measure: %s", state.canary, count, limit, why)
+        if count >= limit:
+            reason = f"{count} looks in a row could not measure (the limit is {limit}): {why}"
+        elif elapsed > self.policy.step_timeout_seconds:
+            reason = f"step {step} timed out after {elapsed:.0f}s while its looks could not measure: {why}"
+        else:
+            state = self._save(state.model_copy(update={"inconclusive": count}), state)
+            self.sleep(self.policy.interval_seconds)
+            return state
         self._record(
             state,
             "rollout-step",
-            {
-                "step": state.step + 1,
-                "weight": state.weight,
-                "decision": verdict.action,
-                "reason": verdict.reason,
-                "stable": {
-                    "version": state.stable,
-                    "from_earlier_step": yardstick is not stable,
-                    **yardstick.model_dump(mode="json"),
-                },
-                "canary": {"version": state.canary, **canary.model_dump(mode="json")},
-                "checks": [c.model_dump(mode="json") for c in verdict.checks],
-                "policy": {"accuracy": accuracy, **self.policy.checks.model_dump(mode="json")},
-            },
+            {"step": step, "weight": state.weight, "decision": "rollback", "reason": reason},
         )
-        return self._decide(state, verdict.action, verdict.reason, yardstick)
+        return self._end(state, "rolled_back", reason)
 
     def _decide(
         self, state: RolloutState, action: str, reason: str, yardstick: Window

@@ -91,3 +91,12 @@ def test_accuracy_off_is_said_explicitly_and_never_beside_a_required_step() -> N
     # and off beside a step that requires accuracy is a contradiction, refused
     with pytest.raises(ConfigError, match=r"rollout.accuracy is off, yet the steps at \[50\]%"):
         load_settings(None, env={}, overrides=["rollout.accuracy=off"])
+
+
+def test_inconclusive_looks_must_span_two_scrapes_on_a_cluster() -> None:
+    # given the cluster's 30 s scrape and a look every 5 s, the default limit spans 60 s
+    cluster = ["rollout.driver=kubernetes", "rollout.scrape_interval_seconds=30"]
+    assert load_settings(None, env={}, overrides=cluster).rollout.checks.max_inconclusive == 12
+    # when the limit would roll back a healthy canary over one missed scrape, it is refused
+    with pytest.raises(ConfigError, match=r"max_inconclusive \(4\) looks every 5s span 20s"):
+        load_settings(None, env={}, overrides=[*cluster, "rollout.checks.max_inconclusive=4"])

@@ -10,7 +10,7 @@ import pytest
 from flywheel.config import RolloutSettings
 from flywheel.registry import Registry
 from flywheel.rollout.analysis import Window
-from flywheel.rollout.controller import RolloutController, RolloutError
+from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
 from flywheel.storage import LocalStore
 
 # Most tests here drive the steps, not the accuracy check: no step waits for labels.
@@ -333,7 +333,7 @@ def test_a_controller_killed_at_any_point_resumes_to_the_same_outcome(
             assert _records(reg, other) == [], where
 
 
-def test_a_resumed_healthy_canary_is_not_rolled_back_for_too_little_traffic(
+def test_a_resumed_step_keeps_its_clock_so_restarts_cannot_extend_it(
     registry: Registry,
 ) -> None:
     # given a canary started at t=0 by a controller that then died
@@ -342,19 +342,21 @@ def test_a_resumed_healthy_canary_is_not_rolled_back_for_too_little_traffic(
         registry, ReplayDriver([]), POLICY, clock=lambda: now[0], sleep=lambda _: None
     )
     first.start("v2")
-    # when a new controller resumes long after the step's timeout, and the canary has
-    # had only a little traffic since
-    now[0] = POLICY.step_timeout_seconds * 10
-    driver = ReplayDriver([QUIET, GOOD, GOOD, GOOD])
+    revisions = len(registry.store.list(f"rollouts/{registry.model_name}"))
+    assert revisions == 1
+    # when a new controller resumes past the step's timeout, the canary short of traffic
+    now[0] = POLICY.step_timeout_seconds + 1
+    driver = ReplayDriver([QUIET, GOOD])
     again = RolloutController(registry, driver, POLICY, clock=lambda: now[0], sleep=lambda _: None)
     resumed = again.tick()
-    waiting = again.tick()
-    # then the step starts again and waits for traffic instead of rolling back
-    assert waiting.phase == "progressing" and waiting.ending is None, waiting.reason
-    assert resumed.step_started == now[0] and resumed.reason.startswith("resumed at step 1")
-    assert driver.calls[0] == ("traffic", "v1", "v2", "10")
-    # and the healthy canary goes on to production
-    assert again.run().phase == "promoted" and registry.resolve("production") == "v2"
+    # then resuming wrote no revision and kept the step's start
+    assert resumed.step_started == 0.0
+    assert len(registry.store.list(f"rollouts/{registry.model_name}")) == revisions
+    # and its first look rolls the canary back on the step's timeout, with one decision
+    final = again.tick()
+    assert final.phase == "rolled_back" and "canary requests in" in final.reason, final.reason
+    assert [s["decision"] for s in _records(registry, "rollout-step")] == ["rollback"]
+    assert registry.resolve("production") == "v1"
 
 
 def test_a_decision_recorded_before_a_crash_is_followed_not_taken_again(
@@ -438,3 +440,57 @@ def test_a_required_step_whose_labels_never_come_is_rolled_back_at_its_timeout(
     final = ctl.run()
     assert final.phase == "rolled_back" and registry.resolve("production") == "v1"
     assert final.reason.startswith("accuracy is required at this step and was not checked in 31s")
+
+
+class Unmeasurable(ReplayDriver):
+    """A driver whose metrics server fails for the looks listed, then answers again."""
+
+    def __init__(self, canary_windows: list[Window], failing: set[int]) -> None:
+        super().__init__(canary_windows)
+        self.failing, self.looks = failing, 0
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        self.looks += 1
+        if self.looks in self.failing:
+            raise Inconclusive("cannot query Prometheus at http://prometheus:9090: refused")
+        return super().measure(since)
+
+
+def test_looks_that_cannot_measure_roll_the_canary_back_at_the_limit(
+    registry: Registry,
+) -> None:
+    # given a metrics server that answers once, then never again
+    limit = POLICY.checks.max_inconclusive
+    driver = Unmeasurable([QUIET], failing=set(range(2, 100)))
+    ctl = controller(registry, driver)
+    ctl.start("v2")
+    # when the controller runs
+    final = ctl.run()
+    # then the canary is rolled back at the limit, naming why, and production is unchanged
+    assert final.phase == "rolled_back", final.reason
+    assert final.reason.startswith(f"{limit} looks in a row could not measure"), final.reason
+    assert "cannot query Prometheus" in final.reason
+    assert registry.resolve("production") == "v1" and driver.calls[-1] == ("finish", "v1")
+    # and every look is recorded: one that measured, then each inconclusive one, counted
+    looks = _records(registry, "rollout-look")
+    assert [look["action"] for look in looks] == ["wait"] + ["inconclusive"] * limit
+    assert looks[0]["canary"]["requests"] == QUIET.requests and "checks" in looks[0]
+    assert [look["inconclusive"] for look in looks[1:]] == list(range(1, limit + 1))
+    # with one decision for the step
+    assert [s["decision"] for s in _records(registry, "rollout-step")] == ["rollback"]
+
+
+def test_a_look_that_measures_again_resets_the_count(registry: Registry) -> None:
+    # given a metrics server that fails just short of the limit twice, with a good look between
+    limit = POLICY.checks.max_inconclusive
+    failing = set(range(1, limit)) | set(range(limit + 1, 2 * limit))
+    driver = Unmeasurable([GOOD, GOOD, GOOD], failing=failing)
+    ctl = controller(registry, driver)
+    ctl.start("v2")
+    # then the canary is judged on the looks that measured and promoted
+    assert ctl.run().phase == "promoted"
+    assert [
+        look["inconclusive"]
+        for look in _records(registry, "rollout-look")
+        if look["action"] == "inconclusive"
+    ] == [*range(1, limit), *range(1, limit)]
