@@ -288,7 +288,7 @@ def test_a_build_is_proposed_everywhere_and_prod_canaries_it_only_once_merged(
     assert (
         "v2 promoted: promote by the on-call operator" in canary.step("canary", CANARY_STEP).output
     )
-    assert seldon_predictors(kube, NAMESPACE) == {"stable": ("v2", 100)}
+    assert seldon_predictors(kube, NAMESPACE) == {"a": ("v2", 100)}
     assert set(served_images(kube)) == {f"ghcr.io/flywheel-mlops/flywheel-serving@{SERVING}"}
     assert Registry.from_settings(registry).resolve(PRODUCTION) == "v2"
 
@@ -332,7 +332,7 @@ def test_a_canary_rolled_back_fails_the_workflow_and_an_unpromoted_overlay_start
     step = canary.step("canary", CANARY_STEP)
     assert step.outcome == "failure"
     assert "v2 rolled back: rollback by the on-call operator" in step.output, step.output
-    assert seldon_predictors(kube, NAMESPACE) == {"stable": ("v1", 100)}
+    assert seldon_predictors(kube, NAMESPACE) == {"a": ("v1", 100)}
     assert Registry.from_settings(registry).resolve(PRODUCTION) == "v1"
     assert early.leaked() == [] and canary.leaked() == []
 

@@ -67,7 +67,8 @@ def _sdep(values: Path | None, tmp_path: Path) -> dict[str, Any]:
     docs = _render(values)
     template = next(d for d in docs if d["kind"] == "PodTemplate")
     settings = _settings(docs, tmp_path)
-    return seldon.render(settings, "v3", "v4", 10, seldon.pod_from_template(template, settings))
+    pod = seldon.pod_from_template(template, settings)
+    return seldon.render(settings, seldon.arms("v3", "v4", 10), pod)
 
 
 # --- static checks ----------------------------------------------------------------
@@ -434,7 +435,7 @@ def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
     assert "Phase:          Succeeded" in tested.stdout, tested.stdout
     # the controller serves production on the chart's pod
     _controller(kube, namespace, f"{release}-flywheel-config").finish("v3")
-    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
+    assert seldon_predictors(kube, namespace) == {"a": ("v3", 100)}
 
     # An upgrade whose controller can never be scheduled (more CPU than any node has)
     # times out, and --atomic puts the previous release back.
@@ -445,7 +446,7 @@ def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
         check=False,
     )  # fmt: skip
     assert failed.returncode != 0 and "rolled back" in failed.stdout + failed.stderr
-    assert seldon_predictors(kube, namespace) == {"stable": ("v3", 100)}
+    assert seldon_predictors(kube, namespace) == {"a": ("v3", 100)}
     history = json.loads(kube.helm("history", release, "-n", namespace, "-o", "json").stdout)
     assert history[-1]["status"] == "deployed" and history[-1]["revision"] == 3
 
@@ -459,37 +460,78 @@ def test_install_test_upgrade_and_uninstall(kube: Any, namespace: str) -> None:
     assert _release_objects(kube, namespace, release) == []
 
 
-def test_upgrades_and_overlays_never_reset_the_traffic_the_controller_set(
+def _predictor(kube: Any, namespace: str, slot: str) -> dict[str, Any]:
+    obj = json.loads(
+        kube.kubectl(
+            "get", "seldondeployment", "loan-default", "-n", namespace, "-o", "json"
+        ).stdout
+    )
+    return next(p for p in obj["spec"]["predictors"] if p["name"] == slot)
+
+
+def _slot_images(kube: Any, namespace: str) -> dict[str, str]:
+    predictors = json.loads(
+        kube.kubectl(
+            "get", "seldondeployment", "loan-default", "-n", namespace, "-o", "json"
+        ).stdout
+    )["spec"]["predictors"]
+    return {p["name"]: p["componentSpecs"][0]["spec"]["containers"][0]["image"] for p in predictors}
+
+
+SERVING_IMAGE = "ghcr.io/flywheel-mlops/flywheel-serving@sha256:"
+
+
+def test_upgrades_and_overlays_never_reset_versions_traffic_or_pods_the_controller_set(
     kube: Any, namespace: str
 ) -> None:
-    """The chart and the overlays own the model's pod; the controller owns which
-    versions serve it and their traffic (server-side apply, field manager flywheel-rollout)."""
+    """The chart and the overlays own the pod template; the controller owns which versions
+    serve, their traffic and which slot runs which pod (server-side apply, field manager
+    flywheel-rollout): a new pod reaches a slot only as a canary's."""
     minimal = str(CHART / "examples" / "minimal.yaml")
-    digest = "sha256:" + "1" * 64
     kube.helm("install", "fw", str(CHART), "-n", namespace, "-f", minimal)
     controller = _controller(kube, namespace, "fw-flywheel-config")
-    # given v2 promoted by the Kubernetes driver
-    controller.finish("v2")
-    for weights, look in (
-        ({"stable": ("v2", 100)}, lambda: controller.finish("v2")),
-        # and again with a canary live at 25%
-        (
-            {"stable": ("v2", 75), "canary": ("v3", 25)},
-            lambda: controller.set_traffic("v2", "v3", 25),
-        ),
-    ):
-        look()
-        digest = "sha256:" + str(int(digest[-1]) + 1) * 64
-        # when a release changes the serving image's digest
+    # given v2 in production in slot a
+    controller.finish("v2", slot="a")
+    (old,) = _slot_images(kube, namespace).values()
+
+    def upgrade(digit: str) -> None:
         kube.helm(
             "upgrade", "fw", str(CHART), "-n", namespace, "-f", minimal,
-            f"--set=images.serving.digest={digest}",
+            f"--set=images.serving.digest=sha256:{digit * 64}",
         )  # fmt: skip
-        # then the traffic is untouched, and the controller's next look rolls the digest out
-        assert seldon_predictors(kube, namespace) == weights
-        look()
-        assert seldon_predictors(kube, namespace) == weights
-        assert _images(kube, namespace) == {f"ghcr.io/flywheel-mlops/flywheel-serving@{digest}"}
+
+    # when a release changes the serving image's digest, and the controller looks again
+    upgrade("2")
+    controller.finish("v2", slot="a")
+    # then production keeps its version, traffic and pod, and the driver names the change
+    assert seldon_predictors(kube, namespace) == {"a": ("v2", 100)}
+    assert _slot_images(kube, namespace) == {"a": old}
+    change = controller.pod_change("a")
+    assert change is not None and change.description == f"image {old} -> {SERVING_IMAGE}{'2' * 64}"
+    # when a canary of v3 goes live at 25%, it runs on the new pod in slot b
+    controller.set_traffic("v2", "v3", 25, slot="a")
+    assert seldon_predictors(kube, namespace) == {"a": ("v2", 75), "b": ("v3", 25)}
+    assert _slot_images(kube, namespace) == {"a": old, "b": SERVING_IMAGE + "2" * 64}
+    # and another digest arriving mid-canary waits: neither arm moves at the next look
+    upgrade("3")
+    controller.set_traffic("v2", "v3", 25, slot="a")
+    assert _slot_images(kube, namespace) == {"a": old, "b": SERVING_IMAGE + "2" * 64}
+    assert seldon_predictors(kube, namespace) == {"a": ("v2", 75), "b": ("v3", 25)}
+    # when v3 is promoted (all traffic to its slot, then slot a retired)
+    before = _predictor(kube, namespace, "b")
+    controller.set_traffic("v2", "v3", 100, slot="a")
+    assert seldon_predictors(kube, namespace) == {"a": ("v2", 0), "b": ("v3", 100)}
+    assert _predictor(kube, namespace, "a")["replicas"] == before["replicas"]
+    controller.finish("v3", slot="b")
+    # then the promoted predictor's pods and replicas are unchanged, byte for byte
+    after = _predictor(kube, namespace, "b")
+    for field in ("componentSpecs", "replicas", "labels"):
+        assert json.dumps(after[field], sort_keys=True) == json.dumps(before[field], sort_keys=True)
+    assert seldon_predictors(kube, namespace) == {"b": ("v3", 100)}
+    # and a helm upgrade after the promotion leaves it at 100%, on its pod
+    upgrade("4")
+    assert seldon_predictors(kube, namespace) == {"b": ("v3", 100)}
+    assert _slot_images(kube, namespace) == {"b": SERVING_IMAGE + "2" * 64}
 
     # the same through the prod overlay, applied server-side as a GitOps tool would
     kube.kubectl("create", "namespace", "flywheel", check=False)
@@ -497,16 +539,22 @@ def test_upgrades_and_overlays_never_reset_the_traffic_the_controller_set(
     kube.kubectl("apply", "--server-side", "-f", "-", input=overlay)
     gitops = _controller(kube, "flywheel", "flywheel-config")
     try:
-        gitops.finish("v2")
-        gitops.set_traffic("v2", "v3", 25)
+        gitops.finish("v2", slot="b")
+        gitops.set_traffic("v2", "v3", 25, slot="b")
+        live = _slot_images(kube, "flywheel")
         moved = overlay.replace("sha256:" + "0" * 64, "sha256:" + "9" * 64)
         kube.kubectl("apply", "--server-side", "-f", "-", input=moved)
-        assert seldon_predictors(kube, "flywheel") == {"stable": ("v2", 75), "canary": ("v3", 25)}
-        gitops.set_traffic("v2", "v3", 25)
-        assert seldon_predictors(kube, "flywheel") == {"stable": ("v2", 75), "canary": ("v3", 25)}
-        assert "ghcr.io/flywheel-mlops/flywheel-serving@sha256:" + "9" * 64 in _images(
-            kube, "flywheel"
-        )
+        # during a live canary the overlay leaves the canary's model, weight and pods alone
+        assert seldon_predictors(kube, "flywheel") == {"b": ("v2", 75), "a": ("v3", 25)}
+        gitops.set_traffic("v2", "v3", 25, slot="b")
+        assert seldon_predictors(kube, "flywheel") == {"b": ("v2", 75), "a": ("v3", 25)}
+        assert _slot_images(kube, "flywheel") == live
+        # after the promotion, the overlay applied again leaves the promoted version at 100%
+        gitops.set_traffic("v2", "v3", 100, slot="b")
+        gitops.finish("v3", slot="a")
+        kube.kubectl("apply", "--server-side", "-f", "-", input=moved)
+        assert seldon_predictors(kube, "flywheel") == {"a": ("v3", 100)}
+        assert _slot_images(kube, "flywheel") == {"a": live["a"]}
     finally:
         kube.kubectl("delete", "-f", "-", "--wait=false", input=overlay, check=False)
         kube.kubectl("delete", "seldondeployment", "loan-default", "-n", "flywheel", check=False)

@@ -33,11 +33,11 @@ def test_the_deploy_step_serves_the_first_model_then_starts_canaries(
     first = run_component(deploy, config=config, version="v1")
     assert json.loads(step_outputs(first).parameters["Output"])["action"] == "serving"
     assert_used(first)
-    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 100)}
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 100)}
     second = json.loads(
         step_outputs(run_component(deploy, config=config, version="v2")).parameters["Output"]
     )
-    assert seldon_predictors(kube, namespace) == {"stable": ("v1", 90), "canary": ("v2", 10)}
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 90), "b": ("v2", 10)}
     reg = Registry.from_settings(two_versions)
     state = RolloutController(reg, KubernetesDriver(two_versions), two_versions.rollout).state()
     assert state is not None and (state.phase, state.canary, state.stable) == (

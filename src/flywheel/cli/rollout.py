@@ -11,7 +11,7 @@ from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.registry import PRODUCTION, Registry
+from flywheel.registry import Registry
 from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
 
@@ -74,10 +74,14 @@ def watch(
     once: Annotated[bool, typer.Option(help="One look, then exit.")] = False,
 ) -> None:
     """The rollout controller: drive any rollout in progress (Kubernetes driver) until
-    stopped; between rollouts, keep the SeldonDeployment serving production on the
-    chart's current pod (a new image digest or resources roll out at the next look)."""
+    stopped; between rollouts, keep the SeldonDeployment serving production, and canary
+    a change of the chart's pod (a new image digest, resources) like a new version."""
+    from flywheel.rollout.kubernetes import KubernetesDriver, serve_production
+
     settings = options.settings(ctx)
     rollouts = controller(settings, "kubernetes")
+    driver = rollouts.driver
+    assert isinstance(driver, KubernetesDriver)
     try:
         while True:
             try:
@@ -91,9 +95,9 @@ def watch(
                         f"{state.rollout_id}: {state.phase} at {state.weight}% ({state.reason})"
                     )
                 else:
-                    production = rollouts.registry.resolve(PRODUCTION)
-                    if production is not None:
-                        rollouts.driver.finish(production)
+                    # Production from its slot, or a canary of a new serving pod.
+                    out.print(serve_production(rollouts, driver))
+                    state = rollouts.state()
                 if state is None or state.done:
                     # Between rollouts the lease is free, for a pipeline's deploy step.
                     rollouts.let_go()

@@ -40,6 +40,7 @@ from flywheel.records import Record
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
 from flywheel.rollout.lock import ControllerBusy, Lock
+from flywheel.rollout.slots import SLOTS, other_slot
 from flywheel.storage import ObjectExists
 
 log = logging.getLogger(__name__)
@@ -62,16 +63,24 @@ class Inconclusive(RolloutError):
 
 
 class Driver(Protocol):
-    """Where the traffic actually goes: local microservices or a SeldonDeployment."""
+    """Where the traffic actually goes: local microservices or a SeldonDeployment.
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
-        """Send `canary_weight` percent of requests to `canary`, the rest to `stable`."""
+    A driver that runs each version in a slot of its own (a SeldonDeployment's
+    predictors, `flywheel.rollout.slots`) serves stable from `slot` and the canary
+    from the other one; a driver that routes by version ignores the slots.
+    """
+
+    def set_traffic(
+        self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
+    ) -> None:
+        """Send `canary_weight` percent of requests to `canary`, the rest to `stable` (in `slot`)."""
 
     def measure(self, since: float) -> tuple[Window, Window]:
         """What the stable and canary predictors did since `since` (epoch seconds)."""
 
-    def finish(self, serving: str) -> None:
-        """Serve only `serving` from now on (the promoted canary, or stable after a rollback)."""
+    def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
+        """Serve only `serving`, from `slot`, from now on (the promoted canary, or stable
+        after a rollback); the other slot is retired."""
 
 
 class RolloutState(Record):
@@ -98,11 +107,30 @@ class RolloutState(Record):
     direct: bool = False
     # Looks in a row that could not measure; the canary goes at checks.max_inconclusive.
     inconclusive: int = 0
+    # The slot stable serves from; the canary runs in the other one.
+    stable_slot: str = SLOTS[0]
+    # A canary of the serving pod (a new image, new resources) under production's version,
+    # rather than of a model version: what changed, and the new pod's hash.
+    pod: str | None = None
+    pod_hash: str | None = None
 
     @property
     def done(self) -> bool:
         """Promoted or rolled back."""
         return self.phase != "progressing"
+
+    @property
+    def canary_slot(self) -> str:
+        """The slot the canary runs in."""
+        return other_slot(self.stable_slot)
+
+    @property
+    def serving_slot(self) -> str:
+        """The slot production serves from once this rollout ends as decided: a promoted
+        canary serves on from its own slot; a direct deployment replaces stable in place."""
+        if (self.ending or self.phase) == "promoted" and not self.direct:
+            return self.canary_slot
+        return self.stable_slot
 
 
 def _now() -> str:
@@ -211,13 +239,21 @@ class RolloutController:
                 f"{self.lock.name}: this controller no longer holds the lock; it stopped before acting"
             )
 
-    def _set_traffic(self, stable: str, canary: str, weight: int) -> None:
+    def _set_traffic(self, state: RolloutState, weight: int) -> None:
+        assert state.stable is not None  # only a first model has none, and it never has traffic
         self._check()
-        self.driver.set_traffic(stable, canary, weight)
+        self.driver.set_traffic(state.stable, state.canary, weight, slot=state.stable_slot)
 
-    def _serve(self, serving: str) -> None:
+    def _serve(self, serving: str, slot: str) -> None:
         self._check()
-        self.driver.finish(serving)
+        self.driver.finish(serving, slot=slot)
+
+    def production_slot(self) -> str:
+        """The slot production serves from: where the last rollout left it."""
+        state = self.state()
+        if state is None:
+            return SLOTS[0]
+        return state.serving_slot if state.done else state.stable_slot
 
     # --- starting -----------------------------------------------------------------
 
@@ -233,12 +269,41 @@ class RolloutController:
                     current,
                     "nothing was in production: the first model goes straight in",
                 )
-            state = self._save(self._new(canary, stable, _weights(self.policy)[0]), current)
-            self._record(
-                state, "rollout-start", {"stable": stable, "steps": list(_weights(self.policy))}
+            state = self._save(
+                self._new(canary, stable, _weights(self.policy)[0], current), current
             )
-            self._set_traffic(stable, canary, state.weight)
+            self._started(state)
+            self._set_traffic(state, state.weight)
             log.info("canary %s at %d%% against %s", canary, state.weight, stable)
+            return state
+
+    def start_pod(self, pod_hash: str, change: str) -> RolloutState:
+        """Start a canary of a new serving pod (`change` says how it differs), under the
+        version in production: the canary's slot runs it, stable's keeps its pod."""
+        with self._acting():
+            current = self.state()
+            if current is not None and not current.done:
+                raise RolloutError(
+                    f"a rollout of {current.canary} is already in progress; the new pod waits"
+                )
+            production = self.registry.resolve(PRODUCTION)
+            if production is None:
+                raise RolloutError("nothing is in production to canary a new pod under")
+            state = self._new(production, production, _weights(self.policy)[0], current)
+            state = self._save(
+                state.model_copy(
+                    update={
+                        "rollout_id": f"{production}-pod-{int(self.clock())}",
+                        "pod": change,
+                        "pod_hash": pod_hash,
+                        "reason": f"canary of the serving pod under {production}: {change}",
+                    }
+                ),
+                current,
+            )
+            self._started(state)
+            self._set_traffic(state, state.weight)
+            log.info("canary of the serving pod (%s) at %d%%", change, state.weight)
             return state
 
     def in_progress(self, version: str) -> RolloutState | None:
@@ -277,9 +342,13 @@ class RolloutController:
             raise RolloutError(f"{version} is already in production")
         return version, stable, current
 
-    def _new(self, canary: str, stable: str | None, weight: int) -> RolloutState:
+    def _new(
+        self, canary: str, stable: str | None, weight: int, previous: RolloutState | None
+    ) -> RolloutState:
         now = self.clock()
         return RolloutState(
+            # Production serves from where the last rollout left it.
+            stable_slot=SLOTS[0] if previous is None else previous.serving_slot,
             rollout_id=f"{canary}-{int(now)}",
             model_name=self.registry.model_name,
             stable=stable,
@@ -298,7 +367,7 @@ class RolloutController:
     ) -> RolloutState:
         # Saved as a rollout at 100% that is being promoted, so a crash in between is finished.
         state = self._save(
-            self._new(version, stable, 100).model_copy(
+            self._new(version, stable, 100, current).model_copy(
                 update={"reason": reason, "ending": "promoted", "direct": True}
             ),
             current,
@@ -332,13 +401,13 @@ class RolloutController:
                 # Ended elsewhere (`flywheel rollback` from another shell): apply it here too.
                 serving = state.canary if state.phase == "promoted" else state.stable
                 if serving is not None:
-                    self._serve(serving)
+                    self._serve(serving, state.serving_slot)
                 return state
             if state.ending is not None:
                 # Decided, by this controller before it died or by hand: see it through.
                 return self._complete(state)
             production = self.registry.resolve(PRODUCTION)
-            if production == state.canary:
+            if production == state.canary and state.pod is None:
                 # Promoted outside the controller: finish the job instead of judging again.
                 return self._end(
                     state, "promoted", "production already pointed at the canary when resumed"
@@ -387,17 +456,18 @@ class RolloutController:
     def _started(self, state: RolloutState) -> None:
         """Write the start record that a controller killed just after the start left out."""
         if not state.direct and not self._records(state, "rollout-start"):
+            pod = {"pod": state.pod} if state.pod is not None else {}
             self._record(
                 state,
                 "rollout-start",
-                {"stable": state.stable, "steps": list(_weights(self.policy))},
+                {"stable": state.stable, "steps": list(_weights(self.policy)), **pod},
             )
 
     def _look(self, state: RolloutState) -> RolloutState:
         assert state.stable is not None  # only a first model has none, and it never progresses
         elapsed = self.clock() - state.step_started
         try:
-            self._set_traffic(state.stable, state.canary, state.weight)
+            self._set_traffic(state, state.weight)
             stable, canary = self.driver.measure(state.step_started)
         except RolloutConflict:
             raise
@@ -491,7 +561,7 @@ class RolloutController:
                 ),
                 state,
             )
-            self._set_traffic(state.stable or "", state.canary, weight)
+            self._set_traffic(state, weight)
             log.info("canary %s advanced to %d%%", state.canary, weight)
             return state
         return self._end(state, "promoted", "every step passed")
@@ -521,13 +591,17 @@ class RolloutController:
                     )
                 except AliasConflict as error:
                     return self._end(state, "rolled_back", f"could not promote: {error}")
+            if state.stable is not None and not state.direct:
+                # The warm canary takes all the traffic first; the old slot is retired after,
+                # so serving capacity never drops and no promoted pod restarts.
+                self._set_traffic(state, 100)
             serving = state.canary
         else:
             if state.stable is not None:
-                self._set_traffic(state.stable, state.canary, 0)
+                self._set_traffic(state, 0)
             serving = state.stable
         if serving is not None:
-            self._serve(serving)
+            self._serve(serving, state.serving_slot)
         self._started(state)
         kind = f"rollout-{state.ending.replace('_', '-')}"
         if not self._records(state, kind):
@@ -602,11 +676,13 @@ class StateOnlyDriver:
     process that runs the servers applies it at its next tick.
     """
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(
+        self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
+    ) -> None:
         return None
 
     def measure(self, since: float) -> tuple[Window, Window]:
         return Window(), Window()
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
         return None

@@ -24,12 +24,15 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from typing import Any
 
 from flywheel.config import Settings
+from flywheel.registry import PRODUCTION
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
-from flywheel.rollout.controller import RolloutError
+from flywheel.rollout.controller import RolloutController, RolloutError
+from flywheel.rollout.slots import SLOTS, other_slot
 from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
 
 log = logging.getLogger(__name__)
@@ -68,6 +71,8 @@ class KubernetesDriver:
         self.name = seldon.deployment_name(settings)
         self.api = client.CustomObjectsApi(api_client or load_client())
         self.prometheus = (prometheus_url or settings.rollout.prometheus_url).rstrip("/")
+        # (stable, canary) slots as the controller last set them: what `measure` reads.
+        self._slots: tuple[str, str] = (SLOTS[0], other_slot(SLOTS[0]))
 
     # --- the SeldonDeployment -------------------------------------------------------
 
@@ -121,12 +126,13 @@ class KubernetesDriver:
         except ValueError as error:
             raise RolloutError(str(error)) from None
 
-    def apply(self, stable: str, canary: str | None, canary_weight: int) -> dict[str, Any]:
-        """Create the SeldonDeployment, or bring its predictors to these versions and weights."""
+    def apply(self, arms: tuple[seldon.Arm, ...]) -> dict[str, Any]:
+        """Create the SeldonDeployment, or bring its predictors to these slots, versions and
+        weights; a predictor that goes on serving its version keeps its pods as deployed."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        wanted = seldon.render(self.settings, stable, canary, canary_weight, self.model_pod())
+        wanted = seldon.render(self.settings, arms, self.model_pod(), self.get())
         # The test control plane runs no Seldon webhook, and on a cluster its refusal
         # would come back less clearly: check its rules before sending anything.
         refused = seldon.admission_errors(wanted)
@@ -160,6 +166,25 @@ class KubernetesDriver:
                 f"the API server refused SeldonDeployment {self.namespace}/{self.name}: {detail}"
             ) from None
 
+    def pod_change(self, slot: str) -> PodChange | None:
+        """How the chart's pod (its PodTemplate: a new image digest, resources) differs from
+        the pod `slot` runs on, or None when it does not or nothing is deployed there."""
+        live = self.get()
+        deployed = seldon.live_predictors(live).get(slot)
+        if live is None or deployed is None:
+            return None
+        spec = (self.model_pod() or seldon.pod(self.settings)).spec
+        new = seldon.pod_hash(spec)
+        running = deployed["componentSpecs"][0]["spec"]
+        old = (live["metadata"].get("annotations") or {}).get(
+            seldon.pod_hash_key(slot)
+        ) or seldon.pod_hash(running)
+        if new == old:
+            return None
+        before, after = _image(running), _image(spec)
+        what = f"image {before} -> {after}" if before != after else "pod spec changed"
+        return PodChange(pod_hash=new, description=what)
+
     def _unreachable(self, error: Exception) -> RolloutError:
         host = self.api.api_client.configuration.host
         return RolloutError(f"cannot reach the API server at {host}: {type(error).__name__}")
@@ -177,11 +202,14 @@ class KubernetesDriver:
 
     # --- the Driver protocol ----------------------------------------------------------
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
-        self.apply(stable, canary, canary_weight)
+    def set_traffic(
+        self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
+    ) -> None:
+        self._slots = (slot, other_slot(slot))
+        self.apply(seldon.arms(stable, canary, canary_weight, slot))
 
-    def finish(self, serving: str) -> None:
-        self.apply(serving, None, 0)
+    def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
+        self.apply(seldon.arms(serving, None, 0, slot))
 
     def measure(self, since: float) -> tuple[Window, Window]:
         """What each predictor did from `since` (the step's start) to now.
@@ -198,9 +226,10 @@ class KubernetesDriver:
         millis = int((now - since) * 1000)
         if millis <= 0:
             return Window(), Window()
+        stable_slot, canary_slot = self._slots
         selector = (
             f'namespace="{self.namespace}",deployment_name="{self.name}",'
-            'predictor_name=~"stable|canary"'
+            f'predictor_name=~"{stable_slot}|{canary_slot}"'
         )
 
         def increases(metric: str) -> list[tuple[dict[str, str], float]]:
@@ -242,7 +271,7 @@ class KubernetesDriver:
                 correct=round(marks.get("true", 0.0)),
             )
 
-        return window("stable"), window("canary")
+        return window(stable_slot), window(canary_slot)
 
     # --- Prometheus -----------------------------------------------------------------
 
@@ -273,6 +302,39 @@ class KubernetesDriver:
         return [(r["metric"], _counted(r["values"])) for r in data["result"]]
 
 
+@dataclass(frozen=True)
+class PodChange:
+    """The chart's pod differs from the one production runs on: canaried like a version."""
+
+    pod_hash: str
+    description: str
+
+
+def _image(spec: dict[str, Any]) -> str:
+    containers = {c.get("name"): c for c in spec.get("containers") or []}
+    return str((containers.get(seldon.CONTAINER) or {}).get("image", "?"))
+
+
+def serve_production(controller: RolloutController, driver: KubernetesDriver) -> str:
+    """Between rollouts: serve production from its slot, or, when the chart's pod changed
+    (a new serving image), start a canary of that pod under production's version. A pod
+    whose canary was rolled back is not tried again until the pod changes again."""
+    production = controller.registry.resolve(PRODUCTION)
+    if production is None:
+        return "nothing in production yet"
+    slot = controller.production_slot()
+    change = driver.pod_change(slot)
+    last = controller.state()
+    refused = last is not None and last.phase == "rolled_back" and last.pod_hash is not None
+    if change is not None and not (
+        refused and last is not None and last.pod_hash == change.pod_hash
+    ):
+        state = controller.start_pod(change.pod_hash, change.description)
+        return f"{state.rollout_id}: canary of the serving pod ({change.description})"
+    driver.finish(production, slot=slot)
+    return f"serving {production} from slot {slot}"
+
+
 def start_on_cluster(
     settings: Settings, version: str, *, api_client: Any = None, lock: Any = None
 ) -> dict[str, Any]:
@@ -280,15 +342,14 @@ def start_on_cluster(
     or find the one already under way (a retried pipeline step); the controller
     (`flywheel rollout watch`) takes it from there. With `lock` (the rollout's Lease),
     only while no other controller is acting on the rollout."""
-    from flywheel.registry import PRODUCTION, Registry
-    from flywheel.rollout.controller import RolloutController
+    from flywheel.registry import Registry
 
     registry = Registry.from_settings(settings)
     driver = KubernetesDriver(settings, api_client=api_client)
     controller = RolloutController(registry, driver, settings.rollout, lock=lock)
     with controller.holding(wait=30):
         if registry.resolve(PRODUCTION) == version:
-            driver.finish(version)
+            driver.finish(version, slot=controller.production_slot())
             return {
                 "version": version,
                 "action": "serving",

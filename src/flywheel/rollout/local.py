@@ -234,7 +234,7 @@ class LocalDriver:
 
     # --- the Driver protocol ------------------------------------------------------
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         if self.applied == (stable, canary, canary_weight):
             return
         self.ensure_gateway()
@@ -257,7 +257,7 @@ class LocalDriver:
 
         return window("stable"), window("canary")
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = "a") -> None:
         self.ensure_gateway()
         _http(
             "PUT",

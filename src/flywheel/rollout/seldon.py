@@ -10,10 +10,13 @@ without one, the pod is rendered from the configuration, as the chart's would be
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from flywheel.config import Settings
+from flywheel.rollout.slots import other_slot
 from flywheel.storage import S3_SECRET_KEYS
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -166,54 +169,101 @@ def pod(settings: Settings) -> Pod:
     )
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One predictor wanted: the slot it runs in, the version it serves, its traffic."""
+
+    slot: str
+    version: str
+    traffic: int
+
+
+def arms(stable: str, canary: str | None, canary_weight: int, slot: str = "a") -> tuple[Arm, ...]:
+    """Stable in `slot` alone, or with the canary in the other slot sharing traffic."""
+    if canary is None:
+        return (Arm(slot, stable, 100),)
+    return (Arm(slot, stable, 100 - canary_weight), Arm(other_slot(slot), canary, canary_weight))
+
+
+VERSION_LABEL = "flywheel.io/model-version"
+
+
+def pod_hash_key(slot: str) -> str:
+    """The SeldonDeployment annotation holding the hash of the pod a slot was rendered on."""
+    return f"flywheel.io/pod-{slot}"
+
+
+def pod_hash(spec: dict[str, Any]) -> str:
+    """A short hash of a pod spec, to tell whether the chart's pod changed since a slot began."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _kept(arm: Arm, deployed: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The arm's predictor as deployed, when it goes on serving the same version there."""
+    live = deployed.get(arm.slot)
+    if live is not None and (live.get("labels") or {}).get(VERSION_LABEL) == arm.version:
+        return live
+    return None
+
+
 def predictor(
-    settings: Settings, name: str, version: str, traffic: int, model_pod: Pod | None = None
+    settings: Settings,
+    arm: Arm,
+    model_pod: Pod | None = None,
+    kept: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One predictor: `model_pod` (or the configured one) serving `version` with `traffic`
-    percent of requests."""
+    """One predictor: `arm.version` with `arm.traffic` percent of requests, on the pod it
+    runs already (`kept`, as deployed: its pods never restart for a traffic change or a
+    promotion) or on `model_pod` (or the configured one) for a slot that is new or changes
+    version."""
     model_pod = model_pod or pod(settings)
+    if kept is not None:
+        components = copy.deepcopy(kept["componentSpecs"])
+    else:
+        components = [{"spec": copy.deepcopy(model_pod.spec)}]
     return {
-        "name": name,
+        "name": arm.slot,
         "replicas": model_pod.replicas,
-        "traffic": traffic,
-        "labels": {"version": name, "flywheel.io/model-version": version},
-        "componentSpecs": [{"spec": copy.deepcopy(model_pod.spec)}],
+        "traffic": arm.traffic,
+        "labels": {"version": arm.slot, VERSION_LABEL: arm.version},
+        "componentSpecs": components,
         "graph": {
             "name": CONTAINER,
             "type": "MODEL",
             "endpoint": {"type": "REST"},
-            "parameters": parameters(settings, version),
+            "parameters": parameters(settings, arm.version),
         },
     }
 
 
-def predictors(
-    settings: Settings,
-    stable: str,
-    canary: str | None,
-    canary_weight: int,
-    model_pod: Pod | None = None,
-) -> list[dict[str, Any]]:
-    """The predictors list: stable alone, or stable and canary sharing traffic."""
-    if canary is None or canary == stable:
-        return [predictor(settings, "stable", stable, 100, model_pod)]
-    return [
-        predictor(settings, "stable", stable, 100 - canary_weight, model_pod),
-        predictor(settings, "canary", canary, canary_weight, model_pod),
-    ]
+def live_predictors(obj: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """A deployed SeldonDeployment's predictors by name."""
+    return {p["name"]: p for p in ((obj or {}).get("spec") or {}).get("predictors") or []}
 
 
 def render(
     settings: Settings,
-    stable: str,
-    canary: str | None = None,
-    canary_weight: int = 0,
+    wanted: tuple[Arm, ...],
     model_pod: Pod | None = None,
+    live: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole SeldonDeployment."""
-    if not 0 <= canary_weight <= 100:
-        raise ValueError(f"canary weight must be within 0..100, got {canary_weight}")
+    """The whole SeldonDeployment serving `wanted`, keeping the pods of the `live` one's
+    predictors that go on serving their version."""
+    if not all(0 <= arm.traffic <= 100 for arm in wanted):
+        raise ValueError(f"traffic must be within 0..100, got {[a.traffic for a in wanted]}")
+    deployed = live_predictors(live)
+    annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
     name = deployment_name(settings)
+    spec = (model_pod or pod(settings)).spec
+    hashes = {}
+    for arm in wanted:
+        key, before = pod_hash_key(arm.slot), _kept(arm, deployed)
+        # A kept predictor runs the pod it began on; a new one the pod rendered now.
+        hashes[key] = (
+            (annotations.get(key) or pod_hash(before["componentSpecs"][0]["spec"]))
+            if before is not None
+            else pod_hash(spec)
+        )
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": settings.serving.namespace,
@@ -223,6 +273,7 @@ def render(
             "app.kubernetes.io/instance": name,
             "flywheel.io/model": settings.model_name,
         },
+        "annotations": hashes,
     }
     if model_pod is not None and model_pod.owner is not None:
         metadata["ownerReferences"] = [model_pod.owner]
@@ -233,7 +284,9 @@ def render(
         "spec": {
             "name": name,
             "protocol": "seldon",
-            "predictors": predictors(settings, stable, canary, canary_weight, model_pod),
+            "predictors": [
+                predictor(settings, arm, model_pod, _kept(arm, deployed)) for arm in wanted
+            ],
         },
     }
 

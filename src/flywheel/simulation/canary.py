@@ -79,13 +79,13 @@ class SimulatedDriver:
         self.routes: tuple[str, str, int] | None = None
         self.sides: dict[str, Side] = {}
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         if self.routes != (stable, canary, canary_weight):
             self._advance()
             self.routes, self.weight = (stable, canary, canary_weight), canary_weight
             self._new_window()
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = "a") -> None:
         self.weight = 0
 
     def measure(self, since: float) -> tuple[Window, Window]:

@@ -43,14 +43,14 @@ class ReplayDriver:
         self.windows: Iterator[Window] = iter(canary_windows)
         self.calls: list[tuple[str, ...]] = []
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         if not self.calls or self.calls[-1] != ("traffic", stable, canary, str(canary_weight)):
             self.calls.append(("traffic", stable, canary, str(canary_weight)))
 
     def measure(self, since: float) -> tuple[Window, Window]:
         return GOOD.model_copy(update={"requests": 1000}), next(self.windows)
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = "a") -> None:
         self.calls.append(("finish", serving))
 
 
@@ -124,8 +124,10 @@ def test_a_promotion_interrupted_before_its_state_was_saved_is_finished(registry
     # when a new controller resumes
     driver = ReplayDriver([])
     final = controller(registry, driver).tick()
-    # then it finishes the promotion without judging again or moving production twice
-    assert final.phase == "promoted" and driver.calls == [("finish", "v2")]
+    # then it finishes the promotion without judging again or moving production twice: all
+    # the traffic to the warm canary, then the old slot retired
+    assert final.phase == "promoted"
+    assert driver.calls == [("traffic", "v1", "v2", "100"), ("finish", "v2")]
     assert final.reason == "production already pointed at the canary when resumed"
     assert [h.version for h in registry.history("production")] == ["v1", "v2"]
     # and the candidate alias is the pipeline's, which a rollout leaves where it was
@@ -228,7 +230,7 @@ class ClusterDriver:
         self.cluster, self.faults, self.canary = cluster, faults, canary
         self.weight = 0
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         def apply() -> None:
             self.cluster.route({stable: 100 - canary_weight, canary: canary_weight})
             self.weight = canary_weight
@@ -238,7 +240,7 @@ class ClusterDriver:
     def measure(self, since: float) -> tuple[Window, Window]:
         return GOOD.model_copy(update={"requests": 1000}), self.canary[self.weight]
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = "a") -> None:
         self.faults.point(f"finish {serving}", lambda: self.cluster.route({serving: 100}))
 
 
@@ -494,3 +496,34 @@ def test_a_look_that_measures_again_resets_the_count(registry: Registry) -> None
         for look in _records(registry, "rollout-look")
         if look["action"] == "inconclusive"
     ] == [*range(1, limit), *range(1, limit)]
+
+
+class SlotDriver(ReplayDriver):
+    """Records which slot each call names, as a SeldonDeployment's driver needs them."""
+
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
+        self.calls.append(("traffic", f"{stable}@{slot}", str(canary_weight)))
+
+    def finish(self, serving: str, *, slot: str = "a") -> None:
+        self.calls.append(("finish", f"{serving}@{slot}"))
+
+
+def test_a_promoted_canary_serves_on_from_its_slot_and_the_next_canary_takes_the_other(
+    registry: Registry,
+) -> None:
+    registry.register({"model.joblib": b"c"}, run_id="c")
+    # given v1 in slot a and a canary of v2 that passes every step
+    driver = SlotDriver([GOOD, GOOD, GOOD])
+    ctl = controller(registry, driver)
+    assert ctl.start("v2").stable_slot == "a"
+    assert ctl.run().phase == "promoted"
+    # then the promotion moved all traffic to slot b, then served v2 from b alone
+    assert driver.calls[-2:] == [("traffic", "v1@a", "100"), ("finish", "v2@b")]
+    assert ctl.production_slot() == "b"
+    # and the next canary runs in slot a against v2 in b; rolled back, production stays in b
+    failing = SlotDriver([FAILING])
+    nxt = controller(registry, failing)
+    assert nxt.start("v3").stable_slot == "b"
+    assert nxt.run().phase == "rolled_back"
+    assert failing.calls[-2:] == [("traffic", "v2@b", "0"), ("finish", "v2@b")]
+    assert nxt.production_slot() == "b"

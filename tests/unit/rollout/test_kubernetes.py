@@ -64,7 +64,7 @@ def test_an_unreachable_api_server_is_named() -> None:
     with pytest.raises(RolloutError, match=message):
         driver.get()
     with pytest.raises(RolloutError, match=message):
-        driver.apply("v1", "v2", 10)
+        driver.set_traffic("v1", "v2", 10)
     with pytest.raises(RolloutError, match=message):
         driver.weights()
 
@@ -121,11 +121,13 @@ def _status(code: int, reason: str, message: str) -> tuple[int, Any]:
 def test_the_whole_object_is_applied_server_side_and_a_refusal_names_the_reason(
     server: Callable[[Handler], str],
 ) -> None:
-    # given an API server that refuses the object
+    # given an API server with no SeldonDeployment yet, that refuses the object
     calls: list[tuple[str, str, bytes]] = []
 
     def api(method: str, path: str, body: bytes) -> tuple[int, Any]:
         calls.append((method, path, body))
+        if method == "GET":
+            return _status(404, "NotFound", "seldondeployments.machinelearning.seldon.io not found")
         return _status(422, "Invalid", "spec.predictors[0].graph: Required value")
 
     driver = _driver(server(api))
@@ -135,8 +137,10 @@ def test_the_whole_object_is_applied_server_side_and_a_refusal_names_the_reason(
         match=r"refused SeldonDeployment flywheel/loan-default: spec\.predictors\[0\]\.graph",
     ):
         driver.set_traffic("v1", "v2", 10)
-    # and it was one server-side apply of the whole object, as the controller's field manager
-    ((method, path, body),) = calls
+    # and after reading what is deployed, it was one server-side apply of the whole object,
+    # as the controller's field manager
+    (read, (method, path, body)) = calls
+    assert read[0] == "GET"
     assert (method, path) == (
         "PATCH",
         "/apis/machinelearning.seldon.io/v1/namespaces/flywheel/seldondeployments/loan-default"
@@ -145,8 +149,8 @@ def test_the_whole_object_is_applied_server_side_and_a_refusal_names_the_reason(
     applied = json.loads(body)
     assert applied["kind"] == "SeldonDeployment" and "resourceVersion" not in applied["metadata"]
     assert [(p["name"], p["traffic"]) for p in applied["spec"]["predictors"]] == [
-        ("stable", 90),
-        ("canary", 10),
+        ("a", 90),
+        ("b", 10),
     ]
 
 

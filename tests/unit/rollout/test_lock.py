@@ -36,13 +36,13 @@ class Recording:
     def __init__(self) -> None:
         self.calls: list[tuple[str, ...]] = []
 
-    def set_traffic(self, stable: str, canary: str, canary_weight: int) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         self.calls.append(("traffic", stable, canary, str(canary_weight)))
 
     def measure(self, since: float) -> tuple[Window, Window]:
         return Window(requests=1000), Window(requests=1)
 
-    def finish(self, serving: str) -> None:
+    def finish(self, serving: str, *, slot: str = "a") -> None:
         self.calls.append(("finish", serving))
 
 
