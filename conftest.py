@@ -224,7 +224,7 @@ def two_versions(
     tmp_path: Path,
 ) -> Settings:
     """v1 in production and v2 registered as candidate, with the rollout on the cluster."""
-    settings = on_cluster(small_settings(), namespace, steps=(10, 50, 100))
+    settings = on_cluster(small_settings(), namespace, steps=(10, 50, 100), accuracy="off")
     make_batches(settings, 5)
     assert train_and_register(settings, tmp_path / "w1", "r1") == "v1"
     make_batches(settings, 2, start=settings.data.generator.start_date + timedelta(days=5))

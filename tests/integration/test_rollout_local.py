@@ -123,7 +123,7 @@ def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
     ), "\n".join(f"{v.action}: {v.reason}" for v in first)
     # and its decision judged accuracy on the models' own counts of right answers
     reg = Registry.from_settings(settings)
-    decision = next(r for r in reg.records("v2") if r.get("step") == 1)
+    decision = next(r for r in reg.records("v2", "rollout-step") if r["step"] == 1)
     assert decision["decision"] == "advance" and decision["policy"]["accuracy"] == "required"
     (accuracy,) = [c for c in decision["checks"] if c["name"] == "accuracy"]
     assert accuracy["status"] == "pass", accuracy
