@@ -85,6 +85,7 @@ class FlywheelModel:
         log_max_bytes: int | str = DEFAULT_MAX_BYTES,
         *,
         clock: Callable[[], float] = time.time,
+        registry: Registry | None = None,
     ) -> None:
         if not model_version:
             raise ModelUnavailable("the model_version parameter is required, e.g. v3")
@@ -103,6 +104,10 @@ class FlywheelModel:
         self.stamp_from_request = _bool(stamp_from_request)
         self._sent_at = 0.0
         self.clock = self._last_sent if self.stamp_from_request else clock
+        # A caller scoring in-process (a simulation) may share the registry it has open;
+        # else it is opened from the parameters at each use: seldon-core may fork between
+        # two uses, and a store's connections must not cross a fork.
+        self._shared = registry
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
         self.logger: PredictionLogger | None = None
@@ -153,6 +158,8 @@ class FlywheelModel:
     # --- lifecycle ----------------------------------------------------------------
 
     def _registry(self) -> Registry:
+        if self._shared is not None:
+            return self._shared
         return Registry(open_store(self.storage.uri, self.storage), self.model_name)
 
     def load(self) -> None:
