@@ -41,7 +41,8 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.registry import Registry
-from flywheel.serving.model import SENT_AT, FlywheelModel
+from flywheel.serving.messages import SENT_AT
+from flywheel.serving.model import FlywheelModel
 from flywheel.serving.requests import BadRequest
 
 if TYPE_CHECKING:
