@@ -69,6 +69,7 @@ def calibrate(seconds: float, weight: int) -> dict[str, Any]:
     from flywheel.rollout.faults import register_faulty
     from flywheel.rollout.local import LocalDriver, newest_batch
     from flywheel.rollout.traffic import SyntheticTraffic
+    from flywheel.stores import Stores
 
     work = Path(tempfile.mkdtemp(prefix="bench-rollout-"))
     shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
@@ -85,10 +86,11 @@ def calibrate(seconds: float, weight: int) -> dict[str, Any]:
             f"pipeline.root={work / '.flywheel/pipeline-root'}",
         ],
     )
-    frame = newest_batch(settings)
+    stores = Stores(settings)
+    frame = newest_batch(stores.source)
     measured: dict[str, Any] = {"weight": weight, "seconds": seconds, "rps": RPS}
     for kind in ("errors", "slow", "shuffled"):
-        version = register_faulty(settings, kind)  # type: ignore[arg-type]
+        version = register_faulty(settings, stores.registry, stores.source, kind)  # type: ignore[arg-type]
         print(f">> {kind} ({version}) at {weight}% for {seconds:.0f}s", flush=True)
         (work / f"serve-{kind}").mkdir()
         with LocalDriver(settings, workdir=work / f"serve-{kind}") as driver:

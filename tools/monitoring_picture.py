@@ -33,12 +33,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "monitoring-report.png")
     args = parser.parse_args(argv)
 
-    from flywheel import batches, runs, synthetic
+    from flywheel import runs, synthetic
     from flywheel.config import load_settings
     from flywheel.monitoring import page
     from flywheel.monitoring.monitor import monitor
     from flywheel.simulation.traffic import serve_day
-    from flywheel.storage import open_store
+    from flywheel.stores import Stores
     from flywheel.triggers import engine
 
     started = time.perf_counter()
@@ -62,15 +62,20 @@ def main(argv: list[str]) -> int:
             ],
         )
         generator = settings.data.generator
-        source = batches.BatchSource(open_store(settings.data.source, settings.storage))
+        stores = Stores(settings)
+        registry, source = stores.registry, stores.source
         for day in synthetic.days(generator.start_date, TRAINING_DAYS):
             source.write(day, synthetic.generate_day(day, generator))
-        version = runs.run_in_process(settings, root / "work", run_id="picture").version
+        version = runs.run_in_process(
+            settings, root / "work", stores=stores, run_id="picture"
+        ).version
         if not version:
             print("error: the first model was not blessed", file=sys.stderr)
             return 1
         served = [
-            serve_day(settings, day, version="production", rows=ROWS, label_delay_days=2)
+            serve_day(
+                settings, registry, source, day, version="production", rows=ROWS, label_delay_days=2
+            )
             for day in synthetic.days(
                 generator.start_date + timedelta(days=TRAINING_DAYS), SERVED_DAYS
             )
@@ -78,8 +83,8 @@ def main(argv: list[str]) -> int:
         until = datetime.combine(
             served[-1].day + timedelta(days=1), datetime.min.time(), tzinfo=UTC
         )
-        reports = monitor(settings, until=until, now=until, record=False).reports
-        decision = engine.check(settings, now=until)
+        reports = monitor(settings, registry, source, until=until, now=until, record=False).reports
+        decision = engine.check(settings, registry, source, now=until)
         figures = [
             page.metric_figure(reports, "accuracy"),
             page.drift_figure(reports),

@@ -2,7 +2,9 @@
 
 Each pipeline component is a thin wrapper around one function here. The same
 functions run in one process for tests and benchmarks, with identical results.
-Every function takes the configuration as the JSON string the pipeline passes.
+Every function takes the configuration as the JSON string the pipeline passes, and
+the stores it reaches as `stores`: a run in one process opens them once for all its
+steps; a component's step, left without, opens them once from the configuration.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from flywheel import lineage
 # pipelines/training.py wires them so.
 from flywheel.config import STEPS as STEPS
 from flywheel.config import Settings
-from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict, Registry
-from flywheel.storage import open_store
+from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict
+from flywheel.stores import Stores
 
 if TYPE_CHECKING:
     from flywheel import batches, evaluation, gate, validation
@@ -41,19 +43,22 @@ def run_record_key(run_id: str) -> str:
     return f"runs/{run_id}/registration.json"
 
 
-def resolve(config: str, as_of: str) -> dict[str, str]:
+def _opened(settings: Settings, stores: Stores | None) -> Stores:
+    """The caller's stores, else the configuration's, opened once for this step."""
+    return stores if stores is not None else Stores(settings)
+
+
+def resolve(config: str, as_of: str, *, stores: Stores | None = None) -> dict[str, str]:
     """Pin down what a run reads: the production version, the window's end and its files.
 
     These change between runs without any parameter changing, so this step is
     never cached; the steps after it are cached on what it returns.
     """
-    from flywheel import batches
 
     settings = Settings.from_json(config)
-    production = Registry.from_settings(settings).resolve(PRODUCTION) or ""
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
+    stores = _opened(settings, stores)
+    production = stores.registry.resolve(PRODUCTION) or ""
+    source = stores.source
     window = source.window(settings.data.window_days, date.fromisoformat(as_of) if as_of else None)
     end = window[-1].day.isoformat()
     log.info(
@@ -66,7 +71,9 @@ def resolve(config: str, as_of: str) -> dict[str, str]:
     return {"production": production, "as_of": end, "fingerprint": source.fingerprint(window)}
 
 
-def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[str, Any]:
+def ingest(
+    config: str, as_of: str, out: Path, fingerprint: str = "", *, stores: Stores | None = None
+) -> dict[str, Any]:
     """Copy the window's batches into `out` and return its manifest.
 
     With a `fingerprint` from `resolve`, refuse files that changed since then.
@@ -74,9 +81,7 @@ def ingest(config: str, as_of: str, out: Path, fingerprint: str = "") -> dict[st
     from flywheel import batches
 
     settings = Settings.from_json(config)
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
+    source = _opened(settings, stores).source
     day = date.fromisoformat(as_of) if as_of else None
     if fingerprint:
         now = source.fingerprint(source.window(settings.data.window_days, day))
@@ -123,7 +128,13 @@ def _scrub(settings: Settings) -> batches.Scrub | None:
 
 
 def validate(
-    config: str, window_dir: Path, baseline: str, contract_out: Path, report_out: Path
+    config: str,
+    window_dir: Path,
+    baseline: str,
+    contract_out: Path,
+    report_out: Path,
+    *,
+    stores: Stores | None = None,
 ) -> validation.ValidationResult:
     """Check every batch against the production contract (or, on the first run, the window's).
 
@@ -167,7 +178,7 @@ def validate(
     changes = None
     if baseline:
         production = contract.Contract.from_json(
-            Registry.from_settings(settings).read(baseline, "contract.json")
+            _opened(settings, stores).registry.read(baseline, "contract.json")
         )
         # Features added to or removed from `features:` are announced changes, not violations.
         reference = contract.announce(production, inferred)
@@ -261,6 +272,8 @@ def evaluate(
     evaluation_out: Path,
     report_out: Path,
     baselines_dir: Path | None = None,
+    *,
+    stores: Stores | None = None,
 ) -> evaluation.Evaluation:
     """Score the candidate and the production model; write JSON and an HTML report.
 
@@ -300,7 +313,7 @@ def evaluate(
     candidate = candidate.model_copy(update={"importance": measured, "importance_method": method})
     production = None
     if baseline:
-        raw = Registry.from_settings(settings).read(baseline, MODEL_FILE)
+        raw = _opened(settings, stores).registry.read(baseline, MODEL_FILE)
         production = evaluation.evaluate_model(
             predictor.Predictor.from_bytes(raw, settings.features),
             "production",
@@ -401,6 +414,7 @@ def register(
     image_digest: str,
     trigger_reason: str = "",
     trigger_decision: str = "",
+    stores: Stores | None = None,
 ) -> str:
     """Write the blessed candidate as a new version and move the aliases.
 
@@ -411,7 +425,7 @@ def register(
     from flywheel.compiled import COMPILED_FILE
 
     settings = Settings.from_json(config)
-    reg = Registry.from_settings(settings)
+    reg = _opened(settings, stores).registry
     manifest = json.loads((window_dir / "manifest.json").read_text())
     # Checked again here, on the same newest batch, so what is stored is what was checked.
     _, newest = batches.load(window_dir).newest
@@ -471,7 +485,9 @@ def register(
     return version
 
 
-def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
+def deploy(
+    config: str, version: str, api_client: Any = None, *, stores: Stores | None = None
+) -> dict[str, Any]:
     """Start rolling a registered version out on the cluster (the pipeline's last step).
 
     The first model is served straight away; later ones start a canary, which the
@@ -491,4 +507,5 @@ def deploy(config: str, version: str, api_client: Any = None) -> dict[str, Any]:
             "reason": "rollout.driver is local: `flywheel run --deploy` rolls it out",
         }
     lease = KubernetesLease.for_settings(settings, api_client=api_client)
-    return start_on_cluster(settings, version, api_client=api_client, lock=lease)
+    registry = _opened(settings, stores).registry
+    return start_on_cluster(settings, registry, version, api_client=api_client, lock=lease)

@@ -34,6 +34,7 @@ from flywheel.rollout.controller import RolloutController, RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from flywheel.rollout.local import newest_batch
 from flywheel.rollout.traffic import SyntheticTraffic
+from flywheel.stores import Stores
 from harness.deployments import on_cluster, seldon_predictors
 from harness.servers import (
     PrometheusServer,
@@ -225,7 +226,7 @@ def _served(settings: Settings, namespace: str, versions: dict[str, str]) -> Ite
 
 
 def _rows(settings: Settings) -> list[dict[str, Any]]:
-    frame = newest_batch(settings)
+    frame = newest_batch(Stores(settings).source)
     rows: list[dict[str, Any]] = json.loads(
         frame[list(settings.features.columns)].head(50).to_json(orient="records")
     )
@@ -320,7 +321,7 @@ def test_a_failing_canary_on_the_cluster_is_rolled_back(
         stop(here.models["canary"].process)
         here.route({"canary": 10})
         load = SyntheticTraffic(
-            here.gateway, newest_batch(settings), settings.features, rps=40
+            here.gateway, newest_batch(Stores(settings).source), settings.features, rps=40
         ).start()
         try:
             controller = RolloutController(reg, kube_driver, settings.rollout)
@@ -442,7 +443,7 @@ def test_labels_sent_as_seldon_feedback_reach_the_step_through_prometheus(
     """Seldon feedback to the deployment reaches the model that answered, which counts
     its right and wrong answers; the driver reads that counter from Prometheus."""
     settings = two_versions
-    frame = newest_batch(settings).head(50)
+    frame = newest_batch(Stores(settings).source).head(50)
     rows: list[dict[str, Any]] = json.loads(
         frame[list(settings.features.columns)].to_json(orient="records")
     )

@@ -18,6 +18,7 @@ from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
 from flywheel.storage import LocalStore, ObjectStore, open_store
+from flywheel.stores import Stores
 from harness.servers import seldon_microservice
 
 pytestmark = pytest.mark.integration
@@ -92,7 +93,8 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
         f"predictions/loan-default/v1/{now:%Y-%m-%d}/{now:%H%M%S%f}-1-000001.jsonl",
         b'{"request_id": "req-cut", "model": "loan-def\n',
     )
-    result = monitor(settings, until=now + timedelta(hours=1))
+    stores = Stores(settings)
+    result = monitor(settings, stores.registry, stores.source, until=now + timedelta(hours=1))
     # then every served row is monitored, labelled, re-scored alike, and the corrupt line counted
     assert {r.version for r in result.reports} == {"v1"}
     assert sum(r.health.rows for r in result.reports) == 300

@@ -22,8 +22,9 @@ import yaml
 from flywheel.config import Settings, load_settings
 from flywheel.registry import Registry, VersionNotFound
 from flywheel.rollout.controller import RolloutController, StateOnlyDriver
-from flywheel.rollout.faults import register_faulty
+from flywheel.rollout.faults import Kind, register_faulty
 from flywheel.rollout.local import DeployRefused, local_canary
+from flywheel.stores import Stores
 from harness.servers import free_ports
 
 pytestmark = pytest.mark.integration
@@ -70,8 +71,20 @@ def project(
     return settings
 
 
+def canary(settings: Settings, version: str, **options: Any) -> tuple[Any, dict[str, int]]:
+    """A local canary on the stores of `settings`."""
+    stores = Stores(settings)
+    return local_canary(settings, stores.registry, stores.source, version, **options)
+
+
+def faulty(settings: Settings, kind: Kind) -> str:
+    """A faulty version registered in the stores of `settings`."""
+    stores = Stores(settings)
+    return register_faulty(settings, stores.registry, stores.source, kind)
+
+
 def test_a_healthy_canary_is_promoted_and_stable_never_fails(project: Settings) -> None:
-    state, traffic = local_canary(project, "v2", rps=25)
+    state, traffic = canary(project, "v2", rps=25)
     assert state.phase == "promoted", state.reason
     reg = Registry.from_settings(project)
     assert reg.resolve("production") == "v2"
@@ -110,7 +123,7 @@ def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
     looks: list[tuple[int, Any]] = []
     # when the canary gets traffic whose labels come back a second later, through the
     # gateway's Seldon feedback endpoint, to the model that answered
-    state, traffic = local_canary(
+    state, traffic = canary(
         settings, "v2", rps=25, on_tick=lambda st, verdict: looks.append((st.step, verdict))
     )
     # then the labels were taken, and the first step waited for them before it judged
@@ -139,9 +152,9 @@ def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
 def test_a_bad_canary_is_rolled_back_without_failing_the_stable_model(
     project: Settings, kind: str, checks: tuple[str, ...]
 ) -> None:
-    version = register_faulty(project, kind)  # type: ignore[arg-type]
+    version = faulty(project, kind)  # type: ignore[arg-type]
     started = time.monotonic()
-    state, traffic = local_canary(project, version, rps=25)
+    state, traffic = canary(project, version, rps=25)
     assert state.phase == "rolled_back"
     assert state.reason.startswith(checks), state.reason
     assert Registry.from_settings(project).resolve("production") == "v1"
@@ -159,8 +172,8 @@ def test_a_canary_whose_scores_are_clearly_off_is_rolled_back(project: Settings)
         }
     )
     # when a canary trained on shuffled labels takes half the traffic
-    version = register_faulty(settings, "shuffled")
-    state, traffic = local_canary(settings, version, rps=25)
+    version = faulty(settings, "shuffled")
+    state, traffic = canary(settings, version, rps=25)
     # then the sequential tests on its scores and labels roll it back, production never
     # moved, and the stable model never failed. Usually at the first step, after 90 to 250
     # requests; once in CI, on two busy workers, only at the second (an open question of
@@ -189,7 +202,7 @@ def test_a_version_that_cannot_load_is_refused_before_any_traffic(
         else (DeployRefused, "does not match the digest")
     )
     with pytest.raises(expected[0], match=expected[1]):
-        local_canary(project, version, rps=25)
+        canary(project, version, rps=25)
     assert Registry.from_settings(project).resolve("production") == "v1"
     assert (
         RolloutController(

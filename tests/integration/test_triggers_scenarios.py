@@ -22,6 +22,7 @@ from flywheel.config import Settings, load_settings
 from flywheel.registry import Registry
 from flywheel.simulation.traffic import serve_day
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
 from flywheel.triggers import engine
 from flywheel.triggers.engine import Decision
 from harness.projects import SMALL
@@ -64,14 +65,18 @@ def play(settings: Settings, days: range, stop_on: set[str] | None = None) -> di
     """Serve each day (all its rows) and check at its end; a fired decision's run is marked
     started and finished at once (no training: v1 stays in production)."""
     decisions: dict[int, Decision] = {}
+    stores = Stores(settings)
+    registry, source = stores.registry, stores.source
     for index in days:
         day = settings.data.generator.start_date + timedelta(days=index)
-        serve_day(settings, day, version="production", label_delay_days=LABEL_DELAY)
-        decision = engine.check(settings, now=end_of(settings, index))
+        serve_day(
+            settings, registry, source, day, version="production", label_delay_days=LABEL_DELAY
+        )
+        decision = engine.check(settings, registry, source, now=end_of(settings, index))
         decisions[index] = decision
         if decision.fired:
-            engine.run_started(settings, decision, f"run-{index}")
-            engine.run_finished(settings, f"run-{index}", succeeded=True, now=decision.at)
+            engine.run_started(stores.ledger, decision, f"run-{index}")
+            engine.run_finished(stores.ledger, f"run-{index}", succeeded=True, now=decision.at)
         if stop_on and {f.kind for f in decision.firings} & stop_on:
             break
     return decisions
@@ -97,9 +102,16 @@ def test_stable_traffic_fires_nothing_but_the_schedule_over_28_days(
 ) -> None:
     # given a stable world, and a first run marked at the start of day 5
     settings = project(registered, tmp_path, "stable")
-    first = engine.check(settings, now=end_of(settings, 4), force="initial training")
-    engine.run_started(settings, first, "initial")
-    engine.run_finished(settings, "initial", succeeded=True, now=first.at)
+    stores = Stores(settings)
+    first = engine.check(
+        settings,
+        stores.registry,
+        stores.source,
+        now=end_of(settings, 4),
+        force="initial training",
+    )
+    engine.run_started(stores.ledger, first, "initial")
+    engine.run_finished(stores.ledger, "initial", succeeded=True, now=first.at)
     # when 28 days are served and checked
     decisions = play(settings, range(5, 33))
     # then only the weekly schedule (Mondays 03:00: days 11, 18, 25, 32) fired

@@ -15,6 +15,7 @@ from flywheel.config import Settings
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import monitor
 from flywheel.simulation.traffic import ServedDay, serve_day
+from flywheel.stores import Stores
 from harness.traffic import Play
 
 
@@ -65,11 +66,16 @@ def play(project: Settings) -> Play:
             d if isinstance(d, date) else generator.start_date + timedelta(days=d) for d in days
         ]
         options = {"rows": 300, **options}
-        served = [serve_day(settings, d, version="production", **options) for d in chosen]
+        stores = Stores(settings)
+        registry, source = stores.registry, stores.source
+        served = [
+            serve_day(settings, registry, source, d, version="production", **options)
+            for d in chosen
+        ]
         if not look:
             return served, {}
         until = datetime.combine(chosen[-1] + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-        result = monitor(settings, until=until, now=until, record=False)
+        result = monitor(settings, registry, source, until=until, now=until, record=False)
         return served, {r.start.date(): r for r in result.reports if r.version == "v1"}
 
     return run

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from flywheel.cli import options
 from flywheel.cli.render import err, out
-from flywheel.config import Settings
-from flywheel.storage import ObjectStore
+from flywheel.stores import Stores
+
+if TYPE_CHECKING:
+    from flywheel.batches import BatchSource
 
 app = typer.Typer(
     help="Dated batches: generate synthetic ones, list what is there.", no_args_is_help=True
@@ -58,7 +60,10 @@ def generate(
     if fmt not in {"parquet", "csv"}:
         raise options.UsageFailure(f"--format must be parquet or csv, not {fmt!r}")
     generator = settings.data.generator
-    store = open_store(out_uri or settings.data.source, settings.storage)
+    if out_uri:
+        store = open_store(out_uri, settings.storage)
+    else:
+        store = options.stores(ctx, settings).source.store
     store.check(create=True)  # generating is how a data directory comes to exist
     source = batches.BatchSource(store)
     existing = source.available()
@@ -80,28 +85,25 @@ def generate(
     )
 
 
-def source_store(settings: Settings) -> ObjectStore:
+def existing_source(stores: Stores) -> BatchSource:
     """The configured batch source, which must exist: a typo is named, never created."""
-    from flywheel.storage import StoreUnavailable, open_store
+    from flywheel.storage import StoreUnavailable
 
-    store = open_store(settings.data.source, settings.storage)
     try:
-        store.check()
+        stores.source.store.check()
     except StoreUnavailable as error:
         raise options.UsageFailure(
             f"data.source: {error} (write batches with `flywheel data generate`, or fix data.source)"
         ) from None
-    return store
+    return stores.source
 
 
 @app.command("list")
 def list_batches(ctx: typer.Context) -> None:
     """List the batches in the configured source."""
-    from flywheel import batches
-
-    settings = options.settings(ctx)
-    store = source_store(settings)
-    found = batches.BatchSource(store, settings.data.format).available()
+    source = existing_source(options.stores(ctx, options.settings(ctx)))
+    store = source.store
+    found = source.available()
     for batch in found:
         out.print(f"{batch.day}  {store.location(batch.key)}")
     out.print(f"{len(found)} batch(es) in {store.uri}")

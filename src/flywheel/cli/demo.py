@@ -23,7 +23,9 @@ def bad_candidate(
     """Register a deliberately faulty version, to watch a canary roll it back."""
     from flywheel.rollout.faults import register_faulty
 
-    version = register_faulty(options.settings(ctx), kind)
+    settings = options.settings(ctx)
+    stores = options.stores(ctx, settings)
+    version = register_faulty(settings, stores.registry, stores.source, kind)
     out.print(
         f"registered {version}, a deliberately faulty ({kind}) model. Try: flywheel deploy {version} --canary"
     )

@@ -9,9 +9,13 @@ import typer
 
 from flywheel.cli import options, render
 from flywheel.cli.render import out
-from flywheel.registry import Registry
+from flywheel.registry import CANDIDATE, PRODUCTION, Registry
 
 app = typer.Typer(help="The model registry: versions, aliases and lineage.", no_args_is_help=True)
+
+
+def _registry(ctx: typer.Context) -> Registry:
+    return options.stores(ctx, options.settings(ctx)).registry
 
 
 @app.command("list")
@@ -22,8 +26,14 @@ def list_versions(
     ] = False,
 ) -> None:
     """List the versions of the configured model and the aliases on them."""
-    registry = Registry.from_settings(options.settings(ctx))
-    out.print(render.models_table(registry))
+    registry = _registry(ctx)
+    aliases: dict[str, list[str]] = {}
+    for alias in (PRODUCTION, CANDIDATE):
+        version = registry.resolve(alias)
+        if version:
+            aliases.setdefault(version, []).append(alias)
+    title = f"{registry.model_name} in {registry.store.uri}"
+    out.print(render.models_table(title, registry.versions(), aliases))
     if show_all:
         for version in registry.incomplete():
             out.print(f"{version}: incomplete (its run stopped before finishing; ignored)")
@@ -37,11 +47,17 @@ def show(
     ],
 ) -> None:
     """Show one version: files, metrics, lineage and alias history."""
-    registry = Registry.from_settings(options.settings(ctx))
+    registry = _registry(ctx)
     resolved = registry.lookup(version)
     lineage = json.loads(registry.read(resolved, "lineage.json"))
     metrics = json.loads(registry.read(resolved, "metrics.json"))
-    render.version_details(registry, resolved, lineage, metrics)
+    render.version_details(
+        registry.manifest(resolved),
+        registry.location(resolved),
+        lineage,
+        metrics,
+        {alias: registry.history(alias) for alias in (PRODUCTION, CANDIDATE)},
+    )
 
 
 @app.command("diff")
@@ -52,7 +68,7 @@ def diff(
 ) -> None:
     """What changed between two versions: configuration, data window, features, metrics and
     permutation importances (when evaluated)."""
-    registry = Registry.from_settings(options.settings(ctx))
+    registry = _registry(ctx)
     versions = (registry.lookup(first), registry.lookup(second))
     sides = tuple(
         {

@@ -58,8 +58,14 @@ def monitor(
     extra = [f"monitoring.window={window}"] if window else []
     extra += [f"monitoring.windows={windows}"] if windows else []
     settings = options.settings(ctx, *extra)
+    stores = options.stores(ctx, settings)
     result = run(
-        settings, until=options.parse_time("--until", until), versions=version or (), record=record
+        settings,
+        stores.registry,
+        stores.source,
+        until=options.parse_time("--until", until),
+        versions=version or (),
+        record=record,
     )
     policy = settings.monitoring
     out.rule(f"monitoring {settings.model_name}: {policy.windows} {policy.window}(s)")

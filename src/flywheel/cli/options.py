@@ -11,6 +11,7 @@ import typer
 
 from flywheel.config import DEFAULT_CONFIG, Settings, load_settings
 from flywheel.errors import FlywheelError
+from flywheel.stores import Stores
 
 
 class UsageFailure(FlywheelError):
@@ -53,6 +54,16 @@ def settings(ctx: typer.Context, *extra: str) -> Settings:
     """The configuration: the file, then FLYWHEEL_* variables, then --set, then `extra`."""
     obj = ctx.find_root().obj
     return load_settings(obj["path"], overrides=[*obj["overrides"], *extra])
+
+
+def stores(ctx: typer.Context, settings: Settings) -> Stores:
+    """The stores `settings` name, built once per invocation (each store opened at its first
+    use); the command hands them, or their registry, source and ledger, down."""
+    obj = ctx.find_root().obj
+    if "stores" not in obj:
+        obj["stores"] = Stores(settings)
+    opened: Stores = obj["stores"]
+    return opened
 
 
 def config_path(ctx: typer.Context) -> Path | None:

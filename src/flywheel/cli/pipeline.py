@@ -11,6 +11,8 @@ import typer
 from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.config import Settings
+from flywheel.registry import PRODUCTION
+from flywheel.stores import Stores
 
 if TYPE_CHECKING:
     from flywheel import runs
@@ -67,15 +69,16 @@ def run(
 ) -> None:
     """Run the training pipeline locally under kfp.local and summarise what it did."""
     from flywheel import runs
-    from flywheel.cli.data import source_store
-    from flywheel.storage import open_store
+    from flywheel.cli.data import existing_source
 
     settings = options.settings(ctx)
-    source_store(settings)
-    open_store(settings.storage.uri, settings.storage).check(create=True)
+    stores = options.stores(ctx, settings)
+    existing_source(stores)
+    stores.models.check(create=True)
     with render.step_progress(verbose) as show:
         result = runs.run_local(
             settings,
+            stores.models,
             as_of=as_of.date().isoformat() if as_of else "",
             run_id=run_id,
             caching=settings.pipeline.caching and cache,
@@ -84,29 +87,33 @@ def run(
             reason=reason,
             decision=decision,
         )
-    render.run_result(settings, result)
+    render.run_result(settings, result, production(stores, result))
     if not result.succeeded:
         raise typer.Exit(1)
     if not deploy:
         return
-    render.closing_summary(settings, result, roll_out(settings, result, rps))
+    rollout = roll_out(settings, stores, result, rps)
+    render.closing_summary(settings, result, rollout, stores.registry.resolve(PRODUCTION))
 
 
-def roll_out(settings: Settings, result: runs.LocalRun, rps: float) -> str:
+def production(stores: Stores, result: runs.LocalRun) -> str | None:
+    """The production version after a run that registered one, for its summary; else None."""
+    return stores.registry.resolve(PRODUCTION) if result.registration else None
+
+
+def roll_out(settings: Settings, stores: Stores, result: runs.LocalRun, rps: float) -> str:
     """Roll the version a local run registered out as a local canary; say what happened."""
-    from flywheel.registry import PRODUCTION, Registry
-
     registration = result.registration or {}
     version = registration.get("version")
     if version is None:
         return "nothing new was registered, so nothing to roll out"
     if PRODUCTION in registration.get("aliases", []):
         return f"{version} went straight to production (nothing was serving before it)"
-    if version == Registry.from_settings(settings).resolve(PRODUCTION):
+    if version == stores.registry.resolve(PRODUCTION):
         return f"{version} is already in production (the run trained the same model again)"
     from flywheel.cli.serving import local_canary
 
-    state = local_canary(settings, version, rps)
+    state = local_canary(settings, stores, version, rps)
     return f"{version} {state.phase.replace('_', ' ')}: {state.reason}"
 
 

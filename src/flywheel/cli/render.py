@@ -17,9 +17,9 @@ from rich.text import Text
 
 from flywheel import lineage as lineage_module
 from flywheel.config import Settings
-from flywheel.registry import PRODUCTION, Registry
 
 if TYPE_CHECKING:
+    from flywheel.registry import AliasState, Manifest
     from flywheel.runs import StepState
 
 out = Console(soft_wrap=True)
@@ -96,8 +96,9 @@ def step_progress(verbose: bool = False) -> Iterator[Callable[[StepState], None]
         progress.stop()
 
 
-def run_result(settings: Settings, result: Any) -> None:
-    """What one pipeline run did: its metrics against production, the gate, the registration."""
+def run_result(settings: Settings, result: Any, production: str | None = None) -> None:
+    """What one pipeline run did: its metrics against production, the gate, the registration
+    (and `production`, the version in production after it)."""
     out.rule(f"run {result.run_id}")
     if not result.succeeded:
         out.print(
@@ -152,7 +153,6 @@ def run_result(settings: Settings, result: Any) -> None:
         out.print(f"Log: {result.log}")
     if result.registration:
         reg = result.registration
-        production = Registry.from_settings(settings).resolve(PRODUCTION)
         out.print(
             f"Registered [bold]{settings.model_name} {reg['version']}[/] at {reg['location']}"
         )
@@ -189,14 +189,14 @@ def steps_table(steps: list[Any]) -> Table:
     return table
 
 
-def closing_summary(settings: Settings, result: Any, rollout: str) -> None:
-    """What the whole loop did, on one screen."""
+def closing_summary(settings: Settings, result: Any, rollout: str, production: str | None) -> None:
+    """What the whole loop did, on one screen: `rollout` says how the rollout ended, and
+    `production` is the version in production after it."""
     window, evaluation = result.read("window"), result.read("evaluation")
     decision = result.read("decision")
     metric, cand = evaluation["metric"], evaluation["candidate"]["newest"][evaluation["metric"]]
     prod = evaluation.get("production")
     versus = f" vs production {prod['version']} {fmt(prod['newest'][metric])}" if prod else ""
-    production = Registry.from_settings(settings).resolve(PRODUCTION)
     days = [b["day"] for b in window["batches"]]
     rows = [
         (
@@ -238,17 +238,12 @@ def tick_printer(started: float, steps: int) -> Callable[[Any, Any], None]:
     return show
 
 
-def models_table(registry: Registry) -> Table:
-    """Every complete version with its aliases and headline numbers."""
-    aliases: dict[str, list[str]] = {}
-    for alias in ("production", "candidate"):
-        version = registry.resolve(alias)
-        if version:
-            aliases.setdefault(version, []).append(alias)
-    table = Table(title=f"{registry.model_name} in {registry.store.uri}")
+def models_table(title: str, versions: list[Manifest], aliases: dict[str, list[str]]) -> Table:
+    """Every complete version with its aliases (by version) and headline numbers."""
+    table = Table(title=title)
     for column in ("version", "aliases", "created", "metric", "newest", "holdout", "data", "run"):
         table.add_column(column, overflow="fold")
-    for m in registry.versions():
+    for m in versions:
         s = m.summary
         table.add_row(
             m.version,
@@ -264,11 +259,15 @@ def models_table(registry: Registry) -> Table:
 
 
 def version_details(
-    registry: Registry, version: str, lineage: dict[str, Any], metrics: dict[str, Any]
+    manifest: Manifest,
+    location: str,
+    lineage: dict[str, Any],
+    metrics: dict[str, Any],
+    history: dict[str, list[AliasState]],
 ) -> None:
-    """One version: where it lives, where it came from, its files, metrics and alias history."""
-    manifest = registry.manifest(version)
-    out.print(f"[bold]{registry.model_name} {manifest.version}[/] at {registry.location(version)}")
+    """One version: where it lives, where it came from, its files, metrics and the history of
+    each alias in `history` (oldest first)."""
+    out.print(f"[bold]{manifest.model_name} {manifest.version}[/] at {location}")
     out.print(f"created {manifest.created_at} by run {manifest.run_id}")
     out.print(f"trained because: {lineage_module.trained_because(lineage)}", highlight=False)
     decision = (lineage.get("trigger") or {}).get("decision")
@@ -289,8 +288,8 @@ def version_details(
     for name, value in metrics.items():
         table.add_row(name, fmt(value))
     out.print(table)
-    for alias in ("production", "candidate"):
-        for state in registry.history(alias):
+    for alias, states in history.items():
+        for state in states:
             if manifest.version in (state.version, state.previous):
                 out.print(
                     f"{state.at} {alias} {state.previous or '-'} -> {state.version}: {state.reason}"

@@ -11,10 +11,12 @@ import typer
 from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.config import Settings
-from flywheel.registry import Registry
+from flywheel.stores import Stores
 
 
-def local_canary(settings: Settings, version: str, rps: float, traffic: bool = True) -> Any:
+def local_canary(
+    settings: Settings, stores: Stores, version: str, rps: float, traffic: bool = True
+) -> Any:
     """Roll `version` out as a local canary, printing each step; return the final state."""
     from flywheel.rollout import local
 
@@ -31,6 +33,8 @@ def local_canary(settings: Settings, version: str, rps: float, traffic: bool = T
     started = time.monotonic()
     state, stats = local.local_canary(
         settings,
+        stores.registry,
+        stores.source,
         version,
         rps=rps,
         traffic=traffic,
@@ -55,7 +59,7 @@ def serve(
     from flywheel.rollout.local import LocalDriver
 
     settings = options.settings(ctx)
-    registry = Registry.from_settings(settings)
+    registry = options.stores(ctx, settings).registry
     resolved = registry.lookup(version)
     example = Contract.from_json(registry.read(resolved, "contract.json")).typical_row()
     with LocalDriver(settings, gateway_port=port) as driver:
@@ -98,7 +102,8 @@ def deploy(
         settings = settings.model_copy(
             update={"rollout": settings.rollout.model_copy(update={"driver": driver})}
         )
-    resolved = Registry.from_settings(settings).lookup(version)
+    stores = options.stores(ctx, settings)
+    resolved = stores.registry.lookup(version)
     if not canary:
         state = controller(settings, settings.rollout.driver).deploy_direct(resolved)
         out.print(f"production: {state.stable or 'nothing'} -> {state.canary}")
@@ -108,12 +113,13 @@ def deploy(
         from flywheel.rollout.lease import KubernetesLease
 
         # The pipeline's deploy step does the same: a canary already under way is resumed.
-        started = start_on_cluster(settings, resolved, lock=KubernetesLease.for_settings(settings))
+        lease = KubernetesLease.for_settings(settings)
+        started = start_on_cluster(settings, stores.registry, resolved, lock=lease)
         out.print(
             f"{started['version']}: {started['action']} ({started['reason']}); "
             "the controller (`flywheel rollout watch`) takes it from here"
         )
         return
-    state = local_canary(settings, resolved, rps, traffic)
+    state = local_canary(settings, stores, resolved, rps, traffic)
     if state.phase != "promoted":
         raise typer.Exit(1)

@@ -13,7 +13,9 @@ from flywheel.cli.render import out
 if TYPE_CHECKING:
     from flywheel.config import Settings
     from flywheel.runs import LocalRun
+    from flywheel.stores import Stores
     from flywheel.triggers.engine import Decision
+    from flywheel.triggers.ledger import Ledger
 
 app = typer.Typer(
     help="The trigger engine: decide whether to retrain (triggers: in flywheel.yaml).",
@@ -85,6 +87,7 @@ def check(
     if run and submit:
         raise options.UsageFailure("--run and --submit cannot be combined: choose where to run")
     settings = options.settings(ctx)
+    stores = options.stores(ctx, settings)
     endpoint = host or settings.pipeline.host
     if submit and not endpoint:
         raise options.UsageFailure("--submit needs --host, KFP_HOST or pipeline.host")
@@ -95,40 +98,49 @@ def check(
             )
     if submit and endpoint:
         # A run submitted earlier blocks only while KFP still runs it.
-        for run_id in engine.reconcile(settings, functools.partial(_ended, settings, endpoint)):
+        ended = functools.partial(_ended, settings, endpoint)
+        for run_id in engine.reconcile(stores.ledger, ended):
             out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
     decision = engine.check(
-        settings, now=options.parse_time("--now", now), force=force, commit=commit, image=image
+        settings,
+        stores.registry,
+        stores.source,
+        now=options.parse_time("--now", now),
+        force=force,
+        commit=commit,
+        image=image,
     )
     out.rule(f"triggers {settings.model_name} at {decision.at:%Y-%m-%d %H:%M} UTC")
     _summary(decision)
     if not decision.fired:
         raise typer.Exit(NOTHING_FIRED)
     if run:
-        _run_local(settings, decision)
+        _run_local(settings, stores, decision)
     elif submit and endpoint:
-        _submit(settings, decision, endpoint)
+        _submit(settings, stores, decision, endpoint)
 
 
-def _run_local(settings: Settings, decision: Decision) -> None:
-    if not run_decision(settings, decision).succeeded:
+def _run_local(settings: Settings, stores: Stores, decision: Decision) -> None:
+    if not run_decision(settings, stores, decision).succeeded:
         raise typer.Exit(1)
 
 
-def run_decision(settings: Settings, decision: Decision) -> LocalRun:
+def run_decision(settings: Settings, stores: Stores, decision: Decision) -> LocalRun:
     """Run the pipeline locally on a decision that fired, with its reason, marked started and
     (also when interrupted, so it no longer blocks the next one) finished; print the result."""
     from flywheel import runs
     from flywheel.cli import render
+    from flywheel.cli.pipeline import production
     from flywheel.triggers import engine
 
     run_id = runs.new_run_id()
-    engine.run_started(settings, decision, run_id)
+    engine.run_started(stores.ledger, decision, run_id)
     succeeded = False
     try:
         with render.step_progress() as show:
             result = runs.run_local(
                 settings,
+                stores.models,
                 run_id=run_id,
                 on_step=show,
                 reason=decision.reason,
@@ -136,12 +148,12 @@ def run_decision(settings: Settings, decision: Decision) -> LocalRun:
             )
         succeeded = result.succeeded
     finally:
-        engine.run_finished(settings, run_id, succeeded=succeeded)
-    render.run_result(settings, result)
+        engine.run_finished(stores.ledger, run_id, succeeded=succeeded)
+    render.run_result(settings, result, production(stores, result))
     return result
 
 
-def _submit(settings: Settings, decision: Decision, host: str) -> None:
+def _submit(settings: Settings, stores: Stores, decision: Decision, host: str) -> None:
     from flywheel import runs
     from flywheel.triggers import engine
 
@@ -151,7 +163,7 @@ def _submit(settings: Settings, decision: Decision, host: str) -> None:
     )
     # Marked once KFP accepted it; the next check asks KFP whether it has ended (and counts
     # it in flight at most triggers.run_timeout_hours, should KFP lose it).
-    engine.run_started(settings, decision, run_id, kfp_run_id=started["kfp_run_id"])
+    engine.run_started(stores.ledger, decision, run_id, kfp_run_id=started["kfp_run_id"])
     out.print(f"started {started['run_id']} (KFP run {started['kfp_run_id']}) on {host}")
 
 
@@ -159,6 +171,10 @@ def _ended(settings: Settings, host: str, kfp_run_ids: list[str]) -> dict[str, b
     from flywheel import runs
 
     return runs.ended_runs(settings, host=host, kfp_run_ids=kfp_run_ids)
+
+
+def _ledger(ctx: typer.Context) -> Ledger:
+    return options.stores(ctx, options.settings(ctx)).ledger
 
 
 @app.command("hold")
@@ -169,7 +185,7 @@ def hold(
     """Hold the engine: no trigger fires (not even --force) until `flywheel triggers release`."""
     from flywheel.triggers import engine
 
-    where = engine.hold(options.settings(ctx), reason)
+    where = engine.hold(_ledger(ctx), reason)
     out.print(f"held: {reason} ({where})", highlight=False)
 
 
@@ -181,7 +197,7 @@ def release(
     """Release the hold."""
     from flywheel.triggers import engine
 
-    where = engine.release(options.settings(ctx), reason)
+    where = engine.release(_ledger(ctx), reason)
     out.print(f"released ({where})", highlight=False)
 
 
@@ -193,7 +209,7 @@ def history(
     """List recent decisions, oldest first, one line each."""
     from flywheel.triggers import engine
 
-    records = engine.history(options.settings(ctx), limit)
+    records = engine.history(_ledger(ctx), limit)
     for r in records:
         verdict = "FIRED  " if r.get("fired") else "blocked" if r.get("blocked_by") else "-      "
         out.print(f"{r.get('at', '?')[:19]}  {verdict}  {r.get('reason', '')}", highlight=False)

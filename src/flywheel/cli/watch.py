@@ -14,6 +14,7 @@ from flywheel.errors import FlywheelError
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
+    from flywheel.stores import Stores
 
 
 def _now(value: str | None, once: bool) -> datetime | None:
@@ -64,11 +65,12 @@ def watch(
     canary keeps its state for `flywheel deploy --canary` to resume.
     """
     settings = options.settings(ctx)
+    stores = options.stores(ctx, settings)
     at = _now(now, once)
     while True:
         started = time.monotonic()
         try:
-            ok = look(settings, at, rollout=rollout, rps=rps, commit=commit, image=image)
+            ok = look(settings, stores, at, rollout=rollout, rps=rps, commit=commit, image=image)
         except FlywheelError as error:
             if once:
                 raise
@@ -86,6 +88,7 @@ def watch(
 
 def look(
     settings: Settings,
+    stores: Stores,
     at: datetime | None,
     *,
     rollout: bool,
@@ -102,7 +105,7 @@ def look(
 
     now = at or datetime.now(UTC)
     out.rule(f"watch {settings.model_name} at {now:%Y-%m-%d %H:%M} UTC")
-    result = monitor(settings, until=now, record=True, now=now)
+    result = monitor(settings, stores.registry, stores.source, until=now, record=True, now=now)
     drifted = sorted(
         {f"{r.version} {r.start:%Y-%m-%d %H:%M}" for r in result.reports if r.dataset_drift}
     )
@@ -118,13 +121,20 @@ def look(
         except prometheus.PushError as error:
             # Metrics are for people; the decision reads the records, which are stored.
             err.print(f"[yellow]warning:[/] {error}", highlight=False)
-    decision = engine.check(settings, now=now, commit=commit or None, image=image or None)
+    decision = engine.check(
+        settings,
+        stores.registry,
+        stores.source,
+        now=now,
+        commit=commit or None,
+        image=image or None,
+    )
     verdict = "fired" if decision.fired else "did not fire"
     out.print(f"decide: {verdict}: {decision.reason}", highlight=False)
     out.print(f"  record {decision.record}", highlight=False)
     if not decision.fired:
         return True
-    run = run_decision(settings, decision)
+    run = run_decision(settings, stores, decision)
     if not run.succeeded:
         return False
     if not rollout:
@@ -136,5 +146,5 @@ def look(
             highlight=False,
         )
     else:
-        out.print(f"rollout: {roll_out(settings, run, rps)}", highlight=False)
+        out.print(f"rollout: {roll_out(settings, stores, run, rps)}", highlight=False)
     return True

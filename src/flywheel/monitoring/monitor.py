@@ -26,7 +26,7 @@ from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.records import write_record
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
-from flywheel.storage import StoreError, StoreUnavailable, open_store
+from flywheel.storage import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,8 +57,11 @@ def windows(until: datetime, kind: Window, count: int) -> list[tuple[datetime, d
     return [(end - (count - i) * size, end - (count - i - 1) * size) for i in range(count)]
 
 
-def load_reference(settings: Settings, registry: Registry, version: str) -> VersionReference:
-    """A version's contract, its own evaluation (as the candidate it was) and its model."""
+def load_reference(
+    registry: Registry, source: batches.BatchSource, version: str
+) -> VersionReference:
+    """A version's contract, its own evaluation (as the candidate it was) and its model, with
+    the rows of `source` its contract was inferred from."""
     manifest = registry.manifest(version)
     contract = Contract.from_json(registry.read(version, "contract.json"))
     evaluation = None
@@ -79,18 +82,15 @@ def load_reference(settings: Settings, registry: Registry, version: str) -> Vers
         contract=contract,
         evaluation=evaluation,
         predictor=predictor,
-        rows=reference_rows(settings, contract),
+        rows=reference_rows(source, contract),
     )
 
 
-def reference_rows(settings: Settings, contract: Contract) -> pd.DataFrame | None:
-    """The batches the contract was inferred from, or None (and the tests fall back to the
-    contract's bins) when any of them cannot be read."""
+def reference_rows(source: batches.BatchSource, contract: Contract) -> pd.DataFrame | None:
+    """The batches of `source` the contract was inferred from, or None (and the tests fall
+    back to the contract's bins) when any of them cannot be read."""
     import pandas as pd
 
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
     try:
         files = {b.day.isoformat(): b for b in source.available()}
         chosen = [files[name[:10]] for name in contract.batches if name[:10] in files]
@@ -107,16 +107,18 @@ def reference_rows(settings: Settings, contract: Contract) -> pd.DataFrame | Non
 
 def monitor(
     settings: Settings,
+    registry: Registry,
+    source: batches.BatchSource,
     *,
     until: datetime | None = None,
     versions: Collection[str] = (),
     record: bool = True,
     now: datetime | None = None,
 ) -> MonitorResult:
-    """Analyse every complete window up to `until` and (with `record`) store the reports."""
+    """Analyse every complete window up to `until` in the logs of `registry`'s store and
+    (with `record`) store the reports there; `source` holds the versions' reference batches."""
     now = now or datetime.now(UTC)
     policy = settings.monitoring
-    registry = Registry.from_settings(settings)
     spans = windows(until or now, policy.window, policy.windows)
     start, end = spans[0][0], spans[-1][1]
     skipped = Skipped()
@@ -133,7 +135,7 @@ def monitor(
         served = sorted({p.version for p in predictions} | ({production} if production else set()))
         wanted = {registry.lookup(v) for v in versions}
         references = {
-            v: load_reference(settings, registry, v) for v in served if not wanted or v in wanted
+            v: load_reference(registry, source, v) for v in served if not wanted or v in wanted
         }
     except StoreError as error:
         raise MonitoringError(

@@ -16,16 +16,21 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from flywheel.config import Settings
 from flywheel.rollout.controller import RolloutError
 
+if TYPE_CHECKING:
+    from flywheel.batches import BatchSource
+    from flywheel.registry import Registry
+
 Kind = Literal["errors", "slow", "shuffled"]
 
 
-def register_faulty(settings: Settings, kind: Kind) -> str:
-    """Train and register a faulty version; return its name."""
+def register_faulty(settings: Settings, reg: Registry, source: BatchSource, kind: Kind) -> str:
+    """Train a faulty version on the newest batches of `source` and register it in `reg`;
+    return its name."""
     import numpy as np
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -33,19 +38,14 @@ def register_faulty(settings: Settings, kind: Kind) -> str:
 
     from flywheel import batches, lineage, predictor, training
     from flywheel.compiled import COMPILED_FILE
-    from flywheel.registry import MODEL_FILE, PRODUCTION, Registry
-    from flywheel.storage import open_store
+    from flywheel.registry import MODEL_FILE, PRODUCTION
 
-    reg = Registry.from_settings(settings)
     production = reg.resolve(PRODUCTION)
     if production is None:
         raise RolloutError(
             f"{settings.model_name} has nothing in production: run the pipeline first "
             "(a faulty candidate needs a real model to lose to)"
         )
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
     chosen = source.window(settings.data.window_days)
     frame = pd.concat(
         [batches.parse(b.name, source.store.read(b.key)) for b in chosen[-3:]], ignore_index=True

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.registry import PRODUCTION
+from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutController, RolloutError
@@ -336,15 +336,17 @@ def serve_production(controller: RolloutController, driver: KubernetesDriver) ->
 
 
 def start_on_cluster(
-    settings: Settings, version: str, *, api_client: Any = None, lock: Any = None
+    settings: Settings,
+    registry: Registry,
+    version: str,
+    *,
+    api_client: Any = None,
+    lock: Any = None,
 ) -> dict[str, Any]:
-    """Serve `version` on the cluster if it is production already, else start its canary,
+    """Serve `version` of `registry` on the cluster if it is production already, else start its canary,
     or find the one already under way (a retried pipeline step); the controller
     (`flywheel rollout watch`) takes it from there. With `lock` (the rollout's Lease),
     only while no other controller is acting on the rollout."""
-    from flywheel.registry import Registry
-
-    registry = Registry.from_settings(settings)
     driver = KubernetesDriver(settings, api_client=api_client)
     controller = RolloutController(registry, driver, settings.rollout, lock=lock)
     with controller.holding(wait=30):

@@ -20,13 +20,17 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.processes import ProcessBook, stop_group
+
+if TYPE_CHECKING:
+    from flywheel.batches import BatchSource
+    from flywheel.registry import Registry
 
 log = logging.getLogger(__name__)
 
@@ -306,33 +310,31 @@ def _last_error(log_path: Path) -> str:
     return lines[-1][:500] if lines else "no output"
 
 
-def newest_batch(settings: Settings) -> Any:
-    """The newest batch of the configured source, as synthetic traffic to replay."""
+def newest_batch(source: BatchSource) -> Any:
+    """The newest batch of `source`, as synthetic traffic to replay."""
     from flywheel import batches
-    from flywheel.storage import open_store
 
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
     newest = source.available()[-1]
     return batches.parse(newest.name, source.store.read(newest.key))
 
 
 def local_canary(
     settings: Settings,
+    reg: Registry,
+    source: BatchSource,
     version: str,
     *,
     rps: float = 40.0,
     traffic: bool = True,
     on_tick: Any = None,
 ) -> tuple[Any, dict[str, int]]:
-    """Roll `version` out as a canary on loopback, with synthetic traffic; return the final state."""
-    from flywheel.registry import PRODUCTION, Registry
+    """Roll `version` of `reg` out as a canary on loopback, with synthetic traffic replaying
+    the newest batch of `source`; return the final state."""
+    from flywheel.registry import PRODUCTION
     from flywheel.rollout.controller import RolloutController, StateOnlyDriver
     from flywheel.rollout.lock import StoreLock
     from flywheel.rollout.traffic import SyntheticTraffic
 
-    reg = Registry.from_settings(settings)
     reg.manifest(version)
     # One controller per rollout: a killed one's lock is taken over at once on this
     # host (another host's once it expires), and a live one's is refused.
@@ -351,7 +353,7 @@ def local_canary(
                 driver.backend(version)
                 if traffic:
                     load = SyntheticTraffic(
-                        driver.gateway_url, newest_batch(settings), settings.features, rps=rps
+                        driver.gateway_url, newest_batch(source), settings.features, rps=rps
                     ).start()
             controller = RolloutController(
                 reg, driver, settings.rollout, on_tick=on_tick, lock=lock

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from flywheel.config import Settings
+from flywheel.stores import Stores
 
 
 @dataclass
@@ -24,6 +25,7 @@ def run_in_process(
     settings: Settings,
     work: Path,
     *,
+    stores: Stores | None = None,
     run_id: str = "in-process",
     git_commit: str = "",
     last_step: str = "register",
@@ -33,11 +35,13 @@ def run_in_process(
     """Every pipeline step up to `last_step`, in STEPS order, as plain calls in this process.
 
     The same functions the components call, on files under `work`: for tests and
-    for measuring what the pipeline machinery costs (`make bench-pipeline`).
+    for measuring what the pipeline machinery costs (`make bench-pipeline`). The steps
+    share `stores` (default: the configuration's, opened once here).
     """
     from flywheel import tasks
 
     config = settings.to_json()
+    stores = stores if stores is not None else Stores(settings)
     seconds: dict[str, float] = {}
     if last_step not in tasks.STEPS:
         raise ValueError(f"last_step must be one of {', '.join(tasks.STEPS)}, not {last_step!r}")
@@ -52,10 +56,18 @@ def run_in_process(
     def done(name: str) -> bool:
         return tasks.STEPS.index(name) >= last
 
-    resolved = step("resolve", tasks.resolve, config, "")
+    resolved = step("resolve", tasks.resolve, config, "", stores=stores)
     production, window = resolved["production"], work / "window"
     run = InProcessRun(version="", seconds=seconds)
-    step("ingest", tasks.ingest, config, resolved["as_of"], window, resolved["fingerprint"])
+    step(
+        "ingest",
+        tasks.ingest,
+        config,
+        resolved["as_of"],
+        window,
+        resolved["fingerprint"],
+        stores=stores,
+    )
     if done("ingest"):
         return run
     step(
@@ -66,6 +78,7 @@ def run_in_process(
         production,
         work / "contract.json",
         work / "validation.md",
+        stores=stores,
     )
     if done("validate"):
         return run
@@ -91,6 +104,7 @@ def run_in_process(
         work / "evaluation.json",
         work / "evaluation.html",
         work / "baselines",
+        stores=stores,
     )
     run.blessed = step(
         "gate", tasks.decide, config, work / "evaluation.json", work / "decision.json"
@@ -117,7 +131,8 @@ def run_in_process(
         image_digest="",
         trigger_reason=reason,
         trigger_decision=decision,
+        stores=stores,
     )
     if not done("register"):
-        step("deploy", tasks.deploy, config, run.version)
+        step("deploy", tasks.deploy, config, run.version, stores=stores)
     return run

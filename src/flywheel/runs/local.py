@@ -18,7 +18,7 @@ from flywheel import lineage
 from flywheel.config import STEPS, Settings
 from flywheel.runs.package import compile_package, customise, dump_package, groups, new_run_id
 from flywheel.runs.steplog import StepLog, StepState, StepTracker, capture, plain
-from flywheel.storage import ObjectNotFound, open_store
+from flywheel.storage import ObjectNotFound, ObjectStore
 from flywheel.usage import Usage
 
 # The run's log, in the folder kfp.local makes for the run under the pipeline root.
@@ -61,6 +61,7 @@ class LocalRun:
 
 def run_local(
     settings: Settings,
+    store: ObjectStore,
     *,
     as_of: str = "",
     run_id: str | None = None,
@@ -75,7 +76,8 @@ def run_local(
     What kfp.local and the steps print goes to the run's log file (LocalRun.log),
     and to stdout too when `verbose`; `on_step` hears of each step's state as it
     changes. `reason` (why the run starts; "manual run" when empty) and `decision`
-    (the trigger engine's decision record) go into the lineage of a version it registers.
+    (the trigger engine's decision record) go into the lineage of a version it registers;
+    `store` is the models' store, where the run's registration is read back.
     """
     import kfp.local
     from kfp import components
@@ -132,7 +134,6 @@ def run_local(
             writing.replace(_log_path(root, before, run_id))
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     blessed = json.loads(outputs["decision"].read_text())["blessed"]
-    store = open_store(settings.storage.uri, settings.storage)
     try:
         from flywheel.tasks import run_record_key
 

@@ -35,6 +35,35 @@ def score_bucket(score: float) -> int:
     return min(max(int(score * SCORE_BUCKETS), 0), SCORE_BUCKETS - 1)
 
 
+def request_metrics(scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
+    """One answer's custom metrics: its rows, its scoring time, and its scores by bucket
+    (a score that is not finite is answered and logged, not bucketed)."""
+    buckets: dict[int, int] = {}
+    for score in scores:
+        if math.isfinite(score):
+            bucket = score_bucket(score)
+            buckets[bucket] = buckets.get(bucket, 0) + 1
+    metrics: list[dict[str, Any]] = [
+        {"type": "COUNTER", "key": ROWS, "value": len(scores)},
+        {"type": "TIMER", "key": PREDICT_MS, "value": elapsed_ms},
+    ]
+    metrics += [
+        {"type": "COUNTER", "key": SCORES, "value": count, "tags": {"bucket": str(b)}}
+        for b, count in sorted(buckets.items())
+    ]
+    return metrics
+
+
+def feedback_metrics(right: int, wrong: int) -> list[dict[str, Any]]:
+    """One feedback's custom metrics: its labelled rows answered right and wrong."""
+    return [
+        {"type": "COUNTER", "key": FEEDBACK, "value": count, "tags": {"correct": correct}}
+        for correct, count in (("true", right), ("false", wrong))
+        # proto3 drops zero values, and seldon-core then fails on a metric without one
+        if count
+    ]
+
+
 def add_metrics(
     worker: dict[Any, Any],
     metrics: list[dict[str, Any]],
@@ -120,3 +149,30 @@ def write_metrics_once() -> None:
     update.writes_once = True  # type: ignore[attr-defined]
     store.update = update
     store.clear = cleared
+
+
+def keep_zero_metrics() -> None:
+    """Make seldon-core keep custom metrics whose value is 0 in gRPC responses.
+
+    seldon-core 1.17.1 reads a gRPC response's metrics by converting its `meta` to
+    JSON, and proto3 JSON leaves out a field at its default: a metric of value 0
+    arrives without "value" and seldon-core fails on it (KeyError). So a gauge
+    such as the log's backlog could never go back to 0 over gRPC. The conversion
+    is replaced, in seldon_methods only, by one that keeps default values.
+    """
+    try:
+        from google.protobuf import json_format  # type: ignore[import-untyped]
+        from seldon_core import seldon_methods
+    except ImportError:
+        return
+    if getattr(seldon_methods.seldon_message_to_json, "keeps_zeros", False):
+        return
+
+    def with_zeros(message: Any) -> dict[str, Any]:
+        converted: dict[str, Any] = json_format.MessageToDict(
+            message, including_default_value_fields=True
+        )
+        return converted
+
+    with_zeros.keeps_zeros = True  # type: ignore[attr-defined]
+    seldon_methods.seldon_message_to_json = with_zeros

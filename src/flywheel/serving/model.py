@@ -16,16 +16,14 @@ than the server's clock, and each record is written before the answer, so that a
 client can read the log as soon as it is answered and every file is dated by its own
 record. A message without the tag is a 400 naming it: nothing is stamped with wall time.
 
-This is the only module that knows about seldon-core, so serving can move to
-another runtime by replacing it.
+Only `serving/` knows about seldon-core: this class, the patches of seldon-core 1.17.1
+in `metrics` and the end of its processes in `shutdown`; serving can move to another
+runtime by replacing them.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
-import math
-import signal
 import sys
 import threading
 import time
@@ -40,28 +38,23 @@ from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
+from flywheel.serving.messages import CLASS_NAMES, own_scores, rounded, sent_at, true_labels
 from flywheel.serving.metrics import (
-    FEEDBACK,
-    PREDICT_MS,
-    ROWS,
-    SCORES,
-    score_bucket,
+    feedback_metrics,
+    keep_zero_metrics,
+    request_metrics,
     write_metrics_once,
 )
 from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
+from flywheel.serving.shutdown import close_on_exit
 from flywheel.storage import open_store
 
 log = logging.getLogger(__name__)
 
-CLASS_NAMES = ["repaid", "defaulted"]
-
 
 class ModelUnavailable(FlywheelError, RuntimeError):
     """The configured version cannot be served; the server must not become ready."""
-
-
-SENT_AT = "sent_at"  # the tag a replaying client stamps its messages with (stamp_from_request)
 
 
 def _bool(value: Any) -> bool:
@@ -85,6 +78,7 @@ class FlywheelModel:
         log_max_bytes: int | str = DEFAULT_MAX_BYTES,
         *,
         clock: Callable[[], float] = time.time,
+        registry: Registry | None = None,
     ) -> None:
         if not model_version:
             raise ModelUnavailable("the model_version parameter is required, e.g. v3")
@@ -103,6 +97,10 @@ class FlywheelModel:
         self.stamp_from_request = _bool(stamp_from_request)
         self._sent_at = 0.0
         self.clock = self._last_sent if self.stamp_from_request else clock
+        # A caller scoring in-process (a simulation) may share the registry it has open;
+        # else it is opened from the parameters at each use: seldon-core may fork between
+        # two uses, and a store's connections must not cross a fork.
+        self._shared = registry
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
         self.logger: PredictionLogger | None = None
@@ -130,19 +128,7 @@ class FlywheelModel:
         """With stamp_from_request, the message's `sent_at` tag (a 400 without), else None."""
         if not self.stamp_from_request:
             return None
-        meta = message.get("meta") if isinstance(message, dict) else None
-        tags = meta.get("tags") if isinstance(meta, dict) else None
-        value = tags.get(SENT_AT) if isinstance(tags, dict) else None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise BadRequest(
-                f"stamp_from_request is on: {where} needs meta.tags.{SENT_AT}, the epoch "
-                f"seconds it was sent at, not {value!r}"
-            )
-        self._sent_at = float(value)
+        self._sent_at = sent_at(message, where)
         return self._sent_at
 
     def _written(self, logger: PredictionLogger | None) -> None:
@@ -153,6 +139,8 @@ class FlywheelModel:
     # --- lifecycle ----------------------------------------------------------------
 
     def _registry(self) -> Registry:
+        if self._shared is not None:
+            return self._shared
         return Registry(open_store(self.storage.uri, self.storage), self.model_name)
 
     def load(self) -> None:
@@ -195,10 +183,10 @@ class FlywheelModel:
                 clock=self.clock,
             )
         if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
-            _keep_zero_metrics()
+            keep_zero_metrics()
             write_metrics_once()
             if self.log_predictions:
-                _close_on_exit(self)
+                close_on_exit(self)
         log.info(
             "serving %s %s from %s, scoring with %s",
             self.model_name,
@@ -238,7 +226,7 @@ class FlywheelModel:
 
             raise SeldonMicroserviceException(str(error), status_code=400) from None
         if is_proto:
-            # A zero counter adds nothing; a zero gauge is kept (see _keep_zero_metrics).
+            # A zero counter adds nothing; a zero gauge is kept (see metrics.keep_zero_metrics).
             response["meta"]["metrics"] = [
                 m for m in response["meta"]["metrics"] if m["value"] or m["type"] == "GAUGE"
             ]
@@ -260,7 +248,7 @@ class FlywheelModel:
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
         outputs = rounded(probabilities)
         # Bucketed as returned, so the gateway, which sees only the response, agrees.
-        metrics = self._request_metrics([row[1] for row in outputs], elapsed_ms)
+        metrics = request_metrics([row[1] for row in outputs], elapsed_ms)
         with self._metrics_lock:
             self._pending += metrics
         # Taken before this request is logged: else the backlog gauge, counting the
@@ -284,28 +272,6 @@ class FlywheelModel:
             "data": {"names": CLASS_NAMES, "ndarray": outputs},
             "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": metrics},
         }
-
-    def _request_metrics(self, scores: list[float], elapsed_ms: float) -> list[dict[str, Any]]:
-        buckets: dict[int, int] = {}
-        for score in scores:
-            if not math.isfinite(score):
-                continue  # an unstable model's answer is still served and logged, not bucketed
-            bucket = score_bucket(score)
-            buckets[bucket] = buckets.get(bucket, 0) + 1
-        metrics: list[dict[str, Any]] = [
-            {"type": "COUNTER", "key": ROWS, "value": len(scores)},
-            {"type": "TIMER", "key": PREDICT_MS, "value": elapsed_ms},
-        ]
-        metrics += [
-            {
-                "type": "COUNTER",
-                "key": SCORES,
-                "value": count,
-                "tags": {"bucket": str(b)},
-            }
-            for b, count in sorted(buckets.items())
-        ]
-        return metrics
 
     def send_feedback_raw(self, feedback: Any) -> Any:
         """Seldon feedback with the true labels, over REST or gRPC (both arrive as a Feedback
@@ -336,12 +302,7 @@ class FlywheelModel:
             # unless the message is the exception's argument too.
             refused.args = (f"feedback: {error}",)
             raise refused from None
-        metrics = [
-            {"type": "COUNTER", "key": FEEDBACK, "value": count, "tags": {"correct": correct}}
-            for correct, count in (("true", right), ("false", wrong))
-            # proto3 drops zero values, and seldon-core then fails on a metric without one
-            if count
-        ]
+        metrics = feedback_metrics(right, wrong)
         return json_to_seldon_message({"meta": {"tags": self.tags(), "metrics": metrics}})
 
     def judge_feedback(self, request: Any, response: Any, truth: Any) -> tuple[int, int]:
@@ -355,8 +316,8 @@ class FlywheelModel:
         if self.predictor is None or self.schema is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(truth, "the feedback's truth")
-        labels = _labels(truth)
-        scores = _own_scores(response, self.model_version)
+        labels = true_labels(truth)
+        scores = own_scores(response, self.model_version)
         if scores is None:
             rows = self.schema.checked(request)
             scores = [float(p) for p in self.predictor.predict_rows(rows)[:, 1]]
@@ -482,115 +443,3 @@ class FlywheelModel:
 
         blueprint.before_app_request(_limit_body)
         return blueprint
-
-
-def _close_on_exit(model: FlywheelModel) -> None:
-    """Write the model's buffered log records when its serving process ends.
-
-    seldon-core 1.17.1 serves REST from gunicorn workers and gRPC from
-    multiprocessing children, and calls `load()` in each. A gunicorn worker ends
-    through the interpreter's exit (after finishing its requests), so atexit runs
-    there. A gRPC child ends through multiprocessing, which skips atexit but runs
-    its finalizers; and nothing in it handles SIGTERM, so it would die at once:
-    there SIGTERM becomes a KeyboardInterrupt, which seldon-core's wait loop
-    answers by stopping the gRPC server, and the child then exits normally.
-    """
-    import multiprocessing.util
-
-    atexit.register(model.close)
-    multiprocessing.util.Finalize(model, model.close, exitpriority=10)
-    if (
-        threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
-    ):
-        signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def _keep_zero_metrics() -> None:
-    """Make seldon-core keep custom metrics whose value is 0 in gRPC responses.
-
-    seldon-core 1.17.1 reads a gRPC response's metrics by converting its `meta` to
-    JSON, and proto3 JSON leaves out a field at its default: a metric of value 0
-    arrives without "value" and seldon-core fails on it (KeyError). So a gauge
-    such as the log's backlog could never go back to 0 over gRPC. The conversion
-    is replaced, in seldon_methods only, by one that keeps default values.
-    """
-    try:
-        from google.protobuf import json_format  # type: ignore[import-untyped]
-        from seldon_core import seldon_methods
-    except ImportError:
-        return
-    if getattr(seldon_methods.seldon_message_to_json, "keeps_zeros", False):
-        return
-
-    def with_zeros(message: Any) -> dict[str, Any]:
-        converted: dict[str, Any] = json_format.MessageToDict(
-            message, including_default_value_fields=True
-        )
-        return converted
-
-    with_zeros.keeps_zeros = True  # type: ignore[attr-defined]
-    seldon_methods.seldon_message_to_json = with_zeros
-
-
-def rounded(probabilities: Any) -> list[list[float]]:
-    """`probabilities.round(6).tolist()`: the answer's six decimals. A few rows are rounded
-    in plain floats (numpy's call costs more than the arithmetic), as numpy rounds: times
-    10**6, to the nearest integer (ties to even), divided by 10**6, the sign kept."""
-    if len(probabilities) > _FEW_ROWS:
-        rows: list[list[float]] = probabilities.round(6).tolist()
-        return rows
-    return [[_round6(p) for p in row] for row in probabilities.tolist()]
-
-
-_FEW_ROWS = 16
-
-
-def _round6(value: float) -> float:
-    scaled = value * 1e6
-    if not math.isfinite(scaled):
-        return scaled / 1e6
-    return math.copysign(round(scaled) / 1e6, scaled)
-
-
-def _labels(truth: Any) -> list[int]:
-    """The true classes of a feedback's `truth`: 0 or 1 per row, or one row of [P(0), P(1)]
-    per row (one-hot)."""
-    data = truth.get("data") if isinstance(truth, dict) else None
-    values = data.get("ndarray") if isinstance(data, dict) else None
-    if values is None and isinstance(data, dict) and isinstance(data.get("tensor"), dict):
-        tensor = data["tensor"]
-        values = tensor.get("values")
-        shape = tensor.get("shape")
-        if isinstance(values, list) and shape and len(shape) == 2 and shape[1] == 2:
-            values = [values[i : i + 2] for i in range(0, len(values), 2)]
-    if not isinstance(values, list) or not values:
-        raise BadRequest('feedback needs the true labels as "truth": {"data": {"ndarray": [...]}}')
-    labels = []
-    for row in values:
-        if isinstance(row, list) and len(row) == 2:
-            row = 1 if row[1] > row[0] else 0
-        elif isinstance(row, list) and len(row) == 1:
-            row = row[0]
-        if isinstance(row, bool) or row not in (0, 1):
-            raise BadRequest(f"a true label must be 0 or 1, got {row!r}")
-        labels.append(int(row))
-    return labels
-
-
-def _own_scores(response: Any, version: str) -> list[float] | None:
-    """P(defaulted) per row from a response this version gave, else None."""
-    if not isinstance(response, dict):
-        return None
-    tags = (response.get("meta") or {}).get("tags") or {}
-    rows = (response.get("data") or {}).get("ndarray")
-    if tags.get("model_version") != version or not isinstance(rows, list) or not rows:
-        return None
-    try:
-        return [float(row[1]) for row in rows]
-    except (TypeError, IndexError, ValueError):
-        return None

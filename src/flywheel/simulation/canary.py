@@ -125,7 +125,9 @@ class _Answers:
     correct: np.ndarray[Any, Any]
 
 
-def _answers(settings: Settings, version: str, parts: list[tuple[str, pd.DataFrame]]) -> _Answers:
+def _answers(
+    settings: Settings, registry: Registry, version: str, parts: list[tuple[str, pd.DataFrame]]
+) -> _Answers:
     """Send every request of the day to `version` through the real serving class (not logged)."""
     import numpy as np
 
@@ -136,6 +138,7 @@ def _answers(settings: Settings, version: str, parts: list[tuple[str, pd.DataFra
         store_endpoint=settings.storage.endpoint or "",
         store_secure=settings.storage.secure,
         log_predictions=False,
+        registry=registry,
     )
     n = len(parts)
     errors = np.zeros(n, dtype=bool)
@@ -221,8 +224,8 @@ def _canary(
     if stable is None:
         return {"version": version, "phase": "direct", "reason": "nothing was in production"}
     driver = DayDriver(
-        _answers(settings, stable, parts),
-        _answers(settings, version, parts),
+        _answers(settings, registry, stable, parts),
+        _answers(settings, registry, version, parts),
         seed=world.seed * 100_003 + (end.date().toordinal()),
         start=end.timestamp(),
     )

@@ -65,7 +65,7 @@ from flywheel.simulation.world import (
     _World,
     world_settings,
 )
-from flywheel.storage import open_store
+from flywheel.stores import Stores
 from flywheel.triggers import engine
 
 if TYPE_CHECKING:
@@ -192,6 +192,7 @@ def simulate(
     warmup = world_config.data.window_days
     world = _World(
         settings=world_config,
+        stores=Stores(world_config),
         root=root,
         scenario=scenario,
         seed=seed,
@@ -245,25 +246,24 @@ def _save(path: Path, timeline: Timeline) -> None:
 def _warm_up(world: _World) -> None:
     """Write the batches of the window before the first day and register v1 in production,
     as a first run at the end of the last warm-up day."""
-    settings = world.settings
-    source = _source(settings)
+    settings, stores = world.settings, world.stores
     generator = settings.data.generator
     for index in range(settings.data.window_days):
         day = generator.start_date + timedelta(days=index)
-        source.write(day, synthetic.generate_day(day, generator), _format(settings))
+        stores.source.write(day, synthetic.generate_day(day, generator), _format(settings))
     end = _end_of(world.first_day - timedelta(days=1))
-    decision = engine.check(settings, now=end, force="simulation warm-up: the first model")
+    decision = engine.check(
+        settings,
+        stores.registry,
+        stores.source,
+        now=end,
+        force="simulation warm-up: the first model",
+    )
     run = _run(world, decision, "sim-warm-up", end)
     if not run.get("registered"):
         raise SimulationError(
             f"the warm-up run registered no model: {run.get('error') or 'the gate refused it'}"
         )
-
-
-def _source(settings: Settings) -> batches.BatchSource:
-    return batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
 
 
 def _format(settings: Settings) -> str:
@@ -275,10 +275,9 @@ def _format(settings: Settings) -> str:
 
 def _play_day(world: _World, index: int, servers: _Production | None = None) -> DayRecord:
     settings = world.settings
-    registry = Registry.from_settings(settings)
+    registry, source = world.stores.registry, world.stores.source
     day = world.day(index)
     end = _end_of(day)
-    source = _source(settings)
     if world.scenario == "broken_upstream" and index == world.change_day:
         broken = settings.data.generator.model_copy(update={"scenario": BROKEN_BATCH})
         if not any(b.day == day for b in source.available()):
@@ -286,6 +285,8 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
     serving = registry.lookup(PRODUCTION)
     served = serve_day(
         settings,
+        registry,
+        source,
         day,
         version=serving,
         rows=world.traffic,
@@ -311,7 +312,15 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
     with threadpool_limits(limits=1, user_api="openmp"):
         decision = _decide(world, index, end)
         if decision is None:
-            monitor(settings, until=end, versions=[served.version], record=True, now=end)
+            monitor(
+                settings,
+                registry,
+                source,
+                until=end,
+                versions=[served.version],
+                record=True,
+                now=end,
+            )
         # else the engine ran monitoring first: its records at `end` are stored (a second
         # monitoring at the same time would find them there)
     midnight = end - timedelta(days=1)
@@ -418,14 +427,24 @@ def _run_id(day: date) -> str:
 
 def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
     """The policy's decision at the end of day `index`, recorded by the trigger engine."""
-    settings = world.settings
+    settings, stores = world.settings, world.stores
     if world.policy == "triggers":
-        return engine.check(settings, now=end)
+        return engine.check(settings, stores.registry, stores.source, now=end)
     if world.policy == "daily":
-        return engine.check(settings, now=end, force="policy daily: retrain every day")
+        return engine.check(
+            settings,
+            stores.registry,
+            stores.source,
+            now=end,
+            force="policy daily: retrain every day",
+        )
     if world.policy == "schedule" and (index + 1) % SCHEDULE_DAYS == 0:
         return engine.check(
-            settings, now=end, force=f"policy schedule: retrain every {SCHEDULE_DAYS} days"
+            settings,
+            stores.registry,
+            stores.source,
+            now=end,
+            force=f"policy schedule: retrain every {SCHEDULE_DAYS} days",
         )
     return None
 
@@ -436,7 +455,7 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
     settings = world.settings
     work = world.root / "runs" / run_id
     shutil.rmtree(work, ignore_errors=True)
-    engine.run_started(settings, decision, run_id, now=end)
+    engine.run_started(world.stores.ledger, decision, run_id, now=end)
     out: dict[str, Any] = {
         "run_id": run_id,
         "reason": decision.reason,
@@ -447,7 +466,12 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
     try:
         with stamped_by(lambda: end):
             result = runs.run_in_process(
-                settings, work, run_id=run_id, reason=decision.reason, decision=decision.record
+                settings,
+                work,
+                stores=world.stores,
+                run_id=run_id,
+                reason=decision.reason,
+                decision=decision.record,
             )
         out["blessed"] = bool(result.blessed)
         out["registered"] = result.version or None
@@ -460,7 +484,7 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
         out["error"] = " ".join(str(error).split())[:300]
     finally:
         # Also when interrupted: a run marked finished no longer blocks the next one.
-        engine.run_finished(settings, run_id, succeeded=succeeded, now=end)
+        engine.run_finished(world.stores.ledger, run_id, succeeded=succeeded, now=end)
     return out
 
 
@@ -471,7 +495,7 @@ def _bad_candidate(
     from flywheel.rollout.faults import register_faulty
 
     with stamped_by(lambda: end):
-        version = register_faulty(world.settings, FAULTY_KIND)
+        version = register_faulty(world.settings, registry, world.stores.source, FAULTY_KIND)
     run = {
         "run_id": f"faulty-{FAULTY_KIND}",
         "reason": f"bad_candidate: a faulty version ({FAULTY_KIND} labels) registered by hand",
@@ -489,8 +513,7 @@ def _redo_half_done(world: _World, index: int) -> None:
     mark = world.root / DAY_MARK
     if not mark.is_file() or json.loads(mark.read_text()).get("index") != index:
         return
-    settings = world.settings
-    store = open_store(settings.storage.uri, settings.storage)
+    settings, store = world.settings, world.stores.models
     day = world.day(index)
     stamp = _end_of(day).strftime("%Y%m%dT%H%M%S%fZ")
     for prefix in ("predictions", "feedback"):

@@ -41,9 +41,9 @@ from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.registry import Registry
-from flywheel.serving.model import SENT_AT, FlywheelModel
+from flywheel.serving.messages import SENT_AT
+from flywheel.serving.model import FlywheelModel
 from flywheel.serving.requests import BadRequest
-from flywheel.storage import open_store
 
 if TYPE_CHECKING:
     import numpy as np
@@ -175,6 +175,8 @@ def request_id(day: date, seed: int, index: int) -> str:
 
 def serve_day(
     settings: Settings,
+    registry: Registry,
+    source: batches.BatchSource,
     day: date,
     *,
     version: str,
@@ -185,8 +187,8 @@ def serve_day(
     model_class: type[FlywheelModel] = FlywheelModel,
     gateway: str | None = None,
 ) -> ServedDay:
-    """Play one day: write its batch, serve `rows` of it (all when None) as `version`, and send
-    the labels of the day `label_delay_days` before.
+    """Play one day: write its batch to `source`, serve `rows` of it (all when None) as
+    `version` of `registry`, and send the labels of the day `label_delay_days` before.
 
     In-process by default; with `gateway` (a URL) over HTTP to the microservice it routes to,
     which must serve `version` with `stamp_from_request` on (an answer from another version is
@@ -200,10 +202,7 @@ def serve_day(
     if gateway is not None and model_class is not FlywheelModel:
         raise SimulationError("model_class replaces the in-process serving class: not with gateway")
     started = time.perf_counter()
-    resolved = Registry.from_settings(settings).lookup(version)
-    source = batches.BatchSource(
-        open_store(settings.data.source, settings.storage), settings.data.format
-    )
+    resolved = registry.lookup(version)
     model: FlywheelModel | None = None
     transport: Transport
     if gateway is None:
@@ -215,6 +214,7 @@ def serve_day(
             store_endpoint=settings.storage.endpoint or "",
             store_secure=settings.storage.secure,
             clock=clock,
+            registry=registry,
         )
         transport = InProcess(model, clock)
     else:
@@ -230,7 +230,7 @@ def serve_day(
                 settings, transport, resolved, frame, day, rows, seed, alter
             )
             labels_for = day - timedelta(days=label_delay_days)
-            labels = _feedback(settings, transport, source, labels_for, day, rows, seed)
+            labels = _feedback(settings, registry, transport, source, labels_for, day, rows, seed)
         finally:
             for logger in (model.logger, model.feedback_log) if model is not None else ():
                 if logger is not None:
@@ -350,6 +350,7 @@ def _serve(
 
 def _feedback(
     settings: Settings,
+    registry: Registry,
     transport: Transport,
     source: batches.BatchSource,
     labels_for: date,
@@ -362,7 +363,6 @@ def _feedback(
     found = [b for b in source.available() if b.day == labels_for]
     if not found:
         return None
-    registry = Registry.from_settings(settings)
     midnight = datetime.combine(labels_for, datetime.min.time(), tzinfo=UTC)
     logged = read_predictions(
         registry.store,

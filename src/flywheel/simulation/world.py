@@ -10,6 +10,7 @@ from typing import Literal, get_args
 
 from flywheel.config import Scenario as GeneratorScenario
 from flywheel.config import Settings
+from flywheel.stores import Stores
 
 Policy = Literal["triggers", "schedule", "never", "daily"]
 POLICIES: tuple[str, ...] = get_args(Policy)
@@ -27,9 +28,10 @@ SCENARIOS: tuple[str, ...] = get_args(SimScenario)
 
 @dataclass(frozen=True)
 class _World:
-    """One simulation's fixed facts."""
+    """One simulation's fixed facts, and its stores, opened once for all its days."""
 
     settings: Settings
+    stores: Stores
     root: Path
     scenario: str
     seed: int

@@ -22,7 +22,7 @@ from flywheel.monitoring.monitor import MonitoringError, monitor, windows
 from flywheel.monitoring.records import latest_records
 from flywheel.records import Record
 from flywheel.registry import PRODUCTION, Registry, RegistryError
-from flywheel.storage import StoreError, open_store
+from flywheel.storage import StoreError
 from flywheel.triggers import signals
 from flywheel.triggers.ledger import Hold, Ledger, Run, RunFinished, RunStarted
 from flywheel.triggers.signals import Check, Kind, Production, Severity
@@ -55,10 +55,6 @@ class Decision(Record):
     newest_batch: str | None  # the newest batch in the source: new data counts from here
 
 
-def _ledger(settings: Settings) -> Ledger:
-    return Ledger(open_store(settings.storage.uri, settings.storage), settings.model_name)
-
-
 def _production(registry: Registry) -> Production | None:
     version = registry.resolve(PRODUCTION)
     if version is None:
@@ -86,7 +82,13 @@ def _production(registry: Registry) -> Production | None:
     )
 
 
-def _reports(settings: Settings, registry: Registry, version: str, now: datetime) -> list[Any]:
+def _reports(
+    settings: Settings,
+    registry: Registry,
+    source: batches.BatchSource,
+    version: str,
+    now: datetime,
+) -> list[Any]:
     """The production version's window reports: the stored ones when the newest complete window
     has a record computed after it closed, not after `now`, and within records_max_age_hours;
     else monitoring runs now and records them."""
@@ -107,7 +109,9 @@ def _reports(settings: Settings, registry: Registry, version: str, now: datetime
     )
     if not fresh:
         try:
-            result = monitor(settings, until=now, versions=[version], record=True, now=now)
+            result = monitor(
+                settings, registry, source, until=now, versions=[version], record=True, now=now
+            )
         except MonitoringError as error:
             raise TriggerError(f"{error}; no decision was recorded") from None
         # The newest look at a window wins; a window monitoring found empty keeps its record.
@@ -202,25 +206,24 @@ def _blocked(
 
 def check(
     settings: Settings,
+    registry: Registry,
+    source: batches.BatchSource,
     *,
     now: datetime | None = None,
     force: str | None = None,
     commit: str | None = None,
     image: str | None = None,
 ) -> Decision:
-    """Evaluate every trigger of `settings.triggers` at `now`, apply the safeguards and store
-    the decision record. `force` (a reason) fires a manual trigger that bypasses the cooldown
+    """Evaluate every trigger of `settings.triggers` at `now` on `registry` (its store holds the
+    logs, the monitoring records and the engine's books) and the batches of `source`, apply the
+    safeguards and store the decision record. `force` (a reason) fires a manual trigger that bypasses the cooldown
     and the budget, never a hold or a run in flight. `commit` and `image` are what CI built."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
-    registry = Registry.from_settings(settings)
     ledger = Ledger(registry.store, settings.model_name)
     try:
         runs = ledger.runs()
         held = ledger.held()
         production = _production(registry)
-        source = batches.BatchSource(
-            open_store(settings.data.source, settings.storage), settings.data.format
-        )
         days = [b.day for b in source.available()]
         reports: list[WindowReport] = []
         wants_reports = any(
@@ -231,7 +234,7 @@ def check(
             )
         )
         if production is not None and wants_reports:
-            reports = _reports(settings, registry, production.version, now)
+            reports = _reports(settings, registry, source, production.version, now)
     except (StoreError, ValidationError) as error:
         raise TriggerError(
             f"cannot read the trigger state of {settings.model_name} from "
@@ -288,7 +291,7 @@ def check(
 
 
 def run_started(
-    settings: Settings,
+    ledger: Ledger,
     decision: Decision,
     run_id: str,
     *,
@@ -310,26 +313,26 @@ def run_started(
         kfp_run_id=kfp_run_id,
     )
     try:
-        _ledger(settings).start(entry)
+        ledger.start(entry)
     except StoreError as error:
         raise TriggerError(f"cannot mark run {run_id} started: {error}") from None
 
 
 def run_finished(
-    settings: Settings, run_id: str, *, succeeded: bool, now: datetime | None = None
+    ledger: Ledger, run_id: str, *, succeeded: bool, now: datetime | None = None
 ) -> None:
     """Mark a started run finished."""
     entry = RunFinished(
         run_id=run_id, finished_at=(now or datetime.now(UTC)).astimezone(UTC), succeeded=succeeded
     )
     try:
-        _ledger(settings).finish(entry)
+        ledger.finish(entry)
     except StoreError as error:
         raise TriggerError(f"cannot mark run {run_id} finished: {error}") from None
 
 
 def reconcile(
-    settings: Settings,
+    ledger: Ledger,
     ended: Callable[[list[str]], Mapping[str, bool]],
     *,
     now: datetime | None = None,
@@ -340,39 +343,39 @@ def reconcile(
     try:
         waiting = {
             r.started.kfp_run_id: r.started.run_id
-            for r in _ledger(settings).runs()
+            for r in ledger.runs()
             if r.finished is None and r.started.kfp_run_id
         }
     except StoreError as error:
         raise TriggerError(f"cannot read the runs the engine started: {error}") from None
     marked = []
     for kfp_run_id, succeeded in ended(sorted(waiting)).items():
-        run_finished(settings, waiting[kfp_run_id], succeeded=succeeded, now=now)
+        run_finished(ledger, waiting[kfp_run_id], succeeded=succeeded, now=now)
         marked.append(waiting[kfp_run_id])
     return marked
 
 
-def hold(settings: Settings, reason: str, *, now: datetime | None = None) -> str:
+def hold(ledger: Ledger, reason: str, *, now: datetime | None = None) -> str:
     """Hold the engine: nothing fires until `release`."""
-    return _write_hold(settings, Hold(action="hold", reason=reason, at=now or datetime.now(UTC)))
+    return _write_hold(ledger, Hold(action="hold", reason=reason, at=now or datetime.now(UTC)))
 
 
-def release(settings: Settings, reason: str = "", *, now: datetime | None = None) -> str:
+def release(ledger: Ledger, reason: str = "", *, now: datetime | None = None) -> str:
     """Release a hold."""
     entry = Hold(action="release", reason=reason or "released", at=now or datetime.now(UTC))
-    return _write_hold(settings, entry)
+    return _write_hold(ledger, entry)
 
 
-def _write_hold(settings: Settings, entry: Hold) -> str:
+def _write_hold(ledger: Ledger, entry: Hold) -> str:
     try:
-        return _ledger(settings).hold(entry)
+        return ledger.hold(entry)
     except StoreError as error:
         raise TriggerError(f"cannot record the {entry.action}: {error}") from None
 
 
-def history(settings: Settings, limit: int = 20) -> list[dict[str, Any]]:
+def history(ledger: Ledger, limit: int = 20) -> list[dict[str, Any]]:
     """The newest `limit` decision records, oldest first."""
     try:
-        return _ledger(settings).decisions(limit)
+        return ledger.decisions(limit)
     except StoreError as error:
         raise TriggerError(f"cannot read the decision records: {error}") from None

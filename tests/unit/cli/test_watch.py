@@ -19,8 +19,8 @@ import yaml
 
 from flywheel import synthetic
 from flywheel.config import load_settings
-from flywheel.registry import Registry
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
 from flywheel.triggers import engine
 from harness.cli import Flywheel
 from harness.servers import free_ports
@@ -39,7 +39,8 @@ def test_once_with_nothing_to_do_records_the_decision_and_runs_nothing(
 ) -> None:
     # given v1 in production, no traffic yet, and the weekly schedule's tick not yet come
     settings = load_settings(registered_config, env={})
-    registry = Registry.from_settings(settings)
+    stores = Stores(settings)
+    registry = stores.registry
     created = registry.manifest("v1").created_at
     # when watch looks once, at the moment v1 was registered
     result = flywheel("-c", str(registered_config), "watch", "--once", "--now", created)
@@ -47,7 +48,7 @@ def test_once_with_nothing_to_do_records_the_decision_and_runs_nothing(
     assert result.code == 0, result.text
     assert "monitor: 0 window report(s), 0 recorded; no dataset drift" in result.out
     assert "decide: did not fire: nothing fired" in result.out
-    (decision,) = engine.history(settings)
+    (decision,) = engine.history(stores.ledger)
     assert decision["fired"] is False and decision["reason"] == "nothing fired"
     assert f"record {decision['record']}" in result.out
     assert [m.version for m in registry.versions()] == ["v1"]

@@ -14,8 +14,8 @@ from flywheel.monitoring import analysis
 from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import load_reference
-from flywheel.registry import Registry
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
 from harness.traffic import END, START, Served, log_traffic
 
 
@@ -31,7 +31,8 @@ def store(registered: Settings, tmp_path: Path) -> LocalStore:
 
 @pytest.fixture
 def reference(registered: Settings) -> VersionReference:
-    return load_reference(registered, Registry.from_settings(registered), "v1")
+    stores = Stores(registered)
+    return load_reference(stores.registry, stores.source, "v1")
 
 
 @pytest.fixture

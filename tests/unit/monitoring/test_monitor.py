@@ -13,6 +13,7 @@ from flywheel.monitoring.monitor import MonitoringError, monitor, windows
 from flywheel.monitoring.records import PREFIX, latest_records
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
 from harness.servers import free_ports
 from harness.traffic import log_traffic
 
@@ -54,8 +55,9 @@ def test_production_and_a_canary_are_monitored_and_each_window_recorded(
         b'{"request_id": "cut',
     )
     settings = _settings(registered, store)
+    stores = Stores(settings)
     # when monitored up to the end of this hour
-    result = monitor(settings, until=now + timedelta(hours=1))
+    result = monitor(settings, stores.registry, stores.source, until=now + timedelta(hours=1))
     # then each version has its role and its rows, the broken line is counted
     roles = {r.version: r.role for r in result.reports}
     assert roles == {"v1": "production", "v2": "canary"}
@@ -76,8 +78,12 @@ def test_only_the_versions_asked_for_are_monitored_and_nothing_is_recorded_when_
     log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, registered.data.generator))
     # when monitored for the production alias without recording
     now = datetime.now(UTC)
+    settings = _settings(registered, store)
+    stores = Stores(settings)
     result = monitor(
-        _settings(registered, store),
+        settings,
+        stores.registry,
+        stores.source,
         until=now + timedelta(hours=1),
         versions=["production"],
         record=False,
@@ -97,9 +103,10 @@ def test_a_store_that_is_down_is_one_clear_error(registered: Settings) -> None:
             )
         }
     )
+    stores = Stores(settings)
     # when monitored
     with pytest.raises(MonitoringError) as raised:
-        monitor(settings)
+        monitor(settings, stores.registry, stores.source)
     # then the error names the store and says that nothing was recorded
     message = str(raised.value)
     assert "\n" not in message

@@ -20,6 +20,7 @@ from flywheel.predictor import Predictor
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.faults import SLOW_SECONDS, burn_cpu, register_faulty
+from flywheel.stores import Stores
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +35,9 @@ def drill(registered: Settings, tmp_path_factory: pytest.TempPathFactory) -> Set
             "data": registered.data.model_copy(update={"source": str(root / "batches")}),
         }
     )
+    stores = Stores(settings)
     for kind in ("errors", "slow", "shuffled"):
-        register_faulty(settings, kind)  # type: ignore[arg-type]
+        register_faulty(settings, stores.registry, stores.source, kind)  # type: ignore[arg-type]
     return settings
 
 
@@ -54,8 +56,9 @@ def _predictor(settings: Settings, version: str) -> Predictor:
 def test_an_empty_registry_is_refused(small_settings: Callable[..., Settings]) -> None:
     # given a project with nothing registered, when a faulty version is asked for
     settings = small_settings()
+    stores = Stores(settings)
     with pytest.raises(RolloutError, match="loan-default has nothing in production"):
-        register_faulty(settings, "errors")
+        register_faulty(settings, stores.registry, stores.source, "errors")
     # then nothing was registered
     assert Registry.from_settings(settings).versions() == []
 

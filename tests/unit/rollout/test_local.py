@@ -17,6 +17,7 @@ from flywheel.config import Settings
 from flywheel.rollout import local
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.local import DeployRefused, LocalDriver, _last_error, serving_python
+from flywheel.stores import Stores
 
 # What seldon-core-microservice logs when the model class cannot load its version.
 FAILED_LOAD = """\
@@ -142,7 +143,7 @@ def test_the_newest_batch_is_the_traffic_to_replay(
 ) -> None:
     settings = small_settings()
     make_batches(settings, 3)
-    newest = local.newest_batch(settings)
+    newest = local.newest_batch(Stores(settings).source)
     gen = settings.data.generator
     expected = synthetic.generate_day(list(synthetic.days(gen.start_date, 3))[-1], gen)
     pd.testing.assert_frame_equal(newest, expected, check_dtype=False)

@@ -10,6 +10,7 @@ import pytest
 
 from flywheel.config import Settings, load_settings
 from flywheel.simulation.world import _World, world_settings
+from flywheel.stores import Stores
 from harness.projects import SMALL
 
 
@@ -32,11 +33,18 @@ def project(registered: Settings, tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
+def stores(project: Settings) -> Stores:
+    """The project's stores, as a simulated world opens them once."""
+    return Stores(project)
+
+
+@pytest.fixture
 def world(tmp_path: Path) -> _World:
     """A stable world under tmp_path whose day 0 is 2026-01-06 (nothing written yet)."""
     settings = world_settings(load_settings(None, env={}, overrides=SMALL), tmp_path, "stable", 7)
     return _World(
         settings=settings,
+        stores=Stores(settings),
         root=tmp_path,
         scenario="stable",
         seed=7,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -16,18 +17,28 @@ import pytest
 from flywheel.config import Settings
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import monitor
-from flywheel.registry import MODEL_FILE, Registry, VersionNotFound
+from flywheel.registry import MODEL_FILE, VersionNotFound
 from flywheel.serving.model import FlywheelModel, ModelUnavailable
 from flywheel.serving.requests import BadRequest
 from flywheel.simulation.traffic import (
     ROWS_PER_REQUEST,
     OverHttp,
+    ServedDay,
     SimulationError,
     request,
     serve_day,
     truth,
 )
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
+
+Serve = Callable[..., ServedDay]
+
+
+@pytest.fixture
+def serve(project: Settings, stores: Stores) -> Serve:
+    """serve_day on the project's stores: serve(day, version=..., ...)."""
+    return functools.partial(serve_day, project, stores.registry, stores.source)
 
 
 def _midnight(day: date) -> datetime:
@@ -49,13 +60,13 @@ def _logged_ids(store: LocalStore, day: date) -> list[str]:
 
 def test_each_served_day_is_one_monitoring_window_and_its_labels_arrive_two_days_later(
     project: Settings,
+    stores: Stores,
+    serve: Serve,
 ) -> None:
     # given v1 in production and batches up to day 4
     store = LocalStore(project.storage.uri)
     # when days 5, 6 and 7 are served, 100 rows a day, labels two days late
-    served = [
-        serve_day(project, _day(project, i), version="production", rows=100) for i in (5, 6, 7)
-    ]
+    served = [serve(_day(project, i), version="production", rows=100) for i in (5, 6, 7)]
     # then each day's batch was written, and all of its requests answered
     assert [s.batch_written for s in served] == [True, True, True]
     assert [s.rows for s in served] == [100, 100, 100] and not any(s.rejected for s in served)
@@ -89,6 +100,8 @@ def test_each_served_day_is_one_monitoring_window_and_its_labels_arrive_two_days
         project.model_copy(
             update={"monitoring": project.monitoring.model_copy(update={"windows": 4})}
         ),
+        stores.registry,
+        stores.source,
         until=until,
         now=until,
         record=False,
@@ -104,11 +117,11 @@ def test_each_served_day_is_one_monitoring_window_and_its_labels_arrive_two_days
     assert set(labels) == set(served[0].request_ids)
 
 
-def test_a_batch_already_there_is_served_as_it_is(project: Settings) -> None:
+def test_a_batch_already_there_is_served_as_it_is(project: Settings, serve: Serve) -> None:
     # given day 4's batch, written before (the newest the model was trained on)
     before = sorted(p.name for p in Path(project.data.source).iterdir())
     # when day 4 is served
-    served = serve_day(project, _day(project, 4), version="v1", rows=30)
+    served = serve(_day(project, 4), version="v1", rows=30)
     # then it is read, not written again, and its 30 rows are answered in two requests
     assert not served.batch_written
     assert sorted(p.name for p in Path(project.data.source).iterdir()) == before
@@ -117,14 +130,15 @@ def test_a_batch_already_there_is_served_as_it_is(project: Settings) -> None:
 
 def test_rows_the_contract_refuses_are_400s_and_are_neither_logged_nor_labelled(
     project: Settings,
+    serve: Serve,
 ) -> None:
     # given a client that sends a channel v1's contract does not know for customers over 65
     def mobile_seniors(part: pd.DataFrame) -> pd.DataFrame:
         return part.assign(channel=part["channel"].where(part["age"] <= 65, "mobile"))
 
     # when day 5 is served so, and its labels come back on day 7
-    day5 = serve_day(project, _day(project, 5), version="v1", rows=200, alter=mobile_seniors)
-    day7 = serve_day(project, _day(project, 7), version="v1", rows=200)
+    day5 = serve(_day(project, 5), version="v1", rows=200, alter=mobile_seniors)
+    day7 = serve(_day(project, 7), version="v1", rows=200)
     # then the requests holding such a row were refused, naming the feature, and the others answered
     assert day5.rejected and day5.request_ids
     assert all("unknown category 'mobile'" in m for m in day5.rejected.values())
@@ -135,23 +149,25 @@ def test_rows_the_contract_refuses_are_400s_and_are_neither_logged_nor_labelled(
     assert day7.labels_for == day5.day and day7.labels == day5.rows
 
 
-def test_bad_arguments_are_one_clear_error(project: Settings) -> None:
+def test_bad_arguments_are_one_clear_error(project: Settings, serve: Serve) -> None:
     with pytest.raises(SimulationError, match="rows must be at least 1"):
-        serve_day(project, _day(project, 5), version="v1", rows=0)
+        serve(_day(project, 5), version="v1", rows=0)
     with pytest.raises(SimulationError, match="label_delay_days must be 0 or more"):
-        serve_day(project, _day(project, 5), version="v1", label_delay_days=-1)
+        serve(_day(project, 5), version="v1", label_delay_days=-1)
     with pytest.raises(VersionNotFound):
-        serve_day(project, _day(project, 5), version="v9")
+        serve(_day(project, 5), version="v9")
 
 
-def test_a_version_that_cannot_be_served_writes_nothing(project: Settings) -> None:
+def test_a_version_that_cannot_be_served_writes_nothing(
+    project: Settings, stores: Stores, serve: Serve
+) -> None:
     # given v2, registered with a model file that does not load
-    registry = Registry.from_settings(project)
+    registry = stores.registry
     files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
     registry.register({**files, MODEL_FILE: b"not a model"}, run_id="r2", fingerprint="broken")
     # when a day is served by it
     with pytest.raises(ModelUnavailable, match="cannot serve loan-default v2"):
-        serve_day(project, _day(project, 5), version="v2")
+        serve(_day(project, 5), version="v2")
     # then neither the day's batch nor any log was written
     assert not (Path(project.data.source) / f"{_day(project, 5)}.parquet").exists()
     assert not LocalStore(project.storage.uri).list("predictions/")
@@ -209,7 +225,7 @@ def _seldon(model: FlywheelModel) -> Answer:
 
 
 def test_over_http_a_replaying_server_logs_each_day_at_its_simulated_time(
-    project: Settings, http: Callable[[Answer], str]
+    project: Settings, serve: Serve, http: Callable[[Answer], str]
 ) -> None:
     # given v1 served over HTTP with stamp_from_request, as `simulate --servers` starts it
     model = FlywheelModel(
@@ -223,10 +239,8 @@ def test_over_http_a_replaying_server_logs_each_day_at_its_simulated_time(
 
     # when day 5 is served through it (some requests holding a row the contract refuses),
     # and day 7, when day 5's labels come back
-    day5 = serve_day(
-        project, _day(project, 5), version="v1", rows=200, alter=mobile_seniors, gateway=url
-    )
-    day7 = serve_day(project, _day(project, 7), version="v1", rows=200, gateway=url)
+    day5 = serve(_day(project, 5), version="v1", rows=200, alter=mobile_seniors, gateway=url)
+    day7 = serve(_day(project, 7), version="v1", rows=200, gateway=url)
     # then the server's 400s are refused requests, with its message
     assert day5.rejected and all("unknown category 'mobile'" in m for m in day5.rejected.values())
     assert day5.rows + ROWS_PER_REQUEST * len(day5.rejected) == 200
@@ -294,10 +308,10 @@ def test_over_http_a_server_failure_or_no_server_stops_the_day_in_one_line(
 
 
 def test_over_http_an_answer_from_another_version_stops_the_day(
-    project: Settings, http: Callable[[Answer], str]
+    project: Settings, stores: Stores, serve: Serve, http: Callable[[Answer], str]
 ) -> None:
     # given v2 registered, but the server still serving v1
-    registry = Registry.from_settings(project)
+    registry = stores.registry
     files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
     registry.register(files, run_id="r2", fingerprint="copy")
     model = FlywheelModel(
@@ -307,11 +321,11 @@ def test_over_http_an_answer_from_another_version_stops_the_day(
     url = http(_seldon(model))
     # when day 5 is served as v2 through it, then the day stops, naming who answered
     with pytest.raises(SimulationError, match=r"answered by 'v1', not v2"):
-        serve_day(project, _day(project, 5), version="v2", rows=30, gateway=url)
+        serve(_day(project, 5), version="v2", rows=30, gateway=url)
 
     # and a serving class to inject in-process is refused with a server
     class Faulty(FlywheelModel):
         pass
 
     with pytest.raises(SimulationError, match="model_class replaces the in-process"):
-        serve_day(project, _day(project, 5), version="v1", gateway=url, model_class=Faulty)
+        serve(_day(project, 5), version="v1", gateway=url, model_class=Faulty)

@@ -18,9 +18,10 @@ from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
 from flywheel.monitoring.records import write_record
 from flywheel.storage import LocalStore
+from flywheel.stores import Stores
 from flywheel.triggers import engine
-from flywheel.triggers.engine import TriggerError
-from flywheel.triggers.ledger import LedgerError
+from flywheel.triggers.engine import Decision, TriggerError
+from flywheel.triggers.ledger import Ledger, LedgerError
 from harness.projects import SMALL
 from harness.reports import DAY0, interval, window_report
 from harness.servers import free_ports
@@ -58,6 +59,16 @@ def settings_for(root: Path, *extra: str) -> Settings:
     )
 
 
+def check(settings: Settings, **options: Any) -> Decision:
+    """One evaluation on the stores of `settings`."""
+    stores = Stores(settings)
+    return engine.check(settings, stores.registry, stores.source, **options)
+
+
+def ledger(settings: Settings) -> Ledger:
+    return Stores(settings).ledger
+
+
 def store_of(settings: Settings) -> LocalStore:
     return LocalStore(settings.storage.uri)
 
@@ -78,7 +89,7 @@ def test_fresh_records_are_judged_and_the_decision_is_recorded_with_its_numbers(
     # given monitoring records of two drifted days, computed after each day closed
     record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
     # when the engine looks, ten minutes after the second day
-    decision = engine.check(project, now=NOW)
+    decision = check(project, now=NOW)
     # then drift fired, the decision says why, and its record holds every trigger's numbers
     assert decision.fired and [f.kind for f in decision.firings] == ["drift"]
     assert decision.reason.startswith("drift: 3/9 features drifted (")
@@ -108,7 +119,7 @@ def test_stale_or_missing_records_make_monitoring_run_first(project: Settings) -
     log_traffic(store_of(settings), "loan-default", "v1", frame.head(300))
     now = datetime.fromtimestamp(time.time(), UTC) + timedelta(hours=1)
     # when the engine looks an hour later
-    decision = engine.check(settings, now=now)
+    decision = check(settings, now=now)
     # then monitoring ran, recorded the window, and the drift check looked at its 300 rows
     assert store_of(settings).list(MONITORING)
     drift = next(c for c in decision.checks if c.kind == "drift")
@@ -125,7 +136,7 @@ def test_a_record_computed_after_now_is_not_used(project: Settings) -> None:
         window_report(2, drifted=THREE, computed_at=later),
     )
     # when checked at NOW, then they are not judged (monitoring ran, and found no traffic)
-    decision = engine.check(project, now=NOW)
+    decision = check(project, now=NOW)
     assert not decision.fired
     drift = next(c for c in decision.checks if c.kind == "drift")
     assert [w["rows"] for w in drift.inputs["windows"]] == [0, 0]
@@ -135,11 +146,11 @@ def test_a_record_computed_after_now_is_not_used(project: Settings) -> None:
 def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> None:
     # given a run started on a drift decision
     record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
-    first = engine.check(project, now=NOW)
-    engine.run_started(project, first, "r1")
-    engine.run_finished(project, "r1", succeeded=True, now=NOW + timedelta(hours=1))
+    first = check(project, now=NOW)
+    engine.run_started(ledger(project), first, "r1")
+    engine.run_finished(ledger(project), "r1", succeeded=True, now=NOW + timedelta(hours=1))
     # when CI reports a new commit (low severity) within the 24-hour cooldown
-    again = engine.check(project, now=NOW + timedelta(hours=2), commit="f00dfeed")
+    again = check(project, now=NOW + timedelta(hours=2), commit="f00dfeed")
     # then it is blocked, and the windows the run could learn from do not fire drift again
     assert not again.fired and [f.kind for f in again.firings] == ["code_change"]
     assert again.blocked_by is not None
@@ -150,7 +161,7 @@ def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> Non
         project,
         window_report(3, drifted=THREE, accuracy=interval(0.6), labelled=400, computed_at=later),
     )
-    urgent = engine.check(project, now=later)
+    urgent = check(project, now=later)
     # then it passes the cooldown
     assert urgent.fired and [f.kind for f in urgent.firings] == ["performance"]
 
@@ -159,18 +170,18 @@ def test_a_run_in_flight_blocks_even_force_until_it_finishes_or_times_out(
     project: Settings,
 ) -> None:
     # given a forced decision whose run started and has not finished
-    forced = engine.check(project, now=NOW, force="new features landed")
+    forced = check(project, now=NOW, force="new features landed")
     assert (
         forced.fired and forced.firings[0].kind == "manual" and forced.firings[0].severity == "high"
     )
-    engine.run_started(project, forced, "r1")
+    engine.run_started(ledger(project), forced, "r1")
     # when forced again an hour later, then the run in flight blocks it
-    blocked = engine.check(project, now=NOW + timedelta(hours=1), force="again")
+    blocked = check(project, now=NOW + timedelta(hours=1), force="again")
     assert blocked.blocked_by is not None and blocked.blocked_by.startswith(
         "run r1 in flight since"
     )
     # when the run is older than run_timeout_hours (6), then it no longer counts
-    late = engine.check(project, now=NOW + timedelta(hours=7), force="again")
+    late = check(project, now=NOW + timedelta(hours=7), force="again")
     assert late.fired
 
 
@@ -178,9 +189,11 @@ def test_a_submitted_run_stops_blocking_once_the_cluster_says_it_ended(
     project: Settings,
 ) -> None:
     # given two runs submitted to KFP, neither marked finished
-    first = engine.check(project, now=NOW, force="new features landed")
-    engine.run_started(project, first, "r1", kfp_run_id="kfp-1")
-    engine.run_started(project, first, "r2", kfp_run_id="kfp-2", now=NOW + timedelta(minutes=1))
+    first = check(project, now=NOW, force="new features landed")
+    engine.run_started(ledger(project), first, "r1", kfp_run_id="kfp-1")
+    engine.run_started(
+        ledger(project), first, "r2", kfp_run_id="kfp-2", now=NOW + timedelta(minutes=1)
+    )
     asked: list[list[str]] = []
 
     def ended(ids: list[str]) -> dict[str, bool]:
@@ -188,16 +201,16 @@ def test_a_submitted_run_stops_blocking_once_the_cluster_says_it_ended(
         return {"kfp-1": False}  # kfp-1 failed; kfp-2 still runs
 
     # when the engine reconciles with what the cluster reports
-    marked = engine.reconcile(project, ended)
+    marked = engine.reconcile(ledger(project), ended)
     # then only the ended run is marked, with its outcome, and r2 still blocks
     assert asked == [["kfp-1", "kfp-2"]] and marked == ["r1"]
     finished = json.loads(store_of(project).read("triggers/loan-default/runs/r1/finished.json"))
     assert finished["succeeded"] is False
     assert not store_of(project).exists("triggers/loan-default/runs/r2/finished.json")
-    blocked = engine.check(project, now=NOW + timedelta(hours=1), force="again")
+    blocked = check(project, now=NOW + timedelta(hours=1), force="again")
     assert blocked.blocked_by is not None and blocked.blocked_by.startswith("run r2 in flight")
     # and a second look asks only about the run still going
-    assert engine.reconcile(project, lambda ids: asked.append(ids) or {}) == []
+    assert engine.reconcile(ledger(project), lambda ids: asked.append(ids) or {}) == []
     assert asked[-1] == ["kfp-2"]
 
 
@@ -207,30 +220,30 @@ def test_the_daily_budget_stops_runs_but_force_bypasses_it(project: Settings) ->
     )
     # given one run started today, on drift
     record(settings, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
-    first = engine.check(settings, now=NOW)
-    engine.run_started(settings, first, "r1")
-    engine.run_finished(settings, "r1", succeeded=True, now=NOW)
+    first = check(settings, now=NOW)
+    engine.run_started(ledger(settings), first, "r1")
+    engine.run_finished(ledger(settings), "r1", succeeded=True, now=NOW)
     # when CI reports a new commit the same day, then the budget of one run blocks it
     later = NOW + timedelta(hours=1)
-    second = engine.check(settings, now=later, commit="f00dfeed")
+    second = check(settings, now=later, commit="f00dfeed")
     assert second.blocked_by == "daily budget of 1 run(s) spent on 2026-01-13"
     # but a forced check passes, and the next UTC day has a new budget
-    assert engine.check(settings, now=later, force="hotfix").fired
-    assert engine.check(settings, now=NOW + timedelta(days=1), commit="f00dfeed").fired
+    assert check(settings, now=later, force="hotfix").fired
+    assert check(settings, now=NOW + timedelta(days=1), commit="f00dfeed").fired
 
 
 def test_a_hold_blocks_everything_until_released(project: Settings) -> None:
     record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
-    engine.hold(project, "investigating a bad upstream feed")
-    held = engine.check(project, now=NOW, force="please")
+    engine.hold(ledger(project), "investigating a bad upstream feed")
+    held = check(project, now=NOW, force="please")
     assert not held.fired
     assert held.blocked_by is not None and held.blocked_by.endswith(
         "investigating a bad upstream feed"
     )
-    engine.release(project)
-    assert engine.check(project, now=NOW).fired
+    engine.release(ledger(project))
+    assert check(project, now=NOW).fired
     with pytest.raises(LedgerError, match="not held"):
-        engine.release(project)
+        engine.release(ledger(project))
 
 
 def test_new_data_counts_from_the_newest_batch_the_last_run_read(project: Settings) -> None:
@@ -241,18 +254,18 @@ def test_new_data_counts_from_the_newest_batch_the_last_run_read(project: Settin
         "triggers.drift=null",
     )
     # given production trained up to the newest of five batches: nothing new
-    assert not engine.check(settings, now=NOW).fired
+    assert not check(settings, now=NOW).fired
     # given two more batches, then it fires
     synthetic_days = [DAY0.date() - timedelta(days=4), DAY0.date() - timedelta(days=3)]
     for day in synthetic_days:
         frame = synthetic.generate_day(day, settings.data.generator)
         frame.to_parquet(Path(settings.data.source) / f"{day}.parquet")
-    fired = engine.check(settings, now=NOW)
+    fired = check(settings, now=NOW)
     assert fired.fired and fired.firings[0].inputs["new_batches"] == 2
     # and once a run started on them, it counts from there
-    engine.run_started(settings, fired, "r1")
-    engine.run_finished(settings, "r1", succeeded=True, now=NOW)
-    assert not engine.check(settings, now=NOW + timedelta(minutes=1)).fired
+    engine.run_started(ledger(settings), fired, "r1")
+    engine.run_finished(ledger(settings), "r1", succeeded=True, now=NOW)
+    assert not check(settings, now=NOW + timedelta(minutes=1)).fired
 
 
 def test_a_store_that_is_down_is_one_error_and_no_decision_record(project: Settings) -> None:
@@ -268,7 +281,7 @@ def test_a_store_that_is_down_is_one_error_and_no_decision_record(project: Setti
     local = project  # same store directory, read back without the endpoint
     # when the engine looks
     with pytest.raises(TriggerError) as raised:
-        engine.check(settings, now=NOW)
+        check(settings, now=NOW)
     # then one line names the store and says nothing was recorded
     message = str(raised.value)
     assert "\n" not in message and f"127.0.0.1:{port}" in message
