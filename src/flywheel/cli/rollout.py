@@ -11,7 +11,6 @@ from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.registry import Registry
 from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
 
@@ -21,7 +20,7 @@ app = typer.Typer(
 )
 
 
-def controller(settings: Settings, driver_name: str) -> RolloutController:
+def controller(ctx: typer.Context, settings: Settings, driver_name: str) -> RolloutController:
     """The model's rollout controller with the named driver.
 
     With the local driver, a command that is not the one running the servers
@@ -30,7 +29,7 @@ def controller(settings: Settings, driver_name: str) -> RolloutController:
     store); a promotion or rollback by hand while another controller holds it is
     saved for that controller to carry out.
     """
-    registry = Registry.from_settings(settings)
+    registry = options.stores(ctx, settings).registry
     driver: Driver
     lock: Lock
     if driver_name == "kubernetes":
@@ -51,7 +50,7 @@ def controller(settings: Settings, driver_name: str) -> RolloutController:
 def status(ctx: typer.Context) -> None:
     """The current (or last) rollout, and each step's decision."""
     settings = options.settings(ctx)
-    rollouts = controller(settings, "local")
+    rollouts = controller(ctx, settings, "local")
     state = rollouts.state()
     if state is None:
         out.print(f"no rollout of {settings.model_name} yet")
@@ -79,7 +78,7 @@ def watch(
     from flywheel.rollout.kubernetes import KubernetesDriver, serve_production
 
     settings = options.settings(ctx)
-    rollouts = controller(settings, "kubernetes")
+    rollouts = controller(ctx, settings, "kubernetes")
     driver = rollouts.driver
     assert isinstance(driver, KubernetesDriver)
     try:
@@ -123,7 +122,7 @@ def wait(
 ) -> None:
     """Wait for the current rollout's decision: exit 0 if promoted, 1 if rolled back."""
     settings = options.settings(ctx)
-    rollouts = controller(settings, "local")
+    rollouts = controller(ctx, settings, "local")
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = rollouts.state()
@@ -142,7 +141,7 @@ def promote(
 ) -> None:
     """Promote the rollout in progress now, skipping its remaining steps."""
     settings = options.settings(ctx)
-    rollouts = controller(settings, settings.rollout.driver)
+    rollouts = controller(ctx, settings, settings.rollout.driver)
     state = rollouts.promote(reason)
     if not state.done:
         out.print(
@@ -160,7 +159,7 @@ def rollback(
 ) -> None:
     """Roll back the rollout in progress now; production stays where it is."""
     settings = options.settings(ctx)
-    rollouts = controller(settings, settings.rollout.driver)
+    rollouts = controller(ctx, settings, settings.rollout.driver)
     state = rollouts.rollback(reason)
     if not state.done:
         out.print(
