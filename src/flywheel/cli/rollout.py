@@ -11,6 +11,7 @@ from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
+from flywheel.registry import Registry
 from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
 
@@ -20,7 +21,9 @@ app = typer.Typer(
 )
 
 
-def controller(ctx: typer.Context, settings: Settings, driver_name: str) -> RolloutController:
+def controller(
+    settings: Settings, driver_name: str, registry: Registry | None = None
+) -> RolloutController:
     """The model's rollout controller with the named driver.
 
     With the local driver, a command that is not the one running the servers
@@ -29,7 +32,7 @@ def controller(ctx: typer.Context, settings: Settings, driver_name: str) -> Roll
     store); a promotion or rollback by hand while another controller holds it is
     saved for that controller to carry out.
     """
-    registry = options.stores(ctx, settings).registry
+    registry = registry or Registry.from_settings(settings)
     driver: Driver
     lock: Lock
     if driver_name == "kubernetes":
@@ -50,7 +53,7 @@ def controller(ctx: typer.Context, settings: Settings, driver_name: str) -> Roll
 def status(ctx: typer.Context) -> None:
     """The current (or last) rollout, and each step's decision."""
     settings = options.settings(ctx)
-    rollouts = controller(ctx, settings, "local")
+    rollouts = controller(settings, "local", options.stores(ctx, settings).registry)
     state = rollouts.state()
     if state is None:
         out.print(f"no rollout of {settings.model_name} yet")
@@ -78,7 +81,7 @@ def watch(
     from flywheel.rollout.kubernetes import KubernetesDriver, serve_production
 
     settings = options.settings(ctx)
-    rollouts = controller(ctx, settings, "kubernetes")
+    rollouts = controller(settings, "kubernetes", options.stores(ctx, settings).registry)
     driver = rollouts.driver
     assert isinstance(driver, KubernetesDriver)
     try:
@@ -122,7 +125,7 @@ def wait(
 ) -> None:
     """Wait for the current rollout's decision: exit 0 if promoted, 1 if rolled back."""
     settings = options.settings(ctx)
-    rollouts = controller(ctx, settings, "local")
+    rollouts = controller(settings, "local", options.stores(ctx, settings).registry)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = rollouts.state()
@@ -141,7 +144,7 @@ def promote(
 ) -> None:
     """Promote the rollout in progress now, skipping its remaining steps."""
     settings = options.settings(ctx)
-    rollouts = controller(ctx, settings, settings.rollout.driver)
+    rollouts = controller(settings, settings.rollout.driver, options.stores(ctx, settings).registry)
     state = rollouts.promote(reason)
     if not state.done:
         out.print(
@@ -159,7 +162,7 @@ def rollback(
 ) -> None:
     """Roll back the rollout in progress now; production stays where it is."""
     settings = options.settings(ctx)
-    rollouts = controller(ctx, settings, settings.rollout.driver)
+    rollouts = controller(settings, settings.rollout.driver, options.stores(ctx, settings).registry)
     state = rollouts.rollback(reason)
     if not state.done:
         out.print(

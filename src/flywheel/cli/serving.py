@@ -105,7 +105,9 @@ def deploy(
     stores = options.stores(ctx, settings)
     resolved = stores.registry.lookup(version)
     if not canary:
-        state = controller(ctx, settings, settings.rollout.driver).deploy_direct(resolved)
+        state = controller(settings, settings.rollout.driver, stores.registry).deploy_direct(
+            resolved
+        )
         out.print(f"production: {state.stable or 'nothing'} -> {state.canary}")
         return
     if settings.rollout.driver == "kubernetes":
