@@ -159,21 +159,32 @@ check-images: $(VENV)/.ready ## Every Dockerfile is built by images.yml, and eac
 .PHONY: ci
 ci: lint tools test-unit test-integration test-chart test-e2e check-generated ## Rehearse ci.yml here, step by step
 
-# --- delivery (called by .github/workflows/cd.yml) ----------------------------
+# --- delivery (called by .github/workflows/cd.yml and prod-canary.yml) -------------
+
+# With ENV, a run is the one ENV's own trigger engine would start: on the configuration ENV's
+# cluster runs with (the chart's, with ENV's registry prefix and rollout policy from its
+# overlay), never this checkout's flywheel.yaml. FLYWHEEL_* variables still apply over it.
+ENV_CONFIG = build/environments/$(ENV)/flywheel.yaml
 
 .PHONY: promote
 promote: $(VENV)/.ready ## Write COMPONENTS_DIGEST and SERVING_DIGEST into manifests/overlays/$(ENV)
 	$(BIN)/python -m tools.promote set "$(ENV)"
 
 .PHONY: submit
-submit: $(VENV)/.ready ## Start a run of the pipeline with IMAGE on KFP_HOST (bearer token from KFP_TOKEN)
-	$(FLYWHEEL) --set rollout.driver=kubernetes submit --image "$(IMAGE)" --service-account flywheel-pipeline-runner
+submit: $(VENV)/.ready ## Start a pipeline run of IMAGE (default: the components image ENV's overlay records) on KFP_HOST, as ENV runs it; RUN_ID names it
+	image="$(IMAGE)"; config=(); \
+	if [ -n "$(ENV)" ]; then \
+	  $(BIN)/python -m tools.promote config "$(ENV)" "$(ENV_CONFIG)"; config=(--config "$(ENV_CONFIG)"); \
+	  [ -n "$$image" ] || image="$$($(BIN)/python -m tools.promote image "$(ENV)" components)"; \
+	fi; \
+	$(FLYWHEEL) "$${config[@]}" --set rollout.driver=kubernetes submit --image "$$image" \
+	  --service-account flywheel-pipeline-runner $(if $(RUN_ID),--run-id "$(RUN_ID)")
 
-.PHONY: canary
-canary: $(VENV)/.ready ## Start the candidate's canary on ENV's cluster, on the serving digest ENV's overlay records; wait for the decision
-	digest="$$($(BIN)/python -m tools.promote digest "$(ENV)")"; \
-	$(FLYWHEEL) --set rollout.driver=kubernetes --set serving.image_digest="$$digest" deploy candidate --canary; \
-	$(FLYWHEEL) --set rollout.driver=kubernetes rollout wait
+# TIMEOUT (seconds) defaults to what fits in prod-canary.yml's 120-minute job.
+.PHONY: wait-rollout
+wait-rollout: $(VENV)/.ready ## Wait for the rollout of the version pipeline run RUN_ID registers in ENV's registry (exit 0 only if promoted)
+	$(BIN)/python -m tools.promote config "$(ENV)" "$(ENV_CONFIG)"
+	$(FLYWHEEL) --config "$(ENV_CONFIG)" rollout wait --run "$(RUN_ID)" --timeout "$(or $(TIMEOUT),6600)"
 
 .PHONY: verify-prod
 verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the prod overlay

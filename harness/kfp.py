@@ -12,7 +12,9 @@ into), and records every request:
 - `POST /apis/v2beta1/runs`: the run, with the compiled package inline as its
   `pipeline_spec` (`{pipeline_spec, platform_spec}` when it has a platform part)
   and the run parameters in `runtime_config.parameters`.
-- `GET  /apis/v2beta1/runs/{run_id}`: the run as created.
+- `GET  /apis/v2beta1/runs/{run_id}`: the run as created (or as `end` left it).
+- `GET  /apis/v2beta1/runs?filter=...`: runs by display name (a run's is its
+  Flywheel run id), newest first with `sort_by=created_at desc`.
 
 It refuses what the real deployment would: a request without the bearer token
 (as the auth proxy in front of KFP does), a run in an unknown experiment, a run
@@ -98,6 +100,8 @@ class FakeKfp:
             return self._create_experiment(request.body or {})
         if route == ("POST", f"{API}/runs"):
             return self._create_run(request.body or {})
+        if route == ("GET", f"{API}/runs"):
+            return self._list_runs(request.query)
         if request.method == "GET" and request.path.startswith(f"{API}/runs/"):
             run_id = request.path.rsplit("/", 1)[1]
             if run_id not in self.runs:
@@ -106,20 +110,27 @@ class FakeKfp:
         raise KfpError(404, NOT_FOUND, f"{request.method} {request.path} is not served here")
 
     def _list_experiments(self, query: dict[str, list[str]]) -> Any:
-        found = list(self.experiments.values())
+        found = _filtered(list(self.experiments.values()), query)
         namespace = query.get("namespace", [""])[0]
         if namespace:
             found = [e for e in found if e.get("namespace", "") == namespace]
-        for predicate in json.loads(query.get("filter", ["{}"])[0]).get("predicates", []):
-            if predicate.get("operation") not in (1, "EQUALS"):
-                raise KfpError(400, INVALID_ARGUMENT, f"unsupported filter {predicate}")
-            key, value = (
-                predicate["key"],
-                predicate.get("stringValue", predicate.get("string_value")),
-            )
-            found = [e for e in found if e.get(key) == value]
         # Empty fields are left out of a gRPC gateway answer, so no experiments is `{}`.
         return {"experiments": found, "total_size": len(found)} if found else {}
+
+    def _list_runs(self, query: dict[str, list[str]]) -> Any:
+        found = _filtered(list(self.runs.values()), query)
+        experiment = query.get("experiment_id", [""])[0]
+        if experiment:
+            found = [r for r in found if r.get("experiment_id") == experiment]
+        sort_by = query.get("sort_by", [""])[0]
+        if sort_by not in ("", "created_at", "created_at desc"):
+            raise KfpError(400, INVALID_ARGUMENT, f"unsupported sort_by {sort_by!r}")
+        # Created in order, so the insertion order is the creation order.
+        if sort_by == "created_at desc":
+            found.reverse()
+        size = int(query.get("page_size", ["0"])[0] or 0)
+        page = found[:size] if size else found
+        return {"runs": page, "total_size": len(found)} if found else {}
 
     def _create_experiment(self, body: dict[str, Any]) -> Any:
         if not body.get("display_name"):
@@ -173,6 +184,19 @@ class FakeKfp:
             run["state"] = state
             run["finished_at"] = _now()
             run["state_history"].append({"update_time": run["finished_at"], "state": state})
+
+
+def _filtered(items: list[dict[str, Any]], query: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """The items a request's `filter` (EQUALS predicates on string fields) selects."""
+    for predicate in json.loads(query.get("filter", ["{}"])[0]).get("predicates", []):
+        if predicate.get("operation") not in (1, "EQUALS"):
+            raise KfpError(400, INVALID_ARGUMENT, f"unsupported filter {predicate}")
+        key, value = (
+            predicate["key"],
+            predicate.get("stringValue", predicate.get("string_value")),
+        )
+        items = [item for item in items if item.get(key) == value]
+    return items
 
 
 @contextlib.contextmanager

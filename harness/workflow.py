@@ -324,6 +324,11 @@ class StepContext:
     env: Mapping[str, str]
     workspace: Path
     process: subprocess.Popen[bytes]
+    log: Path  # the step's output so far (stdout and stderr)
+
+    def output(self) -> str:
+        """What the step has printed so far."""
+        return self.log.read_text(errors="replace")
 
 
 During = Mapping[str, Callable[[StepContext], None]]
@@ -731,7 +736,7 @@ class Runner:
             )
             try:
                 if beside is not None:
-                    beside(StepContext(env=env, workspace=workspace, process=process))
+                    beside(StepContext(env=env, workspace=workspace, process=process, log=log))
                 code = process.wait(timeout)
             finally:
                 if process.poll() is None:

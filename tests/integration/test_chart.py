@@ -357,10 +357,13 @@ def test_overlays_patch_only_digests_replicas_traffic_policy_and_resources(
             field = next((p for p in reversed(path) if p in PATCHABLE), None)
             assert field, f"{overlay.name} changes {key} at {'/'.join(path)}"
             if field == "env":
-                added = patched[key]["spec"]["template"]["spec"]["containers"][0]["env"]
+                # The rollout policy, and the environment's own registry prefix.
+                at = path[: path.index("env") + 1]
+                added, kept = _at(patched[key], at), _at(base[key], at)
                 assert all(
-                    e in base[key]["spec"]["template"]["spec"]["containers"][0]["env"]
+                    e in kept
                     or e["name"].startswith("FLYWHEEL_ROLLOUT__")
+                    or e["name"] == "FLYWHEEL_STORAGE__URI"
                     for e in added
                 ), added
             changed.add(field)
@@ -368,6 +371,12 @@ def test_overlays_patch_only_digests_replicas_traffic_policy_and_resources(
     images = [container["image"] for doc in patched.values() for container in _containers(doc)]
     # the controller, the model's PodTemplate, and the trigger engine's two steps
     assert len(images) == 4 and all("@sha256:" in image for image in images), images
+
+
+def _at(node: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    return node
 
 
 def _containers(node: Any) -> Iterator[dict[str, Any]]:

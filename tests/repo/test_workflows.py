@@ -107,9 +107,10 @@ def test_promotion_uses_the_digests_the_build_produced_and_never_builds() -> Non
 
 
 def test_the_prod_canary_starts_only_from_a_merged_prod_overlay() -> None:
-    # cd.yml only proposes prod's digests; the canary runs once that change is on main.
+    # cd.yml only proposes prod's digests; prod's run starts once that change is on main.
     cd = _load(REPO / ".github" / "workflows" / "cd.yml")
-    assert "make canary" not in " ".join(s.get("run", "") for s in _steps(cd))
+    cd_runs = " ".join(s.get("run", "") for s in _steps(cd))
+    assert "submit ENV=prod" not in cd_runs and "wait-rollout" not in cd_runs
     canary = _load(REPO / ".github" / "workflows" / "prod-canary.yml")
     assert canary["on"]["push"] == {
         "branches": ["main"],
@@ -117,11 +118,99 @@ def test_the_prod_canary_starts_only_from_a_merged_prod_overlay() -> None:
     }
     (job,) = canary["jobs"].values()
     assert job["environment"].startswith("prod") and job["permissions"] == {"contents": "read"}
-    runs = " ".join(s.get("run", "") for s in job["steps"])
-    assert "make canary ENV=prod" in runs
+    # a run on prod's KFP, then a wait for the rollout of the version that run registers
+    submit, wait = [step for step in job["steps"] if "run" in step]
+    assert 'make submit ENV=prod RUN_ID="${run_id}"' in submit["run"]
+    assert wait["run"] == 'make wait-rollout ENV=prod RUN_ID="${RUN_ID}"'
+    assert wait["env"]["RUN_ID"] == "${{ steps." + submit["id"] + ".outputs.run_id }}"
     # A merged promotion changes only an overlay: images.yml must not rebuild (and re-promote).
     images = _load(REPO / ".github" / "workflows" / "images.yml")
     assert images["on"]["push"]["paths-ignore"] == ["manifests/overlays/**"]
+
+
+def test_no_workflow_renders_applies_or_may_write_the_models_deployment() -> None:
+    # The in-cluster controller owns the SeldonDeployment: CI starts runs and reads.
+    for path in WORKFLOWS:
+        text = path.read_text()
+        for forbidden in ("flywheel deploy", "make canary", "kubectl", "deploy candidate"):
+            assert forbidden not in text, f"{path.name}: {forbidden}"
+        kubeconfigs = set(re.findall(r"secrets\.(\w*KUBECONFIG\w*)", text))
+        assert kubeconfigs <= {"KUBECONFIG_READONLY"}, (path.name, kubeconfigs)
+    verify = _load(REPO / ".github" / "workflows" / "verify-prod.yml")
+    assert [job["environment"] for job in verify["jobs"].values()] == ["prod-readonly"]
+
+
+def _rendered(overlay: Path) -> list[dict[str, Any]]:
+    result = subprocess.run(
+        [str(binary("kubectl")), "kustomize", str(overlay)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _config_readers(docs: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Every container that mounts the configuration -> its literal environment."""
+    found = {}
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            # A CronWorkflow's containers are unnamed: its templates name them.
+            where = f"{where}/{node['name']}" if isinstance(node.get("name"), str) else where
+            mounts = node.get("volumeMounts", []) if "image" in node else []
+            if any(m["name"] == "config" for m in mounts):
+                found[where] = {e["name"]: e.get("value", "") for e in node.get("env", [])}
+            for value in node.values():
+                walk(value, where)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item, where)
+
+    for doc in docs:
+        walk(doc, f"{doc['kind']}/{doc['metadata']['name']}")
+    return found
+
+
+def test_each_environment_has_its_own_registry_prefix() -> None:
+    # given each overlay as kustomize renders it
+    prefixes = {}
+    for overlay in sorted((REPO / "manifests" / "overlays").iterdir()):
+        readers = _config_readers(_rendered(overlay))
+        # then every container reading the configuration (the rollout controller, the
+        # trigger engine's steps) gets the same registry prefix, the one CI's runs for
+        # that environment use
+        assert len(readers) == 3, sorted(readers)
+        uris = {env.get("FLYWHEEL_STORAGE__URI") for env in readers.values()}
+        assert uris == {promote.registry_prefix(overlay)}, (overlay.name, readers)
+        prefixes[overlay.name] = promote.registry_prefix(overlay)
+        assert promote.environment(overlay).storage.uri == prefixes[overlay.name]
+    # and no two environments share one, or nest one in the other: a run of one can
+    # never start a canary the controller of another drives
+    assert sorted(prefixes) == ["dev", "prod", "staging"]
+    for env, uri in prefixes.items():
+        for other, other_uri in prefixes.items():
+            if env != other:
+                assert not f"{other_uri}/".startswith(f"{uri.rstrip('/')}/"), (env, other)
+
+
+def test_the_registry_prefix_is_refused_when_the_controller_and_triggers_disagree(
+    tmp_path: Path,
+) -> None:
+    overlay = tmp_path / "prod"
+    overlay.mkdir()
+    text = (REPO / "manifests" / "overlays" / "prod" / "kustomization.yaml").read_text()
+    assert text.count("s3://flywheel/registry/prod") == 3
+    (overlay / "kustomization.yaml").write_text(
+        text.replace("s3://flywheel/registry/prod", "s3://flywheel/registry/dev", 1)
+    )
+    with pytest.raises(promote.PromotionError, match="must share one FLYWHEEL_STORAGE__URI"):
+        promote.registry_prefix(overlay)
+    (overlay / "kustomization.yaml").write_text(
+        re.sub(r"\n  # The trigger engine's.*", "\n", text, flags=re.S)
+    )
+    with pytest.raises(promote.PromotionError, match="on the trigger engine's steps"):
+        promote.registry_prefix(overlay)
 
 
 def test_every_secret_and_variable_a_workflow_reads_is_documented() -> None:
@@ -179,3 +268,31 @@ def test_promote_rewrites_only_the_digests(tmp_path: Path) -> None:
     ]
     with pytest.raises(promote.PromotionError, match="SERVING_DIGEST must be sha256"):
         promote.set_digests(overlay, {**digests, "SERVING_DIGEST": "latest"})
+
+
+def test_a_run_for_an_environment_is_on_its_configuration_and_promoted_image(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prod = REPO / "manifests" / "overlays" / "prod"
+    # the chart's configuration with prod's controller's variables, its prefix among them
+    path = tmp_path / "prod.yaml"
+    monkeypatch.delenv("FLYWHEEL_STORAGE__URI", raising=False)
+    assert promote.write_config(prod, path) == "s3://flywheel/registry/prod"
+    written = yaml.safe_load(path.read_text())
+    assert written["storage"]["uri"] == "s3://flywheel/registry/prod"
+    assert written["serving"]["pod_template"] == "flywheel-model"
+    assert written["rollout"]["steps"][0]["weight"] == 5
+    # and no variable of the runner's may send it to another registry
+    monkeypatch.setenv("FLYWHEEL_STORAGE__URI", "s3://flywheel/registry/dev")
+    with pytest.raises(promote.PromotionError, match="would send prod's runs to another"):
+        promote.write_config(prod, path)
+    # the image is the promoted one, never the placeholder
+    with pytest.raises(promote.PromotionError, match="nothing was promoted to prod yet"):
+        promote.image(prod, "components")
+    promoted = tmp_path / "promoted"
+    promoted.mkdir()
+    digests = {"COMPONENTS_DIGEST": "sha256:" + "a" * 64, "SERVING_DIGEST": "sha256:" + "b" * 64}
+    (promoted / "kustomization.yaml").write_text(promote.set_digests(prod, digests))
+    assert promote.image(promoted, "components") == (
+        "ghcr.io/flywheel-mlops/flywheel-components@sha256:" + "a" * 64
+    )

@@ -148,6 +148,13 @@ def submit(
         str | None,
         typer.Option(help="Service account the steps run as (the deploy step patches Seldon)."),
     ] = None,
+    run_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Run id (default: generated); also the KFP run's name, so `flywheel rollout "
+            "wait --run` can follow it."
+        ),
+    ] = None,
     reason: Reason = "",
     decision: DecisionKey = "",
 ) -> None:
@@ -170,6 +177,7 @@ def submit(
     result = runs.submit(
         settings,
         host=endpoint,
+        run_id=run_id,
         image=image,
         as_of=as_of.date().isoformat() if as_of else "",
         namespace=namespace,

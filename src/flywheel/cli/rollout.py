@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -11,9 +12,18 @@ from flywheel.cli import options
 from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
-from flywheel.registry import Registry
-from flywheel.rollout.controller import Driver, RolloutConflict, RolloutController, RolloutError
+from flywheel.registry import PRODUCTION, Registry, version_number
+from flywheel.rollout.controller import (
+    Driver,
+    RolloutConflict,
+    RolloutController,
+    RolloutError,
+    RolloutState,
+)
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
+
+if TYPE_CHECKING:
+    from flywheel import runs
 
 app = typer.Typer(
     help="Canary rollouts: status, the controller loop, waiting for a decision.",
@@ -121,21 +131,152 @@ def watch(
 @app.command("wait")
 def wait(
     ctx: typer.Context,
+    version: Annotated[
+        str | None,
+        typer.Argument(help="The version whose rollout to wait for (default: the latest rollout)."),
+    ] = None,
+    run: Annotated[
+        str | None,
+        typer.Option(
+            "--run",
+            help="Wait for the rollout of the version this pipeline run registers (its run id, "
+            "as `flywheel submit --run-id` names it).",
+        ),
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            envvar="KFP_HOST",
+            help="KFP API endpoint, asked how --run is going (default: pipeline.host; without "
+            "one, only the store is read, and a run that failed is waited for until --timeout).",
+        ),
+    ] = None,
     timeout: Annotated[float, typer.Option(help="Give up after this many seconds.", min=0)] = 3600,
 ) -> None:
-    """Wait for the current rollout's decision: exit 0 if promoted, 1 if rolled back."""
+    """Wait for a rollout's decision: exit 0 if promoted (or the version is in production
+    with no rollout of it pending), 1 if rolled back, not blessed, or the run failed.
+
+    It only reads: the store, and KFP for --run. The rollout controller decides.
+    """
+    from flywheel import runs
+
     settings = options.settings(ctx)
+    if version is not None and run is not None:
+        raise options.UsageFailure("give a VERSION or --run, not both")
     rollouts = controller(settings, "local", options.stores(ctx, settings).registry)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = rollouts.state()
-        if state is None:
-            raise RolloutError(f"no rollout of {settings.model_name} to wait for")
-        if state.done:
-            out.print(f"{state.canary} {state.phase.replace('_', ' ')}: {state.reason}")
-            raise typer.Exit(0 if state.phase == "promoted" else 1)
-        time.sleep(min(5.0, settings.rollout.interval_seconds))
-    raise RolloutError(f"no decision after {timeout:.0f}s")
+    pause = min(5.0, settings.rollout.interval_seconds)
+    if version is None and run is None:
+        while time.monotonic() < deadline:
+            state = rollouts.state()
+            if state is None:
+                raise RolloutError(f"no rollout of {settings.model_name} to wait for")
+            if state.done:
+                _decided(state)
+            time.sleep(pause)
+        raise RolloutError(f"no decision after {timeout:.0f}s")
+    kfp = host or settings.pipeline.host if run is not None else None
+    target = f"v{version_number(version)}" if version is not None else None
+    said = ""
+    while True:
+        # KFP first, the store after: a run that has ended has written all it will.
+        status = None
+        if run is not None and kfp:
+            status = runs.run_status(settings, host=kfp, run_id=run)
+            if status is None:
+                raise RolloutError(f"KFP at {kfp} has no run named {run}")
+        if target is None:
+            assert run is not None
+            target = _registered_by(rollouts.registry, run, status)
+            if target is not None:
+                out.print(f"run {run} registered {target}")
+        if target is None:
+            assert run is not None
+            waiting = f"run {run} has registered no version yet" + (
+                f" (KFP: {status.state})" if status is not None else ""
+            )
+        else:
+            waiting = _rollout_of(rollouts, target, run, status)
+        if waiting != said:
+            out.print(waiting)
+            said = waiting
+        if time.monotonic() >= deadline:
+            raise RolloutError(f"no decision after {timeout:.0f}s: {waiting}")
+        time.sleep(pause)
+
+
+def _decided(state: RolloutState) -> NoReturn:
+    out.print(f"{state.canary} {state.phase.replace('_', ' ')}: {state.reason}")
+    raise typer.Exit(0 if state.phase == "promoted" else 1)
+
+
+def _registered_by(registry: Registry, run: str, status: runs.RunStatus | None) -> str | None:
+    """The version `run` registered, None while it may still; exits once it never will."""
+    from flywheel import runs
+
+    registered = runs.registration(registry.store, run)
+    if registered is not None:
+        return str(registered["version"])
+    if status is not None and status.state == "SUCCEEDED":
+        out.print(f"run {run} registered no version: its gate did not bless the candidate")
+        raise typer.Exit(1)
+    if status is not None and status.ended:
+        raise RolloutError(f"run {run} ended {status.state} on KFP without registering a version")
+    return None
+
+
+def _rollout_of(
+    rollouts: RolloutController, version: str, run: str | None, status: runs.RunStatus | None
+) -> str:
+    """What the rollout of `version` is doing; exits once it is decided, or never will be.
+
+    For a run KFP knows, only a rollout started after KFP created the run counts: the
+    version may be one rolled out before (the same model trained again)."""
+    since = status.created_at - CLOCK_SKEW if status is not None else None
+    rollout = _latest_rollout_of(rollouts, version, since)
+    if rollout is not None and rollout.done:
+        _decided(rollout)
+    if rollout is not None:
+        return (
+            f"{version}: {rollout.phase} at {rollout.weight}% "
+            f"(step {rollout.step + 1}/{len(rollouts.policy.steps)}): {rollout.reason}"
+        )
+    if rollouts.registry.resolve(PRODUCTION) == version:
+        out.print(f"{version} is in production, with no rollout of it pending")
+        raise typer.Exit(0)
+    current = rollouts.state()
+    busy = ""
+    if current is not None and not current.done:
+        what = " (a canary of the serving pod)" if current.pod is not None else ""
+        busy = f"; the rollout in progress is of {current.canary}{what}"
+    if status is not None and status.ended:
+        raise RolloutError(
+            f"run {run} registered {version} but ended {status.state} on KFP without "
+            f"starting its rollout{busy}"
+        )
+    return f"no rollout of {version} has started yet{busy}"
+
+
+# How far the clocks of KFP and of the steps that write a rollout may disagree.
+CLOCK_SKEW = timedelta(minutes=1)
+
+
+def _latest_rollout_of(
+    rollouts: RolloutController, version: str, since: datetime | None
+) -> RolloutState | None:
+    """The latest revision of the newest rollout of `version` (not a canary of the serving pod
+    under it) started after `since`, read back from the newest revision; None if none was."""
+    if since is None:
+        # A rollout cannot start before its version exists (an hour allows for skewed clocks).
+        created = datetime.fromisoformat(rollouts.registry.manifest(version).created_at)
+        since = created - timedelta(hours=1)
+    for key in reversed(rollouts.store.list(rollouts.prefix)):
+        state = RolloutState.model_validate_json(rollouts.store.read(key))
+        if datetime.fromisoformat(state.started_at) < since:
+            return None
+        if state.canary == version and state.pod is None:
+            return state
+    return None
 
 
 def promote(

@@ -3,10 +3,18 @@
 `package` compiles the pipeline and edits the compiled package, `local` runs it
 under kfp.local (`steplog` reads what kfp.local prints meanwhile), `inprocess`
 calls its steps' functions directly (tests and benchmarks), and `cluster` starts
-a run on Kubeflow Pipelines. The names callers use are here.
+a run on Kubeflow Pipelines and follows it. The names callers use are here.
 """
 
-from flywheel.runs.cluster import ENDED, SubmitError, ended_runs, submit
+from flywheel.runs.cluster import (
+    ENDED,
+    RunStatus,
+    SubmitError,
+    ended_runs,
+    registration,
+    run_status,
+    submit,
+)
 from flywheel.runs.inprocess import InProcessRun, run_in_process
 from flywheel.runs.local import LocalRun, StepUsage, run_local, step_usages
 from flywheel.runs.package import (
@@ -26,6 +34,7 @@ __all__ = [
     "PACKAGE_FILE",
     "InProcessRun",
     "LocalRun",
+    "RunStatus",
     "StepState",
     "StepUsage",
     "SubmitError",
@@ -36,8 +45,10 @@ __all__ = [
     "ended_runs",
     "executors",
     "new_run_id",
+    "registration",
     "run_in_process",
     "run_local",
+    "run_status",
     "step_usages",
     "submit",
     "write_package",

@@ -1,5 +1,5 @@
-"""Runs on a Kubeflow Pipelines cluster: starting one from the compiled package, and asking
-which have ended."""
+"""Runs on a Kubeflow Pipelines cluster: starting one from the compiled package, asking
+which have ended, and what one registered."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from flywheel import lineage
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.runs.package import PACKAGE_FILE, compile_package, customise, dump_package, new_run_id
+from flywheel.storage import ObjectNotFound, ObjectStore
 
 
 class SubmitError(FlywheelError):
@@ -93,6 +96,48 @@ def ended_runs(settings: Settings, *, host: str, kfp_run_ids: list[str]) -> dict
     with _kfp(settings, host, settings.pipeline.namespace) as client:
         states = {run: str(client.get_run(run).state) for run in kfp_run_ids}
     return {run: state == "SUCCEEDED" for run, state in states.items() if state in ENDED}
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A KFP run's state (v2beta1 RuntimeState) and when KFP created it."""
+
+    state: str
+    created_at: datetime
+
+    @property
+    def ended(self) -> bool:
+        return self.state in ENDED
+
+
+def run_status(settings: Settings, *, host: str, run_id: str) -> RunStatus | None:
+    """The newest KFP run named `run_id` (`submit` names each run by its run id), or None
+    when KFP has no run of that name."""
+    name = {"operation": "EQUALS", "key": "display_name", "stringValue": run_id}
+    with _kfp(settings, host, settings.pipeline.namespace) as client:
+        found = client.list_runs(
+            page_size=1,
+            sort_by="created_at desc",
+            namespace=settings.pipeline.namespace,
+            filter=json.dumps({"predicates": [name]}),
+        )
+    if not found.runs:
+        return None
+    run = found.runs[0]
+    return RunStatus(state=str(run.state), created_at=run.created_at)
+
+
+def registration(store: ObjectStore, run_id: str) -> dict[str, Any] | None:
+    """What a run's register step recorded in the models' `store` (the version, its location,
+    the aliases it moved), or None while it has not (the run is under way, failed, or its
+    gate blessed nothing)."""
+    from flywheel.tasks import run_record_key
+
+    try:
+        record: dict[str, Any] = json.loads(store.read(run_record_key(run_id)))
+    except ObjectNotFound:
+        return None
+    return record
 
 
 @contextlib.contextmanager
