@@ -4,8 +4,10 @@ The control plane is real (etcd, kube-apiserver with the SeldonDeployment CRD,
 controller-manager, scheduler, kwok nodes); nothing pretends to be Kubernetes.
 Measurements come from a real Prometheus scraping real seldon-core microservices
 (labelled as Seldon's operator labels them) and the gateway, which exports the
-request histogram of Seldon's executor (the executor, like Seldon's operator, is
-not on the Go module proxy here).
+request histogram of Seldon's executor with the executor's labels, feedback and
+status calls included (the executor, like Seldon's operator, is not on the Go module
+proxy here). Where a test needs exact counts or gRPC's codes, the histogram is served
+by `executor_exporter`, into which the test records the calls the executor would.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -30,15 +34,17 @@ from flywheel.config import Settings
 from flywheel.registry import Registry
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import analyse
-from flywheel.rollout.controller import RolloutController, RolloutError
+from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from flywheel.rollout.local import newest_batch
 from flywheel.rollout.traffic import SyntheticTraffic
 from harness.deployments import on_cluster, seldon_predictors
 from harness.servers import (
+    Exporter,
     PrometheusServer,
     SeldonServer,
     Target,
+    executor_exporter,
     free_ports,
     prometheus,
     seldon_microservice,
@@ -136,11 +142,13 @@ class Served:
 
     gateway: str
     models: dict[str, SeldonServer]
+    versions: dict[str, str]
     targets: list[Target]
 
     def route(self, weights: dict[str, int]) -> None:
+        # Each predictor named by the version it serves, as the responses' tags name it.
         routes: dict[str, Any] = {
-            role: {"version": role, "url": f"http://{self.models[role].http}"}
+            role: {"version": self.versions[role], "url": f"http://{self.models[role].http}"}
             for role in self.models
         }
         routes["canary_weight"] = weights.get("canary", 0)
@@ -165,6 +173,21 @@ class Served:
                 assert response.status == 200
                 answered[response.headers["X-Flywheel-Role"]] += 1
         return answered
+
+    def call(self, path: str, body: Any = None) -> tuple[int, str, Any]:
+        """One call to the gateway (a POST with `body`, else a GET): the status, the
+        predictor that answered ("" if none did) and the answer."""
+        request = urllib.request.Request(
+            f"{self.gateway}{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status, headers, payload = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as error:
+            status, headers, payload = error.code, error.headers, error.read()
+        return status, headers.get("X-Flywheel-Role", ""), json.loads(payload or b"null")
 
 
 def _seldon_env(deployment: str, predictor: str) -> dict[str, str]:
@@ -215,6 +238,7 @@ def _served(settings: Settings, namespace: str, versions: dict[str, str]) -> Ite
         served = Served(
             gateway=url,
             models=models,
+            versions=versions,
             targets=[
                 Target("executor", f"127.0.0.1:{port}", labels=labels),
                 *(Target("model", m.metrics, labels=labels) for m in models.values()),
@@ -232,10 +256,12 @@ def _rows(settings: Settings) -> list[dict[str, Any]]:
     return rows
 
 
-def _total(prom: PrometheusServer, namespace: str) -> float:
-    rows = prom.query(
-        f'sum(seldon_api_executor_server_requests_seconds_count{{namespace="{namespace}"}})'
-    )
+def _total(
+    prom: PrometheusServer,
+    namespace: str,
+    metric: str = "seldon_api_executor_server_requests_seconds_count",
+) -> float:
+    rows = prom.query(f'sum({metric}{{namespace="{namespace}"}})')
     return float(rows[0]["value"][1]) if rows else 0.0  # type: ignore[index]
 
 
@@ -261,8 +287,15 @@ def test_a_step_counts_its_own_requests_from_the_canarys_series_alone(
                 side.route({"canary": weight})
                 side.send(rows, len(rows))
             side.route({"canary": 50})
+        # (a series first scraped in the step counts from 0: the models' too, whose
+        # metrics come out a moment after their answers)
         wait_until(
-            lambda: _total(prom, namespace) == 2 * len(rows), 30, "the first requests scraped"
+            lambda: (
+                _total(prom, namespace) == 2 * len(rows)
+                and _total(prom, namespace, "flywheel_scores_total") == 2 * len(rows)
+            ),
+            30,
+            "the first requests scraped",
         )
         # when the step starts and Prometheus has scraped again with no new requests
         since = time.time()
@@ -448,20 +481,6 @@ def test_labels_sent_as_seldon_feedback_reach_the_step_through_prometheus(
     )
     truths = [int(y) for y in frame[settings.features.label]]
 
-    def route(here: Served, weight: int) -> None:
-        # The predictors named by the versions they serve, as the responses' tags name them.
-        body = {
-            role: {"version": version, "url": f"http://{here.models[role].http}"}
-            for role, version in (("stable", "v1"), ("canary", "v2"))
-        }
-        request = urllib.request.Request(
-            f"{here.gateway}/admin/routes",
-            data=json.dumps({**body, "canary_weight": weight}).encode(),
-            method="PUT",
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=5).close()
-
     def predict_and_label(here: Served, count: int) -> dict[str, list[int]]:
         """Predictions, then each one's true label as Seldon feedback; per predictor,
         1 for each right answer and 0 for each wrong one."""
@@ -506,20 +525,17 @@ def test_labels_sent_as_seldon_feedback_reach_the_step_through_prometheus(
         # given labels before the step, to each model (so that its right and wrong
         # series exist, and are scraped, before the step starts)
         for weight in (0, 100):
-            route(here, weight)
+            here.route({"canary": weight})
             before = predict_and_label(here, len(rows))
             assert 0 < sum(before["stable"] + before["canary"]) < len(rows)
-        route(here, 50)
+        here.route({"canary": 50})
+        # (scraped before the step: a series first scraped in it counts from 0)
+        wait_until(
+            lambda: _total(prom, namespace, "flywheel_feedback_total") == 2 * len(rows),
+            30,
+            "the labels before the step scraped",
+        )
         since = time.time()
-
-        def sampled_in_step() -> int:
-            millis = int((time.time() - since) * 1000)
-            return len(
-                prom.query(f'flywheel_feedback_total{{namespace="{namespace}"}}[{millis}ms]')
-            )
-
-        # (counts start at each series' first sample in the step: wait for all four)
-        wait_until(lambda: sampled_in_step() == 4, 30, "the counters sampled in the step")
         # when labels come back for the step's predictions
         marks = predict_and_label(here, 60)
         deadline = time.monotonic() + 30
@@ -534,3 +550,207 @@ def test_labels_sent_as_seldon_feedback_reach_the_step_through_prometheus(
         r: (len(m), sum(m)) for r, m in marks.items()
     }
     assert stable.labelled > 0 and canary.labelled > 0
+
+
+# --- what is counted: predictions alone, from the first scrape of the step ------------------
+
+
+def test_feedback_and_status_calls_are_neither_requests_errors_nor_latency(
+    kube: Any, namespace: str, two_versions: Settings
+) -> None:
+    """Seldon's executor times feedback and status calls in the histogram it times
+    predictions in, told apart by its `service` label; the gateway exports them so."""
+    settings = two_versions
+    rows = _rows(settings)
+    with (
+        _served(settings, namespace, {"stable": "v1", "canary": "v2"}) as here,
+        prometheus(here.targets) as prom,
+    ):
+        driver = KubernetesDriver(
+            settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+        )
+        here.route({"canary": 50})
+        since = time.time()
+        # given predictions, each followed by its label as Seldon feedback, and status calls
+        answered: Counter[str] = Counter()
+        canary_answers = []
+        for i in range(40):
+            request = {"jsonData": [rows[i % len(rows)]]}
+            status, role, response = here.call("/api/v1.0/predictions", request)
+            assert status == 200
+            answered[role] += 1
+            feedback = {
+                "request": request,
+                "response": response,
+                "truth": {"data": {"ndarray": [1]}},
+            }
+            assert here.call("/api/v1.0/feedback", feedback)[:2] == (200, role)
+            if role == "canary":
+                canary_answers.append(feedback)
+            assert here.call("/api/v1.0/health/status")[0] == 200
+        assert answered["stable"] > 0 and answered["canary"] > 0
+        # and feedback and status calls that fail on the server: the canary's model is gone
+        stop(here.models["canary"].process)
+        for feedback in canary_answers[:5]:
+            assert here.call("/api/v1.0/feedback", feedback)[:2] == (502, "")
+        here.route({"canary": 100})
+        for _ in range(5):
+            assert here.call("/api/v1.0/health/status")[0] == 502
+        # when the step is measured once Prometheus has scraped them all
+        prom.scraped_after(time.time(), job="executor")
+        stable, canary = driver.measure(since)
+        # then Prometheus holds every kind of call...
+        kinds = {
+            (r["metric"]["service"], r["metric"]["code"])  # type: ignore[index]
+            for r in prom.query(
+                f'seldon_api_executor_server_requests_seconds_count{{namespace="{namespace}"}}'
+            )
+        }
+    assert kinds == {
+        ("predictions", "200"),
+        ("feedback", "200"),
+        ("feedback", "502"),
+        ("status", "200"),
+        ("status", "502"),
+    }
+    # ...and the step counts the predictions alone: none of the failed feedback and
+    # status calls is an error, and the latency histogram holds predictions only
+    assert (stable.requests, canary.requests) == (answered["stable"], answered["canary"])
+    assert (stable.errors, canary.errors) == (0, 0)
+    assert sum(stable.latency_counts) == stable.requests
+    assert sum(canary.latency_counts) == canary.requests
+
+
+@contextlib.contextmanager
+def _exported(
+    kube: Any, settings: Settings, scrape_seconds: float = 1.0
+) -> Iterator[tuple[Exporter, PrometheusServer, KubernetesDriver]]:
+    """The executor's histogram served as the test records it, scraped by a real Prometheus
+    with the namespace label a ServiceMonitor gives it, and the driver reading it."""
+    namespace = settings.serving.namespace
+    with (
+        executor_exporter(seldon.deployment_name(settings)) as executor,
+        prometheus(
+            [Target("executor", executor.address, "/prometheus", (("namespace", namespace),))],
+            scrape_seconds,
+        ) as prom,
+    ):
+        driver = KubernetesDriver(
+            settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+        )
+        yield executor, prom, driver
+
+
+def test_grpc_server_errors_count_as_errors_and_callers_errors_do_not(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
+) -> None:
+    settings = on_cluster(small_settings(), namespace)
+    predict, feedback = "/seldon.protos.Seldon/Predict", "/seldon.protos.Seldon/SendFeedback"
+    with _exported(kube, settings) as (executor, prom, driver):
+        since = time.time()
+        # given the canary served over gRPC and the stable predictor over REST, as the
+        # executor records them: gRPC by method and code name, REST by service and status
+        calls = [
+            *[("canary", predict, "unary", code) for code in ["OK"] * 6],
+            *[("canary", predict, "unary", code) for code in ("Internal", "Internal")],
+            ("canary", predict, "unary", "Unavailable"),
+            ("canary", predict, "unary", "DeadlineExceeded"),
+            *[("canary", predict, "unary", "InvalidArgument") for _ in range(3)],
+            ("canary", predict, "unary", "NotFound"),
+            *[("canary", feedback, "unary", "Internal") for _ in range(4)],
+            *[("stable", "predictions", "post", "200") for _ in range(5)],
+            ("stable", "predictions", "post", "500"),
+            ("stable", "predictions", "post", "503"),
+            *[("stable", "predictions", "post", "400") for _ in range(2)],
+            *[("stable", "feedback", "post", "500") for _ in range(3)],
+        ]
+        for predictor, service, method, code in calls:
+            executor.requests.observe(predictor, service, method, code, 0.02)
+        prom.scraped_after(time.time())
+        windows = driver.windows(since, ["stable", "canary"])
+    # then Internal, Unavailable and DeadlineExceeded are the canary's server errors, and
+    # InvalidArgument and NotFound are its callers'; its failed feedback is no request
+    assert (windows["canary"].requests, windows["canary"].errors) == (14, 4)
+    assert (windows["stable"].requests, windows["stable"].errors) == (9, 2)
+
+
+def test_a_step_counts_from_its_first_scrape_and_a_new_series_from_its_first_sample(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
+) -> None:
+    settings = on_cluster(small_settings(), namespace)
+    with _exported(kube, settings) as (executor, prom, driver):
+        # given 100 predictions by the stable predictor before the step, scraped
+        for _ in range(100):
+            executor.requests.observe("stable", "predictions", "post", "200", 0.01)
+        prom.scraped_after(time.time())
+        since = time.time()
+        # when the step starts with 5 more, and a canary serves its first 3 (one failing):
+        # series that Prometheus has never sampled
+        for _ in range(5):
+            executor.requests.observe("stable", "predictions", "post", "200", 0.01)
+        for code in ("200", "200", "500"):
+            executor.requests.observe("canary", "predictions", "post", code, 0.3)
+        # then the first scrape after them shows them all, exactly
+        prom.scraped_after(time.time())
+        stable, canary = driver.measure(since)
+        assert (stable.requests, canary.requests, canary.errors) == (5, 3, 1)
+        assert sum(stable.latency_counts) == 5
+        assert canary.quantile_ms(0.5) is not None and 250 < canary.quantile_ms(0.5) <= 500
+        # and a step that starts after them, scraped since with nothing new, counts nothing
+        later = time.time()
+        prom.scraped_after(later + prom.scrape_seconds)
+        stable, canary = driver.measure(later)
+    assert (stable.requests, canary.requests) == (0, 0)
+
+
+def test_a_stopped_prometheus_makes_the_look_inconclusive(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
+) -> None:
+    settings = on_cluster(small_settings(), namespace)
+    with _exported(kube, settings) as (executor, prom, driver):
+        since = time.time()
+        executor.requests.observe("stable", "predictions", "post", "200", 0.01)
+        prom.scraped_after(time.time())
+        assert driver.measure(since)[0].requests == 1
+        # when Prometheus stops in the middle of the rollout
+        stop(prom.process)
+        # then the next look is inconclusive, and says why
+        with pytest.raises(
+            Inconclusive, match=rf"cannot query Prometheus at {re.escape(prom.url)}: "
+        ):
+            driver.measure(since)
+
+
+def test_a_predictor_taking_traffic_without_request_series_makes_the_look_inconclusive(
+    kube: Any, namespace: str, small_settings: Callable[..., Settings]
+) -> None:
+    # Prometheus scrapes every second; the driver allows two intervals of 2 s for a series
+    settings = on_cluster(small_settings(), namespace, scrape_interval_seconds=2.0)
+    with _exported(kube, settings) as (executor, prom, driver):
+        # given v1 serving alone, whose executor records requests; the canary has no series
+        driver.finish("v1")
+        since = time.time()
+        for _ in range(20):
+            executor.requests.observe("stable", "predictions", "post", "200", 0.01)
+        # then a predictor that takes no traffic needs none, however long the step
+        prom.scraped_after(since + 2 * 2.0)
+        stable, canary = driver.measure(since)
+        assert (stable.requests, canary.requests) == (20, 0)
+        # when a canary step starts
+        driver.set_traffic("v1", "v2", 10)
+        since = time.time()
+        # then before two scrape intervals, no canary series is no evidence yet
+        assert driver.measure(since)[1].requests == 0
+        # and after them, a look that cannot see the canary is inconclusive
+        prom.scraped_after(since + 2 * 2.0)
+        with pytest.raises(
+            Inconclusive,
+            match=r"no request series of predictor 'canary' of .*/loan-default since the step "
+            r"began \d+s ago, though it takes 10% of the traffic",
+        ):
+            driver.measure(since)
+        # when the canary's executor records its first request, the look measures again
+        executor.requests.observe("canary", "predictions", "post", "200", 0.01)
+        prom.scraped_after(time.time())
+        stable, canary = driver.measure(since)
+    assert (stable.requests, canary.requests) == (0, 1)
