@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from flywheel.rollout.gateway import ExecutorRequests
 from flywheel.rollout.seldon import SERVING_ENV
@@ -263,6 +264,15 @@ class PrometheusServer:
             body = json.loads(response.read())
         result: list[dict[str, object]] = body["data"]["result"]
         return result
+
+    def targets(self) -> list[dict[str, Any]]:
+        """The active targets as the targets API lists them (labels before and after
+        relabeling, health, scrape URL)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets?state=active", timeout=5) as r:
+            targets: list[dict[str, Any]] = json.loads(r.read())["data"]["activeTargets"]
+        return targets
 
     def scraped_after(self, moment: float, timeout: float = 30, job: str | None = None) -> None:
         """Wait until every target's (or `job`'s) latest scrape came after `moment`, and
