@@ -245,9 +245,9 @@ class KubernetesDriver:
         Counted from the raw samples, never with `increase()`, which extrapolates to
         the window's edges. A series counts from its last sample before `since`, so the
         first scrape at or after the step's start already shows the step's requests
-        (with what came in after the scrape before it); a series with no sample before
-        `since` is new in the step (a new canary pod's, a code or bucket seen for the
-        first time) and counts from 0, its first sample included.
+        (with what came in after the scrape before it); a series with no sample in the
+        LOOKBACK_SECONDS before `since` is new in the step (a new canary pod's, a code
+        or bucket seen for the first time) and counts from 0, its first sample included.
         """
         now = time.time()
         if not predictors:
