@@ -247,43 +247,36 @@ class Gateway:
         role = self._answered(message.get("response")) or self.route()
         if role is None:
             return _status(503, "no model is being served")
-        side = self.sides[role]
-        assert self.session is not None
-        started = time.perf_counter()
-        try:
-            async with self.session.post(
-                side.url + FEEDBACK_PATH, data=body, headers={"Content-Type": "application/json"}
-            ) as response:
-                payload, status = await response.read(), response.status
-        except Exception as error:
-            # The executor times feedback in the same histogram as predictions.
-            self.requests.observe(role, "feedback", "post", "502", time.perf_counter() - started)
-            return _status(502, f"{role} {side.version} unreachable: {error}")
-        self.requests.observe(role, "feedback", "post", str(status), time.perf_counter() - started)
-        if status < 400:
-            side.feedback += 1
-        return web.Response(
-            body=payload,
-            status=status,
-            content_type="application/json",
-            headers={"X-Flywheel-Version": side.version, "X-Flywheel-Role": role},
-        )
+        answer = await self._forward(role, "feedback", "post", FEEDBACK_PATH, body)
+        if answer.status < 400:
+            self.sides[role].feedback += 1
+        return answer
 
     async def status(self, request: web.Request) -> web.Response:
-        """A model's status (its /health/status), timed as the executor times status calls."""
+        """A model's status (its /health/status), drawn by the traffic weights."""
         role = self.route()
         if role is None:
             return _status(503, "no model is being served")
+        return await self._forward(role, "status", "get", "/health/status")
+
+    async def _forward(
+        self, role: str, service: str, method: str, path: str, body: bytes | None = None
+    ) -> web.Response:
+        """`role`'s model's answer to a call, timed in the executor's histogram as `service`
+        (the executor times every call it serves there, not only predictions)."""
         side = self.sides[role]
         assert self.session is not None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
         started = time.perf_counter()
         try:
-            async with self.session.get(side.url + "/health/status") as response:
+            async with self.session.request(
+                method.upper(), side.url + path, data=body, headers=headers
+            ) as response:
                 payload, status = await response.read(), response.status
-        except Exception as error:
-            self.requests.observe(role, "status", "get", "502", time.perf_counter() - started)
+        except Exception as error:  # a model that is down is a server error of its side
+            self.requests.observe(role, service, method, "502", time.perf_counter() - started)
             return _status(502, f"{role} {side.version} unreachable: {error}")
-        self.requests.observe(role, "status", "get", str(status), time.perf_counter() - started)
+        self.requests.observe(role, service, method, str(status), time.perf_counter() - started)
         return web.Response(
             body=payload,
             status=status,
