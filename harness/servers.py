@@ -14,7 +14,9 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from flywheel.rollout.gateway import ExecutorRequests
 from flywheel.rollout.seldon import SERVING_ENV
 from tools.build import binary
 
@@ -263,15 +265,30 @@ class PrometheusServer:
         result: list[dict[str, object]] = body["data"]["result"]
         return result
 
-    def scraped_after(self, moment: float, timeout: float = 30) -> None:
-        """Wait until every target's latest scrape came after `moment`, and succeeded."""
+    def targets(self) -> list[dict[str, Any]]:
+        """The active targets as the targets API lists them (labels before and after
+        relabeling, health, scrape URL)."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.url}/api/v1/targets?state=active", timeout=5) as r:
+            targets: list[dict[str, Any]] = json.loads(r.read())["data"]["activeTargets"]
+        return targets
+
+    def scraped_after(self, moment: float, timeout: float = 30, job: str | None = None) -> None:
+        """Wait until every target's (or `job`'s) latest scrape came after `moment`, and
+        succeeded."""
+        up_series = f'up{{job="{job}"}}' if job else "up"
 
         def fresh() -> bool:
-            targets = self.query("up")
-            scraped = self.query("timestamp(up == 1)")
-            return len(scraped) == len(targets) > 0 and all(
-                float(r["value"][1]) > moment  # type: ignore[index]
-                for r in scraped
+            # `up` is 1 for a target whose last scrape succeeded; `timestamp(up)` is when
+            # that scrape began. (The timestamp of an expression such as `up == 1` is
+            # the query's own time, not the sample's.)
+            up = self.query(up_series)
+            began = self.query(f"timestamp({up_series})")
+            return (
+                len(began) == len(up) > 0
+                and all(r["value"][1] == "1" for r in up)  # type: ignore[index]
+                and all(float(r["value"][1]) > moment for r in began)  # type: ignore[index]
             )
 
         wait_until(fresh, timeout, "a Prometheus scrape", self.process, self.log)
@@ -280,11 +297,6 @@ class PrometheusServer:
 @contextlib.contextmanager
 def prometheus(targets: list[Target], scrape_seconds: float = 1.0) -> Iterator[PrometheusServer]:
     """Start Prometheus (built by `make tools`) scraping `targets` every `scrape_seconds`."""
-    import urllib.request
-
-    import yaml
-
-    work = Path(tempfile.mkdtemp(prefix="prometheus-"))
     jobs: dict[tuple[str, str], list[dict[str, object]]] = {}
     for t in targets:
         jobs.setdefault((t.job, t.path), []).append(
@@ -298,6 +310,20 @@ def prometheus(targets: list[Target], scrape_seconds: float = 1.0) -> Iterator[P
             for (job, path), groups in jobs.items()
         ],
     }
+    with prometheus_configured(config, scrape_seconds) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def prometheus_configured(
+    config: dict[str, object], scrape_seconds: float
+) -> Iterator[PrometheusServer]:
+    """Start Prometheus with `config` (its prometheus.yml), scraping every `scrape_seconds`."""
+    import urllib.request
+
+    import yaml
+
+    work = Path(tempfile.mkdtemp(prefix="prometheus-"))
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     (port,) = free_ports(1)
     log = work / "prometheus.log"
@@ -326,3 +352,45 @@ def prometheus(targets: list[Target], scrape_seconds: float = 1.0) -> Iterator[P
     finally:
         stop(process)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """A metrics endpoint on loopback serving Seldon's executor's request histogram, into
+    which the test observes calls (Seldon's executor is not on the Go module proxy)."""
+
+    address: str
+    requests: ExecutorRequests
+
+
+@contextlib.contextmanager
+def executor_exporter(deployment: str) -> Iterator[Exporter]:
+    """Serve an `ExecutorRequests` at /prometheus (the executor's path) and /metrics."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    requests = ExecutorRequests(deployment)
+
+    class Scrape(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path not in ("/prometheus", "/metrics"):
+                self.send_error(404)
+                return
+            body = requests.exposition().encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Scrape)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield Exporter(f"127.0.0.1:{httpd.server_address[1]}", requests)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

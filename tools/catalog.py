@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -35,8 +36,12 @@ class GoTool:
 
     @property
     def key(self) -> str:
-        """Cache folder name: the binary and its version."""
-        return f"{self.name}-{self.version}"
+        """Cache folder name: the binary and its version, and a digest of the build's
+        environment when it sets one (other build tags make another binary)."""
+        if not self.env:
+            return f"{self.name}-{self.version}"
+        digest = hashlib.sha256(json.dumps(self.env, sort_keys=True).encode()).hexdigest()[:12]
+        return f"{self.name}-{self.version}-{digest}"
 
 
 SEAWEEDFS = GoTool(
@@ -137,15 +142,32 @@ ARGO = GoTool(
 
 # The server the Kubernetes driver queries, run on loopback by the tests to scrape
 # real exporters. Built without the web UI's assets (the HTTP API does not need them)
-# and, with upstream's `remove_all_sd` tag, without the cloud service discoveries:
-# the tests scrape static targets, and the build takes a fraction of the time.
+# and, with upstream's `remove_all_sd` tag, without the cloud service discoveries,
+# which take most of the build; `enable_kubernetes_sd` keeps the Kubernetes one, which
+# the chart's ServiceMonitor test discovers its targets with.
 PROMETHEUS = GoTool(
     name="prometheus",
     module="github.com/prometheus/prometheus",
     version="v0.316.0",
     package="github.com/prometheus/prometheus/cmd/prometheus",
     license="Apache-2.0",
-    env={"GOFLAGS": "-buildvcs=false -tags=remove_all_sd"},
+    env={"GOFLAGS": "-buildvcs=false -tags=remove_all_sd,enable_kubernetes_sd"},
+)
+# What turns the chart's ServiceMonitor into Prometheus' scrape configuration on a
+# cluster; the test runs it against the control plane and reads what it generates.
+# Its go.mod replaces two of its own nested modules, which the module zip leaves out:
+# built from a module that requires it, as those modules' published releases.
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+PROMETHEUS_OPERATOR = GoTool(
+    name="prometheus-operator",
+    module="github.com/prometheus-operator/prometheus-operator",
+    version=PROMETHEUS_OPERATOR_VERSION,
+    package="github.com/prometheus-operator/prometheus-operator/cmd/operator",
+    how="throwaway",
+    ldflags=(
+        f"-X github.com/prometheus/common/version.Version={PROMETHEUS_OPERATOR_VERSION.lstrip('v')}",
+    ),
+    license="Apache-2.0",
 )
 
 ACTIONLINT = GoTool(
@@ -171,6 +193,7 @@ TOOLS: dict[str, GoTool] = {
         KUBECONFORM,
         ARGO,
         PROMETHEUS,
+        PROMETHEUS_OPERATOR,
         ACTIONLINT,
     )
 }
@@ -224,13 +247,26 @@ ASSETS: dict[str, Asset] = {
                 )
             },
         ),
-        # The Prometheus Operator's ServiceMonitor CRD, for the chart's optional ServiceMonitor.
+        # The Prometheus Operator's CRDs: the ServiceMonitor for the chart's, and every
+        # kind the operator watches, for the operator itself in the ServiceMonitor test.
         Asset(
             name="prometheus-operator",
-            module="github.com/prometheus-operator/prometheus-operator",
-            version="v0.85.0",
+            module=PROMETHEUS_OPERATOR.module,
+            version=PROMETHEUS_OPERATOR.version,
             files={
-                "crds/monitoring.coreos.com_servicemonitors.yaml": "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+                f"crds/monitoring.coreos.com_{plural}.yaml": f"example/prometheus-operator-crd/monitoring.coreos.com_{plural}.yaml"
+                for plural in (
+                    "servicemonitors",
+                    "podmonitors",
+                    "probes",
+                    "scrapeconfigs",
+                    "prometheuses",
+                    "prometheusagents",
+                    "prometheusrules",
+                    "alertmanagers",
+                    "alertmanagerconfigs",
+                    "thanosrulers",
+                )
             },
         ),
     )

@@ -14,8 +14,11 @@ SeldonDeployment into pods.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,9 +29,16 @@ import yaml
 from flywheel.config import Settings, load_settings
 from flywheel.rollout import seldon
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
-from harness import schemas
+from flywheel.rollout.local import newest_batch
+from harness import schemas, seldon_operator
 from harness.deployments import seldon_predictors
-from harness.servers import wait_until
+from harness.prometheus_operator import generated_config, prometheus_operator, runnable
+from harness.servers import (
+    executor_exporter,
+    prometheus_configured,
+    seldon_microservice,
+    wait_until,
+)
 from tools import manifests
 from tools.build import binary
 
@@ -708,3 +718,232 @@ def test_overlays_are_accepted_by_the_api_server(kube: Any, overlay: Path) -> No
     assert "podtemplate/flywheel-model created (server dry run)" in result.stdout
     # the SeldonDeployment is the rollout controller's, never the overlay's
     assert "seldondeployment" not in result.stdout
+
+
+# --- the ServiceMonitor, through the Prometheus Operator and Prometheus ----------------
+
+# What the ServiceMonitor scrapes in each pod: (its endpoint, the container).
+SCRAPED = {"executor": ("http", seldon_operator.EXECUTOR), "model": ("metrics", "model")}
+# The calls each predictor's executor records: (service, code) -> how many.
+CALLS = {
+    "stable": {("predictions", "200"): 7, ("feedback", "200"): 4, ("status", "200"): 2},
+    "canary": {("predictions", "200"): 3, ("predictions", "500"): 1, ("feedback", "500"): 2},
+}
+# The predictions each predictor's model scores.
+SCORED = {"stable": 3, "canary": 2}
+# Two Prometheus: one honoring the ServiceMonitor's honorLabels (discovering through
+# Endpoints), one overriding it (through EndpointSlices).
+PROMETHEUS_KINDS: dict[str, dict[str, Any]] = {
+    "honoring": {},
+    "overriding": {"overrideHonorLabels": True, "serviceDiscoveryRole": "EndpointSlice"},
+}
+
+
+def test_the_servicemonitor_scrapes_each_predictor_pods_executor_and_model_once(
+    kube: Any, two_versions: Settings
+) -> None:
+    """The chart's ServiceMonitor, turned into Prometheus' scrape configuration by the real
+    Prometheus Operator (v0.85.0) against the real API server, run by the real Prometheus
+    with Kubernetes discovery: the targets it finds, their labels, and what the rollout
+    driver reads through them.
+
+    Faked, because they cannot run here: Seldon's operator and executor. The test creates
+    the Deployments and Services Seldon's operator makes of the SeldonDeployment
+    (harness.seldon_operator; the controller-manager makes the pods, the Endpoints and
+    EndpointSlices, and kwok runs the pods); each executor is an exporter of its
+    histogram into which the test records calls. The models are real seldon-core
+    microservices with the environment Seldon's operator gives them. kwok's pod IPs go
+    nowhere: discovery and relabeling are the operator's and Prometheus' own, and only
+    then is each scrape sent to the loopback stand-in (harness.prometheus_operator).
+    Both ways a Prometheus may treat the executor's `service` label are run: honoring the
+    ServiceMonitor's honorLabels, and overriding it (overrideHonorLabels).
+    """
+    settings = two_versions
+    namespace = settings.serving.namespace
+    # given a canary at 50%, made into pods and Services as Seldon's operator makes them
+    sdep, made, pods = _made_by_seldons_operator(kube, settings)
+    # and the chart's ServiceMonitor, scraping every second
+    rendered = kube.helm(
+        "template", "fw", str(CHART), "-n", namespace,
+        "--set=serviceMonitor.enabled=true", "--set=serviceMonitor.interval=1s",
+    ).stdout  # fmt: skip
+    monitor = next(d for d in _docs(rendered) if d["kind"] == "ServiceMonitor")
+    kube.kubectl("apply", "-f", "-", input=json.dumps(monitor))
+    # when the Prometheus Operator configures the two Prometheus from it
+    with prometheus_operator(kube, namespace) as operator:
+        for name, spec in PROMETHEUS_KINDS.items():
+            prometheus_object = {
+                "apiVersion": "monitoring.coreos.com/v1",
+                "kind": "Prometheus",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"serviceMonitorSelector": {}, **spec},
+            }
+            kube.kubectl("apply", "-f", "-", input=json.dumps(prometheus_object))
+        configs = {
+            name: generated_config(kube, namespace, name, operator, jobs=len(SCRAPED))
+            for name in PROMETHEUS_KINDS
+        }
+    assert {
+        name: [j["honor_labels"] for j in c["scrape_configs"] if j["job_name"].endswith("/0")]
+        for name, c in configs.items()
+    } == {"honoring": [True], "overriding": [False]}
+    with contextlib.ExitStack() as stack:
+        addresses = _stand_ins(stack, settings, sdep, made, pods)
+        for name, config in configs.items():
+            # and each runs it, reading the calls the stand-ins took
+            since = time.time()
+            with prometheus_configured(
+                runnable(config, str(kube.kubeconfig), addresses), scrape_seconds=1.0
+            ) as prom:
+                wait_until(
+                    lambda: (
+                        len(prom.targets()) >= len(SCRAPED) * len(pods)
+                        and all(t["health"] != "unknown" for t in prom.targets())
+                    ),
+                    60,
+                    f"{name}: the targets discovered and scraped once",
+                )
+                targets = prom.targets()
+                prom.scraped_after(time.time())
+                executor_series = [
+                    s["metric"]
+                    for s in prom.query(
+                        "seldon_api_executor_server_requests_seconds_count"
+                        f'{{namespace="{namespace}"}}'
+                    )
+                ]
+                driver = KubernetesDriver(
+                    settings, api_client=load_client(str(kube.kubeconfig)), prometheus_url=prom.url
+                )
+                stable, canary = driver.measure(since)
+            # then each pod is scraped once at its executor and once at its model,
+            # named by namespace, Service, pod and container
+            assert [t["health"] for t in targets] == ["up"] * len(targets), (name, targets)
+            assert sorted(
+                (
+                    t["labels"]["namespace"],
+                    t["labels"]["service"],
+                    t["labels"]["pod"],
+                    t["labels"]["container"],
+                    t["labels"]["endpoint"],
+                    t["scrapeUrl"].rsplit("/", 1)[1],
+                )
+                for t in targets
+            ) == sorted(
+                (
+                    namespace,
+                    f"loan-default-{pod['metadata']['labels']['version']}",
+                    pod["metadata"]["name"],
+                    container,
+                    endpoint,
+                    "prometheus",
+                )
+                for pod in pods
+                for endpoint, container in SCRAPED.values()
+            ), name
+            # found as the pods of the SeldonDeployment's predictor Services
+            assert {
+                (
+                    t["discoveredLabels"]["__meta_kubernetes_namespace"],
+                    t["discoveredLabels"]["__meta_kubernetes_service_label_seldon_deployment_id"],
+                    t["discoveredLabels"]["__meta_kubernetes_pod_label_version"],
+                )
+                for t in targets
+            } == {(namespace, "loan-default", "stable"), (namespace, "loan-default", "canary")}
+            # and the executor's series keep its own `service` label, whatever the Prometheus
+            assert {
+                (m["predictor_name"], m["service"], m["code"], m["container"])  # type: ignore[index]
+                for m in executor_series
+            } == {
+                (predictor, service, code, seldon_operator.EXECUTOR)
+                for predictor, calls in CALLS.items()
+                for service, code in calls
+            }, name
+            assert not any("exported_service" in m for m in executor_series), name
+            # and the driver reads each predictor's predictions and scores, nothing else
+            assert (stable.requests, stable.errors, sum(stable.scores)) == (7, 0, 3), name
+            assert (canary.requests, canary.errors, sum(canary.scores)) == (4, 1, 2), name
+
+
+def _made_by_seldons_operator(
+    kube: Any, settings: Settings
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The driver's canary at 50%; the objects Seldon's operator makes of it, applied;
+    and their pods once they run behind their Services."""
+    namespace = settings.serving.namespace
+    # Seldon's operator gives the executor's container no securityContext: the namespace's
+    # restricted Pod Security Standard would refuse its pods.
+    kube.kubectl(
+        "label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline",
+        "--overwrite",
+    )  # fmt: skip
+    driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+    driver.set_traffic("v1", "v2", 50)
+    sdep = driver.get()
+    assert sdep is not None
+    made = seldon_operator.objects(sdep)
+    items = {"apiVersion": "v1", "kind": "List", "items": made}
+    kube.kubectl("apply", "-f", "-", input=json.dumps(items))
+    count = sum(p["replicas"] for p in sdep["spec"]["predictors"])
+    found: list[dict[str, Any]] = []
+
+    def running() -> bool:
+        pods = json.loads(
+            kube.kubectl(
+                "get", "pods", "-n", namespace, "-l", "seldon-deployment-id", "-o", "json"
+            ).stdout
+        )["items"]
+        found[:] = [p for p in pods if p["status"].get("phase") == "Running"]
+        endpoints = json.loads(
+            kube.kubectl("get", "endpoints", "-n", namespace, "-o", "json").stdout
+        )["items"]
+        backing = [
+            a for e in endpoints for subset in e.get("subsets") or [] for a in subset["addresses"]
+        ]
+        # each pod backs its predictor's Service and its model's
+        return len(found) == count and len(backing) == 2 * count
+
+    wait_until(running, 90, "the predictors' pods running behind their Services")
+    return sdep, made, found
+
+
+def _stand_ins(
+    stack: contextlib.ExitStack,
+    settings: Settings,
+    sdep: dict[str, Any],
+    made: list[dict[str, Any]],
+    pods: list[dict[str, Any]],
+) -> dict[str, str]:
+    """Each predictor's executor (an exporter, with CALLS recorded) and model (seldon-core,
+    with the environment of its Deployment, SCORED predictions scored), on loopback; and
+    where each pod's executor and model metrics ports are to be scraped."""
+    deployments = {d["metadata"]["labels"]["version"]: d for d in made if d["kind"] == "Deployment"}
+    rows = json.loads(
+        newest_batch(settings)[list(settings.features.columns)].head(5).to_json(orient="records")
+    )
+    executors, models = {}, {}
+    for predictor, version in (("stable", "v1"), ("canary", "v2")):
+        executors[predictor] = stack.enter_context(executor_exporter(sdep["metadata"]["name"]))
+        for (service, code), count in CALLS[predictor].items():
+            method = "get" if service == "status" else "post"
+            for _ in range(count):
+                executors[predictor].requests.observe(predictor, service, method, code, 0.02)
+        models[predictor] = stack.enter_context(
+            seldon_microservice(
+                {p["name"]: p["value"] for p in seldon.parameters(settings, version)},
+                env=seldon_operator.model_env(deployments[predictor]),
+            )
+        )
+        for row in rows[: SCORED[predictor]]:
+            request = urllib.request.Request(
+                f"http://{models[predictor].http}/api/v1.0/predictions",
+                data=json.dumps({"jsonData": [row]}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            urllib.request.urlopen(request, timeout=10).close()
+    addresses = {}
+    for pod in pods:
+        predictor, ip = pod["metadata"]["labels"]["version"], pod["status"]["podIP"]
+        addresses[f"{ip}:{seldon_operator.EXECUTOR_HTTP}"] = executors[predictor].address
+        addresses[f"{ip}:{seldon_operator.METRICS_PORT}"] = models[predictor].metrics
+    return addresses

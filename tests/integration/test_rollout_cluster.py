@@ -1,34 +1,49 @@
 """The rollout controller on a real control plane: a new serving pod is canaried like a
 version, and a promotion restarts nothing.
 
+Also: a look that cannot measure (Prometheus stopped) rolls the canary back within the
+limit, and a controller killed again and again cannot keep a step past its timeout.
+
 The control plane is real (etcd, kube-apiserver with the SeldonDeployment CRD, kwok
 nodes), and so are the chart, helm and the controller's SeldonDeployment applies. What
-cannot run here is Seldon's operator and executor, so no pod serves a request: the
-driver's measurements are stood in for by fixed windows (what a healthy or a failing
-canary looks like to the analysis), and everything else is the controller's own path.
+cannot run here is Seldon's operator and executor, so no pod serves a request: where a
+test judges a canary, the driver's measurements are stood in for by fixed windows (what a
+healthy or a failing canary looks like to the analysis); where it breaks the measuring,
+a real Prometheus scrapes a stand-in for the executor's histogram
+(harness.servers.executor_exporter), and the controllers are real `flywheel rollout
+watch` processes. Everything else is the controller's own path.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from flywheel.config import load_settings
+from flywheel.config import Settings, load_settings
 from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client, serve_production
+from flywheel.rollout.lease import lease_name
+from flywheel.rollout.lock import LOCK_SECONDS
 from flywheel.storage import LocalStore
 from harness.deployments import seldon_predictors
+from harness.servers import Target, executor_exporter, prometheus, stop, wait_until
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "flywheel"
 MINIMAL = CHART / "examples" / "minimal.yaml"
+FLYWHEEL = Path(sys.executable).parent / "flywheel"
 SERVING = "ghcr.io/flywheel-mlops/flywheel-serving@sha256:"
 HEALTHY = Window(
     requests=400,
@@ -124,3 +139,137 @@ def test_a_new_serving_pod_is_canaried_like_a_version_and_a_refused_one_is_not_r
     assert _images(kube, namespace) == {"b": ("v1", new), "a": ("v2", newer)}
     assert controller.run().phase == "promoted"
     assert _images(kube, namespace) == {"a": ("v2", newer)}
+
+
+# --- fail closed: a look that cannot measure, a controller that keeps dying ---------------
+
+
+def _policy(tmp_path: Path, namespace: str, prometheus_url: str, **rollout: Any) -> Path:
+    """A flywheel.yaml for the Kubernetes driver: a store in `tmp_path`, Prometheus scraping
+    every second, a look every second, and no step that waits for labels."""
+    config = {
+        "storage": {"uri": str(tmp_path / "store")},
+        "serving": {"namespace": namespace},
+        "rollout": {
+            "driver": "kubernetes",
+            "prometheus_url": prometheus_url,
+            "scrape_interval_seconds": 1,
+            "interval_seconds": 1,
+            "steps": [50, 100],
+            "accuracy": "off",
+            "min_requests": 1000,
+            **rollout,
+        },
+    }
+    path = tmp_path / "flywheel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _holder(kube: Any, namespace: str) -> str:
+    """Who holds the rollout's Lease, as kubectl reads it ("" when nobody does)."""
+    lease = kube.kubectl(
+        "get", "lease", lease_name("loan-default"), "-n", namespace, "-o", "json", check=False
+    )
+    if lease.returncode != 0:
+        return ""
+    return str(json.loads(lease.stdout)["spec"].get("holderIdentity") or "")
+
+
+def _registry(settings: Settings) -> Registry:
+    registry = Registry.from_settings(settings)
+    for run in ("r1", "r2"):
+        registry.register({"model.joblib": run.encode()}, run_id=run)
+    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+    return registry
+
+
+def test_a_prometheus_that_stops_mid_step_rolls_the_canary_back_within_the_limit(
+    kube: Any, namespace: str, tmp_path: Path
+) -> None:
+    with executor_exporter("loan-default") as executor:
+        scraped = [Target("executor", executor.address, "/prometheus", (("namespace", namespace),))]
+        with prometheus(scraped, 1.0) as prom:
+            settings = load_settings(
+                _policy(tmp_path, namespace, prom.url, checks={"max_inconclusive": 4}), env={}
+            )
+            registry = _registry(settings)
+            driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+            controller = RolloutController(registry, driver, settings.rollout)
+            # given a canary at its first step, both slots serving a few requests, measured
+            for slot in ("a", "b"):
+                for _ in range(5):
+                    executor.requests.observe(slot, "predictions", "post", "200", 0.01)
+            controller.start("v2")
+            prom.scraped_after(time.time())
+            assert controller.tick().phase == "progressing"
+            # when Prometheus stops
+            stop(prom.process)
+        stopped = time.monotonic()
+        final = controller.run()
+    # then the canary is rolled back after max_inconclusive looks, naming Prometheus
+    took = time.monotonic() - stopped
+    assert final.phase == "rolled_back", final.reason
+    assert final.reason.startswith("4 looks in a row could not measure"), final.reason
+    assert f"Prometheus at {prom.url}" in final.reason
+    assert took < 4 * settings.rollout.interval_seconds + 10, took
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 100)}
+    assert registry.resolve(PRODUCTION) == "v1"
+    looks = registry.records("v2", "rollout-look")
+    assert [look["action"] for look in looks][-4:] == ["inconclusive"] * 4
+    assert [s["decision"] for s in registry.records("v2", "rollout-step")] == ["rollback"]
+
+
+def test_a_controller_killed_again_and_again_cannot_keep_a_step_past_its_timeout(
+    kube: Any, namespace: str, tmp_path: Path
+) -> None:
+    timeout = 20.0
+    with executor_exporter("loan-default") as executor:
+        scraped = [Target("executor", executor.address, "/prometheus", (("namespace", namespace),))]
+        with prometheus(scraped, 1.0) as prom:
+            config = _policy(tmp_path, namespace, prom.url, step_timeout_seconds=timeout)
+            settings = load_settings(config, env={})
+            registry = _registry(settings)
+            # given a canary whose step waits for traffic that never comes in full
+            for slot in ("a", "b"):
+                for _ in range(5):
+                    executor.requests.observe(slot, "predictions", "post", "200", 0.01)
+            driver = KubernetesDriver(settings, api_client=load_client(str(kube.kubeconfig)))
+            started = RolloutController(registry, driver, settings.rollout).start("v2")
+            began = time.time()
+            env = {**os.environ, "KUBECONFIG": str(kube.kubeconfig)}
+            command = [str(FLYWHEEL), "--config", str(config), "rollout", "watch"]
+            # when each `flywheel rollout watch` is killed two seconds after it took the
+            # rollout's Lease (and looked), and replaced by a new one
+            kills = 0
+            while not registry.records("v2", "rollout-rolled-back") and time.time() - began < 120:
+                process = subprocess.Popen(
+                    command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+                try:
+                    wait_until(
+                        lambda pid=process.pid: (
+                            f"-{pid}-" in _holder(kube, namespace)
+                            or bool(registry.records("v2", "rollout-rolled-back"))
+                        ),
+                        LOCK_SECONDS + 15,
+                        "the new controller holding the Lease",
+                        process,
+                    )
+                    time.sleep(2)
+                finally:
+                    process.kill()
+                    process.wait()
+                    kills += 1
+            ended = time.time()
+    # then the step timed out on the wall clock from its recorded start: one Lease's
+    # expiry after the timeout at most, though no controller lived more than four seconds
+    state = RolloutController(registry, driver, settings.rollout).state()
+    assert state is not None and state.rollout_id == started.rollout_id
+    assert state.phase == "rolled_back", state.reason
+    assert "canary requests in" in state.reason, state.reason
+    assert kills >= 3
+    assert ended - began < timeout + LOCK_SECONDS + 10, ended - began
+    # with exactly one decision for the step, and production unchanged
+    assert [s["decision"] for s in registry.records("v2", "rollout-step")] == ["rollback"]
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 100)}

@@ -57,6 +57,13 @@ IfNotPresent, while a tag may move, so Always.
 {{- if .policy }}{{ .policy }}{{ else if .image.digest }}IfNotPresent{{ else }}Always{{ end }}
 {{- end }}
 
+{{/* A Prometheus duration of one unit (30s, 500ms, 1m, 1h) in seconds. */}}
+{{- define "flywheel.seconds" -}}
+{{- $n := regexFind "^[0-9]+" . | atoi }}
+{{- $unit := trimPrefix (regexFind "^[0-9]+" .) . }}
+{{- if eq $unit "ms" }}{{ divf $n 1000 }}{{ else if eq $unit "s" }}{{ $n }}{{ else if eq $unit "m" }}{{ mul $n 60 }}{{ else }}{{ mul $n 3600 }}{{ end }}
+{{- end }}
+
 {{/* checkov skip of the digest check, only when an image has no digest. */}}
 {{- define "flywheel.digestSkip" -}}
 {{- if not .digest }}
@@ -193,16 +200,3 @@ volumes:
     emptyDir:
       sizeLimit: 256Mi
 {{- end }}
-
-{{/*
-The ServiceMonitor's interval in seconds (30s, 1m, 500ms): how late the rollout controller
-sees a canary's traffic.
-*/}}
-{{- define "flywheel.scrapeSeconds" -}}
-{{- $i := .Values.serviceMonitor.interval -}}
-{{- if hasSuffix "ms" $i -}}{{ divf (trimSuffix "ms" $i | float64) 1000 }}
-{{- else if hasSuffix "s" $i -}}{{ trimSuffix "s" $i | float64 }}
-{{- else if hasSuffix "m" $i -}}{{ mulf (trimSuffix "m" $i | float64) 60 }}
-{{- else -}}{{ mulf (trimSuffix "h" $i | float64) 3600 }}
-{{- end -}}
-{{- end -}}

@@ -12,17 +12,22 @@ ingress would; the model counts its right and wrong answers in its own FEEDBACK
 counter, and the accuracy in the windows is that counter's increase over the
 window, read from each model's metrics endpoint as Prometheus reads it.
 
-It also exports those requests to Prometheus at `/metrics` as Seldon's executor
-does (`seldon_api_executor_server_requests_seconds`, with its labels), so the
-Kubernetes driver's queries read the local loop as they read a cluster.
+It also exports every call it serves to Prometheus at `/metrics` (and at
+`/prometheus`, the executor's path) as Seldon's executor does: one histogram,
+`seldon_api_executor_server_requests_seconds`, with the executor's labels and
+buckets, in which predictions, feedback and status calls are told apart only by the
+`service` label. So the Kubernetes driver's queries read the local loop as they read
+a cluster. (It serves REST alone: the executor's gRPC series, named by method and
+gRPC code, come from `ExecutorRequests` in tests.)
 
     python -m flywheel.rollout.gateway --port 8080 --deployment loan-default
-    GET  /metrics        the executor's request histogram, per predictor and code
+    GET  /metrics        the executor's request histogram, per predictor, service and code
     PUT  /admin/routes   {"stable": {"version": "v1", "url": "http://...", "metrics_url": "http://.../metrics"},
                           "canary": {...}, "canary_weight": 10}
     GET  /admin/windows  what each side did since the routes last changed
     POST /api/v1.0/predictions  a SeldonMessage
     POST /api/v1.0/feedback     {"request": ..., "response": ..., "truth": ..., "reward": ...}
+    GET  /api/v1.0/health/status  the status of a model, drawn by the traffic weights
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ import asyncio
 import bisect
 import json
 import logging
+import math
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,11 +47,18 @@ from typing import Any
 from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
-from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, score_bucket
+from flywheel.serving.metrics import (
+    FEEDBACK,
+    REQUEST_BUCKETS,
+    REQUESTS,
+    SCORE_BUCKETS,
+    score_bucket,
+)
 
 log = logging.getLogger(__name__)
 PREDICT = "/api/v1.0/predictions"
 FEEDBACK_PATH = "/api/v1.0/feedback"
+STATUS_PATH = "/api/v1.0/health/status"
 
 
 @dataclass
@@ -54,6 +68,8 @@ class Side:
     version: str
     url: str
     metrics_url: str | None = None
+    # The predictor name its series carry (a SeldonDeployment's slot; the role by default).
+    predictor: str = ""
     requests: int = 0
     errors: int = 0
     client_errors: int = 0
@@ -96,20 +112,55 @@ def feedback_counts(exposition: str) -> tuple[float, float]:
 
 @dataclass
 class Served:
-    """Every request one predictor answered with one status code, since the gateway started."""
+    """The calls of one series (predictor, service, method, code): the executor's buckets."""
 
-    latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
+    counts: list[int] = field(default_factory=lambda: [0] * (len(REQUEST_BUCKETS) + 1))
     seconds: float = 0.0
 
     def lines(self, labels: str) -> list[str]:
         out, cumulative = [], 0
-        for bound, n in zip(LATENCY_BOUNDS_MS, self.latency, strict=True):
+        for bound, n in zip((*REQUEST_BUCKETS, math.inf), self.counts, strict=True):
             cumulative += n
-            le = "+Inf" if bound == float("inf") else repr(bound / 1000)
+            le = "+Inf" if bound == math.inf else repr(bound)
             out.append(f'{REQUESTS}_bucket{{{labels},le="{le}"}} {cumulative}')
         out.append(f"{REQUESTS}_sum{{{labels}}} {self.seconds!r}")
         out.append(f"{REQUESTS}_count{{{labels}}} {cumulative}")
         return out
+
+
+class ExecutorRequests:
+    """Seldon's executor's request histogram: a series per predictor, `service` (over
+    REST "predictions", "feedback", "status" or "metadata"; over gRPC the full method),
+    `method` (the HTTP method in lower case; "unary" over gRPC) and `code` (the HTTP
+    status; over gRPC the code's name), with the executor's labels and buckets.
+
+    `predictor_version` is the predictor's `version` annotation, which Flywheel does
+    not set: empty, as on a cluster.
+    """
+
+    def __init__(self, deployment: str) -> None:
+        self.deployment = deployment
+        self._series: dict[tuple[str, str, str, str], Served] = {}
+        self._lock = threading.Lock()  # tests observe from one thread while another serves
+
+    def observe(self, predictor: str, service: str, method: str, code: str, seconds: float) -> None:
+        """One call, as the executor times it."""
+        with self._lock:
+            served = self._series.setdefault((predictor, service, method, code), Served())
+            served.counts[bisect.bisect_left(REQUEST_BUCKETS, seconds)] += 1
+            served.seconds += seconds
+
+    def exposition(self) -> str:
+        """Prometheus' text format, as the executor's /prometheus serves it."""
+        lines = [f"# TYPE {REQUESTS} histogram"]
+        with self._lock:
+            for (predictor, service, method, code), served in sorted(self._series.items()):
+                labels = (
+                    f'code="{code}",deployment_name="{self.deployment}",method="{method}",'
+                    f'predictor_name="{predictor}",predictor_version="",service="{service}"'
+                )
+                lines += served.lines(labels)
+        return "\n".join(lines) + "\n"
 
 
 class Gateway:
@@ -117,7 +168,7 @@ class Gateway:
 
     def __init__(self, deployment: str = "loan-default") -> None:
         self.deployment = deployment
-        self.served: dict[tuple[str, int], Served] = {}
+        self.requests = ExecutorRequests(deployment)
         self.sides: dict[str, Side] = {}
         self.canary_weight = 0
         self.since = time.time()
@@ -158,12 +209,9 @@ class Gateway:
             ).encode()
             status = 502
         elapsed_ms = (time.perf_counter() - started) * 1000
-        bucket = bisect.bisect_left(LATENCY_BOUNDS_MS, elapsed_ms)
         side.requests += 1
-        side.latency[bucket] += 1
-        served = self.served.setdefault((role, status), Served())
-        served.latency[bucket] += 1
-        served.seconds += elapsed_ms / 1000
+        side.latency[bisect.bisect_left(LATENCY_BOUNDS_MS, elapsed_ms)] += 1
+        self.requests.observe(side.predictor, "predictions", "post", str(status), elapsed_ms / 1000)
         if status >= 500:
             side.errors += 1
         elif status >= 400:
@@ -201,17 +249,40 @@ class Gateway:
         role = self._answered(message.get("response")) or self.route()
         if role is None:
             return _status(503, "no model is being served")
+        answer = await self._forward(role, "feedback", "post", FEEDBACK_PATH, body)
+        if answer.status < 400:
+            self.sides[role].feedback += 1
+        return answer
+
+    async def status(self, request: web.Request) -> web.Response:
+        """A model's status (its /health/status), drawn by the traffic weights."""
+        role = self.route()
+        if role is None:
+            return _status(503, "no model is being served")
+        return await self._forward(role, "status", "get", "/health/status")
+
+    async def _forward(
+        self, role: str, service: str, method: str, path: str, body: bytes | None = None
+    ) -> web.Response:
+        """`role`'s model's answer to a call, timed in the executor's histogram as `service`
+        (the executor times every call it serves there, not only predictions)."""
         side = self.sides[role]
         assert self.session is not None
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        started = time.perf_counter()
         try:
-            async with self.session.post(
-                side.url + FEEDBACK_PATH, data=body, headers={"Content-Type": "application/json"}
+            async with self.session.request(
+                method.upper(), side.url + path, data=body, headers=headers
             ) as response:
                 payload, status = await response.read(), response.status
-        except Exception as error:
+        except Exception as error:  # a model that is down is a server error of its side
+            self.requests.observe(
+                side.predictor, service, method, "502", time.perf_counter() - started
+            )
             return _status(502, f"{role} {side.version} unreachable: {error}")
-        if status < 400:
-            side.feedback += 1
+        self.requests.observe(
+            side.predictor, service, method, str(status), time.perf_counter() - started
+        )
         return web.Response(
             body=payload,
             status=status,
@@ -250,6 +321,7 @@ class Gateway:
                 version=body[role]["version"],
                 url=body[role]["url"].rstrip("/"),
                 metrics_url=body[role].get("metrics_url"),
+                predictor=body[role].get("predictor") or role,
             )
             for role in ("stable", "canary")
             if body.get(role)
@@ -277,17 +349,8 @@ class Gateway:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        """Prometheus' text format; the labels are those Seldon's executor sets (its
-        predictor_version is the predictor's `version` label, which Flywheel sets
-        to the predictor's name)."""
-        lines = [f"# TYPE {REQUESTS} histogram"]
-        for (role, code), served in sorted(self.served.items()):
-            labels = (
-                f'deployment_name="{self.deployment}",predictor_name="{role}",'
-                f'predictor_version="{role}",service="predictions",method="post",code="{code}"'
-            )
-            lines += served.lines(labels)
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
+        """The executor's request histogram in Prometheus' text format."""
+        return web.Response(text=self.requests.exposition(), content_type="text/plain")
 
     async def health(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -301,10 +364,12 @@ class Gateway:
         application = web.Application(client_max_size=8 * 1024 * 1024)
         application.router.add_post(PREDICT, self.predict)
         application.router.add_post(FEEDBACK_PATH, self.feedback)
+        application.router.add_get(STATUS_PATH, self.status)
         application.router.add_put("/admin/routes", self.set_routes)
         application.router.add_get("/admin/windows", self.windows)
         application.router.add_get("/health", self.health)
         application.router.add_get("/metrics", self.metrics)
+        application.router.add_get("/prometheus", self.metrics)
         application.on_startup.append(self._open)
         application.on_cleanup.append(self._close)
         return application

@@ -11,19 +11,24 @@ Measurements come from Prometheus' HTTP API: request counts, server errors and
 latency histograms from the Seldon executor (`seldon_api_executor_server_requests_seconds`),
 and the score distribution and feedback accuracy from the model's own metrics, all
 selected by namespace, SeldonDeployment and predictor, and counted over the step alone.
+The executor times feedback, status and metadata calls in the same histogram as
+predictions, told apart by its `service` label: only prediction series are selected.
+A look that cannot measure (Prometheus down or refusing, no series where traffic
+flows) raises `Inconclusive`: it judges nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import math
 import os
+import re
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +36,7 @@ from flywheel.config import Settings
 from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
-from flywheel.rollout.controller import RolloutController, RolloutError
+from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
 from flywheel.rollout.slots import SLOTS, other_slot
 from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
 
@@ -40,6 +45,23 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "machinelearning.seldon.io", "v1", "seldondeployments"
 # The field manager of everything the driver renders in the SeldonDeployment.
 FIELD_MANAGER = "flywheel-rollout"
+
+# The executor's `service` label of a prediction: "predictions" over REST, the full
+# method over gRPC (the Seldon protocol, the one Flywheel's SeldonDeployment speaks).
+# Feedback ("feedback", ".../SendFeedback"), status and metadata calls are not traffic.
+PREDICTION_SERVICES = ("predictions", "/seldon.protos.Seldon/Predict")
+# Server-side failures among the executor's codes: over REST the HTTP status (5xx);
+# over gRPC the code's name, and these are the codes grpc-gateway answers with a 5xx
+# (Unknown, Internal and DataLoss 500, Unimplemented 501, Unavailable 503,
+# DeadlineExceeded 504). The rest (InvalidArgument, NotFound, ResourceExhausted...) are
+# the caller's, as a REST 4xx is; Canceled is the caller hanging up.
+GRPC_SERVER_ERRORS = frozenset(
+    {"Unknown", "DeadlineExceeded", "Unimplemented", "Internal", "Unavailable", "DataLoss"}
+)
+# How far before a step the driver looks for each series' last sample: Prometheus'
+# default lookback delta, beyond which it holds a series absent itself. A series with
+# no sample in it is new in the step, and counts from its first sample.
+LOOKBACK_SECONDS = 300.0
 
 
 def load_client(kubeconfig: str | None = None) -> Any:
@@ -212,42 +234,78 @@ class KubernetesDriver:
         self.apply(seldon.arms(serving, None, 0, slot))
 
     def measure(self, since: float) -> tuple[Window, Window]:
-        """What each predictor did from `since` (the step's start) to now.
+        """What the stable and canary predictors did from `since` (the step's start) to now;
+        `Inconclusive` when that cannot be measured."""
+        predictors = self._predictors()
+        windows, sampled = self._measured(since, predictors)
+        if time.time() - since >= 2 * self.settings.rollout.scrape_interval_seconds:
+            # Two scrapes into the step, a predictor that takes traffic has been scraped
+            # with its requests: none at all means Prometheus cannot see it.
+            try:
+                traffic = {name: weight for name, (_, weight) in self.weights().items()}
+            except RolloutError as error:
+                raise Inconclusive(str(error)) from None
+            blind = [p for p in predictors if traffic.get(p, 0) > 0 and p not in sampled]
+            if blind:
+                raise Inconclusive(
+                    f"Prometheus at {self.prometheus} has no request series of predictor "
+                    f"{blind[0]!r} of {self.namespace}/{self.name} since the step began "
+                    f"{time.time() - since:.0f}s ago, though it takes "
+                    f"{traffic[blind[0]]}% of the traffic"
+                )
+        stable, canary = (windows[p] for p in predictors)
+        return stable, canary
 
-        Counted from the raw samples, never with `increase()`: that extrapolates
-        to the window's edges, and a floor on the window would count requests from
-        the step (or rollout) before. Only increments between two samples taken
-        after `since` count, so a step cannot pass on anything that happened before
-        it began. The price: a series first seen during the step (a new canary
-        pod's, a score bucket hit for the first time) counts from its second
-        sample, so what came before its first scrape waits for the next look.
+    def _predictors(self) -> tuple[str, str]:
+        """The predictors' names: the stable one's slot, then the canary's, as the
+        controller last set them."""
+        return self._slots
+
+    def windows(self, since: float, predictors: Sequence[str]) -> dict[str, Window]:
+        """What each of `predictors` did from `since` to now, from one set of queries."""
+        return self._measured(since, predictors)[0]
+
+    def _measured(
+        self, since: float, predictors: Sequence[str]
+    ) -> tuple[dict[str, Window], set[str]]:
+        """Each predictor's window, and which predictors' request series Prometheus sampled
+        at or after `since`.
+
+        Counted from the raw samples, never with `increase()`, which extrapolates to
+        the window's edges. A series counts from its last sample before `since`, so the
+        first scrape at or after the step's start already shows the step's requests
+        (with what came in after the scrape before it); a series with no sample in the
+        LOOKBACK_SECONDS before `since` is new in the step (a new canary pod's, a code
+        or bucket seen for the first time) and counts from 0, its first sample included.
         """
         now = time.time()
-        millis = int((now - since) * 1000)
-        if millis <= 0:
-            return Window(), Window()
-        stable_slot, canary_slot = self._slots
+        if not predictors:
+            return {}, set()
+        start = since - LOOKBACK_SECONDS
+        # A range selector is left-open; the samples before `since` are the baselines.
+        millis = math.ceil((now - start) * 1000) + 1
         selector = (
             f'namespace="{self.namespace}",deployment_name="{self.name}",'
-            f'predictor_name=~"{stable_slot}|{canary_slot}"'
+            f'predictor_name=~"{_regex(predictors)}"'
         )
+        served = f'{selector},service=~"{_regex(PREDICTION_SERVICES)}"'
 
-        def increases(metric: str) -> list[tuple[dict[str, str], float]]:
-            # A range selector is left-open: (now - millis, now] starts after `since`.
-            return self._increases(f"{metric}{{{selector}}}[{millis}ms]", now)
+        def increases(metric: str, labels: str) -> list[tuple[dict[str, str], float, bool]]:
+            return [
+                (series, _counted(samples, since), any(float(t) >= since for t, _ in samples))
+                for series, samples in self._samples(f"{metric}{{{labels}}}[{millis}ms]", now)
+            ]
 
-        requests = increases(f"{REQUESTS}_count")
-        buckets = increases(f"{REQUESTS}_bucket")
-        scores = increases(SCORES)
-        feedback = increases(FEEDBACK)
+        requests = increases(f"{REQUESTS}_count", served)
+        buckets = increases(f"{REQUESTS}_bucket", served)
+        scores = increases(SCORES, selector)
+        feedback = increases(FEEDBACK, selector)
 
         def window(predictor: str) -> Window:
             def mine(
-                rows: list[tuple[dict[str, str], float]],
+                rows: list[tuple[dict[str, str], float, bool]],
             ) -> list[tuple[dict[str, str], float]]:
-                return [
-                    (labels, n) for labels, n in rows if labels.get("predictor_name") == predictor
-                ]
+                return [(s, n) for s, n, _ in rows if s.get("predictor_name") == predictor]
 
             cumulative: dict[str, float] = {}
             for labels, n in mine(buckets):
@@ -262,7 +320,7 @@ class KubernetesDriver:
             return Window(
                 requests=round(sum(n for _, n in mine(requests))),
                 errors=round(
-                    sum(n for labels, n in mine(requests) if labels.get("code", "").startswith("5"))
+                    sum(n for labels, n in mine(requests) if server_error(labels.get("code", "")))
                 ),
                 latency_bounds_ms=bounds,
                 latency_counts=counts,
@@ -271,11 +329,13 @@ class KubernetesDriver:
                 correct=round(marks.get("true", 0.0)),
             )
 
-        return window(stable_slot), window(canary_slot)
+        sampled = {s.get("predictor_name", "") for s, _, seen in requests if seen}
+        return {p: window(p) for p in predictors}, sampled
 
     # --- Prometheus -----------------------------------------------------------------
 
     def _query(self, promql: str, at: float) -> dict[str, Any]:
+        """An instant query's data; `Inconclusive` when Prometheus cannot answer it."""
         query = urllib.parse.urlencode({"query": promql, "time": f"{at:.3f}"})
         url = f"{self.prometheus}/api/v1/query?{query}"
         try:
@@ -286,20 +346,23 @@ class KubernetesDriver:
             try:
                 body = json.loads(error.read())
             except ValueError:
-                raise RolloutError(f"Prometheus at {self.prometheus} answered {error}") from None
-        except OSError as error:
-            raise RolloutError(f"cannot query Prometheus at {self.prometheus}: {error}") from None
-        if body.get("status") != "success":
-            raise RolloutError(f"Prometheus refused {promql!r}: {body.get('error')}")
+                raise Inconclusive(f"Prometheus at {self.prometheus} answered {error}") from None
+        except (OSError, ValueError) as error:
+            raise Inconclusive(f"cannot query Prometheus at {self.prometheus}: {error}") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            why = body.get("error") if isinstance(body, dict) else body
+            raise Inconclusive(f"Prometheus refused {promql!r}: {why}")
         data: dict[str, Any] = body["data"]
         return data
 
-    def _increases(self, selector: str, at: float) -> list[tuple[dict[str, str], float]]:
-        """Each series' increase between its samples in the range `selector` names."""
+    def _samples(self, selector: str, at: float) -> list[tuple[dict[str, str], list[list[Any]]]]:
+        """Each series' labels and raw samples in the range `selector` names."""
         data = self._query(selector, at)
         if data.get("resultType") != "matrix":
-            raise RolloutError(f"Prometheus answered {selector!r} with a {data.get('resultType')}")
-        return [(r["metric"], _counted(r["values"])) for r in data["result"]]
+            raise Inconclusive(
+                f"Prometheus answered {selector!r} with a {data.get('resultType')}, not a matrix"
+            )
+        return [(r["metric"], r["values"]) for r in data["result"]]
 
 
 @dataclass(frozen=True)
@@ -368,12 +431,27 @@ def start_on_cluster(
     }
 
 
-def _counted(samples: list[list[Any]]) -> float:
-    """A counter's increase between its samples, through resets (a restarted pod starts at 0)."""
-    total = 0.0
-    for (_, previous), (_, value) in itertools.pairwise(samples):
-        before, now = float(previous), float(value)
-        total += now - before if now >= before else now
+def server_error(code: str) -> bool:
+    """Whether the executor's `code` label is a server-side failure (REST or gRPC)."""
+    return (len(code) == 3 and code.startswith("5") and code.isdigit()) or (
+        code in GRPC_SERVER_ERRORS
+    )
+
+
+def _regex(values: Sequence[str]) -> str:
+    """A PromQL regex matcher's string (inside double quotes) matching exactly `values`."""
+    return "|".join(re.escape(v) for v in values).replace("\\", "\\\\")
+
+
+def _counted(samples: list[list[Any]], since: float) -> float:
+    """A counter's increase from `since` to its last sample, through resets (a restarted
+    pod starts at 0): from its last sample before `since`, or from 0 when it has none."""
+    total, previous = 0.0, 0.0
+    for at, value in samples:
+        now = float(value)
+        if float(at) >= since:
+            total += now - previous if now >= previous else now
+        previous = now
     return total
 
 

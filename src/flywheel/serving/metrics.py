@@ -16,8 +16,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 # Seldon's executor times every request it serves in this histogram (the local
-# gateway exports the same series).
+# gateway exports the same series), in client_golang's default buckets (seconds).
 REQUESTS = "seldon_api_executor_server_requests_seconds"
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
 # The score distribution is a histogram of P(positive) in this many equal buckets.
 SCORE_BUCKETS = 10

@@ -9,6 +9,7 @@ covered by tests/integration/test_rollout_local.py.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from typing import Any
 import pytest
 
 from flywheel.rollout.gateway import PREDICT
-from flywheel.serving.metrics import FEEDBACK, score_bucket
+from flywheel.serving.metrics import FEEDBACK, REQUEST_BUCKETS, REQUESTS, score_bucket
 
 SCORE = 0.8  # what every backend answers for P(defaulted)
 
@@ -321,3 +322,63 @@ def test_traffic_is_split_by_the_canary_weight(gateway: str, backend: str) -> No
     windows = _call("GET", f"{gateway}/admin/windows")[1]
     assert windows["canary"]["requests"] == roles.count("canary")
     assert windows["stable"]["requests"] == roles.count("stable")
+
+
+def _executor_series(
+    gateway: str,
+) -> tuple[dict[tuple[str, ...], float], set[tuple[str, ...]], set[float]]:
+    """From the executor's histogram the gateway exports at /prometheus: the calls per
+    (predictor, service, method, code), and the buckets' label names and bounds."""
+    with urllib.request.urlopen(f"{gateway}/prometheus", timeout=10) as response:
+        text = response.read().decode()
+    counts: dict[tuple[str, ...], float] = {}
+    names: set[tuple[str, ...]] = set()
+    bounds: set[float] = set()
+    for line in text.splitlines():
+        name, _, rest = line.partition("{")
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+        if name == f"{REQUESTS}_count":
+            key = tuple(labels[k] for k in ("predictor_name", "service", "method", "code"))
+            counts[key] = float(line.rsplit(" ", 1)[1])
+        elif name == f"{REQUESTS}_bucket":
+            names.add(tuple(sorted(labels)))
+            bounds.add(float(labels["le"]))
+    return counts, names, bounds
+
+
+def test_the_executors_histogram_holds_feedback_and_status_calls_apart_from_predictions(
+    gateway: str, backends: tuple[Backend, Backend]
+) -> None:
+    v1, _ = backends
+    _routes(gateway, {"stable": v1.route(), "canary_weight": 0})
+    before, _, _ = _executor_series(gateway)
+    # when predictions (one refused), feedback and a status call go through the gateway
+    for _ in range(3):
+        assert _predict(gateway)[0] == 200
+    assert _predict(gateway, {"bad": True})[0] == 400
+    for _ in range(2):
+        assert _feedback(gateway, None, 1)[0] == 200
+    with urllib.request.urlopen(f"{gateway}/api/v1.0/health/status", timeout=10) as response:
+        assert response.status == 200
+    # then each is timed in the one histogram, told apart by service, method and code
+    after, names, bounds = _executor_series(gateway)
+    added = {k: n - before.get(k, 0.0) for k, n in after.items() if n != before.get(k, 0.0)}
+    assert added == {
+        ("stable", "predictions", "post", "200"): 3,
+        ("stable", "predictions", "post", "400"): 1,
+        ("stable", "feedback", "post", "200"): 2,
+        ("stable", "status", "get", "200"): 1,
+    }
+    # with the executor's labels and buckets
+    assert names == {
+        (
+            "code",
+            "deployment_name",
+            "le",
+            "method",
+            "predictor_name",
+            "predictor_version",
+            "service",
+        )
+    }
+    assert sorted(bounds) == [*REQUEST_BUCKETS, float("inf")]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -19,8 +20,14 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flywheel.config import Settings
-from flywheel.rollout.controller import RolloutError
-from flywheel.rollout.kubernetes import KubernetesDriver, _counted, _histogram, _reason
+from flywheel.rollout.controller import Inconclusive, RolloutError
+from flywheel.rollout.kubernetes import (
+    KubernetesDriver,
+    _counted,
+    _histogram,
+    _reason,
+    server_error,
+)
 
 Handler = Callable[[str, str, bytes], tuple[int, Any]]
 
@@ -69,8 +76,8 @@ def test_an_unreachable_api_server_is_named() -> None:
         driver.weights()
 
 
-def test_an_unreachable_prometheus_is_named() -> None:
-    with pytest.raises(RolloutError, match=r"cannot query Prometheus at http://127.0.0.1:1: "):
+def test_an_unreachable_prometheus_makes_the_look_inconclusive() -> None:
+    with pytest.raises(Inconclusive, match=r"cannot query Prometheus at http://127.0.0.1:1: "):
         _driver("http://127.0.0.1:1").measure(0)
 
 
@@ -162,23 +169,97 @@ def test_a_read_the_api_server_forbids_is_named(server: Callable[[Handler], str]
         driver.get()
 
 
-def test_a_counter_counts_increments_between_its_samples_through_resets() -> None:
-    # given a series' samples inside a step: 530 at its first look, then a restart
-    samples = [[101, "530"], [103, "560"], [105, "4"], [107, "10"]]
-    # then 30 + 4 (a reset counts from 0) + 6; never the 530 from before its first look
-    assert _counted(samples) == 40
-    # and a series seen once in the step has counted nothing yet
-    assert _counted([[101, "7"]]) == 0
+def test_a_counter_counts_from_its_last_sample_before_the_step_through_resets() -> None:
+    # given a series' samples around a step that began at 100: 530 before it, then a restart
+    samples = [[95, "500"], [99, "530"], [101, "560"], [103, "4"], [105, "10"]]
+    # then 30 + 4 (a reset counts from 0) + 6; never what came before its last earlier sample
+    assert _counted(samples, since=100) == 40
+    # and the first scrape in the step counts already, a scrape at the start included
+    assert _counted([[99, "530"], [101, "537"]], since=100) == 7
+    assert _counted([[99, "530"], [100, "531"]], since=100) == 1
+    # a series new in the step counts from 0, its first sample included
+    assert _counted([[101, "7"]], since=100) == 7
+    # and one with nothing since the step began has counted nothing
+    assert _counted([[99, "7"]], since=100) == 0
 
 
-def test_a_query_prometheus_refuses_is_named(server: Callable[[Handler], str]) -> None:
+@pytest.mark.parametrize(
+    ("code", "failed"),
+    [
+        ("500", True),
+        ("503", True),
+        ("200", False),
+        ("404", False),
+        ("429", False),
+        ("Internal", True),
+        ("Unavailable", True),
+        ("Unknown", True),
+        ("DeadlineExceeded", True),
+        ("Unimplemented", True),
+        ("DataLoss", True),
+        ("OK", False),
+        ("InvalidArgument", False),
+        ("NotFound", False),
+        ("ResourceExhausted", False),
+        ("Canceled", False),
+        ("5xx", False),
+    ],
+)
+def test_server_errors_are_rest_5xx_and_the_grpc_codes_served_as_5xx(
+    code: str, failed: bool
+) -> None:
+    assert server_error(code) is failed
+
+
+def test_a_query_prometheus_refuses_makes_the_look_inconclusive_naming_why(
+    server: Callable[[Handler], str],
+) -> None:
     # Prometheus answers a query it cannot run with HTTP 400 or 422 and says why in the
     # body: the driver names that reason, not just the HTTP status
     url = server(lambda *_: (400, {"status": "error", "error": "parse error at char 7"}))
     message = r"Prometheus refused 'seldon_api_executor_server_requests_seconds_count\{.*': parse error at char 7"
-    with pytest.raises(RolloutError, match=message):
+    with pytest.raises(Inconclusive, match=message):
         _driver("http://127.0.0.1:1", url).measure(0)
     # and a 200 whose status is not success is named with the query and the error
     refusing = server(lambda *_: (200, {"status": "error", "error": "too many samples"}))
-    with pytest.raises(RolloutError, match=r"Prometheus refused '.*\[\d+ms\]': too many samples"):
+    with pytest.raises(Inconclusive, match=r"Prometheus refused '.*\[\d+ms\]': too many samples"):
         _driver("http://127.0.0.1:1", refusing).measure(0)
+
+
+def test_the_executors_prediction_series_alone_are_selected(
+    server: Callable[[Handler], str],
+) -> None:
+    queries: list[str] = []
+
+    def prometheus(method: str, path: str, body: bytes) -> tuple[int, Any]:
+        from urllib.parse import parse_qs, urlsplit
+
+        queries.append(parse_qs(urlsplit(path).query)["query"][0])
+        return 200, {"status": "success", "data": {"resultType": "matrix", "result": []}}
+
+    _driver("http://127.0.0.1:1", server(prometheus)).windows(0, ["stable", "canary"])
+    executor = [q for q in queries if q.startswith("seldon_api_executor_server_requests")]
+    assert len(executor) == 2 and all(
+        'predictor_name=~"stable|canary",service=~"predictions|/seldon\\\\.protos\\\\.Seldon/Predict"}'
+        in q
+        for q in executor
+    ), executor
+
+
+def test_a_look_that_cannot_tell_where_traffic_goes_is_inconclusive(
+    server: Callable[[Handler], str],
+) -> None:
+    # given a Prometheus with no series at all, two scrape intervals into the step
+    empty = server(
+        lambda *_: (200, {"status": "success", "data": {"resultType": "matrix", "result": []}})
+    )
+    driver = _driver("http://127.0.0.1:1", empty)
+    driver.api.api_client.configuration.retries = 0
+    since = time.time() - 2 * driver.settings.rollout.scrape_interval_seconds
+    # when the API server that says which predictors take traffic cannot be reached,
+    # then the look is inconclusive, naming it
+    with pytest.raises(Inconclusive, match=r"cannot reach the API server at http://127\.0\.0\.1:1"):
+        driver.measure(since)
+    # and before two scrape intervals have passed, an empty Prometheus is no evidence yet
+    stable, canary = driver.measure(time.time())
+    assert (stable.requests, canary.requests) == (0, 0)
