@@ -273,3 +273,42 @@ def test_a_controller_killed_again_and_again_cannot_keep_a_step_past_its_timeout
     # with exactly one decision for the step, and production unchanged
     assert [s["decision"] for s in registry.records("v2", "rollout-step")] == ["rollback"]
     assert seldon_predictors(kube, namespace) == {"a": ("v1", 100)}
+
+
+def test_predictors_edited_by_hand_mid_rollout_are_restored_and_the_look_says_so(
+    kube: Any, namespace: str, tmp_path: Path
+) -> None:
+    config = _policy(tmp_path, namespace, "http://127.0.0.1:9")
+    settings = load_settings(config, env={})
+    registry = _registry(settings)
+    driver = Measured(settings, api_client=load_client(str(kube.kubeconfig)))
+    controller = RolloutController(registry, driver, settings.rollout, sleep=lambda _: None)
+    # given a canary at 50%, its look recorded with nothing to restore
+    controller.start("v2")
+    controller.tick()
+    assert "restored" not in registry.records("v2", "rollout-look")[-1]
+    # when someone sends all the traffic to the canary by hand
+    live = json.loads(
+        kube.kubectl(
+            "get", "seldondeployment", "loan-default", "-n", namespace, "-o", "json"
+        ).stdout
+    )
+    predictors = live["spec"]["predictors"]
+    for p in predictors:
+        p["traffic"] = 100 if p["name"] == "b" else 0
+    kube.kubectl(
+        "patch", "seldondeployment", "loan-default", "-n", namespace, "--type=merge",
+        "-p", json.dumps({"spec": {"predictors": predictors}}),
+    )  # fmt: skip
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 0), "b": ("v2", 100)}
+    # then the next look restores the step's weights and its record names who edited them
+    controller.tick()
+    assert seldon_predictors(kube, namespace) == {"a": ("v1", 50), "b": ("v2", 50)}
+    look = registry.records("v2", "rollout-look")[-1]
+    assert look["restored"].startswith(
+        f"spec.predictors of {namespace}/loan-default was edited outside the controller "
+        "(by kubectl-patch)"
+    ), look
+    # and only once: the controller owns the predictors again
+    controller.tick()
+    assert "restored" not in registry.records("v2", "rollout-look")[-1]

@@ -72,8 +72,9 @@ class Driver(Protocol):
 
     def set_traffic(
         self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
-    ) -> None:
-        """Send `canary_weight` percent of requests to `canary`, the rest to `stable` (in `slot`)."""
+    ) -> str | None:
+        """Send `canary_weight` percent of requests to `canary`, the rest to `stable` (in `slot`);
+        say so when that undid a change made outside the controller (a hand edit)."""
 
     def measure(self, since: float) -> tuple[Window, Window]:
         """What the stable and canary predictors did since `since` (epoch seconds)."""
@@ -239,10 +240,10 @@ class RolloutController:
                 f"{self.lock.name}: this controller no longer holds the lock; it stopped before acting"
             )
 
-    def _set_traffic(self, state: RolloutState, weight: int) -> None:
+    def _set_traffic(self, state: RolloutState, weight: int) -> str | None:
         assert state.stable is not None  # only a first model has none, and it never has traffic
         self._check()
-        self.driver.set_traffic(state.stable, state.canary, weight, slot=state.stable_slot)
+        return self.driver.set_traffic(state.stable, state.canary, weight, slot=state.stable_slot)
 
     def _serve(self, serving: str, slot: str) -> None:
         self._check()
@@ -444,6 +445,17 @@ class RolloutController:
         # The step goes on from its recorded start, on the wall clock: a controller that
         # keeps dying cannot extend it. The next look applies the traffic again.
         self._known.add((state.rollout_id, state.revision))
+        holder = f" by {self.lock.holder}" if self.lock is not None else ""
+        self._record(
+            state,
+            "rollout-resume",
+            {
+                "step": state.step + 1,
+                "elapsed_seconds": round(self.clock() - state.step_started, 3),
+                "reason": f"picked up{holder}: the controller that drove it stopped "
+                "(killed, or its lock expired); the step goes on from its recorded start",
+            },
+        )
         log.info(
             "resumed %s at %d%%, %.0fs into step %d",
             state.canary,
@@ -467,7 +479,7 @@ class RolloutController:
         assert state.stable is not None  # only a first model has none, and it never progresses
         elapsed = self.clock() - state.step_started
         try:
-            self._set_traffic(state, state.weight)
+            restored = self._set_traffic(state, state.weight)
             stable, canary = self.driver.measure(state.step_started)
         except RolloutConflict:
             raise
@@ -494,7 +506,8 @@ class RolloutController:
             "canary": {"version": state.canary, **canary.model_dump(mode="json")},
             "checks": [c.model_dump(mode="json") for c in verdict.checks],
         }
-        self._record(state, "rollout-look", {"action": verdict.action, **measured})
+        note = {"restored": restored} if restored else {}
+        self._record(state, "rollout-look", {"action": verdict.action, **measured, **note})
         if state.inconclusive:
             state = self._save(state.model_copy(update={"inconclusive": 0}), state)
         if verdict.action == "wait":

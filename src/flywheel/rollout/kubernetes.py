@@ -95,6 +95,8 @@ class KubernetesDriver:
         self.prometheus = (prometheus_url or settings.rollout.prometheus_url).rstrip("/")
         # (stable, canary) slots as the controller last set them: what `measure` reads.
         self._slots: tuple[str, str] = (SLOTS[0], other_slot(SLOTS[0]))
+        # What the last apply had to undo: predictors edited by another field manager.
+        self.restored: str | None = None
 
     # --- the SeldonDeployment -------------------------------------------------------
 
@@ -154,7 +156,9 @@ class KubernetesDriver:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
-        wanted = seldon.render(self.settings, arms, self.model_pod(), self.get())
+        live = self.get()
+        wanted = seldon.render(self.settings, arms, self.model_pod(), live)
+        editors = _predictor_editors(live)
         # The test control plane runs no Seldon webhook, and on a cluster its refusal
         # would come back less clearly: check its rules before sending anything.
         refused = seldon.admission_errors(wanted)
@@ -179,7 +183,6 @@ class KubernetesDriver:
                 auth_settings=["BearerToken"],
                 _return_http_data_only=True,
             )
-            return applied
         except HTTPError as error:
             raise self._unreachable(error) from None
         except ApiException as error:
@@ -187,6 +190,15 @@ class KubernetesDriver:
             raise RolloutError(
                 f"the API server refused SeldonDeployment {self.namespace}/{self.name}: {detail}"
             ) from None
+        self.restored = (
+            f"spec.predictors of {self.namespace}/{self.name} was edited outside the "
+            f"controller (by {', '.join(editors)}): its versions and weights were restored"
+            if editors
+            else None
+        )
+        if self.restored:
+            log.warning("%s", self.restored)
+        return applied
 
     def pod_change(self, slot: str) -> PodChange | None:
         """How the chart's pod (its PodTemplate: a new image digest, resources) differs from
@@ -226,9 +238,10 @@ class KubernetesDriver:
 
     def set_traffic(
         self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
-    ) -> None:
+    ) -> str | None:
         self._slots = (slot, other_slot(slot))
         self.apply(seldon.arms(stable, canary, canary_weight, slot))
+        return self.restored
 
     def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
         self.apply(seldon.arms(serving, None, 0, slot))
@@ -371,6 +384,20 @@ class PodChange:
 
     pod_hash: str
     description: str
+
+
+def _predictor_editors(live: dict[str, Any] | None) -> list[str]:
+    """Field managers other than the controller that own the predictors: a hand edit
+    (`kubectl edit`, `kubectl patch`) or another tool, which the next apply takes back."""
+    managed = ((live or {}).get("metadata") or {}).get("managedFields") or []
+    return sorted(
+        {
+            str(entry.get("manager"))
+            for entry in managed
+            if entry.get("manager") != FIELD_MANAGER
+            and "f:predictors" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+        }
+    )
 
 
 def _image(spec: dict[str, Any]) -> str:
