@@ -65,3 +65,25 @@ def test_steps_are_percentages_or_a_weight_with_an_accuracy_policy(
 def test_a_malformed_step_is_named_by_its_path(value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(None, env={}, overrides=[f"rollout.steps={value}"])
+
+
+@pytest.mark.parametrize(
+    ("key", "replacement"),
+    [
+        ("error_significance", "false_rollback_rate"),
+        ("accuracy_significance", "false_rollback_rate"),
+        ("divergence_significance", "false_rollback_rate"),
+        ("min_requests_for_p99", "the latency check's own test"),
+    ],
+)
+def test_a_per_check_level_is_refused_and_the_budget_named(key: str, replacement: str) -> None:
+    # given a policy written before the one false-rollback budget
+    with pytest.raises(ConfigError, match=rf"rollout.checks .*{key} was replaced by {replacement}"):
+        load_settings(None, env={}, overrides=[f"rollout.checks.{key}=0.01"])
+
+
+def test_the_false_rollback_budget_is_a_probability() -> None:
+    assert RolloutChecks().false_rollback_rate == 0.02
+    for bad in (0, 1, 1.5):
+        with pytest.raises(ValidationError, match="false_rollback_rate"):
+            RolloutChecks(false_rollback_rate=bad)
