@@ -290,13 +290,14 @@ def _latency(stable: Window, canary: Window, policy: RolloutSettings, alpha: flo
     c = policy.checks
     half = alpha / 2
     bounds = stable.latency_bounds_ms
+    timed_stable, timed_canary = sum(stable.latency_counts), sum(canary.latency_counts)
     canary_p99, stable_p99 = canary.quantile_ms(0.99), stable.quantile_ms(0.99)
     stable_at_most = next(
         (
             bound
             for i, bound in enumerate(bounds[:-1])
             if confidence.surely_below(
-                sum(stable.latency_counts[i + 1 :]), stable.requests, P99, half, confidence.RARE
+                sum(stable.latency_counts[i + 1 :]), timed_stable, P99, half, confidence.RARE
             )
         ),
         None,
@@ -304,7 +305,7 @@ def _latency(stable: Window, canary: Window, policy: RolloutSettings, alpha: flo
     status: Literal["pass", "fail", "pending"] = "pending"
     if stable_at_most is None:
         limit = c.p99_floor_ms
-        verdict = f"stable's p99 is not bounded yet ({stable.requests} requests)"
+        verdict = f"stable's p99 is not bounded yet ({timed_stable} requests)"
     else:
         wanted = max(c.p99_floor_ms, c.max_p99_ratio * stable_at_most)
         i, limit = next(
@@ -316,12 +317,12 @@ def _latency(stable: Window, canary: Window, policy: RolloutSettings, alpha: flo
             limit = wanted
         else:
             if (
-                confidence.surely_above(above, canary.requests, P99, half, confidence.RARE)
+                confidence.surely_above(above, timed_canary, P99, half, confidence.RARE)
                 and canary.requests >= policy.min_requests_to_fail
             ):
                 status = "fail"
             verdict = (
-                f"{above} of {canary.requests} canary requests above {limit:g} ms "
+                f"{above} of {timed_canary} canary requests above {limit:g} ms "
                 f"({c.max_p99_ratio:g}x stable's bound, at least {c.p99_floor_ms:g} ms); "
                 "rollback once surely more than 1%"
             )
