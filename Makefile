@@ -209,7 +209,7 @@ soak: $(VENV)/.ready $(SERVING_VENV)/.ready ## 200 req/s for 10 minutes through 
 
 .PHONY: bench-rollout
 bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, detection per fault, time to rollback
-	$(BIN)/python -m benchmarks.rollout
+	$(BIN)/python -m benchmarks.rollout $(ARGS)
 
 .PHONY: bench-loop
 bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario: triggers vs schedule, never, daily

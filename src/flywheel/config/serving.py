@@ -43,9 +43,26 @@ class ServingSettings(Strict):
     )
 
 
+# Keys a policy may still carry from before the one budget, and what replaced them.
+_REPLACED_CHECKS = {
+    "error_significance": "false_rollback_rate",
+    "accuracy_significance": "false_rollback_rate",
+    "divergence_significance": "false_rollback_rate",
+    "min_requests_for_p99": "the latency check's own test",
+}
+
+
 class RolloutChecks(Strict):
     """What the canary is compared with the stable model on, at every step."""
 
+    false_rollback_rate: float = Field(
+        default=0.02,
+        gt=0,
+        lt=1,
+        description="the chance, at most, that a healthy canary is rolled back by any check "
+        "at any step, however often the controller looks: shared equally by every check at "
+        "every step",
+    )
     max_error_rate_increase: Fraction = 0.01
     max_p99_ratio: float = Field(default=1.5, ge=1.0)
     p99_floor_ms: float = Field(default=50.0, ge=0, description="p99 below this always passes")
@@ -55,34 +72,11 @@ class RolloutChecks(Strict):
     min_errors: int = Field(
         default=3, ge=1, description="failed canary requests before an error-rate breach counts"
     )
-    min_requests_for_p99: int = Field(
-        default=100,
-        ge=1,
-        description="canary requests before a p99 breach counts alone; below, the median must breach too",
-    )
-    divergence_significance: float = Field(
-        default=0.001,
-        gt=0,
-        lt=1,
-        description="false-rollback rate of the sequential divergence test, however often it looks",
-    )
-    accuracy_significance: float = Field(
-        default=0.01,
-        gt=0,
-        lt=1,
-        description="false-rollback rate of the sequential accuracy test, however often it looks",
-    )
-    error_significance: float = Field(
-        default=0.01,
-        gt=0,
-        lt=1,
-        description="false-rollback rate of the sequential error-rate test, however often it looks",
-    )
     detect_error_rate_increase: Fraction = Field(
         default=0.05,
         gt=0,
-        description="an error rate this far above the allowed one is caught fastest "
-        "(the sequential test's alternative)",
+        description="a step passes once the canary's error rate is shown below the "
+        "tolerated one plus this: one this much worse passes with chance at most its check's level",
     )
     max_inconclusive: int = Field(
         default=12,
@@ -93,9 +87,21 @@ class RolloutChecks(Strict):
     detect_accuracy_drop: Fraction = Field(
         default=0.1,
         gt=0,
-        description="an accuracy this far below the floor is caught fastest "
-        "(the sequential test's alternative)",
+        description="a step passes once the canary's accuracy is shown above the "
+        "tolerated one less this: one this much worse passes with chance at most its check's level",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _replaced(cls, data: object) -> object:
+        if isinstance(data, dict):
+            old = sorted(set(data) & set(_REPLACED_CHECKS))
+            if old:
+                raise ValueError(
+                    "; ".join(f"{key} was replaced by {_REPLACED_CHECKS[key]}" for key in old)
+                    + " (one false-rollback budget for every check and step: docs/serving.md)"
+                )
+        return data
 
 
 # A step's accuracy policy; "off" only comes from `rollout.accuracy: off`.

@@ -4,11 +4,12 @@ Pure functions over measurements, so that recorded metric sequences can be
 replayed in tests. A check can fail early, on little traffic, when the evidence
 is already clear; a step can only pass on `min_requests`.
 
-The controller looks every interval, so the error-rate, accuracy and divergence
-checks are sequential tests: a likelihood ratio that is a martingale when the
-canary is fine, against the bound 1/alpha. By Ville's inequality the chance that
-it ever crosses is at most alpha, however many looks there are (docs/serving.md,
-"Sequential tests").
+The controller looks every interval and a rollout has several checks and steps, so
+one budget, `checks.false_rollback_rate`, bounds the chance that a healthy canary
+is rolled back at all: each (check, step) pair gets an equal share, and each check
+is a test that holds its share however many looks its step takes (confidence
+sequences, `flywheel.rollout.confidence`). The shares add up to the budget
+(docs/serving.md, "What each check guarantees").
 """
 
 from __future__ import annotations
@@ -21,7 +22,12 @@ from pydantic import ConfigDict, Field
 
 from flywheel.config import AccuracyPolicy, RolloutSettings
 from flywheel.records import Record
+from flywheel.rollout import confidence
 from flywheel.serving.metrics import SCORE_BUCKETS
+
+# The checks of every step, which share the rollout's false-rollback budget.
+CHECKS = ("error rate", "latency p99", "prediction divergence", "accuracy")
+P99 = 0.01  # the share of requests above a p99
 
 # Upper bounds of the latency histogram, in milliseconds (the last is +inf).
 LATENCY_BOUNDS_MS: tuple[float, ...] = (
@@ -96,58 +102,37 @@ def js_distance(a: Sequence[int], b: Sequence[int]) -> float:
     total_a, total_b = sum(a), sum(b)
     if not total_a or not total_b:
         return 0.0
-    p = [x / total_a for x in a]
-    q = [x / total_b for x in b]
-    m = [(x + y) / 2 for x, y in zip(p, q, strict=True)]
-
-    def kl(x: list[float], y: list[float]) -> float:
-        return sum(xi * math.log2(xi / yi) for xi, yi in zip(x, y, strict=True) if xi > 0)
-
-    return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
+    divergence = sum(_js_term(x / total_a, y / total_b) for x, y in zip(a, b, strict=True))
+    return math.sqrt(max(0.0, divergence))
 
 
-# Wald's type II error at the alternative: a check passes on evidence, with 80% power.
-BETA = 0.2
-_TINY = 1e-9
+def _js_term(a: float, b: float) -> float:
+    """One bucket's share of the Jensen-Shannon divergence (bits) between two distributions."""
+    m = (a + b) / 2
+    return sum(x * math.log2(x / m) for x in (a, b) if x > 0) / 2
 
 
-def sprt_log_ratio(bad: int, n: int, p0: float, p1: float) -> float:
-    """Wald's log likelihood ratio of a bad-event rate p1 against p0 after `bad` of `n` trials."""
-    p0 = min(max(p0, _TINY), 1 - _TINY)
-    p1 = min(max(p1, _TINY), 1 - _TINY)
-    if p1 <= p0:
-        return -math.inf  # nothing worse than allowed is possible: never evidence of harm
-    return bad * math.log(p1 / p0) + (n - bad) * math.log((1 - p1) / (1 - p0))
+def js_lower_bound(a: Sequence[int], b: Sequence[int], alpha: float) -> float:
+    """A lower confidence bound on the Jensen-Shannon distance between the distributions
+    two histograms were drawn from, holding at every look with probability 1 - alpha.
 
-
-def sprt_bounds(alpha: float, beta: float = BETA) -> tuple[float, float]:
-    """(pass, fail) thresholds of a log likelihood ratio.
-
-    Fail at log(1/alpha): Ville's inequality bounds the false alarms of any number
-    of looks by alpha (Wald's (1-beta)/alpha is an approximation, and smaller).
-    Pass at Wald's log(beta/(1-alpha)).
+    Each bucket's share on each side has its own confidence sequence (alpha split over
+    all of them); the divergence is a sum of per-bucket terms, each jointly convex and
+    zero where the shares agree, so its least value over the intervals is the sum of
+    each bucket's least term: that of the two facing ends where the intervals are
+    apart, else 0. Dropping the constraint that shares sum to 1 only lowers the bound.
     """
-    return math.log(beta / (1 - alpha)), math.log(1 / alpha)
-
-
-def _log_kt(counts: Sequence[int]) -> float:
-    """Log probability of counts in a given order under a Dirichlet(1/2) mixture of
-    categorical distributions (the Krichevsky-Trofimov estimator)."""
-    k = len(counts)
-    return (
-        math.lgamma(k / 2)
-        - k * math.lgamma(0.5)
-        + sum(math.lgamma(x + 0.5) for x in counts)
-        - math.lgamma(sum(counts) + k / 2)
-    )
-
-
-def homogeneity_log_ratio(a: Sequence[int], b: Sequence[int]) -> float:
-    """Log Bayes factor of two histograms drawn from two distributions against one shared
-    distribution, each a Dirichlet(1/2) mixture: both samples' noise is accounted for."""
-    if not sum(a) or not sum(b):
-        return 0.0
-    return _log_kt(a) + _log_kt(b) - _log_kt([x + y for x, y in zip(a, b, strict=True)])
+    each = alpha / (2 * len(a))
+    total_a, total_b = sum(a), sum(b)
+    divergence = 0.0
+    for x, y in zip(a, b, strict=True):
+        low_a, high_a = confidence.bounds(x, total_a, each)
+        low_b, high_b = confidence.bounds(y, total_b, each)
+        if low_a > high_b:
+            divergence += _js_term(low_a, high_b)
+        elif low_b > high_a:
+            divergence += _js_term(high_a, low_b)
+    return math.sqrt(divergence)
 
 
 class Check(Record):
@@ -176,6 +161,13 @@ def _undecided(timed_out: bool, checks: list[Check], *, rollback: str, wait: str
     return Verdict(action="wait", reason=wait, checks=tuple(checks))
 
 
+def check_level(policy: RolloutSettings) -> float:
+    """The false-rollback level of one check at one step: an equal share of the budget
+    (accuracy takes none under `rollout.accuracy: off`)."""
+    checks = len(CHECKS) - (1 if policy.accuracy == "off" else 0)
+    return policy.checks.false_rollback_rate / (checks * len(policy.steps))
+
+
 def analyse(
     stable: Window,
     canary: Window,
@@ -189,11 +181,12 @@ def analyse(
     timeout), `optional` lets the step pass without them, and says so; `off`
     (`rollout.accuracy: off`) never judges it, and every verdict says so.
     """
+    level = check_level(policy)
     checks = [
-        _error_rate(stable, canary, policy),
-        _latency(stable, canary, policy),
-        _divergence(stable, canary, policy),
-        _accuracy(stable, canary, policy) if accuracy != "off" else _ACCURACY_OFF,
+        _error_rate(stable, canary, policy, level),
+        _latency(stable, canary, policy, level),
+        _divergence(stable, canary, policy, level),
+        _accuracy(stable, canary, policy, level) if accuracy != "off" else _ACCURACY_OFF,
     ]
     failed = [ch for ch in checks if ch.status == "fail"]
     if failed:
@@ -257,86 +250,129 @@ _ACCURACY_OFF = Check(
 )
 
 
-def _sprt_detail(llr: float, alpha: float) -> str:
-    accept, reject = sprt_bounds(alpha)
-    value = "-inf" if math.isinf(llr) else f"{llr:.2f}"
-    return f"log-likelihood ratio {value} (rollback at {reject:.2f}, pass at {accept:.2f})"
-
-
-def _error_rate(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
-    """Wald's SPRT of the canary's error rate: allowed (stable's plus the margin) or worse."""
-    c = policy.checks
-    allowed = stable.error_rate + c.max_error_rate_increase
-    llr = sprt_log_ratio(
-        canary.errors, canary.requests, allowed, allowed + c.detect_error_rate_increase
+def _two_sample(fails: bool, passes: bool, alpha: float) -> str:
+    shown = (
+        "shown a breach"
+        if fails
+        else "shown within the pass margin"
+        if passes
+        else "neither shown yet"
     )
-    accept, reject = sprt_bounds(c.error_significance)
-    if (
-        llr >= reject
-        and canary.requests >= policy.min_requests_to_fail
-        and canary.errors >= c.min_errors
-    ):
-        status = "fail"
-    elif canary.requests >= policy.min_requests and llr <= accept:
-        status = "pass"
-    else:
-        status = "pending"
+    return f"{shown} (each at level {alpha:.3g}, at every look)"
+
+
+def _error_rate(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
+    """The canary's error rate against stable's plus the tolerated increase, both estimated:
+    a two-sample sequential test at `alpha` (confidence.exceeds)."""
+    c = policy.checks
+    breach = confidence.exceeds(
+        (canary.errors, canary.requests),
+        (stable.errors, stable.requests),
+        c.max_error_rate_increase,
+        alpha,
+    )
+    # Within the pass margin: served requests, the other way round.
+    within = confidence.exceeds(
+        (canary.requests - canary.errors, canary.requests),
+        (stable.requests - stable.errors, stable.requests),
+        -(c.max_error_rate_increase + c.detect_error_rate_increase),
+        alpha,
+    )
+    fails = (
+        breach and canary.requests >= policy.min_requests_to_fail and canary.errors >= c.min_errors
+    )
+    passes = within and canary.requests >= policy.min_requests
     return Check(
         name="error rate",
         measured=canary.error_rate,
-        threshold=allowed,
-        status=status,
+        threshold=stable.error_rate + c.max_error_rate_increase,
+        status="fail" if fails else "pass" if passes else "pending",
         detail=f"canary {canary.errors}/{canary.requests} failed ({canary.error_rate:.2%}); "
-        f"stable {stable.error_rate:.2%}; allowed {allowed:.2%}; "
-        + _sprt_detail(llr, c.error_significance),
+        f"stable {stable.errors}/{stable.requests} ({stable.error_rate:.2%}); rollback once "
+        f"shown more than {c.max_error_rate_increase:.2%} above stable's, pass once shown "
+        f"less than {c.max_error_rate_increase + c.detect_error_rate_increase:.2%} above: "
+        + _two_sample(fails, passes, alpha),
     )
 
 
-def _latency(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
-    """The canary's p99 against stable's, corroborated by the median on little traffic."""
+def _latency(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
+    """The share of canary requests above a limit derived from stable's p99, each side
+    a confidence sequence at alpha / 2.
+
+    Stable's p99 is at most the first bucket bound above which its share of requests is
+    surely at most 1%; a canary within tolerance has its p99 at most `max_p99_ratio`
+    times that (or `p99_floor_ms`), so at most 1% of its requests above the first bucket
+    bound at or over it. Both rest on one bucket each (the one just below stable's true
+    p99, the one at the canary's), since a bound's count only grows as the bound falls.
+    """
     c = policy.checks
-    enough_to_fail = canary.requests >= policy.min_requests_to_fail
-    enough_to_pass = canary.requests >= policy.min_requests
+    half = alpha / 2
+    bounds = stable.latency_bounds_ms
+    timed_stable, timed_canary = sum(stable.latency_counts), sum(canary.latency_counts)
     canary_p99, stable_p99 = canary.quantile_ms(0.99), stable.quantile_ms(0.99)
-    canary_p50, stable_p50 = canary.quantile_ms(0.5), stable.quantile_ms(0.5)
-    status: Literal["pass", "fail", "pending"]
-    if canary_p99 is None:
-        status, limit = "pending", c.p99_floor_ms
+    stable_at_most = next(
+        (
+            bound
+            for i, bound in enumerate(bounds[:-1])
+            if confidence.surely_below(
+                sum(stable.latency_counts[i + 1 :]), timed_stable, P99, half, confidence.RARE
+            )
+        ),
+        None,
+    )
+    status: Literal["pass", "fail", "pending"] = "pending"
+    if stable_at_most is None:
+        limit = c.p99_floor_ms
+        verdict = f"stable's p99 is not bounded yet ({timed_stable} requests)"
     else:
-        limit = max(c.p99_floor_ms, (stable_p99 or 0.0) * c.max_p99_ratio)
-        # A p99 of a few dozen requests is mostly its slowest one: on so
-        # little traffic a breach must show in the median too before it counts.
-        median_too = (canary_p50 or 0.0) > max(
-            c.p99_floor_ms, (stable_p50 or 0.0) * c.max_p99_ratio
+        wanted = max(c.p99_floor_ms, c.max_p99_ratio * stable_at_most)
+        i, limit = next(
+            ((i, b) for i, b in enumerate(bounds) if b >= wanted), (len(bounds) - 1, math.inf)
         )
-        if canary_p99 > limit and (canary.requests >= c.min_requests_for_p99 or median_too):
-            status = "fail" if enough_to_fail else "pending"
+        above = sum(canary.latency_counts[i + 1 :])
+        if math.isinf(limit):
+            verdict = f"no bucket bound at or above {wanted:g} ms to judge by"
+            limit = wanted
         else:
-            status = "pass" if enough_to_pass else "pending"
+            if (
+                confidence.surely_above(above, timed_canary, P99, half, confidence.RARE)
+                and canary.requests >= policy.min_requests_to_fail
+            ):
+                status = "fail"
+            verdict = (
+                f"{above} of {timed_canary} canary requests above {limit:g} ms "
+                f"({c.max_p99_ratio:g}x stable's bound, at least {c.p99_floor_ms:g} ms); "
+                "rollback once surely more than 1%"
+            )
+        if status != "fail" and canary.requests >= policy.min_requests:
+            status = "pass"
     return Check(
         name="latency p99",
         measured=canary_p99,
         threshold=limit,
         status=status,
-        detail=f"canary p99 {_ms(canary_p99)} (p50 {_ms(canary_p50)}), stable p99 {_ms(stable_p99)} "
-        f"(p50 {_ms(stable_p50)}), limit {limit:.1f} ms ({c.max_p99_ratio}x stable, at least {c.p99_floor_ms:g} ms)",
+        detail=f"canary p99 {_ms(canary_p99)} (p50 {_ms(canary.quantile_ms(0.5))}), stable p99 "
+        f"{_ms(stable_p99)}, surely at most {_ms(stable_at_most)}; {verdict}",
     )
 
 
-def _divergence(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
-    """Both an effect (the Jensen-Shannon distance) and sequential evidence that it is
-    not sampling noise (a Bayes factor of two score distributions against one)."""
+def _divergence(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
+    """A lower confidence bound on the Jensen-Shannon distance between the two score
+    distributions, against the tolerated distance."""
     c = policy.checks
     divergence = js_distance(stable.scores, canary.scores)
     scored_canary, scored_stable = sum(canary.scores), sum(stable.scores)
-    llr = homogeneity_log_ratio(stable.scores, canary.scores)
-    reject = math.log(1 / c.divergence_significance)
+    # The bound is below the measured distance: only a measured breach can be a sure one.
+    least = (
+        js_lower_bound(stable.scores, canary.scores, alpha)
+        if divergence > c.max_divergence
+        else 0.0
+    )
     if (
-        divergence > c.max_divergence
-        and llr >= reject
+        least > c.max_divergence
         and min(scored_canary, scored_stable) >= policy.min_requests_to_fail
     ):
-        status = "fail"
+        status: Literal["pass", "fail", "pending"] = "fail"
     elif min(scored_canary, scored_stable) >= policy.min_requests:
         status = "pass"
     else:
@@ -346,22 +382,22 @@ def _divergence(stable: Window, canary: Window, policy: RolloutSettings) -> Chec
         measured=divergence,
         threshold=c.max_divergence,
         status=status,
-        detail=f"Jensen-Shannon distance {divergence:.3f} between score distributions "
-        f"({scored_canary} canary, {scored_stable} stable predictions, "
-        f"log Bayes factor {llr:.1f}, rollback at {reject:.1f})",
+        detail=f"Jensen-Shannon distance {divergence:.3f} between score distributions, "
+        f"surely at least {least:.3f} ({scored_canary} canary, {scored_stable} stable "
+        f"predictions); rollback once surely above {c.max_divergence:g}",
     )
 
 
-def _accuracy(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
-    """Wald's SPRT of the canary's misses on labelled requests: at the floor (stable's
-    accuracy minus the margin) or worse. Passing takes `min_labelled` labels each."""
+def _accuracy(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
+    """The canary's accuracy on labelled requests against stable's less the tolerated drop,
+    both estimated: a two-sample sequential test at `alpha` (confidence.exceeds). Passing
+    takes `min_labelled` labels each."""
     c = policy.checks
     counts = (
         f"{canary.labelled} canary and {stable.labelled} stable labels so far; "
         f"{c.min_labelled} each are needed"
     )
-    if stable.labelled < c.min_labelled or not canary.labelled:
-        # Without a well-measured yardstick there is no floor to hold the canary to.
+    if not canary.labelled or not stable.labelled:
         return Check(
             name="accuracy",
             measured=canary.accuracy,
@@ -369,30 +405,34 @@ def _accuracy(stable: Window, canary: Window, policy: RolloutSettings) -> Check:
             status="pending",
             detail=counts,
         )
-    floor = (stable.accuracy or 0.0) - c.max_accuracy_drop
-    allowed_misses = 1 - floor
-    llr = sprt_log_ratio(
-        canary.labelled - canary.correct,
-        canary.labelled,
-        allowed_misses,
-        allowed_misses + c.detect_accuracy_drop,
+    fails = confidence.exceeds(
+        (canary.labelled - canary.correct, canary.labelled),
+        (stable.labelled - stable.correct, stable.labelled),
+        c.max_accuracy_drop,
+        alpha,
     )
-    accept, reject = sprt_bounds(c.accuracy_significance)
-    if llr >= reject:
-        status: Literal["pass", "fail", "pending"] = "fail"
-    elif canary.labelled >= c.min_labelled and llr <= accept:
-        status = "pass"
-    else:
-        status = "pending"
+    labelled = min(canary.labelled, stable.labelled) >= c.min_labelled
+    passes = labelled and confidence.exceeds(
+        (canary.correct, canary.labelled),
+        (stable.correct, stable.labelled),
+        -(c.max_accuracy_drop + c.detect_accuracy_drop),
+        alpha,
+    )
     detail = (
         f"canary {canary.accuracy:.2%} on {canary.labelled} labels, stable "
-        f"{stable.accuracy:.2%} on {stable.labelled}; floor {floor:.2%}; "
-        + _sprt_detail(llr, c.accuracy_significance)
+        f"{stable.accuracy:.2%} on {stable.labelled}; rollback once shown more than "
+        f"{c.max_accuracy_drop:.2%} below stable's, pass once shown less than "
+        f"{c.max_accuracy_drop + c.detect_accuracy_drop:.2%} below: "
+        + _two_sample(fails, passes, alpha)
     )
-    if status == "pending" and canary.labelled < c.min_labelled:
-        detail += f"; {c.min_labelled} canary labels are needed to pass"
+    if not labelled:
+        detail += f"; {counts}"
     return Check(
-        name="accuracy", measured=canary.accuracy, threshold=floor, status=status, detail=detail
+        name="accuracy",
+        measured=canary.accuracy,
+        threshold=(stable.accuracy or 0.0) - c.max_accuracy_drop,
+        status="fail" if fails else "pass" if passes else "pending",
+        detail=detail,
     )
 
 

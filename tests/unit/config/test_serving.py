@@ -100,3 +100,25 @@ def test_inconclusive_looks_must_span_two_scrapes_on_a_cluster() -> None:
     # when the limit would roll back a healthy canary over one missed scrape, it is refused
     with pytest.raises(ConfigError, match=r"max_inconclusive \(4\) looks every 5s span 20s"):
         load_settings(None, env={}, overrides=[*cluster, "rollout.checks.max_inconclusive=4"])
+
+
+@pytest.mark.parametrize(
+    ("key", "replacement"),
+    [
+        ("error_significance", "false_rollback_rate"),
+        ("accuracy_significance", "false_rollback_rate"),
+        ("divergence_significance", "false_rollback_rate"),
+        ("min_requests_for_p99", "the latency check's own test"),
+    ],
+)
+def test_a_per_check_level_is_refused_and_the_budget_named(key: str, replacement: str) -> None:
+    # given a policy written before the one false-rollback budget
+    with pytest.raises(ConfigError, match=rf"rollout.checks .*{key} was replaced by {replacement}"):
+        load_settings(None, env={}, overrides=[f"rollout.checks.{key}=0.01"])
+
+
+def test_the_false_rollback_budget_is_a_probability() -> None:
+    assert RolloutChecks().false_rollback_rate == 0.02
+    for bad in (0, 1, 1.5):
+        with pytest.raises(ValidationError, match="false_rollback_rate"):
+            RolloutChecks(false_rollback_rate=bad)

@@ -22,9 +22,15 @@ POLICY = RolloutSettings(
     interval_seconds=1,
 )
 GOOD = Window(
-    requests=150,
-    latency_counts=(0,) * 7 + (150,) + (0,) * 15,
-    scores=(50, 40, 30, 20, 10, 0, 0, 0, 0, 0),
+    requests=300,
+    latency_counts=(0,) * 7 + (300,) + (0,) * 15,
+    scores=(100, 80, 60, 40, 20, 0, 0, 0, 0, 0),
+)
+# Enough stable traffic to bound its p99 at the checks' level.
+STABLE = Window(
+    requests=3000,
+    latency_counts=(0,) * 7 + (3000,) + (0,) * 15,
+    scores=(1000, 800, 600, 400, 200, 0, 0, 0, 0, 0),
 )
 QUIET = Window(
     requests=20, latency_counts=(0,) * 7 + (20,) + (0,) * 15, scores=(7, 5, 4, 3, 1, 0, 0, 0, 0, 0)
@@ -48,7 +54,7 @@ class ReplayDriver:
             self.calls.append(("traffic", stable, canary, str(canary_weight)))
 
     def measure(self, since: float) -> tuple[Window, Window]:
-        return GOOD.model_copy(update={"requests": 1000}), next(self.windows)
+        return STABLE, next(self.windows)
 
     def finish(self, serving: str, *, slot: str = "a") -> None:
         self.calls.append(("finish", serving))
@@ -238,7 +244,7 @@ class ClusterDriver:
         self.faults.point(f"traffic {canary_weight}%", apply)
 
     def measure(self, since: float) -> tuple[Window, Window]:
-        return GOOD.model_copy(update={"requests": 1000}), self.canary[self.weight]
+        return STABLE, self.canary[self.weight]
 
     def finish(self, serving: str, *, slot: str = "a") -> None:
         self.faults.point(f"finish {serving}", lambda: self.cluster.route({serving: 100}))
@@ -381,7 +387,7 @@ def test_a_decision_recorded_before_a_crash_is_followed_not_taken_again(
     assert [r["step"] for r in _records(registry, "rollout-step")] == [1]
 
 
-LABELLED_STABLE = GOOD.model_copy(update={"requests": 1000, "labelled": 400, "correct": 320})
+LABELLED_STABLE = STABLE.model_copy(update={"labelled": 1000, "correct": 800})
 
 
 class LabelledDriver(ReplayDriver):
@@ -405,7 +411,7 @@ def test_each_steps_record_says_whether_accuracy_was_required_and_checked(
     )
     # when the canary has no labels at the first step, too few then enough at the second
     few = GOOD.model_copy(update={"labelled": 30, "correct": 24})
-    enough = GOOD.model_copy(update={"labelled": 120, "correct": 97})
+    enough = GOOD.model_copy(update={"labelled": 300, "correct": 245})
     driver = LabelledDriver([GOOD, few, few, enough])
     ctl = RolloutController(registry, driver, policy, sleep=lambda _: None)
     ctl.start("v2")
@@ -418,7 +424,7 @@ def test_each_steps_record_says_whether_accuracy_was_required_and_checked(
     # and the second waited for the labels (two looks), then judged them
     assert second["policy"]["accuracy"] == "required" and second["reason"] == "every check passed"
     assert {c["name"]: c["status"] for c in second["checks"]}["accuracy"] == "pass"
-    assert second["canary"]["labelled"] == 120
+    assert second["canary"]["labelled"] == 300
 
 
 def test_a_required_step_whose_labels_never_come_is_rolled_back_at_its_timeout(
