@@ -30,6 +30,7 @@ from flywheel.config import Settings, load_settings
 from flywheel.rollout import seldon
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from flywheel.rollout.local import newest_batch
+from flywheel.stores import Stores
 from harness import schemas, seldon_operator
 from harness.deployments import seldon_predictors
 from harness.prometheus_operator import generated_config, prometheus_operator, runnable
@@ -726,11 +727,11 @@ def test_overlays_are_accepted_by_the_api_server(kube: Any, overlay: Path) -> No
 SCRAPED = {"executor": ("http", seldon_operator.EXECUTOR), "model": ("metrics", "model")}
 # The calls each predictor's executor records: (service, code) -> how many.
 CALLS = {
-    "stable": {("predictions", "200"): 7, ("feedback", "200"): 4, ("status", "200"): 2},
-    "canary": {("predictions", "200"): 3, ("predictions", "500"): 1, ("feedback", "500"): 2},
+    "a": {("predictions", "200"): 7, ("feedback", "200"): 4, ("status", "200"): 2},
+    "b": {("predictions", "200"): 3, ("predictions", "500"): 1, ("feedback", "500"): 2},
 }
 # The predictions each predictor's model scores.
-SCORED = {"stable": 3, "canary": 2}
+SCORED = {"a": 3, "b": 2}
 # Two Prometheus: one honoring the ServiceMonitor's honorLabels (discovering through
 # Endpoints), one overriding it (through EndpointSlices).
 PROMETHEUS_KINDS: dict[str, dict[str, Any]] = {
@@ -849,7 +850,7 @@ def test_the_servicemonitor_scrapes_each_predictor_pods_executor_and_model_once(
                     t["discoveredLabels"]["__meta_kubernetes_pod_label_version"],
                 )
                 for t in targets
-            } == {(namespace, "loan-default", "stable"), (namespace, "loan-default", "canary")}
+            } == {(namespace, "loan-default", "a"), (namespace, "loan-default", "b")}
             # and the executor's series keep its own `service` label, whatever the Prometheus
             assert {
                 (m["predictor_name"], m["service"], m["code"], m["container"])  # type: ignore[index]
@@ -919,10 +920,13 @@ def _stand_ins(
     where each pod's executor and model metrics ports are to be scraped."""
     deployments = {d["metadata"]["labels"]["version"]: d for d in made if d["kind"] == "Deployment"}
     rows = json.loads(
-        newest_batch(settings)[list(settings.features.columns)].head(5).to_json(orient="records")
+        newest_batch(Stores(settings).source)[list(settings.features.columns)]
+        .head(5)
+        .to_json(orient="records")
     )
     executors, models = {}, {}
-    for predictor, version in (("stable", "v1"), ("canary", "v2")):
+    # Predictors are slots: stable (v1) in a, the canary (v2) in b.
+    for predictor, version in (("a", "v1"), ("b", "v2")):
         executors[predictor] = stack.enter_context(executor_exporter(sdep["metadata"]["name"]))
         for (service, code), count in CALLS[predictor].items():
             method = "get" if service == "status" else "post"

@@ -223,7 +223,9 @@ def test_a_prometheus_that_stops_mid_step_rolls_the_canary_back_within_the_limit
 def test_a_controller_killed_again_and_again_cannot_keep_a_step_past_its_timeout(
     kube: Any, namespace: str, tmp_path: Path
 ) -> None:
-    timeout = 20.0
+    # A timeout of nearly three Leases: each controller killed after it took the Lease
+    # leaves it to expire before the next can look, so three or four of them die in it.
+    timeout = 40.0
     with executor_exporter("loan-default") as executor:
         scraped = [Target("executor", executor.address, "/prometheus", (("namespace", namespace),))]
         with prometheus(scraped, 1.0) as prom:
