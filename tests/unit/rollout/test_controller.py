@@ -60,15 +60,6 @@ class ReplayDriver:
         self.calls.append(("finish", serving))
 
 
-@pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    reg = Registry(LocalStore(tmp_path), "m")
-    for tag in "ab":
-        reg.register({"model.joblib": tag.encode()}, run_id=tag)
-    reg.move_alias("production", "v1", expected=None, reason="first")
-    return reg
-
-
 def controller(registry: Registry, driver: ReplayDriver) -> RolloutController:
     return RolloutController(registry, driver, POLICY, sleep=lambda _: None)
 

@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
-
 from flywheel.exposition import Sample
 from flywheel.registry import Registry
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.metrics import RolloutMetrics, state_samples
-from flywheel.storage import LocalStore
 from tests.unit.rollout.test_controller import FAILING, GOOD, POLICY, QUIET, ReplayDriver
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Registry:
-    reg = Registry(LocalStore(tmp_path), "m")
-    for tag in "ab":
-        reg.register({"model.joblib": tag.encode()}, run_id=tag)
-    reg.move_alias("production", "v1", expected=None, reason="first")
-    return reg
 
 
 def _values(samples: list[Sample] | object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
