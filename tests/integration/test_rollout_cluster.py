@@ -45,12 +45,14 @@ CHART = REPO / "helm" / "flywheel"
 MINIMAL = CHART / "examples" / "minimal.yaml"
 FLYWHEEL = Path(sys.executable).parent / "flywheel"
 SERVING = "ghcr.io/flywheel-mlops/flywheel-serving@sha256:"
+# Enough requests a side for every check to decide at the first look: the latency check
+# bounds stable's p99 from its counts, which 400 requests cannot do.
 HEALTHY = Window(
-    requests=400,
-    latency_counts=(0,) * 7 + (400,) + (0,) * 15,
+    requests=1000,
+    latency_counts=(0,) * 7 + (1000,) + (0,) * 15,
     scores=(100, 80, 60, 40, 20, 40, 20, 20, 10, 10),
 )
-FAILING = HEALTHY.model_copy(update={"errors": 120})
+FAILING = HEALTHY.model_copy(update={"errors": 300})
 
 
 class Measured(KubernetesDriver):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 
@@ -309,15 +309,9 @@ def promote(
     reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "promoted by hand",
 ) -> None:
     """Promote the rollout in progress now, skipping its remaining steps."""
-    settings = options.settings(ctx)
-    rollouts = controller(settings, settings.rollout.driver, options.stores(ctx, settings).registry)
-    state = rollouts.promote(reason)
-    if not state.done:
-        out.print(
-            f"{state.canary} will be promoted by {_holder(rollouts)}, which holds the rollout"
-        )
-        return
-    out.print(f"{state.canary} promoted: production is {state.canary}")
+    state = _by_hand(ctx, "promote", reason)
+    if state.done:
+        out.print(f"{state.canary} promoted: production is {state.canary}")
 
 
 def rollback(
@@ -327,15 +321,22 @@ def rollback(
     ] = "rolled back by hand",
 ) -> None:
     """Roll back the rollout in progress now; production stays where it is."""
+    state = _by_hand(ctx, "rollback", reason)
+    if state.done:
+        out.print(f"{state.canary} rolled back: production stays {state.stable}")
+
+
+def _by_hand(
+    ctx: typer.Context, decision: Literal["promote", "rollback"], reason: str
+) -> RolloutState:
+    """Decide the rollout in progress; when another controller holds it, say who acts."""
     settings = options.settings(ctx)
     rollouts = controller(settings, settings.rollout.driver, options.stores(ctx, settings).registry)
-    state = rollouts.rollback(reason)
+    state = rollouts.promote(reason) if decision == "promote" else rollouts.rollback(reason)
     if not state.done:
-        out.print(
-            f"{state.canary} will be rolled back by {_holder(rollouts)}, which holds the rollout"
-        )
-        return
-    out.print(f"{state.canary} rolled back: production stays {state.stable}")
+        done = "promoted" if decision == "promote" else "rolled back"
+        out.print(f"{state.canary} will be {done} by {_holder(rollouts)}, which holds the rollout")
+    return state
 
 
 def _holder(rollouts: RolloutController) -> str:
