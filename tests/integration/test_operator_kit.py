@@ -167,6 +167,8 @@ def served(
                 "SELDON_DEPLOYMENT_ID": "loan-default",
                 "PREDICTOR_ID": slot,
                 "PREDICTIVE_UNIT_ID": "model",
+                # as Seldon's operator sets it: the path the chart's ServiceMonitor scrapes
+                "PREDICTIVE_UNIT_METRICS_ENDPOINT": "/prometheus",
             }
             parameters = {p["name"]: p["value"] for p in seldon.parameters(settings, version)}
             models[slot] = stack.enter_context(seldon_microservice(parameters, env=env))
