@@ -19,7 +19,7 @@ from flywheel.rollout.metrics import RolloutMetrics
 from flywheel.storage import LocalStore, StoreUnavailable
 from flywheel.triggers.ledger import Ledger
 from harness.reports import DAY0, interval, window_report
-from tests.unit.rollout.test_controller import GOOD, ReplayDriver
+from harness.rollouts import GOOD, ReplayDriver
 
 
 class Clock:

@@ -6,7 +6,7 @@ from flywheel.exposition import Sample
 from flywheel.registry import Registry
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.metrics import RolloutMetrics, state_samples
-from tests.unit.rollout.test_controller import FAILING, GOOD, POLICY, QUIET, ReplayDriver
+from harness.rollouts import FAILING, GOOD, POLICY, QUIET, ReplayDriver
 
 
 def _values(samples: list[Sample] | object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
