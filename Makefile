@@ -82,6 +82,10 @@ compile: $(VENV)/.ready ## Compile the pipelines to pipelines/compiled/*.yaml (r
 chart-docs: $(VENV)/.ready ## Regenerate helm/flywheel/README.md from values.yaml
 	$(BIN)/python -m tools.chart_readme
 
+.PHONY: dashboard
+dashboard: $(VENV)/.ready ## Regenerate the chart's Grafana dashboard, helm/flywheel/dashboards/flywheel.json
+	$(BIN)/python -m tools.dashboard
+
 .PHONY: docs-generate
 docs-generate: $(VENV)/.ready ## Regenerate the docs site's reference pages (configuration keys, layers)
 	$(BIN)/python -m tools.docs
@@ -149,8 +153,8 @@ test: lint docs tools $(SERVING_VENV)/.ready ## Every check and every test
 	$(PYTEST)
 
 .PHONY: check-generated
-check-generated: compile chart-docs manifests docs ## Fail if a generated file (pipeline, chart README, base, docs pages) is stale
-	git diff --exit-code -- pipelines/compiled helm/flywheel/README.md manifests/base
+check-generated: compile chart-docs manifests docs dashboard ## Fail if a generated file (pipeline, chart README, base, docs pages, dashboard) is stale
+	git diff --exit-code -- pipelines/compiled helm/flywheel/README.md manifests/base helm/flywheel/dashboards
 
 .PHONY: check-images
 check-images: $(VENV)/.ready ## Every Dockerfile is built by images.yml, and each is well formed

@@ -110,7 +110,7 @@ class ControlPlane:
         return "\n".join(parts)
 
     def crd_files(self, schemas: bool = False) -> list[Path]:
-        """Every CRD the chart's objects need: Seldon's, Argo's and the ServiceMonitor.
+        """Every CRD the chart's objects need: Seldon's, Argo's, the ServiceMonitor and the PrometheusRule.
 
         Argo v3 publishes minimal CRDs to install and full ones whose schemas are not
         structural (the API server refuses them) but describe every field: `schemas`
@@ -122,6 +122,7 @@ class ControlPlane:
             self.seldon_crd(),
             *(argo / name for name in ARGO_CRDS),
             monitoring / "monitoring.coreos.com_servicemonitors.yaml",
+            monitoring / "monitoring.coreos.com_prometheusrules.yaml",
         ]
 
     def seldon_crd(self) -> Path:

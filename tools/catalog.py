@@ -153,6 +153,18 @@ PROMETHEUS = GoTool(
     license="Apache-2.0",
     env={"GOFLAGS": "-buildvcs=false -tags=remove_all_sd,enable_kubernetes_sd"},
 )
+# Checks and unit-tests the chart's alerting rules (`promtool check rules`, `promtool test
+# rules`): from the same module and version as the server, so the rules are parsed and
+# evaluated by the PromQL engine that runs them. Its own imports need only the file and
+# Kubernetes discoveries: the same tags as the server's, which share its build cache.
+PROMTOOL = GoTool(
+    name="promtool",
+    module=PROMETHEUS.module,
+    version=PROMETHEUS.version,
+    package="github.com/prometheus/prometheus/cmd/promtool",
+    license="Apache-2.0",
+    env=PROMETHEUS.env,
+)
 # What turns the chart's ServiceMonitor into Prometheus' scrape configuration on a
 # cluster; the test runs it against the control plane and reads what it generates.
 # Its go.mod replaces two of its own nested modules, which the module zip leaves out:
@@ -193,6 +205,7 @@ TOOLS: dict[str, GoTool] = {
         KUBECONFORM,
         ARGO,
         PROMETHEUS,
+        PROMTOOL,
         PROMETHEUS_OPERATOR,
         ACTIONLINT,
     )

@@ -157,6 +157,58 @@ def test_the_pii_salt_secret_reaches_the_runs_the_engine_submits(tmp_path: Path)
     assert settings.contract.pii_salt_secret == "team-salt"
 
 
+def test_the_prometheusrule_ships_the_rules_file_promtool_tests() -> None:
+    # given the alerts on, when rendered, then the PrometheusRule's spec is the rules file
+    docs = _render(None, "prometheusRule.enabled=true", "prometheusRule.labels.release=kps")
+    (rule,) = [d for d in docs if d["kind"] == "PrometheusRule"]
+    assert rule["spec"] == yaml.safe_load((CHART / "rules" / "flywheel.rules.yaml").read_text())
+    assert rule["metadata"]["labels"]["release"] == "kps"
+    # and without the rollout controller, whose metrics the alerts read, there is none
+    off = _render(None, "prometheusRule.enabled=true", "rolloutController.enabled=false")
+    assert not [d for d in off if d["kind"] == "PrometheusRule"]
+
+
+def test_the_dashboard_configmap_holds_the_generated_dashboard_for_grafanas_sidecar() -> None:
+    docs = _render(None, "dashboards.enabled=true", "dashboards.namespace=grafana")
+    (board,) = [d for d in docs if d["kind"] == "ConfigMap" and "flywheel.json" in d["data"]]
+    assert board["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert board["metadata"]["namespace"] == "grafana"
+    shipped = json.loads((CHART / "dashboards" / "flywheel.json").read_text())
+    assert json.loads(board["data"]["flywheel.json"]) == shipped
+
+
+def test_the_controllers_servicemonitor_selects_its_service_and_metrics_port() -> None:
+    docs = _render(None, "serviceMonitor.enabled=true", "rolloutController.metricsPort=9200")
+    monitor = next(
+        d
+        for d in docs
+        if d["kind"] == "ServiceMonitor" and d["metadata"]["name"].endswith("rollout-controller")
+    )
+    (service,) = [d for d in docs if d["kind"] == "Service"]
+    controller = next(d for d in docs if d["kind"] == "Deployment")
+    container = controller["spec"]["template"]["spec"]["containers"][0]
+    # the ServiceMonitor finds the Service, whose metrics port reaches the container's
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    assert service["spec"]["selector"].items() <= (
+        controller["spec"]["template"]["metadata"]["labels"].items()
+    )
+    (endpoint,) = monitor["spec"]["endpoints"]
+    (port,) = service["spec"]["ports"]
+    assert (endpoint["port"], endpoint["path"]) == (port["name"], "/metrics")
+    assert port["targetPort"] == container["ports"][0]["name"] == "metrics"
+    assert container["ports"][0]["containerPort"] == 9200
+    assert container["args"][-2:] == ["--metrics-port", "9200"]
+    # and the network policy lets the monitoring namespace reach that port, nothing else
+    policy = next(
+        d
+        for d in docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("rollout-controller")
+    )
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 9200, "protocol": "TCP"}]
+
+
 def test_the_chart_readme_is_generated_from_the_values() -> None:
     result = _run(REPO / ".venv" / "bin" / "python", "-m", "tools.chart_readme", "--check")
     assert result.returncode == 0, result.stderr
@@ -409,7 +461,7 @@ def _containers(node: Any) -> Iterator[dict[str, Any]]:
 
 
 def _release_objects(kube: Any, namespace: str, release: str) -> list[str]:
-    kinds = "deployment,job,pod,configmap,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,cronworkflow,podtemplate,seldondeployment,servicemonitor"
+    kinds = "deployment,service,job,pod,configmap,serviceaccount,role,rolebinding,networkpolicy,poddisruptionbudget,cronworkflow,podtemplate,seldondeployment,servicemonitor"
     result = kube.kubectl(
         "get", kinds, "-n", namespace, "-l", f"app.kubernetes.io/instance={release}", "-o", "name"
     )
@@ -768,7 +820,11 @@ def test_the_servicemonitor_scrapes_each_predictor_pods_executor_and_model_once(
         "template", "fw", str(CHART), "-n", namespace,
         "--set=serviceMonitor.enabled=true", "--set=serviceMonitor.interval=1s",
     ).stdout  # fmt: skip
-    monitor = next(d for d in _docs(rendered) if d["kind"] == "ServiceMonitor")
+    monitor = next(
+        d
+        for d in _docs(rendered)
+        if d["kind"] == "ServiceMonitor" and d["metadata"]["name"] == "fw-flywheel"
+    )
     kube.kubectl("apply", "-f", "-", input=json.dumps(monitor))
     # when the Prometheus Operator configures the two Prometheus from it
     with prometheus_operator(kube, namespace) as operator:

@@ -84,16 +84,38 @@ def status(ctx: typer.Context) -> None:
 def watch(
     ctx: typer.Context,
     once: Annotated[bool, typer.Option(help="One look, then exit.")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve Prometheus metrics at /metrics on this port: the controller's looks "
+            "and decisions, the newest monitoring windows and the trigger engine's decisions.",
+            min=0,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="The address the metrics server listens on.")
+    ] = "0.0.0.0",  # in a pod, where Prometheus scrapes it through a Service
 ) -> None:
     """The rollout controller: drive any rollout in progress (Kubernetes driver) until
     stopped; between rollouts, keep the SeldonDeployment serving production, and canary
     a change of the chart's pod (a new image digest, resources) like a new version."""
+    from flywheel import exporter
     from flywheel.rollout.kubernetes import KubernetesDriver, serve_production
+    from flywheel.rollout.metrics import RolloutMetrics
 
     settings = options.settings(ctx)
     rollouts = controller(settings, "kubernetes", options.stores(ctx, settings).registry)
     driver = rollouts.driver
     assert isinstance(driver, KubernetesDriver)
+    metrics = RolloutMetrics(settings.model_name)
+    rollouts.on_record = metrics.record
+    server = None
+    if metrics_port is not None:
+        server = exporter.serve(
+            exporter.Exporter(settings, rollouts, metrics), metrics_host, metrics_port
+        )
+        out.print(f"metrics at http://{metrics_host}:{server.server_address[1]}/metrics")
     try:
         while True:
             try:
@@ -121,11 +143,14 @@ def watch(
                 # The store or the API server failed while acting: the state says where it
                 # was (an ending is saved before it is acted on), so the next look goes on.
                 out.print(f"could not act: {error}; trying again")
+            metrics.observe_leader(rollouts.lock is not None and rollouts.lock.held())
             if once:
                 return
             time.sleep(settings.rollout.interval_seconds)
     finally:
         rollouts.let_go()
+        if server is not None:
+            server.shutdown()
 
 
 @app.command("wait")

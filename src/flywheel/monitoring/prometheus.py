@@ -1,29 +1,30 @@
-"""Window reports as Prometheus metrics, pushed to a Pushgateway.
+"""Window reports as Prometheus metrics: served by the rollout controller, or pushed.
 
-The monitor is a batch job (a CronJob): it lives for seconds, so Prometheus
-cannot scrape it. Prometheus' documentation names the Pushgateway as the place
-for the result of a service-level batch job; node-exporter's textfile collector
-is for per-machine jobs and would tie the pod to a node's directory. Each push
-replaces the group `job="flywheel-monitor", model=<model>`, so a version that is
-no longer served stops being reported. The text format is written here (it is a
-few lines) rather than pulling in prometheus_client.
+The monitor is a batch job (a step of the trigger engine's CronWorkflow): it lives
+for seconds, so Prometheus cannot scrape it. It stores each window's report, and
+the always-running rollout controller serves the newest ones at its /metrics
+(`flywheel.exporter`), which the chart's ServiceMonitor scrapes. A Pushgateway,
+which Prometheus' documentation names for the result of a service-level batch
+job, is the other way (`monitoring.pushgateway`): each push replaces the group
+`job="flywheel-monitor", model=<model>`, so a version that is no longer served
+stops being reported.
 """
 
 from __future__ import annotations
 
-import math
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
 from flywheel.errors import FlywheelError
+from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
 from flywheel.monitoring.analysis import WindowReport
 
 JOB = "flywheel-monitor"
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _HELP = {
+    "flywheel_monitor_computed_timestamp_seconds": "When the monitor last looked at the newest window",
     "flywheel_monitor_window_end_timestamp_seconds": "End of the newest monitored window",
     "flywheel_monitor_requests": "Requests logged in the window",
     "flywheel_monitor_rows": "Rows scored in the window",
@@ -48,22 +49,17 @@ _HELP = {
     "flywheel_monitor_invariants_hold": "1 when the served inputs pass the contract's checks",
     "flywheel_monitor_invariant_violation": "1 per contract check the served inputs fail",
 }
+METRICS = {name: Metric(text) for name, text in _HELP.items()}
 
 
 class PushError(FlywheelError, RuntimeError):
     """The Pushgateway refused the metrics or cannot be reached."""
 
 
-def _labels(**labels: str) -> str:
-    def escape(value: str) -> str:
-        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
-
-    return ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
-
-
 def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float | None]]:
     h = report.health
     yield "flywheel_monitor_window_end_timestamp_seconds", {}, report.end.timestamp()
+    yield "flywheel_monitor_computed_timestamp_seconds", {}, report.computed_at.timestamp()
     yield "flywheel_monitor_requests", {}, h.requests
     yield "flywheel_monitor_rows", {}, h.rows
     yield "flywheel_monitor_error_rate", {}, h.error_rate
@@ -117,31 +113,21 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
             yield "flywheel_monitor_invariant_violation", labels, 1.0
 
 
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    return repr(value)
-
-
-def exposition(reports: Sequence[WindowReport]) -> str:
-    """The Prometheus text format of the newest window of each version in `reports`."""
+def samples(reports: Sequence[WindowReport]) -> Iterable[Sample]:
+    """The newest window of each version in `reports`, labelled by model, version and role."""
     newest: dict[str, WindowReport] = {}
     for report in reports:
         if report.version not in newest or report.start > newest[report.version].start:
             newest[report.version] = report
-    series: dict[str, list[str]] = {}
     for report in newest.values():
         base = {"model": report.model, "version": report.version, "role": report.role}
         for name, labels, value in _samples(report):
-            if value is None or math.isnan(float(value)):
-                continue  # an unknown value is left out, never exported as a number
-            series.setdefault(name, []).append(
-                f"{name}{{{_labels(**base, **labels)}}} {_number(float(value))}"
-            )
-    lines: list[str] = []
-    for name, samples in series.items():
-        lines += [f"# HELP {name} {_HELP[name]}", f"# TYPE {name} gauge", *samples]
-    return "\n".join(lines) + "\n"
+            yield Sample(name, {**base, **labels}, value)
+
+
+def exposition(reports: Sequence[WindowReport]) -> str:
+    """The Prometheus text format of the newest window of each version in `reports`."""
+    return render(samples(reports), METRICS)
 
 
 def push(url: str, model: str, text: str, timeout: float = 10.0) -> None:

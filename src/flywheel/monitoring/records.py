@@ -40,3 +40,11 @@ def latest_records(
         start = key.rsplit("/", 2)[-2]
         newest[start] = max(newest.get(start, key), key)
     return [WindowReport.model_validate_json(store.read(newest[s])) for s in sorted(newest)]
+
+
+def newest_record(
+    store: ObjectStore, model: str, version: str, window: Window
+) -> WindowReport | None:
+    """The newest record of a version's newest window, or None: one read."""
+    keys = store.list(f"{PREFIX}/{model}/{version}/{window}/")
+    return WindowReport.model_validate_json(store.read(max(keys))) if keys else None

@@ -157,6 +157,7 @@ class RolloutController:
         sleep: Callable[[float], None] = time.sleep,
         on_tick: Callable[[RolloutState, Verdict | None], None] | None = None,
         lock: Lock | None = None,
+        on_record: Callable[[str, dict[str, object]], None] | None = None,
     ) -> None:
         self.registry = registry
         self.store = registry.store
@@ -166,6 +167,8 @@ class RolloutController:
         self.sleep = sleep
         self.on_tick = on_tick
         self.lock = lock
+        # Told every record once it is written: the controller's metrics follow them.
+        self.on_record = on_record
         self.prefix = f"rollouts/{registry.model_name}"
         # The revisions this controller wrote or picked up; any other one is resumed.
         self._known: set[tuple[str, int]] = set()
@@ -202,6 +205,8 @@ class RolloutController:
         self.registry.add_record(
             state.canary, kind, {"kind": kind, "rollout_id": state.rollout_id, **body}
         )
+        if self.on_record:
+            self.on_record(kind, body)
 
     def _records(self, state: RolloutState, kind: str) -> list[dict[str, Any]]:
         """This rollout's records of one kind (a resumed controller writes none twice)."""

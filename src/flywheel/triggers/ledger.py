@@ -92,9 +92,18 @@ class Ledger:
 
     def decisions(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The newest `limit` decision records (all without a limit), oldest first."""
-        keys = self.store.list(f"{self.prefix}/decisions")
+        keys = self.decision_keys()
         chosen = keys[-limit:] if limit else keys
-        return [json.loads(self.store.read(key)) for key in chosen]
+        return [self.decision(key) for key in chosen]
+
+    def decision_keys(self) -> list[str]:
+        """Where every decision record is, oldest first (a key starts with its time)."""
+        return self.store.list(f"{self.prefix}/decisions")
+
+    def decision(self, key: str) -> dict[str, Any]:
+        """One decision record."""
+        record: dict[str, Any] = json.loads(self.store.read(key))
+        return record
 
     # --- runs -------------------------------------------------------------------
 

@@ -158,7 +158,7 @@ def drift(
     return Check(kind="drift", fired=fired, reason=reason, severity=policy.severity, inputs=inputs)
 
 
-def _threshold(
+def performance_threshold(
     policy: PerformanceTrigger, report: WindowReport
 ) -> tuple[float | None, float | None]:
     """The value the interval must surely be below to fire, and the offline figure."""
@@ -199,7 +199,7 @@ def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> 
         )
     report = labelled[-1]
     interval: Interval | None = getattr(report.performance, policy.metric)
-    threshold, offline = _threshold(policy, report)
+    threshold, offline = performance_threshold(policy, report)
     fired = _surely_below(interval, threshold)
     inputs = {
         "metric": policy.metric,
@@ -239,7 +239,7 @@ def estimated_performance(
             verdicts.append(False)
             continue
         interval = getattr(estimate, policy.metric)
-        threshold, offline = _threshold(policy, report)
+        threshold, offline = performance_threshold(policy, report)
         verdicts.append(_surely_below(interval, threshold))
         looked.append(
             {

@@ -47,11 +47,8 @@ class Recording:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    reg = Registry(LocalStore(tmp_path), "m")
-    for tag in "ab":
-        reg.register({"model.joblib": tag.encode()}, run_id=tag)
-    reg.move_alias("production", "v1", expected=None, reason="first")
+def store(registry: Registry, tmp_path: Path) -> LocalStore:
+    """The store of the conftest's registry: model m, v1 in production, v2 registered."""
     return LocalStore(tmp_path)
 
 
