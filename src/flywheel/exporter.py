@@ -34,8 +34,9 @@ from flywheel.monitoring.records import newest_record
 from flywheel.registry import PRODUCTION
 from flywheel.rollout import metrics as rollout_metrics
 from flywheel.rollout import seldon
-from flywheel.rollout.controller import RolloutController, RolloutState
+from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.metrics import RolloutMetrics, state_samples
+from flywheel.rollout.state import RolloutState
 from flywheel.storage import StoreError
 from flywheel.triggers import metrics as trigger_metrics
 from flywheel.triggers.ledger import Ledger

@@ -61,7 +61,8 @@ import yaml
 from flywheel import runs
 from flywheel.config import Settings, load_settings
 from flywheel.registry import PRODUCTION, Registry
-from flywheel.rollout.controller import RolloutController, StateOnlyDriver
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import StateOnlyDriver
 from flywheel.rollout.kubernetes import FIELD_MANAGER
 from flywheel.storage import S3Store
 from harness.deployments import seldon_predictors

@@ -34,9 +34,11 @@ from flywheel.config import Settings
 from flywheel.registry import Registry
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import analyse
-from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import Inconclusive
 from flywheel.rollout.kubernetes import KubernetesDriver, load_client
 from flywheel.rollout.local import newest_batch
+from flywheel.rollout.state import RolloutError
 from flywheel.rollout.traffic import SyntheticTraffic
 from flywheel.stores import Stores
 from harness.deployments import on_cluster, seldon_predictors

@@ -21,7 +21,8 @@ import yaml
 
 from flywheel.config import Settings, load_settings
 from flywheel.registry import Registry, VersionNotFound
-from flywheel.rollout.controller import RolloutController, StateOnlyDriver
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import StateOnlyDriver
 from flywheel.rollout.faults import Kind, register_faulty
 from flywheel.rollout.local import DeployRefused, local_canary
 from flywheel.stores import Stores

@@ -45,7 +45,7 @@ def test_the_walk_finds_the_errors_of_every_layer() -> None:
         "flywheel.config.ConfigError",
         "flywheel.storage.ObjectNotFound",
         "flywheel.registry.AliasConflict",
-        "flywheel.rollout.controller.RolloutError",
+        "flywheel.rollout.state.RolloutError",
         "flywheel.serving.model.ModelUnavailable",
     } <= names
     assert set(ALLOWED) <= names

@@ -13,14 +13,10 @@ from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.registry import PRODUCTION, Registry, version_number
-from flywheel.rollout.controller import (
-    Driver,
-    RolloutConflict,
-    RolloutController,
-    RolloutError,
-    RolloutState,
-)
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import Driver
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
+from flywheel.rollout.state import RolloutConflict, RolloutError, RolloutState
 
 if TYPE_CHECKING:
     from flywheel import runs
@@ -52,7 +48,7 @@ def controller(
         driver = KubernetesDriver(settings)
         lock = KubernetesLease.for_settings(settings)
     else:
-        from flywheel.rollout.controller import StateOnlyDriver
+        from flywheel.rollout.driver import StateOnlyDriver
 
         driver = StateOnlyDriver()
         lock = StoreLock.for_rollout(registry.store, settings.model_name)

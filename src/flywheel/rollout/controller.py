@@ -31,117 +31,25 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any
 
 from flywheel.config import RolloutSettings
-from flywheel.errors import FlywheelError
-from flywheel.records import Record
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
+from flywheel.rollout.driver import Driver
 from flywheel.rollout.lock import ControllerBusy, Lock
-from flywheel.rollout.slots import SLOTS, other_slot
+from flywheel.rollout.slots import SLOTS
+from flywheel.rollout.state import (
+    Ending,
+    RolloutConflict,
+    RolloutError,
+    RolloutState,
+    iso_now,
+    weights,
+)
 from flywheel.storage import ObjectExists
 
 log = logging.getLogger(__name__)
-
-Phase = Literal["progressing", "promoted", "rolled_back"]
-Ending = Literal["promoted", "rolled_back"]
-
-
-class RolloutError(FlywheelError, RuntimeError):
-    """A rollout cannot start or continue; nothing was changed."""
-
-
-class RolloutConflict(RolloutError):
-    """Another process wrote the rollout's next revision first; read it again."""
-
-
-class Inconclusive(RolloutError):
-    """A look could not measure (the metrics server is down or refused, the API server
-    failed, or no series exists where traffic should flow): the look judges nothing."""
-
-
-class Driver(Protocol):
-    """Where the traffic actually goes: local microservices or a SeldonDeployment.
-
-    A driver that runs each version in a slot of its own (a SeldonDeployment's
-    predictors, `flywheel.rollout.slots`) serves stable from `slot` and the canary
-    from the other one; a driver that routes by version ignores the slots.
-    """
-
-    def set_traffic(
-        self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
-    ) -> str | None:
-        """Send `canary_weight` percent of requests to `canary`, the rest to `stable` (in `slot`);
-        say so when that undid a change made outside the controller (a hand edit)."""
-
-    def measure(self, since: float) -> tuple[Window, Window]:
-        """What the stable and canary predictors did since `since` (epoch seconds)."""
-
-    def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
-        """Serve only `serving`, from `slot`, from now on (the promoted canary, or stable
-        after a rollback); the other slot is retired."""
-
-
-class RolloutState(Record):
-    """One revision of a model's rollout."""
-
-    rollout_id: str
-    model_name: str
-    stable: str | None
-    canary: str
-    phase: Phase
-    step: int
-    weight: int
-    step_started: float
-    started_at: str
-    updated_at: str
-    reason: str
-    revision: int = 0
-    # What the stable model did in the last step that sent it traffic: the yardstick
-    # for steps that send it little or none (the 100% step).
-    baseline: Window | None = None
-    # The end decided and saved before acting on it; `phase` confirms it once done.
-    ending: Ending | None = None
-    # Deployed straight to production, with no canary steps (and no start record).
-    direct: bool = False
-    # Looks in a row that could not measure; the canary goes at checks.max_inconclusive.
-    inconclusive: int = 0
-    # The slot stable serves from; the canary runs in the other one.
-    stable_slot: str = SLOTS[0]
-    # A canary of the serving pod (a new image, new resources) under production's version,
-    # rather than of a model version: what changed, and the new pod's hash.
-    pod: str | None = None
-    pod_hash: str | None = None
-
-    @property
-    def done(self) -> bool:
-        """Promoted or rolled back."""
-        return self.phase != "progressing"
-
-    @property
-    def canary_slot(self) -> str:
-        """The slot the canary runs in."""
-        return other_slot(self.stable_slot)
-
-    @property
-    def serving_slot(self) -> str:
-        """The slot production serves from once this rollout ends as decided: a promoted
-        canary serves on from its own slot; a direct deployment replaces stable in place."""
-        if (self.ending or self.phase) == "promoted" and not self.direct:
-            return self.canary_slot
-        return self.stable_slot
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _weights(policy: RolloutSettings) -> tuple[int, ...]:
-    # Each step's canary percentage: a step is a number, or an object with a `weight`.
-    steps: tuple[Any, ...] = policy.steps
-    return tuple(int(getattr(step, "weight", step)) for step in steps)
 
 
 class RolloutController:
@@ -186,7 +94,7 @@ class RolloutController:
         if locked:
             self._check()
         revision = (previous.revision if previous else 0) + 1
-        new = state.model_copy(update={"revision": revision, "updated_at": _now()})
+        new = state.model_copy(update={"revision": revision, "updated_at": iso_now()})
         try:
             self.store.write(
                 f"{self.prefix}/{revision:08d}.json",
@@ -275,9 +183,7 @@ class RolloutController:
                     current,
                     "nothing was in production: the first model goes straight in",
                 )
-            state = self._save(
-                self._new(canary, stable, _weights(self.policy)[0], current), current
-            )
+            state = self._save(self._new(canary, stable, weights(self.policy)[0], current), current)
             self._started(state)
             self._set_traffic(state, state.weight)
             log.info("canary %s at %d%% against %s", canary, state.weight, stable)
@@ -295,7 +201,7 @@ class RolloutController:
             production = self.registry.resolve(PRODUCTION)
             if production is None:
                 raise RolloutError("nothing is in production to canary a new pod under")
-            state = self._new(production, production, _weights(self.policy)[0], current)
+            state = self._new(production, production, weights(self.policy)[0], current)
             state = self._save(
                 state.model_copy(
                     update={
@@ -363,8 +269,8 @@ class RolloutController:
             step=0,
             weight=weight,
             step_started=now,
-            started_at=_now(),
-            updated_at=_now(),
+            started_at=iso_now(),
+            updated_at=iso_now(),
             reason=f"canary of {canary} against {stable}",
         )
 
@@ -477,7 +383,7 @@ class RolloutController:
             self._record(
                 state,
                 "rollout-start",
-                {"stable": state.stable, "steps": list(_weights(self.policy)), **pod},
+                {"stable": state.stable, "steps": list(weights(self.policy)), **pod},
             )
 
     def _look(self, state: RolloutState) -> RolloutState:
@@ -565,8 +471,8 @@ class RolloutController:
         """Act on a step's recorded decision."""
         if action == "rollback":
             return self._end(state, "rolled_back", reason)
-        if state.step + 1 < len(_weights(self.policy)):
-            weight = _weights(self.policy)[state.step + 1]
+        if state.step + 1 < len(weights(self.policy)):
+            weight = weights(self.policy)[state.step + 1]
             state = self._save(
                 state.model_copy(
                     update={
@@ -684,23 +590,3 @@ class RolloutController:
         if state is None or state.done:
             raise RolloutError(f"no rollout of {self.registry.model_name} is in progress")
         return state
-
-
-class StateOnlyDriver:
-    """Moves no traffic: for a process that only reads or records rollout decisions.
-
-    `flywheel promote`, `rollback`, `rollout status` and `rollout wait` with the
-    local driver change or read the state in the store; the `flywheel deploy`
-    process that runs the servers applies it at its next tick.
-    """
-
-    def set_traffic(
-        self, stable: str, canary: str, canary_weight: int, *, slot: str = SLOTS[0]
-    ) -> None:
-        return None
-
-    def measure(self, since: float) -> tuple[Window, Window]:
-        return Window(), Window()
-
-    def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
-        return None

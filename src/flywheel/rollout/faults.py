@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, Literal
 
 from flywheel.config import Settings
-from flywheel.rollout.controller import RolloutError
+from flywheel.rollout.state import RolloutError
 
 if TYPE_CHECKING:
     from flywheel.batches import BatchSource

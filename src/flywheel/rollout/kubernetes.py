@@ -36,8 +36,10 @@ from flywheel.config import Settings
 from flywheel.registry import PRODUCTION, Registry
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
-from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import Inconclusive
 from flywheel.rollout.slots import SLOTS, other_slot
+from flywheel.rollout.state import RolloutError
 from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flywheel.config import Settings
-from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.kubernetes import load_client
 from flywheel.rollout.lock import LOCK_SECONDS, Holding, Lock
+from flywheel.rollout.state import RolloutError
 
 
 def lease_name(model_name: str) -> str:

@@ -331,7 +331,8 @@ def local_canary(
     """Roll `version` of `reg` out as a canary on loopback, with synthetic traffic replaying
     the newest batch of `source`; return the final state."""
     from flywheel.registry import PRODUCTION
-    from flywheel.rollout.controller import RolloutController, StateOnlyDriver
+    from flywheel.rollout.controller import RolloutController
+    from flywheel.rollout.driver import StateOnlyDriver
     from flywheel.rollout.lock import StoreLock
     from flywheel.rollout.traffic import SyntheticTraffic
 

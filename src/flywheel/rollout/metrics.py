@@ -18,8 +18,8 @@ from typing import Any
 
 from flywheel.config import RolloutSettings
 from flywheel.exposition import Metric, Sample
-from flywheel.rollout.controller import RolloutState
 from flywheel.rollout.slots import SLOTS
+from flywheel.rollout.state import RolloutState
 
 ACTIONS = ("wait", "advance", "rollback", "inconclusive")
 DECISIONS = ("advance", "rollback")

@@ -9,7 +9,8 @@ from pathlib import Path
 from flywheel import runs
 from flywheel.cli.rollout import controller
 from flywheel.config import Settings, load_settings
-from flywheel.rollout.controller import RolloutController, StateOnlyDriver
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import StateOnlyDriver
 from flywheel.rollout.kubernetes import KubernetesDriver
 from flywheel.storage import open_store
 from flywheel.tasks import run_record_key

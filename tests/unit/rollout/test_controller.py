@@ -10,7 +10,9 @@ import pytest
 from flywheel.config import RolloutSettings
 from flywheel.registry import Registry
 from flywheel.rollout.analysis import Window
-from flywheel.rollout.controller import Inconclusive, RolloutController, RolloutError
+from flywheel.rollout.controller import RolloutController
+from flywheel.rollout.driver import Inconclusive
+from flywheel.rollout.state import RolloutError
 from flywheel.storage import LocalStore
 from harness.rollouts import FAILING, GOOD, POLICY, QUIET, STABLE, ReplayDriver
 

@@ -18,8 +18,8 @@ from flywheel.config import Settings
 from flywheel.evaluation import score
 from flywheel.predictor import Predictor
 from flywheel.registry import MODEL_FILE, Registry
-from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.faults import SLOW_SECONDS, burn_cpu, register_faulty
+from flywheel.rollout.state import RolloutError
 from flywheel.stores import Stores
 
 

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from flywheel.config import Settings
-from flywheel.rollout.controller import Inconclusive, RolloutError
+from flywheel.rollout.driver import Inconclusive
 from flywheel.rollout.kubernetes import (
     KubernetesDriver,
     _counted,
@@ -28,6 +28,7 @@ from flywheel.rollout.kubernetes import (
     _reason,
     server_error,
 )
+from flywheel.rollout.state import RolloutError
 
 Handler = Callable[[str, str, bytes], tuple[int, Any]]
 

@@ -9,8 +9,8 @@ import pytest
 from kubernetes import client
 
 from flywheel.config import Settings
-from flywheel.rollout.controller import RolloutError
 from flywheel.rollout.lease import KubernetesLease, lease_name, micro_time
+from flywheel.rollout.state import RolloutError
 
 
 def test_times_always_carry_six_fractional_digits() -> None:
