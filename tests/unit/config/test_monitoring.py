@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from flywheel.config import ConfigError, load_settings
+from flywheel.config import load_settings
 
 
 @pytest.mark.parametrize(
@@ -50,15 +50,11 @@ from flywheel.config import ConfigError, load_settings
     ],
 )
 def test_a_trigger_that_cannot_fire_is_refused_at_load(
-    tmp_path: Path, text: str, expected: str
+    refusal: Callable[[str], str], text: str, expected: str
 ) -> None:
     # given a trigger policy with one trigger that could never fire
-    path = tmp_path / "f.yaml"
-    path.write_text(text)
     # when it is loaded, then the error names the trigger's key and why
-    with pytest.raises(ConfigError) as error:
-        load_settings(path, env={})
-    assert expected in str(error.value).replace(str(tmp_path) + "/", "")
+    assert expected in refusal(text)
 
 
 def test_a_trigger_set_to_null_is_off_and_a_named_feature_is_accepted() -> None:
