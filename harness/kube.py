@@ -380,6 +380,11 @@ def control_plane(nodes: int = 2) -> Iterator[ControlPlane]:
                 "--node-ip=10.0.0.1",
                 "--cidr=10.0.0.1/24",
                 f"--node-port={kwok_port}",
+                # Renew each node's Lease, as kwokctl has kwok do (the binary's default, 0,
+                # renews none): the heartbeat stage rewrites a node's status only every 10
+                # minutes, so without a Lease the node controller marks nodes NotReady after
+                # its 50 s grace period, and their pods with them.
+                "--node-lease-duration-seconds=40",
                 *(f"--config={s}" for s in stages),
             ],
         )
@@ -461,7 +466,12 @@ def _nodes_ready(plane: ControlPlane, count: int) -> bool:
             for c in n.get("status", {}).get("conditions", [])
         )
     ]
-    return len(ready) >= count
+    if len(ready) < count:
+        return False
+    # and each has the Lease kwok renews, without which the node controller marks it
+    # NotReady after its grace period, mid-test
+    leases = plane.kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json", check=False)
+    return leases.returncode == 0 and len(json.loads(leases.stdout)["items"]) >= count
 
 
 if __name__ == "__main__":  # `python -m harness.kube`: a control plane to poke at by hand
