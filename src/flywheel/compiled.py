@@ -372,6 +372,8 @@ def _preprocess(
                 steps.append({"column": column, "kind": "number", "at": width})
                 width += 1
             continue
+        if not columns:
+            continue  # a transformer given no columns is left unfitted and adds none
         inner = list(transformer.steps) if hasattr(transformer, "steps") else [(label, transformer)]
         kinds = [type(t).__name__ for _, t in inner]
         if kinds == ["OrdinalEncoder"]:

@@ -218,6 +218,10 @@ def compile_checked(
         scorer = CompiledScorer.from_bytes(artifact)
     except NotCompilable as error:
         return None, {"scorer": "scikit-learn", "reason": str(error)}
+    except Exception as error:  # the compiler's own failure is a fallback, never a failed run
+        name = type(getattr(model, "steps", [(None, model)])[-1][1]).__name__
+        reason = f"the compiler failed on {name}: {type(error).__name__}: {error}"
+        return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}
     frame = sample[list(reference.columns)]
     try:
         difference = max_difference(scorer, reference.predict_proba(frame), frame)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import date
 from pathlib import Path
@@ -231,3 +232,43 @@ def test_a_compiled_scorer_that_fails_is_refused_with_its_error_not_a_failed_run
         "scorer": "scikit-learn",
         "reason": "the compiled treelite scorer failed on the newest batch: gtil: bad model",
     }
+
+
+LAYOUTS = {
+    "all numeric": FeatureSettings(categorical=()),
+    "all categorical": FeatureSettings(numeric=()),
+}
+
+
+@pytest.mark.parametrize("layout", list(LAYOUTS))
+@pytest.mark.parametrize("name", ["HistGradientBoostingClassifier", "LogisticRegression"])
+def test_a_model_over_one_kind_of_feature_compiles_to_scikit_learns_probabilities(
+    frame: pd.DataFrame, name: str, layout: str
+) -> None:
+    # given a model trained on numeric features alone, or on categorical ones alone
+    features = LAYOUTS[layout]
+    module, params = FAMILIES[name]
+    settings = ModelSettings(estimator=f"{module}.{name}", params=params)
+    model = train(frame, features, settings, "roc_auc").model
+    # when it is compiled for serving and checked against scikit-learn on the batch
+    artifact, record = compile_checked(dump_model(model), features, frame)
+    # then the compiled scorer is kept, agreeing within the tolerance
+    assert artifact is not None, record
+    assert record["scorer"].startswith("compiled ")
+    assert record["max_abs_difference"] <= TOLERANCE
+
+
+def test_a_model_that_fails_to_compile_falls_back_with_the_reason_not_a_failed_run(
+    frame: pd.DataFrame, hgb: Any
+) -> None:
+    # given a fitted model the compiler fails on with an error of its own, not a refusal
+    # (its encoder's categories gone, as a library upgrade might rename them)
+    broken = copy.deepcopy(hgb)
+    del broken.steps[0][1].named_transformers_["categorical"].categories_
+    # when it is compiled for serving
+    artifact, record = compile_checked(dump_model(broken), FEATURES, frame)
+    # then serving keeps scikit-learn, and the lineage says what failed
+    assert artifact is None
+    assert record["scorer"] == "scikit-learn"
+    assert record["reason"].startswith("the compiler failed on HistGradientBoostingClassifier: ")
+    assert "categories_" in record["reason"]
