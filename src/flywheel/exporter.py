@@ -44,9 +44,18 @@ from flywheel.triggers.metrics import TriggerMetrics, threshold_samples
 
 log = logging.getLogger(__name__)
 
+WINDOW_SECONDS = {"hour": 3600.0, "day": 86400.0}
+
 METRICS: dict[str, Metric] = {
     "flywheel_registry_version_created_timestamp_seconds": Metric(
         "When a served version was registered (its model's age is time() less this)"
+    ),
+    "flywheel_registry_alias_moved_timestamp_seconds": Metric(
+        "When an alias last moved to the version it points at (production's promotion)"
+    ),
+    "flywheel_monitor_window_seconds": Metric(
+        "The length of a monitoring window (monitoring.window): a version's first record "
+        "comes after its first window closes"
     ),
     "flywheel_exporter_store_reads_total": Metric(
         "Reads of the store for these metrics, by result", "counter"
@@ -68,6 +77,8 @@ class _Stored:
     production: str | None
     reports: tuple[WindowReport, ...]
     created: dict[str, float]
+    # When production's alias moved to it.
+    promoted_at: float | None
 
 
 class Exporter:
@@ -90,35 +101,50 @@ class Exporter:
         self.triggers = TriggerMetrics(ledger, settings.model_name)
         self.max_age = max_age
         self.clock = clock
-        self._lock = threading.Lock()  # one scrape reads the store at a time
+        self._reading = threading.Lock()  # one scrape reads the store at a time
+        self._lock = threading.Lock()  # guards the figures read
         self._stored: _Stored | None = None
         self._read_at: float | None = None
         self._good_at: float | None = None
         self._reads = {"ok": 0, "failed": 0}
 
     def text(self) -> str:
-        """Prometheus' text format of everything, the store read if the last read is old."""
+        """Prometheus' text format of everything, the store read if the last read is old.
+
+        One scrape reads the store; a scrape meanwhile (a slow store) is answered at once
+        with the last figures rather than waiting, or starting a read of its own.
+        """
         with self._lock:
-            if self._read_at is None or self.clock() - self._read_at >= self.max_age:
+            due = self._read_at is None or self.clock() - self._read_at >= self.max_age
+        if due and self._reading.acquire(blocking=False):
+            try:
                 self._read()
+            finally:
+                self._reading.release()
+        with self._lock:
             return render([*self.rollout.samples(), *self._stored_samples()], METRICS)
 
     def _read(self) -> None:
-        self._read_at = self.clock()  # a failing store is not asked again at every scrape
+        started = self.clock()
         try:
-            self._stored = self._from_store()
+            stored = self._from_store()
             self.triggers.refresh()
         except (StoreError, ValidationError, ValueError) as error:
-            self._reads["failed"] += 1
+            with self._lock:
+                self._read_at = started  # a failing store is not asked again at every scrape
+                self._reads["failed"] += 1
             log.warning("metrics: cannot read the store (%s); serving the last figures", error)
             return
-        self._reads["ok"] += 1
-        self._good_at = self._read_at
+        with self._lock:
+            self._stored, self._read_at, self._good_at = stored, started, started
+            self._reads["ok"] += 1
 
     def _from_store(self) -> _Stored:
         model = self.settings.model_name
         state = self.controller.state()
-        production = self.registry.resolve(PRODUCTION)
+        alias = self.registry.alias(PRODUCTION)
+        production = alias.version if alias is not None else None
+        promoted_at = datetime.fromisoformat(alias.at).timestamp() if alias is not None else None
         served = {production: "production"} if production is not None else {}
         if state is not None and not state.done:
             served = {state.canary: "canary", **served}
@@ -132,7 +158,7 @@ class Exporter:
             )
             if report is not None:
                 reports.append(report.model_copy(update={"role": role}))
-        return _Stored(state, production, tuple(reports), created)
+        return _Stored(state, production, tuple(reports), created, promoted_at)
 
     def _stored_samples(self) -> Iterator[Sample]:
         model = {"model": self.settings.model_name}
@@ -153,6 +179,14 @@ class Exporter:
             role = "production" if version == stored.production else "canary"
             labels = {**model, "version": version, "role": role}
             yield Sample("flywheel_registry_version_created_timestamp_seconds", labels, at)
+        if stored.production is not None and stored.promoted_at is not None:
+            yield Sample(
+                "flywheel_registry_alias_moved_timestamp_seconds",
+                {**model, "alias": PRODUCTION, "version": stored.production},
+                stored.promoted_at,
+            )
+        window = WINDOW_SECONDS[self.settings.monitoring.window]
+        yield Sample("flywheel_monitor_window_seconds", model, window)
         yield from prometheus.samples(stored.reports)
         yield from threshold_samples(
             self.settings.model_name, self.settings.triggers, stored.reports

@@ -207,6 +207,13 @@ def test_the_controllers_servicemonitor_selects_its_service_and_metrics_port() -
     )
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"port": 9200, "protocol": "TCP"}]
+    # and with network policies off, none keeps a Prometheus elsewhere from scraping it
+    open_docs = _render(None, "serviceMonitor.enabled=true", "networkPolicy.enabled=false")
+    assert not [
+        d["metadata"]["name"]
+        for d in open_docs
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("rollout-controller")
+    ]
 
 
 def test_the_chart_readme_is_generated_from_the_values() -> None:

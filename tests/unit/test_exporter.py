@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -119,6 +120,14 @@ def test_the_endpoint_serves_the_rollout_the_newest_window_and_the_engines_decis
         in series
     )
     assert series[f'flywheel_exporter_store_reads_total{{{model},result="ok"}}'] == 1
+    # and when production's alias moved, beside the window's length, for the alert that
+    # gives a version just promoted until its first window closes
+    moved = controller.registry.alias("production")
+    assert moved is not None
+    assert series[
+        f'flywheel_registry_alias_moved_timestamp_seconds{{{model},alias="production",version="v1"}}'
+    ] == pytest.approx(datetime.fromisoformat(moved.at).timestamp())
+    assert series[f"flywheel_monitor_window_seconds{{{model}}}"] == 86400
     # and the health check answers, anything else is not found
     assert _get(f"{url}/healthz") == "ok\n"
     with pytest.raises(urllib.error.HTTPError, match="404"):
@@ -149,3 +158,37 @@ def test_the_store_is_read_at_most_once_per_max_age_and_a_failure_keeps_the_last
     assert (failed[ok], failed[bad]) == (1, 1)
     weight = 'flywheel_rollout_canary_weight_percent{model="loan-default"}'
     assert first[weight] == cached[weight] == failed[weight] == 10
+
+
+def test_a_scrape_while_a_slow_read_of_the_store_goes_on_gets_the_last_figures_at_once(
+    controller: RolloutController,
+    served: tuple[str, exporter.Exporter, Clock],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    url, running, clock = served
+    controller.start("v2")
+    first = _series(_get(f"{url}/metrics"))
+    # given a store that stalls on its next listing, and a scrape due to read it
+    stalled, release = threading.Event(), threading.Event()
+    listing = controller.registry.store.list
+
+    def slow(prefix: str) -> list[str]:
+        stalled.set()
+        release.wait(30)
+        return listing(prefix)
+
+    monkeypatch.setattr(controller.registry.store, "list", slow)
+    clock.now += 16
+    reading = threading.Thread(target=running.text)
+    reading.start()
+    assert stalled.wait(10)
+    try:
+        # when Prometheus scrapes again meanwhile, then it is answered with the last figures,
+        # without waiting for the read or starting another (the read ends only later)
+        again = _series(_get(f"{url}/metrics"))
+        assert again == first
+    finally:
+        release.set()
+        reading.join(10)
+    ok = 'flywheel_exporter_store_reads_total{model="loan-default",result="ok"}'
+    assert _series(running.text())[ok] == 2

@@ -140,7 +140,9 @@ class Check(Record):
 
     name: str
     measured: float | None
-    threshold: float
+    # What `measured` is held to, in its units; None while there is none to state (an
+    # accuracy check before stable has labels).
+    threshold: float | None
     # skipped: not judged, and the step went on without it (an optional accuracy check)
     status: Literal["pass", "fail", "pending", "skipped"]
     detail: str
@@ -244,7 +246,7 @@ def analyse(
 _ACCURACY_OFF = Check(
     name="accuracy",
     measured=None,
-    threshold=0.0,
+    threshold=None,
     status="skipped",
     detail="not checked: off by policy (rollout.accuracy: off)",
 )
@@ -401,7 +403,8 @@ def _accuracy(stable: Window, canary: Window, policy: RolloutSettings, alpha: fl
         return Check(
             name="accuracy",
             measured=canary.accuracy,
-            threshold=c.max_accuracy_drop,
+            # an accuracy, as once both sides have labels: none before stable has any
+            threshold=None if stable.accuracy is None else stable.accuracy - c.max_accuracy_drop,
             status="pending",
             detail=counts,
         )

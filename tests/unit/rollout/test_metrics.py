@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from flywheel.exposition import Sample
 from flywheel.registry import Registry
+from flywheel.rollout.analysis import analyse
 from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.metrics import RolloutMetrics, state_samples
-from harness.rollouts import FAILING, GOOD, POLICY, QUIET, ReplayDriver
+from harness.rollouts import FAILING, GOOD, POLICY, QUIET, STABLE, ReplayDriver
 
 
 def _values(samples: list[Sample] | object) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -43,7 +46,7 @@ def test_looks_decisions_and_endings_are_counted_with_each_checks_value_and_thre
     for check in look["checks"]:
         name = (("check", check["name"]),)
         assert values.get(("flywheel_rollout_check_value", name)) == check["measured"]
-        assert values[("flywheel_rollout_check_threshold", name)] == check["threshold"]
+        assert values.get(("flywheel_rollout_check_threshold", name)) == check["threshold"]
         assert values[("flywheel_rollout_check_status", (*name, ("status", check["status"])))] == 1
 
 
@@ -98,3 +101,34 @@ def test_with_no_rollout_production_serves_from_the_first_slot() -> None:
             ("version", "v1"),
         ),
     ) in values
+
+
+def test_the_accuracy_threshold_is_an_accuracy_or_absent_never_the_allowed_drop() -> None:
+    # given looks before any labels, with stable's labels only, and with accuracy off
+    labelled = STABLE.model_copy(update={"labelled": 1000, "correct": 800})
+    on = POLICY.model_copy(update={"accuracy": "on"})
+    checks = {
+        "no labels": analyse(STABLE, GOOD, on, 0.0, True),
+        "stable's only": analyse(labelled, GOOD, on, 0.0, True),
+        "off": analyse(STABLE, GOOD, POLICY, 0.0, False),
+    }
+    thresholds = {
+        name: next(c.threshold for c in verdict.checks if c.name == "accuracy")
+        for name, verdict in checks.items()
+    }
+    # then the threshold is stable's accuracy less the allowed drop once stable has labels,
+    # and absent (no series) otherwise, so the dashboard never plots 0.02 against 0.8
+    drop = on.checks.max_accuracy_drop
+    assert thresholds == {
+        "no labels": None,
+        "stable's only": pytest.approx(0.8 - drop),
+        "off": None,
+    }
+    metrics = RolloutMetrics("m")
+    looked = checks["no labels"]
+    metrics.record(
+        "rollout-look", {"action": looked.action, "checks": [c.model_dump() for c in looked.checks]}
+    )
+    names = {(s.name, s.labels.get("check")) for s in metrics.samples() if s.value is not None}
+    assert ("flywheel_rollout_check_threshold", "accuracy") not in names
+    assert ("flywheel_rollout_check_threshold", "error rate") in names
