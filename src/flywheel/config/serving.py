@@ -202,6 +202,16 @@ class RolloutSettings(Strict):
         return self
 
     @model_validator(mode="after")
+    def _can_fail_before_it_passes(self) -> RolloutSettings:
+        # A check passes at min_requests: one that could only fail later never fails.
+        if self.min_requests_to_fail > self.min_requests:
+            raise ValueError(
+                f"min_requests_to_fail ({self.min_requests_to_fail}) is above min_requests "
+                f"({self.min_requests}): a step would pass before a breach could count"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _inconclusive_spans_two_scrapes(self) -> RolloutSettings:
         # One missed scrape (a Prometheus restart) must not roll back a healthy canary;
         # two in a row is a measurement that is broken. Argo Rollouts' consecutiveErrorLimit

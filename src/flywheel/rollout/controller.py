@@ -162,6 +162,13 @@ class RolloutController:
         self._check()
         self.driver.finish(serving, slot=slot)
 
+    def judged_by(self, state: RolloutState) -> RolloutSettings:
+        """The policy a rollout is judged by to its end: the one it started under. A
+        configuration changed mid-rollout (a `helm upgrade` restarting the controller)
+        applies from the next rollout, so a step cannot change its weight or lose its
+        accuracy requirement under a canary already at it."""
+        return state.policy or self.policy
+
     def production_slot(self) -> str:
         """The slot production serves from: where the last rollout left it."""
         state = self.state()
@@ -272,6 +279,7 @@ class RolloutController:
             started_at=iso_now(),
             updated_at=iso_now(),
             reason=f"canary of {canary} against {stable}",
+            policy=self.policy,
         )
 
     def _direct(
@@ -383,7 +391,7 @@ class RolloutController:
             self._record(
                 state,
                 "rollout-start",
-                {"stable": state.stable, "steps": list(weights(self.policy)), **pod},
+                {"stable": state.stable, "steps": list(weights(self.judged_by(state))), **pod},
             )
 
     def _look(self, state: RolloutState) -> RolloutState:
@@ -392,16 +400,23 @@ class RolloutController:
         try:
             restored = self._set_traffic(state, state.weight)
             stable, canary = self.driver.measure(state.step_started)
-        except RolloutConflict:
+        except (RolloutConflict, ControllerBusy):
             raise
         except RolloutError as error:
             # The metrics server or the API server failed: this look judges nothing.
             return self._inconclusive(state, str(error), elapsed)
+        except Exception as error:
+            # A failure the driver did not foresee is a look that could not measure too:
+            # were it to stop the controller, each restart would resume the step and
+            # fail again, and its timeout would never be reached.
+            log.exception("%s: the driver failed", state.canary)
+            return self._inconclusive(state, f"{type(error).__name__}: {error}", elapsed)
+        policy = self.judged_by(state)
         yardstick = stable
-        if stable.requests < self.policy.min_requests and state.baseline is not None:
+        if stable.requests < policy.min_requests and state.baseline is not None:
             yardstick = state.baseline
-        accuracy = self.policy.step_accuracy(state.step)
-        verdict = analyse(yardstick, canary, self.policy, elapsed, accuracy)
+        accuracy = policy.step_accuracy(state.step)
+        verdict = analyse(yardstick, canary, policy, elapsed, accuracy)
         if self.on_tick:
             self.on_tick(state, verdict)
         measured = {
@@ -425,16 +440,17 @@ class RolloutController:
             self.sleep(self.policy.interval_seconds)
             return state
         # Recorded before the state moves: the record is the decision a resumed controller follows.
-        policy = {"accuracy": accuracy, **self.policy.checks.model_dump(mode="json")}
+        held = {"accuracy": accuracy, **policy.checks.model_dump(mode="json")}
         self._record(
-            state, "rollout-step", {"decision": verdict.action, **measured, "policy": policy}
+            state, "rollout-step", {"decision": verdict.action, **measured, "policy": held}
         )
         return self._decide(state, verdict.action, verdict.reason, yardstick)
 
     def _inconclusive(self, state: RolloutState, why: str, elapsed: float) -> RolloutState:
         """A look that could not measure: recorded, counted, and the canary rolled back once
         `checks.max_inconclusive` of them come in a row or the step's time is up."""
-        count, limit = state.inconclusive + 1, self.policy.checks.max_inconclusive
+        policy = self.judged_by(state)
+        count, limit = state.inconclusive + 1, policy.checks.max_inconclusive
         step = state.step + 1
         self._record(
             state,
@@ -452,7 +468,7 @@ class RolloutController:
         log.warning("%s: look %d/%d could not measure: %s", state.canary, count, limit, why)
         if count >= limit:
             reason = f"{count} looks in a row could not measure (the limit is {limit}): {why}"
-        elif elapsed > self.policy.step_timeout_seconds:
+        elif elapsed > policy.step_timeout_seconds:
             reason = f"step {step} timed out after {elapsed:.0f}s while its looks could not measure: {why}"
         else:
             state = self._save(state.model_copy(update={"inconclusive": count}), state)
@@ -471,8 +487,9 @@ class RolloutController:
         """Act on a step's recorded decision."""
         if action == "rollback":
             return self._end(state, "rolled_back", reason)
-        if state.step + 1 < len(weights(self.policy)):
-            weight = weights(self.policy)[state.step + 1]
+        steps = weights(self.judged_by(state))
+        if state.step + 1 < len(steps):
+            weight = steps[state.step + 1]
             state = self._save(
                 state.model_copy(
                     update={

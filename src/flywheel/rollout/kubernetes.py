@@ -19,6 +19,7 @@ flows) raises `Inconclusive`: it judges nothing.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -362,8 +363,11 @@ class KubernetesDriver:
                 body = json.loads(error.read())
             except ValueError:
                 raise Inconclusive(f"Prometheus at {self.prometheus} answered {error}") from None
-        except (OSError, ValueError) as error:
-            raise Inconclusive(f"cannot query Prometheus at {self.prometheus}: {error}") from None
+        except (OSError, ValueError, http.client.HTTPException) as error:
+            # HTTPException: an answer cut short (IncompleteRead), a malformed status line
+            raise Inconclusive(
+                f"cannot query Prometheus at {self.prometheus}: {type(error).__name__}: {error}"
+            ) from None
         if not isinstance(body, dict) or body.get("status") != "success":
             why = body.get("error") if isinstance(body, dict) else body
             raise Inconclusive(f"Prometheus refused {promql!r}: {why}")

@@ -58,6 +58,8 @@ class RolloutState(Record):
     # rather than of a model version: what changed, and the new pod's hash.
     pod: str | None = None
     pod_hash: str | None = None
+    # The canary policy it started under, kept to its end (None: written before it was).
+    policy: RolloutSettings | None = None
 
     @property
     def done(self) -> bool:

@@ -102,6 +102,14 @@ def test_inconclusive_looks_must_span_two_scrapes_on_a_cluster() -> None:
         load_settings(None, env={}, overrides=[*cluster, "rollout.checks.max_inconclusive=4"])
 
 
+def test_a_breach_must_be_able_to_count_before_a_step_can_pass() -> None:
+    # given a policy whose checks would pass at 100 requests but fail only from 150
+    overrides = ["rollout.min_requests=100", "rollout.min_requests_to_fail=150"]
+    # when it is loaded, then it is refused, naming both
+    with pytest.raises(ConfigError, match=r"min_requests_to_fail \(150\) is above min_requests"):
+        load_settings(None, env={}, overrides=overrides)
+
+
 @pytest.mark.parametrize(
     ("key", "replacement"),
     [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Callable
 from pathlib import Path
 
@@ -481,3 +482,57 @@ def test_a_promoted_canary_serves_on_from_its_slot_and_the_next_canary_takes_the
     assert nxt.run().phase == "rolled_back"
     assert failing.calls[-2:] == [("traffic", "v2@b", "0"), ("finish", "v2@b")]
     assert nxt.production_slot() == "b"
+
+
+class CutShort(ReplayDriver):
+    """A metrics server that dies mid-answer: an error the driver did not foresee."""
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        raise http.client.IncompleteRead(b'{"status": "succ')
+
+
+def test_a_driver_failing_in_a_way_it_did_not_foresee_is_an_inconclusive_look(
+    registry: Registry,
+) -> None:
+    # given a driver whose measurement fails with an error that is no RolloutError
+    ctl = controller(registry, CutShort([]))
+    ctl.start("v2")
+    # when the controller runs, then the looks are inconclusive and the canary goes at the limit
+    final = ctl.run()
+    assert final.phase == "rolled_back", final.reason
+    assert "IncompleteRead" in final.reason
+    assert registry.resolve("production") == "v1"
+
+
+def test_a_policy_changed_mid_rollout_applies_from_the_next_rollout(registry: Registry) -> None:
+    # given a canary at 50%, the step where its policy requires accuracy
+    started = RolloutSettings.model_validate(
+        {
+            **POLICY.model_dump(),
+            "steps": (10, 25, {"weight": 50, "accuracy": "required"}, 100),
+            "accuracy": "on",
+        }
+    )
+    first = RolloutController(registry, ReplayDriver([GOOD, GOOD]), started, sleep=lambda _: None)
+    first.start("v2")
+    first.tick()
+    state = first.tick()
+    assert state.weight == 50
+    # when the controller restarts under a policy that requires accuracy at 25% instead
+    changed = RolloutSettings.model_validate(
+        {
+            **POLICY.model_dump(),
+            "steps": (10, {"weight": 25, "accuracy": "required"}, 100),
+            "accuracy": "on",
+        }
+    )
+    restarted = RolloutController(registry, ReplayDriver([GOOD] * 5), changed, sleep=lambda _: None)
+    for _ in range(5):
+        state = restarted.tick()
+    # then the canary is still held at 50%, waiting for the labels its own policy requires,
+    # not promoted past a step whose requirement the new policy moved away
+    assert (state.phase, state.weight) == ("progressing", 50), state.reason
+    assert restarted.judged_by(state) == started
+    (look, *_) = reversed(_records(registry, "rollout-look"))
+    accuracy = next(c for c in look["checks"] if c["name"] == "accuracy")
+    assert accuracy["status"] == "pending"

@@ -264,3 +264,29 @@ def test_a_look_that_cannot_tell_where_traffic_goes_is_inconclusive(
     # and before two scrape intervals have passed, an empty Prometheus is no evidence yet
     stable, canary = driver.measure(time.time())
     assert (stable.requests, canary.requests) == (0, 0)
+
+
+def test_a_prometheus_that_dies_mid_answer_makes_the_look_inconclusive() -> None:
+    # given a Prometheus that promises a body and closes the connection half-way through it
+    class CutShort(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b'{"status": "succ')
+            self.close_connection = True
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        # when the driver measures, then the look is inconclusive, naming the cut
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        with pytest.raises(Inconclusive, match=r"cannot query Prometheus at .*: IncompleteRead"):
+            _driver("http://127.0.0.1:1", url).measure(0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
