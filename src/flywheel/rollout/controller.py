@@ -412,8 +412,11 @@ class RolloutController:
             log.exception("%s: the driver failed", state.canary)
             return self._inconclusive(state, f"{type(error).__name__}: {error}", elapsed)
         policy = self.judged_by(state)
+        # One yardstick a step, so each check runs one confidence sequence a step, as its
+        # share of the budget assumes: stable's own window, except at 100%, where stable
+        # serves nothing and what it did in the last step that sent it traffic stands in.
         yardstick = stable
-        if stable.requests < policy.min_requests and state.baseline is not None:
+        if state.weight >= 100 and state.baseline is not None:
             yardstick = state.baseline
         accuracy = policy.step_accuracy(state.step)
         verdict = analyse(yardstick, canary, policy, elapsed, accuracy)

@@ -44,7 +44,7 @@ class RolloutState(Record):
     reason: str
     revision: int = 0
     # What the stable model did in the last step that sent it traffic: the yardstick
-    # for steps that send it little or none (the 100% step).
+    # for the 100% step, which sends it none.
     baseline: Window | None = None
     # The end decided and saved before acting on it; `phase` confirms it once done.
     ending: Ending | None = None

@@ -536,3 +536,35 @@ def test_a_policy_changed_mid_rollout_applies_from_the_next_rollout(registry: Re
     (look, *_) = reversed(_records(registry, "rollout-look"))
     accuracy = next(c for c in look["checks"] if c["name"] == "accuracy")
     assert accuracy["status"] == "pending"
+
+
+class GrowingStable(ReplayDriver):
+    """Stable's window growing look by look, as it does at the start of a step."""
+
+    def __init__(self, stables: list[Window], canary: Window) -> None:
+        super().__init__([canary] * len(stables))
+        self.stables = iter(stables)
+
+    def measure(self, since: float) -> tuple[Window, Window]:
+        return next(self.stables), next(self.windows)
+
+
+def test_each_step_is_judged_against_one_yardstick_however_stables_window_grows(
+    registry: Registry,
+) -> None:
+    # given a canary past its first step (a baseline of stable kept), and at the next step a
+    # stable window that grows from below min_requests to above it while the canary waits
+    ctl = controller(registry, ReplayDriver([GOOD]))
+    ctl.start("v2")
+    assert ctl.tick().step == 1
+    small = STABLE.model_copy(
+        update={"requests": 50, "latency_counts": (0,) * 7 + (50,) + (0,) * 15}
+    )
+    ctl.driver = GrowingStable([small, STABLE], QUIET)
+    ctl.tick()
+    ctl.tick()
+    # then both looks of the step measured against stable's own window, never switching
+    # between it and the earlier step's (two confidence sequences on one share of the budget)
+    looks = [r for r in _records(registry, "rollout-look") if r["step"] == 2]
+    assert [look["stable"]["from_earlier_step"] for look in looks] == [False, False]
+    assert [look["stable"]["requests"] for look in looks] == [50, STABLE.requests]
