@@ -135,12 +135,18 @@ def test_a_new_serving_pod_is_canaried_like_a_version_and_a_refused_one_is_not_r
     assert serve_production(controller, driver) == "serving v1 from slot b"
     assert _images(kube, namespace) == {"b": ("v1", new)}
 
-    # and a model canary meanwhile goes into the free slot, stable keeping its pod
+    # and a model canary meanwhile goes into the free slot on production's pod, not on the
+    # refused one, stable keeping its pod
     driver.canary = HEALTHY
     controller.start("v2")
-    assert _images(kube, namespace) == {"b": ("v1", new), "a": ("v2", newer)}
+    assert _images(kube, namespace) == {"b": ("v1", new), "a": ("v2", new)}
     assert controller.run().phase == "promoted"
-    assert _images(kube, namespace) == {"a": ("v2", newer)}
+    assert _images(kube, namespace) == {"a": ("v2", new)}
+    # and the refused pod is still not tried until the chart's pod changes again
+    assert serve_production(controller, driver) == "serving v2 from slot a"
+    newest = upgrade("4")
+    assert "canary of the serving pod" in serve_production(controller, driver)
+    assert _images(kube, namespace) == {"a": ("v2", new), "b": ("v2", newest)}
 
 
 # --- fail closed: a look that cannot measure, a controller that keeps dying ---------------

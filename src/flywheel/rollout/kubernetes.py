@@ -153,14 +153,20 @@ class KubernetesDriver:
         except ValueError as error:
             raise RolloutError(str(error)) from None
 
-    def apply(self, arms: tuple[seldon.Arm, ...]) -> dict[str, Any]:
+    def apply(self, arms: tuple[seldon.Arm, ...], *, refusing: bool = False) -> dict[str, Any]:
         """Create the SeldonDeployment, or bring its predictors to these slots, versions and
-        weights; a predictor that goes on serving its version keeps its pods as deployed."""
+        weights; a predictor that goes on serving its version keeps its pods as deployed.
+        `refusing`: a canary of the chart's pod ends rolled back here, and that pod is
+        refused, for every new slot, until the chart's pod changes again."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         live = self.get()
-        wanted = seldon.render(self.settings, arms, self.model_pod(), live)
+        template = self.model_pod()
+        refused_pod = _annotations(live).get(seldon.REFUSED_POD)
+        if refusing:
+            refused_pod = seldon.pod_hash((template or seldon.pod(self.settings)).spec)
+        wanted = seldon.render(self.settings, arms, template, live, refused_pod)
         editors = _predictor_editors(live)
         # The test control plane runs no Seldon webhook, and on a cluster its refusal
         # would come back less clearly: check its rules before sending anything.
@@ -213,11 +219,9 @@ class KubernetesDriver:
         spec = (self.model_pod() or seldon.pod(self.settings)).spec
         new = seldon.pod_hash(spec)
         running = deployed["componentSpecs"][0]["spec"]
-        old = (live["metadata"].get("annotations") or {}).get(
-            seldon.pod_hash_key(slot)
-        ) or seldon.pod_hash(running)
-        if new == old:
-            return None
+        old = _annotations(live).get(seldon.pod_hash_key(slot)) or seldon.pod_hash(running)
+        if new in (old, _annotations(live).get(seldon.REFUSED_POD)):
+            return None  # the same pod, or one whose canary was rolled back
         before, after = _image(running), _image(spec)
         what = f"image {before} -> {after}" if before != after else "pod spec changed"
         return PodChange(pod_hash=new, description=what)
@@ -247,7 +251,21 @@ class KubernetesDriver:
         return self.restored
 
     def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
-        self.apply(seldon.arms(serving, None, 0, slot))
+        live = self.get()
+        predictors = seldon.live_predictors(live)
+        retired = predictors.get(other_slot(slot))
+        kept = predictors.get(slot)
+        # Retiring a slot that served the same version on the chart's pod while the kept
+        # one runs another pod: a canary of that pod was rolled back.
+        refusing = (
+            retired is not None
+            and kept is not None
+            and _version(retired) == _version(kept) == serving
+            and _slot_pod(live, other_slot(slot)) != _slot_pod(live, slot)
+            and _slot_pod(live, other_slot(slot))
+            == seldon.pod_hash((self.model_pod() or seldon.pod(self.settings)).spec)
+        )
+        self.apply(seldon.arms(serving, None, 0, slot), refusing=refusing)
 
     def measure(self, since: float) -> tuple[Window, Window]:
         """What the stable and canary predictors did from `since` (the step's start) to now;
@@ -403,6 +421,24 @@ def _predictor_editors(live: dict[str, Any] | None) -> list[str]:
             if entry.get("manager") != FIELD_MANAGER
             and "f:predictors" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
         }
+    )
+
+
+def _annotations(live: dict[str, Any] | None) -> dict[str, str]:
+    return ((live or {}).get("metadata") or {}).get("annotations") or {}
+
+
+def _version(predictor: dict[str, Any]) -> str | None:
+    return (predictor.get("labels") or {}).get(seldon.VERSION_LABEL)
+
+
+def _slot_pod(live: dict[str, Any] | None, slot: str) -> str | None:
+    """The hash of the pod `slot` was rendered on."""
+    deployed = seldon.live_predictors(live).get(slot)
+    if deployed is None:
+        return None
+    return _annotations(live).get(seldon.pod_hash_key(slot)) or seldon.pod_hash(
+        deployed["componentSpecs"][0]["spec"]
     )
 
 

@@ -193,6 +193,10 @@ def pod_hash_key(slot: str) -> str:
     return f"flywheel.io/pod-{slot}"
 
 
+# The SeldonDeployment annotation naming the pod (its hash) whose canary was rolled back.
+REFUSED_POD = "flywheel.io/refused-pod"
+
+
 def pod_hash(spec: dict[str, Any]) -> str:
     """A short hash of a pod spec, to tell whether the chart's pod changed since a slot began."""
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -246,24 +250,39 @@ def render(
     wanted: tuple[Arm, ...],
     model_pod: Pod | None = None,
     live: dict[str, Any] | None = None,
+    refused_pod: str | None = None,
 ) -> dict[str, Any]:
     """The whole SeldonDeployment serving `wanted`, keeping the pods of the `live` one's
-    predictors that go on serving their version."""
+    predictors that go on serving their version.
+
+    A new predictor runs `model_pod`, unless that is the pod `refused_pod` names (its
+    canary was rolled back): then it runs the pod a kept predictor runs, so a refused
+    pod reaches no slot, not even with another model version, until the chart's pod
+    changes again.
+    """
     if not all(0 <= arm.traffic <= 100 for arm in wanted):
         raise ValueError(f"traffic must be within 0..100, got {[a.traffic for a in wanted]}")
     deployed = live_predictors(live)
     annotations = ((live or {}).get("metadata") or {}).get("annotations") or {}
     name = deployment_name(settings)
-    spec = (model_pod or pod(settings)).spec
-    hashes = {}
+    template = model_pod or pod(settings)
+    kept = {arm.slot: k for arm in wanted if (k := _kept(arm, deployed)) is not None}
+    hashes = {
+        pod_hash_key(slot): annotations.get(pod_hash_key(slot))
+        or pod_hash(k["componentSpecs"][0]["spec"])
+        for slot, k in kept.items()
+    }
+    fresh = pod_hash(template.spec)
+    if refused_pod is not None and fresh == refused_pod and kept:
+        slot, serving = next(iter(kept.items()))
+        spec = copy.deepcopy(serving["componentSpecs"][0]["spec"])
+        template = Pod(spec=spec, replicas=template.replicas, owner=template.owner)
+        fresh = hashes[pod_hash_key(slot)]
     for arm in wanted:
-        key, before = pod_hash_key(arm.slot), _kept(arm, deployed)
         # A kept predictor runs the pod it began on; a new one the pod rendered now.
-        hashes[key] = (
-            (annotations.get(key) or pod_hash(before["componentSpecs"][0]["spec"]))
-            if before is not None
-            else pod_hash(spec)
-        )
+        hashes.setdefault(pod_hash_key(arm.slot), fresh)
+    if refused_pod is not None:
+        hashes[REFUSED_POD] = refused_pod
     metadata: dict[str, Any] = {
         "name": name,
         "namespace": settings.serving.namespace,
@@ -275,8 +294,8 @@ def render(
         },
         "annotations": hashes,
     }
-    if model_pod is not None and model_pod.owner is not None:
-        metadata["ownerReferences"] = [model_pod.owner]
+    if template.owner is not None:
+        metadata["ownerReferences"] = [template.owner]
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
@@ -285,7 +304,7 @@ def render(
             "name": name,
             "protocol": "seldon",
             "predictors": [
-                predictor(settings, arm, model_pod, _kept(arm, deployed)) for arm in wanted
+                predictor(settings, arm, template, kept.get(arm.slot)) for arm in wanted
             ],
         },
     }

@@ -202,3 +202,33 @@ def test_a_slot_that_goes_on_serving_its_version_keeps_its_pods_byte_for_byte() 
     fresh = render(Settings(), arms("v2", "v3", 10, slot="b"), new, promoted)
     image = fresh["spec"]["predictors"][1]["componentSpecs"][0]["spec"]["containers"][0]["image"]
     assert image == "m@sha256:" + "c" * 64
+
+
+def test_a_refused_pod_reaches_no_new_slot_until_the_charts_pod_changes() -> None:
+    # given v1 served from slot a on its pod, and the chart's newer pod refused (its canary
+    # was rolled back)
+    old = seldon.pod_from_template(_template(), Settings())
+    served = render(Settings(), arms("v1", None, 0), old)
+    newer_template = _template()
+    newer_template["template"]["spec"]["containers"][0]["image"] = "m@sha256:" + "d" * 64
+    newer = seldon.pod_from_template(newer_template, Settings())
+    refused = seldon.pod_hash(newer.spec)
+    # when a canary of v2 takes the free slot
+    canary = render(Settings(), arms("v1", "v2", 10), newer, served, refused)
+    # then it runs production's pod, not the refused one, and the refusal is kept
+    a, b = canary["spec"]["predictors"]
+    assert (
+        b["componentSpecs"]
+        == a["componentSpecs"]
+        == served["spec"]["predictors"][0]["componentSpecs"]
+    )
+    annotations = canary["metadata"]["annotations"]
+    assert annotations[seldon.REFUSED_POD] == refused
+    assert annotations[seldon.pod_hash_key("b")] == annotations[seldon.pod_hash_key("a")]
+    # and once the chart's pod changes again, a new slot takes it
+    newest_template = _template()
+    newest_template["template"]["spec"]["containers"][0]["image"] = "m@sha256:" + "e" * 64
+    newest = seldon.pod_from_template(newest_template, Settings())
+    later = render(Settings(), arms("v1", "v2", 10), newest, served, refused)
+    image = later["spec"]["predictors"][1]["componentSpecs"][0]["spec"]["containers"][0]["image"]
+    assert image == "m@sha256:" + "e" * 64
