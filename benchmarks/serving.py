@@ -12,14 +12,18 @@ one-row request:
    validation, metrics, tags, the prediction log on), requests sent to it directly;
 5. `gateway`: the same server behind the local traffic-splitting gateway.
 
-Each peer gets a closed loop (`--clients` threads with keep-alive connections, at most
-`--requests` requests or `--seconds` seconds) for throughput, then an open loop at
-`--rate` requests a second for `--seconds` seconds for latency: requests leave on a
-schedule whether or not earlier ones have returned, and latency counts from the
-scheduled time, so a stalled server cannot hide its queue (coordinated omission).
-Batch scoring (1,000 rows a request) compares Flywheel with the seldon class calling
-scikit-learn. The run ends with the table, each goal met or MISSED with its figure,
-and one JSON line of the figures.
+All peers run at once and are measured in turn, in `--rounds` rounds, each round in
+another order, so that a busy minute on the machine falls on every peer alike. In a
+round each peer gets a closed loop (`--clients` threads with keep-alive connections,
+at most `--requests` requests or `--seconds` seconds) for throughput, then an open
+loop at `--rate` requests a second for `--seconds` seconds for latency: requests
+leave on a schedule whether or not earlier ones have returned, and latency counts
+from the scheduled time, so a stalled server cannot hide its queue (coordinated
+omission). Batch scoring (1,000 rows a request) compares Flywheel with the seldon
+class calling scikit-learn. Each ratio is taken within a round; the run reports its
+median and range over the rounds, judges the goals on the medians, and ends with
+the table (each figure the median of its rounds), each goal met or MISSED with its
+figure, and one JSON line of the figures.
 """
 
 from __future__ import annotations
@@ -451,6 +455,54 @@ def figures(results: dict[str, dict[str, Any]]) -> dict[str, float | None]:
     }
 
 
+# The figures whose spread over the rounds is reported: the ratios between peers.
+RATIOS = ("vs_ceiling", "vs_mlserver", "vs_seldon_sklearn", "batch_vs_sklearn")
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def combined(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """One result per peer from its rounds: each figure's median, errors summed."""
+    out: dict[str, dict[str, Any]] = {}
+    for peer in {p for r in rounds for p in r}:
+        runs = [r[peer] for r in rounds if peer in r]
+        merged: dict[str, Any] = {"rss_mb": _median([run["rss_mb"] for run in runs])}
+        for phase in {ph for run in runs for ph, v in run.items() if isinstance(v, dict)}:
+            phases = [run[phase] for run in runs if phase in run]
+            merged[phase] = {
+                key: sum(ph[key] for ph in phases)
+                if key in ("errors", "requests")
+                else _median([ph[key] for ph in phases])
+                for key in phases[0]
+            }
+        out[peer] = merged
+    return out
+
+
+def spread(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, tuple[float, float, float]]:
+    """(lowest, median, highest) of each ratio, each taken within one round."""
+    each = [figures(r) for r in rounds]
+    out = {}
+    for key in RATIOS:
+        values = [value for f in each if (value := f[key]) is not None]
+        if values:
+            out[key] = (min(values), _median(values), max(values))
+    return out
+
+
+def rounds_figures(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, float | None]:
+    """The run's figures: the ratios' medians over the rounds (each taken within a round),
+    the others from the combined results."""
+    measured = figures(combined(rounds))
+    for key, (_, middle, _) in spread(rounds).items():
+        measured[key] = middle
+    return measured
+
+
 def goals(measured: dict[str, float | None]) -> dict[str, tuple[bool | None, str]]:
     """The serving goals: (met, or None when the run did not measure it; the figure)."""
 
@@ -536,14 +588,17 @@ def report(goals_checked: dict[str, tuple[bool | None, str]]) -> list[str]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--requests", type=int, default=4000, help="closed-loop requests per peer, at most"
+        "--rounds", type=int, default=7, help="rounds, each measuring every peer in turn"
     )
     parser.add_argument(
-        "--seconds", type=float, default=20.0, help="each load phase's limit, per peer"
+        "--requests", type=int, default=1500, help="closed-loop requests per peer a round, at most"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="each load phase's limit, per peer a round"
     )
     parser.add_argument("--clients", type=int, default=4, help="closed-loop clients")
     parser.add_argument("--rate", type=float, default=200.0, help="open-loop requests a second")
-    parser.add_argument("--batch-requests", type=int, default=100)
+    parser.add_argument("--batch-requests", type=int, default=40)
     parser.add_argument(
         "--peers", default=",".join(PEERS), help="comma-separated subset of " + ",".join(PEERS)
     )
@@ -551,7 +606,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the registered project")
     parser.add_argument("--project", type=Path, help="a project kept by --keep: skip registering")
     args = parser.parse_args(argv)
-    chosen = [p for p in args.peers.split(",") if p]
+    chosen = [p for p in PEERS if p in args.peers.split(",")]
 
     from flywheel.config import load_settings
     from flywheel.rollout.local import LocalDriver
@@ -560,56 +615,75 @@ def main(argv: list[str]) -> int:
     settings = load_settings(config, env={}, overrides=[f"storage.uri={store}"])
     model_file = store / "models" / settings.model_name / "versions" / "v1" / "model.joblib"
     (work / "peers.py").write_text(PEER_CLASSES)
-    results: dict[str, dict[str, Any]] = {}
+    rounds: list[dict[str, dict[str, Any]]] = []
     failed: dict[str, str] = {}
 
-    @contextlib.contextmanager
-    def peer(name: str) -> Iterator[None]:
-        # One peer failing to start (a missing virtualenv, a crash) must not cost the others.
-        print(f">> {PEERS[name]}", flush=True)
-        try:
-            yield
-        except Exception as error:
-            failed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-            print(f">> {PEERS[name]} failed: {failed[name]}", flush=True)
+    def failing(name: str, error: Exception) -> None:
+        # One peer failing (a missing virtualenv, a crash) must not cost the others.
+        failed[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+        print(f">> {PEERS[name]} failed: {failed[name]}", flush=True)
 
     seldon_peers = {
         "ceiling": ("peers.Bare", {}),
         "seldon_sklearn": ("peers.SklearnOnly", {"model_path": str(model_file)}),
     }
+    # Every peer up at once: name -> (one-row target, pid, batch target or None).
+    up: dict[str, tuple[Target, int, Target | None]] = {}
     try:
-        for name, (model_class, parameters) in seldon_peers.items():
-            if name in chosen:
-                with peer(name), seldon_peer(model_class, parameters, work) as (address, pid):
-                    batch = seldon_target(address, BATCH_ROWS) if name == "seldon_sklearn" else None
-                    results[name] = measure(seldon_target(address), args, pid, batch)
-        if "mlserver" in chosen:
-            with peer("mlserver"):
-                if not (MLSERVER_VENV / "bin" / "mlserver").exists():
-                    raise FileNotFoundError(f"no {MLSERVER_VENV}: `make bench-serving` builds it")
-                with mlserver_peer(model_file, work, settings.model_name) as (address, pid):
-                    results["mlserver"] = measure(
-                        mlserver_target(address, settings.model_name), args, pid
-                    )
-        if "flywheel" in chosen or "gateway" in chosen:
-            with peer("flywheel"), LocalDriver(settings, workdir=work / "serve") as driver:
-                driver.serve("v1")
-                backend = driver.backends["v1"]
-                address = backend.url.removeprefix("http://")
-                if "flywheel" in chosen:
-                    results["flywheel"] = measure(
-                        seldon_target(address),
-                        args,
-                        backend.process.pid,
-                        seldon_target(address, BATCH_ROWS),
-                    )
-                if "gateway" in chosen and driver.gateway is not None:
-                    print(f">> {PEERS['gateway']}", flush=True)
-                    results["gateway"] = measure(
-                        seldon_target(driver.gateway_url.removeprefix("http://")),
-                        args,
-                        driver.gateway.pid,
-                    )
+        with contextlib.ExitStack() as stack:
+            for name in chosen:
+                if name == "gateway" and "flywheel" in chosen:
+                    continue  # started with Flywheel's server, in front of it
+                print(f">> starting {PEERS[name]}", flush=True)
+                try:
+                    if name in seldon_peers:
+                        model_class, parameters = seldon_peers[name]
+                        address, pid = stack.enter_context(
+                            seldon_peer(model_class, parameters, work)
+                        )
+                        batch = (
+                            seldon_target(address, BATCH_ROWS) if name == "seldon_sklearn" else None
+                        )
+                        up[name] = (seldon_target(address), pid, batch)
+                    elif name == "mlserver":
+                        if not (MLSERVER_VENV / "bin" / "mlserver").exists():
+                            raise FileNotFoundError(
+                                f"no {MLSERVER_VENV}: `make bench-serving` builds it"
+                            )
+                        address, pid = stack.enter_context(
+                            mlserver_peer(model_file, work, settings.model_name)
+                        )
+                        up[name] = (mlserver_target(address, settings.model_name), pid, None)
+                    elif name == "flywheel" or (name == "gateway" and "flywheel" not in chosen):
+                        driver = stack.enter_context(LocalDriver(settings, workdir=work / "serve"))
+                        driver.serve("v1")
+                        backend = driver.backends["v1"]
+                        address = backend.url.removeprefix("http://")
+                        up["flywheel"] = (
+                            seldon_target(address),
+                            backend.process.pid,
+                            seldon_target(address, BATCH_ROWS),
+                        )
+                        if "gateway" in chosen and driver.gateway is not None:
+                            gateway = driver.gateway_url.removeprefix("http://")
+                            up["gateway"] = (seldon_target(gateway), driver.gateway.pid, None)
+                except Exception as error:
+                    failing(name, error)
+            up = {name: peer for name, peer in up.items() if name in chosen}
+            for number in range(args.rounds):
+                # Each round starts one peer later, so none is always measured first or last.
+                order = list(up)[number % max(1, len(up)) :] + list(up)[: number % max(1, len(up))]
+                print(f">> round {number + 1} of {args.rounds}: {', '.join(order)}", flush=True)
+                measured: dict[str, dict[str, Any]] = {}
+                for name in order:
+                    if name in failed:
+                        continue
+                    target, pid, batch = up[name]
+                    try:
+                        measured[name] = measure(target, args, pid, batch)
+                    except Exception as error:
+                        failing(name, error)
+                rounds.append(measured)
     finally:
         if args.project is None and not args.keep:
             shutil.rmtree(work, ignore_errors=True)
@@ -617,27 +691,42 @@ def main(argv: list[str]) -> int:
             print(f">> kept {work} (--project {work} reuses it)", flush=True)
 
     print(
-        f"\none-row requests: closed loop of {args.clients} clients (<= {args.requests} requests "
-        f"or {args.seconds:g} s a peer), then an open loop at {args.rate:g} requests/s for "
-        f"{args.seconds:g} s; {hardware()}; RSS of the gateway row is the gateway alone\n"
+        f"\none-row requests, {args.rounds} interleaved rounds: a closed loop of {args.clients} "
+        f"clients (<= {args.requests} requests or {args.seconds:g} s a peer), then an open loop "
+        f"at {args.rate:g} requests/s for {args.seconds:g} s; each figure the median of the "
+        f"rounds; {hardware()}; RSS of the gateway row is the gateway alone\n"
     )
-    for line in table(results, args.rate):
+    complete = [r for r in rounds if not failed or set(r) == set(up) - set(failed)]
+    for line in table(combined(complete), args.rate):
         print(line)
     for name, why in failed.items():
         print(f"{PEERS[name]} did not run: {why}")
-    measured = figures(results)
+    measured_figures = rounds_figures(complete)
+    ranges = spread(complete)
+    print(f"\nratios within a round, median (lowest-highest) over {len(complete)} rounds:")
+    for key, (low, middle, high) in ranges.items():
+        print(f"  {key:20} {middle:6.2f}x ({low:.2f}-{high:.2f})")
     print()
-    for line in report(goals(measured)):
+    for line in report(goals(measured_figures)):
         print(line)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "serving.json").write_text(
         json.dumps(
-            {"hardware": hardware(), "results": results, "failed": failed, "figures": measured},
+            {
+                "hardware": hardware(),
+                "rounds": rounds,
+                "failed": failed,
+                "figures": measured_figures,
+                "ranges": ranges,
+            },
             indent=2,
         )
     )
     print(f"\nwrote {args.out / 'serving.json'}")
-    print(json.dumps({k: None if v is None else round(v, 4) for k, v in measured.items()}))
+    last = {k: None if v is None else round(v, 4) for k, v in measured_figures.items()}
+    for key, (low, _, high) in ranges.items():
+        last[f"{key}_low"], last[f"{key}_high"] = round(low, 4), round(high, 4)
+    print(json.dumps(last))
     return 1 if failed else 0  # a peer that did not run leaves the comparison incomplete
 
 

@@ -82,6 +82,33 @@ def test_each_goal_is_missed_on_its_own_figure() -> None:
     )
 
 
+def test_each_ratio_is_taken_within_a_round_and_reported_as_median_and_range() -> None:
+    # given three rounds; in the second the whole machine ran at half speed
+    rounds = [results(flywheel_rps=1000.0), results(flywheel_rps=500.0), results()]
+    rounds[1]["ceiling"]["closed"]["rps"] = 600.0
+    rounds[2]["ceiling"]["closed"]["rps"] = 1000.0
+    # when the rounds are combined
+    ranges = bench.spread(rounds)
+    measured = bench.rounds_figures(rounds)
+    # then each round's own ratio counts (1000/1200, 500/600, 1000/1000), not the ratio of
+    # the peers' medians (1000/1000), and the range shows the spread
+    low, middle, high = ranges["vs_ceiling"]
+    assert (round(low, 3), round(middle, 3), round(high, 3)) == (0.833, 0.833, 1.0)
+    assert measured["vs_ceiling"] == middle
+    # and the table's figures are each the median of the rounds
+    assert bench.combined(rounds)["ceiling"]["closed"]["rps"] == 1000.0
+
+
+def test_an_error_in_any_round_misses_the_no_errors_goal() -> None:
+    # given three rounds, one request failing in the last
+    rounds = [results(), results(), results()]
+    rounds[2]["gateway"]["open"]["errors"] = 1
+    # when they are combined, then errors are summed, not a median of them
+    measured = bench.rounds_figures(rounds)
+    assert measured["errors"] == 1.0
+    assert bench.goals(measured)["no errors"][0] is False
+
+
 def test_a_peer_not_run_leaves_its_goal_unmeasured_and_its_row_marked() -> None:
     # given a run without MLServer (no .venv-mlserver)
     figures = results()
