@@ -134,3 +134,12 @@ def test_a_look_sees_only_what_was_scraped() -> None:
     # nothing before the first scrape after the route; then jumps, once a scrape
     assert seen[0] == seen[1] == 0
     assert seen[2] == seen[3] > 0 and seen[4] > seen[3]
+
+
+def test_one_simulated_rollout_of_each_side_runs_through_the_real_controller() -> None:
+    # given the calibration, a healthy canary and a gross fault at the chart's scrape
+    healthy = bench.simulate("healthy", 30.0, seed=0)
+    errors = bench.simulate("errors", 30.0, seed=0)
+    # then the controller decides each as the bench counts them: the whole path runs
+    assert healthy["phase"] == "promoted", healthy
+    assert (errors["phase"], errors["check"]) == ("rolled_back", "error rate"), errors
