@@ -283,9 +283,7 @@ class CalibratedDriver(SimulatedDriver):
         self.pending: list[tuple[float, str, int]] = []  # (when, side, answers) to label
         self.first_canary_request: float | None = None
 
-    def set_traffic(
-        self, stable: str, canary: str, canary_weight: int, *, slot: str = "a"
-    ) -> None:
+    def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         if self.routes != (stable, canary, canary_weight):
             self.routes, self.weight = (stable, canary, canary_weight), canary_weight
             self._new_window()

@@ -72,13 +72,18 @@ def true_labels(truth: Any) -> list[int]:
     return labels
 
 
-def own_scores(response: Any, version: str) -> list[float] | None:
-    """P(defaulted) per row from a response `version` gave, else None."""
+def own_scores(response: Any, version: str, predictor: str = "") -> list[float] | None:
+    """P(defaulted) per row from a response `version` gave (from `predictor`, when the
+    response names the predictor that answered), else None."""
     if not isinstance(response, dict):
         return None
     tags = (response.get("meta") or {}).get("tags") or {}
     rows = (response.get("data") or {}).get("ndarray")
     if tags.get("model_version") != version or not isinstance(rows, list) or not rows:
+        return None
+    if predictor and tags.get("predictor", predictor) != predictor:
+        # The same version from another predictor: a canary of the serving pod, whose
+        # answers are the new pod's, not this one's.
         return None
     try:
         return [float(row[1]) for row in rows]

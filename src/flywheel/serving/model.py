@@ -24,6 +24,7 @@ runtime by replacing them.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -84,6 +85,9 @@ class FlywheelModel:
             raise ModelUnavailable("the model_version parameter is required, e.g. v3")
         self.model_name = model_name
         self.model_version = model_version
+        # The predictor (a slot) this server runs in, as Seldon's operator names it: a
+        # canary of the serving pod runs the same version in two.
+        self.served_by = os.environ.get("PREDICTOR_ID", "")
         self.storage = StorageSettings(
             uri=store_uri, endpoint=store_endpoint or None, secure=_bool(store_secure)
         )
@@ -309,15 +313,16 @@ class FlywheelModel:
         """(right, wrong) answers of this version to the labelled rows of one feedback;
         the labels go to the feedback log, for monitoring.
 
-        The response's own scores are used when it names this version; otherwise (a
-        label routed to another predictor than the one that answered) the request is
-        scored again, so that each version is judged on its own answers.
+        The response's own scores are used when it names this version and this
+        predictor; otherwise (a label routed to another predictor than the one that
+        answered) the request is scored again, so that each version, and each pod of a
+        version, is judged on its own answers.
         """
         if self.predictor is None or self.schema is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(truth, "the feedback's truth")
         labels = true_labels(truth)
-        scores = own_scores(response, self.model_version)
+        scores = own_scores(response, self.model_version, self.served_by)
         if scores is None:
             rows = self.schema.checked(request)
             scores = [float(p) for p in self.predictor.predict_rows(rows)[:, 1]]
@@ -362,12 +367,13 @@ class FlywheelModel:
             self.bad_requests += 1
 
     def tags(self) -> dict[str, str]:
-        """Added to every response's meta: which model answered."""
-        return {
+        """Added to every response's meta: which model answered, and where."""
+        tags = {
             "model_name": self.model_name,
             "model_version": self.model_version,
             "data_hash": str(self.lineage.get("data", {}).get("content_hash", ""))[:16],
         }
+        return {**tags, "predictor": self.served_by} if self.served_by else tags
 
     def health_status(self) -> dict[str, Any]:
         """Healthy once the version is loaded and the log is keeping up."""

@@ -509,3 +509,26 @@ def test_closing_the_model_writes_its_buffered_logs(
         for line in logged.read(key).splitlines()
     ]
     assert "at-shutdown" in ids
+
+
+def test_feedback_on_another_predictors_answer_of_the_same_version_scores_it_again(
+    registered: Settings, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given v1 served in slot b (a canary of the serving pod runs v1 in a and b)
+    monkeypatch.setenv("PREDICTOR_ID", "b")
+    model = _model(registered)
+    model.load()
+    request = {"jsonData": rows[:1]}
+    answer = model.score(request)
+    (own,) = answer["data"]["ndarray"]
+    label = int(own[1] >= 0.5)
+    # then its answers name the slot they came from
+    assert answer["meta"]["tags"]["predictor"] == "b"
+    # and a label on an opposite answer counts as its own only when slot b gave it
+    opposite = [[1.0, 0.0]] if label else [[0.0, 1.0]]
+    truth = {"data": {"ndarray": [label]}}
+    tags = {"model_version": "v1"}
+    mine = {"data": {"ndarray": opposite}, "meta": {"tags": {**tags, "predictor": "b"}}}
+    theirs = {"data": {"ndarray": opposite}, "meta": {"tags": {**tags, "predictor": "a"}}}
+    assert model.judge_feedback(request, mine, truth) == (0, 1)
+    assert model.judge_feedback(request, theirs, truth) == (1, 0)
