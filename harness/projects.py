@@ -7,21 +7,11 @@ from datetime import date
 from pathlib import Path
 
 from flywheel import batches, synthetic
-from flywheel.config import Settings
+from flywheel.config import FeatureSettings, Settings
 from flywheel.storage import open_store
 
 # The features of the default configuration, in order: numeric, then categorical.
-FEATURE_NAMES = (
-    "income",
-    "age",
-    "loan_amount",
-    "credit_score",
-    "tenure_months",
-    "late_payments",
-    "region",
-    "channel",
-    "employment",
-)
+FEATURE_NAMES = FeatureSettings().columns
 # A small, fast configuration: 5 days of 600 rows, no hyper-parameter search.
 SMALL = [
     "data.window_days=5",
