@@ -201,7 +201,7 @@ bench: bench-pipeline bench-serving bench-rollout bench-loop ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
-	$(BIN)/python -m benchmarks.pipeline
+	$(BIN)/python -m benchmarks.pipeline $(ARGS)
 
 .PHONY: bench-serving
 bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
@@ -217,7 +217,7 @@ bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, de
 
 .PHONY: bench-loop
 bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario: triggers vs schedule, never, daily
-	$(BIN)/python -m benchmarks.loop
+	$(BIN)/python -m benchmarks.loop $(ARGS)
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)

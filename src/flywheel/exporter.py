@@ -30,7 +30,7 @@ from flywheel.config import Settings
 from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
 from flywheel.monitoring import prometheus
 from flywheel.monitoring.analysis import WindowReport
-from flywheel.monitoring.records import newest_record
+from flywheel.monitoring.records import WINDOW_SIZES, newest_record
 from flywheel.registry import PRODUCTION
 from flywheel.rollout import metrics as rollout_metrics
 from flywheel.rollout import seldon
@@ -44,7 +44,6 @@ from flywheel.triggers.metrics import TriggerMetrics, threshold_samples
 
 log = logging.getLogger(__name__)
 
-WINDOW_SECONDS = {"hour": 3600.0, "day": 86400.0}
 
 METRICS: dict[str, Metric] = {
     "flywheel_registry_version_created_timestamp_seconds": Metric(
@@ -185,7 +184,7 @@ class Exporter:
                 {**model, "alias": PRODUCTION, "version": stored.production},
                 stored.promoted_at,
             )
-        window = WINDOW_SECONDS[self.settings.monitoring.window]
+        window = WINDOW_SIZES[self.settings.monitoring.window].total_seconds()
         yield Sample("flywheel_monitor_window_seconds", model, window)
         yield from prometheus.samples(stored.reports)
         yield from threshold_samples(

@@ -23,7 +23,7 @@ from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
-from flywheel.monitoring.records import write_record
+from flywheel.monitoring.records import WINDOW_SIZES, write_record
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
 from flywheel.storage import StoreError, StoreUnavailable
@@ -50,10 +50,11 @@ class MonitorResult:
 def windows(until: datetime, kind: Window, count: int) -> list[tuple[datetime, datetime]]:
     """The `count` complete windows that end at or before `until` (UTC), oldest first."""
     until = until.astimezone(UTC)
+    size = WINDOW_SIZES[kind]
     if kind == "hour":
-        size, end = timedelta(hours=1), until.replace(minute=0, second=0, microsecond=0)
+        end = until.replace(minute=0, second=0, microsecond=0)
     else:
-        size, end = timedelta(days=1), until.replace(hour=0, minute=0, second=0, microsecond=0)
+        end = until.replace(hour=0, minute=0, second=0, microsecond=0)
     return [(end - (count - i) * size, end - (count - i - 1) * size) for i in range(count)]
 
 

@@ -9,8 +9,13 @@ a window is its current state, the older ones its history.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flywheel.monitoring.analysis import Window, WindowReport
 from flywheel.storage import ObjectStore
+
+# How long each kind of window is.
+WINDOW_SIZES = {"hour": timedelta(hours=1), "day": timedelta(days=1)}
 
 PREFIX = "monitoring"
 _STAMP = "%Y%m%dT%H%M%S%fZ"

@@ -45,7 +45,6 @@ from flywheel.rollout.state import (
     RolloutError,
     RolloutState,
     iso_now,
-    weights,
 )
 from flywheel.storage import ObjectExists
 
@@ -190,7 +189,7 @@ class RolloutController:
                     current,
                     "nothing was in production: the first model goes straight in",
                 )
-            state = self._save(self._new(canary, stable, weights(self.policy)[0], current), current)
+            state = self._save(self._new(canary, stable, self.policy.weights[0], current), current)
             self._started(state)
             self._set_traffic(state, state.weight)
             log.info("canary %s at %d%% against %s", canary, state.weight, stable)
@@ -208,7 +207,7 @@ class RolloutController:
             production = self.registry.resolve(PRODUCTION)
             if production is None:
                 raise RolloutError("nothing is in production to canary a new pod under")
-            state = self._new(production, production, weights(self.policy)[0], current)
+            state = self._new(production, production, self.policy.weights[0], current)
             state = self._save(
                 state.model_copy(
                     update={
@@ -391,7 +390,7 @@ class RolloutController:
             self._record(
                 state,
                 "rollout-start",
-                {"stable": state.stable, "steps": list(weights(self.judged_by(state))), **pod},
+                {"stable": state.stable, "steps": list(self.judged_by(state).weights), **pod},
             )
 
     def _look(self, state: RolloutState) -> RolloutState:
@@ -490,7 +489,7 @@ class RolloutController:
         """Act on a step's recorded decision."""
         if action == "rollback":
             return self._end(state, "rolled_back", reason)
-        steps = weights(self.judged_by(state))
+        steps = self.judged_by(state).weights
         if state.step + 1 < len(steps):
             weight = steps[state.step + 1]
             state = self._save(

@@ -153,19 +153,17 @@ class KubernetesDriver:
         except ValueError as error:
             raise RolloutError(str(error)) from None
 
-    def apply(self, arms: tuple[seldon.Arm, ...], *, refusing: bool = False) -> dict[str, Any]:
+    def apply(self, arms: tuple[seldon.Arm, ...], *, finishing: bool = False) -> dict[str, Any]:
         """Create the SeldonDeployment, or bring its predictors to these slots, versions and
         weights; a predictor that goes on serving its version keeps its pods as deployed.
-        `refusing`: a canary of the chart's pod ends rolled back here, and that pod is
-        refused, for every new slot, until the chart's pod changes again."""
+        `finishing`: `arms` is the one slot that serves on, the other one retired."""
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         live = self.get()
         template = self.model_pod()
-        refused_pod = _annotations(live).get(seldon.REFUSED_POD)
-        if refusing:
-            refused_pod = seldon.pod_hash((template or seldon.pod(self.settings)).spec)
+        fresh = seldon.pod_hash((template or seldon.pod(self.settings)).spec)
+        refused_pod = _refused_pod(live, fresh, arms[0] if finishing else None)
         wanted = seldon.render(self.settings, arms, template, live, refused_pod)
         editors = _predictor_editors(live)
         # The test control plane runs no Seldon webhook, and on a cluster its refusal
@@ -251,21 +249,7 @@ class KubernetesDriver:
         return self.restored
 
     def finish(self, serving: str, *, slot: str = SLOTS[0]) -> None:
-        live = self.get()
-        predictors = seldon.live_predictors(live)
-        retired = predictors.get(other_slot(slot))
-        kept = predictors.get(slot)
-        # Retiring a slot that served the same version on the chart's pod while the kept
-        # one runs another pod: a canary of that pod was rolled back.
-        refusing = (
-            retired is not None
-            and kept is not None
-            and _version(retired) == _version(kept) == serving
-            and _slot_pod(live, other_slot(slot)) != _slot_pod(live, slot)
-            and _slot_pod(live, other_slot(slot))
-            == seldon.pod_hash((self.model_pod() or seldon.pod(self.settings)).spec)
-        )
-        self.apply(seldon.arms(serving, None, 0, slot), refusing=refusing)
+        self.apply(seldon.arms(serving, None, 0, slot), finishing=True)
 
     def measure(self, since: float) -> tuple[Window, Window]:
         """What the stable and canary predictors did from `since` (the step's start) to now;
@@ -430,6 +414,24 @@ def _annotations(live: dict[str, Any] | None) -> dict[str, str]:
 
 def _version(predictor: dict[str, Any]) -> str | None:
     return (predictor.get("labels") or {}).get(seldon.VERSION_LABEL)
+
+
+def _refused_pod(live: dict[str, Any] | None, fresh: str, kept: seldon.Arm | None) -> str | None:
+    """The pod no new slot may run: the one the SeldonDeployment names already, or, when
+    `kept` serves on alone, the chart's pod (`fresh`) if the slot being retired ran it
+    under the same version while `kept` ran another: a canary of that pod rolled back."""
+    named = _annotations(live).get(seldon.REFUSED_POD)
+    if kept is None:
+        return named
+    predictors = seldon.live_predictors(live)
+    retired, serving = predictors.get(other_slot(kept.slot)), predictors.get(kept.slot)
+    if retired is None or serving is None:
+        return named
+    same_version = _version(retired) == _version(serving) == kept.version
+    retired_pod = _slot_pod(live, other_slot(kept.slot))
+    if same_version and retired_pod == fresh != _slot_pod(live, kept.slot):
+        return fresh
+    return named
 
 
 def _slot_pod(live: dict[str, Any] | None, slot: str) -> str | None:

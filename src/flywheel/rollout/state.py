@@ -8,7 +8,7 @@ the race for the next revision gets RolloutConflict and reads the state again.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from flywheel.config import RolloutSettings
 from flywheel.errors import FlywheelError
@@ -83,9 +83,3 @@ class RolloutState(Record):
 def iso_now() -> str:
     """Now, in UTC, to the second: when a revision was written."""
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def weights(policy: RolloutSettings) -> tuple[int, ...]:
-    """Each step's canary percentage: a step is a number, or an object with a `weight`."""
-    steps: tuple[Any, ...] = policy.steps
-    return tuple(int(getattr(step, "weight", step)) for step in steps)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flywheel.config import RolloutSettings
-from flywheel.rollout.state import Ending, Phase, RolloutState, iso_now, weights
+from flywheel.rollout.state import Ending, Phase, RolloutState, iso_now
 
 
 def _state(phase: Phase = "progressing", **update: object) -> RolloutState:
@@ -56,7 +56,7 @@ def test_only_a_promoted_or_rolled_back_rollout_is_done() -> None:
 
 def test_each_steps_weight_is_read_from_a_number_or_a_step_object() -> None:
     policy = RolloutSettings(steps=(10, {"weight": 50, "accuracy": "required"}, 100))
-    assert weights(policy) == (10, 50, 100)
+    assert policy.weights == (10, 50, 100)
 
 
 def test_a_revision_reads_back_as_it_was_written() -> None:
