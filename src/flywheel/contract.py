@@ -10,7 +10,8 @@ import pandas as pd
 from pydantic import Field
 
 from flywheel import drift
-from flywheel.config import ColumnTags, ContractSettings, FeatureSettings
+from flywheel.config import ColumnTags, ContractSettings, FeatureSettings, Task
+from flywheel.problem import Label, Problem
 from flywheel.records import Record
 
 
@@ -41,7 +42,14 @@ class Contract(Record):
     label: str
     numeric: dict[str, NumericProfile]
     categorical: dict[str, CategoricalProfile]
+    # The problem the label makes: its task and, for a classifier, the class set in the order
+    # of the model's classes_ (a contract from before tasks was a binary 0/1 one).
+    task: Task = "binary"
+    classes: tuple[Label, ...] = (0, 1)
+    # The share of classes[1] (binary); of each class (by its str), or the label's profile.
     positive_rate: float
+    class_fractions: dict[str, float] = Field(default={})
+    label_profile: NumericProfile | None = None
     rows: int
     batches: tuple[str, ...]
     # The configuration's tags and allowed sources when it was profiled, versioned with it.
@@ -52,6 +60,11 @@ class Contract(Record):
     def features(self) -> tuple[str, ...]:
         """Feature columns in model input order."""
         return (*self.numeric, *self.categorical)
+
+    @property
+    def problem(self) -> Problem:
+        """The task and classes this contract fixes."""
+        return Problem(task=self.task, label=self.label, classes=self.classes)
 
     @property
     def passthrough(self) -> tuple[str, ...]:
@@ -93,28 +106,43 @@ class Contract(Record):
         return cls.model_validate_json(text)
 
 
+def numeric_profile(values: pd.Series, bins: int) -> NumericProfile:
+    """A numeric column's nulls, range, moments and quantile bins."""
+    clean = values.dropna()
+    edges = drift.quantile_edges(clean, bins)
+    return NumericProfile(
+        null_rate=float(values.isna().mean()),
+        min=float(clean.min()),
+        max=float(clean.max()),
+        mean=float(clean.mean()),
+        std=float(clean.std(ddof=0)),
+        edges=tuple(edges),
+        fractions=tuple(drift.bin_fractions(clean, edges)),
+    )
+
+
+def class_shares(values: pd.Series, problem: Problem) -> dict[str, float]:
+    """Each class's share of a classifier's label column, by the class's str."""
+    codes = problem.codes(values.dropna())
+    n = max(len(codes), 1)
+    return {str(c): float((codes == i).sum() / n) for i, c in enumerate(problem.classes)}
+
+
 def infer_contract(
     frames: Sequence[tuple[str, pd.DataFrame]],
     features: FeatureSettings,
     bins: int,
     policy: ContractSettings | None = None,
+    problem: Problem | None = None,
 ) -> Contract:
-    """Profile clean reference batches into a contract, with the policy's column tags."""
+    """Profile clean reference batches into a contract, with the policy's column tags and the
+    label's problem (default: a binary 0/1 one)."""
     data = pd.concat([frame for _, frame in frames], ignore_index=True)
-    numeric: dict[str, NumericProfile] = {}
-    for name in features.numeric:
-        values = pd.to_numeric(data[name], errors="coerce")
-        clean = values.dropna()
-        edges = drift.quantile_edges(clean, bins)
-        numeric[name] = NumericProfile(
-            null_rate=float(values.isna().mean()),
-            min=float(clean.min()),
-            max=float(clean.max()),
-            mean=float(clean.mean()),
-            std=float(clean.std(ddof=0)),
-            edges=tuple(edges),
-            fractions=tuple(drift.bin_fractions(clean, edges)),
-        )
+    problem = problem or Problem(task="binary", label=features.label, classes=(0, 1))
+    numeric = {
+        name: numeric_profile(pd.to_numeric(data[name], errors="coerce"), bins)
+        for name in features.numeric
+    }
     categorical = {
         name: CategoricalProfile(
             null_rate=float(data[name].isna().mean()),
@@ -122,12 +150,22 @@ def infer_contract(
         )
         for name in features.categorical
     }
+    label = data[features.label]
+    shares = class_shares(label, problem) if problem.is_classifier else {}
     return Contract(
         time_column=features.time_column,
         label=features.label,
         numeric=numeric,
         categorical=categorical,
-        positive_rate=float(pd.to_numeric(data[features.label]).mean()),
+        task=problem.task,
+        classes=problem.classes,
+        positive_rate=shares.get(str(problem.classes[-1]), 0.0)
+        if problem.task == "binary"
+        else 0.0,
+        class_fractions=shares,
+        label_profile=None
+        if problem.is_classifier
+        else numeric_profile(problem_targets(label), bins),
         rows=len(data),
         batches=tuple(name for name, _ in frames),
         columns=dict(policy.columns) if policy else {},
@@ -139,7 +177,7 @@ class ContractChange(Record):
     """One column whose place in the contract differs from production's."""
 
     column: str
-    change: Literal["added", "removed", "type", "tags"]
+    change: Literal["added", "removed", "type", "tags", "classes"]
     production: str
     candidate: str
 
@@ -197,6 +235,15 @@ def diff(production: Contract, candidate: Contract) -> tuple[ContractChange, ...
                     candidate=describe(candidate, name),
                 )
             )
+    if (production.task, production.classes) != (candidate.task, candidate.classes):
+        changes.append(
+            ContractChange(
+                column=candidate.label,
+                change="classes",
+                production=production.problem.describe(),
+                candidate=candidate.problem.describe(),
+            )
+        )
     for name in dict.fromkeys([*production.columns, *candidate.columns]):
         before_tags, after_tags = production.columns.get(name), candidate.columns.get(name)
         if _tag_text(before_tags) != _tag_text(after_tags):
@@ -223,9 +270,25 @@ def announce(production: Contract, candidate: Contract) -> Contract:
         **candidate.columns,
         **{n: ColumnTags() for n in removed if n not in candidate.columns},
     }
+    # The classes are this window's: a class production never saw is a change the report
+    # shows, and the newest batch is held to the classes the candidate is trained on.
+    shares = {**candidate.class_fractions, **production.class_fractions}
     return production.model_copy(
-        update={"numeric": numeric, "categorical": categorical, "columns": columns}
+        update={
+            "numeric": numeric,
+            "categorical": categorical,
+            "columns": columns,
+            "task": candidate.task,
+            "classes": candidate.classes,
+            "class_fractions": {c: shares[c] for c in candidate.class_fractions},
+            "label_profile": candidate.label_profile,
+        }
     )
+
+
+def problem_targets(values: pd.Series) -> pd.Series:
+    """A regression label as floats."""
+    return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
 def _few(samples: Sequence[str], limit: int = 5) -> str:

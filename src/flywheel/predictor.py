@@ -1,4 +1,5 @@
-"""The one code path that turns a stored model and rows into probabilities.
+"""The one code path that turns a stored model and rows into answers: class probabilities
+from a classifier, predicted values from a regressor.
 
 Training, infra-validation and the serving runtime all load models and shape
 their input here, so a model that passes infra-validation loads in serving.
@@ -26,6 +27,7 @@ from flywheel.compiled import (
     max_difference,
 )
 from flywheel.errors import FlywheelError
+from flywheel.problem import Problem, from_model
 
 if TYPE_CHECKING:
     from flywheel.config import FeatureSettings
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 
 class ModelLoadError(FlywheelError, ValueError):
-    """The stored model cannot be loaded or is not a probabilistic classifier."""
+    """The stored model cannot be loaded, or is neither a probabilistic classifier nor a
+    regressor."""
 
 
 def feature_frame(
@@ -86,7 +89,8 @@ def dump_model(model: Any) -> bytes:
 
 
 def load_model(raw: bytes) -> Any:
-    """Load a model written by `dump_model`; refuses anything without predict_proba."""
+    """Load a model written by `dump_model`; refuses anything that is neither a classifier
+    with predict_proba nor a regressor with predict."""
     import joblib
 
     try:
@@ -95,8 +99,13 @@ def load_model(raw: bytes) -> Any:
         raise ModelLoadError(
             f"cannot load the model file: {type(error).__name__}: {error}"
         ) from None
-    if not callable(getattr(model, "predict_proba", None)):
-        raise ModelLoadError(f"the model file holds a {type(model).__name__}, not a classifier")
+    classifier = getattr(model, "classes_", None) is not None
+    if classifier and not callable(getattr(model, "predict_proba", None)):
+        raise ModelLoadError(
+            f"the model file holds a {type(model).__name__}, a classifier without predict_proba"
+        )
+    if not callable(getattr(model, "predict", None)):
+        raise ModelLoadError(f"the model file holds a {type(model).__name__}, not a model")
     return model
 
 
@@ -141,20 +150,50 @@ class Predictor:
         """Input columns in order."""
         return (*self.numeric, *self.categorical)
 
+    @property
+    def problem(self) -> Problem:
+        """What the model predicts: its classes, or a regression."""
+        return from_model(self.model)
+
+    @property
+    def is_classifier(self) -> bool:
+        """Whether the model answers class probabilities (else predicted values)."""
+        return getattr(self.model, "classes_", None) is not None
+
     def predict_proba(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
-        """Class probabilities, one row per input row, columns [P(0), P(1)]."""
+        """A classifier's class probabilities, one row per input row, one column per class
+        in the order of the model's classes_."""
+        if not self.is_classifier:
+            raise TypeError(f"{type(self.model).__name__} is a regressor: use outputs")
+        return self.outputs(frame)
+
+    def outputs(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The model's answer, one row per input row: a classifier's class probabilities,
+        a regressor's predicted value (one column)."""
         if self.scorer is not None:
             return self.scorer.predict_proba(frame)
         features = feature_frame(frame, self.numeric, self.categorical)
-        return np.asarray(self.model.predict_proba(features), dtype=np.float64)
+        if self.is_classifier:
+            return np.asarray(self.model.predict_proba(features), dtype=np.float64)
+        return np.asarray(self.model.predict(features), dtype=np.float64).reshape(-1, 1)
+
+    def predictions(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """One score per row: P(positive class) of a binary classifier, the predicted value
+        of a regressor. A multiclass model has no single score: a TypeError."""
+        out = self.outputs(frame)
+        if out.shape[1] == 1:
+            return out[:, 0]
+        if out.shape[1] == 2:
+            return out[:, 1]
+        raise TypeError("a multiclass model has one probability per class, not one score")
 
     def predict_rows(self, rows: Sequence[Sequence[Any]]) -> npt.NDArray[np.float64]:
-        """`predict_proba` of rows checked against the contract, each a sequence of values
-        in `columns` order (None for missing). The compiled scorer takes them as they are:
+        """`outputs` of rows checked against the contract, each a sequence of values in
+        `columns` order (None for missing). The compiled scorer takes them as they are:
         a DataFrame costs more than scoring one row; scikit-learn gets `rows_frame`."""
         if self.scorer is not None:
             return self.scorer.predict_rows(rows, self.columns)
-        return self.predict_proba(rows_frame(rows, self.numeric, self.categorical))
+        return self.outputs(rows_frame(rows, self.numeric, self.categorical))
 
 
 def check_serving(
@@ -183,21 +222,20 @@ def check_serving(
             ) from None
     # Round-trip through JSON, as a REST request would carry the rows.
     records = json.loads(sample[list(model.columns)].to_json(orient="records"))
-    probabilities = model.predict_proba(pd.DataFrame.from_records(records))
-    if probabilities.shape != (len(records), 2):
-        raise InfraValidationError(
-            f"expected {len(records)}x2 probabilities, got {probabilities.shape}"
-        )
-    if (
-        not np.isfinite(probabilities).all()
-        or (probabilities < 0).any()
-        or (probabilities > 1).any()
-    ):
-        raise InfraValidationError("the model returned probabilities outside [0, 1] or not finite")
-    if not np.allclose(probabilities.sum(axis=1), 1.0):
-        raise InfraValidationError("class probabilities do not sum to 1")
-    single = model.predict_proba(pd.DataFrame.from_records(records[:1]))
-    if not np.allclose(single[0], probabilities[0]):
+    answers = model.outputs(pd.DataFrame.from_records(records))
+    width = len(model.problem.classes) if model.is_classifier else 1
+    if answers.shape != (len(records), width):
+        kind = "probabilities" if model.is_classifier else "predicted values"
+        raise InfraValidationError(f"expected {len(records)}x{width} {kind}, got {answers.shape}")
+    if not np.isfinite(answers).all():
+        raise InfraValidationError("the model returned answers that are not finite")
+    if model.is_classifier:
+        if (answers < 0).any() or (answers > 1).any():
+            raise InfraValidationError("the model returned probabilities outside [0, 1]")
+        if not np.allclose(answers.sum(axis=1), 1.0):
+            raise InfraValidationError("class probabilities do not sum to 1")
+    single = model.outputs(pd.DataFrame.from_records(records[:1]))
+    if not np.allclose(single[0], answers[0]):
         raise InfraValidationError("scoring one row alone gives a different answer than in a batch")
     return {"rows_scored": len(records), "packages": {k: installed.get(k) for k in SERVING_PINS}}
 
@@ -224,7 +262,7 @@ def compile_checked(
         return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}
     frame = sample[list(reference.columns)]
     try:
-        difference = max_difference(scorer, reference.predict_proba(frame), frame)
+        difference = max_difference(scorer, reference.outputs(frame), frame)
     except Exception as error:  # the compiled scorer failing is a refusal, never a failed run
         reason = f"the compiled {scorer.kind} scorer failed on the newest batch: {error}"
         return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}

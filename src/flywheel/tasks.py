@@ -25,7 +25,7 @@ from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict
 from flywheel.stores import Stores
 
 if TYPE_CHECKING:
-    from flywheel import batches, evaluation, gate, validation
+    from flywheel import batches, evaluation, gate, problem, validation
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
@@ -143,7 +143,7 @@ def validate(
     """
     import pandas as pd
 
-    from flywheel import batches, contract, validation
+    from flywheel import batches, contract, problem, training, validation
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
@@ -172,8 +172,16 @@ def validate(
         )
         report_out.write_text(result.markdown())
         raise validation.ContractViolation(result)
+    label = settings.features.label
+    learned = problem.resolve(
+        settings.model.task,
+        pd.concat([frame[label] for _, frame in usable], ignore_index=True),
+        label,
+    )
+    check_problem(settings, learned)
+    training.estimator_class(settings.model.estimator_for(learned.task), learned.task)
     inferred = contract.infer_contract(
-        usable, settings.features, settings.contract.drift.bins, settings.contract
+        usable, settings.features, settings.contract.drift.bins, settings.contract, learned
     )
     changes = None
     if baseline:
@@ -219,6 +227,22 @@ def validate(
     return result
 
 
+def check_problem(settings: Settings, learned: problem.Problem) -> None:
+    """A ProblemError naming the setting that does not fit the label's task: the promotion
+    metric and its bound, the baseline's estimator."""
+    from flywheel import problem, training
+
+    try:
+        settings.promotion.threshold(learned.task)
+    except ValueError as error:
+        raise problem.ProblemError(f"{error} (the label is {learned.describe()})") from None
+    baseline = settings.promotion.baseline
+    if baseline is not None:
+        training.estimator_class(
+            baseline.estimator_for(learned.task), learned.task, training.BASELINE_KEY
+        )
+
+
 def train(
     config: str,
     window_dir: Path,
@@ -233,17 +257,21 @@ def train(
     """
     import pandas as pd
 
-    from flywheel import batches, predictor, training
+    from flywheel import batches, predictor, problem, training
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     frame = pd.concat([frame for _, frame in window.history], ignore_index=True)
+    learned = problem.resolve(
+        settings.model.task, frame[settings.features.label], settings.features.label
+    )
     result = training.train(
         frame,
         settings.features,
         settings.model,
-        settings.promotion.metric,
+        settings.promotion.metric_for(learned.task),
         settings.promotion.baseline if baselines_out is not None else None,
+        learned,
     )
     model_out.write_bytes(predictor.dump_model(result.model))
     result.holdout.to_parquet(holdout_out, index=False)
@@ -256,7 +284,8 @@ def train(
     return {
         "rows": len(frame) - len(result.holdout),
         "holdout_rows": len(result.holdout),
-        "estimator": settings.model.estimator,
+        "estimator": settings.model.estimator_for(learned.task),
+        "task": learned.task,
         "best_params": result.best_params,
         "search": result.search_scores,
         "baselines": sorted(result.baselines),

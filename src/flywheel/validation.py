@@ -18,8 +18,9 @@ from pydantic import Field
 
 from flywheel import drift
 from flywheel.config import ContractSettings, FeatureSettings
-from flywheel.contract import Contract, ContractChange, _few
+from flywheel.contract import Contract, ContractChange, _few, class_shares
 from flywheel.errors import FlywheelError
+from flywheel.problem import Problem
 from flywheel.records import Record
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,45 @@ class ValidationResult(Record):
         return "\n".join(lines) + "\n"
 
 
+def _check_balance(
+    add: Any, values: pd.Series, contract: Contract, policy: ContractSettings
+) -> None:
+    """A classifier's class shares against the contract's (binary: the positive rate); a
+    regression's label has no balance to keep (its drift is monitoring's)."""
+    if contract.task == "regression":
+        return
+    severity: Severity = "error" if policy.label_balance == "error" else "warning"
+    tolerance = policy.label_balance_tolerance
+    if not contract.class_fractions:  # a binary contract from before tasks
+        rate = float(pd.to_numeric(values, errors="coerce").mean())
+        expected = contract.positive_rate
+        if abs(rate - expected) > tolerance:
+            add(
+                contract.label,
+                "label balance",
+                f"positive rate {expected:.1%} ± {tolerance:.0%}",
+                f"{rate:.1%}",
+                severity,
+            )
+        return
+    shares = class_shares(values, contract.problem)
+    worst = (
+        str(contract.classes[-1])
+        if contract.task == "binary"
+        else max(shares, key=lambda c: abs(shares[c] - contract.class_fractions.get(c, 0.0)))
+    )
+    expected = contract.class_fractions.get(worst, 0.0)
+    if abs(shares[worst] - expected) > tolerance:
+        what = "positive rate" if contract.task == "binary" else f"share of class {worst}"
+        add(
+            contract.label,
+            "label balance",
+            f"{what} {expected:.1%} ± {tolerance:.0%}",
+            f"{shares[worst]:.1%}",
+            severity,
+        )
+
+
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -151,12 +191,28 @@ class ContractViolation(FlywheelError, ValueError):
         )
 
 
+def _label_column(problem: Problem | None) -> Any:
+    """pandera's check of the label: a number for a regression, one of the classes for a
+    classifier (whole numbers coerce to int64), present for a problem not yet known."""
+    import pandera.pandas as pa
+
+    if problem is None:
+        return pa.Column(nullable=False)
+    if not problem.is_classifier:
+        return pa.Column("float64", coerce=True, nullable=False)
+    classes = list(problem.classes)
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return pa.Column("int64", coerce=True, nullable=False, checks=pa.Check.isin(classes))
+    return pa.Column(nullable=False, checks=pa.Check.isin(classes))
+
+
 def _schema(
     time_column: str,
     label: str,
     numeric: Sequence[str],
     categories: dict[str, list[str] | None],
     passthrough: Sequence[str] = (),
+    problem: Problem | None = None,
 ) -> Any:
     """pandera's view of a batch: exactly these columns (and, if present, the passthrough
     ones), types that coerce, allowed values."""
@@ -164,7 +220,7 @@ def _schema(
 
     columns: dict[str, Any] = {
         time_column: pa.Column("datetime64[ns]", coerce=True, nullable=False),
-        label: pa.Column("int64", coerce=True, nullable=False, checks=pa.Check.isin([0, 1])),
+        label: _label_column(problem),
     }
     for name in numeric:
         columns[name] = pa.Column("float64", coerce=True, nullable=True)
@@ -177,7 +233,7 @@ def _schema(
 
 
 def _structure_findings(
-    frame: pd.DataFrame, schema: Any, numeric: Sequence[str], batch: str
+    frame: pd.DataFrame, schema: Any, numeric: Sequence[str], batch: str, label: str = ""
 ) -> list[Finding]:
     import pandera.errors
 
@@ -210,6 +266,16 @@ def _structure_findings(
                     batch, str(column), "type", kind, f"{len(group)} value(s) like {_few(samples)}"
                 )
             )
+        elif str(check).startswith("isin") and column == label:
+            findings.append(
+                _error(
+                    batch,
+                    str(column),
+                    "classes",
+                    "a class seen in training",
+                    f"unseen class(es): {_few(samples)}",
+                )
+            )
         elif str(check).startswith("isin") and column not in numeric:
             findings.append(
                 _error(
@@ -238,7 +304,7 @@ def structure_findings(
         dict.fromkeys(features.categorical),
         passthrough,
     )
-    return _structure_findings(frame, schema, features.numeric, batch)
+    return _structure_findings(frame, schema, features.numeric, batch, features.label)
 
 
 def passthrough(policy: ContractSettings, features: FeatureSettings) -> tuple[str, ...]:
@@ -315,8 +381,9 @@ def check_batch(
         list(contract.numeric),
         {n: sorted(p.fractions) if allowed else None for n, p in contract.categorical.items()},
         [*contract.passthrough, *(n for n in policy.columns if n not in contract.features)],
+        contract.problem,
     )
-    findings = _structure_findings(frame, schema, list(contract.numeric), batch)
+    findings = _structure_findings(frame, schema, list(contract.numeric), batch, contract.label)
     findings += source_findings(list(frame.columns) if columns is None else columns, policy, batch)
     broken = {f.column for f in findings if f.severity == "error"}
 
@@ -369,15 +436,7 @@ def check_batch(
             )
         psi[name] = drift.categorical_psi(categorical.fractions, shares)
     if contract.label in frame.columns and contract.label not in broken:
-        rate = float(pd.to_numeric(frame[contract.label], errors="coerce").mean())
-        if abs(rate - contract.positive_rate) > policy.label_balance_tolerance:
-            add(
-                contract.label,
-                "label balance",
-                f"positive rate {contract.positive_rate:.1%} ± {policy.label_balance_tolerance:.0%}",
-                f"{rate:.1%}",
-                "error" if policy.label_balance == "error" else "warning",
-            )
+        _check_balance(add, frame[contract.label], contract, policy)
     for name, value in psi.items():
         limit = policy.drift.psi_fail
         if limit is not None and value > limit:

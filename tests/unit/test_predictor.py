@@ -45,8 +45,13 @@ class Answers:
     Pickled by joblib like any model, so the checks below see it exactly as serving would.
     """
 
+    classes_ = np.array([0, 1])
+
     def __init__(self, kind: str) -> None:
         self.kind = kind
+
+    def predict(self, x: pd.DataFrame) -> Any:
+        return self.predict_proba(x).argmax(axis=1)
 
     def predict_proba(self, x: pd.DataFrame) -> Any:
         n = len(x)
@@ -96,7 +101,7 @@ def test_models_round_trip_and_corrupt_files_are_refused(
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
     with pytest.raises(ModelLoadError, match="cannot load the model file: "):
         load_model(b"not a pickle at all")
-    with pytest.raises(ModelLoadError, match="the model file holds a dict, not a classifier"):
+    with pytest.raises(ModelLoadError, match="the model file holds a dict, not a model"):
         load_model(dump_model({"a": 1}))
 
 

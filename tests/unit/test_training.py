@@ -55,15 +55,15 @@ def test_the_split_is_stratified_and_seeded(frame: pd.DataFrame) -> None:
     # given the default settings (20% held out)
     settings = ModelSettings()
     # when the rows are split twice
-    train_rows, holdout = split(frame, FEATURES, settings)
-    again, _ = split(frame, FEATURES, settings)
+    train_rows, holdout = split(frame, FEATURES, settings, "binary")
+    again, _ = split(frame, FEATURES, settings, "binary")
     # then every row is in exactly one part, the same each time, with the same default rate
     assert len(train_rows) + len(holdout) == len(frame)
     assert set(train_rows.index).isdisjoint(holdout.index)
     assert list(train_rows.index) == list(again.index)
     assert holdout["defaulted"].mean() == pytest.approx(frame["defaulted"].mean(), abs=0.005)
     # and another seed holds out other rows
-    other, _ = split(frame, FEATURES, settings.model_copy(update={"seed": 7}))
+    other, _ = split(frame, FEATURES, settings.model_copy(update={"seed": 7}), "binary")
     assert list(other.index) != list(train_rows.index)
 
 
@@ -95,18 +95,22 @@ def test_estimator_class_imports_classifiers_only() -> None:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     assert (
-        estimator_class("sklearn.ensemble.HistGradientBoostingClassifier")
+        estimator_class("sklearn.ensemble.HistGradientBoostingClassifier", "binary")
         is HistGradientBoostingClassifier
     )
     with pytest.raises(TrainingError, match=r"'sklearn\.nowhere\.Thing' does not exist"):
-        estimator_class("sklearn.nowhere.Thing")
+        estimator_class("sklearn.nowhere.Thing", "binary")
 
 
 @pytest.mark.parametrize(
     ("estimator", "params", "message"),
     [
         ("sklearn.ensemble.NoSuchThing", {}, "does not exist in scikit-learn"),
-        ("sklearn.linear_model.LinearRegression", {}, "is not a classifier with predict_proba"),
+        (
+            "sklearn.linear_model.LinearRegression",
+            {},
+            "LinearRegression is not a classifier, and the task is binary",
+        ),
         ("sklearn.linear_model.LogisticRegression", {"bogus": 1}, "model.params"),
     ],
 )
@@ -114,7 +118,7 @@ def test_bad_estimator_settings_are_named(
     estimator: str, params: dict[str, object], message: str
 ) -> None:
     with pytest.raises(TrainingError, match=message):
-        build_pipeline(FEATURES, ModelSettings(estimator=estimator, params=params))  # type: ignore[arg-type]
+        build_pipeline(FEATURES, ModelSettings(estimator=estimator, params=params), "binary")  # type: ignore[arg-type]
 
 
 def test_invalid_parameter_values_fail_at_fit_with_the_name(frame: pd.DataFrame) -> None:
@@ -130,7 +134,7 @@ def test_monotonic_features_become_the_estimators_constraints_in_column_order() 
     features = FEATURES.model_copy(
         update={"monotonic": {"late_payments": "increasing", "income": "decreasing"}}
     )
-    model = build_pipeline(features, ModelSettings())
+    model = build_pipeline(features, ModelSettings(), "binary")
     # then the estimator gets one sign per column as the ColumnTransformer orders them:
     # the categorical columns (never constrained) first, then the numeric ones
     constraints = model.named_steps["model"].monotonic_cst
@@ -145,9 +149,11 @@ def test_monotonic_features_become_the_estimators_constraints_in_column_order() 
 def test_monotonic_features_with_an_estimator_that_cannot_honour_them() -> None:
     features = FEATURES.model_copy(update={"monotonic": {"late_payments": "increasing"}})
     with pytest.raises(
-        TrainingError, match="supported for HistGradientBoostingClassifier, not LogisticRegression"
+        TrainingError, match="supported for histogram gradient boosting, not LogisticRegression"
     ):
-        build_pipeline(features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"))
+        build_pipeline(
+            features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"), "binary"
+        )
 
 
 def test_the_baselines_share_the_candidates_rows_and_preprocessing(frame: pd.DataFrame) -> None:
@@ -161,7 +167,7 @@ def test_the_baselines_share_the_candidates_rows_and_preprocessing(frame: pd.Dat
     assert linear.named_steps["model"].C == 1.0  # scikit-learn's default L2 penalty
     assert set(linear.named_steps["preprocess"].named_transformers_) == {"numeric", "categorical"}
     # and the majority class predicts the training rows' base rate for every row
-    train_rows, _ = split(frame, FEATURES, ModelSettings())
+    train_rows, _ = split(frame, FEATURES, ModelSettings(), "binary")
     p = result.baselines["majority_class"].predict_proba(result.holdout)[:, 1]
     np.testing.assert_allclose(p, train_rows["defaulted"].mean())
     assert (
@@ -190,7 +196,7 @@ def test_the_majority_class_alone_and_monotonic_features_are_not_asked_of_the_ba
         (
             "sklearn.linear_model.LinearRegression",
             {},
-            "promotion.baseline.estimator: .* predict_proba",
+            "promotion.baseline.estimator: LinearRegression is not a classifier",
         ),
         ("sklearn.linear_model.LogisticRegression", {"bogus": 1}, "promotion.baseline.params"),
         ("sklearn.linear_model.LogisticRegression", {"C": "big"}, "promotion.baseline: fitting"),

@@ -69,6 +69,18 @@ from flywheel.config.loading import (
     load_settings as load_settings,
 )
 from flywheel.config.model import (
+    DEFAULT_ESTIMATOR as DEFAULT_ESTIMATOR,
+)
+from flywheel.config.model import (
+    LOWER_IS_BETTER as LOWER_IS_BETTER,
+)
+from flywheel.config.model import (
+    METRIC_TASKS as METRIC_TASKS,
+)
+from flywheel.config.model import (
+    TASKS as TASKS,
+)
+from flywheel.config.model import (
     BaselineSettings as BaselineSettings,
 )
 from flywheel.config.model import (
@@ -91,6 +103,15 @@ from flywheel.config.model import (
 )
 from flywheel.config.model import (
     SliceCheck as SliceCheck,
+)
+from flywheel.config.model import (
+    Task as Task,
+)
+from flywheel.config.model import (
+    better as better,
+)
+from flywheel.config.model import (
+    check_metric as check_metric,
 )
 from flywheel.config.monitoring import (
     CodeChangeTrigger as CodeChangeTrigger,

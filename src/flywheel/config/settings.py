@@ -41,6 +41,13 @@ class Settings(Strict):
         return self
 
     @model_validator(mode="after")
+    def _metric_fits_the_task(self) -> Settings:
+        task = self.model.task
+        if task is not None:
+            self.promotion.threshold(task)
+        return self
+
+    @model_validator(mode="after")
     def _pii_is_no_feature(self) -> Settings:
         # A person's identifier in the model would leak through its splits and categories.
         contract = self.contract

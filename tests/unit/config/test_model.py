@@ -22,7 +22,8 @@ def test_the_shipped_policy_checks_baselines_and_fairness_by_region() -> None:
 def test_an_empty_baseline_is_a_regularised_logistic_regression_and_the_majority_class() -> None:
     baseline = load_settings(None, env={}, overrides=["promotion.baseline={}"]).promotion.baseline
     assert baseline is not None
-    assert baseline.estimator == "sklearn.linear_model.LogisticRegression"
+    assert baseline.estimator_for("binary") == "sklearn.linear_model.LogisticRegression"
+    assert baseline.estimator_for("regression") == "sklearn.linear_model.Ridge"
     assert baseline.params == {} and baseline.majority_class
     assert load_settings(None, env={}).promotion.baseline is None
 
