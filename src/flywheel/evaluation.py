@@ -7,12 +7,14 @@ overlap the data it was trained on, so only the newest batch is fair to both.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from flywheel.config import FairnessSettings, FeatureSettings, Metric
+from flywheel.config import FairnessSettings, FeatureSettings, Metric, Task
+from flywheel.problem import Problem, from_model
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -24,28 +26,57 @@ if TYPE_CHECKING:
 
     Probabilities = npt.NDArray[np.float64]
 
+log = logging.getLogger(__name__)
+
 # The models below are all the gate needs; numpy, pandas and scikit-learn are
 # imported by the functions that compute scores, so the gate step starts quickly.
 _CURVE_POINTS = 101
 
 
+class ClassScores(Record):
+    """One class of a multiclass model, against the rest."""
+
+    support: int
+    precision: float
+    recall: float
+    f1: float
+    roc_auc: float | None  # None: the class is absent, or alone
+
+
 class Scores(Record):
-    """Threshold-free and thresholded metrics on one set of rows."""
+    """The task's metrics on one set of rows; a metric of another task is None.
+
+    A classifier's are at its most probable class (a binary one's at P >= 0.5), its
+    roc_auc one-vs-rest, macro averaged, for more than two classes; `confusion` is N x N,
+    actual by predicted, in the classes' order. A regression's mape is None when a label
+    is zero.
+    """
 
     rows: int
-    positive_rate: float
-    roc_auc: float
-    average_precision: float
-    accuracy: float
-    balanced_accuracy: float
-    f1: float
-    log_loss: float
-    brier: float
-    confusion: tuple[tuple[int, int], tuple[int, int]]
+    task: Task = "binary"
+    positive_rate: float | None = None
+    roc_auc: float | None = None
+    average_precision: float | None = None
+    accuracy: float | None = None
+    balanced_accuracy: float | None = None
+    f1: float | None = None
+    macro_f1: float | None = None
+    weighted_f1: float | None = None
+    log_loss: float | None = None
+    brier: float | None = None
+    confusion: tuple[tuple[int, ...], ...] = ()
+    per_class: dict[str, ClassScores] = Field(default={})
+    rmse: float | None = None
+    mae: float | None = None
+    r2: float | None = None
+    mape: float | None = None
+    mean_label: float | None = None
+    mean_prediction: float | None = None
 
     def get(self, metric: Metric) -> float:
-        """The value of a promotion metric."""
-        return float(getattr(self, metric))
+        """The value of a promotion metric (NaN when it is undefined on these rows)."""
+        value = getattr(self, metric)
+        return float("nan") if value is None else float(value)
 
 
 class Curve(Record):
@@ -92,37 +123,46 @@ class FeatureImportance(Record):
 
 
 class GroupScores(Record):
-    """One group of a protected attribute, at the 0.5 threshold."""
+    """One group of a protected attribute: a binary classifier's rates at the 0.5 threshold,
+    and any task's error (misclassification rate, or mean absolute error)."""
 
     rows: int
-    positives: int
-    true_positive_rate: float | None  # None: no positive rows
-    selection_rate: float  # the share predicted positive
-    calibration_error: float  # expected calibration error over 10 probability bins
+    positives: int = 0
+    true_positive_rate: float | None = None  # None: no positive rows, or not binary
+    selection_rate: float | None = None  # the share predicted positive
+    calibration_error: float | None = None  # expected calibration error, 10 probability bins
+    error: float | None = None
     compared: bool  # enough rows (fairness.min_rows) to count in the gaps
 
 
 class Fairness(Record):
     """Per-group scores and the gaps between the compared groups (largest minus smallest,
     Fairlearn's `between_groups` differences); a gap is None with fewer than two groups,
-    and the equal-opportunity gap also with fewer than two holding actual positives."""
+    and the equal-opportunity gap also with fewer than two holding actual positives. The
+    rate gaps are a binary classifier's; the error gap is any task's."""
 
     attribute: str
     groups: dict[str, GroupScores]
-    equal_opportunity_difference: float | None
-    demographic_parity_difference: float | None
-    calibration_gap: float | None
+    equal_opportunity_difference: float | None = None
+    demographic_parity_difference: float | None = None
+    calibration_gap: float | None = None
+    error_gap: float | None = None
 
 
 class ModelEvaluation(Record):
-    """Everything measured about one model."""
+    """Everything measured about one model on the newest batch: a binary classifier's ROC
+    curve and calibration; a multiclass one's per class, one-vs-rest; a regression's
+    predicted against actual values (a sample of at most RESIDUAL_POINTS)."""
 
     role: Literal["candidate", "production"]
     version: str | None
     newest: Scores
     holdout: Scores | None
-    roc: Curve
-    calibration: tuple[tuple[float, float], ...]
+    roc: Curve | None = None
+    calibration: tuple[tuple[float, float], ...] = ()
+    roc_per_class: dict[str, Curve] = Field(default={})
+    calibration_per_class: dict[str, tuple[tuple[float, float], ...]] = Field(default={})
+    predicted_actual: tuple[tuple[float, float], ...] = ()
     slices: dict[str, dict[str, SliceScore]]
     fairness: Fairness | None = None
     # The candidate's, on its holdout; how it was measured is in importance_method.
@@ -142,38 +182,121 @@ class Evaluation(Record):
     simpler models the candidate must beat, by name."""
 
     metric: Metric
+    task: Task = "binary"
+    classes: tuple[str, ...] = ()
     newest_batch: str
     candidate: ModelEvaluation
     production: ModelEvaluation | None
     baselines: dict[str, BaselineEvaluation] = Field(default={})
 
 
-def score(y: npt.ArrayLike, p: Probabilities, threshold: float = 0.5) -> Scores:
-    """Metrics for labels `y` and positive-class probabilities `p`."""
+RESIDUAL_POINTS = 400
+
+
+def score(y: npt.ArrayLike, p: Probabilities, task: Task = "binary") -> Scores:
+    """The task's metrics for labels `y` and answers `p`: class codes and P(positive)
+    (or both columns) for binary; class codes and an (n, k) probability array for
+    multiclass; values and predicted values for regression."""
+    import numpy as np
+
+    answers = np.asarray(p, dtype=float)
+    if task == "regression":
+        return _regression_scores(
+            np.asarray(y, dtype=float), answers.reshape(len(answers), -1)[:, 0]
+        )
+    y_true = np.asarray(y, dtype=int)
+    if task == "binary":
+        positive = answers[:, -1] if answers.ndim == 2 else answers
+        return _binary_scores(y_true, positive)
+    return _multiclass_scores(y_true, answers)
+
+
+def _binary_scores(y_true: npt.NDArray[np.int_], p: Probabilities) -> Scores:
     import numpy as np
     from sklearn import metrics
 
-    y_true = np.asarray(y, dtype=int)
-    predicted = (p >= threshold).astype(int)
+    predicted = (p >= 0.5).astype(int)
     both = len(np.unique(y_true)) == 2
     matrix = metrics.confusion_matrix(y_true, predicted, labels=[0, 1])
+    f1 = float(metrics.f1_score(y_true, predicted, zero_division=0))
     return Scores(
         rows=len(y_true),
+        task="binary",
         positive_rate=float(y_true.mean()) if len(y_true) else 0.0,
-        roc_auc=float(metrics.roc_auc_score(y_true, p)) if both else float("nan"),
-        average_precision=float(metrics.average_precision_score(y_true, p))
-        if both
-        else float("nan"),
+        roc_auc=float(metrics.roc_auc_score(y_true, p)) if both else None,
+        average_precision=float(metrics.average_precision_score(y_true, p)) if both else None,
         accuracy=float(metrics.accuracy_score(y_true, predicted)),
         balanced_accuracy=float(metrics.balanced_accuracy_score(y_true, predicted)),
-        f1=float(metrics.f1_score(y_true, predicted, zero_division=0)),
+        f1=f1,
+        macro_f1=float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0)),
+        weighted_f1=float(metrics.f1_score(y_true, predicted, average="weighted", zero_division=0)),
         log_loss=float(metrics.log_loss(y_true, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        brier=float(metrics.brier_score_loss(y_true, p)),
-        confusion=((int(matrix[0, 0]), int(matrix[0, 1])), (int(matrix[1, 0]), int(matrix[1, 1]))),
+        brier=float(metrics.brier_score_loss(y_true, p, pos_label=1)),
+        confusion=tuple(tuple(int(v) for v in row) for row in matrix),
     )
 
 
-def roc(y: pd.Series, p: Probabilities) -> Curve:
+def _multiclass_scores(y_true: npt.NDArray[np.int_], p: Probabilities) -> Scores:
+    import numpy as np
+    from sklearn import metrics
+
+    k = p.shape[1]
+    labels = list(range(k))
+    predicted = p.argmax(axis=1)
+    present = np.unique(y_true)
+    roc_auc = None
+    if len(present) == k:
+        roc_auc = float(metrics.roc_auc_score(y_true, p, multi_class="ovr", average="macro"))
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y_true, predicted, labels=labels, zero_division=0
+    )
+    per_class = {}
+    for c in labels:
+        actual = y_true == c
+        alone = actual.all() or not actual.any()
+        per_class[str(c)] = ClassScores(
+            support=int(support[c]),
+            precision=float(precision[c]),
+            recall=float(recall[c]),
+            f1=float(f1[c]),
+            roc_auc=None if alone else float(metrics.roc_auc_score(actual, p[:, c])),
+        )
+    matrix = metrics.confusion_matrix(y_true, predicted, labels=labels)
+    return Scores(
+        rows=len(y_true),
+        task="multiclass",
+        roc_auc=roc_auc,
+        accuracy=float(metrics.accuracy_score(y_true, predicted)),
+        balanced_accuracy=float(metrics.balanced_accuracy_score(y_true, predicted)),
+        macro_f1=float(metrics.f1_score(y_true, predicted, average="macro", zero_division=0)),
+        weighted_f1=float(metrics.f1_score(y_true, predicted, average="weighted", zero_division=0)),
+        log_loss=float(metrics.log_loss(y_true, np.clip(p, 1e-15, 1), labels=labels)),
+        confusion=tuple(tuple(int(v) for v in row) for row in matrix),
+        per_class=per_class,
+    )
+
+
+def _regression_scores(y_true: npt.NDArray[np.float64], predicted: Probabilities) -> Scores:
+    import numpy as np
+    from sklearn import metrics
+
+    if not len(y_true):
+        return Scores(rows=0, task="regression")
+    errors = predicted - y_true
+    zero = np.isclose(y_true, 0.0).any()
+    return Scores(
+        rows=len(y_true),
+        task="regression",
+        rmse=float(np.sqrt(np.mean(errors**2))),
+        mae=float(np.mean(np.abs(errors))),
+        r2=float(metrics.r2_score(y_true, predicted)) if len(y_true) > 1 else None,
+        mape=None if zero else float(metrics.mean_absolute_percentage_error(y_true, predicted)),
+        mean_label=float(y_true.mean()),
+        mean_prediction=float(predicted.mean()),
+    )
+
+
+def roc(y: npt.ArrayLike, p: Probabilities) -> Curve:
     """The ROC curve, thinned to evenly spaced points."""
     import numpy as np
     from sklearn.metrics import roc_curve
@@ -197,7 +320,9 @@ def _bin(p: Probabilities, bins: int) -> npt.NDArray[np.int_]:
     return which
 
 
-def calibration(y: pd.Series, p: Probabilities, bins: int = 10) -> tuple[tuple[float, float], ...]:
+def calibration(
+    y: npt.ArrayLike, p: Probabilities, bins: int = 10
+) -> tuple[tuple[float, float], ...]:
     """(mean predicted, observed rate) per probability bin that has rows."""
     import numpy as np
 
@@ -211,13 +336,18 @@ def calibration(y: pd.Series, p: Probabilities, bins: int = 10) -> tuple[tuple[f
 
 
 def slice_scores(
-    frame: pd.DataFrame, y: pd.Series, p: Probabilities, columns: Sequence[str], metric: Metric
+    frame: pd.DataFrame,
+    y: npt.ArrayLike,
+    p: Probabilities,
+    columns: Sequence[str],
+    metric: Metric,
+    task: Task = "binary",
 ) -> dict[str, dict[str, SliceScore]]:
     """The promotion metric for every value of each categorical column."""
     import numpy as np
 
     out: dict[str, dict[str, SliceScore]] = {}
-    y_arr = np.asarray(y, dtype=int)
+    y_arr = np.asarray(y)
     for column in columns:
         values = frame[column].astype(object).where(frame[column].notna(), "(missing)")
         out[column] = {}
@@ -226,7 +356,7 @@ def slice_scores(
             rows = int(mask.sum())
             if rows == 0:
                 continue
-            result = score(y_arr[mask], p[mask]).get(metric)
+            result = score(y_arr[mask], p[mask], task).get(metric)
             out[column][value] = SliceScore(rows=rows, value=None if np.isnan(result) else result)
     return out
 
@@ -247,27 +377,48 @@ def expected_calibration_error(y: npt.ArrayLike, p: Probabilities, bins: int = 1
 
 
 def group_fairness(
-    frame: pd.DataFrame, y: pd.Series, p: Probabilities, settings: FairnessSettings
+    frame: pd.DataFrame,
+    y: npt.ArrayLike,
+    p: Probabilities,
+    settings: FairnessSettings,
+    task: Task = "binary",
 ) -> Fairness:
-    """Per-group rates of one protected attribute, and the gaps between groups of enough rows."""
+    """Per-group rates and errors of one protected attribute, and the gaps between groups of
+    enough rows."""
     import numpy as np
 
     column = frame[settings.attribute]
     values = column.astype(object).where(column.notna(), "(missing)").astype(str).to_numpy()
-    y_arr = np.asarray(y, dtype=int)
-    predicted = p >= 0.5
+    binary = task == "binary"
+    if task == "regression":
+        y_arr = np.asarray(y, dtype=float)
+        errors = np.abs(p.reshape(len(p), -1)[:, 0] - y_arr)
+    else:
+        y_arr = np.asarray(y, dtype=int)
+        positive = (p[:, -1] if p.ndim == 2 else p) if binary else None
+        predicted = (positive >= 0.5).astype(int) if positive is not None else p.argmax(axis=1)
+        errors = (predicted != y_arr).astype(float)
     groups: dict[str, GroupScores] = {}
     for value in sorted(set(values)):
         mask = values == value
-        positives = int(y_arr[mask].sum())
-        groups[value] = GroupScores(
-            rows=int(mask.sum()),
-            positives=positives,
-            true_positive_rate=float(predicted[mask & (y_arr == 1)].mean()) if positives else None,
-            selection_rate=float(predicted[mask].mean()),
-            calibration_error=expected_calibration_error(y_arr[mask], p[mask]),
-            compared=int(mask.sum()) >= settings.min_rows,
+        rows = int(mask.sum())
+        group = GroupScores(
+            rows=rows, error=float(errors[mask].mean()), compared=rows >= settings.min_rows
         )
+        if positive is not None and binary:
+            positives = int(y_arr[mask].sum())
+            chosen = positive >= 0.5
+            group = group.model_copy(
+                update={
+                    "positives": positives,
+                    "true_positive_rate": float(chosen[mask & (y_arr == 1)].mean())
+                    if positives
+                    else None,
+                    "selection_rate": float(chosen[mask].mean()),
+                    "calibration_error": expected_calibration_error(y_arr[mask], positive[mask]),
+                }
+            )
+        groups[value] = group
 
     def gap(values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
@@ -280,6 +431,7 @@ def group_fairness(
         equal_opportunity_difference=gap([g.true_positive_rate for g in compared]),
         demographic_parity_difference=gap([g.selection_rate for g in compared]),
         calibration_gap=gap([g.calibration_error for g in compared]),
+        error_gap=gap([g.error for g in compared]),
     )
 
 
@@ -287,19 +439,24 @@ def evaluate_baseline(
     predictor: Predictor, newest: pd.DataFrame, holdout: pd.DataFrame, features: FeatureSettings
 ) -> BaselineEvaluation:
     """Score a baseline on the candidate's two sets of rows."""
+    problem = _problem(predictor, features)
     return BaselineEvaluation(
-        newest=score(*_labelled(predictor, newest, features)),
-        holdout=score(*_labelled(predictor, holdout, features)),
+        newest=score(*labelled(predictor, newest, problem), problem.task),
+        holdout=score(*labelled(predictor, holdout, problem), problem.task),
     )
 
 
-def _labelled(
-    predictor: Predictor, rows: pd.DataFrame, features: FeatureSettings
-) -> tuple[pd.Series, Probabilities]:
-    """The rows' true labels and the model's positive-class probabilities for them."""
-    import pandas as pd
+def _problem(predictor: Predictor, features: FeatureSettings) -> Problem:
+    return from_model(predictor.model, features.label)
 
-    return pd.to_numeric(rows[features.label]).astype(int), predictor.predict_proba(rows)[:, 1]
+
+def labelled(
+    predictor: Predictor, rows: pd.DataFrame, problem: Problem
+) -> tuple[npt.NDArray[Any], Probabilities]:
+    """The rows' true labels (class codes, or values) and the model's answers for them."""
+    column = rows[problem.label]
+    labels = problem.codes(column) if problem.is_classifier else problem.targets(column)
+    return labels, predictor.outputs(rows)
 
 
 def evaluate_model(
@@ -313,40 +470,93 @@ def evaluate_model(
     fairness: FairnessSettings | None = None,
 ) -> ModelEvaluation:
     """Score one model on the newest batch (and the holdout, for the candidate), with the
-    gaps between the groups of `fairness.attribute` there."""
-    y_new, p_new = _labelled(predictor, newest, features)
-    holdout_scores = None if holdout is None else score(*_labelled(predictor, holdout, features))
+    gaps between the groups of `fairness.attribute` there. Rows of a class the model never
+    learned (a production model, after a class was added) are left out of its scores."""
+    problem = _problem(predictor, features)
+    task = problem.task
+    known = problem.known(newest[problem.label])
+    if not known.all():
+        log.info(
+            "%s: %d rows of a class it never learned are left out of its scores",
+            role,
+            int((~known).sum()),
+        )
+        newest = newest[known]
+    y_new, p_new = labelled(predictor, newest, problem)
+    holdout_scores = (
+        None if holdout is None else score(*labelled(predictor, holdout, problem), task)
+    )
     return ModelEvaluation(
         role=role,
         version=version,
-        newest=score(y_new, p_new),
+        newest=score(y_new, p_new, task),
         holdout=holdout_scores,
-        roc=roc(y_new, p_new),
-        calibration=calibration(y_new, p_new),
-        slices=slice_scores(newest, y_new, p_new, features.categorical, metric),
-        fairness=None if fairness is None else group_fairness(newest, y_new, p_new, fairness),
+        **_curves(y_new, p_new, problem),
+        slices=slice_scores(newest, y_new, p_new, features.categorical, metric, task),
+        fairness=None if fairness is None else group_fairness(newest, y_new, p_new, fairness, task),
     )
+
+
+def _curves(y: npt.NDArray[Any], p: Probabilities, problem: Problem) -> dict[str, Any]:
+    """The task's plots' data: ROC and calibration (per class, one-vs-rest, for more than two
+    classes), or a sample of predicted against actual values."""
+    import numpy as np
+
+    if problem.task == "binary":
+        positive = p[:, -1]
+        curve = roc(y, positive) if len(np.unique(y)) == 2 else None
+        return {"roc": curve, "calibration": calibration(y, positive)}
+    if problem.task == "multiclass":
+        rocs, calibrations = {}, {}
+        for code, name in enumerate(problem.output_names):
+            actual = (np.asarray(y) == code).astype(int)
+            if 0 < actual.sum() < len(actual):
+                rocs[name] = roc(actual, p[:, code])
+            calibrations[name] = calibration(actual, p[:, code])
+        return {"roc_per_class": rocs, "calibration_per_class": calibrations}
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(y), size=min(len(y), RESIDUAL_POINTS), replace=False)
+    return {
+        "predicted_actual": tuple(
+            (round(float(p[i, 0]), 6), round(float(y[i]), 6)) for i in sorted(pick)
+        )
+    }
 
 
 def flat_metrics(result: dict[str, Any]) -> dict[str, float]:
     """An evaluation's headline numbers as flat names, for Kubeflow Metrics and the registry."""
     out: dict[str, float] = {}
+    names = HEADLINE.get(result.get("task", "binary"), HEADLINE["binary"])
     for role in ("candidate", "production"):
         for split in ("newest", "holdout"):
             scores = (result.get(role) or {}).get(split) or {}
-            for name in ("roc_auc", "average_precision", "accuracy", "f1", "log_loss"):
+            for name in names:
                 value = scores.get(name)
                 if isinstance(value, float) and value == value:  # skip NaN
                     out[f"{role}_{split}_{name}"] = round(value, 6)
     for feature, measured in ((result.get("candidate") or {}).get("importance") or {}).items():
         out[f"candidate_importance_{feature}"] = round(measured["mean"], 6)
+    metric = result.get("metric", "roc_auc")
     for name, baseline in sorted((result.get("baselines") or {}).items()):
-        for metric in ("roc_auc", "accuracy"):
-            value = baseline["newest"].get(metric)
+        for shown in dict.fromkeys((metric, "accuracy" if metric != "r2" else "rmse")):
+            value = baseline["newest"].get(shown)
             if isinstance(value, float) and value == value:
-                out[f"baseline_{name}_newest_{metric}"] = round(value, 6)
+                out[f"baseline_{name}_newest_{shown}"] = round(value, 6)
     groups = (result.get("candidate") or {}).get("fairness") or {}
-    for gap in ("equal_opportunity_difference", "demographic_parity_difference", "calibration_gap"):
+    for gap in (
+        "equal_opportunity_difference",
+        "demographic_parity_difference",
+        "calibration_gap",
+        "error_gap",
+    ):
         if isinstance(groups.get(gap), float):
             out[f"candidate_{gap}"] = round(groups[gap], 6)
     return out
+
+
+# The metrics each task's runs show in Kubeflow and the registry.
+HEADLINE: dict[str, tuple[str, ...]] = {
+    "binary": ("roc_auc", "average_precision", "accuracy", "f1", "log_loss"),
+    "multiclass": ("roc_auc", "accuracy", "macro_f1", "weighted_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}

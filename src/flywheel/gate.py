@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from flywheel.config import PromotionSettings
+from flywheel.config import LOWER_IS_BETTER, PromotionSettings
 from flywheel.evaluation import Evaluation, FeatureImportance
 from flywheel.records import Record
 
@@ -84,7 +84,14 @@ def _unmeasured(name: str, threshold: float, detail: str) -> Check:
     return Check(name=name, measured=None, threshold=threshold, passed=False, detail=detail)
 
 
-def _floor(check: Check, production: tuple[str | None, float | None] | None) -> Check:
+def _meets(name: str, measured: float | None, threshold: float, what: str, lower: bool) -> Check:
+    """At least `threshold` for a metric where higher is better, at most it for an error."""
+    return _bound(name, measured, threshold, what, maximum=lower)
+
+
+def _floor(
+    check: Check, production: tuple[str | None, float | None] | None, lower: bool = False
+) -> Check:
     """A floor that production already fails on the same rows does not hold back a candidate
     that does at least as well there: refusing it would keep the worse model serving (after a
     concept drift, the first retrain is often below a slice's floor, and production further
@@ -93,9 +100,10 @@ def _floor(check: Check, production: tuple[str | None, float | None] | None) -> 
     if check.passed or production is None or check.measured is None:
         return check
     version, served = production
-    if served is None or math.isnan(served) or served >= check.threshold:
+    sign = -1.0 if lower else 1.0  # compared as "higher is better"
+    if served is None or math.isnan(served) or sign * served >= sign * check.threshold:
         return check
-    if check.measured < served:
+    if sign * check.measured < sign * served:
         return check.model_copy(
             update={"detail": f"{check.detail}, and production {version} scored {served:.4f}"}
         )
@@ -151,7 +159,8 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
     none scored, it fails."""
     if policy.baseline is None:
         return []
-    metric, margin = policy.metric, policy.baseline.margin
+    metric, margin = evaluation.metric, policy.baseline.margin
+    lower = metric in LOWER_IS_BETTER
     if not evaluation.baselines:
         return [
             _unmeasured(
@@ -165,12 +174,14 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
     checks = []
     for name, baseline in sorted(evaluation.baselines.items()):
         simple = baseline.newest.get(metric)
-        simple = 0.0 if math.isnan(simple) else simple  # one class only: nothing to beat
-        check = _at_least(
+        if math.isnan(simple):  # one class only: nothing to beat
+            simple = math.inf if lower else 0.0
+        check = _meets(
             f"beats baseline {name}",
             evaluation.candidate.newest.get(metric),
-            simple + margin,
+            simple - margin if lower else simple + margin,
             f"candidate {metric} on the newest batch",
+            lower,
         )
         checks.append(
             check.model_copy(
@@ -208,7 +219,18 @@ def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
     compared = len(groups)
     with_positives = sum(g.true_positive_rate is not None for g in groups)
     checks = []
+    binary_only = {
+        "equal opportunity difference",
+        "demographic parity difference",
+        "calibration gap",
+    }
     for name, what, threshold, value in (
+        (
+            "error gap",
+            "error gap (misclassification rate, or mean absolute error)",
+            rules.max_error_gap,
+            measured.error_gap,
+        ),
         (
             "equal opportunity difference",
             "true positive rate gap",
@@ -229,6 +251,18 @@ def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
         ),
     ):
         if threshold is None:
+            continue
+        if name in binary_only and evaluation.task != "binary":
+            checks.append(
+                Check(
+                    name=f"{name} ({rules.attribute})",
+                    measured=None,
+                    threshold=threshold,
+                    passed=True,
+                    detail=f"{what}: not applicable to a {evaluation.task} model (a binary "
+                    "classifier's rate at the 0.5 threshold); max_error_gap compares its groups",
+                )
+            )
             continue
         check = _at_most(
             f"{name} ({rules.attribute})",
@@ -258,64 +292,86 @@ def fairness_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
 
 
 def decide(evaluation: Evaluation, policy: PromotionSettings) -> Decision:
-    """Apply the promotion policy to an evaluation."""
-    metric = policy.metric
+    """Apply the promotion policy to an evaluation, each metric compared its own way: a
+    minimum where higher is better, a maximum for an error."""
+    metric = evaluation.metric
+    lower = metric in LOWER_IS_BETTER
+    bound = policy.threshold(evaluation.task)
     candidate, production = evaluation.candidate, evaluation.production
     checks: list[Check] = []
+    limit = "max" if lower else "min"
     if candidate.holdout is not None:
         checks.append(
-            _at_least(
-                f"min {metric} (holdout)",
+            _meets(
+                f"{limit} {metric} (holdout)",
                 candidate.holdout.get(metric),
-                policy.min_metric,
+                bound,
                 f"candidate {metric} on the holdout",
+                lower,
             )
         )
     checks.append(
         _floor(
-            _at_least(
-                f"min {metric} (newest batch)",
+            _meets(
+                f"{limit} {metric} (newest batch)",
                 candidate.newest.get(metric),
-                policy.min_metric,
+                bound,
                 f"candidate {metric} on the newest batch {evaluation.newest_batch}",
+                lower,
             ),
             None if production is None else (production.version, production.newest.get(metric)),
+            lower,
         )
     )
     if production is not None:
-        floor = production.newest.get(metric) - policy.max_regression
-        check = _at_least(
+        served = production.newest.get(metric)
+        allowed = served + policy.max_regression if lower else served - policy.max_regression
+        check = _meets(
             f"max regression vs {production.version}",
             candidate.newest.get(metric),
-            floor,
+            allowed,
             f"candidate {metric} on the newest batch",
+            lower,
         )
         checks.append(
             check.model_copy(
                 update={
                     "detail": check.detail + f" (production {production.version} scored "
-                    f"{production.newest.get(metric):.4f}, allowed regression "
-                    f"{policy.max_regression:.4f})"
+                    f"{served:.4f}, allowed regression {policy.max_regression:.4f})"
                 }
             )
         )
     for rule in policy.slices:
+        threshold = rule.max_metric if lower else rule.min_metric
+        if threshold is None:
+            given = "min_metric" if lower else "max_metric"
+            checks.append(
+                _unmeasured(
+                    f"slice {rule.column}",
+                    rule.min_metric if rule.min_metric is not None else rule.max_metric or 0.0,
+                    f"slices on {rule.column} give {given}, but {metric} is "
+                    f"{'lower' if lower else 'higher'}-is-better: the check cannot be applied",
+                )
+            )
+            continue
         for value, result in sorted(candidate.slices.get(rule.column, {}).items()):
             if result.rows < rule.min_rows:
                 continue
-            served = None
+            served_slice = None
             if production is not None:
                 same = production.slices.get(rule.column, {}).get(value)
-                served = (production.version, None if same is None else same.value)
+                served_slice = (production.version, None if same is None else same.value)
             checks.append(
                 _floor(
-                    _at_least(
+                    _meets(
                         f"slice {rule.column}={value}",
                         result.value,
-                        rule.min_metric,
+                        threshold,
                         f"candidate {metric} on {rule.column}={value} ({result.rows} rows)",
+                        lower,
                     ),
-                    served,
+                    served_slice,
+                    lower,
                 )
             )
     checks += baseline_checks(evaluation, policy)

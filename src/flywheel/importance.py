@@ -42,7 +42,8 @@ from flywheel.config import FeatureSettings, ImportanceSettings, Metric
 from flywheel.errors import FlywheelError
 from flywheel.evaluation import FeatureImportance
 from flywheel.predictor import feature_frame
-from flywheel.training import SCORERS
+from flywheel.problem import from_model
+from flywheel.training import labels, scorer
 
 if TYPE_CHECKING:
     import numpy as np
@@ -67,18 +68,20 @@ def measure(
 ) -> tuple[dict[str, FeatureImportance] | None, str]:
     """Each feature's permutation importance and cost on the holdout, and how both were measured.
 
-    None, and why, when the holdout holds one class only: nothing can be ranked there.
+    None, and why, when the holdout holds one class only (or one value of a regression's
+    label): nothing can be ranked there.
     """
     import numpy as np
-    import pandas as pd
     from sklearn import config_context
     from threadpoolctl import threadpool_limits
 
     x = feature_frame(holdout, features.numeric, features.categorical)
-    y = pd.to_numeric(holdout[features.label]).astype("int64")
+    problem = from_model(model, features.label)
+    y = labels(holdout, problem)
     preprocess, estimator = _steps(model)
     if y.nunique() < 2:
-        return None, f"not measured: the {len(y)} holdout rows hold one class only"
+        what = "one class" if problem.is_classifier else "one label value"
+        return None, f"not measured: the {len(y)} holdout rows hold {what} only"
     owners = encoded_owners(preprocess, features.columns)
     # Timed as serving runs it, with scikit-learn's checks.
     seconds, conversion_only = preprocess_seconds(preprocess, holdout, features)
@@ -89,7 +92,9 @@ def measure(
         config_context(assume_finite=True, skip_parameter_validation=True),
     ):
         encoded = np.ascontiguousarray(preprocess.transform(x), dtype=np.float64)
-        spread = permutation(estimator, encoded, y, owners, metric, settings, seed)
+        spread = permutation(
+            estimator, encoded, y, owners, scorer(metric, problem.task), settings, seed
+        )
         visits, scoring = scoring_work(estimator, encoded, owners, features.columns)
     memory = x.memory_usage(deep=True, index=False)
     rows = max(len(x), 1)
@@ -138,7 +143,7 @@ def permutation(
     encoded: npt.NDArray[np.float64],
     y: pd.Series,
     owners: Sequence[str],
-    metric: Metric,
+    scoring: str,
     settings: ImportanceSettings,
     seed: int,
 ) -> dict[str, dict[str, float]]:
@@ -151,16 +156,18 @@ def permutation(
     this shuffles those, with exactly the shuffles `permutation_importance` draws for
     `seed`. Without `settings.resample` the two agree (a test checks it); with it, each
     repeat's baseline and shuffled scores are taken on that repeat's bootstrap rows.
+    `scoring` is a scikit-learn scorer's name (training.scorer).
     """
     import numpy as np
     from scipy import stats
     from sklearn.metrics import get_scorer
     from sklearn.utils import check_random_state
 
-    scorer = get_scorer(SCORERS[metric])
+    scorer = get_scorer(scoring)
     n = settings.repeats
     labels = np.asarray(y)
-    draws = _draws(labels, n, seed) if settings.resample else [np.arange(len(labels))] * n
+    classes = hasattr(estimator, "classes_")
+    draws = _draws(labels, n, seed, classes) if settings.resample else [np.arange(len(labels))] * n
     full = None if settings.resample else scorer(estimator, encoded, labels)
     baselines = [
         full if full is not None else scorer(estimator, encoded[d], labels[d]) for d in draws
@@ -186,15 +193,19 @@ def permutation(
     return out
 
 
-def _draws(labels: npt.NDArray[Any], n: int, seed: int) -> list[npt.NDArray[np.intp]]:
-    """`n` seeded bootstrap resamples of the rows, each holding both classes."""
+def _draws(
+    labels: npt.NDArray[Any], n: int, seed: int, classes: bool = True
+) -> list[npt.NDArray[np.intp]]:
+    """`n` seeded bootstrap resamples of the rows, each holding every class of a classifier's
+    labels (a score such as ROC AUC needs them)."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
+    every = len(np.unique(labels)) if classes else 0
     draws: list[npt.NDArray[np.intp]] = []
     while len(draws) < n:
         draw = rng.integers(0, len(labels), len(labels))
-        if len(np.unique(labels[draw])) > 1:
+        if not classes or len(np.unique(labels[draw])) == every:
             draws.append(draw)
     return draws
 

@@ -85,6 +85,17 @@ class Problem(Record):
             )
         return out
 
+    def known(self, values: Any) -> npt.NDArray[np.bool_]:
+        """Whether each label is one of `classes` (every one, for a regression)."""
+        import numpy as np
+        import pandas as pd
+
+        series = pd.Series(values)
+        if not self.is_classifier:
+            return np.ones(len(series), dtype=bool)
+        keys = {_key(c) for c in self.classes}
+        return np.array([_key(v) in keys for v in series.tolist()], dtype=bool)
+
     def targets(self, values: Any) -> npt.NDArray[np.float64]:
         """A regression's label as floats."""
         import numpy as np

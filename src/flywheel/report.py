@@ -71,11 +71,31 @@ def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.set(
         xlabel="mean predicted probability",
-        ylabel="observed default rate",
+        ylabel="observed rate",
         xlim=(0, 1),
         ylim=(0, 1),
     )
     ax.legend(loc="upper left")
+    return encode_png(fig)
+
+
+def residual_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
+    """A regression's predicted against actual values, and its residuals against predicted."""
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.8), dpi=90)
+    for name, model in models:
+        predicted = [p for p, _ in model.predicted_actual]
+        actual = [a for _, a in model.predicted_actual]
+        left.scatter(actual, predicted, s=6, alpha=0.5, label=name)
+        right.scatter(predicted, [a - p for p, a in model.predicted_actual], s=6, alpha=0.5)
+    every = [v for _, m in models for pair in m.predicted_actual for v in pair] or [0.0, 1.0]
+    low, high = min(every), max(every)
+    left.plot([low, high], [low, high], linestyle=":", color="grey")
+    left.set(xlabel="actual", ylabel="predicted")
+    left.legend(loc="upper left", fontsize=7)
+    right.axhline(0.0, linestyle=":", color="grey")
+    right.set(xlabel="predicted", ylabel="actual - predicted")
     return encode_png(fig)
 
 
@@ -90,7 +110,9 @@ def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> 
     ax.set_yticks(
         [y + width * (len(models) - 1) / 2 for y in range(len(labels))], labels, fontsize=7
     )
-    ax.set(xlabel=metric, xlim=(0.5, 1.0))
+    if metric in ("roc_auc", "accuracy", "balanced_accuracy"):
+        ax.set(xlim=(0.5, 1.0))
+    ax.set(xlabel=metric)
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=7)
     return encode_png(fig)
@@ -101,18 +123,25 @@ def _slice_value(model: ModelEvaluation, column: str, value: str) -> float:
     return found.value if found is not None and found.value is not None else 0.0
 
 
-def confusion_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
-    """Confusion matrices side by side."""
+def confusion_figure(
+    models: Sequence[tuple[str, ModelEvaluation]], classes: Sequence[str] = ("0", "1")
+) -> str:
+    """N x N confusion matrices side by side, actual by predicted."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.5), dpi=90, squeeze=False)
     for ax, (name, model) in zip(axes[0], models, strict=True):
         matrix = model.newest.confusion
+        k = len(matrix)
         ax.imshow(matrix, cmap="Blues")
-        for i in range(2):
-            for j in range(2):
-                ax.text(j, i, str(matrix[i][j]), ha="center", va="center")
-        ax.set(title=name, xticks=[0, 1], yticks=[0, 1], xlabel="predicted", ylabel="actual")
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(matrix[i][j]), ha="center", va="center", fontsize=8)
+        ticks = list(range(k))
+        names = list(classes)[:k] if len(classes) >= k else [str(t) for t in ticks]
+        ax.set_xticks(ticks, names, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
+        ax.set(title=name, xlabel="predicted", ylabel="actual")
     return encode_png(fig)
 
 
@@ -229,12 +258,9 @@ def html_page(
     )
 
 
-def evaluation_page(evaluation: Evaluation, title: str) -> str:
-    """The evaluation as a self-contained HTML page with the plots embedded as PNG."""
-    c, prod = evaluation.candidate, evaluation.production
-    metric = evaluation.metric
-    rows: list[tuple[str, str, str, str]] = []
-    for name in (
+# The metrics each task's page lists, the gate's marked.
+METRIC_ROWS: dict[str, tuple[str, ...]] = {
+    "binary": (
         "roc_auc",
         "average_precision",
         "accuracy",
@@ -242,7 +268,74 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
         "f1",
         "log_loss",
         "brier",
-    ):
+    ),
+    "multiclass": (
+        "roc_auc",
+        "accuracy",
+        "balanced_accuracy",
+        "macro_f1",
+        "weighted_f1",
+        "log_loss",
+    ),
+    "regression": ("rmse", "mae", "r2", "mape", "mean_label", "mean_prediction"),
+}
+
+
+def _label_summary(evaluation: Evaluation) -> str:
+    c = evaluation.candidate.newest
+    if evaluation.task == "binary" and c.positive_rate is not None:
+        return f"positive rate {c.positive_rate:.1%}. "
+    if evaluation.task == "multiclass":
+        return f"{len(evaluation.classes)} classes. "
+    return f"mean label {number(c.mean_label)}. "
+
+
+def task_figures(
+    evaluation: Evaluation, models: Sequence[tuple[str, ModelEvaluation]]
+) -> list[tuple[str, str]]:
+    """The task's plots: a binary classifier's ROC, calibration and confusion; a multiclass
+    one's per class, one against the rest, and its N x N confusion; a regression's predicted
+    against actual values and residuals."""
+    if evaluation.task == "regression":
+        return [
+            (
+                "Predicted against actual, and residuals, on the newest batch",
+                residual_figure(models),
+            )
+        ]
+    confusion = (
+        f"Confusion matrices on the newest batch ({'at 0.5' if evaluation.task == 'binary' else 'most probable class'})",
+        confusion_figure(models, evaluation.classes or ("0", "1")),
+    )
+    if evaluation.task == "binary":
+        return [
+            ("ROC on the newest batch", roc_figure([(n, m.roc) for n, m in models if m.roc])),
+            (
+                "Calibration on the newest batch",
+                calibration_figure([(n, m.calibration) for n, m in models]),
+            ),
+            confusion,
+        ]
+    candidate = evaluation.candidate
+    return [
+        (
+            "ROC per class, one against the rest (candidate, newest batch)",
+            roc_figure(sorted(candidate.roc_per_class.items())),
+        ),
+        (
+            "Calibration per class, one against the rest (candidate, newest batch)",
+            calibration_figure(sorted(candidate.calibration_per_class.items())),
+        ),
+        confusion,
+    ]
+
+
+def evaluation_page(evaluation: Evaluation, title: str) -> str:
+    """The evaluation as a self-contained HTML page with the plots embedded as PNG."""
+    c, prod = evaluation.candidate, evaluation.production
+    metric = evaluation.metric
+    rows: list[tuple[str, str, str, str]] = []
+    for name in METRIC_ROWS[evaluation.task]:
         cand_new = getattr(c.newest, name)
         prod_new = getattr(prod.newest, name) if prod else None
         rows.append(
@@ -251,22 +344,42 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
                 number(getattr(c.holdout, name) if c.holdout else None),
                 number(cand_new),
                 number(prod_new)
-                + (f" (Δ {cand_new - prod_new:+.4f})" if prod_new is not None else ""),
+                + (
+                    f" (Δ {cand_new - prod_new:+.4f})"
+                    if prod_new is not None and cand_new is not None
+                    else ""
+                ),
             )
         )
     models: list[tuple[str, ModelEvaluation]] = [("candidate", c)]
     if prod:
         models.append((f"production {prod.version}", prod))
-    figures = [
-        ("ROC on the newest batch", roc_figure([(n, m.roc) for n, m in models])),
-        (
-            "Calibration on the newest batch",
-            calibration_figure([(n, m.calibration) for n, m in models]),
-        ),
-        (f"{metric} by slice on the newest batch", slice_figure(models, metric)),
-        ("Confusion matrices at 0.5 on the newest batch", confusion_figure(models)),
-    ]
-    sections = []
+    figures = task_figures(evaluation, models)
+    if any(c.slices.values()):
+        figures.append((f"{metric} by slice on the newest batch", slice_figure(models, metric)))
+    sections: list[tuple[str, str, tuple[Sequence[str], Sequence[Sequence[str]]]]] = []
+    if c.newest.per_class:
+        sections.append(
+            (
+                "Per class, one against the rest (candidate, newest batch)",
+                "Precision, recall and F1 at the most probable class; ROC AUC of the class's "
+                "probability.",
+                (
+                    ("class", "rows", "precision", "recall", "f1", "roc_auc"),
+                    [
+                        (
+                            evaluation.classes[int(code)] if evaluation.classes else code,
+                            str(one.support),
+                            number(one.precision),
+                            number(one.recall),
+                            number(one.f1),
+                            number(one.roc_auc),
+                        )
+                        for code, one in c.newest.per_class.items()
+                    ],
+                ),
+            )
+        )
     if c.importance:
         figures.append(
             (
@@ -287,7 +400,7 @@ def evaluation_page(evaluation: Evaluation, title: str) -> str:
         title,
         intro=(
             f"Newest batch {evaluation.newest_batch}: {c.newest.rows} rows, "
-            f"positive rate {c.newest.positive_rate:.1%}. "
+            + _label_summary(evaluation)
             + (
                 "No model is in production yet."
                 if prod is None

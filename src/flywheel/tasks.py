@@ -318,9 +318,10 @@ def evaluate(
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
     newest_name, newest = window.newest
-    metric = settings.promotion.metric
     holdout = pd.read_parquet(holdout_path)
     served = predictor.Predictor.from_bytes(model_path.read_bytes(), settings.features)
+    learned = served.problem
+    metric = settings.promotion.metric_for(learned.task)
     candidate = evaluation.evaluate_model(
         served,
         "candidate",
@@ -364,6 +365,8 @@ def evaluate(
         )
     result = evaluation.Evaluation(
         metric=metric,
+        task=learned.task,
+        classes=tuple(learned.output_names) if learned.is_classifier else (),
         newest_batch=newest_name,
         candidate=candidate,
         production=production,

@@ -227,7 +227,7 @@ def test_a_feature_training_never_saw_a_value_of_has_no_columns_and_no_importanc
     # given a linear model trained where one feature is all missing: its imputer drops it
     frame = _frame(rows=300).assign(noise=np.nan)
     model = build_pipeline(
-        FEATURES, ModelSettings(estimator="sklearn.linear_model.LogisticRegression")
+        FEATURES, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"), "binary"
     )
     model.fit(frame[list(FEATURES.columns)], frame["y"])
     # when importance is measured
@@ -256,7 +256,7 @@ def test_one_hot_columns_belong_to_the_feature_the_encoder_made_them_from() -> N
         label="y", numeric=("signal",), categorical=("region", "region_type")
     )
     model = build_pipeline(
-        features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression")
+        features, ModelSettings(estimator="sklearn.linear_model.LogisticRegression"), "binary"
     )
     model.fit(frame[list(features.columns)], frame["y"])
     preprocess = model.steps[0][1]

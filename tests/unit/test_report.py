@@ -95,8 +95,8 @@ def test_the_page_compares_candidate_and_production_with_four_plots(
     assert re.findall(r"<figcaption>([^<]*)</figcaption>", page) == [
         "ROC on the newest batch",
         "Calibration on the newest batch",
+        "Confusion matrices on the newest batch (at 0.5)",
         "roc_auc by slice on the newest batch",
-        "Confusion matrices at 0.5 on the newest batch",
     ]
 
 
