@@ -39,7 +39,7 @@ def test_logic_writes_a_loadable_model_and_the_holdout(window: Ingested, tmp_pat
     )
     assert set(usage.metadata) == {"seconds", "cpu_seconds", "peak_rss_mib"}
     assert model.metadata["framework"] == "scikit-learn"
-    assert model.metadata["estimator"] == window.settings.model.estimator
+    assert model.metadata["estimator"] == window.settings.model.estimator_for("binary")
     assert_scores_the_holdout(tmp_path / "model", tmp_path / "holdout", window)
     # The newest batch is never trained on: 2 of 3 days, minus the 20% holdout.
     assert (model.metadata["rows"], holdout.metadata["rows"]) == (960, 240)
@@ -53,7 +53,7 @@ def test_under_kfp_local(window: Ingested, run_component: Callable[..., Path]) -
     assert_scores_the_holdout(task_dir / "model", task_dir / "holdout", window)
     metadata = step_outputs(task_dir).metadata
     assert metadata["model"]["framework"] == "scikit-learn"
-    assert metadata["model"]["estimator"] == window.settings.model.estimator
+    assert metadata["model"]["estimator"] == window.settings.model.estimator_for("binary")
     assert (metadata["model"]["rows"], metadata["holdout"]["rows"]) == (960, 240)
     assert len(pd.read_parquet(task_dir / "holdout")) == 240
     # The step's own process: fitting a model takes CPU time, and scikit-learn and

@@ -28,6 +28,7 @@ from flywheel import synthetic
 from flywheel.config import GeneratorSettings, Settings
 from flywheel.errors import FlywheelError
 from flywheel.predictor import feature_frame
+from flywheel.problem import resolve
 from flywheel.training import build_pipeline
 
 if TYPE_CHECKING:
@@ -124,7 +125,8 @@ def _score(
     train = pd.concat([*history, today[half]], ignore_index=True)
     test = today[~half]
     try:
-        model = build_pipeline(features, settings.model)
+        task = resolve(settings.model.task, train[features.label], features.label).task
+        model = build_pipeline(features, settings.model, task)
         x = feature_frame(train, features.numeric, features.categorical)
         model.fit(x, pd.to_numeric(train[features.label]).astype("int64"))
         predicted = model.predict(feature_frame(test, features.numeric, features.categorical))

@@ -38,7 +38,7 @@ def floor(settings: Settings) -> float:
     if performance is not None and performance.metric == "accuracy" and performance.floor:
         return performance.floor
     if settings.promotion.metric == "accuracy":
-        return settings.promotion.min_metric
+        return settings.promotion.threshold("binary")
     return DEFAULT_FLOOR
 
 
