@@ -40,11 +40,15 @@ def evaluate(
         )
     for name, value in flat_metrics(result.model_dump(mode="json")).items():
         metrics.log_metric(name, value)
+    # The Kubeflow UI's ROC curve is a binary classifier's; its confusion matrix any
+    # classifier's, in the contract's class order. A regression has neither.
     roc = result.candidate.roc
-    classification.log_roc_curve(list(roc.fpr), list(roc.tpr), list(roc.thresholds))
-    classification.log_confusion_matrix(
-        ["repaid", "defaulted"], [list(row) for row in result.candidate.newest.confusion]
-    )
+    if roc is not None:
+        classification.log_roc_curve(list(roc.fpr), list(roc.tpr), list(roc.thresholds))
+    if result.candidate.newest.confusion:
+        classification.log_confusion_matrix(
+            list(result.classes), [list(row) for row in result.candidate.newest.confusion]
+        )
     # Files at the URIs too: kfp.local treats metrics artifacts without one as missing
     # and would never serve this step from its cache.
     for artifact in (metrics, classification):

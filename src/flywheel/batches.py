@@ -273,3 +273,65 @@ def load(path: Path) -> Window:
         files.append((entry["file"], raw))
         batches.append((entry["day"], parse(f"{manifest['source']}/{entry['file']}", raw)))
     return Window(batches=batches, content_hash=window_hash(files))
+
+
+# scikit-learn's own tables, for `flywheel data split sklearn:<name>`: the examples' data.
+SKLEARN_TABLES = {
+    "breast_cancer": "load_breast_cancer",
+    "wine": "load_wine",
+    "diabetes": "load_diabetes",
+    "iris": "load_iris",
+}
+
+
+def read_table(spec: str) -> pd.DataFrame:
+    """A whole table to split into batches: `sklearn:<name>` (its features and a `target`
+    column), or a CSV or Parquet file. Column names become identifiers (letters, digits
+    and underscores), as the configuration names them."""
+
+    if spec.startswith("sklearn:"):
+        name = spec.removeprefix("sklearn:")
+        loader = SKLEARN_TABLES.get(name)
+        if loader is None:
+            raise BatchError(
+                f"{spec}: not one of scikit-learn's tables here ({', '.join(SKLEARN_TABLES)})"
+            )
+        import sklearn.datasets
+
+        frame: pd.DataFrame = getattr(sklearn.datasets, loader)(as_frame=True).frame
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise BatchError(f"{spec}: no such file")
+        frame = parse(path.name, path.read_bytes())
+    names = [re.sub(r"\W+", "_", str(c)).strip("_") or "column" for c in frame.columns]
+    names = [f"_{n}" if n[0].isdigit() else n for n in names]
+    if len(set(names)) != len(names):
+        raise BatchError(f"{spec}: two columns have the same name once made identifiers")
+    return frame.set_axis(names, axis=1)
+
+
+def split_days(
+    frame: pd.DataFrame,
+    start: date,
+    rows_per_day: int,
+    time_column: str,
+    seed: int | None = 0,
+) -> list[tuple[date, pd.DataFrame]]:
+    """A table as consecutive daily batches of `rows_per_day` rows (the last may be
+    shorter), shuffled with `seed` first (None: in file order), each row stamped with a
+    time in its day unless the table has `time_column` already."""
+    import numpy as np
+    import pandas as pd
+
+    if seed is not None:
+        frame = frame.sample(frac=1.0, random_state=seed).reset_index(drop=True)
+    out = []
+    for i, first in enumerate(range(0, len(frame), rows_per_day)):
+        day = start + timedelta(days=i)
+        part = frame.iloc[first : first + rows_per_day].copy()
+        if time_column not in part.columns:
+            seconds = np.linspace(0, 86_399, num=len(part)).astype(int)
+            part[time_column] = pd.Timestamp(day) + pd.to_timedelta(seconds, unit="s")
+        out.append((day, part.reset_index(drop=True)))
+    return out

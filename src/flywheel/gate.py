@@ -179,7 +179,9 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
         check = _meets(
             f"beats baseline {name}",
             evaluation.candidate.newest.get(metric),
-            simple - margin if lower else simple + margin,
+            # No model scores beyond a perfect one: a baseline at the best value possible
+            # (1 for a score, 0 for an error) is matched, not beaten.
+            max(simple - margin, 0.0) if lower else min(simple + margin, 1.0),
             f"candidate {metric} on the newest batch",
             lower,
         )

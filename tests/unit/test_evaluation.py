@@ -231,3 +231,37 @@ def test_flat_metrics_carry_each_features_mean_importance() -> None:
         "candidate_importance_income": 0.041235,
         "candidate_importance_age": -0.001,
     }
+
+
+def test_a_multiclass_model_is_scored_per_class_and_on_the_whole() -> None:
+    # given three classes and probabilities that favour the right one, but for one row
+    y = np.array([0, 1, 2, 2, 1, 0])
+    p = np.array(
+        [
+            [0.8, 0.1, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.1, 0.2, 0.7],
+            [0.1, 0.6, 0.3],  # a 2 read as a 1
+            [0.3, 0.6, 0.1],
+            [0.6, 0.3, 0.1],
+        ]
+    )
+    scores = score(y, p, "multiclass")
+    assert scores.task == "multiclass" and scores.accuracy == pytest.approx(5 / 6)
+    assert scores.confusion == ((2, 0, 0), (0, 2, 0), (0, 1, 1))
+    assert scores.per_class["2"].recall == 0.5 and scores.per_class["1"].precision == pytest.approx(
+        2 / 3
+    )
+    assert scores.roc_auc is not None and 0.9 < scores.roc_auc <= 1.0
+    assert scores.positive_rate is None and scores.rmse is None
+
+
+def test_a_regression_is_scored_by_its_errors_and_mape_only_without_zero_labels() -> None:
+    y = np.array([10.0, 20.0, 30.0, 40.0])
+    predicted = np.array([12.0, 18.0, 33.0, 37.0])
+    scores = score(y, predicted.reshape(-1, 1), "regression")
+    assert scores.rmse == pytest.approx(np.sqrt((4 + 4 + 9 + 9) / 4))
+    assert scores.mae == pytest.approx(2.5)
+    assert scores.mape == pytest.approx(np.mean([0.2, 0.1, 0.1, 0.075]))
+    assert scores.get("rmse") == scores.rmse and scores.roc_auc is None
+    assert score(np.array([0.0, 1.0]), np.array([0.5, 1.0]), "regression").mape is None

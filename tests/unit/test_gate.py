@@ -392,3 +392,79 @@ def test_an_equal_opportunity_gap_without_positives_to_compare_says_so() -> None
         "only 1 with actual positives (a true positive rate needs some), so no gap to measure"
     )
     assert decision.blessed
+
+
+def _regression(role: str, rmse: float) -> ModelEvaluation:
+    scores = Scores(rows=200, task="regression", rmse=rmse, mae=rmse * 0.8, r2=0.4)
+    return ModelEvaluation(
+        role=role,  # type: ignore[arg-type]
+        version=None if role == "candidate" else "v3",
+        newest=scores,
+        holdout=scores if role == "candidate" else None,
+        slices={},
+    )
+
+
+def _by_rmse(candidate: float, production: float | None, **policy: object) -> Evaluation:
+    del policy
+    return Evaluation(
+        metric="rmse",
+        task="regression",
+        newest_batch="2026-01-08",
+        candidate=_regression("candidate", candidate),
+        production=None if production is None else _regression("production", production),
+    )
+
+
+def test_an_error_is_bounded_from_above_and_lower_is_better_against_production() -> None:
+    policy = PromotionSettings(metric="rmse", max_metric=40.0, max_regression=2.0)
+    # given a candidate within the maximum and no worse than production by more than allowed
+    assert decide(_by_rmse(38.0, 37.0), policy).blessed
+    # when it is above the maximum, or worse than production by more than 2
+    too_high = decide(_by_rmse(41.0, None), policy)
+    worse = decide(_by_rmse(39.5, 37.0), policy)
+    # then it is refused, each naming the bound
+    assert not too_high.blessed and "exceeds the maximum 40.0000" in too_high.reasons[0]
+    assert not worse.blessed
+    assert any("exceeds the maximum 39.0000" in r for r in worse.reasons)
+
+
+def test_an_error_beats_the_baselines_by_being_lower() -> None:
+    policy = PromotionSettings(
+        metric="rmse", max_metric=60.0, baseline=BaselineSettings(margin=1.0)
+    )
+    mean = _regression("candidate", 70.0).newest
+    evaluation = _by_rmse(50.0, None).model_copy(
+        update={"baselines": {"mean_value": BaselineEvaluation(newest=mean, holdout=mean)}}
+    )
+    assert decide(evaluation, policy).blessed
+    close = _regression("candidate", 50.5).newest
+    refused = decide(
+        evaluation.model_copy(
+            update={"baselines": {"ridge": BaselineEvaluation(newest=close, holdout=close)}}
+        ),
+        policy,
+    )
+    assert not refused.blessed and "exceeds the maximum 49.5000" in refused.reasons[0]
+
+
+def test_a_perfect_baseline_is_matched_not_beaten() -> None:
+    policy = PromotionSettings(min_metric=0.7, baseline=BaselineSettings(margin=0.01))
+    perfect = _scores(1.0)
+    evaluation = _evaluation(_model("candidate", 1.0), None).model_copy(
+        update={
+            "baselines": {
+                "logistic_regression": BaselineEvaluation(newest=perfect, holdout=perfect)
+            }
+        }
+    )
+    assert decide(evaluation, policy).blessed
+
+
+def test_bounds_that_contradict_the_metric_are_refused_at_load() -> None:
+    with pytest.raises(ValueError, match="lower rmse is better; bound it with max_metric"):
+        PromotionSettings(metric="rmse", min_metric=0.5)
+    with pytest.raises(ValueError, match="rmse needs a maximum"):
+        PromotionSettings(metric="rmse")
+    with pytest.raises(ValueError, match="promotion.metric: rmse is not a binary metric"):
+        PromotionSettings(metric="rmse", max_metric=3.0).threshold("binary")

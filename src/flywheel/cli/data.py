@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from flywheel.batches import BatchSource
 
 app = typer.Typer(
-    help="Dated batches: generate synthetic ones, list what is there.", no_args_is_help=True
+    help="Dated batches: generate synthetic ones, split a table of your own, list what is there.",
+    no_args_is_help=True,
 )
 
 
@@ -96,6 +97,75 @@ def existing_source(stores: Stores) -> BatchSource:
             f"data.source: {error} (write batches with `flywheel data generate`, or fix data.source)"
         ) from None
     return stores.source
+
+
+@app.command("split")
+def split(
+    ctx: typer.Context,
+    table: Annotated[
+        str,
+        typer.Argument(
+            help="A CSV or Parquet file, or sklearn:breast_cancer, sklearn:wine, "
+            "sklearn:diabetes or sklearn:iris (scikit-learn's own tables, label `target`)."
+        ),
+    ],
+    rows_per_day: Annotated[
+        int, typer.Option(min=1, help="Rows in each daily batch (the last may have fewer).")
+    ] = 100,
+    start: Annotated[
+        datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="First day (YYYY-MM-DD) (default: data.generator.start_date).",
+        ),
+    ] = None,
+    seed: Annotated[
+        int, typer.Option(help="Shuffle the rows with this seed first; -1 keeps file order.")
+    ] = 0,
+    fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    out_uri: Annotated[
+        str | None, typer.Option("--out", help="Directory or s3:// prefix (default: data.source).")
+    ] = None,
+) -> None:
+    """Split a table of your own into dated daily batches: how to bring your own dataset.
+
+    Each row gets a time in its day (the time column, features.time_column) unless the
+    table has one; column names become identifiers (`mean radius` -> `mean_radius`).
+    """
+    from flywheel import batches
+    from flywheel.storage import open_store
+
+    settings = options.settings(ctx)
+    if fmt not in {"parquet", "csv"}:
+        raise options.UsageFailure(f"--format must be parquet or csv, not {fmt!r}")
+    frame = batches.read_table(table)
+    days = batches.split_days(
+        frame,
+        start.date() if start else settings.data.generator.start_date,
+        rows_per_day,
+        settings.features.time_column,
+        None if seed < 0 else seed,
+    )
+    store = (
+        open_store(out_uri, settings.storage)
+        if out_uri
+        else options.stores(ctx, settings).source.store
+    )
+    store.check(create=True)
+    source = batches.BatchSource(store)
+    taken = {b.day for b in source.available()} & {day for day, _ in days}
+    if taken:
+        raise options.UsageFailure(
+            f"{store.uri} already has batches for {min(taken)}..{max(taken)}: batches are "
+            "never rewritten (choose --start, or another --out)"
+        )
+    for day, part in days:
+        source.write(day, part, fmt)
+    out.print(
+        f"wrote {len(days)} batch(es) {days[0][0]}..{days[-1][0]} of {len(frame)} rows "
+        f"({', '.join(map(str, frame.columns[:4]))}{', ...' if len(frame.columns) > 4 else ''}) "
+        f"to {store.uri}"
+    )
 
 
 @app.command("list")

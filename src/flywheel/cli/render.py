@@ -17,6 +17,7 @@ from rich.text import Text
 
 from flywheel import lineage as lineage_module
 from flywheel.config import Settings
+from flywheel.evaluation import HEADLINE
 
 if TYPE_CHECKING:
     from flywheel.registry import AliasState, Manifest
@@ -24,8 +25,6 @@ if TYPE_CHECKING:
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
-
-HEADLINE_METRICS = ("roc_auc", "average_precision", "accuracy", "f1", "log_loss")
 
 
 def fmt(value: Any) -> str:
@@ -121,6 +120,15 @@ def run_result(settings: Settings, result: Any, production: str | None = None) -
         f"[green bold]SUCCEEDED[/] in {result.seconds:.1f}s. Data: {len(days)} batches "
         f"{days[0]}..{days[-1]} from {window['source']} (sha256 {window['content_hash'][:12]})"
     )
+    task = evaluation.get("task", "binary")
+    classes = evaluation.get("classes") or []
+    what = f"{task}, {len(classes)} classes: {', '.join(classes[:6])}" if classes else task
+    how = (
+        "inferred from the label (set model.task to fix it)"
+        if settings.model.task is None
+        else "model.task"
+    )
+    out.print(f"Task: {what} ({how})", highlight=False)
     cand = evaluation["candidate"]
     prod = evaluation.get("production")
     table = Table(title=f"{metric} and friends", show_lines=False)
@@ -129,10 +137,11 @@ def run_result(settings: Settings, result: Any, production: str | None = None) -
     table.add_column(f"candidate, newest ({evaluation['newest_batch']})", justify="right")
     if prod:
         table.add_column(f"production {prod['version']}, newest", justify="right")
-    for name in HEADLINE_METRICS:
-        row = [name, fmt(cand["holdout"][name]), fmt(cand["newest"][name])]
+    for name in HEADLINE.get(task, HEADLINE["binary"]):
+        holdout = cand["holdout"] or {}
+        row = [name, fmt(holdout.get(name)), fmt(cand["newest"].get(name))]
         if prod:
-            row.append(fmt(prod["newest"][name]))
+            row.append(fmt(prod["newest"].get(name)))
         table.add_row(*row)
     out.print(table)
     if prod:

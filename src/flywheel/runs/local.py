@@ -195,11 +195,13 @@ def step_usages(
 
 
 def _failure_report(root: Path, before: set[Path], task: str | None) -> str | None:
-    """The Markdown report the failed step wrote before failing, if it wrote one."""
+    """The Markdown report the failed step wrote before failing, if it wrote one (an HTML
+    page, such as evaluate's, is for a browser, not the terminal)."""
     if task is None or not root.exists():
         return None
     for run_dir in sorted(set(root.glob("*")) - before, reverse=True):
         report = run_dir / task / "report"
         if report.is_file():
-            return report.read_text()
+            text = report.read_text()
+            return None if text.lstrip().lower().startswith(("<!doctype", "<html")) else text
     return None
