@@ -466,5 +466,5 @@ def test_bounds_that_contradict_the_metric_are_refused_at_load() -> None:
         PromotionSettings(metric="rmse", min_metric=0.5)
     with pytest.raises(ValueError, match="rmse needs a maximum"):
         PromotionSettings(metric="rmse")
-    with pytest.raises(ValueError, match="promotion.metric: rmse is not a binary metric"):
+    with pytest.raises(ValueError, match=r"promotion\.metric: rmse is not a binary metric"):
         PromotionSettings(metric="rmse", max_metric=3.0).threshold("binary")

@@ -34,7 +34,7 @@ def test_the_task_is_inferred_from_the_label(values: list[object], task: str) ->
 def test_many_whole_numbers_are_ambiguous_and_the_task_must_be_said() -> None:
     # given ages: 60 distinct whole numbers could be classes or a quantity
     ages = pd.Series(np.arange(20, 80))
-    with pytest.raises(ProblemError, match="60 distinct whole numbers .* set model.task"):
+    with pytest.raises(ProblemError, match=r"60 distinct whole numbers .* set model\.task"):
         infer_task(ages, "age")
     # and said, either reading works
     assert resolve("regression", ages, "age").task == "regression"
