@@ -22,6 +22,8 @@ EMPLOYMENT = ("salaried", "self_employed", "unemployed", "retired")
 NEW_CHANNEL = "mobile"
 # The region the `underserved_group` scenario serves worse.
 UNDERSERVED_REGION = "west"
+GRADES = ("low", "medium", "high")
+GRADE_EDGES = (0.12, 0.35)  # a noisy default risk below, between and above
 
 
 def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -95,7 +97,9 @@ def default_probability(
 
 
 def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
-    """One day's batch: features, an event_time column and the `defaulted` label."""
+    """One day's batch: features, an event_time column and the world's label (`defaulted`,
+    `risk_grade` or `days_late`, settings.task). Label shift resamples the applicants by
+    default in every world."""
     day_index = (day - settings.start_date).days
     rng = np.random.default_rng([settings.seed, day_index + 10_000])
     n = settings.rows_per_day
@@ -125,6 +129,19 @@ def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
                 negatives.sample(n - n_pos, random_state=int(rng.integers(2**31))),
             ]
         ).sample(frac=1.0, random_state=int(rng.integers(2**31)))
+    if settings.task != "binary":
+        # The same applicants and the same (possibly shifted) risk, read as a grade or as
+        # days late: a concept drift moves both, as it moves the defaults.
+        risk = default_probability(frame, concept_shift=concept)
+        noisy = risk * np.exp(rng.normal(0.0, 0.35, len(frame)))
+        if settings.task == "multiclass":
+            grades = np.asarray(GRADES, dtype=object)
+            frame["risk_grade"] = grades[np.digitize(noisy, GRADE_EDGES)]
+        else:
+            late = frame["late_payments"].to_numpy()
+            days = 60 * noisy + 4 * np.minimum(late, 6) + rng.normal(0.0, 4.0, len(frame))
+            frame["days_late"] = np.clip(days, 0.0, None).round(2)
+        frame = frame.drop(columns="defaulted")
     seconds = np.sort(rng.integers(0, 86_400, len(frame)))
     start = datetime.combine(day, time())
     frame.insert(0, "event_time", pd.to_datetime(start) + pd.to_timedelta(seconds, unit="s"))

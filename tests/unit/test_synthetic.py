@@ -119,3 +119,29 @@ def test_an_underserved_group_gets_labels_the_features_cannot_explain() -> None:
     assert roc_auc_score(served_worse["defaulted"][~region], p[~region]) > 0.75
     assert abs(roc_auc_score(served_worse["defaulted"][region], p[region]) - 0.5) < 0.1
     assert abs(served_worse["defaulted"][region].mean() - stable["defaulted"].mean()) < 0.1
+
+
+@pytest.mark.parametrize(
+    ("task", "label", "kind"),
+    [("multiclass", "risk_grade", "multiclass"), ("regression", "days_late", "continuous")],
+)
+def test_each_world_writes_its_label_and_a_concept_drift_moves_it(
+    task: str, label: str, kind: str
+) -> None:
+    from sklearn.utils.multiclass import type_of_target
+
+    stable = GeneratorSettings(task=task, rows_per_day=3000, change_day=2)  # type: ignore[arg-type]
+    drifted = stable.model_copy(update={"scenario": "concept_drift"})
+    before = generate_day(date(2026, 1, 5), stable)
+    after = generate_day(date(2026, 1, 5), drifted)
+    # given the same applicants on the same day
+    assert label in before.columns and "defaulted" not in before.columns
+    assert type_of_target(before[label]) == kind
+    pd.testing.assert_frame_equal(before.drop(columns=label), after.drop(columns=label))
+    # then the concept drift makes long-standing customers riskier: a higher grade, more days late
+    long = before["tenure_months"] > 60
+    if task == "multiclass":
+        share = lambda f: (f.loc[long, label] == "high").mean()  # noqa: E731
+    else:
+        share = lambda f: f.loc[long, label].mean()  # noqa: E731
+    assert share(after) > share(before) * 1.3

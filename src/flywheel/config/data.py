@@ -23,9 +23,19 @@ Scenario = Literal[
 ]
 
 
+# The label each synthetic world writes: features.label must name it.
+WORLD_LABELS = {"binary": "defaulted", "multiclass": "risk_grade", "regression": "days_late"}
+
+
 class GeneratorSettings(Strict):
     """How `flywheel data generate` writes synthetic daily batches."""
 
+    task: Literal["binary", "multiclass", "regression"] = Field(
+        default="binary",
+        description="The world's label: binary `defaulted`; multiclass `risk_grade` (low, "
+        "medium, high); regression `days_late` (days a repayment is late). features.label "
+        "must name it",
+    )
     scenario: Scenario = "stable"
     seed: int = 42
     rows_per_day: int = Field(default=2000, gt=0, le=5_000_000)
