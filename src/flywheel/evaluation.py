@@ -390,6 +390,7 @@ def group_fairness(
     column = frame[settings.attribute]
     values = column.astype(object).where(column.notna(), "(missing)").astype(str).to_numpy()
     binary = task == "binary"
+    positive = None  # a binary classifier's P(positive class)
     if task == "regression":
         y_arr = np.asarray(y, dtype=float)
         errors = np.abs(p.reshape(len(p), -1)[:, 0] - y_arr)
@@ -405,7 +406,7 @@ def group_fairness(
         group = GroupScores(
             rows=rows, error=float(errors[mask].mean()), compared=rows >= settings.min_rows
         )
-        if positive is not None and binary:
+        if positive is not None:
             positives = int(y_arr[mask].sum())
             chosen = positive >= 0.5
             group = group.model_copy(

@@ -265,3 +265,26 @@ def test_a_regression_is_scored_by_its_errors_and_mape_only_without_zero_labels(
     assert scores.mape == pytest.approx(np.mean([0.2, 0.1, 0.1, 0.075]))
     assert scores.get("rmse") == scores.rmse and scores.roc_auc is None
     assert score(np.array([0.0, 1.0]), np.array([0.5, 1.0]), "regression").mape is None
+
+
+def test_the_error_gap_between_groups_is_any_tasks_and_the_rates_a_binary_ones() -> None:
+    from flywheel.config import FairnessSettings
+
+    frame = pd.DataFrame({"region": ["n", "n", "s", "s"]})
+    rules = FairnessSettings(attribute="region", min_rows=1)
+    # a regression: mean absolute error 1 in n, 4 in s
+    values = group_fairness(
+        frame,
+        np.array([10.0, 20.0, 10.0, 20.0]),
+        np.array([[11.0], [19.0], [14.0], [16.0]]),
+        rules,
+        "regression",
+    )
+    assert values.error_gap == pytest.approx(3.0)
+    assert (
+        values.groups["s"].selection_rate is None and values.demographic_parity_difference is None
+    )
+    # a multiclass model: every answer right in n, half in s
+    p = np.array([[0.8, 0.1, 0.1], [0.1, 0.1, 0.8], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    classes = group_fairness(frame, np.array([0, 2, 0, 2]), p, rules, "multiclass")
+    assert classes.error_gap == pytest.approx(0.5) and classes.equal_opportunity_difference is None

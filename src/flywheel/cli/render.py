@@ -124,7 +124,7 @@ def run_result(settings: Settings, result: Any, production: str | None = None) -
     classes = evaluation.get("classes") or []
     what = f"{task}, {len(classes)} classes: {', '.join(classes[:6])}" if classes else task
     how = (
-        "inferred from the label (set model.task to fix it)"
+        "inferred from the label; set model.task to fix it"
         if settings.model.task is None
         else "model.task"
     )
