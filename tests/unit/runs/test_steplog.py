@@ -213,3 +213,25 @@ def test_with_a_target_a_person_sees_what_kfp_local_and_the_steps_print(tmp_path
     assert "Executing task" in shown.getvalue()
     assert "    I0101 12:00:01.000 training step: fitting on 2400 rows\n" in shown.getvalue()
     assert "parameterValues" not in shown.getvalue()
+
+
+def test_a_step_inside_the_gates_condition_that_fails_is_named_by_its_own_error(
+    tmp_path: Path,
+) -> None:
+    # given a run whose infra-validate step, inside condition-1, fails with a Flywheel error,
+    # and kfp.local's wrapper message about the group after it
+    states, steplog, tracker = tracked(tmp_path)
+    failure = (
+        "Traceback (most recent call last):\n"
+        '  File "/tmp/ephemeral_component.py", line 9, in infra_validate\n'
+        "flywheel.predictor.InfraValidationError: the model returned answers that are not finite\n"
+    )
+    with capture(tmp_path / "log", steplog, tracker):
+        executed("gate", "candidate blessed\n")
+        executed("infra-validate", failure, succeeded=False)
+        logging.error("Inner task failed: 'infra-validate' inside 'condition-1'")
+        logging.info("Skipping task register: upstream task(s) ['infra-validate'] failed.")
+    # then the run's reason is the step's own line, not the wrapper's
+    assert tracker.failed == "infra-validate"
+    assert tracker.error == "the model returned answers that are not finite"
+    assert ("register", "not run") in [(s.step, s.state) for s in states]
