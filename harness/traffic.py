@@ -20,14 +20,14 @@ from flywheel.storage import ObjectStore
 
 if TYPE_CHECKING:
     from flywheel.monitoring.analysis import WindowReport
-    from flywheel.monitoring.logs import Prediction
+    from flywheel.monitoring.logs import Label, Prediction
     from flywheel.simulation.traffic import ServedDay
 
 # The span monitoring tests read logged traffic back from: it holds whatever they log now.
 START = datetime.now(UTC) - timedelta(hours=1)
 END = datetime.now(UTC) + timedelta(hours=1)
 # served(day, scenario, **log_traffic options) -> the predictions and labels read back.
-Served = Callable[..., tuple[list["Prediction"], dict[str, tuple[int, ...]]]]
+Served = Callable[..., tuple[list["Prediction"], dict[str, tuple["Label", ...]]]]
 # play(days, scenario=..., **serve_day options) -> the days served and each one's report.
 Play = Callable[..., tuple[list["ServedDay"], dict[date, "WindowReport"]]]
 
@@ -36,6 +36,14 @@ def _value(value: Any) -> Any:
     if pd.isna(value):
         return None
     return value.item() if hasattr(value, "item") else value
+
+
+def _outputs(predictor: Predictor, part: pd.DataFrame, shift: float) -> list[list[float]]:
+    """The rows' answers as serving logs them, rounded to six decimals."""
+    if predictor.problem.task == "binary":
+        scores = predictor.predict_proba(part)[:, 1] + shift
+        return [[round(1 - s, 6), round(s, 6)] for s in scores]
+    return [[round(float(v), 6) for v in row] for row in predictor.outputs(part)]
 
 
 def log_traffic(
@@ -48,8 +56,10 @@ def log_traffic(
     labelled: float = 1.0,
     shift_scores: float = 0.0,
 ) -> list[str]:
-    """Score `frame` as `version` would and log it; send the labels of the first `labelled`
-    share of requests as feedback. `shift_scores` moves the logged scores (a skewed server).
+    """Score `frame` as `version` would and log it, as serving does for its task (a binary
+    classifier's two probabilities, a multiclass one's per class, a regression's value); send
+    the labels of the first `labelled` share of requests as feedback, as the label column holds
+    them. `shift_scores` moves a binary classifier's logged scores (a skewed server).
     Returns the request ids."""
     registry = Registry(store, model)
     contract = Contract.from_json(registry.read(version, "contract.json"))
@@ -65,7 +75,6 @@ def log_traffic(
     starts = range(0, len(frame), rows_per_request)
     for n, start in enumerate(starts):
         part = frame.iloc[start : start + rows_per_request]
-        scores = predictor.predict_proba(part)[:, 1] + shift_scores
         request_id = uuid.uuid4().hex
         ids.append(request_id)
         predictions.record(
@@ -77,13 +86,14 @@ def log_traffic(
                 "latency_ms": 2.0 + n % 5,
                 "features": names,
                 "inputs": [[_value(v) for v in row] for row in part[names].itertuples(index=False)],
-                "outputs": [[round(1 - s, 6), round(s, 6)] for s in scores],
+                "outputs": _outputs(predictor, part, shift_scores),
             }
         )
         if n < labelled * len(starts):
             response = {"meta": {"tags": {"request_id": request_id}}}
-            labels = part[contract.label].astype(int).tolist()
-            feedback.record(feedback_entry(model, version, {}, response, labels) or {})
+            entry = feedback_entry(model, version, {}, response, []) or {}
+            # Feedback carries class values as the label column takes them, or numbers.
+            feedback.record({**entry, "labels": [_value(v) for v in part[contract.label]]})
     for logger in (predictions, feedback):
         logger.flush()
         logger.close()

@@ -229,11 +229,13 @@ def validate(
 
 def check_problem(settings: Settings, learned: problem.Problem) -> None:
     """A ProblemError naming the setting that does not fit the label's task: the promotion
-    metric and its bound, the baseline's estimator."""
+    metric and its bound, the performance triggers' metric and bounds, the baseline's
+    estimator."""
     from flywheel import problem, training
 
     try:
         settings.promotion.threshold(learned.task)
+        settings.triggers.check_task(learned.task)
     except ValueError as error:
         raise problem.ProblemError(f"{error} (the label is {learned.describe()})") from None
     baseline = settings.promotion.baseline

@@ -52,6 +52,7 @@ def monitor(
     ] = None,
 ) -> None:
     """Read the prediction and feedback logs window by window and report on each served version."""
+    from flywheel.config import DEFAULT_MONITORED
     from flywheel.monitoring import page, prometheus
     from flywheel.monitoring.monitor import monitor as run
 
@@ -84,17 +85,20 @@ def monitor(
             f"  drift: {len(drifted)}/{len(r.features)} features"
             + (f" ({', '.join(drifted)})" if drifted else "")
             + (" [red]DATASET DRIFT[/]" if r.dataset_drift else "")
-            + f"; scores PSI {fmt(r.prediction_drift.psi) if r.prediction_drift else '–'}"
+            + f"; {'scores' if r.task == 'binary' else 'predictions'} PSI "
+            + (fmt(r.prediction_drift.psi) if r.prediction_drift else "–")
             + (" [red]DRIFTED[/]" if r.prediction_drift and r.prediction_drift.drifted else "")
             + f"; skew {skew}"
             + f"; contract {_invariants(r)}",
             highlight=False,
         )
-        offline = r.offline.newest.get("accuracy") if r.offline else None
+        metric = DEFAULT_MONITORED[r.task]
+        offline = r.offline.newest.get(metric) if r.offline else None
         out.print(
-            f"  accuracy: {_interval(r.performance.accuracy)} on {r.performance.labelled} labels, "
-            f"estimated {_interval(r.estimate.accuracy if r.estimate else None)}, "
-            f"offline {fmt(offline)}",
+            f"  {metric}: {_interval(r.performance.get(metric))} on {r.performance.labelled} "
+            f"labels, estimated {_interval(r.estimate.get(metric) if r.estimate else None)}"
+            + (f" ({r.no_estimate})" if r.no_estimate else "")
+            + f", offline {fmt(offline)}",
             highlight=False,
         )
     if not result.reports:
@@ -106,8 +110,9 @@ def monitor(
             highlight=False,
         )
     out.print(
-        "Accuracy on delayed labels, and estimated (CBPE, from calibrated scores, before "
-        "labels arrive; it assumes no concept drift), with confidence intervals.",
+        "Accuracy (RMSE for a regression) on delayed labels, and estimated before labels arrive "
+        "(CBPE from calibrated scores, or DLE from error models; it assumes no concept drift), "
+        "with confidence intervals.",
         highlight=False,
     )
     if report is not None and result.reports:

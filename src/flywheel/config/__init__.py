@@ -114,6 +114,15 @@ from flywheel.config.model import (
     check_metric as check_metric,
 )
 from flywheel.config.monitoring import (
+    DEFAULT_MONITORED as DEFAULT_MONITORED,
+)
+from flywheel.config.monitoring import (
+    ESTIMATED_METRICS as ESTIMATED_METRICS,
+)
+from flywheel.config.monitoring import (
+    MONITORED_METRICS as MONITORED_METRICS,
+)
+from flywheel.config.monitoring import (
     CodeChangeTrigger as CodeChangeTrigger,
 )
 from flywheel.config.monitoring import (
@@ -124,6 +133,9 @@ from flywheel.config.monitoring import (
 )
 from flywheel.config.monitoring import (
     EstimatedPerformanceTrigger as EstimatedPerformanceTrigger,
+)
+from flywheel.config.monitoring import (
+    MonitoredMetric as MonitoredMetric,
 )
 from flywheel.config.monitoring import (
     MonitoringSettings as MonitoringSettings,

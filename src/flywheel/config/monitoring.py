@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from flywheel import cron
 from flywheel.config.base import Column, Fraction, Strict
+from flywheel.config.model import LOWER_IS_BETTER, Task
+
+# What monitoring measures on delayed labels, per task, and what it can estimate before them
+# (CBPE for a classifier, direct loss estimation for a regression).
+MonitoredMetric = Literal[
+    "accuracy", "roc_auc", "macro_f1", "log_loss", "rmse", "mae", "r2", "mape"
+]
+MONITORED_METRICS: dict[Task, tuple[MonitoredMetric, ...]] = {
+    "binary": ("accuracy", "roc_auc", "log_loss"),
+    "multiclass": ("accuracy", "roc_auc", "macro_f1", "log_loss"),
+    "regression": ("rmse", "mae", "r2", "mape"),
+}
+ESTIMATED_METRICS: dict[Task, tuple[MonitoredMetric, ...]] = {
+    "binary": ("accuracy", "roc_auc", "log_loss"),
+    "multiclass": ("accuracy", "roc_auc", "macro_f1", "log_loss"),
+    "regression": ("rmse", "mae"),
+}
+# The performance triggers' metric when none is set: today's accuracy for a classifier.
+DEFAULT_MONITORED: dict[Task, MonitoredMetric] = {
+    "binary": "accuracy",
+    "multiclass": "accuracy",
+    "regression": "rmse",
+}
 
 
 class MonitoringSettings(Strict):
@@ -111,35 +134,110 @@ class DriftTrigger(Strict):
 
 
 class PerformanceTrigger(Strict):
-    """Retrain when a metric on delayed labels is significantly low: the upper bound of its
-    confidence interval (monitoring.confidence) is below the floor, or below the offline
-    figure by more than max_drop."""
+    """Retrain when a metric on delayed labels is significantly worse: for a metric where
+    higher is better, the upper bound of its confidence interval (monitoring.confidence) is
+    below the floor, or below the offline figure by more than max_drop; for an error (rmse,
+    mae, mape, log_loss), the lower bound is above the ceiling, or above the offline figure
+    times 1 + max_rise."""
 
-    metric: Literal["accuracy", "roc_auc"] = "accuracy"
-    floor: Fraction | None = Field(default=None, description="Fire when surely below this")
+    _measured: ClassVar[dict[Task, tuple[MonitoredMetric, ...]]] = MONITORED_METRICS
+
+    metric: MonitoredMetric | None = Field(
+        default=None,
+        description="null: the task's (accuracy for a classifier, rmse for a regression); "
+        "binary: accuracy, roc_auc, log_loss; multiclass: those and macro_f1; "
+        "regression: rmse, mae, r2, mape",
+    )
+    floor: Fraction | None = Field(
+        default=None, description="Fire when surely below this (a metric where higher is better)"
+    )
+    ceiling: float | None = Field(
+        default=None, gt=0, description="Fire when surely above this (an error, in its units)"
+    )
     max_drop: Fraction | None = Field(
         default=0.03,
-        description="Fire when surely below the version's offline evaluation minus this",
+        description="Fire when surely below the version's offline evaluation minus this "
+        "(a metric where higher is better; ignored for an error)",
+    )
+    max_rise: float | None = Field(
+        default=0.1,
+        ge=0,
+        description="Fire when surely above the version's offline evaluation times 1 + this "
+        "(an error: 0.1 is 10% worse; ignored for a metric where higher is better)",
     )
     min_labelled: int = Field(default=100, ge=1, description="Labelled rows a window needs")
     severity: Severity = "high"
 
     @model_validator(mode="after")
     def _can_fire(self) -> PerformanceTrigger:
-        if self.floor is None and self.max_drop is None:
-            raise ValueError("set floor or max_drop (or set it to null to turn it off)")
         if self.floor is not None and self.floor <= 0:
             raise ValueError("floor must be above 0: no interval is surely below 0")
+        if self.metric is not None:
+            if not any(self.metric in metrics for metrics in self._measured.values()):
+                raise ValueError(f"metric: {self.metric} has no estimate before labels")
+            problem = self._misfit(self.metric)
+            if problem:
+                raise ValueError(
+                    problem[1] if problem[0] is None else f"{problem[0]}: {problem[1]}"
+                )
+        elif self.floor is None and self.max_drop is None:
+            # null is a classifier's accuracy, as before tasks; a regression's bounds are
+            # checked once the task is known (check_task)
+            raise ValueError("set floor or max_drop (or set it to null to turn it off)")
         return self
+
+    def _misfit(self, metric: MonitoredMetric) -> tuple[str | None, str] | None:
+        """The bound (None: the trigger as a whole) that does not fit `metric`'s direction, and
+        why; None when the bounds fit. max_drop is ignored for an error and max_rise for a
+        metric where higher is better: both have defaults, which a serialised copy repeats."""
+        lower = metric in LOWER_IS_BETTER
+        wrong, right = (
+            ("floor", ("ceiling", "max_rise")) if lower else ("ceiling", ("floor", "max_drop"))
+        )
+        way = "lower" if lower else "higher"
+        if getattr(self, wrong) is not None:
+            return wrong, f"{way} {metric} is better; bound it with {' or '.join(right)}"
+        if all(getattr(self, key) is None for key in right):
+            return None, f"set {' or '.join(right)} for {metric} (or set it to null to turn it off)"
+        return None
+
+    def metric_for(self, task: Task) -> MonitoredMetric:
+        """The metric judged for a version of `task`: the configured one, or the task's."""
+        return self.metric or DEFAULT_MONITORED[task]
+
+    def check_task(self, task: Task, key: str) -> None:
+        """A ValueError naming `key`'s setting that cannot be judged for `task`."""
+        metric = self.metric_for(task)
+        if metric not in self._measured[task]:
+            fits = ", ".join(self._measured[task])
+            raise ValueError(f"{key}.metric: {metric} is not monitored for {task} (one of: {fits})")
+        problem = self._misfit(metric)
+        if problem:
+            where = key if problem[0] is None else f"{key}.{problem[0]}"
+            raise ValueError(f"{where}: {problem[1]} (the task is {task})")
+
+    def lower_is_better(self, task: Task) -> bool:
+        """Whether the judged metric is an error: a ceiling, not a floor."""
+        return self.metric_for(task) in LOWER_IS_BETTER
 
 
 class EstimatedPerformanceTrigger(PerformanceTrigger):
-    """Retrain when monitoring's CBPE estimate (before labels arrive) is significantly low in
-    each of the newest windows; an estimate, so low severity by default."""
+    """Retrain when monitoring's estimate before labels arrive (CBPE for a classifier, direct
+    loss estimation for a regression) is significantly worse in each of the newest windows; an
+    estimate, so low severity by default."""
+
+    _measured: ClassVar[dict[Task, tuple[MonitoredMetric, ...]]] = ESTIMATED_METRICS
 
     max_drop: Fraction | None = Field(
         default=0.05,
-        description="Fire when surely below the version's offline evaluation minus this",
+        description="Fire when surely below the version's offline evaluation minus this "
+        "(a metric where higher is better; ignored for an error)",
+    )
+    max_rise: float | None = Field(
+        default=0.15,
+        ge=0,
+        description="Fire when surely above the version's offline evaluation times 1 + this "
+        "(an error; ignored for a metric where higher is better)",
     )
     windows: int = Field(default=2, ge=1, le=1000, description="Consecutive windows that must fire")
     min_labelled: int = Field(default=100, ge=1, description="Served rows a window needs")
@@ -184,3 +282,11 @@ class TriggerSettings(Strict):
         description="Monitoring records older than this (or missing the newest window) are "
         "refreshed by running monitoring first",
     )
+
+    def check_task(self, task: Task) -> None:
+        """A ValueError naming the performance trigger's setting that cannot be judged for a
+        model of `task` (an accuracy floor for a regression)."""
+        for key in ("performance", "estimated_performance"):
+            trigger: PerformanceTrigger | None = getattr(self, key)
+            if trigger is not None:
+                trigger.check_task(task, f"triggers.{key}")

@@ -45,6 +45,7 @@ class Settings(Strict):
         task = self.model.task
         if task is not None:
             self.promotion.threshold(task)
+            self.triggers.check_task(task)
         return self
 
     @model_validator(mode="after")

@@ -2,7 +2,10 @@
 
 `analyse_window` is pure: it takes what was read from the logs and the
 registry (`VersionReference`) and returns a `WindowReport`, the typed record
-that is stored, published and read back by the trigger engine.
+that is stored, published and read back by the trigger engine. What is measured
+follows the version's task (its contract's): a binary classifier's score, a
+multiclass one's probability per class and predicted class, a regression's
+predicted value.
 """
 
 from __future__ import annotations
@@ -14,13 +17,25 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import numpy.typing as npt
+from pydantic import Field
 
-from flywheel.config import ContractSettings, MonitoringSettings
+from flywheel import drift
+from flywheel.config import ContractSettings, MonitoringSettings, Task
 from flywheel.contract import Contract
 from flywheel.evaluation import ModelEvaluation
-from flywheel.monitoring import statistics
-from flywheel.monitoring.logs import Prediction
-from flywheel.monitoring.statistics import DriftTest, Interval
+from flywheel.monitoring import performance, statistics
+from flywheel.monitoring.estimation import (
+    DLE_ASSUMPTIONS,
+    MULTICLASS_ASSUMPTIONS,
+    DirectLoss,
+    Estimate,
+    cbpe_multiclass,
+    recalibrate,
+)
+from flywheel.monitoring.logs import Label, Prediction
+from flywheel.monitoring.performance import Offline, Performance
+from flywheel.monitoring.statistics import DriftTest
 from flywheel.predictor import Predictor
 from flywheel.records import Record
 from flywheel.validation import Finding, check_batch
@@ -30,18 +45,6 @@ if TYPE_CHECKING:
 
 Role = Literal["production", "canary"]
 Window = Literal["hour", "day"]
-METRICS = ("accuracy", "roc_auc", "log_loss")
-
-ASSUMPTIONS = (
-    "The scores, after recalibration on the version's evaluation, are calibrated on the "
-    "serving population: P(label = 1 | score) is what it was at evaluation.",
-    "Only the inputs drift (covariate shift): the relation between inputs and labels "
-    "(concept) is unchanged. Under concept drift the estimate is wrong and only delayed "
-    "labels show it.",
-    "Each row's label is an independent Bernoulli draw; the interval covers that draw, "
-    "not an error in the calibration itself.",
-    "Accuracy is at the serving threshold of 0.5.",
-)
 
 
 class FeatureDrift(Record):
@@ -64,34 +67,6 @@ class Skew(Record):
     def agrees(self) -> bool:
         """True when every sampled row got the same score offline."""
         return self.disagreeing == 0
-
-
-class Performance(Record):
-    """Metrics on the rows whose labels arrived, with confidence intervals."""
-
-    labelled: int
-    accuracy: Interval | None
-    roc_auc: Interval | None
-    log_loss: Interval | None
-
-
-class Offline(Record):
-    """The same metrics from the version's own evaluation, for comparison."""
-
-    newest: dict[str, float | None]
-    holdout: dict[str, float | None] | None
-
-
-class Estimate(Record):
-    """CBPE: expected metrics from calibrated scores, before labels arrive. An estimate."""
-
-    method: Literal["CBPE"] = "CBPE"
-    calibration: Literal["evaluation", "none"]
-    rows: int
-    accuracy: Interval | None
-    roc_auc: Interval | None
-    log_loss: Interval | None
-    assumptions: tuple[str, ...] = ASSUMPTIONS
 
 
 class Health(Record):
@@ -142,7 +117,12 @@ class Invariants(Record):
 
 
 class WindowReport(Record):
-    """Everything measured about one version over one window."""
+    """Everything measured about one version over one window.
+
+    `prediction_drift` is of a binary classifier's score, a multiclass one's predicted class
+    and a regression's predicted value; `class_drift` of a multiclass one's probability of
+    each class. `no_estimate` says why `estimate` is None when the window had rows.
+    """
 
     format: Literal[1] = 1
     model: str
@@ -152,14 +132,18 @@ class WindowReport(Record):
     start: datetime
     end: datetime
     computed_at: datetime
+    task: Task = "binary"
+    classes: tuple[str, ...] = ()
     features: tuple[FeatureDrift, ...]
     drifted_share: float | None
     dataset_drift: bool
     prediction_drift: DriftTest | None
+    class_drift: dict[str, DriftTest] = Field(default={})
     skew: Skew | None
     performance: Performance
     offline: Offline | None
     estimate: Estimate | None
+    no_estimate: str | None = None
     health: Health
     invariants: Invariants | None = None
 
@@ -174,11 +158,53 @@ class VersionReference:
     evaluation: ModelEvaluation | None
     predictor: Predictor | None
     rows: pd.DataFrame | None = None  # the reference rows named by the contract
+    # A regression's error models, fitted on its evaluation's newest batch; or why there are none.
+    direct_loss: DirectLoss | None = None
+    no_direct_loss: str = "no reference rows with labels were read"
+
+    @property
+    def task(self) -> Task:
+        """The version's task, as its contract fixes it."""
+        return self.contract.task
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The window's served answers as one (rows, width) array, and which rows the task can use:
+    finite, of its width (the classes, or one value) and, for a classifier, probabilities."""
+
+    outputs: npt.NDArray[np.float64]
+    usable: npt.NDArray[np.bool_]
+    broken_requests: int
+
+
+def answers(predictions: Sequence[Prediction], task: Task, width: int) -> Answers:
+    """Every served row's answer; a row of another width is NaN, and its request broken."""
+    rows: list[tuple[float, ...]] = []
+    broken = 0
+    for p in predictions:
+        fits = [len(row) == width for row in p.outputs]
+        rows.extend(
+            row if ok else (math.nan,) * width for row, ok in zip(p.outputs, fits, strict=True)
+        )
+        values = np.array([row for row, ok in zip(p.outputs, fits, strict=True) if ok], dtype=float)
+        finite = np.isfinite(values).all()
+        bounded = task == "regression" or bool(((values >= 0) & (values <= 1)).all())
+        broken += not (all(fits) and finite and bounded)
+    outputs = np.array(rows, dtype=float).reshape(len(rows), width)
+    usable = np.isfinite(outputs).all(axis=1)
+    if task != "regression":
+        usable &= ((outputs >= 0) & (outputs <= 1)).all(axis=1)
+    return Answers(outputs, usable, broken)
+
+
+def _width(contract: Contract) -> int:
+    return 1 if contract.task == "regression" else len(contract.classes)
 
 
 def analyse_window(
     predictions: Sequence[Prediction],
-    labels: Mapping[str, tuple[int, ...]],
+    labels: Mapping[str, tuple[Label, ...]],
     reference: VersionReference,
     settings: MonitoringSettings,
     *,
@@ -192,12 +218,14 @@ def analyse_window(
 ) -> WindowReport:
     """The report of one version's requests in [start, end); `contract_policy` (default:
     the defaults) sets the tolerances of the invariants."""
+    task = reference.task
     columns = _columns(predictions)
-    scores = np.array([s for p in predictions for s in p.scores], dtype=float)
-    usable = np.isfinite(scores) & (scores >= 0) & (scores <= 1)
+    served = answers(predictions, task, _width(reference.contract))
+    usable = served.outputs[served.usable]
     features = _feature_drift(columns, reference.contract, reference.rows, settings)
     drifted = sum(f.result.drifted for f in features)
     share = drifted / len(features) if features else None
+    estimate, no_estimate = _estimate(predictions, served, reference, settings)
     return WindowReport(
         model=model,
         version=reference.version,
@@ -206,15 +234,19 @@ def analyse_window(
         start=start,
         end=end,
         computed_at=now or datetime.now(UTC),
+        task=task,
+        classes=tuple(str(c) for c in reference.contract.classes) if task != "regression" else (),
         features=features,
         drifted_share=share,
         dataset_drift=share is not None and share > settings.drifted_share,
-        prediction_drift=_prediction_drift(scores[usable], reference.evaluation, settings),
+        prediction_drift=_prediction_drift(usable, reference, settings),
+        class_drift=_class_drift(usable, reference, settings),
         skew=_skew(predictions, reference, settings, seed=int(start.timestamp())),
-        performance=_performance(predictions, labels, settings.confidence),
-        offline=_offline(reference.evaluation),
-        estimate=_estimate(scores[usable], reference.evaluation, settings),
-        health=_health(predictions, columns, reference, scores, end, skipped),
+        performance=_performance(predictions, served, labels, reference, settings.confidence),
+        offline=performance.offline(reference.evaluation, task),
+        estimate=estimate,
+        no_estimate=no_estimate,
+        health=_health(predictions, columns, reference, served, end, skipped),
         invariants=_invariants(predictions, reference.contract, contract_policy, start),
     )
 
@@ -234,9 +266,9 @@ def _invariants(
         [dict(zip(p.features, row, strict=True)) for p in predictions for row in p.inputs]
     )
     # A batch has an event time and a label; served rows have neither, so both are filled
-    # in and their findings left out.
+    # in (the label with a class the contract knows) and their findings left out.
     frame[contract.time_column] = start.astimezone(UTC).replace(tzinfo=None)
-    frame[contract.label] = 0
+    frame[contract.label] = 0.0 if contract.task == "regression" else contract.classes[0]
     checked = check_batch(frame, contract, policy or ContractSettings(), f"{start:%Y-%m-%d %H:%M}")
     return Invariants(
         rows=len(frame),
@@ -317,16 +349,69 @@ def _feature_drift(
 
 
 def _prediction_drift(
-    scores: np.ndarray[Any, Any], evaluation: ModelEvaluation | None, settings: MonitoringSettings
+    outputs: npt.NDArray[np.float64], reference: VersionReference, settings: MonitoringSettings
 ) -> DriftTest | None:
-    if evaluation is None or len(scores) == 0:
+    """A binary classifier's score against the distribution behind its evaluated ROC curve; a
+    multiclass one's predicted class against the evaluation's (its confusion matrix' columns);
+    a regression's predicted value against its predictions on the reference rows."""
+    evaluation = reference.evaluation
+    if len(outputs) == 0:
         return None
-    ref = statistics.score_reference(
+    large, p_value, distance = settings.large_window_rows, settings.p_value, settings.distance
+    if reference.task == "regression":
+        import pandas as pd
+
+        predicted = _reference_predictions(reference)
+        if len(predicted) == 0:
+            return None
+        edges = drift.quantile_edges(pd.Series(predicted), 10)
+        fractions = drift.bin_fractions(pd.Series(predicted), edges)
+        return statistics.sample_drift(
+            outputs[:, 0],
+            predicted,
+            edges,
+            fractions,
+            large=large,
+            p_value=p_value,
+            distance=distance,
+        )
+    if evaluation is None:
+        return None
+    if reference.task == "multiclass":
+        confusion = np.asarray(evaluation.newest.confusion, dtype=float)
+        if confusion.size == 0 or confusion.sum() == 0:
+            return None
+        names = [str(c) for c in reference.contract.classes]
+        shares = dict(zip(names, (confusion.sum(axis=0) / confusion.sum()).tolist(), strict=True))
+        return statistics.categorical_drift(
+            [names[i] for i in outputs.argmax(axis=1)],
+            shares,
+            large=large,
+            p_value=p_value,
+            distance=distance,
+        )
+    if evaluation.roc is None or evaluation.newest.positive_rate is None:
+        return None
+    return _score_drift(
+        outputs[:, -1],
         evaluation.roc.thresholds,
         evaluation.roc.fpr,
         evaluation.roc.tpr,
         evaluation.newest.positive_rate,
+        settings,
     )
+
+
+def _score_drift(
+    scores: npt.NDArray[np.float64],
+    thresholds: Sequence[float],
+    fpr: Sequence[float],
+    tpr: Sequence[float],
+    positive_rate: float,
+    settings: MonitoringSettings,
+) -> DriftTest | None:
+    """Scores against the distribution behind an ROC curve, over its deciles."""
+    ref = statistics.score_reference(thresholds, fpr, tpr, positive_rate)
     edges = sorted(set(ref.quantiles(np.linspace(0.1, 0.9, 9)).tolist()))
     fractions = np.diff([0.0, *ref.cdf_at(edges), 1.0]).tolist()
     return statistics.distribution_drift(
@@ -340,24 +425,60 @@ def _prediction_drift(
     )
 
 
+def _class_drift(
+    outputs: npt.NDArray[np.float64], reference: VersionReference, settings: MonitoringSettings
+) -> dict[str, DriftTest]:
+    """A multiclass model's probability of each class against the distribution behind that
+    class's one-vs-rest ROC curve."""
+    evaluation = reference.evaluation
+    if reference.task != "multiclass" or evaluation is None or len(outputs) == 0:
+        return {}
+    confusion = np.asarray(evaluation.newest.confusion, dtype=float)
+    if confusion.size == 0 or confusion.sum() == 0:
+        return {}
+    shares = confusion.sum(axis=1) / confusion.sum()
+    out = {}
+    for c, name in enumerate(str(c) for c in reference.contract.classes):
+        curve = evaluation.roc_per_class.get(name)
+        if curve is None:
+            continue
+        found = _score_drift(
+            outputs[:, c], curve.thresholds, curve.fpr, curve.tpr, float(shares[c]), settings
+        )
+        if found is not None:
+            out[name] = found
+    return out
+
+
+def _reference_predictions(reference: VersionReference) -> npt.NDArray[np.float64]:
+    """A regression's predictions on the evaluation's newest batch: all of them when its rows
+    were read, else the evaluation's sample of predicted against actual values."""
+    if reference.direct_loss is not None:
+        return np.asarray(reference.direct_loss.predictions, dtype=float)
+    pairs = reference.evaluation.predicted_actual if reference.evaluation else ()
+    return np.array([predicted for predicted, _ in pairs], dtype=float)
+
+
 def _skew(
     predictions: Sequence[Prediction],
     reference: VersionReference,
     settings: MonitoringSettings,
     seed: int,
 ) -> Skew | None:
-    """Re-score a seeded sample of served rows with the registered model."""
+    """Re-score a seeded sample of served rows with the registered model: every output of a
+    row (a regression's value relative to its size, beyond 1)."""
     import pandas as pd
 
     if reference.predictor is None:
         return None
     wanted = set(reference.predictor.columns)
+    width = _width(reference.contract)
     rows = [
         (p, i)
         for p in predictions
         if set(p.features) == wanted
         for i in range(len(p.inputs))
-        if math.isfinite(p.scores[i])
+        if len(p.outputs[i]) == width and all(math.isfinite(v) for v in p.outputs[i])
     ]
     if not rows:
         return None
@@ -365,100 +486,151 @@ def _skew(
     picked = rng.choice(len(rows), size=min(settings.skew_sample, len(rows)), replace=False)
     sample = [rows[i] for i in sorted(picked)]
     frame = pd.DataFrame([dict(zip(p.features, p.inputs[i], strict=True)) for p, i in sample])
-    offline = reference.predictor.predict_proba(frame)[:, 1]
-    served = np.array([p.scores[i] for p, i in sample])
+    offline = reference.predictor.outputs(frame)
+    served = np.array([p.outputs[i] for p, i in sample], dtype=float)
     difference = np.abs(offline - served)
+    if reference.task == "regression":
+        difference /= np.maximum(np.abs(offline), 1.0)
+    largest = difference.max(axis=1)
     return Skew(
         sampled=len(sample),
-        disagreeing=int((difference > settings.skew_tolerance).sum()),
-        max_difference=float(difference.max()),
+        disagreeing=int((largest > settings.skew_tolerance).sum()),
+        max_difference=float(largest.max()),
         tolerance=settings.skew_tolerance,
     )
 
 
 def _performance(
-    predictions: Sequence[Prediction], labels: Mapping[str, tuple[int, ...]], confidence: float
+    predictions: Sequence[Prediction],
+    served: Answers,
+    labels: Mapping[str, tuple[Label, ...]],
+    reference: VersionReference,
+    confidence: float,
 ) -> Performance:
-    y: list[int] = []
-    p: list[float] = []
+    """The task's metrics on the usable rows whose labels arrived; labels the task cannot
+    use (a class never learned, a regression label that is not a number) are counted."""
+    problem = reference.contract.problem
+    truth: list[Label] = []
+    rows: list[int] = []
+    at = 0
     for prediction in predictions:
-        truth = labels.get(prediction.request_id)
-        if truth is None or len(truth) != len(prediction.scores):
-            continue
-        for label, score in zip(truth, prediction.scores, strict=True):
-            if math.isfinite(score) and 0 <= score <= 1:
-                y.append(label)
-                p.append(score)
-    if not y:
-        return Performance(labelled=0, accuracy=None, roc_auc=None, log_loss=None)
-    y_arr, p_arr = np.array(y), np.array(p)
-    right = int(((p_arr >= 0.5).astype(int) == y_arr).sum())
-    return Performance(
-        labelled=len(y),
-        accuracy=statistics.wilson(right, len(y), confidence),
-        roc_auc=statistics.auc_interval(y_arr, p_arr, confidence),
-        log_loss=statistics.mean_interval(statistics.row_log_loss(y_arr, p_arr), confidence),
+        found = labels.get(prediction.request_id)
+        if found is not None and len(found) == len(prediction.outputs):
+            for i, label in enumerate(found):
+                if served.usable[at + i]:
+                    truth.append(label)
+                    rows.append(at + i)
+        at += len(prediction.outputs)
+    outputs = served.outputs[rows]
+    if problem.is_classifier:
+        known = problem.known(truth) if truth else np.zeros(0, dtype=bool)
+        y: Any = problem.codes([t for t, k in zip(truth, known, strict=True) if k])
+    else:
+        known = np.array([_number(t) for t in truth], dtype=bool)
+        y = np.array([float(t) for t, k in zip(truth, known, strict=True) if k], dtype=float)
+    return performance.measure(
+        reference.task,
+        y,
+        outputs[known],
+        confidence,
+        classes=tuple(str(c) for c in problem.classes),
+        unusable=int((~known).sum()),
     )
 
 
-def _offline(evaluation: ModelEvaluation | None) -> Offline | None:
-    if evaluation is None:
-        return None
-
-    def pick(scores: Any) -> dict[str, float | None]:
-        values = {m: float(getattr(scores, m)) for m in METRICS}
-        return {m: v if math.isfinite(v) else None for m, v in values.items()}
-
-    return Offline(
-        newest=pick(evaluation.newest),
-        holdout=pick(evaluation.holdout) if evaluation.holdout else None,
-    )
+def _number(value: Label) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _estimate(
-    scores: np.ndarray[Any, Any], evaluation: ModelEvaluation | None, settings: MonitoringSettings
-) -> Estimate | None:
-    if len(scores) == 0:
-        return None
+    predictions: Sequence[Prediction],
+    served: Answers,
+    reference: VersionReference,
+    settings: MonitoringSettings,
+) -> tuple[Estimate | None, str | None]:
+    """The estimate before labels (CBPE, or DLE for a regression), or why there is none."""
+    outputs = served.outputs[served.usable]
+    if len(outputs) == 0:
+        return None, None
+    evaluation = reference.evaluation
+    if reference.task == "regression":
+        if reference.direct_loss is None:
+            return None, f"no estimate before labels: {reference.no_direct_loss}"
+        frame = _frame(predictions)[served.usable]
+        estimated = reference.direct_loss.estimate(frame, outputs[:, 0], settings.confidence)
+        return (
+            Estimate(method="DLE", rows=len(outputs), assumptions=DLE_ASSUMPTIONS, **estimated),
+            None,
+        )
+    calibrate = settings.calibration == "evaluation"
+    if reference.task == "multiclass":
+        names = [str(c) for c in reference.contract.classes]
+        if calibrate and (evaluation is None or not evaluation.calibration_per_class):
+            return None, "no estimate before labels: the evaluation has no calibration per class"
+        pairs = (
+            [evaluation.calibration_per_class.get(n, ()) for n in names]
+            if calibrate and evaluation
+            else []
+        )
+        calibrated = recalibrate(outputs, pairs) if calibrate else outputs
+        found = cbpe_multiclass(outputs, calibrated, settings.confidence)
+        return (
+            Estimate(
+                calibration=settings.calibration,
+                rows=len(outputs),
+                assumptions=MULTICLASS_ASSUMPTIONS,
+                **found,
+            ),
+            None,
+        )
+    scores = outputs[:, -1]
     calibrated = scores
-    if settings.calibration == "evaluation":
+    if calibrate:
         if evaluation is None or not evaluation.calibration:
-            return None
+            return None, "no estimate before labels: the evaluation has no calibration"
         calibrator = statistics.calibrator(evaluation.calibration)
         assert calibrator is not None  # the calibration has points
         calibrated = calibrator(scores)
-    estimated = statistics.cbpe(scores, calibrated, settings.confidence)
-    return Estimate(calibration=settings.calibration, rows=len(scores), **estimated)
+    binary = statistics.cbpe(scores, calibrated, settings.confidence)
+    return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
+
+
+def _frame(predictions: Sequence[Prediction]) -> pd.DataFrame:
+    """Every served row as a frame of its features."""
+    import pandas as pd
+
+    return pd.DataFrame.from_records(
+        [dict(zip(p.features, row, strict=True)) for p in predictions for row in p.inputs]
+    )
 
 
 def _health(
     predictions: Sequence[Prediction],
     columns: Mapping[str, list[Any]],
     reference: VersionReference,
-    scores: np.ndarray[Any, Any],
+    served: Answers,
     end: datetime,
     skipped: Mapping[str, int],
 ) -> Health:
     values = [v for column in columns.values() for v in column]
     numbers = np.array([v for v in values if isinstance(v, float)], dtype=float)
-    broken_requests = sum(
-        any(not (math.isfinite(s) and 0 <= s <= 1) for s in p.scores) for p in predictions
-    )
     latencies = np.array([p.latency_ms for p in predictions if p.latency_ms is not None])
     percentiles: list[float | None] = (
         [float(v) for v in np.percentile(latencies, [50, 95, 99])] if len(latencies) else [None] * 3
     )
+    # Counted by row: a row of NaN (or of another width) is one NaN output.
+    outputs = [row for p in predictions for row in p.outputs]
     return Health(
         model_age_hours=_hours(end, reference.created_at),
         data_age_hours=_hours(end, _newest_batch_end(reference.contract)),
         requests=len(predictions),
-        rows=len(scores),
+        rows=len(served.outputs),
         missing_inputs=sum(v is None for v in values),
         nan_inputs=int(np.isnan(numbers).sum()),
         infinite_inputs=int(np.isinf(numbers).sum()),
-        nan_outputs=int(np.isnan(scores).sum()),
-        infinite_outputs=int(np.isinf(scores).sum()),
-        error_rate=broken_requests / len(predictions) if predictions else None,
+        nan_outputs=sum(any(math.isnan(v) for v in row) for row in outputs),
+        infinite_outputs=sum(any(math.isinf(v) for v in row) for row in outputs),
+        error_rate=served.broken_requests / len(predictions) if predictions else None,
         latency_p50_ms=percentiles[0],
         latency_p95_ms=percentiles[1],
         latency_p99_ms=percentiles[2],

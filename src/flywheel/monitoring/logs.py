@@ -30,9 +30,14 @@ UNKNOWN_VERSION = "unknown version"
 MALFORMED = "malformed record"
 
 
+# A true label as feedback brings it: a class as the label column takes it, or a number.
+Label = str | int | float | bool
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """One logged request: its rows, and P(class 1) as served for each row."""
+    """One logged request: its rows, and each row's answer as served: a classifier's
+    probability per class (in the model's classes_ order), a regression's predicted value."""
 
     request_id: str
     version: str
@@ -40,7 +45,13 @@ class Prediction:
     latency_ms: float | None
     features: tuple[str, ...]
     inputs: tuple[tuple[Any, ...], ...]
-    scores: tuple[float, ...]
+    outputs: tuple[tuple[float, ...], ...]
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        """Each row's last output: a binary classifier's P(positive class), a regression's
+        value (a multiclass answer has no one score; see `outputs`)."""
+        return tuple(row[-1] for row in self.outputs)
 
 
 @dataclass
@@ -141,14 +152,9 @@ def _prediction(entry: dict[str, Any], version: str) -> Prediction | None:
         return None
     if any(not isinstance(row, list) or len(row) != len(features) for row in inputs):
         return None
-    scores = []
-    for row in outputs:
-        if not isinstance(row, list) or len(row) != 2 or not isinstance(row[1], int | float | str):
-            return None
-        try:
-            scores.append(float(row[1]))  # "NaN" and "Infinity" are kept to be counted
-        except ValueError:
-            return None
+    answers = [_answer(row) for row in outputs]
+    if any(a is None for a in answers) or len({len(a) for a in answers if a}) != 1:
+        return None
     latency = entry.get("latency_ms")
     return Prediction(
         request_id=entry["request_id"],
@@ -159,8 +165,29 @@ def _prediction(entry: dict[str, Any], version: str) -> Prediction | None:
         else None,
         features=tuple(str(f) for f in features),
         inputs=tuple(tuple(row) for row in inputs),
-        scores=tuple(scores),
+        outputs=tuple(a for a in answers if a is not None),
     )
+
+
+def _answer(row: Any) -> tuple[float, ...] | None:
+    """One row's answer as floats ("NaN" and "Infinity" are kept, to be counted): a list of
+    class probabilities or of one predicted value, or that value alone; None if it is neither."""
+    values = row if isinstance(row, list) else [row]
+    if not values or any(
+        isinstance(v, bool) or not isinstance(v, int | float | str) for v in values
+    ):
+        return None
+    try:
+        return tuple(float(v) for v in values)
+    except ValueError:
+        return None
+
+
+def _label(value: Any) -> bool:
+    """Whether `value` can be a true label: a class name or value, or a finite number."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str | int | bool)
 
 
 def read_labels(
@@ -170,17 +197,17 @@ def read_labels(
     start: datetime,
     end: datetime,
     skipped: Skipped,
-) -> dict[str, tuple[int, ...]]:
-    """The true labels sent as feedback in [start, end), by request id (the last one wins)."""
-    labels: dict[str, tuple[int, ...]] = {}
+) -> dict[str, tuple[Label, ...]]:
+    """The true labels sent as feedback in [start, end), by request id (the last one wins): class
+    values as the label column takes them, or numbers; whether they fit the version's task is
+    the analysis' to judge."""
+    labels: dict[str, tuple[Label, ...]] = {}
     for key, version, at in _files(store, FEEDBACK, model, start, end):
         for entry in _lines(store.read(key)):
             problem = _problem(entry, model, version, known)
             values = None if problem or entry is None else entry.get("labels")
-            if not isinstance(values, list) or any(
-                isinstance(v, bool) or v not in (0, 1) for v in values
-            ):
+            if not isinstance(values, list) or not values or not all(map(_label, values)):
                 skipped.add(version, at, problem or MALFORMED)
                 continue
-            labels[entry["request_id"]] = tuple(int(v) for v in values)  # type: ignore[index]
+            labels[entry["request_id"]] = tuple(values)  # type: ignore[index]
     return labels

@@ -22,6 +22,7 @@ from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
+from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
 from flywheel.predictor import Predictor, load_model
@@ -65,11 +66,9 @@ def load_reference(
     the rows of `source` its contract was inferred from."""
     manifest = registry.manifest(version)
     contract = Contract.from_json(registry.read(version, "contract.json"))
-    evaluation = None
+    evaluated = None
     try:
-        evaluation = Evaluation.model_validate_json(
-            registry.read(version, "evaluation.json")
-        ).candidate
+        evaluated = Evaluation.model_validate_json(registry.read(version, "evaluation.json"))
     except (RegistryError, ValidationError) as error:
         log.warning("%s has no usable evaluation.json (%s): no offline comparison", version, error)
     predictor = Predictor(
@@ -77,14 +76,52 @@ def load_reference(
         list(contract.numeric),
         list(contract.categorical),
     )
+    direct_loss, why = None, "the version has no evaluation to name rows it never trained on"
+    if contract.task == "regression" and evaluated is not None:
+        direct_loss, why = fit_direct_loss(source, contract, predictor, evaluated.newest_batch)
     return VersionReference(
         version=version,
         created_at=datetime.fromisoformat(manifest.created_at),
         contract=contract,
-        evaluation=evaluation,
+        evaluation=evaluated.candidate if evaluated else None,
         predictor=predictor,
         rows=reference_rows(source, contract),
+        direct_loss=direct_loss,
+        no_direct_loss=why,
     )
+
+
+def fit_direct_loss(
+    source: batches.BatchSource, contract: Contract, predictor: Predictor, batch: str
+) -> tuple[DirectLoss | None, str]:
+    """A regression's error models, fitted on `batch` (its evaluation's newest, which it never
+    trained on); or None and why not."""
+    import numpy as np
+
+    try:
+        found = {b.day.isoformat(): b for b in source.available()}.get(batch[:10])
+        if found is None:
+            return None, f"its evaluation's newest batch {batch} is gone from the source"
+        frame = batches.parse(found.name, source.store.read(found.key))
+    except (StoreError, BatchError) as error:
+        if isinstance(error, StoreUnavailable):
+            raise
+        return None, f"its evaluation's newest batch {batch} cannot be read ({error})"
+    labels = contract.problem.targets(frame[contract.label])
+    keep = np.isfinite(labels)
+    if keep.sum() < MIN_REFERENCE_ROWS:
+        return None, (
+            f"its evaluation's newest batch {batch} has {int(keep.sum())} labelled rows; "
+            f"direct loss estimation needs {MIN_REFERENCE_ROWS}"
+        )
+    rows = frame[keep].reset_index(drop=True)
+    return DirectLoss.fit(
+        rows,
+        labels[keep],
+        predictor.outputs(rows)[:, 0],
+        list(contract.numeric),
+        list(contract.categorical),
+    ), ""
 
 
 def reference_rows(source: batches.BatchSource, contract: Contract) -> pd.DataFrame | None:

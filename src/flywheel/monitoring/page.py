@@ -1,10 +1,16 @@
-"""The monitoring report: one self-contained HTML page with plots over time, per version."""
+"""The monitoring report: one self-contained HTML page with plots over time, per version.
+
+The plots follow the task: a classifier's accuracy and ROC AUC (and a multiclass one's macro
+F1 and the drift of each class's probability), a regression's RMSE and MAE; each on delayed
+labels, estimated before them, and offline.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+from flywheel.config import DEFAULT_MONITORED, Task
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.statistics import Interval
 from flywheel.report import encode_png, html_page, number
@@ -39,13 +45,16 @@ def _with_intervals(ax: Any, label: str, points: list[tuple[Any, Interval]], sty
 
 
 def metric_figure(reports: Sequence[WindowReport], metric: str) -> str:
-    """A metric over time: on delayed labels, estimated by CBPE, and offline."""
+    """A metric over time: on delayed labels, estimated (CBPE or DLE), and offline."""
     fig, ax = _axes(f"{metric} over time", metric)
     for name, series in _by_version(reports).items():
-        actual = [(r.start, getattr(r.performance, metric)) for r in series]
+        actual = [(r.start, getattr(r.performance, metric, None)) for r in series]
         _with_intervals(ax, f"{name}: on labels", [(t, i) for t, i in actual if i], "o-")
-        estimated = [(r.start, getattr(r.estimate, metric) if r.estimate else None) for r in series]
-        _with_intervals(ax, f"{name}: CBPE estimate", [(t, i) for t, i in estimated if i], "x--")
+        estimated = [(r.start, r.estimate.get(metric) if r.estimate else None) for r in series]
+        method = next((r.estimate.method for r in series if r.estimate), "CBPE")
+        _with_intervals(
+            ax, f"{name}: {method} estimate", [(t, i) for t, i in estimated if i], "x--"
+        )
         offline = series[-1].offline.newest.get(metric) if series[-1].offline else None
         if offline is not None:
             ax.axhline(offline, linestyle=":", color="grey", label=f"{name}: offline")
@@ -64,7 +73,18 @@ def drift_figure(reports: Sequence[WindowReport]) -> str:
         ax.plot([t for t, _ in points], [v for _, v in points], ".-", label=name)
     scores = [(r.start, r.prediction_drift.psi) for r in production if r.prediction_drift]
     if scores:
-        ax.plot([t for t, _ in scores], [v for _, v in scores], "k-", linewidth=2, label="scores")
+        label = "scores" if production[-1].task == "binary" else "predictions"
+        ax.plot([t for t, _ in scores], [v for _, v in scores], "k-", linewidth=2, label=label)
+    return encode_png(fig, ax, dates=True)
+
+
+def class_drift_figure(reports: Sequence[WindowReport]) -> str:
+    """PSI of a multiclass model's probability of each class over time (production)."""
+    fig, ax = _axes("PSI of each class's probability (production)", "PSI")
+    production = [r for r in sorted(reports, key=lambda r: r.start) if r.role == "production"]
+    for name in sorted({c for r in production for c in r.class_drift}):
+        points = [(r.start, r.class_drift[name].psi) for r in production if name in r.class_drift]
+        ax.plot([t for t, _ in points], [v for _, v in points], ".-", label=f"P({name})")
     return encode_png(fig, ax, dates=True)
 
 
@@ -104,11 +124,35 @@ def _contract(report: WindowReport) -> str:
     return "ok" if not failed else "fails: " + ", ".join(failed)
 
 
+# The metrics each task's report plots over time, and what its estimate is.
+PLOTTED: dict[Task, tuple[str, ...]] = {
+    "binary": ("accuracy", "roc_auc"),
+    "multiclass": ("accuracy", "macro_f1", "roc_auc"),
+    "regression": ("rmse", "mae"),
+}
+ESTIMATES: dict[Task, str] = {
+    "binary": "The estimated columns are CBPE estimates from calibrated scores, not "
+    "measurements: they assume the relation between inputs and labels has not changed.",
+    "multiclass": "The estimated columns are CBPE estimates (one-vs-rest, as NannyML does it) "
+    "from calibrated probabilities, not measurements: they assume the relation between "
+    "inputs and labels has not changed.",
+    "regression": "The estimated columns are direct loss estimates (DLE, as NannyML does it) "
+    "from error models fitted on rows the version never trained on, not measurements: they "
+    "assume the relation between inputs and labels has not changed; where a window has no "
+    "estimate, the report says why, and only delayed labels measure the errors.",
+}
+
+
 def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[str, int]) -> str:
     """Every window as a table row, and the plots over time."""
+    tasks = sorted({r.task for r in reports}) or ["binary"]
+    task: Task = tasks[0]  # one model's versions share a task
+    headline = DEFAULT_MONITORED[task]
     rows = []
     for r in sorted(reports, key=lambda r: (r.version, r.start)):
         drifted = sum(f.result.drifted for f in r.features)
+        metric = DEFAULT_MONITORED[r.task]
+        estimated = r.estimate.get(metric) if r.estimate else None
         rows.append(
             (
                 f"{r.start:%Y-%m-%d %H:%M}",
@@ -119,26 +163,34 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 f"{r.skew.disagreeing}/{r.skew.sampled}" if r.skew else "–",
                 _contract(r),
                 str(r.performance.labelled),
-                _interval(r.performance.accuracy),
-                _interval(r.estimate.accuracy if r.estimate else None),
-                number(r.offline.newest.get("accuracy")) if r.offline else "–",
+                _interval(r.performance.get(metric)),
+                _interval(estimated) if estimated or not r.no_estimate else "none: see below",
+                number(r.offline.newest.get(metric)) if r.offline else "–",
                 str(sum(r.health.skipped_lines.values())),
             )
         )
     lost = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none"
+    method = "DLE" if task == "regression" else "CBPE"
     figures = [
-        ("accuracy: on delayed labels, CBPE estimate, offline", metric_figure(reports, "accuracy")),
-        ("ROC AUC: on delayed labels, CBPE estimate, offline", metric_figure(reports, "roc_auc")),
-        ("feature and score drift (PSI)", drift_figure(reports)),
+        (
+            f"{metric}: on delayed labels, {method} estimate, offline",
+            metric_figure(reports, metric),
+        )
+        for metric in PLOTTED[task]
+    ]
+    figures.append(("feature and prediction drift (PSI)", drift_figure(reports)))
+    if task == "multiclass":
+        figures.append(("drift of each class's probability (PSI)", class_drift_figure(reports)))
+    figures += [
         ("share of drifted features", share_figure(reports)),
         ("traffic and latency", traffic_figure(reports)),
     ]
+    reasons = sorted({r.no_estimate for r in reports if r.no_estimate})
     return html_page(
         title,
         intro=(
-            f"{len(reports)} window(s). Log lines skipped: {lost}. The CBPE columns are "
-            "estimates from calibrated scores, not measurements: they assume the "
-            "relation between inputs and labels has not changed."
+            f"{len(reports)} window(s). Log lines skipped: {lost}. {ESTIMATES[task]}"
+            + (f" No estimate: {'; '.join(reasons)}." if reasons else "")
         ),
         table=(
             (
@@ -146,13 +198,13 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 "version",
                 "requests",
                 "drifted features",
-                "score PSI",
+                "score PSI" if task == "binary" else "prediction PSI",
                 "skew (disagree/sampled)",
                 "contract",
                 "labelled rows",
-                "accuracy [CI]",
-                "estimated accuracy [CI]",
-                "offline accuracy",
+                f"{headline} [CI]",
+                f"estimated {headline} [CI]",
+                f"offline {headline}",
                 "skipped lines",
             ),
             rows,

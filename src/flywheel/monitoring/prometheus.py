@@ -17,9 +17,11 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
+from flywheel.config import MONITORED_METRICS
 from flywheel.errors import FlywheelError
 from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
 from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.statistics import Interval
 
 JOB = "flywheel-monitor"
 
@@ -38,13 +40,22 @@ _HELP = {
     "flywheel_monitor_feature_drift_statistic": "The feature's drift test statistic",
     "flywheel_monitor_feature_drifted": "1 when the feature's drift test fired",
     "flywheel_monitor_drifted_share": "Share of features whose drift test fired",
-    "flywheel_monitor_prediction_psi": "PSI of served scores against the evaluation's",
-    "flywheel_monitor_prediction_drifted": "1 when the score drift test fired",
+    "flywheel_monitor_prediction_psi": "PSI of served scores (a binary classifier), predicted "
+    "classes (multiclass) or predicted values (regression) against the evaluation's",
+    "flywheel_monitor_prediction_drifted": "1 when the prediction drift test fired",
+    "flywheel_monitor_class_prediction_psi": "PSI of a multiclass model's served probability of "
+    "a class against the evaluation's",
+    "flywheel_monitor_class_prediction_drifted": "1 when the class probability's drift test fired",
     "flywheel_monitor_skew_disagreeing": "Sampled rows whose offline score differs from the served",
     "flywheel_monitor_skew_max_difference": "Largest served-offline score difference in the sample",
     "flywheel_monitor_labelled_rows": "Rows of the window whose labels arrived",
+    "flywheel_monitor_unusable_labels": "Labels that fit no row of the task (an unknown class, "
+    "a regression label that is not a number)",
     "flywheel_monitor_metric": "Metric on delayed labels (bound: value, low, high)",
-    "flywheel_monitor_estimated_metric": "CBPE estimate before labels (bound: value, low, high)",
+    "flywheel_monitor_class_metric": "A multiclass model's metric of one class against the rest, "
+    "on delayed labels (bound: value, low, high)",
+    "flywheel_monitor_estimated_metric": "Estimate before labels, CBPE (a classifier) or DLE "
+    "(a regression) (bound: value, low, high)",
     "flywheel_monitor_offline_metric": "The version's evaluation on its newest batch",
     "flywheel_monitor_invariants_hold": "1 when the served inputs pass the contract's checks",
     "flywheel_monitor_invariant_violation": "1 per contract check the served inputs fail",
@@ -89,16 +100,22 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
     if report.skew is not None:
         yield "flywheel_monitor_skew_disagreeing", {}, report.skew.disagreeing
         yield "flywheel_monitor_skew_max_difference", {}, report.skew.max_difference
+    for name, drifted in report.class_drift.items():
+        yield "flywheel_monitor_class_prediction_psi", {"class": name}, drifted.psi
+        yield "flywheel_monitor_class_prediction_drifted", {"class": name}, float(drifted.drifted)
     yield "flywheel_monitor_labelled_rows", {}, report.performance.labelled
+    yield "flywheel_monitor_unusable_labels", {}, report.performance.unusable_labels
     for name, source in (
         ("flywheel_monitor_metric", report.performance),
         ("flywheel_monitor_estimated_metric", report.estimate),
     ):
-        for metric in ("accuracy", "roc_auc", "log_loss"):
-            interval = getattr(source, metric, None) if source is not None else None
-            if interval is not None:
-                for bound in ("value", "low", "high"):
-                    yield name, {"metric": metric, "bound": bound}, getattr(interval, bound)
+        for measured in MONITORED_METRICS[report.task]:
+            interval = source.get(measured) if source is not None else None
+            yield from _bounds(name, {"metric": measured}, interval)
+    for label, scores in report.performance.per_class.items():
+        for which in ("recall", "precision", "roc_auc"):
+            labels = {"class": label, "metric": which}
+            yield from _bounds("flywheel_monitor_class_metric", labels, getattr(scores, which))
     if report.offline is not None:
         for metric, value in report.offline.newest.items():
             yield "flywheel_monitor_offline_metric", {"metric": metric}, value
@@ -111,6 +128,14 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
                 "severity": broken.severity,
             }
             yield "flywheel_monitor_invariant_violation", labels, 1.0
+
+
+def _bounds(
+    name: str, labels: dict[str, str], interval: Interval | None
+) -> Iterable[tuple[str, dict[str, str], float | None]]:
+    if interval is not None:
+        for bound in ("value", "low", "high"):
+            yield name, {**labels, "bound": bound}, getattr(interval, bound)
 
 
 def samples(reports: Sequence[WindowReport]) -> Iterable[Sample]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -294,6 +294,27 @@ def row_log_loss(labels: npt.ArrayLike, scores: npt.ArrayLike) -> Floats:
     return np.asarray(-(y * np.log(p) + (1 - y) * np.log(1 - p)), dtype=float)
 
 
+def bootstrap(
+    statistic: Callable[[npt.NDArray[np.intp]], float],
+    rows: int,
+    value: float,
+    confidence: float,
+    *,
+    resamples: int = 200,
+    seed: int = 0,
+) -> Interval:
+    """`value` with the percentile interval of `statistic` over seeded resamples of the row
+    indices (resamples where it is undefined, NaN, are left out)."""
+    rng = np.random.default_rng(seed)
+    found = np.array([statistic(rng.integers(0, rows, rows)) for _ in range(resamples)])
+    found = found[np.isfinite(found)]
+    if len(found) == 0:
+        return Interval(value=value, low=value, high=value)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(found, [tail, 100 - tail])
+    return Interval(value=value, low=float(min(low, value)), high=float(max(high, value)))
+
+
 def mean_interval(values: npt.ArrayLike, confidence: float) -> Interval:
     """A mean with its normal-approximation interval."""
     array = np.asarray(values, dtype=float)
@@ -367,11 +388,11 @@ def cbpe(
         simulated = (labels[usable] @ ranks - n1[usable] * (n1[usable] + 1) / 2) / (
             n1[usable] * (n - n1[usable])
         )
-        auc = interval(_expected_auc(p, q), simulated)
+        auc = interval(expected_auc(p, q), simulated)
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}
 
 
-def _expected_auc(p: Floats, q: Floats) -> float:
+def expected_auc(p: Floats, q: Floats) -> float:
     """NannyML's CBPE ROC AUC: the ROC curve of expected true and false positives."""
     order = np.argsort(-p, kind="stable")
     tp = np.concatenate([[0.0], np.cumsum(q[order])])

@@ -51,7 +51,12 @@ METRICS: dict[str, Metric] = {
     ),
     "flywheel_trigger_performance_threshold": Metric(
         "What a metric's upper confidence bound must fall below for the trigger to fire: "
-        "its floor, or the version's offline figure less max_drop"
+        "its floor, or the version's offline figure less max_drop (a metric where higher is "
+        "better)"
+    ),
+    "flywheel_trigger_performance_ceiling": Metric(
+        "What an error's (rmse, mae, mape, log_loss) lower confidence bound must rise above for "
+        "the trigger to fire: its ceiling, or the version's offline figure times 1 + max_rise"
     ),
     "flywheel_trigger_min_labelled": Metric(
         "Rows a window needs (labelled, or served for CBPE) before the trigger judges it"
@@ -164,9 +169,13 @@ def threshold_samples(
         )
         for report in reports:
             threshold, _ = performance_threshold(trigger, report)
+            metric = trigger.metric_for(report.task)
             version = {"version": report.version, "role": report.role}
+            # An error's bound is a ceiling: a series of its own, so that no rule can compare
+            # it the way a floor is compared.
+            name = "ceiling" if trigger.lower_is_better(report.task) else "threshold"
             yield Sample(
-                "flywheel_trigger_performance_threshold",
-                {**labels, **version, "trigger": kind, "metric": trigger.metric},
+                f"flywheel_trigger_performance_{name}",
+                {**labels, **version, "trigger": kind, "metric": metric},
                 threshold,
             )

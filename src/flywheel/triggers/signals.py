@@ -161,16 +161,26 @@ def drift(
 def performance_threshold(
     policy: PerformanceTrigger, report: WindowReport
 ) -> tuple[float | None, float | None]:
-    """The value the interval must surely be below to fire, and the offline figure."""
-    offline = report.offline.newest.get(policy.metric) if report.offline else None
+    """The bound the interval must surely be beyond to fire (a floor: below it; for an error, a
+    ceiling: above it), and the offline figure."""
+    metric = policy.metric_for(report.task)
+    offline = report.offline.newest.get(metric) if report.offline else None
+    if policy.lower_is_better(report.task):
+        candidates = [policy.ceiling] if policy.ceiling is not None else []
+        if policy.max_rise is not None and offline is not None:
+            candidates.append(offline * (1 + policy.max_rise))
+        return (min(candidates) if candidates else None), offline
     candidates = [policy.floor] if policy.floor is not None else []
     if policy.max_drop is not None and offline is not None:
         candidates.append(offline - policy.max_drop)
     return (max(candidates) if candidates else None), offline
 
 
-def _surely_below(interval: Interval | None, threshold: float | None) -> bool:
-    return interval is not None and threshold is not None and interval.high < threshold
+def _surely_worse(interval: Interval | None, threshold: float | None, lower: bool) -> bool:
+    """The whole interval is beyond the threshold: above a ceiling, or below a floor."""
+    if interval is None or threshold is None:
+        return False
+    return interval.low > threshold if lower else interval.high < threshold
 
 
 def _figures(interval: Interval | None) -> dict[str, float] | None:
@@ -179,30 +189,58 @@ def _figures(interval: Interval | None) -> dict[str, float] | None:
     return {k: round(v, 4) for k, v in interval.model_dump().items()}
 
 
+def _unjudged(
+    kind: Kind, policy: PerformanceTrigger, reports: Sequence[WindowReport], key: str
+) -> Check | None:
+    """A quiet check when the newest window's task has no such metric (a policy from before its
+    task was known): the configuration is refused once the task is, so this is a stale one."""
+    if not reports:
+        return None
+    task = reports[-1].task
+    try:
+        policy.check_task(task, f"triggers.{key}")
+    except ValueError as error:
+        return Check(
+            kind=kind,
+            fired=False,
+            reason=f"{key.replace('_', ' ')}: not judged: {error}",
+            severity=policy.severity,
+            inputs={"metric": policy.metric, "task": task},
+        )
+    return None
+
+
 def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> Check:
-    """Fired when the newest window with enough delayed labels is significantly below the
-    threshold: the upper bound of its interval is under it."""
+    """Fired when the newest window with enough delayed labels is significantly worse than the
+    threshold: the upper bound of its interval is under the floor (the lower bound is over
+    the ceiling, for an error)."""
+    unjudged = _unjudged("performance", policy, reports, "performance")
+    if unjudged is not None:
+        return unjudged
     labelled = [
         r
         for r in reports
         if r.performance.labelled >= policy.min_labelled
-        and getattr(r.performance, policy.metric) is not None
+        and r.performance.get(policy.metric_for(r.task)) is not None
     ]
     if not labelled:
         most = max((r.performance.labelled for r in reports), default=0)
+        metric = policy.metric_for(reports[-1].task) if reports else policy.metric
         return Check(
             kind="performance",
             fired=False,
             reason=f"performance: no window has {policy.min_labelled} labels yet (most: {most})",
             severity=policy.severity,
-            inputs={"metric": policy.metric, "labelled": most, "min_labelled": policy.min_labelled},
+            inputs={"metric": metric, "labelled": most, "min_labelled": policy.min_labelled},
         )
     report = labelled[-1]
-    interval: Interval | None = getattr(report.performance, policy.metric)
+    metric = policy.metric_for(report.task)
+    lower = policy.lower_is_better(report.task)
+    interval = report.performance.get(metric)
     threshold, offline = performance_threshold(policy, report)
-    fired = _surely_below(interval, threshold)
+    fired = _surely_worse(interval, threshold, lower)
     inputs = {
-        "metric": policy.metric,
+        "metric": metric,
         "window": _window(report),
         "labelled": report.performance.labelled,
         "interval": _figures(interval),
@@ -211,13 +249,18 @@ def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> 
         "max_drop": policy.max_drop,
         "threshold": threshold,
     }
+    if lower:
+        inputs.update({"ceiling": policy.ceiling, "max_rise": policy.max_rise})
+        del inputs["floor"], inputs["max_drop"]
     assert interval is not None  # chosen for having one
     figure = (
-        f"{policy.metric} {interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}] "
+        f"{metric} {interval.value:.3f} [{interval.low:.3f}, {interval.high:.3f}] "
         f"on {report.performance.labelled} labels of {_window(report)}"
     )
-    below = f"below {threshold:.3f}" + (f" (offline {offline:.3f})" if offline is not None else "")
-    reason = f"performance drop: {figure}, surely {below}" if fired else f"performance: {figure}"
+    beyond = f"{'above' if lower else 'below'} {threshold:.3f}" + (
+        f" (offline {offline:.3f})" if offline is not None else ""
+    )
+    reason = f"performance drop: {figure}, surely {beyond}" if fired else f"performance: {figure}"
     return Check(
         kind="performance", fired=fired, reason=reason, severity=policy.severity, inputs=inputs
     )
@@ -226,11 +269,17 @@ def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> 
 def estimated_performance(
     policy: EstimatedPerformanceTrigger, reports: Sequence[WindowReport], spans: Sequence[datetime]
 ) -> Check:
-    """Fired when the CBPE estimate of each of the newest `windows` windows is significantly
-    below the threshold."""
+    """Fired when the estimate before labels (CBPE, or DLE for a regression) of each of the
+    newest `windows` windows is significantly worse than the threshold."""
+    unjudged = _unjudged("estimated_performance", policy, reports, "estimated_performance")
+    if unjudged is not None:
+        return unjudged
     by_start = {r.start: r for r in reports}
     looked: list[dict[str, Any]] = []
     verdicts: list[bool] = []
+    method = "CBPE"
+    metric = policy.metric_for(reports[-1].task) if reports else policy.metric_for("binary")
+    lower = False
     for start in spans:
         report = by_start.get(start)
         estimate = report.estimate if report else None
@@ -238,9 +287,11 @@ def estimated_performance(
             looked.append({"window": f"{start:%Y-%m-%d %H:%M}", "estimate": None})
             verdicts.append(False)
             continue
-        interval = getattr(estimate, policy.metric)
+        metric, method = policy.metric_for(report.task), estimate.method
+        lower = policy.lower_is_better(report.task)
+        interval = estimate.get(metric)
         threshold, offline = performance_threshold(policy, report)
-        verdicts.append(_surely_below(interval, threshold))
+        verdicts.append(_surely_worse(interval, threshold, lower))
         looked.append(
             {
                 "window": _window(report),
@@ -251,21 +302,23 @@ def estimated_performance(
             }
         )
     fired = bool(spans) and all(verdicts)
-    inputs = {"metric": policy.metric, "method": "CBPE", "windows": looked}
+    inputs = {"metric": metric, "method": method, "windows": looked}
+    way, bound = ("above", "low") if lower else ("below", "high")
     if fired:
         newest = looked[-1]
         reason = (
-            f"estimated performance drop (CBPE, an estimate): {policy.metric} "
-            f"{newest['interval']['value']:.3f}, surely below {newest['threshold']:.3f} "
+            f"estimated performance drop ({method}, an estimate): {metric} "
+            f"{newest['interval']['value']:.3f}, surely {way} {newest['threshold']:.3f} "
             f"in {len(spans)} window(s) to {newest['window']}"
         )
     else:
-        reason = f"estimated performance: {sum(verdicts)} of {len(spans)} window(s) surely low"
+        reason = f"estimated performance: {sum(verdicts)} of {len(spans)} window(s) surely worse"
         if looked and looked[-1].get("interval") and looked[-1].get("threshold") is not None:
             newest = looked[-1]
             reason += (
-                f" (newest {policy.metric} {newest['interval']['value']:.3f}, "
-                f"upper {newest['interval']['high']:.3f} vs {newest['threshold']:.3f})"
+                f" (newest {metric} {newest['interval']['value']:.3f}, "
+                f"{'lower' if lower else 'upper'} {newest['interval'][bound]:.3f} "
+                f"vs {newest['threshold']:.3f})"
             )
     return Check(
         kind="estimated_performance",

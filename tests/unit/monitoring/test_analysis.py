@@ -118,6 +118,11 @@ def test_before_labels_arrive_only_the_estimate_is_there(
     )
 
 
+def _binary(*scores: float) -> tuple[tuple[float, float], ...]:
+    """A binary classifier's logged answers of P(class 1) `scores`."""
+    return tuple((1 - s, s) for s in scores)
+
+
 def test_nan_and_infinite_values_are_counted_and_kept_out_of_metrics(
     reference: VersionReference,
 ) -> None:
@@ -126,8 +131,8 @@ def test_nan_and_infinite_values_are_counted_and_kept_out_of_metrics(
     row = tuple(reference.contract.typical_row()[f] for f in features)
     bad = (math.inf, *row[1:])
     predictions = [
-        Prediction("a", "v1", START.timestamp(), 1.0, features, (bad, row), (math.nan, 0.2)),
-        Prediction("b", "v1", START.timestamp(), 1.0, features, (row,), (0.3,)),
+        Prediction("a", "v1", START.timestamp(), 1.0, features, (bad, row), _binary(math.nan, 0.2)),
+        Prediction("b", "v1", START.timestamp(), 1.0, features, (row,), _binary(0.3)),
     ]
     # when analysed with labels for both
     report = _analyse(predictions, {"a": (1, 0), "b": (0,)}, reference)
@@ -183,7 +188,7 @@ def test_served_rows_are_held_to_the_contracts_checks_with_its_tolerances(
     for i in range(100):
         score = None if i % 5 == 0 else 2000.0 if i % 10 == 1 else typical["credit_score"]
         rows.append(tuple({**typical, "credit_score": score}[f] for f in features))
-    scores = tuple(0.2 for _ in rows)
+    scores = _binary(*(0.2 for _ in rows))
     predictions = [Prediction("a", "v1", START.timestamp(), 1.0, features, tuple(rows), scores)]
     # when analysed with the default contract policy, and with a lenient one
     strict = analysis.analyse_window(

@@ -133,6 +133,24 @@ def test_labels_are_read_by_request_id_and_bad_feedback_is_counted(tmp_path: Pat
                 }
             ),
             '{"request_id": "d", "mod',
+            json.dumps(
+                {
+                    "request_id": "e",
+                    "model": "m",
+                    "version": "v2",
+                    "time": NOW.timestamp(),
+                    "labels": [None, [1]],
+                }
+            ),
+            json.dumps(
+                {
+                    "request_id": "f",
+                    "model": "m",
+                    "version": "v2",
+                    "time": NOW.timestamp(),
+                    "labels": 1,
+                }
+            ),
         ],
     )
     skipped = Skipped()
@@ -140,8 +158,9 @@ def test_labels_are_read_by_request_id_and_bad_feedback_is_counted(tmp_path: Pat
     labels = logs.read_labels(
         store, "m", {"v2"}, NOW - timedelta(hours=1), NOW + timedelta(hours=1), skipped
     )
-    # then
-    assert labels == {"a": (1, 0)}
+    # then every label that can be a class or a number is read (whether it fits the version's
+    # task is the analysis' to judge), and feedback without one is counted
+    assert labels == {"a": (1, 0), "b": (2,), "c": (True,)}
     assert skipped.between("v2", NOW - timedelta(days=1), NOW + timedelta(days=1)) == {
         logs.INVALID_JSON: 1,
         logs.MALFORMED: 2,

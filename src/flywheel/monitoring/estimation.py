@@ -1,0 +1,290 @@
+"""Performance before labels arrive: CBPE for a classifier, direct loss estimation (DLE) for a
+regression, both after NannyML, both estimates that rest on stated assumptions.
+
+CBPE of a binary classifier is `statistics.cbpe`. A multiclass one follows NannyML's
+multiclass CBPE: each class's probability is recalibrated one-vs-rest, the row renormalised
+to sum to 1, and the expected accuracy, macro F1 (from expected true and false positives per
+class) and one-vs-rest ROC AUC follow; its intervals are those of labels drawn from the
+calibrated probabilities. DLE fits models of a regression's absolute and squared error on rows
+the version never trained on (its evaluation's newest batch), from the features and the
+prediction, and averages their predictions over a window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from flywheel.monitoring import statistics
+from flywheel.monitoring.performance import macro_f1
+from flywheel.monitoring.statistics import Interval
+from flywheel.records import Record
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+Floats = npt.NDArray[np.float64]
+
+ASSUMPTIONS = (
+    "The scores, after recalibration on the version's evaluation, are calibrated on the "
+    "serving population: P(label = 1 | score) is what it was at evaluation.",
+    "Only the inputs drift (covariate shift): the relation between inputs and labels "
+    "(concept) is unchanged. Under concept drift the estimate is wrong and only delayed "
+    "labels show it.",
+    "Each row's label is an independent Bernoulli draw; the interval covers that draw, "
+    "not an error in the calibration itself.",
+    "Accuracy is at the serving threshold of 0.5.",
+)
+MULTICLASS_ASSUMPTIONS = (
+    "Each class's probability, recalibrated one-vs-rest on the version's evaluation and "
+    "renormalised over the classes, is calibrated on the serving population.",
+    ASSUMPTIONS[1],
+    "Each row's label is an independent draw from its calibrated probabilities; the interval "
+    "covers that draw, not an error in the calibration itself.",
+    "Accuracy and F1 are at the most probable class.",
+)
+DLE_ASSUMPTIONS = (
+    "The error models, fitted on the evaluation's newest batch (rows the version never "
+    "trained on), predict each row's expected absolute and squared error on the serving "
+    "population: only the inputs drift (covariate shift), and not beyond what the reference "
+    "rows cover (tree models do not extrapolate). Under concept drift the estimate is wrong "
+    "and only delayed labels show it.",
+    "The interval covers the window's own draw of errors (the error models' out-of-fold "
+    "residual spread on the reference, over the window's rows) plus their out-of-fold bias "
+    "there; not an error model that is wrong on inputs unlike the reference.",
+)
+# Fewer reference rows than this give error models too rough to report.
+MIN_REFERENCE_ROWS = 50
+_FOLDS = 5
+
+
+class Estimate(Record):
+    """Expected metrics before labels arrive: an estimate (`method`), with its assumptions."""
+
+    method: Literal["CBPE", "DLE"] = "CBPE"
+    calibration: Literal["evaluation", "none"] | None = None  # CBPE's; None for DLE
+    rows: int
+    accuracy: Interval | None = None
+    roc_auc: Interval | None = None
+    log_loss: Interval | None = None
+    macro_f1: Interval | None = None
+    rmse: Interval | None = None
+    mae: Interval | None = None
+    assumptions: tuple[str, ...] = ASSUMPTIONS
+
+    def get(self, metric: str) -> Interval | None:
+        """The interval of one estimated metric, or None."""
+        value: Interval | None = getattr(self, metric, None)
+        return value
+
+
+def recalibrate(p: Floats, calibrations: Sequence[Sequence[tuple[float, float]]]) -> Floats:
+    """Each class's probability through its one-vs-rest reliability curve (left as it is where
+    the curve has no points), each row renormalised to sum to 1 (uniform where all are 0), as
+    NannyML's `_calibrate_predicted_probabilities`."""
+    q = np.array(p, dtype=float, copy=True)
+    for c, pairs in enumerate(calibrations):
+        calibrator = statistics.calibrator(pairs)
+        if calibrator is not None:
+            q[:, c] = calibrator(p[:, c])
+    total = q.sum(axis=1, keepdims=True)
+    uniform = np.full_like(q, 1 / q.shape[1])
+    return np.divide(q, total, out=uniform, where=total > 0)
+
+
+def _draw(q: Floats, simulations: int, rng: np.random.Generator) -> npt.NDArray[np.int32]:
+    """Labels drawn from each row's class probabilities, `simulations` times: (s, n)."""
+    cumulative = np.cumsum(q, axis=1)
+    drawn = [
+        (rng.random((len(q), 1)) * cumulative[:, -1:] > cumulative).sum(axis=1)
+        for _ in range(simulations)
+    ]
+    labels: npt.NDArray[np.int32] = np.minimum(np.stack(drawn), q.shape[1] - 1).astype(np.int32)
+    return labels
+
+
+def cbpe_multiclass(
+    scores: Floats,
+    calibrated: Floats,
+    confidence: float,
+    *,
+    simulations: int = 300,
+    seed: int = 0,
+) -> dict[str, Interval | None]:
+    """NannyML's multiclass CBPE of `scores` ((n, k) served probabilities) when each row's
+    label is drawn from `calibrated`: expected accuracy, macro F1, one-vs-rest ROC AUC and
+    log loss; intervals from labels simulated the same way."""
+    from scipy.stats import rankdata
+
+    p, q = np.asarray(scores, dtype=float), np.asarray(calibrated, dtype=float)
+    n, k = p.shape
+    predicted = p.argmax(axis=1)
+    rows = np.arange(n)
+    f1 = []
+    for c in range(k):
+        picked = predicted == c
+        tp = float(q[picked, c].sum())
+        fp = float((1 - q[picked, c]).sum())
+        fn = float(q[~picked, c].sum())
+        f1.append(tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0)
+    losses = -np.log(np.clip(p, 1e-15, 1.0))
+    labels = _draw(q, simulations, np.random.default_rng(seed))
+    tail = (1 - confidence) / 2 * 100
+
+    def interval(value: float, simulated: Floats) -> Interval:
+        low, high = np.percentile(simulated, [tail, 100 - tail])
+        return Interval(value=value, low=float(low), high=float(high))
+
+    aucs = [statistics.expected_auc(p[:, c], q[:, c]) for c in range(k)]
+    ranks = np.stack([rankdata(p[:, c]) for c in range(k)])
+    simulated_auc = []
+    for drawn in labels:
+        per_class = []
+        for c in range(k):
+            positive = drawn == c
+            n1 = int(positive.sum())
+            if n1 in (0, n):
+                break
+            per_class.append((ranks[c][positive].sum() - n1 * (n1 + 1) / 2) / (n1 * (n - n1)))
+        else:
+            simulated_auc.append(float(np.mean(per_class)))
+    roc_auc = None
+    if simulated_auc and all(math.isfinite(a) for a in aucs):
+        roc_auc = interval(float(np.mean(aucs)), np.array(simulated_auc))
+    return {
+        "accuracy": interval(float(q[rows, predicted].mean()), (labels == predicted).mean(axis=1)),
+        "macro_f1": interval(
+            float(np.mean(f1)), np.array([macro_f1(drawn, predicted, k) for drawn in labels])
+        ),
+        "roc_auc": roc_auc,
+        "log_loss": interval(
+            float(np.sum(q * losses, axis=1).mean()), losses[rows, labels].mean(axis=1)
+        ),
+    }
+
+
+def _matrix(
+    frame: pd.DataFrame,
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    categories: dict[str, list[str]],
+    predictions: Floats,
+) -> Floats:
+    """The error models' inputs: numeric features, each category's index among the
+    reference's (NaN when unseen or missing), and the prediction."""
+    import pandas as pd
+
+    columns = [
+        pd.to_numeric(frame[name], errors="coerce").to_numpy(dtype=float) for name in numeric
+    ]
+    for name in categorical:
+        index = {value: i for i, value in enumerate(categories[name])}
+        columns.append(
+            np.array(
+                [
+                    index.get(str(v), np.nan) if v is not None and v == v else np.nan
+                    for v in frame[name]
+                ],
+                dtype=float,
+            )
+        )
+    columns.append(np.asarray(predictions, dtype=float))
+    return np.column_stack(columns)
+
+
+def _error_model(x: Floats, y: Floats, categorical: npt.NDArray[np.bool_], seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingRegressor
+
+    model = HistGradientBoostingRegressor(
+        max_iter=100, categorical_features=categorical, random_state=seed, early_stopping=False
+    )
+    return model.fit(x, y)
+
+
+@dataclass(frozen=True)
+class DirectLoss:
+    """NannyML's direct loss estimation for one regression version: models of each row's
+    absolute and squared error, fitted on reference rows it never trained on, with their
+    out-of-fold residual spread and bias there (the estimate's stated error)."""
+
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    categories: dict[str, list[str]]
+    absolute: Any
+    squared: Any
+    spread: tuple[float, float]  # std of the out-of-fold residuals: absolute, squared
+    bias: tuple[float, float]  # their mean
+    rows: int
+    predictions: tuple[float, ...]  # the version's predictions on the reference rows
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        labels: Floats,
+        predictions: Floats,
+        numeric: Sequence[str],
+        categorical: Sequence[str],
+        *,
+        seed: int = 0,
+    ) -> DirectLoss:
+        """Fit on reference rows with their labels and the version's predictions."""
+        from sklearn.model_selection import KFold
+
+        categories = {
+            name: sorted({str(v) for v in frame[name] if v is not None and v == v})
+            for name in categorical
+        }
+        x = _matrix(frame, numeric, categorical, categories, predictions)
+        # A category index is a categorical split; a feature with too many values is ordinal.
+        mask = np.array(
+            [False] * len(numeric)
+            + [len(categories[name]) <= 250 for name in categorical]
+            + [False]
+        )
+        errors = np.asarray(predictions, dtype=float) - np.asarray(labels, dtype=float)
+        targets = (np.abs(errors), errors**2)
+        residuals = [np.zeros(len(x)), np.zeros(len(x))]
+        for train, held in KFold(_FOLDS, shuffle=True, random_state=seed).split(x):
+            for j, target in enumerate(targets):
+                model = _error_model(x[train], target[train], mask, seed)
+                residuals[j][held] = target[held] - np.maximum(model.predict(x[held]), 0.0)
+        return cls(
+            numeric=tuple(numeric),
+            categorical=tuple(categorical),
+            categories=categories,
+            absolute=_error_model(x, targets[0], mask, seed),
+            squared=_error_model(x, targets[1], mask, seed),
+            spread=(float(residuals[0].std()), float(residuals[1].std())),
+            bias=(float(residuals[0].mean()), float(residuals[1].mean())),
+            rows=len(x),
+            predictions=tuple(float(v) for v in predictions),
+        )
+
+    def estimate(
+        self, frame: pd.DataFrame, predictions: Floats, confidence: float
+    ) -> dict[str, Interval]:
+        """Expected MAE and RMSE of `predictions` on `frame`'s rows: the error models' mean,
+        give or take their out-of-fold spread over the rows and their bias."""
+        from scipy.stats import norm
+
+        x = _matrix(frame, self.numeric, self.categorical, self.categories, predictions)
+        z = float(norm.ppf(0.5 + confidence / 2))
+        n = len(x)
+        found = []
+        for j, model in enumerate((self.absolute, self.squared)):
+            value = float(np.maximum(model.predict(x), 0.0).mean())
+            half = z * self.spread[j] / math.sqrt(n) + abs(self.bias[j])
+            found.append((value, max(value - half, 0.0), value + half))
+        (mae, mae_low, mae_high), (mse, mse_low, mse_high) = found
+        return {
+            "mae": Interval(value=mae, low=mae_low, high=mae_high),
+            "rmse": Interval(
+                value=math.sqrt(mse), low=math.sqrt(mse_low), high=math.sqrt(mse_high)
+            ),
+        }

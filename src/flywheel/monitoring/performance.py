@@ -1,0 +1,202 @@
+"""Metrics on delayed labels, per task, with confidence intervals, and the version's own
+offline figures beside them.
+
+A binary classifier gets accuracy at 0.5 (Wilson interval), ROC AUC (Hanley-McNeil) and log
+loss (normal interval). A multiclass one gets accuracy at its most probable class, macro F1
+and the one-vs-rest macro ROC AUC (percentile bootstrap intervals), log loss, and per class
+its recall, precision and ROC AUC. A regression gets RMSE, MAE and MAPE (normal intervals on
+the mean squared, absolute and relative error) and R² (bootstrap).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import Field
+
+from flywheel.config import MONITORED_METRICS, MonitoredMetric, Task
+from flywheel.monitoring import statistics
+from flywheel.monitoring.statistics import Interval
+from flywheel.records import Record
+
+if TYPE_CHECKING:
+    from flywheel.evaluation import ModelEvaluation
+
+Floats = npt.NDArray[np.float64]
+Codes = npt.NDArray[np.int64]
+
+
+class ClassPerformance(Record):
+    """One class of a multiclass model on the window's labels, against the rest."""
+
+    support: int
+    recall: Interval | None  # None: no labelled row of the class
+    precision: Interval | None  # None: the class was never predicted
+    roc_auc: Interval | None  # None: the class is absent, or alone
+
+
+class Performance(Record):
+    """Metrics on the rows whose labels arrived, with confidence intervals; a metric of
+    another task is None. `unusable_labels` counts labels that fit no row of the task: a class
+    the version never learned, or a regression label that is not a number."""
+
+    labelled: int
+    accuracy: Interval | None = None
+    roc_auc: Interval | None = None
+    log_loss: Interval | None = None
+    macro_f1: Interval | None = None
+    per_class: dict[str, ClassPerformance] = Field(default={})
+    rmse: Interval | None = None
+    mae: Interval | None = None
+    r2: Interval | None = None
+    mape: Interval | None = None
+    mean_label: float | None = None
+    mean_prediction: float | None = None
+    unusable_labels: int = 0
+
+    def get(self, metric: MonitoredMetric) -> Interval | None:
+        """The interval of one monitored metric, or None."""
+        value: Interval | None = getattr(self, metric)
+        return value
+
+
+class Offline(Record):
+    """The same metrics from the version's own evaluation, for comparison."""
+
+    newest: dict[str, float | None]
+    holdout: dict[str, float | None] | None
+
+
+def measure(
+    task: Task,
+    labels: npt.ArrayLike,
+    outputs: Floats,
+    confidence: float,
+    *,
+    classes: tuple[str, ...] = (),
+    unusable: int = 0,
+) -> Performance:
+    """The task's metrics of `outputs` (n rows of class probabilities, or of one predicted
+    value) against `labels` (class codes in `classes`' order, or values)."""
+    if len(outputs) == 0:
+        return Performance(labelled=0, unusable_labels=unusable)
+    if task == "binary":
+        found = _binary(np.asarray(labels, dtype=np.int64), outputs[:, -1], confidence)
+    elif task == "multiclass":
+        found = _multiclass(np.asarray(labels, dtype=np.int64), outputs, classes, confidence)
+    else:
+        found = _regression(np.asarray(labels, dtype=float), outputs[:, 0], confidence)
+    return Performance(labelled=len(outputs), unusable_labels=unusable, **found)
+
+
+def _binary(y: Codes, p: Floats, confidence: float) -> dict[str, Any]:
+    right = int(((p >= 0.5).astype(int) == y).sum())
+    return {
+        "accuracy": statistics.wilson(right, len(y), confidence),
+        "roc_auc": statistics.auc_interval(y, p, confidence),
+        "log_loss": statistics.mean_interval(statistics.row_log_loss(y, p), confidence),
+    }
+
+
+def macro_f1(y: Codes, predicted: Codes, k: int) -> float:
+    """scikit-learn's macro F1 over `k` classes (an absent, never predicted class scores 0)."""
+    scores = []
+    for c in range(k):
+        tp = float(np.sum((predicted == c) & (y == c)))
+        wrong = float(np.sum(predicted == c) + np.sum(y == c) - 2 * tp)
+        scores.append(tp / (tp + 0.5 * wrong) if tp + wrong else 0.0)
+    return float(np.mean(scores))
+
+
+def _auc(positive: npt.NDArray[np.bool_], scores: Floats) -> float:
+    """ROC AUC by ranks (Mann-Whitney); NaN with one class."""
+    from scipy.stats import rankdata
+
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    if n1 == 0 or n0 == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def macro_auc(y: Codes, p: Floats) -> float:
+    """The one-vs-rest ROC AUC, macro averaged (NaN unless every class is present)."""
+    return float(np.mean([_auc(y == c, p[:, c]) for c in range(p.shape[1])]))
+
+
+def _multiclass(y: Codes, p: Floats, classes: tuple[str, ...], confidence: float) -> dict[str, Any]:
+    n, k = p.shape
+    predicted = p.argmax(axis=1)
+    chosen = np.clip(p[np.arange(n), y], 1e-15, 1.0)
+    per_class = {}
+    for c, name in enumerate(classes or tuple(str(i) for i in range(k))):
+        actual, picked = y == c, predicted == c
+        hits = int(np.sum(actual & picked))
+        per_class[name] = ClassPerformance(
+            support=int(actual.sum()),
+            recall=statistics.wilson(hits, int(actual.sum()), confidence) if actual.any() else None,
+            precision=statistics.wilson(hits, int(picked.sum()), confidence)
+            if picked.any()
+            else None,
+            roc_auc=statistics.auc_interval(actual.astype(int), p[:, c], confidence),
+        )
+    auc = macro_auc(y, p)
+    return {
+        "accuracy": statistics.wilson(int(np.sum(predicted == y)), n, confidence),
+        "log_loss": statistics.mean_interval(-np.log(chosen), confidence),
+        "macro_f1": statistics.bootstrap(
+            lambda i: macro_f1(y[i], predicted[i], k), n, macro_f1(y, predicted, k), confidence
+        ),
+        "roc_auc": None
+        if math.isnan(auc)
+        else statistics.bootstrap(lambda i: macro_auc(y[i], p[i]), n, auc, confidence),
+        "per_class": per_class,
+    }
+
+
+def _r2(y: Floats, predicted: Floats) -> float:
+    spread = float(np.sum((y - y.mean()) ** 2))
+    return 1 - float(np.sum((y - predicted) ** 2)) / spread if spread > 0 else math.nan
+
+
+def _regression(y: Floats, predicted: Floats, confidence: float) -> dict[str, Any]:
+    errors = predicted - y
+    squared = statistics.mean_interval(errors**2, confidence)
+    r2 = _r2(y, predicted) if len(y) > 2 else math.nan
+    zero = bool(np.isclose(y, 0.0).any())
+    return {
+        "rmse": Interval(
+            value=math.sqrt(squared.value),
+            low=math.sqrt(max(squared.low, 0.0)),
+            high=math.sqrt(squared.high),
+        ),
+        "mae": statistics.mean_interval(np.abs(errors), confidence),
+        "r2": None
+        if math.isnan(r2)
+        else statistics.bootstrap(lambda i: _r2(y[i], predicted[i]), len(y), r2, confidence),
+        "mape": None if zero else statistics.mean_interval(np.abs(errors) / np.abs(y), confidence),
+        "mean_label": float(y.mean()),
+        "mean_prediction": float(predicted.mean()),
+    }
+
+
+def offline(evaluation: ModelEvaluation | None, task: Task) -> Offline | None:
+    """The task's monitored metrics from the version's own evaluation."""
+    if evaluation is None:
+        return None
+
+    def pick(scores: Any) -> dict[str, float | None]:
+        values = {m: getattr(scores, m, None) for m in MONITORED_METRICS[task]}
+        return {
+            m: float(v) if isinstance(v, int | float) and math.isfinite(v) else None
+            for m, v in values.items()
+        }
+
+    return Offline(
+        newest=pick(evaluation.newest),
+        holdout=pick(evaluation.holdout) if evaluation.holdout else None,
+    )
