@@ -158,7 +158,9 @@ class VersionReference:
     evaluation: ModelEvaluation | None
     predictor: Predictor | None
     rows: pd.DataFrame | None = None  # the reference rows named by the contract
-    # A regression's error models, fitted on its evaluation's newest batch; or why there are none.
+    # Beyond binary: the version's answers on its evaluation's newest batch, rows it never
+    # trained on; a regression's error models fitted there, or why there are none.
+    newest_outputs: npt.NDArray[np.float64] | None = None
     direct_loss: DirectLoss | None = None
     no_direct_loss: str = "no reference rows with labels were read"
 
@@ -359,22 +361,7 @@ def _prediction_drift(
         return None
     large, p_value, distance = settings.large_window_rows, settings.p_value, settings.distance
     if reference.task == "regression":
-        import pandas as pd
-
-        predicted = _reference_predictions(reference)
-        if len(predicted) == 0:
-            return None
-        edges = drift.quantile_edges(pd.Series(predicted), 10)
-        fractions = drift.bin_fractions(pd.Series(predicted), edges)
-        return statistics.sample_drift(
-            outputs[:, 0],
-            predicted,
-            edges,
-            fractions,
-            large=large,
-            p_value=p_value,
-            distance=distance,
-        )
+        return _sample_drift(outputs[:, 0], _reference_predictions(reference), settings)
     if evaluation is None:
         return None
     if reference.task == "multiclass":
@@ -399,6 +386,28 @@ def _prediction_drift(
         evaluation.roc.tpr,
         evaluation.newest.positive_rate,
         settings,
+    )
+
+
+def _sample_drift(
+    values: npt.NDArray[np.float64],
+    reference: npt.NDArray[np.float64],
+    settings: MonitoringSettings,
+) -> DriftTest | None:
+    """Served values against the reference sample, PSI over its deciles."""
+    import pandas as pd
+
+    if len(reference) == 0:
+        return None
+    edges = drift.quantile_edges(pd.Series(reference), 10)
+    return statistics.sample_drift(
+        values,
+        reference,
+        edges,
+        drift.bin_fractions(pd.Series(reference), edges),
+        large=settings.large_window_rows,
+        p_value=settings.p_value,
+        distance=settings.distance,
     )
 
 
@@ -428,17 +437,27 @@ def _score_drift(
 def _class_drift(
     outputs: npt.NDArray[np.float64], reference: VersionReference, settings: MonitoringSettings
 ) -> dict[str, DriftTest]:
-    """A multiclass model's probability of each class against the distribution behind that
-    class's one-vs-rest ROC curve."""
+    """A multiclass model's probability of each class against its probabilities on its
+    evaluation's newest batch (when the batch cannot be read, against the distribution behind
+    that class's one-vs-rest ROC curve)."""
     evaluation = reference.evaluation
-    if reference.task != "multiclass" or evaluation is None or len(outputs) == 0:
+    if reference.task != "multiclass" or len(outputs) == 0:
+        return {}
+    names = [str(c) for c in reference.contract.classes]
+    if reference.newest_outputs is not None:
+        return {
+            name: found
+            for c, name in enumerate(names)
+            if (found := _sample_drift(outputs[:, c], reference.newest_outputs[:, c], settings))
+        }
+    if evaluation is None:
         return {}
     confusion = np.asarray(evaluation.newest.confusion, dtype=float)
     if confusion.size == 0 or confusion.sum() == 0:
         return {}
     shares = confusion.sum(axis=1) / confusion.sum()
     out = {}
-    for c, name in enumerate(str(c) for c in reference.contract.classes):
+    for c, name in enumerate(names):
         curve = evaluation.roc_per_class.get(name)
         if curve is None:
             continue
@@ -453,8 +472,8 @@ def _class_drift(
 def _reference_predictions(reference: VersionReference) -> npt.NDArray[np.float64]:
     """A regression's predictions on the evaluation's newest batch: all of them when its rows
     were read, else the evaluation's sample of predicted against actual values."""
-    if reference.direct_loss is not None:
-        return np.asarray(reference.direct_loss.predictions, dtype=float)
+    if reference.newest_outputs is not None:
+        return reference.newest_outputs[:, 0]
     pairs = reference.evaluation.predicted_actual if reference.evaluation else ()
     return np.array([predicted for predicted, _ in pairs], dtype=float)
 

@@ -220,7 +220,6 @@ class DirectLoss:
     spread: tuple[float, float]  # std of the out-of-fold residuals: absolute, squared
     bias: tuple[float, float]  # their mean
     rows: int
-    predictions: tuple[float, ...]  # the version's predictions on the reference rows
 
     @classmethod
     def fit(
@@ -263,7 +262,6 @@ class DirectLoss:
             spread=(float(residuals[0].std()), float(residuals[1].std())),
             bias=(float(residuals[0].mean()), float(residuals[1].mean())),
             rows=len(x),
-            predictions=tuple(float(v) for v in predictions),
         )
 
     def estimate(

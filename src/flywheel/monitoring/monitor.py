@@ -30,6 +30,8 @@ from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
 from flywheel.storage import StoreError, StoreUnavailable
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     import pandas as pd
 
 log = logging.getLogger(__name__)
@@ -76,9 +78,14 @@ def load_reference(
         list(contract.numeric),
         list(contract.categorical),
     )
-    direct_loss, why = None, "the version has no evaluation to name rows it never trained on"
-    if contract.task == "regression" and evaluated is not None:
-        direct_loss, why = fit_direct_loss(source, contract, predictor, evaluated.newest_batch)
+    newest, outputs, direct_loss = None, None, None
+    why = "the version has no evaluation to name rows it never trained on"
+    if contract.task != "binary" and evaluated is not None:
+        newest, why = newest_rows(source, contract, evaluated.newest_batch)
+    if newest is not None:
+        outputs = predictor.outputs(newest)
+        if contract.task == "regression":
+            direct_loss, why = fit_direct_loss(newest, outputs[:, 0], contract)
     return VersionReference(
         version=version,
         created_at=datetime.fromisoformat(manifest.created_at),
@@ -86,18 +93,17 @@ def load_reference(
         evaluation=evaluated.candidate if evaluated else None,
         predictor=predictor,
         rows=reference_rows(source, contract),
+        newest_outputs=outputs,
         direct_loss=direct_loss,
         no_direct_loss=why,
     )
 
 
-def fit_direct_loss(
-    source: batches.BatchSource, contract: Contract, predictor: Predictor, batch: str
-) -> tuple[DirectLoss | None, str]:
-    """A regression's error models, fitted on `batch` (its evaluation's newest, which it never
-    trained on); or None and why not."""
-    import numpy as np
-
+def newest_rows(
+    source: batches.BatchSource, contract: Contract, batch: str
+) -> tuple[pd.DataFrame | None, str]:
+    """The rows of `batch` (a version's evaluation's newest, which it never trained on), or None
+    and why they cannot be had."""
     try:
         found = {b.day.isoformat(): b for b in source.available()}.get(batch[:10])
         if found is None:
@@ -107,18 +113,26 @@ def fit_direct_loss(
         if isinstance(error, StoreUnavailable):
             raise
         return None, f"its evaluation's newest batch {batch} cannot be read ({error})"
+    return frame.reset_index(drop=True), ""
+
+
+def fit_direct_loss(
+    frame: pd.DataFrame, predictions: npt.NDArray[np.float64], contract: Contract
+) -> tuple[DirectLoss | None, str]:
+    """A regression's error models, fitted on its evaluation's newest batch; or None and why."""
+    import numpy as np
+
     labels = contract.problem.targets(frame[contract.label])
     keep = np.isfinite(labels)
     if keep.sum() < MIN_REFERENCE_ROWS:
         return None, (
-            f"its evaluation's newest batch {batch} has {int(keep.sum())} labelled rows; "
-            f"direct loss estimation needs {MIN_REFERENCE_ROWS}"
+            f"its evaluation's newest batch has {int(keep.sum())} labelled rows; direct loss "
+            f"estimation needs {MIN_REFERENCE_ROWS}"
         )
-    rows = frame[keep].reset_index(drop=True)
     return DirectLoss.fit(
-        rows,
+        frame[keep].reset_index(drop=True),
         labels[keep],
-        predictor.outputs(rows)[:, 0],
+        predictions[keep],
         list(contract.numeric),
         list(contract.categorical),
     ), ""

@@ -1,0 +1,93 @@
+"""Estimates before labels beyond binary: NannyML's multiclass CBPE and direct loss estimation,
+on known distributions and against NannyML's own numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flywheel.monitoring.estimation import DirectLoss, cbpe_multiclass, recalibrate
+from flywheel.monitoring.performance import macro_f1
+
+
+def _dirichlet(rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).dirichlet([0.6, 0.6, 0.6], size=rows)
+
+
+def test_multiclass_cbpe_is_nannymls_on_the_same_scores() -> None:
+    # given 600 rows of three-class probabilities; NannyML 0.13.1's CBPE (multiclass, with
+    # NoopCalibrator, chunks of 300 rows) estimated these from the same array
+    p = np.random.default_rng(7).dirichlet([0.6, 0.6, 0.6], size=600)
+    nannyml = {
+        "accuracy": (0.667196, 0.668021),
+        "macro_f1": (0.66706, 0.665564),
+        "roc_auc": (0.848433, 0.846321),
+    }
+    for chunk, part in enumerate((p[:300], p[300:])):
+        # when ours estimates each chunk with the scores taken as calibrated
+        found = cbpe_multiclass(part, part, 0.95)
+        # then each metric is NannyML's to six decimals
+        for metric, values in nannyml.items():
+            interval = found[metric]
+            assert interval is not None
+            assert interval.value == pytest.approx(values[chunk], abs=1e-6), metric
+
+
+def test_multiclass_cbpe_on_calibrated_scores_recovers_the_realised_metrics() -> None:
+    # given calibrated probabilities, and labels drawn from them
+    rng = np.random.default_rng(3)
+    p = _dirichlet(2000, 3)
+    y = (rng.random((len(p), 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+    predicted = p.argmax(axis=1)
+    # when estimated
+    found = cbpe_multiclass(p, p, 0.95)
+    # then the realised accuracy, macro F1 and log loss are inside the intervals
+    realised = {
+        "accuracy": float((predicted == y).mean()),
+        "macro_f1": macro_f1(y, predicted, 3),
+        "log_loss": float(-np.log(p[np.arange(len(p)), y]).mean()),
+    }
+    for metric, value in realised.items():
+        interval = found[metric]
+        assert interval is not None and interval.low <= value <= interval.high, metric
+    # and the expected accuracy is the mean probability of the predicted class
+    assert found["accuracy"] is not None
+    assert found["accuracy"].value == pytest.approx(p.max(axis=1).mean())
+
+
+def test_recalibration_maps_each_class_and_renormalises_each_row() -> None:
+    # given scores whose first class is overconfident by its curve, and no curve for the rest
+    p = np.array([[0.8, 0.1, 0.1], [0.2, 0.5, 0.3]])
+    curve = ((0.2, 0.1), (0.8, 0.4))
+    # when recalibrated
+    q = recalibrate(p, [curve, (), ()])
+    # then the first class goes through its curve, and each row sums to 1
+    assert q[0] == pytest.approx(np.array([0.4, 0.1, 0.1]) / 0.6)
+    assert q[1] == pytest.approx(np.array([0.1, 0.5, 0.3]) / 0.9)
+
+
+def _heteroscedastic(rows: int, seed: int, low: float = -2.0, high: float = 2.0) -> pd.DataFrame:
+    """A model that predicts x exactly, and a label whose noise grows with |x|."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(low, high, rows)
+    return pd.DataFrame({"x": x, "label": x + rng.normal(0, 0.2 + np.abs(x), rows)})
+
+
+def test_direct_loss_estimation_follows_errors_that_grow_with_the_inputs() -> None:
+    # given error models fitted on rows from the whole input range
+    reference = _heteroscedastic(2000, 0)
+    fitted = DirectLoss.fit(
+        reference, reference["label"].to_numpy(), reference["x"].to_numpy(), ["x"], []
+    )
+    for low, high in ((-0.5, 0.5), (1.0, 2.0)):
+        # when a window drawn from part of that range is estimated
+        window = _heteroscedastic(1000, 1, low, high)
+        found = fitted.estimate(window, window["x"].to_numpy(), 0.95)
+        # then the realised MAE and RMSE are inside the intervals
+        errors = window["label"] - window["x"]
+        mae, rmse = float(errors.abs().mean()), float(np.sqrt((errors**2).mean()))
+        assert found["mae"].low <= mae <= found["mae"].high
+        assert found["rmse"].low <= rmse <= found["rmse"].high
+    # and the error models are judged out of fold on the reference: no bias to speak of
+    assert abs(fitted.bias[0]) < 0.05 and fitted.rows == 2000
