@@ -215,3 +215,14 @@ def test_hashing_pii_without_its_salt_is_one_clear_error(
     with pytest.raises(PrivacyError, match=r"^contract\.pii is hash, but PII_SALT .* is not set"):
         tasks.ingest(settings.to_json(), "", tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_validate_refuses_a_trigger_the_inferred_task_cannot_have() -> None:
+    # given an accuracy floor, no task said, and a label that turns out to be a regression's
+    from flywheel.problem import Problem, ProblemError
+
+    settings = Settings.model_validate({"triggers": {"performance": {"floor": 0.8}}})
+    learned = Problem(task="regression", label="price", inferred=True)
+    # when validate checks the settings against it, then the trigger's key is named
+    with pytest.raises(ProblemError, match=r"triggers\.performance\.floor: lower rmse is better"):
+        tasks.check_problem(settings, learned)

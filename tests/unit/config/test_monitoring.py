@@ -67,3 +67,65 @@ def test_a_trigger_set_to_null_is_off_and_a_named_feature_is_accepted() -> None:
     assert settings.triggers.drift is not None and settings.triggers.drift.features == {
         "income": 0.2
     }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "triggers:\n  performance:\n    metric: rmse\n    floor: 0.5\n",
+            "triggers.performance (f.yaml:2): Value error, floor: lower rmse is better; "
+            "bound it with ceiling or max_rise",
+        ),
+        (
+            "triggers:\n  performance:\n    metric: accuracy\n    ceiling: 0.5\n",
+            "ceiling: higher accuracy is better; bound it with floor or max_drop",
+        ),
+        (
+            "triggers:\n  performance:\n    metric: mae\n    max_rise: null\n",
+            "set ceiling or max_rise for mae",
+        ),
+        (
+            "triggers:\n  estimated_performance:\n    metric: r2\n",
+            "triggers.estimated_performance (f.yaml:2): Value error, metric: r2 has no "
+            "estimate before labels",
+        ),
+        (
+            "model:\n  task: regression\ntriggers:\n  performance:\n    metric: accuracy\n",
+            "triggers.performance.metric: accuracy is not monitored for regression "
+            "(one of: rmse, mae, r2, mape)",
+        ),
+        (
+            "model:\n  task: regression\ntriggers:\n  performance:\n    floor: 0.8\n",
+            "triggers.performance.floor: lower rmse is better; bound it with ceiling or "
+            "max_rise (the task is regression)",
+        ),
+        (
+            "model:\n  task: binary\ntriggers:\n  estimated_performance:\n    metric: macro_f1\n",
+            "triggers.estimated_performance.metric: macro_f1 is not monitored for binary",
+        ),
+    ],
+)
+def test_a_performance_trigger_the_task_cannot_have_is_refused_with_its_key(
+    refusal: Callable[[str], str], text: str, expected: str
+) -> None:
+    # given a metric or a bound the task (said, or none yet) cannot be judged by
+    # when it is loaded, then the error names the key and why
+    assert expected in refusal(text)
+
+
+def test_a_regressions_triggers_default_to_its_rmse_and_old_policies_still_load() -> None:
+    # given the shipped policy of a classifier (accuracy, max_drop) and a regression's
+    regression = load_settings(None, env={}, overrides=["model.task=regression"])
+    old = load_settings(
+        None,
+        env={},
+        overrides=["triggers.performance.metric=accuracy", "triggers.performance.floor=0.8"],
+    )
+    # then a regression's is judged on rmse against ceilings, a classifier's as before
+    performance = regression.triggers.performance
+    assert performance is not None and performance.metric_for("regression") == "rmse"
+    assert performance.lower_is_better("regression")
+    assert old.triggers.performance is not None
+    assert old.triggers.performance.metric_for("binary") == "accuracy"
+    assert old.triggers.performance.floor == 0.8

@@ -5,8 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
 from flywheel.config import TriggerSettings
 from flywheel.exposition import Sample
+from flywheel.monitoring.performance import Offline
 from flywheel.storage import LocalStore
 from flywheel.triggers.ledger import Ledger
 from flywheel.triggers.metrics import TriggerMetrics, threshold_samples
@@ -78,3 +81,18 @@ def test_the_thresholds_are_the_policys_and_the_performance_one_follows_the_offl
     key = ("flywheel_trigger_performance_threshold", "accuracy", "performance", "production", "v1")
     assert values[key] == 0.8 - 0.05
     assert values[("flywheel_trigger_min_labelled", "performance")] == 100
+
+
+def test_an_errors_bound_is_exported_as_a_ceiling_of_its_own() -> None:
+    # given the default policy and a regression version whose offline RMSE is 50
+    report = window_report(1).model_copy(
+        update={"task": "regression", "offline": Offline(newest={"rmse": 50.0}, holdout=None)}
+    )
+    values = _values(list(threshold_samples("m", TriggerSettings(), [report])))
+    # then its bounds are ceilings (offline x 1.1, x 1.15), never a floor an alert could misread
+    ceiling = "flywheel_trigger_performance_ceiling"
+    key = (ceiling, "performance", "production", "rmse", "v1")  # label values, sorted
+    assert values[key] == pytest.approx(55.0)
+    key = (ceiling, "estimated_performance", "production", "rmse", "v1")
+    assert values[key] == pytest.approx(57.5)
+    assert not any(name[0] == "flywheel_trigger_performance_threshold" for name in values)

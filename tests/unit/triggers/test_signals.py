@@ -14,6 +14,9 @@ from flywheel.config import (
     PerformanceTrigger,
     ScheduleTrigger,
 )
+from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.estimation import Estimate
+from flywheel.monitoring.performance import Offline, Performance
 from flywheel.monitoring.statistics import Interval
 from flywheel.triggers import signals
 from flywheel.triggers.signals import Production
@@ -149,3 +152,83 @@ def test_code_change_compares_ci_with_productions_lineage_once() -> None:
     # given a run already started for that commit, then it does not fire again
     assert not signals.code_change(policy, production, "bbbb2222", None, [("bbbb2222", None)]).fired
     assert not signals.code_change(policy, production, None, None, []).fired
+
+
+def _regression(
+    day: int, rmse: Interval | None, labelled: int, estimate: Interval | None = None
+) -> WindowReport:
+    """A regression's window: RMSE on labels and estimated, its offline RMSE 50."""
+    base = window_report(day, labelled=labelled)
+    return base.model_copy(
+        update={
+            "task": "regression",
+            "performance": Performance(labelled=labelled, rmse=rmse),
+            "offline": Offline(newest={"rmse": 50.0, "mae": 40.0, "r2": 0.4}, holdout=None),
+            "estimate": Estimate(method="DLE", rows=400, rmse=estimate or interval(50.0, 2.0)),
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("rmse", "fired"),
+    [
+        (interval(60.0, 4.0), True),  # lower bound 56 > 50 x 1.1
+        (interval(57.0, 3.0), False),  # lower bound 54 is not above 55: not significant
+        (interval(45.0, 3.0), False),  # better than offline
+    ],
+)
+def test_an_errors_trigger_fires_when_the_whole_interval_is_above_its_ceiling(
+    rmse: Interval, fired: bool
+) -> None:
+    # given the default policy (rmse for a regression, 10% worse than offline) and a window
+    policy = PerformanceTrigger(min_labelled=100)
+    check = signals.performance(policy, [_regression(0, rmse, 400)])
+    # then it fires only when even the lower bound is above the offline figure times 1.1
+    assert check.fired is fired
+    assert check.inputs["metric"] == "rmse" and check.inputs["threshold"] == pytest.approx(55.0)
+    assert "max_drop" not in check.inputs and check.inputs["max_rise"] == 0.1
+    if fired:
+        assert check.reason.startswith("performance drop: rmse 60.000 [56.000, 64.000] on 400")
+        assert "surely above 55.000 (offline 50.000)" in check.reason
+
+
+def test_an_errors_fixed_ceiling_and_its_estimate() -> None:
+    # given a ceiling of 52, stricter than offline x 1.15
+    policy = EstimatedPerformanceTrigger(metric="rmse", ceiling=52.0, windows=2)
+    high = interval(58.0, 3.0)
+    reports = [_regression(0, None, 0, high), _regression(1, None, 0, high)]
+    # when the estimate of both windows is above it, then it fires, naming the method
+    check = signals.estimated_performance(policy, reports, spans(0, 1))
+    assert (
+        check.fired and "DLE, an estimate" in check.reason and "surely above 52.000" in check.reason
+    )
+    # and an estimate that reaches the ceiling does not
+    near = interval(53.0, 2.0)
+    quiet = signals.estimated_performance(
+        policy, [_regression(0, None, 0, near), _regression(1, None, 0, near)], spans(0, 1)
+    )
+    assert not quiet.fired and "lower 51.000 vs 52.000" in quiet.reason
+
+
+def test_a_multiclass_window_is_judged_on_its_macro_f1() -> None:
+    policy = PerformanceTrigger(metric="macro_f1", floor=0.7, max_drop=None)
+    base = window_report(0, labelled=300)
+    report = base.model_copy(
+        update={
+            "task": "multiclass",
+            "performance": Performance(labelled=300, macro_f1=interval(0.6, 0.05)),
+        }
+    )
+    check = signals.performance(policy, [report])
+    assert check.fired and check.reason.startswith("performance drop: macro_f1 0.600")
+
+
+def test_a_policy_the_versions_task_cannot_have_is_not_judged() -> None:
+    # given an accuracy floor from before the task was known, and a regression in production
+    policy = PerformanceTrigger(metric="accuracy", floor=0.8)
+    check = signals.performance(policy, [_regression(0, interval(60.0), 400)])
+    # then the check is quiet and says why
+    assert not check.fired
+    assert "not judged: triggers.performance.metric: accuracy is not monitored for regression" in (
+        check.reason
+    )
