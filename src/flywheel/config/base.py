@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -22,6 +22,27 @@ Scalar = str | int | float | bool | None
 Name = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")]
 Column = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+# The learning problem and the metrics that judge a model of it; which task each metric fits is
+# the model section's (METRIC_TASKS).
+Task = Literal["binary", "multiclass", "regression"]
+TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
+Metric = Literal[
+    "roc_auc",
+    "average_precision",
+    "accuracy",
+    "balanced_accuracy",
+    "f1",
+    "macro_f1",
+    "weighted_f1",
+    "log_loss",
+    "rmse",
+    "mae",
+    "r2",
+    "mape",
+]
+# Errors and losses: a smaller value is a better model.
+LOWER_IS_BETTER: frozenset[Metric] = frozenset({"log_loss", "rmse", "mae", "mape"})
 
 
 class Strict(BaseModel):

@@ -6,25 +6,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from flywheel.config.base import LOWER_IS_BETTER as LOWER_IS_BETTER
+from flywheel.config.base import TASKS as TASKS
 from flywheel.config.base import Column, Fraction, Scalar, Strict
+from flywheel.config.base import Metric as Metric
+from flywheel.config.base import Task as Task
 from flywheel.config.estimators import sklearn_name_exists, sklearn_path
 
-Task = Literal["binary", "multiclass", "regression"]
-TASKS: tuple[Task, ...] = ("binary", "multiclass", "regression")
-Metric = Literal[
-    "roc_auc",
-    "average_precision",
-    "accuracy",
-    "balanced_accuracy",
-    "f1",
-    "macro_f1",
-    "weighted_f1",
-    "log_loss",
-    "rmse",
-    "mae",
-    "r2",
-    "mape",
-]
 _CLASSIFICATION: frozenset[Task] = frozenset({"binary", "multiclass"})
 # The tasks each metric is defined for. roc_auc of a multiclass model is one-vs-rest, macro
 # averaged; f1 and average_precision are of the positive class, so binary only.
@@ -42,8 +30,6 @@ METRIC_TASKS: dict[Metric, frozenset[Task]] = {
     "r2": frozenset({"regression"}),
     "mape": frozenset({"regression"}),
 }
-# Errors and losses: a smaller value is a better model.
-LOWER_IS_BETTER: frozenset[Metric] = frozenset({"log_loss", "rmse", "mae", "mape"})
 DEFAULT_METRIC: dict[Task, Metric] = {
     "binary": "roc_auc",
     "multiclass": "roc_auc",

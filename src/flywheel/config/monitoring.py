@@ -7,8 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from flywheel import cron
-from flywheel.config.base import Column, Fraction, Strict
-from flywheel.config.model import LOWER_IS_BETTER, Task
+from flywheel.config.base import LOWER_IS_BETTER, Column, Fraction, Strict, Task
 
 # What monitoring measures on delayed labels, per task, and what it can estimate before them
 # (CBPE for a classifier, direct loss estimation for a regression).
