@@ -7,9 +7,11 @@ to serve."""
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,13 @@ from flywheel.config import FeatureSettings, Metric, ModelSettings, Task
 from flywheel.storage import LocalStore
 from harness.problems import TIME, Dataset, dataset_frame
 
+if TYPE_CHECKING:
+    from flywheel.monitoring.analysis import VersionReference, WindowReport
+
 DAY0 = date(2026, 1, 1)
+# window(served, rows, name) -> the report of `rows` served by a task's version and labelled,
+# in a copy of its store named `name` (the monitoring tests' fixture).
+Window = Callable[["Monitored", pd.DataFrame, str], "WindowReport"]
 # The features each model sees: three of wine's (it is right about four times in five), all of
 # diabetes'.
 WINE = ("alcohol", "malic_acid", "ash")
@@ -111,3 +119,21 @@ def shifted(rows: pd.DataFrame, column: str, size: int, *, seed: int = 0) -> pd.
     weights = np.exp(4 * rank)
     picked = np.random.default_rng(seed).choice(len(rows), size, p=weights / weights.sum())
     return rows.iloc[picked].reset_index(drop=True)
+
+
+def reference_of(served: Monitored) -> VersionReference:
+    """What monitoring loads of the version: its contract, evaluation, model, error models."""
+    from flywheel.monitoring.monitor import load_reference
+    from flywheel.registry import Registry
+
+    return load_reference(Registry(served.store, served.name), served.source, served.version)
+
+
+def shifted_both_ways(rows: pd.DataFrame, column: str) -> dict[str, pd.DataFrame]:
+    """`rows` as they are, and 400 of them shifted to high and to low `column` (seeded)."""
+    low = rows.assign(_order=-rows[column])
+    return {
+        "as is": rows,
+        "high": shifted(rows, column, 400, seed=1),
+        "low": shifted(low, "_order", 400, seed=2).drop(columns="_order"),
+    }

@@ -35,7 +35,8 @@ def floor(settings: Settings) -> float:
     accuracy floor; else the promotion minimum when the gate judges accuracy; else
     DEFAULT_FLOOR (a roc_auc minimum is no bar for accuracy)."""
     performance = settings.triggers.performance
-    if performance is not None and performance.metric == "accuracy" and performance.floor:
+    task = settings.data.generator.task
+    if performance is not None and performance.metric_for(task) == "accuracy" and performance.floor:
         return performance.floor
     if settings.promotion.metric == "accuracy":
         return settings.promotion.threshold("binary")

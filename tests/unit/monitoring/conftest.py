@@ -6,6 +6,7 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from flywheel import synthetic
@@ -16,6 +17,7 @@ from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.monitor import load_reference
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
+from harness.monitored import Monitored, Window, monitored, reference_of
 from harness.traffic import END, START, Served, log_traffic
 
 
@@ -67,3 +69,43 @@ def report(served: Served, reference: VersionReference) -> WindowReport:
         end=END,
         skipped={"invalid JSON (a truncated line?)": 1},
     )
+
+
+@pytest.fixture(scope="session")
+def wine(tmp_path_factory: pytest.TempPathFactory) -> Monitored:
+    """A multiclass version (wine, classes by name) in production."""
+    return monitored("wine", tmp_path_factory.mktemp("wine"))
+
+
+@pytest.fixture(scope="session")
+def diabetes(tmp_path_factory: pytest.TempPathFactory) -> Monitored:
+    """A regression version (diabetes) in production."""
+    return monitored("diabetes", tmp_path_factory.mktemp("diabetes"))
+
+
+@pytest.fixture
+def window(tmp_path: Path) -> Window:
+    """`rows` served by the version and labelled, read back and analysed as one window, in a
+    copy of its store named `name`."""
+
+    def analyse(served: Monitored, rows: pd.DataFrame, name: str = "store") -> WindowReport:
+        shutil.copytree(served.store.root, tmp_path / name)
+        store = LocalStore(tmp_path / name)
+        log_traffic(store, served.name, served.version, rows)
+        skipped = Skipped()
+        predictions = read_predictions(store, served.name, {served.version}, START, END, skipped)
+        labels = read_labels(store, served.name, {served.version}, START, END, skipped)
+        assert not skipped.counts
+        return analysis.analyse_window(
+            predictions,
+            labels,
+            reference_of(served),
+            MonitoringSettings(),
+            model=served.name,
+            role="production",
+            start=START,
+            end=END,
+            skipped={},
+        )
+
+    return analyse

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +16,9 @@ from flywheel.monitoring.records import PREFIX, latest_records
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
+from harness.monitored import Monitored
 from harness.servers import free_ports
-from harness.traffic import log_traffic
+from harness.traffic import END, log_traffic
 
 
 def test_windows_are_the_complete_ones_before_until() -> None:
@@ -112,3 +115,27 @@ def test_a_store_that_is_down_is_one_clear_error(registered: Settings) -> None:
     assert "\n" not in message
     assert f"cannot reach the S3 endpoint 127.0.0.1:{port}" in message
     assert message.endswith("nothing was recorded")
+
+
+def test_monitor_records_a_regression_version_from_the_registry(
+    diabetes: Monitored, tmp_path: Path
+) -> None:
+    # given a day of traffic in a copy of the registry
+    shutil.copytree(diabetes.store.root, tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
+    log_traffic(store, diabetes.name, diabetes.version, diabetes.unseen)
+    settings = Settings.model_validate(
+        {
+            "model_name": diabetes.name,
+            "features": diabetes.features.model_dump(),
+            "model": {"task": "regression"},
+            "monitoring": {"window": "hour", "windows": 3},
+        }
+    )
+    # when monitoring runs
+    result = monitor(settings, Registry(store, diabetes.name), diabetes.source, until=END, now=END)
+    # then its window is the regression's, estimated by DLE, and recorded
+    (report,) = [r for r in result.reports if r.health.rows]
+    assert report.task == "regression" and report.estimate is not None
+    assert report.estimate.method == "DLE" and result.records
+    assert isinstance(report.computed_at, datetime)

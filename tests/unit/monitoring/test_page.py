@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+from flywheel.monitoring import page
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.page import monitoring_page
+from harness.monitored import Monitored, Window
 
 
 def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> None:
@@ -24,3 +26,17 @@ def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> N
     assert "estimates from calibrated scores" in page
     # and whether the served rows met the contract
     assert page.count("<td>ok</td>") == 3
+
+
+def test_the_page_carries_each_tasks_figures(
+    wine: Monitored, diabetes: Monitored, window: Window
+) -> None:
+    plots = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
+    multiclass = window(wine, wine.unseen, "wine")
+    regression = window(diabetes, diabetes.unseen, "diabetes")
+    # a multiclass page: accuracy, macro F1, ROC AUC, drift, each class' drift, share, traffic
+    html = page.monitoring_page([multiclass], "wine", {})
+    assert len(plots.findall(html)) == 7 and "one-vs-rest" in html and "macro_f1" in html
+    # a regression page: RMSE and MAE, drift, share, traffic; the estimate named DLE
+    html = page.monitoring_page([regression], "diabetes", {})
+    assert len(plots.findall(html)) == 5 and "rmse [CI]" in html and "DLE" in html

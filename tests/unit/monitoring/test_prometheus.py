@@ -10,6 +10,7 @@ import pytest
 from flywheel.monitoring import prometheus
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.prometheus import PushError
+from harness.monitored import Monitored, Window
 from harness.pushgateway import Gateway, pushgateway
 from harness.servers import free_ports
 
@@ -94,3 +95,19 @@ def test_a_refused_or_unreachable_gateway_is_one_clear_error(gateway: Gateway) -
     (port,) = free_ports(1)
     with pytest.raises(PushError, match=f"cannot reach the Pushgateway at http://127.0.0.1:{port}"):
         prometheus.push(f"http://127.0.0.1:{port}", "m", "x 1\n", timeout=2)
+
+
+def test_the_metrics_carry_each_tasks_figures(
+    wine: Monitored, diabetes: Monitored, window: Window
+) -> None:
+    # given a multiclass and a regression window
+    multiclass = window(wine, wine.unseen, "wine")
+    regression = window(diabetes, diabetes.unseen, "diabetes")
+    # then the metrics: the task's metrics on labels and estimated, each class's own
+    text = prometheus.exposition([multiclass])
+    assert 'flywheel_monitor_metric{model="wine"' in text and 'metric="macro_f1"' in text
+    assert re.search(r'flywheel_monitor_class_metric\{[^}]*class="class_0"', text)
+    assert re.search(r'flywheel_monitor_class_prediction_psi\{[^}]*class="class_2"', text)
+    text = prometheus.exposition([regression])
+    assert re.search(r'flywheel_monitor_estimated_metric\{[^}]*metric="rmse"', text)
+    assert "accuracy" not in text
