@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flywheel.monitoring.analysis import (
-    Estimate,
-    FeatureDrift,
-    Health,
-    Offline,
-    Performance,
-    WindowReport,
-)
+from flywheel.monitoring.analysis import FeatureDrift, Health, WindowReport
+from flywheel.monitoring.estimation import Estimate
+from flywheel.monitoring.performance import Offline, Performance
 from flywheel.monitoring.statistics import DriftTest, Interval
 from harness.projects import FEATURE_NAMES
 
