@@ -37,6 +37,7 @@ class _Rescaled:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.classes_ = model.classes_  # a classifier, as the model it wraps
 
     def predict_proba(self, frame: pd.DataFrame) -> Any:
         return self.model.predict_proba(frame.assign(income=frame["income"] / 1000))
@@ -57,6 +58,7 @@ class _Unstable:
 
     def __init__(self, model: Any) -> None:
         self.model = model
+        self.classes_ = model.classes_  # a classifier, as the model it wraps
 
     def predict_proba(self, frame: pd.DataFrame) -> Any:
         out = np.array(self.model.predict_proba(frame), dtype=float)

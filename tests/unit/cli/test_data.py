@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import yaml
+
 from harness.cli import Flywheel
 
 
@@ -38,3 +42,40 @@ def test_generate_refuses_an_unknown_scenario_as_configuration(
     result = flywheel("-c", str(config_file), "data", "generate", "--scenario", "chaos")
     assert result.code == 2
     assert "data.generator.scenario (from --set data.generator.scenario)" in result.err
+
+
+def _own_table_project(tmp_path: Path, label: list[object], **model: object) -> Path:
+    """A table of 240 rows with one numeric and one categorical feature and `label` repeated,
+    split into four daily batches, and its flywheel.yaml."""
+    rng = np.random.default_rng(0)
+    labels = (label * (240 // len(label) + 1))[:240]
+    table = pd.DataFrame(
+        {"size": rng.normal(size=240), "colour": rng.choice(["red", "blue"], 240), "y": labels}
+    )
+    table.to_csv(tmp_path / "table.csv", index=False)
+    config = {
+        "model_name": "own",
+        "data": {"source": str(tmp_path / "batches"), "window_days": 4},
+        "features": {"label": "y", "numeric": ["size"], "categorical": ["colour"]},
+        "contract": {"min_rows": 20},
+        "model": {"params": {}, **model},
+        "storage": {"uri": str(tmp_path / "store")},
+    }
+    path = tmp_path / "flywheel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_split_makes_dated_batches_with_times_and_never_rewrites_them(
+    flywheel: Flywheel, tmp_path: Path
+) -> None:
+    config = _own_table_project(tmp_path, [0, 1])
+    first = flywheel(
+        "-c", str(config), "data", "split", str(tmp_path / "table.csv"), "--rows-per-day", "60"
+    )
+    assert first.code == 0, first.text
+    assert "wrote 4 batch(es) 2026-01-01..2026-01-04 of 240 rows" in first.out
+    day = pd.read_parquet(tmp_path / "batches" / "2026-01-02.parquet")
+    assert len(day) == 60 and (day["event_time"].dt.date == pd.Timestamp("2026-01-02").date()).all()
+    again = flywheel("-c", str(config), "data", "split", str(tmp_path / "table.csv"))
+    assert again.code != 0 and "already has batches for 2026-01-01..2026-01-03" in again.text

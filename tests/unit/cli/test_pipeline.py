@@ -7,7 +7,10 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import yaml
 
 from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
@@ -256,3 +259,95 @@ def test_submit_in_a_pod_sends_the_projected_service_account_token(
     assert result.code == 0, result.text
     assert {r.authorization for r in kfp.requests} == {"Bearer projected-sa-t0ken"}
     assert len(kfp.runs) == 1
+
+
+def _own_table(tmp_path: Path, label: list[object], **model: object) -> Path:
+    """A table of 240 rows with one numeric and one categorical feature and `label` repeated,
+    split into four daily batches, and its flywheel.yaml."""
+    rng = np.random.default_rng(0)
+    labels = (label * (240 // len(label) + 1))[:240]
+    table = pd.DataFrame(
+        {"size": rng.normal(size=240), "colour": rng.choice(["red", "blue"], 240), "y": labels}
+    )
+    table.to_csv(tmp_path / "table.csv", index=False)
+    config = {
+        "model_name": "own",
+        "data": {"source": str(tmp_path / "batches"), "window_days": 4},
+        "features": {"label": "y", "numeric": ["size"], "categorical": ["colour"]},
+        "contract": {"min_rows": 20},
+        "model": {"params": {}, **model},
+        "storage": {"uri": str(tmp_path / "store")},
+    }
+    path = tmp_path / "flywheel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("label", "model", "why"),
+    [
+        (
+            ["cheap", "12.5", "3"],
+            {"task": "regression"},
+            "y: a regression label must be numbers, found 'cheap'",
+        ),
+        ([4], {"task": "multiclass"}, "y: a multiclass label needs at least two classes"),
+        (
+            [0, 1, 2],
+            {"task": "binary"},
+            "y: a binary label has two classes, the window has 3; set model.task: multiclass",
+        ),
+        (
+            [0.5, 1.5, 2.5],
+            {"estimator": "sklearn.ensemble.RandomForestClassifier", "task": "regression"},
+            "model.estimator: RandomForestClassifier is not a regressor, and the task is regression",
+        ),
+        (
+            [0, 1, 2],
+            {"estimator": "sklearn.linear_model.Ridge"},
+            "model.estimator: Ridge is not a classifier, and the task is multiclass",
+        ),
+    ],
+)
+def test_a_label_or_estimator_that_cannot_be_the_task_stops_validate_in_one_line(
+    flywheel: Flywheel, tmp_path: Path, label: list[object], model: dict[str, object], why: str
+) -> None:
+    config = _own_table(tmp_path, label, **model)
+    assert (
+        flywheel(
+            "-c", str(config), "data", "split", str(tmp_path / "table.csv"), "--rows-per-day", "60"
+        ).code
+        == 0
+    )
+    result = flywheel("-c", str(config), "run")
+    assert result.code == 1
+    assert "FAILED at step validate after" in result.out and why in result.out
+    assert "Traceback" not in result.text
+    assert "No model version was written" in result.out
+
+
+def test_a_class_the_training_batches_never_saw_fails_the_newest_batch(
+    flywheel: Flywheel, tmp_path: Path
+) -> None:
+    # given three classes in the older batches and a fourth in the newest
+    config = _own_table(tmp_path, ["a", "b", "c"])
+    flywheel(
+        "-c",
+        str(config),
+        "data",
+        "split",
+        str(tmp_path / "table.csv"),
+        "--rows-per-day",
+        "60",
+        "--seed",
+        "-1",
+    )
+    newest = tmp_path / "batches" / "2026-01-04.parquet"
+    frame = pd.read_parquet(newest)
+    frame.loc[:4, "y"] = "d"
+    frame.to_parquet(newest, index=False)
+    # when the pipeline runs, then validate names the class and the batch
+    result = flywheel("-c", str(config), "run")
+    assert result.code == 1
+    assert "FAILED at step validate" in result.out
+    assert "2026-01-04" in result.out and "unseen class(es): d" in result.out
