@@ -127,8 +127,8 @@ def simulate(
 
 
 def _print_day(record: DayRecord) -> None:
-    accuracy = "-" if record.accuracy is None else f"{record.accuracy:.3f}"
-    line = f"day {record.index:>3} {record.day} {record.production or '-':>4} acc {accuracy}"
+    performance = "-" if record.performance is None else f"{record.performance:.3f}"
+    line = f"day {record.index:>3} {record.day} {record.production or '-':>4} perf {performance}"
     if record.batch_blocked:
         line += " batch BLOCKED"
     if record.decision and record.decision["fired"]:

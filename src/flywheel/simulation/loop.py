@@ -42,12 +42,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from threadpoolctl import threadpool_limits
 
 from flywheel import batches, contract, runs, synthetic, validation
 from flywheel.config import Scenario as GeneratorScenario
-from flywheel.config import Settings
+from flywheel.config import Settings, Task
 from flywheel.errors import FlywheelError
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.monitoring.monitor import monitor
@@ -88,7 +88,10 @@ class DayRecord(BaseModel):
     index: int
     day: date
     production: str | None  # version serving at the end of the day
-    accuracy: float | None  # production's accuracy on the day's served rows (oracle labels)
+    # Production's performance on the day's served rows against their true labels: accuracy
+    # for a classifier, mean absolute error for a regression (Timeline.metric). Timelines
+    # written before the tasks call it accuracy.
+    performance: float | None = Field(validation_alias=AliasChoices("performance", "accuracy"))
     rows: int
     refused: int
     batch_blocked: bool  # the day's batch failed production's contract
@@ -105,6 +108,7 @@ class DayRecord(BaseModel):
 class Timeline(BaseModel):
     """Every simulated day of one simulation, in order."""
 
+    task: Task = "binary"
     scenario: str
     seed: int
     days: int
@@ -114,6 +118,16 @@ class Timeline(BaseModel):
     traffic: int
     records: list[DayRecord]
     wall_seconds: float
+
+    @property
+    def metric(self) -> str:
+        """What the days' performance is: accuracy, or a regression's mean absolute error."""
+        return "mae" if self.task == "regression" else "accuracy"
+
+    @property
+    def lower_is_better(self) -> bool:
+        """Whether a smaller daily performance is a better model (an error)."""
+        return self.task == "regression"
 
 
 def _check_arguments(days: int, scenario: str, policy: str, label_delay: int, traffic: int) -> None:
@@ -179,6 +193,7 @@ def simulate(
             )
         world_config = world_settings(settings, root, scenario, seed, label_delay)
         timeline = Timeline(
+            task=settings.data.generator.task,
             scenario=scenario,
             seed=seed,
             days=days,
@@ -300,7 +315,7 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
     refused = sum(len(part) for rid, part in parts if rid in served.rejected)
     with threadpool_limits(limits=1, user_api="openmp"):
         blocked = _blocked(settings, registry, served.version, frame, batch.name)
-        accuracy = _accuracy(settings, registry, served.version, day, parts)
+        performance = _performance(settings, registry, served.version, day, parts)
 
     rollout: dict[str, Any] | None = None
     run: dict[str, Any] | None = None
@@ -358,7 +373,7 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
         index=index,
         day=day,
         production=production,
-        accuracy=accuracy,
+        performance=performance,
         rows=served.rows,
         refused=refused,
         batch_blocked=blocked,
@@ -387,14 +402,18 @@ def _blocked(
     return any(f.severity == "error" for f in check.findings)
 
 
-def _accuracy(
+def _performance(
     settings: Settings,
     registry: Registry,
     version: str,
     day: date,
     parts: list[tuple[str, pd.DataFrame]],
 ) -> float | None:
-    """The served version's accuracy on the day's answered rows, against their true labels."""
+    """The served version's performance on the day's answered rows, against their true labels:
+    a classifier's accuracy (its most probable class), a regression's mean absolute error."""
+    from flywheel import contract
+
+    problem = contract.Contract.from_json(registry.read(version, "contract.json")).problem
     midnight = datetime.combine(day, time(), tzinfo=UTC)
     logged = read_predictions(
         registry.store,
@@ -404,21 +423,32 @@ def _accuracy(
         midnight + timedelta(days=1),
         Skipped(),
     )
-    scores = {p.request_id: p.scores for p in logged}
-    right = total = 0
+    outputs = {p.request_id: p.outputs for p in logged}
+    total, sum_ = 0, 0.0
     for rid, part in parts:
-        answered = scores.get(rid)
-        if answered is None:
+        answered = outputs.get(rid)
+        if answered is None or settings.features.label not in part:
             continue
-        try:
-            labels = [int(v) for v in part[settings.features.label]]
-        except (KeyError, TypeError, ValueError):
-            continue
-        for score, label in zip(answered, labels, strict=False):
-            if math.isfinite(score):
-                right += int((score >= 0.5) == bool(label))
-                total += 1
-    return round(right / total, 4) if total else None
+        labels = part[settings.features.label]
+        known = problem.known(labels)
+        for row, label, usable in zip(answered, labels.tolist(), known, strict=False):
+            if not usable or not all(math.isfinite(v) for v in row):
+                continue
+            if problem.is_classifier:
+                # A binary model's answer at P >= 0.5, as serving judges it; else its argmax.
+                best = (
+                    int(row[1] >= 0.5)
+                    if len(row) == 2
+                    else max(range(len(row)), key=row.__getitem__)
+                )
+                sum_ += float(best == int(problem.codes([label])[0]))
+            else:
+                try:
+                    sum_ += abs(float(row[0]) - float(label))
+                except (TypeError, ValueError):
+                    continue
+            total += 1
+    return round(sum_ / total, 4) if total else None
 
 
 def _run_id(day: date) -> str:

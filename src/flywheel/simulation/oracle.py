@@ -29,7 +29,7 @@ from flywheel.config import GeneratorSettings, Settings
 from flywheel.errors import FlywheelError
 from flywheel.predictor import feature_frame
 from flywheel.problem import resolve
-from flywheel.training import build_pipeline
+from flywheel.training import build_pipeline, labels
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -48,8 +48,9 @@ def oracle_accuracy(
     window_days: int | None = None,
     cache: Path | None = None,
 ) -> list[float | None]:
-    """The daily-retrained oracle's accuracy on each of `days` (None when a day's data cannot
-    be trained on or scored, as on a broken batch)."""
+    """The daily-retrained oracle's performance on each of `days`, as the simulation measures
+    production's: accuracy, or a regression's mean absolute error (None when a day's data
+    cannot be trained on or scored, as on a broken batch)."""
     generator = settings.data.generator.model_copy(
         update={
             k: v for k, v in (("scenario", scenario), ("change_day", change_day)) if v is not None
@@ -125,14 +126,16 @@ def _score(
     train = pd.concat([*history, today[half]], ignore_index=True)
     test = today[~half]
     try:
-        task = resolve(settings.model.task, train[features.label], features.label).task
-        model = build_pipeline(features, settings.model, task)
+        problem = resolve(settings.model.task, train[features.label], features.label)
+        model = build_pipeline(features, settings.model, problem.task)
         x = feature_frame(train, features.numeric, features.categorical)
-        model.fit(x, pd.to_numeric(train[features.label]).astype("int64"))
+        model.fit(x, labels(train, problem))
         predicted = model.predict(feature_frame(test, features.numeric, features.categorical))
-        truth = pd.to_numeric(test[features.label]).to_numpy()
+        truth = labels(test, problem).to_numpy()
     except (KeyError, ValueError, TypeError, FlywheelError):
         return None  # a broken batch: the oracle has nothing to say about that day
+    if not problem.is_classifier:  # a regression's mean absolute error, as production's
+        return round(float(np.mean(np.abs(predicted - truth))), 5)
     return round(float((predicted == truth).mean()), 5)
 
 

@@ -31,10 +31,11 @@ KINDS = (
     ("forced", "forced"),
 )
 STALENESS = (
-    "The cost of staleness is the accuracy lost per day of model age: the least-squares "
+    "The cost of staleness is the performance lost per day of model age: the least-squares "
     "slope of the daily gap between the oracle and production (oracle accuracy minus "
-    "production accuracy) against the age of the production model when the day began. "
-    "Without an oracle it is minus the slope of production accuracy against that age. "
+    "production accuracy; for a regression, production's mean absolute error minus the "
+    "oracle's) against the age of the production model when the day began. Without an "
+    "oracle it is the slope of production's worsening against that age. "
     "The oracle is a model retrained every day on the window ending with that day's own "
     "labels (half of the day's rows), scored on the other half: no real policy can match it."
 )
@@ -45,7 +46,7 @@ def write(
     out_dir: Path,
     *,
     oracle: Sequence[float | None] | None = None,
-    floor: float = scores.DEFAULT_FLOOR,
+    floor: float | None = scores.DEFAULT_FLOOR,
 ) -> Path:
     """Write `report.html` and `summary.json` of `timeline` into `out_dir`; the page's path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,9 +80,9 @@ def terminal_summary(summary: dict[str, Any]) -> Table:
             f"{s['days']} (change on day {s['change_day']}, labels {s['label_delay']} days "
             f"late, {s['traffic']} rows a day)",
         ),
-        ("mean production accuracy", number(s["mean_metric"])),
+        (f"mean production {s['metric']}", number(s["mean_metric"])),
         ("oracle retrained daily", _oracle(s)),
-        ("days below the floor", f"{s['days_below_floor']} (accuracy < {s['floor']:g})"),
+        ("days past the bound", _bound(s)),
         (
             "detection delay",
             "– (no change)"
@@ -119,17 +120,24 @@ def _oracle(s: dict[str, Any]) -> str:
     return f"{number(s['oracle_mean_metric'])} (production {relation} {number(abs(gap))})"
 
 
+def _bound(s: dict[str, Any]) -> str:
+    if s["floor"] is None:
+        return f"– (no bound on {s['metric']} in the configuration)"
+    side = ">" if s["metric"] == "mae" else "<"
+    return f"{s['days_below_floor']} ({s['metric']} {side} {s['floor']:g})"
+
+
 def _refused(s: dict[str, Any]) -> str:
     if not s["refused_rows"]:
         return "0"
-    return f"{s['refused_rows']} ({s['refused_share']:.1%} of the rows sent; accuracy counts answered rows)"
+    return f"{s['refused_rows']} ({s['refused_share']:.1%} of the rows sent; {s['metric']} counts answered rows)"
 
 
 def _cost(cost: dict[str, Any]) -> str:
     if cost["per_day"] is None:
         return f"– (too few days: {cost['points']})"
     return (
-        f"{cost['per_day'] * 100:+.3f} accuracy points per day of model age "
+        f"{cost['per_day']:+.4f} {cost.get('metric', 'accuracy')} per day of model age "
         f"({cost['from']}, {cost['points']} days)"
     )
 
@@ -149,7 +157,7 @@ def page_html(
             (
                 f"{record.index} ({record.day})",
                 record.production or "–",
-                number(record.accuracy),
+                number(record.performance),
                 number(best),
                 "–" if age is None else f"{age:.1f}",
                 "–" if record.drifted_share is None else f"{record.drifted_share:.2f}",
@@ -165,14 +173,15 @@ def page_html(
         f"{s['scenario']} over {s['days']} simulated days under the {s['policy']} policy "
         f"(seed {s['seed']}; the world changes on day {s['change_day']}; labels come back "
         f"{s['label_delay']} days late; {s['traffic']} rows served a day). Mean production "
-        f"accuracy {number(s['mean_metric'])}, oracle {_oracle(s)}; "
-        f"{s['days_below_floor']} day(s) below the floor of {s['floor']:g}; detection delay "
+        f"{s['metric']} {number(s['mean_metric'])}, oracle {_oracle(s)}; "
+        f"days past the bound: {_bound(s)}; detection delay "
         f"{'–' if s['detection_delay_days'] is None else s['detection_delay_days']} day(s) "
         f"(from the change day to the first retrain on or after it); {s['retrains']} "
         f"retrain(s); {s['promotions']} promotion(s), {s['rollbacks']} rollback(s); false "
         f"triggers {'–' if s['false_triggers'] is None else s['false_triggers']} (firings "
         "other than the schedule while nothing had changed). Cost of staleness: "
-        f"{_cost(cost)}. {STALENESS} Accuracy is production's on the day's served rows, "
+        f"{_cost(cost)}. {STALENESS} Performance ({s['metric']}) is production's on the day's "
+        "served rows, "
         "judged against their true labels (which the simulation knows at once; monitoring "
         f"only sees them {s['label_delay']} days later)."
     )
@@ -183,7 +192,7 @@ def page_html(
             (
                 "day",
                 "production",
-                "accuracy",
+                timeline.metric,
                 "oracle",
                 "model age (days)",
                 "drifted share",
@@ -215,7 +224,7 @@ def figures(
     cost = summary["staleness_cost"]
     return [
         (
-            "production accuracy per day, against the oracle",
+            f"production {timeline.metric} per day, against the oracle",
             metric_figure(timeline, daily, summary),
         ),
         ("drift per feature (PSI of the day's window)", drift_figure(timeline)),
@@ -243,14 +252,15 @@ def _change(ax: Any, timeline: Timeline) -> None:
 
 
 def metric_figure(timeline: Timeline, oracle: list[float | None], s: dict[str, Any]) -> str:
-    """Production accuracy and the oracle's per day, with the floor and the change day."""
-    fig, ax = _axes("accuracy per day", "accuracy")
-    points = [(r.index, r.accuracy) for r in timeline.records if r.accuracy is not None]
+    """Production performance and the oracle's per day, with the bound and the change day."""
+    fig, ax = _axes(f"{timeline.metric} per day", timeline.metric)
+    points = [(r.index, r.performance) for r in timeline.records if r.performance is not None]
     ax.plot([i for i, _ in points], [v for _, v in points], "o-", markersize=3, label="production")
     best = [(r.index, o) for r, o in zip(timeline.records, oracle, strict=True) if o is not None]
     if best:
         ax.plot([i for i, _ in best], [v for _, v in best], "k:", label="oracle (retrained daily)")
-    ax.axhline(s["floor"], color="red", linewidth=0.8, label=f"floor {s['floor']:g}")
+    if s["floor"] is not None:
+        ax.axhline(s["floor"], color="red", linewidth=0.8, label=f"bound {s['floor']:g}")
     _change(ax, timeline)
     return encode_png(fig, ax)
 
@@ -337,20 +347,23 @@ def staleness_figure(
     ages: list[float | None],
     cost: dict[str, Any],
 ) -> str:
-    """Each day's gap to the oracle (or accuracy) against the model's age, and the fitted line."""
+    """Each day's gap to the oracle (or performance) against the model's age, and the fitted
+    line."""
     with_oracle = cost["from"] == "gap to the oracle"
+    sign = -1.0 if timeline.lower_is_better else 1.0
     fig, ax = _axes(
-        "cost of staleness", "oracle - production accuracy" if with_oracle else "accuracy"
+        "cost of staleness", "how much worse than the oracle" if with_oracle else timeline.metric
     )
     ax.set_xlabel("model age when the day began (days)")
     points = []
     for r, o, a in zip(timeline.records, oracle, ages, strict=True):
-        if r.accuracy is None or a is None or (with_oracle and o is None):
+        if r.performance is None or a is None or (with_oracle and o is None):
             continue
-        points.append((a, (o - r.accuracy) if with_oracle and o is not None else r.accuracy))
+        gap = sign * (o - r.performance) if with_oracle and o is not None else r.performance
+        points.append((a, gap))
     ax.plot([a for a, _ in points], [v for _, v in points], "o", markersize=3)
     if cost["per_day"] is not None and points:
-        slope = cost["per_day"] if with_oracle else -cost["per_day"]
+        slope = cost["per_day"] if with_oracle else -sign * cost["per_day"]
         mx = sum(a for a, _ in points) / len(points)
         my = sum(v for _, v in points) / len(points)
         xs = [min(a for a, _ in points), max(a for a, _ in points)]

@@ -30,17 +30,21 @@ if TYPE_CHECKING:
 DEFAULT_FLOOR = 0.7
 
 
-def floor(settings: Settings) -> float:
-    """The accuracy floor the days are held to: the performance trigger's, when it defends an
-    accuracy floor; else the promotion minimum when the gate judges accuracy; else
-    DEFAULT_FLOOR (a roc_auc minimum is no bar for accuracy)."""
+def floor(settings: Settings) -> float | None:
+    """The bound the days' performance is held to. A classifier's accuracy: the performance
+    trigger's floor, when it defends accuracy; else the promotion minimum when the gate judges
+    accuracy; else DEFAULT_FLOOR (a roc_auc minimum is no bar for accuracy). A regression's
+    mean absolute error: the trigger's ceiling, or the gate's maximum, on mae; else none."""
     performance = settings.triggers.performance
     task = settings.data.generator.task
-    if performance is not None and performance.metric_for(task) == "accuracy" and performance.floor:
-        return performance.floor
-    if settings.promotion.metric == "accuracy":
-        return settings.promotion.threshold("binary")
-    return DEFAULT_FLOOR
+    metric = "mae" if task == "regression" else "accuracy"
+    if performance is not None and performance.metric_for(task) == metric:
+        bound = performance.ceiling if metric == "mae" else performance.floor
+        if bound:
+            return bound
+    if settings.promotion.metric == metric:
+        return settings.promotion.threshold(task)
+    return None if metric == "mae" else DEFAULT_FLOOR
 
 
 # Reasons of firings that are not evidence of a change: the calendar, and a person.
@@ -57,14 +61,27 @@ def detection_delay(timeline: Timeline) -> int | None:
     return None
 
 
-def days_below(timeline: Timeline, floor: float = DEFAULT_FLOOR) -> int:
-    """Days whose production accuracy was under `floor` (days without a figure do not count)."""
-    return sum(1 for r in timeline.records if r.accuracy is not None and r.accuracy < floor)
+def _sign(timeline: Timeline) -> float:
+    """+1 where a higher performance is better (accuracy), -1 for an error."""
+    return -1.0 if timeline.lower_is_better else 1.0
+
+
+def days_below(timeline: Timeline, floor: float | None = DEFAULT_FLOOR) -> int | None:
+    """Days whose production performance was on the wrong side of `floor`: under it for
+    accuracy, over it for an error (days without a figure do not count; no bound, None)."""
+    if floor is None:
+        return None
+    sign = _sign(timeline)
+    return sum(
+        1
+        for r in timeline.records
+        if r.performance is not None and sign * r.performance < sign * floor
+    )
 
 
 def mean_metric(timeline: Timeline) -> float | None:
-    """The mean of the days' production accuracy, over the days that have one."""
-    values = [r.accuracy for r in timeline.records if r.accuracy is not None]
+    """The mean of the days' production performance, over the days that have one."""
+    values = [r.performance for r in timeline.records if r.performance is not None]
     return sum(values) / len(values) if values else None
 
 
@@ -97,36 +114,43 @@ def false_triggers(timeline: Timeline) -> int | None:
 
 
 def oracle_gap(timeline: Timeline, oracle: Sequence[float | None]) -> float | None:
-    """The mean of (oracle - production accuracy) over the days with both."""
-    gaps = [o - r.accuracy for r, o in _paired(timeline, oracle) if r.accuracy is not None]
+    """How much worse production was than the oracle, on average over the days with both:
+    oracle minus production accuracy, or production minus oracle error."""
+    sign = _sign(timeline)
+    gaps = [
+        sign * (o - r.performance)
+        for r, o in _paired(timeline, oracle)
+        if r.performance is not None
+    ]
     return sum(gaps) / len(gaps) if gaps else None
 
 
 def staleness_cost(
     timeline: Timeline, oracle: Sequence[float | None] | None = None
 ) -> dict[str, Any]:
-    """Accuracy lost per day of model age: the least-squares slope of the gap to the oracle
-    (oracle minus production, each day) against the production model's age in days; without
-    an oracle, minus the slope of production accuracy against age. The age is the one while
-    serving (`serving_ages`). Positive means an older
-    model is worse; `points` is how many days entered the fit."""
+    """Performance lost per day of model age: the least-squares slope of the gap to the oracle
+    (how much worse production was, each day: `oracle_gap`'s terms) against the production
+    model's age in days; without an oracle, the slope of production's worsening (minus its
+    accuracy, or its error) against age. The age is the one while serving (`serving_ages`).
+    Positive means an older model is worse; `points` is how many days entered the fit."""
     ages = serving_ages(timeline)
+    sign = _sign(timeline)
     if oracle is not None:
         pairs = [
-            (age, o - r.accuracy)
+            (age, sign * (o - r.performance))
             for (r, o), age in zip(_paired(timeline, oracle, keep=True), ages, strict=True)
-            if o is not None and r.accuracy is not None and age is not None
+            if o is not None and r.performance is not None and age is not None
         ]
         against = "gap to the oracle"
     else:
         pairs = [
-            (age, -r.accuracy)
+            (age, -sign * r.performance)
             for r, age in zip(timeline.records, ages, strict=True)
-            if r.accuracy is not None and age is not None
+            if r.performance is not None and age is not None
         ]
-        against = "production accuracy"
+        against = f"production {timeline.metric}"
     slope = _slope([float(x) for x, _ in pairs], [y for _, y in pairs])
-    return {"per_day": slope, "points": len(pairs), "from": against}
+    return {"per_day": slope, "points": len(pairs), "from": against, "metric": timeline.metric}
 
 
 def serving_ages(timeline: Timeline) -> list[float | None]:
@@ -147,11 +171,13 @@ def serving_ages(timeline: Timeline) -> list[float | None]:
 def summary(
     timeline: Timeline,
     oracle: Sequence[float | None] | None = None,
-    floor: float = DEFAULT_FLOOR,
+    floor: float | None = DEFAULT_FLOOR,
 ) -> dict[str, Any]:
     """Every figure of one timeline, as summary.json and the benchmark hold them."""
     ages = [r.model_age_days for r in timeline.records if r.model_age_days is not None]
     return {
+        "task": timeline.task,
+        "metric": timeline.metric,
         "scenario": timeline.scenario,
         "policy": timeline.policy,
         "seed": timeline.seed,

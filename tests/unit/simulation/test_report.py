@@ -53,7 +53,7 @@ def test_write_puts_the_figures_in_summary_json_and_six_plots_in_the_page(tmp_pa
     text = page.read_text()
     assert page == tmp_path / "out" / "report.html"
     assert text.count("<img ") == 6
-    assert "accuracy lost per day of model age" in text
+    assert "performance lost per day of model age" in text
     assert text.count("<tr>") == 1 + 10
     # and the terminal summary shows them
     console = Console(record=True, width=120)
