@@ -464,7 +464,7 @@ def register(
     compiled, scorer = predictor.compile_checked(model_path.read_bytes(), settings.features, newest)
     log.info("serving scorer: %s", _scorer_line(scorer))
     result = json.loads(evaluation_path.read_text())
-    metric = settings.promotion.metric
+    metric = result["metric"]
     candidate = result["candidate"]
     record = lineage.record(
         model_name=settings.model_name,
