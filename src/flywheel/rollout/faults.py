@@ -38,6 +38,7 @@ def register_faulty(settings: Settings, reg: Registry, source: BatchSource, kind
 
     from flywheel import batches, lineage, predictor, training
     from flywheel.compiled import COMPILED_FILE
+    from flywheel.contract import Contract
     from flywheel.registry import MODEL_FILE, PRODUCTION
 
     production = reg.resolve(PRODUCTION)
@@ -52,8 +53,10 @@ def register_faulty(settings: Settings, reg: Registry, source: BatchSource, kind
     )
     features = settings.features
     x = predictor.feature_frame(frame, features.numeric, features.categorical)
-    y = frame[features.label].astype(int).to_numpy()
-    model = training.build_pipeline(features, settings.model)
+    # Learned as production's was: its contract's task and classes.
+    problem = Contract.from_json(reg.read(production, "contract.json")).problem
+    y = training.labels(frame, problem).to_numpy()
+    model = training.build_pipeline(features, settings.model, problem.task)
     if kind == "errors":
         x, y = _without_rarest_category(x, y, reg.read(production, "contract.json"))
         model.set_params(**_refuse_unseen(model))
