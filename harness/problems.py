@@ -65,16 +65,21 @@ def settings_for(name: Dataset, store: Path) -> Settings:
     )
 
 
-def register(name: Dataset, store: Path, version_of: int = 0) -> tuple[Settings, str]:
+def register(
+    name: Dataset, store: Path, version_of: int = 0, *, shuffled: bool = False
+) -> tuple[Settings, str]:
     """Train on the dataset (all rows but a held-out share) and register the model with its
     contract in production; `version_of` > 0 registers another, differently seeded, copy
-    as a candidate. Returns the settings and the version."""
+    as a candidate, and `shuffled` one that learned shuffled labels (a broken candidate).
+    Returns the settings and the version."""
     from flywheel import contract, training
     from flywheel.predictor import dump_model
     from flywheel.problem import resolve
 
     settings = settings_for(name, store)
     frame = dataset_frame(name)
+    if shuffled:
+        frame["label"] = frame["label"].sample(frac=1.0, random_state=version_of).to_numpy()
     problem = resolve(settings.model.task, frame["label"], "label")
     model_settings = settings.model.model_copy(update={"seed": 42 + version_of})
     metric = "rmse" if problem.task == "regression" else "accuracy"
