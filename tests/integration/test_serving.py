@@ -428,13 +428,22 @@ def task_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str,
         yield servers
 
 
-def _task_rows(name: str, n: int) -> tuple[list[dict[str, Any]], list[Any]]:
+def _task_answer(
+    server: SeldonServer, name: str, n: int
+) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The labels of the dataset's first rows (wine: one of each class), the server's
+    answer to them (a 200), and the feedback that sends the labels back."""
     from harness.problems import dataset_frame
 
     frame = dataset_frame(name)  # type: ignore[arg-type]
     frame = frame.iloc[[0, 70, 150][:n]] if name == "wine" else frame.head(n)
     columns = [c for c in frame.columns if c not in ("label", "event_time")]
-    return json.loads(frame[columns].to_json(orient="records")), frame["label"].tolist()
+    rows = json.loads(frame[columns].to_json(orient="records"))
+    status, answer = post(server, {"jsonData": rows})
+    assert status == 200, answer
+    labels = frame["label"].tolist()
+    truth = {"data": {"ndarray": labels}}
+    return labels, answer, {"request": {"jsonData": rows}, "response": answer, "truth": truth}
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])
@@ -442,11 +451,9 @@ def test_a_multiclass_model_answers_each_class_and_judges_feedback_by_class_name
     task_servers: dict[str, SeldonServer], transport: str
 ) -> None:
     server = task_servers["wine"]
-    rows, labels = _task_rows("wine", 3)
     # when one row of each class is scored
-    status, answer = post(server, {"jsonData": rows})
+    labels, answer, body = _task_answer(server, "wine", 3)
     # then each gets a probability per class, named as the contract's classes
-    assert status == 200, answer
     assert answer["data"]["names"] == ["class_0", "class_1", "class_2"]
     assert all(
         len(r) == 3 and sum(r) == pytest.approx(1.0, abs=1e-5) for r in answer["data"]["ndarray"]
@@ -457,11 +464,6 @@ def test_a_multiclass_model_answers_each_class_and_judges_feedback_by_class_name
         assert sum(v for k, v in scores.items() if f'class="{name}"' in k) >= 3
     # when the true classes come back by name, the right answers are counted
     before = model_counters(server, "flywheel_feedback_total")
-    body = {
-        "request": {"jsonData": rows},
-        "response": answer,
-        "truth": {"data": {"ndarray": labels}},
-    }
     code, reply = send_feedback(server, transport, body)
     assert code == 200, reply
     after = model_counters(server, "flywheel_feedback_total")
@@ -479,10 +481,8 @@ def test_a_regression_answers_its_predicted_value_and_counts_errors_from_feedbac
     task_servers: dict[str, SeldonServer], transport: str
 ) -> None:
     server = task_servers["diabetes"]
-    rows, labels = _task_rows("diabetes", 2)
-    status, answer = post(server, {"jsonData": rows})
+    labels, answer, body = _task_answer(server, "diabetes", 2)
     # then each row gets one predicted value, named as the label, counted in a label bin
-    assert status == 200, answer
     assert answer["data"]["names"] == ["label"]
     values = [row[0] for row in answer["data"]["ndarray"]]
     assert len(values) == 2 and all(25 <= v <= 350 for v in values)
@@ -490,11 +490,6 @@ def test_a_regression_answers_its_predicted_value_and_counts_errors_from_feedbac
     # when the true values come back, their errors are counted in the histogram with their sums
     before = sum(model_counters(server, "flywheel_feedback_abs_error_total").values())
     counted = sum(model_counters(server, "flywheel_feedback_errors_total").values())
-    body = {
-        "request": {"jsonData": rows},
-        "response": answer,
-        "truth": {"data": {"ndarray": labels}},
-    }
     code, reply = send_feedback(server, transport, body)
     assert code == 200, reply
     added = sum(model_counters(server, "flywheel_feedback_abs_error_total").values()) - before

@@ -511,14 +511,13 @@ def _accuracy(stable: Window, canary: Window, policy: RolloutSettings, alpha: fl
         f"{c.max_accuracy_drop + c.detect_accuracy_drop:.2%} below: "
         + _two_sample(fails, passes, alpha)
     )
-    if not labelled:
-        detail += f"; {counts}"
-    return Check(
-        name="accuracy",
-        measured=canary.accuracy,
-        threshold=(stable.accuracy or 0.0) - c.max_accuracy_drop,
-        status="fail" if fails else "pass" if passes else "pending",
-        detail=detail,
+    return _judged(
+        "accuracy",
+        canary.accuracy,
+        (stable.accuracy or 0.0) - c.max_accuracy_drop,
+        fails,
+        passes,
+        detail if labelled else f"{detail}; {counts}",
     )
 
 
@@ -565,12 +564,24 @@ def _mean_absolute_error(
         f"{c.max_mae_increase + c.detect_mae_increase:.0%} above: "
         + _two_sample(fails, passes, alpha)
     )
-    if not labelled:
-        detail += f"; {counts}"
+    return _judged(
+        name,
+        canary_mae,
+        stable_mae * limit,
+        fails,
+        passes,
+        detail if labelled else f"{detail}; {counts}",
+    )
+
+
+def _judged(
+    name: str, measured: float | None, threshold: float, fails: bool, passes: bool, detail: str
+) -> Check:
+    """A check on labels once both sides have some: failed, passed or still pending."""
     return Check(
         name=name,
-        measured=canary_mae,
-        threshold=stable_mae * limit,
+        measured=measured,
+        threshold=threshold,
         status="fail" if fails else "pass" if passes else "pending",
         detail=detail,
     )

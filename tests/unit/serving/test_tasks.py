@@ -64,15 +64,23 @@ def _rows(name: Dataset, n: int = 4) -> tuple[list[dict[str, Any]], list[Any]]:
     return json.loads(frame[columns].to_json(orient="records")), frame["label"].tolist()
 
 
+def _answered(
+    stores: dict[str, Path], name: Dataset, n: int = 4
+) -> tuple[FlywheelModel, dict[str, Any], dict[str, Any], list[Any]]:
+    """A fresh server, its request of the first `n` rows, its answer, and their labels."""
+    model = _served(stores, name)
+    model.metrics()
+    rows, labels = _rows(name, n)
+    request = {"jsonData": rows}
+    return model, request, model.score(request), labels
+
+
 def test_a_multiclass_model_answers_a_probability_per_class_named_as_its_contract(
     stores: dict[str, Path],
 ) -> None:
-    # given wine's model served
-    model = _served(stores, "wine")
-    model.metrics()
-    rows, _ = _rows("wine")
-    # when rows are scored
-    response = model.score({"jsonData": rows})
+    # given wine's model served, when rows are scored
+    _, request, response, _ = _answered(stores, "wine")
+    rows = request["jsonData"]
     # then each row has a probability per class, named and ordered as the contract's classes
     contract = Contract.from_json(
         Registry(LocalStore(stores["wine"]), "wine").read("v1", "contract.json")
@@ -98,10 +106,7 @@ def test_a_multiclass_model_answers_a_probability_per_class_named_as_its_contrac
 def test_a_regression_answers_the_predicted_value_counted_in_the_label_bins(
     stores: dict[str, Path],
 ) -> None:
-    model = _served(stores, "diabetes")
-    model.metrics()
-    rows, _ = _rows("diabetes")
-    response = model.score({"jsonData": rows})
+    _, _, response, _ = _answered(stores, "diabetes")
     # then each row is one predicted value, named as the label
     assert response["data"]["names"] == ["label"]
     values = [row[0] for row in response["data"]["ndarray"]]
@@ -138,10 +143,7 @@ def test_multiclass_feedback_takes_a_class_by_name_by_index_row_or_one_hot(
     stores: dict[str, Path],
 ) -> None:
     # given wine's answers to one row of each class, all right on this training data
-    model = _served(stores, "wine")
-    rows, labels = _rows("wine", 3)
-    request = {"jsonData": rows}
-    response = model.score(request)
+    model, request, response, labels = _answered(stores, "wine", 3)
     predicted = [max(range(3), key=lambda i: r[i]) for r in response["data"]["ndarray"]]
     assert [CLASSES[i] for i in predicted] == labels
     # when the truth is sent by name, then each answer is right
@@ -185,10 +187,7 @@ def test_a_multiclass_feedback_with_an_unseen_class_is_a_bad_request_naming_it(
 def test_regression_feedback_counts_errors_in_the_histogram_with_their_sums(
     stores: dict[str, Path],
 ) -> None:
-    model = _served(stores, "diabetes")
-    rows, labels = _rows("diabetes", 3)
-    request = {"jsonData": rows}
-    response = model.score(request)
+    model, request, response, labels = _answered(stores, "diabetes", 3)
     values = [row[0] for row in response["data"]["ndarray"]]
     # when the true values come back, as numbers (one wrapped in a row of one)
     truth = {"data": {"ndarray": [labels[0], [labels[1]], labels[2]]}}
