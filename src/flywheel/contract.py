@@ -286,6 +286,20 @@ def announce(production: Contract, candidate: Contract) -> Contract:
     )
 
 
+def keep_label_bins(production: Contract, candidate: Contract, values: pd.Series) -> Contract:
+    """The candidate's contract with a regression label's bins kept from production's: its
+    profile of `values` on production's edges. Serving counts predicted values in them, and
+    a canary compares the two versions' counts, so every version of a model bins alike."""
+    kept = production.label_profile
+    if candidate.task != "regression" or production.task != "regression" or kept is None:
+        return candidate
+    targets = problem_targets(values)
+    profile = numeric_profile(targets, 1).model_copy(
+        update={"edges": kept.edges, "fractions": tuple(drift.bin_fractions(targets, kept.edges))}
+    )
+    return candidate.model_copy(update={"label_profile": profile})
+
+
 def problem_targets(values: pd.Series) -> pd.Series:
     """A regression label as floats."""
     return pd.to_numeric(values, errors="coerce").astype("float64")

@@ -173,11 +173,8 @@ def validate(
         report_out.write_text(result.markdown())
         raise validation.ContractViolation(result)
     label = settings.features.label
-    learned = problem.resolve(
-        settings.model.task,
-        pd.concat([frame[label] for _, frame in usable], ignore_index=True),
-        label,
-    )
+    labels = pd.concat([frame[label] for _, frame in usable], ignore_index=True)
+    learned = problem.resolve(settings.model.task, labels, label)
     check_problem(settings, learned)
     training.estimator_class(settings.model.estimator_for(learned.task), learned.task)
     inferred = contract.infer_contract(
@@ -188,6 +185,8 @@ def validate(
         production = contract.Contract.from_json(
             _opened(settings, stores).registry.read(baseline, "contract.json")
         )
+        # A regression's label bins stay production's: a canary compares predictions in them.
+        inferred = contract.keep_label_bins(production, inferred, labels)
         # Features added to or removed from `features:` are announced changes, not violations.
         reference = contract.announce(production, inferred)
         changes = contract.diff(production, inferred)

@@ -67,7 +67,7 @@ def test_rest_returns_probabilities_with_model_tags(server: SeldonServer) -> Non
         server, {"data": {"names": NAMES, "ndarray": [ROW, ROW]}, "meta": {"puid": "req-1"}}
     )
     assert status == 200
-    assert body["data"]["names"] == ["repaid", "defaulted"]
+    assert body["data"]["names"] == ["0", "1"]
     for p0, p1 in body["data"]["ndarray"]:
         assert p0 + p1 == pytest.approx(1.0, abs=1e-5)
     tags = body["meta"]["tags"]
@@ -141,7 +141,7 @@ def test_metadata_describes_inputs_outputs_and_lineage(server: SeldonServer) -> 
         metadata = json.loads(response.read())
     assert metadata["versions"] == ["v1"]
     assert metadata["inputs"][0]["schema"]["names"] == NAMES
-    assert metadata["outputs"][0]["schema"]["names"] == ["repaid", "defaulted"]
+    assert metadata["outputs"][0]["schema"]["names"] == ["0", "1"]
     assert (
         metadata["custom"]["git_commit"] == "abc123" and len(metadata["custom"]["data_hash"]) == 64
     )
@@ -196,7 +196,7 @@ def test_seldons_own_client_over_rest_and_grpc(server: SeldonServer, transport: 
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["good"]["success"], out
     good = out["good"]["response"]
-    assert good["data"]["names"] == ["repaid", "defaulted"]
+    assert good["data"]["names"] == ["0", "1"]
     assert good["meta"]["tags"]["model_version"] == "v1"
     if transport == "grpc":
         status = out["bad"]["response"]["status"]
@@ -291,7 +291,8 @@ def test_send_feedback_counts_right_and_wrong_answers(server: SeldonServer, tran
     assert (after["true"] - before["true"], after["false"] - before["false"]) == (1, 1)
     # and feedback without a usable label is refused, naming the problem, counting nothing
     code, reply = send_feedback(server, transport, {**right, "truth": {"data": {"ndarray": [2]}}})
-    assert code != 200 and "a true label must be 0 or 1, got 2" in json.dumps(reply)
+    assert code != 200 and "a true label must be a class of 'defaulted'" in json.dumps(reply)
+    assert "got 2" in json.dumps(reply)
     assert feedback_counts(server) == after
 
 
@@ -385,3 +386,125 @@ def test_serving_goes_on_when_the_store_is_down_and_drops_are_counted(
                         if line.startswith("flywheel_log_dropped{"):
                             dropped = max(dropped, float(line.rsplit(" ", 1)[1]))
             assert dropped > 0
+
+
+# --- any task: a multiclass and a regression model, each in its own microservice -----------
+
+
+def model_counters(server: SeldonServer, name: str) -> dict[str, float]:
+    """One of the model's counters by its own labels (correct, class, bucket), summed over
+    the rest, as Prometheus scrapes it."""
+    with urllib.request.urlopen(f"http://{server.metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")):
+            labels, value = line.rsplit(" ", 1)
+            kept = ",".join(
+                part
+                for part in labels.partition("{")[2].rstrip("}").split(",")
+                if part.startswith(("correct=", "class=", "bucket="))
+            )
+            found[kept] = found.get(kept, 0.0) + float(value)
+    return found
+
+
+@pytest.fixture(scope="module")
+def task_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, SeldonServer]]:
+    """wine's (multiclass) and diabetes' (regression) models, trained through
+    flywheel.training.train and each served by a real microservice."""
+    from contextlib import ExitStack
+
+    from harness.problems import register
+
+    root = tmp_path_factory.mktemp("tasks")
+    with ExitStack() as stack:
+        servers = {}
+        for name in ("wine", "diabetes"):
+            store = root / name
+            register(name, store)
+            parameters = {"model_name": name, "model_version": "v1", "store_uri": str(store)}
+            servers[name] = stack.enter_context(seldon_microservice(parameters))
+        yield servers
+
+
+def _task_answer(
+    server: SeldonServer, name: str, n: int
+) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The labels of the dataset's first rows (wine: one of each class), the server's
+    answer to them (a 200), and the feedback that sends the labels back."""
+    from harness.problems import dataset_frame
+
+    frame = dataset_frame(name)  # type: ignore[arg-type]
+    frame = frame.iloc[[0, 70, 150][:n]] if name == "wine" else frame.head(n)
+    columns = [c for c in frame.columns if c not in ("label", "event_time")]
+    rows = json.loads(frame[columns].to_json(orient="records"))
+    status, answer = post(server, {"jsonData": rows})
+    assert status == 200, answer
+    labels = frame["label"].tolist()
+    truth = {"data": {"ndarray": labels}}
+    return labels, answer, {"request": {"jsonData": rows}, "response": answer, "truth": truth}
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_multiclass_model_answers_each_class_and_judges_feedback_by_class_name(
+    task_servers: dict[str, SeldonServer], transport: str
+) -> None:
+    server = task_servers["wine"]
+    # when one row of each class is scored
+    labels, answer, body = _task_answer(server, "wine", 3)
+    # then each gets a probability per class, named as the contract's classes
+    assert answer["data"]["names"] == ["class_0", "class_1", "class_2"]
+    assert all(
+        len(r) == 3 and sum(r) == pytest.approx(1.0, abs=1e-5) for r in answer["data"]["ndarray"]
+    )
+    # and the scores are counted per class at /metrics
+    scores = model_counters(server, "flywheel_scores_total")
+    for name in ("class_0", "class_1", "class_2"):
+        assert sum(v for k, v in scores.items() if f'class="{name}"' in k) >= 3
+    # when the true classes come back by name, the right answers are counted
+    before = model_counters(server, "flywheel_feedback_total")
+    code, reply = send_feedback(server, transport, body)
+    assert code == 200, reply
+    after = model_counters(server, "flywheel_feedback_total")
+    assert after.get('correct="true"', 0) - before.get('correct="true"', 0) == 3
+    # and a class the model never saw is refused, naming it, counting nothing
+    unseen = {**body, "truth": {"data": {"ndarray": ["class_9", *labels[1:]]}}}
+    code, reply = send_feedback(server, transport, unseen)
+    assert code != 200 and "'class_9'" in json.dumps(reply)
+    assert "a true label must be a class of 'label'" in json.dumps(reply)
+    assert model_counters(server, "flywheel_feedback_total") == after
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_a_regression_answers_its_predicted_value_and_counts_errors_from_feedback(
+    task_servers: dict[str, SeldonServer], transport: str
+) -> None:
+    server = task_servers["diabetes"]
+    labels, answer, body = _task_answer(server, "diabetes", 2)
+    # then each row gets one predicted value, named as the label, counted in a label bin
+    assert answer["data"]["names"] == ["label"]
+    values = [row[0] for row in answer["data"]["ndarray"]]
+    assert len(values) == 2 and all(25 <= v <= 350 for v in values)
+    assert sum(model_counters(server, "flywheel_predictions_total").values()) >= 2
+    # when the true values come back, their errors are counted in the histogram with their sums
+    before = sum(model_counters(server, "flywheel_feedback_abs_error_total").values())
+    counted = sum(model_counters(server, "flywheel_feedback_errors_total").values())
+    code, reply = send_feedback(server, transport, body)
+    assert code == 200, reply
+    added = sum(model_counters(server, "flywheel_feedback_abs_error_total").values()) - before
+    assert added == pytest.approx(sum(abs(v - y) for v, y in zip(values, labels, strict=True)))
+    assert sum(model_counters(server, "flywheel_feedback_errors_total").values()) == counted + 2
+    # and a label that is not a number is refused, naming it, counting nothing
+    text = {**body, "truth": {"data": {"ndarray": ["high", labels[1]]}}}
+    code, reply = send_feedback(server, transport, text)
+    assert code != 200 and "is a finite number, got 'high'" in json.dumps(reply)
+    assert sum(model_counters(server, "flywheel_feedback_errors_total").values()) == counted + 2
+
+
+def test_each_tasks_metadata_names_its_outputs(task_servers: dict[str, SeldonServer]) -> None:
+    for name, names in (("wine", ["class_0", "class_1", "class_2"]), ("diabetes", ["label"])):
+        url = f"http://{task_servers[name].http}/metadata"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            metadata = json.loads(response.read())
+        assert metadata["outputs"][0]["schema"] == {"names": names, "shape": [len(names)]}

@@ -200,7 +200,7 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
 
 def _scored(data: dict[str, Any]) -> None:
     """A 200's answer: one finite pair of probabilities per row."""
-    assert data["names"] == ["repaid", "defaulted"]
+    assert data["names"] == ["0", "1"]
     for p0, p1 in data["ndarray"]:
         assert math.isfinite(p0) and math.isfinite(p1) and abs(p0 + p1 - 1) < 1e-5
 

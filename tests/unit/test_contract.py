@@ -3,6 +3,8 @@ diffed against production's (the report of the changes included)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from flywheel.config import ColumnTags, FeatureSettings
@@ -103,3 +105,29 @@ def test_the_contract_diff_shows_no_values_of_a_column_either_contract_tags_pii(
         assert "Alice" not in report and "Bob Jones" not in report, report
         assert "pii: not shown" in report
     assert "pii: range not shown" in report
+
+
+def test_a_regressions_label_bins_stay_productions_in_a_new_versions_contract() -> None:
+    # given production's contract of diabetes and a new window whose label moved up
+    from flywheel.contract import keep_label_bins
+    from flywheel.problem import Problem
+    from harness.problems import dataset_frame, settings_for
+
+    frame = dataset_frame("diabetes")
+    features = settings_for("diabetes", Path("unused")).features
+    problem = Problem(task="regression", label="label")
+    production = infer_contract([("old", frame)], features, 10, problem=problem)
+    moved = frame.assign(label=frame["label"] + 40)
+    inferred = infer_contract([("new", moved)], features, 10, problem=problem)
+    assert inferred.label_profile != production.label_profile
+    # when the new contract keeps production's bins
+    kept = keep_label_bins(production, inferred, moved["label"])
+    # then its label is profiled on production's edges, its own shares and moments
+    assert kept.label_profile is not None and production.label_profile is not None
+    assert kept.label_profile.edges == production.label_profile.edges
+    assert kept.label_profile.fractions != production.label_profile.fractions
+    assert sum(kept.label_profile.fractions) == pytest.approx(1.0)
+    assert kept.label_profile.mean == pytest.approx(production.label_profile.mean + 40)
+    # and a classifier's contract, or a first version's, is left as it is
+    binary = Contract.model_validate({**inferred.model_dump(), "task": "binary"})
+    assert keep_label_bins(production, binary, moved["label"]) is binary

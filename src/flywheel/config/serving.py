@@ -68,6 +68,12 @@ class RolloutChecks(Strict):
     p99_floor_ms: float = Field(default=50.0, ge=0, description="p99 below this always passes")
     max_divergence: Fraction = Field(default=0.3, description="Jensen-Shannon distance of scores")
     max_accuracy_drop: Fraction = 0.05
+    max_mae_increase: float = Field(
+        default=0.1,
+        ge=0,
+        description="a regression's check on labels: the canary's mean absolute error may be "
+        "this share above stable's",
+    )
     min_labelled: int = Field(default=100, ge=1)
     min_errors: int = Field(
         default=3, ge=1, description="failed canary requests before an error-rate breach counts"
@@ -90,6 +96,13 @@ class RolloutChecks(Strict):
         description="a step passes once the canary's accuracy is shown above the "
         "tolerated one less this: one this much worse passes with chance at most its check's level",
     )
+    detect_mae_increase: float = Field(
+        default=0.2,
+        gt=0,
+        description="a step passes once the canary's mean absolute error is shown below "
+        "stable's times 1 + max_mae_increase + this: one this much worse passes with chance at "
+        "most its check's level",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -109,7 +122,8 @@ AccuracyPolicy = Literal["required", "optional", "off"]
 
 
 class TrafficStep(Strict):
-    """One canary step: its share of the traffic, and whether it must check accuracy.
+    """One canary step: its share of the traffic, and whether it must check accuracy (the
+    task's check on labels: accuracy, or a regression's mean absolute error).
 
     `required`: the step waits for `checks.min_labelled` labels (until its timeout);
     `optional`: it may pass without them, and its decision record says so.

@@ -10,6 +10,12 @@ is rolled back at all: each (check, step) pair gets an equal share, and each che
 is a test that holds its share however many looks its step takes (confidence
 sequences, `flywheel.rollout.confidence`). The shares add up to the budget
 (docs/serving.md, "What each check guarantees").
+
+What is compared follows the task: the score distributions of a binary classifier (P of
+the positive class), every class's probability of a multiclass one (the largest distance
+over the classes), the predicted values of a regression on the fixed bins of the
+contract's label profile; and on labels, a classifier's accuracy, a regression's mean
+absolute error.
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ from typing import Literal
 
 from pydantic import ConfigDict, Field
 
-from flywheel.config import AccuracyPolicy, RolloutSettings
+from flywheel.config import AccuracyPolicy, RolloutSettings, Task
 from flywheel.records import Record
 from flywheel.rollout import confidence
 from flywheel.serving.metrics import SCORE_BUCKETS
 
-# The checks of every step, which share the rollout's false-rollback budget.
+# The checks of every step, which share the rollout's false-rollback budget; the last is the
+# task's check on labels (LABEL_CHECKS).
 CHECKS = ("error rate", "latency p99", "prediction divergence", "accuracy")
+LABEL_CHECKS: dict[Task, str] = {
+    "binary": "accuracy",
+    "multiclass": "accuracy",
+    "regression": "mean absolute error",
+}
 P99 = 0.01  # the share of requests above a p99
 
 # Upper bounds of the latency histogram, in milliseconds (the last is +inf).
@@ -67,9 +79,17 @@ class Window(Record):
     errors: int = 0
     latency_bounds_ms: tuple[float, ...] = LATENCY_BOUNDS_MS
     latency_counts: tuple[int, ...] = Field(default=(0,) * len(LATENCY_BOUNDS_MS))
+    # Answered rows by bucket: a binary classifier's P(positive), a regression's predicted
+    # value in the label profile's bins; a multiclass one's P(class) under each class name.
     scores: tuple[int, ...] = Field(default=(0,) * SCORE_BUCKETS)
+    class_scores: dict[str, tuple[int, ...]] = Field(default={})
     labelled: int = 0
     correct: int = 0
+    # A regression's labelled rows by absolute error (serving.metrics.ERROR_BOUNDS), and the
+    # sums of their absolute and squared errors.
+    label_errors: tuple[int, ...] = ()
+    abs_error_sum: float = 0.0
+    squared_error_sum: float = 0.0
 
     @property
     def error_rate(self) -> float:
@@ -80,6 +100,20 @@ class Window(Record):
     def accuracy(self) -> float | None:
         """Share of labelled predictions that were right."""
         return self.correct / self.labelled if self.labelled else None
+
+    @property
+    def mean_absolute_error(self) -> float | None:
+        """A regression's mean absolute error on its labelled predictions."""
+        return self.abs_error_sum / self.labelled if self.labelled else None
+
+    def histograms(self) -> dict[str, tuple[int, ...]]:
+        """The answer histograms: each class's for multiclass, else the one of `scores`."""
+        return dict(self.class_scores) if self.class_scores else {"": self.scores}
+
+    @property
+    def scored(self) -> int:
+        """Answered rows in the histograms (a multiclass row is in each class's)."""
+        return max((sum(h) for h in self.histograms().values()), default=0)
 
     def quantile_ms(self, q: float) -> float | None:
         """Latency quantile, interpolated within its bucket like Prometheus' histogram_quantile."""
@@ -165,7 +199,7 @@ def _undecided(timed_out: bool, checks: list[Check], *, rollback: str, wait: str
 
 def check_level(policy: RolloutSettings) -> float:
     """The false-rollback level of one check at one step: an equal share of the budget
-    (accuracy takes none under `rollout.accuracy: off`)."""
+    (the check on labels takes none under `rollout.accuracy: off`)."""
     checks = len(CHECKS) - (1 if policy.accuracy == "off" else 0)
     return policy.checks.false_rollback_rate / (checks * len(policy.steps))
 
@@ -176,19 +210,28 @@ def analyse(
     policy: RolloutSettings,
     step_seconds: float,
     accuracy: AccuracyPolicy = "optional",
+    task: Task = "binary",
 ) -> Verdict:
     """Compare the canary with the stable model over the current step.
 
-    `accuracy` is the step's policy: `required` waits for labels (until the step's
+    `accuracy` is the step's policy for the task's check on labels (accuracy, or a
+    regression's mean absolute error): `required` waits for labels (until the step's
     timeout), `optional` lets the step pass without them, and says so; `off`
     (`rollout.accuracy: off`) never judges it, and every verdict says so.
     """
     level = check_level(policy)
+    name = LABEL_CHECKS[task]
+    if accuracy == "off":
+        on_labels = _label_check_off(name)
+    elif task == "regression":
+        on_labels = _mean_absolute_error(stable, canary, policy, level)
+    else:
+        on_labels = _accuracy(stable, canary, policy, level)
     checks = [
         _error_rate(stable, canary, policy, level),
         _latency(stable, canary, policy, level),
-        _divergence(stable, canary, policy, level),
-        _accuracy(stable, canary, policy, level) if accuracy != "off" else _ACCURACY_OFF,
+        _divergence(stable, canary, policy, level, task),
+        on_labels,
     ]
     failed = [ch for ch in checks if ch.status == "fail"]
     if failed:
@@ -206,7 +249,7 @@ def analyse(
             f"{policy.min_requests} are needed to judge the step",
             wait=f"{canary.requests}/{policy.min_requests} canary requests so far",
         )
-    pending = [ch for ch in checks if ch.status == "pending" and ch.name != "accuracy"]
+    pending = [ch for ch in checks if ch.status == "pending" and ch is not on_labels]
     if pending:
         names = ", ".join(ch.name for ch in pending)
         return _undecided(
@@ -216,11 +259,11 @@ def analyse(
             + "; ".join(ch.detail for ch in pending),
             wait=f"{names}: not decided yet",
         )
-    (acc,) = [ch for ch in checks if ch.name == "accuracy"]
-    if acc is _ACCURACY_OFF:
+    acc = on_labels
+    if accuracy == "off":
         return Verdict(
             action="advance",
-            reason=f"every check passed; accuracy {_ACCURACY_OFF.detail}",
+            reason=f"every check passed; {name} {acc.detail}",
             checks=tuple(checks),
         )
     if acc.status == "pending":
@@ -228,28 +271,29 @@ def analyse(
             return _undecided(
                 timed_out,
                 checks,
-                rollback=f"accuracy is required at this step and was not checked in "
+                rollback=f"{name} is required at this step and was not checked in "
                 f"{step_seconds:.0f}s: {acc.detail}",
-                wait=f"accuracy is required at this step: {acc.detail}",
+                wait=f"{name} is required at this step: {acc.detail}",
             )
         unchecked = min(canary.labelled, stable.labelled) < policy.checks.min_labelled
         why = f"{'not checked' if unchecked else 'not decided'} (optional at this step)"
         skipped = acc.model_copy(update={"status": "skipped", "detail": f"{why}: {acc.detail}"})
         return Verdict(
             action="advance",
-            reason=f"every check passed but accuracy, {why}: {acc.detail}",
+            reason=f"every check passed but {name}, {why}: {acc.detail}",
             checks=tuple(skipped if ch is acc else ch for ch in checks),
         )
     return Verdict(action="advance", reason="every check passed", checks=tuple(checks))
 
 
-_ACCURACY_OFF = Check(
-    name="accuracy",
-    measured=None,
-    threshold=None,
-    status="skipped",
-    detail="not checked: off by policy (rollout.accuracy: off)",
-)
+def _label_check_off(name: str) -> Check:
+    return Check(
+        name=name,
+        measured=None,
+        threshold=None,
+        status="skipped",
+        detail="not checked: off by policy (rollout.accuracy: off)",
+    )
 
 
 def _two_sample(fails: bool, passes: bool, alpha: float) -> str:
@@ -358,17 +402,27 @@ def _latency(stable: Window, canary: Window, policy: RolloutSettings, alpha: flo
     )
 
 
-def _divergence(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
-    """A lower confidence bound on the Jensen-Shannon distance between the two score
-    distributions, against the tolerated distance."""
+def _divergence(
+    stable: Window, canary: Window, policy: RolloutSettings, alpha: float, task: Task = "binary"
+) -> Check:
+    """A lower confidence bound on the Jensen-Shannon distance between the two answer
+    distributions, against the tolerated distance: for multiclass, the largest over the
+    classes, each class's bound at an equal share of `alpha`."""
     c = policy.checks
-    divergence = js_distance(stable.scores, canary.scores)
-    scored_canary, scored_stable = sum(canary.scores), sum(stable.scores)
+    pairs = paired_histograms(stable, canary)
+    each = alpha / len(pairs)
+    distances = {name: js_distance(a, b) for name, (a, b) in pairs.items()}
+    widest = max(distances, key=distances.__getitem__)
+    divergence = distances[widest]
+    scored_canary, scored_stable = canary.scored, stable.scored
     # The bound is below the measured distance: only a measured breach can be a sure one.
-    least = (
-        js_lower_bound(stable.scores, canary.scores, alpha)
-        if divergence > c.max_divergence
-        else 0.0
+    least = max(
+        (
+            js_lower_bound(a, b, each)
+            for name, (a, b) in pairs.items()
+            if distances[name] > c.max_divergence
+        ),
+        default=0.0,
     )
     if (
         least > c.max_divergence
@@ -379,15 +433,44 @@ def _divergence(stable: Window, canary: Window, policy: RolloutSettings, alpha: 
         status = "pass"
     else:
         status = "pending"
+    what = {
+        "binary": "score distributions",
+        "multiclass": f"class probability distributions (largest: {widest})",
+        "regression": "prediction distributions on the label's bins",
+    }[task]
     return Check(
         name="prediction divergence",
         measured=divergence,
         threshold=c.max_divergence,
         status=status,
-        detail=f"Jensen-Shannon distance {divergence:.3f} between score distributions, "
+        detail=f"Jensen-Shannon distance {divergence:.3f} between {what}, "
         f"surely at least {least:.3f} ({scored_canary} canary, {scored_stable} stable "
         f"predictions); rollback once surely above {c.max_divergence:g}",
     )
+
+
+def paired_histograms(
+    stable: Window, canary: Window
+) -> dict[str, tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Each answer histogram of both sides, of one length. A class one side never answers
+    (a class set changed between versions) is a probability of 0 on each of its rows."""
+    mine, theirs = stable.histograms(), canary.histograms()
+    if stable.class_scores or canary.class_scores:
+        # multiclass: a side with no answers yet has no class histograms, not a binary one
+        mine, theirs = dict(stable.class_scores), dict(canary.class_scores)
+    width = max(len(h) for h in (*mine.values(), *theirs.values()))
+
+    def padded(histograms: dict[str, tuple[int, ...]], name: str, rows: int) -> tuple[int, ...]:
+        found = histograms.get(name)
+        if found is None:
+            return (rows, *(0,) * (width - 1))
+        return (*found, *(0,) * (width - len(found)))
+
+    names = dict.fromkeys([*mine, *theirs])
+    return {
+        name: (padded(mine, name, stable.scored), padded(theirs, name, canary.scored))
+        for name in names
+    }
 
 
 def _accuracy(stable: Window, canary: Window, policy: RolloutSettings, alpha: float) -> Check:
@@ -428,12 +511,77 @@ def _accuracy(stable: Window, canary: Window, policy: RolloutSettings, alpha: fl
         f"{c.max_accuracy_drop + c.detect_accuracy_drop:.2%} below: "
         + _two_sample(fails, passes, alpha)
     )
-    if not labelled:
-        detail += f"; {counts}"
+    return _judged(
+        "accuracy",
+        canary.accuracy,
+        (stable.accuracy or 0.0) - c.max_accuracy_drop,
+        fails,
+        passes,
+        detail if labelled else f"{detail}; {counts}",
+    )
+
+
+def _mean_absolute_error(
+    stable: Window, canary: Window, policy: RolloutSettings, alpha: float
+) -> Check:
+    """A regression's mean absolute error on labelled requests against stable's times
+    1 + `max_mae_increase`: each side's confidence sequence at `alpha` / 2
+    (confidence.mean_bounds), from the sums its error histogram carries. Passing takes
+    `min_labelled` labels each; as the sequences are asymptotic, a breach counts on
+    `min_requests_to_fail` labels each."""
+    c = policy.checks
+    name = LABEL_CHECKS["regression"]
+    counts = (
+        f"{canary.labelled} canary and {stable.labelled} stable labels so far; "
+        f"{c.min_labelled} each are needed"
+    )
+    limit = 1 + c.max_mae_increase
+    stable_mae, canary_mae = stable.mean_absolute_error, canary.mean_absolute_error
+    if canary_mae is None or stable_mae is None:
+        return Check(
+            name=name,
+            measured=canary_mae,
+            threshold=None if stable_mae is None else stable_mae * limit,
+            status="pending",
+            detail=counts,
+        )
+    half = alpha / 2
+    low, high = confidence.mean_bounds(
+        canary.abs_error_sum, canary.squared_error_sum, canary.labelled, half, c.min_labelled
+    )
+    stable_low, stable_high = confidence.mean_bounds(
+        stable.abs_error_sum, stable.squared_error_sum, stable.labelled, half, c.min_labelled
+    )
+    fewest = min(canary.labelled, stable.labelled)
+    fails = low > limit * stable_high and fewest >= policy.min_requests_to_fail
+    labelled = fewest >= c.min_labelled
+    passes = labelled and high <= (limit + c.detect_mae_increase) * max(stable_low, 0.0)
+    detail = (
+        f"canary {canary_mae:.4g} on {canary.labelled} labels (within {max(low, 0.0):.4g}.."
+        f"{high:.4g}), stable {stable_mae:.4g} on {stable.labelled} (within "
+        f"{max(stable_low, 0.0):.4g}..{stable_high:.4g}); rollback once shown more than "
+        f"{c.max_mae_increase:.0%} above stable's, pass once shown less than "
+        f"{c.max_mae_increase + c.detect_mae_increase:.0%} above: "
+        + _two_sample(fails, passes, alpha)
+    )
+    return _judged(
+        name,
+        canary_mae,
+        stable_mae * limit,
+        fails,
+        passes,
+        detail if labelled else f"{detail}; {counts}",
+    )
+
+
+def _judged(
+    name: str, measured: float | None, threshold: float, fails: bool, passes: bool, detail: str
+) -> Check:
+    """A check on labels once both sides have some: failed, passed or still pending."""
     return Check(
-        name="accuracy",
-        measured=canary.accuracy,
-        threshold=(stable.accuracy or 0.0) - c.max_accuracy_drop,
+        name=name,
+        measured=measured,
+        threshold=threshold,
         status="fail" if fails else "pass" if passes else "pending",
         detail=detail,
     )

@@ -131,6 +131,28 @@ def exceeds(first: tuple[int, int], second: tuple[int, int], margin: float, alph
     return max(own[0], shifted[0], joint[0]) >= min(own[1], shifted[1], joint[1])
 
 
+def mean_bounds(
+    total: float, squares: float, n: int, alpha: float, planned: int
+) -> tuple[float, float]:
+    """A (1 - alpha) confidence sequence for the mean of values (absolute errors), from
+    their sum, their sum of squares and their count: Robbins' normal mixture with the
+    sample's variance, tuned to be tightest at `planned` values.
+
+    Unlike the proportions' sequences it is asymptotic (Waudby-Smith et al., "Time-uniform
+    central limit theory", 2021): it holds its level as the count grows, not exactly on a
+    few values, so a check on it counts a breach only on enough of them.
+    """
+    if n == 0:
+        return -math.inf, math.inf
+    mean = total / n
+    variance = max(squares / n - mean * mean, 0.0)
+    level = -2 * math.log(alpha)
+    tuning = (level + math.log(level + 1)) / max(planned, 1)  # rho^2 * variance
+    grown = n * tuning + 1
+    width = math.sqrt(variance * 2 * grown / tuning * math.log(math.sqrt(grown) / alpha)) / n
+    return mean - width, mean + width
+
+
 def _argmin(slope: Callable[[float], float], low: float, high: float) -> tuple[float, float]:
     """A bracket of the least point of a convex function on [low, high], from its slope."""
     for _ in range(_ITERATIONS):

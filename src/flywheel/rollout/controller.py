@@ -33,7 +33,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any
 
-from flywheel.config import RolloutSettings
+from flywheel.config import RolloutSettings, Task
+from flywheel.contract import Contract
 from flywheel.registry import PRODUCTION, AliasConflict, Registry, version_number
 from flywheel.rollout.analysis import Verdict, Window, analyse
 from flywheel.rollout.driver import Driver
@@ -79,6 +80,7 @@ class RolloutController:
         self.prefix = f"rollouts/{registry.model_name}"
         # The revisions this controller wrote or picked up; any other one is resumed.
         self._known: set[tuple[str, int]] = set()
+        self._tasks: dict[str, Task] = {}
 
     # --- state ------------------------------------------------------------------
 
@@ -160,6 +162,14 @@ class RolloutController:
     def _serve(self, serving: str, slot: str) -> None:
         self._check()
         self.driver.finish(serving, slot=slot)
+
+    def task(self, version: str) -> Task:
+        """What the version predicts, which decides what the canary compares: its
+        contract's task (binary for a version registered without a contract)."""
+        if version not in self._tasks:
+            raw = self.registry.read_optional(version, "contract.json")
+            self._tasks[version] = "binary" if raw is None else Contract.from_json(raw).task
+        return self._tasks[version]
 
     def judged_by(self, state: RolloutState) -> RolloutSettings:
         """The policy a rollout is judged by to its end: the one it started under. A
@@ -399,6 +409,7 @@ class RolloutController:
         try:
             restored = self._set_traffic(state, state.weight)
             stable, canary = self.driver.measure(state.step_started)
+            task = self.task(state.canary)
         except (RolloutConflict, ControllerBusy):
             raise
         except RolloutError as error:
@@ -418,7 +429,7 @@ class RolloutController:
         if state.weight >= 100 and state.baseline is not None:
             yardstick = state.baseline
         accuracy = policy.step_accuracy(state.step)
-        verdict = analyse(yardstick, canary, policy, elapsed, accuracy)
+        verdict = analyse(yardstick, canary, policy, elapsed, accuracy, task)
         if self.on_tick:
             self.on_tick(state, verdict)
         measured = {

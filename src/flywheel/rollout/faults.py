@@ -53,9 +53,10 @@ def register_faulty(settings: Settings, reg: Registry, source: BatchSource, kind
     )
     features = settings.features
     x = predictor.feature_frame(frame, features.numeric, features.categorical)
-    y = frame[features.label].astype(int).to_numpy()
-    task = Contract.from_json(reg.read(production, "contract.json")).task
-    model = training.build_pipeline(features, settings.model, task)
+    # Learned as production's was: its contract's task and classes.
+    problem = Contract.from_json(reg.read(production, "contract.json")).problem
+    y = training.labels(frame, problem).to_numpy()
+    model = training.build_pipeline(features, settings.model, problem.task)
     if kind == "errors":
         x, y = _without_rarest_category(x, y, reg.read(production, "contract.json"))
         model.set_params(**_refuse_unseen(model))

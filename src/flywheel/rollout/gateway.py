@@ -3,14 +3,18 @@
 It proxies the Seldon REST protocol to two seldon-core microservices in the
 proportion set through its admin API, and measures each side as the
 SeldonDeployment's executor and Prometheus would: requests, server errors,
-latency histogram and the distribution of predicted scores.
+latency histogram and the distribution of answers, bucketed as the model buckets them
+(`serving.metrics.answer_buckets`): P(positive), each class's probability, or a
+regression's predicted value on the bins the routes give (`prediction_edges`, the
+stable version's label profile, so both sides are binned alike).
 
 Feedback (Seldon's `/api/v1.0/feedback`: the request, the response, the truth and
 a reward) goes to the model that answered, named by the response's
 `model_version` tag, else to a side drawn by the traffic weights as Seldon's
 ingress would; the model counts its right and wrong answers in its own FEEDBACK
-counter, and the accuracy in the windows is that counter's increase over the
-window, read from each model's metrics endpoint as Prometheus reads it.
+counter (a regression its errors in ERRORS, ABS_ERROR and SQUARED_ERROR), and the
+labels in the windows are those counters' increase over the window, read from each
+model's metrics endpoint as Prometheus reads it.
 
 It also exports every call it serves to Prometheus at `/metrics` (and at
 `/prometheus`, the executor's path) as Seldon's executor does: one histogram,
@@ -23,7 +27,7 @@ gRPC code, come from `ExecutorRequests` in tests.)
     python -m flywheel.rollout.gateway --port 8080 --deployment loan-default
     GET  /metrics        the executor's request histogram, per predictor, service and code
     PUT  /admin/routes   {"stable": {"version": "v1", "url": "http://...", "metrics_url": "http://.../metrics"},
-                          "canary": {...}, "canary_weight": 10}
+                          "canary": {...}, "canary_weight": 10, "prediction_edges": [...]}
     GET  /admin/windows  what each side did since the routes last changed
     POST /api/v1.0/predictions  a SeldonMessage
     POST /api/v1.0/feedback     {"request": ..., "response": ..., "truth": ..., "reward": ...}
@@ -39,6 +43,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,17 +53,48 @@ from aiohttp import ClientSession, ClientTimeout, TCPConnector, web
 
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
 from flywheel.serving.metrics import (
+    ABS_ERROR,
+    ERRORS,
     FEEDBACK,
     REQUEST_BUCKETS,
     REQUESTS,
     SCORE_BUCKETS,
-    score_bucket,
+    SQUARED_ERROR,
+    WHOLE,
+    answer_buckets,
 )
 
 log = logging.getLogger(__name__)
 PREDICT = "/api/v1.0/predictions"
 FEEDBACK_PATH = "/api/v1.0/feedback"
 STATUS_PATH = "/api/v1.0/health/status"
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A model's counters of the labels it was sent: a classifier's right and wrong
+    answers, a regression's rows by absolute-error bucket and the sums of its errors."""
+
+    right: float = 0.0
+    wrong: float = 0.0
+    errors: dict[int, float] = field(default_factory=dict)
+    abs_error: float = 0.0
+    squared_error: float = 0.0
+
+    def since(self, start: Labels) -> Labels:
+        """What was added since `start`; a counter below its start value was reset (the
+        model restarted), and counts from 0."""
+
+        def added(now: float, then: float) -> float:
+            return now - then if now >= then else now
+
+        return Labels(
+            right=added(self.right, start.right),
+            wrong=added(self.wrong, start.wrong),
+            errors={b: added(n, start.errors.get(b, 0.0)) for b, n in self.errors.items()},
+            abs_error=added(self.abs_error, start.abs_error),
+            squared_error=added(self.squared_error, start.squared_error),
+        )
 
 
 @dataclass
@@ -76,38 +112,67 @@ class Side:
     feedback: int = 0
     latency: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BOUNDS_MS))
     scores: list[int] = field(default_factory=lambda: [0] * SCORE_BUCKETS)
-    # The model's FEEDBACK counter (right, wrong) when the window began; None until read.
-    labels_at_start: tuple[float, float] | None = None
+    class_scores: dict[str, list[int]] = field(default_factory=dict)
+    # The model's label counters when the window began; None until read.
+    labels_at_start: Labels | None = None
 
-    def window(self, labels_now: tuple[float, float] | None) -> Window:
-        right, wrong = 0.0, 0.0
-        if labels_now is not None and self.labels_at_start is not None:
-            # A counter below its start value was reset (the model restarted): count from 0.
-            right, wrong = (
-                now - start if now >= start else now
-                for now, start in zip(labels_now, self.labels_at_start, strict=True)
+    def count(self, buckets: dict[tuple[str, int], int]) -> None:
+        """Add one answer's buckets (`answer_buckets`) to the histograms."""
+        for (name, bucket), n in buckets.items():
+            histogram = (
+                self.scores
+                if name == WHOLE
+                else self.class_scores.setdefault(name, [0] * SCORE_BUCKETS)
             )
+            histogram.extend([0] * (bucket + 1 - len(histogram)))
+            histogram[bucket] += n
+
+    def window(self, labels_now: Labels | None) -> Window:
+        labels = Labels()
+        if labels_now is not None and self.labels_at_start is not None:
+            labels = labels_now.since(self.labels_at_start)
+        errors = [0] * (max(labels.errors, default=-1) + 1)
+        for bucket, n in labels.errors.items():
+            errors[bucket] = round(n)
         return Window(
             requests=self.requests,
             errors=self.errors,
             latency_counts=tuple(self.latency),
             scores=tuple(self.scores),
-            labelled=round(right + wrong),
-            correct=round(right),
+            class_scores={k: tuple(v) for k, v in self.class_scores.items()},
+            labelled=round(labels.right + labels.wrong) + sum(errors),
+            correct=round(labels.right),
+            label_errors=tuple(errors),
+            abs_error_sum=labels.abs_error,
+            squared_error_sum=labels.squared_error,
         )
 
 
-def feedback_counts(exposition: str) -> tuple[float, float]:
-    """(right, wrong) from a model's FEEDBACK counter in Prometheus' text format."""
-    counts = {"true": 0.0, "false": 0.0}
+def feedback_counts(exposition: str) -> Labels:
+    """A model's label counters (FEEDBACK, ERRORS, ABS_ERROR, SQUARED_ERROR) in Prometheus'
+    text format, summed over their workers."""
+    right = wrong = abs_error = squared_error = 0.0
+    errors: dict[int, float] = {}
     for line in exposition.splitlines():
-        if not line.startswith(FEEDBACK + "{"):
+        name, _, rest = line.partition("{")
+        if name not in (FEEDBACK, ERRORS, ABS_ERROR, SQUARED_ERROR):
             continue
-        labels, _, value = line.rpartition(" ")
-        for correct in counts:
-            if f'correct="{correct}"' in labels:
-                counts[correct] += float(value)
-    return counts["true"], counts["false"]
+        labels, _, raw = rest.rpartition(" ")
+        value = float(raw)
+        if name == FEEDBACK:
+            if 'correct="true"' in labels:
+                right += value
+            elif 'correct="false"' in labels:
+                wrong += value
+        elif name == ERRORS:
+            found = re.search(r'bucket="(\d+)"', labels)
+            if found:
+                errors[int(found[1])] = errors.get(int(found[1]), 0.0) + value
+        elif name == ABS_ERROR:
+            abs_error += value
+        else:
+            squared_error += value
+    return Labels(right, wrong, errors, abs_error, squared_error)
 
 
 @dataclass
@@ -173,6 +238,9 @@ class Gateway:
         self.canary_weight = 0
         self.since = time.time()
         self.session: ClientSession | None = None
+        # A regression's prediction bins (the stable version's label profile); None: not
+        # a regression, or not given, and predicted values are not counted.
+        self.edges: list[float] | None = None
 
     def route(self) -> str | None:
         if (
@@ -227,9 +295,8 @@ class Gateway:
 
     def _observe(self, role: str, side: Side, payload: bytes) -> None:
         try:
-            rows = json.loads(payload)["data"]["ndarray"]
-            for row in rows:
-                side.scores[score_bucket(row[1])] += 1
+            data = json.loads(payload)["data"]
+            side.count(answer_buckets(data["ndarray"], data.get("names") or [], self.edges))
         except (ValueError, KeyError, TypeError, IndexError):
             return
 
@@ -298,8 +365,8 @@ class Gateway:
             return None
         return next((role for role, s in self.sides.items() if s.version == version), None)
 
-    async def _labels(self, side: Side) -> tuple[float, float] | None:
-        """The model's FEEDBACK counter now (right, wrong), or None if it cannot be read."""
+    async def _labels(self, side: Side) -> Labels | None:
+        """The model's label counters now, or None if they cannot be read."""
         if side.metrics_url is None or self.session is None:
             return None
         try:
@@ -327,6 +394,8 @@ class Gateway:
             if body.get(role)
         }
         self.canary_weight = weight
+        edges = body.get("prediction_edges")
+        self.edges = [float(e) for e in edges] if isinstance(edges, list) else None
         self.since = time.time()
         for side in self.sides.values():
             side.labels_at_start = await self._labels(side)

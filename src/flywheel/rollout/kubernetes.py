@@ -9,8 +9,12 @@ they change the PodTemplate, which the next apply rolls out.
 
 Measurements come from Prometheus' HTTP API: request counts, server errors and
 latency histograms from the Seldon executor (`seldon_api_executor_server_requests_seconds`),
-and the score distribution and feedback accuracy from the model's own metrics, all
-selected by namespace, SeldonDeployment and predictor, and counted over the step alone.
+and the answer distribution and labels from the model's own metrics (SCORES or
+PREDICTIONS; FEEDBACK, or a regression's ERRORS with its sums), all selected by namespace,
+SeldonDeployment and predictor, and counted over the step alone. A regression's predicted
+values are counted in each version's bins, its contract's label profile, which a new
+version takes from production's contract (`contract.keep_label_bins`), so both sides
+count in the same ones.
 The executor times feedback, status and metadata calls in the same histogram as
 predictions, told apart by its `service` label: only prediction series are selected.
 A look that cannot measure (Prometheus down or refusing, no series where traffic
@@ -41,7 +45,16 @@ from flywheel.rollout.controller import RolloutController
 from flywheel.rollout.driver import Inconclusive
 from flywheel.rollout.slots import SLOTS, other_slot
 from flywheel.rollout.state import RolloutError
-from flywheel.serving.metrics import FEEDBACK, REQUESTS, SCORE_BUCKETS, SCORES
+from flywheel.serving.metrics import (
+    ABS_ERROR,
+    ERRORS,
+    FEEDBACK,
+    PREDICTIONS,
+    REQUESTS,
+    SCORE_BUCKETS,
+    SCORES,
+    SQUARED_ERROR,
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +66,8 @@ FIELD_MANAGER = "flywheel-rollout"
 # method over gRPC (the Seldon protocol, the one Flywheel's SeldonDeployment speaks).
 # Feedback ("feedback", ".../SendFeedback"), status and metadata calls are not traffic.
 PREDICTION_SERVICES = ("predictions", "/seldon.protos.Seldon/Predict")
+# The model's own counters a window reads (serving.metrics).
+MODEL_COUNTERS = (SCORES, PREDICTIONS, FEEDBACK, ERRORS, ABS_ERROR, SQUARED_ERROR)
 # Server-side failures among the executor's codes: over REST the HTTP status (5xx);
 # over gRPC the code's name, and these are the codes grpc-gateway answers with a 5xx
 # (Unknown, Internal and DataLoss 500, Unimplemented 501, Unavailable 503,
@@ -316,8 +331,11 @@ class KubernetesDriver:
 
         requests = increases(f"{REQUESTS}_count", served)
         buckets = increases(f"{REQUESTS}_bucket", served)
-        scores = increases(SCORES, selector)
-        feedback = increases(FEEDBACK, selector)
+        # The model's own counters in one query, told apart by name.
+        own = increases("", f'__name__=~"{_regex(MODEL_COUNTERS)}",{selector}')
+
+        def named(metric: str) -> list[tuple[dict[str, str], float, bool]]:
+            return [row for row in own if row[0].get("__name__") == metric]
 
         def window(predictor: str) -> Window:
             def mine(
@@ -329,12 +347,24 @@ class KubernetesDriver:
             for labels, n in mine(buckets):
                 cumulative[labels["le"]] = cumulative.get(labels["le"], 0.0) + n
             bounds, counts = _histogram(cumulative)
-            score = [0] * SCORE_BUCKETS
-            for labels, n in mine(scores):
-                score[int(labels.get("bucket", 0))] += round(n)
+            score: list[int] = [0] * SCORE_BUCKETS
+            by_class: dict[str, list[int]] = {}
+            for labels, n in mine(named(SCORES)) + mine(named(PREDICTIONS)):
+                name = labels.get("class")
+                histogram = (
+                    score if name is None else by_class.setdefault(name, [0] * SCORE_BUCKETS)
+                )
+                bucket = int(labels.get("bucket", 0))
+                histogram.extend([0] * (bucket + 1 - len(histogram)))
+                histogram[bucket] += round(n)
             marks: dict[str, float] = {}
-            for labels, n in mine(feedback):
+            for labels, n in mine(named(FEEDBACK)):
                 marks[labels.get("correct", "")] = marks.get(labels.get("correct", ""), 0.0) + n
+            errors: list[int] = []
+            for labels, n in mine(named(ERRORS)):
+                bucket = int(labels.get("bucket", 0))
+                errors.extend([0] * (bucket + 1 - len(errors)))
+                errors[bucket] += round(n)
             return Window(
                 requests=round(sum(n for _, n in mine(requests))),
                 errors=round(
@@ -343,8 +373,12 @@ class KubernetesDriver:
                 latency_bounds_ms=bounds,
                 latency_counts=counts,
                 scores=tuple(score),
-                labelled=round(marks.get("true", 0.0) + marks.get("false", 0.0)),
+                class_scores={k: tuple(v) for k, v in by_class.items()},
+                labelled=round(marks.get("true", 0.0) + marks.get("false", 0.0)) + sum(errors),
                 correct=round(marks.get("true", 0.0)),
+                label_errors=tuple(errors),
+                abs_error_sum=sum(n for _, n in mine(named(ABS_ERROR))),
+                squared_error_sum=sum(n for _, n in mine(named(SQUARED_ERROR))),
             )
 
         sampled = {s.get("predictor_name", "") for s, _, seen in requests if seen}

@@ -248,8 +248,23 @@ class LocalDriver:
         }
         if canary_weight > 0 or canary in self.backends:
             routes["canary"] = self.backend(canary).route()
+        edges = self.prediction_edges(stable)
+        if edges is not None:
+            routes["prediction_edges"] = list(edges)
         _http("PUT", f"{self.gateway_url}/admin/routes", routes)
         self.applied = (stable, canary, canary_weight)
+
+    def prediction_edges(self, stable: str) -> tuple[float, ...] | None:
+        """The bins both sides' predicted values are counted in when the stable version is
+        a regression: its contract's label profile edges; None for a classifier."""
+        from flywheel.contract import Contract
+        from flywheel.registry import Registry
+
+        raw = Registry.from_settings(self.settings).read_optional(stable, "contract.json")
+        contract = Contract.from_json(raw) if raw is not None else None
+        if contract is None or contract.task != "regression":
+            return None
+        return contract.label_profile.edges if contract.label_profile else ()
 
     def measure(self, since: float) -> tuple[Window, Window]:
         windows = _http("GET", f"{self.gateway_url}/admin/windows")

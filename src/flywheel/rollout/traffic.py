@@ -4,7 +4,9 @@ Requests go out on a fixed schedule (an open loop, so a slow backend does not
 slow the load down), one row each, as the Seldon protocol's `jsonData`. For a
 share of them the true label is sent back after a delay, as labels arrive in
 production, through Seldon's feedback API: the request, the response, the truth
-and a reward (1 if the answer was right). The load runs in its own process, so
+(the label as the batch holds it: a class, or a number) and a reward (1 if a
+classifier's most probable class was the label, else 0; minus the absolute error of a
+regression's answer). The load runs in its own process, so
 nothing the caller does (the controller importing scipy, say) can delay it.
 """
 
@@ -39,7 +41,7 @@ class SyntheticTraffic:
     ) -> None:
         self.url = url.rstrip("/")
         self.rows = json.loads(frame[list(features.columns)].to_json(orient="records"))
-        self.labels = [int(v) for v in frame[features.label]]
+        self.labels: list[Any] = frame[features.label].tolist()
         self.rps = rps
         self.label_fraction = label_fraction
         self.label_delay = label_delay
@@ -118,15 +120,11 @@ class SyntheticTraffic:
             return
         await asyncio.sleep(self.label_delay)
         truth = self.labels[i]
-        try:
-            predicted = int(answer["data"]["ndarray"][0][1] >= 0.5)
-        except (KeyError, IndexError, TypeError):
-            predicted = None
         feedback = {
             "request": {"jsonData": [self.rows[i]]},
             "response": answer,
             "truth": {"data": {"ndarray": [truth]}},
-            "reward": float(predicted == truth),
+            "reward": reward(answer, truth),
         }
         try:
             async with session.post(f"{self.url}/api/v1.0/feedback", json=feedback) as response:
@@ -139,3 +137,22 @@ class SyntheticTraffic:
 def _load(traffic: SyntheticTraffic) -> None:
     stats = asyncio.run(traffic.run())
     traffic._results.put(dict(stats))
+
+
+def reward(answer: Any, truth: Any) -> float:
+    """A feedback's reward for one answered row: 1.0 if a classifier's answer (P >= 0.5 of
+    a binary's positive class, else the most probable class, by name) was `truth`, else
+    0.0; minus the absolute error of a regression's (one value); 0.0 if unreadable."""
+    try:
+        data = answer["data"]
+        row = [float(v) for v in data["ndarray"][0]]
+        if len(row) == 1:
+            return -abs(row[0] - float(truth))
+        if len(row) == 2:
+            return float(
+                int(row[1] >= 0.5) == truth or data["names"][int(row[1] >= 0.5)] == str(truth)
+            )
+        best = max(range(len(row)), key=lambda j: (row[j], -j))
+        return float(data["names"][best] == str(truth))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0

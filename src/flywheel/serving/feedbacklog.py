@@ -7,6 +7,9 @@ feedback:
     {"request_id": "...", "model": "loan-default", "version": "v3", "time": 1767225600.0,
      "labels": [0, 1, ...]}
 
+`labels` are a classifier's classes as the contract's `classes` hold them (names or values:
+`Problem.codes` reads them back), a regression's numbers.
+
 `version` is the predictor that received the feedback; monitoring joins on the
 request id alone, so a label routed to another predictor still finds its request.
 """
@@ -17,6 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from flywheel.problem import Label
 from flywheel.serving.predictionlog import PredictionLogger
 from flywheel.storage import ObjectStore
 
@@ -46,7 +50,7 @@ def feedback_entry(
     version: str,
     request: Any,
     response: Any,
-    labels: Sequence[int],
+    labels: Sequence[Label],
     *,
     at: float | None = None,
 ) -> dict[str, Any] | None:
@@ -60,5 +64,5 @@ def feedback_entry(
         "model": model,
         "version": version,
         "time": time.time() if at is None else at,
-        "labels": [int(label) for label in labels],
+        "labels": list(labels),
     }

@@ -5,8 +5,10 @@
 
 It loads one immutable version from the registry, checks every request against
 that version's data contract (a bad request is a Seldon 400 naming the feature),
-returns class probabilities, exposes custom metrics, tags and metadata, and logs
-each request and response without blocking it.
+answers as its contract's problem says (a classifier a probability per class, named and
+ordered as the contract's classes; a regression the predicted value, named as the label),
+exposes custom metrics, tags and metadata, and logs each request and response without
+blocking it.
 
 `stamp_from_request` (default false; the chart and CD never set it) is for replaying
 recorded or simulated traffic, as `flywheel simulate --servers` does: the prediction log
@@ -37,11 +39,13 @@ from flywheel.config import StorageSettings
 from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 from flywheel.predictor import Predictor, load_model
+from flywheel.problem import Problem, from_model
 from flywheel.registry import MODEL_FILE, Registry
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
-from flywheel.serving.messages import CLASS_NAMES, own_scores, rounded, sent_at, true_labels
+from flywheel.serving.judgement import Judgement, judge
+from flywheel.serving.messages import own_outputs, rounded, sent_at, true_labels
 from flywheel.serving.metrics import (
-    feedback_metrics,
+    answer_buckets,
     keep_zero_metrics,
     request_metrics,
     write_metrics_once,
@@ -107,6 +111,10 @@ class FlywheelModel:
         self._shared = registry
         self.predictor: Predictor | None = None
         self.schema: RequestSchema | None = None
+        # What the version answers (its contract's task and classes), and a regression's
+        # prediction bins: the inner edges of the contract's label profile.
+        self.problem: Problem | None = None
+        self.edges: tuple[float, ...] | None = None
         self.logger: PredictionLogger | None = None
         # The true labels, joined to the prediction log by request id for monitoring.
         self.feedback_log: FeedbackLogger | None = None
@@ -165,6 +173,9 @@ class FlywheelModel:
                 f"cannot serve {self.model_name} {self.model_version} from {self.storage.uri}: {error}"
             ) from error
         self.schema = RequestSchema.from_contract(contract, self.max_rows)
+        self.problem = _answered(contract, model, f"{self.model_name} {self.model_version}")
+        if not self.problem.is_classifier:
+            self.edges = contract.label_profile.edges if contract.label_profile else ()
         self.predictor = Predictor(
             model, list(contract.numeric), list(contract.categorical), compiled=compiled
         )
@@ -241,18 +252,24 @@ class FlywheelModel:
         """A REST request (dict) in, its response out, with no seldon-core in between; what
         predict_raw serves, and what a simulation calls in-process. A bad request is a
         BadRequest."""
-        if self.predictor is None or self.schema is None:
+        if self.predictor is None or self.schema is None or self.problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
         rows = self.schema.checked(payload)
-        probabilities = self.predictor.predict_rows(rows)
+        answers = self.predictor.predict_rows(rows)
         elapsed_ms = (time.perf_counter() - started) * 1000
         meta = payload.get("meta") if isinstance(payload.get("meta"), dict) else {}
         request_id = str(meta.get("puid") or uuid.uuid4().hex)
-        outputs = rounded(probabilities)
+        outputs = rounded(answers)
+        names = self.problem.output_names
         # Bucketed as returned, so the gateway, which sees only the response, agrees.
-        metrics = request_metrics([row[1] for row in outputs], elapsed_ms)
+        metrics = request_metrics(
+            answer_buckets(outputs, names, self.edges),
+            len(outputs),
+            elapsed_ms,
+            regression=not self.problem.is_classifier,
+        )
         with self._metrics_lock:
             self._pending += metrics
         # Taken before this request is logged: else the backlog gauge, counting the
@@ -273,16 +290,19 @@ class FlywheelModel:
             )
             self._written(self.logger)
         return {
-            "data": {"names": CLASS_NAMES, "ndarray": outputs},
+            "data": {"names": names, "ndarray": outputs},
             "meta": {"tags": {**self.tags(), "request_id": request_id}, "metrics": metrics},
         }
 
     def send_feedback_raw(self, feedback: Any) -> Any:
         """Seldon feedback with the true labels, over REST or gRPC (both arrive as a Feedback
-        message): counts, per labelled row, whether this version's answer was right.
+        message): counts, per labelled row, whether this version's answer was right, or
+        for a regression how far off it was.
 
-        The counts are the FEEDBACK counter (correct="true" or "false"), which seldon-core
-        exports at /metrics and the rollout's accuracy check reads. The raw message is
+        The counts are the FEEDBACK counter (correct="true" or "false") of a classifier,
+        the ERRORS histogram with the ABS_ERROR and SQUARED_ERROR sums of a regression,
+        which seldon-core exports at /metrics and the rollout's label check reads. The raw
+        message is
         taken rather than seldon-core's `send_feedback(features, ...)`: that hands the rows
         over as one numpy array, which turns a row of numbers and strings into strings
         and has nothing for a jsonData request.
@@ -290,7 +310,7 @@ class FlywheelModel:
         from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 
         try:
-            right, wrong = self.judge_feedback(
+            judgement = self.judge_feedback(
                 seldon_message_to_json(feedback.request),
                 seldon_message_to_json(feedback.response),
                 seldon_message_to_json(feedback.truth),
@@ -306,42 +326,46 @@ class FlywheelModel:
             # unless the message is the exception's argument too.
             refused.args = (f"feedback: {error}",)
             raise refused from None
-        metrics = feedback_metrics(right, wrong)
+        metrics = judgement.metrics()
         return json_to_seldon_message({"meta": {"tags": self.tags(), "metrics": metrics}})
 
-    def judge_feedback(self, request: Any, response: Any, truth: Any) -> tuple[int, int]:
-        """(right, wrong) answers of this version to the labelled rows of one feedback;
-        the labels go to the feedback log, for monitoring.
+    def judge_feedback(self, request: Any, response: Any, truth: Any) -> Judgement:
+        """This version's answers to the labelled rows of one feedback, judged: right and
+        wrong, or a regression's errors. The labels go to the feedback log, for monitoring:
+        a classifier's as the contract's class values, a regression's as numbers.
 
         The response's own scores are used when it names this version and this
         predictor; otherwise (a label routed to another predictor than the one that
         answered) the request is scored again, so that each version, and each pod of a
         version, is judged on its own answers.
         """
-        if self.predictor is None or self.schema is None:
+        problem = self.problem
+        if self.predictor is None or self.schema is None or problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
         sent_at = self._stamp(truth, "the feedback's truth")
-        labels = true_labels(truth)
-        scores = own_scores(response, self.model_version, self.served_by)
-        if scores is None:
+        labels = true_labels(truth, problem)
+        width = len(problem.output_names)
+        outputs = own_outputs(response, self.model_version, width, self.served_by)
+        if outputs is None:
             rows = self.schema.checked(request)
-            scores = [float(p) for p in self.predictor.predict_rows(rows)[:, 1]]
-        if len(scores) != len(labels):
-            raise BadRequest(f"{len(labels)} true labels for {len(scores)} predicted rows")
-        right = sum(int(score >= 0.5) == label for score, label in zip(scores, labels, strict=True))
+            outputs = self.predictor.predict_rows(rows).tolist()
+        if len(outputs) != len(labels):
+            raise BadRequest(f"{len(labels)} true labels for {len(outputs)} predicted rows")
+        judgement = judge(outputs, labels, problem)
         if self.feedback_log is not None:
+            logged = [problem.classes[int(c)] for c in labels] if problem.is_classifier else labels
             entry = feedback_entry(
                 self.model_name,
                 self.model_version,
                 request,
                 response,
-                labels,
+                logged,
                 at=self.clock() if sent_at is None else sent_at,
             )
             if entry is not None:
                 self.feedback_log.record(entry)
                 self._written(self.feedback_log)
-        return right, len(labels) - right
+        return judgement
 
     def metrics(self) -> list[dict[str, Any]]:
         """Custom metrics since the last call, and (at most once a second) the running gauges."""
@@ -397,6 +421,8 @@ class FlywheelModel:
                 f"cannot serve {self.model_name} {self.model_version} from {self.storage.uri}: {error}"
             ) from error
         names = list(contract.features)
+        # a probability per class (in the contract's order), or the predicted value
+        outputs = contract.problem.output_names
         properties: dict[str, Any] = {n: {"type": ["number", "null"]} for n in contract.numeric}
         properties.update(
             {n: {"enum": [*sorted(p.fractions), None]} for n, p in contract.categorical.items()}
@@ -412,7 +438,9 @@ class FlywheelModel:
                     "schema": {"type": "object", "properties": properties, "required": names},
                 },
             ],
-            "outputs": [{"messagetype": "ndarray", "schema": {"names": CLASS_NAMES, "shape": [2]}}],
+            "outputs": [
+                {"messagetype": "ndarray", "schema": {"names": outputs, "shape": [len(outputs)]}}
+            ],
             "custom": {
                 "data_hash": str(lineage.get("data", {}).get("content_hash", "")),
                 "git_commit": str(lineage.get("git_commit") or ""),
@@ -449,3 +477,15 @@ class FlywheelModel:
 
         blueprint.before_app_request(_limit_body)
         return blueprint
+
+
+def _answered(contract: Contract, model: Any, served: str) -> Problem:
+    """The problem the version answers: its contract's, which the model must predict (its
+    task, and its classes in the same order), or ModelUnavailable."""
+    fixed, fitted = contract.problem, from_model(model, contract.label)
+    if (fixed.task, fixed.output_names) != (fitted.task, fitted.output_names):
+        raise ModelUnavailable(
+            f"cannot serve {served}: its contract fixes {fixed.describe()}, "
+            f"and the model predicts {fitted.describe()}"
+        )
+    return fixed

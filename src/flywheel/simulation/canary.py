@@ -10,17 +10,26 @@ from __future__ import annotations
 
 import math
 import time as clock
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from threadpoolctl import threadpool_limits
 
 from flywheel.config import Settings
+from flywheel.contract import Contract
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.rollout.analysis import LATENCY_BOUNDS_MS, Window
 from flywheel.rollout.controller import RolloutController
-from flywheel.serving.metrics import SCORE_BUCKETS, score_bucket
+from flywheel.serving.judgement import judge
+from flywheel.serving.messages import true_labels
+from flywheel.serving.metrics import (
+    ERROR_BOUNDS,
+    SCORE_BUCKETS,
+    WHOLE,
+    answer_buckets,
+    error_bucket,
+)
 from flywheel.serving.model import FlywheelModel
 from flywheel.serving.requests import BadRequest
 from flywheel.simulation.traffic import _records
@@ -43,21 +52,32 @@ class Side:
     """One predictor's window, grown look by look."""
 
     latency: np.ndarray[Any, Any]  # counts per latency bucket
-    scores: np.ndarray[Any, Any]  # counts per score bucket
+    scores: np.ndarray[Any, Any]  # counts per score bucket (a regression's: per label bin)
     requests: int = 0
     errors: int = 0
     labelled: int = 0
     correct: int = 0
+    # a multiclass model's counts per score bucket, by class
+    class_scores: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    # a regression's labelled rows per absolute-error bucket, and the sums of its errors
+    label_errors: np.ndarray[Any, Any] | None = None
+    abs_error_sum: float = 0.0
+    squared_error_sum: float = 0.0
 
     def window(self, bounds: tuple[float, ...]) -> Window:
+        errors = () if self.label_errors is None else tuple(int(v) for v in self.label_errors)
         return Window(
             requests=self.requests,
             errors=self.errors,
             latency_bounds_ms=bounds,
             latency_counts=tuple(int(v) for v in self.latency),
             scores=tuple(int(v) for v in self.scores),
+            class_scores={k: tuple(int(v) for v in h) for k, h in self.class_scores.items()},
             labelled=self.labelled,
             correct=self.correct,
+            label_errors=errors if any(errors) else (),
+            abs_error_sum=self.abs_error_sum,
+            squared_error_sum=self.squared_error_sum,
         )
 
 
@@ -78,6 +98,8 @@ class SimulatedDriver:
         self.weight = 0
         self.routes: tuple[str, str, int] | None = None
         self.sides: dict[str, Side] = {}
+        # Buckets of a side's `scores`: a regression's are its prediction bins.
+        self.score_width = SCORE_BUCKETS
 
     def set_traffic(self, stable: str, canary: str, canary_weight: int, *, slot: str = "a") -> None:
         if self.routes != (stable, canary, canary_weight):
@@ -98,7 +120,7 @@ class SimulatedDriver:
         self.sides = {
             role: Side(
                 latency=np.zeros(len(self.bounds), dtype=int),
-                scores=np.zeros(SCORE_BUCKETS, dtype=int),
+                scores=np.zeros(self.score_width, dtype=int),
             )
             for role in ROLES
         }
@@ -123,12 +145,33 @@ class _Answers:
     scores: np.ndarray[Any, Any]  # (requests, buckets) counts
     labelled: np.ndarray[Any, Any]
     correct: np.ndarray[Any, Any]
+    # a multiclass model's (requests, buckets) counts by class
+    class_scores: dict[str, np.ndarray[Any, Any]] = field(default_factory=dict)
+    # a regression's (requests, error buckets) labelled rows, and per request its sums
+    label_errors: np.ndarray[Any, Any] | None = None
+    abs_errors: np.ndarray[Any, Any] | None = None
+    squared_errors: np.ndarray[Any, Any] | None = None
+
+
+def prediction_edges(registry: Registry, version: str) -> tuple[float, ...] | None:
+    """A regression version's prediction bins (its contract's label profile), else None."""
+    raw = registry.read_optional(version, "contract.json")
+    contract = Contract.from_json(raw) if raw is not None else None
+    if contract is None or contract.task != "regression":
+        return None
+    return contract.label_profile.edges if contract.label_profile else ()
 
 
 def _answers(
-    settings: Settings, registry: Registry, version: str, parts: list[tuple[str, pd.DataFrame]]
+    settings: Settings,
+    registry: Registry,
+    version: str,
+    parts: list[tuple[str, pd.DataFrame]],
+    edges: tuple[float, ...] | None = None,
 ) -> _Answers:
-    """Send every request of the day to `version` through the real serving class (not logged)."""
+    """Send every request of the day to `version` through the real serving class (not logged);
+    a regression's predicted values are counted in `edges`, stable's bins, as the gateway
+    counts both sides'."""
     import numpy as np
 
     model = FlywheelModel(
@@ -143,11 +186,16 @@ def _answers(
     n = len(parts)
     errors = np.zeros(n, dtype=bool)
     latency = np.zeros(n, dtype=int)
-    scores = np.zeros((n, SCORE_BUCKETS), dtype=int)
+    scores = np.zeros((n, SCORE_BUCKETS if edges is None else len(edges) + 1), dtype=int)
+    class_scores: dict[str, np.ndarray[Any, Any]] = {}
     labelled = np.zeros(n, dtype=int)
     correct = np.zeros(n, dtype=int)
+    label_errors = np.zeros((n, len(ERROR_BOUNDS) + 1), dtype=int)
+    abs_errors, squared_errors = np.zeros(n), np.zeros(n)
     with threadpool_limits(limits=1, user_api="openmp"):
         model.load()
+        problem = model.problem
+        assert problem is not None
         for i, (rid, part) in enumerate(parts):
             payload = {"jsonData": _records(settings, part), "meta": {"puid": rid}}
             response: dict[str, Any] | None = None
@@ -169,14 +217,28 @@ def _answers(
             )
             if response is None or errors[i]:
                 continue
-            answered = [row[1] for row in response["data"]["ndarray"]]
-            for score in answered:
-                if math.isfinite(score):
-                    scores[i, score_bucket(score)] += 1
-            labels = part[settings.features.label].to_numpy()
-            labelled[i] = len(labels)
-            correct[i] = int(((np.asarray(answered) >= 0.5).astype(int) == labels).sum())
-    return _Answers(errors, latency, scores, labelled, correct)
+            rows = response["data"]["ndarray"]
+            names = response["data"]["names"]
+            for (name, bucket), count in answer_buckets(rows, names, edges).items():
+                if name == WHOLE:
+                    scores[i, bucket] += count
+                else:
+                    class_scores.setdefault(name, np.zeros((n, SCORE_BUCKETS), dtype=int))
+                    class_scores[name][i, bucket] += count
+            truth = {"data": {"ndarray": part[settings.features.label].tolist()}}
+            judged = judge(rows, true_labels(truth, problem), problem)
+            labelled[i] = len(rows)
+            correct[i] = judged.right
+            finite = [e for e in judged.errors or () if math.isfinite(e)]
+            for e in finite:
+                label_errors[i, error_bucket(e)] += 1
+            abs_errors[i] = sum(abs(e) for e in finite)
+            squared_errors[i] = sum(e * e for e in finite)
+    if problem.is_classifier:
+        return _Answers(errors, latency, scores, labelled, correct, class_scores)
+    return _Answers(
+        errors, latency, scores, labelled, correct, {}, label_errors, abs_errors, squared_errors
+    )
 
 
 class DayDriver(SimulatedDriver):
@@ -190,6 +252,7 @@ class DayDriver(SimulatedDriver):
 
         super().__init__(np.random.default_rng(seed), start)
         self.answers = {"stable": stable, "canary": canary}
+        self.score_width = stable.scores.shape[1]
 
     def _draw(self, dt: float) -> None:
         import numpy as np
@@ -207,8 +270,19 @@ class DayDriver(SimulatedDriver):
             side.errors += int(a.errors[chosen].sum())
             side.latency += np.bincount(a.latency[chosen], minlength=len(self.bounds))
             side.scores += a.scores[ok].sum(axis=0)
+            for name, counts in a.class_scores.items():
+                side.class_scores[name] = side.class_scores.get(name, 0) + counts[ok].sum(axis=0)
             side.labelled += int(a.labelled[ok].sum())
             side.correct += int(a.correct[ok].sum())
+            if a.label_errors is not None and a.abs_errors is not None:
+                assert a.squared_errors is not None
+                side.label_errors = (
+                    a.label_errors[ok].sum(axis=0)
+                    if side.label_errors is None
+                    else side.label_errors + a.label_errors[ok].sum(axis=0)
+                )
+                side.abs_error_sum += float(a.abs_errors[ok].sum())
+                side.squared_error_sum += float(a.squared_errors[ok].sum())
 
 
 def _canary(
@@ -223,9 +297,10 @@ def _canary(
     stable = registry.resolve(PRODUCTION)
     if stable is None:
         return {"version": version, "phase": "direct", "reason": "nothing was in production"}
+    edges = prediction_edges(registry, stable)
     driver = DayDriver(
-        _answers(settings, registry, stable, parts),
-        _answers(settings, registry, version, parts),
+        _answers(settings, registry, stable, parts, edges),
+        _answers(settings, registry, version, parts, edges),
         seed=world.seed * 100_003 + (end.date().toordinal()),
         start=end.timestamp(),
     )

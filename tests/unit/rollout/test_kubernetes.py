@@ -290,3 +290,47 @@ def test_a_prometheus_that_dies_mid_answer_makes_the_look_inconclusive() -> None
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_each_tasks_answers_and_labels_are_read_from_the_models_counters_in_one_query(
+    server: Callable[[Handler], str],
+) -> None:
+    # given Prometheus holding a multiclass predictor's per-class scores and right answers,
+    # and a regression predictor's prediction bins and error counters
+    def series(name: str, predictor: str, value: float, **labels: str) -> dict[str, Any]:
+        metric = {"__name__": name, "predictor_name": predictor, **labels}
+        return {"metric": metric, "values": [[1.0, "0"], [2.0, str(value)]]}
+
+    own = [
+        series("flywheel_scores_total", "stable", 5, **{"class": "a", "bucket": "9"}),
+        series("flywheel_scores_total", "stable", 5, **{"class": "b", "bucket": "0"}),
+        series("flywheel_feedback_total", "stable", 4, correct="true"),
+        series("flywheel_feedback_total", "stable", 1, correct="false"),
+        series("flywheel_predictions_total", "canary", 3, bucket="12"),
+        series("flywheel_feedback_errors_total", "canary", 2, bucket="14"),
+        series("flywheel_feedback_errors_total", "canary", 1, bucket="15"),
+        series("flywheel_feedback_abs_error_total", "canary", 75.5),
+        series("flywheel_feedback_squared_error_total", "canary", 2200.25),
+    ]
+    queries: list[str] = []
+
+    def prometheus(method: str, path: str, body: bytes) -> tuple[int, Any]:
+        from urllib.parse import parse_qs, urlsplit
+
+        query = parse_qs(urlsplit(path).query)["query"][0]
+        queries.append(query)
+        result = own if query.startswith('{__name__=~"flywheel_scores_total|') else []
+        return 200, {"status": "success", "data": {"resultType": "matrix", "result": result}}
+
+    # when both predictors' windows are read
+    windows = _driver("http://127.0.0.1:1", server(prometheus)).windows(0, ["stable", "canary"])
+    # then the model's counters came in one query besides the executor's two
+    assert len(queries) == 3
+    stable, canary = windows["stable"], windows["canary"]
+    assert stable.class_scores == {"a": (0,) * 9 + (5,), "b": (5,) + (0,) * 9}
+    assert (stable.labelled, stable.correct, stable.scored) == (5, 4, 5)
+    assert canary.scores == (0,) * 12 + (3,)
+    assert canary.label_errors == (0,) * 14 + (2, 1)
+    assert (canary.labelled, canary.correct) == (3, 0)
+    assert (canary.abs_error_sum, canary.squared_error_sum) == (75.5, 2200.25)
+    assert canary.mean_absolute_error == pytest.approx(75.5 / 3)

@@ -46,9 +46,10 @@ def test_every_bucket_is_reachable_and_there_are_as_many_as_the_analysis_reads()
 def test_the_model_and_the_gateway_bucket_with_the_same_function() -> None:
     # The model's Prometheus counters (Kubernetes) and the gateway's windows (local)
     # must agree, or the two drivers would judge the same canary differently.
-    # (the model's counters are metrics.request_metrics, which buckets with score_bucket)
+    # (the model's counters are metrics.request_metrics of metrics.answer_buckets)
     assert model.request_metrics is metrics.request_metrics
-    assert gateway.score_bucket is metrics.score_bucket
+    assert model.answer_buckets is metrics.answer_buckets
+    assert gateway.answer_buckets is metrics.answer_buckets
     assert gateway.SCORE_BUCKETS == metrics.SCORE_BUCKETS
 
 

@@ -26,7 +26,7 @@ from flywheel import batches
 from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.registry import Registry
-from flywheel.serving.messages import CLASS_NAMES
+from flywheel.serving.judgement import Judgement
 from flywheel.serving.metrics import ROWS, SCORES, score_bucket
 from flywheel.serving.model import FlywheelModel, ModelUnavailable
 from flywheel.serving.requests import BadRequest
@@ -122,9 +122,9 @@ def test_a_json_data_request_gets_probabilities_tags_and_metrics(
     served.metrics()  # start from an empty set of pending metrics
     # when three rows are scored, with the caller's request id
     response = served.score({"jsonData": rows, "meta": {"puid": "req-1"}})
-    # then each row gets the two class probabilities
+    # then each row gets the two class probabilities, named as the contract's classes
     ndarray = response["data"]["ndarray"]
-    assert response["data"]["names"] == CLASS_NAMES == ["repaid", "defaulted"]
+    assert response["data"]["names"] == ["0", "1"]
     assert len(ndarray) == 3
     assert all(len(r) == 2 and abs(sum(r) - 1) < 1e-5 and 0 <= r[1] <= 1 for r in ndarray)
     # and the same rows in the other JSON form get the same answer
@@ -234,11 +234,11 @@ def test_feedback_judges_this_versions_answers(
     # when the truth agrees on the first row and not on the second
     truth = {"data": {"ndarray": [predicted[0], 1 - predicted[1]]}}
     # then one is right and one wrong, whether the response is sent back or not
-    assert model.judge_feedback(request, response, truth) == (1, 1)
-    assert model.judge_feedback(request, {}, truth) == (1, 1)
+    assert model.judge_feedback(request, response, truth) == Judgement(1, 1)
+    assert model.judge_feedback(request, {}, truth) == Judgement(1, 1)
     # and one-hot labels ([P(0), P(1)] per row) say the same
     one_hot = {"data": {"ndarray": [[1 - p, p] for p in (predicted[0], 1 - predicted[1])]}}
-    assert model.judge_feedback(request, response, one_hot) == (1, 1)
+    assert model.judge_feedback(request, response, one_hot) == Judgement(1, 1)
 
 
 def test_feedback_on_another_versions_answer_scores_the_request_again(
@@ -255,15 +255,18 @@ def test_feedback_on_another_versions_answer_scores_the_request_again(
     # then it counts as this version's own answer only when it names this version
     mine = {"data": {"ndarray": opposite}, "meta": {"tags": {"model_version": "v1"}}}
     theirs = {"data": {"ndarray": opposite}, "meta": {"tags": {"model_version": "v7"}}}
-    assert model.judge_feedback(request, mine, truth) == (0, 1)
-    assert model.judge_feedback(request, theirs, truth) == (1, 0)
+    assert model.judge_feedback(request, mine, truth) == Judgement(0, 1)
+    assert model.judge_feedback(request, theirs, truth) == Judgement(1, 0)
 
 
 @pytest.mark.parametrize(
     ("truth", "message"),
     [
         ({}, 'feedback needs the true labels as "truth"'),
-        ({"data": {"ndarray": [2]}}, "a true label must be 0 or 1, got 2"),
+        (
+            {"data": {"ndarray": [2]}},
+            r"a true label must be a class of 'defaulted': 0, 1 \(or its index, 0 or 1\); got 2",
+        ),
         ({"data": {"ndarray": [1, 0, 1]}}, "3 true labels for 1 predicted rows"),
     ],
 )
@@ -530,5 +533,5 @@ def test_feedback_on_another_predictors_answer_of_the_same_version_scores_it_aga
     tags = {"model_version": "v1"}
     mine = {"data": {"ndarray": opposite}, "meta": {"tags": {**tags, "predictor": "b"}}}
     theirs = {"data": {"ndarray": opposite}, "meta": {"tags": {**tags, "predictor": "a"}}}
-    assert model.judge_feedback(request, mine, truth) == (0, 1)
-    assert model.judge_feedback(request, theirs, truth) == (1, 0)
+    assert model.judge_feedback(request, mine, truth) == Judgement(0, 1)
+    assert model.judge_feedback(request, theirs, truth) == Judgement(1, 0)
