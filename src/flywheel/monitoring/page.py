@@ -38,8 +38,10 @@ def _with_intervals(ax: Any, label: str, points: list[tuple[Any, Interval]], sty
     if not points:
         return
     values = [i.value for _, i in points]
-    below = [i.value - i.low for _, i in points]
-    above = [i.high - i.value for _, i in points]
+    # An interval's bound can sit a rounding error inside its value (accuracy 1.0, say):
+    # matplotlib refuses a negative error bar.
+    below = [max(0.0, i.value - i.low) for _, i in points]
+    above = [max(0.0, i.high - i.value) for _, i in points]
     x = [t for t, _ in points]
     ax.errorbar(x, values, yerr=[below, above], fmt=style, capsize=3, label=label)
 

@@ -40,3 +40,17 @@ def test_the_page_carries_each_tasks_figures(
     # a regression page: RMSE and MAE, drift, share, traffic; the estimate named DLE
     html = page.monitoring_page([regression], "diabetes", {})
     assert len(plots.findall(html)) == 5 and "rmse [CI]" in html and "DLE" in html
+
+
+def test_a_perfect_window_whose_bound_rounds_inside_its_value_is_plotted(
+    report: WindowReport,
+) -> None:
+    # given accuracy 1.0 on labels, its upper bound a rounding error below it (as a Wilson
+    # interval of all-right answers computes it)
+    from flywheel.monitoring.statistics import Interval
+
+    perfect = Interval(value=1.0, low=0.991, high=0.9999999999999999)
+    performance = report.performance.model_copy(update={"accuracy": perfect})
+    # when rendered, then the page is drawn (matplotlib refuses a negative error bar)
+    page = monitoring_page([report.model_copy(update={"performance": performance})], "t", {})
+    assert "1.000" in page
