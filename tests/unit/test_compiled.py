@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,6 +29,7 @@ from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import LocalStore
 from flywheel.synthetic import generate_day
 from flywheel.training import train
+from harness.datasets import shipped
 
 FEATURES = FeatureSettings()
 TREES: dict[str, dict[str, Scalar]] = {
@@ -96,19 +96,6 @@ class World:
         return (*self.features.numeric, *self.features.categorical)
 
 
-def _shipped(name: str) -> World:
-    """A scikit-learn dataset, its columns named as a flywheel.yaml can name them."""
-    import sklearn.datasets
-
-    loaded = getattr(sklearn.datasets, f"load_{name}")(as_frame=True).frame
-    frame = loaded.rename(columns=lambda c: re.sub(r"\W", "_", str(c)))
-    task: Task = (
-        "regression" if name == "diabetes" else "binary" if name != "wine" else "multiclass"
-    )
-    numeric = tuple(c for c in frame.columns if c != "target")
-    return World(frame, FeatureSettings(label="target", numeric=numeric, categorical=()), task)
-
-
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return generate_day(date(2026, 1, 1), GeneratorSettings(rows_per_day=600))
@@ -130,7 +117,7 @@ def worlds(frame: pd.DataFrame) -> dict[str, World]:
             frame.assign(tier=tiers.astype(str)), FeatureSettings(label="tier"), "multiclass"
         ),
         "losses": World(frame.assign(loss=losses), FeatureSettings(label="loss"), "regression"),
-        **{name: _shipped(name) for name in NUMERIC.values()},
+        **{name: World(*shipped(name)) for name in NUMERIC.values()},
     }
 
 
