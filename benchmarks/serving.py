@@ -1,9 +1,10 @@
 """`make bench-serving`: what Flywheel's serving costs against its peers, side by side in one run.
 
-Three models, one of each task: the loan-default binary classifier `flywheel run`
-registers from the generator's data (numeric and categorical features), a multiclass
-classifier of scikit-learn's wine data and a regressor of its diabetes data (numeric
-features), each a HistGradientBoosting model registered with its compiled scorer.
+Three models, one of each task, each registered by `flywheel run` with its compiled
+scorer: the loan-default binary classifier of `flywheel.yaml` on the generator's
+data (numeric and categorical features), and the multiclass and regression models
+of `examples/wine` and `examples/diabetes` on scikit-learn's tables (numeric
+features).
 For each model, every peer serves the same registered `model.joblib` (or, for the
 ceiling, nothing) on loopback with two worker processes and one OpenMP thread each,
 and gets the same one-row request:
@@ -72,12 +73,22 @@ ROW: dict[str, Any] = {
 BATCH_ROWS = 1000
 # The models, by task: what each is. The binary one's figures keep their names.
 MODELS = {
-    "binary": "loan default, binary (the generator's mixed features)",
-    "multiclass": "wine, 3 classes (scikit-learn's, 13 numeric features)",
-    "regression": "diabetes, regression (scikit-learn's, 10 numeric features)",
+    "binary": "loan default, binary: HistGradientBoosting, the generator's mixed features",
+    "multiclass": "wine, 3 classes: multinomial LogisticRegression, 13 numeric features",
+    "regression": "diabetes, regression: HistGradientBoosting, 10 numeric features",
 }
-# The scikit-learn dataset of each model the bench registers itself.
-DATASETS = {"multiclass": "wine", "regression": "diabetes"}
+# Each model's project, and how its batches are made; `flywheel run` registers it.
+PROJECTS = {
+    "binary": (REPO / "flywheel.yaml", ["data", "generate", "--next", "7"]),
+    "multiclass": (
+        REPO / "examples" / "wine" / "flywheel.yaml",
+        ["data", "split", "sklearn:wine", "--rows-per-day", "30"],
+    ),
+    "regression": (
+        REPO / "examples" / "diabetes" / "flywheel.yaml",
+        ["data", "split", "sklearn:diabetes", "--rows-per-day", "60"],
+    ),
+}
 
 # The serving goals, as ratios from one run.
 GOAL_VS_CEILING = 0.8
@@ -353,85 +364,39 @@ def project(kept: Path | None, prefix: str) -> Path:
 def models(work: Path, tasks: list[str]) -> dict[str, Model]:
     """Each task's model, in its own project under `work`: registered now, unless an earlier
     run kept it there."""
+    from flywheel.batches import read_table
     from flywheel.config import load_settings
-    from harness.datasets import shipped
 
     out = {}
     for task in tasks:
         folder = work / task
+        config, data = PROJECTS[task]
         if not (folder / "flywheel.yaml").exists():
             folder.mkdir(parents=True, exist_ok=True)
             print(f">> registering the {task} model in {folder}", flush=True)
-            if task == "binary":
-                register(folder)
-            else:
-                register_shipped(folder, DATASETS[task])
+            register(folder, config, data)
         store = folder / ".flywheel" / "store"
         settings = load_settings(
             folder / "flywheel.yaml", env={}, overrides=[f"storage.uri={store}"]
         )
         row = ROW
-        if task in DATASETS:
-            frame, features, _ = shipped(DATASETS[task])
-            row = {name: float(frame[name].iloc[0]) for name in features.numeric}
+        if task != "binary":  # the table's first row
+            table = read_table(data[2]).iloc[0]
+            row = {name: float(table[name]) for name in settings.features.numeric}
         out[task] = Model(task, settings, row)
     return out
 
 
-def register(work: Path) -> tuple[Path, Path]:
-    """A project with one registered model (v1); returns its config and store."""
-    shutil.copy(REPO / "flywheel.yaml", work / "flywheel.yaml")
+def register(work: Path, config: Path, data: list[str]) -> None:
+    """A project of `config` with one registered model (v1): its batches made by `flywheel
+    data`'s `data` arguments, then `flywheel run`."""
+    shutil.copy(config, work / "flywheel.yaml")
     flywheel = [str(REPO / ".venv" / "bin" / "flywheel"), "-c", str(work / "flywheel.yaml")]
-    for args in (["data", "generate", "--next", "7"], ["run"]):
+    for args in (data, ["run"]):
         done = subprocess.run([*flywheel, *args], cwd=work, capture_output=True, text=True)
         if done.returncode != 0:
             said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
             raise SystemExit(f"error: `flywheel {' '.join(args)}` failed in {work}: {said}")
-    return work / "flywheel.yaml", work / ".flywheel" / "store"
-
-
-def register_shipped(work: Path, dataset: str) -> None:
-    """A project with scikit-learn's `dataset` and one model of it registered (v1) as the
-    pipeline's `register` writes a version: the model, its contract, its lineage with the
-    compiled scorer's record, and the compiled scorer when it agrees with scikit-learn. No
-    pipeline run: the bench measures serving, and one is not needed to register a model."""
-    from flywheel import predictor, training
-    from flywheel.compiled import COMPILED_FILE
-    from flywheel.config import load_settings
-    from flywheel.contract import infer_contract
-    from flywheel.problem import resolve
-    from flywheel.registry import MODEL_FILE, Registry
-    from flywheel.storage import open_store
-    from harness.datasets import shipped
-
-    frame, features, task = shipped(dataset)
-    config = {
-        "model_name": dataset,
-        "features": {"label": features.label, "numeric": list(features.numeric), "categorical": []},
-        "model": {"task": task, "params": {"max_iter": 150}},
-        "storage": {"uri": ".flywheel/store"},
-    }
-    (work / "flywheel.yaml").write_text(json.dumps(config, indent=2))  # YAML reads JSON
-    settings = load_settings(
-        work / "flywheel.yaml", env={}, overrides=[f"storage.uri={work / '.flywheel' / 'store'}"]
-    )
-    problem = resolve(task, frame[features.label], features.label)
-    metric = "rmse" if task == "regression" else "accuracy"
-    model = training.train(frame, features, settings.model, metric, problem=problem).model
-    raw = predictor.dump_model(model)
-    compiled, scorer = predictor.compile_checked(raw, features, frame)
-    print(f">> {dataset}: serving scorer {scorer['scorer']}", flush=True)
-    contract = infer_contract([("shipped", frame)], features, bins=10, problem=problem)
-    files = {
-        MODEL_FILE: raw,
-        "contract.json": contract.to_json().encode(),
-        "lineage.json": json.dumps({"note": "bench-serving", "scorer": scorer}).encode(),
-        "metrics.json": b"{}",
-    }
-    if compiled is not None:
-        files[COMPILED_FILE] = compiled
-    store = open_store(settings.storage.uri, settings.storage)
-    Registry(store, settings.model_name).register(files, run_id="bench-serving")
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from flywheel.batches import read_table
 from flywheel.compiled import (
     COMPILED_FILE,
     TOLERANCE,
@@ -29,7 +30,6 @@ from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import LocalStore
 from flywheel.synthetic import generate_day
 from flywheel.training import train
-from harness.datasets import shipped
 
 FEATURES = FeatureSettings()
 TREES: dict[str, dict[str, Scalar]] = {
@@ -96,6 +96,13 @@ class World:
         return (*self.features.numeric, *self.features.categorical)
 
 
+def _shipped(name: str, task: Task) -> World:
+    """A table scikit-learn ships, as `flywheel data split sklearn:<name>` reads it."""
+    frame = read_table(f"sklearn:{name}")
+    numeric = tuple(c for c in frame.columns if c != "target")
+    return World(frame, FeatureSettings(label="target", numeric=numeric, categorical=()), task)
+
+
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
     return generate_day(date(2026, 1, 1), GeneratorSettings(rows_per_day=600))
@@ -117,7 +124,7 @@ def worlds(frame: pd.DataFrame) -> dict[str, World]:
             frame.assign(tier=tiers.astype(str)), FeatureSettings(label="tier"), "multiclass"
         ),
         "losses": World(frame.assign(loss=losses), FeatureSettings(label="loss"), "regression"),
-        **{name: World(*shipped(name)) for name in NUMERIC.values()},
+        **{name: _shipped(name, task) for task, name in NUMERIC.items()},
     }
 
 
