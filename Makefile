@@ -204,7 +204,7 @@ bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side b
 	$(BIN)/python -m benchmarks.pipeline $(ARGS)
 
 .PHONY: bench-serving
-bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
+bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side for a binary, a multiclass and a regression model: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
 	$(BIN)/python -m benchmarks.serving $(ARGS)
 
 .PHONY: soak

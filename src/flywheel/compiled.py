@@ -4,9 +4,12 @@ scikit-learn spends milliseconds on one row (the ColumnTransformer and its encod
 then the estimator's input checks); serving pays that on every request. Here the
 fitted encoders become dictionaries built from their categories, the numeric steps
 become the fitted medians, means and scales, and the estimator becomes a treelite
-model (tree ensembles) or its own coefficients (logistic regression). Anything else
-is not compiled: `compile_model` raises NotCompilable saying why, and serving keeps
-scikit-learn. The artifact holds no pickle: a JSON header, then treelite's bytes.
+model (tree ensembles, classifiers and regressors) or its own coefficients (logistic
+regression, binary or multinomial, and linear regressors). It answers what
+`Predictor.outputs` does: class probabilities in the order of the model's classes_,
+or a regressor's predicted value in one column. Anything else is not compiled:
+`compile_model` raises NotCompilable saying why, and serving keeps scikit-learn. The
+artifact holds no pickle: a JSON header, then treelite's bytes.
 """
 
 from __future__ import annotations
@@ -23,15 +26,18 @@ from flywheel.errors import FlywheelError
 
 # Beside model.joblib in a registry version; its sha256 is in the manifest.
 COMPILED_FILE = "scorer.compiled"
-# Above this, the compiled scores are not scikit-learn's and serving keeps scikit-learn.
+# Above this, the compiled answers are not scikit-learn's and serving keeps scikit-learn;
+# relative to the largest answer beyond 1 (a regressor's values), as float64's rounding is.
 TOLERANCE = 1e-9
-_FORMAT = 1
+# 2: any task (format 1 was a binary classifier's, read as one). A serving image that
+# knows only format 1 refuses format 2 and keeps scikit-learn, rather than misreading it.
+_FORMAT = 2
+_READS = (1, 2)
 _ROWS_PER_THREAD = 256
-_TREES = (
-    "HistGradientBoostingClassifier",
-    "RandomForestClassifier",
-    "ExtraTreesClassifier",
-    "GradientBoostingClassifier",
+_TREES = tuple(
+    f"{family}{kind}"
+    for family in ("HistGradientBoosting", "RandomForest", "ExtraTrees", "GradientBoosting")
+    for kind in ("Classifier", "Regressor")
 )
 
 
@@ -40,7 +46,7 @@ class NotCompilable(FlywheelError, ValueError):
 
 
 class CompiledScorer:
-    """Probabilities from rows with no scikit-learn: column steps, then the estimator."""
+    """A model's outputs from rows with no scikit-learn: column steps, then the estimator."""
 
     def __init__(self, header: dict[str, Any], trees: bytes = b"") -> None:
         self.header = header
@@ -63,14 +69,19 @@ class CompiledScorer:
             else:
                 self._columns.append((step["column"], "number", step))
         self.width = int(header["width"])
+        # What a format 1 header leaves out: it was a binary classifier's.
+        self.outputs_per_row = int(header.get("outputs", 2))
+        self.link = str(header.get("link", "logistic" if header["estimator"] == "linear" else ""))
         self._model: _Trees | None = None
         if header["estimator"] == "treelite":
             import treelite
 
-            self._model = _Trees(treelite.Model.deserialize_bytes(trees))
+            self._model = _Trees(
+                treelite.Model.deserialize_bytes(trees), margin=self.link == "softmax"
+            )
         else:
             self._coef = np.asarray(header["coef"], dtype=np.float64)
-            self._intercept = float(header["intercept"])
+            self._intercept = np.asarray(header["intercept"], dtype=np.float64)
 
     @property
     def kind(self) -> str:
@@ -87,9 +98,9 @@ class CompiledScorer:
         head, _, trees = raw.partition(b"\n")
         try:
             header = json.loads(head)
-            if header.get("format") != _FORMAT:
+            if header.get("format") not in _READS:
                 raise NotCompilable(
-                    f"compiled scorer format {header.get('format')!r} is not {_FORMAT}"
+                    f"compiled scorer format {header.get('format')!r} is not one of {_READS}"
                 )
             return cls(header, trees)
         except (ValueError, KeyError, TypeError) as error:
@@ -178,29 +189,44 @@ class CompiledScorer:
                         x[row, at + hit] = 1.0
         return x
 
-    def predict_proba(self, frame: Any) -> npt.NDArray[np.float64]:
-        """Class probabilities [P(0), P(1)] per row."""
-        return self._probabilities(self.features(frame))
+    def outputs(self, frame: Any) -> npt.NDArray[np.float64]:
+        """`Predictor.outputs`: per row, a classifier's class probabilities in the order of
+        its classes_, or a regressor's predicted value (one column)."""
+        return self._outputs(self.features(frame))
 
     def predict_rows(
         self, rows: Sequence[Sequence[Any]], columns: Sequence[str]
     ) -> npt.NDArray[np.float64]:
-        """`predict_proba` of checked rows (see `features_of_rows`): the same numbers."""
-        return self._probabilities(self.features_of_rows(rows, columns))
+        """`outputs` of checked rows (see `features_of_rows`): the same numbers."""
+        return self._outputs(self.features_of_rows(rows, columns))
 
-    def _probabilities(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    def _outputs(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if self.header.get("float32"):
             x = x.astype(np.float32).astype(np.float64)
         if self._model is not None:
             # Threads cost more than they save on the few rows of a request.
             threads = 1 if len(x) <= _ROWS_PER_THREAD else -1
-            p = np.asarray(self._model.predict(x, threads), dtype=np.float64).reshape(len(x), -1)
-            if p.shape[1] == 2:
-                return p
-            positive = p[:, -1]
+            z = np.asarray(self._model.predict(x, threads), dtype=np.float64).reshape(len(x), -1)
+            if self.link == "softmax":
+                return _softmax(z)
+            if z.shape[1] == self.outputs_per_row:
+                return z
+            positive = z[:, -1]  # a binary model's one output, P(classes_[1])
+        elif self.link == "softmax":
+            return _softmax(x @ self._coef.T + self._intercept)
+        elif self.link == "identity":
+            return (x @ self._coef + self._intercept).reshape(len(x), 1)
         else:
             positive = 1.0 / (1.0 + np.exp(-(x @ self._coef + self._intercept)))
         return np.column_stack([1.0 - positive, positive])
+
+
+def _softmax(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Per row, as scikit-learn's multinomial models take it. treelite's own softmax differs
+    from scikit-learn's by up to 1e-7, so a softmax tree model is asked for its margins."""
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    out: npt.NDArray[np.float64] = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 class _Trees:
@@ -213,7 +239,7 @@ class _Trees:
     pinned for serving); a test checks the answers are treelite's own.
     """
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, margin: bool = False) -> None:
         import ctypes
 
         from treelite import util
@@ -223,8 +249,10 @@ class _Trees:
         types: Any = util  # untyped
 
         self.model = model
+        self.margin = margin
         self._lib = _LIB
-        self._configs = {n: GTILConfig(nthread=n, predict_type="default") for n in (1, -1)}
+        kind = "raw" if margin else "default"
+        self._configs = {n: GTILConfig(nthread=n, predict_type=kind) for n in (1, -1)}
         self._input_type = model.input_type.encode()
         self._input = types.typestr_to_numpy_type(model.input_type)
         self._output = types.typestr_to_numpy_type(model.output_type)
@@ -252,11 +280,13 @@ class _Trees:
         _check_call(status)
 
     def predict(self, x: npt.NDArray[np.float64], nthread: int) -> npt.NDArray[Any]:
-        """What `treelite.gtil.predict(model, x, nthread=nthread)` returns."""
+        """What `treelite.gtil.predict(model, x, nthread=nthread, pred_margin=margin)` returns."""
         if x.ndim != 2 or x.shape[1] != self.num_feature:
             import treelite.gtil
 
-            return np.asarray(treelite.gtil.predict(self.model, x, nthread=nthread))
+            return np.asarray(
+                treelite.gtil.predict(self.model, x, nthread=nthread, pred_margin=self.margin)
+            )
         data = np.ascontiguousarray(x, dtype=self._input)
         out = np.zeros((len(data), *self._per_row), dtype=self._output)
         self._check(
@@ -314,39 +344,97 @@ def compile_model(model: Any, numeric: Sequence[str], categorical: Sequence[str]
     preprocess, estimator = model.steps[0][1], model.steps[1][1]
     steps, width = _preprocess(preprocess, list(numeric), list(categorical))
     name = type(estimator).__name__
-    if list(getattr(estimator, "classes_", [])) != [0, 1]:
-        raise NotCompilable(
-            f"{name} has classes {getattr(estimator, 'classes_', None)}, not [0, 1]"
-        )
-    header: dict[str, Any] = {"format": _FORMAT, "steps": steps, "width": width}
+    classes = getattr(estimator, "classes_", None)
+    if classes is not None and len(classes) < 2:
+        raise NotCompilable(f"{name} has classes {classes}, fewer than two")
+    task = "regression" if classes is None else "binary" if len(classes) == 2 else "multiclass"
+    outputs = 1 if classes is None else len(classes)
+    header: dict[str, Any] = {
+        "format": _FORMAT,
+        "steps": steps,
+        "width": width,
+        "task": task,
+        "outputs": outputs,
+    }
     if name in _TREES:
         import treelite.sklearn
 
         try:
-            trees = treelite.sklearn.import_model(estimator).serialize_bytes()
+            trees = treelite.sklearn.import_model(estimator)
+            # treelite's softmax is not scikit-learn's to 1e-9: the scorer takes the margins.
+            softmax = trees.get_header_accessor().get_field("postprocessor") == "softmax"
+            raw = trees.serialize_bytes()
         except Exception as error:  # treelite refuses what it does not support
             raise NotCompilable(f"treelite cannot import {name}: {error}") from None
         # scikit-learn's own trees compare float32 inputs; the histogram ones, float64.
-        single = name != "HistGradientBoostingClassifier"
+        single = not name.startswith("HistGradientBoosting")
         return CompiledScorer(
-            {**header, "estimator": "treelite", "source": name, "float32": single}, trees
+            {
+                **header,
+                "estimator": "treelite",
+                "source": name,
+                "float32": single,
+                "link": "softmax" if softmax else "",
+            },
+            raw,
         )
     if name == "LogisticRegression":
         coef = np.asarray(estimator.coef_, dtype=np.float64)
-        if coef.shape != (1, width):
+        intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+        rows = 1 if outputs == 2 else outputs
+        if coef.shape != (rows, width) or intercept.shape != (rows,):
             raise NotCompilable(
-                f"LogisticRegression has coefficients {coef.shape}, not (1, {width})"
+                f"LogisticRegression has coefficients {coef.shape}, not ({rows}, {width})"
+            )
+        binary = outputs == 2
+        return CompiledScorer(
+            {
+                **header,
+                "estimator": "linear",
+                "source": name,
+                "link": "logistic" if binary else "softmax",
+                "coef": coef[0].tolist() if binary else coef.tolist(),
+                "intercept": float(intercept[0]) if binary else intercept.tolist(),
+            }
+        )
+    if classes is None and _linear_regressor(estimator):
+        coef = np.asarray(estimator.coef_, dtype=np.float64)
+        intercept = np.asarray(estimator.intercept_, dtype=np.float64)
+        if coef.size != width or coef.ndim > 2 or intercept.size != 1:
+            raise NotCompilable(
+                f"{name} has coefficients {coef.shape} and intercept {intercept.shape}, "
+                f"not ({width},) and one"
             )
         return CompiledScorer(
             {
                 **header,
                 "estimator": "linear",
                 "source": name,
-                "coef": coef[0].tolist(),
-                "intercept": float(estimator.intercept_[0]),
+                "link": "identity",
+                "coef": coef.reshape(width).tolist(),
+                "intercept": float(intercept.reshape(())),
             }
         )
-    raise NotCompilable(f"{name} has no compiled scorer (tree ensembles and LogisticRegression do)")
+    raise NotCompilable(
+        f"{name} has no compiled scorer "
+        "(tree ensembles, LogisticRegression and linear regressors do)"
+    )
+
+
+def _linear_regressor(estimator: Any) -> bool:
+    """Whether `predict` is `x @ coef_ + intercept_`: scikit-learn's linear regressors, but
+    not its generalised linear models, whose prediction goes through a link."""
+    from sklearn.base import is_regressor
+    from sklearn.linear_model import GammaRegressor, PoissonRegressor, TweedieRegressor
+
+    module = type(estimator).__module__
+    return (
+        is_regressor(estimator)
+        and module.startswith(("sklearn.linear_model.", "sklearn.svm."))
+        and not isinstance(estimator, PoissonRegressor | GammaRegressor | TweedieRegressor)
+        and hasattr(estimator, "coef_")
+        and hasattr(estimator, "intercept_")
+    )
 
 
 def _preprocess(
@@ -478,9 +566,16 @@ def _is_nan(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
+def tolerance(expected: npt.NDArray[np.float64]) -> float:
+    """TOLERANCE for scikit-learn's answers `expected`: absolute for probabilities, relative
+    to the largest value of a regressor's (1e-9 of 3e8 is below one float64 step)."""
+    largest = float(np.abs(expected).max(initial=0.0)) if np.isfinite(expected).all() else 0.0
+    return TOLERANCE * max(1.0, largest)
+
+
 def max_difference(scorer: CompiledScorer, expected: npt.NDArray[np.float64], frame: Any) -> float:
-    """The largest absolute difference between the scorer's probabilities and `expected`."""
-    got = scorer.predict_proba(frame)
+    """The largest absolute difference between the scorer's outputs and `expected`."""
+    got = scorer.outputs(frame)
     if got.shape != expected.shape:
         return math.inf
     difference = np.abs(got - expected)

@@ -20,11 +20,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from flywheel.compiled import (
-    TOLERANCE,
     CompiledScorer,
     NotCompilable,
     compile_model,
     max_difference,
+    tolerance,
 )
 from flywheel.errors import FlywheelError
 from flywheel.problem import Problem, from_model
@@ -171,7 +171,7 @@ class Predictor:
         """The model's answer, one row per input row: a classifier's class probabilities,
         a regressor's predicted value (one column)."""
         if self.scorer is not None:
-            return self.scorer.predict_proba(frame)
+            return self.scorer.outputs(frame)
         features = feature_frame(frame, self.numeric, self.categorical)
         if self.is_classifier:
             return np.asarray(self.model.predict_proba(features), dtype=np.float64)
@@ -262,20 +262,22 @@ def compile_checked(
         return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}
     frame = sample[list(reference.columns)]
     try:
-        difference = max_difference(scorer, reference.outputs(frame), frame)
+        expected = reference.outputs(frame)
+        difference = max_difference(scorer, expected, frame)
     except Exception as error:  # the compiled scorer failing is a refusal, never a failed run
         reason = f"the compiled {scorer.kind} scorer failed on the newest batch: {error}"
         return None, {"scorer": "scikit-learn", "reason": " ".join(reason.split())[:300]}
+    allowed = tolerance(expected)
     checked = {
         "rows": len(frame),
         # JSON has no infinity or NaN: a difference that is not finite is recorded as null
         "max_abs_difference": difference if math.isfinite(difference) else None,
-        "tolerance": TOLERANCE,
+        "tolerance": allowed,
     }
-    if not difference <= TOLERANCE:
+    if not difference <= allowed:
         reason = (
             f"the compiled {scorer.kind} scorer differs from scikit-learn by {difference:.3g} "
-            f"(above {TOLERANCE:g}) on {len(frame)} rows of the newest batch"
+            f"(above {allowed:.3g}) on {len(frame)} rows of the newest batch"
         )
         return None, {"scorer": "scikit-learn", "reason": reason, **checked}
     return artifact, {

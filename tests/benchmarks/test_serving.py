@@ -178,6 +178,57 @@ def test_the_mlserver_request_is_one_row_in_the_pandas_codec() -> None:
     assert body["outputs"] == [{"name": "predict_proba"}]
 
 
+def test_a_model_without_the_gateway_is_judged_on_every_goal_but_the_gateways() -> None:
+    # given a multiclass model's peers: no gateway in front of it
+    figures = results()
+    del figures["gateway"]
+    # when its goals are checked without the gateway, and its table drawn without its row
+    checked = bench.goals(bench.figures(figures), gateway=False)
+    lines = bench.table(figures, 200, [p for p in bench.PEERS if p != "gateway"])
+    # then the ratio goals are judged as for the binary model, and the gateway is left out
+    assert list(checked) == [
+        "Flywheel >= 0.8x the constant ceiling",
+        "Flywheel >= 5x MLServer's sklearn runtime",
+        "p99 <= 10 ms, open loop",
+        "no errors",
+    ]
+    assert all(ok for ok, _ in checked.values())
+    assert not any(line.startswith(bench.PEERS["gateway"]) for line in lines)
+
+
+def test_the_json_line_keeps_the_binary_names_and_prefixes_the_other_models() -> None:
+    # given two models' figures over two rounds, and their in-process scorer costs
+    rounds = [results(), results(flywheel_rps=600.0)]
+    measured = {"binary": bench.rounds_figures(rounds), "regression": bench.rounds_figures(rounds)}
+    ranges = {"binary": bench.spread(rounds), "regression": bench.spread(rounds)}
+    costs = {"binary": {"compiled_us": 30.0, "sklearn_us": 6000.0}, "regression": {}}
+    # when the line is made
+    line = json.loads(json.dumps(bench.last_line(measured, ranges, costs)))
+    # then the binary model's figures have the names they always had, the other's its task's
+    assert line["vs_ceiling"] == line["regression_vs_ceiling"] == 0.6667
+    assert line["vs_ceiling_low"] == 0.5 and line["regression_vs_ceiling_high"] == 0.8333
+    assert line["scorer_compiled_us"] == 30.0 and "regression_scorer_compiled_us" not in line
+
+
+def test_each_model_sends_its_own_row_and_asks_mlserver_for_its_answer() -> None:
+    # given a regressor's row
+    row = {"age": 0.03, "bmi": 0.06}
+    # when its requests are made
+    mlserver = json.loads(bench.mlserver_target("127.0.0.1:1", "diabetes", row, "predict").body)
+    seldon = json.loads(bench.seldon_target("127.0.0.1:1", 3, row).body)
+    # then MLServer is asked for `predict`, and each protocol carries the row
+    assert mlserver["outputs"] == [{"name": "predict"}]
+    assert [i["name"] for i in mlserver["inputs"]] == ["age", "bmi"]
+    assert mlserver["inputs"][0]["datatype"] == "FP64"
+    assert seldon == {"jsonData": [row] * 3}
+
+
+def test_each_round_starts_one_place_later() -> None:
+    assert bench._turned(["a", "b", "c"], 0) == ["a", "b", "c"]
+    assert bench._turned(["a", "b", "c"], 4) == ["b", "c", "a"]
+    assert bench._turned([], 2) == []
+
+
 # --- soak ---------------------------------------------------------------------------------
 
 

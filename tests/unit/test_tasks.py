@@ -136,10 +136,10 @@ def test_a_compiled_scorer_that_disagrees_is_refused_and_the_version_still_regis
     # given a compiled scorer that is off by 1e-6 from scikit-learn
     settings = small_settings()
     make_batches(settings, 3)
-    honest = CompiledScorer.predict_proba
+    honest = CompiledScorer.outputs
     monkeypatch.setattr(
         CompiledScorer,
-        "predict_proba",
+        "outputs",
         lambda self, frame: honest(self, frame) + np.array([1e-6, -1e-6]),
     )
     config = settings.to_json()
