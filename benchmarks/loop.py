@@ -51,14 +51,21 @@ TASKS = ("binary", "multiclass", "regression")
 # The worlds beyond binary: the generator's label, and the policy's metrics in its terms.
 WORLDS: dict[str, list[str]] = {
     "binary": [],
-    "multiclass": ["data.generator.task=multiclass", "features.label=risk_grade"],
+    "multiclass": [
+        "data.generator.task=multiclass",
+        "features.label=risk_grade",
+        "features.monotonic={}",  # scikit-learn keeps no multiclass model monotonic
+    ],
     "regression": [
         "data.generator.task=regression",
         "features.label=days_late",
+        "model.estimator=null",  # the task's default: HistGradientBoostingRegressor
         "promotion.metric=mae",
+        "promotion.min_metric=null",
         "promotion.max_metric=12",
         "promotion.max_regression=0.5",
         "promotion.slices=[]",
+        "promotion.baseline={}",  # the task's own: Ridge, the mean and the median
         "triggers.performance.metric=mae",
         "triggers.performance.max_rise=0.1",
         "triggers.estimated_performance.metric=mae",

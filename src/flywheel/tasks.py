@@ -228,10 +228,16 @@ def validate(
 
 def check_problem(settings: Settings, learned: problem.Problem) -> None:
     """A ProblemError naming the setting that does not fit the label's task: the promotion
-    metric and its bound, the performance triggers' metric and bounds, the baseline's
-    estimator."""
+    metric and its bound, the performance triggers' metric and bounds, monotonic features,
+    the baseline's estimator."""
     from flywheel import problem, training
 
+    if learned.task == "multiclass" and settings.features.monotonic:
+        raise problem.ProblemError(
+            f"features.monotonic: a multiclass model cannot be held monotonic in "
+            f"{', '.join(settings.features.monotonic)} (the label is {learned.describe()}); "
+            "scikit-learn keeps binary and regression models monotonic only"
+        )
     try:
         settings.promotion.threshold(learned.task)
         settings.triggers.check_task(learned.task)

@@ -351,3 +351,17 @@ def test_a_class_the_training_batches_never_saw_fails_the_newest_batch(
     assert result.code == 1
     assert "FAILED at step validate" in result.out
     assert "2026-01-04" in result.out and "unseen class(es): d" in result.out
+
+
+def test_monotonic_features_for_a_multiclass_label_stop_validate_in_one_line(
+    flywheel: Flywheel, tmp_path: Path
+) -> None:
+    config = _own_table(tmp_path, ["a", "b", "c"])
+    settings = yaml.safe_load(config.read_text())
+    settings["features"]["monotonic"] = {"size": "increasing"}
+    config.write_text(yaml.safe_dump(settings))
+    split = ("data", "split", str(tmp_path / "table.csv"), "--rows-per-day", "60")
+    assert flywheel("-c", str(config), *split).code == 0
+    result = flywheel("-c", str(config), "run")
+    assert result.code == 1 and "FAILED at step validate" in result.out
+    assert "features.monotonic: a multiclass model cannot be held monotonic in size" in result.out
