@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -76,4 +78,26 @@ def table_rows(printed: str) -> list[list[str]]:
 def write_config(settings: Settings, path: Path) -> Path:
     """The settings as a flywheel.yaml a person would pass with -c."""
     path.write_text(yaml.safe_dump(json.loads(settings.to_json())))
+    return path
+
+
+def own_table(tmp_path: Path, label: list[object], **model: object) -> Path:
+    """A project of one's own: a table of 240 rows with one numeric and one categorical feature and `label` repeated,
+    split into four daily batches, and its flywheel.yaml."""
+    rng = np.random.default_rng(0)
+    labels = (label * (240 // len(label) + 1))[:240]
+    table = pd.DataFrame(
+        {"size": rng.normal(size=240), "colour": rng.choice(["red", "blue"], 240), "y": labels}
+    )
+    table.to_csv(tmp_path / "table.csv", index=False)
+    config = {
+        "model_name": "own",
+        "data": {"source": str(tmp_path / "batches"), "window_days": 4},
+        "features": {"label": "y", "numeric": ["size"], "categorical": ["colour"]},
+        "contract": {"min_rows": 20},
+        "model": {"params": {}, **model},
+        "storage": {"uri": str(tmp_path / "store")},
+    }
+    path = tmp_path / "flywheel.yaml"
+    path.write_text(yaml.safe_dump(config))
     return path

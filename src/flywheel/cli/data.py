@@ -14,6 +14,14 @@ from flywheel.stores import Stores
 if TYPE_CHECKING:
     from flywheel.batches import BatchSource
 
+# The first day written, by `generate` and `split`.
+Start = Annotated[
+    datetime | None,
+    typer.Option(
+        formats=["%Y-%m-%d"], help="First day (YYYY-MM-DD) (default: data.generator.start_date)."
+    ),
+]
+
 app = typer.Typer(
     help="Dated batches: generate synthetic ones, split a table of your own, list what is there.",
     no_args_is_help=True,
@@ -24,13 +32,7 @@ app = typer.Typer(
 def generate(
     ctx: typer.Context,
     days: Annotated[int, typer.Option(help="How many daily batches to write.", min=1)] = 14,
-    start: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=["%Y-%m-%d"],
-            help="First day (YYYY-MM-DD) (default: data.generator.start_date).",
-        ),
-    ] = None,
+    start: Start = None,
     next_days: Annotated[
         int | None,
         typer.Option(
@@ -112,13 +114,7 @@ def split(
     rows_per_day: Annotated[
         int, typer.Option(min=1, help="Rows in each daily batch (the last may have fewer).")
     ] = 100,
-    start: Annotated[
-        datetime | None,
-        typer.Option(
-            formats=["%Y-%m-%d"],
-            help="First day (YYYY-MM-DD) (default: data.generator.start_date).",
-        ),
-    ] = None,
+    start: Start = None,
     seed: Annotated[
         int, typer.Option(help="Shuffle the rows with this seed first; -1 keeps file order.")
     ] = 0,

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import yaml
 
-from harness.cli import Flywheel
+from harness.cli import Flywheel, own_table
 
 
 def test_generate_then_next_continues_after_the_newest_day(
@@ -44,32 +42,10 @@ def test_generate_refuses_an_unknown_scenario_as_configuration(
     assert "data.generator.scenario (from --set data.generator.scenario)" in result.err
 
 
-def _own_table_project(tmp_path: Path, label: list[object], **model: object) -> Path:
-    """A table of 240 rows with one numeric and one categorical feature and `label` repeated,
-    split into four daily batches, and its flywheel.yaml."""
-    rng = np.random.default_rng(0)
-    labels = (label * (240 // len(label) + 1))[:240]
-    table = pd.DataFrame(
-        {"size": rng.normal(size=240), "colour": rng.choice(["red", "blue"], 240), "y": labels}
-    )
-    table.to_csv(tmp_path / "table.csv", index=False)
-    config = {
-        "model_name": "own",
-        "data": {"source": str(tmp_path / "batches"), "window_days": 4},
-        "features": {"label": "y", "numeric": ["size"], "categorical": ["colour"]},
-        "contract": {"min_rows": 20},
-        "model": {"params": {}, **model},
-        "storage": {"uri": str(tmp_path / "store")},
-    }
-    path = tmp_path / "flywheel.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 def test_split_makes_dated_batches_with_times_and_never_rewrites_them(
     flywheel: Flywheel, tmp_path: Path
 ) -> None:
-    config = _own_table_project(tmp_path, [0, 1])
+    config = own_table(tmp_path, [0, 1])
     first = flywheel(
         "-c", str(config), "data", "split", str(tmp_path / "table.csv"), "--rows-per-day", "60"
     )

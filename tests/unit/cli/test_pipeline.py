@@ -7,14 +7,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
-from harness.cli import Flywheel, table_rows, write_config
+from harness.cli import Flywheel, own_table, table_rows, write_config
 from harness.kfp import kfp_api
 
 
@@ -261,28 +260,6 @@ def test_submit_in_a_pod_sends_the_projected_service_account_token(
     assert len(kfp.runs) == 1
 
 
-def _own_table(tmp_path: Path, label: list[object], **model: object) -> Path:
-    """A table of 240 rows with one numeric and one categorical feature and `label` repeated,
-    split into four daily batches, and its flywheel.yaml."""
-    rng = np.random.default_rng(0)
-    labels = (label * (240 // len(label) + 1))[:240]
-    table = pd.DataFrame(
-        {"size": rng.normal(size=240), "colour": rng.choice(["red", "blue"], 240), "y": labels}
-    )
-    table.to_csv(tmp_path / "table.csv", index=False)
-    config = {
-        "model_name": "own",
-        "data": {"source": str(tmp_path / "batches"), "window_days": 4},
-        "features": {"label": "y", "numeric": ["size"], "categorical": ["colour"]},
-        "contract": {"min_rows": 20},
-        "model": {"params": {}, **model},
-        "storage": {"uri": str(tmp_path / "store")},
-    }
-    path = tmp_path / "flywheel.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
 @pytest.mark.parametrize(
     ("label", "model", "why"),
     [
@@ -312,7 +289,7 @@ def _own_table(tmp_path: Path, label: list[object], **model: object) -> Path:
 def test_a_label_or_estimator_that_cannot_be_the_task_stops_validate_in_one_line(
     flywheel: Flywheel, tmp_path: Path, label: list[object], model: dict[str, object], why: str
 ) -> None:
-    config = _own_table(tmp_path, label, **model)
+    config = own_table(tmp_path, label, **model)
     assert (
         flywheel(
             "-c", str(config), "data", "split", str(tmp_path / "table.csv"), "--rows-per-day", "60"
@@ -330,7 +307,7 @@ def test_a_class_the_training_batches_never_saw_fails_the_newest_batch(
     flywheel: Flywheel, tmp_path: Path
 ) -> None:
     # given three classes in the older batches and a fourth in the newest
-    config = _own_table(tmp_path, ["a", "b", "c"])
+    config = own_table(tmp_path, ["a", "b", "c"])
     flywheel(
         "-c",
         str(config),
@@ -356,7 +333,7 @@ def test_a_class_the_training_batches_never_saw_fails_the_newest_batch(
 def test_monotonic_features_for_a_multiclass_label_stop_validate_in_one_line(
     flywheel: Flywheel, tmp_path: Path
 ) -> None:
-    config = _own_table(tmp_path, ["a", "b", "c"])
+    config = own_table(tmp_path, ["a", "b", "c"])
     settings = yaml.safe_load(config.read_text())
     settings["features"]["monotonic"] = {"size": "increasing"}
     config.write_text(yaml.safe_dump(settings))
