@@ -75,8 +75,8 @@ def test_concept_drift_is_detected_retrained_on_and_promoted_in_that_order(
     assert first.decision is not None
     assert first.decision["reason"].startswith("performance drop: accuracy ")
     # and the accuracy production served had fallen on the changed days
-    before = [r.accuracy or 0 for r in records[:CHANGE_DAY]]
-    after = [r.accuracy or 0 for r in records[CHANGE_DAY : first.index + 1]]
+    before = [r.performance or 0 for r in records[:CHANGE_DAY]]
+    after = [r.performance or 0 for r in records[CHANGE_DAY : first.index + 1]]
     assert min(before) - max(after) > 0.05, (before, after)
     # and that day a run on the decision's reason registered a blessed candidate
     assert first.run is not None and first.run["blessed"], first.run
@@ -127,7 +127,7 @@ def test_an_interrupted_simulation_resumes_where_it_stopped_and_decides_the_same
         run = r.run or {}
         return (
             r.production,
-            r.accuracy,
+            r.performance,
             r.rows,
             decision.get("fired"),
             decision.get("reason"),
@@ -174,7 +174,7 @@ def test_served_by_microservices_the_days_are_stamped_labelled_and_decided_as_in
     def what(r: DayRecord) -> tuple[Any, ...]:
         decision, run = r.decision or {}, r.run or {}
         fired = (decision.get("fired"), decision.get("reason"), decision.get("blocked_by"))
-        return (r.production, r.accuracy, r.rows, r.refused, fired, run.get("registered"))
+        return (r.production, r.performance, r.rows, r.refused, fired, run.get("registered"))
 
     assert [what(r) for r in timeline.records] == [what(r) for r in in_process.records]
     promoted = next(r.index for r in timeline.records if r.rollout)

@@ -58,9 +58,10 @@ def test_logic_emits_kfp_metrics_roc_and_confusion_matrix(trained: Trained, tmp_
     # (never an empty folder), and nothing is scored against it.
     assert [p.name for p in trained.baselines.iterdir()] == ["baselines.json"]
     assert json.loads((tmp_path / "evaluation").read_text())["baselines"] == {}
+    # The confusion matrix is named by the contract's classes: the label's values
     assert out["classification"].metadata["confusionMatrix"]["annotationSpecs"] == [
-        {"displayName": "repaid"},
-        {"displayName": "defaulted"},
+        {"displayName": "0"},
+        {"displayName": "1"},
     ]
     assert len(out["classification"].metadata["confidenceMetrics"]) > 10
 
@@ -74,7 +75,7 @@ def test_under_kfp_local(trained: Trained, run_component: Callable[..., Path]) -
     # Written to files too, or kfp.local would never serve the step from its cache.
     assert json.loads((task_dir / "metrics").read_text()) == metadata["metrics"]
     confusion = metadata["classification"]["confusionMatrix"]
-    assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == ["repaid", "defaulted"]
+    assert [spec["displayName"] for spec in confusion["annotationSpecs"]] == ["0", "1"]
     assert sum(sum(row["row"]) for row in confusion["rows"]) == 600  # the newest batch
     assert_used(task_dir)
 

@@ -412,6 +412,7 @@ def _performance(
     """The served version's performance on the day's answered rows, against their true labels:
     a classifier's accuracy (its most probable class), a regression's mean absolute error."""
     from flywheel import contract
+    from flywheel.serving.judgement import predicted_code
 
     problem = contract.Contract.from_json(registry.read(version, "contract.json")).problem
     midnight = datetime.combine(day, time(), tzinfo=UTC)
@@ -434,14 +435,8 @@ def _performance(
         for row, label, usable in zip(answered, labels.tolist(), known, strict=False):
             if not usable or not all(math.isfinite(v) for v in row):
                 continue
-            if problem.is_classifier:
-                # A binary model's answer at P >= 0.5, as serving judges it; else its argmax.
-                best = (
-                    int(row[1] >= 0.5)
-                    if len(row) == 2
-                    else max(range(len(row)), key=row.__getitem__)
-                )
-                sum_ += float(best == int(problem.codes([label])[0]))
+            if problem.is_classifier:  # judged as serving judges a feedback
+                sum_ += float(predicted_code(row, problem) == int(problem.codes([label])[0]))
             else:
                 try:
                     sum_ += abs(float(row[0]) - float(label))
