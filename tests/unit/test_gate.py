@@ -468,3 +468,31 @@ def test_bounds_that_contradict_the_metric_are_refused_at_load() -> None:
         PromotionSettings(metric="rmse")
     with pytest.raises(ValueError, match=r"promotion\.metric: rmse is not a binary metric"):
         PromotionSettings(metric="rmse", max_metric=3.0).threshold("binary")
+
+
+def test_a_slice_of_an_error_is_held_to_a_maximum_and_a_bound_of_the_wrong_kind_refuses() -> None:
+    candidate = _regression("candidate", 10.0).model_copy(
+        update={
+            "slices": {
+                "region": {
+                    "north": SliceScore(rows=300, value=11.0),
+                    "south": SliceScore(rows=300, value=14.0),
+                }
+            }
+        }
+    )
+    evaluation = _by_rmse(10.0, None).model_copy(update={"candidate": candidate})
+    policy = PromotionSettings(
+        metric="rmse", max_metric=20.0, slices=(SliceCheck(column="region", max_metric=12.0),)
+    )
+    # given slices of an error, then the one above its maximum is refused
+    decision = decide(evaluation, policy)
+    failed = [c.name for c in decision.checks if not c.passed]
+    assert failed == ["slice region=south"]
+    # and a slice given a minimum for an error (settings built in code, past the load-time
+    # check) fails closed
+    wrong = PromotionSettings.model_construct(
+        metric="rmse", max_metric=20.0, slices=(SliceCheck(column="region", min_metric=0.5),)
+    )
+    refused = decide(evaluation, wrong)
+    assert not refused.blessed and any("cannot be applied" in r for r in refused.reasons)
