@@ -411,6 +411,9 @@ def _performance(
 ) -> float | None:
     """The served version's performance on the day's answered rows, against their true labels:
     a classifier's accuracy (its most probable class), a regression's mean absolute error."""
+    import numpy as np
+    import pandas as pd
+
     from flywheel import contract
     from flywheel.serving.judgement import predicted_code
 
@@ -431,17 +434,21 @@ def _performance(
         if answered is None or settings.features.label not in part:
             continue
         labels = part[settings.features.label]
-        known = problem.known(labels)
-        for row, label, usable in zip(answered, labels.tolist(), known, strict=False):
+        # Each row's truth, read once per request: a class code, or the label as a number.
+        if problem.is_classifier:
+            known = problem.known(labels)
+            truth = np.full(len(labels), -1.0)
+            truth[known] = problem.codes(labels[known])
+        else:
+            truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
+            known = np.isfinite(truth)
+        for row, true, usable in zip(answered, truth, known, strict=False):
             if not usable or not all(math.isfinite(v) for v in row):
                 continue
             if problem.is_classifier:  # judged as serving judges a feedback
-                sum_ += float(predicted_code(row, problem) == int(problem.codes([label])[0]))
+                sum_ += float(predicted_code(row, problem) == true)
             else:
-                try:
-                    sum_ += abs(float(row[0]) - float(label))
-                except (TypeError, ValueError):
-                    continue
+                sum_ += abs(float(row[0]) - true)
             total += 1
     return round(sum_ / total, 4) if total else None
 
