@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -101,3 +102,9 @@ def own_table(tmp_path: Path, label: list[object], **model: object) -> Path:
     path = tmp_path / "flywheel.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def fresh_environment() -> dict[str, str]:
+    """This process's environment as a person's fresh shell has it: no FLYWHEEL_ variable
+    and no activated virtualenv, so a command reads only its project's flywheel.yaml."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "VIRTUAL_ENV"))}

@@ -67,7 +67,7 @@ class Problem(Record):
         import pandas as pd
 
         series = pd.Series(values)
-        keys = {_key(c): i for i, c in enumerate(self.classes)}
+        keys = self._codes_by_key()
         out = np.empty(len(series), dtype=np.int64)
         unseen: list[str] = []
         for i, value in enumerate(series.tolist()):
@@ -93,8 +93,12 @@ class Problem(Record):
         series = pd.Series(values)
         if not self.is_classifier:
             return np.ones(len(series), dtype=bool)
-        keys = {_key(c) for c in self.classes}
+        keys = self._codes_by_key()
         return np.array([_key(v) in keys for v in series.tolist()], dtype=bool)
+
+    def _codes_by_key(self) -> dict[Any, int]:
+        """Each class's code by its comparable key (`_key`)."""
+        return {_key(c): i for i, c in enumerate(self.classes)}
 
     def targets(self, values: Any) -> npt.NDArray[np.float64]:
         """A regression's label as floats."""
@@ -105,11 +109,9 @@ class Problem(Record):
 
 
 def _key(value: Any) -> Any:
-    """A label as a comparable key: 1, 1.0 and '1' stay distinct; numpy scalars become
+    """A label as a comparable key: 1 and 1.0 are one, '1' another; numpy scalars become
     Python's."""
-    item = getattr(value, "item", None)
-    if callable(item):
-        value = item()
+    value = _python(value)
     if isinstance(value, float) and value.is_integer():
         return ("number", int(value))
     if isinstance(value, bool):
@@ -119,9 +121,15 @@ def _key(value: Any) -> Any:
     return (type(value).__name__, value)
 
 
-def _plain(value: Any) -> Label:
+def _python(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds; anything else as it is."""
     item = getattr(value, "item", None)
-    plain = item() if callable(item) else value
+    return item() if callable(item) else value
+
+
+def _plain(value: Any) -> Label:
+    """A label as the contract stores it: whole floats as ints, anything odd as its str."""
+    plain = _python(value)
     if isinstance(plain, float) and plain.is_integer():
         return int(plain)
     if isinstance(plain, str | int | float | bool):

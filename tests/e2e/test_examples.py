@@ -7,13 +7,14 @@ monitor what was served, and ask the trigger engine."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+
+from harness.cli import fresh_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +31,7 @@ EXAMPLES = {
 
 
 def _flywheel(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "VIRTUAL_ENV"))}
+    env = fresh_environment()
     return subprocess.run(
         [str(FLYWHEEL), *args],
         cwd=project,

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from harness.cli import fresh_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -32,7 +33,7 @@ def _fresh_copy(target: Path) -> Path:
 
 
 def _make_run(project: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("FLYWHEEL_", "VIRTUAL_ENV"))}
+    env = fresh_environment()
     return subprocess.run(
         ["make", "run"],
         cwd=project,
