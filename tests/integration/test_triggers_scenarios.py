@@ -36,7 +36,7 @@ LABEL_DELAY = 2
 def project(registered: Settings, root: Path, scenario: str) -> Settings:
     """A copy of the session's project (v1 trained on days 0-4) playing `scenario`."""
     shutil.copytree(registered.storage.uri, root / "store")
-    for written in ("predictions", "feedback", "monitoring", "triggers"):
+    for written in ("predictions", "feedback", "monitoring", "summaries", "triggers"):
         shutil.rmtree(root / "store" / written, ignore_errors=True)
     shutil.copytree(registered.data.source, root / "batches")
     return load_settings(

@@ -24,7 +24,7 @@ def project(registered: Settings, tmp_path: Path) -> Settings:
     """The registered project copied under tmp_path, without what other tests served into it;
     day windows, labels two days late."""
     shutil.copytree(registered.storage.uri, tmp_path / "store")
-    for written in ("predictions", "feedback", "monitoring"):
+    for written in ("predictions", "feedback", "monitoring", "summaries"):
         shutil.rmtree(tmp_path / "store" / written, ignore_errors=True)
     shutil.copytree(registered.data.source, tmp_path / "batches")
     return registered.model_copy(

@@ -48,6 +48,13 @@ class MonitoringSettings(Strict):
     drifted_share: Fraction = Field(default=0.5, description="Dataset drift above this share")
     skew_sample: int = Field(default=200, ge=1, le=100_000, description="Rows re-scored offline")
     skew_tolerance: float = Field(default=1e-5, gt=0, description="Largest score difference")
+    sample_rows: int = Field(
+        default=20_000,
+        ge=1000,
+        le=1_000_000,
+        description="Rows a window's summary keeps, chosen by a hash of the request id: the "
+        "drift tests, metrics and estimates of a larger window run on them",
+    )
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     calibration: Literal["evaluation", "none"] = Field(
         default="evaluation",

@@ -36,6 +36,7 @@ from flywheel.monitoring.estimation import (
 from flywheel.monitoring.logs import Label, Prediction
 from flywheel.monitoring.performance import Offline, Performance
 from flywheel.monitoring.statistics import DriftTest
+from flywheel.monitoring.summary import WindowSummary, latency_percentiles
 from flywheel.predictor import Predictor
 from flywheel.records import Record
 from flywheel.validation import Finding, check_batch
@@ -146,6 +147,11 @@ class WindowReport(Record):
     no_estimate: str | None = None
     health: Health
     invariants: Invariants | None = None
+    # The rows the tests, metrics and estimates measured, when a window had more than its
+    # summary keeps (a uniform sample, by a hash of the request id); None: every row.
+    sampled_rows: int | None = None
+    # The share of requests serving logged (monitoring.log_sample).
+    logged_share: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -217,14 +223,17 @@ def analyse_window(
     skipped: Mapping[str, int],
     now: datetime | None = None,
     contract_policy: ContractSettings | None = None,
+    summary: WindowSummary | None = None,
 ) -> WindowReport:
     """The report of one version's requests in [start, end); `contract_policy` (default:
-    the defaults) sets the tolerances of the invariants."""
+    the defaults) sets the tolerances of the invariants. With a `summary` (what monitoring
+    passes), `predictions` are its sample and its exact counts give the health, every PSI
+    and the categorical tests."""
     task = reference.task
     columns = _columns(predictions)
     served = answers(predictions, task, _width(reference.contract))
     usable = served.outputs[served.usable]
-    features = _feature_drift(columns, reference.contract, reference.rows, settings)
+    features = _feature_drift(columns, reference.contract, reference.rows, settings, summary)
     drifted = sum(f.result.drifted for f in features)
     share = drifted / len(features) if features else None
     estimate, no_estimate = _estimate(predictions, served, reference, settings)
@@ -248,8 +257,12 @@ def analyse_window(
         offline=performance.offline(reference.evaluation, task),
         estimate=estimate,
         no_estimate=no_estimate,
-        health=_health(predictions, columns, reference, served, end, skipped),
+        health=_health(predictions, columns, reference, served, end, skipped)
+        if summary is None
+        else _counted_health(summary, reference, end, skipped),
         invariants=_invariants(predictions, reference.contract, contract_policy, start),
+        sampled_rows=None if summary is None or summary.complete else len(served.outputs),
+        logged_share=settings.log_sample if hasattr(settings, "log_sample") else 1.0,
     )
 
 
@@ -307,9 +320,11 @@ def _feature_drift(
     contract: Contract,
     rows: pd.DataFrame | None,
     settings: MonitoringSettings,
+    summary: WindowSummary | None = None,
 ) -> tuple[FeatureDrift, ...]:
     """Each feature against the reference rows the contract was inferred from, or (when they
-    cannot be read) against the contract's bins."""
+    cannot be read) against the contract's bins; with a summary, PSI on its exact counts of
+    the contract's bins, and categories tested on its exact counts."""
     import pandas as pd
 
     out: list[FeatureDrift] = []
@@ -335,16 +350,29 @@ def _feature_drift(
                 p_value=settings.p_value,
                 distance=settings.distance,
             )
+        counts = summary.numeric.get(name) if summary is not None else None
+        if result is not None and counts and sum(counts):
+            shares = [c / sum(counts) for c in counts]
+            result = result.model_copy(update={"psi": drift.psi(profile.fractions, shares)})
         if result is not None:
             out.append(FeatureDrift(feature=name, kind="numeric", result=result))
     for name, categorical in contract.categorical.items():
-        found = statistics.categorical_drift(
-            columns.get(name, []),
-            categorical.fractions,
-            large=settings.large_window_rows,
-            p_value=settings.p_value,
-            distance=settings.distance,
-        )
+        if summary is not None:
+            found = statistics.counted_drift(
+                summary.categorical.get(name, {}),
+                categorical.fractions,
+                large=settings.large_window_rows,
+                p_value=settings.p_value,
+                distance=settings.distance,
+            )
+        else:
+            found = statistics.categorical_drift(
+                columns.get(name, []),
+                categorical.fractions,
+                large=settings.large_window_rows,
+                p_value=settings.p_value,
+                distance=settings.distance,
+            )
         if found is not None:
             out.append(FeatureDrift(feature=name, kind="categorical", result=found))
     return tuple(out)
@@ -653,6 +681,32 @@ def _health(
         latency_p50_ms=percentiles[0],
         latency_p95_ms=percentiles[1],
         latency_p99_ms=percentiles[2],
+        skipped_lines=dict(skipped),
+    )
+
+
+def _counted_health(
+    summary: WindowSummary,
+    reference: VersionReference,
+    end: datetime,
+    skipped: Mapping[str, int],
+) -> Health:
+    """The health of a window from its summary's exact counts."""
+    p50, p95, p99 = latency_percentiles(summary, (50, 95, 99))
+    return Health(
+        model_age_hours=_hours(end, reference.created_at),
+        data_age_hours=_hours(end, _newest_batch_end(reference.contract)),
+        requests=summary.requests,
+        rows=summary.rows,
+        missing_inputs=summary.missing_inputs,
+        nan_inputs=summary.nan_inputs,
+        infinite_inputs=summary.infinite_inputs,
+        nan_outputs=summary.nan_outputs,
+        infinite_outputs=summary.infinite_outputs,
+        error_rate=summary.broken_requests / summary.requests if summary.requests else None,
+        latency_p50_ms=p50,
+        latency_p95_ms=p95,
+        latency_p99_ms=p99,
         skipped_lines=dict(skipped),
     )
 

@@ -1,14 +1,18 @@
-"""Reading the prediction log and the feedback log of a time range, skipping what is broken.
+"""Reading the prediction log and the feedback log, skipping what is broken.
 
-Both logs are JSON Lines below `<log>/<model>/<version>/<day>/<HHMMSSffffff>-<pid>-<seq>.jsonl`.
-A line that cannot be used (truncated JSON, a version that is not registered or
-not the file's, no request id, rows that do not fit) is counted under its
-reason, its file's version and its file's write time, and skipped: one bad line
-never stops monitoring.
+Both logs are files below `<log>/<model>/<version>/<day>/<HHMMSSffffff>-<pid>-<seq>.<suffix>`:
+Parquet (`flywheel.logformat`, what serving writes) or JSON Lines (what it wrote before, still
+read). Monitoring reads a file as one typed table (`prediction_table`, `feedback_table`); the
+simulation and small tools read requests as `Prediction` objects (`read_predictions`).
+Whatever cannot be used (a truncated or half-uploaded file, a column of the wrong type, a
+version that is not registered or not the file's, a line of truncated JSON, no request id,
+rows that do not fit) is counted under its reason, its file's version and its file's write
+time, and skipped: one bad file never stops monitoring.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -16,18 +20,27 @@ from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flywheel import logformat
+from flywheel.contract import Contract
 from flywheel.storage import ObjectStore
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
-_FILE = re.compile(r"^(v[0-9]+)/(\d{4}-\d{2}-\d{2})/(\d{12})-[^/]*\.jsonl$")
+_FILE = re.compile(r"^(v[0-9]+)/(\d{4}-\d{2}-\d{2})/(\d{12})-[^/]*\.(jsonl|parquet)$")
 
 INVALID_JSON = "invalid JSON (a truncated line?)"
 NO_REQUEST_ID = "missing request id"
 UNKNOWN_VERSION = "unknown version"
 MALFORMED = "malformed record"
+UNREADABLE = "unreadable Parquet file (truncated or half-uploaded?)"
+WRONG_TYPE = "column of the wrong type"
+DUPLICATE = "duplicate request id"
+NEVER_LOGGED = "feedback for a request never logged"
 
 
 # A true label as feedback brings it: a class as the label column takes it, or a number.
@@ -88,7 +101,7 @@ def _files(
     for key in store.list(prefix):
         match = _FILE.match(key[len(prefix) :])
         if match and match.group(2) in wanted:
-            version, day, clock = match.groups()
+            version, day, clock, _ = match.groups()
             at = datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H%M%S%f").replace(tzinfo=UTC)
             yield key, version, at
 
@@ -134,7 +147,7 @@ def read_predictions(
     out: list[Prediction] = []
     # A file is written up to a flush interval after its records: look one day further.
     for key, version, at in _files(store, PREDICTIONS, model, start, end + timedelta(days=1)):
-        for entry in _lines(store.read(key)):
+        for entry in _entries(store.read(key), key, model, version, at, skipped):
             problem = _problem(entry, model, version, known)
             prediction = None if problem or entry is None else _prediction(entry, version)
             if prediction is None:
@@ -203,7 +216,7 @@ def read_labels(
     the analysis' to judge."""
     labels: dict[str, tuple[Label, ...]] = {}
     for key, version, at in _files(store, FEEDBACK, model, start, end):
-        for entry in _lines(store.read(key)):
+        for entry in _entries(store.read(key), key, model, version, at, skipped):
             problem = _problem(entry, model, version, known)
             values = None if problem or entry is None else entry.get("labels")
             if not isinstance(values, list) or not values or not all(map(_label, values)):
@@ -211,3 +224,223 @@ def read_labels(
                 continue
             labels[entry["request_id"]] = tuple(values)  # type: ignore[index]
     return labels
+
+
+# --- Parquet, and files as tables --------------------------------------------------
+
+
+def parquet_table(data: bytes) -> pa.Table | None:
+    """A Parquet file's table, or None when it cannot be read (truncated, half-uploaded)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(io.BytesIO(data))
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def _foreign(table: pa.Table, model: str, version: str) -> bool:
+    """True when the file's footer names another model or version than its path."""
+    meta = table.schema.metadata or {}
+    for name, expected in ((b"model", model), (b"version", version)):
+        if name in meta and meta[name].decode() != expected:
+            return True
+    return False
+
+
+def _entries(
+    data: bytes, key: str, model: str, version: str, at: datetime, skipped: Skipped
+) -> Iterator[dict[str, Any] | None]:
+    """A file's records as JSON Lines hold them: a Parquet file's rows grouped by request
+    (a file that cannot be read is counted here and yields nothing)."""
+    if not key.endswith(logformat.SUFFIX):
+        yield from _lines(data)
+        return
+    table = parquet_table(data)
+    if table is None:
+        skipped.add(version, at, UNREADABLE)
+        return
+    if _foreign(table, model, version):
+        skipped.add(version, at, UNKNOWN_VERSION, table.num_rows)
+        return
+    yield from _grouped(table.to_pylist(), model, version)
+
+
+def _grouped(rows: list[dict[str, Any]], model: str, version: str) -> Iterator[dict[str, Any]]:
+    """Table rows (one per served row, or per label) as one record per request."""
+    by_request: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        rid = row.get(logformat.REQUEST_ID)
+        entry = by_request.setdefault(
+            str(rid),
+            {
+                "request_id": rid,
+                "model": model,
+                "version": version,
+                "time": row.get(logformat.TIME),
+                "latency_ms": row.get(logformat.LATENCY),
+                "features": [
+                    c[len(logformat.INPUT) :] for c in row if c.startswith(logformat.INPUT)
+                ],
+                "inputs": [],
+                "outputs": [],
+                "labels": [],
+            },
+        )
+        entry["inputs"].append([v for c, v in row.items() if c.startswith(logformat.INPUT)])
+        entry["outputs"].append([v for c, v in row.items() if c.startswith(logformat.OUTPUT)])
+        if logformat.LABEL_NUMBER in row or logformat.LABEL_TEXT in row:
+            text = row.get(logformat.LABEL_TEXT)
+            entry["labels"].append(text if text is not None else row.get(logformat.LABEL_NUMBER))
+    yield from by_request.values()
+
+
+@dataclass(frozen=True)
+class LogFile:
+    """One file of a log: where it is, whose it is, and when it was written."""
+
+    key: str
+    version: str
+    written: datetime
+
+    @property
+    def parquet(self) -> bool:
+        """True for the Parquet format, False for JSON Lines."""
+        return self.key.endswith(logformat.SUFFIX)
+
+
+def log_files(store: ObjectStore, log: str, model: str, version: str, day: date) -> list[LogFile]:
+    """The files of one version's log written on one UTC day, oldest first."""
+    prefix = f"{log}/{model}/"
+    out = []
+    for key in store.list(f"{prefix}{version}/{day.isoformat()}/"):
+        match = _FILE.match(key[len(prefix) :])
+        if match:
+            _, name, clock, _ = match.groups()
+            at = datetime.strptime(f"{name} {clock}", "%Y-%m-%d %H%M%S%f").replace(tzinfo=UTC)
+            out.append(LogFile(key, version, at))
+    return sorted(out, key=lambda f: (f.written, f.key))
+
+
+def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
+    """The table with exactly `wanted`'s columns, cast; a missing input or latency column is
+    null, a missing output NaN. None when a column cannot be read as its type."""
+    import pyarrow as pa
+    import pyarrow.types as types
+
+    columns = []
+    for column_field in wanted:
+        if column_field.name not in table.column_names:
+            if column_field.name in (
+                logformat.REQUEST_ID,
+                logformat.KEY,
+                logformat.ROW,
+                logformat.TIME,
+            ):
+                return None
+            fill = float("nan") if column_field.name.startswith(logformat.OUTPUT) else None
+            columns.append(pa.array([fill] * table.num_rows, type=column_field.type))
+            continue
+        column = table.column(column_field.name)
+        kind = column.type
+        if types.is_dictionary(kind):
+            kind = kind.value_type
+            column = column.cast(kind)
+        numeric = types.is_integer(kind) or types.is_floating(kind) or types.is_null(kind)
+        text = types.is_string(kind) or types.is_large_string(kind) or types.is_null(kind)
+        if (types.is_string(column_field.type) and not text) or (
+            not types.is_string(column_field.type) and not numeric
+        ):
+            return None
+        try:
+            columns.append(column.cast(column_field.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+    return pa.Table.from_arrays(columns, schema=pa.schema(list(wanted)))
+
+
+def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
+    """The rows with a request id and a finite time; the others counted by reason."""
+    import pyarrow.compute as pc
+
+    has_id = pc.and_(
+        pc.is_valid(table.column(logformat.REQUEST_ID)),
+        pc.not_equal(pc.fill_null(table.column(logformat.REQUEST_ID), ""), ""),
+    )
+    time = table.column(logformat.TIME)
+    timed = pc.and_(pc.is_valid(time), pc.is_finite(pc.fill_null(time, float("nan"))))
+    lost = {
+        NO_REQUEST_ID: table.num_rows - pc.sum(has_id).as_py() if table.num_rows else 0,
+        MALFORMED: pc.sum(pc.and_(has_id, pc.invert(timed))).as_py() or 0,
+    }
+    return table.filter(pc.and_(has_id, timed)), {k: int(v) for k, v in lost.items() if v}
+
+
+def _typed(
+    data: bytes, file: LogFile, model: str, schema: pa.Schema, skipped: Skipped
+) -> pa.Table | None:
+    """A Parquet log file's usable rows in `schema`'s columns; what is not usable is counted."""
+    table = parquet_table(data)
+    if table is None:
+        skipped.add(file.version, file.written, UNREADABLE)
+        return None
+    if _foreign(table, model, file.version):
+        skipped.add(file.version, file.written, UNKNOWN_VERSION, table.num_rows)
+        return None
+    typed = _conform(table, schema)
+    if typed is None:
+        skipped.add(file.version, file.written, WRONG_TYPE, table.num_rows)
+        return None
+    typed, lost = _usable(typed)
+    for reason, count in lost.items():
+        skipped.add(file.version, file.written, reason, count)
+    return typed if typed.num_rows else None
+
+
+def prediction_table(
+    store: ObjectStore,
+    file: LogFile,
+    model: str,
+    contract: Contract,
+    skipped: Skipped,
+) -> pa.Table | None:
+    """One prediction file as a table of `contract`'s typed columns (`logformat`); None when
+    nothing in it is usable, and what is not is counted in `skipped`."""
+    numeric, categorical = list(contract.numeric), list(contract.categorical)
+    width = 1 if contract.task == "regression" else len(contract.classes)
+    wanted = logformat.prediction_schema(numeric, categorical, width)
+    data = store.read(file.key)
+    if not file.parquet:
+        entries = []
+        for entry in _lines(data):
+            problem = _problem(entry, model, file.version, (file.version,))
+            if problem or entry is None or _prediction(entry, file.version) is None:
+                skipped.add(file.version, file.written, problem or MALFORMED)
+            else:
+                entries.append(entry)
+        table = logformat.prediction_table(entries, numeric, categorical, width)
+        return table if table.num_rows else None
+    return _typed(data, file, model, wanted, skipped)
+
+
+def feedback_table(
+    store: ObjectStore, file: LogFile, model: str, skipped: Skipped
+) -> pa.Table | None:
+    """One feedback file as a table of `logformat.feedback_schema()`; None when nothing in it
+    is usable, and what is not is counted in `skipped`."""
+    data = store.read(file.key)
+    if not file.parquet:
+        entries = []
+        for entry in _lines(data):
+            problem = _problem(entry, model, file.version, (file.version,))
+            values = None if problem or entry is None else entry.get("labels")
+            if entry is None or not isinstance(values, list) or not values:
+                skipped.add(file.version, file.written, problem or MALFORMED)
+            elif not all(map(_label, values)):
+                skipped.add(file.version, file.written, MALFORMED)
+            else:
+                entries.append(entry)
+        table = logformat.feedback_table(entries)
+        return table if table.num_rows else None
+    return _typed(data, file, model, logformat.feedback_schema(), skipped)

@@ -6,33 +6,38 @@ fails while being read leaves no record behind.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import ValidationError
 
-from flywheel import batches
+from flywheel import batches, logformat
 from flywheel.batches import BatchError
-from flywheel.config import Settings
+from flywheel.config import Settings, StorageSettings
 from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
+from flywheel.monitoring import logs, summary
 from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
-from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
+from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
+from flywheel.monitoring.summary import DaySummary, WindowSummary
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
-from flywheel.storage import StoreError, StoreUnavailable
+from flywheel.storage import ObjectStore, StoreError, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
-    import numpy as np
-    import numpy.typing as npt
     import pandas as pd
+    import pyarrow as pa
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +162,193 @@ def reference_rows(source: batches.BatchSource, contract: Contract) -> pd.DataFr
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
+SUMMARIES = "summaries"
+# Feedback more than this newer than a prediction's window is still looked for: a prediction
+# file is written within a minute, so an hour is ample.
+_GRACE = timedelta(hours=1)
+
+
+def summary_key(model: str, version: str, day: date) -> str:
+    """Where the summary of one version's log files of one day is stored."""
+    return f"{SUMMARIES}/{model}/{version}/{day.isoformat()}{logformat.SUFFIX}"
+
+
+def labels_key(model: str, version: str, day: date) -> str:
+    """Where the labels kept from one version's feedback files of one day are stored."""
+    return f"{SUMMARIES}/{model}/feedback/{version}/{day.isoformat()}{logformat.SUFFIX}"
+
+
+def fingerprint(contract: Contract, window_seconds: int, sample_rows: int) -> str:
+    """What a stored summary depends on: when any of it changes, the summary is made again."""
+    import hashlib
+
+    basis = {
+        "format": summary.FORMAT,
+        "window": window_seconds,
+        "sample": sample_rows,
+        "task": contract.task,
+        "classes": [str(c) for c in contract.classes],
+        "numeric": {n: list(p.edges) for n, p in contract.numeric.items()},
+        "categorical": sorted(contract.categorical),
+    }
+    return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _reduce_file(
+    store: ObjectStore,
+    file: LogFile,
+    model: str,
+    contract: Contract,
+    window_seconds: int,
+    sample_rows: int,
+) -> tuple[dict[int, WindowSummary], Skipped]:
+    """One log file's windows, and what in it was skipped."""
+    skipped = Skipped()
+    table = logs.prediction_table(store, file, model, contract, skipped)
+    found = {} if table is None else summary.reduce(table, contract, window_seconds, sample_rows)
+    return found, skipped
+
+
+def _reduce_in_worker(
+    uri: str,
+    storage: StorageSettings,
+    files: list[LogFile],
+    model: str,
+    contract: Contract,
+    window_seconds: int,
+    sample_rows: int,
+) -> tuple[bytes, list[tuple[str, datetime, str, int]]]:
+    """A worker process's share of the files, merged, as bytes the parent merges."""
+    store = open_store(uri, storage)
+    day = DaySummary(window_seconds, sample_rows, "")
+    lost: list[tuple[str, datetime, str, int]] = []
+    for file in files:
+        found, skipped = _reduce_file(store, file, model, contract, window_seconds, sample_rows)
+        day.add(found)
+        lost += [(v, at, reason, n) for (v, at, reason), n in skipped.counts.items()]
+    return day.to_bytes(), lost
+
+
+def summarise_day(
+    settings: Settings,
+    store: ObjectStore,
+    version: str,
+    day: date,
+    contract: Contract,
+    *,
+    workers: int = 1,
+) -> tuple[DaySummary, bool]:
+    """The summary of a version's log files of `day`: the stored one, with the files written
+    since reduced into it (by `workers` processes); and whether it changed."""
+    policy = settings.monitoring
+    window_seconds = int(WINDOW_SIZES[policy.window].total_seconds())
+    mark = fingerprint(contract, window_seconds, policy.sample_rows)
+    key = summary_key(settings.model_name, version, day)
+    day_summary = DaySummary(window_seconds, policy.sample_rows, mark)
+    if store.exists(key):
+        try:
+            stored = DaySummary.from_bytes(store.read(key))
+        except ValueError as error:
+            log.warning("%s: %s; summarising its files again", key, error)
+        else:
+            if stored.fingerprint == mark:
+                day_summary = stored
+    new = [
+        f
+        for f in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
+        if f.key not in day_summary.files
+    ]
+    if not new:
+        return day_summary, False
+    found: list[tuple[dict[int, WindowSummary], list[tuple[str, datetime, str, int]]]] = []
+    if workers > 1 and len(new) > 1:
+        found = _fan_out(settings, new, contract, window_seconds, workers)
+    else:
+        for file in new:
+            windows, skipped = _reduce_file(
+                store, file, settings.model_name, contract, window_seconds, policy.sample_rows
+            )
+            found.append((windows, [(*k, n) for k, n in skipped.counts.items()]))
+    for windows, lost in found:
+        day_summary.add(windows)
+        for _, at, reason, count in lost:
+            start = int(at.timestamp()) // window_seconds * window_seconds
+            day_summary.skip(start, reason, count)
+    day_summary.files |= {f.key for f in new}
+    return day_summary, True
+
+
+def _fan_out(
+    settings: Settings,
+    files: list[LogFile],
+    contract: Contract,
+    window_seconds: int,
+    workers: int,
+) -> list[tuple[dict[int, WindowSummary], list[tuple[str, datetime, str, int]]]]:
+    """The files reduced by `workers` processes, each a contiguous share (the local twin of
+    the chart's fan-out over hours)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    shares = [files[i::workers] for i in range(workers) if files[i::workers]]
+    out = []
+    with ProcessPoolExecutor(max_workers=len(shares)) as pool:
+        jobs = [
+            pool.submit(
+                _reduce_in_worker,
+                settings.storage.uri,
+                settings.storage,
+                share,
+                settings.model_name,
+                contract,
+                window_seconds,
+                settings.monitoring.sample_rows,
+            )
+            for share in shares
+        ]
+        for job in jobs:
+            data, lost = job.result()
+            out.append((DaySummary.from_bytes(data).windows, lost))
+    return out
+
+
+def _kept_labels(
+    store: ObjectStore,
+    settings: Settings,
+    version: str,
+    day: date,
+    keep: Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.bool_]],
+    skipped: Skipped,
+) -> tuple[pa.Table | None, bool, set[str]]:
+    """The labels of a version's feedback files of `day` that can join a sample: the stored
+    ones, and those of files written since; whether anything changed; and the files read."""
+    import pyarrow as pa
+
+    key = labels_key(settings.model_name, version, day)
+    tables: list[pa.Table] = []
+    files: set[str] = set()
+    if store.exists(key):
+        stored = logs.parquet_table(store.read(key))
+        if stored is not None and stored.schema.metadata and b"files" in stored.schema.metadata:
+            files = set(json.loads(stored.schema.metadata[b"files"]))
+            tables.append(stored.replace_schema_metadata(None))
+    new = [
+        f
+        for f in logs.log_files(store, logs.FEEDBACK, settings.model_name, version, day)
+        if f.key not in files
+    ]
+    for file in new:
+        table = logs.feedback_table(store, file, settings.model_name, skipped)
+        if table is not None:
+            tables.append(table)
+    files |= {f.key for f in new}
+    if not tables:
+        return None, bool(new), files
+    table = pa.concat_tables(tables)
+    before = table.num_rows
+    table = table.filter(pa.array(keep(table.column(logformat.KEY).to_numpy())))
+    return table, bool(new) or table.num_rows != before, files
+
+
 def monitor(
     settings: Settings,
     registry: Registry,
@@ -166,29 +358,62 @@ def monitor(
     versions: Collection[str] = (),
     record: bool = True,
     now: datetime | None = None,
+    workers: int = 1,
 ) -> MonitorResult:
     """Analyse every complete window up to `until` in the logs of `registry`'s store and
-    (with `record`) store the reports there; `source` holds the versions' reference batches."""
+    (with `record`) store the reports there, and the summaries that let the next look read
+    only new files; `source` holds the versions' reference batches."""
     now = now or datetime.now(UTC)
     policy = settings.monitoring
     spans = windows(until or now, policy.window, policy.windows)
     start, end = spans[0][0], spans[-1][1]
+    store = registry.store
     skipped = Skipped()
+    changed: dict[str, bytes] = {}
     try:
-        known = [m.version for m in registry.versions()]
+        manifests = registry.versions()
+        known = [m.version for m in manifests]
         production = registry.resolve(PRODUCTION)
-        predictions = read_predictions(
-            registry.store, settings.model_name, known, start, end, skipped
-        )
-        labelled_until = min(end + timedelta(days=policy.label_delay_days), now)
-        labels = read_labels(
-            registry.store, settings.model_name, known, start, labelled_until, skipped
-        )
-        served = sorted({p.version for p in predictions} | ({production} if production else set()))
         wanted = {registry.lookup(v) for v in versions}
-        references = {
-            v: load_reference(registry, source, v) for v in served if not wanted or v in wanted
+        contracts = {
+            v: Contract.from_json(registry.read(v, "contract.json"))
+            for v in known
+            if not wanted or v in wanted
         }
+        # A file is written up to a flush interval after its rows: read one day further.
+        log_days = logs.days(start, end + timedelta(days=1))
+        merged: dict[str, dict[int, WindowSummary]] = {}
+        for version, contract in contracts.items():
+            for day in log_days:
+                found, fresh = summarise_day(
+                    settings, store, version, day, contract, workers=workers
+                )
+                if fresh:
+                    changed[summary_key(settings.model_name, version, day)] = found.to_bytes()
+                for at, counts in found.skipped.items():
+                    for reason, count in counts.items():
+                        skipped.add(version, datetime.fromtimestamp(at, UTC), reason, count)
+                for at, part in found.windows.items():
+                    have = merged.setdefault(version, {}).get(at)
+                    merged[version][at] = part if have is None else have.merge(part)
+        inside = {
+            v: {
+                int(a.timestamp()): window
+                for a, _ in spans
+                if (window := merged.get(v, {}).get(int(a.timestamp()))) is not None
+            }
+            for v in contracts
+        }
+        samples = [w for by_start in inside.values() for w in by_start.values()]
+        labelled_until = min(end + timedelta(days=policy.label_delay_days), now)
+        labels = _labels(
+            settings, store, known, samples, start, labelled_until, now, skipped, changed
+        )
+        served = sorted(
+            {v for v, by_start in inside.items() if by_start}
+            | ({production} if production and (not wanted or production in wanted) else set())
+        )
+        references = {v: load_reference(registry, source, v) for v in served}
     except StoreError as error:
         raise MonitoringError(
             f"cannot read {settings.model_name}'s logs and registry from "
@@ -196,17 +421,15 @@ def monitor(
         ) from None
     reports: list[WindowReport] = []
     for version, reference in references.items():
-        rows = [p for p in predictions if p.version == version]
         for window_start, window_end in spans:
-            inside = [
-                p for p in rows if window_start.timestamp() <= p.time < window_end.timestamp()
-            ]
+            summarised = inside.get(version, {}).get(int(window_start.timestamp()))
             lost = skipped.between(version, window_start, window_end)
-            if not inside and not lost:
+            if summarised is None and not lost:
                 continue
+            sample = [] if summarised is None else predictions_of(summarised, version)
             reports.append(
                 analyse_window(
-                    inside,
+                    sample,
                     labels,
                     reference,
                     policy,
@@ -217,16 +440,140 @@ def monitor(
                     skipped=lost,
                     now=now,
                     contract_policy=settings.contract,
+                    summary=summarised,
                 )
             )
     totals: Counter[str] = Counter()
     for (_, _, reason), count in skipped.counts.items():
         totals[reason] += count
+    written: tuple[str, ...] = ()
+    if record:
+        written = tuple(_record(registry, reports))
+        _store_summaries(store, changed)
     return MonitorResult(
-        reports=tuple(reports),
-        skipped=dict(sorted(totals.items())),
-        records=tuple(_record(registry, reports)) if record else (),
+        reports=tuple(reports), skipped=dict(sorted(totals.items())), records=written
     )
+
+
+def _labels(
+    settings: Settings,
+    store: ObjectStore,
+    known: Collection[str],
+    samples: Collection[WindowSummary],
+    start: datetime,
+    labelled_until: datetime,
+    now: datetime,
+    skipped: Skipped,
+    changed: dict[str, bytes],
+) -> dict[str, tuple[Label, ...]]:
+    """The labels of the sampled requests, by request id (a request's newest feedback wins).
+
+    Feedback is kept when its key is in a sample, or below the threshold of a sample that
+    does not hold every row (its request may yet be logged there), or all of it when every
+    sample holds its whole window; the rest can never join a
+    sample and is dropped. Feedback for a request that was never logged is counted when it is
+    certain: its key is below every sample's threshold, it is older than the grace a
+    prediction file has to be written, and it came late enough that its request would be in
+    the windows read."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sampled = np.unique(
+        np.concatenate(
+            [w.sample.column(logformat.KEY).to_numpy() for w in samples if w.sample.num_rows]
+            or [np.zeros(0, dtype=np.uint64)]
+        )
+    )
+    partial = [w.threshold for w in samples if not w.complete]
+    below = max(partial, default=0)
+
+    def keep(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        if not partial:  # every sample holds all its window's rows: so few, keep all
+            return np.ones(len(keys), dtype=bool)
+        return np.isin(keys, sampled) | (keys < np.uint64(below))
+
+    tables = []
+    for version in known:
+        for day in logs.days(start, labelled_until):
+            table, fresh, files = _kept_labels(store, settings, version, day, keep, skipped)
+            if table is not None:
+                in_range = table.filter(
+                    pc.less(table.column(logformat.TIME), labelled_until.timestamp())
+                )
+                tables.append((version, in_range))
+            if fresh:
+                stored = table if table is not None else pa.table({})
+                changed[labels_key(settings.model_name, version, day)] = logformat.to_parquet(
+                    stored, {"files": json.dumps(sorted(files))}
+                )
+    by_id: dict[str, tuple[float, dict[int, Label]]] = {}
+    certain = min((w.threshold for w in samples), default=0)
+    counted_from = (start + timedelta(days=settings.monitoring.label_delay_days)).timestamp()
+    for version, table in tables:
+        rows = table.to_pydict()
+        matched = np.isin(np.asarray(rows[logformat.KEY], dtype=np.uint64), sampled)
+        for i, rid in enumerate(rows[logformat.REQUEST_ID]):
+            at = rows[logformat.TIME][i]
+            if not matched[i]:
+                if (
+                    rows[logformat.KEY][i] < certain
+                    and counted_from <= at < (now - _GRACE).timestamp()
+                ):
+                    skipped.add(version, datetime.fromtimestamp(at, UTC), logs.NEVER_LOGGED)
+                continue
+            text = rows[logformat.LABEL_TEXT][i]
+            label: Label = text if text is not None else rows[logformat.LABEL_NUMBER][i]
+            newest, values = by_id.setdefault(rid, (at, {}))
+            if at > newest:  # newer feedback replaces the request's labels
+                values = {}
+                by_id[rid] = (at, values)
+            if at >= newest:
+                values[rows[logformat.ROW][i]] = label
+    return {
+        rid: tuple(values[r] for r in range(len(values)))
+        for rid, (_, values) in by_id.items()
+        if set(values) == set(range(len(values)))
+    }
+
+
+def predictions_of(window: WindowSummary, version: str) -> list[Prediction]:
+    """A window's sampled requests, oldest first, as the analysis reads them."""
+    rows = window.sample.to_pydict()
+    inputs = [c for c in rows if c.startswith(logformat.INPUT)]
+    outputs = [c for c in rows if c.startswith(logformat.OUTPUT)]
+    features = tuple(c[len(logformat.INPUT) :] for c in inputs)
+    by_request: dict[str, list[int]] = {}
+    for i, rid in enumerate(rows[logformat.REQUEST_ID]):
+        by_request.setdefault(rid, []).append(i)
+    out = []
+    for rid, at in by_request.items():
+        at.sort(key=lambda i: rows[logformat.ROW][i])
+        first = at[0]
+        latency = rows[logformat.LATENCY][first]
+        out.append(
+            Prediction(
+                request_id=rid,
+                version=version,
+                time=rows[logformat.TIME][first],
+                latency_ms=latency if latency is not None and math.isfinite(latency) else None,
+                features=features,
+                inputs=tuple(tuple(rows[c][i] for c in inputs) for i in at),
+                outputs=tuple(tuple(rows[c][i] for c in outputs) for i in at),
+            )
+        )
+    return sorted(out, key=lambda p: p.time)
+
+
+def _store_summaries(store: ObjectStore, changed: Mapping[str, bytes]) -> None:
+    """Keep what this look summarised, for the next; a failure only costs the next look time."""
+    for key, data in changed.items():
+        try:
+            store.write(key, data)
+        except StoreError as error:
+            log.warning(
+                "cannot store the summary %s (%s): the next look reads its files again", key, error
+            )
+            return
 
 
 def _record(registry: Registry, reports: list[WindowReport]) -> list[str]:

@@ -213,24 +213,36 @@ def categorical_drift(
     distance: float,
 ) -> DriftTest | None:
     """PSI over the categories, and chi-square (small windows) or Jensen-Shannon (large)."""
+    seen = [str(v) for v in values if v is not None and v == v]
+    return counted_drift(Counter(seen), reference, large=large, p_value=p_value, distance=distance)
+
+
+def counted_drift(
+    tally: Mapping[str, int],
+    reference: Mapping[str, float],
+    *,
+    large: int,
+    p_value: float,
+    distance: float,
+) -> DriftTest | None:
+    """`categorical_drift` from the count of each category (a summary's, merged exactly)."""
     from scipy import stats
     from scipy.spatial.distance import jensenshannon
 
-    seen = [str(v) for v in values if v is not None and v == v]
-    if not seen:
+    total = sum(tally.values())
+    if not total:
         return None
-    tally = Counter(seen)
-    keys = sorted(set(reference) | set(tally))
+    keys = sorted(set(reference) | {k for k, n in tally.items() if n})
     counts = np.array([tally[k] for k in keys], dtype=float)
     observed = counts / counts.sum()
     expected = np.array([max(reference.get(k, 0.0), _EPSILON) for k in keys])
     expected /= expected.sum()
     psi = drift.psi(list(expected), list(observed))
-    if len(seen) <= large:
+    if total <= large:
         chi = stats.chisquare(counts, expected * counts.sum())
-        return _tested(len(seen), psi, "chi2", chi, p_value)
+        return _tested(total, psi, "chi2", chi, p_value)
     value = float(jensenshannon(expected, observed, base=2))
-    return _measured(len(seen), psi, "jensen_shannon", value, distance)
+    return _measured(total, psi, "jensen_shannon", value, distance)
 
 
 def score_reference(

@@ -26,7 +26,7 @@ def store(registered: Settings, tmp_path: Path) -> LocalStore:
     """A copy of the registry with v1 in production, to log traffic into; without the
     logs and records other tests (integration ones too) wrote into the shared registry."""
     shutil.copytree(registered.storage.uri, tmp_path / "store")
-    for written in ("predictions", "feedback", "monitoring"):
+    for written in ("predictions", "feedback", "monitoring", "summaries"):
         shutil.rmtree(tmp_path / "store" / written, ignore_errors=True)
     return LocalStore(tmp_path / "store")
 

@@ -139,3 +139,229 @@ def test_monitor_records_a_regression_version_from_the_registry(
     assert report.task == "regression" and report.estimate is not None
     assert report.estimate.method == "DLE" and result.records
     assert isinstance(report.computed_at, datetime)
+
+
+# --- summaries: incremental looks, the local fan-out, bad files at scale ---------------
+
+
+class CountingStore(LocalStore):
+    """A local store that remembers which keys were read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def read(self, key: str) -> bytes:
+        self.reads.append(key)
+        return super().read(key)
+
+
+def _parquet_traffic(
+    store: LocalStore, version: str, rows: int, at: datetime, *, seed: int = 0, name: str = ""
+) -> tuple[str, list[str]]:
+    """One Parquet prediction file of `rows` one-row requests served at `at`, written as
+    serving writes it; its key and its request ids."""
+    import numpy as np
+
+    from flywheel import logformat
+    from flywheel.contract import Contract
+
+    registry = Registry(store, "loan-default")
+    contract = Contract.from_json(registry.read(version, "contract.json"))
+    rng = np.random.default_rng(seed)
+    generator = Settings().data.generator
+    frame = synthetic.generate_day(generator.start_date, generator).sample(rows, random_state=seed)
+    ids = [f"{seed}-{i}-{rng.integers(1 << 30)}" for i in range(rows)]
+    entries = [
+        {
+            "request_id": rid,
+            "time": at.timestamp() + i * 0.01,
+            "latency_ms": 2.0,
+            "features": list(contract.features),
+            "inputs": [[None if v != v else v for v in row]],
+            "outputs": [[0.7, 0.3]],
+        }
+        for i, (rid, row) in enumerate(
+            zip(ids, frame[list(contract.features)].itertuples(index=False), strict=True)
+        )
+    ]
+    table = logformat.prediction_table(
+        entries, list(contract.numeric), list(contract.categorical), 2
+    )
+    key = (
+        f"predictions/loan-default/{version}/{at:%Y-%m-%d}/"
+        f"{name or f'{at:%H%M%S%f}-{seed}-000001'}.parquet"
+    )
+    store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": version}))
+    return key, ids
+
+
+def test_a_second_look_reads_only_the_log_files_written_since(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given a look over two Parquet files, its summaries stored
+    counting = CountingStore(store.root)
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
+    first = [
+        _parquet_traffic(counting, "v1", 300, now - timedelta(minutes=m), seed=m)[0]
+        for m in (20, 10)
+    ]
+    settings = _settings(registered, counting)
+    stores = Stores(settings)
+    monitor(
+        settings,
+        Registry(counting, "loan-default"),
+        stores.source,
+        until=now + timedelta(hours=1),
+        now=now,
+    )
+    assert set(first) <= set(counting.reads)
+    assert counting.list("summaries/loan-default/v1/")
+    # when one more file is written and monitoring looks again
+    newer, _ = _parquet_traffic(counting, "v1", 200, now - timedelta(minutes=5), seed=5)
+    counting.reads.clear()
+    later = now + timedelta(minutes=1)
+    result = monitor(
+        settings,
+        Registry(counting, "loan-default"),
+        stores.source,
+        until=now + timedelta(hours=1),
+        now=later,
+    )
+    # then only the new file is read, and the window holds every row
+    logs_read = [k for k in counting.reads if k.startswith("predictions/")]
+    assert logs_read == [newer]
+    (report,) = [r for r in result.reports if r.health.rows]
+    assert report.health.rows == 800 and report.health.requests == 800
+
+
+def test_reports_from_summaries_agree_with_the_rows_read_one_by_one(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given a day of logged, labelled traffic
+    from flywheel.monitoring.analysis import analyse_window
+    from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
+    from flywheel.monitoring.monitor import load_reference
+
+    day = registered.data.generator.start_date + timedelta(days=6)
+    log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, registered.data.generator))
+    settings = _settings(registered, store)
+    stores = Stores(settings)
+    now = datetime.now(UTC)
+    # when monitoring summarises it, and when the rows are analysed as read
+    result = monitor(
+        settings,
+        stores.registry,
+        stores.source,
+        until=now + timedelta(hours=1),
+        now=now,
+        record=False,
+    )
+    (start, end) = windows(now + timedelta(hours=1), "hour", 2)[-1]
+    skipped = Skipped()
+    predictions = read_predictions(store, "loan-default", {"v1"}, start, end, skipped)
+    labels = read_labels(store, "loan-default", {"v1"}, start, now, skipped)
+    direct = analyse_window(
+        predictions,
+        labels,
+        load_reference(stores.registry, stores.source, "v1"),
+        settings.monitoring,
+        model="loan-default",
+        role="production",
+        start=start,
+        end=end,
+        skipped={},
+        now=now,
+        contract_policy=settings.contract,
+    )
+    # then every figure agrees
+    (summarised,) = [r for r in result.reports if r.start == start]
+    assert summarised.health.rows == sum(len(p.inputs) for p in predictions) > 0
+    assert summarised.model_dump(exclude={"computed_at"}) == direct.model_dump(
+        exclude={"computed_at"}
+    )
+
+
+def test_the_local_fan_out_gives_what_one_process_gives(
+    registered: Settings, store: LocalStore
+) -> None:
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
+    for seed in range(6):
+        _parquet_traffic(store, "v1", 400, now - timedelta(minutes=25 - seed), seed=seed)
+    settings = _settings(registered, store)
+    settings = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"sample_rows": 1000})}
+    )
+    stores = Stores(settings)
+    until = now + timedelta(hours=1)
+    one = monitor(settings, stores.registry, stores.source, until=until, now=now, record=False)
+    two = monitor(
+        settings, stores.registry, stores.source, until=until, now=now, record=False, workers=2
+    )
+    assert [r.model_dump() for r in one.reports] == [r.model_dump() for r in two.reports]
+    (report,) = [r for r in one.reports if r.health.rows]
+    assert report.health.rows == 2400 and report.sampled_rows is not None
+
+
+def test_bad_files_are_counted_under_their_reason_and_skipped(
+    registered: Settings, store: LocalStore
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flywheel import logformat
+
+    # given one good Parquet file, and beside it a truncated one, one with a column of the
+    # wrong type, one from another version, a duplicate of the good one, and feedback for a
+    # request that was never logged
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    good, ids = _parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
+    day = f"predictions/loan-default/v1/{hour:%Y-%m-%d}"
+    data = store.read(good)
+    store.write(f"{day}/{hour:%H%M%S}000001-2-000001.parquet", data[: len(data) // 2])
+    table = pq.read_table(store.root / good)
+    table = table.set_column(
+        table.schema.get_field_index("in.income"), "in.income", pa.array(["x"] * 100)
+    )
+    store.write(f"{day}/{hour:%H%M%S}000002-3-000001.parquet", logformat.to_parquet(table))
+    foreign = logformat.to_parquet(pq.read_table(store.root / good), {"version": "v9"})
+    store.write(f"{day}/{hour:%H%M%S}000003-4-000001.parquet", foreign)
+    store.write(f"{day}/{hour:%H%M%S}000004-5-000001.parquet", data)
+    labelled_at = (hour + timedelta(minutes=30)).timestamp()
+    feedback = logformat.feedback_table(
+        [
+            {"request_id": ids[0], "time": labelled_at, "labels": [1]},
+            {"request_id": "never-served", "time": labelled_at, "labels": [0]},
+        ]
+    )
+    store.write(
+        f"feedback/loan-default/v1/{hour:%Y-%m-%d}/{hour:%H%M%S}000005-6-000001.parquet",
+        logformat.to_parquet(feedback, {"model": "loan-default", "version": "v1"}),
+    )
+    settings = _settings(registered, store)
+    settings = settings.model_copy(
+        update={
+            "monitoring": settings.monitoring.model_copy(
+                update={"windows": 1, "label_delay_days": 0}
+            )
+        }
+    )
+    stores = Stores(settings)
+    # when monitored some hours later
+    result = monitor(
+        settings,
+        stores.registry,
+        stores.source,
+        until=hour + timedelta(hours=1),
+        now=hour + timedelta(hours=3),
+    )
+    # then each is counted under its reason, and the good rows are reported once
+    assert result.skipped == {
+        logs.UNREADABLE: 1,
+        logs.WRONG_TYPE: 100,
+        logs.UNKNOWN_VERSION: 100,
+        logs.NEVER_LOGGED: 1,
+    }
+    (report,) = result.reports
+    assert report.health.rows == 200  # the duplicate file's rows are served rows as counted
+    assert report.performance.labelled == 1

@@ -37,7 +37,7 @@ def project(registered: Settings, tmp_path: Path) -> Settings:
     """A copy of the session's project (v1 in production, five batches), without other tests'
     logs and records; schedule and code change off unless a test turns them on."""
     shutil.copytree(registered.storage.uri, tmp_path / "store")
-    for written in ("predictions", "feedback", "monitoring", "triggers"):
+    for written in ("predictions", "feedback", "monitoring", "summaries", "triggers"):
         shutil.rmtree(tmp_path / "store" / written, ignore_errors=True)
     shutil.copytree(registered.data.source, tmp_path / "batches")
     return settings_for(tmp_path)
