@@ -358,6 +358,43 @@ def test_argo_lint_offline_passes_the_cronworkflow(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("fan_out", [True, False])
+def test_monitoring_fans_out_over_the_partitions_it_lists_then_merges_and_decides(
+    fan_out: bool, tmp_path: Path
+) -> None:
+    # given the chart rendered with the fan-out on or off
+    docs = _render(EXAMPLES[0], f"triggers.monitorFanOut={str(fan_out).lower()}")
+    cron = next(d for d in docs if d["kind"] == "CronWorkflow")
+    templates = {t["name"]: t for t in cron["spec"]["workflowSpec"]["templates"]}
+    look = [step[0] for step in templates["look"]["steps"]]
+    # then argo lints it, and the steps run in order: list, summarise each in parallel,
+    # merge and decide
+    result = _run(
+        binary("argo"), "lint", "--offline", "--output=simple", _workflows(docs, tmp_path)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    if not fan_out:
+        assert [s["name"] for s in look] == ["monitor", "decide"]
+        return
+    assert [s["name"] for s in look] == ["partitions", "summarise", "monitor", "decide"]
+    assert templates["partitions"]["container"]["args"][-1] == "--list-partitions"
+    summarise = look[1]
+    assert summarise["withParam"] == "{{steps.partitions.outputs.result}}"
+    assert summarise["arguments"]["parameters"][0]["value"] == (
+        "{{item.version}}/{{item.day}}/{{item.hour}}"
+    )
+    assert templates["summarise"]["container"]["args"][-2:] == [
+        "--partition",
+        "{{inputs.parameters.partition}}",
+    ]
+    assert templates["look"]["parallelism"] == 4
+    # and each step has the engine's resources and restricted security context
+    for name in ("partitions", "summarise", "monitor"):
+        container = templates[name]["container"]
+        assert container["securityContext"]["runAsNonRoot"] is True
+        assert container["resources"] == templates["decide"]["container"]["resources"]
+
+
 def test_argo_lint_offline_catches_a_broken_workflow(tmp_path: Path) -> None:
     docs = _render(EXAMPLES[0])
     cron = next(d for d in docs if d["kind"] == "CronWorkflow")

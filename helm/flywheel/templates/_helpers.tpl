@@ -200,3 +200,22 @@ volumes:
     emptyDir:
       sizeLimit: 256Mi
 {{- end }}
+
+{{/*
+What every monitoring step of the engine's workflow shares: the store's credentials, the
+engine's resources, the restricted security context, the configuration and a scratch /tmp.
+*/}}
+{{- define "flywheel.monitorStep" -}}
+env:
+  {{- include "flywheel.storageEnv" . | nindent 2 }}
+resources:
+  {{- toYaml .Values.triggers.resources | nindent 2 }}
+securityContext:
+  {{- include "flywheel.containerSecurityContext" . | nindent 2 }}
+volumeMounts:
+  - name: config
+    mountPath: /etc/flywheel
+    readOnly: true
+  - name: tmp
+    mountPath: /tmp
+{{- end }}

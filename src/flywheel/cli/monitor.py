@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -50,23 +52,59 @@ def monitor(
             "(default: monitoring.pushgateway)."
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(help="Processes that summarise new log files in parallel.", min=1, max=64),
+    ] = 1,
+    list_partitions: Annotated[
+        bool,
+        typer.Option(
+            "--list-partitions",
+            help="Print, as a JSON list, the hours of log files no summary holds yet, and stop "
+            "(the chart's fan-out runs one --partition step for each).",
+        ),
+    ] = False,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            help="Summarise one partition, VERSION/DAY/HOUR (e.g. v3/2026-03-02/14), store it "
+            "for the next look to merge, and stop.",
+        ),
+    ] = None,
 ) -> None:
-    """Read the prediction and feedback logs window by window and report on each served version."""
+    """Read the prediction and feedback logs window by window and report on each served version.
+
+    Each log file is read once: what it holds is summarised and stored, so a look reads only
+    the files written since the last one. A window larger than monitoring.sample_rows is
+    tested on a uniform sample of its rows (chosen by a hash of the request id); its counts
+    are exact."""
     from flywheel.config import DEFAULT_MONITORED
+    from flywheel.monitoring import monitor as monitoring
     from flywheel.monitoring import page, prometheus
-    from flywheel.monitoring.monitor import monitor as run
 
     extra = [f"monitoring.window={window}"] if window else []
     extra += [f"monitoring.windows={windows}"] if windows else []
+    if report is not None and report.is_dir():
+        raise typer.BadParameter(f"{str(report)!r} is a directory", param_hint="--report")
     settings = options.settings(ctx, *extra)
     stores = options.stores(ctx, settings)
-    result = run(
+    at = options.parse_time("--until", until)
+    if list_partitions:
+        print(json.dumps(monitoring.partitions(settings, stores.registry, until=at)))
+        return
+    if partition is not None:
+        version_name, day, hour = _partition(partition)
+        where = monitoring.summarise_partition(settings, stores.registry, version_name, day, hour)
+        out.print(f"Summarised {partition} into {where}", highlight=False)
+        return
+    result = monitoring.monitor(
         settings,
         stores.registry,
         stores.source,
-        until=options.parse_time("--until", until),
+        until=at,
         versions=version or (),
         record=record,
+        workers=workers,
     )
     policy = settings.monitoring
     out.rule(f"monitoring {settings.model_name}: {policy.windows} {policy.window}(s)")
@@ -77,8 +115,10 @@ def monitor(
         )
         out.print(
             f"[bold]{r.start:%Y-%m-%d %H:%M}[/] {r.version} ({r.role}): {r.health.requests} "
-            f"requests, {r.health.rows} rows, p95 {fmt(r.health.latency_p95_ms)} ms, "
-            f"error rate {fmt(r.health.error_rate)}",
+            f"requests, {r.health.rows} rows"
+            + (f" (tested on a sample of {r.sampled_rows})" if r.sampled_rows else "")
+            + (f", {r.logged_share:.0%} of requests logged" if r.logged_share < 1 else "")
+            + f", p95 {fmt(r.health.latency_p95_ms)} ms, error rate {fmt(r.health.error_rate)}",
             highlight=False,
         )
         out.print(
@@ -105,8 +145,7 @@ def monitor(
         out.print("No served requests and no log lines in these windows.")
     if result.skipped:
         out.print(
-            "Skipped log lines: "
-            + ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()),
+            "Skipped: " + ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()),
             highlight=False,
         )
     out.print(
@@ -131,6 +170,20 @@ def monitor(
     if gateway:
         prometheus.push(gateway, settings.model_name, prometheus.exposition(result.reports))
         out.print(f"Pushed metrics to {gateway}", highlight=False)
+
+
+def _partition(text: str) -> tuple[str, date, int]:
+    """VERSION/DAY/HOUR, checked; a usage error names what is wrong."""
+    parts = text.split("/")
+    try:
+        if len(parts) != 3 or not parts[0]:
+            raise ValueError("expected VERSION/DAY/HOUR")
+        day, hour = date.fromisoformat(parts[1]), int(parts[2])
+        if not 0 <= hour <= 23:
+            raise ValueError(f"hour {hour} is not 0-23")
+    except ValueError as error:
+        raise typer.BadParameter(f"{text!r}: {error}", param_hint="--partition") from None
+    return parts[0], day, hour
 
 
 def _invariants(report: WindowReport) -> str:

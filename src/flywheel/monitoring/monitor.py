@@ -163,6 +163,7 @@ def reference_rows(source: batches.BatchSource, contract: Contract) -> pd.DataFr
 
 
 SUMMARIES = "summaries"
+PARTS = ".parts/"  # beside a day's summary: the parts the cluster's fan-out summarised
 # Feedback more than this newer than a prediction's window is still looked for: a prediction
 # file is written within a minute, so an hour is ample.
 _GRACE = timedelta(hours=1)
@@ -253,13 +254,14 @@ def summarise_day(
         else:
             if stored.fingerprint == mark:
                 day_summary = stored
+    folded = _fold_parts(store, key, day_summary)
     new = [
         f
         for f in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
         if f.key not in day_summary.files
     ]
     if not new:
-        return day_summary, False
+        return day_summary, folded
     found: list[tuple[dict[int, WindowSummary], list[tuple[str, datetime, str, int]]]] = []
     if workers > 1 and len(new) > 1:
         found = _fan_out(settings, new, contract, window_seconds, workers)
@@ -276,6 +278,116 @@ def summarise_day(
             day_summary.skip(start, reason, count)
     day_summary.files |= {f.key for f in new}
     return day_summary, True
+
+
+def _fold_parts(store: ObjectStore, key: str, day: DaySummary) -> bool:
+    """Merge in the partition summaries the cluster's fan-out stored beside the day's (a part
+    made from files the day already holds is stale, and left out); whether any was."""
+    folded = False
+    for part_key in sorted(store.list(f"{key}{PARTS}")):
+        try:
+            part = DaySummary.from_bytes(store.read(part_key))
+        except ValueError as error:
+            log.warning("%s: %s; its files are read again", part_key, error)
+            continue
+        if part.fingerprint != day.fingerprint or part.files & day.files:
+            continue
+        day.add(part.windows)
+        for start, counts in part.skipped.items():
+            for reason, count in counts.items():
+                day.skip(start, reason, count)
+        day.files |= part.files
+        day.folded.append(part_key)
+        folded = True
+    return folded
+
+
+def partitions(
+    settings: Settings,
+    registry: Registry,
+    *,
+    until: datetime | None = None,
+    now: datetime | None = None,
+) -> list[dict[str, str]]:
+    """The hours of log files that no summary holds yet, in the windows a look reads: what
+    the chart's fan-out summarises in parallel, one step each (`summarise_partition`)."""
+    now = now or datetime.now(UTC)
+    policy = settings.monitoring
+    spans = windows(until or now, policy.window, policy.windows)
+    store = registry.store
+    found: set[tuple[str, str, str]] = set()
+    try:
+        for manifest in registry.versions():
+            version = manifest.version
+            for day in logs.days(spans[0][0], spans[-1][1] + timedelta(days=1)):
+                held = _held(store, summary_key(settings.model_name, version, day))
+                for file in logs.log_files(
+                    store, logs.PREDICTIONS, settings.model_name, version, day
+                ):
+                    if file.key not in held:
+                        found.add((version, day.isoformat(), f"{file.written:%H}"))
+    except StoreError as error:
+        raise MonitoringError(
+            f"cannot list {settings.model_name}'s logs in {settings.storage.uri}: {error}"
+        ) from None
+    return [{"version": v, "day": d, "hour": h} for v, d, h in sorted(found)]
+
+
+def _held(store: ObjectStore, key: str, but: str = "") -> set[str]:
+    """The log files the day's stored summary, or a part beside it, already holds (an
+    unreadable one holds none: its files are summarised again)."""
+    held: set[str] = set()
+    for found in [key] if store.exists(key) else []:
+        held |= _files_of(store, found)
+    for part in store.list(f"{key}{PARTS}"):
+        if part != but:
+            held |= _files_of(store, part)
+    return held
+
+
+def _files_of(store: ObjectStore, key: str) -> set[str]:
+    try:
+        return DaySummary.from_bytes(store.read(key)).files
+    except ValueError:
+        return set()
+
+
+def summarise_partition(
+    settings: Settings, registry: Registry, version: str, day: date, hour: int
+) -> str:
+    """Summarise one version's log files written in one hour that no summary holds yet, and
+    store the part beside the day's summary, for the next look to fold in; returns its key."""
+    policy = settings.monitoring
+    window_seconds = int(WINDOW_SIZES[policy.window].total_seconds())
+    store = registry.store
+    try:
+        contract = Contract.from_json(registry.read(version, "contract.json"))
+        key = summary_key(settings.model_name, version, day)
+        part_key = f"{key}{PARTS}{hour:02d}{logformat.SUFFIX}"
+        # This hour's part, from an earlier try, is made again.
+        held = _held(store, key, but=part_key)
+        part = DaySummary(
+            window_seconds,
+            policy.sample_rows,
+            fingerprint(contract, window_seconds, policy.sample_rows),
+        )
+        for file in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day):
+            if file.written.hour != hour or file.key in held:
+                continue
+            found, skipped = _reduce_file(
+                store, file, settings.model_name, contract, window_seconds, policy.sample_rows
+            )
+            part.add(found)
+            for (_, at, reason), count in skipped.counts.items():
+                part.skip(int(at.timestamp()) // window_seconds * window_seconds, reason, count)
+            part.files.add(file.key)
+        store.write(part_key, part.to_bytes())
+    except (StoreError, RegistryError) as error:
+        raise MonitoringError(
+            f"cannot summarise {version}'s logs of {day} {hour:02d}h in {settings.storage.uri}: "
+            f"{error}; nothing was stored"
+        ) from None
+    return store.location(part_key)
 
 
 def _fan_out(
@@ -370,6 +482,7 @@ def monitor(
     store = registry.store
     skipped = Skipped()
     changed: dict[str, bytes] = {}
+    folded: dict[str, list[str]] = {}
     try:
         manifests = registry.versions()
         known = [m.version for m in manifests]
@@ -389,7 +502,9 @@ def monitor(
                     settings, store, version, day, contract, workers=workers
                 )
                 if fresh:
-                    changed[summary_key(settings.model_name, version, day)] = found.to_bytes()
+                    key = summary_key(settings.model_name, version, day)
+                    changed[key] = found.to_bytes()
+                    folded[key] = found.folded
                 for at, counts in found.skipped.items():
                     for reason, count in counts.items():
                         skipped.add(version, datetime.fromtimestamp(at, UTC), reason, count)
@@ -449,7 +564,7 @@ def monitor(
     written: tuple[str, ...] = ()
     if record:
         written = tuple(_record(registry, reports))
-        _store_summaries(store, changed)
+        _store_summaries(store, changed, folded)
     return MonitorResult(
         reports=tuple(reports), skipped=dict(sorted(totals.items())), records=written
     )
@@ -564,11 +679,16 @@ def predictions_of(window: WindowSummary, version: str) -> list[Prediction]:
     return sorted(out, key=lambda p: p.time)
 
 
-def _store_summaries(store: ObjectStore, changed: Mapping[str, bytes]) -> None:
-    """Keep what this look summarised, for the next; a failure only costs the next look time."""
+def _store_summaries(
+    store: ObjectStore, changed: Mapping[str, bytes], folded: Mapping[str, list[str]]
+) -> None:
+    """Keep what this look summarised, for the next, and drop the parts folded in; a failure
+    only costs the next look time."""
     for key, data in changed.items():
         try:
             store.write(key, data)
+            for part in folded.get(key, ()):
+                store.delete(part)
         except StoreError as error:
             log.warning(
                 "cannot store the summary %s (%s): the next look reads its files again", key, error

@@ -88,9 +88,14 @@ class WindowSummary:
         """The summary of both windows' rows."""
         import pyarrow as pa
 
+        threshold = min(self.threshold, other.threshold)
         merged = WindowSummary(
             sample_rows=min(self.sample_rows, other.sample_rows),
-            sample=pa.concat_tables([self.sample, other.sample], promote_options="permissive"),
+            # Rows at or above either threshold cannot be kept: leave them out before sorting.
+            sample=pa.concat_tables(
+                [_below(self.sample, threshold), _below(other.sample, threshold)],
+                promote_options="permissive",
+            ),
             latency=self.latency + other.latency,
             numeric={
                 name: [a + b for a, b in zip(counts, other.numeric.get(name, counts), strict=True)]
@@ -103,7 +108,7 @@ class WindowSummary:
                 name: self.categorical.get(name, Counter()) + other.categorical.get(name, Counter())
                 for name in {*self.categorical, *other.categorical}
             },
-            threshold=min(self.threshold, other.threshold),
+            threshold=threshold,
         )
         for name in _SUMS:
             setattr(merged, name, getattr(self, name) + getattr(other, name))
@@ -134,6 +139,15 @@ class WindowSummary:
         self.sample = table.take(pa.array(kept))
         self.threshold = threshold
         return self
+
+
+def _below(table: pa.Table, threshold: int) -> pa.Table:
+    """The rows whose key is below `threshold`."""
+    if threshold >= _ALL or table.num_rows == 0:
+        return table
+    keys = table.column(logformat.KEY).to_numpy()
+    below = keys < np.uint64(threshold)
+    return table if below.all() else table.filter(below)
 
 
 _SUMS = (
@@ -282,6 +296,8 @@ class DaySummary:
     windows: dict[int, WindowSummary] = field(default_factory=dict)
     # Log lines left out, by window start (of the file's write time) and reason.
     skipped: dict[int, Counter[str]] = field(default_factory=dict)
+    # The fan-out's parts merged in since it was read (not stored: deleted once it is).
+    folded: list[str] = field(default_factory=list)
 
     def add(self, found: Mapping[int, WindowSummary]) -> None:
         """Merge a file's windows in."""

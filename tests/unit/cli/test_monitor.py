@@ -103,3 +103,49 @@ def test_monitor_refuses_an_until_that_is_not_a_time(
     result = flywheel("-c", str(registered_config), "monitor", "--until", "yesterday")
     assert result.code == 1
     assert "--until 'yesterday' is not a date or time" in result.err
+
+
+def test_the_fan_out_lists_partitions_summarises_one_and_the_next_look_merges_it(
+    flywheel: Flywheel, registered_config: Path, tmp_path: Path
+) -> None:
+    import json
+
+    # given traffic logged now
+    settings = load_settings(registered_config, env={})
+    store = LocalStore(settings.storage.uri)
+    for name in ("predictions", "feedback", "summaries"):
+        for key in store.list(f"{name}/"):
+            store.delete(key)
+    generator = settings.data.generator
+    log_traffic(
+        store, "loan-default", "v1", synthetic.generate_day(generator.start_date, generator)
+    )
+    common = ["-c", str(registered_config), "monitor", "--window", "hour", "--windows", "2"]
+    # when the partitions are listed, and each summarised as the chart's steps do
+    listed = flywheel(*common, "--until", _next_hour(), "--list-partitions")
+    assert listed.code == 0, listed.text
+    found = json.loads(listed.out)
+    assert found and {p["version"] for p in found} == {"v1"}
+    for p in found:
+        done = flywheel(*common, "--partition", f"{p['version']}/{p['day']}/{p['hour']}")
+        assert done.code == 0, done.text
+    parts = [k for k in store.list("summaries/") if ".parts/" in k]
+    assert len(parts) == len(found)
+    # then nothing is left to list, and the look merges the parts and removes them
+    again = flywheel(*common, "--until", _next_hour(), "--list-partitions")
+    assert json.loads(again.out) == []
+    looked = flywheel(*common, "--until", _next_hour(), "--report", str(tmp_path / "r.html"))
+    assert looked.code == 0, looked.text
+    assert re.search(r"v1 \(production\): \d+ requests", looked.out)
+    assert not [k for k in store.list("summaries/") if ".parts/" in k]
+
+
+def test_a_malformed_partition_or_a_report_path_that_is_a_directory_is_one_line(
+    flywheel: Flywheel, registered_config: Path
+) -> None:
+    result = flywheel("-c", str(registered_config), "monitor", "--partition", "v1/2026-13-01/25")
+    assert result.code == 2
+    assert "v1/2026-13-01/25" in result.text and "Traceback" not in result.text
+    result = flywheel("-c", str(registered_config), "monitor", "--report", "/tmp")
+    assert result.code == 2
+    assert "is a directory" in result.text and "Traceback" not in result.text
