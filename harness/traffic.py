@@ -98,3 +98,43 @@ def log_traffic(
         logger.flush()
         logger.close()
     return ids
+
+
+def parquet_traffic(
+    store: ObjectStore, version: str, rows: int, at: datetime, *, seed: int = 0, name: str = ""
+) -> tuple[str, list[str]]:
+    """One Parquet prediction file of `rows` one-row requests served at `at`, written as
+    serving writes it; its key and its request ids."""
+    import numpy as np
+
+    from flywheel import logformat, synthetic
+    from flywheel.config import Settings
+
+    registry = Registry(store, "loan-default")
+    contract = Contract.from_json(registry.read(version, "contract.json"))
+    rng = np.random.default_rng(seed)
+    generator = Settings().data.generator
+    frame = synthetic.generate_day(generator.start_date, generator).sample(rows, random_state=seed)
+    ids = [f"{seed}-{i}-{rng.integers(1 << 30)}" for i in range(rows)]
+    entries = [
+        {
+            "request_id": rid,
+            "time": at.timestamp() + i * 0.01,
+            "latency_ms": 2.0,
+            "features": list(contract.features),
+            "inputs": [[None if v != v else v for v in row]],
+            "outputs": [[0.7, 0.3]],
+        }
+        for i, (rid, row) in enumerate(
+            zip(ids, frame[list(contract.features)].itertuples(index=False), strict=True)
+        )
+    ]
+    table = logformat.prediction_table(
+        entries, list(contract.numeric), list(contract.categorical), 2
+    )
+    key = (
+        f"predictions/loan-default/{version}/{at:%Y-%m-%d}/"
+        f"{name or f'{at:%H%M%S%f}-{seed}-000001'}.parquet"
+    )
+    store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": version}))
+    return key, ids

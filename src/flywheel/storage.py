@@ -12,6 +12,7 @@ import functools
 import io
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from abc import ABC, abstractmethod
@@ -82,6 +83,16 @@ class ObjectStore(ABC):
     def listing(self, prefix: str) -> dict[str, str]:
         """Every key below `prefix` with a tag that changes whenever the object does."""
 
+    def upload(self, key: str, path: Path) -> None:
+        """Store the file at `path` at `key` (a store that can, streams it, not holding it whole
+        in memory)."""
+        self.write(key, Path(path).read_bytes())
+
+    def download(self, key: str, path: Path) -> None:
+        """Copy the object at `key` into the file `path` (streamed where the store can);
+        raises ObjectNotFound."""
+        Path(path).write_bytes(self.read(key))
+
     def exists(self, key: str) -> bool:
         """Whether an object is stored at `key`."""
         try:
@@ -149,6 +160,30 @@ class LocalStore(ObjectStore):
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+    def upload(self, key: str, path: Path) -> None:
+        target = self._path(key)
+        tmp = ""
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+            os.close(fd)
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        except OSError as error:
+            raise StoreError(f"cannot write {self.location(key)}: {error}") from error
+        finally:
+            if tmp:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+    def download(self, key: str, path: Path) -> None:
+        try:
+            shutil.copyfile(self._path(key), path)
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+        except OSError as error:
+            raise StoreError(f"cannot read {self.location(key)}: {error}") from error
 
     def list(self, prefix: str) -> list[str]:
         base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
@@ -325,6 +360,19 @@ class S3Store(ObjectStore):
             if not self._written_by(key, token):
                 raise
             log.info("%s: the server had already taken this write (a retried request)", action)
+
+    def upload(self, key: str, path: Path) -> None:
+        # A multipart upload from the file: the object appears whole, or not at all.
+        self._call(
+            f"write {self.location(key)}",
+            lambda: self.client.fput_object(self.bucket, self._key(key), str(path)),
+        )
+
+    def download(self, key: str, path: Path) -> None:
+        self._call(
+            f"read {self.location(key)}",
+            lambda: self.client.fget_object(self.bucket, self._key(key), str(path)),
+        )
 
     def _written_by(self, key: str, token: str) -> bool:
         """Whether the object at `key` was made by the create-only write carrying `token`.

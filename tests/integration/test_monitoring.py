@@ -108,3 +108,36 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
     stored = latest_records(store, "loan-default", "v1", "hour")
     assert sorted(r.start for r in stored) == sorted(r.start for r in result.reports)
     assert len(result.records) == len(result.reports)
+
+
+def test_summaries_compaction_and_a_second_look_on_s3(
+    registered: Settings, s3_env: Callable[[str], list[str]]
+) -> None:
+    # given the registry in a bucket, and Parquet logs of two days ago in three files
+    from harness.traffic import parquet_traffic
+
+    overrides = s3_env("housekeeping")
+    bucket = overrides[-1].split("=", 1)[1].rsplit("/", 1)[0]
+    settings = load_settings(
+        None,
+        env={},
+        overrides=[*overrides, f"data.source={bucket}/batches", "monitoring.windows=3"],
+    )
+    store = open_store(settings.storage.uri, settings.storage)
+    _copy(LocalStore(registered.storage.uri), store)
+    _copy(LocalStore(registered.data.source), open_store(settings.data.source, settings.storage))
+    midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = midnight - timedelta(days=2)
+    for n in range(3):
+        parquet_traffic(store, "v1", 300, day + timedelta(hours=n + 1), seed=n)
+    stores = Stores(settings)
+    # when monitoring looks, then looks again
+    first = monitor(settings, stores.registry, stores.source, until=midnight, now=midnight)
+    later = midnight + timedelta(minutes=1)
+    again = monitor(settings, stores.registry, stores.source, until=midnight, now=later)
+    # then the summary is stored, the day is one compacted file, and both looks agree
+    assert f"summaries/loan-default/v1/{day:%Y-%m-%d}.parquet" in store.list("summaries/")
+    (compacted,) = store.list(f"predictions/loan-default/v1/{day:%Y-%m-%d}/")
+    assert logs.COMPACTED in compacted and first.housekeeping.removed == 3
+    rows = [[r.health.rows for r in look.reports if r.start == day] for look in (first, again)]
+    assert rows == [[900], [900]]

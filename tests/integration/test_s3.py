@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -49,6 +50,19 @@ def test_objects_round_trip_under_a_prefix(store: S3Store) -> None:
     with pytest.raises(ObjectNotFound):
         store.read("a/b.json")
     assert store.location("x") == f"{store.uri}/x"
+
+
+def test_files_are_uploaded_and_downloaded_whole(store: S3Store, tmp_path: Path) -> None:
+    # given a file larger than one multipart part
+    source = tmp_path / "day.parquet"
+    source.write_bytes(os.urandom(6 * 1024 * 1024) * 2)
+    # when uploaded, and downloaded again
+    store.upload("logs/day.parquet", source)
+    store.download("logs/day.parquet", tmp_path / "back")
+    # then the bytes are the same, and a missing object is ObjectNotFound
+    assert (tmp_path / "back").read_bytes() == source.read_bytes()
+    with pytest.raises(ObjectNotFound):
+        store.download("logs/none.parquet", tmp_path / "none")
 
 
 def test_create_only_writes_are_enforced_by_the_server(store: S3Store) -> None:

@@ -166,6 +166,13 @@ def monitor(
         out.print(
             f"Recorded {len(result.records)} window(s) in {settings.storage.uri}", highlight=False
         )
+    kept = result.housekeeping
+    if kept.compacted or kept.removed:
+        out.print(
+            f"Housekeeping: {len(kept.compacted)} day(s) of logs compacted, "
+            f"{kept.removed} object(s) removed",
+            highlight=False,
+        )
     gateway = pushgateway or policy.pushgateway
     if gateway:
         prometheus.push(gateway, settings.model_name, prometheus.exposition(result.reports))

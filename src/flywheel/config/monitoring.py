@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
@@ -63,6 +64,25 @@ class MonitoringSettings(Strict):
     pushgateway: str | None = Field(
         default=None, description="Push each run's metrics to this Prometheus Pushgateway URL"
     )
+    retention_days: int | None = Field(
+        default=None,
+        ge=1,
+        le=36_600,
+        description="Remove logs, summaries and window records older than this many days "
+        "(none: keep them; or let an S3 lifecycle rule expire them)",
+    )
+
+    @model_validator(mode="after")
+    def _keeps_what_a_look_reads(self) -> MonitoringSettings:
+        looked_back = self.windows * (1 if self.window == "day" else 1 / 24)
+        needed = math.ceil(looked_back) + self.label_delay_days + 1
+        if self.retention_days is not None and self.retention_days < needed:
+            raise ValueError(
+                f"retention_days {self.retention_days} would remove logs a look still reads: "
+                f"{self.windows} {self.window} window(s) and {self.label_delay_days} day(s) of "
+                f"label delay need at least {needed}"
+            )
+        return self
 
 
 Severity = Literal["low", "high"]

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel import logformat
@@ -385,6 +386,13 @@ def _typed(
     if table is None:
         skipped.add(file.version, file.written, UNREADABLE)
         return None
+    return _typed_table(table, file, model, schema, skipped)
+
+
+def _typed_table(
+    table: pa.Table, file: LogFile, model: str, schema: pa.Schema, skipped: Skipped
+) -> pa.Table | None:
+    """`_typed` of a table read."""
     if _foreign(table, model, file.version):
         skipped.add(file.version, file.written, UNKNOWN_VERSION, table.num_rows)
         return None
@@ -396,6 +404,52 @@ def _typed(
     for reason, count in lost.items():
         skipped.add(file.version, file.written, reason, count)
     return typed if typed.num_rows else None
+
+
+# A day's compacted file can hold millions of rows: it is read by row groups from a local
+# copy, never held whole in memory.
+COMPACTED = "compacted"
+
+
+def compacted_name(day: date) -> str:
+    """The name of a day's compacted file: dated at the day's last instant, so that it sorts
+    after every file it holds."""
+    return f"{day.isoformat()}/235959999999-0-{COMPACTED}{logformat.SUFFIX}"
+
+
+def prediction_tables(
+    store: ObjectStore,
+    file: LogFile,
+    model: str,
+    contract: Contract,
+    skipped: Skipped,
+) -> Iterator[pa.Table]:
+    """`prediction_table`, a compacted day's file read row group by row group."""
+    if COMPACTED not in file.key:
+        table = prediction_table(store, file, model, contract, skipped)
+        if table is not None:
+            yield table
+        return
+    import tempfile
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    width = 1 if contract.task == "regression" else len(contract.classes)
+    wanted = logformat.prediction_schema(list(contract.numeric), list(contract.categorical), width)
+    with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
+        local = Path(scratch) / "log.parquet"
+        store.download(file.key, local)
+        try:
+            source = pq.ParquetFile(local)
+            meta = source.schema_arrow.metadata
+            for group in range(source.num_row_groups):
+                part = source.read_row_group(group).replace_schema_metadata(meta)
+                typed = _typed_table(part, file, model, wanted, skipped)
+                if typed is not None:
+                    yield typed
+        except (pa.ArrowException, OSError, ValueError):
+            skipped.add(file.version, file.written, UNREADABLE)
 
 
 def prediction_table(

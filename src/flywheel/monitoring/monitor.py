@@ -11,7 +11,7 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -28,18 +28,22 @@ from flywheel.evaluation import Evaluation
 from flywheel.monitoring import logs, summary
 from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
+from flywheel.monitoring.housekeeping import Housekeeping, housekeeping
 from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
-from flywheel.monitoring.summary import DaySummary, WindowSummary
+from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, labels_key, summary_key
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
-from flywheel.storage import ObjectStore, StoreError, StoreUnavailable, open_store
+from flywheel.storage import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
 log = logging.getLogger(__name__)
+# Feedback more than this newer than a prediction's window is still looked for: a prediction
+# file is written within a minute, so an hour is ample.
+_GRACE = timedelta(hours=1)
 
 
 class MonitoringError(FlywheelError, RuntimeError):
@@ -53,6 +57,7 @@ class MonitorResult:
     reports: tuple[WindowReport, ...]
     skipped: dict[str, int]
     records: tuple[str, ...]
+    housekeeping: Housekeeping = field(default_factory=Housekeeping)
 
 
 def windows(until: datetime, kind: Window, count: int) -> list[tuple[datetime, datetime]]:
@@ -162,23 +167,6 @@ def reference_rows(source: batches.BatchSource, contract: Contract) -> pd.DataFr
     return pd.concat(frames, ignore_index=True) if frames else None
 
 
-SUMMARIES = "summaries"
-PARTS = ".parts/"  # beside a day's summary: the parts the cluster's fan-out summarised
-# Feedback more than this newer than a prediction's window is still looked for: a prediction
-# file is written within a minute, so an hour is ample.
-_GRACE = timedelta(hours=1)
-
-
-def summary_key(model: str, version: str, day: date) -> str:
-    """Where the summary of one version's log files of one day is stored."""
-    return f"{SUMMARIES}/{model}/{version}/{day.isoformat()}{logformat.SUFFIX}"
-
-
-def labels_key(model: str, version: str, day: date) -> str:
-    """Where the labels kept from one version's feedback files of one day are stored."""
-    return f"{SUMMARIES}/{model}/feedback/{version}/{day.isoformat()}{logformat.SUFFIX}"
-
-
 def fingerprint(contract: Contract, window_seconds: int, sample_rows: int) -> str:
     """What a stored summary depends on: when any of it changes, the summary is made again."""
     import hashlib
@@ -205,9 +193,10 @@ def _reduce_file(
 ) -> tuple[dict[int, WindowSummary], Skipped]:
     """One log file's windows, and what in it was skipped."""
     skipped = Skipped()
-    table = logs.prediction_table(store, file, model, contract, skipped)
-    found = {} if table is None else summary.reduce(table, contract, window_seconds, sample_rows)
-    return found, skipped
+    day = DaySummary(window_seconds, sample_rows, "")
+    for table in logs.prediction_tables(store, file, model, contract, skipped):
+        day.add(summary.reduce(table, contract, window_seconds, sample_rows))
+    return day.windows, skipped
 
 
 def _reduce_in_worker(
@@ -246,9 +235,10 @@ def summarise_day(
     mark = fingerprint(contract, window_seconds, policy.sample_rows)
     key = summary_key(settings.model_name, version, day)
     day_summary = DaySummary(window_seconds, policy.sample_rows, mark)
-    if store.exists(key):
+    data = _optional(store, key)
+    if data is not None:
         try:
-            stored = DaySummary.from_bytes(store.read(key))
+            stored = DaySummary.from_bytes(data)
         except ValueError as error:
             log.warning("%s: %s; summarising its files again", key, error)
         else:
@@ -337,19 +327,21 @@ def _held(store: ObjectStore, key: str, but: str = "") -> set[str]:
     """The log files the day's stored summary, or a part beside it, already holds (an
     unreadable one holds none: its files are summarised again)."""
     held: set[str] = set()
-    for found in [key] if store.exists(key) else []:
-        held |= _files_of(store, found)
-    for part in store.list(f"{key}{PARTS}"):
-        if part != but:
-            held |= _files_of(store, part)
+    for found in [key, *(p for p in store.list(f"{key}{PARTS}") if p != but)]:
+        data = _optional(store, found)
+        try:
+            held |= DaySummary.from_bytes(data).files if data is not None else set()
+        except ValueError:
+            continue
     return held
 
 
-def _files_of(store: ObjectStore, key: str) -> set[str]:
+def _optional(store: ObjectStore, key: str) -> bytes | None:
+    """The object at `key`, or None when there is none."""
     try:
-        return DaySummary.from_bytes(store.read(key)).files
-    except ValueError:
-        return set()
+        return store.read(key)
+    except ObjectNotFound:
+        return None
 
 
 def summarise_partition(
@@ -438,8 +430,9 @@ def _kept_labels(
     key = labels_key(settings.model_name, version, day)
     tables: list[pa.Table] = []
     files: set[str] = set()
-    if store.exists(key):
-        stored = logs.parquet_table(store.read(key))
+    data = _optional(store, key)
+    if data is not None:
+        stored = logs.parquet_table(data)
         if stored is not None and stored.schema.metadata and b"files" in stored.schema.metadata:
             files = set(json.loads(stored.schema.metadata[b"files"]))
             tables.append(stored.replace_schema_metadata(None))
@@ -562,11 +555,16 @@ def monitor(
     for (_, _, reason), count in skipped.counts.items():
         totals[reason] += count
     written: tuple[str, ...] = ()
+    kept = Housekeeping()
     if record:
         written = tuple(_record(registry, reports))
         _store_summaries(store, changed, folded)
+        kept = housekeeping(settings, store, list(contracts), log_days, now)
     return MonitorResult(
-        reports=tuple(reports), skipped=dict(sorted(totals.items())), records=written
+        reports=tuple(reports),
+        skipped=dict(sorted(totals.items())),
+        records=written,
+        housekeeping=kept,
     )
 
 

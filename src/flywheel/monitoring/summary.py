@@ -25,6 +25,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -283,6 +284,19 @@ def merge_all(summaries: Iterable[WindowSummary]) -> WindowSummary | None:
 
 
 # --- stored: one object per version and day of log files -----------------------------
+
+SUMMARIES = "summaries"
+PARTS = ".parts/"  # beside a day's summary: the parts the cluster's fan-out summarised
+
+
+def summary_key(model: str, version: str, day: date) -> str:
+    """Where the summary of one version's log files of one day is stored."""
+    return f"{SUMMARIES}/{model}/{version}/{day.isoformat()}{logformat.SUFFIX}"
+
+
+def labels_key(model: str, version: str, day: date) -> str:
+    """Where the labels kept from one version's feedback files of one day are stored."""
+    return f"{SUMMARIES}/{model}/feedback/{version}/{day.isoformat()}{logformat.SUFFIX}"
 
 
 @dataclass

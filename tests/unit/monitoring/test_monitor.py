@@ -18,7 +18,7 @@ from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
 from harness.servers import free_ports
-from harness.traffic import END, log_traffic
+from harness.traffic import END, log_traffic, parquet_traffic
 
 
 def test_windows_are_the_complete_ones_before_until() -> None:
@@ -156,46 +156,6 @@ class CountingStore(LocalStore):
         return super().read(key)
 
 
-def _parquet_traffic(
-    store: LocalStore, version: str, rows: int, at: datetime, *, seed: int = 0, name: str = ""
-) -> tuple[str, list[str]]:
-    """One Parquet prediction file of `rows` one-row requests served at `at`, written as
-    serving writes it; its key and its request ids."""
-    import numpy as np
-
-    from flywheel import logformat
-    from flywheel.contract import Contract
-
-    registry = Registry(store, "loan-default")
-    contract = Contract.from_json(registry.read(version, "contract.json"))
-    rng = np.random.default_rng(seed)
-    generator = Settings().data.generator
-    frame = synthetic.generate_day(generator.start_date, generator).sample(rows, random_state=seed)
-    ids = [f"{seed}-{i}-{rng.integers(1 << 30)}" for i in range(rows)]
-    entries = [
-        {
-            "request_id": rid,
-            "time": at.timestamp() + i * 0.01,
-            "latency_ms": 2.0,
-            "features": list(contract.features),
-            "inputs": [[None if v != v else v for v in row]],
-            "outputs": [[0.7, 0.3]],
-        }
-        for i, (rid, row) in enumerate(
-            zip(ids, frame[list(contract.features)].itertuples(index=False), strict=True)
-        )
-    ]
-    table = logformat.prediction_table(
-        entries, list(contract.numeric), list(contract.categorical), 2
-    )
-    key = (
-        f"predictions/loan-default/{version}/{at:%Y-%m-%d}/"
-        f"{name or f'{at:%H%M%S%f}-{seed}-000001'}.parquet"
-    )
-    store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": version}))
-    return key, ids
-
-
 def test_a_second_look_reads_only_the_log_files_written_since(
     registered: Settings, store: LocalStore
 ) -> None:
@@ -203,7 +163,7 @@ def test_a_second_look_reads_only_the_log_files_written_since(
     counting = CountingStore(store.root)
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
     first = [
-        _parquet_traffic(counting, "v1", 300, now - timedelta(minutes=m), seed=m)[0]
+        parquet_traffic(counting, "v1", 300, now - timedelta(minutes=m), seed=m)[0]
         for m in (20, 10)
     ]
     settings = _settings(registered, counting)
@@ -218,7 +178,7 @@ def test_a_second_look_reads_only_the_log_files_written_since(
     assert set(first) <= set(counting.reads)
     assert counting.list("summaries/loan-default/v1/")
     # when one more file is written and monitoring looks again
-    newer, _ = _parquet_traffic(counting, "v1", 200, now - timedelta(minutes=5), seed=5)
+    newer, _ = parquet_traffic(counting, "v1", 200, now - timedelta(minutes=5), seed=5)
     counting.reads.clear()
     later = now + timedelta(minutes=1)
     result = monitor(
@@ -287,7 +247,7 @@ def test_the_local_fan_out_gives_what_one_process_gives(
 ) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
     for seed in range(6):
-        _parquet_traffic(store, "v1", 400, now - timedelta(minutes=25 - seed), seed=seed)
+        parquet_traffic(store, "v1", 400, now - timedelta(minutes=25 - seed), seed=seed)
     settings = _settings(registered, store)
     settings = settings.model_copy(
         update={"monitoring": settings.monitoring.model_copy(update={"sample_rows": 1000})}
@@ -315,7 +275,7 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     # wrong type, one from another version, a duplicate of the good one, and feedback for a
     # request that was never logged
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
-    good, ids = _parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
+    good, ids = parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
     day = f"predictions/loan-default/v1/{hour:%Y-%m-%d}"
     data = store.read(good)
     store.write(f"{day}/{hour:%H%M%S}000001-2-000001.parquet", data[: len(data) // 2])
