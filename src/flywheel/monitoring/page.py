@@ -160,6 +160,7 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 f"{r.start:%Y-%m-%d %H:%M}",
                 f"{r.version} ({r.role})",
                 str(r.health.requests),
+                "all" if r.sampled_rows is None else f"{r.sampled_rows:,}",
                 f"{drifted}/{len(r.features)}",
                 number(r.prediction_drift.psi) if r.prediction_drift else "–",
                 f"{r.skew.disagreeing}/{r.skew.sampled}" if r.skew else "–",
@@ -188,17 +189,31 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
         ("traffic and latency", traffic_figure(reports)),
     ]
     reasons = sorted({r.no_estimate for r in reports if r.no_estimate})
+    shares = sorted({r.logged_share for r in reports if r.logged_share < 1})
+    sampling = (
+        " Tests, metrics and estimates of a window larger than its summary keeps run on a "
+        "uniform sample of its rows (rows tested); counts, PSI and categories on every row."
+        + (
+            f" Serving logged {', '.join(f'{s:.0%}' for s in shares)} of requests "
+            "(monitoring.log_sample): request counts are of the logged ones; serving's "
+            "Prometheus counters have them all."
+            if shares
+            else ""
+        )
+    )
     return html_page(
         title,
         intro=(
             f"{len(reports)} window(s). Log lines skipped: {lost}. {ESTIMATES[task]}"
             + (f" No estimate: {'; '.join(reasons)}." if reasons else "")
+            + sampling
         ),
         table=(
             (
                 "window",
                 "version",
                 "requests",
+                "rows tested",
                 "drifted features",
                 "score PSI" if task == "binary" else "prediction PSI",
                 "skew (disagree/sampled)",
