@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import threading
 import time
@@ -110,17 +111,20 @@ def test_a_file_is_written_as_soon_as_its_size_threshold_is_buffered(tmp_path: P
     store = LocalStore(tmp_path)
     size = record_bytes(_entry(0))
     logger = _logger(store, flush_seconds=3600, file_bytes=20 * size, max_bytes=1000 * size)
-    # when 19 records come, then 21 more
+    # when 19 records come
     for i in range(19):
         logger.record(_entry(i))
     time.sleep(0.3)
-    assert store.list("predictions/m/v1") == []  # under the threshold: nothing written
-    for i in range(19, 40):
+    # then nothing is written: they are under the threshold
+    assert store.list("predictions/m/v1") == []
+    # and once the 20th comes, they are written without waiting for the interval
+    logger.record(_entry(19))
+    _wait(lambda: logger.logged == 20)
+    # as are the next 20, in a file of their own
+    for i in range(20, 40):
         logger.record(_entry(i))
-    # then the files are written without waiting for the interval, at most 20 records each
     _wait(lambda: logger.logged == 40)
-    assert all(t.num_rows <= 20 for t in _tables(store))
-    assert len(store.list("predictions/m/v1")) == 2
+    assert [t.num_rows for t in _tables(store)] == [20, 20]
     logger.close()
 
 
@@ -251,6 +255,31 @@ def test_a_flush_returns_only_once_what_was_buffered_before_it_is_written(
     store.release.set()
     assert done.wait(5) and logger.logged == 1
     logger.close()
+
+
+def test_a_forked_worker_writes_its_own_records_with_its_own_writer(tmp_path: Path) -> None:
+    # given a log with a record buffered, as gunicorn's master could hold one
+    store = LocalStore(tmp_path)
+    logger = _logger(store, flush_seconds=3600)
+    logger.record(_entry(0))
+    # when a worker is forked from it, and logs a request of its own and exits
+    pid = os.fork()
+    if pid == 0:  # the worker: threads do not survive the fork, its writer is its own
+        code = 2
+        try:
+            logger.record(_entry(1))
+            logger.close()
+            code = 0 if (logger.logged, logger.held_bytes) == (1, 0) else 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    # then the worker wrote its own record, and not the one it inherited
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _ids(store) == ["request-1"]
+    # and the parent still writes its own
+    logger.close()
+    assert _ids(store) == ["request-0", "request-1"]
+    assert len({k.rsplit("-", 2)[1] for k in store.list("predictions/m/v1")}) == 2  # two pids
 
 
 def test_a_sampled_log_keeps_a_deterministic_share_and_counts_the_rest(tmp_path: Path) -> None:
