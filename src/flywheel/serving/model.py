@@ -82,6 +82,7 @@ class FlywheelModel:
         stamp_from_request: bool | str = False,
         log_max_bytes: int | str = DEFAULT_MAX_BYTES,
         log_sample: float | str = 1.0,
+        log_flush_seconds: float | str = 60.0,
         *,
         clock: Callable[[], float] = time.time,
         registry: Registry | None = None,
@@ -104,6 +105,9 @@ class FlywheelModel:
         # The share of requests logged (monitoring.log_sample), chosen by their ids' keys:
         # their feedback is logged with them.
         self.log_sample = float(log_sample)
+        # How often each worker writes a log file at most (sooner once a file's worth is
+        # buffered): a minute; a test that reads the log while serving waits less.
+        self.log_flush_seconds = float(log_flush_seconds)
         # When requests and feedback are stamped; a simulation passes its simulated clock,
         # a replay (stamp_from_request) the time its last message was sent.
         self.stamp_from_request = _bool(stamp_from_request)
@@ -195,6 +199,7 @@ class FlywheelModel:
                 categorical=tuple(self.schema.categorical),
                 width=len(self.problem.output_names),
                 max_bytes=self.log_max_bytes,
+                flush_seconds=self.log_flush_seconds,
                 share=self.log_sample,
                 clock=self.clock,
             )
@@ -203,6 +208,7 @@ class FlywheelModel:
                 self.model_name,
                 self.model_version,
                 max_bytes=self.log_max_bytes,
+                flush_seconds=self.log_flush_seconds,
                 share=self.log_sample,
                 clock=self.clock,
             )

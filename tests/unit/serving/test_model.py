@@ -240,10 +240,11 @@ def test_max_rows_comes_from_the_parameters(
 def test_the_logs_byte_bound_comes_from_the_parameters(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    # given a model whose logs may hold 600 bytes, as a SeldonDeployment parameter says
-    model, _ = _logging_copy(registered, tmp_path, log_max_bytes="600")
+    # given a model whose logs may hold 600 bytes and write every hour, as SeldonDeployment
+    # parameters say
+    model, _ = _logging_copy(registered, tmp_path, log_max_bytes="600", log_flush_seconds="3600")
     assert model.logger is not None and model.feedback_log is not None
-    model.logger.flush_seconds = model.feedback_log.flush_seconds = 3600
+    assert model.logger.flush_seconds == model.feedback_log.flush_seconds == 3600
     # when three requests come before the writer wakes (each record is over 200 bytes)
     for _ in range(3):
         model.score({"jsonData": rows[:1]})
