@@ -33,14 +33,14 @@ $(VENV)/.ready: requirements/dev.txt pyproject.toml
 	@echo ">> building $(VENV) from requirements/dev.txt"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r requirements/dev.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --require-hashes -r requirements/dev.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	@touch $@
 
 $(SERVING_VENV)/.ready: requirements/serving.txt pyproject.toml $(VENV)/.ready
 	@echo ">> building $(SERVING_VENV) from requirements/serving.txt (seldon-core needs protobuf<4)"
 	$(PYTHON) -m venv $(SERVING_VENV)
-	$(BIN)/uv pip install --quiet --python $(SERVING_VENV)/bin/python --require-hashes -r requirements/serving.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(SERVING_VENV)/bin/python --require-hashes -r requirements/serving.txt
 	$(BIN)/uv pip install --quiet --python $(SERVING_VENV)/bin/python --no-deps -e .
 	@touch $@
 

@@ -88,10 +88,14 @@ def checks(figures: dict[str, Any]) -> dict[str, tuple[bool, str]]:
 
 
 def _count_records(store: Path, model: str) -> int:
-    """Records (JSON lines) under predictions/<model>/ in a local store."""
+    """Records (requests) in the Parquet logs under predictions/<model>/ in a local store:
+    a request's first row (`_row` 0) stands for it."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     return sum(
-        sum(1 for line in path.read_bytes().splitlines() if line.strip())
-        for path in (store / "predictions" / model).rglob("*.jsonl")
+        int(pc.sum(pc.equal(pq.read_table(path, columns=["_row"])["_row"], 0)).as_py() or 0)
+        for path in (store / "predictions" / model).rglob("*.parquet")
     )
 
 

@@ -69,7 +69,15 @@ def log_traffic(
         list(contract.categorical),
     )
     names = list(contract.features)
-    predictions = PredictionLogger(store, model, version, flush_seconds=3600)
+    predictions = PredictionLogger(
+        store,
+        model,
+        version,
+        numeric=list(contract.numeric),
+        categorical=list(contract.categorical),
+        width=len(contract.problem.output_names),
+        flush_seconds=3600,
+    )
     feedback = FeedbackLogger(store, model, version, flush_seconds=3600)
     ids = []
     starts = range(0, len(frame), rows_per_request)

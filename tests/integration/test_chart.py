@@ -105,6 +105,8 @@ def test_helm_lint_strict(values: Path | None) -> None:
         (["rolloutController.steps={10,25,100}"], "at '/rolloutController/steps': no items match"),
         # ...and `accuracy: off` beside a step that requires it is a contradiction
         (["rolloutController.accuracy=off"], "at '/rolloutController/steps': 'not' failed"),
+        # a share of requests logged: none at all would leave monitoring blind
+        (["monitoring.logSample=0"], "at '/monitoring/logSample': minimum"),
     ],
 )
 def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
@@ -155,6 +157,19 @@ def test_the_pii_salt_secret_reaches_the_runs_the_engine_submits(tmp_path: Path)
     # the trigger engine submits runs with this flywheel.yaml: its ingest step reads the Secret
     settings = _settings(_render(None, "privacy.existingSecret=team-salt"), tmp_path)
     assert settings.contract.pii_salt_secret == "team-salt"
+
+
+def test_the_logged_share_of_requests_reaches_every_predictor(tmp_path: Path) -> None:
+    # given the chart with a quarter of requests logged
+    values = tmp_path / "values.yaml"
+    values.write_text("monitoring:\n  logSample: 0.25\n")
+    # when the rollout controller renders the predictors from its flywheel.yaml
+    settings = _settings(_render(values), tmp_path)
+    deployment = seldon.render(settings, seldon.arms("v3", "v4", 10))
+    # then every predictor's model class logs that share
+    for predictor in deployment["spec"]["predictors"]:
+        parameters = {p["name"]: p["value"] for p in predictor["graph"]["parameters"]}
+        assert float(parameters["log_sample"]) == 0.25
 
 
 def test_the_prometheusrule_ships_the_rules_file_promtool_tests() -> None:

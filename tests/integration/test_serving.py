@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from flywheel.config import Settings
@@ -58,7 +60,9 @@ def served(registered: Settings, tmp_path_factory: pytest.TempPathFactory) -> Se
 
 @pytest.fixture(scope="module")
 def server(served: Settings) -> Iterator[SeldonServer]:
-    with seldon_microservice(params(served, max_rows="100", max_body_bytes="20000")) as s:
+    # Its logs are written every half second, not every minute: a test reads them back.
+    parameters = params(served, max_rows="100", max_body_bytes="20000", log_flush_seconds="0.5")
+    with seldon_microservice(parameters) as s:
         yield s
 
 
@@ -304,16 +308,17 @@ def test_requests_and_responses_are_logged_to_the_store(
     deadline, found = time.monotonic() + 15, []
     while time.monotonic() < deadline and not found:
         for key in store.list("predictions/loan-default/v1"):
+            table = pq.read_table(io.BytesIO(store.read(key)))
             found += [
-                json.loads(line)
-                for line in store.read(key).decode().splitlines()
-                if json.loads(line)["request_id"] == "trace-me"
+                (key, table.schema.metadata, r)
+                for r in table.to_pylist()
+                if r["_request_id"] == "trace-me"
             ]
         time.sleep(0.3)
-    (record,) = found
-    assert record["version"] == "v1"
-    assert dict(zip(record["features"], record["inputs"][0], strict=True))["region"] == "north"
-    assert len(record["outputs"][0]) == 2 and record["latency_ms"] > 0
+    ((key, metadata, record),) = found
+    assert key.endswith(".parquet") and metadata[b"version"] == b"v1"
+    assert record["in.region"] == "north"
+    assert {"out.0", "out.1"} <= set(record) and record["_latency_ms"] > 0
 
 
 @pytest.mark.parametrize(
@@ -365,6 +370,7 @@ def test_serving_goes_on_when_the_store_is_down_and_drops_are_counted(
             store_uri="s3://serving/flywheel",
             store_endpoint=s3.endpoint,
             store_secure="false",
+            log_flush_seconds="0.5",
         )
         with seldon_microservice(parameters) as server:
             assert post(server, {"data": {"names": NAMES, "ndarray": [ROW]}})[0] == 200

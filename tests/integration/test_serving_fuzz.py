@@ -55,6 +55,7 @@ def server(
         "model_name": registered.model_name,
         "model_version": "v1",
         "store_uri": str(store),
+        "log_flush_seconds": "2",  # not every minute: the log's gauges are read back
     }
     with seldon_microservice(parameters) as s:
         yield s

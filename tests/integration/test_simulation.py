@@ -6,7 +6,6 @@ seldon-core microservices behind the gateway (`servers=True`), which must serve 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from datetime import UTC, datetime, timedelta
@@ -204,19 +203,29 @@ def test_served_by_microservices_the_days_are_stamped_labelled_and_decided_as_in
         serving = "v1" if record.index <= promoted else "v2"
         folder = f"predictions/{settings.model_name}/{serving}/{record.day}/"
         in_folder = [
-            json.loads(line)["time"]
+            row
             for key in registry.store.list(folder)
-            for line in registry.store.read(key).splitlines()
+            for row in _rows(registry.store.read(key))
+            if row["_row"] == 0
         ]
         assert len(in_folder) == len(logged)
-        assert all(midnight.timestamp() <= t < end.timestamp() for t in in_folder)
+        assert all(midnight.timestamp() <= r["_time"] < end.timestamp() for r in in_folder)
         feedback = [
-            json.loads(line)
+            row
             for key in registry.store.list(folder.replace("predictions/", "feedback/", 1))
-            for line in registry.store.read(key).splitlines()
+            for row in _rows(registry.store.read(key))
         ]
         labelled = record.day - timedelta(days=LABEL_DELAY)
-        assert {f["time"] for f in feedback} <= {end.timestamp() - 1}
-        assert {f["request_id"][: len("sim-2026-01-01")] for f in feedback} <= {f"sim-{labelled}"}
+        assert {f["_time"] for f in feedback} <= {end.timestamp() - 1}
+        assert {f["_request_id"][: len("sim-2026-01-01")] for f in feedback} <= {f"sim-{labelled}"}
         expected = 0 if record.index < LABEL_DELAY else ROWS
-        assert sum(len(f["labels"]) for f in feedback) == expected, record.day
+        assert len(feedback) == expected, record.day
+
+
+def _rows(data: bytes) -> list[dict[str, Any]]:
+    """A Parquet log file's rows (one per served or labelled row)."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    return list(pq.read_table(io.BytesIO(data)).to_pylist())

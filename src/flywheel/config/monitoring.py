@@ -64,6 +64,13 @@ class MonitoringSettings(Strict):
     pushgateway: str | None = Field(
         default=None, description="Push each run's metrics to this Prometheus Pushgateway URL"
     )
+    log_sample: float = Field(
+        default=1.0,
+        gt=0,
+        le=1,
+        description="Share of requests serving logs (predictions and their feedback), chosen "
+        "by a hash of the request id; the metrics still count every request",
+    )
     retention_days: int | None = Field(
         default=None,
         ge=1,

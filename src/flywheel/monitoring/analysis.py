@@ -262,7 +262,7 @@ def analyse_window(
         else _counted_health(summary, reference, end, skipped),
         invariants=_invariants(predictions, reference.contract, contract_policy, start),
         sampled_rows=None if summary is None or summary.complete else len(served.outputs),
-        logged_share=settings.log_sample if hasattr(settings, "log_sample") else 1.0,
+        logged_share=settings.log_sample,
     )
 
 

@@ -504,6 +504,9 @@ def monitor(
                 for at, part in found.windows.items():
                     have = merged.setdefault(version, {}).get(at)
                     merged[version][at] = part if have is None else have.merge(part)
+        for by_start in merged.values():
+            for window in by_start.values():
+                window.cut()
         inside = {
             v: {
                 int(a.timestamp()): window

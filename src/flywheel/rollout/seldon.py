@@ -61,6 +61,7 @@ def parameters(settings: Settings, version: str) -> list[dict[str, str]]:
         "max_rows": str(s.serving.max_rows),
         "max_body_bytes": str(s.serving.max_body_bytes),
         "log_max_bytes": str(s.serving.log_max_bytes),
+        "log_sample": str(s.monitoring.log_sample),
     }
     return [{"name": k, "type": "STRING", "value": v} for k, v in values.items()]
 

@@ -1,8 +1,8 @@
 """The feedback log: the true labels Seldon feedback brings, joined to predictions by request id.
 
-Written like the prediction log (bounded, non-blocking, batched JSON Lines, one
-new object per batch) below `feedback/<model>/<version>/<day>/`, one record per
-feedback:
+Written like the prediction log (bounded, non-blocking, a Parquet file a minute or per
+few megabytes, `logformat.feedback_table`) below `feedback/<model>/<version>/<day>/`, from
+one record per feedback:
 
     {"request_id": "...", "model": "loan-default", "version": "v3", "time": 1767225600.0,
      "labels": [0, 1, ...]}
@@ -11,26 +11,36 @@ feedback:
 `Problem.codes` reads them back), a regression's numbers.
 
 `version` is the predictor that received the feedback; monitoring joins on the
-request id alone, so a label routed to another predictor still finds its request.
+request id alone, so a label routed to another predictor still finds its request. With a
+logged share below 1, a feedback is logged when its request id is in the share, which is
+when its prediction was.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from flywheel import logformat
 from flywheel.problem import Label
-from flywheel.serving.predictionlog import PredictionLogger
+from flywheel.serving.predictionlog import BufferedLog
 from flywheel.storage import ObjectStore
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-class FeedbackLogger(PredictionLogger):
+
+class FeedbackLogger(BufferedLog):
     """A bounded, non-blocking log of feedback labels."""
 
+    kind = "feedback-log"
+
     def __init__(self, store: ObjectStore, model_name: str, version: str, **options: Any) -> None:
-        super().__init__(store, model_name, version, **options)
-        self.prefix = f"feedback/{model_name}/{version}"
+        super().__init__(store, f"feedback/{model_name}/{version}", model_name, version, **options)
+
+    def _table(self, records: Sequence[dict[str, Any]]) -> pa.Table:
+        return logformat.feedback_table(records)
 
 
 def request_id(request: Any, response: Any) -> str | None:

@@ -50,7 +50,7 @@ from flywheel.serving.metrics import (
     request_metrics,
     write_metrics_once,
 )
-from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, PredictionLogger
+from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, BufferedLog, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.serving.shutdown import close_on_exit
 from flywheel.storage import open_store
@@ -81,6 +81,8 @@ class FlywheelModel:
         max_body_bytes: int | str = 1_048_576,
         stamp_from_request: bool | str = False,
         log_max_bytes: int | str = DEFAULT_MAX_BYTES,
+        log_sample: float | str = 1.0,
+        log_flush_seconds: float | str = 60.0,
         *,
         clock: Callable[[], float] = time.time,
         registry: Registry | None = None,
@@ -100,6 +102,12 @@ class FlywheelModel:
         self.max_body_bytes = int(max_body_bytes)
         # The most memory each of the prediction and feedback logs may hold unwritten.
         self.log_max_bytes = int(log_max_bytes)
+        # The share of requests logged (monitoring.log_sample), chosen by their ids' keys:
+        # their feedback is logged with them.
+        self.log_sample = float(log_sample)
+        # How often each worker writes a log file at most (sooner once a file's worth is
+        # buffered): a minute; a test that reads the log while serving waits less.
+        self.log_flush_seconds = float(log_flush_seconds)
         # When requests and feedback are stamped; a simulation passes its simulated clock,
         # a replay (stamp_from_request) the time its last message was sent.
         self.stamp_from_request = _bool(stamp_from_request)
@@ -143,7 +151,7 @@ class FlywheelModel:
         self._sent_at = sent_at(message, where)
         return self._sent_at
 
-    def _written(self, logger: PredictionLogger | None) -> None:
+    def _written(self, logger: BufferedLog | None) -> None:
         # A replay's records are written before the answer (see the module's docstring).
         if logger is not None and self.stamp_from_request:
             logger.flush()
@@ -187,7 +195,12 @@ class FlywheelModel:
                 registry.store,
                 self.model_name,
                 self.model_version,
+                numeric=self.schema.numeric,
+                categorical=tuple(self.schema.categorical),
+                width=len(self.problem.output_names),
                 max_bytes=self.log_max_bytes,
+                flush_seconds=self.log_flush_seconds,
+                share=self.log_sample,
                 clock=self.clock,
             )
             self.feedback_log = FeedbackLogger(
@@ -195,6 +208,8 @@ class FlywheelModel:
                 self.model_name,
                 self.model_version,
                 max_bytes=self.log_max_bytes,
+                flush_seconds=self.log_flush_seconds,
+                share=self.log_sample,
                 clock=self.clock,
             )
         if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
@@ -381,6 +396,8 @@ class FlywheelModel:
                 {
                     "flywheel_log_dropped": self.logger.dropped,
                     "flywheel_log_written": self.logger.logged,
+                    # Requests left out of the logged share (monitoring.log_sample).
+                    "flywheel_log_sampled_out": self.logger.sampled_out,
                     "flywheel_log_backlog": self.logger.backlog,
                 }
             )
@@ -406,6 +423,7 @@ class FlywheelModel:
         status: dict[str, Any] = {"model": self.model_name, "version": self.model_version}
         if self.logger is not None:
             status["log_dropped"] = self.logger.dropped
+            status["log_sampled_out"] = self.logger.sampled_out
         return status
 
     def init_metadata(self) -> dict[str, Any]:

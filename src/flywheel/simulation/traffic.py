@@ -213,6 +213,7 @@ def serve_day(
             store_uri=settings.storage.uri,
             store_endpoint=settings.storage.endpoint or "",
             store_secure=settings.storage.secure,
+            log_sample=settings.monitoring.log_sample,
             clock=clock,
             registry=registry,
         )

@@ -40,7 +40,7 @@ def test_a_log_with_corrupt_lines_yields_the_good_records_and_counts_the_rest(
 ) -> None:
     # given a prediction log written by the logger, and a file with every kind of broken line
     store = LocalStore(tmp_path)
-    logger = PredictionLogger(store, "m", "v1")
+    logger = PredictionLogger(store, "m", "v1", numeric=["income"], categorical=["region"], width=2)
     logger.record(_record("good-1"))
     logger.flush()
     good = json.dumps(_record("good-2"))

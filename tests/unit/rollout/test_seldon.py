@@ -54,12 +54,14 @@ def test_every_serving_setting_reaches_the_model_class_as_a_parameter() -> None:
 
     from flywheel.serving.model import FlywheelModel
 
-    # given settings that bound the log at 1 MiB
-    settings = load_settings(None, env={}, overrides=["serving.log_max_bytes=1048576"])
+    # given settings that bound the log at 1 MiB and log a tenth of requests
+    settings = load_settings(
+        None, env={}, overrides=["serving.log_max_bytes=1048576", "monitoring.log_sample=0.1"]
+    )
     # when
     params = {p["name"]: p["value"] for p in seldon.parameters(settings, "v3")}
-    # then the bound reaches the servers, and every parameter is one the class takes
-    assert params["log_max_bytes"] == "1048576"
+    # then the bound and the share reach the servers, and every parameter is one the class takes
+    assert params["log_max_bytes"] == "1048576" and float(params["log_sample"]) == 0.1
     assert set(params) <= set(inspect.signature(FlywheelModel).parameters)
 
 

@@ -10,6 +10,7 @@ health and metadata) is exercised here.
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import threading
@@ -19,10 +20,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
-from flywheel import batches
+from flywheel import batches, logformat
 from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.registry import Registry
@@ -67,6 +68,23 @@ def _logging_copy(
     )
     model.load()
     return model, store
+
+
+def _filed(store: Path, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+    """The rows of the Parquet log files below `prefix`, each a dict of column: value, with
+    the key of its file."""
+    files = LocalStore(store)
+    return [
+        (key, row)
+        for key in files.list(prefix)
+        if key.endswith(".parquet")
+        for row in pq.read_table(io.BytesIO(files.read(key))).to_pylist()
+    ]
+
+
+def _logged(store: Path, prefix: str) -> list[dict[str, Any]]:
+    """The rows of the Parquet log files below `prefix`."""
+    return [row for _, row in _filed(store, prefix)]
 
 
 @pytest.fixture(scope="module")
@@ -222,10 +240,11 @@ def test_max_rows_comes_from_the_parameters(
 def test_the_logs_byte_bound_comes_from_the_parameters(
     registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
 ) -> None:
-    # given a model whose logs may hold 600 bytes, as a SeldonDeployment parameter says
-    model, _ = _logging_copy(registered, tmp_path, log_max_bytes="600")
+    # given a model whose logs may hold 600 bytes and write every hour, as SeldonDeployment
+    # parameters say
+    model, _ = _logging_copy(registered, tmp_path, log_max_bytes="600", log_flush_seconds="3600")
     assert model.logger is not None and model.feedback_log is not None
-    model.logger.flush_seconds = model.feedback_log.flush_seconds = 3600
+    assert model.logger.flush_seconds == model.feedback_log.flush_seconds == 3600
     # when three requests come before the writer wakes (each record is over 200 bytes)
     for _ in range(3):
         model.score({"jsonData": rows[:1]})
@@ -233,6 +252,36 @@ def test_the_logs_byte_bound_comes_from_the_parameters(
     assert model.logger.max_bytes == model.feedback_log.max_bytes == 600
     assert model.logger.held_bytes <= 600 and model.logger.dropped >= 1
     model.close()
+
+
+def test_the_logged_share_comes_from_the_parameters_and_feedback_follows_it(
+    registered: Settings, rows: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    # given a model logging a third of requests, as a SeldonDeployment parameter says
+    model, store = _logging_copy(registered, tmp_path, log_sample="0.33")
+    assert model.logger is not None and model.feedback_log is not None
+    # when 60 requests are answered, and each one's label comes back
+    for i in range(60):
+        request = {"jsonData": rows[:1], "meta": {"puid": f"sampled-{i}"}}
+        response = model.score(request)
+        model.judge_feedback(request, response, {"data": {"ndarray": [1]}})
+    model._gauges_at = 0.0  # the running gauges come at most once a second: now
+    gauges = {m["key"]: m["value"] for m in model.metrics() if m["type"] == "GAUGE"}
+    model.close()
+    # then the requests logged are those whose key is in the share, and their labels with them
+    chosen = {
+        f"sampled-{i}"
+        for i in range(60)
+        if logformat.sampled(logformat.request_key(f"sampled-{i}"), 0.33)
+    }
+    for prefix in ("predictions", "feedback"):
+        logged = {r["_request_id"] for r in _logged(store, f"{prefix}/loan-default/v1")}
+        assert {i for i in logged if i.startswith("sampled-")} == chosen
+    # and those left out are counted apart from what was dropped, in the metrics and status
+    assert 0 < len(chosen) < 60
+    assert model.logger.sampled_out == 60 - len(chosen) and model.logger.dropped == 0
+    assert gauges["flywheel_log_sampled_out"] == 60 - len(chosen)
+    assert model.health_status()["log_sampled_out"] == 60 - len(chosen)
 
 
 def test_feedback_judges_this_versions_answers(
@@ -347,18 +396,16 @@ def test_requests_and_responses_are_logged_to_the_store(
         time.sleep(0.05)
     model.logger.close()
     # then the store holds it (beside whatever other tests logged into the shared
-    # store before the copy), with the inputs in feature order and the outputs returned
-    logged = LocalStore(store)
+    # store before the copy), each feature in its typed column and the outputs returned
     (record,) = [
-        json.loads(line)
-        for key in logged.list("predictions/loan-default/v1")
-        for line in logged.read(key).splitlines()
-        if json.loads(line)["request_id"] == "logged-1"
+        r for r in _logged(store, "predictions/loan-default/v1") if r["_request_id"] == "logged-1"
     ]
-    assert record["request_id"] == "logged-1" and record["version"] == "v1"
-    assert record["outputs"] == response["data"]["ndarray"]
-    assert record["features"] == list(model.schema.names)  # type: ignore[union-attr]
-    assert pd.Series(record["inputs"][0], index=record["features"])["region"] == rows[0]["region"]
+    (answer,) = response["data"]["ndarray"]
+    assert [record[f"out.{i}"] for i in range(len(answer))] == answer
+    assert model.schema is not None
+    assert {n for n in record if n.startswith("in.")} == {f"in.{n}" for n in model.schema.names}
+    assert record["in.region"] == rows[0]["region"]
+    assert record["in.income"] == float(rows[0]["income"])
 
 
 def test_feedback_labels_are_logged_under_the_request_they_answer(
@@ -373,14 +420,12 @@ def test_feedback_labels_are_logged_under_the_request_they_answer(
     model.judge_feedback(request, response, {"data": {"ndarray": [1]}})
     model.feedback_log.close()
     # then the feedback log holds it, joinable to the prediction by its request id
-    logged = LocalStore(store)
     (record,) = [
-        json.loads(line)
-        for key in logged.list("feedback/loan-default/v1")
-        for line in logged.read(key).splitlines()
-        if json.loads(line)["request_id"] == "labelled-1"  # others logged into the shared store
+        r
+        for r in _logged(store, "feedback/loan-default/v1")
+        if r["_request_id"] == "labelled-1"  # others logged into the shared store
     ]
-    assert (record["request_id"], record["labels"]) == ("labelled-1", [1])
+    assert (record["_row"], record["_label_number"]) == (0, 1.0)
 
 
 def test_a_replay_stamps_the_logs_with_the_time_its_messages_were_sent(
@@ -396,20 +441,18 @@ def test_a_replay_stamps_the_logs_with_the_time_its_messages_were_sent(
     model.judge_feedback(request, response, truth)
     # then both are in the store as soon as they are answered (no flush, no close), stamped
     # and filed at the time they were sent, not now
-    logged = LocalStore(store)
     found = {
         prefix: [
-            (key, json.loads(line))
-            for key in logged.list(f"{prefix}/loan-default/v1")
-            for line in logged.read(key).splitlines()
-            if json.loads(line)["request_id"] == "replayed-1"
+            (key, row)
+            for key, row in _filed(store, f"{prefix}/loan-default/v1")
+            if row["_request_id"] == "replayed-1"
         ]
         for prefix in ("predictions", "feedback")
     }
     ((prediction_key, prediction),) = found["predictions"]
     ((feedback_key, feedback),) = found["feedback"]
-    assert prediction["time"] == sent and "/2023-11-14/" in prediction_key
-    assert feedback["time"] == labelled and "/2023-11-15/" in feedback_key
+    assert prediction["_time"] == sent and "/2023-11-14/" in prediction_key
+    assert feedback["_time"] == labelled and "/2023-11-15/" in feedback_key
 
 
 def test_a_replay_refuses_a_message_without_its_sent_at_tag(
@@ -426,19 +469,16 @@ def test_a_replay_refuses_a_message_without_its_sent_at_tag(
     response = model.score(stamped)
     with pytest.raises(BadRequest, match=r"the feedback's truth needs meta\.tags\.sent_at"):
         model.judge_feedback(stamped, response, {"data": {"ndarray": [1]}})
-    logged = LocalStore(store)
     requests = [
-        json.loads(line)["time"]
-        for key in logged.list("predictions/loan-default/v1")
-        for line in logged.read(key).splitlines()
-        if json.loads(line)["request_id"] == "unstamped-1"
+        row["_time"]
+        for row in _logged(store, "predictions/loan-default/v1")
+        if row["_request_id"] == "unstamped-1"
     ]
     assert requests == [1.7e9]
     labelled = [
-        line
-        for key in logged.list("feedback/loan-default/v1")
-        for line in logged.read(key).splitlines()
-        if json.loads(line)["request_id"] == "unstamped-1"
+        row
+        for row in _logged(store, "feedback/loan-default/v1")
+        if row["_request_id"] == "unstamped-1"
     ]
     assert labelled == []
 
@@ -518,12 +558,7 @@ def test_closing_the_model_writes_its_buffered_logs(
     # when it is closed, as its serving process exits
     model.close()
     # then the request is in the store
-    logged = LocalStore(store)
-    ids = [
-        json.loads(line)["request_id"]
-        for key in logged.list("predictions/loan-default/v1")
-        for line in logged.read(key).splitlines()
-    ]
+    ids = [r["_request_id"] for r in _logged(store, "predictions/loan-default/v1")]
     assert "at-shutdown" in ids
 
 
@@ -768,19 +803,11 @@ def test_the_feedback_log_holds_classes_and_numbers_as_the_label_takes_them(
         response = model.score(request)
         model.judge_feedback(request, response, {"data": {"ndarray": sent}})
         model.close()
-        files = LocalStore(store)
-        (record,) = [
-            json.loads(line)
-            for key in files.list(f"feedback/{name}/v1")
-            for line in files.read(key).splitlines()
-        ]
-        assert record["labels"] == logged
-        (prediction,) = [
-            json.loads(line)
-            for key in files.list(f"predictions/{name}/v1")
-            for line in files.read(key).splitlines()
-        ]
-        assert prediction["outputs"] == response["data"]["ndarray"]
+        (record,) = _logged(store, f"feedback/{name}/v1")
+        assert [record["_label_text"] or record["_label_number"]] == logged
+        (prediction,) = _logged(store, f"predictions/{name}/v1")
+        (answer,) = response["data"]["ndarray"]
+        assert [prediction[f"out.{i}"] for i in range(len(answer))] == answer
 
 
 def test_a_version_whose_model_is_not_what_its_contract_fixes_is_unavailable(

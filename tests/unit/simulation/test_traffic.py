@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import io
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from flywheel.config import Settings
@@ -92,7 +94,7 @@ def test_each_served_day_is_one_monitoring_window_and_its_labels_arrive_two_days
     # and the labels are stamped at the end of day 7
     (feedback_file,) = store.list("feedback/loan-default/v1/")
     assert feedback_file.split("/")[3] == _day(project, 7).isoformat()
-    times = {json.loads(line)["time"] for line in store.read(feedback_file).splitlines()}
+    times = set(pq.read_table(io.BytesIO(store.read(feedback_file))).column("_time").to_pylist())
     assert times == {_midnight(_day(project, 8)).timestamp() - 1}
     # and monitoring, up to the end of day 7, sees one window per day with those rows
     until = _midnight(_day(project, 8))
@@ -255,9 +257,9 @@ def test_over_http_a_replaying_server_logs_each_day_at_its_simulated_time(
     labels = read_labels(store, "loan-default", {"v1"}, end - timedelta(days=1), end, Skipped())
     assert set(labels) == set(day5.request_ids)
     times = {
-        json.loads(line)["time"]
+        at
         for key in store.list("feedback/loan-default/v1/")
-        for line in store.read(key).splitlines()
+        for at in pq.read_table(io.BytesIO(store.read(key))).column("_time").to_pylist()
     }
     assert times == {end.timestamp() - 1}
 
