@@ -505,8 +505,8 @@ def monitor(
                     have = merged.setdefault(version, {}).get(at)
                     merged[version][at] = part if have is None else have.merge(part)
         for by_start in merged.values():
-            for window in by_start.values():
-                window.cut()
+            for merging in by_start.values():
+                merging.cut()
         inside = {
             v: {
                 int(a.timestamp()): window
