@@ -150,11 +150,15 @@ def _serving() -> Iterator[Any]:
     yield _series(
         "Prediction log by version",
         "short",
-        "Records each version's servers dropped (a full buffer, a store that refused) and "
-        "hold unwritten; the log is what monitoring reads.",
+        "Records each version's servers dropped (a full buffer, a store that refused), hold "
+        "unwritten, and left out by monitoring.log_sample; the log is what monitoring reads.",
         (
             f"sum by (version) ({by_version(f'flywheel_log_dropped{{{NAMESPACE}}}')})",
             "{{version}} dropped",
+        ),
+        (
+            f"sum by (version) ({by_version(f'flywheel_log_sampled_out{{{NAMESPACE}}}')})",
+            "{{version}} sampled out",
         ),
         (
             f"sum by (version) ({by_version(f'flywheel_log_backlog{{{NAMESPACE}}}')})",

@@ -491,8 +491,8 @@ def test_overlays_patch_only_digests_replicas_traffic_policy_and_resources(
             changed.add(field)
     assert "image" in changed
     images = [container["image"] for doc in patched.values() for container in _containers(doc)]
-    # the controller, the model's PodTemplate, and the trigger engine's two steps
-    assert len(images) == 4 and all("@sha256:" in image for image in images), images
+    # the controller, the model's PodTemplate, and the trigger engine's four steps
+    assert len(images) == 6 and all("@sha256:" in image for image in images), images
 
 
 def _at(node: Any, path: tuple[str, ...]) -> Any:

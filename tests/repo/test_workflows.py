@@ -180,7 +180,7 @@ def test_each_environment_has_its_own_registry_prefix() -> None:
         # then every container reading the configuration (the rollout controller, the
         # trigger engine's steps) gets the same registry prefix, the one CI's runs for
         # that environment use
-        assert len(readers) == 3, sorted(readers)
+        assert len(readers) == 5, sorted(readers)
         uris = {env.get("FLYWHEEL_STORAGE__URI") for env in readers.values()}
         assert uris == {promote.registry_prefix(overlay)}, (overlay.name, readers)
         prefixes[overlay.name] = promote.registry_prefix(overlay)
@@ -200,7 +200,7 @@ def test_the_registry_prefix_is_refused_when_the_controller_and_triggers_disagre
     overlay = tmp_path / "prod"
     overlay.mkdir()
     text = (REPO / "manifests" / "overlays" / "prod" / "kustomization.yaml").read_text()
-    assert text.count("s3://flywheel/registry/prod") == 3
+    assert text.count("s3://flywheel/registry/prod") == 5
     (overlay / "kustomization.yaml").write_text(
         text.replace("s3://flywheel/registry/prod", "s3://flywheel/registry/dev", 1)
     )
