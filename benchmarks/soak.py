@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from benchmarks.serving import REPO, open_loop, project, rss_mb, seldon_target
+from benchmarks.serving import REPO, models, open_loop, project, rss_mb, seldon_target
 
 GOAL_MEMORY_GROWTH = 0.10
 # A soak the server cannot keep up with tests its queue, not 200 requests a second.
@@ -117,9 +117,13 @@ def main(argv: list[str]) -> int:
     from flywheel.errors import FlywheelError
     from flywheel.rollout.local import LocalDriver
 
-    work, config, store = project(args.project, "flywheel-soak-")
+    work = project(args.project, "flywheel-soak-")
+    registered = models(work, ["binary"])["binary"].settings
+    store = Path(registered.storage.uri)
     settings = load_settings(
-        config, env={}, overrides=[f"storage.uri={store}", "serving.log_predictions=true"]
+        work / "binary" / "flywheel.yaml",
+        env={},
+        overrides=[f"storage.uri={store}", "serving.log_predictions=true"],
     )
     seconds = args.minutes * 60
     warmup = min(60.0, seconds / 5)
@@ -149,14 +153,15 @@ def main(argv: list[str]) -> int:
             load = open_loop(target, args.rate, seconds)
             stop.set()
             sampler.join()
-            # The gauges are reported with a request at most once a second per worker, and the
-            # log writes every two seconds: wait for the writer, then a few paced requests
-            # (served too) bring each worker's gauges up to date, then wait for the writer again.
+            # The gauges are reported with a request at most once a second per worker: a few
+            # paced requests (served too) bring each worker's gauges up to date.
             time.sleep(3)
             probes = open_loop(target, 10, 2, connections=2)
             time.sleep(5)
             metrics = _scrape(f"http://127.0.0.1:{backend.metrics_port}/metrics")
-            written = _count_records(store, settings.model_name) - before
+        # A worker writes its log a file a minute, and what it holds when it stops: count the
+        # log once the servers have stopped.
+        written = _count_records(store, settings.model_name) - before
     except FlywheelError as error:  # no serving virtualenv, a server that would not start
         failed = True
         print(f"error: {error} (servers' logs kept in {work / 'serve'})", file=sys.stderr)
