@@ -208,7 +208,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout bench-loop ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop bench-monitor ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -217,6 +217,10 @@ bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side b
 .PHONY: bench-serving
 bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side for a binary, a multiclass and a regression model: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
 	$(BIN)/python -m benchmarks.serving $(ARGS)
+
+.PHONY: bench-monitor
+bench-monitor: $(VENV)/.ready $(MONITOR_PEER_VENVS:%=%/.ready) ## One day-window of logged predictions (100k, 1M, 10M rows) monitored: flywheel monitor on 2 cores and 1 CPU, its re-look, Evidently, NannyML
+	$(BIN)/python -m benchmarks.monitor $(ARGS)
 
 .PHONY: soak
 soak: $(VENV)/.ready $(SERVING_VENV)/.ready ## 200 req/s for 10 minutes through the gateway: no errors, flat memory, a complete prediction log
