@@ -186,7 +186,10 @@ def to_parquet(table: pa.Table, metadata: dict[str, str] | None = None) -> bytes
 
     if metadata:
         table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), **{k.encode(): v.encode() for k, v in metadata.items()}}
+            {
+                **(table.schema.metadata or {}),
+                **{k.encode(): v.encode() for k, v in metadata.items()},
+            }
         )
     sink = io.BytesIO()
     pq.write_table(table, sink, compression=COMPRESSION)

@@ -50,7 +50,9 @@ def test_a_value_of_the_wrong_type_is_null_not_an_error() -> None:
 
 
 def test_feedback_keeps_numbers_and_class_names_apart() -> None:
-    table = logformat.feedback_table([{"request_id": "a", "time": 2.0, "labels": [1, "late", True]}])
+    table = logformat.feedback_table(
+        [{"request_id": "a", "time": 2.0, "labels": [1, "late", True]}]
+    )
     assert table.column("_label_number").to_pylist() == [1.0, None, 1.0]
     assert table.column("_label_text").to_pylist() == [None, "late", None]
     assert set(table.column("_key").to_pylist()) == {logformat.request_key("a")}
