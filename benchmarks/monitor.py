@@ -423,6 +423,7 @@ def copy_store(source: Path, target: Path) -> None:
     """A copy of a local store whose files are hard links: a store writes new files (and
     replaces, never rewrites, old ones), so neither copy sees the other's writes."""
     shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(source), str(target)], check=True)
 
 
