@@ -10,6 +10,9 @@ UV_VERSION := 0.13.9
 VENV := .venv
 SERVING_VENV := .venv-serving
 MLSERVER_VENV := .venv-mlserver
+# The peers of `make bench-monitor`, each in .venv-<name> from requirements/tools/<name>.txt.
+MONITOR_PEERS := evidently nannyml
+MONITOR_PEER_VENVS := $(MONITOR_PEERS:%=.venv-%)
 BIN := $(VENV)/bin
 FLYWHEEL := $(BIN)/flywheel
 # Test workers: most tests wait on servers or on one core, so two share a 2-vCPU VM well.
@@ -51,6 +54,14 @@ $(MLSERVER_VENV)/.ready: requirements/tools/mlserver.txt $(VENV)/.ready
 	$(BIN)/uv pip install --quiet --python $(MLSERVER_VENV)/bin/python --require-hashes -r requirements/tools/mlserver.txt
 	@touch $@
 
+# Evidently and NannyML, peers of `make bench-monitor` only: each in its own virtualenv, as
+# each pins its own pandas.
+$(MONITOR_PEER_VENVS:%=%/.ready): .venv-%/.ready: requirements/tools/%.txt $(VENV)/.ready
+	@echo ">> building .venv-$* from requirements/tools/$*.txt"
+	$(PYTHON) -m venv .venv-$*
+	$(BIN)/uv pip install --quiet --python .venv-$*/bin/python --require-hashes -r $<
+	@touch $@
+
 .PHONY: setup
 setup: $(VENV)/.ready $(SERVING_VENV)/.ready ## Build the virtualenvs (.venv for pipelines and tests, .venv-serving for seldon-core)
 
@@ -61,7 +72,7 @@ lock: $(VENV)/.ready ## Re-resolve requirements/*.txt from pyproject.toml
 	  $(BIN)/uv pip compile pyproject.toml $$extras --python-version 3.11 --generate-hashes \
 	    --no-header --quiet -o requirements/$$name.txt; \
 	done
-	$(BIN)/python -c 'from tools.catalog import PYTHON_TOOLS, SERVING_PEERS; [print(t.name, t.requirement, *t.pins) for t in (*PYTHON_TOOLS.values(), *SERVING_PEERS.values())]' | \
+	$(BIN)/python -c 'from tools.catalog import MONITORING_PEERS, PYTHON_TOOLS, SERVING_PEERS; [print(t.name, t.requirement, *t.pins) for t in (*PYTHON_TOOLS.values(), *SERVING_PEERS.values(), *MONITORING_PEERS.values())]' | \
 	while read -r name requirement; do \
 	  tr ' ' '\n' <<<"$$requirement" | $(BIN)/uv pip compile - --python-version 3.11 --generate-hashes \
 	    --no-header --quiet -o requirements/tools/$$name.txt; \
@@ -197,7 +208,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout bench-loop ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop bench-monitor ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -206,6 +217,10 @@ bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side b
 .PHONY: bench-serving
 bench-serving: $(VENV)/.ready $(SERVING_VENV)/.ready $(MLSERVER_VENV)/.ready ## Serving peers side by side for a binary, a multiclass and a regression model: constant seldon, seldon+sklearn, MLServer, Flywheel, gateway
 	$(BIN)/python -m benchmarks.serving $(ARGS)
+
+.PHONY: bench-monitor
+bench-monitor: $(VENV)/.ready $(MONITOR_PEER_VENVS:%=%/.ready) ## One day-window of logged predictions (100k, 1M, 10M rows) monitored: flywheel monitor on 2 cores and 1 CPU, its re-look, Evidently, NannyML
+	$(BIN)/python -m benchmarks.monitor $(ARGS)
 
 .PHONY: soak
 soak: $(VENV)/.ready $(SERVING_VENV)/.ready ## 200 req/s for 10 minutes through the gateway: no errors, flat memory, a complete prediction log
@@ -221,5 +236,5 @@ bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario:
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
-	rm -rf $(VENV) $(SERVING_VENV) $(MLSERVER_VENV) .flywheel data .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
+	rm -rf $(VENV) $(SERVING_VENV) $(MLSERVER_VENV) $(MONITOR_PEER_VENVS) .flywheel data .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -339,3 +339,17 @@ SERVING_PEERS: dict[str, PythonTool] = {
         ),
     ),
 }
+
+# Monitoring libraries that `make bench-monitor` times beside `flywheel monitor`, each in a
+# virtualenv its make target builds from requirements/tools/<name>.txt; never part of `make
+# tools`. Both Apache-2.0; they read the benchmark's Parquet files with their own pandas.
+MONITORING_PEERS: dict[str, PythonTool] = {
+    # 0.7.23 imports a pandas helper (infer_dtype_from_object) that pandas 3 removed.
+    "evidently": PythonTool(
+        "evidently", "evidently==0.7.23", license="Apache-2.0", pins=("pandas==2.3.3",)
+    ),
+    # 0.13.1 imports statsmodels (its plots) without declaring it.
+    "nannyml": PythonTool(
+        "nannyml", "nannyml==0.13.1", license="Apache-2.0", pins=("statsmodels==0.15.0",)
+    ),
+}
