@@ -29,7 +29,10 @@ in the page cache):
    in the window's last minute (a busy minute: each worker's second file of that minute, and
    their feedback), looked at again;
 5. `flywheel_1cpu` and `relook_1cpu`: the same on one CPU (pinned to core 0, as the chart's
-   monitor pod has a 1-CPU limit), on another fresh copy.
+   monitor pod has a 1-CPU limit), on another fresh copy;
+6. `compact_2cpu` and `compact_1cpu`: a third look with its housekeeping on, which compacts
+   the settled day's files into one (the looks above run with `--no-housekeeping`, as the
+   peers have no counterpart of it). On two cores the looks summarise with `--workers 2`.
 
 For each: wall time, rows/s and peak resident memory (the process and its children, polled
 every 0.1 s, and the kernel's own peak of the largest). A peer that runs past 15 minutes or
@@ -92,6 +95,8 @@ PEERS = {
     "relook_2cpu": "Flywheel re-look, 1 new minute, 2 cores",
     "flywheel_1cpu": "Flywheel monitor, 1 CPU",
     "relook_1cpu": "Flywheel re-look, 1 new minute, 1 CPU",
+    "compact_2cpu": "Flywheel look + compaction of the day, 2 cores",
+    "compact_1cpu": "Flywheel look + compaction of the day, 1 CPU",
     "evidently": "Evidently 0.7.23, DataDriftPreset",
     "nannyml": "NannyML 0.13.1, univariate drift + CBPE",
 }
@@ -545,6 +550,9 @@ def run_flywheel(
     store = folder / f"store-{name}"
     copy_store(logs.store, store)
     config = write_config(folder / f"{name}.yaml", store, project.batches)
+    # Both cores summarise new files in two processes; the chart's pod has one CPU. The
+    # look is timed without its housekeeping (the compaction of the settled day, which
+    # the peers have no counterpart of); `compact_*` times that on its own afterwards.
     command = [
         str(REPO / ".venv" / "bin" / "flywheel"),
         "--config",
@@ -554,6 +562,9 @@ def run_flywheel(
         project.until,
         "--report",
         str(folder / f"{name}.html"),
+        "--workers",
+        "1" if cpus else "2",
+        "--no-housekeeping",
     ]
     out = {name: measure(command, folder / f"{name}.log", cwd=folder, cpus=cpus)}
     if out[name].ok:
@@ -563,6 +574,10 @@ def run_flywheel(
             target.write_bytes(data)
         again = name.replace("flywheel", "relook")
         out[again] = measure(command, folder / f"{again}.log", cwd=folder, cpus=cpus)
+        tidy = name.replace("flywheel", "compact")
+        out[tidy] = measure(
+            [*command[:-1], "--housekeeping"], folder / f"{tidy}.log", cwd=folder, cpus=cpus
+        )
     shutil.rmtree(store, ignore_errors=True)
     return out
 
@@ -599,7 +614,7 @@ def figures(
     memory, status; Flywheel's with the rows it reported and the rows it should have."""
     out: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
-        relook = name.startswith("relook")
+        relook = name.startswith(("relook", "compact"))
         finished = run.ok or run.killed
         entry: dict[str, Any] = {
             "wall_s": run.wall_s,
@@ -607,7 +622,7 @@ def figures(
             "peak_mb": run.peak_mb,
             "status": run.status,
         }
-        if name.startswith(("flywheel", "relook")):
+        if name.startswith(("flywheel", "relook", "compact")):
             entry["rows_reported"] = rows_reported(run.output) if run.ok else None
             entry["rows_expected"] = rows + (minute_rows if relook else 0)
         else:

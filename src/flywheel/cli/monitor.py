@@ -52,6 +52,13 @@ def monitor(
             "(default: monitoring.pushgateway)."
         ),
     ] = None,
+    housekeeping: Annotated[
+        bool,
+        typer.Option(
+            help="After recording: compact settled days' log files, and remove what is older "
+            "than monitoring.retention_days."
+        ),
+    ] = True,
     workers: Annotated[
         int,
         typer.Option(help="Processes that summarise new log files in parallel.", min=1, max=64),
@@ -105,6 +112,7 @@ def monitor(
         versions=version or (),
         record=record,
         workers=workers,
+        housekeeping=housekeeping,
     )
     policy = settings.monitoring
     out.rule(f"monitoring {settings.model_name}: {policy.windows} {policy.window}(s)")

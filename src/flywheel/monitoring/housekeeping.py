@@ -215,7 +215,7 @@ def _day(text: str, form: str = "%Y-%m-%d") -> date:
         return date.max
 
 
-def housekeeping(
+def tidy(
     settings: Settings,
     store: ObjectStore,
     versions: Collection[str],

@@ -28,7 +28,7 @@ from flywheel.evaluation import Evaluation
 from flywheel.monitoring import logs, summary
 from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
-from flywheel.monitoring.housekeeping import Housekeeping, housekeeping
+from flywheel.monitoring.housekeeping import Housekeeping, tidy
 from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
 from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, labels_key, summary_key
@@ -464,6 +464,7 @@ def monitor(
     record: bool = True,
     now: datetime | None = None,
     workers: int = 1,
+    housekeeping: bool = True,
 ) -> MonitorResult:
     """Analyse every complete window up to `until` in the logs of `registry`'s store and
     (with `record`) store the reports there, and the summaries that let the next look read
@@ -562,7 +563,8 @@ def monitor(
     if record:
         written = tuple(_record(registry, reports))
         _store_summaries(store, changed, folded)
-        kept = housekeeping(settings, store, list(contracts), log_days, now)
+        if housekeeping:
+            kept = tidy(settings, store, list(contracts), log_days, now)
     return MonitorResult(
         reports=tuple(reports),
         skipped=dict(sorted(totals.items())),
