@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -230,13 +230,16 @@ def read_labels(
 # --- Parquet, and files as tables --------------------------------------------------
 
 
-def parquet_table(data: bytes) -> pa.Table | None:
-    """A Parquet file's table, or None when it cannot be read (truncated, half-uploaded)."""
+def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A Parquet file's table (of those of `columns` it has), or None when it cannot be read
+    (truncated, half-uploaded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(io.BytesIO(data))
+        source = pq.ParquetFile(io.BytesIO(data))
+        names = source.schema_arrow.names
+        return source.read(columns=None if columns is None else [c for c in columns if c in names])
     except (pa.ArrowException, OSError, ValueError):
         return None
 
@@ -324,6 +327,14 @@ def log_files(store: ObjectStore, log: str, model: str, version: str, day: date)
     return sorted(out, key=lambda f: (f.written, f.key))
 
 
+def monitored(schema: pa.Schema) -> pa.Schema:
+    """A log's columns as monitoring reads them: every one but the request id's text, which
+    its 64-bit key stands for (36 characters a row are most of a row's bytes)."""
+    import pyarrow as pa
+
+    return pa.schema([f for f in schema if f.name != logformat.REQUEST_ID])
+
+
 def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
     """The table with exactly `wanted`'s columns, cast; a missing input or latency column is
     null, a missing output NaN. None when a column cannot be read as its type."""
@@ -333,12 +344,7 @@ def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
     columns = []
     for column_field in wanted:
         if column_field.name not in table.column_names:
-            if column_field.name in (
-                logformat.REQUEST_ID,
-                logformat.KEY,
-                logformat.ROW,
-                logformat.TIME,
-            ):
+            if column_field.name in (logformat.KEY, logformat.ROW, logformat.TIME):
                 return None
             fill = float("nan") if column_field.name.startswith(logformat.OUTPUT) else None
             columns.append(pa.array([fill] * table.num_rows, type=column_field.type))
@@ -362,13 +368,10 @@ def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
 
 
 def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
-    """The rows with a request id and a finite time; the others counted by reason."""
+    """The rows with a request key and a finite time; the others counted by reason."""
     import pyarrow.compute as pc
 
-    has_id = pc.and_(
-        pc.is_valid(table.column(logformat.REQUEST_ID)),
-        pc.not_equal(pc.fill_null(table.column(logformat.REQUEST_ID), ""), ""),
-    )
+    has_id = pc.is_valid(table.column(logformat.KEY))
     time = table.column(logformat.TIME)
     timed = pc.and_(pc.is_valid(time), pc.is_finite(pc.fill_null(time, float("nan"))))
     lost = {
@@ -381,8 +384,9 @@ def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 def _typed(
     data: bytes, file: LogFile, model: str, schema: pa.Schema, skipped: Skipped
 ) -> pa.Table | None:
-    """A Parquet log file's usable rows in `schema`'s columns; what is not usable is counted."""
-    table = parquet_table(data)
+    """A Parquet log file's usable rows in `schema`'s columns (only those are read); what is
+    not usable is counted."""
+    table = parquet_table(data, [f.name for f in schema])
     if table is None:
         skipped.add(file.version, file.written, UNREADABLE)
         return None
@@ -436,15 +440,18 @@ def prediction_tables(
     import pyarrow.parquet as pq
 
     width = 1 if contract.task == "regression" else len(contract.classes)
-    wanted = logformat.prediction_schema(list(contract.numeric), list(contract.categorical), width)
+    wanted = monitored(
+        logformat.prediction_schema(list(contract.numeric), list(contract.categorical), width)
+    )
     with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
         local = Path(scratch) / "log.parquet"
         store.download(file.key, local)
         try:
             source = pq.ParquetFile(local)
             meta = source.schema_arrow.metadata
+            names = [f.name for f in wanted if f.name in source.schema_arrow.names]
             for group in range(source.num_row_groups):
-                part = source.read_row_group(group).replace_schema_metadata(meta)
+                part = source.read_row_group(group, columns=names).replace_schema_metadata(meta)
                 typed = _typed_table(part, file, model, wanted, skipped)
                 if typed is not None:
                     yield typed
@@ -463,7 +470,7 @@ def prediction_table(
     nothing in it is usable, and what is not is counted in `skipped`."""
     numeric, categorical = list(contract.numeric), list(contract.categorical)
     width = 1 if contract.task == "regression" else len(contract.classes)
-    wanted = logformat.prediction_schema(numeric, categorical, width)
+    wanted = monitored(logformat.prediction_schema(numeric, categorical, width))
     data = store.read(file.key)
     if not file.parquet:
         entries = []
@@ -474,7 +481,7 @@ def prediction_table(
             else:
                 entries.append(entry)
         table = logformat.prediction_table(entries, numeric, categorical, width)
-        return table if table.num_rows else None
+        return table.drop_columns([logformat.REQUEST_ID]) if table.num_rows else None
     return _typed(data, file, model, wanted, skipped)
 
 
@@ -496,5 +503,5 @@ def feedback_table(
             else:
                 entries.append(entry)
         table = logformat.feedback_table(entries)
-        return table if table.num_rows else None
-    return _typed(data, file, model, logformat.feedback_schema(), skipped)
+        return table.drop_columns([logformat.REQUEST_ID]) if table.num_rows else None
+    return _typed(data, file, model, monitored(logformat.feedback_schema()), skipped)

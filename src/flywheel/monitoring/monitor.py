@@ -584,7 +584,7 @@ def _labels(
     skipped: Skipped,
     changed: dict[str, bytes],
 ) -> dict[str, tuple[Label, ...]]:
-    """The labels of the sampled requests, by request id (a request's newest feedback wins).
+    """The labels of the sampled requests, by `request_name` (a request's newest feedback wins).
 
     Feedback is kept when its key is in a sample, or below the threshold of a sample that
     does not hold every row (its request may yet be logged there), or all of it when every
@@ -630,13 +630,11 @@ def _labels(
     for version, table in tables:
         rows = table.to_pydict()
         matched = np.isin(np.asarray(rows[logformat.KEY], dtype=np.uint64), sampled)
-        for i, rid in enumerate(rows[logformat.REQUEST_ID]):
+        for i, key in enumerate(rows[logformat.KEY]):
+            rid = request_name(key)
             at = rows[logformat.TIME][i]
             if not matched[i]:
-                if (
-                    rows[logformat.KEY][i] < certain
-                    and counted_from <= at < (now - _GRACE).timestamp()
-                ):
+                if key < certain and counted_from <= at < (now - _GRACE).timestamp():
                     skipped.add(version, datetime.fromtimestamp(at, UTC), logs.NEVER_LOGGED)
                 continue
             text = rows[logformat.LABEL_TEXT][i]
@@ -654,6 +652,12 @@ def _labels(
     }
 
 
+def request_name(key: int) -> str:
+    """What a sampled request is called in the analysis: its key, as monitoring reads no
+    request id's text (the key is a hash of it, and joins its labels)."""
+    return f"{key:016x}"
+
+
 def predictions_of(window: WindowSummary, version: str) -> list[Prediction]:
     """A window's sampled requests, oldest first, as the analysis reads them."""
     rows = window.sample.to_pydict()
@@ -661,8 +665,8 @@ def predictions_of(window: WindowSummary, version: str) -> list[Prediction]:
     outputs = [c for c in rows if c.startswith(logformat.OUTPUT)]
     features = tuple(c[len(logformat.INPUT) :] for c in inputs)
     by_request: dict[str, list[int]] = {}
-    for i, rid in enumerate(rows[logformat.REQUEST_ID]):
-        by_request.setdefault(rid, []).append(i)
+    for i, key in enumerate(rows[logformat.KEY]):
+        by_request.setdefault(request_name(key), []).append(i)
     out = []
     for rid, at in by_request.items():
         at.sort(key=lambda i: rows[logformat.ROW][i])

@@ -46,20 +46,6 @@ _METADATA = b"flywheel.summary"
 WINDOW = "_window"
 
 
-def columns(contract: Contract) -> list[str]:
-    """The log columns a version's summary reads."""
-    width = 1 if contract.task == "regression" else len(contract.classes)
-    return [
-        logformat.REQUEST_ID,
-        logformat.KEY,
-        logformat.ROW,
-        logformat.TIME,
-        logformat.LATENCY,
-        *(logformat.input_column(f) for f in (*contract.numeric, *contract.categorical)),
-        *(logformat.output_column(i) for i in range(width)),
-    ]
-
-
 @dataclass
 class WindowSummary:
     """One version's served rows in one window, as counts and a sample (see the module)."""
