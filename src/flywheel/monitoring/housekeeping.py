@@ -121,7 +121,7 @@ def _write(
                             schema.with_metadata(
                                 {b"model": model.encode(), b"version": version.encode()}
                             ),
-                            compression=logformat.COMPRESSION,
+                            compression=logformat.COMPACTED_COMPRESSION,
                         )
                     if not schema.equals(writer.schema.remove_metadata()):
                         continue

@@ -341,6 +341,8 @@ def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
     import pyarrow as pa
     import pyarrow.types as types
 
+    if table.schema.remove_metadata().equals(wanted):  # as serving writes it: nothing to cast
+        return table
     columns = []
     for column_field in wanted:
         if column_field.name not in table.column_names:
@@ -369,10 +371,13 @@ def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
 
 def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     """The rows with a request key and a finite time; the others counted by reason."""
+    import numpy as np
     import pyarrow.compute as pc
 
-    has_id = pc.is_valid(table.column(logformat.KEY))
-    time = table.column(logformat.TIME)
+    key, time = table.column(logformat.KEY), table.column(logformat.TIME)
+    if key.null_count == 0 and time.null_count == 0 and np.isfinite(time.to_numpy()).all():
+        return table, {}  # as serving writes it: every row
+    has_id = pc.is_valid(key)
     timed = pc.and_(pc.is_valid(time), pc.is_finite(pc.fill_null(time, float("nan"))))
     lost = {
         NO_REQUEST_ID: table.num_rows - pc.sum(has_id).as_py() if table.num_rows else 0,

@@ -6,11 +6,13 @@ fails while being read leaves no record behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -183,19 +185,37 @@ def fingerprint(contract: Contract, window_seconds: int, sample_rows: int) -> st
     return hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _reduce_file(
+# Files are reduced together, up to this many rows at once: a minute's file holds a few
+# hundred rows at a million a day, and reducing each alone cost more than reading it.
+_BATCH_ROWS = 200_000
+
+
+def _reduce_files(
     store: ObjectStore,
-    file: LogFile,
+    files: list[LogFile],
     model: str,
     contract: Contract,
     window_seconds: int,
     sample_rows: int,
 ) -> tuple[dict[int, WindowSummary], Skipped]:
-    """One log file's windows, and what in it was skipped."""
+    """The log files' windows, and what in them was skipped."""
+    import pyarrow as pa
+
     skipped = Skipped()
     day = DaySummary(window_seconds, sample_rows, "")
-    for table in logs.prediction_tables(store, file, model, contract, skipped):
-        day.add(summary.reduce(table, contract, window_seconds, sample_rows))
+    pending: list[pa.Table] = []
+    held = 0
+    for file in files:
+        for table in logs.prediction_tables(store, file, model, contract, skipped):
+            pending.append(table)
+            held += table.num_rows
+            if held >= _BATCH_ROWS:
+                day.add(
+                    summary.reduce(pa.concat_tables(pending), contract, window_seconds, sample_rows)
+                )
+                pending, held = [], 0
+    if pending:
+        day.add(summary.reduce(pa.concat_tables(pending), contract, window_seconds, sample_rows))
     return day.windows, skipped
 
 
@@ -209,14 +229,11 @@ def _reduce_in_worker(
     sample_rows: int,
 ) -> tuple[bytes, list[tuple[str, datetime, str, int]]]:
     """A worker process's share of the files, merged, as bytes the parent merges."""
-    store = open_store(uri, storage)
-    day = DaySummary(window_seconds, sample_rows, "")
-    lost: list[tuple[str, datetime, str, int]] = []
-    for file in files:
-        found, skipped = _reduce_file(store, file, model, contract, window_seconds, sample_rows)
-        day.add(found)
-        lost += [(v, at, reason, n) for (v, at, reason), n in skipped.counts.items()]
-    return day.to_bytes(), lost
+    found, skipped = _reduce_files(
+        open_store(uri, storage), files, model, contract, window_seconds, sample_rows
+    )
+    day = DaySummary(window_seconds, sample_rows, "", windows=found)
+    return day.to_bytes(), [(v, at, reason, n) for (v, at, reason), n in skipped.counts.items()]
 
 
 def summarise_day(
@@ -226,10 +243,10 @@ def summarise_day(
     day: date,
     contract: Contract,
     *,
-    workers: int = 1,
+    pool: Pool | None = None,
 ) -> tuple[DaySummary, bool]:
     """The summary of a version's log files of `day`: the stored one, with the files written
-    since reduced into it (by `workers` processes); and whether it changed."""
+    since reduced into it (by the pool's processes, if any); and whether it changed."""
     policy = settings.monitoring
     window_seconds = int(WINDOW_SIZES[policy.window].total_seconds())
     mark = fingerprint(contract, window_seconds, policy.sample_rows)
@@ -253,14 +270,13 @@ def summarise_day(
     if not new:
         return day_summary, folded
     found: list[tuple[dict[int, WindowSummary], list[tuple[str, datetime, str, int]]]] = []
-    if workers > 1 and len(new) > 1:
-        found = _fan_out(settings, new, contract, window_seconds, workers)
+    if pool is not None and len(new) > 1:
+        found = _fan_out(settings, new, contract, window_seconds, pool)
     else:
-        for file in new:
-            windows, skipped = _reduce_file(
-                store, file, settings.model_name, contract, window_seconds, policy.sample_rows
-            )
-            found.append((windows, [(*k, n) for k, n in skipped.counts.items()]))
+        windows, skipped = _reduce_files(
+            store, new, settings.model_name, contract, window_seconds, policy.sample_rows
+        )
+        found.append((windows, [(*k, n) for k, n in skipped.counts.items()]))
     for windows, lost in found:
         day_summary.add(windows)
         for _, at, reason, count in lost:
@@ -363,16 +379,18 @@ def summarise_partition(
             policy.sample_rows,
             fingerprint(contract, window_seconds, policy.sample_rows),
         )
-        for file in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day):
-            if file.written.hour != hour or file.key in held:
-                continue
-            found, skipped = _reduce_file(
-                store, file, settings.model_name, contract, window_seconds, policy.sample_rows
-            )
-            part.add(found)
-            for (_, at, reason), count in skipped.counts.items():
-                part.skip(int(at.timestamp()) // window_seconds * window_seconds, reason, count)
-            part.files.add(file.key)
+        files = [
+            f
+            for f in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
+            if f.written.hour == hour and f.key not in held
+        ]
+        found, skipped = _reduce_files(
+            store, files, settings.model_name, contract, window_seconds, policy.sample_rows
+        )
+        part.add(found)
+        for (_, at, reason), count in skipped.counts.items():
+            part.skip(int(at.timestamp()) // window_seconds * window_seconds, reason, count)
+        part.files |= {f.key for f in files}
         store.write(part_key, part.to_bytes())
     except (StoreError, RegistryError) as error:
         raise MonitoringError(
@@ -382,37 +400,87 @@ def summarise_partition(
     return store.location(part_key)
 
 
+@dataclass(frozen=True)
+class Pool:
+    """The worker processes of one look (`--workers`): the local twin of the chart's fan-out."""
+
+    executor: Executor
+    workers: int
+
+    def shares(self, files: list[LogFile]) -> list[list[LogFile]]:
+        """`files` dealt out, one share a worker."""
+        return [files[i :: self.workers] for i in range(self.workers) if files[i :: self.workers]]
+
+
 def _fan_out(
     settings: Settings,
     files: list[LogFile],
     contract: Contract,
     window_seconds: int,
-    workers: int,
+    pool: Pool,
 ) -> list[tuple[dict[int, WindowSummary], list[tuple[str, datetime, str, int]]]]:
-    """The files reduced by `workers` processes, each a contiguous share (the local twin of
-    the chart's fan-out over hours)."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    shares = [files[i::workers] for i in range(workers) if files[i::workers]]
+    """The files reduced by the pool's processes, a share each."""
+    jobs = [
+        pool.executor.submit(
+            _reduce_in_worker,
+            settings.storage.uri,
+            settings.storage,
+            share,
+            settings.model_name,
+            contract,
+            window_seconds,
+            settings.monitoring.sample_rows,
+        )
+        for share in pool.shares(files)
+    ]
     out = []
-    with ProcessPoolExecutor(max_workers=len(shares)) as pool:
-        jobs = [
-            pool.submit(
-                _reduce_in_worker,
-                settings.storage.uri,
-                settings.storage,
-                share,
-                settings.model_name,
-                contract,
-                window_seconds,
-                settings.monitoring.sample_rows,
-            )
-            for share in shares
-        ]
-        for job in jobs:
-            data, lost = job.result()
-            out.append((DaySummary.from_bytes(data).windows, lost))
+    for job in jobs:
+        data, lost = job.result()
+        out.append((DaySummary.from_bytes(data).windows, lost))
     return out
+
+
+@dataclass(frozen=True)
+class Keep:
+    """Which feedback can join a sample: its key is in one, or below the threshold of one
+    that does not hold every row (its request may yet be logged there); all of it when every
+    sample holds its whole window (`every`)."""
+
+    sampled: npt.NDArray[np.uint64]
+    below: int
+    every: bool
+
+    def __call__(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        if self.every:
+            return np.ones(len(keys), dtype=bool)
+        return np.isin(keys, self.sampled) | (keys < np.uint64(self.below))
+
+
+def _read_labels(
+    store: ObjectStore, files: list[LogFile], model: str, keep: Keep, skipped: Skipped
+) -> list[pa.Table]:
+    """The feedback of `files` that `keep` keeps, a file at a time."""
+    import pyarrow as pa
+
+    out = []
+    for file in files:
+        table = logs.feedback_table(store, file, model, skipped)
+        if table is not None:
+            out.append(table.filter(pa.array(keep(table.column(logformat.KEY).to_numpy()))))
+    return out
+
+
+def _labels_in_worker(
+    uri: str, storage: StorageSettings, files: list[LogFile], model: str, keep: Keep
+) -> tuple[bytes, list[tuple[str, datetime, str, int]]]:
+    """A worker process's share of the feedback files, as the Parquet bytes of what it keeps."""
+    import pyarrow as pa
+
+    skipped = Skipped()
+    tables = _read_labels(open_store(uri, storage), files, model, keep, skipped)
+    table = pa.concat_tables(tables) if tables else pa.table({})
+    lost = [(v, at, reason, n) for (v, at, reason), n in skipped.counts.items()]
+    return logformat.to_parquet(table), lost
 
 
 def _kept_labels(
@@ -420,11 +488,13 @@ def _kept_labels(
     settings: Settings,
     version: str,
     day: date,
-    keep: Callable[[npt.NDArray[np.uint64]], npt.NDArray[np.bool_]],
+    keep: Keep,
     skipped: Skipped,
+    pool: Pool | None,
 ) -> tuple[pa.Table | None, bool, set[str]]:
     """The labels of a version's feedback files of `day` that can join a sample: the stored
-    ones, and those of files written since; whether anything changed; and the files read."""
+    ones, and those of files written since (read by the pool's processes, if any); whether
+    anything changed; and the files read."""
     import pyarrow as pa
 
     key = labels_key(settings.model_name, version, day)
@@ -441,14 +511,32 @@ def _kept_labels(
         for f in logs.log_files(store, logs.FEEDBACK, settings.model_name, version, day)
         if f.key not in files
     ]
-    for file in new:
-        table = logs.feedback_table(store, file, settings.model_name, skipped)
-        if table is not None:
-            tables.append(table)
+    if pool is not None and len(new) > 1:
+        jobs = [
+            pool.executor.submit(
+                _labels_in_worker,
+                settings.storage.uri,
+                settings.storage,
+                share,
+                settings.model_name,
+                keep,
+            )
+            for share in pool.shares(new)
+        ]
+        for job in jobs:
+            data, lost = job.result()
+            found = logs.parquet_table(data)
+            if found is not None and found.num_rows:
+                tables.append(found.replace_schema_metadata(None))
+            for v, at, reason, count in lost:
+                skipped.add(v, at, reason, count)
+    else:
+        tables += _read_labels(store, new, settings.model_name, keep, skipped)
     files |= {f.key for f in new}
+    tables = [t for t in tables if t.num_rows]
     if not tables:
         return None, bool(new), files
-    table = pa.concat_tables(tables)
+    table = pa.concat_tables(tables, promote_options="permissive")
     before = table.num_rows
     table = table.filter(pa.array(keep(table.column(logformat.KEY).to_numpy())))
     return table, bool(new) or table.num_rows != before, files
@@ -472,6 +560,33 @@ def monitor(
     now = now or datetime.now(UTC)
     policy = settings.monitoring
     spans = windows(until or now, policy.window, policy.windows)
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1:
+            executor = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            pool = Pool(executor, workers)
+        # Loading a version's model and reference rows takes a second or two (scikit-learn's
+        # imports): production's loads while the pool reads the logs.
+        loader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
+        return _look(
+            settings, registry, source, spans, versions, record, now, pool, loader, housekeeping
+        )
+
+
+def _look(
+    settings: Settings,
+    registry: Registry,
+    source: batches.BatchSource,
+    spans: list[tuple[datetime, datetime]],
+    versions: Collection[str],
+    record: bool,
+    now: datetime,
+    pool: Pool | None,
+    loader: Executor,
+    housekeeping: bool,
+) -> MonitorResult:
+    """`monitor`'s work, with its worker processes and its loader thread."""
+    policy = settings.monitoring
     start, end = spans[0][0], spans[-1][1]
     store = registry.store
     skipped = Skipped()
@@ -487,14 +602,15 @@ def monitor(
             for v in known
             if not wanted or v in wanted
         }
+        early: dict[str, Future[VersionReference]] = {}
+        if production is not None and production in contracts:
+            early[production] = loader.submit(load_reference, registry, source, production)
         # A file is written up to a flush interval after its rows: read one day further.
         log_days = logs.days(start, end + timedelta(days=1))
         merged: dict[str, dict[int, WindowSummary]] = {}
         for version, contract in contracts.items():
             for day in log_days:
-                found, fresh = summarise_day(
-                    settings, store, version, day, contract, workers=workers
-                )
+                found, fresh = summarise_day(settings, store, version, day, contract, pool=pool)
                 if fresh:
                     key = summary_key(settings.model_name, version, day)
                     changed[key] = found.to_bytes()
@@ -519,13 +635,16 @@ def monitor(
         samples = [w for by_start in inside.values() for w in by_start.values()]
         labelled_until = min(end + timedelta(days=policy.label_delay_days), now)
         labels = _labels(
-            settings, store, known, samples, start, labelled_until, now, skipped, changed
+            settings, store, known, samples, start, labelled_until, now, skipped, changed, pool
         )
         served = sorted(
             {v for v, by_start in inside.items() if by_start}
             | ({production} if production and (not wanted or production in wanted) else set())
         )
-        references = {v: load_reference(registry, source, v) for v in served}
+        references = {
+            v: early[v].result() if v in early else load_reference(registry, source, v)
+            for v in served
+        }
     except StoreError as error:
         raise MonitoringError(
             f"cannot read {settings.model_name}'s logs and registry from "
@@ -583,6 +702,7 @@ def _labels(
     now: datetime,
     skipped: Skipped,
     changed: dict[str, bytes],
+    pool: Pool | None,
 ) -> dict[str, tuple[Label, ...]]:
     """The labels of the sampled requests, by `request_name` (a request's newest feedback wins).
 
@@ -603,17 +723,12 @@ def _labels(
         )
     )
     partial = [w.threshold for w in samples if not w.complete]
-    below = max(partial, default=0)
-
-    def keep(keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        if not partial:  # every sample holds all its window's rows: so few, keep all
-            return np.ones(len(keys), dtype=bool)
-        return np.isin(keys, sampled) | (keys < np.uint64(below))
-
+    # Every sample holds all its window's rows: so few that all feedback is kept.
+    keep = Keep(sampled, max(partial, default=0), every=not partial)
     tables = []
     for version in known:
         for day in logs.days(start, labelled_until):
-            table, fresh, files = _kept_labels(store, settings, version, day, keep, skipped)
+            table, fresh, files = _kept_labels(store, settings, version, day, keep, skipped, pool)
             if table is not None:
                 in_range = table.filter(
                     pc.less(table.column(logformat.TIME), labelled_until.timestamp())
