@@ -257,7 +257,7 @@ def test_a_tiny_day_is_logged_in_the_loggers_format_and_every_peer_reads_it(
         measured[name] = bench.run_peer(name, spec, folder)
     # then each ran to the end, and each peer read every row
     assert {name: m.status for name, m in measured.items()} == dict.fromkeys(
-        ["flywheel_2cpu", "relook_2cpu", *built], "ok"
+        ["flywheel_2cpu", "relook_2cpu", "compact_2cpu", *built], "ok"
     )
     for name in built:
         assert bench.found(measured[name].output)["rows"] == 60

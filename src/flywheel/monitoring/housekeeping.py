@@ -24,13 +24,13 @@ from flywheel.monitoring import logs
 from flywheel.monitoring.logs import LogFile
 from flywheel.monitoring.records import PREFIX as RECORDS
 from flywheel.monitoring.summary import SUMMARIES, DaySummary, labels_key, summary_key
-from flywheel.storage import ObjectNotFound, ObjectStore
+from flywheel.storage import ObjectNotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
 
 # After a day ends, how long its files may still be arriving (a worker's last flush).
 SETTLED = timedelta(hours=1)
-_ROW_GROUP = 1_000_000
+_ROW_GROUP = 250_000  # rows: a row group read back is a few tens of megabytes
 
 
 @dataclass(frozen=True)
@@ -101,38 +101,62 @@ def _compact_day(
 def _write(
     store: ObjectStore, sources: list[LogFile], local: Path, model: str, version: str
 ) -> list[LogFile]:
-    """The sources' rows into one Parquet file at `local`, one at a time; the sources it
-    holds (a file that cannot be read, or of other columns, stays where it is)."""
+    """The sources' rows into one Parquet file at `local`, in row groups of up to
+    `_ROW_GROUP` rows; the sources it holds (a file that cannot be read, or of other
+    columns, stays where it is). A minute's file is read from memory; an earlier compacted
+    file, which can be large, from a local copy a row group at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     writer: pq.ParquetWriter | None = None
     kept: list[LogFile] = []
+    pending: list[pa.Table] = []
+
+    def flush() -> None:
+        if writer is not None and pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP)
+            pending.clear()
+
     try:
         for file in sources:
-            with tempfile.NamedTemporaryFile(dir=local.parent, suffix=".parquet") as copy:
-                store.download(file.key, Path(copy.name))
+            with tempfile.TemporaryDirectory(dir=local.parent) as scratch:
                 try:
-                    source = pq.ParquetFile(copy.name)
+                    if logs.COMPACTED in file.key:
+                        store.download(file.key, Path(scratch) / "copy.parquet")
+                        source = pq.ParquetFile(Path(scratch) / "copy.parquet")
+                    else:
+                        source = pq.ParquetFile(pa.BufferReader(store.read(file.key)))
                     schema = source.schema_arrow.remove_metadata()
                     if writer is None:
+                        meta = {b"model": model.encode(), b"version": version.encode()}
                         writer = pq.ParquetWriter(
                             local,
-                            schema.with_metadata(
-                                {b"model": model.encode(), b"version": version.encode()}
-                            ),
+                            schema.with_metadata(meta),
                             compression=logformat.COMPACTED_COMPRESSION,
                         )
                     if not schema.equals(writer.schema.remove_metadata()):
                         continue
-                    for group in range(source.num_row_groups):
-                        table = source.read_row_group(group).replace_schema_metadata(
-                            writer.schema.metadata
+                    if source.metadata.num_rows >= _ROW_GROUP:  # a compacted day's file
+                        flush()
+                        for group in range(source.num_row_groups):
+                            writer.write_table(
+                                source.read_row_group(group).replace_schema_metadata(
+                                    writer.schema.metadata
+                                ),
+                                row_group_size=_ROW_GROUP,
+                            )
+                    else:  # whole, so that a file that breaks halfway adds nothing
+                        pending.append(
+                            source.read().replace_schema_metadata(writer.schema.metadata)
                         )
-                        writer.write_table(table, row_group_size=_ROW_GROUP)
-                except (pa.ArrowException, OSError, ValueError):
+                        if sum(t.num_rows for t in pending) >= _ROW_GROUP:
+                            flush()
+                except (pa.ArrowException, OSError, ValueError) as error:
+                    if logs.COMPACTED in file.key:  # its rows may be half written: stop
+                        raise StoreError(f"cannot read {file.key} to compact it: {error}") from None
                     continue
             kept.append(file)
+        flush()
     finally:
         if writer is not None:
             writer.close()
@@ -224,8 +248,6 @@ def tidy(
 ) -> Housekeeping:
     """Compaction of the settled `days`, then expiry (both logged, neither raised: the look's
     records are stored already, and the next look tries again)."""
-    from flywheel.storage import StoreError
-
     try:
         done = compact(settings, store, versions, settled_days(days, now))
         return Housekeeping(done.compacted, done.removed + expire(settings, store, versions, now))
