@@ -280,8 +280,7 @@ def summarise_day(
     for windows, lost in found:
         day_summary.add(windows)
         for _, at, reason, count in lost:
-            start = int(at.timestamp()) // window_seconds * window_seconds
-            day_summary.skip(start, reason, count)
+            day_summary.skip(at, reason, count)
     day_summary.files |= {f.key for f in new}
     return day_summary, True
 
@@ -298,11 +297,7 @@ def _fold_parts(store: ObjectStore, key: str, day: DaySummary) -> bool:
             continue
         if part.fingerprint != day.fingerprint or part.files & day.files:
             continue
-        day.add(part.windows)
-        for start, counts in part.skipped.items():
-            for reason, count in counts.items():
-                day.skip(start, reason, count)
-        day.files |= part.files
+        day.absorb(part)
         day.folded.append(part_key)
         folded = True
     return folded
@@ -389,7 +384,7 @@ def summarise_partition(
         )
         part.add(found)
         for (_, at, reason), count in skipped.counts.items():
-            part.skip(int(at.timestamp()) // window_seconds * window_seconds, reason, count)
+            part.skip(at, reason, count)
         part.files |= {f.key for f in files}
         store.write(part_key, part.to_bytes())
     except (StoreError, RegistryError) as error:

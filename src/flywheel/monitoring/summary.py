@@ -20,12 +20,13 @@ first key left out) can match it, so the join is bounded by the sample, not by t
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -85,12 +86,14 @@ class WindowSummary:
             ),
             latency=self.latency + other.latency,
             numeric={
-                name: [a + b for a, b in zip(counts, other.numeric.get(name, counts), strict=True)]
-                if name in other.numeric
-                else list(counts)
-                for name, counts in self.numeric.items()
-            }
-            | {n: list(c) for n, c in other.numeric.items() if n not in self.numeric},
+                name: [
+                    a + b
+                    for a, b in itertools.zip_longest(
+                        self.numeric.get(name, ()), other.numeric.get(name, ()), fillvalue=0
+                    )
+                ]
+                for name in {*self.numeric, *other.numeric}
+            },
             categorical={
                 name: self.categorical.get(name, Counter()) + other.categorical.get(name, Counter())
                 for name in {*self.categorical, *other.categorical}
@@ -308,9 +311,17 @@ class DaySummary:
             have = self.windows.get(start)
             self.windows[start] = summary if have is None else have.merge(summary)
 
-    def skip(self, start: int, reason: str, count: int) -> None:
-        """Count `count` lines of a file written in the window of `start` as skipped."""
+    def skip(self, at: datetime, reason: str, count: int) -> None:
+        """Count `count` lines of a file written `at` as skipped, in that time's window."""
+        start = int(at.timestamp()) // self.window_seconds * self.window_seconds
         self.skipped.setdefault(start, Counter())[reason] += count
+
+    def absorb(self, other: DaySummary) -> None:
+        """Merge in another summary of other files of the same day (a fan-out's part)."""
+        self.add(other.windows)
+        for start, counts in other.skipped.items():
+            self.skipped.setdefault(start, Counter()).update(counts)
+        self.files |= other.files
 
     def to_bytes(self) -> bytes:
         """One Parquet file: every window's sample, and the counts in its footer."""

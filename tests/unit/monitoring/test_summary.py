@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -112,7 +113,7 @@ def test_a_day_summary_is_stored_and_read_back_unchanged(contract: Contract) -> 
     table = _table(contract, 1500, seed=5)
     day = DaySummary(3600, 1000, "abc", files={"predictions/m/v1/2026-01-01/x.parquet"})
     day.add(summary.reduce(table, contract, 3600, sample_rows=1000))
-    day.skip(START, "unreadable", 2)
+    day.skip(datetime.fromtimestamp(START, UTC), "unreadable", 2)
     back = DaySummary.from_bytes(day.to_bytes())
     assert back.files == day.files and back.skipped == day.skipped
     assert back.fingerprint == "abc" and set(back.windows) == set(day.windows)
