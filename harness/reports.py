@@ -31,7 +31,8 @@ def window_report(
     version: str = "v1",
     computed_at: datetime | None = None,
 ) -> WindowReport:
-    """The report of day `day` after DAY0: `drifted` features drifted (PSI 0.3, else 0.01)."""
+    """The report of day `day` after DAY0: `drifted` features drifted (PSI 0.3, else 0.01; a
+    PSI of 0.1 or more has a significant chi-square)."""
     start = DAY0 + timedelta(days=day)
     psi = psi or {}
     features = tuple(
@@ -40,15 +41,21 @@ def window_report(
             kind="categorical" if name in ("region", "channel", "employment") else "numeric",
             result=DriftTest(
                 rows=rows,
-                psi=psi.get(name, 0.3 if name in drifted else 0.01),
+                psi=value,
+                psi_p_value=0.001 if value >= 0.1 else 0.6,
+                psi_min_rows=50,
                 test="ks",
                 statistic=0.2 if name in drifted else 0.02,
                 p_value=0.001 if name in drifted else 0.6,
                 threshold=0.05,
+                effect="wasserstein",
+                effect_size=0.2 if name in drifted else 0.02,
+                distance=0.1,
                 drifted=name in drifted,
             ),
         )
         for name in FEATURE_NAMES
+        for value in (psi.get(name, 0.3 if name in drifted else 0.01),)
     )
     share = len(drifted) / len(FEATURE_NAMES)
     return WindowReport(

@@ -160,6 +160,9 @@ class ModelEvaluation(Record):
     holdout: Scores | None
     roc: Curve | None = None
     calibration: tuple[tuple[float, float], ...] = ()
+    # A binary classifier's (score, label) on the newest batch, a seeded sample of at most
+    # SCORE_SAMPLE: prediction drift's reference and the calibration set CBPE resamples.
+    scores_sample: tuple[tuple[float, int], ...] = ()
     roc_per_class: dict[str, Curve] = Field(default={})
     calibration_per_class: dict[str, tuple[tuple[float, float], ...]] = Field(default={})
     predicted_actual: tuple[tuple[float, float], ...] = ()
@@ -191,6 +194,7 @@ class Evaluation(Record):
 
 
 RESIDUAL_POINTS = 400
+SCORE_SAMPLE = 5000
 
 
 def score(y: npt.ArrayLike, p: Probabilities, task: Task = "binary") -> Scores:
@@ -506,7 +510,12 @@ def _curves(y: npt.NDArray[Any], p: Probabilities, problem: Problem) -> dict[str
     if problem.task == "binary":
         positive = p[:, -1]
         curve = roc(y, positive) if len(np.unique(y)) == 2 else None
-        return {"roc": curve, "calibration": calibration(y, positive)}
+        kept = np.random.default_rng(0).permutation(len(y))[:SCORE_SAMPLE]
+        return {
+            "roc": curve,
+            "calibration": calibration(y, positive),
+            "scores_sample": tuple((round(float(positive[i]), 9), int(y[i])) for i in sorted(kept)),
+        }
     if problem.task == "multiclass":
         rocs, calibrations = {}, {}
         for code, name in enumerate(problem.output_names):

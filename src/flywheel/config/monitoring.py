@@ -41,11 +41,23 @@ class MonitoringSettings(Strict):
     label_delay_days: int = Field(
         default=7, ge=0, le=366, description="How long after a window its labels may arrive"
     )
-    large_window_rows: int = Field(
-        default=1000, ge=1, description="Above this, distances replace KS and chi-square"
+    p_value: Fraction = Field(
+        default=0.05,
+        description="Drift needs its test's p-value (KS, chi-square) below this, at any size",
     )
-    p_value: Fraction = Field(default=0.05, description="KS and chi-square: drift below this")
-    distance: float = Field(default=0.1, gt=0, description="Wasserstein (normed) and JS limit")
+    distance: float = Field(
+        default=0.1,
+        gt=0,
+        description="Drift also needs its effect (Wasserstein normed by the reference's spread, or "
+        "Jensen-Shannon in nats) above this",
+    )
+    psi_min_expected: float = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="PSI alarms only on a window in which every reference bin expects this "
+        "many rows (and its bins' chi-square is significant); below, it is reported only",
+    )
     drifted_share: Fraction = Field(default=0.5, description="Dataset drift above this share")
     skew_sample: int = Field(default=200, ge=1, le=100_000, description="Rows re-scored offline")
     skew_tolerance: float = Field(default=1e-5, gt=0, description="Largest score difference")

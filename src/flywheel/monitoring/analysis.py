@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
@@ -323,37 +323,29 @@ def _feature_drift(
     summary: WindowSummary | None = None,
 ) -> tuple[FeatureDrift, ...]:
     """Each feature against the reference rows the contract was inferred from, or (when they
-    cannot be read) against the contract's bins; with a summary, PSI on its exact counts of
-    the contract's bins, and categories tested on its exact counts."""
+    cannot be read) against the contract's bins counted on its rows; with a summary, PSI on
+    its exact counts of the contract's bins, and categories tested on its exact counts."""
     import pandas as pd
 
+    limits = _limits(settings)
     out: list[FeatureDrift] = []
     for name, profile in contract.numeric.items():
         values = [_as_float(v) for v in columns.get(name, [])]
+        counts = summary.numeric.get(name) if summary is not None else None
         if rows is not None and name in rows.columns:
             reference = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
             result = statistics.sample_drift(
-                values,
-                reference,
-                profile.edges,
-                profile.fractions,
-                large=settings.large_window_rows,
-                p_value=settings.p_value,
-                distance=settings.distance,
+                values, reference, profile.edges, counts=counts, **limits
             )
         else:
             result = statistics.binned_drift(
                 values,
                 profile.edges,
                 profile.fractions,
-                large=settings.large_window_rows,
-                p_value=settings.p_value,
-                distance=settings.distance,
+                reference_rows=contract.rows,
+                counts=counts,
+                **limits,
             )
-        counts = summary.numeric.get(name) if summary is not None else None
-        if result is not None and counts and sum(counts):
-            shares = [c / sum(counts) for c in counts]
-            result = result.model_copy(update={"psi": drift.psi(profile.fractions, shares)})
         if result is not None:
             out.append(FeatureDrift(feature=name, kind="numeric", result=result))
     for name, categorical in contract.categorical.items():
@@ -361,33 +353,46 @@ def _feature_drift(
             found = statistics.counted_drift(
                 summary.categorical.get(name, {}),
                 categorical.fractions,
-                large=settings.large_window_rows,
-                p_value=settings.p_value,
-                distance=settings.distance,
+                reference_rows=contract.rows,
+                **limits,
             )
         else:
             found = statistics.categorical_drift(
                 columns.get(name, []),
                 categorical.fractions,
-                large=settings.large_window_rows,
-                p_value=settings.p_value,
-                distance=settings.distance,
+                reference_rows=contract.rows,
+                **limits,
             )
         if found is not None:
             out.append(FeatureDrift(feature=name, kind="categorical", result=found))
     return tuple(out)
 
 
+class _Limits(TypedDict):
+    p_value: float
+    distance: float
+    min_expected: float
+
+
+def _limits(settings: MonitoringSettings) -> _Limits:
+    return {
+        "p_value": settings.p_value,
+        "distance": settings.distance,
+        "min_expected": settings.psi_min_expected,
+    }
+
+
 def _prediction_drift(
     outputs: npt.NDArray[np.float64], reference: VersionReference, settings: MonitoringSettings
 ) -> DriftTest | None:
-    """A binary classifier's score against the distribution behind its evaluated ROC curve; a
-    multiclass one's predicted class against the evaluation's (its confusion matrix' columns);
-    a regression's predicted value against its predictions on the reference rows."""
+    """A binary classifier's score against its evaluation's stored sample of scores (when an
+    older evaluation has none, against the deciles of the distribution behind its ROC curve,
+    counted on the batch's rows); a multiclass one's predicted class against the evaluation's
+    (its confusion matrix' columns); a regression's predicted value against its predictions
+    on the reference rows."""
     evaluation = reference.evaluation
     if len(outputs) == 0:
         return None
-    large, p_value, distance = settings.large_window_rows, settings.p_value, settings.distance
     if reference.task == "regression":
         return _sample_drift(outputs[:, 0], _reference_predictions(reference), settings)
     if evaluation is None:
@@ -397,14 +402,16 @@ def _prediction_drift(
         if confusion.size == 0 or confusion.sum() == 0:
             return None
         names = [str(c) for c in reference.contract.classes]
-        shares = dict(zip(names, (confusion.sum(axis=0) / confusion.sum()).tolist(), strict=True))
+        counts = dict(zip(names, confusion.sum(axis=0).tolist(), strict=True))
         return statistics.categorical_drift(
             [names[i] for i in outputs.argmax(axis=1)],
-            shares,
-            large=large,
-            p_value=p_value,
-            distance=distance,
+            counts,
+            reference_rows=None,
+            **_limits(settings),
         )
+    if evaluation.scores_sample:
+        scores = np.array([score for score, _ in evaluation.scores_sample], dtype=float)
+        return _sample_drift(outputs[:, -1], scores, settings)
     if evaluation.roc is None or evaluation.newest.positive_rate is None:
         return None
     return _score_drift(
@@ -413,6 +420,7 @@ def _prediction_drift(
         evaluation.roc.fpr,
         evaluation.roc.tpr,
         evaluation.newest.positive_rate,
+        evaluation.newest.rows,
         settings,
     )
 
@@ -428,15 +436,7 @@ def _sample_drift(
     if len(reference) == 0:
         return None
     edges = drift.quantile_edges(pd.Series(reference), 10)
-    return statistics.sample_drift(
-        values,
-        reference,
-        edges,
-        drift.bin_fractions(pd.Series(reference), edges),
-        large=settings.large_window_rows,
-        p_value=settings.p_value,
-        distance=settings.distance,
-    )
+    return statistics.sample_drift(values, reference, edges, **_limits(settings))
 
 
 def _score_drift(
@@ -445,20 +445,16 @@ def _score_drift(
     fpr: Sequence[float],
     tpr: Sequence[float],
     positive_rate: float,
+    rows: int,
     settings: MonitoringSettings,
 ) -> DriftTest | None:
-    """Scores against the distribution behind an ROC curve, over its deciles."""
+    """Scores against the deciles of the distribution behind an ROC curve measured on
+    `rows` rows, compared as categories."""
     ref = statistics.score_reference(thresholds, fpr, tpr, positive_rate)
     edges = sorted(set(ref.quantiles(np.linspace(0.1, 0.9, 9)).tolist()))
     fractions = np.diff([0.0, *ref.cdf_at(edges), 1.0]).tolist()
-    return statistics.distribution_drift(
-        scores,
-        ref,
-        edges,
-        fractions,
-        large=settings.large_window_rows,
-        p_value=settings.p_value,
-        distance=settings.distance,
+    return statistics.binned_drift(
+        scores, edges, fractions, reference_rows=rows, **_limits(settings)
     )
 
 
@@ -466,8 +462,8 @@ def _class_drift(
     outputs: npt.NDArray[np.float64], reference: VersionReference, settings: MonitoringSettings
 ) -> dict[str, DriftTest]:
     """A multiclass model's probability of each class against its probabilities on its
-    evaluation's newest batch (when the batch cannot be read, against the distribution behind
-    that class's one-vs-rest ROC curve)."""
+    evaluation's newest batch (when the batch cannot be read, against the deciles of the
+    distribution behind that class's one-vs-rest ROC curve)."""
     evaluation = reference.evaluation
     if reference.task != "multiclass" or len(outputs) == 0:
         return {}
@@ -490,7 +486,13 @@ def _class_drift(
         if curve is None:
             continue
         found = _score_drift(
-            outputs[:, c], curve.thresholds, curve.fpr, curve.tpr, float(shares[c]), settings
+            outputs[:, c],
+            curve.thresholds,
+            curve.fpr,
+            curve.tpr,
+            float(shares[c]),
+            evaluation.newest.rows,
+            settings,
         )
         if found is not None:
             out[name] = found
@@ -638,7 +640,13 @@ def _estimate(
         calibrator = statistics.calibrator(evaluation.calibration)
         assert calibrator is not None  # the calibration has points
         calibrated = calibrator(scores)
-    binary = statistics.cbpe(scores, calibrated, settings.confidence)
+    # The calibrator is fitted on a sample too: each simulation refits it on a resample.
+    draws = (
+        statistics.calibration_draws(evaluation.scores_sample, scores, 300)
+        if calibrate and evaluation is not None and evaluation.scores_sample
+        else None
+    )
+    binary = statistics.cbpe(scores, calibrated, settings.confidence, draws=draws)
     return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
 
 

@@ -1,12 +1,23 @@
 """Drift tests against a stored reference, metric intervals, and CBPE.
 
-Features are compared with the rows their contract was inferred from
-(`sample_drift`), or with the contract's bins alone when those rows are gone
-(`binned_drift`). Scores are compared with the distribution read off the
-version's evaluated ROC curve, a piecewise-linear CDF (`Reference`). The test
-follows the window size, as Evidently's defaults do: KS (numeric) or chi-square
-(categorical) up to `large` rows, normed Wasserstein or Jensen-Shannon distance
-above. scipy does the tests; the intervals and CBPE are small enough to write
+A window drifts when two things hold at once, at every window size: a test finds the
+difference significant (two-sample KS for a numeric feature, chi-square for categories and
+bins, at `p_value`), and the difference is large enough to matter (the Wasserstein distance
+normed by the reference's spread, or the Jensen-Shannon distance, above `distance`). A test
+alone fires on any difference once a window is large, and a distance alone fires on noise
+when it is small; both thresholds are Evidently's defaults (0.05, 0.1), and Jensen-Shannon is
+in nats as Evidently's is. There is no switch between methods by size.
+
+The reference is a sample too: features are compared with the rows their contract was
+inferred from (`sample_drift`) or, when those are gone, with the contract's bins counted on
+its `rows` (`counted_drift`); scores with the evaluation's stored sample. The chi-square is
+then a two-sample test of homogeneity, so a small reference does not make a healthy window
+look drifted.
+
+PSI is reported for every window but may only alarm (`DriftTest.psi_alarms`) on a window
+large enough that each reference bin expects `min_expected` rows, and when the chi-square on
+the same bins is significant: below that, its value is mostly noise (a median of about 1 at
+20 rows over deciles). scipy does the tests; the intervals and CBPE are small enough to write
 here and are tested against known distributions.
 """
 
@@ -16,7 +27,7 @@ import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +36,12 @@ from flywheel import drift
 from flywheel.records import Record
 
 Floats = npt.NDArray[np.float64]
+# Records written before both parts were required name the one test that decided.
 Test = Literal["ks", "chi2", "wasserstein", "jensen_shannon"]
-_GRID = 2000  # points of the reference's quantile function for the Wasserstein distance
+Effect = Literal["wasserstein", "jensen_shannon"]
 _EPSILON = 1e-4  # the same floor for empty categories as drift.psi uses
 _FEW_VALUES = 5  # Evidently's limit below which a numeric feature is tested as categories
+MIN_EXPECTED = 5  # rows each reference bin must expect before PSI may alarm (chi-square's rule)
 
 
 class Interval(Record):
@@ -40,7 +53,10 @@ class Interval(Record):
 
 
 class DriftTest(Record):
-    """One distribution of a window against its reference."""
+    """One distribution of a window against its reference: a test (`statistic`, `p_value`
+    against `threshold`) and an effect (`effect_size` against `distance`); `drifted` when
+    both pass. PSI over the reference's bins, with the chi-square p-value of the same bins and
+    the rows a window needs before PSI may alarm."""
 
     rows: int
     psi: float
@@ -49,6 +65,21 @@ class DriftTest(Record):
     p_value: float | None
     threshold: float
     drifted: bool
+    effect: Effect | None = None
+    effect_size: float | None = None
+    distance: float | None = None
+    psi_p_value: float | None = None
+    psi_min_rows: int = 0
+
+    def psi_alarms(self, limit: float) -> bool:
+        """PSI above `limit` on a window large enough to trust it, with its bins' chi-square
+        significant: a named feature's PSI threshold fires only then."""
+        return (
+            self.psi > limit
+            and self.rows >= self.psi_min_rows
+            and self.psi_p_value is not None
+            and self.psi_p_value < self.threshold
+        )
 
 
 @dataclass(frozen=True)
@@ -85,103 +116,129 @@ class Reference:
         share = np.divide(q - f0, f1 - f0, out=np.ones_like(q), where=f1 > f0)
         return np.asarray(x0 + np.clip(share, 0.0, 1.0) * (x1 - x0), dtype=float)
 
-    @property
-    def std(self) -> float:
-        """Standard deviation of the piecewise-uniform distribution."""
-        x, f = np.asarray(self.x), np.diff(np.asarray(self.cdf))
-        a, b = x[:-1], x[1:]
-        mean = float(np.sum(f * (a + b) / 2))
-        second = float(np.sum(f * (a * a + a * b + b * b) / 3))
-        return math.sqrt(max(second - mean * mean, 0.0))
+
+def homogeneity(window: npt.ArrayLike, reference: npt.ArrayLike) -> tuple[float, float]:
+    """Chi-square test that two sets of counts over the same bins come from one distribution
+    (a 2×k contingency table; bins empty in both are left out): (statistic, p-value). With a
+    reference of unknown size, pass its expected counts scaled far beyond the window's."""
+    from scipy.stats import chi2
+
+    a, b = np.asarray(window, dtype=float), np.asarray(reference, dtype=float)
+    used = (a + b) > 0
+    a, b = a[used], b[used]
+    n, m = a.sum(), b.sum()
+    if len(a) < 2 or n <= 0 or m <= 0:
+        return 0.0, 1.0
+    pooled = (a + b) / (n + m)
+    statistic = float(
+        np.sum((a - n * pooled) ** 2 / (n * pooled) + (b - m * pooled) ** 2 / (m * pooled))
+    )
+    return statistic, float(chi2.sf(statistic, len(a) - 1))
 
 
-def distribution_drift(
-    values: npt.ArrayLike,
-    reference: Reference,
-    edges: Sequence[float],
-    fractions: Sequence[float],
+def jensen_shannon(expected: npt.ArrayLike, observed: npt.ArrayLike) -> float:
+    """Jensen-Shannon distance in nats (scipy's default base, as Evidently uses)."""
+    from scipy.spatial.distance import jensenshannon
+
+    return float(
+        jensenshannon(np.asarray(expected, dtype=float), np.asarray(observed, dtype=float))
+    )
+
+
+def psi_min_rows(fractions: Sequence[float], min_expected: float = MIN_EXPECTED) -> int:
+    """The window size at which every reference bin expects `min_expected` rows."""
+    smallest = min((f for f in fractions if f > 0), default=1.0)
+    return math.ceil(min_expected / smallest)
+
+
+def _judged(
+    rows: int,
+    psi: tuple[float, float | None, int],
+    test: Test,
+    statistic: float,
+    p: float,
+    effect: Effect,
+    size: float,
     *,
-    large: int,
     p_value: float,
     distance: float,
-    std: float | None = None,
-) -> DriftTest | None:
-    """Against a reference CDF: PSI over `edges`, and KS (small windows) or Wasserstein normed
-    by the reference's standard deviation (large)."""
-    from scipy import stats
-
-    clean = _finite(values)
-    if len(clean) == 0:
-        return None
-    psi = drift.psi(fractions, _fractions(clean, edges))
-    if len(clean) <= large:
-        ks = stats.kstest(clean, reference.cdf_at)
-        return _tested(len(clean), psi, "ks", ks, p_value)
-    grid = reference.quantiles((np.arange(_GRID) + 0.5) / _GRID)
-    scale = std if std is not None and std > 0 else reference.std
-    value = float(stats.wasserstein_distance(clean, grid)) / (scale if scale > 0 else 1.0)
-    return _measured(len(clean), psi, "wasserstein", value, distance)
-
-
-def _tested(rows: int, psi: float, test: Test, result: Any, p_value: float) -> DriftTest:
-    """A drift test judged by its p-value (KS, chi-square)."""
+) -> DriftTest:
     return DriftTest(
         rows=rows,
-        psi=psi,
+        psi=psi[0],
+        psi_p_value=psi[1],
+        psi_min_rows=psi[2],
         test=test,
-        statistic=float(result.statistic),
-        p_value=float(result.pvalue),
+        statistic=statistic,
+        p_value=p,
         threshold=p_value,
-        drifted=bool(result.pvalue < p_value),
+        effect=effect,
+        effect_size=size,
+        distance=distance,
+        drifted=bool(p < p_value and size > distance),
     )
 
 
-def _measured(rows: int, psi: float, test: Test, value: float, distance: float) -> DriftTest:
-    """A drift test judged by a distance (Wasserstein, Jensen-Shannon)."""
-    return DriftTest(
-        rows=rows,
-        psi=psi,
-        test=test,
-        statistic=value,
-        p_value=None,
-        threshold=distance,
-        drifted=value > distance,
-    )
+def _psi(
+    counts: npt.ArrayLike, reference: npt.ArrayLike, min_expected: float
+) -> tuple[float, float | None, int]:
+    """PSI of window counts against reference counts over the same bins, the chi-square
+    p-value of the same bins, and the rows PSI needs before it may alarm."""
+    a, b = np.asarray(counts, dtype=float), np.asarray(reference, dtype=float)
+    fractions = b / b.sum()
+    value = drift.psi(fractions.tolist(), (a / a.sum()).tolist())
+    return value, homogeneity(a, b)[1], psi_min_rows(fractions.tolist(), min_expected)
 
 
 def sample_drift(
     values: npt.ArrayLike,
     reference: npt.ArrayLike,
     edges: Sequence[float],
-    fractions: Sequence[float],
     *,
-    large: int,
     p_value: float,
     distance: float,
+    counts: Sequence[int] | None = None,
+    min_expected: float = MIN_EXPECTED,
 ) -> DriftTest | None:
-    """Against reference rows: PSI over `edges`, and two-sample KS (small windows) or
-    Wasserstein normed by the reference's standard deviation (large). A feature with at most
-    five distinct reference values is compared as categories, as Evidently does."""
+    """Served values against reference rows: two-sample KS and the Wasserstein distance
+    normed by the reference's standard deviation; PSI over `edges` (on `counts` of the whole
+    window when the values are a sample of it). A feature with at most five distinct
+    reference values is compared as categories, as Evidently does."""
     from scipy import stats
 
     clean, ref = _finite(values), _finite(reference)
     if len(clean) == 0 or len(ref) == 0:
         return None
+    window_counts = np.asarray(
+        counts if counts is not None and any(counts) else _counts(clean, edges)
+    )
+    psi = _psi(window_counts, _counts(ref, edges), min_expected)
     distinct = np.unique(ref)
     if len(distinct) <= _FEW_VALUES:
-        shares = {repr(float(v)): float((ref == v).mean()) for v in distinct}
-        found = categorical_drift(
-            [repr(float(v)) for v in clean], shares, large=large, p_value=p_value, distance=distance
+        found = counted_drift(
+            Counter(repr(float(v)) for v in clean),
+            Counter(repr(float(v)) for v in ref),
+            p_value=p_value,
+            distance=distance,
         )
         assert found is not None  # clean is not empty
-        return found.model_copy(update={"psi": drift.psi(fractions, _fractions(clean, edges))})
-    psi = drift.psi(fractions, _fractions(clean, edges))
-    if len(clean) <= large:
-        ks = stats.ks_2samp(clean, ref)
-        return _tested(len(clean), psi, "ks", ks, p_value)
+        return found.model_copy(
+            update={"psi": psi[0], "psi_p_value": psi[1], "psi_min_rows": psi[2]}
+        )
+    ks = stats.ks_2samp(clean, ref)
     scale = float(ref.std()) or 1.0
-    value = float(stats.wasserstein_distance(clean, ref)) / scale
-    return _measured(len(clean), psi, "wasserstein", value, distance)
+    size = float(stats.wasserstein_distance(clean, ref)) / scale
+    return _judged(
+        len(clean),
+        psi,
+        "ks",
+        float(ks.statistic),
+        float(ks.pvalue),
+        "wasserstein",
+        size,
+        p_value=p_value,
+        distance=distance,
+    )
 
 
 def binned_drift(
@@ -189,18 +246,25 @@ def binned_drift(
     edges: Sequence[float],
     fractions: Sequence[float],
     *,
-    large: int,
+    reference_rows: int | None,
     p_value: float,
     distance: float,
+    counts: Sequence[int] | None = None,
+    min_expected: float = MIN_EXPECTED,
 ) -> DriftTest | None:
-    """Against a binned profile alone (no reference rows): the bins compared as categories."""
+    """Against a binned profile alone (no reference rows, `reference_rows` counted when it
+    was made): the bins compared as categories, on `counts` when a summary counted them."""
     clean = _finite(values)
-    if len(clean) == 0:
+    tally = counts if counts is not None and any(counts) else _counts(clean, edges).tolist()
+    if not sum(tally):
         return None
-    which = np.searchsorted(edges, clean, side="left")
-    shares = {str(i): float(f) for i, f in enumerate(fractions)}
-    return categorical_drift(
-        [str(i) for i in which], shares, large=large, p_value=p_value, distance=distance
+    return counted_drift(
+        {str(i): int(n) for i, n in enumerate(tally)},
+        {str(i): float(f) for i, f in enumerate(fractions)},
+        reference_rows=reference_rows,
+        p_value=p_value,
+        distance=distance,
+        min_expected=min_expected,
     )
 
 
@@ -208,41 +272,65 @@ def categorical_drift(
     values: Sequence[object],
     reference: Mapping[str, float],
     *,
-    large: int,
+    reference_rows: int | None,
     p_value: float,
     distance: float,
+    min_expected: float = MIN_EXPECTED,
 ) -> DriftTest | None:
-    """PSI over the categories, and chi-square (small windows) or Jensen-Shannon (large)."""
+    """PSI over the categories, chi-square and the Jensen-Shannon distance."""
     seen = [str(v) for v in values if v is not None and v == v]
-    return counted_drift(Counter(seen), reference, large=large, p_value=p_value, distance=distance)
+    return counted_drift(
+        Counter(seen),
+        reference,
+        reference_rows=reference_rows,
+        p_value=p_value,
+        distance=distance,
+        min_expected=min_expected,
+    )
 
 
 def counted_drift(
     tally: Mapping[str, int],
     reference: Mapping[str, float],
     *,
-    large: int,
+    reference_rows: int | None = None,
     p_value: float,
     distance: float,
+    min_expected: float = MIN_EXPECTED,
 ) -> DriftTest | None:
-    """`categorical_drift` from the count of each category (a summary's, merged exactly)."""
-    from scipy import stats
-    from scipy.spatial.distance import jensenshannon
-
+    """`categorical_drift` from the count of each category (a summary's, merged exactly).
+    `reference` is the reference's counts, or its shares made from `reference_rows` rows
+    (None: shares known exactly, a goodness-of-fit test)."""
     total = sum(tally.values())
     if not total:
         return None
-    keys = sorted(set(reference) | {k for k, n in tally.items() if n})
-    counts = np.array([tally[k] for k in keys], dtype=float)
-    observed = counts / counts.sum()
-    expected = np.array([max(reference.get(k, 0.0), _EPSILON) for k in keys])
-    expected /= expected.sum()
-    psi = drift.psi(list(expected), list(observed))
-    if total <= large:
-        chi = stats.chisquare(counts, expected * counts.sum())
-        return _tested(total, psi, "chi2", chi, p_value)
-    value = float(jensenshannon(expected, observed, base=2))
-    return _measured(total, psi, "jensen_shannon", value, distance)
+    keys = sorted({k for k, f in reference.items() if f > 0} | {k for k, n in tally.items() if n})
+    counts = np.array([tally.get(k, 0) for k in keys], dtype=float)
+    shares = np.array([max(float(reference.get(k, 0.0)), 0.0) for k in keys])
+    shares /= shares.sum() if shares.sum() > 0 else 1.0
+    rows = float(sum(reference.values())) if reference_rows is None else float(reference_rows)
+    if reference_rows is None and rows <= 1.0 + 1e-9:  # shares: as if from a huge reference
+        rows = 1e12
+    statistic, p = homogeneity(counts, shares * rows)
+    floored = np.maximum(shares, _EPSILON)
+    floored /= floored.sum()
+    observed = counts / total
+    psi = (
+        drift.psi(floored.tolist(), observed.tolist()),
+        p,
+        psi_min_rows(shares.tolist(), min_expected),
+    )
+    return _judged(
+        int(total),
+        psi,
+        "chi2",
+        statistic,
+        p,
+        "jensen_shannon",
+        jensen_shannon(shares, observed),
+        p_value=p_value,
+        distance=distance,
+    )
 
 
 def score_reference(
@@ -258,9 +346,8 @@ def _finite(values: npt.ArrayLike) -> Floats:
     return np.asarray(array[np.isfinite(array)], dtype=float)
 
 
-def _fractions(values: Floats, edges: Sequence[float]) -> list[float]:
-    counts = np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
-    return [float(c) / counts.sum() for c in counts]
+def _counts(values: Floats, edges: Sequence[float]) -> npt.NDArray[np.int64]:
+    return np.bincount(np.searchsorted(edges, values, side="left"), minlength=len(edges) + 1)
 
 
 # --- performance with intervals -----------------------------------------------------
@@ -361,16 +448,46 @@ def calibrator(pairs: Sequence[tuple[float, float]]) -> Calibrator | None:
     return Calibrator(tuple(p for p, _ in ordered), tuple(float(r) for r in rates))
 
 
+def calibration_draws(
+    sample: Sequence[tuple[float, int]],
+    scores: npt.ArrayLike,
+    simulations: int,
+    *,
+    bins: int = 10,
+    seed: int = 0,
+) -> Floats:
+    """`scores` calibrated `simulations` times, each by a calibrator refitted (as the
+    evaluation fits it: `bins` equal-width bins, made monotone) on a bootstrap resample of the
+    calibration set `sample` of (score, label): the calibrator's own uncertainty, an
+    (simulations, n) array."""
+    pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
+    p, y = pairs[:, 0], pairs[:, 1]
+    which = np.minimum((p * bins).astype(int), bins - 1)
+    x = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    out = np.empty((simulations, len(x)))
+    for s in range(simulations):
+        pick = rng.integers(0, len(p), len(p))
+        rows = np.bincount(which[pick], minlength=bins)
+        used = rows > 0
+        mean = np.bincount(which[pick], weights=p[pick], minlength=bins)[used] / rows[used]
+        rate = np.bincount(which[pick], weights=y[pick], minlength=bins)[used] / rows[used]
+        out[s] = np.interp(x, mean, np.maximum.accumulate(np.clip(rate, 0.0, 1.0)))
+    return out
+
+
 def cbpe(
     scores: npt.ArrayLike,
     calibrated: npt.ArrayLike,
     confidence: float,
     *,
+    draws: Floats | None = None,
     simulations: int = 300,
     seed: int = 0,
 ) -> dict[str, Interval | None]:
     """Expected accuracy (at 0.5), ROC AUC and log loss of `scores` if each row's label is
-    Bernoulli(`calibrated`); intervals from labels simulated the same way."""
+    Bernoulli(`calibrated`); intervals from labels simulated the same way, each simulation's
+    from its own row of `draws` (`calibration_draws`) when the calibrator is uncertain."""
     from scipy.stats import rankdata
 
     p = np.asarray(scores, dtype=float)
@@ -378,7 +495,10 @@ def cbpe(
     predicted = p >= 0.5
     n = len(p)
     rng = np.random.default_rng(seed)
-    labels = rng.random((simulations, n)) < q
+    if draws is None:
+        labels = rng.random((simulations, n)) < q
+    else:
+        labels = rng.random(draws.shape) < np.clip(draws, 0.0, 1.0)
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:

@@ -114,8 +114,10 @@ def _drifted(policy: DriftTrigger, report: WindowReport) -> tuple[bool, list[str
             + (", ..." if len(drifted) > 3 else "")
             + ")"
         )
+    # A named feature's PSI fires only on a window large enough to trust it (statistics).
+    results = {f.feature: f.result for f in report.features}
     for name, threshold in policy.features.items():
-        if name in psi and psi[name] > threshold:
+        if name in results and results[name].psi_alarms(threshold):
             why.append(f"{name} (PSI {psi[name]:.2f} > {threshold:g})")
     numbers = {
         "window": _window(report),

@@ -82,16 +82,25 @@ def test_covariate_drift_is_found_in_the_drifted_features(
     assert report.prediction_drift is not None and report.prediction_drift.drifted
 
 
-def test_a_large_window_switches_to_distances(served: Served, reference: VersionReference) -> None:
-    # given the same drifted day with the small-window limit below its size
+def test_a_drift_needs_both_a_significant_test_and_an_effect(
+    served: Served, reference: VersionReference
+) -> None:
+    # given the drifted day
     predictions, labels = served(40, "covariate_drift")
     # when analysed
-    report = _analyse(predictions, labels, reference, large_window_rows=100)
-    # then numeric features use Wasserstein and categorical ones Jensen-Shannon
-    tests = {f.feature: f.result.test for f in report.features}
-    assert tests["income"] == "wasserstein" and tests["region"] == "jensen_shannon"
+    report = _analyse(predictions, labels, reference)
+    # then every feature carries its test and its effect, and drifted only with both
+    results = {f.feature: f.result for f in report.features}
+    assert results["income"].test == "ks" and results["income"].effect == "wasserstein"
+    assert results["region"].test == "chi2" and results["region"].effect == "jensen_shannon"
+    for result in results.values():
+        assert result.p_value is not None and result.effect_size is not None
+        assert result.distance is not None
+        assert result.drifted == (
+            result.p_value < result.threshold and result.effect_size > result.distance
+        )
     assert {"income", "loan_amount", "credit_score"} <= {
-        f.feature for f in report.features if f.result.drifted
+        name for name, result in results.items() if result.drifted
     }
 
 

@@ -105,6 +105,15 @@ def test_performance_fires_only_when_the_whole_interval_is_below(
         assert check.severity == "high"
 
 
+def test_a_named_features_psi_does_not_fire_on_a_window_too_small_to_trust() -> None:
+    # given a window of 20 rows, fewer than its deciles need (5 rows a bin), with PSI 0.9
+    policy = DriftTrigger(share=None, features={"income": 0.2}, windows=1)
+    report = window_report(0, psi={"income": 0.9}, rows=20)
+    # then its PSI is reported and does not fire
+    check = signals.drift(policy, [report], spans(0))
+    assert not check.fired and check.inputs["windows"][0]["psi"]["income"] == 0.9
+
+
 def test_performance_uses_the_newest_window_with_enough_labels_and_a_floor() -> None:
     policy = PerformanceTrigger(floor=0.7, max_drop=None, min_labelled=100)
     reports = [
