@@ -189,13 +189,16 @@ def simulate(work: Path) -> Project:
 
 def write_config(path: Path, store: Path, batches: Path) -> Path:
     """flywheel.yaml for a store: the repository's, monitoring one day-window (and the
-    triggers judging one window, as the configuration requires)."""
+    triggers judging one window, and labels a day late at most, as the configuration
+    requires)."""
     import yaml
 
     config = yaml.safe_load((REPO / "flywheel.yaml").read_text())
     config["storage"]["uri"] = str(store)
     config["data"]["source"] = str(batches)
-    config.setdefault("monitoring", {}).update({"window": "day", "windows": 1})
+    config.setdefault("monitoring", {}).update(
+        {"window": "day", "windows": 1, "label_delay_days": 1}
+    )
     for trigger in ("drift", "estimated_performance"):
         if config["triggers"].get(trigger):
             config["triggers"][trigger]["windows"] = 1

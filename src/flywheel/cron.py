@@ -35,6 +35,8 @@ _FIELDS = (
 )
 # Feb 29 on a given weekday comes round within 28 years; look no further back.
 _LOOKBACK_DAYS = 366 * 28
+# The most days each month has (February in a leap year).
+_LONGEST = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 class CronError(FlywheelError, ValueError):
@@ -81,7 +83,8 @@ class Cron:
 
 
 def parse(text: str) -> Cron:
-    """Parse a five-field expression or an @alias; raises CronError."""
+    """Parse a five-field expression or an @alias; raises CronError, also for one that never
+    fires (February 30th; February 29th fires in leap years)."""
     expression = _ALIASES.get(text.strip().lower(), text)
     parts = expression.split()
     if len(parts) != 5:
@@ -91,15 +94,22 @@ def parse(text: str) -> Cron:
         )
     values = [_field(part, *spec) for part, spec in zip(parts, _FIELDS, strict=True)]
     weekdays = frozenset(d % 7 for d in values[4])
+    days, months, any_weekday = values[2], values[3], parts[4] == "*"
+    # Every month has every day of the week, so only days of the month alone can miss every
+    # month (a restricted day of the week matches on its own, or within any day of the month).
+    if any_weekday and not any(d <= _LONGEST[m - 1] for m in months for d in days):
+        raise CronError(
+            f"{text!r} never fires: no month it names has day {' or '.join(map(str, sorted(days)))}"
+        )
     return Cron(
         text=text,
         minutes=values[0],
         hours=values[1],
-        days=values[2],
-        months=values[3],
+        days=days,
+        months=months,
         weekdays=weekdays,
         any_day=parts[2] == "*",
-        any_weekday=parts[4] == "*",
+        any_weekday=any_weekday,
     )
 
 

@@ -300,10 +300,16 @@ class Registry:
             raise RegistryError(f"{alias!r} is not an alias name")
         return f"{self.prefix}/aliases/{alias}"
 
-    def history(self, alias: str) -> list[AliasState]:
-        """Every revision of an alias, oldest first."""
-        keys = self.store.list(self._alias_prefix(alias))
-        return [AliasState.model_validate_json(self.store.read(key)) for key in keys]
+    def history(self, alias: str, since: datetime | None = None) -> list[AliasState]:
+        """Every revision of an alias, oldest first; with `since`, only those in force from
+        then on (the one current at `since`, and every later one)."""
+        found: list[AliasState] = []
+        for key in reversed(self.store.list(self._alias_prefix(alias))):
+            state = AliasState.model_validate_json(self.store.read(key))
+            found.append(state)
+            if since is not None and datetime.fromisoformat(state.at) <= since:
+                break
+        return found[::-1]
 
     def alias(self, alias: str) -> AliasState | None:
         """The current revision of an alias, or None if it was never set."""

@@ -53,6 +53,7 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
             f"data.source={bucket}/batches",
             "monitoring.window=hour",
             "monitoring.windows=2",
+            "monitoring.label_delay_days=1",
         ],
     )
     store = open_store(settings.storage.uri, settings.storage)
@@ -121,7 +122,12 @@ def test_summaries_compaction_and_a_second_look_on_s3(
     settings = load_settings(
         None,
         env={},
-        overrides=[*overrides, f"data.source={bucket}/batches", "monitoring.windows=3"],
+        overrides=[
+            *overrides,
+            f"data.source={bucket}/batches",
+            "monitoring.windows=3",
+            "monitoring.label_delay_days=2",
+        ],
     )
     store = open_store(settings.storage.uri, settings.storage)
     _copy(LocalStore(registered.storage.uri), store)

@@ -51,6 +51,7 @@ def project(registered: Settings, root: Path, scenario: str) -> Settings:
             f"data.generator.change_day={CHANGE_DAY}",
             # three windows: the two newest for drift, and the one whose labels came back today
             "monitoring.windows=3",
+            f"monitoring.label_delay_days={LABEL_DELAY}",
             "monitoring.skew_sample=50",
         ],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -53,9 +54,32 @@ def test_previous_agrees_with_a_minute_by_minute_walk() -> None:
     assert expression.previous(now) == walk
 
 
-def test_an_impossible_date_never_ticks() -> None:
-    # given February 30th, then there is no tick
-    assert cron.parse("0 0 30 2 *").previous(at("2026-01-01T00:00")) is None
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 0 30 2 *", "'0 0 30 2 *' never fires: no month it names has day 30"),
+        ("0 0 31 4,6,9,11 *", "no month it names has day 31"),
+        ("0 0 30,31 feb *", "no month it names has day 30 or 31"),
+    ],
+)
+def test_an_expression_that_never_fires_is_refused(expression: str, message: str) -> None:
+    # given a day no month it names has, when parsed, then it is refused, saying so
+    with pytest.raises(cron.CronError, match=re.escape(message)):
+        cron.parse(expression)
+
+
+@pytest.mark.parametrize(
+    ("expression", "now"),
+    [
+        ("0 0 29 2 *", "2104-03-01T00:00"),  # 2100 is no leap year: 8 years back to 2096
+        ("0 0 31 2 5", "2026-03-01T00:00"),  # both day fields: any Friday in February
+        ("0 0 31 2,3 *", "2026-03-01T00:00"),  # March has a 31st
+    ],
+)
+def test_an_expression_that_can_fire_ticks_within_eight_years(expression: str, now: str) -> None:
+    # given an expression the check accepts, then it ticks within eight years before any time
+    tick = cron.parse(expression).previous(at(now))
+    assert tick is not None and at(now) - tick <= timedelta(days=366 * 8)
 
 
 @pytest.mark.parametrize(

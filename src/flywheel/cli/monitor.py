@@ -91,6 +91,9 @@ def monitor(
 
     extra = [f"monitoring.window={window}"] if window else []
     extra += [f"monitoring.windows={windows}"] if windows else []
+    # A look of its own: the performance trigger, which must see labels within the look-back
+    # the engine uses, is not this command's.
+    extra += ["triggers.performance=null"] if extra else []
     if report is not None and report.is_dir():
         raise typer.BadParameter(f"{str(report)!r} is a directory", param_hint="--report")
     settings = options.settings(ctx, *extra)

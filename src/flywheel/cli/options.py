@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -48,6 +49,17 @@ def global_options(
     if config is None and Path(DEFAULT_CONFIG).exists():
         config = Path(DEFAULT_CONFIG)
     ctx.obj = {"path": config, "overrides": list(overrides or [])}
+
+
+Actor = Annotated[
+    str | None,
+    typer.Option(help="Who starts the run, kept in its run record (default: $USER)."),
+]
+
+
+def actor(given: str | None) -> str | None:
+    """The person starting a run: --actor, else $USER; None when neither says."""
+    return given or os.environ.get("USER") or None
 
 
 def settings(ctx: typer.Context, *extra: str) -> Settings:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +16,7 @@ from flywheel.stores import Stores
 
 if TYPE_CHECKING:
     from flywheel import runs
+    from flywheel.triggers.ledger import Origin, RunStarted
 
 Reason = Annotated[
     str,
@@ -58,6 +59,7 @@ def run(
     ] = 40.0,
     reason: Reason = "",
     decision: DecisionKey = "",
+    actor: options.Actor = None,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -67,26 +69,41 @@ def run(
         ),
     ] = False,
 ) -> None:
-    """Run the training pipeline locally under kfp.local and summarise what it did."""
+    """Run the training pipeline locally under kfp.local and summarise what it did.
+
+    The run is recorded with the trigger engine's (who started it, why, how it ended), so the
+    engine counts it in flight, in the daily budget and for the cooldown."""
     from flywheel import runs
     from flywheel.cli.data import existing_source
+    from flywheel.triggers.ledger import RunFinished
 
     settings = options.settings(ctx)
     stores = options.stores(ctx, settings)
     existing_source(stores)
     stores.models.check(create=True)
-    with render.step_progress(verbose) as show:
-        result = runs.run_local(
-            settings,
-            stores.models,
-            as_of=as_of.date().isoformat() if as_of else "",
-            run_id=run_id,
-            caching=settings.pipeline.caching and cache,
-            verbose=verbose,
-            on_step=show,
-            reason=reason,
-            decision=decision,
-        )
+    run_id = run_id or runs.new_run_id()
+    day = as_of.date() if as_of else None
+    started = run_started(stores, run_id, "run", reason, actor, decision, day)
+    stores.ledger.start(started)
+    succeeded, blessed = False, None
+    try:
+        with render.step_progress(verbose) as show:
+            result = runs.run_local(
+                settings,
+                stores.models,
+                as_of=day.isoformat() if day else "",
+                run_id=run_id,
+                caching=settings.pipeline.caching and cache,
+                verbose=verbose,
+                on_step=show,
+                reason=reason,
+                decision=decision,
+            )
+        succeeded, blessed = result.succeeded, result.blessed
+    finally:
+        # Also when interrupted: a run marked finished no longer counts in flight.
+        ended = RunFinished.of(run_id, datetime.now(UTC), succeeded=succeeded, blessed=blessed)
+        stores.ledger.finish(ended)
     render.run_result(settings, result, production(stores, result))
     if not result.succeeded:
         raise typer.Exit(1)
@@ -94,6 +111,38 @@ def run(
         return
     rollout = roll_out(settings, stores, result, rps)
     render.closing_summary(settings, result, rollout, stores.registry.resolve(PRODUCTION))
+
+
+def run_started(
+    stores: Stores,
+    run_id: str,
+    origin: Origin,
+    reason: str,
+    actor: str | None,
+    decision: str,
+    as_of: date | None,
+    *,
+    image: str | None = None,
+    kfp_run_id: str | None = None,
+) -> RunStarted:
+    """The run record of a run a person starts (`flywheel run`, `flywheel submit`), started
+    now on the batches up to `as_of` (default: the newest)."""
+    from flywheel import lineage
+    from flywheel.triggers.ledger import RunStarted
+
+    days = [b.day for b in stores.source.available() if as_of is None or b.day <= as_of]
+    return RunStarted(
+        run_id=run_id,
+        started_at=datetime.now(UTC),
+        reason=reason or "manual run",
+        origin=origin,
+        actor=options.actor(actor),
+        decision=decision,
+        commit=lineage.git_commit(),
+        image=image,
+        newest_batch=days[-1].isoformat() if days else None,
+        kfp_run_id=kfp_run_id,
+    )
 
 
 def production(stores: Stores, result: runs.LocalRun) -> str | None:
@@ -157,11 +206,14 @@ def submit(
     ] = None,
     reason: Reason = "",
     decision: DecisionKey = "",
+    actor: options.Actor = None,
 ) -> None:
     """Compile and start the training pipeline on a Kubeflow Pipelines cluster.
 
     The API's bearer token, if it needs one, is read from the variable
-    pipeline.token_env names (KFP_TOKEN), never from the command line.
+    pipeline.token_env names (KFP_TOKEN), never from the command line. The run is recorded
+    with the trigger engine's, in flight until `flywheel triggers check --submit` hears from
+    KFP that it ended, or for triggers.run_timeout_hours at most.
     """
     from flywheel import runs
 
@@ -174,15 +226,23 @@ def submit(
             raise options.UsageFailure(
                 f"{key} is {uri!r}, a local directory: a cluster run needs an s3:// store"
             )
+    stores = options.stores(ctx, settings)
+    run_id = run_id or runs.new_run_id()
+    day = as_of.date() if as_of else None
+    image = image or settings.pipeline.image
+    started = run_started(stores, run_id, "submit", reason, actor, decision, day, image=image)
+    # Only a run KFP accepted is recorded: first make sure that it can be (fail closed).
+    stores.ledger.check_unused(run_id)
     result = runs.submit(
         settings,
         host=endpoint,
         run_id=run_id,
         image=image,
-        as_of=as_of.date().isoformat() if as_of else "",
+        as_of=day.isoformat() if day else "",
         namespace=namespace,
         service_account=service_account,
         reason=reason,
         decision=decision,
     )
     out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")
+    stores.ledger.start(started.model_copy(update={"kfp_run_id": result["kfp_run_id"]}))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -76,6 +77,7 @@ def check(
             envvar="KFP_HOST", help="KFP API endpoint for --submit (default: pipeline.host)."
         ),
     ] = None,
+    actor: options.Actor = None,
 ) -> None:
     """Evaluate every trigger once and record the decision.
 
@@ -99,7 +101,7 @@ def check(
     if submit and endpoint:
         # A run submitted earlier blocks only while KFP still runs it.
         ended = functools.partial(_ended, settings, endpoint)
-        for run_id in engine.reconcile(stores.ledger, ended):
+        for run_id in engine.reconcile(stores.ledger, ended, blessed=_blessed(stores)):
             out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
     decision = engine.check(
         settings,
@@ -114,18 +116,22 @@ def check(
     _summary(decision)
     if not decision.fired:
         raise typer.Exit(NOTHING_FIRED)
+    # A forced decision is a person's; the engine's own decisions have no actor.
+    who = options.actor(actor) if force else None
     if run:
-        _run_local(settings, stores, decision)
+        _run_local(settings, stores, decision, who)
     elif submit and endpoint:
-        _submit(settings, stores, decision, endpoint)
+        _submit(settings, stores, decision, endpoint, who)
 
 
-def _run_local(settings: Settings, stores: Stores, decision: Decision) -> None:
-    if not run_decision(settings, stores, decision).succeeded:
+def _run_local(settings: Settings, stores: Stores, decision: Decision, actor: str | None) -> None:
+    if not run_decision(settings, stores, decision, actor).succeeded:
         raise typer.Exit(1)
 
 
-def run_decision(settings: Settings, stores: Stores, decision: Decision) -> LocalRun:
+def run_decision(
+    settings: Settings, stores: Stores, decision: Decision, actor: str | None = None
+) -> LocalRun:
     """Run the pipeline locally on a decision that fired, with its reason, marked started and
     (also when interrupted, so it no longer blocks the next one) finished; print the result."""
     from flywheel import runs
@@ -134,8 +140,8 @@ def run_decision(settings: Settings, stores: Stores, decision: Decision) -> Loca
     from flywheel.triggers import engine
 
     run_id = runs.new_run_id()
-    engine.run_started(stores.ledger, decision, run_id)
-    succeeded = False
+    engine.run_started(stores.ledger, decision, run_id, actor=actor)
+    succeeded, blessed = False, None
     try:
         with render.step_progress() as show:
             result = runs.run_local(
@@ -146,14 +152,16 @@ def run_decision(settings: Settings, stores: Stores, decision: Decision) -> Loca
                 reason=decision.reason,
                 decision=decision.record,
             )
-        succeeded = result.succeeded
+        succeeded, blessed = result.succeeded, result.blessed
     finally:
-        engine.run_finished(stores.ledger, run_id, succeeded=succeeded)
+        engine.run_finished(stores.ledger, run_id, succeeded=succeeded, blessed=blessed)
     render.run_result(settings, result, production(stores, result))
     return result
 
 
-def _submit(settings: Settings, stores: Stores, decision: Decision, host: str) -> None:
+def _submit(
+    settings: Settings, stores: Stores, decision: Decision, host: str, actor: str | None
+) -> None:
     from flywheel import runs
     from flywheel.triggers import engine
 
@@ -163,7 +171,9 @@ def _submit(settings: Settings, stores: Stores, decision: Decision, host: str) -
     )
     # Marked once KFP accepted it; the next check asks KFP whether it has ended (and counts
     # it in flight at most triggers.run_timeout_hours, should KFP lose it).
-    engine.run_started(stores.ledger, decision, run_id, kfp_run_id=started["kfp_run_id"])
+    engine.run_started(
+        stores.ledger, decision, run_id, kfp_run_id=started["kfp_run_id"], actor=actor
+    )
     out.print(f"started {started['run_id']} (KFP run {started['kfp_run_id']}) on {host}")
 
 
@@ -171,6 +181,14 @@ def _ended(settings: Settings, host: str, kfp_run_ids: list[str]) -> dict[str, b
     from flywheel import runs
 
     return runs.ended_runs(settings, host=host, kfp_run_ids=kfp_run_ids)
+
+
+def _blessed(stores: Stores) -> Callable[[str], bool]:
+    """Whether a cluster run that succeeded registered its model: a run whose gate refused
+    the model registers nothing."""
+    from flywheel import runs
+
+    return lambda run_id: runs.registration(stores.models, run_id) is not None
 
 
 def _ledger(ctx: typer.Context) -> Ledger:

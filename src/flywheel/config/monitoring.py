@@ -319,7 +319,8 @@ class TriggerSettings(Strict):
         default=6.0,
         gt=0,
         le=24 * 31,
-        description="A started run without a finished mark counts as in flight this long",
+        description="A started run (the engine's, `flywheel run`'s or `flywheel submit`'s) "
+        "without a finished mark counts as in flight this long; then its outcome is unknown",
     )
     records_max_age_hours: float = Field(
         default=1.0,

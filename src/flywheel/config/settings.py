@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 from pydantic import model_validator
 
@@ -98,6 +99,17 @@ class Settings(Strict):
                     f"triggers.{key}.windows: {trigger.windows} windows never fit in the "
                     f"{self.monitoring.windows} that monitoring.windows looks back"
                 )
+        monitoring = self.monitoring
+        # In whole days, the delay's unit, as retention_days counts them.
+        looked_back = math.ceil(monitoring.windows * (1 if monitoring.window == "day" else 1 / 24))
+        if self.triggers.performance is not None and monitoring.label_delay_days > looked_back:
+            raise ValueError(
+                f"triggers.performance: monitoring.label_delay_days lets labels arrive up to "
+                f"{monitoring.label_delay_days} day(s) after a window, but monitoring.windows "
+                f"looks back {looked_back} day(s) ({monitoring.windows} {monitoring.window} "
+                "window(s)): labels that late are never judged; look back further, "
+                "shorten the delay, or set triggers.performance: null"
+            )
         return self
 
     def to_json(self) -> str:

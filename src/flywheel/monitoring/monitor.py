@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -35,7 +35,7 @@ from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
 from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, labels_key, summary_key
 from flywheel.predictor import Predictor, load_model
-from flywheel.registry import MODEL_FILE, PRODUCTION, Registry, RegistryError
+from flywheel.registry import MODEL_FILE, PRODUCTION, AliasState, Registry, RegistryError
 from flywheel.storage import ObjectNotFound, ObjectStore, StoreError, StoreUnavailable, open_store
 
 if TYPE_CHECKING:
@@ -591,6 +591,8 @@ def _look(
         manifests = registry.versions()
         known = [m.version for m in manifests]
         production = registry.resolve(PRODUCTION)
+        # A window's role is the alias's then, not today's: v1 was production before v2.
+        roles = production_by_window(registry.history(PRODUCTION, since=start), spans)
         wanted = {registry.lookup(v) for v in versions}
         contracts = {
             v: Contract.from_json(registry.read(v, "contract.json"))
@@ -660,7 +662,7 @@ def _look(
                     reference,
                     policy,
                     model=settings.model_name,
-                    role="production" if version == production else "canary",
+                    role="production" if version == roles[window_start] else "canary",
                     start=window_start,
                     end=window_end,
                     skipped=lost,
@@ -685,6 +687,27 @@ def _look(
         records=written,
         housekeeping=kept,
     )
+
+
+def production_by_window(
+    history: Sequence[AliasState], spans: Sequence[tuple[datetime, datetime]]
+) -> dict[datetime, str | None]:
+    """The version production pointed at for the longest part of each window, by the alias's
+    revisions (oldest first; None if it was never set). Before its first revision, the
+    first version counts: no record says another served (a store older than its aliases)."""
+    moves = [(datetime.fromisoformat(state.at), state.version) for state in history]
+    if moves:
+        moves[0] = (datetime.min.replace(tzinfo=UTC), moves[0][1])
+    ends = [at for at, _ in moves[1:]] + [datetime.max.replace(tzinfo=UTC)]
+    held: dict[datetime, str | None] = {}
+    for start, end in spans:
+        longest: dict[str, timedelta] = {}
+        for (since, version), until in zip(moves, ends, strict=True):
+            overlap = min(until, end) - max(since, start)
+            if overlap > timedelta(0):
+                longest[version] = longest.get(version, timedelta(0)) + overlap
+        held[start] = max(longest, key=lambda v: longest[v]) if longest else None
+    return held
 
 
 def _labels(

@@ -41,6 +41,7 @@ class LocalRun:
     run_id: str
     succeeded: bool
     seconds: float
+    blessed: bool | None = None  # the gate's verdict, when the run got that far
     error: str | None = None  # why it failed, in one line when the step said why
     failed_task: str | None = None
     failure_report: str | None = None
@@ -144,6 +145,7 @@ def run_local(
         run_id=run_id,
         succeeded=True,
         seconds=time.monotonic() - started,
+        blessed=blessed,
         outputs=outputs,
         registration=registration,
         steps=step_usages(_new_run_dir(root, before), blessed=blessed),

@@ -84,7 +84,10 @@ def world_settings(
             ),
             "pipeline": settings.pipeline.model_copy(update={"root": str(root / "pipeline-root")}),
             "monitoring": settings.monitoring.model_copy(
-                update={"windows": min(settings.monitoring.windows, needed)}
+                update={
+                    "windows": min(settings.monitoring.windows, needed),
+                    "label_delay_days": label_delay,  # the world's: within the windows
+                }
             ),
         }
     )

@@ -186,9 +186,10 @@ def _blocked(
         return f"held since {held.at:%Y-%m-%d %H:%M} UTC: {held.reason}"
     timeout = timedelta(hours=policy.run_timeout_hours)
     for run in reversed(runs):
-        if run.finished is None and now - run.started.started_at < timeout:
+        if run.in_flight(now, timeout):
             return (
                 f"run {run.started.run_id} in flight since {run.started.started_at:%Y-%m-%d %H:%M}"
+                + _by_hand(run)
             )
     if forced:
         return None
@@ -200,8 +201,14 @@ def _blocked(
         if now < until:
             return (
                 f"cooldown until {until:%Y-%m-%d %H:%M} UTC (after run {runs[-1].started.run_id})"
+                + _by_hand(runs[-1])
             )
     return None
+
+
+def _by_hand(run: Run) -> str:
+    """' (started by flywheel run by ada)' for a run no trigger decision started, else ''."""
+    return "" if run.started.origin == "trigger" else f" (started by {run.started.started_by})"
 
 
 def check(
@@ -297,13 +304,17 @@ def run_started(
     *,
     now: datetime | None = None,
     kfp_run_id: str | None = None,
+    actor: str | None = None,
 ) -> None:
     """Mark a run started on `decision` (for the cooldown, the budget and the in-flight check);
-    `kfp_run_id` when it was submitted to KFP, which `reconcile` then asks how it ended."""
+    `kfp_run_id` when it was submitted to KFP, which `reconcile` then asks how it ended;
+    `actor` the person who forced the decision (None: the engine decided alone)."""
     code = next((c.inputs for c in decision.checks if c.kind == "code_change"), {})
     entry = RunStarted(
         run_id=run_id,
         started_at=(now or decision.at).astimezone(UTC),
+        origin="trigger",
+        actor=actor,
         decision=decision.record,
         reason=decision.reason,
         severity="high" if any(f.severity == "high" for f in decision.firings) else "low",
@@ -319,12 +330,17 @@ def run_started(
 
 
 def run_finished(
-    ledger: Ledger, run_id: str, *, succeeded: bool, now: datetime | None = None
+    ledger: Ledger,
+    run_id: str,
+    *,
+    succeeded: bool,
+    blessed: bool | None = None,
+    now: datetime | None = None,
 ) -> None:
-    """Mark a started run finished."""
-    entry = RunFinished(
-        run_id=run_id, finished_at=(now or datetime.now(UTC)).astimezone(UTC), succeeded=succeeded
-    )
+    """Mark a started run finished: failed, or succeeded with its model registered or (`blessed`
+    False) refused by the gate."""
+    at = (now or datetime.now(UTC)).astimezone(UTC)
+    entry = RunFinished.of(run_id, at, succeeded=succeeded, blessed=blessed)
     try:
         ledger.finish(entry)
     except StoreError as error:
@@ -335,11 +351,13 @@ def reconcile(
     ledger: Ledger,
     ended: Callable[[list[str]], Mapping[str, bool]],
     *,
+    blessed: Callable[[str], bool | None] | None = None,
     now: datetime | None = None,
 ) -> list[str]:
     """Mark finished the submitted runs that ended on the cluster, so that a run in flight
     blocks only while it runs. `ended` maps KFP run ids to whether each ended run succeeded
-    (runs still going are left out). Returns the ids of the runs marked."""
+    (runs still going are left out); `blessed` says of a run id whether its gate blessed the
+    model. Returns the ids of the runs marked."""
     try:
         waiting = {
             r.started.kfp_run_id: r.started.run_id
@@ -350,8 +368,10 @@ def reconcile(
         raise TriggerError(f"cannot read the runs the engine started: {error}") from None
     marked = []
     for kfp_run_id, succeeded in ended(sorted(waiting)).items():
-        run_finished(ledger, waiting[kfp_run_id], succeeded=succeeded, now=now)
-        marked.append(waiting[kfp_run_id])
+        run_id = waiting[kfp_run_id]
+        gate = blessed(run_id) if blessed and succeeded else None
+        run_finished(ledger, run_id, succeeded=succeeded, blessed=gate, now=now)
+        marked.append(run_id)
     return marked
 
 

@@ -1,22 +1,25 @@
 """The trigger engine's books in the store, every entry create-only:
 
     triggers/<model>/decisions/<UTC stamp>-<id>.json   one per evaluation
-    triggers/<model>/runs/<run id>/started.json        a run it started
+    triggers/<model>/runs/<run id>/started.json        a run started, whatever started it
     triggers/<model>/runs/<run id>/finished.json       and how that run ended
     triggers/<model>/holds/<UTC stamp>-<id>.json       hold and release, newest wins
 
 Nothing is ever rewritten, so two engines that look at once cannot lose each
-other's entries, and the history of every decision stays readable.
+other's entries, and the history of every decision stays readable. The run
+record is every run's, not only the engine's: `flywheel run` and `flywheel
+submit` keep theirs here too, so the in-flight check, the daily budget and the
+cooldown see every run.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import ValidationError
+from pydantic import ValidationError, model_validator
 
 from flywheel.errors import FlywheelError
 from flywheel.records import Record
@@ -30,18 +33,39 @@ class LedgerError(FlywheelError, RuntimeError):
     """A bookkeeping entry was refused (a run marked twice, a release without a hold)."""
 
 
+# What started a run: a trigger decision (`triggers check --run/--submit`, `watch`), or a
+# person's `flywheel run` or `flywheel submit`.
+Origin = Literal["trigger", "run", "submit"]
+ORIGINS: dict[Origin, str] = {
+    "trigger": "a trigger decision",
+    "run": "flywheel run",
+    "submit": "flywheel submit",
+}
+# How a run ended: its model registered, the gate refused it, the run failed; or, for a run
+# nothing marked finished within triggers.run_timeout_hours (a submitted run KFP lost, a
+# killed process), unknown.
+Outcome = Literal["succeeded", "refused", "failed", "unknown"]
+
+
 class RunStarted(Record):
-    """A run the engine started, and what it started on."""
+    """A run that started, whatever started it: what, who and why, and what it started on."""
 
     run_id: str
     started_at: datetime
-    decision: str
     reason: str
-    severity: Literal["low", "high"]
+    origin: Origin = "trigger"  # entries from before other runs were recorded are the engine's
+    actor: str | None = None  # the person (--actor or $USER); None: the engine decided alone
+    decision: str = ""  # the trigger decision record it started on, if one did
+    severity: Literal["low", "high"] | None = None  # the decision's; None without one
     commit: str | None = None
     image: str | None = None
     newest_batch: str | None = None  # the newest batch when it started: new data counts from here
     kfp_run_id: str | None = None  # a run submitted to Kubeflow Pipelines: its state is asked there
+
+    @property
+    def started_by(self) -> str:
+        """'flywheel run by ada', 'a trigger decision': what started the run, for a message."""
+        return ORIGINS[self.origin] + (f" by {self.actor}" if self.actor else "")
 
 
 class RunFinished(Record):
@@ -49,7 +73,27 @@ class RunFinished(Record):
 
     run_id: str
     finished_at: datetime
-    succeeded: bool
+    succeeded: bool  # the pipeline ran to its end, a gate that refused the model included
+    outcome: Outcome
+
+    @model_validator(mode="before")
+    @classmethod
+    def _outcome_of_a_bare_success(cls, data: Any) -> Any:
+        # Entries from before outcomes were kept say only whether the run succeeded.
+        if isinstance(data, dict) and "outcome" not in data and "succeeded" in data:
+            return {**data, "outcome": "succeeded" if data["succeeded"] else "failed"}
+        return data
+
+    @classmethod
+    def of(
+        cls, run_id: str, finished_at: datetime, *, succeeded: bool, blessed: bool | None = None
+    ) -> RunFinished:
+        """The end of a run that `succeeded` or failed, and whose gate `blessed` the model or
+        refused it (None: not known, as for a cluster run KFP says succeeded)."""
+        outcome: Outcome = (
+            "failed" if not succeeded else "refused" if blessed is False else "succeeded"
+        )
+        return cls(run_id=run_id, finished_at=finished_at, succeeded=succeeded, outcome=outcome)
 
 
 class Hold(Record):
@@ -65,6 +109,17 @@ class Run(Record):
 
     started: RunStarted
     finished: RunFinished | None
+
+    def in_flight(self, now: datetime, timeout: timedelta) -> bool:
+        """Not marked finished, and started less than `timeout` before `now`: past it, a run
+        nothing marked finished blocks no longer (fail closed, but not forever)."""
+        return self.finished is None and now - self.started.started_at < timeout
+
+    def outcome(self, now: datetime, timeout: timedelta) -> Outcome | None:
+        """How it ended; None while in flight, unknown once in flight longer than `timeout`."""
+        if self.finished is not None:
+            return self.finished.outcome
+        return None if self.in_flight(now, timeout) else "unknown"
 
 
 def short_id() -> str:
@@ -111,6 +166,12 @@ class Ledger:
         if not run_id or "/" in run_id:
             raise LedgerError(f"{run_id!r} is not a run id")
         return f"{self.prefix}/runs/{run_id}/{name}"
+
+    def check_unused(self, run_id: str) -> None:
+        """Refuse a run id some run started with (before a run starts that can only be
+        recorded once it started, as a submitted one)."""
+        if self.store.exists(self._run_key(run_id, "started.json")):
+            raise LedgerError(f"run {run_id} was already marked started: choose another run id")
 
     def start(self, entry: RunStarted) -> str:
         """Mark a run started; a run is started once."""

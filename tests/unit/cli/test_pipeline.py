@@ -6,15 +6,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
 
+from flywheel import runs
 from flywheel.config import STEPS, Settings
 from flywheel.registry import Registry
+from flywheel.stores import Stores
+from flywheel.triggers import engine
+from flywheel.triggers.engine import Decision
 from harness.cli import Flywheel, own_table, table_rows, write_config
-from harness.kfp import kfp_api
 
 
 def progress(printed: str) -> list[str]:
@@ -164,6 +168,50 @@ def test_the_summary_ends_with_what_each_step_used_and_what_came_from_the_cache(
     assert all(float(status[step]) >= 0 for step in ("resolve", "register", "deploy"))
 
 
+def test_a_run_is_recorded_so_the_engine_counts_it_in_flight_and_for_its_cooldown(
+    flywheel: Flywheel,
+    project: tuple[Settings, Path],
+    make_batches: Callable[..., list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given a run that will fail at validate (an empty newest batch: a quick run), and the
+    # trigger engine looking, forced, while it runs
+    settings, config = project
+    (Path(settings.data.source) / "2026-01-04.csv").write_bytes(b"")
+    stores = Stores(settings)
+    meanwhile: list[Decision] = []
+    run_local = runs.run_local
+
+    def looked_at(*args: Any, **kwargs: Any) -> runs.LocalRun:
+        meanwhile.append(engine.check(settings, stores.registry, stores.source, force="hotfix"))
+        return run_local(*args, **kwargs)
+
+    monkeypatch.setattr(runs, "run_local", looked_at)
+    # when a person runs the pipeline
+    result = flywheel("-c", str(config), "run", "--run-id", "run-ada", "--actor", "ada")
+    assert result.code == 1 and "FAILED at step validate" in result.out
+    # then, while it ran, the engine counted it in flight, and said who started it
+    (during,) = meanwhile
+    assert not during.fired and during.blocked_by is not None
+    assert during.blocked_by.startswith("run run-ada in flight since ")
+    assert during.blocked_by.endswith("(started by flywheel run by ada)")
+    # and its record says what started it, why, on which data, and how it ended
+    (run,) = stores.ledger.runs()
+    started = run.started
+    assert (started.origin, started.actor, started.reason) == ("run", "ada", "manual run")
+    assert started.newest_batch == "2026-01-04" and started.decision == ""
+    assert run.finished is not None and run.finished.outcome == "failed"
+    # when a new batch arrives, then the new-data trigger fires but waits out the cooldown
+    make_batches(settings, 1, start=settings.data.generator.start_date.replace(day=5))
+    check = flywheel(
+        "-c", str(config), "--set=triggers.new_data.batches=1", "triggers", "check"
+    )  # fmt: skip
+    assert check.code == 3, check.text
+    assert "fired new_data (low): new data: 1 new batch(es) after 2026-01-04" in check.out
+    assert "cooldown until " in check.out
+    assert "(after run run-ada) (started by flywheel run by ada)" in check.out
+
+
 def test_compile_writes_the_package(flywheel: Flywheel, tmp_path: Path) -> None:
     result = flywheel("compile", "--out", str(tmp_path))
     assert result.code == 0
@@ -185,79 +233,6 @@ def test_submit_needs_an_endpoint_and_an_s3_store(flywheel: Flywheel, config_fil
     assert (
         batches.err.startswith("error: data.source is ") and "needs an s3:// store" in batches.err
     )
-
-
-def test_submit_sends_the_bearer_token_from_the_variable_pipeline_token_env_names(
-    flywheel: Flywheel, config_file: Path
-) -> None:
-    # given a KFP API (a loopback fake of its v2beta1 endpoints: KFP's server cannot
-    # run here) that wants a bearer token
-    s3 = ["--set", "storage.uri=s3://bucket/flywheel", "--set", "data.source=s3://bucket/batches"]
-    with kfp_api(token="t0ken-from-the-environment") as kfp:
-        # when submit runs with the token in the variable pipeline.token_env names
-        result = flywheel(
-            "-c", str(config_file), *s3, "--set", "pipeline.token_env=DEV_KFP_TOKEN",
-            "submit", "--host", kfp.url,
-            "--reason", "drift on income (PSI 0.31)", "--decision", "triggers/d.json",
-            env={"DEV_KFP_TOKEN": "t0ken-from-the-environment"},
-        )  # fmt: skip
-    # then every request carried it, and the run was created
-    assert result.code == 0, result.text
-    assert {r.authorization for r in kfp.requests} == {"Bearer t0ken-from-the-environment"}
-    (run,) = kfp.runs.values()
-    assert f"(KFP run {run['run_id']}) on {kfp.url}" in result.out
-    # and why it started travels as run parameters the compiled pipeline declares
-    parameters = run["runtime_config"]["parameters"]
-    assert parameters["trigger_reason"] == "drift on income (PSI 0.31)"
-    assert parameters["trigger_decision"] == "triggers/d.json"
-    assert "t0ken" not in result.text
-
-
-def test_submit_takes_the_image_namespace_and_service_account_from_the_configuration(
-    flywheel: Flywheel, config_file: Path
-) -> None:
-    # given the pipeline.* settings the chart renders for the trigger engine's submit
-    # (a loopback fake of KFP's v2beta1 API: KFP's server cannot run here)
-    image = "ghcr.io/flywheel-mlops/flywheel-components@sha256:" + "a" * 64
-    sets = [
-        "storage.uri=s3://bucket/flywheel", "data.source=s3://bucket/batches",
-        f"pipeline.image={image}", "pipeline.namespace=team-a",
-        "pipeline.service_account=fw-flywheel-pipeline-runner",
-    ]  # fmt: skip
-    with kfp_api(token=None) as kfp:
-        # when a run is submitted without --image, --namespace or --service-account
-        result = flywheel(
-            "-c", str(config_file), *(f"--set={s}" for s in sets), "submit", "--host", kfp.url
-        )
-    # then the experiment is the profile namespace's, and the run uses the image and account
-    assert result.code == 0, result.text
-    (experiment,) = kfp.experiments.values()
-    assert experiment["namespace"] == "team-a"
-    (run,) = kfp.runs.values()
-    assert run["service_account"] == "fw-flywheel-pipeline-runner"
-    executors = run["pipeline_spec"]["pipeline_spec"]["deploymentSpec"]["executors"]
-    assert {e["container"]["image"] for e in executors.values()} == {image}
-    assert run["runtime_config"]["parameters"]["image_digest"] == "sha256:" + "a" * 64
-
-
-def test_submit_in_a_pod_sends_the_projected_service_account_token(
-    flywheel: Flywheel, config_file: Path, tmp_path: Path
-) -> None:
-    # given no KFP_TOKEN, but the ServiceAccount token the kubelet projects for KFP's
-    # audience (the chart mounts it; here a file at KF_PIPELINES_SA_TOKEN_PATH)
-    token = tmp_path / "token"
-    token.write_text("projected-sa-t0ken\n")
-    s3 = ["--set", "storage.uri=s3://bucket/flywheel", "--set", "data.source=s3://bucket/batches"]
-    s3 += ["--set", "pipeline.token_env=FLYWHEEL_TEST_UNSET_TOKEN"]
-    with kfp_api(token="projected-sa-t0ken") as kfp:
-        result = flywheel(
-            "-c", str(config_file), *s3, "submit", "--host", kfp.url,
-            env={"KF_PIPELINES_SA_TOKEN_PATH": str(token)},
-        )  # fmt: skip
-    # then every request carried it, and the run was created
-    assert result.code == 0, result.text
-    assert {r.authorization for r in kfp.requests} == {"Bearer projected-sa-t0ken"}
-    assert len(kfp.runs) == 1
 
 
 @pytest.mark.parametrize(

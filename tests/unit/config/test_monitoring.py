@@ -47,6 +47,21 @@ from flywheel.config import load_settings
             "monitoring:\n  windows: 1\ntriggers:\n  drift:\n    windows: 2\n",
             "triggers.drift.windows: 2 windows never fit in the 1 that monitoring.windows",
         ),
+        (
+            "triggers:\n  schedule:\n    cron: '0 0 30 2 *'\n",
+            "triggers.schedule.cron (f.yaml:3): Value error, '0 0 30 2 *' never fires: no month "
+            "it names has day 30",
+        ),
+        (
+            "monitoring:\n  windows: 3\n  label_delay_days: 4\n",
+            "triggers.performance: monitoring.label_delay_days lets labels arrive up to 4 day(s) "
+            "after a window, but monitoring.windows looks back 3 day(s) (3 day window(s)): labels "
+            "that late are never judged",
+        ),
+        (
+            "monitoring:\n  window: hour\n  windows: 24\n",
+            "monitoring.windows looks back 1 day(s) (24 hour window(s))",
+        ),
     ],
 )
 def test_a_trigger_that_cannot_fire_is_refused_at_load(
@@ -55,6 +70,19 @@ def test_a_trigger_that_cannot_fire_is_refused_at_load(
     # given a trigger policy with one trigger that could never fire
     # when it is loaded, then the error names the trigger's key and why
     assert expected in refusal(text)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["triggers.schedule.cron=0 0 29 2 *"],  # leap days fire
+        ["monitoring.windows=3", "monitoring.label_delay_days=3"],  # as late as it looks back
+        ["monitoring.windows=3", "triggers.performance=null"],  # no trigger waits for labels
+        ["monitoring.window=hour", "monitoring.windows=2", "monitoring.label_delay_days=1"],
+    ],
+)
+def test_a_policy_that_can_fire_is_accepted(overrides: list[str]) -> None:
+    assert load_settings(None, env={}, overrides=overrides)
 
 
 def test_a_trigger_set_to_null_is_off_and_a_named_feature_is_accepted() -> None:

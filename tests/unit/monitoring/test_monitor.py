@@ -11,9 +11,9 @@ import pytest
 from flywheel import synthetic
 from flywheel.config import Settings, StorageSettings
 from flywheel.monitoring import logs
-from flywheel.monitoring.monitor import MonitoringError, monitor, windows
+from flywheel.monitoring.monitor import MonitoringError, monitor, production_by_window, windows
 from flywheel.monitoring.records import PREFIX, latest_records
-from flywheel.registry import Registry
+from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
@@ -41,13 +41,19 @@ def _settings(registered: Settings, store: LocalStore) -> Settings:
     )
 
 
+def with_v2(store: LocalStore) -> Registry:
+    """The registry in `store`, with a second version, a copy of v1, registered beside it."""
+    registry = Registry(store, "loan-default")
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    registry.register(files, run_id="r2", fingerprint="a second version")
+    return registry
+
+
 def test_production_and_a_canary_are_monitored_and_each_window_recorded(
     registered: Settings, store: LocalStore
 ) -> None:
     # given v1 in production, v2 registered beside it, traffic to both and a corrupt log file
-    registry = Registry(store, "loan-default")
-    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
-    registry.register(files, run_id="r2", fingerprint="a second version")
+    registry = with_v2(store)
     day = registered.data.generator.start_date + timedelta(days=6)
     frame = synthetic.generate_day(day, registered.data.generator)
     log_traffic(store, "loan-default", "v1", frame.iloc[:400])
@@ -129,7 +135,7 @@ def test_monitor_records_a_regression_version_from_the_registry(
             "model_name": diabetes.name,
             "features": diabetes.features.model_dump(),
             "model": {"task": "regression"},
-            "monitoring": {"window": "hour", "windows": 3},
+            "monitoring": {"window": "hour", "windows": 3, "label_delay_days": 1},
         }
     )
     # when monitoring runs, up to the end of the hour the traffic was logged in (not the
@@ -327,3 +333,43 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     (report,) = result.reports
     assert report.health.rows == 200  # the duplicate file's rows are served rows as counted
     assert report.performance.labelled == 1
+
+
+def test_each_windows_role_is_the_production_alias_of_its_time(tmp_path: Path) -> None:
+    # given a registry whose production was v1 from noon on day 1, then v2 from 15:00 on day 3
+    registry = Registry(LocalStore(tmp_path), "m")
+    for number in (1, 2):
+        registry.register({"model.joblib": str(number).encode()}, run_id=f"r{number}")
+    day = datetime(2026, 3, 1, tzinfo=UTC)
+    with stamped_by(lambda: day + timedelta(days=1, hours=12)):
+        registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+    with stamped_by(lambda: day + timedelta(days=3, hours=15)):
+        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted")
+    spans = windows(day + timedelta(days=5), "day", 5)
+    # when each day window's production version is asked, by the history from the first
+    # window's start
+    held = production_by_window(registry.history(PRODUCTION, since=spans[0][0]), spans)
+    # then it is the alias's at that time: before the first move its first version, on the
+    # day it moved the one that held it longest (v1, until 15:00), today's only after
+    assert [held[start] for start, _ in spans] == ["v1", "v1", "v1", "v1", "v2"]
+    # and the history from a later time starts at the revision in force then
+    assert [s.version for s in registry.history(PRODUCTION, since=spans[-1][0])] == ["v2"]
+
+
+def test_a_version_is_reported_as_production_for_the_windows_it_was(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given traffic to v1, production then, in this hour, and v2 promoted once it ended
+    registry = with_v2(store)
+    day = registered.data.generator.start_date + timedelta(days=6)
+    log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, registered.data.generator))
+    now = datetime.now(UTC)
+    after = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
+    with stamped_by(lambda: after):
+        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted")
+    settings = _settings(registered, store)
+    stores = Stores(settings)
+    # when monitored up to the end of this hour
+    result = monitor(settings, stores.registry, stores.source, until=now + timedelta(hours=1))
+    # then v1's window is reported as production's, not as today's alias would have it
+    assert {(r.version, r.role) for r in result.reports if r.health.rows} == {("v1", "production")}

@@ -113,6 +113,7 @@ def test_stale_or_missing_records_make_monitoring_run_first(project: Settings) -
         Path(project.storage.uri).parent,
         "monitoring.window=hour",
         "monitoring.windows=2",
+        "monitoring.label_delay_days=1",
         "triggers.records_max_age_hours=1",
     )
     frame = synthetic.generate_day(DAY0.date(), settings.data.generator)
