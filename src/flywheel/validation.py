@@ -1,9 +1,11 @@
 """Validation: every batch checked against a data contract, findings and their report.
 
 pandera checks the structure (columns present and no others, types that
-coerce, labels in {0, 1}, allowed categories) and names each failing value.
-The statistical checks (null rates, out-of-range shares, label balance, PSI)
-compare a whole batch with the reference profile, so they are computed here.
+coerce, labels among the classes) and names each failing value. The statistical
+checks (null rates, values out of range, unseen categories, label balance, PSI)
+compare a whole batch with the reference profile, so they are computed here; the
+first three block a batch only on more exceedances than a healthy batch of its
+size would show (`flywheel.bounds`).
 """
 
 from __future__ import annotations
@@ -16,9 +18,16 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from flywheel import drift
+from flywheel import bounds, drift
 from flywheel.config import ContractSettings, FeatureSettings
-from flywheel.contract import Contract, ContractChange, _few, class_shares
+from flywheel.contract import (
+    CategoricalProfile,
+    Contract,
+    ContractChange,
+    NumericProfile,
+    _few,
+    class_shares,
+)
 from flywheel.errors import FlywheelError
 from flywheel.problem import Problem
 from flywheel.records import Record
@@ -210,12 +219,13 @@ def _schema(
     time_column: str,
     label: str,
     numeric: Sequence[str],
-    categories: dict[str, list[str] | None],
+    categorical: Sequence[str],
     passthrough: Sequence[str] = (),
     problem: Problem | None = None,
 ) -> Any:
     """pandera's view of a batch: exactly these columns (and, if present, the passthrough
-    ones), types that coerce, allowed values."""
+    ones), types that coerce, the label's classes. Unseen categories are counted against a
+    bound instead (`_check_categories`)."""
     import pandera.pandas as pa
 
     columns: dict[str, Any] = {
@@ -224,9 +234,8 @@ def _schema(
     }
     for name in numeric:
         columns[name] = pa.Column("float64", coerce=True, nullable=True)
-    for name, allowed in categories.items():
-        checks = [pa.Check.isin(allowed)] if allowed is not None else []
-        columns[name] = pa.Column(nullable=True, checks=checks)
+    for name in categorical:
+        columns[name] = pa.Column(nullable=True)
     for name in passthrough:
         columns.setdefault(name, pa.Column(nullable=True, required=False))
     return pa.DataFrameSchema(columns, strict=True)
@@ -276,16 +285,6 @@ def _structure_findings(
                     f"unseen class(es): {_few(samples)}",
                 )
             )
-        elif str(check).startswith("isin") and column not in numeric:
-            findings.append(
-                _error(
-                    batch,
-                    str(column),
-                    "allowed values",
-                    "a value seen in training",
-                    f"unseen value(s): {_few(samples)}",
-                )
-            )
         else:
             findings.append(
                 _error(batch, str(column), str(check), "passes", f"failed for {_few(samples)}")
@@ -301,7 +300,7 @@ def structure_findings(
         features.time_column,
         features.label,
         features.numeric,
-        dict.fromkeys(features.categorical),
+        features.categorical,
         passthrough,
     )
     return _structure_findings(frame, schema, features.numeric, batch, features.label)
@@ -374,12 +373,11 @@ def check_batch(
     `columns` are the batch's columns as delivered, before ingest dropped its pii
     (default: the frame's), for the source check.
     """
-    allowed = policy.unseen_categories == "error"
     schema = _schema(
         contract.time_column,
         contract.label,
         list(contract.numeric),
-        {n: sorted(p.fractions) if allowed else None for n, p in contract.categorical.items()},
+        list(contract.categorical),
         [*contract.passthrough, *(n for n in policy.columns if n not in contract.features)],
         contract.problem,
     )
@@ -402,39 +400,26 @@ def check_batch(
     if len(frame) < policy.min_rows:
         add(None, "rows", f">= {policy.min_rows}", str(len(frame)), "error")
     psi: dict[str, float] = {}
+    pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
+    level = bounds.check_level(policy.false_block_rate, len(contract.features))
     for name, numeric in contract.numeric.items():
         if name not in frame.columns or name in broken:
             continue
         values = pd.to_numeric(frame[name], errors="coerce")
-        _check_nulls(add, name, float(values.isna().mean()), numeric.null_rate, policy)
+        _check_nulls(add, name, values, numeric.null_rate, contract.rows, policy, level)
         clean = values.dropna()
-        slack = policy.range_tolerance * (numeric.max - numeric.min)
-        low, high = numeric.min - slack, numeric.max + slack
-        outside = float(((clean < low) | (clean > high)).mean()) if len(clean) else 0.0
-        if outside > policy.max_out_of_range_fraction:
-            add(
-                name,
-                "range",
-                f"<= {policy.max_out_of_range_fraction:.1%} outside [{low:.4g}, {high:.4g}]",
-                f"{outside:.1%} outside",
-                "error",
-            )
+        _check_range(add, name, clean, numeric, contract.rows, policy, level)
         psi[name] = drift.psi(numeric.fractions, drift.bin_fractions(clean, numeric.edges))
     for name, categorical in contract.categorical.items():
         if name not in frame.columns or name in broken:
             continue
-        _check_nulls(add, name, float(frame[name].isna().mean()), categorical.null_rate, policy)
-        shares = drift.category_fractions(frame[name])
-        unseen = sorted(set(shares) - set(categorical.fractions))
-        if unseen and policy.unseen_categories == "warn":
-            add(
-                name,
-                "allowed categories",
-                "a category seen in training",
-                f"unseen value(s): {', '.join(unseen)}",
-                "warning",
-            )
-        psi[name] = drift.categorical_psi(categorical.fractions, shares)
+        _check_nulls(add, name, frame[name], categorical.null_rate, contract.rows, policy, level)
+        _check_categories(
+            add, name, frame[name], categorical, contract.rows, policy, level, name in pii
+        )
+        psi[name] = drift.categorical_psi(
+            categorical.fractions, drift.category_fractions(frame[name])
+        )
     if contract.label in frame.columns and contract.label not in broken:
         _check_balance(add, frame[contract.label], contract, policy)
     for name, value in psi.items():
@@ -443,10 +428,9 @@ def check_batch(
             add(name, "drift (PSI)", f"<= {limit}", f"{value:.3f}", "error")
         elif value > policy.drift.psi_warn:
             add(name, "drift (PSI)", f"<= {policy.drift.psi_warn}", f"{value:.3f}", "warning")
-    pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
     findings = [
         f.model_copy(update={"found": "values not shown: a pii column"})
-        if f.column in pii and f.check in ("type", "allowed values", "allowed categories")
+        if f.column in pii and f.check == "type"
         else f
         for f in findings
     ]
@@ -454,11 +438,81 @@ def check_batch(
 
 
 def _check_nulls(
-    add: Any, name: str, rate: float, reference: float, policy: ContractSettings
+    add: Any,
+    name: str,
+    values: pd.Series,
+    reference: float,
+    reference_rows: int,
+    policy: ContractSettings,
+    level: float,
 ) -> None:
-    limit = reference + policy.null_rate_tolerance
-    if rate > limit:
-        add(name, "null rate", f"<= {limit:.3f}", f"{rate:.3f}", "error")
+    nulls = int(values.isna().sum())
+    bound = bounds.null_bound(
+        len(values),
+        round(reference * reference_rows),
+        reference_rows,
+        policy.null_rate_tolerance,
+        level,
+    )
+    if bound.blocks(nulls):
+        add(name, "null rate", bound.describe("null"), _count(nulls, len(values)), "error")
+
+
+def _check_range(
+    add: Any,
+    name: str,
+    clean: pd.Series,
+    profile: NumericProfile,
+    reference_rows: int,
+    policy: ContractSettings,
+    level: float,
+) -> None:
+    slack = policy.range_tolerance * (profile.max - profile.min)
+    low, high = profile.min - slack, profile.max + slack
+    outside = int(((clean < low) | (clean > high)).sum())
+    bound = bounds.range_bound(
+        len(clean),
+        round((1 - profile.null_rate) * reference_rows),
+        policy.max_out_of_range_fraction,
+        level,
+    )
+    if bound.blocks(outside):
+        what = f"outside [{low:.4g}, {high:.4g}]"
+        add(name, "range", bound.describe(what), f"{_count(outside, len(clean))} outside", "error")
+
+
+def _check_categories(
+    add: Any,
+    name: str,
+    values: pd.Series,
+    profile: CategoricalProfile,
+    reference_rows: int,
+    policy: ContractSettings,
+    level: float,
+    pii: bool,
+) -> None:
+    """Unseen categories: an error when more than a healthy batch would show and the policy
+    says so, else a warning; either names them, unless the column is pii."""
+    text = values.dropna().astype(str)
+    unseen = text[~text.isin(list(profile.fractions))]
+    if unseen.empty:
+        return
+    seen_rows = (1 - profile.null_rate) * reference_rows
+    counts = [round(share * seen_rows) for share in profile.fractions.values()]
+    bound = bounds.unseen_bound(
+        len(text), counts.count(1), counts.count(2), round(seen_rows), level
+    )
+    shown = "values not shown: a pii column" if pii else _few(sorted({str(v) for v in unseen}))
+    found = f"{_count(len(unseen), len(text))} unseen: {shown}"
+    if policy.unseen_categories == "error" and bound.blocks(len(unseen)):
+        add(name, "allowed values", bound.describe("unseen in training"), found, "error")
+    else:
+        add(name, "allowed categories", "a category seen in training", found, "warning")
+
+
+def _count(count: int, rows: int) -> str:
+    share = count / rows if rows else 0.0
+    return f"{count} of {rows} ({share:.1%})"
 
 
 def skew(

@@ -62,6 +62,23 @@ def test_out_of_range_values_and_too_few_rows(contract: Contract) -> None:
     assert {"range", "rows"} <= errors
 
 
+def test_one_stray_value_in_81_rows_passes_a_range_from_486_and_a_tenth_fails() -> None:
+    # given the case: a contract profiled from 486 rows, then a batch of 81
+    _, day = generated_days(1)[0]
+    contract = infer_contract([("ref", day.head(486))], FEATURES, bins=10)
+    batch = day.iloc[486:567].copy()
+    age = contract.numeric["age"]
+    outside = round(age.max + (age.max - age.min))  # beyond the range and its slack
+    # when one age (1.2%) lies outside, then the batch passes
+    batch.loc[batch.index[:1], "age"] = outside
+    assert not [f for f in check_batch(batch, contract, POLICY, "d").findings if f.check == "range"]
+    # and when a tenth do, it fails, naming the feature, the count, the batch and the bound
+    batch.loc[batch.index[:8], "age"] = outside
+    (found,) = [f for f in check_batch(batch, contract, POLICY, "d").findings if f.check == "range"]
+    assert (found.column, found.severity, found.found) == ("age", "error", "8 of 81 (9.9%) outside")
+    assert found.expected.startswith("at most ") and " of 81 outside [" in found.expected
+
+
 def test_label_shift_is_reported_with_the_configured_severity(contract: Contract) -> None:
     _, frame = generated_days(1, scenario="label_shift")[0]
     warn = check_batch(frame, contract, POLICY, "d").findings
@@ -135,12 +152,16 @@ def test_a_tagged_column_that_is_no_feature_may_ride_along_unprofiled(contract: 
 
 
 def test_the_report_never_prints_a_pii_columns_values(contract: Contract) -> None:
-    # given region tagged pii (hashed, allowed as a feature) and a batch with a new value
+    # given region tagged pii (hashed, allowed as a feature), a batch with a new value in a
+    # tenth of its rows, and one with it in a single row (few enough for a healthy batch)
     policy = policy_tagging(region=ColumnTags(pii=True))
     _, frame = generated_days(1)[0]
-    frame.loc[frame.index[0], "region"] = "9c0ffee"
-    # when it is checked and reported
-    result = validate_window([("d", frame)], contract, policy, "v1")
-    # then the finding names the column and the check, not the value
+    once = frame.copy()
+    frame.loc[frame.index[::10], "region"] = "9c0ffee"
+    once.loc[once.index[0], "region"] = "9c0ffee"
+    # when each is checked and reported
+    result = validate_window([("d", frame), ("e", once)], contract, policy, "v1")
+    # then the error and the warning name the column and the check, not the value
     assert "region: allowed values" in result.summary()
+    assert [f.batch for f in result.warnings if f.check == "allowed categories"] == ["e"]
     assert "9c0ffee" not in result.markdown() and "9c0ffee" not in result.summary()

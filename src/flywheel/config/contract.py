@@ -34,10 +34,31 @@ class ContractSettings(Strict):
     """How far a new batch may stray from the reference data before the run stops, and what
     the contract requires of each column's origin and privacy."""
 
-    null_rate_tolerance: Fraction = 0.05
-    range_tolerance: float = Field(default=0.25, ge=0)
-    max_out_of_range_fraction: Fraction = 0.01
-    unseen_categories: Literal["error", "warn"] = "error"
+    null_rate_tolerance: Fraction = Field(
+        default=0.05,
+        description="How far a healthy batch's null rate may rise above the reference's "
+        "(at the upper end of what its rows allow)",
+    )
+    range_tolerance: float = Field(
+        default=0.25, ge=0, description="Slack on the reference's min..max, a share of its width"
+    )
+    max_out_of_range_fraction: Fraction = Field(
+        default=0.01,
+        description="The rate at which a healthy batch's values may fall outside the range and "
+        "its slack (never below 2/(m+1) for a range profiled from m values)",
+    )
+    unseen_categories: Literal["error", "warn"] = Field(
+        default="error",
+        description="error: more values unseen in training than a healthy batch would show "
+        "stop the run, fewer are a warning; warn: all are a warning",
+    )
+    false_block_rate: float = Field(
+        default=0.01,
+        gt=0,
+        le=0.5,
+        description="The most often the range, null-rate and unseen-category checks may block "
+        "a healthy batch, split evenly over them (two per feature)",
+    )
     label_balance_tolerance: Fraction = 0.15
     label_balance: Literal["error", "warn"] = "warn"
     min_rows: int = Field(default=50, ge=1)

@@ -83,3 +83,15 @@ def test_a_pii_column_allowed_by_name_may_be_a_hashed_categorical_feature() -> N
         ],
     )
     assert settings.contract.pii_features == ("region",)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("0", "greater than 0"), ("0.6", "less than or equal to 0.5")]
+)
+def test_a_false_block_rate_that_would_never_or_too_often_block_is_refused(
+    value: str, message: str
+) -> None:
+    # a rate of 0 would never block a batch; above 0.5 a healthy batch would be a coin toss
+    with pytest.raises(ConfigError, match=rf"contract\.false_block_rate .*{message}"):
+        load_settings(None, env={}, overrides=[f"contract.false_block_rate={value}"])
+    assert Settings().contract.false_block_rate == 0.01
