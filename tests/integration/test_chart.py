@@ -294,16 +294,20 @@ def _leaves(node: Any, path: str = "") -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "source", ["values", "set-file", "kustomize-base", *(f"overlay-{o.name}" for o in OVERLAYS)]
+    "source",
+    ["defaults", "values", "set-file", "kustomize-base", *(f"overlay-{o.name}" for o in OVERLAYS)],
 )
 def test_every_flywheel_pod_runs_what_config_show_resolves_but_the_clusters_keys(
     source: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    # given a flywheel.yaml, and the chart rendered with it: as a mapping in a values file,
-    # as the file's text (--set-file), or as the Kustomize base and overlays ship it (the
-    # repository's flywheel.yaml, by `make manifests`)
+    # given a flywheel.yaml, and the chart rendered with it: none (an empty file), as a
+    # mapping in a values file, as the file's text (--set-file), or as the Kustomize base and
+    # overlays ship it (the repository's flywheel.yaml, by `make manifests`)
     policy = tmp_path / "policy.yaml"
-    if source in ("values", "set-file"):
+    if source == "defaults":
+        policy.write_text("")
+        docs = _render()
+    elif source in ("values", "set-file"):
         policy.write_text(POLICY)
         values = tmp_path / "values.yaml"
         given = {"config": yaml.safe_load(POLICY)} if source == "values" else {}
