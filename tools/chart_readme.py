@@ -32,7 +32,7 @@ checked against `values.schema.json` at `helm install` and `helm template`.
 kubectl create namespace flywheel
 kubectl -n flywheel create secret generic flywheel-s3 \\
   --from-literal=AWS_ACCESS_KEY_ID=... --from-literal=AWS_SECRET_ACCESS_KEY=...
-helm install flywheel helm/flywheel -n flywheel \\
+helm install flywheel helm/flywheel -n flywheel --set-file config=flywheel.yaml \\
   --set storage.uri=s3://flywheel/registry --set storage.endpoint=minio.kubeflow:9000
 helm test flywheel -n flywheel
 ```

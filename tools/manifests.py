@@ -1,8 +1,9 @@
 """`make manifests`: render the chart into the Kustomize base, so the two cannot drift.
 
 The base (`manifests/base/flywheel.yaml`) is `helm template` of the chart with
-`manifests/values.yaml`, without the `helm test` hook, and labelled as managed
-by Kustomize. `--check` fails if the committed file is stale.
+`manifests/values.yaml` and the repository's flywheel.yaml as its `config` (so the
+cluster runs the policy a laptop runs), without the `helm test` hook, and labelled
+as managed by Kustomize. `--check` fails if the committed file is stale.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from tools.generated import write_or_check
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "helm" / "flywheel"
 VALUES = REPO / "manifests" / "values.yaml"
+CONFIG = REPO / "flywheel.yaml"
 BASE = REPO / "manifests" / "base" / "flywheel.yaml"
 KUBE_VERSION = "1.37.2"
 HEADER = (
@@ -48,14 +50,28 @@ def helm_template(*args: str, namespace: str = "flywheel", release: str = "flywh
     return result.stdout
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes a text of several lines (the ConfigMap's flywheel.yaml) as a block, to be read
+    and diffed as the file it is."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render_base() -> str:
     """The base's text: the chart's objects, one document each."""
-    docs = [d for d in yaml.safe_load_all(helm_template("--skip-tests", "-f", str(VALUES))) if d]
+    rendered = helm_template("--skip-tests", "-f", str(VALUES), f"--set-file=config={CONFIG}")
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
     for doc in docs:
         labels = doc["metadata"].get("labels", {})
         if labels.get("app.kubernetes.io/managed-by") == "Helm":
             labels["app.kubernetes.io/managed-by"] = "kustomize"
-    return HEADER + yaml.safe_dump_all(docs, sort_keys=False, width=1000)
+    return HEADER + yaml.dump_all(docs, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
 def main(argv: list[str]) -> int:

@@ -6,9 +6,10 @@ manifests/overlays/ENV/kustomization.yaml, changing nothing else in the file.
 `image ENV components|serving` prints the image (name@digest) the overlay records,
 and fails while it is still the all-zero placeholder (nothing was promoted to ENV).
 `config ENV PATH` writes the configuration ENV's cluster runs with: the chart's
-(the base's ConfigMap) with the FLYWHEEL_* variables ENV's overlay gives its rollout
-controller, among them ENV's own registry prefix. A run CI starts for ENV is then
-the run ENV's trigger engine would start, never one of this checkout's flywheel.yaml.
+(the base's ConfigMap: the repository's flywheel.yaml with the cluster's settings over
+it) with the FLYWHEEL_* variables ENV's overlay gives its rollout controller, among
+them ENV's own registry prefix. A run CI starts for ENV is then the run ENV's trigger
+engine would start.
 `verify ENV` reads the model's SeldonDeployment from the cluster in KUBECONFIG
 and fails unless every serving container runs the digest the overlay records.
 """

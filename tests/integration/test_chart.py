@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import subprocess
 import time
 import urllib.request
@@ -107,6 +109,10 @@ def test_helm_lint_strict(values: Path | None) -> None:
         (["rolloutController.accuracy=off"], "at '/rolloutController/steps': 'not' failed"),
         # a share of requests logged: none at all would leave monitoring blind
         (["monitoring.logSample=0"], "at '/monitoring/logSample': minimum"),
+        # the engine's policy is config's triggers section, not a subset of the chart's own
+        (["triggers.cooldownHours=24"], "additional properties 'cooldownHours' not allowed"),
+        # config's text (--set-file) must be a flywheel.yaml, a mapping of its sections
+        (["config=income"], "config: not a flywheel.yaml"),
     ],
 )
 def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
@@ -151,6 +157,206 @@ def test_every_shipped_rollout_policy_requires_accuracy_before_100(
     assert [s.weight for s in policy.steps if s.accuracy == "required" and s.weight < 100], (
         policy.steps
     )
+
+
+# --- one policy on the laptop and the cluster ----------------------------------------------
+
+# A flywheel.yaml with a policy of its own (features, a model, a monitoring window and label
+# delay, PSI thresholds per feature, a performance floor), and settings of a laptop that the
+# cluster's replace: its store and keys' variables, TLS on (the values below turn it off), the
+# local driver. A number written 1.0e-5 comes out of Helm's toYaml as 1e-05.
+POLICY = """\
+model_name: churn
+data:
+  source: data/batches
+  window_days: 21
+features:
+  time_column: ts
+  label: churned
+  numeric: [income, tenure_months, monthly_spend]
+  categorical: [plan, region]
+  monotonic: {monthly_spend: decreasing}
+contract:
+  drift: {psi_warn: 0.15, psi_fail: null}
+model:
+  estimator: sklearn.linear_model.LogisticRegression
+  params: {C: 0.5, max_iter: 500, tol: 1.0e-5}
+promotion:
+  metric: roc_auc
+  min_metric: 0.7
+  slices: [{column: plan, min_metric: 0.65, min_rows: 100}]
+storage:
+  uri: .flywheel/store
+  secure: true
+  access_key_env: MINIO_ACCESS_KEY
+  secret_key_env: MINIO_SECRET_KEY
+serving:
+  namespace: laptop
+  max_rows: 500
+rollout:
+  driver: local
+  checks: {false_rollback_rate: 0.01}
+monitoring:
+  window: hour
+  windows: 96
+  label_delay_days: 3
+  p_value: 0.01
+  skew_tolerance: 1.0e-5
+  pushgateway: http://localhost:9091
+triggers:
+  schedule: null
+  new_data: {batches: 5}
+  drift:
+    share: null
+    features: {income: 0.2, plan: 0.25}
+    windows: 3
+  performance: {metric: roc_auc, floor: 0.8, max_drop: null}
+  estimated_performance: null
+  cooldown_hours: 48
+  daily_budget: 1
+"""
+# The chart's values beside it: an S3-compatible store without TLS.
+CLUSTER_VALUES = {"storage": {"endpoint": "minio-service.kubeflow:9000", "secure": False}}
+
+
+def _cluster_keys() -> set[str]:
+    """The keys the chart lays over config, as its README (values.yaml) lists them."""
+    row = next(
+        line
+        for line in (CHART / "README.md").read_text().splitlines()
+        if line.startswith("| `config` |")
+    )
+    return set(re.findall(r"`([a-z_.]+)`", row.split("laid over it", 1)[1]))
+
+
+def _flywheel_containers(docs: list[dict[str, Any]]) -> dict[str, tuple[dict[str, Any], Any]]:
+    """Every container that runs flywheel, by name: it and its pod's volumes."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] == "Deployment":
+            spec = doc["spec"]["template"]["spec"]
+            pods.append((spec["containers"], spec["volumes"]))
+        elif doc["kind"] == "CronWorkflow":
+            spec = doc["spec"]["workflowSpec"]
+            steps = [
+                {**t["container"], "name": t["name"]} for t in spec["templates"] if "container" in t
+            ]
+            pods.append((steps, spec["volumes"]))
+    return {
+        container["name"]: (container, volumes)
+        for containers, volumes in pods
+        for container in containers
+        if "--config" in container.get("args", [])
+    }
+
+
+def _as_the_pod_loads_it(
+    docs: list[dict[str, Any]], container: dict[str, Any], volumes: Any, tmp_path: Path
+) -> Settings:
+    """The configuration a container runs with: the file its --config names, from the
+    ConfigMap mounted there, with its FLYWHEEL_* variables over it."""
+    path = Path(container["args"][container["args"].index("--config") + 1])
+    (mount,) = [m for m in container["volumeMounts"] if path.parent == Path(m["mountPath"])]
+    (volume,) = [v for v in volumes if v["name"] == mount["name"]]
+    (config,) = [
+        d
+        for d in docs
+        if d["kind"] == "ConfigMap" and d["metadata"]["name"] == volume["configMap"]["name"]
+    ]
+    local = tmp_path / container["name"] / path.name
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_text(config["data"][path.name])
+    env = {
+        e["name"]: e["value"]
+        for e in container.get("env", [])
+        if e["name"].startswith("FLYWHEEL_") and "value" in e
+    }
+    return load_settings(local, env=env)
+
+
+def _config_show(path: Path) -> dict[str, Any]:
+    """`flywheel config show` on `path`, as a user runs it (no FLYWHEEL_* variables)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "flywheel"), "--config", str(path), "config", "show"],
+        capture_output=True, text=True, check=True, env=env, cwd=path.parent,
+    )  # fmt: skip
+    shown: dict[str, Any] = json.loads(result.stdout)
+    return shown
+
+
+def _leaves(node: Any, path: str = "") -> dict[str, Any]:
+    if isinstance(node, dict) and node:
+        return {
+            k: v for key, child in node.items() for k, v in _leaves(child, f"{path}.{key}").items()
+        }
+    return {path.lstrip("."): node}
+
+
+@pytest.mark.parametrize(
+    "source",
+    ["defaults", "values", "set-file", "kustomize-base", *(f"overlay-{o.name}" for o in OVERLAYS)],
+)
+def test_every_flywheel_pod_runs_what_config_show_resolves_but_the_clusters_keys(
+    source: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    # given a flywheel.yaml, and the chart rendered with it: none (an empty file), as a
+    # mapping in a values file, as the file's text (--set-file), or as the Kustomize base and
+    # overlays ship it (the repository's flywheel.yaml, by `make manifests`)
+    policy = tmp_path / "policy.yaml"
+    if source == "defaults":
+        policy.write_text("")
+        docs = _render()
+    elif source in ("values", "set-file"):
+        policy.write_text(POLICY)
+        values = tmp_path / "values.yaml"
+        given = {"config": yaml.safe_load(POLICY)} if source == "values" else {}
+        values.write_text(yaml.safe_dump({**CLUSTER_VALUES, **given}))
+        extra = [f"--set-file=config={policy}"] if source == "set-file" else []
+        docs = _docs(manifests.helm_template("-f", str(values), *extra))
+    elif source == "kustomize-base":
+        policy.write_text((REPO / "flywheel.yaml").read_text())
+        docs = _docs(manifests.BASE.read_text())
+    else:
+        policy.write_text((REPO / "flywheel.yaml").read_text())
+        overlay = REPO / "manifests" / "overlays" / source.removeprefix("overlay-")
+        docs = _docs(request.getfixturevalue("kube").kubectl("kustomize", str(overlay)).stdout)
+    local = _leaves(_config_show(policy))
+    cluster_keys = _cluster_keys()
+    # when each container that runs flywheel loads its configuration as the pod does
+    containers = _flywheel_containers(docs)
+    assert set(containers) == {"controller", "partitions", "summarise", "monitor", "decide"}
+    for name, (container, volumes) in containers.items():
+        settings = _as_the_pod_loads_it(docs, container, volumes, tmp_path)
+        engine = _leaves(json.loads(settings.to_json()))
+        # then it is what `flywheel config show` resolves on the laptop, but for the keys
+        # the chart documents as the cluster's
+        differing = sorted(k for k in local.keys() | engine.keys() if local.get(k) != engine.get(k))
+        foreign = [
+            (k, local.get(k), engine.get(k))
+            for k in differing
+            if not any(k == c or k.startswith(f"{c}.") for c in cluster_keys)
+        ]
+        assert not foreign, (name, foreign)
+        assert "storage.uri" in differing and "rollout.driver" in differing, (name, differing)
+        if source in ("values", "set-file"):
+            # the policy itself, whole...
+            assert settings.features.categorical == ("plan", "region")
+            assert settings.triggers.drift is not None
+            assert settings.triggers.drift.features == {"income": 0.2, "plan": 0.25}
+            assert settings.triggers.performance is not None
+            assert settings.triggers.performance.floor == 0.8
+            monitoring = settings.monitoring
+            assert (monitoring.window, monitoring.windows) == ("hour", 96)
+            assert (monitoring.label_delay_days, monitoring.skew_tolerance) == (3, 1e-5)
+            assert settings.triggers.schedule is None and settings.triggers.code_change
+            # ...a key the chart does not set beside one it does in the same section...
+            assert settings.rollout.checks.false_rollback_rate == 0.01
+            # ...and the cluster's values over the laptop's, false and null among them
+            assert (settings.storage.secure, local["storage.secure"]) == (False, True)
+            assert settings.storage.access_key_env == "AWS_ACCESS_KEY_ID"
+            assert settings.monitoring.pushgateway is None
+            assert settings.model_name == "loan-default"
 
 
 def test_the_pii_salt_secret_reaches_the_runs_the_engine_submits(tmp_path: Path) -> None:

@@ -219,3 +219,79 @@ volumeMounts:
   - name: tmp
     mountPath: /tmp
 {{- end }}
+
+{{/*
+The cluster's settings, laid over the flywheel.yaml in values' config: where this release
+keeps its store, images, KFP and model, and what the chart's own values set. Each key here
+is listed in values.yaml's config comment; tests/integration/test_chart.py compares the
+rest with `flywheel config show`.
+*/}}
+{{- define "flywheel.clusterConfig" -}}
+model_name: {{ .Values.model.name }}
+data:
+  source: {{ .Values.training.dataSource | quote }}
+storage:
+  uri: {{ .Values.storage.uri | quote }}
+  endpoint: {{ if .Values.storage.endpoint }}{{ .Values.storage.endpoint | quote }}{{ else }}null{{ end }}
+  secure: {{ .Values.storage.secure }}
+  # The variables every pod gets from storage.existingSecret (flywheel.storageEnv).
+  access_key_env: AWS_ACCESS_KEY_ID
+  secret_key_env: AWS_SECRET_ACCESS_KEY
+contract:
+  # The Secret a training run's ingest step reads the salt of hashed pii columns from.
+  pii_salt_secret: {{ .Values.privacy.existingSecret }}
+pipeline:
+  host: {{ .Values.training.kfpHost | quote }}
+  s3_secret: {{ .Values.storage.existingSecret }}
+  # What a run the trigger engine submits runs as, and in.
+  image: {{ include "flywheel.image" .Values.images.components | quote }}
+  service_account: {{ include "flywheel.pipelineRunner" . }}
+  namespace: {{ if .Values.training.kfpMultiUser }}{{ .Release.Namespace }}{{ else }}null{{ end }}
+serving:
+  image: {{ printf "%s:%s" .Values.images.serving.repository .Values.images.serving.tag | quote }}
+  image_digest: {{ if .Values.images.serving.digest }}{{ .Values.images.serving.digest | quote }}{{ else }}null{{ end }}
+  namespace: {{ .Release.Namespace }}
+  deployment: {{ include "flywheel.deployment" . }}
+  replicas: {{ .Values.serving.replicas }}
+  workers: {{ .Values.serving.workers }}
+  max_rows: {{ .Values.serving.maxRows }}
+  max_body_bytes: {{ .Values.serving.maxBodyBytes | int64 }}
+  log_predictions: {{ .Values.serving.logPredictions }}
+  log_max_bytes: {{ .Values.serving.logMaxBytes | int64 }}
+  pod_template: {{ include "flywheel.modelPodTemplate" . }}
+  resources:
+    cpu_request: {{ .Values.serving.resources.requests.cpu | quote }}
+    cpu_limit: {{ .Values.serving.resources.limits.cpu | quote }}
+    memory_request: {{ .Values.serving.resources.requests.memory | quote }}
+    memory_limit: {{ .Values.serving.resources.limits.memory | quote }}
+rollout:
+  driver: kubernetes
+  interval_seconds: {{ .Values.rolloutController.intervalSeconds }}
+  prometheus_url: {{ .Values.rolloutController.prometheusUrl | quote }}
+  scrape_interval_seconds: {{ include "flywheel.seconds" .Values.serviceMonitor.interval }}
+  checks:
+    # Looks in a row that cannot measure before a rollback: at least two scrapes' worth.
+    max_inconclusive: {{ max 12 (int (ceil (divf (mulf 2 (include "flywheel.seconds" .Values.serviceMonitor.interval | float64)) .Values.rolloutController.intervalSeconds))) }}
+  steps: {{ .Values.rolloutController.steps | toJson }}
+  accuracy: {{ .Values.rolloutController.accuracy | quote }}
+  min_requests: {{ .Values.rolloutController.minRequests }}
+monitoring:
+  pushgateway: {{ if .Values.monitoring.pushgateway }}{{ .Values.monitoring.pushgateway | quote }}{{ else }}null{{ end }}
+  # The share of requests serving logs: the rollout controller passes it to every predictor.
+  log_sample: {{ .Values.monitoring.logSample }}
+{{- end }}
+
+{{/*
+Lay `from` over `onto`, a mapping in place: a mapping in both is laid over key by key, any
+other value of `from` replaces (null and false too, unlike sprig's merge).
+*/}}
+{{- define "flywheel.overlay" -}}
+{{- $onto := .onto }}
+{{- range $key, $value := .from }}
+{{- if and (kindIs "map" $value) (kindIs "map" (get $onto $key)) }}
+{{- include "flywheel.overlay" (dict "onto" (get $onto $key) "from" $value) }}
+{{- else }}
+{{- $_ := set $onto $key $value }}
+{{- end }}
+{{- end }}
+{{- end }}

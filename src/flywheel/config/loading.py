@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -19,6 +20,18 @@ from flywheel.config.settings import Settings
 from flywheel.errors import FlywheelError
 
 DEFAULT_CONFIG = "flywheel.yaml"
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, reading an exponent without a dot (1e-05) as a number, as YAML 1.2
+    does and as Helm's toYaml writes a small one (PyYAML's YAML 1.1 reads it as a string)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 class ConfigError(FlywheelError, ValueError):
@@ -78,7 +91,7 @@ def _env_key(name: str) -> tuple[str, ...] | None:
 
 def _parse_scalar(raw: str) -> Any:
     try:
-        return yaml.safe_load(raw) if raw.strip() else raw
+        return yaml.load(raw, Loader=_Loader) if raw.strip() else raw
     except yaml.YAMLError:
         return raw
 
@@ -115,8 +128,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], _Origi
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such configuration file") from None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
     if data is None:

@@ -34,6 +34,17 @@ def test_environment_and_set_override_the_file_in_order(tmp_path: Path) -> None:
     assert from_set.model.params["max_iter"] == 30
 
 
+def test_an_exponent_without_a_dot_is_a_number(tmp_path: Path) -> None:
+    # given exponents as YAML 1.2 writes them, and Helm's toYaml (the chart's ConfigMap)
+    path = tmp_path / "f.yaml"
+    path.write_text("monitoring:\n  skew_tolerance: 1e-06\n")
+    # when the file and a --set are loaded
+    settings = load_settings(path, env={}, overrides=["monitoring.distance=2E-1"])
+    # then both are numbers, as 1.0e-06 always was
+    assert settings.monitoring.skew_tolerance == 1e-6
+    assert settings.monitoring.distance == 0.2
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
