@@ -53,7 +53,7 @@ def test_production_and_a_canary_are_monitored_and_each_window_recorded(
     registered: Settings, store: LocalStore
 ) -> None:
     # given v1 in production, v2 registered beside it, traffic to both and a corrupt log file
-    registry = with_v2(store)
+    with_v2(store)
     day = registered.data.generator.start_date + timedelta(days=6)
     frame = synthetic.generate_day(day, registered.data.generator)
     log_traffic(store, "loan-default", "v1", frame.iloc[:400])
