@@ -121,17 +121,19 @@ def first_firing(
 
 
 def drift_figures(settings: Settings) -> str:
-    """Each window's drift tests as monitoring recorded them last: test, statistic against its
-    threshold, and whether the feature drifted (for a failure message)."""
+    """Each window's drift tests as monitoring recorded them last: the test's p-value against
+    its threshold, the effect against its distance, and * where the feature drifted (for a
+    failure message)."""
     store = LocalStore(settings.storage.uri)
     lines = []
     for report in latest_records(store, settings.model_name, "v1", "day"):
         tests = ", ".join(
-            f"{f.feature} {f.result.test} {f.result.statistic:.3f}/{f.result.threshold:g}"
+            f"{f.feature} {f.result.test} p={f.result.p_value or 0:.2g}/{f.result.threshold:g} "
+            f"{f.result.effect} {f.result.effect_size or 0:.3f}/{f.result.distance or 0:g}"
             + ("*" if f.result.drifted else "")
             for f in report.features
         )
-        lines.append(f"{report.start:%Y-%m-%d} share {report.drifted_share}: {tests}")
+        lines.append(f"{report.start:%Y-%m-%d} share {report.drifted_share:.2f}: {tests}")
     return "\n".join(lines)
 
 
