@@ -243,7 +243,10 @@ def _refused(runs: list[Run], days: list[date], firings: list[Firing]) -> str | 
         return None
     if days and days[-1] > date.fromisoformat(read):
         return None
-    return f"the gate refused run {last.started.run_id} on the batches to {read}: waiting for a newer one"
+    return (
+        f"the gate refused run {last.started.run_id} on the batches to {read}: "
+        "waiting for a newer one"
+    )
 
 
 def _blocked(

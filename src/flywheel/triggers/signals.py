@@ -212,12 +212,11 @@ def _unjudged(
     return None
 
 
-def judgeable(policy: PerformanceTrigger, report: WindowReport | None) -> bool:
+def judgeable(policy: PerformanceTrigger, report: WindowReport) -> bool:
     """Whether a window has the labels the performance trigger needs: `min_labelled` of them
     and its metric."""
     return (
-        report is not None
-        and report.performance.labelled >= policy.min_labelled
+        report.performance.labelled >= policy.min_labelled
         and report.performance.get(policy.metric_for(report.task)) is not None
     )
 
