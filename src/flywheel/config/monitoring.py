@@ -300,9 +300,10 @@ class TriggerSettings(Strict):
     """The trigger engine's one policy: what starts a retraining run, and what holds it back.
 
     A trigger set to null is off. Safeguards: a run is not started while another one is in
-    flight, beyond the daily budget, while held (`flywheel triggers hold`), or within the
-    cooldown of the last one unless a high-severity trigger fired. `--force` bypasses the
-    cooldown and the budget, never a hold or a run in flight.
+    flight, beyond the daily budget, while held (`flywheel triggers hold`), within the
+    cooldown of a run started on the same kind of trigger unless a high-severity trigger
+    fired, or after a refused run until a newer batch arrives. `--force` bypasses the cooldown,
+    the budget and that wait, never a hold or a run in flight.
     """
 
     schedule: ScheduleTrigger | None = ScheduleTrigger()
@@ -312,7 +313,10 @@ class TriggerSettings(Strict):
     estimated_performance: EstimatedPerformanceTrigger | None = EstimatedPerformanceTrigger()
     code_change: CodeChangeTrigger | None = CodeChangeTrigger()
     cooldown_hours: float = Field(
-        default=24.0, ge=0, le=24 * 366, description="No low-severity run within this of the last"
+        default=24.0,
+        ge=0,
+        le=24 * 366,
+        description="No low-severity run within this of the last run started on the same kind",
     )
     daily_budget: int = Field(default=2, ge=1, le=1000, description="Runs started per UTC day")
     run_timeout_hours: float = Field(

@@ -9,7 +9,7 @@ a window is its current state, the older ones its history.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flywheel.monitoring.analysis import Window, WindowReport
 from flywheel.storage import ObjectStore
@@ -37,13 +37,20 @@ def write_record(store: ObjectStore, report: WindowReport) -> str:
 
 
 def latest_records(
-    store: ObjectStore, model: str, version: str, window: Window
+    store: ObjectStore,
+    model: str,
+    version: str,
+    window: Window,
+    computed_by: datetime | None = None,
 ) -> list[WindowReport]:
-    """The newest record of each window of a version, oldest window first."""
+    """The newest record of each window of a version, oldest window first; with `computed_by`,
+    the newest computed by then (what a look at that time saw)."""
     newest: dict[str, str] = {}
+    by = f"{computed_by.astimezone(UTC).strftime(_STAMP)}.json" if computed_by else None
     for key in store.list(f"{PREFIX}/{model}/{version}/{window}"):
-        start = key.rsplit("/", 2)[-2]
-        newest[start] = max(newest.get(start, key), key)
+        start, stamp = key.rsplit("/", 2)[-2:]
+        if by is None or stamp <= by:
+            newest[start] = max(newest.get(start, key), key)
     return [WindowReport.model_validate_json(store.read(newest[s])) for s in sorted(newest)]
 
 

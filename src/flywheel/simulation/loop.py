@@ -495,6 +495,7 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
         "blessed": False,
     }
     succeeded = False
+    blessed: bool | None = None
     try:
         with stamped_by(lambda: end):
             result = runs.run_in_process(
@@ -511,12 +512,15 @@ def _run(world: _World, decision: engine.Decision, run_id: str, end: datetime) -
             gate = json.loads((work / "decision.json").read_text())
             out["refused_by"] = [c["detail"] for c in gate["checks"] if not c["passed"]]
         out["seconds"] = round(sum(result.seconds.values()), 3)
-        succeeded = True
+        succeeded, blessed = True, result.blessed
     except FlywheelError as error:
         out["error"] = " ".join(str(error).split())[:300]
     finally:
         # Also when interrupted: a run marked finished no longer blocks the next one.
-        engine.run_finished(world.stores.ledger, run_id, succeeded=succeeded, now=end)
+        # The gate's verdict too: a refused run leaves production's evidence standing.
+        engine.run_finished(
+            world.stores.ledger, run_id, succeeded=succeeded, blessed=blessed, now=end
+        )
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from flywheel import batches
-from flywheel.config import Settings
+from flywheel.config import Settings, TriggerSettings
 from flywheel.errors import FlywheelError
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import MonitoringError, monitor, windows
@@ -119,6 +119,27 @@ def _reports(
     return [stored[start] for start in sorted(stored)]
 
 
+def _answered(run: Run, now: datetime, timeout: timedelta) -> bool:
+    """Whether a run may have answered the evidence it started on: it is in flight, its model
+    registered, or nothing said how it ended. One that failed or that the gate refused left
+    production as it was."""
+    return run.outcome(now, timeout) not in ("failed", "refused")
+
+
+def _seen(
+    settings: Settings, registry: Registry, version: str, since: datetime | None
+) -> set[datetime]:
+    """The windows whose labels the performance trigger could judge when the run that answered
+    the evidence started: what monitoring had recorded by then."""
+    policy = settings.triggers.performance
+    if policy is None or since is None:
+        return set()
+    then = latest_records(
+        registry.store, settings.model_name, version, settings.monitoring.window, since
+    )
+    return {r.start for r in then if signals.judgeable(policy, r)}
+
+
 def _last_start(runs: list[Run], production: Production | None) -> datetime | None:
     if runs:
         return runs[-1].started.started_at
@@ -136,9 +157,11 @@ def _judge(
     settings: Settings,
     now: datetime,
     runs: list[Run],
+    answered: Run | None,
     production: Production | None,
     days: list[date],
     reports: list[WindowReport],
+    seen: set[datetime],
     commit: str | None,
     image: str | None,
 ) -> list[Check]:
@@ -152,19 +175,19 @@ def _judge(
     if policy.new_data:
         checks.append(signals.new_data(policy.new_data, days, _since(runs, production)))
     if production is not None:
-        # Evidence counts once: windows that ended before the last run started were there for
-        # that run to learn from, so they cannot start another (a high severity would otherwise
-        # retrain again on the same bad window right after a run that was not promoted).
-        since = runs[-1].started.started_at if runs else None
-        reports = [r for r in reports if since is None or r.end > since]
+        # Evidence counts once, item by item: a window's inputs from when it ended, its labels
+        # from when they came back. The newest run that may have answered it saw what was there
+        # when it started; a run that failed or was refused answered nothing.
+        since = answered.started.started_at if answered else None
+        ended = [r for r in reports if since is None or r.end > since]
         if policy.drift:
-            checks.append(signals.drift(policy.drift, reports, spans[-policy.drift.windows :]))
+            checks.append(signals.drift(policy.drift, ended, spans[-policy.drift.windows :]))
         if policy.performance:
-            checks.append(signals.performance(policy.performance, reports))
+            checks.append(signals.performance(policy.performance, reports, seen))
         if policy.estimated_performance:
             k = policy.estimated_performance.windows
             checks.append(
-                signals.estimated_performance(policy.estimated_performance, reports, spans[-k:])
+                signals.estimated_performance(policy.estimated_performance, ended, spans[-k:])
             )
     if policy.code_change:
         started = [(r.started.commit, r.started.image) for r in runs]
@@ -172,10 +195,65 @@ def _judge(
     return checks
 
 
+def _cooling(policy: TriggerSettings, now: datetime, runs: list[Run], kind: Kind) -> Run | None:
+    """The newest run within the cooldown that started on this kind of trigger; a run a person
+    started (by hand, or forced) or whose kinds were not kept holds back every kind."""
+    cooldown = timedelta(hours=policy.cooldown_hours)
+    for run in reversed(runs):
+        if now - run.started.started_at >= cooldown:
+            return None
+        kinds = run.started.kinds
+        if kinds is None or "manual" in kinds or kind in kinds:
+            return run
+    return None
+
+
+def _cooldown(
+    policy: TriggerSettings, now: datetime, runs: list[Run], firings: list[Firing]
+) -> str | None:
+    """Why every firing is held back by the cooldown, or None. A low-severity trigger waits only
+    after a run started on the same kind: a run started on something else (the schedule, a
+    commit) never saw the evidence that appeared after it."""
+    if any(f.severity == "high" for f in firings):
+        return None
+    cooled = [(f, run) for f in firings if (run := _cooling(policy, now, runs, f.kind))]
+    if len(cooled) < len(firings):
+        return None
+    firing, run = min(cooled, key=lambda c: c[1].started.started_at)
+    until = run.started.started_at + timedelta(hours=policy.cooldown_hours)
+    return (
+        f"cooldown until {until:%Y-%m-%d %H:%M} UTC (after run {run.started.run_id}"
+        + (
+            f" on {firing.kind.replace('_', ' ')})"
+            if firing.kind in (run.started.kinds or ())
+            else ")"
+        )
+        + _by_hand(run)
+    )
+
+
+def _refused(runs: list[Run], days: list[date], firings: list[Firing]) -> str | None:
+    """Why a retry waits: the gate refused the last run's model, and no batch is newer than the
+    ones it read, so a retry would learn the same. New code (a commit, an image) may not."""
+    if not runs or any(f.kind == "code_change" for f in firings):
+        return None
+    last = runs[-1]
+    read = last.started.newest_batch
+    if last.finished is None or last.finished.outcome != "refused" or read is None:
+        return None
+    if days and days[-1] > date.fromisoformat(read):
+        return None
+    return (
+        f"the gate refused run {last.started.run_id} on the batches to {read}: "
+        "waiting for a newer one"
+    )
+
+
 def _blocked(
     settings: Settings,
     now: datetime,
     runs: list[Run],
+    days: list[date],
     held: Hold | None,
     firings: list[Firing],
     forced: bool,
@@ -196,14 +274,7 @@ def _blocked(
     today = [r for r in runs if r.started.started_at.astimezone(UTC).date() == now.date()]
     if len(today) >= policy.daily_budget:
         return f"daily budget of {policy.daily_budget} run(s) spent on {now:%Y-%m-%d}"
-    if runs and not any(f.severity == "high" for f in firings):
-        until = runs[-1].started.started_at + timedelta(hours=policy.cooldown_hours)
-        if now < until:
-            return (
-                f"cooldown until {until:%Y-%m-%d %H:%M} UTC (after run {runs[-1].started.run_id})"
-                + _by_hand(runs[-1])
-            )
-    return None
+    return _cooldown(policy, now, runs, firings) or _refused(runs, days, firings)
 
 
 def _by_hand(run: Run) -> str:
@@ -232,7 +303,10 @@ def check(
         held = ledger.held()
         production = _production(registry)
         days = [b.day for b in source.available()]
+        timeout = timedelta(hours=settings.triggers.run_timeout_hours)
+        answered = next((r for r in reversed(runs) if _answered(r, now, timeout)), None)
         reports: list[WindowReport] = []
+        seen: set[datetime] = set()
         wants_reports = any(
             (
                 settings.triggers.drift,
@@ -242,12 +316,14 @@ def check(
         )
         if production is not None and wants_reports:
             reports = _reports(settings, registry, source, production.version, now)
+            since = answered.started.started_at if answered else None
+            seen = _seen(settings, registry, production.version, since)
     except (StoreError, ValidationError) as error:
         raise TriggerError(
             f"cannot read the trigger state of {settings.model_name} from "
             f"{settings.storage.uri}: {error}; no decision was recorded"
         ) from None
-    checks = _judge(settings, now, runs, production, days, reports, commit, image)
+    checks = _judge(settings, now, runs, answered, production, days, reports, seen, commit, image)
     if force:
         checks.append(
             Check(
@@ -263,7 +339,9 @@ def check(
         for c in checks
         if c.fired
     ]
-    blocked_by = _blocked(settings, now, runs, held, firings, bool(force)) if firings else None
+    blocked_by = (
+        _blocked(settings, now, runs, days, held, firings, bool(force)) if firings else None
+    )
     if not firings:
         reason = "nothing fired"
     elif blocked_by:
@@ -318,6 +396,7 @@ def run_started(
         decision=decision.record,
         reason=decision.reason,
         severity="high" if any(f.severity == "high" for f in decision.firings) else "low",
+        kinds=sorted({f.kind for f in decision.firings}),
         commit=code.get("commit"),
         image=code.get("image"),
         newest_batch=decision.newest_batch,

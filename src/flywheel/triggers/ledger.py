@@ -57,6 +57,9 @@ class RunStarted(Record):
     actor: str | None = None  # the person (--actor or $USER); None: the engine decided alone
     decision: str = ""  # the trigger decision record it started on, if one did
     severity: Literal["low", "high"] | None = None  # the decision's; None without one
+    # The kinds of trigger its decision fired, for the cooldown; None (by hand, or an entry from
+    # before kinds were kept): every kind.
+    kinds: list[str] | None = None
     commit: str | None = None
     image: str | None = None
     newest_batch: str | None = None  # the newest batch when it started: new data counts from here

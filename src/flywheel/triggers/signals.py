@@ -7,7 +7,7 @@ something did.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Literal
@@ -212,19 +212,43 @@ def _unjudged(
     return None
 
 
-def performance(policy: PerformanceTrigger, reports: Sequence[WindowReport]) -> Check:
+def judgeable(policy: PerformanceTrigger, report: WindowReport) -> bool:
+    """Whether a window has the labels the performance trigger needs: `min_labelled` of them
+    and its metric."""
+    return (
+        report.performance.labelled >= policy.min_labelled
+        and report.performance.get(policy.metric_for(report.task)) is not None
+    )
+
+
+def performance(
+    policy: PerformanceTrigger,
+    reports: Sequence[WindowReport],
+    seen: Collection[datetime] = (),
+) -> Check:
     """Fired when the newest window with enough delayed labels is significantly worse than the
     threshold: the upper bound of its interval is under the floor (the lower bound is over
-    the ceiling, for an error)."""
+    the ceiling, for an error). Windows starting at `seen` had their labels when the last run
+    started: that evidence was counted."""
     unjudged = _unjudged("performance", policy, reports, "performance")
     if unjudged is not None:
         return unjudged
-    labelled = [
-        r
-        for r in reports
-        if r.performance.labelled >= policy.min_labelled
-        and r.performance.get(policy.metric_for(r.task)) is not None
-    ]
+    judged = [r for r in reports if judgeable(policy, r)]
+    labelled = [r for r in judged if r.start not in seen]
+    if judged and not labelled:
+        newest = judged[-1]
+        return Check(
+            kind="performance",
+            fired=False,
+            reason=f"performance: no labels came back since the last run started "
+            f"(it saw those of {_window(newest)})",
+            severity=policy.severity,
+            inputs={
+                "metric": policy.metric_for(newest.task),
+                "seen": [_window(r) for r in judged],
+                "min_labelled": policy.min_labelled,
+            },
+        )
     if not labelled:
         most = max((r.performance.labelled for r in reports), default=0)
         metric = policy.metric_for(reports[-1].task) if reports else policy.metric

@@ -41,3 +41,18 @@ def test_the_newest_look_at_each_window_is_its_current_state(
         (report.start, later.computed_at),
         (following.start, following.computed_at),
     ]
+
+
+def test_a_look_back_reads_what_was_recorded_by_then(report: WindowReport, tmp_path: Path) -> None:
+    # given a window looked at twice, five hours apart (labels arrived in between)
+    store = LocalStore(tmp_path)
+    later = report.model_copy(update={"computed_at": report.computed_at + timedelta(hours=5)})
+    for r in (report, later):
+        write_record(store, r)
+    # when read as of an hour after the first look, then the first look is what was there
+    then = report.computed_at + timedelta(hours=1)
+    (seen,) = latest_records(store, report.model, report.version, report.window, then)
+    assert seen.computed_at == report.computed_at
+    # and as of a moment before it, nothing was
+    before = report.computed_at - timedelta(microseconds=1)
+    assert latest_records(store, report.model, report.version, report.window, before) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from flywheel.triggers import engine
 from flywheel.triggers.engine import Decision, TriggerError
-from flywheel.triggers.ledger import Ledger, LedgerError
+from flywheel.triggers.ledger import Ledger, LedgerError, RunStarted
 from harness.projects import SMALL
 from harness.reports import DAY0, interval, window_report
 from harness.servers import free_ports
@@ -144,27 +144,155 @@ def test_a_record_computed_after_now_is_not_used(project: Settings) -> None:
     assert drift.reason == "drift: 0 of the newest 2 window(s) drifted (shares –, – vs 0.3)"
 
 
-def test_cooldown_holds_back_low_severity_but_not_high(project: Settings) -> None:
-    # given a run started on a drift decision
-    record(project, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
-    first = check(project, now=NOW)
-    engine.run_started(ledger(project), first, "r1")
-    engine.run_finished(ledger(project), "r1", succeeded=True, now=NOW + timedelta(hours=1))
-    # when CI reports a new commit (low severity) within the 24-hour cooldown
-    again = check(project, now=NOW + timedelta(hours=2), commit="f00dfeed")
-    # then it is blocked, and the windows the run could learn from do not fire drift again
-    assert not again.fired and [f.kind for f in again.firings] == ["code_change"]
-    assert again.blocked_by is not None
-    assert again.blocked_by.startswith("cooldown until 2026-01-14 00:10 UTC (after run r1)")
-    # when a significant performance drop (high severity) shows in a window after the run
-    later = NOW + timedelta(hours=23, minutes=55)  # day 3 has closed; the cooldown has not
-    record(
-        project,
-        window_report(3, drifted=THREE, accuracy=interval(0.6), labelled=400, computed_at=later),
+def run(settings: Settings, decision: Decision, run_id: str, outcome: str) -> None:
+    """Mark a run started on `decision` and finished at once with `outcome`: succeeded (its
+    model registered), refused by the gate, or failed."""
+    engine.run_started(ledger(settings), decision, run_id)
+    engine.run_finished(
+        ledger(settings),
+        run_id,
+        succeeded=outcome != "failed",
+        blessed=outcome == "succeeded",
+        now=decision.at,
     )
-    urgent = check(project, now=later)
+
+
+def test_cooldown_holds_back_the_kind_a_run_started_on_but_no_other_and_not_high(
+    project: Settings,
+) -> None:
+    settings = settings_for(Path(project.storage.uri).parent, "triggers.cooldown_hours=72")
+    # given a run started on drift in the windows of days 1 and 2
+    record(settings, window_report(1, drifted=THREE), window_report(2, drifted=THREE))
+    first = check(settings, now=NOW)
+    assert first.fired and [f.kind for f in first.firings] == ["drift"]
+    run(settings, first, "d1", "succeeded")
+    # when the drift goes on in the next two windows, within the 72-hour cooldown
+    later = NOW + timedelta(days=2)
+    record(settings, window_report(3, drifted=THREE), window_report(4, drifted=THREE))
+    again = check(settings, now=later)
+    # then drift fires on them, held back by the cooldown of the run it started
+    assert not again.fired and [f.kind for f in again.firings] == ["drift"]
+    assert again.blocked_by == "cooldown until 2026-01-16 00:10 UTC (after run d1 on drift)"
+    assert [w["window"] for w in again.firings[0].inputs["windows"]] == [
+        "2026-01-13",
+        "2026-01-14",
+    ]
+    # when CI reports a new commit then, then its run is not held: d1 never saw that code
+    commit = check(settings, now=later, commit="f00dfeed")
+    assert commit.fired and [f.kind for f in commit.firings] == ["drift", "code_change"]
+    # when a significant performance drop (high severity) shows in a window after the runs
+    urgent_at = later + timedelta(hours=23, minutes=55)
+    run(settings, commit, "c1", "succeeded")
+    record(
+        settings,
+        window_report(5, drifted=THREE, accuracy=interval(0.6), labelled=400),
+    )
+    urgent = check(settings, now=urgent_at)
     # then it passes the cooldown
     assert urgent.fired and [f.kind for f in urgent.firings] == ["performance"]
+
+
+def test_a_schedule_run_does_not_hold_back_drift_that_appeared_after_it(
+    project: Settings,
+) -> None:
+    settings = settings_for(
+        Path(project.storage.uri).parent,
+        "triggers.cooldown_hours=72",
+        "triggers.schedule.cron=0 0 * * *",
+    )
+    # given a first run four days before, and a schedule run at the end of day 2, when nothing
+    # had drifted
+    first = check(settings, now=NOW - timedelta(days=4), force="first")
+    run(settings, first, "f1", "succeeded")
+    record(settings, window_report(1), window_report(2))
+    scheduled = check(settings, now=NOW)
+    assert scheduled.fired and [f.kind for f in scheduled.firings] == ["schedule"]
+    run(settings, scheduled, "s1", "succeeded")
+    # when days 3 and 4 drift, 48 hours later
+    record(settings, window_report(3, drifted=THREE), window_report(4, drifted=THREE))
+    drifted = check(settings, now=NOW + timedelta(days=2))
+    # then drift starts a run: the schedule's cooldown holds back only the schedule
+    assert drifted.fired and "drift" in [f.kind for f in drifted.firings], drifted.reason
+
+
+def test_a_run_started_by_hand_holds_back_every_kind(project: Settings) -> None:
+    settings = settings_for(Path(project.storage.uri).parent, "triggers.cooldown_hours=72")
+    # given a `flywheel run` by hand at the end of day 2, which failed
+    entry = RunStarted(
+        run_id="by-hand", started_at=NOW, reason="by hand", origin="run", actor="ada"
+    )
+    ledger(settings).start(entry)
+    engine.run_finished(ledger(settings), "by-hand", succeeded=False, now=NOW)
+    # when drift fires two days later, then the cooldown holds it back: its kind is not known
+    record(settings, window_report(3, drifted=THREE), window_report(4, drifted=THREE))
+    held = check(settings, now=NOW + timedelta(days=2))
+    assert held.blocked_by == (
+        "cooldown until 2026-01-16 00:10 UTC (after run by-hand) (started by flywheel run by ada)"
+    )
+
+
+def test_labels_that_come_back_after_a_run_count_though_their_window_closed_before_it(
+    project: Settings,
+) -> None:
+    settings = settings_for(Path(project.storage.uri).parent, "triggers.daily_budget=5")
+    # given a run started at the end of day 2, when no labels had come back
+    record(settings, window_report(1), window_report(2))
+    forced = check(settings, now=NOW, force="by hand")
+    run(settings, forced, "m1", "succeeded")
+    # when day 1's labels come back after it, showing a significant drop
+    later = NOW + timedelta(hours=2)
+    record(
+        settings,
+        window_report(1, accuracy=interval(0.6), labelled=400, computed_at=later),
+    )
+    dropped = check(settings, now=later)
+    # then the performance trigger fires on day 1, which closed before the run started
+    assert dropped.fired and [f.kind for f in dropped.firings] == ["performance"]
+    assert dropped.firings[0].inputs["window"] == "2026-01-11"
+    # when a run starts on it, then those labels count once: the next look finds nothing new
+    run(settings, dropped, "p1", "succeeded")
+    quiet = check(settings, now=later + timedelta(hours=1))
+    performance = next(c for c in quiet.checks if c.kind == "performance")
+    assert not performance.fired
+    assert performance.reason == (
+        "performance: no labels came back since the last run started (it saw those of 2026-01-11)"
+    )
+    # when day 2's labels come back, then they count
+    newest = later + timedelta(hours=2)
+    record(
+        settings,
+        window_report(2, accuracy=interval(0.6), labelled=400, computed_at=newest),
+    )
+    again = check(settings, now=newest)
+    assert again.fired and again.firings[0].inputs["window"] == "2026-01-12"
+
+
+def test_a_refused_run_leaves_the_evidence_and_a_retry_waits_for_a_newer_batch(
+    project: Settings,
+) -> None:
+    settings = settings_for(Path(project.storage.uri).parent, "triggers.daily_budget=5")
+    # given a significant drop on day 2, and a run on it that the gate refused
+    record(settings, window_report(1), window_report(2, accuracy=interval(0.6), labelled=400))
+    dropped = check(settings, now=NOW)
+    assert dropped.fired and [f.kind for f in dropped.firings] == ["performance"]
+    run(settings, dropped, "p1", "refused")
+    # when the engine looks again before a newer batch arrived
+    same = check(settings, now=NOW + timedelta(hours=1))
+    # then the drop still fires, and waits: the same batches would teach the same model
+    assert [f.kind for f in same.firings] == ["performance"] and not same.fired
+    assert same.blocked_by == (
+        "the gate refused run p1 on the batches to 2026-01-05: waiting for a newer one"
+    )
+    # when a newer batch arrives, then it fires again on the same window
+    day = date(2026, 1, 6)
+    synthetic.generate_day(day, settings.data.generator).to_parquet(
+        Path(settings.data.source) / f"{day}.parquet"
+    )
+    retry = check(settings, now=NOW + timedelta(hours=2))
+    assert retry.fired and retry.firings[0].inputs["window"] == "2026-01-12"
+    # and after a run that failed, at once
+    run(settings, retry, "p2", "failed")
+    assert check(settings, now=NOW + timedelta(hours=3)).fired
 
 
 def test_a_run_in_flight_blocks_even_force_until_it_finishes_or_times_out(

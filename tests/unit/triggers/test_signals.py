@@ -127,6 +127,24 @@ def test_performance_uses_the_newest_window_with_enough_labels_and_a_floor() -> 
     assert not none.fired and "no window has 100 labels yet (most: 20)" in none.reason
 
 
+def test_performance_skips_windows_whose_labels_the_last_run_saw() -> None:
+    policy = PerformanceTrigger(floor=0.7, max_drop=None, min_labelled=100)
+    # given a newer window the last run saw with its labels, and an older one it did not
+    reports = [
+        window_report(0, accuracy=interval(0.6), labelled=400),
+        window_report(1, accuracy=interval(0.6), labelled=400),
+    ]
+    # when judged, then the window whose labels came back after the run counts
+    check = signals.performance(policy, reports, seen={DAY0 + timedelta(days=1)})
+    assert check.fired and check.inputs["window"] == "2026-01-10"
+    # and with both seen, nothing is judged again, and the reason says so
+    quiet = signals.performance(policy, reports, seen=set(spans(0, 1)))
+    assert not quiet.fired and quiet.inputs["seen"] == ["2026-01-10", "2026-01-11"]
+    assert quiet.reason == (
+        "performance: no labels came back since the last run started (it saw those of 2026-01-11)"
+    )
+
+
 def test_estimated_performance_needs_every_window_and_is_low_severity() -> None:
     policy = EstimatedPerformanceTrigger(max_drop=0.05, windows=2)
     low = interval(0.70, 0.02)
