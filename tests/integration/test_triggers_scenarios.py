@@ -179,7 +179,9 @@ def test_covariate_drift_fires_within_three_days_past_a_schedule_run_and_the_lin
     # and its record shows why: the drifted share of each window it needed
     record = stored(settings, decision)
     windows = next(c for c in record["checks"] if c["kind"] == "drift")["inputs"]["windows"]
-    assert len(windows) == 2 and all(w["drifted"] and w["drifted_share"] > 0.3 for w in windows)
+    share = settings.triggers.drift.share
+    assert share is not None
+    assert len(windows) == 2 and all(w["drifted"] and w["drifted_share"] > share for w in windows)
     # when a run starts on it, then it registers a version whose lineage carries the reason
     from flywheel import runs
 

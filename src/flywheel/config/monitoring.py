@@ -143,9 +143,10 @@ class DriftTrigger(Strict):
     window (monitoring's feature drift)."""
 
     share: Fraction | None = Field(
-        default=0.3,
-        description="Fire when more than this share of features drifted (monitoring's tests); "
-        "null: only the named features' PSI",
+        default=0.1,
+        description="Fire when more than this share of features drifted (monitoring's tests, "
+        "each a significant test and an effect above its distance; 0.1 is one of 9 features "
+        "in each window); null: only the named features' PSI",
     )
     features: dict[Column, float] = Field(
         default={},

@@ -141,7 +141,7 @@ def test_a_record_computed_after_now_is_not_used(project: Settings) -> None:
     assert not decision.fired
     drift = next(c for c in decision.checks if c.kind == "drift")
     assert [w["rows"] for w in drift.inputs["windows"]] == [0, 0]
-    assert drift.reason == "drift: 0 of the newest 2 window(s) drifted (shares –, – vs 0.3)"
+    assert drift.reason == "drift: 0 of the newest 2 window(s) drifted (shares –, – vs 0.1)"
 
 
 def run(settings: Settings, decision: Decision, run_id: str, outcome: str) -> None:
