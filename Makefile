@@ -231,7 +231,7 @@ bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, de
 	$(BIN)/python -m benchmarks.rollout $(ARGS)
 
 .PHONY: bench-loop
-bench-loop: $(VENV)/.ready ## The whole loop simulated for 60 days per scenario: triggers vs schedule, never, daily
+bench-loop: $(VENV)/.ready ## The whole loop simulated on every scenario under five policies (30 days; ARGS="--days 60"), never and daily cached in ~/.cache/flywheel/bench-loop
 	$(BIN)/python -m benchmarks.loop $(ARGS)
 
 .PHONY: clean

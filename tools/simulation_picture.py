@@ -4,7 +4,8 @@ python -m tools.simulation_picture [--days 40] [--out docs/simulation-report.png
 
 In a scratch directory: `flywheel simulate`'s loop (flywheel.simulation.loop.simulate) on
 `concept_drift` under the trigger policy, with flywheel.yaml as it ships but without the
-hyper-parameter search (as the command plays it), the oracle retrained daily beside it,
+hyper-parameter search (as the command plays it), the oracle (the generator's own
+probabilities) beside it,
 and the same plotting code as its HTML report (flywheel.simulation.report), six plots
 tiled three to a row into one small PNG; the terminal summary is printed for docs/simulation.md.
 """
@@ -31,7 +32,7 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
 
     from flywheel.config import load_settings
-    from flywheel.simulation import oracle, report, scores
+    from flywheel.simulation import report, scores
     from flywheel.simulation.loop import simulate
 
     started = time.perf_counter()
@@ -43,7 +44,7 @@ def main(argv: list[str]) -> int:
         timeline = simulate(
             settings, root=root / "simulation", days=args.days, scenario="concept_drift"
         )
-        best = oracle.for_timeline(settings, timeline, cache=root / "oracle.json")
+    best = timeline.oracle
     floor = scores.floor(settings)
     summary = scores.summary(timeline, best, floor)
     tile([png for _, png in report.figures(timeline, summary, best)], args.out, columns=3)

@@ -8,6 +8,7 @@ any day can be regenerated alone and always comes out the same.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
 import numpy as np
@@ -24,6 +25,17 @@ NEW_CHANNEL = "mobile"
 UNDERSERVED_REGION = "west"
 GRADES = ("low", "medium", "high")
 GRADE_EDGES = (0.12, 0.35)  # a noisy default risk below, between and above
+# The noisy risk a grade and the days late are read from: the risk times exp(N(0, RISK_NOISE)).
+RISK_NOISE = 0.35
+# Days late: this many per unit of noisy risk, per late payment (up to LATE_CAP), plus N(0, DAYS_NOISE).
+DAYS_PER_RISK = 60.0
+DAYS_PER_LATE_PAYMENT = 4.0
+LATE_CAP = 6
+DAYS_NOISE = 4.0
+# The underserved region's defaults: sigmoid(a + b * h), h ~ N(0, 1) that no feature carries.
+HIDDEN_LOGIT = (-1.3, 1.6)
+# Draws per row of a regression's days late when its best expected error is estimated.
+ERROR_DRAWS = 400
 
 
 def _sigmoid(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -84,7 +96,7 @@ def default_probability(
         -3.1
         + 2.6 * _sigmoid((dti - threshold) * 12)
         + 1.9 * _sigmoid((620 - credit) / 20)
-        + 0.45 * np.minimum(late, 6) ** 1.4
+        + 0.45 * np.minimum(late, LATE_CAP) ** 1.4
         + 1.3 * young_partner
         + 0.7 * (frame["employment"] == "unemployed").to_numpy()
         + 0.25 * (frame["region"] == "south").to_numpy()
@@ -96,10 +108,66 @@ def default_probability(
     return _sigmoid(z)
 
 
+@dataclass(frozen=True)
+class _Truth:
+    """How a day's labels were drawn, row by row: what the best prediction needs."""
+
+    risk: npt.NDArray[np.float64]  # each row's default probability given its features
+    odds: float  # label shift's resampling multiplied the odds of default by this (1: none)
+    hidden: npt.NDArray[np.bool_]  # rows whose default comes from a signal no feature carries
+    late: npt.NDArray[np.int64]  # each row's late payments, as drawn (before any breakage)
+
+
 def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
     """One day's batch: features, an event_time column and the world's label (`defaulted`,
     `risk_grade` or `days_late`, settings.task). Label shift resamples the applicants by
     default in every world."""
+    return _draw(day, settings)[0]
+
+
+def best_scores(day: date, settings: GeneratorSettings) -> npt.NDArray[np.float64]:
+    """What the best prediction from each row's features is expected to score, row by row of
+    `generate_day(day, settings)`, knowing how its label was drawn: for a classifier the
+    chance that the most probable label is right, for a regression the expected absolute
+    error of the conditional median (estimated from ERROR_DRAWS seeded draws a row). No model
+    of the features can expect better."""
+    frame, truth = _draw(day, settings)
+    if settings.task == "binary":
+        odds = truth.risk * truth.odds
+        p = np.where(truth.hidden, _hidden_rate(), odds / (odds + 1.0 - truth.risk))
+        return np.asarray(np.maximum(p, 1.0 - p), dtype=np.float64)
+    log_risk = np.log(truth.risk)
+    if settings.task == "multiclass":
+        from scipy.special import ndtr
+
+        low = ndtr((np.log(GRADE_EDGES[0]) - log_risk) / RISK_NOISE)
+        high = 1.0 - ndtr((np.log(GRADE_EDGES[1]) - log_risk) / RISK_NOISE)
+        return np.asarray(np.maximum.reduce([low, 1.0 - low - high, high]), dtype=np.float64)
+    day_index = (day - settings.start_date).days
+    rng = np.random.default_rng([settings.seed, day_index + 30_000])
+    shape = (len(frame), ERROR_DRAWS)
+    late = DAYS_PER_LATE_PAYMENT * np.minimum(truth.late, LATE_CAP)
+    days = np.clip(
+        DAYS_PER_RISK * np.exp(log_risk[:, None] + rng.normal(0.0, RISK_NOISE, shape))
+        + late[:, None]
+        + rng.normal(0.0, DAYS_NOISE, shape),
+        0.0,
+        None,
+    )
+    median = np.median(days, axis=1, keepdims=True)
+    return np.asarray(np.abs(days - median).mean(axis=1), dtype=np.float64)
+
+
+def _hidden_rate() -> float:
+    """The underserved region's default rate: sigmoid(a + b h) averaged over h ~ N(0, 1)."""
+    h = np.linspace(-8.0, 8.0, 4001)
+    weights = np.exp(-h * h / 2)
+    a, b = HIDDEN_LOGIT
+    return float((weights * _sigmoid(a + b * h)).sum() / weights.sum())
+
+
+def _draw(day: date, settings: GeneratorSettings) -> tuple[pd.DataFrame, _Truth]:
+    """The day's batch and how its labels were drawn."""
     day_index = (day - settings.start_date).days
     rng = np.random.default_rng([settings.seed, day_index + 10_000])
     n = settings.rows_per_day
@@ -108,45 +176,56 @@ def generate_day(day: date, settings: GeneratorSettings) -> pd.DataFrame:
     # Label shift keeps P(x | y) and raises P(y): draw more rows, then resample by class.
     frame = _features(rng, n * 4 if label_shift else n, day_index, settings)
     concept = settings.scenario == "concept_drift" and active
-    label = rng.random(len(frame)) < default_probability(frame, concept_shift=concept)
+    risk = default_probability(frame, concept_shift=concept)
+    label = rng.random(len(frame)) < risk
+    hidden = np.zeros(len(frame), dtype=np.bool_)
     if settings.scenario == "underserved_group" and active:
         # One region's defaults come from a signal no feature carries (say, a local employer
         # closing), at about the others' rate: a model can only guess the base rate there,
         # so it misses most of that region's defaulters. Drawn from a generator of its own,
         # so that every other column and region matches `stable`'s batch of the day.
-        region = (frame["region"] == UNDERSERVED_REGION).to_numpy()
+        hidden = (frame["region"] == UNDERSERVED_REGION).to_numpy()
         other = np.random.default_rng([settings.seed, day_index + 20_000])
-        hidden = other.normal(size=int(region.sum()))
-        label[region] = other.random(len(hidden)) < _sigmoid(-1.3 + 1.6 * hidden)
+        signal = other.normal(size=int(hidden.sum()))
+        a, b = HIDDEN_LOGIT
+        label[hidden] = other.random(len(signal)) < _sigmoid(a + b * signal)
     frame["defaulted"] = label.astype("int64")
+    odds = 1.0
     if label_shift:
         positives = frame[frame["defaulted"] == 1]
         negatives = frame[frame["defaulted"] == 0]
         n_pos = min(len(positives), int(n * 0.45))
+        if len(positives) and n_pos < n:
+            # a positive kept with chance n_pos/#positives, a negative with (n - n_pos)/#negatives
+            odds = (n_pos / len(positives)) / ((n - n_pos) / len(negatives))
         frame = pd.concat(
             [
                 positives.sample(n_pos, random_state=int(rng.integers(2**31))),
                 negatives.sample(n - n_pos, random_state=int(rng.integers(2**31))),
             ]
         ).sample(frac=1.0, random_state=int(rng.integers(2**31)))
+        kept = frame.index.to_numpy()
+        risk, hidden = risk[kept], hidden[kept]
+    truth = _Truth(
+        risk=risk, odds=odds, hidden=hidden, late=frame["late_payments"].to_numpy(dtype=np.int64)
+    )
     if settings.task != "binary":
         # The same applicants and the same (possibly shifted) risk, read as a grade or as
         # days late: a concept drift moves both, as it moves the defaults.
-        risk = default_probability(frame, concept_shift=concept)
-        noisy = risk * np.exp(rng.normal(0.0, 0.35, len(frame)))
+        noisy = risk * np.exp(rng.normal(0.0, RISK_NOISE, len(frame)))
         if settings.task == "multiclass":
             grades = np.asarray(GRADES, dtype=object)
             frame["risk_grade"] = grades[np.digitize(noisy, GRADE_EDGES)]
         else:
-            late = frame["late_payments"].to_numpy()
-            days = 60 * noisy + 4 * np.minimum(late, 6) + rng.normal(0.0, 4.0, len(frame))
+            late = DAYS_PER_LATE_PAYMENT * np.minimum(truth.late, LATE_CAP)
+            days = DAYS_PER_RISK * noisy + late + rng.normal(0.0, DAYS_NOISE, len(frame))
             frame["days_late"] = np.clip(days, 0.0, None).round(2)
         frame = frame.drop(columns="defaulted")
     seconds = np.sort(rng.integers(0, 86_400, len(frame)))
     start = datetime.combine(day, time())
     frame.insert(0, "event_time", pd.to_datetime(start) + pd.to_timedelta(seconds, unit="s"))
     frame = frame.reset_index(drop=True)
-    return _break(frame, settings, rng) if active else frame
+    return (_break(frame, settings, rng) if active else frame), truth
 
 
 def _break(

@@ -12,6 +12,7 @@ from flywheel.config import GeneratorSettings
 from flywheel.synthetic import (
     NEW_CHANNEL,
     UNDERSERVED_REGION,
+    best_scores,
     default_probability,
     generate_day,
 )
@@ -145,3 +146,50 @@ def test_each_world_writes_its_label_and_a_concept_drift_moves_it(
     else:
         share = lambda f: f.loc[long, label].mean()  # noqa: E731
     assert share(after) > share(before) * 1.3
+
+
+@pytest.mark.parametrize(
+    "scenario", ["stable", "concept_drift", "label_shift", "underserved_group"]
+)
+def test_the_best_scores_bound_what_a_model_learns_and_stay_close_to_it(scenario: str) -> None:
+    # given a binary world after its change: the best prediction the features allow knows
+    # the label's true probability given them (label shift's resampling and the underserved
+    # region's hidden signal included), row by row the chance its label is right
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    settings = GeneratorSettings(rows_per_day=10_000, change_day=2, scenario=scenario)  # type: ignore[arg-type]
+    frame = generate_day(DAY, settings)
+    best = best_scores(DAY, settings)
+    assert len(best) == len(frame) and ((best >= 0.5) & (best <= 1.0)).all()
+    # when a model learns the same world from two other days
+    train = pd.concat([generate_day(date(2026, 1, d), settings) for d in (8, 9)])
+    columns = [c for c in frame.columns if c not in ("event_time", "defaulted")]
+    categorical = dict.fromkeys(("region", "channel", "employment"), "category")
+    model = HistGradientBoostingClassifier(categorical_features="from_dtype", random_state=0)
+    model.fit(train[columns].astype(categorical), train["defaulted"])
+    learned = (model.predict(frame[columns].astype(categorical)) == frame["defaulted"]).mean()
+    # then it does not beat the best scores' mean (beyond 3 standard errors of a day's
+    # accuracy), and comes within a few points of it
+    error = 3 * (0.25 / len(frame)) ** 0.5
+    assert best.mean() - 0.03 < learned < best.mean() + error, (learned, best.mean())
+    if scenario == "stable":  # and the true probability's own prediction realises them
+        right = (default_probability(frame) >= 0.5) == (frame["defaulted"] == 1)
+        assert abs(best.mean() - right.mean()) < error
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_the_best_scores_of_the_other_worlds_match_the_labels_drawn(task: str) -> None:
+    # given 5,000 rows of each world, and the best prediction from the risk behind the label
+    settings = GeneratorSettings(task=task, rows_per_day=5_000)  # type: ignore[arg-type]
+    frame = generate_day(DAY, settings)
+    best = best_scores(DAY, settings)
+    assert len(best) == len(frame)
+    if task == "multiclass":
+        # then the most probable grade is right more often than a guess among three
+        assert ((best > 1 / 3) & (best <= 1.0)).all()
+        assert 0.75 < best.mean() < 0.95
+    else:
+        # then the expected absolute error of the conditional median is a few days, below
+        # what the best constant (the median of all rows) does
+        constant = (frame["days_late"] - frame["days_late"].median()).abs().mean()
+        assert 2.0 < best.mean() < constant

@@ -36,8 +36,8 @@ def simulate(
     policy: Annotated[
         str,
         typer.Option(
-            help="When to retrain: triggers (the trigger engine), schedule (every 7 days), "
-            "never, daily."
+            help="When to retrain: triggers (the trigger engine), signals (the engine without "
+            "its schedule), schedule (every 7 days, on the schedule's days), never, daily."
         ),
     ] = "triggers",
     change_day: Annotated[
@@ -65,7 +65,10 @@ def simulate(
     ] = False,
     oracle: Annotated[
         bool,
-        typer.Option(help="Draw a model retrained every day beside production in the report."),
+        typer.Option(
+            help="Draw the oracle beside production in the report: the generator's own "
+            "probabilities, the best any model can expect."
+        ),
     ] = True,
     resume: Annotated[
         bool, typer.Option("--resume", help="Carry on an interrupted simulation in --out.")
@@ -145,9 +148,8 @@ def _print_day(record: DayRecord) -> None:
 
 def _report(settings: Settings, timeline: Timeline, out_dir: Path, oracle: bool) -> None:
     from flywheel.simulation import report, scores
-    from flywheel.simulation.oracle import for_timeline
 
-    best = for_timeline(settings, timeline, cache=out_dir / "oracle.json") if oracle else None
+    best = timeline.oracle if oracle else None
     page = report.write(timeline, out_dir, oracle=best, floor=scores.floor(settings))
     summary = out_dir / report.SUMMARY
 

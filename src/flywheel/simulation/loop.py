@@ -9,9 +9,10 @@ Each simulated day, into one store under `root`, as production does it:
    over HTTP through the gateway to a seldon-core microservice serving production
    (`simulation.production`: started once after the warm-up, replaced by the next day after
    a promotion, stamping its logs with the simulated time of each request);
-3. monitoring runs at the end of the day, and the policy decides: the trigger engine
-   (`triggers`), every seventh day (`schedule`), every day (`daily`) or `never`; the last
-   three go through the engine as forced checks so that every decision is recorded alike;
+3. monitoring runs at the end of the day, and the policy decides (`simulation.world`): the
+   trigger engine (`triggers`), the engine without its schedule (`signals`), every seventh
+   day on the schedule's days (`schedule`), every day (`daily`) or `never`; `schedule` and
+   `daily` go through the engine as forced checks so that every decision is recorded alike;
 4. a firing runs the pipeline's step functions in this process (`runs.run_in_process`: the
    same functions kfp.local runs, without a subprocess per step, so 60 days fit in minutes)
    with the decision's reason; the gate decides, and a registered candidate goes through the
@@ -20,6 +21,9 @@ Each simulated day, into one store under `root`, as production does it:
    day is replayed in-process on the simulated clock, with `servers=True` too;
 5. `bad_candidate` registers a deliberately faulty version on the change day
    (`rollout.faults.register_faulty`), which the same canary analysis must roll back.
+
+Each day also records the oracle's figure on the rows production was judged on
+(`simulation.oracle`: the generator's own probabilities, an upper bound by construction).
 
 Versions and alias moves are stamped with the simulated time (`registry.stamped_by`), so the
 model's age is the simulated one. After each complete day the timeline is rewritten
@@ -54,15 +58,18 @@ from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.rollout.faults import Kind
+from flywheel.simulation import oracle
 from flywheel.simulation.canary import _canary
 from flywheel.simulation.production import _Production
 from flywheel.simulation.traffic import SimulationError, _requests, serve_day
 from flywheel.simulation.world import (
     POLICIES,
     SCENARIOS,
+    SCHEDULE_DAYS,
     Policy,
     _end_of,
     _World,
+    policy_settings,
     world_settings,
 )
 from flywheel.stores import Stores
@@ -71,7 +78,6 @@ from flywheel.triggers import engine
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEDULE_DAYS = 7
 STATE_FILE = "timeline.json"
 DAY_MARK = "day-in-progress.json"
 # What a corrupt upstream day looks like (broken_upstream), and the faulty version of
@@ -103,6 +109,9 @@ class DayRecord(BaseModel):
     run: dict[str, Any] | None
     rollout: dict[str, Any] | None  # {"version", "phase", "reason"}
     model_age_days: float | None
+    # The oracle's figure on the rows `performance` was judged on (simulation.oracle); None on
+    # a day without one, and in timelines written before it was kept.
+    oracle: float | None = None
 
 
 class Timeline(BaseModel):
@@ -123,6 +132,12 @@ class Timeline(BaseModel):
     def metric(self) -> str:
         """What the days' performance is: accuracy, or a regression's mean absolute error."""
         return "mae" if self.task == "regression" else "accuracy"
+
+    @property
+    def oracle(self) -> list[float | None]:
+        """The oracle's figure of each day (None on a day without one, and in timelines
+        written before it was kept)."""
+        return [record.oracle for record in self.records]
 
     @property
     def lower_is_better(self) -> bool:
@@ -191,7 +206,9 @@ def simulate(
             raise SimulationError(
                 f"{root} is not empty: resume the simulation there (--resume) or choose another"
             )
-        world_config = world_settings(settings, root, scenario, seed, label_delay)
+        world_config = world_settings(
+            policy_settings(settings, policy), root, scenario, seed, label_delay
+        )
         timeline = Timeline(
             task=settings.data.generator.task,
             scenario=scenario,
@@ -293,8 +310,9 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
     registry, source = world.stores.registry, world.stores.source
     day = world.day(index)
     end = _end_of(day)
+    generator = settings.data.generator
     if world.scenario == "broken_upstream" and index == world.change_day:
-        broken = settings.data.generator.model_copy(update={"scenario": BROKEN_BATCH})
+        generator = broken = generator.model_copy(update={"scenario": BROKEN_BATCH})
         if not any(b.day == day for b in source.available()):
             source.write(day, synthetic.generate_day(day, broken), _format(settings))
     serving = registry.lookup(PRODUCTION)
@@ -315,7 +333,8 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
     refused = sum(len(part) for rid, part in parts if rid in served.rejected)
     with threadpool_limits(limits=1, user_api="openmp"):
         blocked = _blocked(settings, registry, served.version, frame, batch.name)
-        performance = _performance(settings, registry, served.version, day, parts)
+        performance, judged = _performance(settings, registry, served.version, day, frame, parts)
+    best = oracle.on_rows(generator, day, judged)
 
     rollout: dict[str, Any] | None = None
     run: dict[str, Any] | None = None
@@ -390,6 +409,7 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
         run=run,
         rollout=rollout,
         model_age_days=age,
+        oracle=best,
     )
 
 
@@ -407,10 +427,12 @@ def _performance(
     registry: Registry,
     version: str,
     day: date,
+    frame: pd.DataFrame,
     parts: list[tuple[str, pd.DataFrame]],
-) -> float | None:
+) -> tuple[float | None, list[int]]:
     """The served version's performance on the day's answered rows, against their true labels:
-    a classifier's accuracy (its most probable class), a regression's mean absolute error."""
+    a classifier's accuracy (its most probable class), a regression's mean absolute error; and
+    the positions in `frame` (the day's batch, which `parts` were cut from) of the rows judged."""
     import numpy as np
     import pandas as pd
 
@@ -429,6 +451,7 @@ def _performance(
     )
     outputs = {p.request_id: p.outputs for p in logged}
     total, sum_ = 0, 0.0
+    judged: list[int] = []
     for rid, part in parts:
         answered = outputs.get(rid)
         if answered is None or settings.features.label not in part:
@@ -442,15 +465,17 @@ def _performance(
         else:
             truth = pd.to_numeric(labels, errors="coerce").to_numpy(dtype=float)
             known = np.isfinite(truth)
-        for row, true, usable in zip(answered, truth, known, strict=False):
+        positions = frame.index.get_indexer(part.index)
+        for row, true, usable, at in zip(answered, truth, known, positions, strict=False):
             if not usable or not all(math.isfinite(v) for v in row):
                 continue
+            judged.append(int(at))
             if problem.is_classifier:  # judged as serving judges a feedback
                 sum_ += float(predicted_code(row, problem) == true)
             else:
                 sum_ += abs(float(row[0]) - true)
             total += 1
-    return round(sum_ / total, 4) if total else None
+    return (round(sum_ / total, 4) if total else None), judged
 
 
 def _run_id(day: date) -> str:
@@ -460,7 +485,7 @@ def _run_id(day: date) -> str:
 def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
     """The policy's decision at the end of day `index`, recorded by the trigger engine."""
     settings, stores = world.settings, world.stores
-    if world.policy == "triggers":
+    if world.policy in ("triggers", "signals"):  # signals: its settings have no schedule
         return engine.check(settings, stores.registry, stores.source, now=end)
     if world.policy == "daily":
         return engine.check(
@@ -470,7 +495,7 @@ def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
             now=end,
             force="policy daily: retrain every day",
         )
-    if world.policy == "schedule" and (index + 1) % SCHEDULE_DAYS == 0:
+    if world.policy == "schedule" and world.scheduled(index):
         return engine.check(
             settings,
             stores.registry,

@@ -3,16 +3,20 @@
 Every function reads a `Timeline` (flywheel.simulation.loop) and nothing else, so the
 report and `make bench-loop` compute the same numbers the same way:
 
-- detection delay: days from the scenario's change day to the first retrain on or after it
-  (None on `stable`, or when nothing retrained after the change);
+- detection delay: for the policies that decide from signals (`triggers`, `signals`), days
+  from the scenario's change day to the first blessed run on or after it that a signal
+  started (not the schedule, not a force); None on `stable`, for the other policies, or
+  when no such run came;
+- first blessed run: days from the change day to the first blessed run on or after it,
+  whatever started it (the calendar policies' answer to a change);
 - days below the floor: days whose production accuracy was under `floor`;
 - mean production metric: the mean of the days' production accuracy;
 - retrains: days on which a pipeline run started;
 - model age while serving: the production model's age when the day began (the age recorded
   at the end of the day before), since a model deployed at a day's end served none of it;
-- false triggers: for Flywheel's trigger policy, firings other than the schedule (and a forced
-  run) on days the world had not changed (every day of `stable`, the days before the change
-  otherwise); None for the other policies, which decide nothing from signals;
+- false triggers: for the policies that decide from signals, firings other than the schedule
+  (and a forced run) on days the world had not changed (every day of `stable`, the days
+  before the change otherwise); None for the other policies;
 - the cost of staleness: accuracy lost per day of model age (see `staleness_cost`).
 """
 
@@ -49,15 +53,35 @@ def floor(settings: Settings) -> float | None:
 
 # Reasons of firings that are not evidence of a change: the calendar, and a person.
 NOT_SIGNALS = ("schedule", "forced:")
+# The policies that decide from signals: the others retrain by the calendar, or never.
+SIGNAL_POLICIES = ("triggers", "signals")
 
 
 def detection_delay(timeline: Timeline) -> int | None:
-    """Days from the change day to the first day a run started on or after it."""
+    """Days from the change day to the first blessed run on or after it that a signal started
+    (a policy that decides from signals only)."""
+    if timeline.policy not in SIGNAL_POLICIES:
+        return None
+    return _first_blessed(timeline, signal=True)
+
+
+def first_blessed(timeline: Timeline) -> int | None:
+    """Days from the change day to the first blessed run on or after it, whatever started it."""
+    return _first_blessed(timeline, signal=False)
+
+
+def _first_blessed(timeline: Timeline, *, signal: bool) -> int | None:
     if timeline.scenario == "stable":
         return None
     for record in timeline.records:
-        if record.index >= timeline.change_day and is_retrain(record.run):
-            return record.index - timeline.change_day
+        run = record.run or {}
+        if record.index < timeline.change_day or not is_retrain(record.run):
+            continue
+        if not run.get("blessed"):
+            continue
+        if signal and not is_signal(str((record.decision or {}).get("reason", ""))):
+            continue
+        return record.index - timeline.change_day
     return None
 
 
@@ -101,8 +125,8 @@ def is_signal(reason: str) -> bool:
 
 
 def false_triggers(timeline: Timeline) -> int | None:
-    """Fired decisions of the trigger policy, other than the schedule, while nothing changed."""
-    if timeline.policy != "triggers":
+    """Fired decisions of a signal policy, other than the schedule, while nothing changed."""
+    if timeline.policy not in SIGNAL_POLICIES:
         return None
     count = 0
     for record in timeline.records:
@@ -187,6 +211,7 @@ def summary(
         "traffic": timeline.traffic,
         "floor": floor,
         "detection_delay_days": detection_delay(timeline),
+        "first_blessed_days": first_blessed(timeline),
         "days_below_floor": days_below(timeline, floor),
         "mean_metric": _round(mean_metric(timeline)),
         "retrains": retrains(timeline),

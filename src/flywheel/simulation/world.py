@@ -1,5 +1,12 @@
 """The simulated world: the scenarios and policies a simulation plays, the settings of its own
-store and generator under its root, and its clock (day 0 follows the warm-up window)."""
+store and generator under its root, and its clock (day 0 follows the warm-up window).
+
+The policies: `triggers` is the trigger engine on the configured policy; `signals` the same
+engine with its schedule off (it retrains on evidence only); `schedule` a retrain every 7
+days, on the days the trigger policy's own schedule fires (the shipped cron's Mondays), so
+that the two are compared on the same days; `never` keeps the first model; `daily` retrains
+every day.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal, get_args
 
+from flywheel import cron
 from flywheel.config import Scenario as GeneratorScenario
 from flywheel.config import Settings
 from flywheel.stores import Stores
 
-Policy = Literal["triggers", "schedule", "never", "daily"]
+Policy = Literal["triggers", "signals", "schedule", "never", "daily"]
 POLICIES: tuple[str, ...] = get_args(Policy)
 SimScenario = Literal[
     "stable",
@@ -43,6 +51,35 @@ class _World:
 
     def day(self, index: int) -> date:
         return self.first_day + timedelta(days=index)
+
+    def scheduled(self, index: int) -> bool:
+        """Whether the `schedule` policy retrains at the end of day `index`."""
+        return index % SCHEDULE_DAYS == schedule_offset(self.settings, self.first_day)
+
+
+SCHEDULE_DAYS = 7
+
+
+def schedule_offset(settings: Settings, first_day: date) -> int:
+    """The first day (0 to 6) on which a tick of the trigger policy's schedule falls: the
+    `schedule` policy retrains on it and every 7 days after, as a weekly cron fires. Without a
+    schedule, or with one that has no tick in the first week, the seventh day."""
+    schedule = settings.triggers.schedule
+    if schedule is not None:
+        parsed = cron.parse(schedule.cron)
+        for index in range(SCHEDULE_DAYS):
+            if parsed.matches_day(datetime.combine(first_day + timedelta(days=index), time())):
+                return index
+    return SCHEDULE_DAYS - 1
+
+
+def policy_settings(settings: Settings, policy: str) -> Settings:
+    """The settings a policy plays: `signals` has the trigger policy without its schedule."""
+    if policy != "signals":
+        return settings
+    return settings.model_copy(
+        update={"triggers": settings.triggers.model_copy(update={"schedule": None})}
+    )
 
 
 def _end_of(day: date) -> datetime:

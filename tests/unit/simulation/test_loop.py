@@ -24,7 +24,7 @@ from harness.projects import SMALL
         ({"scenario": "drifty"}, "unknown scenario 'drifty': one of stable, covariate_drift"),
         ({"days": 0}, "days must be 1 or more, not 0"),
         ({"days": -3}, "days must be 1 or more, not -3"),
-        ({"policy": "weekly"}, "unknown policy 'weekly': one of triggers, schedule"),
+        ({"policy": "weekly"}, "unknown policy 'weekly': one of triggers, signals, schedule"),
         ({"traffic": 0}, "traffic must be 1 row a day or more, not 0"),
         ({"servers": True, "traffic": 0}, "traffic must be 1 row a day or more, not 0"),
     ],

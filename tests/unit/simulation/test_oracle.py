@@ -1,34 +1,35 @@
-"""The daily-retrained oracle: each day scored once, cached, and silent on a broken day."""
+"""The oracle: the generator's own probabilities on the rows production was judged on."""
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
-from pathlib import Path
+
+import pytest
 
 from flywheel.config import load_settings
-from flywheel.simulation.oracle import oracle_accuracy
+from flywheel.simulation import oracle
+from flywheel.synthetic import best_scores
 from harness.projects import SMALL
+from harness.timelines import day, timeline
 
 
-def test_the_oracle_scores_each_day_once_and_has_nothing_to_say_about_a_broken_one(
-    tmp_path: Path,
-) -> None:
-    # given small settings (600 rows a day) and a three-day window
+def test_the_oracle_is_the_mean_best_score_of_the_rows_judged() -> None:
+    # given a small world's day after the change of concept drift
     settings = load_settings(None, env={}, overrides=[*SMALL, "data.generator.change_day=4"])
-    days = [settings.data.generator.start_date + timedelta(days=i) for i in (5,)]
-    cache = tmp_path / "oracle.json"
-    # when the oracle is asked twice, the cache altered in between
-    first = oracle_accuracy(settings, days, window_days=3, cache=cache)
-    known = json.loads(cache.read_text())
-    assert len(known) == 1
-    known = {key: 0.5 for key in known}
-    cache.write_text(json.dumps(known))
-    second = oracle_accuracy(settings, days, window_days=3, cache=cache)
-    # then its figures are accuracies a real model reaches, read back from the cache
-    assert all(value is not None and 0.6 < value < 1.0 for value in first), first
-    assert second == [0.5]
-    # and a day whose batch lost a column (broken upstream) has no oracle
-    assert oracle_accuracy(settings, days[:1], scenario="broken_missing_column", window_days=3) == [
-        None
-    ]
+    generator = settings.data.generator.model_copy(update={"scenario": "concept_drift"})
+    when = generator.start_date + timedelta(days=5)
+    best = best_scores(when, generator)
+    # when the oracle is asked about some of its rows
+    rows = [0, 3, 10, 599]
+    # then it is their mean, a day's rows in the generator's order
+    assert oracle.on_rows(generator, when, rows) == pytest.approx(best[rows].mean(), abs=1e-5)
+    # and without rows, or with rows the day's batch does not have, it has nothing to say
+    assert oracle.on_rows(generator, when, []) is None
+    assert oracle.on_rows(generator, when, [600]) is None
+
+
+def test_a_timeline_carries_its_oracle() -> None:
+    # given days recorded with and without an oracle (a timeline from before it was kept)
+    records = [day(0, oracle=0.81), day(1), day(2, oracle=0.79)]
+    # when / then
+    assert timeline(records).oracle == [0.81, None, 0.79]

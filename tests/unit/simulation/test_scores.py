@@ -8,20 +8,29 @@ from flywheel.simulation import scores
 from harness.timelines import DRIFT, SCHEDULE, day, fired, run, timeline
 
 
-def test_detection_delay_counts_from_the_change_day_to_the_first_retrain_on_or_after_it() -> None:
-    # given runs on day 3 (before the change on day 5) and day 7, and a planted faulty
-    # version on day 5 that is no retrain
+def test_detection_delay_counts_only_blessed_runs_a_signal_started_on_or_after_the_change() -> None:
+    # given a drift run on day 3 (before the change on day 5), a planted faulty version on
+    # day 5 that is no retrain, a blessed schedule run on day 6, a drift run the gate refused
+    # on day 7 and a blessed drift run (joined by the schedule) on day 8
     records = [day(i) for i in range(10)]
-    records[3] = day(3, run=run("sim-3"))
+    records[3] = day(3, run=run("sim-3"), decision=fired(DRIFT))
     records[5] = day(5, run=run("faulty-shuffled"))
-    records[7] = day(7, run=run("sim-7"))
-    # when / then the delay is 7 - 5 days; the faulty version counts neither as detection
-    # nor as a retrain
-    assert scores.detection_delay(timeline(records)) == 2
-    assert scores.retrains(timeline(records)) == 2
+    records[6] = day(6, run=run("sim-6"), decision=fired(SCHEDULE))
+    records[7] = day(7, run={**run("sim-7"), "blessed": False}, decision=fired(DRIFT))
+    records[8] = day(8, run=run("sim-8"), decision=fired(f"{SCHEDULE}; {DRIFT}"))
+    # when / then detection is day 8 - 5; the first blessed run of any kind is day 6's; the
+    # faulty version counts as neither, nor as a retrain
+    assert scores.detection_delay(timeline(records)) == 3
+    assert scores.first_blessed(timeline(records)) == 1
+    assert scores.retrains(timeline(records)) == 4
+    # and the trigger policy without its schedule is judged alike, the calendar ones not at all
+    assert scores.detection_delay(timeline(records, policy="signals")) == 3
+    assert scores.detection_delay(timeline(records, policy="schedule")) is None
+    assert scores.first_blessed(timeline(records, policy="schedule")) == 1
     # and nothing after the change, or no change at all, has no delay
-    assert scores.detection_delay(timeline(records[:7])) is None
+    assert scores.detection_delay(timeline(records[:8])) is None
     assert scores.detection_delay(timeline(records, scenario="stable")) is None
+    assert scores.first_blessed(timeline(records, scenario="stable")) is None
 
 
 def test_days_below_the_floor_and_the_mean_metric_skip_days_without_a_figure() -> None:
