@@ -315,6 +315,7 @@ def categorical_window(
 
 @cache
 def truth(change: Latent) -> Truth:
+    """The model's true metrics under a change (integrated once per change)."""
     return MODEL.truth(change)
 
 
@@ -375,6 +376,11 @@ SETTINGS = MonitoringSettings()
 SAMPLE_ROWS = SETTINGS.sample_rows  # what a window's summary keeps
 CONFIDENCE = SETTINGS.confidence
 BINS = ContractSettings().drift.bins
+TESTS: dict[str, Any] = {
+    "large": SETTINGS.large_window_rows,
+    "p_value": SETTINGS.p_value,
+    "distance": SETTINGS.distance,
+}
 PERFORMANCE = PerformanceTrigger()
 ESTIMATED = EstimatedPerformanceTrigger()
 Bounds = tuple[float, float] | None
@@ -420,15 +426,7 @@ def numeric_drift(reference: Any, window: Window) -> bool:
     sample above sample_rows)."""
     rows, profile = reference
     return _drifted(
-        statistics.sample_drift(
-            window.values,
-            rows,
-            profile.edges,
-            profile.fractions,
-            large=SETTINGS.large_window_rows,
-            p_value=SETTINGS.p_value,
-            distance=SETTINGS.distance,
-        )
+        statistics.sample_drift(window.values, rows, profile.edges, profile.fractions, **TESTS)
     )
 
 
@@ -436,14 +434,7 @@ def binned_drift(reference: Any, window: Window) -> bool:
     """The same when the reference rows cannot be read: the contract's bins alone."""
     _, profile = reference
     return _drifted(
-        statistics.binned_drift(
-            window.values,
-            profile.edges,
-            profile.fractions,
-            large=SETTINGS.large_window_rows,
-            p_value=SETTINGS.p_value,
-            distance=SETTINGS.distance,
-        )
+        statistics.binned_drift(window.values, profile.edges, profile.fractions, **TESTS)
     )
 
 
@@ -462,13 +453,7 @@ def categorical_reference(values: npt.NDArray[Any]) -> Any:
 
 
 def _counted(reference: Any, window: Tally) -> statistics.DriftTest | None:
-    return statistics.counted_drift(
-        window.counts,
-        reference,
-        large=SETTINGS.large_window_rows,
-        p_value=SETTINGS.p_value,
-        distance=SETTINGS.distance,
-    )
+    return statistics.counted_drift(window.counts, reference, **TESTS)
 
 
 def categorical_drift(reference: Any, window: Tally) -> bool:

@@ -13,7 +13,9 @@ from benchmarks import stats as bench
 
 
 @pytest.mark.parametrize("effect", bench.ACCURACY_DROPS[1:])
-def test_an_accuracy_drop_moves_the_models_true_accuracy_by_its_points(effect: bench.Effect) -> None:
+def test_an_accuracy_drop_moves_the_models_true_accuracy_by_its_points(
+    effect: bench.Effect,
+) -> None:
     # given the model's world with no change
     before = bench.truth(bench.Latent()).accuracy
     # when the covariate shift of the effect is applied
@@ -92,9 +94,7 @@ def test_false_alarms_are_judged_against_the_nominal_level_or_below_it_by_design
 
 
 def test_coverage_is_judged_93_to_97_percent_from_300_rows_and_at_least_93_below() -> None:
-    found = row(
-        "coverage", "interval", {20: 0.99, 80: 0.92, 300: 0.845, 1_000: 0.95, 10_000: 0.98}
-    )
+    found = row("coverage", "interval", {20: 0.99, 80: 0.92, 300: 0.845, 1_000: 0.95, 10_000: 0.98})
     assert found.missed == {80: ["coverage"], 300: ["coverage"], 10_000: ["coverage"]}
 
 
