@@ -208,7 +208,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout bench-loop bench-monitor ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop bench-stats bench-monitor ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -233,6 +233,10 @@ bench-rollout: $(VENV)/.ready ## Canary analysis, simulated: false rollbacks, de
 .PHONY: bench-loop
 bench-loop: $(VENV)/.ready ## The whole loop simulated on every scenario under five policies (30 days; ARGS="--days 60"), never and daily cached in ~/.cache/flywheel/bench-loop
 	$(BIN)/python -m benchmarks.loop $(ARGS)
+
+.PHONY: bench-stats
+bench-stats: $(VENV)/.ready ## Every alarm against its nominal error, simulated: false alarms, interval coverage and power from 20 to 1,000,000 rows
+	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.stats $(ARGS)
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
