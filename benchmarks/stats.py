@@ -69,6 +69,7 @@ from flywheel.config import (
     PerformanceTrigger,
 )
 from flywheel.monitoring import analysis, performance, statistics
+from flywheel.triggers import signals
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (20, 80, 300, 1_000, 1_001, 10_000, 1_000_000)
@@ -496,7 +497,7 @@ def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
     (the evaluation's, at 0.5, as evaluation.score reports it)."""
     fitted = statistics.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
-    return fitted, float(np.mean((scores >= 0.5) == labels)), sample
+    return fitted, float(np.mean((scores >= 0.5) == labels)), sample, len(scores)
 
 
 def _bounds(interval: statistics.Interval | None) -> Bounds:
@@ -505,7 +506,7 @@ def _bounds(interval: statistics.Interval | None) -> Bounds:
 
 def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
-    fitted, _, sample = reference
+    fitted, _, sample, _ = reference
     scores = window.scores.values
     draws = statistics.calibration_draws(sample, scores, 300)
     found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=draws)
@@ -515,7 +516,7 @@ def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
 def estimated_drop(reference: Any, window: Scored, estimated: dict[str, Bounds]) -> bool:
     """One window's verdict of the estimated-performance trigger (it needs `windows` in a
     row): the estimate's whole interval below the offline accuracy minus max_drop."""
-    _, offline, _ = reference
+    _, offline, _, _ = reference
     bounds = estimated["accuracy"]
     assert ESTIMATED.max_drop is not None
     return (
@@ -535,16 +536,17 @@ def measured(window: Scored) -> dict[str, Bounds]:
 
 
 def performance_drop(reference: Any, window: Scored, labelled: dict[str, Bounds]) -> bool:
-    """The performance trigger's verdict: the labelled interval wholly below the offline
-    accuracy minus max_drop (signals.performance)."""
-    _, offline, _ = reference
+    """The performance trigger's verdict: the labelled interval, widened for the offline
+    figure's own error, wholly below the offline accuracy minus max_drop (signals.performance)."""
+    _, offline, _, rows = reference
     bounds = labelled["accuracy"]
     assert PERFORMANCE.max_drop is not None
-    return (
-        len(window.labels) >= PERFORMANCE.min_labelled
-        and bounds is not None
-        and bounds[1] < offline - PERFORMANCE.max_drop
-    )
+    if len(window.labels) < PERFORMANCE.min_labelled or bounds is None:
+        return False
+    value = float(np.mean((window.scores.values >= 0.5) == window.labels))
+    interval = statistics.Interval(value=value, low=bounds[0], high=bounds[1])
+    judged = signals.widened(interval, len(window.labels), rows)
+    return judged.high < offline - PERFORMANCE.max_drop
 
 
 # =========================================================================================

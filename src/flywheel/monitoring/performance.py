@@ -68,6 +68,8 @@ class Offline(Record):
 
     newest: dict[str, float | None]
     holdout: dict[str, float | None] | None
+    # The rows `newest` was measured on: it is an estimate too (None: a record from before).
+    newest_rows: int | None = None
 
 
 def measure(
@@ -199,4 +201,5 @@ def offline(evaluation: ModelEvaluation | None, task: Task) -> Offline | None:
     return Offline(
         newest=pick(evaluation.newest),
         holdout=pick(evaluation.holdout) if evaluation.holdout else None,
+        newest_rows=evaluation.newest.rows,
     )

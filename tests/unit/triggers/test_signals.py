@@ -105,6 +105,27 @@ def test_performance_fires_only_when_the_whole_interval_is_below(
         assert check.severity == "high"
 
 
+def test_a_drop_against_the_offline_figure_counts_that_figures_own_error() -> None:
+    # given a window of 10,000 labels whose accuracy 0.74 ± 0.008 is surely below 0.8 - 0.05,
+    # against an offline figure measured on 2,000 rows (its error about √5 times the window's)
+    policy = PerformanceTrigger(max_drop=0.05, min_labelled=100)
+    report = window_report(0, accuracy=interval(0.74, 0.008), labelled=10_000, offline=0.8)
+    assert report.offline is not None
+    measured = report.model_copy(
+        update={"offline": report.offline.model_copy(update={"newest_rows": 2000})}
+    )
+    # when judged, then the difference's interval is √(1 + 10,000 / 2,000) = √6 times as wide
+    # (0.74 + 0.0196 = 0.7596, not below 0.75), and it does not fire; without the offline
+    # figure's rows (an older record) it does
+    check = signals.performance(policy, [measured])
+    assert not check.fired
+    assert check.inputs["judged_interval"]["high"] == pytest.approx(0.74 + 0.008 * 6**0.5, abs=1e-4)
+    assert signals.performance(policy, [report]).fired
+    # and a floor the user set is not an estimate: no widening
+    floor = PerformanceTrigger(floor=0.75, max_drop=None, min_labelled=100)
+    assert signals.performance(floor, [measured]).fired
+
+
 def test_a_named_features_psi_does_not_fire_on_a_window_too_small_to_trust() -> None:
     # given a window of 20 rows, fewer than its deciles need (5 rows a bin), with PSI 0.9
     policy = DriftTrigger(share=None, features={"income": 0.2}, windows=1)
