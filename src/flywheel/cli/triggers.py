@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -101,7 +102,10 @@ def check(
     if submit and endpoint:
         # A run submitted earlier blocks only while KFP still runs it.
         ended = functools.partial(_ended, settings, endpoint)
-        for run_id in engine.reconcile(stores.ledger, ended, blessed=_blessed(stores)):
+        timeout = timedelta(hours=settings.triggers.run_timeout_hours)
+        for run_id in engine.reconcile(
+            stores.ledger, ended, blessed=_blessed(stores), timeout=timeout
+        ):
             out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
     decision = engine.check(
         settings,

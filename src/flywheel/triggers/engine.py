@@ -432,19 +432,27 @@ def reconcile(
     *,
     blessed: Callable[[str], bool | None] | None = None,
     now: datetime | None = None,
+    timeout: timedelta | None = None,
 ) -> list[str]:
     """Mark finished the submitted runs that ended on the cluster, so that a run in flight
     blocks only while it runs. `ended` maps KFP run ids to whether each ended run succeeded
     (runs still going are left out); `blessed` says of a run id whether its gate blessed the
-    model. Returns the ids of the runs marked."""
+    model. With `timeout` (triggers.run_timeout_hours), a run past it is not asked about: it
+    blocks nothing, and a cluster that never knew it (another KFP) must not fail every check.
+    Returns the ids of the runs marked."""
+    at = now or datetime.now(UTC)
     try:
         waiting = {
             r.started.kfp_run_id: r.started.run_id
             for r in ledger.runs()
-            if r.finished is None and r.started.kfp_run_id
+            if r.finished is None
+            and r.started.kfp_run_id
+            and (timeout is None or r.in_flight(at, timeout))
         }
     except StoreError as error:
         raise TriggerError(f"cannot read the runs the engine started: {error}") from None
+    if not waiting:
+        return []
     marked = []
     for kfp_run_id, succeeded in ended(sorted(waiting)).items():
         run_id = waiting[kfp_run_id]

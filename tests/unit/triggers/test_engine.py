@@ -341,6 +341,15 @@ def test_a_submitted_run_stops_blocking_once_the_cluster_says_it_ended(
     # and a second look asks only about the run still going
     assert engine.reconcile(ledger(project), lambda ids: asked.append(ids) or {}) == []
     assert asked[-1] == ["kfp-2"]
+    # and once r2 is past run_timeout_hours the cluster is not asked at all (another KFP
+    # that never knew it must not fail every check)
+    past = NOW + timedelta(hours=7)
+    timeout = timedelta(hours=project.triggers.run_timeout_hours)
+
+    def unasked(ids: list[str]) -> dict[str, bool]:
+        raise AssertionError(f"asked about {ids}")
+
+    assert engine.reconcile(ledger(project), unasked, now=past, timeout=timeout) == []
 
 
 def test_the_daily_budget_stops_runs_but_force_bypasses_it(project: Settings) -> None:
