@@ -450,10 +450,17 @@ def binned_drift(reference: Any, window: Window) -> bool:
 
 def numeric_psi(reference: Any, window: Window, threshold: float) -> bool:
     """The drift trigger's per-feature limit: PSI on the summary's exact bin counts above it,
-    on a window large enough to trust it (DriftTest.psi_alarms)."""
+    on a window large enough to trust it (DriftTest.psi_alarms). PSI, its bins' chi-square
+    and its minimum window depend on the bins alone, so the binned test gives the same as
+    sample_drift's without its KS and Wasserstein distance."""
     rows, profile = reference
-    found = statistics.sample_drift(
-        window.values, rows, profile.edges, counts=window.counts(profile.edges), **TESTS
+    found = statistics.binned_drift(
+        window.values,
+        profile.edges,
+        profile.fractions,
+        reference_rows=len(rows),
+        counts=window.counts(profile.edges).tolist(),
+        **TESTS,
     )
     return found is not None and found.psi_alarms(threshold)
 
