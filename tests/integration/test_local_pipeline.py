@@ -125,8 +125,12 @@ def test_new_batches_are_compared_against_production(project: Path) -> None:
     assert "trained because: schedule '0 3 * * 1': tick at" in shown
     record = next(line for line in result.stdout.splitlines() if line.startswith("  record "))
     assert f"trigger decision record {record.split()[-1]}" in shown
-    # and the engine knows the run it started finished, so it is not in flight
-    (run,) = triggers.Ledger(LocalStore(project / "store"), "loan-default").runs()
+    # and the engine knows the run it started finished, so it is not in flight (beside the
+    # `flywheel run` that registered v1, recorded too)
+    runs = triggers.Ledger(LocalStore(project / "store"), "loan-default").runs()
+    assert {r.started.origin for r in runs[:-1]} == {"run"}
+    run = runs[-1]
+    assert run.started.origin == "trigger"
     assert run.finished is not None and run.finished.succeeded
 
 

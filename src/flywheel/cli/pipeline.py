@@ -12,6 +12,7 @@ from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.registry import PRODUCTION
+from flywheel.storage import StoreError
 from flywheel.stores import Stores
 
 if TYPE_CHECKING:
@@ -230,9 +231,15 @@ def submit(
     run_id = run_id or runs.new_run_id()
     day = as_of.date() if as_of else None
     image = image or settings.pipeline.image
-    started = run_started(stores, run_id, "submit", reason, actor, decision, day, image=image)
-    # Only a run KFP accepted is recorded: first make sure that it can be (fail closed).
-    stores.ledger.check_unused(run_id)
+    # Only a run KFP accepted is recorded: first make sure that it can be. A store this
+    # machine cannot reach (a CI runner outside the cluster's network) does not stop the run,
+    # which reads its own store in the cluster: it goes unrecorded, and says so.
+    unrecorded = None
+    try:
+        started = run_started(stores, run_id, "submit", reason, actor, decision, day, image=image)
+        stores.ledger.check_unused(run_id)
+    except StoreError as error:
+        unrecorded = str(error)
     result = runs.submit(
         settings,
         host=endpoint,
@@ -245,4 +252,11 @@ def submit(
         decision=decision,
     )
     out.print(f"started {result['run_id']} (KFP run {result['kfp_run_id']}) on {endpoint}")
+    if unrecorded is not None:
+        out.print(
+            f"warning: the run is not recorded in the store ({unrecorded}): the trigger "
+            "engine will not count it in flight",
+            highlight=False,
+        )
+        return
     stores.ledger.start(started.model_copy(update={"kfp_run_id": result["kfp_run_id"]}))

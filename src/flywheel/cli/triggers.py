@@ -99,19 +99,20 @@ def check(
             raise options.UsageFailure(
                 f"{key} is {uri!r}, a local directory: a cluster run needs an s3:// store"
             )
+    at = options.parse_time("--now", now)
     if submit and endpoint:
         # A run submitted earlier blocks only while KFP still runs it.
         ended = functools.partial(_ended, settings, endpoint)
         timeout = timedelta(hours=settings.triggers.run_timeout_hours)
         for run_id in engine.reconcile(
-            stores.ledger, ended, blessed=_blessed(stores), timeout=timeout
+            stores.ledger, ended, blessed=_blessed(stores), now=at, timeout=timeout
         ):
             out.print(f"run {run_id} has ended on {endpoint}", highlight=False)
     decision = engine.check(
         settings,
         stores.registry,
         stores.source,
-        now=options.parse_time("--now", now),
+        now=at,
         force=force,
         commit=commit,
         image=image,
