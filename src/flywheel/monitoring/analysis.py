@@ -406,7 +406,7 @@ def _prediction_drift(
         return statistics.categorical_drift(
             [names[i] for i in outputs.argmax(axis=1)],
             counts,
-            reference_rows=None,
+            reference_rows=int(confusion.sum()),
             **_limits(settings),
         )
     if evaluation.scores_sample:

@@ -41,6 +41,7 @@ Test = Literal["ks", "chi2", "wasserstein", "jensen_shannon"]
 Effect = Literal["wasserstein", "jensen_shannon"]
 _EPSILON = 1e-4  # the same floor for empty categories as drift.psi uses
 _FEW_VALUES = 5  # Evidently's limit below which a numeric feature is tested as categories
+_EXACT = 1e12  # a reference known exactly: homogeneity against it is goodness of fit
 MIN_EXPECTED = 5  # rows each reference bin must expect before PSI may alarm (chi-square's rule)
 
 
@@ -218,6 +219,7 @@ def sample_drift(
         found = counted_drift(
             Counter(repr(float(v)) for v in clean),
             Counter(repr(float(v)) for v in ref),
+            reference_rows=len(ref),
             p_value=p_value,
             distance=distance,
         )
@@ -299,8 +301,8 @@ def counted_drift(
     min_expected: float = MIN_EXPECTED,
 ) -> DriftTest | None:
     """`categorical_drift` from the count of each category (a summary's, merged exactly).
-    `reference` is the reference's counts, or its shares made from `reference_rows` rows
-    (None: shares known exactly, a goodness-of-fit test)."""
+    `reference` is the reference's shares (or counts: they are normalised), made from
+    `reference_rows` rows (None: known exactly, a goodness-of-fit test)."""
     total = sum(tally.values())
     if not total:
         return None
@@ -308,9 +310,7 @@ def counted_drift(
     counts = np.array([tally.get(k, 0) for k in keys], dtype=float)
     shares = np.array([max(float(reference.get(k, 0.0)), 0.0) for k in keys])
     shares /= shares.sum() if shares.sum() > 0 else 1.0
-    rows = float(sum(reference.values())) if reference_rows is None else float(reference_rows)
-    if reference_rows is None and rows <= 1.0 + 1e-9:  # shares: as if from a huge reference
-        rows = 1e12
+    rows = _EXACT if reference_rows is None else float(reference_rows)
     statistic, p = homogeneity(counts, shares * rows)
     floored = np.maximum(shares, _EPSILON)
     floored /= floored.sum()
@@ -449,30 +449,27 @@ def calibrator(pairs: Sequence[tuple[float, float]]) -> Calibrator | None:
 
 
 def calibration_draws(
-    sample: Sequence[tuple[float, int]],
+    sample: Sequence[tuple[float, int]] | Floats,
     scores: npt.ArrayLike,
     simulations: int,
     *,
-    bins: int = 10,
     seed: int = 0,
 ) -> Floats:
-    """`scores` calibrated `simulations` times, each by a calibrator refitted (as the
-    evaluation fits it: `bins` equal-width bins, made monotone) on a bootstrap resample of the
-    calibration set `sample` of (score, label): the calibrator's own uncertainty, an
+    """`scores` calibrated `simulations` times, each by a calibrator refitted as the
+    evaluation fits it (`evaluation.calibration`, then `calibrator`) on a bootstrap resample
+    of the calibration set `sample` of (score, label): the calibrator's own uncertainty, an
     (simulations, n) array."""
+    from flywheel.evaluation import calibration
+
     pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
-    p, y = pairs[:, 0], pairs[:, 1]
-    which = np.minimum((p * bins).astype(int), bins - 1)
     x = np.asarray(scores, dtype=float)
     rng = np.random.default_rng(seed)
     out = np.empty((simulations, len(x)))
     for s in range(simulations):
-        pick = rng.integers(0, len(p), len(p))
-        rows = np.bincount(which[pick], minlength=bins)
-        used = rows > 0
-        mean = np.bincount(which[pick], weights=p[pick], minlength=bins)[used] / rows[used]
-        rate = np.bincount(which[pick], weights=y[pick], minlength=bins)[used] / rows[used]
-        out[s] = np.interp(x, mean, np.maximum.accumulate(np.clip(rate, 0.0, 1.0)))
+        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
+        fitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
+        assert fitted is not None  # a resample has rows
+        out[s] = fitted(x)
     return out
 
 
