@@ -301,7 +301,8 @@ def version_details(
         for state in states:
             if manifest.version in (state.version, state.previous):
                 out.print(
-                    f"{state.at} {alias} {state.previous or '-'} -> {state.version}: {state.reason}"
+                    f"{state.at} {alias} {state.previous or '-'} -> {state.version} "
+                    f"by {state.actor}: {state.reason}"
                 )
 
 
