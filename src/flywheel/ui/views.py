@@ -331,7 +331,11 @@ class Views:
         for key, record in zip(keys, self.catalog.many(keys), strict=True):
             if record.get("rollout_id") == rollout_id:
                 kind = key.rsplit("/", 1)[-1].partition("-")[2].removesuffix(".json")
-                return {"outcome": ENDINGS[kind], "reason": record.get("reason", "")}
+                return {
+                    "outcome": ENDINGS[kind],
+                    "reason": record.get("reason", ""),
+                    "actor": record.get("actor"),
+                }
         return None
 
     def current_state(self) -> dict[str, Any] | None:
@@ -357,7 +361,11 @@ class Views:
         steps = [{**r, "stamp": _stamp(s)} for (s, _, k), r in mine if k == "rollout-step.json"]
         ending = next(
             (
-                {"outcome": ENDINGS[k.removesuffix(".json")], "reason": r.get("reason", "")}
+                {
+                    "outcome": ENDINGS[k.removesuffix(".json")],
+                    "reason": r.get("reason", ""),
+                    "actor": r.get("actor"),
+                }
                 for (_, _, k), r in mine
                 if k.removesuffix(".json") in ENDINGS
             ),
