@@ -351,7 +351,7 @@ def simulate(kind: str, scrape: float, seed: int) -> dict[str, Any]:
         registry = Registry(LocalStore(work), "m")
         for tag in "ab":
             registry.register({"model.joblib": tag.encode()}, run_id=tag)
-        registry.move_alias("production", "v1", expected=None, reason="first")
+        registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
         rng = np.random.default_rng([seed, KINDS.index(kind), int(scrape)])
         driver = CalibratedDriver(calibration["healthy"], kinds[kind], rng, scrape)
         # Rollouts start anywhere between two scrapes.

@@ -101,7 +101,7 @@ def monitored(name: Dataset, root: Path, *, seed: int = 0) -> Monitored:
         },
         run_id=f"{name}-{seed}",
     )
-    registry.move_alias(PRODUCTION, manifest.version, expected=None, reason="first")
+    registry.move_alias(PRODUCTION, manifest.version, expected=None, reason="first", actor="test")
     return Monitored(
         name=name,
         version=manifest.version,

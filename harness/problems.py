@@ -97,5 +97,7 @@ def register(
         run_id=f"{name}-{version_of}",
     )
     if version_of == 0:
-        registry.move_alias(PRODUCTION, manifest.version, expected=None, reason="first")
+        registry.move_alias(
+            PRODUCTION, manifest.version, expected=None, reason="first", actor="test"
+        )
     return settings, manifest.version

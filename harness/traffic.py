@@ -146,3 +146,40 @@ def parquet_traffic(
     )
     store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": version}))
     return key, ids
+
+
+def read_back(
+    store: ObjectStore, version: str = "v1"
+) -> tuple[list[Prediction], dict[str, tuple[Label, ...]]]:
+    """What monitoring reads of `version`'s traffic logged between START and END; every
+    line read."""
+    from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
+
+    skipped = Skipped()
+    predictions = read_predictions(store, "loan-default", {version}, START, END, skipped)
+    labels = read_labels(store, "loan-default", {version}, START, END, skipped)
+    assert not skipped.counts
+    return predictions, labels
+
+
+def production_report(
+    predictions: list[Prediction],
+    labels: dict[str, tuple[Label, ...]],
+    reference: Any,
+    skipped: dict[str, int] | None = None,
+) -> WindowReport:
+    """Production's report on the window START..END, under the default monitoring settings."""
+    from flywheel.config import MonitoringSettings
+    from flywheel.monitoring import analysis
+
+    return analysis.analyse_window(
+        predictions,
+        labels,
+        reference,
+        MonitoringSettings(),
+        model="loan-default",
+        role="production",
+        start=START,
+        end=END,
+        skipped=skipped or {},
+    )

@@ -82,6 +82,9 @@ class AliasState(Record):
     revision: int
     previous: str | None
     at: str
+    # Who moved it: `run <run id>` (a registration), `rollout <rollout id>` (the controller's
+    # own decision) or a person and their command (`ada (flywheel promote)`); revisions
+    # written before actors were recorded say `flywheel`.
     actor: str
     reason: str
 
@@ -328,9 +331,10 @@ class Registry:
         *,
         expected: str | None,
         reason: str,
-        actor: str = "flywheel",
+        actor: str,
     ) -> AliasState:
-        """Point `alias` at `version` if it still points at `expected` (None: unset).
+        """Point `alias` at `version` if it still points at `expected` (None: unset), recording
+        who moved it (`actor`) and why.
 
         Raises AliasConflict, changing nothing, when the alias points elsewhere
         or another writer moves it at the same moment.
@@ -359,10 +363,12 @@ class Registry:
             raise AliasConflict(
                 f"{self.model_name} {alias} was moved by another writer at the same moment"
             ) from None
-        log.info("%s %s -> %s (%s)", self.model_name, alias, state.version, reason)
+        log.info("%s %s -> %s by %s (%s)", self.model_name, alias, state.version, actor, reason)
         return state
 
-    def set_alias(self, alias: str, version: str, reason: str, attempts: int = 5) -> bool:
+    def set_alias(
+        self, alias: str, version: str, *, reason: str, actor: str, attempts: int = 5
+    ) -> bool:
         """Point `alias` at `version` whatever it pointed at, retrying when another writer
         races; False if it already pointed there."""
         for _ in range(attempts):
@@ -370,7 +376,7 @@ class Registry:
             if current == version:
                 return False
             try:
-                self.move_alias(alias, version, expected=current, reason=reason)
+                self.move_alias(alias, version, expected=current, reason=reason, actor=actor)
                 return True
             except AliasConflict:
                 continue

@@ -6,7 +6,9 @@ import base64
 import html
 import io
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -36,9 +38,25 @@ def _figure() -> tuple[Any, Any]:
     return plt.subplots(figsize=(5, 4), dpi=90)
 
 
-def encode_png(fig: Any, ax: Any = None, *, dates: bool = False) -> str:
-    """The figure as a base64 PNG, closed after. With `ax`, a small legend of its labelled
-    lines (if any); with `dates`, x labels slanted to fit dates."""
+# What encode_figure writes: PNG for the self-contained HTML reports; the UI draws the same
+# figures as SVG (`figures_as`).
+_format: ContextVar[str] = ContextVar("figure_format", default="png")
+
+
+@contextmanager
+def figures_as(fmt: str) -> Iterator[None]:
+    """Encode the figures drawn in this block (this thread) as `fmt`: "png" or "svg"."""
+    token = _format.set(fmt)
+    try:
+        yield
+    finally:
+        _format.reset(token)
+
+
+def encode_figure(fig: Any, ax: Any = None, *, dates: bool = False) -> str:
+    """The figure as base64 (PNG, or SVG under `figures_as("svg")`), closed after. With `ax`,
+    a small legend of its labelled lines (if any); with `dates`, x labels slanted to fit
+    dates."""
     import matplotlib.pyplot as plt
 
     if ax is not None and ax.get_legend_handles_labels()[0]:
@@ -47,7 +65,7 @@ def encode_png(fig: Any, ax: Any = None, *, dates: bool = False) -> str:
         fig.autofmt_xdate()
     fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
+    fig.savefig(buffer, format=_format.get())
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
 
@@ -60,7 +78,7 @@ def roc_figure(curves: Sequence[tuple[str, Curve]]) -> str:
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="lower right")
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]]]) -> str:
@@ -76,7 +94,7 @@ def calibration_figure(points: Sequence[tuple[str, Sequence[tuple[float, float]]
         ylim=(0, 1),
     )
     ax.legend(loc="upper left")
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def residual_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
@@ -96,7 +114,7 @@ def residual_figure(models: Sequence[tuple[str, ModelEvaluation]]) -> str:
     left.legend(loc="upper left", fontsize=7)
     right.axhline(0.0, linestyle=":", color="grey")
     right.set(xlabel="predicted", ylabel="actual - predicted")
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> str:
@@ -115,7 +133,7 @@ def slice_figure(models: Sequence[tuple[str, ModelEvaluation]], metric: str) -> 
     ax.set(xlabel=metric)
     ax.invert_yaxis()
     ax.legend(loc="lower right", fontsize=7)
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def _slice_value(model: ModelEvaluation, column: str, value: str) -> float:
@@ -142,7 +160,7 @@ def confusion_figure(
         ax.set_xticks(ticks, names, fontsize=7)
         ax.set_yticks(ticks, names, fontsize=7)
         ax.set(title=name, xlabel="predicted", ylabel="actual")
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
@@ -163,7 +181,7 @@ def importance_figure(importance: Mapping[str, FeatureImportance]) -> str:
     ax.set_yticks(range(len(names)), names, fontsize=7)
     ax.set(xlabel="drop in the metric when shuffled (t interval)")
     ax.invert_yaxis()
-    return encode_png(fig)
+    return encode_figure(fig)
 
 
 def costly(importance: Mapping[str, FeatureImportance], name: str) -> bool:

@@ -506,11 +506,20 @@ def register(
         "git_commit": git_commit or None,
     }
     version = reg.register(files, run_id=run_id, summary=summary).version
-    moved = [CANDIDATE] if reg.set_alias(CANDIDATE, version, "blessed by the gate") else []
+    actor = f"run {run_id}"
+    moved = (
+        [CANDIDATE]
+        if reg.set_alias(CANDIDATE, version, reason="blessed by the gate", actor=actor)
+        else []
+    )
     if reg.resolve(PRODUCTION) is None:
         try:
             reg.move_alias(
-                PRODUCTION, version, expected=None, reason="first model: nothing was in production"
+                PRODUCTION,
+                version,
+                expected=None,
+                reason="first model: nothing was in production",
+                actor=actor,
             )
             moved.append(PRODUCTION)
         except AliasConflict as error:

@@ -70,7 +70,7 @@ def test_a_second_controller_waits_for_the_lease_and_takes_over_once_it_expired(
     registry = Registry(LocalStore(tmp_path / "store"), "m")
     for tag in "ab":
         registry.register({"model.joblib": tag.encode()}, run_id=tag)
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     RolloutController(registry, Recording(), POLICY).start("v2")
     # and controller A, another process, holding the model's Lease
     holder = subprocess.Popen(

@@ -97,7 +97,7 @@ def test_a_new_serving_pod_is_canaried_like_a_version_and_a_refused_one_is_not_r
     registry = Registry(LocalStore(tmp_path / "store"), settings.model_name)
     for run in ("r1", "r2"):
         registry.register({"model.joblib": run.encode()}, run_id=run)
-    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first", actor="test")
     driver = Measured(settings, api_client=load_client(str(kube.kubeconfig)))
     controller = RolloutController(registry, driver, settings.rollout, sleep=lambda _: None)
     assert serve_production(controller, driver) == "serving v1 from slot a"
@@ -188,7 +188,7 @@ def _registry(settings: Settings) -> Registry:
     registry = Registry.from_settings(settings)
     for run in ("r1", "r2"):
         registry.register({"model.joblib": run.encode()}, run_id=run)
-    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first", actor="test")
     return registry
 
 

@@ -76,7 +76,7 @@ def test_of_concurrent_alias_moves_on_s3_exactly_one_wins(store: S3Store) -> Non
     registry = Registry(store, "m")
     for i in range(3):
         registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     barrier = threading.Barrier(6)
     won: list[int] = []
 
@@ -86,7 +86,9 @@ def test_of_concurrent_alias_moves_on_s3_exactly_one_wins(store: S3Store) -> Non
         )
         barrier.wait()
         try:
-            mine.move_alias("production", f"v{2 + i % 2}", expected="v1", reason=f"writer {i}")
+            mine.move_alias(
+                "production", f"v{2 + i % 2}", expected="v1", reason=f"writer {i}", actor="test"
+            )
             won.append(i)
         except AliasConflict:
             pass
@@ -152,11 +154,11 @@ def test_an_alias_move_whose_response_is_lost_happens_exactly_once(
     registry = Registry(store, "m")
     for i in range(2):
         registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     promoter = Registry(_through(lossy, store), "m")
     lossy.lose_response(_create_only_put)
     # when it promotes v2 and the answer to the alias write is lost
-    state = promoter.move_alias("production", "v2", expected="v1", reason="promote")
+    state = promoter.move_alias("production", "v2", expected="v1", reason="promote", actor="test")
     # then the move is reported done, and it happened once
     assert len(lossy.lost) == 1
     assert (state.version, state.revision) == ("v2", 2)
@@ -188,16 +190,16 @@ def test_a_rival_alias_move_is_a_conflict_even_when_the_answer_is_lost(
     registry = Registry(store, "m")
     for i in range(3):
         registry.register({"model.joblib": bytes([i])}, run_id=f"r{i}")
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     promoter = Registry(_through(lossy, store), "m")
 
     def rival() -> None:
-        registry.move_alias("production", "v3", expected="v1", reason="rival")
+        registry.move_alias("production", "v3", expected="v1", reason="rival", actor="test")
 
     lossy.lose_response(_create_only_put, before=rival)
     # when our move of the same revision is refused and the refusal is lost
     with pytest.raises(AliasConflict, match="at the same moment"):
-        promoter.move_alias("production", "v2", expected="v1", reason="promote")
+        promoter.move_alias("production", "v2", expected="v1", reason="promote", actor="test")
     # then only the rival's move stands
     assert len(lossy.lost) == 1
     assert [h.reason for h in registry.history("production")] == ["first", "rival"]

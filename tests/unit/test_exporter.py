@@ -49,7 +49,7 @@ def controller(settings: Settings) -> RolloutController:
     registry = Registry(LocalStore(settings.storage.uri), settings.model_name)
     for tag in "ab":
         registry.register({"model.joblib": tag.encode()}, run_id=tag)
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     return RolloutController(registry, ReplayDriver([GOOD]), settings.rollout, sleep=lambda _: None)
 
 

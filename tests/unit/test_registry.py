@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from pathlib import Path
 
@@ -62,10 +63,10 @@ def test_unknown_versions_and_files_are_clear_errors(registry: Registry) -> None
 def test_aliases_move_with_compare_and_swap_and_keep_history(registry: Registry) -> None:
     registry.register(_files("a"), run_id="r1")
     registry.register(_files("b"), run_id="r2")
-    registry.move_alias("production", "v1", expected=None, reason="first")
-    registry.move_alias("production", "v2", expected="v1", reason="better")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
+    registry.move_alias("production", "v2", expected="v1", reason="better", actor="test")
     with pytest.raises(AliasConflict, match="points at v2, not v1"):
-        registry.move_alias("production", "v1", expected="v1", reason="stale")
+        registry.move_alias("production", "v1", expected="v1", reason="stale", actor="test")
     assert registry.resolve("production") == "v2"
     history = registry.history("production")
     assert [(h.previous, h.version, h.reason) for h in history] == [
@@ -73,14 +74,72 @@ def test_aliases_move_with_compare_and_swap_and_keep_history(registry: Registry)
         ("v1", "v2", "better"),
     ]
     with pytest.raises(VersionNotFound):
-        registry.move_alias("production", "v7", expected="v2", reason="missing")
+        registry.move_alias("production", "v7", expected="v2", reason="missing", actor="test")
+
+
+def test_each_alias_revision_records_who_moved_it_and_why(registry: Registry) -> None:
+    # given two versions
+    registry.register(_files("a"), run_id="r1")
+    registry.register(_files("b"), run_id="r2")
+    # when a run sets the candidate, and a rollout then moves production
+    assert registry.set_alias("candidate", "v1", reason="blessed by the gate", actor="run r1")
+    assert not registry.set_alias("candidate", "v1", reason="again", actor="run r1")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="run r1")
+    registry.move_alias(
+        "production", "v2", expected="v1", reason="rollout: every step passed", actor="rollout v2-1"
+    )
+    # then each revision names its actor and reason (setting the alias again wrote nothing)
+    assert [(h.actor, h.reason) for h in registry.history("candidate")] == [
+        ("run r1", "blessed by the gate")
+    ]
+    assert [(h.version, h.actor, h.reason) for h in registry.history("production")] == [
+        ("v1", "run r1", "first"),
+        ("v2", "rollout v2-1", "rollout: every step passed"),
+    ]
+
+
+def test_an_alias_is_never_moved_without_an_actor(registry: Registry) -> None:
+    registry.register(_files("a"), run_id="r1")
+    with pytest.raises(TypeError, match="actor"):
+        registry.move_alias("production", "v1", expected=None, reason="first")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="actor"):
+        registry.set_alias("production", "v1", reason="first")  # type: ignore[call-arg]
+    assert registry.resolve("production") is None
+
+
+def test_a_revision_written_before_actors_were_recorded_still_loads(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # given a revision as the registry wrote it before: every actor was "flywheel"
+    registry.register(_files("a"), run_id="r1")
+    old = {
+        "alias": "production",
+        "version": "v1",
+        "revision": 1,
+        "previous": None,
+        "at": "2026-01-01T00:00:00.000+00:00",
+        "actor": "flywheel",
+        "reason": "first model: nothing was in production",
+    }
+    registry.store.write("models/m/aliases/production/00000001.json", json.dumps(old).encode())
+    # when read, and moved on from, then the old revision loads and the new one has its actor
+    assert registry.alias("production").actor == "flywheel"  # type: ignore[union-attr]
+    registry.move_alias(
+        "production", "v1", expected="v1", reason="again", actor="ada (flywheel promote)"
+    )
+    assert [h.actor for h in registry.history("production")] == [
+        "flywheel",
+        "ada (flywheel promote)",
+    ]
 
 
 def _promote(root: str, barrier: object, results: object, i: int) -> None:
     reg = Registry(LocalStore(root), "m")
     barrier.wait()  # type: ignore[attr-defined]
     try:
-        reg.move_alias("production", f"v{2 + i % 2}", expected="v1", reason=f"writer {i}")
+        reg.move_alias(
+            "production", f"v{2 + i % 2}", expected="v1", reason=f"writer {i}", actor="test"
+        )
         results.put(("won", i))  # type: ignore[attr-defined]
     except AliasConflict:
         results.put(("lost", i))  # type: ignore[attr-defined]
@@ -91,7 +150,7 @@ def test_of_concurrent_promotions_exactly_one_wins(tmp_path: Path) -> None:
     registry = Registry(LocalStore(tmp_path), "m")
     for tag in "abc":
         registry.register(_files(tag), run_id="r")
-    registry.move_alias("production", "v1", expected=None, reason="first")
+    registry.move_alias("production", "v1", expected=None, reason="first", actor="test")
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(8), ctx.Queue()
     workers = [

@@ -23,7 +23,7 @@ from flywheel.evaluation import (
 from flywheel.report import (
     confusion_figure,
     costly,
-    encode_png,
+    encode_figure,
     evaluation_page,
     html_page,
     importance_rows,
@@ -145,7 +145,7 @@ def test_a_figure_is_encoded_with_a_legend_of_its_labelled_lines_and_closed() ->
     fig, ax = plt.subplots()
     ax.plot([0, 1], [0, 1], label="production")
     # when it is encoded with its axes
-    png = base64.b64decode(encode_png(fig, ax, dates=True))
+    png = base64.b64decode(encode_figure(fig, ax, dates=True))
     # then it is a PNG, the line has its legend, and the figure is closed
     assert png.startswith(b"\x89PNG")
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["production"]

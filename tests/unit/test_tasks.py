@@ -37,6 +37,13 @@ def test_first_run_registers_production_and_second_compares(
     registry = Registry.from_settings(settings)
     assert blessed and version == "v1"
     assert registry.resolve("production") == "v1" and registry.resolve("candidate") == "v1"
+    # by the run that registered it, as the alias revisions say
+    assert [(h.actor, h.reason) for h in registry.history("production")] == [
+        ("run r1", "first model: nothing was in production")
+    ]
+    assert [(h.actor, h.reason) for h in registry.history("candidate")] == [
+        ("run r1", "blessed by the gate")
+    ]
     lineage = json.loads(registry.read("v1", "lineage.json"))
     assert lineage["git_commit"] == "abc123" and lineage["pipeline_run_id"] == "r1"
     assert lineage["trigger"] == {"reason": "manual run", "decision": None}
@@ -65,6 +72,10 @@ def test_first_run_registers_production_and_second_compares(
     assert evaluation["production"]["version"] == "v1"
     assert version2 == "v2" and registry.resolve("production") == "v1"
     assert registry.resolve("candidate") == "v2"
+    assert (registry.alias("candidate").actor, len(registry.history("production"))) == (  # type: ignore[union-attr]
+        "run r2",
+        1,
+    )
     # and its lineage says why that run started
     assert json.loads(registry.read("v2", "lineage.json"))["trigger"] == why
 

@@ -28,7 +28,7 @@ def test_logic_resolves_production_the_window_end_and_a_fingerprint(
     assert (first.production, first.as_of) == ("", "2026-01-03")
     registry = Registry(LocalStore(settings.storage.uri), settings.model_name)
     registry.register({"model.joblib": b"m"}, run_id="r")
-    registry.move_alias("production", "v1", expected=None, reason="test")
+    registry.move_alias("production", "v1", expected=None, reason="test", actor="test")
     again = resolve.python_func(config=settings.to_json(), as_of="2026-01-02", usage=usage)
     assert (again.production, again.as_of) == ("v1", "2026-01-02")
     # A re-delivered batch changes the fingerprint, so cached steps are not reused.

@@ -16,6 +16,7 @@ import typer
 from flywheel.cli import config, data, demo, models, monitor, options, pipeline, rollout, serving
 from flywheel.cli import simulate as simulate_command
 from flywheel.cli import triggers as triggers_command
+from flywheel.cli import ui as ui_command
 from flywheel.cli import watch as watch_command
 from flywheel.cli.render import err
 from flywheel.config import ConfigError
@@ -47,6 +48,7 @@ app.command("rollback")(rollout.rollback)
 app.command("monitor")(monitor.monitor)
 app.command("watch")(watch_command.watch)
 app.command("simulate")(simulate_command.simulate)
+app.command("ui")(ui_command.ui)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from flywheel import lineage
 from flywheel.cli import options, render
 from flywheel.cli.render import out
 from flywheel.registry import CANDIDATE, PRODUCTION, Registry
@@ -78,4 +79,4 @@ def diff(
         }
         for version in versions
     )
-    render.version_diff(registry.model_name, versions, (sides[0], sides[1]))
+    render.version_diff(registry.model_name, versions, lineage.diff(sides[0], sides[1]))

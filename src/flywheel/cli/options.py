@@ -58,8 +58,25 @@ Actor = Annotated[
 
 
 def actor(given: str | None) -> str | None:
-    """The person starting a run: --actor, else $USER; None when neither says."""
+    """The person starting a run or deciding by hand: --actor, else $USER; None when neither
+    says."""
     return given or os.environ.get("USER") or None
+
+
+DecidedBy = Annotated[
+    str | None,
+    typer.Option(
+        "--actor",
+        help="Who decides, recorded as the actor of the alias revision it makes (default: $USER).",
+    ),
+]
+
+
+def actor_by_hand(given: str | None, command: str) -> str:
+    """Who moves an alias by hand, as its revision records it: the person (--actor, else
+    $USER) and their command, `ada (flywheel promote)`; the command alone when neither says."""
+    person = actor(given)
+    return f"{person} ({command})" if person else command
 
 
 def settings(ctx: typer.Context, *extra: str) -> Settings:

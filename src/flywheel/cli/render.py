@@ -301,29 +301,9 @@ def version_details(
         for state in states:
             if manifest.version in (state.version, state.previous):
                 out.print(
-                    f"{state.at} {alias} {state.previous or '-'} -> {state.version}: {state.reason}"
+                    f"{state.at} {alias} {state.previous or '-'} -> {state.version} "
+                    f"by {state.actor}: {state.reason}"
                 )
-
-
-def flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested configuration as dotted keys: {"promotion.min_metric": 0.75, ...}; lists
-    are values, as `--set` writes them."""
-    if not isinstance(config, dict) or (prefix and not config):
-        return {prefix: config}
-    items: dict[str, Any] = {}
-    for key, value in config.items():
-        items.update(flat(value, f"{prefix}.{key}" if prefix else str(key)))
-    return items
-
-
-def _days(lineage: dict[str, Any]) -> list[str]:
-    batches = (lineage.get("data") or {}).get("batches", [])
-    return [b["day"] if isinstance(b, dict) else str(b) for b in batches]
-
-
-def _features(lineage: dict[str, Any]) -> list[str]:
-    features = (lineage.get("config") or {}).get("features") or {}
-    return [*features.get("numeric", []), *features.get("categorical", [])]
 
 
 def _interval(entry: Any) -> str:
@@ -333,77 +313,52 @@ def _interval(entry: Any) -> str:
 
 
 def version_diff(
-    model_name: str, versions: tuple[str, str], sides: tuple[dict[str, Any], dict[str, Any]]
+    model_name: str, versions: tuple[str, str], change: lineage_module.VersionDiff
 ) -> None:
-    """What changed from one version to another: each side is the version's lineage, metrics
-    and evaluation (as stored); importances only when an evaluation has them."""
-    (a, b), (left, right) = versions, sides
+    """What changed from one version to another (importances only when an evaluation has
+    them)."""
+    a, b = versions
     out.print(f"[bold]{model_name} {a} -> {b}[/]")
-    before, after = (
-        flat(left["lineage"].get("config") or {}),
-        flat(right["lineage"].get("config") or {}),
-    )
-    changed = sorted(
-        k for k in before.keys() | after.keys() if before.get(k, ...) != after.get(k, ...)
-    )
-    out.print(f"configuration: {len(changed) or 'no'} key(s) changed", highlight=False)
-    for key in changed:
-        was, now = before.get(key, "(unset)"), after.get(key, "(unset)")
+    out.print(f"configuration: {len(change.config) or 'no'} key(s) changed", highlight=False)
+    for key, was, now in change.config:
         out.print(
             f"  {key}: {json.dumps(was, default=str)} -> {json.dumps(now, default=str)}",
             highlight=False,
         )
-    data = [left["lineage"].get("data") or {}, right["lineage"].get("data") or {}]
-    days = [_days(left["lineage"]), _days(right["lineage"])]
-    span = [f"{d[0]}..{d[-1]} ({len(d)} batches)" if d else "none recorded" for d in days]
+    span = [f"{d[0]}..{d[-1]} ({len(d)} batches)" if d else "none recorded" for d in change.days]
     out.print(f"data window: {span[0]} -> {span[1]}", highlight=False)
-    added, dropped = sorted(set(days[1]) - set(days[0])), sorted(set(days[0]) - set(days[1]))
-    if added or dropped:
+    if change.added_days or change.dropped_days:
         out.print(
-            f"  batches added: {', '.join(added) or 'none'}; dropped: {', '.join(dropped) or 'none'}",
+            f"  batches added: {', '.join(change.added_days) or 'none'}; "
+            f"dropped: {', '.join(change.dropped_days) or 'none'}",
             highlight=False,
         )
-    hashes = [str(d.get("content_hash") or "?")[:12] for d in data]
+    hashes = change.hashes
     out.print(
         f"  content hash {hashes[0]} -> {hashes[1]}"
         + (" (the same data)" if hashes[0] == hashes[1] else ""),
         highlight=False,
     )
-    features = [_features(left["lineage"]), _features(right["lineage"])]
-    gained = [f for f in features[1] if f not in features[0]]
-    lost = [f for f in features[0] if f not in features[1]]
-    if gained or lost:
+    if change.gained or change.lost:
         out.print(
-            f"features: added {', '.join(gained) or 'none'}; removed {', '.join(lost) or 'none'}",
+            f"features: added {', '.join(change.gained) or 'none'}; "
+            f"removed {', '.join(change.lost) or 'none'}",
             highlight=False,
         )
     else:
-        out.print(f"features: the same {len(features[1])}", highlight=False)
+        out.print(f"features: the same {len(change.features[1])}", highlight=False)
     table = Table(title="metrics", title_justify="left")
     for column in ("name", a, b, "change"):
         table.add_column(column, justify="left" if column == "name" else "right")
-    metrics = [left["metrics"], right["metrics"]]
-    for name in sorted(metrics[0].keys() | metrics[1].keys()):
-        was, now = metrics[0].get(name), metrics[1].get(name)
-        change = (
-            f"{now - was:+.4f}"
-            if isinstance(was, float | int) and isinstance(now, float | int)
-            else "–"
-        )
-        table.add_row(name, fmt(was), fmt(now), change)
+    for name, was, now, delta in change.metrics:
+        table.add_row(name, fmt(was), fmt(now), "–" if delta is None else f"{delta:+.4f}")
     out.print(table)
-    importances = [
-        ((side.get("evaluation") or {}).get("candidate") or {}).get("importance") or {}
-        for side in (left, right)
-    ]
-    if importances[0] or importances[1]:
+    if change.importances:
         table = Table(
             title=escape("permutation importance: mean [low, high]"), title_justify="left"
         )
         for column in ("feature", a, b):
             table.add_column(column, justify="left" if column == "feature" else "right")
-        for name in [*features[1], *(f for f in features[0] if f not in features[1])]:
-            table.add_row(
-                name, _interval(importances[0].get(name)), _interval(importances[1].get(name))
-            )
+        for name, before, after in change.importances:
+            table.add_row(name, _interval(before), _interval(after))
         out.print(table)

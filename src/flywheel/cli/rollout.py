@@ -303,9 +303,10 @@ def _latest_rollout_of(
 def promote(
     ctx: typer.Context,
     reason: Annotated[str, typer.Option(help="Recorded with the decision.")] = "promoted by hand",
+    actor: options.DecidedBy = None,
 ) -> None:
     """Promote the rollout in progress now, skipping its remaining steps."""
-    state = _by_hand(ctx, "promote", reason)
+    state = _by_hand(ctx, "promote", reason, actor)
     if state.done:
         out.print(f"{state.canary} promoted: production is {state.canary}")
 
@@ -315,20 +316,25 @@ def rollback(
     reason: Annotated[
         str, typer.Option(help="Recorded with the decision.")
     ] = "rolled back by hand",
+    actor: options.DecidedBy = None,
 ) -> None:
     """Roll back the rollout in progress now; production stays where it is."""
-    state = _by_hand(ctx, "rollback", reason)
+    state = _by_hand(ctx, "rollback", reason, actor)
     if state.done:
         out.print(f"{state.canary} rolled back: production stays {state.stable}")
 
 
 def _by_hand(
-    ctx: typer.Context, decision: Literal["promote", "rollback"], reason: str
+    ctx: typer.Context, decision: Literal["promote", "rollback"], reason: str, actor: str | None
 ) -> RolloutState:
     """Decide the rollout in progress; when another controller holds it, say who acts."""
     settings = options.settings(ctx)
     rollouts = controller(settings, settings.rollout.driver, options.stores(ctx, settings).registry)
-    state = rollouts.promote(reason) if decision == "promote" else rollouts.rollback(reason)
+    who = options.actor_by_hand(actor, f"flywheel {decision}")
+    if decision == "promote":
+        state = rollouts.promote(reason, actor=who)
+    else:
+        state = rollouts.rollback(reason, actor=who)
     if not state.done:
         done = "promoted" if decision == "promote" else "rolled back"
         out.print(f"{state.canary} will be {done} by {_holder(rollouts)}, which holds the rollout")

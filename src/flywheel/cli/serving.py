@@ -93,6 +93,13 @@ def deploy(
         float, typer.Option(help="Local driver: synthetic requests per second.", min=0.1)
     ] = 40.0,
     traffic: Annotated[bool, typer.Option(help="Local driver: send synthetic traffic.")] = True,
+    actor: Annotated[
+        str | None,
+        typer.Option(
+            help="With --direct, who deploys: the actor of production's new alias revision "
+            "(default: $USER). A canary is promoted by its rollout."
+        ),
+    ] = None,
 ) -> None:
     """Roll a registered version out: canary steps, analysis, then promotion or rollback."""
     from flywheel.cli.rollout import controller
@@ -106,7 +113,7 @@ def deploy(
     resolved = stores.registry.lookup(version)
     if not canary:
         state = controller(settings, settings.rollout.driver, stores.registry).deploy_direct(
-            resolved
+            resolved, actor=options.actor_by_hand(actor, "flywheel deploy --direct")
         )
         out.print(f"production: {state.stable or 'nothing'} -> {state.canary}")
         return

@@ -13,7 +13,7 @@ from typing import Any
 from flywheel.config import DEFAULT_MONITORED, Task
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.statistics import Interval
-from flywheel.report import encode_png, html_page, number
+from flywheel.report import encode_figure, html_page, number
 
 
 def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
@@ -60,7 +60,7 @@ def metric_figure(reports: Sequence[WindowReport], metric: str) -> str:
         offline = series[-1].offline.newest.get(metric) if series[-1].offline else None
         if offline is not None:
             ax.axhline(offline, linestyle=":", color="grey", label=f"{name}: offline")
-    return encode_png(fig, ax, dates=True)
+    return encode_figure(fig, ax, dates=True)
 
 
 def drift_figure(reports: Sequence[WindowReport]) -> str:
@@ -77,7 +77,7 @@ def drift_figure(reports: Sequence[WindowReport]) -> str:
     if scores:
         label = "scores" if production[-1].task == "binary" else "predictions"
         ax.plot([t for t, _ in scores], [v for _, v in scores], "k-", linewidth=2, label=label)
-    return encode_png(fig, ax, dates=True)
+    return encode_figure(fig, ax, dates=True)
 
 
 def class_drift_figure(reports: Sequence[WindowReport]) -> str:
@@ -87,7 +87,7 @@ def class_drift_figure(reports: Sequence[WindowReport]) -> str:
     for name in sorted({c for r in production for c in r.class_drift}):
         points = [(r.start, r.class_drift[name].psi) for r in production if name in r.class_drift]
         ax.plot([t for t, _ in points], [v for _, v in points], ".-", label=f"P({name})")
-    return encode_png(fig, ax, dates=True)
+    return encode_figure(fig, ax, dates=True)
 
 
 def share_figure(reports: Sequence[WindowReport]) -> str:
@@ -97,7 +97,7 @@ def share_figure(reports: Sequence[WindowReport]) -> str:
         points = [(r.start, r.drifted_share) for r in series if r.drifted_share is not None]
         ax.plot([t for t, _ in points], [v for _, v in points], "o-", label=name)
     ax.set_ylim(0, 1)
-    return encode_png(fig, ax, dates=True)
+    return encode_figure(fig, ax, dates=True)
 
 
 def traffic_figure(reports: Sequence[WindowReport]) -> str:
@@ -109,7 +109,7 @@ def traffic_figure(reports: Sequence[WindowReport]) -> str:
         ax.plot([r.start for r in series], [r.health.requests for r in series], "o-", label=name)
         latency = [(r.start, r.health.latency_p95_ms) for r in series if r.health.latency_p95_ms]
         other.plot([t for t, _ in latency], [v for _, v in latency], "x:", label=f"{name} p95")
-    return encode_png(fig, ax, dates=True)
+    return encode_figure(fig, ax, dates=True)
 
 
 def _interval(value: Interval | None) -> str:
@@ -145,12 +145,11 @@ ESTIMATES: dict[Task, str] = {
 }
 
 
-def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[str, int]) -> str:
-    """Every window as a table row, and the plots over time."""
-    tasks = sorted({r.task for r in reports}) or ["binary"]
-    task: Task = tasks[0]  # one model's versions share a task
+def table(reports: Sequence[WindowReport]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    """Every window as a row (by version, then time), and the columns' names."""
+    task = _task(reports)
     headline = DEFAULT_MONITORED[task]
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in sorted(reports, key=lambda r: (r.version, r.start)):
         drifted = sum(f.result.drifted for f in r.features)
         metric = DEFAULT_MONITORED[r.task]
@@ -172,22 +171,53 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
                 str(sum(r.health.skipped_lines.values())),
             )
         )
-    lost = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none"
+    header: tuple[str, ...] = (
+        "window",
+        "version",
+        "requests",
+        "rows tested",
+        "drifted features",
+        "score PSI" if task == "binary" else "prediction PSI",
+        "skew (disagree/sampled)",
+        "contract",
+        "labelled rows",
+        f"{headline} [CI]",
+        f"estimated {headline} [CI]",
+        f"offline {headline}",
+        "skipped lines",
+    )
+    return header, rows
+
+
+def _task(reports: Sequence[WindowReport]) -> Task:
+    tasks = sorted({r.task for r in reports}) or ["binary"]
+    return tasks[0]  # one model's versions share a task
+
+
+def figures(reports: Sequence[WindowReport]) -> list[tuple[str, str]]:
+    """The plots over time: (caption, base64 figure) each."""
+    task = _task(reports)
     method = "DLE" if task == "regression" else "CBPE"
-    figures = [
+    drawn = [
         (
             f"{metric}: on delayed labels, {method} estimate, offline",
             metric_figure(reports, metric),
         )
         for metric in PLOTTED[task]
     ]
-    figures.append(("feature and prediction drift (PSI)", drift_figure(reports)))
+    drawn.append(("feature and prediction drift (PSI)", drift_figure(reports)))
     if task == "multiclass":
-        figures.append(("drift of each class's probability (PSI)", class_drift_figure(reports)))
-    figures += [
+        drawn.append(("drift of each class's probability (PSI)", class_drift_figure(reports)))
+    drawn += [
         ("share of drifted features", share_figure(reports)),
         ("traffic and latency", traffic_figure(reports)),
     ]
+    return drawn
+
+
+def notes(reports: Sequence[WindowReport]) -> str:
+    """What the estimates are, why a window has none, and what share of requests was logged."""
+    task = _task(reports)
     reasons = sorted({r.no_estimate for r in reports if r.no_estimate})
     shares = sorted({r.logged_share for r in reports if r.logged_share < 1})
     sampling = (
@@ -201,30 +231,15 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
             else ""
         )
     )
+    return ESTIMATES[task] + (f" No estimate: {'; '.join(reasons)}." if reasons else "") + sampling
+
+
+def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[str, int]) -> str:
+    """Every window as a table row, and the plots over time."""
+    lost = ", ".join(f"{n} {reason}" for reason, n in skipped.items()) or "none"
     return html_page(
         title,
-        intro=(
-            f"{len(reports)} window(s). Log lines skipped: {lost}. {ESTIMATES[task]}"
-            + (f" No estimate: {'; '.join(reasons)}." if reasons else "")
-            + sampling
-        ),
-        table=(
-            (
-                "window",
-                "version",
-                "requests",
-                "rows tested",
-                "drifted features",
-                "score PSI" if task == "binary" else "prediction PSI",
-                "skew (disagree/sampled)",
-                "contract",
-                "labelled rows",
-                f"{headline} [CI]",
-                f"estimated {headline} [CI]",
-                f"offline {headline}",
-                "skipped lines",
-            ),
-            rows,
-        ),
-        figures=figures,
+        intro=f"{len(reports)} window(s). Log lines skipped: {lost}. {notes(reports)}",
+        table=table(reports),
+        figures=figures(reports),
     )

@@ -198,6 +198,7 @@ class RolloutController:
                     None,
                     current,
                     "nothing was in production: the first model goes straight in",
+                    None,
                 )
             state = self._save(self._new(canary, stable, self.policy.weights[0], current), current)
             self._started(state)
@@ -247,13 +248,14 @@ class RolloutController:
         return self.in_progress(version) or self.start(version)
 
     def deploy_direct(
-        self, version: str, reason: str = "deployed directly by hand"
+        self, version: str, *, actor: str, reason: str = "deployed directly by hand"
     ) -> RolloutState:
-        """Send all traffic to `version` now, with no canary steps; recorded like any rollout."""
+        """Send all traffic to `version` now, with no canary steps; recorded like any rollout,
+        with `actor` (the person and their command) as who moved production."""
         self._startable(version)
         with self._acting():
             version, stable, current = self._startable(version)
-            return self._direct(version, stable, current, reason)
+            return self._direct(version, stable, current, reason, actor)
 
     def _startable(self, version: str) -> tuple[str, str | None, RolloutState | None]:
         """The version's name, production and the last state, if a rollout of it may start."""
@@ -292,12 +294,22 @@ class RolloutController:
         )
 
     def _direct(
-        self, version: str, stable: str | None, current: RolloutState | None, reason: str
+        self,
+        version: str,
+        stable: str | None,
+        current: RolloutState | None,
+        reason: str,
+        actor: str | None,
     ) -> RolloutState:
         # Saved as a rollout at 100% that is being promoted, so a crash in between is finished.
         state = self._save(
             self._new(version, stable, 100, current).model_copy(
-                update={"reason": reason, "ending": "promoted", "direct": True}
+                update={
+                    "reason": reason,
+                    "ending": "promoted",
+                    "direct": True,
+                    "decided_by": actor,
+                }
             ),
             current,
         )
@@ -524,9 +536,12 @@ class RolloutController:
 
     def _end(self, state: RolloutState, ending: Ending, reason: str) -> RolloutState:
         """Decide the end: saved before anything moves, so a controller killed while
-        acting on it completes it when restarted."""
+        acting on it completes it when restarted. The controller decides it, not a person."""
         return self._complete(
-            self._save(state.model_copy(update={"ending": ending, "reason": reason}), state)
+            self._save(
+                state.model_copy(update={"ending": ending, "reason": reason, "decided_by": None}),
+                state,
+            )
         )
 
     def _complete(self, state: RolloutState) -> RolloutState:
@@ -542,6 +557,7 @@ class RolloutController:
                         state.canary,
                         expected=state.stable,
                         reason=f"rollout: {state.reason}",
+                        actor=state.actor,
                     )
                 except AliasConflict as error:
                     return self._end(state, "rolled_back", f"could not promote: {error}")
@@ -559,7 +575,9 @@ class RolloutController:
         self._started(state)
         kind = f"rollout-{state.ending.replace('_', '-')}"
         if not self._records(state, kind):
-            self._record(state, kind, {"reason": state.reason, "stable": state.stable})
+            self._record(
+                state, kind, {"reason": state.reason, "stable": state.stable, "actor": state.actor}
+            )
         final = self._save(
             state.model_copy(
                 update={"phase": state.ending, "weight": 100 if state.ending == "promoted" else 0}
@@ -571,30 +589,31 @@ class RolloutController:
 
     # --- by hand --------------------------------------------------------------------
 
-    def promote(self, reason: str = "promoted by hand") -> RolloutState:
-        """Promote the rollout in progress now, skipping the remaining steps.
+    def promote(self, reason: str = "promoted by hand", *, actor: str) -> RolloutState:
+        """Promote the rollout in progress now, skipping the remaining steps; `actor` (the
+        person and their command) is saved with the decision and names who moved production.
 
         If another controller holds the lock, the decision is saved and that
         controller acts on it at its next tick; the state returned is not done yet.
         """
-        return self._by_hand("promoted", reason)
+        return self._by_hand("promoted", reason, actor)
 
-    def rollback(self, reason: str = "rolled back by hand") -> RolloutState:
-        """Roll back the rollout in progress now (see `promote` for a held lock)."""
-        return self._by_hand("rolled_back", reason)
+    def rollback(self, reason: str = "rolled back by hand", *, actor: str) -> RolloutState:
+        """Roll back the rollout in progress now (see `promote` for `actor` and a held lock)."""
+        return self._by_hand("rolled_back", reason, actor)
 
-    def _by_hand(self, ending: Ending, reason: str) -> RolloutState:
+    def _by_hand(self, ending: Ending, reason: str, actor: str) -> RolloutState:
         try:
             with self._acting():
-                return self._complete(self._decided(ending, reason))
+                return self._complete(self._decided(ending, reason, actor))
         except ControllerBusy:
-            state = self._decided(ending, reason)
+            state = self._decided(ending, reason, actor)
             log.info(
                 "%s: the controller holding the lock ends the rollout", self.registry.model_name
             )
             return state
 
-    def _decided(self, ending: Ending, reason: str) -> RolloutState:
+    def _decided(self, ending: Ending, reason: str, actor: str) -> RolloutState:
         """The rollout in progress with `ending` saved (a few tries if a controller writes too)."""
         for _ in range(3):
             state = self._in_progress()
@@ -607,7 +626,9 @@ class RolloutController:
             try:
                 # Saved even without the lock: a create-only revision, which the holder reads.
                 return self._save(
-                    state.model_copy(update={"ending": ending, "reason": reason}),
+                    state.model_copy(
+                        update={"ending": ending, "reason": reason, "decided_by": actor}
+                    ),
                     state,
                     locked=False,
                 )

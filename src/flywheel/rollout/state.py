@@ -48,6 +48,9 @@ class RolloutState(Record):
     baseline: Window | None = None
     # The end decided and saved before acting on it; `phase` confirms it once done.
     ending: Ending | None = None
+    # Who decided the ending by hand (`ada (flywheel promote)`), named as the actor of the
+    # alias revision it makes; None: the controller decided (`rollout <rollout id>`).
+    decided_by: str | None = None
     # Deployed straight to production, with no canary steps (and no start record).
     direct: bool = False
     # Looks in a row that could not measure; the canary goes at checks.max_inconclusive.
@@ -65,6 +68,11 @@ class RolloutState(Record):
     def done(self) -> bool:
         """Promoted or rolled back."""
         return self.phase != "progressing"
+
+    @property
+    def actor(self) -> str:
+        """Who ends this rollout, as its alias revision and ending record name them."""
+        return self.decided_by or f"rollout {self.rollout_id}"
 
     @property
     def canary_slot(self) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.table import Table
 
-from flywheel.report import encode_png, html_page, number
+from flywheel.report import encode_figure, html_page, number
 from flywheel.simulation import scores
 from flywheel.simulation.loop import Timeline
 
@@ -274,7 +274,7 @@ def metric_figure(timeline: Timeline, oracle: list[float | None], s: dict[str, A
     if s["floor"] is not None:
         ax.axhline(s["floor"], color="red", linewidth=0.8, label=f"bound {s['floor']:g}")
     _change(ax, timeline)
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)
 
 
 def drift_figure(timeline: Timeline) -> str:
@@ -285,7 +285,7 @@ def drift_figure(timeline: Timeline) -> str:
         points = [(r.index, r.drift[name]) for r in timeline.records if name in r.drift]
         ax.plot([i for i, _ in points], [v for _, v in points], ".-", label=name)
     _change(ax, timeline)
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)
 
 
 def firings_figure(timeline: Timeline) -> str:
@@ -308,7 +308,7 @@ def firings_figure(timeline: Timeline) -> str:
     ax.set_yticks(range(len(names)), names)
     ax.set_xlim(-1, max(len(timeline.records), 1))
     _change(ax, timeline)
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)
 
 
 def _version_number(version: str | None) -> float | None:
@@ -341,7 +341,7 @@ def deployments_figure(timeline: Timeline) -> str:
 
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _change(ax, timeline)
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)
 
 
 def age_figure(timeline: Timeline, ages: list[float | None]) -> str:
@@ -350,7 +350,7 @@ def age_figure(timeline: Timeline, ages: list[float | None]) -> str:
     points = [(r.index, a) for r, a in zip(timeline.records, ages, strict=True) if a is not None]
     ax.plot([i for i, _ in points], [a for _, a in points], "-")
     _change(ax, timeline)
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)
 
 
 def staleness_figure(
@@ -380,4 +380,4 @@ def staleness_figure(
         my = sum(v for _, v in points) / len(points)
         xs = [min(a for a, _ in points), max(a for a, _ in points)]
         ax.plot(xs, [my + slope * (x - mx) for x in xs], "r-", label=f"{slope:+.4f} per day")
-    return encode_png(fig, ax)
+    return encode_figure(fig, ax)

@@ -47,7 +47,9 @@ def test_show_resolves_an_alias_and_prints_the_lineage(
     assert "git commit abc123" in result.out
     assert "trained because: manual run" in result.out.splitlines()
     assert "files contract.json, decision.json" in result.out
-    assert "production - -> v1: first model: nothing was in production" in result.out
+    # each alias revision with who moved it: here the run that registered v1
+    assert "production - -> v1 by run r1: first model: nothing was in production" in result.out
+    assert "candidate - -> v1 by run r1: blessed by the gate" in result.out
 
 
 def test_show_of_a_faulty_version_whose_lineage_lists_plain_days(

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
+
 from flywheel import runs
 from flywheel.cli.rollout import controller
 from flywheel.config import Settings, load_settings
@@ -77,6 +79,43 @@ def test_a_rollback_by_hand_while_a_controller_runs_is_left_to_that_controller(
     assert "rolled_back — v2 against v1" in status.out and "paged" in status.out
 
 
+def test_decisions_by_hand_record_the_person_from_actor_or_user(
+    flywheel: Flywheel, registered_config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = str(registered_config)
+    rollouts = _two_more_versions(flywheel, registered_config)
+    history = rollouts.registry.history
+    # given a canary of v2, when ada promotes it with --actor and a reason
+    rollouts.start("v2")
+    promoted = flywheel("-c", config, "promote", "--actor", "ada", "--reason", "looks fine")
+    assert promoted.code == 0, promoted.text
+    # then production's new revision names her and her command, with her reason
+    moved = history("production")[-1]
+    assert (moved.version, moved.actor, moved.reason) == (
+        "v2",
+        "ada (flywheel promote)",
+        "rollout: looks fine",
+    )
+    # and given a canary of v3, when $USER rolls it back, then the record names bob
+    rollouts.start("v3")
+    assert flywheel("-c", config, "rollback", env={"USER": "bob"}).code == 0
+    (rolled,) = rollouts.registry.records("v3", "rollout-rolled-back")
+    assert (rolled["actor"], rolled["reason"]) == ("bob (flywheel rollback)", "rolled back by hand")
+    # and when nobody is named, a direct deployment records the command alone
+    monkeypatch.delenv("USER", raising=False)
+    assert flywheel("-c", config, "deploy", "v3", "--direct").code == 0
+    moved = history("production")[-1]
+    assert (moved.version, moved.actor, moved.reason) == (
+        "v3",
+        "flywheel deploy --direct",
+        "rollout: deployed directly by hand",
+    )
+    # and `models show` prints who moved each revision
+    shown = flywheel("-c", config, "models", "show", "v2")
+    assert "production v1 -> v2 by ada (flywheel promote): rollout: looks fine" in shown.out
+    assert "production v2 -> v3 by flywheel deploy --direct:" in shown.out
+
+
 # --- waiting for one version's rollout -----------------------------------------------
 
 
@@ -92,9 +131,9 @@ def test_wait_reports_the_rollout_of_the_version_it_names_not_the_latest_one(
     # given v2 rolled back, then v3 promoted
     rollouts = _two_more_versions(flywheel, registered_config)
     rollouts.start("v2")
-    rollouts.rollback("paged")
+    rollouts.rollback("paged", actor="test")
     rollouts.start("v3")
-    rollouts.promote("every step passed")
+    rollouts.promote("every step passed", actor="test")
     # when waiting for each, then each gets its own rollout's decision
     v2 = flywheel("-c", str(registered_config), "rollout", "wait", "v2", "--timeout", "0")
     assert (v2.code, v2.out.strip()) == (1, "v2 rolled back: paged")
@@ -155,7 +194,7 @@ def test_wait_for_a_run_follows_the_version_it_registered_to_its_decision(
         # when it registers v3, whose canary is then promoted
         _registers(settings, "run-9", "v3")
         rollouts.start("v3")
-        rollouts.promote("every step passed")
+        rollouts.promote("every step passed", actor="test")
         # then waiting for the run passes, naming its version and the decision
         done = flywheel(*wait, "--run", "run-9", "--timeout", "0")
         assert (done.code, done.out.splitlines()) == (
@@ -203,7 +242,7 @@ def test_a_rollout_from_before_the_run_is_not_the_runs(
     settings = load_settings(registered_config, env={})
     rollouts = _two_more_versions(flywheel, registered_config)
     rollouts.start("v2")
-    rollouts.rollback("paged")
+    rollouts.rollback("paged", actor="test")
     with kfp_api(token=None) as kfp:
         kfp_run_id = runs.submit(settings, host=kfp.url, run_id="run-8")["kfp_run_id"]
         later = datetime.now(UTC) + timedelta(hours=1)

@@ -18,7 +18,7 @@ from flywheel.monitoring.monitor import load_reference
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored, Window, monitored, reference_of
-from harness.traffic import END, START, Served, log_traffic
+from harness.traffic import END, START, Served, log_traffic, production_report, read_back
 
 
 @pytest.fixture
@@ -45,11 +45,7 @@ def served(registered: Settings, store: LocalStore) -> Served:
         generator = registered.data.generator.model_copy(update={"scenario": scenario})
         day = generator.start_date + timedelta(days=day_index)
         log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, generator), **options)
-        skipped = Skipped()
-        predictions = read_predictions(store, "loan-default", {"v1"}, START, END, skipped)
-        labels = read_labels(store, "loan-default", {"v1"}, START, END, skipped)
-        assert not skipped.counts
-        return predictions, labels
+        return read_back(store)
 
     return serve
 
@@ -58,16 +54,8 @@ def served(registered: Settings, store: LocalStore) -> Served:
 def report(served: Served, reference: VersionReference) -> WindowReport:
     """The window report of a stable, labelled day."""
     predictions, labels = served(6)
-    return analysis.analyse_window(
-        predictions,
-        labels,
-        reference,
-        MonitoringSettings(),
-        model="loan-default",
-        role="production",
-        start=START,
-        end=END,
-        skipped={"invalid JSON (a truncated line?)": 1},
+    return production_report(
+        predictions, labels, reference, {"invalid JSON (a truncated line?)": 1}
     )
 
 

@@ -342,9 +342,9 @@ def test_each_windows_role_is_the_production_alias_of_its_time(tmp_path: Path) -
         registry.register({"model.joblib": str(number).encode()}, run_id=f"r{number}")
     day = datetime(2026, 3, 1, tzinfo=UTC)
     with stamped_by(lambda: day + timedelta(days=1, hours=12)):
-        registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+        registry.move_alias(PRODUCTION, "v1", expected=None, reason="first", actor="test")
     with stamped_by(lambda: day + timedelta(days=3, hours=15)):
-        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted")
+        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted", actor="test")
     spans = windows(day + timedelta(days=5), "day", 5)
     # when each day window's production version is asked, by the history from the first
     # window's start
@@ -366,7 +366,7 @@ def test_a_version_is_reported_as_production_for_the_windows_it_was(
     now = datetime.now(UTC)
     after = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1, minutes=1)
     with stamped_by(lambda: after):
-        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted")
+        registry.move_alias(PRODUCTION, "v2", expected="v1", reason="promoted", actor="test")
     settings = _settings(registered, store)
     stores = Stores(settings)
     # when monitored up to the end of this hour

@@ -16,5 +16,5 @@ def registry(tmp_path: Path) -> Registry:
     reg = Registry(LocalStore(tmp_path), "m")
     for tag in "ab":
         reg.register({"model.joblib": tag.encode()}, run_id=tag)
-    reg.move_alias("production", "v1", expected=None, reason="first")
+    reg.move_alias("production", "v1", expected=None, reason="first", actor="test")
     return reg

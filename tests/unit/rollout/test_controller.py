@@ -38,7 +38,14 @@ def test_a_good_canary_walks_every_step_and_is_promoted(registry: Registry) -> N
     assert decisions == ["advance", "advance", "advance"]
     step = next(r for r in registry.records("v2") if r.get("decision"))
     assert step["checks"][0]["name"] == "error rate" and step["canary"]["version"] == "v2"
-    assert registry.history("production")[-1].reason == "rollout: every step passed"
+    # and production's new revision says the rollout moved it, and why
+    assert _last_move(registry) == (
+        "v2",
+        f"rollout {final.rollout_id}",
+        "rollout: every step passed",
+    )
+    (ending,) = registry.records("v2", "rollout-promoted")
+    assert ending["actor"] == f"rollout {final.rollout_id}"
 
 
 def test_a_failing_canary_is_rolled_back_and_production_is_untouched(registry: Registry) -> None:
@@ -71,11 +78,15 @@ def test_a_restarted_controller_resumes_at_the_recorded_step(registry: Registry)
 
 def test_a_promotion_interrupted_before_its_state_was_saved_is_finished(registry: Registry) -> None:
     # given v2 registered as the candidate, as the pipeline's register step leaves it
-    registry.move_alias("candidate", "v2", expected=None, reason="blessed by the gate")
+    registry.move_alias(
+        "candidate", "v2", expected=None, reason="blessed by the gate", actor="test"
+    )
     ctl = controller(registry, ReplayDriver([]))
     ctl.start("v2")
     # and a controller that moved production, then died before writing "promoted"
-    registry.move_alias("production", "v2", expected="v1", reason="rollout: every step passed")
+    registry.move_alias(
+        "production", "v2", expected="v1", reason="rollout: every step passed", actor="test"
+    )
     # when a new controller resumes
     driver = ReplayDriver([])
     final = controller(registry, driver).tick()
@@ -94,7 +105,7 @@ def test_production_moved_by_someone_else_ends_the_rollout(registry: Registry) -
     registry.register({"model.joblib": b"c"}, run_id="c")
     ctl = controller(registry, ReplayDriver([]))
     ctl.start("v2")
-    registry.move_alias("production", "v3", expected="v1", reason="by hand")
+    registry.move_alias("production", "v3", expected="v1", reason="by hand", actor="test")
     final = controller(registry, ReplayDriver([])).tick()
     assert final.phase == "rolled_back" and "moved to v3 outside this rollout" in final.reason
     assert registry.resolve("production") == "v3"
@@ -116,10 +127,75 @@ def test_refusals_change_nothing(registry: Registry) -> None:
     ctl.start("v2")
     with pytest.raises(RolloutError, match="a rollout of v2 is already in progress"):
         ctl.start("v2")
-    by_hand = ctl.rollback("operator said so")
+    by_hand = ctl.rollback("operator said so", actor="test")
     assert by_hand.phase == "rolled_back" and registry.resolve("production") == "v1"
     with pytest.raises(RolloutError, match="no rollout of m is in progress"):
-        ctl.promote()
+        ctl.promote(actor="test")
+
+
+def _last_move(registry: Registry) -> tuple[str, str, str]:
+    """Production's newest revision: to what, by whom and why."""
+    moved = registry.history("production")[-1]
+    return moved.version, moved.actor, moved.reason
+
+
+def test_a_decision_by_hand_names_the_person_as_who_moved_production(
+    registry: Registry,
+) -> None:
+    registry.register({"model.joblib": b"c"}, run_id="c")
+    ctl = controller(registry, ReplayDriver([]))
+    # given a canary of v2, when ada promotes it by hand
+    ctl.start("v2")
+    promoted = ctl.promote("the dashboards look fine", actor="ada (flywheel promote)")
+    # then production's new revision names her, with her reason
+    assert _last_move(registry) == (
+        "v2",
+        "ada (flywheel promote)",
+        "rollout: the dashboards look fine",
+    )
+    assert promoted.decided_by == "ada (flywheel promote)"
+    assert registry.records("v2", "rollout-promoted")[0]["actor"] == "ada (flywheel promote)"
+    # and given a canary of v3, when bob rolls it back, then production does not move
+    # and the rollback's record names him
+    ctl.start("v3")
+    ctl.rollback("paged", actor="bob (flywheel rollback)")
+    assert len(registry.history("production")) == 2 and registry.resolve("production") == "v2"
+    assert registry.records("v3", "rollout-rolled-back")[0]["actor"] == "bob (flywheel rollback)"
+
+
+def test_a_direct_deployment_names_its_person_and_the_first_model_its_rollout(
+    registry: Registry, tmp_path: Path
+) -> None:
+    # given v1 in production, when ada deploys v2 directly, then the revision names her
+    ctl = controller(registry, ReplayDriver([]))
+    ctl.deploy_direct("v2", actor="ada (flywheel deploy --direct)")
+    assert _last_move(registry) == (
+        "v2",
+        "ada (flywheel deploy --direct)",
+        "rollout: deployed directly by hand",
+    )
+    # and the first model of another registry, sent straight in, is the rollout's doing
+    first = Registry(LocalStore(tmp_path / "first"), "m")
+    first.register({"model.joblib": b"a"}, run_id="a")
+    state = controller(first, ReplayDriver([])).start("v1")
+    assert first.history("production")[-1].actor == f"rollout {state.rollout_id}"
+
+
+def test_a_promotion_by_hand_that_cannot_move_production_is_the_controllers_rollback(
+    registry: Registry,
+) -> None:
+    # given a canary of v2, and production moved to v3 meanwhile by someone else
+    registry.register({"model.joblib": b"c"}, run_id="c")
+    ctl = controller(registry, ReplayDriver([]))
+    ctl.start("v2")
+    registry.move_alias("production", "v3", expected="v1", reason="hotfix", actor="eve")
+    # when ada promotes v2 by hand, then it is rolled back, and not in her name
+    final = ctl.promote(actor="ada (flywheel promote)")
+    assert final.phase == "rolled_back" and final.reason.startswith("could not promote")
+    assert final.decided_by is None
+    (ending,) = registry.records("v2", "rollout-rolled-back")
+    assert ending["actor"] == f"rollout {final.rollout_id}"
+    assert [h.actor for h in registry.history("production")] == ["test", "eve"]
 
 
 # --- crash safety: the controller killed at each point, then resumed --------------
@@ -223,7 +299,7 @@ def _rollout(
     # One look (the first advances to 50%), then the operator's `flywheel rollback`,
     # given again if it was cut short and the rollout is still going.
     if not ctl.tick().done and ctl.state().ending is None:  # type: ignore[union-attr]
-        ctl.rollback("operator said so")
+        ctl.rollback("operator said so", actor="test")
     if not ctl.state().done:  # type: ignore[union-attr]
         ctl.run()
 
@@ -251,7 +327,7 @@ def test_a_controller_killed_at_any_point_resumes_to_the_same_outcome(
         reg = Registry(LocalStore(root), "m")
         for tag in "ab":
             reg.register({"model.joblib": tag.encode()}, run_id=tag)
-        reg.move_alias("production", "v1", expected=None, reason="first")
+        reg.move_alias("production", "v1", expected=None, reason="first", actor="test")
         return Cluster("v1")
 
     # a run that nothing interrupts tells how many kill points there are

@@ -76,13 +76,37 @@ def test_a_second_controller_cannot_act_while_the_first_holds_the_lock(store: Lo
         b.tick()
     assert b_driver.calls == []
     # and a rollback by hand through B is saved for A, which carries it out
-    pending = b.rollback("operator said so")
+    pending = b.rollback("operator said so", actor="test")
     assert (pending.phase, pending.ending) == ("progressing", "rolled_back")
     assert b_driver.calls == []
     final = a.tick()
     assert final.phase == "rolled_back" and final.reason == "operator said so"
     assert a_driver.calls[-2:] == [("traffic", "v1", "v2", "0"), ("finish", "v1")]
     assert Registry(store, "m").resolve("production") == "v1"
+
+
+def test_a_promotion_by_hand_carried_out_by_the_holder_is_in_the_persons_name(
+    store: LocalStore,
+) -> None:
+    # given controller A holding the lock with a canary under way
+    clock = Clock()
+    a = controller(store, lock(store, clock, "a"), Recording())
+    a.hold()
+    a.start("v2")
+    # when ada promotes it through B, then A carries it out, and production's revision
+    # names ada, not A's rollout
+    b = controller(store, lock(store, clock, "b"), Recording())
+    assert (
+        b.promote("looks fine", actor="ada (flywheel promote)").decided_by
+        == "ada (flywheel promote)"
+    )
+    assert a.tick().phase == "promoted"
+    moved = Registry(store, "m").history("production")[-1]
+    assert (moved.version, moved.actor, moved.reason) == (
+        "v2",
+        "ada (flywheel promote)",
+        "rollout: looks fine",
+    )
 
 
 def test_the_lock_is_taken_over_only_once_it_expired(store: LocalStore) -> None:

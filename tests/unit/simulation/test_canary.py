@@ -47,7 +47,7 @@ def test_the_real_controller_judges_a_canary_on_the_days_answers(
     registry = Registry(LocalStore(tmp_path), "m")
     for tag in "ab":
         registry.register({"model.joblib": tag.encode()}, run_id=tag)
-    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+    registry.move_alias(PRODUCTION, "v1", expected=None, reason="first", actor="test")
     driver = DayDriver(answers(80), canary, seed=1, start=1_000_000.0)
 
     def sleep(seconds: float) -> None:

@@ -77,7 +77,7 @@ def test_the_registry_stamps_with_the_clock_given_and_the_wall_clock_otherwise(
     # when one version is registered and promoted under a simulated clock, one without
     with stamped_by(lambda: simulated):
         registry.register({"model.joblib": b"a"}, run_id="a")
-        registry.move_alias(PRODUCTION, "v1", expected=None, reason="first")
+        registry.move_alias(PRODUCTION, "v1", expected=None, reason="first", actor="test")
     before = datetime.now(UTC)
     registry.register({"model.joblib": b"b"}, run_id="b")
     # then the first carries the simulated time, and the second the wall clock's
