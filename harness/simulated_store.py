@@ -5,6 +5,7 @@ canaries, the engine's decisions, the runs' records and each day's monitoring wi
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import time
@@ -12,7 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.config import Settings
+from flywheel.registry import Registry
+from flywheel.rollout.analysis import Window
+from flywheel.rollout.controller import RolloutController
+from flywheel.stores import Stores
 from harness.projects import SMALL
+from harness.rollouts import ReplayDriver
 
 # bad_candidate registers its faulty version on the change day (day 0 here), which the canary
 # rolls back. The generator is otherwise stable, so the firing is the schedule's: its cron
@@ -43,6 +49,16 @@ class SimulatedStore:
     def settings(self) -> Settings:
         return Settings.from_json(self.config.read_text())
 
+    def copy(self, root: Path) -> SimulatedStore:
+        """The simulation copied to `root`, its settings pointing at the copy's store."""
+        shutil.copytree(self.root, root)
+        settings = self.settings
+        moved = settings.model_copy(
+            update={"storage": settings.storage.model_copy(update={"uri": str(root / "store")})}
+        )
+        (root / "settings.json").write_text(moved.to_json())
+        return SimulatedStore(root, 0.0)
+
 
 def simulate_store(root: Path) -> SimulatedStore:
     """Run `flywheel simulate` as a person types it into `root` (which must not exist or be
@@ -62,3 +78,39 @@ def simulate_store(root: Path) -> SimulatedStore:
             f"flywheel simulate exited with {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
         )
     return SimulatedStore(root, round(time.monotonic() - started, 1))
+
+
+def canary_in_progress(settings: Settings, version: str, looks: list[Window]) -> RolloutController:
+    """A canary of `version` against production, started by the real controller on a driver
+    that moves no traffic and measures `looks` in turn: its start record and its first
+    'progressing' state are in the store, and each `tick()` records the next look."""
+    controller = RolloutController(
+        Registry.from_settings(settings),
+        ReplayDriver(looks),
+        settings.rollout,
+        sleep=lambda seconds: None,
+    )
+    controller.start(version)
+    return controller
+
+
+def pages(settings: Settings) -> dict[str, str]:
+    """Every page of the UI on this store, by a name: each list, each version and its diff,
+    each rollout, two runs compared, each version's monitoring."""
+    registry = Registry.from_settings(settings)
+    versions = [m.version for m in registry.versions()]
+    rollouts = [r["rollout_id"] for v in versions for r in registry.records(v, "rollout-start")]
+    runs = [run.started.run_id for run in Stores(settings).ledger.runs()]
+    found = {
+        "versions": "/versions",
+        **{f"version {v}": f"/versions/{v}" for v in versions},
+        "diff": f"/diff?a={versions[0]}&b={versions[-1]}",
+        "aliases": "/aliases",
+        "rollouts": "/rollouts",
+        **{f"rollout {r}": f"/rollouts/{r}" for r in rollouts},
+        "triggers": "/triggers",
+        "monitoring": "/monitoring",
+        "runs": "/runs",
+        "runs compared": f"/runs/compare?a={runs[0]}&b={runs[-1]}",
+    }
+    return found
