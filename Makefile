@@ -118,6 +118,10 @@ monitoring-picture: $(VENV)/.ready ## Redraw docs/monitoring-report.png: the mon
 simulation-picture: $(VENV)/.ready ## Redraw docs/simulation-report.png: flywheel simulate's plots on 40 days of concept drift
 	$(BIN)/python -m tools.simulation_picture
 
+.PHONY: ui-screenshots
+ui-screenshots: $(VENV)/.ready browser ## Retake docs/ui/*.png: the UI's main pages in chromium, on the browser tests' simulated store
+	$(BIN)/python -m tools.ui_screenshots
+
 # --- checks -----------------------------------------------------------------
 
 .PHONY: tools
