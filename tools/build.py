@@ -90,19 +90,21 @@ def _install(tool: PythonTool, target: Path) -> None:
 
 def asset_dir(name: str) -> Path:
     """The cached folder of an upstream asset or npm package, fetched on first use."""
-    if name in NPM_PACKAGES:
-        return fetch_npm(NPM_PACKAGES[name])
-    return fetch(ASSETS[name])
+    return fetch(NPM_PACKAGES[name] if name in NPM_PACKAGES else ASSETS[name])
 
 
-def fetch(asset: Asset) -> Path:
-    """Copy the asset's files out of its module zip (via the Go module proxy) into the cache."""
+def fetch(asset: Asset | NpmPackage) -> Path:
+    """Copy the asset's files into the cache: out of its module zip (via the Go module
+    proxy), or out of its npm tarball, checked against its pinned integrity hash."""
     target = cache_dir() / "assets" / asset.key
     if all((target / name).exists() for name in asset.files):
         return target
     with _exclusive(f"asset-{asset.key}"):
         if not all((target / name).exists() for name in asset.files):
-            _fetch(asset, target)
+            if isinstance(asset, NpmPackage):
+                _fetch_npm(asset, target)
+            else:
+                _fetch(asset, target)
     return target
 
 
@@ -120,18 +122,6 @@ def _fetch(asset: Asset, target: Path) -> None:
             shutil.copyfile(root / source, staging / name)
         staging.rename(target)
     print(f">> fetched {asset.name} files from {asset.module}@{asset.version}", flush=True)
-
-
-def fetch_npm(package: NpmPackage) -> Path:
-    """Copy the package's files out of its npm tarball, checked against its pinned
-    integrity hash, into the cache."""
-    target = cache_dir() / "assets" / package.key
-    if all((target / name).exists() for name in package.files):
-        return target
-    with _exclusive(f"asset-{package.key}"):
-        if not all((target / name).exists() for name in package.files):
-            _fetch_npm(package, target)
-    return target
 
 
 def _fetch_npm(package: NpmPackage, target: Path) -> None:
@@ -281,7 +271,7 @@ def main(argv: list[str]) -> int:
                 fetch(asset)
         for package in NPM_PACKAGES.values():
             if package.name in chosen or not names:
-                fetch_npm(package)
+                fetch(package)
         for python_tool in PYTHON_TOOLS.values():
             if python_tool.name in chosen or not names:
                 install(python_tool)
