@@ -100,6 +100,7 @@ class Views:
         self.versions_prefix = f"models/{model}/versions/"
         self._index: tuple[int, _Index] | None = None
         self._figures: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._window_index: dict[str, tuple[int, dict[str, dict[str, str]]]] = {}
 
     # --- shared ------------------------------------------------------------------
 
@@ -339,8 +340,8 @@ class Views:
         return None
 
     def current_state(self) -> dict[str, Any] | None:
-        """The newest revision of the model's rollout state, listed now."""
-        keys = self.catalog.fresh_keys(f"rollouts/{self.model}/")
+        """The newest revision of the model's rollout state (as of the kept listing)."""
+        keys = self.catalog.keys(f"rollouts/{self.model}/")
         return dict(self.catalog.json(keys[-1])) if keys else None
 
     def rollout(self, rollout_id: str) -> dict[str, Any]:
@@ -373,7 +374,14 @@ class Views:
         )
         state = self.current_state()
         state = state if state and state.get("rollout_id") == rollout_id else None
-        progressing = ending is None and state is not None and state.get("phase") == "progressing"
+        # With no ending recorded, the newest rollout is in progress even before the kept
+        # listing of the state shows it (it lags by at most one refresh).
+        started = next((s for (s, _, k), _ in mine if k == "rollout-start.json"), "")
+        starts = self.index().starts
+        newest = bool(started) and (not starts or started >= starts[0][0])
+        progressing = ending is None and (
+            state.get("phase") == "progressing" if state is not None else newest
+        )
         checks: dict[str, list[tuple[int, float | None, float | None, str]]] = {}
         for number, look in enumerate(looks, 1):
             for check in look.get("checks", []):
@@ -495,17 +503,27 @@ class Views:
 
     # --- monitoring --------------------------------------------------------------
 
-    def monitoring(self, version: str | None, window: str, number: int) -> dict[str, Any]:
-        """A version's window records over time (the newest of each window), with the
-        monitoring report's table and plots; production's when no version is named."""
-        keys = self.catalog.keys(f"{MONITORING}/{self.model}/")
+    def _windows(self, window: str) -> dict[str, dict[str, str]]:
+        """The newest record of each window of each version: {version: {start: key}}, parsed
+        again only when the listing changed."""
+        listing = self.catalog.keys(f"{MONITORING}/{self.model}/")
+        kept = self._window_index.get(window)
+        if kept is not None and kept[0] == id(listing):
+            return kept[1]
         by_version: dict[str, dict[str, str]] = {}
-        for key in keys:
+        for key in listing:
             parts = key.split("/")
             if len(parts) != 6 or parts[3] != window:
                 continue
             newest = by_version.setdefault(parts[2], {})
             newest[parts[4]] = max(newest.get(parts[4], key), key)
+        self._window_index[window] = (id(listing), by_version)
+        return by_version
+
+    def monitoring(self, version: str | None, window: str, number: int) -> dict[str, Any]:
+        """A version's window records over time (the newest of each window), with the
+        monitoring report's table and plots; production's when no version is named."""
+        by_version = self._windows(window)
         monitored = sorted(by_version, key=version_number, reverse=True)
         if version is None:
             production = [v for v, on in self.aliases_now().items() if PRODUCTION in on]
