@@ -11,7 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,8 +82,11 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def seaweedfs() -> Iterator[S3Server]:
-    """SeaweedFS (`weed mini`, Apache-2.0) with its S3 gateway on loopback, torn down on exit."""
+def seaweedfs(identities: Sequence[dict[str, Any]] = ()) -> Iterator[S3Server]:
+    """SeaweedFS (`weed mini`, Apache-2.0) with its S3 gateway on loopback, torn down on exit.
+
+    Its admin key is the server's; `identities` are more of its s3.json identities.
+    """
     weed = binary("weed")
     access, secret = "flywheel-test", "flywheel-test-secret"
     work = Path(tempfile.mkdtemp(prefix="flywheel-s3-"))
@@ -93,7 +96,7 @@ def seaweedfs() -> Iterator[S3Server]:
         "credentials": [{"accessKey": access, "secretKey": secret}],
         "actions": ["Admin", "Read", "Write", "List", "Tagging"],
     }
-    config.write_text(json.dumps({"identities": [identity]}))
+    config.write_text(json.dumps({"identities": [identity, *identities]}))
     ports = free_ports(11)
     names = [
         "master.port",

@@ -113,6 +113,12 @@ def test_helm_lint_strict(values: Path | None) -> None:
         (["triggers.cooldownHours=24"], "additional properties 'cooldownHours' not allowed"),
         # config's text (--set-file) must be a flywheel.yaml, a mapping of its sections
         (["config=income"], "config: not a flywheel.yaml"),
+        # the UI's store key is a Secret's name, read-only: never the engine's, which writes
+        (["ui.storeSecret=AKIAIOSFODNN7/EXAMPLE"], "at '/ui/storeSecret'"),
+        (["ui.enabled=true", "ui.storeSecret=flywheel-s3"], "ui.storeSecret: the UI reads"),
+        # its Service is ClusterIP, whatever the values say
+        (["ui.service.type=NodePort"], "at '/ui/service': additional properties 'type'"),
+        (["ui.port=80"], "at '/ui/port': minimum"),
     ],
 )
 def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
@@ -435,6 +441,162 @@ def test_the_controllers_servicemonitor_selects_its_service_and_metrics_port() -
         for d in open_docs
         if d["kind"] == "NetworkPolicy" and d["metadata"]["name"].endswith("rollout-controller")
     ]
+
+
+# --- the read-only web UI ------------------------------------------------------------
+
+UI = ("ui.enabled=true", "ui.storeSecret=store-reader", "ui.port=9090")
+
+
+def _ui(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The UI's objects, by kind: those named after it or labelled as its component."""
+    return {
+        d["kind"]: d
+        for d in docs
+        if d["metadata"]["name"].endswith("-ui")
+        or d["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "ui"
+    }
+
+
+def test_the_ui_serves_the_releases_config_with_a_read_only_key_and_no_api_access(
+    tmp_path: Path,
+) -> None:
+    # given the chart with the UI on, on a store with an endpoint of its own
+    docs = _render(None, *UI, "storage.endpoint=minio-service.kubeflow:9000")
+    ui = _ui(docs)
+    assert set(ui) == {"Deployment", "Service", "ServiceAccount", "NetworkPolicy"}
+    pod = ui["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # then it runs `flywheel ui` on its port, with the controller's image
+    assert container["args"] == [
+        "--config", "/etc/flywheel/flywheel.yaml", "ui", "--host", "0.0.0.0", "--port", "9090",
+    ]  # fmt: skip
+    assert container["ports"] == [{"name": "http", "containerPort": 9090, "protocol": "TCP"}]
+    controller = next(
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("controller")
+    )
+    assert container["image"] == controller["spec"]["template"]["spec"]["containers"][0]["image"]
+    # probed at /healthz, which reads nothing: a store that is down does not restart it
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    # and it loads the configuration every other Flywheel pod loads, from the same ConfigMap
+    loaded = {
+        name: _as_the_pod_loads_it(docs, c, volumes, tmp_path)
+        for name, (c, volumes) in _flywheel_containers(docs).items()
+    }
+    assert loaded["ui"].to_json() == loaded["controller"].to_json()
+    # with the store's keys, under the variables that configuration names, from
+    # ui.storeSecret alone (never storage.existingSecret's, which writes)
+    storage = loaded["ui"].storage
+    assert "envFrom" not in container
+    assert {
+        e["name"]: (e["valueFrom"]["secretKeyRef"]["name"], e["valueFrom"]["secretKeyRef"]["key"])
+        for e in container["env"]
+    } == {
+        storage.access_key_env: ("store-reader", "AWS_ACCESS_KEY_ID"),
+        storage.secret_key_env: ("store-reader", "AWS_SECRET_ACCESS_KEY"),
+    }
+    assert "flywheel-s3" not in json.dumps(ui)
+    # its own ServiceAccount, no token mounted, and no Role or binding names it
+    account = ui["ServiceAccount"]["metadata"]["name"]
+    assert pod["serviceAccountName"] == account == "flywheel-ui"
+    assert pod["automountServiceAccountToken"] is False
+    assert ui["ServiceAccount"]["automountServiceAccountToken"] is False
+    assert not [
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] in ("RoleBinding", "ClusterRoleBinding")
+        and any(s["name"] == account for s in d["subjects"])
+    ]
+    # restricted: non-root, no privilege escalation, no capabilities, a read-only root with
+    # a scratch /tmp (the API server's Pod Security admission checks it too, below)
+    security = container["securityContext"]
+    assert pod["securityContext"]["runAsNonRoot"] and security["runAsNonRoot"]
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["readOnlyRootFilesystem"] is True
+    (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert next(v for v in pod["volumes"] if v["name"] == tmp["name"])["emptyDir"]
+    assert container["resources"]["limits"] and container["resources"]["requests"]
+    # behind a ClusterIP Service whose port reaches the container's
+    service = ui["Service"]["spec"]
+    assert service["type"] == "ClusterIP"
+    assert service["ports"] == [
+        {"name": "http", "port": 9090, "targetPort": "http", "protocol": "TCP"}
+    ]
+    labels = ui["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    # which selects no other pod of the chart's
+    others = [
+        d["spec"]["template"]["metadata"]["labels"]
+        for d in docs
+        if d["kind"] == "Deployment" and d is not ui["Deployment"]
+    ]
+    assert not [o for o in others if service["selector"].items() <= o.items()]
+
+
+def test_the_ui_is_off_by_default_and_leaves_nothing_when_off() -> None:
+    assert _ui(_render()) == {}
+    # the example that turns everything on, with the UI turned back off
+    assert _ui(_render(CHART / "examples" / "pinned.yaml")) != {}
+    assert _ui(_render(CHART / "examples" / "pinned.yaml", "ui.enabled=false")) == {}
+
+
+@pytest.mark.parametrize(
+    ("sets", "ports"),
+    [
+        (["storage.endpoint=minio-service.kubeflow:9000"], [9000]),
+        # AWS S3, or an endpoint without a port: the scheme's
+        ([], [443]),
+        (["storage.endpoint=seaweedfs-s3.storage", "storage.secure=false"], [80]),
+        # a Service mapping its port to another: the pods' own, as listed
+        (
+            ["storage.endpoint=seaweedfs-s3.storage:80", "ui.networkPolicy.storePorts={8333}"],
+            [8333],
+        ),
+    ],
+)
+def test_the_ui_takes_connections_from_the_listed_namespaces_and_reaches_only_the_store(
+    sets: list[str], ports: list[int]
+) -> None:
+    # given the UI with its ingress controller's namespace listed
+    docs = _render(None, *UI, "ui.networkPolicy.ingressNamespaces={ingress-nginx}", *sets)
+    policy = _ui(docs)["NetworkPolicy"]["spec"]
+    labels = _ui(docs)["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    assert policy["podSelector"]["matchLabels"].items() <= labels.items()
+    # then only that namespace reaches it, on its port
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [
+        {
+            "from": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}
+                    }
+                }
+            ],
+            "ports": [{"port": 9090, "protocol": "TCP"}],
+        }
+    ]
+    # and it reaches DNS and the store's port, nothing else
+    assert policy["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"ports": [{"port": port, "protocol": "TCP"} for port in ports]},
+    ]
+
+
+def test_the_ui_takes_no_connections_unless_namespaces_are_listed() -> None:
+    policy = _ui(_render(None, *UI))["NetworkPolicy"]["spec"]
+    # Ingress in policyTypes with no rule: every connection refused (port-forward aside)
+    assert "Ingress" in policy["policyTypes"] and "ingress" not in policy
+    # egress left open on request (a mesh's sidecar), and no policy with networkPolicy off
+    open_egress = _ui(_render(None, *UI, "ui.networkPolicy.restrictEgress=false"))
+    assert open_egress["NetworkPolicy"]["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in open_egress["NetworkPolicy"]["spec"]
+    assert "NetworkPolicy" not in _ui(_render(None, *UI, "networkPolicy.enabled=false"))
 
 
 def test_the_chart_readme_is_generated_from_the_values() -> None:
@@ -1026,6 +1188,95 @@ def test_the_trigger_engine_may_submit_runs_and_nothing_else(kube: Any, installe
     # the steps KFP runs as the pipeline runner cannot start runs themselves
     runner = f"system:serviceaccount:{installed}:fw-flywheel-pipeline-runner"
     assert not _kfp_review(kube, installed, runner, "create", "runs")
+
+
+def test_the_ui_is_admitted_as_restricted_and_may_do_nothing_at_the_api(
+    kube: Any, namespace: str
+) -> None:
+    """Installed into a namespace enforcing the restricted Pod Security Standard: its pods
+    are admitted, and its ServiceAccount is bound to nothing."""
+    # given the chart installed with the UI on
+    kube.helm(
+        "install", "fw", str(CHART), "-n", namespace, "-f", str(EXAMPLES[0]), *(f"--set={s}" for s in UI),
+        "--set=ui.replicas=2", "--wait", "--timeout=120s",
+    )  # fmt: skip
+    try:
+        # then its pods run, each admitted by Pod Security as restricted, with no token
+        deployment = json.loads(
+            kube.kubectl(
+                "get", "deployment", "fw-flywheel-ui", "-n", namespace, "-o", "json"
+            ).stdout
+        )
+        assert deployment["status"]["readyReplicas"] == 2
+        pods = json.loads(
+            kube.kubectl(
+                "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/component=ui", "-o", "json"
+            ).stdout
+        )["items"]  # fmt: skip
+        assert len(pods) == 2
+        for pod in pods:
+            assert pod["spec"]["serviceAccountName"] == "fw-flywheel-ui"
+            assert pod["spec"]["automountServiceAccountToken"] is False
+            assert not [v for v in pod["spec"]["volumes"] if "projected" in v], pod["spec"][
+                "volumes"
+            ]
+            assert not [
+                m
+                for c in pod["spec"]["containers"]
+                for m in c["volumeMounts"]
+                if m["mountPath"].startswith("/var/run/secrets/kubernetes.io")
+            ]
+        # the same pod, asked about directly, passes restricted with no warning; without its
+        # container's security context it is refused (the namespace does enforce it)
+        template = deployment["spec"]["template"]
+        as_pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "ui-check"},
+            "spec": template["spec"],
+        }
+        admitted = _server_dry_run(kube, namespace, as_pod)
+        assert admitted.returncode == 0 and "PodSecurity" not in admitted.stderr, admitted.stderr
+        bare = json.loads(json.dumps(as_pod))
+        del bare["spec"]["containers"][0]["securityContext"]
+        refused = _server_dry_run(kube, namespace, bare)
+        assert refused.returncode != 0 and 'violates PodSecurity "restricted' in refused.stderr
+        # its Service is a ClusterIP one, with no node port
+        service = json.loads(
+            kube.kubectl("get", "service", "fw-flywheel-ui", "-n", namespace, "-o", "json").stdout
+        )["spec"]
+        assert service["type"] == "ClusterIP" and service["clusterIP"] not in ("", "None")
+        assert [p.get("nodePort") for p in service["ports"]] == [None]
+        # and its ServiceAccount may do at the API what any unbound account may, nothing more
+        account = f"system:serviceaccount:{namespace}:fw-flywheel-ui"
+        unbound = f"system:serviceaccount:{namespace}:default"
+        rights = [
+            kube.kubectl("auth", "can-i", "--list", "-n", namespace, as_user=user).stdout
+            for user in (account, unbound)
+        ]
+        assert rights[0] == rights[1], rights
+        for verb, resource in (
+            ("get", "secrets/store-reader"),
+            ("get", "configmaps/fw-flywheel-config"),
+            ("list", "pods"),
+            ("get", "seldondeployments/loan-default"),
+        ):
+            answer = kube.kubectl(
+                "auth", "can-i", verb, resource, "-n", namespace, as_user=account, check=False
+            )
+            assert answer.stdout.strip() == "no", (verb, resource)
+        bindings = json.loads(
+            kube.kubectl("get", "rolebindings,clusterrolebindings", "-A", "-o", "json").stdout
+        )["items"]
+        assert not [
+            b["metadata"]["name"]
+            for b in bindings
+            for subject in b.get("subjects") or []
+            if subject.get("name") == "fw-flywheel-ui"
+            or subject.get("name") == f"system:serviceaccounts:{namespace}"
+        ]
+    finally:
+        kube.helm("uninstall", "fw", "-n", namespace, check=False)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)

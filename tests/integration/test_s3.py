@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -25,9 +27,11 @@ from flywheel.storage import (
     open_store,
 )
 from harness.proxy import LossyProxy
-from harness.servers import S3Server, free_ports
+from harness.servers import S3Server, free_ports, seaweedfs
 
 pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -226,6 +230,47 @@ def test_wrong_keys_and_missing_buckets_are_named(
         open_store(
             "s3://no-such-bucket/x", StorageSettings(endpoint=endpoint, secure=False)
         ).check()
+
+
+def _documented_ui_identity() -> dict[str, Any]:
+    """The SeaweedFS identity docs/deploying.md gives the chart's UI: its first json block."""
+    section = (REPO / "docs" / "deploying.md").read_text().split("## The read-only web UI")[1]
+    identity: dict[str, Any] = json.loads(section.split("```json\n")[1].split("```")[0])
+    return identity
+
+
+def test_the_uis_documented_seaweedfs_key_reads_its_bucket_and_writes_nothing() -> None:
+    # given SeaweedFS with the UI's identity as documented, its keys filled in
+    identity = _documented_ui_identity()
+    identity["credentials"] = [{"accessKey": "ui-reader", "secretKey": "ui-reader-secret"}]
+    with seaweedfs([identity]) as server:
+
+        def store(uri: str, access_key: str, secret_key: str) -> S3Store:
+            return S3Store(
+                uri, endpoint=server.endpoint, access_key=access_key, secret_key=secret_key,
+                secure=False,
+            )  # fmt: skip
+
+        # and a registry, and another bucket, written with the admin key
+        for uri in ("s3://flywheel/registry", "s3://other/registry"):
+            admin = store(uri, server.access_key, server.secret_key)
+            admin.ensure_bucket()
+            admin.write("models/m/versions/v1/manifest.json", b"{}")
+        reader = store("s3://flywheel/registry", "ui-reader", "ui-reader-secret")
+        # then the UI's key opens, lists and reads the registry
+        reader.check()
+        assert reader.list("models") == ["models/m/versions/v1/manifest.json"]
+        assert reader.read("models/m/versions/v1/manifest.json") == b"{}"
+        # and cannot write, create, delete, nor read another bucket
+        for attempt in (
+            lambda: reader.write("models/m/aliases/production.json", b"{}"),
+            lambda: reader.write("models/m/aliases/staging.json", b"{}", create_only=True),
+            lambda: reader.delete("models/m/versions/v1/manifest.json"),
+            lambda: store("s3://other/registry", "ui-reader", "ui-reader-secret").list(""),
+        ):
+            with pytest.raises(StoreError, match="access denied"):
+                attempt()
+        assert reader.list("models") == ["models/m/versions/v1/manifest.json"]
 
 
 def _flywheel(project: Path, *args: str) -> subprocess.CompletedProcess[str]:

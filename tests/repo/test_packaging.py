@@ -67,6 +67,18 @@ def test_every_library_package_is_packaged() -> None:
     assert found <= packages, found - packages
 
 
+def test_the_uis_templates_and_static_files_are_package_data() -> None:
+    # The components image installs the package (`pip install .`), not the source tree: the UI
+    # finds its templates and static files only if package-data names them.
+    patterns = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["flywheel.ui"]
+    ui = SRC / "ui"
+    files = {p.relative_to(ui) for p in ui.rglob("*") if p.is_file() and p.suffix != ".py"}
+    files = {f for f in files if "__pycache__" not in f.parts}
+    assert files and all(any(f.match(pattern) for pattern in patterns) for f in files), files
+
+
 @pytest.mark.parametrize(
     "package", ["numpy", "scikit-learn", "scipy", "pandas", "joblib", "pyarrow"]
 )

@@ -79,6 +79,26 @@ checkov.io/skip9: CKV_K8S_43=No digest given (images.*.digest); CI's promotion a
 {{- printf "%s-rollout-controller" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{/* The read-only web UI's ServiceAccount, Deployment, Service and NetworkPolicy. */}}
+{{- define "flywheel.ui" -}}
+{{- printf "%s-ui" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+The ports the UI may reach the store on, as a JSON list: ui.networkPolicy.storePorts, else
+storage.endpoint's port, else the scheme's (an endpoint without one, or AWS S3).
+*/}}
+{{- define "flywheel.storePorts" -}}
+{{- $endpoint := .Values.storage.endpoint }}
+{{- if .Values.ui.networkPolicy.storePorts }}
+{{- .Values.ui.networkPolicy.storePorts | toJson }}
+{{- else if regexMatch ":[0-9]+$" $endpoint }}
+{{- list (regexFind "[0-9]+$" $endpoint | atoi) | toJson }}
+{{- else if .Values.storage.secure }}[443]
+{{- else }}[80]
+{{- end }}
+{{- end }}
+
 {{/* The trigger engine's ServiceAccount and CronWorkflow. */}}
 {{- define "flywheel.triggers" -}}
 {{- printf "%s-triggers" (include "flywheel.fullname" .) | trunc 63 | trimSuffix "-" }}
@@ -109,15 +129,23 @@ seccompProfile:
 
 {{/* The S3 keys from the existing Secret, as environment variables. */}}
 {{- define "flywheel.storageEnv" -}}
+{{- include "flywheel.s3Env" .Values.storage.existingSecret }}
+{{- end }}
+
+{{/*
+The S3 keys from a Secret, under the variables clusterConfig names (access_key_env,
+secret_key_env). Argument: the Secret's name.
+*/}}
+{{- define "flywheel.s3Env" -}}
 - name: AWS_ACCESS_KEY_ID
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.storage.existingSecret }}
+      name: {{ . }}
       key: AWS_ACCESS_KEY_ID
 - name: AWS_SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
-      name: {{ .Values.storage.existingSecret }}
+      name: {{ . }}
       key: AWS_SECRET_ACCESS_KEY
 {{- end }}
 
@@ -234,7 +262,8 @@ storage:
   uri: {{ .Values.storage.uri | quote }}
   endpoint: {{ if .Values.storage.endpoint }}{{ .Values.storage.endpoint | quote }}{{ else }}null{{ end }}
   secure: {{ .Values.storage.secure }}
-  # The variables every pod gets from storage.existingSecret (flywheel.storageEnv).
+  # The variables every pod gets from storage.existingSecret (flywheel.storageEnv); the
+  # UI's get a read-only key, from ui.storeSecret.
   access_key_env: AWS_ACCESS_KEY_ID
   secret_key_env: AWS_SECRET_ACCESS_KEY
 contract:

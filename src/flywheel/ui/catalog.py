@@ -4,8 +4,10 @@ Every object the loop writes is create-only (versions, alias revisions, rollout 
 window records, trigger decisions, run records): once read, an object never changes, so the
 catalog keeps what it read, up to a bound. Listings do change; the catalog keeps each one
 for `ttl` seconds, and past that serves the one it has while a background thread lists
-again, so a warm page never waits on a listing (stale by at most one refresh). A page
-reads its objects in parallel, and only those of the page it shows.
+again, so a warm page never waits on a listing (stale by at most one refresh). A listing
+that takes long (tens of thousands of keys on S3) is listed again at most every ten times
+as long as it took, so refreshing never takes more than a tenth of the server's time. A
+page reads its objects in parallel, and only those of the page it shows.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class Catalog:
         self.max_objects = max_objects
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="catalog")
         self._lock = threading.Lock()
-        self._listings: dict[str, tuple[float, list[str]]] = {}
+        # prefix -> (listed at, how long it took, keys)
+        self._listings: dict[str, tuple[float, float, list[str]]] = {}
         self._refreshing: set[str] = set()
         self._objects: OrderedDict[str, Any] = OrderedDict()
 
@@ -54,13 +57,13 @@ class Catalog:
         listing, listed again in the background once older than `ttl`."""
         with self._lock:
             kept = self._listings.get(prefix)
-            stale = kept is not None and self.clock() - kept[0] > self.ttl
+            stale = kept is not None and self.clock() - kept[0] > max(self.ttl, 10 * kept[1])
             if stale and prefix not in self._refreshing:
                 self._refreshing.add(prefix)
                 self._pool.submit(self._refresh, prefix)
         if kept is None:
             return self._list(prefix)
-        return kept[1]
+        return kept[2]
 
     def fresh_keys(self, prefix: str) -> list[str]:
         """Every key below `prefix` listed now (a page that must not lag, such as a live
@@ -71,7 +74,7 @@ class Catalog:
         started = self.clock()
         keys = self.store.list(prefix)
         with self._lock:
-            self._listings[prefix] = (started, keys)
+            self._listings[prefix] = (started, self.clock() - started, keys)
         return keys
 
     def _refresh(self, prefix: str) -> None:

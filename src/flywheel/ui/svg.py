@@ -84,7 +84,9 @@ def look_plot(
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
-    low, high = low - 0.05 * (high - low), high + 0.05 * (high - low)
+    pad = 0.05 * (high - low)
+    # A measure that cannot go below zero (a rate, a latency, a distance) is not drawn as if.
+    low, high = (max(0.0, low - pad) if low >= 0 else low - pad), high + pad
     looks = max((n for n, *_ in points), default=1)
 
     def x(number: float) -> float:

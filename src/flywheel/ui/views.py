@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ ALIASES = (PRODUCTION, CANDIDATE)
 ENDINGS = {"rollout-promoted": "promoted", "rollout-rolled-back": "rolled back"}
 # Windows the monitoring page shows at once (newest first, older ones on later pages).
 WINDOWS_SHOWN = 60
+# Sets of monitoring plots kept drawn (a set is about 300 KB of SVG).
+FIGURES_KEPT = 64
 PII = "(pii: not shown)"
 
 
@@ -100,6 +103,8 @@ class Views:
         self.versions_prefix = f"models/{model}/versions/"
         self._index: tuple[int, _Index] | None = None
         self._figures: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+        self._window_index: dict[str, tuple[int, dict[str, dict[str, str]]]] = {}
+        self._drawing = threading.Lock()
 
     # --- shared ------------------------------------------------------------------
 
@@ -183,7 +188,7 @@ class Views:
         index = self.index()
         present = [v for v in versions if name in index.files.get(v, set())]
         found = dict(
-            zip(present, self.catalog.many(self._file(v, name) for v in present), strict=False)
+            zip(present, self.catalog.many(self._file(v, name) for v in present), strict=True)
         )
         return [found.get(v) for v in versions]
 
@@ -339,8 +344,8 @@ class Views:
         return None
 
     def current_state(self) -> dict[str, Any] | None:
-        """The newest revision of the model's rollout state, listed now."""
-        keys = self.catalog.fresh_keys(f"rollouts/{self.model}/")
+        """The newest revision of the model's rollout state (as of the kept listing)."""
+        keys = self.catalog.keys(f"rollouts/{self.model}/")
         return dict(self.catalog.json(keys[-1])) if keys else None
 
     def rollout(self, rollout_id: str) -> dict[str, Any]:
@@ -373,7 +378,14 @@ class Views:
         )
         state = self.current_state()
         state = state if state and state.get("rollout_id") == rollout_id else None
-        progressing = ending is None and state is not None and state.get("phase") == "progressing"
+        # With no ending recorded, the newest rollout is in progress even before the kept
+        # listing of the state shows it (it lags by at most one refresh).
+        started = next((s for (s, _, k), _ in mine if k == "rollout-start.json"), "")
+        starts = self.index().starts
+        newest = bool(started) and (not starts or started >= starts[0][0])
+        progressing = ending is None and (
+            state.get("phase") == "progressing" if state is not None else newest
+        )
         checks: dict[str, list[tuple[int, float | None, float | None, str]]] = {}
         for number, look in enumerate(looks, 1):
             for check in look.get("checks", []):
@@ -495,17 +507,27 @@ class Views:
 
     # --- monitoring --------------------------------------------------------------
 
-    def monitoring(self, version: str | None, window: str, number: int) -> dict[str, Any]:
-        """A version's window records over time (the newest of each window), with the
-        monitoring report's table and plots; production's when no version is named."""
-        keys = self.catalog.keys(f"{MONITORING}/{self.model}/")
+    def _windows(self, window: str) -> dict[str, dict[str, str]]:
+        """The newest record of each window of each version: {version: {start: key}}, parsed
+        again only when the listing changed."""
+        listing = self.catalog.keys(f"{MONITORING}/{self.model}/")
+        kept = self._window_index.get(window)
+        if kept is not None and kept[0] == id(listing):
+            return kept[1]
         by_version: dict[str, dict[str, str]] = {}
-        for key in keys:
+        for key in listing:
             parts = key.split("/")
             if len(parts) != 6 or parts[3] != window:
                 continue
             newest = by_version.setdefault(parts[2], {})
             newest[parts[4]] = max(newest.get(parts[4], key), key)
+        self._window_index[window] = (id(listing), by_version)
+        return by_version
+
+    def monitoring(self, version: str | None, window: str, number: int) -> dict[str, Any]:
+        """A version's window records over time (the newest of each window), with the
+        monitoring report's table and plots; production's when no version is named."""
+        by_version = self._windows(window)
         monitored = sorted(by_version, key=version_number, reverse=True)
         if version is None:
             production = [v for v, on in self.aliases_now().items() if PRODUCTION in on]
@@ -519,9 +541,13 @@ class Views:
         shown, pages = paginate(starts, number, WINDOWS_SHOWN)
         chosen = tuple(by_version[version][s] for s in shown)
         reports = [WindowReport.model_validate(r) for r in self.catalog.many(chosen)]
-        if chosen not in self._figures:
-            with figures_as("svg"):
-                self._figures[chosen] = monitoring_page.figures(reports)
+        with self._drawing:  # pyplot is not thread-safe, and a figure is drawn once
+            if chosen not in self._figures:
+                with figures_as("svg"):
+                    self._figures[chosen] = monitoring_page.figures(reports)
+                while len(self._figures) > FIGURES_KEPT:
+                    self._figures.pop(next(iter(self._figures)))
+            figures = self._figures[chosen]
         header, rows = monitoring_page.table(reports)
         pii = self.pii()
         return {
@@ -530,7 +556,7 @@ class Views:
             "window": window,
             "header": header,
             "rows": rows[::-1],
-            "figures": self._figures[chosen],
+            "figures": figures,
             "notes": monitoring_page.notes(reports),
             "drifted": [
                 (

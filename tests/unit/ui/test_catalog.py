@@ -66,3 +66,28 @@ def test_the_kept_objects_are_bounded(tmp_path: Path) -> None:
     catalog.many(f"a/{n}.json" for n in range(10))
     catalog.json("a/0.json")  # dropped first, so read again
     assert store.reads == 11
+
+
+def test_a_slow_listing_is_listed_again_at_most_every_ten_times_its_time(tmp_path: Path) -> None:
+    # given a listing that takes a second (on the catalog's clock)
+    now = [0.0]
+
+    class Slow(Counting):
+        def list(self, prefix: str) -> list[str]:
+            now[0] += 1.0
+            return super().list(prefix)
+
+    store = Slow(tmp_path)
+    catalog = Catalog(store, ttl=2.0, clock=lambda: now[0])
+    catalog.keys("a/")
+    # when asked again past the ttl but within ten times the listing's time, then not listed
+    now[0] = 8.0
+    catalog.keys("a/")
+    assert store.lists == 1
+    # and past it, listed again (in the background)
+    now[0] = 12.0
+    catalog.keys("a/")
+    deadline = time.monotonic() + 5
+    while store.lists < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert store.lists == 2
