@@ -214,7 +214,7 @@ class Views:
             "version": version,
             "manifest": manifest,
             "aliases": self.aliases_now().get(version, []),
-            "metrics": metrics or {},
+            "metrics": metric_table(metrics or {}),
             "decision": decision,
             "because": lineage.trained_because(record),
             "trigger_decision": (record.get("trigger") or {}).get("decision"),
@@ -226,9 +226,7 @@ class Views:
                 "data hash": data.get("content_hash"),
                 "data source": data.get("source"),
                 "data window": _window(lineage.batch_days(record)),
-                "scorer": (record.get("scorer") or {}).get("kind")
-                if isinstance(record.get("scorer"), dict)
-                else record.get("scorer"),
+                "scorer": _scorer(record.get("scorer")),
                 "created": manifest.get("created_at"),
             },
             "packages": record.get("packages") or {},
@@ -569,6 +567,36 @@ class Views:
             "pages": pages,
             "records": len(chosen),
         }
+
+
+# The columns of a version's metrics table: metrics.json names each figure
+# <model>_<data>_<metric>, as the evaluate step writes it.
+SIDES = ("candidate_newest", "candidate_holdout", "production_newest")
+
+
+def metric_table(metrics: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json as a table: a row per metric with a column per model and data, then
+    the permutation importances; a figure named otherwise is listed on its own."""
+    rows: dict[str, dict[str, Any]] = {}
+    importance: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    for name, value in metrics.items():
+        side = next((s for s in SIDES if name.startswith(f"{s}_")), None)
+        if side is not None:
+            rows.setdefault(name[len(side) + 1 :], {})[side] = value
+        elif name.startswith("candidate_importance_"):
+            importance[name.removeprefix("candidate_importance_")] = value
+        else:
+            other[name] = value
+    return {"columns": SIDES, "rows": rows, "importance": importance, "other": other}
+
+
+def _scorer(entry: Any) -> str | None:
+    """Which scorer serves the version: 'compiled treelite (from HistGradient...)'."""
+    if not isinstance(entry, dict):
+        return None if entry is None else str(entry)
+    source = f" (from {entry['source']})" if entry.get("source") else ""
+    return f"{entry.get('scorer', '?')}{source}"
 
 
 def _stamp(stamp: str) -> str:

@@ -7,7 +7,7 @@ import pytest
 from flywheel.registry import CANDIDATE, PRODUCTION, Registry
 from flywheel.storage import LocalStore
 from flywheel.ui.catalog import Catalog
-from flywheel.ui.views import PII, NotFound, Views, paginate, redact
+from flywheel.ui.views import PII, NotFound, Views, metric_table, paginate, redact
 from harness.loopstore import ROLLOUT
 
 
@@ -104,3 +104,19 @@ def test_redact_keeps_a_pii_columns_statistics_and_drops_its_values() -> None:
 def test_paginate_clamps_the_page() -> None:
     assert paginate(list(range(5)), 9, 2) == ([4], 3)
     assert paginate([], 1, 2) == ([], 1)
+
+
+def test_a_versions_metrics_are_a_table_of_model_and_data() -> None:
+    table = metric_table(
+        {
+            "candidate_newest_roc_auc": 0.8,
+            "candidate_holdout_roc_auc": 0.7,
+            "production_newest_roc_auc": 0.75,
+            "candidate_importance_income": 0.04,
+            "rows": 3,
+        }
+    )
+    assert table["rows"] == {
+        "roc_auc": {"candidate_newest": 0.8, "candidate_holdout": 0.7, "production_newest": 0.75}
+    }
+    assert table["importance"] == {"income": 0.04} and table["other"] == {"rows": 3}
