@@ -238,6 +238,10 @@ bench-loop: $(VENV)/.ready ## The whole loop simulated on every scenario under f
 bench-stats: $(VENV)/.ready ## Every alarm against its nominal error, simulated: false alarms, interval coverage and power from 20 to 1,000,000 rows
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.stats $(ARGS)
 
+.PHONY: bench-ui
+bench-ui: $(VENV)/.ready ## The web UI's render time per page over 1,000 versions, 1,000 rollouts and 10,000 window records, local and on S3 (SeaweedFS), cold and warm; the store cached in ~/.cache/flywheel/bench-ui
+	$(BIN)/python -m benchmarks.ui $(ARGS)
+
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)
 	rm -rf $(VENV) $(SERVING_VENV) $(MLSERVER_VENV) $(MONITOR_PEER_VENVS) .flywheel data .pytest_cache .mypy_cache .ruff_cache build *.egg-info src/*.egg-info
