@@ -344,16 +344,16 @@ def s3_data(made: Made, log: Callable[[str], None]) -> Path:
 
 @contextmanager
 def store_env(
-    store: str, sizes: Sizes, fresh: bool, log: Callable[[str], None]
+    store: str, sizes: Sizes, cache: Path, fresh: bool, log: Callable[[str], None]
 ) -> Iterator[tuple[Made, dict[str, str]]]:
     """The generated store of `store` (local or s3) and the environment pointing at it."""
     if store == "local":
-        made = cached(sizes, fresh=fresh)
+        made = cached(sizes, cache=cache, fresh=fresh)
         yield made, {"FLYWHEEL_STORAGE__URI": str(made.root)}
         return
     from harness.servers import seaweedfs
 
-    made = cached(sizes, BUCKET_URI, fresh=fresh)
+    made = cached(sizes, BUCKET_URI, cache=cache, fresh=fresh)
     with seaweedfs(data=s3_data(made, log)) as server:
         yield (
             made,
@@ -376,7 +376,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--windows", type=int, default=Sizes.windows)
     parser.add_argument("--decisions", type=int, default=Sizes.decisions)
     parser.add_argument("--runs", type=int, default=Sizes.runs)
-    parser.add_argument("--fresh", action="store_true", help=f"generate again (cache: {CACHE})")
+    parser.add_argument("--fresh", action="store_true", help="generate the store again")
+    parser.add_argument("--cache", type=Path, default=CACHE, help="where stores are kept")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
     args = parser.parse_args(argv)
     stores = [s.strip() for s in args.stores.split(",") if s.strip()]
@@ -391,7 +392,7 @@ def main(argv: list[str]) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {}
     memory: dict[str, float | None] = {}
     for store in stores:
-        with store_env(store, sizes, args.fresh, log) as (made, env):
+        with store_env(store, sizes, args.cache, args.fresh, log) as (made, env):
             log(f"{store}: {made.objects:,} objects; starting flywheel ui")
             with ui_server(env, args.out / f"ui-{store}.log") as (port, process):
                 client = Client(port)
