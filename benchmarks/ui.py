@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import re
 import shutil
 import statistics
@@ -35,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.ui_store import CACHE, Made, Sizes, cached, upload
+from benchmarks.ui_store import CACHE, Made, Sizes, cached, environment, flywheel, upload
 
 REPO = Path(__file__).resolve().parents[1]
 STORES = ("local", "s3")
@@ -262,24 +261,12 @@ def ui_server(env: dict[str, str], log: Path) -> Iterator[tuple[int, subprocess.
     from harness.servers import free_ports, stop, wait_until
 
     (port,) = free_ports(1)
-    command = [
-        sys.executable,
-        "-m",
-        "flywheel.cli",
-        "--config",
-        str(REPO / "flywheel.yaml"),
-        "ui",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+    command = flywheel("ui", "--host", "127.0.0.1", "--port", str(port))
     with log.open("wb") as out:
         process = subprocess.Popen(
             command,
             cwd=REPO,
-            env={**clean, **env},
+            env={**environment(), **env},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -111,6 +111,16 @@ class Made:
 # --- the seed ---------------------------------------------------------------------
 
 
+def flywheel(*args: str) -> list[str]:
+    """The command running `flywheel` with the repository's flywheel.yaml."""
+    return [sys.executable, "-m", "flywheel.cli", "--config", str(REPO / "flywheel.yaml"), *args]
+
+
+def environment() -> dict[str, str]:
+    """This process's environment without FLYWHEEL_* settings: flywheel.yaml's, as given."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
+
+
 def seed(cache: Path = CACHE) -> Path:
     """The seed's store: a short simulation, run once (about a minute) and kept."""
     folder = cache / f"seed-{GENERATOR}"
@@ -119,13 +129,7 @@ def seed(cache: Path = CACHE) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     print(f">> simulating the seed store ({SEED_DAYS} days) into {folder}", flush=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLYWHEEL_")}
-    command = [
-        sys.executable,
-        "-m",
-        "flywheel.cli",
-        "--config",
-        str(REPO / "flywheel.yaml"),
+    command = flywheel(
         "simulate",
         f"--days={SEED_DAYS}",
         "--policy=daily",
@@ -133,14 +137,9 @@ def seed(cache: Path = CACHE) -> Path:
         "--change-day=1",
         "--no-oracle",
         f"--out={folder}",
-    ]
-    subprocess.run(
-        command,
-        check=True,
-        cwd=REPO,
-        env={**env, "OMP_NUM_THREADS": "1"},
-        stdout=subprocess.DEVNULL,
     )
+    env = {**environment(), "OMP_NUM_THREADS": "1"}
+    subprocess.run(command, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
     return folder / "store"
 
 
