@@ -208,7 +208,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout bench-loop bench-stats bench-monitor ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop bench-stats bench-monitor bench-ui ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
