@@ -118,11 +118,30 @@ monitoring-picture: $(VENV)/.ready ## Redraw docs/monitoring-report.png: the mon
 simulation-picture: $(VENV)/.ready ## Redraw docs/simulation-report.png: flywheel simulate's plots on 40 days of concept drift
 	$(BIN)/python -m tools.simulation_picture
 
+.PHONY: ui-screenshots
+ui-screenshots: $(VENV)/.ready browser ## Retake docs/ui/*.png: the UI's main pages in chromium, on the browser tests' simulated store
+	$(BIN)/python -m tools.ui_screenshots
+
 # --- checks -----------------------------------------------------------------
 
 .PHONY: tools
-tools: $(VENV)/.ready ## Build the pinned Go tools (cached in $(TOOLS_DIR))
+tools: $(VENV)/.ready browser ## Build the pinned Go tools and fetch the test assets (cached in $(TOOLS_DIR))
 	$(BIN)/python -m tools build
+
+# The browser the UI's tests drive through Playwright: Debian's chromium (Playwright's own
+# browser download is not used). CHROMIUM=/path names another one, which the tests launch.
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+
+.PHONY: browser
+browser: ## Install Debian's chromium for the browser tests (apt-get, with sudo when not root), if missing
+	@[ -x "$(CHROMIUM)" ] && exit 0; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	echo ">> installing chromium with $${sudo:+sudo }apt-get (for the browser tests)"; \
+	apt=($$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium); \
+	mkdir -p build; \
+	{ "$${apt[@]}" || { $$sudo apt-get update -qq && "$${apt[@]}"; }; } >build/browser.log 2>&1 && [ -x "$(CHROMIUM)" ] \
+	  || { echo "make browser: could not install chromium at $(CHROMIUM) (tried $${sudo:+sudo }apt-get install chromium: see build/browser.log): install it, or set CHROMIUM=/path/to/chromium" >&2; exit 1; }
 
 # mypy and import-linter look for packages on disk, not through the editable install's
 # package-dir mapping: they read flywheel laid out as installed, components and pipelines in it.

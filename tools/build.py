@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from tools.catalog import ASSETS, PYTHON_TOOLS, TOOLS, Asset, GoTool, PythonTool
+from tools.catalog import (
+    ASSETS,
+    NPM_PACKAGES,
+    PYTHON_TOOLS,
+    TOOLS,
+    Asset,
+    GoTool,
+    NpmPackage,
+    PythonTool,
+)
 
 
 def cache_dir() -> Path:
@@ -77,18 +89,22 @@ def _install(tool: PythonTool, target: Path) -> None:
 
 
 def asset_dir(name: str) -> Path:
-    """The cached folder of an upstream asset, fetched on first use."""
-    return fetch(ASSETS[name])
+    """The cached folder of an upstream asset or npm package, fetched on first use."""
+    return fetch(NPM_PACKAGES[name] if name in NPM_PACKAGES else ASSETS[name])
 
 
-def fetch(asset: Asset) -> Path:
-    """Copy the asset's files out of its module zip (via the Go module proxy) into the cache."""
+def fetch(asset: Asset | NpmPackage) -> Path:
+    """Copy the asset's files into the cache: out of its module zip (via the Go module
+    proxy), or out of its npm tarball, checked against its pinned integrity hash."""
     target = cache_dir() / "assets" / asset.key
     if all((target / name).exists() for name in asset.files):
         return target
     with _exclusive(f"asset-{asset.key}"):
         if not all((target / name).exists() for name in asset.files):
-            _fetch(asset, target)
+            if isinstance(asset, NpmPackage):
+                _fetch_npm(asset, target)
+            else:
+                _fetch(asset, target)
     return target
 
 
@@ -106,6 +122,39 @@ def _fetch(asset: Asset, target: Path) -> None:
             shutil.copyfile(root / source, staging / name)
         staging.rename(target)
     print(f">> fetched {asset.name} files from {asset.module}@{asset.version}", flush=True)
+
+
+def _fetch_npm(package: NpmPackage, target: Path) -> None:
+    shutil.rmtree(target, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        spec = f"{package.name}@{package.version}"
+        # npm's own client, from the registry it is configured with; no package script runs.
+        packed = subprocess.run(
+            ["npm", "pack", spec, "--json", "--ignore-scripts", "--pack-destination", tmp],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if packed.returncode != 0:
+            raise RuntimeError(f"npm pack {spec} failed:\n{packed.stderr[-4000:]}")
+        tarball = Path(tmp) / json.loads(packed.stdout)[0]["filename"]
+        algorithm, expected = package.integrity.split("-", 1)
+        found = base64.b64encode(hashlib.new(algorithm, tarball.read_bytes()).digest()).decode()
+        if found != expected:
+            raise RuntimeError(
+                f"{spec}: the tarball's {algorithm} is {found}, not the pinned {expected}"
+            )
+        staging = Path(tmp) / "out"
+        with tarfile.open(tarball) as archive:
+            for name, member in package.files.items():
+                source = archive.extractfile(member)
+                if source is None:
+                    raise RuntimeError(f"{spec} has no file {member}")
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
+                (staging / name).write_bytes(source.read())
+        staging.rename(target)
+    print(f">> fetched {package.name} {package.version} from npm", flush=True)
 
 
 def _go(args: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
@@ -207,7 +256,8 @@ def main(argv: list[str]) -> int:
     """`python -m tools [build|path] [NAME ...]`."""
     command, *names = argv or ["build"]
     chosen = names or [*TOOLS, *PYTHON_TOOLS]
-    unknown = [n for n in chosen if n not in TOOLS and n not in PYTHON_TOOLS and n not in ASSETS]
+    known = {**TOOLS, **PYTHON_TOOLS, **ASSETS, **NPM_PACKAGES}
+    unknown = [n for n in chosen if n not in known]
     if unknown:
         print(f"unknown tool(s): {', '.join(unknown)}; known: {', '.join(TOOLS)}", file=sys.stderr)
         return 2
@@ -219,6 +269,9 @@ def main(argv: list[str]) -> int:
         for asset in ASSETS.values():
             if asset.name in chosen or not names:
                 fetch(asset)
+        for package in NPM_PACKAGES.values():
+            if package.name in chosen or not names:
+                fetch(package)
         for python_tool in PYTHON_TOOLS.values():
             if python_tool.name in chosen or not names:
                 install(python_tool)
@@ -226,7 +279,7 @@ def main(argv: list[str]) -> int:
         return 0
     if command == "path":
         for name in chosen:
-            print(binary(name))
+            print(asset_dir(name) if name in NPM_PACKAGES else binary(name))
         return 0
     print(f"unknown command {command!r}: use build or path", file=sys.stderr)
     return 2

@@ -287,6 +287,40 @@ ASSETS: dict[str, Asset] = {
 
 
 @dataclass(frozen=True)
+class NpmPackage:
+    """Files from a package on the npm registry at a pinned version, fetched with `npm pack`
+    and checked against the registry's integrity hash (never copied into the repo)."""
+
+    name: str
+    version: str
+    # The registry's dist.integrity of the tarball (`npm view NAME@VERSION dist.integrity`).
+    integrity: str
+    # Cache name -> path inside the tarball (npm packs a package under package/).
+    files: dict[str, str]
+    license: str = ""
+
+    @property
+    def key(self) -> str:
+        """Cache folder name."""
+        return f"{self.name}-{self.version}"
+
+
+NPM_PACKAGES: dict[str, NpmPackage] = {
+    package.name: package
+    for package in (
+        # The accessibility checks the UI's browser tests inject into each page and run.
+        NpmPackage(
+            name="axe-core",
+            version="4.14.1",
+            integrity="sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ==",
+            files={"axe.min.js": "package/axe.min.js", "LICENSE": "package/LICENSE"},
+            license="MPL-2.0",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
 class PythonTool:
     """A checker published on PyPI, installed from its hashed lock into its own virtualenv."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,8 @@ ALIASES = (PRODUCTION, CANDIDATE)
 ENDINGS = {"rollout-promoted": "promoted", "rollout-rolled-back": "rolled back"}
 # Windows the monitoring page shows at once (newest first, older ones on later pages).
 WINDOWS_SHOWN = 60
+# Sets of monitoring plots kept drawn (a set is about 300 KB of SVG).
+FIGURES_KEPT = 64
 PII = "(pii: not shown)"
 
 
@@ -101,6 +104,7 @@ class Views:
         self._index: tuple[int, _Index] | None = None
         self._figures: dict[tuple[str, ...], list[tuple[str, str]]] = {}
         self._window_index: dict[str, tuple[int, dict[str, dict[str, str]]]] = {}
+        self._drawing = threading.Lock()
 
     # --- shared ------------------------------------------------------------------
 
@@ -184,7 +188,7 @@ class Views:
         index = self.index()
         present = [v for v in versions if name in index.files.get(v, set())]
         found = dict(
-            zip(present, self.catalog.many(self._file(v, name) for v in present), strict=False)
+            zip(present, self.catalog.many(self._file(v, name) for v in present), strict=True)
         )
         return [found.get(v) for v in versions]
 
@@ -537,9 +541,13 @@ class Views:
         shown, pages = paginate(starts, number, WINDOWS_SHOWN)
         chosen = tuple(by_version[version][s] for s in shown)
         reports = [WindowReport.model_validate(r) for r in self.catalog.many(chosen)]
-        if chosen not in self._figures:
-            with figures_as("svg"):
-                self._figures[chosen] = monitoring_page.figures(reports)
+        with self._drawing:  # pyplot is not thread-safe, and a figure is drawn once
+            if chosen not in self._figures:
+                with figures_as("svg"):
+                    self._figures[chosen] = monitoring_page.figures(reports)
+                while len(self._figures) > FIGURES_KEPT:
+                    self._figures.pop(next(iter(self._figures)))
+            figures = self._figures[chosen]
         header, rows = monitoring_page.table(reports)
         pii = self.pii()
         return {
@@ -548,7 +556,7 @@ class Views:
             "window": window,
             "header": header,
             "rows": rows[::-1],
-            "figures": self._figures[chosen],
+            "figures": figures,
             "notes": monitoring_page.notes(reports),
             "drifted": [
                 (
