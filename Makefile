@@ -227,7 +227,7 @@ verify-prod: $(VENV)/.ready ## Check that prod serves the digest recorded in the
 # --- benchmarks -------------------------------------------------------------
 
 .PHONY: bench
-bench: bench-pipeline bench-serving bench-rollout bench-loop bench-stats bench-monitor ## All benchmarks
+bench: bench-pipeline bench-serving bench-rollout bench-loop bench-stats bench-monitor bench-ui ## All benchmarks
 
 .PHONY: bench-pipeline
 bench-pipeline: $(VENV)/.ready ## Pipeline overhead, caching and scaling, side by side
@@ -256,6 +256,10 @@ bench-loop: $(VENV)/.ready ## The whole loop simulated on every scenario under f
 .PHONY: bench-stats
 bench-stats: $(VENV)/.ready ## Every alarm against its nominal error, simulated: false alarms, interval coverage and power from 20 to 1,000,000 rows
 	OMP_NUM_THREADS=1 $(BIN)/python -m benchmarks.stats $(ARGS)
+
+.PHONY: bench-ui
+bench-ui: $(VENV)/.ready ## The web UI's render time per page over 1,000 versions, 1,000 rollouts and 10,000 window records, local and on S3 (SeaweedFS), cold and warm; the store cached in ~/.cache/flywheel/bench-ui
+	$(BIN)/python -m benchmarks.ui $(ARGS)
 
 .PHONY: clean
 clean: ## Remove virtualenvs, local runs and caches (not the Go tool cache)

@@ -82,10 +82,13 @@ class S3Server:
 
 
 @contextlib.contextmanager
-def seaweedfs(identities: Sequence[dict[str, Any]] = ()) -> Iterator[S3Server]:
+def seaweedfs(
+    identities: Sequence[dict[str, Any]] = (), data: Path | None = None
+) -> Iterator[S3Server]:
     """SeaweedFS (`weed mini`, Apache-2.0) with its S3 gateway on loopback, torn down on exit.
 
-    Its admin key is the server's; `identities` are more of its s3.json identities.
+    Its admin key is the server's; `identities` are more of its s3.json identities. With
+    `data`, it starts over a copy of that data folder (of a server stopped by `stop`).
     """
     weed = binary("weed")
     access, secret = "flywheel-test", "flywheel-test-secret"
@@ -129,7 +132,10 @@ def seaweedfs(identities: Sequence[dict[str, Any]] = ()) -> Iterator[S3Server]:
         f"-s3.config={config}",
         "-master.volumeSizeLimitMB=64",
     ]
-    (work / "data").mkdir()
+    if data is None:
+        (work / "data").mkdir()
+    else:
+        shutil.copytree(data, work / "data")
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
