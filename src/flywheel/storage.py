@@ -7,6 +7,7 @@ compare-and-swap aliases on that one primitive.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import functools
 import io
@@ -78,6 +79,12 @@ class ObjectStore(ABC):
     @abstractmethod
     def delete(self, key: str) -> None:
         """Remove the object if it exists."""
+
+    @abstractmethod
+    def children(self, prefix: str) -> builtins.list[str]:
+        """The names of the folders right below `prefix`, sorted: `models/m/versions` gives
+        ["v1", "v2", ...], without listing what is inside them (one request on S3 for a
+        thousand folders, where listing every key below them takes one per thousand keys)."""
 
     @abstractmethod
     def listing(self, prefix: str) -> dict[str, str]:
@@ -191,15 +198,27 @@ class LocalStore(ObjectStore):
             return []
         if base.is_file():
             return [prefix.strip("/")]
-        return sorted(
-            str(p.relative_to(self.root))
-            for p in base.rglob("*")
-            if p.is_file() and not p.name.startswith(".tmp-")
-        )
+        keys: builtins.list[str] = []
+        for folder, _, files in os.walk(base):
+            below = os.path.relpath(folder, self.root).replace(os.sep, "/")
+            keys.extend(
+                name if below == "." else f"{below}/{name}"
+                for name in files
+                if not name.startswith(".tmp-")
+            )
+        return sorted(keys)
 
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._path(key).unlink()
+
+    def children(self, prefix: str) -> builtins.list[str]:
+        base = self.root / prefix.strip("/") if prefix.strip("/") else self.root
+        try:
+            with os.scandir(base) as entries:
+                return sorted(e.name for e in entries if e.is_dir())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
     def listing(self, prefix: str) -> dict[str, str]:
         out = {}
@@ -411,6 +430,20 @@ class S3Store(ObjectStore):
             f"delete {self.location(key)}",
             lambda: self.client.remove_object(self.bucket, self._key(key)),
         )
+
+    def children(self, prefix: str) -> builtins.list[str]:
+        stem = prefix.strip("/")
+        full = f"{self._key(stem)}/" if stem else (f"{self.prefix}/" if self.prefix else "")
+
+        def folders() -> builtins.list[str]:
+            listed = self.client.list_objects(self.bucket, prefix=full, recursive=False)
+            return sorted(
+                o.object_name[len(full) :].rstrip("/")
+                for o in listed
+                if o.object_name is not None and o.is_dir
+            )
+
+        return self._call(f"list {self.location(prefix)}", folders)
 
     def check(self, *, create: bool = False) -> None:
         if not self._call(f"open {self.uri}", lambda: self.client.bucket_exists(self.bucket)):

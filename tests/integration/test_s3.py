@@ -48,6 +48,9 @@ def test_objects_round_trip_under_a_prefix(store: S3Store) -> None:
     assert store.read("a/b.json") == b"1"
     assert store.list("a") == ["a/b.json", "a/c/d.json"]
     assert set(store.listing("")) == {"a/b.json", "a/c/d.json"}
+    store.write("a/e/f/g.json", b"3")
+    assert store.children("a") == ["c", "e"] and store.children("a/e/") == ["f"]
+    assert store.children("") == ["a"] and store.children("nothing") == []
     store.write("a/b.json", b"changed")
     assert store.read("a/b.json") == b"changed"
     store.delete("a/b.json")

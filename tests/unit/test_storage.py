@@ -25,6 +25,9 @@ def test_write_read_list_delete(tmp_path: Path) -> None:
     assert store.list("a") == ["a/b/c.json", "a/d.json"]
     assert store.list("") == ["a/b/c.json", "a/d.json"]
     assert store.list("nothing") == []
+    # the folders right below a prefix, as S3 gives them with a delimiter
+    assert store.children("a") == ["b"] and store.children("") == ["a"]
+    assert store.children("nothing") == [] and store.children("a/d.json") == []
     store.delete("a/d.json")
     store.delete("a/d.json")  # deleting twice is fine
     assert not store.exists("a/d.json")

@@ -7,7 +7,8 @@ labels, estimated before them, and offline.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from flywheel.config import DEFAULT_MONITORED, Task
@@ -194,25 +195,36 @@ def _task(reports: Sequence[WindowReport]) -> Task:
     return tasks[0]  # one model's versions share a task
 
 
-def figures(reports: Sequence[WindowReport]) -> list[tuple[str, str]]:
-    """The plots over time: (caption, base64 figure) each."""
+def plots(reports: Sequence[WindowReport]) -> list[tuple[str, Callable[[], str]]]:
+    """The plots over time, not drawn yet: (caption, draw) each, draw giving the base64
+    figure (so a page can ask for one plot and draw only that)."""
     task = _task(reports)
     method = "DLE" if task == "regression" else "CBPE"
-    drawn = [
+    listed: list[tuple[str, Callable[[], str]]] = [
         (
             f"{metric}: on delayed labels, {method} estimate, offline",
-            metric_figure(reports, metric),
+            functools.partial(metric_figure, reports, metric),
         )
         for metric in PLOTTED[task]
     ]
-    drawn.append(("feature and prediction drift (PSI)", drift_figure(reports)))
+    listed.append(("feature and prediction drift (PSI)", functools.partial(drift_figure, reports)))
     if task == "multiclass":
-        drawn.append(("drift of each class's probability (PSI)", class_drift_figure(reports)))
-    drawn += [
-        ("share of drifted features", share_figure(reports)),
-        ("traffic and latency", traffic_figure(reports)),
+        listed.append(
+            (
+                "drift of each class's probability (PSI)",
+                functools.partial(class_drift_figure, reports),
+            )
+        )
+    listed += [
+        ("share of drifted features", functools.partial(share_figure, reports)),
+        ("traffic and latency", functools.partial(traffic_figure, reports)),
     ]
-    return drawn
+    return listed
+
+
+def figures(reports: Sequence[WindowReport]) -> list[tuple[str, str]]:
+    """The plots over time, drawn: (caption, base64 figure) each."""
+    return [(caption, draw()) for caption, draw in plots(reports)]
 
 
 def notes(reports: Sequence[WindowReport]) -> str:

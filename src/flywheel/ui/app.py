@@ -58,6 +58,13 @@ def _page(request: web.Request) -> int:
         raise web.HTTPBadRequest(text=f"page must be a number, not {raw!r}") from None
 
 
+def _window(request: web.Request) -> str:
+    window = request.query.get("window", "day")
+    if window not in ("day", "hour"):
+        raise web.HTTPBadRequest(text=f"window is day or hour, not {window!r}")
+    return window
+
+
 async def _render(
     request: web.Request, template: str, build: Callable[[Views], dict[str, Any]]
 ) -> web.Response:
@@ -173,10 +180,24 @@ async def rollout_live(request: web.Request) -> web.Response:
 async def monitoring(request: web.Request) -> web.Response:
     number = _page(request)
     name = request.query.get("version") or None
-    window = request.query.get("window", "day")
-    if window not in ("day", "hour"):
-        raise web.HTTPBadRequest(text=f"window is day or hour, not {window!r}")
+    window = _window(request)
     return await _render(request, "monitoring.html", lambda v: v.monitoring(name, window, number))
+
+
+async def monitoring_plot(request: web.Request) -> web.Response:
+    number = _page(request)
+    version = request.query.get("version", "")
+    window = _window(request)
+    index = int(request.match_info["index"])
+    started = time.perf_counter()
+    views = request.app[VIEWS]
+    body = await asyncio.to_thread(views.monitoring_figure, version, window, number, index)
+    took = (time.perf_counter() - started) * 1000
+    return web.Response(
+        body=body,
+        content_type="image/svg+xml",
+        headers={"Server-Timing": f"render;dur={took:.1f}", "Cache-Control": "private, max-age=60"},
+    )
 
 
 async def compare_runs(request: web.Request) -> web.Response:
@@ -211,6 +232,7 @@ def application(views: Views) -> web.Application:
     app.router.add_get("/rollouts/{rollout_id}/live", rollout_live)
     app.router.add_get("/triggers", _listing("triggers.html", Views.triggers))
     app.router.add_get("/monitoring", monitoring)
+    app.router.add_get(r"/monitoring/plots/{index:\d+}.svg", monitoring_plot)
     app.router.add_get("/runs", _listing("runs.html", Views.runs))
     app.router.add_get("/runs/compare", compare_runs)
     app.router.add_static("/static/", str(static))

@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flywheel.storage import ObjectStore
+from flywheel.storage import ObjectNotFound, ObjectStore
+
+LIST, CHILDREN = "list", "children"
 
 
 class Catalog:
@@ -41,9 +43,9 @@ class Catalog:
         self.max_objects = max_objects
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="catalog")
         self._lock = threading.Lock()
-        # prefix -> (listed at, how long it took, keys)
-        self._listings: dict[str, tuple[float, float, list[str]]] = {}
-        self._refreshing: set[str] = set()
+        # (LIST or CHILDREN, prefix) -> (listed at, how long it took, keys or folders)
+        self._listings: dict[tuple[str, str], tuple[float, float, list[str]]] = {}
+        self._refreshing: set[tuple[str, str]] = set()
         self._objects: OrderedDict[str, Any] = OrderedDict()
 
     def close(self) -> None:
@@ -55,37 +57,49 @@ class Catalog:
     def keys(self, prefix: str) -> list[str]:
         """Every key below `prefix`, sorted: listed now on first use; after that the kept
         listing, listed again in the background once older than `ttl`."""
-        with self._lock:
-            kept = self._listings.get(prefix)
-            stale = kept is not None and self.clock() - kept[0] > max(self.ttl, 10 * kept[1])
-            if stale and prefix not in self._refreshing:
-                self._refreshing.add(prefix)
-                self._pool.submit(self._refresh, prefix)
-        if kept is None:
-            return self._list(prefix)
-        return kept[2]
+        return self._listed((LIST, prefix))
+
+    def children(self, prefix: str) -> list[str]:
+        """The folders right below `prefix` (ObjectStore.children), kept as `keys` are."""
+        return self._listed((CHILDREN, prefix))
+
+    def keys_of(self, prefixes: Iterable[str]) -> list[list[str]]:
+        """`keys` of several prefixes, those never listed listed in parallel."""
+        return list(self._pool.map(self.keys, prefixes))
 
     def fresh_keys(self, prefix: str) -> list[str]:
         """Every key below `prefix` listed now (a page that must not lag, such as a live
         rollout's, lists its small prefix every time)."""
-        return self._list(prefix)
+        return self._list((LIST, prefix))
 
-    def _list(self, prefix: str) -> list[str]:
-        started = self.clock()
-        keys = self.store.list(prefix)
+    def _listed(self, what: tuple[str, str]) -> list[str]:
         with self._lock:
-            self._listings[prefix] = (started, self.clock() - started, keys)
+            kept = self._listings.get(what)
+            stale = kept is not None and self.clock() - kept[0] > max(self.ttl, 10 * kept[1])
+            if stale and what not in self._refreshing:
+                self._refreshing.add(what)
+                self._pool.submit(self._refresh, what)
+        if kept is None:
+            return self._list(what)
+        return kept[2]
+
+    def _list(self, what: tuple[str, str]) -> list[str]:
+        started = self.clock()
+        kind, prefix = what
+        keys = self.store.list(prefix) if kind == LIST else self.store.children(prefix)
+        with self._lock:
+            self._listings[what] = (started, self.clock() - started, keys)
         return keys
 
-    def _refresh(self, prefix: str) -> None:
+    def _refresh(self, what: tuple[str, str]) -> None:
         try:
-            self._list(prefix)
+            self._list(what)
         except Exception:  # the next page lists again, and shows the error if it persists
             with self._lock:
-                self._listings.pop(prefix, None)
+                self._listings.pop(what, None)
         finally:
             with self._lock:
-                self._refreshing.discard(prefix)
+                self._refreshing.discard(what)
 
     # --- objects ----------------------------------------------------------------
 
@@ -93,8 +107,9 @@ class Catalog:
         """A JSON object, parsed once."""
         return self.many([key])[0]
 
-    def many(self, keys: Iterable[str]) -> list[Any]:
-        """JSON objects, in the order of `keys`: those not kept yet read in parallel."""
+    def many(self, keys: Iterable[str], *, missing_ok: bool = False) -> list[Any]:
+        """JSON objects, in the order of `keys`: those not kept yet read in parallel. With
+        `missing_ok`, None for an object not there (and not kept: it may be written yet)."""
         wanted = list(keys)
         found: dict[str, Any] = {}
         with self._lock:
@@ -104,11 +119,13 @@ class Catalog:
                     found[key] = self._objects[key]
         missing = [k for k in dict.fromkeys(wanted) if k not in found]
         if missing:
-            read = list(self._pool.map(self._read_json, missing))
+            reader = self._read_optional if missing_ok else self._read_json
+            read = list(self._pool.map(reader, missing))
             found.update(zip(missing, read, strict=True))
             with self._lock:
                 for key, value in zip(missing, read, strict=True):
-                    self._keep(key, value)
+                    if value is not None:
+                        self._keep(key, value)
         return [found[key] for key in wanted]
 
     def raw(self, key: str) -> bytes:
@@ -124,6 +141,12 @@ class Catalog:
 
     def _read_json(self, key: str) -> Any:
         return json.loads(self.store.read(key))
+
+    def _read_optional(self, key: str) -> Any:
+        try:
+            return self._read_json(key)
+        except ObjectNotFound:
+            return None
 
     def _keep(self, key: str, value: Any) -> None:
         self._objects[key] = value

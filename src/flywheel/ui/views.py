@@ -6,11 +6,13 @@ version's files, a record's kind and stamp are in its key), never every object i
 
 from __future__ import annotations
 
+import base64
 import itertools
 import math
+import re
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,12 +26,15 @@ from flywheel.ui import svg
 from flywheel.ui.catalog import Catalog
 
 PAGE_SIZE = 50
+# Versions whose rollouts one page of rollouts shows.
+ROLLOUT_PAGE = 25
+_VERSION = re.compile(r"^v\d+$")
 ALIASES = (PRODUCTION, CANDIDATE)
 ENDINGS = {"rollout-promoted": "promoted", "rollout-rolled-back": "rolled back"}
 # Windows the monitoring page shows at once (newest first, older ones on later pages).
 WINDOWS_SHOWN = 60
-# Sets of monitoring plots kept drawn (a set is about 300 KB of SVG).
-FIGURES_KEPT = 64
+# Monitoring plots kept drawn (one is about 60 KB of SVG).
+FIGURES_KEPT = 320
 PII = "(pii: not shown)"
 
 
@@ -45,6 +50,7 @@ class Page:
     number: int
     pages: int
     total: int
+    span: str = ""  # what the page covers, where it is not its items (rollouts: versions)
 
 
 def paginate(items: Sequence[Any], number: int, size: int = PAGE_SIZE) -> tuple[Sequence[Any], int]:
@@ -84,16 +90,6 @@ def redact_all(value: Any) -> Any:
     return value if isinstance(value, int | float) or value is None else PII
 
 
-@dataclass
-class _Index:
-    """The versions listing, parsed once per listing."""
-
-    complete: list[str] = field(default_factory=list)  # newest first
-    files: dict[str, set[str]] = field(default_factory=dict)
-    records: dict[str, list[str]] = field(default_factory=dict)  # keys, oldest first
-    starts: list[tuple[str, str, str]] = field(default_factory=list)  # (stamp, version, key)
-
-
 class Views:
     """The pages of one model's store."""
 
@@ -101,39 +97,48 @@ class Views:
         self.catalog = catalog
         self.model = model
         self.versions_prefix = f"models/{model}/versions/"
-        self._index: tuple[int, _Index] | None = None
-        self._figures: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-        self._window_index: dict[str, tuple[int, dict[str, dict[str, str]]]] = {}
+        self._figures: dict[tuple[str, ...], bytes] = {}
         self._drawing = threading.Lock()
 
     # --- shared ------------------------------------------------------------------
 
-    def index(self) -> _Index:
-        """The versions listing, parsed (again only when the listing changed)."""
-        listing = self.catalog.keys(self.versions_prefix)
-        if self._index is not None and self._index[0] == id(listing):
-            return self._index[1]
-        index = _Index()
-        for key in listing:
-            version, _, rest = key[len(self.versions_prefix) :].partition("/")
-            if rest.startswith("records/"):
-                index.records.setdefault(version, []).append(key)
-                stamp, _, kind = rest[len("records/") :].partition("-")
-                if kind == "rollout-start.json":
-                    index.starts.append((stamp, version, key))
-            else:
-                index.files.setdefault(version, set()).add(rest)
-        index.complete = sorted(
-            (v for v, names in index.files.items() if "manifest.json" in names),
-            key=version_number,
-            reverse=True,
-        )
-        index.starts.sort(reverse=True)
-        self._index = (id(listing), index)
-        return index
+    def all_versions(self) -> list[str]:
+        """Every version's folder, newest first: complete or not (a run that died half way
+        leaves a claim and no manifest). One listing of the folders, not of their files."""
+        names = [v for v in self.catalog.children(self.versions_prefix) if _VERSION.match(v)]
+        return sorted(names, key=version_number, reverse=True)
 
     def _file(self, version: str, name: str) -> str:
         return f"{self.versions_prefix}{version}/{name}"
+
+    def manifests(self, versions: Sequence[str]) -> list[dict[str, Any] | None]:
+        """Each version's manifest, None for one not complete (yet)."""
+        return self.catalog.many(
+            (self._file(v, "manifest.json") for v in versions), missing_ok=True
+        )
+
+    def _manifest(self, version: str) -> dict[str, Any]:
+        (manifest,) = self.manifests([version]) if _VERSION.match(version) else [None]
+        if manifest is None and version in self.all_versions():
+            raise NotFound(
+                f"{self.model} {version} is incomplete: its run stopped before registering it"
+            )
+        if manifest is None:
+            raise NotFound(f"{self.model} has no version {version}")
+        return dict(manifest)
+
+    def _files(
+        self, versions: Sequence[str], manifests: Sequence[dict[str, Any] | None], name: str
+    ) -> list[Any]:
+        """One file of each version, parsed, None where its manifest does not list it."""
+        present = [v for v, m in zip(versions, manifests, strict=True) if m and name in m["files"]]
+        read = self.catalog.many(self._file(v, name) for v in present)
+        found = dict(zip(present, read, strict=True))
+        return [found.get(v) for v in versions]
+
+    def _records(self, versions: Sequence[str]) -> list[list[str]]:
+        """The keys of each version's records, oldest first."""
+        return self.catalog.keys_of(f"{self.versions_prefix}{v}/records/" for v in versions)
 
     def aliases_now(self) -> dict[str, list[str]]:
         """The aliases on each version now: {"v4": ["production", "candidate"]}."""
@@ -145,33 +150,40 @@ class Views:
         return on
 
     def pii(self) -> set[str]:
-        """The columns the newest version's contract tags pii."""
-        index = self.index()
-        for version in index.complete:
-            if "contract.json" in index.files[version]:
-                contract = self.catalog.json(self._file(version, "contract.json"))
-                columns = contract.get("columns") or {}
-                return {name for name, tags in columns.items() if (tags or {}).get("pii")}
+        """The columns the newest complete version's contract tags pii."""
+        versions = self.all_versions()
+        for start in range(0, len(versions), 8):
+            batch = versions[start : start + 8]
+            for version, manifest in zip(batch, self.manifests(batch), strict=True):
+                if manifest and "contract.json" in manifest["files"]:
+                    contract = self.catalog.json(self._file(version, "contract.json"))
+                    columns = contract.get("columns") or {}
+                    return {n for n, tags in columns.items() if (tags or {}).get("pii")}
         return set()
 
     # --- versions ----------------------------------------------------------------
 
     def versions(self, number: int) -> Page:
-        """A page of versions, newest first, with their headline figures and gate decision."""
-        index = self.index()
-        shown, pages = paginate(index.complete, number)
-        manifests = self.catalog.many(self._file(v, "manifest.json") for v in shown)
-        decisions = self._optional(shown, "decision.json")
-        lineages = self._optional(shown, "lineage.json")
+        """A page of versions, newest first, with their headline figures and gate decision;
+        a version whose run stopped before it was complete is listed as incomplete."""
+        everything = self.all_versions()
+        shown, pages = paginate(everything, number)
+        manifests = self.manifests(shown)
+        decisions = self._files(shown, manifests, "decision.json")
+        lineages = self._files(shown, manifests, "lineage.json")
         aliases = self.aliases_now()
         rows = []
         for version, manifest, decision, record in zip(
             shown, manifests, decisions, lineages, strict=True
         ):
+            if manifest is None:
+                rows.append({"version": version, "incomplete": True})
+                continue
             summary = manifest.get("summary") or {}
             rows.append(
                 {
                     "version": version,
+                    "incomplete": False,
                     "aliases": aliases.get(version, []),
                     "created_at": manifest["created_at"][:19].replace("T", " "),
                     "metric": summary.get("metric", ""),
@@ -182,33 +194,24 @@ class Views:
                     "run_id": manifest.get("run_id", ""),
                 }
             )
-        return Page(rows, min(max(1, number), pages), pages, len(index.complete))
-
-    def _optional(self, versions: Sequence[str], name: str) -> list[Any]:
-        index = self.index()
-        present = [v for v in versions if name in index.files.get(v, set())]
-        found = dict(
-            zip(present, self.catalog.many(self._file(v, name) for v in present), strict=True)
-        )
-        return [found.get(v) for v in versions]
+        return Page(rows, min(max(1, number), pages), pages, len(everything))
 
     def version(self, version: str) -> dict[str, Any]:
         """One version: metrics, gate decision and checks, lineage, records, aliases."""
-        index = self.index()
-        if version not in index.complete:
-            raise NotFound(f"{self.model} has no version {version}")
-        files = index.files[version]
-        manifest = self.catalog.json(self._file(version, "manifest.json"))
+        manifest = self._manifest(version)
         metrics, decision, record = (
-            self._optional([version], name)[0]
+            self._files([version], [manifest], name)[0]
             for name in ("metrics.json", "decision.json", "lineage.json")
         )
         record = record or {}
         pii = self.pii()
-        records = []
-        for key in index.records.get(version, []):
+        (keys,) = self._records([version])
+        records, rollouts = [], []
+        for key in keys:
             stamp, _, kind = key.rsplit("/", 1)[-1].partition("-")
             records.append({"stamp": _stamp(stamp), "kind": kind.removesuffix(".json")})
+            if kind == "rollout-start.json":
+                rollouts.append(self.catalog.json(key)["rollout_id"])
         data = record.get("data") or {}
         return {
             "version": version,
@@ -232,27 +235,24 @@ class Views:
             "packages": record.get("packages") or {},
             "config": redact(lineage.flat(record.get("config") or {}), pii),
             "records": records,
-            "rollouts": [s[2].rsplit("/", 1)[-1] for s in index.starts if s[1] == version],
-            "evaluation": "evaluation.html" in files,
-            "files": sorted(manifest.get("files", {})),
+            "rollouts": rollouts,
+            "evaluation": "evaluation.html" in manifest["files"],
+            "files": sorted(manifest["files"]),
         }
 
     def evaluation(self, version: str) -> bytes:
         """A version's evaluation report, as the pipeline wrote it."""
-        if "evaluation.html" not in self.index().files.get(version, set()):
+        if "evaluation.html" not in self._manifest(version)["files"]:
             raise NotFound(f"{self.model} {version} has no evaluation report")
         return self.catalog.raw(self._file(version, "evaluation.html"))
 
     def diff(self, first: str, second: str) -> dict[str, Any]:
         """What changed from one version to the other."""
-        index = self.index()
-        for version in (first, second):
-            if version not in index.complete:
-                raise NotFound(f"{self.model} has no version {version}")
         sides = []
         for version in (first, second):
+            manifest = self._manifest(version)
             record, metrics, evaluation = (
-                self._optional([version], name)[0]
+                self._files([version], [manifest], name)[0]
                 for name in ("lineage.json", "metrics.json", "evaluation.json")
             )
             sides.append(
@@ -267,7 +267,7 @@ class Views:
             "config": [
                 (k, PII if k in pii else a, PII if k in pii else b) for k, a, b in change.config
             ],
-            "versions": index.complete,
+            "versions": self.all_versions(),
         }
 
     # --- aliases -----------------------------------------------------------------
@@ -303,13 +303,21 @@ class Views:
     # --- rollouts ----------------------------------------------------------------
 
     def rollouts(self, number: int) -> Page:
-        """A page of canary rollouts, newest first, with how each ended (or where it is)."""
-        index = self.index()
-        shown, pages = paginate(index.starts, number, 25)
-        starts = self.catalog.many(key for _, _, key in shown)
+        """The canary rollouts of a page of versions (25, newest first), each with how it
+        ended or where it is: found from the versions' records, not from every rollout."""
+        everything = self.all_versions()
+        versions, pages = paginate(everything, number, ROLLOUT_PAGE)
+        found = [
+            (key.rsplit("/", 1)[-1].partition("-")[0], version, key)
+            for version, keys in zip(versions, self._records(versions), strict=True)
+            for key in keys
+            if key.endswith("-rollout-start.json")
+        ]
+        found.sort(reverse=True)
+        starts = self.catalog.many(key for _, _, key in found)
         live = self.current_state()
         rows = []
-        for (stamp, version, _), start in zip(shown, starts, strict=True):
+        for (stamp, version, _), start in zip(found, starts, strict=True):
             ending = self._ending(version, start["rollout_id"])
             state = live if live and live["rollout_id"] == start["rollout_id"] else None
             rows.append(
@@ -323,13 +331,13 @@ class Views:
                     "reason": ending["reason"] if ending else (state or {}).get("reason", ""),
                 }
             )
-        return Page(rows, min(max(1, number), pages), pages, len(index.starts))
+        span = f"{versions[-1]}..{versions[0]}" if versions else ""
+        return Page(rows, min(max(1, number), pages), pages, len(everything), span)
 
     def _ending(self, version: str, rollout_id: str) -> dict[str, Any] | None:
+        (keys,) = self._records([version])
         keys = [
-            k
-            for k in self.index().records.get(version, [])
-            if k.endswith(("-rollout-promoted.json", "-rollout-rolled-back.json"))
+            k for k in keys if k.endswith(("-rollout-promoted.json", "-rollout-rolled-back.json"))
         ]
         for key, record in zip(keys, self.catalog.many(keys), strict=True):
             if record.get("rollout_id") == rollout_id:
@@ -351,7 +359,7 @@ class Views:
         step's decision, and how it ended; listed afresh, as it may be in progress."""
         version = rollout_id.rsplit("-", 1)[0]
         prefix = f"{self.versions_prefix}{version}/records/"
-        keys = self.catalog.fresh_keys(prefix) if version.startswith("v") else []
+        keys = self.catalog.fresh_keys(prefix) if _VERSION.match(version) else []
         mine = [
             (key.rsplit("/", 1)[-1].partition("-"), record)
             for key, record in zip(keys, self.catalog.many(keys), strict=True)
@@ -374,15 +382,14 @@ class Views:
             ),
             None,
         )
-        state = self.current_state()
-        state = state if state and state.get("rollout_id") == rollout_id else None
-        # With no ending recorded, the newest rollout is in progress even before the kept
-        # listing of the state shows it (it lags by at most one refresh).
+        latest = self.current_state()
+        state = latest if latest and latest.get("rollout_id") == rollout_id else None
+        # With no ending recorded, a rollout that started after the newest state the kept
+        # listing shows is in progress: that listing lags by at most one refresh.
         started = next((s for (s, _, k), _ in mine if k == "rollout-start.json"), "")
-        starts = self.index().starts
-        newest = bool(started) and (not starts or started >= starts[0][0])
+        newer = latest is None or _stamp_time(started) > _time(latest["started_at"])
         progressing = ending is None and (
-            state.get("phase") == "progressing" if state is not None else newest
+            state.get("phase") == "progressing" if state is not None else bool(started) and newer
         )
         checks: dict[str, list[tuple[int, float | None, float | None, str]]] = {}
         for number, look in enumerate(looks, 1):
@@ -470,12 +477,11 @@ class Views:
     def registered_by(self, run_ids: Iterable[str]) -> dict[str, str]:
         """The version each run registered, looking from the newest version back."""
         wanted, found = set(run_ids), dict[str, str]()
-        complete = self.index().complete
-        for start in range(0, len(complete), PAGE_SIZE):
-            batch = complete[start : start + PAGE_SIZE]
-            manifests = self.catalog.many(self._file(v, "manifest.json") for v in batch)
-            for version, manifest in zip(batch, manifests, strict=True):
-                if manifest.get("run_id") in wanted:
+        everything = self.all_versions()
+        for start in range(0, len(everything), PAGE_SIZE):
+            batch = everything[start : start + PAGE_SIZE]
+            for version, manifest in zip(batch, self.manifests(batch), strict=True):
+                if manifest and manifest.get("run_id") in wanted:
                     found.setdefault(manifest["run_id"], version)
             if wanted <= found.keys():
                 break
@@ -505,64 +511,64 @@ class Views:
 
     # --- monitoring --------------------------------------------------------------
 
-    def _windows(self, window: str) -> dict[str, dict[str, str]]:
-        """The newest record of each window of each version: {version: {start: key}}, parsed
-        again only when the listing changed."""
-        listing = self.catalog.keys(f"{MONITORING}/{self.model}/")
-        kept = self._window_index.get(window)
-        if kept is not None and kept[0] == id(listing):
-            return kept[1]
-        by_version: dict[str, dict[str, str]] = {}
-        for key in listing:
-            parts = key.split("/")
-            if len(parts) != 6 or parts[3] != window:
-                continue
-            newest = by_version.setdefault(parts[2], {})
-            newest[parts[4]] = max(newest.get(parts[4], key), key)
-        self._window_index[window] = (id(listing), by_version)
-        return by_version
+    def _windows(self, version: str, window: str) -> dict[str, str]:
+        """The newest record of each of a version's windows: {start: key}."""
+        newest: dict[str, str] = {}
+        for key in self.catalog.keys(f"{MONITORING}/{self.model}/{version}/{window}/"):
+            start = key.rsplit("/", 2)[-2]
+            newest[start] = max(newest.get(start, key), key)
+        return newest
+
+    def _monitored(self) -> list[str]:
+        """The versions with window records, newest first."""
+        found = self.catalog.children(f"{MONITORING}/{self.model}/")
+        return sorted((v for v in found if _VERSION.match(v)), key=version_number, reverse=True)
+
+    def _shown_windows(self, version: str, window: str, number: int) -> tuple[tuple[str, ...], int]:
+        """The newest record of each window on page `number` (newest first), and the pages."""
+        newest = self._windows(version, window) if version in self._monitored() else {}
+        if not newest:
+            raise NotFound(f"{self.model} {version} has no {window} window records")
+        shown, pages = paginate(sorted(newest, reverse=True), number, WINDOWS_SHOWN)
+        return tuple(newest[s] for s in shown), pages
+
+    def monitoring_figure(self, version: str, window: str, number: int, index: int) -> bytes:
+        """One of the monitoring page's plots, as SVG: drawn once, then kept."""
+        chosen = self._shown_windows(version, window, number)[0]
+        key = (*chosen, str(index))
+        with self._drawing:  # pyplot is not thread-safe, and a plot is drawn once
+            if key not in self._figures:
+                reports = [WindowReport.model_validate(r) for r in self.catalog.many(chosen)]
+                listed = monitoring_page.plots(reports)
+                if not 0 <= index < len(listed):
+                    raise NotFound(f"the monitoring page has no plot {index}")
+                with figures_as("svg"):
+                    self._figures[key] = base64.b64decode(listed[index][1]())
+                while len(self._figures) > FIGURES_KEPT:
+                    self._figures.pop(next(iter(self._figures)))
+            return self._figures[key]
 
     def monitoring(self, version: str | None, window: str, number: int) -> dict[str, Any]:
         """A version's window records over time (the newest of each window), with the
         monitoring report's table and plots; production's when no version is named."""
-        by_version = self._windows(window)
-        monitored = sorted(by_version, key=version_number, reverse=True)
+        monitored = self._monitored()
         if version is None:
             production = [v for v, on in self.aliases_now().items() if PRODUCTION in on]
-            version = production[0] if production and production[0] in by_version else None
+            version = production[0] if production and production[0] in monitored else None
             version = version or (monitored[0] if monitored else None)
         if version is None:
             return {"version": None, "versions": [], "window": window, "page": 1, "pages": 1}
-        if version not in by_version:
-            raise NotFound(f"{self.model} {version} has no {window} window records")
-        starts = sorted(by_version[version], reverse=True)
-        shown, pages = paginate(starts, number, WINDOWS_SHOWN)
-        chosen = tuple(by_version[version][s] for s in shown)
+        chosen, pages = self._shown_windows(version, window, number)
         reports = [WindowReport.model_validate(r) for r in self.catalog.many(chosen)]
-        with self._drawing:  # pyplot is not thread-safe, and a figure is drawn once
-            if chosen not in self._figures:
-                with figures_as("svg"):
-                    self._figures[chosen] = monitoring_page.figures(reports)
-                while len(self._figures) > FIGURES_KEPT:
-                    self._figures.pop(next(iter(self._figures)))
-            figures = self._figures[chosen]
         header, rows = monitoring_page.table(reports)
-        pii = self.pii()
         return {
             "version": version,
             "versions": monitored,
             "window": window,
             "header": header,
             "rows": rows[::-1],
-            "figures": figures,
+            "captions": [caption for caption, _ in monitoring_page.plots(reports)],
             "notes": monitoring_page.notes(reports),
-            "drifted": [
-                (
-                    r.start,
-                    [f.feature for f in r.features if f.result.drifted and f.feature not in pii],
-                )
-                for r in reports
-            ],
             "page": min(max(1, number), pages),
             "pages": pages,
             "records": len(chosen),
@@ -605,6 +611,13 @@ def _stamp(stamp: str) -> str:
         return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").strftime("%Y-%m-%d %H:%M:%S")
     except ValueError:
         return stamp
+
+
+def _stamp_time(stamp: str) -> datetime:
+    try:
+        return datetime.strptime(stamp, "%Y%m%dT%H%M%S%fZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _time(at: str) -> datetime:

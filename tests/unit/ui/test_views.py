@@ -86,8 +86,12 @@ def test_runs_newest_first_with_their_outcome_and_their_comparison(views: Views)
 def test_monitoring_shows_a_versions_windows_with_the_reports_plots(views: Views) -> None:
     shown = views.monitoring(None, "day", 1)
     assert shown["version"] == "v1" and len(shown["rows"]) == 3
-    assert len(shown["figures"]) == 5
-    assert shown["figures"][0][1]  # base64 SVG
+    assert len(shown["captions"]) == 5
+    plot = views.monitoring_figure("v1", "day", 1, 0)
+    assert plot.startswith(b"<?xml") and b"<svg" in plot
+    assert views.monitoring_figure("v1", "day", 1, 0) is plot  # drawn once
+    with pytest.raises(NotFound, match="no plot 9"):
+        views.monitoring_figure("v1", "day", 1, 9)
     with pytest.raises(NotFound):
         views.monitoring("v7", "day", 1)
 
@@ -120,3 +124,13 @@ def test_a_versions_metrics_are_a_table_of_model_and_data() -> None:
         "roc_auc": {"candidate_newest": 0.8, "candidate_holdout": 0.7, "production_newest": 0.75}
     }
     assert table["importance"] == {"income": 0.04} and table["other"] == {"rows": 3}
+
+
+def test_a_version_whose_run_stopped_is_listed_as_incomplete(loop_store: LocalStore) -> None:
+    # given a claim and no manifest, as a registration that died half way leaves
+    loop_store.write("models/loan-default/versions/v3/claim.json", b"{}")
+    views = Views(Catalog(loop_store), "loan-default")
+    # then it is listed, as incomplete, and its page says so
+    assert views.versions(1).items[0] == {"version": "v3", "incomplete": True}
+    with pytest.raises(NotFound, match="v3 is incomplete"):
+        views.version("v3")
