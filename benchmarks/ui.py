@@ -46,7 +46,7 @@ _DUR = re.compile(r"(?P<name>[\w-]+)(?:;[^,]*?dur=(?P<dur>[\d.]+))?")
 
 def pages(made: Made) -> dict[str, str]:
     """Each page measured, by name: the newest version, rollout and runs, production's
-    monitoring, and list pages at their first page and at page 10."""
+    monitoring and each of its plots, and list pages at their first page and at page 10."""
     newest, before = made.versions[-1], made.versions[-2]
     first_run, second_run = made.runs[-2], made.runs[-1]
     return {
@@ -63,6 +63,13 @@ def pages(made: Made) -> dict[str, str]:
         "/triggers?page=10": "/triggers?page=10",
         "/monitoring": f"/monitoring?version={made.production}&window=day",
         "/monitoring?page=2": f"/monitoring?version={made.production}&window=day&page=2",
+        # Each plot the monitoring page's images ask for, drawn on request.
+        **{
+            f"/monitoring/plots/{n}.svg": (
+                f"/monitoring/plots/{n}.svg?version={made.production}&window=day&page=1"
+            )
+            for n in range(5)
+        },
         "/runs": "/runs",
         "/runs?page=10": "/runs?page=10",
         "/runs/compare": f"/runs/compare?a={first_run}&b={second_run}",
