@@ -38,7 +38,7 @@ FIGURES_KEPT = 320
 PII = "(pii: not shown)"
 
 
-class NotFound(LookupError):
+class NotFound(FlywheelError, LookupError):
     """What the page names is not in the store."""
 
 
