@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel import lineage
+from flywheel.errors import FlywheelError
 from flywheel.monitoring import page as monitoring_page
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
