@@ -31,9 +31,11 @@ def ui(simulated: SimulatedStore, tmp_path_factory: pytest.TempPathFactory) -> I
         yield url
 
 
-@pytest.fixture(scope="session")
+# Module, not session: Playwright's sync API keeps an event loop running in this thread
+# while it is open, and any later test of the worker that calls asyncio.run would fail.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless chromium for the whole session."""
+    """Headless chromium for the module's tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

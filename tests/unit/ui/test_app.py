@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,14 +34,28 @@ PAGES = (
 
 
 def served(store: Any, check: Callable[[TestClient[Any, Any]], Awaitable[None]]) -> None:
-    """Run `check` against the UI over `store`, served on loopback."""
+    """Run `check` against the UI over `store`, served on loopback, on an event loop of its
+    own thread (the test's thread may hold one already: Playwright's, say)."""
 
     async def main() -> None:
         app = application(Views(Catalog(store, ttl=0.1), "loan-default"))
         async with TestClient(TestServer(app)) as client:
             await check(client)
 
-    asyncio.run(main())
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as error:  # raised again in the test's thread
+            failed.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "the UI test did not finish in 300 s"
+    if failed:
+        raise failed[0]
 
 
 def test_every_page_renders_and_says_how_long_it_took(loop_store: LocalStore) -> None:
