@@ -65,18 +65,7 @@ def redact(value: Any, pii: set[str]) -> Any:
     """`value` with whatever sits under a pii column's name replaced, numbers (a statistic
     of the column, never one of its values) kept."""
     if isinstance(value, dict):
-        return {
-            k: (
-                v
-                if k not in pii or isinstance(v, int | float)
-                else PII
-                if not isinstance(v, dict | list)
-                else redact_all(v)
-            )
-            if k in pii
-            else redact(v, pii)
-            for k, v in value.items()
-        }
+        return {k: redact_all(v) if k in pii else redact(v, pii) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v, pii) for v in value]
     return value
@@ -207,12 +196,12 @@ class Views:
         record = record or {}
         pii = self.pii()
         (keys,) = self._records([version])
-        records, rollouts = [], []
+        records = []
         for key in keys:
             stamp, _, kind = key.rsplit("/", 1)[-1].partition("-")
             records.append({"stamp": _stamp(stamp), "kind": kind.removesuffix(".json")})
-            if kind == "rollout-start.json":
-                rollouts.append(self.catalog.json(key)["rollout_id"])
+        starts = [k for k in keys if k.endswith("-rollout-start.json")]
+        rollouts = [start["rollout_id"] for start in self.catalog.many(starts)]
         data = record.get("data") or {}
         return {
             "version": version,
@@ -342,12 +331,7 @@ class Views:
         ]
         for key, record in zip(keys, self.catalog.many(keys), strict=True):
             if record.get("rollout_id") == rollout_id:
-                kind = key.rsplit("/", 1)[-1].partition("-")[2].removesuffix(".json")
-                return {
-                    "outcome": ENDINGS[kind],
-                    "reason": record.get("reason", ""),
-                    "actor": record.get("actor"),
-                }
+                return _ending(key.rsplit("/", 1)[-1].partition("-")[2], record)
         return None
 
     def current_state(self) -> dict[str, Any] | None:
@@ -372,16 +356,7 @@ class Views:
         looks = [{**r, "stamp": _stamp(s)} for (s, _, k), r in mine if k == "rollout-look.json"]
         steps = [{**r, "stamp": _stamp(s)} for (s, _, k), r in mine if k == "rollout-step.json"]
         ending = next(
-            (
-                {
-                    "outcome": ENDINGS[k.removesuffix(".json")],
-                    "reason": r.get("reason", ""),
-                    "actor": r.get("actor"),
-                }
-                for (_, _, k), r in mine
-                if k.removesuffix(".json") in ENDINGS
-            ),
-            None,
+            (_ending(k, r) for (_, _, k), r in mine if k.removesuffix(".json") in ENDINGS), None
         )
         latest = self.current_state()
         state = latest if latest and latest.get("rollout_id") == rollout_id else None
@@ -604,6 +579,15 @@ def _scorer(entry: Any) -> str | None:
         return None if entry is None else str(entry)
     source = f" (from {entry['source']})" if entry.get("source") else ""
     return f"{entry.get('scorer', '?')}{source}"
+
+
+def _ending(name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """How a rollout ended, from its ending record named `name` (rollout-promoted.json)."""
+    return {
+        "outcome": ENDINGS[name.removesuffix(".json")],
+        "reason": record.get("reason", ""),
+        "actor": record.get("actor"),
+    }
 
 
 def _stamp(stamp: str) -> str:
