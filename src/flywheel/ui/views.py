@@ -23,6 +23,7 @@ from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
 from flywheel.registry import CANDIDATE, PRODUCTION, version_number
 from flywheel.report import figures_as
+from flywheel.triggers.ledger import RunFinished
 from flywheel.ui import svg
 from flywheel.ui.catalog import Catalog
 
@@ -437,18 +438,26 @@ class Views:
         """A page of pipeline runs, newest first, from the run records."""
         started = sorted(self._started(), key=lambda r: r.get("started_at", ""), reverse=True)
         shown, pages = paginate(started, number)
-        rows = [{**run, **self._finished(run["run_id"])} for run in shown]
+        ends = self._finished([run["run_id"] for run in shown])
+        rows = [{**run, **ends[run["run_id"]]} for run in shown]
         return Page(rows, min(max(1, number), pages), pages, len(started))
 
-    def _finished(self, run_id: str) -> dict[str, Any]:
-        key = f"triggers/{self.model}/runs/{run_id}/finished.json"
-        if key not in self.catalog.keys(f"triggers/{self.model}/runs/"):
-            return {"outcome": None, "finished_at": None}
-        finished = self.catalog.json(key)
-        outcome = finished.get("outcome") or (
-            "succeeded" if finished.get("succeeded") else "failed"
-        )
-        return {"outcome": outcome, "finished_at": finished.get("finished_at")}
+    def _finished(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """How each run ended ({run id: outcome, finished_at}; None for one still in
+        flight), the records read in parallel and by the ledger's own record."""
+        listed = set(self.catalog.keys(f"triggers/{self.model}/runs/"))
+        keys = {r: f"triggers/{self.model}/runs/{r}/finished.json" for r in run_ids}
+        ended = [r for r in run_ids if keys[r] in listed]
+        ends: dict[str, dict[str, Any]] = {
+            r: {"outcome": None, "finished_at": None} for r in run_ids
+        }
+        for run_id, data in zip(ended, self.catalog.many(keys[r] for r in ended), strict=True):
+            finished = RunFinished.model_validate(data)
+            ends[run_id] = {
+                "outcome": finished.outcome,
+                "finished_at": finished.finished_at.isoformat(),
+            }
+        return ends
 
     def registered_by(self, run_ids: Iterable[str]) -> dict[str, str]:
         """The version each run registered, looking from the newest version back."""
@@ -470,7 +479,8 @@ class Views:
         for run_id in (first, second):
             if run_id not in runs:
                 raise NotFound(f"{self.model} has no run {run_id}")
-        sides = [{**runs[r], **self._finished(r)} for r in (first, second)]
+        ends = self._finished([first, second])
+        sides = [{**runs[r], **ends[r]} for r in (first, second)]
         versions = self.registered_by([first, second])
         fields = ("started_at", "origin", "actor", "reason", "newest_batch", "commit", "image")
         rows = [(f, sides[0].get(f), sides[1].get(f)) for f in (*fields, "outcome")]

@@ -83,6 +83,18 @@ def test_runs_newest_first_with_their_outcome_and_their_comparison(views: Views)
     assert ("actor", None, "ada") in compared["rows"]
 
 
+def test_a_run_record_from_before_outcomes_were_kept_reads_as_the_ledger_reads_it(
+    loop_store: LocalStore,
+) -> None:
+    key = "triggers/loan-default/runs/run-2/finished.json"
+    loop_store.write(
+        key, b'{"run_id": "run-2", "finished_at": "2026-03-02T11:00:00Z", "succeeded": false}'
+    )
+    rows = Views(Catalog(loop_store), "loan-default").runs(1).items
+    assert [(r["run_id"], r["outcome"]) for r in rows] == [("run-3", None), ("run-2", "failed")]
+    assert rows[1]["finished_at"].startswith("2026-03-02T11:00:00")
+
+
 def test_monitoring_shows_a_versions_windows_with_the_reports_plots(views: Views) -> None:
     shown = views.monitoring(None, "day", 1)
     assert shown["version"] == "v1" and len(shown["rows"]) == 3
