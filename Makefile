@@ -16,12 +16,13 @@ MONITOR_PEER_VENVS := $(MONITOR_PEERS:%=.venv-%)
 BIN := $(VENV)/bin
 FLYWHEEL := $(BIN)/flywheel
 # Test workers: most tests wait on servers or on one core, so two share a 2-vCPU VM well.
-# --dist loadfile keeps each module (and its servers) on one worker.
+# --dist loadfile keeps each module (and its servers) on one worker; --no-loadscope-reorder
+# hands modules out in collection order, which conftest.py makes slowest first (harness/schedule.py).
 PYTEST_WORKERS ?= 2
 # One OpenMP thread per worker: scikit-learn's default of a thread per core, in two
 # workers on two cores, oversubscribes them, and OpenMP's spinning threads then slowed
 # a small HistGradientBoosting fit from 0.13 s to 15-66 s on a busy 2-vCPU VM.
-PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile
+PYTEST := OMP_NUM_THREADS=1 $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 # Built tools live outside the repo so that clean clones reuse them.
 TOOLS_DIR ?= $(HOME)/.cache/flywheel/tools
 export FLYWHEEL_TOOLS_DIR := $(TOOLS_DIR)

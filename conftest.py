@@ -14,7 +14,13 @@ import pytest
 from flywheel.config import Settings, load_settings
 from harness.deployments import on_cluster
 from harness.projects import SMALL, train_and_register, write_batches
+from harness.schedule import slowest_first
 from harness.steps import Evaluated, Ingested, Trained
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Known-slow modules first, so that xdist never starts a long one last."""
+    items[:] = slowest_first(items)
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -39,24 +38,20 @@ FAST = [
     "rollout.interval_seconds=1",
     "rollout.checks.min_labelled=40",
 ]
+# Synthetic requests a second. A step waits until stable's p99 is bounded at the checks'
+# level (some 700 stable requests at 50%): about 15 s at 100 a second, a minute at 25.
+RPS = 100
 
 
-@pytest.fixture
-def project(
-    registered: Settings, tmp_path: Path, make_batches: Callable[..., list[str]]
-) -> Settings:
-    """A copy of the registered project with a second, healthy version (v2) as candidate."""
-    from harness.projects import train_and_register
-
-    shutil.copytree(Path(registered.storage.uri), tmp_path / "store")
-    shutil.copytree(Path(registered.data.source), tmp_path / "batches")
-    settings = load_settings(
+def _settings(root: Path) -> Settings:
+    """The registered project's settings with its folders under `root`."""
+    return load_settings(
         None,
         env={},
         overrides=[
-            f"data.source={tmp_path / 'batches'}",
-            f"pipeline.root={tmp_path / 'root'}",
-            f"storage.uri={tmp_path / 'store'}",
+            f"data.source={root / 'batches'}",
+            f"pipeline.root={root / 'root'}",
+            f"storage.uri={root / 'store'}",
             "data.window_days=5",
             "data.generator.rows_per_day=600",
             "model.search.enabled=false",
@@ -66,8 +61,29 @@ def project(
             *FAST,
         ],
     )
-    make_batches(settings, 2, start=settings.data.generator.start_date + timedelta(days=5))
-    assert train_and_register(settings, tmp_path / "work", "r2") == "v2"
+
+
+@pytest.fixture(scope="module")
+def with_v2(registered: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the registered project with a second, healthy version (v2) as
+    candidate: trained once for the module, copied for each test by `project`."""
+    from harness.projects import train_and_register, write_batches
+
+    root = tmp_path_factory.mktemp("with-v2")
+    shutil.copytree(Path(registered.storage.uri), root / "store")
+    shutil.copytree(Path(registered.data.source), root / "batches")
+    settings = _settings(root)
+    write_batches(settings, 2, start=settings.data.generator.start_date + timedelta(days=5))
+    assert train_and_register(settings, root / "work", "r2") == "v2"
+    return root
+
+
+@pytest.fixture
+def project(with_v2: Path, tmp_path: Path) -> Settings:
+    """A copy of the registered project with a second, healthy version (v2) as candidate."""
+    shutil.copytree(with_v2 / "store", tmp_path / "store")
+    shutil.copytree(with_v2 / "batches", tmp_path / "batches")
+    settings = _settings(tmp_path)
     (tmp_path / "flywheel.yaml").write_text(yaml.safe_dump(json.loads(settings.to_json())))
     return settings
 
@@ -85,7 +101,7 @@ def faulty(settings: Settings, kind: Kind) -> str:
 
 
 def test_a_healthy_canary_is_promoted_and_stable_never_fails(project: Settings) -> None:
-    state, traffic = canary(project, "v2", rps=25)
+    state, traffic = canary(project, "v2", rps=RPS)
     assert state.phase == "promoted", state.reason
     reg = Registry.from_settings(project)
     assert reg.resolve("production") == "v2"
@@ -125,7 +141,7 @@ def test_labels_flow_through_seldon_feedback_and_a_required_step_waits_for_them(
     # when the canary gets traffic whose labels come back a second later, through the
     # gateway's Seldon feedback endpoint, to the model that answered
     state, traffic = canary(
-        settings, "v2", rps=25, on_tick=lambda st, verdict: looks.append((st.step, verdict))
+        settings, "v2", rps=RPS, on_tick=lambda st, verdict: looks.append((st.step, verdict))
     )
     # then the labels were taken, and the first step waited for them before it judged
     assert state.phase == "promoted", state.reason
@@ -159,7 +175,7 @@ def test_a_bad_canary_is_rolled_back_without_failing_the_stable_model(
 ) -> None:
     version = faulty(project, kind)  # type: ignore[arg-type]
     started = time.monotonic()
-    state, traffic = canary(project, version, rps=25)
+    state, traffic = canary(project, version, rps=RPS)
     assert state.phase == "rolled_back"
     assert state.reason.startswith(checks), state.reason
     assert Registry.from_settings(project).resolve("production") == "v1"
@@ -191,7 +207,7 @@ def test_a_canary_whose_scores_are_clearly_off_is_rolled_back(project: Settings)
     )
     # when a canary trained on shuffled labels takes half the traffic
     version = faulty(settings, "shuffled")
-    state, traffic = canary(settings, version, rps=40)
+    state, traffic = canary(settings, version, rps=RPS)
     # then the sequential tests on its scores and labels roll it back at the first step,
     # production never moved, and the stable model never failed (the decisions are shown).
     decisions = [r for r in Registry.from_settings(settings).records(version) if r.get("decision")]
@@ -218,7 +234,7 @@ def test_a_version_that_cannot_load_is_refused_before_any_traffic(
         else (DeployRefused, "does not match the digest")
     )
     with pytest.raises(expected[0], match=expected[1]):
-        canary(project, version, rps=25)
+        canary(project, version, rps=RPS)
     assert Registry.from_settings(project).resolve("production") == "v1"
     assert (
         RolloutController(
@@ -240,7 +256,7 @@ def test_a_killed_controller_resumes_where_it_was(project: Settings, tmp_path: P
         "v2",
         "--canary",
         "--rps",
-        "25",
+        str(RPS),
     ]
     controller = RolloutController(
         Registry.from_settings(project), StateOnlyDriver(), project.rollout

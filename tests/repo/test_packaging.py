@@ -121,6 +121,32 @@ def test_ci_runs_make_test() -> None:
     assert "make test" in (REPO / ".ci" / "run").read_text()
 
 
+def test_make_test_starts_the_known_slow_modules_first() -> None:
+    from harness.schedule import SLOW_MODULES, slowest_first
+
+    # every module named still exists, and xdist keeps the collection order conftest.py sets
+    assert [m for m in SLOW_MODULES if not (REPO / m).is_file()] == []
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^PYTEST := .*--dist loadfile --no-loadscope-reorder", makefile, re.M)
+
+    class Item:
+        def __init__(self, nodeid: str) -> None:
+            self.nodeid = nodeid
+
+    items = [Item(n) for n in ("tests/unit/test_a.py::t", "tests/e2e/test_make_run.py::t")]
+    items += [
+        Item("tests/integration/test_rollout_local.py::t[1]"),
+        Item("tests/unit/test_b.py::t"),
+    ]
+    order = [i.nodeid for i in slowest_first(items)]
+    assert order == [
+        "tests/integration/test_rollout_local.py::t[1]",
+        "tests/e2e/test_make_run.py::t",
+        "tests/unit/test_a.py::t",
+        "tests/unit/test_b.py::t",
+    ]
+
+
 def _holds_code(path: Path) -> bool:
     """Whether a module defines anything: a function, a class or an assignment."""
     code = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Assign, ast.AnnAssign)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import bisect
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -346,22 +347,30 @@ def _window(
     return side.window(labelled)
 
 
-def _windows(
-    stores: dict[str, Path], name: Dataset, canary: str, requests: int = 300
-) -> tuple[Window, Window]:
-    store = stores[name]
-    edges = prediction_edges(Registry(LocalStore(store), name), "v1")
-    return (
-        # stable's p99 is bounded, as the latency check needs, on about 2000 requests
-        _window(store, name, "v1", 2000, seed=1, edges=edges),
-        _window(store, name, canary, requests, seed=2, edges=edges),
-    )
+Windows = Callable[..., tuple[Window, Window]]
+
+
+@pytest.fixture(scope="module")
+def windows(stores: dict[str, Path]) -> Windows:
+    """`windows(name, canary, requests=300)`: stable's window and the canary's. Stable's,
+    the same for each test of a dataset, is counted once for the module."""
+    stable: dict[str, Window] = {}
+
+    def make(name: Dataset, canary: str, requests: int = 300) -> tuple[Window, Window]:
+        store = stores[name]
+        edges = prediction_edges(Registry(LocalStore(store), name), "v1")
+        if name not in stable:
+            # stable's p99 is bounded, as the latency check needs, on about 2000 requests
+            stable[name] = _window(store, name, "v1", 2000, seed=1, edges=edges)
+        return stable[name], _window(store, name, canary, requests, seed=2, edges=edges)
+
+    return make
 
 
 def test_a_healthy_multiclass_candidate_passes_on_every_class_and_its_accuracy(
-    stores: dict[str, Path],
+    windows: Windows,
 ) -> None:
-    stable, canary = _windows(stores, "wine", "v2")
+    stable, canary = windows("wine", "v2")
     # the windows hold every class's probability histogram
     assert sorted(canary.class_scores) == ["class_0", "class_1", "class_2"]
     assert all(sum(h) == 300 for h in canary.class_scores.values()) and canary.scored == 300
@@ -375,9 +384,9 @@ def test_a_healthy_multiclass_candidate_passes_on_every_class_and_its_accuracy(
 
 
 def test_a_multiclass_candidate_that_learned_shuffled_labels_is_rolled_back(
-    stores: dict[str, Path],
+    windows: Windows,
 ) -> None:
-    stable, canary = _windows(stores, "wine", "v3")
+    stable, canary = windows("wine", "v3")
     verdict = analyse(stable, canary, TASK_POLICY, 30, accuracy="required", task="multiclass")
     assert verdict.action == "rollback"
     failed = {c.name for c in verdict.checks if c.status == "fail"}
@@ -385,11 +394,11 @@ def test_a_multiclass_candidate_that_learned_shuffled_labels_is_rolled_back(
 
 
 def test_a_healthy_regression_candidate_passes_on_its_predictions_and_error(
-    stores: dict[str, Path],
+    stores: dict[str, Path], windows: Windows
 ) -> None:
     # (a mean's confidence sequence narrows more slowly than a proportion's: a step passes
     # on a few hundred labels more than accuracy takes)
-    stable, canary = _windows(stores, "diabetes", "v2", 1000)
+    stable, canary = windows("diabetes", "v2", 1000)
     # predictions are counted in stable's label bins; labels in the error histogram
     contract_bins = prediction_edges(Registry(LocalStore(stores["diabetes"]), "diabetes"), "v1")
     assert contract_bins is not None and len(canary.scores) <= len(contract_bins) + 1
@@ -407,9 +416,9 @@ def test_a_healthy_regression_candidate_passes_on_its_predictions_and_error(
 
 
 def test_a_regression_candidate_that_learned_shuffled_labels_is_rolled_back(
-    stores: dict[str, Path],
+    windows: Windows,
 ) -> None:
-    stable, canary = _windows(stores, "diabetes", "v3")
+    stable, canary = windows("diabetes", "v3")
     assert canary.mean_absolute_error > 1.3 * stable.mean_absolute_error  # type: ignore[operator]
     verdict = analyse(stable, canary, TASK_POLICY, 30, accuracy="required", task="regression")
     assert verdict.action == "rollback"
