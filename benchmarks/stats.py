@@ -385,6 +385,7 @@ TESTS: dict[str, Any] = {
 PERFORMANCE = PerformanceTrigger()
 ESTIMATED = EstimatedPerformanceTrigger()
 Bounds = tuple[float, float] | None
+CBPE_SIMULATIONS = 300  # as analysis._estimate
 
 
 @dataclass(frozen=True)
@@ -500,11 +501,14 @@ def prediction_drift(reference: Any, window: Scored) -> bool:
 
 
 def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
-    """CBPE's calibrator from the evaluation's reliability curve, and the offline accuracy
-    (the evaluation's, at 0.5, as evaluation.score reports it)."""
+    """CBPE's calibrator from the evaluation's reliability curve, the offline accuracy (the
+    evaluation's, at 0.5, as evaluation.score reports it), and the calibrators refitted on
+    resamples of the stored sample: analysis refits the same ones (the same seed) for each
+    window, so they are fitted once per reference here."""
     fitted = statistics.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
-    return fitted, float(np.mean((scores >= 0.5) == labels)), sample, len(scores)
+    resampled = statistics.resampled(sample, CBPE_SIMULATIONS)
+    return fitted, float(np.mean((scores >= 0.5) == labels)), resampled, len(scores)
 
 
 def _bounds(interval: statistics.Interval | None) -> Bounds:
@@ -513,9 +517,9 @@ def _bounds(interval: statistics.Interval | None) -> Bounds:
 
 def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
-    fitted, _, sample, _ = reference
+    fitted, _, resampled, _ = reference
     scores = window.scores.values
-    draws = statistics.calibration_draws(sample, scores, 300)
+    draws = resampled(scores)  # statistics.calibration_draws(sample, scores, 300)
     found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=draws)
     return {"accuracy": _bounds(found["accuracy"]), "roc_auc": _bounds(found["roc_auc"])}
 
