@@ -368,22 +368,75 @@ def wilson(successes: int, n: int, confidence: float) -> Interval:
     return Interval(value=p, low=max(centre - half, 0.0), high=min(centre + half, 1.0))
 
 
+# Below this many rows in the smaller class, DeLong's variance is too rough (its interval
+# covered 80% with two positives in 20 rows); the score interval is used instead.
+AUC_SMALL_CLASS = 10
+
+
 def auc_interval(
     labels: npt.ArrayLike, scores: npt.ArrayLike, confidence: float
 ) -> Interval | None:
-    """ROC AUC (Mann-Whitney) with the Hanley-McNeil (1982) standard error; None with one class."""
+    """ROC AUC (Mann-Whitney) with DeLong's variance on the logit scale, as Pohar Perme and
+    Manevski (2018) recommend: it stays inside [0, 1] and covers near its level from about
+    80 rows, where Hanley and McNeil's normal interval covered 88% at 20 rows and 97% at a
+    thousand. With fewer than AUC_SMALL_CLASS rows in the smaller class, or the classes
+    perfectly apart, the score interval of Hanley and McNeil's variance (`auc_score_interval`).
+    None with one class."""
     from scipy.stats import rankdata
 
-    y = np.asarray(labels, dtype=int)
+    y = np.asarray(labels, dtype=int) == 1
+    s = np.asarray(scores, dtype=float)
     n1, n0 = int(y.sum()), int(len(y) - y.sum())
     if n1 == 0 or n0 == 0:
         return None
-    ranks = rankdata(np.asarray(scores, dtype=float))
-    auc = float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
-    half = _z(confidence) * math.sqrt(max(var, 0.0))
-    return Interval(value=auc, low=max(auc - half, 0.0), high=min(auc + half, 1.0))
+    ranks = rankdata(s)
+    auc = float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    if min(n1, n0) < AUC_SMALL_CLASS or auc in (0.0, 1.0):
+        return auc_score_interval(auc, n1, n0, confidence)
+    # Each positive's share of negatives below it, each negative's of positives above it.
+    below = (ranks[y] - rankdata(s[y])) / n0
+    above = 1 - (ranks[~y] - rankdata(s[~y])) / n1
+    variance = float(below.var(ddof=1) / n1 + above.var(ddof=1) / n0)
+    logit = math.log(auc / (1 - auc))
+    half = _z(confidence) * math.sqrt(variance) / (auc * (1 - auc))
+    return Interval(
+        value=auc,
+        low=1 / (1 + math.exp(-(logit - half))),
+        high=1 / (1 + math.exp(-(logit + half))),
+    )
+
+
+def _hanley_mcneil(auc: Floats, n1: int, n0: int) -> Floats:
+    """Hanley and McNeil's (1982) variance of the Mann-Whitney AUC at `auc`."""
+    a = np.asarray(auc, dtype=float)
+    spread = 1 + (n1 - 1) * (1 - a) / (2 - a) + (n0 - 1) * a / (1 + a)
+    return np.asarray(a * (1 - a) * spread / (n1 * n0), dtype=float)
+
+
+def auc_score_interval(auc: float, n1: int, n0: int, confidence: float) -> Interval:
+    """The AUCs t not rejected by (auc - t)² <= z²·V(t), V Hanley and McNeil's variance at t:
+    Wilson's idea for a proportion carried to the AUC. It stays inside [0, 1] and is not empty
+    when the classes are perfectly apart (an AUC of 0 or 1)."""
+    from scipy.optimize import brentq
+
+    z2 = _z(confidence) ** 2
+
+    def rejected(t: npt.ArrayLike) -> Floats:
+        t = np.asarray(t, dtype=float)
+        return np.asarray((auc - t) ** 2 - z2 * _hanley_mcneil(t, n1, n0), dtype=float)
+
+    grid = np.linspace(0.0, 1.0, 1001)
+    inside = np.flatnonzero(rejected(grid) <= 0)
+    # The run of accepted grid points around the AUC, each end refined between grid points.
+    at = int(np.clip(round(auc * 1000), inside.min(), inside.max()))
+    breaks = np.flatnonzero(np.diff(inside) > 1)
+    first = inside[np.r_[0, breaks + 1]]
+    last = inside[np.r_[breaks, len(inside) - 1]]
+    run = int(np.searchsorted(first, at, side="right") - 1)
+    lo, hi = int(first[run]), int(last[run])
+    low = grid[lo] if lo == 0 else brentq(rejected, grid[lo - 1], grid[lo])
+    high = grid[hi] if hi == 1000 else brentq(rejected, grid[hi], grid[hi + 1])
+    return Interval(value=auc, low=float(min(low, auc)), high=float(max(high, auc)))
 
 
 def row_log_loss(labels: npt.ArrayLike, scores: npt.ArrayLike) -> Floats:

@@ -282,6 +282,63 @@ def test_an_auc_needs_both_classes() -> None:
     assert statistics.auc_interval([1, 1, 1], [0.2, 0.5, 0.9], 0.95) is None
 
 
+@pytest.mark.parametrize(
+    ("rows", "positives", "shift", "low", "high"),
+    [
+        (20, 0.3, 1.0, 0.93, 1.0),  # a discrete AUC: at least 93% below 300 rows
+        (20, 0.1, 0.5, 0.93, 1.0),  # two positives: DeLong's variance alone covered 80%
+        (80, 0.5, 1.0, 0.93, 1.0),
+        (1_000, 0.3, 1.0, 0.93, 0.97),  # Hanley-McNeil covered 97% here
+    ],
+)
+def test_the_auc_interval_covers_at_its_level_from_small_windows_up(
+    rows: int, positives: float, shift: float, low: float, high: float
+) -> None:
+    # given binormal scores with a known AUC, Φ(shift / √2), and a random class mix
+    rng = np.random.default_rng(rows)
+    true_auc = float(stats.norm.cdf(shift / math.sqrt(2)))
+    covered = judged = 0
+    for _ in range(1_000):
+        labels = (rng.random(rows) < positives).astype(int)
+        if labels.sum() in (0, rows):
+            continue
+        # when each window's interval is computed
+        interval = statistics.auc_interval(labels, rng.normal(0, 1, rows) + shift * labels, 0.95)
+        assert interval is not None and 0 <= interval.low <= interval.value <= interval.high <= 1
+        covered += interval.low <= true_auc <= interval.high
+        judged += 1
+    # then it holds the true AUC at its level (binomial error of 1,000 windows: ±1.4 points)
+    assert low <= covered / judged <= high, covered / judged
+
+
+def test_perfectly_separated_classes_still_get_an_interval_below_one() -> None:
+    # given 12 negatives all scored below 12 positives, and 3 below 3
+    for n in (12, 3):
+        interval = statistics.auc_interval([0] * n + [1] * n, list(range(2 * n)), 0.95)
+        # then the AUC is 1 and the interval reaches below it, further with fewer rows
+        assert interval is not None and interval.value == interval.high == 1.0
+        assert 0.5 < interval.low < 1.0
+    small = statistics.auc_interval([0, 0, 0, 1, 1, 1], range(6), 0.95)
+    large = statistics.auc_interval([0] * 12 + [1] * 12, range(24), 0.95)
+    assert small is not None and large is not None and small.low < large.low
+
+
+@pytest.mark.parametrize("p", [0.6657, 0.7357, 0.7657])
+def test_the_wilson_interval_covers_at_its_level_exactly(p: float) -> None:
+    # given the model's true accuracies in bench-stats, and every count of right answers
+    for n in (20, 80, 300, 1_000, 1_001, 10_000):
+        # (counts beyond 8 standard deviations carry no weight)
+        spread = 8 * math.sqrt(n * p * (1 - p))
+        k = np.arange(max(0, math.floor(n * p - spread)), min(n, math.ceil(n * p + spread)) + 1)
+        inside = [statistics.wilson(int(i), n, 0.95) for i in k]
+        holds = np.array([i.low <= p <= i.high for i in inside])
+        # when weighed by their binomial probabilities
+        coverage = float(stats.binom.pmf(k, n, p)[holds].sum())
+        # then the interval covers 93-97% from 300 rows, at least 93% below
+        assert coverage >= 0.93, (n, coverage)
+        assert n < 300 or coverage <= 0.97, (n, coverage)
+
+
 def test_the_log_loss_interval_is_scikit_learns_log_loss() -> None:
     from sklearn.metrics import log_loss
 
