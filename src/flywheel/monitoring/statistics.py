@@ -495,9 +495,11 @@ class Calibrator:
         x = np.asarray(scores, dtype=float)
         first, last, low, high = self.scores[0], self.scores[-1], self.rates[0], self.rates[-1]
         slope = (high - low) / (last - first) if last > first else 0.0
-        q = np.interp(x, self.scores, self.rates)
-        q = np.where(x < first, np.clip(low - slope * (first - x), 0.0, low), q)
-        return np.where(x > last, np.clip(high + slope * (x - last), high, 1.0), q)
+        q = np.asarray(np.interp(x, self.scores, self.rates), dtype=float)
+        below, above = x < first, x > last
+        q[below] = np.clip(low - slope * (first - x[below]), 0.0, low)
+        q[above] = np.clip(high + slope * (x[above] - last), high, 1.0)
+        return q
 
 
 def calibrator(pairs: Sequence[tuple[float, float]]) -> Calibrator | None:
@@ -520,7 +522,10 @@ class Resampled:
     def __call__(self, scores: npt.ArrayLike) -> Floats:
         """`scores` through each calibrator: a (calibrators, n) array."""
         x = np.asarray(scores, dtype=float)
-        return np.array([fitted(x) for fitted in self.fitted]).reshape(len(self.fitted), len(x))
+        out = np.empty((len(self.fitted), len(x)))
+        for row, fitted in zip(out, self.fitted, strict=True):
+            row[:] = fitted(x)
+        return out
 
 
 def resampled(
