@@ -416,10 +416,12 @@ def _drifted(found: statistics.DriftTest | None) -> bool:
 
 
 def numeric_reference(rows: Floats) -> Any:
-    """A numeric feature's reference: its rows, and the contract's profile (bins) of them."""
+    """A numeric feature's reference: its rows, and the contract's profile (bins) of them. The
+    rows are kept sorted (their order means nothing to any test): the tests of every size and
+    effect sort them again, and sorting sorted rows is quick."""
     import pandas as pd
 
-    return rows, contract.numeric_profile(pd.Series(rows), BINS)
+    return np.sort(rows), contract.numeric_profile(pd.Series(rows), BINS)
 
 
 def numeric_drift(reference: Any, window: Window) -> bool:
@@ -433,29 +435,14 @@ def numeric_drift(reference: Any, window: Window) -> bool:
     )
 
 
-def binned_drift(reference: Any, window: Window) -> bool:
+def binned_drift(reference: Any, window: Window) -> statistics.DriftTest | None:
     """The same when the reference rows cannot be read: the contract's bins, counted on the
-    rows it was profiled from, against the summary's exact counts."""
+    rows it was profiled from, against the summary's exact counts. The drift trigger's
+    per-feature PSI limit is judged on the same test (`psi_alarms`): PSI, its bins'
+    chi-square and its minimum window depend on the bins alone, so sample_drift gives the
+    same PSI without its KS and Wasserstein distance."""
     rows, profile = reference
-    return _drifted(
-        statistics.binned_drift(
-            window.values,
-            profile.edges,
-            profile.fractions,
-            reference_rows=len(rows),
-            counts=window.counts(profile.edges).tolist(),
-            **TESTS,
-        )
-    )
-
-
-def numeric_psi(reference: Any, window: Window, threshold: float) -> bool:
-    """The drift trigger's per-feature limit: PSI on the summary's exact bin counts above it,
-    on a window large enough to trust it (DriftTest.psi_alarms). PSI, its bins' chi-square
-    and its minimum window depend on the bins alone, so the binned test gives the same as
-    sample_drift's without its KS and Wasserstein distance."""
-    rows, profile = reference
-    found = statistics.binned_drift(
+    return statistics.binned_drift(
         window.values,
         profile.edges,
         profile.fractions,
@@ -463,6 +450,11 @@ def numeric_psi(reference: Any, window: Window, threshold: float) -> bool:
         counts=window.counts(profile.edges).tolist(),
         **TESTS,
     )
+
+
+def psi_alarms(found: statistics.DriftTest | None, threshold: float) -> bool:
+    """The drift trigger's per-feature limit: PSI on the summary's exact counts above it, on
+    a window large enough to trust it (DriftTest.psi_alarms)."""
     return found is not None and found.psi_alarms(threshold)
 
 
@@ -474,20 +466,11 @@ def categorical_reference(values: npt.NDArray[Any]) -> Any:
     return drift.category_fractions(pd.Series(values)), len(values)
 
 
-def _counted(reference: Any, window: Tally) -> statistics.DriftTest | None:
+def categorical_drift(reference: Any, window: Tally) -> statistics.DriftTest | None:
+    """Monitoring's test of a categorical feature, on the summary's exact counts (its PSI
+    limit judged on the same test, `psi_alarms`)."""
     shares, rows = reference
     return statistics.counted_drift(window.counts, shares, reference_rows=rows, **TESTS)
-
-
-def categorical_drift(reference: Any, window: Tally) -> bool:
-    """Monitoring's test of a categorical feature, on the summary's exact counts."""
-    return _drifted(_counted(reference, window))
-
-
-def categorical_psi(reference: Any, window: Tally, threshold: float) -> bool:
-    """The drift trigger's per-feature limit on a categorical feature's PSI."""
-    found = _counted(reference, window)
-    return found is not None and found.psi_alarms(threshold)
 
 
 def score_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
@@ -519,8 +502,8 @@ def estimate(reference: Any, window: Scored) -> dict[str, statistics.Interval | 
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
     fitted, _, resampled, _ = reference
     scores = window.scores.values
-    draws = resampled(scores)  # statistics.calibration_draws(sample, scores, 300)
-    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=draws)
+    # The same draws as statistics.calibration_draws(sample, scores, 300), a few at a time.
+    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
     return {"accuracy": found["accuracy"], "roc_auc": found["roc_auc"]}
 
 
@@ -666,14 +649,16 @@ def _judge(task: Task, ref: Any, window: Window | Tally | Scored, e: Effect, cou
     """Every alarm of the task's family on one window."""
     if isinstance(window, Window):
         count("drift test, reference rows", numeric_drift(ref, window))
+        binned = binned_drift(ref, window)  # one test, judged for each alarm on the bins
         if task.world == "income":  # the bins are quantiles: one world shows them
-            count("drift test, contract's bins only", binned_drift(ref, window))
+            count("drift test, contract's bins only", _drifted(binned))
         for t in PSI_THRESHOLDS:
-            count(f"PSI > {t:g}", numeric_psi(ref, window, t))
+            count(f"PSI > {t:g}", psi_alarms(binned, t))
     elif isinstance(window, Tally):
-        count("drift test", categorical_drift(ref, window))
+        counted = categorical_drift(ref, window)
+        count("drift test", _drifted(counted))
         for t in PSI_THRESHOLDS:
-            count(f"PSI > {t:g}", categorical_psi(ref, window, t))
+            count(f"PSI > {t:g}", psi_alarms(counted, t))
     elif task.family == "scores":
         count("prediction drift", prediction_drift(ref, window))
     else:

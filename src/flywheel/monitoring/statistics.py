@@ -497,8 +497,9 @@ class Calibrator:
         slope = (high - low) / (last - first) if last > first else 0.0
         q = np.asarray(np.interp(x, self.scores, self.rates), dtype=float)
         below, above = x < first, x > last
-        q[below] = np.clip(low - slope * (first - x[below]), 0.0, low)
-        q[above] = np.clip(high + slope * (x[above] - last), high, 1.0)
+        # np.minimum and np.maximum: np.clip's overhead dominated these small arrays.
+        q[below] = np.minimum(np.maximum(low - slope * (first - x[below]), 0.0), low)
+        q[above] = np.minimum(np.maximum(high + slope * (x[above] - last), high), 1.0)
         return q
 
 
@@ -518,6 +519,9 @@ class Resampled:
     uncertainty. Fitted once, they calibrate any window's scores (`__call__`)."""
 
     fitted: tuple[Calibrator, ...]
+
+    def __len__(self) -> int:
+        return len(self.fitted)
 
     def __call__(self, scores: npt.ArrayLike) -> Floats:
         """`scores` through each calibrator: a (calibrators, n) array."""
@@ -559,18 +563,22 @@ def calibration_draws(
     return resampled(sample, simulations, seed=seed)(scores)
 
 
+_CHUNK = 20  # simulations drawn at a time: their arrays stay in the cache
+
+
 def cbpe(
     scores: npt.ArrayLike,
     calibrated: npt.ArrayLike,
     confidence: float,
     *,
-    draws: Floats | None = None,
+    draws: Floats | Resampled | None = None,
     simulations: int = 300,
     seed: int = 0,
 ) -> dict[str, Interval | None]:
     """Expected accuracy (at 0.5), ROC AUC and log loss of `scores` if each row's label is
     Bernoulli(`calibrated`); intervals from labels simulated the same way, each simulation's
-    from its own row of `draws` (`calibration_draws`) when the calibrator is uncertain."""
+    from its own calibrator when the calibrator is uncertain: a row of `draws`
+    (`calibration_draws`), or a calibrator of `resampled`, applied a few at a time."""
     from scipy.stats import rankdata
 
     p = np.asarray(scores, dtype=float)
@@ -578,30 +586,39 @@ def cbpe(
     predicted = p >= 0.5
     n = len(p)
     rng = np.random.default_rng(seed)
-    if draws is None:
-        labels = rng.random((simulations, n)) < q
-    else:
-        labels = rng.random(draws.shape) < np.clip(draws, 0.0, 1.0)
+    count = len(draws) if draws is not None else simulations
+    loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
+    ranks = rankdata(p)
+    right, loss, n1 = np.empty(count), np.empty(count), np.empty(count, dtype=np.int64)
+    rank_sums = np.empty(count)
+    # The same random numbers, in the same order, as drawing all simulations at once.
+    for start in range(0, count, _CHUNK):
+        stop = min(start + _CHUNK, count)
+        if draws is None:
+            chance: Floats = np.broadcast_to(q, (stop - start, n))
+        elif isinstance(draws, Resampled):
+            chance = Resampled(draws.fitted[start:stop])(p)
+        else:
+            chance = np.minimum(np.maximum(draws[start:stop], 0.0), 1.0)
+        labels = rng.random((stop - start, n)) < chance
+        right[start:stop] = (labels == predicted).mean(axis=1)
+        loss[start:stop] = np.where(labels, loss_if_1, loss_if_0).mean(axis=1)
+        n1[start:stop] = labels.sum(axis=1)
+        rank_sums[start:stop] = labels @ ranks
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
         low, high = np.percentile(simulated, [tail, 100 - tail])
         return Interval(value=value, low=float(low), high=float(high))
 
-    right = np.where(predicted, q, 1 - q)
-    accuracy = interval(float(right.mean()), (labels == predicted).mean(axis=1))
-    loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
-    log_loss = interval(
-        float(np.mean(q * loss_if_1 + (1 - q) * loss_if_0)),
-        np.where(labels, loss_if_1, loss_if_0).mean(axis=1),
-    )
-    ranks = rankdata(p)
-    n1 = labels.sum(axis=1)
+    accuracy = interval(float(np.where(predicted, q, 1 - q).mean()), right)
+    log_loss = interval(float(np.mean(q * loss_if_1 + (1 - q) * loss_if_0)), loss)
     usable = (n1 > 0) & (n1 < n)
     auc: Interval | None = None
     if usable.any():
-        simulated = (labels[usable] @ ranks - n1[usable] * (n1[usable] + 1) / 2) / (
-            n1[usable] * (n - n1[usable])
+        positives = n1[usable]
+        simulated = (rank_sums[usable] - positives * (positives + 1) / 2) / (
+            positives * (n - positives)
         )
         auc = interval(expected_auc(p, q), simulated)
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}

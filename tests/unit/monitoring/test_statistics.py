@@ -493,15 +493,20 @@ def test_resampled_calibrators_are_the_evaluations_fits_on_resamples() -> None:
     scores = rng.random(500)
     sample = np.column_stack([scores, rng.random(500) < scores])
     # when refitted on resamples, once for any number of windows
-    fitted = statistics.resampled(sample, 5, seed=3)
+    fitted = statistics.resampled(sample, 45, seed=3)
     # then each is the evaluation's curve on a bootstrap resample, drawn as before
     pick = np.random.default_rng(3)
     for calibrator in fitted.fitted:
         resample = sample[pick.integers(0, 500, 500)]
         assert calibrator == statistics.calibrator(_bins(resample))
     window = rng.random(50)
-    assert np.array_equal(fitted(window), statistics.calibration_draws(sample, window, 5, seed=3))
-    assert fitted(window).shape == (5, 50)
+    draws = statistics.calibration_draws(sample, window, 45, seed=3)
+    assert np.array_equal(fitted(window), draws) and draws.shape == (45, 50)
+    # and CBPE simulates the same labels from them, applied a few at a time or all at once
+    calibrated = window
+    assert statistics.cbpe(window, calibrated, 0.95, draws=fitted) == statistics.cbpe(
+        window, calibrated, 0.95, draws=draws
+    )
 
 
 def _bins(sample: np.ndarray) -> list[tuple[float, float]]:
