@@ -474,8 +474,9 @@ def categorical_drift(reference: Any, window: Tally) -> statistics.DriftTest | N
 
 
 def score_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
-    """What prediction drift compares with: the evaluation's stored sample of scores."""
-    return scores[: evaluation.SCORE_SAMPLE]
+    """What prediction drift compares with: the evaluation's stored sample of scores (sorted
+    once, as the numeric references are)."""
+    return np.sort(scores[: evaluation.SCORE_SAMPLE])
 
 
 def prediction_drift(reference: Any, window: Scored) -> bool:
