@@ -385,6 +385,7 @@ TESTS: dict[str, Any] = {
 PERFORMANCE = PerformanceTrigger()
 ESTIMATED = EstimatedPerformanceTrigger()
 Bounds = tuple[float, float] | None
+CBPE_SIMULATIONS = 300  # as analysis._estimate
 
 
 @dataclass(frozen=True)
@@ -415,10 +416,12 @@ def _drifted(found: statistics.DriftTest | None) -> bool:
 
 
 def numeric_reference(rows: Floats) -> Any:
-    """A numeric feature's reference: its rows, and the contract's profile (bins) of them."""
+    """A numeric feature's reference: its rows, and the contract's profile (bins) of them. The
+    rows are kept sorted (their order means nothing to any test): the tests of every size and
+    effect sort them again, and sorting sorted rows is quick."""
     import pandas as pd
 
-    return rows, contract.numeric_profile(pd.Series(rows), BINS)
+    return np.sort(rows), contract.numeric_profile(pd.Series(rows), BINS)
 
 
 def numeric_drift(reference: Any, window: Window) -> bool:
@@ -432,29 +435,14 @@ def numeric_drift(reference: Any, window: Window) -> bool:
     )
 
 
-def binned_drift(reference: Any, window: Window) -> bool:
+def binned_drift(reference: Any, window: Window) -> statistics.DriftTest | None:
     """The same when the reference rows cannot be read: the contract's bins, counted on the
-    rows it was profiled from, against the summary's exact counts."""
+    rows it was profiled from, against the summary's exact counts. The drift trigger's
+    per-feature PSI limit is judged on the same test (`psi_alarms`): PSI, its bins'
+    chi-square and its minimum window depend on the bins alone, so sample_drift gives the
+    same PSI without its KS and Wasserstein distance."""
     rows, profile = reference
-    return _drifted(
-        statistics.binned_drift(
-            window.values,
-            profile.edges,
-            profile.fractions,
-            reference_rows=len(rows),
-            counts=window.counts(profile.edges).tolist(),
-            **TESTS,
-        )
-    )
-
-
-def numeric_psi(reference: Any, window: Window, threshold: float) -> bool:
-    """The drift trigger's per-feature limit: PSI on the summary's exact bin counts above it,
-    on a window large enough to trust it (DriftTest.psi_alarms). PSI, its bins' chi-square
-    and its minimum window depend on the bins alone, so the binned test gives the same as
-    sample_drift's without its KS and Wasserstein distance."""
-    rows, profile = reference
-    found = statistics.binned_drift(
+    return statistics.binned_drift(
         window.values,
         profile.edges,
         profile.fractions,
@@ -462,6 +450,11 @@ def numeric_psi(reference: Any, window: Window, threshold: float) -> bool:
         counts=window.counts(profile.edges).tolist(),
         **TESTS,
     )
+
+
+def psi_alarms(found: statistics.DriftTest | None, threshold: float) -> bool:
+    """The drift trigger's per-feature limit: PSI on the summary's exact counts above it, on
+    a window large enough to trust it (DriftTest.psi_alarms)."""
     return found is not None and found.psi_alarms(threshold)
 
 
@@ -473,25 +466,17 @@ def categorical_reference(values: npt.NDArray[Any]) -> Any:
     return drift.category_fractions(pd.Series(values)), len(values)
 
 
-def _counted(reference: Any, window: Tally) -> statistics.DriftTest | None:
+def categorical_drift(reference: Any, window: Tally) -> statistics.DriftTest | None:
+    """Monitoring's test of a categorical feature, on the summary's exact counts (its PSI
+    limit judged on the same test, `psi_alarms`)."""
     shares, rows = reference
     return statistics.counted_drift(window.counts, shares, reference_rows=rows, **TESTS)
 
 
-def categorical_drift(reference: Any, window: Tally) -> bool:
-    """Monitoring's test of a categorical feature, on the summary's exact counts."""
-    return _drifted(_counted(reference, window))
-
-
-def categorical_psi(reference: Any, window: Tally, threshold: float) -> bool:
-    """The drift trigger's per-feature limit on a categorical feature's PSI."""
-    found = _counted(reference, window)
-    return found is not None and found.psi_alarms(threshold)
-
-
 def score_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
-    """What prediction drift compares with: the evaluation's stored sample of scores."""
-    return scores[: evaluation.SCORE_SAMPLE]
+    """What prediction drift compares with: the evaluation's stored sample of scores (sorted
+    once, as the numeric references are)."""
+    return np.sort(scores[: evaluation.SCORE_SAMPLE])
 
 
 def prediction_drift(reference: Any, window: Scored) -> bool:
@@ -500,37 +485,44 @@ def prediction_drift(reference: Any, window: Scored) -> bool:
 
 
 def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
-    """CBPE's calibrator from the evaluation's reliability curve, and the offline accuracy
-    (the evaluation's, at 0.5, as evaluation.score reports it)."""
+    """CBPE's calibrator from the evaluation's reliability curve, the offline accuracy (the
+    evaluation's, at 0.5, as evaluation.score reports it), and the calibrators refitted on
+    resamples of the stored sample: analysis refits the same ones (the same seed) for each
+    window, so they are fitted once per reference here."""
     fitted = statistics.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
-    return fitted, float(np.mean((scores >= 0.5) == labels)), sample, len(scores)
+    resampled = statistics.resampled(sample, CBPE_SIMULATIONS)
+    return fitted, float(np.mean((scores >= 0.5) == labels)), resampled, len(scores)
 
 
 def _bounds(interval: statistics.Interval | None) -> Bounds:
     return None if interval is None else (interval.low, interval.high)
 
 
-def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
+def estimate(reference: Any, window: Scored) -> dict[str, statistics.Interval | None]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
-    fitted, _, sample, _ = reference
+    fitted, _, resampled, _ = reference
     scores = window.scores.values
-    draws = statistics.calibration_draws(sample, scores, 300)
-    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=draws)
-    return {"accuracy": _bounds(found["accuracy"]), "roc_auc": _bounds(found["roc_auc"])}
+    # The same draws as statistics.calibration_draws(sample, scores, 300), a few at a time.
+    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
+    return {"accuracy": found["accuracy"], "roc_auc": found["roc_auc"]}
 
 
-def estimated_drop(reference: Any, window: Scored, estimated: dict[str, Bounds]) -> bool:
+def estimated_drop(
+    reference: Any, window: Scored, estimated: dict[str, statistics.Interval | None]
+) -> bool:
     """One window's verdict of the estimated-performance trigger (it needs `windows` in a
-    row): the estimate's whole interval below the offline accuracy minus max_drop."""
-    _, offline, _, _ = reference
-    bounds = estimated["accuracy"]
+    row): the estimate's interval, on the rows CBPE measured and widened for the offline
+    figure's own error, wholly below the offline accuracy minus max_drop
+    (signals.estimated_performance)."""
+    _, offline, _, rows = reference
+    interval = estimated["accuracy"]
     assert ESTIMATED.max_drop is not None
-    return (
-        len(window.scores.values) >= ESTIMATED.min_labelled
-        and bounds is not None
-        and bounds[1] < offline - ESTIMATED.max_drop
-    )
+    estimated_rows = len(window.scores.values)  # Estimate.rows: the sample's, above it
+    if estimated_rows < ESTIMATED.min_labelled or interval is None:
+        return False
+    judged = signals.widened(interval, estimated_rows, rows)
+    return judged.high < offline - ESTIMATED.max_drop
 
 
 def measured(window: Scored) -> dict[str, Bounds]:
@@ -658,21 +650,23 @@ def _judge(task: Task, ref: Any, window: Window | Tally | Scored, e: Effect, cou
     """Every alarm of the task's family on one window."""
     if isinstance(window, Window):
         count("drift test, reference rows", numeric_drift(ref, window))
+        binned = binned_drift(ref, window)  # one test, judged for each alarm on the bins
         if task.world == "income":  # the bins are quantiles: one world shows them
-            count("drift test, contract's bins only", binned_drift(ref, window))
+            count("drift test, contract's bins only", _drifted(binned))
         for t in PSI_THRESHOLDS:
-            count(f"PSI > {t:g}", numeric_psi(ref, window, t))
+            count(f"PSI > {t:g}", psi_alarms(binned, t))
     elif isinstance(window, Tally):
-        count("drift test", categorical_drift(ref, window))
+        counted = categorical_drift(ref, window)
+        count("drift test", _drifted(counted))
         for t in PSI_THRESHOLDS:
-            count(f"PSI > {t:g}", categorical_psi(ref, window, t))
+            count(f"PSI > {t:g}", psi_alarms(counted, t))
     elif task.family == "scores":
         count("prediction drift", prediction_drift(ref, window))
     else:
         if e in CBPE_EFFECTS:
             found = estimate(ref, window)
-            count("CBPE accuracy interval", _covers(found["accuracy"], window.accuracy))
-            count("CBPE ROC AUC interval", _covers(found["roc_auc"], window.roc_auc))
+            count("CBPE accuracy interval", _covers(_bounds(found["accuracy"]), window.accuracy))
+            count("CBPE ROC AUC interval", _covers(_bounds(found["roc_auc"]), window.roc_auc))
             count("estimated-performance trigger", estimated_drop(ref, window, found))
         world = truth(latent(e))
         labelled = measured(window)

@@ -165,6 +165,9 @@ class ModelEvaluation(Record):
     scores_sample: tuple[tuple[float, int], ...] = ()
     roc_per_class: dict[str, Curve] = Field(default={})
     calibration_per_class: dict[str, tuple[tuple[float, float], ...]] = Field(default={})
+    # A multiclass one's (probabilities, class code), as scores_sample: the calibration set
+    # multiclass CBPE resamples.
+    probabilities_sample: tuple[tuple[tuple[float, ...], int], ...] = ()
     predicted_actual: tuple[tuple[float, float], ...] = ()
     slices: dict[str, dict[str, SliceScore]]
     fairness: Fairness | None = None
@@ -523,7 +526,13 @@ def _curves(y: npt.NDArray[Any], p: Probabilities, problem: Problem) -> dict[str
             if 0 < actual.sum() < len(actual):
                 rocs[name] = roc(actual, p[:, code])
             calibrations[name] = calibration(actual, p[:, code])
-        return {"roc_per_class": rocs, "calibration_per_class": calibrations}
+        kept = np.random.default_rng(0).permutation(len(y))[:SCORE_SAMPLE]
+        sample = tuple((tuple(round(float(v), 9) for v in p[i]), int(y[i])) for i in sorted(kept))
+        return {
+            "roc_per_class": rocs,
+            "calibration_per_class": calibrations,
+            "probabilities_sample": sample,
+        }
     rng = np.random.default_rng(0)
     pick = rng.choice(len(y), size=min(len(y), RESIDUAL_POINTS), replace=False)
     return {

@@ -622,7 +622,12 @@ def _estimate(
             else []
         )
         calibrated = recalibrate(outputs, pairs) if calibrate else outputs
-        found = cbpe_multiclass(outputs, calibrated, settings.confidence)
+        found = cbpe_multiclass(
+            outputs,
+            calibrated,
+            settings.confidence,
+            sample=evaluation.probabilities_sample if calibrate and evaluation else (),
+        )
         return (
             Estimate(
                 calibration=settings.calibration,

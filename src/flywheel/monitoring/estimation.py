@@ -36,8 +36,9 @@ ASSUMPTIONS = (
     "Only the inputs drift (covariate shift): the relation between inputs and labels "
     "(concept) is unchanged. Under concept drift the estimate is wrong and only delayed "
     "labels show it.",
-    "Each row's label is an independent Bernoulli draw; the interval covers that draw, "
-    "not an error in the calibration itself.",
+    "Each row's label is an independent Bernoulli draw; the interval covers that draw and, "
+    "when the evaluation stored a sample of its scores, the calibrator's own error (refitted "
+    "on resamples of it), not a calibration that is wrong on the serving population.",
     "Accuracy is at the serving threshold of 0.5.",
 )
 MULTICLASS_ASSUMPTIONS = (
@@ -45,7 +46,9 @@ MULTICLASS_ASSUMPTIONS = (
     "renormalised over the classes, is calibrated on the serving population.",
     ASSUMPTIONS[1],
     "Each row's label is an independent draw from its calibrated probabilities; the interval "
-    "covers that draw, not an error in the calibration itself.",
+    "covers that draw and, given the evaluation's sample of probabilities, the calibration's "
+    "own error (refitted on resamples of it), not a calibration that is wrong on the serving "
+    "population.",
     "Accuracy and F1 are at the most probable class.",
 )
 DLE_ASSUMPTIONS = (
@@ -87,9 +90,12 @@ def recalibrate(p: Floats, calibrations: Sequence[Sequence[tuple[float, float]]]
     """Each class's probability through its one-vs-rest reliability curve (left as it is where
     the curve has no points), each row renormalised to sum to 1 (uniform where all are 0), as
     NannyML's `_calibrate_predicted_probabilities`."""
+    return _recalibrated(p, [statistics.calibrator(pairs) for pairs in calibrations])
+
+
+def _recalibrated(p: Floats, calibrators: Sequence[statistics.Calibrator | None]) -> Floats:
     q = np.array(p, dtype=float, copy=True)
-    for c, pairs in enumerate(calibrations):
-        calibrator = statistics.calibrator(pairs)
+    for c, calibrator in enumerate(calibrators):
         if calibrator is not None:
             q[:, c] = calibrator(p[:, c])
     total = q.sum(axis=1, keepdims=True)
@@ -97,13 +103,45 @@ def recalibrate(p: Floats, calibrations: Sequence[Sequence[tuple[float, float]]]
     return np.divide(q, total, out=uniform, where=total > 0)
 
 
-def _draw(q: Floats, simulations: int, rng: np.random.Generator) -> npt.NDArray[np.int32]:
-    """Labels drawn from each row's class probabilities, `simulations` times: (s, n)."""
+Resampled = tuple[tuple[statistics.Calibrator | None, ...], ...]
+
+
+def resampled(
+    sample: Sequence[tuple[Sequence[float], int]], simulations: int, *, seed: int = 0
+) -> Resampled:
+    """For each of `simulations` bootstrap resamples of the calibration set `sample` of
+    (class probabilities, class code), each class's one-vs-rest calibrator refitted as the
+    evaluation fits its own (`evaluation.calibration`, then `statistics.calibrator`): the
+    calibration's own uncertainty, as `statistics.resampled` for a binary classifier."""
+    from flywheel.evaluation import calibration
+
+    p = np.array([row for row, _ in sample], dtype=float)
+    y = np.array([code for _, code in sample], dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    fitted = []
+    for _ in range(simulations):
+        pick = rng.integers(0, len(y), len(y))
+        drawn, codes = p[pick], y[pick]
+        fitted.append(
+            tuple(
+                statistics.calibrator(calibration((codes == c).astype(int), drawn[:, c]))
+                for c in range(p.shape[1])
+            )
+        )
+    return tuple(fitted)
+
+
+def _draw(
+    q: Floats, simulations: int, rng: np.random.Generator, calibrators: Resampled | None = None
+) -> npt.NDArray[np.int32]:
+    """Labels drawn from each row's class probabilities, `simulations` times: (s, n); each
+    simulation's probabilities `q` recalibrated by its own calibrators when given."""
     cumulative = np.cumsum(q, axis=1)
-    drawn = [
-        (rng.random((len(q), 1)) * cumulative[:, -1:] > cumulative).sum(axis=1)
-        for _ in range(simulations)
-    ]
+    drawn = []
+    for s in range(simulations):
+        if calibrators is not None:
+            cumulative = np.cumsum(_recalibrated(q, calibrators[s]), axis=1)
+        drawn.append((rng.random((len(q), 1)) * cumulative[:, -1:] > cumulative).sum(axis=1))
     labels: npt.NDArray[np.int32] = np.minimum(np.stack(drawn), q.shape[1] - 1).astype(np.int32)
     return labels
 
@@ -113,12 +151,15 @@ def cbpe_multiclass(
     calibrated: Floats,
     confidence: float,
     *,
+    sample: Sequence[tuple[Sequence[float], int]] = (),
     simulations: int = 300,
     seed: int = 0,
 ) -> dict[str, Interval | None]:
     """NannyML's multiclass CBPE of `scores` ((n, k) served probabilities) when each row's
     label is drawn from `calibrated`: expected accuracy, macro F1, one-vs-rest ROC AUC and
-    log loss; intervals from labels simulated the same way."""
+    log loss; intervals from labels simulated the same way, each simulation's from the scores
+    recalibrated on its own resample of the calibration set `sample` when one is given (the
+    calibration's own uncertainty, as binary CBPE's `draws`)."""
     from scipy.stats import rankdata
 
     p, q = np.asarray(scores, dtype=float), np.asarray(calibrated, dtype=float)
@@ -133,7 +174,8 @@ def cbpe_multiclass(
         fn = float(q[~picked, c].sum())
         f1.append(tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0)
     losses = -np.log(np.clip(p, 1e-15, 1.0))
-    labels = _draw(q, simulations, np.random.default_rng(seed))
+    calibrators = resampled(sample, simulations, seed=seed) if sample else None
+    labels = _draw(p if calibrators else q, simulations, np.random.default_rng(seed), calibrators)
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:

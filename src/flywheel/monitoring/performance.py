@@ -1,8 +1,9 @@
 """Metrics on delayed labels, per task, with confidence intervals, and the version's own
 offline figures beside them.
 
-A binary classifier gets accuracy at 0.5 (Wilson interval), ROC AUC (Hanley-McNeil) and log
-loss (normal interval). A multiclass one gets accuracy at its most probable class, macro F1
+A binary classifier gets accuracy at 0.5 (Wilson interval), ROC AUC (DeLong's variance on
+the logit scale; a score interval for a small class, `statistics.auc_interval`) and log loss
+(normal interval). A multiclass one gets accuracy at its most probable class, macro F1
 and the one-vs-rest macro ROC AUC (percentile bootstrap intervals), log loss, and per class
 its recall, precision and ROC AUC. A regression gets RMSE, MAE and MAPE (normal intervals on
 the mean squared, absolute and relative error) and R² (bootstrap).

@@ -368,22 +368,75 @@ def wilson(successes: int, n: int, confidence: float) -> Interval:
     return Interval(value=p, low=max(centre - half, 0.0), high=min(centre + half, 1.0))
 
 
+# Below this many rows in the smaller class, DeLong's variance is too rough (its interval
+# covered 80% with two positives in 20 rows); the score interval is used instead.
+AUC_SMALL_CLASS = 10
+
+
 def auc_interval(
     labels: npt.ArrayLike, scores: npt.ArrayLike, confidence: float
 ) -> Interval | None:
-    """ROC AUC (Mann-Whitney) with the Hanley-McNeil (1982) standard error; None with one class."""
+    """ROC AUC (Mann-Whitney) with DeLong's variance on the logit scale, as Pohar Perme and
+    Manevski (2018) recommend: it stays inside [0, 1] and covers near its level from about
+    80 rows, where Hanley and McNeil's normal interval covered 88% at 20 rows and 97% at a
+    thousand. With fewer than AUC_SMALL_CLASS rows in the smaller class, or the classes
+    perfectly apart, the score interval of Hanley and McNeil's variance (`auc_score_interval`).
+    None with one class."""
     from scipy.stats import rankdata
 
-    y = np.asarray(labels, dtype=int)
+    y = np.asarray(labels, dtype=int) == 1
+    s = np.asarray(scores, dtype=float)
     n1, n0 = int(y.sum()), int(len(y) - y.sum())
     if n1 == 0 or n0 == 0:
         return None
-    ranks = rankdata(np.asarray(scores, dtype=float))
-    auc = float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
-    var = (auc * (1 - auc) + (n1 - 1) * (q1 - auc**2) + (n0 - 1) * (q2 - auc**2)) / (n1 * n0)
-    half = _z(confidence) * math.sqrt(max(var, 0.0))
-    return Interval(value=auc, low=max(auc - half, 0.0), high=min(auc + half, 1.0))
+    ranks = rankdata(s)
+    auc = float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+    if min(n1, n0) < AUC_SMALL_CLASS or auc in (0.0, 1.0):
+        return auc_score_interval(auc, n1, n0, confidence)
+    # Each positive's share of negatives below it, each negative's of positives above it.
+    below = (ranks[y] - rankdata(s[y])) / n0
+    above = 1 - (ranks[~y] - rankdata(s[~y])) / n1
+    variance = float(below.var(ddof=1) / n1 + above.var(ddof=1) / n0)
+    logit = math.log(auc / (1 - auc))
+    half = _z(confidence) * math.sqrt(variance) / (auc * (1 - auc))
+    return Interval(
+        value=auc,
+        low=1 / (1 + math.exp(-(logit - half))),
+        high=1 / (1 + math.exp(-(logit + half))),
+    )
+
+
+def _hanley_mcneil(auc: Floats, n1: int, n0: int) -> Floats:
+    """Hanley and McNeil's (1982) variance of the Mann-Whitney AUC at `auc`."""
+    a = np.asarray(auc, dtype=float)
+    spread = 1 + (n1 - 1) * (1 - a) / (2 - a) + (n0 - 1) * a / (1 + a)
+    return np.asarray(a * (1 - a) * spread / (n1 * n0), dtype=float)
+
+
+def auc_score_interval(auc: float, n1: int, n0: int, confidence: float) -> Interval:
+    """The AUCs t not rejected by (auc - t)² <= z²·V(t), V Hanley and McNeil's variance at t:
+    Wilson's idea for a proportion carried to the AUC. It stays inside [0, 1] and is not empty
+    when the classes are perfectly apart (an AUC of 0 or 1)."""
+    from scipy.optimize import brentq
+
+    z2 = _z(confidence) ** 2
+
+    def rejected(t: npt.ArrayLike) -> Floats:
+        t = np.asarray(t, dtype=float)
+        return np.asarray((auc - t) ** 2 - z2 * _hanley_mcneil(t, n1, n0), dtype=float)
+
+    grid = np.linspace(0.0, 1.0, 1001)
+    inside = np.flatnonzero(rejected(grid) <= 0)
+    # The run of accepted grid points around the AUC, each end refined between grid points.
+    at = int(np.clip(round(auc * 1000), inside.min(), inside.max()))
+    breaks = np.flatnonzero(np.diff(inside) > 1)
+    first = inside[np.r_[0, breaks + 1]]
+    last = inside[np.r_[breaks, len(inside) - 1]]
+    run = int(np.searchsorted(first, at, side="right") - 1)
+    lo, hi = int(first[run]), int(last[run])
+    low = grid[lo] if lo == 0 else brentq(rejected, grid[lo - 1], grid[lo])
+    high = grid[hi] if hi == 1000 else brentq(rejected, grid[hi], grid[hi + 1])
+    return Interval(value=auc, low=float(min(low, auc)), high=float(max(high, auc)))
 
 
 def row_log_loss(labels: npt.ArrayLike, scores: npt.ArrayLike) -> Floats:
@@ -429,14 +482,25 @@ def mean_interval(values: npt.ArrayLike, confidence: float) -> Interval:
 
 @dataclass(frozen=True)
 class Calibrator:
-    """A monotone map from score to probability through (mean predicted, observed rate) points,
-    flat beyond the first and last point (histogram binning, smoothed linearly)."""
+    """A monotone map from score to probability through (mean predicted, observed rate) points
+    (histogram binning, smoothed linearly). Beyond the first and last point it carries on at
+    the slope of the line from the first to the last, within [0, 1]: flat ends would give
+    every score beyond them one probability, which squeezes the most certain rows together
+    and biased CBPE's ROC AUC low (by 0.006 on a calibrated model, binned in ten)."""
 
     scores: tuple[float, ...]
     rates: tuple[float, ...]
 
     def __call__(self, scores: npt.ArrayLike) -> Floats:
-        return np.interp(np.asarray(scores, dtype=float), self.scores, self.rates)
+        x = np.asarray(scores, dtype=float)
+        first, last, low, high = self.scores[0], self.scores[-1], self.rates[0], self.rates[-1]
+        slope = (high - low) / (last - first) if last > first else 0.0
+        q = np.asarray(np.interp(x, self.scores, self.rates), dtype=float)
+        below, above = x < first, x > last
+        # np.minimum and np.maximum: np.clip's overhead dominated these small arrays.
+        q[below] = np.minimum(np.maximum(low - slope * (first - x[below]), 0.0), low)
+        q[above] = np.minimum(np.maximum(high + slope * (x[above] - last), high), 1.0)
+        return q
 
 
 def calibrator(pairs: Sequence[tuple[float, float]]) -> Calibrator | None:
@@ -448,6 +512,44 @@ def calibrator(pairs: Sequence[tuple[float, float]]) -> Calibrator | None:
     return Calibrator(tuple(p for p, _ in ordered), tuple(float(r) for r in rates))
 
 
+@dataclass(frozen=True)
+class Resampled:
+    """Calibrators refitted as the evaluation fits its own (`evaluation.calibration`, then
+    `calibrator`) on bootstrap resamples of its calibration set: the calibrator's own
+    uncertainty. Fitted once, they calibrate any window's scores (`__call__`)."""
+
+    fitted: tuple[Calibrator, ...]
+
+    def __len__(self) -> int:
+        return len(self.fitted)
+
+    def __call__(self, scores: npt.ArrayLike) -> Floats:
+        """`scores` through each calibrator: a (calibrators, n) array."""
+        x = np.asarray(scores, dtype=float)
+        out = np.empty((len(self.fitted), len(x)))
+        for row, fitted in zip(out, self.fitted, strict=True):
+            row[:] = fitted(x)
+        return out
+
+
+def resampled(
+    sample: Sequence[tuple[float, int]] | Floats, simulations: int, *, seed: int = 0
+) -> Resampled:
+    """`simulations` calibrators, each refitted on a bootstrap resample of the calibration set
+    `sample` of (score, label)."""
+    from flywheel.evaluation import calibration
+
+    pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
+    rng = np.random.default_rng(seed)
+    fitted = []
+    for _ in range(simulations):
+        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
+        refitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
+        assert refitted is not None  # a resample has rows
+        fitted.append(refitted)
+    return Resampled(tuple(fitted))
+
+
 def calibration_draws(
     sample: Sequence[tuple[float, int]] | Floats,
     scores: npt.ArrayLike,
@@ -455,22 +557,13 @@ def calibration_draws(
     *,
     seed: int = 0,
 ) -> Floats:
-    """`scores` calibrated `simulations` times, each by a calibrator refitted as the
-    evaluation fits it (`evaluation.calibration`, then `calibrator`) on a bootstrap resample
-    of the calibration set `sample` of (score, label): the calibrator's own uncertainty, an
+    """`scores` calibrated `simulations` times, each by a calibrator refitted on a bootstrap
+    resample of the calibration set `sample` of (score, label) (`resampled`): an
     (simulations, n) array."""
-    from flywheel.evaluation import calibration
+    return resampled(sample, simulations, seed=seed)(scores)
 
-    pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
-    x = np.asarray(scores, dtype=float)
-    rng = np.random.default_rng(seed)
-    out = np.empty((simulations, len(x)))
-    for s in range(simulations):
-        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
-        fitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
-        assert fitted is not None  # a resample has rows
-        out[s] = fitted(x)
-    return out
+
+_CHUNK = 20  # simulations drawn at a time: their arrays stay in the cache
 
 
 def cbpe(
@@ -478,13 +571,14 @@ def cbpe(
     calibrated: npt.ArrayLike,
     confidence: float,
     *,
-    draws: Floats | None = None,
+    draws: Floats | Resampled | None = None,
     simulations: int = 300,
     seed: int = 0,
 ) -> dict[str, Interval | None]:
     """Expected accuracy (at 0.5), ROC AUC and log loss of `scores` if each row's label is
     Bernoulli(`calibrated`); intervals from labels simulated the same way, each simulation's
-    from its own row of `draws` (`calibration_draws`) when the calibrator is uncertain."""
+    from its own calibrator when the calibrator is uncertain: a row of `draws`
+    (`calibration_draws`), or a calibrator of `resampled`, applied a few at a time."""
     from scipy.stats import rankdata
 
     p = np.asarray(scores, dtype=float)
@@ -492,30 +586,39 @@ def cbpe(
     predicted = p >= 0.5
     n = len(p)
     rng = np.random.default_rng(seed)
-    if draws is None:
-        labels = rng.random((simulations, n)) < q
-    else:
-        labels = rng.random(draws.shape) < np.clip(draws, 0.0, 1.0)
+    count = len(draws) if draws is not None else simulations
+    loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
+    ranks = rankdata(p)
+    right, loss, n1 = np.empty(count), np.empty(count), np.empty(count, dtype=np.int64)
+    rank_sums = np.empty(count)
+    # The same random numbers, in the same order, as drawing all simulations at once.
+    for start in range(0, count, _CHUNK):
+        stop = min(start + _CHUNK, count)
+        if draws is None:
+            chance: Floats = np.broadcast_to(q, (stop - start, n))
+        elif isinstance(draws, Resampled):
+            chance = Resampled(draws.fitted[start:stop])(p)
+        else:
+            chance = np.minimum(np.maximum(draws[start:stop], 0.0), 1.0)
+        labels = rng.random((stop - start, n)) < chance
+        right[start:stop] = (labels == predicted).mean(axis=1)
+        loss[start:stop] = np.where(labels, loss_if_1, loss_if_0).mean(axis=1)
+        n1[start:stop] = labels.sum(axis=1)
+        rank_sums[start:stop] = labels @ ranks
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
         low, high = np.percentile(simulated, [tail, 100 - tail])
         return Interval(value=value, low=float(low), high=float(high))
 
-    right = np.where(predicted, q, 1 - q)
-    accuracy = interval(float(right.mean()), (labels == predicted).mean(axis=1))
-    loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
-    log_loss = interval(
-        float(np.mean(q * loss_if_1 + (1 - q) * loss_if_0)),
-        np.where(labels, loss_if_1, loss_if_0).mean(axis=1),
-    )
-    ranks = rankdata(p)
-    n1 = labels.sum(axis=1)
+    accuracy = interval(float(np.where(predicted, q, 1 - q).mean()), right)
+    log_loss = interval(float(np.mean(q * loss_if_1 + (1 - q) * loss_if_0)), loss)
     usable = (n1 > 0) & (n1 < n)
     auc: Interval | None = None
     if usable.any():
-        simulated = (labels[usable] @ ranks - n1[usable] * (n1[usable] + 1) / 2) / (
-            n1[usable] * (n - n1[usable])
+        positives = n1[usable]
+        simulated = (rank_sums[usable] - positives * (positives + 1) / 2) / (
+            positives * (n - positives)
         )
         auc = interval(expected_auc(p, q), simulated)
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}
