@@ -33,6 +33,7 @@ from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
 from flywheel.monitoring.housekeeping import Housekeeping, tidy
 from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
 from flywheel.monitoring.records import WINDOW_SIZES, write_record
+from flywheel.monitoring.served import Sampled, Served
 from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, labels_key, summary_key
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, PRODUCTION, AliasState, Registry, RegistryError
@@ -654,7 +655,7 @@ def _look(
             lost = skipped.between(version, window_start, window_end)
             if summarised is None and not lost:
                 continue
-            sample = [] if summarised is None else predictions_of(summarised, version)
+            sample = [] if summarised is None else served_of(summarised, version, reference)
             reports.append(
                 analyse_window(
                     sample,
@@ -789,6 +790,18 @@ def request_name(key: int) -> str:
     """What a sampled request is called in the analysis: its key, as monitoring reads no
     request id's text (the key is a hash of it, and joins its labels)."""
     return f"{key:016x}"
+
+
+def served_of(
+    window: WindowSummary, version: str, reference: VersionReference
+) -> Served | list[Prediction]:
+    """A window's sampled rows as the analysis reads them: as columns, or (a sample whose
+    answers are not of the task's width) as requests."""
+    width = 1 if reference.task == "regression" else len(reference.contract.classes)
+    try:
+        return Sampled(window.sample, reference.task, width)
+    except ValueError:
+        return predictions_of(window, version)
 
 
 def predictions_of(window: WindowSummary, version: str) -> list[Prediction]:
