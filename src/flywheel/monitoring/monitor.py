@@ -442,14 +442,18 @@ class Keep:
     that does not hold every row (its request may yet be logged there); all of it when every
     sample holds its whole window (`every`)."""
 
-    sampled: npt.NDArray[np.uint64]
+    sampled: npt.NDArray[np.uint64]  # sorted, unique
     below: int
     every: bool
 
     def __call__(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
         if self.every:
             return np.ones(len(keys), dtype=bool)
-        return np.isin(keys, self.sampled) | (keys < np.uint64(self.below))
+        # A binary search of the sorted sample: np.isin sorted the sample again for each of
+        # a day's 2,880 feedback files.
+        at = np.minimum(np.searchsorted(self.sampled, keys), max(len(self.sampled) - 1, 0))
+        found = self.sampled[at] == keys if len(self.sampled) else np.zeros(len(keys), bool)
+        return found | (keys < np.uint64(self.below))
 
 
 def _read_labels(
