@@ -79,7 +79,7 @@ class Chart:
                 _text(WIDTH - 10, (_TOP + plot_bottom) / 2, self.right_label, size=10, rotate=90)
             )
         for t in _thin(times, 8):
-            px = x(t)
+            px = x(t.timestamp())
             body.append(_line(px, plot_bottom, px, plot_bottom + 4, "#333"))
             body.append(
                 _text(px, plot_bottom + 14, f"{t:%Y-%m-%d %H:%M}", size=9, anchor="end", rotate=-30)
@@ -146,36 +146,26 @@ class Chart:
 
 @dataclass(frozen=True)
 class _Scale:
-    """Values to pixels, low at `bottom`, high at `top`."""
+    """Values to pixels: `low` at pixel `start`, `high` at `end` (a value axis runs upwards,
+    from the bottom; time runs from the left)."""
 
     low: float
     high: float
-    bottom: float
-    top: float
+    start: float
+    end: float
 
     def __call__(self, value: float) -> float:
         span = self.high - self.low or 1.0
-        return self.bottom - (value - self.low) / span * (self.bottom - self.top)
+        return self.start + (value - self.low) / span * (self.end - self.start)
 
 
-def _time_axis(times: Sequence[datetime], left: float, right: float) -> _TimeScale:
+def _time_axis(times: Sequence[datetime], left: float, right: float) -> _Scale:
+    """Unix seconds to pixels, the first and last time 5% inside the plot."""
     if not times:
-        return _TimeScale(0.0, 1.0, left, right)
+        return _Scale(0.0, 1.0, left, right)
     first, last = times[0].timestamp(), times[-1].timestamp()
     pad = (last - first) * 0.05 or 3600.0
-    return _TimeScale(first - pad, last + pad, left, right)
-
-
-@dataclass(frozen=True)
-class _TimeScale:
-    start: float
-    end: float
-    left: float
-    right: float
-
-    def __call__(self, moment: datetime) -> float:
-        span = self.end - self.start or 1.0
-        return self.left + (moment.timestamp() - self.start) / span * (self.right - self.left)
+    return _Scale(first - pad, last + pad, left, right)
 
 
 def _value_ticks(scale: _Scale, left: float, right: float, on_right: bool) -> list[str]:
@@ -215,9 +205,9 @@ def _thin(times: Sequence[datetime], most: int) -> list[datetime]:
     return [*times[::every][:-1], times[-1]]
 
 
-def _draw(series: Series, x: _TimeScale, y: _Scale) -> list[str]:
+def _draw(series: Series, x: _Scale, y: _Scale) -> list[str]:
     colour = series.colour
-    points = [(x(t), y(v)) for t, v in series.points]
+    points = [(x(t.timestamp()), y(v)) for t, v in series.points]
     out = [f'<g class="series"><title>{escape(series.label)}</title>']
     if len(points) > 1:
         path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
