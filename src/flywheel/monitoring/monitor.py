@@ -564,6 +564,10 @@ def monitor(
         pool = None
         if workers > 1:
             executor = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
+            # Its processes are forked now, before the loader thread starts: forked while
+            # that thread ran a subprocess (numpy runs one as scikit-learn is imported), a
+            # worker kept the subprocess's pipe open and the look waited for ever.
+            executor.submit(int).result()
             pool = Pool(executor, workers)
         # Loading a version's model and reference rows takes a second or two (scikit-learn's
         # imports): production's loads while the pool reads the logs.
