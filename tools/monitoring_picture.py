@@ -104,11 +104,25 @@ def main(argv: list[str]) -> int:
 
 
 def tile(figures: list[str], out: Path, columns: int = 2) -> None:
-    """The plots (base64 PNGs) side by side, `columns` to a row, in a 64-colour palette:
-    plots need no more, and the PNG stays small."""
+    """The plots (base64 SVGs, drawn as the report draws them) side by side, `columns` to a
+    row, taken by chromium, in a 64-colour palette: plots need no more, and the PNG stays
+    small."""
     from PIL import Image
+    from playwright.sync_api import sync_playwright
 
-    images = [Image.open(io.BytesIO(base64.b64decode(f))).convert("RGB") for f in figures]
+    from harness.browser import launch
+
+    shots = []
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        page = browser.new_page()
+        for figure in figures:
+            page.set_content(
+                f"<body style='margin:0'>{base64.b64decode(figure).decode().split('?>', 1)[-1]}"
+            )
+            shots.append(page.locator("svg").first.screenshot())
+        browser.close()
+    images = [Image.open(io.BytesIO(shot)).convert("RGB") for shot in shots]
     width, height = max(i.width for i in images), max(i.height for i in images)
     rows = -(-len(images) // columns)
     sheet = Image.new("RGB", (columns * width, rows * height), "white")

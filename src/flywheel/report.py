@@ -1,4 +1,4 @@
-"""Self-contained HTML reports with embedded PNG plots, for the Kubeflow UI and the registry."""
+"""Self-contained HTML reports with embedded plots, for the Kubeflow UI and the registry."""
 
 from __future__ import annotations
 
@@ -258,16 +258,18 @@ def html_page(
     table: tuple[Sequence[str], Sequence[Sequence[str]]],
     figures: Sequence[tuple[str, str]],
     sections: Sequence[tuple[str, str, tuple[Sequence[str], Sequence[Sequence[str]]]]] = (),
+    image: str = "image/png",
 ) -> str:
-    """Assemble the page; each of `sections` is a heading, a paragraph and a table."""
+    """Assemble the page; each of `sections` is a heading, a paragraph and a table; the
+    figures are base64 of `image` (a media type)."""
     extra = "".join(
         f"<h2>{html.escape(heading)}</h2><p>{html.escape(text)}</p>{_table(rows)}"
         for heading, text, rows in sections
     )
     images = "".join(
-        f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{png}">'
+        f'<figure><img alt="{html.escape(caption)}" src="data:{image};base64,{data}">'
         f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        for caption, png in figures
+        for caption, data in figures
     )
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

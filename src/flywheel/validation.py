@@ -361,6 +361,29 @@ def _error(batch: str, column: str | None, check: str, expected: str, found: str
     )
 
 
+def _conforms(frame: pd.DataFrame, contract: Contract, passthrough: Sequence[str]) -> bool:
+    """True when pandera's structural check (`_schema`) surely finds nothing: the contract's
+    columns and no others, already of their types, no missing time or label, every label a
+    class. Monitoring checks rows typed by the contract at every look, and pandera's import
+    and checks were most of that check's time; anything else is left to pandera."""
+    required = {contract.time_column, contract.label, *contract.numeric, *contract.categorical}
+    present = set(frame.columns)
+    if not required <= present or not present <= required | set(passthrough):
+        return False
+    time, label = frame[contract.time_column], frame[contract.label]
+    if not pd.api.types.is_datetime64_dtype(time) or time.isna().any() or label.isna().any():
+        return False
+    if any(frame[name].dtype != np.float64 for name in contract.numeric):
+        return False
+    problem = contract.problem
+    if not problem.is_classifier:
+        return bool(label.dtype == np.float64)
+    classes = list(problem.classes)
+    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+        return bool(label.dtype == np.int64 and label.isin(classes).all())
+    return bool(label.isin(classes).all())
+
+
 def check_batch(
     frame: pd.DataFrame,
     contract: Contract,
@@ -373,15 +396,21 @@ def check_batch(
     `columns` are the batch's columns as delivered, before ingest dropped its pii
     (default: the frame's), for the source check.
     """
-    schema = _schema(
-        contract.time_column,
-        contract.label,
-        list(contract.numeric),
-        list(contract.categorical),
-        [*contract.passthrough, *(n for n in policy.columns if n not in contract.features)],
-        contract.problem,
-    )
-    findings = _structure_findings(frame, schema, list(contract.numeric), batch, contract.label)
+    passthrough = [
+        *contract.passthrough,
+        *(n for n in policy.columns if n not in contract.features),
+    ]
+    findings = []
+    if not _conforms(frame, contract, passthrough):
+        schema = _schema(
+            contract.time_column,
+            contract.label,
+            list(contract.numeric),
+            list(contract.categorical),
+            passthrough,
+            contract.problem,
+        )
+        findings = _structure_findings(frame, schema, list(contract.numeric), batch, contract.label)
     findings += source_findings(list(frame.columns) if columns is None else columns, policy, batch)
     broken = {f.column for f in findings if f.severity == "error"}
 

@@ -165,3 +165,30 @@ def test_the_report_never_prints_a_pii_columns_values(contract: Contract) -> Non
     assert "region: allowed values" in result.summary()
     assert [f.batch for f in result.warnings if f.check == "allowed categories"] == ["e"]
     assert "9c0ffee" not in result.markdown() and "9c0ffee" not in result.summary()
+
+
+@pytest.mark.parametrize("scenario", ["stable", "broken_nulls", "broken_types", "new_category"])
+def test_a_frame_typed_by_the_contract_skips_pandera_and_pandera_agrees(
+    contract: Contract, scenario: str
+) -> None:
+    from flywheel.validation import _conforms, _schema, _structure_findings
+
+    # given a batch, as delivered and as the monitor builds served rows (typed columns)
+    _, frame = generated_days(1, scenario=scenario)[0]
+    frames = [frame]
+    if scenario != "broken_types":
+        frames.append(frame.assign(**{n: frame[n].astype("float64") for n in contract.numeric}))
+    schema = _schema(
+        contract.time_column,
+        contract.label,
+        list(contract.numeric),
+        list(contract.categorical),
+        [],
+        contract.problem,
+    )
+    for each in frames:
+        # when the fast check says it conforms, then pandera finds nothing either
+        found = _structure_findings(each, schema, list(contract.numeric), "b", contract.label)
+        assert not _conforms(each, contract, []) or found == []
+    # and a typed batch conforms, whatever its values
+    assert _conforms(frames[-1], contract, []) == (scenario != "broken_types")

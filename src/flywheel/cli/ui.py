@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import errno
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from aiohttp import web
 
 from flywheel.cli import options
 from flywheel.cli.render import out
-from flywheel.ui.app import application
-from flywheel.ui.catalog import Catalog
-from flywheel.ui.views import Views
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 
 def ui(
@@ -38,6 +37,11 @@ def ui(
     It only reads the store: give it a read-only credential. A store that is down is shown
     as an error page (HTTP 503), and the UI comes back with the store.
     """
+    # Imported here: every other command would load aiohttp and the UI at start-up.
+    from flywheel.ui.app import application
+    from flywheel.ui.catalog import Catalog
+    from flywheel.ui.views import Views
+
     settings = options.settings(ctx)
     store = options.stores(ctx, settings).models
     views = Views(Catalog(store, ttl=refresh), settings.model_name)
@@ -45,6 +49,8 @@ def ui(
 
 
 async def _serve(app: web.Application, host: str, port: int, uri: str) -> None:
+    from aiohttp import web
+
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:

@@ -35,6 +35,7 @@ from flywheel.monitoring.estimation import (
 )
 from flywheel.monitoring.logs import Label, Prediction
 from flywheel.monitoring.performance import Offline, Performance
+from flywheel.monitoring.served import Logged, Served
 from flywheel.monitoring.statistics import DriftTest
 from flywheel.monitoring.summary import WindowSummary, latency_percentiles
 from flywheel.predictor import Predictor
@@ -176,42 +177,12 @@ class VersionReference:
         return self.contract.task
 
 
-@dataclass(frozen=True)
-class Answers:
-    """The window's served answers as one (rows, width) array, and which rows the task can use:
-    finite, of its width (the classes, or one value) and, for a classifier, probabilities."""
-
-    outputs: npt.NDArray[np.float64]
-    usable: npt.NDArray[np.bool_]
-    broken_requests: int
-
-
-def answers(predictions: Sequence[Prediction], task: Task, width: int) -> Answers:
-    """Every served row's answer; a row of another width is NaN, and its request broken."""
-    rows: list[tuple[float, ...]] = []
-    broken = 0
-    for p in predictions:
-        fits = [len(row) == width for row in p.outputs]
-        rows.extend(
-            row if ok else (math.nan,) * width for row, ok in zip(p.outputs, fits, strict=True)
-        )
-        values = np.array([row for row, ok in zip(p.outputs, fits, strict=True) if ok], dtype=float)
-        finite = np.isfinite(values).all()
-        bounded = task == "regression" or bool(((values >= 0) & (values <= 1)).all())
-        broken += not (all(fits) and finite and bounded)
-    outputs = np.array(rows, dtype=float).reshape(len(rows), width)
-    usable = np.isfinite(outputs).all(axis=1)
-    if task != "regression":
-        usable &= ((outputs >= 0) & (outputs <= 1)).all(axis=1)
-    return Answers(outputs, usable, broken)
-
-
 def _width(contract: Contract) -> int:
     return 1 if contract.task == "regression" else len(contract.classes)
 
 
 def analyse_window(
-    predictions: Sequence[Prediction],
+    predictions: Sequence[Prediction] | Served,
     labels: Mapping[str, tuple[Label, ...]],
     reference: VersionReference,
     settings: MonitoringSettings,
@@ -227,16 +198,20 @@ def analyse_window(
 ) -> WindowReport:
     """The report of one version's requests in [start, end); `contract_policy` (default:
     the defaults) sets the tolerances of the invariants. With a `summary` (what monitoring
-    passes), `predictions` are its sample and its exact counts give the health, every PSI
-    and the categorical tests."""
+    passes), `predictions` are its sample (as columns: `Sampled`) and its exact counts give
+    the health, every PSI and the categorical tests."""
     task = reference.task
-    columns = _columns(predictions)
-    served = answers(predictions, task, _width(reference.contract))
+    rows = (
+        predictions
+        if isinstance(predictions, Served)
+        else Logged(predictions, task, _width(reference.contract))
+    )
+    served = rows.answers
     usable = served.outputs[served.usable]
-    features = _feature_drift(columns, reference.contract, reference.rows, settings, summary)
+    features = _feature_drift(rows, reference.contract, reference.rows, settings, summary)
     drifted = sum(f.result.drifted for f in features)
     share = drifted / len(features) if features else None
-    estimate, no_estimate = _estimate(predictions, served, reference, settings)
+    estimate, no_estimate = _estimate(rows, reference, settings)
     return WindowReport(
         model=model,
         version=reference.version,
@@ -252,34 +227,30 @@ def analyse_window(
         dataset_drift=share is not None and share > settings.drifted_share,
         prediction_drift=_prediction_drift(usable, reference, settings),
         class_drift=_class_drift(usable, reference, settings),
-        skew=_skew(predictions, reference, settings, seed=int(start.timestamp())),
-        performance=_performance(predictions, served, labels, reference, settings.confidence),
+        skew=_skew(rows, reference, settings, seed=int(start.timestamp())),
+        performance=_performance(rows, labels, reference, settings.confidence),
         offline=performance.offline(reference.evaluation, task),
         estimate=estimate,
         no_estimate=no_estimate,
-        health=_health(predictions, columns, reference, served, end, skipped)
+        health=_health(rows, reference, end, skipped)
         if summary is None
         else _counted_health(summary, reference, end, skipped),
-        invariants=_invariants(predictions, reference.contract, contract_policy, start),
+        invariants=_invariants(rows, reference.contract, contract_policy, start),
         sampled_rows=None if summary is None or summary.complete else len(served.outputs),
         logged_share=settings.log_sample,
     )
 
 
 def _invariants(
-    predictions: Sequence[Prediction],
+    rows: Served,
     contract: Contract,
     policy: ContractSettings | None,
     start: datetime,
 ) -> Invariants | None:
     """The contract's checks of a batch, run on the served rows."""
-    import pandas as pd
-
-    if not predictions:
+    if not rows.requests:
         return None
-    frame = pd.DataFrame.from_records(
-        [dict(zip(p.features, row, strict=True)) for p in predictions for row in p.inputs]
-    )
+    frame = rows.frame()
     # A batch has an event time and a label; served rows have neither, so both are filled
     # in (the label with a class the contract knows) and their findings left out.
     frame[contract.time_column] = start.astimezone(UTC).replace(tzinfo=None)
@@ -296,27 +267,8 @@ def _invariants(
     )
 
 
-def _columns(predictions: Sequence[Prediction]) -> dict[str, list[Any]]:
-    """Every served row's value, by feature name."""
-    columns: dict[str, list[Any]] = {}
-    for p in predictions:
-        for row in p.inputs:
-            for name, value in zip(p.features, row, strict=True):
-                columns.setdefault(name, []).append(value)
-    return columns
-
-
-def _as_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return math.nan
-    try:
-        return float(value)
-    except ValueError:
-        return math.nan
-
-
 def _feature_drift(
-    columns: Mapping[str, list[Any]],
+    served: Served,
     contract: Contract,
     rows: pd.DataFrame | None,
     settings: MonitoringSettings,
@@ -330,7 +282,7 @@ def _feature_drift(
     limits = _limits(settings)
     out: list[FeatureDrift] = []
     for name, profile in contract.numeric.items():
-        values = [_as_float(v) for v in columns.get(name, [])]
+        values = served.numbers(name)
         counts = summary.numeric.get(name) if summary is not None else None
         if rows is not None and name in rows.columns:
             reference = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
@@ -358,7 +310,7 @@ def _feature_drift(
             )
         else:
             found = statistics.categorical_drift(
-                columns.get(name, []),
+                served.values(name),
                 categorical.fractions,
                 reference_rows=contract.rows,
                 **limits,
@@ -509,35 +461,24 @@ def _reference_predictions(reference: VersionReference) -> npt.NDArray[np.float6
 
 
 def _skew(
-    predictions: Sequence[Prediction],
+    served: Served,
     reference: VersionReference,
     settings: MonitoringSettings,
     seed: int,
 ) -> Skew | None:
     """Re-score a seeded sample of served rows with the registered model: every output of a
     row (a regression's value relative to its size, beyond 1)."""
-    import pandas as pd
-
     if reference.predictor is None:
         return None
-    wanted = set(reference.predictor.columns)
-    width = _width(reference.contract)
-    rows = [
-        (p, i)
-        for p in predictions
-        if set(p.features) == wanted
-        for i in range(len(p.inputs))
-        if len(p.outputs[i]) == width and all(math.isfinite(v) for v in p.outputs[i])
-    ]
+    rows = served.scorable(set(reference.predictor.columns))
     if not rows:
         return None
     rng = np.random.default_rng(seed)
     picked = rng.choice(len(rows), size=min(settings.skew_sample, len(rows)), replace=False)
     sample = [rows[i] for i in sorted(picked)]
-    frame = pd.DataFrame([dict(zip(p.features, p.inputs[i], strict=True)) for p, i in sample])
-    offline = reference.predictor.outputs(frame)
-    served = np.array([p.outputs[i] for p, i in sample], dtype=float)
-    difference = np.abs(offline - served)
+    offline = reference.predictor.outputs(served.frame(sample))
+    answered = served.outputs_of(sample)
+    difference = np.abs(offline - answered)
     if reference.task == "regression":
         difference /= np.maximum(np.abs(offline), 1.0)
     largest = difference.max(axis=1)
@@ -550,8 +491,7 @@ def _skew(
 
 
 def _performance(
-    predictions: Sequence[Prediction],
-    served: Answers,
+    rows_served: Served,
     labels: Mapping[str, tuple[Label, ...]],
     reference: VersionReference,
     confidence: float,
@@ -559,17 +499,18 @@ def _performance(
     """The task's metrics on the usable rows whose labels arrived; labels the task cannot
     use (a class never learned, a regression label that is not a number) are counted."""
     problem = reference.contract.problem
+    served = rows_served.answers
     truth: list[Label] = []
     rows: list[int] = []
     at = 0
-    for prediction in predictions:
-        found = labels.get(prediction.request_id)
-        if found is not None and len(found) == len(prediction.outputs):
+    for request_id, answered in rows_served.requests:
+        found = labels.get(request_id)
+        if found is not None and len(found) == answered:
             for i, label in enumerate(found):
                 if served.usable[at + i]:
                     truth.append(label)
                     rows.append(at + i)
-        at += len(prediction.outputs)
+        at += answered
     outputs = served.outputs[rows]
     if problem.is_classifier:
         known = problem.known(truth) if truth else np.zeros(0, dtype=bool)
@@ -592,12 +533,12 @@ def _number(value: Label) -> bool:
 
 
 def _estimate(
-    predictions: Sequence[Prediction],
-    served: Answers,
+    rows: Served,
     reference: VersionReference,
     settings: MonitoringSettings,
 ) -> tuple[Estimate | None, str | None]:
     """The estimate before labels (CBPE, or DLE for a regression), or why there is none."""
+    served = rows.answers
     outputs = served.outputs[served.usable]
     if len(outputs) == 0:
         return None, None
@@ -605,7 +546,7 @@ def _estimate(
     if reference.task == "regression":
         if reference.direct_loss is None:
             return None, f"no estimate before labels: {reference.no_direct_loss}"
-        frame = _frame(predictions)[served.usable]
+        frame = rows.frame()[served.usable]
         estimated = reference.direct_loss.estimate(frame, outputs[:, 0], settings.confidence)
         return (
             Estimate(method="DLE", rows=len(outputs), assumptions=DLE_ASSUMPTIONS, **estimated),
@@ -655,24 +596,17 @@ def _estimate(
     return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
 
 
-def _frame(predictions: Sequence[Prediction]) -> pd.DataFrame:
-    """Every served row as a frame of its features."""
-    import pandas as pd
-
-    return pd.DataFrame.from_records(
-        [dict(zip(p.features, row, strict=True)) for p in predictions for row in p.inputs]
-    )
-
-
 def _health(
-    predictions: Sequence[Prediction],
-    columns: Mapping[str, list[Any]],
+    rows: Served,
     reference: VersionReference,
-    served: Answers,
     end: datetime,
     skipped: Mapping[str, int],
 ) -> Health:
-    values = [v for column in columns.values() for v in column]
+    """The health of a window from its logged requests, one by one."""
+    if not isinstance(rows, Logged):
+        raise TypeError("a window's health is counted from its requests or from its summary")
+    predictions, served = rows.predictions, rows.answers
+    values = [v for column in rows.columns().values() for v in column]
     numbers = np.array([v for v in values if isinstance(v, float)], dtype=float)
     latencies = np.array([p.latency_ms for p in predictions if p.latency_ms is not None])
     percentiles: list[float | None] = (

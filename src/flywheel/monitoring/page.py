@@ -7,25 +7,21 @@ labels, estimated before them, and offline.
 
 from __future__ import annotations
 
+import base64
 import functools
+import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from datetime import datetime
 
 from flywheel.config import DEFAULT_MONITORED, Task
 from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.charts import Chart, Dash, Marker, Series
 from flywheel.monitoring.statistics import Interval
-from flywheel.report import encode_figure, html_page, number
+from flywheel.report import html_page, number
 
 
-def _axes(title: str, ylabel: str) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=90)
-    ax.set(title=title, ylabel=ylabel)
-    return fig, ax
+def _encoded(chart: Chart) -> str:
+    return base64.b64encode(chart.svg().encode()).decode()
 
 
 def _by_version(reports: Sequence[WindowReport]) -> dict[str, list[WindowReport]]:
@@ -35,82 +31,86 @@ def _by_version(reports: Sequence[WindowReport]) -> dict[str, list[WindowReport]
     return out
 
 
-def _with_intervals(ax: Any, label: str, points: list[tuple[Any, Interval]], style: str) -> None:
+def _finite(points: Sequence[tuple[datetime, float | None]]) -> tuple[tuple[datetime, float], ...]:
+    return tuple((t, v) for t, v in points if v is not None and math.isfinite(v))
+
+
+def _with_intervals(
+    chart: Chart, label: str, points: list[tuple[datetime, Interval]], marker: Marker, dash: Dash
+) -> None:
     if not points:
         return
-    values = [i.value for _, i in points]
-    # An interval's bound can sit a rounding error inside its value (accuracy 1.0, say):
-    # matplotlib refuses a negative error bar.
-    below = [max(0.0, i.value - i.low) for _, i in points]
-    above = [max(0.0, i.high - i.value) for _, i in points]
-    x = [t for t, _ in points]
-    ax.errorbar(x, values, yerr=[below, above], fmt=style, capsize=3, label=label)
+    # An interval's bound can sit a rounding error inside its value (accuracy 1.0, say).
+    errors = tuple((max(0.0, i.value - i.low), max(0.0, i.high - i.value)) for _, i in points)
+    chart.add(Series(label, tuple((t, i.value) for t, i in points), marker, dash, errors=errors))
 
 
 def metric_figure(reports: Sequence[WindowReport], metric: str) -> str:
     """A metric over time: on delayed labels, estimated (CBPE or DLE), and offline."""
-    fig, ax = _axes(f"{metric} over time", metric)
+    chart = Chart(f"{metric} over time", metric)
     for name, series in _by_version(reports).items():
         actual = [(r.start, getattr(r.performance, metric, None)) for r in series]
-        _with_intervals(ax, f"{name}: on labels", [(t, i) for t, i in actual if i], "o-")
+        _with_intervals(chart, f"{name}: on labels", [(t, i) for t, i in actual if i], "o", "solid")
         estimated = [(r.start, r.estimate.get(metric) if r.estimate else None) for r in series]
         method = next((r.estimate.method for r in series if r.estimate), "CBPE")
         _with_intervals(
-            ax, f"{name}: {method} estimate", [(t, i) for t, i in estimated if i], "x--"
+            chart,
+            f"{name}: {method} estimate",
+            [(t, i) for t, i in estimated if i],
+            "x",
+            "dashed",
         )
         offline = series[-1].offline.newest.get(metric) if series[-1].offline else None
-        if offline is not None:
-            ax.axhline(offline, linestyle=":", color="grey", label=f"{name}: offline")
-    return encode_figure(fig, ax, dates=True)
+        if offline is not None and math.isfinite(offline):
+            chart.lines.append((offline, f"{name}: offline"))
+    return _encoded(chart)
 
 
 def drift_figure(reports: Sequence[WindowReport]) -> str:
     """PSI of each feature and of the scores over time, for the production version."""
-    fig, ax = _axes("PSI against the reference (production)", "PSI")
+    chart = Chart("PSI against the reference (production)", "PSI")
     production = [r for r in sorted(reports, key=lambda r: r.start) if r.role == "production"]
     names = sorted({f.feature for r in production for f in r.features})
     for name in names:
         points = [
             (r.start, f.result.psi) for r in production for f in r.features if f.feature == name
         ]
-        ax.plot([t for t, _ in points], [v for _, v in points], ".-", label=name)
+        chart.add(Series(name, _finite(points), "."))
     scores = [(r.start, r.prediction_drift.psi) for r in production if r.prediction_drift]
     if scores:
         label = "scores" if production[-1].task == "binary" else "predictions"
-        ax.plot([t for t, _ in scores], [v for _, v in scores], "k-", linewidth=2, label=label)
-    return encode_figure(fig, ax, dates=True)
+        chart.add(Series(label, _finite(scores), "", colour="#000", width=2.5))
+    return _encoded(chart)
 
 
 def class_drift_figure(reports: Sequence[WindowReport]) -> str:
     """PSI of a multiclass model's probability of each class over time (production)."""
-    fig, ax = _axes("PSI of each class's probability (production)", "PSI")
+    chart = Chart("PSI of each class's probability (production)", "PSI")
     production = [r for r in sorted(reports, key=lambda r: r.start) if r.role == "production"]
     for name in sorted({c for r in production for c in r.class_drift}):
         points = [(r.start, r.class_drift[name].psi) for r in production if name in r.class_drift]
-        ax.plot([t for t, _ in points], [v for _, v in points], ".-", label=f"P({name})")
-    return encode_figure(fig, ax, dates=True)
+        chart.add(Series(f"P({name})", _finite(points), "."))
+    return _encoded(chart)
 
 
 def share_figure(reports: Sequence[WindowReport]) -> str:
     """The share of drifted features over time, per version."""
-    fig, ax = _axes("share of drifted features", "share")
+    chart = Chart("share of drifted features", "share", ylim=(0.0, 1.0))
     for name, series in _by_version(reports).items():
-        points = [(r.start, r.drifted_share) for r in series if r.drifted_share is not None]
-        ax.plot([t for t, _ in points], [v for _, v in points], "o-", label=name)
-    ax.set_ylim(0, 1)
-    return encode_figure(fig, ax, dates=True)
+        points = [(r.start, r.drifted_share) for r in series]
+        chart.add(Series(name, _finite(points)))
+    return _encoded(chart)
 
 
 def traffic_figure(reports: Sequence[WindowReport]) -> str:
     """Requests and p95 latency over time, per version."""
-    fig, ax = _axes("requests and p95 latency", "requests")
-    other = ax.twinx()
-    other.set_ylabel("p95 latency (ms)")
+    chart = Chart("requests and p95 latency", "requests", right_label="p95 latency (ms)")
     for name, series in _by_version(reports).items():
-        ax.plot([r.start for r in series], [r.health.requests for r in series], "o-", label=name)
+        requests = [(r.start, float(r.health.requests)) for r in series]
+        chart.add(Series(name, _finite(requests)))
         latency = [(r.start, r.health.latency_p95_ms) for r in series if r.health.latency_p95_ms]
-        other.plot([t for t, _ in latency], [v for _, v in latency], "x:", label=f"{name} p95")
-    return encode_figure(fig, ax, dates=True)
+        chart.add(Series(f"{name} p95", _finite(latency), "x", "dotted", right=True))
+    return _encoded(chart)
 
 
 def _interval(value: Interval | None) -> str:
@@ -197,7 +197,7 @@ def _task(reports: Sequence[WindowReport]) -> Task:
 
 def plots(reports: Sequence[WindowReport]) -> list[tuple[str, Callable[[], str]]]:
     """The plots over time, not drawn yet: (caption, draw) each, draw giving the base64
-    figure (so a page can ask for one plot and draw only that)."""
+    SVG figure (so a page can ask for one plot and draw only that)."""
     task = _task(reports)
     method = "DLE" if task == "regression" else "CBPE"
     listed: list[tuple[str, Callable[[], str]]] = [
@@ -254,4 +254,5 @@ def monitoring_page(reports: Sequence[WindowReport], title: str, skipped: dict[s
         intro=f"{len(reports)} window(s). Log lines skipped: {lost}. {notes(reports)}",
         table=table(reports),
         figures=figures(reports),
+        image="image/svg+xml",
     )

@@ -1,7 +1,7 @@
 """The UI's own plots, drawn as inline SVG: the alias timeline and a rollout's looks.
 
 Small and drawn in microseconds, with no charting library to load; the monitoring plots are
-the HTML report's own (matplotlib, as SVG).
+the HTML report's own (`flywheel.monitoring.charts`, also SVG).
 """
 
 from __future__ import annotations

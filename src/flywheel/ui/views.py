@@ -522,7 +522,7 @@ class Views:
         """One of the monitoring page's plots, as SVG: drawn once, then kept."""
         chosen = self._shown_windows(version, window, number)[0]
         key = (*chosen, str(index))
-        with self._drawing:  # pyplot is not thread-safe, and a plot is drawn once
+        with self._drawing:  # a plot is drawn once
             if key not in self._figures:
                 reports = [WindowReport.model_validate(r) for r in self.catalog.many(chosen)]
                 listed = monitoring_page.plots(reports)

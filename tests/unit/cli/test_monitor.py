@@ -64,7 +64,7 @@ def test_monitor_prints_each_window_writes_the_report_and_records_it(
     )
     assert "it assumes no concept drift" in result.out
     # and the report and the records are written
-    assert report.read_text().count("data:image/png") == 5
+    assert report.read_text().count("data:image/svg+xml") == 5
     assert store.list(PREFIX)
     assert "Recorded" in result.out
     # and the metrics are pushed to the model's group

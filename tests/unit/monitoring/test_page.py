@@ -21,7 +21,7 @@ def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> N
     # then
     assert page.count("<tr>") == 1 + 3
     assert "v2 (canary)" in page and "v1 (production)" in page
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"', page)) == 5
+    assert len(re.findall(r'src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]{100,}"', page)) == 5
     assert "3 unknown version" in page
     assert "estimates from calibrated scores" in page
     # and whether the served rows met the contract
@@ -31,7 +31,7 @@ def test_the_page_has_a_row_per_window_and_five_plots(report: WindowReport) -> N
 def test_the_page_carries_each_tasks_figures(
     wine: Monitored, diabetes: Monitored, window: Window
 ) -> None:
-    plots = re.compile(r'src="data:image/png;base64,[A-Za-z0-9+/=]{100,}"')
+    plots = re.compile(r'src="data:image/svg\+xml;base64,[A-Za-z0-9+/=]{100,}"')
     multiclass = window(wine, wine.unseen, "wine")
     regression = window(diabetes, diabetes.unseen, "diabetes")
     # a multiclass page: accuracy, macro F1, ROC AUC, drift, each class' drift, share, traffic
@@ -51,6 +51,6 @@ def test_a_perfect_window_whose_bound_rounds_inside_its_value_is_plotted(
 
     perfect = Interval(value=1.0, low=0.991, high=0.9999999999999999)
     performance = report.performance.model_copy(update={"accuracy": perfect})
-    # when rendered, then the page is drawn (matplotlib refuses a negative error bar)
+    # when rendered, then the page is drawn (no error bar below zero length)
     page = monitoring_page([report.model_copy(update={"performance": performance})], "t", {})
     assert "1.000" in page
