@@ -95,8 +95,9 @@ def _floor(
     """A floor that production already fails on the same rows does not hold back a candidate
     that does at least as well there: refusing it would keep the worse model serving (after a
     concept drift, the first retrain is often below a slice's floor, and production further
-    below it). The regression check against production still applies; the first model, with
-    nothing in production, must meet every floor."""
+    below it, or short of a baseline's margin with production shorter). The regression check
+    against production still applies; the first model, with nothing in production, must meet
+    every floor."""
     if check.passed or production is None or check.measured is None:
         return check
     version, served = production
@@ -156,7 +157,9 @@ def _importance_checks(
 
 def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[Check]:
     """The candidate must beat each simpler model by the margin, on the newest batch; with
-    none scored, it fails."""
+    none scored, it fails. Each is a floor on the newest batch, relaxed as the others are
+    (`_floor`) where production fails it too: refusing a candidate that beats production
+    would keep serving a model that beats the baseline by even less."""
     if policy.baseline is None:
         return []
     metric, margin = evaluation.metric, policy.baseline.margin
@@ -171,6 +174,8 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
                 "without the baselines train fits)",
             )
         ]
+    production = evaluation.production
+    served = None if production is None else (production.version, production.newest.get(metric))
     checks = []
     for name, baseline in sorted(evaluation.baselines.items()):
         simple = baseline.newest.get(metric)
@@ -185,14 +190,13 @@ def baseline_checks(evaluation: Evaluation, policy: PromotionSettings) -> list[C
             f"candidate {metric} on the newest batch",
             lower,
         )
-        checks.append(
-            check.model_copy(
-                update={
-                    "detail": f"{check.detail} (baseline {name} scored {simple:.4f}, "
-                    f"required margin {margin:.4f})"
-                }
-            )
+        described = check.model_copy(
+            update={
+                "detail": f"{check.detail} (baseline {name} scored {simple:.4f}, "
+                f"required margin {margin:.4f})"
+            }
         )
+        checks.append(_floor(described, served, lower))
     return checks
 
 

@@ -63,6 +63,9 @@ def test_concept_drift_is_detected_retrained_on_and_promoted_in_that_order(
     root, timeline = played
     records = timeline.records
     assert [r.index for r in records] == list(range(DAYS))
+    # and every answered row was judged, production and the oracle on the same rows
+    assert [r.judged for r in records] == [r.rows for r in records]
+    assert all(r.oracle is not None for r in records)
     # given v1 from the warm-up, serving until the change
     assert {r.production for r in records[:CHANGE_DAY]} == {"v1"}
     assert not any(r.decision and r.decision["fired"] for r in records[:CHANGE_DAY])

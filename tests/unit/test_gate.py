@@ -170,6 +170,37 @@ def test_a_candidate_must_beat_each_baseline_by_the_margin() -> None:
     assert decide(_with_baselines(0.82, logistic_regression=0.79), BASELINE_POLICY).blessed
 
 
+def test_a_margin_production_also_misses_does_not_hold_back_a_candidate_beating_it() -> None:
+    # given concept_drift's first retrain (bench-loop, seed 0): on the changed newest batch the
+    # candidate scores 0.7621, 0.0024 above the logistic regression where the margin asks 0.01,
+    # and production v3 scores 0.7477, below the baseline itself
+    production = _model("production", 0.7477)
+    evaluation = _with_baselines(0.7621, logistic_regression=0.7597, majority_class=0.5)
+    evaluation = evaluation.model_copy(update={"production": production})
+    policy = BASELINE_POLICY.model_copy(
+        update={"baseline": BaselineSettings(margin=0.01), "slices": ()}
+    )
+    # when
+    decision = decide(evaluation, policy)
+    # then it is blessed: refusing it would keep the model that is further short serving
+    assert decision.blessed, decision.reasons
+    lr = {c.name: c for c in decision.checks}["beats baseline logistic_regression"]
+    assert lr.detail.endswith(
+        "(baseline logistic_regression scored 0.7597, required margin 0.0100), but production "
+        "v3 scored 0.7477 there, further below it: the candidate is no worse"
+    )
+    # and a candidate below production there is still refused, saying what production scored
+    worse = evaluation.model_copy(update={"production": _model("production", 0.7650)})
+    refused = decide(worse, policy)
+    assert refused.reasons == [
+        "candidate roc_auc on the newest batch 0.7621 is below the minimum 0.7697 (baseline "
+        "logistic_regression scored 0.7597, required margin 0.0100), and production v3 scored "
+        "0.7650"
+    ]
+    # and the first model, with nothing in production, must beat every baseline by the margin
+    assert not decide(evaluation.model_copy(update={"production": None}), policy).blessed
+
+
 def test_without_a_baseline_policy_the_baselines_are_recorded_not_gated() -> None:
     decision = decide(_with_baselines(0.76, logistic_regression=0.9), POLICY)
     assert decision.blessed

@@ -112,6 +112,9 @@ class DayRecord(BaseModel):
     # The oracle's figure on the rows `performance` was judged on (simulation.oracle); None on
     # a day without one, and in timelines written before it was kept.
     oracle: float | None = None
+    # How many rows both were judged on: the answered rows with a usable label (None in
+    # timelines written before it was kept, where `rows` stands for it).
+    judged: int | None = None
 
 
 class Timeline(BaseModel):
@@ -395,6 +398,7 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
         performance=performance,
         rows=served.rows,
         refused=refused,
+        judged=len(judged),
         batch_blocked=blocked,
         drift=drift,
         drifted_share=window.drifted_share if window else None,

@@ -32,7 +32,8 @@ KINDS = (
 )
 STALENESS = (
     "The cost of staleness is the performance lost per day of model age: the least-squares "
-    "slope of the daily gap between the oracle and production (oracle accuracy minus "
+    "slope, each day weighed by the rows it was judged on, of the daily gap between the "
+    "oracle and production (oracle accuracy minus "
     "production accuracy; for a regression, production's mean absolute error minus the "
     "oracle's) against the age of the production model when the day began. Without an "
     "oracle it is the slope of production's worsening against that age. "

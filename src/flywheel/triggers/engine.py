@@ -17,8 +17,11 @@ from pydantic import ValidationError
 from flywheel import batches
 from flywheel.config import Settings, TriggerSettings
 from flywheel.errors import FlywheelError
+from flywheel.evaluation import Evaluation
+from flywheel.monitoring import performance as offline_figures
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import MonitoringError, monitor, windows
+from flywheel.monitoring.performance import Offline
 from flywheel.monitoring.records import latest_records
 from flywheel.records import Record
 from flywheel.registry import PRODUCTION, Registry, RegistryError
@@ -119,6 +122,68 @@ def _reports(
     return [stored[start] for start in sorted(stored)]
 
 
+# How the performance trigger's firing reads (signals.performance): a version trained on it.
+PERFORMANCE_DROP = "performance drop:"
+
+
+class HeldTo(Record):
+    """The offline figure production's performance is held to when its own is not the one."""
+
+    version: str  # whose figure it is: the version production replaced
+    offline: Offline
+    why: str
+
+
+def _held_to(registry: Registry, production: Production, task: str) -> HeldTo | None:
+    """The figure of the version production replaced, when production was trained on a
+    performance drop: its own offline figure was then measured on the changed data it was
+    trained across (mostly on the data from before), so a model that learned the change only
+    in part would meet it. One version back, no further: the one replaced was held to its own
+    figure, and once a version trained on the drop matches it, the level is the world's."""
+    try:
+        lineage = json.loads(registry.read(production.version, "lineage.json"))
+        reason = str((lineage.get("trigger") or {}).get("reason") or "")
+        if not any(part.strip().startswith(PERFORMANCE_DROP) for part in reason.split("; ")):
+            return None
+        own = Evaluation.model_validate_json(registry.read(production.version, "evaluation.json"))
+        if own.production is None or own.production.version is None:
+            return None
+        replaced = own.production.version
+        theirs = Evaluation.model_validate_json(registry.read(replaced, "evaluation.json"))
+    except (RegistryError, ValidationError, ValueError, TypeError, AttributeError):
+        return None
+    figure = offline_figures.offline(theirs.candidate, theirs.task)
+    if figure is None or theirs.task != task:
+        return None
+    return HeldTo(
+        version=replaced,
+        offline=figure,
+        why=f"{production.version} was trained on a performance drop: held to the offline "
+        f"figure of {replaced}, which it replaced, where higher",
+    )
+
+
+def _performance_reports(
+    settings: Settings, reports: list[WindowReport], held: HeldTo | None
+) -> list[WindowReport]:
+    """The reports the performance trigger judges: with `held`, each window's offline figure
+    is the better of its own and the one production is held to (signals.performance_threshold
+    draws the bound from it)."""
+    policy = settings.triggers.performance
+    if held is None or policy is None:
+        return reports
+    out = []
+    for report in reports:
+        metric = policy.metric_for(report.task)
+        own = report.offline.newest.get(metric) if report.offline else None
+        theirs = held.offline.newest.get(metric)
+        lower = policy.lower_is_better(report.task)
+        if theirs is not None and (own is None or (theirs < own if lower else theirs > own)):
+            report = report.model_copy(update={"offline": held.offline})
+        out.append(report)
+    return out
+
+
 def _answered(run: Run, now: datetime, timeout: timedelta) -> bool:
     """Whether a run may have answered the evidence it started on: it is in flight, its model
     registered, or nothing said how it ended. One that failed or that the gate refused left
@@ -164,6 +229,7 @@ def _judge(
     seen: set[datetime],
     commit: str | None,
     image: str | None,
+    held: HeldTo | None = None,
 ) -> list[Check]:
     policy = settings.triggers
     spans = [
@@ -183,7 +249,18 @@ def _judge(
         if policy.drift:
             checks.append(signals.drift(policy.drift, ended, spans[-policy.drift.windows :]))
         if policy.performance:
-            checks.append(signals.performance(policy.performance, reports, seen))
+            judged = _performance_reports(settings, reports, held)
+            check = signals.performance(policy.performance, judged, seen)
+            if held is not None and judged != reports:
+                check = check.model_copy(
+                    update={
+                        "reason": check.reason.replace(
+                            "(offline ", f"({held.version}'s offline ", 1
+                        ),
+                        "inputs": {**check.inputs, "held_to": held.version, "why": held.why},
+                    }
+                )
+            checks.append(check)
         if policy.estimated_performance:
             k = policy.estimated_performance.windows
             checks.append(
@@ -307,6 +384,7 @@ def check(
         answered = next((r for r in reversed(runs) if _answered(r, now, timeout)), None)
         reports: list[WindowReport] = []
         seen: set[datetime] = set()
+        held_to: HeldTo | None = None
         wants_reports = any(
             (
                 settings.triggers.drift,
@@ -318,12 +396,16 @@ def check(
             reports = _reports(settings, registry, source, production.version, now)
             since = answered.started.started_at if answered else None
             seen = _seen(settings, registry, production.version, since)
+            if settings.triggers.performance and reports:
+                held_to = _held_to(registry, production, reports[-1].task)
     except (StoreError, ValidationError) as error:
         raise TriggerError(
             f"cannot read the trigger state of {settings.model_name} from "
             f"{settings.storage.uri}: {error}; no decision was recorded"
         ) from None
-    checks = _judge(settings, now, runs, answered, production, days, reports, seen, commit, image)
+    checks = _judge(
+        settings, now, runs, answered, production, days, reports, seen, commit, image, held_to
+    )
     if force:
         checks.append(
             Check(

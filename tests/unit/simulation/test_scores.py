@@ -43,6 +43,32 @@ def test_days_below_the_floor_and_the_mean_metric_skip_days_without_a_figure() -
     assert scores.mean_metric(timeline([day(0, None)])) is None
 
 
+def test_production_and_the_oracle_are_compared_row_for_row_not_day_for_day() -> None:
+    # given new_category's shape: two days judged on 2,000 rows each, 0.01 under the oracle,
+    # then two days where almost every request was refused, judged on 25 rows each, on which
+    # production was lucky (0.92 against an oracle of 0.81: 23 of 25 right)
+    records = [
+        day(0, 0.80, rows=2000, judged=2000),
+        day(1, 0.80, rows=2000, judged=2000),
+        day(2, 0.92, rows=25, refused=1975, judged=25),
+        day(3, 0.92, rows=25, refused=1975, judged=25),
+    ]
+    oracle: list[float | None] = [0.81, 0.81, 0.81, 0.81]
+    # when / then production's mean is over the 4,050 rows it was judged on, and it stays under
+    # the oracle (a mean of days would put it 0.05 above)
+    mean = scores.mean_metric(timeline(records))
+    assert mean == pytest.approx((2 * 2000 * 0.80 + 2 * 25 * 0.92) / 4050)
+    summary = scores.summary(timeline(records), oracle, floor=0.7)
+    assert summary["oracle_mean_metric"] == pytest.approx(0.81)
+    assert summary["oracle_gap"] == pytest.approx(0.81 - mean, abs=1e-4)
+    assert summary["oracle_gap"] > 0
+    # and a day without rows judged weighs nothing, and an older timeline without the count
+    # weighs each day by its answered rows
+    assert scores.mean_metric(timeline([*records, day(4, 0.5, judged=0)])) == pytest.approx(mean)
+    older = [r.model_copy(update={"judged": None}) for r in records]
+    assert scores.mean_metric(timeline(older)) == pytest.approx(mean)
+
+
 def test_false_triggers_are_firings_other_than_the_schedule_while_nothing_changed() -> None:
     # given the trigger policy: the schedule, a drift firing, a schedule joined with drift,
     # a blocked drift firing (not fired), and after the change a performance firing

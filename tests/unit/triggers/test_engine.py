@@ -14,9 +14,11 @@ import pytest
 
 from flywheel import synthetic
 from flywheel.config import Settings, load_settings
+from flywheel.evaluation import Evaluation
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
 from flywheel.monitoring.records import write_record
+from flywheel.registry import PRODUCTION
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from flywheel.triggers import engine
@@ -425,3 +427,69 @@ def test_a_store_that_is_down_is_one_error_and_no_decision_record(project: Setti
     assert "\n" not in message and f"127.0.0.1:{port}" in message
     assert message.endswith("no decision was recorded")
     assert decisions(local) == []
+
+
+def replace_production(settings: Settings, reason: str, accuracy: float) -> float:
+    """Register v2 in production, trained on `reason`, replacing v1, with its own offline
+    accuracy `accuracy` on its newest batch; v1's offline accuracy."""
+    registry = Stores(settings).registry
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    own = Evaluation.model_validate_json(files["evaluation.json"])
+    lowered = own.candidate.newest.model_copy(update={"accuracy": accuracy})
+    replaced = own.candidate.model_copy(update={"role": "production", "version": "v1"})
+    evaluation = own.model_copy(
+        update={
+            "candidate": own.candidate.model_copy(update={"newest": lowered}),
+            "production": replaced,
+        }
+    )
+    lineage = json.loads(files["lineage.json"])
+    lineage["trigger"] = {"reason": reason, "decision": None}
+    files["evaluation.json"] = evaluation.model_dump_json().encode()
+    files["lineage.json"] = json.dumps(lineage).encode()
+    registry.register(files, run_id="p1", fingerprint=f"v2 {reason}")
+    registry.set_alias(PRODUCTION, "v2", reason="test", actor="test")
+    assert own.candidate.newest.accuracy is not None
+    return own.candidate.newest.accuracy
+
+
+def test_a_version_trained_on_a_performance_drop_is_held_to_the_figure_of_the_one_it_replaced(
+    project: Settings,
+) -> None:
+    # given v2 in production, retrained on a performance drop just after a concept drift: its
+    # own offline accuracy, 0.62, was measured on the changed newest batch, while v1 had 0.8
+    drop = "performance drop: accuracy 0.640 [0.62, 0.66] on 2000 labels, surely below 0.77"
+    before = replace_production(project, drop, 0.62)
+    policy = project.triggers.performance
+    assert policy is not None and policy.max_drop is not None
+    assert before - policy.max_drop > 0.7
+    # and v2 serving at 0.66 give or take 0.02: its own figure, not v1's
+    record(
+        project,
+        window_report(2, accuracy=interval(0.66, 0.02), labelled=400, offline=0.62, version="v2"),
+    )
+    # when the engine looks
+    decision = check(project, now=NOW)
+    # then it fires, holding v2 to v1's offline figure, and the record says so
+    assert decision.fired, [c for c in decision.checks if c.kind == "performance"]
+    assert [f.kind for f in decision.firings] == ["performance"]
+    (firing,) = decision.firings
+    assert firing.inputs["offline"] == pytest.approx(before)
+    assert (
+        firing.inputs["held_to"] == "v1" and "trained on a performance drop" in firing.inputs["why"]
+    )
+    assert f"(v1's offline {before:.3f})" in firing.reason
+
+
+def test_a_version_trained_on_anything_else_is_held_to_its_own_figure(project: Settings) -> None:
+    # given the same v2, trained on the schedule
+    replace_production(project, "schedule '0 3 * * 1': tick at 2026-01-12 03:00 UTC", 0.62)
+    record(
+        project,
+        window_report(2, accuracy=interval(0.66, 0.02), labelled=400, offline=0.62, version="v2"),
+    )
+    # when / then nothing fires: 0.66 is not surely below its own 0.62 less max_drop
+    decision = check(project, now=NOW)
+    performance = next(c for c in decision.checks if c.kind == "performance")
+    assert not performance.fired and "held_to" not in performance.inputs
+    assert performance.inputs["offline"] == pytest.approx(0.62)
