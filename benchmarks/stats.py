@@ -499,30 +499,26 @@ def _bounds(interval: statistics.Interval | None) -> Bounds:
     return None if interval is None else (interval.low, interval.high)
 
 
-def estimate(reference: Any, window: Scored) -> dict[str, statistics.Interval | None]:
+def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
     fitted, _, resampled, _ = reference
     scores = window.scores.values
     # The same draws as statistics.calibration_draws(sample, scores, 300), a few at a time.
     found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
-    return {"accuracy": found["accuracy"], "roc_auc": found["roc_auc"]}
+    return {"accuracy": _bounds(found["accuracy"]), "roc_auc": _bounds(found["roc_auc"])}
 
 
-def estimated_drop(
-    reference: Any, window: Scored, estimated: dict[str, statistics.Interval | None]
-) -> bool:
+def estimated_drop(reference: Any, window: Scored, estimated: dict[str, Bounds]) -> bool:
     """One window's verdict of the estimated-performance trigger (it needs `windows` in a
-    row): the estimate's interval, on the rows CBPE measured and widened for the offline
-    figure's own error, wholly below the offline accuracy minus max_drop
-    (signals.estimated_performance)."""
-    _, offline, _, rows = reference
-    interval = estimated["accuracy"]
+    row): the estimate's whole interval below the offline accuracy minus max_drop."""
+    _, offline, _, _ = reference
+    bounds = estimated["accuracy"]
     assert ESTIMATED.max_drop is not None
-    estimated_rows = len(window.scores.values)  # Estimate.rows: the sample's, above it
-    if estimated_rows < ESTIMATED.min_labelled or interval is None:
-        return False
-    judged = signals.widened(interval, estimated_rows, rows)
-    return judged.high < offline - ESTIMATED.max_drop
+    return (
+        len(window.scores.values) >= ESTIMATED.min_labelled
+        and bounds is not None
+        and bounds[1] < offline - ESTIMATED.max_drop
+    )
 
 
 def measured(window: Scored) -> dict[str, Bounds]:
@@ -665,8 +661,8 @@ def _judge(task: Task, ref: Any, window: Window | Tally | Scored, e: Effect, cou
     else:
         if e in CBPE_EFFECTS:
             found = estimate(ref, window)
-            count("CBPE accuracy interval", _covers(_bounds(found["accuracy"]), window.accuracy))
-            count("CBPE ROC AUC interval", _covers(_bounds(found["roc_auc"]), window.roc_auc))
+            count("CBPE accuracy interval", _covers(found["accuracy"], window.accuracy))
+            count("CBPE ROC AUC interval", _covers(found["roc_auc"], window.roc_auc))
             count("estimated-performance trigger", estimated_drop(ref, window, found))
         world = truth(latent(e))
         labelled = measured(window)

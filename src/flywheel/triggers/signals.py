@@ -192,16 +192,14 @@ def _against_offline(
     policy: PerformanceTrigger,
     threshold: float | None,
     offline: float | None,
-    measured: int,
 ) -> Interval | None:
-    """The window's interval on `measured` rows (its labels, or the rows it estimated) widened
-    for the offline figure's own error (`widened`), when the threshold is drawn from it
-    (max_drop, max_rise) rather than set (floor, ceiling)."""
+    """The window's interval widened for the offline figure's own error (`widened`), when the
+    threshold is drawn from it (max_drop, max_rise) rather than set (floor, ceiling)."""
     rows = report.offline.newest_rows if report.offline else None
     set_limit = policy.ceiling if policy.lower_is_better(report.task) else policy.floor
     if interval is None or offline is None or not rows or threshold == set_limit:
         return interval
-    return widened(interval, measured, rows)
+    return widened(interval, report.performance.labelled, rows)
 
 
 def widened(interval: Interval, labelled: int, offline_rows: int) -> Interval:
@@ -297,9 +295,7 @@ def performance(
     lower = policy.lower_is_better(report.task)
     interval = report.performance.get(metric)
     threshold, offline = performance_threshold(policy, report)
-    compared = _against_offline(
-        interval, report, policy, threshold, offline, report.performance.labelled
-    )
+    compared = _against_offline(interval, report, policy, threshold, offline)
     fired = _surely_worse(compared, threshold, lower)
     inputs = {
         "metric": metric,
@@ -354,15 +350,12 @@ def estimated_performance(
         lower = policy.lower_is_better(report.task)
         interval = estimate.get(metric)
         threshold, offline = performance_threshold(policy, report)
-        # The estimate against the offline figure carries that figure's error too.
-        compared = _against_offline(interval, report, policy, threshold, offline, estimate.rows)
-        verdicts.append(_surely_worse(compared, threshold, lower))
+        verdicts.append(_surely_worse(interval, threshold, lower))
         looked.append(
             {
                 "window": _window(report),
                 "rows": estimate.rows,
                 "interval": _figures(interval),
-                "judged_interval": _figures(compared),
                 "offline": offline,
                 "threshold": threshold,
             }
@@ -383,7 +376,7 @@ def estimated_performance(
             newest = looked[-1]
             reason += (
                 f" (newest {metric} {newest['interval']['value']:.3f}, "
-                f"{'lower' if lower else 'upper'} {newest['judged_interval'][bound]:.3f} "
+                f"{'lower' if lower else 'upper'} {newest['interval'][bound]:.3f} "
                 f"vs {newest['threshold']:.3f})"
             )
     return Check(
