@@ -319,7 +319,11 @@ def roc(y: npt.ArrayLike, p: Probabilities) -> Curve:
     )
 
 
-def _bin(p: Probabilities, bins: int) -> npt.NDArray[np.int_]:
+# Bins of a reliability curve (`calibration`), equal widths of probability.
+CALIBRATION_BINS = 10
+
+
+def bin_of(p: Probabilities, bins: int) -> npt.NDArray[np.int_]:
     """Each probability's bin of `bins` equal widths, 1.0 in the last."""
     import numpy as np
 
@@ -328,13 +332,13 @@ def _bin(p: Probabilities, bins: int) -> npt.NDArray[np.int_]:
 
 
 def calibration(
-    y: npt.ArrayLike, p: Probabilities, bins: int = 10
+    y: npt.ArrayLike, p: Probabilities, bins: int = CALIBRATION_BINS
 ) -> tuple[tuple[float, float], ...]:
     """(mean predicted, observed rate) per probability bin that has rows."""
     import numpy as np
 
     y_true = np.asarray(y, dtype=float)
-    which = _bin(p, bins)
+    which = bin_of(p, bins)
     return tuple(
         (float(p[which == b].mean()), float(y_true[which == b].mean()))
         for b in range(bins)
@@ -375,7 +379,7 @@ def expected_calibration_error(y: npt.ArrayLike, p: Probabilities, bins: int = 1
     y_true = np.asarray(y, dtype=float)
     if not len(y_true):
         return 0.0
-    which = _bin(p, bins)
+    which = bin_of(p, bins)
     gaps = np.abs(
         np.bincount(which, weights=p, minlength=bins)
         - np.bincount(which, weights=y_true, minlength=bins)

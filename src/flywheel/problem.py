@@ -70,8 +70,15 @@ class Problem(Record):
         keys = self._codes_by_key()
         out = np.empty(len(series), dtype=np.int64)
         unseen: list[str] = []
+        seen: dict[tuple[type, Any], int | None] = {}
         for i, value in enumerate(series.tolist()):
-            code = keys.get(_key(value))
+            # Keyed by type too, so that 1 and True (equal, with one hash) stay apart.
+            try:
+                code = seen[(type(value), value)]
+            except KeyError:
+                code = seen.setdefault((type(value), value), keys.get(_key(value)))
+            except TypeError:  # unhashable
+                code = keys.get(_key(value))
             if code is None:
                 unseen.append(repr(value))
                 code = -1
@@ -93,8 +100,17 @@ class Problem(Record):
         series = pd.Series(values)
         if not self.is_classifier:
             return np.ones(len(series), dtype=bool)
-        keys = self._codes_by_key()
-        return np.array([_key(v) in keys for v in series.tolist()], dtype=bool)
+        codes = self._codes_by_key()
+        seen: dict[tuple[type, Any], bool] = {}
+        out = np.empty(len(series), dtype=bool)
+        for i, value in enumerate(series.tolist()):
+            try:
+                out[i] = seen[(type(value), value)]
+            except KeyError:
+                out[i] = seen.setdefault((type(value), value), _key(value) in codes)
+            except TypeError:  # unhashable
+                out[i] = _key(value) in codes
+        return out
 
     def _codes_by_key(self) -> dict[Any, int]:
         """Each class's code by its comparable key (`_key`)."""

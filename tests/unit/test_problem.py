@@ -86,6 +86,20 @@ def test_whole_floats_and_integers_are_the_same_class() -> None:
     np.testing.assert_array_equal(problem.codes(pd.Series([1.0, 0.0])), [1, 0])
 
 
+def test_a_bool_and_the_number_it_equals_stay_apart_however_often_they_repeat() -> None:
+    # given classes that are numbers, and labels mixing them with bools and text, repeated
+    # (each distinct value is looked up once: True == 1 and they hash alike)
+    problem = Problem(task="multiclass", label="y", classes=(0, 1, 2))
+    mixed = [1, True, 1.0, "1", 2, True, 1] * 3
+    # then a bool is not the class 1, nor is the text '1'
+    np.testing.assert_array_equal(
+        problem.known(mixed), [True, False, True, False, True, False, True] * 3
+    )
+    with pytest.raises(ProblemError, match="class '1', True was never seen"):
+        problem.codes(mixed)
+    np.testing.assert_array_equal(problem.codes([1, 1.0, 2, 0, 2.0] * 2), [1, 1, 2, 0, 2] * 2)
+
+
 @pytest.mark.parametrize(
     ("path", "task", "message"),
     [

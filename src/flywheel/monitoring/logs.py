@@ -12,6 +12,7 @@ time, and skipped: one bad file never stops monitoring.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -102,8 +103,7 @@ def _files(
         match = _FILE.match(key[len(prefix) :])
         if match and match.group(2) in wanted:
             version, day, clock, _ = match.groups()
-            at = datetime.strptime(f"{day} {clock}", "%Y-%m-%d %H%M%S%f").replace(tzinfo=UTC)
-            yield key, version, at
+            yield key, version, _written(day, clock)
 
 
 def _lines(raw: bytes) -> Iterator[dict[str, Any] | None]:
@@ -315,6 +315,21 @@ class LogFile:
         return self.key.endswith(logformat.SUFFIX)
 
 
+def _written(day: str, clock: str) -> datetime:
+    """When a file was written, from its name's day (YYYY-MM-DD) and clock (HHMMSSffffff):
+    read by slicing, as strptime took a tenth of a look's CPU over a day's 5,760 names."""
+    return datetime(
+        int(day[:4]),
+        int(day[5:7]),
+        int(day[8:10]),
+        int(clock[:2]),
+        int(clock[2:4]),
+        int(clock[4:6]),
+        int(clock[6:]),
+        tzinfo=UTC,
+    )
+
+
 def log_files(store: ObjectStore, log: str, model: str, version: str, day: date) -> list[LogFile]:
     """The files of one version's log written on one UTC day, oldest first."""
     prefix = f"{log}/{model}/"
@@ -323,8 +338,7 @@ def log_files(store: ObjectStore, log: str, model: str, version: str, day: date)
         match = _FILE.match(key[len(prefix) :])
         if match:
             _, name, clock, _ = match.groups()
-            at = datetime.strptime(f"{name} {clock}", "%Y-%m-%d %H%M%S%f").replace(tzinfo=UTC)
-            out.append(LogFile(key, version, at))
+            out.append(LogFile(key, version, _written(name, clock)))
     return sorted(out, key=lambda f: (f.written, f.key))
 
 
@@ -334,6 +348,14 @@ def monitored(schema: pa.Schema) -> pa.Schema:
     import pyarrow as pa
 
     return pa.schema([f for f in schema if f.name != logformat.REQUEST_ID])
+
+
+@functools.lru_cache(maxsize=16)
+def _monitored_schema(
+    numeric: tuple[str, ...], categorical: tuple[str, ...], width: int
+) -> pa.Schema:
+    """`monitored` prediction columns of a contract's features, made once, not once a file."""
+    return monitored(logformat.prediction_schema(numeric, categorical, width))
 
 
 def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
@@ -446,9 +468,7 @@ def prediction_tables(
     import pyarrow.parquet as pq
 
     width = 1 if contract.task == "regression" else len(contract.classes)
-    wanted = monitored(
-        logformat.prediction_schema(list(contract.numeric), list(contract.categorical), width)
-    )
+    wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width)
     with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
         local = Path(scratch) / "log.parquet"
         store.download(file.key, local)
@@ -476,7 +496,7 @@ def prediction_table(
     nothing in it is usable, and what is not is counted in `skipped`."""
     numeric, categorical = list(contract.numeric), list(contract.categorical)
     width = 1 if contract.task == "regression" else len(contract.classes)
-    wanted = monitored(logformat.prediction_schema(numeric, categorical, width))
+    wanted = _monitored_schema(tuple(numeric), tuple(categorical), width)
     data = store.read(file.key)
     if not file.parquet:
         entries = []

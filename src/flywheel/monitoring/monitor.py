@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import math
+import multiprocessing
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -74,11 +75,64 @@ def windows(until: datetime, kind: Window, count: int) -> list[tuple[datetime, d
     return [(end - (count - i) * size, end - (count - i - 1) * size) for i in range(count)]
 
 
+# The models loaded in a look's scoring process (`Remote`), by version.
+_LOADED: dict[str, Predictor] = {}
+
+
+def _load_in_scorer(version: str, raw: bytes, numeric: list[str], categorical: list[str]) -> None:
+    """Load a version's model in the scoring process, for `_outputs_in_scorer`."""
+    _LOADED[version] = Predictor(load_model(raw), numeric, categorical)
+
+
+def _outputs_in_scorer(version: str, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """A loaded version's answers to `frame`, in the scoring process (on one thread, as
+    `analysis._skew` scores: a few hundred rows)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return _LOADED[version].outputs(frame)
+
+
+@dataclass(frozen=True)
+class Remote:
+    """A version's model loaded and run in a process of its own (a look with `--workers`):
+    unpickling it imports scikit-learn, a second of CPU that would otherwise hold up the
+    look's own process, which needs only its answers to a few hundred rows."""
+
+    process: Executor
+    version: str
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+    loaded: Future[None]
+
+    @classmethod
+    def load(cls, process: Executor, version: str, raw: bytes, contract: Contract) -> Remote:
+        """Start loading `raw` (a model file) in `process`."""
+        numeric, categorical = list(contract.numeric), list(contract.categorical)
+        loaded = process.submit(_load_in_scorer, version, raw, numeric, categorical)
+        return cls(process, version, tuple(numeric), tuple(categorical), loaded)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Input columns in order."""
+        return (*self.numeric, *self.categorical)
+
+    def outputs(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The model's answers, as `Predictor.outputs`; a model that did not load raises its
+        error here."""
+        self.loaded.result()
+        return self.process.submit(_outputs_in_scorer, self.version, frame).result()
+
+
 def load_reference(
-    registry: Registry, source: batches.BatchSource, version: str
+    registry: Registry,
+    source: batches.BatchSource,
+    version: str,
+    scorer: Executor | None = None,
 ) -> VersionReference:
-    """A version's contract, its own evaluation (as the candidate it was) and its model, with
-    the rows of `source` its contract was inferred from."""
+    """A version's contract, its own evaluation (as the candidate it was) and its model
+    (loaded in the `scorer` process, if one is given), with the rows of `source` its
+    contract was inferred from."""
     manifest = registry.manifest(version)
     contract = Contract.from_json(registry.read(version, "contract.json"))
     evaluated = None
@@ -86,10 +140,11 @@ def load_reference(
         evaluated = Evaluation.model_validate_json(registry.read(version, "evaluation.json"))
     except (RegistryError, ValidationError) as error:
         log.warning("%s has no usable evaluation.json (%s): no offline comparison", version, error)
-    predictor = Predictor(
-        load_model(registry.read(version, MODEL_FILE)),
-        list(contract.numeric),
-        list(contract.categorical),
+    raw = registry.read(version, MODEL_FILE)
+    predictor: Predictor | Remote = (
+        Remote.load(scorer, version, raw, contract)
+        if scorer is not None
+        else Predictor(load_model(raw), list(contract.numeric), list(contract.categorical))
     )
     newest, outputs, direct_loss = None, None, None
     why = "the version has no evaluation to name rows it never trained on"
@@ -402,6 +457,7 @@ class Pool:
 
     executor: Executor
     workers: int
+    scorer: Executor | None = None  # the process the versions' models are loaded in
 
     def shares(self, files: list[LogFile]) -> list[list[LogFile]]:
         """`files` dealt out, one share a worker."""
@@ -562,13 +618,21 @@ def monitor(
     spans = windows(until or now, policy.window, policy.windows)
     with contextlib.ExitStack() as stack:
         pool = None
+        scorer = None
         if workers > 1:
             executor = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
-            # Its processes are forked now, before the loader thread starts: forked while
+            # The models are loaded and run in a process of their own (`Remote`), started
+            # afresh, not forked: OpenMP, which scikit-learn's models score with, hangs in a
+            # child forked from a process that had used it (a test's, or `flywheel simulate`).
+            scorer = stack.enter_context(
+                ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            )
+            # The processes are forked now, before the loader thread starts: forked while
             # that thread ran a subprocess (numpy runs one as scikit-learn is imported), a
             # worker kept the subprocess's pipe open and the look waited for ever.
-            executor.submit(int).result()
-            pool = Pool(executor, workers)
+            for started in [executor.submit(int) for _ in range(workers)] + [scorer.submit(int)]:
+                started.result()
+            pool = Pool(executor, workers, scorer)
         # Loading a version's model and reference rows takes a second or two (scikit-learn's
         # imports): production's loads while the pool reads the logs.
         loader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
@@ -609,8 +673,9 @@ def _look(
             if not wanted or v in wanted
         }
         early: dict[str, Future[VersionReference]] = {}
+        scorer = pool.scorer if pool is not None else None
         if production is not None and production in contracts:
-            early[production] = loader.submit(load_reference, registry, source, production)
+            early[production] = loader.submit(load_reference, registry, source, production, scorer)
         # A file is written up to a flush interval after its rows: read one day further.
         log_days = logs.days(start, end + timedelta(days=1))
         merged: dict[str, dict[int, WindowSummary]] = {}
@@ -648,7 +713,7 @@ def _look(
             | ({production} if production and (not wanted or production in wanted) else set())
         )
         references = {
-            v: early[v].result() if v in early else load_reference(registry, source, v)
+            v: early[v].result() if v in early else load_reference(registry, source, v, scorer)
             for v in served
         }
     except StoreError as error:

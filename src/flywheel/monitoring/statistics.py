@@ -537,14 +537,25 @@ def resampled(
 ) -> Resampled:
     """`simulations` calibrators, each refitted on a bootstrap resample of the calibration set
     `sample` of (score, label)."""
-    from flywheel.evaluation import calibration
+    from flywheel.evaluation import CALIBRATION_BINS, bin_of
 
     pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
     rng = np.random.default_rng(seed)
+    n, bins = len(pairs), CALIBRATION_BINS
+    picks = np.stack([rng.integers(0, n, n) for _ in range(simulations)])
+    # Every resample binned at once, as `evaluation.calibration` bins one: each bin's mean
+    # score and observed rate, from sums by (resample, bin).
+    which = (np.arange(simulations)[:, None] * bins + bin_of(pairs[:, 0], bins)[picks]).ravel()
+    size = simulations * bins
+    counts = np.bincount(which, minlength=size).reshape(simulations, bins)
+    scores = np.bincount(which, pairs[picks, 0].ravel(), size).reshape(simulations, bins)
+    rates = np.bincount(which, pairs[picks, 1].ravel(), size).reshape(simulations, bins)
     fitted = []
-    for _ in range(simulations):
-        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
-        refitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
+    for count, score, rate in zip(counts, scores, rates, strict=True):
+        held = count > 0
+        refitted = calibrator(
+            list(zip(score[held] / count[held], rate[held] / count[held], strict=True))
+        )
         assert refitted is not None  # a resample has rows
         fitted.append(refitted)
     return Resampled(tuple(fitted))

@@ -13,6 +13,7 @@ from flywheel.config import Settings, StorageSettings
 from flywheel.monitoring import logs
 from flywheel.monitoring.monitor import MonitoringError, monitor, production_by_window, windows
 from flywheel.monitoring.records import PREFIX, latest_records
+from flywheel.predictor import ModelLoadError
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
@@ -269,6 +270,35 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     assert [r.model_dump() for r in one.reports] == [r.model_dump() for r in two.reports]
     (report,) = [r for r in one.reports if r.health.rows]
     assert report.health.rows == 2400 and report.sampled_rows is not None
+    # the skew check re-scored rows both ways: in this process, and in the scoring process
+    assert report.skew is not None and report.skew.sampled > 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_model_that_will_not_load_stops_the_look_naming_it(
+    registered: Settings, store: LocalStore, workers: int
+) -> None:
+    # given traffic of a v2 registered with a model file that is not a model
+    registry = Registry(store, "loan-default")
+    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
+    registry.register({**files, "model.joblib": b"not a model"}, run_id="r2")
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
+    parquet_traffic(store, "v2", 100, now - timedelta(minutes=20), seed=0)
+    settings = _settings(registered, store)
+    stores = Stores(settings)
+    # when a look loads it, in this process or in the scoring process beside the workers
+    with pytest.raises(ModelLoadError, match="model") as raised:
+        monitor(
+            settings,
+            stores.registry,
+            stores.source,
+            until=now + timedelta(hours=1),
+            now=now,
+            workers=workers,
+        )
+    # then its error says so in one line, and nothing was recorded
+    assert "\n" not in str(raised.value)
+    assert not list(store.list(PREFIX))
 
 
 def test_bad_files_are_counted_under_their_reason_and_skipped(
