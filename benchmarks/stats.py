@@ -35,7 +35,8 @@ Goals: false alarms within 0.5-1.5x the nominal level, or at most it where the a
 conservative by design; 95% intervals covering 93-97% from 300 rows up and at least 93%
 below; power that never falls as the window grows for effects above the threshold; no
 cliff between 1,000 and 1,001 rows (a change beyond Monte Carlo noise). Beside them the
-contract's range, null-rate and category checks on healthy batches: their false-block rate.
+contract's range, null-rate, category and label-balance checks on healthy batches: their
+false-block rate.
 The run ends with one JSON line of every figure; it also goes to build/bench/stats.json.
 """
 
@@ -346,7 +347,8 @@ def rank_auc(labels: npt.NDArray[np.int64], scores: Floats) -> float | None:
 
 
 def contract_frame(rng: np.random.Generator, rows: int) -> Any:
-    """A healthy batch: the features as above, 5% of incomes missing, a 0.1% region."""
+    """A healthy batch: the features as above, 5% of incomes missing, a 0.1% region, half
+    the labels positive."""
     import pandas as pd
 
     income = NUMERIC["income"].draw(rng, rows)
@@ -549,9 +551,10 @@ def performance_drop(reference: Any, window: Scored, labelled: dict[str, Bounds]
 # apart from the alarms' as its checks are being rewritten on their own branch.
 # =========================================================================================
 
-CONTRACT_CHECKS = ("range", "null rate", "categories")
+CONTRACT_CHECKS = ("range", "null rate", "categories", "label balance")
 CONTRACT_FEATURES = FeatureSettings(numeric=("age", "income"), categorical=("region",))
-CONTRACT_POLICY = ContractSettings()
+# label_balance: error, so that the balance check blocks (and takes its share of the rate).
+CONTRACT_POLICY = ContractSettings(label_balance="error")
 # The contract's false-block rate of a batch (contract.false_block_rate, split over its
 # checks by bounds.check_level): each check, and all of them together, at most that.
 CONTRACT_NOMINAL = CONTRACT_POLICY.false_block_rate
@@ -563,13 +566,15 @@ def contract_reference(frame: Any) -> Any:
 
 
 def contract_blocks(reference: Any, batch: Any) -> dict[str, bool]:
-    """Which of the range, null-rate and category checks failed the batch (an error)."""
+    """Which of the range, null-rate, category and label-balance checks failed the batch (an
+    error)."""
     found = validation.check_batch(batch, reference, CONTRACT_POLICY, "batch")
     errors = {f.check for f in found.findings if f.severity == "error"}
     return {
         "range": "range" in errors,
         "null rate": "null rate" in errors,
         "categories": bool(errors & {"allowed values", "allowed categories"}),
+        "label balance": "label balance" in errors,
     }
 
 

@@ -3,9 +3,9 @@
 pandera checks the structure (columns present and no others, types that
 coerce, labels among the classes) and names each failing value. The statistical
 checks (null rates, values out of range, unseen categories, label balance, PSI)
-compare a whole batch with the reference profile, so they are computed here; the
-first three block a batch only on more exceedances than a healthy batch of its
-size would show (`flywheel.bounds`).
+compare a whole batch with the reference profile, so they are computed here; all
+but PSI block a batch (or warn of it) only on more exceedances than a healthy
+batch of its size would show (`flywheel.bounds`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from flywheel.contract import (
     ContractChange,
     NumericProfile,
     _few,
-    class_shares,
+    class_counts,
 )
 from flywheel.errors import FlywheelError
 from flywheel.problem import Problem
@@ -148,42 +148,47 @@ class ValidationResult(Record):
 
 
 def _check_balance(
-    add: Any, values: pd.Series, contract: Contract, policy: ContractSettings
+    add: Any, values: pd.Series, contract: Contract, policy: ContractSettings, level: float
 ) -> None:
-    """A classifier's class shares against the contract's (binary: the positive rate); a
-    regression's label has no balance to keep (its drift is monitoring's)."""
+    """A classifier's class shares against the contract's (binary: the positive rate): a
+    finding when a share moved beyond the tolerance and further than a healthy batch of its
+    size would (`bounds.balance_bounds`, each class at its share of `level`). A regression's
+    label has no balance to keep (its drift is monitoring's)."""
     if contract.task == "regression":
         return
-    severity: Severity = "error" if policy.label_balance == "error" else "warning"
-    tolerance = policy.label_balance_tolerance
-    if not contract.class_fractions:  # a binary contract from before tasks
-        rate = float(pd.to_numeric(values, errors="coerce").mean())
-        expected = contract.positive_rate
-        if abs(rate - expected) > tolerance:
-            add(
-                contract.label,
-                "label balance",
-                f"positive rate {expected:.1%} ± {tolerance:.0%}",
-                f"{rate:.1%}",
-                severity,
-            )
+    if contract.class_fractions:
+        counts = class_counts(values, contract.problem)
+        expected = contract.class_fractions
+        tested = [str(contract.classes[-1])] if contract.task == "binary" else list(counts)
+        rows = sum(counts.values())
+    else:  # a binary contract from before tasks
+        numbers = pd.to_numeric(values, errors="coerce").dropna()
+        counts, expected, tested = {"1": int(numbers.sum())}, {"1": contract.positive_rate}, ["1"]
+        rows = len(numbers)
+    if rows == 0:
         return
-    shares = class_shares(values, contract.problem)
-    worst = (
-        str(contract.classes[-1])
-        if contract.task == "binary"
-        else max(shares, key=lambda c: abs(shares[c] - contract.class_fractions.get(c, 0.0)))
-    )
-    expected = contract.class_fractions.get(worst, 0.0)
-    if abs(shares[worst] - expected) > tolerance:
-        what = "positive rate" if contract.task == "binary" else f"share of class {worst}"
-        add(
-            contract.label,
-            "label balance",
-            f"{what} {expected:.1%} ± {tolerance:.0%}",
-            f"{shares[worst]:.1%}",
-            severity,
+    tolerance = policy.label_balance_tolerance
+    fired: list[tuple[float, str, str]] = []
+    for name in tested:
+        share = expected.get(name, 0.0)
+        shift = counts[name] / rows - share
+        if abs(shift) <= tolerance:
+            continue
+        more, fewer = bounds.balance_bounds(
+            rows, round(share * contract.rows), contract.rows, level / len(tested)
         )
+        if shift > 0 and more.blocks(counts[name]):
+            bound = f"at most {more.limit} of {rows} (more has p < {more.level:.2g})"
+        elif shift < 0 and fewer.blocks(rows - counts[name]):
+            bound = f"at least {rows - fewer.limit} of {rows} (fewer has p < {fewer.level:.2g})"
+        else:
+            continue
+        what = "positive rate" if contract.task == "binary" else f"share of class {name}"
+        fired.append((abs(shift), name, f"{what} {share:.1%} ± {tolerance:.0%}, {bound}"))
+    if fired:
+        _, name, bound = max(fired)
+        severity: Severity = "error" if policy.label_balance == "error" else "warning"
+        add(contract.label, "label balance", bound, _count(counts[name], rows), severity)
 
 
 def _cell(text: str) -> str:
@@ -430,7 +435,8 @@ def check_batch(
         add(None, "rows", f">= {policy.min_rows}", str(len(frame)), "error")
     psi: dict[str, float] = {}
     pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
-    level = bounds.check_level(policy.false_block_rate, len(contract.features))
+    balance = contract.task != "regression" and policy.label_balance == "error"
+    level = bounds.check_level(policy.false_block_rate, len(contract.features), balance)
     for name, numeric in contract.numeric.items():
         if name not in frame.columns or name in broken:
             continue
@@ -450,7 +456,7 @@ def check_batch(
             categorical.fractions, drift.category_fractions(frame[name])
         )
     if contract.label in frame.columns and contract.label not in broken:
-        _check_balance(add, frame[contract.label], contract, policy)
+        _check_balance(add, frame[contract.label], contract, policy, level)
     for name, value in psi.items():
         limit = policy.drift.psi_fail
         if limit is not None and value > limit:
