@@ -69,7 +69,7 @@ from flywheel.config import (
     MonitoringSettings,
     PerformanceTrigger,
 )
-from flywheel.monitoring import analysis, performance, statistics
+from flywheel.monitoring import analysis, intervals, performance, statistics
 from flywheel.triggers import signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -491,13 +491,13 @@ def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
     evaluation's, at 0.5, as evaluation.score reports it), and the calibrators refitted on
     resamples of the stored sample: analysis refits the same ones (the same seed) for each
     window, so they are fitted once per reference here."""
-    fitted = statistics.calibrator(evaluation.calibration(labels, scores))
+    fitted = intervals.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
-    resampled = statistics.resampled(sample, CBPE_SIMULATIONS)
+    resampled = intervals.resampled(sample, CBPE_SIMULATIONS)
     return fitted, float(np.mean((scores >= 0.5) == labels)), resampled, len(scores)
 
 
-def _bounds(interval: statistics.Interval | None) -> Bounds:
+def _bounds(interval: intervals.Interval | None) -> Bounds:
     return None if interval is None else (interval.low, interval.high)
 
 
@@ -505,8 +505,8 @@ def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
     fitted, _, resampled, _ = reference
     scores = window.scores.values
-    # The same draws as statistics.calibration_draws(sample, scores, 300), a few at a time.
-    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
+    # The same draws as intervals.calibration_draws(sample, scores, 300), a few at a time.
+    found = intervals.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
     return {"accuracy": _bounds(found["accuracy"]), "roc_auc": _bounds(found["roc_auc"])}
 
 
@@ -541,7 +541,7 @@ def performance_drop(reference: Any, window: Scored, labelled: dict[str, Bounds]
     if len(window.labels) < PERFORMANCE.min_labelled or bounds is None:
         return False
     value = float(np.mean((window.scores.values >= 0.5) == window.labels))
-    interval = statistics.Interval(value=value, low=bounds[0], high=bounds[1])
+    interval = intervals.Interval(value=value, low=bounds[0], high=bounds[1])
     judged = signals.widened(interval, len(window.labels), rows)
     return judged.high < offline - PERFORMANCE.max_drop
 
