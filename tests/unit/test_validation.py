@@ -104,18 +104,6 @@ def test_covariate_drift_raises_psi_and_can_stop_the_run(contract: Contract) -> 
     }
 
 
-def test_the_report_names_batch_column_and_check(contract: Contract) -> None:
-    days = generated_days(3)
-    days[1] = (days[1][0], days[1][1].drop(columns=["tenure_months"]))
-    result = validate_window(days, contract, POLICY, "test reference", train=days[0][1])
-    assert not result.passed
-    report = result.markdown()
-    assert "# Data validation: FAILED" in report
-    assert f"| {days[1][0]} | tenure_months | column present | present | missing |" in report
-    assert "KS (train vs newest)" in report
-    assert "tenure_months: column present" in result.summary()
-
-
 def test_a_column_from_an_unlisted_source_is_refused_naming_it_and_its_source(
     contract: Contract,
 ) -> None:

@@ -24,6 +24,7 @@ from flywheel import drift
 from flywheel.config import ContractSettings, MonitoringSettings, Task
 from flywheel.contract import Contract
 from flywheel.evaluation import ModelEvaluation
+from flywheel.findings import Finding
 from flywheel.monitoring import intervals, performance, statistics
 from flywheel.monitoring.estimation import (
     DLE_ASSUMPTIONS,
@@ -40,7 +41,7 @@ from flywheel.monitoring.statistics import DriftTest
 from flywheel.monitoring.summary import WindowSummary, latency_percentiles
 from flywheel.predictor import Predictor
 from flywheel.records import Record
-from flywheel.validation import Finding, check_batch
+from flywheel.validation import check_batch
 
 if TYPE_CHECKING:
     import pandas as pd
