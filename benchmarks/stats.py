@@ -35,7 +35,8 @@ Goals: false alarms within 0.5-1.5x the nominal level, or at most it where the a
 conservative by design; 95% intervals covering 93-97% from 300 rows up and at least 93%
 below; power that never falls as the window grows for effects above the threshold; no
 cliff between 1,000 and 1,001 rows (a change beyond Monte Carlo noise). Beside them the
-contract's range, null-rate and category checks on healthy batches: their false-block rate.
+contract's range, null-rate, category and label-balance checks on healthy batches: their
+false-block rate.
 The run ends with one JSON line of every figure; it also goes to build/bench/stats.json.
 """
 
@@ -68,7 +69,7 @@ from flywheel.config import (
     MonitoringSettings,
     PerformanceTrigger,
 )
-from flywheel.monitoring import analysis, performance, statistics
+from flywheel.monitoring import analysis, intervals, performance, statistics
 from flywheel.triggers import signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -346,7 +347,8 @@ def rank_auc(labels: npt.NDArray[np.int64], scores: Floats) -> float | None:
 
 
 def contract_frame(rng: np.random.Generator, rows: int) -> Any:
-    """A healthy batch: the features as above, 5% of incomes missing, a 0.1% region."""
+    """A healthy batch: the features as above, 5% of incomes missing, a 0.1% region, half
+    the labels positive."""
     import pandas as pd
 
     income = NUMERIC["income"].draw(rng, rows)
@@ -489,13 +491,13 @@ def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
     evaluation's, at 0.5, as evaluation.score reports it), and the calibrators refitted on
     resamples of the stored sample: analysis refits the same ones (the same seed) for each
     window, so they are fitted once per reference here."""
-    fitted = statistics.calibrator(evaluation.calibration(labels, scores))
+    fitted = intervals.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
-    resampled = statistics.resampled(sample, CBPE_SIMULATIONS)
+    resampled = intervals.resampled(sample, CBPE_SIMULATIONS)
     return fitted, float(np.mean((scores >= 0.5) == labels)), resampled, len(scores)
 
 
-def _bounds(interval: statistics.Interval | None) -> Bounds:
+def _bounds(interval: intervals.Interval | None) -> Bounds:
     return None if interval is None else (interval.low, interval.high)
 
 
@@ -503,8 +505,8 @@ def estimate(reference: Any, window: Scored) -> dict[str, Bounds]:
     """CBPE's intervals for accuracy and ROC AUC before labels (analysis._estimate)."""
     fitted, _, resampled, _ = reference
     scores = window.scores.values
-    # The same draws as statistics.calibration_draws(sample, scores, 300), a few at a time.
-    found = statistics.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
+    # The same draws as intervals.calibration_draws(sample, scores, 300), a few at a time.
+    found = intervals.cbpe(scores, fitted(scores), CONFIDENCE, draws=resampled)
     return {"accuracy": _bounds(found["accuracy"]), "roc_auc": _bounds(found["roc_auc"])}
 
 
@@ -539,7 +541,7 @@ def performance_drop(reference: Any, window: Scored, labelled: dict[str, Bounds]
     if len(window.labels) < PERFORMANCE.min_labelled or bounds is None:
         return False
     value = float(np.mean((window.scores.values >= 0.5) == window.labels))
-    interval = statistics.Interval(value=value, low=bounds[0], high=bounds[1])
+    interval = intervals.Interval(value=value, low=bounds[0], high=bounds[1])
     judged = signals.widened(interval, len(window.labels), rows)
     return judged.high < offline - PERFORMANCE.max_drop
 
@@ -549,9 +551,10 @@ def performance_drop(reference: Any, window: Scored, labelled: dict[str, Bounds]
 # apart from the alarms' as its checks are being rewritten on their own branch.
 # =========================================================================================
 
-CONTRACT_CHECKS = ("range", "null rate", "categories")
+CONTRACT_CHECKS = ("range", "null rate", "categories", "label balance")
 CONTRACT_FEATURES = FeatureSettings(numeric=("age", "income"), categorical=("region",))
-CONTRACT_POLICY = ContractSettings()
+# label_balance: error, so that the balance check blocks (and takes its share of the rate).
+CONTRACT_POLICY = ContractSettings(label_balance="error")
 # The contract's false-block rate of a batch (contract.false_block_rate, split over its
 # checks by bounds.check_level): each check, and all of them together, at most that.
 CONTRACT_NOMINAL = CONTRACT_POLICY.false_block_rate
@@ -563,13 +566,15 @@ def contract_reference(frame: Any) -> Any:
 
 
 def contract_blocks(reference: Any, batch: Any) -> dict[str, bool]:
-    """Which of the range, null-rate and category checks failed the batch (an error)."""
+    """Which of the range, null-rate, category and label-balance checks failed the batch (an
+    error)."""
     found = validation.check_batch(batch, reference, CONTRACT_POLICY, "batch")
     errors = {f.check for f in found.findings if f.severity == "error"}
     return {
         "range": "range" in errors,
         "null rate": "null rate" in errors,
         "categories": bool(errors & {"allowed values", "allowed categories"}),
+        "label balance": "label balance" in errors,
     }
 
 

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 from flywheel.monitoring.analysis import FeatureDrift, Health, WindowReport
 from flywheel.monitoring.estimation import Estimate
+from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.performance import Offline, Performance
-from flywheel.monitoring.statistics import DriftTest, Interval
+from flywheel.monitoring.statistics import DriftTest
 from harness.projects import FEATURE_NAMES
 
 DAY0 = datetime(2026, 1, 10, tzinfo=UTC)

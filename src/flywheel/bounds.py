@@ -1,5 +1,5 @@
 """The most exceedances a healthy batch may have: the binomial bounds of the contract's range,
-null-rate and category checks.
+null-rate, category and label-balance checks.
 
 Each of those checks counts the rows of a batch that exceed the reference (a value outside
 its range, a null, a category it never saw) and blocks the batch only when so many are
@@ -10,9 +10,10 @@ one stray value in 81 rows as readily as a thousand in 100,000.
 `rate` also answers for the reference's size. A range profiled from m values is exceeded by
 a new value of the same distribution with probability 2/(m+1) before its slack; a null rate
 or a share of unseen categories estimated from m rows is taken at the upper end of what those
-rows allow, at half the check's level (the other half is the batch's). A batch's
-`false_block_rate` is split evenly over its checks (Bonferroni), so a healthy batch is blocked
-by any of them with probability at most that rate.
+rows allow, at half the check's level (the other half is the batch's). A class's share of
+the label is bounded the same way, on each side. A batch's `false_block_rate` is split evenly
+over its checks (Bonferroni), so a healthy batch is blocked by any of them with probability at
+most that rate.
 """
 
 from __future__ import annotations
@@ -45,10 +46,11 @@ class Bound(Record):
         )
 
 
-def check_level(false_block_rate: float, features: int) -> float:
+def check_level(false_block_rate: float, features: int, balance: bool = False) -> float:
     """Each check's share of a batch's false-block rate: two bounded checks per feature (its
-    null rate, and its range or its unseen categories)."""
-    return false_block_rate / (2 * max(features, 1))
+    null rate, and its range or its unseen categories), and one more for the label's balance
+    when it blocks (`balance`)."""
+    return false_block_rate / (2 * max(features, 1) + balance)
 
 
 # A check_batch over many features, or a simulation, asks for the same few bounds again.
@@ -82,21 +84,41 @@ def range_bound(rows: int, reference_rows: int, allowed: float, level: float) ->
     return exceedance_bound(rows, max(allowed, floor), level)
 
 
-def null_bound(
-    rows: int, reference_nulls: int, reference_rows: int, allowed: float, level: float
+def share_bound(
+    rows: int, reference_count: int, reference_rows: int, allowed: float, level: float
 ) -> Bound:
-    """How many of `rows` values may be null when `reference_nulls` of `reference_rows` were:
-    rows are null at the reference's rate at the upper end of its one-sided Clopper-Pearson
+    """How many of `rows` may have a trait that `reference_count` of `reference_rows` had:
+    rows have it at the reference's rate at the upper end of its one-sided Clopper-Pearson
     interval at level/2, plus the `allowed` rise, and the batch is held to the other half."""
     from scipy.stats import beta
 
     half = level / 2
     upper = (
-        float(beta.isf(half, reference_nulls + 1, reference_rows - reference_nulls))
-        if reference_nulls < reference_rows
+        float(beta.isf(half, reference_count + 1, reference_rows - reference_count))
+        if reference_count < reference_rows
         else 1.0
     )
     return exceedance_bound(rows, upper + allowed, half)
+
+
+def null_bound(
+    rows: int, reference_nulls: int, reference_rows: int, allowed: float, level: float
+) -> Bound:
+    """How many of `rows` values may be null when `reference_nulls` of `reference_rows` were,
+    with the `allowed` rise (`share_bound`)."""
+    return share_bound(rows, reference_nulls, reference_rows, allowed, level)
+
+
+def balance_bounds(
+    rows: int, reference_count: int, reference_rows: int, level: float
+) -> tuple[Bound, Bound]:
+    """How many of `rows` labels may be of a class that `reference_count` of `reference_rows`
+    were, and how many may be of the others: a two-sided test of the class's share, each side
+    at level/2 (`share_bound`, nothing allowed: the tolerance is the check's effect size)."""
+    return (
+        share_bound(rows, reference_count, reference_rows, 0.0, level / 2),
+        share_bound(rows, reference_rows - reference_count, reference_rows, 0.0, level / 2),
+    )
 
 
 def unseen_bound(

@@ -121,11 +121,17 @@ def numeric_profile(values: pd.Series, bins: int) -> NumericProfile:
     )
 
 
+def class_counts(values: pd.Series, problem: Problem) -> dict[str, int]:
+    """Each class's count in a classifier's label column, by the class's str."""
+    codes = problem.codes(values.dropna())
+    return {str(c): int((codes == i).sum()) for i, c in enumerate(problem.classes)}
+
+
 def class_shares(values: pd.Series, problem: Problem) -> dict[str, float]:
     """Each class's share of a classifier's label column, by the class's str."""
-    codes = problem.codes(values.dropna())
-    n = max(len(codes), 1)
-    return {str(c): float((codes == i).sum() / n) for i, c in enumerate(problem.classes)}
+    counts = class_counts(values, problem)
+    n = max(sum(counts.values()), 1)
+    return {c: count / n for c, count in counts.items()}
 
 
 def infer_contract(

@@ -25,7 +25,7 @@ from flywheel.registry import CANDIDATE, MODEL_FILE, PRODUCTION, AliasConflict
 from flywheel.stores import Stores
 
 if TYPE_CHECKING:
-    from flywheel import batches, evaluation, gate, problem, validation
+    from flywheel import batches, evaluation, findings, gate, problem
 
 # Each step runs in its own process on a cluster, so heavy libraries are imported
 # inside the steps that need them: resolving the baseline or registering a model
@@ -135,7 +135,7 @@ def validate(
     report_out: Path,
     *,
     stores: Stores | None = None,
-) -> validation.ValidationResult:
+) -> findings.ValidationResult:
     """Check every batch against the production contract (or, on the first run, the window's).
 
     Writes the new contract (profiled from the training batches) and a Markdown
@@ -143,7 +143,7 @@ def validate(
     """
     import pandas as pd
 
-    from flywheel import batches, contract, problem, training, validation
+    from flywheel import batches, contract, findings, problem, training, validation
 
     settings = Settings.from_json(config)
     window = batches.load(window_dir)
@@ -154,7 +154,7 @@ def validate(
     usable = validation.clean_history(window.history, settings.features, passthrough)
     if not usable:
         checks = tuple(
-            validation.BatchCheck(
+            findings.BatchCheck(
                 batch=name,
                 rows=len(frame),
                 findings=(
@@ -167,11 +167,11 @@ def validate(
             )
             for name, frame in window.batches
         )
-        result = validation.ValidationResult(
+        result = findings.ValidationResult(
             reference="the columns in the configuration", batches=checks
         )
         report_out.write_text(result.markdown())
-        raise validation.ContractViolation(result)
+        raise findings.ContractViolation(result)
     label = settings.features.label
     labels = pd.concat([frame[label] for _, frame in usable], ignore_index=True)
     learned = problem.resolve(settings.model.task, labels, label)
@@ -221,7 +221,7 @@ def validate(
             finding.found,
         )
     if not result.passed:
-        raise validation.ContractViolation(result)
+        raise findings.ContractViolation(result)
     log.info("all %d batches meet the contract", len(window.batches))
     return result
 

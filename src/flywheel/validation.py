@@ -1,22 +1,22 @@
-"""Validation: every batch checked against a data contract, findings and their report.
+"""Validation: every batch checked against a data contract (its findings and their report
+are `flywheel.findings`).
 
 pandera checks the structure (columns present and no others, types that
 coerce, labels among the classes) and names each failing value. The statistical
 checks (null rates, values out of range, unseen categories, label balance, PSI)
-compare a whole batch with the reference profile, so they are computed here; the
-first three block a batch only on more exceedances than a healthy batch of its
-size would show (`flywheel.bounds`).
+compare a whole batch with the reference profile, so they are computed here; all
+but PSI flag a batch only on more exceedances than a healthy batch of its size
+would show (`flywheel.bounds`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
 
 from flywheel import bounds, drift
 from flywheel.config import ContractSettings, FeatureSettings
@@ -26,178 +26,56 @@ from flywheel.contract import (
     ContractChange,
     NumericProfile,
     _few,
-    class_shares,
+    class_counts,
 )
-from flywheel.errors import FlywheelError
+from flywheel.findings import BatchCheck, Finding, Severity, ValidationResult
 from flywheel.problem import Problem
-from flywheel.records import Record
 
 log = logging.getLogger(__name__)
 
-Severity = Literal["error", "warning"]
-
-
-class Finding(Record):
-    """One failed or suspicious check on one column of one batch."""
-
-    batch: str
-    column: str | None
-    check: str
-    expected: str
-    found: str
-    severity: Severity
-
-
-class BatchCheck(Record):
-    """All findings for one batch, and its drift against the reference."""
-
-    batch: str
-    rows: int
-    findings: tuple[Finding, ...]
-    psi: dict[str, float]
-
-
-class ValidationResult(Record):
-    """The outcome of checking every batch of a window against a contract."""
-
-    reference: str
-    batches: tuple[BatchCheck, ...]
-    skew: dict[str, dict[str, float]] = Field(default_factory=dict)
-    # Against production's contract; None when there is none to compare with.
-    changes: tuple[ContractChange, ...] | None = None
-
-    @property
-    def errors(self) -> list[Finding]:
-        """Findings that stop the run."""
-        return [f for b in self.batches for f in b.findings if f.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Finding]:
-        """Findings worth a look that do not stop the run."""
-        return [f for b in self.batches for f in b.findings if f.severity == "warning"]
-
-    @property
-    def passed(self) -> bool:
-        """True when no check failed."""
-        return not self.errors
-
-    def summary(self) -> str:
-        """One line per error, for logs and exception messages."""
-        return "\n".join(
-            f"batch {f.batch}: column {f.column or '(table)'}: {f.check}: "
-            f"expected {f.expected}, found {f.found}"
-            for f in self.errors
-        )
-
-    def markdown(self) -> str:
-        """A report a person can read in the Kubeflow UI."""
-        status = "PASSED" if self.passed else "FAILED"
-        lines = [
-            f"# Data validation: {status}",
-            "",
-            f"{len(self.errors)} error(s), {len(self.warnings)} warning(s) "
-            f"across {len(self.batches)} batch(es). Reference: {self.reference}.",
-            "",
-        ]
-        for title, items in (("Errors", self.errors), ("Warnings", self.warnings)):
-            if not items:
-                continue
-            lines += [f"## {title}", "", "| batch | column | check | expected | found |"]
-            lines.append("|---|---|---|---|---|")
-            lines += [
-                f"| {f.batch} | {f.column or '(table)'} | {f.check} | {_cell(f.expected)} "
-                f"| {_cell(f.found)} |"
-                for f in items
-            ]
-            lines.append("")
-        if self.batches and self.batches[-1].psi:
-            newest = self.batches[-1]
-            lines += [
-                f"## Drift of the newest batch ({newest.batch}) against the reference",
-                "",
-                "| feature | PSI | KS (train vs newest) | KS p-value |",
-                "|---|---|---|---|",
-            ]
-            for name, value in newest.psi.items():
-                skew = self.skew.get(name, {})
-                ks = f"{skew['ks']:.3f}" if "ks" in skew else "–"
-                p = f"{skew['p']:.3g}" if "p" in skew else "–"
-                lines.append(f"| {name} | {value:.3f} | {ks} | {p} |")
-            lines.append("")
-        if self.changes is not None:
-            lines += ["## Contract changes", ""]
-            if self.changes:
-                lines += [
-                    "This run's contract against production's:",
-                    "",
-                    "| column | change | production | this run |",
-                    "|---|---|---|---|",
-                ]
-                lines += [
-                    f"| {c.column} | {c.change} | {_cell(c.production)} | {_cell(c.candidate)} |"
-                    for c in self.changes
-                ]
-            else:
-                lines.append("None: the same columns, types and tags as production's contract.")
-            lines.append("")
-        lines += ["## Batches", "", "| batch | rows | errors | warnings |", "|---|---|---|---|"]
-        for b in self.batches:
-            errors = sum(f.severity == "error" for f in b.findings)
-            lines.append(f"| {b.batch} | {b.rows} | {errors} | {len(b.findings) - errors} |")
-        return "\n".join(lines) + "\n"
-
 
 def _check_balance(
-    add: Any, values: pd.Series, contract: Contract, policy: ContractSettings
+    add: Any, values: pd.Series, contract: Contract, policy: ContractSettings, level: float
 ) -> None:
-    """A classifier's class shares against the contract's (binary: the positive rate); a
-    regression's label has no balance to keep (its drift is monitoring's)."""
+    """A classifier's class shares against the contract's (binary: the positive rate): a
+    finding when a share moved beyond the tolerance and further than a healthy batch of its
+    size would (`bounds.balance_bounds`, each class at its share of `level`). A regression's
+    label has no balance to keep (its drift is monitoring's)."""
     if contract.task == "regression":
         return
-    severity: Severity = "error" if policy.label_balance == "error" else "warning"
-    tolerance = policy.label_balance_tolerance
-    if not contract.class_fractions:  # a binary contract from before tasks
-        rate = float(pd.to_numeric(values, errors="coerce").mean())
-        expected = contract.positive_rate
-        if abs(rate - expected) > tolerance:
-            add(
-                contract.label,
-                "label balance",
-                f"positive rate {expected:.1%} ± {tolerance:.0%}",
-                f"{rate:.1%}",
-                severity,
-            )
+    if contract.class_fractions:
+        counts = class_counts(values, contract.problem)
+        expected = contract.class_fractions
+        tested = [str(contract.classes[-1])] if contract.task == "binary" else list(counts)
+        rows = sum(counts.values())
+    else:  # a binary contract from before tasks
+        numbers = pd.to_numeric(values, errors="coerce").dropna()
+        counts, expected, tested = {"1": int(numbers.sum())}, {"1": contract.positive_rate}, ["1"]
+        rows = len(numbers)
+    if rows == 0:
         return
-    shares = class_shares(values, contract.problem)
-    worst = (
-        str(contract.classes[-1])
-        if contract.task == "binary"
-        else max(shares, key=lambda c: abs(shares[c] - contract.class_fractions.get(c, 0.0)))
-    )
-    expected = contract.class_fractions.get(worst, 0.0)
-    if abs(shares[worst] - expected) > tolerance:
-        what = "positive rate" if contract.task == "binary" else f"share of class {worst}"
-        add(
-            contract.label,
-            "label balance",
-            f"{what} {expected:.1%} ± {tolerance:.0%}",
-            f"{shares[worst]:.1%}",
-            severity,
+    tolerance = policy.label_balance_tolerance
+    fired: list[tuple[float, str, str]] = []
+    for name in tested:
+        share = expected.get(name, 0.0)
+        shift = counts[name] / rows - share
+        if abs(shift) <= tolerance:
+            continue
+        more, fewer = bounds.balance_bounds(
+            rows, round(share * contract.rows), contract.rows, level / len(tested)
         )
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-class ContractViolation(FlywheelError, ValueError):
-    """A batch broke the data contract; the message lists every failing check."""
-
-    def __init__(self, result: ValidationResult) -> None:
-        self.result = result
-        super().__init__(
-            f"data contract violated ({len(result.errors)} error(s)):\n{result.summary()}"
-        )
+        if shift > 0 and more.blocks(counts[name]):
+            bound = f"at most {more.limit} of {rows} (more has p < {more.level:.2g})"
+        elif shift < 0 and fewer.blocks(rows - counts[name]):
+            bound = f"at least {rows - fewer.limit} of {rows} (fewer has p < {fewer.level:.2g})"
+        else:
+            continue
+        what = "positive rate" if contract.task == "binary" else f"share of class {name}"
+        fired.append((abs(shift), name, f"{what} {share:.1%} ± {tolerance:.0%}, {bound}"))
+    if fired:
+        _, name, bound = max(fired)
+        severity: Severity = "error" if policy.label_balance == "error" else "warning"
+        add(contract.label, "label balance", bound, _count(counts[name], rows), severity)
 
 
 def _label_column(problem: Problem | None) -> Any:
@@ -430,7 +308,8 @@ def check_batch(
         add(None, "rows", f">= {policy.min_rows}", str(len(frame)), "error")
     psi: dict[str, float] = {}
     pii = {n for n, tags in {**contract.columns, **policy.columns}.items() if tags.pii}
-    level = bounds.check_level(policy.false_block_rate, len(contract.features))
+    balance = contract.task != "regression" and policy.label_balance == "error"
+    level = bounds.check_level(policy.false_block_rate, len(contract.features), balance)
     for name, numeric in contract.numeric.items():
         if name not in frame.columns or name in broken:
             continue
@@ -450,7 +329,7 @@ def check_batch(
             categorical.fractions, drift.category_fractions(frame[name])
         )
     if contract.label in frame.columns and contract.label not in broken:
-        _check_balance(add, frame[contract.label], contract, policy)
+        _check_balance(add, frame[contract.label], contract, policy, level)
     for name, value in psi.items():
         limit = policy.drift.psi_fail
         if limit is not None and value > limit:

@@ -5,16 +5,20 @@ batch size, and a broken batch is blocked at every size."""
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 from scipy.stats import binom
 
 from flywheel.bounds import (
+    Bound,
+    balance_bounds,
     check_level,
     exceedance_bound,
     null_bound,
     range_bound,
+    share_bound,
     unseen_bound,
 )
 from flywheel.config import ContractSettings
@@ -102,6 +106,20 @@ def test_healthy_batches_of_a_heavy_tailed_feature_stay_in_range_at_the_stated_r
             assert fraction > 0.05
 
 
+def _blocked(
+    reference: np.ndarray, counts: np.ndarray, blocks: dict[int, Callable[[int], bool]]
+) -> float:
+    """The share of batches blocked, each batch's count judged by its own reference's bound."""
+    pairs = zip(reference.tolist(), counts.tolist(), strict=True)
+    return float(np.mean([blocks[x](k) for x, k in pairs]))
+
+
+def _either(bounds: tuple[Bound, Bound], rows: int) -> Callable[[int], bool]:
+    """Whether a count of a class in `rows` labels is too many or too few for its bounds."""
+    more, fewer = bounds
+    return lambda k: more.blocks(k) or fewer.blocks(rows - k)
+
+
 @pytest.mark.parametrize("level", LEVELS)
 @pytest.mark.parametrize("null_rate", [0.0, 0.002, 0.1, 0.5])
 def test_healthy_batches_keep_the_references_null_rate_at_the_stated_rate(
@@ -114,10 +132,8 @@ def test_healthy_batches_keep_the_references_null_rate_at_the_stated_rate(
     reference = rng.binomial(m, null_rate, BATCHES)
     for rows in SIZES:
         counts = rng.binomial(rows, null_rate, BATCHES)
-        bounds = {x: null_bound(rows, x, m, 0.0, level) for x in set(reference.tolist())}
-        blocked = np.mean(
-            [bounds[x].blocks(k) for x, k in zip(reference.tolist(), counts.tolist(), strict=True)]
-        )
+        bounds = {x: null_bound(rows, x, m, 0.0, level).blocks for x in set(reference.tolist())}
+        blocked = _blocked(reference, counts, bounds)
         # then the null-rate check blocks them at most at the level, at every size
         assert blocked <= at_most(level), (rows, blocked)
 
@@ -173,3 +189,35 @@ def test_a_new_category_fails_at_81_rows_and_a_stray_value_passes() -> None:
     assert unseen_bound(100_000, 0, 0, 4_000, level).blocks(15_000)
     # and one stray value does not
     assert not unseen_bound(81, 0, 0, 4_000, level).blocks(1)
+
+
+def test_a_blocking_label_balance_takes_one_more_share_of_the_rate() -> None:
+    assert check_level(0.01, 9, balance=True) * (2 * 9 + 1) == pytest.approx(0.01)
+    assert check_level(0.01, 9, balance=False) == check_level(0.01, 9)
+
+
+@pytest.mark.parametrize("level", LEVELS)
+@pytest.mark.parametrize("share", [0.02, 0.3, 0.5])
+def test_healthy_batches_keep_a_class_share_within_both_bounds_at_the_stated_rate(
+    level: float, share: float
+) -> None:
+    # given a reference of 486 rows redrawn for every batch, the class `share` of its labels
+    rng = np.random.default_rng(22)
+    reference = rng.binomial(486, share, BATCHES)
+    for rows in SIZES:
+        counts = rng.binomial(rows, share, BATCHES)
+        seen = set(reference.tolist())
+        bounds = {x: _either(balance_bounds(rows, x, 486, level), rows) for x in seen}
+        blocked = _blocked(reference, counts, bounds)
+        # then too many or too few of the class are found at most at the level, at every size
+        assert blocked <= at_most(level), (rows, blocked)
+
+
+def test_a_class_share_that_moved_fails_on_either_side_and_noise_passes() -> None:
+    level = check_level(DEFAULTS.false_block_rate, 9, balance=True)
+    more, fewer = balance_bounds(300, 1_200, 4_000, level)  # 30% of 4,000 reference labels
+    assert more.blocks(180) and fewer.blocks(300 - 30)  # 60% and 10% of 300
+    assert not more.blocks(105) and not fewer.blocks(300 - 75)  # 35% and 25%
+    # each side holds the batch to half of its half of the level; the reference's to the rest
+    assert more.level == fewer.level == pytest.approx(level / 4)
+    assert more == share_bound(300, 1_200, 4_000, 0.0, level / 2)

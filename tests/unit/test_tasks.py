@@ -13,9 +13,9 @@ from flywheel import batches, predictor, runs, synthetic, tasks
 from flywheel.batches import PrivacyError
 from flywheel.compiled import CompiledScorer
 from flywheel.config import Settings
+from flywheel.findings import ContractViolation
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
-from flywheel.validation import ContractViolation
 
 
 def _run(settings: Settings, work: Path, run_id: str = "r1", **why: str) -> tuple[str, bool]:

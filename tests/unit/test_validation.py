@@ -3,14 +3,18 @@ findings, the sources allowed, and the report."""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
+import numpy as np
+import pandas as pd
 import pytest
 
-from flywheel.config import ColumnTags, GeneratorSettings
+from flywheel.bounds import check_level
+from flywheel.config import ColumnTags, ContractSettings, GeneratorSettings
 from flywheel.contract import Contract, infer_contract
 from flywheel.synthetic import generate_day
-from flywheel.validation import check_batch, validate_window
+from flywheel.validation import _check_balance, check_batch, validate_window
 from harness.batches import FEATURES, POLICY, START, generated_days, policy_tagging
 
 
@@ -100,18 +104,6 @@ def test_covariate_drift_raises_psi_and_can_stop_the_run(contract: Contract) -> 
     }
 
 
-def test_the_report_names_batch_column_and_check(contract: Contract) -> None:
-    days = generated_days(3)
-    days[1] = (days[1][0], days[1][1].drop(columns=["tenure_months"]))
-    result = validate_window(days, contract, POLICY, "test reference", train=days[0][1])
-    assert not result.passed
-    report = result.markdown()
-    assert "# Data validation: FAILED" in report
-    assert f"| {days[1][0]} | tenure_months | column present | present | missing |" in report
-    assert "KS (train vs newest)" in report
-    assert "tenure_months: column present" in result.summary()
-
-
 def test_a_column_from_an_unlisted_source_is_refused_naming_it_and_its_source(
     contract: Contract,
 ) -> None:
@@ -192,3 +184,126 @@ def test_a_frame_typed_by_the_contract_skips_pandera_and_pandera_agrees(
         assert not _conforms(each, contract, []) or found == []
     # and a typed batch conforms, whatever its values
     assert _conforms(frames[-1], contract, []) == (scenario != "broken_types")
+
+
+# --- label balance against known distributions ---------------------------------------------
+
+BALANCE_SIZES = (20, 80, 300, 1_000)
+BALANCE_BATCHES = 1_000
+# The level of the balance check when it blocks, with the shipped configuration's 9 features.
+BALANCE_LEVEL = check_level(POLICY.false_block_rate, 9, balance=True)
+BLOCKING = POLICY.model_copy(update={"label_balance": "error"})
+
+
+def _labelled(shares: dict[int, float], reference_rows: int) -> Contract:
+    """A classifier's contract with these class shares, profiled from `reference_rows` rows."""
+    classes = tuple(shares)
+    return Contract(
+        time_column="event_time",
+        label="y",
+        numeric={},
+        categorical={},
+        task="binary" if len(classes) == 2 else "multiclass",
+        classes=classes,
+        positive_rate=shares[classes[-1]] if len(classes) == 2 else 0.0,
+        class_fractions={str(c): s for c, s in shares.items()},
+        rows=reference_rows,
+        batches=("reference",),
+    )
+
+
+def _balance_blocks(
+    labels: np.ndarray, contract: Contract, policy: ContractSettings, level: float
+) -> bool:
+    found: list[str] = []
+    _check_balance(
+        lambda *finding: found.append(finding[-1]), pd.Series(labels), contract, policy, level
+    )
+    return found == ["error"]
+
+
+def _blocked_share(
+    truth: dict[int, float],
+    rows: int,
+    reference_rows: int,
+    policy: ContractSettings,
+    level: float,
+    seed: int,
+    batch_truth: dict[int, float] | None = None,
+) -> float:
+    """The share of batches of `rows` rows the check blocks, the reference's shares drawn
+    again for each from the same world (its noise included); each batch drawn from
+    `batch_truth` (default: the reference's world, a healthy batch)."""
+    rng = np.random.default_rng(seed)
+    classes, p = list(truth), list(truth.values())
+    q = list((batch_truth or truth).values())
+    blocked = 0
+    for _ in range(BALANCE_BATCHES):
+        counts = rng.multinomial(reference_rows, p)
+        contract = _labelled(
+            dict(zip(classes, counts / reference_rows, strict=True)), reference_rows
+        )
+        blocked += _balance_blocks(rng.choice(classes, rows, p=q), contract, policy, level)
+    return blocked / BALANCE_BATCHES
+
+
+WORLDS = {"binary, 30% positive": {0: 0.7, 1: 0.3}, "three classes": {0: 0.5, 1: 0.3, 2: 0.2}}
+
+
+@pytest.mark.parametrize("world", list(WORLDS))
+@pytest.mark.parametrize("rows", BALANCE_SIZES)
+def test_a_healthy_batch_is_blocked_on_its_balance_at_most_at_the_level(
+    world: str, rows: int
+) -> None:
+    # given a reference of 500 rows and healthy batches from its own world
+    truth = WORLDS[world]
+    # when the check judges them with the shipped tolerance, and with none (the bound alone,
+    # at a level loose enough for 1,000 batches to show a miscalibration)
+    shipped = _blocked_share(truth, rows, 500, BLOCKING, BALANCE_LEVEL, seed=rows)
+    bare = BLOCKING.model_copy(update={"label_balance_tolerance": 0.0})
+    alone = _blocked_share(truth, rows, 500, bare, 0.1, seed=rows + 1)
+    # then each blocks at most its level (three standard errors of 1,000 batches above it)
+    assert shipped <= BALANCE_LEVEL + 3 * math.sqrt(BALANCE_LEVEL / BALANCE_BATCHES)
+    assert alone <= 0.1 + 3 * math.sqrt(0.1 * 0.9 / BALANCE_BATCHES)
+
+
+def test_the_plain_fraction_would_have_blocked_a_healthy_small_batch_often() -> None:
+    # given healthy 20-row batches of a 50% positive world and the shipped 15-point tolerance
+    rng = np.random.default_rng(7)
+    rates = rng.binomial(20, 0.5, BALANCE_BATCHES) / 20
+    # then the old rule, the fraction alone, blocks about one in nine (2 P(X <= 6) = 11.5%)
+    assert np.mean(np.abs(rates - 0.5) > POLICY.label_balance_tolerance) > 0.08
+    # while the bound blocks none of them
+    assert _blocked_share({0: 0.5, 1: 0.5}, 20, 500, BLOCKING, BALANCE_LEVEL, seed=7) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("world", "shifted", "rows"),
+    [
+        ("binary, 30% positive", {0: 0.4, 1: 0.6}, 300),
+        ("three classes", {0: 0.2, 1: 0.3, 2: 0.5}, 300),
+    ],
+)
+def test_a_shift_beyond_the_tolerance_is_caught_at_a_few_hundred_rows(
+    world: str, shifted: dict[int, float], rows: int
+) -> None:
+    # given a 30-point shift of a class's share against a 15-point tolerance
+    share = _blocked_share(WORLDS[world], rows, 500, BLOCKING, BALANCE_LEVEL, 3, shifted)
+    # then nearly every batch of a few hundred rows is blocked
+    assert share >= 0.99
+
+
+def test_at_scale_the_tolerance_decides_and_the_finding_names_the_bound() -> None:
+    # given a 30% positive contract from 20,000 rows and batches of 100,000 rows
+    contract = _labelled({0: 0.7, 1: 0.3}, 20_000)
+    within = np.repeat([0, 1], [60_000, 40_000])  # 10 points: significant, but within 15
+    beyond = np.repeat([0, 1], [54_000, 46_000])  # 16 points
+    assert not _balance_blocks(within, contract, BLOCKING, BALANCE_LEVEL)
+    assert _balance_blocks(beyond, contract, BLOCKING, BALANCE_LEVEL)
+    # and the finding (a warning by the shipped policy) names the count, the batch and the bound
+    found: list[tuple[str, ...]] = []
+    _check_balance(lambda *f: found.append(f), pd.Series(beyond), contract, POLICY, BALANCE_LEVEL)
+    ((column, check, expected, seen, severity),) = found
+    assert (column, check, severity) == ("y", "label balance", "warning")
+    assert seen == "46000 of 100000 (46.0%)"
+    assert expected.startswith("positive rate 30.0% ± 15%, at most ") and "of 100000" in expected

@@ -9,7 +9,7 @@ from kfp import dsl
 
 from flywheel.components.validate.component import validate
 from flywheel.contract import Contract
-from flywheel.validation import ContractViolation
+from flywheel.findings import ContractViolation
 from harness.steps import Ingested, artifact, assert_used, step_outputs
 
 

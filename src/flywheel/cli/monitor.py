@@ -14,7 +14,7 @@ from flywheel.cli.render import fmt, out
 
 if TYPE_CHECKING:
     from flywheel.monitoring.analysis import WindowReport
-    from flywheel.monitoring.statistics import Interval
+    from flywheel.monitoring.intervals import Interval
 
 
 def _interval(value: Interval | None) -> str:

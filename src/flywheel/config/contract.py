@@ -56,11 +56,21 @@ class ContractSettings(Strict):
         default=0.01,
         gt=0,
         le=0.5,
-        description="The most often the range, null-rate and unseen-category checks may block "
-        "a healthy batch, split evenly over them (two per feature)",
+        description="The most often the range, null-rate and unseen-category checks (and "
+        "label balance when it is an error) may block a healthy batch, split evenly over them "
+        "(two per feature, one for the label)",
     )
-    label_balance_tolerance: Fraction = 0.15
-    label_balance: Literal["error", "warn"] = "warn"
+    label_balance_tolerance: Fraction = Field(
+        default=0.15,
+        description="How far a class's share (binary: the positive rate) may move from the "
+        "reference's; a batch is flagged only when its share also moved further than a "
+        "healthy batch of its size would",
+    )
+    label_balance: Literal["error", "warn"] = Field(
+        default="warn",
+        description="error: a shifted label balance stops the run (and takes its share of "
+        "false_block_rate); warn: it is a warning",
+    )
     min_rows: int = Field(default=50, ge=1)
     drift: DriftSettings = DriftSettings()
     columns: dict[Column, ColumnTags] = Field(

@@ -24,7 +24,8 @@ from flywheel import drift
 from flywheel.config import ContractSettings, MonitoringSettings, Task
 from flywheel.contract import Contract
 from flywheel.evaluation import ModelEvaluation
-from flywheel.monitoring import performance, statistics
+from flywheel.findings import Finding
+from flywheel.monitoring import intervals, performance, statistics
 from flywheel.monitoring.estimation import (
     DLE_ASSUMPTIONS,
     MULTICLASS_ASSUMPTIONS,
@@ -39,7 +40,7 @@ from flywheel.monitoring.served import Logged, Served
 from flywheel.monitoring.statistics import DriftTest
 from flywheel.monitoring.summary import WindowSummary, latency_percentiles
 from flywheel.records import Record
-from flywheel.validation import Finding, check_batch
+from flywheel.validation import check_batch
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -597,16 +598,16 @@ def _estimate(
     if calibrate:
         if evaluation is None or not evaluation.calibration:
             return None, "no estimate before labels: the evaluation has no calibration"
-        calibrator = statistics.calibrator(evaluation.calibration)
+        calibrator = intervals.calibrator(evaluation.calibration)
         assert calibrator is not None  # the calibration has points
         calibrated = calibrator(scores)
     # The calibrator is fitted on a sample too: each simulation refits it on a resample.
     draws = (
-        statistics.calibration_draws(evaluation.scores_sample, scores, 300)
+        intervals.calibration_draws(evaluation.scores_sample, scores, 300)
         if calibrate and evaluation is not None and evaluation.scores_sample
         else None
     )
-    binary = statistics.cbpe(scores, calibrated, settings.confidence, draws=draws)
+    binary = intervals.cbpe(scores, calibrated, settings.confidence, draws=draws)
     return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
 
 

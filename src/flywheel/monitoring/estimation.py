@@ -1,7 +1,7 @@
 """Performance before labels arrive: CBPE for a classifier, direct loss estimation (DLE) for a
 regression, both after NannyML, both estimates that rest on stated assumptions.
 
-CBPE of a binary classifier is `statistics.cbpe`. A multiclass one follows NannyML's
+CBPE of a binary classifier is `intervals.cbpe`. A multiclass one follows NannyML's
 multiclass CBPE: each class's probability is recalibrated one-vs-rest, the row renormalised
 to sum to 1, and the expected accuracy, macro F1 (from expected true and false positives per
 class) and one-vs-rest ROC AUC follow; its intervals are those of labels drawn from the
@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from flywheel.monitoring import statistics
+from flywheel.monitoring import intervals
+from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.performance import macro_f1
-from flywheel.monitoring.statistics import Interval
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -90,10 +90,10 @@ def recalibrate(p: Floats, calibrations: Sequence[Sequence[tuple[float, float]]]
     """Each class's probability through its one-vs-rest reliability curve (left as it is where
     the curve has no points), each row renormalised to sum to 1 (uniform where all are 0), as
     NannyML's `_calibrate_predicted_probabilities`."""
-    return _recalibrated(p, [statistics.calibrator(pairs) for pairs in calibrations])
+    return _recalibrated(p, [intervals.calibrator(pairs) for pairs in calibrations])
 
 
-def _recalibrated(p: Floats, calibrators: Sequence[statistics.Calibrator | None]) -> Floats:
+def _recalibrated(p: Floats, calibrators: Sequence[intervals.Calibrator | None]) -> Floats:
     q = np.array(p, dtype=float, copy=True)
     for c, calibrator in enumerate(calibrators):
         if calibrator is not None:
@@ -103,7 +103,7 @@ def _recalibrated(p: Floats, calibrators: Sequence[statistics.Calibrator | None]
     return np.divide(q, total, out=uniform, where=total > 0)
 
 
-Resampled = tuple[tuple[statistics.Calibrator | None, ...], ...]
+Resampled = tuple[tuple[intervals.Calibrator | None, ...], ...]
 
 
 def resampled(
@@ -111,8 +111,8 @@ def resampled(
 ) -> Resampled:
     """For each of `simulations` bootstrap resamples of the calibration set `sample` of
     (class probabilities, class code), each class's one-vs-rest calibrator refitted as the
-    evaluation fits its own (`evaluation.calibration`, then `statistics.calibrator`): the
-    calibration's own uncertainty, as `statistics.resampled` for a binary classifier."""
+    evaluation fits its own (`evaluation.calibration`, then `intervals.calibrator`): the
+    calibration's own uncertainty, as `intervals.resampled` for a binary classifier."""
     from flywheel.evaluation import calibration
 
     p = np.array([row for row, _ in sample], dtype=float)
@@ -124,7 +124,7 @@ def resampled(
         drawn, codes = p[pick], y[pick]
         fitted.append(
             tuple(
-                statistics.calibrator(calibration((codes == c).astype(int), drawn[:, c]))
+                intervals.calibrator(calibration((codes == c).astype(int), drawn[:, c]))
                 for c in range(p.shape[1])
             )
         )
@@ -182,7 +182,7 @@ def cbpe_multiclass(
         low, high = np.percentile(simulated, [tail, 100 - tail])
         return Interval(value=value, low=float(low), high=float(high))
 
-    aucs = [statistics.expected_auc(p[:, c], q[:, c]) for c in range(k)]
+    aucs = [intervals.expected_auc(p[:, c], q[:, c]) for c in range(k)]
     ranks = np.stack([rankdata(p[:, c]) for c in range(k)])
     simulated_auc = []
     for drawn in labels:

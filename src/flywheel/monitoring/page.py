@@ -16,7 +16,7 @@ from datetime import datetime
 from flywheel.config import DEFAULT_MONITORED, Task
 from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.charts import Chart, Dash, Marker, Series
-from flywheel.monitoring.statistics import Interval
+from flywheel.monitoring.intervals import Interval
 from flywheel.report import html_page, number
 
 

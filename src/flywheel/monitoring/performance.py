@@ -2,7 +2,7 @@
 offline figures beside them.
 
 A binary classifier gets accuracy at 0.5 (Wilson interval), ROC AUC (DeLong's variance on
-the logit scale; a score interval for a small class, `statistics.auc_interval`) and log loss
+the logit scale; a score interval for a small class, `intervals.auc_interval`) and log loss
 (normal interval). A multiclass one gets accuracy at its most probable class, macro F1
 and the one-vs-rest macro ROC AUC (percentile bootstrap intervals), log loss, and per class
 its recall, precision and ROC AUC. A regression gets RMSE, MAE and MAPE (normal intervals on
@@ -19,8 +19,8 @@ import numpy.typing as npt
 from pydantic import Field
 
 from flywheel.config import MONITORED_METRICS, MonitoredMetric, Task
-from flywheel.monitoring import statistics
-from flywheel.monitoring.statistics import Interval
+from flywheel.monitoring import intervals
+from flywheel.monitoring.intervals import Interval
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -98,9 +98,9 @@ def measure(
 def _binary(y: Codes, p: Floats, confidence: float) -> dict[str, Any]:
     right = int(((p >= 0.5).astype(int) == y).sum())
     return {
-        "accuracy": statistics.wilson(right, len(y), confidence),
-        "roc_auc": statistics.auc_interval(y, p, confidence),
-        "log_loss": statistics.mean_interval(statistics.row_log_loss(y, p), confidence),
+        "accuracy": intervals.wilson(right, len(y), confidence),
+        "roc_auc": intervals.auc_interval(y, p, confidence),
+        "log_loss": intervals.mean_interval(intervals.row_log_loss(y, p), confidence),
     }
 
 
@@ -141,22 +141,22 @@ def _multiclass(y: Codes, p: Floats, classes: tuple[str, ...], confidence: float
         hits = int(np.sum(actual & picked))
         per_class[name] = ClassPerformance(
             support=int(actual.sum()),
-            recall=statistics.wilson(hits, int(actual.sum()), confidence) if actual.any() else None,
-            precision=statistics.wilson(hits, int(picked.sum()), confidence)
+            recall=intervals.wilson(hits, int(actual.sum()), confidence) if actual.any() else None,
+            precision=intervals.wilson(hits, int(picked.sum()), confidence)
             if picked.any()
             else None,
-            roc_auc=statistics.auc_interval(actual.astype(int), p[:, c], confidence),
+            roc_auc=intervals.auc_interval(actual.astype(int), p[:, c], confidence),
         )
     auc = macro_auc(y, p)
     return {
-        "accuracy": statistics.wilson(int(np.sum(predicted == y)), n, confidence),
-        "log_loss": statistics.mean_interval(-np.log(chosen), confidence),
-        "macro_f1": statistics.bootstrap(
+        "accuracy": intervals.wilson(int(np.sum(predicted == y)), n, confidence),
+        "log_loss": intervals.mean_interval(-np.log(chosen), confidence),
+        "macro_f1": intervals.bootstrap(
             lambda i: macro_f1(y[i], predicted[i], k), n, macro_f1(y, predicted, k), confidence
         ),
         "roc_auc": None
         if math.isnan(auc)
-        else statistics.bootstrap(lambda i: macro_auc(y[i], p[i]), n, auc, confidence),
+        else intervals.bootstrap(lambda i: macro_auc(y[i], p[i]), n, auc, confidence),
         "per_class": per_class,
     }
 
@@ -168,7 +168,7 @@ def _r2(y: Floats, predicted: Floats) -> float:
 
 def _regression(y: Floats, predicted: Floats, confidence: float) -> dict[str, Any]:
     errors = predicted - y
-    squared = statistics.mean_interval(errors**2, confidence)
+    squared = intervals.mean_interval(errors**2, confidence)
     r2 = _r2(y, predicted) if len(y) > 2 else math.nan
     zero = bool(np.isclose(y, 0.0).any())
     return {
@@ -177,11 +177,11 @@ def _regression(y: Floats, predicted: Floats, confidence: float) -> dict[str, An
             low=math.sqrt(max(squared.low, 0.0)),
             high=math.sqrt(squared.high),
         ),
-        "mae": statistics.mean_interval(np.abs(errors), confidence),
+        "mae": intervals.mean_interval(np.abs(errors), confidence),
         "r2": None
         if math.isnan(r2)
-        else statistics.bootstrap(lambda i: _r2(y[i], predicted[i]), len(y), r2, confidence),
-        "mape": None if zero else statistics.mean_interval(np.abs(errors) / np.abs(y), confidence),
+        else intervals.bootstrap(lambda i: _r2(y[i], predicted[i]), len(y), r2, confidence),
+        "mape": None if zero else intervals.mean_interval(np.abs(errors) / np.abs(y), confidence),
         "mean_label": float(y.mean()),
         "mean_prediction": float(predicted.mean()),
     }

@@ -21,7 +21,7 @@ from flywheel.config import MONITORED_METRICS
 from flywheel.errors import FlywheelError
 from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
 from flywheel.monitoring.analysis import WindowReport
-from flywheel.monitoring.statistics import Interval
+from flywheel.monitoring.intervals import Interval
 
 JOB = "flywheel-monitor"
 

@@ -23,7 +23,7 @@ from flywheel.config import (
     ScheduleTrigger,
 )
 from flywheel.monitoring.analysis import WindowReport
-from flywheel.monitoring.statistics import Interval
+from flywheel.monitoring.intervals import Interval
 from flywheel.records import Record
 
 Kind = Literal[

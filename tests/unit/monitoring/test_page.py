@@ -47,7 +47,7 @@ def test_a_perfect_window_whose_bound_rounds_inside_its_value_is_plotted(
 ) -> None:
     # given accuracy 1.0 on labels, its upper bound a rounding error below it (as a Wilson
     # interval of all-right answers computes it)
-    from flywheel.monitoring.statistics import Interval
+    from flywheel.monitoring.intervals import Interval
 
     perfect = Interval(value=1.0, low=0.991, high=0.9999999999999999)
     performance = report.performance.model_copy(update={"accuracy": perfect})

@@ -1,0 +1,277 @@
+"""The metrics' intervals and CBPE against distributions whose answers are known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+from sklearn.metrics import roc_auc_score
+
+from flywheel.monitoring import intervals
+
+
+def test_the_wilson_interval_matches_the_textbook_example() -> None:
+    # given 8 successes in 10 (Newcombe 1998: 0.490 to 0.943 at 95%)
+    interval = intervals.wilson(8, 10, 0.95)
+    # then
+    assert (interval.value, round(interval.low, 3), round(interval.high, 3)) == (0.8, 0.49, 0.943)
+
+
+def test_the_auc_interval_is_scikit_learns_auc_and_covers_the_true_auc() -> None:
+    # given binormal scores with a known AUC: Φ(d / √2) for a mean difference d
+    rng = np.random.default_rng(8)
+    true_auc = float(stats.norm.cdf(1.0 / math.sqrt(2)))
+    covered = 0
+    for _ in range(200):
+        labels = np.r_[np.zeros(150, int), np.ones(100, int)]
+        scores = np.r_[rng.normal(0, 1, 150), rng.normal(1, 1, 100)]
+        interval = intervals.auc_interval(labels, scores, 0.95)
+        assert interval is not None
+        assert interval.value == pytest.approx(roc_auc_score(labels, scores))
+        covered += interval.low <= true_auc <= interval.high
+    # then about 95% of the intervals hold the true value
+    assert 0.9 <= covered / 200 <= 0.99
+
+
+def test_an_auc_needs_both_classes() -> None:
+    assert intervals.auc_interval([1, 1, 1], [0.2, 0.5, 0.9], 0.95) is None
+
+
+@pytest.mark.parametrize(
+    ("rows", "positives", "shift", "low", "high"),
+    [
+        (20, 0.3, 1.0, 0.93, 1.0),  # a discrete AUC: at least 93% below 300 rows
+        (20, 0.1, 0.5, 0.93, 1.0),  # two positives: DeLong's variance alone covered 80%
+        (80, 0.5, 1.0, 0.93, 1.0),
+        (1_000, 0.3, 1.0, 0.93, 0.97),  # Hanley-McNeil covered 97% here
+    ],
+)
+def test_the_auc_interval_covers_at_its_level_from_small_windows_up(
+    rows: int, positives: float, shift: float, low: float, high: float
+) -> None:
+    # given binormal scores with a known AUC, Φ(shift / √2), and a random class mix
+    rng = np.random.default_rng(rows)
+    true_auc = float(stats.norm.cdf(shift / math.sqrt(2)))
+    covered = judged = 0
+    for _ in range(1_000):
+        labels = (rng.random(rows) < positives).astype(int)
+        if labels.sum() in (0, rows):
+            continue
+        # when each window's interval is computed
+        interval = intervals.auc_interval(labels, rng.normal(0, 1, rows) + shift * labels, 0.95)
+        assert interval is not None and 0 <= interval.low <= interval.value <= interval.high <= 1
+        covered += interval.low <= true_auc <= interval.high
+        judged += 1
+    # then it holds the true AUC at its level (binomial error of 1,000 windows: ±1.4 points)
+    assert low <= covered / judged <= high, covered / judged
+
+
+def test_perfectly_separated_classes_still_get_an_interval_below_one() -> None:
+    # given 12 negatives all scored below 12 positives, and 3 below 3
+    for n in (12, 3):
+        interval = intervals.auc_interval([0] * n + [1] * n, list(range(2 * n)), 0.95)
+        # then the AUC is 1 and the interval reaches below it, further with fewer rows
+        assert interval is not None and interval.value == interval.high == 1.0
+        assert 0.5 < interval.low < 1.0
+    small = intervals.auc_interval([0, 0, 0, 1, 1, 1], range(6), 0.95)
+    large = intervals.auc_interval([0] * 12 + [1] * 12, range(24), 0.95)
+    assert small is not None and large is not None and small.low < large.low
+
+
+@pytest.mark.parametrize("p", [0.6657, 0.7357, 0.7657])
+def test_the_wilson_interval_covers_at_its_level_exactly(p: float) -> None:
+    # given the model's true accuracies in bench-stats, and every count of right answers
+    for n in (20, 80, 300, 1_000, 1_001, 10_000):
+        # (counts beyond 8 standard deviations carry no weight)
+        spread = 8 * math.sqrt(n * p * (1 - p))
+        k = np.arange(max(0, math.floor(n * p - spread)), min(n, math.ceil(n * p + spread)) + 1)
+        inside = [intervals.wilson(int(i), n, 0.95) for i in k]
+        holds = np.array([i.low <= p <= i.high for i in inside])
+        # when weighed by their binomial probabilities
+        coverage = float(stats.binom.pmf(k, n, p)[holds].sum())
+        # then the interval covers 93-97% from 300 rows, at least 93% below
+        assert coverage >= 0.93, (n, coverage)
+        assert n < 300 or coverage <= 0.97, (n, coverage)
+
+
+def test_the_log_loss_interval_is_scikit_learns_log_loss() -> None:
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(9)
+    p = rng.random(400)
+    y = (rng.random(400) < p).astype(int)
+    interval = intervals.mean_interval(intervals.row_log_loss(y, p), 0.95)
+    assert interval.value == pytest.approx(log_loss(y, p))
+    assert interval.low < interval.value < interval.high
+
+
+def test_cbpe_on_calibrated_scores_recovers_the_realised_metrics_within_its_intervals() -> None:
+    # given perfectly calibrated scores: each label is drawn with its row's score
+    rng = np.random.default_rng(10)
+    hits = {"accuracy": 0, "roc_auc": 0, "log_loss": 0}
+    trials = 60
+    for seed in range(trials):
+        p = rng.beta(2, 3, size=1000)
+        y = (rng.random(1000) < p).astype(int)
+        # when the metrics are estimated without the labels
+        estimate = intervals.cbpe(p, p, 0.95, seed=seed)
+        realised = {
+            "accuracy": float(((p >= 0.5) == y).mean()),
+            "roc_auc": float(roc_auc_score(y, p)),
+            "log_loss": float(intervals.row_log_loss(y, p).mean()),
+        }
+        for name, value in realised.items():
+            interval = estimate[name]
+            assert interval is not None
+            hits[name] += interval.low <= value <= interval.high
+    # then the realised value is inside the interval about 95% of the time
+    for name, count in hits.items():
+        assert count / trials >= 0.88, (name, count)
+
+
+def test_cbpe_expected_accuracy_is_the_mean_confidence_of_each_decision() -> None:
+    # given calibrated probabilities on both sides of the threshold
+    p = np.array([0.9, 0.2, 0.6, 0.5])
+    # when estimated
+    estimate = intervals.cbpe(p, p, 0.95)
+    # then each row counts the probability that its decision is right
+    assert estimate["accuracy"] is not None
+    assert estimate["accuracy"].value == pytest.approx((0.9 + 0.8 + 0.6 + 0.5) / 4)
+
+
+def test_cbpe_with_a_miscalibrated_model_is_corrected_by_the_calibrator() -> None:
+    # given scores that are twice too confident: the true probability is half the score
+    rng = np.random.default_rng(11)
+    scores = rng.random(20_000)
+    truth = scores / 2
+    labels = (rng.random(20_000) < truth).astype(int)
+    bins = [
+        (float(scores[m].mean()), float(labels[m].mean()))
+        for m in np.array_split(np.argsort(scores), 10)
+    ]
+    # when CBPE recalibrates on the reliability curve
+    calibrator = intervals.calibrator(bins)
+    assert calibrator is not None
+    estimate = intervals.cbpe(scores, calibrator(scores), 0.95)
+    naive = intervals.cbpe(scores, scores, 0.95)
+    # then its accuracy estimate is close to the realised one, unlike trusting the raw scores
+    realised = float(((scores >= 0.5) == labels).mean())
+    assert estimate["accuracy"] is not None and naive["accuracy"] is not None
+    assert estimate["accuracy"].value == pytest.approx(realised, abs=0.01)
+    assert abs(naive["accuracy"].value - realised) > 0.05
+
+
+def test_cbpe_intervals_cover_when_the_calibration_set_is_redrawn_for_each_window() -> None:
+    # given a model whose scores are too confident (the truth is 0.5 + (score - 0.5) / 2), a
+    # calibration set of 2,000 rows redrawn for every window, and windows of 1,000 rows
+    rng = np.random.default_rng(12)
+    covered = {"resampled": 0, "fixed": 0}
+    trials = 100
+    for seed in range(trials):
+        fitted = rng.random(2000)
+        truth = 0.5 + (fitted - 0.5) / 2
+        sample = list(
+            zip(fitted.tolist(), (rng.random(2000) < truth).astype(int).tolist(), strict=True)
+        )
+        calibrator = intervals.calibrator(_bins(np.array(sample)))
+        assert calibrator is not None
+        scores = rng.random(1000)
+        labels = rng.random(1000) < 0.5 + (scores - 0.5) / 2
+        realised = float(((scores >= 0.5) == labels).mean())
+        # when CBPE estimates accuracy with and without the calibrator's uncertainty
+        draws = intervals.calibration_draws(sample, scores, 300, seed=seed)
+        for name, found in (
+            (
+                "resampled",
+                intervals.cbpe(scores, calibrator(scores), 0.95, draws=draws, seed=seed),
+            ),
+            ("fixed", intervals.cbpe(scores, calibrator(scores), 0.95, seed=seed)),
+        ):
+            accuracy = found["accuracy"]
+            assert accuracy is not None
+            covered[name] += accuracy.low <= realised <= accuracy.high
+    # then the resampled intervals cover about 95% (binomial error of 100 windows: ±4.4
+    # points), and are wider than those that trust one calibrator
+    assert covered["resampled"] / trials >= 0.91, covered
+    assert covered["resampled"] >= covered["fixed"], covered
+
+
+def test_cbpe_roc_auc_covers_when_the_calibration_set_is_redrawn_for_each_window() -> None:
+    # given a calibrated model, score = sigmoid(-1 + 1.5 z), z ~ N(0, 1) (bench-stats' world),
+    # a calibration set of 2,000 rows redrawn for every window, and windows of 1,000 rows
+    rng = np.random.default_rng(13)
+    covered, errors, flat_errors = 0, [], []
+    trials = 100
+    for seed in range(trials):
+        scores = 1 / (1 + np.exp(1 - 1.5 * rng.standard_normal(2000)))
+        sample = np.column_stack([scores, rng.random(2000) < scores])
+        calibrator = intervals.calibrator(_bins(sample))
+        assert calibrator is not None
+        window = 1 / (1 + np.exp(1 - 1.5 * rng.standard_normal(1000)))
+        labels = rng.random(1000) < window
+        realised = float(roc_auc_score(labels, window))
+        # when CBPE estimates the ROC AUC with the calibrator's uncertainty
+        draws = intervals.resampled(sample, 300, seed=seed)(window)
+        found = intervals.cbpe(window, calibrator(window), 0.95, draws=draws, seed=seed)["roc_auc"]
+        assert found is not None
+        covered += found.low <= realised <= found.high
+        errors.append(found.value - realised)
+        flat = np.interp(window, calibrator.scores, calibrator.rates)  # flat beyond the ends
+        flat_errors.append(intervals.expected_auc(window, flat) - realised)
+    # then the intervals cover about 95%, and the estimate is unbiased (the standard error of
+    # the mean error is about 0.0015), where flat ends beyond the outer bins put it 0.006 low
+    assert covered / trials >= 0.91, covered
+    assert abs(float(np.mean(errors))) < 0.003, np.mean(errors)
+    assert float(np.mean(flat_errors)) < -0.004, np.mean(flat_errors)
+
+
+def test_the_calibrator_carries_its_slope_beyond_its_first_and_last_point() -> None:
+    # given reliability curves on the diagonal and at half its slope
+    diagonal = intervals.calibrator([(0.1, 0.1), (0.5, 0.5), (0.9, 0.9)])
+    halved = intervals.calibrator([(0.1, 0.3), (0.9, 0.7)])
+    assert diagonal is not None and halved is not None
+    # then beyond their points they carry on at the same slope, within [0, 1]
+    x = np.array([0.0, 0.05, 0.5, 0.95, 1.0])
+    assert diagonal(x) == pytest.approx(x)
+    assert halved(x) == pytest.approx(0.25 + x / 2)
+    steep = intervals.calibrator([(0.3, 0.1), (0.7, 0.9)])
+    assert steep is not None
+    assert steep(np.array([0.0, 0.2, 0.8, 1.0])) == pytest.approx([0.0, 0.0, 1.0, 1.0])
+    # and one point is flat: it has no slope
+    single = intervals.calibrator([(0.4, 0.3)])
+    assert single is not None and single(np.array([0.0, 1.0])) == pytest.approx([0.3, 0.3])
+
+
+def test_resampled_calibrators_are_the_evaluations_fits_on_resamples() -> None:
+    # given a calibration set
+    rng = np.random.default_rng(14)
+    scores = rng.random(500)
+    sample = np.column_stack([scores, rng.random(500) < scores])
+    # when refitted on resamples, once for any number of windows
+    fitted = intervals.resampled(sample, 45, seed=3)
+    # then each is the evaluation's curve on a bootstrap resample, drawn as before (to the
+    # last bits: the resamples' bins are summed in another order than np.mean sums them)
+    pick = np.random.default_rng(3)
+    for calibrator in fitted.fitted:
+        resample = sample[pick.integers(0, 500, 500)]
+        expected = intervals.calibrator(_bins(resample))
+        assert expected is not None
+        assert calibrator.scores == pytest.approx(expected.scores, rel=1e-12, abs=1e-15)
+        assert calibrator.rates == pytest.approx(expected.rates, rel=1e-12, abs=1e-15)
+    window = rng.random(50)
+    draws = intervals.calibration_draws(sample, window, 45, seed=3)
+    assert np.array_equal(fitted(window), draws) and draws.shape == (45, 50)
+    # and CBPE simulates the same labels from them, applied a few at a time or all at once
+    calibrated = window
+    assert intervals.cbpe(window, calibrated, 0.95, draws=fitted) == intervals.cbpe(
+        window, calibrated, 0.95, draws=draws
+    )
+
+
+def _bins(sample: np.ndarray) -> list[tuple[float, float]]:
+    """The evaluation's reliability curve: ten equal-width bins."""
+    from flywheel.evaluation import calibration
+
+    return list(calibration(sample[:, 1], sample[:, 0]))
