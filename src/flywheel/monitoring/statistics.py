@@ -532,22 +532,37 @@ class Resampled:
         return out
 
 
+# Every window of a version refits the same calibrators on its evaluation's calibration set
+# (300 fits, a third of a window's analysis): the newest few are kept, by that set's content.
+_RESAMPLED: dict[tuple[str, int, int], Resampled] = {}
+_RESAMPLED_KEPT = 8
+
+
 def resampled(
     sample: Sequence[tuple[float, int]] | Floats, simulations: int, *, seed: int = 0
 ) -> Resampled:
     """`simulations` calibrators, each refitted on a bootstrap resample of the calibration set
     `sample` of (score, label)."""
+    import hashlib
+
     from flywheel.evaluation import calibration
 
     pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
-    rng = np.random.default_rng(seed)
-    fitted = []
-    for _ in range(simulations):
-        pick = pairs[rng.integers(0, len(pairs), len(pairs))]
-        refitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
-        assert refitted is not None  # a resample has rows
-        fitted.append(refitted)
-    return Resampled(tuple(fitted))
+    key = (hashlib.sha256(pairs.tobytes()).hexdigest(), simulations, seed)
+    kept = _RESAMPLED.pop(key, None)
+    if kept is None:
+        rng = np.random.default_rng(seed)
+        fitted = []
+        for _ in range(simulations):
+            pick = pairs[rng.integers(0, len(pairs), len(pairs))]
+            refitted = calibrator(calibration(pick[:, 1], pick[:, 0]))
+            assert refitted is not None  # a resample has rows
+            fitted.append(refitted)
+        kept = Resampled(tuple(fitted))
+    _RESAMPLED[key] = kept  # the most recently used last
+    while len(_RESAMPLED) > _RESAMPLED_KEPT:
+        del _RESAMPLED[next(iter(_RESAMPLED))]
+    return kept
 
 
 def calibration_draws(

@@ -509,6 +509,26 @@ def test_resampled_calibrators_are_the_evaluations_fits_on_resamples() -> None:
     )
 
 
+def test_resampled_calibrators_are_fitted_once_per_calibration_set() -> None:
+    # given a calibration set, and another differing in one label
+    rng = np.random.default_rng(15)
+    scores = rng.random(300)
+    sample = np.column_stack([scores, rng.random(300) < scores])
+    other = sample.copy()
+    other[0, 1] = 1 - other[0, 1]
+    # when calibrators are refitted on each, twice
+    first = statistics.resampled(sample, 30, seed=1)
+    # then the same set gives the same fits (kept: the same object), and a set, a number of
+    # simulations or a seed that differs gives its own
+    assert statistics.resampled([tuple(p) for p in sample], 30, seed=1) is first
+    assert statistics.resampled(other, 30, seed=1).fitted != first.fitted
+    assert len(statistics.resampled(sample, 31, seed=1)) == 31
+    assert statistics.resampled(sample, 30, seed=2).fitted != first.fitted
+    pick = np.random.default_rng(1)
+    for calibrator in statistics.resampled(other, 30, seed=1).fitted:
+        assert calibrator == statistics.calibrator(_bins(other[pick.integers(0, 300, 300)]))
+
+
 def _bins(sample: np.ndarray) -> list[tuple[float, float]]:
     """The evaluation's reliability curve: ten equal-width bins."""
     from flywheel.evaluation import calibration
