@@ -96,7 +96,8 @@ def world_settings(
     """The settings of a simulation under `root`: its own store, batches and pipeline root,
     the generator playing `scenario` from the change day (counted after the warm-up window),
     and monitoring looking back only as many windows as the triggers and the delayed labels
-    need (every day re-analyses them all: the simulation's largest cost after training)."""
+    need (each day's look analyses again those whose inputs changed, the newest and those
+    whose labels came back; the others come from the world's cache)."""
     generator = settings.data.generator
     triggers = settings.triggers
     needed = max(
