@@ -19,9 +19,11 @@ from flywheel.serving.predictionlog import PredictionLogger
 from flywheel.storage import ObjectStore
 
 if TYPE_CHECKING:
+    from flywheel.config import Settings
     from flywheel.monitoring.analysis import WindowReport
     from flywheel.monitoring.logs import Label, Prediction
     from flywheel.simulation.traffic import ServedDay
+    from flywheel.storage import LocalStore
 
 # The span monitoring tests read logged traffic back from: it holds whatever they log now.
 START = datetime.now(UTC) - timedelta(hours=1)
@@ -44,6 +46,17 @@ def _outputs(predictor: Predictor, part: pd.DataFrame, shift: float) -> list[lis
         scores = predictor.predict_proba(part)[:, 1] + shift
         return [[round(1 - s, 6), round(s, 6)] for s in scores]
     return [[round(float(v), 6) for v in row] for row in predictor.outputs(part)]
+
+
+def monitored_in(settings: Settings, store: LocalStore, **monitoring: object) -> Settings:
+    """`settings` storing in `store`, with `monitoring` over their monitoring
+    settings."""
+    return settings.model_copy(
+        update={
+            "storage": settings.storage.model_copy(update={"uri": str(store.root)}),
+            "monitoring": settings.monitoring.model_copy(update=monitoring),
+        }
+    )
 
 
 def log_traffic(

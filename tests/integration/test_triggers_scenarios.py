@@ -24,6 +24,8 @@ from typing import Any
 import pytest
 
 from flywheel.config import Settings, load_settings
+from flywheel.monitoring.cache import WindowCache
+from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.registry import Registry
 from flywheel.simulation.traffic import serve_day
@@ -74,12 +76,19 @@ def end_of(settings: Settings, day_index: int) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), tzinfo=UTC)
 
 
-def play(settings: Settings, days: range, stop_on: set[str] | None = None) -> dict[int, Decision]:
-    """Serve each day (all its rows) and check at its end. A fired decision's run is marked
-    started and finished at once, with no training: a run the schedule started as succeeded
-    (its model awaiting its rollout), any other as refused by the gate. v1 stays in production
-    throughout."""
+def play(
+    settings: Settings,
+    days: range,
+    stop_on: set[str] | None = None,
+    cache: WindowCache | None = None,
+) -> dict[int, Decision]:
+    """Serve each day (all its rows) and check at its end, the checks keeping the reports of
+    the windows that did not change in `cache` (a new one if None), as `flywheel simulate`
+    does. A fired decision's run is marked started and finished at once, with no training: a
+    run the schedule started as succeeded (its model awaiting its rollout), any other as
+    refused by the gate. v1 stays in production throughout."""
     decisions: dict[int, Decision] = {}
+    cache = WindowCache() if cache is None else cache
     stores = Stores(settings)
     registry, source = stores.registry, stores.source
     for index in days:
@@ -87,7 +96,9 @@ def play(settings: Settings, days: range, stop_on: set[str] | None = None) -> di
         serve_day(
             settings, registry, source, day, version="production", label_delay_days=LABEL_DELAY
         )
-        decision = engine.check(settings, registry, source, now=end_of(settings, index))
+        decision = engine.check(
+            settings, registry, source, now=end_of(settings, index), cache=cache
+        )
         decisions[index] = decision
         if decision.fired:
             run_id = f"run-{index}"
@@ -142,8 +153,9 @@ def test_stable_traffic_fires_nothing_but_the_schedule_over_60_days(
 ) -> None:
     # given a stable world
     settings = project(registered, tmp_path, "stable")
-    # when 60 days are served and checked
-    decisions = play(settings, range(5, 65))
+    # when 60 days are served and checked, each check analysing only the windows that changed
+    cache = WindowCache()
+    decisions = play(settings, range(5, 65), cache=cache)
     # then only the weekly schedule (Mondays 03:00: days 11, 18, ... 60) fired
     fired = {i: [f.kind for f in d.firings] for i, d in decisions.items() if d.firings}
     assert fired == {day: ["schedule"] for day in range(11, 65, 7)}, [
@@ -156,6 +168,21 @@ def test_stable_traffic_fires_nothing_but_the_schedule_over_60_days(
     performance = next(c for c in last["checks"] if c["kind"] == "performance")
     assert performance["inputs"]["labelled"] == 2000
     assert performance["inputs"]["window"] == "2026-03-04"  # day 62: its labels came back today
+    # and the last check's windows, most of them from the cache, are what a look without it
+    # makes of the same store
+    assert cache.hits > cache.misses
+    end = end_of(settings, 64)
+    looked = [
+        r
+        for r in latest_records(LocalStore(settings.storage.uri), settings.model_name, "v1", "day")
+        if r.computed_at == end
+    ]
+    stores = Stores(settings)
+    again = monitor(
+        settings, stores.registry, stores.source, until=end, versions=["v1"], record=False, now=end
+    )
+    assert len(looked) == settings.monitoring.windows
+    assert [r.model_dump() for r in looked] == [r.model_dump() for r in again.reports]
 
 
 def test_covariate_drift_fires_within_three_days_past_a_schedule_run_and_the_lineage_says_why(

@@ -14,6 +14,7 @@ from flywheel.errors import FlywheelError
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
+    from flywheel.monitoring.cache import WindowCache
     from flywheel.stores import Stores
 
 
@@ -64,13 +65,26 @@ def watch(
     step it unwinds: a run it started is marked finished (failed), and a
     canary keeps its state for `flywheel deploy --canary` to resume.
     """
+    from flywheel.monitoring.cache import WindowCache
+
     settings = options.settings(ctx)
     stores = options.stores(ctx, settings)
     at = _now(now, once)
+    # Each look takes the reports of the windows whose inputs did not change since the last.
+    windows = WindowCache()
     while True:
         started = time.monotonic()
         try:
-            ok = look(settings, stores, at, rollout=rollout, rps=rps, commit=commit, image=image)
+            ok = look(
+                settings,
+                stores,
+                at,
+                rollout=rollout,
+                rps=rps,
+                commit=commit,
+                image=image,
+                cache=windows,
+            )
         except FlywheelError as error:
             if once:
                 raise
@@ -95,6 +109,7 @@ def look(
     rps: float,
     commit: str | None,
     image: str | None,
+    cache: WindowCache | None = None,
 ) -> bool:
     """One pass: monitor, decide, and if a trigger fired, run and roll out. False if a run failed."""
     from flywheel.cli.pipeline import roll_out
@@ -105,7 +120,9 @@ def look(
 
     now = at or datetime.now(UTC)
     out.rule(f"watch {settings.model_name} at {now:%Y-%m-%d %H:%M} UTC")
-    result = monitor(settings, stores.registry, stores.source, until=now, record=True, now=now)
+    result = monitor(
+        settings, stores.registry, stores.source, until=now, record=True, now=now, cache=cache
+    )
     drifted = sorted(
         {f"{r.version} {r.start:%Y-%m-%d %H:%M}" for r in result.reports if r.dataset_drift}
     )
@@ -128,6 +145,7 @@ def look(
         now=now,
         commit=commit or None,
         image=image or None,
+        cache=cache,
     )
     verdict = "fired" if decision.fired else "did not fire"
     out.print(f"decide: {verdict}: {decision.reason}", highlight=False)

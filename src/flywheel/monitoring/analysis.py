@@ -180,6 +180,9 @@ class VersionReference:
     newest_outputs: npt.NDArray[np.float64] | None = None
     direct_loss: DirectLoss | None = None
     no_direct_loss: str = "no reference rows with labels were read"
+    # A digest of all the above as read (cache.reference_fingerprint); "": none was taken,
+    # and its windows are never served from a cache.
+    fingerprint: str = ""
 
     @property
     def task(self) -> Task:

@@ -213,19 +213,38 @@ class Resampled:
         return out
 
 
+# Every window of a version refits the same calibrators on its evaluation's calibration set:
+# the newest few are kept, by that set's content.
+_RESAMPLED: dict[tuple[str, int, int], Resampled] = {}
+_RESAMPLED_KEPT = 8
+
+
 def resampled(
     sample: Sequence[tuple[float, int]] | Floats, simulations: int, *, seed: int = 0
 ) -> Resampled:
     """`simulations` calibrators, each refitted on a bootstrap resample of the calibration set
     `sample` of (score, label)."""
-    from flywheel.evaluation import CALIBRATION_BINS, bin_of
+    import hashlib
 
     pairs = np.asarray(sample, dtype=float).reshape(-1, 2)
+    key = (hashlib.sha256(pairs.tobytes()).hexdigest(), simulations, seed)
+    kept = _RESAMPLED.pop(key, None)
+    if kept is None:
+        kept = _refitted(pairs, simulations, seed)
+    _RESAMPLED[key] = kept  # the most recently used last
+    while len(_RESAMPLED) > _RESAMPLED_KEPT:
+        del _RESAMPLED[next(iter(_RESAMPLED))]
+    return kept
+
+
+def _refitted(pairs: Floats, simulations: int, seed: int) -> Resampled:
+    """`resampled`'s fits, every resample binned at once as `evaluation.calibration` bins
+    one: each bin's mean score and observed rate, from sums by (resample, bin)."""
+    from flywheel.evaluation import CALIBRATION_BINS, bin_of
+
     rng = np.random.default_rng(seed)
     n, bins = len(pairs), CALIBRATION_BINS
     picks = np.stack([rng.integers(0, n, n) for _ in range(simulations)])
-    # Every resample binned at once, as `evaluation.calibration` bins one: each bin's mean
-    # score and observed rate, from sums by (resample, bin).
     which = (np.arange(simulations)[:, None] * bins + bin_of(pairs[:, 0], bins)[picks]).ravel()
     size = simulations * bins
     counts = np.bincount(which, minlength=size).reshape(simulations, bins)

@@ -29,7 +29,14 @@ from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring import logs, summary
-from flywheel.monitoring.analysis import VersionReference, Window, WindowReport, analyse_window
+from flywheel.monitoring.analysis import (
+    Role,
+    VersionReference,
+    Window,
+    WindowReport,
+    analyse_window,
+)
+from flywheel.monitoring.cache import WindowCache, reference_fingerprint, window_key
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
 from flywheel.monitoring.housekeeping import Housekeeping, tidy
 from flywheel.monitoring.logs import Label, LogFile, Prediction, Skipped
@@ -134,17 +141,19 @@ def load_reference(
     (loaded in the `scorer` process, if one is given), with the rows of `source` its
     contract was inferred from."""
     manifest = registry.manifest(version)
-    contract = Contract.from_json(registry.read(version, "contract.json"))
-    evaluated = None
+    contract_bytes = registry.read(version, "contract.json")
+    contract = Contract.from_json(contract_bytes)
+    evaluated, evaluation_bytes = None, None
     try:
-        evaluated = Evaluation.model_validate_json(registry.read(version, "evaluation.json"))
+        evaluation_bytes = registry.read(version, "evaluation.json")
+        evaluated = Evaluation.model_validate_json(evaluation_bytes)
     except (RegistryError, ValidationError) as error:
         log.warning("%s has no usable evaluation.json (%s): no offline comparison", version, error)
-    raw = registry.read(version, MODEL_FILE)
+    model_bytes = registry.read(version, MODEL_FILE)
     predictor: Predictor | Remote = (
-        Remote.load(scorer, version, raw, contract)
+        Remote.load(scorer, version, model_bytes, contract)
         if scorer is not None
-        else Predictor(load_model(raw), list(contract.numeric), list(contract.categorical))
+        else Predictor(load_model(model_bytes), list(contract.numeric), list(contract.categorical))
     )
     newest, outputs, direct_loss = None, None, None
     why = "the version has no evaluation to name rows it never trained on"
@@ -154,16 +163,22 @@ def load_reference(
         outputs = predictor.outputs(newest)
         if contract.task == "regression":
             direct_loss, why = fit_direct_loss(newest, outputs[:, 0], contract)
+    rows = reference_rows(source, contract)
     return VersionReference(
         version=version,
         created_at=datetime.fromisoformat(manifest.created_at),
         contract=contract,
         evaluation=evaluated.candidate if evaluated else None,
         predictor=predictor,
-        rows=reference_rows(source, contract),
+        rows=rows,
         newest_outputs=outputs,
         direct_loss=direct_loss,
         no_direct_loss=why,
+        fingerprint=reference_fingerprint(
+            version,
+            [manifest.created_at, contract_bytes, evaluation_bytes, model_bytes, why],
+            [rows, newest],
+        ),
     )
 
 
@@ -609,10 +624,13 @@ def monitor(
     now: datetime | None = None,
     workers: int = 1,
     housekeeping: bool = True,
+    cache: WindowCache | None = None,
 ) -> MonitorResult:
     """Analyse every complete window up to `until` in the logs of `registry`'s store and
     (with `record`) store the reports there, and the summaries that let the next look read
-    only new files; `source` holds the versions' reference batches."""
+    only new files; `source` holds the versions' reference batches. With a `cache` (kept
+    from look to look by a process that looks again), a window whose inputs are unchanged
+    since an earlier look takes that look's report, as computed at `now`."""
     now = now or datetime.now(UTC)
     policy = settings.monitoring
     spans = windows(until or now, policy.window, policy.windows)
@@ -627,17 +645,28 @@ def monitor(
             scorer = stack.enter_context(
                 ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
             )
-            # The processes are forked now, before the loader thread starts: forked while
+            # The workers are forked now, before the loader thread starts: forked while
             # that thread ran a subprocess (numpy runs one as scikit-learn is imported), a
-            # worker kept the subprocess's pipe open and the look waited for ever.
-            for started in [executor.submit(int) for _ in range(workers)] + [scorer.submit(int)]:
+            # worker kept the subprocess's pipe open and the look waited for ever. (The
+            # scoring process is spawned by its first task: nothing waits for it to start.)
+            for started in [executor.submit(int) for _ in range(workers)]:
                 started.result()
             pool = Pool(executor, workers, scorer)
         # Loading a version's model and reference rows takes a second or two (scikit-learn's
         # imports): production's loads while the pool reads the logs.
         loader = stack.enter_context(ThreadPoolExecutor(max_workers=1))
         return _look(
-            settings, registry, source, spans, versions, record, now, pool, loader, housekeeping
+            settings,
+            registry,
+            source,
+            spans,
+            versions,
+            record,
+            now,
+            pool,
+            loader,
+            housekeeping,
+            cache,
         )
 
 
@@ -652,6 +681,7 @@ def _look(
     pool: Pool | None,
     loader: Executor,
     housekeeping: bool,
+    cache: WindowCache | None = None,
 ) -> MonitorResult:
     """`monitor`'s work, with its worker processes and its loader thread."""
     policy = settings.monitoring
@@ -729,22 +759,43 @@ def _look(
             if summarised is None and not lost:
                 continue
             sample = [] if summarised is None else served_of(summarised, version, reference)
-            reports.append(
-                analyse_window(
+            role: Role = "production" if version == roles[window_start] else "canary"
+            digest = None
+            if cache is not None:
+                digest = window_key(
+                    summarised,
                     sample,
                     labels,
                     reference,
                     policy,
+                    settings.contract,
                     model=settings.model_name,
-                    role="production" if version == roles[window_start] else "canary",
+                    role=role,
                     start=window_start,
                     end=window_end,
                     skipped=lost,
-                    now=now,
-                    contract_policy=settings.contract,
-                    summary=summarised,
                 )
+                reused = cache.get(digest, now)
+                if reused is not None:
+                    reports.append(reused)
+                    continue
+            report = analyse_window(
+                sample,
+                labels,
+                reference,
+                policy,
+                model=settings.model_name,
+                role=role,
+                start=window_start,
+                end=window_end,
+                skipped=lost,
+                now=now,
+                contract_policy=settings.contract,
+                summary=summarised,
             )
+            if cache is not None:
+                cache.put(digest, report)
+            reports.append(report)
     totals: Counter[str] = Counter()
     for (_, _, reason), count in skipped.counts.items():
         totals[reason] += count

@@ -133,6 +133,21 @@ class WindowSummary:
         self.threshold = threshold
         return self
 
+    def digest(self) -> str:
+        """A hash of what the summary holds (its counts and its sample, as cut): equal
+        summaries hash alike, and any change to either gives another hash."""
+        import hashlib
+
+        import pyarrow as pa
+
+        counts = {**_counts(self), "sample_rows": self.sample_rows}
+        hashed = hashlib.sha256(json.dumps(counts, sort_keys=True).encode())
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, self.sample.schema) as writer:
+            writer.write_table(self.sample)
+        hashed.update(sink.getvalue())
+        return hashed.hexdigest()
+
 
 def _below(table: pa.Table, threshold: int) -> pa.Table:
     """The rows whose key is below `threshold`."""

@@ -357,6 +357,7 @@ def _play_day(world: _World, index: int, servers: _Production | None = None) -> 
                 versions=[served.version],
                 record=True,
                 now=end,
+                cache=world.windows,
             )
         # else the engine ran monitoring first: its records at `end` are stored (a second
         # monitoring at the same time would find them there)
@@ -490,7 +491,7 @@ def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
     """The policy's decision at the end of day `index`, recorded by the trigger engine."""
     settings, stores = world.settings, world.stores
     if world.policy in ("triggers", "signals"):  # signals: its settings have no schedule
-        return engine.check(settings, stores.registry, stores.source, now=end)
+        return engine.check(settings, stores.registry, stores.source, now=end, cache=world.windows)
     if world.policy == "daily":
         return engine.check(
             settings,
@@ -498,6 +499,7 @@ def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
             stores.source,
             now=end,
             force="policy daily: retrain every day",
+            cache=world.windows,
         )
     if world.policy == "schedule" and world.scheduled(index):
         return engine.check(
@@ -506,6 +508,7 @@ def _decide(world: _World, index: int, end: datetime) -> engine.Decision | None:
             stores.source,
             now=end,
             force=f"policy schedule: retrain every {SCHEDULE_DAYS} days",
+            cache=world.windows,
         )
     return None
 

@@ -10,7 +10,7 @@ every day.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Literal, get_args
@@ -18,6 +18,7 @@ from typing import Literal, get_args
 from flywheel import cron
 from flywheel.config import Scenario as GeneratorScenario
 from flywheel.config import Settings
+from flywheel.monitoring.cache import WindowCache
 from flywheel.stores import Stores
 
 Policy = Literal["triggers", "signals", "schedule", "never", "daily"]
@@ -36,7 +37,8 @@ SCENARIOS: tuple[str, ...] = get_args(SimScenario)
 
 @dataclass(frozen=True)
 class _World:
-    """One simulation's fixed facts, and its stores, opened once for all its days."""
+    """One simulation's fixed facts, its stores, opened once for all its days, and the
+    reports its looks keep."""
 
     settings: Settings
     stores: Stores
@@ -48,6 +50,8 @@ class _World:
     label_delay: int
     traffic: int
     first_day: date  # the day of index 0
+    # Each day's look takes the reports of the windows unchanged since an earlier day's.
+    windows: WindowCache = field(default_factory=WindowCache)
 
     def day(self, index: int) -> date:
         return self.first_day + timedelta(days=index)
@@ -92,7 +96,8 @@ def world_settings(
     """The settings of a simulation under `root`: its own store, batches and pipeline root,
     the generator playing `scenario` from the change day (counted after the warm-up window),
     and monitoring looking back only as many windows as the triggers and the delayed labels
-    need (every day re-analyses them all: the simulation's largest cost after training)."""
+    need (each day's look analyses again those whose inputs changed, the newest and those
+    whose labels came back; the others come from the world's cache)."""
     generator = settings.data.generator
     triggers = settings.triggers
     needed = max(

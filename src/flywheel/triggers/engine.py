@@ -20,6 +20,7 @@ from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring import performance as offline_figures
 from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.cache import WindowCache
 from flywheel.monitoring.monitor import MonitoringError, monitor, windows
 from flywheel.monitoring.performance import Offline
 from flywheel.monitoring.records import latest_records
@@ -91,6 +92,7 @@ def _reports(
     source: batches.BatchSource,
     version: str,
     now: datetime,
+    cache: WindowCache | None = None,
 ) -> list[Any]:
     """The production version's window reports: the stored ones when the newest complete window
     has a record computed after it closed, not after `now`, and within records_max_age_hours;
@@ -113,7 +115,14 @@ def _reports(
     if not fresh:
         try:
             result = monitor(
-                settings, registry, source, until=now, versions=[version], record=True, now=now
+                settings,
+                registry,
+                source,
+                until=now,
+                versions=[version],
+                record=True,
+                now=now,
+                cache=cache,
             )
         except MonitoringError as error:
             raise TriggerError(f"{error}; no decision was recorded") from None
@@ -368,11 +377,14 @@ def check(
     force: str | None = None,
     commit: str | None = None,
     image: str | None = None,
+    cache: WindowCache | None = None,
 ) -> Decision:
     """Evaluate every trigger of `settings.triggers` at `now` on `registry` (its store holds the
     logs, the monitoring records and the engine's books) and the batches of `source`, apply the
     safeguards and store the decision record. `force` (a reason) fires a manual trigger that bypasses the cooldown
-    and the budget, never a hold or a run in flight. `commit` and `image` are what CI built."""
+    and the budget, never a hold or a run in flight. `commit` and `image` are what CI built.
+    `cache` (kept by a process that checks again) spares the monitoring it runs the windows
+    whose inputs did not change since an earlier check (monitoring.cache)."""
     now = (now or datetime.now(UTC)).astimezone(UTC)
     ledger = Ledger(registry.store, settings.model_name)
     try:
@@ -393,7 +405,7 @@ def check(
             )
         )
         if production is not None and wants_reports:
-            reports = _reports(settings, registry, source, production.version, now)
+            reports = _reports(settings, registry, source, production.version, now, cache)
             since = answered.started.started_at if answered else None
             seen = _seen(settings, registry, production.version, since)
             if settings.triggers.performance and reports:

@@ -17,17 +17,12 @@ from flywheel.monitoring.monitor import monitor
 from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
-from harness.traffic import parquet_traffic
+from harness.traffic import monitored_in, parquet_traffic
 
 
 def _settings(registered: Settings, store: LocalStore, **monitoring: object) -> Settings:
-    return registered.model_copy(
-        update={
-            "storage": registered.storage.model_copy(update={"uri": str(store.root)}),
-            "monitoring": registered.monitoring.model_copy(
-                update={"window": "day", "windows": 3, "label_delay_days": 1, **monitoring}
-            ),
-        }
+    return monitored_in(
+        registered, store, window="day", windows=3, label_delay_days=1, **monitoring
     )
 
 

@@ -270,6 +270,29 @@ def test_resampled_calibrators_are_the_evaluations_fits_on_resamples() -> None:
     )
 
 
+def test_resampled_calibrators_are_fitted_once_per_calibration_set() -> None:
+    # given a calibration set, and another differing in one label
+    rng = np.random.default_rng(15)
+    scores = rng.random(300)
+    sample = np.column_stack([scores, rng.random(300) < scores])
+    other = sample.copy()
+    other[0, 1] = 1 - other[0, 1]
+    # when calibrators are refitted on each, twice
+    first = intervals.resampled(sample, 30, seed=1)
+    # then the same set gives the same fits (kept: the same object), and a set, a number of
+    # simulations or a seed that differs gives its own
+    assert intervals.resampled([tuple(p) for p in sample], 30, seed=1) is first
+    assert intervals.resampled(other, 30, seed=1).fitted != first.fitted
+    assert len(intervals.resampled(sample, 31, seed=1)) == 31
+    assert intervals.resampled(sample, 30, seed=2).fitted != first.fitted
+    pick = np.random.default_rng(1)
+    for calibrator in intervals.resampled(other, 30, seed=1).fitted:
+        expected = intervals.calibrator(_bins(other[pick.integers(0, 300, 300)]))
+        assert expected is not None
+        assert calibrator.scores == pytest.approx(expected.scores, rel=1e-12, abs=1e-15)
+        assert calibrator.rates == pytest.approx(expected.rates, rel=1e-12, abs=1e-15)
+
+
 def _bins(sample: np.ndarray) -> list[tuple[float, float]]:
     """The evaluation's reliability curve: ten equal-width bins."""
     from flywheel.evaluation import calibration

@@ -19,7 +19,7 @@ from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
 from harness.servers import free_ports
-from harness.traffic import log_traffic, parquet_traffic
+from harness.traffic import log_traffic, monitored_in, parquet_traffic
 
 
 def test_windows_are_the_complete_ones_before_until() -> None:
@@ -34,12 +34,7 @@ def test_windows_are_the_complete_ones_before_until() -> None:
 
 
 def _settings(registered: Settings, store: LocalStore) -> Settings:
-    return registered.model_copy(
-        update={
-            "storage": registered.storage.model_copy(update={"uri": str(store.root)}),
-            "monitoring": registered.monitoring.model_copy(update={"window": "hour", "windows": 2}),
-        }
-    )
+    return monitored_in(registered, store, window="hour", windows=2)
 
 
 def with_v2(store: LocalStore) -> Registry:
