@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from flywheel.monitoring.estimation import DirectLoss, cbpe_multiclass, recalibrate
+from flywheel.monitoring.estimation import DirectLoss, cbpe_multiclass, recalibrate, resampled
 from flywheel.monitoring.performance import macro_f1
 
 
@@ -92,10 +92,13 @@ def test_multiclass_cbpe_covers_when_the_calibration_set_is_redrawn_for_each_win
         calibrated = recalibrate(window, curves)
         # when CBPE estimates accuracy with and without the calibration's own uncertainty
         sample = [(tuple(row), int(code)) for row, code in zip(p, y, strict=True)]
-        draws = {"simulations": 150, "seed": seed}
+        calibrators = resampled(sample, 150, seed=seed)
         for name, found in (
-            ("resampled", cbpe_multiclass(window, calibrated, 0.95, sample=sample, **draws)),
-            ("fixed", cbpe_multiclass(window, calibrated, 0.95, **draws)),
+            (
+                "resampled",
+                cbpe_multiclass(window, calibrated, 0.95, calibrators=calibrators, seed=seed),
+            ),
+            ("fixed", cbpe_multiclass(window, calibrated, 0.95, simulations=150, seed=seed)),
         ):
             accuracy = found["accuracy"]
             assert accuracy is not None
