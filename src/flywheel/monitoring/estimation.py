@@ -179,7 +179,10 @@ def cbpe_multiclass(
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
-        low, high = np.percentile(simulated, [tail, 100 - tail])
+        # Between the order statistics at (n + 1)·tail and (n + 1)·(1 - tail) of n simulations
+        # lies a further draw with probability `confidence`, whatever n; numpy's default
+        # positions hold (n - 1) / (n + 1) of it: 94.4% at 300 simulations, 93.7% at 150.
+        low, high = np.percentile(simulated, [tail, 100 - tail], method="weibull")
         return Interval(value=value, low=float(low), high=float(high))
 
     aucs = [statistics.expected_auc(p[:, c], q[:, c]) for c in range(k)]
