@@ -387,7 +387,7 @@ TESTS: dict[str, Any] = {
 PERFORMANCE = PerformanceTrigger()
 ESTIMATED = EstimatedPerformanceTrigger()
 Bounds = tuple[float, float] | None
-CBPE_SIMULATIONS = 300  # as analysis._estimate
+CBPE_SIMULATIONS = analysis.CBPE_SIMULATIONS
 
 
 @dataclass(frozen=True)
@@ -489,8 +489,8 @@ def prediction_drift(reference: Any, window: Scored) -> bool:
 def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
     """CBPE's calibrator from the evaluation's reliability curve, the offline accuracy (the
     evaluation's, at 0.5, as evaluation.score reports it), and the calibrators refitted on
-    resamples of the stored sample: analysis refits the same ones (the same seed) for each
-    window, so they are fitted once per reference here."""
+    resamples of the stored sample, fitted once per reference as analysis fits them once per
+    version (`VersionReference.score_calibrators`, the same seed)."""
     fitted = intervals.calibrator(evaluation.calibration(labels, scores))
     sample = np.column_stack([scores, labels])[: evaluation.SCORE_SAMPLE]
     resampled = intervals.resampled(sample, CBPE_SIMULATIONS)

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
 
 import numpy as np
@@ -31,8 +32,10 @@ from flywheel.monitoring.estimation import (
     MULTICLASS_ASSUMPTIONS,
     DirectLoss,
     Estimate,
+    Resampled,
     cbpe_multiclass,
     recalibrate,
+    resampled,
 )
 from flywheel.monitoring.logs import Label, Prediction
 from flywheel.monitoring.performance import Offline, Performance
@@ -90,6 +93,8 @@ class Health(Record):
     skipped_lines: dict[str, int]
 
 
+# CBPE's simulations of a window's labels, each from its own calibrator refitted on a resample.
+CBPE_SIMULATIONS = 300
 # The contract's checks that apply to served inputs; the row count, the label, the event
 # time and drift (reported per feature) are a training batch's concern.
 INVARIANT_CHECKS = frozenset(
@@ -188,6 +193,22 @@ class VersionReference:
     def task(self) -> Task:
         """The version's task, as its contract fixes it."""
         return self.contract.task
+
+    @cached_property
+    def score_calibrators(self) -> intervals.Resampled | None:
+        """Binary CBPE's calibrators refitted on resamples of the evaluation's stored scores,
+        one for each simulation: fitted the first time a window needs them, then reused."""
+        if self.evaluation is None or not self.evaluation.scores_sample:
+            return None
+        return intervals.resampled(self.evaluation.scores_sample, CBPE_SIMULATIONS)
+
+    @cached_property
+    def class_calibrators(self) -> Resampled | None:
+        """Multiclass CBPE's per-class calibrators refitted on resamples of the evaluation's
+        stored probabilities, as `score_calibrators`."""
+        if self.evaluation is None or not self.evaluation.probabilities_sample:
+            return None
+        return resampled(self.evaluation.probabilities_sample, CBPE_SIMULATIONS)
 
 
 def _width(contract: Contract) -> int:
@@ -585,7 +606,8 @@ def _estimate(
             outputs,
             calibrated,
             settings.confidence,
-            sample=evaluation.probabilities_sample if calibrate and evaluation else (),
+            calibrators=reference.class_calibrators if calibrate else None,
+            simulations=CBPE_SIMULATIONS,
         )
         return (
             Estimate(
@@ -604,13 +626,11 @@ def _estimate(
         calibrator = intervals.calibrator(evaluation.calibration)
         assert calibrator is not None  # the calibration has points
         calibrated = calibrator(scores)
-    # The calibrator is fitted on a sample too: each simulation refits it on a resample.
-    draws = (
-        intervals.calibration_draws(evaluation.scores_sample, scores, 300)
-        if calibrate and evaluation is not None and evaluation.scores_sample
-        else None
+    # The calibrator is fitted on a sample too: each simulation's is refitted on a resample.
+    draws = reference.score_calibrators if calibrate else None
+    binary = intervals.cbpe(
+        scores, calibrated, settings.confidence, draws=draws, simulations=CBPE_SIMULATIONS
     )
-    binary = intervals.cbpe(scores, calibrated, settings.confidence, draws=draws)
     return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
 
 

@@ -151,15 +151,15 @@ def cbpe_multiclass(
     calibrated: Floats,
     confidence: float,
     *,
-    sample: Sequence[tuple[Sequence[float], int]] = (),
+    calibrators: Resampled | None = None,
     simulations: int = 300,
     seed: int = 0,
 ) -> dict[str, Interval | None]:
     """NannyML's multiclass CBPE of `scores` ((n, k) served probabilities) when each row's
     label is drawn from `calibrated`: expected accuracy, macro F1, one-vs-rest ROC AUC and
-    log loss; intervals from labels simulated the same way, each simulation's from the scores
-    recalibrated on its own resample of the calibration set `sample` when one is given (the
-    calibration's own uncertainty, as binary CBPE's `draws`)."""
+    log loss; intervals from labels simulated the same way, one simulation for each of
+    `calibrators` when given (`resampled`, fitted once for any number of windows), from the
+    scores recalibrated by it: the calibration's own uncertainty, as binary CBPE's `draws`."""
     from scipy.stats import rankdata
 
     p, q = np.asarray(scores, dtype=float), np.asarray(calibrated, dtype=float)
@@ -174,12 +174,15 @@ def cbpe_multiclass(
         fn = float(q[~picked, c].sum())
         f1.append(tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0)
     losses = -np.log(np.clip(p, 1e-15, 1.0))
-    calibrators = resampled(sample, simulations, seed=seed) if sample else None
-    labels = _draw(p if calibrators else q, simulations, np.random.default_rng(seed), calibrators)
+    count = len(calibrators) if calibrators else simulations
+    labels = _draw(p if calibrators else q, count, np.random.default_rng(seed), calibrators)
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
-        low, high = np.percentile(simulated, [tail, 100 - tail])
+        # Between the order statistics at (n + 1)·tail and (n + 1)·(1 - tail) of n simulations
+        # lies a further draw with probability `confidence`, whatever n; numpy's default
+        # positions hold (n - 1) / (n + 1) of it: 94.4% at 300 simulations, 93.7% at 150.
+        low, high = np.percentile(simulated, [tail, 100 - tail], method="weibull")
         return Interval(value=value, low=float(low), high=float(high))
 
     aucs = [intervals.expected_auc(p[:, c], q[:, c]) for c in range(k)]

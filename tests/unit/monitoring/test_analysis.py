@@ -9,11 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from flywheel.batches import BatchSource
 from flywheel.config import ContractSettings, MonitoringSettings
-from flywheel.monitoring import analysis
+from flywheel.monitoring import analysis, estimation, intervals
 from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.logs import Prediction
 from flywheel.storage import LocalStore
@@ -291,6 +292,89 @@ def test_the_multiclass_cbpe_estimate_tracks_the_realised_accuracy_on_shifted_wi
         assert estimated[name].low <= realised[name] <= estimated[name].high, name
     # and the estimate moves with the accuracy: lower where the model errs more
     assert realised["high"] < realised["low"] and estimated["high"].value < estimated["low"].value
+
+
+def _requests(reference: VersionReference, rows: pd.DataFrame) -> list[Prediction]:
+    """`rows` as one logged request each, answered by the version's model."""
+    features = reference.contract.features
+    assert reference.predictor is not None
+    outputs = reference.predictor.outputs(rows)
+    return [
+        Prediction(str(i), reference.version, START.timestamp(), 1.0, features, (row,), (out,))
+        for i, (row, out) in enumerate(
+            zip(rows[list(features)].itertuples(index=False), map(tuple, outputs), strict=True)
+        )
+    ]
+
+
+def test_multiclass_cbpe_fits_its_resampled_calibrators_once_per_version(
+    wine: Monitored, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given the wine version as monitoring loads it once, and two windows of its unseen rows
+    reference = reference_of(wine)
+    fitted: list[int] = []
+
+    def counted(sample: object, simulations: int, **options: int) -> estimation.Resampled:
+        fitted.append(simulations)
+        return estimation.resampled(sample, simulations, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(analysis, "resampled", counted)
+    half = len(wine.unseen) // 2
+    windows = (wine.unseen.iloc[:half], wine.unseen.iloc[half:])
+    # when both are analysed before their labels arrive
+    reports = [_analyse(_requests(reference, rows), {}, reference) for rows in windows]
+    # then the calibrators were refitted on resamples of the evaluation's sample once
+    assert fitted == [analysis.CBPE_SIMULATIONS]
+    # and each estimate is what refitting them for that window alone gives (the same seed)
+    assert reference.evaluation is not None
+    sample = reference.evaluation.probabilities_sample
+    names = [str(c) for c in reference.contract.classes]
+    for rows, report in zip(windows, reports, strict=True):
+        assert reference.predictor is not None and report.estimate is not None
+        outputs = reference.predictor.outputs(rows)
+        calibrated = estimation.recalibrate(
+            outputs, [reference.evaluation.calibration_per_class[n] for n in names]
+        )
+        alone = estimation.cbpe_multiclass(
+            outputs,
+            calibrated,
+            0.95,
+            calibrators=estimation.resampled(sample, analysis.CBPE_SIMULATIONS),
+        )
+        for metric, interval in alone.items():
+            assert report.estimate.get(metric) == interval, metric
+
+
+def test_binary_cbpe_fits_its_resampled_calibrators_once_per_version(
+    served: Served, reference: VersionReference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a binary version loaded once, and two days of its traffic
+    fitted: list[int] = []
+    resampled = intervals.resampled
+
+    def counted(sample: object, simulations: int, **options: int) -> intervals.Resampled:
+        fitted.append(simulations)
+        return resampled(sample, simulations, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(intervals, "resampled", counted)
+    days = [served(day)[0] for day in (6, 7)]
+    # when both are analysed before their labels arrive
+    reports = [_analyse(predictions, {}, reference) for predictions in days]
+    # then the calibrators were refitted once, and each estimate is what the calibration's
+    # draws for that window alone give (the same seed)
+    assert fitted == [analysis.CBPE_SIMULATIONS]
+    assert reference.evaluation is not None
+    calibrator = intervals.calibrator(reference.evaluation.calibration)
+    assert calibrator is not None
+    for predictions, report in zip(days, reports, strict=True):
+        scores = np.array([s for p in predictions for s in p.scores])
+        draws = intervals.calibration_draws(
+            reference.evaluation.scores_sample, scores, analysis.CBPE_SIMULATIONS
+        )
+        alone = intervals.cbpe(scores, calibrator(scores), 0.95, draws=draws)
+        assert report.estimate is not None
+        for metric, interval in alone.items():
+            assert report.estimate.get(metric) == interval, metric
 
 
 def test_a_label_of_a_class_the_version_never_learned_is_counted_not_scored(
