@@ -123,7 +123,7 @@ def shifted(rows: pd.DataFrame, column: str, size: int, *, seed: int = 0) -> pd.
 
 def reference_of(served: Monitored) -> VersionReference:
     """What monitoring loads of the version: its contract, evaluation, model, error models."""
-    from flywheel.monitoring.monitor import load_reference
+    from flywheel.monitoring.reference import load_reference
     from flywheel.registry import Registry
 
     return load_reference(Registry(served.store, served.name), served.source, served.version)

@@ -87,7 +87,7 @@ def monitor(
     are exact."""
     from flywheel.config import DEFAULT_MONITORED
     from flywheel.monitoring import monitor as monitoring
-    from flywheel.monitoring import page, prometheus
+    from flywheel.monitoring import page, prometheus, reading
 
     extra = [f"monitoring.window={window}"] if window else []
     extra += [f"monitoring.windows={windows}"] if windows else []
@@ -100,11 +100,11 @@ def monitor(
     stores = options.stores(ctx, settings)
     at = options.parse_time("--until", until)
     if list_partitions:
-        print(json.dumps(monitoring.partitions(settings, stores.registry, until=at)))
+        print(json.dumps(reading.partitions(settings, stores.registry, until=at)))
         return
     if partition is not None:
         version_name, day, hour = _partition(partition)
-        where = monitoring.summarise_partition(settings, stores.registry, version_name, day, hour)
+        where = reading.summarise_partition(settings, stores.registry, version_name, day, hour)
         out.print(f"Summarised {partition} into {where}", highlight=False)
         return
     result = monitoring.monitor(

@@ -5,6 +5,8 @@ intervals (and a binary classifier's CBPE), `performance` the metrics on delayed
 task, `estimation`
 the estimates before them beyond binary (multiclass CBPE, a regression's direct loss
 estimation), `analysis` turns one window of one version into a `WindowReport`,
-`monitor` runs every window of every served version, `records` stores the reports
-create-only, and `prometheus` and `page` publish them.
+`monitor` runs every window of every served version (`reading` reduces the prediction
+log into summaries, `feedback` reads the labels that join them, `reference` loads what a
+version is compared against, and `cache` keeps unchanged windows' reports), `records` stores
+the reports create-only, and `prometheus` and `page` publish them.
 """

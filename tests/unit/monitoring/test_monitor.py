@@ -11,26 +11,15 @@ import pytest
 from flywheel import synthetic
 from flywheel.config import Settings, StorageSettings
 from flywheel.monitoring import logs
-from flywheel.monitoring.monitor import MonitoringError, monitor, production_by_window, windows
+from flywheel.monitoring.monitor import monitor, production_by_window
+from flywheel.monitoring.reading import MonitoringError, windows
 from flywheel.monitoring.records import PREFIX, latest_records
-from flywheel.predictor import ModelLoadError
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
 from harness.servers import free_ports
 from harness.traffic import log_traffic, monitored_in, parquet_traffic
-
-
-def test_windows_are_the_complete_ones_before_until() -> None:
-    until = datetime(2026, 3, 2, 10, 30, tzinfo=UTC)
-    assert windows(until, "hour", 2) == [
-        (datetime(2026, 3, 2, 8, tzinfo=UTC), datetime(2026, 3, 2, 9, tzinfo=UTC)),
-        (datetime(2026, 3, 2, 9, tzinfo=UTC), datetime(2026, 3, 2, 10, tzinfo=UTC)),
-    ]
-    assert windows(until, "day", 1) == [
-        (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
-    ]
 
 
 def _settings(registered: Settings, store: LocalStore) -> Settings:
@@ -205,7 +194,7 @@ def test_reports_from_summaries_agree_with_the_rows_read_one_by_one(
     # given a day of logged, labelled traffic
     from flywheel.monitoring.analysis import analyse_window
     from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
-    from flywheel.monitoring.monitor import load_reference
+    from flywheel.monitoring.reference import load_reference
 
     day = registered.data.generator.start_date + timedelta(days=6)
     log_traffic(store, "loan-default", "v1", synthetic.generate_day(day, registered.data.generator))
@@ -267,33 +256,6 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     assert report.health.rows == 2400 and report.sampled_rows is not None
     # the skew check re-scored rows both ways: in this process, and in the scoring process
     assert report.skew is not None and report.skew.sampled > 0
-
-
-@pytest.mark.parametrize("workers", [1, 2])
-def test_a_model_that_will_not_load_stops_the_look_naming_it(
-    registered: Settings, store: LocalStore, workers: int
-) -> None:
-    # given traffic of a v2 registered with a model file that is not a model
-    registry = Registry(store, "loan-default")
-    files = {name: registry.read("v1", name) for name in registry.manifest("v1").files}
-    registry.register({**files, "model.joblib": b"not a model"}, run_id="r2")
-    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
-    parquet_traffic(store, "v2", 100, now - timedelta(minutes=20), seed=0)
-    settings = _settings(registered, store)
-    stores = Stores(settings)
-    # when a look loads it, in this process or in the scoring process beside the workers
-    with pytest.raises(ModelLoadError, match="model") as raised:
-        monitor(
-            settings,
-            stores.registry,
-            stores.source,
-            until=now + timedelta(hours=1),
-            now=now,
-            workers=workers,
-        )
-    # then its error says so in one line, and nothing was recorded
-    assert "\n" not in str(raised.value)
-    assert not list(store.list(PREFIX))
 
 
 def test_bad_files_are_counted_under_their_reason_and_skipped(
