@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
@@ -81,17 +80,14 @@ def monitor(
         scorer = None
         if workers > 1:
             executor = stack.enter_context(ProcessPoolExecutor(max_workers=workers))
-            # The models are loaded and run in a process of their own (`Remote`), started
-            # afresh, not forked: OpenMP, which scikit-learn's models score with, hangs in a
-            # child forked from a process that had used it (a test's, or `flywheel simulate`).
-            scorer = stack.enter_context(
-                ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-            )
-            # The workers are forked now, before the loader thread starts: forked while
+            # The models are loaded and run in a process of their own (`Remote`). It scores
+            # on one thread: OpenMP, which scikit-learn's models score with, hangs on more in
+            # a child forked from a process that had used it (a test's, `flywheel simulate`).
+            scorer = stack.enter_context(ProcessPoolExecutor(max_workers=1))
+            # Every process is forked now, before the loader thread starts: forked while
             # that thread ran a subprocess (numpy runs one as scikit-learn is imported), a
-            # worker kept the subprocess's pipe open and the look waited for ever. (The
-            # scoring process is spawned by its first task: nothing waits for it to start.)
-            for started in [executor.submit(int) for _ in range(workers)]:
+            # worker kept the subprocess's pipe open and the look waited for ever.
+            for started in [executor.submit(int) for _ in range(workers)] + [scorer.submit(int)]:
                 started.result()
             pool = Pool(executor, workers, scorer)
         # Loading a version's model and reference rows takes a second or two (scikit-learn's
