@@ -207,8 +207,10 @@ def seldon_microservice(
     cwd: Path | None = None,
     workers: int = 1,
     ready_timeout: float = 60,
+    wait: bool = True,
 ) -> Iterator[SeldonServer]:
-    """Start a real seldon-core microservice serving `model_class` and wait until it answers."""
+    """Start a real seldon-core microservice serving `model_class` and wait until it answers
+    its health check (unless not `wait`)."""
     import urllib.request
 
     ports = free_ports(3)
@@ -237,7 +239,8 @@ def seldon_microservice(
             return bool(response.status == 200)
 
     try:
-        wait_until(ready, ready_timeout, "seldon-core microservice", process, log)
+        if wait:
+            wait_until(ready, ready_timeout, "seldon-core microservice", process, log)
         yield server
     finally:
         stop(process)

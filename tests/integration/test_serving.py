@@ -19,7 +19,7 @@ import pytest
 from flywheel.config import Settings
 from flywheel.storage import LocalStore
 from harness.clients import NAMES, ROW
-from harness.servers import SERVING_VENV, SeldonServer, seldon_microservice
+from harness.servers import SERVING_VENV, SeldonServer, seldon_microservice, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -514,3 +514,40 @@ def test_each_tasks_metadata_names_its_outputs(task_servers: dict[str, SeldonSer
         with urllib.request.urlopen(url, timeout=10) as response:
             metadata = json.loads(response.read())
         assert metadata["outputs"][0]["schema"] == {"names": names, "shape": [len(names)]}
+
+
+# --- readiness: every gunicorn worker loads the model itself -----------------------------
+
+
+def _health(server: SeldonServer) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{server.http}/health/status", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_a_server_is_ready_only_once_every_worker_has_loaded(
+    served: Settings, tmp_path: Path
+) -> None:
+    parameters = params(served, log_predictions="false")
+    # The marks go in the server's own temporary directory (as in a container's /tmp).
+    env = {"TMPDIR": str(tmp_path)}
+    # A server told it runs three workers while gunicorn starts two: once both have
+    # loaded, its health check still fails, saying why.
+    three = {**env, "GUNICORN_WORKERS": "3"}
+    with seldon_microservice(parameters, workers=2, env=three, wait=False) as server:
+        wait_until(
+            lambda: "2 of 3 workers have loaded" in _health(server)[1],
+            60,
+            "two workers loaded",
+            server.process,
+            server.log,
+        )
+        assert _health(server)[0] >= 500
+    # Told two, it is ready, with both workers' marks under its arbiter (the main
+    # process, which serves REST), each removed when its worker exits.
+    two = {**env, "GUNICORN_WORKERS": "2"}
+    with seldon_microservice(parameters, workers=2, env=two) as server:
+        assert len(list(tmp_path.glob(f"flywheel-loaded-{server.process.pid}-*"))) == 2
+    assert not list(tmp_path.glob(f"flywheel-loaded-{server.process.pid}-*"))

@@ -207,19 +207,23 @@ class LocalDriver:
         parameters = seldon.parameters(s, version) + [
             {"name": k, "type": "STRING", "value": v} for k, v in self.parameters.items()
         ]
-        http, grpc, metrics = _free_port(), _free_port(), _free_port()
+        http, metrics = _free_port(), _free_port()
         python = serving_python()
         command = [
             str(python.parent / "seldon-core-microservice"),
             seldon.MODEL_CLASS,
             f"--http-port={http}",
-            f"--grpc-port={grpc}",
             f"--metrics-port={metrics}",
+            # The gateway calls the model over REST: a gRPC server would only load
+            # the model once more while the REST workers load theirs.
+            "--grpc-workers=0",
             f"--workers={s.serving.workers}",
             "--log-level=WARNING",
             f"--parameters={json.dumps(parameters)}",
         ]
-        process, log_path = self._spawn(command, f"model-{version}", env=dict(seldon.SERVING_ENV))
+        # GUNICORN_WORKERS, as on a cluster: the health check waits for every worker.
+        env = {**seldon.SERVING_ENV, "GUNICORN_WORKERS": str(s.serving.workers)}
+        process, log_path = self._spawn(command, f"model-{version}", env=env)
         backend = Backend(
             version=version, port=http, process=process, log=log_path, metrics_port=metrics
         )

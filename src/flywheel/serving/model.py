@@ -53,6 +53,7 @@ from flywheel.serving.metrics import (
 from flywheel.serving.predictionlog import DEFAULT_MAX_BYTES, BufferedLog, PredictionLogger
 from flywheel.serving.requests import BadRequest, RequestSchema
 from flywheel.serving.shutdown import close_on_exit
+from flywheel.serving.workers import Workers
 from flywheel.storage import open_store
 
 log = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ class FlywheelModel:
         # The true labels, joined to the prediction log by request id for monitoring.
         self.feedback_log: FeedbackLogger | None = None
         self.lineage: dict[str, Any] = {}
+        # This gunicorn worker's mark, once loaded (None outside gunicorn): the server
+        # is healthy once every worker has loaded.
+        self.workers: Workers | None = None
         self.bad_requests = 0
         # Request threads (gunicorn's gthread, gRPC's pool) add to these at once.
         self._metrics_lock = threading.Lock()
@@ -215,7 +219,10 @@ class FlywheelModel:
         if "seldon_core.microservice" in sys.modules:  # served, not scored in-process
             keep_zero_metrics()
             write_metrics_once()
-            if self.log_predictions:
+            self.workers = Workers.of_this_process()
+            if self.workers is not None:
+                self.workers.loaded()
+            if self.log_predictions or self.workers is not None:
                 close_on_exit(self)
         log.info(
             "serving %s %s from %s, scoring with %s",
@@ -230,6 +237,8 @@ class FlywheelModel:
         for logger in (self.logger, self.feedback_log):
             if logger is not None:
                 logger.close()
+        if self.workers is not None:
+            self.workers.exiting()
 
     # --- the Seldon protocol ------------------------------------------------------
 
@@ -269,6 +278,9 @@ class FlywheelModel:
         BadRequest."""
         if self.predictor is None or self.schema is None or self.problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        waiting = self.workers.waiting_for() if self.workers is not None else None
+        if waiting is not None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version}: {waiting}")
         sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
         rows = self.schema.checked(payload)
@@ -357,6 +369,9 @@ class FlywheelModel:
         problem = self.problem
         if self.predictor is None or self.schema is None or problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        waiting = self.workers.waiting_for() if self.workers is not None else None
+        if waiting is not None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version}: {waiting}")
         sent_at = self._stamp(truth, "the feedback's truth")
         labels = true_labels(truth, problem)
         width = len(problem.output_names)
@@ -420,6 +435,9 @@ class FlywheelModel:
         """Healthy once the version is loaded and the log is keeping up."""
         if self.predictor is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
+        waiting = self.workers.waiting_for() if self.workers is not None else None
+        if waiting is not None:
+            raise ModelUnavailable(f"{self.model_name} {self.model_version}: {waiting}")
         status: dict[str, Any] = {"model": self.model_name, "version": self.model_version}
         if self.logger is not None:
             status["log_dropped"] = self.logger.dropped
