@@ -54,7 +54,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -975,9 +975,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--out", type=Path, default=REPO / "build" / "bench")
+    parser.add_argument(
+        "--families",
+        default=",".join(get_args(Family)),
+        help="comma-separated subset of the alarms' families: " + ",".join(get_args(Family)),
+    )
     args = parser.parse_args(argv)
     sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
-    tasks = plan(args.windows, sizes, args.seed)
+    families = set(args.families.split(","))
+    unknown = families - set(get_args(Family))
+    if unknown:
+        parser.error(f"no such family: {', '.join(sorted(unknown))}")
+    tasks = [t for t in plan(args.windows, sizes, args.seed) if t.family in families]
     print(
         "SIMULATION of the statistics (Flywheel's functions on windows drawn from known "
         f"worlds): {args.windows} windows per cell, sizes {sizes}, references {list(REFERENCES)} "

@@ -319,7 +319,7 @@ def cbpe(
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
-        low, high = np.percentile(simulated, [tail, 100 - tail])
+        low, high = np.percentile(simulated, [tail, 100 - tail], method="weibull")
         return Interval(value=value, low=float(low), high=float(high))
 
     accuracy = interval(float(np.where(predicted, q, 1 - q).mean()), right)
