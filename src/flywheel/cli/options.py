@@ -14,6 +14,11 @@ from flywheel.config import DEFAULT_CONFIG, Settings, load_settings
 from flywheel.errors import FlywheelError
 from flywheel.stores import Stores
 
+# Synthetic requests per second a local canary replays: 200 canary requests a step take
+# 20 s at its first 10% step (50 s at the 40 req/s of before); the gateway and a model
+# with two workers keep up with 200 req/s on two cores (`make soak`).
+CANARY_RPS = 100.0
+
 
 class UsageFailure(FlywheelError):
     """A value the command line accepted but Flywheel cannot use; exit code 1."""

@@ -57,7 +57,7 @@ def run(
     ] = False,
     rps: Annotated[
         float, typer.Option(help="Synthetic requests per second during the canary.", min=0.1)
-    ] = 40.0,
+    ] = options.CANARY_RPS,
     reason: Reason = "",
     decision: DecisionKey = "",
     actor: options.Actor = None,

@@ -91,7 +91,7 @@ def deploy(
     ] = None,
     rps: Annotated[
         float, typer.Option(help="Local driver: synthetic requests per second.", min=0.1)
-    ] = 40.0,
+    ] = options.CANARY_RPS,
     traffic: Annotated[bool, typer.Option(help="Local driver: send synthetic traffic.")] = True,
     actor: Annotated[
         str | None,

@@ -43,7 +43,7 @@ def watch(
     ] = True,
     rps: Annotated[
         float, typer.Option(help="Synthetic requests per second during a canary.", min=0.1)
-    ] = 40.0,
+    ] = options.CANARY_RPS,
     commit: Annotated[
         str | None,
         typer.Option(

@@ -343,7 +343,7 @@ def local_canary(
     source: BatchSource,
     version: str,
     *,
-    rps: float = 40.0,
+    rps: float = 100.0,
     traffic: bool = True,
     on_tick: Any = None,
 ) -> tuple[Any, dict[str, int]]:
