@@ -545,6 +545,9 @@ def test_a_server_is_ready_only_once_every_worker_has_loaded(
             server.log,
         )
         assert _health(server)[0] >= 500
+        # while a loaded worker still answers requests and takes labels
+        status, answer = post(server, {"jsonData": [dict(zip(NAMES, ROW, strict=True))]})
+        assert status == 200, answer
     # Told two, it is ready, with both workers' marks under its arbiter (the main
     # process, which serves REST), each removed when its worker exits.
     two = {**env, "GUNICORN_WORKERS": "2"}

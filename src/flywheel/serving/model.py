@@ -278,9 +278,6 @@ class FlywheelModel:
         BadRequest."""
         if self.predictor is None or self.schema is None or self.problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
-        waiting = self.workers.waiting_for() if self.workers is not None else None
-        if waiting is not None:
-            raise ModelUnavailable(f"{self.model_name} {self.model_version}: {waiting}")
         sent_at = self._stamp(payload, "a request")
         started = time.perf_counter()
         rows = self.schema.checked(payload)
@@ -369,9 +366,6 @@ class FlywheelModel:
         problem = self.problem
         if self.predictor is None or self.schema is None or problem is None:
             raise ModelUnavailable(f"{self.model_name} {self.model_version} is not loaded")
-        waiting = self.workers.waiting_for() if self.workers is not None else None
-        if waiting is not None:
-            raise ModelUnavailable(f"{self.model_name} {self.model_version}: {waiting}")
         sent_at = self._stamp(truth, "the feedback's truth")
         labels = true_labels(truth, problem)
         width = len(problem.output_names)
