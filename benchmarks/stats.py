@@ -69,7 +69,8 @@ from flywheel.config import (
     MonitoringSettings,
     PerformanceTrigger,
 )
-from flywheel.monitoring import analysis, intervals, performance, statistics
+from flywheel.monitoring import drifts, intervals, performance, statistics
+from flywheel.monitoring.window import CBPE_SIMULATIONS
 from flywheel.triggers import signals
 
 REPO = Path(__file__).resolve().parents[1]
@@ -387,7 +388,6 @@ TESTS: dict[str, Any] = {
 PERFORMANCE = PerformanceTrigger()
 ESTIMATED = EstimatedPerformanceTrigger()
 Bounds = tuple[float, float] | None
-CBPE_SIMULATIONS = analysis.CBPE_SIMULATIONS
 
 
 @dataclass(frozen=True)
@@ -482,8 +482,8 @@ def score_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:
 
 
 def prediction_drift(reference: Any, window: Scored) -> bool:
-    """Monitoring's test of a binary classifier's scores (analysis._prediction_drift)."""
-    return _drifted(analysis._sample_drift(window.scores.values, reference, SETTINGS))
+    """Monitoring's test of a binary classifier's scores (drifts.prediction_drift)."""
+    return _drifted(drifts.sample_drift(window.scores.values, reference, SETTINGS))
 
 
 def evaluation_reference(scores: Floats, labels: npt.NDArray[np.int64]) -> Any:

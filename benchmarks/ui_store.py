@@ -39,8 +39,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import record_key
+from flywheel.monitoring.window import WindowReport
 from flywheel.registry import AliasState, Manifest
 from flywheel.rollout.state import RolloutState
 from flywheel.triggers.ledger import RunFinished, RunStarted

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from flywheel import synthetic
 from flywheel.config import Settings
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import write_record
 from flywheel.monitoring.reference import load_reference
+from flywheel.monitoring.window import WindowReport
 from flywheel.registry import CANDIDATE, PRODUCTION, Registry
 from flywheel.rollout.state import RolloutState
 from flywheel.storage import LocalStore

@@ -22,7 +22,7 @@ from flywheel.storage import LocalStore
 from harness.problems import TIME, Dataset, dataset_frame
 
 if TYPE_CHECKING:
-    from flywheel.monitoring.analysis import VersionReference, WindowReport
+    from flywheel.monitoring.window import VersionReference, WindowReport
 
 DAY0 = date(2026, 1, 1)
 # window(served, rows, name) -> the report of `rows` served by a task's version and labelled,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flywheel.monitoring.analysis import FeatureDrift, Health, WindowReport
 from flywheel.monitoring.estimation import Estimate
 from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.performance import Offline, Performance
 from flywheel.monitoring.statistics import DriftTest
+from flywheel.monitoring.window import FeatureDrift, Health, WindowReport
 from harness.projects import FEATURE_NAMES
 
 DAY0 = datetime(2026, 1, 10, tzinfo=UTC)

@@ -20,8 +20,8 @@ from flywheel.storage import ObjectStore
 
 if TYPE_CHECKING:
     from flywheel.config import Settings
-    from flywheel.monitoring.analysis import WindowReport
     from flywheel.monitoring.logs import Label, Prediction
+    from flywheel.monitoring.window import WindowReport
     from flywheel.simulation.traffic import ServedDay
     from flywheel.storage import LocalStore
 

@@ -29,8 +29,8 @@ from pydantic import ValidationError
 from flywheel.config import Settings
 from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
 from flywheel.monitoring import prometheus
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import WINDOW_SIZES, newest_record
+from flywheel.monitoring.window import WindowReport
 from flywheel.registry import PRODUCTION
 from flywheel.rollout import metrics as rollout_metrics
 from flywheel.rollout import seldon

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from flywheel.config import Settings
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.monitor import monitor
+from flywheel.monitoring.window import WindowReport
 from flywheel.simulation.traffic import ServedDay, serve_day
 from flywheel.stores import Stores
 from harness.traffic import Play

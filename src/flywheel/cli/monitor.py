@@ -13,8 +13,8 @@ from flywheel.cli import options
 from flywheel.cli.render import fmt, out
 
 if TYPE_CHECKING:
-    from flywheel.monitoring.analysis import WindowReport
     from flywheel.monitoring.intervals import Interval
+    from flywheel.monitoring.window import WindowReport
 
 
 def _interval(value: Interval | None) -> str:

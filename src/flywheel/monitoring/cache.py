@@ -32,8 +32,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from flywheel.config import ContractSettings, MonitoringSettings
-    from flywheel.monitoring.analysis import Role, VersionReference, WindowReport
     from flywheel.monitoring.summary import WindowSummary
+    from flywheel.monitoring.window import Role, VersionReference, WindowReport
 
 # Reports kept: a look-back of seven days, or of a week of hours (168), for a few versions.
 DEFAULT_SIZE = 1024

@@ -20,12 +20,7 @@ from flywheel import batches, logformat
 from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.monitoring import logs
-from flywheel.monitoring.analysis import (
-    Role,
-    VersionReference,
-    WindowReport,
-    analyse_window,
-)
+from flywheel.monitoring.analysis import analyse_window
 from flywheel.monitoring.cache import WindowCache, window_key
 from flywheel.monitoring.feedback import request_name, sampled_labels
 from flywheel.monitoring.housekeeping import Housekeeping, tidy
@@ -35,6 +30,7 @@ from flywheel.monitoring.records import write_record
 from flywheel.monitoring.reference import load_reference
 from flywheel.monitoring.served import Sampled, Served
 from flywheel.monitoring.summary import WindowSummary, summary_key
+from flywheel.monitoring.window import Role, VersionReference, WindowReport
 from flywheel.registry import PRODUCTION, AliasState, Registry
 from flywheel.storage import ObjectStore, StoreError
 

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from flywheel.config import DEFAULT_MONITORED, Task
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.charts import Chart, Dash, Marker, Series
 from flywheel.monitoring.intervals import Interval
+from flywheel.monitoring.window import WindowReport
 from flywheel.report import html_page, number
 
 

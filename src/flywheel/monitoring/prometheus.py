@@ -20,8 +20,8 @@ from urllib.parse import quote
 from flywheel.config import MONITORED_METRICS
 from flywheel.errors import FlywheelError
 from flywheel.exposition import CONTENT_TYPE, Metric, Sample, render
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.intervals import Interval
+from flywheel.monitoring.window import WindowReport
 
 JOB = "flywheel-monitor"
 

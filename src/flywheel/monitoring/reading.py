@@ -27,7 +27,7 @@ from flywheel.storage import ObjectNotFound, ObjectStore, StoreError, open_store
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from flywheel.monitoring.analysis import Window
+    from flywheel.monitoring.window import Window
 
 
 log = logging.getLogger(__name__)

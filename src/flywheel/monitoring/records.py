@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from flywheel.monitoring.analysis import Window, WindowReport
+from flywheel.monitoring.window import Window, WindowReport
 from flywheel.storage import ObjectStore
 
 # How long each kind of window is.

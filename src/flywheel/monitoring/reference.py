@@ -19,11 +19,9 @@ from flywheel import batches
 from flywheel.batches import BatchError
 from flywheel.contract import Contract
 from flywheel.evaluation import Evaluation
-from flywheel.monitoring.analysis import (
-    VersionReference,
-)
 from flywheel.monitoring.cache import reference_fingerprint
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
+from flywheel.monitoring.window import VersionReference
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import StoreError, StoreUnavailable

@@ -19,12 +19,12 @@ from flywheel.config import Settings, TriggerSettings
 from flywheel.errors import FlywheelError
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring import performance as offline_figures
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.cache import WindowCache
 from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.performance import Offline
 from flywheel.monitoring.reading import MonitoringError, windows
 from flywheel.monitoring.records import latest_records
+from flywheel.monitoring.window import WindowReport
 from flywheel.records import Record
 from flywheel.registry import PRODUCTION, Registry, RegistryError
 from flywheel.storage import StoreError

@@ -17,7 +17,7 @@ from typing import Any, get_args
 
 from flywheel.config import TriggerSettings
 from flywheel.exposition import Metric, Sample
-from flywheel.monitoring.analysis import WindowReport
+from flywheel.monitoring.window import WindowReport
 from flywheel.triggers.ledger import Ledger
 from flywheel.triggers.signals import Kind, performance_threshold
 

@@ -22,8 +22,8 @@ from flywheel.config import (
     PerformanceTrigger,
     ScheduleTrigger,
 )
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.intervals import Interval
+from flywheel.monitoring.window import WindowReport
 from flywheel.records import Record
 
 Kind = Literal[

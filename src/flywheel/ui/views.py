@@ -19,8 +19,8 @@ from typing import Any
 from flywheel import lineage
 from flywheel.errors import FlywheelError
 from flywheel.monitoring import page as monitoring_page
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
+from flywheel.monitoring.window import WindowReport
 from flywheel.registry import CANDIDATE, PRODUCTION, version_number
 from flywheel.report import figures_as
 from flywheel.triggers.ledger import RunFinished

@@ -12,9 +12,9 @@ import pytest
 from flywheel import synthetic
 from flywheel.config import MonitoringSettings, Settings
 from flywheel.monitoring import analysis
-from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.logs import Skipped, read_labels, read_predictions
 from flywheel.monitoring.reference import load_reference
+from flywheel.monitoring.window import VersionReference, WindowReport
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored, Window, monitored, reference_of

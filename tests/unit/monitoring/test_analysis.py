@@ -15,8 +15,9 @@ import pytest
 from flywheel.batches import BatchSource
 from flywheel.config import ContractSettings, MonitoringSettings
 from flywheel.monitoring import analysis, estimation, intervals
-from flywheel.monitoring.analysis import VersionReference, WindowReport
+from flywheel.monitoring import window as window_module
 from flywheel.monitoring.logs import Prediction
+from flywheel.monitoring.window import CBPE_SIMULATIONS, VersionReference, WindowReport
 from flywheel.storage import LocalStore
 from harness.monitored import Monitored, Window, reference_of, shifted_both_ways
 from harness.traffic import END, START, Served
@@ -65,44 +66,6 @@ def test_stable_traffic_shows_no_drift_agrees_offline_and_matches_its_evaluation
     assert (health.requests, health.rows, health.nan_outputs, health.error_rate) == (30, 600, 0, 0)
     assert health.latency_p95_ms == 6.0
     assert 0 < health.model_age_hours < 24
-
-
-def test_covariate_drift_is_found_in_the_drifted_features(
-    served: Served, reference: VersionReference
-) -> None:
-    # given a day long after incomes started falling and loans growing
-    predictions, labels = served(40, "covariate_drift")
-    # when analysed
-    report = _analyse(predictions, labels, reference)
-    # then those features drifted far beyond chance, and so did the scores
-    p = {f.feature: f.result.p_value for f in report.features}
-    assert all(p[name] < 1e-6 for name in ("income", "loan_amount", "credit_score")), p
-    assert all(p[name] > 1e-3 for name in ("region", "channel", "employment")), p
-    drifted = {f.feature for f in report.features if f.result.drifted}
-    assert report.drifted_share == len(drifted) / 9
-    assert report.prediction_drift is not None and report.prediction_drift.drifted
-
-
-def test_a_drift_needs_both_a_significant_test_and_an_effect(
-    served: Served, reference: VersionReference
-) -> None:
-    # given the drifted day
-    predictions, labels = served(40, "covariate_drift")
-    # when analysed
-    report = _analyse(predictions, labels, reference)
-    # then every feature carries its test and its effect, and drifted only with both
-    results = {f.feature: f.result for f in report.features}
-    assert results["income"].test == "ks" and results["income"].effect == "wasserstein"
-    assert results["region"].test == "chi2" and results["region"].effect == "jensen_shannon"
-    for result in results.values():
-        assert result.p_value is not None and result.effect_size is not None
-        assert result.distance is not None
-        assert result.drifted == (
-            result.p_value < result.threshold and result.effect_size > result.distance
-        )
-    assert {"income", "loan_amount", "credit_score"} <= {
-        name for name, result in results.items() if result.drifted
-    }
 
 
 def test_scores_that_differ_from_the_registered_model_are_skew(
@@ -156,20 +119,6 @@ def test_nan_and_infinite_values_are_counted_and_kept_out_of_metrics(
     assert report.health.nan_outputs == 1 and report.health.infinite_inputs == 1
     assert report.health.error_rate == 0.5
     assert report.performance.labelled == 2
-
-
-def test_without_the_reference_rows_the_contract_bins_are_tested(
-    served: Served, reference: VersionReference
-) -> None:
-    # given the reference batches are gone
-    predictions, labels = served(40, "covariate_drift")
-    # when analysed on the contract alone
-    report = _analyse(predictions, labels, replace(reference, rows=None))
-    # then numeric features are tested on their bins, and the drift is still found
-    assert {f.result.test for f in report.features} == {"chi2"}
-    assert {"income", "loan_amount", "credit_score"} <= {
-        f.feature for f in report.features if f.result.drifted
-    }
 
 
 def test_training_data_age_is_counted_from_the_newest_training_day(
@@ -318,13 +267,13 @@ def test_multiclass_cbpe_fits_its_resampled_calibrators_once_per_version(
         fitted.append(simulations)
         return estimation.resampled(sample, simulations, **options)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(analysis, "resampled", counted)
+    monkeypatch.setattr(window_module, "resampled", counted)
     half = len(wine.unseen) // 2
     windows = (wine.unseen.iloc[:half], wine.unseen.iloc[half:])
     # when both are analysed before their labels arrive
     reports = [_analyse(_requests(reference, rows), {}, reference) for rows in windows]
     # then the calibrators were refitted on resamples of the evaluation's sample once
-    assert fitted == [analysis.CBPE_SIMULATIONS]
+    assert fitted == [CBPE_SIMULATIONS]
     # and each estimate is what refitting them for that window alone gives (the same seed)
     assert reference.evaluation is not None
     sample = reference.evaluation.probabilities_sample
@@ -339,7 +288,7 @@ def test_multiclass_cbpe_fits_its_resampled_calibrators_once_per_version(
             outputs,
             calibrated,
             0.95,
-            calibrators=estimation.resampled(sample, analysis.CBPE_SIMULATIONS),
+            calibrators=estimation.resampled(sample, CBPE_SIMULATIONS),
         )
         for metric, interval in alone.items():
             assert report.estimate.get(metric) == interval, metric
@@ -362,14 +311,14 @@ def test_binary_cbpe_fits_its_resampled_calibrators_once_per_version(
     reports = [_analyse(predictions, {}, reference) for predictions in days]
     # then the calibrators were refitted once, and each estimate is what the calibration's
     # draws for that window alone give (the same seed)
-    assert fitted == [analysis.CBPE_SIMULATIONS]
+    assert fitted == [CBPE_SIMULATIONS]
     assert reference.evaluation is not None
     calibrator = intervals.calibrator(reference.evaluation.calibration)
     assert calibrator is not None
     for predictions, report in zip(days, reports, strict=True):
         scores = np.array([s for p in predictions for s in p.scores])
         draws = intervals.calibration_draws(
-            reference.evaluation.scores_sample, scores, analysis.CBPE_SIMULATIONS
+            reference.evaluation.scores_sample, scores, CBPE_SIMULATIONS
         )
         alone = intervals.cbpe(scores, calibrator(scores), 0.95, draws=draws)
         assert report.estimate is not None

@@ -10,9 +10,9 @@ import pytest
 
 from flywheel import logformat
 from flywheel.config import Settings
-from flywheel.monitoring.analysis import VersionReference, WindowReport
 from flywheel.monitoring.cache import WindowCache, reference_fingerprint, window_key
 from flywheel.monitoring.monitor import MonitorResult, monitor
+from flywheel.monitoring.window import VersionReference, WindowReport
 from flywheel.registry import PRODUCTION, Registry, stamped_by
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from flywheel.monitoring import page
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.page import monitoring_page
+from flywheel.monitoring.window import WindowReport
 from harness.monitored import Monitored, Window
 
 

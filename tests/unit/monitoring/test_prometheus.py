@@ -8,8 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from flywheel.monitoring import prometheus
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.prometheus import PushError
+from flywheel.monitoring.window import WindowReport
 from harness.monitored import Monitored, Window
 from harness.pushgateway import Gateway, pushgateway
 from harness.servers import free_ports

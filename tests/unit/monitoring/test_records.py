@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import latest_records, record_key, write_record
+from flywheel.monitoring.window import WindowReport
 from flywheel.storage import LocalStore, ObjectExists
 
 

@@ -14,8 +14,8 @@ from flywheel import logformat, synthetic
 from flywheel.config import Settings
 from flywheel.contract import Contract
 from flywheel.monitoring import summary
-from flywheel.monitoring.analysis import VersionReference
 from flywheel.monitoring.summary import DaySummary, WindowSummary
+from flywheel.monitoring.window import VersionReference
 
 DAY = 86_400
 START = 1_767_225_600  # a midnight, UTC

@@ -15,9 +15,9 @@ import pytest
 from flywheel import synthetic
 from flywheel.config import Settings, load_settings
 from flywheel.evaluation import Evaluation
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.records import PREFIX as MONITORING
 from flywheel.monitoring.records import write_record
+from flywheel.monitoring.window import WindowReport
 from flywheel.registry import PRODUCTION
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores

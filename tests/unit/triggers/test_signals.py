@@ -14,10 +14,10 @@ from flywheel.config import (
     PerformanceTrigger,
     ScheduleTrigger,
 )
-from flywheel.monitoring.analysis import WindowReport
 from flywheel.monitoring.estimation import Estimate
 from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.performance import Offline, Performance
+from flywheel.monitoring.window import WindowReport
 from flywheel.triggers import signals
 from flywheel.triggers.signals import Production
 from harness.reports import DAY0, interval, window_report
