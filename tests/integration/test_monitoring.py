@@ -13,7 +13,7 @@ import pytest
 
 from flywheel import synthetic
 from flywheel.config import Settings, load_settings
-from flywheel.monitoring import logs
+from flywheel.monitoring import logs, tables
 from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.records import latest_records
 from flywheel.serving.feedbacklog import FeedbackLogger, feedback_entry
@@ -144,6 +144,6 @@ def test_summaries_compaction_and_a_second_look_on_s3(
     # then the summary is stored, the day is one compacted file, and both looks agree
     assert f"summaries/loan-default/v1/{day:%Y-%m-%d}.parquet" in store.list("summaries/")
     (compacted,) = store.list(f"predictions/loan-default/v1/{day:%Y-%m-%d}/")
-    assert logs.COMPACTED in compacted and first.housekeeping.removed == 3
+    assert tables.COMPACTED in compacted and first.housekeeping.removed == 3
     rows = [[r.health.rows for r in look.reports if r.start == day] for look in (first, again)]
     assert rows == [[900], [900]]

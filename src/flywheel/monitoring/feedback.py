@@ -17,9 +17,10 @@ import numpy.typing as npt
 from flywheel import logformat
 from flywheel.config import Settings, StorageSettings
 from flywheel.monitoring import logs
-from flywheel.monitoring.logs import Label, LogFile, Skipped
+from flywheel.monitoring.logs import Label, Skipped
 from flywheel.monitoring.reading import Pool, read_optional
 from flywheel.monitoring.summary import WindowSummary, labels_key
+from flywheel.monitoring.tables import LogFile, feedback_table, log_files
 from flywheel.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ def _read_labels(
 
     out = []
     for file in files:
-        table = logs.feedback_table(store, file, model, skipped)
+        table = feedback_table(store, file, model, skipped)
         if table is not None:
             out.append(table.filter(pa.array(keep(table.column(logformat.KEY).to_numpy()))))
     return out
@@ -104,7 +105,7 @@ def _kept_labels(
             tables.append(stored.replace_schema_metadata(None))
     new = [
         f
-        for f in logs.log_files(store, logs.FEEDBACK, settings.model_name, version, day)
+        for f in log_files(store, logs.FEEDBACK, settings.model_name, version, day)
         if f.key not in files
     ]
     if pool is not None and len(new) > 1:

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from flywheel import logformat
 from flywheel.config import Settings
-from flywheel.monitoring import logs
-from flywheel.monitoring.logs import LogFile
+from flywheel.monitoring import logs, tables
 from flywheel.monitoring.records import PREFIX as RECORDS
 from flywheel.monitoring.summary import SUMMARIES, DaySummary, labels_key, summary_key
+from flywheel.monitoring.tables import LogFile
 from flywheel.storage import ObjectNotFound, ObjectStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -77,8 +77,8 @@ def _compact_day(
     held = _held(store, kind, holder)
     if held is None:
         return None  # nothing summarised the day yet: the next look does it first
-    files = logs.log_files(store, kind, model, version, day)
-    target = f"{kind}/{model}/{version}/{logs.compacted_name(day)}"
+    files = tables.log_files(store, kind, model, version, day)
+    target = f"{kind}/{model}/{version}/{tables.compacted_name(day)}"
     sources = [f for f in files if f.parquet and (f.key in held or f.key == target)]
     small = [f for f in sources if f.key != target]
     if not small or (len(small) < 2 and len(sources) == len(small)):
@@ -121,7 +121,7 @@ def _write(
         for file in sources:
             with tempfile.TemporaryDirectory(dir=local.parent) as scratch:
                 try:
-                    if logs.COMPACTED in file.key:
+                    if tables.COMPACTED in file.key:
                         store.download(file.key, Path(scratch) / "copy.parquet")
                         source = pq.ParquetFile(Path(scratch) / "copy.parquet")
                     else:
@@ -152,7 +152,7 @@ def _write(
                         if sum(t.num_rows for t in pending) >= _ROW_GROUP:
                             flush()
                 except (pa.ArrowException, OSError, ValueError) as error:
-                    if logs.COMPACTED in file.key:  # its rows may be half written: stop
+                    if tables.COMPACTED in file.key:  # its rows may be half written: stop
                         raise StoreError(f"cannot read {file.key} to compact it: {error}") from None
                     continue
             kept.append(file)

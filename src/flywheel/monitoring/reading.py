@@ -17,10 +17,11 @@ from flywheel import logformat
 from flywheel.config import Settings, StorageSettings
 from flywheel.contract import Contract
 from flywheel.errors import FlywheelError
-from flywheel.monitoring import logs, summary
-from flywheel.monitoring.logs import LogFile, Skipped
+from flywheel.monitoring import logs, summary, tables
+from flywheel.monitoring.logs import Skipped
 from flywheel.monitoring.records import WINDOW_SIZES
 from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, summary_key
+from flywheel.monitoring.tables import LogFile
 from flywheel.registry import Registry, RegistryError
 from flywheel.storage import ObjectNotFound, ObjectStore, StoreError, open_store
 
@@ -85,7 +86,7 @@ def _reduce_files(
     pending: list[pa.Table] = []
     held = 0
     for file in files:
-        for table in logs.prediction_tables(store, file, model, contract, skipped):
+        for table in tables.prediction_tables(store, file, model, contract, skipped):
             pending.append(table)
             held += table.num_rows
             if held >= _BATCH_ROWS:
@@ -143,7 +144,7 @@ def summarise_day(
     folded = _fold_parts(store, key, day_summary)
     new = [
         f
-        for f in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
+        for f in tables.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
         if f.key not in day_summary.files
     ]
     if not new:
@@ -201,7 +202,7 @@ def partitions(
             version = manifest.version
             for day in logs.days(spans[0][0], spans[-1][1] + timedelta(days=1)):
                 held = _held(store, summary_key(settings.model_name, version, day))
-                for file in logs.log_files(
+                for file in tables.log_files(
                     store, logs.PREDICTIONS, settings.model_name, version, day
                 ):
                     if file.key not in held:
@@ -255,7 +256,7 @@ def summarise_partition(
         )
         files = [
             f
-            for f in logs.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
+            for f in tables.log_files(store, logs.PREDICTIONS, settings.model_name, version, day)
             if f.written.hour == hour and f.key not in held
         ]
         found, skipped = _reduce_files(

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from flywheel.config import MonitoringSettings, Settings
-from flywheel.monitoring import logs
+from flywheel.monitoring import logs, tables
 from flywheel.monitoring.housekeeping import expire
 from flywheel.monitoring.logs import Skipped, read_predictions
 from flywheel.monitoring.monitor import monitor
@@ -57,9 +57,9 @@ def test_a_settled_days_files_are_compacted_into_one_and_counted_once(
     # then the day's files are one file per log, holding every row
     assert len(first.housekeeping.compacted) == 2 and first.housekeeping.removed == 5
     (predictions,) = store.list(f"predictions/loan-default/v1/{day:%Y-%m-%d}/")
-    assert logs.COMPACTED in predictions
+    assert tables.COMPACTED in predictions
     (labels,) = store.list(f"feedback/loan-default/v1/{day:%Y-%m-%d}/")
-    assert logs.COMPACTED in labels
+    assert tables.COMPACTED in labels
     read = read_predictions(store, "loan-default", {"v1"}, day, midnight, Skipped())
     assert len(read) == 600
     # and a later look reports the same window, its rows counted once

@@ -173,17 +173,3 @@ def test_days_span_every_utc_day_touched() -> None:
         "2026-03-01",
         "2026-03-02",
     ]
-
-
-def test_a_log_files_write_time_is_read_from_its_name_to_the_microsecond(tmp_path: Path) -> None:
-    # given files named as the loggers name them, and one that is not a log's
-    store = LocalStore(tmp_path)
-    for name in ("235959999999-0-compacted.parquet", "000102000003-41-000001.parquet", "x.txt"):
-        store.write(f"predictions/m/v1/2026-01-17/{name}", b"")
-    # when the day's files are listed
-    found = logs.log_files(store, logs.PREDICTIONS, "m", "v1", datetime(2026, 1, 17).date())
-    # then each is dated by its name, oldest first, and the stranger is left out
-    assert [f.written for f in found] == [
-        datetime(2026, 1, 17, 0, 1, 2, 3, tzinfo=UTC),
-        datetime(2026, 1, 17, 23, 59, 59, 999999, tzinfo=UTC),
-    ]
