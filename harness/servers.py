@@ -205,18 +205,21 @@ def seldon_microservice(
     model_class: str = "flywheel.serving.model.FlywheelModel",
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     ready_timeout: float = 60,
     wait: bool = True,
 ) -> Iterator[SeldonServer]:
     """Start a real seldon-core microservice serving `model_class` and wait until it answers
-    its health check (unless not `wait`)."""
+    its health check (unless not `wait`). `workers` defaults to `env`'s GUNICORN_WORKERS,
+    as seldon-core's own default does (a Deployment's environment sets it), else 1."""
     import urllib.request
 
     ports = free_ports(3)
     params = [{"name": k, "value": v, "type": "STRING"} for k, v in parameters.items()]
     log = Path(tempfile.mkstemp(prefix="seldon-", suffix=".log")[1])
     full_env = {**os.environ, **SERVING_ENV, **(env or {})}
+    if workers is None:
+        workers = int((env or {}).get("GUNICORN_WORKERS", 1))
     with log.open("wb") as out:
         process = subprocess.Popen(
             seldon_command(model_class, params, ports, workers),
