@@ -18,6 +18,7 @@ from typing import Any
 
 from flywheel.rollout.gateway import ExecutorRequests
 from flywheel.rollout.seldon import SERVING_ENV
+from flywheel.serving.workers import WORKERS_ENV
 from tools.build import binary
 
 
@@ -219,7 +220,7 @@ def seldon_microservice(
     log = Path(tempfile.mkstemp(prefix="seldon-", suffix=".log")[1])
     full_env = {**os.environ, **SERVING_ENV, **(env or {})}
     if workers is None:
-        workers = int((env or {}).get("GUNICORN_WORKERS", 1))
+        workers = int((env or {}).get(WORKERS_ENV, 1))
     with log.open("wb") as out:
         process = subprocess.Popen(
             seldon_command(model_class, params, ports, workers),

@@ -27,6 +27,7 @@ from flywheel.errors import FlywheelError
 from flywheel.rollout import seldon
 from flywheel.rollout.analysis import Window
 from flywheel.rollout.processes import ProcessBook, stop_group
+from flywheel.serving.workers import WORKERS_ENV
 
 if TYPE_CHECKING:
     from flywheel.batches import BatchSource
@@ -221,8 +222,9 @@ class LocalDriver:
             "--log-level=WARNING",
             f"--parameters={json.dumps(parameters)}",
         ]
-        # GUNICORN_WORKERS, as on a cluster: the health check waits for every worker.
-        env = {**seldon.SERVING_ENV, "GUNICORN_WORKERS": str(s.serving.workers)}
+        # The worker count in the environment, as on a cluster: the health check waits
+        # for every worker.
+        env = {**seldon.SERVING_ENV, WORKERS_ENV: str(s.serving.workers)}
         process, log_path = self._spawn(command, f"model-{version}", env=env)
         backend = Backend(
             version=version, port=http, process=process, log=log_path, metrics_port=metrics
@@ -343,7 +345,7 @@ def local_canary(
     source: BatchSource,
     version: str,
     *,
-    rps: float = 100.0,
+    rps: float,
     traffic: bool = True,
     on_tick: Any = None,
 ) -> tuple[Any, dict[str, int]]:

@@ -17,6 +17,7 @@ from typing import Any
 
 from flywheel.config import Settings
 from flywheel.rollout.slots import other_slot
+from flywheel.serving.workers import WORKERS_ENV
 from flywheel.storage import S3_SECRET_KEYS
 
 API_VERSION = "machinelearning.seldon.io/v1"
@@ -114,7 +115,7 @@ def pod(settings: Settings) -> Pod:
     s = settings.serving
     env = [
         *({"name": k, "value": v} for k, v in SERVING_ENV.items()),
-        {"name": "GUNICORN_WORKERS", "value": str(s.workers)},
+        {"name": WORKERS_ENV, "value": str(s.workers)},
         *(
             {
                 "name": var,

@@ -33,17 +33,13 @@ def _in_a_gunicorn_worker() -> bool:
     return software.startswith("gunicorn/") and os.environ.get(WORKERS_ENV, "").isdigit()
 
 
-def _mark(arbiter: int, worker: int, where: Path | None = None) -> Path:
-    return (where or Path(tempfile.gettempdir())) / f"flywheel-loaded-{arbiter}-{worker}"
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, as another user
+        pass
     return True
 
 
@@ -55,7 +51,9 @@ class Workers:
         self.arbiter = arbiter
         self.worker = worker
         self.where = where or Path(tempfile.gettempdir())
-        self.mark = _mark(arbiter, worker, self.where)
+        # Every mark of one arbiter's workers starts with this; the worker's pid ends it.
+        self.prefix = f"flywheel-loaded-{arbiter}-"
+        self.mark = self.where / f"{self.prefix}{worker}"
         # Once every worker has loaded, the server stays ready: a worker gunicorn
         # replaces later (max_requests) does not take the pod out of its Service.
         self.all_loaded = False
@@ -78,12 +76,8 @@ class Workers:
 
     def ready(self) -> int:
         """How many of the arbiter's workers have loaded and are alive."""
-        prefix = f"flywheel-loaded-{self.arbiter}-"
-        pids = []
-        for path in self.where.glob(prefix + "*"):
-            with contextlib.suppress(ValueError):
-                pids.append(int(path.name.removeprefix(prefix)))
-        return sum(1 for pid in pids if _alive(pid))
+        pids = (path.name.removeprefix(self.prefix) for path in self.where.glob(f"{self.prefix}*"))
+        return sum(1 for pid in pids if pid.isdigit() and _alive(int(pid)))
 
     def waiting_for(self) -> str | None:
         """Why the server is not ready yet, or None once every worker has loaded."""
