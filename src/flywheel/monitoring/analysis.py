@@ -93,7 +93,9 @@ def analyse_window(
     features = feature_drift(rows, reference.contract, reference.rows, settings, summary)
     drifted = sum(f.result.drifted for f in features)
     share = drifted / len(features) if features else None
-    estimate, no_estimate = _estimate(rows, reference, settings)
+    # A summary's sample stands for the window's rows: CBPE's intervals are of all of them.
+    stands_for = None if summary is None or summary.complete else summary.rows
+    estimate, no_estimate = _estimate(rows, reference, settings, stands_for)
     return WindowReport(
         model=model,
         version=reference.version,
@@ -230,12 +232,18 @@ def _estimate(
     rows: Served,
     reference: VersionReference,
     settings: MonitoringSettings,
+    stands_for: int | None = None,
 ) -> tuple[Estimate | None, str | None]:
-    """The estimate before labels (CBPE, or DLE for a regression), or why there is none."""
+    """The estimate before labels (CBPE, or DLE for a regression), or why there is none;
+    `stands_for`: the window's rows when `rows` are a sample of them."""
     served = rows.answers
     outputs = served.outputs[served.usable]
     if len(outputs) == 0:
         return None, None
+    # The window's usable rows, in the sample's share.
+    window_rows = (
+        None if stands_for is None else round(stands_for * len(outputs) / len(served.outputs))
+    )
     evaluation = reference.evaluation
     if reference.task == "regression":
         if reference.direct_loss is None:
@@ -263,6 +271,7 @@ def _estimate(
             settings.confidence,
             calibrators=reference.class_calibrators if calibrate else None,
             simulations=CBPE_SIMULATIONS,
+            rows=window_rows,
         )
         return (
             Estimate(
@@ -284,7 +293,12 @@ def _estimate(
     # The calibrator is fitted on a sample too: each simulation's is refitted on a resample.
     draws = reference.score_calibrators if calibrate else None
     binary = intervals.cbpe(
-        scores, calibrated, settings.confidence, draws=draws, simulations=CBPE_SIMULATIONS
+        scores,
+        calibrated,
+        settings.confidence,
+        draws=draws,
+        simulations=CBPE_SIMULATIONS,
+        rows=window_rows,
     )
     return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
 

@@ -36,7 +36,8 @@ ASSUMPTIONS = (
     "Only the inputs drift (covariate shift): the relation between inputs and labels "
     "(concept) is unchanged. Under concept drift the estimate is wrong and only delayed "
     "labels show it.",
-    "Each row's label is an independent Bernoulli draw; the interval covers that draw and, "
+    "Each row's label is an independent Bernoulli draw; the interval covers that draw (beyond "
+    "a summary's sample, the whole window's: the sampled rows stand for those not kept) and, "
     "when the evaluation stored a sample of its scores, the calibrator's own error (refitted "
     "on resamples of it), not a calibration that is wrong on the serving population.",
     "Accuracy is at the serving threshold of 0.5.",
@@ -46,7 +47,8 @@ MULTICLASS_ASSUMPTIONS = (
     "renormalised over the classes, is calibrated on the serving population.",
     ASSUMPTIONS[1],
     "Each row's label is an independent draw from its calibrated probabilities; the interval "
-    "covers that draw and, given the evaluation's sample of probabilities, the calibration's "
+    "covers that draw (beyond a summary's sample, the whole window's) and, given the "
+    "evaluation's sample of probabilities, the calibration's "
     "own error (refitted on resamples of it), not a calibration that is wrong on the serving "
     "population.",
     "Accuracy and F1 are at the most probable class.",
@@ -146,6 +148,55 @@ def _draw(
     return labels
 
 
+def _beyond_sample(
+    p: Floats,
+    q: Floats,
+    rows: int,
+    simulations: int,
+    rng: np.random.Generator,
+    calibrators: Resampled | None,
+) -> dict[str, Floats]:
+    """Each simulation's accuracy, macro F1, ROC AUC (NaN: a class without rows) and log loss
+    of a window of `rows` rows of which `p` ((n, k) probabilities) are a uniform sample, as
+    binary CBPE's with `rows`: each sampled row stands for `intervals.stood_for` rows, whose
+    count in each class is drawn from the normal of its multinomial's mean and covariance
+    (every figure is a sum over the sample's rows)."""
+    n, k = p.shape
+    predicted = p.argmax(axis=1)
+    at = np.arange(n)
+    losses = -np.log(np.clip(p, 1e-15, 1.0))
+    ranked = [intervals.Sorted(p[:, c]) for c in range(k)]
+    found: dict[str, list[float]] = {"accuracy": [], "macro_f1": [], "roc_auc": [], "log_loss": []}
+    weights = intervals.stood_for(rng, (simulations, n), rows)
+    for s, weight in enumerate(weights):
+        chance = q if calibrators is None else _recalibrated(p, calibrators[s])
+        root = np.sqrt(chance)
+        z = root * rng.standard_normal((n, k))
+        # Covariance diag(q) - q q^T, a multinomial's, for each row's counts.
+        counts = weight[:, None] * chance + np.sqrt(weight)[:, None] * (
+            z - chance * z.sum(axis=1, keepdims=True)
+        )
+        total = weight.sum()
+        hits = counts[at, predicted]
+        true_positive = np.bincount(predicted, weights=hits, minlength=k)
+        called = np.bincount(predicted, weights=weight, minlength=k)
+        actual = counts.sum(axis=0)
+        found["accuracy"].append(hits.sum() / total)
+        both = called + actual
+        f1 = np.divide(2 * true_positive, both, out=np.zeros(k), where=both > 0)
+        found["macro_f1"].append(float(f1.mean()))
+        found["log_loss"].append(float((counts * losses).sum() / total))
+        auc = []
+        for c, sort in enumerate(ranked):
+            n1 = actual[c]
+            if not 0 < n1 < total:
+                break
+            ranks = sort.rank_sums(weight[None, sort.order], counts[sort.order, c][None])[0]
+            auc.append((ranks - n1 * (n1 + 1) / 2) / (n1 * (total - n1)))
+        found["roc_auc"].append(float(np.mean(auc)) if len(auc) == k else math.nan)
+    return {name: np.array(values) for name, values in found.items()}
+
+
 def cbpe_multiclass(
     scores: Floats,
     calibrated: Floats,
@@ -154,18 +205,19 @@ def cbpe_multiclass(
     calibrators: Resampled | None = None,
     simulations: int = 300,
     seed: int = 0,
+    rows: int | None = None,
 ) -> dict[str, Interval | None]:
     """NannyML's multiclass CBPE of `scores` ((n, k) served probabilities) when each row's
     label is drawn from `calibrated`: expected accuracy, macro F1, one-vs-rest ROC AUC and
     log loss; intervals from labels simulated the same way, one simulation for each of
     `calibrators` when given (`resampled`, fitted once for any number of windows), from the
-    scores recalibrated by it: the calibration's own uncertainty, as binary CBPE's `draws`."""
-    from scipy.stats import rankdata
-
+    scores recalibrated by it: the calibration's own uncertainty, as binary CBPE's `draws`.
+    With `rows` above their number, `scores` are a uniform sample of a window of that many
+    rows, and the intervals are of the whole window's metrics (`_beyond_sample`)."""
     p, q = np.asarray(scores, dtype=float), np.asarray(calibrated, dtype=float)
     n, k = p.shape
     predicted = p.argmax(axis=1)
-    rows = np.arange(n)
+    at = np.arange(n)
     f1 = []
     for c in range(k):
         picked = predicted == c
@@ -175,7 +227,11 @@ def cbpe_multiclass(
         f1.append(tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0)
     losses = -np.log(np.clip(p, 1e-15, 1.0))
     count = len(calibrators) if calibrators else simulations
-    labels = _draw(p if calibrators else q, count, np.random.default_rng(seed), calibrators)
+    rng = np.random.default_rng(seed)
+    if rows is not None and rows > n:
+        simulated = _beyond_sample(p, q, rows, count, rng, calibrators)
+    else:
+        simulated = _simulated(p, _draw(p if calibrators else q, count, rng, calibrators))
     tail = (1 - confidence) / 2 * 100
 
     def interval(value: float, simulated: Floats) -> Interval:
@@ -186,8 +242,28 @@ def cbpe_multiclass(
         return Interval(value=value, low=float(low), high=float(high))
 
     aucs = [intervals.expected_auc(p[:, c], q[:, c]) for c in range(k)]
+    simulated_auc = simulated["roc_auc"][np.isfinite(simulated["roc_auc"])]
+    roc_auc = None
+    if len(simulated_auc) and all(math.isfinite(a) for a in aucs):
+        roc_auc = interval(float(np.mean(aucs)), simulated_auc)
+    return {
+        "accuracy": interval(float(q[at, predicted].mean()), simulated["accuracy"]),
+        "macro_f1": interval(float(np.mean(f1)), simulated["macro_f1"]),
+        "roc_auc": roc_auc,
+        "log_loss": interval(float(np.sum(q * losses, axis=1).mean()), simulated["log_loss"]),
+    }
+
+
+def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
+    """Each simulation's accuracy, macro F1, ROC AUC (NaN: a class without rows) and log loss
+    of the rows `p` ((n, k) probabilities), labelled `labels` ((simulations, n))."""
+    from scipy.stats import rankdata
+
+    n, k = p.shape
+    predicted = p.argmax(axis=1)
+    losses = -np.log(np.clip(p, 1e-15, 1.0))
     ranks = np.stack([rankdata(p[:, c]) for c in range(k)])
-    simulated_auc = []
+    auc = []
     for drawn in labels:
         per_class = []
         for c in range(k):
@@ -196,20 +272,12 @@ def cbpe_multiclass(
             if n1 in (0, n):
                 break
             per_class.append((ranks[c][positive].sum() - n1 * (n1 + 1) / 2) / (n1 * (n - n1)))
-        else:
-            simulated_auc.append(float(np.mean(per_class)))
-    roc_auc = None
-    if simulated_auc and all(math.isfinite(a) for a in aucs):
-        roc_auc = interval(float(np.mean(aucs)), np.array(simulated_auc))
+        auc.append(float(np.mean(per_class)) if len(per_class) == k else math.nan)
     return {
-        "accuracy": interval(float(q[rows, predicted].mean()), (labels == predicted).mean(axis=1)),
-        "macro_f1": interval(
-            float(np.mean(f1)), np.array([macro_f1(drawn, predicted, k) for drawn in labels])
-        ),
-        "roc_auc": roc_auc,
-        "log_loss": interval(
-            float(np.sum(q * losses, axis=1).mean()), losses[rows, labels].mean(axis=1)
-        ),
+        "accuracy": (labels == predicted).mean(axis=1),
+        "macro_f1": np.array([macro_f1(drawn, predicted, k) for drawn in labels]),
+        "roc_auc": np.array(auc),
+        "log_loss": losses[np.arange(n), labels].mean(axis=1),
     }
 
 

@@ -274,6 +274,66 @@ def calibration_draws(
     return resampled(sample, simulations, seed=seed)(scores)
 
 
+def stood_for(rng: np.random.Generator, shape: tuple[int, int], rows: int) -> Floats:
+    """How many of a window's `rows` each of a uniform sample's `shape[1]` rows stands for,
+    itself included, in each of `shape[0]` simulations: one, and the rows not sampled that are
+    like it, a Bayesian bootstrap of the sample (Dirichlet(1, ..., 1) shares) with Poisson
+    counts on those shares, which is a geometric count of mean (rows - n) / n (drawn as an
+    exponential's floor). The window's mean of any row's figure then varies by (1 - n/rows)
+    of its variance over n, as a uniform sample's mean varies about its population's."""
+    scale = -1 / math.log1p(-shape[1] / rows)
+    weight: Floats = 1 + np.floor(rng.standard_exponential(shape) * scale)
+    return weight
+
+
+class Sorted:
+    """Scores sorted once, where rows stand for several (a window beyond its sample): the
+    rank sums of their positives are running sums in this order."""
+
+    def __init__(self, scores: Floats) -> None:
+        self.order = np.argsort(scores, kind="stable")
+        self.scores = scores[self.order]
+        self.starts = np.flatnonzero(np.r_[True, self.scores[1:] != self.scores[:-1]])
+
+    def rank_sums(self, weight: Floats, positive: Floats) -> Floats:
+        """Each simulation's sum of its positives' mid-ranks among all the rows the weights
+        stand for (ties share theirs): `weight` and `positive` (simulations, n), in this
+        order."""
+        if len(self.starts) < len(self.scores):  # ties share their rank: sum them first
+            weight = np.add.reduceat(weight, self.starts, axis=1)
+            positive = np.add.reduceat(positive, self.starts, axis=1)
+        mid = np.cumsum(weight, axis=1) - (weight - 1) / 2
+        sums: Floats = (positive * mid).sum(axis=1)
+        return sums
+
+
+class _Window(Sorted):
+    """A binary classifier's window simulated from a uniform sample of its rows (`cbpe` with
+    `rows`), in score order."""
+
+    def __init__(self, p: Floats, rows: int) -> None:
+        super().__init__(p)
+        self.rows = rows
+        self.predicted = self.scores >= 0.5
+        n = len(p)
+        self.loss_if_1 = row_log_loss(np.ones(n), self.scores)
+        self.loss_if_0 = row_log_loss(np.zeros(n), self.scores)
+
+    def simulate(self, rng: np.random.Generator, chance: Floats) -> tuple[Floats, ...]:
+        """Each simulation's accuracy, log loss, positives, rows and rank sum of positives,
+        its labels drawn with `chance` (simulations, n in score order). Each row's count of
+        positives among those it stands for is drawn from the normal of its binomial's mean
+        and variance: every figure is a sum over the sample's rows, whose distribution that
+        keeps."""
+        weight = stood_for(rng, (len(chance), len(self.scores)), self.rows)
+        mean = weight * chance
+        positive = mean + np.sqrt(mean * (1 - chance)) * rng.standard_normal(chance.shape)
+        total = weight.sum(axis=1)
+        right = np.where(self.predicted, positive, weight - positive).sum(axis=1) / total
+        loss = (positive @ self.loss_if_1 + (weight - positive) @ self.loss_if_0) / total
+        return right, loss, positive.sum(axis=1), total, self.rank_sums(weight, positive)
+
+
 _CHUNK = 20  # simulations drawn at a time: their arrays stay in the cache
 
 
@@ -285,11 +345,16 @@ def cbpe(
     draws: Floats | Resampled | None = None,
     simulations: int = 300,
     seed: int = 0,
+    rows: int | None = None,
 ) -> dict[str, Interval | None]:
     """Expected accuracy (at 0.5), ROC AUC and log loss of `scores` if each row's label is
     Bernoulli(`calibrated`); intervals from labels simulated the same way, each simulation's
     from its own calibrator when the calibrator is uncertain: a row of `draws`
-    (`calibration_draws`), or a calibrator of `resampled`, applied a few at a time."""
+    (`calibration_draws`), or a calibrator of `resampled`, applied a few at a time.
+
+    With `rows` above their number, `scores` are a uniform sample of a window of that many
+    rows (a summary's): each simulation also draws the rows the sample stands for
+    (`_Window`), and the intervals are of the whole window's metrics."""
     from scipy.stats import rankdata
 
     p = np.asarray(scores, dtype=float)
@@ -299,18 +364,26 @@ def cbpe(
     rng = np.random.default_rng(seed)
     count = len(draws) if draws is not None else simulations
     loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
+    window = _Window(p, rows) if rows is not None and rows > n else None
+    # In the window's score order when the sample stands for a window.
+    at = window.order if window is not None else slice(None)
     ranks = rankdata(p)
-    right, loss, n1 = np.empty(count), np.empty(count), np.empty(count, dtype=np.int64)
-    rank_sums = np.empty(count)
+    right, loss, n1 = np.empty(count), np.empty(count), np.empty(count)
+    total, rank_sums = np.full(count, float(n)), np.empty(count)
     # The same random numbers, in the same order, as drawing all simulations at once.
     for start in range(0, count, _CHUNK):
         stop = min(start + _CHUNK, count)
         if draws is None:
-            chance: Floats = np.broadcast_to(q, (stop - start, n))
+            chance: Floats = np.broadcast_to(q[at], (stop - start, n))
         elif isinstance(draws, Resampled):
-            chance = Resampled(draws.fitted[start:stop])(p)
+            chance = Resampled(draws.fitted[start:stop])(p[at])
         else:
-            chance = np.minimum(np.maximum(draws[start:stop], 0.0), 1.0)
+            chance = np.minimum(np.maximum(draws[start:stop][:, at], 0.0), 1.0)
+        if window is not None:
+            simulated = window.simulate(rng, chance)
+            right[start:stop], loss[start:stop], n1[start:stop] = simulated[:3]
+            total[start:stop], rank_sums[start:stop] = simulated[3:]
+            continue
         labels = rng.random((stop - start, n)) < chance
         right[start:stop] = (labels == predicted).mean(axis=1)
         loss[start:stop] = np.where(labels, loss_if_1, loss_if_0).mean(axis=1)
@@ -324,12 +397,12 @@ def cbpe(
 
     accuracy = interval(float(np.where(predicted, q, 1 - q).mean()), right)
     log_loss = interval(float(np.mean(q * loss_if_1 + (1 - q) * loss_if_0)), loss)
-    usable = (n1 > 0) & (n1 < n)
+    usable = (n1 > 0) & (n1 < total)
     auc: Interval | None = None
     if usable.any():
-        positives = n1[usable]
+        positives, size = n1[usable], total[usable]
         simulated = (rank_sums[usable] - positives * (positives + 1) / 2) / (
-            positives * (n - positives)
+            positives * (size - positives)
         )
         auc = interval(expected_auc(p, q), simulated)
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}

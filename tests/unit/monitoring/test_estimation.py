@@ -56,6 +56,88 @@ def test_multiclass_cbpe_on_calibrated_scores_recovers_the_realised_metrics() ->
     assert found["accuracy"].value == pytest.approx(p.max(axis=1).mean())
 
 
+def test_multiclass_cbpe_of_a_windows_sample_covers_the_whole_windows_metrics() -> None:
+    # given windows of 20,000 rows of calibrated three-class probabilities, each seen through
+    # a uniform sample of 1,000 (a summary's)
+    rng = np.random.default_rng(4)
+    rows, kept, trials = 20_000, 1_000, 60
+    hits = {"accuracy": 0, "macro_f1": 0, "roc_auc": 0, "log_loss": 0}
+    widths: dict[str, list[float]] = {"window": [], "sample": []}
+    for seed in range(trials):
+        p = rng.dirichlet([0.6, 0.6, 0.6], size=rows)
+        y = (rng.random((rows, 1)) > np.cumsum(p, axis=1)).sum(axis=1).clip(0, 2)
+        sample = rng.choice(rows, kept, replace=False)
+        # when the window's metrics are estimated from the sample
+        found = cbpe_multiclass(p[sample], p[sample], 0.95, simulations=100, seed=seed, rows=rows)
+        predicted = p.argmax(axis=1)
+        realised = {
+            "accuracy": float((predicted == y).mean()),
+            "macro_f1": macro_f1(y, predicted, 3),
+            "roc_auc": macro_auc(y, p),
+            "log_loss": float(-np.log(p[np.arange(rows), y]).mean()),
+        }
+        for metric, value in realised.items():
+            interval = found[metric]
+            assert interval is not None
+            hits[metric] += interval.low <= value <= interval.high
+        if seed < 10:  # the interval of the sample's own labels, on a few
+            alone = cbpe_multiclass(p[sample], p[sample], 0.95, simulations=100, seed=seed)
+            for name, estimate in (("window", found), ("sample", alone)):
+                accuracy = estimate["accuracy"]
+                assert accuracy is not None
+                widths[name].append(accuracy.high - accuracy.low)
+    # then the whole window's realised metrics are inside about 95% of the time
+    for metric, count in hits.items():
+        assert count / trials >= 0.87, (metric, count)
+    # and the interval is the spread of the window about the sample: the sampled rows' label
+    # noise alone makes it twice as wide
+    assert np.mean(widths["sample"]) > 2 * np.mean(widths["window"])
+
+
+def test_multiclass_cbpe_beyond_a_sample_counts_each_row_as_the_rows_it_stands_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sklearn.metrics import f1_score, log_loss, roc_auc_score
+
+    from flywheel.monitoring import intervals
+
+    # given six sampled rows with tied probabilities, whose classes are certain, each standing
+    # for a known number of the window's rows
+    p = np.array(
+        [
+            [0.6, 0.3, 0.1],
+            [0.2, 0.5, 0.3],
+            [0.6, 0.3, 0.1],
+            [0.1, 0.2, 0.7],
+            [0.3, 0.3, 0.4],
+            [0.2, 0.5, 0.3],
+        ]
+    )
+    y = np.array([0, 1, 2, 2, 0, 1])
+    weights = np.array([3, 1, 2, 5, 4, 2])
+    monkeypatch.setattr(
+        intervals,
+        "stood_for",
+        lambda rng, shape, rows: np.broadcast_to(weights.astype(float), shape),
+    )
+    # when CBPE simulates the window of 17 rows
+    found = cbpe_multiclass(p, np.eye(3)[y], 0.95, simulations=20, rows=17)
+    # then every simulation is the window spelled out row by row
+    rows, labels = np.repeat(p, weights, axis=0), np.repeat(y, weights)
+    expected = {
+        "accuracy": float((rows.argmax(axis=1) == labels).mean()),
+        "macro_f1": f1_score(labels, rows.argmax(axis=1), average="macro"),
+        "roc_auc": roc_auc_score(labels, rows, multi_class="ovr", average="macro"),
+        "log_loss": log_loss(labels, rows),
+    }
+    for metric, value in expected.items():
+        interval = found[metric]
+        assert interval is not None
+        assert interval.low == pytest.approx(value) and interval.high == pytest.approx(value), (
+            metric
+        )
+
+
 def test_recalibration_maps_each_class_and_renormalises_each_row() -> None:
     # given scores whose first class is overconfident by its curve, and no curve for the rest
     p = np.array([[0.8, 0.1, 0.1], [0.2, 0.5, 0.3]])

@@ -107,6 +107,15 @@ def test_the_log_loss_interval_is_scikit_learns_log_loss() -> None:
     assert interval.low < interval.value < interval.high
 
 
+def _realised(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
+    """The accuracy, ROC AUC and log loss of scores `p` on labels `y`."""
+    return {
+        "accuracy": float(((p >= 0.5) == y).mean()),
+        "roc_auc": float(roc_auc_score(y, p)),
+        "log_loss": float(intervals.row_log_loss(y, p).mean()),
+    }
+
+
 def test_cbpe_on_calibrated_scores_recovers_the_realised_metrics_within_its_intervals() -> None:
     # given perfectly calibrated scores: each label is drawn with its row's score
     rng = np.random.default_rng(10)
@@ -117,11 +126,7 @@ def test_cbpe_on_calibrated_scores_recovers_the_realised_metrics_within_its_inte
         y = (rng.random(1000) < p).astype(int)
         # when the metrics are estimated without the labels
         estimate = intervals.cbpe(p, p, 0.95, seed=seed)
-        realised = {
-            "accuracy": float(((p >= 0.5) == y).mean()),
-            "roc_auc": float(roc_auc_score(y, p)),
-            "log_loss": float(intervals.row_log_loss(y, p).mean()),
-        }
+        realised = _realised(y, p)
         for name, value in realised.items():
             interval = estimate[name]
             assert interval is not None
@@ -129,6 +134,68 @@ def test_cbpe_on_calibrated_scores_recovers_the_realised_metrics_within_its_inte
     # then the realised value is inside the interval about 95% of the time
     for name, count in hits.items():
         assert count / trials >= 0.88, (name, count)
+
+
+def test_cbpe_of_a_windows_sample_covers_the_whole_windows_metrics() -> None:
+    # given windows of 50,000 rows of perfectly calibrated scores, each seen through a uniform
+    # sample of 1,000 (a summary's)
+    rng = np.random.default_rng(16)
+    rows, kept, trials = 50_000, 1_000, 60
+    hits = {"accuracy": 0, "roc_auc": 0, "log_loss": 0}
+    widths: dict[str, list[float]] = {"window": [], "sample": []}
+    for seed in range(trials):
+        p = rng.beta(2, 3, size=rows)
+        y = (rng.random(rows) < p).astype(int)
+        sample = rng.choice(rows, kept, replace=False)
+        # when the window's metrics are estimated from the sample
+        estimate = intervals.cbpe(p[sample], p[sample], 0.95, seed=seed, rows=rows)
+        alone = intervals.cbpe(p[sample], p[sample], 0.95, seed=seed)
+        realised = _realised(y, p)
+        for name, value in realised.items():
+            interval = estimate[name]
+            assert interval is not None
+            hits[name] += interval.low <= value <= interval.high
+        for name, found in (("window", estimate), ("sample", alone)):
+            accuracy = found["accuracy"]
+            assert accuracy is not None
+            widths[name].append(accuracy.high - accuracy.low)
+    # then the whole window's realised metrics are inside about 95% of the time
+    for name, count in hits.items():
+        assert count / trials >= 0.88, (name, count)
+    # and the interval is as wide as the window's accuracy varies about the sample's expected
+    # accuracy: the sample's own spread, (1 - n/N) Var(c) / n for each decision's chance c of
+    # being right, and the window's label noise, E[c (1 - c)] / N (Beta(2, 3): by integration)
+    c = np.maximum(p, 1 - p)
+    spread = (1 - kept / rows) * c.var() / kept + (c * (1 - c)).mean() / rows
+    assert np.mean(widths["window"]) == pytest.approx(2 * 1.96 * math.sqrt(spread), rel=0.15)
+    # where the sample's labels alone (their label noise at 1,000 rows) are three times as wide
+    assert np.mean(widths["sample"]) > 2.5 * np.mean(widths["window"])
+
+
+def test_cbpe_beyond_a_sample_ranks_tied_scores_among_every_row_they_stand_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # given six sampled rows with ties, whose labels are certain, each standing for a known
+    # number of the window's rows
+    scores = np.array([0.2, 0.7, 0.2, 0.9, 0.7, 0.4])
+    labels = np.array([0, 1, 1, 1, 0, 0])
+    weights = np.array([3, 1, 2, 5, 4, 2])
+    order = np.argsort(scores, kind="stable")
+    monkeypatch.setattr(
+        intervals,
+        "stood_for",
+        lambda rng, shape, rows: np.broadcast_to(weights[order].astype(float), shape),
+    )
+    # when CBPE simulates the window of 17 rows
+    found = intervals.cbpe(scores, labels.astype(float), 0.95, simulations=20, rows=17)
+    # then every simulation is the window spelled out row by row
+    spelled = np.repeat(scores, weights), np.repeat(labels, weights)
+    accuracy, auc = found["accuracy"], found["roc_auc"]
+    assert accuracy is not None and auc is not None
+    assert (
+        accuracy.low == accuracy.high == pytest.approx(np.mean((spelled[0] >= 0.5) == spelled[1]))
+    )
+    assert auc.low == auc.high == pytest.approx(roc_auc_score(spelled[1], spelled[0]))
 
 
 def test_cbpe_expected_accuracy_is_the_mean_confidence_of_each_decision() -> None:

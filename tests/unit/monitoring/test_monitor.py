@@ -5,12 +5,13 @@ from __future__ import annotations
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flywheel import synthetic
 from flywheel.config import Settings, StorageSettings
-from flywheel.monitoring import logs
+from flywheel.monitoring import intervals, logs
 from flywheel.monitoring.monitor import monitor, production_by_window
 from flywheel.monitoring.reading import MonitoringError, windows
 from flywheel.monitoring.records import PREFIX, latest_records
@@ -236,7 +237,7 @@ def test_reports_from_summaries_agree_with_the_rows_read_one_by_one(
 
 
 def test_the_local_fan_out_gives_what_one_process_gives(
-    registered: Settings, store: LocalStore
+    registered: Settings, store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
     for seed in range(6):
@@ -247,7 +248,17 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     )
     stores = Stores(settings)
     until = now + timedelta(hours=1)
+    estimated: list[tuple[int, int | None]] = []
+    cbpe = intervals.cbpe
+
+    def sized(scores: Any, *args: Any, rows: int | None = None, **options: Any) -> Any:
+        estimated.append((len(scores), rows))
+        return cbpe(scores, *args, rows=rows, **options)
+
+    monkeypatch.setattr(intervals, "cbpe", sized)
     one = monitor(settings, stores.registry, stores.source, until=until, now=now, record=False)
+    # CBPE's intervals are of the window's 2,400 rows, which its 1,000-row sample stands for
+    assert estimated == [(1000, 2400)]
     two = monitor(
         settings, stores.registry, stores.source, until=until, now=now, record=False, workers=2
     )
