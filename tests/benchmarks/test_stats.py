@@ -76,18 +76,18 @@ def row(measure: bench.Measure, design: str, rates: dict[int, float], **kw: obje
 
 
 def test_false_alarms_are_judged_at_most_the_nominal_level_with_the_windows_error() -> None:
-    # given prediction drift (a test and an effect: at most its level by design) at 5%, 6%,
-    # 10% and 13.5%, then 0%
+    # given prediction drift (a test and an effect: at most its level by design) at 5%, 7%,
+    # 7.5%, 10% and 13.5%, then 0%
     found = row(
         "false alarms",
         "prediction drift",
-        {20: 0.05, 80: 0.06, 300: 0.10, 1_000: 0.135, 1_001: 0.0, 10_000: 0.02},
+        {20: 0.05, 80: 0.07, 100: 0.075, 300: 0.10, 1_000: 0.135, 1_001: 0.0, 10_000: 0.02},
     )
-    # then 5% and 6% are met (6% is within two standard errors of 1,000 windows at 5%: 1.4
-    # points), 10% and 13.5% are missed, 0% and 2% are met, and the jump from 13.5% to 0% at
-    # 1,001 rows is a cliff
-    assert found.missed == {300: ["level"], 1_000: ["level"], 1_001: ["cliff"]}
-    assert found.goal == "<= 5% (+2 s.e.)"
+    # then 5% and 7% are met (7% is within three standard errors of 1,000 windows at 5%: 2.07
+    # points), 7.5%, 10% and 13.5% are missed, 0% and 2% are met, and the jump from 13.5% to
+    # 0% at 1,001 rows is a cliff
+    assert found.missed == {100: ["level"], 300: ["level"], 1_000: ["level"], 1_001: ["cliff"]}
+    assert found.goal == "<= 5% (+3 s.e.)"
     # and PSI's alarm is judged against at most the nominal level
     psi = row("false alarms", "PSI", {20: 0.93, 80: 0.10, 300: 0.0})
     assert psi.missed == {20: ["level"], 80: ["level"]}
@@ -139,6 +139,8 @@ def test_a_tiny_run_goes_end_to_end_and_ends_with_its_json_line(
         "model's performance",
         "contract",
     }
-    assert all(r["windows"]["20"] in (0, 3) for r in summary["rows"])
+    # the model's performance on twice the windows (its intervals' coverage has no allowance)
+    for r in summary["rows"]:
+        assert r["windows"]["20"] in ((0, 6) if r["family"] == "model's performance" else (0, 3))
     assert any(r["at_scale"] is not None for r in summary["rows"] if r["measure"] == "power")
     assert any(line.startswith("| contract check |") for line in lines)
