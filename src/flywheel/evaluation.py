@@ -339,10 +339,14 @@ def calibration(
 
     y_true = np.asarray(y, dtype=float)
     which = bin_of(p, bins)
+    # By sums per bin: a version's resampled calibrators fit hundreds of curves.
+    counts = np.bincount(which, minlength=bins)
+    scores = np.bincount(which, weights=p, minlength=bins)
+    rates = np.bincount(which, weights=y_true, minlength=bins)
     return tuple(
-        (float(p[which == b].mean()), float(y_true[which == b].mean()))
+        (float(scores[b] / counts[b]), float(rates[b] / counts[b]))
         for b in range(bins)
-        if (which == b).any()
+        if counts[b]
     )
 
 

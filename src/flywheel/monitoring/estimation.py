@@ -22,7 +22,6 @@ import numpy.typing as npt
 
 from flywheel.monitoring import intervals
 from flywheel.monitoring.intervals import Interval
-from flywheel.monitoring.performance import macro_f1
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -255,28 +254,29 @@ def cbpe_multiclass(
 
 
 def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
-    """Each simulation's accuracy, macro F1, ROC AUC (NaN: a class without rows) and log loss
-    of the rows `p` ((n, k) probabilities), labelled `labels` ((simulations, n))."""
+    """Each simulation's accuracy, macro F1 (`macro_f1`'s), ROC AUC (NaN: a class without
+    rows) and log loss of the rows `p` ((n, k) probabilities), labelled `labels`
+    ((simulations, n)), a class at a time over every simulation."""
     from scipy.stats import rankdata
 
     n, k = p.shape
     predicted = p.argmax(axis=1)
     losses = -np.log(np.clip(p, 1e-15, 1.0))
-    ranks = np.stack([rankdata(p[:, c]) for c in range(k)])
-    auc = []
-    for drawn in labels:
-        per_class = []
-        for c in range(k):
-            positive = drawn == c
-            n1 = int(positive.sum())
-            if n1 in (0, n):
-                break
-            per_class.append((ranks[c][positive].sum() - n1 * (n1 + 1) / 2) / (n1 * (n - n1)))
-        auc.append(float(np.mean(per_class)) if len(per_class) == k else math.nan)
+    auc, f1 = np.empty((len(labels), k)), np.empty((len(labels), k))
+    for c in range(k):
+        positive = labels == c
+        n1 = positive.sum(axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc[:, c] = (positive @ rankdata(p[:, c]) - n1 * (n1 + 1) / 2) / (n1 * (n - n1))
+        auc[(n1 == 0) | (n1 == n), c] = math.nan
+        picked = predicted == c
+        tp = (positive & picked).sum(axis=1).astype(float)
+        wrong = picked.sum() + n1 - 2 * tp
+        f1[:, c] = np.divide(tp, tp + 0.5 * wrong, out=np.zeros(len(labels)), where=tp + wrong > 0)
     return {
         "accuracy": (labels == predicted).mean(axis=1),
-        "macro_f1": np.array([macro_f1(drawn, predicted, k) for drawn in labels]),
-        "roc_auc": np.array(auc),
+        "macro_f1": f1.mean(axis=1),
+        "roc_auc": auc.mean(axis=1),
         "log_loss": losses[np.arange(n), labels].mean(axis=1),
     }
 
