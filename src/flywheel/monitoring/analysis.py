@@ -249,7 +249,9 @@ def _estimate(
         if reference.direct_loss is None:
             return None, f"no estimate before labels: {reference.no_direct_loss}"
         frame = rows.frame()[served.usable]
-        estimated = reference.direct_loss.estimate(frame, outputs[:, 0], settings.confidence)
+        estimated = reference.direct_loss.estimate(
+            frame, outputs[:, 0], settings.confidence, rows=window_rows
+        )
         return (
             Estimate(method="DLE", rows=len(outputs), assumptions=DLE_ASSUMPTIONS, **estimated),
             None,

@@ -59,8 +59,9 @@ DLE_ASSUMPTIONS = (
     "rows cover (tree models do not extrapolate). Under concept drift the estimate is wrong "
     "and only delayed labels show it.",
     "The interval covers the window's own draw of errors (the error models' out-of-fold "
-    "residual spread on the reference, over the window's rows) plus their out-of-fold bias "
-    "there; not an error model that is wrong on inputs unlike the reference.",
+    "residual spread on the reference, over the window's rows; beyond a summary's sample, "
+    "the sample's own spread too) plus their out-of-fold bias there; not an error model "
+    "that is wrong on inputs unlike the reference.",
 )
 # Fewer reference rows than this give error models too rough to report.
 MIN_REFERENCE_ROWS = 50
@@ -378,10 +379,19 @@ class DirectLoss:
         )
 
     def estimate(
-        self, frame: pd.DataFrame, predictions: Floats, confidence: float
+        self,
+        frame: pd.DataFrame,
+        predictions: Floats,
+        confidence: float,
+        *,
+        rows: int | None = None,
     ) -> dict[str, Interval]:
         """Expected MAE and RMSE of `predictions` on `frame`'s rows: the error models' mean,
-        give or take their out-of-fold spread over the rows and their bias."""
+        give or take their out-of-fold spread over the rows and their bias. With `rows`
+        above their number, the rows are a uniform sample of a window of that many, and the
+        interval is of the whole window's: the sample's expected error varies about the
+        window's by (1 - n/rows) of its variance over n, and the residuals' spread is over
+        `rows`."""
         from scipy.stats import norm
 
         x = _matrix(frame, self.numeric, self.categorical, self.categories, predictions)
@@ -389,8 +399,12 @@ class DirectLoss:
         n = len(x)
         found = []
         for j, model in enumerate((self.absolute, self.squared)):
-            value = float(np.maximum(model.predict(x), 0.0).mean())
-            half = z * self.spread[j] / math.sqrt(n) + abs(self.bias[j])
+            expected = np.maximum(model.predict(x), 0.0)
+            value = float(expected.mean())
+            variance = self.spread[j] ** 2 / n
+            if rows is not None and rows > n:
+                variance = (1 - n / rows) * float(expected.var()) / n + self.spread[j] ** 2 / rows
+            half = z * math.sqrt(variance) + abs(self.bias[j])
             found.append((value, max(value - half, 0.0), value + half))
         (mae, mae_low, mae_high), (mse, mse_low, mse_high) = found
         return {

@@ -207,12 +207,46 @@ def _heteroscedastic(rows: int, seed: int, low: float = -2.0, high: float = 2.0)
     return pd.DataFrame({"x": x, "label": x + rng.normal(0, 0.2 + np.abs(x), rows)})
 
 
-def test_direct_loss_estimation_follows_errors_that_grow_with_the_inputs() -> None:
-    # given error models fitted on rows from the whole input range
+@pytest.fixture(scope="module")
+def fitted() -> DirectLoss:
+    """Error models fitted on rows from the whole input range."""
     reference = _heteroscedastic(2000, 0)
-    fitted = DirectLoss.fit(
+    return DirectLoss.fit(
         reference, reference["label"].to_numpy(), reference["x"].to_numpy(), ["x"], []
     )
+
+
+def test_direct_loss_estimation_of_a_windows_sample_covers_the_whole_windows_errors(
+    fitted: DirectLoss,
+) -> None:
+    # given error models fitted on a reference, and windows of 20,000 rows each seen through a
+    # uniform sample of 500 (a summary's)
+    rng = np.random.default_rng(5)
+    rows, kept, trials = 20_000, 500, 40
+    covered, widths = {"mae": 0, "rmse": 0}, {"window": 0.0, "sample": 0.0}
+    for seed in range(trials):
+        window = _heteroscedastic(rows, 100 + seed)
+        sample = window.iloc[rng.choice(rows, kept, replace=False)]
+        # when the window's errors are estimated from the sample
+        found = fitted.estimate(sample, sample["x"].to_numpy(), 0.95, rows=rows)
+        alone = fitted.estimate(sample, sample["x"].to_numpy(), 0.95)
+        errors = window["label"] - window["x"]
+        realised = {"mae": float(errors.abs().mean()), "rmse": float(np.sqrt((errors**2).mean()))}
+        for metric, value in realised.items():
+            covered[metric] += found[metric].low <= value <= found[metric].high
+        widths["window"] += found["mae"].high - found["mae"].low
+        widths["sample"] += alone["mae"].high - alone["mae"].low
+    # then the whole window's MAE and RMSE are inside (the error models' bias widens both)
+    assert covered["mae"] / trials >= 0.9 and covered["rmse"] / trials >= 0.9, covered
+    # and the interval is narrower than one of the sample's own errors, whose residual spread
+    # is over 500 rows, not 20,000
+    assert widths["window"] < 0.8 * widths["sample"], widths
+
+
+def test_direct_loss_estimation_follows_errors_that_grow_with_the_inputs(
+    fitted: DirectLoss,
+) -> None:
+    # given error models fitted on rows from the whole input range
     for low, high in ((-0.5, 0.5), (1.0, 2.0)):
         # when a window drawn from part of that range is estimated
         window = _heteroscedastic(1000, 1, low, high)
