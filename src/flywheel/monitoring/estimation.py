@@ -155,16 +155,17 @@ def _beyond_sample(
     simulations: int,
     rng: np.random.Generator,
     calibrators: Resampled | None,
+    predicted: npt.NDArray[np.intp],
+    losses: Floats,
 ) -> dict[str, Floats]:
     """Each simulation's accuracy, macro F1, ROC AUC (NaN: a class without rows) and log loss
     of a window of `rows` rows of which `p` ((n, k) probabilities) are a uniform sample, as
     binary CBPE's with `rows`: each sampled row stands for `intervals.stood_for` rows, whose
     count in each class is drawn from the normal of its multinomial's mean and covariance
-    (every figure is a sum over the sample's rows)."""
+    (every figure is a sum over the sample's rows); `predicted` and `losses` are each row's
+    class and log loss for each label."""
     n, k = p.shape
-    predicted = p.argmax(axis=1)
     at = np.arange(n)
-    losses = -np.log(np.clip(p, 1e-15, 1.0))
     ranked = [intervals.Sorted(p[:, c]) for c in range(k)]
     found: dict[str, list[float]] = {"accuracy": [], "macro_f1": [], "roc_auc": [], "log_loss": []}
     weights = intervals.stood_for(rng, (simulations, n), rows)
@@ -182,9 +183,7 @@ def _beyond_sample(
         called = np.bincount(predicted, weights=weight, minlength=k)
         actual = counts.sum(axis=0)
         found["accuracy"].append(hits.sum() / total)
-        both = called + actual
-        f1 = np.divide(2 * true_positive, both, out=np.zeros(k), where=both > 0)
-        found["macro_f1"].append(float(f1.mean()))
+        found["macro_f1"].append(float(intervals.f1_scores(true_positive, called, actual).mean()))
         found["log_loss"].append(float((counts * losses).sum() / total))
         auc = []
         for c, sort in enumerate(ranked):
@@ -214,22 +213,21 @@ def cbpe_multiclass(
     scores recalibrated by it: the calibration's own uncertainty, as binary CBPE's `draws`.
     With `rows` above their number, `scores` are a uniform sample of a window of that many
     rows, and the intervals are of the whole window's metrics (`_beyond_sample`)."""
-    p, q = np.asarray(scores, dtype=float), np.asarray(calibrated, dtype=float)
+    # In rows' order, whatever the callers' layout, so that sums do not depend on it.
+    p, q = np.ascontiguousarray(scores, dtype=float), np.ascontiguousarray(calibrated, dtype=float)
     n, k = p.shape
     predicted = p.argmax(axis=1)
     at = np.arange(n)
-    f1 = []
-    for c in range(k):
-        picked = predicted == c
-        tp = float(q[picked, c].sum())
-        fp = float((1 - q[picked, c]).sum())
-        fn = float(q[~picked, c].sum())
-        f1.append(tp / (tp + 0.5 * (fp + fn)) if tp + fp + fn else 0.0)
+    f1 = intervals.f1_scores(
+        np.bincount(predicted, weights=q[at, predicted], minlength=k),
+        np.bincount(predicted, minlength=k).astype(float),
+        q.sum(axis=0),
+    )
     losses = -np.log(np.clip(p, 1e-15, 1.0))
     count = len(calibrators) if calibrators else simulations
     rng = np.random.default_rng(seed)
     if rows is not None and rows > n:
-        simulated = _beyond_sample(p, q, rows, count, rng, calibrators)
+        simulated = _beyond_sample(p, q, rows, count, rng, calibrators, predicted, losses)
     else:
         simulated = _simulated(p, _draw(p if calibrators else q, count, rng, calibrators))
     tail = (1 - confidence) / 2 * 100
@@ -272,8 +270,7 @@ def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
         auc[(n1 == 0) | (n1 == n), c] = math.nan
         picked = predicted == c
         tp = (positive & picked).sum(axis=1).astype(float)
-        wrong = picked.sum() + n1 - 2 * tp
-        f1[:, c] = np.divide(tp, tp + 0.5 * wrong, out=np.zeros(len(labels)), where=tp + wrong > 0)
+        f1[:, c] = intervals.f1_scores(tp, np.full(len(labels), float(picked.sum())), n1)
     return {
         "accuracy": (labels == predicted).mean(axis=1),
         "macro_f1": f1.mean(axis=1),

@@ -5,8 +5,10 @@ On labels: a proportion's Wilson interval, ROC AUC with DeLong's variance on the
 Before labels, CBPE after NannyML: a binary classifier's expected accuracy, ROC AUC and log
 loss if each row's label follows its calibrated score, with intervals from labels simulated
 the same way, each simulation calibrated by a calibrator refitted on a resample of the
-evaluation's calibration set. They are small enough to write here and are tested against
-known distributions.
+evaluation's calibration set. When the scores are a uniform sample of a bigger window (a
+summary's), each simulation also draws the rows not kept, each sampled row standing for a
+geometric count of them, so that the intervals are of the whole window's metrics. They are
+small enough to write here and are tested against known distributions.
 """
 
 from __future__ import annotations
@@ -311,13 +313,11 @@ class _Window(Sorted):
     """A binary classifier's window simulated from a uniform sample of its rows (`cbpe` with
     `rows`), in score order."""
 
-    def __init__(self, p: Floats, rows: int) -> None:
+    def __init__(self, p: Floats, rows: int, loss_if_1: Floats, loss_if_0: Floats) -> None:
         super().__init__(p)
         self.rows = rows
         self.predicted = self.scores >= 0.5
-        n = len(p)
-        self.loss_if_1 = row_log_loss(np.ones(n), self.scores)
-        self.loss_if_0 = row_log_loss(np.zeros(n), self.scores)
+        self.loss_if_1, self.loss_if_0 = loss_if_1[self.order], loss_if_0[self.order]
 
     def simulate(self, rng: np.random.Generator, chance: Floats) -> tuple[Floats, ...]:
         """Each simulation's accuracy, log loss, positives, rows and rank sum of positives,
@@ -364,10 +364,10 @@ def cbpe(
     rng = np.random.default_rng(seed)
     count = len(draws) if draws is not None else simulations
     loss_if_1, loss_if_0 = row_log_loss(np.ones(n), p), row_log_loss(np.zeros(n), p)
-    window = _Window(p, rows) if rows is not None and rows > n else None
+    window = _Window(p, rows, loss_if_1, loss_if_0) if rows is not None and rows > n else None
     # In the window's score order when the sample stands for a window.
     at = window.order if window is not None else slice(None)
-    ranks = rankdata(p)
+    ranks = rankdata(p) if window is None else np.empty(0)
     right, loss, n1 = np.empty(count), np.empty(count), np.empty(count)
     total, rank_sums = np.full(count, float(n)), np.empty(count)
     # The same random numbers, in the same order, as drawing all simulations at once.
@@ -406,6 +406,15 @@ def cbpe(
         )
         auc = interval(expected_auc(p, q), simulated)
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}
+
+
+def f1_scores(true_positive: Floats, called: Floats, actual: Floats) -> Floats:
+    """Each class's F1 from its (expected or simulated) true positives, rows called it and
+    rows of it, along the last axis: 2 tp / (called + actual), 0 for a class neither called
+    nor present (scikit-learn's)."""
+    both = np.asarray(called + actual, dtype=float)
+    f1: Floats = np.divide(2 * true_positive, both, out=np.zeros(both.shape), where=both > 0)
+    return f1
 
 
 def expected_auc(p: Floats, q: Floats) -> float:

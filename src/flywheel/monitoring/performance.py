@@ -106,12 +106,14 @@ def _binary(y: Codes, p: Floats, confidence: float) -> dict[str, Any]:
 
 def macro_f1(y: Codes, predicted: Codes, k: int) -> float:
     """scikit-learn's macro F1 over `k` classes (an absent, never predicted class scores 0)."""
-    scores = []
-    for c in range(k):
-        tp = float(np.sum((predicted == c) & (y == c)))
-        wrong = float(np.sum(predicted == c) + np.sum(y == c) - 2 * tp)
-        scores.append(tp / (tp + 0.5 * wrong) if tp + wrong else 0.0)
-    return float(np.mean(scores))
+    hits = predicted[predicted == y]
+    return float(
+        intervals.f1_scores(
+            np.bincount(hits, minlength=k).astype(float),
+            np.bincount(predicted, minlength=k).astype(float),
+            np.bincount(y, minlength=k).astype(float),
+        ).mean()
+    )
 
 
 def _auc(positive: npt.NDArray[np.bool_], scores: Floats) -> float:
