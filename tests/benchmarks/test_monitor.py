@@ -4,6 +4,7 @@ benchmark's to run: minutes each). The peers run only where their virtualenvs ar
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from benchmarks import monitor as bench
 from flywheel import logformat
+from flywheel.monitoring import monitor as monitor_module
 
 M, TEN_M = bench.MIDDLE, bench.BIG
 
@@ -170,6 +172,20 @@ def test_sizes_and_their_names() -> None:
         "10m",
         "5001",
     ]
+
+
+def test_flywheels_modules_are_timed_compiled_as_an_installed_package_has_them() -> None:
+    # given a module of Flywheel's, as the look imports it
+    source = Path(monitor_module.__file__)
+    # when the benchmark compiles the sources before timing
+    bench.compile_sources()
+    # then the module's bytecode is there and was compiled from the source as it is now
+    cached = Path(importlib.util.cache_from_source(str(source)))
+    header = cached.read_bytes()[:16]
+    assert header[:4] == importlib.util.MAGIC_NUMBER
+    stat = source.stat()
+    assert int.from_bytes(header[8:12], "little") == int(stat.st_mtime) & 0xFFFFFFFF
+    assert int.from_bytes(header[12:16], "little") == stat.st_size & 0xFFFFFFFF
 
 
 def test_a_day_is_a_file_per_minute_per_worker_sharing_its_rows_evenly() -> None:
