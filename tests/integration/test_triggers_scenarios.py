@@ -148,30 +148,31 @@ def drift_figures(settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def test_stable_traffic_fires_nothing_but_the_schedule_over_60_days(
+def test_stable_traffic_fires_nothing_but_the_schedule_over_30_days(
     registered: Settings, tmp_path: Path
 ) -> None:
     # given a stable world
     settings = project(registered, tmp_path, "stable")
-    # when 60 days are served and checked, each check analysing only the windows that changed
+    # when 30 days are served and checked, each check analysing only the windows that changed
+    # (how rarely a trigger fires falsely over longer runs is `make bench-loop`'s to measure)
     cache = WindowCache()
-    decisions = play(settings, range(5, 65), cache=cache)
-    # then only the weekly schedule (Mondays 03:00: days 11, 18, ... 60) fired
+    decisions = play(settings, range(5, 35), cache=cache)
+    # then only the weekly schedule (Mondays 03:00: days 11, 18, 25 and 32) fired
     fired = {i: [f.kind for f in d.firings] for i, d in decisions.items() if d.firings}
-    assert fired == {day: ["schedule"] for day in range(11, 65, 7)}, [
+    assert fired == {day: ["schedule"] for day in range(11, 35, 7)}, [
         (i, d.reason) for i, d in decisions.items() if d.firings
     ]
     # and every record shows the numbers each trigger looked at, fired or not
-    last = stored(settings, decisions[64])
+    last = stored(settings, decisions[34])
     drift = next(c for c in last["checks"] if c["kind"] == "drift")
     assert [w["rows"] for w in drift["inputs"]["windows"]] == [2000, 2000]
     performance = next(c for c in last["checks"] if c["kind"] == "performance")
     assert performance["inputs"]["labelled"] == 2000
-    assert performance["inputs"]["window"] == "2026-03-04"  # day 62: its labels came back today
+    assert performance["inputs"]["window"] == "2026-02-02"  # day 32: its labels came back today
     # and the last check's windows, most of them from the cache, are what a look without it
     # makes of the same store
     assert cache.hits > cache.misses
-    end = end_of(settings, 64)
+    end = end_of(settings, 34)
     looked = [
         r
         for r in latest_records(LocalStore(settings.storage.uri), settings.model_name, "v1", "day")
