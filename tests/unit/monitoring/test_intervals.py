@@ -116,6 +116,32 @@ def _realised(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
     }
 
 
+def test_f1_scores_are_scikit_learns_with_a_class_never_called_and_one_never_present() -> None:
+    from sklearn.metrics import f1_score
+
+    # given labels of four classes where class 2 is never predicted and class 3 never occurs
+    rng = np.random.default_rng(3)
+    y = rng.choice([0, 1, 2], size=300)
+    predicted = np.where(rng.random(300) < 0.7, y, rng.choice([0, 1, 3], size=300))
+    predicted[predicted == 2] = 0
+    k = 4
+    # when each class's F1 is made from its true positives, calls and rows
+    f1 = intervals.f1_scores(
+        np.bincount(predicted[predicted == y], minlength=k).astype(float),
+        np.bincount(predicted, minlength=k).astype(float),
+        np.bincount(y, minlength=k).astype(float),
+    )
+    # then it is scikit-learn's F1 of each class, 0 where it is undefined
+    expected = f1_score(y, predicted, labels=range(k), average=None, zero_division=0.0)
+    np.testing.assert_allclose(f1, expected, rtol=1e-12)
+    assert f1[2] == 0.0 and f1[3] == 0.0
+    # and, along the last axis, of several simulations at once
+    stacked = intervals.f1_scores(
+        np.array([[1.0, 0.0], [2.0, 0.0]]), np.ones((2, 2)) * 2, np.ones((2, 2)) * 2
+    )
+    np.testing.assert_allclose(stacked, [[0.5, 0.0], [1.0, 0.0]])
+
+
 def test_cbpe_on_calibrated_scores_recovers_the_realised_metrics_within_its_intervals() -> None:
     # given perfectly calibrated scores: each label is drawn with its row's score
     rng = np.random.default_rng(10)
