@@ -220,7 +220,7 @@ def cbpe_multiclass(
     at = np.arange(n)
     f1 = intervals.f1_scores(
         np.bincount(predicted, weights=q[at, predicted], minlength=k),
-        np.bincount(predicted, minlength=k).astype(float),
+        np.bincount(predicted, minlength=k),
         q.sum(axis=0),
     )
     losses = -np.log(np.clip(p, 1e-15, 1.0))

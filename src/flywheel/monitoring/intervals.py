@@ -408,12 +408,13 @@ def cbpe(
     return {"accuracy": accuracy, "roc_auc": auc, "log_loss": log_loss}
 
 
-def f1_scores(true_positive: Floats, called: Floats, actual: Floats) -> Floats:
+def f1_scores(true_positive: npt.ArrayLike, called: npt.ArrayLike, actual: npt.ArrayLike) -> Floats:
     """Each class's F1 from its (expected or simulated) true positives, rows called it and
     rows of it, along the last axis: 2 tp / (called + actual), 0 for a class neither called
     nor present (scikit-learn's)."""
-    both = np.asarray(called + actual, dtype=float)
-    f1: Floats = np.divide(2 * true_positive, both, out=np.zeros(both.shape), where=both > 0)
+    both = np.asarray(called, dtype=float) + np.asarray(actual, dtype=float)
+    twice = 2 * np.asarray(true_positive, dtype=float)
+    f1: Floats = np.divide(twice, both, out=np.zeros(both.shape), where=both > 0)
     return f1
 
 

@@ -109,9 +109,9 @@ def macro_f1(y: Codes, predicted: Codes, k: int) -> float:
     hits = predicted[predicted == y]
     return float(
         intervals.f1_scores(
-            np.bincount(hits, minlength=k).astype(float),
-            np.bincount(predicted, minlength=k).astype(float),
-            np.bincount(y, minlength=k).astype(float),
+            np.bincount(hits, minlength=k),
+            np.bincount(predicted, minlength=k),
+            np.bincount(y, minlength=k),
         ).mean()
     )
 
