@@ -270,7 +270,7 @@ def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
         auc[(n1 == 0) | (n1 == n), c] = math.nan
         picked = predicted == c
         tp = (positive & picked).sum(axis=1).astype(float)
-        f1[:, c] = intervals.f1_scores(tp, np.full(len(labels), float(picked.sum())), n1)
+        f1[:, c] = intervals.f1_scores(tp, picked.sum(), n1)
     return {
         "accuracy": (labels == predicted).mean(axis=1),
         "macro_f1": f1.mean(axis=1),
