@@ -176,8 +176,10 @@ class LocalDriver:
         raise DeployRefused(f"{what} was not ready after {self.ready_timeout:.0f}s; see {log_path}")
 
     def ensure_gateway(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is None:
-            return
+        if self.gateway is not None:
+            if self.gateway.poll() is None:
+                return
+            stop_group(self.gateway.pid, timeout=2)
         process, log_path = self._spawn(
             [
                 sys.executable,
@@ -194,8 +196,11 @@ class LocalDriver:
     def backend(self, version: str) -> Backend:
         """A ready microservice for `version`, started if needed; DeployRefused if it cannot serve."""
         existing = self.backends.get(version)
-        if existing is not None and existing.process.poll() is None:
-            return existing
+        if existing is not None:
+            if existing.process.poll() is None:
+                return existing
+            # Its leader died: stop what it left in its group before starting another.
+            stop_group(existing.process.pid, timeout=2)
         s = self.settings
         if not s.storage.is_s3:  # the microservice runs elsewhere: give it an absolute path
             s = s.model_copy(

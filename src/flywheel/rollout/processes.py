@@ -90,6 +90,13 @@ def _group_alive(leader: int) -> bool:
     return True
 
 
+def _same(now: Identity, recorded: Identity) -> bool:
+    """Whether the process now at a recorded PID is the one recorded. A leader that died
+    before its group, and that no parent has reaped yet, is a zombie with no command line
+    left: its start time still names it, and its group's orphans are still Flywheel's."""
+    return now == recorded or (not now.command and now.started == recorded.started)
+
+
 class ProcessBook:
     """The serving directory's lock and its record of the process groups started there."""
 
@@ -145,7 +152,7 @@ class ProcessBook:
         for entry in entries:
             recorded = Identity(**entry)
             now = identity(recorded.pid)
-            if now is not None and now != recorded:
+            if now is not None and not _same(now, recorded):
                 log.info("not stopping PID %s: it is now another process", recorded.pid)
                 continue
             # A leader that is gone cannot be checked, but then only its own orphans

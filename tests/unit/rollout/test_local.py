@@ -6,6 +6,10 @@ tests/integration/test_rollout_local.py.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -169,3 +173,30 @@ def test_the_driver_runs_the_gateway_and_stops_it(
     # and closing stops its process and forgets it
     assert gateway.poll() is not None and driver.gateway is None
     assert not (tmp_path / "serve" / "processes.json").exists()
+
+
+def test_a_gateway_whose_leader_died_is_replaced_and_its_orphans_stopped(
+    small_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # given a driver whose gateway group lost its leader but not its child
+    driver = LocalDriver(small_settings(), workdir=tmp_path / "serve")
+    try:
+        dead = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
+        time.sleep(0.2)
+        orphan = int(Path(f"/proc/{dead.pid}/task/{dead.pid}/children").read_text().split()[0])
+        os.kill(dead.pid, signal.SIGKILL)
+        dead.wait()
+        driver.gateway = dead
+        # when the gateway is needed again
+        driver.ensure_gateway()
+        # then a new one serves, and the dead one's orphan was stopped first
+        assert driver.gateway is not dead and driver.measure(0) == (Window(), Window())
+        with pytest.raises(ProcessLookupError):
+            os.killpg(dead.pid, 0)
+        assert not Path(f"/proc/{orphan}").exists() or "Z" in _state(orphan)
+    finally:
+        driver.close()
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]

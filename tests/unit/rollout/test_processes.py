@@ -74,6 +74,31 @@ def test_a_successor_stops_the_groups_an_earlier_owner_left(
     assert not (tmp_path / "processes.json").exists()
 
 
+def test_a_group_whose_leader_died_first_is_still_stopped(
+    tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
+) -> None:
+    # given a recorded group whose leader was killed alone, and not yet reaped by its parent:
+    # a zombie, with no command line, while its child lives on in the group
+    leader = _group(spawned, "sleep 60 & wait")
+    time.sleep(0.2)
+    child = _children(leader.pid)[0]
+    ProcessBook(tmp_path).record([leader.pid])
+    os.kill(leader.pid, 9)
+    deadline = time.monotonic() + 5
+    while _alive(leader.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    zombie = identity(leader.pid)
+    assert zombie is not None and zombie.command == ""
+    # when a successor reaps
+    stopped = ProcessBook(tmp_path).reap()
+    # then the leader's start time named it, and its orphan is stopped
+    assert stopped == [leader.pid]
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(child)
+
+
 @pytest.mark.parametrize(
     "disguise",
     [
