@@ -48,6 +48,26 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+def _recorded_group(
+    book: Path, spawned: list[subprocess.Popen[bytes]]
+) -> tuple[subprocess.Popen[bytes], int]:
+    """A group (a shell and its `sleep` child) recorded in `book`'s directory: its leader
+    and the child."""
+    leader = _group(spawned, "sleep 60 & wait")
+    time.sleep(0.2)
+    child = _children(leader.pid)[0]
+    ProcessBook(book).record([leader.pid])
+    return leader, child
+
+
+def _dead(pid: int, within: float = 5) -> bool:
+    """Whether `pid` is dead (or a zombie) within `within` seconds."""
+    deadline = time.monotonic() + within
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not _alive(pid)
+
+
 def test_identity_tells_a_live_process_by_start_time_and_command() -> None:
     me = identity(os.getpid())
     assert me is not None
@@ -61,10 +81,7 @@ def test_a_successor_stops_the_groups_an_earlier_owner_left(
     tmp_path: Path, spawned: list[subprocess.Popen[bytes]]
 ) -> None:
     # given an owner that recorded a group (a shell and its child) and then died
-    leader = _group(spawned, "sleep 60 & wait")
-    time.sleep(0.2)
-    child = _children(leader.pid)[0]
-    ProcessBook(tmp_path).record([leader.pid])
+    leader, child = _recorded_group(tmp_path, spawned)
     # when the next owner takes the directory
     stopped = ProcessBook(tmp_path).reap()
     leader.wait(5)
@@ -79,24 +96,16 @@ def test_a_group_whose_leader_died_first_is_still_stopped(
 ) -> None:
     # given a recorded group whose leader was killed alone, and not yet reaped by its parent:
     # a zombie, with no command line, while its child lives on in the group
-    leader = _group(spawned, "sleep 60 & wait")
-    time.sleep(0.2)
-    child = _children(leader.pid)[0]
-    ProcessBook(tmp_path).record([leader.pid])
+    leader, child = _recorded_group(tmp_path, spawned)
     os.kill(leader.pid, 9)
-    deadline = time.monotonic() + 5
-    while _alive(leader.pid) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    assert _dead(leader.pid)
     zombie = identity(leader.pid)
     assert zombie is not None and zombie.command == ""
     # when a successor reaps
     stopped = ProcessBook(tmp_path).reap()
     # then the leader's start time named it, and its orphan is stopped
     assert stopped == [leader.pid]
-    deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not _alive(child)
+    assert _dead(child)
 
 
 @pytest.mark.parametrize(
