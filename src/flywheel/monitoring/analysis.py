@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from flywheel.config import ContractSettings, MonitoringSettings
 from flywheel.contract import Contract
@@ -111,7 +112,7 @@ def analyse_window(
         dataset_drift=share is not None and share > settings.drifted_share,
         prediction_drift=prediction_drift(usable, reference, settings),
         class_drift=class_drift(usable, reference, settings),
-        skew=_skew(rows, reference, settings, seed=int(start.timestamp())),
+        skew=_skew(rows, reference, settings),
         performance=_performance(rows, labels, reference, settings.confidence),
         offline=performance.offline(reference.evaluation, task),
         estimate=estimate,
@@ -151,28 +152,27 @@ def _invariants(
     )
 
 
-def _skew(
-    served: Served,
-    reference: VersionReference,
-    settings: MonitoringSettings,
-    seed: int,
-) -> Skew | None:
-    """Re-score a seeded sample of served rows with the registered model: every output of a
-    row (a regression's value relative to its size, beyond 1)."""
-    if reference.predictor is None:
+def _skew(served: Served, reference: VersionReference, settings: MonitoringSettings) -> Skew | None:
+    """Re-score the served rows with the smallest request keys (a uniform random sample) with
+    the registered model: every output of a row (a regression's value relative to its size,
+    beyond 1). Rows an earlier look re-scored are not scored again (`rescored`)."""
+    predictor = reference.predictor
+    if predictor is None:
         return None
-    rows = served.scorable(set(reference.predictor.columns))
+    rows = served.scorable(set(predictor.columns))
     if not rows:
         return None
-    rng = np.random.default_rng(seed)
-    picked = rng.choice(len(rows), size=min(settings.skew_sample, len(rows)), replace=False)
-    sample = [rows[i] for i in sorted(picked)]
-    from threadpoolctl import threadpool_limits
+    sample = sorted(served.by_key(rows)[: settings.skew_sample])
 
-    # A few hundred rows: OpenMP's threads cost far more than they save (scikit-learn's
-    # gradient boosting took 0.7 s of CPU on two threads for 200 rows, 12 ms on one).
-    with threadpool_limits(1):
-        offline = reference.predictor.outputs(served.frame(sample))
+    def score(missing: list[int]) -> npt.NDArray[np.float64]:
+        from threadpoolctl import threadpool_limits
+
+        # A few hundred rows: OpenMP's threads cost far more than they save (scikit-learn's
+        # gradient boosting took 0.7 s of CPU on two threads for 200 rows, 12 ms on one).
+        with threadpool_limits(1):
+            return predictor.outputs(served.frame([sample[at] for at in missing]))
+
+    offline = reference.rescored.outputs(served.identities(sample), score)
     answered = served.outputs_of(sample)
     difference = np.abs(offline - answered)
     if reference.task == "regression":

@@ -28,6 +28,7 @@ from flywheel.monitoring.logs import Prediction, Skipped
 from flywheel.monitoring.reading import MonitoringError, Pool, summarise_day, windows
 from flywheel.monitoring.records import write_record
 from flywheel.monitoring.reference import load_reference
+from flywheel.monitoring.rescored import rescored_key
 from flywheel.monitoring.served import Sampled, Served
 from flywheel.monitoring.summary import WindowSummary, summary_key
 from flywheel.monitoring.window import Role, VersionReference, WindowReport
@@ -233,6 +234,9 @@ def _look(
     totals: Counter[str] = Counter()
     for (_, _, reason), count in skipped.counts.items():
         totals[reason] += count
+    for version, reference in references.items():
+        if reference.rescored.changed:
+            changed[rescored_key(settings.model_name, version)] = reference.rescored.to_bytes()
     written: tuple[str, ...] = ()
     kept = Housekeeping()
     if record:

@@ -6,6 +6,7 @@ model loaded and run in a process of its own (`Remote`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,7 +22,8 @@ from flywheel.contract import Contract
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring.cache import reference_fingerprint
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
-from flywheel.monitoring.window import VersionReference
+from flywheel.monitoring.rescored import read_rescored
+from flywheel.monitoring.window import Scorer, VersionReference
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry, RegistryError
 from flywheel.storage import StoreError, StoreUnavailable
@@ -82,6 +84,21 @@ class Remote:
         return self.process.submit(_outputs_in_scorer, self.version, frame).result()
 
 
+class Deferred:
+    """A version's model loaded the first time it is asked for answers."""
+
+    def __init__(self, contract: Contract, load: Callable[[], Scorer]) -> None:
+        self.columns = (*contract.numeric, *contract.categorical)
+        self._load = load
+        self._loaded: Scorer | None = None
+
+    def outputs(self, frame: pd.DataFrame) -> npt.NDArray[np.float64]:
+        """The model's answers, as `Predictor.outputs`, loading it first if need be."""
+        if self._loaded is None:
+            self._loaded = self._load()
+        return self._loaded.outputs(frame)
+
+
 def load_reference(
     registry: Registry,
     source: batches.BatchSource,
@@ -101,11 +118,18 @@ def load_reference(
     except (RegistryError, ValidationError) as error:
         log.warning("%s has no usable evaluation.json (%s): no offline comparison", version, error)
     model_bytes = registry.read(version, MODEL_FILE)
-    predictor: Predictor | Remote = (
-        Remote.load(scorer, version, model_bytes, contract)
-        if scorer is not None
-        else Predictor(load_model(model_bytes), list(contract.numeric), list(contract.categorical))
-    )
+    rescored = read_rescored(registry.store, registry.model_name, version)
+
+    def load() -> Scorer:
+        if scorer is not None:
+            return Remote.load(scorer, version, model_bytes, contract)
+        return Predictor(
+            load_model(model_bytes), list(contract.numeric), list(contract.categorical)
+        )
+
+    # A re-look whose skew check finds its rows re-scored already needs no model (and
+    # scikit-learn's imports are most of a small look): load it when first asked.
+    predictor = Deferred(contract, load) if rescored.known else load()
     newest, outputs, direct_loss = None, None, None
     why = "the version has no evaluation to name rows it never trained on"
     if contract.task != "binary" and evaluated is not None:
@@ -130,6 +154,7 @@ def load_reference(
             [manifest.created_at, contract_bytes, evaluation_bytes, model_bytes, why],
             [rows, newest],
         ),
+        rescored=rescored,
     )
 
 

@@ -9,6 +9,7 @@ analysis.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -92,6 +93,35 @@ class Served:
         """The answers of `rows` (of `scorable`)."""
         return self.answers.outputs[list(rows)]
 
+    def by_key(self, rows: Sequence[int]) -> list[int]:
+        """`rows` by their request's key, then their place in the request: a uniform random
+        order (the keys are hashes) that rows added later rarely change."""
+        keys, places = self._keys()
+        chosen = np.asarray(rows, dtype=np.int64)
+        return [int(i) for i in chosen[np.lexsort((places[chosen], keys[chosen]))]]
+
+    def identities(self, rows: Sequence[int]) -> list[tuple[int, int, int]]:
+        """Each row's request key, place in its request and a digest of its inputs."""
+        keys, places = self._keys()
+        return [
+            (int(keys[at]), int(places[at]), _digest(values))
+            for at, values in zip(rows, self._inputs(rows), strict=True)
+        ]
+
+    def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        """Every row's request key and place in its request."""
+        raise NotImplementedError
+
+    def _inputs(self, rows: Sequence[int]) -> list[tuple[Any, ...]]:
+        """The feature values of `rows`, in the order of their features."""
+        raise NotImplementedError
+
+
+def _digest(values: tuple[Any, ...]) -> int:
+    """64 bits naming a row's inputs (their types too: 1 and 1.0 are told apart)."""
+    text = repr(tuple((type(v).__name__, v) for v in values)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
 
 def _as_float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
@@ -138,6 +168,16 @@ class Logged(Served):
 
     def outputs_of(self, rows: Sequence[int]) -> npt.NDArray[np.float64]:
         return np.array([self._rows[at][0].outputs[self._rows[at][1]] for at in rows], dtype=float)
+
+    def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        keys = {p.request_id: logformat.request_key(p.request_id) for p in self.predictions}
+        return (
+            np.array([keys[p.request_id] for p, _ in self._rows], dtype=np.uint64),
+            np.array([i for _, i in self._rows], dtype=np.int64),
+        )
+
+    def _inputs(self, rows: Sequence[int]) -> list[tuple[Any, ...]]:
+        return [tuple(self._rows[at][0].inputs[self._rows[at][1]]) for at in rows]
 
     def frame(self, rows: Sequence[int] | None = None) -> pd.DataFrame:
         import pandas as pd
@@ -199,6 +239,18 @@ class Sampled(Served):
     def values(self, feature: str) -> list[Any]:
         name = logformat.input_column(feature)
         return self.table.column(name).to_pylist() if name in self.table.column_names else []
+
+    def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
+        return (
+            self.table.column(logformat.KEY).to_numpy().astype(np.uint64),
+            self.table.column(logformat.ROW).to_numpy().astype(np.int64),
+        )
+
+    def _inputs(self, rows: Sequence[int]) -> list[tuple[Any, ...]]:
+        import pyarrow as pa
+
+        picked = self.table.select(self.inputs).take(pa.array(np.asarray(rows, dtype=np.int64)))
+        return list(zip(*picked.to_pydict().values(), strict=True)) if rows else []
 
     def scorable(self, features: set[str]) -> list[int]:
         if set(self.features) != features:

@@ -4,7 +4,7 @@ what it is measured against (`VersionReference`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -20,6 +20,7 @@ from flywheel.findings import Finding
 from flywheel.monitoring import intervals
 from flywheel.monitoring.estimation import DirectLoss, Estimate, Resampled, resampled
 from flywheel.monitoring.performance import Offline, Performance
+from flywheel.monitoring.rescored import Rescored
 from flywheel.monitoring.statistics import DriftTest
 from flywheel.records import Record
 
@@ -153,6 +154,8 @@ class VersionReference:
     # A digest of all the above as read (cache.reference_fingerprint); "": none was taken,
     # and its windows are never served from a cache.
     fingerprint: str = ""
+    # The model's answers to rows earlier looks re-scored, and this look's.
+    rescored: Rescored = field(default_factory=Rescored)
 
     @property
     def task(self) -> Task:

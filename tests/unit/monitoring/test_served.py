@@ -120,3 +120,29 @@ def test_a_regressions_answers_are_usable_outside_zero_to_one() -> None:
     value = Prediction("r", "v1", 0.0, None, FEATURES, ((1.0, "north"),), ((42.5,),))
     found = answers([value], "regression", 1)
     assert found.usable.tolist() == [True] and found.broken_requests == 0
+
+
+def test_rows_are_ordered_and_named_by_request_key_alike_from_requests_and_a_sample() -> None:
+    # given the same requests read both ways
+    predictions = _requests()
+    logged = Logged(predictions, "binary", 2)
+    sampled = Sampled(_as_table(predictions), "binary", 2)
+    rows = logged.scorable(set(FEATURES))
+    # then both order the rows by request key, then place in the request, and name them alike
+    ordered = logged.by_key(rows)
+    assert ordered == sampled.by_key(rows) and sorted(ordered) == rows
+    named = logged.identities(ordered)
+    assert named == sampled.identities(ordered)
+    assert [(key, place) for key, place, _ in named] == sorted((k, p) for k, p, _ in named)
+    keys = {logformat.request_key(p.request_id) for p in predictions}
+    assert {key for key, _, _ in named} <= keys
+
+
+def test_a_duplicate_request_id_with_other_inputs_is_another_row() -> None:
+    # given two requests of one id: the same answer, one input changed
+    first = Prediction("dup", "v1", 0.0, None, FEATURES, ((1.0, "north"),), ((0.4, 0.6),))
+    second = Prediction("dup", "v1", 1.0, None, FEATURES, ((2.0, "north"),), ((0.4, 0.6),))
+    again = Prediction("dup", "v1", 2.0, None, FEATURES, ((1.0, "north"),), ((0.4, 0.6),))
+    named = Logged([first, second, again], "binary", 2).identities([0, 1, 2])
+    # then they share key and place, not name, unless their inputs are the same
+    assert named[0][:2] == named[1][:2] and named[0] != named[1] and named[0] == named[2]
