@@ -225,7 +225,12 @@ def write_metrics_once() -> None:
     def cleared(self: Any) -> None:
         with lock:
             self.__dict__.pop("_flywheel_worker", None)
-        clear(self)
+        try:
+            clear(self)
+        except (OSError, EOFError):
+            # A worker exiting as its whole group is stopped: the metrics' manager process
+            # went first, and the entries this drops with it.
+            log.debug("the metrics manager is gone: nothing left to clear")
 
     update.writes_once = True  # type: ignore[attr-defined]
     store.update = update
