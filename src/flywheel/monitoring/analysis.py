@@ -244,6 +244,7 @@ def _estimate(
     window_rows = (
         None if stands_for is None else round(stands_for * len(outputs) / len(served.outputs))
     )
+    covered = len(outputs) if window_rows is None else window_rows  # the rows it stands for
     evaluation = reference.evaluation
     if reference.task == "regression":
         if reference.direct_loss is None:
@@ -253,7 +254,7 @@ def _estimate(
             frame, outputs[:, 0], settings.confidence, rows=window_rows
         )
         return (
-            Estimate(method="DLE", rows=len(outputs), assumptions=DLE_ASSUMPTIONS, **estimated),
+            Estimate(method="DLE", rows=covered, assumptions=DLE_ASSUMPTIONS, **estimated),
             None,
         )
     calibrate = settings.calibration == "evaluation"
@@ -278,7 +279,7 @@ def _estimate(
         return (
             Estimate(
                 calibration=settings.calibration,
-                rows=len(outputs),
+                rows=covered,
                 assumptions=MULTICLASS_ASSUMPTIONS,
                 **found,
             ),
@@ -302,7 +303,7 @@ def _estimate(
         simulations=CBPE_SIMULATIONS,
         rows=window_rows,
     )
-    return Estimate(calibration=settings.calibration, rows=len(scores), **binary), None
+    return Estimate(calibration=settings.calibration, rows=covered, **binary), None
 
 
 def _health(

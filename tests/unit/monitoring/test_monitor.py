@@ -265,6 +265,8 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     assert [r.model_dump() for r in one.reports] == [r.model_dump() for r in two.reports]
     (report,) = [r for r in one.reports if r.health.rows]
     assert report.health.rows == 2400 and report.sampled_rows is not None
+    # and the estimate says it stands for the window's rows, not the sample's
+    assert report.estimate is not None and report.estimate.rows == 2400
     # the skew check re-scored rows both ways: in this process, and in the scoring process
     assert report.skew is not None and report.skew.sampled > 0
 
