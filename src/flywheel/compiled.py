@@ -217,7 +217,10 @@ class CompiledScorer:
         elif self.link == "identity":
             return (x @ self._coef + self._intercept).reshape(len(x), 1)
         else:
-            positive = 1.0 / (1.0 + np.exp(-(x @ self._coef + self._intercept)))
+            # scipy's expit, as scikit-learn scores: a margin below about -709 overflows
+            # exp to inf and gives exactly 0, which is the answer, not a fault to warn of.
+            with np.errstate(over="ignore"):
+                positive = 1.0 / (1.0 + np.exp(-(x @ self._coef + self._intercept)))
         return np.column_stack([1.0 - positive, positive])
 
 
