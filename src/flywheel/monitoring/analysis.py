@@ -172,8 +172,8 @@ def _skew(served: Served, reference: VersionReference, settings: MonitoringSetti
         with threadpool_limits(1):
             return predictor.outputs(served.frame([sample[at] for at in missing]))
 
-    offline = reference.rescored.outputs(served.identities(sample), score)
     answered = served.outputs_of(sample)
+    offline = reference.rescored.outputs(served.identities(sample), answered.shape[1], score)
     difference = np.abs(offline - answered)
     if reference.task == "regression":
         difference /= np.maximum(np.abs(offline), 1.0)

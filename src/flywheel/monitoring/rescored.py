@@ -44,10 +44,14 @@ class Rescored:
     scored: int = 0  # rows this look had to score
 
     def outputs(
-        self, rows: Sequence[RowId], score: Callable[[list[int]], npt.NDArray[np.float64]]
+        self,
+        rows: Sequence[RowId],
+        width: int,
+        score: Callable[[list[int]], npt.NDArray[np.float64]],
     ) -> npt.NDArray[np.float64]:
-        """The answers to `rows`; `score` answers the positions of those not known yet."""
-        missing = [at for at, row in enumerate(rows) if row not in self.known]
+        """The answers to `rows`, `width` outputs each; `score` answers the positions of those
+        not known yet (or kept with another width: not this model's answers)."""
+        missing = [at for at, row in enumerate(rows) if len(self.known.get(row, ())) != width]
         if missing:
             fresh = score(missing)
             for at, answer in zip(missing, fresh.tolist(), strict=True):
@@ -55,7 +59,7 @@ class Rescored:
             self.scored += len(missing)
         for row in rows:
             self.used[row] = self.known[row]
-        return np.array([self.known[row] for row in rows], dtype=float)
+        return np.array([self.known[row] for row in rows], dtype=float).reshape(len(rows), width)
 
     @property
     def changed(self) -> bool:

@@ -21,8 +21,9 @@ ROWS = [(7, 0, 11), (7, 1, 12), (3, 0, 13)]
 
 
 def test_only_rows_not_known_are_scored_and_only_used_rows_are_kept() -> None:
-    # given two rows an earlier look scored, one of them no longer used
-    kept = Rescored(known={ROWS[0]: (0.25, 0.75), (9, 0, 1): (0.5, 0.5)})
+    # given rows an earlier look kept: one asked for again, one no longer used, and one of
+    # another width than the model's (not its answer)
+    kept = Rescored(known={ROWS[0]: (0.25, 0.75), (9, 0, 1): (0.5, 0.5), ROWS[1]: (0.3,)})
     asked: list[list[int]] = []
 
     def score(missing: list[int]) -> npt.NDArray[np.float64]:
@@ -30,15 +31,16 @@ def test_only_rows_not_known_are_scored_and_only_used_rows_are_kept() -> None:
         return np.array([[0.1, 0.9]] * len(missing))
 
     # when three rows are asked for
-    found = kept.outputs(ROWS, score)
-    # then only the two unknown were scored, and the kept one answered as kept
+    found = kept.outputs(ROWS, 2, score)
+    # then only the unknown row and the one of another width were scored, and the kept one
+    # answered as kept
     assert asked == [[1, 2]] and kept.scored == 2 and kept.changed
     np.testing.assert_array_equal(found, [[0.25, 0.75], [0.1, 0.9], [0.1, 0.9]])
     # and what is kept is this look's rows, read back exactly
     again = Rescored.from_bytes(kept.to_bytes())
     assert again.known == {ROWS[0]: (0.25, 0.75), ROWS[1]: (0.1, 0.9), ROWS[2]: (0.1, 0.9)}
     # and asking again scores nothing and changes nothing
-    assert (again.outputs(ROWS, score) == found).all() and len(asked) == 1
+    assert (again.outputs(ROWS, 2, score) == found).all() and len(asked) == 1
     assert not again.changed
 
 
