@@ -4,15 +4,17 @@ production's. Every batch is checked against one in `flywheel.validation`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pandas as pd
 from pydantic import Field
 
 from flywheel import drift
 from flywheel.config import ColumnTags, ContractSettings, FeatureSettings, Task
 from flywheel.problem import Label, Problem
 from flywheel.records import Record
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class NumericProfile(Record):
@@ -143,6 +145,8 @@ def infer_contract(
 ) -> Contract:
     """Profile clean reference batches into a contract, with the policy's column tags and the
     label's problem (default: a binary 0/1 one)."""
+    import pandas as pd
+
     data = pd.concat([frame for _, frame in frames], ignore_index=True)
     problem = problem or Problem(task="binary", label=features.label, classes=(0, 1))
     numeric = {
@@ -308,6 +312,8 @@ def keep_label_bins(production: Contract, candidate: Contract, values: pd.Series
 
 def problem_targets(values: pd.Series) -> pd.Series:
     """A regression label as floats."""
+    import pandas as pd
+
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # Floor for empty bins, so that PSI stays finite (the usual choice in the literature).
 _EPSILON = 1e-4
@@ -14,6 +17,8 @@ _EPSILON = 1e-4
 
 def quantile_edges(values: pd.Series, bins: int) -> list[float]:
     """Inner bin edges at the reference quantiles (duplicates dropped for discrete data)."""
+    import pandas as pd
+
     clean = pd.to_numeric(values, errors="coerce").dropna()
     if clean.empty:
         return []
@@ -23,6 +28,8 @@ def quantile_edges(values: pd.Series, bins: int) -> list[float]:
 
 def bin_fractions(values: pd.Series, edges: Sequence[float]) -> list[float]:
     """Share of non-null values in each bin: (-inf, e0], (e0, e1], ..., (en, inf)."""
+    import pandas as pd
+
     clean = pd.to_numeric(values, errors="coerce").dropna().to_numpy(dtype=float)
     counts = np.bincount(np.searchsorted(edges, clean, side="left"), minlength=len(edges) + 1)
     total = counts.sum()
@@ -54,6 +61,7 @@ def categorical_psi(expected: Mapping[str, float], actual: Mapping[str, float]) 
 
 def ks_statistic(reference: pd.Series, current: pd.Series) -> tuple[float, float]:
     """Two-sample Kolmogorov-Smirnov statistic and p-value."""
+    import pandas as pd
     from scipy.stats import ks_2samp
 
     a = pd.to_numeric(reference, errors="coerce").dropna().to_numpy(dtype=float)
