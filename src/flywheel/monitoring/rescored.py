@@ -37,10 +37,11 @@ def rescored_key(model: str, version: str) -> str:
 
 @dataclass
 class Rescored:
-    """A version's answers to re-scored rows: those read from the store, and this look's."""
+    """A version's answers to re-scored rows (read from the store, or scored by this look),
+    and the rows this look used."""
 
     known: dict[RowId, tuple[float, ...]] = field(default_factory=dict)
-    used: dict[RowId, tuple[float, ...]] = field(default_factory=dict)
+    used: set[RowId] = field(default_factory=set)
     scored: int = 0  # rows this look had to score
 
     def outputs(
@@ -57,8 +58,7 @@ class Rescored:
             for at, answer in zip(missing, fresh.tolist(), strict=True):
                 self.known[rows[at]] = tuple(answer)
             self.scored += len(missing)
-        for row in rows:
-            self.used[row] = self.known[row]
+        self.used.update(rows)
         return np.array([self.known[row] for row in rows], dtype=float).reshape(len(rows), width)
 
     @property
@@ -73,7 +73,7 @@ class Rescored:
         import pyarrow as pa
 
         ids = list(self.used)
-        answers = np.array(list(self.used.values()), dtype=float).reshape(len(ids), -1)
+        answers = np.array([self.known[row] for row in ids], dtype=float).reshape(len(ids), -1)
         types = (pa.uint64(), pa.int64(), pa.uint64())
         columns = {
             name: pa.array([row[i] for row in ids], kind)

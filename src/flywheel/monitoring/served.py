@@ -13,6 +13,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -96,20 +97,22 @@ class Served:
     def by_key(self, rows: Sequence[int]) -> list[int]:
         """`rows` by their request's key, then their place in the request: a uniform random
         order (the keys are hashes) that rows added later rarely change."""
-        keys, places = self._keys()
+        keys, places = self._keys
         chosen = np.asarray(rows, dtype=np.int64)
         return [int(i) for i in chosen[np.lexsort((places[chosen], keys[chosen]))]]
 
     def identities(self, rows: Sequence[int]) -> list[tuple[int, int, int]]:
         """Each row's request key, place in its request and a digest of its inputs."""
-        keys, places = self._keys()
+        keys, places = self._keys
         return [
             (int(keys[at]), int(places[at]), _digest(values))
             for at, values in zip(rows, self._inputs(rows), strict=True)
         ]
 
+    @cached_property
     def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
-        """Every row's request key and place in its request."""
+        """Every row's request key and place in its request (ordering and naming rows both
+        read them)."""
         raise NotImplementedError
 
     def _inputs(self, rows: Sequence[int]) -> list[tuple[Any, ...]]:
@@ -169,6 +172,7 @@ class Logged(Served):
     def outputs_of(self, rows: Sequence[int]) -> npt.NDArray[np.float64]:
         return np.array([self._rows[at][0].outputs[self._rows[at][1]] for at in rows], dtype=float)
 
+    @cached_property
     def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
         keys = {p.request_id: logformat.request_key(p.request_id) for p in self.predictions}
         return (
@@ -240,6 +244,7 @@ class Sampled(Served):
         name = logformat.input_column(feature)
         return self.table.column(name).to_pylist() if name in self.table.column_names else []
 
+    @cached_property
     def _keys(self) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
         return (
             self.table.column(logformat.KEY).to_numpy().astype(np.uint64),
