@@ -58,7 +58,7 @@ def check_level(false_block_rate: float, features: int, balance: bool = False) -
 def exceedance_bound(rows: int, rate: float, level: float) -> Bound:
     """The fewest exceedances `limit` such that a batch of `rows` rows, each exceeding with
     probability `rate`, has more than `limit` with probability below `level`."""
-    from scipy.stats import binom
+    from scipy.special import bdtrc  # binom.sf, without scipy.stats's second of import
 
     rate = min(max(rate, 0.0), 1.0)
     if rows <= 0 or rate >= 1.0:
@@ -66,13 +66,15 @@ def exceedance_bound(rows: int, rate: float, level: float) -> Bound:
     elif rate <= 0.0:
         limit = 0
     else:
-        # isf is a float search that may land one off; settle on the exact smallest limit.
-        found = binom.isf(level, rows, rate)
-        limit = min(max(int(found), 0), rows) if math.isfinite(found) else 0
-        while limit < rows and binom.sf(limit, rows, rate) >= level:
-            limit += 1
-        while limit > 0 and binom.sf(limit - 1, rows, rate) < level:
-            limit -= 1
+        # The smallest limit whose chance of being exceeded, P(X > limit), is below level:
+        # that chance falls as the limit rises, and is 0 at `rows`.
+        low, limit = 0, rows
+        while low < limit:
+            middle = (low + limit) // 2
+            if bdtrc(middle, rows, rate) < level:
+                limit = middle
+            else:
+                low = middle + 1
     return Bound(rows=max(rows, 0), rate=rate, level=level, limit=limit)
 
 
@@ -90,11 +92,11 @@ def share_bound(
     """How many of `rows` may have a trait that `reference_count` of `reference_rows` had:
     rows have it at the reference's rate at the upper end of its one-sided Clopper-Pearson
     interval at level/2, plus the `allowed` rise, and the batch is held to the other half."""
-    from scipy.stats import beta
+    from scipy.special import betainccinv  # beta.isf
 
     half = level / 2
     upper = (
-        float(beta.isf(half, reference_count + 1, reference_rows - reference_count))
+        float(betainccinv(reference_count + 1, reference_rows - reference_count, half))
         if reference_count < reference_rows
         else 1.0
     )

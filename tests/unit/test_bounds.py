@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
-from scipy.stats import binom
+from scipy.stats import beta, binom
 
 from flywheel.bounds import (
     Bound,
@@ -48,6 +48,16 @@ def test_the_limit_is_the_binomial_quantile_that_keeps_a_healthy_batch_under_the
     assert binom.sf(bound.limit, rows, rate) < level
     assert bound.limit == 0 or binom.sf(bound.limit - 1, rows, rate) >= level
     assert not bound.blocks(bound.limit) and bound.blocks(bound.limit + 1)
+
+
+@pytest.mark.parametrize(("count", "rows"), [(0, 20), (3, 81), (500, 10_000), (9_999, 10_000)])
+def test_a_shares_rate_is_the_upper_end_of_its_clopper_pearson_interval(
+    count: int, rows: int
+) -> None:
+    level = 0.002
+    bound = share_bound(1_000, count, rows, 0.0, level)
+    assert bound.rate == float(beta.isf(level / 2, count + 1, rows - count))
+    assert bound.level == level / 2
 
 
 def test_a_rate_of_zero_allows_nothing_and_a_rate_of_one_everything() -> None:

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from flywheel.monitoring import intervals
 from flywheel.monitoring.intervals import Interval
+from flywheel.monitoring.twosample import average_ranks
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -256,8 +257,6 @@ def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
     """Each simulation's accuracy, macro F1 (`macro_f1`'s), ROC AUC (NaN: a class without
     rows) and log loss of the rows `p` ((n, k) probabilities), labelled `labels`
     ((simulations, n)), a class at a time over every simulation."""
-    from scipy.stats import rankdata
-
     n, k = p.shape
     predicted = p.argmax(axis=1)
     losses = -np.log(np.clip(p, 1e-15, 1.0))
@@ -266,7 +265,7 @@ def _simulated(p: Floats, labels: npt.NDArray[np.int32]) -> dict[str, Floats]:
         positive = labels == c
         n1 = positive.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
-            auc[:, c] = (positive @ rankdata(p[:, c]) - n1 * (n1 + 1) / 2) / (n1 * (n - n1))
+            auc[:, c] = (positive @ average_ranks(p[:, c]) - n1 * (n1 + 1) / 2) / (n1 * (n - n1))
         auc[(n1 == 0) | (n1 == n), c] = math.nan
         picked = predicted == c
         tp = (positive & picked).sum(axis=1).astype(float)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from flywheel.monitoring.twosample import average_ranks
 from flywheel.records import Record
 
 Floats = npt.NDArray[np.float64]
@@ -37,9 +38,10 @@ class Interval(Record):
 
 
 def _z(confidence: float) -> float:
-    from scipy.stats import norm
+    """The standard normal's quantile at (1 + confidence) / 2."""
+    from scipy.special import ndtri
 
-    return float(norm.ppf(0.5 + confidence / 2))
+    return float(ndtri(0.5 + confidence / 2))
 
 
 def wilson(successes: int, n: int, confidence: float) -> Interval:
@@ -65,20 +67,18 @@ def auc_interval(
     thousand. With fewer than AUC_SMALL_CLASS rows in the smaller class, or the classes
     perfectly apart, the score interval of Hanley and McNeil's variance (`auc_score_interval`).
     None with one class."""
-    from scipy.stats import rankdata
-
     y = np.asarray(labels, dtype=int) == 1
     s = np.asarray(scores, dtype=float)
     n1, n0 = int(y.sum()), int(len(y) - y.sum())
     if n1 == 0 or n0 == 0:
         return None
-    ranks = rankdata(s)
+    ranks = average_ranks(s)
     auc = float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
     if min(n1, n0) < AUC_SMALL_CLASS or auc in (0.0, 1.0):
         return auc_score_interval(auc, n1, n0, confidence)
     # Each positive's share of negatives below it, each negative's of positives above it.
-    below = (ranks[y] - rankdata(s[y])) / n0
-    above = 1 - (ranks[~y] - rankdata(s[~y])) / n1
+    below = (ranks[y] - average_ranks(s[y])) / n0
+    above = 1 - (ranks[~y] - average_ranks(s[~y])) / n1
     variance = float(below.var(ddof=1) / n1 + above.var(ddof=1) / n0)
     logit = math.log(auc / (1 - auc))
     half = _z(confidence) * math.sqrt(variance) / (auc * (1 - auc))
@@ -355,8 +355,6 @@ def cbpe(
     With `rows` above their number, `scores` are a uniform sample of a window of that many
     rows (a summary's): each simulation also draws the rows the sample stands for
     (`_Window`), and the intervals are of the whole window's metrics."""
-    from scipy.stats import rankdata
-
     p = np.asarray(scores, dtype=float)
     q = np.clip(np.asarray(calibrated, dtype=float), 0.0, 1.0)
     predicted = p >= 0.5
@@ -367,7 +365,7 @@ def cbpe(
     window = _Window(p, rows, loss_if_1, loss_if_0) if rows is not None and rows > n else None
     # In the window's score order when the sample stands for a window.
     at = window.order if window is not None else slice(None)
-    ranks = rankdata(p) if window is None else np.empty(0)
+    ranks = average_ranks(p) if window is None else np.empty(0)
     right, loss, n1 = np.empty(count), np.empty(count), np.empty(count)
     total, rank_sums = np.full(count, float(n)), np.empty(count)
     # The same random numbers, in the same order, as drawing all simulations at once.

@@ -21,6 +21,7 @@ from pydantic import Field
 from flywheel.config import MONITORED_METRICS, MonitoredMetric, Task
 from flywheel.monitoring import intervals
 from flywheel.monitoring.intervals import Interval
+from flywheel.monitoring.twosample import average_ranks
 from flywheel.records import Record
 
 if TYPE_CHECKING:
@@ -118,13 +119,11 @@ def macro_f1(y: Codes, predicted: Codes, k: int) -> float:
 
 def _auc(positive: npt.NDArray[np.bool_], scores: Floats) -> float:
     """ROC AUC by ranks (Mann-Whitney); NaN with one class."""
-    from scipy.stats import rankdata
-
     n1 = int(positive.sum())
     n0 = len(positive) - n1
     if n1 == 0 or n0 == 0:
         return math.nan
-    ranks = rankdata(scores)
+    ranks = average_ranks(scores)
     return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 

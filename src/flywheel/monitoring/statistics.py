@@ -17,8 +17,9 @@ look drifted.
 PSI is reported for every window but may only alarm (`DriftTest.psi_alarms`) on a window
 large enough that each reference bin expects `min_expected` rows, and when the chi-square on
 the same bins is significant: below that, its value is mostly noise (a median of about 1 at
-20 rows over deciles). scipy does the tests. The metrics' intervals and CBPE are
-`flywheel.monitoring.intervals`.
+20 rows over deciles). scipy's functions do the tests (the two-sample ones through
+`flywheel.monitoring.twosample`, which spares a look scipy.stats's import). The metrics'
+intervals and CBPE are `flywheel.monitoring.intervals`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from flywheel import drift
+from flywheel.monitoring import twosample
 from flywheel.records import Record
 
 Floats = npt.NDArray[np.float64]
@@ -114,7 +116,7 @@ def homogeneity(window: npt.ArrayLike, reference: npt.ArrayLike) -> tuple[float,
     """Chi-square test that two sets of counts over the same bins come from one distribution
     (a 2×k contingency table; bins empty in both are left out): (statistic, p-value). With a
     reference of unknown size, pass its expected counts scaled far beyond the window's."""
-    from scipy.stats import chi2
+    from scipy.special import chdtrc
 
     a, b = np.asarray(window, dtype=float), np.asarray(reference, dtype=float)
     used = (a + b) > 0
@@ -126,16 +128,18 @@ def homogeneity(window: npt.ArrayLike, reference: npt.ArrayLike) -> tuple[float,
     statistic = float(
         np.sum((a - n * pooled) ** 2 / (n * pooled) + (b - m * pooled) ** 2 / (m * pooled))
     )
-    return statistic, float(chi2.sf(statistic, len(a) - 1))
+    return statistic, float(chdtrc(len(a) - 1, statistic))
 
 
 def jensen_shannon(expected: npt.ArrayLike, observed: npt.ArrayLike) -> float:
-    """Jensen-Shannon distance in nats (scipy's default base, as Evidently uses)."""
-    from scipy.spatial.distance import jensenshannon
+    """Jensen-Shannon distance in nats (scipy's default base, as Evidently uses), computed
+    as scipy.spatial.distance.jensenshannon does."""
+    from scipy.special import rel_entr
 
-    return float(
-        jensenshannon(np.asarray(expected, dtype=float), np.asarray(observed, dtype=float))
-    )
+    p, q = np.asarray(expected, dtype=float), np.asarray(observed, dtype=float)
+    p, q = p / np.sum(p), q / np.sum(q)
+    m = (p + q) / 2.0
+    return float(np.sqrt((np.sum(rel_entr(p, m)) + np.sum(rel_entr(q, m))) / 2.0))
 
 
 def psi_min_rows(fractions: Sequence[float], min_expected: float = MIN_EXPECTED) -> int:
@@ -197,8 +201,6 @@ def sample_drift(
     normed by the reference's standard deviation; PSI over `edges` (on `counts` of the whole
     window when the values are a sample of it). A feature with at most five distinct
     reference values is compared as categories, as Evidently does."""
-    from scipy import stats
-
     clean, ref = _finite(values), _finite(reference)
     if len(clean) == 0 or len(ref) == 0:
         return None
@@ -219,15 +221,15 @@ def sample_drift(
         return found.model_copy(
             update={"psi": psi[0], "psi_p_value": psi[1], "psi_min_rows": psi[2]}
         )
-    ks = stats.ks_2samp(clean, ref)
+    statistic, p = twosample.ks_2samp(clean, ref)
     scale = float(ref.std()) or 1.0
-    size = float(stats.wasserstein_distance(clean, ref)) / scale
+    size = twosample.wasserstein(clean, ref) / scale
     return _judged(
         len(clean),
         psi,
         "ks",
-        float(ks.statistic),
-        float(ks.pvalue),
+        statistic,
+        p,
         "wasserstein",
         size,
         p_value=p_value,
