@@ -100,13 +100,17 @@ class ObjectStore(ABC):
         raises ObjectNotFound."""
         Path(path).write_bytes(self.read(key))
 
+    def read_optional(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none (a store that is down still
+        raises)."""
+        try:
+            return self.read(key)
+        except ObjectNotFound:
+            return None
+
     def exists(self, key: str) -> bool:
         """Whether an object is stored at `key`."""
-        try:
-            self.read(key)
-        except ObjectNotFound:
-            return False
-        return True
+        return self.read_optional(key) is not None
 
     def location(self, key: str) -> str:
         """A URI a person can paste to find the object."""

@@ -56,6 +56,8 @@ def test_objects_round_trip_under_a_prefix(store: S3Store) -> None:
     store.delete("a/b.json")
     with pytest.raises(ObjectNotFound):
         store.read("a/b.json")
+    assert store.read_optional("a/b.json") is None and not store.exists("a/b.json")
+    assert store.read_optional("a/c/d.json") == b"2" and store.exists("a/c/d.json")
     assert store.location("x") == f"{store.uri}/x"
 
 
@@ -217,6 +219,9 @@ def test_an_unreachable_endpoint_is_named_quickly() -> None:
     dead = open_store("s3://bucket/x", StorageSettings(endpoint=f"127.0.0.1:{port}", secure=False))
     with pytest.raises(StoreUnavailable, match=f"cannot reach the S3 endpoint 127.0.0.1:{port}"):
         dead.check()
+    # an optional object is not taken for absent when the store is down
+    with pytest.raises(StoreUnavailable):
+        dead.read_optional("x")
 
 
 def test_wrong_keys_and_missing_buckets_are_named(

@@ -30,7 +30,8 @@ def test_write_read_list_delete(tmp_path: Path) -> None:
     assert store.children("nothing") == [] and store.children("a/d.json") == []
     store.delete("a/d.json")
     store.delete("a/d.json")  # deleting twice is fine
-    assert not store.exists("a/d.json")
+    assert not store.exists("a/d.json") and store.exists("a/b/c.json")
+    assert store.read_optional("a/d.json") is None and store.read_optional("a/b/c.json") == b"1"
     with pytest.raises(ObjectNotFound, match="no such object"):
         store.read("a/d.json")
 

@@ -18,7 +18,7 @@ from flywheel import logformat
 from flywheel.config import Settings, StorageSettings
 from flywheel.monitoring import logs
 from flywheel.monitoring.logs import Label, Skipped
-from flywheel.monitoring.reading import Pool, read_optional
+from flywheel.monitoring.reading import Pool
 from flywheel.monitoring.summary import WindowSummary, labels_key
 from flywheel.monitoring.tables import LogFile, feedback_table, log_files
 from flywheel.storage import ObjectStore, open_store
@@ -97,7 +97,7 @@ def _kept_labels(
     key = labels_key(settings.model_name, version, day)
     tables: list[pa.Table] = []
     files: set[str] = set()
-    data = read_optional(store, key)
+    data = store.read_optional(key)
     if data is not None:
         stored = logs.parquet_table(data)
         if stored is not None and stored.schema.metadata and b"files" in stored.schema.metadata:

@@ -165,9 +165,8 @@ def _write(
 
 def _held(store: ObjectStore, kind: str, holder: str) -> set[str] | None:
     """The files the stored summary (or kept labels) at `holder` holds; None when none is."""
-    try:
-        data = store.read(holder)
-    except ObjectNotFound:
+    data = store.read_optional(holder)
+    if data is None:
         return None
     if kind == logs.FEEDBACK:
         table = logs.parquet_table(data)

@@ -23,7 +23,7 @@ from flywheel.monitoring.records import WINDOW_SIZES
 from flywheel.monitoring.summary import PARTS, DaySummary, WindowSummary, summary_key
 from flywheel.monitoring.tables import LogFile
 from flywheel.registry import Registry, RegistryError
-from flywheel.storage import ObjectNotFound, ObjectStore, StoreError, open_store
+from flywheel.storage import ObjectStore, StoreError, open_store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -132,7 +132,7 @@ def summarise_day(
     mark = fingerprint(contract, window_seconds, policy.sample_rows)
     key = summary_key(settings.model_name, version, day)
     day_summary = DaySummary(window_seconds, policy.sample_rows, mark)
-    data = read_optional(store, key)
+    data = store.read_optional(key)
     if data is not None:
         try:
             stored = DaySummary.from_bytes(data)
@@ -219,20 +219,12 @@ def _held(store: ObjectStore, key: str, but: str = "") -> set[str]:
     unreadable one holds none: its files are summarised again)."""
     held: set[str] = set()
     for found in [key, *(p for p in store.list(f"{key}{PARTS}") if p != but)]:
-        data = read_optional(store, found)
+        data = store.read_optional(found)
         try:
             held |= DaySummary.from_bytes(data).files if data is not None else set()
         except ValueError:
             continue
     return held
-
-
-def read_optional(store: ObjectStore, key: str) -> bytes | None:
-    """The object at `key`, or None when there is none."""
-    try:
-        return store.read(key)
-    except ObjectNotFound:
-        return None
 
 
 def summarise_partition(

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from flywheel import logformat
 from flywheel.monitoring.summary import SUMMARIES
-from flywheel.storage import ObjectNotFound, ObjectStore
+from flywheel.storage import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +107,11 @@ def read_rescored(store: ObjectStore, model: str, version: str) -> Rescored:
     """A version's kept rows; none if there are none or they cannot be read (a store that is
     down still raises)."""
     key = rescored_key(model, version)
-    try:
-        return Rescored.from_bytes(store.read(key))
-    except ObjectNotFound:
+    data = store.read_optional(key)
+    if data is None:
         return Rescored()
+    try:
+        return Rescored.from_bytes(data)
     except ValueError as error:
         log.warning("%s: %s; its rows are scored again", store.location(key), error)
         return Rescored()

@@ -18,7 +18,7 @@ from flywheel import lineage
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.runs.package import PACKAGE_FILE, compile_package, customise, dump_package, new_run_id
-from flywheel.storage import ObjectNotFound, ObjectStore
+from flywheel.storage import ObjectStore
 
 
 class SubmitError(FlywheelError):
@@ -133,10 +133,8 @@ def registration(store: ObjectStore, run_id: str) -> dict[str, Any] | None:
     gate blessed nothing)."""
     from flywheel.tasks import run_record_key
 
-    try:
-        record: dict[str, Any] = json.loads(store.read(run_record_key(run_id)))
-    except ObjectNotFound:
-        return None
+    raw = store.read_optional(run_record_key(run_id))
+    record: dict[str, Any] | None = json.loads(raw) if raw is not None else None
     return record
 
 

@@ -18,7 +18,7 @@ from flywheel import lineage
 from flywheel.config import STEPS, Settings
 from flywheel.runs.package import compile_package, customise, dump_package, groups, new_run_id
 from flywheel.runs.steplog import StepLog, StepState, StepTracker, capture, plain
-from flywheel.storage import ObjectNotFound, ObjectStore
+from flywheel.storage import ObjectStore
 from flywheel.usage import Usage
 
 # The run's log, in the folder kfp.local makes for the run under the pipeline root.
@@ -135,12 +135,10 @@ def run_local(
             writing.replace(_log_path(root, before, run_id))
     outputs = {name: Path(artifact.path) for name, artifact in task.outputs.items()}
     blessed = json.loads(outputs["decision"].read_text())["blessed"]
-    try:
-        from flywheel.tasks import run_record_key
+    from flywheel.tasks import run_record_key
 
-        registration = json.loads(store.read(run_record_key(run_id)))
-    except ObjectNotFound:
-        registration = None
+    raw = store.read_optional(run_record_key(run_id))
+    registration = json.loads(raw) if raw is not None else None
     return LocalRun(
         run_id=run_id,
         succeeded=True,

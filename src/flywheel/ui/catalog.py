@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flywheel.storage import ObjectNotFound, ObjectStore
+from flywheel.storage import ObjectStore
 
 LIST, CHILDREN = "list", "children"
 
@@ -143,10 +143,8 @@ class Catalog:
         return json.loads(self.store.read(key))
 
     def _read_optional(self, key: str) -> Any:
-        try:
-            return self._read_json(key)
-        except ObjectNotFound:
-            return None
+        raw = self.store.read_optional(key)
+        return json.loads(raw) if raw is not None else None
 
     def _keep(self, key: str, value: Any) -> None:
         self._objects[key] = value
