@@ -13,13 +13,13 @@ from flywheel.cli.render import out
 from flywheel.config import Settings
 from flywheel.errors import FlywheelError
 from flywheel.registry import PRODUCTION, Registry, version_number
-from flywheel.rollout.controller import RolloutController
-from flywheel.rollout.driver import Driver
 from flywheel.rollout.lock import ControllerBusy, Lock, StoreLock
 from flywheel.rollout.state import RolloutConflict, RolloutError, RolloutState
 
 if TYPE_CHECKING:
     from flywheel import runs
+    from flywheel.rollout.controller import RolloutController
+    from flywheel.rollout.driver import Driver
 
 app = typer.Typer(
     help="Canary rollouts: status, the controller loop, waiting for a decision.",
@@ -38,6 +38,9 @@ def controller(
     store); a promotion or rollback by hand while another controller holds it is
     saved for that controller to carry out.
     """
+    # Imported here: every other command would load the controller and what it analyses.
+    from flywheel.rollout.controller import RolloutController
+
     registry = registry or Registry.from_settings(settings)
     driver: Driver
     lock: Lock

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from typing import TYPE_CHECKING, Annotated
 
@@ -37,7 +36,9 @@ def ui(
     It only reads the store: give it a read-only credential. A store that is down is shown
     as an error page (HTTP 503), and the UI comes back with the store.
     """
-    # Imported here: every other command would load aiohttp and the UI at start-up.
+    # Imported here: every other command would load asyncio, aiohttp and the UI at start-up.
+    import asyncio
+
     from flywheel.ui.app import application
     from flywheel.ui.catalog import Catalog
     from flywheel.ui.views import Views
@@ -49,6 +50,8 @@ def ui(
 
 
 async def _serve(app: web.Application, host: str, port: int, uri: str) -> None:
+    import asyncio
+
     from aiohttp import web
 
     runner = web.AppRunner(app, access_log=None)

@@ -172,3 +172,16 @@ def test_a_mistyped_data_directory_is_an_error_and_is_not_created(
     assert f"error: data.source: {typo}: no such directory" in result.err
     assert not typo.exists()
     assert not (tmp_path / "store").exists()  # nothing else was created either
+
+
+def test_starting_the_command_line_loads_no_heavy_library() -> None:
+    # Each command imports what it uses; `flywheel --help` or `flywheel models list` must
+    # not pay for numpy, pandas, the rollout controller, the UI's asyncio or scikit-learn.
+    import subprocess
+    import sys
+
+    heavy = ("numpy", "pandas", "pyarrow", "asyncio", "flywheel.rollout.controller", "sklearn")
+    program = f"import sys, flywheel.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[]"
