@@ -22,7 +22,7 @@ from flywheel.contract import Contract
 from flywheel.evaluation import Evaluation
 from flywheel.monitoring.cache import reference_fingerprint
 from flywheel.monitoring.estimation import MIN_REFERENCE_ROWS, DirectLoss
-from flywheel.monitoring.rescored import read_rescored
+from flywheel.monitoring.rescored import Rescored, batch_rows, read_rescored
 from flywheel.monitoring.window import Scorer, VersionReference
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry, RegistryError
@@ -134,8 +134,8 @@ def load_reference(
     why = "the version has no evaluation to name rows it never trained on"
     if contract.task != "binary" and evaluated is not None:
         newest, why = newest_rows(source, contract, evaluated.newest_batch)
-    if newest is not None:
-        outputs = predictor.outputs(newest)
+    if newest is not None and evaluated is not None:
+        outputs = newest_outputs(rescored, predictor, contract, evaluated.newest_batch, newest)
         if contract.task == "regression":
             direct_loss, why = fit_direct_loss(newest, outputs[:, 0], contract)
     rows = reference_rows(source, contract)
@@ -173,6 +173,20 @@ def newest_rows(
             raise
         return None, f"its evaluation's newest batch {batch} cannot be read ({error})"
     return frame.reset_index(drop=True), ""
+
+
+def newest_outputs(
+    rescored: Rescored, scorer: Scorer, contract: Contract, batch: str, frame: pd.DataFrame
+) -> npt.NDArray[np.float64]:
+    """The model's answers to its evaluation's newest batch, kept with the re-scored rows: a
+    multiclass or regression version's re-look then loads no model for them either."""
+    problem = contract.problem
+    width = len(problem.classes) if problem.is_classifier else 1
+    columns = [*contract.numeric, *contract.categorical]
+    inputs = list(frame[columns].itertuples(index=False, name=None))
+    return rescored.outputs(
+        batch_rows(batch, inputs), width, lambda missing: scorer.outputs(frame.iloc[missing])
+    )
 
 
 def fit_direct_loss(

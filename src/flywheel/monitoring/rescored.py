@@ -6,15 +6,19 @@ in the store beside the version's summaries, so a re-look finds them here and lo
 scores only rows it has not seen, and loads the model only then. A version's model never changes,
 and a row is named by its request key, its place in the request and a digest of its inputs, so a
 duplicate request id with other inputs is scored afresh. A look that scored rows keeps only the
-rows it used: at most `skew_sample` rows a window.
+rows it used: at most `skew_sample` rows a window. A multiclass or regression version's answers
+to its evaluation's newest batch (which its reference needs) are kept the same way, each row
+named by the batch (`batch_rows`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -28,6 +32,20 @@ log = logging.getLogger(__name__)
 # A served row: its request's key, its place in the request, a digest of its inputs.
 RowId = tuple[int, int, int]
 _ID = ("key", "row", "inputs")
+
+
+def input_digest(values: tuple[Any, ...]) -> int:
+    """64 bits naming a row's inputs (their types too: 1 and 1.0 are told apart)."""
+    text = repr(tuple((type(v).__name__, v) for v in values)).encode()
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+def batch_rows(batch: str, inputs: Sequence[tuple[Any, ...]]) -> list[RowId]:
+    """The rows of a stored batch (a version's evaluation's newest), named as served rows are:
+    a key of the batch's name, each row's place in it, a digest of its inputs."""
+    text = f"batch {batch}".encode()
+    key = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    return [(key, at, input_digest(values)) for at, values in enumerate(inputs)]
 
 
 def rescored_key(model: str, version: str) -> str:

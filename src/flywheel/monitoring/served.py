@@ -9,7 +9,6 @@ analysis.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import numpy.typing as npt
 from flywheel import logformat
 from flywheel.config import Task
 from flywheel.monitoring.logs import Prediction
+from flywheel.monitoring.rescored import input_digest
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -105,7 +105,7 @@ class Served:
         """Each row's request key, place in its request and a digest of its inputs."""
         keys, places = self._keys
         return [
-            (int(keys[at]), int(places[at]), _digest(values))
+            (int(keys[at]), int(places[at]), input_digest(values))
             for at, values in zip(rows, self._inputs(rows), strict=True)
         ]
 
@@ -118,12 +118,6 @@ class Served:
     def _inputs(self, rows: Sequence[int]) -> list[tuple[Any, ...]]:
         """The feature values of `rows`, in the order of their features."""
         raise NotImplementedError
-
-
-def _digest(values: tuple[Any, ...]) -> int:
-    """64 bits naming a row's inputs (their types too: 1 and 1.0 are told apart)."""
-    text = repr(tuple((type(v).__name__, v) for v in values)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
 def _as_float(value: Any) -> float:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -13,8 +15,10 @@ from flywheel.config import Settings
 from flywheel.monitoring import reference
 from flywheel.monitoring.monitor import monitor
 from flywheel.monitoring.rescored import Rescored, read_rescored, rescored_key
+from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
+from harness.monitored import Monitored
 from harness.traffic import monitored_in, parquet_traffic
 
 ROWS = [(7, 0, 11), (7, 1, 12), (3, 0, 13)]
@@ -80,3 +84,29 @@ def test_a_re_look_at_the_same_rows_loads_no_model(
     monkeypatch.setattr(reference, "load_model", refused)
     # then its skew checks are the first's, answered from the kept rows
     assert look(now + timedelta(minutes=1)) == first
+
+
+@pytest.mark.parametrize("task", ["wine", "diabetes"])
+def test_a_multiclass_or_regression_versions_newest_answers_are_kept_too(
+    task: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a version whose reference needs its model's answers on its evaluation's newest
+    # batch, in a store of this test's own
+    version: Monitored = request.getfixturevalue(task)
+    shutil.copytree(version.store.root, tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
+    registry = Registry(store, version.name)
+    # when a first look loads its reference, and keeps the rows it scored as a look does
+    first = reference.load_reference(registry, version.source, version.version)
+    assert first.newest_outputs is not None and first.rescored.changed
+    store.write(rescored_key(version.name, version.version), first.rescored.to_bytes())
+
+    # then a re-look loads no model for them, and has the same answers
+    def refused(raw: bytes) -> object:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(reference, "load_model", refused)
+    again = reference.load_reference(registry, version.source, version.version)
+    assert again.newest_outputs is not None and not again.rescored.changed
+    np.testing.assert_array_equal(again.newest_outputs, first.newest_outputs)
+    assert again.fingerprint == first.fingerprint
