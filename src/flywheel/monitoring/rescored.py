@@ -13,7 +13,6 @@ named by the batch (`batch_rows`).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 from collections.abc import Callable, Sequence
@@ -35,16 +34,15 @@ _ID = ("key", "row", "inputs")
 
 
 def input_digest(values: tuple[Any, ...]) -> int:
-    """64 bits naming a row's inputs (their types too: 1 and 1.0 are told apart)."""
-    text = repr(tuple((type(v).__name__, v) for v in values)).encode()
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    """64 bits naming a row's inputs (their types too: 1 and 1.0 are told apart), hashed as a
+    request id is."""
+    return logformat.request_key(repr(tuple((type(v).__name__, v) for v in values)))
 
 
 def batch_rows(batch: str, inputs: Sequence[tuple[Any, ...]]) -> list[RowId]:
     """The rows of a stored batch (a version's evaluation's newest), named as served rows are:
     a key of the batch's name, each row's place in it, a digest of its inputs."""
-    text = f"batch {batch}".encode()
-    key = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+    key = logformat.request_key(f"batch {batch}")
     return [(key, at, input_digest(values)) for at, values in enumerate(inputs)]
 
 
