@@ -187,10 +187,15 @@ def _look(
             f"{settings.storage.uri}: {error}; nothing was recorded"
         ) from None
     reports: list[WindowReport] = []
+    repeated = 0
     for version, reference in references.items():
         for window_start, window_end in spans:
             summarised = inside.get(version, {}).get(int(window_start.timestamp()))
             lost = skipped.between(version, window_start, window_end)
+            if summarised is not None and summarised.duplicates:
+                # Rows logged again under a sampled request id: counted once, the rest here.
+                lost = dict(sorted({**lost, logs.DUPLICATE: summarised.duplicates}.items()))
+                repeated += summarised.duplicates
             if summarised is None and not lost:
                 continue
             sample = [] if summarised is None else served_of(summarised, version, reference)
@@ -231,7 +236,7 @@ def _look(
             if cache is not None:
                 cache.put(digest, report)
             reports.append(report)
-    totals: Counter[str] = Counter()
+    totals: Counter[str] = Counter({logs.DUPLICATE: repeated} if repeated else {})
     for (_, _, reason), count in skipped.counts.items():
         totals[reason] += count
     for version, reference in references.items():

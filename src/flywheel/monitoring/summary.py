@@ -6,6 +6,9 @@ A window's `WindowSummary` holds what the report needs, bounded whatever the tra
   inputs and outputs, broken requests, each numeric feature's counts on its contract's bins,
   each categorical feature's counts per category, latencies on 1% log buckets, and the log
   lines skipped by reason;
+- the repeats of the sampled rows: a request logged again (a duplicate request id) is kept
+  once, and each further copy counted under its row (`repeats`), so that the count is of the
+  sample's rows whatever the order and grouping of the merges;
 - a uniform sample of the rows: every row of the requests with the smallest request keys
   (`logformat.request_key`, a hash), up to `sample_rows` rows. The smallest keys of two
   summaries' union are the smallest keys of their samples' union, so merging is exact, and a
@@ -61,11 +64,18 @@ class WindowSummary:
     nan_outputs: int = 0
     infinite_outputs: int = 0
     broken_requests: int = 0
-    duplicates: int = 0
+    # Copies beyond the first of each sampled row, by (request key, row in the request).
+    repeats: Counter[tuple[int, int]] = field(default_factory=Counter)
     latency: Counter[int] = field(default_factory=Counter)
     numeric: dict[str, list[int]] = field(default_factory=dict)
     categorical: dict[str, Counter[str]] = field(default_factory=dict)
     threshold: int = _ALL
+
+    @property
+    def duplicates(self) -> int:
+        """Rows logged again under a request id already sampled: every repeat when the
+        sample holds every row, else the sampled requests' (a uniform share of them)."""
+        return sum(self.repeats.values())
 
     @property
     def complete(self) -> bool:
@@ -85,6 +95,7 @@ class WindowSummary:
                 promote_options="permissive",
             ),
             latency=self.latency + other.latency,
+            repeats=_repeats_below(self.repeats + other.repeats, threshold),
             numeric={
                 name: [
                     a + b
@@ -121,12 +132,16 @@ class WindowSummary:
         keys, rows = keys[order], rows[order]
         repeated = np.zeros(len(keys), dtype=bool)
         repeated[1:] = (keys[1:] == keys[:-1]) & (rows[1:] == rows[:-1])
-        self.duplicates += int(repeated.sum())
+        if repeated.any():
+            self.repeats.update(zip(keys[repeated].tolist(), rows[repeated].tolist(), strict=True))
         order, keys = order[~repeated], keys[~repeated]
         threshold = self.threshold
         if len(order) > self.sample_rows:
             first_out = int(keys[self.sample_rows])
             threshold = min(threshold, first_out)
+        # Only the repeats of rows the sample keeps are counted: which others were seen
+        # depends on how the rows were grouped before they were merged.
+        self.repeats = _repeats_below(self.repeats, threshold)
         kept = order[keys < threshold] if threshold < _ALL else order
         if len(kept) < table.num_rows:
             self.sample = table.take(pa.array(np.sort(kept)))
@@ -149,6 +164,13 @@ class WindowSummary:
         return hashed.hexdigest()
 
 
+def _repeats_below(repeats: Counter[tuple[int, int]], threshold: int) -> Counter[tuple[int, int]]:
+    """The repeats of the rows whose key is below `threshold`."""
+    if threshold >= _ALL or all(key < threshold for key, _ in repeats):
+        return repeats
+    return Counter({at: n for at, n in repeats.items() if at[0] < threshold})
+
+
 def _below(table: pa.Table, threshold: int) -> pa.Table:
     """The rows whose key is below `threshold`."""
     if threshold >= _ALL or table.num_rows == 0:
@@ -167,7 +189,6 @@ _SUMS = (
     "nan_outputs",
     "infinite_outputs",
     "broken_requests",
-    "duplicates",
 )
 
 
@@ -394,6 +415,7 @@ def _counts(summary: WindowSummary) -> dict[str, Any]:
     return {
         **{name: getattr(summary, name) for name in _SUMS},
         "latency": {str(b): n for b, n in summary.latency.items()},
+        "repeats": [[str(k), r, n] for (k, r), n in sorted(summary.repeats.items())],
         "numeric": summary.numeric,
         "categorical": {n: dict(c) for n, c in summary.categorical.items()},
         "threshold": str(summary.threshold),
@@ -405,6 +427,8 @@ def _from_counts(counts: Mapping[str, Any], sample: pa.Table, sample_rows: int) 
         sample_rows=sample_rows,
         sample=sample,
         latency=Counter({int(b): int(n) for b, n in counts["latency"].items()}),
+        # A summary stored before repeats were kept counted none.
+        repeats=Counter({(int(k), int(r)): int(n) for k, r, n in counts.get("repeats", [])}),
         numeric={n: [int(c) for c in v] for n, v in counts["numeric"].items()},
         categorical={n: Counter(v) for n, v in counts["categorical"].items()},
         threshold=int(counts["threshold"]),

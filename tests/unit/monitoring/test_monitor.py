@@ -325,6 +325,7 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     )
     # then each is counted under its reason, and the good rows are reported once
     assert result.skipped == {
+        logs.DUPLICATE: 100,
         logs.UNREADABLE: 1,
         logs.WRONG_TYPE: 100,
         logs.UNKNOWN_VERSION: 100,
@@ -332,6 +333,7 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     }
     (report,) = result.reports
     assert report.health.rows == 200  # the duplicate file's rows are served rows as counted
+    assert report.health.skipped_lines[logs.DUPLICATE] == 100  # and left out of the tests
     assert report.performance.labelled == 1
 
 

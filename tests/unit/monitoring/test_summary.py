@@ -51,7 +51,7 @@ def _keys(s: WindowSummary) -> list[tuple[int, int]]:
 
 
 def _same(a: WindowSummary, b: WindowSummary) -> None:
-    for name in (*summary._SUMS, "latency", "numeric", "categorical", "threshold"):
+    for name in (*summary._SUMS, "repeats", "latency", "numeric", "categorical", "threshold"):
         assert getattr(a, name) == getattr(b, name), name
     assert _keys(a) == _keys(b)
 
@@ -107,6 +107,26 @@ def test_a_duplicated_request_is_counted_once_in_the_sample(contract: Contract) 
     )
     assert merged is not None
     assert merged.duplicates == 10 and merged.sample.num_rows == 200
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_repeats_are_counted_for_the_sampled_rows_however_the_rows_were_grouped(
+    contract: Contract, parts: int
+) -> None:
+    # given 3,000 rows, each logged twice (the copies in another file), and a sample of 1,000
+    table = _table(contract, 3000, seed=6)
+    bounds = np.linspace(0, table.num_rows, parts + 1).astype(int)
+    files = [table.slice(a, b - a) for a, b in itertools.pairwise(bounds)] * 2
+    # when the files are reduced alone and merged, or all rows reduced at once
+    merged = summary.merge_all(summary.reduce(f, contract, DAY, 1000)[START] for f in files)
+    whole = summary.reduce(pa.concat_tables(files), contract, DAY, 1000)[START]
+    # then both count one repeat for each sampled row, not for the rows left out
+    assert merged is not None
+    assert merged.duplicates == whole.duplicates == merged.sample.num_rows == 1000
+    _same(merged, whole)
+    # and the count is kept in the stored summary
+    day = DaySummary(DAY, 1000, "abc", windows={START: merged})
+    assert DaySummary.from_bytes(day.to_bytes()).windows[START].duplicates == 1000
 
 
 def test_a_day_summary_is_stored_and_read_back_unchanged(contract: Contract) -> None:
