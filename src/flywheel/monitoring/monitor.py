@@ -194,7 +194,8 @@ def _look(
             lost = skipped.between(version, window_start, window_end)
             if summarised is not None and summarised.duplicates:
                 # Rows logged again under a sampled request id: counted once, the rest here.
-                lost = dict(sorted({**lost, logs.DUPLICATE: summarised.duplicates}.items()))
+                count = lost.get(logs.DUPLICATE, 0) + summarised.duplicates
+                lost = dict(sorted({**lost, logs.DUPLICATE: count}.items()))
                 repeated += summarised.duplicates
             if summarised is None and not lost:
                 continue

@@ -41,13 +41,15 @@ from flywheel.contract import Contract
 if TYPE_CHECKING:
     import pyarrow as pa
 
-FORMAT = 1
+# 2: the sampled rows' repeats, kept in a column of the sample (format 1 did not keep them).
+FORMAT = 2
 DEFAULT_SAMPLE_ROWS = 20_000
 _ALL = 2**64  # the threshold of a sample that kept every row
 _LATENCY_FLOOR_MS = 1e-3
 _LATENCY_STEP = math.log(1.01)  # 1% buckets: a percentile within 1%
 _METADATA = b"flywheel.summary"
 WINDOW = "_window"
+REPEATS = "_repeats"  # stored beside each sampled row: its copies beyond the first
 
 
 @dataclass
@@ -155,7 +157,11 @@ class WindowSummary:
 
         import pyarrow as pa
 
-        counts = {**_counts(self), "sample_rows": self.sample_rows}
+        counts = {
+            **_counts(self),
+            "sample_rows": self.sample_rows,
+            "repeats": [[str(k), r, n] for (k, r), n in sorted(self.repeats.items())],
+        }
         hashed = hashlib.sha256(json.dumps(counts, sort_keys=True).encode())
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, self.sample.schema) as writer:
@@ -366,7 +372,9 @@ class DaySummary:
         for window in self.windows.values():
             window.cut()
         tables = [
-            s.sample.append_column(WINDOW, pa.array(np.full(s.sample.num_rows, start), pa.int64()))
+            s.sample.append_column(
+                WINDOW, pa.array(np.full(s.sample.num_rows, start), pa.int64())
+            ).append_column(REPEATS, pa.array(_repeat_column(s), pa.uint32()))
             for start, s in sorted(self.windows.items())
         ]
         meta = {
@@ -406,16 +414,40 @@ class DaySummary:
             skipped={int(s): Counter(c) for s, c in meta["skipped"].items()},
         )
         for start, counts in meta["windows"].items():
-            sample = table.filter(pc.equal(table.column(WINDOW), int(start))).drop_columns([WINDOW])
+            sample = table.filter(pc.equal(table.column(WINDOW), int(start)))
+            repeats = _repeats_of(sample)
+            sample = sample.drop_columns([WINDOW, REPEATS])
             day.windows[int(start)] = _from_counts(counts, sample, day.sample_rows)
+            day.windows[int(start)].repeats = repeats
         return day
+
+
+def _repeat_column(summary: WindowSummary) -> npt.NDArray[np.uint32]:
+    """Each sampled row's repeats, in the sample's order (a cut sample holds each once)."""
+    rows = summary.sample.num_rows
+    if not summary.repeats:
+        return np.zeros(rows, dtype=np.uint32)
+    keys = summary.sample.column(logformat.KEY).to_numpy().tolist()
+    places = summary.sample.column(logformat.ROW).to_numpy().tolist()
+    found = [summary.repeats.get(at, 0) for at in zip(keys, places, strict=True)]
+    return np.asarray(found, dtype=np.uint32)
+
+
+def _repeats_of(sample: pa.Table) -> Counter[tuple[int, int]]:
+    """The repeats stored in a sample's column, by (request key, row)."""
+    counts = sample.column(REPEATS).to_numpy()
+    held = np.flatnonzero(counts)
+    if not len(held):
+        return Counter()
+    keys = sample.column(logformat.KEY).to_numpy()[held].tolist()
+    places = sample.column(logformat.ROW).to_numpy()[held].tolist()
+    return Counter(dict(zip(zip(keys, places, strict=True), counts[held].tolist(), strict=True)))
 
 
 def _counts(summary: WindowSummary) -> dict[str, Any]:
     return {
         **{name: getattr(summary, name) for name in _SUMS},
         "latency": {str(b): n for b, n in summary.latency.items()},
-        "repeats": [[str(k), r, n] for (k, r), n in sorted(summary.repeats.items())],
         "numeric": summary.numeric,
         "categorical": {n: dict(c) for n, c in summary.categorical.items()},
         "threshold": str(summary.threshold),
@@ -427,8 +459,6 @@ def _from_counts(counts: Mapping[str, Any], sample: pa.Table, sample_rows: int) 
         sample_rows=sample_rows,
         sample=sample,
         latency=Counter({int(b): int(n) for b, n in counts["latency"].items()}),
-        # A summary stored before repeats were kept counted none.
-        repeats=Counter({(int(k), int(r)): int(n) for k, r, n in counts.get("repeats", [])}),
         numeric={n: [int(c) for c in v] for n, v in counts["numeric"].items()},
         categorical={n: Counter(v) for n, v in counts["categorical"].items()},
         threshold=int(counts["threshold"]),

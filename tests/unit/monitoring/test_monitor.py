@@ -242,6 +242,9 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(minutes=30)
     for seed in range(6):
         parquet_traffic(store, "v1", 400, now - timedelta(minutes=25 - seed), seed=seed)
+    # and one file logged again, whose sampled rows are counted as repeats either way
+    (first,) = store.list("predictions/loan-default/v1/")[:1]
+    store.write(first.replace(".parquet", "-again.parquet"), store.read(first))
     settings = _settings(registered, store)
     settings = settings.model_copy(
         update={"monitoring": settings.monitoring.model_copy(update={"sample_rows": 1000})}
@@ -257,16 +260,17 @@ def test_the_local_fan_out_gives_what_one_process_gives(
 
     monkeypatch.setattr(intervals, "cbpe", sized)
     one = monitor(settings, stores.registry, stores.source, until=until, now=now, record=False)
-    # CBPE's intervals are of the window's 2,400 rows, which its 1,000-row sample stands for
-    assert estimated == [(1000, 2400)]
+    # CBPE's intervals are of the window's 2,800 rows, which its 1,000-row sample stands for
+    assert estimated == [(1000, 2800)]
     two = monitor(
         settings, stores.registry, stores.source, until=until, now=now, record=False, workers=2
     )
     assert [r.model_dump() for r in one.reports] == [r.model_dump() for r in two.reports]
     (report,) = [r for r in one.reports if r.health.rows]
-    assert report.health.rows == 2400 and report.sampled_rows is not None
+    assert report.health.rows == 2800 and report.sampled_rows is not None
+    assert 0 < report.health.skipped_lines[logs.DUPLICATE] < 400
     # and the estimate says it stands for the window's rows, not the sample's
-    assert report.estimate is not None and report.estimate.rows == 2400
+    assert report.estimate is not None and report.estimate.rows == 2800
     # the skew check re-scored rows both ways: in this process, and in the scoring process
     assert report.skew is not None and report.skew.sampled > 0
 
