@@ -223,7 +223,7 @@ def check_serving(
     # Round-trip through JSON, as a REST request would carry the rows.
     records = json.loads(sample[list(model.columns)].to_json(orient="records"))
     answers = model.outputs(pd.DataFrame.from_records(records))
-    width = len(model.problem.classes) if model.is_classifier else 1
+    width = model.problem.width
     if answers.shape != (len(records), width):
         kind = "probabilities" if model.is_classifier else "predicted values"
         raise InfraValidationError(f"expected {len(records)}x{width} {kind}, got {answers.shape}")

@@ -48,6 +48,11 @@ class Problem(Record):
         return self.task != "regression"
 
     @property
+    def width(self) -> int:
+        """How many numbers a served answer has for each row: one per class, or one."""
+        return len(self.classes) if self.is_classifier else 1
+
+    @property
     def output_names(self) -> list[str]:
         """The names of a served answer's columns: one per class, or the label's."""
         return [str(c) for c in self.classes] if self.is_classifier else [self.label]

@@ -60,10 +60,6 @@ INVARIANT_CHECKS = frozenset(
 )
 
 
-def _width(contract: Contract) -> int:
-    return 1 if contract.task == "regression" else len(contract.classes)
-
-
 def analyse_window(
     predictions: Sequence[Prediction] | Served,
     labels: Mapping[str, tuple[Label, ...]],
@@ -87,7 +83,7 @@ def analyse_window(
     rows = (
         predictions
         if isinstance(predictions, Served)
-        else Logged(predictions, task, _width(reference.contract))
+        else Logged(predictions, task, reference.contract.problem.width)
     )
     served = rows.answers
     usable = served.outputs[served.usable]

@@ -284,9 +284,8 @@ def served_of(
 ) -> Served | list[Prediction]:
     """A window's sampled rows as the analysis reads them: as columns, or (a sample whose
     answers are not of the task's width) as requests."""
-    width = 1 if reference.task == "regression" else len(reference.contract.classes)
     try:
-        return Sampled(window.sample, reference.task, width)
+        return Sampled(window.sample, reference.task, reference.contract.problem.width)
     except ValueError:
         return predictions_of(window, version)
 

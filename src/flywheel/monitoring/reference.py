@@ -180,8 +180,7 @@ def newest_outputs(
 ) -> npt.NDArray[np.float64]:
     """The model's answers to its evaluation's newest batch, kept with the re-scored rows: a
     multiclass or regression version's re-look then loads no model for them either."""
-    problem = contract.problem
-    width = len(problem.classes) if problem.is_classifier else 1
+    width = contract.problem.width
     columns = [*contract.numeric, *contract.categorical]
     inputs = list(frame[columns].itertuples(index=False, name=None))
     return rescored.outputs(

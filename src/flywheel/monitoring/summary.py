@@ -253,7 +253,7 @@ def reduce(
 
 
 def _summarise(table: pa.Table, contract: Contract, sample_rows: int) -> WindowSummary:
-    width = 1 if contract.task == "regression" else len(contract.classes)
+    width = contract.problem.width
     rows = table.num_rows
     first = table.column(logformat.ROW).to_numpy(zero_copy_only=False) == 0
     summary = WindowSummary(

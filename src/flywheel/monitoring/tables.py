@@ -187,7 +187,7 @@ def prediction_tables(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    width = 1 if contract.task == "regression" else len(contract.classes)
+    width = contract.problem.width
     wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width)
     with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
         local = Path(scratch) / "log.parquet"
@@ -215,7 +215,7 @@ def prediction_table(
     """One prediction file as a table of `contract`'s typed columns (`logformat`); None when
     nothing in it is usable, and what is not is counted in `skipped`."""
     numeric, categorical = list(contract.numeric), list(contract.categorical)
-    width = 1 if contract.task == "regression" else len(contract.classes)
+    width = contract.problem.width
     wanted = _monitored_schema(tuple(numeric), tuple(categorical), width)
     data = store.read(file.key)
     if not file.parquet:

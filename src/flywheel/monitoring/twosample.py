@@ -67,6 +67,8 @@ def ks_2samp(data1: npt.ArrayLike, data2: npt.ArrayLike) -> tuple[float, float]:
     n1, n2 = len(a), len(b)
     if min(n1, n2) == 0:
         raise ValueError("Data passed to ks_2samp must not be empty")
+    if max(n1, n2) <= EXACT_MAX_ROWS:  # scipy's exact p-value: ask it for the whole test
+        return _scipy_ks_2samp(a, b)
     both = np.concatenate([a, b])
     differences = (
         np.searchsorted(a, both, side="right") / n1 - np.searchsorted(b, both, side="right") / n2
@@ -74,10 +76,8 @@ def ks_2samp(data1: npt.ArrayLike, data2: npt.ArrayLike) -> tuple[float, float]:
     below = float(np.clip(-differences.min(), 0, 1))
     above = float(differences.max())
     d = below if below > above else above
-    p = None
-    if max(n1, n2) > EXACT_MAX_ROWS:
-        m, n = sorted([float(n1), float(n2)], reverse=True)
-        p = _kolmogorov_sf(int(np.round(m * n / (m + n))), d)
+    m, n = sorted([float(n1), float(n2)], reverse=True)
+    p = _kolmogorov_sf(int(np.round(m * n / (m + n))), d)
     if p is None:
         return _scipy_ks_2samp(a, b)
     return d, float(np.clip(p, 0, 1))
