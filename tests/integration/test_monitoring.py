@@ -109,6 +109,18 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
     stored = latest_records(store, "loan-default", "v1", "hour")
     assert sorted(r.start for r in stored) == sorted(r.start for r in result.reports)
     assert len(result.records) == len(result.reports)
+    # and with every label joined to every row, read again from the bucket, the same labels
+    policy = settings.monitoring.model_copy(update={"label_join": "every"})
+    every = monitor(
+        settings.model_copy(update={"monitoring": policy}),
+        stores.registry,
+        stores.source,
+        until=now + timedelta(hours=1),
+        record=False,
+    )
+    joined = [r.performance for r in every.reports if r.performance.labelled]
+    assert sum(p.every_label.labelled for p in joined if p.every_label) == 300
+    assert all(p.every_label and p.every_label.accuracy == p.accuracy for p in joined)
 
 
 def test_summaries_compaction_and_a_second_look_on_s3(

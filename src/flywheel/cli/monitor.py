@@ -146,7 +146,8 @@ def monitor(
         metric = DEFAULT_MONITORED[r.task]
         offline = r.offline.newest.get(metric) if r.offline else None
         out.print(
-            f"  {metric}: {_interval(r.performance.get(metric))} on {r.performance.labelled} "
+            f"  {metric}: {_interval(r.performance.get(metric))} on "
+            f"{r.performance.labelled_for(metric)} "
             f"labels, estimated {_interval(r.estimate.get(metric) if r.estimate else None)}"
             + (f" ({r.no_estimate})" if r.no_estimate else "")
             + f", offline {fmt(offline)}",

@@ -68,6 +68,12 @@ class MonitoringSettings(Strict):
         description="Rows a window's summary keeps, chosen by a hash of the request id: the "
         "drift tests, metrics and estimates of a larger window run on them",
     )
+    label_join: Literal["sample", "every"] = Field(
+        default="sample",
+        description="Which labelled rows accuracy and log loss (RMSE, MAE and MAPE for a "
+        "regression) measure: the sample's, or every one's, joined over the windows' whole "
+        "log (each look reads every log file of its windows again)",
+    )
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     calibration: Literal["evaluation", "none"] = Field(
         default="evaluation",

@@ -31,7 +31,7 @@ from flywheel.monitoring.estimation import (
     recalibrate,
 )
 from flywheel.monitoring.logs import Label, Prediction
-from flywheel.monitoring.performance import Performance
+from flywheel.monitoring.performance import Joined, Performance
 from flywheel.monitoring.served import Logged, Served
 from flywheel.monitoring.summary import WindowSummary, latency_percentiles
 from flywheel.monitoring.window import (
@@ -74,11 +74,13 @@ def analyse_window(
     now: datetime | None = None,
     contract_policy: ContractSettings | None = None,
     summary: WindowSummary | None = None,
+    every_label: Joined | None = None,
 ) -> WindowReport:
     """The report of one version's requests in [start, end); `contract_policy` (default:
     the defaults) sets the tolerances of the invariants. With a `summary` (what monitoring
     passes), `predictions` are its sample (as columns: `Sampled`) and its exact counts give
-    the health, every PSI and the categorical tests."""
+    the health, every PSI and the categorical tests; `every_label`, the metrics over every
+    labelled row (`joined`)."""
     task = reference.task
     rows = (
         predictions
@@ -109,7 +111,9 @@ def analyse_window(
         prediction_drift=prediction_drift(usable, reference, settings),
         class_drift=class_drift(usable, reference, settings),
         skew=_skew(rows, reference, settings),
-        performance=_performance(rows, labels, reference, settings.confidence),
+        performance=_performance(rows, labels, reference, settings.confidence).model_copy(
+            update={"every_label": every_label}
+        ),
         offline=performance.offline(reference.evaluation, task),
         estimate=estimate,
         no_estimate=no_estimate,

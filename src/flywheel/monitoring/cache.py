@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from flywheel.config import ContractSettings, MonitoringSettings
+    from flywheel.monitoring.performance import Joined
     from flywheel.monitoring.summary import WindowSummary
     from flywheel.monitoring.window import Role, VersionReference, WindowReport
 
@@ -72,6 +73,7 @@ def window_key(
     start: datetime,
     end: datetime,
     skipped: Mapping[str, int],
+    every_label: Joined | None = None,
 ) -> str | None:
     """The digest of one window's inputs (`sample`: its sampled requests, as the analysis
     reads them, whose labels join it), or None when the reference has no fingerprint (one
@@ -97,6 +99,7 @@ def window_key(
         "skipped": dict(sorted(skipped.items())),
         "summary": None if summary is None else summary.digest(),
         "labels": joined,
+        "every_label": None if every_label is None else every_label.model_dump(mode="json"),
     }
     return hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
 

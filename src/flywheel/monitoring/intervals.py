@@ -160,6 +160,24 @@ def mean_interval(values: npt.ArrayLike, confidence: float) -> Interval:
     return Interval(value=mean, low=mean - half, high=mean + half)
 
 
+def mean_of_sums(n: int, total: float, squares: float, confidence: float) -> Interval:
+    """`mean_interval` of n values given only their sum and their squares' sum (counts that
+    merge; the variance is floored at zero against rounding)."""
+    mean = total / n
+    spread = max(squares - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
+    half = _z(confidence) * math.sqrt(spread / n)
+    return Interval(value=mean, low=mean - half, high=mean + half)
+
+
+def rooted(squared: Interval) -> Interval:
+    """A mean squared error's interval as a root mean squared error's."""
+    return Interval(
+        value=math.sqrt(squared.value),
+        low=math.sqrt(max(squared.low, 0.0)),
+        high=math.sqrt(squared.high),
+    )
+
+
 # --- confidence-based performance estimation (CBPE) ----------------------------------
 
 

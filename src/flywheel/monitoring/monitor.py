@@ -24,6 +24,7 @@ from flywheel.monitoring.analysis import analyse_window
 from flywheel.monitoring.cache import WindowCache, window_key
 from flywheel.monitoring.feedback import request_name, sampled_labels
 from flywheel.monitoring.housekeeping import Housekeeping, tidy
+from flywheel.monitoring.joined import Reach, join_labels
 from flywheel.monitoring.logs import Prediction, Skipped
 from flywheel.monitoring.reading import MonitoringError, Pool, summarise_day, windows
 from flywheel.monitoring.records import write_record
@@ -181,6 +182,18 @@ def _look(
             v: early[v].result() if v in early else load_reference(registry, source, v, scorer)
             for v in served
         }
+        every_label = (
+            join_labels(
+                store,
+                settings.model_name,
+                {v: references[v].contract for v in served if inside.get(v)},
+                known,
+                Reach(spans, log_days, logs.days(start, labelled_until), labelled_until),
+                policy.confidence,
+            )
+            if policy.label_join == "every"
+            else {}
+        )
     except StoreError as error:
         raise MonitoringError(
             f"cannot read {settings.model_name}'s logs and registry from "
@@ -201,6 +214,7 @@ def _look(
                 continue
             sample = [] if summarised is None else served_of(summarised, version, reference)
             role: Role = "production" if version == roles[window_start] else "canary"
+            joined = every_label.get(version, {}).get(int(window_start.timestamp()))
             digest = None
             if cache is not None:
                 digest = window_key(
@@ -215,6 +229,7 @@ def _look(
                     start=window_start,
                     end=window_end,
                     skipped=lost,
+                    every_label=joined,
                 )
                 reused = cache.get(digest, now)
                 if reused is not None:
@@ -233,6 +248,7 @@ def _look(
                 now=now,
                 contract_policy=settings.contract,
                 summary=summarised,
+                every_label=joined,
             )
             if cache is not None:
                 cache.put(digest, report)

@@ -165,7 +165,7 @@ def table(reports: Sequence[WindowReport]) -> tuple[tuple[str, ...], list[tuple[
                 number(r.prediction_drift.psi) if r.prediction_drift else "–",
                 f"{r.skew.disagreeing}/{r.skew.sampled}" if r.skew else "–",
                 _contract(r),
-                str(r.performance.labelled),
+                str(r.performance.labelled_for(metric)),
                 _interval(r.performance.get(metric)),
                 _interval(estimated) if estimated or not r.no_estimate else "none: see below",
                 number(r.offline.newest.get(metric)) if r.offline else "–",

@@ -40,6 +40,26 @@ class ClassPerformance(Record):
     roc_auc: Interval | None  # None: the class is absent, or alone
 
 
+class Joined(Record):
+    """The task's headline metrics over every labelled row of a window, from exact counts.
+
+    A classifier gets accuracy (Wilson interval) and log loss (normal interval), and the
+    confusion counts (`confusion[true][predicted]`, in the classes' order); a regression
+    RMSE, MAE and MAPE (normal intervals of the mean squared, absolute and relative error;
+    no MAPE when a label is zero) and the mean label and prediction."""
+
+    labelled: int
+    unusable_labels: int = 0
+    accuracy: Interval | None = None
+    log_loss: Interval | None = None
+    confusion: tuple[tuple[int, ...], ...] | None = None
+    rmse: Interval | None = None
+    mae: Interval | None = None
+    mape: Interval | None = None
+    mean_label: float | None = None
+    mean_prediction: float | None = None
+
+
 class Performance(Record):
     """Metrics on the rows whose labels arrived, with confidence intervals; a metric of
     another task is None. `unusable_labels` counts labels that fit no row of the task: a class
@@ -58,11 +78,21 @@ class Performance(Record):
     mean_label: float | None = None
     mean_prediction: float | None = None
     unusable_labels: int = 0
+    # Over every labelled row, not the sample's (`monitoring.label_join: every`).
+    every_label: Joined | None = None
 
     def get(self, metric: MonitoredMetric) -> Interval | None:
-        """The interval of one monitored metric, or None."""
+        """The interval of one monitored metric, over every labelled row when it was
+        measured there, else over the sample's; or None."""
         value: Interval | None = getattr(self, metric)
-        return value
+        return getattr(self.every_label, metric, None) or value
+
+    def labelled_for(self, metric: MonitoredMetric) -> int:
+        """The labelled rows `get(metric)` measured."""
+        every = self.every_label
+        if every is not None and getattr(every, metric, None) is not None:
+            return every.labelled
+        return self.labelled
 
 
 class Offline(Record):
@@ -173,11 +203,7 @@ def _regression(y: Floats, predicted: Floats, confidence: float) -> dict[str, An
     r2 = _r2(y, predicted) if len(y) > 2 else math.nan
     zero = bool(np.isclose(y, 0.0).any())
     return {
-        "rmse": Interval(
-            value=math.sqrt(squared.value),
-            low=math.sqrt(max(squared.low, 0.0)),
-            high=math.sqrt(squared.high),
-        ),
+        "rmse": intervals.rooted(squared),
         "mae": intervals.mean_interval(np.abs(errors), confidence),
         "r2": None
         if math.isnan(r2)

@@ -103,8 +103,10 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
     for name, drifted in report.class_drift.items():
         yield "flywheel_monitor_class_prediction_psi", {"class": name}, drifted.psi
         yield "flywheel_monitor_class_prediction_drifted", {"class": name}, float(drifted.drifted)
-    yield "flywheel_monitor_labelled_rows", {}, report.performance.labelled
-    yield "flywheel_monitor_unusable_labels", {}, report.performance.unusable_labels
+    # Every labelled row's counts when they were joined (`monitoring.label_join: every`).
+    counted = report.performance.every_label or report.performance
+    yield "flywheel_monitor_labelled_rows", {}, counted.labelled
+    yield "flywheel_monitor_unusable_labels", {}, counted.unusable_labels
     for name, source in (
         ("flywheel_monitor_metric", report.performance),
         ("flywheel_monitor_estimated_metric", report.estimate),

@@ -72,10 +72,17 @@ def monitored(schema: pa.Schema) -> pa.Schema:
 
 @functools.lru_cache(maxsize=16)
 def _monitored_schema(
-    numeric: tuple[str, ...], categorical: tuple[str, ...], width: int
+    numeric: tuple[str, ...], categorical: tuple[str, ...], width: int, answers: bool = False
 ) -> pa.Schema:
-    """`monitored` prediction columns of a contract's features, made once, not once a file."""
-    return monitored(logformat.prediction_schema(numeric, categorical, width))
+    """`monitored` prediction columns of a contract's features, made once, not once a file;
+    with `answers`, only a row's key, place, time and outputs (what labels join)."""
+    import pyarrow as pa
+
+    schema = monitored(logformat.prediction_schema(numeric, categorical, width))
+    if not answers:
+        return schema
+    named = (logformat.KEY, logformat.ROW, logformat.TIME)
+    return pa.schema([f for f in schema if f.name in named or f.name.startswith(logformat.OUTPUT)])
 
 
 def _conform(table: pa.Table, wanted: pa.Schema) -> pa.Table | None:
@@ -175,10 +182,12 @@ def prediction_tables(
     model: str,
     contract: Contract,
     skipped: Skipped,
+    *,
+    answers: bool = False,
 ) -> Iterator[pa.Table]:
     """`prediction_table`, a compacted day's file read row group by row group."""
     if COMPACTED not in file.key:
-        table = prediction_table(store, file, model, contract, skipped)
+        table = prediction_table(store, file, model, contract, skipped, answers=answers)
         if table is not None:
             yield table
         return
@@ -188,7 +197,7 @@ def prediction_tables(
     import pyarrow.parquet as pq
 
     width = contract.problem.width
-    wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width)
+    wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width, answers)
     with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
         local = Path(scratch) / "log.parquet"
         store.download(file.key, local)
@@ -211,12 +220,15 @@ def prediction_table(
     model: str,
     contract: Contract,
     skipped: Skipped,
+    *,
+    answers: bool = False,
 ) -> pa.Table | None:
     """One prediction file as a table of `contract`'s typed columns (`logformat`); None when
-    nothing in it is usable, and what is not is counted in `skipped`."""
+    nothing in it is usable, and what is not is counted in `skipped`. With `answers`, only
+    each row's key, place, time and outputs are read."""
     numeric, categorical = list(contract.numeric), list(contract.categorical)
     width = contract.problem.width
-    wanted = _monitored_schema(tuple(numeric), tuple(categorical), width)
+    wanted = _monitored_schema(tuple(numeric), tuple(categorical), width, answers)
     data = store.read(file.key)
     if not file.parquet:
         entries = []
@@ -227,7 +239,7 @@ def prediction_table(
             else:
                 entries.append(entry)
         table = logformat.prediction_table(entries, numeric, categorical, width)
-        return table.drop_columns([logformat.REQUEST_ID]) if table.num_rows else None
+        return table.select(wanted.names) if table.num_rows else None
     return _typed(data, file, model, wanted, skipped)
 
 

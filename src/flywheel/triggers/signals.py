@@ -199,7 +199,8 @@ def _against_offline(
     set_limit = policy.ceiling if policy.lower_is_better(report.task) else policy.floor
     if interval is None or offline is None or not rows or threshold == set_limit:
         return interval
-    return widened(interval, report.performance.labelled, rows)
+    labelled = report.performance.labelled_for(policy.metric_for(report.task))
+    return widened(interval, labelled, rows)
 
 
 def widened(interval: Interval, labelled: int, offline_rows: int) -> Interval:
@@ -247,7 +248,7 @@ def judgeable(policy: PerformanceTrigger, report: WindowReport) -> bool:
     """Whether a window has the labels the performance trigger needs: `min_labelled` of them
     and its metric."""
     return (
-        report.performance.labelled >= policy.min_labelled
+        report.performance.labelled_for(policy.metric_for(report.task)) >= policy.min_labelled
         and report.performance.get(policy.metric_for(report.task)) is not None
     )
 
@@ -281,7 +282,9 @@ def performance(
             },
         )
     if not labelled:
-        most = max((r.performance.labelled for r in reports), default=0)
+        most = max(
+            (r.performance.labelled_for(policy.metric_for(r.task)) for r in reports), default=0
+        )
         metric = policy.metric_for(reports[-1].task) if reports else policy.metric
         return Check(
             kind="performance",
@@ -300,7 +303,7 @@ def performance(
     inputs = {
         "metric": metric,
         "window": _window(report),
-        "labelled": report.performance.labelled,
+        "labelled": report.performance.labelled_for(metric),
         "interval": _figures(interval),
         "judged_interval": _figures(compared),
         "offline": offline,

@@ -391,3 +391,19 @@ def _bins(sample: np.ndarray) -> list[tuple[float, float]]:
     from flywheel.evaluation import calibration
 
     return list(calibration(sample[:, 1], sample[:, 0]))
+
+
+def test_a_mean_from_its_sums_is_the_mean_from_its_values() -> None:
+    # given values, and only their count, sum and sum of squares
+    values = np.random.default_rng(3).gamma(2.0, 0.4, size=5000)
+    # when each gives a mean with its interval
+    direct = intervals.mean_interval(values, 0.95)
+    summed = intervals.mean_of_sums(len(values), values.sum(), (values**2).sum(), 0.95)
+    # then they agree to rounding, and one value has no spread
+    for bound in ("value", "low", "high"):
+        assert getattr(summed, bound) == pytest.approx(getattr(direct, bound), rel=1e-9)
+    assert intervals.mean_of_sums(1, 2.0, 4.0, 0.95).model_dump() == {
+        "value": 2.0,
+        "low": 2.0,
+        "high": 2.0,
+    }

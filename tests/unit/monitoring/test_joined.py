@@ -1,0 +1,255 @@
+"""Delayed labels joined to every served row (`monitoring.label_join: every`): the sample's
+figures where the sample holds the window, every labelled row's above it, the same however
+the join is partitioned, and the sample's rules for repeats, corrections and partial labels."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flywheel import synthetic
+from flywheel.config import Settings
+from flywheel.monitoring import joined
+from flywheel.monitoring.monitor import monitor
+from flywheel.monitoring.prometheus import exposition
+from flywheel.monitoring.window import VersionReference, WindowReport
+from flywheel.registry import Registry
+from flywheel.storage import LocalStore
+from flywheel.stores import Stores
+from harness.monitored import Monitored
+from harness.traffic import log_traffic, monitored_in, production_report, read_back
+
+
+def _look(settings: Settings, until: datetime) -> list[WindowReport]:
+    stores = Stores(settings)
+    result = monitor(settings, stores.registry, stores.source, until=until, now=until, record=False)
+    return [r for r in result.reports if r.performance.labelled]
+
+
+def _log(registered: Settings, store: LocalStore, days: int = 1, **options: Any) -> None:
+    """`days` days of the generator's traffic logged by v1 now, as one stream."""
+    generator = registered.data.generator
+    frames = [
+        synthetic.generate_day(generator.start_date + timedelta(days=6 + d), generator)
+        for d in range(days)
+    ]
+    log_traffic(store, "loan-default", "v1", pd.concat(frames, ignore_index=True), **options)
+
+
+def _close(a: Any, b: Any) -> None:
+    """Two intervals equal up to rounding (sums against arrays)."""
+    assert a is not None and b is not None
+    for bound in ("value", "low", "high"):
+        assert getattr(a, bound) == pytest.approx(getattr(b, bound), rel=1e-9, abs=1e-12)
+
+
+def test_every_label_gives_the_samples_figures_where_the_sample_holds_the_window(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given a day of traffic, 60% of its requests labelled, in an hour window that the
+    # sample holds whole
+    _log(registered, store, labelled=0.6)
+    settings = monitored_in(registered, store, window="hour", windows=2, label_join="every")
+    # when monitored with every label joined
+    (report,) = _look(settings, datetime.now(UTC) + timedelta(hours=1))
+    # then every labelled row's figures are the sample's
+    sampled, every = report.performance, report.performance.every_label
+    assert report.sampled_rows is None and every is not None
+    assert every.labelled == sampled.labelled > 0
+    assert every.accuracy == sampled.accuracy
+    _close(every.log_loss, sampled.log_loss)
+    assert every.confusion is not None and sum(map(sum, every.confusion)) == every.labelled
+    right = np.trace(np.array(every.confusion)) / every.labelled
+    assert sampled.accuracy is not None and math.isclose(right, sampled.accuracy.value)
+
+
+@pytest.mark.parametrize("dataset", ["wine", "diabetes"])
+def test_every_label_gives_the_samples_figures_for_each_task(
+    dataset: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # given a multiclass or a regression version's traffic, a third of it labelled
+    served: Monitored = request.getfixturevalue(dataset)
+    shutil.copytree(served.store.root, tmp_path / "store")
+    store = LocalStore(tmp_path / "store")
+    log_traffic(store, served.name, served.version, served.unseen, labelled=0.34)
+    task = "regression" if dataset == "diabetes" else "multiclass"
+    settings = Settings.model_validate(
+        {
+            "model_name": served.name,
+            "features": served.features.model_dump(),
+            "model": {"task": task},
+            "storage": {"uri": str(store.root)},
+            "monitoring": {
+                "window": "hour",
+                "windows": 2,
+                "label_delay_days": 1,
+                "label_join": "every",
+            },
+        }
+    )
+    end = datetime.now(UTC) + timedelta(hours=1)
+    # when monitored with every label joined
+    result = monitor(settings, Registry(store, served.name), served.source, until=end, now=end)
+    (report,) = [r for r in result.reports if r.performance.labelled]
+    # then every labelled row's figures are the sample's
+    sampled, every = report.performance, report.performance.every_label
+    assert every is not None and every.labelled == sampled.labelled > 0
+    if task == "multiclass":
+        assert every.accuracy == sampled.accuracy
+        _close(every.log_loss, sampled.log_loss)
+    else:
+        for metric in ("rmse", "mae", "mape"):
+            _close(getattr(every, metric), getattr(sampled, metric))
+        assert every.mean_label == pytest.approx(sampled.mean_label)
+        assert every.mean_prediction == pytest.approx(sampled.mean_prediction)
+
+
+def test_above_the_sample_every_labelled_row_is_measured(
+    registered: Settings, store: LocalStore, reference: VersionReference
+) -> None:
+    # given 2,400 rows in an hour window that keeps a sample of 1,000, 60% labelled
+    _log(registered, store, days=4, labelled=0.6)
+    settings = monitored_in(
+        registered, store, window="hour", windows=2, sample_rows=1000, label_join="every"
+    )
+    until = datetime.now(UTC) + timedelta(hours=1)
+    # when monitored with every label joined
+    (report,) = _look(settings, until)
+    # then the sample measured fewer labels, the join all of them: as the rows read one by
+    # one measure them
+    direct = production_report(*read_back(store), reference).performance
+    every = report.performance.every_label
+    assert report.sampled_rows is not None and report.performance.labelled < 1000
+    assert every is not None and every.labelled == direct.labelled == 1440
+    assert every.accuracy == direct.accuracy
+    _close(every.log_loss, direct.log_loss)
+    # and the headline metric, and what judges it, are every labelled row's
+    assert report.performance.get("accuracy") == every.accuracy
+    assert report.performance.labelled_for("accuracy") == 1440
+    assert report.performance.labelled_for("roc_auc") == report.performance.labelled
+    published = exposition([report])
+    assert re.search(r"^flywheel_monitor_labelled_rows\{[^}]*\} 1440(\.0)?$", published, re.M)
+
+
+def test_the_join_is_the_same_in_one_partition_as_in_many(
+    registered: Settings, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given labelled traffic
+    _log(registered, store, rows_per_request=3, labelled=0.5)
+    settings = monitored_in(
+        registered, store, window="hour", windows=2, sample_rows=1000, label_join="every"
+    )
+    until = datetime.now(UTC) + timedelta(hours=1)
+    # when joined in 64 partitions, and in one, spilled a few rows at a time
+    many = _look(settings, until)
+    monkeypatch.setattr(joined, "_BUCKET_BITS", 0)
+    monkeypatch.setattr(joined, "BUCKETS", 1)
+    monkeypatch.setattr(joined, "_BUFFER_ROWS", 7)
+    one = _look(settings, until)
+    # then the counts are the same, and the sums up to their order of addition
+    assert len(many) == len(one) > 0
+    for a, b in zip(many, one, strict=True):
+        x, y = a.performance.every_label, b.performance.every_label
+        assert x is not None and y is not None and x.labelled > 0
+        assert (x.labelled, x.confusion, x.accuracy) == (y.labelled, y.confusion, y.accuracy)
+        _close(x.log_loss, y.log_loss)
+
+
+def _served(*rows: tuple[int, int, int, float]) -> np.ndarray:
+    out = np.zeros(len(rows), dtype=joined._answers_dtype(2))
+    for i, (key, row, window, score) in enumerate(rows):
+        out[i] = (key, row, window, (1 - score, score))
+    return out
+
+
+def _labels(*rows: tuple[int, int, float, float]) -> np.ndarray:
+    return np.array(list(rows), dtype=joined._LABELS)
+
+
+def test_a_bucket_joins_as_the_samples_join_does() -> None:
+    # given served rows: a request logged twice (key 1), a two-row request (key 2), a
+    # request never labelled (key 3)
+    served = _served((1, 0, 0, 0.9), (2, 0, 0, 0.2), (2, 1, 0, 0.7), (3, 0, 1, 0.4), (1, 0, 1, 0.1))
+    # and feedback: key 1 labelled, then corrected; key 2 labelled on one row only; key 4
+    # never logged
+    labels = _labels((1, 0, 10.0, 0.0), (1, 0, 20.0, 1.0), (2, 0, 5.0, 0.0), (4, 0, 1.0, 1.0))
+    # when joined
+    pairs = joined._join_bucket(served, labels)
+    # then only key 1 joins: its first copy (window 0, 0.9) with its newest label
+    assert len(pairs) == 1
+    assert (pairs["window"][0], pairs["out"][0][1], pairs["label"][0]) == (0, 0.9, 1.0)
+    # and with key 2's second row labelled in the same feedback, key 2 joins whole
+    labels = _labels((2, 0, 5.0, 0.0), (2, 1, 5.0, 1.0), (2, 1, 5.0, 0.0))
+    pairs = joined._join_bucket(served, labels)
+    assert sorted(zip(pairs["out"][:, 1], pairs["label"], strict=True)) == [
+        (0.2, 0.0),
+        (0.7, 0.0),  # a row labelled twice in one feedback: its last label
+    ]
+    # and newer feedback of one row replaces the request's whole earlier feedback: no longer
+    # whole, the request does not join
+    labels = _labels((2, 0, 1.0, 0.0), (2, 1, 1.0, 1.0), (2, 0, 9.0, 1.0))
+    assert len(joined._join_bucket(served, labels)) == 0
+
+
+def test_a_label_beyond_the_sample_is_a_new_analysis_of_its_window(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given 2,400 rows in a window sampled to 1,000, half of the requests labelled, looked at
+    # by a process that keeps its reports
+    from flywheel.logformat import request_key
+    from flywheel.monitoring.cache import WindowCache
+    from flywheel.serving.feedbacklog import FeedbackLogger
+
+    generator = registered.data.generator
+    frame = synthetic.generate_day(generator.start_date + timedelta(days=6), generator)
+    frame = pd.concat([frame] * 4, ignore_index=True)
+    ids = log_traffic(store, "loan-default", "v1", frame, labelled=0.5)
+    settings = monitored_in(
+        registered, store, window="hour", windows=2, sample_rows=1000, label_join="every"
+    )
+    stores, cache = Stores(settings), WindowCache()
+    until = datetime.now(UTC) + timedelta(hours=1)
+
+    def look() -> WindowReport:
+        result = monitor(
+            settings,
+            stores.registry,
+            stores.source,
+            until=until,
+            now=until,
+            record=False,
+            cache=cache,
+        )
+        (report,) = [r for r in result.reports if r.performance.labelled]
+        return report
+
+    before = look()
+    # when the labels of an unlabelled request the sample left out come back
+    outside = max(ids[len(ids) // 2 :], key=request_key)
+    feedback = FeedbackLogger(store, "loan-default", "v1", flush_seconds=3600)
+    labels = frame["defaulted"].iloc[ids.index(outside) * 20 :][:20].astype(int).tolist()
+    feedback.record(
+        {
+            "request_id": outside,
+            "model": "loan-default",
+            "version": "v1",
+            "time": datetime.now(UTC).timestamp(),
+            "labels": labels,
+        }
+    )
+    feedback.flush()
+    feedback.close()
+    after = look()
+    # then the sample's labels are the same, and every label's are 20 more: analysed again
+    assert after.performance.labelled == before.performance.labelled
+    assert before.performance.every_label is not None and after.performance.every_label
+    assert after.performance.every_label.labelled == before.performance.every_label.labelled + 20
+    assert cache.misses == 2 and cache.hits == 0
