@@ -32,7 +32,10 @@ in the page cache):
    monitor pod has a 1-CPU limit), on another fresh copy;
 6. `compact_2cpu` and `compact_1cpu`: a third look with its housekeeping on, which compacts
    the settled day's files into one (the looks above run with `--no-housekeeping`, as the
-   peers have no counterpart of it). On two cores the looks summarise with `--workers 2`.
+   peers have no counterpart of it). On two cores the looks summarise with `--workers 2`;
+7. `joined_2cpu` and `joined_1cpu`: a first look again, on a fresh copy, with every label
+   joined to every row (`monitoring.label_join: every`), and `relook_joined_*` its re-look
+   after the same new minute: each must measure every label the day was given.
 
 Flywheel's modules are compiled to bytecode beforehand, as installing it compiles them. For
 each: wall time, rows/s and peak resident memory (the process and its children, polled
@@ -98,6 +101,10 @@ PEERS = {
     "relook_1cpu": "Flywheel re-look, 1 new minute, 1 CPU",
     "compact_2cpu": "Flywheel look + compaction of the day, 2 cores",
     "compact_1cpu": "Flywheel look + compaction of the day, 1 CPU",
+    "joined_2cpu": "Flywheel monitor, every label joined, 2 cores",
+    "joined_1cpu": "Flywheel monitor, every label joined, 1 CPU",
+    "relook_joined_2cpu": "Flywheel re-look, every label joined, 2 cores",
+    "relook_joined_1cpu": "Flywheel re-look, every label joined, 1 CPU",
     "evidently": "Evidently 0.7.23, DataDriftPreset",
     "nannyml": "NannyML 0.13.1, univariate drift + CBPE",
 }
@@ -109,8 +116,10 @@ QUIET = {
     "EVIDENTLY_DISABLE_TELEMETRY": "1",
     "ITERATIVE_DO_NOT_TRACK": "1",
 }
-# Where `flywheel monitor` says how many rows a window's report holds.
+# Where `flywheel monitor` says how many rows a window's report holds, and how many labels
+# its headline metric measured.
 _ROWS = re.compile(r"(\d+) requests, (\d+) rows")
+_LABELS = re.compile(r" on (\d+) labels")
 
 
 def label(rows: int) -> str:
@@ -188,17 +197,17 @@ def simulate(work: Path) -> Project:
     )
 
 
-def write_config(path: Path, store: Path, batches: Path) -> Path:
+def write_config(path: Path, store: Path, batches: Path, label_join: str = "sample") -> Path:
     """flywheel.yaml for a store: the repository's, monitoring one day-window (and the
     triggers judging one window, and labels a day late at most, as the configuration
-    requires)."""
+    requires), its labels joined to the sample or to every row."""
     import yaml
 
     config = yaml.safe_load((REPO / "flywheel.yaml").read_text())
     config["storage"]["uri"] = str(store)
     config["data"]["source"] = str(batches)
     config.setdefault("monitoring", {}).update(
-        {"window": "day", "windows": 1, "label_delay_days": 1}
+        {"window": "day", "windows": 1, "label_delay_days": 1, "label_join": label_join}
     )
     for trigger in ("drift", "estimated_performance"):
         if config["triggers"].get(trigger):
@@ -581,10 +590,7 @@ def run_flywheel(
     ]
     out = {name: measure(command, folder / f"{name}.log", cwd=folder, cpus=cpus)}
     if out[name].ok:
-        for key, data in logs.minute.items():
-            target = store / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
+        _write_minute(logs, store)
         again = name.replace("flywheel", "relook")
         out[again] = measure(command, folder / f"{again}.log", cwd=folder, cpus=cpus)
         tidy = name.replace("flywheel", "compact")
@@ -592,7 +598,29 @@ def run_flywheel(
             [*command[:-1], "--housekeeping"], folder / f"{tidy}.log", cwd=folder, cpus=cpus
         )
     shutil.rmtree(store, ignore_errors=True)
+    # A first look again, on a fresh copy, with every label joined to every row.
+    copy_store(logs.store, store)
+    every = name.replace("flywheel", "joined")
+    joined = [
+        *command[:2],
+        str(write_config(folder / f"{every}.yaml", store, project.batches, "every")),
+        *command[3:],
+    ]
+    out[every] = measure(joined, folder / f"{every}.log", cwd=folder, cpus=cpus)
+    if out[every].ok:
+        _write_minute(logs, store)
+        again = name.replace("flywheel", "relook_joined")
+        out[again] = measure(joined, folder / f"{again}.log", cwd=folder, cpus=cpus)
+    shutil.rmtree(store, ignore_errors=True)
     return out
+
+
+def _write_minute(logs: Logs, store: Path) -> None:
+    """The re-look's minute of logs, written into a store."""
+    for key, data in logs.minute.items():
+        target = store / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
 
 
 def run_peer(name: str, spec: Path, folder: Path) -> Measured:
@@ -621,10 +649,11 @@ def found(output: str) -> dict[str, Any]:
 
 
 def figures(
-    runs: dict[str, Measured], rows: int, minute_rows: int = 0
+    runs: dict[str, Measured], rows: int, minute_rows: int = 0, labels: int = 0
 ) -> dict[str, dict[str, Any]]:
     """Each peer's figures at one size: wall, rows/s (an upper bound for a killed peer), peak
-    memory, status; Flywheel's with the rows it reported and the rows it should have."""
+    memory, status; Flywheel's with the rows it reported and the rows it should have, and
+    with every label joined, the labels too."""
     out: dict[str, dict[str, Any]] = {}
     for name, run in runs.items():
         relook = name.startswith(("relook", "compact"))
@@ -635,9 +664,13 @@ def figures(
             "peak_mb": run.peak_mb,
             "status": run.status,
         }
-        if name.startswith(("flywheel", "relook", "compact")):
+        if name.startswith(("flywheel", "relook", "compact", "joined")):
             entry["rows_reported"] = rows_reported(run.output) if run.ok else None
             entry["rows_expected"] = rows + (minute_rows if relook else 0)
+        if name.startswith("joined"):
+            measured = _LABELS.findall(run.output) if run.ok else []
+            entry["labels_reported"] = sum(map(int, measured)) if measured else None
+            entry["labels_expected"] = labels
         else:
             entry |= {k: v for k, v in found(run.output).items() if k != "peer"}
         out[name] = entry
@@ -718,6 +751,36 @@ def goals(by_size: dict[int, dict[str, dict[str, Any]]]) -> dict[str, tuple[bool
             if slowest["status"] == "ok"
             else slowest["status"],
         )
+    joined = at(BIG, "joined_1cpu")
+    why = _complete(joined)
+    name = f"10M rows with every label joined on 1 CPU in <= {GOAL_1CPU_S:g} s within 1 GiB"
+    if why or joined is None:
+        out[name] = (None, why or "not measured")
+    else:
+        out[name] = (
+            joined["status"] == "ok"
+            and joined["wall_s"] <= GOAL_1CPU_S
+            and joined["peak_mb"] <= GOAL_MEMORY_MB,
+            f"{joined['wall_s']:.1f} s, peak {joined['peak_mb']:.0f} MiB"
+            if joined["status"] == "ok"
+            else joined["status"],
+        )
+    counted = [
+        (rows, entry)
+        for rows, runs in by_size.items()
+        for n, entry in runs.items()
+        if n.startswith("joined") and entry["status"] == "ok"
+    ]
+    wrong = [
+        f"{entry['labels_reported']} of {entry['labels_expected']:,} at {label(rows)}"
+        for rows, entry in counted
+        if entry["labels_reported"] != entry["labels_expected"]
+    ]
+    out["every label joined to its row"] = (
+        (None, "not measured")
+        if not counted
+        else (not wrong, f"measured {wrong[0]}" if wrong else f"{len(counted)} runs")
+    )
     every = [
         (rows, name, entry)
         for rows, runs in by_size.items()
@@ -880,7 +943,7 @@ def main(argv: list[str]) -> int:
                 (logs_dir / label(rows) / f"{name}.log").write_text(run.output)
             by_size[rows] = {
                 n: e
-                for n, e in figures(runs, rows, logs.minute_rows).items()
+                for n, e in figures(runs, rows, logs.minute_rows, logs.labelled).items()
                 if n in chosen or n.startswith("relook")
             }
             if not args.keep:

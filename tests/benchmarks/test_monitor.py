@@ -31,22 +31,29 @@ def runs(
     one_cpu: float,
     peak: float,
     relook: float = 1.0,
+    joined: float = 30.0,
+    joined_labels: int | None = None,
     reported: int | None = None,
     evidently: bench.Measured | None = None,
     nannyml: bench.Measured | None = None,
 ) -> dict[str, dict[str, object]]:
-    """One size's figures: Flywheel's as given (reporting `reported` rows, default all), the
-    peers' at 20 and 40 s unless given."""
+    """One size's figures: Flywheel's as given (reporting `reported` rows, default all; with
+    every label joined, measuring `joined_labels`, default the half of the rows labelled),
+    the peers' at 20 and 40 s unless given."""
     seen = rows if reported is None else reported
+    labels = rows // 2 if joined_labels is None else joined_labels
+    every = said(seen) + f"  accuracy: 0.8 [0.79, 0.81] on {labels} labels, offline 0.8\n"
     measured = {
         "flywheel_2cpu": bench.Measured(wall, peak, "ok", said(seen)),
         "relook_2cpu": bench.Measured(relook, peak, "ok", said(seen + 10)),
         "flywheel_1cpu": bench.Measured(one_cpu, peak, "ok", said(seen)),
         "relook_1cpu": bench.Measured(relook, peak, "ok", said(seen + 10)),
+        "joined_2cpu": bench.Measured(joined, peak, "ok", every),
+        "joined_1cpu": bench.Measured(joined * 2, peak, "ok", every),
         "evidently": evidently or bench.Measured(20.0, 3000.0, "ok", '{"rows": 1}'),
         "nannyml": nannyml or bench.Measured(40.0, 4000.0, "ok", '{"rows": 1}'),
     }
-    return bench.figures(measured, rows, minute_rows=10)
+    return bench.figures(measured, rows, minute_rows=10, labels=rows // 2)
 
 
 def met(checked: dict[str, tuple[bool | None, str]]) -> dict[str, bool | None]:
@@ -87,10 +94,29 @@ def test_each_goal_is_missed_on_its_own_figure() -> None:
         "memory flat from 1M to 10M rows (<= 1.2x)": False,
         ">= 10x the faster peer's rows/s at 1M": False,
         "a re-look after one new minute in <= 2 s": False,
+        "10M rows with every label joined on 1 CPU in <= 120 s within 1 GiB": False,
+        "every label joined to its row": True,
         "flywheel monitor reported every logged row": True,
     }
     assert "      MISSED  10M rows in <= 60 s on 2 cores: 70.0 s" in lines
     assert "      MISSED  10M rows within 1 GiB: peak 1536 MiB" in lines
+    assert (
+        "      MISSED  10M rows with every label joined on 1 CPU in <= 120 s within 1 GiB: "
+        "60.0 s, peak 1536 MiB" in lines
+    )
+
+
+def test_a_join_that_measures_fewer_labels_than_were_given_is_missed() -> None:
+    # given every label joined at 10M rows, in time, but 10 of the 5M labels not measured
+    figures = {TEN_M: runs(TEN_M, wall=40.0, one_cpu=100.0, peak=550.0, joined_labels=4999990)}
+    # when
+    checked = bench.goals(figures)
+    # then the join's time is met, and its labels MISSED with the count
+    assert checked["10M rows with every label joined on 1 CPU in <= 120 s within 1 GiB"][0]
+    assert checked["every label joined to its row"] == (
+        False,
+        "measured 4999990 of 5,000,000 at 10m",
+    )
 
 
 def test_a_monitor_that_reads_fewer_rows_than_were_logged_is_not_judged_fast() -> None:
@@ -273,7 +299,18 @@ def test_a_tiny_day_is_logged_in_the_loggers_format_and_every_peer_reads_it(
         measured[name] = bench.run_peer(name, spec, folder)
     # then each ran to the end, and each peer read every row
     assert {name: m.status for name, m in measured.items()} == dict.fromkeys(
-        ["flywheel_2cpu", "relook_2cpu", "compact_2cpu", *built], "ok"
+        [
+            "flywheel_2cpu",
+            "relook_2cpu",
+            "compact_2cpu",
+            "joined_2cpu",
+            "relook_joined_2cpu",
+            *built,
+        ],
+        "ok",
     )
     for name in built:
         assert bench.found(measured[name].output)["rows"] == 60
+    # and with every label joined, every label the day was given is measured
+    joined = bench.figures(measured, 60, logs.minute_rows, logs.labelled)["joined_2cpu"]
+    assert joined["labels_reported"] == joined["labels_expected"] == logs.labelled
