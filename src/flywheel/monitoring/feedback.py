@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # Feedback more than this newer than a prediction's window is still looked for: a prediction
 # file is written within a minute, so an hour is ample.
-_GRACE = timedelta(hours=1)
+GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,8 @@ def sampled_labels(
     skipped: Skipped,
     changed: dict[str, bytes],
     pool: Pool | None,
+    *,
+    count_unlogged: bool = True,
 ) -> dict[str, tuple[Label, ...]]:
     """The labels of the sampled requests, by `request_name` (a request's newest feedback wins).
 
@@ -159,7 +161,7 @@ def sampled_labels(
     sample and is dropped. Feedback for a request that was never logged is counted when it is
     certain: its key is below every sample's threshold, it is older than the grace a
     prediction file has to be written, and it came late enough that its request would be in
-    the windows read."""
+    the windows read (unless not `count_unlogged`: the join of every label counts them)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -196,7 +198,11 @@ def sampled_labels(
             rid = request_name(key)
             at = rows[logformat.TIME][i]
             if not matched[i]:
-                if key < certain and counted_from <= at < (now - _GRACE).timestamp():
+                if (
+                    count_unlogged
+                    and key < certain
+                    and counted_from <= at < (now - GRACE).timestamp()
+                ):
                     skipped.add(version, datetime.fromtimestamp(at, UTC), logs.NEVER_LOGGED)
                 continue
             text = rows[logformat.LABEL_TEXT][i]

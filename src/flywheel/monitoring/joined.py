@@ -1,27 +1,33 @@
 """Delayed labels joined to every served row of the windows, not only to their samples
-(`monitoring.label_join: every`): exact counts and sums of the task's headline metrics.
+(`monitoring.label_join: every`): exact counts and sums of the task's headline metrics,
+and exact counts of two kinds of bad input, rows logged again and feedback for requests
+never logged.
 
 The join is by request key and row, over every prediction file of the windows' days and
 every feedback file the look reads, and it is bounded in memory whatever the traffic: a
-grace hash join. One pass spills each side's few columns (key, row, window and outputs;
-key, row, time and label) to `BUCKETS` files on local disk by the top bits of the key, a
-million rows at a time; then each bucket's two files are joined alone, so that the join
-holds a 64th of the rows at once. Keys are the logs' 64-bit hashes of the request ids
-(`logformat.request_key`), never their text.
+grace hash join. One pass spills each side's few columns (key, row, file, window and
+outputs; key, row, file, version, time and label) to `BUCKETS` files on local disk by the
+top bits of the key, a million rows at a time, in the look's worker processes when it has
+them (each its share of the files, in files of its own); then each bucket's files are
+joined alone, so that the join holds a 64th of the rows at once. Keys are the logs' 64-bit
+hashes of the request ids (`logformat.request_key`), never their text.
 
 The join keeps what the sample's join keeps (`feedback.sampled_labels` and the analysis):
-a request logged twice counts its first copy; a request's newest feedback wins, and within
-it a row's last label; a request's labels count only when they are exactly its rows; a row
-whose answer is unusable (not finite, or a probability outside [0, 1]) is left out, and a
-label the task cannot use (a class never learned, a regression label that is not a
-number) is counted as unusable. On a window the sample holds whole, the figures are
-therefore the sample's (the tests compare them).
+a request logged twice counts its first copy (by the order of the files); a request's
+newest feedback wins, and within it a row's last label; a request's labels count only when
+they are exactly its rows; a row whose answer is unusable (not finite, or a probability
+outside [0, 1]) is left out, and a label the task cannot use (a class never learned, a
+regression label that is not a number) is counted as unusable. On a window the sample
+holds whole, the figures are therefore the sample's (the tests compare them). Unlike the
+sample, which counts a copy within its window, the join counts every copy after the
+first, in the window the copy was logged in.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -33,14 +39,16 @@ import numpy as np
 import numpy.typing as npt
 
 from flywheel import logformat
+from flywheel.config import StorageSettings
 from flywheel.contract import Contract
 from flywheel.monitoring import intervals, logs
 from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.logs import Skipped
 from flywheel.monitoring.performance import Joined
-from flywheel.monitoring.tables import feedback_table, log_files, prediction_tables
+from flywheel.monitoring.reading import Pool
+from flywheel.monitoring.tables import LogFile, feedback_table, log_files, prediction_tables
 from flywheel.problem import Problem
-from flywheel.storage import ObjectStore
+from flywheel.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -48,12 +56,58 @@ if TYPE_CHECKING:
 _BUCKET_BITS = 6
 BUCKETS = 1 << _BUCKET_BITS
 _BUFFER_ROWS = 1_000_000  # rows gathered before they are spilled to the buckets' files
+_OUTSIDE = np.iinfo(np.uint32).max  # the slot of a served row outside every window
 
-_LABELS = np.dtype([("key", "<u8"), ("row", "<u4"), ("time", "<f8"), ("label", "<f8")])
+# A label's text as an index into the look's list of label texts (-1: none), its number
+# (NaN: none), the version whose log it came in, and the file's place in the look's order.
+_LABELS = np.dtype(
+    [
+        ("key", "<u8"),
+        ("row", "<u4"),
+        ("file", "<u4"),
+        ("version", "<u2"),
+        ("time", "<f8"),
+        ("number", "<f8"),
+        ("text", "<i4"),
+    ]
+)
 
 
 def _answers_dtype(width: int) -> np.dtype[Any]:
-    return np.dtype([("key", "<u8"), ("row", "<u4"), ("window", "<u4"), ("out", "<f8", (width,))])
+    """A served row: its key, place, file, slot (a version's window) and outputs."""
+    return np.dtype(
+        [
+            ("key", "<u8"),
+            ("row", "<u4"),
+            ("file", "<u4"),
+            ("slot", "<u4"),
+            ("out", "<f8", (width,)),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What a look joins: its windows, the days of prediction files they read, the days of
+    feedback files, the time labels count until, and when feedback for a request that was
+    never logged is certain (`feedback.sampled_labels` says when)."""
+
+    spans: Sequence[tuple[datetime, datetime]]
+    prediction_days: Sequence[date]
+    label_days: Sequence[date]
+    labelled_until: datetime
+    unlogged: tuple[datetime, datetime]
+
+
+@dataclass
+class JoinedLook:
+    """What the join measured, by version and window start (its timestamp): the metrics over
+    every labelled row, and the rows logged again; and feedback for requests never logged,
+    by the version whose log it came in and its time (whole seconds)."""
+
+    performance: dict[str, dict[int, Joined]] = field(default_factory=dict)
+    duplicates: dict[str, dict[int, int]] = field(default_factory=dict)
+    never_logged: Counter[tuple[str, int]] = field(default_factory=Counter)
 
 
 @dataclass
@@ -76,87 +130,187 @@ class _Sums:
 
 
 @dataclass(frozen=True)
-class Reach:
-    """What a look joins: its windows, the days of prediction files they read, the days of
-    feedback files, and the time labels count until."""
+class _Spilled:
+    """One process's spill: its folders of bucket files, and its label texts in order."""
 
-    spans: Sequence[tuple[datetime, datetime]]
-    prediction_days: Sequence[date]
-    label_days: Sequence[date]
-    labelled_until: datetime
+    served: Path
+    labels: Path
+    texts: tuple[str, ...]
 
 
 def join_labels(
     store: ObjectStore,
+    storage: StorageSettings,
     model: str,
     served: Mapping[str, Contract],
     known: Sequence[str],
     reach: Reach,
     confidence: float,
-) -> dict[str, dict[int, Joined]]:
-    """Every labelled row of each window of each `served` version (by version, then by the
-    window start's timestamp), joined as the module says. A request's feedback is looked
+    pool: Pool | None = None,
+) -> JoinedLook:
+    """Every labelled row of each window of each `served` version, joined as the module
+    says, with `pool`'s processes reading the files if given. A request's feedback is looked
     for in every `known` version's log, as the sample's join does. What cannot be read was
     counted by the summaries, and is not counted again here."""
-    problems = {c.problem.model_dump_json(): c.problem for c in served.values()}
-    if len(problems) > 1:  # versions of other classes: each one's labels coded its way
-        out: dict[str, dict[int, Joined]] = {}
-        for name in problems:
-            alike = {v: c for v, c in served.items() if c.problem.model_dump_json() == name}
-            out |= join_labels(store, model, alike, known, reach, confidence)
-        return out
-    if not served:
-        return {}
-    problem = next(iter(served.values())).problem
-    spans = reach.spans
-    starts = np.array([s.timestamp() for s, _ in spans], dtype=np.float64)
-    ends = np.array([e.timestamp() for _, e in spans], dtype=np.float64)
     versions = list(served)
-    sums = _Sums(len(spans) * len(versions), problem.width if problem.is_classifier else 1)
-    answers = _answers_dtype(problem.width)
-    skipped = Skipped()  # the summaries count what is skipped: not twice
+    spans = reach.spans
+    prediction_files = [
+        (v, file)
+        for v, version in enumerate(versions)
+        for day in reach.prediction_days
+        for file in log_files(store, logs.PREDICTIONS, model, version, day)
+    ]
+    feedback_files = [
+        (v, file)
+        for v, version in enumerate(known)
+        for day in reach.label_days
+        for file in log_files(store, logs.FEEDBACK, model, version, day)
+    ]
+    width = max((c.problem.width for c in served.values()), default=1)
+    job = _Job(model, dict(enumerate(served.values())), spans, reach.labelled_until, width)
     with tempfile.TemporaryDirectory(prefix="flywheel-join-") as scratch:
-        folder = Path(scratch)
-        labelled, labels = _spill(
+        shares = 1 if pool is None else pool.workers
+        parts = [
+            (
+                Path(scratch) / str(i),
+                list(enumerate(prediction_files))[i::shares],
+                list(enumerate(feedback_files))[i::shares],
+            )
+            for i in range(shares)
+        ]
+        if pool is None:
+            spilled = [job.spill(store, *parts[0])]
+        else:
+            futures = [
+                pool.executor.submit(_spill_in_worker, store_uri, storage, job, *part)
+                for part, store_uri in zip(parts, [storage.uri] * shares, strict=True)
+            ]
+            spilled = [f.result() for f in futures]
+        return _measure(job, spilled, versions, known, reach, confidence)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What a process needs to spill its share of the files."""
+
+    model: str
+    contracts: dict[int, Contract]  # by the version's place among those served
+    spans: Sequence[tuple[datetime, datetime]]
+    until: datetime
+    width: int
+
+    def spill(
+        self,
+        store: ObjectStore,
+        folder: Path,
+        predictions: list[tuple[int, tuple[int, LogFile]]],
+        feedback: list[tuple[int, tuple[int, LogFile]]],
+    ) -> _Spilled:
+        """This share's prediction and feedback files, spilled to `folder`."""
+        skipped = Skipped()  # the summaries count what is skipped: not twice
+        starts = np.array([s.timestamp() for s, _ in self.spans], dtype=np.float64)
+        ends = np.array([e.timestamp() for _, e in self.spans], dtype=np.float64)
+        answers = _answers_dtype(self.width)
+        texts: dict[str, int] = {}
+        folder.mkdir()
+        _spill(
+            folder / "served",
+            answers,
+            (
+                _answer_rows(table, answers, starts, ends, n, v * len(self.spans))
+                for n, (v, file) in predictions
+                for table in prediction_tables(
+                    store, file, self.model, self.contracts[v], skipped, answers=True
+                )
+            ),
+        )
+        _spill(
             folder / "labels",
             _LABELS,
             (
-                _label_rows(table, problem, reach.labelled_until)
-                for version in known
-                for day in reach.label_days
-                for file in log_files(store, logs.FEEDBACK, model, version, day)
-                if (table := feedback_table(store, file, model, skipped)) is not None
+                _label_rows(table, n, v, self.until, texts)
+                for n, (v, file) in feedback
+                if (table := feedback_table(store, file, self.model, skipped)) is not None
             ),
         )
-        # No feedback: no prediction file needs reading.
-        rows, _ = _spill(
-            folder / "served",
-            answers,
-            ()
-            if not labels
-            else (
-                _answer_rows(table, answers, starts, ends, slot * len(spans))
-                for slot, (version, contract) in enumerate(served.items())
-                for day in reach.prediction_days
-                for file in log_files(store, logs.PREDICTIONS, model, version, day)
-                for table in prediction_tables(store, file, model, contract, skipped, answers=True)
-            ),
+        return _Spilled(folder / "served", folder / "labels", tuple(texts))
+
+
+def _spill_in_worker(
+    uri: str,
+    storage: StorageSettings,
+    job: _Job,
+    folder: Path,
+    predictions: list[tuple[int, tuple[int, LogFile]]],
+    feedback: list[tuple[int, tuple[int, LogFile]]],
+) -> _Spilled:
+    """`_Job.spill` in a worker process, on a store of its own."""
+    return job.spill(open_store(uri, storage), folder, predictions, feedback)
+
+
+def _measure(
+    job: _Job,
+    spilled: list[_Spilled],
+    versions: list[str],
+    known: Sequence[str],
+    reach: Reach,
+    confidence: float,
+) -> JoinedLook:
+    """Each bucket of every spill joined, and the look's figures from the sums."""
+    texts: dict[str, int] = {}
+    recoded = [
+        np.array([texts.setdefault(t, len(texts)) for t in part.texts] + [-1], dtype=np.int32)
+        for part in spilled
+    ]
+    problems = {v: job.contracts[v].problem for v in range(len(versions))}
+    coded = {v: _text_codes(problem, list(texts)) for v, problem in problems.items()}
+    spans = len(job.spans)
+    sums = {
+        v: _Sums(spans, problem.width if problem.is_classifier else 1)
+        for v, problem in problems.items()
+    }
+    repeats = np.zeros(spans * len(versions) + 1, dtype=np.int64)
+    unlogged: Counter[tuple[str, int]] = Counter()
+    low, high = (t.timestamp() for t in reach.unlogged)
+    read = np.array([v in versions for v in known] + [False])
+    answers = _answers_dtype(job.width)
+    for bucket in range(BUCKETS):
+        served = np.concatenate(
+            [np.fromfile(p.served / f"{bucket:02d}", dtype=answers) for p in spilled]
         )
-        for bucket in range(BUCKETS):
-            pairs = _join_bucket(
-                np.fromfile(rows[bucket], dtype=answers),
-                np.fromfile(labelled[bucket], dtype=_LABELS),
+        labels = []
+        for part, codes in zip(spilled, recoded, strict=True):
+            found = np.fromfile(part.labels / f"{bucket:02d}", dtype=_LABELS)
+            found["text"] = codes[found["text"]]  # -1 stays -1: the code list ends with it
+            labels.append(found)
+        pairs, copies, strays = _join_bucket(served, np.concatenate(labels))
+        np.add.at(repeats, np.minimum(copies, len(repeats) - 1), 1)
+        # Only a read version's feedback can be known to have no request.
+        certain = strays[
+            (strays["time"] >= low) & (strays["time"] < high) & read[strays["version"]]
+        ]
+        pairs_seen = zip(
+            certain["version"].tolist(), certain["time"].astype(np.int64).tolist(), strict=True
+        )
+        for (v, second), n in Counter(pairs_seen).items():
+            unlogged[(known[v], second)] += n
+        version = pairs["slot"] // spans
+        for v, problem in problems.items():
+            mine = pairs[version == v]
+            _add(
+                sums[v], mine["slot"] % spans, mine["out"], _truth(mine, problem, coded[v]), problem
             )
-            _add(sums, pairs, problem)
-    joined: dict[str, dict[int, Joined]] = {}
-    for slot, version in enumerate(versions):
-        for i in range(len(spans)):
-            at = slot * len(spans) + i
-            if sums.get("labelled", at) or sums.get("unusable", at):
-                joined.setdefault(version, {})[int(starts[i])] = _joined(
-                    sums, at, problem, confidence
+    out = JoinedLook(never_logged=unlogged)
+    for v, version_name in enumerate(versions):
+        for i, (start, _) in enumerate(job.spans):
+            at = int(start.timestamp())
+            if repeats[v * spans + i]:
+                out.duplicates.setdefault(version_name, {})[at] = int(repeats[v * spans + i])
+            if sums[v].get("labelled", i) or sums[v].get("unusable", i):
+                out.performance.setdefault(version_name, {})[at] = _joined(
+                    sums[v], i, problems[v], confidence
                 )
-    return joined
+    return out
 
 
 def _answer_rows(
@@ -164,26 +318,30 @@ def _answer_rows(
     dtype: np.dtype[Any],
     starts: npt.NDArray[np.float64],
     ends: npt.NDArray[np.float64],
+    file: int,
     first: int,
 ) -> npt.NDArray[Any]:
-    """A prediction table's rows inside the windows, as `dtype`'s records (the window's
-    slot counted from `first`)."""
+    """A prediction table's rows as `dtype`'s records: the window's slot counted from
+    `first`, `_OUTSIDE` for a row outside every window (its key still tells that the
+    request was logged)."""
     time = table.column(logformat.TIME).to_numpy()
     window = np.searchsorted(starts, time, side="right") - 1
     inside = (window >= 0) & (time < ends[np.maximum(window, 0)])
-    out = np.empty(int(inside.sum()), dtype=dtype)
-    out["key"] = table.column(logformat.KEY).to_numpy()[inside]
-    out["row"] = table.column(logformat.ROW).to_numpy()[inside]
-    out["window"] = window[inside] + first
+    out = np.empty(table.num_rows, dtype=dtype)
+    out["key"] = table.column(logformat.KEY).to_numpy()
+    out["row"] = table.column(logformat.ROW).to_numpy()
+    out["file"] = file
+    out["slot"] = np.where(inside, window + first, _OUTSIDE)
     names = [c for c in table.column_names if c.startswith(logformat.OUTPUT)]
     for i, name in enumerate(names):
-        out["out"][:, i] = table.column(name).to_numpy(zero_copy_only=False)[inside]
+        out["out"][:, i] = table.column(name).to_numpy(zero_copy_only=False)
     return out
 
 
-def _label_rows(table: pa.Table, problem: Problem, until: datetime) -> npt.NDArray[Any]:
-    """A feedback table's rows before `until`, each label as the task scores it: a class's
-    code, or a regression's number; NaN for a label the task cannot use."""
+def _label_rows(
+    table: pa.Table, file: int, version: int, until: datetime, texts: dict[str, int]
+) -> npt.NDArray[Any]:
+    """A feedback table's rows before `until`, their texts numbered in `texts`."""
     import pyarrow.compute as pc
 
     time = table.column(logformat.TIME).to_numpy()
@@ -191,37 +349,51 @@ def _label_rows(table: pa.Table, problem: Problem, until: datetime) -> npt.NDArr
     out = np.empty(int(kept.sum()), dtype=_LABELS)
     out["key"] = table.column(logformat.KEY).to_numpy()[kept]
     out["row"] = table.column(logformat.ROW).to_numpy()[kept]
+    out["file"] = file
+    out["version"] = version
     out["time"] = time[kept]
-    number = table.column(logformat.LABEL_NUMBER).to_numpy(zero_copy_only=False)[kept]
-    text = table.column(logformat.LABEL_TEXT)
-    label = np.full(len(out), np.nan)
-    has_text = pc.is_valid(text).to_numpy(zero_copy_only=False)[kept]
-    if problem.is_classifier:
-        # A label is read as the sample's join reads it (its text, else its number), and
-        # each distinct value coded once.
-        encoded = pc.dictionary_encode(text).combine_chunks()
-        names = encoded.dictionary.to_pylist()
-        by_name = np.array([_code(problem, n) for n in names] + [math.nan])
-        at = pc.fill_null(encoded.indices, len(names)).to_numpy()[kept]
-        label[has_text] = by_name[at[has_text]]
-        numbered = ~has_text & ~np.isnan(number)
-        values, inverse = np.unique(number[numbered], return_inverse=True)
-        label[numbered] = np.array([_code(problem, float(v)) for v in values])[inverse]
-    else:
-        label[~has_text] = number[~has_text]
-    out["label"] = label
+    out["number"] = table.column(logformat.LABEL_NUMBER).to_numpy(zero_copy_only=False)[kept]
+    encoded = pc.dictionary_encode(table.column(logformat.LABEL_TEXT)).combine_chunks()
+    numbered = np.array(
+        [texts.setdefault(t, len(texts)) for t in encoded.dictionary.to_pylist()] + [-1],
+        dtype=np.int32,
+    )
+    at = pc.fill_null(encoded.indices, len(numbered) - 1).to_numpy()
+    out["text"] = numbered[at[kept]]
     return out
+
+
+def _text_codes(problem: Problem, texts: list[str]) -> npt.NDArray[np.float64]:
+    """Each label text's class code for `problem` (NaN: not one of its classes), and NaN
+    after them for no text."""
+    if not problem.is_classifier:
+        return np.full(len(texts) + 1, np.nan)
+    return np.array([_code(problem, t) for t in texts] + [math.nan])
+
+
+def _truth(
+    pairs: npt.NDArray[Any], problem: Problem, coded: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """Each pair's label as the task scores it, read as the sample's join reads it (its
+    text, else its number): a class's code, or a regression's number; NaN when the task
+    cannot use it."""
+    text = pairs["text"]
+    if not problem.is_classifier:
+        return np.asarray(np.where(text < 0, pairs["number"], np.nan), dtype=np.float64)
+    truth: npt.NDArray[np.float64] = coded[text]  # a text's code; NaN for none (index -1)
+    numbered = (text < 0) & ~np.isnan(pairs["number"])
+    values, inverse = np.unique(pairs["number"][numbered], return_inverse=True)
+    truth[numbered] = np.array([_code(problem, float(v)) for v in values])[inverse]
+    return truth
 
 
 def _code(problem: Problem, value: Any) -> float:
     return float(problem.codes([value])[0]) if problem.known([value])[0] else math.nan
 
 
-def _spill(
-    folder: Path, dtype: np.dtype[Any], parts: Iterable[npt.NDArray[Any]]
-) -> tuple[list[Path], int]:
-    """`parts`' records appended to `BUCKETS` files by the top bits of their keys, a buffer
-    of about `_BUFFER_ROWS` at a time; the files, by bucket, and how many records."""
+def _spill(folder: Path, dtype: np.dtype[Any], parts: Iterable[npt.NDArray[Any]]) -> int:
+    """`parts`' records appended to `BUCKETS` files in `folder` by the top bits of their
+    keys, a buffer of about `_BUFFER_ROWS` at a time; how many records."""
     folder.mkdir()
     paths = [folder / f"{b:02d}" for b in range(BUCKETS)]
     with ExitStack() as stack:
@@ -250,7 +422,7 @@ def _spill(
                 flush()
                 held = 0
         flush()
-    return paths, total
+    return total
 
 
 def _runs(*columns: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
@@ -264,21 +436,29 @@ def _runs(*columns: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
     return starts
 
 
-def _join_bucket(served: npt.NDArray[Any], labels: npt.NDArray[Any]) -> npt.NDArray[Any]:
-    """One bucket's served rows with their labels: (window, outputs, label) records of the
-    rows joined, each request's first copy with its newest feedback, whole requests only."""
-    # A row's first copy, in the order the files were read (the sorts are stable).
-    served = served[np.lexsort((served["row"], served["key"]))]
-    served = served[_runs(served["key"], served["row"])]
-    # A request's newest feedback, and within it each row's last label.
-    labels = labels[np.lexsort((labels["time"], labels["key"]))]
-    # Sorted by time within a request: its newest is its last.
-    first = _runs(labels["key"])
-    request = np.cumsum(first) - 1
-    last = np.r_[np.flatnonzero(first)[1:] - 1, len(labels) - 1] if len(labels) else first
+def _join_bucket(
+    served: npt.NDArray[Any], labels: npt.NDArray[Any]
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint32], npt.NDArray[Any]]:
+    """One bucket's served rows with their labels: the pairs joined (slot, outputs, the
+    label's number and text), each request's first copy with its newest feedback, whole
+    requests inside the windows only; the slots of the copies after the first; and the
+    feedback whose request no file read had logged."""
+    # A row's first copy, in the order of the files.
+    served = served[np.lexsort((served["file"], served["row"], served["key"]))]
+    first = _runs(served["key"], served["row"])
+    copies = served["slot"][~first]
+    served = served[first]
+    strays = labels[~_member(labels["key"], served["key"])]
+    # A request's newest feedback (ties: the later file), and within it each row's last
+    # label.
+    labels = labels[np.lexsort((labels["file"], labels["time"], labels["key"]))]
+    starts = _runs(labels["key"])
+    request = np.cumsum(starts) - 1
+    last = np.r_[np.flatnonzero(starts)[1:] - 1, len(labels) - 1] if len(labels) else starts
     labels = labels[labels["time"] == labels["time"][last][request]]
-    labels = labels[np.lexsort((labels["row"], labels["key"]))[::-1]]
-    labels = labels[_runs(labels["key"], labels["row"])][::-1]
+    labels = labels[np.lexsort((labels["file"], labels["row"], labels["key"]))]
+    ends = np.r_[_runs(labels["key"], labels["row"])[1:], True] if len(labels) else starts
+    labels = labels[ends]
     # Both sides are sorted by (key, row), each pair once: a row matches where the next
     # record of the two together is its label.
     key = np.concatenate([served["key"], labels["key"]])
@@ -296,12 +476,21 @@ def _join_bucket(served: npt.NDArray[Any], labels: npt.NDArray[Any]) -> npt.NDAr
     whole = (_count(served["key"], matched) == _count(labels["key"], matched)) & (
         _count(matched, matched) == _count(served["key"], matched)
     )
-    pair = np.dtype([("window", "<u4"), ("out", served.dtype["out"]), ("label", "<f8")])
+    whole &= served["slot"][left] != _OUTSIDE
+    pair = np.dtype(
+        [("slot", "<u4"), ("out", served.dtype["out"]), ("number", "<f8"), ("text", "<i4")]
+    )
     out = np.empty(int(whole.sum()), dtype=pair)
-    out["window"] = served["window"][left[whole]]
+    out["slot"] = served["slot"][left[whole]]
     out["out"] = served["out"][left[whole]]
-    out["label"] = labels["label"][right[whole]]
-    return out
+    out["number"] = labels["number"][right[whole]]
+    out["text"] = labels["text"][right[whole]]
+    return out, copies, strays
+
+
+def _member(keys: npt.NDArray[np.uint64], sorted_keys: npt.NDArray[np.uint64]) -> Any:
+    """Whether each of `keys` is in `sorted_keys`."""
+    return _count(sorted_keys, keys) > 0
 
 
 def _count(sorted_keys: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]) -> Any:
@@ -309,20 +498,25 @@ def _count(sorted_keys: npt.NDArray[np.uint64], keys: npt.NDArray[np.uint64]) ->
     return np.searchsorted(sorted_keys, keys, side="right") - np.searchsorted(sorted_keys, keys)
 
 
-def _add(sums: _Sums, pairs: npt.NDArray[Any], problem: Problem) -> None:
-    """One bucket's pairs added to each window's sums."""
-    outputs = pairs["out"]
+def _add(
+    sums: _Sums,
+    window: npt.NDArray[Any],
+    outputs: npt.NDArray[np.float64],
+    truth: npt.NDArray[np.float64],
+    problem: Problem,
+) -> None:
+    """One bucket's pairs of one version added to each window's sums."""
+    outputs = outputs[:, : problem.width]
     usable = np.isfinite(outputs).all(axis=1)
     if problem.is_classifier:
         usable &= ((outputs >= 0) & (outputs <= 1)).all(axis=1)
-    pairs, outputs = pairs[usable], outputs[usable]
-    known = ~np.isnan(pairs["label"])
-    window = pairs["window"].astype(np.intp)
+    window, outputs, truth = window[usable].astype(np.intp), outputs[usable], truth[usable]
+    known = ~np.isnan(truth)
     sums.add("unusable", window[~known], None)
-    pairs, outputs, window = pairs[known], outputs[known], window[known]
+    window, outputs, truth = window[known], outputs[known], truth[known]
     sums.add("labelled", window, None)
     if problem.is_classifier:
-        y = pairs["label"].astype(np.intp)
+        y = truth.astype(np.intp)
         if problem.task == "binary":
             predicted = (outputs[:, -1] >= 0.5).astype(np.intp)
             loss = intervals.row_log_loss(y, outputs[:, -1])
@@ -335,9 +529,9 @@ def _add(sums: _Sums, pairs: npt.NDArray[Any], problem: Problem) -> None:
         sums.add("loss", window, loss)
         sums.add("loss_squares", window, loss**2)
         return
-    y, error = pairs["label"], outputs[:, 0] - pairs["label"]
-    zero = np.isclose(y, 0.0)
-    relative = np.where(zero, 0.0, np.abs(error) / np.where(zero, 1.0, np.abs(y)))
+    error = outputs[:, 0] - truth
+    zero = np.isclose(truth, 0.0)
+    relative = np.where(zero, 0.0, np.abs(error) / np.where(zero, 1.0, np.abs(truth)))
     for name, values in (
         ("squared", error**2),
         ("squared_squares", error**4),
@@ -345,7 +539,7 @@ def _add(sums: _Sums, pairs: npt.NDArray[Any], problem: Problem) -> None:
         ("relative", relative),
         ("relative_squares", relative**2),
         ("zero_labels", zero.astype(float)),
-        ("label", y),
+        ("label", truth),
         ("prediction", outputs[:, 0]),
     ):
         sums.add(name, window, values)

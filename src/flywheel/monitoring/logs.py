@@ -245,9 +245,12 @@ def read_labels(
 # --- Parquet, and files as tables --------------------------------------------------
 
 
-def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table | None:
-    """A Parquet file's table (of those of `columns` it has), or None when it cannot be read
-    (truncated, half-uploaded)."""
+def parquet_table(
+    data: bytes, columns: Sequence[str] | None = None, rows: int | None = None
+) -> pa.Table | None:
+    """A Parquet file's table (of those of `columns` it has; with `rows` 0, none of its rows:
+    its columns' types from its footer), or None when it cannot be read (truncated,
+    half-uploaded)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -256,6 +259,8 @@ def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table
         source = pq.ParquetFile(pa.BufferReader(data))
         names = source.schema_arrow.names
         wanted = None if columns is None else [c for c in columns if c in names]
+        if rows == 0:
+            return source.schema_arrow.empty_table().select(wanted or names)
         return source.read(columns=wanted, use_threads=False)
     except (pa.ArrowException, OSError, ValueError):
         return None

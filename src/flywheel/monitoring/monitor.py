@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
 from flywheel import batches, logformat
@@ -22,9 +22,9 @@ from flywheel.contract import Contract
 from flywheel.monitoring import logs
 from flywheel.monitoring.analysis import analyse_window
 from flywheel.monitoring.cache import WindowCache, window_key
-from flywheel.monitoring.feedback import request_name, sampled_labels
+from flywheel.monitoring.feedback import GRACE, request_name, sampled_labels
 from flywheel.monitoring.housekeeping import Housekeeping, tidy
-from flywheel.monitoring.joined import Reach, join_labels
+from flywheel.monitoring.joined import JoinedLook, Reach, join_labels
 from flywheel.monitoring.logs import Prediction, Skipped
 from flywheel.monitoring.reading import MonitoringError, Pool, summarise_day, windows
 from flywheel.monitoring.records import write_record
@@ -171,8 +171,19 @@ def _look(
         }
         samples = [w for by_start in inside.values() for w in by_start.values()]
         labelled_until = min(end + timedelta(days=policy.label_delay_days), now)
+        every = policy.label_join == "every"
         labels = sampled_labels(
-            settings, store, known, samples, start, labelled_until, now, skipped, changed, pool
+            settings,
+            store,
+            known,
+            samples,
+            start,
+            labelled_until,
+            now,
+            skipped,
+            changed,
+            pool,
+            count_unlogged=not every,
         )
         served = sorted(
             {v for v, by_start in inside.items() if by_start}
@@ -182,18 +193,32 @@ def _look(
             v: early[v].result() if v in early else load_reference(registry, source, v, scorer)
             for v in served
         }
-        every_label = (
-            join_labels(
+        joined = JoinedLook()
+        if every:
+            # Feedback for a request never logged is certain once its request would be in
+            # the days read: after the label delay from their start, and before their end.
+            read_until = datetime.combine(log_days[-1] + timedelta(days=1), time(), UTC)
+            joined = join_labels(
                 store,
+                settings.storage,
                 settings.model_name,
-                {v: references[v].contract for v in served if inside.get(v)},
+                {v: contracts[v] for v in merged},
                 known,
-                Reach(spans, log_days, logs.days(start, labelled_until), labelled_until),
+                Reach(
+                    spans,
+                    log_days,
+                    logs.days(start, labelled_until),
+                    labelled_until,
+                    unlogged=(
+                        start + timedelta(days=policy.label_delay_days),
+                        min(now - GRACE, read_until),
+                    ),
+                ),
                 policy.confidence,
+                pool,
             )
-            if policy.label_join == "every"
-            else {}
-        )
+            for (version, second), count in joined.never_logged.items():
+                skipped.add(version, datetime.fromtimestamp(second, UTC), logs.NEVER_LOGGED, count)
     except StoreError as error:
         raise MonitoringError(
             f"cannot read {settings.model_name}'s logs and registry from "
@@ -205,16 +230,23 @@ def _look(
         for window_start, window_end in spans:
             summarised = inside.get(version, {}).get(int(window_start.timestamp()))
             lost = skipped.between(version, window_start, window_end)
-            if summarised is not None and summarised.duplicates:
-                # Rows logged again under a sampled request id: counted once, the rest here.
-                count = lost.get(logs.DUPLICATE, 0) + summarised.duplicates
+            at = int(window_start.timestamp())
+            # Rows logged again under a request id: counted once, the rest here (by the
+            # join when it ran, else among the sampled requests).
+            duplicates = (
+                joined.duplicates.get(version, {}).get(at, 0)
+                if every
+                else (summarised.duplicates if summarised is not None else 0)
+            )
+            if duplicates:
+                count = lost.get(logs.DUPLICATE, 0) + duplicates
                 lost = dict(sorted({**lost, logs.DUPLICATE: count}.items()))
-                repeated += summarised.duplicates
+                repeated += duplicates
             if summarised is None and not lost:
                 continue
             sample = [] if summarised is None else served_of(summarised, version, reference)
             role: Role = "production" if version == roles[window_start] else "canary"
-            joined = every_label.get(version, {}).get(int(window_start.timestamp()))
+            every_label = joined.performance.get(version, {}).get(at)
             digest = None
             if cache is not None:
                 digest = window_key(
@@ -229,7 +261,7 @@ def _look(
                     start=window_start,
                     end=window_end,
                     skipped=lost,
-                    every_label=joined,
+                    every_label=every_label,
                 )
                 reused = cache.get(digest, now)
                 if reused is not None:
@@ -248,7 +280,7 @@ def _look(
                 now=now,
                 contract_policy=settings.contract,
                 summary=summarised,
-                every_label=joined,
+                every_label=every_label,
             )
             if cache is not None:
                 cache.put(digest, report)

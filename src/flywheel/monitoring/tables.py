@@ -137,14 +137,25 @@ def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
 
 
 def _typed(
-    data: bytes, file: LogFile, model: str, schema: pa.Schema, skipped: Skipped
+    data: bytes,
+    file: LogFile,
+    model: str,
+    schema: pa.Schema,
+    skipped: Skipped,
+    whole: pa.Schema | None = None,
 ) -> pa.Table | None:
     """A Parquet log file's usable rows in `schema`'s columns (only those are read); what is
-    not usable is counted."""
+    not usable is counted. With `whole`, a file whose columns do not fit it is left out as
+    reading them all would leave it out (of the wrong type), though they are not read."""
     table = parquet_table(data, [f.name for f in schema])
     if table is None:
         skipped.add(file.version, file.written, UNREADABLE)
         return None
+    if whole is not None and not foreign(table, model, file.version):
+        columns = parquet_table(data, [f.name for f in whole], rows=0)
+        if columns is None or _conform(columns, whole) is None:
+            skipped.add(file.version, file.written, WRONG_TYPE, table.num_rows)
+            return None
     return _typed_table(table, file, model, schema, skipped)
 
 
@@ -240,7 +251,8 @@ def prediction_table(
                 entries.append(entry)
         table = logformat.prediction_table(entries, numeric, categorical, width)
         return table.select(wanted.names) if table.num_rows else None
-    return _typed(data, file, model, wanted, skipped)
+    whole = _monitored_schema(tuple(numeric), tuple(categorical), width) if answers else None
+    return _typed(data, file, model, wanted, skipped, whole)
 
 
 def feedback_table(

@@ -28,9 +28,12 @@ from harness.monitored import Monitored
 from harness.traffic import log_traffic, monitored_in, production_report, read_back
 
 
-def _look(settings: Settings, until: datetime) -> list[WindowReport]:
+def _look(settings: Settings, until: datetime, **options: Any) -> list[WindowReport]:
+    """The labelled windows of a look up to `until` (`options`: `monitor`'s)."""
     stores = Stores(settings)
-    result = monitor(settings, stores.registry, stores.source, until=until, now=until, record=False)
+    result = monitor(
+        settings, stores.registry, stores.source, until=until, now=until, record=False, **options
+    )
     return [r for r in result.reports if r.performance.labelled]
 
 
@@ -139,24 +142,27 @@ def test_above_the_sample_every_labelled_row_is_measured(
     assert re.search(r"^flywheel_monitor_labelled_rows\{[^}]*\} 1440(\.0)?$", published, re.M)
 
 
-def test_the_join_is_the_same_in_one_partition_as_in_many(
+def test_the_join_is_the_same_in_one_partition_as_in_many_and_in_worker_processes(
     registered: Settings, store: LocalStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # given labelled traffic
-    _log(registered, store, rows_per_request=3, labelled=0.5)
+    # given labelled traffic in several files of each log
+    for _ in range(3):
+        _log(registered, store, rows_per_request=3, labelled=0.5)
     settings = monitored_in(
         registered, store, window="hour", windows=2, sample_rows=1000, label_join="every"
     )
     until = datetime.now(UTC) + timedelta(hours=1)
-    # when joined in 64 partitions, and in one, spilled a few rows at a time
+    # when joined in 64 partitions, by two worker processes, and in one partition,
+    # spilled a few rows at a time
     many = _look(settings, until)
+    workers = _look(settings, until, workers=2)
     monkeypatch.setattr(joined, "_BUCKET_BITS", 0)
     monkeypatch.setattr(joined, "BUCKETS", 1)
     monkeypatch.setattr(joined, "_BUFFER_ROWS", 7)
     one = _look(settings, until)
     # then the counts are the same, and the sums up to their order of addition
-    assert len(many) == len(one) > 0
-    for a, b in zip(many, one, strict=True):
+    assert len(many) == len(one) == len(workers) > 0
+    for a, b in [*zip(many, one, strict=True), *zip(many, workers, strict=True)]:
         x, y = a.performance.every_label, b.performance.every_label
         assert x is not None and y is not None and x.labelled > 0
         assert (x.labelled, x.confusion, x.accuracy) == (y.labelled, y.confusion, y.accuracy)
@@ -164,39 +170,57 @@ def test_the_join_is_the_same_in_one_partition_as_in_many(
 
 
 def _served(*rows: tuple[int, int, int, float]) -> np.ndarray:
+    """Served rows (key, row, slot, score), each in a file of its own, in order."""
     out = np.zeros(len(rows), dtype=joined._answers_dtype(2))
-    for i, (key, row, window, score) in enumerate(rows):
-        out[i] = (key, row, window, (1 - score, score))
+    for i, (key, row, slot, score) in enumerate(rows):
+        out[i] = (key, row, i, slot, (1 - score, score))
     return out
 
 
 def _labels(*rows: tuple[int, int, float, float]) -> np.ndarray:
-    return np.array(list(rows), dtype=joined._LABELS)
+    """Feedback rows (key, row, time, label as a number), each in a file of its own."""
+    out = np.zeros(len(rows), dtype=joined._LABELS)
+    for i, (key, row, time, label) in enumerate(rows):
+        out[i] = (key, row, i, 0, time, label, -1)
+    return out
 
 
 def test_a_bucket_joins_as_the_samples_join_does() -> None:
     # given served rows: a request logged twice (key 1), a two-row request (key 2), a
-    # request never labelled (key 3)
-    served = _served((1, 0, 0, 0.9), (2, 0, 0, 0.2), (2, 1, 0, 0.7), (3, 0, 1, 0.4), (1, 0, 1, 0.1))
+    # request never labelled (key 3), one outside every window (key 5)
+    outside = int(joined._OUTSIDE)
+    served = _served(
+        (1, 0, 0, 0.9),
+        (2, 0, 0, 0.2),
+        (2, 1, 0, 0.7),
+        (3, 0, 1, 0.4),
+        (1, 0, 1, 0.1),
+        (5, 0, outside, 0.5),
+    )
     # and feedback: key 1 labelled, then corrected; key 2 labelled on one row only; key 4
-    # never logged
-    labels = _labels((1, 0, 10.0, 0.0), (1, 0, 20.0, 1.0), (2, 0, 5.0, 0.0), (4, 0, 1.0, 1.0))
+    # never logged; key 5 outside the windows
+    labels = _labels(
+        (1, 0, 10.0, 0.0), (1, 0, 20.0, 1.0), (2, 0, 5.0, 0.0), (4, 0, 1.0, 1.0), (5, 0, 1.0, 0.0)
+    )
     # when joined
-    pairs = joined._join_bucket(served, labels)
-    # then only key 1 joins: its first copy (window 0, 0.9) with its newest label
+    pairs, copies, strays = joined._join_bucket(served, labels)
+    # then only key 1 joins: its first copy (slot 0, 0.9) with its newest label
     assert len(pairs) == 1
-    assert (pairs["window"][0], pairs["out"][0][1], pairs["label"][0]) == (0, 0.9, 1.0)
+    assert (pairs["slot"][0], pairs["out"][0][1], pairs["number"][0]) == (0, 0.9, 1.0)
+    # and its second copy is counted in its own slot, and key 4's feedback has no request
+    assert copies.tolist() == [1]
+    assert strays["key"].tolist() == [4]
     # and with key 2's second row labelled in the same feedback, key 2 joins whole
     labels = _labels((2, 0, 5.0, 0.0), (2, 1, 5.0, 1.0), (2, 1, 5.0, 0.0))
-    pairs = joined._join_bucket(served, labels)
-    assert sorted(zip(pairs["out"][:, 1], pairs["label"], strict=True)) == [
+    pairs, _, _ = joined._join_bucket(served, labels)
+    assert sorted(zip(pairs["out"][:, 1], pairs["number"], strict=True)) == [
         (0.2, 0.0),
         (0.7, 0.0),  # a row labelled twice in one feedback: its last label
     ]
     # and newer feedback of one row replaces the request's whole earlier feedback: no longer
     # whole, the request does not join
     labels = _labels((2, 0, 1.0, 0.0), (2, 1, 1.0, 1.0), (2, 0, 9.0, 1.0))
-    assert len(joined._join_bucket(served, labels)) == 0
+    assert len(joined._join_bucket(served, labels)[0]) == 0
 
 
 def test_a_label_beyond_the_sample_is_a_new_analysis_of_its_window(
@@ -215,20 +239,11 @@ def test_a_label_beyond_the_sample_is_a_new_analysis_of_its_window(
     settings = monitored_in(
         registered, store, window="hour", windows=2, sample_rows=1000, label_join="every"
     )
-    stores, cache = Stores(settings), WindowCache()
+    cache = WindowCache()
     until = datetime.now(UTC) + timedelta(hours=1)
 
     def look() -> WindowReport:
-        result = monitor(
-            settings,
-            stores.registry,
-            stores.source,
-            until=until,
-            now=until,
-            record=False,
-            cache=cache,
-        )
-        (report,) = [r for r in result.reports if r.performance.labelled]
+        (report,) = _look(settings, until, cache=cache)
         return report
 
     before = look()
@@ -253,3 +268,57 @@ def test_a_label_beyond_the_sample_is_a_new_analysis_of_its_window(
     assert before.performance.every_label is not None and after.performance.every_label
     assert after.performance.every_label.labelled == before.performance.every_label.labelled + 20
     assert cache.misses == 2 and cache.hits == 0
+
+
+def test_above_the_sample_rows_logged_again_and_feedback_never_logged_are_all_counted(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given 2,400 rows in a window sampled to 1,000, their log file written twice, and
+    # feedback for 50 requests that were never logged
+    from flywheel import logformat
+    from flywheel.monitoring import logs
+
+    _log(registered, store, days=4, labelled=0.6)
+    for written in store.list("predictions/"):
+        folder, name = written.rsplit("/", 1)
+        store.write(f"{folder}/{name[:12]}-again{name[12:]}", store.read(written))
+    now = datetime.now(UTC)
+    ghosts = logformat.feedback_table(
+        [{"request_id": f"ghost-{i}", "time": now.timestamp(), "labels": [1]} for i in range(50)]
+    )
+    store.write(
+        f"feedback/loan-default/v1/{now:%Y-%m-%d}/{now:%H%M%S}000000-7-000001.parquet",
+        logformat.to_parquet(ghosts, {"model": "loan-default", "version": "v1"}),
+    )
+
+    def look(label_join: str) -> tuple[dict[str, int], WindowReport]:
+        settings = monitored_in(
+            registered,
+            store,
+            window="hour",
+            windows=2,
+            sample_rows=1000,
+            label_delay_days=0,
+            label_join=label_join,
+        )
+        stores = Stores(settings)
+        until = now + timedelta(hours=1)
+        result = monitor(
+            settings,
+            stores.registry,
+            stores.source,
+            until=until,
+            now=until + timedelta(hours=2),
+            record=False,
+        )
+        (report,) = [r for r in result.reports if r.health.rows]
+        return result.skipped, report
+
+    # when looked at with the sample's join, and with every label's
+    sampled, _ = look("sample")
+    every, report = look("every")
+    # then the join counts every copy and every stray label, the sample only its share
+    assert every == {logs.DUPLICATE: 2400, logs.NEVER_LOGGED: 50}
+    assert sampled[logs.DUPLICATE] < 2400 and sampled.get(logs.NEVER_LOGGED, 0) < 50
+    assert report.health.skipped_lines == every
+    assert report.performance.every_label and report.performance.every_label.labelled == 1440

@@ -275,8 +275,9 @@ def test_the_local_fan_out_gives_what_one_process_gives(
     assert report.skew is not None and report.skew.sampled > 0
 
 
+@pytest.mark.parametrize("label_join", ["sample", "every"])
 def test_bad_files_are_counted_under_their_reason_and_skipped(
-    registered: Settings, store: LocalStore
+    registered: Settings, store: LocalStore, label_join: str
 ) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -285,7 +286,7 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
 
     # given one good Parquet file, and beside it a truncated one, one with a column of the
     # wrong type, one from another version, a duplicate of the good one, and feedback for a
-    # request that was never logged
+    # request that was never logged; its labels joined to the sample, or to every row
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     good, ids = parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
     day = f"predictions/loan-default/v1/{hour:%Y-%m-%d}"
@@ -314,7 +315,7 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     settings = settings.model_copy(
         update={
             "monitoring": settings.monitoring.model_copy(
-                update={"windows": 1, "label_delay_days": 0}
+                update={"windows": 1, "label_delay_days": 0, "label_join": label_join}
             )
         }
     )
@@ -339,6 +340,8 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     assert report.health.rows == 200  # the duplicate file's rows are served rows as counted
     assert report.health.skipped_lines[logs.DUPLICATE] == 100  # and left out of the tests
     assert report.performance.labelled == 1
+    every = report.performance.every_label
+    assert every is None if label_join == "sample" else every and every.labelled == 1
 
 
 def test_each_windows_role_is_the_production_alias_of_its_time(tmp_path: Path) -> None:
