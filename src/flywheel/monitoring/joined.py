@@ -13,14 +13,14 @@ joined alone, so that the join holds a 64th of the rows at once. Keys are the lo
 hashes of the request ids (`logformat.request_key`), never their text.
 
 The join keeps what the sample's join keeps (`feedback.sampled_labels` and the analysis):
-a request logged twice counts its first copy (by the order of the files); a request's
+a version's request logged twice counts its earliest copy (the summaries' rule); a request's
 newest feedback wins, and within it a row's last label; a request's labels count only when
 they are exactly its rows; a row whose answer is unusable (not finite, or a probability
 outside [0, 1]) is left out, and a label the task cannot use (a class never learned, a
 regression label that is not a number) is counted as unusable. On a window the sample
 holds whole, the figures are therefore the sample's (the tests compare them). Unlike the
-sample, which counts a copy within its window, the join counts every copy after the
-first, in the window the copy was logged in.
+sample, which counts a copy within its window, the join counts every copy of a version's
+row after the first, in the window the copy was logged in.
 """
 
 from __future__ import annotations
@@ -74,12 +74,15 @@ _LABELS = np.dtype(
 
 
 def _answers_dtype(width: int) -> np.dtype[Any]:
-    """A served row: its key, place, file, slot (a version's window) and outputs."""
+    """A served row: its key, place, file, version (its place among those served), time,
+    slot (the version's window) and outputs."""
     return np.dtype(
         [
             ("key", "<u8"),
             ("row", "<u4"),
             ("file", "<u4"),
+            ("version", "<u2"),
+            ("time", "<f8"),
             ("slot", "<u4"),
             ("out", "<f8", (width,)),
         ]
@@ -182,8 +185,8 @@ def join_labels(
             spilled = [job.spill(store, *parts[0])]
         else:
             futures = [
-                pool.executor.submit(_spill_in_worker, store_uri, storage, job, *part)
-                for part, store_uri in zip(parts, [storage.uri] * shares, strict=True)
+                pool.executor.submit(_spill_in_worker, storage.uri, storage, job, *part)
+                for part in parts
             ]
             spilled = [f.result() for f in futures]
         return _measure(job, spilled, versions, known, reach, confidence)
@@ -217,7 +220,7 @@ class _Job:
             folder / "served",
             answers,
             (
-                _answer_rows(table, answers, starts, ends, n, v * len(self.spans))
+                _answer_rows(table, answers, starts, ends, n, v)
                 for n, (v, file) in predictions
                 for table in prediction_tables(
                     store, file, self.model, self.contracts[v], skipped, answers=True
@@ -319,11 +322,11 @@ def _answer_rows(
     starts: npt.NDArray[np.float64],
     ends: npt.NDArray[np.float64],
     file: int,
-    first: int,
+    version: int,
 ) -> npt.NDArray[Any]:
-    """A prediction table's rows as `dtype`'s records: the window's slot counted from
-    `first`, `_OUTSIDE` for a row outside every window (its key still tells that the
-    request was logged)."""
+    """A prediction table's rows as `dtype`'s records: the slot of the version's window,
+    `_OUTSIDE` for a row outside every window (its key still tells that the request was
+    logged)."""
     time = table.column(logformat.TIME).to_numpy()
     window = np.searchsorted(starts, time, side="right") - 1
     inside = (window >= 0) & (time < ends[np.maximum(window, 0)])
@@ -331,7 +334,9 @@ def _answer_rows(
     out["key"] = table.column(logformat.KEY).to_numpy()
     out["row"] = table.column(logformat.ROW).to_numpy()
     out["file"] = file
-    out["slot"] = np.where(inside, window + first, _OUTSIDE)
+    out["version"] = version
+    out["time"] = time
+    out["slot"] = np.where(inside, window + version * len(starts), _OUTSIDE)
     names = [c for c in table.column_names if c.startswith(logformat.OUTPUT)]
     for i, name in enumerate(names):
         out["out"][:, i] = table.column(name).to_numpy(zero_copy_only=False)
@@ -440,12 +445,17 @@ def _join_bucket(
     served: npt.NDArray[Any], labels: npt.NDArray[Any]
 ) -> tuple[npt.NDArray[Any], npt.NDArray[np.uint32], npt.NDArray[Any]]:
     """One bucket's served rows with their labels: the pairs joined (slot, outputs, the
-    label's number and text), each request's first copy with its newest feedback, whole
-    requests inside the windows only; the slots of the copies after the first; and the
-    feedback whose request no file read had logged."""
-    # A row's first copy, in the order of the files.
-    served = served[np.lexsort((served["file"], served["row"], served["key"]))]
-    first = _runs(served["key"], served["row"])
+    label's number and text), each version's first copy of a request with its newest
+    feedback, whole requests inside the windows only; the slots of the copies after the
+    first; and the feedback whose request no file read had logged."""
+    # A version's first copy of a row: the earliest, as the summaries keep it (ties: the
+    # earlier file).
+    served = served[
+        np.lexsort(
+            (served["file"], served["time"], served["version"], served["row"], served["key"])
+        )
+    ]
+    first = _runs(served["key"], served["row"], served["version"])
     copies = served["slot"][~first]
     served = served[first]
     strays = labels[~_member(labels["key"], served["key"])]
@@ -459,8 +469,15 @@ def _join_bucket(
     labels = labels[np.lexsort((labels["file"], labels["row"], labels["key"]))]
     ends = np.r_[_runs(labels["key"], labels["row"])[1:], True] if len(labels) else starts
     labels = labels[ends]
-    # Both sides are sorted by (key, row), each pair once: a row matches where the next
-    # record of the two together is its label.
+    # Each version's rows join the labels on their own: a request served by two versions
+    # (a shadow's, say) is labelled in both.
+    pairs = [_pairs(served[served["version"] == v], labels) for v in np.unique(served["version"])]
+    return (np.concatenate(pairs) if pairs else _pairs(served, labels)), copies, strays
+
+
+def _pairs(served: npt.NDArray[Any], labels: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """`_join_bucket`'s pairs of rows and labels each sorted by (key, row), each once."""
+    # A row matches where the next record of the two together is its label.
     key = np.concatenate([served["key"], labels["key"]])
     row = np.concatenate([served["row"], labels["row"]])
     side = np.concatenate([np.zeros(len(served), np.int8), np.ones(len(labels), np.int8)])
@@ -485,7 +502,7 @@ def _join_bucket(
     out["out"] = served["out"][left[whole]]
     out["number"] = labels["number"][right[whole]]
     out["text"] = labels["text"][right[whole]]
-    return out, copies, strays
+    return out
 
 
 def _member(keys: npt.NDArray[np.uint64], sorted_keys: npt.NDArray[np.uint64]) -> Any:

@@ -196,7 +196,8 @@ def _look(
         joined = JoinedLook()
         if every:
             # Feedback for a request never logged is certain once its request would be in
-            # the days read: after the label delay from their start, and before their end.
+            # the days read: after the label delay from their start, and a file's grace
+            # before their end (a row is filed by the day its file was written).
             read_until = datetime.combine(log_days[-1] + timedelta(days=1), time(), UTC)
             joined = join_labels(
                 store,
@@ -211,7 +212,7 @@ def _look(
                     labelled_until,
                     unlogged=(
                         start + timedelta(days=policy.label_delay_days),
-                        min(now - GRACE, read_until),
+                        min(now, read_until) - GRACE,
                     ),
                 ),
                 policy.confidence,

@@ -136,24 +136,37 @@ def _usable(table: pa.Table) -> tuple[pa.Table, dict[str, int]]:
     return table.filter(pc.and_(has_id, timed)), {k: int(v) for k, v in lost.items() if v}
 
 
+def _fits(schema: pa.Schema, contract: Contract, model: str, version: str) -> bool:
+    """Whether a file of `schema` has `contract`'s monitored columns in types they can be
+    read as (or is another version's, which reading leaves out anyway), judged from the
+    types alone."""
+    whole = _monitored_schema(
+        tuple(contract.numeric), tuple(contract.categorical), contract.problem.width
+    )
+    empty = schema.empty_table()
+    present = [f.name for f in whole if f.name in schema.names]
+    return foreign(empty, model, version) or _conform(empty.select(present), whole) is not None
+
+
 def _typed(
     data: bytes,
     file: LogFile,
     model: str,
     schema: pa.Schema,
     skipped: Skipped,
-    whole: pa.Schema | None = None,
+    fit: Contract | None = None,
 ) -> pa.Table | None:
     """A Parquet log file's usable rows in `schema`'s columns (only those are read); what is
-    not usable is counted. With `whole`, a file whose columns do not fit it is left out as
-    reading them all would leave it out (of the wrong type), though they are not read."""
+    not usable is counted. With `fit`, a file whose columns do not fit that contract is left
+    out as reading them all would leave it out (of the wrong type), though they are not
+    read."""
     table = parquet_table(data, [f.name for f in schema])
     if table is None:
         skipped.add(file.version, file.written, UNREADABLE)
         return None
-    if whole is not None and not foreign(table, model, file.version):
-        columns = parquet_table(data, [f.name for f in whole], rows=0)
-        if columns is None or _conform(columns, whole) is None:
+    if fit is not None:
+        columns = parquet_table(data, rows=0)
+        if columns is None or not _fits(columns.schema, fit, model, file.version):
             skipped.add(file.version, file.written, WRONG_TYPE, table.num_rows)
             return None
     return _typed_table(table, file, model, schema, skipped)
@@ -216,6 +229,10 @@ def prediction_tables(
             source = pq.ParquetFile(local)
             meta = source.schema_arrow.metadata
             names = [f.name for f in wanted if f.name in source.schema_arrow.names]
+            if answers and not _fits(source.schema_arrow, contract, model, file.version):
+                # Of the wrong type, as the whole rows read would show: left out alike.
+                skipped.add(file.version, file.written, WRONG_TYPE, source.metadata.num_rows)
+                return
             for group in range(source.num_row_groups):
                 part = source.read_row_group(group, columns=names).replace_schema_metadata(meta)
                 typed = _typed_table(part, file, model, wanted, skipped)
@@ -251,8 +268,7 @@ def prediction_table(
                 entries.append(entry)
         table = logformat.prediction_table(entries, numeric, categorical, width)
         return table.select(wanted.names) if table.num_rows else None
-    whole = _monitored_schema(tuple(numeric), tuple(categorical), width) if answers else None
-    return _typed(data, file, model, wanted, skipped, whole)
+    return _typed(data, file, model, wanted, skipped, contract if answers else None)
 
 
 def feedback_table(

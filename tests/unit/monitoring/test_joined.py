@@ -169,11 +169,12 @@ def test_the_join_is_the_same_in_one_partition_as_in_many_and_in_worker_processe
         _close(x.log_loss, y.log_loss)
 
 
-def _served(*rows: tuple[int, int, int, float]) -> np.ndarray:
-    """Served rows (key, row, slot, score), each in a file of its own, in order."""
+def _served(*rows: tuple[int, int, int, float], version: int = 0) -> np.ndarray:
+    """Served rows (key, row, slot, score) of one version, each in a file of its own and a
+    second later than the one before."""
     out = np.zeros(len(rows), dtype=joined._answers_dtype(2))
     for i, (key, row, slot, score) in enumerate(rows):
-        out[i] = (key, row, i, slot, (1 - score, score))
+        out[i] = (key, row, i, version, float(i), slot, (1 - score, score))
     return out
 
 
@@ -221,6 +222,27 @@ def test_a_bucket_joins_as_the_samples_join_does() -> None:
     # whole, the request does not join
     labels = _labels((2, 0, 1.0, 0.0), (2, 1, 1.0, 1.0), (2, 0, 9.0, 1.0))
     assert len(joined._join_bucket(served, labels)[0]) == 0
+
+
+def test_a_request_served_by_two_versions_is_labelled_in_both() -> None:
+    # given one request served by production (slot 0) and by a shadow (slot 2), and its label
+    served = np.concatenate([_served((7, 0, 0, 0.9)), _served((7, 0, 2, 0.4), version=1)])
+    # when joined
+    pairs, copies, strays = joined._join_bucket(served, _labels((7, 0, 5.0, 1.0)))
+    # then each version's row has the label, and neither is a copy of the other
+    assert sorted(pairs["slot"].tolist()) == [0, 2]
+    assert len(copies) == 0 and len(strays) == 0
+
+
+def test_a_rows_earliest_copy_is_the_one_labelled_as_the_summaries_keep_it() -> None:
+    # given a row logged at 5 s in one file, and again at 1 s in a later one
+    served = _served((3, 0, 1, 0.8), (3, 0, 0, 0.3))
+    served["time"] = [5.0, 1.0]
+    # when joined to its label
+    pairs, copies, _ = joined._join_bucket(served, _labels((3, 0, 9.0, 0.0)))
+    # then the earlier copy (window 0, 0.3) is labelled, and the later counted in its window
+    assert (pairs["slot"].tolist(), pairs["out"][:, 1].tolist()) == ([0], [0.3])
+    assert copies.tolist() == [1]
 
 
 def test_a_label_beyond_the_sample_is_a_new_analysis_of_its_window(
@@ -322,3 +344,49 @@ def test_above_the_sample_rows_logged_again_and_feedback_never_logged_are_all_co
     assert sampled[logs.DUPLICATE] < 2400 and sampled.get(logs.NEVER_LOGGED, 0) < 50
     assert report.health.skipped_lines == every
     assert report.performance.every_label and report.performance.every_label.labelled == 1440
+
+
+def test_a_compacted_file_of_the_wrong_type_is_left_out_of_the_join_as_of_the_summaries(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given a good file, and a day's compacted file of the same rows whose income column
+    # holds text, and labels for ten of the requests
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from flywheel import logformat
+    from flywheel.monitoring import logs, tables
+    from harness.traffic import parquet_traffic
+
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    good, ids = parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
+    table = pq.read_table(store.root / good)
+    column = table.schema.get_field_index("in.income")
+    table = table.set_column(column, "in.income", pa.array(["x"] * 100))
+    compacted = f"predictions/loan-default/v1/{tables.compacted_name(hour.date())}"
+    store.write(compacted, logformat.to_parquet(table, {"model": "loan-default", "version": "v1"}))
+    labelled_at = (hour + timedelta(minutes=30)).timestamp()
+    feedback = logformat.feedback_table(
+        [{"request_id": i, "time": labelled_at, "labels": [1]} for i in ids[:10]]
+    )
+    store.write(
+        f"feedback/loan-default/v1/{hour:%Y-%m-%d}/{hour:%H%M%S}000005-6-000001.parquet",
+        logformat.to_parquet(feedback, {"model": "loan-default", "version": "v1"}),
+    )
+    settings = monitored_in(
+        registered, store, window="hour", windows=1, label_delay_days=0, label_join="every"
+    )
+    stores = Stores(settings)
+    # when every label is joined
+    result = monitor(
+        settings,
+        stores.registry,
+        stores.source,
+        until=hour + timedelta(hours=1),
+        now=hour + timedelta(hours=3),
+        record=False,
+    )
+    # then the compacted file is of the wrong type, not a copy of the good one's rows
+    assert result.skipped == {logs.WRONG_TYPE: 100}
+    (report,) = result.reports
+    assert report.performance.every_label and report.performance.every_label.labelled == 10
