@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from flywheel import logformat
 from flywheel.contract import Contract
 from flywheel.predictor import Predictor, load_model
 from flywheel.registry import MODEL_FILE, Registry
@@ -128,7 +129,7 @@ def parquet_traffic(
     serving writes it; its key and its request ids."""
     import numpy as np
 
-    from flywheel import logformat, synthetic
+    from flywheel import synthetic
     from flywheel.config import Settings
 
     registry = Registry(store, "loan-default")
@@ -159,6 +160,23 @@ def parquet_traffic(
     )
     store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": version}))
     return key, ids
+
+
+def wrong_typed(table: Any) -> Any:
+    """A prediction table whose income column holds text: a file of the wrong type."""
+    import pyarrow as pa
+
+    column = table.schema.get_field_index("in.income")
+    return table.set_column(column, "in.income", pa.array(["x"] * table.num_rows))
+
+
+def feedback_file(store: ObjectStore, at: datetime, entries: list[dict[str, Any]]) -> str:
+    """`entries` (request_id, time, labels) as one Parquet feedback file of v1 written in the
+    hour of `at`; its key."""
+    key = f"feedback/loan-default/v1/{at:%Y-%m-%d}/{at:%H%M%S}000005-6-000001.parquet"
+    table = logformat.feedback_table(entries)
+    store.write(key, logformat.to_parquet(table, {"model": "loan-default", "version": "v1"}))
+    return key
 
 
 def read_back(

@@ -25,7 +25,14 @@ from flywheel.registry import Registry
 from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
-from harness.traffic import log_traffic, monitored_in, production_report, read_back
+from harness.traffic import (
+    feedback_file,
+    log_traffic,
+    monitored_in,
+    production_report,
+    read_back,
+    wrong_typed,
+)
 
 
 def _look(settings: Settings, until: datetime, **options: Any) -> list[WindowReport]:
@@ -351,7 +358,6 @@ def test_a_compacted_file_of_the_wrong_type_is_left_out_of_the_join_as_of_the_su
 ) -> None:
     # given a good file, and a day's compacted file of the same rows whose income column
     # holds text, and labels for ten of the requests
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from flywheel import logformat
@@ -360,18 +366,12 @@ def test_a_compacted_file_of_the_wrong_type_is_left_out_of_the_join_as_of_the_su
 
     hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
     good, ids = parquet_traffic(store, "v1", 100, hour + timedelta(minutes=5), seed=1)
-    table = pq.read_table(store.root / good)
-    column = table.schema.get_field_index("in.income")
-    table = table.set_column(column, "in.income", pa.array(["x"] * 100))
+    table = wrong_typed(pq.read_table(store.root / good))
     compacted = f"predictions/loan-default/v1/{tables.compacted_name(hour.date())}"
     store.write(compacted, logformat.to_parquet(table, {"model": "loan-default", "version": "v1"}))
     labelled_at = (hour + timedelta(minutes=30)).timestamp()
-    feedback = logformat.feedback_table(
-        [{"request_id": i, "time": labelled_at, "labels": [1]} for i in ids[:10]]
-    )
-    store.write(
-        f"feedback/loan-default/v1/{hour:%Y-%m-%d}/{hour:%H%M%S}000005-6-000001.parquet",
-        logformat.to_parquet(feedback, {"model": "loan-default", "version": "v1"}),
+    feedback_file(
+        store, hour, [{"request_id": i, "time": labelled_at, "labels": [1]} for i in ids[:10]]
     )
     settings = monitored_in(
         registered, store, window="hour", windows=1, label_delay_days=0, label_join="every"

@@ -20,7 +20,7 @@ from flywheel.storage import LocalStore
 from flywheel.stores import Stores
 from harness.monitored import Monitored
 from harness.servers import free_ports
-from harness.traffic import log_traffic, monitored_in, parquet_traffic
+from harness.traffic import feedback_file, log_traffic, monitored_in, parquet_traffic, wrong_typed
 
 
 def _settings(registered: Settings, store: LocalStore) -> Settings:
@@ -279,7 +279,6 @@ def test_the_local_fan_out_gives_what_one_process_gives(
 def test_bad_files_are_counted_under_their_reason_and_skipped(
     registered: Settings, store: LocalStore, label_join: str
 ) -> None:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     from flywheel import logformat
@@ -292,24 +291,19 @@ def test_bad_files_are_counted_under_their_reason_and_skipped(
     day = f"predictions/loan-default/v1/{hour:%Y-%m-%d}"
     data = store.read(good)
     store.write(f"{day}/{hour:%H%M%S}000001-2-000001.parquet", data[: len(data) // 2])
-    table = pq.read_table(store.root / good)
-    table = table.set_column(
-        table.schema.get_field_index("in.income"), "in.income", pa.array(["x"] * 100)
-    )
+    table = wrong_typed(pq.read_table(store.root / good))
     store.write(f"{day}/{hour:%H%M%S}000002-3-000001.parquet", logformat.to_parquet(table))
     foreign = logformat.to_parquet(pq.read_table(store.root / good), {"version": "v9"})
     store.write(f"{day}/{hour:%H%M%S}000003-4-000001.parquet", foreign)
     store.write(f"{day}/{hour:%H%M%S}000004-5-000001.parquet", data)
     labelled_at = (hour + timedelta(minutes=30)).timestamp()
-    feedback = logformat.feedback_table(
+    feedback_file(
+        store,
+        hour,
         [
             {"request_id": ids[0], "time": labelled_at, "labels": [1]},
             {"request_id": "never-served", "time": labelled_at, "labels": [0]},
-        ]
-    )
-    store.write(
-        f"feedback/loan-default/v1/{hour:%Y-%m-%d}/{hour:%H%M%S}000005-6-000001.parquet",
-        logformat.to_parquet(feedback, {"model": "loan-default", "version": "v1"}),
+        ],
     )
     settings = _settings(registered, store)
     settings = settings.model_copy(
