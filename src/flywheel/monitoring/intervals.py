@@ -80,6 +80,40 @@ def auc_interval(
     below = (ranks[y] - average_ranks(s[y])) / n0
     above = 1 - (ranks[~y] - average_ranks(s[~y])) / n1
     variance = float(below.var(ddof=1) / n1 + above.var(ddof=1) / n0)
+    return _logit_interval(auc, variance, confidence)
+
+
+def auc_of_counts(
+    positives: npt.ArrayLike, negatives: npt.ArrayLike, confidence: float
+) -> Interval | None:
+    """`auc_interval` of scores given only as counts of positives and negatives on the same
+    ascending bins: the rows of one bin count as tied, so it is the AUC of the binned
+    scores, with DeLong's variance of their placements."""
+    p = np.asarray(positives, dtype=float)
+    q = np.asarray(negatives, dtype=float)
+    n1, n0 = int(p.sum()), int(q.sum())
+    if n1 == 0 or n0 == 0:
+        return None
+    negatives_below = np.cumsum(q) - q
+    positives_above = n1 - np.cumsum(p)
+    # Each positive's share of negatives below it (ties half), each negative's of positives
+    # above it: the same for every row of a bin.
+    below = (negatives_below + q / 2) / n0
+    above = (positives_above + p / 2) / n1
+    auc = float((p * below).sum() / n1)
+    if min(n1, n0) < AUC_SMALL_CLASS or auc in (0.0, 1.0):
+        return auc_score_interval(auc, n1, n0, confidence)
+
+    def spread(values: Floats, weights: Floats, n: int) -> float:
+        mean = float((values * weights).sum() / n)
+        return float((weights * (values - mean) ** 2).sum() / (n - 1))
+
+    variance = spread(below, p, n1) / n1 + spread(above, q, n0) / n0
+    return _logit_interval(auc, variance, confidence)
+
+
+def _logit_interval(auc: float, variance: float, confidence: float) -> Interval:
+    """An AUC's normal interval on the logit scale, mapped back."""
     logit = math.log(auc / (1 - auc))
     half = _z(confidence) * math.sqrt(variance) / (auc * (1 - auc))
     return Interval(

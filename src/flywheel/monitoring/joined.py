@@ -57,6 +57,9 @@ _BUCKET_BITS = 6
 BUCKETS = 1 << _BUCKET_BITS
 _BUFFER_ROWS = 1_000_000  # rows gathered before they are spilled to the buckets' files
 _OUTSIDE = np.iinfo(np.uint32).max  # the slot of a served row outside every window
+# A binary classifier's scores are counted on this many equal bins of [0, 1] for its ROC
+# AUC: the scores of one bin count as tied.
+SCORE_BINS = 1 << 12  # 64 KiB of counts a window
 
 # A label's text as an index into the look's list of label texts (-1: none), its number
 # (NaN: none), the version whose log it came in, and the file's place in the look's order.
@@ -122,7 +125,8 @@ class _Sums:
     values: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
 
     def add(self, name: str, window: npt.NDArray[Any], weights: npt.ArrayLike | None) -> None:
-        size = self.windows * (self.classes**2 if name == "confusion" else 1)
+        each = {"confusion": self.classes**2, "positive": SCORE_BINS, "negative": SCORE_BINS}
+        size = self.windows * each.get(name, 1)
         found = np.bincount(window, weights=weights, minlength=size).astype(np.float64)
         have = self.values.get(name)
         self.values[name] = found if have is None else have + found
@@ -537,6 +541,11 @@ def _add(
         if problem.task == "binary":
             predicted = (outputs[:, -1] >= 0.5).astype(np.intp)
             loss = intervals.row_log_loss(y, outputs[:, -1])
+            binned = window * SCORE_BINS + np.minimum(
+                (outputs[:, -1] * SCORE_BINS).astype(np.intp), SCORE_BINS - 1
+            )
+            sums.add("positive", binned[y == 1], None)
+            sums.add("negative", binned[y == 0], None)
         else:
             predicted = outputs.argmax(axis=1)
             chosen = outputs[np.arange(len(y)), y]
@@ -575,10 +584,16 @@ def _joined(sums: _Sums, at: int, problem: Problem, confidence: float) -> Joined
     if problem.is_classifier:
         k = sums.classes
         counts = sums.values["confusion"][at * k * k : (at + 1) * k * k].reshape(k, k)
+        scores = slice(at * SCORE_BINS, (at + 1) * SCORE_BINS)
         return Joined(
             labelled=n,
             unusable_labels=unusable,
             accuracy=intervals.wilson(int(np.trace(counts)), n, confidence),
+            roc_auc=intervals.auc_of_counts(
+                sums.values["positive"][scores], sums.values["negative"][scores], confidence
+            )
+            if problem.task == "binary"
+            else None,
             log_loss=mean("loss", "loss_squares"),
             confusion=tuple(tuple(int(c) for c in line) for line in counts),
         )

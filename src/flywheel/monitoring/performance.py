@@ -44,13 +44,16 @@ class Joined(Record):
     """The task's headline metrics over every labelled row of a window, from exact counts.
 
     A classifier gets accuracy (Wilson interval) and log loss (normal interval), and the
-    confusion counts (`confusion[true][predicted]`, in the classes' order); a regression
+    confusion counts (`confusion[true][predicted]`, in the classes' order), a binary one its
+    ROC AUC too (DeLong's, of its scores counted on 4,096 bins: a bin's scores tie); a
+    regression
     RMSE, MAE and MAPE (normal intervals of the mean squared, absolute and relative error;
     no MAPE when a label is zero) and the mean label and prediction."""
 
     labelled: int
     unusable_labels: int = 0
     accuracy: Interval | None = None
+    roc_auc: Interval | None = None
     log_loss: Interval | None = None
     confusion: tuple[tuple[int, ...], ...] | None = None
     rmse: Interval | None = None

@@ -407,3 +407,23 @@ def test_a_mean_from_its_sums_is_the_mean_from_its_values() -> None:
         "low": 2.0,
         "high": 2.0,
     }
+
+
+def test_an_auc_from_binned_counts_is_the_auc_of_the_binned_scores() -> None:
+    # given scores on 50 levels (ties within each), and their counts per level by class
+    rng = np.random.default_rng(5)
+    y = rng.random(4000) < 0.3
+    scores = np.round(np.clip(rng.normal(0.4 + 0.2 * y, 0.15), 0, 1) * 49) / 49
+    levels = np.round(scores * 49).astype(int)
+    positives = np.bincount(levels[y], minlength=50)
+    negatives = np.bincount(levels[~y], minlength=50)
+    # when the AUC is taken from the rows, and from the counts alone
+    direct = intervals.auc_interval(y.astype(int), scores, 0.95)
+    counted = intervals.auc_of_counts(positives, negatives, 0.95)
+    # then the value and DeLong's interval agree, and a class alone has none
+    assert direct is not None and counted is not None
+    for bound in ("value", "low", "high"):
+        assert getattr(counted, bound) == pytest.approx(getattr(direct, bound), rel=1e-9)
+    assert intervals.auc_of_counts(positives, np.zeros(50), 0.95) is None
+    small = intervals.auc_of_counts([0, 3, 2], [4, 1, 0], 0.95)
+    assert small == intervals.auc_score_interval(small.value, 5, 5, 0.95)

@@ -77,6 +77,12 @@ def test_every_label_gives_the_samples_figures_where_the_sample_holds_the_window
     assert every.accuracy == sampled.accuracy
     _close(every.log_loss, sampled.log_loss)
     assert every.confusion is not None and sum(map(sum, every.confusion)) == every.labelled
+    # and its ROC AUC, of scores counted on 4,096 bins, within a bin's ties of the rows'
+    assert every.roc_auc is not None and sampled.roc_auc is not None
+    for bound in ("value", "low", "high"):
+        assert getattr(every.roc_auc, bound) == pytest.approx(
+            getattr(sampled.roc_auc, bound), abs=2e-3
+        )
     right = np.trace(np.array(every.confusion)) / every.labelled
     assert sampled.accuracy is not None and math.isclose(right, sampled.accuracy.value)
 
@@ -141,10 +147,13 @@ def test_above_the_sample_every_labelled_row_is_measured(
     assert every is not None and every.labelled == direct.labelled == 1440
     assert every.accuracy == direct.accuracy
     _close(every.log_loss, direct.log_loss)
+    assert every.roc_auc and direct.roc_auc
+    assert every.roc_auc.value == pytest.approx(direct.roc_auc.value, abs=1e-3)
     # and the headline metric, and what judges it, are every labelled row's
     assert report.performance.get("accuracy") == every.accuracy
     assert report.performance.labelled_for("accuracy") == 1440
-    assert report.performance.labelled_for("roc_auc") == report.performance.labelled
+    assert report.performance.labelled_for("roc_auc") == 1440
+    assert report.performance.labelled_for("macro_f1") == report.performance.labelled
     published = exposition([report])
     assert re.search(r"^flywheel_monitor_labelled_rows\{[^}]*\} 1440(\.0)?$", published, re.M)
 
