@@ -245,23 +245,26 @@ def read_labels(
 # --- Parquet, and files as tables --------------------------------------------------
 
 
-def parquet_table(
-    data: bytes, columns: Sequence[str] | None = None, rows: int | None = None
-) -> pa.Table | None:
-    """A Parquet file's table (of those of `columns` it has; with `rows` 0, none of its rows:
-    its columns' types from its footer), or None when it cannot be read (truncated,
-    half-uploaded)."""
+def parquet_table(data: bytes, columns: Sequence[str] | None = None) -> pa.Table | None:
+    """A Parquet file's table (of those of `columns` it has), or None when it cannot be read
+    (truncated, half-uploaded)."""
+    found = parquet_file(data, columns)
+    return None if found is None else found[0]
+
+
+def parquet_file(
+    data: bytes, columns: Sequence[str] | None = None
+) -> tuple[pa.Table, pa.Schema] | None:
+    """`parquet_table`, and the schema of every column the file has."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
         # A log file is small: Arrow's threads cost more than they save (a fifth of a read).
         source = pq.ParquetFile(pa.BufferReader(data))
-        names = source.schema_arrow.names
-        wanted = None if columns is None else [c for c in columns if c in names]
-        if rows == 0:
-            return source.schema_arrow.empty_table().select(wanted or names)
-        return source.read(columns=wanted, use_threads=False)
+        schema = source.schema_arrow
+        wanted = None if columns is None else [c for c in columns if c in schema.names]
+        return source.read(columns=wanted, use_threads=False), schema
     except (pa.ArrowException, OSError, ValueError):
         return None
 

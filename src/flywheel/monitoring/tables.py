@@ -25,7 +25,7 @@ from flywheel.monitoring.logs import (
     foreign,
     is_label,
     json_lines,
-    parquet_table,
+    parquet_file,
     prediction_of,
     problem_of,
     written_at,
@@ -160,15 +160,14 @@ def _typed(
     not usable is counted. With `fit`, a file whose columns do not fit that contract is left
     out as reading them all would leave it out (of the wrong type), though they are not
     read."""
-    table = parquet_table(data, [f.name for f in schema])
-    if table is None:
+    found = parquet_file(data, [f.name for f in schema])
+    if found is None:
         skipped.add(file.version, file.written, UNREADABLE)
         return None
-    if fit is not None:
-        columns = parquet_table(data, rows=0)
-        if columns is None or not _fits(columns.schema, fit, model, file.version):
-            skipped.add(file.version, file.written, WRONG_TYPE, table.num_rows)
-            return None
+    table, whole = found
+    if fit is not None and not _fits(whole, fit, model, file.version):
+        skipped.add(file.version, file.written, WRONG_TYPE, table.num_rows)
+        return None
     return _typed_table(table, file, model, schema, skipped)
 
 
