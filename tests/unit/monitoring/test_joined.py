@@ -399,3 +399,44 @@ def test_a_compacted_file_of_the_wrong_type_is_left_out_of_the_join_as_of_the_su
     assert result.skipped == {logs.WRONG_TYPE: 100}
     (report,) = result.reports
     assert report.performance.every_label and report.performance.every_label.labelled == 10
+
+
+def test_feedback_is_not_certain_to_be_unlogged_within_a_files_grace_of_the_days_read(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given two day-windows with labels two days late, so that a look reads four days of
+    # files; a window's traffic, and requests served 30 s before the fourth day ends whose
+    # file was written after midnight, into the fifth day's folder, which is not read
+    from flywheel.monitoring import logs
+    from harness.traffic import parquet_traffic
+
+    first = (datetime.now(UTC) - timedelta(days=20)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    parquet_traffic(store, "v1", 10, first + timedelta(hours=10), seed=1)
+    late = first + timedelta(days=4) - timedelta(seconds=30)
+    key, ids = parquet_traffic(store, "v1", 5, late, seed=2)
+    store.write(
+        f"predictions/loan-default/v1/{late + timedelta(days=1):%Y-%m-%d}/"
+        f"000030000000-2-000001.parquet",
+        store.read(key),
+    )
+    store.delete(key)
+    # and their labels, 20 s after them
+    labelled = late.timestamp() + 20
+    feedback_file(store, late, [{"request_id": i, "time": labelled, "labels": [1]} for i in ids])
+    settings = monitored_in(
+        registered, store, window="day", windows=2, label_delay_days=2, label_join="every"
+    )
+    stores = Stores(settings)
+    # when every label is joined, long after
+    result = monitor(
+        settings,
+        stores.registry,
+        stores.source,
+        until=first + timedelta(days=2),
+        now=first + timedelta(days=10),
+        record=False,
+    )
+    # then the feedback is not counted as for requests never logged: they may be, and were
+    assert logs.NEVER_LOGGED not in result.skipped
