@@ -187,11 +187,8 @@ def bootstrap(
 def mean_interval(values: npt.ArrayLike, confidence: float) -> Interval:
     """A mean with its normal-approximation interval."""
     array = np.asarray(values, dtype=float)
-    mean = float(array.mean())
-    half = (
-        _z(confidence) * float(array.std(ddof=1)) / math.sqrt(len(array)) if len(array) > 1 else 0
-    )
-    return Interval(value=mean, low=mean - half, high=mean + half)
+    spread = float(array.var(ddof=1)) if len(array) > 1 else 0.0
+    return _normal(float(array.mean()), spread, len(array), confidence)
 
 
 def mean_of_sums(n: int, total: float, squares: float, confidence: float) -> Interval:
@@ -199,7 +196,12 @@ def mean_of_sums(n: int, total: float, squares: float, confidence: float) -> Int
     merge; the variance is floored at zero against rounding)."""
     mean = total / n
     spread = max(squares - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
-    half = _z(confidence) * math.sqrt(spread / n)
+    return _normal(mean, spread, n, confidence)
+
+
+def _normal(mean: float, variance: float, n: int, confidence: float) -> Interval:
+    """A mean of n values of `variance` with its normal interval."""
+    half = _z(confidence) * math.sqrt(variance / n)
     return Interval(value=mean, low=mean - half, high=mean + half)
 
 

@@ -18,7 +18,7 @@ import pytest
 from flywheel import synthetic
 from flywheel.config import Settings
 from flywheel.monitoring import joined
-from flywheel.monitoring.monitor import monitor
+from flywheel.monitoring.monitor import MonitorResult, monitor
 from flywheel.monitoring.prometheus import exposition
 from flywheel.monitoring.window import VersionReference, WindowReport
 from flywheel.registry import Registry
@@ -35,13 +35,26 @@ from harness.traffic import (
 )
 
 
-def _look(settings: Settings, until: datetime, **options: Any) -> list[WindowReport]:
-    """The labelled windows of a look up to `until` (`options`: `monitor`'s)."""
+def _result(
+    settings: Settings, until: datetime, now: datetime | None = None, **options: Any
+) -> MonitorResult:
+    """A look up to `until`, at `now` (default: then), recording nothing (`options`:
+    `monitor`'s)."""
     stores = Stores(settings)
-    result = monitor(
-        settings, stores.registry, stores.source, until=until, now=until, record=False, **options
+    return monitor(
+        settings,
+        stores.registry,
+        stores.source,
+        until=until,
+        now=now or until,
+        record=False,
+        **options,
     )
-    return [r for r in result.reports if r.performance.labelled]
+
+
+def _look(settings: Settings, until: datetime, **options: Any) -> list[WindowReport]:
+    """The labelled windows of a look up to `until`."""
+    return [r for r in _result(settings, until, **options).reports if r.performance.labelled]
 
 
 def _log(registered: Settings, store: LocalStore, days: int = 1, **options: Any) -> None:
@@ -339,16 +352,8 @@ def test_above_the_sample_rows_logged_again_and_feedback_never_logged_are_all_co
             label_delay_days=0,
             label_join=label_join,
         )
-        stores = Stores(settings)
         until = now + timedelta(hours=1)
-        result = monitor(
-            settings,
-            stores.registry,
-            stores.source,
-            until=until,
-            now=until + timedelta(hours=2),
-            record=False,
-        )
+        result = _result(settings, until, until + timedelta(hours=2))
         (report,) = [r for r in result.reports if r.health.rows]
         return result.skipped, report
 
@@ -385,16 +390,8 @@ def test_a_compacted_file_of_the_wrong_type_is_left_out_of_the_join_as_of_the_su
     settings = monitored_in(
         registered, store, window="hour", windows=1, label_delay_days=0, label_join="every"
     )
-    stores = Stores(settings)
     # when every label is joined
-    result = monitor(
-        settings,
-        stores.registry,
-        stores.source,
-        until=hour + timedelta(hours=1),
-        now=hour + timedelta(hours=3),
-        record=False,
-    )
+    result = _result(settings, hour + timedelta(hours=1), hour + timedelta(hours=3))
     # then the compacted file is of the wrong type, not a copy of the good one's rows
     assert result.skipped == {logs.WRONG_TYPE: 100}
     (report,) = result.reports
@@ -428,15 +425,7 @@ def test_feedback_is_not_certain_to_be_unlogged_within_a_files_grace_of_the_days
     settings = monitored_in(
         registered, store, window="day", windows=2, label_delay_days=2, label_join="every"
     )
-    stores = Stores(settings)
     # when every label is joined, long after
-    result = monitor(
-        settings,
-        stores.registry,
-        stores.source,
-        until=first + timedelta(days=2),
-        now=first + timedelta(days=10),
-        record=False,
-    )
+    result = _result(settings, first + timedelta(days=2), first + timedelta(days=10))
     # then the feedback is not counted as for requests never logged: they may be, and were
     assert logs.NEVER_LOGGED not in result.skipped
