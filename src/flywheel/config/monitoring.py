@@ -70,9 +70,9 @@ class MonitoringSettings(Strict):
     )
     label_join: Literal["sample", "every"] = Field(
         default="sample",
-        description="Which labelled rows accuracy and log loss (RMSE, MAE and MAPE for a "
-        "regression) measure: the sample's, or every one's, joined over the windows' whole "
-        "log (each look reads every log file of its windows again)",
+        description="Which labelled rows the metrics on labels measure: the sample's, or "
+        "every one's, joined over the windows' whole log (each look reads every log file of "
+        "its windows again)",
     )
     confidence: float = Field(default=0.95, gt=0.5, lt=1)
     calibration: Literal["evaluation", "none"] = Field(

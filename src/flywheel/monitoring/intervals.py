@@ -1,7 +1,8 @@
 """Metrics with confidence intervals, on delayed labels and before them (CBPE).
 
 On labels: a proportion's Wilson interval, ROC AUC with DeLong's variance on the logit scale
-(a score interval for a small class), a mean's normal interval and a percentile bootstrap.
+(a score interval for a small class), a mean's normal interval, R²'s delta-method interval
+from sums, and a percentile bootstrap of the rows (or of counts, drawn again).
 Before labels, CBPE after NannyML: a binary classifier's expected accuracy, ROC AUC and log
 loss if each row's label follows its calibrated score, with intervals from labels simulated
 the same way, each simulation calibrated by a calibrator refitted on a resample of the
@@ -176,12 +177,52 @@ def bootstrap(
     indices (resamples where it is undefined, NaN, are left out)."""
     rng = np.random.default_rng(seed)
     found = np.array([statistic(rng.integers(0, rows, rows)) for _ in range(resamples)])
+    return _percentiles(found, value, confidence)
+
+
+def bootstrap_counts(
+    statistic: Callable[[npt.NDArray[np.int64]], Floats],
+    counts: npt.ArrayLike,
+    value: float,
+    confidence: float,
+    *,
+    resamples: int = 200,
+    seed: int = 0,
+) -> Interval:
+    """`bootstrap` of a statistic of counts alone, such as a confusion matrix: resampling
+    the rows draws the counts again from their multinomial. `statistic` takes every resample
+    at once, stacked on a first axis, and gives one value each."""
+    cells = np.asarray(counts, dtype=np.int64)
+    n = int(cells.sum())
+    drawn = np.random.default_rng(seed).multinomial(n, cells.ravel() / n, size=resamples)
+    found = np.asarray(statistic(drawn.reshape(resamples, *cells.shape)), dtype=float)
+    return _percentiles(found, value, confidence)
+
+
+def _percentiles(found: Floats, value: float, confidence: float) -> Interval:
+    """`value` with the percentile interval of its resamples' values (NaN left out)."""
     found = found[np.isfinite(found)]
     if len(found) == 0:
         return Interval(value=value, low=value, high=value)
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(found, [tail, 100 - tail])
     return Interval(value=value, low=float(min(low, value)), high=float(max(high, value)))
+
+
+def mean_of_intervals(each: Sequence[Interval | None]) -> Interval | None:
+    """The mean of several estimates made on the same rows (the classes' one-vs-rest AUCs),
+    with the mean of their bounds: the interval their errors would have if they moved
+    together, the widest their covariances allow (the standard deviation of a mean is at
+    most the mean of the standard deviations), so it covers at least its level. None when
+    one of them is."""
+    if not each or any(one is None for one in each):
+        return None
+    known = [one for one in each if one is not None]
+    return Interval(
+        value=float(np.mean([one.value for one in known])),
+        low=float(np.mean([one.low for one in known])),
+        high=float(np.mean([one.high for one in known])),
+    )
 
 
 def mean_interval(values: npt.ArrayLike, confidence: float) -> Interval:
@@ -197,6 +238,51 @@ def mean_of_sums(n: int, total: float, squares: float, confidence: float) -> Int
     mean = total / n
     spread = max(squares - n * mean * mean, 0.0) / (n - 1) if n > 1 else 0.0
     return _normal(mean, spread, n, confidence)
+
+
+def r2_of_sums(
+    n: int,
+    errors: tuple[float, float],
+    labels: Sequence[float],
+    cross: tuple[float, float],
+    confidence: float,
+) -> Interval | None:
+    """R² (1 - the mean squared error over the labels' variance) of n rows given only sums:
+    of the squared errors e² and e⁴; of the labels y, y², y³ and y⁴ (shifted by any one
+    constant, which R² does not see: a shift near their mean keeps the sums exact); and of
+    e²y and e²y². Its normal interval is the delta method's: the variance of each row's
+    influence on the ratio. None when the labels do not vary, or with two rows or fewer."""
+    if n <= 2:
+        return None
+    mse, e4 = errors[0] / n, errors[1] / n
+    m1, m2, m3, m4 = (total / n for total in labels)
+    spread = m2 - m1 * m1
+    if spread <= 0:
+        return None
+    # The central moments the influence needs: Var(e²), Var((y - mean)²), and their
+    # covariance.
+    fourth = m4 - 4 * m1 * m3 + 6 * m1 * m1 * m2 - 3 * m1**4
+    together = cross[1] / n - 2 * m1 * cross[0] / n + m1 * m1 * mse - mse * spread
+    a, b = 1 / spread, mse / spread**2
+    variance = a * a * (e4 - mse * mse) + b * b * (fourth - spread**2) - 2 * a * b * together
+    return _normal(1 - mse / spread, max(variance, 0.0) * n / (n - 1), n, confidence)
+
+
+def r2_interval(
+    labels: npt.ArrayLike, predicted: npt.ArrayLike, confidence: float, shift: float | None = None
+) -> Interval | None:
+    """R² of rows, with `r2_of_sums`' interval, the labels shifted by `shift` in the sums
+    (None: by their mean)."""
+    y = np.asarray(labels, dtype=float)
+    e = np.asarray(predicted, dtype=float) - y
+    s = y - (shift if shift is not None else y.mean() if len(y) else 0.0)
+    return r2_of_sums(
+        len(y),
+        (float(np.sum(e**2)), float(np.sum(e**4))),
+        [float(np.sum(s**power)) for power in (1, 2, 3, 4)],
+        (float(np.sum(e**2 * s)), float(np.sum(e**2 * s**2))),
+        confidence,
+    )
 
 
 def _normal(mean: float, variance: float, n: int, confidence: float) -> Interval:

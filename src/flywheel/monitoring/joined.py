@@ -44,7 +44,7 @@ from flywheel.contract import Contract
 from flywheel.monitoring import intervals, logs
 from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.logs import Skipped
-from flywheel.monitoring.performance import Joined
+from flywheel.monitoring.performance import Joined, class_performance, macro_f1_of_counts
 from flywheel.monitoring.reading import Pool
 from flywheel.monitoring.tables import LogFile, feedback_table, log_files, prediction_tables
 from flywheel.problem import Problem
@@ -118,14 +118,23 @@ class JoinedLook:
 
 @dataclass
 class _Sums:
-    """Each window's sums, in arrays indexed by window."""
+    """Each window's sums, in arrays indexed by window; and a regression's label shift, the
+    first labels' mean (subtracted from every label's powers, so that they stay exact)."""
 
     windows: int
     classes: int
     values: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
+    shift: float | None = None
 
     def add(self, name: str, window: npt.NDArray[Any], weights: npt.ArrayLike | None) -> None:
-        each = {"confusion": self.classes**2, "positive": SCORE_BINS, "negative": SCORE_BINS}
+        bins = self.classes * SCORE_BINS
+        each = {
+            "confusion": self.classes**2,
+            "positive": SCORE_BINS,
+            "negative": SCORE_BINS,
+            "class_positive": bins,
+            "class_negative": bins,
+        }
         size = self.windows * each.get(name, 1)
         found = np.bincount(window, weights=weights, minlength=size).astype(np.float64)
         have = self.values.get(name)
@@ -538,19 +547,22 @@ def _add(
     sums.add("labelled", window, None)
     if problem.is_classifier:
         y = truth.astype(np.intp)
+        k = sums.classes
         if problem.task == "binary":
             predicted = (outputs[:, -1] >= 0.5).astype(np.intp)
             loss = intervals.row_log_loss(y, outputs[:, -1])
-            binned = window * SCORE_BINS + np.minimum(
-                (outputs[:, -1] * SCORE_BINS).astype(np.intp), SCORE_BINS - 1
-            )
+            binned = window * SCORE_BINS + _bins(outputs[:, -1])
             sums.add("positive", binned[y == 1], None)
             sums.add("negative", binned[y == 0], None)
         else:
             predicted = outputs.argmax(axis=1)
             chosen = outputs[np.arange(len(y)), y]
             loss = -np.log(np.clip(chosen, 1e-15, 1.0))
-        k = sums.classes
+            # Each class's probability, binned in that class's own bins of the window.
+            binned = (window[:, None] * k + np.arange(k)) * SCORE_BINS + _bins(outputs)
+            own = y[:, None] == np.arange(k)
+            sums.add("class_positive", binned[own], None)
+            sums.add("class_negative", binned[~own], None)
         sums.add("confusion", window * k * k + y * k + predicted, None)
         sums.add("loss", window, loss)
         sums.add("loss_squares", window, loss**2)
@@ -558,6 +570,9 @@ def _add(
     error = outputs[:, 0] - truth
     zero = np.isclose(truth, 0.0)
     relative = np.where(zero, 0.0, np.abs(error) / np.where(zero, 1.0, np.abs(truth)))
+    if sums.shift is None and len(truth):
+        sums.shift = float(truth.mean())
+    shifted = truth - (sums.shift or 0.0)
     for name, values in (
         ("squared", error**2),
         ("squared_squares", error**4),
@@ -567,8 +582,20 @@ def _add(
         ("zero_labels", zero.astype(float)),
         ("label", truth),
         ("prediction", outputs[:, 0]),
+        # R²'s sums (`intervals.r2_of_sums`).
+        ("shifted", shifted),
+        ("shifted_2", shifted**2),
+        ("shifted_3", shifted**3),
+        ("shifted_4", shifted**4),
+        ("squared_shifted", error**2 * shifted),
+        ("squared_shifted_2", error**2 * shifted**2),
     ):
         sums.add(name, window, values)
+
+
+def _bins(scores: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
+    """Each score's bin of SCORE_BINS equal bins of [0, 1]."""
+    return np.minimum((scores * SCORE_BINS).astype(np.intp), SCORE_BINS - 1)
 
 
 def _joined(sums: _Sums, at: int, problem: Problem, confidence: float) -> Joined:
@@ -584,26 +611,55 @@ def _joined(sums: _Sums, at: int, problem: Problem, confidence: float) -> Joined
     if problem.is_classifier:
         k = sums.classes
         counts = sums.values["confusion"][at * k * k : (at + 1) * k * k].reshape(k, k)
-        scores = slice(at * SCORE_BINS, (at + 1) * SCORE_BINS)
-        return Joined(
-            labelled=n,
-            unusable_labels=unusable,
-            accuracy=intervals.wilson(int(np.trace(counts)), n, confidence),
-            roc_auc=intervals.auc_of_counts(
+        found = {
+            "accuracy": intervals.wilson(int(np.trace(counts)), n, confidence),
+            "log_loss": mean("loss", "loss_squares"),
+            "confusion": tuple(tuple(int(c) for c in line) for line in counts),
+        }
+        if problem.task == "binary":
+            scores = slice(at * SCORE_BINS, (at + 1) * SCORE_BINS)
+            found["roc_auc"] = intervals.auc_of_counts(
                 sums.values["positive"][scores], sums.values["negative"][scores], confidence
             )
-            if problem.task == "binary"
-            else None,
-            log_loss=mean("loss", "loss_squares"),
-            confusion=tuple(tuple(int(c) for c in line) for line in counts),
-        )
+        else:
+            found |= _multiclass(sums, at, counts.astype(np.int64), problem, confidence)
+        return Joined(labelled=n, unusable_labels=unusable, **found)
     squared = mean("squared", "squared_squares")
     return Joined(
         labelled=n,
         unusable_labels=unusable,
         rmse=intervals.rooted(squared),
         mae=mean("absolute", "squared"),
+        r2=intervals.r2_of_sums(
+            n,
+            (sums.get("squared", at), sums.get("squared_squares", at)),
+            [sums.get(name, at) for name in ("shifted", "shifted_2", "shifted_3", "shifted_4")],
+            (sums.get("squared_shifted", at), sums.get("squared_shifted_2", at)),
+            confidence,
+        ),
         mape=None if sums.get("zero_labels", at) else mean("relative", "relative_squares"),
         mean_label=sums.get("label", at) / n,
         mean_prediction=sums.get("prediction", at) / n,
     )
+
+
+def _multiclass(
+    sums: _Sums, at: int, counts: npt.NDArray[np.int64], problem: Problem, confidence: float
+) -> dict[str, Any]:
+    """A multiclass window's macro F1, per-class figures and macro ROC AUC from its sums."""
+    k = sums.classes
+    own = sums.values["class_positive"].reshape(-1, k, SCORE_BINS)[at]
+    rest = sums.values["class_negative"].reshape(-1, k, SCORE_BINS)[at]
+    per_class = {
+        name: class_performance(
+            counts, c, intervals.auc_of_counts(own[c], rest[c], confidence), confidence
+        )
+        for c, name in enumerate(problem.output_names)
+    }
+    return {
+        "macro_f1": intervals.bootstrap_counts(
+            macro_f1_of_counts, counts, float(macro_f1_of_counts(counts)), confidence
+        ),
+        "per_class": per_class,
+        "roc_auc": intervals.mean_of_intervals([one.roc_auc for one in per_class.values()]),
+    }

@@ -6,7 +6,8 @@ the logit scale; a score interval for a small class, `intervals.auc_interval`) a
 (normal interval). A multiclass one gets accuracy at its most probable class, macro F1
 and the one-vs-rest macro ROC AUC (percentile bootstrap intervals), log loss, and per class
 its recall, precision and ROC AUC. A regression gets RMSE, MAE and MAPE (normal intervals on
-the mean squared, absolute and relative error) and R² (bootstrap).
+the mean squared, absolute and relative error) and R² (the delta method's interval,
+`intervals.r2_interval`).
 """
 
 from __future__ import annotations
@@ -41,23 +42,29 @@ class ClassPerformance(Record):
 
 
 class Joined(Record):
-    """The task's headline metrics over every labelled row of a window, from exact counts.
+    """The task's metrics over every labelled row of a window, from exact counts and sums.
 
-    A classifier gets accuracy (Wilson interval) and log loss (normal interval), and the
-    confusion counts (`confusion[true][predicted]`, in the classes' order), a binary one its
-    ROC AUC too (DeLong's, of its scores counted on 4,096 bins: a bin's scores tie); a
-    regression
-    RMSE, MAE and MAPE (normal intervals of the mean squared, absolute and relative error;
-    no MAPE when a label is zero) and the mean label and prediction."""
+    A classifier gets accuracy (Wilson interval), log loss (normal interval) and the
+    confusion counts (`confusion[true][predicted]`, in the classes' order). Its ROC AUC is
+    of its scores counted on 4,096 bins (a bin's scores tie), with DeLong's variance: a
+    binary one's of the positive class, a multiclass one's one-vs-rest per class, and their
+    macro average with the mean of the classes' bounds (`intervals.mean_of_intervals`). A
+    multiclass one also gets macro F1 (the confusion counts bootstrapped) and per class its
+    recall, precision and AUC. A regression gets RMSE, MAE and MAPE (normal intervals of the
+    mean squared, absolute and relative error; no MAPE when a label is zero), R² (the delta
+    method's interval) and the mean label and prediction."""
 
     labelled: int
     unusable_labels: int = 0
     accuracy: Interval | None = None
     roc_auc: Interval | None = None
     log_loss: Interval | None = None
+    macro_f1: Interval | None = None
+    per_class: dict[str, ClassPerformance] = Field(default={})
     confusion: tuple[tuple[int, ...], ...] | None = None
     rmse: Interval | None = None
     mae: Interval | None = None
+    r2: Interval | None = None
     mape: Interval | None = None
     mean_label: float | None = None
     mean_prediction: float | None = None
@@ -89,6 +96,12 @@ class Performance(Record):
         measured there, else over the sample's; or None."""
         value: Interval | None = getattr(self, metric)
         return getattr(self.every_label, metric, None) or value
+
+    @property
+    def classes(self) -> dict[str, ClassPerformance]:
+        """Each class's figures, over every labelled row when they were measured there."""
+        every = self.every_label
+        return every.per_class if every is not None and every.per_class else self.per_class
 
     def labelled_for(self, metric: MonitoredMetric) -> int:
         """The labelled rows `get(metric)` measured."""
@@ -140,13 +153,32 @@ def _binary(y: Codes, p: Floats, confidence: float) -> dict[str, Any]:
 
 def macro_f1(y: Codes, predicted: Codes, k: int) -> float:
     """scikit-learn's macro F1 over `k` classes (an absent, never predicted class scores 0)."""
-    hits = predicted[predicted == y]
-    return float(
-        intervals.f1_scores(
-            np.bincount(hits, minlength=k),
-            np.bincount(predicted, minlength=k),
-            np.bincount(y, minlength=k),
-        ).mean()
+    return float(macro_f1_of_counts(confusion(y, predicted, k)))
+
+
+def confusion(y: Codes, predicted: Codes, k: int) -> Codes:
+    """The confusion counts of `k` classes, `[true][predicted]`."""
+    return np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
+
+
+def macro_f1_of_counts(counts: npt.ArrayLike) -> Floats:
+    """`macro_f1` of confusion counts (`[..., true, predicted]`), one per leading index."""
+    cells = np.asarray(counts, dtype=float)
+    hits = np.diagonal(cells, axis1=-2, axis2=-1)
+    f1 = intervals.f1_scores(hits, cells.sum(axis=-2), cells.sum(axis=-1))
+    return np.asarray(f1.mean(axis=-1), dtype=np.float64)
+
+
+def class_performance(
+    counts: Codes, c: int, roc_auc: Interval | None, confidence: float
+) -> ClassPerformance:
+    """Class `c`'s support, recall and precision from confusion counts, beside its AUC."""
+    hits, support, called = int(counts[c, c]), int(counts[c].sum()), int(counts[:, c].sum())
+    return ClassPerformance(
+        support=support,
+        recall=intervals.wilson(hits, support, confidence) if support else None,
+        precision=intervals.wilson(hits, called, confidence) if called else None,
+        roc_auc=roc_auc,
     )
 
 
@@ -169,18 +201,13 @@ def _multiclass(y: Codes, p: Floats, classes: tuple[str, ...], confidence: float
     n, k = p.shape
     predicted = p.argmax(axis=1)
     chosen = np.clip(p[np.arange(n), y], 1e-15, 1.0)
-    per_class = {}
-    for c, name in enumerate(classes or tuple(str(i) for i in range(k))):
-        actual, picked = y == c, predicted == c
-        hits = int(np.sum(actual & picked))
-        per_class[name] = ClassPerformance(
-            support=int(actual.sum()),
-            recall=intervals.wilson(hits, int(actual.sum()), confidence) if actual.any() else None,
-            precision=intervals.wilson(hits, int(picked.sum()), confidence)
-            if picked.any()
-            else None,
-            roc_auc=intervals.auc_interval(actual.astype(int), p[:, c], confidence),
+    counts = confusion(y, predicted, k)
+    per_class = {
+        name: class_performance(
+            counts, c, intervals.auc_interval((y == c).astype(int), p[:, c], confidence), confidence
         )
+        for c, name in enumerate(classes or tuple(str(i) for i in range(k)))
+    }
     auc = macro_auc(y, p)
     return {
         "accuracy": intervals.wilson(int(np.sum(predicted == y)), n, confidence),
@@ -195,22 +222,14 @@ def _multiclass(y: Codes, p: Floats, classes: tuple[str, ...], confidence: float
     }
 
 
-def _r2(y: Floats, predicted: Floats) -> float:
-    spread = float(np.sum((y - y.mean()) ** 2))
-    return 1 - float(np.sum((y - predicted) ** 2)) / spread if spread > 0 else math.nan
-
-
 def _regression(y: Floats, predicted: Floats, confidence: float) -> dict[str, Any]:
     errors = predicted - y
     squared = intervals.mean_interval(errors**2, confidence)
-    r2 = _r2(y, predicted) if len(y) > 2 else math.nan
     zero = bool(np.isclose(y, 0.0).any())
     return {
         "rmse": intervals.rooted(squared),
         "mae": intervals.mean_interval(np.abs(errors), confidence),
-        "r2": None
-        if math.isnan(r2)
-        else intervals.bootstrap(lambda i: _r2(y[i], predicted[i]), len(y), r2, confidence),
+        "r2": intervals.r2_interval(y, predicted, confidence),
         "mape": None if zero else intervals.mean_interval(np.abs(errors) / np.abs(y), confidence),
         "mean_label": float(y.mean()),
         "mean_prediction": float(predicted.mean()),

@@ -114,7 +114,7 @@ def _samples(report: WindowReport) -> Iterable[tuple[str, dict[str, str], float 
         for measured in MONITORED_METRICS[report.task]:
             interval = source.get(measured) if source is not None else None
             yield from _bounds(name, {"metric": measured}, interval)
-    for label, scores in report.performance.per_class.items():
+    for label, scores in report.performance.classes.items():
         for which in ("recall", "precision", "roc_auc"):
             labels = {"class": label, "metric": which}
             yield from _bounds("flywheel_monitor_class_metric", labels, getattr(scores, which))

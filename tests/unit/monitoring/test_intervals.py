@@ -427,3 +427,110 @@ def test_an_auc_from_binned_counts_is_the_auc_of_the_binned_scores() -> None:
     assert intervals.auc_of_counts(positives, np.zeros(50), 0.95) is None
     small = intervals.auc_of_counts([0, 3, 2], [4, 1, 0], 0.95)
     assert small == intervals.auc_score_interval(small.value, 5, 5, 0.95)
+
+
+def test_r2_from_its_sums_is_scikit_learns_whatever_the_shift_of_the_labels() -> None:
+    # given labels far from zero (a mean a thousand times their spread) and predictions
+    from sklearn.metrics import r2_score
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(5000.0, 5.0, 3000)
+    y = x + rng.normal(0.0, 2.0, 3000)
+    predicted = 5000.0 + 0.8 * (x - 5000.0)
+    # when R² is taken from sums of the labels shifted near their mean, and not shifted
+    near = intervals.r2_interval(y, predicted, 0.95, shift=4999.0)
+    far = intervals.r2_interval(y, predicted, 0.95, shift=0.0)
+    # then its value is scikit-learn's, and the shift changes nothing but rounding
+    assert near is not None and far is not None
+    assert near.value == pytest.approx(r2_score(y, predicted), rel=1e-9)
+    assert near.low < near.value < near.high
+    assert far.value == pytest.approx(near.value, rel=1e-6)
+    # and labels that do not vary, or two rows, have none
+    assert intervals.r2_interval(np.full(10, 3.0), np.arange(10.0), 0.95) is None
+    assert intervals.r2_interval([1.0, 2.0], [1.0, 2.5], 0.95) is None
+
+
+@pytest.mark.parametrize("rows", [300, 3_000])
+def test_r2_from_its_sums_covers_the_worlds_r2_at_its_level(rows: int) -> None:
+    # given a world whose R² is known, y = x + noise predicted by 0.8 x: 1 - (0.04 σx² + σe²)
+    # / (σx² + σe²)
+    sx, se = 3.0, 2.0
+    true = 1 - (0.04 * sx**2 + se**2) / (sx**2 + se**2)
+    rng = np.random.default_rng(rows)
+    covered = 0
+    for _ in range(1_000):
+        x = rng.normal(1000.0, sx, rows)
+        y = x + rng.normal(0.0, se, rows)
+        # when each window's interval is taken from its sums
+        interval = intervals.r2_interval(y, 1000.0 + 0.8 * (x - 1000.0), 0.95)
+        assert interval is not None
+        covered += interval.low <= true <= interval.high
+    # then it holds the world's R² at its level (binomial error of 1,000 windows: ±1.4
+    # points)
+    assert 0.93 <= covered / 1_000 <= 0.97, covered / 1_000
+
+
+def test_a_bootstrap_of_counts_is_the_bootstrap_of_the_rows_they_count() -> None:
+    # given 3,000 rows of three classes and their predictions, and their confusion counts
+    from flywheel.monitoring import performance
+
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 3, 3000)
+    predicted = np.where(rng.random(3000) < 0.7, y, rng.integers(0, 3, 3000))
+    counts = performance.confusion(y, predicted, 3)
+    value = performance.macro_f1(y, predicted, 3)
+    # when macro F1 is bootstrapped from the rows, and from the counts alone
+    rows = intervals.bootstrap(
+        lambda i: performance.macro_f1(y[i], predicted[i], 3), 3000, value, 0.95
+    )
+    counted = intervals.bootstrap_counts(
+        performance.macro_f1_of_counts, counts, float(performance.macro_f1_of_counts(counts)), 0.95
+    )
+    # then the value is the same, and the intervals agree within the resamples' noise
+    assert counted.value == pytest.approx(value, rel=1e-12)
+    for bound in ("low", "high"):
+        assert getattr(counted, bound) == pytest.approx(getattr(rows, bound), abs=0.005)
+    assert counted.low < value < counted.high
+
+
+def test_a_mean_of_intervals_averages_their_bounds_and_needs_each_of_them() -> None:
+    # given two classes' AUC intervals, and a third class with none
+    a = intervals.Interval(value=0.8, low=0.7, high=0.85)
+    b = intervals.Interval(value=0.6, low=0.5, high=0.75)
+    # when they are averaged
+    both = intervals.mean_of_intervals([a, b])
+    # then the value and each bound are the means, and a missing one leaves no mean
+    assert both is not None
+    assert (both.value, both.low, both.high) == pytest.approx((0.7, 0.6, 0.8))
+    assert intervals.mean_of_intervals([a, None]) is None
+    assert intervals.mean_of_intervals([]) is None
+
+
+def test_a_mean_of_one_vs_rest_auc_intervals_covers_at_least_its_level() -> None:
+    # given a three-class world, each class's probability one point of logit higher for
+    # its own rows, and its macro AUC on a million rows
+    rng = np.random.default_rng(13)
+
+    def draw(rows: int) -> tuple[np.ndarray, np.ndarray]:
+        y = rng.integers(0, 3, rows)
+        z = rng.normal(0.0, 1.0, (rows, 3))
+        z[np.arange(rows), y] += 1.0
+        p = np.exp(z)
+        return y, p / p.sum(axis=1, keepdims=True)
+
+    def macro(y: np.ndarray, p: np.ndarray) -> intervals.Interval | None:
+        return intervals.mean_of_intervals(
+            [intervals.auc_interval((y == c).astype(int), p[:, c], 0.95) for c in range(3)]
+        )
+
+    world = macro(*draw(1_000_000))
+    assert world is not None
+    covered = 0
+    for _ in range(400):
+        # when each window's macro AUC is the mean of its classes' intervals
+        interval = macro(*draw(300))
+        assert interval is not None
+        covered += interval.low <= world.value <= interval.high
+    # then it covers at least its level: the classes' errors do not all move together, so
+    # it is wider than it needs to be (99% here)
+    assert covered / 400 >= 0.95, covered / 400

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from flywheel import synthetic
-from flywheel.config import Settings
+from flywheel.config import MONITORED_METRICS, Settings
 from flywheel.monitoring import joined
 from flywheel.monitoring.monitor import MonitorResult, monitor
 from flywheel.monitoring.prometheus import exposition
@@ -134,11 +134,50 @@ def test_every_label_gives_the_samples_figures_for_each_task(
     if task == "multiclass":
         assert every.accuracy == sampled.accuracy
         _close(every.log_loss, sampled.log_loss)
+        # and the per-class figures and macro F1 too, each AUC within its 4,096 bins' ties
+        _same_classes(every, sampled, auc_within=2e-3)
+        # and the intervals of macro F1 and AUC from the counts alike the rows' bootstrap
+        # (the AUC's wider: it assumes the classes' errors move together)
+        _alike(every.macro_f1, sampled.macro_f1)
+        assert every.roc_auc and sampled.roc_auc
+        assert every.roc_auc.value == pytest.approx(sampled.roc_auc.value, abs=2e-3)
+        assert every.roc_auc.low <= sampled.roc_auc.low + 2e-3
+        assert every.roc_auc.high >= sampled.roc_auc.high - 2e-3
+        assert report.performance.classes == every.per_class
     else:
-        for metric in ("rmse", "mae", "mape"):
+        for metric in ("rmse", "mae", "mape", "r2"):
             _close(getattr(every, metric), getattr(sampled, metric))
         assert every.mean_label == pytest.approx(sampled.mean_label)
         assert every.mean_prediction == pytest.approx(sampled.mean_prediction)
+    # and what judges the window is every labelled row's: no figure is left on the sample
+    for metric in MONITORED_METRICS[task]:
+        assert report.performance.get(metric) is getattr(every, metric)
+        assert report.performance.labelled_for(metric) == every.labelled
+
+
+def _same_classes(every: Any, rows: Any, auc_within: float) -> None:
+    """The join's macro F1 and per-class figures are the rows' own, each class's AUC within
+    `auc_within` (its scores' bins tie)."""
+    assert every.macro_f1 and rows.macro_f1
+    assert every.macro_f1.value == pytest.approx(rows.macro_f1.value, rel=1e-12)
+    assert every.per_class.keys() == rows.per_class.keys()
+    for name, one in every.per_class.items():
+        theirs = rows.per_class[name]
+        assert (one.support, one.recall, one.precision) == (
+            theirs.support,
+            theirs.recall,
+            theirs.precision,
+        )
+        assert one.roc_auc and theirs.roc_auc
+        assert one.roc_auc.value == pytest.approx(theirs.roc_auc.value, abs=auc_within)
+
+
+def _alike(a: Any, b: Any) -> None:
+    """Two intervals of one value by two methods: each holds it, and is at least half as
+    wide as the other."""
+    assert a.low < a.value < a.high and b.low < b.value < b.high
+    width_a, width_b = a.high - a.low, b.high - b.low
+    assert 0.5 <= width_a / width_b <= 2.0, (a, b)
 
 
 def test_above_the_sample_every_labelled_row_is_measured(
@@ -429,3 +468,41 @@ def test_feedback_is_not_certain_to_be_unlogged_within_a_files_grace_of_the_days
     result = _result(settings, first + timedelta(days=2), first + timedelta(days=10))
     # then the feedback is not counted as for requests never logged: they may be, and were
     assert logs.NEVER_LOGGED not in result.skipped
+
+
+@pytest.mark.parametrize("task", ["regression", "multiclass"])
+def test_sums_added_bucket_by_bucket_give_each_windows_figures_from_its_rows(task: str) -> None:
+    # given two windows of rows, labels far from zero for the regression, added to the sums
+    # in three parts as three buckets would add them
+    from flywheel.monitoring import performance
+    from flywheel.problem import Problem
+
+    rng = np.random.default_rng(17)
+    n = 3000
+    window = rng.integers(0, 2, n)
+    if task == "regression":
+        problem = Problem(task="regression", label="y")
+        truth = rng.normal(1e4, 5.0, n)
+        outputs = (truth + rng.normal(0.0, 3.0, n))[:, None]
+    else:
+        problem = Problem(task="multiclass", label="y", classes=("a", "b", "c"))
+        truth = rng.integers(0, 3, n).astype(float)
+        logits = rng.normal(0.0, 1.0, (n, 3))
+        logits[np.arange(n), truth.astype(int)] += 1.0
+        outputs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    sums = joined._Sums(2, problem.width if problem.is_classifier else 1)
+    for part in np.array_split(np.arange(n), 3):
+        joined._add(sums, window[part], outputs[part], truth[part], problem)
+    for at in (0, 1):
+        # when a window's figures are taken from the sums
+        every = joined._joined(sums, at, problem, 0.95)
+        mine = window == at
+        direct = performance.measure(
+            task, truth[mine], outputs[mine], 0.95, classes=problem.output_names
+        )
+        # then they are its rows' own
+        assert every.labelled == direct.labelled == mine.sum()
+        if task == "regression":
+            _close(every.r2, direct.r2)
+        else:
+            _same_classes(every, direct, auc_within=1e-3)

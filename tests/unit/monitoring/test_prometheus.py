@@ -111,3 +111,34 @@ def test_the_metrics_carry_each_tasks_figures(
     text = prometheus.exposition([regression])
     assert re.search(r'flywheel_monitor_estimated_metric\{[^}]*metric="rmse"', text)
     assert "accuracy" not in text
+
+
+def test_each_classs_figures_are_every_labelled_rows_when_they_were_joined(
+    wine: Monitored, window: Window
+) -> None:
+    # given a multiclass window whose every labelled row was joined, with other per-class
+    # figures than its sample's
+    from flywheel.monitoring.intervals import Interval
+    from flywheel.monitoring.performance import ClassPerformance, Joined
+
+    report = window(wine, wine.unseen, "wine")
+    recall = Interval(value=0.123, low=0.1, high=0.15)
+    joined = Joined(
+        labelled=9999,
+        per_class={
+            "class_0": ClassPerformance(support=9, recall=recall, precision=None, roc_auc=None)
+        },
+    )
+    report = report.model_copy(
+        update={"performance": report.performance.model_copy(update={"every_label": joined})}
+    )
+    # when exposed
+    text = prometheus.exposition([report])
+    # then each class's metric is the join's, and the labelled rows its count
+    assert re.search(
+        r'^flywheel_monitor_class_metric\{[^}]*class="class_0"[^}]*metric="recall"[^}]*\} 0\.123$',
+        text,
+        re.M,
+    ), text
+    assert not re.search(r'class_metric\{[^}]*class="class_1"', text)
+    assert re.search(r"^flywheel_monitor_labelled_rows\{[^}]*\} 9999(\.0)?$", text, re.M)
