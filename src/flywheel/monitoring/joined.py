@@ -126,6 +126,11 @@ class _Sums:
     values: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
     shift: float | None = None
 
+    @classmethod
+    def of(cls, problem: Problem, windows: int) -> _Sums:
+        """Empty sums of `windows` windows of a version solving `problem`."""
+        return cls(windows, problem.width if problem.is_classifier else 1)
+
     def add(self, name: str, window: npt.NDArray[Any], weights: npt.ArrayLike | None) -> None:
         bins = self.classes * SCORE_BINS
         each = {
@@ -281,10 +286,7 @@ def _measure(
     problems = {v: job.contracts[v].problem for v in range(len(versions))}
     coded = {v: _text_codes(problem, list(texts)) for v, problem in problems.items()}
     spans = len(job.spans)
-    sums = {
-        v: _Sums(spans, problem.width if problem.is_classifier else 1)
-        for v, problem in problems.items()
-    }
+    sums = {v: _Sums.of(problem, spans) for v, problem in problems.items()}
     repeats = np.zeros(spans * len(versions) + 1, dtype=np.int64)
     unlogged: Counter[tuple[str, int]] = Counter()
     low, high = (t.timestamp() for t in reach.unlogged)
@@ -327,6 +329,17 @@ def _measure(
                     sums[v], i, problems[v], confidence
                 )
     return out
+
+
+def window_figures(
+    problem: Problem, outputs: npt.ArrayLike, truth: npt.ArrayLike, confidence: float
+) -> Joined:
+    """One window's labelled rows measured as the join measures a window's: from their
+    counts and sums (`truth`: class codes, or values)."""
+    answers = np.asarray(outputs, dtype=np.float64).reshape(-1, problem.width)
+    sums = _Sums.of(problem, 1)
+    _add(sums, np.zeros(len(answers), dtype=np.intp), answers, np.asarray(truth, float), problem)
+    return _joined(sums, 0, problem, confidence)
 
 
 def _answer_rows(
@@ -657,8 +670,14 @@ def _multiclass(
         for c, name in enumerate(problem.output_names)
     }
     return {
+        # 1,000 resamples, not the rows' 200: cheap on counts, and their percentiles are
+        # less noisy (it covered 93% at 1,000 rows with 200, 95% with 1,000).
         "macro_f1": intervals.bootstrap_counts(
-            macro_f1_of_counts, counts, float(macro_f1_of_counts(counts)), confidence
+            macro_f1_of_counts,
+            counts,
+            float(macro_f1_of_counts(counts)),
+            confidence,
+            resamples=1_000,
         ),
         "per_class": per_class,
         "roc_auc": intervals.mean_of_intervals([one.roc_auc for one in per_class.values()]),

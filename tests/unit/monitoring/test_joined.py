@@ -490,7 +490,7 @@ def test_sums_added_bucket_by_bucket_give_each_windows_figures_from_its_rows(tas
         logits = rng.normal(0.0, 1.0, (n, 3))
         logits[np.arange(n), truth.astype(int)] += 1.0
         outputs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    sums = joined._Sums(2, problem.width if problem.is_classifier else 1)
+    sums = joined._Sums.of(problem, 2)
     for part in np.array_split(np.arange(n), 3):
         joined._add(sums, window[part], outputs[part], truth[part], problem)
     for at in (0, 1):
