@@ -96,6 +96,25 @@ def test_false_alarms_are_judged_at_most_the_nominal_level_with_the_windows_erro
 def test_coverage_is_judged_93_to_97_percent_from_300_rows_and_at_least_93_below() -> None:
     found = row("coverage", "interval", {20: 0.99, 80: 0.92, 300: 0.845, 1_000: 0.95, 10_000: 0.98})
     assert found.missed == {80: ["coverage"], 300: ["coverage"], 10_000: ["coverage"]}
+    # and a conservative interval's at least 93% at every size
+    wide = row("coverage", "conservative interval", {20: 0.99, 300: 0.92, 10_000: 0.995})
+    assert wide.missed == {300: ["coverage"]}
+    assert wide.goal == ">= 93% (conservative by design)"
+
+
+def test_the_labelled_worlds_truth_is_what_draws_from_them_measure() -> None:
+    # given many rows of the regression and the multiclass world
+    rng = np.random.default_rng(3)
+    predicted, y = bench.REGRESSION.draw(rng, 400_000)
+    probabilities, classes = bench.MULTICLASS.draw(rng, 400_000)
+    # then R² is the stated formula's, and the multiclass truth is that of other rows
+    r2 = 1 - np.mean((y - predicted) ** 2) / np.var(y)
+    assert r2 == pytest.approx(bench.REGRESSION.r2, abs=0.005)
+    f1, auc = bench.MULTICLASS.truth(rows=400_000)
+    again_f1, again_auc = bench.MULTICLASS.truth()
+    assert (f1, auc) == pytest.approx((again_f1, again_auc), abs=0.005)
+    assert 0.5 < auc < 1 and 0.33 < f1 < 1
+    assert np.bincount(classes).min() > 130_000 and probabilities.sum(axis=1) == pytest.approx(1)
 
 
 def test_power_above_the_threshold_must_never_fall_and_nothing_may_fall_off_a_cliff() -> None:
@@ -137,10 +156,14 @@ def test_a_tiny_run_goes_end_to_end_and_ends_with_its_json_line(
         "region (categorical)",
         "model's scores",
         "model's performance",
+        "regression model's labels",
+        "multiclass model's labels",
         "contract",
     }
-    # the model's performance on twice the windows (its intervals' coverage has no allowance)
+    # the model's performance and labels on twice the windows (their intervals' coverage has
+    # no allowance)
     for r in summary["rows"]:
-        assert r["windows"]["20"] in ((0, 6) if r["family"] == "model's performance" else (0, 3))
+        twice = r["family"] == "model's performance" or r["family"].endswith("labels")
+        assert r["windows"]["20"] in ((0, 6) if twice else (0, 3))
     assert any(r["at_scale"] is not None for r in summary["rows"] if r["measure"] == "power")
     assert any(line.startswith("| contract check |") for line in lines)
