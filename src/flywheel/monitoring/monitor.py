@@ -316,7 +316,7 @@ def production_by_window(
     moves = [(datetime.fromisoformat(state.at), state.version) for state in history]
     if moves:
         moves[0] = (datetime.min.replace(tzinfo=UTC), moves[0][1])
-    ends = [at for at, _ in moves[1:]] + [datetime.max.replace(tzinfo=UTC)]
+    ends = [at for at, _ in moves[1:]] + [datetime.max.replace(tzinfo=UTC)] if moves else []
     held: dict[datetime, str | None] = {}
     for start, end in spans:
         longest: dict[str, timedelta] = {}

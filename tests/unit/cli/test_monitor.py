@@ -97,6 +97,19 @@ def test_monitor_with_the_store_down_is_one_error_line_and_writes_nothing(
     assert not report.exists()
 
 
+def test_monitor_of_a_project_with_nothing_registered_says_there_is_nothing_to_report(
+    flywheel: Flywheel, config_file: Path, tmp_path: Path
+) -> None:
+    # given a project that has registered nothing, so its production alias never moved
+    report = tmp_path / "monitoring.html"
+    # when monitored
+    result = flywheel("-c", str(config_file), "monitor", "--report", str(report))
+    # then it says so, with no error
+    assert result.code == 0, result.err
+    assert "No served requests and no log lines in these windows." in result.out
+    assert result.err == ""
+
+
 def test_monitor_refuses_an_until_that_is_not_a_time(
     flywheel: Flywheel, registered_config: Path
 ) -> None:

@@ -357,6 +357,8 @@ def test_each_windows_role_is_the_production_alias_of_its_time(tmp_path: Path) -
     assert [held[start] for start, _ in spans] == ["v1", "v1", "v1", "v1", "v2"]
     # and the history from a later time starts at the revision in force then
     assert [s.version for s in registry.history(PRODUCTION, since=spans[-1][0])] == ["v2"]
+    # and with no revision at all (nothing promoted yet), no window had a production version
+    assert production_by_window([], spans) == {start: None for start, _ in spans}
 
 
 def test_a_version_is_reported_as_production_for_the_windows_it_was(
