@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from flywheel.config import DEFAULT_MONITORED, Task
+from flywheel.config import DEFAULT_MONITORED, MonitoredMetric, Task
 from flywheel.monitoring.charts import Chart, Dash, Marker, Series
 from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.window import WindowReport
@@ -45,11 +45,12 @@ def _with_intervals(
     chart.add(Series(label, tuple((t, i.value) for t, i in points), marker, dash, errors=errors))
 
 
-def metric_figure(reports: Sequence[WindowReport], metric: str) -> str:
-    """A metric over time: on delayed labels, estimated (CBPE or DLE), and offline."""
+def metric_figure(reports: Sequence[WindowReport], metric: MonitoredMetric) -> str:
+    """A metric over time: on delayed labels (over every labelled row when they were all
+    joined), estimated (CBPE or DLE), and offline."""
     chart = Chart(f"{metric} over time", metric)
     for name, series in _by_version(reports).items():
-        actual = [(r.start, getattr(r.performance, metric, None)) for r in series]
+        actual = [(r.start, r.performance.get(metric)) for r in series]
         _with_intervals(chart, f"{name}: on labels", [(t, i) for t, i in actual if i], "o", "solid")
         estimated = [(r.start, r.estimate.get(metric) if r.estimate else None) for r in series]
         method = next((r.estimate.method for r in series if r.estimate), "CBPE")
@@ -128,7 +129,7 @@ def _contract(report: WindowReport) -> str:
 
 
 # The metrics each task's report plots over time, and what its estimate is.
-PLOTTED: dict[Task, tuple[str, ...]] = {
+PLOTTED: dict[Task, tuple[MonitoredMetric, ...]] = {
     "binary": ("accuracy", "roc_auc"),
     "multiclass": ("accuracy", "macro_f1", "roc_auc"),
     "regression": ("rmse", "mae"),

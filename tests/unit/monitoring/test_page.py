@@ -54,3 +54,25 @@ def test_a_perfect_window_whose_bound_rounds_inside_its_value_is_plotted(
     # when rendered, then the page is drawn (no error bar below zero length)
     page = monitoring_page([report.model_copy(update={"performance": performance})], "t", {})
     assert "1.000" in page
+
+
+def test_the_plots_of_a_metric_are_every_labelled_rows_when_they_were_joined(
+    report: WindowReport,
+) -> None:
+    # given a window whose every labelled row was joined, its accuracy other than the sample's
+    from flywheel.monitoring.intervals import Interval
+    from flywheel.monitoring.performance import Joined
+
+    joined = Joined(labelled=5000, accuracy=Interval(value=0.5, low=0.49, high=0.51))
+    every = report.model_copy(
+        update={"performance": report.performance.model_copy(update={"every_label": joined})}
+    )
+    # when its accuracy is plotted, then the plot is the join's, not the sample's
+    assert report.performance.accuracy is not None
+    assert report.performance.accuracy.value != 0.5
+    assert page.metric_figure([every], "accuracy") != page.metric_figure([report], "accuracy")
+    sampled_only = report.performance.model_copy(
+        update={"accuracy": joined.accuracy, "every_label": None}
+    )
+    same = report.model_copy(update={"performance": sampled_only})
+    assert page.metric_figure([every], "accuracy") == page.metric_figure([same], "accuracy")
