@@ -29,6 +29,7 @@ import math
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -206,7 +207,14 @@ def join_labels(
                 pool.executor.submit(_spill_in_worker, storage.uri, storage, job, *part)
                 for part in parts
             ]
-            spilled = [f.result() for f in futures]
+            try:
+                spilled = [f.result() for f in futures]
+            finally:
+                # Stopped (by a signal, or a worker's error), the scratch is removed only
+                # once no worker writes in it: the pool would wait for them anyway.
+                for future in futures:
+                    future.cancel()
+                wait(futures)
         return _measure(job, spilled, versions, known, reach, confidence)
 
 

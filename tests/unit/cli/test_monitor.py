@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -162,3 +168,55 @@ def test_a_malformed_partition_or_a_report_path_that_is_a_directory_is_one_line(
     result = flywheel("-c", str(registered_config), "monitor", "--report", "/tmp")
     assert result.code == 2
     assert "is a directory" in result.text and "Traceback" not in result.text
+
+
+def test_sigterm_mid_join_stops_the_look_and_leaves_nothing_behind(
+    registered_config: Path, tmp_path: Path
+) -> None:
+    # given an hour of traffic, half of it labelled, logged again in 400 files (the copies
+    # counted as such), so that joining every label takes a while
+    settings = load_settings(registered_config, env={})
+    store = LocalStore(settings.storage.uri)
+    generator = settings.data.generator
+    day = synthetic.generate_day(generator.start_date + timedelta(days=6), generator)
+    log_traffic(store, "loan-default", "v1", day, labelled=0.5)
+    (logged,) = [k for k in store.list("predictions/") if k.endswith(".parquet")]
+    folder, name = logged.rsplit("/", 1)
+    stamp, _, rest = name.partition("-")
+    data = store.read(logged)
+    for copy in range(400):
+        store.write(f"{folder}/{stamp}-{9000 + copy}-{rest}", data)
+    before = sorted(store.list(""))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    command = [
+        *("-c", str(registered_config), "--set", "monitoring.label_join=every"),
+        *("monitor", "--window", "hour", "--windows", "2", "--until", _next_hour()),
+        *("--workers", "2"),
+    ]
+    # when the look is sent SIGTERM once its join's workers have begun spilling (in their
+    # folders of its own scratch)
+    look = subprocess.Popen(
+        [sys.executable, "-m", "flywheel.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(scratch)},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch.glob("flywheel-join-*/*")) and look.poll() is None:
+        assert time.monotonic() < deadline, "the join never began"
+        time.sleep(0.005)
+    look.send_signal(signal.SIGTERM)
+    code = look.wait(timeout=30)
+    # then it stops (128 + 15) without a traceback, its spill is gone, no process of its
+    # group is left, and the store holds what it held: no record, no summary
+    assert code == 128 + signal.SIGTERM, look.communicate()
+    assert "Traceback" not in look.communicate()[1]
+    assert list(scratch.iterdir()) == []
+    time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(look.pid, 0)
+        raise AssertionError("a process of the look outlived it")
+    assert sorted(store.list("")) == before
