@@ -119,6 +119,8 @@ def test_helm_lint_strict(values: Path | None) -> None:
         # its Service is ClusterIP, whatever the values say
         (["ui.service.type=NodePort"], "at '/ui/service': additional properties 'type'"),
         (["ui.port=80"], "at '/ui/port': minimum"),
+        # the engine's scratch is a quantity
+        (["triggers.scratch=lots"], "at '/triggers/scratch'"),
     ],
 )
 def test_invalid_values_fail_naming_the_key(sets: list[str], message: str) -> None:
@@ -776,6 +778,17 @@ def test_monitoring_fans_out_over_the_partitions_it_lists_then_merges_and_decide
         container = templates[name]["container"]
         assert container["securityContext"]["runAsNonRoot"] is True
         assert container["resources"] == templates["decide"]["container"]["resources"]
+    # and a /tmp of the values' size: a day's compacted log, or the join's spill, fits
+    volumes = {v["name"]: v for v in cron["spec"]["workflowSpec"]["volumes"]}
+    (tmp,) = [
+        m for m in templates["monitor"]["container"]["volumeMounts"] if m["mountPath"] == "/tmp"
+    ]
+    assert volumes[tmp["name"]]["emptyDir"] == {"sizeLimit": "2Gi"}
+    bigger = _render(EXAMPLES[0], "triggers.scratch=8Gi")
+    cron = next(d for d in bigger if d["kind"] == "CronWorkflow")
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}} in cron["spec"]["workflowSpec"][
+        "volumes"
+    ]
 
 
 def test_argo_lint_offline_catches_a_broken_workflow(tmp_path: Path) -> None:
