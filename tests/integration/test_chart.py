@@ -786,9 +786,8 @@ def test_monitoring_fans_out_over_the_partitions_it_lists_then_merges_and_decide
     assert volumes[tmp["name"]]["emptyDir"] == {"sizeLimit": "2Gi"}
     bigger = _render(EXAMPLES[0], "triggers.scratch=8Gi")
     cron = next(d for d in bigger if d["kind"] == "CronWorkflow")
-    assert {"name": "tmp", "emptyDir": {"sizeLimit": "8Gi"}} in cron["spec"]["workflowSpec"][
-        "volumes"
-    ]
+    volumes = {v["name"]: v for v in cron["spec"]["workflowSpec"]["volumes"]}
+    assert volumes[tmp["name"]]["emptyDir"] == {"sizeLimit": "8Gi"}
 
 
 def test_argo_lint_offline_catches_a_broken_workflow(tmp_path: Path) -> None:
