@@ -13,13 +13,15 @@ import functools
 import io
 import logging
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 from urllib.parse import urlparse
 
 from flywheel.config import StorageSettings
@@ -56,6 +58,36 @@ class ObjectNotFound(StoreError, KeyError):
 
 class ObjectExists(StoreError):
     """A create-only write found the key taken."""
+
+
+class Sink(io.RawIOBase):
+    """A file an object is being written into (`ObjectStore.writer`): what is written goes
+    to `send`; `discard()` leaves no object. Closing it (pyarrow closes the file its writer
+    wrote) does not finish the object: the writer's block does."""
+
+    def __init__(self, send: Callable[[bytes], object]) -> None:
+        super().__init__()
+        self._send = send
+        self._position = 0
+        self.discarded = False
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        if self.closed or self.discarded:
+            raise ValueError("write to a closed or discarded object")
+        chunk = bytes(data)
+        self._send(chunk)
+        self._position += len(chunk)
+        return len(chunk)
+
+    def tell(self) -> int:
+        return self._position
+
+    def discard(self) -> None:
+        """Leave no object when the writer's block ends."""
+        self.discarded = True
 
 
 class ObjectStore(ABC):
@@ -100,6 +132,24 @@ class ObjectStore(ABC):
         raises ObjectNotFound."""
         Path(path).write_bytes(self.read(key))
 
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Sink]:
+        """A file to write the object at `key` into, streamed where the store can (held
+        whole neither in memory nor on local disk): the object appears whole when the block
+        ends, or not at all when the block raises or discards it."""
+        with tempfile.TemporaryDirectory(prefix="flywheel-write-") as scratch:
+            path = Path(scratch) / "object"
+            with path.open("wb") as handle:
+                sink = Sink(handle.write)
+                yield sink
+            if not sink.discarded:
+                self.upload(key, path)
+
+    def reader(self, key: str) -> BinaryIO:
+        """A seekable file of the object at `key`, read by ranges where the store can (never
+        held whole); raises ObjectNotFound."""
+        return io.BytesIO(self.read(key))
+
     def read_optional(self, key: str) -> bytes | None:
         """The object's bytes, or None when there is none (a store that is down still
         raises)."""
@@ -143,20 +193,22 @@ class LocalStore(ObjectStore):
         return self.root / _clean(key)
 
     def read(self, key: str) -> bytes:
-        try:
-            # Strings, not Paths: pathlib's parsing was half of reading a small log file.
-            with open(os.path.join(self.uri, _clean(key)), "rb") as handle:
-                return handle.read()
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise ObjectNotFound(f"{self.location(key)}: no such object") from None
+        with self.reader(key) as handle:
+            return handle.read()
 
-    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+    def _temporary(self, key: str) -> tuple[Path, int, str]:
+        """The object's path, and a new hidden file beside it (its descriptor and name) that
+        it is written in before it is renamed into place."""
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         except OSError as error:
             raise StoreError(f"cannot write {self.location(key)}: {error}") from error
+        return path, fd, tmp
+
+    def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        path, fd, tmp = self._temporary(key)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
@@ -189,6 +241,39 @@ class LocalStore(ObjectStore):
             if tmp:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Sink]:
+        path, fd, tmp = self._temporary(key)
+
+        def send(data: bytes) -> None:
+            try:
+                handle.write(data)
+            except OSError as error:
+                raise StoreError(f"cannot write {self.location(key)}: {error}") from error
+
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                sink = Sink(send)
+                yield sink
+                if sink.discarded:
+                    return
+                try:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    os.replace(tmp, path)
+                except OSError as error:
+                    raise StoreError(f"cannot write {self.location(key)}: {error}") from error
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def reader(self, key: str) -> BinaryIO:
+        try:
+            # Strings, not Paths: pathlib's parsing was half of reading a small log file.
+            return open(os.path.join(self.uri, _clean(key)), "rb")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ObjectNotFound(f"{self.location(key)}: no such object") from None
 
     def download(self, key: str, path: Path) -> None:
         try:
@@ -345,8 +430,15 @@ class S3Store(ObjectStore):
             ) from None
 
     def read(self, key: str) -> bytes:
+        return self._range(key)
+
+    def _range(self, key: str, offset: int = 0, length: int = 0) -> bytes:
+        """The object's bytes from `offset`, `length` of them (0: to its end)."""
+
         def get() -> bytes:
-            response = self.client.get_object(self.bucket, self._key(key))
+            response = self.client.get_object(
+                self.bucket, self._key(key), offset=offset, length=length
+            )
             try:
                 return bytes(response.read())
             finally:
@@ -398,6 +490,71 @@ class S3Store(ObjectStore):
             f"read {self.location(key)}",
             lambda: self.client.fget_object(self.bucket, self._key(key), str(path)),
         )
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[Sink]:
+        # A multipart upload fed from this thread: the object appears when the upload
+        # completes, after the last part; a block that raises or discards makes the
+        # upload's read raise, and the SDK then aborts it, so no object appears.
+        action = f"write {self.location(key)}"
+        parts: queue.Queue[bytes | _Abort | None] = queue.Queue(maxsize=_QUEUED_WRITES)
+        failed: list[BaseException] = []
+
+        def upload() -> None:
+            source = _Fed(parts)
+            try:
+                self._call(
+                    action,
+                    lambda: self.client.put_object(
+                        self.bucket,
+                        self._key(key),
+                        cast(BinaryIO, source),
+                        length=-1,
+                        part_size=STREAM_PART,
+                    ),
+                )
+            except BaseException as error:
+                failed.append(error)
+            finally:
+                source.drain()
+
+        thread = threading.Thread(target=upload, name="flywheel-upload", daemon=True)
+        thread.start()
+
+        def send(item: bytes | _Abort | None) -> None:
+            while True:
+                if failed:
+                    raise failed[0]
+                if not thread.is_alive():
+                    raise StoreError(f"{action}: the upload stopped")
+                with contextlib.suppress(queue.Full):
+                    parts.put(item, timeout=0.2)
+                    return
+
+        sink = Sink(send)
+        try:
+            yield sink
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                send(_Abort())
+            thread.join()
+            raise
+        if sink.discarded:
+            with contextlib.suppress(BaseException):
+                send(_Abort())
+            thread.join()
+            return
+        send(None)
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    def reader(self, key: str) -> BinaryIO:
+        stat = self._call(
+            f"read {self.location(key)}",
+            lambda: self.client.stat_object(self.bucket, self._key(key)),
+        )
+        return cast(BinaryIO, _Ranged(self, key, int(stat.size or 0)))
 
     def _written_by(self, key: str, token: str) -> bool:
         """Whether the object at `key` was made by the create-only write carrying `token`.
@@ -460,6 +617,96 @@ class S3Store(ObjectStore):
         action = f"create bucket {self.bucket}"
         if not self._call(action, lambda: self.client.bucket_exists(self.bucket)):
             self._call(action, lambda: self.client.make_bucket(self.bucket))
+
+
+# A streamed upload's part (S3's least is 5 MiB), and the writes queued ahead of it.
+STREAM_PART = 16 * 1024 * 1024
+_QUEUED_WRITES = 16
+# A ranged read asks for at least this much, and keeps it for the reads that follow.
+_READ_AHEAD = 4 * 1024 * 1024
+
+
+class _Abort:
+    """What a writer's block sends its upload when it raises or discards the object."""
+
+
+class _Fed(io.RawIOBase):
+    """The stream a streamed upload reads: the writer's bytes, from a queue; a read raises
+    when the writer aborts, so that the SDK aborts the upload."""
+
+    def __init__(self, parts: queue.Queue[bytes | _Abort | None]) -> None:
+        super().__init__()
+        self._parts = parts
+        self._held = bytearray()
+        self._ended = False
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        while not self._ended and (size < 0 or len(self._held) < size):
+            item = self._parts.get()
+            if isinstance(item, _Abort):
+                self._ended = True
+                raise StoreError("the object's writer stopped: upload aborted")
+            if item is None:
+                self._ended = True
+            else:
+                self._held.extend(item)
+        taken = len(self._held) if size < 0 else min(size, len(self._held))
+        out = bytes(self._held[:taken])
+        del self._held[:taken]
+        return out
+
+    def drain(self) -> None:
+        """Take whatever the writer still sends, so that it never waits on a full queue."""
+        while True:
+            try:
+                self._parts.get_nowait()
+            except queue.Empty:
+                return
+
+
+class _Ranged(io.RawIOBase):
+    """An object on S3 as a seekable file, read by ranged GETs of at least _READ_AHEAD."""
+
+    def __init__(self, store: S3Store, key: str, size: int) -> None:
+        super().__init__()
+        self._store, self._key, self._size = store, key, size
+        self._position = 0
+        self._start, self._held = 0, b""
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(base + offset, 0)
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        end = self._size if size < 0 else min(self._position + size, self._size)
+        if end <= self._position:
+            return b""
+        inside = self._start <= self._position and end <= self._start + len(self._held)
+        if not inside:
+            length = max(end - self._position, _READ_AHEAD)
+            held = self._store._range(self._key, self._position, length)
+            self._start, self._held = self._position, held
+        out = self._held[self._position - self._start : end - self._start]
+        self._position += len(out)
+        return out
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def open_store(uri: str, settings: StorageSettings | None = None) -> ObjectStore:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 
 from flywheel import synthetic
@@ -124,7 +127,10 @@ def test_monitor_reads_a_real_servers_log_from_s3_and_records_each_window(
 
 
 def test_summaries_compaction_and_a_second_look_on_s3(
-    registered: Settings, s3_env: Callable[[str], list[str]]
+    registered: Settings,
+    s3_env: Callable[[str], list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     # given the registry in a bucket, and Parquet logs of two days ago in three files
     from harness.traffic import parquet_traffic
@@ -159,3 +165,17 @@ def test_summaries_compaction_and_a_second_look_on_s3(
     assert tables.COMPACTED in compacted and first.housekeeping.removed == 3
     rows = [[r.health.rows for r in look.reports if r.start == day] for look in (first, again)]
     assert rows == [[900], [900]]
+    # and when a late file of that day arrives, the next look's housekeeping compacts it
+    # with the compacted file, both streamed, nothing copied to local disk (no scratch)
+    parquet_traffic(store, "v1", 200, day + timedelta(hours=20), seed=7)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-scratch"))
+    later += timedelta(minutes=1)
+    third = monitor(settings, stores.registry, stores.source, until=midnight, now=later)
+    assert store.list(f"predictions/loan-default/v1/{day:%Y-%m-%d}/") == [compacted]
+    assert third.housekeeping.removed == 1
+    assert not (tmp_path / "no-scratch").exists()
+    later += timedelta(minutes=1)
+    fourth = monitor(settings, stores.registry, stores.source, until=midnight, now=later)
+    assert [r.health.rows for r in fourth.reports if r.start == day] == [1100]
+    with store.reader(compacted) as opened:
+        assert pq.ParquetFile(opened).metadata.num_rows == 1100

@@ -21,6 +21,7 @@ from flywheel.registry import AliasConflict, Registry
 from flywheel.storage import (
     ObjectExists,
     ObjectNotFound,
+    ObjectStore,
     S3Store,
     StoreError,
     StoreUnavailable,
@@ -337,3 +338,73 @@ def test_the_pipeline_runs_with_s3_as_store_and_source(
     assert f"cannot reach the S3 endpoint 127.0.0.1:{port}" in down.stderr
     assert [m.version for m in registry.versions()] == ["v1"]
     assert registry.resolve("production") == "v1"
+
+
+def _write_then_fail(store: ObjectStore, data: bytes) -> None:
+    """Write `data` to logs/day.parquet through a writer whose block then raises."""
+    with store.writer("logs/day.parquet") as out:
+        out.write(data)
+        raise RuntimeError("the source broke")
+
+
+def _uploads(store: S3Store) -> list[str]:
+    """The multipart uploads begun and neither completed nor aborted (the SDK's own call)."""
+    found = store.client._list_multipart_uploads(store.bucket)
+    return [u.object_name for u in found.uploads]
+
+
+def test_a_streamed_write_appears_whole_after_its_last_part_and_reads_back_by_ranges(
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given parts of S3's least size, and more than two parts of bytes
+    from flywheel import storage
+
+    monkeypatch.setattr(storage, "STREAM_PART", 5 * 1024 * 1024)
+    data = os.urandom(12 * 1024 * 1024 + 17)
+    # when written through a writer, a megabyte at a time
+    with store.writer("logs/day.parquet") as out:
+        for start in range(0, len(data), 1024 * 1024):
+            out.write(data[start : start + 1024 * 1024])
+        # then nothing is there until the block ends
+        assert not store.exists("logs/day.parquet")
+    assert store.read("logs/day.parquet") == data
+    # and a reader reads any range of it, seeking from either end
+    with store.reader("logs/day.parquet") as opened:
+        opened.seek(-100, os.SEEK_END)
+        assert opened.read() == data[-100:]
+        opened.seek(6 * 1024 * 1024 - 3)
+        assert opened.read(10) == data[6 * 1024 * 1024 - 3 : 6 * 1024 * 1024 + 7]
+        assert opened.read(0) == b""
+    with pytest.raises(ObjectNotFound):
+        store.reader("logs/none.parquet")
+
+
+def test_a_streamed_write_that_raises_or_discards_leaves_the_old_object_and_no_upload(
+    store: S3Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given an object, and parts of S3's least size
+    from flywheel import storage
+
+    monkeypatch.setattr(storage, "STREAM_PART", 5 * 1024 * 1024)
+    store.write("logs/day.parquet", b"old")
+    # when a writer's block raises after two parts went up, and another discards
+    with pytest.raises(RuntimeError, match="the source broke"):
+        _write_then_fail(store, os.urandom(11 * 1024 * 1024))
+    with store.writer("logs/day.parquet") as out:
+        out.write(os.urandom(11 * 1024 * 1024))
+        out.discard()
+    # then the old object is there, unchanged, and no upload was left begun
+    assert store.read("logs/day.parquet") == b"old"
+    assert _uploads(store) == []
+
+
+def test_a_streamed_write_to_a_store_that_is_down_is_one_store_error() -> None:
+    (port,) = free_ports(1)
+    down = open_store(
+        "s3://flywheel/store", StorageSettings(endpoint=f"127.0.0.1:{port}", secure=False)
+    )
+    with (
+        pytest.raises(StoreUnavailable, match="cannot reach the S3 endpoint"),
+        down.writer("logs/day.parquet") as out,
+    ):
+        out.write(b"rows")

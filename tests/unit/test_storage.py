@@ -104,3 +104,47 @@ def test_a_missing_directory_is_an_error_unless_asked_to_create_it(tmp_path: Pat
     # when a command that creates stores (data generate, a run's registry) checks it
     store.check(create=True)
     assert (tmp_path / "dta").is_dir()
+
+
+def test_a_written_object_appears_whole_when_its_block_ends(tmp_path: Path) -> None:
+    # given a key that holds an object
+    store = LocalStore(tmp_path)
+    store.write("day.parquet", b"old")
+    # when a writer writes it anew, then the old object stays until the block ends
+    with store.writer("day.parquet") as out:
+        out.write(b"new ")
+        out.write(bytearray(b"bytes"))
+        assert store.read("day.parquet") == b"old" and out.tell() == 9
+    # and the new one replaces it whole, with nothing else left in its folder
+    assert store.read("day.parquet") == b"new bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day.parquet"]
+    with store.reader("day.parquet") as opened:
+        opened.seek(4)
+        assert opened.read() == b"bytes"
+    with pytest.raises(ObjectNotFound):
+        store.reader("none.parquet")
+
+
+def test_a_writer_that_raises_or_discards_leaves_the_old_object_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(tmp_path)
+    store.write("day.parquet", b"old")
+    # when a writer's block raises halfway, or discards what it wrote
+    with pytest.raises(RuntimeError, match="the source broke"):
+        _write_then_fail(store)
+    with store.writer("day.parquet") as out:
+        out.write(b"nothing to gain")
+        out.discard()
+    with store.writer("other.parquet") as out:
+        out.discard()
+    # then the old object is there, unchanged, and no other file is
+    assert store.read("day.parquet") == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["day.parquet"]
+
+
+def _write_then_fail(store: LocalStore) -> None:
+    """Write half an object through a writer whose block then raises."""
+    with store.writer("day.parquet") as out:
+        out.write(b"half")
+        raise RuntimeError("the source broke")

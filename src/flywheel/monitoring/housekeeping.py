@@ -4,19 +4,20 @@ and logs, summaries and window records older than `monitoring.retention_days` re
 `flywheel monitor` runs both at the end of a look that records, after its records and
 summaries are stored, so a failure here never costs a report. Compaction is safe at every
 step: the summary that holds the day's files learns the compacted file's key first, the
-compacted file is written whole (a temporary file, uploaded), and only then are the small
-files removed; a look in between reads every row once, whichever files it finds.
+compacted file is written whole (streamed to the store, where it appears only once
+complete), and only then are the small files removed; a look in between reads every row
+once, whichever files it finds. Nothing is copied to local disk: an earlier compacted file
+is read by ranges, a row group at a time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-import tempfile
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 from flywheel import logformat
 from flywheel.config import Settings
@@ -24,7 +25,7 @@ from flywheel.monitoring import logs, tables
 from flywheel.monitoring.records import PREFIX as RECORDS
 from flywheel.monitoring.summary import SUMMARIES, DaySummary, labels_key, summary_key
 from flywheel.monitoring.tables import LogFile
-from flywheel.storage import ObjectNotFound, ObjectStore, StoreError
+from flywheel.storage import ObjectNotFound, ObjectStore, Sink, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +85,11 @@ def _compact_day(
     if not small or (len(small) < 2 and len(sources) == len(small)):
         return None  # nothing to gain
     _hold(store, kind, holder, target)
-    with tempfile.TemporaryDirectory(prefix="flywheel-compact-") as scratch:
-        local = Path(scratch) / "day.parquet"
-        kept = _write(store, sources, local, model, version)
+    with store.writer(target) as out:
+        kept = _write(store, sources, out, model, version)
         if not kept:
+            out.discard()
             return None
-        store.upload(target, local)
     for file in kept:
         if file.key != target:
             store.delete(file.key)
@@ -99,12 +99,12 @@ def _compact_day(
 
 
 def _write(
-    store: ObjectStore, sources: list[LogFile], local: Path, model: str, version: str
+    store: ObjectStore, sources: list[LogFile], out: Sink, model: str, version: str
 ) -> list[LogFile]:
-    """The sources' rows into one Parquet file at `local`, in row groups of up to
+    """The sources' rows into one Parquet file written to `out`, in row groups of up to
     `_ROW_GROUP` rows; the sources it holds (a file that cannot be read, or of other
     columns, stays where it is). A minute's file is read from memory; an earlier compacted
-    file, which can be large, from a local copy a row group at a time."""
+    file, which can be large, by ranges a row group at a time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -119,18 +119,17 @@ def _write(
 
     try:
         for file in sources:
-            with tempfile.TemporaryDirectory(dir=local.parent) as scratch:
+            with contextlib.ExitStack() as opened:
                 try:
                     if tables.COMPACTED in file.key:
-                        store.download(file.key, Path(scratch) / "copy.parquet")
-                        source = pq.ParquetFile(Path(scratch) / "copy.parquet")
+                        source = pq.ParquetFile(opened.enter_context(store.reader(file.key)))
                     else:
                         source = pq.ParquetFile(pa.BufferReader(store.read(file.key)))
                     schema = source.schema_arrow.remove_metadata()
                     if writer is None:
                         meta = {b"model": model.encode(), b"version": version.encode()}
                         writer = pq.ParquetWriter(
-                            local,
+                            out,
                             schema.with_metadata(meta),
                             compression=logformat.COMPACTED_COMPRESSION,
                         )

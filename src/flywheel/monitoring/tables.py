@@ -9,7 +9,6 @@ import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from flywheel import logformat
@@ -188,8 +187,8 @@ def _typed_table(
     return typed if typed.num_rows else None
 
 
-# A day's compacted file can hold millions of rows: it is read by row groups from a local
-# copy, never held whole in memory.
+# A day's compacted file can hold millions of rows: it is read by row groups, by ranges
+# (`ObjectStore.reader`), never held whole in memory nor copied to local disk.
 COMPACTED = "compacted"
 
 
@@ -214,18 +213,14 @@ def prediction_tables(
         if table is not None:
             yield table
         return
-    import tempfile
-
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     width = contract.problem.width
     wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width, answers)
-    with tempfile.TemporaryDirectory(prefix="flywheel-log-") as scratch:
-        local = Path(scratch) / "log.parquet"
-        store.download(file.key, local)
+    with store.reader(file.key) as opened:
         try:
-            source = pq.ParquetFile(local)
+            source = pq.ParquetFile(opened)
             meta = source.schema_arrow.metadata
             names = [f.name for f in wanted if f.name in source.schema_arrow.names]
             if answers and not _fits(source.schema_arrow, contract, model, file.version):
