@@ -20,7 +20,7 @@ from flywheel.monitoring import logs
 from flywheel.monitoring.logs import Label, Skipped
 from flywheel.monitoring.reading import Pool
 from flywheel.monitoring.summary import WindowSummary, labels_key
-from flywheel.monitoring.tables import LogFile, feedback_table, log_files
+from flywheel.monitoring.tables import LogFile, feedback_tables, log_files
 from flywheel.storage import ObjectStore, open_store
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ def _read_labels(
 
     out = []
     for file in files:
-        table = feedback_table(store, file, model, skipped)
-        if table is not None:
+        for table in feedback_tables(store, file, model, skipped):
             out.append(table.filter(pa.array(keep(table.column(logformat.KEY).to_numpy()))))
     return out
 

@@ -47,7 +47,7 @@ from flywheel.monitoring.intervals import Interval
 from flywheel.monitoring.logs import Skipped
 from flywheel.monitoring.performance import Joined, class_performance, macro_f1_of_counts
 from flywheel.monitoring.reading import Pool
-from flywheel.monitoring.tables import LogFile, feedback_table, log_files, prediction_tables
+from flywheel.monitoring.tables import LogFile, feedback_tables, log_files, prediction_tables
 from flywheel.problem import Problem
 from flywheel.storage import ObjectStore, open_store
 
@@ -259,7 +259,7 @@ class _Job:
             (
                 _label_rows(table, n, v, self.until, texts)
                 for n, (v, file) in feedback
-                if (table := feedback_table(store, file, self.model, skipped)) is not None
+                for table in feedback_tables(store, file, self.model, skipped)
             ),
         )
         return _Spilled(folder / "served", folder / "labels", tuple(texts))

@@ -213,17 +213,30 @@ def prediction_tables(
         if table is not None:
             yield table
         return
+    width = contract.problem.width
+    wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width, answers)
+    yield from _compacted(store, file, model, wanted, skipped, contract if answers else None)
+
+
+def _compacted(
+    store: ObjectStore,
+    file: LogFile,
+    model: str,
+    wanted: pa.Schema,
+    skipped: Skipped,
+    fit: Contract | None = None,
+) -> Iterator[pa.Table]:
+    """A compacted day's file as `_typed` reads a file, read by ranges a row group at a
+    time: it can hold millions of rows."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    width = contract.problem.width
-    wanted = _monitored_schema(tuple(contract.numeric), tuple(contract.categorical), width, answers)
     with store.reader(file.key) as opened:
         try:
             source = pq.ParquetFile(opened)
             meta = source.schema_arrow.metadata
             names = [f.name for f in wanted if f.name in source.schema_arrow.names]
-            if answers and not _fits(source.schema_arrow, contract, model, file.version):
+            if fit is not None and not _fits(source.schema_arrow, fit, model, file.version):
                 # Of the wrong type, as the whole rows read would show: left out alike.
                 skipped.add(file.version, file.written, WRONG_TYPE, source.metadata.num_rows)
                 return
@@ -263,6 +276,18 @@ def prediction_table(
         table = logformat.prediction_table(entries, numeric, categorical, width)
         return table.select(wanted.names) if table.num_rows else None
     return _typed(data, file, model, wanted, skipped, contract if answers else None)
+
+
+def feedback_tables(
+    store: ObjectStore, file: LogFile, model: str, skipped: Skipped
+) -> Iterator[pa.Table]:
+    """`feedback_table`, a compacted day's file read row group by row group."""
+    if COMPACTED not in file.key:
+        table = feedback_table(store, file, model, skipped)
+        if table is not None:
+            yield table
+        return
+    yield from _compacted(store, file, model, monitored(logformat.feedback_schema()), skipped)
 
 
 def feedback_table(

@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from pydantic import ValidationError
 
@@ -26,10 +27,9 @@ def _settings(registered: Settings, store: LocalStore, **monitoring: object) -> 
     )
 
 
-def test_a_settled_days_files_are_compacted_into_one_and_counted_once(
-    registered: Settings, store: LocalStore
-) -> None:
-    # given three files of production's traffic two days ago, and feedback for some of it
+def _settled_day(store: LocalStore) -> tuple[datetime, datetime]:
+    """Three files of production's traffic two days ago (600 rows), and two files of
+    feedback for 50 of its requests; that day and today's midnight."""
     from flywheel import logformat
 
     midnight = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -50,6 +50,14 @@ def test_a_settled_days_files_are_compacted_into_one_and_counted_once(
                 feedback.slice(n * 25, 25), {"model": "loan-default", "version": "v1"}
             ),
         )
+    return day, midnight
+
+
+def test_a_settled_days_files_are_compacted_into_one_and_counted_once(
+    registered: Settings, store: LocalStore
+) -> None:
+    # given three files of production's traffic two days ago, and feedback for some of it
+    day, midnight = _settled_day(store)
     settings = _settings(registered, store)
     stores = Stores(settings)
     # when monitoring looks and keeps house
@@ -75,6 +83,35 @@ def test_a_settled_days_files_are_compacted_into_one_and_counted_once(
     assert [r.health.rows for r in after] == [r.health.rows for r in before] == [600]
     assert after[0].performance.labelled == before[0].performance.labelled == 50
     assert again.housekeeping.compacted == ()
+
+
+def test_a_compacted_days_feedback_is_read_a_row_group_at_a_time_and_joined_whole(
+    registered: Settings, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # given a settled day compacted in row groups of 20 rows
+    from flywheel.monitoring import housekeeping
+
+    monkeypatch.setattr(housekeeping, "_ROW_GROUP", 20)
+    day, midnight = _settled_day(store)
+    settings = _settings(registered, store)
+    stores = Stores(settings)
+    monitor(settings, stores.registry, stores.source, until=midnight, now=midnight)
+    (compacted,) = tables.log_files(store, logs.FEEDBACK, "loan-default", "v1", day.date())
+    assert tables.COMPACTED in compacted.key
+    # when its feedback is read, then it comes a row group at a time, the file's rows
+    parts = list(tables.feedback_tables(store, compacted, "loan-default", Skipped()))
+    whole = tables.feedback_table(store, compacted, "loan-default", Skipped())
+    assert len(parts) > 1 and max(p.num_rows for p in parts) <= 20
+    assert whole is not None and pa.concat_tables(parts).equals(whole)
+    # and a look that joins every label to every row joins all 50 from the compacted files
+    every = settings.model_copy(
+        update={"monitoring": settings.monitoring.model_copy(update={"label_join": "every"})}
+    )
+    later = midnight + timedelta(minutes=1)
+    result = monitor(every, stores.registry, stores.source, until=midnight, now=later)
+    (report,) = [r for r in result.reports if r.start == day]
+    assert report.performance.every_label is not None
+    assert report.performance.every_label.labelled == 50
 
 
 def test_what_is_older_than_the_retention_is_removed_once_a_day(
