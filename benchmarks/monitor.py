@@ -35,7 +35,10 @@ in the page cache):
    peers have no counterpart of it). On two cores the looks summarise with `--workers 2`;
 7. `joined_2cpu` and `joined_1cpu`: a first look again, on a fresh copy, with every label
    joined to every row (`monitoring.label_join: every`), and `relook_joined_*` its re-look
-   after the same new minute: each must measure every label the day was given.
+   after the same new minute: each must measure every label the day was given;
+8. `compacted_joined_2cpu` and `compacted_joined_1cpu`: every label joined again once
+   `compact_*` has compacted the day, whose compacted files are read a row group at a
+   time (its memory is judged with the join's).
 
 Flywheel's modules are compiled to bytecode beforehand, as installing it compiles them. For
 each: wall time, rows/s and peak resident memory (the process and its children, polled
@@ -105,6 +108,8 @@ PEERS = {
     "joined_1cpu": "Flywheel monitor, every label joined, 1 CPU",
     "relook_joined_2cpu": "Flywheel re-look, every label joined, 2 cores",
     "relook_joined_1cpu": "Flywheel re-look, every label joined, 1 CPU",
+    "compacted_joined_2cpu": "Flywheel, every label joined, day compacted, 2 cores",
+    "compacted_joined_1cpu": "Flywheel, every label joined, day compacted, 1 CPU",
     "evidently": "Evidently 0.7.23, DataDriftPreset",
     "nannyml": "NannyML 0.13.1, univariate drift + CBPE",
 }
@@ -597,6 +602,15 @@ def run_flywheel(
         out[tidy] = measure(
             [*command[:-1], "--housekeeping"], folder / f"{tidy}.log", cwd=folder, cpus=cpus
         )
+        # Every label joined on the compacted day: its files read a row group at a time.
+        after = name.replace("flywheel", "compacted_joined")
+        config = write_config(folder / f"{after}.yaml", store, project.batches, "every")
+        out[after] = measure(
+            [*command[:2], str(config), *command[3:]],
+            folder / f"{after}.log",
+            cwd=folder,
+            cpus=cpus,
+        )
     shutil.rmtree(store, ignore_errors=True)
     # A first look again, on a fresh copy, with every label joined to every row.
     copy_store(logs.store, store)
@@ -757,11 +771,19 @@ def goals(by_size: dict[int, dict[str, dict[str, Any]]]) -> dict[str, tuple[bool
     if why or joined is None:
         out[name] = (None, why or "not measured")
     else:
+        # Its memory with the day compacted too, when that was measured.
+        after = at(BIG, "compacted_joined_1cpu")
+        peak = max(
+            joined["peak_mb"], after["peak_mb"] if after and after["status"] == "ok" else 0.0
+        )
         out[name] = (
-            joined["status"] == "ok"
-            and joined["wall_s"] <= GOAL_1CPU_S
-            and joined["peak_mb"] <= GOAL_MEMORY_MB,
-            f"{joined['wall_s']:.1f} s, peak {joined['peak_mb']:.0f} MiB"
+            joined["status"] == "ok" and joined["wall_s"] <= GOAL_1CPU_S and peak <= GOAL_MEMORY_MB,
+            f"{joined['wall_s']:.1f} s, peak {peak:.0f} MiB"
+            + (
+                f" ({after['peak_mb']:.0f} MiB compacted)"
+                if after and after["status"] == "ok"
+                else ""
+            )
             if joined["status"] == "ok"
             else joined["status"],
         )
