@@ -432,12 +432,18 @@ class S3Store(ObjectStore):
     def read(self, key: str) -> bytes:
         return self._range(key)
 
-    def _range(self, key: str, offset: int = 0, length: int = 0) -> bytes:
-        """The object's bytes from `offset`, `length` of them (0: to its end)."""
+    def _range(self, key: str, offset: int = 0, length: int = 0, etag: str = "") -> bytes:
+        """The object's bytes from `offset`, `length` of them (0: to its end); with `etag`,
+        only from that version of the object."""
+        action = f"read {self.location(key)}"
 
         def get() -> bytes:
             response = self.client.get_object(
-                self.bucket, self._key(key), offset=offset, length=length
+                self.bucket,
+                self._key(key),
+                offset=offset,
+                length=length,
+                request_headers={"If-Match": f'"{etag}"'} if etag else None,
             )
             try:
                 return bytes(response.read())
@@ -445,7 +451,10 @@ class S3Store(ObjectStore):
                 response.close()
                 response.release_conn()
 
-        return self._call(f"read {self.location(key)}", get)
+        try:
+            return self._call(action, get)
+        except ObjectExists:  # If-Match refused: replaced since it was opened
+            raise StoreError(f"{action}: the object changed while it was read") from None
 
     def write(self, key: str, data: bytes, *, create_only: bool = False) -> None:
         action = f"write {self.location(key)}"
@@ -554,7 +563,7 @@ class S3Store(ObjectStore):
             f"read {self.location(key)}",
             lambda: self.client.stat_object(self.bucket, self._key(key)),
         )
-        return cast(BinaryIO, _Ranged(self, key, int(stat.size or 0)))
+        return cast(BinaryIO, _Ranged(self, key, int(stat.size or 0), stat.etag or ""))
 
     def _written_by(self, key: str, token: str) -> bool:
         """Whether the object at `key` was made by the create-only write carrying `token`.
@@ -668,11 +677,12 @@ class _Fed(io.RawIOBase):
 
 
 class _Ranged(io.RawIOBase):
-    """An object on S3 as a seekable file, read by ranged GETs of at least _READ_AHEAD."""
+    """An object on S3 as a seekable file, read by ranged GETs of at least _READ_AHEAD, each
+    of the version opened (its ETag): one replaced meanwhile fails the read, never mixes."""
 
-    def __init__(self, store: S3Store, key: str, size: int) -> None:
+    def __init__(self, store: S3Store, key: str, size: int, etag: str) -> None:
         super().__init__()
-        self._store, self._key, self._size = store, key, size
+        self._store, self._key, self._size, self._etag = store, key, size, etag
         self._position = 0
         self._start, self._held = 0, b""
 
@@ -697,7 +707,7 @@ class _Ranged(io.RawIOBase):
         inside = self._start <= self._position and end <= self._start + len(self._held)
         if not inside:
             length = max(end - self._position, _READ_AHEAD)
-            held = self._store._range(self._key, self._position, length)
+            held = self._store._range(self._key, self._position, length, self._etag)
             self._start, self._held = self._position, held
         out = self._held[self._position - self._start : end - self._start]
         self._position += len(out)

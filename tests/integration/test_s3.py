@@ -377,6 +377,13 @@ def test_a_streamed_write_appears_whole_after_its_last_part_and_reads_back_by_ra
         assert opened.read(0) == b""
     with pytest.raises(ObjectNotFound):
         store.reader("logs/none.parquet")
+    # and a reader of an object replaced since it was opened fails, never mixing versions
+    with store.reader("logs/day.parquet") as opened:
+        assert opened.read(10) == data[:10]
+        store.write("logs/day.parquet", os.urandom(len(data)))
+        opened.seek(8 * 1024 * 1024)
+        with pytest.raises(StoreError, match="changed while it was read"):
+            opened.read(10)
 
 
 def test_a_streamed_write_that_raises_or_discards_leaves_the_old_object_and_no_upload(
