@@ -541,21 +541,18 @@ class S3Store(ObjectStore):
                     return
 
         sink = Sink(send)
+        ended = False
         try:
             yield sink
-        except BaseException:
-            with contextlib.suppress(BaseException):
-                send(_Abort())
+            if not sink.discarded:
+                send(None)
+                ended = True
+        finally:
+            if not ended:
+                with contextlib.suppress(BaseException):
+                    send(_Abort())
             thread.join()
-            raise
-        if sink.discarded:
-            with contextlib.suppress(BaseException):
-                send(_Abort())
-            thread.join()
-            return
-        send(None)
-        thread.join()
-        if failed:
+        if ended and failed:
             raise failed[0]
 
     def reader(self, key: str) -> BinaryIO:

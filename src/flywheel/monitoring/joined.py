@@ -58,9 +58,9 @@ _BUCKET_BITS = 6
 BUCKETS = 1 << _BUCKET_BITS
 _BUFFER_ROWS = 1_000_000  # rows gathered before they are spilled to the buckets' files
 _OUTSIDE = np.iinfo(np.uint32).max  # the slot of a served row outside every window
-# A binary classifier's scores are counted on this many equal bins of [0, 1] for its ROC
-# AUC: the scores of one bin count as tied.
-SCORE_BINS = 1 << 12  # 64 KiB of counts a window
+# A classifier's scores are counted on this many equal bins of [0, 1] for its ROC AUC: the
+# scores of one bin count as tied.
+SCORE_BINS = 1 << 12  # 64 KiB of counts a scored class and window
 
 # A label's text as an index into the look's list of label texts (-1: none), its number
 # (NaN: none), the version whose log it came in, and the file's place in the look's order.
@@ -120,27 +120,27 @@ class JoinedLook:
 @dataclass
 class _Sums:
     """Each window's sums, in arrays indexed by window; and a regression's label shift, the
-    first labels' mean (subtracted from every label's powers, so that they stay exact)."""
+    first labels' mean (subtracted from every label's powers, so that they stay exact).
+    A classifier's scored classes (a binary one's positive class, a multiclass one's every
+    class) have their probabilities counted on SCORE_BINS bins, for the rows of the class
+    (`own`) and the rest (`rest`)."""
 
     windows: int
     classes: int
+    scored: int = 0
     values: dict[str, npt.NDArray[np.float64]] = field(default_factory=dict)
     shift: float | None = None
 
     @classmethod
     def of(cls, problem: Problem, windows: int) -> _Sums:
         """Empty sums of `windows` windows of a version solving `problem`."""
-        return cls(windows, problem.width if problem.is_classifier else 1)
+        if not problem.is_classifier:
+            return cls(windows, 1)
+        return cls(windows, problem.width, 1 if problem.task == "binary" else problem.width)
 
     def add(self, name: str, window: npt.NDArray[Any], weights: npt.ArrayLike | None) -> None:
-        bins = self.classes * SCORE_BINS
-        each = {
-            "confusion": self.classes**2,
-            "positive": SCORE_BINS,
-            "negative": SCORE_BINS,
-            "class_positive": bins,
-            "class_negative": bins,
-        }
+        bins = self.scored * SCORE_BINS
+        each = {"confusion": self.classes**2, "own": bins, "rest": bins}
         size = self.windows * each.get(name, 1)
         found = np.bincount(window, weights=weights, minlength=size).astype(np.float64)
         have = self.values.get(name)
@@ -568,22 +568,20 @@ def _add(
     sums.add("labelled", window, None)
     if problem.is_classifier:
         y = truth.astype(np.intp)
-        k = sums.classes
+        k, m = sums.classes, sums.scored
         if problem.task == "binary":
             predicted = (outputs[:, -1] >= 0.5).astype(np.intp)
             loss = intervals.row_log_loss(y, outputs[:, -1])
-            binned = window * SCORE_BINS + _bins(outputs[:, -1])
-            sums.add("positive", binned[y == 1], None)
-            sums.add("negative", binned[y == 0], None)
         else:
             predicted = outputs.argmax(axis=1)
             chosen = outputs[np.arange(len(y)), y]
             loss = -np.log(np.clip(chosen, 1e-15, 1.0))
-            # Each class's probability, binned in that class's own bins of the window.
-            binned = (window[:, None] * k + np.arange(k)) * SCORE_BINS + _bins(outputs)
-            own = y[:, None] == np.arange(k)
-            sums.add("class_positive", binned[own], None)
-            sums.add("class_negative", binned[~own], None)
+        # Each scored class's probability, binned in that class's own bins of the window.
+        classes = np.arange(k - m, k)  # the last m: a binary classifier's positive class
+        binned = (window[:, None] * m + np.arange(m)) * SCORE_BINS + _bins(outputs[:, -m:])
+        own = y[:, None] == classes
+        sums.add("own", binned[own], None)
+        sums.add("rest", binned[~own], None)
         sums.add("confusion", window * k * k + y * k + predicted, None)
         sums.add("loss", window, loss)
         sums.add("loss_squares", window, loss**2)
@@ -637,13 +635,12 @@ def _joined(sums: _Sums, at: int, problem: Problem, confidence: float) -> Joined
             "log_loss": mean("loss", "loss_squares"),
             "confusion": tuple(tuple(int(c) for c in line) for line in counts),
         }
+        own = sums.values["own"].reshape(-1, sums.scored, SCORE_BINS)[at]
+        rest = sums.values["rest"].reshape(-1, sums.scored, SCORE_BINS)[at]
         if problem.task == "binary":
-            scores = slice(at * SCORE_BINS, (at + 1) * SCORE_BINS)
-            found["roc_auc"] = intervals.auc_of_counts(
-                sums.values["positive"][scores], sums.values["negative"][scores], confidence
-            )
+            found["roc_auc"] = intervals.auc_of_counts(own[0], rest[0], confidence)
         else:
-            found |= _multiclass(sums, at, counts.astype(np.int64), problem, confidence)
+            found |= _multiclass(own, rest, counts.astype(np.int64), problem, confidence)
         return Joined(labelled=n, unusable_labels=unusable, **found)
     squared = mean("squared", "squared_squares")
     return Joined(
@@ -665,12 +662,14 @@ def _joined(sums: _Sums, at: int, problem: Problem, confidence: float) -> Joined
 
 
 def _multiclass(
-    sums: _Sums, at: int, counts: npt.NDArray[np.int64], problem: Problem, confidence: float
+    own: npt.NDArray[np.float64],
+    rest: npt.NDArray[np.float64],
+    counts: npt.NDArray[np.int64],
+    problem: Problem,
+    confidence: float,
 ) -> dict[str, Any]:
-    """A multiclass window's macro F1, per-class figures and macro ROC AUC from its sums."""
-    k = sums.classes
-    own = sums.values["class_positive"].reshape(-1, k, SCORE_BINS)[at]
-    rest = sums.values["class_negative"].reshape(-1, k, SCORE_BINS)[at]
+    """A multiclass window's macro F1, per-class figures and macro ROC AUC from its
+    confusion counts and each class's binned probabilities (its rows', the rest's)."""
     per_class = {
         name: class_performance(
             counts, c, intervals.auc_of_counts(own[c], rest[c], confidence), confidence
